@@ -1,0 +1,5 @@
+//! Kubernetes API types frontdoor reads and writes on the wire.
+
+pub mod status;
+
+pub use status::Status;

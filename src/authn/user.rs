@@ -1,0 +1,49 @@
+//! UserInfo, as k8s.io/apiserver's `user.Info`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const ANONYMOUS: &str = "system:anonymous";
+pub const ALL_AUTHENTICATED: &str = "system:authenticated";
+pub const ALL_UNAUTHENTICATED: &str = "system:unauthenticated";
+pub const SYSTEM_MASTERS: &str = "system:masters";
+
+/// Who a request acts as. Serialised with authentication.k8s.io/v1 UserInfo's field names
+/// so audit events and reviews can embed it directly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    pub fn new(name: impl Into<String>, groups: Vec<String>) -> Self {
+        UserInfo { username: name.into(), groups, ..Default::default() }
+    }
+
+    pub fn anonymous() -> Self {
+        UserInfo::new(ANONYMOUS, vec![ALL_UNAUTHENTICATED.into()])
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+
+    pub fn is_system_master(&self) -> bool {
+        self.in_group(SYSTEM_MASTERS)
+    }
+
+    /// Adds `system:authenticated` unless present, as kube's authenticated-group adder does.
+    pub fn with_authenticated_group(mut self) -> Self {
+        if self.username != ANONYMOUS && !self.in_group(ALL_AUTHENTICATED) {
+            self.groups.push(ALL_AUTHENTICATED.into());
+        }
+        self
+    }
+}

@@ -1,0 +1,60 @@
+//! The request context: one struct that travels the chain, each field filled once by the
+//! filter that owns it and read by everything after (see DESIGN.md).
+
+use crate::authn::UserInfo;
+use crate::authz::Decision;
+use crate::request_info::RequestInfo;
+use crate::tls::PeerIdentity;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// Where the router sends a request.
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// Not routed yet (the chain ended early).
+    #[default]
+    None,
+    /// Served by frontdoor itself.
+    Local,
+    /// Proxied to an aggregated backend apiserver.
+    Backend(Arc<crate::router::Backend>),
+}
+
+#[derive(Default)]
+pub struct RequestContext {
+    // request received
+    pub audit_id: String,
+    pub received: Option<Instant>,
+    pub received_at: Option<SystemTime>,
+    pub source_ips: Vec<String>,
+    pub user_agent: String,
+    pub request_uri: String,
+    // request_info
+    pub request_info: Arc<RequestInfo>,
+    // TLS
+    pub peer: Option<Arc<PeerIdentity>>,
+    // authentication
+    pub user: Option<UserInfo>,
+    pub authenticator: &'static str,
+    // impersonation: `impersonated` is who the request acts as; `user` stays the original
+    pub impersonated: Option<UserInfo>,
+    // flow control
+    pub inflight: Option<crate::flowcontrol::Permit>,
+    // audit
+    pub audit: Option<crate::audit::AuditState>,
+    // authorization
+    pub decision: Option<(Decision, String)>,
+    // router
+    pub route: Route,
+    // outcome, for metrics, audit and the access log
+    pub response_code: u16,
+    /// Held while this request counts toward the graceful-shutdown drain.
+    pub drain: Option<crate::filters::shutdown::DrainGuard>,
+}
+
+impl RequestContext {
+    /// The user the request acts as: the impersonated one if any, else the authenticated one.
+    pub fn effective_user(&self) -> Option<&UserInfo> {
+        self.impersonated.as_ref().or(self.user.as_ref())
+    }
+}

@@ -1,0 +1,4 @@
+//! Endpoints frontdoor serves itself that are not API resources.
+
+pub mod health;
+pub mod version;

@@ -1,0 +1,69 @@
+//! Request received: the audit ID (a client-sent `Audit-ID` is kept), the received time,
+//! the source IPs, the user agent. kube's WithAuditInit + WithRequestReceivedTimestamp.
+
+use crate::context::RequestContext;
+use pingora::http::RequestHeader;
+use std::time::{Instant, SystemTime};
+
+pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestContext) {
+    ctx.received = Some(Instant::now());
+    ctx.received_at = Some(SystemTime::now());
+    ctx.audit_id = req
+        .headers
+        .get("Audit-ID")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ctx.request_uri = req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
+    ctx.source_ips = source_ips(req, client_addr);
+}
+
+/// kube's `utilnet.SourceIPs`: X-Forwarded-For entries, then X-Real-Ip, then the peer,
+/// without duplicates.
+fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
+    let mut ips: Vec<String> = Vec::new();
+    if let Some(xff) = req.headers.get("X-Forwarded-For").and_then(|v| v.to_str().ok()) {
+        for part in xff.split(',') {
+            let p = part.trim();
+            if p.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == p) {
+                ips.push(p.to_string());
+            }
+        }
+    }
+    if let Some(real) = req.headers.get("X-Real-Ip").and_then(|v| v.to_str().ok()).map(str::trim) {
+        if real.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == real) {
+            ips.push(real.to_string());
+        }
+    }
+    if let Some(c) = client {
+        if !ips.contains(&c) {
+            ips.push(c);
+        }
+    }
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_client_audit_id_and_orders_source_ips() {
+        let mut req = RequestHeader::build("GET", b"/api?x=1", None).unwrap();
+        req.insert_header("Audit-ID", "abc").unwrap();
+        req.insert_header("X-Forwarded-For", "10.0.0.1, 10.0.0.2").unwrap();
+        let mut ctx = RequestContext::default();
+        run(&req, Some("127.0.0.1".into()), &mut ctx);
+        assert_eq!(ctx.audit_id, "abc");
+        assert_eq!(ctx.source_ips, vec!["10.0.0.1", "10.0.0.2", "127.0.0.1"]);
+        assert_eq!(ctx.request_uri, "/api?x=1");
+
+        let req = RequestHeader::build("GET", b"/api", None).unwrap();
+        let mut ctx = RequestContext::default();
+        run(&req, None, &mut ctx);
+        assert_eq!(ctx.audit_id.len(), 36, "a fresh UUID");
+    }
+}

@@ -1,0 +1,20 @@
+//! frontdoor: a front-door gateway for Kubernetes-style APIs. See DESIGN.md and README.md.
+
+pub mod api;
+pub mod audit;
+pub mod authn;
+pub mod authz;
+pub mod certs;
+pub mod config;
+pub mod context;
+pub mod endpoints;
+pub mod filters;
+pub mod flowcontrol;
+pub mod impersonation;
+pub mod metrics;
+pub mod reload;
+pub mod request_info;
+pub mod router;
+pub mod server;
+pub mod store;
+pub mod tls;

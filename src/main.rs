@@ -1,0 +1,41 @@
+use frontdoor::config::{self, CertsCommand, Command};
+
+fn main() {
+    let cli = match config::parse_cli() {
+        Ok(c) => c,
+        Err(msg) => {
+            // clap renders help and version as "errors" too; those go to stdout with 0
+            let is_info = msg.starts_with("Usage:") || msg.contains("\nUsage:") && !msg.starts_with("error");
+            if is_info {
+                print!("{msg}");
+                std::process::exit(0);
+            }
+            eprint!("{msg}");
+            if !msg.ends_with('\n') {
+                eprintln!();
+            }
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| "info,pingora=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => frontdoor::server::run(*args),
+        Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).map(|_| {
+            println!("wrote development certificates to {}", args.dir.display());
+        }),
+        Command::Version => {
+            let v = frontdoor::endpoints::version::info();
+            println!("frontdoor {} (Kubernetes API {})", env!("CARGO_PKG_VERSION"), v.git_version);
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

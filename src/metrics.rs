@@ -1,0 +1,97 @@
+//! Prometheus metrics with kube-apiserver's names and labels. Each module registers its own
+//! metrics in the default registry (lazily); `/metrics` gathers them all.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, Encoder, HistogramVec, IntCounterVec, TextEncoder,
+};
+
+/// kube-apiserver's buckets for `apiserver_request_duration_seconds`.
+pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0,
+    30.0, 45.0, 60.0,
+];
+
+pub static REQUEST_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "apiserver_request_total",
+        "Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.",
+        &["verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component", "code"]
+    )
+    .expect("register apiserver_request_total")
+});
+
+pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_request_duration_seconds",
+        "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.",
+        &["verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component"],
+        REQUEST_DURATION_BUCKETS.to_vec()
+    )
+    .expect("register apiserver_request_duration_seconds")
+});
+
+pub static POLICY_RELOAD_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "frontdoor_policy_reload_total",
+        "Reloads of policy and certificate files by policy and result (success, failure).",
+        &["policy", "result"]
+    )
+    .expect("register frontdoor_policy_reload_total")
+});
+
+/// kube's reported verb: the HTTP method upper-cased, with GET split into LIST and WATCH,
+/// and server-side apply reported as APPLY.
+pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: bool) -> String {
+    if is_resource {
+        match k8s_verb {
+            "list" => return "LIST".into(),
+            "watch" => return "WATCH".into(),
+            "proxy" | "connect" => return "CONNECT".into(),
+            _ => {}
+        }
+        if is_apply && method == "PATCH" {
+            return "APPLY".into();
+        }
+    }
+    method.to_ascii_uppercase()
+}
+
+/// Records one finished request.
+pub struct RequestOutcome<'a> {
+    pub verb: &'a str,
+    pub dry_run: bool,
+    pub group: &'a str,
+    pub version: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub scope: &'a str,
+    pub code: u16,
+    pub seconds: f64,
+    pub long_running: bool,
+}
+
+pub fn record_request(o: &RequestOutcome<'_>) {
+    let dry = if o.dry_run { "All" } else { "" };
+    let code = o.code.to_string();
+    REQUEST_TOTAL
+        .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver", &code])
+        .inc();
+    if !o.long_running {
+        REQUEST_DURATION
+            .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver"])
+            .observe(o.seconds);
+    }
+}
+
+/// The Prometheus text exposition of every registered metric.
+pub fn render() -> Vec<u8> {
+    Lazy::force(&REQUEST_TOTAL);
+    Lazy::force(&REQUEST_DURATION);
+    Lazy::force(&POLICY_RELOAD_TOTAL);
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
+    out
+}
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

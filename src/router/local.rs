@@ -1,0 +1,37 @@
+//! Requests frontdoor answers itself.
+
+use crate::api::Status;
+use crate::context::RequestContext;
+use crate::filters::response::send;
+use crate::filters::Reply;
+use crate::server::Gateway;
+use pingora::proxy::Session;
+
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+    let info = ctx.request_info.clone();
+    if info.is_resource_request {
+        if gw.store.serves(&info.api_group, &info.api_version, &info.resource) {
+            return crate::store::rest::serve(gw, session, ctx).await;
+        }
+        return send(gw, session, ctx, Status::path_not_found().into()).await;
+    }
+    let reply = non_resource(gw, session, &info.path, &info.verb);
+    send(gw, session, ctx, reply).await
+}
+
+fn non_resource(gw: &Gateway, session: &Session, path: &str, verb: &str) -> Reply {
+    let query = session.req_header().uri.query();
+    if verb != "get" && verb != "head" {
+        return Status::method_not_allowed(&verb.to_ascii_uppercase()).into();
+    }
+    if let Some((code, body)) = gw.health.serve(path, query) {
+        return Reply::text(code, body);
+    }
+    match path.trim_end_matches('/') {
+        "/version" => Reply::json(200, &crate::endpoints::version::info()),
+        "/metrics" => Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
+        "/api" => Reply::json(200, &super::discovery::api_versions(gw, &gw.server_address())),
+        "/apis" => Reply::json(200, &super::discovery::api_group_list(gw)),
+        _ => Status::path_not_found().into(),
+    }
+}

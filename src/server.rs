@@ -1,0 +1,340 @@
+//! The gateway: pingora's proxy service running kube-apiserver's handler chain.
+
+use crate::api::Status;
+use crate::config::ServeArgs;
+use crate::context::{RequestContext, Route};
+use crate::endpoints::health::Health;
+use crate::filters::cors::Cors;
+use crate::filters::response::{add_common_headers, send};
+use crate::filters::shutdown::{Drain, SignalWatch};
+use crate::filters::{panic_recovery, request_received, timeout, Reply};
+use crate::request_info::RequestInfo;
+use crate::tls::{CaRole, ClientCas, ServingCert};
+use crate::{audit, authn, authz, flowcontrol, impersonation, router, store};
+use async_trait::async_trait;
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything a request may consult, built once at startup. Policies inside are swapped
+/// atomically on reload; a request reads each snapshot once.
+pub struct Gateway {
+    pub args: Arc<ServeArgs>,
+    pub health: Arc<Health>,
+    pub cors: Cors,
+    pub drain: Arc<Drain>,
+    pub serving_cert: Arc<ServingCert>,
+    pub client_cas: Arc<ClientCas>,
+    pub authn: authn::Authentication,
+    pub authz: authz::Authorization,
+    pub audit: audit::Audit,
+    pub flowcontrol: flowcontrol::FlowControl,
+    pub router: router::Router,
+    pub store: store::Store,
+    /// Where the secure port is served, as clients should address it.
+    pub address: String,
+}
+
+impl Gateway {
+    pub fn server_address(&self) -> String {
+        self.address.clone()
+    }
+
+    /// The whole chain, up to the router. Returns true when the response was written here.
+    async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        request_received::run(session.req_header(), client, ctx);
+        ctx.drain = self.drain.track();
+        ctx.peer = crate::tls::peer_of(session);
+
+        let req = session.req_header();
+        let (method, path, query) = (req.method.as_str().to_string(), req.uri.path().to_string(), req.uri.query().map(str::to_string));
+        match RequestInfo::resolve(&method, &path, query.as_deref()) {
+            Ok(info) => ctx.request_info = Arc::new(info),
+            Err(e) => return self.reject(session, ctx, Status::internal_error(e).into()).await,
+        }
+        if self.cors.is_preflight(session.req_header()) {
+            return self.reject(session, ctx, Reply::new(204, "text/plain", "")).await;
+        }
+        let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
+        audit::request_received(self, ctx);
+        if let Err(status) = authenticated {
+            return self.reject(session, ctx, status.into()).await;
+        }
+        if let Err(status) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
+            return self.reject(session, ctx, status.into()).await;
+        }
+        if let Err(reply) = flowcontrol::admit(self, ctx) {
+            return self.reject(session, ctx, reply).await;
+        }
+        if let Err(status) = authz::authorize(self, ctx).await {
+            return self.reject(session, ctx, status.into()).await;
+        }
+        ctx.route = self.router.route(self, ctx);
+        if matches!(ctx.route, Route::Backend(_)) {
+            return Ok(false);
+        }
+        self.serve_local(session, ctx, query.as_deref()).await?;
+        Ok(true)
+    }
+
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, reply: Reply) -> pingora::Result<bool> {
+        send(self, session, ctx, reply).await?;
+        Ok(true)
+    }
+
+    /// Runs the local handler under the non-long-running timeout.
+    async fn serve_local(&self, session: &mut Session, ctx: &mut RequestContext, query: Option<&str>) -> pingora::Result<()> {
+        let deadline = timeout::deadline(&ctx.request_info, query, self.args.request_timeout);
+        let Some(limit) = deadline else {
+            return router::local::serve(self, session, ctx).await;
+        };
+        match tokio::time::timeout(limit, router::local::serve(self, session, ctx)).await {
+            Ok(r) => r,
+            Err(_) if session.response_written().is_none() => send(self, session, ctx, timeout::status().into()).await,
+            Err(_) => {
+                ctx.response_code = 504;
+                Err(pingora::Error::new_str("request timed out mid-response"))
+            }
+        }
+    }
+}
+
+/// pingora's view of the gateway.
+pub struct Frontdoor(pub Arc<Gateway>);
+
+#[async_trait]
+impl ProxyHttp for Frontdoor {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        let what = format!("{} {}", session.req_header().method, session.req_header().uri.path());
+        match panic_recovery::recover(&what, self.0.handle(session, ctx)).await {
+            Ok(r) => r,
+            Err(status) => {
+                audit::response_complete(&self.0, ctx, 500, true);
+                if session.response_written().is_none() {
+                    send(&self.0, session, ctx, status.into()).await?;
+                }
+                ctx.response_code = 500;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
+        router::proxy::upstream_peer(&self.0, ctx)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        router::proxy::upstream_request(upstream_request, ctx);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        add_common_headers(ctx, upstream_response);
+        self.0.cors.add_headers(session.req_header(), upstream_response);
+        ctx.response_code = upstream_response.status.as_u16();
+        if ctx.request_info.is_long_running() {
+            audit::response_started(&self.0, ctx, ctx.response_code);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
+        let status = router::proxy::error_status(e, ctx);
+        let code = status.code;
+        if session.response_written().is_none() {
+            let _ = send(&self.0, session, ctx, status.into()).await;
+        }
+        ctx.response_code = code;
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestContext) {
+        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
+        let info = ctx.request_info.clone();
+        let req = session.req_header();
+        let is_apply = req
+            .headers
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/apply-patch"));
+        let dry_run = req.uri.query().is_some_and(|q| q.contains("dryRun=All"));
+        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
+        let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
+        crate::metrics::record_request(&crate::metrics::RequestOutcome {
+            verb: &verb,
+            dry_run,
+            group: &info.api_group,
+            version: &info.api_version,
+            resource: &info.resource,
+            subresource: &info.subresource,
+            scope: info.scope(),
+            code,
+            seconds,
+            long_running: info.is_long_running(),
+        });
+        audit::response_complete(&self.0, ctx, code, false);
+        tracing::debug!(
+            audit_id = %ctx.audit_id,
+            verb = %verb,
+            uri = %ctx.request_uri,
+            user = ctx.effective_user().map(|u| u.username.as_str()).unwrap_or(""),
+            code,
+            latency_ms = seconds * 1000.0,
+            "request"
+        );
+    }
+}
+
+/// The metrics-only plain HTTP listener (`--metrics-bind-address`).
+struct MetricsApp;
+
+#[async_trait]
+impl pingora::apps::http_app::ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut pingora::protocols::http::ServerSession) -> http::Response<Vec<u8>> {
+        let (code, ctype, body) = if session.req_header().uri.path() == "/metrics" {
+            (200, crate::metrics::CONTENT_TYPE, crate::metrics::render())
+        } else {
+            (404, "application/json", Status::path_not_found().to_json())
+        };
+        http::Response::builder()
+            .status(code)
+            .header("Content-Type", ctype)
+            .header("Content-Length", body.len())
+            .body(body)
+            .expect("valid response")
+    }
+}
+
+/// Builds the gateway from the flags (generating the dev PKI on embedded defaults).
+pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)> {
+    let host = match args.bind_address {
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let address = format!("{host}:{}", args.secure_port);
+    let mut args = args;
+    let mut kubeconfig = None;
+    if args.embedded_defaults() {
+        kubeconfig = Some(crate::certs::ensure_dev_pki(&args.cert_dir, &format!("https://{address}"))?);
+        args.tls_cert_file = Some(args.dev_cert("apiserver.crt"));
+        args.tls_private_key_file = Some(args.dev_cert("apiserver.key"));
+        if args.client_ca_file.is_none() {
+            args.client_ca_file = Some(args.dev_cert("ca.crt"));
+        }
+    }
+    let cert_file = args.tls_cert_file.clone().expect("set above");
+    let key_file = args
+        .tls_private_key_file
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--tls-private-key-file is required with --tls-cert-file"))?;
+    let serving_cert = Arc::new(ServingCert::load(&cert_file, &key_file)?);
+    let client_cas = Arc::new(ClientCas::default());
+    client_cas.set(CaRole::ClientCa, args.client_ca_file.as_deref())?;
+
+    // the serving cert and client CA reload live
+    {
+        let sc = serving_cert.clone();
+        let (c, k) = (cert_file.clone(), key_file.clone());
+        crate::reload::watch("serving-cert", vec![c.clone(), k.clone()], move || sc.reload(&c, &k));
+    }
+    if let Some(ca) = args.client_ca_file.clone() {
+        let cas = client_cas.clone();
+        crate::reload::watch("client-ca", vec![ca.clone()], move || cas.set(CaRole::ClientCa, Some(&ca)));
+    }
+
+    let gw = Gateway {
+        health: Arc::new(Health::new()),
+        cors: Cors::new(&args.cors_allowed_origins)?,
+        drain: Arc::new(Drain::default()),
+        authn: authn::Authentication::new(&args)?,
+        authz: authz::Authorization::new(&args)?,
+        audit: audit::Audit::new(&args)?,
+        flowcontrol: flowcontrol::FlowControl::new(&args)?,
+        router: router::Router::new(&args)?,
+        store: store::Store::open(&args)?,
+        serving_cert,
+        client_cas,
+        address,
+        args: Arc::new(args),
+    };
+    Ok((Arc::new(gw), kubeconfig))
+}
+
+/// Runs the gateway until shutdown.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (gw, kubeconfig) = build(args)?;
+    let threads = if gw.args.worker_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    } else {
+        gw.args.worker_threads
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let listen = format!("{}:{}", gw.args.bind_address, gw.args.secure_port);
+    let listen = if gw.args.bind_address.is_ipv6() { format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port) } else { listen };
+    let mut service = pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
+    let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
+    service.add_tls_with_settings(&listen, None, tls);
+    server.add_service(service);
+
+    if let Some(addr) = gw.args.metrics_bind_address {
+        let mut metrics = pingora::services::listening::Service::new(
+            "metrics".to_string(),
+            pingora::apps::http_app::HttpServer::new_app(MetricsApp),
+        );
+        metrics.add_tcp(&addr.to_string());
+        server.add_service(metrics);
+    }
+
+    // bind check up front, so a taken port is a clear startup error rather than a panic
+    std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+
+    tracing::info!(address = %listen, "serving");
+    println!("frontdoor serving on https://{}", gw.address);
+    if let Some(k) = &kubeconfig {
+        let abs = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
+        println!("kubeconfig: {}", abs.display());
+        println!("try: kubectl --kubeconfig {} get --raw /readyz", abs.display());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let watch = SignalWatch {
+        health: gw.health.clone(),
+        drain: gw.drain.clone(),
+        delay: gw.args.shutdown_delay_duration,
+        drain_timeout: gw.args.shutdown_drain_timeout,
+    };
+    server.run(RunArgs { shutdown_signal: Box::new(watch) });
+    Ok(())
+}
