@@ -44,6 +44,12 @@ impl Gateway {
         self.address.clone()
     }
 
+    /// Every resource frontdoor serves itself (store resources and review APIs), for
+    /// discovery and routing.
+    pub fn local_resources(&self) -> Vec<crate::api::ApiResource> {
+        self.store.resources()
+    }
+
     /// The whole chain, up to the router. Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());

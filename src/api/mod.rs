@@ -3,3 +3,6 @@
 pub mod status;
 
 pub use status::Status;
+pub mod resource;
+
+pub use resource::ApiResource;

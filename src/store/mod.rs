@@ -12,6 +12,11 @@ impl Store {
         Ok(Store {})
     }
 
+    /// The resources the store serves, for discovery.
+    pub fn resources(&self) -> Vec<crate::api::ApiResource> {
+        Vec::new()
+    }
+
     /// Whether this group/version/resource is served from the store.
     pub fn serves(&self, _group: &str, _version: &str, _resource: &str) -> bool {
         false

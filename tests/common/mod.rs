@@ -1,0 +1,156 @@
+//! Shared harness for integration tests: starts the real `frontdoor` binary on an
+//! ephemeral loopback port with freshly generated dev certs, and talks to it with real
+//! TLS (reqwest/rustls) and real kubectl.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A free loopback port (bound and released; the binary binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running frontdoor. Killed on drop.
+pub struct Frontdoor {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub logs: Arc<Mutex<String>>,
+}
+
+impl Frontdoor {
+    /// Starts `frontdoor serve` on embedded defaults (dev certs in a temp dir) plus `args`.
+    pub fn start(args: &[&str]) -> Frontdoor {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, args)
+    }
+
+    /// Like `start`, but in a directory the test prepared (e.g. with policy files).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Frontdoor {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
+        cmd.arg("serve")
+            .arg("--secure-port")
+            .arg(port.to_string())
+            .arg("--cert-dir")
+            .arg(dir.path().join("certs"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--policy-dir")
+            .arg(dir.path().join("policies"))
+            .args(args)
+            .env("FRONTDOOR_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start frontdoor");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push_str(&line);
+                    logs.lock().unwrap().push('\n');
+                }
+            });
+        }
+        let fd = Frontdoor { child, port, dir, logs };
+        fd.wait_ready();
+        fd
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.kubeconfig().exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("frontdoor did not start:\n{}", self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.certs().join("admin.kubeconfig")
+    }
+
+    /// An HTTPS client trusting the dev CA, without a client certificate (anonymous).
+    pub fn anonymous_client(&self) -> reqwest::blocking::Client {
+        client_builder(&self.certs()).build().unwrap()
+    }
+
+    /// An HTTPS client presenting the admin cert (system:masters).
+    pub fn admin_client(&self) -> reqwest::blocking::Client {
+        self.client_with_cert("admin")
+    }
+
+    /// An HTTPS client presenting `<certs>/<name>.crt` / `.key`.
+    pub fn client_with_cert(&self, name: &str) -> reqwest::blocking::Client {
+        let mut pem = std::fs::read(self.certs().join(format!("{name}.crt"))).unwrap();
+        pem.extend(std::fs::read(self.certs().join(format!("{name}.key"))).unwrap());
+        let id = reqwest::Identity::from_pem(&pem).unwrap();
+        client_builder(&self.certs()).identity(id).build().unwrap()
+    }
+
+    /// Runs kubectl against this frontdoor with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        kubectl(&self.kubeconfig(), args)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Frontdoor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client_builder(certs: &Path) -> reqwest::blocking::ClientBuilder {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(30))
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
