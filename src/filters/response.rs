@@ -48,6 +48,34 @@ impl Reply {
     }
 }
 
+/// kube's `responsewriters.InternalError`, used where the chain fails before any API
+/// machinery (e.g. a path RequestInfo cannot resolve): a plain-text 500, not a Status.
+pub fn internal_error_text(request_uri: &str, err: &str) -> Reply {
+    let msg = format!("Internal Server Error: {}: {err}", go_quote(request_uri));
+    // kube's sanitizer, so the text never reads as HTML
+    let msg = msg.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    Reply::text(500, msg + "\n")
+}
+
+/// Go's `%q` for a string: double-quoted with Go escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 impl From<Status> for Reply {
     fn from(s: Status) -> Self {
         Reply::status(&s)
@@ -100,4 +128,20 @@ pub async fn send(
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_body(if head { None } else { Some(reply.body) }, true).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_error_is_kube_plain_text() {
+        let r = internal_error_text("/api/v1/watch?a=<b>", "failed to create RequestInfo: x");
+        assert_eq!(r.code, 500);
+        assert_eq!(
+            r.body.as_ref(),
+            b"Internal Server Error: \"/api/v1/watch?a=&lt;b&gt;\": failed to create RequestInfo: x\n"
+        );
+        assert_eq!(go_quote("a\"b\\c\u{1}"), r#""a\"b\\c\x01""#);
+    }
 }
