@@ -145,7 +145,7 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
     if let Some(("serve", sub)) = matches.subcommand() {
         if let Some(file) = sub.get_one::<PathBuf>("config") {
             let serve_cmd = cmd.find_subcommand("serve").expect("serve subcommand");
-            let from_file = config_file_args(file, serve_cmd)?;
+            let from_file = config_file_args(file, serve_cmd, sub)?;
             // file settings first, so that command-line flags (later) override them
             let pos = argv.iter().position(|a| a == "serve").unwrap_or(1);
             let mut merged = argv[..=pos].to_vec();
@@ -161,8 +161,9 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
 }
 
 /// Turns a YAML mapping of flag names to values into `--flag=value` arguments, refusing
-/// any key that is not a `serve` flag.
-fn config_file_args(file: &Path, serve: &clap::Command) -> Result<Vec<String>, String> {
+/// any key that is not a `serve` flag. Settings also given on the command line are left out,
+/// so the flag replaces them (clap refuses a single-valued flag given twice).
+fn config_file_args(file: &Path, serve: &clap::Command, given: &clap::ArgMatches) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("error: cannot read --config {}: {e}", file.display()))?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text)
@@ -172,15 +173,19 @@ fn config_file_args(file: &Path, serve: &clap::Command) -> Result<Vec<String>, S
         serde_yaml::Value::Null => return Ok(Vec::new()),
         _ => return Err(format!("error: --config {}: expected a mapping of flag names to values", file.display())),
     };
-    let known: Vec<String> = serve.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+    let known: Vec<(String, &clap::Id)> =
+        serve.get_arguments().filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_id()))).collect();
     let mut out = Vec::new();
     for (k, v) in map {
         let key = match k {
             serde_yaml::Value::String(s) => s,
             other => return Err(format!("error: --config {}: key {other:?} is not a flag name", file.display())),
         };
-        if key == "config" || !known.contains(&key) {
+        let Some((_, id)) = known.iter().find(|(long, _)| *long == key && key != "config") else {
             return Err(format!("error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)", file.display()));
+        };
+        if given.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine) {
+            continue;
         }
         let values = match v {
             serde_yaml::Value::Sequence(items) => items.into_iter().map(|i| scalar(&key, i, file)).collect::<Result<Vec<_>, _>>()?,
@@ -269,6 +274,9 @@ mod tests {
         assert_eq!(a.secure_port, 8443);
         assert_eq!(a.request_timeout, Duration::from_secs(5));
         assert_eq!(a.cors_allowed_origins, vec!["a", "b"]);
+        let a = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap(), "--cors-allowed-origins=c"]).unwrap();
+        assert_eq!(a.cors_allowed_origins, vec!["c"], "a list flag replaces the file's list");
+        assert_eq!(a.secure_port, 7443);
 
         std::fs::write(&f, "no-such-flag: 1\n").unwrap();
         let err = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap()]).unwrap_err();
