@@ -139,10 +139,7 @@ fn tls_config(
 }
 
 /// Completes a handshake and returns the negotiated (protocol version, ALPN).
-fn handshake(
-    port: u16,
-    cfg: Arc<rustls::ClientConfig>,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+fn handshake(port: u16, cfg: Arc<rustls::ClientConfig>) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(cfg, name).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -263,8 +260,8 @@ fn raw_client_hello(port: u16, version: u16) -> Vec<u8> {
     hello.extend((suites.len() as u16).to_be_bytes());
     hello.extend(suites);
     hello.extend([1, 0]); // compression: null
-    // extensions: server_name=localhost, ec_point_formats, supported_groups, and
-    // signature_algorithms (without which rustls would refuse for that reason instead)
+                          // extensions: server_name=localhost, ec_point_formats, supported_groups, and
+                          // signature_algorithms (without which rustls would refuse for that reason instead)
     let mut ext = Vec::new();
     let host = b"localhost";
     let mut sni = Vec::new();
