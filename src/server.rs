@@ -67,7 +67,7 @@ impl Gateway {
             }
         }
         if self.cors.is_preflight(session.req_header()) {
-            return self.reject(session, ctx, Reply::new(204, "text/plain", "")).await;
+            return self.reject(session, ctx, Reply::empty(204)).await;
         }
         let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
         audit::request_received(self, ctx);

@@ -19,6 +19,11 @@ impl Reply {
         Reply { code, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
     }
 
+    /// A response without a body or content headers (e.g. the 204 answering a CORS preflight).
+    pub fn empty(code: u16) -> Self {
+        Reply { code, headers: Vec::new(), body: Bytes::new() }
+    }
+
     pub fn status(s: &Status) -> Self {
         let mut r = Reply::new(s.code, "application/json", s.to_json());
         if let Some(d) = &s.details {
@@ -119,14 +124,18 @@ pub async fn send(
     for (k, v) in &reply.headers {
         let _ = h.append_header(*k, v.as_str());
     }
-    let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+    // a 204 or 304 carries no body, so no Content-Length either (RFC 9110 8.6)
+    let bodiless = matches!(reply.code, 204 | 304);
+    if !bodiless {
+        let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+    }
     add_common_headers(ctx, &mut h);
     gw.cors.add_headers(session.req_header(), &mut h);
     ctx.response_code = reply.code;
     session.set_keepalive(Some(60));
     session.write_response_header(Box::new(h), false).await?;
     let head = session.req_header().method == http::Method::HEAD;
-    session.write_response_body(if head { None } else { Some(reply.body) }, true).await?;
+    session.write_response_body(if head || bodiless { None } else { Some(reply.body) }, true).await?;
     Ok(())
 }
 
