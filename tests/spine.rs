@@ -386,6 +386,23 @@ fn cors_preflight_for_allowed_origins_only() {
     let r = preflight("https://allowed.example.com.evil.org");
     assert!(r.headers().get("access-control-allow-origin").is_none());
 
+    // over HTTP/1.1 the 204 has no body framing or content type, as Go's net/http writes it
+    let mut cfg = (*tls_config(&fd.certs(), &[&rustls::version::TLS13], None)).clone();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut s = handshake(fd.port, Arc::new(cfg));
+    let req = format!(
+        "OPTIONS /api HTTP/1.1\r\nHost: localhost\r\nOrigin: {ALLOWED_ORIGIN}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let head = resp.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{resp}");
+    assert!(head.contains(&format!("access-control-allow-origin: {ALLOWED_ORIGIN}")), "{resp}");
+    for h in ["content-length:", "content-type:", "transfer-encoding:"] {
+        assert!(!head.contains(h), "no {h} on a 204: {resp}");
+    }
+
     // a simple request from an allowed origin carries the header too
     let r = c.get(fd.url("/version")).header("Origin", ALLOWED_ORIGIN).send().unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], ALLOWED_ORIGIN);
