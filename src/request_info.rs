@@ -2,7 +2,7 @@
 //! k8s.io/apiserver's `RequestInfoFactory.NewRequestInfo` does (prefixes `api` and `apis`,
 //! `api` groupless), including the `AuthorizeWithSelectors` field and label selectors.
 
-mod query;
+pub mod query;
 pub mod selector;
 
 use query::{ListOptions, Query};

@@ -66,6 +66,9 @@ impl Gateway {
                 return self.reject(session, ctx, reply).await;
             }
         }
+        if let Err(status) = timeout::check(&ctx.request_info, query.as_deref()) {
+            return self.reject(session, ctx, status.into()).await;
+        }
         if self.cors.is_preflight(session.req_header()) {
             return self.reject(session, ctx, Reply::empty(204)).await;
         }
