@@ -80,6 +80,15 @@ fn errors_are_kube_shaped() {
         assert_eq!(s["details"], serde_json::json!({}), "{text}");
         assert_eq!(s["metadata"], serde_json::json!({}), "{text}");
     }
+    // a malformed ?timeout= is refused before anything else runs
+    let (code, _, text) = body(c.get(fd.url("/api/v1/namespaces/default/widgets?timeout=soon")).send().unwrap());
+    assert_eq!(code, 400, "{text}");
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["reason"], "BadRequest", "{text}");
+    assert_eq!(s["message"], r#"invalid timeout specified in the request URL - time: invalid duration "soon""#);
+    let (code, _, _) = body(c.get(fd.url("/version?timeout=5s")).send().unwrap());
+    assert_eq!(code, 200);
+
     // a legacy special verb with nothing after it cannot be resolved: kube's plain-text 500
     let (code, headers, text) = body(c.get(fd.url("/api/v1/watch")).send().unwrap());
     assert_eq!(code, 500);
