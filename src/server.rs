@@ -66,7 +66,7 @@ impl Gateway {
                 return self.reject(session, ctx, reply).await;
             }
         }
-        if let Err(status) = timeout::check(&ctx.request_info, query.as_deref()) {
+        if let Some(status) = timeout::check(&ctx.request_info, query.as_deref()) {
             return self.reject(session, ctx, status.into()).await;
         }
         if self.cors.is_preflight(session.req_header()) {

@@ -13,24 +13,24 @@ pub fn status() -> Status {
     Status::timeout()
 }
 
-/// The request's own `?timeout=` in nanoseconds (None when absent or empty), or kube's 400.
-fn requested(query: Option<&str>) -> Result<Option<i64>, Status> {
+/// The request's own `?timeout=` in nanoseconds (None when absent or empty), or why it
+/// does not parse.
+fn requested(query: Option<&str>) -> Result<Option<i64>, String> {
     let q = Query::parse(query.unwrap_or(""));
     match q.first("timeout") {
         None | Some("") => Ok(None),
-        Some(v) => crate::config::parse_go_duration(v)
-            .map(Some)
-            .map_err(|e| Status::bad_request(format!("invalid timeout specified in the request URL - {e}"))),
+        Some(v) => crate::config::parse_go_duration(v).map(Some),
     }
 }
 
-/// Refuses a malformed `?timeout=` on a request the deadline applies to, as kube does right
-/// after RequestInfo (before CORS and authentication).
-pub fn check(info: &RequestInfo, query: Option<&str>) -> Result<(), Status> {
+/// kube's 400 for a malformed `?timeout=` on a request the deadline applies to, checked right
+/// after RequestInfo (before CORS and authentication). None when the request may go on.
+pub fn check(info: &RequestInfo, query: Option<&str>) -> Option<Status> {
     if info.is_long_running() {
-        return Ok(());
+        return None;
     }
-    requested(query).map(|_| ())
+    let e = requested(query).err()?;
+    Some(Status::bad_request(format!("invalid timeout specified in the request URL - {e}")))
 }
 
 /// The deadline for this request, or None for long-running requests.
@@ -67,17 +67,17 @@ mod tests {
     #[test]
     fn malformed_timeout_is_a_400_except_on_long_running_requests() {
         let get = RequestInfo::resolve("GET", "/api/v1/namespaces/a/pods/p", None).unwrap();
-        assert!(check(&get, Some("timeout=10s")).is_ok());
-        assert!(check(&get, Some("timeout=")).is_ok());
-        assert!(check(&get, None).is_ok());
-        let s = check(&get, Some("timeout=foo")).unwrap_err();
+        assert!(check(&get, Some("timeout=10s")).is_none());
+        assert!(check(&get, Some("timeout=")).is_none());
+        assert!(check(&get, None).is_none());
+        let s = check(&get, Some("timeout=foo")).unwrap();
         assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
         assert_eq!(s.message, r#"invalid timeout specified in the request URL - time: invalid duration "foo""#);
-        let s = check(&get, Some("timeout=10")).unwrap_err();
+        let s = check(&get, Some("timeout=10")).unwrap();
         assert_eq!(s.message, r#"invalid timeout specified in the request URL - time: missing unit in duration "10""#);
         let health = RequestInfo::resolve("GET", "/healthz", None).unwrap();
-        assert!(check(&health, Some("timeout=x")).is_err(), "non-resource requests too");
+        assert!(check(&health, Some("timeout=x")).is_some(), "non-resource requests too");
         let watch = RequestInfo::resolve("GET", "/api/v1/pods", Some("watch=1")).unwrap();
-        assert!(check(&watch, Some("watch=1&timeout=x")).is_ok(), "a watch reads timeoutSeconds instead");
+        assert!(check(&watch, Some("watch=1&timeout=x")).is_none(), "a watch reads timeoutSeconds instead");
     }
 }
