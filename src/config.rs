@@ -145,7 +145,7 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
     if let Some(("serve", sub)) = matches.subcommand() {
         if let Some(file) = sub.get_one::<PathBuf>("config") {
             let serve_cmd = cmd.find_subcommand("serve").expect("serve subcommand");
-            let from_file = config_file_args(file, serve_cmd)?;
+            let from_file = config_file_args(file, serve_cmd, sub)?;
             // file settings first, so that command-line flags (later) override them
             let pos = argv.iter().position(|a| a == "serve").unwrap_or(1);
             let mut merged = argv[..=pos].to_vec();
@@ -161,8 +161,9 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
 }
 
 /// Turns a YAML mapping of flag names to values into `--flag=value` arguments, refusing
-/// any key that is not a `serve` flag.
-fn config_file_args(file: &Path, serve: &clap::Command) -> Result<Vec<String>, String> {
+/// any key that is not a `serve` flag. Settings also given on the command line are left out,
+/// so the flag replaces them (clap refuses a single-valued flag given twice).
+fn config_file_args(file: &Path, serve: &clap::Command, given: &clap::ArgMatches) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("error: cannot read --config {}: {e}", file.display()))?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text)
@@ -172,15 +173,19 @@ fn config_file_args(file: &Path, serve: &clap::Command) -> Result<Vec<String>, S
         serde_yaml::Value::Null => return Ok(Vec::new()),
         _ => return Err(format!("error: --config {}: expected a mapping of flag names to values", file.display())),
     };
-    let known: Vec<String> = serve.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+    let known: Vec<(String, &clap::Id)> =
+        serve.get_arguments().filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_id()))).collect();
     let mut out = Vec::new();
     for (k, v) in map {
         let key = match k {
             serde_yaml::Value::String(s) => s,
             other => return Err(format!("error: --config {}: key {other:?} is not a flag name", file.display())),
         };
-        if key == "config" || !known.contains(&key) {
+        let Some((_, id)) = known.iter().find(|(long, _)| *long == key && key != "config") else {
             return Err(format!("error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)", file.display()));
+        };
+        if given.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine) {
+            continue;
         }
         let values = match v {
             serde_yaml::Value::Sequence(items) => items.into_iter().map(|i| scalar(&key, i, file)).collect::<Result<Vec<_>, _>>()?,
@@ -202,39 +207,137 @@ fn scalar(key: &str, v: serde_yaml::Value, file: &Path) -> Result<String, String
     }
 }
 
-/// Parses a Go duration (`300ms`, `1.5s`, `2m30s`, `1h`, `0`).
+/// Parses a non-negative Go duration for a flag (`300ms`, `1.5s`, `2m30s`, `1h`, `0`), with
+/// Go's error texts.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+    let ns = parse_go_duration(s)?;
+    u64::try_from(ns).map(Duration::from_nanos).map_err(|_| format!("negative duration {}", go_quote(s)))
+}
+
+/// Go's `time.ParseDuration`, in signed nanoseconds: `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+`,
+/// units ns, us (µs, μs), ms, s, m, h, with Go's error texts.
+pub fn parse_go_duration(orig: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+    let mut s = orig;
+    let mut neg = false;
+    if let Some(rest) = s.strip_prefix('-') {
+        (neg, s) = (true, rest);
+    } else if let Some(rest) = s.strip_prefix('+') {
+        s = rest;
+    }
     if s == "0" {
-        return Ok(Duration::ZERO);
+        return Ok(0);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(invalid());
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_end == 0 {
-            return Err(format!("invalid duration {s:?}"));
+    const LIMIT: u64 = 1 << 63;
+    let mut d: u64 = 0;
+    while !s.is_empty() {
+        let b = s.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return Err(invalid());
         }
-        let n: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err(format!("missing unit in duration {s:?}")),
-            u => return Err(format!("unknown unit {u:?} in duration {s:?}")),
+        // the integer part
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut v: u64 = 0;
+        for &c in &b[..digits] {
+            if v > LIMIT / 10 {
+                return Err(invalid());
+            }
+            v = v * 10 + u64::from(c - b'0');
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        let pre = digits > 0;
+        s = &s[digits..];
+        // the fraction
+        let (mut f, mut scale, mut post) = (0u64, 1f64, false);
+        if let Some(rest) = s.strip_prefix('.') {
+            let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
+            let mut overflow = false;
+            for c in rest[..digits].bytes() {
+                if overflow {
+                    continue;
+                }
+                if f > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let y = f * 10 + u64::from(c - b'0');
+                if y > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                f = y;
+                scale *= 10.0;
+            }
+            post = digits > 0;
+            s = &rest[digits..];
+        }
+        if !pre && !post {
+            return Err(invalid());
+        }
+        // the unit
+        let unit_len = s.bytes().take_while(|c| !(*c == b'.' || c.is_ascii_digit())).count();
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
+        }
+        let unit_name = &s[..unit_len];
+        s = &s[unit_len..];
+        let unit: u64 = match unit_name {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!("time: unknown unit {} in duration {}", go_quote(unit_name), go_quote(orig)));
+            }
         };
-        total += n * mult;
-        rest = &rest[unit_end..];
+        if v > LIMIT / unit {
+            return Err(invalid());
+        }
+        v *= unit;
+        if f > 0 {
+            v += (f as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        d += v;
+        if d > LIMIT {
+            return Err(invalid());
+        }
     }
-    Ok(Duration::from_secs_f64(total))
+    if neg {
+        return Ok((d as i64).wrapping_neg());
+    }
+    i64::try_from(d).map_err(|_| invalid())
+}
+
+/// The `time` package's quoting in its errors: ASCII as is (with `"` and `\\` escaped),
+/// every other byte as `\xNN`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c.is_ascii() && c >= ' ' {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
@@ -249,6 +352,27 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_duration(".5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("+3\u{b5}s").unwrap(), Duration::from_micros(3));
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn go_parse_duration_errors_and_signs() {
+        assert_eq!(parse_go_duration("-1.5s"), Ok(-1_500_000_000));
+        assert_eq!(parse_go_duration("-0"), Ok(0));
+        assert_eq!(parse_go_duration("1h2m3s4ms5us6ns"), Ok(3_723_004_005_006));
+        assert_eq!(parse_go_duration("foo"), Err(r#"time: invalid duration "foo""#.into()));
+        assert_eq!(parse_go_duration(""), Err(r#"time: invalid duration """#.into()));
+        assert_eq!(parse_go_duration(".s"), Err(r#"time: invalid duration ".s""#.into()));
+        assert_eq!(parse_go_duration("10"), Err(r#"time: missing unit in duration "10""#.into()));
+        assert_eq!(parse_go_duration("5x"), Err(r#"time: unknown unit "x" in duration "5x""#.into()));
+        assert_eq!(parse_go_duration("1\u{e9}"), Err(r#"time: unknown unit "\xc3\xa9" in duration "1\xc3\xa9""#.into()));
+        assert_eq!(parse_go_duration("9223372036854775807ns"), Ok(i64::MAX));
+        assert_eq!(parse_go_duration("-9223372036854775808ns"), Ok(i64::MIN));
+        assert!(parse_go_duration("9223372036854775808ns").is_err());
+        assert!(parse_go_duration("3000000h").is_err());
     }
 
     fn serve(argv: &[&str]) -> Result<ServeArgs, String> {
@@ -269,6 +393,9 @@ mod tests {
         assert_eq!(a.secure_port, 8443);
         assert_eq!(a.request_timeout, Duration::from_secs(5));
         assert_eq!(a.cors_allowed_origins, vec!["a", "b"]);
+        let a = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap(), "--cors-allowed-origins=c"]).unwrap();
+        assert_eq!(a.cors_allowed_origins, vec!["c"], "a list flag replaces the file's list");
+        assert_eq!(a.secure_port, 7443);
 
         std::fs::write(&f, "no-such-flag: 1\n").unwrap();
         let err = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap()]).unwrap_err();

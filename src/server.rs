@@ -5,7 +5,7 @@ use crate::config::ServeArgs;
 use crate::context::{RequestContext, Route};
 use crate::endpoints::health::Health;
 use crate::filters::cors::Cors;
-use crate::filters::response::{add_common_headers, send};
+use crate::filters::response::{add_common_headers, internal_error_text, send};
 use crate::filters::shutdown::{Drain, SignalWatch};
 use crate::filters::{panic_recovery, request_received, timeout, Reply};
 use crate::request_info::RequestInfo;
@@ -61,10 +61,16 @@ impl Gateway {
         let (method, path, query) = (req.method.as_str().to_string(), req.uri.path().to_string(), req.uri.query().map(str::to_string));
         match RequestInfo::resolve(&method, &path, query.as_deref()) {
             Ok(info) => ctx.request_info = Arc::new(info),
-            Err(e) => return self.reject(session, ctx, Status::internal_error(e).into()).await,
+            Err(e) => {
+                let reply = internal_error_text(&ctx.request_uri, &format!("failed to create RequestInfo: {e}"));
+                return self.reject(session, ctx, reply).await;
+            }
+        }
+        if let Some(status) = timeout::check(&ctx.request_info, query.as_deref()) {
+            return self.reject(session, ctx, status.into()).await;
         }
         if self.cors.is_preflight(session.req_header()) {
-            return self.reject(session, ctx, Reply::new(204, "text/plain", "")).await;
+            return self.reject(session, ctx, Reply::empty(204)).await;
         }
         let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
         audit::request_received(self, ctx);

@@ -1,4 +1,5 @@
-//! Request received: the audit ID (a client-sent `Audit-ID` is kept), the received time,
+//! Request received: the audit ID (a client-sent `Audit-ID` is kept as is, untruncated, as
+//! kube's WithAuditInit does), the received time,
 //! the source IPs, the user agent. kube's WithAuditInit + WithRequestReceivedTimestamp.
 
 use crate::context::RequestContext;
@@ -13,7 +14,7 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
         .get("Audit-ID")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .filter(|v| !v.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -60,6 +61,13 @@ mod tests {
         assert_eq!(ctx.audit_id, "abc");
         assert_eq!(ctx.source_ips, vec!["10.0.0.1", "10.0.0.2", "127.0.0.1"]);
         assert_eq!(ctx.request_uri, "/api?x=1");
+
+        let long = "a".repeat(300);
+        let mut req = RequestHeader::build("GET", b"/api", None).unwrap();
+        req.insert_header("Audit-ID", long.as_str()).unwrap();
+        let mut ctx = RequestContext::default();
+        run(&req, None, &mut ctx);
+        assert_eq!(ctx.audit_id, long, "kept untruncated");
 
         let req = RequestHeader::build("GET", b"/api", None).unwrap();
         let mut ctx = RequestContext::default();

@@ -19,6 +19,11 @@ impl Reply {
         Reply { code, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
     }
 
+    /// A response without a body or content headers (e.g. the 204 answering a CORS preflight).
+    pub fn empty(code: u16) -> Self {
+        Reply { code, headers: Vec::new(), body: Bytes::new() }
+    }
+
     pub fn status(s: &Status) -> Self {
         let mut r = Reply::new(s.code, "application/json", s.to_json());
         if let Some(d) = &s.details {
@@ -46,6 +51,34 @@ impl Reply {
         self.headers.push((name, value.into()));
         self
     }
+}
+
+/// kube's `responsewriters.InternalError`, used where the chain fails before any API
+/// machinery (e.g. a path RequestInfo cannot resolve): a plain-text 500, not a Status.
+pub fn internal_error_text(request_uri: &str, err: &str) -> Reply {
+    let msg = format!("Internal Server Error: {}: {err}", go_quote(request_uri));
+    // kube's sanitizer, so the text never reads as HTML
+    let msg = msg.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    Reply::text(500, msg + "\n")
+}
+
+/// Go's `%q` for a string: double-quoted with Go escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 impl From<Status> for Reply {
@@ -91,13 +124,33 @@ pub async fn send(
     for (k, v) in &reply.headers {
         let _ = h.append_header(*k, v.as_str());
     }
-    let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+    // a 204 or 304 carries no body, so no Content-Length either (RFC 9110 8.6)
+    let bodiless = matches!(reply.code, 204 | 304);
+    if !bodiless {
+        let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+    }
     add_common_headers(ctx, &mut h);
     gw.cors.add_headers(session.req_header(), &mut h);
     ctx.response_code = reply.code;
     session.set_keepalive(Some(60));
     session.write_response_header(Box::new(h), false).await?;
     let head = session.req_header().method == http::Method::HEAD;
-    session.write_response_body(if head { None } else { Some(reply.body) }, true).await?;
+    session.write_response_body(if head || bodiless { None } else { Some(reply.body) }, true).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_error_is_kube_plain_text() {
+        let r = internal_error_text("/api/v1/watch?a=<b>", "failed to create RequestInfo: x");
+        assert_eq!(r.code, 500);
+        assert_eq!(
+            r.body.as_ref(),
+            b"Internal Server Error: \"/api/v1/watch?a=&lt;b&gt;\": failed to create RequestInfo: x\n"
+        );
+        assert_eq!(go_quote("a\"b\\c\u{1}"), r#""a\"b\\c\x01""#);
+    }
 }

@@ -1,8 +1,10 @@
-//! The timeout for non-long-running requests (kube's WithTimeoutForNonLongRunningRequests):
-//! such a request that runs past `--request-timeout` is answered 504. Watches and other
-//! long-running requests are exempt. A request may ask for less with `?timeout=`.
+//! The timeout for non-long-running requests (kube's WithRequestDeadline and
+//! WithTimeoutForNonLongRunningRequests): such a request that runs past `--request-timeout`
+//! is answered 504. Watches and other long-running requests are exempt. A request may ask for
+//! less with `?timeout=` (a Go duration); one that does not parse is a 400.
 
 use crate::api::Status;
+use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
 use std::time::Duration;
 
@@ -11,16 +13,34 @@ pub fn status() -> Status {
     Status::timeout()
 }
 
+/// The request's own `?timeout=` in nanoseconds (None when absent or empty), or why it
+/// does not parse.
+fn requested(query: Option<&str>) -> Result<Option<i64>, String> {
+    let q = Query::parse(query.unwrap_or(""));
+    match q.first("timeout") {
+        None | Some("") => Ok(None),
+        Some(v) => crate::config::parse_go_duration(v).map(Some),
+    }
+}
+
+/// kube's 400 for a malformed `?timeout=` on a request the deadline applies to, checked right
+/// after RequestInfo (before CORS and authentication). None when the request may go on.
+pub fn check(info: &RequestInfo, query: Option<&str>) -> Option<Status> {
+    if info.is_long_running() {
+        return None;
+    }
+    let e = requested(query).err()?;
+    Some(Status::bad_request(format!("invalid timeout specified in the request URL - {e}")))
+}
+
 /// The deadline for this request, or None for long-running requests.
 pub fn deadline(info: &RequestInfo, query: Option<&str>, default: Duration) -> Option<Duration> {
     if info.is_long_running() || default.is_zero() {
         return None;
     }
-    let asked = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(k, _)| k == "timeout")
-        .and_then(|(_, v)| crate::config::parse_duration(&v).ok())
-        .filter(|d| !d.is_zero());
-    Some(asked.map_or(default, |d| d.min(default)))
+    // a zero, negative or larger request leaves the server's default
+    let asked = requested(query).ok().flatten().and_then(|ns| u64::try_from(ns).ok()).map(Duration::from_nanos);
+    Some(asked.filter(|d| !d.is_zero() && *d < default).unwrap_or(default))
 }
 
 #[cfg(test)]
@@ -38,6 +58,26 @@ mod tests {
         assert_eq!(deadline(&get, None, d), Some(d));
         assert_eq!(deadline(&get, Some("timeout=5s"), d), Some(Duration::from_secs(5)));
         assert_eq!(deadline(&get, Some("timeout=5m"), d), Some(d));
+        assert_eq!(deadline(&get, Some("timeout=0s"), d), Some(d));
+        assert_eq!(deadline(&get, Some("timeout=-5s"), d), Some(d));
+        assert_eq!(deadline(&get, Some("timeout=1.5s"), d), Some(Duration::from_millis(1500)));
         assert_eq!(status().code, 504);
+    }
+
+    #[test]
+    fn malformed_timeout_is_a_400_except_on_long_running_requests() {
+        let get = RequestInfo::resolve("GET", "/api/v1/namespaces/a/pods/p", None).unwrap();
+        assert!(check(&get, Some("timeout=10s")).is_none());
+        assert!(check(&get, Some("timeout=")).is_none());
+        assert!(check(&get, None).is_none());
+        let s = check(&get, Some("timeout=foo")).unwrap();
+        assert_eq!((s.code, s.reason.as_str()), (400, "BadRequest"));
+        assert_eq!(s.message, r#"invalid timeout specified in the request URL - time: invalid duration "foo""#);
+        let s = check(&get, Some("timeout=10")).unwrap();
+        assert_eq!(s.message, r#"invalid timeout specified in the request URL - time: missing unit in duration "10""#);
+        let health = RequestInfo::resolve("GET", "/healthz", None).unwrap();
+        assert!(check(&health, Some("timeout=x")).is_some(), "non-resource requests too");
+        let watch = RequestInfo::resolve("GET", "/api/v1/pods", Some("watch=1")).unwrap();
+        assert!(check(&watch, Some("watch=1&timeout=x")).is_none(), "a watch reads timeoutSeconds instead");
     }
 }
