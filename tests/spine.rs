@@ -89,14 +89,17 @@ fn errors_are_kube_shaped() {
     let (code, _, _) = body(c.get(fd.url("/version?timeout=5s")).send().unwrap());
     assert_eq!(code, 200);
 
-    // a legacy special verb with nothing after it cannot be resolved: kube's plain-text 500
+    // a legacy special verb with nothing after it cannot be resolved: kube's 500 text, as a Status
     let (code, headers, text) = body(c.get(fd.url("/api/v1/watch")).send().unwrap());
     assert_eq!(code, 500);
-    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["content-type"], "application/json");
+    let s: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["kind"], "Status");
+    assert_eq!(s["reason"], "InternalError");
     assert_eq!(
-        text,
+        s["message"],
         "Internal Server Error: \"/api/v1/watch\": failed to create RequestInfo: \
-         unable to determine kind and namespace from url, /api/v1/watch\n"
+         unable to determine kind and namespace from url, /api/v1/watch"
     );
 }
 

@@ -53,13 +53,12 @@ impl Reply {
     }
 }
 
-/// kube's `responsewriters.InternalError`, used where the chain fails before any API
-/// machinery (e.g. a path RequestInfo cannot resolve): a plain-text 500, not a Status.
+/// A path the chain cannot resolve (kube's `responsewriters.InternalError`): kube writes this
+/// text as plain text; we carry the same text in a 500 Status, as every error a client sees is
+/// a Status here.
 pub fn internal_error_text(request_uri: &str, err: &str) -> Reply {
     let msg = format!("Internal Server Error: {}: {err}", go_quote(request_uri));
-    // kube's sanitizer, so the text never reads as HTML
-    let msg = msg.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    Reply::text(500, msg + "\n")
+    Reply::status(&crate::api::Status::failure(500, "InternalError", msg))
 }
 
 /// Go's `%q` for a string: double-quoted with Go escapes.
@@ -144,13 +143,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn internal_error_is_kube_plain_text() {
+    fn internal_error_is_a_status_with_kubes_text() {
         let r = internal_error_text("/api/v1/watch?a=<b>", "failed to create RequestInfo: x");
         assert_eq!(r.code, 500);
-        assert_eq!(
-            r.body.as_ref(),
-            b"Internal Server Error: \"/api/v1/watch?a=&lt;b&gt;\": failed to create RequestInfo: x\n"
-        );
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["reason"], "InternalError");
+        assert_eq!(v["message"], "Internal Server Error: \"/api/v1/watch?a=<b>\": failed to create RequestInfo: x");
         assert_eq!(go_quote("a\"b\\c\u{1}"), r#""a\"b\\c\x01""#);
     }
 }
