@@ -64,17 +64,18 @@ fn key_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.key"))
 }
 
-/// Issues a leaf signed by `ca` unless both files exist (and not `force`).
-fn issue(
-    dir: &Path,
-    name: &str,
-    ca: &Ca,
-    cn: &str,
-    orgs: &[&str],
-    sans: &[&str],
+/// A leaf certificate to issue: file name, subject, SANs and usage.
+struct Leaf<'a> {
+    name: &'a str,
+    cn: &'a str,
+    orgs: &'a [&'a str],
+    sans: &'a [&'a str],
     usage: ExtendedKeyUsagePurpose,
-    force: bool,
-) -> anyhow::Result<()> {
+}
+
+/// Issues a leaf signed by `ca` unless both files exist (and not `force`).
+fn issue(dir: &Path, ca: &Ca, leaf: Leaf<'_>, force: bool) -> anyhow::Result<()> {
+    let Leaf { name, cn, orgs, sans, usage } = leaf;
     let crt = dir.join(format!("{name}.crt"));
     if !force && crt.exists() && key_path(dir, name).exists() {
         return Ok(());
@@ -100,9 +101,30 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let ca = load_or_create_ca(dir, "ca", "frontdoor-ca", args.force)?;
     let fp = load_or_create_ca(dir, "front-proxy-ca", "front-proxy-ca", args.force)?;
-    issue(dir, "apiserver", &ca, "frontdoor", &[], &["localhost", "127.0.0.1", "::1"], ExtendedKeyUsagePurpose::ServerAuth, args.force)?;
-    issue(dir, "front-proxy-client", &fp, "front-proxy-client", &[], &[], ExtendedKeyUsagePurpose::ClientAuth, args.force)?;
-    issue(dir, "admin", &ca, "admin", &["system:masters"], &[], ExtendedKeyUsagePurpose::ClientAuth, args.force)?;
+    let serving = Leaf {
+        name: "apiserver",
+        cn: "frontdoor",
+        orgs: &[],
+        sans: &["localhost", "127.0.0.1", "::1"],
+        usage: ExtendedKeyUsagePurpose::ServerAuth,
+    };
+    issue(dir, &ca, serving, args.force)?;
+    let proxy_client = Leaf {
+        name: "front-proxy-client",
+        cn: "front-proxy-client",
+        orgs: &[],
+        sans: &[],
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    };
+    issue(dir, &fp, proxy_client, args.force)?;
+    let admin = Leaf {
+        name: "admin",
+        cn: "admin",
+        orgs: &["system:masters"],
+        sans: &[],
+        usage: ExtendedKeyUsagePurpose::ClientAuth,
+    };
+    issue(dir, &ca, admin, args.force)?;
 
     let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
     if args.force || !sa_key.exists() || !sa_pub.exists() {
