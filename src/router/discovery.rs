@@ -65,31 +65,65 @@ pub fn groups(gw: &Gateway) -> Vec<GroupView> {
     // (group, version) -> (group priority, version priority, resources)
     let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
     for r in gw.local_resources() {
-        let e = gvs.entry((r.group.clone(), r.version.clone())).or_insert_with(|| {
-            let (gp, vp) = match table.get(&r.group, &r.version) {
-                Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
-                None => builtin_priority(&r.group, &r.version),
-            };
-            (gp, vp, Vec::new())
-        });
+        let e = gvs
+            .entry((r.group.clone(), r.version.clone()))
+            .or_insert_with(|| {
+                let (gp, vp) = match table.get(&r.group, &r.version) {
+                    Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
+                    None => builtin_priority(&r.group, &r.version),
+                };
+                (gp, vp, Vec::new())
+            });
         e.2.push(serde_json::to_value(&r).unwrap_or(Value::Null));
     }
-    for b in table.services.iter().filter(|b| !b.is_local() && b.available()) {
+    for b in table
+        .services
+        .iter()
+        .filter(|b| !b.is_local() && b.available())
+    {
         let resources = b.state.resources.load_full();
-        let list = resources.as_deref().and_then(Value::as_array).cloned().unwrap_or_default();
-        gvs.insert((b.spec.group.clone(), b.spec.version.clone()), (b.spec.group_priority_minimum, b.spec.version_priority, list));
+        let list = resources
+            .as_deref()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        gvs.insert(
+            (b.spec.group.clone(), b.spec.version.clone()),
+            (b.spec.group_priority_minimum, b.spec.version_priority, list),
+        );
     }
+    // the core group always serves v1, as kube-apiserver's does
+    gvs.entry((String::new(), "v1".into())).or_insert_with(|| {
+        let (gp, vp) = builtin_priority("", "v1");
+        (gp, vp, Vec::new())
+    });
     let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
     for ((g, v), (gp, vp, resources)) in gvs {
-        let e = by_group.entry(g.clone()).or_insert_with(|| GroupView { name: g, priority: gp, versions: Vec::new() });
+        let e = by_group.entry(g.clone()).or_insert_with(|| GroupView {
+            name: g,
+            priority: gp,
+            versions: Vec::new(),
+        });
         e.priority = e.priority.max(gp);
-        e.versions.push(VersionView { version: v, priority: vp, resources });
+        e.versions.push(VersionView {
+            version: v,
+            priority: vp,
+            resources,
+        });
     }
     let mut out: Vec<GroupView> = by_group.into_values().collect();
     for g in &mut out {
-        g.versions.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| version::compare(&b.version, &a.version)));
+        g.versions.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| version::compare(&b.version, &a.version))
+        });
     }
-    out.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    out.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     out
 }
 
@@ -102,13 +136,21 @@ fn group_version(g: &str, v: &str) -> String {
 }
 
 fn api_group(g: &GroupView) -> Value {
-    let versions: Vec<Value> = g.versions.iter().map(|v| json!({"groupVersion": group_version(&g.name, &v.version), "version": v.version})).collect();
+    let versions: Vec<Value> = g
+        .versions
+        .iter()
+        .map(|v| json!({"groupVersion": group_version(&g.name, &v.version), "version": v.version}))
+        .collect();
     json!({"name": g.name, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
 }
 
 /// `/api`: the core group's versions.
 pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
-    let mut versions: Vec<String> = groups(gw).into_iter().filter(|g| g.name.is_empty()).flat_map(|g| g.versions.into_iter().map(|v| v.version)).collect();
+    let mut versions: Vec<String> = groups(gw)
+        .into_iter()
+        .filter(|g| g.name.is_empty())
+        .flat_map(|g| g.versions.into_iter().map(|v| v.version))
+        .collect();
     if versions.is_empty() {
         versions.push("v1".into());
     }
@@ -121,7 +163,11 @@ pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
 
 /// `/apis`: every named group.
 pub fn api_group_list(gw: &Gateway) -> Value {
-    let groups: Vec<Value> = groups(gw).iter().filter(|g| !g.name.is_empty()).map(api_group).collect();
+    let groups: Vec<Value> = groups(gw)
+        .iter()
+        .filter(|g| !g.name.is_empty())
+        .map(api_group)
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -136,7 +182,15 @@ fn aggregated_resources(list: &[Value]) -> Vec<Value> {
     let str_of = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     for r in list.iter().filter(|r| !str_of(r, "name").contains('/')) {
         let kind = json!({"group": str_of(r, "group"), "version": str_of(r, "version"), "kind": str_of(r, "kind")});
-        let scope = if r.get("namespaced").and_then(Value::as_bool).unwrap_or(false) { "Namespaced" } else { "Cluster" };
+        let scope = if r
+            .get("namespaced")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            "Namespaced"
+        } else {
+            "Cluster"
+        };
         let mut e = json!({
             "resource": str_of(r, "name"),
             "responseKind": kind,
@@ -145,7 +199,10 @@ fn aggregated_resources(list: &[Value]) -> Vec<Value> {
             "verbs": r.get("verbs").cloned().unwrap_or(json!([])),
         });
         for k in ["shortNames", "categories"] {
-            if let Some(v) = r.get(k).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+            if let Some(v) = r
+                .get(k)
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            {
                 e[k] = v.clone();
             }
         }
@@ -153,7 +210,9 @@ fn aggregated_resources(list: &[Value]) -> Vec<Value> {
     }
     for r in list {
         let name = str_of(r, "name");
-        let Some((parent, sub)) = name.split_once('/') else { continue };
+        let Some((parent, sub)) = name.split_once('/') else {
+            continue;
+        };
         if let Some(p) = out.iter_mut().find(|p| p["resource"] == parent) {
             let entry = json!({
                 "subresource": sub,
@@ -187,19 +246,34 @@ fn aggregated(groups: &[GroupView], api_version: &str) -> Value {
 /// The aggregated-discovery version the client asks for (v2 or v2beta1), honouring the
 /// order of its Accept header; None for the legacy documents.
 pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
-    let accept = req.headers.get_all("Accept").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    let accept = req
+        .headers
+        .get_all("Accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
-        let params: BTreeMap<&str, &str> = parts.filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
-        if media == "application/json" && params.get("g") == Some(&"apidiscovery.k8s.io") && params.get("as") == Some(&"APIGroupDiscoveryList") {
+        let params: BTreeMap<&str, &str> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        if media == "application/json"
+            && params.get("g") == Some(&"apidiscovery.k8s.io")
+            && params.get("as") == Some(&"APIGroupDiscoveryList")
+        {
             match params.get("v") {
                 Some(&"v2") => return Some("v2"),
                 Some(&"v2beta1") => return Some("v2beta1"),
                 _ => {}
             }
         }
-        if media == "application/json" && params.is_empty() || media == "*/*" || media == "application/*" {
+        if media == "application/json" && params.is_empty()
+            || media == "*/*"
+            || media == "application/*"
+        {
             return None;
         }
     }
@@ -214,28 +288,50 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
             let core = parts[0] == "api";
             if let Some(v) = wants_aggregated(req) {
                 let all = groups(gw);
-                let selected: Vec<GroupView> = all.into_iter().filter(|g| g.name.is_empty() == core).collect();
+                let selected: Vec<GroupView> = all
+                    .into_iter()
+                    .filter(|g| g.name.is_empty() == core)
+                    .collect();
                 return Some(aggregated_reply(req, &aggregated(&selected, v), v));
             }
-            Some(if core { Reply::json(200, &api_versions(gw, &gw.server_address())) } else { Reply::json(200, &api_group_list(gw)) })
+            Some(if core {
+                Reply::json(200, &api_versions(gw, &gw.server_address()))
+            } else {
+                Reply::json(200, &api_group_list(gw))
+            })
         }
         ["api", v] => {
             let g = groups(gw).into_iter().find(|g| g.name.is_empty());
             let vv = g.and_then(|g| g.versions.into_iter().find(|x| x.version == *v));
             match (vv, *v) {
                 (Some(vv), _) => Some(Reply::json(200, &resource_list("", &vv))),
-                (None, "v1") => Some(Reply::json(200, &resource_list("", &VersionView { version: "v1".into(), priority: 0, resources: vec![] }))),
+                (None, "v1") => Some(Reply::json(
+                    200,
+                    &resource_list(
+                        "",
+                        &VersionView {
+                            version: "v1".into(),
+                            priority: 0,
+                            resources: vec![],
+                        },
+                    ),
+                )),
                 _ => None,
             }
         }
-        ["apis", g] => groups(gw).iter().find(|x| x.name == *g && !g.is_empty()).map(|x| {
-            let mut v = api_group(x);
-            v["kind"] = "APIGroup".into();
-            v["apiVersion"] = "v1".into();
-            Reply::json(200, &v)
-        }),
+        ["apis", g] => groups(gw)
+            .iter()
+            .find(|x| x.name == *g && !g.is_empty())
+            .map(|x| {
+                let mut v = api_group(x);
+                v["kind"] = "APIGroup".into();
+                v["apiVersion"] = "v1".into();
+                Reply::json(200, &v)
+            }),
         ["apis", g, v] => {
-            let group = groups(gw).into_iter().find(|x| x.name == *g && !g.is_empty())?;
+            let group = groups(gw)
+                .into_iter()
+                .find(|x| x.name == *g && !g.is_empty())?;
             let vv = group.versions.into_iter().find(|x| x.version == *v)?;
             Some(Reply::json(200, &resource_list(g, &vv)))
         }
@@ -247,9 +343,18 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
 fn aggregated_reply(req: &RequestHeader, doc: &Value, api_version: &str) -> Reply {
     let body = serde_json::to_vec(doc).unwrap_or_default();
     let etag = format!("\"{:x}\"", Sha256::digest(&body));
-    let ctype = format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
-    let matches = req.headers.get("If-None-Match").and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let reply = if matches { Reply::new(304, &ctype, Vec::new()) } else { Reply::new(200, &ctype, body) };
+    let ctype =
+        format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
+    let matches = req
+        .headers
+        .get("If-None-Match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let reply = if matches {
+        Reply::new(304, &ctype, Vec::new())
+    } else {
+        Reply::new(200, &ctype, body)
+    };
     reply.header("ETag", etag).header("Vary", "Accept")
 }
 
@@ -267,7 +372,12 @@ mod tests {
     fn accept_negotiation() {
         let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(wants_aggregated(&req(kubectl)), Some("v2"));
-        assert_eq!(wants_aggregated(&req("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")), Some("v2beta1"));
+        assert_eq!(
+            wants_aggregated(&req(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            )),
+            Some("v2beta1")
+        );
         assert_eq!(wants_aggregated(&req("application/json")), None);
         assert_eq!(wants_aggregated(&req("application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), None);
         assert_eq!(wants_aggregated(&req("application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), Some("v2"));

@@ -113,13 +113,19 @@ pub struct Router {
 fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for v in values {
-        let (key, addr) = v
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT"))?;
-        let (ns_name, port) = key
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT"))?;
-        if !ns_name.contains('/') || port.parse::<u16>().is_err() || addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        let (key, addr) = v.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
+        })?;
+        let (ns_name, port) = key.rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
+        })?;
+        if !ns_name.contains('/')
+            || port.parse::<u16>().is_err()
+            || addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
             anyhow::bail!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT");
         }
         out.insert(key.to_string(), addr.to_string());
@@ -128,11 +134,15 @@ fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>>
 }
 
 /// Reads the proxy client cert and key into pingora's form.
-fn load_client_cert(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<pingora::utils::tls::CertKey> {
+fn load_client_cert(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<pingora::utils::tls::CertKey> {
     let chain = crate::tls::load_certs(cert)?;
     let key_der = crate::tls::load_key(key)?;
     for c in &chain {
-        x509_parser::parse_x509_certificate(c.as_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+        x509_parser::parse_x509_certificate(c.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
     }
     Ok(pingora::utils::tls::CertKey::new(
         chain.into_iter().map(|c| c.as_ref().to_vec()).collect(),
@@ -147,18 +157,33 @@ impl Router {
         let endpoints = parse_endpoints(&p.service_endpoint)?;
         let (cert, key) = match (&p.proxy_client_cert_file, &p.proxy_client_key_file) {
             (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
-            (None, None) if args.embedded_defaults() => {
-                (Some(args.dev_cert("front-proxy-client.crt")), Some(args.dev_cert("front-proxy-client.key")))
+            // build() has already pointed the serving cert at the dev PKI on embedded defaults
+            (None, None)
+                if args.embedded_defaults()
+                    || args.tls_cert_file.as_deref()
+                        == Some(args.dev_cert("apiserver.crt").as_path()) =>
+            {
+                (
+                    Some(args.dev_cert("front-proxy-client.crt")),
+                    Some(args.dev_cert("front-proxy-client.key")),
+                )
             }
             (None, None) => (None, None),
-            _ => anyhow::bail!("--proxy-client-cert-file and --proxy-client-key-file must be given together"),
+            _ => anyhow::bail!(
+                "--proxy-client-cert-file and --proxy-client-key-file must be given together"
+            ),
         };
         let client_cert = ArcSwapOption::empty();
         if let (Some(c), Some(k)) = (&cert, &key) {
             // on embedded defaults the dev PKI is generated just before; a missing pair is an error
             client_cert.store(Some(Arc::new(load_client_cert(c, k)?)));
         }
-        let files: Vec<PathBuf> = p.apiservices_file.clone().or_else(|| args.default_policy("apiservices.yaml")).into_iter().collect();
+        let files: Vec<PathBuf> = p
+            .apiservices_file
+            .clone()
+            .or_else(|| args.default_policy("apiservices.yaml"))
+            .into_iter()
+            .collect();
         let from_files = apiservice::load(&files)?;
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
@@ -176,13 +201,15 @@ impl Router {
             crate::reload::watch("apiservices", files, move || {
                 let loaded = apiservice::load(&f)?;
                 let old = std::mem::replace(&mut *s.from_files.lock().unwrap(), loaded);
-                s.rebuild().inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
+                s.rebuild()
+                    .inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
             });
         }
         if let (Some(c), Some(k)) = (cert, key) {
             let s = shared.clone();
             crate::reload::watch("proxy-client-cert", vec![c.clone(), k.clone()], move || {
-                s.client_cert.store(Some(Arc::new(load_client_cert(&c, &k)?)));
+                s.client_cert
+                    .store(Some(Arc::new(load_client_cert(&c, &k)?)));
                 s.wake.notify_one();
                 Ok(())
             });
@@ -215,9 +242,14 @@ impl Router {
     /// APIService objects from the store, merged with --apiservices-file (a store object
     /// replaces a file's of the same name). On error the table is unchanged.
     pub fn set_dynamic_apiservices(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        let parsed = objects.into_iter().map(ApiService::from_value).collect::<anyhow::Result<Vec<_>>>()?;
+        let parsed = objects
+            .into_iter()
+            .map(ApiService::from_value)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let old = std::mem::replace(&mut *self.shared.from_store.lock().unwrap(), parsed);
-        self.shared.rebuild().inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
+        self.shared
+            .rebuild()
+            .inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
     }
 
     /// The status block of an APIService (its `Available` condition), for the store's
@@ -225,7 +257,11 @@ impl Router {
     pub fn apiservice_status(&self, name: &str) -> Option<serde_json::Value> {
         let table = self.shared.table.load();
         let b = table.services.iter().find(|b| b.spec.name == name)?;
-        let c = if b.is_local() { availability::Condition::local() } else { b.state.condition.lock().unwrap().clone() };
+        let c = if b.is_local() {
+            availability::Condition::local()
+        } else {
+            b.state.condition.lock().unwrap().clone()
+        };
         Some(serde_json::json!({"conditions": [c.to_json()]}))
     }
 }
@@ -259,11 +295,17 @@ impl Shared {
                 .map(|b| b.state.clone())
                 .unwrap_or_else(|| Arc::new(BackendState::new(&spec)));
             let b = Arc::new(Backend { spec, state });
-            table.by_gv.insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
+            table
+                .by_gv
+                .insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
             table.services.push(b);
         }
         table.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-        for gone in old.services.iter().filter(|o| !table.services.iter().any(|n| n.spec.name == o.spec.name)) {
+        for gone in old
+            .services
+            .iter()
+            .filter(|o| !table.services.iter().any(|n| n.spec.name == o.spec.name))
+        {
             availability::forget_metrics(&gone.spec.name);
         }
         self.table.store(Arc::new(table));
@@ -304,7 +346,10 @@ mod tests {
     #[test]
     fn paths_to_group_versions() {
         assert_eq!(group_version_of_path("/apis/g.io/v1"), Some(("g.io", "v1")));
-        assert_eq!(group_version_of_path("/apis/g.io/v1/things"), Some(("g.io", "v1")));
+        assert_eq!(
+            group_version_of_path("/apis/g.io/v1/things"),
+            Some(("g.io", "v1"))
+        );
         assert_eq!(group_version_of_path("/api/v1"), Some(("", "v1")));
         assert_eq!(group_version_of_path("/apis/g.io"), None);
         assert_eq!(group_version_of_path("/apis"), None);

@@ -13,7 +13,9 @@ enum Track {
 
 fn parse(v: &str) -> Option<(u64, Track, u64)> {
     let rest = v.strip_prefix('v')?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     if digits == 0 || rest.starts_with('0') {
         return None;
     }
@@ -54,9 +56,38 @@ mod tests {
 
     #[test]
     fn kube_order() {
-        let mut v = vec!["v1alpha1", "foo1", "v1beta1", "v2", "v1", "v10", "v11alpha2", "v12alpha1", "v2beta1", "foo10", "v1beta2", "v3beta1"];
+        let mut v = vec![
+            "v1alpha1",
+            "foo1",
+            "v1beta1",
+            "v2",
+            "v1",
+            "v10",
+            "v11alpha2",
+            "v12alpha1",
+            "v2beta1",
+            "foo10",
+            "v1beta2",
+            "v3beta1",
+        ];
         v.sort_by(|a, b| compare(b, a));
-        assert_eq!(v, vec!["v10", "v2", "v1", "v3beta1", "v2beta1", "v1beta2", "v1beta1", "v12alpha1", "v11alpha2", "v1alpha1", "foo1", "foo10"]);
+        assert_eq!(
+            v,
+            vec![
+                "v10",
+                "v2",
+                "v1",
+                "v3beta1",
+                "v2beta1",
+                "v1beta2",
+                "v1beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "v1alpha1",
+                "foo1",
+                "foo10"
+            ]
+        );
     }
 
     #[test]
