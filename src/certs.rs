@@ -39,10 +39,7 @@ fn write_file(path: &Path, contents: &str, private: bool) -> std::io::Result<()>
 }
 
 fn load_or_create_ca(dir: &Path, name: &str, cn: &str, force: bool) -> anyhow::Result<Ca> {
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
+    let (crt, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     if !force && crt.exists() && key.exists() {
         let pem = std::fs::read_to_string(&crt)?;
         let key = KeyPair::from_pem(&std::fs::read_to_string(&key)?)?;
@@ -53,11 +50,7 @@ fn load_or_create_ca(dir: &Path, name: &str, cn: &str, force: bool) -> anyhow::R
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
@@ -86,16 +79,12 @@ fn issue(
     if !force && crt.exists() && key_path(dir, name).exists() {
         return Ok(());
     }
-    let mut params =
-        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
     params.distinguished_name.push(DnType::CommonName, cn);
     for o in orgs {
         params.distinguished_name.push(DnType::OrganizationName, *o);
     }
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![usage];
     params.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let key = KeyPair::generate()?;
@@ -111,36 +100,9 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let ca = load_or_create_ca(dir, "ca", "frontdoor-ca", args.force)?;
     let fp = load_or_create_ca(dir, "front-proxy-ca", "front-proxy-ca", args.force)?;
-    issue(
-        dir,
-        "apiserver",
-        &ca,
-        "frontdoor",
-        &[],
-        &["localhost", "127.0.0.1", "::1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-        args.force,
-    )?;
-    issue(
-        dir,
-        "front-proxy-client",
-        &fp,
-        "front-proxy-client",
-        &[],
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        args.force,
-    )?;
-    issue(
-        dir,
-        "admin",
-        &ca,
-        "admin",
-        &["system:masters"],
-        &[],
-        ExtendedKeyUsagePurpose::ClientAuth,
-        args.force,
-    )?;
+    issue(dir, "apiserver", &ca, "frontdoor", &[], &["localhost", "127.0.0.1", "::1"], ExtendedKeyUsagePurpose::ServerAuth, args.force)?;
+    issue(dir, "front-proxy-client", &fp, "front-proxy-client", &[], &[], ExtendedKeyUsagePurpose::ClientAuth, args.force)?;
+    issue(dir, "admin", &ca, "admin", &["system:masters"], &[], ExtendedKeyUsagePurpose::ClientAuth, args.force)?;
 
     let (sa_key, sa_pub) = (dir.join("sa.key"), dir.join("sa.pub"));
     if args.force || !sa_key.exists() || !sa_pub.exists() {
@@ -174,11 +136,7 @@ pub fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> anyhow::Resul
 /// For `serve` on embedded defaults: make sure the dev PKI exists, and point the admin
 /// kubeconfig at the address actually served.
 pub fn ensure_dev_pki(dir: &Path, server: &str) -> anyhow::Result<PathBuf> {
-    init(&InitArgs {
-        dir: dir.to_path_buf(),
-        force: false,
-        server: server.to_string(),
-    })?;
+    init(&InitArgs { dir: dir.to_path_buf(), force: false, server: server.to_string() })?;
     let ca_pem = std::fs::read_to_string(dir.join("ca.crt"))?;
     write_kubeconfig(dir, server, &ca_pem)
 }
@@ -191,25 +149,11 @@ mod tests {
     fn init_writes_kubeadm_names_and_keeps_existing() {
         let dir = std::env::temp_dir().join(format!("fd-certs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let args = InitArgs {
-            dir: dir.clone(),
-            force: false,
-            server: "https://127.0.0.1:1".into(),
-        };
+        let args = InitArgs { dir: dir.clone(), force: false, server: "https://127.0.0.1:1".into() };
         init(&args).unwrap();
         for f in [
-            "ca.crt",
-            "ca.key",
-            "apiserver.crt",
-            "apiserver.key",
-            "front-proxy-ca.crt",
-            "front-proxy-ca.key",
-            "front-proxy-client.crt",
-            "front-proxy-client.key",
-            "sa.key",
-            "sa.pub",
-            "admin.crt",
-            "admin.key",
+            "ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "front-proxy-ca.crt", "front-proxy-ca.key",
+            "front-proxy-client.crt", "front-proxy-client.key", "sa.key", "sa.pub", "admin.crt", "admin.key",
             "admin.kubeconfig",
         ] {
             assert!(dir.join(f).exists(), "{f} missing");
@@ -217,29 +161,16 @@ mod tests {
         let before = std::fs::read(dir.join("ca.key")).unwrap();
         std::fs::remove_file(dir.join("apiserver.crt")).unwrap();
         init(&args).unwrap();
-        assert_eq!(
-            before,
-            std::fs::read(dir.join("ca.key")).unwrap(),
-            "existing CA key kept"
-        );
+        assert_eq!(before, std::fs::read(dir.join("ca.key")).unwrap(), "existing CA key kept");
         // the reissued serving cert still chains to the kept CA
         let crt = std::fs::read(dir.join("apiserver.crt")).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(&crt).unwrap();
         let cert = pem.parse_x509().unwrap();
-        let (_, capem) =
-            x509_parser::pem::parse_x509_pem(&std::fs::read(dir.join("ca.crt")).unwrap()).unwrap();
+        let (_, capem) = x509_parser::pem::parse_x509_pem(&std::fs::read(dir.join("ca.crt")).unwrap()).unwrap();
         let ca = capem.parse_x509().unwrap();
         cert.verify_signature(Some(ca.public_key())).unwrap();
-        init(&InitArgs {
-            force: true,
-            ..args
-        })
-        .unwrap();
-        assert_ne!(
-            before,
-            std::fs::read(dir.join("ca.key")).unwrap(),
-            "--force regenerates"
-        );
+        init(&InitArgs { force: true, ..args }).unwrap();
+        assert_ne!(before, std::fs::read(dir.join("ca.key")).unwrap(), "--force regenerates");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "frontdoor",
-    version,
-    about = "A front-door gateway for Kubernetes-style APIs"
-)]
+#[command(name = "frontdoor", version, about = "A front-door gateway for Kubernetes-style APIs")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -145,10 +141,7 @@ pub fn parse_cli() -> Result<Cli, String> {
 
 pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
     let cmd = Cli::command();
-    let matches = cmd
-        .clone()
-        .try_get_matches_from(&argv)
-        .map_err(|e| e.render().to_string())?;
+    let matches = cmd.clone().try_get_matches_from(&argv).map_err(|e| e.render().to_string())?;
     if let Some(("serve", sub)) = matches.subcommand() {
         if let Some(file) = sub.get_one::<PathBuf>("config") {
             let serve_cmd = cmd.find_subcommand("serve").expect("serve subcommand");
@@ -177,39 +170,20 @@ fn config_file_args(file: &Path, serve: &clap::Command) -> Result<Vec<String>, S
     let map = match doc {
         serde_yaml::Value::Mapping(m) => m,
         serde_yaml::Value::Null => return Ok(Vec::new()),
-        _ => {
-            return Err(format!(
-                "error: --config {}: expected a mapping of flag names to values",
-                file.display()
-            ))
-        }
+        _ => return Err(format!("error: --config {}: expected a mapping of flag names to values", file.display())),
     };
-    let known: Vec<String> = serve
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect();
+    let known: Vec<String> = serve.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
     let mut out = Vec::new();
     for (k, v) in map {
         let key = match k {
             serde_yaml::Value::String(s) => s,
-            other => {
-                return Err(format!(
-                    "error: --config {}: key {other:?} is not a flag name",
-                    file.display()
-                ))
-            }
+            other => return Err(format!("error: --config {}: key {other:?} is not a flag name", file.display())),
         };
         if key == "config" || !known.contains(&key) {
-            return Err(format!(
-                "error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)",
-                file.display()
-            ));
+            return Err(format!("error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)", file.display()));
         }
         let values = match v {
-            serde_yaml::Value::Sequence(items) => items
-                .into_iter()
-                .map(|i| scalar(&key, i, file))
-                .collect::<Result<Vec<_>, _>>()?,
+            serde_yaml::Value::Sequence(items) => items.into_iter().map(|i| scalar(&key, i, file)).collect::<Result<Vec<_>, _>>()?,
             other => vec![scalar(&key, other, file)?],
         };
         for value in values {
@@ -240,19 +214,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_end == 0 {
             return Err(format!("invalid duration {s:?}"));
         }
-        let n: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| format!("invalid duration {s:?}"))?;
         rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -296,20 +264,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fd-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("c.yaml");
-        std::fs::write(
-            &f,
-            "secure-port: 7443\nrequest-timeout: 5s\ncors-allowed-origins: [a, b]\n",
-        )
-        .unwrap();
-        let a = serve(&[
-            "frontdoor",
-            "serve",
-            "--config",
-            f.to_str().unwrap(),
-            "--secure-port",
-            "8443",
-        ])
-        .unwrap();
+        std::fs::write(&f, "secure-port: 7443\nrequest-timeout: 5s\ncors-allowed-origins: [a, b]\n").unwrap();
+        let a = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap(), "--secure-port", "8443"]).unwrap();
         assert_eq!(a.secure_port, 8443);
         assert_eq!(a.request_timeout, Duration::from_secs(5));
         assert_eq!(a.cors_allowed_origins, vec!["a", "b"]);

@@ -5,8 +5,7 @@ fn main() {
         Ok(c) => c,
         Err(msg) => {
             // clap renders help and version as "errors" too; those go to stdout with 0
-            let is_info =
-                msg.starts_with("Usage:") || msg.contains("\nUsage:") && !msg.starts_with("error");
+            let is_info = msg.starts_with("Usage:") || msg.contains("\nUsage:") && !msg.starts_with("error");
             if is_info {
                 print!("{msg}");
                 std::process::exit(0);
@@ -20,25 +19,18 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG")
-                .unwrap_or_else(|_| "info,pingora=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| "info,pingora=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
         Command::Serve(args) => frontdoor::server::run(*args),
-        Command::Certs {
-            command: CertsCommand::Init(args),
-        } => frontdoor::certs::init(&args).map(|_| {
+        Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).map(|_| {
             println!("wrote development certificates to {}", args.dir.display());
         }),
         Command::Version => {
             let v = frontdoor::endpoints::version::info();
-            println!(
-                "frontdoor {} (Kubernetes API {})",
-                env!("CARGO_PKG_VERSION"),
-                v.git_version
-            );
+            println!("frontdoor {} (Kubernetes API {})", env!("CARGO_PKG_VERSION"), v.git_version);
             Ok(())
         }
     };

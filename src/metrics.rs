@@ -3,14 +3,13 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, Encoder, HistogramVec, IntCounterVec,
-    TextEncoder,
+    register_histogram_vec, register_int_counter_vec, Encoder, HistogramVec, IntCounterVec, TextEncoder,
 };
 
 /// kube-apiserver's buckets for `apiserver_request_duration_seconds`.
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0,
-    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+    0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0,
+    30.0, 45.0, 60.0,
 ];
 
 pub static REQUEST_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
@@ -76,30 +75,11 @@ pub fn record_request(o: &RequestOutcome<'_>) {
     let dry = if o.dry_run { "All" } else { "" };
     let code = o.code.to_string();
     REQUEST_TOTAL
-        .with_label_values(&[
-            o.verb,
-            dry,
-            o.group,
-            o.version,
-            o.resource,
-            o.subresource,
-            o.scope,
-            "apiserver",
-            &code,
-        ])
+        .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver", &code])
         .inc();
     if !o.long_running {
         REQUEST_DURATION
-            .with_label_values(&[
-                o.verb,
-                dry,
-                o.group,
-                o.version,
-                o.resource,
-                o.subresource,
-                o.scope,
-                "apiserver",
-            ])
+            .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver"])
             .observe(o.seconds);
     }
 }

@@ -25,9 +25,7 @@ fn fingerprint(paths: &[PathBuf]) -> u64 {
 
 fn hash_path(p: &Path, h: &mut DefaultHasher) {
     if p.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(p)
-            .map(|r| r.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
+        let mut entries: Vec<_> = std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         entries.sort();
         for e in entries {
             e.hash(h);
@@ -43,15 +41,11 @@ pub fn report(policy: &str, result: &anyhow::Result<()>) {
     match result {
         Ok(()) => {
             tracing::info!(policy, "reloaded");
-            crate::metrics::POLICY_RELOAD_TOTAL
-                .with_label_values(&[policy, "success"])
-                .inc();
+            crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&[policy, "success"]).inc();
         }
         Err(e) => {
             tracing::error!(policy, error = %format!("{e:#}"), "reload failed; keeping the previous version");
-            crate::metrics::POLICY_RELOAD_TOTAL
-                .with_label_values(&[policy, "failure"])
-                .inc();
+            crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&[policy, "failure"]).inc();
         }
     }
 }
@@ -77,18 +71,8 @@ where
             if let Some(w) = watcher.as_mut() {
                 for p in &paths {
                     // watch the parent so atomic renames and symlink swaps are seen
-                    let target = if p.is_dir() {
-                        p.clone()
-                    } else {
-                        p.parent()
-                            .map(Path::to_path_buf)
-                            .unwrap_or_else(|| p.clone())
-                    };
-                    let target = if target.as_os_str().is_empty() {
-                        PathBuf::from(".")
-                    } else {
-                        target
-                    };
+                    let target = if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_else(|| p.clone()) };
+                    let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
                     let _ = w.watch(&target, RecursiveMode::Recursive);
                 }
             }

@@ -40,11 +40,7 @@ const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 
 impl RequestInfo {
     /// Resolves a request. `query` is the raw query string without the leading `?`.
-    pub fn resolve(
-        method: &str,
-        path: &str,
-        query: Option<&str>,
-    ) -> Result<Self, RequestInfoError> {
+    pub fn resolve(method: &str, path: &str, query: Option<&str>) -> Result<Self, RequestInfoError> {
         let mut info = RequestInfo {
             is_resource_request: false,
             path: path.to_string(),
@@ -52,11 +48,7 @@ impl RequestInfo {
             ..Default::default()
         };
         let trimmed = path.trim_matches('/');
-        let mut parts: Vec<&str> = if trimmed.is_empty() {
-            Vec::new()
-        } else {
-            trimmed.split('/').collect()
-        };
+        let mut parts: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
         if parts.len() < 3 || !(parts[0] == "api" || parts[0] == "apis") {
             return Ok(info);
         }
@@ -135,10 +127,7 @@ impl RequestInfo {
             return false;
         }
         matches!(self.verb.as_str(), "watch" | "proxy")
-            || matches!(
-                self.subresource.as_str(),
-                "attach" | "exec" | "proxy" | "log" | "portforward"
-            )
+            || matches!(self.subresource.as_str(), "attach" | "exec" | "proxy" | "log" | "portforward")
     }
 
     /// kube's read-only verbs, which count against `--max-requests-inflight`.
@@ -217,21 +206,12 @@ impl ListQuery {
         };
         if !ok {
             let watch = !matches!(
-                watch_values
-                    .first()
-                    .map(|v| v.to_ascii_lowercase())
-                    .as_deref(),
+                watch_values.first().map(|v| v.to_ascii_lowercase()).as_deref(),
                 None | Some("false") | Some("0")
             );
-            return ListQuery {
-                watch,
-                field_selector_name: None,
-            };
+            return ListQuery { watch, field_selector_name: None };
         }
-        ListQuery {
-            watch,
-            field_selector_name,
-        }
+        ListQuery { watch, field_selector_name }
     }
 }
 

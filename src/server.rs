@@ -51,37 +51,20 @@ impl Gateway {
     }
 
     /// The whole chain, up to the router. Returns true when the response was written here.
-    async fn handle(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> pingora::Result<bool> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
+    async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
 
         let req = session.req_header();
-        let (method, path, query) = (
-            req.method.as_str().to_string(),
-            req.uri.path().to_string(),
-            req.uri.query().map(str::to_string),
-        );
+        let (method, path, query) = (req.method.as_str().to_string(), req.uri.path().to_string(), req.uri.query().map(str::to_string));
         match RequestInfo::resolve(&method, &path, query.as_deref()) {
             Ok(info) => ctx.request_info = Arc::new(info),
-            Err(e) => {
-                return self
-                    .reject(session, ctx, Status::internal_error(e).into())
-                    .await
-            }
+            Err(e) => return self.reject(session, ctx, Status::internal_error(e).into()).await,
         }
         if self.cors.is_preflight(session.req_header()) {
-            return self
-                .reject(session, ctx, Reply::new(204, "text/plain", ""))
-                .await;
+            return self.reject(session, ctx, Reply::new(204, "text/plain", "")).await;
         }
         let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
         audit::request_received(self, ctx);
@@ -105,32 +88,20 @@ impl Gateway {
         Ok(true)
     }
 
-    async fn reject(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        reply: Reply,
-    ) -> pingora::Result<bool> {
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, reply: Reply) -> pingora::Result<bool> {
         send(self, session, ctx, reply).await?;
         Ok(true)
     }
 
     /// Runs the local handler under the non-long-running timeout.
-    async fn serve_local(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-        query: Option<&str>,
-    ) -> pingora::Result<()> {
+    async fn serve_local(&self, session: &mut Session, ctx: &mut RequestContext, query: Option<&str>) -> pingora::Result<()> {
         let deadline = timeout::deadline(&ctx.request_info, query, self.args.request_timeout);
         let Some(limit) = deadline else {
             return router::local::serve(self, session, ctx).await;
         };
         match tokio::time::timeout(limit, router::local::serve(self, session, ctx)).await {
             Ok(r) => r,
-            Err(_) if session.response_written().is_none() => {
-                send(self, session, ctx, timeout::status().into()).await
-            }
+            Err(_) if session.response_written().is_none() => send(self, session, ctx, timeout::status().into()).await,
             Err(_) => {
                 ctx.response_code = 504;
                 Err(pingora::Error::new_str("request timed out mid-response"))
@@ -150,16 +121,8 @@ impl ProxyHttp for Frontdoor {
         RequestContext::default()
     }
 
-    async fn request_filter(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> pingora::Result<bool> {
-        let what = format!(
-            "{} {}",
-            session.req_header().method,
-            session.req_header().uri.path()
-        );
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        let what = format!("{} {}", session.req_header().method, session.req_header().uri.path());
         match panic_recovery::recover(&what, self.0.handle(session, ctx)).await {
             Ok(r) => r,
             Err(status) => {
@@ -173,11 +136,7 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
         router::proxy::upstream_peer(&self.0, ctx)
     }
 
@@ -198,9 +157,7 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
         add_common_headers(ctx, upstream_response);
-        self.0
-            .cors
-            .add_headers(session.req_header(), upstream_response);
+        self.0.cors.add_headers(session.req_header(), upstream_response);
         ctx.response_code = upstream_response.status.as_u16();
         if ctx.request_info.is_long_running() {
             audit::response_started(&self.0, ctx, ctx.response_code);
@@ -208,34 +165,18 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        ctx: &mut RequestContext,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
         let status = router::proxy::error_status(e, ctx);
         let code = status.code;
         if session.response_written().is_none() {
             let _ = send(&self.0, session, ctx, status.into()).await;
         }
         ctx.response_code = code;
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
+        FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
-    async fn logging(
-        &self,
-        session: &mut Session,
-        _e: Option<&pingora::Error>,
-        ctx: &mut RequestContext,
-    ) {
-        let code = session
-            .response_written()
-            .map(|h| h.status.as_u16())
-            .unwrap_or(ctx.response_code);
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestContext) {
+        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
         let info = ctx.request_info.clone();
         let req = session.req_header();
         let is_apply = req
@@ -244,16 +185,8 @@ impl ProxyHttp for Frontdoor {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let dry_run = req.uri.query().is_some_and(|q| q.contains("dryRun=All"));
-        let verb = crate::metrics::reported_verb(
-            req.method.as_str(),
-            &info.verb,
-            info.is_resource_request,
-            is_apply,
-        );
-        let seconds = ctx
-            .received
-            .map(|t| t.elapsed().as_secs_f64())
-            .unwrap_or_default();
+        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
+        let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
         crate::metrics::record_request(&crate::metrics::RequestOutcome {
             verb: &verb,
             dry_run,
@@ -284,10 +217,7 @@ struct MetricsApp;
 
 #[async_trait]
 impl pingora::apps::http_app::ServeHttp for MetricsApp {
-    async fn response(
-        &self,
-        session: &mut pingora::protocols::http::ServerSession,
-    ) -> http::Response<Vec<u8>> {
+    async fn response(&self, session: &mut pingora::protocols::http::ServerSession) -> http::Response<Vec<u8>> {
         let (code, ctype, body) = if session.req_header().uri.path() == "/metrics" {
             (200, crate::metrics::CONTENT_TYPE, crate::metrics::render())
         } else {
@@ -314,10 +244,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let mut args = args;
     let mut kubeconfig = None;
     if args.embedded_defaults() {
-        kubeconfig = Some(crate::certs::ensure_dev_pki(
-            &args.cert_dir,
-            &format!("https://{address}"),
-        )?);
+        kubeconfig = Some(crate::certs::ensure_dev_pki(&args.cert_dir, &format!("https://{address}"))?);
         args.tls_cert_file = Some(args.dev_cert("apiserver.crt"));
         args.tls_private_key_file = Some(args.dev_cert("apiserver.key"));
         if args.client_ca_file.is_none() {
@@ -325,9 +252,10 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         }
     }
     let cert_file = args.tls_cert_file.clone().expect("set above");
-    let key_file = args.tls_private_key_file.clone().ok_or_else(|| {
-        anyhow::anyhow!("--tls-private-key-file is required with --tls-cert-file")
-    })?;
+    let key_file = args
+        .tls_private_key_file
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--tls-private-key-file is required with --tls-cert-file"))?;
     let serving_cert = Arc::new(ServingCert::load(&cert_file, &key_file)?);
     let client_cas = Arc::new(ClientCas::default());
     client_cas.set(CaRole::ClientCa, args.client_ca_file.as_deref())?;
@@ -336,15 +264,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     {
         let sc = serving_cert.clone();
         let (c, k) = (cert_file.clone(), key_file.clone());
-        crate::reload::watch("serving-cert", vec![c.clone(), k.clone()], move || {
-            sc.reload(&c, &k)
-        });
+        crate::reload::watch("serving-cert", vec![c.clone(), k.clone()], move || sc.reload(&c, &k));
     }
     if let Some(ca) = args.client_ca_file.clone() {
         let cas = client_cas.clone();
-        crate::reload::watch("client-ca", vec![ca.clone()], move || {
-            cas.set(CaRole::ClientCa, Some(&ca))
-        });
+        crate::reload::watch("client-ca", vec![ca.clone()], move || cas.set(CaRole::ClientCa, Some(&ca)));
     }
 
     let gw = Gateway {
@@ -369,9 +293,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (gw, kubeconfig) = build(args)?;
     let threads = if gw.args.worker_threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
     } else {
         gw.args.worker_threads
     };
@@ -385,16 +307,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     server.bootstrap();
 
     let listen = format!("{}:{}", gw.args.bind_address, gw.args.secure_port);
-    let listen = if gw.args.bind_address.is_ipv6() {
-        format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port)
-    } else {
-        listen
-    };
-    let mut service = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Frontdoor(gw.clone()),
-        "frontdoor",
-    );
+    let listen = if gw.args.bind_address.is_ipv6() { format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port) } else { listen };
+    let mut service = pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
     let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
     service.add_tls_with_settings(&listen, None, tls);
     server.add_service(service);
@@ -409,18 +323,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     // bind check up front, so a taken port is a clear startup error rather than a panic
-    std::net::TcpListener::bind(&listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
 
     tracing::info!(address = %listen, "serving");
     println!("frontdoor serving on https://{}", gw.address);
     if let Some(k) = &kubeconfig {
         let abs = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
         println!("kubeconfig: {}", abs.display());
-        println!(
-            "try: kubectl --kubeconfig {} get --raw /readyz",
-            abs.display()
-        );
+        println!("try: kubectl --kubeconfig {} get --raw /readyz", abs.display());
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -431,8 +341,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         delay: gw.args.shutdown_delay_duration,
         drain_timeout: gw.args.shutdown_drain_timeout,
     };
-    server.run(RunArgs {
-        shutdown_signal: Box::new(watch),
-    });
+    server.run(RunArgs { shutdown_signal: Box::new(watch) });
     Ok(())
 }

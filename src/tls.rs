@@ -41,9 +41,7 @@ pub enum CaRole {
 
 fn provider() -> Arc<CryptoProvider> {
     pingora::tls::install_default_crypto_provider();
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+    CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 /// Reads every certificate in a PEM file; an empty or unreadable file is an error.
@@ -69,9 +67,7 @@ pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
 pub fn load_roots(path: &Path) -> anyhow::Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for c in load_certs(path)? {
-        roots
-            .add(c)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        roots.add(c).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     Ok(roots)
 }
@@ -84,9 +80,7 @@ pub struct ServingCert {
 
 impl ServingCert {
     pub fn load(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        Ok(ServingCert {
-            current: ArcSwap::from_pointee(Self::read(cert, key)?),
-        })
+        Ok(ServingCert { current: ArcSwap::from_pointee(Self::read(cert, key)?) })
     }
 
     fn read(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
@@ -137,13 +131,7 @@ impl ClientCas {
             }
             None => None,
         };
-        let mut pools: Vec<_> = self
-            .pools
-            .load()
-            .iter()
-            .filter(|(r, _)| *r != role)
-            .cloned()
-            .collect();
+        let mut pools: Vec<_> = self.pools.load().iter().filter(|(r, _)| *r != role).cloned().collect();
         if let Some(v) = verifier {
             pools.push((role, v));
         }
@@ -153,9 +141,7 @@ impl ClientCas {
 
     /// The roles whose CA verifies this chain.
     pub fn roles_for(&self, chain: &[CertificateDer<'static>]) -> Vec<CaRole> {
-        let Some((leaf, rest)) = chain.split_first() else {
-            return Vec::new();
-        };
+        let Some((leaf, rest)) = chain.split_first() else { return Vec::new() };
         let now = UnixTime::now();
         self.pools
             .load()
@@ -175,10 +161,7 @@ pub struct ClientVerifier {
 
 impl ClientVerifier {
     pub fn new(cas: Arc<ClientCas>) -> Self {
-        ClientVerifier {
-            cas,
-            provider: provider(),
-        }
+        ClientVerifier { cas, provider: provider() }
     }
 }
 
@@ -218,12 +201,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -232,18 +210,11 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -251,16 +222,8 @@ impl ClientCertVerifier for ClientVerifier {
 pub fn subject_of(leaf: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
     let subject = cert.subject();
-    let cn = subject
-        .iter_common_name()
-        .next()
-        .and_then(|a| a.as_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let orgs = subject
-        .iter_organization()
-        .filter_map(|a| a.as_str().ok().map(str::to_string))
-        .collect();
+    let cn = subject.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+    let orgs = subject.iter_organization().filter_map(|a| a.as_str().ok().map(str::to_string)).collect();
     Some((cn, orgs))
 }
 
@@ -271,31 +234,19 @@ struct PeerCallback {
 
 #[async_trait]
 impl TlsAccept for PeerCallback {
-    async fn handshake_complete_callback(
-        &self,
-        ssl: &TlsRef,
-    ) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
         let chain = ssl.peer_cert_chain_der()?.to_vec();
         let (common_name, organizations) = subject_of(chain.first()?.as_ref())?;
         let verified_by = self.cas.roles_for(&chain);
-        let peer = Arc::new(PeerIdentity {
-            common_name,
-            organizations,
-            verified_by,
-            chain,
-        });
+        let peer = Arc::new(PeerIdentity { common_name, organizations, verified_by, chain });
         Some(Arc::new(peer))
     }
 }
 
 /// The listener's TLS settings: our cert resolver and client verifier, h2 + http/1.1.
-pub fn listener_settings(
-    cert: Arc<ServingCert>,
-    cas: Arc<ClientCas>,
-) -> anyhow::Result<TlsSettings> {
+pub fn listener_settings(cert: Arc<ServingCert>, cas: Arc<ClientCas>) -> anyhow::Result<TlsSettings> {
     let callbacks: TlsAcceptCallbacks = Box::new(PeerCallback { cas: cas.clone() });
-    let mut settings =
-        TlsSettings::with_callbacks(callbacks).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut settings = TlsSettings::with_callbacks(callbacks).map_err(|e| anyhow::anyhow!("{e}"))?;
     settings.set_cert_resolver(cert);
     settings.set_client_cert_verifier(Arc::new(ClientVerifier::new(cas)));
     settings.enable_h2();

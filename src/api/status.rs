@@ -75,11 +75,7 @@ impl Status {
     }
 
     pub fn success() -> Self {
-        Status {
-            status: "Success".into(),
-            code: 200,
-            ..Status::failure(200, "", "")
-        }
+        Status { status: "Success".into(), code: 200, ..Status::failure(200, "", "") }
     }
 
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -95,29 +91,18 @@ impl Status {
     /// kube's NotFound for an object: `configmaps "x" not found`.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let qr = qualified_resource(group, resource);
-        let msg = if name.is_empty() {
-            format!("{qr} not found")
-        } else {
-            format!("{qr} \"{name}\" not found")
-        };
+        let msg = if name.is_empty() { format!("{qr} not found") } else { format!("{qr} \"{name}\" not found") };
         Status::failure(404, "NotFound", msg).with_details(group, resource, name)
     }
 
     /// The 404 kube-apiserver's mux answers for a path nothing serves.
     pub fn path_not_found() -> Self {
-        Status::failure(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-        .with_details("", "", "")
+        Status::failure(404, "NotFound", "the server could not find the requested resource")
+            .with_details("", "", "")
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        let msg = format!(
-            "{} \"{name}\" already exists",
-            qualified_resource(group, resource)
-        );
+        let msg = format!("{} \"{name}\" already exists", qualified_resource(group, resource));
         Status::failure(409, "AlreadyExists", msg).with_details(group, resource, name)
     }
 
@@ -136,23 +121,10 @@ impl Status {
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<StatusCause>) -> Self {
         let list: Vec<String> = causes
             .iter()
-            .map(|c| {
-                if c.field.is_empty() {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
+            .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
             .collect();
-        let shown = if list.len() == 1 {
-            list[0].clone()
-        } else {
-            format!("[{}]", list.join(", "))
-        };
-        let msg = format!(
-            "{} \"{name}\" is invalid: {shown}",
-            qualified_resource(group, kind)
-        );
+        let shown = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let msg = format!("{} \"{name}\" is invalid: {shown}", qualified_resource(group, kind));
         let mut s = Status::failure(422, "Invalid", msg).with_details(group, kind, name);
         if let Some(d) = s.details.as_mut() {
             d.causes = causes;
@@ -178,15 +150,8 @@ impl Status {
     }
 
     pub fn too_many_requests() -> Self {
-        let mut s = Status::failure(
-            429,
-            "TooManyRequests",
-            "Too many requests, please try again later.",
-        );
-        s.details = Some(StatusDetails {
-            retry_after_seconds: 1,
-            ..Default::default()
-        });
+        let mut s = Status::failure(429, "TooManyRequests", "Too many requests, please try again later.");
+        s.details = Some(StatusDetails { retry_after_seconds: 1, ..Default::default() });
         s
     }
 
@@ -201,10 +166,7 @@ impl Status {
 
     fn with_causes_message(mut self, message: String) -> Self {
         self.details = Some(StatusDetails {
-            causes: vec![StatusCause {
-                message,
-                ..Default::default()
-            }],
+            causes: vec![StatusCause { message, ..Default::default() }],
             ..Default::default()
         });
         self
@@ -217,10 +179,7 @@ impl Status {
             "Timeout",
             "Timeout: request did not complete within requested timeout - context deadline exceeded",
         );
-        s.details = Some(StatusDetails {
-            retry_after_seconds: 0,
-            ..Default::default()
-        });
+        s.details = Some(StatusDetails { retry_after_seconds: 0, ..Default::default() });
         s
     }
 
@@ -229,11 +188,7 @@ impl Status {
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        Status::failure(
-            405,
-            "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({method})"),
-        )
+        Status::failure(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
@@ -275,13 +230,7 @@ mod tests {
 
     #[test]
     fn not_found_and_qualified_resource() {
-        assert_eq!(
-            Status::not_found("rbac.authorization.k8s.io", "roles", "r").message,
-            "roles.rbac.authorization.k8s.io \"r\" not found"
-        );
-        assert_eq!(
-            Status::path_not_found().message,
-            "the server could not find the requested resource"
-        );
+        assert_eq!(Status::not_found("rbac.authorization.k8s.io", "roles", "r").message, "roles.rbac.authorization.k8s.io \"r\" not found");
+        assert_eq!(Status::path_not_found().message, "the server could not find the requested resource");
     }
 }

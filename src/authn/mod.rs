@@ -29,27 +29,14 @@ pub struct Authentication {
 
 impl Authentication {
     pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Authentication {
-            anonymous: args.authn.anonymous_auth,
-        })
+        Ok(Authentication { anonymous: args.authn.anonymous_auth })
     }
 }
 
 /// The authentication filter.
-pub async fn authenticate(
-    gw: &Gateway,
-    _req: &mut RequestHeader,
-    ctx: &mut RequestContext,
-) -> Result<(), Status> {
-    if let Some(peer) = ctx
-        .peer
-        .as_ref()
-        .filter(|p| p.verified_by.contains(&CaRole::ClientCa))
-    {
-        ctx.user = Some(
-            UserInfo::new(peer.common_name.clone(), peer.organizations.clone())
-                .with_authenticated_group(),
-        );
+pub async fn authenticate(gw: &Gateway, _req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
+    if let Some(peer) = ctx.peer.as_ref().filter(|p| p.verified_by.contains(&CaRole::ClientCa)) {
+        ctx.user = Some(UserInfo::new(peer.common_name.clone(), peer.organizations.clone()).with_authenticated_group());
         ctx.authenticator = "x509";
         return Ok(());
     }

@@ -24,11 +24,7 @@ pub struct UserInfo {
 
 impl UserInfo {
     pub fn new(name: impl Into<String>, groups: Vec<String>) -> Self {
-        UserInfo {
-            username: name.into(),
-            groups,
-            ..Default::default()
-        }
+        UserInfo { username: name.into(), groups, ..Default::default() }
     }
 
     pub fn anonymous() -> Self {

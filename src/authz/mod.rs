@@ -86,9 +86,7 @@ pub struct Authorization {
 
 impl Authorization {
     pub fn new(_args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Authorization {
-            chain: vec![Box::new(AlwaysAllow)],
-        })
+        Ok(Authorization { chain: vec![Box::new(AlwaysAllow)] })
     }
 
     /// Runs the chain: `system:masters` first, then the first Allow or Deny decides.
@@ -107,10 +105,7 @@ impl Authorization {
 }
 
 /// The authorization filter: records the decision, or ends the request with kube's 403.
-pub async fn authorize(
-    gw: &crate::server::Gateway,
-    ctx: &mut crate::context::RequestContext,
-) -> Result<(), crate::api::Status> {
+pub async fn authorize(gw: &crate::server::Gateway, ctx: &mut crate::context::RequestContext) -> Result<(), crate::api::Status> {
     let Some(user) = ctx.effective_user() else {
         return Err(crate::api::Status::unauthorized());
     };
@@ -129,20 +124,13 @@ pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
     let mut msg = if !a.resource_request {
         format!("{who} cannot {} path \"{}\"", a.verb, a.path)
     } else {
-        let res = if a.subresource.is_empty() {
-            a.resource.clone()
-        } else {
-            format!("{}/{}", a.resource, a.subresource)
-        };
+        let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
         let scope = if a.namespace.is_empty() {
             "at the cluster scope".to_string()
         } else {
             format!("in the namespace \"{}\"", a.namespace)
         };
-        format!(
-            "{who} cannot {} resource \"{res}\" in API group \"{}\" {scope}",
-            a.verb, a.api_group
-        )
+        format!("{who} cannot {} resource \"{res}\" in API group \"{}\" {scope}", a.verb, a.api_group)
     };
     if !reason.is_empty() {
         msg.push_str(": ");

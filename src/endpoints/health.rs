@@ -30,23 +30,14 @@ impl Health {
         h.add(
             "shutdown",
             Scope::Ready,
-            Arc::new(move || {
-                if flag.load(Ordering::Relaxed) {
-                    Err("process is shutting down".into())
-                } else {
-                    Ok(())
-                }
-            }),
+            Arc::new(move || if flag.load(Ordering::Relaxed) { Err("process is shutting down".into()) } else { Ok(()) }),
         );
         h
     }
 
     /// Registers a named check (a store registers `etcd`, backends their own).
     pub fn add(&self, name: &str, scope: Scope, check: CheckFn) {
-        self.checks
-            .write()
-            .unwrap()
-            .push((name.to_string(), scope, check));
+        self.checks.write().unwrap().push((name.to_string(), scope, check));
     }
 
     /// From now on `/readyz` fails: the first step of graceful shutdown.
@@ -126,19 +117,13 @@ mod tests {
         h.begin_shutdown();
         let (code, body) = h.serve("/readyz", Some("verbose")).unwrap();
         assert_eq!(code, 500);
-        assert!(
-            body.contains("[-]shutdown failed: reason withheld"),
-            "{body}"
-        );
+        assert!(body.contains("[-]shutdown failed: reason withheld"), "{body}");
         assert!(body.ends_with("readyz check failed\n"));
         assert_eq!(h.serve("/livez", None).unwrap().0, 200);
         assert_eq!(h.serve("/readyz", Some("exclude=shutdown")).unwrap().0, 200);
         assert_eq!(h.serve("/readyz/shutdown", None).unwrap().0, 500);
         assert_eq!(h.serve("/readyz/ping", None).unwrap(), (200, "ok".into()));
-        assert!(
-            h.serve("/livez/shutdown", None).is_none(),
-            "shutdown is a readyz check only"
-        );
+        assert!(h.serve("/livez/shutdown", None).is_none(), "shutdown is a readyz check only");
         assert!(h.serve("/other", None).is_none());
     }
 
@@ -148,9 +133,6 @@ mod tests {
         h.add("etcd", Scope::All, Arc::new(|| Err("down".into())));
         let (code, body) = h.serve("/healthz", Some("verbose=1")).unwrap();
         assert_eq!(code, 500);
-        assert!(
-            body.contains("[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"),
-            "{body}"
-        );
+        assert!(body.contains("[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"), "{body}");
     }
 }

@@ -25,10 +25,7 @@ pub fn info() -> Info {
     Info {
         major: KUBE_MAJOR,
         minor: KUBE_MINOR,
-        git_version: format!(
-            "v{KUBE_MAJOR}.{KUBE_MINOR}.0+frontdoor-{}",
-            env!("CARGO_PKG_VERSION")
-        ),
+        git_version: format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0+frontdoor-{}", env!("CARGO_PKG_VERSION")),
         git_commit: option_env!("FRONTDOOR_GIT_COMMIT").unwrap_or(""),
         git_tree_state: "",
         build_date: option_env!("FRONTDOOR_BUILD_DATE").unwrap_or("1970-01-01T00:00:00Z"),

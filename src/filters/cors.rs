@@ -20,11 +20,7 @@ impl Cors {
         let origins = patterns
             .iter()
             .filter(|p| !p.is_empty())
-            .map(|p| {
-                Regex::new(p).map_err(|e| {
-                    anyhow::anyhow!("--cors-allowed-origins: invalid regular expression {p:?}: {e}")
-                })
-            })
+            .map(|p| Regex::new(p).map_err(|e| anyhow::anyhow!("--cors-allowed-origins: invalid regular expression {p:?}: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(Cors { origins })
     }
@@ -34,10 +30,7 @@ impl Cors {
             return None;
         }
         let origin = req.headers.get("Origin")?.to_str().ok()?;
-        self.origins
-            .iter()
-            .any(|re| re.is_match(origin))
-            .then_some(origin)
+        self.origins.iter().any(|re| re.is_match(origin)).then_some(origin)
     }
 
     /// Adds the CORS headers when the request's origin is allowed.
@@ -71,11 +64,7 @@ mod tests {
 
     #[test]
     fn regex_origins() {
-        let cors = Cors::new(&[
-            "^https://.*\\.example\\.com$".into(),
-            "//localhost(:|$)".into(),
-        ])
-        .unwrap();
+        let cors = Cors::new(&["^https://.*\\.example\\.com$".into(), "//localhost(:|$)".into()]).unwrap();
         assert!(cors.is_preflight(&req("OPTIONS", Some("https://a.example.com"))));
         assert!(cors.is_preflight(&req("OPTIONS", Some("http://localhost:8080"))));
         assert!(!cors.is_preflight(&req("OPTIONS", Some("https://evil.com"))));
@@ -83,14 +72,8 @@ mod tests {
         assert!(!cors.is_preflight(&req("OPTIONS", None)));
         let mut h = ResponseHeader::build(200, None).unwrap();
         cors.add_headers(&req("GET", Some("https://a.example.com")), &mut h);
-        assert_eq!(
-            h.headers.get("Access-Control-Allow-Origin").unwrap(),
-            "https://a.example.com"
-        );
-        assert_eq!(
-            h.headers.get("Access-Control-Allow-Credentials").unwrap(),
-            "true"
-        );
+        assert_eq!(h.headers.get("Access-Control-Allow-Origin").unwrap(), "https://a.example.com");
+        assert_eq!(h.headers.get("Access-Control-Allow-Credentials").unwrap(), "true");
         let mut h = ResponseHeader::build(200, None).unwrap();
         cors.add_headers(&req("GET", Some("https://evil.com")), &mut h);
         assert!(h.headers.get("Access-Control-Allow-Origin").is_none());
@@ -98,9 +81,7 @@ mod tests {
 
     #[test]
     fn disabled_without_patterns_and_bad_regex_rejected() {
-        assert!(!Cors::new(&[])
-            .unwrap()
-            .is_preflight(&req("OPTIONS", Some("https://a"))));
+        assert!(!Cors::new(&[]).unwrap().is_preflight(&req("OPTIONS", Some("https://a"))));
         assert!(Cors::new(&["(".into()]).is_err());
     }
 }

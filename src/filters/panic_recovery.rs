@@ -6,8 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 /// kube's text for a request that panicked the server.
-pub const PANIC_MESSAGE: &str =
-    "This request caused apiserver to panic. Look in the logs for details.";
+pub const PANIC_MESSAGE: &str = "This request caused apiserver to panic. Look in the logs for details.";
 
 /// Runs `fut`, turning a panic into `Err` with the 500 Status to send.
 pub async fn recover<F, T>(what: &str, fut: F) -> Result<T, Status>

@@ -16,17 +16,8 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    ctx.user_agent = req
-        .headers
-        .get("User-Agent")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    ctx.request_uri = req
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| req.uri.path().to_string());
+    ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ctx.request_uri = req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
     ctx.source_ips = source_ips(req, client_addr);
 }
 
@@ -34,11 +25,7 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
 /// without duplicates.
 fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
     let mut ips: Vec<String> = Vec::new();
-    if let Some(xff) = req
-        .headers
-        .get("X-Forwarded-For")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(xff) = req.headers.get("X-Forwarded-For").and_then(|v| v.to_str().ok()) {
         for part in xff.split(',') {
             let p = part.trim();
             if p.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == p) {
@@ -46,12 +33,7 @@ fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
             }
         }
     }
-    if let Some(real) = req
-        .headers
-        .get("X-Real-Ip")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
+    if let Some(real) = req.headers.get("X-Real-Ip").and_then(|v| v.to_str().ok()).map(str::trim) {
         if real.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == real) {
             ips.push(real.to_string());
         }
@@ -72,8 +54,7 @@ mod tests {
     fn keeps_client_audit_id_and_orders_source_ips() {
         let mut req = RequestHeader::build("GET", b"/api?x=1", None).unwrap();
         req.insert_header("Audit-ID", "abc").unwrap();
-        req.insert_header("X-Forwarded-For", "10.0.0.1, 10.0.0.2")
-            .unwrap();
+        req.insert_header("X-Forwarded-For", "10.0.0.1, 10.0.0.2").unwrap();
         let mut ctx = RequestContext::default();
         run(&req, Some("127.0.0.1".into()), &mut ctx);
         assert_eq!(ctx.audit_id, "abc");

@@ -16,19 +16,14 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(code: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
-        Reply {
-            code,
-            headers: vec![("Content-Type", content_type.to_string())],
-            body: body.into(),
-        }
+        Reply { code, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
     }
 
     pub fn status(s: &Status) -> Self {
         let mut r = Reply::new(s.code, "application/json", s.to_json());
         if let Some(d) = &s.details {
             if d.retry_after_seconds > 0 {
-                r.headers
-                    .push(("Retry-After", d.retry_after_seconds.to_string()));
+                r.headers.push(("Retry-After", d.retry_after_seconds.to_string()));
             }
         }
         r
@@ -92,8 +87,7 @@ pub async fn send(
     ctx: &mut RequestContext,
     reply: Reply,
 ) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(reply.code, Some(reply.headers.len() + 4))
-        .expect("valid status code");
+    let mut h = ResponseHeader::build(reply.code, Some(reply.headers.len() + 4)).expect("valid status code");
     for (k, v) in &reply.headers {
         let _ = h.append_header(*k, v.as_str());
     }
@@ -104,8 +98,6 @@ pub async fn send(
     session.set_keepalive(Some(60));
     session.write_response_header(Box::new(h), false).await?;
     let head = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_body(if head { None } else { Some(reply.body) }, true)
-        .await?;
+    session.write_response_body(if head { None } else { Some(reply.body) }, true).await?;
     Ok(())
 }

@@ -85,15 +85,9 @@ impl ShutdownSignalWatch for SignalWatch {
         self.health.begin_shutdown();
         tokio::time::sleep(self.delay).await;
         let n = self.drain.active();
-        tracing::info!(
-            in_flight = n,
-            "shutdown delay over: draining in-flight requests"
-        );
+        tracing::info!(in_flight = n, "shutdown delay over: draining in-flight requests");
         if !self.drain.close_and_wait(self.drain_timeout).await {
-            tracing::warn!(
-                left = self.drain.active(),
-                "drain timeout reached; exiting with requests in flight"
-            );
+            tracing::warn!(left = self.drain.active(), "drain timeout reached; exiting with requests in flight");
         }
         ShutdownSignal::GracefulTerminate
     }
@@ -111,17 +105,11 @@ mod tests {
         let waiter = tokio::spawn(async move { d2.close_and_wait(Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "waits while a request is in flight");
-        assert!(
-            d.track().is_none(),
-            "requests after the drain began are not tracked"
-        );
+        assert!(d.track().is_none(), "requests after the drain began are not tracked");
         drop(g);
         assert!(waiter.await.unwrap());
         let d = Arc::new(Drain::default());
         let _g = d.track().unwrap();
-        assert!(
-            !d.close_and_wait(Duration::from_millis(20)).await,
-            "bounded by the limit"
-        );
+        assert!(!d.close_and_wait(Duration::from_millis(20)).await, "bounded by the limit");
     }
 }

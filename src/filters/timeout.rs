@@ -36,10 +36,7 @@ mod tests {
         assert_eq!(deadline(&exec, None, d), None);
         let get = RequestInfo::resolve("GET", "/api/v1/namespaces/a/pods/p", None).unwrap();
         assert_eq!(deadline(&get, None, d), Some(d));
-        assert_eq!(
-            deadline(&get, Some("timeout=5s"), d),
-            Some(Duration::from_secs(5))
-        );
+        assert_eq!(deadline(&get, Some("timeout=5s"), d), Some(Duration::from_secs(5)));
         assert_eq!(deadline(&get, Some("timeout=5m"), d), Some(d));
         assert_eq!(status().code, 504);
     }

@@ -31,11 +31,7 @@ pub mod rest {
     use pingora::proxy::Session;
 
     /// Serves a resource request from the store.
-    pub async fn serve(
-        gw: &Gateway,
-        session: &mut Session,
-        ctx: &mut RequestContext,
-    ) -> pingora::Result<()> {
+    pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
         send(gw, session, ctx, Status::path_not_found().into()).await
     }
 }
