@@ -7,17 +7,10 @@ use crate::filters::Reply;
 use crate::server::Gateway;
 use pingora::proxy::Session;
 
-pub async fn serve(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-) -> pingora::Result<()> {
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
     if info.is_resource_request {
-        if gw
-            .store
-            .serves(&info.api_group, &info.api_version, &info.resource)
-        {
+        if gw.store.serves(&info.api_group, &info.api_version, &info.resource) {
             return crate::store::rest::serve(gw, session, ctx).await;
         }
         return send(gw, session, ctx, Status::path_not_found().into()).await;

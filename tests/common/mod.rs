@@ -14,11 +14,7 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A free loopback port (bound and released; the binary binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running frontdoor. Killed on drop.
@@ -55,19 +51,7 @@ impl Frontdoor {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start frontdoor");
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -76,12 +60,7 @@ impl Frontdoor {
                 }
             });
         }
-        let fd = Frontdoor {
-            child,
-            port,
-            dir,
-            logs,
-        };
+        let fd = Frontdoor { child, port, dir, logs };
         fd.wait_ready();
         fd
     }
@@ -89,9 +68,7 @@ impl Frontdoor {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && self.kubeconfig().exists()
-            {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.kubeconfig().exists() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
