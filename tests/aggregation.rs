@@ -216,6 +216,30 @@ fn streams_watches_and_passes_upgrades() {
     assert_eq!(seen.all("x-remote-user"), vec!["admin"]);
 }
 
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn large_bodies_stream_without_buffering_whole() {
+    let s = setup(&["--request-timeout", "60s"]);
+    let admin = s.fd.admin_client();
+    assert_eq!(get_code(&admin, &s.fd.url(&format!("{FLUNDERS}/big?mb=1"))), 200);
+    let before = peak_rss(s.fd.child.id());
+    let mut r = admin.get(s.fd.url(&format!("{FLUNDERS}/big?mb=96"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    assert_eq!(n, 96 << 20);
+    let body = vec![b'y'; 96 << 20];
+    let r = admin.post(s.fd.url(&format!("{FLUNDERS}/upload"))).body(body).send().unwrap();
+    assert_eq!(r.text().unwrap(), format!("{{\"received\":{}}}", 96 << 20));
+    let grown = peak_rss(s.fd.child.id()).saturating_sub(before);
+    assert!(grown < 32 << 20, "96 MiB each way grew frontdoor's peak memory by {} MiB", grown >> 20);
+}
+
 fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
