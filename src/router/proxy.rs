@@ -164,9 +164,11 @@ mod tests {
     #[test]
     fn impersonated_user_wins() {
         let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
-        let mut ctx = RequestContext::default();
-        ctx.user = Some(UserInfo::new("admin", vec!["system:masters".into()]));
-        ctx.impersonated = Some(UserInfo::new("bob", vec![]));
+        let ctx = RequestContext {
+            user: Some(UserInfo::new("admin", vec!["system:masters".into()])),
+            impersonated: Some(UserInfo::new("bob", vec![])),
+            ..Default::default()
+        };
         upstream_request(&mut req, &ctx);
         assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
         assert!(req.headers.get("X-Remote-Group").is_none());

@@ -326,14 +326,23 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             ok
         } else if path == format!("{flunders}/big") {
             // `mb` MiB of body, chunked, 64 KiB at a time
-            let mb: usize = query.split('&').find_map(|kv| kv.strip_prefix("mb=")).and_then(|v| v.parse().ok()).unwrap_or(1);
+            let mb: usize = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("mb="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             let mut ok = io.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n").await.is_ok();
             let chunk = vec![b'x'; 64 << 10];
             for _ in 0..mb * 16 {
                 if !ok {
                     break;
                 }
-                ok = io.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_ok() && io.write_all(&chunk).await.is_ok() && io.write_all(b"\r\n").await.is_ok();
+                ok = io
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await
+                    .is_ok()
+                    && io.write_all(&chunk).await.is_ok()
+                    && io.write_all(b"\r\n").await.is_ok();
             }
             ok && io.write_all(b"0\r\n\r\n").await.is_ok() && io.flush().await.is_ok()
         } else if method == "POST" && path == format!("{flunders}/upload") {
