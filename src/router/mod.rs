@@ -334,6 +334,73 @@ impl BackendState {
 mod tests {
     use super::*;
 
+    fn router() -> Router {
+        let argv = [
+            "frontdoor",
+            "serve",
+            "--tls-cert-file",
+            "/nonexistent",
+            "--policy-dir",
+            "/nonexistent",
+            "--apiservice-check-interval",
+            "100ms",
+        ];
+        let args = match crate::config::parse_from(argv.iter().map(|s| s.to_string()).collect())
+            .unwrap()
+            .command
+        {
+            crate::config::Command::Serve(a) => *a,
+            _ => unreachable!(),
+        };
+        Router::new(&args).unwrap()
+    }
+
+    fn object(name: &str, group: &str, service: bool) -> serde_json::Value {
+        let mut spec = serde_json::json!({"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10});
+        if service {
+            spec["service"] = serde_json::json!({"namespace": "ns", "name": "nowhere", "port": 1});
+            spec["insecureSkipTLSVerify"] = true.into();
+        }
+        serde_json::json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name}, "spec": spec})
+    }
+
+    #[test]
+    fn dynamic_apiservices_and_status() {
+        let r = router();
+        r.set_dynamic_apiservices(vec![
+            object("v1.local.io", "local.io", false),
+            object("v1.remote.io", "remote.io", true),
+        ])
+        .unwrap();
+        let local = r.apiservice_status("v1.local.io").unwrap();
+        assert_eq!(local["conditions"][0]["reason"], "Local");
+        assert_eq!(local["conditions"][0]["status"], "True");
+        assert!(r
+            .table()
+            .get("remote.io", "v1")
+            .is_some_and(|b| !b.is_local()));
+        // the prober cannot resolve nowhere.ns.svc: the backend goes unavailable by itself
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = r.apiservice_status("v1.remote.io").unwrap();
+            if st["conditions"][0]["status"] == "False" {
+                assert_eq!(st["conditions"][0]["type"], "Available");
+                assert!(st["conditions"][0]["lastTransitionTime"].is_string());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // a bad object leaves the table as it was
+        assert!(r
+            .set_dynamic_apiservices(vec![object("wrong-name", "x.io", false)])
+            .is_err());
+        assert!(r.apiservice_status("v1.local.io").is_some());
+        assert!(r.apiservice_status("v1.nothing.io").is_none());
+        r.set_dynamic_apiservices(vec![]).unwrap();
+        assert!(r.apiservice_status("v1.local.io").is_none());
+    }
+
     #[test]
     fn endpoints_parse() {
         let m = parse_endpoints(&["wardle/api:443=127.0.0.1:8443".into()]).unwrap();
