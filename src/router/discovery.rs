@@ -1,18 +1,405 @@
-//! Discovery: `/api`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`.
+//! Discovery: `/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`, merged
+//! across frontdoor's own resources and the available backends, ordered as kube-aggregator
+//! orders them (groups by groupPriorityMinimum, then name; versions by versionPriority, then
+//! Kubernetes version order), plus aggregated discovery (apidiscovery.k8s.io v2 and v2beta1)
+//! with an ETag. Backends' documents come from the availability prober's cache.
 
+use super::version;
+use crate::filters::Reply;
 use crate::server::Gateway;
-use serde_json::json;
+use pingora::http::RequestHeader;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// kube-apiserver's priorities for its built-in groups (controlplane's apiVersionPriorities);
+/// other local groups get the CRD defaults.
+fn builtin_priority(group: &str, version: &str) -> (i32, i32) {
+    let g = match group {
+        "" => return (18000, 1),
+        "apiregistration.k8s.io" => 18000,
+        "apps" => 17800,
+        "events.k8s.io" => 17750,
+        "authentication.k8s.io" => 17700,
+        "authorization.k8s.io" => 17600,
+        "autoscaling" => 17500,
+        "batch" => 17400,
+        "certificates.k8s.io" => 17300,
+        "networking.k8s.io" => 17200,
+        "policy" => 17100,
+        "rbac.authorization.k8s.io" => 17000,
+        "storage.k8s.io" => 16800,
+        "admissionregistration.k8s.io" => 16700,
+        "apiextensions.k8s.io" => 16700,
+        "scheduling.k8s.io" => 16600,
+        "coordination.k8s.io" => 16500,
+        "node.k8s.io" => 16300,
+        "discovery.k8s.io" => 16200,
+        "flowcontrol.apiserver.k8s.io" => 16100,
+        "audit.k8s.io" => 16000,
+        _ => return (1000, 100),
+    };
+    (g, if version == "v1" { 15 } else { 9 })
+}
+
+/// One served group/version and its resources (APIResource JSON objects).
+#[derive(Debug, Clone)]
+pub struct VersionView {
+    pub version: String,
+    pub priority: i32,
+    pub resources: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub name: String,
+    pub priority: i32,
+    /// In preference order.
+    pub versions: Vec<VersionView>,
+}
+
+/// Every group/version served now, local and available backends, in discovery order. The
+/// core group is the one named "".
+pub fn groups(gw: &Gateway) -> Vec<GroupView> {
+    let table = gw.router.table();
+    // (group, version) -> (group priority, version priority, resources)
+    let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
+    for r in gw.local_resources() {
+        let e = gvs
+            .entry((r.group.clone(), r.version.clone()))
+            .or_insert_with(|| {
+                let (gp, vp) = match table.get(&r.group, &r.version) {
+                    Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
+                    None => builtin_priority(&r.group, &r.version),
+                };
+                (gp, vp, Vec::new())
+            });
+        e.2.push(serde_json::to_value(&r).unwrap_or(Value::Null));
+    }
+    for b in table
+        .services
+        .iter()
+        .filter(|b| !b.is_local() && b.available())
+    {
+        let resources = b.state.resources.load_full();
+        let list = resources
+            .as_deref()
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        gvs.insert(
+            (b.spec.group.clone(), b.spec.version.clone()),
+            (b.spec.group_priority_minimum, b.spec.version_priority, list),
+        );
+    }
+    // the core group always serves v1, as kube-apiserver's does
+    gvs.entry((String::new(), "v1".into())).or_insert_with(|| {
+        let (gp, vp) = builtin_priority("", "v1");
+        (gp, vp, Vec::new())
+    });
+    let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
+    for ((g, v), (gp, vp, resources)) in gvs {
+        let e = by_group.entry(g.clone()).or_insert_with(|| GroupView {
+            name: g,
+            priority: gp,
+            versions: Vec::new(),
+        });
+        e.priority = e.priority.max(gp);
+        e.versions.push(VersionView {
+            version: v,
+            priority: vp,
+            resources,
+        });
+    }
+    let mut out: Vec<GroupView> = by_group.into_values().collect();
+    for g in &mut out {
+        g.versions.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| version::compare(&b.version, &a.version))
+        });
+    }
+    out.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+fn group_version(g: &str, v: &str) -> String {
+    if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    }
+}
+
+fn api_group(g: &GroupView) -> Value {
+    let versions: Vec<Value> = g
+        .versions
+        .iter()
+        .map(|v| json!({"groupVersion": group_version(&g.name, &v.version), "version": v.version}))
+        .collect();
+    json!({"name": g.name, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
+}
 
 /// `/api`: the core group's versions.
-pub fn api_versions(_gw: &Gateway, server_address: &str) -> serde_json::Value {
+pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
+    let mut versions: Vec<String> = groups(gw)
+        .into_iter()
+        .filter(|g| g.name.is_empty())
+        .flat_map(|g| g.versions.into_iter().map(|v| v.version))
+        .collect();
+    if versions.is_empty() {
+        versions.push("v1".into());
+    }
     json!({
         "kind": "APIVersions",
-        "versions": ["v1"],
+        "versions": versions,
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
     })
 }
 
 /// `/apis`: every named group.
-pub fn api_group_list(_gw: &Gateway) -> serde_json::Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+pub fn api_group_list(gw: &Gateway) -> Value {
+    let groups: Vec<Value> = groups(gw)
+        .iter()
+        .filter(|g| !g.name.is_empty())
+        .map(api_group)
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(group: &str, v: &VersionView) -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(group, &v.version), "resources": v.resources})
+}
+
+/// An APIResourceList's entries in aggregated discovery's form: subresources under their
+/// resource.
+fn aggregated_resources(list: &[Value]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    let str_of = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    for r in list.iter().filter(|r| !str_of(r, "name").contains('/')) {
+        let kind = json!({"group": str_of(r, "group"), "version": str_of(r, "version"), "kind": str_of(r, "kind")});
+        let scope = if r
+            .get("namespaced")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            "Namespaced"
+        } else {
+            "Cluster"
+        };
+        let mut e = json!({
+            "resource": str_of(r, "name"),
+            "responseKind": kind,
+            "scope": scope,
+            "singularResource": str_of(r, "singularName"),
+            "verbs": r.get("verbs").cloned().unwrap_or(json!([])),
+        });
+        for k in ["shortNames", "categories"] {
+            if let Some(v) = r
+                .get(k)
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+            {
+                e[k] = v.clone();
+            }
+        }
+        out.push(e);
+    }
+    for r in list {
+        let name = str_of(r, "name");
+        let Some((parent, sub)) = name.split_once('/') else {
+            continue;
+        };
+        if let Some(p) = out.iter_mut().find(|p| p["resource"] == parent) {
+            let entry = json!({
+                "subresource": sub,
+                "responseKind": {"group": str_of(r, "group"), "version": str_of(r, "version"), "kind": str_of(r, "kind")},
+                "verbs": r.get("verbs").cloned().unwrap_or(json!([])),
+            });
+            match p.get_mut("subresources").and_then(Value::as_array_mut) {
+                Some(a) => a.push(entry),
+                None => p["subresources"] = json!([entry]),
+            }
+        }
+    }
+    out
+}
+
+fn aggregated(groups: &[GroupView], api_version: &str) -> Value {
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let versions: Vec<Value> = g
+                .versions
+                .iter()
+                .map(|v| json!({"version": v.version, "resources": aggregated_resources(&v.resources), "freshness": "Current"}))
+                .collect();
+            json!({"metadata": {"name": g.name, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{api_version}"), "metadata": {}, "items": items})
+}
+
+/// The aggregated-discovery version the client asks for (v2 or v2beta1), honouring the
+/// order of its Accept header; None for the legacy documents.
+pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
+    let accept = req
+        .headers
+        .get_all("Accept")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        let params: BTreeMap<&str, &str> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        if media == "application/json"
+            && params.get("g") == Some(&"apidiscovery.k8s.io")
+            && params.get("as") == Some(&"APIGroupDiscoveryList")
+        {
+            match params.get("v") {
+                Some(&"v2") => return Some("v2"),
+                Some(&"v2beta1") => return Some("v2beta1"),
+                _ => {}
+            }
+        }
+        if media == "application/json" && params.is_empty()
+            || media == "*/*"
+            || media == "application/*"
+        {
+            return None;
+        }
+    }
+    None
+}
+
+/// Serves a discovery path, or None when `path` is not one.
+pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api"] | ["apis"] => {
+            let core = parts[0] == "api";
+            if let Some(v) = wants_aggregated(req) {
+                let all = groups(gw);
+                let selected: Vec<GroupView> = all
+                    .into_iter()
+                    .filter(|g| g.name.is_empty() == core)
+                    .collect();
+                return Some(aggregated_reply(req, &aggregated(&selected, v), v));
+            }
+            Some(if core {
+                Reply::json(200, &api_versions(gw, &gw.server_address()))
+            } else {
+                Reply::json(200, &api_group_list(gw))
+            })
+        }
+        ["api", v] => {
+            let g = groups(gw).into_iter().find(|g| g.name.is_empty());
+            let vv = g.and_then(|g| g.versions.into_iter().find(|x| x.version == *v));
+            match (vv, *v) {
+                (Some(vv), _) => Some(Reply::json(200, &resource_list("", &vv))),
+                (None, "v1") => Some(Reply::json(
+                    200,
+                    &resource_list(
+                        "",
+                        &VersionView {
+                            version: "v1".into(),
+                            priority: 0,
+                            resources: vec![],
+                        },
+                    ),
+                )),
+                _ => None,
+            }
+        }
+        ["apis", g] => groups(gw)
+            .iter()
+            .find(|x| x.name == *g && !g.is_empty())
+            .map(|x| {
+                let mut v = api_group(x);
+                v["kind"] = "APIGroup".into();
+                v["apiVersion"] = "v1".into();
+                Reply::json(200, &v)
+            }),
+        ["apis", g, v] => {
+            let group = groups(gw)
+                .into_iter()
+                .find(|x| x.name == *g && !g.is_empty())?;
+            let vv = group.versions.into_iter().find(|x| x.version == *v)?;
+            Some(Reply::json(200, &resource_list(g, &vv)))
+        }
+        _ => None,
+    }
+}
+
+/// An aggregated discovery document with its ETag, or 304 when the client has it.
+fn aggregated_reply(req: &RequestHeader, doc: &Value, api_version: &str) -> Reply {
+    let body = serde_json::to_vec(doc).unwrap_or_default();
+    let etag = format!("\"{:x}\"", Sha256::digest(&body));
+    let ctype =
+        format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
+    let matches = req
+        .headers
+        .get("If-None-Match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let reply = if matches {
+        Reply::new(304, &ctype, Vec::new())
+    } else {
+        Reply::new(200, &ctype, body)
+    };
+    reply.header("ETag", etag).header("Vary", "Accept")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(accept: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/apis", None).unwrap();
+        r.insert_header("Accept", accept).unwrap();
+        r
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(wants_aggregated(&req(kubectl)), Some("v2"));
+        assert_eq!(
+            wants_aggregated(&req(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            )),
+            Some("v2beta1")
+        );
+        assert_eq!(wants_aggregated(&req("application/json")), None);
+        assert_eq!(wants_aggregated(&req("application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), None);
+        assert_eq!(wants_aggregated(&req("application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), Some("v2"));
+    }
+
+    #[test]
+    fn subresources_nest() {
+        let list = vec![
+            json!({"name": "flunders", "singularName": "flunder", "namespaced": true, "kind": "Flunder", "verbs": ["get", "list"], "shortNames": ["fl"]}),
+            json!({"name": "flunders/status", "singularName": "", "namespaced": true, "kind": "Flunder", "verbs": ["get", "patch"]}),
+        ];
+        let out = aggregated_resources(&list);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0]["scope"], "Namespaced");
+        assert_eq!(out[0]["shortNames"], json!(["fl"]));
+        assert_eq!(out[0]["subresources"][0]["subresource"], "status");
+        assert_eq!(out[0]["responseKind"]["kind"], "Flunder");
+    }
+
+    #[test]
+    fn builtin_priorities() {
+        assert!(builtin_priority("apps", "v1").0 > builtin_priority("batch", "v1").0);
+        assert_eq!(builtin_priority("example.com", "v1"), (1000, 100));
+    }
 }

@@ -27,11 +27,12 @@ fn non_resource(gw: &Gateway, session: &Session, path: &str, verb: &str) -> Repl
     if let Some((code, body)) = gw.health.serve(path, query) {
         return Reply::text(code, body);
     }
+    if let Some(reply) = super::discovery::serve(gw, session.req_header(), path) {
+        return reply;
+    }
     match path.trim_end_matches('/') {
         "/version" => Reply::json(200, &crate::endpoints::version::info()),
         "/metrics" => Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
-        "/api" => Reply::json(200, &super::discovery::api_versions(gw, &gw.server_address())),
-        "/apis" => Reply::json(200, &super::discovery::api_group_list(gw)),
         _ => Status::path_not_found().into(),
     }
 }

@@ -1,34 +1,425 @@
 //! The router: which handler serves a request that passed the chain. Local paths
 //! (health, version, metrics, discovery) and the store's resources are served by frontdoor;
-//! API groups owned by a backend apiserver are proxied (aggregation).
+//! API groups owned by a backend apiserver are proxied (aggregation), as kube-aggregator
+//! does, from a table of `apiregistration.k8s.io/v1` APIService objects.
 
+pub mod apiservice;
+pub mod availability;
 pub mod discovery;
 pub mod local;
 pub mod proxy;
+pub mod version;
 
 use crate::context::{RequestContext, Route};
 use crate::server::Gateway;
+use apiservice::ApiService;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use pingora::prelude::HttpPeer;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Proxy and aggregation flags.
+/// Proxy and aggregation flags (kube-apiserver's names where it has them).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct ProxyArgs {}
+pub struct ProxyArgs {
+    /// File or directory of apiregistration.k8s.io/v1 APIService objects (YAML or JSON,
+    /// multi-document) routing API groups/versions to backend apiservers. Reloaded on change.
+    /// Default: apiservices.yaml in --policy-dir if present.
+    #[arg(long, value_name = "PATH")]
+    pub apiservices_file: Option<PathBuf>,
 
-/// An aggregated backend apiserver.
-#[derive(Debug)]
-pub struct Backend {
-    pub group: String,
-    pub version: String,
+    /// Where an APIService's service reference is reached from outside a cluster:
+    /// NAMESPACE/NAME:PORT=HOST:PORT (repeatable). Without it a service resolves to
+    /// NAME.NAMESPACE.svc:PORT.
+    #[arg(long, value_name = "NAMESPACE/NAME:PORT=HOST:PORT")]
+    pub service_endpoint: Vec<String>,
+
+    /// Client certificate used to prove the identity of the aggregator or kube-apiserver when
+    /// it must call out during a request (presented to every backend apiserver).
+    /// Default on embedded defaults: front-proxy-client.crt in --cert-dir.
+    #[arg(long, value_name = "FILE")]
+    pub proxy_client_cert_file: Option<PathBuf>,
+
+    /// Private key for the client certificate in --proxy-client-cert-file.
+    #[arg(long, value_name = "FILE")]
+    pub proxy_client_key_file: Option<PathBuf>,
+
+    /// How often each backend apiserver is probed at /apis/<group>/<version> for availability
+    /// and discovery.
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    pub apiservice_check_interval: Duration,
 }
 
-pub struct Router {}
+/// An APIService in the routing table (a backend when it names a service, else local).
+#[derive(Debug)]
+pub struct Backend {
+    pub spec: ApiService,
+    pub state: Arc<BackendState>,
+}
 
-impl Router {
-    pub fn new(_args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Router {})
+impl Backend {
+    pub fn is_local(&self) -> bool {
+        self.spec.service.is_none()
     }
 
-    /// Decides the route; everything not owned by a backend is local.
-    pub fn route(&self, _gw: &Gateway, _ctx: &RequestContext) -> Route {
-        Route::Local
+    pub fn available(&self) -> bool {
+        self.is_local() || self.state.available.load(Ordering::Acquire)
+    }
+}
+
+/// The live state of one backend, kept across table rebuilds while its spec is unchanged.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    pub available: AtomicBool,
+    /// The `Available` condition (status, reason, message, lastTransitionTime).
+    pub condition: Mutex<availability::Condition>,
+    /// The upstream peer, rebuilt by the prober (address resolution, proxy client cert).
+    pub peer: ArcSwapOption<HttpPeer>,
+    /// The `resources` of the backend's APIResourceList, from the last good probe.
+    pub resources: ArcSwapOption<serde_json::Value>,
+}
+
+/// The routing table: every APIService by name, and the ones with a service by group/version.
+#[derive(Default)]
+pub struct Table {
+    pub services: Vec<Arc<Backend>>,
+    by_gv: HashMap<(String, String), Arc<Backend>>,
+}
+
+impl Table {
+    pub fn get(&self, group: &str, version: &str) -> Option<&Arc<Backend>> {
+        self.by_gv.get(&(group.to_string(), version.to_string()))
+    }
+}
+
+/// State shared by the router and its prober thread.
+pub struct Shared {
+    pub table: ArcSwap<Table>,
+    from_files: Mutex<Vec<ApiService>>,
+    from_store: Mutex<Vec<ApiService>>,
+    pub endpoints: HashMap<String, String>,
+    pub client_cert: ArcSwapOption<pingora::utils::tls::CertKey>,
+    pub wake: tokio::sync::Notify,
+    pub interval: Duration,
+}
+
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+/// `--service-endpoint` values: `namespace/name:port=host:port`.
+fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for v in values {
+        let (key, addr) = v.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
+        })?;
+        let (ns_name, port) = key.rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
+        })?;
+        if !ns_name.contains('/')
+            || port.parse::<u16>().is_err()
+            || addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
+            anyhow::bail!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT");
+        }
+        out.insert(key.to_string(), addr.to_string());
+    }
+    Ok(out)
+}
+
+/// Reads the proxy client cert and key into pingora's form.
+fn load_client_cert(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<pingora::utils::tls::CertKey> {
+    let chain = crate::tls::load_certs(cert)?;
+    let key_der = crate::tls::load_key(key)?;
+    for c in &chain {
+        x509_parser::parse_x509_certificate(c.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    }
+    Ok(pingora::utils::tls::CertKey::new(
+        chain.into_iter().map(|c| c.as_ref().to_vec()).collect(),
+        key_der.secret_der().to_vec(),
+    ))
+}
+
+impl Router {
+    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+        availability::register_metrics();
+        let p = &args.proxy;
+        let endpoints = parse_endpoints(&p.service_endpoint)?;
+        let (cert, key) = match (&p.proxy_client_cert_file, &p.proxy_client_key_file) {
+            (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
+            // build() has already pointed the serving cert at the dev PKI on embedded defaults
+            (None, None)
+                if args.embedded_defaults()
+                    || args.tls_cert_file.as_deref()
+                        == Some(args.dev_cert("apiserver.crt").as_path()) =>
+            {
+                (
+                    Some(args.dev_cert("front-proxy-client.crt")),
+                    Some(args.dev_cert("front-proxy-client.key")),
+                )
+            }
+            (None, None) => (None, None),
+            _ => anyhow::bail!(
+                "--proxy-client-cert-file and --proxy-client-key-file must be given together"
+            ),
+        };
+        let client_cert = ArcSwapOption::empty();
+        if let (Some(c), Some(k)) = (&cert, &key) {
+            // on embedded defaults the dev PKI is generated just before; a missing pair is an error
+            client_cert.store(Some(Arc::new(load_client_cert(c, k)?)));
+        }
+        let files: Vec<PathBuf> = p
+            .apiservices_file
+            .clone()
+            .or_else(|| args.default_policy("apiservices.yaml"))
+            .into_iter()
+            .collect();
+        let from_files = apiservice::load(&files)?;
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(Table::default()),
+            from_files: Mutex::new(from_files),
+            from_store: Mutex::new(Vec::new()),
+            endpoints,
+            client_cert,
+            wake: tokio::sync::Notify::new(),
+            interval: p.apiservice_check_interval.max(Duration::from_millis(100)),
+        });
+        shared.rebuild()?;
+        {
+            let s = shared.clone();
+            let f = files.clone();
+            crate::reload::watch("apiservices", files, move || {
+                let loaded = apiservice::load(&f)?;
+                let old = std::mem::replace(&mut *s.from_files.lock().unwrap(), loaded);
+                s.rebuild()
+                    .inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
+            });
+        }
+        if let (Some(c), Some(k)) = (cert, key) {
+            let s = shared.clone();
+            crate::reload::watch("proxy-client-cert", vec![c.clone(), k.clone()], move || {
+                s.client_cert
+                    .store(Some(Arc::new(load_client_cert(&c, &k)?)));
+                s.wake.notify_one();
+                Ok(())
+            });
+        }
+        availability::spawn(shared.clone());
+        Ok(Router { shared })
+    }
+
+    /// The current table (a snapshot).
+    pub fn table(&self) -> Arc<Table> {
+        self.shared.table.load_full()
+    }
+
+    /// Decides the route: a backend's group/version (and everything under it) is proxied,
+    /// everything else is local.
+    pub fn route(&self, _gw: &Gateway, ctx: &RequestContext) -> Route {
+        let info = &ctx.request_info;
+        let table = self.shared.table.load();
+        let gv = if info.is_resource_request {
+            Some((info.api_group.as_str(), info.api_version.as_str()))
+        } else {
+            group_version_of_path(&info.path)
+        };
+        match gv.and_then(|(g, v)| table.get(g, v)) {
+            Some(b) if !b.is_local() => Route::Backend(b.clone()),
+            _ => Route::Local,
+        }
+    }
+
+    /// APIService objects from the store, merged with --apiservices-file (a store object
+    /// replaces a file's of the same name). On error the table is unchanged.
+    pub fn set_dynamic_apiservices(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        let parsed = objects
+            .into_iter()
+            .map(ApiService::from_value)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let old = std::mem::replace(&mut *self.shared.from_store.lock().unwrap(), parsed);
+        self.shared
+            .rebuild()
+            .inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
+    }
+
+    /// The status block of an APIService (its `Available` condition), for the store's
+    /// status subresource; None for an APIService not in the table.
+    pub fn apiservice_status(&self, name: &str) -> Option<serde_json::Value> {
+        let table = self.shared.table.load();
+        let b = table.services.iter().find(|b| b.spec.name == name)?;
+        let c = if b.is_local() {
+            availability::Condition::local()
+        } else {
+            b.state.condition.lock().unwrap().clone()
+        };
+        Some(serde_json::json!({"conditions": [c.to_json()]}))
+    }
+}
+
+/// `/api/<v>...` → ("", v); `/apis/<g>/<v>...` → (g, v).
+fn group_version_of_path(path: &str) -> Option<(&str, &str)> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("api"), Some(v), _) if !v.is_empty() => Some(("", v)),
+        (Some("apis"), Some(g), Some(v)) if !g.is_empty() && !v.is_empty() => Some((g, v)),
+        _ => None,
+    }
+}
+
+impl Shared {
+    /// Rebuilds the table from files and store objects, keeping each backend's live state
+    /// while its spec is unchanged, and swaps it in whole.
+    fn rebuild(&self) -> anyhow::Result<()> {
+        let mut merged: Vec<ApiService> = self.from_files.lock().unwrap().clone();
+        for s in self.from_store.lock().unwrap().iter() {
+            merged.retain(|m| m.name != s.name);
+            merged.push(s.clone());
+        }
+        let old = self.table.load();
+        let mut table = Table::default();
+        for spec in merged {
+            let state = old
+                .services
+                .iter()
+                .find(|b| b.spec == spec)
+                .map(|b| b.state.clone())
+                .unwrap_or_else(|| Arc::new(BackendState::new(&spec)));
+            let b = Arc::new(Backend { spec, state });
+            table
+                .by_gv
+                .insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
+            table.services.push(b);
+        }
+        table.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        for gone in old
+            .services
+            .iter()
+            .filter(|o| !table.services.iter().any(|n| n.spec.name == o.spec.name))
+        {
+            availability::forget_metrics(&gone.spec.name);
+        }
+        self.table.store(Arc::new(table));
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Where a service is dialled: its --service-endpoint, else its cluster DNS name.
+    pub fn endpoint_of(&self, svc: &apiservice::ServiceRef) -> (String, bool) {
+        match self.endpoints.get(&svc.key()) {
+            Some(a) => (a.clone(), true),
+            None => (format!("{}:{}", svc.server_name(), svc.port), false),
+        }
+    }
+}
+
+impl BackendState {
+    fn new(spec: &ApiService) -> Self {
+        let s = BackendState::default();
+        *s.condition.lock().unwrap() = availability::Condition::unchecked(spec);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router() -> Router {
+        let argv = [
+            "frontdoor",
+            "serve",
+            "--tls-cert-file",
+            "/nonexistent",
+            "--policy-dir",
+            "/nonexistent",
+            "--apiservice-check-interval",
+            "100ms",
+        ];
+        let args = match crate::config::parse_from(argv.iter().map(|s| s.to_string()).collect())
+            .unwrap()
+            .command
+        {
+            crate::config::Command::Serve(a) => *a,
+            _ => unreachable!(),
+        };
+        Router::new(&args).unwrap()
+    }
+
+    fn object(name: &str, group: &str, service: bool) -> serde_json::Value {
+        let mut spec = serde_json::json!({"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10});
+        if service {
+            spec["service"] = serde_json::json!({"namespace": "ns", "name": "nowhere", "port": 1});
+            spec["insecureSkipTLSVerify"] = true.into();
+        }
+        serde_json::json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name}, "spec": spec})
+    }
+
+    #[test]
+    fn dynamic_apiservices_and_status() {
+        let r = router();
+        r.set_dynamic_apiservices(vec![
+            object("v1.local.io", "local.io", false),
+            object("v1.remote.io", "remote.io", true),
+        ])
+        .unwrap();
+        let local = r.apiservice_status("v1.local.io").unwrap();
+        assert_eq!(local["conditions"][0]["reason"], "Local");
+        assert_eq!(local["conditions"][0]["status"], "True");
+        assert!(r
+            .table()
+            .get("remote.io", "v1")
+            .is_some_and(|b| !b.is_local()));
+        // the prober cannot resolve nowhere.ns.svc: the backend goes unavailable by itself
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let st = r.apiservice_status("v1.remote.io").unwrap();
+            if st["conditions"][0]["status"] == "False" {
+                assert_eq!(st["conditions"][0]["type"], "Available");
+                assert!(st["conditions"][0]["lastTransitionTime"].is_string());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // a bad object leaves the table as it was
+        assert!(r
+            .set_dynamic_apiservices(vec![object("wrong-name", "x.io", false)])
+            .is_err());
+        assert!(r.apiservice_status("v1.local.io").is_some());
+        assert!(r.apiservice_status("v1.nothing.io").is_none());
+        r.set_dynamic_apiservices(vec![]).unwrap();
+        assert!(r.apiservice_status("v1.local.io").is_none());
+    }
+
+    #[test]
+    fn endpoints_parse() {
+        let m = parse_endpoints(&["wardle/api:443=127.0.0.1:8443".into()]).unwrap();
+        assert_eq!(m["wardle/api:443"], "127.0.0.1:8443");
+        assert!(parse_endpoints(&["wardle/api=127.0.0.1:8443".into()]).is_err());
+        assert!(parse_endpoints(&["api:443=127.0.0.1:8443".into()]).is_err());
+        assert!(parse_endpoints(&["a/api:443=127.0.0.1".into()]).is_err());
+    }
+
+    #[test]
+    fn paths_to_group_versions() {
+        assert_eq!(group_version_of_path("/apis/g.io/v1"), Some(("g.io", "v1")));
+        assert_eq!(
+            group_version_of_path("/apis/g.io/v1/things"),
+            Some(("g.io", "v1"))
+        );
+        assert_eq!(group_version_of_path("/api/v1"), Some(("", "v1")));
+        assert_eq!(group_version_of_path("/apis/g.io"), None);
+        assert_eq!(group_version_of_path("/apis"), None);
+        assert_eq!(group_version_of_path("/healthz"), None);
     }
 }

@@ -1,7 +1,15 @@
-//! The upstream proxy to backend apiservers (aggregation).
+//! The upstream proxy to backend apiservers (aggregation), on pingora's upstream: TLS with
+//! the proxy client cert, pooled connections, bodies streamed both ways, upgrades passed
+//! through. The backend learns who the request acts as from X-Remote-* headers, as
+//! kube-aggregator sends them; nothing a client sent about identity gets through.
 
-use crate::context::RequestContext;
+use crate::api::Status;
+use crate::context::{RequestContext, Route};
 use pingora::http::RequestHeader;
+use pingora::{Error, ErrorType};
+
+/// The pingora error type of a request for a backend that failed its availability check.
+const UNAVAILABLE: ErrorType = ErrorType::Custom("ServiceUnavailable");
 
 /// Headers a client must never get through to a backend: its credentials and anything
 /// that claims an identity.
@@ -10,14 +18,32 @@ pub fn strip_identity_headers(req: &mut RequestHeader) {
         .headers
         .keys()
         .map(|k| k.as_str().to_ascii_lowercase())
-        .filter(|k| k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-"))
+        .filter(|k| {
+            k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-")
+        })
         .collect();
     for n in names {
         req.remove_header(&n);
     }
 }
 
-/// Prepares the request for the backend: identity headers stripped, the user's set.
+/// client-go's `headerKeyEscape`: percent-encodes every byte that is not an HTTP token
+/// character, and `%` itself, so any extra key survives as a header name.
+pub fn header_key_escape(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        let legal = b.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&b);
+        if legal {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Prepares the request for the backend: identity headers stripped, the user's set, Host
+/// the backend's address.
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
     strip_identity_headers(req);
     if let Some(user) = ctx.effective_user() {
@@ -25,15 +51,146 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
         for g in &user.groups {
             let _ = req.append_header("X-Remote-Group", g.as_str());
         }
+        for (k, values) in &user.extra {
+            let name = format!("X-Remote-Extra-{}", header_key_escape(k));
+            for v in values {
+                let _ = req.append_header(name.clone(), v.as_str());
+            }
+        }
+    }
+    if let Route::Backend(b) = &ctx.route {
+        if let Some(p) = b.state.peer.load().as_ref() {
+            let _ = req.insert_header("Host", p._address.to_string());
+        }
     }
 }
 
-/// The upstream peer for a backend route.
-pub fn upstream_peer(_gw: &crate::server::Gateway, _ctx: &RequestContext) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
-    Err(pingora::Error::new_str("no backend"))
+/// The upstream peer for a backend route: 503 at once when the backend is unavailable.
+/// Ordinary requests are cut at the request timeout (the peer's read timeout); long-running
+/// ones (watch, exec, port-forward, ...) are exempt.
+pub fn upstream_peer(
+    gw: &crate::server::Gateway,
+    ctx: &RequestContext,
+) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
+    let Route::Backend(b) = &ctx.route else {
+        return Err(Error::explain(UNAVAILABLE, "no backend route"));
+    };
+    if !b.available() {
+        return Err(Error::explain(UNAVAILABLE, "service unavailable"));
+    }
+    let Some(peer) = b.state.peer.load_full() else {
+        return Err(Error::explain(UNAVAILABLE, "service unavailable"));
+    };
+    let mut peer = (*peer).clone();
+    let query = ctx.request_uri.split_once('?').map(|(_, q)| q);
+    let deadline =
+        crate::filters::timeout::deadline(&ctx.request_info, query, gw.args.request_timeout);
+    peer.options.read_timeout = deadline;
+    peer.options.write_timeout = deadline;
+    Ok(Box::new(peer))
 }
 
-/// The Status a client sees when the backend cannot be reached.
-pub fn error_status(e: &pingora::Error, _ctx: &RequestContext) -> crate::api::Status {
-    crate::api::Status::service_unavailable(format!("error trying to reach service: {e}"))
+/// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
+pub fn error_status(e: &pingora::Error, _ctx: &RequestContext) -> Status {
+    match &e.etype {
+        ErrorType::Custom("ServiceUnavailable") => {
+            Status::service_unavailable("service unavailable")
+        }
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Status::timeout(),
+        _ => {
+            let cause = e
+                .cause
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            let ctx = e
+                .context
+                .as_ref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default();
+            Status::service_unavailable(format!(
+                "error trying to reach service: {}{ctx}{cause}",
+                e.etype.as_str()
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::UserInfo;
+
+    #[test]
+    fn identity_headers_replaced() {
+        let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+        for (k, v) in [
+            ("Authorization", "Bearer x"),
+            ("Impersonate-User", "root"),
+            ("X-Remote-User", "root"),
+            ("x-remote-group", "system:masters"),
+            ("X-Remote-Extra-Scopes", "all"),
+            ("Accept", "application/json"),
+        ] {
+            req.append_header(k, v).unwrap();
+        }
+        let mut ctx = RequestContext::default();
+        let mut user = UserInfo::new("alice", vec!["dev".into(), "system:authenticated".into()]);
+        user.extra.insert(
+            "scopes.example.com/x y%".into(),
+            vec!["a".into(), "b".into()],
+        );
+        ctx.user = Some(user);
+        upstream_request(&mut req, &ctx);
+        let all = |n: &str| {
+            req.headers
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(req.headers.get("Authorization").is_none());
+        assert!(req.headers.get("Impersonate-User").is_none());
+        assert_eq!(all("X-Remote-User"), vec!["alice"]);
+        assert_eq!(all("X-Remote-Group"), vec!["dev", "system:authenticated"]);
+        assert!(req.headers.get("X-Remote-Extra-Scopes").is_none());
+        assert_eq!(
+            all("X-Remote-Extra-scopes.example.com%2Fx%20y%25"),
+            vec!["a", "b"]
+        );
+        assert_eq!(all("Accept"), vec!["application/json"]);
+    }
+
+    #[test]
+    fn impersonated_user_wins() {
+        let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+        let ctx = RequestContext {
+            user: Some(UserInfo::new("admin", vec!["system:masters".into()])),
+            impersonated: Some(UserInfo::new("bob", vec![])),
+            ..Default::default()
+        };
+        upstream_request(&mut req, &ctx);
+        assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
+        assert!(req.headers.get("X-Remote-Group").is_none());
+    }
+
+    #[test]
+    fn errors_in_kube_words() {
+        let ctx = RequestContext::default();
+        assert_eq!(
+            error_status(&Error::new(UNAVAILABLE), &ctx).message,
+            "service unavailable"
+        );
+        assert_eq!(
+            error_status(&Error::new(ErrorType::ReadTimedout), &ctx).code,
+            504
+        );
+        let s = error_status(&Error::explain(ErrorType::ConnectRefused, "dial"), &ctx);
+        assert_eq!((s.code, s.reason.as_str()), (503, "ServiceUnavailable"));
+        assert!(
+            s.message.starts_with("error trying to reach service: "),
+            "{}",
+            s.message
+        );
+    }
 }

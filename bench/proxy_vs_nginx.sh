@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# End-to-end proxy benchmark: one TLS backend (nginx returning a small APIResourceList-ish
+# JSON body), loaded with wrk directly, through frontdoor (release build, full handler chain,
+# aggregation to the backend with the proxy client cert), and through nginx configured as a
+# plain TLS reverse proxy with upstream keepalive. Same machine, same run, same wrk settings.
+#
+#   bench/proxy_vs_nginx.sh [duration=10s] [connections=32] [wrk-threads=2] [proxy-workers=2]
+#
+# FRONTDOOR_BIN=path skips the release build. BENCH_TOKEN=... adds "Authorization: Bearer"
+# (wrk cannot present client certs; without it requests reach frontdoor as anonymous).
+set -euo pipefail
+DUR=${1:-10s}
+CONNS=${2:-32}
+THREADS=${3:-2}
+WORKERS=${4:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${FRONTDOOR_BIN:-}
+if [ -z "$BIN" ]; then
+  (cd "$ROOT" && cargo build --release --bin frontdoor >&2)
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/frontdoor
+fi
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+BE=$(port); NP=$(port); FP=$(port)
+PATH_=/apis/bench.example.com/v1/namespaces/default/widgets
+
+# PKI: frontdoor's dev PKI, and a backend CA + serving cert for api.bench.svc
+"$BIN" certs init --dir "$TMP/certs" >/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout "$TMP/be-ca.key" -out "$TMP/be-ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=api.bench.svc \
+  -keyout "$TMP/be.key" -out "$TMP/be.csr" 2>/dev/null
+printf 'subjectAltName=DNS:api.bench.svc\nextendedKeyUsage=serverAuth\n' > "$TMP/be.ext"
+openssl x509 -req -in "$TMP/be.csr" -CA "$TMP/be-ca.crt" -CAkey "$TMP/be-ca.key" -CAcreateserial \
+  -days 2 -extfile "$TMP/be.ext" -out "$TMP/be.crt" 2>/dev/null
+
+BODY='{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"bench.example.com/v1","resources":[{"name":"widgets","singularName":"widget","namespaced":true,"kind":"Widget","verbs":["get","list"]}]}'
+common_http="access_log off; client_body_temp_path $TMP/t1; proxy_temp_path $TMP/t2; fastcgi_temp_path $TMP/t3; uwsgi_temp_path $TMP/t4; scgi_temp_path $TMP/t5; keepalive_requests 1000000;"
+
+cat > "$TMP/backend.conf" <<CONF
+worker_processes $WORKERS; daemon off; pid $TMP/backend.pid; error_log $TMP/backend.err warn;
+events { worker_connections 8192; }
+http { $common_http
+  server {
+    listen 127.0.0.1:$BE ssl;
+    ssl_certificate $TMP/be.crt; ssl_certificate_key $TMP/be.key;
+    ssl_client_certificate $TMP/certs/front-proxy-ca.crt; ssl_verify_client optional;
+    location / { default_type application/json; return 200 '$BODY'; }
+  }
+}
+CONF
+cat > "$TMP/proxy.conf" <<CONF
+worker_processes $WORKERS; daemon off; pid $TMP/proxy.pid; error_log $TMP/proxy.err warn;
+events { worker_connections 8192; }
+http { $common_http
+  upstream backend { server 127.0.0.1:$BE; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NP ssl;
+    ssl_certificate $TMP/certs/apiserver.crt; ssl_certificate_key $TMP/certs/apiserver.key;
+    location / {
+      proxy_pass https://backend;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_ssl_certificate $TMP/certs/front-proxy-client.crt;
+      proxy_ssl_certificate_key $TMP/certs/front-proxy-client.key;
+      proxy_ssl_trusted_certificate $TMP/be-ca.crt;
+      proxy_ssl_verify on; proxy_ssl_name api.bench.svc; proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+CONF
+cat > "$TMP/apiservices.yaml" <<YAML
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1.bench.example.com}
+spec:
+  group: bench.example.com
+  version: v1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  service: {namespace: bench, name: api, port: 443}
+  caBundle: $(base64 -w0 "$TMP/be-ca.crt")
+YAML
+
+nginx -p "$TMP" -e "$TMP/backend.err" -c "$TMP/backend.conf" & PIDS+=($!)
+nginx -p "$TMP" -e "$TMP/proxy.err" -c "$TMP/proxy.conf" & PIDS+=($!)
+NG_PID=$!
+FRONTDOOR_LOG=warn "$BIN" serve --secure-port "$FP" --cert-dir "$TMP/certs" --data-dir "$TMP/data" \
+  --policy-dir "$TMP/policies" --apiservices-file "$TMP/apiservices.yaml" \
+  --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads "$WORKERS" \
+  --apiservice-check-interval 1s >"$TMP/frontdoor.log" 2>&1 & PIDS+=($!)
+FD_PID=$!
+
+wait_ok() {
+  for _ in $(seq 1 100); do
+    if curl -skf -o /dev/null "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP/frontdoor.log" >&2; exit 1
+}
+wait_ok "https://127.0.0.1:$BE$PATH_"
+wait_ok "https://127.0.0.1:$NP$PATH_"
+wait_ok "https://127.0.0.1:$FP$PATH_"
+
+HDR=()
+if [ -n "${BENCH_TOKEN:-}" ]; then HDR=(-H "Authorization: Bearer $BENCH_TOKEN"); fi
+
+# CPU ticks used by a process and its children processes (nginx workers)
+ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+HZ=$(getconf CLK_TCK)
+
+# runs wrk; prints "req/s p50_ms p99_ms non2xx"
+run() {
+  wrk -t"$THREADS" -c"$CONNS" -d2s "${HDR[@]}" "$1" >/dev/null 2>&1 || true   # warm-up
+  wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "${HDR[@]}" "$1" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec/ { rps = $2 }
+    /^ +50%/ { p50 = ms($2) }
+    /^ +99%/ { p99 = ms($2) }
+    /Non-2xx/ { bad = $NF }
+    END { printf "%s %.3f %.3f %d\n", rps, p50, p99, bad }'
+}
+read -r D_RPS D_P50 D_P99 D_BAD < <(run "https://127.0.0.1:$BE$PATH_")
+F_T0=$(ticks "$FD_PID")
+if [ -n "${PERF_OUT:-}" ]; then
+  # PERF_OUT=file: profile frontdoor during its run (perf report --stdio into the file)
+  (sleep 3; perf record -F 499 -g -p "$FD_PID" -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1;
+   cp "$TMP/perf.data" "$PERF_OUT.data"; perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.3 2>/dev/null > "$PERF_OUT") &
+  PERF_JOB=$!
+fi
+read -r F_RPS F_P50 F_P99 F_BAD < <(run "https://127.0.0.1:$FP$PATH_")
+F_CPU=$(( $(ticks "$FD_PID") - F_T0 ))
+if [ -n "${PERF_OUT:-}" ]; then wait "$PERF_JOB" || true; fi
+N_T0=$(ticks "$NG_PID")
+read -r N_RPS N_P50 N_P99 N_BAD < <(run "https://127.0.0.1:$NP$PATH_")
+N_CPU=$(( $(ticks "$NG_PID") - N_T0 ))
+
+echo "wrk -t$THREADS -c$CONNS -d$DUR, proxies with $WORKERS workers, $(nproc) cores"
+printf '%-10s %12s %10s %10s %8s\n' target req/s p50_ms p99_ms non2xx
+printf '%-10s %12.0f %10.3f %10.3f %8d\n' direct "$D_RPS" "$D_P50" "$D_P99" "$D_BAD"
+printf '%-10s %12.0f %10.3f %10.3f %8d\n' frontdoor "$F_RPS" "$F_P50" "$F_P99" "$F_BAD"
+printf '%-10s %12.0f %10.3f %10.3f %8d\n' nginx "$N_RPS" "$N_P50" "$N_P99" "$N_BAD"
+awk -v f="$F_RPS" -v d="$D_RPS" -v n="$N_RPS" 'BEGIN { printf "throughput frontdoor/direct %.2f  frontdoor/nginx %.2f\n", f/d, f/n }'
+echo "proxy CPU seconds over warm-up + run: frontdoor $(awk -v t="$F_CPU" -v h="$HZ" 'BEGIN{printf "%.1f", t/h}'), nginx $(awk -v t="$N_CPU" -v h="$HZ" 'BEGIN{printf "%.1f", t/h}')"

@@ -1,0 +1,332 @@
+//! Backend availability, as kube-aggregator's APIService availability controller: each
+//! backend is probed at `/apis/<group>/<version>` (through the same pingora connector and
+//! peer settings the proxy uses); while a probe fails, its group/version answers 503 at once
+//! and leaves discovery; it recovers by itself. The probe's APIResourceList is the backend's
+//! cached discovery, so discovery requests never wait on a backend.
+
+use super::apiservice::ApiService;
+use super::{Backend, Shared};
+use once_cell::sync::Lazy;
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::prelude::HttpPeer;
+use prometheus::{register_int_gauge_vec, IntGaugeVec};
+use std::net::ToSocketAddrs;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one probe may take (kube's availability check uses 5s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest discovery document accepted from a backend.
+const MAX_DISCOVERY: usize = 16 << 20;
+/// How long an idle upstream connection stays in the pool.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);
+
+pub static BACKEND_AVAILABLE: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "frontdoor_backend_available",
+        "Whether the backend apiserver of an APIService passes its availability check (1) or not (0).",
+        &["name"]
+    )
+    .expect("register frontdoor_backend_available")
+});
+
+pub static UNAVAILABLE_APISERVICE: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "aggregator_unavailable_apiservice",
+        "Gauge of APIServices which are marked as unavailable broken down by APIService name.",
+        &["name"]
+    )
+    .expect("register aggregator_unavailable_apiservice")
+});
+
+pub fn register_metrics() {
+    Lazy::force(&BACKEND_AVAILABLE);
+    Lazy::force(&UNAVAILABLE_APISERVICE);
+}
+
+pub fn forget_metrics(name: &str) {
+    let _ = BACKEND_AVAILABLE.remove_label_values(&[name]);
+    let _ = UNAVAILABLE_APISERVICE.remove_label_values(&[name]);
+}
+
+fn set_metrics(name: &str, available: bool) {
+    BACKEND_AVAILABLE
+        .with_label_values(&[name])
+        .set(available as i64);
+    UNAVAILABLE_APISERVICE
+        .with_label_values(&[name])
+        .set(!available as i64);
+}
+
+/// The APIService `Available` condition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Condition {
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Condition {
+    pub fn local() -> Self {
+        Condition {
+            status: "True",
+            reason: "Local".into(),
+            message: "Local APIServices are always available".into(),
+            last_transition_time: String::new(),
+        }
+    }
+
+    pub fn unchecked(_spec: &ApiService) -> Self {
+        Condition {
+            status: "Unknown",
+            reason: "Unchecked".into(),
+            message: "not checked yet".into(),
+            last_transition_time: now(),
+        }
+    }
+
+    fn passed() -> Self {
+        Condition {
+            status: "True",
+            reason: "Passed".into(),
+            message: "all checks passed".into(),
+            last_transition_time: String::new(),
+        }
+    }
+
+    fn failed(reason: &str, message: String) -> Self {
+        Condition {
+            status: "False",
+            reason: reason.into(),
+            message,
+            last_transition_time: String::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"type": "Available", "status": self.status, "reason": self.reason, "message": self.message});
+        if !self.last_transition_time.is_empty() {
+            v["lastTransitionTime"] = self.last_transition_time.clone().into();
+        }
+        v
+    }
+}
+
+/// Builds the upstream peer of a backend at `addr`: TLS to `<name>.<namespace>.svc`,
+/// verified with the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy
+/// client certificate.
+pub fn build_peer(
+    shared: &Shared,
+    spec: &ApiService,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<HttpPeer> {
+    let svc = spec
+        .service
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("local APIService"))?;
+    let mut peer = HttpPeer::new(addr, true, svc.server_name());
+    peer.client_cert_key = shared.client_cert.load_full();
+    if spec.insecure_skip_tls_verify {
+        peer.options.verify_cert = false;
+        peer.options.verify_hostname = false;
+    } else {
+        let mut cas = Vec::new();
+        for c in rustls_pemfile::certs(&mut spec.ca_bundle.as_slice()) {
+            let der = c
+                .map_err(|e| anyhow::anyhow!("caBundle: {e}"))?
+                .as_ref()
+                .to_vec();
+            x509_parser::parse_x509_certificate(&der)
+                .map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
+            cas.push(pingora::utils::tls::WrappedX509::new(
+                der,
+                pingora::utils::tls::parse_x509,
+            ));
+        }
+        if cas.is_empty() {
+            anyhow::bail!("caBundle: no certificate found");
+        }
+        peer.options.ca = Some(Arc::from(cas.into_boxed_slice()));
+    }
+    peer.options.connection_timeout = Some(Duration::from_secs(5));
+    peer.options.idle_timeout = Some(POOL_IDLE);
+    // connections to different APIServices never mix, even at one address
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(spec, &mut h);
+    peer.group_key = std::hash::Hasher::finish(&h);
+    Ok(peer)
+}
+
+fn discovery_path(spec: &ApiService) -> String {
+    if spec.group.is_empty() {
+        format!("/api/{}", spec.version)
+    } else {
+        format!("/apis/{}/{}", spec.group, spec.version)
+    }
+}
+
+/// GETs the backend's discovery document for its group/version.
+async fn fetch(
+    connector: &Connector,
+    peer: &HttpPeer,
+    spec: &ApiService,
+) -> Result<serde_json::Value, String> {
+    let (mut s, _reused) = connector
+        .get_http_session(peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut req = RequestHeader::build("GET", discovery_path(spec).as_bytes(), None)
+        .map_err(|e| e.to_string())?;
+    let host = spec
+        .service
+        .as_ref()
+        .map(|s| s.server_name())
+        .unwrap_or_default();
+    let _ = req.insert_header("Host", host);
+    let _ = req.insert_header("Accept", "application/json");
+    let _ = req.insert_header("User-Agent", "frontdoor-availability-check");
+    let _ = req.insert_header("X-Remote-User", "system:kube-aggregator");
+    let _ = req.insert_header("X-Remote-Group", "system:masters");
+    s.set_read_timeout(Some(PROBE_TIMEOUT));
+    s.write_request_header(Box::new(req))
+        .await
+        .map_err(|e| e.to_string())?;
+    s.finish_request_body().await.map_err(|e| e.to_string())?;
+    s.read_response_header().await.map_err(|e| e.to_string())?;
+    let code = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
+    let mut body = Vec::new();
+    while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_DISCOVERY {
+            return Err("discovery document too large".into());
+        }
+    }
+    connector
+        .release_http_session(s, peer, Some(POOL_IDLE))
+        .await;
+    if !(200..300).contains(&code) {
+        return Err(format!(
+            "bad status from https://{}{}: {code}",
+            peer._address,
+            discovery_path(spec)
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("invalid discovery document: {e}"))
+}
+
+/// One availability check of one backend; updates its state, metrics and discovery cache.
+async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
+    let Some(svc) = b.spec.service.as_ref() else {
+        set_metrics(&b.spec.name, true);
+        return;
+    };
+    let (endpoint, explicit) = shared.endpoint_of(svc);
+    let addr = tokio::task::spawn_blocking({
+        let e = endpoint.clone();
+        move || e.to_socket_addrs().ok().and_then(|mut a| a.next())
+    })
+    .await
+    .ok()
+    .flatten();
+    let result = match addr {
+        None if explicit => Err(Condition::failed(
+            "EndpointsNotFound",
+            format!(
+                "cannot resolve the endpoint {endpoint} of service/{} in {:?}",
+                svc.name, svc.namespace
+            ),
+        )),
+        None => Err(Condition::failed(
+            "ServiceNotFound",
+            format!("service/{} in {:?} is not present", svc.name, svc.namespace),
+        )),
+        Some(addr) => match build_peer(shared, &b.spec, addr) {
+            Err(e) => Err(Condition::failed("FailedDiscoveryCheck", e.to_string())),
+            Ok(peer) => {
+                b.state.peer.store(Some(Arc::new(peer.clone())));
+                let url = format!("https://{addr}{}", discovery_path(&b.spec));
+                match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, &peer, &b.spec)).await {
+                    Ok(Ok(doc)) => Ok(doc),
+                    Ok(Err(e)) => Err(Condition::failed(
+                        "FailedDiscoveryCheck",
+                        format!("failing or missing response from {url}: {e}"),
+                    )),
+                    Err(_) => Err(Condition::failed(
+                        "FailedDiscoveryCheck",
+                        format!(
+                            "failing or missing response from {url}: context deadline exceeded"
+                        ),
+                    )),
+                }
+            }
+        },
+    };
+    let available = result.is_ok();
+    let next = match result {
+        Ok(doc) => {
+            let resources = doc
+                .get("resources")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!([]));
+            b.state.resources.store(Some(Arc::new(resources)));
+            Condition::passed()
+        }
+        Err(c) => c,
+    };
+    {
+        let mut cur = b.state.condition.lock().unwrap();
+        if cur.status != next.status || cur.reason != next.reason || cur.message != next.message {
+            if cur.status != next.status {
+                tracing::info!(apiservice = %b.spec.name, available, reason = %next.reason, message = %next.message, "APIService availability changed");
+            }
+            let when = if cur.status != next.status {
+                now()
+            } else {
+                cur.last_transition_time.clone()
+            };
+            *cur = Condition {
+                last_transition_time: when,
+                ..next
+            };
+        }
+    }
+    b.state.available.store(available, Ordering::Release);
+    set_metrics(&b.spec.name, available);
+}
+
+/// Starts the prober: every interval, or at once when the table or client cert changes.
+pub fn spawn(shared: Arc<Shared>) {
+    let spawned = std::thread::Builder::new()
+        .name("apiservice-availability".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the APIService availability checker");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let connector = Connector::new(None);
+                loop {
+                    let table = shared.table.load_full();
+                    let checks = table.services.iter().map(|b| check(&shared, &connector, b));
+                    futures::future::join_all(checks).await;
+                    let _ = tokio::time::timeout(shared.interval, shared.wake.notified()).await;
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the APIService availability checker");
+    }
+}

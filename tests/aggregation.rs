@@ -1,0 +1,711 @@
+//! Aggregation end to end: the real frontdoor binary in front of real TLS backends (a small
+//! recording backend, and a second frontdoor), through real kubectl.
+
+mod backend;
+mod common;
+
+use backend::{TestBackend, GROUP};
+use base64::Engine;
+use common::{free_port, stdout, Frontdoor};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FLUNDERS: &str = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders";
+
+fn apiservice(group: &str, version: &str, gp: i32, vp: i32, svc: &str, ca_pem: &str) -> String {
+    let (ns, name) = svc.split_once('/').unwrap();
+    format!(
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: {version}.{group}\nspec:\n  group: {group}\n  version: {version}\n  groupPriorityMinimum: {gp}\n  versionPriority: {vp}\n  service: {{namespace: {ns}, name: {name}, port: 443}}\n  caBundle: {}\n",
+        base64::engine::general_purpose::STANDARD.encode(ca_pem)
+    )
+}
+
+struct Setup {
+    fd: Frontdoor,
+    be: TestBackend,
+    pki: backend::Pki,
+}
+
+fn certs_init(dir: &Path) {
+    let st = Command::new(env!("CARGO_BIN_EXE_frontdoor"))
+        .args(["certs", "init", "--dir"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn get_code(c: &reqwest::blocking::Client, url: &str) -> u16 {
+    c.get(url).send().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// A frontdoor routing wardle.example.com (v1alpha1, v1beta1) and zeta.example.com/v1 to a
+/// recording backend, and down.example.com/v1 to a closed port.
+fn setup(extra: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    certs_init(&dir.path().join("certs"));
+    let pki = backend::pki(&["api.wardle.svc", "fd2.default.svc"]);
+    let be = TestBackend::start(&pki, &dir.path().join("certs/front-proxy-ca.crt"));
+    let docs = [
+        apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem),
+        apiservice(GROUP, "v1beta1", 1000, 15, "wardle/api", &pki.ca_pem),
+        apiservice(
+            "zeta.example.com",
+            "v1",
+            2000,
+            15,
+            "wardle/api",
+            &pki.ca_pem,
+        ),
+        apiservice(
+            "down.example.com",
+            "v1",
+            1500,
+            15,
+            "wardle/down",
+            &pki.ca_pem,
+        ),
+    ];
+    let file = dir.path().join("apiservices.yaml");
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+    let (ep, down) = (
+        format!("wardle/api:443=127.0.0.1:{}", be.port),
+        format!("wardle/down:443=127.0.0.1:{}", free_port()),
+    );
+    let mut args = vec![
+        "--apiservices-file",
+        file.to_str().unwrap(),
+        "--service-endpoint",
+        &ep,
+        "--service-endpoint",
+        &down,
+        "--apiservice-check-interval",
+        "300ms",
+        "--request-timeout",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    let fd = Frontdoor::start_in(dir, &args);
+    let admin = fd.admin_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_code(&admin, &fd.url(FLUNDERS)) != 200 {
+        if Instant::now() > deadline {
+            let body = admin
+                .get(fd.url(FLUNDERS))
+                .send()
+                .map(|r| r.text().unwrap_or_default())
+                .unwrap_or_default();
+            panic!("wardle not available: {body}\n{}", fd.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Setup { fd, be, pki }
+}
+
+#[test]
+fn proxies_with_identity_headers_client_cert_and_pooling() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let r = admin
+        .get(s.fd.url(FLUNDERS))
+        .header("Authorization", "Bearer secret-token")
+        .header("X-Remote-User", "mallory")
+        .header("X-Remote-Group", "evil")
+        .header("X-Remote-Extra-Scopes", "all")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("audit-id").is_some(),
+        "frontdoor's headers on proxied responses"
+    );
+    let seen = s.be.last(FLUNDERS).unwrap();
+    assert_eq!(
+        seen.client_cn, "front-proxy-client",
+        "the proxy client cert is presented"
+    );
+    assert_eq!(seen.all("x-remote-user"), vec!["admin"]);
+    assert_eq!(
+        seen.all("x-remote-group"),
+        vec!["system:masters", "system:authenticated"],
+        "one header per group"
+    );
+    assert!(
+        seen.all("authorization").is_empty(),
+        "credentials never reach a backend"
+    );
+    assert!(
+        seen.all("x-remote-extra-scopes").is_empty(),
+        "client X-Remote-* dropped"
+    );
+
+    let before = s.be.accepted();
+    for _ in 0..10 {
+        assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200);
+    }
+    let opened = s.be.accepted() - before;
+    assert!(
+        opened <= 2,
+        "upstream connections are pooled ({opened} new connections for 10 requests)"
+    );
+
+    // the backend's own errors pass through untouched
+    assert_eq!(
+        get_code(
+            &admin,
+            &s.fd
+                .url("/apis/wardle.example.com/v1alpha1/nothing/here/at/all")
+        ),
+        404
+    );
+}
+
+#[test]
+fn streams_watches_and_passes_upgrades() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let mut r = admin
+        .get(s.fd.url(&format!("{FLUNDERS}?watch=true")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before the first event");
+        first.extend_from_slice(&buf[..n]);
+    }
+    let first = String::from_utf8_lossy(&first).to_string();
+    assert!(
+        first.contains("\"f1\"") && !first.contains("\"f2\""),
+        "first event arrives while the backend still holds the second: {first}"
+    );
+    s.be.release();
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"f2\""), "{rest}");
+
+    // websocket upgrade over HTTP/1.1, bytes echoed both ways
+    let mut tls = raw_tls(&s.fd);
+    let req = format!(
+        "GET {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).unwrap();
+    let head = read_head(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    tls.write_all(b"ping-through-frontdoor").unwrap();
+    let mut echo = [0u8; 22];
+    tls.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping-through-frontdoor");
+    let seen = s.be.last(&format!("{FLUNDERS}/f1/attach")).unwrap();
+    assert_eq!(seen.all("x-remote-user"), vec!["admin"]);
+}
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn large_bodies_stream_without_buffering_whole() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    assert_eq!(
+        get_code(&admin, &s.fd.url(&format!("{FLUNDERS}/big?mb=1"))),
+        200
+    );
+    let before = peak_rss(s.fd.child.id());
+    let mut r = admin
+        .get(s.fd.url(&format!("{FLUNDERS}/big?mb=96")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    assert_eq!(n, 96 << 20);
+    let body = vec![b'y'; 96 << 20];
+    let r = admin
+        .post(s.fd.url(&format!("{FLUNDERS}/upload")))
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.text().unwrap(), format!("{{\"received\":{}}}", 96 << 20));
+    let grown = peak_rss(s.fd.child.id()).saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "96 MiB each way grew frontdoor's peak memory by {} MiB",
+        grown >> 20
+    );
+}
+
+fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in
+        rustls_pemfile::certs(&mut std::fs::read(fd.certs().join("ca.crt")).unwrap().as_slice())
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = rustls_pemfile::certs(
+        &mut std::fs::read(fd.certs().join("admin.crt"))
+            .unwrap()
+            .as_slice(),
+    )
+    .map(|c| c.unwrap())
+    .collect();
+    let key = rustls_pemfile::private_key(
+        &mut std::fs::read(fd.certs().join("admin.key"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap()
+    .unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", fd.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+fn read_head(r: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if r.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
+
+#[test]
+fn unavailable_backend_answers_503_and_recovers() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let t = Instant::now();
+    let r = admin
+        .get(s.fd.url("/apis/down.example.com/v1/things"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "answered at once, not after a connect attempt"
+    );
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        (
+            v["kind"].as_str(),
+            v["reason"].as_str(),
+            v["message"].as_str()
+        ),
+        (
+            Some("Status"),
+            Some("ServiceUnavailable"),
+            Some("service unavailable")
+        )
+    );
+    let metrics = admin
+        .get(s.fd.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("aggregator_unavailable_apiservice{name=\"v1.down.example.com\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("frontdoor_backend_available{name=\"v1alpha1.wardle.example.com\"} 1"));
+
+    s.be.stop();
+    wait_for("wardle marked unavailable", || {
+        let r = admin.get(s.fd.url(FLUNDERS)).send().unwrap();
+        r.status() == 503 && r.text().unwrap().contains("\"service unavailable\"")
+    });
+    let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
+    assert!(
+        !apis.to_string().contains(GROUP),
+        "an unavailable group leaves discovery: {apis}"
+    );
+    s.be.restart();
+    wait_for("wardle back", || {
+        get_code(&admin, &s.fd.url(FLUNDERS)) == 200
+    });
+    let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
+    assert!(apis.to_string().contains(GROUP));
+}
+
+#[test]
+fn request_timeout_cuts_ordinary_requests_not_watches() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let t = Instant::now();
+    let r = admin
+        .get(s.fd.url(&format!("{FLUNDERS}/slow?delay=5000")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(
+        t.elapsed() < Duration::from_millis(4500),
+        "cut at --request-timeout, took {:?}",
+        t.elapsed()
+    );
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["reason"], "Timeout");
+    assert_eq!(
+        v["message"],
+        "Timeout: request did not complete within requested timeout - context deadline exceeded"
+    );
+    // a watch whose events are further apart than the request timeout is not cut
+    let body = admin
+        .get(s.fd.url(&format!("{FLUNDERS}?watch=true&delay=3000")))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(body.contains("\"f1\"") && body.contains("\"f2\""), "{body}");
+}
+
+#[test]
+fn sigterm_drains_an_in_flight_proxied_request() {
+    let mut s = setup(&["--shutdown-drain-timeout", "10s"]);
+    let admin = s.fd.admin_client();
+    let url = s.fd.url(&format!("{FLUNDERS}/slow?delay=1500"));
+    let req = std::thread::spawn(move || {
+        admin
+            .get(url)
+            .send()
+            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
+    });
+    wait_for("backend got the slow request", || {
+        s.be.last(&format!("{FLUNDERS}/slow")).is_some()
+    });
+    s.fd.terminate();
+    let (code, body) = req.join().unwrap().expect("in-flight request completes");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("slow"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = s.fd.child.try_wait().unwrap() {
+            assert!(st.success() || st.code().is_some(), "exited: {st:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "frontdoor did not exit after draining"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn discovery_merges_orders_and_serves_kubectl() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    wait_for("zeta available", || {
+        get_code(&admin, &s.fd.url("/apis/zeta.example.com/v1")) == 200
+    });
+    wait_for("v1beta1 available", || {
+        get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1beta1")) == 200
+    });
+    let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
+    let names: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    let (z, w) = (
+        names.iter().position(|n| *n == "zeta.example.com").unwrap(),
+        names.iter().position(|n| *n == GROUP).unwrap(),
+    );
+    assert!(z < w, "higher groupPriorityMinimum first: {names:?}");
+    assert!(
+        !names.contains(&"down.example.com"),
+        "unavailable groups left out: {names:?}"
+    );
+    let wardle = &apis["groups"][w];
+    assert_eq!(
+        wardle["versions"][0]["version"], "v1beta1",
+        "kube version order within equal versionPriority"
+    );
+    assert_eq!(
+        wardle["preferredVersion"]["groupVersion"],
+        "wardle.example.com/v1beta1"
+    );
+    let group: serde_json::Value = admin
+        .get(s.fd.url("/apis/wardle.example.com"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(group["kind"], "APIGroup");
+    assert_eq!(group["versions"].as_array().unwrap().len(), 2);
+    assert_eq!(get_code(&admin, &s.fd.url("/apis/nope.example.com")), 404);
+
+    // aggregated discovery, with an ETag
+    let accept =
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let r = admin
+        .get(s.fd.url("/apis"))
+        .header("Accept", accept)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    );
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let doc: serde_json::Value = r.json().unwrap();
+    assert_eq!(doc["kind"], "APIGroupDiscoveryList");
+    let item = doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["metadata"]["name"] == GROUP)
+        .unwrap();
+    let flunders = item["versions"][1]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "flunders")
+        .unwrap();
+    assert_eq!(flunders["scope"], "Namespaced");
+    assert_eq!(flunders["subresources"][0]["subresource"], "status");
+    let r = admin
+        .get(s.fd.url("/apis"))
+        .header("Accept", accept)
+        .header("If-None-Match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = admin
+        .get(s.fd.url("/apis"))
+        .header(
+            "Accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+        )
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["apiVersion"],
+        "apidiscovery.k8s.io/v2beta1"
+    );
+
+    // real kubectl
+    let out = s.fd.kubectl(&["get", "--raw", "/apis"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(stdout(&out).contains("zeta.example.com"));
+    let out = s.fd.kubectl(&["api-versions"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let versions = stdout(&out);
+    for gv in [
+        "wardle.example.com/v1alpha1",
+        "wardle.example.com/v1beta1",
+        "zeta.example.com/v1",
+        "v1",
+    ] {
+        assert!(
+            versions.lines().any(|l| l == gv),
+            "{gv} missing from:\n{versions}"
+        );
+    }
+    assert!(!versions.contains("down.example.com"));
+    let out = s.fd.kubectl(&["api-resources", "--api-group", GROUP]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let res = stdout(&out);
+    assert!(
+        res.lines().any(|l| l.starts_with("flunders")
+            && l.contains(" fl ")
+            && l.contains("true")
+            && l.contains("Flunder")),
+        "{res}"
+    );
+    let out = s.fd.kubectl(&["get", "--raw", FLUNDERS]);
+    assert!(
+        out.status.success() && stdout(&out).contains("FlunderList"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[test]
+fn hot_reload_and_bad_file_keeps_table() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let file = s.fd.dir.path().join("apiservices.yaml");
+    std::fs::write(&file, "kind: APIService\napiVersion: apiregistration.k8s.io/v1\nmetadata: {name: wrong}\nspec: {group: x.io, version: v1}\n").unwrap();
+    wait_for("reload failure counted", || {
+        let m = admin
+            .get(s.fd.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        m.contains("frontdoor_policy_reload_total{policy=\"apiservices\",result=\"failure\"} 1")
+    });
+    assert_eq!(
+        get_code(&admin, &s.fd.url(FLUNDERS)),
+        200,
+        "bad file keeps the old table"
+    );
+    std::fs::write(
+        &file,
+        apiservice(
+            "other.example.com",
+            "v1",
+            1000,
+            15,
+            "wardle/api",
+            &s.pki.ca_pem,
+        ),
+    )
+    .unwrap();
+    wait_for("new table", || {
+        get_code(&admin, &s.fd.url("/apis/other.example.com/v1")) == 200
+    });
+    assert_eq!(
+        get_code(&admin, &s.fd.url(FLUNDERS)),
+        404,
+        "wardle no longer routed"
+    );
+}
+
+#[test]
+fn a_second_frontdoor_as_backend() {
+    // fd2 aggregates wardle from the recording backend; fd1 routes wardle to fd2
+    let dir2 = tempfile::tempdir().unwrap();
+    let certs2 = dir2.path().join("certs");
+    certs_init(&certs2);
+    let pki = backend::pki(&["api.wardle.svc", "fd2.default.svc"]);
+    let be = TestBackend::start(&pki, &certs2.join("front-proxy-ca.crt"));
+    std::fs::write(dir2.path().join("serving.crt"), &pki.cert_pem).unwrap();
+    std::fs::write(dir2.path().join("serving.key"), &pki.key_pem).unwrap();
+    // fd2 trusts its clients' CA and the front proxy's (fd1 presents front-proxy-client)
+    let bundle = format!(
+        "{}{}",
+        std::fs::read_to_string(certs2.join("ca.crt")).unwrap(),
+        std::fs::read_to_string(certs2.join("front-proxy-ca.crt")).unwrap()
+    );
+    std::fs::write(dir2.path().join("clients.crt"), bundle).unwrap();
+    let f2 = dir2.path().join("apiservices.yaml");
+    std::fs::write(
+        &f2,
+        apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem),
+    )
+    .unwrap();
+    let p = |n: &str| dir2.path().join(n).to_str().unwrap().to_string();
+    let ep = format!("wardle/api:443=127.0.0.1:{}", be.port);
+    let (crt, key, clients, file, fpc, fpk) = (
+        p("serving.crt"),
+        p("serving.key"),
+        p("clients.crt"),
+        p("apiservices.yaml"),
+        p("certs/front-proxy-client.crt"),
+        p("certs/front-proxy-client.key"),
+    );
+    let fd2 = Frontdoor::start_in(
+        dir2,
+        &[
+            "--tls-cert-file",
+            &crt,
+            "--tls-private-key-file",
+            &key,
+            "--client-ca-file",
+            &clients,
+            "--apiservices-file",
+            &file,
+            "--service-endpoint",
+            &ep,
+            "--proxy-client-cert-file",
+            &fpc,
+            "--proxy-client-key-file",
+            &fpk,
+            "--apiservice-check-interval",
+            "300ms",
+        ],
+    );
+
+    let dir1 = tempfile::tempdir().unwrap();
+    let certs1 = dir1.path().join("certs");
+    std::fs::create_dir_all(&certs1).unwrap();
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "front-proxy-client.crt",
+        "front-proxy-client.key",
+    ] {
+        std::fs::copy(fd2.certs().join(f), certs1.join(f)).unwrap();
+    }
+    let f1 = dir1.path().join("apiservices.yaml");
+    std::fs::write(
+        &f1,
+        apiservice(GROUP, "v1alpha1", 1000, 15, "default/fd2", &pki.ca_pem),
+    )
+    .unwrap();
+    let ep1 = format!("default/fd2:443=127.0.0.1:{}", fd2.port);
+    let fd1 = Frontdoor::start_in(
+        dir1,
+        &[
+            "--apiservices-file",
+            f1.to_str().unwrap(),
+            "--service-endpoint",
+            &ep1,
+            "--apiservice-check-interval",
+            "300ms",
+        ],
+    );
+    let admin = fd1.admin_client();
+    wait_for("wardle through two frontdoors", || {
+        get_code(&admin, &fd1.url(FLUNDERS)) == 200
+    });
+    let seen = be.last(FLUNDERS).unwrap();
+    assert_eq!(seen.client_cn, "front-proxy-client");
+    let user = seen.all("x-remote-user");
+    assert!(
+        user == vec!["admin"] || user == vec!["front-proxy-client"],
+        "the user as fd2 authenticated it: {user:?}"
+    );
+    let out = fd1.kubectl(&["api-resources", "--api-group", GROUP]);
+    assert!(
+        stdout(&out).contains("flunders"),
+        "{}{}",
+        stdout(&out),
+        common::stderr(&out)
+    );
+    // fd2's discovery of the group reaches fd1 through fd2's own proxy
+    let apis: serde_json::Value = admin.get(fd1.url("/apis")).send().unwrap().json().unwrap();
+    assert!(apis.to_string().contains(GROUP));
+}
