@@ -259,3 +259,21 @@ fn rules_for_lists_cluster_and_namespace_rules() {
     let r = z.policy().rules_for(&user("bob", &[]), "x");
     assert_eq!(r.errors, vec![r#"clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#.to_string()]);
 }
+
+#[test]
+fn example_policy_directory_is_valid_and_does_what_it_says() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/rbac");
+    let z = RbacAuthorizer::new(vec![dir]).unwrap();
+    let allow = |a: Attributes| z.decide(&a).0 == Decision::Allow;
+    let dev = user("d", &["developers"]);
+    assert!(allow(res(&dev, "create", "dev", "apps", "deployments", "", "")));
+    assert!(!allow(res(&dev, "create", "prod", "apps", "deployments", "", "")));
+    let auditor = user("a", &["auditors"]);
+    assert!(allow(res(&auditor, "list", "prod", "example.com", "widgets", "", "")));
+    assert!(!allow(res(&auditor, "get", "prod", "", "secrets", "", "s")));
+    let ci = user("system:serviceaccount:ci:deployer", &[]);
+    assert!(allow(res(&ci, "get", "dev", "", "configmaps", "", "app-settings")));
+    assert!(!allow(res(&ci, "get", "dev", "", "configmaps", "", "other")));
+    assert!(allow(res(&ci, "patch", "dev", "apps", "statefulsets", "scale", "s")));
+    assert!(allow(path(&user("p", &["monitoring"]), "get", "/metrics")));
+}
