@@ -92,12 +92,22 @@ pub struct RulesInfo {
 
 impl RulesInfo {
     pub fn from_rules(rules: Vec<PolicyRule>, incomplete: bool, errors: Vec<String>) -> Self {
-        let (non_resource_rules, resource_rules) = rules.into_iter().partition(|r| !r.non_resource_urls.is_empty());
-        RulesInfo { resource_rules, non_resource_rules, incomplete, errors }
+        let (non_resource_rules, resource_rules) = rules
+            .into_iter()
+            .partition(|r| !r.non_resource_urls.is_empty());
+        RulesInfo {
+            resource_rules,
+            non_resource_rules,
+            incomplete,
+            errors,
+        }
     }
 
     pub fn incomplete() -> Self {
-        RulesInfo { incomplete: true, ..Default::default() }
+        RulesInfo {
+            incomplete: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -124,8 +134,17 @@ impl Authorizer for AlwaysAllow {
     fn rules_for(&self, _: &UserInfo, _: &str) -> RulesInfo {
         let all = vec!["*".to_string()];
         RulesInfo {
-            resource_rules: vec![PolicyRule { verbs: all.clone(), api_groups: all.clone(), resources: all.clone(), ..Default::default() }],
-            non_resource_rules: vec![PolicyRule { verbs: all.clone(), non_resource_urls: all, ..Default::default() }],
+            resource_rules: vec![PolicyRule {
+                verbs: all.clone(),
+                api_groups: all.clone(),
+                resources: all.clone(),
+                ..Default::default()
+            }],
+            non_resource_rules: vec![PolicyRule {
+                verbs: all.clone(),
+                non_resource_urls: all,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -235,8 +254,14 @@ impl Authorization {
         for m in &self.chain {
             let (d, reason) = m.authorizer.authorize(attrs).await;
             if d != Decision::NoOpinion {
-                let label = if d == Decision::Allow { "allowed" } else { "denied" };
-                metrics::DECISIONS.with_label_values(&[m.kind, &m.name, label]).inc();
+                let label = if d == Decision::Allow {
+                    "allowed"
+                } else {
+                    "denied"
+                };
+                metrics::DECISIONS
+                    .with_label_values(&[m.kind, &m.name, label])
+                    .inc();
                 return (d, reason);
             }
             if !reason.is_empty() {
@@ -271,7 +296,11 @@ impl Authorization {
 
     /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
     /// `rolebindings`, `clusterrolebindings`).
-    pub fn set_dynamic_rbac_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    pub fn set_dynamic_rbac_resource(
+        &self,
+        resource: &str,
+        objects: Vec<serde_json::Value>,
+    ) -> anyhow::Result<()> {
         match &self.rbac {
             Some(r) => r.set_dynamic_resource(resource, objects),
             None => Ok(()),
@@ -280,7 +309,10 @@ impl Authorization {
 }
 
 /// The authorization filter: records the decision, or ends the request with kube's 403.
-pub async fn authorize(gw: &crate::server::Gateway, ctx: &mut crate::context::RequestContext) -> Result<(), crate::api::Status> {
+pub async fn authorize(
+    gw: &crate::server::Gateway,
+    ctx: &mut crate::context::RequestContext,
+) -> Result<(), crate::api::Status> {
     let Some(user) = ctx.effective_user() else {
         return Err(crate::api::Status::unauthorized());
     };
@@ -289,7 +321,9 @@ pub async fn authorize(gw: &crate::server::Gateway, ctx: &mut crate::context::Re
     let (decision, reason) = gw.authz.decide(&attrs).await;
     let result = decision.metric_value();
     metrics::ATTEMPTS.with_label_values(&[result]).inc();
-    metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
+    metrics::DURATION
+        .with_label_values(&[result])
+        .observe(start.elapsed().as_secs_f64());
     ctx.decision = Some((decision, reason.clone()));
     if decision == Decision::Allow {
         return Ok(());
@@ -301,7 +335,11 @@ pub async fn authorize(gw: &crate::server::Gateway, ctx: &mut crate::context::Re
 /// kube's 403 Status for a request the chain did not allow (responsewriters.Forbidden).
 pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
     let msg = sanitize(&forbidden_message(a));
-    let msg = if reason.is_empty() { msg } else { format!("{msg}: {reason}") };
+    let msg = if reason.is_empty() {
+        msg
+    } else {
+        format!("{msg}: {reason}")
+    };
     if a.resource_request {
         crate::api::Status::forbidden(&a.api_group, &a.resource, &a.name, &msg)
     } else {
@@ -314,17 +352,29 @@ fn forbidden_message(a: &Attributes) -> String {
     if !a.resource_request {
         return format!("User {who:?} cannot {} path {:?}", a.verb, a.path);
     }
-    let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
-    if a.namespace.is_empty() {
-        format!("User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope", a.verb, a.api_group)
+    let res = if a.subresource.is_empty() {
+        a.resource.clone()
     } else {
-        format!("User {who:?} cannot {} resource {res:?} in API group {:?} in the namespace {:?}", a.verb, a.api_group, a.namespace)
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    if a.namespace.is_empty() {
+        format!(
+            "User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope",
+            a.verb, a.api_group
+        )
+    } else {
+        format!(
+            "User {who:?} cannot {} resource {res:?} in API group {:?} in the namespace {:?}",
+            a.verb, a.api_group, a.namespace
+        )
     }
 }
 
 /// kube escapes `&`, `<` and `>` in the message (it may echo a path).
 fn sanitize(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

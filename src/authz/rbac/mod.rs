@@ -20,11 +20,17 @@ use std::sync::{Arc, Mutex};
 
 /// The built-in bootstrap roles and bindings.
 pub fn bootstrap() -> Vec<RbacObject> {
-    load::parse_manifests(include_str!("bootstrap.yaml")).expect("the embedded bootstrap policy is valid")
+    load::parse_manifests(include_str!("bootstrap.yaml"))
+        .expect("the embedded bootstrap policy is valid")
 }
 
 /// The store's RBAC resources, by resource name.
-pub const RESOURCES: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
+pub const RESOURCES: [&str; 4] = [
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
 
 #[derive(Default)]
 struct Sources {
@@ -44,10 +50,24 @@ impl RbacAuthorizer {
     pub fn new(paths: Vec<PathBuf>) -> anyhow::Result<Self> {
         let files = load::load_paths(&paths)?;
         let bootstrap = bootstrap();
-        let sources = Sources { files, dynamic: BTreeMap::new() };
+        let sources = Sources {
+            files,
+            dynamic: BTreeMap::new(),
+        };
         let policy = Policy::compile(merged(&bootstrap, &sources));
-        tracing::info!(roles = policy.counts[0], cluster_roles = policy.counts[1], role_bindings = policy.counts[2], cluster_role_bindings = policy.counts[3], "RBAC policy loaded");
-        Ok(RbacAuthorizer { paths, bootstrap, sources: Mutex::new(sources), policy: ArcSwap::from_pointee(policy) })
+        tracing::info!(
+            roles = policy.counts[0],
+            cluster_roles = policy.counts[1],
+            role_bindings = policy.counts[2],
+            cluster_role_bindings = policy.counts[3],
+            "RBAC policy loaded"
+        );
+        Ok(RbacAuthorizer {
+            paths,
+            bootstrap,
+            sources: Mutex::new(sources),
+            policy: ArcSwap::from_pointee(policy),
+        })
     }
 
     /// An authorizer over exactly `objects` (no bootstrap, no files): for tests and benches.
@@ -56,7 +76,10 @@ impl RbacAuthorizer {
         RbacAuthorizer {
             paths: Vec::new(),
             bootstrap: Vec::new(),
-            sources: Mutex::new(Sources { files: objects, dynamic: BTreeMap::new() }),
+            sources: Mutex::new(Sources {
+                files: objects,
+                dynamic: BTreeMap::new(),
+            }),
             policy: ArcSwap::from_pointee(policy),
         }
     }
@@ -82,7 +105,11 @@ impl RbacAuthorizer {
 
     /// Replaces the store's objects of one resource (`roles`, `clusterroles`, `rolebindings`,
     /// `clusterrolebindings`) with `objects`, all or nothing.
-    pub fn set_dynamic_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    pub fn set_dynamic_resource(
+        &self,
+        resource: &str,
+        objects: Vec<serde_json::Value>,
+    ) -> anyhow::Result<()> {
         if !RESOURCES.contains(&resource) {
             anyhow::bail!("{resource:?} is not an RBAC resource");
         }
@@ -105,7 +132,13 @@ impl RbacAuthorizer {
 
     fn swap(&self, src: &Sources) {
         let policy = Policy::compile(merged(&self.bootstrap, src));
-        tracing::info!(roles = policy.counts[0], cluster_roles = policy.counts[1], role_bindings = policy.counts[2], cluster_role_bindings = policy.counts[3], "RBAC policy compiled");
+        tracing::info!(
+            roles = policy.counts[0],
+            cluster_roles = policy.counts[1],
+            role_bindings = policy.counts[2],
+            cluster_role_bindings = policy.counts[3],
+            "RBAC policy compiled"
+        );
         self.policy.store(Arc::new(policy));
     }
 

@@ -36,7 +36,11 @@ impl SubjectIndex {
         self.users
             .get(user.username.as_str())
             .into_iter()
-            .chain(user.groups.iter().filter_map(|g| self.groups.get(g.as_str())))
+            .chain(
+                user.groups
+                    .iter()
+                    .filter_map(|g| self.groups.get(g.as_str())),
+            )
             .flatten()
     }
 
@@ -45,9 +49,16 @@ impl SubjectIndex {
             "User" => self.users.entry(s.name.clone()).or_default().push(g),
             "Group" => self.groups.entry(s.name.clone()).or_default().push(g),
             "ServiceAccount" => {
-                let ns = if s.namespace.is_empty() { binding_ns } else { s.namespace.as_str() };
+                let ns = if s.namespace.is_empty() {
+                    binding_ns
+                } else {
+                    s.namespace.as_str()
+                };
                 if !ns.is_empty() {
-                    self.users.entry(format!("system:serviceaccount:{ns}:{}", s.name)).or_default().push(g);
+                    self.users
+                        .entry(format!("system:serviceaccount:{ns}:{}", s.name))
+                        .or_default()
+                        .push(g);
                 }
             }
             _ => {}
@@ -86,7 +97,11 @@ pub struct Rules {
 
 fn describe_subject(s: &Subject, binding_ns: &str) -> String {
     if s.kind == "ServiceAccount" {
-        let ns = if s.namespace.is_empty() { binding_ns } else { &s.namespace };
+        let ns = if s.namespace.is_empty() {
+            binding_ns
+        } else {
+            &s.namespace
+        };
         format!("{} \"{}/{}\"", s.kind, s.name, ns)
     } else {
         format!("{} {:?}", s.kind, s.name)
@@ -118,7 +133,12 @@ impl Policy {
         aggregate(&mut cluster_roles);
 
         let mut p = Policy {
-            counts: [roles.len(), cluster_roles.len(), bindings.iter().filter(|b| !b.0).count(), bindings.iter().filter(|b| b.0).count()],
+            counts: [
+                roles.len(),
+                cluster_roles.len(),
+                bindings.iter().filter(|b| !b.0).count(),
+                bindings.iter().filter(|b| b.0).count(),
+            ],
             ..Default::default()
         };
         let mut cluster_ids = FxHashMap::default();
@@ -142,15 +162,34 @@ impl Policy {
             let target = match found {
                 Some(id) => Target::Role(id),
                 None => {
-                    let res = if rr.kind == "ClusterRole" { "clusterrole" } else { "role" };
-                    p.missing.push(format!("{res}.rbac.authorization.k8s.io {:?} not found", rr.name));
+                    let res = if rr.kind == "ClusterRole" {
+                        "clusterrole"
+                    } else {
+                        "role"
+                    };
+                    p.missing.push(format!(
+                        "{res}.rbac.authorization.k8s.io {:?} not found",
+                        rr.name
+                    ));
                     Target::Missing(p.missing.len() as u32 - 1)
                 }
             };
             let binding = p.bindings.len() as u32;
-            let index = if cluster { &mut p.cluster } else { p.namespaces.entry(ns.clone()).or_default() };
+            let index = if cluster {
+                &mut p.cluster
+            } else {
+                p.namespaces.entry(ns.clone()).or_default()
+            };
             for (i, s) in b.subjects.iter().enumerate() {
-                index.add(s, &ns, Grant { target, binding, subject: i as u32 });
+                index.add(
+                    s,
+                    &ns,
+                    Grant {
+                        target,
+                        binding,
+                        subject: i as u32,
+                    },
+                );
             }
             p.bindings.push(BindingInfo {
                 cluster,
@@ -168,9 +207,15 @@ impl Policy {
         let b = &self.bindings[g.binding as usize];
         let subject = describe_subject(&b.subjects[g.subject as usize], &b.namespace);
         if b.cluster {
-            format!("ClusterRoleBinding {:?} of {} {:?} to {subject}", b.name, b.role_kind, b.role_name)
+            format!(
+                "ClusterRoleBinding {:?} of {} {:?} to {subject}",
+                b.name, b.role_kind, b.role_name
+            )
         } else {
-            format!("RoleBinding \"{}/{}\" of {} {:?} to {subject}", b.name, b.namespace, b.role_kind, b.role_name)
+            format!(
+                "RoleBinding \"{}/{}\" of {} {:?} to {subject}",
+                b.name, b.namespace, b.role_kind, b.role_name
+            )
         }
     }
 
@@ -178,13 +223,23 @@ impl Policy {
     /// (with any missing-role errors met on the way as reason).
     pub fn authorize(&self, a: &Attributes) -> (Decision, String) {
         let mut missing: Vec<u32> = Vec::new();
-        let ns_index = if a.namespace.is_empty() { None } else { self.namespaces.get(a.namespace.as_str()) };
-        let grants = self.cluster.each(&a.user).chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
+        let ns_index = if a.namespace.is_empty() {
+            None
+        } else {
+            self.namespaces.get(a.namespace.as_str())
+        };
+        let grants = self
+            .cluster
+            .each(&a.user)
+            .chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
         for g in grants {
             match g.target {
                 Target::Role(id) => {
                     if self.roles[id as usize].iter().any(|r| rule_allows(r, a)) {
-                        return (Decision::Allow, format!("RBAC: allowed by {}", self.describe(g)));
+                        return (
+                            Decision::Allow,
+                            format!("RBAC: allowed by {}", self.describe(g)),
+                        );
                     }
                 }
                 Target::Missing(e) => {
@@ -197,7 +252,13 @@ impl Policy {
         let reason = match missing.as_slice() {
             [] => String::new(),
             [one] => format!("RBAC: {}", self.missing[*one as usize]),
-            many => format!("RBAC: [{}]", many.iter().map(|e| self.missing[*e as usize].as_str()).collect::<Vec<_>>().join(", ")),
+            many => format!(
+                "RBAC: [{}]",
+                many.iter()
+                    .map(|e| self.missing[*e as usize].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         (Decision::NoOpinion, reason)
     }
@@ -206,8 +267,16 @@ impl Policy {
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Rules {
         let mut out = Rules::default();
         let mut seen = Vec::new();
-        let ns_index = if namespace.is_empty() { None } else { self.namespaces.get(namespace) };
-        for g in self.cluster.each(user).chain(ns_index.into_iter().flat_map(|i| i.each(user))) {
+        let ns_index = if namespace.is_empty() {
+            None
+        } else {
+            self.namespaces.get(namespace)
+        };
+        for g in self
+            .cluster
+            .each(user)
+            .chain(ns_index.into_iter().flat_map(|i| i.each(user)))
+        {
             match g.target {
                 Target::Role(id) if !seen.contains(&id) => {
                     seen.push(id);
@@ -231,10 +300,17 @@ impl Policy {
 fn aggregate(cluster_roles: &mut BTreeMap<String, Role>) {
     for _ in 0..16 {
         let mut changed = false;
-        let names: Vec<String> =
-            cluster_roles.iter().filter(|(_, r)| r.aggregation_rule.is_some()).map(|(n, _)| n.clone()).collect();
+        let names: Vec<String> = cluster_roles
+            .iter()
+            .filter(|(_, r)| r.aggregation_rule.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in names {
-            let sels = cluster_roles[&name].aggregation_rule.clone().unwrap_or_default().cluster_role_selectors;
+            let sels = cluster_roles[&name]
+                .aggregation_rule
+                .clone()
+                .unwrap_or_default()
+                .cluster_role_selectors;
             let mut rules: Vec<PolicyRule> = Vec::new();
             for sel in &sels {
                 for (other, r) in cluster_roles.iter() {

@@ -31,15 +31,21 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
     let h = hits.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             let h = h.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 let body = loop {
-                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -48,7 +54,11 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
                     if let Some(i) = text.find("\r\n\r\n") {
                         let len: usize = text
                             .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
                             .unwrap_or(0);
                         if buf.len() >= i + 4 + len {
                             break buf[i + 4..i + 4 + len].to_vec();
@@ -57,7 +67,10 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
                 };
                 h.fetch_add(1, Ordering::SeqCst);
                 let review: Value = serde_json::from_slice(&body).unwrap();
-                let user = review["spec"]["user"].as_str().unwrap_or_default().to_string();
+                let user = review["spec"]["user"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if user.starts_with("hang-") {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     return;
@@ -122,21 +135,34 @@ async fn decisions_caches_and_failure_policy() {
     let (kc, hits) = serve_webhook(dir.path()).await;
     let w = WebhookAuthorizer::new(opts(kc.clone(), Decision::NoOpinion)).unwrap();
 
-    assert_eq!(w.authorize(&attrs("allow-a")).await, (Decision::Allow, "webhook says yes".into()));
-    assert_eq!(w.authorize(&attrs("deny-a")).await, (Decision::Deny, "webhook says no".into()));
+    assert_eq!(
+        w.authorize(&attrs("allow-a")).await,
+        (Decision::Allow, "webhook says yes".into())
+    );
+    assert_eq!(
+        w.authorize(&attrs("deny-a")).await,
+        (Decision::Deny, "webhook says no".into())
+    );
     assert_eq!(w.authorize(&attrs("someone")).await.0, Decision::NoOpinion);
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // answered from the caches
     assert_eq!(w.authorize(&attrs("allow-a")).await.0, Decision::Allow);
     assert_eq!(w.authorize(&attrs("deny-a")).await.0, Decision::Deny);
-    assert_eq!(hits.load(Ordering::SeqCst), 3, "cached answers do not call the webhook");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        3,
+        "cached answers do not call the webhook"
+    );
 
     // errors and timeouts take the failure policy, within the timeout
     let start = Instant::now();
     let (d, reason) = w.authorize(&attrs("hang-a")).await;
     assert_eq!(d, Decision::NoOpinion);
     assert!(reason.contains("timed out"), "{reason}");
-    assert!(start.elapsed() < Duration::from_secs(3), "bounded by the timeout");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "bounded by the timeout"
+    );
     assert_eq!(w.authorize(&attrs("bad-a")).await.0, Decision::NoOpinion);
 
     let deny = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();
@@ -147,7 +173,11 @@ async fn decisions_caches_and_failure_policy() {
 #[tokio::test]
 async fn unreachable_webhook_is_a_failure_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kc = dir.path().join("kc");
     std::fs::write(&kc, format!("clusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{port}/\", insecure-skip-tls-verify: true}}\n")).unwrap();
     let w = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();
