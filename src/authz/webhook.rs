@@ -234,8 +234,10 @@ impl WebhookAuthorizer {
     fn review(&self, a: &Attributes) -> Value {
         let mut spec = json!({
             "user": a.user.username,
-            "groups": a.user.groups,
         });
+        // v1beta1 spells the groups field `group`
+        let groups_key = if self.opts.version == "v1beta1" { "group" } else { "groups" };
+        spec[groups_key] = json!(a.user.groups);
         if !a.user.uid.is_empty() {
             spec["uid"] = json!(a.user.uid);
         }
