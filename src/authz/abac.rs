@@ -275,6 +275,12 @@ mod tests {
     }
 
     #[test]
+    fn example_policy_file_is_valid() {
+        let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/abac.jsonl");
+        assert_eq!(parse(&std::fs::read_to_string(f).unwrap()).unwrap().len(), 5);
+    }
+
+    #[test]
     fn bad_lines_are_numbered() {
         assert!(parse(
             "{\"apiVersion\": \"v1\", \"kind\": \"Policy\", \"spec\": {\"user\": \"a\"}}"
