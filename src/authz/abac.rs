@@ -277,7 +277,10 @@ mod tests {
     #[test]
     fn example_policy_file_is_valid() {
         let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/abac.jsonl");
-        assert_eq!(parse(&std::fs::read_to_string(f).unwrap()).unwrap().len(), 5);
+        assert_eq!(
+            parse(&std::fs::read_to_string(f).unwrap()).unwrap().len(),
+            5
+        );
     }
 
     #[test]

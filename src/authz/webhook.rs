@@ -236,7 +236,11 @@ impl WebhookAuthorizer {
             "user": a.user.username,
         });
         // v1beta1 spells the groups field `group`
-        let groups_key = if self.opts.version == "v1beta1" { "group" } else { "groups" };
+        let groups_key = if self.opts.version == "v1beta1" {
+            "group"
+        } else {
+            "groups"
+        };
         spec[groups_key] = json!(a.user.groups);
         if !a.user.uid.is_empty() {
             spec["uid"] = json!(a.user.uid);

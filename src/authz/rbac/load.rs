@@ -201,9 +201,11 @@ fn validate_binding(b: &Binding, namespaced: bool) -> Result<(), String> {
     }
     match (rr.kind.as_str(), namespaced) {
         ("ClusterRole", _) | ("Role", true) => {}
-        (k, true) => return Err(format!(
+        (k, true) => {
+            return Err(format!(
             "roleRef.kind: Unsupported value: {k:?}: supported values: \"Role\", \"ClusterRole\""
-        )),
+        ))
+        }
         (k, false) => {
             return Err(format!(
                 "roleRef.kind: Unsupported value: {k:?}: supported values: \"ClusterRole\""

@@ -20,8 +20,8 @@ enum Target {
 #[derive(Debug, Clone, Copy)]
 struct Grant {
     target: Target,
-    binding: u32,
-    subject: u32,
+    /// Index of the precomputed "RBAC: allowed by ..." reason (built once, not per request).
+    reason: u32,
 }
 
 #[derive(Debug, Default)]
@@ -66,21 +66,11 @@ impl SubjectIndex {
     }
 }
 
-#[derive(Debug)]
-struct BindingInfo {
-    cluster: bool,
-    name: String,
-    namespace: String,
-    role_kind: String,
-    role_name: String,
-    subjects: Vec<Subject>,
-}
-
 /// An immutable, compiled policy; swapped whole on every change.
 #[derive(Debug, Default)]
 pub struct Policy {
     roles: Vec<Vec<PolicyRule>>,
-    bindings: Vec<BindingInfo>,
+    reasons: Vec<String>,
     missing: Vec<String>,
     cluster: SubjectIndex,
     namespaces: FxHashMap<String, SubjectIndex>,
@@ -174,49 +164,30 @@ impl Policy {
                     Target::Missing(p.missing.len() as u32 - 1)
                 }
             };
-            let binding = p.bindings.len() as u32;
             let index = if cluster {
                 &mut p.cluster
             } else {
                 p.namespaces.entry(ns.clone()).or_default()
             };
-            for (i, s) in b.subjects.iter().enumerate() {
-                index.add(
-                    s,
-                    &ns,
-                    Grant {
-                        target,
-                        binding,
-                        subject: i as u32,
-                    },
-                );
+            for s in &b.subjects {
+                let subject = describe_subject(s, &ns);
+                let reason = if cluster {
+                    format!(
+                        "RBAC: allowed by ClusterRoleBinding {:?} of {} {:?} to {subject}",
+                        b.metadata.name, rr.kind, rr.name
+                    )
+                } else {
+                    format!(
+                        "RBAC: allowed by RoleBinding \"{}/{}\" of {} {:?} to {subject}",
+                        b.metadata.name, ns, rr.kind, rr.name
+                    )
+                };
+                p.reasons.push(reason);
+                let reason = p.reasons.len() as u32 - 1;
+                index.add(s, &ns, Grant { target, reason });
             }
-            p.bindings.push(BindingInfo {
-                cluster,
-                name: b.metadata.name,
-                namespace: ns,
-                role_kind: rr.kind,
-                role_name: rr.name,
-                subjects: b.subjects,
-            });
         }
         p
-    }
-
-    fn describe(&self, g: &Grant) -> String {
-        let b = &self.bindings[g.binding as usize];
-        let subject = describe_subject(&b.subjects[g.subject as usize], &b.namespace);
-        if b.cluster {
-            format!(
-                "ClusterRoleBinding {:?} of {} {:?} to {subject}",
-                b.name, b.role_kind, b.role_name
-            )
-        } else {
-            format!(
-                "RoleBinding \"{}/{}\" of {} {:?} to {subject}",
-                b.name, b.namespace, b.role_kind, b.role_name
-            )
-        }
     }
 
     /// kube's RBAC decision: Allow with the granting binding as reason, or NoOpinion
@@ -236,10 +207,7 @@ impl Policy {
             match g.target {
                 Target::Role(id) => {
                     if self.roles[id as usize].iter().any(|r| rule_allows(r, a)) {
-                        return (
-                            Decision::Allow,
-                            format!("RBAC: allowed by {}", self.describe(g)),
-                        );
+                        return (Decision::Allow, self.reasons[g.reason as usize].clone());
                     }
                 }
                 Target::Missing(e) => {
