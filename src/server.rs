@@ -47,7 +47,9 @@ impl Gateway {
     /// Every resource frontdoor serves itself (store resources and review APIs), for
     /// discovery and routing.
     pub fn local_resources(&self) -> Vec<crate::api::ApiResource> {
-        self.store.resources()
+        let mut r = self.store.resources();
+        r.extend(crate::authz::review::resources());
+        r
     }
 
     /// The whole chain, up to the router. Returns true when the response was written here.

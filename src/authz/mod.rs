@@ -1,7 +1,21 @@
-//! Authorization: Attributes in, Decision out.
+//! Authorization: Attributes in, Decision out. The chain is kube-apiserver's union
+//! authorizer: `system:masters` is allowed first, then each configured authorizer (RBAC,
+//! ABAC, Webhook, AlwaysAllow, AlwaysDeny) in order; the first Allow or Deny decides and
+//! all-NoOpinion is forbidden.
+
+pub mod abac;
+pub mod chain;
+pub mod metrics;
+pub mod rbac;
+pub mod review;
+pub mod webhook;
 
 use crate::authn::UserInfo;
 use crate::request_info::RequestInfo;
+use rbac::PolicyRule;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What is being asked, as k8s.io/apiserver's `authorizer.Attributes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +47,11 @@ impl Attributes {
             path: info.path.clone(),
         }
     }
+
+    /// kube's `IsReadOnly`: get, list and watch.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.verb.as_str(), "get" | "list" | "watch")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +69,57 @@ impl Decision {
             _ => "forbid",
         }
     }
+
+    /// The `result` label of `authorization_attempts_total`.
+    pub fn metric_value(self) -> &'static str {
+        match self {
+            Decision::Allow => "allowed",
+            Decision::Deny => "denied",
+            Decision::NoOpinion => "no-opinion",
+        }
+    }
+}
+
+/// The rules a user has in a namespace, as SelfSubjectRulesReview reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RulesInfo {
+    pub resource_rules: Vec<PolicyRule>,
+    pub non_resource_rules: Vec<PolicyRule>,
+    /// True when an authorizer cannot enumerate its rules (webhook, ABAC).
+    pub incomplete: bool,
+    pub errors: Vec<String>,
+}
+
+impl RulesInfo {
+    pub fn from_rules(rules: Vec<PolicyRule>, incomplete: bool, errors: Vec<String>) -> Self {
+        let (non_resource_rules, resource_rules) = rules
+            .into_iter()
+            .partition(|r| !r.non_resource_urls.is_empty());
+        RulesInfo {
+            resource_rules,
+            non_resource_rules,
+            incomplete,
+            errors,
+        }
+    }
+
+    pub fn incomplete() -> Self {
+        RulesInfo {
+            incomplete: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// One authorizer in the chain. `reason` explains the decision for audit and 403 messages.
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync {
     async fn authorize(&self, attrs: &Attributes) -> (Decision, String);
+
+    /// The rules `user` has in `namespace`; authorizers that cannot list them say incomplete.
+    fn rules_for(&self, _user: &UserInfo, _namespace: &str) -> RulesInfo {
+        RulesInfo::incomplete()
+    }
 }
 
 pub struct AlwaysAllow;
@@ -66,6 +130,24 @@ impl Authorizer for AlwaysAllow {
     async fn authorize(&self, _: &Attributes) -> (Decision, String) {
         (Decision::Allow, String::new())
     }
+
+    fn rules_for(&self, _: &UserInfo, _: &str) -> RulesInfo {
+        let all = vec!["*".to_string()];
+        RulesInfo {
+            resource_rules: vec![PolicyRule {
+                verbs: all.clone(),
+                api_groups: all.clone(),
+                resources: all.clone(),
+                ..Default::default()
+            }],
+            non_resource_rules: vec![PolicyRule {
+                verbs: all.clone(),
+                non_resource_urls: all,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -73,72 +155,227 @@ impl Authorizer for AlwaysDeny {
     async fn authorize(&self, _: &Attributes) -> (Decision, String) {
         (Decision::Deny, "Everything is forbidden.".into())
     }
+
+    fn rules_for(&self, _: &UserInfo, _: &str) -> RulesInfo {
+        RulesInfo::default()
+    }
 }
 
 /// Authorization flags (kube-apiserver's names).
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct AuthzArgs {}
+pub struct AuthzArgs {
+    /// Ordered list of plug-ins to do authorization on secure port. Comma-delimited list of:
+    /// AlwaysAllow,AlwaysDeny,ABAC,Webhook,RBAC. Default: RBAC. Not with --authorization-config.
+    #[arg(long, value_delimiter = ',', value_name = "MODES")]
+    pub authorization_mode: Vec<String>,
+
+    /// File with Authorization Configuration (apiserver.config.k8s.io AuthorizationConfiguration)
+    /// to configure the authorizer chain. Not with --authorization-mode.
+    #[arg(long, value_name = "FILE")]
+    pub authorization_config: Option<PathBuf>,
+
+    /// RBAC manifests (Role, ClusterRole, RoleBinding, ClusterRoleBinding; multi-document YAML or
+    /// JSON, as kubectl apply takes them): a file or a directory, repeatable. Hot-reloaded.
+    /// Default: <policy-dir>/rbac when present. kube's bootstrap roles are always built in.
+    #[arg(long, value_name = "PATH")]
+    pub rbac_policy: Vec<PathBuf>,
+
+    /// File with authorization policy in json line by line format, used with
+    /// --authorization-mode=ABAC, on the secure port. Default: <policy-dir>/abac.jsonl.
+    #[arg(long, value_name = "FILE")]
+    pub authorization_policy_file: Option<PathBuf>,
+
+    /// File with webhook configuration in kubeconfig format, used with
+    /// --authorization-mode=Webhook. The API server will query the remote service to
+    /// determine access on the API server's secure port.
+    #[arg(long, value_name = "FILE")]
+    pub authorization_webhook_config_file: Option<PathBuf>,
+
+    /// The API version of the authorization.k8s.io SubjectAccessReview to send to and expect
+    /// from the webhook.
+    #[arg(long, default_value = "v1")]
+    pub authorization_webhook_version: String,
+
+    /// The duration to cache 'authorized' responses from the webhook authorizer.
+    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+
+    /// The duration to cache 'unauthorized' responses from the webhook authorizer.
+    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+
+    /// How long to wait for the webhook before applying the failure policy (at most 30s).
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub authorization_webhook_timeout: Duration,
+
+    /// What a webhook that cannot be reached or answers badly decides: NoOpinion (fall through
+    /// to the next authorizer) or Deny.
+    #[arg(long, default_value = "NoOpinion")]
+    pub authorization_webhook_failure_policy: String,
+}
+
+/// One configured authorizer with its type and name (metrics labels).
+pub struct Member {
+    pub kind: &'static str,
+    pub name: String,
+    pub authorizer: Arc<dyn Authorizer>,
+}
 
 /// The compiled authorizer chain.
 pub struct Authorization {
-    chain: Vec<Box<dyn Authorizer>>,
+    chain: Vec<Member>,
+    rbac: Option<Arc<rbac::RbacAuthorizer>>,
 }
 
 impl Authorization {
-    pub fn new(_args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Authorization { chain: vec![Box::new(AlwaysAllow)] })
+    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+        metrics::force();
+        let (chain, rbac) = chain::build(args)?;
+        Ok(Authorization { chain, rbac })
     }
 
-    /// Runs the chain: `system:masters` first, then the first Allow or Deny decides.
+    /// A chain from parts (tests, benches, embedding).
+    pub fn from_chain(chain: Vec<Member>, rbac: Option<Arc<rbac::RbacAuthorizer>>) -> Self {
+        Authorization { chain, rbac }
+    }
+
+    /// The RBAC authorizer, when RBAC is in the chain.
+    pub fn rbac(&self) -> Option<&Arc<rbac::RbacAuthorizer>> {
+        self.rbac.as_ref()
+    }
+
+    /// Runs the chain: `system:masters` first, then the first Allow or Deny decides; when
+    /// all say NoOpinion the reasons are joined, as kube's union authorizer does.
     pub async fn decide(&self, attrs: &Attributes) -> (Decision, String) {
         if attrs.user.is_system_master() {
             return (Decision::Allow, String::new());
         }
-        for a in &self.chain {
-            let (d, reason) = a.authorize(attrs).await;
+        let mut reasons: Vec<String> = Vec::new();
+        for m in &self.chain {
+            let (d, reason) = m.authorizer.authorize(attrs).await;
             if d != Decision::NoOpinion {
+                let label = if d == Decision::Allow {
+                    "allowed"
+                } else {
+                    "denied"
+                };
+                metrics::DECISIONS
+                    .with_label_values(&[m.kind, &m.name, label])
+                    .inc();
                 return (d, reason);
             }
+            if !reason.is_empty() {
+                reasons.push(reason);
+            }
         }
-        (Decision::NoOpinion, String::new())
+        (Decision::NoOpinion, reasons.join("\n"))
+    }
+
+    /// kube's union RuleResolver: every authorizer's rules, incomplete if any is.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> RulesInfo {
+        let mut out = RulesInfo::default();
+        for m in &self.chain {
+            let r = m.authorizer.rules_for(user, namespace);
+            out.resource_rules.extend(r.resource_rules);
+            out.non_resource_rules.extend(r.non_resource_rules);
+            out.incomplete |= r.incomplete;
+            out.errors.extend(r.errors);
+        }
+        out
+    }
+
+    /// RBAC objects from the store, merged with the policy files and swapped in atomically.
+    /// Replaces every stored object; see [`Authorization::set_dynamic_rbac_resource`] to
+    /// replace one resource's objects (what a per-resource change hook has).
+    pub fn set_dynamic_rbac(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        match &self.rbac {
+            Some(r) => r.set_dynamic(objects),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
+    /// `rolebindings`, `clusterrolebindings`).
+    pub fn set_dynamic_rbac_resource(
+        &self,
+        resource: &str,
+        objects: Vec<serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        match &self.rbac {
+            Some(r) => r.set_dynamic_resource(resource, objects),
+            None => Ok(()),
+        }
     }
 }
 
 /// The authorization filter: records the decision, or ends the request with kube's 403.
-pub async fn authorize(gw: &crate::server::Gateway, ctx: &mut crate::context::RequestContext) -> Result<(), crate::api::Status> {
+pub async fn authorize(
+    gw: &crate::server::Gateway,
+    ctx: &mut crate::context::RequestContext,
+) -> Result<(), crate::api::Status> {
     let Some(user) = ctx.effective_user() else {
         return Err(crate::api::Status::unauthorized());
     };
     let attrs = Attributes::from_request(user, &ctx.request_info);
+    let start = Instant::now();
     let (decision, reason) = gw.authz.decide(&attrs).await;
+    let result = decision.metric_value();
+    metrics::ATTEMPTS.with_label_values(&[result]).inc();
+    metrics::DURATION
+        .with_label_values(&[result])
+        .observe(start.elapsed().as_secs_f64());
     ctx.decision = Some((decision, reason.clone()));
     if decision == Decision::Allow {
         return Ok(());
     }
+    tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
     Err(forbidden(&attrs, &reason))
 }
 
-/// kube's 403 Status for a request the chain did not allow.
+/// kube's 403 Status for a request the chain did not allow (responsewriters.Forbidden).
 pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
-    let who = format!("User \"{}\"", a.user.username);
-    let mut msg = if !a.resource_request {
-        format!("{who} cannot {} path \"{}\"", a.verb, a.path)
+    let msg = sanitize(&forbidden_message(a));
+    let msg = if reason.is_empty() {
+        msg
     } else {
-        let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
-        let scope = if a.namespace.is_empty() {
-            "at the cluster scope".to_string()
-        } else {
-            format!("in the namespace \"{}\"", a.namespace)
-        };
-        format!("{who} cannot {} resource \"{res}\" in API group \"{}\" {scope}", a.verb, a.api_group)
+        format!("{msg}: {reason}")
     };
-    if !reason.is_empty() {
-        msg.push_str(": ");
-        msg.push_str(reason);
-    }
     if a.resource_request {
         crate::api::Status::forbidden(&a.api_group, &a.resource, &a.name, &msg)
     } else {
         crate::api::Status::forbidden("", "", "", &msg)
     }
 }
+
+fn forbidden_message(a: &Attributes) -> String {
+    let who = &a.user.username;
+    if !a.resource_request {
+        return format!("User {who:?} cannot {} path {:?}", a.verb, a.path);
+    }
+    let res = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    if a.namespace.is_empty() {
+        format!(
+            "User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope",
+            a.verb, a.api_group
+        )
+    } else {
+        format!(
+            "User {who:?} cannot {} resource {res:?} in API group {:?} in the namespace {:?}",
+            a.verb, a.api_group, a.namespace
+        )
+    }
+}
+
+/// kube escapes `&`, `<` and `>` in the message (it may echo a path).
+fn sanitize(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,9 @@ use pingora::proxy::Session;
 
 pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
+    if let Some(r) = crate::authz::review::serve(gw, session, ctx).await {
+        return r;
+    }
     if info.is_resource_request {
         if gw.store.serves(&info.api_group, &info.api_version, &info.resource) {
             return crate::store::rest::serve(gw, session, ctx).await;

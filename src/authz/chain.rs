@@ -1,0 +1,320 @@
+//! Building the authorizer chain from `--authorization-mode` or `--authorization-config`
+//! (apiserver.config.k8s.io AuthorizationConfiguration), with kube-apiserver's validation.
+
+use super::{abac, rbac, webhook, AlwaysAllow, AlwaysDeny, Authorizer, Member};
+use crate::config::ServeArgs;
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MODES: [&str; 5] = ["AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC"];
+
+/// apiserver.config.k8s.io/v1beta1 AuthorizationConfiguration.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationConfiguration {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub authorizers: Vec<AuthorizerConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizerConfiguration {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub webhook: Option<WebhookConfiguration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookConfiguration {
+    #[serde(default)]
+    pub authorized_ttl: Option<String>,
+    #[serde(default)]
+    pub cache_authorized_requests: Option<bool>,
+    #[serde(default)]
+    pub unauthorized_ttl: Option<String>,
+    #[serde(default)]
+    pub cache_unauthorized_requests: Option<bool>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub subject_access_review_version: String,
+    #[serde(default)]
+    pub match_condition_subject_access_review_version: String,
+    #[serde(default)]
+    pub failure_policy: String,
+    pub connection_info: ConnectionInfo,
+    #[serde(default)]
+    pub match_conditions: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub kube_config_file: Option<PathBuf>,
+}
+
+type Built = (Vec<Member>, Option<Arc<rbac::RbacAuthorizer>>);
+
+pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
+    let a = &args.authz;
+    if let Some(file) = &a.authorization_config {
+        if !a.authorization_mode.is_empty() {
+            bail!("--authorization-config can not be specified when --authorization-mode is specified");
+        }
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--authorization-config {}", file.display()))?;
+        let cfg: AuthorizationConfiguration = serde_yaml::from_str(&text)
+            .map_err(|e| anyhow!("--authorization-config {}: {e}", file.display()))?;
+        return from_config(args, cfg)
+            .with_context(|| format!("--authorization-config {}", file.display()));
+    }
+    let modes: Vec<String> = if a.authorization_mode.is_empty() {
+        vec!["RBAC".into()]
+    } else {
+        a.authorization_mode.clone()
+    };
+    for (i, m) in modes.iter().enumerate() {
+        if m == "Node" {
+            bail!(
+                "authorization-mode \"Node\" is not supported by frontdoor (it has no node graph)"
+            );
+        }
+        if !MODES.contains(&m.as_str()) {
+            bail!(
+                "authorization-mode {m:?} is not a valid mode (valid: {})",
+                MODES.join(",")
+            );
+        }
+        if modes[..i].contains(m) {
+            bail!("authorization-mode {m:?} has mode specified more than once");
+        }
+    }
+    if a.authorization_policy_file.is_some() && !modes.iter().any(|m| m == "ABAC") {
+        bail!("cannot specify --authorization-policy-file without mode ABAC");
+    }
+    if a.authorization_webhook_config_file.is_some() && !modes.iter().any(|m| m == "Webhook") {
+        bail!("cannot specify --authorization-webhook-config-file without mode Webhook");
+    }
+    let mut chain = Vec::new();
+    let mut rbac_az = None;
+    for m in &modes {
+        let name = m.to_ascii_lowercase();
+        let member = match m.as_str() {
+            "Webhook" => {
+                let file = a.authorization_webhook_config_file.clone().ok_or_else(|| {
+                    anyhow!("authorization-mode Webhook's authorization config file not passed")
+                })?;
+                let opts = webhook::Options {
+                    name: "webhook".into(),
+                    kubeconfig: file,
+                    version: a.authorization_webhook_version.clone(),
+                    authorized_ttl: Some(a.authorization_webhook_cache_authorized_ttl),
+                    unauthorized_ttl: Some(a.authorization_webhook_cache_unauthorized_ttl),
+                    timeout: a.authorization_webhook_timeout.min(Duration::from_secs(30)),
+                    failure_policy: webhook::parse_failure_policy(
+                        &a.authorization_webhook_failure_policy,
+                    )?,
+                };
+                member("Webhook", &name, webhook::WebhookAuthorizer::new(opts)?)
+            }
+            _ => simple(args, m, &name, &mut rbac_az)?,
+        };
+        chain.push(member);
+    }
+    Ok((chain, rbac_az))
+}
+
+fn member(kind: &'static str, name: &str, a: impl Authorizer + 'static) -> Member {
+    Member {
+        kind,
+        name: name.to_string(),
+        authorizer: Arc::new(a),
+    }
+}
+
+/// The authorizers that take no per-entry configuration.
+fn simple(
+    args: &ServeArgs,
+    mode: &str,
+    name: &str,
+    rbac_az: &mut Option<Arc<rbac::RbacAuthorizer>>,
+) -> anyhow::Result<Member> {
+    Ok(match mode {
+        "AlwaysAllow" => member("AlwaysAllow", name, AlwaysAllow),
+        "AlwaysDeny" => member("AlwaysDeny", name, AlwaysDeny),
+        "ABAC" => {
+            let file = args
+                .authz
+                .authorization_policy_file
+                .clone()
+                .or_else(|| args.default_policy("abac.jsonl"))
+                .ok_or_else(|| {
+                    anyhow!("authorization-mode ABAC's authorization policy file not passed")
+                })?;
+            let az = Arc::new(abac::AbacAuthorizer::new(file.clone())?);
+            let w = az.clone();
+            crate::reload::watch("abac", vec![file], move || w.reload());
+            Member {
+                kind: "ABAC",
+                name: name.to_string(),
+                authorizer: az,
+            }
+        }
+        "RBAC" => {
+            if let Some(existing) = rbac_az {
+                return Ok(Member {
+                    kind: "RBAC",
+                    name: name.to_string(),
+                    authorizer: existing.clone(),
+                });
+            }
+            let paths = if args.authz.rbac_policy.is_empty() {
+                args.default_policy("rbac").into_iter().collect()
+            } else {
+                args.authz.rbac_policy.clone()
+            };
+            let az = Arc::new(rbac::RbacAuthorizer::new(paths.clone())?);
+            let w = az.clone();
+            crate::reload::watch("rbac", paths, move || w.reload());
+            *rbac_az = Some(az.clone());
+            Member {
+                kind: "RBAC",
+                name: name.to_string(),
+                authorizer: az,
+            }
+        }
+        other => bail!("authorizer type {other:?} is not supported"),
+    })
+}
+
+fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Result<Built> {
+    const VERSIONS: [&str; 3] = [
+        "apiserver.config.k8s.io/v1alpha1",
+        "apiserver.config.k8s.io/v1beta1",
+        "apiserver.config.k8s.io/v1",
+    ];
+    if !VERSIONS.contains(&cfg.api_version.as_str()) || cfg.kind != "AuthorizationConfiguration" {
+        bail!("expected apiVersion apiserver.config.k8s.io/v1beta1 and kind AuthorizationConfiguration, got {:?} {:?}", cfg.api_version, cfg.kind);
+    }
+    if cfg.authorizers.is_empty() {
+        bail!("authorizers: Required value: at least one authorization mode must be defined");
+    }
+    let mut chain = Vec::new();
+    let mut rbac_az = None;
+    let mut names: Vec<String> = Vec::new();
+    let mut types: Vec<String> = Vec::new();
+    for (i, a) in cfg.authorizers.into_iter().enumerate() {
+        let field = format!("authorizers[{i}]");
+        if a.kind != "Webhook" && types.contains(&a.kind) {
+            bail!("{field}.type: Duplicate value: {:?}", a.kind);
+        }
+        types.push(a.kind.clone());
+        let name = if a.name.is_empty() {
+            a.kind.to_ascii_lowercase()
+        } else {
+            a.name.clone()
+        };
+        if names.contains(&name) {
+            bail!("{field}.name: Duplicate value: {name:?}");
+        }
+        names.push(name.clone());
+        match a.kind.as_str() {
+            "Webhook" => {
+                if a.name.is_empty() {
+                    bail!("{field}.name: Required value");
+                }
+                let w = a.webhook.ok_or_else(|| {
+                    anyhow!("{field}.webhook: Required value: required when type=Webhook")
+                })?;
+                chain.push(member(
+                    "Webhook",
+                    &name,
+                    webhook::WebhookAuthorizer::new(webhook_options(&field, &name, w)?)?,
+                ));
+            }
+            "Node" => {
+                bail!("{field}.type: Unsupported value: \"Node\": frontdoor has no node graph")
+            }
+            t if MODES.contains(&t) => {
+                if a.webhook.is_some() {
+                    bail!("{field}.webhook: Invalid value: non-null: may only be specified when type=Webhook");
+                }
+                chain.push(simple(args, t, &name, &mut rbac_az)?);
+            }
+            t => bail!(
+                "{field}.type: Unsupported value: {t:?}: supported values: {}",
+                MODES.join(", ")
+            ),
+        }
+    }
+    Ok((chain, rbac_az))
+}
+
+fn webhook_options(
+    field: &str,
+    name: &str,
+    w: WebhookConfiguration,
+) -> anyhow::Result<webhook::Options> {
+    let dur = |what: &str, v: &Option<String>| -> anyhow::Result<Option<Duration>> {
+        v.as_deref()
+            .map(|s| {
+                crate::config::parse_duration(s).map_err(|e| anyhow!("{field}.webhook.{what}: {e}"))
+            })
+            .transpose()
+    };
+    let timeout = dur("timeout", &w.timeout)?
+        .ok_or_else(|| anyhow!("{field}.webhook.timeout: Required value"))?;
+    if timeout.is_zero() || timeout > Duration::from_secs(30) {
+        bail!("{field}.webhook.timeout: Invalid value: must be > 0s and <= 30s");
+    }
+    if !matches!(w.subject_access_review_version.as_str(), "v1" | "v1beta1") {
+        bail!("{field}.webhook.subjectAccessReviewVersion: Unsupported value: {:?}: supported values: \"v1\", \"v1beta1\"", w.subject_access_review_version);
+    }
+    if !w.match_conditions.is_empty() {
+        bail!(
+            "{field}.webhook.matchConditions: CEL match conditions are not supported by frontdoor"
+        );
+    }
+    if w.connection_info.kind != "KubeConfigFile" {
+        bail!("{field}.webhook.connectionInfo.type: Unsupported value: {:?}: supported values: \"KubeConfigFile\"", w.connection_info.kind);
+    }
+    let kubeconfig = w
+        .connection_info
+        .kube_config_file
+        .ok_or_else(|| anyhow!("{field}.webhook.connectionInfo.kubeConfigFile: Required value"))?;
+    let failure_policy = webhook::parse_failure_policy(&w.failure_policy)
+        .map_err(|e| anyhow!("{field}.webhook.failurePolicy: {e}"))?;
+    let authorized_ttl = if w.cache_authorized_requests.unwrap_or(true) {
+        Some(dur("authorizedTTL", &w.authorized_ttl)?.unwrap_or(Duration::from_secs(300)))
+    } else {
+        None
+    };
+    let unauthorized_ttl = if w.cache_unauthorized_requests.unwrap_or(true) {
+        Some(dur("unauthorizedTTL", &w.unauthorized_ttl)?.unwrap_or(Duration::from_secs(30)))
+    } else {
+        None
+    };
+    Ok(webhook::Options {
+        name: name.to_string(),
+        kubeconfig,
+        version: w.subject_access_review_version,
+        authorized_ttl,
+        unauthorized_ttl,
+        timeout,
+        failure_policy,
+    })
+}

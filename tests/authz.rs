@@ -1,0 +1,504 @@
+//! Authorization through the real binary: RBAC by default with kube's bootstrap policy,
+//! kube's 403 wording, `kubectl auth can-i [--list]`, the review APIs, policy hot reload
+//! under continuous traffic, and the metrics.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Issues a client certificate for `cn` (groups `orgs`) from the dev CA, as `<certs>/<name>.crt/.key`,
+/// and a kubeconfig for it; returns the kubeconfig path.
+fn issue_user(fd: &Frontdoor, name: &str, cn: &str, orgs: &[&str]) -> PathBuf {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let certs = fd.certs();
+    let ca_pem = std::fs::read_to_string(certs.join("ca.crt")).unwrap();
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(certs.join("ca.key")).unwrap()).unwrap();
+    let ca = CertificateParams::from_ca_cert_pem(&ca_pem)
+        .unwrap()
+        .self_signed(&ca_key)
+        .unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    for o in orgs {
+        p.distinguished_name.push(DnType::OrganizationName, *o);
+    }
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(certs.join(format!("{name}.crt")), cert.pem()).unwrap();
+    std::fs::write(certs.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    let kc = certs.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fd\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\nusers:\n- name: {name}\n  user:\n    client-certificate: {crt}\n    client-key: {key}\ncontexts:\n- name: fd\n  context: {{cluster: fd, user: {name}, namespace: default}}\ncurrent-context: fd\n",
+            port = fd.port,
+            ca = certs.join("ca.crt").display(),
+            crt = certs.join(format!("{name}.crt")).display(),
+            key = certs.join(format!("{name}.key")).display(),
+        ),
+    )
+    .unwrap();
+    kc
+}
+
+fn write_policy(dir: &Path, file: &str, text: &str) {
+    let rbac = dir.join("policies/rbac");
+    std::fs::create_dir_all(&rbac).unwrap();
+    // write-then-rename, as editors and config management do
+    let tmp = rbac.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, rbac.join(file)).unwrap();
+}
+
+fn role_binding(user: &str, ns: &str, resources: &[&str], verbs: &[&str]) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: r-{user}, namespace: {ns}}}\nrules:\n- apiGroups: [\"\"]\n  resources: {resources:?}\n  verbs: {verbs:?}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: rb-{user}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: r-{user}}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}\n"
+    )
+}
+
+fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// An admin SubjectAccessReview: may `user` `verb` `resource` in `ns`?
+fn sar(
+    fd: &Frontdoor,
+    admin: &reqwest::blocking::Client,
+    user: &str,
+    verb: &str,
+    resource: &str,
+    ns: &str,
+) -> bool {
+    let body = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:authenticated"], "resourceAttributes": {"namespace": ns, "verb": verb, "resource": resource}}
+    });
+    let r = admin
+        .post(fd.url("/apis/authorization.k8s.io/v1/subjectaccessreviews"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().unwrap();
+    v["status"]["allowed"].as_bool().unwrap()
+}
+
+#[test]
+fn forbidden_requests_get_kubes_exact_message() {
+    let fd = Frontdoor::start(&[]);
+    issue_user(&fd, "alice", "alice", &["developers"]);
+    let alice = fd.client_with_cert("alice");
+    let cases = [
+        (
+            "/api/v1/namespaces/default/configmaps/x",
+            r#"configmaps "x" is forbidden: User "alice" cannot get resource "configmaps" in API group "" in the namespace "default""#,
+        ),
+        (
+            "/apis/apps/v1/deployments",
+            r#"deployments.apps is forbidden: User "alice" cannot list resource "deployments" in API group "apps" at the cluster scope"#,
+        ),
+        (
+            "/api/v1/namespaces/default/pods/p/log",
+            r#"pods "p" is forbidden: User "alice" cannot get resource "pods/log" in API group "" in the namespace "default""#,
+        ),
+        (
+            "/metrics",
+            r#"forbidden: User "alice" cannot get path "/metrics""#,
+        ),
+    ];
+    for (path, want) in cases {
+        let r = alice.get(fd.url(path)).send().unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+        let v: serde_json::Value = r.json().unwrap();
+        assert_eq!(v["kind"], "Status");
+        assert_eq!(v["reason"], "Forbidden");
+        assert_eq!(v["code"], 403);
+        assert_eq!(v["message"], want, "{path}");
+    }
+    // kubectl prints it as is (raw, as resource discovery is not this module's)
+    let kc = fd.certs().join("alice.kubeconfig");
+    let o = kubectl(
+        &kc,
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps/x"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(r#"Error from server (Forbidden): configmaps "x" is forbidden: User "alice" cannot get resource "configmaps" in API group "" in the namespace "default""#),
+        "{}",
+        stderr(&o)
+    );
+    // bootstrap policy: discovery and public info are open to her, anonymous gets only public info
+    assert_ne!(alice.get(fd.url("/apis")).send().unwrap().status(), 403);
+    let anon = fd.anonymous_client();
+    assert_eq!(anon.get(fd.url("/version")).send().unwrap().status(), 200);
+    let r = anon.get(fd.url("/apis")).send().unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["message"],
+        r#"forbidden: User "system:anonymous" cannot get path "/apis""#
+    );
+    // admin (system:masters) is allowed everything
+    assert_ne!(
+        fd.admin_client()
+            .get(fd.url("/api/v1/namespaces/default/configmaps/x"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+}
+
+#[test]
+fn kubectl_auth_can_i_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "alice.yaml",
+        &role_binding(
+            "alice",
+            "team",
+            &["configmaps", "pods/log"],
+            &["get", "list"],
+        ),
+    );
+    let fd = Frontdoor::start_in(dir, &[]);
+    let kc = issue_user(&fd, "alice", "alice", &[]);
+
+    let o = fd.kubectl(&["auth", "can-i", "create", "deployments", "-n", "anywhere"]);
+    assert_eq!(stdout(&o).trim(), "yes", "admin: {}", stderr(&o));
+    assert!(o.status.success());
+
+    let o = kubectl(&kc, &["auth", "can-i", "get", "configmaps", "-n", "team"]);
+    assert_eq!(stdout(&o).trim(), "yes", "{}", stderr(&o));
+    let o = kubectl(
+        &kc,
+        &[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--subresource",
+            "log",
+            "-n",
+            "team",
+        ],
+    );
+    assert_eq!(stdout(&o).trim(), "yes", "{}", stderr(&o));
+    let o = kubectl(
+        &kc,
+        &["auth", "can-i", "delete", "configmaps", "-n", "team"],
+    );
+    assert_eq!(stdout(&o).trim(), "no");
+    assert_eq!(o.status.code(), Some(1), "kubectl exits 1 on no");
+    let o = kubectl(
+        &kc,
+        &["auth", "can-i", "get", "configmaps", "-n", "default"],
+    );
+    assert_eq!(stdout(&o).trim(), "no");
+    let o = kubectl(&kc, &["auth", "can-i", "get", "/apis/apps"]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "yes",
+        "bootstrap discovery: {}",
+        stderr(&o)
+    );
+
+    let o = kubectl(&kc, &["auth", "can-i", "--list", "-n", "team"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("configmaps") && out.contains("pods/log"),
+        "{out}"
+    );
+    assert!(
+        out.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+        "{out}"
+    );
+    assert!(out.contains("/apis/*"), "{out}");
+    let o = kubectl(&kc, &["auth", "can-i", "--list", "-n", "default"]);
+    assert!(!stdout(&o).contains("pods/log"), "{}", stdout(&o));
+    let o = fd.kubectl(&["auth", "can-i", "--list"]);
+    assert!(
+        stdout(&o).contains("*.*"),
+        "admin is cluster-admin: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+#[ignore = "needs the impersonation filter (Impersonate-* headers are refused by the stub until it lands)"]
+fn kubectl_auth_can_i_as_another_user() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "bob.yaml",
+        &role_binding("bob", "default", &["secrets"], &["get"]),
+    );
+    let fd = Frontdoor::start_in(dir, &[]);
+    let o = fd.kubectl(&["auth", "can-i", "get", "secrets", "--as", "bob"]);
+    assert_eq!(stdout(&o).trim(), "yes", "{}", stderr(&o));
+    let o = fd.kubectl(&["auth", "can-i", "get", "secrets", "--as", "carol"]);
+    assert_eq!(stdout(&o).trim(), "no", "{}", stderr(&o));
+    let o = fd.kubectl(&[
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "--as",
+        "carol",
+        "--as-group",
+        "system:masters",
+    ]);
+    assert_eq!(stdout(&o).trim(), "yes", "{}", stderr(&o));
+}
+
+#[test]
+fn review_apis() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "bob.yaml",
+        &role_binding("bob", "team", &["secrets"], &["get"]),
+    );
+    let fd = Frontdoor::start_in(dir, &[]);
+    let admin = fd.admin_client();
+    assert!(sar(&fd, &admin, "bob", "get", "secrets", "team"));
+    assert!(!sar(&fd, &admin, "bob", "get", "secrets", "other"));
+
+    // the allowed reason names the binding, as kube's RBAC does
+    let body = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
+        "spec": {"user": "bob", "resourceAttributes": {"namespace": "team", "verb": "get", "resource": "secrets"}}});
+    let r = admin
+        .post(fd.url("/apis/authorization.k8s.io/v1/namespaces/team/localsubjectaccessreviews"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        v["status"]["reason"],
+        r#"RBAC: allowed by RoleBinding "rb-bob/team" of Role "r-bob" to User "bob""#
+    );
+    assert_eq!(v["metadata"]["namespace"], "team");
+    let r = admin
+        .post(fd.url("/apis/authorization.k8s.io/v1/namespaces/other/localsubjectaccessreviews"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["message"],
+        "spec.resourceAttributes.namespace must match namespace: other"
+    );
+
+    // validation, in kube's words
+    let r = admin
+        .post(fd.url("/apis/authorization.k8s.io/v1/subjectaccessreviews"))
+        .json(&serde_json::json!({"kind": "SubjectAccessReview", "spec": {"resourceAttributes": {"verb": "get"}}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let m = r.json::<serde_json::Value>().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.starts_with("SubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.user"),
+        "{m}"
+    );
+
+    // an authenticated user may review herself but not others; anonymous may do neither
+    issue_user(&fd, "carol", "carol", &[]);
+    let carol = fd.client_with_cert("carol");
+    let ssar = serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"nonResourceAttributes": {"path": "/apis", "verb": "get"}}});
+    let r = carol
+        .post(fd.url("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"))
+        .json(&ssar)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["status"]["allowed"],
+        true
+    );
+    let r = carol
+        .post(fd.url("/apis/authorization.k8s.io/v1/subjectaccessreviews"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = fd
+        .anonymous_client()
+        .post(fd.url("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"))
+        .json(&ssar)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = admin
+        .get(fd.url("/apis/authorization.k8s.io/v1/subjectaccessreviews"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[test]
+fn reload_under_traffic_keeps_serving_and_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy(
+        dir.path(),
+        "team.yaml",
+        &role_binding("alice", "default", &["configmaps"], &["get"]),
+    );
+    let root = dir.path().to_path_buf();
+    let fd = Arc::new(Frontdoor::start_in(dir, &[]));
+    issue_user(&fd, "alice", "alice", &[]);
+    let admin = fd.admin_client();
+    assert!(sar(&fd, &admin, "alice", "get", "configmaps", "default"));
+    assert!(!sar(&fd, &admin, "alice", "get", "secrets", "default"));
+
+    // continuous traffic on a request both the old and the new policy allow
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let (fd, stop, sent, refused) =
+                (fd.clone(), stop.clone(), sent.clone(), refused.clone());
+            std::thread::spawn(move || {
+                let alice = fd.client_with_cert("alice");
+                while !stop.load(Ordering::Relaxed) {
+                    let r = alice
+                        .get(fd.url("/api/v1/namespaces/default/configmaps/settings"))
+                        .send();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !matches!(r, Ok(ref r) if r.status() != 403 && r.status().as_u16() < 500) {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // new policy: still configmaps, now secrets too
+    std::thread::sleep(Duration::from_millis(300));
+    write_policy(
+        &root,
+        "team.yaml",
+        &role_binding("alice", "default", &["configmaps", "secrets"], &["get"]),
+    );
+    wait_until("the new policy", Duration::from_secs(10), || {
+        sar(&fd, &admin, "alice", "get", "secrets", "default")
+    });
+
+    // a bad file: the whole reload is refused, the previous policy stays
+    let failures_before = reload_failures(&fd);
+    write_policy(&root, "broken.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nsubjects: []\n");
+    wait_until(
+        "the failed reload to be counted",
+        Duration::from_secs(10),
+        || reload_failures(&fd) > failures_before,
+    );
+    assert!(
+        fd.logs().contains("broken.yaml") && fd.logs().contains("roleRef is required"),
+        "{}",
+        fd.logs()
+    );
+    write_policy(
+        &root,
+        "broken.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {name: x}\n",
+    );
+    wait_until("the second failed reload", Duration::from_secs(10), || {
+        reload_failures(&fd) > failures_before + 1
+    });
+    assert!(fd.logs().contains("unknown kind"), "{}", fd.logs());
+    write_policy(&root, "broken.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\nrules: [{apiGroups: [''], resources: [pods]}]\n");
+    wait_until("the third failed reload", Duration::from_secs(10), || {
+        reload_failures(&fd) > failures_before + 2
+    });
+    assert!(
+        fd.logs().contains("verbs must contain at least one value"),
+        "{}",
+        fd.logs()
+    );
+    assert!(
+        sar(&fd, &admin, "alice", "get", "secrets", "default"),
+        "the last good policy is still in force"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(
+        sent.load(Ordering::Relaxed) > 20,
+        "traffic ran: {}",
+        sent.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        refused.load(Ordering::Relaxed),
+        0,
+        "no request allowed by both policies failed"
+    );
+}
+
+fn metrics(fd: &Frontdoor) -> String {
+    fd.admin_client()
+        .get(fd.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+fn reload_failures(fd: &Frontdoor) -> u64 {
+    metrics(fd)
+        .lines()
+        .find(|l| {
+            l.starts_with("frontdoor_policy_reload_total{")
+                && l.contains("policy=\"rbac\"")
+                && l.contains("result=\"failure\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn decisions_are_counted_with_kubes_metric_names() {
+    let fd = Frontdoor::start(&[]);
+    let m = metrics(&fd);
+    assert!(
+        m.contains("# TYPE authorization_attempts_total counter"),
+        "registered at startup"
+    );
+    assert!(m.contains("# TYPE authorization_duration_seconds histogram"));
+    let _ = fd.anonymous_client().get(fd.url("/apis")).send().unwrap();
+    let _ = fd
+        .anonymous_client()
+        .get(fd.url("/version"))
+        .send()
+        .unwrap();
+    let m = metrics(&fd);
+    assert!(
+        m.contains("authorization_attempts_total{result=\"no-opinion\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("authorization_attempts_total{result=\"allowed\"}"),
+        "{m}"
+    );
+    assert!(m.contains("apiserver_authorization_decisions_total{decision=\"allowed\",name=\"rbac\",type=\"RBAC\"}"), "{m}");
+}
