@@ -228,6 +228,8 @@ impl ProxyHttp for Frontdoor {
             seconds,
             long_running: info.is_long_running(),
         });
+        // the seat is free once the response is written (kube's max-in-flight sits inside audit)
+        ctx.inflight = None;
         audit::response_complete(&self.0, ctx, code, false).await;
         tracing::debug!(
             audit_id = %ctx.audit_id,

@@ -492,3 +492,140 @@ fn build_event(ctx: &RequestContext, stage: Stage) -> Event {
         annotations,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::UserInfo;
+    use crate::request_info::RequestInfo;
+
+    /// A gateway logging to a file with `policy`, and the log's path.
+    fn gateway(policy: &str) -> (Arc<Gateway>, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let argv = vec![
+            "frontdoor".to_string(),
+            "serve".into(),
+            "--secure-port".into(),
+            "1".into(),
+            "--cert-dir".into(),
+            format!("{d}/certs"),
+            "--policy-dir".into(),
+            format!("{d}/policies"),
+            "--audit-policy-file".into(),
+            format!("{d}/policy.yaml"),
+            "--audit-log-path".into(),
+            format!("{d}/audit.log"),
+        ];
+        let crate::config::Command::Serve(args) = crate::config::parse_from(argv).unwrap().command else { panic!() };
+        (crate::server::build(*args).unwrap().0, dir.path().join("audit.log"), dir)
+    }
+
+    fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn request(method: &str, path: &str, query: Option<&str>, ctype: Option<&str>) -> (RequestHeader, RequestContext) {
+        let uri = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let mut req = RequestHeader::build(method, uri.as_bytes(), None).unwrap();
+        if let Some(c) = ctype {
+            req.insert_header("Content-Type", c).unwrap();
+        }
+        let mut ctx = RequestContext::default();
+        crate::filters::request_received::run(&req, Some("10.0.0.9".into()), &mut ctx);
+        ctx.request_info = Arc::new(RequestInfo::resolve(method, path, query).unwrap());
+        ctx.user = Some(UserInfo::new("alice", vec!["devs".into()]));
+        (req, ctx)
+    }
+
+    #[tokio::test]
+    async fn watch_emits_response_started_and_impersonation_shows_after_request_received() {
+        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (req, mut ctx) = request("GET", "/api/v1/namespaces", Some("watch=true"), None);
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        ctx.impersonated = Some(UserInfo::new("bob", vec![]));
+        ctx.decision = Some((crate::authz::Decision::Allow, "RBAC: allowed".into()));
+        response_started(&gw, &mut ctx, 200).await;
+        response_started(&gw, &mut ctx, 200).await; // once only
+        response_complete(&gw, &mut ctx, 200, false).await;
+        response_complete(&gw, &mut ctx, 200, false).await; // once only
+        let evs = events(&log);
+        let stages: Vec<&str> = evs.iter().map(|e| e["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
+        assert_eq!(evs[0]["verb"], "watch");
+        assert!(evs[0].get("impersonatedUser").is_none());
+        assert_eq!(evs[1]["impersonatedUser"]["username"], "bob");
+        assert_eq!(evs[1]["user"]["username"], "alice");
+        assert_eq!(evs[1]["responseStatus"]["code"], 200);
+        assert_eq!(evs[2]["annotations"]["authorization.k8s.io/reason"], "RBAC: allowed");
+        assert_eq!(evs[2]["objectRef"]["resource"], "namespaces");
+    }
+
+    #[tokio::test]
+    async fn request_and_response_objects_with_cap_and_secret_scrubbing() {
+        let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n  resources: [{group: '', resources: [configmaps]}]\n- level: Request\n";
+        let (gw, log, _dir) = gateway(policy);
+
+        // RequestResponse: both objects (a proxied request's chunks, then its response)
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/configmaps", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","#);
+        request_body(&mut ctx, br#""metadata":{"name":"c"},"data":{"k":"v"}}"#);
+        let mut h = ResponseHeader::build(201, None).unwrap();
+        h.insert_header("Content-Type", "application/json").unwrap();
+        response_header(&mut ctx, &h);
+        response_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","uid":"u"}}"#);
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // Request level on a Secret: requestObject without its data (the rule does not name secrets)
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/secrets", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"password":"aHVudGVyMg=="}}"#);
+        local_reply(&mut ctx, &Reply::json(201, &serde_json::json!({"kind": "Secret", "apiVersion": "v1", "data": {"password": "aHVudGVyMg=="}})));
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // over the cap: left out, annotated
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/pods", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        let big = vec![b' '; gw.audit.max_object + 1];
+        request_body(&mut ctx, &big);
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // not JSON: no object
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, b"k8s\0...");
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        let evs = events(&log);
+        assert_eq!(evs.len(), 4, "RequestReceived omitted");
+        assert_eq!(evs[0]["requestObject"]["data"]["k"], "v");
+        assert_eq!(evs[0]["responseObject"]["metadata"]["uid"], "u");
+        assert_eq!(evs[0]["responseStatus"], serde_json::json!({"metadata": {}, "code": 201}));
+        assert_eq!(evs[1]["level"], "Request");
+        assert_eq!(evs[1]["requestObject"], serde_json::json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}}));
+        assert!(evs[1].get("responseObject").is_none());
+        assert!(!std::fs::read_to_string(&log).unwrap().contains("aHVudGVyMg=="));
+        assert!(evs[2].get("requestObject").is_none());
+        assert_eq!(evs[2]["annotations"]["audit.k8s.io/truncated"], "true");
+        assert!(evs[3].get("requestObject").is_none());
+    }
+
+    #[tokio::test]
+    async fn panic_stage_replaces_response_complete() {
+        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (req, mut ctx) = request("GET", "/version", None, None);
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        response_complete(&gw, &mut ctx, 500, true).await;
+        response_complete(&gw, &mut ctx, 500, false).await;
+        let evs = events(&log);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[1]["stage"], "Panic");
+        assert_eq!(evs[1]["responseStatus"]["code"], 500);
+        assert!(evs[1].get("objectRef").is_none(), "non-resource request");
+    }
+}

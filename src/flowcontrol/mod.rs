@@ -100,3 +100,89 @@ fn method_of(info: &crate::request_info::RequestInfo) -> String {
     }
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::UserInfo;
+    use crate::request_info::RequestInfo;
+    use std::sync::Arc;
+
+    fn gateway(extra: &[&str]) -> (Arc<Gateway>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let mut argv: Vec<String> = ["frontdoor", "serve", "--secure-port", "1"].iter().map(|s| s.to_string()).collect();
+        for (flag, sub) in [("--cert-dir", "certs"), ("--data-dir", "data"), ("--policy-dir", "policies")] {
+            argv.push(flag.into());
+            argv.push(format!("{d}/{sub}"));
+        }
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let crate::config::Command::Serve(args) = crate::config::parse_from(argv).unwrap().command else { panic!() };
+        (crate::server::build(*args).unwrap().0, dir)
+    }
+
+    fn ctx(method: &str, path: &str, query: Option<&str>, user: UserInfo) -> RequestContext {
+        RequestContext {
+            request_info: Arc::new(RequestInfo::resolve(method, path, query).unwrap()),
+            user: Some(user),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn limits_per_kind_exemptions_and_release() {
+        let (gw, _dir) = gateway(&["--max-mutating-requests-inflight", "2", "--max-requests-inflight", "1"]);
+        let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);
+        let post = |u| ctx("POST", "/api/v1/namespaces/a/configmaps", None, u);
+        let mut held: Vec<RequestContext> = Vec::new();
+        for _ in 0..2 {
+            let mut c = post(alice());
+            admit(&gw, &mut c).unwrap();
+            assert!(c.inflight.is_some());
+            held.push(c);
+        }
+        let reply = admit(&gw, &mut post(alice())).unwrap_err();
+        assert_eq!(reply.code, 429);
+        assert!(reply.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
+        assert_eq!(&reply.body[..], b"Too many requests, please try again later.\n");
+
+        // system:masters: the impersonated user counts (impersonation runs before the limit)
+        let mut c = post(alice());
+        c.impersonated = Some(UserInfo::new("root", vec!["system:masters".into()]));
+        assert!(admit(&gw, &mut c).is_ok());
+        let mut c = post(UserInfo::new("root", vec!["system:masters".into()]));
+        c.impersonated = Some(alice());
+        assert!(admit(&gw, &mut c).is_err(), "acts as alice");
+
+        // read-only has its own seats; long-running requests take none
+        let mut get = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
+        admit(&gw, &mut get).unwrap();
+        assert!(admit(&gw, &mut ctx("GET", "/api/v1/pods", None, alice())).is_err());
+        for (m, p, q) in [
+            ("GET", "/api/v1/pods", Some("watch=true")),
+            ("GET", "/api/v1/namespaces/a/pods/p/log", None),
+            ("POST", "/api/v1/namespaces/a/pods/p/exec", None),
+        ] {
+            let mut c = ctx(m, p, q, alice());
+            admit(&gw, &mut c).unwrap();
+            assert!(c.inflight.is_none(), "{m} {p} is long-running");
+        }
+
+        // dropping the context releases the seat
+        held.pop();
+        admit(&gw, &mut post(alice())).unwrap();
+    }
+
+    #[test]
+    fn zero_is_unlimited() {
+        let (gw, _dir) = gateway(&["--max-mutating-requests-inflight", "0", "--max-requests-inflight", "0"]);
+        let held: Vec<RequestContext> = (0..50)
+            .map(|_| {
+                let mut c = ctx("POST", "/api/v1/namespaces/a/configmaps", None, UserInfo::new("a", vec![]));
+                admit(&gw, &mut c).unwrap();
+                c
+            })
+            .collect();
+        assert_eq!(held.len(), 50);
+    }
+}
