@@ -1,19 +1,52 @@
-//! Max-in-flight through the real binary. Requests are held in flight by slow clients:
-//! a request keeps its seat until frontdoor is done with it, and it is not done while the
-//! client is still uploading the body it announced (the connection drains it).
+//! Max-in-flight through the real binary. A request holds its seat while frontdoor works
+//! on it: reading its body or writing its response. Local handlers answer without reading
+//! bodies (pingora then closes the connection), so seats are held here by slow readers: clients
+//! with a tiny receive window asking for a large response (/metrics, grown first) and not
+//! reading it, which keeps the handler blocked in its write.
 mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A client that sent a request header announcing a large body, and a few bytes of it.
-struct SlowUpload {
-    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+/// A TCP connection to 127.0.0.1:port with a small receive buffer.
+fn small_window_connect(port: u16) -> TcpStream {
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect");
+        TcpStream::from_raw_fd(fd)
+    }
 }
 
-fn slow_upload(fd: &Frontdoor, method: &str, path: &str) -> SlowUpload {
+/// A client that asked for `path` and reads only the status line of the answer.
+struct SlowReader {
+    _stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    status: String,
+}
+
+fn slow_reader(fd: &Frontdoor, path: &str) -> SlowReader {
     let mut roots = rustls::RootCertStore::empty();
     for c in frontdoor::tls::load_certs(&fd.certs().join("ca.crt")).unwrap() {
         roots.add(c).unwrap();
@@ -24,40 +57,32 @@ fn slow_upload(fd: &Frontdoor, method: &str, path: &str) -> SlowUpload {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let conn = rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", fd.port)).unwrap();
+    let tcp = small_window_connect(fd.port);
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut stream = rustls::StreamOwned::new(conn, tcp);
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"kind\":"
-    )
-    .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     stream.flush().unwrap();
-    SlowUpload { stream }
+    let mut buf = [0u8; 12];
+    stream.read_exact(&mut buf).unwrap();
+    SlowReader { _stream: stream, status: String::from_utf8_lossy(&buf).into_owned() }
 }
 
-impl SlowUpload {
-    /// Reads the response status line (written before the body is in).
-    fn status_line(&mut self) -> String {
-        let mut buf = Vec::new();
-        let mut b = [0u8; 1];
-        self.stream.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        while !buf.ends_with(b"\r\n") {
-            self.stream.read_exact(&mut b).unwrap();
-            buf.push(b[0]);
-        }
-        String::from_utf8(buf).unwrap()
-    }
+fn metrics_text(port: u16) -> String {
+    reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap()
 }
 
-fn metric(fd: &Frontdoor, prefix: &str) -> f64 {
-    let text = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+fn metric(port: u16, prefix: &str) -> f64 {
+    metrics_text(port)
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
-fn wait_metric(fd: &Frontdoor, prefix: &str, want: f64) {
+fn wait_metric(port: u16, prefix: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = metric(fd, prefix);
+        let v = metric(port, prefix);
         if v == want {
             return;
         }
@@ -66,71 +91,83 @@ fn wait_metric(fd: &Frontdoor, prefix: &str, want: f64) {
     }
 }
 
-const MUTATING: &str = "apiserver_current_inflight_requests{request_kind=\"mutating\"}";
 const READ_ONLY: &str = "apiserver_current_inflight_requests{request_kind=\"readOnly\"}";
 
-#[test]
-fn flood_gets_429_at_the_limit_while_masters_go_through() {
-    let fd = Frontdoor::start(&["--max-mutating-requests-inflight", "3", "--max-requests-inflight", "2"]);
-    let anon = fd.anonymous_client();
-    let path = "/api/v1/namespaces/default/configmaps";
-
-    let mut held: Vec<SlowUpload> = (0..3).map(|_| slow_upload(&fd, "POST", path)).collect();
-    for h in held.iter_mut() {
-        let line = h.status_line();
-        assert!(!line.contains(" 429 "), "{line}");
+/// Starts frontdoor with a plain metrics listener (so reading metrics takes no seat) and
+/// grows /metrics past what socket buffers absorb: every resource name is a new series.
+fn start(limits: &[&str]) -> (Frontdoor, u16) {
+    let mport = free_port();
+    let maddr = format!("127.0.0.1:{mport}");
+    let mut args = vec!["--metrics-bind-address", maddr.as_str()];
+    args.extend_from_slice(limits);
+    let fd = Frontdoor::start(&args);
+    let admin = fd.admin_client();
+    // the resource label repeats in ~26 series lines per request: ~80 KB each
+    let long = "r".repeat(3000);
+    for i in 0..100 {
+        admin.get(fd.url(&format!("/api/v1/{long}{i}"))).send().unwrap();
     }
-    wait_metric(&fd, MUTATING, 3.0);
+    // more than the kernel's largest send buffer (tcp_wmem max, 4 MiB here) can hold
+    assert!(metrics_text(mport).len() > 6_000_000, "/metrics is large");
+    (fd, mport)
+}
 
-    // the flood: every further mutating request is refused at once
+#[test]
+fn flood_gets_429_at_the_limit_while_masters_and_watches_go_through() {
+    let (fd, mport) = start(&["--max-requests-inflight", "3", "--max-mutating-requests-inflight", "1"]);
+    let anon = fd.anonymous_client();
+
+    let held: Vec<SlowReader> = (0..3).map(|_| slow_reader(&fd, "/metrics")).collect();
+    for h in &held {
+        assert_eq!(h.status, "HTTP/1.1 200");
+    }
+    wait_metric(mport, READ_ONLY, 3.0);
+
+    // the flood: refused at once, kube's text and Retry-After
     let t = Instant::now();
     for _ in 0..10 {
-        let r = anon.post(fd.url(path)).header("Content-Type", "application/json").body("{}").send().unwrap();
+        let r = anon.get(fd.url("/version")).send().unwrap();
         assert_eq!(r.status(), 429);
         assert_eq!(r.headers()["retry-after"], "1");
         assert!(r.headers().contains_key("audit-id"));
         assert_eq!(r.text().unwrap(), "Too many requests, please try again later.\n");
     }
     assert!(t.elapsed() < Duration::from_secs(10), "429s are immediate, not queued");
-    // read-only requests have their own seats
-    let r = anon.get(fd.url("/version")).send().unwrap();
-    assert_eq!(r.status(), 200);
-    // system:masters is exempt
-    let r = fd.admin_client().post(fd.url(path)).header("Content-Type", "application/json").body("{}").send().unwrap();
-    assert_ne!(r.status(), 429);
-    // kubectl sees kube's error
-    let o = kubectl(&fd.kubeconfig(), &["get", "--raw", "/version"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(metric(&fd, "apiserver_request_terminations_total{") >= 10.0);
-    assert!(metric(&fd, "apiserver_dropped_requests_total{request_kind=\"mutating\"}") >= 10.0);
-    assert!(metric(&fd, "apiserver_request_total{") >= 10.0);
-
-    // releasing the slow clients frees the seats
-    held.clear();
-    wait_metric(&fd, MUTATING, 0.0);
-    let r = anon.post(fd.url(path)).header("Content-Type", "application/json").body("{}").send().unwrap();
-    assert_ne!(r.status(), 429);
-
-    // the read-only pool: a GET with a body held in flight
-    let mut held: Vec<SlowUpload> = (0..2).map(|_| slow_upload(&fd, "GET", "/version")).collect();
-    for h in held.iter_mut() {
-        h.status_line();
-    }
-    wait_metric(&fd, READ_ONLY, 2.0);
-    assert_eq!(anon.get(fd.url("/version")).send().unwrap().status(), 429);
+    // system:masters is exempt, through kubectl too
     assert_eq!(fd.admin_client().get(fd.url("/version")).send().unwrap().status(), 200);
+    let o = fd.kubectl(&["get", "--raw", "/version"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a watch is long-running: exempt
+    let r = anon.get(fd.url("/api/v1/namespaces?watch=true")).send().unwrap();
+    assert_ne!(r.status(), 429);
+    // mutating requests have their own seats
+    let r = anon.post(fd.url("/api/v1/namespaces/default/configmaps")).body("{}").send().unwrap();
+    assert_ne!(r.status(), 429);
+
+    let text = metrics_text(mport);
+    assert!(metric(mport, "apiserver_request_terminations_total{") >= 10.0, "{text}");
+    assert!(metric(mport, "apiserver_dropped_requests_total{request_kind=\"readOnly\"}") >= 10.0);
+    let too_many: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("code=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(too_many >= 10.0);
+
+    // the slow readers go away: their seats are free again
     drop(held);
-    wait_metric(&fd, READ_ONLY, 0.0);
+    wait_metric(mport, READ_ONLY, 0.0);
+    assert_eq!(anon.get(fd.url("/version")).send().unwrap().status(), 200);
 }
 
 #[test]
 fn zero_means_unlimited() {
-    let fd = Frontdoor::start(&["--max-mutating-requests-inflight", "0", "--max-requests-inflight", "0"]);
-    let held: Vec<SlowUpload> = (0..5).map(|_| slow_upload(&fd, "POST", "/api/v1/namespaces/default/configmaps")).collect();
+    let (fd, mport) = start(&["--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"]);
+    let held: Vec<SlowReader> = (0..4).map(|_| slow_reader(&fd, "/metrics")).collect();
     let anon = fd.anonymous_client();
     for _ in 0..5 {
-        let r = anon.post(fd.url("/api/v1/namespaces/default/configmaps")).body("{}").send().unwrap();
-        assert_ne!(r.status(), 429);
+        assert_eq!(anon.get(fd.url("/version")).send().unwrap().status(), 200);
     }
+    assert_eq!(metric(mport, "apiserver_dropped_requests_total{"), 0.0);
     drop(held);
 }
