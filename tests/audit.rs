@@ -76,7 +76,12 @@ fn events_at_each_level_and_stage() {
     let admin = fd.admin_client();
 
     // Metadata, both stages; a client-sent Audit-ID is kept
-    let r = admin.get(fd.url("/version")).header("Audit-ID", "my-audit-id").header("User-Agent", "audit-test/1").send().unwrap();
+    let r = admin
+        .get(fd.url("/version"))
+        .header("Audit-ID", "my-audit-id")
+        .header("User-Agent", "audit-test/1")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["audit-id"], "my-audit-id");
     let evs = wait_events(&log, "my-audit-id", |e| e.len() == 2);
@@ -128,7 +133,10 @@ fn events_at_each_level_and_stage() {
     assert_eq!(evs2.len(), 1, "RequestReceived omitted: {evs2:#?}");
     let e = &evs[0];
     assert_eq!(e["stage"], "ResponseComplete");
-    assert_eq!(e["objectRef"], serde_json::json!({"resource": "configmaps", "namespace": "default", "name": "cm1", "apiVersion": "v1"}));
+    assert_eq!(
+        e["objectRef"],
+        serde_json::json!({"resource": "configmaps", "namespace": "default", "name": "cm1", "apiVersion": "v1"})
+    );
     assert_eq!(e["responseStatus"]["code"], code);
     if code >= 400 {
         assert_eq!(e["responseStatus"]["status"], "Failure");
@@ -145,7 +153,10 @@ fn events_at_each_level_and_stage() {
     let r = fd.anonymous_client().get(fd.url("/version")).send().unwrap();
     let id = r.headers()["audit-id"].to_str().unwrap().to_string();
     let evs = wait_events(&log, &id, |e| e.len() == 2);
-    assert_eq!(evs[0]["user"], serde_json::json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}));
+    assert_eq!(
+        evs[0]["user"],
+        serde_json::json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})
+    );
 
     assert!(metric(&fd, "apiserver_audit_event_total") >= 8.0);
     assert!(metric(&fd, "apiserver_audit_level_total{level=\"None\"}") >= 1.0);

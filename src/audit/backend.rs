@@ -45,7 +45,9 @@ impl Sink {
 
     async fn deliver(&self, events: &[Bytes]) -> bool {
         let r = match self {
-            Sink::Log(w) => w.lock().unwrap_or_else(|p| p.into_inner()).write_events(events).map_err(anyhow::Error::from),
+            Sink::Log(w) => {
+                w.lock().unwrap_or_else(|p| p.into_inner()).write_events(events).map_err(anyhow::Error::from)
+            }
             Sink::Webhook(w) => w.post(events).await,
         };
         if let Err(e) = &r {
@@ -73,7 +75,11 @@ impl Backend {
         let sink = Arc::new(sink);
         let direct = matches!(*sink, Sink::Log(_)) && mode != Mode::Batch;
         let queue = (!direct).then(|| {
-            let batch = if mode == Mode::Batch { batch } else { BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch } };
+            let batch = if mode == Mode::Batch {
+                batch
+            } else {
+                BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
+            };
             let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
             let sink = sink.clone();
             std::thread::Builder::new()

@@ -161,7 +161,10 @@ mod tests {
     #[test]
     fn status_body_keeps_bounded_fields() {
         let s = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "m", "reason": "NotFound", "code": 404});
-        assert_eq!(status_from_body(&s).unwrap(), json!({"metadata": {}, "status": "Failure", "message": "m", "reason": "NotFound", "code": 404}));
+        assert_eq!(
+            status_from_body(&s).unwrap(),
+            json!({"metadata": {}, "status": "Failure", "message": "m", "reason": "NotFound", "code": 404})
+        );
         assert!(status_from_body(&json!({"kind": "Pod"})).is_none());
     }
 }

@@ -4,8 +4,11 @@ use once_cell::sync::Lazy;
 use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
 
 pub static EVENT_TOTAL: Lazy<IntCounter> = Lazy::new(|| {
-    register_int_counter!("apiserver_audit_event_total", "Counter of audit events generated and sent to the audit backend.")
-        .expect("register apiserver_audit_event_total")
+    register_int_counter!(
+        "apiserver_audit_event_total",
+        "Counter of audit events generated and sent to the audit backend."
+    )
+    .expect("register apiserver_audit_event_total")
 });
 
 pub static ERROR_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {

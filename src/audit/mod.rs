@@ -175,8 +175,22 @@ impl AuditState {
     }
 }
 
-fn batch_config(buffer_size: usize, max_batch_size: usize, max_batch_wait: Duration, te: bool, qps: f32, burst: usize) -> BatchConfig {
-    BatchConfig { buffer_size, max_batch_size, max_batch_wait, throttle_enable: te, throttle_qps: qps, throttle_burst: burst }
+fn batch_config(
+    buffer_size: usize,
+    max_batch_size: usize,
+    max_batch_wait: Duration,
+    te: bool,
+    qps: f32,
+    burst: usize,
+) -> BatchConfig {
+    BatchConfig {
+        buffer_size,
+        max_batch_size,
+        max_batch_wait,
+        throttle_enable: te,
+        throttle_qps: qps,
+        throttle_burst: burst,
+    }
 }
 
 impl Audit {
@@ -281,7 +295,9 @@ fn attempted_methods(req: &RequestHeader, ctx: &RequestContext) -> String {
     if scheme == "bearer" && auth.split(' ').count() > 1 {
         m.push("bearer");
     }
-    if req.uri.query().is_some_and(|q| url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())) {
+    if req.uri.query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())
+    }) {
         m.push("access_token");
     }
     if ctx.peer.is_some() {
@@ -331,7 +347,10 @@ pub async fn request_received(gw: &Gateway, req: &RequestHeader, ctx: &mut Reque
     let ev = build_event(ctx, Stage::RequestReceived);
     if !gw.audit.process(&ev, config.omit_stages).await {
         metrics::REQUESTS_REJECTED_TOTAL.inc();
-        return Err(Reply::text(500, format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri)));
+        return Err(Reply::text(
+            500,
+            format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri),
+        ));
     }
     Ok(())
 }
@@ -425,7 +444,11 @@ pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
     }
 }
 
-fn parse_object(c: &Capture, scrub: Scrub, annotations: &mut std::collections::BTreeMap<String, String>) -> Option<serde_json::Value> {
+fn parse_object(
+    c: &Capture,
+    scrub: Scrub,
+    annotations: &mut std::collections::BTreeMap<String, String>,
+) -> Option<serde_json::Value> {
     if c.overflow {
         annotations.insert(TRUNCATED_ANNOTATION.into(), "true".into());
         return None;
@@ -440,10 +463,8 @@ fn parse_object(c: &Capture, scrub: Scrub, annotations: &mut std::collections::B
 
 fn fill_objects(ctx: &mut RequestContext, ev: &mut Event, code: u16) {
     let Some(st) = ctx.audit.as_mut() else { return };
-    let scrub = Scrub {
-        omit_managed_fields: st.config.omit_managed_fields,
-        keep_secret_data: st.config.secrets_explicit,
-    };
+    let scrub =
+        Scrub { omit_managed_fields: st.config.omit_managed_fields, keep_secret_data: st.config.secrets_explicit };
     ev.response_status = Some(st.response_status.take().unwrap_or_else(|| event::status_code_only(code)));
     if let Some(c) = st.request_body.take() {
         ev.request_object = parse_object(&c, scrub, &mut ev.annotations);
@@ -584,8 +605,17 @@ mod tests {
         // Request level on a Secret: requestObject without its data (the rule does not name secrets)
         let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/secrets", None, Some("application/json"));
         request_received(&gw, &req, &mut ctx).await.unwrap();
-        request_body(&mut ctx, br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"password":"aHVudGVyMg=="}}"#);
-        local_reply(&mut ctx, &Reply::json(201, &serde_json::json!({"kind": "Secret", "apiVersion": "v1", "data": {"password": "aHVudGVyMg=="}})));
+        request_body(
+            &mut ctx,
+            br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"password":"aHVudGVyMg=="}}"#,
+        );
+        local_reply(
+            &mut ctx,
+            &Reply::json(
+                201,
+                &serde_json::json!({"kind": "Secret", "apiVersion": "v1", "data": {"password": "aHVudGVyMg=="}}),
+            ),
+        );
         response_complete(&gw, &mut ctx, 201, false).await;
 
         // over the cap: left out, annotated
@@ -596,7 +626,8 @@ mod tests {
         response_complete(&gw, &mut ctx, 201, false).await;
 
         // not JSON: no object
-        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
+        let (req, mut ctx) =
+            request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
         request_received(&gw, &req, &mut ctx).await.unwrap();
         request_body(&mut ctx, b"k8s\0...");
         response_complete(&gw, &mut ctx, 201, false).await;
@@ -607,7 +638,10 @@ mod tests {
         assert_eq!(evs[0]["responseObject"]["metadata"]["uid"], "u");
         assert_eq!(evs[0]["responseStatus"], serde_json::json!({"metadata": {}, "code": 201}));
         assert_eq!(evs[1]["level"], "Request");
-        assert_eq!(evs[1]["requestObject"], serde_json::json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}}));
+        assert_eq!(
+            evs[1]["requestObject"],
+            serde_json::json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}})
+        );
         assert!(evs[1].get("responseObject").is_none());
         assert!(!std::fs::read_to_string(&log).unwrap().contains("aHVudGVyMg=="));
         assert!(evs[2].get("requestObject").is_none());

@@ -122,8 +122,12 @@ pub struct RequestAuditConfig {
 }
 
 impl RequestAuditConfig {
-    pub const NONE: RequestAuditConfig =
-        RequestAuditConfig { level: Level::None, omit_stages: Stages(0), omit_managed_fields: false, secrets_explicit: false };
+    pub const NONE: RequestAuditConfig = RequestAuditConfig {
+        level: Level::None,
+        omit_stages: Stages(0),
+        omit_managed_fields: false,
+        secrets_explicit: false,
+    };
 }
 
 /// The request as the policy sees it (kube's authorizer.Attributes).
@@ -155,7 +159,11 @@ impl Policy {
         for (i, r) in doc.rules.iter().enumerate() {
             validate_rule(r).with_context(|| format!("rules[{i}]"))?;
         }
-        Ok(Policy { omit_stages: Stages::of(&doc.omit_stages), omit_managed_fields: doc.omit_managed_fields, rules: doc.rules })
+        Ok(Policy {
+            omit_stages: Stages::of(&doc.omit_stages),
+            omit_managed_fields: doc.omit_managed_fields,
+            rules: doc.rules,
+        })
     }
 
     /// kube's `LevelAndStages`: the first matching rule decides; no match is None.
@@ -166,14 +174,18 @@ impl Policy {
                     level: r.level.unwrap_or(Level::None),
                     omit_stages: self.omit_stages.union(Stages::of(&r.omit_stages)),
                     omit_managed_fields: r.omit_managed_fields.unwrap_or(self.omit_managed_fields),
-                    secrets_explicit: r
-                        .resources
-                        .iter()
-                        .any(|g| g.group.is_empty() && g.resources.iter().any(|res| res == "secrets" || res.starts_with("secrets/"))),
+                    secrets_explicit: r.resources.iter().any(|g| {
+                        g.group.is_empty()
+                            && g.resources.iter().any(|res| res == "secrets" || res.starts_with("secrets/"))
+                    }),
                 };
             }
         }
-        RequestAuditConfig { omit_stages: self.omit_stages, omit_managed_fields: self.omit_managed_fields, ..RequestAuditConfig::NONE }
+        RequestAuditConfig {
+            omit_stages: self.omit_stages,
+            omit_managed_fields: self.omit_managed_fields,
+            ..RequestAuditConfig::NONE
+        }
     }
 }
 
@@ -199,7 +211,10 @@ fn validate_rule(r: &PolicyRule) -> anyhow::Result<()> {
             bail!("resources.group: Invalid value: {:?}: group name must not contain '/'", g.group);
         }
         if !g.resource_names.is_empty() && g.resources.is_empty() {
-            bail!("resources.resourceNames: Invalid value: {:?}: using resourceNames requires at least one resource", g.resource_names);
+            bail!(
+                "resources.resourceNames: Invalid value: {:?}: using resourceNames requires at least one resource",
+                g.resource_names
+            );
         }
     }
     Ok(())
@@ -239,8 +254,11 @@ fn rule_matches_resource(r: &PolicyRule, info: &RequestInfo) -> bool {
     if r.resources.is_empty() {
         return true;
     }
-    let combined =
-        if info.subresource.is_empty() { info.resource.clone() } else { format!("{}/{}", info.resource, info.subresource) };
+    let combined = if info.subresource.is_empty() {
+        info.resource.clone()
+    } else {
+        format!("{}/{}", info.resource, info.subresource)
+    };
     for gr in r.resources.iter().filter(|gr| gr.group == info.api_group) {
         if gr.resources.is_empty() {
             return true;
@@ -381,7 +399,9 @@ rules:
 
     #[test]
     fn json_policy_and_invalid_policies() {
-        assert!(Policy::parse(r#"{"apiVersion":"audit.k8s.io/v1","kind":"Policy","rules":[{"level":"Metadata"}]}"#).is_ok());
+        assert!(
+            Policy::parse(r#"{"apiVersion":"audit.k8s.io/v1","kind":"Policy","rules":[{"level":"Metadata"}]}"#).is_ok()
+        );
         for bad in [
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n",
             "apiVersion: audit.k8s.io/v1beta2\nkind: Policy\nrules: [{level: Metadata}]\n",

@@ -70,7 +70,9 @@ pub struct Webhook {
 
 fn pem(path: &Option<PathBuf>, data: &Option<String>, base: &Path, what: &str) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(d) = data {
-        return Ok(Some(base64::engine::general_purpose::STANDARD.decode(d.trim()).with_context(|| format!("{what}-data"))?));
+        return Ok(Some(
+            base64::engine::general_purpose::STANDARD.decode(d.trim()).with_context(|| format!("{what}-data"))?,
+        ));
     }
     match path {
         Some(p) => {
@@ -84,7 +86,8 @@ fn pem(path: &Option<PathBuf>, data: &Option<String>, base: &Path, what: &str) -
 impl Webhook {
     pub fn from_kubeconfig(path: &Path, initial_backoff: Duration) -> anyhow::Result<Webhook> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let kc: Kubeconfig = serde_yaml::from_str(&text).with_context(|| format!("audit webhook kubeconfig {}", path.display()))?;
+        let kc: Kubeconfig =
+            serde_yaml::from_str(&text).with_context(|| format!("audit webhook kubeconfig {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let ctx = kc.contexts.iter().find(|c| c.name == kc.current_context).and_then(|c| c.value.as_ref());
         let cluster = match ctx {
@@ -102,7 +105,9 @@ impl Webhook {
             bail!("audit webhook kubeconfig {}: server {:?} is not an http(s) URL", path.display(), cluster.server);
         }
         let mut b = reqwest::Client::builder().use_rustls_tls().timeout(REQUEST_TIMEOUT);
-        if let Some(ca) = pem(&cluster.certificate_authority, &cluster.certificate_authority_data, base, "certificate-authority")? {
+        if let Some(ca) =
+            pem(&cluster.certificate_authority, &cluster.certificate_authority_data, base, "certificate-authority")?
+        {
             for c in reqwest::Certificate::from_pem_bundle(&ca).context("certificate-authority")? {
                 b = b.add_root_certificate(c);
             }

@@ -111,7 +111,8 @@ mod tests {
     fn gateway(extra: &[&str]) -> (Arc<Gateway>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_string();
-        let mut argv: Vec<String> = ["frontdoor", "serve", "--secure-port", "1"].iter().map(|s| s.to_string()).collect();
+        let mut argv: Vec<String> =
+            ["frontdoor", "serve", "--secure-port", "1"].iter().map(|s| s.to_string()).collect();
         for (flag, sub) in [("--cert-dir", "certs"), ("--data-dir", "data"), ("--policy-dir", "policies")] {
             argv.push(flag.into());
             argv.push(format!("{d}/{sub}"));
