@@ -79,7 +79,7 @@ impl RotatingFile {
                 Some((e.path(), t))
             })
             .collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
         out
     }
 
