@@ -75,7 +75,9 @@ impl Gateway {
             return self.reject(session, ctx, Reply::empty(204)).await;
         }
         let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
-        audit::request_received(self, ctx);
+        if let Err(reply) = audit::request_received(self, session.req_header(), ctx).await {
+            return self.reject(session, ctx, reply).await;
+        }
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
@@ -134,7 +136,7 @@ impl ProxyHttp for Frontdoor {
         match panic_recovery::recover(&what, self.0.handle(session, ctx)).await {
             Ok(r) => r,
             Err(status) => {
-                audit::response_complete(&self.0, ctx, 500, true);
+                audit::response_complete(&self.0, ctx, 500, true).await;
                 if session.response_written().is_none() {
                     send(&self.0, session, ctx, status.into()).await?;
                 }
@@ -167,10 +169,37 @@ impl ProxyHttp for Frontdoor {
         add_common_headers(ctx, upstream_response);
         self.0.cors.add_headers(session.req_header(), upstream_response);
         ctx.response_code = upstream_response.status.as_u16();
+        audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
-            audit::response_started(&self.0, ctx, ctx.response_code);
+            audit::response_started(&self.0, ctx, ctx.response_code).await;
         }
         Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        if let Some(b) = body {
+            audit::request_body(ctx, b);
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        if let Some(b) = body {
+            audit::response_body(ctx, b);
+        }
+        Ok(None)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
@@ -207,7 +236,9 @@ impl ProxyHttp for Frontdoor {
             seconds,
             long_running: info.is_long_running(),
         });
-        audit::response_complete(&self.0, ctx, code, false);
+        // the seat is free once the response is written (kube's max-in-flight sits inside audit)
+        ctx.inflight = None;
+        audit::response_complete(&self.0, ctx, code, false).await;
         tracing::debug!(
             audit_id = %ctx.audit_id,
             verb = %verb,

@@ -1,30 +1,665 @@
-//! Audit: policy, events at each stage, log and webhook backends. This is the slot the
-//! chain calls; until audit lands it records nothing.
+//! Audit, as kube-apiserver's WithAudit / WithFailedAuthenticationAudit: the policy picks a
+//! level and omitted stages per request (from the authenticated user), events are emitted
+//! at RequestReceived, ResponseStarted (long-running), ResponseComplete or Panic, and handed
+//! to the log and webhook backends.
+//!
+//! The chain calls `request_received`, `response_started`, `response_complete`; body capture
+//! for Request/RequestResponse levels goes through `request_body`, `response_header`,
+//! `response_body` (proxied) and `local_reply` (frontdoor's own responses).
+
+pub mod backend;
+pub mod event;
+pub mod log;
+pub mod metrics;
+pub mod policy;
+pub mod webhook;
 
 use crate::context::RequestContext;
+use crate::filters::Reply;
 use crate::server::Gateway;
+use arc_swap::ArcSwap;
+use backend::{Backend, BatchConfig, Mode, Sink};
+use bytes::Bytes;
+use event::{Event, ObjectReference, Scrub};
+use pingora::http::{RequestHeader, ResponseHeader};
+use policy::{Attributes, Level, Policy, RequestAuditConfig, Stage};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-/// Audit flags (kube-apiserver's names).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct AuditArgs {}
+const DECISION_ANNOTATION: &str = "authorization.k8s.io/decision";
+const REASON_ANNOTATION: &str = "authorization.k8s.io/reason";
+const TRUNCATED_ANNOTATION: &str = "audit.k8s.io/truncated";
 
-pub struct Audit {}
+/// Audit flags (kube-apiserver's names and defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// Path to the file that defines the audit policy configuration (audit.k8s.io/v1 Policy).
+    /// Defaults to audit-policy.yaml in --policy-dir when present. Reloaded on change.
+    #[arg(long, value_name = "FILE")]
+    pub audit_policy_file: Option<PathBuf>,
 
-/// Per-request audit state kept in the request context (level, stages, event so far).
-#[derive(Debug, Default)]
-pub struct AuditState {}
+    /// If set, all requests coming to the apiserver will be logged to this file. '-' means
+    /// standard out.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log_path: Option<PathBuf>,
+    /// The maximum size in megabytes of the audit log file before it gets rotated (0: 100).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// The maximum number of old audit log files to retain (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// The maximum number of days to retain old audit log files based on the timestamp
+    /// encoded in their filename (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// Format of saved audits. Known formats are json.
+    #[arg(long, default_value = "json", value_parser = ["json"])]
+    pub audit_log_format: String,
+    /// Strategy for sending audit events. Blocking indicates sending events should block
+    /// server responses. Batch causes the backend to buffer and write events asynchronously.
+    /// Known modes are batch,blocking,blocking-strict.
+    #[arg(long, value_enum, default_value = "blocking")]
+    pub audit_log_mode: Mode,
+    /// The size of the buffer to store events before batching and writing. Only used in batch mode.
+    #[arg(long, default_value_t = 10000)]
+    pub audit_log_batch_buffer_size: usize,
+    /// The maximum size of a batch. Only used in batch mode.
+    #[arg(long, default_value_t = 1)]
+    pub audit_log_batch_max_size: usize,
+    /// The amount of time to wait before force writing the batch that hadn't reached the max
+    /// size. Only used in batch mode.
+    #[arg(long, default_value = "0", value_parser = crate::config::parse_duration)]
+    pub audit_log_batch_max_wait: Duration,
+    /// Whether batching throttling is enabled. Only used in batch mode.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_log_batch_throttle_enable: bool,
+    /// Maximum average number of batches per second. Only used in batch mode.
+    #[arg(long, default_value_t = 10.0)]
+    pub audit_log_batch_throttle_qps: f32,
+    /// Maximum number of requests sent at the same moment if ThrottleQPS was not utilized
+    /// before. Only used in batch mode.
+    #[arg(long, default_value_t = 15)]
+    pub audit_log_batch_throttle_burst: usize,
 
-impl Audit {
-    pub fn new(_args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Audit {})
+    /// Path to a kubeconfig formatted file that defines the audit webhook configuration.
+    #[arg(long, value_name = "FILE")]
+    pub audit_webhook_config_file: Option<PathBuf>,
+    /// The amount of time to wait before retrying the first failed request.
+    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    pub audit_webhook_initial_backoff: Duration,
+    /// Strategy for sending audit events. Known modes are batch,blocking,blocking-strict.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub audit_webhook_mode: Mode,
+    /// The size of the buffer to store events before batching and writing. Only used in batch mode.
+    #[arg(long, default_value_t = 10000)]
+    pub audit_webhook_batch_buffer_size: usize,
+    /// The maximum size of a batch. Only used in batch mode.
+    #[arg(long, default_value_t = 400)]
+    pub audit_webhook_batch_max_size: usize,
+    /// The amount of time to wait before force writing the batch that hadn't reached the max
+    /// size. Only used in batch mode.
+    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub audit_webhook_batch_max_wait: Duration,
+    /// Whether batching throttling is enabled. Only used in batch mode.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_webhook_batch_throttle_enable: bool,
+    /// Maximum average number of batches per second. Only used in batch mode.
+    #[arg(long, default_value_t = 10.0)]
+    pub audit_webhook_batch_throttle_qps: f32,
+    /// Maximum number of requests sent at the same moment if ThrottleQPS was not utilized
+    /// before. Only used in batch mode.
+    #[arg(long, default_value_t = 15)]
+    pub audit_webhook_batch_throttle_burst: usize,
+
+    /// frontdoor: the largest request or response body recorded as requestObject /
+    /// responseObject; a larger one is left out and the event annotated
+    /// audit.k8s.io/truncated. Bodies are never buffered beyond this.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub audit_object_max_bytes: usize,
+}
+
+impl Default for AuditArgs {
+    fn default() -> Self {
+        <AuditArgs as clap::FromArgMatches>::from_arg_matches(
+            &<AuditArgs as clap::Args>::augment_args(clap::Command::new("x")).get_matches_from(["x"]),
+        )
+        .expect("defaults parse")
     }
 }
 
-/// After authentication (or its failure): decide the level, emit RequestReceived.
-pub fn request_received(_gw: &Gateway, _ctx: &mut RequestContext) {}
+pub struct Audit {
+    policy: Option<Arc<ArcSwap<Policy>>>,
+    backends: Vec<Backend>,
+    max_object: usize,
+}
 
-/// A long-running response has started streaming.
-pub fn response_started(_gw: &Gateway, _ctx: &mut RequestContext, _code: u16) {}
+/// A body being captured for the event, up to the cap.
+#[derive(Debug, Default)]
+struct Capture {
+    buf: Vec<u8>,
+    overflow: bool,
+}
+
+impl Capture {
+    fn push(&mut self, chunk: &[u8], cap: usize) {
+        if self.overflow {
+            return;
+        }
+        if self.buf.len() + chunk.len() > cap {
+            self.overflow = true;
+            self.buf = Vec::new();
+            return;
+        }
+        self.buf.extend_from_slice(chunk);
+    }
+}
+
+/// Per-request audit state kept in the request context.
+#[derive(Debug)]
+pub struct AuditState {
+    config: RequestAuditConfig,
+    cap: usize,
+    request_body: Option<Capture>,
+    response_body: Option<Capture>,
+    response_status: Option<serde_json::Value>,
+    /// Set when authentication failed: the message of kube's failed-authentication event.
+    failed_authn: Option<String>,
+    started: bool,
+    finished: bool,
+}
+
+impl AuditState {
+    pub fn level(&self) -> Level {
+        self.config.level
+    }
+}
+
+fn batch_config(
+    buffer_size: usize,
+    max_batch_size: usize,
+    max_batch_wait: Duration,
+    te: bool,
+    qps: f32,
+    burst: usize,
+) -> BatchConfig {
+    BatchConfig {
+        buffer_size,
+        max_batch_size,
+        max_batch_wait,
+        throttle_enable: te,
+        throttle_qps: qps,
+        throttle_burst: burst,
+    }
+}
+
+impl Audit {
+    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+        metrics::force();
+        let a = &args.audit;
+        let mut backends = Vec::new();
+        if let Some(path) = &a.audit_log_path {
+            let writer = if path.as_os_str() == "-" {
+                log::LogWriter::Stdout
+            } else {
+                log::LogWriter::File(
+                    log::RotatingFile::open(path, a.audit_log_maxsize, a.audit_log_maxbackup, a.audit_log_maxage)
+                        .map_err(|e| anyhow::anyhow!("--audit-log-path {}: {e}", path.display()))?,
+                )
+            };
+            let batch = batch_config(
+                a.audit_log_batch_buffer_size,
+                a.audit_log_batch_max_size,
+                a.audit_log_batch_max_wait,
+                a.audit_log_batch_throttle_enable,
+                a.audit_log_batch_throttle_qps,
+                a.audit_log_batch_throttle_burst,
+            );
+            backends.push(Backend::new("log", a.audit_log_mode, Sink::Log(Mutex::new(writer)), batch));
+        }
+        if let Some(path) = &a.audit_webhook_config_file {
+            let hook = webhook::Webhook::from_kubeconfig(path, a.audit_webhook_initial_backoff)?;
+            let batch = batch_config(
+                a.audit_webhook_batch_buffer_size,
+                a.audit_webhook_batch_max_size,
+                a.audit_webhook_batch_max_wait,
+                a.audit_webhook_batch_throttle_enable,
+                a.audit_webhook_batch_throttle_qps,
+                a.audit_webhook_batch_throttle_burst,
+            );
+            backends.push(Backend::new("webhook", a.audit_webhook_mode, Sink::Webhook(hook), batch));
+        }
+        let file = a.audit_policy_file.clone().or_else(|| args.default_policy("audit-policy.yaml"));
+        let policy = match file {
+            Some(f) if !backends.is_empty() => {
+                let cell = Arc::new(ArcSwap::from_pointee(Policy::load(&f)?));
+                let c = cell.clone();
+                let f2 = f.clone();
+                crate::reload::watch("audit-policy", vec![f], move || {
+                    c.store(Arc::new(Policy::load(&f2)?));
+                    Ok(())
+                });
+                Some(cell)
+            }
+            Some(f) => {
+                // as kube: a policy without a backend records nothing; still refuse a bad file
+                Policy::load(&f)?;
+                None
+            }
+            None => {
+                if !backends.is_empty() {
+                    tracing::warn!("no audit policy file provided, no events will be recorded");
+                }
+                None
+            }
+        };
+        Ok(Audit { policy, backends, max_object: a.audit_object_max_bytes })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// Serialises once and hands the event to every backend. False when a blocking-strict
+    /// backend could not store it.
+    async fn process(&self, ev: &Event, omit: policy::Stages) -> bool {
+        if omit.contains(ev.stage) {
+            return true;
+        }
+        let bytes = match serde_json::to_vec(ev) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode audit event");
+                return true;
+            }
+        };
+        metrics::EVENT_TOTAL.inc();
+        let mut ok = true;
+        for b in &self.backends {
+            if !b.process(bytes.clone()).await && b.strict() {
+                ok = false;
+            }
+        }
+        ok
+    }
+}
+
+/// kube's getAuthMethods: what a failed request attempted.
+fn attempted_methods(req: &RequestHeader, ctx: &RequestContext) -> String {
+    let mut m: Vec<&str> = Vec::new();
+    let auth = req.headers.get("Authorization").and_then(|v| v.to_str().ok()).unwrap_or("").trim();
+    let scheme = auth.split(' ').next().unwrap_or("").to_ascii_lowercase();
+    if scheme == "basic" {
+        m.push("basic");
+    }
+    if scheme == "bearer" && auth.split(' ').count() > 1 {
+        m.push("bearer");
+    }
+    if req.uri.query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())
+    }) {
+        m.push("access_token");
+    }
+    if ctx.peer.is_some() {
+        m.push("x509");
+    }
+    if m.is_empty() {
+        "Authentication failed, no credentials provided".into()
+    } else {
+        format!("Authentication failed, attempted: {}", m.join(", "))
+    }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| {
+        let c = c.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        c == "application/json" || c.ends_with("+json")
+    })
+}
+
+/// After authentication (or its failure): picks the level and emits RequestReceived.
+/// Err carries kube's 500 for a blocking-strict backend that could not store the event.
+pub async fn request_received(gw: &Gateway, req: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
+    let Some(policy) = &gw.audit.policy else { return Ok(()) };
+    let config = policy.load().evaluate(&Attributes { user: ctx.user.as_ref(), info: &ctx.request_info });
+    metrics::LEVEL_TOTAL.with_label_values(&[config.level.as_str()]).inc();
+    if config.level == Level::None {
+        return Ok(());
+    }
+    let ctype = req.headers.get("Content-Type").and_then(|v| v.to_str().ok());
+    let capture_request = config.level >= Level::Request && is_json(ctype);
+    let mut state = AuditState {
+        config,
+        cap: gw.audit.max_object,
+        request_body: capture_request.then(Capture::default),
+        response_body: None,
+        response_status: None,
+        failed_authn: None,
+        started: false,
+        finished: false,
+    };
+    if ctx.user.is_none() {
+        state.failed_authn = Some(attempted_methods(req, ctx));
+        ctx.audit = Some(state);
+        return Ok(());
+    }
+    ctx.audit = Some(state);
+    let ev = build_event(ctx, Stage::RequestReceived);
+    if !gw.audit.process(&ev, config.omit_stages).await {
+        metrics::REQUESTS_REJECTED_TOTAL.inc();
+        return Err(Reply::text(
+            500,
+            format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri),
+        ));
+    }
+    Ok(())
+}
+
+/// A long-running response has started streaming (its header is written).
+pub async fn response_started(gw: &Gateway, ctx: &mut RequestContext, code: u16) {
+    let Some(st) = ctx.audit.as_mut() else { return };
+    if st.started || st.finished || st.failed_authn.is_some() {
+        return;
+    }
+    st.started = true;
+    let omit = st.config.omit_stages;
+    let mut ev = build_event(ctx, Stage::ResponseStarted);
+    ev.response_status = Some(event::status_code_only(code));
+    gw.audit.process(&ev, omit).await;
+}
 
 /// The response is complete (or the handler panicked, with `panicked`).
-pub fn response_complete(_gw: &Gateway, _ctx: &mut RequestContext, _code: u16, _panicked: bool) {}
+pub async fn response_complete(gw: &Gateway, ctx: &mut RequestContext, code: u16, panicked: bool) {
+    let Some(st) = ctx.audit.as_mut() else { return };
+    if st.finished {
+        return;
+    }
+    st.finished = true;
+    let omit = st.config.omit_stages;
+    if let Some(msg) = st.failed_authn.clone() {
+        // kube's failed-authentication event: one event, at ResponseStarted
+        let mut ev = build_event(ctx, Stage::ResponseStarted);
+        ev.response_status = Some(serde_json::json!({"metadata": {}, "message": msg, "code": code}));
+        gw.audit.process(&ev, omit).await;
+        return;
+    }
+    let mut ev = build_event(ctx, if panicked { Stage::Panic } else { Stage::ResponseComplete });
+    if panicked {
+        ev.response_status = Some(serde_json::json!({
+            "metadata": {}, "status": "Failure", "message": "APIServer panic'd", "reason": "InternalError", "code": 500
+        }));
+    } else {
+        fill_objects(ctx, &mut ev, code);
+    }
+    gw.audit.process(&ev, omit).await;
+}
+
+/// A chunk of the request body (proxied requests, or a local handler that reads the body).
+pub fn request_body(ctx: &mut RequestContext, chunk: &[u8]) {
+    if let Some(st) = ctx.audit.as_mut() {
+        let cap = st.cap;
+        if let Some(c) = st.request_body.as_mut() {
+            c.push(chunk, cap);
+        }
+    }
+}
+
+/// The response header of a proxied response: decides whether its body is captured.
+pub fn response_header(ctx: &mut RequestContext, h: &ResponseHeader) {
+    let long_running = ctx.request_info.is_long_running();
+    if let Some(st) = ctx.audit.as_mut() {
+        let ctype = h.headers.get("Content-Type").and_then(|v| v.to_str().ok());
+        if st.config.level == Level::RequestResponse && !long_running && is_json(ctype) {
+            st.response_body = Some(Capture::default());
+        }
+    }
+}
+
+/// A chunk of a proxied response body.
+pub fn response_body(ctx: &mut RequestContext, chunk: &[u8]) {
+    if let Some(st) = ctx.audit.as_mut() {
+        let cap = st.cap;
+        if let Some(c) = st.response_body.as_mut() {
+            c.push(chunk, cap);
+        }
+    }
+}
+
+/// A whole local reply: its Status (at any level) and its body (at RequestResponse).
+pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
+    let Some(st) = ctx.audit.as_mut() else { return };
+    let ctype = reply.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("Content-Type")).map(|(_, v)| v.as_str());
+    if !is_json(ctype) {
+        return;
+    }
+    if reply.code >= 300 || st.config.level == Level::RequestResponse {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&reply.body) {
+            st.response_status = event::status_from_body(&v);
+        }
+    }
+    if st.config.level == Level::RequestResponse {
+        let mut c = Capture::default();
+        c.push(&reply.body, st.cap);
+        st.response_body = Some(c);
+    }
+}
+
+fn parse_object(
+    c: &Capture,
+    scrub: Scrub,
+    annotations: &mut std::collections::BTreeMap<String, String>,
+) -> Option<serde_json::Value> {
+    if c.overflow {
+        annotations.insert(TRUNCATED_ANNOTATION.into(), "true".into());
+        return None;
+    }
+    if c.buf.is_empty() {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&c.buf).ok()?;
+    event::scrub(&mut v, scrub);
+    Some(v)
+}
+
+fn fill_objects(ctx: &mut RequestContext, ev: &mut Event, code: u16) {
+    let Some(st) = ctx.audit.as_mut() else { return };
+    let scrub =
+        Scrub { omit_managed_fields: st.config.omit_managed_fields, keep_secret_data: st.config.secrets_explicit };
+    ev.response_status = Some(st.response_status.take().unwrap_or_else(|| event::status_code_only(code)));
+    if let Some(c) = st.request_body.take() {
+        ev.request_object = parse_object(&c, scrub, &mut ev.annotations);
+    }
+    if let Some(c) = st.response_body.take() {
+        ev.response_object = parse_object(&c, scrub, &mut ev.annotations);
+    }
+}
+
+/// The event of this request at `stage`, from what the chain has resolved so far.
+fn build_event(ctx: &RequestContext, stage: Stage) -> Event {
+    let info = &ctx.request_info;
+    let level = ctx.audit.as_ref().map(|s| s.config.level).unwrap_or(Level::None);
+    let mut annotations = std::collections::BTreeMap::new();
+    if stage != Stage::RequestReceived {
+        if let Some((d, reason)) = &ctx.decision {
+            annotations.insert(DECISION_ANNOTATION.to_string(), d.audit_value().to_string());
+            annotations.insert(REASON_ANNOTATION.to_string(), reason.clone());
+        }
+    }
+    Event {
+        kind: "Event",
+        api_version: "audit.k8s.io/v1",
+        level,
+        audit_id: ctx.audit_id.clone(),
+        stage,
+        request_uri: ctx.request_uri.clone(),
+        verb: info.verb.clone(),
+        user: ctx.user.clone().unwrap_or_default(),
+        impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.clone() },
+        source_ips: ctx.source_ips.clone(),
+        user_agent: ctx.user_agent.clone(),
+        object_ref: info.is_resource_request.then(|| ObjectReference {
+            resource: info.resource.clone(),
+            namespace: info.namespace.clone(),
+            name: info.name.clone(),
+            api_group: info.api_group.clone(),
+            api_version: info.api_version.clone(),
+            subresource: info.subresource.clone(),
+        }),
+        response_status: None,
+        request_object: None,
+        response_object: None,
+        request_received_timestamp: event::micro_time(ctx.received_at.unwrap_or_else(SystemTime::now)),
+        stage_timestamp: event::micro_time(SystemTime::now()),
+        annotations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::UserInfo;
+    use crate::request_info::RequestInfo;
+
+    /// A gateway logging to a file with `policy`, and the log's path.
+    fn gateway(policy: &str) -> (Arc<Gateway>, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let argv = vec![
+            "frontdoor".to_string(),
+            "serve".into(),
+            "--secure-port".into(),
+            "1".into(),
+            "--cert-dir".into(),
+            format!("{d}/certs"),
+            "--policy-dir".into(),
+            format!("{d}/policies"),
+            "--audit-policy-file".into(),
+            format!("{d}/policy.yaml"),
+            "--audit-log-path".into(),
+            format!("{d}/audit.log"),
+        ];
+        let crate::config::Command::Serve(args) = crate::config::parse_from(argv).unwrap().command else { panic!() };
+        (crate::server::build(*args).unwrap().0, dir.path().join("audit.log"), dir)
+    }
+
+    fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn request(method: &str, path: &str, query: Option<&str>, ctype: Option<&str>) -> (RequestHeader, RequestContext) {
+        let uri = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let mut req = RequestHeader::build(method, uri.as_bytes(), None).unwrap();
+        if let Some(c) = ctype {
+            req.insert_header("Content-Type", c).unwrap();
+        }
+        let mut ctx = RequestContext::default();
+        crate::filters::request_received::run(&req, Some("10.0.0.9".into()), &mut ctx);
+        ctx.request_info = Arc::new(RequestInfo::resolve(method, path, query).unwrap());
+        ctx.user = Some(UserInfo::new("alice", vec!["devs".into()]));
+        (req, ctx)
+    }
+
+    #[tokio::test]
+    async fn watch_emits_response_started_and_impersonation_shows_after_request_received() {
+        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (req, mut ctx) = request("GET", "/api/v1/namespaces", Some("watch=true"), None);
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        ctx.impersonated = Some(UserInfo::new("bob", vec![]));
+        ctx.decision = Some((crate::authz::Decision::Allow, "RBAC: allowed".into()));
+        response_started(&gw, &mut ctx, 200).await;
+        response_started(&gw, &mut ctx, 200).await; // once only
+        response_complete(&gw, &mut ctx, 200, false).await;
+        response_complete(&gw, &mut ctx, 200, false).await; // once only
+        let evs = events(&log);
+        let stages: Vec<&str> = evs.iter().map(|e| e["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
+        assert_eq!(evs[0]["verb"], "watch");
+        assert!(evs[0].get("impersonatedUser").is_none());
+        assert_eq!(evs[1]["impersonatedUser"]["username"], "bob");
+        assert_eq!(evs[1]["user"]["username"], "alice");
+        assert_eq!(evs[1]["responseStatus"]["code"], 200);
+        assert_eq!(evs[2]["annotations"]["authorization.k8s.io/reason"], "RBAC: allowed");
+        assert_eq!(evs[2]["objectRef"]["resource"], "namespaces");
+    }
+
+    #[tokio::test]
+    async fn request_and_response_objects_with_cap_and_secret_scrubbing() {
+        let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n  resources: [{group: '', resources: [configmaps]}]\n- level: Request\n";
+        let (gw, log, _dir) = gateway(policy);
+
+        // RequestResponse: both objects (a proxied request's chunks, then its response)
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/configmaps", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","#);
+        request_body(&mut ctx, br#""metadata":{"name":"c"},"data":{"k":"v"}}"#);
+        let mut h = ResponseHeader::build(201, None).unwrap();
+        h.insert_header("Content-Type", "application/json").unwrap();
+        response_header(&mut ctx, &h);
+        response_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","uid":"u"}}"#);
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // Request level on a Secret: requestObject without its data (the rule does not name secrets)
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/secrets", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(
+            &mut ctx,
+            br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"password":"aHVudGVyMg=="}}"#,
+        );
+        local_reply(
+            &mut ctx,
+            &Reply::json(
+                201,
+                &serde_json::json!({"kind": "Secret", "apiVersion": "v1", "data": {"password": "aHVudGVyMg=="}}),
+            ),
+        );
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // over the cap: left out, annotated
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/pods", None, Some("application/json"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        let big = vec![b' '; gw.audit.max_object + 1];
+        request_body(&mut ctx, &big);
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        // not JSON: no object
+        let (req, mut ctx) =
+            request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, b"k8s\0...");
+        response_complete(&gw, &mut ctx, 201, false).await;
+
+        let evs = events(&log);
+        assert_eq!(evs.len(), 4, "RequestReceived omitted");
+        assert_eq!(evs[0]["requestObject"]["data"]["k"], "v");
+        assert_eq!(evs[0]["responseObject"]["metadata"]["uid"], "u");
+        assert_eq!(evs[0]["responseStatus"], serde_json::json!({"metadata": {}, "code": 201}));
+        assert_eq!(evs[1]["level"], "Request");
+        assert_eq!(
+            evs[1]["requestObject"],
+            serde_json::json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}})
+        );
+        assert!(evs[1].get("responseObject").is_none());
+        assert!(!std::fs::read_to_string(&log).unwrap().contains("aHVudGVyMg=="));
+        assert!(evs[2].get("requestObject").is_none());
+        assert_eq!(evs[2]["annotations"]["audit.k8s.io/truncated"], "true");
+        assert!(evs[3].get("requestObject").is_none());
+    }
+
+    #[tokio::test]
+    async fn panic_stage_replaces_response_complete() {
+        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (req, mut ctx) = request("GET", "/version", None, None);
+        request_received(&gw, &req, &mut ctx).await.unwrap();
+        response_complete(&gw, &mut ctx, 500, true).await;
+        response_complete(&gw, &mut ctx, 500, false).await;
+        let evs = events(&log);
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[1]["stage"], "Panic");
+        assert_eq!(evs[1]["responseStatus"]["code"], 500);
+        assert!(evs[1].get("objectRef").is_none(), "non-resource request");
+    }
+}

@@ -112,6 +112,25 @@ pub fn start_header(
     h
 }
 
+/// Writes the header of a streamed local response (watch) and, for a long-running
+/// request, emits the audit ResponseStarted event. The body follows with
+/// `session.write_response_body`.
+pub async fn start_stream(
+    gw: &crate::server::Gateway,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    code: u16,
+    content_type: &str,
+) -> pingora::Result<()> {
+    let h = start_header(gw, session, ctx, code, content_type);
+    ctx.response_code = code;
+    session.write_response_header(Box::new(h), false).await?;
+    if ctx.request_info.is_long_running() {
+        crate::audit::response_started(gw, ctx, code).await;
+    }
+    Ok(())
+}
+
 /// Writes a whole local response.
 pub async fn send(
     gw: &crate::server::Gateway,
@@ -131,6 +150,7 @@ pub async fn send(
     add_common_headers(ctx, &mut h);
     gw.cors.add_headers(session.req_header(), &mut h);
     ctx.response_code = reply.code;
+    crate::audit::local_reply(ctx, &reply);
     session.set_keepalive(Some(60));
     session.write_response_header(Box::new(h), false).await?;
     let head = session.req_header().method == http::Method::HEAD;

@@ -1,0 +1,213 @@
+//! Audit backends and their modes (kube's `--audit-*-mode`): `blocking` delivers in the
+//! request's path, `blocking-strict` also fails the request if the RequestReceived event
+//! cannot be stored, `batch` queues into a bounded buffer drained by a background worker;
+//! a full buffer drops the event and counts it (`apiserver_audit_error_total{plugin="buffered"}`).
+
+use super::log::LogWriter;
+use super::metrics::ERROR_TOTAL;
+use super::webhook::Webhook;
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Blocking,
+    #[value(name = "blocking-strict")]
+    BlockingStrict,
+    Batch,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    pub buffer_size: usize,
+    pub max_batch_size: usize,
+    pub max_batch_wait: Duration,
+    pub throttle_enable: bool,
+    pub throttle_qps: f32,
+    pub throttle_burst: usize,
+}
+
+/// Where events end up.
+pub enum Sink {
+    Log(Mutex<LogWriter>),
+    Webhook(Webhook),
+}
+
+impl Sink {
+    fn plugin(&self) -> &'static str {
+        match self {
+            Sink::Log(_) => "log",
+            Sink::Webhook(_) => "webhook",
+        }
+    }
+
+    async fn deliver(&self, events: &[Bytes]) -> bool {
+        let r = match self {
+            Sink::Log(w) => {
+                w.lock().unwrap_or_else(|p| p.into_inner()).write_events(events).map_err(anyhow::Error::from)
+            }
+            Sink::Webhook(w) => w.post(events).await,
+        };
+        if let Err(e) = &r {
+            let plugin = self.plugin();
+            tracing::error!(plugin, events = events.len(), error = %format!("{e:#}"), "audit backend failed to store events");
+            ERROR_TOTAL.with_label_values(&[plugin]).inc_by(events.len() as u64);
+        }
+        r.is_ok()
+    }
+}
+
+type Item = (Bytes, Option<oneshot::Sender<bool>>);
+
+pub struct Backend {
+    mode: Mode,
+    sink: Arc<Sink>,
+    queue: Option<mpsc::Sender<Item>>,
+}
+
+impl Backend {
+    /// A backend; log sinks in blocking modes write in the request path, everything else
+    /// goes through a worker thread of its own (so a slow receiver never holds a request
+    /// runtime thread).
+    pub fn new(name: &'static str, mode: Mode, sink: Sink, batch: BatchConfig) -> Backend {
+        let sink = Arc::new(sink);
+        let direct = matches!(*sink, Sink::Log(_)) && mode != Mode::Batch;
+        let queue = (!direct).then(|| {
+            let batch = if mode == Mode::Batch {
+                batch
+            } else {
+                BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
+            };
+            let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
+            let sink = sink.clone();
+            std::thread::Builder::new()
+                .name(format!("audit-{name}"))
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("audit runtime");
+                    rt.block_on(worker(rx, sink, batch));
+                })
+                .expect("spawn audit worker");
+            tx
+        });
+        Backend { mode, sink, queue }
+    }
+
+    pub fn strict(&self) -> bool {
+        self.mode == Mode::BlockingStrict
+    }
+
+    /// Hands one event over as the mode promises; false when it was not stored (blocking
+    /// modes) or dropped (batch).
+    pub async fn process(&self, event: Bytes) -> bool {
+        match (&self.queue, self.mode) {
+            (None, _) => self.sink.deliver(&[event]).await,
+            (Some(q), Mode::Batch) => match q.try_send((event, None)) {
+                Ok(()) => true,
+                Err(_) => {
+                    ERROR_TOTAL.with_label_values(&["buffered"]).inc();
+                    false
+                }
+            },
+            (Some(q), _) => {
+                let (ack, done) = oneshot::channel();
+                if q.send((event, Some(ack))).await.is_err() {
+                    return false;
+                }
+                done.await.unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// Drains the queue in batches of up to `max_batch_size`, waiting at most `max_batch_wait`
+/// for a batch to fill, at most `throttle_qps` batches a second when throttled.
+async fn worker(mut rx: mpsc::Receiver<Item>, sink: Arc<Sink>, cfg: BatchConfig) {
+    let mut bucket = TokenBucket::new(cfg.throttle_qps, cfg.throttle_burst);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.max_batch_wait;
+        while batch.len() < cfg.max_batch_size.max(1) {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) if cfg.max_batch_wait.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(item)) => batch.push(item),
+                    _ => break,
+                },
+            }
+        }
+        if cfg.throttle_enable {
+            bucket.take().await;
+        }
+        let (events, acks): (Vec<Bytes>, Vec<_>) = batch.into_iter().unzip();
+        let ok = sink.deliver(&events).await;
+        for ack in acks.into_iter().flatten() {
+            let _ = ack.send(ok);
+        }
+    }
+}
+
+struct TokenBucket {
+    qps: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(qps: f32, burst: usize) -> Self {
+        let burst = burst.max(1) as f64;
+        TokenBucket { qps: (qps as f64).max(0.001), burst, tokens: burst, last: Instant::now() }
+    }
+
+    async fn take(&mut self) {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.qps).min(self.burst);
+        self.last = now;
+        if self.tokens < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - self.tokens) / self.qps);
+            tokio::time::sleep(wait).await;
+            self.tokens = 1.0;
+            self.last = Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(buffer: usize) -> BatchConfig {
+        BatchConfig {
+            buffer_size: buffer,
+            max_batch_size: 400,
+            max_batch_wait: Duration::from_millis(20),
+            throttle_enable: false,
+            throttle_qps: 10.0,
+            throttle_burst: 15,
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_mode_writes_through_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let f = super::super::log::RotatingFile::open(&path, 1, 0, 0).unwrap();
+        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(100));
+        for i in 0..10 {
+            assert!(b.process(Bytes::from(format!("{{\"i\":{i}}}"))).await);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+            if lines == 10 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {lines} lines");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

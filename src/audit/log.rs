@@ -1,0 +1,145 @@
+//! The log backend's writer: JSON lines to stdout (`-`) or to a file rotated as kube's
+//! lumberjack logger does (size in MB, backups named `<name>-<UTC time>.<ext>`, pruned by
+//! count and age).
+
+use bytes::Bytes;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// lumberjack's size when --audit-log-maxsize is 0.
+const DEFAULT_MAX_MB: u64 = 100;
+const BACKUP_TIME_FORMAT: &str = "%Y-%m-%dT%H-%M-%S%.3f";
+
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    max_backups: usize,
+    max_age: Option<Duration>,
+    file: File,
+    size: u64,
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, max_mb: u64, max_backups: usize, max_age_days: u64) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            max_bytes: if max_mb == 0 { DEFAULT_MAX_MB } else { max_mb } * 1024 * 1024,
+            max_backups,
+            max_age: (max_age_days > 0).then(|| Duration::from_secs(max_age_days * 86400)),
+            file,
+            size,
+        })
+    }
+
+    pub fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn name_parts(&self) -> (String, String) {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let ext = self.path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+        (stem, ext)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let (stem, ext) = self.name_parts();
+        let stamp = chrono::Utc::now().format(BACKUP_TIME_FORMAT);
+        let backup = self.path.with_file_name(format!("{stem}-{stamp}{ext}"));
+        std::fs::rename(&self.path, &backup)?;
+        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        self.prune();
+        Ok(())
+    }
+
+    /// The backups of this log, newest first.
+    pub fn backups(&self) -> Vec<(PathBuf, chrono::NaiveDateTime)> {
+        let (stem, ext) = self.name_parts();
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .map(|r| r.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let t = name.strip_prefix(&format!("{stem}-"))?.strip_suffix(ext.as_str())?.to_string();
+                let t = chrono::NaiveDateTime::parse_from_str(&t, BACKUP_TIME_FORMAT).ok()?;
+                Some((e.path(), t))
+            })
+            .collect();
+        out.sort_by_key(|b| std::cmp::Reverse(b.1));
+        out
+    }
+
+    fn prune(&self) {
+        let now = chrono::Utc::now().naive_utc();
+        for (i, (p, t)) in self.backups().into_iter().enumerate() {
+            let too_many = self.max_backups > 0 && i >= self.max_backups;
+            let too_old = self.max_age.is_some_and(|age| (now - t).to_std().unwrap_or_default() > age);
+            if too_many || too_old {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Where the log backend writes.
+pub enum LogWriter {
+    Stdout,
+    File(RotatingFile),
+}
+
+impl LogWriter {
+    /// Writes events as JSON lines, in one write per call.
+    pub fn write_events(&mut self, events: &[Bytes]) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum());
+        for e in events {
+            buf.extend_from_slice(e);
+            buf.push(b'\n');
+        }
+        match self {
+            LogWriter::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf)?;
+                out.flush()
+            }
+            LogWriter::File(f) => f.write_all(&buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_at_size_and_keeps_max_backups() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut f = RotatingFile::open(&path, 1, 2, 0).unwrap();
+        let chunk = vec![b'x'; 400 * 1024];
+        for _ in 0..4 {
+            f.write_all(&chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(5)); // distinct backup names (ms resolution)
+        }
+        assert_eq!(f.backups().len(), 1, "1 MiB holds two chunks; the third rotated");
+        for _ in 0..6 {
+            f.write_all(&chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(f.backups().len(), 2, "pruned to --audit-log-maxbackup");
+        assert!(std::fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+    }
+}
