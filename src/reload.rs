@@ -50,6 +50,16 @@ pub fn report(policy: &str, result: &anyhow::Result<()>) {
     }
 }
 
+/// Whether a changed path concerns the watched ones: the file itself, anything under a
+/// watched directory, or a sibling `..data`-style entry (Kubernetes volume symlink swaps).
+fn concerns(watched: &[PathBuf], changed: &Path) -> bool {
+    watched.iter().any(|w| {
+        changed.starts_with(w)
+            || changed.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".."))
+                && changed.parent() == w.parent()
+    })
+}
+
 /// Calls `apply` whenever the contents of `paths` change, on a background thread, for the
 /// life of the process. `apply` must build the new state whole and swap it in, or fail
 /// and leave the old one.
@@ -64,16 +74,36 @@ where
         .name(format!("reload-{policy}"))
         .spawn(move || {
             let (tx, rx) = std::sync::mpsc::channel();
-            let mut watcher = notify::recommended_watcher(move |_ev| {
-                let _ = tx.send(());
+            // notify reports absolute paths: compare against both the absolute and the
+            // resolved form of each watched path
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let watched: Vec<PathBuf> = paths
+                .iter()
+                .flat_map(|p| [cwd.join(p), std::fs::canonicalize(p).unwrap_or_else(|_| cwd.join(p))])
+                .collect();
+            let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+                let relevant = match &ev {
+                    Ok(ev) => ev.paths.iter().any(|changed| concerns(&watched, changed)),
+                    Err(_) => true,
+                };
+                if relevant {
+                    let _ = tx.send(());
+                }
             })
             .ok();
             if let Some(w) = watcher.as_mut() {
                 for p in &paths {
-                    // watch the parent so atomic renames and symlink swaps are seen
-                    let target = if p.is_dir() { p.clone() } else { p.parent().map(Path::to_path_buf).unwrap_or_else(|| p.clone()) };
+                    // a directory of policies: everything below it; a file: its parent, without
+                    // descending, so atomic renames and symlink swaps are seen but busy
+                    // neighbours (an audit log) in subdirectories are not
+                    let (target, mode) = if p.is_dir() {
+                        (p.clone(), RecursiveMode::Recursive)
+                    } else {
+                        let parent = p.parent().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
+                        (parent, RecursiveMode::NonRecursive)
+                    };
                     let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
-                    let _ = w.watch(&target, RecursiveMode::Recursive);
+                    let _ = w.watch(&target, mode);
                 }
             }
             let mut last = fingerprint(&paths);

@@ -45,9 +45,10 @@ impl FlowControl {
     }
 }
 
-/// kube's answer over the limit: plain text (http.Error), 429, `Retry-After: 1`.
+/// The answer over the limit: kube's text, 429, `Retry-After: 1`, as a Status (kube writes
+/// the text plain; every client-visible error here is a Status, which client-go reads the same).
 pub fn too_many_requests() -> Reply {
-    Reply::text(429, "Too many requests, please try again later.\n").header("Retry-After", "1")
+    Reply::status(&crate::api::Status::too_many_requests())
 }
 
 /// Admits the request (keeping its permit in the context) or answers 429.
@@ -145,7 +146,9 @@ mod tests {
         let reply = admit(&gw, &mut post(alice())).unwrap_err();
         assert_eq!(reply.code, 429);
         assert!(reply.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
-        assert_eq!(&reply.body[..], b"Too many requests, please try again later.\n");
+        let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert_eq!(status["message"], "Too many requests, please try again later.");
 
         // system:masters: the impersonated user counts (impersonation runs before the limit)
         let mut c = post(alice());
