@@ -41,19 +41,35 @@ pub struct Target<'a> {
 }
 
 /// Serves a resource request from the store.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
     let Some(def) = gw.store.def(&info.api_group, &info.resource) else {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     };
-    let header = |n: &str| session.req_header().headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |n: &str| {
+        session
+            .req_header()
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let accept = header("Accept");
     let query = match Query::parse(session.req_header().uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(s) => return send(gw, session, ctx, s.into()).await,
     };
     // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself
-    let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
+    let namespace = if def.namespaced {
+        info.namespace.clone()
+    } else {
+        String::new()
+    };
     if !def.namespaced && !info.namespace.is_empty() && def.resource != "namespaces" {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
@@ -73,7 +89,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     if info.verb == "watch" || (info.verb == "list" && t.query.watch) {
         return watch::serve(gw, session, ctx, &t).await;
     }
-    let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
+    let needs_body = matches!(
+        info.verb.as_str(),
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    );
     let body = if needs_body {
         match read_body(session).await {
             Ok(b) => b,
@@ -82,7 +101,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     } else {
         Vec::new()
     };
-    let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
+    let user = ctx
+        .effective_user()
+        .map(|u| u.username.clone())
+        .unwrap_or_default();
     let reply = match info.verb.as_str() {
         "get" => read::get(&gw.store, &t),
         "list" => read::list(&gw.store, &t),
@@ -90,7 +112,9 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         "update" => write::update(&gw.store, &t, &body),
         "patch" => write::patch(&gw.store, &t, &body),
         "delete" if t.subresource.is_empty() => write::delete(&gw.store, &t, &body),
-        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&gw.store, &t, &body),
+        "deletecollection" if t.subresource.is_empty() => {
+            write::delete_collection(&gw.store, &t, &body)
+        }
         other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
     };
     let reply = reply.unwrap_or_else(Reply::from);
@@ -104,11 +128,19 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
             Ok(Some(chunk)) => {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_BODY {
-                    return Err(Status::failure(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {MAX_BODY}")));
+                    return Err(Status::failure(
+                        413,
+                        "RequestEntityTooLarge",
+                        format!("Request entity too large: limit is {MAX_BODY}"),
+                    ));
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
+            Err(e) => {
+                return Err(Status::bad_request(format!(
+                    "error reading request body: {e}"
+                )))
+            }
         }
     }
 }

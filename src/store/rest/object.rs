@@ -17,10 +17,19 @@ pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
         StorageError::AlreadyExists => Status::already_exists(g, r, name),
         StorageError::NotFound => Status::not_found(g, r, name),
         StorageError::Conflict => Status::conflict(g, r, name, &e.to_string()),
-        StorageError::Expired { .. } => Status::gone("The resourceVersion for the provided list is too old."),
+        StorageError::Expired { .. } => {
+            Status::gone("The resourceVersion for the provided list is too old.")
+        }
         StorageError::TooLarge { asked, current } => {
-            let mut s = Status::failure(504, "Timeout", format!("Too large resource version: {asked}, current: {current}"));
-            s.details = Some(crate::api::status::StatusDetails { retry_after_seconds: 1, ..Default::default() });
+            let mut s = Status::failure(
+                504,
+                "Timeout",
+                format!("Too large resource version: {asked}, current: {current}"),
+            );
+            s.details = Some(crate::api::status::StatusDetails {
+                retry_after_seconds: 1,
+                ..Default::default()
+            });
             s
         }
         StorageError::Internal(m) => Status::internal_error(m),
@@ -43,7 +52,10 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o], meta, include));
+        return Reply::json(
+            code,
+            &table::table(&t.def.group, &t.def.resource, &[o], meta, include),
+        );
     }
     Reply::json(code, &o)
 }
@@ -53,7 +65,10 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
     let items: Vec<Value> = items.iter().map(|o| present(store, t, o)).collect();
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
+        return Reply::json(
+            200,
+            &table::table(&t.def.group, &t.def.resource, &items, list_meta, include),
+        );
     }
     Reply::json(
         200,
@@ -68,14 +83,18 @@ pub fn encode_continue(rv: u64, start: &str) -> String {
 }
 
 pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
-    let bad = || Status::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        Status::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
         .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v["v"] != "meta.k8s.io/v1" {
-        return Err(Status::bad_request("continue key is not valid: server does not recognize this encoded key"));
+        return Err(Status::bad_request(
+            "continue key is not valid: server does not recognize this encoded key",
+        ));
     }
     let rv = v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?;
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
@@ -107,7 +126,12 @@ pub fn owned_fields(obj: &Value) -> Value {
         m.remove("apiVersion");
         m.remove("status");
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+            meta.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
+            });
             if meta.is_empty() {
                 m.remove("metadata");
             }
@@ -122,25 +146,106 @@ pub fn manager(t: &Target) -> String {
         return t.query.field_manager.clone();
     }
     let ua = t.user_agent.split('/').next().unwrap_or("").trim();
-    if ua.is_empty() { "unknown".into() } else { ua.into() }
+    if ua.is_empty() {
+        "unknown".into()
+    } else {
+        ua.into()
+    }
 }
 
-/// Records `manager`'s `operation` on `obj` in metadata.managedFields.
-pub fn record_managed(obj: &mut Value, api_version: &str, manager: &str, operation: &str, subresource: &str) {
-    let fields = owned_fields(obj);
-    let entry = json!({
-        "manager": manager, "operation": operation, "apiVersion": api_version,
-        "time": super::now(), "fieldsType": "FieldsV1", "fieldsV1": fields,
-    });
-    let meta = &mut obj["metadata"];
-    let mut list: Vec<Value> = meta["managedFields"].as_array().cloned().unwrap_or_default();
-    list.retain(|e| !(e["manager"] == manager && e["operation"] == operation && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource));
-    let mut entry = entry;
-    if !subresource.is_empty() {
-        entry["subresource"] = json!(subresource);
+/// The fields `new` sets differently from `old`, in FieldsV1 form: what an Update takes
+/// ownership of.
+pub fn changed_fields(old: &Value, new: &Value) -> Value {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+            if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.retain(|k, _| {
+                    matches!(
+                        k.as_str(),
+                        "labels" | "annotations" | "finalizers" | "ownerReferences"
+                    )
+                });
+            }
+        }
+        v
+    };
+    fn diff(old: &Value, new: &Value) -> Map<String, Value> {
+        let mut out = Map::new();
+        let Some(n) = new.as_object() else { return out };
+        for (k, v) in n {
+            let o = old.get(k);
+            if o == Some(v) {
+                continue;
+            }
+            match (o, v) {
+                (Some(o @ Value::Object(_)), Value::Object(_)) => {
+                    let sub = diff(o, v);
+                    if !sub.is_empty() {
+                        out.insert(format!("f:{k}"), Value::Object(sub));
+                    }
+                }
+                (_, Value::Object(_)) => {
+                    out.insert(format!("f:{k}"), fields_v1(v));
+                }
+                _ => {
+                    out.insert(format!("f:{k}"), json!({}));
+                }
+            }
+        }
+        out
     }
-    list.push(entry);
-    meta["managedFields"] = Value::Array(list);
+    Value::Object(diff(&strip(old), &strip(new)))
+}
+
+/// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
+/// it owned before; Apply: replacing it).
+pub fn record_managed(
+    obj: &mut Value,
+    fields: Value,
+    api_version: &str,
+    manager: &str,
+    operation: &str,
+    subresource: &str,
+) {
+    let meta = &mut obj["metadata"];
+    let mut list: Vec<Value> = meta["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let same = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == operation
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
+    };
+    let mut fields = fields;
+    if operation != "Apply" {
+        if let Some(prev) = list.iter().find(|e| same(e)) {
+            let mut merged = prev["fieldsV1"].clone();
+            crate::store::patch::merge_patch(&mut merged, &fields);
+            fields = merged;
+        }
+    }
+    list.retain(|e| !same(e));
+    if fields.as_object().is_some_and(|m| !m.is_empty()) {
+        let mut entry = json!({
+            "manager": manager, "operation": operation, "apiVersion": api_version,
+            "time": super::now(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+        });
+        if !subresource.is_empty() {
+            entry["subresource"] = json!(subresource);
+        }
+        list.push(entry);
+    }
+    if list.is_empty() {
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        meta["managedFields"] = Value::Array(list);
+    }
 }
 
 #[cfg(test)]
@@ -156,8 +261,24 @@ mod tests {
     }
 
     #[test]
+    fn update_owns_only_what_it_changed() {
+        let old = json!({"metadata": {"name": "x"}, "data": {"k": "1", "j": "2"}});
+        let new =
+            json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
+        assert_eq!(
+            changed_fields(&old, &new),
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}})
+        );
+    }
+
+    #[test]
     fn field_sets() {
-        let f = owned_fields(&json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}));
-        assert_eq!(f, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}));
+        let f = owned_fields(
+            &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}),
+        );
+        assert_eq!(
+            f,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}})
+        );
     }
 }

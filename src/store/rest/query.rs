@@ -39,21 +39,31 @@ impl Query {
                 "labelSelector" => out.label_selector = v,
                 "fieldSelector" => out.field_selector = v,
                 "limit" if !v.is_empty() => {
-                    let n: i64 = v.parse().map_err(|_| Status::bad_request(format!("invalid limit: {v:?}")))?;
+                    let n: i64 = v
+                        .parse()
+                        .map_err(|_| Status::bad_request(format!("invalid limit: {v:?}")))?;
                     out.limit = (n > 0).then_some(n as usize);
                 }
                 "continue" => out.continue_ = v,
                 "resourceVersion" => out.resource_version = v,
                 "resourceVersionMatch" => out.resource_version_match = v,
                 "watch" => out.watch = parse_bool("watch", &v)?,
-                "allowWatchBookmarks" => out.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?,
-                "sendInitialEvents" => out.send_initial_events = parse_bool("sendInitialEvents", &v)?,
+                "allowWatchBookmarks" => {
+                    out.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?
+                }
+                "sendInitialEvents" => {
+                    out.send_initial_events = parse_bool("sendInitialEvents", &v)?
+                }
                 "timeoutSeconds" if !v.is_empty() => {
-                    out.timeout_seconds = Some(v.parse().map_err(|_| Status::bad_request(format!("invalid timeoutSeconds: {v:?}")))?)
+                    out.timeout_seconds = Some(v.parse().map_err(|_| {
+                        Status::bad_request(format!("invalid timeoutSeconds: {v:?}"))
+                    })?)
                 }
                 "dryRun" => {
                     if v != "All" {
-                        return Err(Status::bad_request(format!("Invalid dry run value: {v:?}; valid values are: All")));
+                        return Err(Status::bad_request(format!(
+                            "Invalid dry run value: {v:?}; valid values are: All"
+                        )));
                     }
                     out.dry_run = true;
                 }
@@ -89,8 +99,18 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        let q = Query::parse("labelSelector=app%3Dx&limit=5&watch=1&dryRun=All&timeoutSeconds=3").unwrap();
-        assert_eq!((q.label_selector.as_str(), q.limit, q.watch, q.dry_run, q.timeout_seconds), ("app=x", Some(5), true, true, Some(3)));
+        let q = Query::parse("labelSelector=app%3Dx&limit=5&watch=1&dryRun=All&timeoutSeconds=3")
+            .unwrap();
+        assert_eq!(
+            (
+                q.label_selector.as_str(),
+                q.limit,
+                q.watch,
+                q.dry_run,
+                q.timeout_seconds
+            ),
+            ("app=x", Some(5), true, true, Some(3))
+        );
         assert_eq!(Query::parse("dryRun=Some").unwrap_err().code, 400);
         assert_eq!(parse_rv("12").unwrap(), Some(12));
         assert!(parse_rv("x").is_err());

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 pub fn get(store: &Store, t: &Target) -> Result<Reply, Status> {
     let key = t.def.key(&t.namespace, &t.name);
-    let obj = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let obj = store
+        .storage
+        .get(&key)
+        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
     Ok(reply_object(store, t, 200, &obj.value))
 }
 
@@ -21,25 +24,38 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
     match resource {
         "secrets" => &["type"],
         "namespaces" => &["status.phase"],
-        "events" => &["involvedObject.kind", "involvedObject.name", "involvedObject.namespace", "reason", "type", "involvedObject.uid"],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.name",
+            "involvedObject.namespace",
+            "reason",
+            "type",
+            "involvedObject.uid",
+        ],
         _ => &[],
     }
 }
 
 pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
-    let fields = FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?;
+    let fields = FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource))
+        .map_err(Status::bad_request)?;
     Ok((labels, fields))
 }
 
 /// The objects of a list request, in key order, and the revision they are as of.
-pub fn list_items(store: &Store, t: &Target) -> Result<(Vec<Value>, u64, Option<String>, Option<usize>), Status> {
+pub fn list_items(
+    store: &Store,
+    t: &Target,
+) -> Result<(Vec<Value>, u64, Option<String>, Option<usize>), Status> {
     let (labels, fields) = selectors(t)?;
     let prefix = t.def.list_prefix(&t.namespace);
     let q = &t.query;
     let (at, start) = if !q.continue_.is_empty() {
         if !q.resource_version.is_empty() && q.resource_version != "0" {
-            return Err(Status::bad_request("specifying resource version is not allowed when using continue"));
+            return Err(Status::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
         }
         let (rv, start) = decode_continue(&q.continue_)?;
         (Some(rv), Some(start))
@@ -77,16 +93,23 @@ pub fn list_items(store: &Store, t: &Target) -> Result<(Vec<Value>, u64, Option<
     let mut next = None;
     let mut remaining = None;
     let filtered = labels.is_empty() && fields.is_empty();
-    let mut iter = objs.iter().filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
+    let mut iter = objs
+        .iter()
+        .filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
     for o in iter.by_ref() {
         if !labels.matches(&o.value) || !fields.matches(&o.value) {
             continue;
         }
         items.push((*o.value).clone());
         if q.limit.is_some_and(|l| items.len() >= l) {
-            let rest: Vec<_> = iter.filter(|o| labels.matches(&o.value) && fields.matches(&o.value)).collect();
+            let rest: Vec<_> = iter
+                .filter(|o| labels.matches(&o.value) && fields.matches(&o.value))
+                .collect();
             if !rest.is_empty() {
-                next = Some(encode_continue(rev, o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key)));
+                next = Some(encode_continue(
+                    rev,
+                    o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key),
+                ));
                 if filtered {
                     remaining = Some(rest.len());
                 }

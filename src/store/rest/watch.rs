@@ -41,7 +41,12 @@ pub fn classify(ev: &Event, matches: &dyn Fn(&Value) -> bool) -> Option<&'static
     }
 }
 
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext, t: &Target<'_>) -> pingora::Result<()> {
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+    t: &Target<'_>,
+) -> pingora::Result<()> {
     let (labels, fields) = match selectors(t) {
         Ok(s) => s,
         Err(s) => return send(gw, session, ctx, s.into()).await,
@@ -50,7 +55,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         Ok(r) => r,
         Err(s) => return send(gw, session, ctx, s.into()).await,
     };
-    let watch = gw.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
+    let watch = gw
+        .store
+        .storage
+        .watch(&t.def.list_prefix(&t.namespace), from);
     let mut h = start_header(gw, session, ctx, 200, "application/json");
     if !session.is_http2() {
         let _ = h.insert_header("Transfer-Encoding", "chunked");
@@ -68,7 +76,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
             return session.write_response_body(None, true).await;
         }
         Err(e) => {
-            let line = event_line("ERROR", serde_json::to_value(Status::internal_error(e)).unwrap_or_default());
+            let line = event_line(
+                "ERROR",
+                serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
+            );
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -78,12 +89,20 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     let render = |o: &Value| {
         let o = present(&gw.store, t, o);
         if t.table {
-            table::table(&t.def.group, &t.def.resource, &[o], json!({"resourceVersion": "" }), include)
+            table::table(
+                &t.def.group,
+                &t.def.resource,
+                &[o],
+                json!({"resourceVersion": "" }),
+                include,
+            )
         } else {
             o
         }
     };
-    let timeout = t.query.timeout_seconds.unwrap_or_else(|| MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64);
+    let timeout = t.query.timeout_seconds.unwrap_or_else(|| {
+        MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64
+    });
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let bookmarks = t.query.allow_watch_bookmarks;
     let mut last_rev = w.rev;
@@ -141,12 +160,22 @@ fn bookmark(t: &Target, rev: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": meta}))
+    event_line(
+        "BOOKMARK",
+        json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": meta}),
+    )
 }
 
 /// Writes one line; false when the client is gone or stalled.
 async fn write(session: &mut Session, line: Bytes) -> bool {
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, session.write_response_body(Some(line), false)).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(
+            WRITE_TIMEOUT,
+            session.write_response_body(Some(line), false)
+        )
+        .await,
+        Ok(Ok(()))
+    )
 }
 
 #[cfg(test)]
@@ -159,12 +188,33 @@ mod tests {
         let sel = |o: &Value| o["metadata"]["labels"]["app"] == "x";
         let x = Arc::new(json!({"metadata": {"labels": {"app": "x"}}}));
         let y = Arc::new(json!({"metadata": {"labels": {"app": "y"}}}));
-        let ev = |kind, value: &Arc<Value>, prev: Option<&Arc<Value>>| Event { rev: 2, kind, key: "k".into(), value: value.clone(), prev: prev.map(|p| (p.clone(), 1)) };
-        assert_eq!(classify(&ev(EventType::Added, &x, None), &sel), Some("ADDED"));
+        let ev = |kind, value: &Arc<Value>, prev: Option<&Arc<Value>>| Event {
+            rev: 2,
+            kind,
+            key: "k".into(),
+            value: value.clone(),
+            prev: prev.map(|p| (p.clone(), 1)),
+        };
+        assert_eq!(
+            classify(&ev(EventType::Added, &x, None), &sel),
+            Some("ADDED")
+        );
         assert_eq!(classify(&ev(EventType::Added, &y, None), &sel), None);
-        assert_eq!(classify(&ev(EventType::Modified, &x, Some(&y)), &sel), Some("ADDED"));
-        assert_eq!(classify(&ev(EventType::Modified, &y, Some(&x)), &sel), Some("DELETED"));
-        assert_eq!(classify(&ev(EventType::Modified, &x, Some(&x)), &sel), Some("MODIFIED"));
-        assert_eq!(classify(&ev(EventType::Deleted, &x, Some(&x)), &sel), Some("DELETED"));
+        assert_eq!(
+            classify(&ev(EventType::Modified, &x, Some(&y)), &sel),
+            Some("ADDED")
+        );
+        assert_eq!(
+            classify(&ev(EventType::Modified, &y, Some(&x)), &sel),
+            Some("DELETED")
+        );
+        assert_eq!(
+            classify(&ev(EventType::Modified, &x, Some(&x)), &sel),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            classify(&ev(EventType::Deleted, &x, Some(&x)), &sel),
+            Some("DELETED")
+        );
     }
 }
