@@ -159,3 +159,6 @@ pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
     };
     parsed.map_err(|e| Status::bad_request(format!("error decoding request body: {e}")))
 }
+
+#[cfg(test)]
+mod tests;
