@@ -1,11 +1,22 @@
-//! The store's metrics: kube's `apiserver_storage_*` and `apiserver_registered_watchers`
-//! where the meaning is the same.
+//! The store's metrics: kube's `apiserver_storage_objects`, and `frontdoor_store_*` for
+//! what is ours.
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_int_counter, register_int_counter_vec, register_int_gauge, IntCounter, IntCounterVec,
-    IntGauge,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
+
+/// kube's `apiserver_storage_objects`: objects stored per resource (`configmaps`,
+/// `roles.rbac.authorization.k8s.io`).
+pub static OBJECTS: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_storage_objects",
+        "Number of stored objects at the time of last check split by kind.",
+        &["resource"]
+    )
+    .expect("metric")
+});
 
 /// Live watchers on the store.
 pub static WATCHERS: Lazy<IntGauge> = Lazy::new(|| {
@@ -39,4 +50,5 @@ pub fn force() {
     Lazy::force(&WATCHERS);
     Lazy::force(&WATCHERS_CUT_OFF);
     Lazy::force(&WRITES);
+    Lazy::force(&OBJECTS);
 }

@@ -2,6 +2,10 @@
 //! backend with one global revision (backend.rs; embedded redb in redb.rs) and an in-memory
 //! watch fan-out (watch.rs), for the resources declared in resources.rs.
 
+// Status (kube's error body) is the error type of every verb; it travels by value, as the
+// rest of the chain passes it.
+#![allow(clippy::result_large_err)]
+
 pub mod backend;
 pub mod discovery;
 pub mod metrics;
@@ -40,7 +44,9 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 type ChangeHook = Arc<dyn Fn(Vec<Value>) + Send + Sync>;
-type StatusProvider = Arc<dyn Fn(&str) -> Option<Value> + Send + Sync>;
+/// Reports the live status of an object by name.
+pub type StatusFn = dyn Fn(&str) -> Option<Value> + Send + Sync;
+type StatusProvider = Arc<StatusFn>;
 
 pub struct Store {
     defs: Vec<ResourceDef>,
@@ -71,6 +77,9 @@ impl Store {
             status: RwLock::new(Vec::new()),
         };
         store.bootstrap()?;
+        for d in &store.defs {
+            store.count(d);
+        }
         Ok(store)
     }
 
@@ -146,12 +155,7 @@ impl Store {
 
     /// Fills the status of `group`/`resource` objects on read from `f(name)` (the router
     /// reports APIService availability this way).
-    pub fn set_status_provider(
-        &self,
-        group: &str,
-        resource: &str,
-        f: Box<dyn Fn(&str) -> Option<Value> + Send + Sync>,
-    ) {
+    pub fn set_status_provider(&self, group: &str, resource: &str, f: Box<StatusFn>) {
         self.status
             .write()
             .unwrap()
@@ -205,7 +209,7 @@ impl Store {
 
     pub fn create(&self, def: &ResourceDef, key: &str, obj: Value) -> Result<Stored, StorageError> {
         let r = self.storage.create(key, obj);
-        self.after_write(def, &r);
+        self.after_write(def, &r, 1);
         r
     }
 
@@ -217,7 +221,7 @@ impl Store {
         expected: Option<u64>,
     ) -> Result<Stored, StorageError> {
         let r = self.storage.update(key, obj, expected);
-        self.after_write(def, &r);
+        self.after_write(def, &r, 0);
         r
     }
 
@@ -228,13 +232,36 @@ impl Store {
         expected: Option<u64>,
     ) -> Result<Stored, StorageError> {
         let r = self.storage.delete(key, expected);
-        self.after_write(def, &r);
+        self.after_write(def, &r, -1);
         r
     }
 
-    fn after_write(&self, def: &ResourceDef, r: &Result<Stored, StorageError>) {
+    /// Refreshes `apiserver_storage_objects` for `def`.
+    fn count(&self, def: &ResourceDef) {
+        let n = self
+            .storage
+            .list(&def.prefix(), None)
+            .map(|(i, _)| i.len())
+            .unwrap_or(0);
+        metrics::OBJECTS
+            .with_label_values(&[&crate::api::status::qualified_resource(
+                &def.group,
+                &def.resource,
+            )])
+            .set(n as i64);
+    }
+
+    fn after_write(&self, def: &ResourceDef, r: &Result<Stored, StorageError>, delta: i64) {
         if r.is_ok() {
             metrics::WRITES.with_label_values(&[&def.resource]).inc();
+            if delta != 0 {
+                metrics::OBJECTS
+                    .with_label_values(&[&crate::api::status::qualified_resource(
+                        &def.group,
+                        &def.resource,
+                    )])
+                    .add(delta);
+            }
             self.changed(def);
         }
     }

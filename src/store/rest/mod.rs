@@ -73,6 +73,18 @@ pub async fn serve(
     if !def.namespaced && !info.namespace.is_empty() && def.resource != "namespaces" {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
+    // a namespaced resource outside a namespace is only listed and watched
+    if def.namespaced
+        && info.namespace.is_empty()
+        && !matches!(info.verb.as_str(), "list" | "watch")
+    {
+        let s = if info.verb == "create" || info.verb == "deletecollection" {
+            Status::method_not_allowed(session.req_header().method.as_str())
+        } else {
+            Status::path_not_found()
+        };
+        return send(gw, session, ctx, s.into()).await;
+    }
     let t = Target {
         def,
         namespace,
@@ -83,7 +95,7 @@ pub async fn serve(
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
     };
-    if !t.subresource.is_empty() && !(t.subresource == "status" && def.has_status()) {
+    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status())) {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
     if info.verb == "watch" || (info.verb == "list" && t.query.watch) {

@@ -43,11 +43,17 @@ pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     Ok((labels, fields))
 }
 
+/// One page of a list: the objects, the revision they are as of, the continue token and
+/// how many objects remain after this page (when known).
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub rev: u64,
+    pub next: Option<String>,
+    pub remaining: Option<usize>,
+}
+
 /// The objects of a list request, in key order, and the revision they are as of.
-pub fn list_items(
-    store: &Store,
-    t: &Target,
-) -> Result<(Vec<Value>, u64, Option<String>, Option<usize>), Status> {
+pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
     let (labels, fields) = selectors(t)?;
     let prefix = t.def.list_prefix(&t.namespace);
     let q = &t.query;
@@ -92,7 +98,7 @@ pub fn list_items(
     let mut items = Vec::new();
     let mut next = None;
     let mut remaining = None;
-    let filtered = labels.is_empty() && fields.is_empty();
+    let unfiltered = labels.is_empty() && fields.is_empty();
     let mut iter = objs
         .iter()
         .filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
@@ -110,18 +116,28 @@ pub fn list_items(
                     rev,
                     o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key),
                 ));
-                if filtered {
+                if unfiltered {
                     remaining = Some(rest.len());
                 }
             }
             break;
         }
     }
-    Ok((items, rev, next, remaining))
+    Ok(ListPage {
+        items,
+        rev,
+        next,
+        remaining,
+    })
 }
 
 pub fn list(store: &Store, t: &Target) -> Result<Reply, Status> {
-    let (items, rev, next, remaining) = list_items(store, t)?;
+    let ListPage {
+        items,
+        rev,
+        next,
+        remaining,
+    } = list_items(store, t)?;
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if let Some(c) = next {
         meta["continue"] = json!(c);

@@ -120,10 +120,8 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
         }
-        ("", "secrets") => {
-            if obj["type"].as_str().unwrap_or("").is_empty() {
-                obj["type"] = json!("Opaque");
-            }
+        ("", "secrets") if obj["type"].as_str().unwrap_or("").is_empty() => {
+            obj["type"] = json!("Opaque");
         }
         _ if def.has_status() => {
             if let Some(m) = obj.as_object_mut() {
@@ -687,7 +685,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
     };
     all.query.limit = None;
     all.query.continue_.clear();
-    let (items, rev, _, _) = super::read::list_items(store, &all)?;
+    let super::read::ListPage { items, rev, .. } = super::read::list_items(store, &all)?;
     let mut deleted = Vec::new();
     for item in items {
         let name = str_of(&item, "name").to_string();
