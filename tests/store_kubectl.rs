@@ -411,3 +411,67 @@ fn kill_9_loses_no_acknowledged_write() {
         );
     }
 }
+
+#[test]
+fn rbac_and_apiservice_objects_are_stored() {
+    let fd = Frontdoor::start(&[]);
+    ok(
+        &fd,
+        &[
+            "-n",
+            "default",
+            "create",
+            "role",
+            "cm-reader",
+            "--verb=get,list",
+            "--resource=configmaps",
+        ],
+    );
+    ok(
+        &fd,
+        &[
+            "-n",
+            "default",
+            "create",
+            "rolebinding",
+            "alice-reads",
+            "--role=cm-reader",
+            "--user=alice",
+        ],
+    );
+    ok(
+        &fd,
+        &[
+            "create",
+            "clusterrole",
+            "system:test",
+            "--verb=get",
+            "--resource=secrets",
+        ],
+    );
+    let rb = ok(&fd, &["-n", "default", "get", "rolebindings", "-o", "wide"]);
+    assert!(
+        rb.contains("alice-reads") && rb.contains("Role/cm-reader") && rb.contains("alice"),
+        "{rb}"
+    );
+    let role: Value = serde_json::from_str(&ok(
+        &fd,
+        &["-n", "default", "get", "role", "cm-reader", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(role["rules"][0]["resources"], json!(["configmaps"]));
+
+    let svc = write(
+        &fd,
+        "apiservice.yaml",
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1.example.com\nspec:\n  group: example.com\n  version: v1\n  groupPriorityMinimum: 100\n  versionPriority: 10\n  insecureSkipTLSVerify: true\n  service:\n    namespace: default\n    name: backend\n    port: 443\n",
+    );
+    assert!(ok(&fd, &["apply", "-f", &svc])
+        .contains("apiservice.apiregistration.k8s.io/v1.example.com created"));
+    let listed = ok(&fd, &["get", "apiservices"]);
+    assert!(
+        listed.contains("SERVICE") && listed.contains("default/backend"),
+        "{listed}"
+    );
+    assert!(ok(&fd, &["delete", "-f", &svc]).contains("deleted"));
+}

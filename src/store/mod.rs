@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod redb;
 pub mod resources;
 pub mod rest;

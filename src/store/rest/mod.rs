@@ -160,7 +160,17 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
 /// Decodes a JSON or YAML body.
 pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
-    if ct.contains("protobuf") {
+    if ct == "application/vnd.kubernetes.protobuf" {
+        return crate::store::protobuf::decode(body).map_err(|e| {
+            if e.starts_with("protobuf is not supported") {
+                Status::unsupported_media_type(content_type)
+            } else {
+                Status::bad_request(format!("error decoding request body: {e}"))
+            }
+        });
+    }
+    if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json"))
+    {
         return Err(Status::unsupported_media_type(content_type));
     }
     let yaml = ct.ends_with("yaml");
