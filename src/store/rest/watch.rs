@@ -21,6 +21,8 @@ use tokio::time::Instant;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 /// A client that does not take a write within this long is cut off.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a watch checks whether the server is draining.
+const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
 /// kube's --min-request-timeout: a watch without timeoutSeconds lasts between one and two of these.
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
 
@@ -138,6 +140,15 @@ pub async fn serve(
                     return Ok(());
                 }
             }
+            // the client went away (HTTP/2 reset or close): end the watch now, not at its next event
+            gone = session.read_body_or_idle(true) => {
+                if !matches!(gone, Ok(Some(_))) {
+                    return Ok(());
+                }
+            }
+            // shutting down: end the watch so the client re-establishes it elsewhere (kube does the same)
+            _ = tokio::time::sleep(SHUTDOWN_POLL), if !gw.drain.is_closing() => {}
+            _ = std::future::ready(()), if gw.drain.is_closing() => break,
             _ = tokio::time::sleep_until(deadline) => {
                 if bookmarks {
                     let _ = write(session, bookmark(t, last_rev, false)).await;
