@@ -136,6 +136,9 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
 /// A Secret's stringData is write-only: merged into data, base64-encoded.
 fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
     if def.group.is_empty() && def.resource == "secrets" {
+        if !(obj["data"].is_object() || obj["data"].is_null()) {
+            return; // a malformed data field is stored as sent, never indexed into
+        }
         if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
             use base64::Engine;
             for (k, v) in sd {
@@ -621,6 +624,9 @@ fn delete_namespace(
     let mut ns = (*existing.value).clone();
     if ns["metadata"].get("deletionTimestamp").is_none() {
         meta(&mut ns).insert("deletionTimestamp".into(), json!(now()));
+        if !ns["status"].is_object() {
+            ns["status"] = json!({});
+        }
         ns["status"]["phase"] = json!("Terminating");
         if dry_run {
             return Ok((ns, false));
