@@ -36,6 +36,8 @@ pub struct Target<'a> {
     pub query: Query,
     /// The Accept header asks for a meta.k8s.io Table.
     pub table: bool,
+    /// The Accept header asks for metadata only (`as=PartialObjectMetadata[List]`).
+    pub partial: bool,
     pub content_type: String,
     pub user_agent: String,
 }
@@ -92,6 +94,7 @@ pub async fn serve(
         subresource: info.subresource.clone(),
         query,
         table: accept.contains("as=Table"),
+        partial: !accept.contains("as=Table") && accept.contains("as=PartialObjectMetadata"),
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
     };

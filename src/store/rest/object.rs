@@ -46,9 +46,17 @@ pub fn present(store: &Store, t: &Target, obj: &Value) -> Value {
     o
 }
 
+/// The metadata-only form of `o` (PartialObjectMetadata).
+pub fn partial(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
+}
+
 /// One object as JSON or as a one-row Table.
 pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply {
     let o = present(store, t, obj);
+    if t.partial {
+        return Reply::json(code, &partial(&o));
+    }
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
@@ -63,6 +71,13 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
 /// A `<Kind>List` (or a Table) of `items`.
 pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) -> Reply {
     let items: Vec<Value> = items.iter().map(|o| present(store, t, o)).collect();
+    if t.partial {
+        let items: Vec<Value> = items.iter().map(partial).collect();
+        return Reply::json(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items}),
+        );
+    }
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(

@@ -26,6 +26,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -
         subresource: String::new(),
         query: Query::parse(query).unwrap(),
         table: false,
+        partial: false,
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
     }
@@ -334,6 +335,14 @@ fn list_pagination_selectors_and_exact_revisions() {
     )
     .unwrap_err();
     assert_eq!(e.code, 504);
+
+    // metadata only
+    let mut t = target(&s, "configmaps", "default", "", "limit=1");
+    t.partial = true;
+    let meta = body(&read::list(&s, &t).unwrap());
+    assert_eq!(meta["kind"], "PartialObjectMetadataList");
+    assert_eq!(meta["items"][0]["kind"], "PartialObjectMetadata");
+    assert!(meta["items"][0].get("data").is_none());
 
     // Table output
     let mut t = target(&s, "configmaps", "default", "", "limit=1");

@@ -90,7 +90,9 @@ pub async fn serve(
     let include = IncludeObject::parse(t.query.include_object.as_deref());
     let render = |o: &Value| {
         let o = present(&gw.store, t, o);
-        if t.table {
+        if t.partial {
+            super::object::partial(&o)
+        } else if t.table {
             table::table(
                 &t.def.group,
                 &t.def.resource,

@@ -686,6 +686,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         subresource: String::new(),
         query: t.query.clone(),
         table: false,
+        partial: false,
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
     };
