@@ -469,3 +469,41 @@ mod tests {
         assert_eq!((e.kind, e.rev), (EventType::Modified, 3));
     }
 }
+
+#[cfg(test)]
+mod memprobe {
+    #[test]
+    #[ignore]
+    fn watcher_memory() {
+        let rss = || {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::RedbStorage::open(dir.path(), 100).unwrap();
+        use crate::store::backend::Storage;
+        s.create(
+            "/registry/cm/a/x",
+            serde_json::json!({"metadata": {"name": "x"}}),
+        )
+        .unwrap();
+        let before = rss();
+        let ws: Vec<_> = (0..10_000)
+            .map(|_| s.watch("/registry/cm/a/", Some(1)).unwrap())
+            .collect();
+        let after = rss();
+        println!(
+            "10000 storage watchers: +{:.1} KB each",
+            (after - before) / 10_000.0
+        );
+        drop(ws);
+    }
+}

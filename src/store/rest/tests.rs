@@ -407,7 +407,12 @@ fn malformed_bodies_are_errors_not_panics() {
     }
     let mut sec = target(&s, "configmaps", "default", "", "");
     sec.def = s.def("", "secrets").unwrap();
-    let _ = write::create(&s, &sec, br#"{"metadata":{"name":"s"},"data":"x","stringData":{"a":"b"}}"#, "");
+    let _ = write::create(
+        &s,
+        &sec,
+        br#"{"metadata":{"name":"s"},"data":"x","stringData":{"a":"b"}}"#,
+        "",
+    );
     let mut ns = target(&s, "namespaces", "", "", "");
     write::create(&s, &ns, br#"{"metadata":{"name":"odd"}}"#, "").unwrap();
     ns.name = "odd".into();
@@ -416,10 +421,16 @@ fn malformed_bodies_are_errors_not_panics() {
     ns.subresource.clear();
     let r = write::delete(&s, &ns, b"").unwrap();
     assert_eq!(r.code, 200);
-    let p = Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "default", "x", "") };
+    let p = Target {
+        content_type: "application/json-patch+json".into(),
+        ..target(&s, "configmaps", "default", "x", "")
+    };
     create(&s, "default", json!({"metadata": {"name": "x"}}));
     assert!(write::patch(&s, &p, br#"[{"op":"replace","path":"","value":[]}]"#).is_err());
-    let p = Target { content_type: "application/merge-patch+json".into(), ..target(&s, "configmaps", "default", "x", "") };
+    let p = Target {
+        content_type: "application/merge-patch+json".into(),
+        ..target(&s, "configmaps", "default", "x", "")
+    };
     let _ = write::patch(&s, &p, br#"{"metadata":"x"}"#);
     assert!(write::patch(&s, &p, br#"[1]"#).is_err());
 }
