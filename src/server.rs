@@ -310,8 +310,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         crate::reload::watch("client-ca", vec![ca.clone()], move || cas.set(CaRole::ClientCa, Some(&ca)));
     }
 
+    let health = Arc::new(Health::new());
+    let store = store::Store::open(&args)?;
+    store.register_health(&health);
     let gw = Gateway {
-        health: Arc::new(Health::new()),
+        health,
         cors: Cors::new(&args.cors_allowed_origins)?,
         drain: Arc::new(Drain::default()),
         authn: authn::Authentication::new(&args)?,
@@ -319,7 +322,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         audit: audit::Audit::new(&args)?,
         flowcontrol: flowcontrol::FlowControl::new(&args)?,
         router: router::Router::new(&args)?,
-        store: store::Store::open(&args)?,
+        store,
         serving_cert,
         client_cas,
         address,

@@ -122,7 +122,11 @@ pub async fn start_stream(
     code: u16,
     content_type: &str,
 ) -> pingora::Result<()> {
-    let h = start_header(gw, session, ctx, code, content_type);
+    let mut h = start_header(gw, session, ctx, code, content_type);
+    if !session.is_http2() {
+        // no length is known ahead: HTTP/1.1 streams chunk by chunk
+        let _ = h.insert_header("Transfer-Encoding", "chunked");
+    }
     ctx.response_code = code;
     session.write_response_header(Box::new(h), false).await?;
     if ctx.request_info.is_long_running() {

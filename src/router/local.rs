@@ -18,6 +18,9 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         }
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
+    if let Some(r) = crate::store::openapi::serve(gw, session, ctx).await {
+        return r;
+    }
     let reply = non_resource(gw, session, &info.path, &info.verb);
     send(gw, session, ctx, reply).await
 }

@@ -1,0 +1,227 @@
+//! The resources the store serves: kube's built-in ones frontdoor needs, plus any declared in
+//! `--resources-file` (a YAML list of the fields of `ResourceDef`).
+
+use crate::api::ApiResource;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDef {
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    /// Plural, e.g. `configmaps`.
+    pub resource: String,
+    pub kind: String,
+    #[serde(default)]
+    pub singular: String,
+    pub namespaced: bool,
+    #[serde(default)]
+    pub short_names: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// Only `status` is served.
+    #[serde(default)]
+    pub subresources: Vec<String>,
+}
+
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceDef {
+    fn new(
+        group: &str,
+        resource: &str,
+        kind: &str,
+        namespaced: bool,
+        short: &[&str],
+        cats: &[&str],
+    ) -> Self {
+        ResourceDef {
+            group: group.into(),
+            version: "v1".into(),
+            resource: resource.into(),
+            kind: kind.into(),
+            singular: kind.to_ascii_lowercase(),
+            namespaced,
+            short_names: short.iter().map(|s| s.to_string()).collect(),
+            categories: cats.iter().map(|s| s.to_string()).collect(),
+            subresources: Vec::new(),
+        }
+    }
+
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.subresources.iter().any(|s| s == "status")
+    }
+
+    /// The key prefix of this resource: `/registry/<resource>/` for the core group,
+    /// `/registry/<group>/<resource>/` for the others.
+    pub fn prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.resource)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.resource)
+        }
+    }
+
+    /// The key prefix for a list in `namespace` (all namespaces when empty).
+    pub fn list_prefix(&self, namespace: &str) -> String {
+        if self.namespaced && !namespace.is_empty() {
+            format!("{}{}/", self.prefix(), namespace)
+        } else {
+            self.prefix()
+        }
+    }
+
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.namespaced {
+            format!("{}{}/{}", self.prefix(), namespace, name)
+        } else {
+            format!("{}{}", self.prefix(), name)
+        }
+    }
+
+    /// How discovery lists it (plus one entry per subresource).
+    pub fn api_resources(&self) -> Vec<ApiResource> {
+        let mut out = vec![ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            name: self.resource.clone(),
+            singular_name: self.singular.clone(),
+            namespaced: self.namespaced,
+            kind: self.kind.clone(),
+            verbs: VERBS.iter().map(|s| s.to_string()).collect(),
+            short_names: self.short_names.clone(),
+            categories: self.categories.clone(),
+        }];
+        for sub in &self.subresources {
+            out.push(ApiResource {
+                group: self.group.clone(),
+                version: self.version.clone(),
+                name: format!("{}/{sub}", self.resource),
+                singular_name: String::new(),
+                namespaced: self.namespaced,
+                kind: self.kind.clone(),
+                verbs: ["get", "patch", "update"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                short_names: Vec::new(),
+                categories: Vec::new(),
+            });
+        }
+        out
+    }
+}
+
+/// kube's built-in resources that frontdoor serves from its store.
+pub fn defaults() -> Vec<ResourceDef> {
+    let rbac = "rbac.authorization.k8s.io";
+    let mut namespaces = ResourceDef::new("", "namespaces", "Namespace", false, &["ns"], &[]);
+    namespaces.subresources = vec!["status".into()];
+    let mut apiservices = ResourceDef::new(
+        "apiregistration.k8s.io",
+        "apiservices",
+        "APIService",
+        false,
+        &[],
+        &["api-extensions"],
+    );
+    apiservices.subresources = vec!["status".into()];
+    vec![
+        namespaces,
+        ResourceDef::new("", "configmaps", "ConfigMap", true, &["cm"], &[]),
+        ResourceDef::new("", "secrets", "Secret", true, &[], &[]),
+        ResourceDef::new("", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]),
+        ResourceDef::new("", "events", "Event", true, &["ev"], &[]),
+        ResourceDef::new(rbac, "roles", "Role", true, &[], &[]),
+        ResourceDef::new(rbac, "clusterroles", "ClusterRole", false, &[], &[]),
+        ResourceDef::new(rbac, "rolebindings", "RoleBinding", true, &[], &[]),
+        ResourceDef::new(
+            rbac,
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            &[],
+        ),
+        apiservices,
+        ResourceDef::new("coordination.k8s.io", "leases", "Lease", true, &[], &[]),
+    ]
+}
+
+/// The defaults plus `file`'s declarations (a YAML list); a declaration of an existing
+/// group/resource replaces it.
+pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ResourceDef>> {
+    let mut defs = defaults();
+    let Some(file) = file else { return Ok(defs) };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
+    let extra: Vec<ResourceDef> = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
+    for mut d in extra {
+        if d.singular.is_empty() {
+            d.singular = d.kind.to_ascii_lowercase();
+        }
+        if d.resource.is_empty() || d.kind.is_empty() || d.version.is_empty() {
+            anyhow::bail!(
+                "--resources-file {}: resource, kind and version are required",
+                file.display()
+            );
+        }
+        defs.retain(|x| !(x.group == d.group && x.resource == d.resource));
+        defs.push(d);
+    }
+    Ok(defs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_kube_layout() {
+        let d = defaults();
+        let cm = d.iter().find(|r| r.resource == "configmaps").unwrap();
+        assert_eq!(cm.key("ns", "x"), "/registry/configmaps/ns/x");
+        assert_eq!(cm.list_prefix(""), "/registry/configmaps/");
+        let cr = d.iter().find(|r| r.resource == "clusterroles").unwrap();
+        assert_eq!(
+            cr.key("", "admin"),
+            "/registry/rbac.authorization.k8s.io/clusterroles/admin"
+        );
+        assert!(d
+            .iter()
+            .find(|r| r.resource == "apiservices")
+            .unwrap()
+            .has_status());
+    }
+
+    #[test]
+    fn file_extends_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.yaml");
+        std::fs::write(&f, "- group: example.com\n  version: v1\n  resource: widgets\n  kind: Widget\n  namespaced: true\n  shortNames: [wd]\n").unwrap();
+        let defs = load(Some(&f)).unwrap();
+        let w = defs.iter().find(|r| r.resource == "widgets").unwrap();
+        assert_eq!((w.singular.as_str(), w.short_names.len()), ("widget", 1));
+        std::fs::write(&f, "- nonsense: 1\n").unwrap();
+        assert!(load(Some(&f)).is_err());
+    }
+}

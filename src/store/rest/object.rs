@@ -1,0 +1,299 @@
+//! Shared pieces of the verbs: storage errors as kube Statuses, list envelopes, continue
+//! tokens, output (JSON or Table) and managedFields.
+
+use super::Target;
+use crate::api::Status;
+use crate::filters::Reply;
+use crate::store::backend::StorageError;
+use crate::store::table::{self, IncludeObject};
+use crate::store::Store;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+/// A storage error as kube words it for `t`'s object `name`.
+pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
+    let (g, r) = (&t.def.group, &t.def.resource);
+    match e {
+        StorageError::AlreadyExists => Status::already_exists(g, r, name),
+        StorageError::NotFound => Status::not_found(g, r, name),
+        StorageError::Conflict => Status::conflict(g, r, name, &e.to_string()),
+        StorageError::Expired { .. } => {
+            Status::gone("The resourceVersion for the provided list is too old.")
+        }
+        StorageError::TooLarge { asked, current } => {
+            let mut s = Status::failure(
+                504,
+                "Timeout",
+                format!("Too large resource version: {asked}, current: {current}"),
+            );
+            s.details = Some(crate::api::status::StatusDetails {
+                retry_after_seconds: 1,
+                ..Default::default()
+            });
+            s
+        }
+        StorageError::Internal(m) => Status::internal_error(m),
+    }
+}
+
+/// The object as served, with kind and apiVersion set.
+pub fn present(store: &Store, t: &Target, obj: &Value) -> Value {
+    let mut o = store.present(t.def, obj);
+    if let Some(m) = o.as_object_mut() {
+        m.insert("kind".into(), json!(t.def.kind));
+        m.insert("apiVersion".into(), json!(t.def.api_version()));
+    }
+    o
+}
+
+/// The metadata-only form of `o` (PartialObjectMetadata).
+pub fn partial(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
+}
+
+/// One object as JSON or as a one-row Table.
+pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply {
+    let o = present(store, t, obj);
+    if t.partial {
+        return Reply::json(code, &partial(&o));
+    }
+    if t.table {
+        let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
+        let include = IncludeObject::parse(t.query.include_object.as_deref());
+        return Reply::json(
+            code,
+            &table::table(&t.def.group, &t.def.resource, &[o], meta, include),
+        );
+    }
+    Reply::json(code, &o)
+}
+
+/// A `<Kind>List` (or a Table) of `items`.
+pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) -> Reply {
+    let items: Vec<Value> = items.iter().map(|o| present(store, t, o)).collect();
+    if t.partial {
+        let items: Vec<Value> = items.iter().map(partial).collect();
+        return Reply::json(
+            200,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items}),
+        );
+    }
+    if t.table {
+        let include = IncludeObject::parse(t.query.include_object.as_deref());
+        return Reply::json(
+            200,
+            &table::table(&t.def.group, &t.def.resource, &items, list_meta, include),
+        );
+    }
+    Reply::json(
+        200,
+        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items}),
+    )
+}
+
+/// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.
+pub fn encode_continue(rv: u64, start: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(raw)
+}
+
+pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
+    let bad = || {
+        Status::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if v["v"] != "meta.k8s.io/v1" {
+        return Err(Status::bad_request(
+            "continue key is not valid: server does not recognize this encoded key",
+        ));
+    }
+    let rv = v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.to_string();
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, start))
+}
+
+/// The field set of `v` in FieldsV1 form (`f:<name>` keys; lists are owned whole).
+pub fn fields_v1(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, child) in m {
+                out.insert(format!("f:{k}"), fields_v1(child));
+            }
+            Value::Object(out)
+        }
+        _ => json!({}),
+    }
+}
+
+/// The fields of `obj` a manager owns: everything but the server-set metadata.
+pub fn owned_fields(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| {
+                matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
+            });
+            if meta.is_empty() {
+                m.remove("metadata");
+            }
+        }
+    }
+    fields_v1(&o)
+}
+
+/// kube's default field manager name: the user agent up to the first `/`.
+pub fn manager(t: &Target) -> String {
+    if !t.query.field_manager.is_empty() {
+        return t.query.field_manager.clone();
+    }
+    let ua = t.user_agent.split('/').next().unwrap_or("").trim();
+    if ua.is_empty() {
+        "unknown".into()
+    } else {
+        ua.into()
+    }
+}
+
+/// The fields `new` sets differently from `old`, in FieldsV1 form: what an Update takes
+/// ownership of.
+pub fn changed_fields(old: &Value, new: &Value) -> Value {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+            if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.retain(|k, _| {
+                    matches!(
+                        k.as_str(),
+                        "labels" | "annotations" | "finalizers" | "ownerReferences"
+                    )
+                });
+            }
+        }
+        v
+    };
+    fn diff(old: &Value, new: &Value) -> Map<String, Value> {
+        let mut out = Map::new();
+        let Some(n) = new.as_object() else { return out };
+        for (k, v) in n {
+            let o = old.get(k);
+            if o == Some(v) {
+                continue;
+            }
+            match (o, v) {
+                (Some(o @ Value::Object(_)), Value::Object(_)) => {
+                    let sub = diff(o, v);
+                    if !sub.is_empty() {
+                        out.insert(format!("f:{k}"), Value::Object(sub));
+                    }
+                }
+                (_, Value::Object(_)) => {
+                    out.insert(format!("f:{k}"), fields_v1(v));
+                }
+                _ => {
+                    out.insert(format!("f:{k}"), json!({}));
+                }
+            }
+        }
+        out
+    }
+    Value::Object(diff(&strip(old), &strip(new)))
+}
+
+/// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
+/// it owned before; Apply: replacing it).
+pub fn record_managed(
+    obj: &mut Value,
+    fields: Value,
+    api_version: &str,
+    manager: &str,
+    operation: &str,
+    subresource: &str,
+) {
+    let meta = &mut obj["metadata"];
+    let mut list: Vec<Value> = meta["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let same = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == operation
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
+    };
+    let mut fields = fields;
+    if operation != "Apply" {
+        if let Some(prev) = list.iter().find(|e| same(e)) {
+            let mut merged = prev["fieldsV1"].clone();
+            crate::store::patch::merge_patch(&mut merged, &fields);
+            fields = merged;
+        }
+    }
+    list.retain(|e| !same(e));
+    if fields.as_object().is_some_and(|m| !m.is_empty()) {
+        let mut entry = json!({
+            "manager": manager, "operation": operation, "apiVersion": api_version,
+            "time": super::now(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+        });
+        if !subresource.is_empty() {
+            entry["subresource"] = json!(subresource);
+        }
+        list.push(entry);
+    }
+    if list.is_empty() {
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("managedFields");
+        }
+    } else {
+        meta["managedFields"] = Value::Array(list);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_round_trip_and_rejects_garbage() {
+        let t = encode_continue(7, "ns/b");
+        assert_eq!(decode_continue(&t).unwrap(), (7, "ns/b".to_string()));
+        assert_eq!(decode_continue("!!").unwrap_err().code, 400);
+        assert!(decode_continue(&encode_continue(7, "../x")).is_err());
+    }
+
+    #[test]
+    fn update_owns_only_what_it_changed() {
+        let old = json!({"metadata": {"name": "x"}, "data": {"k": "1", "j": "2"}});
+        let new =
+            json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
+        assert_eq!(
+            changed_fields(&old, &new),
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}})
+        );
+    }
+
+    #[test]
+    fn field_sets() {
+        let f = owned_fields(
+            &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}),
+        );
+        assert_eq!(
+            f,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}})
+        );
+    }
+}

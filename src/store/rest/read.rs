@@ -1,0 +1,149 @@
+//! get and list: selectors, limit/continue over a consistent snapshot, resourceVersion and
+//! resourceVersionMatch as kube defines them.
+
+use super::object::{decode_continue, encode_continue, reply_list, reply_object, status};
+use super::Target;
+use crate::api::Status;
+use crate::filters::Reply;
+use crate::store::backend::StorageError;
+use crate::store::selectors::{FieldSelector, LabelSelector};
+use crate::store::Store;
+use serde_json::{json, Value};
+
+pub fn get(store: &Store, t: &Target) -> Result<Reply, Status> {
+    let key = t.def.key(&t.namespace, &t.name);
+    let obj = store
+        .storage
+        .get(&key)
+        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    Ok(reply_object(store, t, 200, &obj.value))
+}
+
+/// Extra field-selector fields a resource supports beyond metadata.name/namespace.
+pub fn extra_fields(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "secrets" => &["type"],
+        "namespaces" => &["status.phase"],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.name",
+            "involvedObject.namespace",
+            "reason",
+            "type",
+            "involvedObject.uid",
+        ],
+        _ => &[],
+    }
+}
+
+pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
+    let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
+    let fields = FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource))
+        .map_err(Status::bad_request)?;
+    Ok((labels, fields))
+}
+
+/// One page of a list: the objects, the revision they are as of, the continue token and
+/// how many objects remain after this page (when known).
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub rev: u64,
+    pub next: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+/// The objects of a list request, in key order, and the revision they are as of.
+pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
+    let (labels, fields) = selectors(t)?;
+    let prefix = t.def.list_prefix(&t.namespace);
+    let q = &t.query;
+    let (at, start) = if !q.continue_.is_empty() {
+        if !q.resource_version.is_empty() && q.resource_version != "0" {
+            return Err(Status::bad_request(
+                "specifying resource version is not allowed when using continue",
+            ));
+        }
+        let (rv, start) = decode_continue(&q.continue_)?;
+        (Some(rv), Some(start))
+    } else {
+        let rv = q.revision()?;
+        match (q.resource_version_match.as_str(), rv) {
+            ("", _) | ("NotOlderThan", _) => {
+                if let Some(r) = rv {
+                    let cur = store.storage.revision();
+                    if r > cur {
+                        return Err(status(t, "", StorageError::TooLarge { asked: r, current: cur }));
+                    }
+                }
+                (None, None)
+            }
+            ("Exact", Some(r)) => (Some(r), None),
+            ("Exact", None) => {
+                return Err(Status::invalid("meta.k8s.io", "ListOptions", "", vec![crate::api::status::StatusCause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+                    field: "resourceVersionMatch".into(),
+                }]))
+            }
+            (other, _) => {
+                return Err(Status::bad_request(format!("unsupported resourceVersionMatch value: {other:?}")));
+            }
+        }
+    };
+    let (objs, rev) = store.storage.list(&prefix, at).map_err(|e| match e {
+        StorageError::Expired { .. } if start.is_some() => Status::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."),
+        e => status(t, "", e),
+    })?;
+    let after = start.map(|s| format!("{}{s}", t.def.prefix()));
+    let mut items = Vec::new();
+    let mut next = None;
+    let mut remaining = None;
+    let unfiltered = labels.is_empty() && fields.is_empty();
+    let mut iter = objs
+        .iter()
+        .filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
+    for o in iter.by_ref() {
+        if !labels.matches(&o.value) || !fields.matches(&o.value) {
+            continue;
+        }
+        items.push((*o.value).clone());
+        if q.limit.is_some_and(|l| items.len() >= l) {
+            let rest: Vec<_> = iter
+                .filter(|o| labels.matches(&o.value) && fields.matches(&o.value))
+                .collect();
+            if !rest.is_empty() {
+                next = Some(encode_continue(
+                    rev,
+                    o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key),
+                ));
+                if unfiltered {
+                    remaining = Some(rest.len());
+                }
+            }
+            break;
+        }
+    }
+    Ok(ListPage {
+        items,
+        rev,
+        next,
+        remaining,
+    })
+}
+
+pub fn list(store: &Store, t: &Target) -> Result<Reply, Status> {
+    let ListPage {
+        items,
+        rev,
+        next,
+        remaining,
+    } = list_items(store, t)?;
+    let mut meta = json!({"resourceVersion": rev.to_string()});
+    if let Some(c) = next {
+        meta["continue"] = json!(c);
+    }
+    if let Some(n) = remaining {
+        meta["remainingItemCount"] = json!(n);
+    }
+    Ok(reply_list(store, t, &items, meta))
+}

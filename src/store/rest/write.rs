@@ -1,0 +1,716 @@
+//! create, update (and the status subresource), patch, delete and deletecollection, with
+//! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
+
+use super::object::{
+    changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object,
+    status,
+};
+use super::{decode, now, Target};
+use crate::api::status::{StatusCause, StatusDetails};
+use crate::api::Status;
+use crate::filters::Reply;
+use crate::store::backend::{StorageError, Stored};
+use crate::store::resources::ResourceDef;
+use crate::store::validation::{generate_suffix, rule_for, validate_name};
+use crate::store::{patch as patches, Store, SYSTEM_NAMESPACES};
+use serde_json::{json, Map, Value};
+
+/// Read-modify-write attempts before a patch or unconditional update gives up.
+const RETRIES: usize = 5;
+
+fn meta(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"].as_object_mut().expect("object")
+}
+
+fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
+    v["metadata"][field].as_str().unwrap_or("")
+}
+
+/// Whether the resource keeps metadata.generation (kube does for spec-bearing kinds other
+/// than the core and RBAC ones it serves here).
+fn tracks_generation(def: &ResourceDef) -> bool {
+    !matches!(
+        def.group.as_str(),
+        "" | "rbac.authorization.k8s.io" | "coordination.k8s.io"
+    )
+}
+
+/// Checks the body's kind and apiVersion against the endpoint, filling them when absent.
+pub(super) fn check_type(t: &Target, obj: &mut Value) -> Result<(), Status> {
+    if !obj.is_object() {
+        return Err(Status::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    let want_av = t.def.api_version();
+    match obj["apiVersion"].as_str() {
+        Some(av) if av != want_av => {
+            return Err(Status::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )))
+        }
+        _ => obj["apiVersion"] = json!(want_av),
+    }
+    match obj["kind"].as_str() {
+        Some(k) if k != t.def.kind => {
+            return Err(Status::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                t.def.kind
+            )))
+        }
+        _ => obj["kind"] = json!(t.def.kind),
+    }
+    Ok(())
+}
+
+pub(super) fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), Status> {
+    let m = meta(obj);
+    if !t.def.namespaced {
+        m.remove("namespace");
+        return Ok(());
+    }
+    match m.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() && ns != t.namespace => Err(Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            m.insert("namespace".into(), json!(t.namespace));
+            Ok(())
+        }
+    }
+}
+
+/// A namespaced object needs its namespace to exist and not be terminating.
+fn namespace_accepts(store: &Store, t: &Target, name: &str) -> Result<(), Status> {
+    if !t.def.namespaced {
+        return Ok(());
+    }
+    let ns_def = store.def("", "namespaces");
+    let ns = ns_def.and_then(|d| store.storage.get(&d.key("", &t.namespace)));
+    match ns {
+        None => Err(Status::not_found("", "namespaces", &t.namespace)),
+        Some(ns) if ns.value["metadata"].get("deletionTimestamp").is_some() => {
+            Err(Status::forbidden(
+                &t.def.group,
+                &t.def.resource,
+                name,
+                &format!(
+                    "unable to create new content in namespace {} because it is being terminated",
+                    t.namespace
+                ),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Resource-specific defaults on create (kube's strategies' PrepareForCreate).
+fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
+    match (def.group.as_str(), def.resource.as_str()) {
+        ("", "namespaces") => {
+            let name = str_of(obj, "name").to_string();
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+            let m = meta(obj);
+            let labels = m.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+        ("", "secrets") if obj["type"].as_str().unwrap_or("").is_empty() => {
+            obj["type"] = json!("Opaque");
+        }
+        _ if def.has_status() => {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
+        _ => {}
+    }
+    fold_string_data(def, obj);
+}
+
+/// A Secret's stringData is write-only: merged into data, base64-encoded.
+fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
+    if def.group.is_empty() && def.resource == "secrets" {
+        if !(obj["data"].is_object() || obj["data"].is_null()) {
+            return; // a malformed data field is stored as sent, never indexed into
+        }
+        if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            use base64::Engine;
+            for (k, v) in sd {
+                let enc = base64::engine::general_purpose::STANDARD
+                    .encode(v.as_str().unwrap_or("").as_bytes());
+                obj["data"][k.as_str()] = json!(enc);
+            }
+        }
+    }
+}
+
+pub fn create(store: &Store, t: &Target, body: &[u8], _user: &str) -> Result<Reply, Status> {
+    let obj = decode(body, &t.content_type)?;
+    create_value(store, t, obj, &manager(t), "Update")
+}
+
+/// create, for a decoded object; `operation` is how managedFields records it.
+pub fn create_value(
+    store: &Store,
+    t: &Target,
+    mut obj: Value,
+    manager: &str,
+    operation: &str,
+) -> Result<Reply, Status> {
+    check_type(t, &mut obj)?;
+    check_namespace(t, &mut obj)?;
+    let m = meta(&mut obj);
+    if m.get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        if let Some(g) = m
+            .get("generateName")
+            .and_then(Value::as_str)
+            .filter(|g| !g.is_empty())
+        {
+            let name = format!("{g}{}", generate_suffix());
+            m.insert("name".into(), json!(name));
+        }
+    }
+    let name = str_of(&obj, "name").to_string();
+    let causes = validate_name(rule_for(&t.def.group, &t.def.resource), &name);
+    if !causes.is_empty() {
+        return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
+    }
+    if !str_of(&obj, "resourceVersion").is_empty() {
+        return Err(Status::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    namespace_accepts(store, t, &name)?;
+    let m = meta(&mut obj);
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(now()));
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "resourceVersion",
+        "selfLink",
+    ] {
+        m.remove(k);
+    }
+    if tracks_generation(t.def) {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    defaults_on_create(t.def, &mut obj);
+    let fields = owned_fields(&obj);
+    record_managed(
+        &mut obj,
+        fields,
+        &t.def.api_version(),
+        manager,
+        operation,
+        "",
+    );
+    if t.query.dry_run {
+        return Ok(reply_object(store, t, 201, &obj));
+    }
+    let key = t.def.key(&t.namespace, &name);
+    let stored = store
+        .create(t.def, &key, obj)
+        .map_err(|e| status(t, &name, e))?;
+    Ok(reply_object(store, t, 201, &stored.value))
+}
+
+/// Everything of an object but what the server maintains, for no-op detection.
+fn comparable(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+        m.remove("generation");
+    }
+    v
+}
+
+/// The spec-ish part of an object, whose change bumps metadata.generation.
+fn spec_of(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+/// Builds the object to store from the incoming one and the current one (kube's
+/// PrepareForUpdate plus ObjectMeta's immutable fields).
+pub(super) fn prepare_update(
+    t: &Target,
+    existing: &Value,
+    mut incoming: Value,
+    operation: &str,
+) -> Result<Value, Status> {
+    let name = t.name.clone();
+    let mut new = if t.subresource == "status" {
+        let mut n = existing.clone();
+        n["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
+        if n["status"].is_null() {
+            n.as_object_mut().expect("object").remove("status");
+        }
+        n
+    } else {
+        if t.def.has_status() {
+            match existing.get("status") {
+                Some(s) => incoming["status"] = s.clone(),
+                None => {
+                    incoming.as_object_mut().expect("object").remove("status");
+                }
+            }
+        }
+        incoming
+    };
+    fold_string_data(t.def, &mut new);
+    let old_meta = existing["metadata"].clone();
+    let m = meta(&mut new);
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+        "generation",
+    ] {
+        match old_meta.get(k) {
+            Some(v) => {
+                m.insert(k.into(), v.clone());
+            }
+            None => {
+                m.remove(k);
+            }
+        }
+    }
+    if old_meta.get("deletionTimestamp").is_some() {
+        let old: Vec<&Value> = old_meta["finalizers"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        let added = m
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
+        if added {
+            return Err(Status::invalid(
+                &t.def.group,
+                &t.def.kind,
+                &name,
+                vec![StatusCause {
+                    reason: "FieldValueForbidden".into(),
+                    message:
+                        "Forbidden: no new finalizers can be added if the object is being deleted"
+                            .into(),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
+        }
+    }
+    if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
+        let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
+        meta(&mut new).insert("generation".into(), json!(g));
+    }
+    if operation != "Apply" {
+        let fields = changed_fields(existing, &new);
+        record_managed(
+            &mut new,
+            fields,
+            &t.def.api_version(),
+            &manager(t),
+            operation,
+            &t.subresource,
+        );
+    }
+    Ok(new)
+}
+
+/// The request's precondition on the object's revision, from metadata.resourceVersion.
+fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
+    super::query::parse_rv(str_of(obj, "resourceVersion"))
+}
+
+/// Stores `new` over `existing`; a no-op answers the current object unchanged. Removes an
+/// object whose last finalizer went away while it was being deleted.
+pub(super) fn commit_update(
+    store: &Store,
+    t: &Target,
+    existing: &Stored,
+    new: Value,
+) -> Result<Value, StorageError> {
+    if comparable(&new) == comparable(&existing.value) {
+        return Ok((*existing.value).clone());
+    }
+    if t.query.dry_run {
+        return Ok(new);
+    }
+    let key = t.def.key(&t.namespace, &t.name);
+    let done = new["metadata"].get("deletionTimestamp").is_some()
+        && new["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
+    let stored = store.update(t.def, &key, new, Some(existing.rev))?;
+    if done {
+        store.delete(t.def, &key, Some(stored.rev))?;
+        finalize_namespace(store, t.def, &t.namespace);
+    }
+    Ok((*stored.value).clone())
+}
+
+pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
+    let m = meta(obj);
+    match m.get("name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() && n != t.name => Err(Status::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({})",
+            t.name
+        ))),
+        _ => {
+            m.insert("name".into(), json!(t.name));
+            Ok(())
+        }
+    }
+}
+
+pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    let mut incoming = decode(body, &t.content_type)?;
+    check_type(t, &mut incoming)?;
+    check_name(t, &mut incoming)?;
+    check_namespace(t, &mut incoming)?;
+    let want = precondition(&incoming)?;
+    let key = t.def.key(&t.namespace, &t.name);
+    for _ in 0..RETRIES {
+        let existing = store
+            .storage
+            .get(&key)
+            .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+        if want.is_some_and(|w| w != existing.rev) {
+            return Err(status(t, &t.name, StorageError::Conflict));
+        }
+        let new = prepare_update(t, &existing.value, incoming.clone(), "Update")?;
+        match commit_update(store, t, &existing, new) {
+            Ok(v) => return Ok(reply_object(store, t, 200, &v)),
+            Err(StorageError::Conflict) if want.is_none() => continue,
+            Err(e) => return Err(status(t, &t.name, e)),
+        }
+    }
+    Err(status(t, &t.name, StorageError::Conflict))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+fn patch_type(ct: &str) -> Result<PatchType, Status> {
+    match ct.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" => Ok(PatchType::Apply),
+        other => Err(Status::failure(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"),
+        )),
+    }
+}
+
+pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    let kind = patch_type(&t.content_type)?;
+    if kind == PatchType::Apply {
+        return super::apply::apply(store, t, body);
+    }
+    let p: Value = serde_json::from_slice(body)
+        .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let key = t.def.key(&t.namespace, &t.name);
+    for _ in 0..RETRIES {
+        let existing = store
+            .storage
+            .get(&key)
+            .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+        let base = present(store, t, &existing.value);
+        let patched = match kind {
+            PatchType::Json => {
+                patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?
+            }
+            PatchType::Merge => {
+                let mut b = base.clone();
+                patches::merge_patch(&mut b, &p);
+                b
+            }
+            _ => {
+                let mut b = base.clone();
+                patches::strategic_merge_patch(&mut b, &p).map_err(Status::bad_request)?;
+                b
+            }
+        };
+        let mut patched = patched;
+        check_type(t, &mut patched)?;
+        check_name(t, &mut patched)?;
+        check_namespace(t, &mut patched)?;
+        let want = precondition(&patched)?;
+        if want.is_some_and(|w| w != existing.rev) {
+            return Err(status(t, &t.name, StorageError::Conflict));
+        }
+        let new = prepare_update(t, &existing.value, patched, "Update")?;
+        match commit_update(store, t, &existing, new) {
+            Ok(v) => return Ok(reply_object(store, t, 200, &v)),
+            Err(StorageError::Conflict) => continue,
+            Err(e) => return Err(status(t, &t.name, e)),
+        }
+    }
+    Err(status(t, &t.name, StorageError::Conflict))
+}
+
+/// The parts of DeleteOptions the store honours.
+#[derive(Default)]
+struct DeleteOptions {
+    uid: Option<String>,
+    rv: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
+    let mut o = DeleteOptions {
+        dry_run: t.query.dry_run,
+        ..Default::default()
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(o);
+    }
+    let v = decode(body, &t.content_type)?;
+    o.uid = v["preconditions"]["uid"].as_str().map(String::from);
+    o.rv = v["preconditions"]["resourceVersion"]
+        .as_str()
+        .map(String::from);
+    if let Some(d) = v["dryRun"].as_array() {
+        o.dry_run |= d.iter().any(|x| x == "All");
+    }
+    Ok(o)
+}
+
+fn deleted_status(t: &Target, obj: &Value) -> Reply {
+    let mut s = Status::success();
+    s.details = Some(StatusDetails {
+        name: str_of(obj, "name").into(),
+        group: t.def.group.clone(),
+        kind: t.def.resource.clone(),
+        uid: str_of(obj, "uid").into(),
+        ..Default::default()
+    });
+    Reply::json(200, &s)
+}
+
+pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    let opts = delete_options(t, body)?;
+    let key = t.def.key(&t.namespace, &t.name);
+    let existing = store
+        .storage
+        .get(&key)
+        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let why = |what: &str, want: &str, have: &str| {
+        format!(
+            "Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"
+        )
+    };
+    if let Some(uid) = &opts.uid {
+        if uid != str_of(&existing.value, "uid") {
+            return Err(Status::conflict(
+                &t.def.group,
+                &t.def.resource,
+                &t.name,
+                &why("UID", uid, str_of(&existing.value, "uid")),
+            ));
+        }
+    }
+    if let Some(rv) = &opts.rv {
+        if *rv != existing.rev.to_string() {
+            return Err(Status::conflict(
+                &t.def.group,
+                &t.def.resource,
+                &t.name,
+                &why("ResourceVersion", rv, &existing.rev.to_string()),
+            ));
+        }
+    }
+    if t.def.group.is_empty()
+        && t.def.resource == "namespaces"
+        && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str())
+    {
+        return Err(Status::forbidden(
+            "",
+            "namespaces",
+            &t.name,
+            "this namespace may not be deleted",
+        ));
+    }
+    let (obj, gone) =
+        delete_one(store, t.def, &existing, opts.dry_run).map_err(|e| status(t, &t.name, e))?;
+    if gone && t.def.resource != "namespaces" {
+        Ok(deleted_status(t, &obj))
+    } else {
+        Ok(reply_object(store, t, 200, &obj))
+    }
+}
+
+/// Deletes one object: at once, or by marking it (deletionTimestamp) while finalizers
+/// remain; a namespace is emptied first. Returns the object and whether it is gone.
+pub fn delete_one(
+    store: &Store,
+    def: &ResourceDef,
+    existing: &Stored,
+    dry_run: bool,
+) -> Result<(Value, bool), StorageError> {
+    let obj = &existing.value;
+    let name = str_of(obj, "name").to_string();
+    if def.group.is_empty() && def.resource == "namespaces" {
+        return delete_namespace(store, def, existing, dry_run);
+    }
+    let has_finalizers = obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    if has_finalizers {
+        if obj["metadata"].get("deletionTimestamp").is_some() {
+            return Ok(((**obj).clone(), false));
+        }
+        let mut marked = (**obj).clone();
+        let m = meta(&mut marked);
+        m.insert("deletionTimestamp".into(), json!(now()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if dry_run {
+            return Ok((marked, false));
+        }
+        let s = store.update(def, &existing.key, marked, Some(existing.rev))?;
+        return Ok(((*s.value).clone(), false));
+    }
+    if dry_run {
+        return Ok(((**obj).clone(), true));
+    }
+    let s = store.delete(def, &existing.key, Some(existing.rev))?;
+    let ns = str_of(obj, "namespace").to_string();
+    if def.namespaced {
+        finalize_namespace(store, def, &ns);
+    }
+    let _ = name;
+    Ok(((*s.value).clone(), true))
+}
+
+fn delete_namespace(
+    store: &Store,
+    def: &ResourceDef,
+    existing: &Stored,
+    dry_run: bool,
+) -> Result<(Value, bool), StorageError> {
+    let name = str_of(&existing.value, "name").to_string();
+    if SYSTEM_NAMESPACES[..3].contains(&name.as_str()) {
+        return Err(StorageError::Internal(format!("forbidden:{name}")));
+    }
+    let mut ns = (*existing.value).clone();
+    if ns["metadata"].get("deletionTimestamp").is_none() {
+        meta(&mut ns).insert("deletionTimestamp".into(), json!(now()));
+        if !ns["status"].is_object() {
+            ns["status"] = json!({});
+        }
+        ns["status"]["phase"] = json!("Terminating");
+        if dry_run {
+            return Ok((ns, false));
+        }
+        ns = (*store
+            .update(def, &existing.key, ns, Some(existing.rev))?
+            .value)
+            .clone();
+    }
+    if dry_run {
+        return Ok((ns, false));
+    }
+    // the namespace controller's work: delete everything in it, then the namespace
+    for d in store.defs().iter().filter(|d| d.namespaced) {
+        let Ok((items, _)) = store.storage.list(&d.list_prefix(&name), None) else {
+            continue;
+        };
+        for item in items {
+            match delete_one(store, d, &item, false) {
+                Ok(_) | Err(StorageError::NotFound) | Err(StorageError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let gone = finalize_namespace(store, def, &name);
+    Ok((ns, gone))
+}
+
+/// Removes a terminating namespace once nothing is left in it. Returns whether it is gone.
+pub fn finalize_namespace(store: &Store, _def: &ResourceDef, ns: &str) -> bool {
+    let Some(ns_def) = store.def("", "namespaces").cloned() else {
+        return false;
+    };
+    let key = ns_def.key("", ns);
+    let Some(obj) = store.storage.get(&key) else {
+        return true;
+    };
+    if obj.value["metadata"].get("deletionTimestamp").is_none() {
+        return false;
+    }
+    let empty = store.defs().iter().filter(|d| d.namespaced).all(|d| {
+        store
+            .storage
+            .list(&d.list_prefix(ns), None)
+            .map(|(i, _)| i.is_empty())
+            .unwrap_or(false)
+    });
+    empty && store.delete(&ns_def, &key, None).is_ok()
+}
+
+pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    let opts = delete_options(t, body)?;
+    let mut all = Target {
+        def: t.def,
+        namespace: t.namespace.clone(),
+        name: String::new(),
+        subresource: String::new(),
+        query: t.query.clone(),
+        table: false,
+        partial: false,
+        content_type: t.content_type.clone(),
+        user_agent: t.user_agent.clone(),
+    };
+    all.query.limit = None;
+    all.query.continue_.clear();
+    let super::read::ListPage { items, rev, .. } = super::read::list_items(store, &all)?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = str_of(&item, "name").to_string();
+        let ns = str_of(&item, "namespace").to_string();
+        let Some(existing) = store.storage.get(&t.def.key(&ns, &name)) else {
+            continue;
+        };
+        match delete_one(store, t.def, &existing, opts.dry_run) {
+            Ok((obj, _)) => deleted.push(obj),
+            Err(StorageError::NotFound) => {}
+            Err(StorageError::Internal(m)) if m.starts_with("forbidden:") => {}
+            Err(e) => return Err(status(t, &name, e)),
+        }
+    }
+    Ok(reply_list(
+        store,
+        &all,
+        &deleted,
+        json!({"resourceVersion": rev.to_string()}),
+    ))
+}
