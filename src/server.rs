@@ -47,7 +47,9 @@ impl Gateway {
     /// Every resource frontdoor serves itself (store resources and review APIs), for
     /// discovery and routing.
     pub fn local_resources(&self) -> Vec<crate::api::ApiResource> {
-        self.store.resources()
+        let mut r = self.store.resources();
+        r.extend(crate::authn::review::resources());
+        r
     }
 
     /// The whole chain, up to the router. Returns true when the response was written here.
@@ -250,6 +252,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         if args.client_ca_file.is_none() {
             args.client_ca_file = Some(args.dev_cert("ca.crt"));
         }
+        authn::embedded_defaults(&mut args);
     }
     let cert_file = args.tls_cert_file.clone().expect("set above");
     let key_file = args
@@ -275,7 +278,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         health: Arc::new(Health::new()),
         cors: Cors::new(&args.cors_allowed_origins)?,
         drain: Arc::new(Drain::default()),
-        authn: authn::Authentication::new(&args)?,
+        authn: authn::Authentication::new(&args, &client_cas)?,
         authz: authz::Authorization::new(&args)?,
         audit: audit::Audit::new(&args)?,
         flowcontrol: flowcontrol::FlowControl::new(&args)?,
