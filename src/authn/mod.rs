@@ -8,6 +8,8 @@
 //! credential is always a 401. Every authenticated user gets `system:authenticated`.
 
 pub mod anonymous;
+#[cfg(test)]
+mod bad_input_tests;
 pub mod cache;
 pub mod https;
 pub mod jwt;
