@@ -114,6 +114,9 @@ pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer
     if cfg.kind != "AuthenticationConfiguration" {
         anyhow::bail!("kind {:?} is not AuthenticationConfiguration", cfg.kind);
     }
+    if cfg.anonymous.is_some() {
+        anyhow::bail!("anonymous: not supported in the authentication config by frontdoor; use --anonymous-auth");
+    }
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (i, j) in cfg.jwt.into_iter().enumerate() {
@@ -260,7 +263,12 @@ impl JwtIssuer {
                     return Ok(current);
                 }
                 r.refresh(&self.url).await;
-                Ok(r.keys.load_full())
+                let keys = r.keys.load_full();
+                if keys.is_empty() {
+                    // transient: the issuer's keys could not be fetched yet
+                    return Err(format!("jwt: no key with kid available: JWKS of {} not fetched", self.url));
+                }
+                Ok(keys)
             }
         }
     }
