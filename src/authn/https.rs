@@ -19,26 +19,35 @@ pub struct TlsClient {
 impl TlsClient {
     /// `ca_pem`: trusted roots (the system bundle when `None`); `identity`: a client cert and
     /// key; `insecure`: skip server verification (kubeconfig's insecure-skip-tls-verify).
-    pub fn new(ca_pem: Option<&[u8]>, identity: Option<(&[u8], &[u8])>, insecure: bool) -> anyhow::Result<Self> {
+    pub fn new(
+        ca_pem: Option<&[u8]>,
+        identity: Option<(&[u8], &[u8])>,
+        insecure: bool,
+    ) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let builder = if insecure {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
         } else {
             let mut roots = rustls::RootCertStore::empty();
             let system;
             let pem = match ca_pem {
                 Some(p) => p,
                 None => {
-                    system = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+                    system =
+                        std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
                     &system
                 }
             };
             for c in rustls_pemfile::certs(&mut &pem[..]) {
                 let c = c.map_err(|e| anyhow::anyhow!("invalid certificate authority PEM: {e}"))?;
-                roots.add(c).map_err(|e| anyhow::anyhow!("invalid certificate authority: {e}"))?;
+                roots
+                    .add(c)
+                    .map_err(|e| anyhow::anyhow!("invalid certificate authority: {e}"))?;
             }
             if roots.is_empty() {
                 anyhow::bail!("no certificate authority found");
@@ -47,17 +56,22 @@ impl TlsClient {
         };
         let mut config = match identity {
             Some((cert, key)) => {
-                let certs: Vec<CertificateDer<'static>> =
-                    rustls_pemfile::certs(&mut &cert[..]).collect::<Result<_, _>>().map_err(|e| anyhow::anyhow!("client certificate: {e}"))?;
+                let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert[..])
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("client certificate: {e}"))?;
                 let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key[..])
                     .map_err(|e| anyhow::anyhow!("client key: {e}"))?
                     .ok_or_else(|| anyhow::anyhow!("client key: no private key found"))?;
-                builder.with_client_auth_cert(certs, key).map_err(|e| anyhow::anyhow!("client certificate: {e}"))?
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| anyhow::anyhow!("client certificate: {e}"))?
             }
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsClient { config: Arc::new(config) })
+        Ok(TlsClient {
+            config: Arc::new(config),
+        })
     }
 }
 
@@ -82,16 +96,36 @@ pub async fn request(
         .map_err(|_| anyhow::anyhow!("{method} {url}: timed out after {timeout:?}"))?
 }
 
-async fn request_inner(url: &url::Url, method: &str, headers: &[(&str, &str)], body: &[u8], tls: Option<&TlsClient>) -> anyhow::Result<Response> {
-    let host = url.host_str().ok_or_else(|| anyhow::anyhow!("{url}: no host"))?.to_string();
-    let port = url.port_or_known_default().ok_or_else(|| anyhow::anyhow!("{url}: no port"))?;
+async fn request_inner(
+    url: &url::Url,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    tls: Option<&TlsClient>,
+) -> anyhow::Result<Response> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no host"))?
+        .to_string();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| anyhow::anyhow!("{url}: no port"))?;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     };
-    let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let tcp = tokio::net::TcpStream::connect((connect_host.as_str(), port)).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", url.host_str().unwrap_or_default(), body.len());
+    let connect_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect((connect_host.as_str(), port))
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        url.host_str().unwrap_or_default(),
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -102,8 +136,12 @@ async fn request_inner(url: &url::Url, method: &str, headers: &[(&str, &str)], b
                 Some(t) => t.clone(),
                 None => TlsClient::new(None, None, false)?,
             };
-            let name = ServerName::try_from(connect_host).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-            let stream = tokio_rustls::TlsConnector::from(tls.config).connect(name, tcp).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            let name =
+                ServerName::try_from(connect_host).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            let stream = tokio_rustls::TlsConnector::from(tls.config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
             exchange(stream, head.as_bytes(), body).await
         }
         "http" => exchange(tcp, head.as_bytes(), body).await,
@@ -112,7 +150,11 @@ async fn request_inner(url: &url::Url, method: &str, headers: &[(&str, &str)], b
     .map_err(|e| anyhow::anyhow!("{url}: {e}"))
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, head: &[u8], body: &[u8]) -> anyhow::Result<Response> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    head: &[u8],
+    body: &[u8],
+) -> anyhow::Result<Response> {
     s.write_all(head).await?;
     s.write_all(body).await?;
     s.flush().await?;
@@ -140,10 +182,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, head: &[u8], body
 /// Whether a buffered response is complete by its Content-Length (so a server that keeps
 /// the connection open does not stall us).
 fn complete(raw: &[u8]) -> bool {
-    let Some(end) = find(raw, b"\r\n\r\n") else { return false };
+    let Some(end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     head.lines()
-        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()))
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        })
         .is_some_and(|len| raw.len() >= end + 4 + len)
 }
 
@@ -154,14 +201,21 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Parses a whole HTTP/1.1 response (Content-Length, chunked, or read-to-close).
 pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let end = find(raw, b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| anyhow::anyhow!("malformed HTTP response head"))?;
+    let head = std::str::from_utf8(&raw[..end])
+        .map_err(|_| anyhow::anyhow!("malformed HTTP response head"))?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default();
-    let code: u16 = status.split(' ').nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("malformed status line"))?;
+    let code: u16 = status
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("malformed status line"))?;
     let mut chunked = false;
     let mut length = None;
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
         if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
             chunked = true;
@@ -173,7 +227,9 @@ pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let body = if chunked {
         dechunk(rest)?
     } else if let Some(n) = length {
-        rest.get(..n).ok_or_else(|| anyhow::anyhow!("truncated HTTP response body"))?.to_vec()
+        rest.get(..n)
+            .ok_or_else(|| anyhow::anyhow!("truncated HTTP response body"))?
+            .to_vec()
     } else {
         rest.to_vec()
     };
@@ -183,16 +239,26 @@ pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let line_end = find(data, b"\r\n").ok_or_else(|| anyhow::anyhow!("truncated chunked body"))?;
-        let size_str = std::str::from_utf8(&data[..line_end])?.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_str, 16).map_err(|_| anyhow::anyhow!("bad chunk size"))?;
+        let line_end =
+            find(data, b"\r\n").ok_or_else(|| anyhow::anyhow!("truncated chunked body"))?;
+        let size_str = std::str::from_utf8(&data[..line_end])?
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        let size =
+            usize::from_str_radix(size_str, 16).map_err(|_| anyhow::anyhow!("bad chunk size"))?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        let chunk = data.get(..size).ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
+        let chunk = data
+            .get(..size)
+            .ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
         out.extend_from_slice(chunk);
-        data = data.get(size + 2..).ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
+        data = data
+            .get(size + 2..)
+            .ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
     }
 }
 
@@ -243,7 +309,9 @@ mod tests {
         let r = parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n").unwrap();
         assert_eq!((r.code, r.body.as_slice()), (201, &b"abc"[..]));
         assert!(parse_response(b"garbage").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi").is_err());
     }
 }

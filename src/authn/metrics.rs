@@ -4,8 +4,12 @@ use once_cell::sync::Lazy;
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
 
 pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!("authentication_attempts", "Counter of authenticated attempts.", &["result"])
-        .expect("register authentication_attempts")
+    register_int_counter_vec!(
+        "authentication_attempts",
+        "Counter of authenticated attempts.",
+        &["result"]
+    )
+    .expect("register authentication_attempts")
 });
 
 pub static DURATION: Lazy<HistogramVec> = Lazy::new(|| {
@@ -20,8 +24,12 @@ pub static DURATION: Lazy<HistogramVec> = Lazy::new(|| {
 
 /// kube registers this one without the `apiserver_` prefix.
 pub static AUTHENTICATED_USER_REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!("authenticated_user_requests", "Counter of authenticated requests broken out by username.", &["username"])
-        .expect("register authenticated_user_requests")
+    register_int_counter_vec!(
+        "authenticated_user_requests",
+        "Counter of authenticated requests broken out by username.",
+        &["username"]
+    )
+    .expect("register authenticated_user_requests")
 });
 
 /// Registers the metrics so they appear on /metrics before the first request.
@@ -34,7 +42,9 @@ pub fn register() {
 /// One authentication outcome: `success`, `failure` (nothing recognised) or `error`.
 pub fn record(result: &str, username: Option<&str>, seconds: f64) {
     if let Some(u) = username {
-        AUTHENTICATED_USER_REQUESTS.with_label_values(&[compress_username(u)]).inc();
+        AUTHENTICATED_USER_REQUESTS
+            .with_label_values(&[compress_username(u)])
+            .inc();
     }
     ATTEMPTS.with_label_values(&[result]).inc();
     DURATION.with_label_values(&[result]).observe(seconds);
@@ -44,7 +54,11 @@ pub fn record(result: &str, username: Option<&str>, seconds: f64) {
 /// everything else `other` (bounded cardinality, no user names in metrics).
 pub fn compress_username(username: &str) -> &str {
     match username {
-        "admin" | "client" | "kube_proxy" | "kubelet" | "system:serviceaccount:kube-system:default" => username,
+        "admin"
+        | "client"
+        | "kube_proxy"
+        | "kubelet"
+        | "system:serviceaccount:kube-system:default" => username,
         u if u.contains('@') => "email_id",
         _ => "other",
     }

@@ -210,7 +210,9 @@ impl Authentication {
         if let Some(ca) = a.requestheader_client_ca_file.clone() {
             client_cas.set(CaRole::RequestHeaderCa, Some(&ca))?;
             let cas = client_cas.clone();
-            crate::reload::watch("requestheader-client-ca", vec![ca.clone()], move || cas.set(CaRole::RequestHeaderCa, Some(&ca)));
+            crate::reload::watch("requestheader-client-ca", vec![ca.clone()], move || {
+                cas.set(CaRole::RequestHeaderCa, Some(&ca))
+            });
         }
         authn.watch(a);
         Ok(authn)
@@ -225,18 +227,29 @@ impl Authentication {
         let service_accounts = if a.service_account_key_file.is_empty() {
             None
         } else {
-            Some(Arc::new(serviceaccount::ServiceAccounts::load(&a.service_account_key_file, &a.service_account_issuer, &a.api_audiences)?))
+            Some(Arc::new(serviceaccount::ServiceAccounts::load(
+                &a.service_account_key_file,
+                &a.service_account_issuer,
+                &a.api_audiences,
+            )?))
         };
         let jwt = match &a.authentication_config {
             Some(p) => jwt::load_config(p)?,
             None => Vec::new(),
         };
         let webhook = match &a.authentication_token_webhook_config_file {
-            Some(p) => Some(webhook::Webhook::load(p, a.authentication_token_webhook_cache_ttl, &a.authentication_token_webhook_version)?),
+            Some(p) => Some(webhook::Webhook::load(
+                p,
+                a.authentication_token_webhook_cache_ttl,
+                &a.authentication_token_webhook_version,
+            )?),
             None => None,
         };
-        let api_audiences =
-            if a.api_audiences.is_empty() { a.service_account_issuer.iter().take(1).cloned().collect() } else { a.api_audiences.clone() };
+        let api_audiences = if a.api_audiences.is_empty() {
+            a.service_account_issuer.iter().take(1).cloned().collect()
+        } else {
+            a.api_audiences.clone()
+        };
         Ok(Authentication {
             inner: Arc::new(Inner {
                 anonymous: a.anonymous_auth,
@@ -262,16 +275,24 @@ impl Authentication {
         if let Some(p) = a.token_auth_file.clone() {
             let inner = self.inner.clone();
             crate::reload::watch("token-auth-file", vec![p.clone()], move || {
-                inner.token_file.store(Some(Arc::new(token_file::TokenFile::load(&p)?)));
+                inner
+                    .token_file
+                    .store(Some(Arc::new(token_file::TokenFile::load(&p)?)));
                 inner.cache.clear();
                 Ok(())
             });
         }
         if !a.service_account_key_file.is_empty() {
             let inner = self.inner.clone();
-            let (files, issuers, auds) = (a.service_account_key_file.clone(), a.service_account_issuer.clone(), a.api_audiences.clone());
+            let (files, issuers, auds) = (
+                a.service_account_key_file.clone(),
+                a.service_account_issuer.clone(),
+                a.api_audiences.clone(),
+            );
             crate::reload::watch("service-account-key-file", files.clone(), move || {
-                inner.service_accounts.store(Some(Arc::new(serviceaccount::ServiceAccounts::load(&files, &issuers, &auds)?)));
+                inner.service_accounts.store(Some(Arc::new(
+                    serviceaccount::ServiceAccounts::load(&files, &issuers, &auds)?,
+                )));
                 inner.cache.clear();
                 Ok(())
             });
@@ -279,7 +300,13 @@ impl Authentication {
         if let Some(p) = a.authentication_config.clone() {
             let inner = self.inner.clone();
             let mut paths = vec![p.clone()];
-            paths.extend(self.inner.jwt.load().iter().filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())));
+            paths.extend(
+                self.inner
+                    .jwt
+                    .load()
+                    .iter()
+                    .filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())),
+            );
             crate::reload::watch("authentication-config", paths, move || {
                 inner.jwt.store(Arc::new(jwt::load_config(&p)?));
                 inner.cache.clear();
@@ -290,7 +317,10 @@ impl Authentication {
 
     fn has_token_authenticators(&self) -> bool {
         let i = &self.inner;
-        i.token_file.load().is_some() || i.service_accounts.load().is_some() || !i.jwt.load().is_empty() || i.webhook.is_some()
+        i.token_file.load().is_some()
+            || i.service_accounts.load().is_some()
+            || !i.jwt.load().is_empty()
+            || i.webhook.is_some()
     }
 
     /// Authenticates a bearer token through the cached token union.
@@ -318,7 +348,12 @@ impl Authentication {
             }
         }
         if let Some(t) = keys::peek(token) {
-            let iss = t.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let iss = t
+                .claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
             if let Some(sa) = i.service_accounts.load().as_ref() {
                 match sa.authenticate(token, &t) {
                     Ok(Some(u)) => return (Ok(Some(u)), false),
@@ -357,7 +392,11 @@ impl Authentication {
 
     /// The whole union for one request. Identity headers are always stripped; the
     /// `Authorization` header is removed once a request authenticated.
-    pub async fn authenticate_request(&self, peer: Option<&PeerIdentity>, req: &mut RequestHeader) -> Result<(UserInfo, &'static str), Failure> {
+    pub async fn authenticate_request(
+        &self,
+        peer: Option<&PeerIdentity>,
+        req: &mut RequestHeader,
+    ) -> Result<(UserInfo, &'static str), Failure> {
         let i = &self.inner;
         let mut errs: Vec<String> = Vec::new();
         let mut found: Option<(UserInfo, &'static str)> = None;
@@ -386,7 +425,11 @@ impl Authentication {
             return Ok((u.with_authenticated_group(), how));
         }
         if !errs.is_empty() {
-            return Err(Failure::Invalid(if errs.len() == 1 { errs.remove(0) } else { format!("[{}]", errs.join(", ")) }));
+            return Err(Failure::Invalid(if errs.len() == 1 {
+                errs.remove(0)
+            } else {
+                format!("[{}]", errs.join(", "))
+            }));
         }
         if i.anonymous {
             return Ok((anonymous::user(), "anonymous"));
@@ -395,21 +438,40 @@ impl Authentication {
     }
 
     /// A TokenReview: the user a token authenticates as, the audiences, or an error.
-    pub async fn review_token(&self, token: &str, audiences: &[String]) -> (Option<UserInfo>, Vec<String>, String) {
+    pub async fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> (Option<UserInfo>, Vec<String>, String) {
         let api = &self.inner.api_audiences;
         let auds: Vec<String> = if audiences.is_empty() {
             api.clone()
         } else if api.is_empty() {
             audiences.to_vec()
         } else {
-            audiences.iter().filter(|a| api.contains(a)).cloned().collect()
+            audiences
+                .iter()
+                .filter(|a| api.contains(a))
+                .cloned()
+                .collect()
         };
         if !audiences.is_empty() && auds.is_empty() {
-            return (None, Vec::new(), format!("token audiences {api:?} is invalid for the target audiences {audiences:?}"));
+            return (
+                None,
+                Vec::new(),
+                format!(
+                    "token audiences {api:?} is invalid for the target audiences {audiences:?}"
+                ),
+            );
         }
         match self.authenticate_token(token).await {
-            Ok(Some(u)) => (Some((*u).clone().with_authenticated_group()), auds, String::new()),
-            Ok(None) => (None, Vec::new(), String::new()),
+            Ok(Some(u)) => (
+                Some((*u).clone().with_authenticated_group()),
+                auds,
+                String::new(),
+            ),
+            // kube's bearer-token authenticator turns "not recognised" into this error
+            Ok(None) => (None, Vec::new(), "invalid bearer token".into()),
             Err(e) => (None, Vec::new(), e),
         }
     }
@@ -431,9 +493,16 @@ pub fn bearer_token(req: &RequestHeader) -> Option<String> {
 }
 
 /// The authentication filter.
-pub async fn authenticate(gw: &Gateway, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
+pub async fn authenticate(
+    gw: &Gateway,
+    req: &mut RequestHeader,
+    ctx: &mut RequestContext,
+) -> Result<(), Status> {
     let start = Instant::now();
-    let result = gw.authn.authenticate_request(ctx.peer.as_deref(), req).await;
+    let result = gw
+        .authn
+        .authenticate_request(ctx.peer.as_deref(), req)
+        .await;
     let seconds = start.elapsed().as_secs_f64();
     match result {
         Ok((user, how)) => {
@@ -470,17 +539,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tokens.csv");
         std::fs::write(&f, "s3cret,alice,u1,\"dev,ops\"\n").unwrap();
-        let a = AuthnArgs { anonymous_auth: anonymous, token_auth_file: Some(f), ..Default::default() };
+        let a = AuthnArgs {
+            anonymous_auth: anonymous,
+            token_auth_file: Some(f),
+            ..Default::default()
+        };
         Authentication::from_args(&a).unwrap()
     }
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(bearer_token(&req(Some("Bearer abc"))).as_deref(), Some("abc"));
-        assert_eq!(bearer_token(&req(Some("bearer abc extra"))).as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_token(&req(Some("Bearer abc"))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&req(Some("bearer abc extra"))).as_deref(),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&req(Some("Basic abc"))), None);
         assert_eq!(bearer_token(&req(Some("Bearer"))), None);
-        assert_eq!(bearer_token(&req(Some("Bearer  abc"))), None, "empty token (double space)");
+        assert_eq!(
+            bearer_token(&req(Some("Bearer  abc"))),
+            None,
+            "empty token (double space)"
+        );
         assert_eq!(bearer_token(&req(Some(""))), None);
         assert_eq!(bearer_token(&req(None)), None);
     }
@@ -495,18 +578,34 @@ mod tests {
         assert!(r.headers.get("authorization").is_none(), "consumed");
 
         // a presented bad token is a 401, never anonymous
-        for bad in ["Bearer nope", "Bearer a.b.c", "Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer \u{1F600}"] {
-            let e = a.authenticate_request(None, &mut req(Some(bad))).await.unwrap_err();
+        for bad in [
+            "Bearer nope",
+            "Bearer a.b.c",
+            "Bearer eyJhbGciOiJub25lIn0.e30.",
+            "Bearer \u{1F600}",
+        ] {
+            let e = a
+                .authenticate_request(None, &mut req(Some(bad)))
+                .await
+                .unwrap_err();
             assert!(matches!(e, Failure::Invalid(_)), "{bad}: {e:?}");
         }
         // no credential, or one that is no bearer token: anonymous
         for none in [None, Some("Basic dXNlcjpwYXNz"), Some("garbage"), Some("")] {
             let (u, how) = a.authenticate_request(None, &mut req(none)).await.unwrap();
-            assert_eq!((u.username.as_str(), how), ("system:anonymous", "anonymous"));
+            assert_eq!(
+                (u.username.as_str(), how),
+                ("system:anonymous", "anonymous")
+            );
             assert_eq!(u.groups, vec!["system:unauthenticated"]);
         }
         let a = authn(false);
-        assert_eq!(a.authenticate_request(None, &mut req(None)).await.unwrap_err(), Failure::NoCredential);
+        assert_eq!(
+            a.authenticate_request(None, &mut req(None))
+                .await
+                .unwrap_err(),
+            Failure::NoCredential
+        );
     }
 
     #[tokio::test]
@@ -517,18 +616,27 @@ mod tests {
             ..Default::default()
         };
         let a = Authentication::from_args(&a).unwrap();
-        let peer = PeerIdentity { common_name: "bob".into(), verified_by: vec![CaRole::ClientCa], ..Default::default() };
+        let peer = PeerIdentity {
+            common_name: "bob".into(),
+            verified_by: vec![CaRole::ClientCa],
+            ..Default::default()
+        };
         let mut r = req(None);
         r.insert_header("X-Remote-User", "system:admin").unwrap();
         r.insert_header("X-Remote-Group", "system:masters").unwrap();
         let (u, how) = a.authenticate_request(Some(&peer), &mut r).await.unwrap();
         assert_eq!((u.username.as_str(), how), ("bob", "x509"));
-        assert!(r.headers.get("x-remote-user").is_none() && r.headers.get("x-remote-group").is_none());
-        let (u, _) = a.authenticate_request(None, &mut {
-            let mut r = req(None);
-            r.insert_header("X-Remote-User", "system:admin").unwrap();
-            r
-        }).await.unwrap();
+        assert!(
+            r.headers.get("x-remote-user").is_none() && r.headers.get("x-remote-group").is_none()
+        );
+        let (u, _) = a
+            .authenticate_request(None, &mut {
+                let mut r = req(None);
+                r.insert_header("X-Remote-User", "system:admin").unwrap();
+                r
+            })
+            .await
+            .unwrap();
         assert_eq!(u.username, "system:anonymous");
     }
 }

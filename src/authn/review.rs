@@ -28,13 +28,28 @@ pub fn resources() -> Vec<ApiResource> {
         verbs: vec!["create".into()],
         ..Default::default()
     };
-    vec![r("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview"), r("tokenreviews", "tokenreview", "TokenReview")]
+    vec![
+        r(
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            "SelfSubjectReview",
+        ),
+        r("tokenreviews", "tokenreview", "TokenReview"),
+    ]
 }
 
 /// Serves a review request, or `None` when the request is not one.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
-    if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION || !info.namespace.is_empty() {
+    if !info.is_resource_request
+        || info.api_group != GROUP
+        || info.api_version != VERSION
+        || !info.namespace.is_empty()
+    {
         return None;
     }
     let kind = match info.resource.as_str() {
@@ -66,11 +81,19 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
             Ok(Some(chunk)) => {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_BODY {
-                    return Err(Status::failure(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"));
+                    return Err(Status::failure(
+                        413,
+                        "RequestEntityTooLarge",
+                        "Request entity too large: limit is 3145728",
+                    ));
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
+            Err(e) => {
+                return Err(Status::bad_request(format!(
+                    "error reading request body: {e}"
+                )))
+            }
         }
     }
 }
@@ -83,11 +106,15 @@ fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {
         .or_else(|_| serde_yaml::from_slice::<Value>(body))
         .map_err(|e| Status::bad_request(format!("error decoding {kind}: {e}")))?;
     if !v.is_object() {
-        return Err(Status::bad_request(format!("error decoding {kind}: not an object")));
+        return Err(Status::bad_request(format!(
+            "error decoding {kind}: not an object"
+        )));
     }
     if let Some(k) = v.get("kind").and_then(Value::as_str) {
         if k != kind {
-            return Err(Status::bad_request(format!("the body of the request was of kind {k:?}, expected {kind:?}")));
+            return Err(Status::bad_request(format!(
+                "the body of the request was of kind {k:?}, expected {kind:?}"
+            )));
         }
     }
     Ok(v)
@@ -106,8 +133,13 @@ fn self_subject_review(ctx: &RequestContext, body: &[u8]) -> Reply {
     if let Err(s) = parse(body, "SelfSubjectReview") {
         return s.into();
     }
-    let Some(user) = ctx.effective_user() else { return Status::unauthorized().into() };
-    Reply::json(201, &object("SelfSubjectReview", json!({"userInfo": user}), None))
+    let Some(user) = ctx.effective_user() else {
+        return Status::unauthorized().into();
+    };
+    Reply::json(
+        201,
+        &object("SelfSubjectReview", json!({"userInfo": user}), None),
+    )
 }
 
 async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
@@ -116,12 +148,22 @@ async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
         Err(s) => return s.into(),
     };
     let spec = v.get("spec").cloned().unwrap_or(json!({}));
-    let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
+    let token = spec
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if token.is_empty() {
         return Status::bad_request("token is required for TokenReview in authentication").into();
     }
-    let audiences: Vec<String> =
-        spec.get("audiences").and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     let (user, auds, error) = gw.authn.review_token(token, &audiences).await;
     let mut status = json!({"user": {}});
     match user {
