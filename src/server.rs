@@ -73,8 +73,8 @@ impl Gateway {
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
-        if let Err(status) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
-            return self.reject(session, ctx, status.into()).await;
+        if let Err(reply) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
+            return self.reject(session, ctx, reply).await;
         }
         if let Err(reply) = flowcontrol::admit(self, ctx) {
             return self.reject(session, ctx, reply).await;

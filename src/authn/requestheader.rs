@@ -26,9 +26,7 @@ impl RequestHeaderAuth {
         let Some(peer) = peer.filter(|p| p.verified_by.contains(&CaRole::RequestHeaderCa)) else {
             return Ok(None);
         };
-        if !self.allowed_names.is_empty()
-            && !self.allowed_names.iter().any(|n| *n == peer.common_name)
-        {
+        if !self.allowed_names.is_empty() && !self.allowed_names.contains(&peer.common_name) {
             return Err(format!(
                 "x509: subject with cn={} is not in the allowed list",
                 peer.common_name

@@ -2,6 +2,7 @@
 //! `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (who am I, as `kubectl auth
 //! whoami` asks, impersonation included) and `.../tokenreviews` (lets backends delegate
 //! token authentication to frontdoor).
+#![allow(clippy::result_large_err)] // Status is the spine's error type
 
 use crate::api::{ApiResource, Status};
 use crate::context::RequestContext;
