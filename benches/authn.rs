@@ -93,6 +93,12 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // the cached path's floor: hashing the token for the cache key
+    c.bench_function("sha256 of the token (cache key)", |b| {
+        use sha2::Digest;
+        b.iter(|| sha2::Sha256::digest(std::hint::black_box(es256.as_bytes())))
+    });
+
     let csv: String = (0..10_000)
         .map(|i| format!("token-{i:08},user{i},uid{i},\"g1,g2\"\n"))
         .collect();
