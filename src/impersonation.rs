@@ -1,15 +1,359 @@
-//! Impersonation: `Impersonate-*` headers, checked with the `impersonate` verb. Until it
-//! lands, impersonation headers are refused rather than silently ignored.
+//! Impersonation, as k8s.io/apiserver's `WithImpersonation`: `Impersonate-User`,
+//! `Impersonate-Group` (repeatable), `Impersonate-Uid`, `Impersonate-Extra-<key>`, each
+//! checked with the `impersonate` verb against the authorizer (users, groups,
+//! serviceaccounts in their namespace, `authentication.k8s.io` uids and `userextras/<key>`).
+//! Groups, extras and uid only together with a user. The impersonation headers never
+//! travel further; the original user stays in `ctx.user`, the new one goes to
+//! `ctx.impersonated`.
 
-use crate::api::Status;
+use crate::authn::requestheader::unescape_extra_key;
+use crate::authn::serviceaccount::{make_group_names, make_username, split_username};
+use crate::authn::user::{ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS};
+use crate::authn::UserInfo;
+use crate::authz::{Attributes, Decision};
 use crate::context::RequestContext;
+use crate::filters::Reply;
 use crate::server::Gateway;
 use pingora::http::RequestHeader;
+use std::collections::BTreeMap;
 
-pub async fn impersonate(_gw: &Gateway, req: &mut RequestHeader, _ctx: &mut RequestContext) -> Result<(), Status> {
-    let asks = req.headers.keys().any(|k| k.as_str().to_ascii_lowercase().starts_with("impersonate-"));
-    if asks {
-        return Err(Status::forbidden("", "", "", "impersonation is not supported yet"));
+pub const USER: &str = "impersonate-user";
+pub const GROUP: &str = "impersonate-group";
+pub const UID: &str = "impersonate-uid";
+pub const EXTRA_PREFIX: &str = "impersonate-extra-";
+
+/// One thing asked to be impersonated: kube's `v1.ObjectReference` use in the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub api_version: &'static str,
+    pub field_path: String,
+}
+
+impl Request {
+    fn new(kind: &'static str, name: &str) -> Self {
+        Request {
+            kind,
+            namespace: String::new(),
+            name: name.into(),
+            api_version: "",
+            field_path: String::new(),
+        }
     }
+
+    /// Go's `%v` of an ObjectReference (fields space-separated in declaration order).
+    fn go_string(&self) -> String {
+        format!(
+            "{{{} {} {} {} {} {} {}}}",
+            self.kind, self.namespace, self.name, "", self.api_version, "", self.field_path
+        )
+    }
+}
+
+/// The impersonation requests in the headers, in kube's order; an error when groups,
+/// extras or a uid come without a user.
+pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
+    let h = &req.headers;
+    let mut out = Vec::new();
+    let user = h
+        .get(USER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let has_user = !user.is_empty();
+    if has_user {
+        match split_username(user) {
+            Some((ns, name)) => out.push(Request {
+                namespace: ns.into(),
+                ..Request::new("ServiceAccount", name)
+            }),
+            None => out.push(Request::new("User", user)),
+        }
+    }
+    let mut has_groups = false;
+    for g in h.get_all(GROUP) {
+        has_groups = true;
+        out.push(Request::new(
+            "Group",
+            &String::from_utf8_lossy(g.as_bytes()),
+        ));
+    }
+    let mut has_extra = false;
+    let mut extra_names: Vec<&str> = h
+        .keys()
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with(EXTRA_PREFIX))
+        .collect();
+    extra_names.sort();
+    extra_names.dedup();
+    for name in extra_names {
+        has_extra = true;
+        let key = unescape_extra_key(&name[EXTRA_PREFIX.len()..].to_ascii_lowercase());
+        for v in h.get_all(name) {
+            out.push(Request {
+                api_version: "authentication.k8s.io/v1",
+                field_path: key.clone(),
+                ..Request::new("UserExtra", &String::from_utf8_lossy(v.as_bytes()))
+            });
+        }
+    }
+    let uid = h.get(UID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let has_uid = !uid.is_empty();
+    if has_uid {
+        out.push(Request {
+            api_version: "authentication.k8s.io/v1",
+            ..Request::new("UID", uid)
+        });
+    }
+    if (has_groups || has_extra || has_uid) && !has_user {
+        let list: Vec<String> = out.iter().map(Request::go_string).collect();
+        return Err(format!(
+            "requested [{}] without impersonating a user",
+            list.join(" ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The authorizer attributes for one impersonation request.
+pub fn attributes(requestor: &UserInfo, r: &Request) -> Attributes {
+    let (group, version) = match r.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), r.api_version.to_string()),
+    };
+    let (resource, subresource) = match r.kind {
+        "ServiceAccount" => ("serviceaccounts", ""),
+        "User" => ("users", ""),
+        "Group" => ("groups", ""),
+        "UserExtra" => ("userextras", r.field_path.as_str()),
+        _ => ("uids", ""),
+    };
+    Attributes {
+        user: requestor.clone(),
+        verb: "impersonate".into(),
+        namespace: r.namespace.clone(),
+        api_group: group,
+        api_version: version,
+        resource: resource.into(),
+        subresource: subresource.into(),
+        name: r.name.clone(),
+        resource_request: true,
+        path: String::new(),
+    }
+}
+
+/// The impersonated user once every request is allowed (kube's group rules included).
+pub fn impersonated_user(requests: &[Request], groups_specified: bool) -> UserInfo {
+    let mut username = String::new();
+    let mut groups = Vec::new();
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut uid = String::new();
+    for r in requests {
+        match r.kind {
+            "ServiceAccount" => {
+                username = make_username(&r.namespace, &r.name);
+                if !groups_specified {
+                    groups = make_group_names(&r.namespace);
+                }
+            }
+            "User" => username = r.name.clone(),
+            "Group" => groups.push(r.name.clone()),
+            "UserExtra" => extra
+                .entry(r.field_path.clone())
+                .or_default()
+                .push(r.name.clone()),
+            _ => uid = r.name.clone(),
+        }
+    }
+    if username != ANONYMOUS {
+        if !groups
+            .iter()
+            .any(|g| g == ALL_AUTHENTICATED || g == ALL_UNAUTHENTICATED)
+        {
+            groups.push(ALL_AUTHENTICATED.into());
+        }
+    } else if !groups.iter().any(|g| g == ALL_UNAUTHENTICATED) {
+        groups.push(ALL_UNAUTHENTICATED.into());
+    }
+    UserInfo {
+        username,
+        uid,
+        groups,
+        extra,
+    }
+}
+
+/// Removes every impersonation header.
+pub fn strip(req: &mut RequestHeader) {
+    let names: Vec<String> = req
+        .headers
+        .keys()
+        .map(|k| k.as_str().to_string())
+        .filter(|k| k.starts_with("impersonate-"))
+        .collect();
+    for n in names {
+        req.remove_header(&n);
+    }
+}
+
+/// Go's `%q` for the request URI in kube's internal-error text.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The impersonation filter.
+pub async fn impersonate(
+    gw: &Gateway,
+    req: &mut RequestHeader,
+    ctx: &mut RequestContext,
+) -> Result<(), Reply> {
+    let requests = match build_requests(req) {
+        Ok(r) => r,
+        // kube answers this with a plain-text 500 (responsewriters.InternalError)
+        Err(e) => {
+            return Err(Reply::text(
+                500,
+                format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri)),
+            ))
+        }
+    };
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let Some(requestor) = ctx.user.clone() else {
+        return Err(Reply::text(
+            500,
+            format!(
+                "Internal Server Error: {}: no user found for request",
+                go_quote(&ctx.request_uri)
+            ),
+        ));
+    };
+    for r in &requests {
+        let attrs = attributes(&requestor, r);
+        let (decision, reason) = gw.authz.decide(&attrs).await;
+        if decision != Decision::Allow {
+            tracing::debug!(user = %requestor.username, kind = r.kind, "impersonation forbidden");
+            return Err(crate::authz::forbidden(&attrs, &reason).into());
+        }
+    }
+    let groups_specified = req.headers.get(GROUP).is_some();
+    let user = impersonated_user(&requests, groups_specified);
+    strip(req);
+    ctx.impersonated = Some(user);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn user_groups_extra_uid() {
+        let r = req(&[
+            ("Impersonate-User", "jane"),
+            ("Impersonate-Group", "dev"),
+            ("Impersonate-Group", "ops"),
+            ("Impersonate-Extra-Acme.com%2Fscopes", "view"),
+            ("Impersonate-Uid", "42"),
+        ]);
+        let reqs = build_requests(&r).unwrap();
+        let kinds: Vec<&str> = reqs.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, ["User", "Group", "Group", "UserExtra", "UID"]);
+        let a = attributes(&UserInfo::new("me", vec![]), &reqs[3]);
+        assert_eq!(
+            (
+                a.api_group.as_str(),
+                a.resource.as_str(),
+                a.subresource.as_str(),
+                a.name.as_str()
+            ),
+            (
+                "authentication.k8s.io",
+                "userextras",
+                "acme.com/scopes",
+                "view"
+            )
+        );
+        let u = impersonated_user(&reqs, true);
+        assert_eq!(u.username, "jane");
+        assert_eq!(u.uid, "42");
+        assert_eq!(u.groups, vec!["dev", "ops", "system:authenticated"]);
+        assert_eq!(u.extra["acme.com/scopes"], vec!["view"]);
+    }
+
+    #[test]
+    fn service_accounts_and_anonymous() {
+        let reqs = build_requests(&req(&[(
+            "Impersonate-User",
+            "system:serviceaccount:ns:builder",
+        )]))
+        .unwrap();
+        let a = attributes(&UserInfo::new("me", vec![]), &reqs[0]);
+        assert_eq!(
+            (a.resource.as_str(), a.namespace.as_str(), a.name.as_str()),
+            ("serviceaccounts", "ns", "builder")
+        );
+        let u = impersonated_user(&reqs, false);
+        assert_eq!(
+            u.groups,
+            vec![
+                "system:serviceaccounts",
+                "system:serviceaccounts:ns",
+                "system:authenticated"
+            ]
+        );
+        let reqs = build_requests(&req(&[("Impersonate-User", "system:anonymous")])).unwrap();
+        assert_eq!(
+            impersonated_user(&reqs, false).groups,
+            vec!["system:unauthenticated"]
+        );
+        let reqs = build_requests(&req(&[
+            ("Impersonate-User", "x"),
+            ("Impersonate-Group", "system:unauthenticated"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            impersonated_user(&reqs, true).groups,
+            vec!["system:unauthenticated"]
+        );
+    }
+
+    #[test]
+    fn groups_need_a_user() {
+        let e = build_requests(&req(&[("Impersonate-Group", "system:masters")])).unwrap_err();
+        assert_eq!(
+            e,
+            "requested [{Group  system:masters    }] without impersonating a user"
+        );
+        assert!(build_requests(&req(&[("Impersonate-Uid", "1")])).is_err());
+        assert!(build_requests(&req(&[("Impersonate-Extra-a", "1")])).is_err());
+        assert!(build_requests(&req(&[])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn forbidden_text() {
+        let reqs = build_requests(&req(&[("Impersonate-User", "jane")])).unwrap();
+        let s = crate::authz::forbidden(&attributes(&UserInfo::new("bob", vec![]), &reqs[0]), "");
+        assert_eq!(s.message, "users \"jane\" is forbidden: User \"bob\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope");
+    }
 }

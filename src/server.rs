@@ -48,6 +48,7 @@ impl Gateway {
     /// discovery and routing.
     pub fn local_resources(&self) -> Vec<crate::api::ApiResource> {
         let mut r = self.store.resources();
+        r.extend(crate::authn::review::resources());
         r.extend(crate::authz::review::resources());
         r
     }
@@ -81,8 +82,8 @@ impl Gateway {
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
-        if let Err(status) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
-            return self.reject(session, ctx, status.into()).await;
+        if let Err(reply) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
+            return self.reject(session, ctx, reply).await;
         }
         if let Err(reply) = flowcontrol::admit(self, ctx) {
             return self.reject(session, ctx, reply).await;
@@ -289,6 +290,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         if args.client_ca_file.is_none() {
             args.client_ca_file = Some(args.dev_cert("ca.crt"));
         }
+        authn::embedded_defaults(&mut args);
     }
     let cert_file = args.tls_cert_file.clone().expect("set above");
     let key_file = args
@@ -317,7 +319,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         health,
         cors: Cors::new(&args.cors_allowed_origins)?,
         drain: Arc::new(Drain::default()),
-        authn: authn::Authentication::new(&args)?,
+        authn: authn::Authentication::new(&args, &client_cas)?,
         authz: authz::Authorization::new(&args)?,
         audit: audit::Audit::new(&args)?,
         flowcontrol: flowcontrol::FlowControl::new(&args)?,

@@ -1,49 +1,642 @@
 //! Authentication: every request leaves this stage with a UserInfo or a 401 Status.
 //!
-//! Until the full authenticator union lands, a verified client certificate (signed by
-//! `--client-ca-file`) is the user (CN, groups from O), and no credential is anonymous.
+//! kube-apiserver's union, in its order, the first authenticator that recognises the
+//! credential deciding: the authenticating proxy (request headers from a verified front
+//! proxy), x509 client certificates, then bearer tokens (static token file, service-account
+//! JWTs, JWT issuers from the authentication config, the TokenReview webhook) behind a
+//! token cache. Anonymous only when no credential was presented; a presented but invalid
+//! credential is always a 401. Every authenticated user gets `system:authenticated`.
 
+pub mod anonymous;
+#[cfg(test)]
+mod bad_input_tests;
+pub mod cache;
+pub mod https;
+pub mod jwt;
+pub mod keys;
+pub mod metrics;
+pub mod requestheader;
+pub mod review;
+pub mod serviceaccount;
+pub mod token_file;
 pub mod user;
+pub mod webhook;
+pub mod x509;
 
 pub use user::UserInfo;
 
 use crate::api::Status;
+use crate::config::ServeArgs;
 use crate::context::RequestContext;
 use crate::server::Gateway;
-use crate::tls::CaRole;
+use crate::tls::{CaRole, ClientCas, PeerIdentity};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use cache::{TokenCache, TokenResult};
 use pingora::http::RequestHeader;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long token results are cached: kube-apiserver's 10s for successes. Failures are
+/// cached as long (kube: 0) so a flood of bad tokens costs a hash each, not a signature
+/// check; any reload of a token source clears the cache, and transient errors (webhook
+/// unreachable, JWKS not yet fetched) are never cached.
+pub const TOKEN_SUCCESS_TTL: Duration = Duration::from_secs(10);
+pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// Authentication flags (kube-apiserver's names).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct AuthnArgs {
     /// Enables anonymous requests to the secure port. Anonymous requests get the username
     /// system:anonymous and the group system:unauthenticated.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub anonymous_auth: bool,
+
+    /// Root certificate bundle to use to verify client certificates on incoming requests
+    /// before trusting usernames in headers specified by --requestheader-username-headers.
+    #[arg(long, value_name = "FILE")]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// List of client certificate common names to allow to provide usernames in headers
+    /// specified by --requestheader-username-headers. If empty, any client certificate
+    /// validated by the authorities in --requestheader-client-ca-file is allowed.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// List of request headers to inspect for usernames. X-Remote-User is common.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// List of request headers to inspect for UIDs. X-Remote-Uid is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Vec<String>,
+
+    /// List of request headers to inspect for groups. X-Remote-Group is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// List of request header prefixes to inspect. X-Remote-Extra- is suggested.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+
+    /// If set, the file that will be used to secure the secure port of the API server via
+    /// token authentication (CSV: token,user,uid,"group1,group2").
+    #[arg(long, value_name = "FILE")]
+    pub token_auth_file: Option<PathBuf>,
+
+    /// File containing PEM-encoded x509 RSA or ECDSA public keys, used to verify
+    /// ServiceAccount tokens. May be specified multiple times.
+    #[arg(long, value_name = "FILE")]
+    pub service_account_key_file: Vec<PathBuf>,
+
+    /// Identifier of the service account token issuer (the `iss` claim). May be specified
+    /// multiple times; the first is the one new tokens would carry.
+    #[arg(long)]
+    pub service_account_issuer: Vec<String>,
+
+    /// Identifiers of the API. The service account token authenticator will validate that
+    /// tokens used against the API are bound to at least one of these audiences. Defaults
+    /// to the first --service-account-issuer.
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+
+    /// File with an apiserver.config.k8s.io AuthenticationConfiguration (JWT issuers).
+    #[arg(long, value_name = "FILE")]
+    pub authentication_config: Option<PathBuf>,
+
+    /// File with webhook configuration for token authentication in kubeconfig format. The
+    /// API server will query the remote service to determine authentication for bearer tokens.
+    #[arg(long, value_name = "FILE")]
+    pub authentication_token_webhook_config_file: Option<PathBuf>,
+
+    /// The duration to cache responses from the webhook token authenticator.
+    #[arg(long, default_value = "2m", value_parser = crate::config::parse_duration)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+
+    /// The API version of the authentication.k8s.io TokenReview to send to and expect from the webhook.
+    #[arg(long, default_value = "v1beta1")]
+    pub authentication_token_webhook_version: String,
 }
 
-/// The compiled authenticators.
+impl Default for AuthnArgs {
+    fn default() -> Self {
+        AuthnArgs {
+            anonymous_auth: true,
+            requestheader_client_ca_file: None,
+            requestheader_allowed_names: Vec::new(),
+            requestheader_username_headers: Vec::new(),
+            requestheader_uid_headers: Vec::new(),
+            requestheader_group_headers: Vec::new(),
+            requestheader_extra_headers_prefix: Vec::new(),
+            token_auth_file: None,
+            service_account_key_file: Vec::new(),
+            service_account_issuer: Vec::new(),
+            api_audiences: Vec::new(),
+            authentication_config: None,
+            authentication_token_webhook_config_file: None,
+            authentication_token_webhook_cache_ttl: Duration::from_secs(120),
+            authentication_token_webhook_version: "v1beta1".into(),
+        }
+    }
+}
+
+/// On embedded defaults: the dev PKI's service-account key and front-proxy CA (with
+/// kubeadm's header names), and `tokens.csv` from --policy-dir when present.
+pub fn embedded_defaults(args: &mut ServeArgs) {
+    let a = &mut args.authn;
+    if a.service_account_key_file.is_empty() {
+        a.service_account_key_file = vec![args.cert_dir.join("sa.pub")];
+    }
+    if a.service_account_issuer.is_empty() {
+        a.service_account_issuer = vec!["https://kubernetes.default.svc.cluster.local".into()];
+    }
+    if a.requestheader_client_ca_file.is_none() {
+        a.requestheader_client_ca_file = Some(args.cert_dir.join("front-proxy-ca.crt"));
+        if a.requestheader_allowed_names.is_empty() {
+            a.requestheader_allowed_names = vec!["front-proxy-client".into()];
+        }
+    }
+    let fill = |v: &mut Vec<String>, d: &str| {
+        if v.is_empty() {
+            *v = vec![d.to_string()];
+        }
+    };
+    fill(&mut a.requestheader_username_headers, "X-Remote-User");
+    fill(&mut a.requestheader_uid_headers, "X-Remote-Uid");
+    fill(&mut a.requestheader_group_headers, "X-Remote-Group");
+    fill(&mut a.requestheader_extra_headers_prefix, "X-Remote-Extra-");
+    if a.token_auth_file.is_none() {
+        let p = args.policy_dir.join("tokens.csv");
+        if p.exists() {
+            args.authn.token_auth_file = Some(p);
+        }
+    }
+}
+
+/// The compiled authenticators; token sources swap whole on reload.
+#[derive(Clone)]
 pub struct Authentication {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     anonymous: bool,
+    requestheader: requestheader::RequestHeaderAuth,
+    requestheader_enabled: bool,
+    token_file: ArcSwapOption<token_file::TokenFile>,
+    service_accounts: ArcSwapOption<serviceaccount::ServiceAccounts>,
+    jwt: ArcSwap<Vec<Arc<jwt::JwtIssuer>>>,
+    webhook: Option<webhook::Webhook>,
+    api_audiences: Vec<String>,
+    cache: TokenCache,
+}
+
+/// Why a request did not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing recognised and anonymous is off (`failure`).
+    NoCredential,
+    /// A credential was presented and is invalid (`error`); the reason is for logs only.
+    Invalid(String),
 }
 
 impl Authentication {
-    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        Ok(Authentication { anonymous: args.authn.anonymous_auth })
+    /// Builds the authenticators, installs the requestheader CA into the TLS layer and
+    /// starts the reload watchers.
+    pub fn new(args: &ServeArgs, client_cas: &Arc<ClientCas>) -> anyhow::Result<Self> {
+        metrics::register();
+        let a = &args.authn;
+        let authn = Self::from_args(a)?;
+        if let Some(ca) = a.requestheader_client_ca_file.clone() {
+            client_cas.set(CaRole::RequestHeaderCa, Some(&ca))?;
+            let cas = client_cas.clone();
+            crate::reload::watch("requestheader-client-ca", vec![ca.clone()], move || {
+                cas.set(CaRole::RequestHeaderCa, Some(&ca))
+            });
+        }
+        authn.watch(a);
+        Ok(authn)
+    }
+
+    /// Builds the authenticators from flags alone (no watchers, no TLS changes).
+    pub fn from_args(a: &AuthnArgs) -> anyhow::Result<Self> {
+        let token_file = match &a.token_auth_file {
+            Some(p) => Some(Arc::new(token_file::TokenFile::load(p)?)),
+            None => None,
+        };
+        let service_accounts = if a.service_account_key_file.is_empty() {
+            None
+        } else {
+            Some(Arc::new(serviceaccount::ServiceAccounts::load(
+                &a.service_account_key_file,
+                &a.service_account_issuer,
+                &a.api_audiences,
+            )?))
+        };
+        let jwt = match &a.authentication_config {
+            Some(p) => jwt::load_config(p)?,
+            None => Vec::new(),
+        };
+        let webhook = match &a.authentication_token_webhook_config_file {
+            Some(p) => Some(webhook::Webhook::load(
+                p,
+                a.authentication_token_webhook_cache_ttl,
+                &a.authentication_token_webhook_version,
+            )?),
+            None => None,
+        };
+        let api_audiences = if a.api_audiences.is_empty() {
+            a.service_account_issuer.iter().take(1).cloned().collect()
+        } else {
+            a.api_audiences.clone()
+        };
+        Ok(Authentication {
+            inner: Arc::new(Inner {
+                anonymous: a.anonymous_auth,
+                requestheader: requestheader::RequestHeaderAuth {
+                    username_headers: a.requestheader_username_headers.clone(),
+                    uid_headers: a.requestheader_uid_headers.clone(),
+                    group_headers: a.requestheader_group_headers.clone(),
+                    extra_prefixes: a.requestheader_extra_headers_prefix.clone(),
+                    allowed_names: a.requestheader_allowed_names.clone(),
+                },
+                requestheader_enabled: a.requestheader_client_ca_file.is_some(),
+                token_file: ArcSwapOption::new(token_file),
+                service_accounts: ArcSwapOption::new(service_accounts),
+                jwt: ArcSwap::from_pointee(jwt),
+                webhook,
+                api_audiences,
+                cache: TokenCache::new(TOKEN_SUCCESS_TTL, TOKEN_FAILURE_TTL, true),
+            }),
+        })
+    }
+
+    fn watch(&self, a: &AuthnArgs) {
+        if let Some(p) = a.token_auth_file.clone() {
+            let inner = self.inner.clone();
+            crate::reload::watch("token-auth-file", vec![p.clone()], move || {
+                inner
+                    .token_file
+                    .store(Some(Arc::new(token_file::TokenFile::load(&p)?)));
+                inner.cache.clear();
+                Ok(())
+            });
+        }
+        if !a.service_account_key_file.is_empty() {
+            let inner = self.inner.clone();
+            let (files, issuers, auds) = (
+                a.service_account_key_file.clone(),
+                a.service_account_issuer.clone(),
+                a.api_audiences.clone(),
+            );
+            crate::reload::watch("service-account-key-file", files.clone(), move || {
+                inner.service_accounts.store(Some(Arc::new(
+                    serviceaccount::ServiceAccounts::load(&files, &issuers, &auds)?,
+                )));
+                inner.cache.clear();
+                Ok(())
+            });
+        }
+        if let Some(p) = a.authentication_config.clone() {
+            let inner = self.inner.clone();
+            let mut paths = vec![p.clone()];
+            paths.extend(
+                self.inner
+                    .jwt
+                    .load()
+                    .iter()
+                    .filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())),
+            );
+            crate::reload::watch("authentication-config", paths, move || {
+                inner.jwt.store(Arc::new(jwt::load_config(&p)?));
+                inner.cache.clear();
+                Ok(())
+            });
+        }
+    }
+
+    fn has_token_authenticators(&self) -> bool {
+        let i = &self.inner;
+        i.token_file.load().is_some()
+            || i.service_accounts.load().is_some()
+            || !i.jwt.load().is_empty()
+            || i.webhook.is_some()
+    }
+
+    /// Authenticates a bearer token through the cached token union.
+    pub async fn authenticate_token(&self, token: &str) -> TokenResult {
+        if let Some(r) = self.inner.cache.get(token) {
+            return r;
+        }
+        let (r, transient) = self.authenticate_token_uncached(token).await;
+        if !transient {
+            self.inner.cache.put(token, &r);
+        }
+        r
+    }
+
+    /// The token union without the cache: the first authenticator that recognises the
+    /// token decides; errors are aggregated as kube's union does. Also says whether the
+    /// result is transient (must not be cached).
+    pub async fn authenticate_token_uncached(&self, token: &str) -> (TokenResult, bool) {
+        let i = &self.inner;
+        let mut errs: Vec<String> = Vec::new();
+        let mut transient = false;
+        if let Some(f) = i.token_file.load().as_ref() {
+            if let Ok(Some(u)) = f.authenticate(token) {
+                return (Ok(Some(u)), false);
+            }
+        }
+        if let Some(t) = keys::peek(token) {
+            let iss = t
+                .claims
+                .get("iss")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Some(sa) = i.service_accounts.load().as_ref() {
+                match sa.authenticate(token, &t) {
+                    Ok(Some(u)) => return (Ok(Some(u)), false),
+                    Ok(None) => {}
+                    Err(e) => errs.push(e),
+                }
+            }
+            let issuers = i.jwt.load();
+            for issuer in issuers.iter().filter(|j| j.url == iss) {
+                match issuer.authenticate(token, &t).await {
+                    Ok(Some(u)) => return (Ok(Some(u)), false),
+                    Ok(None) => {}
+                    Err(e) => {
+                        transient |= e.contains("no key with kid");
+                        errs.push(e);
+                    }
+                }
+            }
+        }
+        if let Some(w) = &i.webhook {
+            match w.authenticate(token, &i.api_audiences).await {
+                Ok(Some(u)) => return (Ok(Some(u)), false),
+                Ok(None) => {}
+                Err(e) => {
+                    transient = true;
+                    errs.push(e);
+                }
+            }
+        }
+        match errs.len() {
+            0 => (Ok(None), false),
+            1 => (Err(errs.remove(0)), transient),
+            _ => (Err(format!("[{}]", errs.join(", "))), transient),
+        }
+    }
+
+    /// The whole union for one request. Identity headers are always stripped; the
+    /// `Authorization` header is removed once a request authenticated.
+    pub async fn authenticate_request(
+        &self,
+        peer: Option<&PeerIdentity>,
+        req: &mut RequestHeader,
+    ) -> Result<(UserInfo, &'static str), Failure> {
+        let i = &self.inner;
+        let mut errs: Vec<String> = Vec::new();
+        let mut found: Option<(UserInfo, &'static str)> = None;
+        if i.requestheader_enabled {
+            match i.requestheader.authenticate(peer, req) {
+                Ok(Some(u)) => found = Some((u, "requestheader")),
+                Ok(None) => {}
+                Err(e) => errs.push(e),
+            }
+        }
+        i.requestheader.strip(req);
+        if found.is_none() {
+            found = x509::authenticate(peer).map(|u| (u, "x509"));
+        }
+        if found.is_none() {
+            if let Some(token) = bearer_token(req).filter(|_| self.has_token_authenticators()) {
+                match self.authenticate_token(&token).await {
+                    Ok(Some(u)) => found = Some(((*u).clone(), "token")),
+                    Ok(None) => errs.push("invalid bearer token".into()),
+                    Err(e) => errs.push(e),
+                }
+            }
+        }
+        if let Some((u, how)) = found {
+            req.remove_header("authorization");
+            return Ok((u.with_authenticated_group(), how));
+        }
+        if !errs.is_empty() {
+            return Err(Failure::Invalid(if errs.len() == 1 {
+                errs.remove(0)
+            } else {
+                format!("[{}]", errs.join(", "))
+            }));
+        }
+        if i.anonymous {
+            return Ok((anonymous::user(), "anonymous"));
+        }
+        Err(Failure::NoCredential)
+    }
+
+    /// A TokenReview: the user a token authenticates as, the audiences, or an error.
+    pub async fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> (Option<UserInfo>, Vec<String>, String) {
+        let api = &self.inner.api_audiences;
+        let auds: Vec<String> = if audiences.is_empty() {
+            api.clone()
+        } else if api.is_empty() {
+            audiences.to_vec()
+        } else {
+            audiences
+                .iter()
+                .filter(|a| api.contains(a))
+                .cloned()
+                .collect()
+        };
+        if !audiences.is_empty() && auds.is_empty() {
+            return (
+                None,
+                Vec::new(),
+                format!(
+                    "token audiences {api:?} is invalid for the target audiences {audiences:?}"
+                ),
+            );
+        }
+        match self.authenticate_token(token).await {
+            Ok(Some(u)) => (
+                Some((*u).clone().with_authenticated_group()),
+                auds,
+                String::new(),
+            ),
+            // kube's bearer-token authenticator turns "not recognised" into this error
+            Ok(None) => (None, Vec::new(), "invalid bearer token".into()),
+            Err(e) => (None, Vec::new(), e),
+        }
     }
 }
 
+/// kube's bearer-token extraction: `Authorization: Bearer <token>`, scheme case-insensitive;
+/// anything else (no header, another scheme, an empty token) is no bearer credential.
+pub fn bearer_token(req: &RequestHeader) -> Option<String> {
+    let raw = req.headers.get("authorization")?;
+    let auth = String::from_utf8_lossy(raw.as_bytes());
+    let auth = auth.trim();
+    let mut parts = auth.splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return None;
+    }
+    Some(token.to_string())
+}
+
 /// The authentication filter.
-pub async fn authenticate(gw: &Gateway, _req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
-    if let Some(peer) = ctx.peer.as_ref().filter(|p| p.verified_by.contains(&CaRole::ClientCa)) {
-        ctx.user = Some(UserInfo::new(peer.common_name.clone(), peer.organizations.clone()).with_authenticated_group());
-        ctx.authenticator = "x509";
-        return Ok(());
+pub async fn authenticate(
+    gw: &Gateway,
+    req: &mut RequestHeader,
+    ctx: &mut RequestContext,
+) -> Result<(), Status> {
+    let start = Instant::now();
+    let result = gw
+        .authn
+        .authenticate_request(ctx.peer.as_deref(), req)
+        .await;
+    let seconds = start.elapsed().as_secs_f64();
+    match result {
+        Ok((user, how)) => {
+            metrics::record("success", Some(&user.username), seconds);
+            ctx.user = Some(user);
+            ctx.authenticator = how;
+            Ok(())
+        }
+        Err(Failure::Invalid(reason)) => {
+            metrics::record("error", None, seconds);
+            tracing::info!(audit_id = %ctx.audit_id, reason = %reason, "Unable to authenticate the request");
+            Err(Status::unauthorized())
+        }
+        Err(Failure::NoCredential) => {
+            metrics::record("failure", None, seconds);
+            Err(Status::unauthorized())
+        }
     }
-    if gw.authn.anonymous {
-        ctx.user = Some(UserInfo::anonymous());
-        ctx.authenticator = "anonymous";
-        return Ok(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(auth: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+        if let Some(a) = auth {
+            r.insert_header("Authorization", a).unwrap();
+        }
+        r
     }
-    Err(Status::unauthorized())
+
+    fn authn(anonymous: bool) -> Authentication {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tokens.csv");
+        std::fs::write(&f, "s3cret,alice,u1,\"dev,ops\"\n").unwrap();
+        let a = AuthnArgs {
+            anonymous_auth: anonymous,
+            token_auth_file: Some(f),
+            ..Default::default()
+        };
+        Authentication::from_args(&a).unwrap()
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(
+            bearer_token(&req(Some("Bearer abc"))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&req(Some("bearer abc extra"))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(bearer_token(&req(Some("Basic abc"))), None);
+        assert_eq!(bearer_token(&req(Some("Bearer"))), None);
+        assert_eq!(
+            bearer_token(&req(Some("Bearer  abc"))),
+            None,
+            "empty token (double space)"
+        );
+        assert_eq!(bearer_token(&req(Some(""))), None);
+        assert_eq!(bearer_token(&req(None)), None);
+    }
+
+    #[tokio::test]
+    async fn union_semantics() {
+        let a = authn(true);
+        let mut r = req(Some("Bearer s3cret"));
+        let (u, how) = a.authenticate_request(None, &mut r).await.unwrap();
+        assert_eq!((u.username.as_str(), how), ("alice", "token"));
+        assert_eq!(u.groups, vec!["dev", "ops", "system:authenticated"]);
+        assert!(r.headers.get("authorization").is_none(), "consumed");
+
+        // a presented bad token is a 401, never anonymous
+        for bad in [
+            "Bearer nope",
+            "Bearer a.b.c",
+            "Bearer eyJhbGciOiJub25lIn0.e30.",
+            "Bearer \u{1F600}",
+        ] {
+            let e = a
+                .authenticate_request(None, &mut req(Some(bad)))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Failure::Invalid(_)), "{bad}: {e:?}");
+        }
+        // no credential, or one that is no bearer token: anonymous
+        for none in [None, Some("Basic dXNlcjpwYXNz"), Some("garbage"), Some("")] {
+            let (u, how) = a.authenticate_request(None, &mut req(none)).await.unwrap();
+            assert_eq!(
+                (u.username.as_str(), how),
+                ("system:anonymous", "anonymous")
+            );
+            assert_eq!(u.groups, vec!["system:unauthenticated"]);
+        }
+        let a = authn(false);
+        assert_eq!(
+            a.authenticate_request(None, &mut req(None))
+                .await
+                .unwrap_err(),
+            Failure::NoCredential
+        );
+    }
+
+    #[tokio::test]
+    async fn x509_before_token_and_spoofed_headers_ignored() {
+        let a = AuthnArgs {
+            requestheader_client_ca_file: Some("/nonexistent".into()),
+            requestheader_username_headers: vec!["X-Remote-User".into()],
+            ..Default::default()
+        };
+        let a = Authentication::from_args(&a).unwrap();
+        let peer = PeerIdentity {
+            common_name: "bob".into(),
+            verified_by: vec![CaRole::ClientCa],
+            ..Default::default()
+        };
+        let mut r = req(None);
+        r.insert_header("X-Remote-User", "system:admin").unwrap();
+        r.insert_header("X-Remote-Group", "system:masters").unwrap();
+        let (u, how) = a.authenticate_request(Some(&peer), &mut r).await.unwrap();
+        assert_eq!((u.username.as_str(), how), ("bob", "x509"));
+        assert!(
+            r.headers.get("x-remote-user").is_none() && r.headers.get("x-remote-group").is_none()
+        );
+        let (u, _) = a
+            .authenticate_request(None, &mut {
+                let mut r = req(None);
+                r.insert_header("X-Remote-User", "system:admin").unwrap();
+                r
+            })
+            .await
+            .unwrap();
+        assert_eq!(u.username, "system:anonymous");
+    }
 }

@@ -8,6 +8,9 @@ use crate::server::Gateway;
 use pingora::proxy::Session;
 
 pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+    if let Some(r) = crate::authn::review::serve(gw, session, ctx).await {
+        return r;
+    }
     let info = ctx.request_info.clone();
     if let Some(r) = crate::authz::review::serve(gw, session, ctx).await {
         return r;

@@ -1,0 +1,557 @@
+//! JWT issuers from `--authentication-config` (`apiserver.config.k8s.io/v1beta1`
+//! AuthenticationConfiguration, `jwt` list), as kube's structured OIDC authenticator:
+//! issuer URL and audiences, claim mappings (`claim` + `prefix`), `claim`/`requiredValue`
+//! validation rules. Keys come from the issuer's JWKS, found through its discovery document
+//! over TLS (cached, refetched on an unknown kid no more often than [`REFRESH_FLOOR`]), or,
+//! as a frontdoor extension, from a local file named by `issuer.jwksFile`.
+//! CEL `expression` fields are refused at load, never silently ignored.
+
+use super::cache::TokenResult;
+use super::https::{self, TlsClient};
+use super::keys::{self, VerifyKey};
+use super::user::UserInfo;
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The least time between two JWKS fetches for one issuer.
+pub const REFRESH_FLOOR: Duration = Duration::from_secs(10);
+/// go-oidc's leeway on `nbf` (expiry is checked strictly).
+const NBF_LEEWAY: i64 = 300;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthenticationConfiguration {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub jwt: Vec<JwtAuthenticator>,
+    #[serde(default)]
+    pub anonymous: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtAuthenticator {
+    pub issuer: Issuer,
+    #[serde(default)]
+    pub claim_validation_rules: Vec<ClaimValidationRule>,
+    pub claim_mappings: ClaimMappings,
+    #[serde(default)]
+    pub user_validation_rules: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Issuer {
+    pub url: String,
+    #[serde(default, rename = "discoveryURL")]
+    pub discovery_url: Option<String>,
+    #[serde(default)]
+    pub certificate_authority: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub audience_match_policy: Option<String>,
+    /// frontdoor extension: verify with this local JWKS file instead of discovery.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimValidationRule {
+    #[serde(default)]
+    pub claim: String,
+    #[serde(default)]
+    pub required_value: String,
+    #[serde(default)]
+    pub expression: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrefixedClaim {
+    #[serde(default)]
+    pub claim: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub expression: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimMappings {
+    pub username: PrefixedClaim,
+    #[serde(default)]
+    pub groups: PrefixedClaim,
+    #[serde(default)]
+    pub uid: PrefixedClaim,
+    #[serde(default)]
+    pub extra: Vec<Value>,
+}
+
+/// Parses and validates an AuthenticationConfiguration; relative `jwksFile` paths are
+/// taken relative to the config file's directory.
+pub fn load_config(path: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse_config(&text, base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
+    let cfg: AuthenticationConfiguration = serde_yaml::from_str(text)?;
+    if !matches!(
+        cfg.api_version.as_str(),
+        "apiserver.config.k8s.io/v1"
+            | "apiserver.config.k8s.io/v1beta1"
+            | "apiserver.config.k8s.io/v1alpha1"
+    ) {
+        anyhow::bail!(
+            "apiVersion {:?} is not apiserver.config.k8s.io/v1beta1",
+            cfg.api_version
+        );
+    }
+    if cfg.kind != "AuthenticationConfiguration" {
+        anyhow::bail!("kind {:?} is not AuthenticationConfiguration", cfg.kind);
+    }
+    if cfg.anonymous.is_some() {
+        anyhow::bail!("anonymous: not supported in the authentication config by frontdoor; use --anonymous-auth");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (i, j) in cfg.jwt.into_iter().enumerate() {
+        let at = format!("jwt[{i}]");
+        if !seen.insert(j.issuer.url.clone()) {
+            anyhow::bail!("{at}.issuer.url: Duplicate value: {:?}", j.issuer.url);
+        }
+        out.push(Arc::new(
+            JwtIssuer::new(j, base).map_err(|e| anyhow::anyhow!("{at}.{e}"))?,
+        ));
+    }
+    Ok(out)
+}
+
+/// One configured issuer, ready to verify.
+pub struct JwtIssuer {
+    pub url: String,
+    audiences: Vec<String>,
+    rules: Vec<(String, String)>,
+    username: (String, String),
+    groups: (String, String),
+    uid: String,
+    keys: KeySource,
+}
+
+enum KeySource {
+    File {
+        path: PathBuf,
+        keys: ArcSwap<Vec<VerifyKey>>,
+    },
+    Remote(Remote),
+}
+
+struct Remote {
+    discovery: url::Url,
+    check_issuer: bool,
+    tls: TlsClient,
+    keys: ArcSwap<Vec<VerifyKey>>,
+    last_fetch: Mutex<Option<Instant>>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl JwtIssuer {
+    fn new(j: JwtAuthenticator, base: &Path) -> anyhow::Result<Self> {
+        let url = url::Url::parse(&j.issuer.url)
+            .map_err(|e| anyhow::anyhow!("issuer.url: Invalid value: {e}"))?;
+        if url.scheme() != "https" {
+            anyhow::bail!(
+                "issuer.url: Invalid value: {:?}: URL scheme must be https",
+                j.issuer.url
+            );
+        }
+        if j.issuer.audiences.is_empty() {
+            anyhow::bail!(
+                "issuer.audiences: Required value: at least one issuer.audiences is required"
+            );
+        }
+        if j.issuer.audiences.len() > 1
+            && j.issuer.audience_match_policy.as_deref() != Some("MatchAny")
+        {
+            anyhow::bail!("issuer.audienceMatchPolicy: Invalid value: audienceMatchPolicy must be MatchAny for multiple audiences");
+        }
+        let mut rules = Vec::new();
+        for (i, r) in j.claim_validation_rules.iter().enumerate() {
+            if !r.expression.is_empty() {
+                anyhow::bail!("claimValidationRules[{i}].expression: CEL expressions are not supported by frontdoor");
+            }
+            if r.claim.is_empty() {
+                anyhow::bail!("claimValidationRules[{i}].claim: Required value: claim or expression is required");
+            }
+            rules.push((r.claim.clone(), r.required_value.clone()));
+        }
+        if !j.user_validation_rules.is_empty() || !j.claim_mappings.extra.is_empty() {
+            anyhow::bail!("userValidationRules/claimMappings.extra: CEL expressions are not supported by frontdoor");
+        }
+        let m = &j.claim_mappings;
+        for (field, pc) in [
+            ("username", &m.username),
+            ("groups", &m.groups),
+            ("uid", &m.uid),
+        ] {
+            if !pc.expression.is_empty() {
+                anyhow::bail!("claimMappings.{field}.expression: CEL expressions are not supported by frontdoor");
+            }
+        }
+        if m.username.claim.is_empty() {
+            anyhow::bail!(
+                "claimMappings.username: Required value: claim or expression is required"
+            );
+        }
+        if m.username.prefix.is_none() {
+            anyhow::bail!("claimMappings.username.prefix: Required value: required when claim is set. It can be set to an empty string to disable prefixing");
+        }
+        if !m.groups.claim.is_empty() && m.groups.prefix.is_none() {
+            anyhow::bail!("claimMappings.groups.prefix: Required value: required when claim is set. It can be set to an empty string to disable prefixing");
+        }
+        let keys = match &j.issuer.jwks_file {
+            Some(p) => {
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    base.join(p)
+                };
+                let keys = read_jwks_file(&path)?;
+                KeySource::File {
+                    path,
+                    keys: ArcSwap::from_pointee(keys),
+                }
+            }
+            None => {
+                let (discovery, check_issuer) = match &j.issuer.discovery_url {
+                    Some(d) => (
+                        url::Url::parse(d).map_err(|e| {
+                            anyhow::anyhow!("issuer.discoveryURL: Invalid value: {e}")
+                        })?,
+                        false,
+                    ),
+                    None => (
+                        url::Url::parse(&format!(
+                            "{}/.well-known/openid-configuration",
+                            j.issuer.url.trim_end_matches('/')
+                        ))?,
+                        true,
+                    ),
+                };
+                let ca = j.issuer.certificate_authority.as_deref().map(str::as_bytes);
+                let tls = TlsClient::new(ca, None, false)
+                    .map_err(|e| anyhow::anyhow!("issuer.certificateAuthority: {e}"))?;
+                KeySource::Remote(Remote {
+                    discovery,
+                    check_issuer,
+                    tls,
+                    keys: ArcSwap::from_pointee(Vec::new()),
+                    last_fetch: Mutex::new(None),
+                    fetching: tokio::sync::Mutex::new(()),
+                })
+            }
+        };
+        Ok(JwtIssuer {
+            url: j.issuer.url.clone(),
+            audiences: j.issuer.audiences.clone(),
+            rules,
+            username: (
+                m.username.claim.clone(),
+                m.username.prefix.clone().unwrap_or_default(),
+            ),
+            groups: (
+                m.groups.claim.clone(),
+                m.groups.prefix.clone().unwrap_or_default(),
+            ),
+            uid: m.uid.claim.clone(),
+            keys,
+        })
+    }
+
+    /// Local JWKS files this issuer reads (for the reload watcher).
+    pub fn jwks_file(&self) -> Option<&Path> {
+        match &self.keys {
+            KeySource::File { path, .. } => Some(path),
+            KeySource::Remote(_) => None,
+        }
+    }
+
+    /// Re-reads a local JWKS file; a bad file keeps the old keys.
+    pub fn reload_jwks_file(&self) -> anyhow::Result<()> {
+        if let KeySource::File { path, keys } = &self.keys {
+            keys.store(Arc::new(read_jwks_file(path)?));
+        }
+        Ok(())
+    }
+
+    /// Verifies a token whose `iss` is this issuer's.
+    pub async fn authenticate(&self, token: &str, t: &keys::Unverified) -> TokenResult {
+        let keys = self.keys_for(&t.header).await?;
+        keys::verify_signature(token, &t.header, &keys, false).map_err(|e| format!("jwt: {e}"))?;
+        self.claims_to_user(&t.claims).map(|u| Some(Arc::new(u)))
+    }
+
+    async fn keys_for(&self, header: &jsonwebtoken::Header) -> Result<Arc<Vec<VerifyKey>>, String> {
+        match &self.keys {
+            KeySource::File { keys, .. } => Ok(keys.load_full()),
+            KeySource::Remote(r) => {
+                let current = r.keys.load_full();
+                if !current.is_empty() && !keys::kid_unknown(header, &current) {
+                    return Ok(current);
+                }
+                r.refresh(&self.url).await;
+                let keys = r.keys.load_full();
+                if keys.is_empty() {
+                    // transient: the issuer's keys could not be fetched yet
+                    return Err(format!(
+                        "jwt: no key with kid available: JWKS of {} not fetched",
+                        self.url
+                    ));
+                }
+                Ok(keys)
+            }
+        }
+    }
+
+    /// Maps verified claims to a user, as kube's claim mappings and validation rules do.
+    pub fn claims_to_user(&self, c: &Value) -> Result<UserInfo, String> {
+        let now = keys::now_unix();
+        if c.get("iss").and_then(Value::as_str) != Some(self.url.as_str()) {
+            return Err(format!(
+                "oidc: verify token: oidc: id token issued by a different provider, expected {:?}",
+                self.url
+            ));
+        }
+        let auds = keys::audiences(c);
+        if !auds.iter().any(|a| self.audiences.contains(a)) {
+            return Err(format!(
+                "oidc: verify token: oidc: expected audience in {:?} got {auds:?}",
+                self.audiences
+            ));
+        }
+        match keys::numeric_date(c, "exp") {
+            Some(exp) if now <= exp => {}
+            _ => return Err("oidc: verify token: oidc: token is expired".into()),
+        }
+        if keys::numeric_date(c, "nbf").is_some_and(|nbf| now + NBF_LEEWAY < nbf) {
+            return Err(
+                "oidc: verify token: oidc: current time before the nbf (not before) time".into(),
+            );
+        }
+        for (claim, required) in &self.rules {
+            match c.get(claim) {
+                Some(Value::String(v)) if v == required => {}
+                Some(Value::String(_)) => return Err(format!("oidc: required claim {claim} value does not match. Got = {:?}, want = {required}", c[claim])),
+                Some(_) => return Err(format!("oidc: parse claim {claim}: not a string")),
+                None => return Err(format!("oidc: required claim {claim} not present in ID token")),
+            }
+        }
+        let (uclaim, uprefix) = &self.username;
+        let name = match c.get(uclaim) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(_)) => return Err(format!("oidc: claim not present: {uclaim}")),
+            Some(_) => {
+                return Err(format!(
+                    "oidc: parse username claims {uclaim:?}: not a string"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "oidc: parse username claims {uclaim:?}: claim not present"
+                ))
+            }
+        };
+        if uclaim == "email" {
+            match c.get("email_verified") {
+                None | Some(Value::Bool(true)) => {}
+                Some(Value::Bool(false)) => return Err("oidc: email not verified".into()),
+                Some(_) => return Err("oidc: parse 'email_verified' claim: not a boolean".into()),
+            }
+        }
+        let mut u = UserInfo {
+            username: format!("{uprefix}{name}"),
+            ..Default::default()
+        };
+        let (gclaim, gprefix) = &self.groups;
+        if !gclaim.is_empty() {
+            match c.get(gclaim) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(g)) => u.groups.push(format!("{gprefix}{g}")),
+                Some(Value::Array(a)) => {
+                    for g in a {
+                        let g = g.as_str().ok_or_else(|| {
+                            format!("oidc: parse groups claim {gclaim:?}: not a string array")
+                        })?;
+                        u.groups.push(format!("{gprefix}{g}"));
+                    }
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "oidc: parse groups claim {gclaim:?}: not a string or string array"
+                    ))
+                }
+            }
+        }
+        if !self.uid.is_empty() {
+            match c.get(&self.uid) {
+                None => {}
+                Some(Value::String(s)) => u.uid = s.clone(),
+                Some(_) => {
+                    return Err(format!(
+                        "oidc: parse uid claim {:?}: not a string",
+                        self.uid
+                    ))
+                }
+            }
+        }
+        Ok(u)
+    }
+}
+
+fn read_jwks_file(path: &Path) -> anyhow::Result<Vec<VerifyKey>> {
+    let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let keys = keys::parse_jwks(&data).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if keys.is_empty() {
+        anyhow::bail!("{}: no usable signing key", path.display());
+    }
+    Ok(keys)
+}
+
+impl Remote {
+    /// Fetches discovery then JWKS, at most once per [`REFRESH_FLOOR`]; concurrent callers
+    /// wait for the one fetch. A failed fetch keeps the old keys.
+    async fn refresh(&self, issuer: &str) {
+        let _one = self.fetching.lock().await;
+        {
+            let last = self.last_fetch.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REFRESH_FLOOR) {
+                return;
+            }
+        }
+        let result = self.fetch(issuer).await;
+        *self.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        match result {
+            Ok(keys) => {
+                tracing::info!(issuer, keys = keys.len(), "fetched JWKS");
+                self.keys.store(Arc::new(keys));
+            }
+            Err(e) => {
+                tracing::warn!(issuer, error = %format!("{e:#}"), "JWKS fetch failed; keeping the previous keys")
+            }
+        }
+    }
+
+    async fn fetch(&self, issuer: &str) -> anyhow::Result<Vec<VerifyKey>> {
+        let accept = [("Accept", "application/json")];
+        let d = https::request(
+            &self.discovery,
+            "GET",
+            &accept,
+            b"",
+            Some(&self.tls),
+            FETCH_TIMEOUT,
+        )
+        .await?;
+        if d.code != 200 {
+            anyhow::bail!("{}: HTTP {}", self.discovery, d.code);
+        }
+        let doc: Value = serde_json::from_slice(&d.body)
+            .map_err(|e| anyhow::anyhow!("discovery document: {e}"))?;
+        if self.check_issuer && doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            anyhow::bail!("oidc: issuer did not match the issuer returned by provider, expected {issuer:?} got {:?}", doc.get("issuer"));
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("discovery document has no jwks_uri"))?;
+        let jwks_url = url::Url::parse(jwks_uri)?;
+        let k = https::request(
+            &jwks_url,
+            "GET",
+            &accept,
+            b"",
+            Some(&self.tls),
+            FETCH_TIMEOUT,
+        )
+        .await?;
+        if k.code != 200 {
+            anyhow::bail!("{jwks_url}: HTTP {}", k.code);
+        }
+        keys::parse_jwks(&k.body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\n";
+
+    fn cfg(jwt: &str) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#).unwrap();
+        parse_config(&format!("{BASE}jwt:\n{jwt}"), dir.path())
+    }
+
+    #[test]
+    fn validates_config() {
+        let good = "- issuer: {url: https://issuer.example, audiences: [a], jwksFile: jwks.json}\n  claimMappings: {username: {claim: sub, prefix: 'oidc:'}, groups: {claim: groups, prefix: ''}}\n";
+        assert_eq!(cfg(good).unwrap().len(), 1);
+        let e = |s: &str| cfg(s).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e("- issuer: {url: http://x, audiences: [a]}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n").contains("https"));
+        assert!(e("- issuer: {url: https://x, audiences: []}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n").contains("audiences"));
+        assert!(e("- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {claim: sub}}\n").contains("prefix"));
+        assert!(e("- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {expression: 'claims.sub'}}\n").contains("CEL"));
+        assert!(e(&format!("{good}{good}")).contains("Duplicate"));
+        assert!(parse_config("apiVersion: v1\nkind: Pod\n", Path::new(".")).is_err());
+        assert!(parse_config("{{{", Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn claim_mapping() {
+        let i = cfg("- issuer: {url: https://i, audiences: [a], jwksFile: jwks.json}\n  claimValidationRules: [{claim: hd, requiredValue: example.com}]\n  claimMappings: {username: {claim: email, prefix: ''}, groups: {claim: groups, prefix: 'g:'}, uid: {claim: sub}}\n").unwrap();
+        let i = &i[0];
+        let exp = keys::now_unix() + 60;
+        let c = serde_json::json!({"iss":"https://i","aud":"a","exp":exp,"hd":"example.com","email":"j@x","sub":"42","groups":["dev"]});
+        let u = i.claims_to_user(&c).unwrap();
+        assert_eq!(
+            (u.username.as_str(), u.uid.as_str(), u.groups.clone()),
+            ("j@x", "42", vec!["g:dev".to_string()])
+        );
+        let mut bad = c.clone();
+        bad["hd"] = "other".into();
+        assert!(i.claims_to_user(&bad).is_err());
+        let mut bad = c.clone();
+        bad["email_verified"] = false.into();
+        assert!(i
+            .claims_to_user(&bad)
+            .unwrap_err()
+            .contains("email not verified"));
+        let mut bad = c.clone();
+        bad["aud"] = serde_json::json!(["b"]);
+        assert!(i.claims_to_user(&bad).unwrap_err().contains("audience"));
+        let mut bad = c.clone();
+        bad["exp"] = (keys::now_unix() - 1).into();
+        assert!(i.claims_to_user(&bad).unwrap_err().contains("expired"));
+        let mut bad = c.clone();
+        bad["nbf"] = (keys::now_unix() + 3600).into();
+        assert!(i.claims_to_user(&bad).unwrap_err().contains("nbf"));
+        let mut bad = c;
+        bad["iss"] = "https://evil".into();
+        assert!(i.claims_to_user(&bad).is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! The authenticating proxy (front-proxy): identity headers are believed only from a client
+//! certificate verified by `--requestheader-client-ca-file` (and, when
+//! `--requestheader-allowed-names` is set, with one of those CNs). From anyone else they are
+//! ignored, and they are always removed from the request.
+
+use super::user::UserInfo;
+use crate::tls::{CaRole, PeerIdentity};
+use pingora::http::RequestHeader;
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestHeaderAuth {
+    pub username_headers: Vec<String>,
+    pub uid_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_prefixes: Vec<String>,
+    pub allowed_names: Vec<String>,
+}
+
+impl RequestHeaderAuth {
+    /// `Ok(None)` when the request is not from a verified proxy or names no user.
+    pub fn authenticate(
+        &self,
+        peer: Option<&PeerIdentity>,
+        req: &RequestHeader,
+    ) -> Result<Option<UserInfo>, String> {
+        let Some(peer) = peer.filter(|p| p.verified_by.contains(&CaRole::RequestHeaderCa)) else {
+            return Ok(None);
+        };
+        if !self.allowed_names.is_empty() && !self.allowed_names.contains(&peer.common_name) {
+            return Err(format!(
+                "x509: subject with cn={} is not in the allowed list",
+                peer.common_name
+            ));
+        }
+        let h = &req.headers;
+        let first = |names: &[String]| {
+            names.iter().find_map(|n| {
+                h.get_all(n.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find(|v| !v.is_empty())
+                    .map(str::to_string)
+            })
+        };
+        let Some(username) = first(&self.username_headers) else {
+            return Ok(None);
+        };
+        let uid = first(&self.uid_headers).unwrap_or_default();
+        let mut groups = Vec::new();
+        for n in &self.group_headers {
+            groups.extend(
+                h.get_all(n.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::to_string),
+            );
+        }
+        let mut u = UserInfo {
+            username,
+            uid,
+            groups,
+            ..Default::default()
+        };
+        for prefix in &self.extra_prefixes {
+            let prefix = prefix.to_ascii_lowercase();
+            for (name, value) in h.iter() {
+                let Some(key) = name.as_str().strip_prefix(prefix.as_str()) else {
+                    continue;
+                };
+                let key = unescape_extra_key(key);
+                if let Ok(v) = value.to_str() {
+                    u.extra.entry(key).or_default().push(v.to_string());
+                }
+            }
+        }
+        Ok(Some(u))
+    }
+
+    /// Removes every header this authenticator reads (and kubeadm's usual ones), so they
+    /// never reach a later stage or a backend.
+    pub fn strip(&self, req: &mut RequestHeader) {
+        let exact: Vec<String> = self
+            .username_headers
+            .iter()
+            .chain(&self.uid_headers)
+            .chain(&self.group_headers)
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let prefixes: Vec<String> = self
+            .extra_prefixes
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let drop: Vec<String> = req
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .filter(|k| {
+                k.starts_with("x-remote-")
+                    || exact.contains(k)
+                    || prefixes.iter().any(|p| k.starts_with(p.as_str()))
+            })
+            .collect();
+        for k in drop {
+            req.remove_header(&k);
+        }
+    }
+}
+
+/// kube's `unescapeExtraKey`: percent-decoded, or as is when that fails.
+pub fn unescape_extra_key(key: &str) -> String {
+    match percent_encoding::percent_decode_str(key).decode_utf8() {
+        Ok(s) => s.into_owned(),
+        Err(_) => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> RequestHeaderAuth {
+        RequestHeaderAuth {
+            username_headers: vec!["X-Remote-User".into()],
+            uid_headers: vec!["X-Remote-Uid".into()],
+            group_headers: vec!["X-Remote-Group".into()],
+            extra_prefixes: vec!["X-Remote-Extra-".into()],
+            allowed_names: vec!["front-proxy-client".into()],
+        }
+    }
+
+    fn req() -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+        r.append_header("X-Remote-User", "alice").unwrap();
+        r.append_header("X-Remote-Group", "a").unwrap();
+        r.append_header("X-Remote-Group", "b").unwrap();
+        r.append_header("X-Remote-Extra-Acme.com%2fproject", "p1")
+            .unwrap();
+        r
+    }
+
+    fn peer(cn: &str, role: CaRole) -> PeerIdentity {
+        PeerIdentity {
+            common_name: cn.into(),
+            verified_by: vec![role],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn trusted_proxy() {
+        let u = auth()
+            .authenticate(
+                Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)),
+                &req(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(u.username, "alice");
+        assert_eq!(u.groups, vec!["a", "b"]);
+        assert_eq!(u.extra["acme.com/project"], vec!["p1"]);
+    }
+
+    #[test]
+    fn untrusted_clients_are_ignored_and_stripped() {
+        let a = auth();
+        assert_eq!(a.authenticate(None, &req()), Ok(None));
+        assert_eq!(
+            a.authenticate(Some(&peer("front-proxy-client", CaRole::ClientCa)), &req()),
+            Ok(None)
+        );
+        let e = a
+            .authenticate(Some(&peer("mallory", CaRole::RequestHeaderCa)), &req())
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "x509: subject with cn=mallory is not in the allowed list"
+        );
+        let mut r = req();
+        r.append_header("X-Remote-Whatever", "x").unwrap();
+        a.strip(&mut r);
+        assert!(
+            r.headers
+                .keys()
+                .all(|k| !k.as_str().starts_with("x-remote-")),
+            "{:?}",
+            r.headers
+        );
+    }
+}

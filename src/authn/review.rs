@@ -1,0 +1,187 @@
+//! The authentication review APIs frontdoor serves itself:
+//! `POST /apis/authentication.k8s.io/v1/selfsubjectreviews` (who am I, as `kubectl auth
+//! whoami` asks, impersonation included) and `.../tokenreviews` (lets backends delegate
+//! token authentication to frontdoor).
+#![allow(clippy::result_large_err)] // Status is the spine's error type
+
+use crate::api::{ApiResource, Status};
+use crate::context::RequestContext;
+use crate::filters::response::send;
+use crate::filters::Reply;
+use crate::server::Gateway;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+
+pub const GROUP: &str = "authentication.k8s.io";
+pub const VERSION: &str = "v1";
+/// kube's limit on a request body.
+const MAX_BODY: usize = 3 << 20;
+
+/// The review resources, for discovery.
+pub fn resources() -> Vec<ApiResource> {
+    let r = |name: &str, singular: &str, kind: &str| ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        name: name.into(),
+        singular_name: singular.into(),
+        namespaced: false,
+        kind: kind.into(),
+        verbs: vec!["create".into()],
+        ..Default::default()
+    };
+    vec![
+        r(
+            "selfsubjectreviews",
+            "selfsubjectreview",
+            "SelfSubjectReview",
+        ),
+        r("tokenreviews", "tokenreview", "TokenReview"),
+    ]
+}
+
+/// Serves a review request, or `None` when the request is not one.
+pub async fn serve(
+    gw: &Gateway,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> Option<pingora::Result<()>> {
+    let info = ctx.request_info.clone();
+    if !info.is_resource_request
+        || info.api_group != GROUP
+        || info.api_version != VERSION
+        || !info.namespace.is_empty()
+    {
+        return None;
+    }
+    let kind = match info.resource.as_str() {
+        "selfsubjectreviews" => "SelfSubjectReview",
+        "tokenreviews" => "TokenReview",
+        _ => return None,
+    };
+    if !info.subresource.is_empty() || !info.name.is_empty() {
+        return Some(send(gw, session, ctx, Status::path_not_found().into()).await);
+    }
+    if info.verb != "create" {
+        let m = session.req_header().method.as_str().to_string();
+        return Some(send(gw, session, ctx, Status::method_not_allowed(&m).into()).await);
+    }
+    let reply = match read_body(session).await {
+        Err(s) => s.into(),
+        Ok(body) => match kind {
+            "SelfSubjectReview" => self_subject_review(ctx, &body),
+            _ => token_review(gw, &body).await,
+        },
+    };
+    Some(send(gw, session, ctx, reply).await)
+}
+
+async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY {
+                    return Err(Status::failure(
+                        413,
+                        "RequestEntityTooLarge",
+                        "Request entity too large: limit is 3145728",
+                    ));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(Status::bad_request(format!(
+                    "error reading request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(body)
+        .or_else(|_| serde_yaml::from_slice::<Value>(body))
+        .map_err(|e| Status::bad_request(format!("error decoding {kind}: {e}")))?;
+    if !v.is_object() {
+        return Err(Status::bad_request(format!(
+            "error decoding {kind}: not an object"
+        )));
+    }
+    if let Some(k) = v.get("kind").and_then(Value::as_str) {
+        if k != kind {
+            return Err(Status::bad_request(format!(
+                "the body of the request was of kind {k:?}, expected {kind:?}"
+            )));
+        }
+    }
+    Ok(v)
+}
+
+fn object(kind: &str, status: Value, spec: Option<Value>) -> Value {
+    let mut o = json!({"kind": kind, "apiVersion": format!("{GROUP}/{VERSION}"), "metadata": {"creationTimestamp": null}});
+    if let Some(s) = spec {
+        o["spec"] = s;
+    }
+    o["status"] = status;
+    o
+}
+
+fn self_subject_review(ctx: &RequestContext, body: &[u8]) -> Reply {
+    if let Err(s) = parse(body, "SelfSubjectReview") {
+        return s.into();
+    }
+    let Some(user) = ctx.effective_user() else {
+        return Status::unauthorized().into();
+    };
+    Reply::json(
+        201,
+        &object("SelfSubjectReview", json!({"userInfo": user}), None),
+    )
+}
+
+async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
+    let v = match parse(body, "TokenReview") {
+        Ok(v) => v,
+        Err(s) => return s.into(),
+    };
+    let spec = v.get("spec").cloned().unwrap_or(json!({}));
+    let token = spec
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if token.is_empty() {
+        return Status::bad_request("token is required for TokenReview in authentication").into();
+    }
+    let audiences: Vec<String> = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let (user, auds, error) = gw.authn.review_token(token, &audiences).await;
+    let mut status = json!({"user": {}});
+    match user {
+        Some(u) => {
+            status["authenticated"] = true.into();
+            status["user"] = serde_json::to_value(u).unwrap_or_default();
+            if !auds.is_empty() {
+                status["audiences"] = json!(auds);
+            }
+        }
+        None if !error.is_empty() => status["error"] = error.into(),
+        None => {}
+    }
+    // the token is not echoed back
+    let mut spec_out = json!({});
+    if !audiences.is_empty() {
+        spec_out["audiences"] = json!(audiences);
+    }
+    Reply::json(201, &object("TokenReview", status, Some(spec_out)))
+}

@@ -1,0 +1,686 @@
+//! Authentication and impersonation through the real binary: static tokens, service-account
+//! JWTs, a JWT issuer whose JWKS the test serves over TLS (discovery included), a TokenReview
+//! webhook started by the test, x509 and front-proxy certs, kubectl `auth whoami`, and the
+//! bad inputs of issue 5.
+
+mod common;
+use common::*;
+
+use base64::Engine;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// A 2048-bit RSA key (private PKCS#8 PEM, public SPKI PEM) from the openssl CLI.
+fn rsa_key() -> (Vec<u8>, Vec<u8>) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut child = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    (out.stdout, child.wait_with_output().unwrap().stdout)
+}
+
+fn rsa_jwk(public_pem: &[u8], kid: &str) -> Value {
+    use x509_parser::prelude::FromDer;
+    let Some(rustls_pemfile::Item::SubjectPublicKeyInfo(spki)) =
+        rustls_pemfile::read_one(&mut &public_pem[..]).unwrap()
+    else {
+        panic!()
+    };
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki.as_ref()).unwrap();
+    let x509_parser::public_key::PublicKey::RSA(r) = spki.parsed().unwrap() else {
+        panic!()
+    };
+    let n: Vec<u8> = r.modulus.iter().skip_while(|b| **b == 0).copied().collect();
+    json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": b64url(r.exponent)})
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_string);
+    encode(&h, claims, key).unwrap()
+}
+
+/// A CA and a leaf it signs, as PEM (cert, key), from rcgen.
+struct TestPki {
+    ca_pem: String,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+}
+
+impl TestPki {
+    fn new(cn: &str) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = p.self_signed(&ca_key).unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            ca,
+            ca_key,
+        }
+    }
+
+    fn leaf(&self, cn: &str, sans: &[&str], client: bool) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let c = p.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        (c.pem(), key.serialize_pem())
+    }
+}
+
+/// An HTTPS server run by the test: OIDC discovery + JWKS, and a TokenReview webhook.
+struct TestServer {
+    url: String,
+    ca_pem: String,
+    webhook_calls: Arc<AtomicUsize>,
+    jwks: Arc<Mutex<Value>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    fn start(jwks: Value) -> TestServer {
+        let pki = TestPki::new("test-idp-ca");
+        let (cert, key) = pki.leaf("127.0.0.1", &["127.0.0.1"], false);
+        let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let webhook_calls = Arc::new(AtomicUsize::new(0));
+        let jwks = Arc::new(Mutex::new(jwks));
+        let (u, calls, keys) = (url.clone(), webhook_calls.clone(), jwks.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let (acceptor, u, calls, keys) = (acceptor.clone(), u.clone(), calls.clone(), keys.clone());
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else { return };
+                    let Some((path, body)) = read_request(&mut s).await else { return };
+                    let reply = match path.as_str() {
+                        "/.well-known/openid-configuration" => json!({"issuer": u, "jwks_uri": format!("{u}/keys")}),
+                        "/keys" => keys.lock().unwrap().clone(),
+                        "/review" => {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let status = if review["spec"]["token"] == "webhook-token" {
+                                json!({"authenticated": true, "user": {"username": "hook-user", "uid": "h1", "groups": ["hooked"]}})
+                            } else {
+                                json!({"authenticated": false})
+                            };
+                            json!({"apiVersion": review["apiVersion"], "kind": "TokenReview", "status": status})
+                        }
+                        _ => json!({}),
+                    };
+                    let body = reply.to_string();
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let _ = s.write_all(resp.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        TestServer {
+            url,
+            ca_pem: pki.ca_pem,
+            webhook_calls,
+            jwks,
+            _rt: rt,
+        }
+    }
+}
+
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = s.read(&mut chunk).await.ok()?;
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let path = head.split(' ').nth(1)?.to_string();
+            return Some((path, buf[end + 4..].to_vec()));
+        }
+    }
+}
+
+/// A frontdoor with every authenticator configured, and the test's IdP/webhook.
+struct Setup {
+    fd: Frontdoor,
+    idp: TestServer,
+    rsa_private: Vec<u8>,
+}
+
+fn setup() -> Setup {
+    let (rsa_private, rsa_public) = rsa_key();
+    let idp = TestServer::start(json!({"keys": [rsa_jwk(&rsa_public, "k1")]}));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("policies");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("tokens.csv"),
+        "static-token,alice,alice-uid,\"dev,ops\"\n",
+    )
+    .unwrap();
+    let indent = |s: &str| {
+        s.lines()
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    std::fs::write(
+        p.join("authn.yaml"),
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\njwt:\n- issuer:\n    url: {}\n    audiences: [frontdoor]\n    certificateAuthority: |\n{}\n  claimMappings:\n    username: {{claim: sub, prefix: 'idp:'}}\n    groups: {{claim: groups, prefix: 'idp:'}}\n",
+            idp.url,
+            indent(&idp.ca_pem)
+        ),
+    )
+    .unwrap();
+    let ca_b64 = base64::engine::general_purpose::STANDARD.encode(&idp.ca_pem);
+    std::fs::write(
+        p.join("webhook.kubeconfig"),
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: hook\n  cluster:\n    server: {}/review\n    certificate-authority-data: {ca_b64}\ncontexts:\n- name: hook\n  context: {{cluster: hook}}\ncurrent-context: hook\n", idp.url),
+    )
+    .unwrap();
+    let cfg = p.join("authn.yaml");
+    let hook = p.join("webhook.kubeconfig");
+    let fd = Frontdoor::start_in(
+        dir,
+        &[
+            "--authentication-config",
+            cfg.to_str().unwrap(),
+            "--authentication-token-webhook-config-file",
+            hook.to_str().unwrap(),
+            "--authentication-token-webhook-version",
+            "v1",
+        ],
+    );
+    Setup {
+        fd,
+        idp,
+        rsa_private,
+    }
+}
+
+/// POSTs a SelfSubjectReview with extra headers; (code, body).
+fn whoami(
+    fd: &Frontdoor,
+    client: &reqwest::blocking::Client,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut rb = client
+        .post(fd.url("/apis/authentication.k8s.io/v1/selfsubjectreviews"))
+        .header("Content-Type", "application/json");
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb
+        .body(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#)
+        .send()
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json().unwrap_or(Value::Null))
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+fn token_kubeconfig(fd: &Frontdoor, token: &str) -> std::path::PathBuf {
+    let ca = base64::engine::general_purpose::STANDARD
+        .encode(std::fs::read(fd.certs().join("ca.crt")).unwrap());
+    let path = fd
+        .dir
+        .path()
+        .join(format!("token-{}.kubeconfig", &token[..6]));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fd\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: fd, user: u}}\ncurrent-context: c\n",
+            fd.port
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn whoami_json(kubeconfig: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["auth", "whoami", "-o", "json"];
+    args.extend_from_slice(extra);
+    let o = kubectl(kubeconfig, &args);
+    assert!(
+        o.status.success(),
+        "kubectl auth whoami {extra:?}: {}",
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn kubectl_whoami_with_token_cert_and_as() {
+    let s = setup();
+    let fd = &s.fd;
+    let v = whoami_json(&token_kubeconfig(fd, "static-token"), &[]);
+    assert_eq!(v["kind"], "SelfSubjectReview");
+    assert_eq!(v["status"]["userInfo"]["username"], "alice");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!(["dev", "ops", "system:authenticated"])
+    );
+
+    let v = whoami_json(&fd.kubeconfig(), &[]);
+    assert_eq!(v["status"]["userInfo"]["username"], "admin");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!(["system:masters", "system:authenticated"])
+    );
+
+    let v = whoami_json(
+        &fd.kubeconfig(),
+        &["--as", "jane", "--as-group", "dev", "--as-uid", "j-1"],
+    );
+    assert_eq!(v["status"]["userInfo"]["username"], "jane");
+    assert_eq!(v["status"]["userInfo"]["uid"], "j-1");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!(["dev", "system:authenticated"])
+    );
+
+    let v = whoami_json(
+        &fd.kubeconfig(),
+        &["--as", "system:serviceaccount:ns:robot"],
+    );
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:ns",
+            "system:authenticated"
+        ])
+    );
+
+    // a bad token: kubectl shows kube's 401
+    let o = kubectl(&token_kubeconfig(fd, "wrong-token"), &["auth", "whoami"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Unauthorized"), "{}", stderr(&o));
+}
+
+#[test]
+fn jwt_issuer_service_accounts_and_webhook() {
+    let s = setup();
+    let fd = &s.fd;
+    let c = fd.anonymous_client();
+    let rsa = EncodingKey::from_rsa_pem(&s.rsa_private).unwrap();
+    let claims = json!({"iss": s.idp.url, "aud": ["frontdoor"], "sub": "jane", "groups": ["dev"], "exp": now() + 300});
+
+    // JWT issuer: keys fetched through discovery over TLS
+    let tok = sign(Algorithm::RS256, &rsa, Some("k1"), &claims);
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&tok))]);
+    assert_eq!(code, 201, "{v}\n{}", fd.logs());
+    assert_eq!(v["status"]["userInfo"]["username"], "idp:jane");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!(["idp:dev", "system:authenticated"])
+    );
+
+    // bad JWTs: unknown kid, wrong audience, expired, not yet valid, wrong issuer, alg none, HS256 confusion
+    let with = |k: &str, val: Value| {
+        let mut cl = claims.clone();
+        cl[k] = val;
+        sign(Algorithm::RS256, &rsa, Some("k1"), &cl)
+    };
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(claims.to_string().as_bytes())
+    );
+    let public_pem = serde_json::to_vec(&*s.idp.jwks.lock().unwrap()).unwrap();
+    let hs = sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(&public_pem),
+        Some("k1"),
+        &claims,
+    );
+    for (what, t) in [
+        (
+            "unknown kid",
+            sign(Algorithm::RS256, &rsa, Some("k2"), &claims),
+        ),
+        ("wrong audience", with("aud", json!(["other"]))),
+        ("expired", with("exp", (now() - 10).into())),
+        ("not yet valid", with("nbf", (now() + 3600).into())),
+        ("wrong issuer", with("iss", "https://evil.example".into())),
+        ("alg none", none),
+        ("HS256 with the public key", hs),
+        ("truncated", tok[..tok.len() - 10].to_string()),
+        ("garbage", "not.a.jwt".to_string()),
+    ] {
+        let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&t))]);
+        assert_eq!(code, 401, "{what}: {v}");
+        assert_eq!(v["reason"], "Unauthorized", "{what}");
+        assert_eq!(v["message"], "Unauthorized", "{what}");
+    }
+
+    // a rotated key: the unknown kid triggers a refetch (after the refresh floor)
+    let (rsa2_private, rsa2_public) = rsa_key();
+    s.idp.jwks.lock().unwrap()["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(rsa_jwk(&rsa2_public, "k3"));
+    let tok3 = sign(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(&rsa2_private).unwrap(),
+        Some("k3"),
+        &claims,
+    );
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let (code, _) = whoami(fd, &c, &[("Authorization", &bearer(&tok3))]);
+        if code == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rotated key never accepted");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // service-account token signed with the dev sa.key (ES256)
+    let sa_key =
+        EncodingKey::from_ec_pem(&std::fs::read(fd.certs().join("sa.key")).unwrap()).unwrap();
+    let sa_claims = json!({"iss": SA_ISSUER, "aud": [SA_ISSUER], "sub": "system:serviceaccount:ns:robot", "exp": now() + 300, "iat": now(),
+        "kubernetes.io": {"namespace": "ns", "serviceaccount": {"name": "robot", "uid": "r-1"}}});
+    let (code, v) = whoami(
+        fd,
+        &c,
+        &[(
+            "Authorization",
+            &bearer(&sign(Algorithm::ES256, &sa_key, None, &sa_claims)),
+        )],
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        v["status"]["userInfo"]["username"],
+        "system:serviceaccount:ns:robot"
+    );
+
+    // webhook: authenticated once, then served from the cache
+    let before = s.idp.webhook_calls.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let (code, v) = whoami(fd, &c, &[("Authorization", "Bearer webhook-token")]);
+        assert_eq!(code, 201, "{v}");
+        assert_eq!(v["status"]["userInfo"]["username"], "hook-user");
+        assert_eq!(
+            v["status"]["userInfo"]["groups"],
+            json!(["hooked", "system:authenticated"])
+        );
+    }
+    assert_eq!(
+        s.idp.webhook_calls.load(Ordering::SeqCst) - before,
+        1,
+        "webhook answers are cached"
+    );
+
+    // TokenReview served by frontdoor
+    let r = fd
+        .admin_client()
+        .post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "static-token"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["status"]["authenticated"], true);
+    assert_eq!(v["status"]["user"]["username"], "alice");
+    let r = fd
+        .admin_client()
+        .post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .json(&json!({"spec": {}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    // metrics
+    let m = fd
+        .admin_client()
+        .get(fd.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        m.contains("authentication_attempts{result=\"success\"}"),
+        "{m}"
+    );
+    assert!(m.contains("authentication_attempts{result=\"error\"}"));
+    assert!(m.contains("authentication_duration_seconds_bucket"));
+    assert!(m.contains("authenticated_user_requests{username=\"admin\"}"));
+    assert!(m.contains("authenticated_user_requests{username=\"other\"}"));
+}
+
+#[test]
+fn bad_headers_certs_and_spoofing() {
+    let s = setup();
+    let fd = &s.fd;
+    let anon = fd.anonymous_client();
+
+    // no credential / not a bearer credential: anonymous
+    for h in [
+        vec![],
+        vec![("Authorization", "")],
+        vec![("Authorization", "Bearer ")],
+        vec![("Authorization", "Basic YTpi")],
+    ] {
+        let (code, v) = whoami(fd, &anon, &h);
+        assert_eq!(code, 201, "{h:?}: {v}");
+        assert_eq!(
+            v["status"]["userInfo"]["username"], "system:anonymous",
+            "{h:?}"
+        );
+    }
+    // a 1 MB header: refused (401 or a header-size error), and the server lives on
+    let big = format!("Bearer {}", "x".repeat(1 << 20));
+    let r = anon
+        .get(fd.url("/version"))
+        .header("Authorization", big)
+        .send();
+    if let Ok(r) = r {
+        assert!(
+            matches!(r.status().as_u16(), 400 | 401 | 431),
+            "{}",
+            r.status()
+        );
+    }
+    assert_eq!(whoami(fd, &anon, &[]).0, 201);
+
+    // spoofed identity headers from an untrusted client are ignored
+    let spoof = [
+        ("X-Remote-User", "system:admin"),
+        ("X-Remote-Group", "system:masters"),
+    ];
+    let (_, v) = whoami(fd, &anon, &spoof);
+    assert_eq!(v["status"]["userInfo"]["username"], "system:anonymous");
+    let (_, v) = whoami(fd, &fd.admin_client(), &spoof);
+    assert_eq!(v["status"]["userInfo"]["username"], "admin");
+    let (_, v) = whoami(
+        fd,
+        &anon,
+        &[
+            ("X-Remote-User", "system:admin"),
+            ("Authorization", "Bearer static-token"),
+        ],
+    );
+    assert_eq!(v["status"]["userInfo"]["username"], "alice");
+
+    // from the verified front proxy they are believed
+    let proxy = fd.client_with_cert("front-proxy-client");
+    let (code, v) = whoami(
+        fd,
+        &proxy,
+        &[
+            ("X-Remote-User", "carol"),
+            ("X-Remote-Group", "g1"),
+            ("X-Remote-Extra-Scopes", "s"),
+        ],
+    );
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["status"]["userInfo"]["username"], "carol");
+    assert_eq!(
+        v["status"]["userInfo"]["groups"],
+        json!(["g1", "system:authenticated"])
+    );
+    assert_eq!(v["status"]["userInfo"]["extra"]["scopes"], json!(["s"]));
+
+    // a client cert from another CA fails the handshake
+    let other = TestPki::new("other-ca");
+    let (cert, key) = other.leaf("admin", &[], true);
+    let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
+    let c = client_builder(&fd.certs()).identity(id).build().unwrap();
+    assert!(
+        c.get(fd.url("/version")).send().is_err(),
+        "a foreign client cert must not be accepted"
+    );
+
+    // impersonating groups without a user: kube's 500 text
+    let r = fd
+        .admin_client()
+        .get(fd.url("/version"))
+        .header("Impersonate-Group", "system:masters")
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let t = r.text().unwrap();
+    assert!(t.contains("without impersonating a user"), "{t}");
+}
+
+#[test]
+fn token_file_reloads() {
+    let s = setup();
+    let fd = &s.fd;
+    let anon = fd.anonymous_client();
+    let tokens = fd.dir.path().join("policies/tokens.csv");
+    assert_eq!(
+        whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0,
+        401
+    );
+    // a broken file keeps the old tokens
+    std::fs::write(&tokens, "# not csv for kube\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(
+        &tokens,
+        "static-token,alice,alice-uid\nnew-token,bob,bob-uid\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, v) = whoami(fd, &anon, &[("Authorization", "Bearer new-token")]);
+        if code == 201 {
+            assert_eq!(v["status"]["userInfo"]["username"], "bob");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "token file never reloaded:\n{}",
+            fd.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(&tokens, "broken\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !fd.logs().contains("reload failed") {
+        assert!(
+            Instant::now() < deadline,
+            "bad file not reported:\n{}",
+            fd.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0,
+        201,
+        "old tokens kept"
+    );
+}
