@@ -330,7 +330,43 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         address,
         args: Arc::new(args),
     };
-    Ok((Arc::new(gw), kubeconfig))
+    let gw = Arc::new(gw);
+    connect_store(&gw);
+    Ok((gw, kubeconfig))
+}
+
+/// Feeds the store's RBAC objects to the authorizer and its APIServices to the router, so a
+/// `kubectl apply` of either takes effect at once, and lays the router's availability over
+/// stored APIServices' status. Hooks hold the gateway weakly: the store lives inside it.
+fn connect_store(gw: &Arc<Gateway>) {
+    for resource in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
+        let weak = Arc::downgrade(gw);
+        gw.store.on_change(
+            "rbac.authorization.k8s.io",
+            resource,
+            Box::new(move |objects| {
+                if let Some(gw) = weak.upgrade() {
+                    crate::reload::report("rbac-store", &gw.authz.set_dynamic_rbac_resource(resource, objects));
+                }
+            }),
+        );
+    }
+    let weak = Arc::downgrade(gw);
+    gw.store.on_change(
+        "apiregistration.k8s.io",
+        "apiservices",
+        Box::new(move |objects| {
+            if let Some(gw) = weak.upgrade() {
+                crate::reload::report("apiservices-store", &gw.router.set_dynamic_apiservices(objects));
+            }
+        }),
+    );
+    let weak = Arc::downgrade(gw);
+    gw.store.set_status_provider(
+        "apiregistration.k8s.io",
+        "apiservices",
+        Box::new(move |name| weak.upgrade()?.router.apiservice_status(name)),
+    );
 }
 
 /// Runs the gateway until shutdown.

@@ -238,7 +238,6 @@ fn kubectl_auth_can_i_and_list() {
 }
 
 #[test]
-#[ignore = "needs the impersonation filter (Impersonate-* headers are refused by the stub until it lands)"]
 fn kubectl_auth_can_i_as_another_user() {
     let dir = tempfile::tempdir().unwrap();
     write_policy(

@@ -532,6 +532,8 @@ mod tests {
             "1".into(),
             "--cert-dir".into(),
             format!("{d}/certs"),
+            "--data-dir".into(),
+            format!("{d}/data"),
             "--policy-dir".into(),
             format!("{d}/policies"),
             "--audit-policy-file".into(),
