@@ -267,6 +267,14 @@ fn setup() -> Setup {
         format!("apiVersion: v1\nkind: Config\nclusters:\n- name: hook\n  cluster:\n    server: {}/review\n    certificate-authority-data: {ca_b64}\ncontexts:\n- name: hook\n  context: {{cluster: hook}}\ncurrent-context: hook\n", idp.url),
     )
     .unwrap();
+    // these tests look at who a request is; let anonymous ask too (kube's bootstrap policy
+    // grants selfsubjectreviews only to system:authenticated)
+    std::fs::create_dir_all(p.join("rbac")).unwrap();
+    std::fs::write(
+        p.join("rbac/whoami.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: whoami}\nrules:\n- apiGroups: [authentication.k8s.io]\n  resources: [selfsubjectreviews]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: whoami-anonymous}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: whoami}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:unauthenticated'}\n",
+    )
+    .unwrap();
     let cfg = p.join("authn.yaml");
     let hook = p.join("webhook.kubeconfig");
     let fd = Frontdoor::start_in(
