@@ -12,22 +12,13 @@ use std::io::Write;
 const ISS: &str = "https://kubernetes.default.svc.cluster.local";
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// (private PEM, public PEM) for an RSA-2048 key from the openssl CLI.
 fn rsa_key() -> (Vec<u8>, Vec<u8>) {
     let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         .output()
         .unwrap();
     let mut child = std::process::Command::new("openssl")
@@ -59,38 +50,17 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     let authn = Authentication::from_args(&args).unwrap();
-    let es256 = sa_token(
-        Algorithm::ES256,
-        &EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap(),
-    );
-    let rs256 = sa_token(
-        Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(&rsa_private).unwrap(),
-    );
+    let es256 = sa_token(Algorithm::ES256, &EncodingKey::from_ec_pem(ec.serialize_pem().as_bytes()).unwrap());
+    let rs256 = sa_token(Algorithm::RS256, &EncodingKey::from_rsa_pem(&rsa_private).unwrap());
     // the service-account and cached paths never await, so one poll (`now_or_never`) runs
     // them whole, without runtime overhead in the numbers
 
     // sanity: both verify
-    assert!(authn
-        .authenticate_token(&es256)
-        .now_or_never()
-        .unwrap()
-        .unwrap()
-        .is_some());
-    assert!(authn
-        .authenticate_token(&rs256)
-        .now_or_never()
-        .unwrap()
-        .unwrap()
-        .is_some());
+    assert!(authn.authenticate_token(&es256).now_or_never().unwrap().unwrap().is_some());
+    assert!(authn.authenticate_token(&rs256).now_or_never().unwrap().unwrap().is_some());
 
     c.bench_function("cached bearer token (ES256 SA JWT)", |b| {
-        b.iter(|| {
-            authn
-                .authenticate_token(std::hint::black_box(&es256))
-                .now_or_never()
-                .unwrap()
-        })
+        b.iter(|| authn.authenticate_token(std::hint::black_box(&es256)).now_or_never().unwrap())
     });
 
     // the cached path's floor: hashing the token for the cache key
@@ -99,29 +69,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| sha2::Sha256::digest(std::hint::black_box(es256.as_bytes())))
     });
 
-    let csv: String = (0..10_000)
-        .map(|i| format!("token-{i:08},user{i},uid{i},\"g1,g2\"\n"))
-        .collect();
+    let csv: String = (0..10_000).map(|i| format!("token-{i:08},user{i},uid{i},\"g1,g2\"\n")).collect();
     let file = TokenFile::parse(&csv, "bench").unwrap();
     c.bench_function("static token lookup (10k tokens)", |b| {
         b.iter(|| file.authenticate(std::hint::black_box("token-00004242")))
     });
 
     c.bench_function("uncached RS256 verification", |b| {
-        b.iter(|| {
-            authn
-                .authenticate_token_uncached(std::hint::black_box(&rs256))
-                .now_or_never()
-                .unwrap()
-        })
+        b.iter(|| authn.authenticate_token_uncached(std::hint::black_box(&rs256)).now_or_never().unwrap())
     });
     c.bench_function("uncached ES256 verification", |b| {
-        b.iter(|| {
-            authn
-                .authenticate_token_uncached(std::hint::black_box(&es256))
-                .now_or_never()
-                .unwrap()
-        })
+        b.iter(|| authn.authenticate_token_uncached(std::hint::black_box(&es256)).now_or_never().unwrap())
     });
 }
 

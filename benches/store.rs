@@ -20,11 +20,7 @@ fn filled(n: usize) -> (tempfile::TempDir, RedbStorage) {
     let dir = tempfile::tempdir().unwrap();
     let s = RedbStorage::open(dir.path(), 100_000).unwrap();
     for i in 0..n {
-        s.create(
-            &format!("/registry/configmaps/n{n}/cm-{i:06}"),
-            cm(&format!("cm-{i}")),
-        )
-        .unwrap();
+        s.create(&format!("/registry/configmaps/n{n}/cm-{i:06}"), cm(&format!("cm-{i}"))).unwrap();
     }
     (dir, s)
 }
@@ -36,13 +32,10 @@ fn benches(c: &mut Criterion) {
     c.bench_function("create (durable commit)", |b| {
         b.iter(|| {
             i += 1;
-            s.create(&format!("/registry/configmaps/bench/c-{i}"), cm("c"))
-                .unwrap();
+            s.create(&format!("/registry/configmaps/bench/c-{i}"), cm("c")).unwrap();
         })
     });
-    c.bench_function("get", |b| {
-        b.iter(|| s.get("/registry/configmaps/bench/c-1").unwrap())
-    });
+    c.bench_function("get", |b| b.iter(|| s.get("/registry/configmaps/bench/c-1").unwrap()));
 
     for n in [1_000usize, 10_000] {
         let (_d, s) = filled(n);
@@ -56,11 +49,7 @@ fn benches(c: &mut Criterion) {
         });
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = Arc::new(RedbStorage::open(dir.path(), 10_000).unwrap());
     s.create("/registry/configmaps/w/x", cm("x")).unwrap();
@@ -69,9 +58,7 @@ fn benches(c: &mut Criterion) {
     const WATCHERS: usize = 1_000;
     rt.block_on(async {
         for _ in 0..WATCHERS {
-            let mut w = s
-                .watch("/registry/configmaps/w/", Some(s.revision()))
-                .unwrap();
+            let mut w = s.watch("/registry/configmaps/w/", Some(s.revision())).unwrap();
             let (received, done) = (received.clone(), done.clone());
             tokio::spawn(async move {
                 while w.rx.recv().await.is_some() {

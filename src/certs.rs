@@ -2,8 +2,7 @@
 
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 
@@ -174,8 +173,18 @@ mod tests {
         let args = InitArgs { dir: dir.clone(), force: false, server: "https://127.0.0.1:1".into() };
         init(&args).unwrap();
         for f in [
-            "ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "front-proxy-ca.crt", "front-proxy-ca.key",
-            "front-proxy-client.crt", "front-proxy-client.key", "sa.key", "sa.pub", "admin.crt", "admin.key",
+            "ca.crt",
+            "ca.key",
+            "apiserver.crt",
+            "apiserver.key",
+            "front-proxy-ca.crt",
+            "front-proxy-ca.key",
+            "front-proxy-client.crt",
+            "front-proxy-client.key",
+            "sa.key",
+            "sa.pub",
+            "admin.crt",
+            "admin.key",
             "admin.kubeconfig",
         ] {
             assert!(dir.join(f).exists(), "{f} missing");

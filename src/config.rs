@@ -151,9 +151,9 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
             let mut merged = argv[..=pos].to_vec();
             merged.extend(from_file);
             merged.extend(argv[pos + 1..].iter().cloned());
-            let matches = cmd.try_get_matches_from(&merged).map_err(|e| {
-                format!("{}(settings from --config {})", e.render(), file.display())
-            })?;
+            let matches = cmd
+                .try_get_matches_from(&merged)
+                .map_err(|e| format!("{}(settings from --config {})", e.render(), file.display()))?;
             return Cli::from_arg_matches(&matches).map_err(|e| e.to_string());
         }
     }
@@ -164,10 +164,10 @@ pub fn parse_from(argv: Vec<String>) -> Result<Cli, String> {
 /// any key that is not a `serve` flag. Settings also given on the command line are left out,
 /// so the flag replaces them (clap refuses a single-valued flag given twice).
 fn config_file_args(file: &Path, serve: &clap::Command, given: &clap::ArgMatches) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("error: cannot read --config {}: {e}", file.display()))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
-        .map_err(|e| format!("error: --config {}: {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("error: cannot read --config {}: {e}", file.display()))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("error: --config {}: {e}", file.display()))?;
     let map = match doc {
         serde_yaml::Value::Mapping(m) => m,
         serde_yaml::Value::Null => return Ok(Vec::new()),
@@ -182,13 +182,18 @@ fn config_file_args(file: &Path, serve: &clap::Command, given: &clap::ArgMatches
             other => return Err(format!("error: --config {}: key {other:?} is not a flag name", file.display())),
         };
         let Some((_, id)) = known.iter().find(|(long, _)| *long == key && key != "config") else {
-            return Err(format!("error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)", file.display()));
+            return Err(format!(
+                "error: --config {}: unknown setting {key:?} (not a `frontdoor serve` flag)",
+                file.display()
+            ));
         };
         if given.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine) {
             continue;
         }
         let values = match v {
-            serde_yaml::Value::Sequence(items) => items.into_iter().map(|i| scalar(&key, i, file)).collect::<Result<Vec<_>, _>>()?,
+            serde_yaml::Value::Sequence(items) => {
+                items.into_iter().map(|i| scalar(&key, i, file)).collect::<Result<Vec<_>, _>>()?
+            }
             other => vec![scalar(&key, other, file)?],
         };
         for value in values {
@@ -203,7 +208,10 @@ fn scalar(key: &str, v: serde_yaml::Value, file: &Path) -> Result<String, String
         serde_yaml::Value::String(s) => Ok(s),
         serde_yaml::Value::Number(n) => Ok(n.to_string()),
         serde_yaml::Value::Bool(b) => Ok(b.to_string()),
-        _ => Err(format!("error: --config {}: setting {key:?} must be a string, number, boolean or a list of them", file.display())),
+        _ => Err(format!(
+            "error: --config {}: setting {key:?} must be a string, number, boolean or a list of them",
+            file.display()
+        )),
     }
 }
 
@@ -368,7 +376,10 @@ mod tests {
         assert_eq!(parse_go_duration(".s"), Err(r#"time: invalid duration ".s""#.into()));
         assert_eq!(parse_go_duration("10"), Err(r#"time: missing unit in duration "10""#.into()));
         assert_eq!(parse_go_duration("5x"), Err(r#"time: unknown unit "x" in duration "5x""#.into()));
-        assert_eq!(parse_go_duration("1\u{e9}"), Err(r#"time: unknown unit "\xc3\xa9" in duration "1\xc3\xa9""#.into()));
+        assert_eq!(
+            parse_go_duration("1\u{e9}"),
+            Err(r#"time: unknown unit "\xc3\xa9" in duration "1\xc3\xa9""#.into())
+        );
         assert_eq!(parse_go_duration("9223372036854775807ns"), Ok(i64::MAX));
         assert_eq!(parse_go_duration("-9223372036854775808ns"), Ok(i64::MIN));
         assert!(parse_go_duration("9223372036854775808ns").is_err());

@@ -34,13 +34,7 @@ pub struct Request {
 
 impl Request {
     fn new(kind: &'static str, name: &str) -> Self {
-        Request {
-            kind,
-            namespace: String::new(),
-            name: name.into(),
-            api_version: "",
-            field_path: String::new(),
-        }
+        Request { kind, namespace: String::new(), name: name.into(), api_version: "", field_path: String::new() }
     }
 
     /// Go's `%v` of an ObjectReference (fields space-separated in declaration order).
@@ -57,34 +51,21 @@ impl Request {
 pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
     let h = &req.headers;
     let mut out = Vec::new();
-    let user = h
-        .get(USER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let user = h.get(USER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let has_user = !user.is_empty();
     if has_user {
         match split_username(user) {
-            Some((ns, name)) => out.push(Request {
-                namespace: ns.into(),
-                ..Request::new("ServiceAccount", name)
-            }),
+            Some((ns, name)) => out.push(Request { namespace: ns.into(), ..Request::new("ServiceAccount", name) }),
             None => out.push(Request::new("User", user)),
         }
     }
     let mut has_groups = false;
     for g in h.get_all(GROUP) {
         has_groups = true;
-        out.push(Request::new(
-            "Group",
-            &String::from_utf8_lossy(g.as_bytes()),
-        ));
+        out.push(Request::new("Group", &String::from_utf8_lossy(g.as_bytes())));
     }
     let mut has_extra = false;
-    let mut extra_names: Vec<&str> = h
-        .keys()
-        .map(|k| k.as_str())
-        .filter(|k| k.starts_with(EXTRA_PREFIX))
-        .collect();
+    let mut extra_names: Vec<&str> = h.keys().map(|k| k.as_str()).filter(|k| k.starts_with(EXTRA_PREFIX)).collect();
     extra_names.sort();
     extra_names.dedup();
     for name in extra_names {
@@ -101,17 +82,11 @@ pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
     let uid = h.get(UID).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let has_uid = !uid.is_empty();
     if has_uid {
-        out.push(Request {
-            api_version: "authentication.k8s.io/v1",
-            ..Request::new("UID", uid)
-        });
+        out.push(Request { api_version: "authentication.k8s.io/v1", ..Request::new("UID", uid) });
     }
     if (has_groups || has_extra || has_uid) && !has_user {
         let list: Vec<String> = out.iter().map(Request::go_string).collect();
-        return Err(format!(
-            "requested [{}] without impersonating a user",
-            list.join(" ")
-        ));
+        return Err(format!("requested [{}] without impersonating a user", list.join(" ")));
     }
     Ok(out)
 }
@@ -159,39 +134,24 @@ pub fn impersonated_user(requests: &[Request], groups_specified: bool) -> UserIn
             }
             "User" => username = r.name.clone(),
             "Group" => groups.push(r.name.clone()),
-            "UserExtra" => extra
-                .entry(r.field_path.clone())
-                .or_default()
-                .push(r.name.clone()),
+            "UserExtra" => extra.entry(r.field_path.clone()).or_default().push(r.name.clone()),
             _ => uid = r.name.clone(),
         }
     }
     if username != ANONYMOUS {
-        if !groups
-            .iter()
-            .any(|g| g == ALL_AUTHENTICATED || g == ALL_UNAUTHENTICATED)
-        {
+        if !groups.iter().any(|g| g == ALL_AUTHENTICATED || g == ALL_UNAUTHENTICATED) {
             groups.push(ALL_AUTHENTICATED.into());
         }
     } else if !groups.iter().any(|g| g == ALL_UNAUTHENTICATED) {
         groups.push(ALL_UNAUTHENTICATED.into());
     }
-    UserInfo {
-        username,
-        uid,
-        groups,
-        extra,
-    }
+    UserInfo { username, uid, groups, extra }
 }
 
 /// Removes every impersonation header.
 pub fn strip(req: &mut RequestHeader) {
-    let names: Vec<String> = req
-        .headers
-        .keys()
-        .map(|k| k.as_str().to_string())
-        .filter(|k| k.starts_with("impersonate-"))
-        .collect();
+    let names: Vec<String> =
+        req.headers.keys().map(|k| k.as_str().to_string()).filter(|k| k.starts_with("impersonate-")).collect();
     for n in names {
         req.remove_header(&n);
     }
@@ -213,20 +173,11 @@ fn go_quote(s: &str) -> String {
 }
 
 /// The impersonation filter.
-pub async fn impersonate(
-    gw: &Gateway,
-    req: &mut RequestHeader,
-    ctx: &mut RequestContext,
-) -> Result<(), Reply> {
+pub async fn impersonate(gw: &Gateway, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
     let requests = match build_requests(req) {
         Ok(r) => r,
         // kube answers this with a plain-text 500 (responsewriters.InternalError)
-        Err(e) => {
-            return Err(Reply::text(
-                500,
-                format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri)),
-            ))
-        }
+        Err(e) => return Err(Reply::text(500, format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri)))),
     };
     if requests.is_empty() {
         return Ok(());
@@ -234,10 +185,7 @@ pub async fn impersonate(
     let Some(requestor) = ctx.user.clone() else {
         return Err(Reply::text(
             500,
-            format!(
-                "Internal Server Error: {}: no user found for request",
-                go_quote(&ctx.request_uri)
-            ),
+            format!("Internal Server Error: {}: no user found for request", go_quote(&ctx.request_uri)),
         ));
     };
     for r in &requests {
@@ -281,18 +229,8 @@ mod tests {
         assert_eq!(kinds, ["User", "Group", "Group", "UserExtra", "UID"]);
         let a = attributes(&UserInfo::new("me", vec![]), &reqs[3]);
         assert_eq!(
-            (
-                a.api_group.as_str(),
-                a.resource.as_str(),
-                a.subresource.as_str(),
-                a.name.as_str()
-            ),
-            (
-                "authentication.k8s.io",
-                "userextras",
-                "acme.com/scopes",
-                "view"
-            )
+            (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str(), a.name.as_str()),
+            ("authentication.k8s.io", "userextras", "acme.com/scopes", "view")
         );
         let u = impersonated_user(&reqs, true);
         assert_eq!(u.username, "jane");
@@ -303,48 +241,22 @@ mod tests {
 
     #[test]
     fn service_accounts_and_anonymous() {
-        let reqs = build_requests(&req(&[(
-            "Impersonate-User",
-            "system:serviceaccount:ns:builder",
-        )]))
-        .unwrap();
+        let reqs = build_requests(&req(&[("Impersonate-User", "system:serviceaccount:ns:builder")])).unwrap();
         let a = attributes(&UserInfo::new("me", vec![]), &reqs[0]);
-        assert_eq!(
-            (a.resource.as_str(), a.namespace.as_str(), a.name.as_str()),
-            ("serviceaccounts", "ns", "builder")
-        );
+        assert_eq!((a.resource.as_str(), a.namespace.as_str(), a.name.as_str()), ("serviceaccounts", "ns", "builder"));
         let u = impersonated_user(&reqs, false);
-        assert_eq!(
-            u.groups,
-            vec![
-                "system:serviceaccounts",
-                "system:serviceaccounts:ns",
-                "system:authenticated"
-            ]
-        );
+        assert_eq!(u.groups, vec!["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]);
         let reqs = build_requests(&req(&[("Impersonate-User", "system:anonymous")])).unwrap();
-        assert_eq!(
-            impersonated_user(&reqs, false).groups,
-            vec!["system:unauthenticated"]
-        );
-        let reqs = build_requests(&req(&[
-            ("Impersonate-User", "x"),
-            ("Impersonate-Group", "system:unauthenticated"),
-        ]))
-        .unwrap();
-        assert_eq!(
-            impersonated_user(&reqs, true).groups,
-            vec!["system:unauthenticated"]
-        );
+        assert_eq!(impersonated_user(&reqs, false).groups, vec!["system:unauthenticated"]);
+        let reqs = build_requests(&req(&[("Impersonate-User", "x"), ("Impersonate-Group", "system:unauthenticated")]))
+            .unwrap();
+        assert_eq!(impersonated_user(&reqs, true).groups, vec!["system:unauthenticated"]);
     }
 
     #[test]
     fn groups_need_a_user() {
         let e = build_requests(&req(&[("Impersonate-Group", "system:masters")])).unwrap_err();
-        assert_eq!(
-            e,
-            "requested [{Group  system:masters    }] without impersonating a user"
-        );
+        assert_eq!(e, "requested [{Group  system:masters    }] without impersonating a user");
         assert!(build_requests(&req(&[("Impersonate-Uid", "1")])).is_err());
         assert!(build_requests(&req(&[("Impersonate-Extra-a", "1")])).is_err());
         assert!(build_requests(&req(&[])).unwrap().is_empty());

@@ -25,7 +25,8 @@ fn fingerprint(paths: &[PathBuf]) -> u64 {
 
 fn hash_path(p: &Path, h: &mut DefaultHasher) {
     if p.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        let mut entries: Vec<_> =
+            std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         entries.sort();
         for e in entries {
             e.hash(h);

@@ -61,7 +61,8 @@ impl Gateway {
         ctx.peer = crate::tls::peer_of(session);
 
         let req = session.req_header();
-        let (method, path, query) = (req.method.as_str().to_string(), req.uri.path().to_string(), req.uri.query().map(str::to_string));
+        let (method, path, query) =
+            (req.method.as_str().to_string(), req.uri.path().to_string(), req.uri.query().map(str::to_string));
         match RequestInfo::resolve(&method, &path, query.as_deref()) {
             Ok(info) => ctx.request_info = Arc::new(info),
             Err(e) => {
@@ -105,7 +106,12 @@ impl Gateway {
     }
 
     /// Runs the local handler under the non-long-running timeout.
-    async fn serve_local(&self, session: &mut Session, ctx: &mut RequestContext, query: Option<&str>) -> pingora::Result<()> {
+    async fn serve_local(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        query: Option<&str>,
+    ) -> pingora::Result<()> {
         let deadline = timeout::deadline(&ctx.request_info, query, self.args.request_timeout);
         let Some(limit) = deadline else {
             return router::local::serve(self, session, ctx).await;
@@ -387,8 +393,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     server.bootstrap();
 
     let listen = format!("{}:{}", gw.args.bind_address, gw.args.secure_port);
-    let listen = if gw.args.bind_address.is_ipv6() { format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port) } else { listen };
-    let mut service = pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
+    let listen = if gw.args.bind_address.is_ipv6() {
+        format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port)
+    } else {
+        listen
+    };
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
     let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
     service.add_tls_with_settings(&listen, None, tls);
     server.add_service(service);

@@ -30,11 +30,7 @@ struct Setup {
 }
 
 fn certs_init(dir: &Path) {
-    let st = Command::new(env!("CARGO_BIN_EXE_frontdoor"))
-        .args(["certs", "init", "--dir"])
-        .arg(dir)
-        .status()
-        .unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_frontdoor")).args(["certs", "init", "--dir"]).arg(dir).status().unwrap();
     assert!(st.success());
 }
 
@@ -63,29 +59,13 @@ fn setup(extra: &[&str]) -> Setup {
     let docs = [
         apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem),
         apiservice(GROUP, "v1beta1", 1000, 15, "wardle/api", &pki.ca_pem),
-        apiservice(
-            "zeta.example.com",
-            "v1",
-            2000,
-            15,
-            "wardle/api",
-            &pki.ca_pem,
-        ),
-        apiservice(
-            "down.example.com",
-            "v1",
-            1500,
-            15,
-            "wardle/down",
-            &pki.ca_pem,
-        ),
+        apiservice("zeta.example.com", "v1", 2000, 15, "wardle/api", &pki.ca_pem),
+        apiservice("down.example.com", "v1", 1500, 15, "wardle/down", &pki.ca_pem),
     ];
     let file = dir.path().join("apiservices.yaml");
     std::fs::write(&file, docs.join("---\n")).unwrap();
-    let (ep, down) = (
-        format!("wardle/api:443=127.0.0.1:{}", be.port),
-        format!("wardle/down:443=127.0.0.1:{}", free_port()),
-    );
+    let (ep, down) =
+        (format!("wardle/api:443=127.0.0.1:{}", be.port), format!("wardle/down:443=127.0.0.1:{}", free_port()));
     let mut args = vec![
         "--apiservices-file",
         file.to_str().unwrap(),
@@ -104,11 +84,7 @@ fn setup(extra: &[&str]) -> Setup {
     let deadline = Instant::now() + Duration::from_secs(20);
     while get_code(&admin, &fd.url(FLUNDERS)) != 200 {
         if Instant::now() > deadline {
-            let body = admin
-                .get(fd.url(FLUNDERS))
-                .send()
-                .map(|r| r.text().unwrap_or_default())
-                .unwrap_or_default();
+            let body = admin.get(fd.url(FLUNDERS)).send().map(|r| r.text().unwrap_or_default()).unwrap_or_default();
             panic!("wardle not available: {body}\n{}", fd.logs());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -129,59 +105,30 @@ fn proxies_with_identity_headers_client_cert_and_pooling() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers().get("audit-id").is_some(),
-        "frontdoor's headers on proxied responses"
-    );
+    assert!(r.headers().get("audit-id").is_some(), "frontdoor's headers on proxied responses");
     let seen = s.be.last(FLUNDERS).unwrap();
-    assert_eq!(
-        seen.client_cn, "front-proxy-client",
-        "the proxy client cert is presented"
-    );
+    assert_eq!(seen.client_cn, "front-proxy-client", "the proxy client cert is presented");
     assert_eq!(seen.all("x-remote-user"), vec!["admin"]);
-    assert_eq!(
-        seen.all("x-remote-group"),
-        vec!["system:masters", "system:authenticated"],
-        "one header per group"
-    );
-    assert!(
-        seen.all("authorization").is_empty(),
-        "credentials never reach a backend"
-    );
-    assert!(
-        seen.all("x-remote-extra-scopes").is_empty(),
-        "client X-Remote-* dropped"
-    );
+    assert_eq!(seen.all("x-remote-group"), vec!["system:masters", "system:authenticated"], "one header per group");
+    assert!(seen.all("authorization").is_empty(), "credentials never reach a backend");
+    assert!(seen.all("x-remote-extra-scopes").is_empty(), "client X-Remote-* dropped");
 
     let before = s.be.accepted();
     for _ in 0..10 {
         assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200);
     }
     let opened = s.be.accepted() - before;
-    assert!(
-        opened <= 2,
-        "upstream connections are pooled ({opened} new connections for 10 requests)"
-    );
+    assert!(opened <= 2, "upstream connections are pooled ({opened} new connections for 10 requests)");
 
     // the backend's own errors pass through untouched
-    assert_eq!(
-        get_code(
-            &admin,
-            &s.fd
-                .url("/apis/wardle.example.com/v1alpha1/nothing/here/at/all")
-        ),
-        404
-    );
+    assert_eq!(get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1alpha1/nothing/here/at/all")), 404);
 }
 
 #[test]
 fn streams_watches_and_passes_upgrades() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
-    let mut r = admin
-        .get(s.fd.url(&format!("{FLUNDERS}?watch=true")))
-        .send()
-        .unwrap();
+    let mut r = admin.get(s.fd.url(&format!("{FLUNDERS}?watch=true"))).send().unwrap();
     assert_eq!(r.status(), 200);
     let mut first = Vec::new();
     let mut buf = [0u8; 1024];
@@ -220,67 +167,38 @@ fn streams_watches_and_passes_upgrades() {
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 #[test]
 fn large_bodies_stream_without_buffering_whole() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
-    assert_eq!(
-        get_code(&admin, &s.fd.url(&format!("{FLUNDERS}/big?mb=1"))),
-        200
-    );
+    assert_eq!(get_code(&admin, &s.fd.url(&format!("{FLUNDERS}/big?mb=1"))), 200);
     let before = peak_rss(s.fd.child.id());
-    let mut r = admin
-        .get(s.fd.url(&format!("{FLUNDERS}/big?mb=96")))
-        .send()
-        .unwrap();
+    let mut r = admin.get(s.fd.url(&format!("{FLUNDERS}/big?mb=96"))).send().unwrap();
     assert_eq!(r.status(), 200);
     let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
     assert_eq!(n, 96 << 20);
     let body = vec![b'y'; 96 << 20];
-    let r = admin
-        .post(s.fd.url(&format!("{FLUNDERS}/upload")))
-        .body(body)
-        .send()
-        .unwrap();
+    let r = admin.post(s.fd.url(&format!("{FLUNDERS}/upload"))).body(body).send().unwrap();
     assert_eq!(r.text().unwrap(), format!("{{\"received\":{}}}", 96 << 20));
     let grown = peak_rss(s.fd.child.id()).saturating_sub(before);
-    assert!(
-        grown < 32 << 20,
-        "96 MiB each way grew frontdoor's peak memory by {} MiB",
-        grown >> 20
-    );
+    assert!(grown < 32 << 20, "96 MiB each way grew frontdoor's peak memory by {} MiB", grown >> 20);
 }
 
 fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in
-        rustls_pemfile::certs(&mut std::fs::read(fd.certs().join("ca.crt")).unwrap().as_slice())
-    {
+    for c in rustls_pemfile::certs(&mut std::fs::read(fd.certs().join("ca.crt")).unwrap().as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let chain = rustls_pemfile::certs(
-        &mut std::fs::read(fd.certs().join("admin.crt"))
-            .unwrap()
-            .as_slice(),
-    )
-    .map(|c| c.unwrap())
-    .collect();
-    let key = rustls_pemfile::private_key(
-        &mut std::fs::read(fd.certs().join("admin.key"))
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap()
-    .unwrap();
+    let chain = rustls_pemfile::certs(&mut std::fs::read(fd.certs().join("admin.crt")).unwrap().as_slice())
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(fd.certs().join("admin.key")).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -288,8 +206,7 @@ fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std:
         .with_client_auth_cert(chain, key)
         .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let conn =
-        rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", fd.port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     rustls::StreamOwned::new(conn, tcp)
@@ -312,38 +229,16 @@ fn unavailable_backend_answers_503_and_recovers() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
     let t = Instant::now();
-    let r = admin
-        .get(s.fd.url("/apis/down.example.com/v1/things"))
-        .send()
-        .unwrap();
+    let r = admin.get(s.fd.url("/apis/down.example.com/v1/things")).send().unwrap();
     assert_eq!(r.status(), 503);
-    assert!(
-        t.elapsed() < Duration::from_secs(1),
-        "answered at once, not after a connect attempt"
-    );
+    assert!(t.elapsed() < Duration::from_secs(1), "answered at once, not after a connect attempt");
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(
-        (
-            v["kind"].as_str(),
-            v["reason"].as_str(),
-            v["message"].as_str()
-        ),
-        (
-            Some("Status"),
-            Some("ServiceUnavailable"),
-            Some("service unavailable")
-        )
+        (v["kind"].as_str(), v["reason"].as_str(), v["message"].as_str()),
+        (Some("Status"), Some("ServiceUnavailable"), Some("service unavailable"))
     );
-    let metrics = admin
-        .get(s.fd.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        metrics.contains("aggregator_unavailable_apiservice{name=\"v1.down.example.com\"} 1"),
-        "{metrics}"
-    );
+    let metrics = admin.get(s.fd.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("aggregator_unavailable_apiservice{name=\"v1.down.example.com\"} 1"), "{metrics}");
     assert!(metrics.contains("frontdoor_backend_available{name=\"v1alpha1.wardle.example.com\"} 1"));
 
     s.be.stop();
@@ -352,14 +247,9 @@ fn unavailable_backend_answers_503_and_recovers() {
         r.status() == 503 && r.text().unwrap().contains("\"service unavailable\"")
     });
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
-    assert!(
-        !apis.to_string().contains(GROUP),
-        "an unavailable group leaves discovery: {apis}"
-    );
+    assert!(!apis.to_string().contains(GROUP), "an unavailable group leaves discovery: {apis}");
     s.be.restart();
-    wait_for("wardle back", || {
-        get_code(&admin, &s.fd.url(FLUNDERS)) == 200
-    });
+    wait_for("wardle back", || get_code(&admin, &s.fd.url(FLUNDERS)) == 200);
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
     assert!(apis.to_string().contains(GROUP));
 }
@@ -369,29 +259,14 @@ fn request_timeout_cuts_ordinary_requests_not_watches() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
     let t = Instant::now();
-    let r = admin
-        .get(s.fd.url(&format!("{FLUNDERS}/slow?delay=5000")))
-        .send()
-        .unwrap();
+    let r = admin.get(s.fd.url(&format!("{FLUNDERS}/slow?delay=5000"))).send().unwrap();
     assert_eq!(r.status(), 504);
-    assert!(
-        t.elapsed() < Duration::from_millis(4500),
-        "cut at --request-timeout, took {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_millis(4500), "cut at --request-timeout, took {:?}", t.elapsed());
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["reason"], "Timeout");
-    assert_eq!(
-        v["message"],
-        "Timeout: request did not complete within requested timeout - context deadline exceeded"
-    );
+    assert_eq!(v["message"], "Timeout: request did not complete within requested timeout - context deadline exceeded");
     // a watch whose events are further apart than the request timeout is not cut
-    let body = admin
-        .get(s.fd.url(&format!("{FLUNDERS}?watch=true&delay=3000")))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let body = admin.get(s.fd.url(&format!("{FLUNDERS}?watch=true&delay=3000"))).send().unwrap().text().unwrap();
     assert!(body.contains("\"f1\"") && body.contains("\"f2\""), "{body}");
 }
 
@@ -400,15 +275,9 @@ fn sigterm_drains_an_in_flight_proxied_request() {
     let mut s = setup(&["--shutdown-drain-timeout", "10s"]);
     let admin = s.fd.admin_client();
     let url = s.fd.url(&format!("{FLUNDERS}/slow?delay=1500"));
-    let req = std::thread::spawn(move || {
-        admin
-            .get(url)
-            .send()
-            .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
-    });
-    wait_for("backend got the slow request", || {
-        s.be.last(&format!("{FLUNDERS}/slow")).is_some()
-    });
+    let req =
+        std::thread::spawn(move || admin.get(url).send().map(|r| (r.status().as_u16(), r.text().unwrap_or_default())));
+    wait_for("backend got the slow request", || s.be.last(&format!("{FLUNDERS}/slow")).is_some());
     s.fd.terminate();
     let (code, body) = req.join().unwrap().expect("in-flight request completes");
     assert_eq!(code, 200, "{body}");
@@ -419,10 +288,7 @@ fn sigterm_drains_an_in_flight_proxied_request() {
             assert!(st.success() || st.code().is_some(), "exited: {st:?}");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "frontdoor did not exit after draining"
-        );
+        assert!(Instant::now() < deadline, "frontdoor did not exit after draining");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -431,96 +297,43 @@ fn sigterm_drains_an_in_flight_proxied_request() {
 fn discovery_merges_orders_and_serves_kubectl() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
-    wait_for("zeta available", || {
-        get_code(&admin, &s.fd.url("/apis/zeta.example.com/v1")) == 200
-    });
-    wait_for("v1beta1 available", || {
-        get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1beta1")) == 200
-    });
+    wait_for("zeta available", || get_code(&admin, &s.fd.url("/apis/zeta.example.com/v1")) == 200);
+    wait_for("v1beta1 available", || get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1beta1")) == 200);
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
-    let names: Vec<&str> = apis["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    let (z, w) = (
-        names.iter().position(|n| *n == "zeta.example.com").unwrap(),
-        names.iter().position(|n| *n == GROUP).unwrap(),
-    );
+    let names: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let (z, w) =
+        (names.iter().position(|n| *n == "zeta.example.com").unwrap(), names.iter().position(|n| *n == GROUP).unwrap());
     assert!(z < w, "higher groupPriorityMinimum first: {names:?}");
-    assert!(
-        !names.contains(&"down.example.com"),
-        "unavailable groups left out: {names:?}"
-    );
+    assert!(!names.contains(&"down.example.com"), "unavailable groups left out: {names:?}");
     let wardle = &apis["groups"][w];
-    assert_eq!(
-        wardle["versions"][0]["version"], "v1beta1",
-        "kube version order within equal versionPriority"
-    );
-    assert_eq!(
-        wardle["preferredVersion"]["groupVersion"],
-        "wardle.example.com/v1beta1"
-    );
-    let group: serde_json::Value = admin
-        .get(s.fd.url("/apis/wardle.example.com"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    assert_eq!(wardle["versions"][0]["version"], "v1beta1", "kube version order within equal versionPriority");
+    assert_eq!(wardle["preferredVersion"]["groupVersion"], "wardle.example.com/v1beta1");
+    let group: serde_json::Value = admin.get(s.fd.url("/apis/wardle.example.com")).send().unwrap().json().unwrap();
     assert_eq!(group["kind"], "APIGroup");
     assert_eq!(group["versions"].as_array().unwrap().len(), 2);
     assert_eq!(get_code(&admin, &s.fd.url("/apis/nope.example.com")), 404);
 
     // aggregated discovery, with an ETag
-    let accept =
-        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-    let r = admin
-        .get(s.fd.url("/apis"))
-        .header("Accept", accept)
-        .send()
-        .unwrap();
+    let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let r = admin.get(s.fd.url("/apis")).header("Accept", accept).send().unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["content-type"],
-        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-    );
+    assert_eq!(r.headers()["content-type"], "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList");
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let doc: serde_json::Value = r.json().unwrap();
     assert_eq!(doc["kind"], "APIGroupDiscoveryList");
-    let item = doc["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["metadata"]["name"] == GROUP)
-        .unwrap();
-    let flunders = item["versions"][1]["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resource"] == "flunders")
-        .unwrap();
+    let item = doc["items"].as_array().unwrap().iter().find(|i| i["metadata"]["name"] == GROUP).unwrap();
+    let flunders =
+        item["versions"][1]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "flunders").unwrap();
     assert_eq!(flunders["scope"], "Namespaced");
     assert_eq!(flunders["subresources"][0]["subresource"], "status");
-    let r = admin
-        .get(s.fd.url("/apis"))
-        .header("Accept", accept)
-        .header("If-None-Match", &etag)
-        .send()
-        .unwrap();
+    let r = admin.get(s.fd.url("/apis")).header("Accept", accept).header("If-None-Match", &etag).send().unwrap();
     assert_eq!(r.status(), 304);
     let r = admin
         .get(s.fd.url("/apis"))
-        .header(
-            "Accept",
-            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
-        )
+        .header("Accept", "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")
         .send()
         .unwrap();
-    assert_eq!(
-        r.json::<serde_json::Value>().unwrap()["apiVersion"],
-        "apidiscovery.k8s.io/v2beta1"
-    );
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["apiVersion"], "apidiscovery.k8s.io/v2beta1");
 
     // real kubectl
     let out = s.fd.kubectl(&["get", "--raw", "/apis"]);
@@ -529,34 +342,20 @@ fn discovery_merges_orders_and_serves_kubectl() {
     let out = s.fd.kubectl(&["api-versions"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let versions = stdout(&out);
-    for gv in [
-        "wardle.example.com/v1alpha1",
-        "wardle.example.com/v1beta1",
-        "zeta.example.com/v1",
-        "v1",
-    ] {
-        assert!(
-            versions.lines().any(|l| l == gv),
-            "{gv} missing from:\n{versions}"
-        );
+    for gv in ["wardle.example.com/v1alpha1", "wardle.example.com/v1beta1", "zeta.example.com/v1", "v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv} missing from:\n{versions}");
     }
     assert!(!versions.contains("down.example.com"));
     let out = s.fd.kubectl(&["api-resources", "--api-group", GROUP]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let res = stdout(&out);
     assert!(
-        res.lines().any(|l| l.starts_with("flunders")
-            && l.contains(" fl ")
-            && l.contains("true")
-            && l.contains("Flunder")),
+        res.lines()
+            .any(|l| l.starts_with("flunders") && l.contains(" fl ") && l.contains("true") && l.contains("Flunder")),
         "{res}"
     );
     let out = s.fd.kubectl(&["get", "--raw", FLUNDERS]);
-    assert!(
-        out.status.success() && stdout(&out).contains("FlunderList"),
-        "{}",
-        common::stderr(&out)
-    );
+    assert!(out.status.success() && stdout(&out).contains("FlunderList"), "{}", common::stderr(&out));
 }
 
 #[test]
@@ -566,39 +365,13 @@ fn hot_reload_and_bad_file_keeps_table() {
     let file = s.fd.dir.path().join("apiservices.yaml");
     std::fs::write(&file, "kind: APIService\napiVersion: apiregistration.k8s.io/v1\nmetadata: {name: wrong}\nspec: {group: x.io, version: v1}\n").unwrap();
     wait_for("reload failure counted", || {
-        let m = admin
-            .get(s.fd.url("/metrics"))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap();
+        let m = admin.get(s.fd.url("/metrics")).send().unwrap().text().unwrap();
         m.contains("frontdoor_policy_reload_total{policy=\"apiservices\",result=\"failure\"} 1")
     });
-    assert_eq!(
-        get_code(&admin, &s.fd.url(FLUNDERS)),
-        200,
-        "bad file keeps the old table"
-    );
-    std::fs::write(
-        &file,
-        apiservice(
-            "other.example.com",
-            "v1",
-            1000,
-            15,
-            "wardle/api",
-            &s.pki.ca_pem,
-        ),
-    )
-    .unwrap();
-    wait_for("new table", || {
-        get_code(&admin, &s.fd.url("/apis/other.example.com/v1")) == 200
-    });
-    assert_eq!(
-        get_code(&admin, &s.fd.url(FLUNDERS)),
-        404,
-        "wardle no longer routed"
-    );
+    assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200, "bad file keeps the old table");
+    std::fs::write(&file, apiservice("other.example.com", "v1", 1000, 15, "wardle/api", &s.pki.ca_pem)).unwrap();
+    wait_for("new table", || get_code(&admin, &s.fd.url("/apis/other.example.com/v1")) == 200);
+    assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 404, "wardle no longer routed");
 }
 
 #[test]
@@ -615,11 +388,7 @@ fn a_second_frontdoor_as_backend() {
     // front-proxy-client, signed by the request-header CA)
     std::fs::copy(certs2.join("ca.crt"), dir2.path().join("clients.crt")).unwrap();
     let f2 = dir2.path().join("apiservices.yaml");
-    std::fs::write(
-        &f2,
-        apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem),
-    )
-    .unwrap();
+    std::fs::write(&f2, apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem)).unwrap();
     let p = |n: &str| dir2.path().join(n).to_str().unwrap().to_string();
     let ep = format!("wardle/api:443=127.0.0.1:{}", be.port);
     let fpca = p("certs/front-proxy-ca.crt");
@@ -677,11 +446,7 @@ fn a_second_frontdoor_as_backend() {
         std::fs::copy(fd2.certs().join(f), certs1.join(f)).unwrap();
     }
     let f1 = dir1.path().join("apiservices.yaml");
-    std::fs::write(
-        &f1,
-        apiservice(GROUP, "v1alpha1", 1000, 15, "default/fd2", &pki.ca_pem),
-    )
-    .unwrap();
+    std::fs::write(&f1, apiservice(GROUP, "v1alpha1", 1000, 15, "default/fd2", &pki.ca_pem)).unwrap();
     let ep1 = format!("default/fd2:443=127.0.0.1:{}", fd2.port);
     let fd1 = Frontdoor::start_in(
         dir1,
@@ -695,20 +460,13 @@ fn a_second_frontdoor_as_backend() {
         ],
     );
     let admin = fd1.admin_client();
-    wait_for("wardle through two frontdoors", || {
-        get_code(&admin, &fd1.url(FLUNDERS)) == 200
-    });
+    wait_for("wardle through two frontdoors", || get_code(&admin, &fd1.url(FLUNDERS)) == 200);
     let seen = be.last(FLUNDERS).unwrap();
     assert_eq!(seen.client_cn, "front-proxy-client");
     let user = seen.all("x-remote-user");
     assert_eq!(user, vec!["admin"], "the user fd1 authenticated, believed by fd2 from the front proxy");
     let out = fd1.kubectl(&["api-resources", "--api-group", GROUP]);
-    assert!(
-        stdout(&out).contains("flunders"),
-        "{}{}",
-        stdout(&out),
-        common::stderr(&out)
-    );
+    assert!(stdout(&out).contains("flunders"), "{}{}", stdout(&out), common::stderr(&out));
     // fd2's discovery of the group reaches fd1 through fd2's own proxy
     let apis: serde_json::Value = admin.get(fd1.url("/apis")).send().unwrap().json().unwrap();
     assert!(apis.to_string().contains(GROUP));

@@ -19,10 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 fn b64url(b: &[u8]) -> String {
@@ -32,13 +29,7 @@ fn b64url(b: &[u8]) -> String {
 /// A 2048-bit RSA key (private PKCS#8 PEM, public SPKI PEM) from the openssl CLI.
 fn rsa_key() -> (Vec<u8>, Vec<u8>) {
     let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -60,9 +51,7 @@ fn rsa_jwk(public_pem: &[u8], kid: &str) -> Value {
         panic!()
     };
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki.as_ref()).unwrap();
-    let x509_parser::public_key::PublicKey::RSA(r) = spki.parsed().unwrap() else {
-        panic!()
-    };
+    let x509_parser::public_key::PublicKey::RSA(r) = spki.parsed().unwrap() else { panic!() };
     let n: Vec<u8> = r.modulus.iter().skip_while(|b| **b == 0).copied().collect();
     json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": b64url(r.exponent)})
 }
@@ -86,23 +75,14 @@ impl TestPki {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        p.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
+        p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
         let ca = p.self_signed(&ca_key).unwrap();
-        TestPki {
-            ca_pem: ca.pem(),
-            ca,
-            ca_key,
-        }
+        TestPki { ca_pem: ca.pem(), ca, ca_key }
     }
 
     fn leaf(&self, cn: &str, sans: &[&str], client: bool) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let mut p =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
         p.extended_key_usages = vec![if client {
             rcgen::ExtendedKeyUsagePurpose::ClientAuth
@@ -127,33 +107,18 @@ impl TestServer {
     fn start(jwks: Value) -> TestServer {
         let pki = TestPki::new("test-idp-ca");
         let (cert, key) = pki.leaf("127.0.0.1", &["127.0.0.1"], false);
-        let certs = rustls_pemfile::certs(&mut cert.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls_pemfile::private_key(&mut key.as_bytes())
+        let certs = rustls_pemfile::certs(&mut cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+        let key = rustls_pemfile::private_key(&mut key.as_bytes()).unwrap().unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
             .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
             .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!(
-            "https://127.0.0.1:{}",
-            listener.local_addr().unwrap().port()
-        );
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let webhook_calls = Arc::new(AtomicUsize::new(0));
         let jwks = Arc::new(Mutex::new(jwks));
         let (u, calls, keys) = (url.clone(), webhook_calls.clone(), jwks.clone());
@@ -186,13 +151,7 @@ impl TestServer {
                 });
             }
         });
-        TestServer {
-            url,
-            ca_pem: pki.ca_pem,
-            webhook_calls,
-            jwks,
-            _rt: rt,
-        }
+        TestServer { url, ca_pem: pki.ca_pem, webhook_calls, jwks, _rt: rt }
     }
 }
 
@@ -241,17 +200,8 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("policies");
     std::fs::create_dir_all(&p).unwrap();
-    std::fs::write(
-        p.join("tokens.csv"),
-        "static-token,alice,alice-uid,\"dev,ops\"\n",
-    )
-    .unwrap();
-    let indent = |s: &str| {
-        s.lines()
-            .map(|l| format!("      {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    std::fs::write(p.join("tokens.csv"), "static-token,alice,alice-uid,\"dev,ops\"\n").unwrap();
+    let indent = |s: &str| s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n");
     std::fs::write(
         p.join("authn.yaml"),
         format!(
@@ -288,29 +238,18 @@ fn setup() -> Setup {
             "v1",
         ],
     );
-    Setup {
-        fd,
-        idp,
-        rsa_private,
-    }
+    Setup { fd, idp, rsa_private }
 }
 
 /// POSTs a SelfSubjectReview with extra headers; (code, body).
-fn whoami(
-    fd: &Frontdoor,
-    client: &reqwest::blocking::Client,
-    headers: &[(&str, &str)],
-) -> (u16, Value) {
+fn whoami(fd: &Frontdoor, client: &reqwest::blocking::Client, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut rb = client
         .post(fd.url("/apis/authentication.k8s.io/v1/selfsubjectreviews"))
         .header("Content-Type", "application/json");
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
-    let r = rb
-        .body(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#)
-        .send()
-        .unwrap();
+    let r = rb.body(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#).send().unwrap();
     let code = r.status().as_u16();
     (code, r.json().unwrap_or(Value::Null))
 }
@@ -320,12 +259,8 @@ fn bearer(t: &str) -> String {
 }
 
 fn token_kubeconfig(fd: &Frontdoor, token: &str) -> std::path::PathBuf {
-    let ca = base64::engine::general_purpose::STANDARD
-        .encode(std::fs::read(fd.certs().join("ca.crt")).unwrap());
-    let path = fd
-        .dir
-        .path()
-        .join(format!("token-{}.kubeconfig", &token[..6]));
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(fd.certs().join("ca.crt")).unwrap());
+    let path = fd.dir.path().join(format!("token-{}.kubeconfig", &token[..6]));
     std::fs::write(
         &path,
         format!(
@@ -341,11 +276,7 @@ fn whoami_json(kubeconfig: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["auth", "whoami", "-o", "json"];
     args.extend_from_slice(extra);
     let o = kubectl(kubeconfig, &args);
-    assert!(
-        o.status.success(),
-        "kubectl auth whoami {extra:?}: {}",
-        stderr(&o)
-    );
+    assert!(o.status.success(), "kubectl auth whoami {extra:?}: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -356,40 +287,21 @@ fn kubectl_whoami_with_token_cert_and_as() {
     let v = whoami_json(&token_kubeconfig(fd, "static-token"), &[]);
     assert_eq!(v["kind"], "SelfSubjectReview");
     assert_eq!(v["status"]["userInfo"]["username"], "alice");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["dev", "ops", "system:authenticated"])
-    );
+    assert_eq!(v["status"]["userInfo"]["groups"], json!(["dev", "ops", "system:authenticated"]));
 
     let v = whoami_json(&fd.kubeconfig(), &[]);
     assert_eq!(v["status"]["userInfo"]["username"], "admin");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["system:masters", "system:authenticated"])
-    );
+    assert_eq!(v["status"]["userInfo"]["groups"], json!(["system:masters", "system:authenticated"]));
 
-    let v = whoami_json(
-        &fd.kubeconfig(),
-        &["--as", "jane", "--as-group", "dev", "--as-uid", "j-1"],
-    );
+    let v = whoami_json(&fd.kubeconfig(), &["--as", "jane", "--as-group", "dev", "--as-uid", "j-1"]);
     assert_eq!(v["status"]["userInfo"]["username"], "jane");
     assert_eq!(v["status"]["userInfo"]["uid"], "j-1");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["dev", "system:authenticated"])
-    );
+    assert_eq!(v["status"]["userInfo"]["groups"], json!(["dev", "system:authenticated"]));
 
-    let v = whoami_json(
-        &fd.kubeconfig(),
-        &["--as", "system:serviceaccount:ns:robot"],
-    );
+    let v = whoami_json(&fd.kubeconfig(), &["--as", "system:serviceaccount:ns:robot"]);
     assert_eq!(
         v["status"]["userInfo"]["groups"],
-        json!([
-            "system:serviceaccounts",
-            "system:serviceaccounts:ns",
-            "system:authenticated"
-        ])
+        json!(["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"])
     );
 
     // a bad token: kubectl shows kube's 401
@@ -411,10 +323,7 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&tok))]);
     assert_eq!(code, 201, "{v}\n{}", fd.logs());
     assert_eq!(v["status"]["userInfo"]["username"], "idp:jane");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["idp:dev", "system:authenticated"])
-    );
+    assert_eq!(v["status"]["userInfo"]["groups"], json!(["idp:dev", "system:authenticated"]));
 
     // bad JWTs: unknown kid, wrong audience, expired, not yet valid, wrong issuer, alg none, HS256 confusion
     let with = |k: &str, val: Value| {
@@ -422,23 +331,11 @@ fn jwt_issuer_service_accounts_and_webhook() {
         cl[k] = val;
         sign(Algorithm::RS256, &rsa, Some("k1"), &cl)
     };
-    let none = format!(
-        "{}.{}.",
-        b64url(br#"{"alg":"none","typ":"JWT"}"#),
-        b64url(claims.to_string().as_bytes())
-    );
+    let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(claims.to_string().as_bytes()));
     let public_pem = serde_json::to_vec(&*s.idp.jwks.lock().unwrap()).unwrap();
-    let hs = sign(
-        Algorithm::HS256,
-        &EncodingKey::from_secret(&public_pem),
-        Some("k1"),
-        &claims,
-    );
+    let hs = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), Some("k1"), &claims);
     for (what, t) in [
-        (
-            "unknown kid",
-            sign(Algorithm::RS256, &rsa, Some("k2"), &claims),
-        ),
+        ("unknown kid", sign(Algorithm::RS256, &rsa, Some("k2"), &claims)),
         ("wrong audience", with("aud", json!(["other"]))),
         ("expired", with("exp", (now() - 10).into())),
         ("not yet valid", with("nbf", (now() + 3600).into())),
@@ -456,16 +353,8 @@ fn jwt_issuer_service_accounts_and_webhook() {
 
     // a rotated key: the unknown kid triggers a refetch (after the refresh floor)
     let (rsa2_private, rsa2_public) = rsa_key();
-    s.idp.jwks.lock().unwrap()["keys"]
-        .as_array_mut()
-        .unwrap()
-        .push(rsa_jwk(&rsa2_public, "k3"));
-    let tok3 = sign(
-        Algorithm::RS256,
-        &EncodingKey::from_rsa_pem(&rsa2_private).unwrap(),
-        Some("k3"),
-        &claims,
-    );
+    s.idp.jwks.lock().unwrap()["keys"].as_array_mut().unwrap().push(rsa_jwk(&rsa2_public, "k3"));
+    let tok3 = sign(Algorithm::RS256, &EncodingKey::from_rsa_pem(&rsa2_private).unwrap(), Some("k3"), &claims);
     let deadline = Instant::now() + Duration::from_secs(25);
     loop {
         let (code, _) = whoami(fd, &c, &[("Authorization", &bearer(&tok3))]);
@@ -477,23 +366,12 @@ fn jwt_issuer_service_accounts_and_webhook() {
     }
 
     // service-account token signed with the dev sa.key (ES256)
-    let sa_key =
-        EncodingKey::from_ec_pem(&std::fs::read(fd.certs().join("sa.key")).unwrap()).unwrap();
+    let sa_key = EncodingKey::from_ec_pem(&std::fs::read(fd.certs().join("sa.key")).unwrap()).unwrap();
     let sa_claims = json!({"iss": SA_ISSUER, "aud": [SA_ISSUER], "sub": "system:serviceaccount:ns:robot", "exp": now() + 300, "iat": now(),
         "kubernetes.io": {"namespace": "ns", "serviceaccount": {"name": "robot", "uid": "r-1"}}});
-    let (code, v) = whoami(
-        fd,
-        &c,
-        &[(
-            "Authorization",
-            &bearer(&sign(Algorithm::ES256, &sa_key, None, &sa_claims)),
-        )],
-    );
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&sign(Algorithm::ES256, &sa_key, None, &sa_claims)))]);
     assert_eq!(code, 201, "{v}");
-    assert_eq!(
-        v["status"]["userInfo"]["username"],
-        "system:serviceaccount:ns:robot"
-    );
+    assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:ns:robot");
 
     // webhook: authenticated once, then served from the cache
     let before = s.idp.webhook_calls.load(Ordering::SeqCst);
@@ -501,16 +379,9 @@ fn jwt_issuer_service_accounts_and_webhook() {
         let (code, v) = whoami(fd, &c, &[("Authorization", "Bearer webhook-token")]);
         assert_eq!(code, 201, "{v}");
         assert_eq!(v["status"]["userInfo"]["username"], "hook-user");
-        assert_eq!(
-            v["status"]["userInfo"]["groups"],
-            json!(["hooked", "system:authenticated"])
-        );
+        assert_eq!(v["status"]["userInfo"]["groups"], json!(["hooked", "system:authenticated"]));
     }
-    assert_eq!(
-        s.idp.webhook_calls.load(Ordering::SeqCst) - before,
-        1,
-        "webhook answers are cached"
-    );
+    assert_eq!(s.idp.webhook_calls.load(Ordering::SeqCst) - before, 1, "webhook answers are cached");
 
     // TokenReview served by frontdoor
     let r = fd
@@ -532,17 +403,8 @@ fn jwt_issuer_service_accounts_and_webhook() {
     assert_eq!(r.status().as_u16(), 400);
 
     // metrics
-    let m = fd
-        .admin_client()
-        .get(fd.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        m.contains("authentication_attempts{result=\"success\"}"),
-        "{m}"
-    );
+    let m = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(m.contains("authentication_attempts{result=\"success\"}"), "{m}");
     assert!(m.contains("authentication_attempts{result=\"error\"}"));
     assert!(m.contains("authentication_duration_seconds_bucket"));
     assert!(m.contains("authenticated_user_requests{username=\"admin\"}"));
@@ -556,70 +418,37 @@ fn bad_headers_certs_and_spoofing() {
     let anon = fd.anonymous_client();
 
     // no credential / not a bearer credential: anonymous
-    for h in [
-        vec![],
-        vec![("Authorization", "")],
-        vec![("Authorization", "Bearer ")],
-        vec![("Authorization", "Basic YTpi")],
-    ] {
+    for h in
+        [vec![], vec![("Authorization", "")], vec![("Authorization", "Bearer ")], vec![("Authorization", "Basic YTpi")]]
+    {
         let (code, v) = whoami(fd, &anon, &h);
         assert_eq!(code, 201, "{h:?}: {v}");
-        assert_eq!(
-            v["status"]["userInfo"]["username"], "system:anonymous",
-            "{h:?}"
-        );
+        assert_eq!(v["status"]["userInfo"]["username"], "system:anonymous", "{h:?}");
     }
     // a 1 MB header: refused (401 or a header-size error), and the server lives on
     let big = format!("Bearer {}", "x".repeat(1 << 20));
-    let r = anon
-        .get(fd.url("/version"))
-        .header("Authorization", big)
-        .send();
+    let r = anon.get(fd.url("/version")).header("Authorization", big).send();
     if let Ok(r) = r {
-        assert!(
-            matches!(r.status().as_u16(), 400 | 401 | 431),
-            "{}",
-            r.status()
-        );
+        assert!(matches!(r.status().as_u16(), 400 | 401 | 431), "{}", r.status());
     }
     assert_eq!(whoami(fd, &anon, &[]).0, 201);
 
     // spoofed identity headers from an untrusted client are ignored
-    let spoof = [
-        ("X-Remote-User", "system:admin"),
-        ("X-Remote-Group", "system:masters"),
-    ];
+    let spoof = [("X-Remote-User", "system:admin"), ("X-Remote-Group", "system:masters")];
     let (_, v) = whoami(fd, &anon, &spoof);
     assert_eq!(v["status"]["userInfo"]["username"], "system:anonymous");
     let (_, v) = whoami(fd, &fd.admin_client(), &spoof);
     assert_eq!(v["status"]["userInfo"]["username"], "admin");
-    let (_, v) = whoami(
-        fd,
-        &anon,
-        &[
-            ("X-Remote-User", "system:admin"),
-            ("Authorization", "Bearer static-token"),
-        ],
-    );
+    let (_, v) = whoami(fd, &anon, &[("X-Remote-User", "system:admin"), ("Authorization", "Bearer static-token")]);
     assert_eq!(v["status"]["userInfo"]["username"], "alice");
 
     // from the verified front proxy they are believed
     let proxy = fd.client_with_cert("front-proxy-client");
-    let (code, v) = whoami(
-        fd,
-        &proxy,
-        &[
-            ("X-Remote-User", "carol"),
-            ("X-Remote-Group", "g1"),
-            ("X-Remote-Extra-Scopes", "s"),
-        ],
-    );
+    let (code, v) =
+        whoami(fd, &proxy, &[("X-Remote-User", "carol"), ("X-Remote-Group", "g1"), ("X-Remote-Extra-Scopes", "s")]);
     assert_eq!(code, 201, "{v}");
     assert_eq!(v["status"]["userInfo"]["username"], "carol");
-    assert_eq!(
-        v["status"]["userInfo"]["groups"],
-        json!(["g1", "system:authenticated"])
-    );
+    assert_eq!(v["status"]["userInfo"]["groups"], json!(["g1", "system:authenticated"]));
     assert_eq!(v["status"]["userInfo"]["extra"]["scopes"], json!(["s"]));
 
     // a client cert from another CA fails the handshake
@@ -627,18 +456,10 @@ fn bad_headers_certs_and_spoofing() {
     let (cert, key) = other.leaf("admin", &[], true);
     let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
     let c = client_builder(&fd.certs()).identity(id).build().unwrap();
-    assert!(
-        c.get(fd.url("/version")).send().is_err(),
-        "a foreign client cert must not be accepted"
-    );
+    assert!(c.get(fd.url("/version")).send().is_err(), "a foreign client cert must not be accepted");
 
     // impersonating groups without a user: kube's 500 text
-    let r = fd
-        .admin_client()
-        .get(fd.url("/version"))
-        .header("Impersonate-Group", "system:masters")
-        .send()
-        .unwrap();
+    let r = fd.admin_client().get(fd.url("/version")).header("Impersonate-Group", "system:masters").send().unwrap();
     assert_eq!(r.status().as_u16(), 500);
     let t = r.text().unwrap();
     assert!(t.contains("without impersonating a user"), "{t}");
@@ -650,18 +471,11 @@ fn token_file_reloads() {
     let fd = &s.fd;
     let anon = fd.anonymous_client();
     let tokens = fd.dir.path().join("policies/tokens.csv");
-    assert_eq!(
-        whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0,
-        401
-    );
+    assert_eq!(whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0, 401);
     // a broken file keeps the old tokens
     std::fs::write(&tokens, "# not csv for kube\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    std::fs::write(
-        &tokens,
-        "static-token,alice,alice-uid\nnew-token,bob,bob-uid\n",
-    )
-    .unwrap();
+    std::fs::write(&tokens, "static-token,alice,alice-uid\nnew-token,bob,bob-uid\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (code, v) = whoami(fd, &anon, &[("Authorization", "Bearer new-token")]);
@@ -669,26 +483,14 @@ fn token_file_reloads() {
             assert_eq!(v["status"]["userInfo"]["username"], "bob");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "token file never reloaded:\n{}",
-            fd.logs()
-        );
+        assert!(Instant::now() < deadline, "token file never reloaded:\n{}", fd.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
     std::fs::write(&tokens, "broken\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     while !fd.logs().contains("reload failed") {
-        assert!(
-            Instant::now() < deadline,
-            "bad file not reported:\n{}",
-            fd.logs()
-        );
+        assert!(Instant::now() < deadline, "bad file not reported:\n{}", fd.logs());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(
-        whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0,
-        201,
-        "old tokens kept"
-    );
+    assert_eq!(whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0, 201, "old tokens kept");
 }

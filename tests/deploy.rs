@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn serve_flags() -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_frontdoor"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_frontdoor")).args(["serve", "--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).to_string();
     let flags: BTreeSet<String> = help
@@ -18,17 +15,10 @@ fn serve_flags() -> BTreeSet<String> {
             let t = l.trim_start();
             let t = t.strip_prefix("-h, ").unwrap_or(t);
             let name = t.strip_prefix("--")?;
-            Some(
-                name.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-                    .next()?
-                    .to_string(),
-            )
+            Some(name.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).next()?.to_string())
         })
         .collect();
-    assert!(
-        flags.contains("secure-port") && flags.contains("apiservices-file"),
-        "{flags:?}"
-    );
+    assert!(flags.contains("secure-port") && flags.contains("apiservices-file"), "{flags:?}");
     flags
 }
 
@@ -45,10 +35,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// The `--flag` names in a flag list, skipping values.
 fn flag_names<'a>(args: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    args.into_iter()
-        .filter_map(|a| a.strip_prefix("--"))
-        .map(|a| a.split('=').next().unwrap().to_string())
-        .collect()
+    args.into_iter().filter_map(|a| a.strip_prefix("--")).map(|a| a.split('=').next().unwrap().to_string()).collect()
 }
 
 /// Flags on `frontdoor serve` command lines of a text file (shell-style continuations joined).
@@ -64,9 +51,8 @@ fn flags_in_text(text: &str) -> Vec<String> {
             continue;
         };
         let rest = &line[pos..];
-        let tokens = rest.split(|c: char| {
-            c.is_whitespace() || c == '"' || c == ',' || c == '[' || c == ']' || c == '`'
-        });
+        let tokens =
+            rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '[' || c == ']' || c == '`');
         out.extend(flag_names(tokens.filter(|t| t.starts_with("--"))));
     }
     out
@@ -83,23 +69,16 @@ fn flags_in_yaml(doc: &serde_json::Value, file_is_config: bool, out: &mut Vec<St
     }
     match doc {
         serde_json::Value::Object(m) => {
-            let is_frontdoor = ["image", "command"].iter().any(|k| {
-                m.get(*k)
-                    .is_some_and(|v| v.to_string().contains("frontdoor"))
-            });
+            let is_frontdoor =
+                ["image", "command"].iter().any(|k| m.get(*k).is_some_and(|v| v.to_string().contains("frontdoor")));
             if is_frontdoor {
                 if let Some(args) = m.get("args").and_then(|a| a.as_array()) {
                     out.extend(flag_names(args.iter().filter_map(|a| a.as_str())));
                 }
             }
             if m.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap") {
-                if let Some(text) = m
-                    .get("data")
-                    .and_then(|d| d.get("config.yaml"))
-                    .and_then(|c| c.as_str())
-                {
-                    let cfg: serde_json::Value =
-                        serde_yaml::from_str(text).expect("config.yaml in ConfigMap parses");
+                if let Some(text) = m.get("data").and_then(|d| d.get("config.yaml")).and_then(|c| c.as_str()) {
+                    let cfg: serde_json::Value = serde_yaml::from_str(text).expect("config.yaml in ConfigMap parses");
                     flags_in_yaml(&cfg, true, out);
                 }
             }
@@ -118,12 +97,7 @@ fn apiservices(doc: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
         out.push(doc.clone());
     }
     if doc.get("kind").and_then(|k| k.as_str()) == Some("ConfigMap") {
-        for (k, v) in doc
-            .get("data")
-            .and_then(|d| d.as_object())
-            .into_iter()
-            .flatten()
-        {
+        for (k, v) in doc.get("data").and_then(|d| d.as_object()).into_iter().flatten() {
             if k.ends_with(".yaml") || k.ends_with(".yml") {
                 let inner = frontdoor::router::apiservice::documents(v.as_str().unwrap_or(""))
                     .unwrap_or_else(|e| panic!("ConfigMap file {k}: {e}"));
@@ -165,10 +139,7 @@ fn check(path: &Path, known: &BTreeSet<String>, apis: &mut Vec<serde_json::Value
 fn deploy_files_parse_and_name_real_flags() {
     let known = serve_flags();
     let mut all = Vec::new();
-    files(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"),
-        &mut all,
-    );
+    files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"), &mut all);
     assert!(all.len() >= 8, "deploy/ has its files: {all:?}");
     let mut apis = Vec::new();
     let mut bad = Vec::new();
@@ -177,29 +148,18 @@ fn deploy_files_parse_and_name_real_flags() {
             bad.push(format!("{}: --{flag}", f.display()));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "flags `frontdoor serve` does not have:\n{}",
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "flags `frontdoor serve` does not have:\n{}", bad.join("\n"));
     assert!(apis.len() >= 4, "APIService examples found: {}", apis.len());
     for a in apis {
-        frontdoor::router::apiservice::ApiService::from_value(a.clone())
-            .unwrap_or_else(|e| panic!("{e}: {a}"));
+        frontdoor::router::apiservice::ApiService::from_value(a.clone()).unwrap_or_else(|e| panic!("{e}: {a}"));
     }
     for kind in ["Deployment", "Service", "ConfigMap", "Secret"] {
         assert!(
-            all.iter().any(|f| std::fs::read_to_string(f)
-                .unwrap()
-                .contains(&format!("kind: {kind}"))),
+            all.iter().any(|f| std::fs::read_to_string(f).unwrap().contains(&format!("kind: {kind}"))),
             "no {kind} manifest"
         );
     }
-    assert!(
-        all.iter()
-            .any(|f| f.extension().is_some_and(|e| e == "service")),
-        "no systemd unit"
-    );
+    assert!(all.iter().any(|f| f.extension().is_some_and(|e| e == "service")), "no systemd unit");
 }
 
 #[test]
@@ -207,14 +167,15 @@ fn the_checker_catches_unknown_flags() {
     let known = serve_flags();
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("x.service");
-    std::fs::write(&unit, "[Service]\nExecStart=/usr/bin/frontdoor serve \\\n  --secure-port=6443 \\\n  --no-such-flag=1\n").unwrap();
+    std::fs::write(
+        &unit,
+        "[Service]\nExecStart=/usr/bin/frontdoor serve \\\n  --secure-port=6443 \\\n  --no-such-flag=1\n",
+    )
+    .unwrap();
     assert_eq!(check(&unit, &known, &mut Vec::new()), vec!["no-such-flag"]);
     let dep = dir.path().join("d.yaml");
     std::fs::write(&dep, "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n      - image: frontdoor:1\n        args: [serve, --authorization-modes=RBAC, --secure-port, '6443']\n").unwrap();
-    assert_eq!(
-        check(&dep, &known, &mut Vec::new()),
-        vec!["authorization-modes"]
-    );
+    assert_eq!(check(&dep, &known, &mut Vec::new()), vec!["authorization-modes"]);
     let cfg = dir.path().join("config.yaml");
     std::fs::write(&cfg, "secure-port: 1\nbogus-setting: 2\n").unwrap();
     assert_eq!(check(&cfg, &known, &mut Vec::new()), vec!["bogus-setting"]);

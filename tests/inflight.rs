@@ -132,7 +132,10 @@ fn flood_gets_429_at_the_limit_while_masters_and_watches_go_through() {
         assert_eq!(r.headers()["retry-after"], "1");
         assert!(r.headers().contains_key("audit-id"));
         let s: serde_json::Value = r.json().unwrap();
-        assert_eq!((s["kind"].as_str(), s["reason"].as_str(), s["code"].as_i64()), (Some("Status"), Some("TooManyRequests"), Some(429)));
+        assert_eq!(
+            (s["kind"].as_str(), s["reason"].as_str(), s["code"].as_i64()),
+            (Some("Status"), Some("TooManyRequests"), Some(429))
+        );
         assert_eq!(s["message"], "Too many requests, please try again later.");
     }
     assert!(t.elapsed() < Duration::from_secs(10), "429s are immediate, not queued");

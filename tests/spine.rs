@@ -402,9 +402,8 @@ fn cors_preflight_for_allowed_origins_only() {
     let mut cfg = (*tls_config(&fd.certs(), &[&rustls::version::TLS13], None)).clone();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let mut s = handshake(fd.port, Arc::new(cfg));
-    let req = format!(
-        "OPTIONS /api HTTP/1.1\r\nHost: localhost\r\nOrigin: {ALLOWED_ORIGIN}\r\nConnection: close\r\n\r\n"
-    );
+    let req =
+        format!("OPTIONS /api HTTP/1.1\r\nHost: localhost\r\nOrigin: {ALLOWED_ORIGIN}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);

@@ -13,22 +13,13 @@ use std::time::{Duration, Instant};
 
 fn ok(fd: &Frontdoor, args: &[&str]) -> String {
     let o = fd.kubectl(args);
-    assert!(
-        o.status.success(),
-        "kubectl {args:?} failed: {}\n{}",
-        stderr(&o),
-        fd.logs()
-    );
+    assert!(o.status.success(), "kubectl {args:?} failed: {}\n{}", stderr(&o), fd.logs());
     stdout(&o)
 }
 
 fn fails(fd: &Frontdoor, args: &[&str]) -> String {
     let o = fd.kubectl(args);
-    assert!(
-        !o.status.success(),
-        "kubectl {args:?} should fail: {}",
-        stdout(&o)
-    );
+    assert!(!o.status.success(), "kubectl {args:?} should fail: {}", stdout(&o));
     stderr(&o)
 }
 
@@ -60,13 +51,9 @@ fn kubectl_end_to_end() {
         assert!(ns.contains(n), "{ns}");
     }
     ok(&fd, &["create", "namespace", "team"]);
-    assert!(
-        fails(&fd, &["create", "namespace", "team"]).contains("namespaces \"team\" already exists")
-    );
-    assert!(fails(&fd, &["-n", "nowhere", "create", "cm", "x"])
-        .contains("namespaces \"nowhere\" not found"));
-    assert!(fails(&fd, &["-n", "team", "create", "cm", "Bad_Name"])
-        .contains("a lowercase RFC 1123 subdomain"));
+    assert!(fails(&fd, &["create", "namespace", "team"]).contains("namespaces \"team\" already exists"));
+    assert!(fails(&fd, &["-n", "nowhere", "create", "cm", "x"]).contains("namespaces \"nowhere\" not found"));
+    assert!(fails(&fd, &["-n", "team", "create", "cm", "Bad_Name"]).contains("a lowercase RFC 1123 subdomain"));
 
     // get -w sees what happens next
     let mut watch = Command::new(KUBECTL)
@@ -91,22 +78,9 @@ fn kubectl_end_to_end() {
     }
 
     // create / get -o yaml
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "create",
-            "configmap",
-            "settings",
-            "--from-literal=mode=a",
-        ],
-    );
+    ok(&fd, &["-n", "team", "create", "configmap", "settings", "--from-literal=mode=a"]);
     let yaml = ok(&fd, &["-n", "team", "get", "cm", "settings", "-o", "yaml"]);
-    assert!(
-        yaml.contains("mode: a") && yaml.contains("uid:") && yaml.contains("resourceVersion:"),
-        "{yaml}"
-    );
+    assert!(yaml.contains("mode: a") && yaml.contains("uid:") && yaml.contains("resourceVersion:"), "{yaml}");
 
     // apply twice, the second a change
     let manifest = |v: &str| {
@@ -117,186 +91,48 @@ fn kubectl_end_to_end() {
     let f = write(&fd, "cm.yaml", &manifest("second"));
     assert!(ok(&fd, &["apply", "-f", &f]).contains("configmap/applied configured"));
     assert!(ok(&fd, &["apply", "-f", &f]).contains("configmap/applied unchanged"));
-    assert_eq!(
-        ok(
-            &fd,
-            &[
-                "-n",
-                "team",
-                "get",
-                "cm",
-                "applied",
-                "-o",
-                "jsonpath={.data.key}"
-            ]
-        ),
-        "second"
-    );
+    assert_eq!(ok(&fd, &["-n", "team", "get", "cm", "applied", "-o", "jsonpath={.data.key}"]), "second");
 
     // patch (strategic, merge, json), label, annotate
+    ok(&fd, &["-n", "team", "patch", "cm", "settings", "-p", r#"{"data":{"mode":"b"}}"#]);
+    ok(&fd, &["-n", "team", "patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"extra":"1"}}"#]);
     ok(
         &fd,
-        &[
-            "-n",
-            "team",
-            "patch",
-            "cm",
-            "settings",
-            "-p",
-            r#"{"data":{"mode":"b"}}"#,
-        ],
-    );
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "patch",
-            "cm",
-            "settings",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"data":{"extra":"1"}}"#,
-        ],
-    );
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "patch",
-            "cm",
-            "settings",
-            "--type",
-            "json",
-            "-p",
-            r#"[{"op":"remove","path":"/data/extra"}]"#,
-        ],
+        &["-n", "team", "patch", "cm", "settings", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/extra"}]"#],
     );
     ok(&fd, &["-n", "team", "label", "cm", "settings", "app=x"]);
-    ok(
-        &fd,
-        &["-n", "team", "annotate", "cm", "settings", "owner=me"],
-    );
-    let got: Value = serde_json::from_str(&ok(
-        &fd,
-        &["-n", "team", "get", "cm", "settings", "-o", "json"],
-    ))
-    .unwrap();
+    ok(&fd, &["-n", "team", "annotate", "cm", "settings", "owner=me"]);
+    let got: Value = serde_json::from_str(&ok(&fd, &["-n", "team", "get", "cm", "settings", "-o", "json"])).unwrap();
     assert_eq!(got["data"], json!({"mode": "b"}));
     assert_eq!(got["metadata"]["labels"]["app"], "x");
     assert_eq!(got["metadata"]["annotations"]["owner"], "me");
 
     // label selectors and the Table columns
     let listed = ok(&fd, &["-n", "team", "get", "cm", "-l", "app=x"]);
-    assert!(
-        listed.starts_with("NAME") && listed.contains("DATA") && listed.contains("AGE"),
-        "{listed}"
-    );
-    assert!(
-        listed.contains("settings") && listed.contains("applied"),
-        "{listed}"
-    );
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "label",
-            "cm",
-            "applied",
-            "app=y",
-            "--overwrite",
-        ],
-    );
-    let listed = ok(
-        &fd,
-        &["-n", "team", "get", "cm", "-l", "app=x", "-o", "name"],
-    );
+    assert!(listed.starts_with("NAME") && listed.contains("DATA") && listed.contains("AGE"), "{listed}");
+    assert!(listed.contains("settings") && listed.contains("applied"), "{listed}");
+    ok(&fd, &["-n", "team", "label", "cm", "applied", "app=y", "--overwrite"]);
+    let listed = ok(&fd, &["-n", "team", "get", "cm", "-l", "app=x", "-o", "name"]);
     assert_eq!(listed.trim(), "configmap/settings");
 
     // a secret
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "create",
-            "secret",
-            "generic",
-            "creds",
-            "--from-literal=password=hunter2",
-        ],
-    );
+    ok(&fd, &["-n", "team", "create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
     let secrets = ok(&fd, &["-n", "team", "get", "secrets"]);
-    assert!(
-        secrets.contains("creds") && secrets.contains("Opaque"),
-        "{secrets}"
-    );
-    assert_eq!(
-        ok(
-            &fd,
-            &[
-                "-n",
-                "team",
-                "get",
-                "secret",
-                "creds",
-                "-o",
-                "jsonpath={.data.password}"
-            ]
-        ),
-        "aHVudGVyMg=="
-    );
+    assert!(secrets.contains("creds") && secrets.contains("Opaque"), "{secrets}");
+    assert_eq!(ok(&fd, &["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
     ok(&fd, &["-n", "team", "label", "secret", "creds", "tier=db"]);
-    ok(
-        &fd,
-        &["-n", "team", "annotate", "secret", "creds", "rotated=no"],
-    );
-    ok(
-        &fd,
-        &[
-            "-n",
-            "team",
-            "patch",
-            "secret",
-            "creds",
-            "-p",
-            r#"{"stringData":{"user":"bob"}}"#,
-        ],
-    );
-    assert_eq!(
-        ok(
-            &fd,
-            &[
-                "-n",
-                "team",
-                "get",
-                "secret",
-                "creds",
-                "-o",
-                "jsonpath={.data.user}"
-            ]
-        ),
-        "Ym9i"
-    );
-    assert!(
-        ok(&fd, &["-n", "team", "delete", "secret", "creds"]).contains("secret \"creds\" deleted")
-    );
+    ok(&fd, &["-n", "team", "annotate", "secret", "creds", "rotated=no"]);
+    ok(&fd, &["-n", "team", "patch", "secret", "creds", "-p", r#"{"stringData":{"user":"bob"}}"#]);
+    assert_eq!(ok(&fd, &["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.user}"]), "Ym9i");
+    assert!(ok(&fd, &["-n", "team", "delete", "secret", "creds"]).contains("secret \"creds\" deleted"));
 
     // delete
-    assert!(ok(&fd, &["-n", "team", "delete", "cm", "settings"])
-        .contains("configmap \"settings\" deleted"));
-    assert!(fails(&fd, &["-n", "team", "get", "cm", "settings"])
-        .contains("configmaps \"settings\" not found"));
+    assert!(ok(&fd, &["-n", "team", "delete", "cm", "settings"]).contains("configmap \"settings\" deleted"));
+    assert!(fails(&fd, &["-n", "team", "get", "cm", "settings"]).contains("configmaps \"settings\" not found"));
 
     eventually("get -w to show the changes", || {
         let s = seen.lock().unwrap();
-        s.contains("ADDED")
-            && s.contains("settings")
-            && s.contains("MODIFIED")
-            && s.contains("DELETED")
+        s.contains("ADDED") && s.contains("settings") && s.contains("MODIFIED") && s.contains("DELETED")
     });
     let _ = watch.kill();
     let _ = watch.wait();
@@ -327,7 +163,9 @@ fn kubectl_end_to_end() {
 fn server_side_apply_owns_fields_and_reports_conflicts() {
     let fd = Frontdoor::start(&[]);
     let manifest = |v: &str, extra: &str| {
-        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: default\ndata:\n  key: {v}\n{extra}")
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: default\ndata:\n  key: {v}\n{extra}"
+        )
     };
     let f = write(&fd, "ssa.yaml", &manifest("one", "  other: x\n"));
     assert!(ok(&fd, &["apply", "--server-side", "-f", &f]).contains("serverside-applied"));
@@ -337,26 +175,12 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
     let got: Value = serde_json::from_str(&ok(&fd, &["get", "cm", "ssa", "-o", "json"])).unwrap();
     assert_eq!(got["data"], json!({"key": "two"}));
     // another manager changes the field: a conflict unless forced
-    ok(
-        &fd,
-        &["patch", "cm", "ssa", "-p", r#"{"data":{"key":"patched"}}"#],
-    );
+    ok(&fd, &["patch", "cm", "ssa", "-p", r#"{"data":{"key":"patched"}}"#]);
     let f = write(&fd, "ssa.yaml", &manifest("three", ""));
     let err = fails(&fd, &["apply", "--server-side", "-f", &f]);
-    assert!(
-        err.contains(
-            "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.key"
-        ),
-        "{err}"
-    );
-    ok(
-        &fd,
-        &["apply", "--server-side", "--force-conflicts", "-f", &f],
-    );
-    assert_eq!(
-        ok(&fd, &["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]),
-        "three"
-    );
+    assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.key"), "{err}");
+    ok(&fd, &["apply", "--server-side", "--force-conflicts", "-f", &f]);
+    assert_eq!(ok(&fd, &["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
 }
 
 #[test]
@@ -378,9 +202,7 @@ fn kill_9_loses_no_acknowledged_write() {
             }
         })
     };
-    eventually("some acknowledged writes", || {
-        acked.lock().unwrap().len() >= 30
-    });
+    eventually("some acknowledged writes", || acked.lock().unwrap().len() >= 30);
     fd.child.kill().unwrap(); // SIGKILL
     fd.child.wait().unwrap();
     writer.join().unwrap();
@@ -389,19 +211,10 @@ fn kill_9_loses_no_acknowledged_write() {
     let dir = std::mem::replace(&mut fd.dir, tempfile::tempdir().unwrap());
     drop(fd);
     let fd = Frontdoor::start_in(dir, &[]);
-    let list: Value = fd
-        .admin_client()
-        .get(fd.url("/api/v1/namespaces/default/configmaps"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o["metadata"]["name"].as_str())
-        .collect();
+    let list: Value =
+        fd.admin_client().get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().json().unwrap();
+    let names: Vec<&str> =
+        list["items"].as_array().unwrap().iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
     for a in &acked {
         assert!(
             names.contains(&a.as_str()),
@@ -415,50 +228,13 @@ fn kill_9_loses_no_acknowledged_write() {
 #[test]
 fn rbac_and_apiservice_objects_are_stored() {
     let fd = Frontdoor::start(&[]);
-    ok(
-        &fd,
-        &[
-            "-n",
-            "default",
-            "create",
-            "role",
-            "cm-reader",
-            "--verb=get,list",
-            "--resource=configmaps",
-        ],
-    );
-    ok(
-        &fd,
-        &[
-            "-n",
-            "default",
-            "create",
-            "rolebinding",
-            "alice-reads",
-            "--role=cm-reader",
-            "--user=alice",
-        ],
-    );
-    ok(
-        &fd,
-        &[
-            "create",
-            "clusterrole",
-            "system:test",
-            "--verb=get",
-            "--resource=secrets",
-        ],
-    );
+    ok(&fd, &["-n", "default", "create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps"]);
+    ok(&fd, &["-n", "default", "create", "rolebinding", "alice-reads", "--role=cm-reader", "--user=alice"]);
+    ok(&fd, &["create", "clusterrole", "system:test", "--verb=get", "--resource=secrets"]);
     let rb = ok(&fd, &["-n", "default", "get", "rolebindings", "-o", "wide"]);
-    assert!(
-        rb.contains("alice-reads") && rb.contains("Role/cm-reader") && rb.contains("alice"),
-        "{rb}"
-    );
-    let role: Value = serde_json::from_str(&ok(
-        &fd,
-        &["-n", "default", "get", "role", "cm-reader", "-o", "json"],
-    ))
-    .unwrap();
+    assert!(rb.contains("alice-reads") && rb.contains("Role/cm-reader") && rb.contains("alice"), "{rb}");
+    let role: Value =
+        serde_json::from_str(&ok(&fd, &["-n", "default", "get", "role", "cm-reader", "-o", "json"])).unwrap();
     assert_eq!(role["rules"][0]["resources"], json!(["configmaps"]));
 
     let svc = write(
@@ -466,12 +242,8 @@ fn rbac_and_apiservice_objects_are_stored() {
         "apiservice.yaml",
         "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1.example.com\nspec:\n  group: example.com\n  version: v1\n  groupPriorityMinimum: 100\n  versionPriority: 10\n  insecureSkipTLSVerify: true\n  service:\n    namespace: default\n    name: backend\n    port: 443\n",
     );
-    assert!(ok(&fd, &["apply", "-f", &svc])
-        .contains("apiservice.apiregistration.k8s.io/v1.example.com created"));
+    assert!(ok(&fd, &["apply", "-f", &svc]).contains("apiservice.apiregistration.k8s.io/v1.example.com created"));
     let listed = ok(&fd, &["get", "apiservices"]);
-    assert!(
-        listed.contains("SERVICE") && listed.contains("default/backend"),
-        "{listed}"
-    );
+    assert!(listed.contains("SERVICE") && listed.contains("default/backend"), "{listed}");
     assert!(ok(&fd, &["delete", "-f", &svc]).contains("deleted"));
 }

@@ -41,24 +41,12 @@ fn ten_thousand_idle_watches() {
     let fd = Frontdoor::start(&[]);
     let admin = fd.admin_client();
     let base = fd.url("/api/v1/namespaces/default/configmaps");
-    let created: serde_json::Value = admin
-        .post(&base)
-        .json(&json!({"metadata": {"name": "load"}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let rv = created["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let created: serde_json::Value =
+        admin.post(&base).json(&json!({"metadata": {"name": "load"}})).send().unwrap().json().unwrap();
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let pid = fd.child.id();
     let before = rss_mb(pid);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let url = format!("{base}?watch=1&resourceVersion={rv}");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -67,8 +55,7 @@ fn ten_thousand_idle_watches() {
         for c in 0..WATCHES / PER_CONNECTION {
             let client = async_client(&fd);
             for _ in 0..PER_CONNECTION {
-                let (client, url, tx, opened_tx) =
-                    (client.clone(), url.clone(), tx.clone(), opened_tx.clone());
+                let (client, url, tx, opened_tx) = (client.clone(), url.clone(), tx.clone(), opened_tx.clone());
                 tokio::spawn(async move {
                     let mut resp = client.get(&url).send().await.expect("watch");
                     assert_eq!(resp.status(), 200);
@@ -84,9 +71,7 @@ fn ten_thousand_idle_watches() {
             }
         }
         for _ in 0..WATCHES {
-            tokio::time::timeout(Duration::from_secs(120), opened_rx.recv())
-                .await
-                .expect("watches open");
+            tokio::time::timeout(Duration::from_secs(120), opened_rx.recv()).await.expect("watches open");
         }
     });
     let opened = t0.elapsed();
@@ -100,11 +85,7 @@ fn ten_thousand_idle_watches() {
         (after - before) * 1024.0 / WATCHES as f64
     );
     let sent = Instant::now();
-    admin
-        .put(format!("{base}/load"))
-        .json(&json!({"metadata": {"name": "load"}, "data": {"v": "1"}}))
-        .send()
-        .unwrap();
+    admin.put(format!("{base}/load")).json(&json!({"metadata": {"name": "load"}, "data": {"v": "1"}})).send().unwrap();
     let mut lat: Vec<f64> = rt.block_on(async {
         let mut v = Vec::new();
         while v.len() < WATCHES {
@@ -117,7 +98,13 @@ fn ten_thousand_idle_watches() {
     });
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!("event (write included) reached {}/{WATCHES} watchers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", lat.len(), pct(0.5), pct(0.99), lat[lat.len() - 1]);
+    println!(
+        "event (write included) reached {}/{WATCHES} watchers: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
     assert_eq!(lat.len(), WATCHES);
     rt.shutdown_background();
 }

@@ -79,12 +79,8 @@ impl Status {
     }
 
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.details = Some(StatusDetails {
-            name: name.into(),
-            group: group.into(),
-            kind: kind.into(),
-            ..Default::default()
-        });
+        self.details =
+            Some(StatusDetails { name: name.into(), group: group.into(), kind: kind.into(), ..Default::default() });
         self
     }
 
@@ -97,8 +93,7 @@ impl Status {
 
     /// The 404 kube-apiserver's mux answers for a path nothing serves.
     pub fn path_not_found() -> Self {
-        Status::failure(404, "NotFound", "the server could not find the requested resource")
-            .with_details("", "", "")
+        Status::failure(404, "NotFound", "the server could not find the requested resource").with_details("", "", "")
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
@@ -107,10 +102,7 @@ impl Status {
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
-        let msg = format!(
-            "Operation cannot be fulfilled on {} \"{name}\": {why}",
-            qualified_resource(group, resource)
-        );
+        let msg = format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(group, resource));
         Status::failure(409, "Conflict", msg).with_details(group, resource, name)
     }
 
@@ -156,19 +148,13 @@ impl Status {
     }
 
     pub fn internal_error(message: impl std::fmt::Display) -> Self {
-        Status::failure(
-            500,
-            "InternalError",
-            format!("Internal error occurred: {message}"),
-        )
-        .with_causes_message(message.to_string())
+        Status::failure(500, "InternalError", format!("Internal error occurred: {message}"))
+            .with_causes_message(message.to_string())
     }
 
     fn with_causes_message(mut self, message: String) -> Self {
-        self.details = Some(StatusDetails {
-            causes: vec![StatusCause { message, ..Default::default() }],
-            ..Default::default()
-        });
+        self.details =
+            Some(StatusDetails { causes: vec![StatusCause { message, ..Default::default() }], ..Default::default() });
         self
     }
 
@@ -188,7 +174,11 @@ impl Status {
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        Status::failure(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method})"))
+        Status::failure(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
@@ -230,7 +220,10 @@ mod tests {
 
     #[test]
     fn not_found_and_qualified_resource() {
-        assert_eq!(Status::not_found("rbac.authorization.k8s.io", "roles", "r").message, "roles.rbac.authorization.k8s.io \"r\" not found");
+        assert_eq!(
+            Status::not_found("rbac.authorization.k8s.io", "roles", "r").message,
+            "roles.rbac.authorization.k8s.io \"r\" not found"
+        );
         assert_eq!(Status::path_not_found().message, "the server could not find the requested resource");
     }
 }

@@ -25,13 +25,7 @@ pub fn ec_key() -> TestKey {
 /// A 2048-bit RSA key from the openssl CLI (ring cannot generate RSA keys).
 pub fn rsa_key() -> TestKey {
     let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -45,11 +39,7 @@ pub fn rsa_key() -> TestKey {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(&private_pem).unwrap();
     let public_pem = child.wait_with_output().unwrap().stdout;
-    TestKey {
-        private_pem,
-        public_pem,
-        alg: Algorithm::RS256,
-    }
+    TestKey { private_pem, public_pem, alg: Algorithm::RS256 }
 }
 
 impl TestKey {
@@ -82,18 +72,14 @@ fn sa_authn(keys: &[&TestKey]) -> (Authentication, tempfile::TempDir) {
         std::fs::write(&f, &k.public_pem).unwrap();
         files.push(f);
     }
-    let a = AuthnArgs {
-        service_account_key_file: files,
-        service_account_issuer: vec![ISS.into()],
-        ..Default::default()
-    };
+    let a =
+        AuthnArgs { service_account_key_file: files, service_account_issuer: vec![ISS.into()], ..Default::default() };
     (Authentication::from_args(&a).unwrap(), dir)
 }
 
 async fn outcome(a: &Authentication, token: &str) -> Result<(UserInfo, &'static str), Failure> {
     let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
-    r.insert_header("Authorization", format!("Bearer {token}"))
-        .unwrap();
+    r.insert_header("Authorization", format!("Bearer {token}")).unwrap();
     a.authenticate_request(None, &mut r).await
 }
 
@@ -107,35 +93,15 @@ async fn service_account_tokens() {
     let (a, _d) = sa_authn(&[&ec, &rsa]);
     for k in [&ec, &rsa] {
         let (u, how) = outcome(&a, &k.sign(None, &sa_claims())).await.unwrap();
-        assert_eq!(
-            (u.username.as_str(), how, u.uid.as_str()),
-            ("system:serviceaccount:ns:builder", "token", "sa-uid")
-        );
-        assert_eq!(
-            u.groups,
-            vec![
-                "system:serviceaccounts",
-                "system:serviceaccounts:ns",
-                "system:authenticated"
-            ]
-        );
+        assert_eq!((u.username.as_str(), how, u.uid.as_str()), ("system:serviceaccount:ns:builder", "token", "sa-uid"));
+        assert_eq!(u.groups, vec!["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]);
         assert_eq!(u.extra["authentication.kubernetes.io/pod-name"], vec!["p"]);
-        assert_eq!(
-            u.extra["authentication.kubernetes.io/credential-id"],
-            vec!["JTI=j1"]
-        );
+        assert_eq!(u.extra["authentication.kubernetes.io/credential-id"], vec!["JTI=j1"]);
     }
     let legacy = json!({"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:ns:old",
         "kubernetes.io/serviceaccount/namespace": "ns", "kubernetes.io/serviceaccount/secret.name": "old-token",
         "kubernetes.io/serviceaccount/service-account.name": "old", "kubernetes.io/serviceaccount/service-account.uid": "u"});
-    assert_eq!(
-        outcome(&a, &ec.sign(None, &legacy))
-            .await
-            .unwrap()
-            .0
-            .username,
-        "system:serviceaccount:ns:old"
-    );
+    assert_eq!(outcome(&a, &ec.sign(None, &legacy)).await.unwrap().0.username, "system:serviceaccount:ns:old");
 }
 
 #[tokio::test]
@@ -148,53 +114,23 @@ async fn forged_and_stale_tokens_are_401() {
         c[k] = v;
         ec.sign(None, &c)
     };
-    rejected(
-        outcome(&a, &with("exp", (now_unix() - 120).into())).await,
-        "expired",
-    );
-    rejected(
-        outcome(&a, &with("nbf", (now_unix() + 3600).into())).await,
-        "not yet valid",
-    );
-    rejected(
-        outcome(&a, &with("aud", json!(["someone-else"]))).await,
-        "wrong audience",
-    );
-    rejected(
-        outcome(&a, &with("iss", "https://evil.example".into())).await,
-        "wrong issuer",
-    );
-    rejected(
-        outcome(&a, &ec_key().sign(None, &sa_claims())).await,
-        "signed by another key",
-    );
+    rejected(outcome(&a, &with("exp", (now_unix() - 120).into())).await, "expired");
+    rejected(outcome(&a, &with("nbf", (now_unix() + 3600).into())).await, "not yet valid");
+    rejected(outcome(&a, &with("aud", json!(["someone-else"]))).await, "wrong audience");
+    rejected(outcome(&a, &with("iss", "https://evil.example".into())).await, "wrong issuer");
+    rejected(outcome(&a, &ec_key().sign(None, &sa_claims())).await, "signed by another key");
     // algorithm confusion: HS256 with the public key as the HMAC secret
-    let hs = encode(
-        &Header::new(Algorithm::HS256),
-        &sa_claims(),
-        &EncodingKey::from_secret(&ec.public_pem),
-    )
-    .unwrap();
+    let hs = encode(&Header::new(Algorithm::HS256), &sa_claims(), &EncodingKey::from_secret(&ec.public_pem)).unwrap();
     rejected(outcome(&a, &hs).await, "HS256 with the public key");
     // alg none, unsigned
     let b64 = |v: &serde_json::Value| {
-        base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            v.to_string(),
-        )
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.to_string())
     };
-    let none = format!(
-        "{}.{}.",
-        b64(&json!({"alg": "none", "typ": "JWT"})),
-        b64(&sa_claims())
-    );
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&sa_claims()));
     rejected(outcome(&a, &none).await, "alg none");
     // garbage and truncated
     rejected(outcome(&a, &good[..good.len() / 2]).await, "truncated");
-    rejected(
-        outcome(&a, &good[..good.rfind('.').unwrap()]).await,
-        "no signature",
-    );
+    rejected(outcome(&a, &good[..good.rfind('.').unwrap()]).await, "no signature");
     rejected(outcome(&a, "a.b.c").await, "garbage");
     rejected(outcome(&a, &"x".repeat(1 << 20)).await, "1 MB token");
     let mut tampered = good.clone();
@@ -206,23 +142,13 @@ async fn forged_and_stale_tokens_are_401() {
 
 fn jwks_for(k: &TestKey, kid: &str) -> serde_json::Value {
     use x509_parser::prelude::FromDer;
-    let der = rustls_pemfile::read_one(&mut &k.public_pem[..])
-        .unwrap()
-        .unwrap();
-    let rustls_pemfile::Item::SubjectPublicKeyInfo(spki) = der else {
-        panic!("not an SPKI")
-    };
+    let der = rustls_pemfile::read_one(&mut &k.public_pem[..]).unwrap().unwrap();
+    let rustls_pemfile::Item::SubjectPublicKeyInfo(spki) = der else { panic!("not an SPKI") };
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki.as_ref()).unwrap();
-    let b64 =
-        |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let b64 = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
     match spki.parsed().unwrap() {
         x509_parser::public_key::PublicKey::RSA(r) => {
-            let n = r
-                .modulus
-                .iter()
-                .skip_while(|b| **b == 0)
-                .copied()
-                .collect::<Vec<_>>();
+            let n = r.modulus.iter().skip_while(|b| **b == 0).copied().collect::<Vec<_>>();
             json!({"keys": [{"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64(&n), "e": b64(r.exponent)}]})
         }
         x509_parser::public_key::PublicKey::EC(p) => {
@@ -237,48 +163,26 @@ fn jwks_for(k: &TestKey, kid: &str) -> serde_json::Value {
 async fn jwt_issuer_with_jwks_file() {
     let rsa = rsa_key();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("jwks.json"),
-        jwks_for(&rsa, "k1").to_string(),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("jwks.json"), jwks_for(&rsa, "k1").to_string()).unwrap();
     let cfg = dir.path().join("authn.yaml");
     std::fs::write(&cfg, "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {url: 'https://idp.example', audiences: [frontdoor], jwksFile: jwks.json}\n  claimMappings: {username: {claim: sub, prefix: 'idp:'}, groups: {claim: groups, prefix: ''}}\n").unwrap();
-    let a = Authentication::from_args(&AuthnArgs {
-        authentication_config: Some(cfg),
-        ..Default::default()
-    })
-    .unwrap();
+    let a = Authentication::from_args(&AuthnArgs { authentication_config: Some(cfg), ..Default::default() }).unwrap();
     let claims = json!({"iss": "https://idp.example", "aud": "frontdoor", "sub": "jane", "groups": ["dev"], "exp": now_unix() + 60});
     let (u, _) = outcome(&a, &rsa.sign(Some("k1"), &claims)).await.unwrap();
     assert_eq!(
         (u.username.as_str(), u.groups.clone()),
-        (
-            "idp:jane",
-            vec!["dev".to_string(), "system:authenticated".to_string()]
-        )
+        ("idp:jane", vec!["dev".to_string(), "system:authenticated".to_string()])
     );
-    rejected(
-        outcome(&a, &rsa.sign(Some("other"), &claims)).await,
-        "unknown kid",
-    );
+    rejected(outcome(&a, &rsa.sign(Some("other"), &claims)).await, "unknown kid");
     let mut c = claims.clone();
     c["aud"] = "elsewhere".into();
-    rejected(
-        outcome(&a, &rsa.sign(Some("k1"), &c)).await,
-        "wrong audience",
-    );
+    rejected(outcome(&a, &rsa.sign(Some("k1"), &c)).await, "wrong audience");
     let mut c = claims.clone();
     c["exp"] = (now_unix() - 1).into();
     rejected(outcome(&a, &rsa.sign(Some("k1"), &c)).await, "expired");
-    rejected(
-        outcome(&a, &ec_key().sign(Some("k1"), &claims)).await,
-        "ES256 against an RSA key",
-    );
+    rejected(outcome(&a, &ec_key().sign(Some("k1"), &claims)).await, "ES256 against an RSA key");
     assert!(
-        keys::parse_jwks(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#)
-            .unwrap()
-            .is_empty(),
+        keys::parse_jwks(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#).unwrap().is_empty(),
         "symmetric keys are refused"
     );
 }

@@ -84,13 +84,7 @@ impl TokenCache {
                 }
             }
         }
-        shard.insert(
-            key,
-            Entry {
-                result: result.clone(),
-                expires: now + ttl,
-            },
-        );
+        shard.insert(key, Entry { result: result.clone(), expires: now + ttl });
     }
 
     /// Forgets everything (after a reload changed what tokens mean).
@@ -114,10 +108,7 @@ mod tests {
         c.put("t2", &Ok(None));
         assert!(matches!(c.get("t2"), Some(Ok(None))));
         c.put("t3", &Err("boom".into()));
-        assert!(
-            c.get("t3").is_none(),
-            "errors are not cached without cache_errs"
-        );
+        assert!(c.get("t3").is_none(), "errors are not cached without cache_errs");
         c.clear();
         assert!(c.get("t1").is_none());
 

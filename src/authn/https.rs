@@ -19,35 +19,26 @@ pub struct TlsClient {
 impl TlsClient {
     /// `ca_pem`: trusted roots (the system bundle when `None`); `identity`: a client cert and
     /// key; `insecure`: skip server verification (kubeconfig's insecure-skip-tls-verify).
-    pub fn new(
-        ca_pem: Option<&[u8]>,
-        identity: Option<(&[u8], &[u8])>,
-        insecure: bool,
-    ) -> anyhow::Result<Self> {
+    pub fn new(ca_pem: Option<&[u8]>, identity: Option<(&[u8], &[u8])>, insecure: bool) -> anyhow::Result<Self> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let builder = if insecure {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
         } else {
             let mut roots = rustls::RootCertStore::empty();
             let system;
             let pem = match ca_pem {
                 Some(p) => p,
                 None => {
-                    system =
-                        std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+                    system = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
                     &system
                 }
             };
             for c in rustls_pemfile::certs(&mut &pem[..]) {
                 let c = c.map_err(|e| anyhow::anyhow!("invalid certificate authority PEM: {e}"))?;
-                roots
-                    .add(c)
-                    .map_err(|e| anyhow::anyhow!("invalid certificate authority: {e}"))?;
+                roots.add(c).map_err(|e| anyhow::anyhow!("invalid certificate authority: {e}"))?;
             }
             if roots.is_empty() {
                 anyhow::bail!("no certificate authority found");
@@ -62,16 +53,12 @@ impl TlsClient {
                 let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key[..])
                     .map_err(|e| anyhow::anyhow!("client key: {e}"))?
                     .ok_or_else(|| anyhow::anyhow!("client key: no private key found"))?;
-                builder
-                    .with_client_auth_cert(certs, key)
-                    .map_err(|e| anyhow::anyhow!("client certificate: {e}"))?
+                builder.with_client_auth_cert(certs, key).map_err(|e| anyhow::anyhow!("client certificate: {e}"))?
             }
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsClient {
-            config: Arc::new(config),
-        })
+        Ok(TlsClient { config: Arc::new(config) })
     }
 }
 
@@ -103,21 +90,13 @@ async fn request_inner(
     body: &[u8],
     tls: Option<&TlsClient>,
 ) -> anyhow::Result<Response> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| anyhow::anyhow!("{url}: no host"))?
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| anyhow::anyhow!("{url}: no port"))?;
+    let host = url.host_str().ok_or_else(|| anyhow::anyhow!("{url}: no host"))?.to_string();
+    let port = url.port_or_known_default().ok_or_else(|| anyhow::anyhow!("{url}: no port"))?;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_string(),
     };
-    let connect_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let tcp = tokio::net::TcpStream::connect((connect_host.as_str(), port))
         .await
         .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
@@ -136,8 +115,7 @@ async fn request_inner(
                 Some(t) => t.clone(),
                 None => TlsClient::new(None, None, false)?,
             };
-            let name =
-                ServerName::try_from(connect_host).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            let name = ServerName::try_from(connect_host).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
             let stream = tokio_rustls::TlsConnector::from(tls.config)
                 .connect(name, tcp)
                 .await
@@ -150,11 +128,7 @@ async fn request_inner(
     .map_err(|e| anyhow::anyhow!("{url}: {e}"))
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    head: &[u8],
-    body: &[u8],
-) -> anyhow::Result<Response> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, head: &[u8], body: &[u8]) -> anyhow::Result<Response> {
     s.write_all(head).await?;
     s.write_all(body).await?;
     s.flush().await?;
@@ -187,10 +161,7 @@ fn complete(raw: &[u8]) -> bool {
     };
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     head.lines()
-        .find_map(|l| {
-            l.strip_prefix("content-length:")
-                .and_then(|v| v.trim().parse::<usize>().ok())
-        })
+        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse::<usize>().ok()))
         .is_some_and(|len| raw.len() >= end + 4 + len)
 }
 
@@ -201,8 +172,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// Parses a whole HTTP/1.1 response (Content-Length, chunked, or read-to-close).
 pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let end = find(raw, b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("malformed HTTP response"))?;
-    let head = std::str::from_utf8(&raw[..end])
-        .map_err(|_| anyhow::anyhow!("malformed HTTP response head"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| anyhow::anyhow!("malformed HTTP response head"))?;
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap_or_default();
     let code: u16 = status
@@ -227,9 +197,7 @@ pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
     let body = if chunked {
         dechunk(rest)?
     } else if let Some(n) = length {
-        rest.get(..n)
-            .ok_or_else(|| anyhow::anyhow!("truncated HTTP response body"))?
-            .to_vec()
+        rest.get(..n).ok_or_else(|| anyhow::anyhow!("truncated HTTP response body"))?.to_vec()
     } else {
         rest.to_vec()
     };
@@ -239,26 +207,16 @@ pub fn parse_response(raw: &[u8]) -> anyhow::Result<Response> {
 fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {
-        let line_end =
-            find(data, b"\r\n").ok_or_else(|| anyhow::anyhow!("truncated chunked body"))?;
-        let size_str = std::str::from_utf8(&data[..line_end])?
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        let size =
-            usize::from_str_radix(size_str, 16).map_err(|_| anyhow::anyhow!("bad chunk size"))?;
+        let line_end = find(data, b"\r\n").ok_or_else(|| anyhow::anyhow!("truncated chunked body"))?;
+        let size_str = std::str::from_utf8(&data[..line_end])?.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_str, 16).map_err(|_| anyhow::anyhow!("bad chunk size"))?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        let chunk = data
-            .get(..size)
-            .ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
+        let chunk = data.get(..size).ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
         out.extend_from_slice(chunk);
-        data = data
-            .get(size + 2..)
-            .ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
+        data = data.get(size + 2..).ok_or_else(|| anyhow::anyhow!("truncated chunk"))?;
     }
 }
 
@@ -306,12 +264,12 @@ mod tests {
     fn parses_plain_and_chunked() {
         let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").unwrap();
         assert_eq!((r.code, r.body.as_slice()), (200, &b"hi"[..]));
-        let r = parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n").unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+                .unwrap();
         assert_eq!((r.code, r.body.as_slice()), (201, &b"abc"[..]));
         assert!(parse_response(b"garbage").is_err());
-        assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
-        );
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi").is_err());
     }
 }

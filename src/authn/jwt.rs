@@ -101,8 +101,7 @@ pub struct ClaimMappings {
 /// Parses and validates an AuthenticationConfiguration; relative `jwksFile` paths are
 /// taken relative to the config file's directory.
 pub fn load_config(path: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse_config(&text, base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
@@ -111,14 +110,9 @@ pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer
     let cfg: AuthenticationConfiguration = serde_yaml::from_str(text)?;
     if !matches!(
         cfg.api_version.as_str(),
-        "apiserver.config.k8s.io/v1"
-            | "apiserver.config.k8s.io/v1beta1"
-            | "apiserver.config.k8s.io/v1alpha1"
+        "apiserver.config.k8s.io/v1" | "apiserver.config.k8s.io/v1beta1" | "apiserver.config.k8s.io/v1alpha1"
     ) {
-        anyhow::bail!(
-            "apiVersion {:?} is not apiserver.config.k8s.io/v1beta1",
-            cfg.api_version
-        );
+        anyhow::bail!("apiVersion {:?} is not apiserver.config.k8s.io/v1beta1", cfg.api_version);
     }
     if cfg.kind != "AuthenticationConfiguration" {
         anyhow::bail!("kind {:?} is not AuthenticationConfiguration", cfg.kind);
@@ -133,9 +127,7 @@ pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer
         if !seen.insert(j.issuer.url.clone()) {
             anyhow::bail!("{at}.issuer.url: Duplicate value: {:?}", j.issuer.url);
         }
-        out.push(Arc::new(
-            JwtIssuer::new(j, base).map_err(|e| anyhow::anyhow!("{at}.{e}"))?,
-        ));
+        out.push(Arc::new(JwtIssuer::new(j, base).map_err(|e| anyhow::anyhow!("{at}.{e}"))?));
     }
     Ok(out)
 }
@@ -152,10 +144,7 @@ pub struct JwtIssuer {
 }
 
 enum KeySource {
-    File {
-        path: PathBuf,
-        keys: ArcSwap<Vec<VerifyKey>>,
-    },
+    File { path: PathBuf, keys: ArcSwap<Vec<VerifyKey>> },
     Remote(Remote),
 }
 
@@ -170,22 +159,14 @@ struct Remote {
 
 impl JwtIssuer {
     fn new(j: JwtAuthenticator, base: &Path) -> anyhow::Result<Self> {
-        let url = url::Url::parse(&j.issuer.url)
-            .map_err(|e| anyhow::anyhow!("issuer.url: Invalid value: {e}"))?;
+        let url = url::Url::parse(&j.issuer.url).map_err(|e| anyhow::anyhow!("issuer.url: Invalid value: {e}"))?;
         if url.scheme() != "https" {
-            anyhow::bail!(
-                "issuer.url: Invalid value: {:?}: URL scheme must be https",
-                j.issuer.url
-            );
+            anyhow::bail!("issuer.url: Invalid value: {:?}: URL scheme must be https", j.issuer.url);
         }
         if j.issuer.audiences.is_empty() {
-            anyhow::bail!(
-                "issuer.audiences: Required value: at least one issuer.audiences is required"
-            );
+            anyhow::bail!("issuer.audiences: Required value: at least one issuer.audiences is required");
         }
-        if j.issuer.audiences.len() > 1
-            && j.issuer.audience_match_policy.as_deref() != Some("MatchAny")
-        {
+        if j.issuer.audiences.len() > 1 && j.issuer.audience_match_policy.as_deref() != Some("MatchAny") {
             anyhow::bail!("issuer.audienceMatchPolicy: Invalid value: audienceMatchPolicy must be MatchAny for multiple audiences");
         }
         let mut rules = Vec::new();
@@ -202,19 +183,13 @@ impl JwtIssuer {
             anyhow::bail!("userValidationRules/claimMappings.extra: CEL expressions are not supported by frontdoor");
         }
         let m = &j.claim_mappings;
-        for (field, pc) in [
-            ("username", &m.username),
-            ("groups", &m.groups),
-            ("uid", &m.uid),
-        ] {
+        for (field, pc) in [("username", &m.username), ("groups", &m.groups), ("uid", &m.uid)] {
             if !pc.expression.is_empty() {
                 anyhow::bail!("claimMappings.{field}.expression: CEL expressions are not supported by frontdoor");
             }
         }
         if m.username.claim.is_empty() {
-            anyhow::bail!(
-                "claimMappings.username: Required value: claim or expression is required"
-            );
+            anyhow::bail!("claimMappings.username: Required value: claim or expression is required");
         }
         if m.username.prefix.is_none() {
             anyhow::bail!("claimMappings.username.prefix: Required value: required when claim is set. It can be set to an empty string to disable prefixing");
@@ -224,23 +199,14 @@ impl JwtIssuer {
         }
         let keys = match &j.issuer.jwks_file {
             Some(p) => {
-                let path = if p.is_absolute() {
-                    p.clone()
-                } else {
-                    base.join(p)
-                };
+                let path = if p.is_absolute() { p.clone() } else { base.join(p) };
                 let keys = read_jwks_file(&path)?;
-                KeySource::File {
-                    path,
-                    keys: ArcSwap::from_pointee(keys),
-                }
+                KeySource::File { path, keys: ArcSwap::from_pointee(keys) }
             }
             None => {
                 let (discovery, check_issuer) = match &j.issuer.discovery_url {
                     Some(d) => (
-                        url::Url::parse(d).map_err(|e| {
-                            anyhow::anyhow!("issuer.discoveryURL: Invalid value: {e}")
-                        })?,
+                        url::Url::parse(d).map_err(|e| anyhow::anyhow!("issuer.discoveryURL: Invalid value: {e}"))?,
                         false,
                     ),
                     None => (
@@ -252,8 +218,8 @@ impl JwtIssuer {
                     ),
                 };
                 let ca = j.issuer.certificate_authority.as_deref().map(str::as_bytes);
-                let tls = TlsClient::new(ca, None, false)
-                    .map_err(|e| anyhow::anyhow!("issuer.certificateAuthority: {e}"))?;
+                let tls =
+                    TlsClient::new(ca, None, false).map_err(|e| anyhow::anyhow!("issuer.certificateAuthority: {e}"))?;
                 KeySource::Remote(Remote {
                     discovery,
                     check_issuer,
@@ -268,14 +234,8 @@ impl JwtIssuer {
             url: j.issuer.url.clone(),
             audiences: j.issuer.audiences.clone(),
             rules,
-            username: (
-                m.username.claim.clone(),
-                m.username.prefix.clone().unwrap_or_default(),
-            ),
-            groups: (
-                m.groups.claim.clone(),
-                m.groups.prefix.clone().unwrap_or_default(),
-            ),
+            username: (m.username.claim.clone(), m.username.prefix.clone().unwrap_or_default()),
+            groups: (m.groups.claim.clone(), m.groups.prefix.clone().unwrap_or_default()),
             uid: m.uid.claim.clone(),
             keys,
         })
@@ -316,10 +276,7 @@ impl JwtIssuer {
                 let keys = r.keys.load_full();
                 if keys.is_empty() {
                     // transient: the issuer's keys could not be fetched yet
-                    return Err(format!(
-                        "jwt: no key with kid available: JWKS of {} not fetched",
-                        self.url
-                    ));
+                    return Err(format!("jwt: no key with kid available: JWKS of {} not fetched", self.url));
                 }
                 Ok(keys)
             }
@@ -337,24 +294,24 @@ impl JwtIssuer {
         }
         let auds = keys::audiences(c);
         if !auds.iter().any(|a| self.audiences.contains(a)) {
-            return Err(format!(
-                "oidc: verify token: oidc: expected audience in {:?} got {auds:?}",
-                self.audiences
-            ));
+            return Err(format!("oidc: verify token: oidc: expected audience in {:?} got {auds:?}", self.audiences));
         }
         match keys::numeric_date(c, "exp") {
             Some(exp) if now <= exp => {}
             _ => return Err("oidc: verify token: oidc: token is expired".into()),
         }
         if keys::numeric_date(c, "nbf").is_some_and(|nbf| now + NBF_LEEWAY < nbf) {
-            return Err(
-                "oidc: verify token: oidc: current time before the nbf (not before) time".into(),
-            );
+            return Err("oidc: verify token: oidc: current time before the nbf (not before) time".into());
         }
         for (claim, required) in &self.rules {
             match c.get(claim) {
                 Some(Value::String(v)) if v == required => {}
-                Some(Value::String(_)) => return Err(format!("oidc: required claim {claim} value does not match. Got = {:?}, want = {required}", c[claim])),
+                Some(Value::String(_)) => {
+                    return Err(format!(
+                        "oidc: required claim {claim} value does not match. Got = {:?}, want = {required}",
+                        c[claim]
+                    ))
+                }
                 Some(_) => return Err(format!("oidc: parse claim {claim}: not a string")),
                 None => return Err(format!("oidc: required claim {claim} not present in ID token")),
             }
@@ -363,16 +320,8 @@ impl JwtIssuer {
         let name = match c.get(uclaim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::String(_)) => return Err(format!("oidc: claim not present: {uclaim}")),
-            Some(_) => {
-                return Err(format!(
-                    "oidc: parse username claims {uclaim:?}: not a string"
-                ))
-            }
-            None => {
-                return Err(format!(
-                    "oidc: parse username claims {uclaim:?}: claim not present"
-                ))
-            }
+            Some(_) => return Err(format!("oidc: parse username claims {uclaim:?}: not a string")),
+            None => return Err(format!("oidc: parse username claims {uclaim:?}: claim not present")),
         };
         if uclaim == "email" {
             match c.get("email_verified") {
@@ -381,10 +330,7 @@ impl JwtIssuer {
                 Some(_) => return Err("oidc: parse 'email_verified' claim: not a boolean".into()),
             }
         }
-        let mut u = UserInfo {
-            username: format!("{uprefix}{name}"),
-            ..Default::default()
-        };
+        let mut u = UserInfo { username: format!("{uprefix}{name}"), ..Default::default() };
         let (gclaim, gprefix) = &self.groups;
         if !gclaim.is_empty() {
             match c.get(gclaim) {
@@ -392,29 +338,20 @@ impl JwtIssuer {
                 Some(Value::String(g)) => u.groups.push(format!("{gprefix}{g}")),
                 Some(Value::Array(a)) => {
                     for g in a {
-                        let g = g.as_str().ok_or_else(|| {
-                            format!("oidc: parse groups claim {gclaim:?}: not a string array")
-                        })?;
+                        let g = g
+                            .as_str()
+                            .ok_or_else(|| format!("oidc: parse groups claim {gclaim:?}: not a string array"))?;
                         u.groups.push(format!("{gprefix}{g}"));
                     }
                 }
-                Some(_) => {
-                    return Err(format!(
-                        "oidc: parse groups claim {gclaim:?}: not a string or string array"
-                    ))
-                }
+                Some(_) => return Err(format!("oidc: parse groups claim {gclaim:?}: not a string or string array")),
             }
         }
         if !self.uid.is_empty() {
             match c.get(&self.uid) {
                 None => {}
                 Some(Value::String(s)) => u.uid = s.clone(),
-                Some(_) => {
-                    return Err(format!(
-                        "oidc: parse uid claim {:?}: not a string",
-                        self.uid
-                    ))
-                }
+                Some(_) => return Err(format!("oidc: parse uid claim {:?}: not a string", self.uid)),
             }
         }
         Ok(u)
@@ -456,37 +393,23 @@ impl Remote {
 
     async fn fetch(&self, issuer: &str) -> anyhow::Result<Vec<VerifyKey>> {
         let accept = [("Accept", "application/json")];
-        let d = https::request(
-            &self.discovery,
-            "GET",
-            &accept,
-            b"",
-            Some(&self.tls),
-            FETCH_TIMEOUT,
-        )
-        .await?;
+        let d = https::request(&self.discovery, "GET", &accept, b"", Some(&self.tls), FETCH_TIMEOUT).await?;
         if d.code != 200 {
             anyhow::bail!("{}: HTTP {}", self.discovery, d.code);
         }
-        let doc: Value = serde_json::from_slice(&d.body)
-            .map_err(|e| anyhow::anyhow!("discovery document: {e}"))?;
+        let doc: Value = serde_json::from_slice(&d.body).map_err(|e| anyhow::anyhow!("discovery document: {e}"))?;
         if self.check_issuer && doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-            anyhow::bail!("oidc: issuer did not match the issuer returned by provider, expected {issuer:?} got {:?}", doc.get("issuer"));
+            anyhow::bail!(
+                "oidc: issuer did not match the issuer returned by provider, expected {issuer:?} got {:?}",
+                doc.get("issuer")
+            );
         }
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow::anyhow!("discovery document has no jwks_uri"))?;
         let jwks_url = url::Url::parse(jwks_uri)?;
-        let k = https::request(
-            &jwks_url,
-            "GET",
-            &accept,
-            b"",
-            Some(&self.tls),
-            FETCH_TIMEOUT,
-        )
-        .await?;
+        let k = https::request(&jwks_url, "GET", &accept, b"", Some(&self.tls), FETCH_TIMEOUT).await?;
         if k.code != 200 {
             anyhow::bail!("{jwks_url}: HTTP {}", k.code);
         }
@@ -498,8 +421,7 @@ impl Remote {
 mod tests {
     use super::*;
 
-    const BASE: &str =
-        "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\n";
+    const BASE: &str = "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\n";
 
     fn cfg(jwt: &str) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
         let dir = tempfile::tempdir().unwrap();
@@ -512,10 +434,20 @@ mod tests {
         let good = "- issuer: {url: https://issuer.example, audiences: [a], jwksFile: jwks.json}\n  claimMappings: {username: {claim: sub, prefix: 'oidc:'}, groups: {claim: groups, prefix: ''}}\n";
         assert_eq!(cfg(good).unwrap().len(), 1);
         let e = |s: &str| cfg(s).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e("- issuer: {url: http://x, audiences: [a]}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n").contains("https"));
-        assert!(e("- issuer: {url: https://x, audiences: []}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n").contains("audiences"));
-        assert!(e("- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {claim: sub}}\n").contains("prefix"));
-        assert!(e("- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {expression: 'claims.sub'}}\n").contains("CEL"));
+        assert!(e(
+            "- issuer: {url: http://x, audiences: [a]}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n"
+        )
+        .contains("https"));
+        assert!(e(
+            "- issuer: {url: https://x, audiences: []}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n"
+        )
+        .contains("audiences"));
+        assert!(e("- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {claim: sub}}\n")
+            .contains("prefix"));
+        assert!(e(
+            "- issuer: {url: https://x, audiences: [a]}\n  claimMappings: {username: {expression: 'claims.sub'}}\n"
+        )
+        .contains("CEL"));
         assert!(e(&format!("{good}{good}")).contains("Duplicate"));
         assert!(parse_config("apiVersion: v1\nkind: Pod\n", Path::new(".")).is_err());
         assert!(parse_config("{{{", Path::new(".")).is_err());
@@ -528,19 +460,13 @@ mod tests {
         let exp = keys::now_unix() + 60;
         let c = serde_json::json!({"iss":"https://i","aud":"a","exp":exp,"hd":"example.com","email":"j@x","sub":"42","groups":["dev"]});
         let u = i.claims_to_user(&c).unwrap();
-        assert_eq!(
-            (u.username.as_str(), u.uid.as_str(), u.groups.clone()),
-            ("j@x", "42", vec!["g:dev".to_string()])
-        );
+        assert_eq!((u.username.as_str(), u.uid.as_str(), u.groups.clone()), ("j@x", "42", vec!["g:dev".to_string()]));
         let mut bad = c.clone();
         bad["hd"] = "other".into();
         assert!(i.claims_to_user(&bad).is_err());
         let mut bad = c.clone();
         bad["email_verified"] = false.into();
-        assert!(i
-            .claims_to_user(&bad)
-            .unwrap_err()
-            .contains("email not verified"));
+        assert!(i.claims_to_user(&bad).unwrap_err().contains("email not verified"));
         let mut bad = c.clone();
         bad["aud"] = serde_json::json!(["b"]);
         assert!(i.claims_to_user(&bad).unwrap_err().contains("audience"));

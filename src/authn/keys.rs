@@ -24,10 +24,7 @@ pub struct VerifyKey {
 
 impl std::fmt::Debug for VerifyKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyKey")
-            .field("kid", &self.kid)
-            .field("kind", &self.kind)
-            .finish()
+        f.debug_struct("VerifyKey").field("kid", &self.kid).field("kind", &self.kind).finish()
     }
 }
 
@@ -76,11 +73,7 @@ pub fn from_spki(der: &[u8]) -> anyhow::Result<VerifyKey> {
         KeyKind::Rsa => DecodingKey::from_rsa_der(&spki.subject_public_key.data),
         KeyKind::Ec(_) => DecodingKey::from_ec_der(&spki.subject_public_key.data),
     };
-    Ok(VerifyKey {
-        kid: Some(key_id(der)),
-        kind,
-        key,
-    })
+    Ok(VerifyKey { kid: Some(key_id(der)), kind, key })
 }
 
 /// kube's key ID for a service-account key: base64url(sha256(DER SPKI)).
@@ -106,11 +99,7 @@ pub fn parse_pem_keys(data: &[u8]) -> anyhow::Result<Vec<VerifyKey>> {
     // `RSA PUBLIC KEY` (PKCS#1) is not an item rustls-pemfile knows
     if let Ok(blocks) = pem::parse_many(data) {
         for b in blocks.iter().filter(|b| b.tag() == "RSA PUBLIC KEY") {
-            out.push(VerifyKey {
-                kid: None,
-                kind: KeyKind::Rsa,
-                key: DecodingKey::from_rsa_der(b.contents()),
-            });
+            out.push(VerifyKey { kid: None, kind: KeyKind::Rsa, key: DecodingKey::from_rsa_der(b.contents()) });
         }
     }
     if out.is_empty() {
@@ -122,18 +111,12 @@ pub fn parse_pem_keys(data: &[u8]) -> anyhow::Result<Vec<VerifyKey>> {
 /// The usable keys of a JWKS document. Symmetric (`oct`) keys are refused; keys of unknown
 /// types or marked for encryption are skipped.
 pub fn parse_jwks(data: &[u8]) -> anyhow::Result<Vec<VerifyKey>> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(data).map_err(|e| anyhow::anyhow!("invalid JWKS: {e}"))?;
-    let keys = doc
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .ok_or_else(|| anyhow::anyhow!("invalid JWKS: no \"keys\" array"))?;
+    let doc: serde_json::Value = serde_json::from_slice(data).map_err(|e| anyhow::anyhow!("invalid JWKS: {e}"))?;
+    let keys =
+        doc.get("keys").and_then(|k| k.as_array()).ok_or_else(|| anyhow::anyhow!("invalid JWKS: no \"keys\" array"))?;
     let mut out = Vec::new();
     for k in keys {
-        if k.get("use")
-            .and_then(|u| u.as_str())
-            .is_some_and(|u| u != "sig")
-        {
+        if k.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
             continue;
         }
         let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone()) else {
@@ -151,11 +134,7 @@ pub fn parse_jwks(data: &[u8]) -> anyhow::Result<Vec<VerifyKey>> {
         let Ok(key) = DecodingKey::from_jwk(&jwk) else {
             continue;
         };
-        out.push(VerifyKey {
-            kid: jwk.common.key_id.clone(),
-            kind,
-            key,
-        });
+        out.push(VerifyKey { kid: jwk.common.key_id.clone(), kind, key });
     }
     Ok(out)
 }
@@ -174,9 +153,7 @@ pub fn peek(token: &str) -> Option<Unverified> {
         return None;
     }
     let header = jsonwebtoken::decode_header(token).ok()?;
-    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(p.trim_end_matches('='))
-        .ok()?;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
     claims.is_object().then_some(Unverified { header, claims })
 }
@@ -202,10 +179,7 @@ impl std::fmt::Display for VerifyError {
 /// The JWS algorithms a token may be signed with (asymmetric only).
 pub fn allowed_algorithm(alg: Algorithm) -> bool {
     use Algorithm::*;
-    matches!(
-        alg,
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384
-    )
+    matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512 | ES256 | ES384)
 }
 
 /// Verifies the signature with the key named by `kid` (or every key of the right kind when
@@ -217,10 +191,7 @@ pub fn verify_signature(
     try_all: bool,
 ) -> Result<(), VerifyError> {
     if !allowed_algorithm(header.alg) {
-        return Err(VerifyError::UnsupportedAlgorithm(format!(
-            "{:?}",
-            header.alg
-        )));
+        return Err(VerifyError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
     }
     let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
@@ -228,11 +199,7 @@ pub fn verify_signature(
     validation.validate_aud = false;
     validation.required_spec_claims = HashSet::new();
     let by_kid = |k: &&VerifyKey| try_all || header.kid.is_none() || k.kid == header.kid;
-    let candidates: Vec<&VerifyKey> = keys
-        .iter()
-        .filter(by_kid)
-        .filter(|k| k.accepts(header.alg))
-        .collect();
+    let candidates: Vec<&VerifyKey> = keys.iter().filter(by_kid).filter(|k| k.accepts(header.alg)).collect();
     if candidates.is_empty() {
         if let Some(kid) = &header.kid {
             if !try_all {
@@ -251,34 +218,23 @@ pub fn verify_signature(
 
 /// Whether a JWT has a kid no key in `keys` carries (so the key set may need refreshing).
 pub fn kid_unknown(header: &jsonwebtoken::Header, keys: &[VerifyKey]) -> bool {
-    header
-        .kid
-        .as_ref()
-        .is_some_and(|kid| !keys.iter().any(|k| k.kid.as_ref() == Some(kid)))
+    header.kid.as_ref().is_some_and(|kid| !keys.iter().any(|k| k.kid.as_ref() == Some(kid)))
 }
 
 /// `aud` as a list (a JWT may carry a single string).
 pub fn audiences(claims: &serde_json::Value) -> Vec<String> {
     match claims.get("aud") {
         Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
         _ => Vec::new(),
     }
 }
 
 /// A numeric date claim (`exp`, `nbf`, `iat`), in seconds.
 pub fn numeric_date(claims: &serde_json::Value, name: &str) -> Option<i64> {
-    claims
-        .get(name)
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

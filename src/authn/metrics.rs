@@ -4,12 +4,8 @@ use once_cell::sync::Lazy;
 use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
 
 pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
-        "authentication_attempts",
-        "Counter of authenticated attempts.",
-        &["result"]
-    )
-    .expect("register authentication_attempts")
+    register_int_counter_vec!("authentication_attempts", "Counter of authenticated attempts.", &["result"])
+        .expect("register authentication_attempts")
 });
 
 pub static DURATION: Lazy<HistogramVec> = Lazy::new(|| {
@@ -42,9 +38,7 @@ pub fn register() {
 /// One authentication outcome: `success`, `failure` (nothing recognised) or `error`.
 pub fn record(result: &str, username: Option<&str>, seconds: f64) {
     if let Some(u) = username {
-        AUTHENTICATED_USER_REQUESTS
-            .with_label_values(&[compress_username(u)])
-            .inc();
+        AUTHENTICATED_USER_REQUESTS.with_label_values(&[compress_username(u)]).inc();
     }
     ATTEMPTS.with_label_values(&[result]).inc();
     DURATION.with_label_values(&[result]).observe(seconds);
@@ -54,11 +48,7 @@ pub fn record(result: &str, username: Option<&str>, seconds: f64) {
 /// everything else `other` (bounded cardinality, no user names in metrics).
 pub fn compress_username(username: &str) -> &str {
     match username {
-        "admin"
-        | "client"
-        | "kube_proxy"
-        | "kubelet"
-        | "system:serviceaccount:kube-system:default" => username,
+        "admin" | "client" | "kube_proxy" | "kubelet" | "system:serviceaccount:kube-system:default" => username,
         u if u.contains('@') => "email_id",
         _ => "other",
     }

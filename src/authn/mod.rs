@@ -275,24 +275,19 @@ impl Authentication {
         if let Some(p) = a.token_auth_file.clone() {
             let inner = self.inner.clone();
             crate::reload::watch("token-auth-file", vec![p.clone()], move || {
-                inner
-                    .token_file
-                    .store(Some(Arc::new(token_file::TokenFile::load(&p)?)));
+                inner.token_file.store(Some(Arc::new(token_file::TokenFile::load(&p)?)));
                 inner.cache.clear();
                 Ok(())
             });
         }
         if !a.service_account_key_file.is_empty() {
             let inner = self.inner.clone();
-            let (files, issuers, auds) = (
-                a.service_account_key_file.clone(),
-                a.service_account_issuer.clone(),
-                a.api_audiences.clone(),
-            );
+            let (files, issuers, auds) =
+                (a.service_account_key_file.clone(), a.service_account_issuer.clone(), a.api_audiences.clone());
             crate::reload::watch("service-account-key-file", files.clone(), move || {
-                inner.service_accounts.store(Some(Arc::new(
-                    serviceaccount::ServiceAccounts::load(&files, &issuers, &auds)?,
-                )));
+                inner
+                    .service_accounts
+                    .store(Some(Arc::new(serviceaccount::ServiceAccounts::load(&files, &issuers, &auds)?)));
                 inner.cache.clear();
                 Ok(())
             });
@@ -300,13 +295,7 @@ impl Authentication {
         if let Some(p) = a.authentication_config.clone() {
             let inner = self.inner.clone();
             let mut paths = vec![p.clone()];
-            paths.extend(
-                self.inner
-                    .jwt
-                    .load()
-                    .iter()
-                    .filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())),
-            );
+            paths.extend(self.inner.jwt.load().iter().filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())));
             crate::reload::watch("authentication-config", paths, move || {
                 inner.jwt.store(Arc::new(jwt::load_config(&p)?));
                 inner.cache.clear();
@@ -348,12 +337,7 @@ impl Authentication {
             }
         }
         if let Some(t) = keys::peek(token) {
-            let iss = t
-                .claims
-                .get("iss")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let iss = t.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default().to_string();
             if let Some(sa) = i.service_accounts.load().as_ref() {
                 match sa.authenticate(token, &t) {
                     Ok(Some(u)) => return (Ok(Some(u)), false),
@@ -438,38 +422,24 @@ impl Authentication {
     }
 
     /// A TokenReview: the user a token authenticates as, the audiences, or an error.
-    pub async fn review_token(
-        &self,
-        token: &str,
-        audiences: &[String],
-    ) -> (Option<UserInfo>, Vec<String>, String) {
+    pub async fn review_token(&self, token: &str, audiences: &[String]) -> (Option<UserInfo>, Vec<String>, String) {
         let api = &self.inner.api_audiences;
         let auds: Vec<String> = if audiences.is_empty() {
             api.clone()
         } else if api.is_empty() {
             audiences.to_vec()
         } else {
-            audiences
-                .iter()
-                .filter(|a| api.contains(a))
-                .cloned()
-                .collect()
+            audiences.iter().filter(|a| api.contains(a)).cloned().collect()
         };
         if !audiences.is_empty() && auds.is_empty() {
             return (
                 None,
                 Vec::new(),
-                format!(
-                    "token audiences {api:?} is invalid for the target audiences {audiences:?}"
-                ),
+                format!("token audiences {api:?} is invalid for the target audiences {audiences:?}"),
             );
         }
         match self.authenticate_token(token).await {
-            Ok(Some(u)) => (
-                Some((*u).clone().with_authenticated_group()),
-                auds,
-                String::new(),
-            ),
+            Ok(Some(u)) => (Some((*u).clone().with_authenticated_group()), auds, String::new()),
             // kube's bearer-token authenticator turns "not recognised" into this error
             Ok(None) => (None, Vec::new(), "invalid bearer token".into()),
             Err(e) => (None, Vec::new(), e),
@@ -493,16 +463,9 @@ pub fn bearer_token(req: &RequestHeader) -> Option<String> {
 }
 
 /// The authentication filter.
-pub async fn authenticate(
-    gw: &Gateway,
-    req: &mut RequestHeader,
-    ctx: &mut RequestContext,
-) -> Result<(), Status> {
+pub async fn authenticate(gw: &Gateway, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
     let start = Instant::now();
-    let result = gw
-        .authn
-        .authenticate_request(ctx.peer.as_deref(), req)
-        .await;
+    let result = gw.authn.authenticate_request(ctx.peer.as_deref(), req).await;
     let seconds = start.elapsed().as_secs_f64();
     match result {
         Ok((user, how)) => {
@@ -539,31 +502,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tokens.csv");
         std::fs::write(&f, "s3cret,alice,u1,\"dev,ops\"\n").unwrap();
-        let a = AuthnArgs {
-            anonymous_auth: anonymous,
-            token_auth_file: Some(f),
-            ..Default::default()
-        };
+        let a = AuthnArgs { anonymous_auth: anonymous, token_auth_file: Some(f), ..Default::default() };
         Authentication::from_args(&a).unwrap()
     }
 
     #[test]
     fn bearer_parsing() {
-        assert_eq!(
-            bearer_token(&req(Some("Bearer abc"))).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(
-            bearer_token(&req(Some("bearer abc extra"))).as_deref(),
-            Some("abc")
-        );
+        assert_eq!(bearer_token(&req(Some("Bearer abc"))).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&req(Some("bearer abc extra"))).as_deref(), Some("abc"));
         assert_eq!(bearer_token(&req(Some("Basic abc"))), None);
         assert_eq!(bearer_token(&req(Some("Bearer"))), None);
-        assert_eq!(
-            bearer_token(&req(Some("Bearer  abc"))),
-            None,
-            "empty token (double space)"
-        );
+        assert_eq!(bearer_token(&req(Some("Bearer  abc"))), None, "empty token (double space)");
         assert_eq!(bearer_token(&req(Some(""))), None);
         assert_eq!(bearer_token(&req(None)), None);
     }
@@ -578,34 +527,18 @@ mod tests {
         assert!(r.headers.get("authorization").is_none(), "consumed");
 
         // a presented bad token is a 401, never anonymous
-        for bad in [
-            "Bearer nope",
-            "Bearer a.b.c",
-            "Bearer eyJhbGciOiJub25lIn0.e30.",
-            "Bearer \u{1F600}",
-        ] {
-            let e = a
-                .authenticate_request(None, &mut req(Some(bad)))
-                .await
-                .unwrap_err();
+        for bad in ["Bearer nope", "Bearer a.b.c", "Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer \u{1F600}"] {
+            let e = a.authenticate_request(None, &mut req(Some(bad))).await.unwrap_err();
             assert!(matches!(e, Failure::Invalid(_)), "{bad}: {e:?}");
         }
         // no credential, or one that is no bearer token: anonymous
         for none in [None, Some("Basic dXNlcjpwYXNz"), Some("garbage"), Some("")] {
             let (u, how) = a.authenticate_request(None, &mut req(none)).await.unwrap();
-            assert_eq!(
-                (u.username.as_str(), how),
-                ("system:anonymous", "anonymous")
-            );
+            assert_eq!((u.username.as_str(), how), ("system:anonymous", "anonymous"));
             assert_eq!(u.groups, vec!["system:unauthenticated"]);
         }
         let a = authn(false);
-        assert_eq!(
-            a.authenticate_request(None, &mut req(None))
-                .await
-                .unwrap_err(),
-            Failure::NoCredential
-        );
+        assert_eq!(a.authenticate_request(None, &mut req(None)).await.unwrap_err(), Failure::NoCredential);
     }
 
     #[tokio::test]
@@ -616,19 +549,14 @@ mod tests {
             ..Default::default()
         };
         let a = Authentication::from_args(&a).unwrap();
-        let peer = PeerIdentity {
-            common_name: "bob".into(),
-            verified_by: vec![CaRole::ClientCa],
-            ..Default::default()
-        };
+        let peer =
+            PeerIdentity { common_name: "bob".into(), verified_by: vec![CaRole::ClientCa], ..Default::default() };
         let mut r = req(None);
         r.insert_header("X-Remote-User", "system:admin").unwrap();
         r.insert_header("X-Remote-Group", "system:masters").unwrap();
         let (u, how) = a.authenticate_request(Some(&peer), &mut r).await.unwrap();
         assert_eq!((u.username.as_str(), how), ("bob", "x509"));
-        assert!(
-            r.headers.get("x-remote-user").is_none() && r.headers.get("x-remote-group").is_none()
-        );
+        assert!(r.headers.get("x-remote-user").is_none() && r.headers.get("x-remote-group").is_none());
         let (u, _) = a
             .authenticate_request(None, &mut {
                 let mut r = req(None);

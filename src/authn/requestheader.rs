@@ -18,28 +18,17 @@ pub struct RequestHeaderAuth {
 
 impl RequestHeaderAuth {
     /// `Ok(None)` when the request is not from a verified proxy or names no user.
-    pub fn authenticate(
-        &self,
-        peer: Option<&PeerIdentity>,
-        req: &RequestHeader,
-    ) -> Result<Option<UserInfo>, String> {
+    pub fn authenticate(&self, peer: Option<&PeerIdentity>, req: &RequestHeader) -> Result<Option<UserInfo>, String> {
         let Some(peer) = peer.filter(|p| p.verified_by.contains(&CaRole::RequestHeaderCa)) else {
             return Ok(None);
         };
         if !self.allowed_names.is_empty() && !self.allowed_names.contains(&peer.common_name) {
-            return Err(format!(
-                "x509: subject with cn={} is not in the allowed list",
-                peer.common_name
-            ));
+            return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name));
         }
         let h = &req.headers;
         let first = |names: &[String]| {
             names.iter().find_map(|n| {
-                h.get_all(n.as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find(|v| !v.is_empty())
-                    .map(str::to_string)
+                h.get_all(n.as_str()).iter().filter_map(|v| v.to_str().ok()).find(|v| !v.is_empty()).map(str::to_string)
             })
         };
         let Some(username) = first(&self.username_headers) else {
@@ -48,19 +37,9 @@ impl RequestHeaderAuth {
         let uid = first(&self.uid_headers).unwrap_or_default();
         let mut groups = Vec::new();
         for n in &self.group_headers {
-            groups.extend(
-                h.get_all(n.as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .map(str::to_string),
-            );
+            groups.extend(h.get_all(n.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_string));
         }
-        let mut u = UserInfo {
-            username,
-            uid,
-            groups,
-            ..Default::default()
-        };
+        let mut u = UserInfo { username, uid, groups, ..Default::default() };
         for prefix in &self.extra_prefixes {
             let prefix = prefix.to_ascii_lowercase();
             for (name, value) in h.iter() {
@@ -86,19 +65,13 @@ impl RequestHeaderAuth {
             .chain(&self.group_headers)
             .map(|s| s.to_ascii_lowercase())
             .collect();
-        let prefixes: Vec<String> = self
-            .extra_prefixes
-            .iter()
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
+        let prefixes: Vec<String> = self.extra_prefixes.iter().map(|s| s.to_ascii_lowercase()).collect();
         let drop: Vec<String> = req
             .headers
             .keys()
             .map(|k| k.as_str().to_string())
             .filter(|k| {
-                k.starts_with("x-remote-")
-                    || exact.contains(k)
-                    || prefixes.iter().any(|p| k.starts_with(p.as_str()))
+                k.starts_with("x-remote-") || exact.contains(k) || prefixes.iter().any(|p| k.starts_with(p.as_str()))
             })
             .collect();
         for k in drop {
@@ -134,28 +107,18 @@ mod tests {
         r.append_header("X-Remote-User", "alice").unwrap();
         r.append_header("X-Remote-Group", "a").unwrap();
         r.append_header("X-Remote-Group", "b").unwrap();
-        r.append_header("X-Remote-Extra-Acme.com%2fproject", "p1")
-            .unwrap();
+        r.append_header("X-Remote-Extra-Acme.com%2fproject", "p1").unwrap();
         r
     }
 
     fn peer(cn: &str, role: CaRole) -> PeerIdentity {
-        PeerIdentity {
-            common_name: cn.into(),
-            verified_by: vec![role],
-            ..Default::default()
-        }
+        PeerIdentity { common_name: cn.into(), verified_by: vec![role], ..Default::default() }
     }
 
     #[test]
     fn trusted_proxy() {
-        let u = auth()
-            .authenticate(
-                Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)),
-                &req(),
-            )
-            .unwrap()
-            .unwrap();
+        let u =
+            auth().authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), &req()).unwrap().unwrap();
         assert_eq!(u.username, "alice");
         assert_eq!(u.groups, vec!["a", "b"]);
         assert_eq!(u.extra["acme.com/project"], vec!["p1"]);
@@ -165,26 +128,12 @@ mod tests {
     fn untrusted_clients_are_ignored_and_stripped() {
         let a = auth();
         assert_eq!(a.authenticate(None, &req()), Ok(None));
-        assert_eq!(
-            a.authenticate(Some(&peer("front-proxy-client", CaRole::ClientCa)), &req()),
-            Ok(None)
-        );
-        let e = a
-            .authenticate(Some(&peer("mallory", CaRole::RequestHeaderCa)), &req())
-            .unwrap_err();
-        assert_eq!(
-            e,
-            "x509: subject with cn=mallory is not in the allowed list"
-        );
+        assert_eq!(a.authenticate(Some(&peer("front-proxy-client", CaRole::ClientCa)), &req()), Ok(None));
+        let e = a.authenticate(Some(&peer("mallory", CaRole::RequestHeaderCa)), &req()).unwrap_err();
+        assert_eq!(e, "x509: subject with cn=mallory is not in the allowed list");
         let mut r = req();
         r.append_header("X-Remote-Whatever", "x").unwrap();
         a.strip(&mut r);
-        assert!(
-            r.headers
-                .keys()
-                .all(|k| !k.as_str().starts_with("x-remote-")),
-            "{:?}",
-            r.headers
-        );
+        assert!(r.headers.keys().all(|k| !k.as_str().starts_with("x-remote-")), "{:?}", r.headers);
     }
 }

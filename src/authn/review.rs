@@ -30,26 +30,15 @@ pub fn resources() -> Vec<ApiResource> {
         ..Default::default()
     };
     vec![
-        r(
-            "selfsubjectreviews",
-            "selfsubjectreview",
-            "SelfSubjectReview",
-        ),
+        r("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview"),
         r("tokenreviews", "tokenreview", "TokenReview"),
     ]
 }
 
 /// Serves a review request, or `None` when the request is not one.
-pub async fn serve(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-) -> Option<pingora::Result<()>> {
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
-    if !info.is_resource_request
-        || info.api_group != GROUP
-        || info.api_version != VERSION
-        || !info.namespace.is_empty()
+    if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION || !info.namespace.is_empty()
     {
         return None;
     }
@@ -90,11 +79,7 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(Status::bad_request(format!(
-                    "error reading request body: {e}"
-                )))
-            }
+            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
         }
     }
 }
@@ -107,22 +92,19 @@ fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {
         .or_else(|_| serde_yaml::from_slice::<Value>(body))
         .map_err(|e| Status::bad_request(format!("error decoding {kind}: {e}")))?;
     if !v.is_object() {
-        return Err(Status::bad_request(format!(
-            "error decoding {kind}: not an object"
-        )));
+        return Err(Status::bad_request(format!("error decoding {kind}: not an object")));
     }
     if let Some(k) = v.get("kind").and_then(Value::as_str) {
         if k != kind {
-            return Err(Status::bad_request(format!(
-                "the body of the request was of kind {k:?}, expected {kind:?}"
-            )));
+            return Err(Status::bad_request(format!("the body of the request was of kind {k:?}, expected {kind:?}")));
         }
     }
     Ok(v)
 }
 
 fn object(kind: &str, status: Value, spec: Option<Value>) -> Value {
-    let mut o = json!({"kind": kind, "apiVersion": format!("{GROUP}/{VERSION}"), "metadata": {"creationTimestamp": null}});
+    let mut o =
+        json!({"kind": kind, "apiVersion": format!("{GROUP}/{VERSION}"), "metadata": {"creationTimestamp": null}});
     if let Some(s) = spec {
         o["spec"] = s;
     }
@@ -137,10 +119,7 @@ fn self_subject_review(ctx: &RequestContext, body: &[u8]) -> Reply {
     let Some(user) = ctx.effective_user() else {
         return Status::unauthorized().into();
     };
-    Reply::json(
-        201,
-        &object("SelfSubjectReview", json!({"userInfo": user}), None),
-    )
+    Reply::json(201, &object("SelfSubjectReview", json!({"userInfo": user}), None))
 }
 
 async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
@@ -149,21 +128,14 @@ async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
         Err(s) => return s.into(),
     };
     let spec = v.get("spec").cloned().unwrap_or(json!({}));
-    let token = spec
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
     if token.is_empty() {
         return Status::bad_request("token is required for TokenReview in authentication").into();
     }
     let audiences: Vec<String> = spec
         .get("audiences")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     let (user, auds, error) = gw.authn.review_token(token, &audiences).await;
     let mut status = json!({"user": {}});

@@ -19,10 +19,7 @@ pub fn make_username(namespace: &str, name: &str) -> String {
 }
 
 pub fn make_group_names(namespace: &str) -> Vec<String> {
-    vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{namespace}"),
-    ]
+    vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{namespace}")]
 }
 
 /// kube's `serviceaccount.SplitUsername`: namespace and name of a service-account username.
@@ -40,8 +37,7 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -57,33 +53,20 @@ pub struct ServiceAccounts {
 }
 
 impl ServiceAccounts {
-    pub fn load(
-        files: &[PathBuf],
-        issuers: &[String],
-        audiences: &[String],
-    ) -> anyhow::Result<Self> {
+    pub fn load(files: &[PathBuf], issuers: &[String], audiences: &[String]) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         for f in files {
             let data = std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            keys.extend(
-                keys::parse_pem_keys(&data).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
-            );
+            keys.extend(keys::parse_pem_keys(&data).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?);
         }
         Ok(Self::new(keys, issuers, audiences))
     }
 
     pub fn new(keys: Vec<VerifyKey>, issuers: &[String], audiences: &[String]) -> Self {
         // kube: --api-audiences defaults to the first --service-account-issuer
-        let audiences = if audiences.is_empty() {
-            issuers.iter().take(1).cloned().collect()
-        } else {
-            audiences.to_vec()
-        };
-        ServiceAccounts {
-            keys,
-            issuers: issuers.to_vec(),
-            audiences,
-        }
+        let audiences =
+            if audiences.is_empty() { issuers.iter().take(1).cloned().collect() } else { audiences.to_vec() };
+        ServiceAccounts { keys, issuers: issuers.to_vec(), audiences }
     }
 
     /// Whether this authenticator owns tokens with this `iss`.
@@ -92,17 +75,12 @@ impl ServiceAccounts {
     }
 
     pub fn authenticate(&self, token: &str, t: &keys::Unverified) -> TokenResult {
-        let iss = t
-            .claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let iss = t.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
         if !self.owns(iss) {
             return Ok(None);
         }
         // kube tries every key: a service-account token's kid is advisory
-        keys::verify_signature(token, &t.header, &self.keys, true)
-            .map_err(|e| format!("invalid bearer token, {e}"))?;
+        keys::verify_signature(token, &t.header, &self.keys, true).map_err(|e| format!("invalid bearer token, {e}"))?;
         let c = &t.claims;
         if iss == LEGACY_ISSUER {
             return legacy(c);
@@ -124,9 +102,7 @@ fn legacy(c: &Value) -> TokenResult {
         || uid.is_empty()
         || str_claim(c, "kubernetes.io/serviceaccount/secret.name").is_empty()
     {
-        return Err(
-            "invalid bearer token, token lookup failed: missing service account claims".into(),
-        );
+        return Err("invalid bearer token, token lookup failed: missing service account claims".into());
     }
     if str_claim(c, "sub") != make_username(ns, name) {
         return Err("invalid bearer token, sub does not match the service account".into());
@@ -143,12 +119,12 @@ fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
     let now = keys::now_unix();
     let auds = keys::audiences(c);
     if !auds.iter().any(|a| api_audiences.contains(a)) {
-        return Err(format!("invalid bearer token, token audiences {auds:?} is invalid for the target audiences {api_audiences:?}"));
+        return Err(format!(
+            "invalid bearer token, token audiences {auds:?} is invalid for the target audiences {api_audiences:?}"
+        ));
     }
     match keys::numeric_date(c, "exp") {
-        Some(exp) if now > exp + LEEWAY => {
-            return Err("invalid bearer token, service account token has expired".into())
-        }
+        Some(exp) if now > exp + LEEWAY => return Err("invalid bearer token, service account token has expired".into()),
         Some(_) => {}
         None => return Err("invalid bearer token, service account token has no expiry".into()),
     }
@@ -158,9 +134,7 @@ fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
     if keys::numeric_date(c, "iat").is_some_and(|iat| now + LEEWAY < iat) {
         return Err("invalid bearer token, service account token issued in the future".into());
     }
-    let k = c
-        .get("kubernetes.io")
-        .ok_or("invalid bearer token, token does not carry the kubernetes.io claim")?;
+    let k = c.get("kubernetes.io").ok_or("invalid bearer token, token does not carry the kubernetes.io claim")?;
     let ns = str_claim(k, "namespace");
     let sa = k.get("serviceaccount").cloned().unwrap_or(Value::Null);
     let (name, uid) = (str_claim(&sa, "name"), str_claim(&sa, "uid"));
@@ -175,10 +149,7 @@ fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
     };
     let mut extra = |key: &str, v: &str| {
         if !v.is_empty() {
-            u.extra.insert(
-                format!("authentication.kubernetes.io/{key}"),
-                vec![v.to_string()],
-            );
+            u.extra.insert(format!("authentication.kubernetes.io/{key}"), vec![v.to_string()]);
         }
     };
     if let Some(pod) = k.get("pod") {
@@ -202,14 +173,8 @@ mod tests {
 
     #[test]
     fn usernames() {
-        assert_eq!(
-            split_username("system:serviceaccount:ns:default"),
-            Some(("ns", "default"))
-        );
-        assert_eq!(
-            split_username("system:serviceaccount:ns:a.b"),
-            Some(("ns", "a.b"))
-        );
+        assert_eq!(split_username("system:serviceaccount:ns:default"), Some(("ns", "default")));
+        assert_eq!(split_username("system:serviceaccount:ns:a.b"), Some(("ns", "a.b")));
         assert_eq!(split_username("system:serviceaccount:ns"), None);
         assert_eq!(split_username("system:serviceaccount:ns:a:b"), None);
         assert_eq!(split_username("system:serviceaccount:NS:a"), None);

@@ -21,8 +21,7 @@ impl std::fmt::Debug for TokenFile {
 
 impl TokenFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -39,11 +38,7 @@ impl TokenFile {
                 tracing::warn!(file = name, line, "empty token in token file");
                 continue;
             }
-            let mut u = UserInfo {
-                username: record[1].clone(),
-                uid: record[2].clone(),
-                ..Default::default()
-            };
+            let mut u = UserInfo { username: record[1].clone(), uid: record[2].clone(), ..Default::default() };
             if record.len() >= 4 {
                 u.groups = record[3].split(',').map(str::to_string).collect();
             }
@@ -97,9 +92,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
                 loop {
                     match chars.next() {
                         None => {
-                            return Err(format!(
-                                "record on line {start}: extraneous or missing \" in quoted-field"
-                            ))
+                            return Err(format!("record on line {start}: extraneous or missing \" in quoted-field"))
                         }
                         Some('"') if chars.peek() == Some(&'"') => {
                             chars.next();
@@ -117,11 +110,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
                 match chars.peek() {
                     None | Some(',') | Some('\n') => {}
                     Some('\r') => {}
-                    Some(_) => {
-                        return Err(format!(
-                            "record on line {start}: extraneous or missing \" in quoted-field"
-                        ))
-                    }
+                    Some(_) => return Err(format!("record on line {start}: extraneous or missing \" in quoted-field")),
                 }
             } else {
                 while let Some(&c) = chars.peek() {
@@ -129,9 +118,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
                         break;
                     }
                     if c == '"' {
-                        return Err(format!(
-                            "record on line {line}: bare \" in non-quoted-field"
-                        ));
+                        return Err(format!("record on line {line}: bare \" in non-quoted-field"));
                     }
                     field.push(c);
                     chars.next();
@@ -176,9 +163,7 @@ mod tests {
     #[test]
     fn comments_are_records_as_in_go() {
         // Go's csv.Reader has no comment character by default: this is a 1-column record.
-        let err = TokenFile::parse("# tokens\nabc,alice,1\n", "t")
-            .unwrap_err()
-            .to_string();
+        let err = TokenFile::parse("# tokens\nabc,alice,1\n", "t").unwrap_err().to_string();
         assert!(err.contains("must have at least 3 columns"), "{err}");
     }
 

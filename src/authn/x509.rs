@@ -9,10 +9,7 @@ pub fn authenticate(peer: Option<&PeerIdentity>) -> Option<UserInfo> {
     if p.common_name.is_empty() {
         return None;
     }
-    Some(UserInfo::new(
-        p.common_name.clone(),
-        p.organizations.clone(),
-    ))
+    Some(UserInfo::new(p.common_name.clone(), p.organizations.clone()))
 }
 
 #[cfg(test)]
@@ -28,22 +25,10 @@ mod tests {
             chain: vec![],
         };
         let u = authenticate(Some(&p)).unwrap();
-        assert_eq!(
-            (u.username.as_str(), u.groups.clone()),
-            ("bob", vec!["dev".to_string()])
-        );
-        let proxy = PeerIdentity {
-            verified_by: vec![CaRole::RequestHeaderCa],
-            ..p.clone()
-        };
-        assert!(
-            authenticate(Some(&proxy)).is_none(),
-            "a front-proxy cert is not a user cert"
-        );
-        let empty = PeerIdentity {
-            common_name: String::new(),
-            ..p
-        };
+        assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", vec!["dev".to_string()]));
+        let proxy = PeerIdentity { verified_by: vec![CaRole::RequestHeaderCa], ..p.clone() };
+        assert!(authenticate(Some(&proxy)).is_none(), "a front-proxy cert is not a user cert");
+        let empty = PeerIdentity { common_name: String::new(), ..p };
         assert!(authenticate(Some(&empty)).is_none());
         assert!(authenticate(None).is_none());
     }

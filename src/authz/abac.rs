@@ -48,11 +48,13 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<PolicySpec>> {
         let n = i + 1;
         let p: Policy = serde_json::from_str(line).map_err(|e| anyhow!("line {n}: {e}"))?;
         if p.api_version != "abac.authorization.kubernetes.io/v1beta1" || p.kind != "Policy" {
-            bail!("line {n}: want apiVersion abac.authorization.kubernetes.io/v1beta1 and kind Policy, got {:?} {:?}", p.api_version, p.kind);
+            bail!(
+                "line {n}: want apiVersion abac.authorization.kubernetes.io/v1beta1 and kind Policy, got {:?} {:?}",
+                p.api_version,
+                p.kind
+            );
         }
-        let spec = p
-            .spec
-            .ok_or_else(|| anyhow!("line {n}: spec is required"))?;
+        let spec = p.spec.ok_or_else(|| anyhow!("line {n}: spec is required"))?;
         if spec.user.is_empty() && spec.group.is_empty() {
             bail!("line {n}: a policy needs spec.user or spec.group");
         }
@@ -101,16 +103,12 @@ fn non_resource_matches(p: &PolicySpec, a: &Attributes) -> bool {
     !a.resource_request
         && (p.non_resource_path == "*"
             || p.non_resource_path == a.path
-            || (p.non_resource_path.ends_with('*')
-                && a.path
-                    .starts_with(p.non_resource_path.trim_end_matches('*'))))
+            || (p.non_resource_path.ends_with('*') && a.path.starts_with(p.non_resource_path.trim_end_matches('*'))))
 }
 
 /// Whether one policy line allows the request.
 pub fn matches(p: &PolicySpec, a: &Attributes) -> bool {
-    subject_matches(p, a)
-        && verb_matches(p, a)
-        && (resource_matches(p, a) || non_resource_matches(p, a))
+    subject_matches(p, a) && verb_matches(p, a) && (resource_matches(p, a) || non_resource_matches(p, a))
 }
 
 pub struct AbacAuthorizer {
@@ -121,17 +119,11 @@ pub struct AbacAuthorizer {
 impl AbacAuthorizer {
     pub fn new(file: PathBuf) -> anyhow::Result<Self> {
         let policies = Self::load(&file)?;
-        Ok(AbacAuthorizer {
-            file,
-            policies: ArcSwap::from_pointee(policies),
-        })
+        Ok(AbacAuthorizer { file, policies: ArcSwap::from_pointee(policies) })
     }
 
     pub fn from_policies(policies: Vec<PolicySpec>) -> Self {
-        AbacAuthorizer {
-            file: PathBuf::new(),
-            policies: ArcSwap::from_pointee(policies),
-        }
+        AbacAuthorizer { file: PathBuf::new(), policies: ArcSwap::from_pointee(policies) }
     }
 
     fn load(file: &PathBuf) -> anyhow::Result<Vec<PolicySpec>> {
@@ -171,14 +163,7 @@ mod tests {
 {"apiVersion": "abac.authorization.kubernetes.io/v1beta1", "kind": "Policy", "spec": {"user": "carol", "group": "ops", "namespace": "*", "resource": "deployments", "apiGroup": "apps"}}
 "#;
 
-    fn res(
-        user: &str,
-        groups: &[&str],
-        verb: &str,
-        ns: &str,
-        group: &str,
-        resource: &str,
-    ) -> Attributes {
+    fn res(user: &str, groups: &[&str], verb: &str, ns: &str, group: &str, resource: &str) -> Attributes {
         Attributes {
             user: UserInfo::new(user, groups.iter().map(|g| g.to_string()).collect()),
             verb: verb.into(),
@@ -203,67 +188,23 @@ mod tests {
     async fn abac_table() {
         let z = AbacAuthorizer::from_policies(parse(FILE).unwrap());
         let cases = [
-            (
-                "wildcards",
-                res("alice", &[], "delete", "x", "apps", "deployments"),
-                true,
-            ),
-            (
-                "wildcard path",
-                path("alice", &[], "post", "/anything"),
-                true,
-            ),
-            (
-                "readonly read",
-                res("bob", &[], "list", "projectCaribou", "", "pods"),
-                true,
-            ),
-            (
-                "readonly write",
-                res("bob", &[], "create", "projectCaribou", "", "pods"),
-                false,
-            ),
-            (
-                "namespace",
-                res("bob", &[], "get", "other", "", "pods"),
-                false,
-            ),
-            (
-                "resource",
-                res("bob", &[], "get", "projectCaribou", "", "secrets"),
-                false,
-            ),
-            (
-                "group subject, path prefix",
-                path("dan", &["system:authenticated"], "get", "/apis/apps"),
-                true,
-            ),
-            (
-                "group subject, other path",
-                path("dan", &["system:authenticated"], "get", "/api"),
-                false,
-            ),
+            ("wildcards", res("alice", &[], "delete", "x", "apps", "deployments"), true),
+            ("wildcard path", path("alice", &[], "post", "/anything"), true),
+            ("readonly read", res("bob", &[], "list", "projectCaribou", "", "pods"), true),
+            ("readonly write", res("bob", &[], "create", "projectCaribou", "", "pods"), false),
+            ("namespace", res("bob", &[], "get", "other", "", "pods"), false),
+            ("resource", res("bob", &[], "get", "projectCaribou", "", "secrets"), false),
+            ("group subject, path prefix", path("dan", &["system:authenticated"], "get", "/apis/apps"), true),
+            ("group subject, other path", path("dan", &["system:authenticated"], "get", "/api"), false),
             (
                 "path policy is not a resource policy",
                 res("dan", &["system:authenticated"], "get", "", "", "pods"),
                 false,
             ),
             ("user *", path("anyone", &[], "get", "/version"), true),
-            (
-                "user and group both needed",
-                res("carol", &["ops"], "update", "x", "apps", "deployments"),
-                true,
-            ),
-            (
-                "user without the group",
-                res("carol", &[], "update", "x", "apps", "deployments"),
-                false,
-            ),
-            (
-                "group without the user",
-                res("erin", &["ops"], "update", "x", "apps", "deployments"),
-                false,
-            ),
+            ("user and group both needed", res("carol", &["ops"], "update", "x", "apps", "deployments"), true),
+            ("user without the group", res("carol", &[], "update", "x", "apps", "deployments"), false),
+            ("group without the user", res("erin", &["ops"], "update", "x", "apps", "deployments"), false),
         ];
         for (name, a, want) in cases {
             let (d, reason) = z.authorize(&a).await;
@@ -277,20 +218,15 @@ mod tests {
     #[test]
     fn example_policy_file_is_valid() {
         let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/abac.jsonl");
-        assert_eq!(
-            parse(&std::fs::read_to_string(f).unwrap()).unwrap().len(),
-            5
-        );
+        assert_eq!(parse(&std::fs::read_to_string(f).unwrap()).unwrap().len(), 5);
     }
 
     #[test]
     fn bad_lines_are_numbered() {
-        assert!(parse(
-            "{\"apiVersion\": \"v1\", \"kind\": \"Policy\", \"spec\": {\"user\": \"a\"}}"
-        )
-        .unwrap_err()
-        .to_string()
-        .contains("line 1"));
+        assert!(parse("{\"apiVersion\": \"v1\", \"kind\": \"Policy\", \"spec\": {\"user\": \"a\"}}")
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
         assert!(parse("\n{nope").unwrap_err().to_string().contains("line 2"));
         assert!(parse("{\"apiVersion\": \"abac.authorization.kubernetes.io/v1beta1\", \"kind\": \"Policy\", \"spec\": {\"resource\": \"*\"}}").is_err());
     }

@@ -75,29 +75,20 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         if !a.authorization_mode.is_empty() {
             bail!("--authorization-config can not be specified when --authorization-mode is specified");
         }
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("--authorization-config {}", file.display()))?;
-        let cfg: AuthorizationConfiguration = serde_yaml::from_str(&text)
-            .map_err(|e| anyhow!("--authorization-config {}: {e}", file.display()))?;
-        return from_config(args, cfg)
-            .with_context(|| format!("--authorization-config {}", file.display()));
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("--authorization-config {}", file.display()))?;
+        let cfg: AuthorizationConfiguration =
+            serde_yaml::from_str(&text).map_err(|e| anyhow!("--authorization-config {}: {e}", file.display()))?;
+        return from_config(args, cfg).with_context(|| format!("--authorization-config {}", file.display()));
     }
-    let modes: Vec<String> = if a.authorization_mode.is_empty() {
-        vec!["RBAC".into()]
-    } else {
-        a.authorization_mode.clone()
-    };
+    let modes: Vec<String> =
+        if a.authorization_mode.is_empty() { vec!["RBAC".into()] } else { a.authorization_mode.clone() };
     for (i, m) in modes.iter().enumerate() {
         if m == "Node" {
-            bail!(
-                "authorization-mode \"Node\" is not supported by frontdoor (it has no node graph)"
-            );
+            bail!("authorization-mode \"Node\" is not supported by frontdoor (it has no node graph)");
         }
         if !MODES.contains(&m.as_str()) {
-            bail!(
-                "authorization-mode {m:?} is not a valid mode (valid: {})",
-                MODES.join(",")
-            );
+            bail!("authorization-mode {m:?} is not a valid mode (valid: {})", MODES.join(","));
         }
         if modes[..i].contains(m) {
             bail!("authorization-mode {m:?} has mode specified more than once");
@@ -115,9 +106,10 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         let name = m.to_ascii_lowercase();
         let member = match m.as_str() {
             "Webhook" => {
-                let file = a.authorization_webhook_config_file.clone().ok_or_else(|| {
-                    anyhow!("authorization-mode Webhook's authorization config file not passed")
-                })?;
+                let file = a
+                    .authorization_webhook_config_file
+                    .clone()
+                    .ok_or_else(|| anyhow!("authorization-mode Webhook's authorization config file not passed"))?;
                 let opts = webhook::Options {
                     name: "webhook".into(),
                     kubeconfig: file,
@@ -125,9 +117,7 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
                     authorized_ttl: Some(a.authorization_webhook_cache_authorized_ttl),
                     unauthorized_ttl: Some(a.authorization_webhook_cache_unauthorized_ttl),
                     timeout: a.authorization_webhook_timeout.min(Duration::from_secs(30)),
-                    failure_policy: webhook::parse_failure_policy(
-                        &a.authorization_webhook_failure_policy,
-                    )?,
+                    failure_policy: webhook::parse_failure_policy(&a.authorization_webhook_failure_policy)?,
                 };
                 member("Webhook", &name, webhook::WebhookAuthorizer::new(opts)?)
             }
@@ -139,11 +129,7 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
 }
 
 fn member(kind: &'static str, name: &str, a: impl Authorizer + 'static) -> Member {
-    Member {
-        kind,
-        name: name.to_string(),
-        authorizer: Arc::new(a),
-    }
+    Member { kind, name: name.to_string(), authorizer: Arc::new(a) }
 }
 
 /// The authorizers that take no per-entry configuration.
@@ -162,25 +148,15 @@ fn simple(
                 .authorization_policy_file
                 .clone()
                 .or_else(|| args.default_policy("abac.jsonl"))
-                .ok_or_else(|| {
-                    anyhow!("authorization-mode ABAC's authorization policy file not passed")
-                })?;
+                .ok_or_else(|| anyhow!("authorization-mode ABAC's authorization policy file not passed"))?;
             let az = Arc::new(abac::AbacAuthorizer::new(file.clone())?);
             let w = az.clone();
             crate::reload::watch("abac", vec![file], move || w.reload());
-            Member {
-                kind: "ABAC",
-                name: name.to_string(),
-                authorizer: az,
-            }
+            Member { kind: "ABAC", name: name.to_string(), authorizer: az }
         }
         "RBAC" => {
             if let Some(existing) = rbac_az {
-                return Ok(Member {
-                    kind: "RBAC",
-                    name: name.to_string(),
-                    authorizer: existing.clone(),
-                });
+                return Ok(Member { kind: "RBAC", name: name.to_string(), authorizer: existing.clone() });
             }
             let paths = if args.authz.rbac_policy.is_empty() {
                 args.default_policy("rbac").into_iter().collect()
@@ -191,24 +167,21 @@ fn simple(
             let w = az.clone();
             crate::reload::watch("rbac", paths, move || w.reload());
             *rbac_az = Some(az.clone());
-            Member {
-                kind: "RBAC",
-                name: name.to_string(),
-                authorizer: az,
-            }
+            Member { kind: "RBAC", name: name.to_string(), authorizer: az }
         }
         other => bail!("authorizer type {other:?} is not supported"),
     })
 }
 
 fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Result<Built> {
-    const VERSIONS: [&str; 3] = [
-        "apiserver.config.k8s.io/v1alpha1",
-        "apiserver.config.k8s.io/v1beta1",
-        "apiserver.config.k8s.io/v1",
-    ];
+    const VERSIONS: [&str; 3] =
+        ["apiserver.config.k8s.io/v1alpha1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1"];
     if !VERSIONS.contains(&cfg.api_version.as_str()) || cfg.kind != "AuthorizationConfiguration" {
-        bail!("expected apiVersion apiserver.config.k8s.io/v1beta1 and kind AuthorizationConfiguration, got {:?} {:?}", cfg.api_version, cfg.kind);
+        bail!(
+            "expected apiVersion apiserver.config.k8s.io/v1beta1 and kind AuthorizationConfiguration, got {:?} {:?}",
+            cfg.api_version,
+            cfg.kind
+        );
     }
     if cfg.authorizers.is_empty() {
         bail!("authorizers: Required value: at least one authorization mode must be defined");
@@ -223,11 +196,7 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Res
             bail!("{field}.type: Duplicate value: {:?}", a.kind);
         }
         types.push(a.kind.clone());
-        let name = if a.name.is_empty() {
-            a.kind.to_ascii_lowercase()
-        } else {
-            a.name.clone()
-        };
+        let name = if a.name.is_empty() { a.kind.to_ascii_lowercase() } else { a.name.clone() };
         if names.contains(&name) {
             bail!("{field}.name: Duplicate value: {name:?}");
         }
@@ -237,9 +206,8 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Res
                 if a.name.is_empty() {
                     bail!("{field}.name: Required value");
                 }
-                let w = a.webhook.ok_or_else(|| {
-                    anyhow!("{field}.webhook: Required value: required when type=Webhook")
-                })?;
+                let w =
+                    a.webhook.ok_or_else(|| anyhow!("{field}.webhook: Required value: required when type=Webhook"))?;
                 chain.push(member(
                     "Webhook",
                     &name,
@@ -255,29 +223,19 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Res
                 }
                 chain.push(simple(args, t, &name, &mut rbac_az)?);
             }
-            t => bail!(
-                "{field}.type: Unsupported value: {t:?}: supported values: {}",
-                MODES.join(", ")
-            ),
+            t => bail!("{field}.type: Unsupported value: {t:?}: supported values: {}", MODES.join(", ")),
         }
     }
     Ok((chain, rbac_az))
 }
 
-fn webhook_options(
-    field: &str,
-    name: &str,
-    w: WebhookConfiguration,
-) -> anyhow::Result<webhook::Options> {
+fn webhook_options(field: &str, name: &str, w: WebhookConfiguration) -> anyhow::Result<webhook::Options> {
     let dur = |what: &str, v: &Option<String>| -> anyhow::Result<Option<Duration>> {
         v.as_deref()
-            .map(|s| {
-                crate::config::parse_duration(s).map_err(|e| anyhow!("{field}.webhook.{what}: {e}"))
-            })
+            .map(|s| crate::config::parse_duration(s).map_err(|e| anyhow!("{field}.webhook.{what}: {e}")))
             .transpose()
     };
-    let timeout = dur("timeout", &w.timeout)?
-        .ok_or_else(|| anyhow!("{field}.webhook.timeout: Required value"))?;
+    let timeout = dur("timeout", &w.timeout)?.ok_or_else(|| anyhow!("{field}.webhook.timeout: Required value"))?;
     if timeout.is_zero() || timeout > Duration::from_secs(30) {
         bail!("{field}.webhook.timeout: Invalid value: must be > 0s and <= 30s");
     }
@@ -285,19 +243,20 @@ fn webhook_options(
         bail!("{field}.webhook.subjectAccessReviewVersion: Unsupported value: {:?}: supported values: \"v1\", \"v1beta1\"", w.subject_access_review_version);
     }
     if !w.match_conditions.is_empty() {
-        bail!(
-            "{field}.webhook.matchConditions: CEL match conditions are not supported by frontdoor"
-        );
+        bail!("{field}.webhook.matchConditions: CEL match conditions are not supported by frontdoor");
     }
     if w.connection_info.kind != "KubeConfigFile" {
-        bail!("{field}.webhook.connectionInfo.type: Unsupported value: {:?}: supported values: \"KubeConfigFile\"", w.connection_info.kind);
+        bail!(
+            "{field}.webhook.connectionInfo.type: Unsupported value: {:?}: supported values: \"KubeConfigFile\"",
+            w.connection_info.kind
+        );
     }
     let kubeconfig = w
         .connection_info
         .kube_config_file
         .ok_or_else(|| anyhow!("{field}.webhook.connectionInfo.kubeConfigFile: Required value"))?;
-    let failure_policy = webhook::parse_failure_policy(&w.failure_policy)
-        .map_err(|e| anyhow!("{field}.webhook.failurePolicy: {e}"))?;
+    let failure_policy =
+        webhook::parse_failure_policy(&w.failure_policy).map_err(|e| anyhow!("{field}.webhook.failurePolicy: {e}"))?;
     let authorized_ttl = if w.cache_authorized_requests.unwrap_or(true) {
         Some(dur("authorizedTTL", &w.authorized_ttl)?.unwrap_or(Duration::from_secs(300)))
     } else {

@@ -92,22 +92,12 @@ pub struct RulesInfo {
 
 impl RulesInfo {
     pub fn from_rules(rules: Vec<PolicyRule>, incomplete: bool, errors: Vec<String>) -> Self {
-        let (non_resource_rules, resource_rules) = rules
-            .into_iter()
-            .partition(|r| !r.non_resource_urls.is_empty());
-        RulesInfo {
-            resource_rules,
-            non_resource_rules,
-            incomplete,
-            errors,
-        }
+        let (non_resource_rules, resource_rules) = rules.into_iter().partition(|r| !r.non_resource_urls.is_empty());
+        RulesInfo { resource_rules, non_resource_rules, incomplete, errors }
     }
 
     pub fn incomplete() -> Self {
-        RulesInfo {
-            incomplete: true,
-            ..Default::default()
-        }
+        RulesInfo { incomplete: true, ..Default::default() }
     }
 }
 
@@ -140,11 +130,7 @@ impl Authorizer for AlwaysAllow {
                 resources: all.clone(),
                 ..Default::default()
             }],
-            non_resource_rules: vec![PolicyRule {
-                verbs: all.clone(),
-                non_resource_urls: all,
-                ..Default::default()
-            }],
+            non_resource_rules: vec![PolicyRule { verbs: all.clone(), non_resource_urls: all, ..Default::default() }],
             ..Default::default()
         }
     }
@@ -254,14 +240,8 @@ impl Authorization {
         for m in &self.chain {
             let (d, reason) = m.authorizer.authorize(attrs).await;
             if d != Decision::NoOpinion {
-                let label = if d == Decision::Allow {
-                    "allowed"
-                } else {
-                    "denied"
-                };
-                metrics::DECISIONS
-                    .with_label_values(&[m.kind, &m.name, label])
-                    .inc();
+                let label = if d == Decision::Allow { "allowed" } else { "denied" };
+                metrics::DECISIONS.with_label_values(&[m.kind, &m.name, label]).inc();
                 return (d, reason);
             }
             if !reason.is_empty() {
@@ -296,11 +276,7 @@ impl Authorization {
 
     /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
     /// `rolebindings`, `clusterrolebindings`).
-    pub fn set_dynamic_rbac_resource(
-        &self,
-        resource: &str,
-        objects: Vec<serde_json::Value>,
-    ) -> anyhow::Result<()> {
+    pub fn set_dynamic_rbac_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         match &self.rbac {
             Some(r) => r.set_dynamic_resource(resource, objects),
             None => Ok(()),
@@ -321,9 +297,7 @@ pub async fn authorize(
     let (decision, reason) = gw.authz.decide(&attrs).await;
     let result = decision.metric_value();
     metrics::ATTEMPTS.with_label_values(&[result]).inc();
-    metrics::DURATION
-        .with_label_values(&[result])
-        .observe(start.elapsed().as_secs_f64());
+    metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
     ctx.decision = Some((decision, reason.clone()));
     if decision == Decision::Allow {
         return Ok(());
@@ -335,11 +309,7 @@ pub async fn authorize(
 /// kube's 403 Status for a request the chain did not allow (responsewriters.Forbidden).
 pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
     let msg = sanitize(&forbidden_message(a));
-    let msg = if reason.is_empty() {
-        msg
-    } else {
-        format!("{msg}: {reason}")
-    };
+    let msg = if reason.is_empty() { msg } else { format!("{msg}: {reason}") };
     if a.resource_request {
         crate::api::Status::forbidden(&a.api_group, &a.resource, &a.name, &msg)
     } else {
@@ -352,16 +322,9 @@ fn forbidden_message(a: &Attributes) -> String {
     if !a.resource_request {
         return format!("User {who:?} cannot {} path {:?}", a.verb, a.path);
     }
-    let res = if a.subresource.is_empty() {
-        a.resource.clone()
-    } else {
-        format!("{}/{}", a.resource, a.subresource)
-    };
+    let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
     if a.namespace.is_empty() {
-        format!(
-            "User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope",
-            a.verb, a.api_group
-        )
+        format!("User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope", a.verb, a.api_group)
     } else {
         format!(
             "User {who:?} cannot {} resource {res:?} in API group {:?} in the namespace {:?}",
@@ -372,9 +335,7 @@ fn forbidden_message(a: &Attributes) -> String {
 
 /// kube escapes `&`, `<` and `>` in the message (it may echo a path).
 fn sanitize(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

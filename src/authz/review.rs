@@ -20,11 +20,7 @@ pub const VERSION: &str = "v1";
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
 const KINDS: [(&str, &str, bool); 4] = [
-    (
-        "localsubjectaccessreviews",
-        "LocalSubjectAccessReview",
-        true,
-    ),
+    ("localsubjectaccessreviews", "LocalSubjectAccessReview", true),
     ("selfsubjectaccessreviews", "SelfSubjectAccessReview", false),
     ("selfsubjectrulesreviews", "SelfSubjectRulesReview", false),
     ("subjectaccessreviews", "SubjectAccessReview", false),
@@ -48,20 +44,13 @@ pub fn resources() -> Vec<ApiResource> {
 }
 
 /// Serves a review request; None when the request is not for a review resource.
-pub async fn serve(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-) -> Option<pingora::Result<()>> {
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
     if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION {
         return None;
     }
     let (_, kind, namespaced) = *KINDS.iter().find(|(r, _, _)| *r == info.resource)?;
-    if !info.subresource.is_empty()
-        || !info.name.is_empty()
-        || namespaced == info.namespace.is_empty()
-    {
+    if !info.subresource.is_empty() || !info.name.is_empty() || namespaced == info.namespace.is_empty() {
         return Some(send(gw, session, ctx, Status::path_not_found().into()).await);
     }
     if info.verb != "create" {
@@ -71,10 +60,7 @@ pub async fn serve(
     let reply = match read_body(session).await {
         Ok(body) => match serde_json::from_slice::<Value>(&body) {
             Ok(obj) if obj.is_object() => review(gw, ctx, kind, &info.namespace, obj).await,
-            Ok(_) => {
-                Status::bad_request(format!("the body of the request must be a {kind} object"))
-                    .into()
-            }
+            Ok(_) => Status::bad_request(format!("the body of the request must be a {kind} object")).into(),
             Err(e) => Status::bad_request(format!("error decoding {kind}: {e}")).into(),
         },
         Err(s) => s.into(),
@@ -97,11 +83,7 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(Status::bad_request(format!(
-                    "error reading the request body: {e}"
-                )))
-            }
+            Err(e) => return Err(Status::bad_request(format!("error reading the request body: {e}"))),
         }
     }
 }
@@ -111,42 +93,24 @@ fn invalid(kind: &str, field: &str, message: String) -> Reply {
         GROUP,
         kind,
         "",
-        vec![StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message,
-            field: field.into(),
-        }],
+        vec![StatusCause { reason: "FieldValueInvalid".into(), message, field: field.into() }],
     )
     .into()
 }
 
 /// Answers one review object (already decoded) for the requesting user.
-pub async fn review(
-    gw: &Gateway,
-    ctx: &RequestContext,
-    kind: &str,
-    namespace: &str,
-    mut obj: Value,
-) -> Reply {
+pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &str, mut obj: Value) -> Reply {
     if let Some(k) = obj.get("kind").and_then(Value::as_str) {
         if k != kind {
-            return Status::bad_request(format!(
-                "the kind of the object ({k}) does not match the resource ({kind})"
-            ))
-            .into();
+            return Status::bad_request(format!("the kind of the object ({k}) does not match the resource ({kind})"))
+                .into();
         }
     }
-    let requester = ctx
-        .effective_user()
-        .cloned()
-        .unwrap_or_else(UserInfo::anonymous);
+    let requester = ctx.effective_user().cloned().unwrap_or_else(UserInfo::anonymous);
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
     let status = match kind {
         "SelfSubjectRulesReview" => {
-            let ns = spec
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let ns = spec.get("namespace").and_then(Value::as_str).unwrap_or_default();
             if ns.is_empty() {
                 return Status::bad_request("no namespace on request").into();
             }
@@ -162,32 +126,31 @@ pub async fn review(
             s
         }
         _ => {
-            let user =
-                if kind == "SelfSubjectAccessReview" {
-                    requester
-                } else {
-                    match spec_user(&spec) {
-                        Some(u) => u,
-                        None => return invalid(
+            let user = if kind == "SelfSubjectAccessReview" {
+                requester
+            } else {
+                match spec_user(&spec) {
+                    Some(u) => u,
+                    None => {
+                        return invalid(
                             kind,
                             "spec.user",
-                            "Invalid value: \"\": at least one of user or group must be specified"
-                                .into(),
-                        ),
+                            "Invalid value: \"\": at least one of user or group must be specified".into(),
+                        )
                     }
-                };
+                }
+            };
             let attrs = match spec_attributes(kind, &spec, user) {
                 Ok(a) => a,
                 Err(r) => return r,
             };
             if kind == "LocalSubjectAccessReview" {
-                let given = obj
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let given = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
                 if !given.is_empty() && given != namespace {
-                    return Status::bad_request("the namespace of the provided object does not match the namespace sent on the request").into();
+                    return Status::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    )
+                    .into();
                 }
                 if !obj.get("metadata").is_some_and(Value::is_object) {
                     obj["metadata"] = json!({});
@@ -232,33 +195,18 @@ fn aggregate(errors: &[String]) -> String {
 }
 
 fn spec_user(spec: &Value) -> Option<UserInfo> {
-    let name = spec
-        .get("user")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = spec.get("user").and_then(Value::as_str).unwrap_or_default().to_string();
     let groups: Vec<String> = spec
         .get("groups")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|g| g.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
     if name.is_empty() && groups.is_empty() {
         return None;
     }
     let mut u = UserInfo::new(name, groups);
-    u.uid = spec
-        .get("uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    if let Some(extra) = spec
-        .get("extra")
-        .and_then(|e| serde_json::from_value(e.clone()).ok())
-    {
+    u.uid = spec.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    if let Some(extra) = spec.get("extra").and_then(|e| serde_json::from_value(e.clone()).ok()) {
         u.extra = extra;
     }
     Some(u)
@@ -267,12 +215,7 @@ fn spec_user(spec: &Value) -> Option<UserInfo> {
 fn spec_attributes(kind: &str, spec: &Value, user: UserInfo) -> Result<Attributes, Reply> {
     let res = spec.get("resourceAttributes").filter(|v| !v.is_null());
     let non = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
-    let s = |v: &Value, k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     if kind == "LocalSubjectAccessReview" && non.is_some() {
         return Err(invalid(
             kind,
@@ -281,8 +224,17 @@ fn spec_attributes(kind: &str, spec: &Value, user: UserInfo) -> Result<Attribute
         ));
     }
     match (res, non) {
-        (Some(_), Some(n)) => Err(invalid(kind, "spec.nonResourceAttributes", format!("Invalid value: {n}: cannot be specified in combination with resourceAttributes"))),
-        (None, None) => Err(invalid(kind, "spec.resourceAttributes", "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified".into())),
+        (Some(_), Some(n)) => Err(invalid(
+            kind,
+            "spec.nonResourceAttributes",
+            format!("Invalid value: {n}: cannot be specified in combination with resourceAttributes"),
+        )),
+        (None, None) => Err(invalid(
+            kind,
+            "spec.resourceAttributes",
+            "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"
+                .into(),
+        )),
         (Some(r), None) => Ok(Attributes {
             user,
             verb: s(r, "verb"),
@@ -314,12 +266,7 @@ mod tests {
         .unwrap();
         assert!(a.resource_request);
         assert_eq!(
-            (
-                a.namespace.as_str(),
-                a.api_group.as_str(),
-                a.subresource.as_str(),
-                a.name.as_str()
-            ),
+            (a.namespace.as_str(), a.api_group.as_str(), a.subresource.as_str(), a.name.as_str()),
             ("n", "apps", "scale", "d")
         );
         let a = spec_attributes(
@@ -337,17 +284,11 @@ mod tests {
             u.clone()
         )
         .is_err());
-        assert!(spec_attributes(
-            "LocalSubjectAccessReview",
-            &json!({"nonResourceAttributes": {"path": "/x"}}),
-            u
-        )
-        .is_err());
-        assert!(spec_user(&json!({"user": ""})).is_none());
-        assert_eq!(
-            spec_user(&json!({"groups": ["g"]})).unwrap().groups,
-            vec!["g"]
+        assert!(
+            spec_attributes("LocalSubjectAccessReview", &json!({"nonResourceAttributes": {"path": "/x"}}), u).is_err()
         );
+        assert!(spec_user(&json!({"user": ""})).is_none());
+        assert_eq!(spec_user(&json!({"groups": ["g"]})).unwrap().groups, vec!["g"]);
     }
 
     #[test]
@@ -355,11 +296,6 @@ mod tests {
         let r = resources();
         assert_eq!(r.len(), 4);
         assert!(r.iter().all(|x| x.group == GROUP && x.verbs == ["create"]));
-        assert!(
-            r.iter()
-                .find(|x| x.kind == "LocalSubjectAccessReview")
-                .unwrap()
-                .namespaced
-        );
+        assert!(r.iter().find(|x| x.kind == "LocalSubjectAccessReview").unwrap().namespaced);
     }
 }

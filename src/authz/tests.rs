@@ -5,15 +5,7 @@ fn user(name: &str, groups: &[&str]) -> UserInfo {
     UserInfo::new(name, groups.iter().map(|g| g.to_string()).collect())
 }
 
-fn res(
-    u: &UserInfo,
-    verb: &str,
-    ns: &str,
-    group: &str,
-    resource: &str,
-    sub: &str,
-    name: &str,
-) -> Attributes {
+fn res(u: &UserInfo, verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
     Attributes {
         user: u.clone(),
         verb: verb.into(),
@@ -35,11 +27,7 @@ fn serve_args(extra: &[&str]) -> (tempfile::TempDir, ServeArgs) {
         "--policy-dir".into(),
         dir.path().join("policies").display().to_string(),
     ];
-    argv.extend(
-        extra
-            .iter()
-            .map(|s| s.replace("$DIR", &dir.path().display().to_string())),
-    );
+    argv.extend(extra.iter().map(|s| s.replace("$DIR", &dir.path().display().to_string())));
     match parse_from(argv).unwrap().command {
         Command::Serve(a) => (dir, *a),
         _ => unreachable!(),
@@ -49,10 +37,7 @@ fn serve_args(extra: &[&str]) -> (tempfile::TempDir, ServeArgs) {
 #[test]
 fn forbidden_messages_match_kube() {
     let alice = user("alice", &[]);
-    let s = forbidden(
-        &res(&alice, "get", "default", "", "configmaps", "", "x"),
-        "",
-    );
+    let s = forbidden(&res(&alice, "get", "default", "", "configmaps", "", "x"), "");
     assert_eq!(s.code, 403);
     assert_eq!(
         s.message,
@@ -63,25 +48,14 @@ fn forbidden_messages_match_kube() {
         s.message,
         r#"deployments.apps is forbidden: User "alice" cannot list resource "deployments" in API group "apps" at the cluster scope"#
     );
-    let s = forbidden(
-        &res(&alice, "update", "ns", "apps", "deployments", "scale", "d"),
-        "RBAC: x",
-    );
+    let s = forbidden(&res(&alice, "update", "ns", "apps", "deployments", "scale", "d"), "RBAC: x");
     assert_eq!(
         s.message,
         r#"deployments.apps "d" is forbidden: User "alice" cannot update resource "deployments/scale" in API group "apps" in the namespace "ns": RBAC: x"#
     );
     assert_eq!(s.details.as_ref().unwrap().kind, "deployments");
-    let p = Attributes {
-        user: alice,
-        verb: "get".into(),
-        path: "/metrics<x>".into(),
-        ..Default::default()
-    };
-    assert_eq!(
-        forbidden(&p, "").message,
-        r#"forbidden: User "alice" cannot get path "/metrics&lt;x&gt;""#
-    );
+    let p = Attributes { user: alice, verb: "get".into(), path: "/metrics<x>".into(), ..Default::default() };
+    assert_eq!(forbidden(&p, "").message, r#"forbidden: User "alice" cannot get path "/metrics&lt;x&gt;""#);
 }
 
 #[tokio::test]
@@ -90,37 +64,18 @@ async fn default_chain_is_rbac_with_bootstrap_policy() {
     let z = Authorization::new(&args).unwrap();
     let alice = user("alice", &["system:authenticated"]);
     assert_eq!(
-        z.decide(&res(&alice, "get", "default", "", "configmaps", "", "x"))
-            .await,
+        z.decide(&res(&alice, "get", "default", "", "configmaps", "", "x")).await,
         (Decision::NoOpinion, String::new())
     );
-    let p = Attributes {
-        user: alice.clone(),
-        verb: "get".into(),
-        path: "/api".into(),
-        ..Default::default()
-    };
+    let p = Attributes { user: alice.clone(), verb: "get".into(), path: "/api".into(), ..Default::default() };
     assert_eq!(z.decide(&p).await.0, Decision::Allow);
     assert_eq!(
-        z.decide(&res(
-            &user("root", &["system:masters"]),
-            "delete",
-            "x",
-            "",
-            "secrets",
-            "",
-            "s"
-        ))
-        .await
-        .0,
+        z.decide(&res(&user("root", &["system:masters"]), "delete", "x", "", "secrets", "", "s")).await.0,
         Decision::Allow
     );
     let rules = z.rules_for(&alice, "default");
     assert!(!rules.incomplete);
-    assert!(rules
-        .non_resource_rules
-        .iter()
-        .any(|r| r.non_resource_urls.contains(&"/apis/*".to_string())));
+    assert!(rules.non_resource_rules.iter().any(|r| r.non_resource_urls.contains(&"/apis/*".to_string())));
 }
 
 #[tokio::test]
@@ -137,36 +92,22 @@ async fn modes_run_in_order_and_the_first_decision_wins() {
     )
     .unwrap();
     let z = Authorization::new(&args).unwrap();
+    assert_eq!(z.decide(&res(&user("alice", &[]), "get", "n", "", "pods", "", "")).await.0, Decision::Allow);
     assert_eq!(
-        z.decide(&res(&user("alice", &[]), "get", "n", "", "pods", "", ""))
-            .await
-            .0,
-        Decision::Allow
-    );
-    assert_eq!(
-        z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", ""))
-            .await,
+        z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", "")).await,
         (Decision::Deny, "Everything is forbidden.".into())
     );
-    assert!(
-        z.rules_for(&user("bob", &[]), "n").incomplete,
-        "ABAC cannot list rules"
-    );
+    assert!(z.rules_for(&user("bob", &[]), "n").incomplete, "ABAC cannot list rules");
 }
 
 #[tokio::test]
 async fn all_no_opinion_joins_reasons() {
-    let (dir, args) = serve_args(&[
-        "--authorization-mode",
-        "ABAC,RBAC",
-        "--authorization-policy-file",
-        "$DIR/abac.jsonl",
-    ]);
+    let (dir, args) =
+        serve_args(&["--authorization-mode", "ABAC,RBAC", "--authorization-policy-file", "$DIR/abac.jsonl"]);
     std::fs::write(dir.path().join("abac.jsonl"), "").unwrap();
     let z = Authorization::new(&args).unwrap();
     assert_eq!(
-        z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", ""))
-            .await,
+        z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", "")).await,
         (Decision::NoOpinion, "No policy matched.".into())
     );
 }
@@ -177,21 +118,10 @@ fn bad_flags_are_startup_errors() {
         (&["--authorization-mode", "RBAC,RBAC"], "more than once"),
         (&["--authorization-mode", "Magic"], "not a valid mode"),
         (&["--authorization-mode", "Node,RBAC"], "Node"),
-        (
-            &["--authorization-mode", "Webhook"],
-            "config file not passed",
-        ),
+        (&["--authorization-mode", "Webhook"], "config file not passed"),
         (&["--authorization-mode", "ABAC"], "policy file not passed"),
         (&["--authorization-policy-file", "x"], "without mode ABAC"),
-        (
-            &[
-                "--authorization-mode",
-                "RBAC",
-                "--authorization-config",
-                "$DIR/c.yaml",
-            ],
-            "can not be specified",
-        ),
+        (&["--authorization-mode", "RBAC", "--authorization-config", "$DIR/c.yaml"], "can not be specified"),
         (&["--rbac-policy", "$DIR/missing"], "no such file"),
     ];
     for (flags, want) in cases {
@@ -208,12 +138,7 @@ async fn authorization_configuration_file() {
     write("apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: RBAC\n  name: rbac\n- type: AlwaysDeny\n  name: deny\n");
     let z = Authorization::new(&args).unwrap();
     assert!(z.rbac().is_some());
-    assert_eq!(
-        z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", ""))
-            .await
-            .0,
-        Decision::Deny
-    );
+    assert_eq!(z.decide(&res(&user("bob", &[]), "get", "n", "", "pods", "", "")).await.0, Decision::Deny);
     for (text, want) in [
         ("apiVersion: v1\nkind: Config\n", "AuthorizationConfiguration"),
         ("apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthorizationConfiguration\nauthorizers: []\n", "at least one"),

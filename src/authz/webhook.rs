@@ -94,29 +94,16 @@ struct Context_ {
     user: String,
 }
 
-fn read_pem(
-    dir: &Path,
-    file: &Option<PathBuf>,
-    data: &Option<String>,
-    what: &str,
-) -> anyhow::Result<Option<Vec<u8>>> {
+fn read_pem(dir: &Path, file: &Option<PathBuf>, data: &Option<String>, what: &str) -> anyhow::Result<Option<Vec<u8>>> {
     use base64::Engine;
     if let Some(d) = data {
         return Ok(Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(d.trim())
-                .map_err(|e| anyhow!("{what}-data: {e}"))?,
+            base64::engine::general_purpose::STANDARD.decode(d.trim()).map_err(|e| anyhow!("{what}-data: {e}"))?,
         ));
     }
     if let Some(f) = file {
-        let p = if f.is_absolute() {
-            f.clone()
-        } else {
-            dir.join(f)
-        };
-        return Ok(Some(
-            std::fs::read(&p).with_context(|| format!("{what} {}", p.display()))?,
-        ));
+        let p = if f.is_absolute() { f.clone() } else { dir.join(f) };
+        return Ok(Some(std::fs::read(&p).with_context(|| format!("{what} {}", p.display()))?));
     }
     Ok(None)
 }
@@ -131,13 +118,8 @@ struct Endpoint {
 /// the first of each).
 fn endpoint(path: &Path, timeout: Duration) -> anyhow::Result<Endpoint> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let kc: KubeConfig =
-        serde_yaml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let ctx = kc
-        .contexts
-        .iter()
-        .find(|c| c.name == kc.current_context)
-        .or(kc.contexts.first());
+    let kc: KubeConfig = serde_yaml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let ctx = kc.contexts.iter().find(|c| c.name == kc.current_context).or(kc.contexts.first());
     let cluster = match ctx {
         Some(c) => kc.clusters.iter().find(|x| x.name == c.value.cluster),
         None => kc.clusters.first(),
@@ -150,22 +132,10 @@ fn endpoint(path: &Path, timeout: Duration) -> anyhow::Result<Endpoint> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let c = &cluster.value;
     if c.server.is_empty() {
-        bail!(
-            "{}: cluster {:?} has no server",
-            path.display(),
-            cluster.name
-        );
+        bail!("{}: cluster {:?} has no server", path.display(), cluster.name);
     }
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .timeout(timeout)
-        .connect_timeout(timeout);
-    if let Some(ca) = read_pem(
-        dir,
-        &c.certificate_authority,
-        &c.certificate_authority_data,
-        "certificate-authority",
-    )? {
+    let mut b = reqwest::Client::builder().use_rustls_tls().timeout(timeout).connect_timeout(timeout);
+    if let Some(ca) = read_pem(dir, &c.certificate_authority, &c.certificate_authority_data, "certificate-authority")? {
         for cert in reqwest::Certificate::from_pem_bundle(&ca).context("certificate-authority")? {
             b = b.add_root_certificate(cert);
         }
@@ -176,36 +146,20 @@ fn endpoint(path: &Path, timeout: Duration) -> anyhow::Result<Endpoint> {
     }
     let mut token = None;
     if let Some(u) = user.map(|u| &u.value) {
-        let cert = read_pem(
-            dir,
-            &u.client_certificate,
-            &u.client_certificate_data,
-            "client-certificate",
-        )?;
+        let cert = read_pem(dir, &u.client_certificate, &u.client_certificate_data, "client-certificate")?;
         let key = read_pem(dir, &u.client_key, &u.client_key_data, "client-key")?;
         if let (Some(mut cert), Some(key)) = (cert, key) {
             cert.push(b'\n');
             cert.extend(key);
-            b = b.identity(
-                reqwest::Identity::from_pem(&cert).context("client certificate and key")?,
-            );
+            b = b.identity(reqwest::Identity::from_pem(&cert).context("client certificate and key")?);
         }
         token = match (&u.token, &u.token_file) {
             (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(dir.join(f))
-                    .context("token-file")?
-                    .trim()
-                    .to_string(),
-            ),
+            (None, Some(f)) => Some(std::fs::read_to_string(dir.join(f)).context("token-file")?.trim().to_string()),
             _ => None,
         };
     }
-    Ok(Endpoint {
-        url: c.server.clone(),
-        token,
-        client: b.build()?,
-    })
+    Ok(Endpoint { url: c.server.clone(), token, client: b.build()? })
 }
 
 pub struct WebhookAuthorizer {
@@ -217,18 +171,11 @@ pub struct WebhookAuthorizer {
 impl WebhookAuthorizer {
     pub fn new(opts: Options) -> anyhow::Result<Self> {
         if !matches!(opts.version.as_str(), "v1" | "v1beta1") {
-            bail!(
-                "unsupported authorization webhook version {:?} (v1, v1beta1)",
-                opts.version
-            );
+            bail!("unsupported authorization webhook version {:?} (v1, v1beta1)", opts.version);
         }
         let endpoint = endpoint(&opts.kubeconfig, opts.timeout)
             .with_context(|| format!("authorization webhook {:?} kubeconfig", opts.name))?;
-        Ok(WebhookAuthorizer {
-            opts,
-            endpoint,
-            cache: Mutex::new(HashMap::new()),
-        })
+        Ok(WebhookAuthorizer { opts, endpoint, cache: Mutex::new(HashMap::new()) })
     }
 
     fn review(&self, a: &Attributes) -> Value {
@@ -236,11 +183,7 @@ impl WebhookAuthorizer {
             "user": a.user.username,
         });
         // v1beta1 spells the groups field `group`
-        let groups_key = if self.opts.version == "v1beta1" {
-            "group"
-        } else {
-            "groups"
-        };
+        let groups_key = if self.opts.version == "v1beta1" { "group" } else { "groups" };
         spec[groups_key] = json!(a.user.groups);
         if !a.user.uid.is_empty() {
             spec["uid"] = json!(a.user.uid);
@@ -266,18 +209,11 @@ impl WebhookAuthorizer {
 
     fn cached(&self, key: &str) -> Option<(Decision, String)> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(key)
-            .filter(|(until, _, _)| Instant::now() < *until)
-            .map(|(_, d, r)| (*d, r.clone()))
+        cache.get(key).filter(|(until, _, _)| Instant::now() < *until).map(|(_, d, r)| (*d, r.clone()))
     }
 
     fn remember(&self, key: String, d: Decision, reason: &str) {
-        let ttl = if d == Decision::Allow {
-            self.opts.authorized_ttl
-        } else {
-            self.opts.unauthorized_ttl
-        };
+        let ttl = if d == Decision::Allow { self.opts.authorized_ttl } else { self.opts.unauthorized_ttl };
         let Some(ttl) = ttl else { return };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_CAPACITY {
@@ -310,25 +246,12 @@ impl WebhookAuthorizer {
         if !code.is_success() {
             bail!("the webhook answered {code}");
         }
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow!("malformed SubjectAccessReview: {e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("malformed SubjectAccessReview: {e}"))?;
         let status = v.get("status").cloned().unwrap_or_default();
-        let reason = status
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let d = if status
-            .get("allowed")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        let reason = status.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
+        let d = if status.get("allowed").and_then(Value::as_bool).unwrap_or(false) {
             Decision::Allow
-        } else if status
-            .get("denied")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        } else if status.get("denied").and_then(Value::as_bool).unwrap_or(false) {
             Decision::Deny
         } else {
             Decision::NoOpinion
@@ -350,38 +273,21 @@ impl Authorizer for WebhookAuthorizer {
         match self.call(&body).await {
             Ok((d, reason)) => {
                 let secs = start.elapsed().as_secs_f64();
-                super::metrics::WEBHOOK_EVALUATIONS
-                    .with_label_values(&[name, "success"])
-                    .inc();
-                super::metrics::WEBHOOK_DURATION
-                    .with_label_values(&[name, "success"])
-                    .observe(secs);
+                super::metrics::WEBHOOK_EVALUATIONS.with_label_values(&[name, "success"]).inc();
+                super::metrics::WEBHOOK_DURATION.with_label_values(&[name, "success"]).observe(secs);
                 self.remember(key, d, &reason);
                 (d, reason)
             }
             Err(e) => {
                 let secs = start.elapsed().as_secs_f64();
-                let result = if e.to_string().contains("timed out") {
-                    "timeout"
-                } else {
-                    "error"
-                };
-                super::metrics::WEBHOOK_EVALUATIONS
-                    .with_label_values(&[name, result])
-                    .inc();
-                super::metrics::WEBHOOK_DURATION
-                    .with_label_values(&[name, result])
-                    .observe(secs);
+                let result = if e.to_string().contains("timed out") { "timeout" } else { "error" };
+                super::metrics::WEBHOOK_EVALUATIONS.with_label_values(&[name, result]).inc();
+                super::metrics::WEBHOOK_DURATION.with_label_values(&[name, result]).observe(secs);
                 if self.opts.failure_policy == Decision::NoOpinion {
-                    super::metrics::WEBHOOK_FAIL_OPEN
-                        .with_label_values(&[name, result])
-                        .inc();
+                    super::metrics::WEBHOOK_FAIL_OPEN.with_label_values(&[name, result]).inc();
                 }
                 tracing::error!(webhook = name, error = %format!("{e:#}"), "authorization webhook failed");
-                (
-                    self.opts.failure_policy,
-                    format!("authorization webhook {name:?} failed: {e:#}"),
-                )
+                (self.opts.failure_policy, format!("authorization webhook {name:?} failed: {e:#}"))
             }
         }
     }

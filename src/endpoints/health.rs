@@ -30,7 +30,9 @@ impl Health {
         h.add(
             "shutdown",
             Scope::Ready,
-            Arc::new(move || if flag.load(Ordering::Relaxed) { Err("process is shutting down".into()) } else { Ok(()) }),
+            Arc::new(
+                move || if flag.load(Ordering::Relaxed) { Err("process is shutting down".into()) } else { Ok(()) },
+            ),
         );
         h
     }

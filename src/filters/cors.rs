@@ -20,7 +20,10 @@ impl Cors {
         let origins = patterns
             .iter()
             .filter(|p| !p.is_empty())
-            .map(|p| Regex::new(p).map_err(|e| anyhow::anyhow!("--cors-allowed-origins: invalid regular expression {p:?}: {e}")))
+            .map(|p| {
+                Regex::new(p)
+                    .map_err(|e| anyhow::anyhow!("--cors-allowed-origins: invalid regular expression {p:?}: {e}"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(Cors { origins })
     }

@@ -18,7 +18,8 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    ctx.request_uri = req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
+    ctx.request_uri =
+        req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
     ctx.source_ips = source_ips(req, client_addr);
 }
 

@@ -93,44 +93,32 @@ impl ApiService {
     pub fn from_value(v: serde_json::Value) -> anyhow::Result<Self> {
         let raw: RawApiService = serde_json::from_value(v)?;
         if raw.kind != "APIService" || raw.api_version != "apiregistration.k8s.io/v1" {
-            anyhow::bail!(
-                "expected apiregistration.k8s.io/v1 APIService, got {} {}",
-                raw.api_version,
-                raw.kind
-            );
+            anyhow::bail!("expected apiregistration.k8s.io/v1 APIService, got {} {}", raw.api_version, raw.kind);
         }
         let s = raw.spec;
         let name = raw.metadata.name;
-        let invalid = |field: &str, msg: String| {
-            anyhow::anyhow!("APIService {name:?} is invalid: {field}: {msg}")
-        };
-        let expected = if s.group.is_empty() {
-            format!("{}.", s.version)
-        } else {
-            format!("{}.{}", s.version, s.group)
-        };
+        let invalid = |field: &str, msg: String| anyhow::anyhow!("APIService {name:?} is invalid: {field}: {msg}");
+        let expected =
+            if s.group.is_empty() { format!("{}.", s.version) } else { format!("{}.{}", s.version, s.group) };
         if s.version.is_empty() {
             return Err(invalid("spec.version", "Required value".into()));
         }
         if name != expected {
-            return Err(invalid("metadata.name", format!("Invalid value: {name:?}: must be `spec.version+\".\"+spec.group`: {expected:?}")));
+            return Err(invalid(
+                "metadata.name",
+                format!("Invalid value: {name:?}: must be `spec.version+\".\"+spec.group`: {expected:?}"),
+            ));
         }
         if !(1..=20000).contains(&s.group_priority_minimum) {
             return Err(invalid(
                 "spec.groupPriorityMinimum",
-                format!(
-                    "Invalid value: {}: must be positive and less than 20000",
-                    s.group_priority_minimum
-                ),
+                format!("Invalid value: {}: must be positive and less than 20000", s.group_priority_minimum),
             ));
         }
         if !(1..=1000).contains(&s.version_priority) {
             return Err(invalid(
                 "spec.versionPriority",
-                format!(
-                    "Invalid value: {}: must be positive and less than 1000",
-                    s.version_priority
-                ),
+                format!("Invalid value: {}: must be positive and less than 1000", s.version_priority),
             ));
         }
         let ca_bundle = if s.ca_bundle.is_empty() {
@@ -151,10 +139,7 @@ impl ApiService {
                 }
                 let port = svc.port.unwrap_or(443);
                 if !(1..=65535).contains(&port) {
-                    return Err(invalid(
-                        "spec.service.port",
-                        format!("Invalid value: {port}: port is not valid"),
-                    ));
+                    return Err(invalid("spec.service.port", format!("Invalid value: {port}: port is not valid")));
                 }
                 if s.insecure_skip_tls_verify && !ca_bundle.is_empty() {
                     return Err(invalid(
@@ -163,13 +148,12 @@ impl ApiService {
                     ));
                 }
                 if !s.insecure_skip_tls_verify && ca_bundle.is_empty() {
-                    return Err(invalid("spec.caBundle", "Required value: caBundle or insecureSkipTLSVerify is required for a service".into()));
+                    return Err(invalid(
+                        "spec.caBundle",
+                        "Required value: caBundle or insecureSkipTLSVerify is required for a service".into(),
+                    ));
                 }
-                Some(ServiceRef {
-                    namespace: svc.namespace,
-                    name: svc.name,
-                    port: port as u16,
-                })
+                Some(ServiceRef { namespace: svc.namespace, name: svc.name, port: port as u16 })
             }
         };
         Ok(ApiService {
@@ -195,11 +179,7 @@ pub fn documents(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
         }
         let v: serde_json::Value = serde_json::to_value(v)?;
         match v.get("items").and_then(|i| i.as_array()) {
-            Some(items)
-                if v.get("kind")
-                    .and_then(|k| k.as_str())
-                    .is_some_and(|k| k.ends_with("List")) =>
-            {
+            Some(items) if v.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List")) => {
                 out.extend(items.iter().cloned())
             }
             _ => out.push(v),
@@ -217,11 +197,7 @@ fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        })
+        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")))
         .collect();
     v.sort();
     Ok(v)
@@ -233,15 +209,13 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ApiService>> {
     let mut out: Vec<ApiService> = Vec::new();
     for p in paths {
         for f in files(p)? {
-            let text =
-                std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
             let docs = documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
             for d in docs {
                 if d.get("kind").and_then(|k| k.as_str()) != Some("APIService") {
                     continue;
                 }
-                let s = ApiService::from_value(d)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+                let s = ApiService::from_value(d).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
                 if out.iter().any(|o| o.name == s.name) {
                     anyhow::bail!("{}: APIService {:?} defined twice", f.display(), s.name);
                 }
@@ -276,17 +250,13 @@ mod tests {
 
     #[test]
     fn invalid_objects_are_named() {
-        let spec = serde_json::json!({"group": "g.io", "version": "v1", "groupPriorityMinimum": 1000, "versionPriority": 15});
-        let e = ApiService::from_value(obj(spec.clone(), "v2.g.io"))
-            .unwrap_err()
-            .to_string();
+        let spec =
+            serde_json::json!({"group": "g.io", "version": "v1", "groupPriorityMinimum": 1000, "versionPriority": 15});
+        let e = ApiService::from_value(obj(spec.clone(), "v2.g.io")).unwrap_err().to_string();
         assert!(e.contains("metadata.name"), "{e}");
         let mut bad = spec.clone();
         bad["versionPriority"] = 0.into();
-        assert!(ApiService::from_value(obj(bad, "v1.g.io"))
-            .unwrap_err()
-            .to_string()
-            .contains("versionPriority"));
+        assert!(ApiService::from_value(obj(bad, "v1.g.io")).unwrap_err().to_string().contains("versionPriority"));
         let mut both = spec.clone();
         both["service"] = serde_json::json!({"namespace": "n", "name": "s"});
         both["insecureSkipTLSVerify"] = true.into();
@@ -295,10 +265,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("insecureSkipTLSVerify"));
-        assert!(ApiService::from_value(obj(spec, "v1.g.io"))
-            .unwrap()
-            .service
-            .is_none());
+        assert!(ApiService::from_value(obj(spec, "v1.g.io")).unwrap().service.is_none());
     }
 
     #[test]

@@ -52,12 +52,8 @@ pub fn forget_metrics(name: &str) {
 }
 
 fn set_metrics(name: &str, available: bool) {
-    BACKEND_AVAILABLE
-        .with_label_values(&[name])
-        .set(available as i64);
-    UNAVAILABLE_APISERVICE
-        .with_label_values(&[name])
-        .set(!available as i64);
+    BACKEND_AVAILABLE.with_label_values(&[name]).set(available as i64);
+    UNAVAILABLE_APISERVICE.with_label_values(&[name]).set(!available as i64);
 }
 
 /// The APIService `Available` condition.
@@ -102,12 +98,7 @@ impl Condition {
     }
 
     fn failed(reason: &str, message: String) -> Self {
-        Condition {
-            status: "False",
-            reason: reason.into(),
-            message,
-            last_transition_time: String::new(),
-        }
+        Condition { status: "False", reason: reason.into(), message, last_transition_time: String::new() }
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -122,15 +113,8 @@ impl Condition {
 /// Builds the upstream peer of a backend at `addr`: TLS to `<name>.<namespace>.svc`,
 /// verified with the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy
 /// client certificate.
-pub fn build_peer(
-    shared: &Shared,
-    spec: &ApiService,
-    addr: std::net::SocketAddr,
-) -> anyhow::Result<HttpPeer> {
-    let svc = spec
-        .service
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("local APIService"))?;
+pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr) -> anyhow::Result<HttpPeer> {
+    let svc = spec.service.as_ref().ok_or_else(|| anyhow::anyhow!("local APIService"))?;
     let mut peer = HttpPeer::new(addr, true, svc.server_name());
     peer.client_cert_key = shared.client_cert.load_full();
     if spec.insecure_skip_tls_verify {
@@ -139,16 +123,9 @@ pub fn build_peer(
     } else {
         let mut cas = Vec::new();
         for c in rustls_pemfile::certs(&mut spec.ca_bundle.as_slice()) {
-            let der = c
-                .map_err(|e| anyhow::anyhow!("caBundle: {e}"))?
-                .as_ref()
-                .to_vec();
-            x509_parser::parse_x509_certificate(&der)
-                .map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
-            cas.push(pingora::utils::tls::WrappedX509::new(
-                der,
-                pingora::utils::tls::parse_x509,
-            ));
+            let der = c.map_err(|e| anyhow::anyhow!("caBundle: {e}"))?.as_ref().to_vec();
+            x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
+            cas.push(pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509));
         }
         if cas.is_empty() {
             anyhow::bail!("caBundle: no certificate found");
@@ -173,31 +150,17 @@ fn discovery_path(spec: &ApiService) -> String {
 }
 
 /// GETs the backend's discovery document for its group/version.
-async fn fetch(
-    connector: &Connector,
-    peer: &HttpPeer,
-    spec: &ApiService,
-) -> Result<serde_json::Value, String> {
-    let (mut s, _reused) = connector
-        .get_http_session(peer)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut req = RequestHeader::build("GET", discovery_path(spec).as_bytes(), None)
-        .map_err(|e| e.to_string())?;
-    let host = spec
-        .service
-        .as_ref()
-        .map(|s| s.server_name())
-        .unwrap_or_default();
+async fn fetch(connector: &Connector, peer: &HttpPeer, spec: &ApiService) -> Result<serde_json::Value, String> {
+    let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
+    let mut req = RequestHeader::build("GET", discovery_path(spec).as_bytes(), None).map_err(|e| e.to_string())?;
+    let host = spec.service.as_ref().map(|s| s.server_name()).unwrap_or_default();
     let _ = req.insert_header("Host", host);
     let _ = req.insert_header("Accept", "application/json");
     let _ = req.insert_header("User-Agent", "frontdoor-availability-check");
     let _ = req.insert_header("X-Remote-User", "system:kube-aggregator");
     let _ = req.insert_header("X-Remote-Group", "system:masters");
     s.set_read_timeout(Some(PROBE_TIMEOUT));
-    s.write_request_header(Box::new(req))
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
     s.finish_request_body().await.map_err(|e| e.to_string())?;
     s.read_response_header().await.map_err(|e| e.to_string())?;
     let code = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
@@ -208,15 +171,9 @@ async fn fetch(
             return Err("discovery document too large".into());
         }
     }
-    connector
-        .release_http_session(s, peer, Some(POOL_IDLE))
-        .await;
+    connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
     if !(200..300).contains(&code) {
-        return Err(format!(
-            "bad status from https://{}{}: {code}",
-            peer._address,
-            discovery_path(spec)
-        ));
+        return Err(format!("bad status from https://{}{}: {code}", peer._address, discovery_path(spec)));
     }
     serde_json::from_slice(&body).map_err(|e| format!("invalid discovery document: {e}"))
 }
@@ -238,10 +195,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
     let result = match addr {
         None if explicit => Err(Condition::failed(
             "EndpointsNotFound",
-            format!(
-                "cannot resolve the endpoint {endpoint} of service/{} in {:?}",
-                svc.name, svc.namespace
-            ),
+            format!("cannot resolve the endpoint {endpoint} of service/{} in {:?}", svc.name, svc.namespace),
         )),
         None => Err(Condition::failed(
             "ServiceNotFound",
@@ -260,9 +214,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
                     )),
                     Err(_) => Err(Condition::failed(
                         "FailedDiscoveryCheck",
-                        format!(
-                            "failing or missing response from {url}: context deadline exceeded"
-                        ),
+                        format!("failing or missing response from {url}: context deadline exceeded"),
                     )),
                 }
             }
@@ -271,10 +223,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
     let available = result.is_ok();
     let next = match result {
         Ok(doc) => {
-            let resources = doc
-                .get("resources")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!([]));
+            let resources = doc.get("resources").cloned().unwrap_or_else(|| serde_json::json!([]));
             b.state.resources.store(Some(Arc::new(resources)));
             Condition::passed()
         }
@@ -286,15 +235,8 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
             if cur.status != next.status {
                 tracing::info!(apiservice = %b.spec.name, available, reason = %next.reason, message = %next.message, "APIService availability changed");
             }
-            let when = if cur.status != next.status {
-                now()
-            } else {
-                cur.last_transition_time.clone()
-            };
-            *cur = Condition {
-                last_transition_time: when,
-                ..next
-            };
+            let when = if cur.status != next.status { now() } else { cur.last_transition_time.clone() };
+            *cur = Condition { last_transition_time: when, ..next };
         }
     }
     b.state.available.store(available, Ordering::Release);
@@ -303,29 +245,24 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
 
 /// Starts the prober: every interval, or at once when the table or client cert changes.
 pub fn spawn(shared: Arc<Shared>) {
-    let spawned = std::thread::Builder::new()
-        .name("apiservice-availability".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start the APIService availability checker");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let connector = Connector::new(None);
-                loop {
-                    let table = shared.table.load_full();
-                    let checks = table.services.iter().map(|b| check(&shared, &connector, b));
-                    futures::future::join_all(checks).await;
-                    let _ = tokio::time::timeout(shared.interval, shared.wake.notified()).await;
-                }
-            });
+    let spawned = std::thread::Builder::new().name("apiservice-availability".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the APIService availability checker");
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let connector = Connector::new(None);
+            loop {
+                let table = shared.table.load_full();
+                let checks = table.services.iter().map(|b| check(&shared, &connector, b));
+                futures::future::join_all(checks).await;
+                let _ = tokio::time::timeout(shared.interval, shared.wake.notified()).await;
+            }
         });
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the APIService availability checker");
     }

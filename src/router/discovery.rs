@@ -65,28 +65,18 @@ pub fn groups(gw: &Gateway) -> Vec<GroupView> {
     // (group, version) -> (group priority, version priority, resources)
     let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
     for r in gw.local_resources() {
-        let e = gvs
-            .entry((r.group.clone(), r.version.clone()))
-            .or_insert_with(|| {
-                let (gp, vp) = match table.get(&r.group, &r.version) {
-                    Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
-                    None => builtin_priority(&r.group, &r.version),
-                };
-                (gp, vp, Vec::new())
-            });
+        let e = gvs.entry((r.group.clone(), r.version.clone())).or_insert_with(|| {
+            let (gp, vp) = match table.get(&r.group, &r.version) {
+                Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
+                None => builtin_priority(&r.group, &r.version),
+            };
+            (gp, vp, Vec::new())
+        });
         e.2.push(serde_json::to_value(&r).unwrap_or(Value::Null));
     }
-    for b in table
-        .services
-        .iter()
-        .filter(|b| !b.is_local() && b.available())
-    {
+    for b in table.services.iter().filter(|b| !b.is_local() && b.available()) {
         let resources = b.state.resources.load_full();
-        let list = resources
-            .as_deref()
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let list = resources.as_deref().and_then(Value::as_array).cloned().unwrap_or_default();
         gvs.insert(
             (b.spec.group.clone(), b.spec.version.clone()),
             (b.spec.group_priority_minimum, b.spec.version_priority, list),
@@ -99,31 +89,15 @@ pub fn groups(gw: &Gateway) -> Vec<GroupView> {
     });
     let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
     for ((g, v), (gp, vp, resources)) in gvs {
-        let e = by_group.entry(g.clone()).or_insert_with(|| GroupView {
-            name: g,
-            priority: gp,
-            versions: Vec::new(),
-        });
+        let e = by_group.entry(g.clone()).or_insert_with(|| GroupView { name: g, priority: gp, versions: Vec::new() });
         e.priority = e.priority.max(gp);
-        e.versions.push(VersionView {
-            version: v,
-            priority: vp,
-            resources,
-        });
+        e.versions.push(VersionView { version: v, priority: vp, resources });
     }
     let mut out: Vec<GroupView> = by_group.into_values().collect();
     for g in &mut out {
-        g.versions.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then_with(|| version::compare(&b.version, &a.version))
-        });
+        g.versions.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| version::compare(&b.version, &a.version)));
     }
-    out.sort_by(|a, b| {
-        b.priority
-            .cmp(&a.priority)
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    out.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
     out
 }
 
@@ -163,11 +137,7 @@ pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
 
 /// `/apis`: every named group.
 pub fn api_group_list(gw: &Gateway) -> Value {
-    let groups: Vec<Value> = groups(gw)
-        .iter()
-        .filter(|g| !g.name.is_empty())
-        .map(api_group)
-        .collect();
+    let groups: Vec<Value> = groups(gw).iter().filter(|g| !g.name.is_empty()).map(api_group).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -182,15 +152,8 @@ fn aggregated_resources(list: &[Value]) -> Vec<Value> {
     let str_of = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     for r in list.iter().filter(|r| !str_of(r, "name").contains('/')) {
         let kind = json!({"group": str_of(r, "group"), "version": str_of(r, "version"), "kind": str_of(r, "kind")});
-        let scope = if r
-            .get("namespaced")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
-            "Namespaced"
-        } else {
-            "Cluster"
-        };
+        let scope =
+            if r.get("namespaced").and_then(Value::as_bool).unwrap_or(false) { "Namespaced" } else { "Cluster" };
         let mut e = json!({
             "resource": str_of(r, "name"),
             "responseKind": kind,
@@ -199,10 +162,7 @@ fn aggregated_resources(list: &[Value]) -> Vec<Value> {
             "verbs": r.get("verbs").cloned().unwrap_or(json!([])),
         });
         for k in ["shortNames", "categories"] {
-            if let Some(v) = r
-                .get(k)
-                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
-            {
+            if let Some(v) = r.get(k).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
                 e[k] = v.clone();
             }
         }
@@ -246,20 +206,12 @@ fn aggregated(groups: &[GroupView], api_version: &str) -> Value {
 /// The aggregated-discovery version the client asks for (v2 or v2beta1), honouring the
 /// order of its Accept header; None for the legacy documents.
 pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
-    let accept = req
-        .headers
-        .get_all("Accept")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",");
+    let accept = req.headers.get_all("Accept").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("");
-        let params: BTreeMap<&str, &str> = parts
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
+        let params: BTreeMap<&str, &str> =
+            parts.filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
         if media == "application/json"
             && params.get("g") == Some(&"apidiscovery.k8s.io")
             && params.get("as") == Some(&"APIGroupDiscoveryList")
@@ -270,10 +222,7 @@ pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
                 _ => {}
             }
         }
-        if media == "application/json" && params.is_empty()
-            || media == "*/*"
-            || media == "application/*"
-        {
+        if media == "application/json" && params.is_empty() || media == "*/*" || media == "application/*" {
             return None;
         }
     }
@@ -288,10 +237,7 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
             let core = parts[0] == "api";
             if let Some(v) = wants_aggregated(req) {
                 let all = groups(gw);
-                let selected: Vec<GroupView> = all
-                    .into_iter()
-                    .filter(|g| g.name.is_empty() == core)
-                    .collect();
+                let selected: Vec<GroupView> = all.into_iter().filter(|g| g.name.is_empty() == core).collect();
                 return Some(aggregated_reply(req, &aggregated(&selected, v), v));
             }
             Some(if core {
@@ -307,31 +253,19 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
                 (Some(vv), _) => Some(Reply::json(200, &resource_list("", &vv))),
                 (None, "v1") => Some(Reply::json(
                     200,
-                    &resource_list(
-                        "",
-                        &VersionView {
-                            version: "v1".into(),
-                            priority: 0,
-                            resources: vec![],
-                        },
-                    ),
+                    &resource_list("", &VersionView { version: "v1".into(), priority: 0, resources: vec![] }),
                 )),
                 _ => None,
             }
         }
-        ["apis", g] => groups(gw)
-            .iter()
-            .find(|x| x.name == *g && !g.is_empty())
-            .map(|x| {
-                let mut v = api_group(x);
-                v["kind"] = "APIGroup".into();
-                v["apiVersion"] = "v1".into();
-                Reply::json(200, &v)
-            }),
+        ["apis", g] => groups(gw).iter().find(|x| x.name == *g && !g.is_empty()).map(|x| {
+            let mut v = api_group(x);
+            v["kind"] = "APIGroup".into();
+            v["apiVersion"] = "v1".into();
+            Reply::json(200, &v)
+        }),
         ["apis", g, v] => {
-            let group = groups(gw)
-                .into_iter()
-                .find(|x| x.name == *g && !g.is_empty())?;
+            let group = groups(gw).into_iter().find(|x| x.name == *g && !g.is_empty())?;
             let vv = group.versions.into_iter().find(|x| x.version == *v)?;
             Some(Reply::json(200, &resource_list(g, &vv)))
         }
@@ -343,18 +277,13 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
 fn aggregated_reply(req: &RequestHeader, doc: &Value, api_version: &str) -> Reply {
     let body = serde_json::to_vec(doc).unwrap_or_default();
     let etag = format!("\"{:x}\"", Sha256::digest(&body));
-    let ctype =
-        format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
+    let ctype = format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
     let matches = req
         .headers
         .get("If-None-Match")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let reply = if matches {
-        Reply::new(304, &ctype, Vec::new())
-    } else {
-        Reply::new(200, &ctype, body)
-    };
+    let reply = if matches { Reply::new(304, &ctype, Vec::new()) } else { Reply::new(200, &ctype, body) };
     reply.header("ETag", etag).header("Vary", "Accept")
 }
 
@@ -373,13 +302,16 @@ mod tests {
         let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(wants_aggregated(&req(kubectl)), Some("v2"));
         assert_eq!(
-            wants_aggregated(&req(
-                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-            )),
+            wants_aggregated(&req("application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList")),
             Some("v2beta1")
         );
         assert_eq!(wants_aggregated(&req("application/json")), None);
-        assert_eq!(wants_aggregated(&req("application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), None);
+        assert_eq!(
+            wants_aggregated(&req(
+                "application/json, application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            )),
+            None
+        );
         assert_eq!(wants_aggregated(&req("application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")), Some("v2"));
     }
 

@@ -113,18 +113,15 @@ pub struct Router {
 fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut out = HashMap::new();
     for v in values {
-        let (key, addr) = v.split_once('=').ok_or_else(|| {
-            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
-        })?;
-        let (ns_name, port) = key.rsplit_once(':').ok_or_else(|| {
-            anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT")
-        })?;
+        let (key, addr) = v
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT"))?;
+        let (ns_name, port) = key
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT"))?;
         if !ns_name.contains('/')
             || port.parse::<u16>().is_err()
-            || addr
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse::<u16>().ok())
-                .is_none()
+            || addr.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
         {
             anyhow::bail!("--service-endpoint {v:?}: expected NAMESPACE/NAME:PORT=HOST:PORT");
         }
@@ -134,15 +131,11 @@ fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>>
 }
 
 /// Reads the proxy client cert and key into pingora's form.
-fn load_client_cert(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<pingora::utils::tls::CertKey> {
+fn load_client_cert(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<pingora::utils::tls::CertKey> {
     let chain = crate::tls::load_certs(cert)?;
     let key_der = crate::tls::load_key(key)?;
     for c in &chain {
-        x509_parser::parse_x509_certificate(c.as_ref())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+        x509_parser::parse_x509_certificate(c.as_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
     }
     Ok(pingora::utils::tls::CertKey::new(
         chain.into_iter().map(|c| c.as_ref().to_vec()).collect(),
@@ -160,30 +153,20 @@ impl Router {
             // build() has already pointed the serving cert at the dev PKI on embedded defaults
             (None, None)
                 if args.embedded_defaults()
-                    || args.tls_cert_file.as_deref()
-                        == Some(args.dev_cert("apiserver.crt").as_path()) =>
+                    || args.tls_cert_file.as_deref() == Some(args.dev_cert("apiserver.crt").as_path()) =>
             {
-                (
-                    Some(args.dev_cert("front-proxy-client.crt")),
-                    Some(args.dev_cert("front-proxy-client.key")),
-                )
+                (Some(args.dev_cert("front-proxy-client.crt")), Some(args.dev_cert("front-proxy-client.key")))
             }
             (None, None) => (None, None),
-            _ => anyhow::bail!(
-                "--proxy-client-cert-file and --proxy-client-key-file must be given together"
-            ),
+            _ => anyhow::bail!("--proxy-client-cert-file and --proxy-client-key-file must be given together"),
         };
         let client_cert = ArcSwapOption::empty();
         if let (Some(c), Some(k)) = (&cert, &key) {
             // on embedded defaults the dev PKI is generated just before; a missing pair is an error
             client_cert.store(Some(Arc::new(load_client_cert(c, k)?)));
         }
-        let files: Vec<PathBuf> = p
-            .apiservices_file
-            .clone()
-            .or_else(|| args.default_policy("apiservices.yaml"))
-            .into_iter()
-            .collect();
+        let files: Vec<PathBuf> =
+            p.apiservices_file.clone().or_else(|| args.default_policy("apiservices.yaml")).into_iter().collect();
         let from_files = apiservice::load(&files)?;
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
@@ -201,15 +184,13 @@ impl Router {
             crate::reload::watch("apiservices", files, move || {
                 let loaded = apiservice::load(&f)?;
                 let old = std::mem::replace(&mut *s.from_files.lock().unwrap(), loaded);
-                s.rebuild()
-                    .inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
+                s.rebuild().inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
             });
         }
         if let (Some(c), Some(k)) = (cert, key) {
             let s = shared.clone();
             crate::reload::watch("proxy-client-cert", vec![c.clone(), k.clone()], move || {
-                s.client_cert
-                    .store(Some(Arc::new(load_client_cert(&c, &k)?)));
+                s.client_cert.store(Some(Arc::new(load_client_cert(&c, &k)?)));
                 s.wake.notify_one();
                 Ok(())
             });
@@ -242,14 +223,9 @@ impl Router {
     /// APIService objects from the store, merged with --apiservices-file (a store object
     /// replaces a file's of the same name). On error the table is unchanged.
     pub fn set_dynamic_apiservices(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        let parsed = objects
-            .into_iter()
-            .map(ApiService::from_value)
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let parsed = objects.into_iter().map(ApiService::from_value).collect::<anyhow::Result<Vec<_>>>()?;
         let old = std::mem::replace(&mut *self.shared.from_store.lock().unwrap(), parsed);
-        self.shared
-            .rebuild()
-            .inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
+        self.shared.rebuild().inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
     }
 
     /// The status block of an APIService (its `Available` condition), for the store's
@@ -257,11 +233,7 @@ impl Router {
     pub fn apiservice_status(&self, name: &str) -> Option<serde_json::Value> {
         let table = self.shared.table.load();
         let b = table.services.iter().find(|b| b.spec.name == name)?;
-        let c = if b.is_local() {
-            availability::Condition::local()
-        } else {
-            b.state.condition.lock().unwrap().clone()
-        };
+        let c = if b.is_local() { availability::Condition::local() } else { b.state.condition.lock().unwrap().clone() };
         Some(serde_json::json!({"conditions": [c.to_json()]}))
     }
 }
@@ -295,17 +267,11 @@ impl Shared {
                 .map(|b| b.state.clone())
                 .unwrap_or_else(|| Arc::new(BackendState::new(&spec)));
             let b = Arc::new(Backend { spec, state });
-            table
-                .by_gv
-                .insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
+            table.by_gv.insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
             table.services.push(b);
         }
         table.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-        for gone in old
-            .services
-            .iter()
-            .filter(|o| !table.services.iter().any(|n| n.spec.name == o.spec.name))
-        {
+        for gone in old.services.iter().filter(|o| !table.services.iter().any(|n| n.spec.name == o.spec.name)) {
             availability::forget_metrics(&gone.spec.name);
         }
         self.table.store(Arc::new(table));
@@ -345,10 +311,7 @@ mod tests {
             "--apiservice-check-interval",
             "100ms",
         ];
-        let args = match crate::config::parse_from(argv.iter().map(|s| s.to_string()).collect())
-            .unwrap()
-            .command
-        {
+        let args = match crate::config::parse_from(argv.iter().map(|s| s.to_string()).collect()).unwrap().command {
             crate::config::Command::Serve(a) => *a,
             _ => unreachable!(),
         };
@@ -356,7 +319,8 @@ mod tests {
     }
 
     fn object(name: &str, group: &str, service: bool) -> serde_json::Value {
-        let mut spec = serde_json::json!({"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10});
+        let mut spec =
+            serde_json::json!({"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10});
         if service {
             spec["service"] = serde_json::json!({"namespace": "ns", "name": "nowhere", "port": 1});
             spec["insecureSkipTLSVerify"] = true.into();
@@ -375,10 +339,7 @@ mod tests {
         let local = r.apiservice_status("v1.local.io").unwrap();
         assert_eq!(local["conditions"][0]["reason"], "Local");
         assert_eq!(local["conditions"][0]["status"], "True");
-        assert!(r
-            .table()
-            .get("remote.io", "v1")
-            .is_some_and(|b| !b.is_local()));
+        assert!(r.table().get("remote.io", "v1").is_some_and(|b| !b.is_local()));
         // the prober cannot resolve nowhere.ns.svc: the backend goes unavailable by itself
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -392,9 +353,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         // a bad object leaves the table as it was
-        assert!(r
-            .set_dynamic_apiservices(vec![object("wrong-name", "x.io", false)])
-            .is_err());
+        assert!(r.set_dynamic_apiservices(vec![object("wrong-name", "x.io", false)]).is_err());
         assert!(r.apiservice_status("v1.local.io").is_some());
         assert!(r.apiservice_status("v1.nothing.io").is_none());
         r.set_dynamic_apiservices(vec![]).unwrap();
@@ -413,10 +372,7 @@ mod tests {
     #[test]
     fn paths_to_group_versions() {
         assert_eq!(group_version_of_path("/apis/g.io/v1"), Some(("g.io", "v1")));
-        assert_eq!(
-            group_version_of_path("/apis/g.io/v1/things"),
-            Some(("g.io", "v1"))
-        );
+        assert_eq!(group_version_of_path("/apis/g.io/v1/things"), Some(("g.io", "v1")));
         assert_eq!(group_version_of_path("/api/v1"), Some(("", "v1")));
         assert_eq!(group_version_of_path("/apis/g.io"), None);
         assert_eq!(group_version_of_path("/apis"), None);

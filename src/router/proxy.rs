@@ -18,9 +18,7 @@ pub fn strip_identity_headers(req: &mut RequestHeader) {
         .headers
         .keys()
         .map(|k| k.as_str().to_ascii_lowercase())
-        .filter(|k| {
-            k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-")
-        })
+        .filter(|k| k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-"))
         .collect();
     for n in names {
         req.remove_header(&n);
@@ -83,8 +81,7 @@ pub fn upstream_peer(
     };
     let mut peer = (*peer).clone();
     let query = ctx.request_uri.split_once('?').map(|(_, q)| q);
-    let deadline =
-        crate::filters::timeout::deadline(&ctx.request_info, query, gw.args.request_timeout);
+    let deadline = crate::filters::timeout::deadline(&ctx.request_info, query, gw.args.request_timeout);
     peer.options.read_timeout = deadline;
     peer.options.write_timeout = deadline;
     Ok(Box::new(peer))
@@ -93,25 +90,12 @@ pub fn upstream_peer(
 /// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
 pub fn error_status(e: &pingora::Error, _ctx: &RequestContext) -> Status {
     match &e.etype {
-        ErrorType::Custom("ServiceUnavailable") => {
-            Status::service_unavailable("service unavailable")
-        }
+        ErrorType::Custom("ServiceUnavailable") => Status::service_unavailable("service unavailable"),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => Status::timeout(),
         _ => {
-            let cause = e
-                .cause
-                .as_ref()
-                .map(|c| format!(": {c}"))
-                .unwrap_or_default();
-            let ctx = e
-                .context
-                .as_ref()
-                .map(|c| format!(" {c}"))
-                .unwrap_or_default();
-            Status::service_unavailable(format!(
-                "error trying to reach service: {}{ctx}{cause}",
-                e.etype.as_str()
-            ))
+            let cause = e.cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
+            let ctx = e.context.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
+            Status::service_unavailable(format!("error trying to reach service: {}{ctx}{cause}", e.etype.as_str()))
         }
     }
 }
@@ -136,28 +120,16 @@ mod tests {
         }
         let mut ctx = RequestContext::default();
         let mut user = UserInfo::new("alice", vec!["dev".into(), "system:authenticated".into()]);
-        user.extra.insert(
-            "scopes.example.com/x y%".into(),
-            vec!["a".into(), "b".into()],
-        );
+        user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
         ctx.user = Some(user);
         upstream_request(&mut req, &ctx);
-        let all = |n: &str| {
-            req.headers
-                .get_all(n)
-                .iter()
-                .map(|v| v.to_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        };
+        let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert!(req.headers.get("Authorization").is_none());
         assert!(req.headers.get("Impersonate-User").is_none());
         assert_eq!(all("X-Remote-User"), vec!["alice"]);
         assert_eq!(all("X-Remote-Group"), vec!["dev", "system:authenticated"]);
         assert!(req.headers.get("X-Remote-Extra-Scopes").is_none());
-        assert_eq!(
-            all("X-Remote-Extra-scopes.example.com%2Fx%20y%25"),
-            vec!["a", "b"]
-        );
+        assert_eq!(all("X-Remote-Extra-scopes.example.com%2Fx%20y%25"), vec!["a", "b"]);
         assert_eq!(all("Accept"), vec!["application/json"]);
     }
 
@@ -177,20 +149,10 @@ mod tests {
     #[test]
     fn errors_in_kube_words() {
         let ctx = RequestContext::default();
-        assert_eq!(
-            error_status(&Error::new(UNAVAILABLE), &ctx).message,
-            "service unavailable"
-        );
-        assert_eq!(
-            error_status(&Error::new(ErrorType::ReadTimedout), &ctx).code,
-            504
-        );
+        assert_eq!(error_status(&Error::new(UNAVAILABLE), &ctx).message, "service unavailable");
+        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout), &ctx).code, 504);
         let s = error_status(&Error::explain(ErrorType::ConnectRefused, "dial"), &ctx);
         assert_eq!((s.code, s.reason.as_str()), (503, "ServiceUnavailable"));
-        assert!(
-            s.message.starts_with("error trying to reach service: "),
-            "{}",
-            s.message
-        );
+        assert!(s.message.starts_with("error trying to reach service: "), "{}", s.message);
     }
 }

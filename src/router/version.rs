@@ -13,9 +13,7 @@ enum Track {
 
 fn parse(v: &str) -> Option<(u64, Track, u64)> {
     let rest = v.strip_prefix('v')?;
-    let digits = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     if digits == 0 || rest.starts_with('0') {
         return None;
     }

@@ -81,12 +81,7 @@ pub trait Storage: Send + Sync {
     fn list(&self, prefix: &str, at: Option<u64>) -> Result<(Vec<Stored>, u64), StorageError>;
     fn create(&self, key: &str, value: Value) -> Result<Stored, StorageError>;
     /// Replaces the object when its revision is `expected` (any revision when None).
-    fn update(
-        &self,
-        key: &str,
-        value: Value,
-        expected: Option<u64>,
-    ) -> Result<Stored, StorageError>;
+    fn update(&self, key: &str, value: Value, expected: Option<u64>) -> Result<Stored, StorageError>;
     fn delete(&self, key: &str, expected: Option<u64>) -> Result<Stored, StorageError>;
     /// Events under `prefix` after `from`; `None` starts with the current objects as ADDED.
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError>;

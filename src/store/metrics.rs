@@ -3,8 +3,8 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// kube's `apiserver_storage_objects`: objects stored per resource (`configmaps`,
@@ -20,30 +20,20 @@ pub static OBJECTS: Lazy<IntGaugeVec> = Lazy::new(|| {
 
 /// Live watchers on the store.
 pub static WATCHERS: Lazy<IntGauge> = Lazy::new(|| {
-    register_int_gauge!(
-        "frontdoor_store_watchers",
-        "Number of watchers currently registered on the store"
-    )
-    .expect("metric")
+    register_int_gauge!("frontdoor_store_watchers", "Number of watchers currently registered on the store")
+        .expect("metric")
 });
 
 /// Watchers cut off because they fell too far behind.
 pub static WATCHERS_CUT_OFF: Lazy<IntCounter> = Lazy::new(|| {
-    register_int_counter!(
-        "frontdoor_store_watchers_terminated_total",
-        "Watchers cut off because their buffer was full"
-    )
-    .expect("metric")
+    register_int_counter!("frontdoor_store_watchers_terminated_total", "Watchers cut off because their buffer was full")
+        .expect("metric")
 });
 
 /// Committed writes by resource.
 pub static WRITES: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
-        "frontdoor_store_writes_total",
-        "Writes committed to the store",
-        &["resource"]
-    )
-    .expect("metric")
+    register_int_counter_vec!("frontdoor_store_writes_total", "Writes committed to the store", &["resource"])
+        .expect("metric")
 });
 
 pub fn force() {

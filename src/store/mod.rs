@@ -40,8 +40,7 @@ pub struct StoreArgs {
 }
 
 /// kube's namespaces that exist from the first start.
-pub const SYSTEM_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 type ChangeHook = Arc<dyn Fn(Vec<Value>) + Send + Sync>;
 /// Reports the live status of an object by name.
@@ -58,11 +57,7 @@ pub struct Store {
 impl Store {
     pub fn open(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
         let defs = resources::load(args.store.resources_file.as_deref())?;
-        let window = if args.store.storage_event_window == 0 {
-            10_000
-        } else {
-            args.store.storage_event_window
-        };
+        let window = if args.store.storage_event_window == 0 { 10_000 } else { args.store.storage_event_window };
         let storage = Arc::new(redb::RedbStorage::open(&args.data_dir, window)?);
         Self::with_storage(defs, storage)
     }
@@ -70,12 +65,7 @@ impl Store {
     /// A store over any backend (tests and benches use a temp dir).
     pub fn with_storage(defs: Vec<ResourceDef>, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         metrics::force();
-        let store = Store {
-            defs,
-            storage,
-            hooks: Mutex::new(Vec::new()),
-            status: RwLock::new(Vec::new()),
-        };
+        let store = Store { defs, storage, hooks: Mutex::new(Vec::new()), status: RwLock::new(Vec::new()) };
         store.bootstrap()?;
         for d in &store.defs {
             store.count(d);
@@ -110,19 +100,12 @@ impl Store {
     /// Registers the `etcd` health check (kube's name for its storage check).
     pub fn register_health(&self, health: &crate::endpoints::health::Health) {
         let storage = self.storage.clone();
-        health.add(
-            "etcd",
-            crate::endpoints::health::Scope::All,
-            Arc::new(move || storage.healthy()),
-        );
+        health.add("etcd", crate::endpoints::health::Scope::All, Arc::new(move || storage.healthy()));
     }
 
     /// The resources the store serves, for discovery.
     pub fn resources(&self) -> Vec<crate::api::ApiResource> {
-        self.defs
-            .iter()
-            .flat_map(ResourceDef::api_resources)
-            .collect()
+        self.defs.iter().flat_map(ResourceDef::api_resources).collect()
     }
 
     pub fn defs(&self) -> &[ResourceDef] {
@@ -130,16 +113,12 @@ impl Store {
     }
 
     pub fn def(&self, group: &str, resource: &str) -> Option<&ResourceDef> {
-        self.defs
-            .iter()
-            .find(|d| d.group == group && d.resource == resource)
+        self.defs.iter().find(|d| d.group == group && d.resource == resource)
     }
 
     /// Whether this group/version/resource is served from the store.
     pub fn serves(&self, group: &str, version: &str, resource: &str) -> bool {
-        self.defs
-            .iter()
-            .any(|d| d.group == group && d.version == version && d.resource == resource)
+        self.defs.iter().any(|d| d.group == group && d.version == version && d.resource == resource)
     }
 
     /// Calls `f` with every object of `group`/`resource` now and after every write to it
@@ -147,28 +126,19 @@ impl Store {
     pub fn on_change(&self, group: &str, resource: &str, f: Box<dyn Fn(Vec<Value>) + Send + Sync>) {
         let f: ChangeHook = Arc::from(f);
         f(self.current(group, resource));
-        self.hooks
-            .lock()
-            .unwrap()
-            .push((group.to_string(), resource.to_string(), f));
+        self.hooks.lock().unwrap().push((group.to_string(), resource.to_string(), f));
     }
 
     /// Fills the status of `group`/`resource` objects on read from `f(name)` (the router
     /// reports APIService availability this way).
     pub fn set_status_provider(&self, group: &str, resource: &str, f: Box<StatusFn>) {
-        self.status
-            .write()
-            .unwrap()
-            .push((group.to_string(), resource.to_string(), Arc::from(f)));
+        self.status.write().unwrap().push((group.to_string(), resource.to_string(), Arc::from(f)));
     }
 
     /// The object as served: the provided status, if any, laid over the stored one.
     pub fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
         let status = self.status.read().unwrap();
-        let Some((_, _, f)) = status
-            .iter()
-            .find(|(g, r, _)| *g == def.group && *r == def.resource)
-        else {
+        let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
             return obj.clone();
         };
         let mut obj = obj.clone();
@@ -225,12 +195,7 @@ impl Store {
         r
     }
 
-    pub fn delete(
-        &self,
-        def: &ResourceDef,
-        key: &str,
-        expected: Option<u64>,
-    ) -> Result<Stored, StorageError> {
+    pub fn delete(&self, def: &ResourceDef, key: &str, expected: Option<u64>) -> Result<Stored, StorageError> {
         let r = self.storage.delete(key, expected);
         self.after_write(def, &r, -1);
         r
@@ -238,16 +203,9 @@ impl Store {
 
     /// Refreshes `apiserver_storage_objects` for `def`.
     fn count(&self, def: &ResourceDef) {
-        let n = self
-            .storage
-            .list(&def.prefix(), None)
-            .map(|(i, _)| i.len())
-            .unwrap_or(0);
+        let n = self.storage.list(&def.prefix(), None).map(|(i, _)| i.len()).unwrap_or(0);
         metrics::OBJECTS
-            .with_label_values(&[&crate::api::status::qualified_resource(
-                &def.group,
-                &def.resource,
-            )])
+            .with_label_values(&[&crate::api::status::qualified_resource(&def.group, &def.resource)])
             .set(n as i64);
     }
 
@@ -256,10 +214,7 @@ impl Store {
             metrics::WRITES.with_label_values(&[&def.resource]).inc();
             if delta != 0 {
                 metrics::OBJECTS
-                    .with_label_values(&[&crate::api::status::qualified_resource(
-                        &def.group,
-                        &def.resource,
-                    )])
+                    .with_label_values(&[&crate::api::status::qualified_resource(&def.group, &def.resource)])
                     .add(delta);
             }
             self.changed(def);
@@ -291,17 +246,8 @@ mod tests {
             "roles",
             Box::new(move |objs| s2.lock().unwrap().push(objs.len())),
         );
-        let roles = store
-            .def("rbac.authorization.k8s.io", "roles")
-            .unwrap()
-            .clone();
-        store
-            .create(
-                &roles,
-                &roles.key("default", "r"),
-                json!({"metadata": {"name": "r"}}),
-            )
-            .unwrap();
+        let roles = store.def("rbac.authorization.k8s.io", "roles").unwrap().clone();
+        store.create(&roles, &roles.key("default", "r"), json!({"metadata": {"name": "r"}})).unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![0, 1]);
         // reopening keeps the namespaces without duplicating writes
         let rev = store.storage.revision();

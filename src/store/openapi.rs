@@ -31,21 +31,14 @@ fn gv_path(group: &str, version: &str) -> String {
 
 fn hash(s: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02X}"))
-        .collect()
+    Sha256::digest(s.as_bytes()).iter().take(16).map(|b| format!("{b:02X}")).collect()
 }
 
 /// The document for one group-version.
 fn gv_document(resources: &[ApiResource], group: &str, version: &str) -> Value {
     let mut paths = Map::new();
     let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    for r in resources
-        .iter()
-        .filter(|r| r.group == group && r.version == version && !r.name.contains('/'))
-    {
+    for r in resources.iter().filter(|r| r.group == group && r.version == version && !r.name.contains('/')) {
         let gvk = json!({"group": group, "version": version, "kind": r.kind});
         let base = format!("/{}", gv_path(group, version));
         let collection = if r.namespaced {
@@ -88,10 +81,7 @@ pub fn document(resources: &[ApiResource], path: &str) -> Option<Value> {
         for (g, v) in seen {
             let p = gv_path(&g, &v);
             let h = hash(&gv_document(resources, &g, &v).to_string());
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
-            );
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}));
         }
         return Some(json!({"paths": paths}));
     }
@@ -101,10 +91,7 @@ pub fn document(resources: &[ApiResource], path: &str) -> Option<Value> {
         ["apis", g, v] => (*g, *v),
         _ => return None,
     };
-    resources
-        .iter()
-        .any(|r| r.group == g && r.version == v)
-        .then(|| gv_document(resources, g, v))
+    resources.iter().any(|r| r.group == g && r.version == v).then(|| gv_document(resources, g, v))
 }
 
 #[cfg(test)]
@@ -113,26 +100,13 @@ mod tests {
 
     #[test]
     fn root_and_group_version() {
-        let rs: Vec<ApiResource> = crate::store::resources::defaults()
-            .iter()
-            .flat_map(|d| d.api_resources())
-            .collect();
+        let rs: Vec<ApiResource> = crate::store::resources::defaults().iter().flat_map(|d| d.api_resources()).collect();
         let root = document(&rs, "/openapi/v3").unwrap();
-        assert!(root["paths"]["api/v1"]["serverRelativeURL"]
-            .as_str()
-            .unwrap()
-            .starts_with("/openapi/v3/api/v1?hash="));
+        assert!(root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
         let core = document(&rs, "/openapi/v3/api/v1").unwrap();
         let patch = &core["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
-        assert_eq!(
-            patch["x-kubernetes-group-version-kind"]["kind"],
-            "ConfigMap"
-        );
-        assert!(patch["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "fieldValidation"));
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         assert!(document(&rs, "/openapi/v3/apis/nope/v1").is_none());
     }
 }

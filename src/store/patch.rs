@@ -30,9 +30,7 @@ fn pointer_parts(path: &str) -> Result<Vec<String>, String> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or_else(|| format!("invalid JSON pointer: {path:?}"))?;
+    let rest = path.strip_prefix('/').ok_or_else(|| format!("invalid JSON pointer: {path:?}"))?;
     Ok(rest.split('/').map(unescape).collect())
 }
 
@@ -63,13 +61,10 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
             let i = if last == "-" {
                 a.len()
             } else {
-                last.parse::<usize>()
-                    .map_err(|_| format!("invalid array index {last:?}"))?
+                last.parse::<usize>().map_err(|_| format!("invalid array index {last:?}"))?
             };
             if i > a.len() {
-                return Err(format!(
-                    "add operation does not apply: doc is missing path: \"{path}\""
-                ));
+                return Err(format!("add operation does not apply: doc is missing path: \"{path}\""));
             }
             a.insert(i, value);
         }
@@ -80,9 +75,7 @@ fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
 
 fn remove(doc: &mut Value, path: &str) -> Result<Value, String> {
     let parts = pointer_parts(path)?;
-    let (last, init) = parts
-        .split_last()
-        .ok_or("cannot remove the whole document")?;
+    let (last, init) = parts.split_last().ok_or("cannot remove the whole document")?;
     let missing = || format!("remove operation does not apply: doc is missing path: \"{path}\"");
     match parent(doc, init, path)? {
         Value::Object(m) => m.remove(last).ok_or_else(missing),
@@ -99,35 +92,24 @@ fn get(doc: &Value, path: &str) -> Result<Value, String> {
         .iter()
         .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
         .collect::<String>();
-    doc.pointer(&ptr)
-        .cloned()
-        .ok_or_else(|| format!("doc is missing path: \"{path}\""))
+    doc.pointer(&ptr).cloned().ok_or_else(|| format!("doc is missing path: \"{path}\""))
 }
 
 /// RFC 6902. Applies every operation or none.
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
-    let ops = patch
-        .as_array()
-        .ok_or("json patch must be an array of operations")?;
+    let ops = patch.as_array().ok_or("json patch must be an array of operations")?;
     let mut doc = target.clone();
     for op in ops {
-        let path = op["path"]
-            .as_str()
-            .ok_or("missing path in json patch operation")?;
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| format!("missing value for {path}"))
-        };
+        let path = op["path"].as_str().ok_or("missing path in json patch operation")?;
+        let value = || op.get("value").cloned().ok_or_else(|| format!("missing value for {path}"));
         match op["op"].as_str().unwrap_or("") {
             "add" => add(&mut doc, path, value()?)?,
             "remove" => {
                 remove(&mut doc, path)?;
             }
             "replace" => {
-                remove(&mut doc, path).map_err(|_| {
-                    format!("replace operation does not apply: doc is missing key: {path}")
-                })?;
+                remove(&mut doc, path)
+                    .map_err(|_| format!("replace operation does not apply: doc is missing key: {path}"))?;
                 add(&mut doc, path, value()?)?;
             }
             "move" => {
@@ -191,11 +173,10 @@ fn smp(target: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
-    let retain: Option<Vec<String>> = p.get("$retainKeys").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect()
-    });
+    let retain: Option<Vec<String>> = p
+        .get("$retainKeys")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
     let t = target.as_object_mut().expect("object");
     for (k, v) in p {
         if k.starts_with("$setElementOrder/") || k == "$retainKeys" {
@@ -207,19 +188,13 @@ fn smp(target: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
             }
             continue;
         }
-        let child = if path.is_empty() {
-            k.clone()
-        } else {
-            format!("{path}.{k}")
-        };
+        let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
         if v.is_null() {
             t.remove(k);
             continue;
         }
         match (merge_key(&child), v, t.get_mut(k)) {
-            (Some(key), Value::Array(items), Some(Value::Array(have))) => {
-                merge_list(have, items, key, &child)?
-            }
+            (Some(key), Value::Array(items), Some(Value::Array(have))) => merge_list(have, items, key, &child)?,
             _ => {
                 let slot = t.entry(k.clone()).or_insert(Value::Null);
                 smp(slot, v, &child)?;
@@ -243,10 +218,8 @@ fn merge_list(have: &mut Vec<Value>, items: &[Value], key: &str, path: &str) -> 
             }
             continue;
         }
-        let id = item
-            .get(key)
-            .cloned()
-            .ok_or_else(|| format!("map: {item} does not contain declared merge key: {key}"))?;
+        let id =
+            item.get(key).cloned().ok_or_else(|| format!("map: {item} does not contain declared merge key: {key}"))?;
         let directive = item.get("$patch").and_then(Value::as_str);
         let pos = have.iter().position(|h| h.get(key) == Some(&id));
         match (directive, pos) {
@@ -289,44 +262,31 @@ mod tests {
             {"op": "copy", "from": "/data/a", "path": "/data/c"},
             {"op": "move", "from": "/data/c", "path": "/data/d"}
         ]);
-        assert_eq!(
-            json_patch(&t, &p).unwrap(),
-            json!({"data": {"a": "x", "b": "2", "d": "x"}, "list": [2, 3]})
-        );
+        assert_eq!(json_patch(&t, &p).unwrap(), json!({"data": {"a": "x", "b": "2", "d": "x"}, "list": [2, 3]}));
         assert!(json_patch(&t, &json!([{"op": "remove", "path": "/nope"}])).is_err());
-        assert!(json_patch(
-            &t,
-            &json!([{"op": "test", "path": "/data/a", "value": "0"}])
-        )
-        .is_err());
+        assert!(json_patch(&t, &json!([{"op": "test", "path": "/data/a", "value": "0"}])).is_err());
     }
 
     #[test]
     fn strategic_merge_directives_and_keys() {
         let mut t = json!({"metadata": {"finalizers": ["a"], "ownerReferences": [{"uid": "1", "name": "x"}], "labels": {"k": "v"}},
                            "rules": [{"verbs": ["get"]}]});
-        strategic_merge_patch(&mut t, &json!({
-            "metadata": {"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"],
-                         "ownerReferences": [{"uid": "1", "name": "y"}, {"uid": "2", "name": "z"}],
-                         "labels": {"k": null, "n": "m"}, "$setElementOrder/finalizers": ["b"]},
-            "rules": [{"verbs": ["list"]}]
-        })).unwrap();
+        strategic_merge_patch(
+            &mut t,
+            &json!({
+                "metadata": {"finalizers": ["b"], "$deleteFromPrimitiveList/finalizers": ["a"],
+                             "ownerReferences": [{"uid": "1", "name": "y"}, {"uid": "2", "name": "z"}],
+                             "labels": {"k": null, "n": "m"}, "$setElementOrder/finalizers": ["b"]},
+                "rules": [{"verbs": ["list"]}]
+            }),
+        )
+        .unwrap();
         assert_eq!(t["metadata"]["finalizers"], json!(["b"]));
-        assert_eq!(
-            t["metadata"]["ownerReferences"],
-            json!([{"uid": "1", "name": "y"}, {"uid": "2", "name": "z"}])
-        );
+        assert_eq!(t["metadata"]["ownerReferences"], json!([{"uid": "1", "name": "y"}, {"uid": "2", "name": "z"}]));
         assert_eq!(t["metadata"]["labels"], json!({"n": "m"}));
-        assert_eq!(
-            t["rules"],
-            json!([{"verbs": ["list"]}]),
-            "lists without a merge key are replaced"
-        );
+        assert_eq!(t["rules"], json!([{"verbs": ["list"]}]), "lists without a merge key are replaced");
         strategic_merge_patch(&mut t, &json!({"metadata": {"ownerReferences": [{"uid": "1", "$patch": "delete"}]}, "data": {"$patch": "replace", "x": "1"}})).unwrap();
-        assert_eq!(
-            t["metadata"]["ownerReferences"],
-            json!([{"uid": "2", "name": "z"}])
-        );
+        assert_eq!(t["metadata"]["ownerReferences"], json!([{"uid": "2", "name": "z"}]));
         assert_eq!(t["data"], json!({"x": "1"}));
     }
 }

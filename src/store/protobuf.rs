@@ -85,35 +85,19 @@ fn policy_rule() -> Schema {
 }
 
 fn subject() -> Schema {
-    &[
-        (1, "kind", Str, false),
-        (2, "apiGroup", Str, false),
-        (3, "name", Str, false),
-        (4, "namespace", Str, false),
-    ]
+    &[(1, "kind", Str, false), (2, "apiGroup", Str, false), (3, "name", Str, false), (4, "namespace", Str, false)]
 }
 
 fn role_ref() -> Schema {
-    &[
-        (1, "apiGroup", Str, false),
-        (2, "kind", Str, false),
-        (3, "name", Str, false),
-    ]
+    &[(1, "apiGroup", Str, false), (2, "kind", Str, false), (3, "name", Str, false)]
 }
 
 fn label_selector_requirement() -> Schema {
-    &[
-        (1, "key", Str, false),
-        (2, "operator", Str, false),
-        (3, "values", Str, true),
-    ]
+    &[(1, "key", Str, false), (2, "operator", Str, false), (3, "values", Str, true)]
 }
 
 fn label_selector() -> Schema {
-    &[
-        (1, "matchLabels", MapStr, false),
-        (2, "matchExpressions", Msg(label_selector_requirement), true),
-    ]
+    &[(1, "matchLabels", MapStr, false), (2, "matchExpressions", Msg(label_selector_requirement), true)]
 }
 
 fn aggregation_rule() -> Schema {
@@ -183,10 +167,7 @@ fn schema_of(kind: &str) -> Option<Schema> {
             (3, "imagePullSecrets", Msg(local_object_reference), true),
             (4, "automountServiceAccountToken", Bool, false),
         ],
-        "Role" => &[
-            (1, "metadata", Msg(object_meta), false),
-            (2, "rules", Msg(policy_rule), true),
-        ],
+        "Role" => &[(1, "metadata", Msg(object_meta), false), (2, "rules", Msg(policy_rule), true)],
         "ClusterRole" => &[
             (1, "metadata", Msg(object_meta), false),
             (2, "rules", Msg(policy_rule), true),
@@ -197,19 +178,13 @@ fn schema_of(kind: &str) -> Option<Schema> {
             (2, "subjects", Msg(subject), true),
             (3, "roleRef", Msg(role_ref), false),
         ],
-        "Lease" => &[
-            (1, "metadata", Msg(object_meta), false),
-            (2, "spec", Msg(lease_spec), false),
-        ],
+        "Lease" => &[(1, "metadata", Msg(object_meta), false), (2, "spec", Msg(lease_spec), false)],
         _ => return None,
     })
 }
 
 fn unknown() -> Schema {
-    &[
-        (1, "typeMeta", Msg(type_meta), false),
-        (2, "raw", Bytes, false),
-    ]
+    &[(1, "typeMeta", Msg(type_meta), false), (2, "raw", Bytes, false)]
 }
 
 fn type_meta() -> Schema {
@@ -237,11 +212,7 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.varint()? as usize;
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|e| *e <= self.buf.len())
-            .ok_or("truncated field")?;
+        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or("truncated field")?;
         let b = &self.buf[self.pos..end];
         self.pos = end;
         Ok(b)
@@ -302,8 +273,7 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
             Str => json!(text(r.bytes()?)?),
             Bytes => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
             Time => time(r.bytes()?)?,
-            RawJson => serde_json::from_slice(r.bytes()?)
-                .map_err(|e| format!("invalid JSON in {name}: {e}"))?,
+            RawJson => serde_json::from_slice(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?,
             Msg(s) => Value::Object(message(r.bytes()?, s())?),
             MapStr | MapBytes => {
                 let (k, v) = map_entry(r.bytes()?, matches!(kind, MapBytes))?;
@@ -326,28 +296,14 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
 
 /// Decodes a kube protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
-    let rest = body
-        .strip_prefix(b"k8s\x00")
-        .ok_or("missing the k8s protobuf envelope")?;
+    let rest = body.strip_prefix(b"k8s\x00").ok_or("missing the k8s protobuf envelope")?;
     let env = message(rest, unknown())?;
-    let kind = env
-        .get("typeMeta")
-        .and_then(|t| t.get("kind"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let api_version = env
-        .get("typeMeta")
-        .and_then(|t| t.get("apiVersion"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let schema =
-        schema_of(&kind).ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
+    let kind = env.get("typeMeta").and_then(|t| t.get("kind")).and_then(Value::as_str).unwrap_or("").to_string();
+    let api_version =
+        env.get("typeMeta").and_then(|t| t.get("apiVersion")).and_then(Value::as_str).unwrap_or("").to_string();
+    let schema = schema_of(&kind).ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
     let raw = env.get("raw").and_then(Value::as_str).unwrap_or("");
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(raw)
-        .map_err(|e| e.to_string())?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|e| e.to_string())?;
     let mut obj = message(&raw, schema)?;
     obj.insert("kind".into(), json!(kind));
     obj.insert("apiVersion".into(), json!(api_version));
@@ -366,30 +322,12 @@ mod tests {
 
     #[test]
     fn decodes_a_rolebinding() {
-        let meta = [
-            field(1, b"rb"),
-            field(3, b"default"),
-            field(11, &[field(1, b"app"), field(2, b"x")].concat()),
-        ]
-        .concat();
-        let subj = [
-            field(1, b"User"),
-            field(2, b"rbac.authorization.k8s.io"),
-            field(3, b"alice"),
-        ]
-        .concat();
-        let rr = [
-            field(1, b"rbac.authorization.k8s.io"),
-            field(2, b"Role"),
-            field(3, b"reader"),
-        ]
-        .concat();
+        let meta =
+            [field(1, b"rb"), field(3, b"default"), field(11, &[field(1, b"app"), field(2, b"x")].concat())].concat();
+        let subj = [field(1, b"User"), field(2, b"rbac.authorization.k8s.io"), field(3, b"alice")].concat();
+        let rr = [field(1, b"rbac.authorization.k8s.io"), field(2, b"Role"), field(3, b"reader")].concat();
         let raw = [field(1, &meta), field(2, &subj), field(3, &rr)].concat();
-        let tm = [
-            field(1, b"rbac.authorization.k8s.io/v1"),
-            field(2, b"RoleBinding"),
-        ]
-        .concat();
+        let tm = [field(1, b"rbac.authorization.k8s.io/v1"), field(2, b"RoleBinding")].concat();
         let mut body = b"k8s\x00".to_vec();
         body.extend([field(1, &tm), field(2, &raw)].concat());
         let v = decode(&body).unwrap();
@@ -399,9 +337,6 @@ mod tests {
         assert_eq!(v["subjects"][0]["name"], "alice");
         assert_eq!(v["roleRef"]["name"], "reader");
         assert!(decode(b"nope").is_err());
-        assert!(
-            decode(&body[..body.len() - 3]).is_err(),
-            "truncated input is an error, not a panic"
-        );
+        assert!(decode(&body[..body.len() - 3]).is_err(), "truncated input is an error, not a panic");
     }
 }

@@ -50,8 +50,7 @@ fn stamp(mut v: Value, rev: u64) -> Value {
 
 fn encode_event(e: &Event) -> Vec<u8> {
     let prev = e.prev.as_ref().map(|(v, r)| json!({"v": &**v, "r": r}));
-    serde_json::to_vec(&json!({"t": e.kind.as_str(), "k": e.key, "v": &*e.value, "p": prev}))
-        .unwrap_or_default()
+    serde_json::to_vec(&json!({"t": e.kind.as_str(), "k": e.key, "v": &*e.value, "p": prev})).unwrap_or_default()
 }
 
 fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
@@ -61,17 +60,8 @@ fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
         "MODIFIED" => EventType::Modified,
         _ => EventType::Deleted,
     };
-    let prev = v
-        .get("p")
-        .filter(|p| !p.is_null())
-        .map(|p| (Arc::new(p["v"].clone()), p["r"].as_u64().unwrap_or(0)));
-    Some(Event {
-        rev,
-        kind,
-        key: v["k"].as_str()?.to_string(),
-        value: Arc::new(v["v"].clone()),
-        prev,
-    })
+    let prev = v.get("p").filter(|p| !p.is_null()).map(|p| (Arc::new(p["v"].clone()), p["r"].as_u64().unwrap_or(0)));
+    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].clone()), prev })
 }
 
 enum Op {
@@ -85,12 +75,7 @@ impl RedbStorage {
     pub fn open(dir: &Path, window: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = Database::create(dir.join("store.redb"))?;
-        let mut state = State {
-            objects: BTreeMap::new(),
-            rev: 0,
-            log: VecDeque::new(),
-            compacted: 0,
-        };
+        let mut state = State { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 };
         {
             let w = db.begin_write()?;
             w.open_table(OBJECTS)?;
@@ -105,18 +90,10 @@ impl RedbStorage {
         for row in r.open_table(OBJECTS)?.iter()? {
             let (k, v) = row?;
             let value: Value = serde_json::from_slice(v.value())?;
-            let rev = value["metadata"]["resourceVersion"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            state.objects.insert(
-                k.value().to_string(),
-                Stored {
-                    key: k.value().to_string(),
-                    value: Arc::new(value),
-                    rev,
-                },
-            );
+            let rev = value["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            state
+                .objects
+                .insert(k.value().to_string(), Stored { key: k.value().to_string(), value: Arc::new(value), rev });
         }
         for row in r.open_table(EVENTS)?.iter()? {
             let (k, v) = row?;
@@ -159,28 +136,14 @@ impl RedbStorage {
             (Op::Update(..) | Op::Delete(_), None) => return Err(StorageError::NotFound),
             (Op::Update(v, exp), Some(cur)) => {
                 check(exp, cur)?;
-                (
-                    EventType::Modified,
-                    stamp(v, rev),
-                    Some((cur.value.clone(), cur.rev)),
-                )
+                (EventType::Modified, stamp(v, rev), Some((cur.value.clone(), cur.rev)))
             }
             (Op::Delete(exp), Some(cur)) => {
                 check(exp, cur)?;
-                (
-                    EventType::Deleted,
-                    stamp((*cur.value).clone(), rev),
-                    Some((cur.value.clone(), cur.rev)),
-                )
+                (EventType::Deleted, stamp((*cur.value).clone(), rev), Some((cur.value.clone(), cur.rev)))
             }
         };
-        let event = Event {
-            rev,
-            kind,
-            key: key.to_string(),
-            value: Arc::new(value),
-            prev,
-        };
+        let event = Event { rev, kind, key: key.to_string(), value: Arc::new(value), prev };
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
@@ -191,9 +154,7 @@ impl RedbStorage {
                 objects.insert(key, bytes.as_slice()).map_err(internal)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(internal)?;
-            events
-                .insert(rev, encode_event(&event).as_slice())
-                .map_err(internal)?;
+            events.insert(rev, encode_event(&event).as_slice()).map_err(internal)?;
             if let Some(to) = compact_to {
                 events.retain_in(..=to, |_, _| false).map_err(internal)?;
             }
@@ -208,11 +169,7 @@ impl RedbStorage {
         let event = Arc::new(event);
         let mut s = self.state.write().unwrap();
         s.rev = rev;
-        let stored = Stored {
-            key: key.to_string(),
-            value: event.value.clone(),
-            rev,
-        };
+        let stored = Stored { key: key.to_string(), value: event.value.clone(), rev };
         if kind == EventType::Deleted {
             s.objects.remove(key);
         } else {
@@ -245,28 +202,18 @@ impl Storage for RedbStorage {
 
     fn list(&self, prefix: &str, at: Option<u64>) -> Result<(Vec<Stored>, u64), StorageError> {
         let s = self.state.read().unwrap();
-        let range = s
-            .objects
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix));
+        let range = s.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
         let Some(at) = at.filter(|a| *a != s.rev) else {
             return Ok((range.map(|(_, v)| v.clone()).collect(), s.rev));
         };
         if at > s.rev {
-            return Err(StorageError::TooLarge {
-                asked: at,
-                current: s.rev,
-            });
+            return Err(StorageError::TooLarge { asked: at, current: s.rev });
         }
         if at < s.compacted {
-            return Err(StorageError::Expired {
-                asked: at,
-                oldest: s.compacted,
-            });
+            return Err(StorageError::Expired { asked: at, oldest: s.compacted });
         }
         // rebuild the state at `at`: undo the newer events, newest first
-        let mut view: BTreeMap<String, Stored> =
-            range.map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut view: BTreeMap<String, Stored> = range.map(|(k, v)| (k.clone(), v.clone())).collect();
         for e in s.log.iter().rev().take_while(|e| e.rev > at) {
             if !e.key.starts_with(prefix) {
                 continue;
@@ -276,14 +223,7 @@ impl Storage for RedbStorage {
                     view.remove(&e.key);
                 }
                 Some((v, r)) => {
-                    view.insert(
-                        e.key.clone(),
-                        Stored {
-                            key: e.key.clone(),
-                            value: v.clone(),
-                            rev: *r,
-                        },
-                    );
+                    view.insert(e.key.clone(), Stored { key: e.key.clone(), value: v.clone(), rev: *r });
                 }
             }
         }
@@ -294,12 +234,7 @@ impl Storage for RedbStorage {
         self.write(key, Op::Create(value))
     }
 
-    fn update(
-        &self,
-        key: &str,
-        value: Value,
-        expected: Option<u64>,
-    ) -> Result<Stored, StorageError> {
+    fn update(&self, key: &str, value: Value, expected: Option<u64>) -> Result<Stored, StorageError> {
         self.write(key, Op::Update(value, expected))
     }
 
@@ -325,25 +260,11 @@ impl Storage for RedbStorage {
                     })
                 })
                 .collect(),
-            Some(r) if r < s.compacted => {
-                return Err(StorageError::Expired {
-                    asked: r,
-                    oldest: s.compacted,
-                })
-            }
-            Some(r) => s
-                .log
-                .iter()
-                .filter(|e| e.rev > r && e.key.starts_with(prefix))
-                .cloned()
-                .collect(),
+            Some(r) if r < s.compacted => return Err(StorageError::Expired { asked: r, oldest: s.compacted }),
+            Some(r) => s.log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect(),
         };
         let rx = self.hub.subscribe(prefix);
-        Ok(Watch {
-            initial,
-            rx,
-            rev: s.rev,
-        })
+        Ok(Watch { initial, rx, rev: s.rev })
     }
 
     fn compact(&self, rev: u64) {
@@ -392,27 +313,12 @@ mod tests {
             let a = s.create("/registry/cm/ns/a", obj("a", "1")).unwrap();
             assert_eq!(a.rev, 1);
             assert_eq!(a.value["metadata"]["resourceVersion"], "1");
-            assert_eq!(
-                s.create("/registry/cm/ns/a", obj("a", "1")).unwrap_err(),
-                StorageError::AlreadyExists
-            );
-            assert_eq!(
-                s.update("/registry/cm/ns/a", obj("a", "2"), Some(7))
-                    .unwrap_err(),
-                StorageError::Conflict
-            );
-            assert_eq!(
-                s.update("/registry/cm/ns/a", obj("a", "2"), Some(1))
-                    .unwrap()
-                    .rev,
-                2
-            );
+            assert_eq!(s.create("/registry/cm/ns/a", obj("a", "1")).unwrap_err(), StorageError::AlreadyExists);
+            assert_eq!(s.update("/registry/cm/ns/a", obj("a", "2"), Some(7)).unwrap_err(), StorageError::Conflict);
+            assert_eq!(s.update("/registry/cm/ns/a", obj("a", "2"), Some(1)).unwrap().rev, 2);
             s.create("/registry/cm/ns/b", obj("b", "1")).unwrap();
             s.delete("/registry/cm/ns/b", None).unwrap();
-            assert_eq!(
-                s.delete("/registry/cm/ns/b", None).unwrap_err(),
-                StorageError::NotFound
-            );
+            assert_eq!(s.delete("/registry/cm/ns/b", None).unwrap_err(), StorageError::NotFound);
         }
         let s = RedbStorage::open(dir.path(), 100).unwrap();
         assert_eq!(s.revision(), 4);
@@ -424,15 +330,9 @@ mod tests {
         assert_eq!(at1[0].value["data"]["k"], "1");
         let (at3, _) = s.list("/registry/cm/", Some(3)).unwrap();
         assert_eq!(at3.len(), 2);
-        assert!(matches!(
-            s.list("/registry/cm/", Some(9)),
-            Err(StorageError::TooLarge { .. })
-        ));
+        assert!(matches!(s.list("/registry/cm/", Some(9)), Err(StorageError::TooLarge { .. })));
         let w = s.watch("/registry/cm/", Some(2)).unwrap();
-        assert_eq!(
-            w.initial.iter().map(|e| e.kind).collect::<Vec<_>>(),
-            vec![EventType::Added, EventType::Deleted]
-        );
+        assert_eq!(w.initial.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventType::Added, EventType::Deleted]);
     }
 
     #[test]
@@ -440,20 +340,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = RedbStorage::open(dir.path(), 10).unwrap();
         for i in 0..30 {
-            s.create(&format!("/registry/cm/ns/{i}"), obj("x", "1"))
-                .unwrap();
+            s.create(&format!("/registry/cm/ns/{i}"), obj("x", "1")).unwrap();
         }
         assert!(s.oldest() > 0);
-        assert!(matches!(
-            s.watch("/registry/cm/", Some(1)),
-            Err(StorageError::Expired { .. })
-        ));
+        assert!(matches!(s.watch("/registry/cm/", Some(1)), Err(StorageError::Expired { .. })));
         assert!(s.watch("/registry/cm/", Some(s.revision() - 5)).is_ok());
         s.compact(s.revision());
-        assert!(matches!(
-            s.list("/registry/cm/", Some(s.revision() - 1)),
-            Err(StorageError::Expired { .. })
-        ));
+        assert!(matches!(s.list("/registry/cm/", Some(s.revision() - 1)), Err(StorageError::Expired { .. })));
     }
 
     #[tokio::test]
@@ -490,20 +383,11 @@ mod memprobe {
         let dir = tempfile::tempdir().unwrap();
         let s = super::RedbStorage::open(dir.path(), 100).unwrap();
         use crate::store::backend::Storage;
-        s.create(
-            "/registry/cm/a/x",
-            serde_json::json!({"metadata": {"name": "x"}}),
-        )
-        .unwrap();
+        s.create("/registry/cm/a/x", serde_json::json!({"metadata": {"name": "x"}})).unwrap();
         let before = rss();
-        let ws: Vec<_> = (0..10_000)
-            .map(|_| s.watch("/registry/cm/a/", Some(1)).unwrap())
-            .collect();
+        let ws: Vec<_> = (0..10_000).map(|_| s.watch("/registry/cm/a/", Some(1)).unwrap()).collect();
         let after = rss();
-        println!(
-            "10000 storage watchers: +{:.1} KB each",
-            (after - before) / 10_000.0
-        );
+        println!("10000 storage watchers: +{:.1} KB each", (after - before) / 10_000.0);
         drop(ws);
     }
 }

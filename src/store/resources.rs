@@ -25,26 +25,10 @@ pub struct ResourceDef {
     pub subresources: Vec<String>,
 }
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
 impl ResourceDef {
-    fn new(
-        group: &str,
-        resource: &str,
-        kind: &str,
-        namespaced: bool,
-        short: &[&str],
-        cats: &[&str],
-    ) -> Self {
+    fn new(group: &str, resource: &str, kind: &str, namespaced: bool, short: &[&str], cats: &[&str]) -> Self {
         ResourceDef {
             group: group.into(),
             version: "v1".into(),
@@ -118,10 +102,7 @@ impl ResourceDef {
                 singular_name: String::new(),
                 namespaced: self.namespaced,
                 kind: self.kind.clone(),
-                verbs: ["get", "patch", "update"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                verbs: ["get", "patch", "update"].iter().map(|s| s.to_string()).collect(),
                 short_names: Vec::new(),
                 categories: Vec::new(),
             });
@@ -135,14 +116,8 @@ pub fn defaults() -> Vec<ResourceDef> {
     let rbac = "rbac.authorization.k8s.io";
     let mut namespaces = ResourceDef::new("", "namespaces", "Namespace", false, &["ns"], &[]);
     namespaces.subresources = vec!["status".into()];
-    let mut apiservices = ResourceDef::new(
-        "apiregistration.k8s.io",
-        "apiservices",
-        "APIService",
-        false,
-        &[],
-        &["api-extensions"],
-    );
+    let mut apiservices =
+        ResourceDef::new("apiregistration.k8s.io", "apiservices", "APIService", false, &[], &["api-extensions"]);
     apiservices.subresources = vec!["status".into()];
     vec![
         namespaces,
@@ -153,14 +128,7 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::new(rbac, "roles", "Role", true, &[], &[]),
         ResourceDef::new(rbac, "clusterroles", "ClusterRole", false, &[], &[]),
         ResourceDef::new(rbac, "rolebindings", "RoleBinding", true, &[], &[]),
-        ResourceDef::new(
-            rbac,
-            "clusterrolebindings",
-            "ClusterRoleBinding",
-            false,
-            &[],
-            &[],
-        ),
+        ResourceDef::new(rbac, "clusterrolebindings", "ClusterRoleBinding", false, &[], &[]),
         apiservices,
         ResourceDef::new("coordination.k8s.io", "leases", "Lease", true, &[], &[]),
     ]
@@ -171,19 +139,16 @@ pub fn defaults() -> Vec<ResourceDef> {
 pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ResourceDef>> {
     let mut defs = defaults();
     let Some(file) = file else { return Ok(defs) };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
-    let extra: Vec<ResourceDef> = serde_yaml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
+    let extra: Vec<ResourceDef> =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
     for mut d in extra {
         if d.singular.is_empty() {
             d.singular = d.kind.to_ascii_lowercase();
         }
         if d.resource.is_empty() || d.kind.is_empty() || d.version.is_empty() {
-            anyhow::bail!(
-                "--resources-file {}: resource, kind and version are required",
-                file.display()
-            );
+            anyhow::bail!("--resources-file {}: resource, kind and version are required", file.display());
         }
         defs.retain(|x| !(x.group == d.group && x.resource == d.resource));
         defs.push(d);
@@ -202,15 +167,8 @@ mod tests {
         assert_eq!(cm.key("ns", "x"), "/registry/configmaps/ns/x");
         assert_eq!(cm.list_prefix(""), "/registry/configmaps/");
         let cr = d.iter().find(|r| r.resource == "clusterroles").unwrap();
-        assert_eq!(
-            cr.key("", "admin"),
-            "/registry/rbac.authorization.k8s.io/clusterroles/admin"
-        );
-        assert!(d
-            .iter()
-            .find(|r| r.resource == "apiservices")
-            .unwrap()
-            .has_status());
+        assert_eq!(cr.key("", "admin"), "/registry/rbac.authorization.k8s.io/clusterroles/admin");
+        assert!(d.iter().find(|r| r.resource == "apiservices").unwrap().has_status());
     }
 
     #[test]

@@ -38,34 +38,22 @@ fn split_top(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 fn valid_label_key(k: &str) -> bool {
     let name = k.rsplit('/').next().unwrap_or(k);
     !name.is_empty()
         && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn valid_label_value(v: &str) -> bool {
     v.is_empty()
         || (v.len() <= 63
-            && v.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
             && v.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()))
 }
@@ -75,41 +63,20 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let req = if let Some(k) = part.strip_prefix('!') {
-                Requirement {
-                    key: k.trim().into(),
-                    op: Op::NotExists,
-                }
+                Requirement { key: k.trim().into(), op: Op::NotExists }
             } else if let Some((k, rest)) = part.split_once(" notin ") {
-                Requirement {
-                    key: k.trim().into(),
-                    op: Op::NotIn(set(rest)?),
-                }
+                Requirement { key: k.trim().into(), op: Op::NotIn(set(rest)?) }
             } else if let Some((k, rest)) = part.split_once(" in ") {
-                Requirement {
-                    key: k.trim().into(),
-                    op: Op::In(set(rest)?),
-                }
+                Requirement { key: k.trim().into(), op: Op::In(set(rest)?) }
             } else if let Some((k, v)) = part.split_once("!=") {
-                Requirement {
-                    key: k.trim().into(),
-                    op: Op::NotEq(v.trim().into()),
-                }
+                Requirement { key: k.trim().into(), op: Op::NotEq(v.trim().into()) }
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                Requirement {
-                    key: k.trim().into(),
-                    op: Op::Eq(v.trim().into()),
-                }
+                Requirement { key: k.trim().into(), op: Op::Eq(v.trim().into()) }
             } else {
-                Requirement {
-                    key: part.clone(),
-                    op: Op::Exists,
-                }
+                Requirement { key: part.clone(), op: Op::Exists }
             };
             if !valid_label_key(&req.key) {
-                return Err(format!(
-                    "unable to parse requirement: invalid label key \"{}\"",
-                    req.key
-                ));
+                return Err(format!("unable to parse requirement: invalid label key \"{}\"", req.key));
             }
             let values: Vec<&String> = match &req.op {
                 Op::Eq(v) | Op::NotEq(v) => vec![v],
@@ -117,9 +84,7 @@ impl LabelSelector {
                 _ => vec![],
             };
             if let Some(bad) = values.into_iter().find(|v| !valid_label_value(v)) {
-                return Err(format!(
-                    "unable to parse requirement: invalid label value: \"{bad}\""
-                ));
+                return Err(format!("unable to parse requirement: invalid label value: \"{bad}\""));
             }
             reqs.push(req);
         }
@@ -152,11 +117,7 @@ fn set(s: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|s| s.strip_suffix(')'))
         .ok_or_else(|| format!("unable to parse requirement: found '{s}', expected: '('"))?;
-    Ok(inner
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect())
+    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
 /// A parsed field selector over the fields kube supports for every object
@@ -173,9 +134,7 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (k, true, v)
             } else {
-                return Err(format!(
-                    "invalid selector: '{part}'; can't understand '{part}'"
-                ));
+                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
             };
             let k = k.trim();
             if !matches!(k, "metadata.name" | "metadata.namespace") && !extra_fields.contains(&k) {
@@ -203,10 +162,7 @@ impl FieldSelector {
 
     /// The name an `metadata.name=` requirement pins, if any.
     pub fn name(&self) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, eq, _)| k == "metadata.name" && *eq)
-            .map(|(_, _, v)| v.as_str())
+        self.0.iter().find(|(k, eq, _)| k == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
     }
 }
 
@@ -231,11 +187,7 @@ mod tests {
             ("app in (y),tier=web", false),
             ("", true),
         ] {
-            assert_eq!(
-                LabelSelector::parse(sel).unwrap().matches(&o),
-                want,
-                "{sel}"
-            );
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
         }
         assert!(LabelSelector::parse("a b=c").is_err());
         assert!(LabelSelector::parse("app in x").is_err());
@@ -244,22 +196,10 @@ mod tests {
     #[test]
     fn fields() {
         let o = json!({"metadata": {"name": "a", "namespace": "n"}, "type": "Opaque"});
-        assert!(FieldSelector::parse("metadata.name=a", &[])
-            .unwrap()
-            .matches(&o));
-        assert!(!FieldSelector::parse("metadata.namespace!=n", &[])
-            .unwrap()
-            .matches(&o));
-        assert!(FieldSelector::parse("type==Opaque", &["type"])
-            .unwrap()
-            .matches(&o));
-        assert_eq!(
-            FieldSelector::parse("spec.x=1", &[]).unwrap_err(),
-            "field label not supported: spec.x"
-        );
-        assert_eq!(
-            FieldSelector::parse("metadata.name=a", &[]).unwrap().name(),
-            Some("a")
-        );
+        assert!(FieldSelector::parse("metadata.name=a", &[]).unwrap().matches(&o));
+        assert!(!FieldSelector::parse("metadata.namespace!=n", &[]).unwrap().matches(&o));
+        assert!(FieldSelector::parse("type==Opaque", &["type"]).unwrap().matches(&o));
+        assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err(), "field label not supported: spec.x");
+        assert_eq!(FieldSelector::parse("metadata.name=a", &[]).unwrap().name(), Some("a"));
     }
 }

@@ -11,19 +11,8 @@ struct Column {
     priority: u8,
 }
 
-const fn col(
-    name: &'static str,
-    kind: &'static str,
-    format: &'static str,
-    description: &'static str,
-) -> Column {
-    Column {
-        name,
-        kind,
-        format,
-        description,
-        priority: 0,
-    }
+const fn col(name: &'static str, kind: &'static str, format: &'static str, description: &'static str) -> Column {
+    Column { name, kind, format, description, priority: 0 }
 }
 
 const NAME: Column = col("Name", "string", "name", "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names");
@@ -112,22 +101,14 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn age(ts: &Value) -> String {
-    match ts
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-    {
-        Some(t) => {
-            human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())
-        }
+    match ts.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        Some(t) => human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()),
         None => "<unknown>".into(),
     }
 }
 
 fn count(v: &Value) -> usize {
-    v.as_object()
-        .map(|m| m.len())
-        .or_else(|| v.as_array().map(|a| a.len()))
-        .unwrap_or(0)
+    v.as_object().map(|m| m.len()).or_else(|| v.as_array().map(|a| a.len())).unwrap_or(0)
 }
 
 fn subjects(o: &Value, kind: &str) -> String {
@@ -159,24 +140,17 @@ fn cell(name: &str, o: &Value) -> Value {
         "Type" => o["type"].clone(),
         "Secrets" => json!(count(&o["secrets"])),
         "Last Seen" => {
-            let t = [
-                &o["lastTimestamp"],
-                &o["eventTime"],
-                &m["creationTimestamp"],
-            ]
-            .into_iter()
-            .find(|v| v.is_string())
-            .cloned()
-            .unwrap_or(Value::Null);
+            let t = [&o["lastTimestamp"], &o["eventTime"], &m["creationTimestamp"]]
+                .into_iter()
+                .find(|v| v.is_string())
+                .cloned()
+                .unwrap_or(Value::Null);
             json!(age(&t))
         }
         "Reason" => o["reason"].clone(),
         "Object" => json!(format!(
             "{}/{}",
-            o["involvedObject"]["kind"]
-                .as_str()
-                .unwrap_or("")
-                .to_ascii_lowercase(),
+            o["involvedObject"]["kind"].as_str().unwrap_or("").to_ascii_lowercase(),
             o["involvedObject"]["name"].as_str().unwrap_or("")
         )),
         "Message" => o["message"].clone(),
@@ -197,10 +171,8 @@ fn cell(name: &str, o: &Value) -> Value {
             None => json!("Local"),
         },
         "Available" => {
-            let cond = o["status"]["conditions"]
-                .as_array()
-                .and_then(|c| c.iter().find(|c| c["type"] == "Available"))
-                .cloned();
+            let cond =
+                o["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Available")).cloned();
             match cond {
                 Some(c) if c["status"] == "True" => json!("True"),
                 Some(c) => json!(format!(
@@ -242,10 +214,7 @@ impl IncludeObject {
 
 /// One row for `o`.
 pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Value {
-    let cells: Vec<Value> = columns(group, resource)
-        .iter()
-        .map(|c| cell(c.name, o))
-        .collect();
+    let cells: Vec<Value> = columns(group, resource).iter().map(|c| cell(c.name, o)).collect();
     let mut r = json!({"cells": cells});
     match include {
         IncludeObject::None => {}
@@ -258,13 +227,7 @@ pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Va
 }
 
 /// A whole Table of `items`, with the list's metadata.
-pub fn table(
-    group: &str,
-    resource: &str,
-    items: &[Value],
-    list_meta: Value,
-    include: IncludeObject,
-) -> Value {
+pub fn table(group: &str, resource: &str, items: &[Value], list_meta: Value, include: IncludeObject) -> Value {
     let defs: Vec<Value> = columns(group, resource)
         .iter()
         .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
@@ -302,25 +265,14 @@ mod tests {
     #[test]
     fn secret_and_binding_rows() {
         let s = json!({"metadata": {"name": "s", "creationTimestamp": "2020-01-01T00:00:00Z"}, "type": "Opaque", "data": {"a": "", "b": ""}});
-        let t = table(
-            "",
-            "secrets",
-            &[s],
-            json!({"resourceVersion": "5"}),
-            IncludeObject::Metadata,
-        );
+        let t = table("", "secrets", &[s], json!({"resourceVersion": "5"}), IncludeObject::Metadata);
         assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), 4);
         assert_eq!(t["rows"][0]["cells"][0], "s");
         assert_eq!(t["rows"][0]["cells"][1], "Opaque");
         assert_eq!(t["rows"][0]["cells"][2], 2);
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         let rb = json!({"metadata": {"name": "rb"}, "roleRef": {"kind": "Role", "name": "r"}, "subjects": [{"kind": "User", "name": "alice"}]});
-        let r = row(
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            &rb,
-            IncludeObject::None,
-        );
+        let r = row("rbac.authorization.k8s.io", "rolebindings", &rb, IncludeObject::None);
         assert_eq!(r["cells"][1], "Role/r");
         assert_eq!(r["cells"][3], "alice");
     }

@@ -8,8 +8,7 @@ const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case a
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -63,11 +62,7 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<StatusCause> {
             vec![invalid(name, &msg)]
         }
         NameRule::Subdomain if !is_dns_subdomain(name) => {
-            let msg = if name.len() > 253 {
-                "must be no more than 253 characters"
-            } else {
-                SUBDOMAIN_MSG
-            };
+            let msg = if name.len() > 253 { "must be no more than 253 characters" } else { SUBDOMAIN_MSG };
             vec![invalid(name, msg)]
         }
         NameRule::PathSegment if name == "." || name == ".." => {
@@ -85,11 +80,7 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<StatusCause> {
 pub fn generate_suffix() -> String {
     const ALPHA: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes
-        .iter()
-        .take(5)
-        .map(|b| ALPHA[*b as usize % ALPHA.len()] as char)
-        .collect()
+    bytes.iter().take(5).map(|b| ALPHA[*b as usize % ALPHA.len()] as char).collect()
 }
 
 #[cfg(test)]
@@ -101,16 +92,11 @@ mod tests {
         assert!(validate_name(NameRule::Subdomain, "a.b-c").is_empty());
         let c = validate_name(NameRule::Subdomain, "Bad_Name");
         assert_eq!(c[0].field, "metadata.name");
-        assert!(c[0]
-            .message
-            .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
+        assert!(c[0].message.starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
         assert!(!validate_name(NameRule::Label, "a.b").is_empty());
         assert!(validate_name(NameRule::PathSegment, "system:admin").is_empty());
         assert!(!validate_name(NameRule::PathSegment, "a/b").is_empty());
-        assert_eq!(
-            validate_name(NameRule::Label, "")[0].reason,
-            "FieldValueRequired"
-        );
+        assert_eq!(validate_name(NameRule::Label, "")[0].reason, "FieldValueRequired");
         let s = generate_suffix();
         assert_eq!(s.len(), 5);
     }

@@ -24,10 +24,7 @@ impl Hub {
     /// A new watcher on keys under `prefix`.
     pub fn subscribe(&self, prefix: &str) -> mpsc::Receiver<Arc<Event>> {
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        self.watchers.lock().unwrap().push(Watcher {
-            prefix: prefix.to_string(),
-            tx,
-        });
+        self.watchers.lock().unwrap().push(Watcher { prefix: prefix.to_string(), tx });
         rx
     }
 
@@ -66,13 +63,7 @@ mod tests {
     use serde_json::json;
 
     fn ev(rev: u64, key: &str) -> Arc<Event> {
-        Arc::new(Event {
-            rev,
-            kind: EventType::Added,
-            key: key.into(),
-            value: Arc::new(json!({})),
-            prev: None,
-        })
+        Arc::new(Event { rev, kind: EventType::Added, key: key.into(), value: Arc::new(json!({})), prev: None })
     }
 
     #[test]

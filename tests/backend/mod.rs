@@ -32,15 +32,10 @@ pub fn pki(names: &[&str]) -> Pki {
     p.distinguished_name.push(DnType::CommonName, "backend-ca");
     let ca = p.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let mut p =
-        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut p = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name.push(DnType::CommonName, "backend");
     let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
-    Pki {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
+    Pki { ca_pem: ca.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
 }
 
 #[derive(Debug, Clone)]
@@ -53,11 +48,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -86,35 +77,19 @@ impl TestBackend {
         for c in rustls_pemfile::certs(&mut std::fs::read(client_ca).unwrap().as_slice()) {
             roots.add(c.unwrap()).unwrap();
         }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
         let chain: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut pki.cert_pem.as_bytes())
-                .map(|c| c.unwrap())
-                .collect();
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes())
-            .unwrap()
-            .unwrap();
+            rustls_pemfile::certs(&mut pki.cert_pem.as_bytes()).map(|c| c.unwrap()).collect();
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes()).unwrap().unwrap();
         let config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
             .unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let b = TestBackend {
             port,
             rt,
@@ -133,9 +108,7 @@ impl TestBackend {
     fn listen(&self) {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let (state, acceptor) = (self.state.clone(), self.acceptor.clone());
-        let listener = self
-            .rt
-            .block_on(async move { TcpListener::bind(addr).await.unwrap() });
+        let listener = self.rt.block_on(async move { TcpListener::bind(addr).await.unwrap() });
         let st = state.clone();
         let task = self.rt.spawn(async move {
             loop {
@@ -145,8 +118,7 @@ impl TestBackend {
                 let (acceptor, st2) = (acceptor.clone(), st.clone());
                 let t = tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
-                        st2.accepted
-                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        st2.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         serve_conn(tls, st2).await;
                     }
                 });
@@ -175,9 +147,7 @@ impl TestBackend {
 
     /// TLS connections accepted so far.
     pub fn accepted(&self) -> usize {
-        self.state
-            .accepted
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.state.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -186,10 +156,7 @@ impl TestBackend {
 
     /// The last request whose target starts with `prefix`.
     pub fn last(&self, prefix: &str) -> Option<Seen> {
-        self.seen()
-            .into_iter()
-            .rev()
-            .find(|s| s.target.starts_with(prefix))
+        self.seen().into_iter().rev().find(|s| s.target.starts_with(prefix))
     }
 }
 
@@ -203,13 +170,7 @@ fn client_cn<IO>(tls: &tokio_rustls::server::TlsStream<IO>) -> String {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
         return String::new();
     };
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|c| c.as_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or("").to_string();
     cn
 }
 
@@ -237,10 +198,7 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             return;
         }
         let mut it = line.split_whitespace();
-        let (method, target) = (
-            it.next().unwrap_or("").to_string(),
-            it.next().unwrap_or("").to_string(),
-        );
+        let (method, target) = (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").to_string());
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -255,29 +213,21 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
             }
         }
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
         let len: usize = get("content-length").parse().unwrap_or(0);
         let mut body = vec![0; len];
         if io.read_exact(&mut body).await.is_err() {
             return;
         }
-        let seen = Seen {
-            method: method.clone(),
-            target: target.clone(),
-            headers: headers.clone(),
-            client_cn: cn.clone(),
-        };
+        let seen =
+            Seen { method: method.clone(), target: target.clone(), headers: headers.clone(), client_cn: cn.clone() };
         st.seen.lock().unwrap().push(seen);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let flunders = format!("/apis/{GROUP}/v1alpha1/namespaces/default/flunders");
         if get("upgrade").eq_ignore_ascii_case("websocket") {
-            let _ = io.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").await;
+            let _ = io
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await;
             let _ = io.flush().await;
             let mut buf = [0u8; 4096];
             loop {
@@ -291,22 +241,16 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 }
             }
         }
-        let delay = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("delay="))
-            .and_then(|v| v.parse::<u64>().ok());
+        let delay = query.split('&').find_map(|kv| kv.strip_prefix("delay=")).and_then(|v| v.parse::<u64>().ok());
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let ok = if segs.len() == 3 && segs[0] == "apis" {
-            respond(
-                &mut io,
-                200,
-                &discovery(&format!("{}/{}", segs[1], segs[2])).to_string(),
-            )
-            .await
+            respond(&mut io, 200, &discovery(&format!("{}/{}", segs[1], segs[2])).to_string()).await
         } else if path == flunders && query.contains("watch=true") {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
             let ev = |n: u32| {
-                let e = format!("{{\"type\":\"ADDED\",\"object\":{{\"kind\":\"Flunder\",\"metadata\":{{\"name\":\"f{n}\"}}}}}}\n");
+                let e = format!(
+                    "{{\"type\":\"ADDED\",\"object\":{{\"kind\":\"Flunder\",\"metadata\":{{\"name\":\"f{n}\"}}}}}}\n"
+                );
                 format!("{:x}\r\n{e}\r\n", e.len())
             };
             let mut ok = io.write_all(head.as_bytes()).await.is_ok()
@@ -315,8 +259,7 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             match delay {
                 Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 None => {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(20), st.release.notified()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(20), st.release.notified()).await;
                 }
             }
             ok = ok
@@ -326,21 +269,20 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             ok
         } else if path == format!("{flunders}/big") {
             // `mb` MiB of body, chunked, 64 KiB at a time
-            let mb: usize = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("mb="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            let mut ok = io.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n").await.is_ok();
+            let mb: usize =
+                query.split('&').find_map(|kv| kv.strip_prefix("mb=")).and_then(|v| v.parse().ok()).unwrap_or(1);
+            let mut ok = io
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+                )
+                .await
+                .is_ok();
             let chunk = vec![b'x'; 64 << 10];
             for _ in 0..mb * 16 {
                 if !ok {
                     break;
                 }
-                ok = io
-                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                    .await
-                    .is_ok()
+                ok = io.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_ok()
                     && io.write_all(&chunk).await.is_ok()
                     && io.write_all(b"\r\n").await.is_ok();
             }
@@ -349,12 +291,7 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             respond(&mut io, 200, &format!("{{\"received\":{}}}", body.len())).await
         } else if path == format!("{flunders}/slow") {
             tokio::time::sleep(Duration::from_millis(delay.unwrap_or(3000))).await;
-            respond(
-                &mut io,
-                200,
-                "{\"kind\":\"Flunder\",\"metadata\":{\"name\":\"slow\"}}",
-            )
-            .await
+            respond(&mut io, 200, "{\"kind\":\"Flunder\",\"metadata\":{\"name\":\"slow\"}}").await
         } else if path.starts_with(&flunders) {
             let body = serde_json::json!({"kind": "FlunderList", "apiVersion": format!("{GROUP}/v1alpha1"), "items": [], "seen": {"cn": cn, "headers": headers}});
             respond(&mut io, 200, &body.to_string()).await
@@ -369,6 +306,9 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 
 async fn respond<W: AsyncWriteExt + Unpin>(w: &mut W, code: u16, body: &str) -> bool {
     let reason = if code == 200 { "OK" } else { "Not Found" };
-    let msg = format!("HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let msg = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
     w.write_all(msg.as_bytes()).await.is_ok() && w.flush().await.is_ok()
 }

@@ -51,7 +51,13 @@ impl Frontdoor {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start frontdoor");
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -132,19 +138,11 @@ impl Drop for Frontdoor {
 
 pub fn client_builder(certs: &Path) -> reqwest::blocking::ClientBuilder {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
-    reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(30))
+    reqwest::blocking::Client::builder().use_rustls_tls().add_root_certificate(ca).timeout(Duration::from_secs(30))
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    Command::new(KUBECTL)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl")
+    Command::new(KUBECTL).arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("run kubectl")
 }
 
 pub fn stdout(o: &Output) -> String {

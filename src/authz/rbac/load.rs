@@ -31,19 +31,13 @@ pub fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
         let path = e?.path();
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
         if path.is_dir() {
             collect_dir(&path, out)?;
-        } else if matches!(
-            path.extension().and_then(|x| x.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
+        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
             out.push(path);
         }
     }
@@ -64,8 +58,7 @@ pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<RbacObject>> {
 pub fn parse_manifests(text: &str) -> anyhow::Result<Vec<RbacObject>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let v =
-            serde_yaml::Value::deserialize(doc).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
+        let v = serde_yaml::Value::deserialize(doc).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
         if v.is_null() {
             continue;
         }
@@ -77,41 +70,22 @@ pub fn parse_manifests(text: &str) -> anyhow::Result<Vec<RbacObject>> {
 
 /// One object (or a `kind: List`), validated.
 pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
-    let kind = v
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
     if kind == "List" || kind.ends_with("List") && v.get("items").is_some() {
-        let items = v
-            .get("items")
-            .and_then(|i| i.as_array())
-            .cloned()
-            .unwrap_or_default();
+        let items = v.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
             out.extend(parse_value(item).map_err(|e| anyhow!("items[{i}]: {e:#}"))?);
         }
         return Ok(out);
     }
-    let api_version = v
-        .get("apiVersion")
-        .and_then(|a| a.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let name = v
-        .pointer("/metadata/name")
-        .and_then(|n| n.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let api_version = v.get("apiVersion").and_then(|a| a.as_str()).unwrap_or_default().to_string();
+    let name = v.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or_default().to_string();
     let what = format!("{kind} {name:?}");
     if kind.is_empty() {
         bail!("Object 'Kind' is missing");
     }
-    if !matches!(
-        kind.as_str(),
-        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
-    ) {
+    if !matches!(kind.as_str(), "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding") {
         bail!("{what}: unknown kind {kind:?} (want Role, ClusterRole, RoleBinding or ClusterRoleBinding of {API_VERSION})");
     }
     if api_version != API_VERSION {
@@ -162,9 +136,7 @@ fn validate_name(name: &str) -> Result<(), String> {
     }
     // kube's path-segment rule for RBAC names
     if name == "." || name == ".." || name.contains('/') || name.contains('%') {
-        return Err(format!(
-            "metadata.name: Invalid value: {name:?}: may not contain '/' or '%' or be '.' or '..'"
-        ));
+        return Err(format!("metadata.name: Invalid value: {name:?}: may not contain '/' or '%' or be '.' or '..'"));
     }
     Ok(())
 }
@@ -194,23 +166,14 @@ fn validate_binding(b: &Binding, namespaced: bool) -> Result<(), String> {
         return Err("roleRef: Required value: roleRef is required".into());
     };
     if rr.api_group != GROUP {
-        return Err(format!(
-            "roleRef.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"",
-            rr.api_group
-        ));
+        return Err(format!("roleRef.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"", rr.api_group));
     }
     match (rr.kind.as_str(), namespaced) {
         ("ClusterRole", _) | ("Role", true) => {}
         (k, true) => {
-            return Err(format!(
-            "roleRef.kind: Unsupported value: {k:?}: supported values: \"Role\", \"ClusterRole\""
-        ))
+            return Err(format!("roleRef.kind: Unsupported value: {k:?}: supported values: \"Role\", \"ClusterRole\""))
         }
-        (k, false) => {
-            return Err(format!(
-                "roleRef.kind: Unsupported value: {k:?}: supported values: \"ClusterRole\""
-            ))
-        }
+        (k, false) => return Err(format!("roleRef.kind: Unsupported value: {k:?}: supported values: \"ClusterRole\"")),
     }
     if rr.name.is_empty() {
         return Err("roleRef.name: Required value".into());
@@ -231,10 +194,17 @@ fn validate_binding(b: &Binding, namespaced: bool) -> Result<(), String> {
             }
             "User" | "Group" => {
                 if s.api_group != GROUP {
-                    return Err(format!("{f}.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"", s.api_group));
+                    return Err(format!(
+                        "{f}.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"",
+                        s.api_group
+                    ));
                 }
             }
-            k => return Err(format!("{f}.kind: Unsupported value: {k:?}: supported values: \"ServiceAccount\", \"User\", \"Group\"")),
+            k => {
+                return Err(format!(
+                    "{f}.kind: Unsupported value: {k:?}: supported values: \"ServiceAccount\", \"User\", \"Group\""
+                ))
+            }
         }
     }
     Ok(())
@@ -271,11 +241,7 @@ items:
 "#;
         let objs = parse_manifests(text).unwrap();
         assert_eq!(objs.len(), 3);
-        assert_eq!(
-            objs[2].meta().namespace,
-            "default",
-            "RoleBinding defaults to the default namespace"
-        );
+        assert_eq!(objs[2].meta().namespace, "default", "RoleBinding defaults to the default namespace");
     }
 
     #[test]

@@ -20,17 +20,11 @@ use std::sync::{Arc, Mutex};
 
 /// The built-in bootstrap roles and bindings.
 pub fn bootstrap() -> Vec<RbacObject> {
-    load::parse_manifests(include_str!("bootstrap.yaml"))
-        .expect("the embedded bootstrap policy is valid")
+    load::parse_manifests(include_str!("bootstrap.yaml")).expect("the embedded bootstrap policy is valid")
 }
 
 /// The store's RBAC resources, by resource name.
-pub const RESOURCES: [&str; 4] = [
-    "roles",
-    "clusterroles",
-    "rolebindings",
-    "clusterrolebindings",
-];
+pub const RESOURCES: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
 
 #[derive(Default)]
 struct Sources {
@@ -50,10 +44,7 @@ impl RbacAuthorizer {
     pub fn new(paths: Vec<PathBuf>) -> anyhow::Result<Self> {
         let files = load::load_paths(&paths)?;
         let bootstrap = bootstrap();
-        let sources = Sources {
-            files,
-            dynamic: BTreeMap::new(),
-        };
+        let sources = Sources { files, dynamic: BTreeMap::new() };
         let policy = Policy::compile(merged(&bootstrap, &sources));
         tracing::info!(
             roles = policy.counts[0],
@@ -62,12 +53,7 @@ impl RbacAuthorizer {
             cluster_role_bindings = policy.counts[3],
             "RBAC policy loaded"
         );
-        Ok(RbacAuthorizer {
-            paths,
-            bootstrap,
-            sources: Mutex::new(sources),
-            policy: ArcSwap::from_pointee(policy),
-        })
+        Ok(RbacAuthorizer { paths, bootstrap, sources: Mutex::new(sources), policy: ArcSwap::from_pointee(policy) })
     }
 
     /// An authorizer over exactly `objects` (no bootstrap, no files): for tests and benches.
@@ -76,10 +62,7 @@ impl RbacAuthorizer {
         RbacAuthorizer {
             paths: Vec::new(),
             bootstrap: Vec::new(),
-            sources: Mutex::new(Sources {
-                files: objects,
-                dynamic: BTreeMap::new(),
-            }),
+            sources: Mutex::new(Sources { files: objects, dynamic: BTreeMap::new() }),
             policy: ArcSwap::from_pointee(policy),
         }
     }
@@ -105,11 +88,7 @@ impl RbacAuthorizer {
 
     /// Replaces the store's objects of one resource (`roles`, `clusterroles`, `rolebindings`,
     /// `clusterrolebindings`) with `objects`, all or nothing.
-    pub fn set_dynamic_resource(
-        &self,
-        resource: &str,
-        objects: Vec<serde_json::Value>,
-    ) -> anyhow::Result<()> {
+    pub fn set_dynamic_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         if !RESOURCES.contains(&resource) {
             anyhow::bail!("{resource:?} is not an RBAC resource");
         }

@@ -36,11 +36,7 @@ impl SubjectIndex {
         self.users
             .get(user.username.as_str())
             .into_iter()
-            .chain(
-                user.groups
-                    .iter()
-                    .filter_map(|g| self.groups.get(g.as_str())),
-            )
+            .chain(user.groups.iter().filter_map(|g| self.groups.get(g.as_str())))
             .flatten()
     }
 
@@ -49,16 +45,9 @@ impl SubjectIndex {
             "User" => self.users.entry(s.name.clone()).or_default().push(g),
             "Group" => self.groups.entry(s.name.clone()).or_default().push(g),
             "ServiceAccount" => {
-                let ns = if s.namespace.is_empty() {
-                    binding_ns
-                } else {
-                    s.namespace.as_str()
-                };
+                let ns = if s.namespace.is_empty() { binding_ns } else { s.namespace.as_str() };
                 if !ns.is_empty() {
-                    self.users
-                        .entry(format!("system:serviceaccount:{ns}:{}", s.name))
-                        .or_default()
-                        .push(g);
+                    self.users.entry(format!("system:serviceaccount:{ns}:{}", s.name)).or_default().push(g);
                 }
             }
             _ => {}
@@ -87,11 +76,7 @@ pub struct Rules {
 
 fn describe_subject(s: &Subject, binding_ns: &str) -> String {
     if s.kind == "ServiceAccount" {
-        let ns = if s.namespace.is_empty() {
-            binding_ns
-        } else {
-            &s.namespace
-        };
+        let ns = if s.namespace.is_empty() { binding_ns } else { &s.namespace };
         format!("{} \"{}/{}\"", s.kind, s.name, ns)
     } else {
         format!("{} {:?}", s.kind, s.name)
@@ -152,23 +137,12 @@ impl Policy {
             let target = match found {
                 Some(id) => Target::Role(id),
                 None => {
-                    let res = if rr.kind == "ClusterRole" {
-                        "clusterrole"
-                    } else {
-                        "role"
-                    };
-                    p.missing.push(format!(
-                        "{res}.rbac.authorization.k8s.io {:?} not found",
-                        rr.name
-                    ));
+                    let res = if rr.kind == "ClusterRole" { "clusterrole" } else { "role" };
+                    p.missing.push(format!("{res}.rbac.authorization.k8s.io {:?} not found", rr.name));
                     Target::Missing(p.missing.len() as u32 - 1)
                 }
             };
-            let index = if cluster {
-                &mut p.cluster
-            } else {
-                p.namespaces.entry(ns.clone()).or_default()
-            };
+            let index = if cluster { &mut p.cluster } else { p.namespaces.entry(ns.clone()).or_default() };
             for s in &b.subjects {
                 let subject = describe_subject(s, &ns);
                 let reason = if cluster {
@@ -194,15 +168,8 @@ impl Policy {
     /// (with any missing-role errors met on the way as reason).
     pub fn authorize(&self, a: &Attributes) -> (Decision, String) {
         let mut missing: Vec<u32> = Vec::new();
-        let ns_index = if a.namespace.is_empty() {
-            None
-        } else {
-            self.namespaces.get(a.namespace.as_str())
-        };
-        let grants = self
-            .cluster
-            .each(&a.user)
-            .chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
+        let ns_index = if a.namespace.is_empty() { None } else { self.namespaces.get(a.namespace.as_str()) };
+        let grants = self.cluster.each(&a.user).chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
         for g in grants {
             match g.target {
                 Target::Role(id) => {
@@ -222,10 +189,7 @@ impl Policy {
             [one] => format!("RBAC: {}", self.missing[*one as usize]),
             many => format!(
                 "RBAC: [{}]",
-                many.iter()
-                    .map(|e| self.missing[*e as usize].as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                many.iter().map(|e| self.missing[*e as usize].as_str()).collect::<Vec<_>>().join(", ")
             ),
         };
         (Decision::NoOpinion, reason)
@@ -235,16 +199,8 @@ impl Policy {
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> Rules {
         let mut out = Rules::default();
         let mut seen = Vec::new();
-        let ns_index = if namespace.is_empty() {
-            None
-        } else {
-            self.namespaces.get(namespace)
-        };
-        for g in self
-            .cluster
-            .each(user)
-            .chain(ns_index.into_iter().flat_map(|i| i.each(user)))
-        {
+        let ns_index = if namespace.is_empty() { None } else { self.namespaces.get(namespace) };
+        for g in self.cluster.each(user).chain(ns_index.into_iter().flat_map(|i| i.each(user))) {
             match g.target {
                 Target::Role(id) if !seen.contains(&id) => {
                     seen.push(id);
@@ -268,17 +224,10 @@ impl Policy {
 fn aggregate(cluster_roles: &mut BTreeMap<String, Role>) {
     for _ in 0..16 {
         let mut changed = false;
-        let names: Vec<String> = cluster_roles
-            .iter()
-            .filter(|(_, r)| r.aggregation_rule.is_some())
-            .map(|(n, _)| n.clone())
-            .collect();
+        let names: Vec<String> =
+            cluster_roles.iter().filter(|(_, r)| r.aggregation_rule.is_some()).map(|(n, _)| n.clone()).collect();
         for name in names {
-            let sels = cluster_roles[&name]
-                .aggregation_rule
-                .clone()
-                .unwrap_or_default()
-                .cluster_role_selectors;
+            let sels = cluster_roles[&name].aggregation_rule.clone().unwrap_or_default().cluster_role_selectors;
             let mut rules: Vec<PolicyRule> = Vec::new();
             for sel in &sels {
                 for (other, r) in cluster_roles.iter() {

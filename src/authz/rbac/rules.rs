@@ -45,9 +45,9 @@ pub fn resource_name_matches(rule: &PolicyRule, name: &str) -> bool {
 
 /// `*`, an exact path, or a prefix ending in `*` (`/apis/*`).
 pub fn non_resource_url_matches(rule: &PolicyRule, path: &str) -> bool {
-    rule.non_resource_urls.iter().any(|u| {
-        u == ALL || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*')))
-    })
+    rule.non_resource_urls
+        .iter()
+        .any(|u| u == ALL || u == path || (u.ends_with('*') && path.starts_with(u.trim_end_matches('*'))))
 }
 
 /// Whether `rule` allows the request.
@@ -65,9 +65,7 @@ pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
 /// metav1.LabelSelector semantics: matchLabels and matchExpressions (In, NotIn, Exists,
 /// DoesNotExist) all hold; an empty selector selects everything.
 pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.match_labels
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
+    sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
         && sel.match_expressions.iter().all(|e| {
             let got = labels.get(&e.key);
             match e.operator.as_str() {
@@ -83,31 +81,25 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
 /// kube's `ValidatePolicyRule`: the first problem with a rule, as a field error.
 pub fn validate_rule(rule: &PolicyRule, namespaced: bool, field: &str) -> Result<(), String> {
     if rule.verbs.is_empty() {
-        return Err(format!(
-            "{field}.verbs: Required value: verbs must contain at least one value"
-        ));
+        return Err(format!("{field}.verbs: Required value: verbs must contain at least one value"));
     }
     if !rule.non_resource_urls.is_empty() {
         if namespaced {
-            return Err(format!("{field}.nonResourceURLs: Invalid value: {:?}: namespaced rules cannot apply to non-resource URLs", rule.non_resource_urls));
+            return Err(format!(
+                "{field}.nonResourceURLs: Invalid value: {:?}: namespaced rules cannot apply to non-resource URLs",
+                rule.non_resource_urls
+            ));
         }
-        if !rule.api_groups.is_empty()
-            || !rule.resources.is_empty()
-            || !rule.resource_names.is_empty()
-        {
+        if !rule.api_groups.is_empty() || !rule.resources.is_empty() || !rule.resource_names.is_empty() {
             return Err(format!("{field}.nonResourceURLs: Invalid value: {:?}: rules cannot apply to both regular resources and non-resource URLs", rule.non_resource_urls));
         }
         return Ok(());
     }
     if rule.api_groups.is_empty() {
-        return Err(format!(
-            "{field}.apiGroups: Required value: resource rules must supply at least one api group"
-        ));
+        return Err(format!("{field}.apiGroups: Required value: resource rules must supply at least one api group"));
     }
     if rule.resources.is_empty() {
-        return Err(format!(
-            "{field}.resources: Required value: resource rules must supply at least one resource"
-        ));
+        return Err(format!("{field}.resources: Required value: resource rules must supply at least one resource"));
     }
     Ok(())
 }
@@ -147,11 +139,7 @@ mod tests {
 
     fn urls(verbs: &[&str], urls: &[&str]) -> PolicyRule {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
-        PolicyRule {
-            verbs: v(verbs),
-            non_resource_urls: v(urls),
-            ..Default::default()
-        }
+        PolicyRule { verbs: v(verbs), non_resource_urls: v(urls), ..Default::default() }
     }
 
     fn res(verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
@@ -169,53 +157,23 @@ mod tests {
     }
 
     fn path(verb: &str, p: &str) -> Attributes {
-        Attributes {
-            user: UserInfo::new("u", vec![]),
-            verb: verb.into(),
-            path: p.into(),
-            ..Default::default()
-        }
+        Attributes { user: UserInfo::new("u", vec![]), verb: verb.into(), path: p.into(), ..Default::default() }
     }
 
     #[test]
     fn resource_rules_table() {
         let cases: &[(&str, PolicyRule, Attributes, bool)] = &[
-            (
-                "exact",
-                rule(&["get"], &[""], &["pods"], &[]),
-                res("get", "", "pods", "", "p"),
-                true,
-            ),
-            (
-                "verb mismatch",
-                rule(&["get"], &[""], &["pods"], &[]),
-                res("list", "", "pods", "", ""),
-                false,
-            ),
-            (
-                "verb star",
-                rule(&["*"], &[""], &["pods"], &[]),
-                res("deletecollection", "", "pods", "", ""),
-                true,
-            ),
-            (
-                "group mismatch",
-                rule(&["get"], &["apps"], &["pods"], &[]),
-                res("get", "", "pods", "", ""),
-                false,
-            ),
+            ("exact", rule(&["get"], &[""], &["pods"], &[]), res("get", "", "pods", "", "p"), true),
+            ("verb mismatch", rule(&["get"], &[""], &["pods"], &[]), res("list", "", "pods", "", ""), false),
+            ("verb star", rule(&["*"], &[""], &["pods"], &[]), res("deletecollection", "", "pods", "", ""), true),
+            ("group mismatch", rule(&["get"], &["apps"], &["pods"], &[]), res("get", "", "pods", "", ""), false),
             (
                 "group star",
                 rule(&["get"], &["*"], &["deployments"], &[]),
                 res("get", "apps", "deployments", "", ""),
                 true,
             ),
-            (
-                "resource star",
-                rule(&["get"], &[""], &["*"], &[]),
-                res("get", "", "secrets", "", ""),
-                true,
-            ),
+            ("resource star", rule(&["get"], &[""], &["*"], &[]), res("get", "", "secrets", "", ""), true),
             (
                 "resource star covers subresources",
                 rule(&["get"], &[""], &["*"], &[]),
@@ -288,60 +246,15 @@ mod tests {
                 res("list", "", "configmaps", "", ""),
                 false,
             ),
-            (
-                "resource rule never matches a path",
-                rule(&["get"], &["*"], &["*"], &[]),
-                path("get", "/healthz"),
-                false,
-            ),
-            (
-                "exact url",
-                urls(&["get"], &["/healthz"]),
-                path("get", "/healthz"),
-                true,
-            ),
-            (
-                "url mismatch",
-                urls(&["get"], &["/healthz"]),
-                path("get", "/healthz/ping"),
-                false,
-            ),
-            (
-                "url star",
-                urls(&["get"], &["*"]),
-                path("get", "/anything"),
-                true,
-            ),
-            (
-                "url trailing star",
-                urls(&["get"], &["/apis/*"]),
-                path("get", "/apis/apps/v1"),
-                true,
-            ),
-            (
-                "url trailing star bare prefix",
-                urls(&["get"], &["/apis/*"]),
-                path("get", "/apis/"),
-                true,
-            ),
-            (
-                "url trailing star miss",
-                urls(&["get"], &["/apis/*"]),
-                path("get", "/api"),
-                false,
-            ),
-            (
-                "url verb",
-                urls(&["get"], &["/metrics"]),
-                path("post", "/metrics"),
-                false,
-            ),
-            (
-                "url rule never matches a resource",
-                urls(&["*"], &["*"]),
-                res("get", "", "pods", "", ""),
-                false,
-            ),
+            ("resource rule never matches a path", rule(&["get"], &["*"], &["*"], &[]), path("get", "/healthz"), false),
+            ("exact url", urls(&["get"], &["/healthz"]), path("get", "/healthz"), true),
+            ("url mismatch", urls(&["get"], &["/healthz"]), path("get", "/healthz/ping"), false),
+            ("url star", urls(&["get"], &["*"]), path("get", "/anything"), true),
+            ("url trailing star", urls(&["get"], &["/apis/*"]), path("get", "/apis/apps/v1"), true),
+            ("url trailing star bare prefix", urls(&["get"], &["/apis/*"]), path("get", "/apis/"), true),
+            ("url trailing star miss", urls(&["get"], &["/apis/*"]), path("get", "/api"), false),
+            ("url verb", urls(&["get"], &["/metrics"]), path("post", "/metrics"), false),
+            ("url rule never matches a resource", urls(&["*"], &["*"]), res("get", "", "pods", "", ""), false),
         ];
         for (name, r, a, want) in cases {
             assert_eq!(rule_allows(r, a), *want, "{name}");
@@ -374,27 +287,13 @@ mod tests {
 
     #[test]
     fn rule_validation() {
-        assert!(
-            validate_rule(&rule(&[], &[""], &["pods"], &[]), false, "rules[0]")
-                .unwrap_err()
-                .contains("verbs")
-        );
-        assert!(validate_rule(&urls(&["get"], &["/x"]), true, "rules[0]")
-            .unwrap_err()
-            .contains("namespaced"));
+        assert!(validate_rule(&rule(&[], &[""], &["pods"], &[]), false, "rules[0]").unwrap_err().contains("verbs"));
+        assert!(validate_rule(&urls(&["get"], &["/x"]), true, "rules[0]").unwrap_err().contains("namespaced"));
         let mut both = urls(&["get"], &["/x"]);
         both.resources = vec!["pods".into()];
-        assert!(validate_rule(&both, false, "r")
-            .unwrap_err()
-            .contains("both"));
-        assert!(
-            validate_rule(&rule(&["get"], &[], &["pods"], &[]), false, "r")
-                .unwrap_err()
-                .contains("apiGroups")
-        );
-        assert!(validate_rule(&rule(&["get"], &[""], &[], &[]), false, "r")
-            .unwrap_err()
-            .contains("resources"));
+        assert!(validate_rule(&both, false, "r").unwrap_err().contains("both"));
+        assert!(validate_rule(&rule(&["get"], &[], &["pods"], &[]), false, "r").unwrap_err().contains("apiGroups"));
+        assert!(validate_rule(&rule(&["get"], &[""], &[], &[]), false, "r").unwrap_err().contains("resources"));
         assert!(validate_rule(&rule(&["get"], &[""], &["pods"], &[]), true, "r").is_ok());
     }
 }

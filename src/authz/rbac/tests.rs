@@ -4,15 +4,7 @@ fn user(name: &str, groups: &[&str]) -> UserInfo {
     UserInfo::new(name, groups.iter().map(|g| g.to_string()).collect())
 }
 
-fn res(
-    u: &UserInfo,
-    verb: &str,
-    ns: &str,
-    group: &str,
-    resource: &str,
-    sub: &str,
-    name: &str,
-) -> Attributes {
+fn res(u: &UserInfo, verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
     Attributes {
         user: u.clone(),
         verb: verb.into(),
@@ -27,12 +19,7 @@ fn res(
 }
 
 fn path(u: &UserInfo, verb: &str, p: &str) -> Attributes {
-    Attributes {
-        user: u.clone(),
-        verb: verb.into(),
-        path: p.into(),
-        ..Default::default()
-    }
+    Attributes { user: u.clone(), verb: verb.into(), path: p.into(), ..Default::default() }
 }
 
 const POLICY: &str = r#"
@@ -98,162 +85,47 @@ fn binding_and_matching_table() {
     let alice = user("alice", &["system:authenticated"]);
     let dev = user("dan", &["devs", "system:authenticated"]);
     let ops = user("olga", &["ops", "system:authenticated"]);
-    let builder = user(
-        "system:serviceaccount:team-a:builder",
-        &["system:serviceaccounts"],
-    );
+    let builder = user("system:serviceaccount:team-a:builder", &["system:serviceaccounts"]);
     let deployer = user("system:serviceaccount:ci:deployer", &[]);
     let other_sa = user("system:serviceaccount:team-b:builder", &[]);
     let cases: Vec<(&str, Attributes, bool)> = vec![
-        (
-            "role in its namespace",
-            res(&alice, "get", "team-a", "", "pods", "", "p"),
-            true,
-        ),
-        (
-            "role not in another namespace",
-            res(&alice, "get", "team-b", "", "pods", "", "p"),
-            false,
-        ),
-        (
-            "role not at cluster scope",
-            res(&alice, "list", "", "", "pods", "", ""),
-            false,
-        ),
-        (
-            "verb not granted",
-            res(&alice, "delete", "team-a", "", "pods", "", "p"),
-            false,
-        ),
-        (
-            "subresource granted",
-            res(&alice, "get", "team-a", "", "pods", "log", "p"),
-            true,
-        ),
-        (
-            "subresource not granted",
-            res(&alice, "create", "team-a", "", "pods", "exec", "p"),
-            false,
-        ),
-        (
-            "resourceName granted",
-            res(&alice, "update", "team-a", "", "configmaps", "", "settings"),
-            true,
-        ),
-        (
-            "resourceName other",
-            res(&alice, "update", "team-a", "", "configmaps", "", "other"),
-            false,
-        ),
-        (
-            "SA subject defaults to binding namespace",
-            res(&builder, "list", "team-a", "", "pods", "", ""),
-            true,
-        ),
-        (
-            "SA in another namespace does not match",
-            res(&other_sa, "list", "team-a", "", "pods", "", ""),
-            false,
-        ),
-        (
-            "SA subject with explicit namespace",
-            res(&deployer, "get", "team-a", "", "pods", "", "p"),
-            true,
-        ),
+        ("role in its namespace", res(&alice, "get", "team-a", "", "pods", "", "p"), true),
+        ("role not in another namespace", res(&alice, "get", "team-b", "", "pods", "", "p"), false),
+        ("role not at cluster scope", res(&alice, "list", "", "", "pods", "", ""), false),
+        ("verb not granted", res(&alice, "delete", "team-a", "", "pods", "", "p"), false),
+        ("subresource granted", res(&alice, "get", "team-a", "", "pods", "log", "p"), true),
+        ("subresource not granted", res(&alice, "create", "team-a", "", "pods", "exec", "p"), false),
+        ("resourceName granted", res(&alice, "update", "team-a", "", "configmaps", "", "settings"), true),
+        ("resourceName other", res(&alice, "update", "team-a", "", "configmaps", "", "other"), false),
+        ("SA subject defaults to binding namespace", res(&builder, "list", "team-a", "", "pods", "", ""), true),
+        ("SA in another namespace does not match", res(&other_sa, "list", "team-a", "", "pods", "", ""), false),
+        ("SA subject with explicit namespace", res(&deployer, "get", "team-a", "", "pods", "", "p"), true),
         (
             "RoleBinding to ClusterRole, */scale",
-            res(
-                &dev,
-                "update",
-                "team-b",
-                "apps",
-                "deployments",
-                "scale",
-                "d",
-            ),
+            res(&dev, "update", "team-b", "apps", "deployments", "scale", "d"),
             true,
         ),
         (
             "RoleBinding to ClusterRole stays in namespace",
-            res(
-                &dev,
-                "update",
-                "team-a",
-                "apps",
-                "deployments",
-                "scale",
-                "d",
-            ),
+            res(&dev, "update", "team-a", "apps", "deployments", "scale", "d"),
             false,
         ),
-        (
-            "*/scale is not status",
-            res(
-                &dev,
-                "update",
-                "team-b",
-                "apps",
-                "deployments",
-                "status",
-                "d",
-            ),
-            false,
-        ),
+        ("*/scale is not status", res(&dev, "update", "team-b", "apps", "deployments", "status", "d"), false),
         ("nonResourceURL exact", path(&ops, "get", "/metrics"), true),
-        (
-            "nonResourceURL trailing *",
-            path(&ops, "get", "/debug/pprof/heap"),
-            true,
-        ),
-        (
-            "nonResourceURL wrong verb",
-            path(&ops, "post", "/metrics"),
-            false,
-        ),
-        (
-            "nonResourceURL not granted",
-            path(&alice, "get", "/metrics"),
-            false,
-        ),
-        (
-            "bootstrap discovery",
-            path(&alice, "get", "/apis/apps/v1"),
-            true,
-        ),
+        ("nonResourceURL trailing *", path(&ops, "get", "/debug/pprof/heap"), true),
+        ("nonResourceURL wrong verb", path(&ops, "post", "/metrics"), false),
+        ("nonResourceURL not granted", path(&alice, "get", "/metrics"), false),
+        ("bootstrap discovery", path(&alice, "get", "/apis/apps/v1"), true),
         (
             "bootstrap basic-user",
-            res(
-                &alice,
-                "create",
-                "",
-                "authorization.k8s.io",
-                "selfsubjectaccessreviews",
-                "",
-                "",
-            ),
+            res(&alice, "create", "", "authorization.k8s.io", "selfsubjectaccessreviews", "", ""),
             true,
         ),
-        (
-            "bootstrap: anonymous sees version",
-            path(&UserInfo::anonymous(), "get", "/version"),
-            true,
-        ),
-        (
-            "bootstrap: anonymous no discovery",
-            path(&UserInfo::anonymous(), "get", "/api"),
-            false,
-        ),
+        ("bootstrap: anonymous sees version", path(&UserInfo::anonymous(), "get", "/version"), true),
+        ("bootstrap: anonymous no discovery", path(&UserInfo::anonymous(), "get", "/api"), false),
         (
             "bootstrap: masters are cluster-admin",
-            res(
-                &user("root", &["system:masters"]),
-                "delete",
-                "x",
-                "apps",
-                "deployments",
-                "",
-                "d",
-            ),
+            res(&user("root", &["system:masters"]), "delete", "x", "apps", "deployments", "", "d"),
             true,
         ),
     ];
@@ -269,28 +141,10 @@ fn binding_and_matching_table() {
 #[test]
 fn reasons_are_kubes() {
     let z = authorizer();
-    let (_, r) = z.decide(&res(
-        &user("alice", &[]),
-        "get",
-        "team-a",
-        "",
-        "pods",
-        "",
-        "p",
-    ));
-    assert_eq!(
-        r,
-        r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to User "alice""#
-    );
-    let (_, r) = z.decide(&res(
-        &user("system:serviceaccount:team-a:builder", &[]),
-        "get",
-        "team-a",
-        "",
-        "pods",
-        "",
-        "p",
-    ));
+    let (_, r) = z.decide(&res(&user("alice", &[]), "get", "team-a", "", "pods", "", "p"));
+    assert_eq!(r, r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to User "alice""#);
+    let (_, r) =
+        z.decide(&res(&user("system:serviceaccount:team-a:builder", &[]), "get", "team-a", "", "pods", "", "p"));
     assert_eq!(
         r,
         r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to ServiceAccount "builder/team-a""#
@@ -302,10 +156,7 @@ fn reasons_are_kubes() {
     );
     let (d, r) = z.decide(&res(&user("bob", &[]), "get", "x", "", "pods", "", "p"));
     assert_eq!(d, Decision::NoOpinion);
-    assert_eq!(
-        r,
-        r#"RBAC: clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#
-    );
+    assert_eq!(r, r#"RBAC: clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#);
     let (_, r) = z.decide(&res(&user("carol", &[]), "get", "x", "", "pods", "", "p"));
     assert_eq!(r, "");
 }
@@ -365,47 +216,18 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: m}]
     let a = user("a", &[]);
     let m = user("m", &[]);
     let allow = |a: Attributes| z.decide(&a).0 == Decision::Allow;
+    assert!(allow(res(&v, "list", "ns", "example.com", "widgets", "", "")), "view aggregates widgets-view");
+    assert!(allow(res(&v, "get", "ns", "", "pods", "log", "p")), "view has bootstrap rules");
+    assert!(!allow(res(&v, "get", "ns", "", "secrets", "", "s")), "view cannot read secrets");
+    assert!(allow(res(&a, "watch", "ns", "example.com", "widgets", "", "")), "admin ⊇ edit ⊇ view, transitively");
+    assert!(allow(res(&a, "delete", "ns", "", "secrets", "", "s")), "admin has edit's rules");
     assert!(
-        allow(res(&v, "list", "ns", "example.com", "widgets", "", "")),
-        "view aggregates widgets-view"
-    );
-    assert!(
-        allow(res(&v, "get", "ns", "", "pods", "log", "p")),
-        "view has bootstrap rules"
-    );
-    assert!(
-        !allow(res(&v, "get", "ns", "", "secrets", "", "s")),
-        "view cannot read secrets"
-    );
-    assert!(
-        allow(res(&a, "watch", "ns", "example.com", "widgets", "", "")),
-        "admin ⊇ edit ⊇ view, transitively"
-    );
-    assert!(
-        allow(res(&a, "delete", "ns", "", "secrets", "", "s")),
-        "admin has edit's rules"
-    );
-    assert!(
-        allow(res(
-            &a,
-            "create",
-            "ns",
-            "rbac.authorization.k8s.io",
-            "rolebindings",
-            "",
-            ""
-        )),
+        allow(res(&a, "create", "ns", "rbac.authorization.k8s.io", "rolebindings", "", "")),
         "admin's own aggregate"
     );
     assert!(!allow(res(&a, "create", "ns", "", "nodes", "", "")));
-    assert!(
-        allow(res(&m, "get", "", "", "nodes", "", "n")),
-        "matchExpressions In"
-    );
-    assert!(
-        !allow(res(&m, "get", "ns", "", "secrets", "", "s")),
-        "an aggregated role's own rules are replaced"
-    );
+    assert!(allow(res(&m, "get", "", "", "nodes", "", "n")), "matchExpressions In");
+    assert!(!allow(res(&m, "get", "ns", "", "secrets", "", "s")), "an aggregated role's own rules are replaced");
 }
 
 #[test]
@@ -420,8 +242,7 @@ fn dynamic_objects_merge_and_bad_ones_keep_the_old_policy() {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
         "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "carol"}]
     });
-    z.set_dynamic_resource("rolebindings", vec![rb.clone()])
-        .unwrap();
+    z.set_dynamic_resource("rolebindings", vec![rb.clone()]).unwrap();
     assert_eq!(z.decide(&a).0, Decision::Allow);
     // a bad object leaves everything as it was
     let mut bad = rb.clone();
@@ -444,12 +265,13 @@ fn file_reload_is_all_or_nothing() {
     let alice = user("alice", &[]);
     let a = res(&alice, "get", "team-a", "", "pods", "", "p");
     assert_eq!(z.decide(&a).0, Decision::Allow);
-    std::fs::write(&f, format!("{POLICY}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {{name: x}}\n")).unwrap();
+    std::fs::write(
+        &f,
+        format!("{POLICY}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {{name: x}}\n"),
+    )
+    .unwrap();
     let err = format!("{:#}", z.reload().unwrap_err());
-    assert!(
-        err.contains("p.yaml") && err.contains("unknown kind"),
-        "{err}"
-    );
+    assert!(err.contains("p.yaml") && err.contains("unknown kind"), "{err}");
     assert_eq!(z.decide(&a).0, Decision::Allow, "old policy kept");
     std::fs::write(&f, "").unwrap();
     z.reload().unwrap();
@@ -459,28 +281,13 @@ fn file_reload_is_all_or_nothing() {
 #[test]
 fn rules_for_lists_cluster_and_namespace_rules() {
     let z = authorizer();
-    let r = z
-        .policy()
-        .rules_for(&user("alice", &["system:authenticated"]), "team-a");
-    assert!(r
-        .rules
-        .iter()
-        .any(|x| x.resources.contains(&"pods/log".to_string())));
-    assert!(r.rules.iter().any(|x| x
-        .resources
-        .contains(&"selfsubjectaccessreviews".to_string())));
-    let r = z
-        .policy()
-        .rules_for(&user("alice", &["system:authenticated"]), "team-b");
-    assert!(!r
-        .rules
-        .iter()
-        .any(|x| x.resources.contains(&"pods/log".to_string())));
+    let r = z.policy().rules_for(&user("alice", &["system:authenticated"]), "team-a");
+    assert!(r.rules.iter().any(|x| x.resources.contains(&"pods/log".to_string())));
+    assert!(r.rules.iter().any(|x| x.resources.contains(&"selfsubjectaccessreviews".to_string())));
+    let r = z.policy().rules_for(&user("alice", &["system:authenticated"]), "team-b");
+    assert!(!r.rules.iter().any(|x| x.resources.contains(&"pods/log".to_string())));
     let r = z.policy().rules_for(&user("bob", &[]), "x");
-    assert_eq!(
-        r.errors,
-        vec![r#"clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#.to_string()]
-    );
+    assert_eq!(r.errors, vec![r#"clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#.to_string()]);
 }
 
 #[test]
@@ -489,62 +296,14 @@ fn example_policy_directory_is_valid_and_does_what_it_says() {
     let z = RbacAuthorizer::new(vec![dir]).unwrap();
     let allow = |a: Attributes| z.decide(&a).0 == Decision::Allow;
     let dev = user("d", &["developers"]);
-    assert!(allow(res(
-        &dev,
-        "create",
-        "dev",
-        "apps",
-        "deployments",
-        "",
-        ""
-    )));
-    assert!(!allow(res(
-        &dev,
-        "create",
-        "prod",
-        "apps",
-        "deployments",
-        "",
-        ""
-    )));
+    assert!(allow(res(&dev, "create", "dev", "apps", "deployments", "", "")));
+    assert!(!allow(res(&dev, "create", "prod", "apps", "deployments", "", "")));
     let auditor = user("a", &["auditors"]);
-    assert!(allow(res(
-        &auditor,
-        "list",
-        "prod",
-        "example.com",
-        "widgets",
-        "",
-        ""
-    )));
+    assert!(allow(res(&auditor, "list", "prod", "example.com", "widgets", "", "")));
     assert!(!allow(res(&auditor, "get", "prod", "", "secrets", "", "s")));
     let ci = user("system:serviceaccount:ci:deployer", &[]);
-    assert!(allow(res(
-        &ci,
-        "get",
-        "dev",
-        "",
-        "configmaps",
-        "",
-        "app-settings"
-    )));
-    assert!(!allow(res(
-        &ci,
-        "get",
-        "dev",
-        "",
-        "configmaps",
-        "",
-        "other"
-    )));
-    assert!(allow(res(
-        &ci,
-        "patch",
-        "dev",
-        "apps",
-        "statefulsets",
-        "scale",
-        "s"
-    )));
+    assert!(allow(res(&ci, "get", "dev", "", "configmaps", "", "app-settings")));
+    assert!(!allow(res(&ci, "get", "dev", "", "configmaps", "", "other")));
+    assert!(allow(res(&ci, "patch", "dev", "apps", "statefulsets", "scale", "s")));
     assert!(allow(path(&user("p", &["monitoring"]), "get", "/metrics")));
 }

@@ -19,10 +19,7 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,10 +64,7 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
                 };
                 h.fetch_add(1, Ordering::SeqCst);
                 let review: Value = serde_json::from_slice(&body).unwrap();
-                let user = review["spec"]["user"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+                let user = review["spec"]["user"].as_str().unwrap_or_default().to_string();
                 if user.starts_with("hang-") {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     return;
@@ -85,7 +79,11 @@ async fn serve_webhook(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
                     } else {
                         json!({"allowed": false})
                     };
-                    ("200 OK", json!({"apiVersion": review["apiVersion"], "kind": "SubjectAccessReview", "status": status}).to_string())
+                    (
+                        "200 OK",
+                        json!({"apiVersion": review["apiVersion"], "kind": "SubjectAccessReview", "status": status})
+                            .to_string(),
+                    )
                 };
                 let resp = format!("HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{out}", out.len());
                 let _ = tls.write_all(resp.as_bytes()).await;
@@ -135,34 +133,21 @@ async fn decisions_caches_and_failure_policy() {
     let (kc, hits) = serve_webhook(dir.path()).await;
     let w = WebhookAuthorizer::new(opts(kc.clone(), Decision::NoOpinion)).unwrap();
 
-    assert_eq!(
-        w.authorize(&attrs("allow-a")).await,
-        (Decision::Allow, "webhook says yes".into())
-    );
-    assert_eq!(
-        w.authorize(&attrs("deny-a")).await,
-        (Decision::Deny, "webhook says no".into())
-    );
+    assert_eq!(w.authorize(&attrs("allow-a")).await, (Decision::Allow, "webhook says yes".into()));
+    assert_eq!(w.authorize(&attrs("deny-a")).await, (Decision::Deny, "webhook says no".into()));
     assert_eq!(w.authorize(&attrs("someone")).await.0, Decision::NoOpinion);
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // answered from the caches
     assert_eq!(w.authorize(&attrs("allow-a")).await.0, Decision::Allow);
     assert_eq!(w.authorize(&attrs("deny-a")).await.0, Decision::Deny);
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        3,
-        "cached answers do not call the webhook"
-    );
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "cached answers do not call the webhook");
 
     // errors and timeouts take the failure policy, within the timeout
     let start = Instant::now();
     let (d, reason) = w.authorize(&attrs("hang-a")).await;
     assert_eq!(d, Decision::NoOpinion);
     assert!(reason.contains("timed out"), "{reason}");
-    assert!(
-        start.elapsed() < Duration::from_secs(3),
-        "bounded by the timeout"
-    );
+    assert!(start.elapsed() < Duration::from_secs(3), "bounded by the timeout");
     assert_eq!(w.authorize(&attrs("bad-a")).await.0, Decision::NoOpinion);
 
     let deny = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();
@@ -173,11 +158,7 @@ async fn decisions_caches_and_failure_policy() {
 #[tokio::test]
 async fn unreachable_webhook_is_a_failure_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let kc = dir.path().join("kc");
     std::fs::write(&kc, format!("clusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{port}/\", insecure-skip-tls-verify: true}}\n")).unwrap();
     let w = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();

@@ -4,9 +4,7 @@
 //! unless `force=true`.
 
 use super::object::{owned_fields, record_managed, reply_object, status};
-use super::write::{
-    check_name, check_namespace, check_type, commit_update, create_value, prepare_update,
-};
+use super::write::{check_name, check_namespace, check_type, commit_update, create_value, prepare_update};
 use super::Target;
 use crate::api::status::StatusCause;
 use crate::api::Status;
@@ -88,8 +86,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }],
         ));
     }
-    let mut config: Value = serde_yaml::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut config: Value =
+        serde_yaml::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
@@ -100,18 +98,12 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         let Some(existing) = store.storage.get(&key) else {
             return create_value(store, t, config.clone(), &manager, "Apply");
         };
-        let managed: Vec<Value> = existing.value["metadata"]["managedFields"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let managed: Vec<Value> = existing.value["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
         // conflicts: another manager owns a field this apply sets to a different value
         if !t.query.force {
             let mut conflicts = Vec::new();
             for entry in managed.iter().filter(|e| e["manager"] != manager.as_str()) {
-                for p in paths(&entry["fieldsV1"])
-                    .iter()
-                    .filter(|p| wanted.contains(p))
-                {
+                for p in paths(&entry["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
                     if lookup(&existing.value, p) != lookup(&config, p) {
                         conflicts.push((
                             entry["manager"].as_str().unwrap_or("").to_string(),
@@ -123,10 +115,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }
             if !conflicts.is_empty() {
                 let n = conflicts.len();
-                let list: Vec<String> = conflicts
-                    .iter()
-                    .map(|(m, v, f)| format!("conflict with \"{m}\" using {v}: {f}"))
-                    .collect();
+                let list: Vec<String> =
+                    conflicts.iter().map(|(m, v, f)| format!("conflict with \"{m}\" using {v}: {f}")).collect();
                 let msg = if n == 1 {
                     format!("Apply failed with 1 conflict: {}", list[0])
                 } else {
@@ -157,14 +147,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             remove_path(&mut new, gone);
         }
         merge(&mut new, &config);
-        record_managed(
-            &mut new,
-            mine.clone(),
-            &t.def.api_version(),
-            &manager,
-            "Apply",
-            &t.subresource,
-        );
+        record_managed(&mut new, mine.clone(), &t.def.api_version(), &manager, "Apply", &t.subresource);
         let new = prepare_update(t, &existing.value, new, "Apply")?;
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
@@ -182,9 +165,7 @@ mod tests {
 
     #[test]
     fn leaf_paths_and_merge() {
-        let f = owned_fields(
-            &json!({"metadata": {"labels": {"a": "b"}}, "data": {"k": "v", "j": "w"}}),
-        );
+        let f = owned_fields(&json!({"metadata": {"labels": {"a": "b"}}, "data": {"k": "v", "j": "w"}}));
         let mut p = paths(&f);
         p.sort();
         assert_eq!(

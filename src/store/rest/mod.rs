@@ -43,43 +43,24 @@ pub struct Target<'a> {
 }
 
 /// Serves a resource request from the store.
-pub async fn serve(
-    gw: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-) -> pingora::Result<()> {
+pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
     let Some(def) = gw.store.def(&info.api_group, &info.resource) else {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     };
-    let header = |n: &str| {
-        session
-            .req_header()
-            .headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
+    let header = |n: &str| session.req_header().headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let accept = header("Accept");
     let query = match Query::parse(session.req_header().uri.query().unwrap_or("")) {
         Ok(q) => q,
         Err(s) => return send(gw, session, ctx, s.into()).await,
     };
     // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself
-    let namespace = if def.namespaced {
-        info.namespace.clone()
-    } else {
-        String::new()
-    };
+    let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
     if !def.namespaced && !info.namespace.is_empty() && def.resource != "namespaces" {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
     // a namespaced resource outside a namespace is only listed and watched
-    if def.namespaced
-        && info.namespace.is_empty()
-        && !matches!(info.verb.as_str(), "list" | "watch")
-    {
+    if def.namespaced && info.namespace.is_empty() && !matches!(info.verb.as_str(), "list" | "watch") {
         let s = if info.verb == "create" || info.verb == "deletecollection" {
             Status::method_not_allowed(session.req_header().method.as_str())
         } else {
@@ -104,10 +85,7 @@ pub async fn serve(
     if info.verb == "watch" || (info.verb == "list" && t.query.watch) {
         return watch::serve(gw, session, ctx, &t).await;
     }
-    let needs_body = matches!(
-        info.verb.as_str(),
-        "create" | "update" | "patch" | "delete" | "deletecollection"
-    );
+    let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
     let body = if needs_body {
         match read_body(session).await {
             Ok(b) => b,
@@ -116,10 +94,7 @@ pub async fn serve(
     } else {
         Vec::new()
     };
-    let user = ctx
-        .effective_user()
-        .map(|u| u.username.clone())
-        .unwrap_or_default();
+    let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
     let reply = match info.verb.as_str() {
         "get" => read::get(&gw.store, &t),
         "list" => read::list(&gw.store, &t),
@@ -127,9 +102,7 @@ pub async fn serve(
         "update" => write::update(&gw.store, &t, &body),
         "patch" => write::patch(&gw.store, &t, &body),
         "delete" if t.subresource.is_empty() => write::delete(&gw.store, &t, &body),
-        "deletecollection" if t.subresource.is_empty() => {
-            write::delete_collection(&gw.store, &t, &body)
-        }
+        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&gw.store, &t, &body),
         other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
     };
     let reply = reply.unwrap_or_else(Reply::from);
@@ -151,11 +124,7 @@ async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(Status::bad_request(format!(
-                    "error reading request body: {e}"
-                )))
-            }
+            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
         }
     }
 }
@@ -172,8 +141,7 @@ pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
             }
         });
     }
-    if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json"))
-    {
+    if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json")) {
         return Err(Status::unsupported_media_type(content_type));
     }
     let yaml = ct.ends_with("yaml");

@@ -17,19 +17,11 @@ pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
         StorageError::AlreadyExists => Status::already_exists(g, r, name),
         StorageError::NotFound => Status::not_found(g, r, name),
         StorageError::Conflict => Status::conflict(g, r, name, &e.to_string()),
-        StorageError::Expired { .. } => {
-            Status::gone("The resourceVersion for the provided list is too old.")
-        }
+        StorageError::Expired { .. } => Status::gone("The resourceVersion for the provided list is too old."),
         StorageError::TooLarge { asked, current } => {
-            let mut s = Status::failure(
-                504,
-                "Timeout",
-                format!("Too large resource version: {asked}, current: {current}"),
-            );
-            s.details = Some(crate::api::status::StatusDetails {
-                retry_after_seconds: 1,
-                ..Default::default()
-            });
+            let mut s =
+                Status::failure(504, "Timeout", format!("Too large resource version: {asked}, current: {current}"));
+            s.details = Some(crate::api::status::StatusDetails { retry_after_seconds: 1, ..Default::default() });
             s
         }
         StorageError::Internal(m) => Status::internal_error(m),
@@ -60,10 +52,7 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(
-            code,
-            &table::table(&t.def.group, &t.def.resource, &[o], meta, include),
-        );
+        return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o], meta, include));
     }
     Reply::json(code, &o)
 }
@@ -80,10 +69,7 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
     }
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(
-            200,
-            &table::table(&t.def.group, &t.def.resource, &items, list_meta, include),
-        );
+        return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
     }
     Reply::json(
         200,
@@ -99,7 +85,9 @@ pub fn encode_continue(rv: u64, start: &str) -> String {
 
 pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
     let bad = || {
-        Status::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+        Status::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
     };
     let raw = base64::engine::general_purpose::URL_SAFE
         .decode(token)
@@ -107,9 +95,7 @@ pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     if v["v"] != "meta.k8s.io/v1" {
-        return Err(Status::bad_request(
-            "continue key is not valid: server does not recognize this encoded key",
-        ));
+        return Err(Status::bad_request("continue key is not valid: server does not recognize this encoded key"));
     }
     let rv = v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?;
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
@@ -141,12 +127,7 @@ pub fn owned_fields(obj: &Value) -> Value {
         m.remove("apiVersion");
         m.remove("status");
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| {
-                matches!(
-                    k.as_str(),
-                    "labels" | "annotations" | "finalizers" | "ownerReferences"
-                )
-            });
+            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
             if meta.is_empty() {
                 m.remove("metadata");
             }
@@ -177,12 +158,7 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
             m.remove("kind");
             m.remove("apiVersion");
             if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.retain(|k, _| {
-                    matches!(
-                        k.as_str(),
-                        "labels" | "annotations" | "finalizers" | "ownerReferences"
-                    )
-                });
+                meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
             }
         }
         v
@@ -226,10 +202,7 @@ pub fn record_managed(
     subresource: &str,
 ) {
     let meta = &mut obj["metadata"];
-    let mut list: Vec<Value> = meta["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let mut list: Vec<Value> = meta["managedFields"].as_array().cloned().unwrap_or_default();
     let same = |e: &Value| {
         e["manager"] == manager
             && e["operation"] == operation
@@ -278,22 +251,13 @@ mod tests {
     #[test]
     fn update_owns_only_what_it_changed() {
         let old = json!({"metadata": {"name": "x"}, "data": {"k": "1", "j": "2"}});
-        let new =
-            json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
-        assert_eq!(
-            changed_fields(&old, &new),
-            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}})
-        );
+        let new = json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
+        assert_eq!(changed_fields(&old, &new), json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}}));
     }
 
     #[test]
     fn field_sets() {
-        let f = owned_fields(
-            &json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}),
-        );
-        assert_eq!(
-            f,
-            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}})
-        );
+        let f = owned_fields(&json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}));
+        assert_eq!(f, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}));
     }
 }

@@ -39,25 +39,18 @@ impl Query {
                 "labelSelector" => out.label_selector = v,
                 "fieldSelector" => out.field_selector = v,
                 "limit" if !v.is_empty() => {
-                    let n: i64 = v
-                        .parse()
-                        .map_err(|_| Status::bad_request(format!("invalid limit: {v:?}")))?;
+                    let n: i64 = v.parse().map_err(|_| Status::bad_request(format!("invalid limit: {v:?}")))?;
                     out.limit = (n > 0).then_some(n as usize);
                 }
                 "continue" => out.continue_ = v,
                 "resourceVersion" => out.resource_version = v,
                 "resourceVersionMatch" => out.resource_version_match = v,
                 "watch" => out.watch = parse_bool("watch", &v)?,
-                "allowWatchBookmarks" => {
-                    out.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?
-                }
-                "sendInitialEvents" => {
-                    out.send_initial_events = parse_bool("sendInitialEvents", &v)?
-                }
+                "allowWatchBookmarks" => out.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?,
+                "sendInitialEvents" => out.send_initial_events = parse_bool("sendInitialEvents", &v)?,
                 "timeoutSeconds" if !v.is_empty() => {
-                    out.timeout_seconds = Some(v.parse().map_err(|_| {
-                        Status::bad_request(format!("invalid timeoutSeconds: {v:?}"))
-                    })?)
+                    out.timeout_seconds =
+                        Some(v.parse().map_err(|_| Status::bad_request(format!("invalid timeoutSeconds: {v:?}")))?)
                 }
                 "dryRun" => {
                     if v != "All" {
@@ -86,10 +79,7 @@ impl Query {
 pub fn parse_rv(rv: &str) -> Result<Option<u64>, Status> {
     match rv {
         "" | "0" => Ok(None),
-        s => s
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| Status::bad_request(format!("invalid resource version: {s}"))),
+        s => s.parse::<u64>().map(Some).map_err(|_| Status::bad_request(format!("invalid resource version: {s}"))),
     }
 }
 
@@ -99,16 +89,9 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        let q = Query::parse("labelSelector=app%3Dx&limit=5&watch=1&dryRun=All&timeoutSeconds=3")
-            .unwrap();
+        let q = Query::parse("labelSelector=app%3Dx&limit=5&watch=1&dryRun=All&timeoutSeconds=3").unwrap();
         assert_eq!(
-            (
-                q.label_selector.as_str(),
-                q.limit,
-                q.watch,
-                q.dry_run,
-                q.timeout_seconds
-            ),
+            (q.label_selector.as_str(), q.limit, q.watch, q.dry_run, q.timeout_seconds),
             ("app=x", Some(5), true, true, Some(3))
         );
         assert_eq!(Query::parse("dryRun=Some").unwrap_err().code, 400);

@@ -12,10 +12,7 @@ use serde_json::{json, Value};
 
 pub fn get(store: &Store, t: &Target) -> Result<Reply, Status> {
     let key = t.def.key(&t.namespace, &t.name);
-    let obj = store
-        .storage
-        .get(&key)
-        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let obj = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
     Ok(reply_object(store, t, 200, &obj.value))
 }
 
@@ -38,8 +35,8 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
 
 pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
-    let fields = FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource))
-        .map_err(Status::bad_request)?;
+    let fields =
+        FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?;
     Ok((labels, fields))
 }
 
@@ -59,9 +56,7 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
     let q = &t.query;
     let (at, start) = if !q.continue_.is_empty() {
         if !q.resource_version.is_empty() && q.resource_version != "0" {
-            return Err(Status::bad_request(
-                "specifying resource version is not allowed when using continue",
-            ));
+            return Err(Status::bad_request("specifying resource version is not allowed when using continue"));
         }
         let (rv, start) = decode_continue(&q.continue_)?;
         (Some(rv), Some(start))
@@ -79,11 +74,17 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
             }
             ("Exact", Some(r)) => (Some(r), None),
             ("Exact", None) => {
-                return Err(Status::invalid("meta.k8s.io", "ListOptions", "", vec![crate::api::status::StatusCause {
-                    reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
-                    field: "resourceVersionMatch".into(),
-                }]))
+                return Err(Status::invalid(
+                    "meta.k8s.io",
+                    "ListOptions",
+                    "",
+                    vec![crate::api::status::StatusCause {
+                        reason: "FieldValueForbidden".into(),
+                        message: "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+                            .into(),
+                        field: "resourceVersionMatch".into(),
+                    }],
+                ))
             }
             (other, _) => {
                 return Err(Status::bad_request(format!("unsupported resourceVersionMatch value: {other:?}")));
@@ -99,23 +100,16 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
     let mut next = None;
     let mut remaining = None;
     let unfiltered = labels.is_empty() && fields.is_empty();
-    let mut iter = objs
-        .iter()
-        .filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
+    let mut iter = objs.iter().filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
     for o in iter.by_ref() {
         if !labels.matches(&o.value) || !fields.matches(&o.value) {
             continue;
         }
         items.push((*o.value).clone());
         if q.limit.is_some_and(|l| items.len() >= l) {
-            let rest: Vec<_> = iter
-                .filter(|o| labels.matches(&o.value) && fields.matches(&o.value))
-                .collect();
+            let rest: Vec<_> = iter.filter(|o| labels.matches(&o.value) && fields.matches(&o.value)).collect();
             if !rest.is_empty() {
-                next = Some(encode_continue(
-                    rev,
-                    o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key),
-                ));
+                next = Some(encode_continue(rev, o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key)));
                 if unfiltered {
                     remaining = Some(rest.len());
                 }
@@ -123,21 +117,11 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
             break;
         }
     }
-    Ok(ListPage {
-        items,
-        rev,
-        next,
-        remaining,
-    })
+    Ok(ListPage { items, rev, next, remaining })
 }
 
 pub fn list(store: &Store, t: &Target) -> Result<Reply, Status> {
-    let ListPage {
-        items,
-        rev,
-        next,
-        remaining,
-    } = list_items(store, t)?;
+    let ListPage { items, rev, next, remaining } = list_items(store, t)?;
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if let Some(c) = next {
         meta["continue"] = json!(c);

@@ -14,11 +14,7 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -> Target<'a> {
-    let group = if resource.starts_with("roles") {
-        "rbac.authorization.k8s.io"
-    } else {
-        ""
-    };
+    let group = if resource.starts_with("roles") { "rbac.authorization.k8s.io" } else { "" };
     Target {
         def: s.def(group, resource).unwrap(),
         namespace: ns.into(),
@@ -37,13 +33,7 @@ fn body(r: &Reply) -> Value {
 }
 
 fn create(s: &Store, ns: &str, obj: Value) -> Value {
-    let r = write::create(
-        s,
-        &target(s, "configmaps", ns, "", ""),
-        obj.to_string().as_bytes(),
-        "admin",
-    )
-    .unwrap();
+    let r = write::create(s, &target(s, "configmaps", ns, "", ""), obj.to_string().as_bytes(), "admin").unwrap();
     assert_eq!(r.code, 201);
     body(&r)
 }
@@ -51,89 +41,51 @@ fn create(s: &Store, ns: &str, obj: Value) -> Value {
 #[test]
 fn create_fills_metadata_and_checks_namespace_and_names() {
     let (_d, s) = store();
-    let o = create(
-        &s,
-        "default",
-        json!({"metadata": {"generateName": "gen-"}, "data": {"a": "b"}}),
-    );
+    let o = create(&s, "default", json!({"metadata": {"generateName": "gen-"}, "data": {"a": "b"}}));
     let name = o["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
     assert!(o["metadata"]["uid"].is_string() && o["metadata"]["creationTimestamp"].is_string());
-    assert_eq!(
-        (o["kind"].as_str(), o["apiVersion"].as_str()),
-        (Some("ConfigMap"), Some("v1"))
-    );
+    assert_eq!((o["kind"].as_str(), o["apiVersion"].as_str()), (Some("ConfigMap"), Some("v1")));
     assert_eq!(o["metadata"]["managedFields"][0]["manager"], "kubectl");
 
     let t = target(&s, "configmaps", "nowhere", "", "");
     let e = write::create(&s, &t, br#"{"metadata":{"name":"x"}}"#, "").unwrap_err();
-    assert_eq!(
-        (e.code, e.message.as_str()),
-        (404, "namespaces \"nowhere\" not found")
-    );
+    assert_eq!((e.code, e.message.as_str()), (404, "namespaces \"nowhere\" not found"));
     let t = target(&s, "configmaps", "default", "", "");
     let e = write::create(&s, &t, br#"{"metadata":{"name":"Bad"}}"#, "").unwrap_err();
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
-    assert!(e.message.starts_with("ConfigMap \"Bad\" is invalid: metadata.name: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain"), "{}", e.message);
-    let e = write::create(
-        &s,
-        &t,
-        br#"{"metadata":{"name":"x","namespace":"other"}}"#,
-        "",
-    )
-    .unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "ConfigMap \"Bad\" is invalid: metadata.name: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain"
+        ),
+        "{}",
+        e.message
+    );
+    let e = write::create(&s, &t, br#"{"metadata":{"name":"x","namespace":"other"}}"#, "").unwrap_err();
     assert_eq!(e.code, 400);
     create(&s, "default", json!({"metadata": {"name": "x"}}));
     let e = write::create(&s, &t, br#"{"metadata":{"name":"x"}}"#, "").unwrap_err();
-    assert_eq!(
-        (e.code, e.message.as_str()),
-        (409, "configmaps \"x\" already exists")
-    );
+    assert_eq!((e.code, e.message.as_str()), (409, "configmaps \"x\" already exists"));
     // dryRun=All writes nothing
     let t = target(&s, "configmaps", "default", "", "dryRun=All");
-    assert_eq!(
-        write::create(&s, &t, br#"{"metadata":{"name":"dry"}}"#, "")
-            .unwrap()
-            .code,
-        201
-    );
+    assert_eq!(write::create(&s, &t, br#"{"metadata":{"name":"dry"}}"#, "").unwrap().code, 201);
     assert!(s.storage.get("/registry/configmaps/default/dry").is_none());
     // RBAC names may hold colons
     let t = target(&s, "roles", "default", "", "");
-    assert_eq!(
-        write::create(
-            &s,
-            &t,
-            br#"{"metadata":{"name":"system:x"},"rules":[]}"#,
-            ""
-        )
-        .unwrap()
-        .code,
-        201
-    );
+    assert_eq!(write::create(&s, &t, br#"{"metadata":{"name":"system:x"},"rules":[]}"#, "").unwrap().code, 201);
 }
 
 #[test]
 fn update_conflicts_in_kube_wording_and_noop_keeps_revision() {
     let (_d, s) = store();
-    let o = create(
-        &s,
-        "default",
-        json!({"metadata": {"name": "x"}, "data": {"a": "1"}}),
-    );
-    let rv = o["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let o = create(&s, "default", json!({"metadata": {"name": "x"}, "data": {"a": "1"}}));
+    let rv = o["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let t = target(&s, "configmaps", "default", "x", "");
     let mut new = o.clone();
     new["data"]["a"] = json!("2");
     let r = write::update(&s, &t, new.to_string().as_bytes()).unwrap();
     let updated = body(&r);
-    assert_ne!(
-        updated["metadata"]["resourceVersion"],
-        o["metadata"]["resourceVersion"]
-    );
+    assert_ne!(updated["metadata"]["resourceVersion"], o["metadata"]["resourceVersion"]);
     // stale resourceVersion
     new["metadata"]["resourceVersion"] = json!(rv);
     let e = write::update(&s, &t, new.to_string().as_bytes()).unwrap_err();
@@ -141,27 +93,17 @@ fn update_conflicts_in_kube_wording_and_noop_keeps_revision() {
     assert_eq!(e.message, "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again");
     // a no-op update does not write
     let again = write::update(&s, &t, updated.to_string().as_bytes()).unwrap();
-    assert_eq!(
-        body(&again)["metadata"]["resourceVersion"],
-        updated["metadata"]["resourceVersion"]
-    );
+    assert_eq!(body(&again)["metadata"]["resourceVersion"], updated["metadata"]["resourceVersion"]);
     // the name must match the URL
     let mut other = updated.clone();
     other["metadata"]["name"] = json!("y");
     assert_eq!(
-        write::update(&s, &t, other.to_string().as_bytes())
-            .unwrap_err()
-            .message,
+        write::update(&s, &t, other.to_string().as_bytes()).unwrap_err().message,
         "the name of the object (y) does not match the name on the URL (x)"
     );
     // missing object
     let t = target(&s, "configmaps", "default", "nope", "");
-    assert_eq!(
-        write::update(&s, &t, br#"{"metadata":{"name":"nope"}}"#)
-            .unwrap_err()
-            .code,
-        404
-    );
+    assert_eq!(write::update(&s, &t, br#"{"metadata":{"name":"nope"}}"#).unwrap_err().code, 404);
 }
 
 #[test]
@@ -183,36 +125,21 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     );
     let r = write::delete(&s, &t, b"").unwrap();
     let st = body(&r);
-    assert_eq!(
-        (st["status"].as_str(), st["details"]["name"].as_str()),
-        (Some("Success"), Some("x"))
-    );
+    assert_eq!((st["status"].as_str(), st["details"]["name"].as_str()), (Some("Success"), Some("x")));
 
     // finalizers keep the object until the last one is removed
-    create(
-        &s,
-        "team",
-        json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}),
-    );
+    create(&s, "team", json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}));
     let t = target(&s, "configmaps", "team", "f", "");
     let marked = body(&write::delete(&s, &t, b"").unwrap());
     assert!(marked["metadata"]["deletionTimestamp"].is_string());
     assert!(s.storage.get("/registry/configmaps/team/f").is_some());
     let e = write::patch(
         &s,
-        &Target {
-            content_type: "application/merge-patch+json".into(),
-            ..target(&s, "configmaps", "team", "f", "")
-        },
+        &Target { content_type: "application/merge-patch+json".into(), ..target(&s, "configmaps", "team", "f", "") },
         br#"{"metadata":{"finalizers":["example.com/hold","new"]}}"#,
     )
     .unwrap_err();
-    assert!(
-        e.message
-            .contains("no new finalizers can be added if the object is being deleted"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("no new finalizers can be added if the object is being deleted"), "{}", e.message);
 
     // deleting the namespace deletes what is in it; it waits for finalizers
     create(&s, "team", json!({"metadata": {"name": "y"}}));
@@ -220,41 +147,22 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     let ns = body(&write::delete(&s, &t, b"").unwrap());
     assert_eq!(ns["status"]["phase"], "Terminating");
     assert!(s.storage.get("/registry/configmaps/team/y").is_none());
-    assert!(
-        s.storage.get("/registry/namespaces/team").is_some(),
-        "held by the finalizer on f"
+    assert!(s.storage.get("/registry/namespaces/team").is_some(), "held by the finalizer on f");
+    let e =
+        write::create(&s, &target(&s, "configmaps", "team", "", ""), br#"{"metadata":{"name":"z"}}"#, "").unwrap_err();
+    assert_eq!(
+        e.message,
+        "configmaps \"z\" is forbidden: unable to create new content in namespace team because it is being terminated"
     );
-    let e = write::create(
-        &s,
-        &target(&s, "configmaps", "team", "", ""),
-        br#"{"metadata":{"name":"z"}}"#,
-        "",
-    )
-    .unwrap_err();
-    assert_eq!(e.message, "configmaps \"z\" is forbidden: unable to create new content in namespace team because it is being terminated");
-    let t = Target {
-        content_type: "application/json-patch+json".into(),
-        ..target(&s, "configmaps", "team", "f", "")
-    };
-    write::patch(
-        &s,
-        &t,
-        br#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-    )
-    .unwrap();
+    let t = Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "team", "f", "") };
+    write::patch(&s, &t, br#"[{"op":"remove","path":"/metadata/finalizers"}]"#).unwrap();
     assert!(s.storage.get("/registry/configmaps/team/f").is_none());
-    assert!(
-        s.storage.get("/registry/namespaces/team").is_none(),
-        "the namespace goes with its last object"
-    );
+    assert!(s.storage.get("/registry/namespaces/team").is_none(), "the namespace goes with its last object");
 
     let e = write::delete(&s, &target(&s, "namespaces", "", "kube-system", ""), b"").unwrap_err();
     assert_eq!(
         (e.code, e.message.as_str()),
-        (
-            403,
-            "namespaces \"kube-system\" is forbidden: this namespace may not be deleted"
-        )
+        (403, "namespaces \"kube-system\" is forbidden: this namespace may not be deleted")
     );
 }
 
@@ -268,8 +176,7 @@ fn list_pagination_selectors_and_exact_revisions() {
             json!({"metadata": {"name": format!("c{i}"), "labels": {"n": i.to_string(), "app": "x"}}}),
         );
     }
-    let page =
-        |q: &str| body(&read::list(&s, &target(&s, "configmaps", "default", "", q)).unwrap());
+    let page = |q: &str| body(&read::list(&s, &target(&s, "configmaps", "default", "", q)).unwrap());
     let p1 = page("limit=2");
     assert_eq!(p1["kind"], "ConfigMapList");
     assert_eq!(p1["items"].as_array().unwrap().len(), 2);
@@ -278,62 +185,22 @@ fn list_pagination_selectors_and_exact_revisions() {
     // a write between pages does not show: the pages are one snapshot
     create(&s, "default", json!({"metadata": {"name": "c9"}}));
     let p2 = page(&format!("limit=10&continue={token}"));
-    let names: Vec<&str> = p2["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["metadata"]["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        p2["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["c2", "c3", "c4"]);
-    assert_eq!(
-        p2["metadata"]["resourceVersion"],
-        p1["metadata"]["resourceVersion"]
-    );
+    assert_eq!(p2["metadata"]["resourceVersion"], p1["metadata"]["resourceVersion"]);
     assert!(p2["metadata"].get("continue").is_none());
 
-    assert_eq!(
-        page("labelSelector=n%20in%20(1,3)")["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
-    assert_eq!(
-        page("labelSelector=app%3Dx,n!%3D0")["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
-    );
-    assert_eq!(
-        page("fieldSelector=metadata.name%3Dc9")["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    let e = read::list(
-        &s,
-        &target(&s, "configmaps", "default", "", "fieldSelector=data.a%3D1"),
-    )
-    .unwrap_err();
-    assert_eq!(
-        (e.code, e.message.as_str()),
-        (400, "field label not supported: data.a")
-    );
+    assert_eq!(page("labelSelector=n%20in%20(1,3)")["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page("labelSelector=app%3Dx,n!%3D0")["items"].as_array().unwrap().len(), 4);
+    assert_eq!(page("fieldSelector=metadata.name%3Dc9")["items"].as_array().unwrap().len(), 1);
+    let e = read::list(&s, &target(&s, "configmaps", "default", "", "fieldSelector=data.a%3D1")).unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: data.a"));
 
-    let rv: u64 = p1["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let rv: u64 = p1["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     let exact = page(&format!("resourceVersion={rv}&resourceVersionMatch=Exact"));
     assert_eq!(exact["items"].as_array().unwrap().len(), 5);
-    let e = read::list(
-        &s,
-        &target(&s, "configmaps", "default", "", "resourceVersion=999999"),
-    )
-    .unwrap_err();
+    let e = read::list(&s, &target(&s, "configmaps", "default", "", "resourceVersion=999999")).unwrap_err();
     assert_eq!(e.code, 504);
 
     // metadata only
@@ -372,12 +239,7 @@ fn status_subresource_updates_only_status() {
     assert!(ns["metadata"]["labels"].get("ignored").is_none());
     // the main resource ignores status
     t.subresource.clear();
-    let r = write::update(
-        &s,
-        &t,
-        br#"{"metadata":{"name":"team"},"status":{"phase":"Other"}}"#,
-    )
-    .unwrap();
+    let r = write::update(&s, &t, br#"{"metadata":{"name":"team"},"status":{"phase":"Other"}}"#).unwrap();
     assert_eq!(body(&r)["status"]["phase"], "Custom");
 }
 
@@ -385,11 +247,7 @@ fn status_subresource_updates_only_status() {
 fn deletecollection_by_selector() {
     let (_d, s) = store();
     for (n, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
-        create(
-            &s,
-            "default",
-            json!({"metadata": {"name": n, "labels": {"app": app}}}),
-        );
+        create(&s, "default", json!({"metadata": {"name": n, "labels": {"app": app}}}));
     }
     let t = target(&s, "configmaps", "default", "", "labelSelector=app%3Dx");
     let r = body(&write::delete_collection(&s, &t, b"").unwrap());
@@ -407,12 +265,7 @@ fn malformed_bodies_are_errors_not_panics() {
     }
     let mut sec = target(&s, "configmaps", "default", "", "");
     sec.def = s.def("", "secrets").unwrap();
-    let _ = write::create(
-        &s,
-        &sec,
-        br#"{"metadata":{"name":"s"},"data":"x","stringData":{"a":"b"}}"#,
-        "",
-    );
+    let _ = write::create(&s, &sec, br#"{"metadata":{"name":"s"},"data":"x","stringData":{"a":"b"}}"#, "");
     let mut ns = target(&s, "namespaces", "", "", "");
     write::create(&s, &ns, br#"{"metadata":{"name":"odd"}}"#, "").unwrap();
     ns.name = "odd".into();
@@ -421,16 +274,12 @@ fn malformed_bodies_are_errors_not_panics() {
     ns.subresource.clear();
     let r = write::delete(&s, &ns, b"").unwrap();
     assert_eq!(r.code, 200);
-    let p = Target {
-        content_type: "application/json-patch+json".into(),
-        ..target(&s, "configmaps", "default", "x", "")
-    };
+    let p =
+        Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "default", "x", "") };
     create(&s, "default", json!({"metadata": {"name": "x"}}));
     assert!(write::patch(&s, &p, br#"[{"op":"replace","path":"","value":[]}]"#).is_err());
-    let p = Target {
-        content_type: "application/merge-patch+json".into(),
-        ..target(&s, "configmaps", "default", "x", "")
-    };
+    let p =
+        Target { content_type: "application/merge-patch+json".into(), ..target(&s, "configmaps", "default", "x", "") };
     let _ = write::patch(&s, &p, br#"{"metadata":"x"}"#);
     assert!(write::patch(&s, &p, br#"[1]"#).is_err());
 }

@@ -57,10 +57,7 @@ pub async fn serve(
         Ok(r) => r,
         Err(s) => return send(gw, session, ctx, s.into()).await,
     };
-    let watch = gw
-        .store
-        .storage
-        .watch(&t.def.list_prefix(&t.namespace), from);
+    let watch = gw.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
     start_stream(gw, session, ctx, 200, "application/json").await?;
 
     let mut w = match watch {
@@ -72,10 +69,7 @@ pub async fn serve(
             return session.write_response_body(None, true).await;
         }
         Err(e) => {
-            let line = event_line(
-                "ERROR",
-                serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
-            );
+            let line = event_line("ERROR", serde_json::to_value(Status::internal_error(e)).unwrap_or_default());
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -87,20 +81,15 @@ pub async fn serve(
         if t.partial {
             super::object::partial(&o)
         } else if t.table {
-            table::table(
-                &t.def.group,
-                &t.def.resource,
-                &[o],
-                json!({"resourceVersion": "" }),
-                include,
-            )
+            table::table(&t.def.group, &t.def.resource, &[o], json!({"resourceVersion": "" }), include)
         } else {
             o
         }
     };
-    let timeout = t.query.timeout_seconds.unwrap_or_else(|| {
-        MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64
-    });
+    let timeout = t
+        .query
+        .timeout_seconds
+        .unwrap_or_else(|| MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let bookmarks = t.query.allow_watch_bookmarks;
     let mut last_rev = w.rev;
@@ -167,22 +156,12 @@ fn bookmark(t: &Target, rev: u64, initial_end: bool) -> Bytes {
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line(
-        "BOOKMARK",
-        json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": meta}),
-    )
+    event_line("BOOKMARK", json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": meta}))
 }
 
 /// Writes one line; false when the client is gone or stalled.
 async fn write(session: &mut Session, line: Bytes) -> bool {
-    matches!(
-        tokio::time::timeout(
-            WRITE_TIMEOUT,
-            session.write_response_body(Some(line), false)
-        )
-        .await,
-        Ok(Ok(()))
-    )
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, session.write_response_body(Some(line), false)).await, Ok(Ok(())))
 }
 
 #[cfg(test)]
@@ -202,26 +181,11 @@ mod tests {
             value: value.clone(),
             prev: prev.map(|p| (p.clone(), 1)),
         };
-        assert_eq!(
-            classify(&ev(EventType::Added, &x, None), &sel),
-            Some("ADDED")
-        );
+        assert_eq!(classify(&ev(EventType::Added, &x, None), &sel), Some("ADDED"));
         assert_eq!(classify(&ev(EventType::Added, &y, None), &sel), None);
-        assert_eq!(
-            classify(&ev(EventType::Modified, &x, Some(&y)), &sel),
-            Some("ADDED")
-        );
-        assert_eq!(
-            classify(&ev(EventType::Modified, &y, Some(&x)), &sel),
-            Some("DELETED")
-        );
-        assert_eq!(
-            classify(&ev(EventType::Modified, &x, Some(&x)), &sel),
-            Some("MODIFIED")
-        );
-        assert_eq!(
-            classify(&ev(EventType::Deleted, &x, Some(&x)), &sel),
-            Some("DELETED")
-        );
+        assert_eq!(classify(&ev(EventType::Modified, &x, Some(&y)), &sel), Some("ADDED"));
+        assert_eq!(classify(&ev(EventType::Modified, &y, Some(&x)), &sel), Some("DELETED"));
+        assert_eq!(classify(&ev(EventType::Modified, &x, Some(&x)), &sel), Some("MODIFIED"));
+        assert_eq!(classify(&ev(EventType::Deleted, &x, Some(&x)), &sel), Some("DELETED"));
     }
 }

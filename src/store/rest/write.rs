@@ -1,10 +1,7 @@
 //! create, update (and the status subresource), patch, delete and deletecollection, with
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
-use super::object::{
-    changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object,
-    status,
-};
+use super::object::{changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object, status};
 use super::{decode, now, Target};
 use crate::api::status::{StatusCause, StatusDetails};
 use crate::api::Status;
@@ -32,18 +29,13 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 /// Whether the resource keeps metadata.generation (kube does for spec-bearing kinds other
 /// than the core and RBAC ones it serves here).
 fn tracks_generation(def: &ResourceDef) -> bool {
-    !matches!(
-        def.group.as_str(),
-        "" | "rbac.authorization.k8s.io" | "coordination.k8s.io"
-    )
+    !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io")
 }
 
 /// Checks the body's kind and apiVersion against the endpoint, filling them when absent.
 pub(super) fn check_type(t: &Target, obj: &mut Value) -> Result<(), Status> {
     if !obj.is_object() {
-        return Err(Status::bad_request(
-            "the body of the request was not a JSON object",
-        ));
+        return Err(Status::bad_request("the body of the request was not a JSON object"));
     }
     let want_av = t.def.api_version();
     match obj["apiVersion"].as_str() {
@@ -92,17 +84,12 @@ fn namespace_accepts(store: &Store, t: &Target, name: &str) -> Result<(), Status
     let ns = ns_def.and_then(|d| store.storage.get(&d.key("", &t.namespace)));
     match ns {
         None => Err(Status::not_found("", "namespaces", &t.namespace)),
-        Some(ns) if ns.value["metadata"].get("deletionTimestamp").is_some() => {
-            Err(Status::forbidden(
-                &t.def.group,
-                &t.def.resource,
-                name,
-                &format!(
-                    "unable to create new content in namespace {} because it is being terminated",
-                    t.namespace
-                ),
-            ))
-        }
+        Some(ns) if ns.value["metadata"].get("deletionTimestamp").is_some() => Err(Status::forbidden(
+            &t.def.group,
+            &t.def.resource,
+            name,
+            &format!("unable to create new content in namespace {} because it is being terminated", t.namespace),
+        )),
         Some(_) => Ok(()),
     }
 }
@@ -142,8 +129,7 @@ fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
         if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
             use base64::Engine;
             for (k, v) in sd {
-                let enc = base64::engine::general_purpose::STANDARD
-                    .encode(v.as_str().unwrap_or("").as_bytes());
+                let enc = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or("").as_bytes());
                 obj["data"][k.as_str()] = json!(enc);
             }
         }
@@ -166,16 +152,8 @@ pub fn create_value(
     check_type(t, &mut obj)?;
     check_namespace(t, &mut obj)?;
     let m = meta(&mut obj);
-    if m.get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .is_empty()
-    {
-        if let Some(g) = m
-            .get("generateName")
-            .and_then(Value::as_str)
-            .filter(|g| !g.is_empty())
-        {
+    if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
             let name = format!("{g}{}", generate_suffix());
             m.insert("name".into(), json!(name));
         }
@@ -186,20 +164,13 @@ pub fn create_value(
         return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
     }
     if !str_of(&obj, "resourceVersion").is_empty() {
-        return Err(Status::bad_request(
-            "resourceVersion should not be set on objects to be created",
-        ));
+        return Err(Status::bad_request("resourceVersion should not be set on objects to be created"));
     }
     namespace_accepts(store, t, &name)?;
     let m = meta(&mut obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
-    for k in [
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "resourceVersion",
-        "selfLink",
-    ] {
+    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
         m.remove(k);
     }
     if tracks_generation(t.def) {
@@ -209,21 +180,12 @@ pub fn create_value(
     }
     defaults_on_create(t.def, &mut obj);
     let fields = owned_fields(&obj);
-    record_managed(
-        &mut obj,
-        fields,
-        &t.def.api_version(),
-        manager,
-        operation,
-        "",
-    );
+    record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run {
         return Ok(reply_object(store, t, 201, &obj));
     }
     let key = t.def.key(&t.namespace, &name);
-    let stored = store
-        .create(t.def, &key, obj)
-        .map_err(|e| status(t, &name, e))?;
+    let stored = store.create(t.def, &key, obj).map_err(|e| status(t, &name, e))?;
     Ok(reply_object(store, t, 201, &stored.value))
 }
 
@@ -297,14 +259,8 @@ pub(super) fn prepare_update(
         }
     }
     if old_meta.get("deletionTimestamp").is_some() {
-        let old: Vec<&Value> = old_meta["finalizers"]
-            .as_array()
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
-        let added = m
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
+        let old: Vec<&Value> = old_meta["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let added = m.get("finalizers").and_then(Value::as_array).is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
         if added {
             return Err(Status::invalid(
                 &t.def.group,
@@ -312,9 +268,7 @@ pub(super) fn prepare_update(
                 &name,
                 vec![StatusCause {
                     reason: "FieldValueForbidden".into(),
-                    message:
-                        "Forbidden: no new finalizers can be added if the object is being deleted"
-                            .into(),
+                    message: "Forbidden: no new finalizers can be added if the object is being deleted".into(),
                     field: "metadata.finalizers".into(),
                 }],
             ));
@@ -326,14 +280,7 @@ pub(super) fn prepare_update(
     }
     if operation != "Apply" {
         let fields = changed_fields(existing, &new);
-        record_managed(
-            &mut new,
-            fields,
-            &t.def.api_version(),
-            &manager(t),
-            operation,
-            &t.subresource,
-        );
+        record_managed(&mut new, fields, &t.def.api_version(), &manager(t), operation, &t.subresource);
     }
     Ok(new)
 }
@@ -345,12 +292,7 @@ fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
 
 /// Stores `new` over `existing`; a no-op answers the current object unchanged. Removes an
 /// object whose last finalizer went away while it was being deleted.
-pub(super) fn commit_update(
-    store: &Store,
-    t: &Target,
-    existing: &Stored,
-    new: Value,
-) -> Result<Value, StorageError> {
+pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: Value) -> Result<Value, StorageError> {
     if comparable(&new) == comparable(&existing.value) {
         return Ok((*existing.value).clone());
     }
@@ -359,9 +301,7 @@ pub(super) fn commit_update(
     }
     let key = t.def.key(&t.namespace, &t.name);
     let done = new["metadata"].get("deletionTimestamp").is_some()
-        && new["metadata"]["finalizers"]
-            .as_array()
-            .is_none_or(|f| f.is_empty());
+        && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
     let stored = store.update(t.def, &key, new, Some(existing.rev))?;
     if done {
         store.delete(t.def, &key, Some(stored.rev))?;
@@ -392,10 +332,8 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     let want = precondition(&incoming)?;
     let key = t.def.key(&t.namespace, &t.name);
     for _ in 0..RETRIES {
-        let existing = store
-            .storage
-            .get(&key)
-            .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+        let existing =
+            store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
         if want.is_some_and(|w| w != existing.rev) {
             return Err(status(t, &t.name, StorageError::Conflict));
         }
@@ -436,19 +374,15 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
-    let p: Value = serde_json::from_slice(body)
-        .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let p: Value =
+        serde_json::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
     let key = t.def.key(&t.namespace, &t.name);
     for _ in 0..RETRIES {
-        let existing = store
-            .storage
-            .get(&key)
-            .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+        let existing =
+            store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
         let base = present(store, t, &existing.value);
         let patched = match kind {
-            PatchType::Json => {
-                patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?
-            }
+            PatchType::Json => patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?,
             PatchType::Merge => {
                 let mut b = base.clone();
                 patches::merge_patch(&mut b, &p);
@@ -487,18 +421,13 @@ struct DeleteOptions {
 }
 
 fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
-    let mut o = DeleteOptions {
-        dry_run: t.query.dry_run,
-        ..Default::default()
-    };
+    let mut o = DeleteOptions { dry_run: t.query.dry_run, ..Default::default() };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
     let v = decode(body, &t.content_type)?;
     o.uid = v["preconditions"]["uid"].as_str().map(String::from);
-    o.rv = v["preconditions"]["resourceVersion"]
-        .as_str()
-        .map(String::from);
+    o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
     if let Some(d) = v["dryRun"].as_array() {
         o.dry_run |= d.iter().any(|x| x == "All");
     }
@@ -520,14 +449,9 @@ fn deleted_status(t: &Target, obj: &Value) -> Reply {
 pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     let opts = delete_options(t, body)?;
     let key = t.def.key(&t.namespace, &t.name);
-    let existing = store
-        .storage
-        .get(&key)
-        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let existing = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
     let why = |what: &str, want: &str, have: &str| {
-        format!(
-            "Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}"
-        )
+        format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}")
     };
     if let Some(uid) = &opts.uid {
         if uid != str_of(&existing.value, "uid") {
@@ -549,19 +473,10 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             ));
         }
     }
-    if t.def.group.is_empty()
-        && t.def.resource == "namespaces"
-        && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str())
-    {
-        return Err(Status::forbidden(
-            "",
-            "namespaces",
-            &t.name,
-            "this namespace may not be deleted",
-        ));
+    if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str()) {
+        return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
     }
-    let (obj, gone) =
-        delete_one(store, t.def, &existing, opts.dry_run).map_err(|e| status(t, &t.name, e))?;
+    let (obj, gone) = delete_one(store, t.def, &existing, opts.dry_run).map_err(|e| status(t, &t.name, e))?;
     if gone && t.def.resource != "namespaces" {
         Ok(deleted_status(t, &obj))
     } else {
@@ -582,9 +497,7 @@ pub fn delete_one(
     if def.group.is_empty() && def.resource == "namespaces" {
         return delete_namespace(store, def, existing, dry_run);
     }
-    let has_finalizers = obj["metadata"]["finalizers"]
-        .as_array()
-        .is_some_and(|f| !f.is_empty());
+    let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     if has_finalizers {
         if obj["metadata"].get("deletionTimestamp").is_some() {
             return Ok(((**obj).clone(), false));
@@ -631,10 +544,7 @@ fn delete_namespace(
         if dry_run {
             return Ok((ns, false));
         }
-        ns = (*store
-            .update(def, &existing.key, ns, Some(existing.rev))?
-            .value)
-            .clone();
+        ns = (*store.update(def, &existing.key, ns, Some(existing.rev))?.value).clone();
     }
     if dry_run {
         return Ok((ns, false));
@@ -667,13 +577,11 @@ pub fn finalize_namespace(store: &Store, _def: &ResourceDef, ns: &str) -> bool {
     if obj.value["metadata"].get("deletionTimestamp").is_none() {
         return false;
     }
-    let empty = store.defs().iter().filter(|d| d.namespaced).all(|d| {
-        store
-            .storage
-            .list(&d.list_prefix(ns), None)
-            .map(|(i, _)| i.is_empty())
-            .unwrap_or(false)
-    });
+    let empty = store
+        .defs()
+        .iter()
+        .filter(|d| d.namespaced)
+        .all(|d| store.storage.list(&d.list_prefix(ns), None).map(|(i, _)| i.is_empty()).unwrap_or(false));
     empty && store.delete(&ns_def, &key, None).is_ok()
 }
 
@@ -707,10 +615,5 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
             Err(e) => return Err(status(t, &name, e)),
         }
     }
-    Ok(reply_list(
-        store,
-        &all,
-        &deleted,
-        json!({"resourceVersion": rev.to_string()}),
-    ))
+    Ok(reply_list(store, &all, &deleted, json!({"resourceVersion": rev.to_string()})))
 }
