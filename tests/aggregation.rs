@@ -471,3 +471,35 @@ fn a_second_frontdoor_as_backend() {
     let apis: serde_json::Value = admin.get(fd1.url("/apis")).send().unwrap().json().unwrap();
     assert!(apis.to_string().contains(GROUP));
 }
+
+#[test]
+fn kubectl_apply_of_an_apiservice_routes_its_group() {
+    // no --apiservices-file: the APIService arrives through kubectl and the store
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    certs_init(&certs);
+    let pki = backend::pki(&["api.wardle.svc"]);
+    let be = TestBackend::start(&pki, &certs.join("front-proxy-ca.crt"));
+    let ep = format!("wardle/api:443=127.0.0.1:{}", be.port);
+    let fd = Frontdoor::start_in(dir, &["--service-endpoint", &ep, "--apiservice-check-interval", "300ms"]);
+    let file = fd.dir.path().join("wardle.yaml");
+    std::fs::write(&file, apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &pki.ca_pem)).unwrap();
+    let versions = || stdout(&fd.kubectl(&["api-versions"]));
+    assert!(!versions().contains(GROUP));
+
+    let o = fd.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    wait_for("the applied group in api-versions", || versions().contains(&format!("{GROUP}/v1alpha1")));
+    let admin = fd.admin_client();
+    assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 200, "proxied to the backend");
+    // the stored object's status shows the router's availability
+    let o = fd.kubectl(&["get", "apiservice", &format!("v1alpha1.{GROUP}"), "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let available = v["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == "Available"));
+    assert_eq!(available.map(|c| c["status"].clone()), Some("True".into()), "{v}");
+
+    let o = fd.kubectl(&["delete", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    wait_for("the deleted group gone from api-versions", || !versions().contains(GROUP));
+    assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 404);
+}

@@ -227,15 +227,37 @@ fn kill_9_loses_no_acknowledged_write() {
 
 #[test]
 fn rbac_and_apiservice_objects_are_stored() {
-    let fd = Frontdoor::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/tokens.csv"), "alice-token,alice,alice-uid,\"dev\"\n").unwrap();
+    let fd = Frontdoor::start_in(dir, &[]);
+    let ca = fd.certs().join("ca.crt");
+    let server = fd.url("");
+    // alice, a token user, as kubectl sees her (no kubeconfig: only her bearer token)
+    let alice_can_list = || {
+        let o = Command::new(KUBECTL)
+            .env("KUBECONFIG", "/dev/null")
+            .args(["--server", &server, "--certificate-authority", ca.to_str().unwrap(), "--token", "alice-token"])
+            .args(["auth", "can-i", "list", "configmaps", "-n", "default"])
+            .output()
+            .unwrap();
+        stdout(&o).trim().to_string()
+    };
+    assert_eq!(alice_can_list(), "no");
     ok(&fd, &["-n", "default", "create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps"]);
     ok(&fd, &["-n", "default", "create", "rolebinding", "alice-reads", "--role=cm-reader", "--user=alice"]);
+    // the stored binding takes effect at once, without a restart
+    let t = Instant::now();
+    eventually("alice's new access", || alice_can_list() == "yes");
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
     ok(&fd, &["create", "clusterrole", "system:test", "--verb=get", "--resource=secrets"]);
     let rb = ok(&fd, &["-n", "default", "get", "rolebindings", "-o", "wide"]);
     assert!(rb.contains("alice-reads") && rb.contains("Role/cm-reader") && rb.contains("alice"), "{rb}");
     let role: Value =
         serde_json::from_str(&ok(&fd, &["-n", "default", "get", "role", "cm-reader", "-o", "json"])).unwrap();
     assert_eq!(role["rules"][0]["resources"], json!(["configmaps"]));
+    ok(&fd, &["-n", "default", "delete", "rolebinding", "alice-reads"]);
+    eventually("alice's access revoked", || alice_can_list() == "no");
 
     let svc = write(
         &fd,
