@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "frontdoor", version, about = "A front-door gateway for Kubernetes-style APIs", next_line_help = true, propagate_version = true)]
+#[command(
+    name = "frontdoor",
+    version,
+    about = "A front-door gateway for Kubernetes-style APIs",
+    next_line_help = true,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -424,3 +424,49 @@ fn stuck_webhook_does_not_stall_requests_in_batch_mode() {
     let dropped = metric(&fd, "apiserver_audit_error_total{plugin=\"buffered\"}") - before;
     assert!(dropped >= 50.0, "100 events, at most 1 in flight and 5 buffered: dropped {dropped}");
 }
+
+#[test]
+fn a_watch_shows_response_started_and_impersonation_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n");
+    let log = dir.path().join("audit.log");
+    let fd = Frontdoor::start_in(
+        dir,
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let admin = fd.admin_client();
+
+    // a watch on the native store streams: ResponseStarted while it is open, then
+    // ResponseComplete when it ends (timeoutSeconds)
+    let r = admin
+        .get(fd.url("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=2"))
+        .header("Audit-ID", "watch-1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let evs = wait_events(&log, "watch-1", |e| e.iter().any(|e| e["stage"] == "ResponseStarted"));
+    assert_eq!(evs[0]["stage"], "RequestReceived");
+    assert_eq!(evs[0]["verb"], "watch");
+    let started = evs.iter().find(|e| e["stage"] == "ResponseStarted").unwrap();
+    assert_eq!(started["responseStatus"]["code"], 200);
+    assert!(evs.iter().all(|e| e["stage"] != "ResponseComplete"), "still open: {evs:#?}");
+    let _ = r.text(); // the watch ends after timeoutSeconds
+    let evs = wait_events(&log, "watch-1", |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+    let stages: Vec<&str> = evs.iter().filter_map(|e| e["stage"].as_str()).collect();
+    assert_eq!(stages, ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
+
+    // impersonation: `user` is who authenticated, `impersonatedUser` who the request acts as
+    let r = admin
+        .get(fd.url("/api/v1/namespaces"))
+        .header("Audit-ID", "as-bob")
+        .header("Impersonate-User", "bob")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403, "bob may not list namespaces");
+    let evs = wait_events(&log, "as-bob", |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+    let done = evs.iter().find(|e| e["stage"] == "ResponseComplete").unwrap();
+    assert_eq!(done["user"]["username"], "admin");
+    assert_eq!(done["impersonatedUser"]["username"], "bob");
+    assert_eq!(done["annotations"]["authorization.k8s.io/decision"], "forbid");
+    assert_eq!(done["responseStatus"]["code"], 403);
+}
