@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway. With no flags it runs on embedded defaults: development certs under
     /// --cert-dir (generated if missing), policies from ./policies, 127.0.0.1:6443.
+    // a flag given twice takes its last value, as kube-apiserver's (pflag) flags do
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
     /// Manage development certificates.
     Certs {
@@ -417,6 +419,14 @@ mod tests {
         std::fs::write(&f, "no-such-flag: 1\n").unwrap();
         let err = serve(&["frontdoor", "serve", "--config", f.to_str().unwrap()]).unwrap_err();
         assert!(err.contains("no-such-flag"), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_lists_accumulate() {
+        let a = serve(&["frontdoor", "serve", "--request-timeout", "2s", "--request-timeout", "30s"]).unwrap();
+        assert_eq!(a.request_timeout, Duration::from_secs(30));
+        let a = serve(&["frontdoor", "serve", "--cors-allowed-origins", "a", "--cors-allowed-origins", "b,c"]).unwrap();
+        assert_eq!(a.cors_allowed_origins, vec!["a", "b", "c"]);
     }
 
     #[test]

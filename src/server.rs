@@ -209,6 +209,26 @@ impl ProxyHttp for Frontdoor {
         Ok(None)
     }
 
+    /// pingora retries an idempotent request whose reused upstream connection failed; a
+    /// request cut by the timeout is answered 504, never sent again.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        _ctx: &mut RequestContext,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let timed_out = matches!(e.etype, pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout);
+        if timed_out || !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
         let status = router::proxy::error_status(e, ctx);
         let code = status.code;

@@ -172,7 +172,8 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[test]
 fn large_bodies_stream_without_buffering_whole() {
-    let s = setup(&[]);
+    // 96 MiB each way is an ordinary request: give it time on a loaded machine
+    let s = setup(&["--request-timeout", "120s"]);
     let admin = s.fd.admin_client();
     assert_eq!(get_code(&admin, &s.fd.url(&format!("{FLUNDERS}/big?mb=1"))), 200);
     let before = peak_rss(s.fd.child.id());
