@@ -93,6 +93,13 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Document>> {
     parse(&text).with_context(|| format!("{}", path.display()))
 }
 
+/// Reads a one-document YAML or JSON config file as `T`; errors read `{what} {path}: {cause}`
+/// (the cause carries the line and column).
+pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{what} {}: {e}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| anyhow!("{what} {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +130,9 @@ mod tests {
         assert!(files(&[dir.path().join("missing")]).is_err());
         let e = read(&dir.path().join("notes.txt")).map(|d| d.len()).unwrap();
         assert_eq!(e, 1);
+        std::fs::write(dir.path().join("list.yaml"), "- a\n- [b]\n").unwrap();
+        let e = read_config::<Vec<String>>(&dir.path().join("list.yaml"), "--some-file").unwrap_err().to_string();
+        assert!(e.starts_with("--some-file ") && e.contains("list.yaml: ") && e.contains("line 2"), "{e}");
+        assert_eq!(read_config::<Vec<String>>(&dir.path().join("b.yaml"), "x").ok(), None);
     }
 }
