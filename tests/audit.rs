@@ -178,33 +178,24 @@ fn local_requests_record_request_object() {
         &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
     );
     let admin = fd.admin_client();
+    // POSTs a JSON body (expecting 201); the request's ResponseComplete event
+    let create = |path: &str, body: &Value| {
+        let r =
+            admin.post(fd.url(path)).header("Content-Type", "application/json").body(body.to_string()).send().unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.headers()["audit-id"].to_str().unwrap().to_string();
+        let evs = wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+        evs.into_iter().find(|e| e["stage"] == "ResponseComplete").unwrap()
+    };
     let cm = serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "audited"}, "data": {"k": "v"}});
-    let r = admin
-        .post(fd.url("/api/v1/namespaces/default/configmaps"))
-        .header("Content-Type", "application/json")
-        .body(cm.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let id = r.headers()["audit-id"].to_str().unwrap().to_string();
-    let evs = wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
-    let rc = evs.iter().find(|e| e["stage"] == "ResponseComplete").unwrap();
+    let rc = create("/api/v1/namespaces/default/configmaps", &cm);
     assert_eq!(rc["level"], "Request");
     assert_eq!(rc["verb"], "create");
     assert_eq!(rc["requestObject"], cm);
     assert!(rc.get("responseObject").is_none());
 
     let review = serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1"});
-    let r = admin
-        .post(fd.url("/apis/authentication.k8s.io/v1/selfsubjectreviews"))
-        .header("Content-Type", "application/json")
-        .body(review.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let id = r.headers()["audit-id"].to_str().unwrap().to_string();
-    let evs = wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
-    let rc = evs.iter().find(|e| e["stage"] == "ResponseComplete").unwrap();
+    let rc = create("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review);
     assert_eq!(rc["requestObject"], review);
 }
 
