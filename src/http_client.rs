@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// The largest response body accepted (a review, a JWKS: a few kB).
 const MAX_RESPONSE: usize = 4 << 20;
+/// The system trust store (Debian layout), trusted besides the built-in roots.
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// TLS settings of a client, as a kubeconfig or an issuer names them.
 #[derive(Default)]
@@ -66,6 +68,11 @@ impl Client {
             }
             // a named CA replaces the built-in roots, as in kube's rest.Config
             b = b.tls_built_in_root_certs(false);
+        } else if let Ok(pem) = std::fs::read(SYSTEM_ROOTS) {
+            // the system's trust store too (a site CA installed there), as Go's TLS uses it
+            for c in reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default() {
+                b = b.add_root_certificate(c);
+            }
         }
         if tls.insecure {
             b = b.danger_accept_invalid_certs(true);
