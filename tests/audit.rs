@@ -163,6 +163,42 @@ fn events_at_each_level_and_stage() {
     assert!(metric(&fd, "apiserver_audit_level_total{level=\"RequestResponse\"}") >= 1.0);
 }
 
+/// A request frontdoor serves itself (the store's create, the review APIs) has its body as
+/// the event's requestObject at Request level, as a proxied request does.
+#[test]
+fn local_requests_record_request_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, nonResourceURLs: ['/metrics']}, {level: Request}]\n",
+    );
+    let log = dir.path().join("audit.log");
+    let fd = Frontdoor::start_in(
+        dir,
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let admin = fd.admin_client();
+    // POSTs a JSON body (expecting 201); the request's ResponseComplete event
+    let create = |path: &str, body: &Value| {
+        let r =
+            admin.post(fd.url(path)).header("Content-Type", "application/json").body(body.to_string()).send().unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.headers()["audit-id"].to_str().unwrap().to_string();
+        let evs = wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+        evs.into_iter().find(|e| e["stage"] == "ResponseComplete").unwrap()
+    };
+    let cm = serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "audited"}, "data": {"k": "v"}});
+    let rc = create("/api/v1/namespaces/default/configmaps", &cm);
+    assert_eq!(rc["level"], "Request");
+    assert_eq!(rc["verb"], "create");
+    assert_eq!(rc["requestObject"], cm);
+    assert!(rc.get("responseObject").is_none());
+
+    let review = serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1"});
+    let rc = create("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review);
+    assert_eq!(rc["requestObject"], review);
+}
+
 #[test]
 fn failed_authentication_is_audited_and_policy_reloads() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 //! Kubernetes API types frontdoor reads and writes on the wire.
 
+pub mod documents;
 pub mod status;
 
 pub use status::Status;

@@ -396,9 +396,14 @@ pub async fn response_complete(gw: &Gateway, ctx: &mut RequestContext, code: u16
 
 /// A chunk of the request body (proxied requests, or a local handler that reads the body).
 pub fn request_body(ctx: &mut RequestContext, chunk: &[u8]) {
+    capture(ctx, chunk, |st| &mut st.request_body);
+}
+
+/// Adds a chunk to the capture `which` picks, when that body is being captured.
+fn capture(ctx: &mut RequestContext, chunk: &[u8], which: fn(&mut AuditState) -> &mut Option<Capture>) {
     if let Some(st) = ctx.audit.as_mut() {
         let cap = st.cap;
-        if let Some(c) = st.request_body.as_mut() {
+        if let Some(c) = which(st).as_mut() {
             c.push(chunk, cap);
         }
     }
@@ -417,12 +422,7 @@ pub fn response_header(ctx: &mut RequestContext, h: &ResponseHeader) {
 
 /// A chunk of a proxied response body.
 pub fn response_body(ctx: &mut RequestContext, chunk: &[u8]) {
-    if let Some(st) = ctx.audit.as_mut() {
-        let cap = st.cap;
-        if let Some(c) = st.response_body.as_mut() {
-            c.push(chunk, cap);
-        }
-    }
+    capture(ctx, chunk, |st| &mut st.response_body);
 }
 
 /// A whole local reply: its Status (at any level) and its body (at RequestResponse).

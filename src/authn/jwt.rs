@@ -7,9 +7,9 @@
 //! CEL `expression` fields are refused at load, never silently ignored.
 
 use super::cache::TokenResult;
-use super::https::{self, TlsClient};
 use super::keys::{self, VerifyKey};
 use super::user::UserInfo;
+use crate::http_client::{self, Client};
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -151,7 +151,7 @@ enum KeySource {
 struct Remote {
     discovery: url::Url,
     check_issuer: bool,
-    tls: TlsClient,
+    client: Client,
     keys: ArcSwap<Vec<VerifyKey>>,
     last_fetch: Mutex<Option<Instant>>,
     fetching: tokio::sync::Mutex<()>,
@@ -218,12 +218,13 @@ impl JwtIssuer {
                     ),
                 };
                 let ca = j.issuer.certificate_authority.as_deref().map(str::as_bytes);
-                let tls =
-                    TlsClient::new(ca, None, false).map_err(|e| anyhow::anyhow!("issuer.certificateAuthority: {e}"))?;
+                let tls = http_client::Tls { ca_pem: ca, ..Default::default() };
+                let client =
+                    Client::new(tls, FETCH_TIMEOUT).map_err(|e| anyhow::anyhow!("issuer.certificateAuthority: {e}"))?;
                 KeySource::Remote(Remote {
                     discovery,
                     check_issuer,
-                    tls,
+                    client,
                     keys: ArcSwap::from_pointee(Vec::new()),
                     last_fetch: Mutex::new(None),
                     fetching: tokio::sync::Mutex::new(()),
@@ -392,8 +393,11 @@ impl Remote {
     }
 
     async fn fetch(&self, issuer: &str) -> anyhow::Result<Vec<VerifyKey>> {
-        let accept = [("Accept", "application/json")];
-        let d = https::request(&self.discovery, "GET", &accept, b"", Some(&self.tls), FETCH_TIMEOUT).await?;
+        let get = |url: &url::Url| {
+            let url = url.clone();
+            async move { self.client.get_json(url.as_str()).await.map_err(|e| anyhow::anyhow!("{url}: {e}")) }
+        };
+        let d = get(&self.discovery).await?;
         if d.code != 200 {
             anyhow::bail!("{}: HTTP {}", self.discovery, d.code);
         }
@@ -409,7 +413,7 @@ impl Remote {
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow::anyhow!("discovery document has no jwks_uri"))?;
         let jwks_url = url::Url::parse(jwks_uri)?;
-        let k = https::request(&jwks_url, "GET", &accept, b"", Some(&self.tls), FETCH_TIMEOUT).await?;
+        let k = get(&jwks_url).await?;
         if k.code != 200 {
             anyhow::bail!("{jwks_url}: HTTP {}", k.code);
         }

@@ -11,7 +11,6 @@ pub mod anonymous;
 #[cfg(test)]
 mod bad_input_tests;
 pub mod cache;
-pub mod https;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;

@@ -6,6 +6,7 @@
 
 use crate::api::{ApiResource, Status};
 use crate::context::RequestContext;
+use crate::filters::request_body;
 use crate::filters::response::send;
 use crate::filters::Reply;
 use crate::server::Gateway;
@@ -14,8 +15,6 @@ use serde_json::{json, Value};
 
 pub const GROUP: &str = "authentication.k8s.io";
 pub const VERSION: &str = "v1";
-/// kube's limit on a request body.
-const MAX_BODY: usize = 3 << 20;
 
 /// The review resources, for discovery.
 pub fn resources() -> Vec<ApiResource> {
@@ -54,7 +53,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         let m = session.req_header().method.as_str().to_string();
         return Some(send(gw, session, ctx, Status::method_not_allowed(&m).into()).await);
     }
-    let reply = match read_body(session).await {
+    let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Err(s) => s.into(),
         Ok(body) => match kind {
             "SelfSubjectReview" => self_subject_review(ctx, &body),
@@ -62,26 +61,6 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         },
     };
     Some(send(gw, session, ctx, reply).await)
-}
-
-async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_BODY {
-                    return Err(Status::failure(
-                        413,
-                        "RequestEntityTooLarge",
-                        "Request entity too large: limit is 3145728",
-                    ));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
-        }
-    }
 }
 
 fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {

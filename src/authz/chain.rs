@@ -2,6 +2,7 @@
 //! (apiserver.config.k8s.io AuthorizationConfiguration), with kube-apiserver's validation.
 
 use super::{abac, rbac, webhook, AlwaysAllow, AlwaysDeny, Authorizer, Member};
+use crate::api::documents;
 use crate::config::ServeArgs;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
@@ -75,10 +76,7 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         if !a.authorization_mode.is_empty() {
             bail!("--authorization-config can not be specified when --authorization-mode is specified");
         }
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("--authorization-config {}", file.display()))?;
-        let cfg: AuthorizationConfiguration =
-            serde_yaml::from_str(&text).map_err(|e| anyhow!("--authorization-config {}: {e}", file.display()))?;
+        let cfg: AuthorizationConfiguration = documents::read_config(file, "--authorization-config")?;
         return from_config(args, cfg).with_context(|| format!("--authorization-config {}", file.display()));
     }
     let modes: Vec<String> =

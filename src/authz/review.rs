@@ -8,6 +8,7 @@ use crate::api::status::StatusCause;
 use crate::api::{ApiResource, Status};
 use crate::authn::UserInfo;
 use crate::context::RequestContext;
+use crate::filters::request_body;
 use crate::filters::response::send;
 use crate::filters::Reply;
 use crate::server::Gateway;
@@ -16,8 +17,6 @@ use serde_json::{json, Value};
 
 pub const GROUP: &str = "authorization.k8s.io";
 pub const VERSION: &str = "v1";
-/// kube-apiserver's default limit on a request body.
-const MAX_BODY: usize = 3 * 1024 * 1024;
 
 const KINDS: [(&str, &str, bool); 4] = [
     ("localsubjectaccessreviews", "LocalSubjectAccessReview", true),
@@ -57,7 +56,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         let method = session.req_header().method.as_str().to_string();
         return Some(send(gw, session, ctx, Status::method_not_allowed(&method).into()).await);
     }
-    let reply = match read_body(session).await {
+    let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Ok(body) => match serde_json::from_slice::<Value>(&body) {
             Ok(obj) if obj.is_object() => review(gw, ctx, kind, &info.namespace, obj).await,
             Ok(_) => Status::bad_request(format!("the body of the request must be a {kind} object")).into(),
@@ -66,26 +65,6 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         Err(s) => s.into(),
     };
     Some(send(gw, session, ctx, reply).await)
-}
-
-async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_BODY {
-                    return Err(Status::failure(
-                        413,
-                        "RequestEntityTooLarge",
-                        format!("Request entity too large: limit is {MAX_BODY}"),
-                    ));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading the request body: {e}"))),
-        }
-    }
 }
 
 fn invalid(kind: &str, field: &str, message: String) -> Reply {

@@ -4,11 +4,11 @@
 //! webhook cannot be reached or answers badly.
 
 use super::{Attributes, Authorizer, Decision};
+use crate::kubeconfig::{Endpoint, Kubeconfig};
 use anyhow::{anyhow, bail, Context};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,130 +38,6 @@ pub fn parse_failure_policy(s: &str) -> anyhow::Result<Decision> {
     }
 }
 
-/// The parts of a kubeconfig a webhook client needs.
-#[derive(Debug, Default, Deserialize)]
-struct KubeConfig {
-    #[serde(default)]
-    clusters: Vec<Named<Cluster>>,
-    #[serde(default)]
-    users: Vec<Named<User>>,
-    #[serde(default)]
-    contexts: Vec<Named<Context_>>,
-    #[serde(default, rename = "current-context")]
-    current_context: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Named<T> {
-    name: String,
-    #[serde(alias = "cluster", alias = "user", alias = "context")]
-    value: T,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct Cluster {
-    server: String,
-    #[serde(default)]
-    certificate_authority: Option<PathBuf>,
-    #[serde(default)]
-    certificate_authority_data: Option<String>,
-    #[serde(default)]
-    insecure_skip_tls_verify: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-struct User {
-    #[serde(default)]
-    client_certificate: Option<PathBuf>,
-    #[serde(default)]
-    client_certificate_data: Option<String>,
-    #[serde(default)]
-    client_key: Option<PathBuf>,
-    #[serde(default)]
-    client_key_data: Option<String>,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Context_ {
-    cluster: String,
-    #[serde(default)]
-    user: String,
-}
-
-fn read_pem(dir: &Path, file: &Option<PathBuf>, data: &Option<String>, what: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    use base64::Engine;
-    if let Some(d) = data {
-        return Ok(Some(
-            base64::engine::general_purpose::STANDARD.decode(d.trim()).map_err(|e| anyhow!("{what}-data: {e}"))?,
-        ));
-    }
-    if let Some(f) = file {
-        let p = if f.is_absolute() { f.clone() } else { dir.join(f) };
-        return Ok(Some(std::fs::read(&p).with_context(|| format!("{what} {}", p.display()))?));
-    }
-    Ok(None)
-}
-
-struct Endpoint {
-    url: String,
-    token: Option<String>,
-    client: reqwest::Client,
-}
-
-/// Builds the HTTPS client from a kubeconfig: the current context's cluster and user (or
-/// the first of each).
-fn endpoint(path: &Path, timeout: Duration) -> anyhow::Result<Endpoint> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let kc: KubeConfig = serde_yaml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let ctx = kc.contexts.iter().find(|c| c.name == kc.current_context).or(kc.contexts.first());
-    let cluster = match ctx {
-        Some(c) => kc.clusters.iter().find(|x| x.name == c.value.cluster),
-        None => kc.clusters.first(),
-    }
-    .ok_or_else(|| anyhow!("{}: no cluster", path.display()))?;
-    let user = match ctx {
-        Some(c) => kc.users.iter().find(|x| x.name == c.value.user),
-        None => kc.users.first(),
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let c = &cluster.value;
-    if c.server.is_empty() {
-        bail!("{}: cluster {:?} has no server", path.display(), cluster.name);
-    }
-    let mut b = reqwest::Client::builder().use_rustls_tls().timeout(timeout).connect_timeout(timeout);
-    if let Some(ca) = read_pem(dir, &c.certificate_authority, &c.certificate_authority_data, "certificate-authority")? {
-        for cert in reqwest::Certificate::from_pem_bundle(&ca).context("certificate-authority")? {
-            b = b.add_root_certificate(cert);
-        }
-        b = b.tls_built_in_root_certs(false);
-    }
-    if c.insecure_skip_tls_verify {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    let mut token = None;
-    if let Some(u) = user.map(|u| &u.value) {
-        let cert = read_pem(dir, &u.client_certificate, &u.client_certificate_data, "client-certificate")?;
-        let key = read_pem(dir, &u.client_key, &u.client_key_data, "client-key")?;
-        if let (Some(mut cert), Some(key)) = (cert, key) {
-            cert.push(b'\n');
-            cert.extend(key);
-            b = b.identity(reqwest::Identity::from_pem(&cert).context("client certificate and key")?);
-        }
-        token = match (&u.token, &u.token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(std::fs::read_to_string(dir.join(f)).context("token-file")?.trim().to_string()),
-            _ => None,
-        };
-    }
-    Ok(Endpoint { url: c.server.clone(), token, client: b.build()? })
-}
-
 pub struct WebhookAuthorizer {
     opts: Options,
     endpoint: Endpoint,
@@ -173,7 +49,8 @@ impl WebhookAuthorizer {
         if !matches!(opts.version.as_str(), "v1" | "v1beta1") {
             bail!("unsupported authorization webhook version {:?} (v1, v1beta1)", opts.version);
         }
-        let endpoint = endpoint(&opts.kubeconfig, opts.timeout)
+        let endpoint = Kubeconfig::load(&opts.kubeconfig)
+            .and_then(|kc| kc.endpoint(opts.timeout))
             .with_context(|| format!("authorization webhook {:?} kubeconfig", opts.name))?;
         Ok(WebhookAuthorizer { opts, endpoint, cache: Mutex::new(HashMap::new()) })
     }
@@ -227,25 +104,12 @@ impl WebhookAuthorizer {
     }
 
     async fn call(&self, body: &Value) -> anyhow::Result<(Decision, String)> {
-        let mut req = self
-            .endpoint
-            .client
-            .post(&self.endpoint.url)
-            .header("Content-Type", "application/json")
-            .header("Accept", "application/json");
-        if let Some(t) = &self.endpoint.token {
-            req = req.bearer_auth(t);
+        let resp =
+            self.endpoint.post_json(body.to_string()).await.map_err(|e| anyhow!("{}: {e}", self.endpoint.url))?;
+        if !(200..300).contains(&resp.code) {
+            bail!("the webhook answered {}", http_status(resp.code));
         }
-        let resp = tokio::time::timeout(self.opts.timeout, req.body(body.to_string()).send())
-            .await
-            .map_err(|_| anyhow!("timed out after {:?}", self.opts.timeout))??;
-        let code = resp.status();
-        let bytes = tokio::time::timeout(self.opts.timeout, resp.bytes())
-            .await
-            .map_err(|_| anyhow!("timed out reading the response"))??;
-        if !code.is_success() {
-            bail!("the webhook answered {code}");
-        }
+        let bytes = resp.body;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("malformed SubjectAccessReview: {e}"))?;
         let status = v.get("status").cloned().unwrap_or_default();
         let reason = status.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -290,6 +154,14 @@ impl Authorizer for WebhookAuthorizer {
                 (self.opts.failure_policy, format!("authorization webhook {name:?} failed: {e:#}"))
             }
         }
+    }
+}
+
+/// A status as reqwest printed it ("500 Internal Server Error").
+fn http_status(code: u16) -> String {
+    match reqwest::StatusCode::from_u16(code) {
+        Ok(s) => s.to_string(),
+        Err(_) => code.to_string(),
     }
 }
 

@@ -2,9 +2,10 @@
 //! validation does, from files (multi-document YAML or JSON, a `List`, or a directory of them)
 //! or from objects the store hands over.
 
+use crate::api::documents;
 use base64::Engine;
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// A service reference, `spec.service`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -171,56 +172,23 @@ impl ApiService {
 
 /// Every document in a text (YAML or JSON, multi-document, `List`s flattened).
 pub fn documents(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = serde_yaml::Value::deserialize(doc)?;
-        if v.is_null() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::to_value(v)?;
-        match v.get("items").and_then(|i| i.as_array()) {
-            Some(items) if v.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List")) => {
-                out.extend(items.iter().cloned())
-            }
-            _ => out.push(v),
-        }
-    }
-    Ok(out)
-}
-
-/// The files a path names: itself, or the YAML/JSON files of a directory in name order.
-fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")))
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(documents::parse(text)?.into_iter().flat_map(|d| documents::flatten(d.value)).collect())
 }
 
 /// Loads every APIService under `paths`; any bad file fails the whole load (the caller keeps
 /// its previous table). Objects of other kinds are skipped, so a directory can be shared.
 pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ApiService>> {
     let mut out: Vec<ApiService> = Vec::new();
-    for p in paths {
-        for f in files(p)? {
-            let text = std::fs::read_to_string(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            let docs = documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            for d in docs {
-                if d.get("kind").and_then(|k| k.as_str()) != Some("APIService") {
-                    continue;
-                }
-                let s = ApiService::from_value(d).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-                if out.iter().any(|o| o.name == s.name) {
-                    anyhow::bail!("{}: APIService {:?} defined twice", f.display(), s.name);
-                }
-                out.push(s);
+    for f in documents::files(paths)? {
+        for d in documents::read(&f)?.into_iter().flat_map(|d| documents::flatten(d.value)) {
+            if d.get("kind").and_then(|k| k.as_str()) != Some("APIService") {
+                continue;
             }
+            let s = ApiService::from_value(d).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            if out.iter().any(|o| o.name == s.name) {
+                anyhow::bail!("{}: APIService {:?} defined twice", f.display(), s.name);
+            }
+            out.push(s);
         }
     }
     Ok(out)

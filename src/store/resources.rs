@@ -139,10 +139,7 @@ pub fn defaults() -> Vec<ResourceDef> {
 pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ResourceDef>> {
     let mut defs = defaults();
     let Some(file) = file else { return Ok(defs) };
-    let text =
-        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
-    let extra: Vec<ResourceDef> =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("--resources-file {}: {e}", file.display()))?;
+    let extra: Vec<ResourceDef> = crate::api::documents::read_config(file, "--resources-file")?;
     for mut d in extra {
         if d.singular.is_empty() {
             d.singular = d.kind.to_ascii_lowercase();

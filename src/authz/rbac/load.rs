@@ -2,68 +2,33 @@
 //! included, validated as the API server would before a single object is accepted.
 
 use super::rules::{validate_rule, validate_selector};
-use super::types::{Binding, RbacObject, Role};
+use super::types::{Binding, ObjectMeta, RbacObject, Role};
+use crate::api::documents;
 use anyhow::{anyhow, bail, Context};
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const GROUP: &str = "rbac.authorization.k8s.io";
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
-/// The manifest files under `paths` (a directory: its .yaml/.yml/.json files, sorted).
-pub fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut entries = Vec::new();
-            collect_dir(p, &mut entries)?;
-            entries.sort();
-            out.extend(entries);
-        } else if p.exists() {
-            out.push(p.clone());
-        } else {
-            bail!("{}: no such file or directory", p.display());
-        }
-    }
-    Ok(out)
-}
-
-fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
-        let path = e?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            collect_dir(&path, out)?;
-        } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 /// Every object in the manifests under `paths`; the first bad document fails the whole load.
 pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<RbacObject>> {
     let mut objects = Vec::new();
-    for f in manifest_files(paths)? {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("{}", f.display()))?;
-        objects.extend(parse_manifests(&text).with_context(|| format!("{}", f.display()))?);
+    for f in documents::files(paths)? {
+        let docs = documents::read(&f)?;
+        objects.extend(from_documents(docs).with_context(|| format!("{}", f.display()))?);
     }
     Ok(objects)
 }
 
 /// Parses multi-document YAML (JSON is YAML) holding RBAC objects or Lists of them.
 pub fn parse_manifests(text: &str) -> anyhow::Result<Vec<RbacObject>> {
+    from_documents(documents::parse(text)?)
+}
+
+fn from_documents(docs: Vec<documents::Document>) -> anyhow::Result<Vec<RbacObject>> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let v = serde_yaml::Value::deserialize(doc).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
-        if v.is_null() {
-            continue;
-        }
-        let json = serde_json::to_value(&v).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
-        out.extend(parse_value(json).map_err(|e| anyhow!("document {}: {e:#}", i + 1))?);
+    for d in docs {
+        out.extend(parse_value(d.value).map_err(|e| anyhow!("document {}: {e:#}", d.number))?);
     }
     Ok(out)
 }
@@ -71,7 +36,7 @@ pub fn parse_manifests(text: &str) -> anyhow::Result<Vec<RbacObject>> {
 /// One object (or a `kind: List`), validated.
 pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
     let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
-    if kind == "List" || kind.ends_with("List") && v.get("items").is_some() {
+    if kind == "List" || documents::is_list(&v) {
         let items = v.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
         let mut out = Vec::new();
         for (i, item) in items.into_iter().enumerate() {
@@ -95,13 +60,7 @@ pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
         "Role" | "ClusterRole" => {
             let mut r: Role = serde_json::from_value(v).map_err(|e| anyhow!("{what}: {e}"))?;
             let namespaced = kind == "Role";
-            if namespaced {
-                if r.metadata.namespace.is_empty() {
-                    r.metadata.namespace = "default".into();
-                }
-            } else {
-                r.metadata.namespace.clear();
-            }
+            scope(&mut r.metadata, namespaced);
             validate_role(&r, namespaced).map_err(|e| anyhow!("{what} is invalid: {e}"))?;
             if namespaced {
                 RbacObject::Role(r)
@@ -112,13 +71,7 @@ pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
         _ => {
             let mut b: Binding = serde_json::from_value(v).map_err(|e| anyhow!("{what}: {e}"))?;
             let namespaced = kind == "RoleBinding";
-            if namespaced {
-                if b.metadata.namespace.is_empty() {
-                    b.metadata.namespace = "default".into();
-                }
-            } else {
-                b.metadata.namespace.clear();
-            }
+            scope(&mut b.metadata, namespaced);
             validate_binding(&b, namespaced).map_err(|e| anyhow!("{what} is invalid: {e}"))?;
             if namespaced {
                 RbacObject::RoleBinding(b)
@@ -128,6 +81,16 @@ pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
         }
     };
     Ok(vec![obj])
+}
+
+/// A namespaced object without a namespace lands in `default` (as `kubectl apply` puts it);
+/// a cluster-scoped one has none.
+fn scope(meta: &mut ObjectMeta, namespaced: bool) {
+    if !namespaced {
+        meta.namespace.clear();
+    } else if meta.namespace.is_empty() {
+        meta.namespace = "default".into();
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), String> {

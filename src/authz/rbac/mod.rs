@@ -39,6 +39,12 @@ pub struct RbacAuthorizer {
     policy: ArcSwap<Policy>,
 }
 
+/// How big a compiled policy is, for the log.
+fn log_counts(policy: &Policy, what: &str) {
+    let [roles, cluster_roles, role_bindings, cluster_role_bindings] = policy.counts;
+    tracing::info!(roles, cluster_roles, role_bindings, cluster_role_bindings, "{what}");
+}
+
 impl RbacAuthorizer {
     /// Loads the bootstrap policy and the manifests under `paths`; a bad file is a startup error.
     pub fn new(paths: Vec<PathBuf>) -> anyhow::Result<Self> {
@@ -46,13 +52,7 @@ impl RbacAuthorizer {
         let bootstrap = bootstrap();
         let sources = Sources { files, dynamic: BTreeMap::new() };
         let policy = Policy::compile(merged(&bootstrap, &sources));
-        tracing::info!(
-            roles = policy.counts[0],
-            cluster_roles = policy.counts[1],
-            role_bindings = policy.counts[2],
-            cluster_role_bindings = policy.counts[3],
-            "RBAC policy loaded"
-        );
+        log_counts(&policy, "RBAC policy loaded");
         Ok(RbacAuthorizer { paths, bootstrap, sources: Mutex::new(sources), policy: ArcSwap::from_pointee(policy) })
     }
 
@@ -111,13 +111,7 @@ impl RbacAuthorizer {
 
     fn swap(&self, src: &Sources) {
         let policy = Policy::compile(merged(&self.bootstrap, src));
-        tracing::info!(
-            roles = policy.counts[0],
-            cluster_roles = policy.counts[1],
-            role_bindings = policy.counts[2],
-            cluster_role_bindings = policy.counts[3],
-            "RBAC policy compiled"
-        );
+        log_counts(&policy, "RBAC policy compiled");
         self.policy.store(Arc::new(policy));
     }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::authn::UserInfo;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,13 +3,12 @@
 //! dropped now are removed; a field another manager set to a different value is a conflict
 //! unless `force=true`.
 
-use super::object::{owned_fields, record_managed, reply_object, status};
-use super::write::{check_name, check_namespace, check_type, commit_update, create_value, prepare_update};
+use super::object::{owned_fields, record_managed};
+use super::write::{check_name, check_namespace, check_type, create_value, guaranteed_update, prepare_update};
 use super::Target;
 use crate::api::status::StatusCause;
 use crate::api::Status;
 use crate::filters::Reply;
-use crate::store::backend::StorageError;
 use crate::store::Store;
 use serde_json::Value;
 
@@ -91,13 +90,10 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
-    let key = t.def.key(&t.namespace, &t.name);
     let mine = owned_fields(&config);
     let wanted = paths(&mine);
-    for _ in 0..5 {
-        let Some(existing) = store.storage.get(&key) else {
-            return create_value(store, t, config.clone(), &manager, "Apply");
-        };
+    let missing = || create_value(store, t, config.clone(), &manager, "Apply");
+    guaranteed_update(store, t, true, missing, |existing| {
         let managed: Vec<Value> = existing.value["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
         // conflicts: another manager owns a field this apply sets to a different value
         if !t.query.force {
@@ -148,14 +144,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         }
         merge(&mut new, &config);
         record_managed(&mut new, mine.clone(), &t.def.api_version(), &manager, "Apply", &t.subresource);
-        let new = prepare_update(t, &existing.value, new, "Apply")?;
-        match commit_update(store, t, &existing, new) {
-            Ok(v) => return Ok(reply_object(store, t, 200, &v)),
-            Err(StorageError::Conflict) => continue,
-            Err(e) => return Err(status(t, &t.name, e)),
-        }
-    }
-    Err(status(t, &t.name, StorageError::Conflict))
+        prepare_update(t, &existing.value, new, "Apply")
+    })
 }
 
 #[cfg(test)]

@@ -13,14 +13,12 @@ pub use query::Query;
 use super::resources::ResourceDef;
 use crate::api::Status;
 use crate::context::RequestContext;
+use crate::filters::request_body;
 use crate::filters::response::send;
 use crate::filters::Reply;
 use crate::server::Gateway;
 use pingora::proxy::Session;
 use serde_json::Value;
-
-/// kube's request body limit (3 MiB).
-const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// Now, as kube writes timestamps (RFC 3339, seconds, UTC).
 pub fn now() -> String {
@@ -87,7 +85,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     }
     let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
     let body = if needs_body {
-        match read_body(session).await {
+        match request_body::read(session, ctx, request_body::MAX_BODY).await {
             Ok(b) => b,
             Err(s) => return send(gw, session, ctx, s.into()).await,
         }
@@ -107,26 +105,6 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     };
     let reply = reply.unwrap_or_else(Reply::from);
     send(gw, session, ctx, reply).await
-}
-
-async fn read_body(session: &mut Session) -> Result<Vec<u8>, Status> {
-    let mut body = Vec::new();
-    loop {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > MAX_BODY {
-                    return Err(Status::failure(
-                        413,
-                        "RequestEntityTooLarge",
-                        format!("Request entity too large: limit is {MAX_BODY}"),
-                    ));
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
-        }
-    }
 }
 
 /// Decodes a JSON or YAML body.

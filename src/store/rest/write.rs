@@ -330,17 +330,35 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_name(t, &mut incoming)?;
     check_namespace(t, &mut incoming)?;
     let want = precondition(&incoming)?;
-    let key = t.def.key(&t.namespace, &t.name);
-    for _ in 0..RETRIES {
-        let existing =
-            store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
+    // a pinned resourceVersion is not retried: the caller asked for that version
+    guaranteed_update(store, t, want.is_none(), missing, |existing| {
         if want.is_some_and(|w| w != existing.rev) {
             return Err(status(t, &t.name, StorageError::Conflict));
         }
-        let new = prepare_update(t, &existing.value, incoming.clone(), "Update")?;
+        prepare_update(t, &existing.value, incoming.clone(), "Update")
+    })
+}
+
+/// kube's GuaranteedUpdate: `next` turns the stored object into the new one, which is
+/// committed against the revision it was read at; a lost write race (Conflict) is retried
+/// from a fresh read when `retry_conflict`. `missing` answers when there is no object.
+pub(super) fn guaranteed_update(
+    store: &Store,
+    t: &Target,
+    retry_conflict: bool,
+    missing: impl FnOnce() -> Result<Reply, Status>,
+    mut next: impl FnMut(&Stored) -> Result<Value, Status>,
+) -> Result<Reply, Status> {
+    let key = t.def.key(&t.namespace, &t.name);
+    for _ in 0..RETRIES {
+        let Some(existing) = store.storage.get(&key) else {
+            return missing();
+        };
+        let new = next(&existing)?;
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
-            Err(StorageError::Conflict) if want.is_none() => continue,
+            Err(StorageError::Conflict) if retry_conflict => continue,
             Err(e) => return Err(status(t, &t.name, e)),
         }
     }
@@ -376,12 +394,10 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let p: Value =
         serde_json::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-    let key = t.def.key(&t.namespace, &t.name);
-    for _ in 0..RETRIES {
-        let existing =
-            store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
+    guaranteed_update(store, t, true, missing, |existing| {
         let base = present(store, t, &existing.value);
-        let patched = match kind {
+        let mut patched = match kind {
             PatchType::Json => patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?,
             PatchType::Merge => {
                 let mut b = base.clone();
@@ -394,7 +410,6 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 b
             }
         };
-        let mut patched = patched;
         check_type(t, &mut patched)?;
         check_name(t, &mut patched)?;
         check_namespace(t, &mut patched)?;
@@ -402,14 +417,8 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         if want.is_some_and(|w| w != existing.rev) {
             return Err(status(t, &t.name, StorageError::Conflict));
         }
-        let new = prepare_update(t, &existing.value, patched, "Update")?;
-        match commit_update(store, t, &existing, new) {
-            Ok(v) => return Ok(reply_object(store, t, 200, &v)),
-            Err(StorageError::Conflict) => continue,
-            Err(e) => return Err(status(t, &t.name, e)),
-        }
-    }
-    Err(status(t, &t.name, StorageError::Conflict))
+        prepare_update(t, &existing.value, patched, "Update")
+    })
 }
 
 /// The parts of DeleteOptions the store honours.
