@@ -6,8 +6,9 @@
 #
 #   bench/proxy_vs_nginx.sh [duration=10s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
-# FRONTDOOR_BIN=path skips the release build. BENCH_TOKEN=... adds "Authorization: Bearer"
-# (wrk cannot present client certs; without it requests reach frontdoor as anonymous).
+# FRONTDOOR_BIN=path skips the release build. Requests carry "Authorization: Bearer $BENCH_TOKEN"
+# (wrk cannot present client certs); the default token is a static token of a system:masters
+# user, so the cached token path and authorization run as for an ordinary client.
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
@@ -90,6 +91,11 @@ spec:
   caBundle: $(base64 -w0 "$TMP/be-ca.crt")
 YAML
 
+BENCH_TOKEN=${BENCH_TOKEN:-bench-token}
+mkdir -p "$TMP/policies"
+echo 'bench-token,bench,bench-uid,"system:masters"' > "$TMP/policies/tokens.csv"
+HDR=(-H "Authorization: Bearer $BENCH_TOKEN")
+
 nginx -p "$TMP" -e "$TMP/backend.err" -c "$TMP/backend.conf" & PIDS+=($!)
 nginx -p "$TMP" -e "$TMP/proxy.err" -c "$TMP/proxy.conf" & PIDS+=($!)
 NG_PID=$!
@@ -101,7 +107,7 @@ FD_PID=$!
 
 wait_ok() {
   for _ in $(seq 1 100); do
-    if curl -skf -o /dev/null "$1"; then return 0; fi
+    if curl -skf "${HDR[@]}" -o /dev/null "$1"; then return 0; fi
     sleep 0.1
   done
   echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP/frontdoor.log" >&2; exit 1
@@ -109,9 +115,6 @@ wait_ok() {
 wait_ok "https://127.0.0.1:$BE$PATH_"
 wait_ok "https://127.0.0.1:$NP$PATH_"
 wait_ok "https://127.0.0.1:$FP$PATH_"
-
-HDR=()
-if [ -n "${BENCH_TOKEN:-}" ]; then HDR=(-H "Authorization: Bearer $BENCH_TOKEN"); fi
 
 # CPU ticks used by a process and its children processes (nginx workers)
 ticks() {

@@ -32,6 +32,7 @@ use crate::tls::{CaRole, ClientCas, PeerIdentity};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cache::{TokenCache, TokenResult};
 use pingora::http::RequestHeader;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -448,17 +449,23 @@ impl Authentication {
 
 /// kube's bearer-token extraction: `Authorization: Bearer <token>`, scheme case-insensitive;
 /// anything else (no header, another scheme, an empty token) is no bearer credential.
-pub fn bearer_token(req: &RequestHeader) -> Option<String> {
+pub fn bearer_token(req: &RequestHeader) -> Option<Cow<'_, str>> {
     let raw = req.headers.get("authorization")?;
-    let auth = String::from_utf8_lossy(raw.as_bytes());
-    let auth = auth.trim();
-    let mut parts = auth.splitn(3, ' ');
+    // borrowed from the header unless it is not UTF-8 (then lossily decoded, as before)
+    match String::from_utf8_lossy(raw.as_bytes()) {
+        Cow::Borrowed(auth) => bearer_of(auth).map(Cow::Borrowed),
+        Cow::Owned(auth) => bearer_of(&auth).map(|t| Cow::Owned(t.to_string())),
+    }
+}
+
+fn bearer_of(auth: &str) -> Option<&str> {
+    let mut parts = auth.trim().splitn(3, ' ');
     let scheme = parts.next()?;
     let token = parts.next()?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return None;
     }
-    Some(token.to_string())
+    Some(token)
 }
 
 /// The authentication filter.

@@ -14,14 +14,18 @@ const UNAVAILABLE: ErrorType = ErrorType::Custom("ServiceUnavailable");
 /// Headers a client must never get through to a backend: its credentials and anything
 /// that claims an identity.
 pub fn strip_identity_headers(req: &mut RequestHeader) {
-    let names: Vec<String> = req
+    // header names are stored lowercase; nothing is allocated when none matches
+    let names: Vec<http::HeaderName> = req
         .headers
         .keys()
-        .map(|k| k.as_str().to_ascii_lowercase())
-        .filter(|k| k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-"))
+        .filter(|k| {
+            let k = k.as_str();
+            k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-")
+        })
+        .cloned()
         .collect();
-    for n in names {
-        req.remove_header(&n);
+    for n in &names {
+        req.remove_header(n);
     }
 }
 
