@@ -340,3 +340,29 @@ fn sanitize(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Attribute builders shared by the authorizers' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Attributes;
+    use crate::authn::UserInfo;
+
+    pub fn user(name: &str, groups: &[&str]) -> UserInfo {
+        UserInfo::new(name, groups.iter().map(|g| g.to_string()).collect())
+    }
+
+    /// A resource request's attributes.
+    pub fn res(u: &UserInfo, verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
+        Attributes {
+            user: u.clone(),
+            verb: verb.into(),
+            namespace: ns.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            name: name.into(),
+            resource_request: true,
+            ..Default::default()
+        }
+    }
+}

@@ -1,23 +1,7 @@
 use super::*;
 use crate::config::{parse_from, Command, ServeArgs};
 
-fn user(name: &str, groups: &[&str]) -> UserInfo {
-    UserInfo::new(name, groups.iter().map(|g| g.to_string()).collect())
-}
-
-fn res(u: &UserInfo, verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
-    Attributes {
-        user: u.clone(),
-        verb: verb.into(),
-        namespace: ns.into(),
-        api_group: group.into(),
-        resource: resource.into(),
-        subresource: sub.into(),
-        name: name.into(),
-        resource_request: true,
-        ..Default::default()
-    }
-}
+use crate::authz::testing::{res, user};
 
 fn serve_args(extra: &[&str]) -> (tempfile::TempDir, ServeArgs) {
     let dir = tempfile::tempdir().unwrap();

@@ -143,17 +143,7 @@ mod tests {
     }
 
     fn res(verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
-        Attributes {
-            user: UserInfo::new("u", vec![]),
-            verb: verb.into(),
-            namespace: "ns".into(),
-            api_group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            name: name.into(),
-            resource_request: true,
-            ..Default::default()
-        }
+        crate::authz::testing::res(&UserInfo::new("u", vec![]), verb, "ns", group, resource, sub, name)
     }
 
     fn path(verb: &str, p: &str) -> Attributes {
