@@ -125,7 +125,7 @@ fn proxies_with_identity_headers_client_cert_and_pooling() {
 }
 
 #[test]
-fn streams_watches_and_passes_upgrades() {
+fn streams_watches_event_by_event() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
     let mut r = admin.get(s.fd.url(&format!("{FLUNDERS}?watch=true"))).send().unwrap();
@@ -146,7 +146,11 @@ fn streams_watches_and_passes_upgrades() {
     let mut rest = String::new();
     r.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("\"f2\""), "{rest}");
+}
 
+#[test]
+fn passes_websocket_upgrades() {
+    let s = setup(&[]);
     // websocket upgrade over HTTP/1.1, bytes echoed both ways
     let mut tls = raw_tls(&s.fd);
     let req = format!(
