@@ -19,6 +19,23 @@ pub struct InitArgs {
     pub server: String,
 }
 
+/// Every file `certs init` writes, with kubeadm's names.
+pub const FILES: [&str; 13] = [
+    "ca.crt",
+    "ca.key",
+    "apiserver.crt",
+    "apiserver.key",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "front-proxy-client.crt",
+    "front-proxy-client.key",
+    "sa.key",
+    "sa.pub",
+    "admin.crt",
+    "admin.key",
+    "admin.kubeconfig",
+];
+
 /// A CA loaded or generated, able to sign leaves.
 struct Ca {
     cert: Certificate,
@@ -172,21 +189,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let args = InitArgs { dir: dir.clone(), force: false, server: "https://127.0.0.1:1".into() };
         init(&args).unwrap();
-        for f in [
-            "ca.crt",
-            "ca.key",
-            "apiserver.crt",
-            "apiserver.key",
-            "front-proxy-ca.crt",
-            "front-proxy-ca.key",
-            "front-proxy-client.crt",
-            "front-proxy-client.key",
-            "sa.key",
-            "sa.pub",
-            "admin.crt",
-            "admin.key",
-            "admin.kubeconfig",
-        ] {
+        for f in FILES {
             assert!(dir.join(f).exists(), "{f} missing");
         }
         let before = std::fs::read(dir.join("ca.key")).unwrap();

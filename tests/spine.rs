@@ -518,21 +518,7 @@ fn certs_init_writes_kubeadm_names_and_keeps_files() {
     let d = dir.path().join("pki");
     let o = frontdoor(&["certs", "init", "--dir", d.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let names = [
-        "ca.crt",
-        "ca.key",
-        "apiserver.crt",
-        "apiserver.key",
-        "front-proxy-ca.crt",
-        "front-proxy-ca.key",
-        "front-proxy-client.crt",
-        "front-proxy-client.key",
-        "sa.key",
-        "sa.pub",
-        "admin.crt",
-        "admin.key",
-        "admin.kubeconfig",
-    ];
+    let names = frontdoor::certs::FILES;
     let read_all = || names.map(|n| std::fs::read(d.join(n)).unwrap_or_else(|e| panic!("{n}: {e}")));
     let first = read_all();
     for (n, content) in names.iter().zip(&first) {
