@@ -31,6 +31,8 @@ pub struct RequestContext {
     pub request_uri: String,
     // request_info
     pub request_info: Arc<RequestInfo>,
+    // timeout: the deadline of a non-long-running request
+    pub deadline: Option<std::time::Duration>,
     // TLS
     pub peer: Option<Arc<PeerIdentity>>,
     // authentication

@@ -68,8 +68,9 @@ impl Gateway {
                 return self.reject(session, ctx, reply).await;
             }
         }
-        if let Some(status) = timeout::check(&ctx.request_info, session.req_header().uri.query()) {
-            return self.reject(session, ctx, status.into()).await;
+        match timeout::resolve(&ctx.request_info, session.req_header().uri.query(), self.args.request_timeout) {
+            Ok(deadline) => ctx.deadline = deadline,
+            Err(status) => return self.reject(session, ctx, (*status).into()).await,
         }
         if self.cors.is_preflight(session.req_header()) {
             return self.reject(session, ctx, Reply::empty(204)).await;
@@ -105,9 +106,7 @@ impl Gateway {
 
     /// Runs the local handler under the non-long-running timeout.
     async fn serve_local(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
-        let query = session.req_header().uri.query();
-        let deadline = timeout::deadline(&ctx.request_info, query, self.args.request_timeout);
-        let Some(limit) = deadline else {
+        let Some(limit) = ctx.deadline else {
             return router::local::serve(self, session, ctx).await;
         };
         match tokio::time::timeout(limit, router::local::serve(self, session, ctx)).await {
@@ -150,7 +149,7 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
-        router::proxy::upstream_peer(&self.0, ctx)
+        router::proxy::upstream_peer(ctx)
     }
 
     async fn upstream_request_filter(

@@ -23,29 +23,35 @@ fn requested(query: Option<&str>) -> Result<Option<i64>, String> {
     }
 }
 
-/// kube's 400 for a malformed `?timeout=` on a request the deadline applies to, checked right
-/// after RequestInfo (before CORS and authentication). None when the request may go on.
-pub fn check(info: &RequestInfo, query: Option<&str>) -> Option<Status> {
+/// The timeout filter, run once right after RequestInfo (before CORS and authentication): a
+/// malformed `?timeout=` is kube's 400; otherwise the deadline the request runs under, None
+/// for long-running requests. The chain keeps it in the context for the local handler and
+/// the upstream proxy.
+pub fn resolve(info: &RequestInfo, query: Option<&str>, default: Duration) -> Result<Option<Duration>, Box<Status>> {
     if info.is_long_running() {
-        return None;
+        return Ok(None);
     }
-    let e = requested(query).err()?;
-    Some(Status::bad_request(format!("invalid timeout specified in the request URL - {e}")))
-}
-
-/// The deadline for this request, or None for long-running requests.
-pub fn deadline(info: &RequestInfo, query: Option<&str>, default: Duration) -> Option<Duration> {
-    if info.is_long_running() || default.is_zero() {
-        return None;
+    let asked = requested(query)
+        .map_err(|e| Box::new(Status::bad_request(format!("invalid timeout specified in the request URL - {e}"))))?;
+    if default.is_zero() {
+        return Ok(None);
     }
     // a zero, negative or larger request leaves the server's default
-    let asked = requested(query).ok().flatten().and_then(|ns| u64::try_from(ns).ok()).map(Duration::from_nanos);
-    Some(asked.filter(|d| !d.is_zero() && *d < default).unwrap_or(default))
+    let asked = asked.and_then(|ns| u64::try_from(ns).ok()).map(Duration::from_nanos);
+    Ok(Some(asked.filter(|d| !d.is_zero() && *d < default).unwrap_or(default)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn deadline(info: &RequestInfo, query: Option<&str>, default: Duration) -> Option<Duration> {
+        resolve(info, query, default).unwrap()
+    }
+
+    fn check(info: &RequestInfo, query: Option<&str>) -> Option<Status> {
+        resolve(info, query, Duration::from_secs(60)).err().map(|s| *s)
+    }
 
     #[test]
     fn long_running_exempt_and_query_shortens() {

@@ -70,10 +70,7 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
 /// The upstream peer for a backend route: 503 at once when the backend is unavailable.
 /// Ordinary requests are cut at the request timeout (the peer's read timeout); long-running
 /// ones (watch, exec, port-forward, ...) are exempt.
-pub fn upstream_peer(
-    gw: &crate::server::Gateway,
-    ctx: &RequestContext,
-) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
+pub fn upstream_peer(ctx: &RequestContext) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
     let Route::Backend(b) = &ctx.route else {
         return Err(Error::explain(UNAVAILABLE, "no backend route"));
     };
@@ -84,10 +81,8 @@ pub fn upstream_peer(
         return Err(Error::explain(UNAVAILABLE, "service unavailable"));
     };
     let mut peer = (*peer).clone();
-    let query = ctx.request_uri.split_once('?').map(|(_, q)| q);
-    let deadline = crate::filters::timeout::deadline(&ctx.request_info, query, gw.args.request_timeout);
-    peer.options.read_timeout = deadline;
-    peer.options.write_timeout = deadline;
+    peer.options.read_timeout = ctx.deadline;
+    peer.options.write_timeout = ctx.deadline;
     Ok(Box::new(peer))
 }
 
