@@ -1,12 +1,12 @@
 //! Aggregation end to end: the real frontdoor binary in front of real TLS backends (a small
 //! recording backend, and a second frontdoor), through real kubectl.
 
-mod backend;
-mod common;
+use crate::backend;
+use crate::common;
 
-use backend::{TestBackend, GROUP};
+use crate::backend::{TestBackend, GROUP};
+use crate::common::{free_port, stdout, Frontdoor};
 use base64::Engine;
-use common::{free_port, stdout, Frontdoor};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;

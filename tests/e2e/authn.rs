@@ -3,8 +3,7 @@
 //! webhook started by the test, x509 and front-proxy certs, kubectl `auth whoami`, and the
 //! bad inputs of issue 5.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};

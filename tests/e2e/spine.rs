@@ -1,8 +1,7 @@
 //! The spine through the real binary: kubectl, TLS (client certs, ALPN, versions), errors,
 //! metrics, CORS, audit IDs, graceful shutdown and the command line.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,8 +2,7 @@
 //! kube's 403 wording, `kubectl auth can-i [--list]`, the review APIs, policy hot reload
 //! under continuous traffic, and the metrics.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! Audit through the real binary: events at each level and stage in the log file, the
 //! Audit-ID header, failed authentication, rotation, and the webhook backend (a TLS
 //! receiver started here) in batch mode, including a stuck receiver.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -2,9 +2,7 @@
 //! through create / get / apply / patch / label / annotate / delete, `get -w`, selectors,
 //! discovery; and a kill -9 that loses no acknowledged write.
 
-mod common;
-
-use common::{stderr, stdout, Frontdoor, KUBECTL};
+use crate::common::{stderr, stdout, Frontdoor, KUBECTL};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,9 +3,7 @@
 //! prints the server's RSS growth, then one write and how long until every watcher had it.
 //! Prints figures; asserts only that every watcher got the event.
 
-mod common;
-
-use common::Frontdoor;
+use crate::common::Frontdoor;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,7 @@
 //! The store over HTTP: watch streams (selectors, bookmarks, timeoutSeconds, 410 Expired),
 //! Table output, Status errors, and the `etcd` health check.
 
-mod common;
-
-use common::Frontdoor;
+use crate::common::Frontdoor;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 

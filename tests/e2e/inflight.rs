@@ -3,8 +3,7 @@
 //! bodies (pingora then closes the connection), so seats are held here by slow readers: clients
 //! with a tiny receive window asking for a large response (/metrics, grown first) and not
 //! reading it, which keeps the handler blocked in its write.
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::FromRawFd;

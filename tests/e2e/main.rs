@@ -1,0 +1,17 @@
+//! End-to-end tests: the real `frontdoor` binary on loopback ports, with generated certs, real TLS
+//! and real kubectl. One test binary for all of them, so a clean build links the crate once
+//! instead of once per file (each link is a few hundred megabytes of disk).
+
+mod backend;
+mod common;
+
+mod aggregation;
+mod audit;
+mod authn;
+mod authz;
+mod deploy;
+mod inflight;
+mod spine;
+mod store_api;
+mod store_kubectl;
+mod store_watch_load;
