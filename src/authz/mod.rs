@@ -106,6 +106,13 @@ impl RulesInfo {
 pub trait Authorizer: Send + Sync {
     async fn authorize(&self, attrs: &Attributes) -> (Decision, String);
 
+    /// `authorize` plus the evaluation error kube's authorizers return beside their decision
+    /// (a webhook that could not be asked). Only authorizers that can fail override it.
+    async fn authorize_or_error(&self, attrs: &Attributes) -> (Decision, String, Option<String>) {
+        let (decision, reason) = self.authorize(attrs).await;
+        (decision, reason, None)
+    }
+
     /// The rules `user` has in `namespace`; authorizers that cannot list them say incomplete.
     fn rules_for(&self, _user: &UserInfo, _namespace: &str) -> RulesInfo {
         RulesInfo::incomplete()
@@ -233,22 +240,31 @@ impl Authorization {
     /// Runs the chain: `system:masters` first, then the first Allow or Deny decides; when
     /// all say NoOpinion the reasons are joined, as kube's union authorizer does.
     pub async fn decide(&self, attrs: &Attributes) -> (Decision, String) {
+        let (decision, reason, _) = self.decide_or_error(attrs).await;
+        (decision, reason)
+    }
+
+    /// `decide` plus the evaluation errors met on the way, as kube's union authorizer collects
+    /// them (an error does not stop the chain; a later authorizer may still allow).
+    pub async fn decide_or_error(&self, attrs: &Attributes) -> (Decision, String, Vec<String>) {
         if attrs.user.is_system_master() {
-            return (Decision::Allow, String::new());
+            return (Decision::Allow, String::new(), Vec::new());
         }
         let mut reasons: Vec<String> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
         for m in &self.chain {
-            let (d, reason) = m.authorizer.authorize(attrs).await;
+            let (d, reason, error) = m.authorizer.authorize_or_error(attrs).await;
+            errors.extend(error);
             if d != Decision::NoOpinion {
                 let label = if d == Decision::Allow { "allowed" } else { "denied" };
                 metrics::DECISIONS.with_label_values(&[m.kind, &m.name, label]).inc();
-                return (d, reason);
+                return (d, reason, errors);
             }
             if !reason.is_empty() {
                 reasons.push(reason);
             }
         }
-        (Decision::NoOpinion, reasons.join("\n"))
+        (Decision::NoOpinion, reasons.join("\n"), errors)
     }
 
     /// kube's union RuleResolver: every authorizer's rules, incomplete if any is.
@@ -284,7 +300,8 @@ impl Authorization {
     }
 }
 
-/// The authorization filter: records the decision, or ends the request with kube's 403.
+/// The authorization filter: records the decision, or ends the request with kube's 403 (or its
+/// 500 when an authorizer failed and nothing allowed).
 pub async fn authorize(
     gw: &crate::server::Gateway,
     ctx: &mut crate::context::RequestContext,
@@ -294,14 +311,21 @@ pub async fn authorize(
     };
     let attrs = Attributes::from_request(user, &ctx.request_info);
     let start = Instant::now();
-    let (decision, reason) = gw.authz.decide(&attrs).await;
+    let (decision, reason, errors) = gw.authz.decide_or_error(&attrs).await;
     let result = decision.metric_value();
     metrics::ATTEMPTS.with_label_values(&[result]).inc();
     metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
-    ctx.decision = Some((decision, reason.clone()));
     if decision == Decision::Allow {
+        ctx.decision = Some((decision, reason));
         return Ok(());
     }
+    if !errors.is_empty() {
+        // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
+        ctx.decision = Some((decision, "internal error".into()));
+        let message = format!("Internal Server Error: {:?}: {}", ctx.request_uri, aggregate_errors(&errors));
+        return Err(crate::api::Status::failure(500, "InternalError", sanitize(&message)));
+    }
+    ctx.decision = Some((decision, reason.clone()));
     tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
     Err(forbidden(&attrs, &reason))
 }
@@ -334,6 +358,15 @@ fn forbidden_message(a: &Attributes) -> String {
 }
 
 /// kube escapes `&`, `<` and `>` in the message (it may echo a path).
+/// kube's aggregate error text: one message as is, several as `[a, b]`.
+pub fn aggregate_errors(errors: &[String]) -> String {
+    if errors.len() == 1 {
+        errors[0].clone()
+    } else {
+        format!("[{}]", errors.join(", "))
+    }
+}
+
 fn sanitize(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -3,7 +3,7 @@
 //! SubjectAccessReview (backends may use frontdoor as their authorization webhook) and
 //! LocalSubjectAccessReview.
 
-use super::{Attributes, Decision};
+use super::{aggregate_errors, Attributes, Decision};
 use crate::api::status::StatusCause;
 use crate::api::{ApiResource, Status};
 use crate::authn::UserInfo;
@@ -100,7 +100,7 @@ pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &
                 "incomplete": r.incomplete,
             });
             if !r.errors.is_empty() {
-                s["evaluationError"] = json!(aggregate(&r.errors));
+                s["evaluationError"] = json!(aggregate_errors(&r.errors));
             }
             s
         }
@@ -142,13 +142,16 @@ pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &
                     .into();
                 }
             }
-            let (decision, reason) = gw.authz.decide(&attrs).await;
+            let (decision, reason, errors) = gw.authz.decide_or_error(&attrs).await;
             let mut s = json!({"allowed": decision == Decision::Allow});
             if decision == Decision::Deny {
                 s["denied"] = json!(true);
             }
             if !reason.is_empty() {
                 s["reason"] = json!(reason);
+            }
+            if !errors.is_empty() {
+                s["evaluationError"] = json!(aggregate_errors(&errors));
             }
             s
         }
@@ -162,15 +165,6 @@ pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &
     obj["spec"] = spec;
     obj["status"] = status;
     Reply::json(201, &obj)
-}
-
-/// kube's aggregate error text: one message as is, several as `[a, b]`.
-fn aggregate(errors: &[String]) -> String {
-    if errors.len() == 1 {
-        errors[0].clone()
-    } else {
-        format!("[{}]", errors.join(", "))
-    }
 }
 
 fn spec_user(spec: &Value) -> Option<UserInfo> {

@@ -96,6 +96,40 @@ async fn all_no_opinion_joins_reasons() {
     );
 }
 
+/// An authorizer that cannot be asked, as a webhook that is down.
+struct Failing(Decision);
+
+#[async_trait::async_trait]
+impl Authorizer for Failing {
+    async fn authorize(&self, a: &Attributes) -> (Decision, String) {
+        let (d, r, _) = self.authorize_or_error(a).await;
+        (d, r)
+    }
+    async fn authorize_or_error(&self, _: &Attributes) -> (Decision, String, Option<String>) {
+        (self.0, String::new(), Some("webhook down".into()))
+    }
+}
+
+fn chain(members: Vec<Arc<dyn Authorizer>>) -> Authorization {
+    let chain = members.into_iter().map(|authorizer| Member { kind: "Test", name: "t".into(), authorizer }).collect();
+    Authorization::from_chain(chain, None)
+}
+
+#[tokio::test]
+async fn errors_are_collected_and_a_later_allow_still_wins() {
+    let bob = res(&user("bob", &[]), "get", "n", "", "pods", "", "");
+    let (d, _, errors) = chain(vec![Arc::new(Failing(Decision::NoOpinion))]).decide_or_error(&bob).await;
+    assert_eq!((d, errors), (Decision::NoOpinion, vec!["webhook down".to_string()]));
+    let (d, _, errors) =
+        chain(vec![Arc::new(Failing(Decision::NoOpinion)), Arc::new(AlwaysAllow)]).decide_or_error(&bob).await;
+    assert_eq!(d, Decision::Allow, "NoOpinion on failure falls through to the next authorizer");
+    assert_eq!(errors.len(), 1);
+    let (d, _, errors) =
+        chain(vec![Arc::new(Failing(Decision::Deny)), Arc::new(AlwaysAllow)]).decide_or_error(&bob).await;
+    assert_eq!((d, errors.len()), (Decision::Deny, 1), "Deny on failure stops the chain");
+    assert_eq!(aggregate_errors(&["a".into(), "b".into()]), "[a, b]");
+}
+
 #[test]
 fn bad_flags_are_startup_errors() {
     let cases: &[(&[&str], &str)] = &[

@@ -127,10 +127,17 @@ impl WebhookAuthorizer {
 #[async_trait::async_trait]
 impl Authorizer for WebhookAuthorizer {
     async fn authorize(&self, a: &Attributes) -> (Decision, String) {
+        let (decision, reason, _) = self.authorize_or_error(a).await;
+        (decision, reason)
+    }
+
+    /// A failed call decides by the failure policy and also reports the error, as kube's
+    /// webhook authorizer does (so the filter answers 500 unless a later authorizer allows).
+    async fn authorize_or_error(&self, a: &Attributes) -> (Decision, String, Option<String>) {
         let body = self.review(a);
         let key = body["spec"].to_string();
-        if let Some(hit) = self.cached(&key) {
-            return hit;
+        if let Some((decision, reason)) = self.cached(&key) {
+            return (decision, reason, None);
         }
         let start = Instant::now();
         let name = self.opts.name.as_str();
@@ -140,7 +147,7 @@ impl Authorizer for WebhookAuthorizer {
                 super::metrics::WEBHOOK_EVALUATIONS.with_label_values(&[name, "success"]).inc();
                 super::metrics::WEBHOOK_DURATION.with_label_values(&[name, "success"]).observe(secs);
                 self.remember(key, d, &reason);
-                (d, reason)
+                (d, reason, None)
             }
             Err(e) => {
                 let secs = start.elapsed().as_secs_f64();
@@ -151,7 +158,7 @@ impl Authorizer for WebhookAuthorizer {
                     super::metrics::WEBHOOK_FAIL_OPEN.with_label_values(&[name, result]).inc();
                 }
                 tracing::error!(webhook = name, error = %format!("{e:#}"), "authorization webhook failed");
-                (self.opts.failure_policy, format!("authorization webhook {name:?} failed: {e:#}"))
+                (self.opts.failure_policy, String::new(), Some(format!("authorization webhook {name:?} failed: {e:#}")))
             }
         }
     }

@@ -131,6 +131,37 @@ fn forbidden_requests_get_kubes_exact_message() {
     assert_ne!(fd.admin_client().get(fd.url("/api/v1/namespaces/default/configmaps/x")).send().unwrap().status(), 403);
 }
 
+/// A webhook that cannot be reached is kube's 500 for a request nothing else allows, while RBAC
+/// after it still allows what it allows, and system:masters never reaches the chain.
+#[test]
+fn failed_webhook_is_an_internal_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_port();
+    std::fs::write(
+        dir.path().join("webhook.kubeconfig"),
+        format!("clusters:\n- name: w\n  cluster: {{server: \"https://127.0.0.1:{closed}/\", insecure-skip-tls-verify: true}}\n"),
+    )
+    .unwrap();
+    let kc = dir.path().join("webhook.kubeconfig").display().to_string();
+    let fd =
+        Frontdoor::start_in(dir, &["--authorization-mode", "Webhook,RBAC", "--authorization-webhook-config-file", &kc]);
+    issue_user(&fd, "alice", "alice", &[]);
+    let alice = fd.client_with_cert("alice");
+    let r = alice.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["reason"], "InternalError");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#"Internal Server Error: "/api/v1/namespaces/default/configmaps": authorization webhook"#),
+        "{message}"
+    );
+    // RBAC's bootstrap policy lets any authenticated user read /version after the webhook failed
+    assert_eq!(alice.get(fd.url("/version")).send().unwrap().status(), 200);
+    assert_eq!(fd.admin_client().get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+}
+
 #[test]
 fn kubectl_auth_can_i_and_list() {
     let dir = tempfile::tempdir().unwrap();

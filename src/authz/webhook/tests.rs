@@ -145,14 +145,19 @@ async fn decisions_caches_and_failure_policy() {
 
     // errors and timeouts take the failure policy, within the timeout
     let start = Instant::now();
-    let (d, reason) = w.authorize(&attrs("hang-a")).await;
+    let (d, reason, error) = w.authorize_or_error(&attrs("hang-a")).await;
     assert_eq!(d, Decision::NoOpinion);
-    assert!(reason.contains("timed out"), "{reason}");
+    assert_eq!(reason, "", "kube's webhook gives no reason with its error");
+    let error = error.expect("the failure is reported beside the decision");
+    assert!(error.contains("timed out"), "{error}");
     assert!(start.elapsed() < Duration::from_secs(3), "bounded by the timeout");
     assert_eq!(w.authorize(&attrs("bad-a")).await.0, Decision::NoOpinion);
 
     let deny = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();
-    assert_eq!(deny.authorize(&attrs("bad-b")).await.0, Decision::Deny);
+    let (d, _, error) = deny.authorize_or_error(&attrs("bad-b")).await;
+    assert_eq!(d, Decision::Deny);
+    assert!(error.is_some());
+    assert_eq!(deny.authorize_or_error(&attrs("allow-b")).await.2, None);
     assert_eq!(deny.authorize(&attrs("allow-b")).await.0, Decision::Allow);
 }
 
@@ -163,9 +168,10 @@ async fn unreachable_webhook_is_a_failure_not_a_hang() {
     let kc = dir.path().join("kc");
     std::fs::write(&kc, format!("clusters:\n- name: c\n  cluster: {{server: \"https://127.0.0.1:{port}/\", insecure-skip-tls-verify: true}}\n")).unwrap();
     let w = WebhookAuthorizer::new(opts(kc, Decision::Deny)).unwrap();
-    let (d, reason) = w.authorize(&attrs("x")).await;
+    let (d, _, error) = w.authorize_or_error(&attrs("x")).await;
     assert_eq!(d, Decision::Deny);
-    assert!(reason.contains("\"test\" failed"), "{reason}");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("\"test\" failed"), "{error}");
 }
 
 #[test]
