@@ -1,11 +1,18 @@
 //! kube's WithMaxInFlightLimit: separate seat counts for read-only (get, list, watch) and
 //! mutating verbs; long-running requests and `system:masters` are exempt; over the limit a
 //! request is refused at once with 429 and `Retry-After: 1` (no queueing).
+//!
+//! `apiserver_current_inflight_requests` is kube's watermark: the most seats in use at any
+//! acquire or release during the last second, published once a second.
 
 use once_cell::sync::Lazy;
 use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// kube's inflightUsageMetricUpdatePeriod.
+const WATERMARK_PERIOD: Duration = Duration::from_secs(1);
 
 pub static CURRENT_INFLIGHT: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -43,12 +50,21 @@ pub struct Seats {
     kind: &'static str,
     limit: usize,
     used: AtomicUsize,
+    /// The most seats seen in use since the last publication.
+    watermark: AtomicUsize,
 }
 
 impl Seats {
     pub fn new(kind: &'static str, limit: usize) -> Arc<Seats> {
         CURRENT_INFLIGHT.with_label_values(&[kind]).set(0);
-        Arc::new(Seats { kind, limit, used: AtomicUsize::new(0) })
+        let seats = Arc::new(Seats { kind, limit, used: AtomicUsize::new(0), watermark: AtomicUsize::new(0) });
+        publish_watermarks(Arc::downgrade(&seats));
+        seats
+    }
+
+    /// The watermark since the last call, which starts a new window.
+    fn take_watermark(&self) -> usize {
+        self.watermark.swap(0, Ordering::AcqRel)
     }
 
     pub fn kind(&self) -> &'static str {
@@ -64,7 +80,7 @@ impl Seats {
             }
             match self.used.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => {
-                    CURRENT_INFLIGHT.with_label_values(&[self.kind]).set((cur + 1) as i64);
+                    self.watermark.fetch_max(cur + 1, Ordering::AcqRel);
                     return Some(Seat(self.clone()));
                 }
                 Err(now) => cur = now,
@@ -84,7 +100,20 @@ pub struct Seat(Arc<Seats>);
 impl Drop for Seat {
     fn drop(&mut self) {
         let now = self.0.used.fetch_sub(1, Ordering::AcqRel) - 1;
-        CURRENT_INFLIGHT.with_label_values(&[self.0.kind]).set(now as i64);
+        self.0.watermark.fetch_max(now, Ordering::AcqRel);
+    }
+}
+
+/// Publishes the watermark once a period, on a thread of its own (the gauge must move even
+/// when no request comes), until the seats are gone.
+fn publish_watermarks(seats: Weak<Seats>) {
+    let spawned = std::thread::Builder::new().name("inflight-watermark".into()).spawn(move || loop {
+        std::thread::sleep(WATERMARK_PERIOD);
+        let Some(seats) = seats.upgrade() else { return };
+        CURRENT_INFLIGHT.with_label_values(&[seats.kind]).set(seats.take_watermark() as i64);
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the in-flight watermark thread; apiserver_current_inflight_requests stays 0");
     }
 }
 
@@ -125,6 +154,19 @@ mod tests {
         let _c = s.try_acquire().unwrap();
         drop(b);
         assert_eq!(s.in_use(), 1);
+    }
+
+    #[test]
+    fn watermark_is_the_peak_since_the_last_window() {
+        let s = Seats::new("watermark-kind", 5);
+        let a = s.try_acquire().unwrap();
+        let b = s.try_acquire().unwrap();
+        let c = s.try_acquire().unwrap();
+        drop((a, b));
+        assert_eq!(s.take_watermark(), 3, "the peak, not the current 1");
+        assert_eq!(s.take_watermark(), 0, "a window without acquire or release");
+        drop(c);
+        assert_eq!(s.take_watermark(), 0, "the release records the count after it");
     }
 
     #[test]
