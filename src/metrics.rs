@@ -2,7 +2,10 @@
 //! metrics in the default registry (lazily); `/metrics` gathers them all.
 
 use once_cell::sync::Lazy;
-use prometheus::{register_histogram_vec, register_int_counter_vec, Encoder, HistogramVec, IntCounterVec, TextEncoder};
+use prometheus::{
+    register_gauge_vec, register_histogram_vec, register_int_counter_vec, Encoder, GaugeVec, HistogramVec,
+    IntCounterVec, TextEncoder,
+};
 
 /// kube-apiserver's buckets for `apiserver_request_duration_seconds`.
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
@@ -37,6 +40,56 @@ pub static POLICY_RELOAD_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
     )
     .expect("register frontdoor_policy_reload_total")
 });
+
+/// kube's `apiserver_<what>_config_controller_automatic_reload*` pair, for a configuration
+/// file kube reloads in place (authentication and authorization configuration).
+pub struct ConfigReloadMetrics {
+    total: IntCounterVec,
+    last: GaugeVec,
+}
+
+impl ConfigReloadMetrics {
+    /// `what` is kube's word in the name and help text (`authentication`, `authorization`).
+    pub fn register(what: &str) -> Self {
+        let prefix = format!("apiserver_{what}_config_controller");
+        let total = register_int_counter_vec!(
+            format!("{prefix}_automatic_reloads_total"),
+            format!(
+                "Total number of automatic reloads of {what} configuration split by status and apiserver identity."
+            ),
+            &["status", "apiserver_id_hash"]
+        )
+        .expect("register automatic_reloads_total");
+        let last = register_gauge_vec!(
+            format!("{prefix}_automatic_reload_last_timestamp_seconds"),
+            format!("Timestamp of the last automatic reload of {what} configuration split by status and apiserver identity."),
+            &["status", "apiserver_id_hash"]
+        )
+        .expect("register automatic_reload_last_timestamp_seconds");
+        ConfigReloadMetrics { total, last }
+    }
+
+    pub fn record(&self, result: &anyhow::Result<()>) {
+        let status = if result.is_ok() { "success" } else { "failure" };
+        let id = apiserver_id_hash();
+        self.total.with_label_values(&[status, id]).inc();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.last.with_label_values(&[status, id]).set(now.as_secs_f64());
+    }
+}
+
+/// kube's `apiserver_id_hash` label: `sha256:<hex>` of this server's identity, which is
+/// derived from the host name as kube's `apiserver-<hash of hostname>` identity is.
+pub fn apiserver_id_hash() -> &'static str {
+    static HASH: Lazy<String> = Lazy::new(|| {
+        use sha2::Digest;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let digest = sha2::Sha256::digest(format!("frontdoor-{}", host.trim()).as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    });
+    &HASH
+}
 
 /// kube's reported verb: the HTTP method upper-cased, with GET split into LIST and WATCH,
 /// and server-side apply reported as APPLY.

@@ -54,6 +54,10 @@ pub fn compress_username(username: &str) -> &str {
     }
 }
 
+/// kube's reload metrics for `--authentication-config`.
+pub static CONFIG_RELOADS: Lazy<crate::metrics::ConfigReloadMetrics> =
+    Lazy::new(|| crate::metrics::ConfigReloadMetrics::register("authentication"));
+
 #[cfg(test)]
 mod tests {
     #[test]

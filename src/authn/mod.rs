@@ -297,9 +297,12 @@ impl Authentication {
             let mut paths = vec![p.clone()];
             paths.extend(self.inner.jwt.load().iter().filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())));
             crate::reload::watch("authentication-config", paths, move || {
-                inner.jwt.store(Arc::new(jwt::load_config(&p)?));
-                inner.cache.clear();
-                Ok(())
+                let result = jwt::load_config(&p).map(|issuers| {
+                    inner.jwt.store(Arc::new(issuers));
+                    inner.cache.clear();
+                });
+                metrics::CONFIG_RELOADS.record(&result);
+                result
             });
         }
     }

@@ -68,16 +68,23 @@ pub struct ConnectionInfo {
     pub kube_config_file: Option<PathBuf>,
 }
 
-type Built = (Vec<Member>, Option<Arc<rbac::RbacAuthorizer>>);
+/// The authorizers that watch files of their own: built once, kept across reloads of
+/// `--authorization-config` (which names them, but not their files).
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub rbac: Option<Arc<rbac::RbacAuthorizer>>,
+    pub abac: Option<Arc<abac::AbacAuthorizer>>,
+}
 
-pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
+/// Builds the chain; RBAC and ABAC come from `shared` when there, else are made and put there.
+pub fn build(args: &ServeArgs, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
     let a = &args.authz;
     if let Some(file) = &a.authorization_config {
         if !a.authorization_mode.is_empty() {
             bail!("--authorization-config can not be specified when --authorization-mode is specified");
         }
         let cfg: AuthorizationConfiguration = documents::read_config(file, "--authorization-config")?;
-        return from_config(args, cfg).with_context(|| format!("--authorization-config {}", file.display()));
+        return from_config(args, cfg, shared).with_context(|| format!("--authorization-config {}", file.display()));
     }
     let modes: Vec<String> =
         if a.authorization_mode.is_empty() { vec!["RBAC".into()] } else { a.authorization_mode.clone() };
@@ -99,7 +106,6 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
         bail!("cannot specify --authorization-webhook-config-file without mode Webhook");
     }
     let mut chain = Vec::new();
-    let mut rbac_az = None;
     for m in &modes {
         let name = m.to_ascii_lowercase();
         let member = match m.as_str() {
@@ -119,11 +125,11 @@ pub fn build(args: &ServeArgs) -> anyhow::Result<Built> {
                 };
                 member("Webhook", &name, webhook::WebhookAuthorizer::new(opts)?)
             }
-            _ => simple(args, m, &name, &mut rbac_az)?,
+            _ => simple(args, m, &name, shared)?,
         };
         chain.push(member);
     }
-    Ok((chain, rbac_az))
+    Ok(chain)
 }
 
 fn member(kind: &'static str, name: &str, a: impl Authorizer + 'static) -> Member {
@@ -131,16 +137,14 @@ fn member(kind: &'static str, name: &str, a: impl Authorizer + 'static) -> Membe
 }
 
 /// The authorizers that take no per-entry configuration.
-fn simple(
-    args: &ServeArgs,
-    mode: &str,
-    name: &str,
-    rbac_az: &mut Option<Arc<rbac::RbacAuthorizer>>,
-) -> anyhow::Result<Member> {
+fn simple(args: &ServeArgs, mode: &str, name: &str, shared: &mut Shared) -> anyhow::Result<Member> {
     Ok(match mode {
         "AlwaysAllow" => member("AlwaysAllow", name, AlwaysAllow),
         "AlwaysDeny" => member("AlwaysDeny", name, AlwaysDeny),
         "ABAC" => {
+            if let Some(existing) = &shared.abac {
+                return Ok(Member { kind: "ABAC", name: name.to_string(), authorizer: existing.clone() });
+            }
             let file = args
                 .authz
                 .authorization_policy_file
@@ -150,10 +154,11 @@ fn simple(
             let az = Arc::new(abac::AbacAuthorizer::new(file.clone())?);
             let w = az.clone();
             crate::reload::watch("abac", vec![file], move || w.reload());
+            shared.abac = Some(az.clone());
             Member { kind: "ABAC", name: name.to_string(), authorizer: az }
         }
         "RBAC" => {
-            if let Some(existing) = rbac_az {
+            if let Some(existing) = &shared.rbac {
                 return Ok(Member { kind: "RBAC", name: name.to_string(), authorizer: existing.clone() });
             }
             let paths = if args.authz.rbac_policy.is_empty() {
@@ -164,14 +169,14 @@ fn simple(
             let az = Arc::new(rbac::RbacAuthorizer::new(paths.clone())?);
             let w = az.clone();
             crate::reload::watch("rbac", paths, move || w.reload());
-            *rbac_az = Some(az.clone());
+            shared.rbac = Some(az.clone());
             Member { kind: "RBAC", name: name.to_string(), authorizer: az }
         }
         other => bail!("authorizer type {other:?} is not supported"),
     })
 }
 
-fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Result<Built> {
+fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
     const VERSIONS: [&str; 3] =
         ["apiserver.config.k8s.io/v1alpha1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1"];
     if !VERSIONS.contains(&cfg.api_version.as_str()) || cfg.kind != "AuthorizationConfiguration" {
@@ -185,7 +190,6 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Res
         bail!("authorizers: Required value: at least one authorization mode must be defined");
     }
     let mut chain = Vec::new();
-    let mut rbac_az = None;
     let mut names: Vec<String> = Vec::new();
     let mut types: Vec<String> = Vec::new();
     for (i, a) in cfg.authorizers.into_iter().enumerate() {
@@ -219,12 +223,12 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration) -> anyhow::Res
                 if a.webhook.is_some() {
                     bail!("{field}.webhook: Invalid value: non-null: may only be specified when type=Webhook");
                 }
-                chain.push(simple(args, t, &name, &mut rbac_az)?);
+                chain.push(simple(args, t, &name, shared)?);
             }
             t => bail!("{field}.type: Unsupported value: {t:?}: supported values: {}", MODES.join(", ")),
         }
     }
-    Ok((chain, rbac_az))
+    Ok(chain)
 }
 
 fn webhook_options(field: &str, name: &str, w: WebhookConfiguration) -> anyhow::Result<webhook::Options> {

@@ -63,6 +63,14 @@ pub static WEBHOOK_FAIL_OPEN: Lazy<IntCounterVec> = Lazy::new(|| {
 });
 
 /// Registers every authorization metric, so they are listed before the first request.
+/// kube's reload metrics for `--authorization-config`.
+pub static CONFIG_RELOADS: Lazy<crate::metrics::ConfigReloadMetrics> =
+    Lazy::new(|| crate::metrics::ConfigReloadMetrics::register("authorization"));
+
+pub fn record_config_reload(result: &anyhow::Result<()>) {
+    CONFIG_RELOADS.record(result);
+}
+
 pub fn force() {
     Lazy::force(&ATTEMPTS);
     Lazy::force(&DURATION);

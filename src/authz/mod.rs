@@ -12,9 +12,11 @@ pub mod webhook;
 
 use crate::authn::UserInfo;
 use crate::request_info::RequestInfo;
+use arc_swap::ArcSwap;
 use rbac::PolicyRule;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What is being asked, as k8s.io/apiserver's `authorizer.Attributes`.
@@ -214,27 +216,55 @@ pub struct Member {
     pub authorizer: Arc<dyn Authorizer>,
 }
 
-/// The compiled authorizer chain.
+/// The compiled authorizer chain. `--authorization-config` is hot-reloaded as kube does it:
+/// a changed file is validated and built whole, then swapped in; a bad one keeps the chain.
 pub struct Authorization {
-    chain: Vec<Member>,
-    rbac: Option<Arc<rbac::RbacAuthorizer>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chain: ArcSwap<Vec<Member>>,
+    /// The RBAC and ABAC authorizers, kept across reloads (their own files reload apart).
+    shared: Mutex<chain::Shared>,
+    /// The store's RBAC objects by resource, replayed into an RBAC authorizer a reload adds.
+    dynamic: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
 }
 
 impl Authorization {
     pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
         metrics::force();
-        let (chain, rbac) = chain::build(args)?;
-        Ok(Authorization { chain, rbac })
+        let mut shared = chain::Shared::default();
+        let chain = chain::build(args, &mut shared)?;
+        let z = Authorization::from_parts(chain, shared);
+        if let Some(file) = args.authz.authorization_config.clone() {
+            let (inner, args) = (z.inner.clone(), args.clone());
+            crate::reload::watch("authorization-config", vec![file], move || {
+                let result = inner.rebuild(&args);
+                metrics::record_config_reload(&result);
+                result
+            });
+        }
+        Ok(z)
     }
 
     /// A chain from parts (tests, benches, embedding).
     pub fn from_chain(chain: Vec<Member>, rbac: Option<Arc<rbac::RbacAuthorizer>>) -> Self {
-        Authorization { chain, rbac }
+        Authorization::from_parts(chain, chain::Shared { rbac, abac: None })
+    }
+
+    fn from_parts(chain: Vec<Member>, shared: chain::Shared) -> Self {
+        Authorization {
+            inner: Arc::new(Inner {
+                chain: ArcSwap::from_pointee(chain),
+                shared: Mutex::new(shared),
+                dynamic: Mutex::new(BTreeMap::new()),
+            }),
+        }
     }
 
     /// The RBAC authorizer, when RBAC is in the chain.
-    pub fn rbac(&self) -> Option<&Arc<rbac::RbacAuthorizer>> {
-        self.rbac.as_ref()
+    pub fn rbac(&self) -> Option<Arc<rbac::RbacAuthorizer>> {
+        lock(&self.inner.shared).rbac.clone()
     }
 
     /// Runs the chain: `system:masters` first, then the first Allow or Deny decides; when
@@ -252,7 +282,8 @@ impl Authorization {
         }
         let mut reasons: Vec<String> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
-        for m in &self.chain {
+        let chain = self.inner.chain.load();
+        for m in chain.iter() {
             let (d, reason, error) = m.authorizer.authorize_or_error(attrs).await;
             errors.extend(error);
             if d != Decision::NoOpinion {
@@ -270,7 +301,7 @@ impl Authorization {
     /// kube's union RuleResolver: every authorizer's rules, incomplete if any is.
     pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> RulesInfo {
         let mut out = RulesInfo::default();
-        for m in &self.chain {
+        for m in self.inner.chain.load().iter() {
             let r = m.authorizer.rules_for(user, namespace);
             out.resource_rules.extend(r.resource_rules);
             out.non_resource_rules.extend(r.non_resource_rules);
@@ -284,20 +315,52 @@ impl Authorization {
     /// Replaces every stored object; see [`Authorization::set_dynamic_rbac_resource`] to
     /// replace one resource's objects (what a per-resource change hook has).
     pub fn set_dynamic_rbac(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        match &self.rbac {
-            Some(r) => r.set_dynamic(objects),
-            None => Ok(()),
+        let mut dynamic = lock(&self.inner.dynamic);
+        if let Some(r) = self.rbac() {
+            r.set_dynamic(objects.clone())?;
         }
+        dynamic.clear();
+        dynamic.insert(String::new(), objects);
+        Ok(())
     }
 
     /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
     /// `rolebindings`, `clusterrolebindings`).
     pub fn set_dynamic_rbac_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        match &self.rbac {
-            Some(r) => r.set_dynamic_resource(resource, objects),
-            None => Ok(()),
+        let mut dynamic = lock(&self.inner.dynamic);
+        if let Some(r) = self.rbac() {
+            r.set_dynamic_resource(resource, objects.clone())?;
         }
+        dynamic.insert(resource.to_string(), objects);
+        Ok(())
     }
+}
+
+impl Inner {
+    /// Builds the chain from the configuration file again and swaps it in, or fails and
+    /// leaves the running chain. Lock order: `dynamic`, then `shared`.
+    fn rebuild(&self, args: &crate::config::ServeArgs) -> anyhow::Result<()> {
+        let dynamic = lock(&self.dynamic);
+        let mut shared = lock(&self.shared);
+        let mut next = shared.clone();
+        let had_rbac = next.rbac.is_some();
+        let chain = chain::build(args, &mut next)?;
+        if let (false, Some(r)) = (had_rbac, &next.rbac) {
+            for (resource, objects) in dynamic.iter() {
+                match resource.as_str() {
+                    "" => r.set_dynamic(objects.clone())?,
+                    res => r.set_dynamic_resource(res, objects.clone())?,
+                }
+            }
+        }
+        *shared = next;
+        self.chain.store(Arc::new(chain));
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The authorization filter: records the decision, or ends the request with kube's 403 (or its
@@ -312,7 +375,7 @@ pub async fn authorize(
     let attrs = Attributes::from_request(user, &ctx.request_info);
     let start = Instant::now();
     let (decision, reason, errors) = gw.authz.decide_or_error(&attrs).await;
-    let result = decision.metric_value();
+    let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
     metrics::ATTEMPTS.with_label_values(&[result]).inc();
     metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
     if decision == Decision::Allow {

@@ -162,6 +162,51 @@ fn failed_webhook_is_an_internal_error() {
     assert_eq!(fd.admin_client().get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
 }
 
+/// `--authorization-config` reloads in place, as kube's does: a changed chain takes effect, RBAC
+/// added by a reload sees the bindings already stored, and a bad file keeps the running chain.
+#[test]
+fn authorization_config_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("authz.yaml");
+    let tmp = dir.path().join(".authz.yaml.tmp");
+    let write = |text: &str| {
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    let config = |types: &[&str]| {
+        let mut s =
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n".to_string();
+        for t in types {
+            s += &format!("- type: {t}\n  name: {}\n", t.to_lowercase());
+        }
+        s
+    };
+    write(&config(&["AlwaysDeny"]));
+    let path = file.display().to_string();
+    let fd = Frontdoor::start_in(dir, &["--authorization-config", &path]);
+    issue_user(&fd, "dora", "dora", &[]);
+    let dora = fd.client_with_cert("dora");
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    assert_eq!(dora.get(&cms).send().unwrap().status(), 403);
+    // a binding stored while RBAC is not in the chain
+    let o = fd.kubectl(&["create", "rolebinding", "dora-view", "--clusterrole=view", "--user=dora", "-n", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(dora.get(&cms).send().unwrap().status(), 403);
+
+    write(&config(&["RBAC", "AlwaysDeny"]));
+    wait_until("RBAC to join the chain", Duration::from_secs(10), || dora.get(&cms).send().unwrap().status() == 200);
+    assert_eq!(dora.get(fd.url("/api/v1/namespaces/kube-system/configmaps")).send().unwrap().status(), 403);
+
+    write("apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers: []\n");
+    let failed = "apiserver_authorization_config_controller_automatic_reloads_total{apiserver_id_hash=\"sha256:";
+    wait_until("the failed reload to be counted", Duration::from_secs(10), || {
+        metrics(&fd).lines().any(|l| l.starts_with(failed) && l.contains("status=\"failure\"} 1"))
+    });
+    assert!(fd.logs().contains("at least one authorization mode must be defined"), "{}", fd.logs());
+    assert_eq!(dora.get(&cms).send().unwrap().status(), 200, "the running chain stays");
+    assert!(metrics(&fd).lines().any(|l| l.starts_with(failed) && l.contains("status=\"success\"} 1")));
+}
+
 #[test]
 fn kubectl_auth_can_i_and_list() {
     let dir = tempfile::tempdir().unwrap();
