@@ -48,7 +48,13 @@ pub struct Status {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<StatusDetails>,
+    /// Omitted when 0, as metav1.Status's `code,omitempty` (a Success Status has none).
+    #[serde(default, skip_serializing_if = "is_zero_code")]
     pub code: u16,
+}
+
+fn is_zero_code(v: &u16) -> bool {
+    *v == 0
 }
 
 /// Group and resource as kube prints them in messages: `configmaps` or `roles.rbac.authorization.k8s.io`.
@@ -74,8 +80,9 @@ impl Status {
         }
     }
 
+    /// What a delete answers, as kube's registry builds it: no code, no message.
     pub fn success() -> Self {
-        Status { status: "Success".into(), code: 200, ..Status::failure(200, "", "") }
+        Status { status: "Success".into(), code: 0, ..Status::failure(0, "", "") }
     }
 
     pub fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {

@@ -25,7 +25,9 @@ impl Reply {
     }
 
     pub fn status(s: &Status) -> Self {
-        let mut r = Reply::new(s.code, "application/json", s.to_json());
+        // a Success Status carries no code (kube omits it); it is sent as 200
+        let code = if s.code == 0 { 200 } else { s.code };
+        let mut r = Reply::new(code, "application/json", s.to_json());
         if let Some(d) = &s.details {
             if d.retry_after_seconds > 0 {
                 r.headers.push(("Retry-After", d.retry_after_seconds.to_string()));

@@ -126,6 +126,7 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     let r = write::delete(&s, &t, b"").unwrap();
     let st = body(&r);
     assert_eq!((st["status"].as_str(), st["details"]["name"].as_str()), (Some("Success"), Some("x")));
+    assert!(st.get("code").is_none(), "kube's delete Status has no code: {st}");
 
     // finalizers keep the object until the last one is removed
     create(&s, "team", json!({"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}));
