@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backend;
+pub mod etcd;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
@@ -37,6 +38,19 @@ pub struct StoreArgs {
     /// resourceVersions answer 410 Expired.
     #[arg(long, default_value_t = 10_000)]
     pub storage_event_window: usize,
+
+    /// The storage backend: `redb` (embedded, under --data-dir) or `etcd3` (shared by several
+    /// replicas). Default: etcd3 when --etcd-servers is set, else redb.
+    #[arg(long, value_name = "BACKEND")]
+    pub storage_backend: Option<String>,
+
+    /// List of etcd servers to connect with (scheme://ip:port), comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "URLS")]
+    pub etcd_servers: Vec<String>,
+
+    /// The prefix to prepend to all resource paths in etcd.
+    #[arg(long, default_value = "/registry")]
+    pub etcd_prefix: String,
 }
 
 /// kube's namespaces that exist from the first start.
@@ -50,22 +64,36 @@ type StatusProvider = Arc<StatusFn>;
 pub struct Store {
     defs: Vec<ResourceDef>,
     pub storage: Arc<dyn Storage>,
-    hooks: Mutex<Vec<(String, String, ChangeHook)>>,
+    hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,
 }
 
 impl Store {
     pub fn open(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
         let defs = resources::load(args.store.resources_file.as_deref())?;
-        let window = if args.store.storage_event_window == 0 { 10_000 } else { args.store.storage_event_window };
-        let storage = Arc::new(redb::RedbStorage::open(&args.data_dir, window)?);
-        Self::with_storage(defs, storage)
+        let a = &args.store;
+        let window = if a.storage_event_window == 0 { 10_000 } else { a.storage_event_window };
+        let backend = a.storage_backend.as_deref().unwrap_or(if a.etcd_servers.is_empty() { "redb" } else { "etcd3" });
+        match backend {
+            "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(&args.data_dir, window)?)),
+            "etcd3" => {
+                if a.etcd_servers.is_empty() {
+                    anyhow::bail!("--etcd-servers must be specified with --storage-backend=etcd3");
+                }
+                let storage: Arc<dyn Storage> =
+                    Arc::new(etcd::EtcdStorage::connect(&a.etcd_servers, &a.etcd_prefix, window)?);
+                let store = Self::with_storage(defs, storage)?;
+                store.follow_other_replicas();
+                Ok(store)
+            }
+            other => anyhow::bail!("--storage-backend {other:?} is not supported (redb, etcd3)"),
+        }
     }
 
     /// A store over any backend (tests and benches use a temp dir).
     pub fn with_storage(defs: Vec<ResourceDef>, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         metrics::force();
-        let store = Store { defs, storage, hooks: Mutex::new(Vec::new()), status: RwLock::new(Vec::new()) };
+        let store = Store { defs, storage, hooks: Default::default(), status: RwLock::new(Vec::new()) };
         store.bootstrap()?;
         for d in &store.defs {
             store.count(d);
@@ -149,31 +177,35 @@ impl Store {
     }
 
     fn current(&self, group: &str, resource: &str) -> Vec<Value> {
-        let Some(def) = self.def(group, resource) else {
-            return Vec::new();
-        };
-        match self.storage.list(&def.prefix(), None) {
-            Ok((items, _)) => items.into_iter().map(|s| (*s.value).clone()).collect(),
-            Err(_) => Vec::new(),
-        }
+        self.def(group, resource).map(|def| current(&self.storage, def)).unwrap_or_default()
     }
 
     /// Runs the change hooks of `def` after a write.
     pub fn changed(&self, def: &ResourceDef) {
-        let hooks: Vec<ChangeHook> = self
-            .hooks
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(g, r, _)| *g == def.group && *r == def.resource)
-            .map(|(_, _, f)| f.clone())
-            .collect();
-        if hooks.is_empty() {
-            return;
-        }
-        let all = self.current(&def.group, &def.resource);
-        for f in hooks {
-            f(all.clone());
+        run_hooks(&self.hooks, &self.storage, def);
+    }
+
+    /// With a shared backend, other replicas write too: their writes to resources that have
+    /// change hooks (RBAC, APIServices) run the hooks here as well, from a watch.
+    fn follow_other_replicas(&self) {
+        let (hooks, storage, defs) = (self.hooks.clone(), self.storage.clone(), self.defs.clone());
+        let spawned = std::thread::Builder::new().name("store-hooks".into()).spawn(move || loop {
+            let Ok(mut watch) = storage.watch("/registry/", Some(storage.revision())) else {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            };
+            // (re)started: catch up on whatever a gap may have hidden
+            for def in &defs {
+                run_hooks(&hooks, &storage, def);
+            }
+            while let Some(ev) = watch.rx.blocking_recv() {
+                if let Some(def) = defs.iter().find(|d| ev.key.starts_with(&d.prefix())) {
+                    run_hooks(&hooks, &storage, def);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot follow other replicas' changes");
         }
     }
 
@@ -219,6 +251,32 @@ impl Store {
             }
             self.changed(def);
         }
+    }
+}
+
+/// Every object of `def` now.
+fn current(storage: &Arc<dyn Storage>, def: &ResourceDef) -> Vec<Value> {
+    match storage.list(&def.prefix(), None) {
+        Ok((items, _)) => items.into_iter().map(|s| (*s.value).clone()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Calls `def`'s change hooks with every object of it.
+fn run_hooks(hooks: &Mutex<Vec<(String, String, ChangeHook)>>, storage: &Arc<dyn Storage>, def: &ResourceDef) {
+    let hooks: Vec<ChangeHook> = hooks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|(g, r, _)| *g == def.group && *r == def.resource)
+        .map(|(_, _, f)| f.clone())
+        .collect();
+    if hooks.is_empty() {
+        return;
+    }
+    let all = current(storage, def);
+    for f in hooks {
+        f(all.clone());
     }
 }
 

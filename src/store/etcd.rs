@@ -1,0 +1,435 @@
+//! The etcd backend, for several frontdoor replicas sharing one store. etcd holds the objects
+//! (kube's keys under `--etcd-prefix`, JSON values without their resourceVersion, which is the
+//! key's mod_revision as in kube); writes are etcd transactions that compare revisions, so
+//! optimistic concurrency holds across replicas. Each replica mirrors the prefix in memory
+//! from one etcd watch (kube's watch cache, in effect): reads and watches are served from the
+//! mirror, and a write returns once the mirror has seen it, so a client reads its own writes.
+
+use super::backend::{Event, EventType, Storage, StorageError, Stored, Watch};
+use super::watch::Hub;
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+/// How long a request waits for etcd, and a write for the mirror to see it.
+const TIMEOUT: Duration = Duration::from_secs(10);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The key prefix our resource keys are written with; `--etcd-prefix` replaces it in etcd.
+const REGISTRY: &str = "/registry";
+
+struct Mirror {
+    objects: BTreeMap<String, Stored>,
+    /// The newest revision the mirror has applied.
+    rev: u64,
+    /// Events after `compacted`, oldest first, for watches from a resourceVersion.
+    log: VecDeque<Arc<Event>>,
+    compacted: u64,
+}
+
+struct Shared {
+    mirror: RwLock<Mirror>,
+    /// Signalled whenever the mirror's revision moves.
+    applied: (Mutex<()>, Condvar),
+    hub: Hub,
+    window: usize,
+}
+
+pub struct EtcdStorage {
+    /// etcd's client runs on a runtime of its own: the storage interface is synchronous and is
+    /// called from the proxy's worker threads.
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    prefix: String,
+    shared: Arc<Shared>,
+}
+
+fn internal(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Internal(e.to_string())
+}
+
+/// Stamps the revision into the object as its resourceVersion.
+fn stamp(mut v: Value, rev: u64) -> Value {
+    if let Some(meta) = v.as_object_mut().and_then(|m| m.entry("metadata").or_insert_with(|| json!({})).as_object_mut())
+    {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+    v
+}
+
+/// The bytes etcd keeps: the object without its resourceVersion (the revision says it).
+fn encode(v: &Value) -> Result<Vec<u8>, StorageError> {
+    let mut v = v.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).map_err(internal)
+}
+
+impl EtcdStorage {
+    /// Connects to `servers`, loads everything under the prefix and starts mirroring it.
+    pub fn connect(servers: &[String], prefix: &str, window: usize) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("etcd-client")
+            .enable_all()
+            .build()?;
+        let options = etcd_client::ConnectOptions::new().with_connect_timeout(TIMEOUT).with_timeout(TIMEOUT);
+        let client = rt
+            .block_on(Client::connect(servers, Some(options)))
+            .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {}: {e}", servers.join(",")))?;
+        let prefix = prefix.trim_end_matches('/').to_string();
+        let shared = Arc::new(Shared {
+            mirror: RwLock::new(Mirror { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 }),
+            applied: (Mutex::new(()), Condvar::new()),
+            hub: Hub::default(),
+            window: window.max(1),
+        });
+        let storage = EtcdStorage { rt, client, prefix, shared };
+        let rev = storage.relist().map_err(|e| anyhow::anyhow!("cannot read the store from etcd: {e}"))?;
+        storage.rt.spawn(mirror(storage.client.clone(), storage.prefix.clone(), storage.shared.clone(), rev));
+        Ok(storage)
+    }
+
+    pub fn watchers(&self) -> usize {
+        self.shared.hub.len()
+    }
+
+    fn etcd_key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key.strip_prefix(REGISTRY).unwrap_or(key))
+    }
+
+    /// Runs `f` on the etcd runtime and waits for it, bounded by the timeout.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        self.call_within(TIMEOUT, f)
+    }
+
+    fn call_within<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.spawn(async move {
+            let r = tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| Err(internal("etcd request timed out")));
+            let _ = tx.send(r);
+        });
+        rx.recv_timeout(timeout + Duration::from_secs(1)).unwrap_or_else(|_| Err(internal("etcd request timed out")))
+    }
+
+    /// Loads every object under the prefix into the mirror; returns etcd's revision.
+    fn relist(&self) -> Result<u64, StorageError> {
+        let (mut client, prefix) = (self.client.clone(), self.prefix.clone());
+        let resp = self.call(async move {
+            client.get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.map_err(internal)
+        })?;
+        let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
+        let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        for kv in resp.kvs() {
+            if let Some(s) = stored(&self.prefix, kv) {
+                m.objects.insert(s.key.clone(), s);
+            }
+        }
+        m.rev = rev;
+        m.compacted = rev;
+        Ok(rev)
+    }
+
+    /// Waits until the mirror has applied `rev` (this replica's own write, coming back
+    /// through the watch).
+    fn wait_for(&self, rev: u64) -> Result<(), StorageError> {
+        let (lock, cv) = &self.shared.applied;
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while self.revision() < rev {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(internal(format!("the watch on etcd did not deliver revision {rev} in time")));
+            }
+            guard = cv.wait_timeout(guard, left.min(Duration::from_millis(100))).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Ok(())
+    }
+
+    /// One transaction: `ops` when `when` holds, else a read of the key to tell NotFound from
+    /// Conflict. Returns the revision and the operations' responses.
+    fn txn(&self, key: &str, when: Compare, ops: Vec<TxnOp>) -> Result<(u64, Vec<TxnOpResponse>), StorageError> {
+        let (mut client, ek) = (self.client.clone(), self.etcd_key(key));
+        let resp = self.call(async move {
+            let txn = Txn::new().when([when]).and_then(ops).or_else([TxnOp::get(ek, None)]);
+            client.txn(txn).await.map_err(internal)
+        })?;
+        let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
+        if resp.succeeded() {
+            return Ok((rev, resp.op_responses()));
+        }
+        let exists = resp.op_responses().iter().any(|r| matches!(r, TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+        Err(if exists { StorageError::Conflict } else { StorageError::NotFound })
+    }
+
+    /// The comparison a write to an existing key makes: its revision, or just that it exists.
+    fn exists_at(&self, key: &str, expected: Option<u64>) -> Compare {
+        let ek = self.etcd_key(key);
+        match expected {
+            Some(rev) => Compare::mod_revision(ek, CompareOp::Equal, rev as i64),
+            None => Compare::create_revision(ek, CompareOp::Greater, 0),
+        }
+    }
+}
+
+/// An etcd key-value as stored here (None for a key outside the resource layout or bad JSON).
+fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
+    let key = format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?);
+    let rev = kv.mod_revision() as u64;
+    let value: Value = serde_json::from_slice(kv.value()).ok()?;
+    Some(Stored { key, value: Arc::new(stamp(value, rev)), rev })
+}
+
+/// Follows etcd from `rev` on, applying every change to the mirror and fanning it out, for
+/// the life of the process. A broken watch is resumed; a compacted one re-lists.
+async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u64) {
+    loop {
+        let mut watch_client = client.watch_client();
+        let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev as i64 + 1);
+        let mut stream = match watch_client.watch(format!("{prefix}/"), Some(options)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd watch failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            match stream.message().await {
+                Ok(Some(resp)) if resp.canceled() => {
+                    tracing::warn!(
+                        reason = resp.cancel_reason(),
+                        compacted = resp.compact_revision(),
+                        "etcd watch canceled"
+                    );
+                    if resp.compact_revision() > 0 {
+                        rev = resync(&client, &prefix, &shared).await.unwrap_or(rev);
+                    }
+                    break;
+                }
+                Ok(Some(resp)) => {
+                    for e in resp.events() {
+                        if let Some(ev) = event(&prefix, e) {
+                            rev = ev.rev;
+                            apply(&shared, ev);
+                        }
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A watch event as a store event: a put is ADDED when the key was created by it.
+fn event(prefix: &str, e: &etcd_client::Event) -> Option<Event> {
+    let kv = e.kv()?;
+    let rev = kv.mod_revision() as u64;
+    let prev = e.prev_kv().and_then(|p| stored(prefix, p)).map(|s| (s.value, s.rev));
+    match e.event_type() {
+        etcd_client::EventType::Put => {
+            let s = stored(prefix, kv)?;
+            let kind = if kv.create_revision() == kv.mod_revision() { EventType::Added } else { EventType::Modified };
+            Some(Event { rev, kind, key: s.key, value: s.value, prev })
+        }
+        etcd_client::EventType::Delete => {
+            let key = format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?);
+            let (last, _) = prev.clone()?;
+            Some(Event { rev, kind: EventType::Deleted, key, value: Arc::new(stamp((*last).clone(), rev)), prev })
+        }
+    }
+}
+
+/// Applies one change to the mirror and publishes it, under the mirror's lock so a watch that
+/// subscribes meanwhile neither misses nor repeats it.
+fn apply(shared: &Shared, ev: Event) {
+    let ev = Arc::new(ev);
+    {
+        let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        if ev.kind == EventType::Deleted {
+            m.objects.remove(&ev.key);
+        } else {
+            m.objects.insert(ev.key.clone(), Stored { key: ev.key.clone(), value: ev.value.clone(), rev: ev.rev });
+        }
+        m.rev = m.rev.max(ev.rev);
+        m.log.push_back(ev.clone());
+        while m.log.len() > shared.window {
+            if let Some(old) = m.log.pop_front() {
+                m.compacted = old.rev;
+            }
+        }
+        shared.hub.publish(&ev);
+    }
+    let (lock, cv) = &shared.applied;
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
+}
+
+/// After etcd compacted past the mirror: read everything again and publish the difference.
+async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Option<u64> {
+    let resp = client.kv_client().get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.ok()?;
+    let rev = resp.header()?.revision() as u64;
+    let now: BTreeMap<String, Stored> =
+        resp.kvs().iter().filter_map(|kv| stored(prefix, kv)).map(|s| (s.key.clone(), s)).collect();
+    let before = shared.mirror.read().unwrap_or_else(|e| e.into_inner()).objects.clone();
+    for (key, old) in &before {
+        if !now.contains_key(key) {
+            let value = Arc::new(stamp((*old.value).clone(), rev));
+            let prev = Some((old.value.clone(), old.rev));
+            apply(shared, Event { rev, kind: EventType::Deleted, key: key.clone(), value, prev });
+        }
+    }
+    for (key, s) in now {
+        match before.get(&key) {
+            Some(old) if old.rev == s.rev => {}
+            old => {
+                let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+                let prev = old.map(|o| (o.value.clone(), o.rev));
+                apply(shared, Event { rev: s.rev, kind, key, value: s.value, prev });
+            }
+        }
+    }
+    let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+    m.rev = m.rev.max(rev);
+    m.compacted = m.rev;
+    m.log.clear();
+    Some(rev)
+}
+
+impl Storage for EtcdStorage {
+    fn revision(&self) -> u64 {
+        self.shared.mirror.read().unwrap_or_else(|e| e.into_inner()).rev
+    }
+
+    fn oldest(&self) -> u64 {
+        self.shared.mirror.read().unwrap_or_else(|e| e.into_inner()).compacted
+    }
+
+    fn get(&self, key: &str) -> Option<Stored> {
+        self.shared.mirror.read().unwrap_or_else(|e| e.into_inner()).objects.get(key).cloned()
+    }
+
+    fn list(&self, prefix: &str, at: Option<u64>) -> Result<(Vec<Stored>, u64), StorageError> {
+        {
+            let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
+            match at {
+                Some(at) if at > m.rev => return Err(StorageError::TooLarge { asked: at, current: m.rev }),
+                Some(at) if at != m.rev => {}
+                _ => {
+                    let items = m.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
+                    return Ok((items.map(|(_, v)| v.clone()).collect(), m.rev));
+                }
+            }
+        }
+        // an older revision: etcd keeps history until it compacts
+        let at = at.unwrap_or_default();
+        let (mut client, ek, store_prefix) = (self.client.clone(), self.etcd_key(prefix), self.prefix.clone());
+        let resp = self.call(async move {
+            let options = GetOptions::new().with_prefix().with_revision(at as i64);
+            client.get(ek, Some(options)).await.map_err(|e| {
+                if e.to_string().contains("compacted") {
+                    StorageError::Expired { asked: at, oldest: 0 }
+                } else {
+                    internal(e)
+                }
+            })
+        });
+        let resp = match resp {
+            Err(StorageError::Expired { asked, .. }) => {
+                return Err(StorageError::Expired { asked, oldest: self.oldest() });
+            }
+            r => r?,
+        };
+        Ok((resp.kvs().iter().filter_map(|kv| stored(&store_prefix, kv)).collect(), at))
+    }
+
+    fn create(&self, key: &str, value: Value) -> Result<Stored, StorageError> {
+        let ek = self.etcd_key(key);
+        let when = Compare::create_revision(ek.clone(), CompareOp::Equal, 0);
+        let (rev, _) = match self.txn(key, when, vec![TxnOp::put(ek, encode(&value)?, None)]) {
+            Err(StorageError::Conflict) => return Err(StorageError::AlreadyExists),
+            r => r?,
+        };
+        self.wait_for(rev)?;
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev })
+    }
+
+    fn update(&self, key: &str, value: Value, expected: Option<u64>) -> Result<Stored, StorageError> {
+        let put = TxnOp::put(self.etcd_key(key), encode(&value)?, None);
+        let (rev, _) = self.txn(key, self.exists_at(key, expected), vec![put])?;
+        self.wait_for(rev)?;
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev })
+    }
+
+    fn delete(&self, key: &str, expected: Option<u64>) -> Result<Stored, StorageError> {
+        let del = TxnOp::delete(self.etcd_key(key), Some(etcd_client::DeleteOptions::new().with_prev_key()));
+        let (rev, responses) = self.txn(key, self.exists_at(key, expected), vec![del])?;
+        let last = responses
+            .iter()
+            .find_map(|r| match r {
+                TxnOpResponse::Delete(d) => d.prev_kvs().first().and_then(|kv| stored(&self.prefix, kv)),
+                _ => None,
+            })
+            .ok_or(StorageError::NotFound)?;
+        self.wait_for(rev)?;
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp((*last.value).clone(), rev)), rev })
+    }
+
+    fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError> {
+        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
+        let initial = match from {
+            None => m
+                .objects
+                .range(prefix.to_string()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(k, v)| {
+                    Arc::new(Event {
+                        rev: v.rev,
+                        kind: EventType::Added,
+                        key: k.clone(),
+                        value: v.value.clone(),
+                        prev: None,
+                    })
+                })
+                .collect(),
+            Some(r) if r < m.compacted => return Err(StorageError::Expired { asked: r, oldest: m.compacted }),
+            Some(r) => m.log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect(),
+        };
+        let rx = self.shared.hub.subscribe(prefix);
+        Ok(Watch { initial, rx, rev: m.rev })
+    }
+
+    fn compact(&self, rev: u64) {
+        let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        let rev = rev.min(m.rev);
+        while m.log.front().is_some_and(|e| e.rev <= rev) {
+            m.log.pop_front();
+        }
+        m.compacted = m.compacted.max(rev);
+    }
+
+    fn healthy(&self) -> Result<(), String> {
+        // kube's --etcd-healthcheck-timeout default
+        let mut client = self.client.clone();
+        self.call_within(HEALTH_TIMEOUT, async move { client.get("health", None).await.map(|_| ()).map_err(internal) })
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[doc(hidden)]
+pub mod process;
+#[cfg(test)]
+mod tests;

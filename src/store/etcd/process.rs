@@ -1,0 +1,51 @@
+//! A local etcd server for tests and benches: Debian's etcd-server (`.ci/setup` installs it)
+//! on free loopback ports.
+
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// An etcd server on loopback with its data under a directory the caller owns, killed on drop.
+pub struct EtcdProcess {
+    child: Child,
+    pub url: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl EtcdProcess {
+    /// Starts etcd with its data in `dir/etcd` and waits until it takes connections.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let (client, peer) = (free_port()?, free_port()?);
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--data-dir", &dir.join("etcd").display().to_string()])
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("default={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start etcd (.ci/setup installs Debian's etcd-server)")?;
+        let mut etcd = EtcdProcess { child, url };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
+            if Instant::now() > deadline || etcd.child.try_wait()?.is_some() {
+                bail!("etcd did not start on {}", etcd.url);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(etcd)
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
