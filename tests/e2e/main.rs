@@ -13,5 +13,6 @@ mod deploy;
 mod inflight;
 mod spine;
 mod store_api;
+mod store_etcd;
 mod store_kubectl;
 mod store_watch_load;
