@@ -67,6 +67,7 @@ fn replicas_share_one_etcd() {
         }
     }
     let _ = watch.kill();
+    let _ = watch.wait();
     assert_eq!(seen, ["ADDED", "MODIFIED", "DELETED"], "b's watcher saw a's and b's writes in order");
 
     // an RBAC binding created through a authorizes on b
