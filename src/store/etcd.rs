@@ -7,10 +7,15 @@
 
 use super::backend::{Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
-use etcd_client::{Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use anyhow::Context;
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -68,28 +73,84 @@ fn encode(v: &Value) -> Result<Vec<u8>, StorageError> {
     serde_json::to_vec(&v).map_err(internal)
 }
 
+/// How to reach etcd (kube-apiserver's `--etcd-*` flags).
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub servers: Vec<String>,
+    pub prefix: String,
+    /// How many changes stay replayable for watches from a resourceVersion.
+    pub window: usize,
+    /// Verifies the servers (`https://` URLs).
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate and key presented to etcd.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// How often etcd's history is compacted (zero: never).
+    pub compaction_interval: Duration,
+}
+
+impl EtcdConfig {
+    pub fn new(servers: Vec<String>) -> Self {
+        EtcdConfig {
+            servers,
+            prefix: REGISTRY.into(),
+            window: 10_000,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            compaction_interval: Duration::from_secs(300),
+        }
+    }
+
+    fn tls(&self) -> anyhow::Result<Option<TlsOptions>> {
+        if self.ca_file.is_none() && self.cert_file.is_none() {
+            return Ok(None);
+        }
+        let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (&self.cert_file, &self.key_file) {
+            (Some(c), Some(k)) => tls = tls.identity(Identity::from_pem(read(c)?, read(k)?)),
+            (None, None) => {}
+            _ => anyhow::bail!("--etcd-certfile and --etcd-keyfile go together"),
+        }
+        Ok(Some(tls))
+    }
+}
+
 impl EtcdStorage {
-    /// Connects to `servers`, loads everything under the prefix and starts mirroring it.
-    pub fn connect(servers: &[String], prefix: &str, window: usize) -> anyhow::Result<Self> {
+    /// Connects, loads everything under the prefix and starts mirroring it.
+    pub fn connect(config: &EtcdConfig) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("etcd-client")
             .enable_all()
             .build()?;
-        let options = etcd_client::ConnectOptions::new().with_connect_timeout(TIMEOUT).with_timeout(TIMEOUT);
+        let mut options = ConnectOptions::new().with_connect_timeout(TIMEOUT).with_timeout(TIMEOUT);
+        if let Some(tls) = config.tls()? {
+            options = options.with_tls(tls);
+        }
+        let servers = &config.servers;
         let client = rt
             .block_on(Client::connect(servers, Some(options)))
             .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {}: {e}", servers.join(",")))?;
-        let prefix = prefix.trim_end_matches('/').to_string();
+        let prefix = config.prefix.trim_end_matches('/').to_string();
         let shared = Arc::new(Shared {
             mirror: RwLock::new(Mirror { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 }),
             applied: (Mutex::new(()), Condvar::new()),
             hub: Hub::default(),
-            window: window.max(1),
+            window: config.window.max(1),
         });
         let storage = EtcdStorage { rt, client, prefix, shared };
-        let rev = storage.relist().map_err(|e| anyhow::anyhow!("cannot read the store from etcd: {e}"))?;
+        let rev = storage
+            .relist()
+            .map_err(|e| anyhow::anyhow!("cannot read the store from etcd at {}: {e}", servers.join(",")))?;
         storage.rt.spawn(mirror(storage.client.clone(), storage.prefix.clone(), storage.shared.clone(), rev));
+        if !config.compaction_interval.is_zero() {
+            storage.rt.spawn(compactor(storage.client.clone(), config.compaction_interval));
+        }
         Ok(storage)
     }
 
@@ -231,6 +292,26 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                 }
             }
         }
+    }
+}
+
+/// kube's compactor: every interval, compact etcd's history up to the revision seen at the
+/// previous tick, so the last interval's changes stay watchable. Every replica runs it; a
+/// compaction another already made is answered with an error that changes nothing.
+async fn compactor(client: Client, interval: Duration) {
+    let mut kv = client.kv_client();
+    let mut last = 0i64;
+    loop {
+        tokio::time::sleep(interval).await;
+        let Ok(resp) = kv.get("compact_rev_key", None).await else { continue };
+        let now = resp.header().map(|h| h.revision()).unwrap_or(0);
+        if last > 0 {
+            match kv.compact(last, None).await {
+                Ok(_) => tracing::info!(revision = last, "compacted etcd"),
+                Err(e) => tracing::debug!(revision = last, error = %e, "etcd compaction"),
+            }
+        }
+        last = now;
     }
 }
 

@@ -51,6 +51,23 @@ pub struct StoreArgs {
     /// The prefix to prepend to all resource paths in etcd.
     #[arg(long, default_value = "/registry")]
     pub etcd_prefix: String,
+
+    /// SSL Certificate Authority file used to secure etcd communication.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cafile: Option<PathBuf>,
+
+    /// SSL certification file used to secure etcd communication.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_certfile: Option<PathBuf>,
+
+    /// SSL key file used to secure etcd communication.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_keyfile: Option<PathBuf>,
+
+    /// The interval of compaction requests. If 0, the compaction request from apiserver is
+    /// disabled.
+    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration)]
+    pub etcd_compaction_interval: std::time::Duration,
 }
 
 /// kube's namespaces that exist from the first start.
@@ -80,8 +97,16 @@ impl Store {
                 if a.etcd_servers.is_empty() {
                     anyhow::bail!("--etcd-servers must be specified with --storage-backend=etcd3");
                 }
-                let storage: Arc<dyn Storage> =
-                    Arc::new(etcd::EtcdStorage::connect(&a.etcd_servers, &a.etcd_prefix, window)?);
+                let config = etcd::EtcdConfig {
+                    prefix: a.etcd_prefix.clone(),
+                    window,
+                    ca_file: a.etcd_cafile.clone(),
+                    cert_file: a.etcd_certfile.clone(),
+                    key_file: a.etcd_keyfile.clone(),
+                    compaction_interval: a.etcd_compaction_interval,
+                    ..etcd::EtcdConfig::new(a.etcd_servers.clone())
+                };
+                let storage: Arc<dyn Storage> = Arc::new(etcd::EtcdStorage::connect(&config)?);
                 let store = Self::with_storage(defs, storage)?;
                 store.follow_other_replicas();
                 Ok(store)

@@ -19,10 +19,26 @@ fn free_port() -> anyhow::Result<u16> {
 impl EtcdProcess {
     /// Starts etcd with its data in `dir/etcd` and waits until it takes connections.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::spawn(dir, None)
+    }
+
+    /// Like `start`, serving TLS with `cert`/`key` and requiring client certs from `ca`.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path, ca: &Path) -> anyhow::Result<Self> {
+        Self::spawn(dir, Some([cert, key, ca]))
+    }
+
+    fn spawn(dir: &Path, tls: Option<[&Path; 3]>) -> anyhow::Result<Self> {
         let (client, peer) = (free_port()?, free_port()?);
-        let url = format!("http://127.0.0.1:{client}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some([cert, key, ca]) = tls {
+            cmd.arg("--client-cert-auth")
+                .args(["--cert-file", &cert.display().to_string(), "--key-file", &key.display().to_string()])
+                .args(["--trusted-ca-file", &ca.display().to_string()]);
+        }
+        let child = cmd
             .args(["--data-dir", &dir.join("etcd").display().to_string()])
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])

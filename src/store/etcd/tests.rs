@@ -3,6 +3,10 @@
 use super::process::EtcdProcess;
 use super::*;
 
+fn config(servers: &[String], prefix: &str) -> EtcdConfig {
+    EtcdConfig { prefix: prefix.into(), window: 100, ..EtcdConfig::new(servers.to_vec()) }
+}
+
 fn obj(name: &str, v: &str) -> Value {
     json!({"metadata": {"name": name, "resourceVersion": "999"}, "data": {"k": v}})
 }
@@ -12,8 +16,8 @@ fn revisions_cas_lists_at_revisions_and_a_second_replica_sees_it_all() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdProcess::start(dir.path()).unwrap();
     let servers = vec![etcd.url.clone()];
-    let a = EtcdStorage::connect(&servers, "/registry", 100).unwrap();
-    let b = EtcdStorage::connect(&servers, "/registry", 100).unwrap();
+    let a = EtcdStorage::connect(&config(&servers, "/registry")).unwrap();
+    let b = EtcdStorage::connect(&config(&servers, "/registry")).unwrap();
 
     let x = a.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
     assert_eq!(x.value["metadata"]["resourceVersion"], x.rev.to_string(), "the revision is the resourceVersion");
@@ -48,7 +52,7 @@ fn revisions_cas_lists_at_revisions_and_a_second_replica_sees_it_all() {
     assert_eq!(ev.prev.as_ref().map(|(_, r)| *r), Some(x2.rev));
 
     // a fresh replica loads what is there; watches from before it started are expired
-    let c = EtcdStorage::connect(&servers, "/registry", 100).unwrap();
+    let c = EtcdStorage::connect(&config(&servers, "/registry")).unwrap();
     let y = c.create("/registry/cm/ns/y", obj("y", "1")).unwrap();
     assert_eq!(c.list("/registry/cm/", None).unwrap().0.len(), 1);
     assert!(matches!(c.watch("/registry/cm/", Some(x.rev)), Err(StorageError::Expired { .. })));
@@ -61,8 +65,8 @@ fn keys_live_under_the_etcd_prefix_and_a_dead_etcd_is_unhealthy() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdProcess::start(dir.path()).unwrap();
     let servers = vec![etcd.url.clone()];
-    let a = EtcdStorage::connect(&servers, "/frontdoor-a/", 100).unwrap();
-    let b = EtcdStorage::connect(&servers, "/frontdoor-b", 100).unwrap();
+    let a = EtcdStorage::connect(&config(&servers, "/frontdoor-a/")).unwrap();
+    let b = EtcdStorage::connect(&config(&servers, "/frontdoor-b")).unwrap();
     a.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
     assert!(b.get("/registry/cm/ns/x").is_none(), "separate prefixes are separate stores");
     let mut client = a.client.clone();
@@ -72,5 +76,53 @@ fn keys_live_under_the_etcd_prefix_and_a_dead_etcd_is_unhealthy() {
     assert!(stored["metadata"].get("resourceVersion").is_none(), "etcd's revision is the resourceVersion");
     drop(etcd);
     assert!(a.healthy().is_err());
-    assert!(EtcdStorage::connect(&servers, "/registry", 100).is_err(), "no etcd: a startup error");
+    assert!(EtcdStorage::connect(&config(&servers, "/registry")).is_err(), "no etcd: a startup error");
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    crate::certs::ensure_dev_pki(&pki, "https://127.0.0.1:6443").unwrap();
+    let (server_cert, server_key, ca) = (pki.join("apiserver.crt"), pki.join("apiserver.key"), pki.join("ca.crt"));
+    let etcd = EtcdProcess::start_tls(dir.path(), &server_cert, &server_key, &ca).unwrap();
+    let servers = vec![etcd.url.clone()];
+    let tls = EtcdConfig {
+        ca_file: Some(ca.clone()),
+        cert_file: Some(pki.join("admin.crt")),
+        key_file: Some(pki.join("admin.key")),
+        ..config(&servers, "/registry")
+    };
+    let s = EtcdStorage::connect(&tls).unwrap();
+    assert_eq!(s.create("/registry/cm/ns/x", obj("x", "1")).unwrap().value["data"]["k"], "1");
+    assert!(s.healthy().is_ok());
+
+    let no_client_cert = EtcdConfig { cert_file: None, key_file: None, ..tls.clone() };
+    assert!(EtcdStorage::connect(&no_client_cert).is_err(), "etcd requires a client certificate");
+    let half = EtcdConfig { key_file: None, ..tls.clone() };
+    let err = EtcdStorage::connect(&half).err().expect("a cert without its key");
+    assert!(err.to_string().contains("--etcd-certfile and --etcd-keyfile go together"), "{err}");
+    let missing = EtcdConfig { ca_file: Some(dir.path().join("nope.crt")), ..tls };
+    assert!(format!("{:#}", EtcdStorage::connect(&missing).err().unwrap()).contains("nope.crt"));
+}
+
+#[test]
+fn history_is_compacted_one_interval_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(dir.path()).unwrap();
+    let servers = vec![etcd.url.clone()];
+    let s = EtcdStorage::connect(&EtcdConfig {
+        compaction_interval: Duration::from_millis(200),
+        ..config(&servers, "/registry")
+    })
+    .unwrap();
+    let first = s.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
+    s.update("/registry/cm/ns/x", obj("x", "2"), None).unwrap();
+    assert!(s.list("/registry/cm/", Some(first.rev)).is_ok(), "history is there before a compaction");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !matches!(s.list("/registry/cm/", Some(first.rev)), Err(StorageError::Expired { .. })) {
+        assert!(std::time::Instant::now() < deadline, "etcd was never compacted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.list("/registry/cm/", None).unwrap().0[0].value["data"]["k"], "2", "the present is intact");
 }
