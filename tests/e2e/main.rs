@@ -9,6 +9,7 @@ mod aggregation;
 mod audit;
 mod authn;
 mod authz;
+mod clients;
 mod deploy;
 mod inflight;
 mod spine;
