@@ -15,6 +15,12 @@ pub struct ApiResource {
     pub singular_name: String,
     pub namespaced: bool,
     pub kind: String,
+    /// The group and version of `kind` when they differ from where it is served (kube's
+    /// `serviceaccounts/token` is an authentication.k8s.io/v1 TokenRequest).
+    #[serde(rename = "group", default, skip_serializing_if = "String::is_empty")]
+    pub kind_group: String,
+    #[serde(rename = "version", default, skip_serializing_if = "String::is_empty")]
+    pub kind_version: String,
     pub verbs: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub short_names: Vec<String>,

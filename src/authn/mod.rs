@@ -18,6 +18,7 @@ pub mod requestheader;
 pub mod review;
 pub mod serviceaccount;
 pub mod token_file;
+pub mod token_issuer;
 pub mod user;
 pub mod webhook;
 pub mod x509;
@@ -94,6 +95,12 @@ pub struct AuthnArgs {
     #[arg(long)]
     pub service_account_issuer: Vec<String>,
 
+    /// Path to the file that contains the current private key of the service account token
+    /// issuer. The issuer will sign issued ID tokens with this private key (the TokenRequest
+    /// API, `kubectl create token`). Default on embedded defaults: sa.key in --cert-dir.
+    #[arg(long, value_name = "FILE")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+
     /// Identifiers of the API. The service account token authenticator will validate that
     /// tokens used against the API are bound to at least one of these audiences. Defaults
     /// to the first --service-account-issuer.
@@ -131,6 +138,7 @@ impl Default for AuthnArgs {
             token_auth_file: None,
             service_account_key_file: Vec::new(),
             service_account_issuer: Vec::new(),
+            service_account_signing_key_file: None,
             api_audiences: Vec::new(),
             authentication_config: None,
             authentication_token_webhook_config_file: None,
@@ -146,6 +154,9 @@ pub fn embedded_defaults(args: &mut ServeArgs) {
     let a = &mut args.authn;
     if a.service_account_key_file.is_empty() {
         a.service_account_key_file = vec![args.cert_dir.join("sa.pub")];
+        if a.service_account_signing_key_file.is_none() {
+            a.service_account_signing_key_file = Some(args.cert_dir.join("sa.key"));
+        }
     }
     if a.service_account_issuer.is_empty() {
         a.service_account_issuer = vec!["https://kubernetes.default.svc.cluster.local".into()];
@@ -188,6 +199,7 @@ struct Inner {
     jwt: ArcSwap<Vec<Arc<jwt::JwtIssuer>>>,
     webhook: Option<webhook::Webhook>,
     api_audiences: Vec<String>,
+    token_issuer: Option<token_issuer::TokenIssuer>,
     cache: TokenCache,
 }
 
@@ -245,6 +257,15 @@ impl Authentication {
             )?),
             None => None,
         };
+        let token_issuer = match &a.service_account_signing_key_file {
+            Some(f) => {
+                let Some(iss) = a.service_account_issuer.first() else {
+                    anyhow::bail!("--service-account-signing-key-file needs --service-account-issuer");
+                };
+                Some(token_issuer::TokenIssuer::load(f, iss)?)
+            }
+            None => None,
+        };
         let api_audiences = if a.api_audiences.is_empty() {
             a.service_account_issuer.iter().take(1).cloned().collect()
         } else {
@@ -266,6 +287,7 @@ impl Authentication {
                 jwt: ArcSwap::from_pointee(jwt),
                 webhook,
                 api_audiences,
+                token_issuer,
                 cache: TokenCache::new(TOKEN_SUCCESS_TTL, TOKEN_FAILURE_TTL, true),
             }),
         })
@@ -305,6 +327,17 @@ impl Authentication {
                 result
             });
         }
+    }
+
+    /// The TokenRequest signer, when a signing key is configured.
+    pub fn token_issuer(&self) -> Option<&token_issuer::TokenIssuer> {
+        self.inner.token_issuer.as_ref()
+    }
+
+    /// The audiences the API accepts (`--api-audiences`, else the first issuer): what a
+    /// TokenRequest without audiences gets.
+    pub fn api_audiences(&self) -> &[String] {
+        &self.inner.api_audiences
     }
 
     fn has_token_authenticators(&self) -> bool {

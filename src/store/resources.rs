@@ -50,6 +50,11 @@ impl ResourceDef {
         }
     }
 
+    /// ServiceAccounts' TokenRequest subresource (`serviceaccounts/token`).
+    pub fn has_token(&self) -> bool {
+        self.subresources.iter().any(|s| s == "token")
+    }
+
     pub fn has_status(&self) -> bool {
         self.subresources.iter().any(|s| s == "status")
     }
@@ -93,18 +98,25 @@ impl ResourceDef {
             verbs: VERBS.iter().map(|s| s.to_string()).collect(),
             short_names: self.short_names.clone(),
             categories: self.categories.clone(),
+            ..Default::default()
         }];
         for sub in &self.subresources {
+            // a TokenRequest is created, and is of another group, as kube lists it
+            let (kind_group, kind, verbs): (&str, &str, &[&str]) = if sub == "token" {
+                ("authentication.k8s.io", "TokenRequest", &["create"])
+            } else {
+                ("", &self.kind, &["get", "patch", "update"])
+            };
             out.push(ApiResource {
                 group: self.group.clone(),
                 version: self.version.clone(),
                 name: format!("{}/{sub}", self.resource),
-                singular_name: String::new(),
                 namespaced: self.namespaced,
-                kind: self.kind.clone(),
-                verbs: ["get", "patch", "update"].iter().map(|s| s.to_string()).collect(),
-                short_names: Vec::new(),
-                categories: Vec::new(),
+                kind: kind.to_string(),
+                kind_group: kind_group.to_string(),
+                kind_version: if kind_group.is_empty() { String::new() } else { "v1".into() },
+                verbs: verbs.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
             });
         }
         out
@@ -119,11 +131,13 @@ pub fn defaults() -> Vec<ResourceDef> {
     let mut apiservices =
         ResourceDef::new("apiregistration.k8s.io", "apiservices", "APIService", false, &[], &["api-extensions"]);
     apiservices.subresources = vec!["status".into()];
+    let mut serviceaccounts = ResourceDef::new("", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]);
+    serviceaccounts.subresources = vec!["token".into()];
     vec![
         namespaces,
         ResourceDef::new("", "configmaps", "ConfigMap", true, &["cm"], &[]),
         ResourceDef::new("", "secrets", "Secret", true, &[], &[]),
-        ResourceDef::new("", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]),
+        serviceaccounts,
         ResourceDef::new("", "events", "Event", true, &["ev"], &[]),
         ResourceDef::new(rbac, "roles", "Role", true, &[], &[]),
         ResourceDef::new(rbac, "clusterroles", "ClusterRole", false, &[], &[]),

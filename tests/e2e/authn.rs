@@ -493,3 +493,46 @@ fn token_file_reloads() {
     }
     assert_eq!(whoami(fd, &anon, &[("Authorization", "Bearer new-token")]).0, 201, "old tokens kept");
 }
+
+/// `kubectl create token`: the TokenRequest subresource issues a bound token that
+/// authenticates as the service account, with kube's validation and errors.
+#[test]
+fn kubectl_create_token() {
+    let fd = Frontdoor::start(&[]);
+    let ok = |args: &[&str]| {
+        let o = fd.kubectl(args);
+        assert!(o.status.success(), "kubectl {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    ok(&["create", "serviceaccount", "robot"]);
+    let uid = ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
+    let token = ok(&["create", "token", "robot", "--duration=20m"]);
+    let token = token.trim();
+    let who = whoami_json(&token_kubeconfig(&fd, token), &[]);
+    assert_eq!(who["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
+    assert_eq!(who["status"]["userInfo"]["uid"], uid.as_str());
+    let groups = who["status"]["userInfo"]["groups"].to_string();
+    assert!(groups.contains("system:serviceaccounts:default"), "{groups}");
+
+    let o = fd.kubectl(&["create", "token", "robot", "--duration=5m"]);
+    assert!(
+        stderr(&o)
+            .contains("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fd.kubectl(&["create", "token", "nobody"]);
+    assert!(stderr(&o).contains(r#"serviceaccounts "nobody" not found"#), "{}", stderr(&o));
+    // a token for another audience is not accepted by the API
+    let other = ok(&["create", "token", "robot", "--audience=vault"]);
+    let o = kubectl(&token_kubeconfig(&fd, other.trim()), &["auth", "whoami"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Unauthorized"), "{}", stderr(&o));
+
+    // discovery lists the subresource as kube does
+    let v1: Value = fd.admin_client().get(fd.url("/api/v1")).send().unwrap().json().unwrap();
+    let sub = v1["resources"].as_array().unwrap().iter().find(|r| r["name"] == "serviceaccounts/token").cloned();
+    let sub = sub.expect("serviceaccounts/token in /api/v1");
+    assert_eq!((sub["group"].as_str(), sub["kind"].as_str()), (Some("authentication.k8s.io"), Some("TokenRequest")));
+    assert_eq!(sub["verbs"], serde_json::json!(["create"]));
+}

@@ -5,6 +5,7 @@ mod apply;
 mod object;
 mod query;
 mod read;
+mod token;
 mod watch;
 mod write;
 
@@ -77,7 +78,8 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
     };
-    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status())) {
+    let token = t.subresource == "token" && def.has_token();
+    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
     if info.verb == "watch" || (info.verb == "list" && t.query.watch) {
@@ -97,6 +99,10 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         "get" => read::get(&gw.store, &t),
         "list" => read::list(&gw.store, &t),
         "create" if t.subresource.is_empty() => write::create(&gw.store, &t, &body, &user),
+        "create" if token => match gw.authn.token_issuer() {
+            Some(issuer) => token::create(&gw.store, &t, &body, issuer, gw.authn.api_audiences()),
+            None => Err(Status::path_not_found()),
+        },
         "update" => write::update(&gw.store, &t, &body),
         "patch" => write::patch(&gw.store, &t, &body),
         "delete" if t.subresource.is_empty() => write::delete(&gw.store, &t, &body),

@@ -1,0 +1,70 @@
+//! `POST .../serviceaccounts/<name>/token`: kube's TokenRequest subresource (what
+//! `kubectl create token` calls). The service account must exist; the token is bound to it
+//! (name and uid) and signed by authn's issuer.
+
+use super::{decode, now, Target};
+use crate::api::status::StatusCause;
+use crate::api::Status;
+use crate::authn::token_issuer::{Subject, TokenIssuer};
+use crate::filters::Reply;
+use crate::store::Store;
+use serde_json::{json, Value};
+
+const GROUP: &str = "authentication.k8s.io";
+/// kube's defaults and bounds for `spec.expirationSeconds`.
+const DEFAULT_SECONDS: i64 = 3600;
+const MIN_SECONDS: i64 = 600;
+const MAX_SECONDS: i64 = 1 << 32;
+
+pub fn create(
+    store: &Store,
+    t: &Target,
+    body: &[u8],
+    issuer: &TokenIssuer,
+    api_audiences: &[String],
+) -> Result<Reply, Status> {
+    let sa = store
+        .storage
+        .get(&t.def.key(&t.namespace, &t.name))
+        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let mut req: Value =
+        if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode(body, &t.content_type)? };
+    if !req.is_object() {
+        return Err(Status::bad_request("error decoding request body: not a TokenRequest object"));
+    }
+    let spec = req["spec"].take();
+    let seconds = match &spec["expirationSeconds"] {
+        Value::Null => DEFAULT_SECONDS,
+        v => v.as_i64().ok_or_else(|| Status::bad_request("spec.expirationSeconds must be an integer"))?,
+    };
+    let bound = if seconds < MIN_SECONDS {
+        Some("may not specify a duration less than 10 minutes")
+    } else if seconds > MAX_SECONDS {
+        Some("may not specify a duration larger than 2^32 seconds")
+    } else {
+        None
+    };
+    if let Some(message) = bound {
+        let cause = StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {seconds}: {message}"),
+            field: "spec.expirationSeconds".into(),
+        };
+        return Err(Status::invalid(GROUP, "TokenRequest", &t.name, vec![cause]));
+    }
+    let audiences: Vec<String> = match spec["audiences"].as_array() {
+        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+        _ => api_audiences.to_vec(),
+    };
+    let uid = sa.value["metadata"]["uid"].as_str().unwrap_or_default();
+    let subject = Subject { namespace: &t.namespace, name: &t.name, uid };
+    let (token, exp) = issuer.issue(&subject, &audiences, seconds).map_err(Status::internal_error)?;
+    let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ");
+    req["apiVersion"] = json!(format!("{GROUP}/v1"));
+    req["kind"] = json!("TokenRequest");
+    req["metadata"] = json!({"name": t.name, "namespace": t.namespace, "creationTimestamp": now()});
+    req["spec"] =
+        json!({"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": spec["boundObjectRef"]});
+    req["status"] = json!({"token": token, "expirationTimestamp": expires.to_string()});
+    Ok(Reply::json(201, &req))
+}
