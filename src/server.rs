@@ -382,6 +382,15 @@ fn connect_store(gw: &Arc<Gateway>) {
             }
         }),
     );
+    if gw.args.authn.service_account_lookup && gw.store.def("", "serviceaccounts").is_some() {
+        let weak = Arc::downgrade(gw);
+        gw.authn.set_service_account_lookup(Box::new(move |ns, name| {
+            let gw = weak.upgrade()?;
+            let def = gw.store.def("", "serviceaccounts")?;
+            let sa = gw.store.storage.get(&def.key(ns, name))?;
+            Some(sa.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+        }));
+    }
     let weak = Arc::downgrade(gw);
     gw.store.set_status_provider(
         "apiregistration.k8s.io",

@@ -95,6 +95,11 @@ pub struct AuthnArgs {
     #[arg(long)]
     pub service_account_issuer: Vec<String>,
 
+    /// If true, validate ServiceAccount tokens exist in the store as part of authentication
+    /// (a token outlives neither its service account nor a recreation of it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub service_account_lookup: bool,
+
     /// Path to the file that contains the current private key of the service account token
     /// issuer. The issuer will sign issued ID tokens with this private key (the TokenRequest
     /// API, `kubectl create token`). Default on embedded defaults: sa.key in --cert-dir.
@@ -139,6 +144,7 @@ impl Default for AuthnArgs {
             service_account_key_file: Vec::new(),
             service_account_issuer: Vec::new(),
             service_account_signing_key_file: None,
+            service_account_lookup: true,
             api_audiences: Vec::new(),
             authentication_config: None,
             authentication_token_webhook_config_file: None,
@@ -200,8 +206,13 @@ struct Inner {
     webhook: Option<webhook::Webhook>,
     api_audiences: Vec<String>,
     token_issuer: Option<token_issuer::TokenIssuer>,
+    /// Finds a service account's uid (`--service-account-lookup`); set once the store is up.
+    service_account_uid: ArcSwapOption<Box<ServiceAccountUid>>,
     cache: TokenCache,
 }
+
+/// The uid of service account `namespace`/`name`, if it exists.
+pub type ServiceAccountUid = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
 
 /// Why a request did not authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +299,7 @@ impl Authentication {
                 webhook,
                 api_audiences,
                 token_issuer,
+                service_account_uid: ArcSwapOption::empty(),
                 cache: TokenCache::new(TOKEN_SUCCESS_TTL, TOKEN_FAILURE_TTL, true),
             }),
         })
@@ -326,6 +338,25 @@ impl Authentication {
                 metrics::CONFIG_RELOADS.record(&result);
                 result
             });
+        }
+    }
+
+    /// Where service-account tokens are checked against their service account (kube's
+    /// `--service-account-lookup`); without it, a valid signature is enough.
+    pub fn set_service_account_lookup(&self, lookup: Box<ServiceAccountUid>) {
+        self.inner.service_account_uid.store(Some(Arc::new(lookup)));
+    }
+
+    /// kube's lookup: the token's service account must still exist with the uid it names.
+    fn check_service_account(&self, user: &UserInfo) -> Result<(), String> {
+        let Some(lookup) = self.inner.service_account_uid.load_full() else { return Ok(()) };
+        let Some((ns, name)) = serviceaccount::split_username(&user.username) else { return Ok(()) };
+        match lookup(ns, name) {
+            None => Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
+            Some(uid) if !user.uid.is_empty() && uid != user.uid => {
+                Err(format!("invalid bearer token, service account UID ({uid}) does not match claim ({})", user.uid))
+            }
+            Some(_) => Ok(()),
         }
     }
 
@@ -376,7 +407,12 @@ impl Authentication {
             let iss = t.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default().to_string();
             if let Some(sa) = i.service_accounts.load().as_ref() {
                 match sa.authenticate(token, &t) {
-                    Ok(Some(u)) => return (Ok(Some(u)), false),
+                    Ok(Some(u)) => {
+                        return match self.check_service_account(&u) {
+                            Ok(()) => (Ok(Some(u)), false),
+                            Err(e) => (Err(e), false),
+                        }
+                    }
                     Ok(None) => {}
                     Err(e) => errs.push(e),
                 }

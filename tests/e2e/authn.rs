@@ -365,12 +365,30 @@ fn jwt_issuer_service_accounts_and_webhook() {
     }
 
     // service-account token signed with the dev sa.key (ES256)
+    // (--service-account-lookup: the service account must exist with the uid the token names)
     let sa_key = EncodingKey::from_ec_pem(&std::fs::read(fd.certs().join("sa.key")).unwrap()).unwrap();
-    let sa_claims = json!({"iss": SA_ISSUER, "aud": [SA_ISSUER], "sub": "system:serviceaccount:ns:robot", "exp": now() + 300, "iat": now(),
-        "kubernetes.io": {"namespace": "ns", "serviceaccount": {"name": "robot", "uid": "r-1"}}});
-    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&sign(Algorithm::ES256, &sa_key, None, &sa_claims)))]);
+    let sa_token = |uid: &str| {
+        let sa_claims = json!({"iss": SA_ISSUER, "aud": [SA_ISSUER], "sub": "system:serviceaccount:default:robot", "exp": now() + 300, "iat": now(),
+            "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "robot", "uid": uid}}});
+        bearer(&sign(Algorithm::ES256, &sa_key, None, &sa_claims))
+    };
+    let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token("r-0"))]);
+    assert_eq!(code, 401, "no such service account: {v}");
+    let admin = fd.admin_client();
+    let created: Value = admin
+        .post(fd.url("/api/v1/namespaces/default/serviceaccounts"))
+        .json(&json!({"metadata": {"name": "robot"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let uid = created["metadata"]["uid"].as_str().unwrap();
+    let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token(uid))]);
     assert_eq!(code, 201, "{v}");
-    assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:ns:robot");
+    assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
+    let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token("r-1"))]);
+    assert_eq!(code, 401, "a token for an earlier service account of that name: {v}");
+    assert!(fd.logs().contains("does not match claim (r-1)"), "{}", fd.logs());
 
     // webhook: authenticated once, then served from the cache
     let before = s.idp.webhook_calls.load(Ordering::SeqCst);
@@ -528,6 +546,12 @@ fn kubectl_create_token() {
     let o = kubectl(&token_kubeconfig(&fd, other.trim()), &["auth", "whoami"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Unauthorized"), "{}", stderr(&o));
+
+    // a token does not outlive its service account
+    let unused = ok(&["create", "token", "robot"]);
+    ok(&["delete", "sa", "robot"]);
+    let o = kubectl(&token_kubeconfig(&fd, unused.trim()), &["auth", "whoami"]);
+    assert!(!o.status.success(), "the service account is gone");
 
     // discovery lists the subresource as kube does
     let v1: Value = fd.admin_client().get(fd.url("/api/v1")).send().unwrap().json().unwrap();
