@@ -2,7 +2,8 @@
 //! resourceVersion), compare-and-swap writes, list at a revision, watch from a revision.
 //! The embedded redb backend implements it now; an etcd backend fits the same shape.
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -89,4 +90,46 @@ pub trait Storage: Send + Sync {
     fn compact(&self, rev: u64);
     /// Whether the backend can serve (the `etcd` health check).
     fn healthy(&self) -> Result<(), String>;
+}
+
+/// Stamps the revision into the object as its resourceVersion.
+pub fn stamp(mut v: Value, rev: u64) -> Value {
+    if let Some(meta) = v.as_object_mut().and_then(|m| m.entry("metadata").or_insert_with(|| json!({})).as_object_mut())
+    {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+    v
+}
+
+/// The objects under `prefix`, in key order.
+pub fn under<'a>(objects: &'a BTreeMap<String, Stored>, prefix: &str) -> impl Iterator<Item = &'a Stored> {
+    let prefix = prefix.to_string();
+    objects.range(prefix.clone()..).take_while(move |(k, _)| k.starts_with(&prefix)).map(|(_, v)| v)
+}
+
+/// What a watch starts with, for backends that keep objects and a log of recent events in
+/// memory: without `from`, every object under `prefix` as ADDED; with it, the logged events
+/// after it (Expired when it was compacted away).
+pub fn initial_events(
+    objects: &BTreeMap<String, Stored>,
+    log: &VecDeque<Arc<Event>>,
+    compacted: u64,
+    prefix: &str,
+    from: Option<u64>,
+) -> Result<Vec<Arc<Event>>, StorageError> {
+    match from {
+        None => Ok(under(objects, prefix)
+            .map(|v| {
+                Arc::new(Event {
+                    rev: v.rev,
+                    kind: EventType::Added,
+                    key: v.key.clone(),
+                    value: v.value.clone(),
+                    prev: None,
+                })
+            })
+            .collect()),
+        Some(r) if r < compacted => Err(StorageError::Expired { asked: r, oldest: compacted }),
+        Some(r) => Ok(log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect()),
+    }
 }

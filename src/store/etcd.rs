@@ -5,14 +5,14 @@
 //! from one etcd watch (kube's watch cache, in effect): reads and watches are served from the
 //! mirror, and a write returns once the mirror has seen it, so a client reads its own writes.
 
-use super::backend::{Event, EventType, Storage, StorageError, Stored, Watch};
+use super::backend::{initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
 use anyhow::Context;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,15 +53,6 @@ pub struct EtcdStorage {
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
-}
-
-/// Stamps the revision into the object as its resourceVersion.
-fn stamp(mut v: Value, rev: u64) -> Value {
-    if let Some(meta) = v.as_object_mut().and_then(|m| m.entry("metadata").or_insert_with(|| json!({})).as_object_mut())
-    {
-        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
-    }
-    v
 }
 
 /// The bytes etcd keeps: the object without its resourceVersion (the revision says it).
@@ -409,10 +400,7 @@ impl Storage for EtcdStorage {
             match at {
                 Some(at) if at > m.rev => return Err(StorageError::TooLarge { asked: at, current: m.rev }),
                 Some(at) if at != m.rev => {}
-                _ => {
-                    let items = m.objects.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix));
-                    return Ok((items.map(|(_, v)| v.clone()).collect(), m.rev));
-                }
+                _ => return Ok((under(&m.objects, prefix).cloned().collect(), m.rev)),
             }
         }
         // an older revision: etcd keeps history until it compacts
@@ -471,24 +459,7 @@ impl Storage for EtcdStorage {
 
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError> {
         let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
-        let initial = match from {
-            None => m
-                .objects
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| {
-                    Arc::new(Event {
-                        rev: v.rev,
-                        kind: EventType::Added,
-                        key: k.clone(),
-                        value: v.value.clone(),
-                        prev: None,
-                    })
-                })
-                .collect(),
-            Some(r) if r < m.compacted => return Err(StorageError::Expired { asked: r, oldest: m.compacted }),
-            Some(r) => m.log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect(),
-        };
+        let initial = initial_events(&m.objects, &m.log, m.compacted, prefix, from)?;
         let rx = self.shared.hub.subscribe(prefix);
         Ok(Watch { initial, rx, rev: m.rev })
     }

@@ -4,7 +4,7 @@
 //! answerable within a compaction window. All objects are also held in memory, so reads
 //! never touch the disk (kube's watch cache, in effect).
 
-use super::backend::{Event, EventType, Storage, StorageError, Stored, Watch};
+use super::backend::{initial_events, stamp, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::{json, Value};
@@ -35,17 +35,6 @@ pub struct RedbStorage {
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
-}
-
-/// Stamps the revision into the object as its resourceVersion.
-fn stamp(mut v: Value, rev: u64) -> Value {
-    if let Some(m) = v.as_object_mut() {
-        let meta = m.entry("metadata").or_insert_with(|| json!({}));
-        if let Some(meta) = meta.as_object_mut() {
-            meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
-        }
-    }
-    v
 }
 
 fn encode_event(e: &Event) -> Vec<u8> {
@@ -243,26 +232,8 @@ impl Storage for RedbStorage {
     }
 
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError> {
-        // under the state lock no event is published, so nothing falls between the replay and the stream
         let s = self.state.read().unwrap();
-        let initial = match from {
-            None => s
-                .objects
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| {
-                    Arc::new(Event {
-                        rev: v.rev,
-                        kind: EventType::Added,
-                        key: k.clone(),
-                        value: v.value.clone(),
-                        prev: None,
-                    })
-                })
-                .collect(),
-            Some(r) if r < s.compacted => return Err(StorageError::Expired { asked: r, oldest: s.compacted }),
-            Some(r) => s.log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect(),
-        };
+        let initial = initial_events(&s.objects, &s.log, s.compacted, prefix, from)?;
         let rx = self.hub.subscribe(prefix);
         Ok(Watch { initial, rx, rev: s.rev })
     }

@@ -2,6 +2,7 @@
 
 use super::process::EtcdProcess;
 use super::*;
+use serde_json::json;
 
 fn config(servers: &[String], prefix: &str) -> EtcdConfig {
     EtcdConfig { prefix: prefix.into(), window: 100, ..EtcdConfig::new(servers.to_vec()) }
