@@ -14,7 +14,9 @@ use serde_json::{json, Map, Value};
 /// Answers a GET under `/openapi/v3` for the locally served resources; None otherwise.
 pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
-    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") {
+    // checked first: every non-resource GET passes here (/version, /healthz, ...)
+    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/v3")
+    {
         return None;
     }
     let doc = document(&gw.local_resources(), &info.path)?;
