@@ -285,4 +285,40 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    #[tokio::test]
+    async fn batch_log_coalesces_queued_events_in_order_and_blocking_writes_before_returning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        // kube's log defaults: batches of one, no wait
+        let batch = BatchConfig { max_batch_size: 1, max_batch_wait: Duration::ZERO, ..cfg(5000) };
+        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), batch);
+        for i in 0..3000 {
+            assert!(b.process(format!("{{\"i\":{i}}}\n").as_bytes()).await);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let lines = loop {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().count() == 3000 || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let got: Vec<String> = lines.lines().map(str::to_string).collect();
+        let want: Vec<String> = (0..3000).map(|i| format!("{{\"i\":{i}}}")).collect();
+        assert_eq!(got, want, "every event, once, in order");
+
+        let path = dir.path().join("blocking.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        let b = Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        for i in 0..3 {
+            assert!(b.process(format!("{{\"b\":{i}}}\n").as_bytes()).await);
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap().lines().count(),
+                i + 1,
+                "written before process returns"
+            );
+        }
+    }
 }
