@@ -3,69 +3,163 @@
 
 use super::policy::{Level, Stage};
 use crate::authn::UserInfo;
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Serialize)]
+/// The event's reference to the object of a resource request; borrowed from RequestInfo.
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub resource: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub api_group: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub api_version: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub subresource: String,
+pub struct ObjectReference<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub resource: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub namespace: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub api_group: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub api_version: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub subresource: &'a str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An event, borrowing everything the request context already holds: it is built and
+/// serialised in place for each stage, never copied.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Event {
+pub struct Event<'a> {
     pub kind: &'static str,
     pub api_version: &'static str,
     pub level: Level,
     #[serde(rename = "auditID")]
-    pub audit_id: String,
+    pub audit_id: &'a str,
     pub stage: Stage,
     #[serde(rename = "requestURI")]
-    pub request_uri: String,
-    pub verb: String,
-    pub user: UserInfo,
+    pub request_uri: &'a str,
+    pub verb: &'a str,
+    pub user: &'a UserInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub impersonated_user: Option<UserInfo>,
-    #[serde(rename = "sourceIPs", skip_serializing_if = "Vec::is_empty")]
-    pub source_ips: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub user_agent: String,
+    pub impersonated_user: Option<&'a UserInfo>,
+    #[serde(rename = "sourceIPs", skip_serializing_if = "<[String]>::is_empty")]
+    pub source_ips: &'a [String],
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub user_agent: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub object_ref: Option<ObjectReference>,
+    pub object_ref: Option<ObjectReference<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_status: Option<Value>,
+    pub response_status: Option<ResponseStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_object: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_object: Option<Value>,
-    pub request_received_timestamp: String,
-    pub stage_timestamp: String,
+    pub request_received_timestamp: MicroTime,
+    pub stage_timestamp: MicroTime,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: BTreeMap<&'static str, &'a str>,
 }
 
-/// metav1.MicroTime's wire form: RFC 3339 with microseconds, UTC.
+/// The user of an event whose authentication failed: `{}`.
+pub static NO_USER: UserInfo =
+    UserInfo { username: String::new(), uid: String::new(), groups: Vec::new(), extra: BTreeMap::new() };
+
+/// An event's responseStatus: most responses carry no Status object, only a code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseStatus {
+    /// `{"metadata":{},"code":N}`, written without building a JSON tree.
+    Code(u16),
+    /// The bounded fields of a Status (see `status_from_body`), or a built one.
+    Status(Value),
+}
+
+impl Serialize for ResponseStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ResponseStatus::Code(code) => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("metadata", &Empty)?;
+                m.serialize_entry("code", code)?;
+                m.end()
+            }
+            ResponseStatus::Status(v) => v.serialize(s),
+        }
+    }
+}
+
+/// `{}`
+struct Empty;
+
+impl Serialize for Empty {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+/// metav1.MicroTime: serialised as RFC 3339 with microseconds, UTC (`2006-01-02T15:04:05.000000Z`),
+/// formatted by hand on the stack (this runs twice per audited request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MicroTime(pub SystemTime);
+
+impl Serialize for MicroTime {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match format_micro(self.0) {
+            Some(buf) => s.serialize_str(std::str::from_utf8(&buf).expect("ASCII")),
+            None => s.serialize_str(&micro_time(self.0)),
+        }
+    }
+}
+
+/// metav1.MicroTime's wire form (any time; the general path behind `MicroTime`).
 pub fn micro_time(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// The fast path of `micro_time` for years 1970..=9999; None outside them.
+pub(super) fn format_micro(t: SystemTime) -> Option<[u8; 27]> {
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86400) as i64);
+    if y > 9999 {
+        return None;
+    }
+    let sod = (secs % 86400) as u32;
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    let put = |b: &mut [u8; 27], at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut b, 0, 4, y as u32);
+    put(&mut b, 5, 2, m);
+    put(&mut b, 8, 2, day);
+    put(&mut b, 11, 2, sod / 3600);
+    put(&mut b, 14, 2, sod / 60 % 60);
+    put(&mut b, 17, 2, sod % 60);
+    put(&mut b, 20, 6, d.subsec_micros());
+    Some(b)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's civil_from_days).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// The responseStatus of a response that carried no Status object: just the code.
-pub fn status_code_only(code: u16) -> Value {
-    serde_json::json!({"metadata": {}, "code": code})
+pub fn status_code_only(code: u16) -> ResponseStatus {
+    ResponseStatus::Code(code)
 }
 
 /// kube's `LogResponseObject` copies only the bounded fields of a Status body.
@@ -136,6 +230,147 @@ mod tests {
     fn micro_time_has_microseconds() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
         assert_eq!(micro_time(t), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(serde_json::to_string(&MicroTime(t)).unwrap(), "\"2023-11-14T22:13:20.123456Z\"");
+    }
+
+    #[test]
+    fn fast_micro_time_matches_chrono() {
+        // day boundaries, leap days, century rules, truncation (not rounding) of nanoseconds
+        let mut samples: Vec<u128> = vec![
+            0,
+            999,
+            86_399_999_999_999,
+            951_782_400_000_000_000,     // 2000-02-29
+            4_107_542_399_999_999_999,   // 2100-02-28T23:59:59.999999999
+            4_107_542_400_000_000_000,   // 2100-03-01
+            253_402_300_799_999_999_000, // 9999-12-31T23:59:59.999999
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push(u128::from(x) % 253_402_300_800_000_000_000);
+        }
+        for ns in samples {
+            let t = UNIX_EPOCH + std::time::Duration::from_nanos(ns as u64);
+            let fast = format_micro(t).expect("in range");
+            assert_eq!(std::str::from_utf8(&fast).unwrap(), micro_time(t), "{ns} ns");
+        }
+        let late = UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_800); // year 10000
+        assert!(format_micro(late).is_none());
+        assert_eq!(serde_json::to_value(MicroTime(late)).unwrap(), serde_json::Value::String(micro_time(late)));
+    }
+
+    #[test]
+    fn event_serialises_kube_fields_and_escapes_odd_strings() {
+        let odd = "al\"ice\\ \u{0}\u{1f}\n\t\u{7f} caf\u{e9} \u{1F600} \u{2028}</script>";
+        let mut user = UserInfo::new(odd, vec!["g\"1".into(), "\u{10FFFF}".into()]);
+        user.extra.insert("k\u{0}".into(), vec![odd.into()]);
+        let ips = vec!["10.0.0.1".to_string(), "::1".to_string()];
+        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
+        let mut annotations = BTreeMap::new();
+        annotations.insert("authorization.k8s.io/reason", odd);
+        annotations.insert("authorization.k8s.io/decision", "allow");
+        let ev = Event {
+            kind: "Event",
+            api_version: "audit.k8s.io/v1",
+            level: Level::Metadata,
+            audit_id: "id-1",
+            stage: Stage::ResponseComplete,
+            request_uri: "/api/v1/namespaces/a%20b/pods?labelSelector=x%3Dy&q=\u{e9}\"",
+            verb: "list",
+            user: &user,
+            impersonated_user: None,
+            source_ips: &ips,
+            user_agent: odd,
+            object_ref: Some(ObjectReference {
+                resource: "pods",
+                namespace: "a b",
+                name: "",
+                api_group: "",
+                api_version: "v1",
+                subresource: "",
+            }),
+            response_status: Some(ResponseStatus::Code(200)),
+            request_object: None,
+            response_object: None,
+            request_received_timestamp: MicroTime(t),
+            stage_timestamp: MicroTime(t),
+            annotations,
+        };
+        let text = serde_json::to_string(&ev).unwrap();
+        assert!(!text.contains('\n'), "one line");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "id-1",
+                "stage": "ResponseComplete",
+                "requestURI": "/api/v1/namespaces/a%20b/pods?labelSelector=x%3Dy&q=\u{e9}\"",
+                "verb": "list",
+                "user": {"username": odd, "groups": ["g\"1", "\u{10FFFF}"], "extra": {"k\u{0}": [odd]}},
+                "sourceIPs": ["10.0.0.1", "::1"], "userAgent": odd,
+                "objectRef": {"resource": "pods", "namespace": "a b", "apiVersion": "v1"},
+                "responseStatus": {"metadata": {}, "code": 200},
+                "requestReceivedTimestamp": "2023-11-14T22:13:20.123456Z",
+                "stageTimestamp": "2023-11-14T22:13:20.123456Z",
+                "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": odd},
+            })
+        );
+        // kube's field order, and the empty parts left out
+        assert!(text.starts_with(r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-1","stage":"ResponseComplete","requestURI":"#));
+        assert!(text.contains(r#""responseStatus":{"metadata":{},"code":200}"#));
+        let mut hand = Vec::new();
+        super::super::json::write_event(&mut hand, &ev).unwrap();
+        assert_eq!(String::from_utf8(hand).unwrap(), text, "the hand-written JSON is serde's, byte for byte");
+
+        let failed = Event {
+            user: &NO_USER,
+            source_ips: &[],
+            user_agent: "",
+            object_ref: None,
+            annotations: BTreeMap::new(),
+            ..ev
+        };
+        let mut hand = Vec::new();
+        super::super::json::write_event(&mut hand, &failed).unwrap();
+        assert_eq!(hand, serde_json::to_vec(&failed).unwrap());
+        let v: Value = serde_json::to_value(&failed).unwrap();
+        assert_eq!(v["user"], json!({}));
+        for absent in ["sourceIPs", "userAgent", "objectRef", "annotations", "impersonatedUser", "requestObject"] {
+            assert!(v.get(absent).is_none(), "{absent}");
+        }
+
+        // every optional part present
+        let impersonated = UserInfo { uid: "u\u{1}".into(), ..UserInfo::new("bob", vec![]) };
+        let mut annotations = BTreeMap::new();
+        annotations.insert("audit.k8s.io/truncated", "true");
+        let full = Event {
+            stage: Stage::Panic,
+            user: &user,
+            impersonated_user: Some(&impersonated),
+            source_ips: &ips,
+            user_agent: "kubectl/v1.31 (linux/amd64)",
+            object_ref: Some(ObjectReference {
+                resource: "pods",
+                namespace: "n",
+                name: "p\"1",
+                api_group: "apps",
+                api_version: "v1",
+                subresource: "log",
+            }),
+            response_status: Some(ResponseStatus::Status(
+                json!({"metadata": {}, "status": "Failure", "message": odd, "code": 500}),
+            )),
+            request_object: Some(json!({"kind": "Pod", "metadata": {"name": odd}, "n": [1, 2.5, null, true]})),
+            response_object: Some(json!({"kind": "Status"})),
+            annotations,
+            ..failed
+        };
+        let mut hand = Vec::new();
+        super::super::json::write_event(&mut hand, &full).unwrap();
+        assert_eq!(String::from_utf8(hand).unwrap(), serde_json::to_string(&full).unwrap());
     }
 
     #[test]

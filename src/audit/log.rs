@@ -2,7 +2,6 @@
 //! lumberjack logger does (size in MB, backups named `<name>-<UTC time>.<ext>`, pruned by
 //! count and age).
 
-use bytes::Bytes;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,20 +101,15 @@ pub enum LogWriter {
 }
 
 impl LogWriter {
-    /// Writes events as JSON lines, in one write per call.
-    pub fn write_events(&mut self, events: &[Bytes]) -> std::io::Result<()> {
-        let mut buf = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum());
-        for e in events {
-            buf.extend_from_slice(e);
-            buf.push(b'\n');
-        }
+    /// Writes whole JSON lines (each ending in a newline) in one write.
+    pub fn write_lines(&mut self, buf: &[u8]) -> std::io::Result<()> {
         match self {
             LogWriter::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(&buf)?;
+                out.write_all(buf)?;
                 out.flush()
             }
-            LogWriter::File(f) => f.write_all(&buf),
+            LogWriter::File(f) => f.write_all(buf),
         }
     }
 }

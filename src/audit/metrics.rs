@@ -1,6 +1,7 @@
 //! kube-apiserver's audit metrics.
 
-use once_cell::sync::Lazy;
+use super::policy::Level;
+use once_cell::sync::{Lazy, OnceCell};
 use prometheus::{register_int_counter, register_int_counter_vec, IntCounter, IntCounterVec};
 
 pub static EVENT_TOTAL: Lazy<IntCounter> = Lazy::new(|| {
@@ -36,6 +37,17 @@ pub static REQUESTS_REJECTED_TOTAL: Lazy<IntCounter> = Lazy::new(|| {
     )
     .expect("register apiserver_audit_requests_rejected_total")
 });
+
+/// `apiserver_audit_level_total{level}` per level, each resolved on its first use (so only
+/// levels seen show, as in kube) and cached: it is counted on every request.
+static LEVEL_COUNTERS: [OnceCell<IntCounter>; 4] = [OnceCell::new(), OnceCell::new(), OnceCell::new(), OnceCell::new()];
+
+/// `apiserver_audit_error_total{plugin="buffered"}`: events a full batch buffer dropped.
+pub static BUFFERED_ERRORS: Lazy<IntCounter> = Lazy::new(|| ERROR_TOTAL.with_label_values(&["buffered"]));
+
+pub fn count_level(level: Level) {
+    LEVEL_COUNTERS[level as usize].get_or_init(|| LEVEL_TOTAL.with_label_values(&[level.as_str()])).inc();
+}
 
 /// Registers the metrics so they show before the first event.
 pub fn force() {

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod event;
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod policy;
@@ -18,11 +19,12 @@ use crate::context::RequestContext;
 use crate::filters::Reply;
 use crate::server::Gateway;
 use arc_swap::ArcSwap;
-use backend::{Backend, BatchConfig, Mode, Sink};
-use bytes::Bytes;
-use event::{Event, ObjectReference, Scrub};
+use backend::{Backend, BatchConfig, Mode, Sink, Submitted};
+use event::{Event, MicroTime, ObjectReference, ResponseStatus, Scrub};
 use pingora::http::{RequestHeader, ResponseHeader};
 use policy::{Attributes, Level, Policy, RequestAuditConfig, Stage};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -162,7 +164,7 @@ pub struct AuditState {
     cap: usize,
     request_body: Option<Capture>,
     response_body: Option<Capture>,
-    response_status: Option<serde_json::Value>,
+    response_status: Option<ResponseStatus>,
     /// Set when authentication failed: the message of kube's failed-authentication event.
     failed_authn: Option<String>,
     started: bool,
@@ -260,23 +262,58 @@ impl Audit {
         self.policy.is_some()
     }
 
-    /// Serialises once and hands the event to every backend. False when a blocking-strict
-    /// backend could not store it.
-    async fn process(&self, ev: &Event, omit: policy::Stages) -> bool {
+    /// Serialises the event once, into this thread's reused buffer, and hands it to every
+    /// backend: a blocking log writes it before this returns. Waiting (a blocking webhook)
+    /// happens in `Emitted::wait`, after the borrowed event is gone.
+    fn emit(&self, ev: &Event<'_>, omit: policy::Stages) -> Emitted {
+        let mut out = Emitted { ok: true, pending: Vec::new() };
         if omit.contains(ev.stage) {
-            return true;
+            return out;
         }
-        let bytes = match serde_json::to_vec(ev) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
+        LINE.with(|cell| {
+            let mut line = cell.borrow_mut();
+            line.clear();
+            if let Err(e) = json::write_event(&mut line, ev) {
                 tracing::error!(error = %e, "cannot encode audit event");
-                return true;
+                return;
             }
-        };
-        metrics::EVENT_TOTAL.inc();
-        let mut ok = true;
-        for b in &self.backends {
-            if !b.process(bytes.clone()).await && b.strict() {
+            line.push(b'\n');
+            metrics::EVENT_TOTAL.inc();
+            for b in &self.backends {
+                match b.submit(&line) {
+                    Submitted::Done(stored) => out.ok &= stored || !b.strict(),
+                    Submitted::Pending(p) => out.pending.push((p, b.strict())),
+                }
+            }
+            if line.capacity() > LINE_KEEP {
+                *line = Vec::with_capacity(LINE_START);
+            }
+        });
+        out
+    }
+}
+
+/// The reused serialisation buffer: its usual size, and the most it keeps between events
+/// (an event with a large object does not pin its memory).
+const LINE_START: usize = 2048;
+const LINE_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_START));
+}
+
+/// An event handed to the backends; `wait` for those that answer later.
+struct Emitted {
+    ok: bool,
+    pending: Vec<(backend::Pending, bool)>,
+}
+
+impl Emitted {
+    /// False when a blocking-strict backend could not store the event.
+    async fn wait(self) -> bool {
+        let mut ok = self.ok;
+        for (p, strict) in self.pending {
+            if !p.wait().await && strict {
                 ok = false;
             }
         }
@@ -322,7 +359,7 @@ fn is_json(content_type: Option<&str>) -> bool {
 pub async fn request_received(gw: &Gateway, req: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
     let Some(policy) = &gw.audit.policy else { return Ok(()) };
     let config = policy.load().evaluate(&Attributes { user: ctx.user.as_ref(), info: &ctx.request_info });
-    metrics::LEVEL_TOTAL.with_label_values(&[config.level.as_str()]).inc();
+    metrics::count_level(config.level);
     if config.level == Level::None {
         return Ok(());
     }
@@ -344,8 +381,8 @@ pub async fn request_received(gw: &Gateway, req: &RequestHeader, ctx: &mut Reque
         return Ok(());
     }
     ctx.audit = Some(state);
-    let ev = build_event(ctx, Stage::RequestReceived);
-    if !gw.audit.process(&ev, config.omit_stages).await {
+    let emitted = gw.audit.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
+    if !emitted.wait().await {
         metrics::REQUESTS_REJECTED_TOTAL.inc();
         return Err(Reply::text(
             500,
@@ -363,9 +400,11 @@ pub async fn response_started(gw: &Gateway, ctx: &mut RequestContext, code: u16)
     }
     st.started = true;
     let omit = st.config.omit_stages;
-    let mut ev = build_event(ctx, Stage::ResponseStarted);
+    let mut ev = build_event(ctx, Stage::ResponseStarted, None);
     ev.response_status = Some(event::status_code_only(code));
-    gw.audit.process(&ev, omit).await;
+    let emitted = gw.audit.emit(&ev, omit);
+    drop(ev);
+    emitted.wait().await;
 }
 
 /// The response is complete (or the handler panicked, with `panicked`).
@@ -376,22 +415,23 @@ pub async fn response_complete(gw: &Gateway, ctx: &mut RequestContext, code: u16
     }
     st.finished = true;
     let omit = st.config.omit_stages;
-    if let Some(msg) = st.failed_authn.clone() {
+    let emitted = if let Some(msg) = st.failed_authn.take() {
         // kube's failed-authentication event: one event, at ResponseStarted
-        let mut ev = build_event(ctx, Stage::ResponseStarted);
-        ev.response_status = Some(serde_json::json!({"metadata": {}, "message": msg, "code": code}));
-        gw.audit.process(&ev, omit).await;
-        return;
-    }
-    let mut ev = build_event(ctx, if panicked { Stage::Panic } else { Stage::ResponseComplete });
-    if panicked {
-        ev.response_status = Some(serde_json::json!({
+        let mut ev = build_event(ctx, Stage::ResponseStarted, None);
+        ev.response_status =
+            Some(ResponseStatus::Status(serde_json::json!({"metadata": {}, "message": msg, "code": code})));
+        gw.audit.emit(&ev, omit)
+    } else if panicked {
+        let mut ev = build_event(ctx, Stage::Panic, None);
+        ev.response_status = Some(ResponseStatus::Status(serde_json::json!({
             "metadata": {}, "status": "Failure", "message": "APIServer panic'd", "reason": "InternalError", "code": 500
-        }));
+        })));
+        gw.audit.emit(&ev, omit)
     } else {
-        fill_objects(ctx, &mut ev, code);
-    }
-    gw.audit.process(&ev, omit).await;
+        let objects = take_objects(st, code);
+        gw.audit.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
+    };
+    emitted.wait().await;
 }
 
 /// A chunk of the request body (proxied requests, or a local handler that reads the body).
@@ -434,7 +474,7 @@ pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
     }
     if reply.code >= 300 || st.config.level == Level::RequestResponse {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&reply.body) {
-            st.response_status = event::status_from_body(&v);
+            st.response_status = event::status_from_body(&v).map(ResponseStatus::Status);
         }
     }
     if st.config.level == Level::RequestResponse {
@@ -444,13 +484,9 @@ pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
     }
 }
 
-fn parse_object(
-    c: &Capture,
-    scrub: Scrub,
-    annotations: &mut std::collections::BTreeMap<String, String>,
-) -> Option<serde_json::Value> {
+fn parse_object(c: &Capture, scrub: Scrub, truncated: &mut bool) -> Option<serde_json::Value> {
     if c.overflow {
-        annotations.insert(TRUNCATED_ANNOTATION.into(), "true".into());
+        *truncated = true;
         return None;
     }
     if c.buf.is_empty() {
@@ -461,57 +497,76 @@ fn parse_object(
     Some(v)
 }
 
-fn fill_objects(ctx: &mut RequestContext, ev: &mut Event, code: u16) {
-    let Some(st) = ctx.audit.as_mut() else { return };
+/// What a ResponseComplete event records of the response: its status and the captured
+/// objects, taken out of the request's audit state.
+struct Objects {
+    response_status: ResponseStatus,
+    request_object: Option<serde_json::Value>,
+    response_object: Option<serde_json::Value>,
+    truncated: bool,
+}
+
+fn take_objects(st: &mut AuditState, code: u16) -> Objects {
     let scrub =
         Scrub { omit_managed_fields: st.config.omit_managed_fields, keep_secret_data: st.config.secrets_explicit };
-    ev.response_status = Some(st.response_status.take().unwrap_or_else(|| event::status_code_only(code)));
-    if let Some(c) = st.request_body.take() {
-        ev.request_object = parse_object(&c, scrub, &mut ev.annotations);
-    }
-    if let Some(c) = st.response_body.take() {
-        ev.response_object = parse_object(&c, scrub, &mut ev.annotations);
+    let mut truncated = false;
+    let request_object = st.request_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
+    let response_object = st.response_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
+    Objects {
+        response_status: st.response_status.take().unwrap_or(ResponseStatus::Code(code)),
+        request_object,
+        response_object,
+        truncated,
     }
 }
 
-/// The event of this request at `stage`, from what the chain has resolved so far.
-fn build_event(ctx: &RequestContext, stage: Stage) -> Event {
+/// The event of this request at `stage`, borrowing what the chain has resolved so far.
+fn build_event(ctx: &RequestContext, stage: Stage, objects: Option<Objects>) -> Event<'_> {
     let info = &ctx.request_info;
     let level = ctx.audit.as_ref().map(|s| s.config.level).unwrap_or(Level::None);
-    let mut annotations = std::collections::BTreeMap::new();
+    let mut annotations = BTreeMap::new();
     if stage != Stage::RequestReceived {
         if let Some((d, reason)) = &ctx.decision {
-            annotations.insert(DECISION_ANNOTATION.to_string(), d.audit_value().to_string());
-            annotations.insert(REASON_ANNOTATION.to_string(), reason.clone());
+            annotations.insert(DECISION_ANNOTATION, d.audit_value());
+            annotations.insert(REASON_ANNOTATION, reason.as_str());
         }
     }
-    Event {
+    let mut ev = Event {
         kind: "Event",
         api_version: "audit.k8s.io/v1",
         level,
-        audit_id: ctx.audit_id.clone(),
+        audit_id: &ctx.audit_id,
         stage,
-        request_uri: ctx.request_uri.clone(),
-        verb: info.verb.clone(),
-        user: ctx.user.clone().unwrap_or_default(),
-        impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.clone() },
-        source_ips: ctx.source_ips.clone(),
-        user_agent: ctx.user_agent.clone(),
+        request_uri: &ctx.request_uri,
+        verb: &info.verb,
+        user: ctx.user.as_ref().unwrap_or(&event::NO_USER),
+        impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.as_ref() },
+        source_ips: &ctx.source_ips,
+        user_agent: &ctx.user_agent,
         object_ref: info.is_resource_request.then(|| ObjectReference {
-            resource: info.resource.clone(),
-            namespace: info.namespace.clone(),
-            name: info.name.clone(),
-            api_group: info.api_group.clone(),
-            api_version: info.api_version.clone(),
-            subresource: info.subresource.clone(),
+            resource: &info.resource,
+            namespace: &info.namespace,
+            name: &info.name,
+            api_group: &info.api_group,
+            api_version: &info.api_version,
+            subresource: &info.subresource,
         }),
         response_status: None,
         request_object: None,
         response_object: None,
-        request_received_timestamp: event::micro_time(ctx.received_at.unwrap_or_else(SystemTime::now)),
-        stage_timestamp: event::micro_time(SystemTime::now()),
+        request_received_timestamp: MicroTime(ctx.received_at.unwrap_or_else(SystemTime::now)),
+        stage_timestamp: MicroTime(SystemTime::now()),
         annotations,
+    };
+    if let Some(o) = objects {
+        ev.response_status = Some(o.response_status);
+        ev.request_object = o.request_object;
+        ev.response_object = o.response_object;
+        if o.truncated {
+            ev.annotations.insert(TRUNCATED_ANNOTATION, "true");
+        }
     }
+    ev
 }
 
 #[cfg(test)]
