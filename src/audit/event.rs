@@ -118,7 +118,7 @@ pub fn micro_time(t: SystemTime) -> String {
 }
 
 /// The fast path of `micro_time` for years 1970..=9999; None outside them.
-pub(super) fn format_micro(t: SystemTime) -> Option<[u8; 27]> {
+fn format_micro(t: SystemTime) -> Option<[u8; 27]> {
     let d = t.duration_since(UNIX_EPOCH).ok()?;
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days((secs / 86400) as i64);
