@@ -321,9 +321,6 @@ mod tests {
         // kube's field order, and the empty parts left out
         assert!(text.starts_with(r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-1","stage":"ResponseComplete","requestURI":"#));
         assert!(text.contains(r#""responseStatus":{"metadata":{},"code":200}"#));
-        let mut hand = Vec::new();
-        super::super::json::write_event(&mut hand, &ev).unwrap();
-        assert_eq!(String::from_utf8(hand).unwrap(), text, "the hand-written JSON is serde's, byte for byte");
 
         let failed = Event {
             user: &NO_USER,
@@ -333,44 +330,11 @@ mod tests {
             annotations: BTreeMap::new(),
             ..ev
         };
-        let mut hand = Vec::new();
-        super::super::json::write_event(&mut hand, &failed).unwrap();
-        assert_eq!(hand, serde_json::to_vec(&failed).unwrap());
         let v: Value = serde_json::to_value(&failed).unwrap();
         assert_eq!(v["user"], json!({}));
         for absent in ["sourceIPs", "userAgent", "objectRef", "annotations", "impersonatedUser", "requestObject"] {
             assert!(v.get(absent).is_none(), "{absent}");
         }
-
-        // every optional part present
-        let impersonated = UserInfo { uid: "u\u{1}".into(), ..UserInfo::new("bob", vec![]) };
-        let mut annotations = BTreeMap::new();
-        annotations.insert("audit.k8s.io/truncated", "true");
-        let full = Event {
-            stage: Stage::Panic,
-            user: &user,
-            impersonated_user: Some(&impersonated),
-            source_ips: &ips,
-            user_agent: "kubectl/v1.31 (linux/amd64)",
-            object_ref: Some(ObjectReference {
-                resource: "pods",
-                namespace: "n",
-                name: "p\"1",
-                api_group: "apps",
-                api_version: "v1",
-                subresource: "log",
-            }),
-            response_status: Some(ResponseStatus::Status(
-                json!({"metadata": {}, "status": "Failure", "message": odd, "code": 500}),
-            )),
-            request_object: Some(json!({"kind": "Pod", "metadata": {"name": odd}, "n": [1, 2.5, null, true]})),
-            response_object: Some(json!({"kind": "Status"})),
-            annotations,
-            ..failed
-        };
-        let mut hand = Vec::new();
-        super::super::json::write_event(&mut hand, &full).unwrap();
-        assert_eq!(String::from_utf8(hand).unwrap(), serde_json::to_string(&full).unwrap());
     }
 
     #[test]

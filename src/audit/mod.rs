@@ -9,7 +9,6 @@
 
 pub mod backend;
 pub mod event;
-pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod policy;
@@ -273,7 +272,7 @@ impl Audit {
         LINE.with(|cell| {
             let mut line = cell.borrow_mut();
             line.clear();
-            if let Err(e) = json::write_event(&mut line, ev) {
+            if let Err(e) = serde_json::to_writer(&mut *line, ev) {
                 tracing::error!(error = %e, "cannot encode audit event");
                 return;
             }
