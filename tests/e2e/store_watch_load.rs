@@ -86,7 +86,11 @@ fn load(watches: usize, events: usize) {
     let connections = watches.div_ceil(PER_CONNECTION);
     rt.block_on(async {
         for c in 0..connections {
+            // one request first: until a client's HTTP/2 connection is up, each concurrent
+            // request would open a connection of its own (hundreds, not one)
             let client = async_client(&fd);
+            let version = client.get(fd.url("/version")).send().await.expect("version");
+            assert_eq!(version.version(), reqwest::Version::HTTP_2);
             for _ in 0..PER_CONNECTION.min(watches - c * PER_CONNECTION) {
                 let (client, url, tx, opened_tx) = (client.clone(), url.clone(), tx.clone(), opened_tx.clone());
                 tokio::spawn(async move {
