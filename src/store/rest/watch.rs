@@ -18,7 +18,6 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -115,13 +114,11 @@ struct WatchStream {
 }
 
 impl crate::filters::detach::Stream for WatchStream {
-    fn run<'a>(&'a mut self, gw: &'a Gateway, session: &'a mut ServerSession) -> impl Future<Output = ()> + Send + 'a {
-        async move {
-            if let Some(def) = gw.store.def(&self.info.api_group, &self.info.resource) {
-                self.events(gw, def, session).await;
-            }
-            let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
+    async fn run<'a>(&'a mut self, gw: &'a Gateway, session: &'a mut ServerSession) {
+        if let Some(def) = gw.store.def(&self.info.api_group, &self.info.resource) {
+            self.events(gw, def, session).await;
         }
+        let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
     }
 }
 
