@@ -52,6 +52,8 @@ pub struct RequestContext {
     pub response_code: u16,
     /// Held while this request counts toward the graceful-shutdown drain.
     pub drain: Option<crate::filters::shutdown::DrainGuard>,
+    /// The response went on in its own task (`filters::detach`), which logs it when it ends.
+    pub detached: bool,
 }
 
 impl RequestContext {

@@ -37,6 +37,8 @@ pub struct Gateway {
     pub store: store::Store,
     /// Where the secure port is served, as clients should address it.
     pub address: String,
+    /// The gateway itself, for tasks that outlive a request's borrow (`filters::detach`).
+    pub this: std::sync::Weak<Gateway>,
 }
 
 impl Gateway {
@@ -235,6 +237,16 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestContext) {
+        if !ctx.detached {
+            self.0.log_request(session, ctx).await;
+        }
+    }
+}
+
+impl Gateway {
+    /// Metrics, the in-flight seat, audit ResponseComplete and the access log of a finished
+    /// request (pingora's `logging`, or a detached response's task when it ends).
+    pub async fn log_request(&self, session: &pingora::protocols::http::ServerSession, ctx: &mut RequestContext) {
         let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
         let info = ctx.request_info.clone();
         let req = session.req_header();
@@ -260,7 +272,7 @@ impl ProxyHttp for Frontdoor {
         });
         // the seat is free once the response is written (kube's max-in-flight sits inside audit)
         ctx.inflight = None;
-        audit::response_complete(&self.0, ctx, code, false).await;
+        audit::response_complete(self, ctx, code, false).await;
         tracing::debug!(
             audit_id = %ctx.audit_id,
             verb = %verb,
@@ -336,22 +348,30 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let health = Arc::new(Health::new());
     let store = store::Store::open(&args)?;
     store.register_health(&health);
-    let gw = Gateway {
+    let (cors, authn, authz, audit, flowcontrol, router) = (
+        Cors::new(&args.cors_allowed_origins)?,
+        authn::Authentication::new(&args, &client_cas)?,
+        authz::Authorization::new(&args)?,
+        audit::Audit::new(&args)?,
+        flowcontrol::FlowControl::new(&args)?,
+        router::Router::new(&args)?,
+    );
+    let gw = Arc::new_cyclic(|this| Gateway {
         health,
-        cors: Cors::new(&args.cors_allowed_origins)?,
+        cors,
         drain: Arc::new(Drain::default()),
-        authn: authn::Authentication::new(&args, &client_cas)?,
-        authz: authz::Authorization::new(&args)?,
-        audit: audit::Audit::new(&args)?,
-        flowcontrol: flowcontrol::FlowControl::new(&args)?,
-        router: router::Router::new(&args)?,
+        authn,
+        authz,
+        audit,
+        flowcontrol,
+        router,
         store,
         serving_cert,
         client_cas,
         address,
         args: Arc::new(args),
-    };
-    let gw = Arc::new(gw);
+        this: this.clone(),
+    });
     connect_store(&gw);
     Ok((gw, kubeconfig))
 }

@@ -2,6 +2,7 @@
 //! (k8s.io/apiserver `DefaultBuildHandlerChain`). The chain itself is in `server.rs`.
 
 pub mod cors;
+pub mod detach;
 pub mod panic_recovery;
 pub mod request_body;
 pub mod request_received;

@@ -18,16 +18,20 @@ where
 
 /// Runs `fut`, turning a panic into `Err` with the panic message. For callers that name
 /// the request only once it panicked (naming it costs an allocation per request).
-pub async fn catch<F, T>(fut: F) -> Result<T, String>
+/// A plain fn, not an `async fn`: an async fn would keep `fut` twice in its state (the
+/// argument and the running copy), doubling what every request in flight holds.
+pub fn catch<F, T>(fut: F) -> impl Future<Output = Result<T, String>>
 where
     F: Future<Output = T>,
 {
-    AssertUnwindSafe(fut).catch_unwind().await.map_err(|panic| {
-        panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default()
+    AssertUnwindSafe(fut).catch_unwind().map(|r| {
+        r.map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        })
     })
 }
 

@@ -107,7 +107,13 @@ pub fn start_header(
     code: u16,
     content_type: &str,
 ) -> ResponseHeader {
-    let mut h = ResponseHeader::build(code, Some(4)).expect("valid status code");
+    // HTTP/2 sends names in lower case anyway; a case map would be held for the whole stream
+    let h = if session.is_http2() {
+        ResponseHeader::build_no_case(code, Some(4))
+    } else {
+        ResponseHeader::build(code, Some(4))
+    };
+    let mut h = h.expect("valid status code");
     let _ = h.insert_header("Content-Type", content_type);
     add_common_headers(ctx, &mut h);
     gw.cors.add_headers(session.req_header(), &mut h);

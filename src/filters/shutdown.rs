@@ -16,6 +16,8 @@ pub struct Drain {
     active: AtomicUsize,
     closing: AtomicBool,
     idle: Notify,
+    /// Wakes long-running requests (watches) when the drain begins, so they end without polling.
+    closed: Notify,
 }
 
 /// Held by a request while it counts toward the drain; released on drop.
@@ -43,6 +45,18 @@ impl Drain {
         self.closing.load(Ordering::Acquire)
     }
 
+    /// Resolves once the drain has begun.
+    pub async fn closing(&self) {
+        loop {
+            // a Notified receives notify_waiters from its creation on, so no wakeup falls between
+            let notified = self.closed.notified();
+            if self.is_closing() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
@@ -50,6 +64,7 @@ impl Drain {
     /// Stops tracking new requests and waits until the tracked ones are done.
     pub async fn close_and_wait(&self, limit: Duration) -> bool {
         self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
         let wait = async {
             loop {
                 let notified = self.idle.notified();
@@ -111,5 +126,17 @@ mod tests {
         let d = Arc::new(Drain::default());
         let _g = d.track().unwrap();
         assert!(!d.close_and_wait(Duration::from_millis(20)).await, "bounded by the limit");
+    }
+
+    #[tokio::test]
+    async fn closing_resolves_when_the_drain_begins() {
+        let d = Arc::new(Drain::default());
+        let d2 = d.clone();
+        let waiter = tokio::spawn(async move { d2.closing().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        d.close_and_wait(Duration::from_millis(10)).await;
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), d.closing()).await.unwrap();
     }
 }

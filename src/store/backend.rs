@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// An object as stored, with the revision of its last write (its resourceVersion).
 #[derive(Debug, Clone)]
@@ -67,7 +66,7 @@ pub enum StorageError {
 /// watcher falls too far behind (a stalled client is cut off, not buffered without end).
 pub struct Watch {
     pub initial: Vec<Arc<Event>>,
-    pub rx: mpsc::Receiver<Arc<Event>>,
+    pub rx: super::watch::Receiver,
     /// The revision the watch is synced to after `initial`.
     pub rev: u64,
 }

@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(w.initial.len(), 1);
         s.create("/registry/cm/b/y", obj("y", "1")).unwrap();
         s.update("/registry/cm/a/x", obj("x", "2"), None).unwrap();
-        let e = w.rx.recv().await.unwrap();
+        let e = w.rx.recv().await.unwrap().event.clone();
         assert_eq!((e.kind, e.rev), (EventType::Modified, 3));
     }
 }

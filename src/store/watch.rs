@@ -1,18 +1,96 @@
 //! In-memory watch fan-out: the single writer publishes each committed event once; every
-//! watcher whose key prefix matches gets it through its own bounded buffer. A watcher whose
-//! buffer is full is cut off (its stream ends, the client re-lists), so one stalled client
+//! watcher whose key prefix matches gets it through its own bounded queue. A watcher whose
+//! queue is full is cut off (its stream ends, the client re-lists), so one stalled client
 //! never holds memory or the writer.
+//!
+//! An idle watcher costs one small allocation (its queue allocates only when events wait in
+//! it), and an event is shared by all its watchers together with its rendered JSON lines
+//! (`Delivery`), so a write to N watchers serializes once, not N times.
 
 use super::backend::Event;
-use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Poll, Waker};
 
 /// Events a watcher may have queued before it is cut off.
 pub const WATCHER_BUFFER: usize = 1024;
 
+/// One event on its way to watchers, with its watch line rendered once for all of them.
+#[derive(Debug)]
+pub struct Delivery {
+    pub event: Arc<Event>,
+    lines: [OnceLock<Bytes>; 3],
+}
+
+impl Delivery {
+    pub fn new(event: Arc<Event>) -> Self {
+        Delivery { event, lines: Default::default() }
+    }
+
+    /// The line for event type `ty` (ADDED, MODIFIED, DELETED) in the form most watchers
+    /// send (the object as served): rendered by the first watcher that asks, shared after.
+    pub fn shared_line(&self, ty: &str, render: impl FnOnce() -> Bytes) -> Bytes {
+        let i = match ty {
+            "ADDED" => 0,
+            "MODIFIED" => 1,
+            _ => 2,
+        };
+        self.lines[i].get_or_init(render).clone()
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Arc<Delivery>>,
+    waker: Option<Waker>,
+    /// Cut off by the hub (the receiver drains what is queued, then sees the end) or
+    /// dropped by the receiver (the hub forgets it at the next publish).
+    closed: bool,
+}
+
+/// The receiving end of one watcher.
+pub struct Receiver(Arc<Mutex<Queue>>);
+
+impl Receiver {
+    /// The next event; `None` once the watcher was cut off and its queue is drained.
+    pub async fn recv(&mut self) -> Option<Arc<Delivery>> {
+        poll_fn(|cx| {
+            let mut q = self.0.lock().unwrap();
+            if let Some(d) = q.events.pop_front() {
+                return Poll::Ready(Some(d));
+            }
+            if q.closed {
+                return Poll::Ready(None);
+            }
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next queued event, if any (`Err(true)` once cut off and drained).
+    pub fn try_recv(&mut self) -> Result<Arc<Delivery>, bool> {
+        let mut q = self.0.lock().unwrap();
+        q.events.pop_front().ok_or(q.closed)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let mut q = self.0.lock().unwrap();
+        q.closed = true;
+        q.events = VecDeque::new();
+        q.waker = None;
+    }
+}
+
 struct Watcher {
-    prefix: String,
-    tx: mpsc::Sender<Arc<Event>>,
+    prefix: Box<str>,
+    queue: Arc<Mutex<Queue>>,
 }
 
 #[derive(Default)]
@@ -22,27 +100,34 @@ pub struct Hub {
 
 impl Hub {
     /// A new watcher on keys under `prefix`.
-    pub fn subscribe(&self, prefix: &str) -> mpsc::Receiver<Arc<Event>> {
-        let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        self.watchers.lock().unwrap().push(Watcher { prefix: prefix.to_string(), tx });
-        rx
+    pub fn subscribe(&self, prefix: &str) -> Receiver {
+        let queue = Arc::new(Mutex::new(Queue::default()));
+        self.watchers.lock().unwrap().push(Watcher { prefix: prefix.into(), queue: queue.clone() });
+        Receiver(queue)
     }
 
     /// Delivers `ev` to every matching watcher; drops the gone and the stalled ones.
     pub fn publish(&self, ev: &Arc<Event>) {
+        let delivery = Arc::new(Delivery::new(ev.clone()));
         let mut ws = self.watchers.lock().unwrap();
         ws.retain(|w| {
-            if !ev.key.starts_with(&w.prefix) {
-                return !w.tx.is_closed();
+            let mut q = w.queue.lock().unwrap();
+            if q.closed {
+                return false;
             }
-            match w.tx.try_send(ev.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    crate::store::metrics::WATCHERS_CUT_OFF.inc();
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if !ev.key.starts_with(&*w.prefix) {
+                return true;
             }
+            if q.events.len() >= WATCHER_BUFFER {
+                crate::store::metrics::WATCHERS_CUT_OFF.inc();
+                q.closed = true;
+            } else {
+                q.events.push_back(delivery.clone());
+            }
+            if let Some(w) = q.waker.take() {
+                w.wake();
+            }
+            !q.closed
         });
         crate::store::metrics::WATCHERS.set(ws.len() as i64);
     }
@@ -73,10 +158,10 @@ mod tests {
         let mut all = hub.subscribe("/registry/configmaps/");
         hub.publish(&ev(1, "/registry/configmaps/a/x"));
         hub.publish(&ev(2, "/registry/configmaps/b/x"));
-        assert_eq!(a.try_recv().unwrap().rev, 1);
+        assert_eq!(a.try_recv().unwrap().event.rev, 1);
         assert!(a.try_recv().is_err());
-        assert_eq!(all.try_recv().unwrap().rev, 1);
-        assert_eq!(all.try_recv().unwrap().rev, 2);
+        assert_eq!(all.try_recv().unwrap().event.rev, 1);
+        assert_eq!(all.try_recv().unwrap().event.rev, 2);
         // `all` stops reading; `a` keeps up
         for i in 0..WATCHER_BUFFER as u64 + 1 {
             hub.publish(&ev(10 + i, "/registry/configmaps/a/x"));
@@ -89,6 +174,36 @@ mod tests {
         }
         assert_eq!(n, WATCHER_BUFFER);
         // a closed stream: the receiver sees the end
-        assert!(all.blocking_recv().is_none());
+        assert!(all.try_recv().unwrap_err());
+        // a dropped receiver is forgotten at the next publish
+        drop(a);
+        hub.publish(&ev(5000, "/registry/configmaps/a/x"));
+        assert!(hub.is_empty());
+    }
+
+    #[tokio::test]
+    async fn recv_wakes_on_publish_and_shares_the_line() {
+        let hub = Arc::new(Hub::default());
+        let mut a = hub.subscribe("/registry/configmaps/");
+        let mut b = hub.subscribe("/registry/configmaps/");
+        let h = hub.clone();
+        let t = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            h.publish(&ev(7, "/registry/configmaps/a/x"));
+        });
+        let da = a.recv().await.unwrap();
+        let db = b.recv().await.unwrap();
+        t.await.unwrap();
+        assert!(Arc::ptr_eq(&da, &db), "one delivery for all watchers");
+        let mut renders = 0;
+        let la = da.shared_line("ADDED", || {
+            renders += 1;
+            Bytes::from_static(b"x\n")
+        });
+        let lb = db.shared_line("ADDED", || {
+            renders += 1;
+            Bytes::from_static(b"y\n")
+        });
+        assert_eq!((la, lb, renders), (Bytes::from_static(b"x\n"), Bytes::from_static(b"x\n"), 1));
     }
 }

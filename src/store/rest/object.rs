@@ -5,6 +5,7 @@ use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::StorageError;
+use crate::store::resources::ResourceDef;
 use crate::store::table::{self, IncludeObject};
 use crate::store::Store;
 use base64::Engine;
@@ -30,10 +31,15 @@ pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
 
 /// The object as served, with kind and apiVersion set.
 pub fn present(store: &Store, t: &Target, obj: &Value) -> Value {
-    let mut o = store.present(t.def, obj);
+    present_as(store, t.def, obj)
+}
+
+/// `present` for a resource without the rest of a request's target (a detached watch).
+pub fn present_as(store: &Store, def: &ResourceDef, obj: &Value) -> Value {
+    let mut o = store.present(def, obj);
     if let Some(m) = o.as_object_mut() {
-        m.insert("kind".into(), json!(t.def.kind));
-        m.insert("apiVersion".into(), json!(t.def.api_version()));
+        m.insert("kind".into(), json!(def.kind));
+        m.insert("apiVersion".into(), json!(def.api_version()));
     }
     o
 }

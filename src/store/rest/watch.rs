@@ -2,18 +2,23 @@
 //! applied to old and new object as kube does, BOOKMARKs, timeoutSeconds, and a 410 Expired
 //! ERROR event for a compacted resourceVersion; streamed as JSON lines.
 
-use super::object::present;
+use super::object::present_as;
 use super::read::selectors;
 use super::Target;
 use crate::api::Status;
 use crate::context::RequestContext;
 use crate::filters::response::{send, start_stream};
+use crate::request_info::RequestInfo;
 use crate::server::Gateway;
-use crate::store::backend::{Event, EventType, StorageError};
+use crate::store::backend::{Event, EventType, StorageError, Watch};
+use crate::store::resources::ResourceDef;
+use crate::store::selectors::{FieldSelector, LabelSelector};
 use crate::store::table::{self, IncludeObject};
 use bytes::Bytes;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,8 +26,6 @@ use tokio::time::Instant;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 /// A client that does not take a write within this long is cut off.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a watch checks whether the server is draining.
-const SHUTDOWN_POLL: Duration = Duration::from_secs(1);
 /// kube's --min-request-timeout: a watch without timeoutSeconds lasts between one and two of these.
 const MIN_REQUEST_TIMEOUT: u64 = 1800;
 
@@ -60,7 +63,7 @@ pub async fn serve(
     let watch = gw.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
     start_stream(gw, session, ctx, 200, "application/json").await?;
 
-    let mut w = match watch {
+    let watch = match watch {
         Ok(w) => w,
         Err(StorageError::Expired { asked, oldest }) => {
             let s = Status::gone(format!("too old resource version: {asked} ({oldest})"));
@@ -74,75 +77,127 @@ pub async fn serve(
             return session.write_response_body(None, true).await;
         }
     };
-    let matches = |o: &Value| labels.matches(o) && fields.matches(o);
-    let include = IncludeObject::parse(t.query.include_object.as_deref());
-    let render = |o: &Value| {
-        let o = present(&gw.store, t, o);
-        if t.partial {
-            super::object::partial(&o)
-        } else if t.table {
-            table::table(&t.def.group, &t.def.resource, &[o], json!({"resourceVersion": "" }), include)
-        } else {
-            o
-        }
-    };
     let timeout = t
         .query
         .timeout_seconds
         .unwrap_or_else(|| MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64);
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    let bookmarks = t.query.allow_watch_bookmarks;
-    let mut last_rev = w.rev;
+    let stream = WatchStream {
+        info: ctx.request_info.clone(),
+        labels,
+        fields,
+        partial: t.partial,
+        table: t.table,
+        include: IncludeObject::parse(t.query.include_object.as_deref()),
+        bookmarks: t.query.allow_watch_bookmarks,
+        initial_events_end: t.query.send_initial_events && t.query.allow_watch_bookmarks,
+        deadline: Instant::now() + Duration::from_secs(timeout),
+        watch,
+    };
+    crate::filters::detach::run(gw, session, ctx, stream).await;
+    Ok(())
+}
 
-    for ev in std::mem::take(&mut w.initial) {
-        if let Some(ty) = classify(&ev, &matches) {
-            if !write(session, event_line(ty, render(&ev.value))).await {
-                return Ok(());
+/// A watch once its header is written: only what its stream needs, as it may be idle for
+/// an hour (it runs detached from the request, see `filters::detach`).
+struct WatchStream {
+    /// The resource's group and name, to find its definition again.
+    info: Arc<RequestInfo>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    partial: bool,
+    table: bool,
+    include: IncludeObject,
+    bookmarks: bool,
+    initial_events_end: bool,
+    deadline: Instant,
+    watch: Watch,
+}
+
+impl crate::filters::detach::Stream for WatchStream {
+    async fn run<'a>(&'a mut self, gw: &'a Gateway, session: &'a mut ServerSession) {
+        if let Some(def) = gw.store.def(&self.info.api_group, &self.info.resource) {
+            self.events(gw, def, session).await;
+        }
+        let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
+    }
+}
+
+impl WatchStream {
+    fn matches(&self, o: &Value) -> bool {
+        self.labels.matches(o) && self.fields.matches(o)
+    }
+
+    /// The object as this watcher sends it.
+    fn render(&self, gw: &Gateway, def: &ResourceDef, o: &Value) -> Value {
+        let o = present_as(&gw.store, def, o);
+        if self.partial {
+            super::object::partial(&o)
+        } else if self.table {
+            table::table(&def.group, &def.resource, &[o], json!({"resourceVersion": "" }), self.include)
+        } else {
+            o
+        }
+    }
+
+    /// The initial events, then the live ones until the deadline, the client leaves or the
+    /// server drains.
+    async fn events(&mut self, gw: &Gateway, def: &ResourceDef, session: &mut ServerSession) {
+        let mut last_rev = self.watch.rev;
+        for ev in std::mem::take(&mut self.watch.initial) {
+            if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
+                if !write(session, event_line(ty, self.render(gw, def, &ev.value))).await {
+                    return;
+                }
             }
         }
-    }
-    if t.query.send_initial_events && bookmarks {
-        let b = bookmark(t, last_rev, true);
-        if !write(session, b).await {
-            return Ok(());
+        if self.initial_events_end && !write(session, bookmark(def, last_rev, true)).await {
+            return;
         }
-    }
-    let mut next_bookmark = Instant::now() + BOOKMARK_EVERY;
-    loop {
-        tokio::select! {
-            ev = w.rx.recv() => {
-                let Some(ev) = ev else { break };
-                last_rev = last_rev.max(ev.rev);
-                if let Some(ty) = classify(&ev, &matches) {
-                    if !write(session, event_line(ty, render(&ev.value))).await {
-                        return Ok(());
+        let deadline = tokio::time::sleep_until(self.deadline);
+        let next_bookmark = tokio::time::sleep(BOOKMARK_EVERY);
+        let closing = gw.drain.closing();
+        tokio::pin!(deadline, next_bookmark, closing);
+        loop {
+            tokio::select! {
+                d = self.watch.rx.recv() => {
+                    let Some(d) = d else { break };
+                    let ev = &d.event;
+                    last_rev = last_rev.max(ev.rev);
+                    if let Some(ty) = classify(ev, &|o| self.matches(o)) {
+                        let line = if self.partial || self.table {
+                            event_line(ty, self.render(gw, def, &ev.value))
+                        } else {
+                            // the plain form is the same for every watcher: rendered once
+                            d.shared_line(ty, || event_line(ty, self.render(gw, def, &ev.value)))
+                        };
+                        if !write(session, line).await {
+                            return;
+                        }
                     }
                 }
-            }
-            _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
-                next_bookmark = Instant::now() + BOOKMARK_EVERY;
-                if !write(session, bookmark(t, last_rev, false)).await {
-                    return Ok(());
+                _ = &mut next_bookmark, if self.bookmarks => {
+                    next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
+                    if !write(session, bookmark(def, last_rev, false)).await {
+                        return;
+                    }
                 }
-            }
-            // the client went away (HTTP/2 reset or close): end the watch now, not at its next event
-            gone = session.read_body_or_idle(true) => {
-                if !matches!(gone, Ok(Some(_))) {
-                    return Ok(());
+                // the client went away (HTTP/2 reset or close): end the watch now, not at its next event
+                gone = session.read_body_or_idle(true) => {
+                    if !matches!(gone, Ok(Some(_))) {
+                        return;
+                    }
                 }
-            }
-            // shutting down: end the watch so the client re-establishes it elsewhere (kube does the same)
-            _ = tokio::time::sleep(SHUTDOWN_POLL), if !gw.drain.is_closing() => {}
-            _ = std::future::ready(()), if gw.drain.is_closing() => break,
-            _ = tokio::time::sleep_until(deadline) => {
-                if bookmarks {
-                    let _ = write(session, bookmark(t, last_rev, false)).await;
+                // shutting down: end the watch so the client re-establishes it elsewhere (kube does the same)
+                _ = &mut closing => break,
+                _ = &mut deadline => {
+                    if self.bookmarks {
+                        let _ = write(session, bookmark(def, last_rev, false)).await;
+                    }
+                    break;
                 }
-                break;
             }
         }
     }
-    session.write_response_body(None, true).await
 }
 
 fn event_line(ty: &str, object: Value) -> Bytes {
@@ -151,23 +206,24 @@ fn event_line(ty: &str, object: Value) -> Bytes {
     Bytes::from(b)
 }
 
-fn bookmark(t: &Target, rev: u64, initial_end: bool) -> Bytes {
+fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Bytes {
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", json!({"kind": t.def.kind, "apiVersion": t.def.api_version(), "metadata": meta}))
+    event_line("BOOKMARK", json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta}))
 }
 
-/// Writes one line; false when the client is gone or stalled.
-async fn write(session: &mut Session, line: Bytes) -> bool {
-    matches!(tokio::time::timeout(WRITE_TIMEOUT, session.write_response_body(Some(line), false)).await, Ok(Ok(())))
+/// Writes one line; false when the client is gone or stalled. The write's future is boxed:
+/// it exists only while a line is written, not in an idle watch's state.
+async fn write(session: &mut ServerSession, line: Bytes) -> bool {
+    let w = Box::pin(session.write_response_body(line, false));
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, w).await, Ok(Ok(())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn selector_transitions() {
