@@ -223,8 +223,8 @@ impl Store {
             for def in &defs {
                 run_hooks(&hooks, &storage, def);
             }
-            while let Some(ev) = watch.rx.blocking_recv() {
-                if let Some(def) = defs.iter().find(|d| ev.key.starts_with(&d.prefix())) {
+            while let Some(d) = futures::executor::block_on(watch.rx.recv()) {
+                if let Some(def) = defs.iter().find(|def| d.event.key.starts_with(&def.prefix())) {
                     run_hooks(&hooks, &storage, def);
                 }
             }

@@ -48,7 +48,7 @@ fn revisions_cas_lists_at_revisions_and_a_second_replica_sees_it_all() {
     assert_eq!(w.initial.iter().map(|e| (e.kind, e.rev)).collect::<Vec<_>>(), vec![(EventType::Modified, x2.rev)]);
     let gone = b.delete("/registry/cm/ns/x", Some(x2.rev)).unwrap();
     assert_eq!(gone.value["data"]["k"], "2", "a delete returns the last state");
-    let ev = a.rt.block_on(async { tokio::time::timeout(TIMEOUT, w.rx.recv()).await }).unwrap().unwrap();
+    let ev = a.rt.block_on(async { tokio::time::timeout(TIMEOUT, w.rx.recv()).await }).unwrap().unwrap().event.clone();
     assert_eq!((ev.kind, ev.rev, ev.value["data"]["k"].as_str()), (EventType::Deleted, gone.rev, Some("2")));
     assert_eq!(ev.prev.as_ref().map(|(_, r)| *r), Some(x2.rev));
 
