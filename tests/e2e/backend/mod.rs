@@ -2,7 +2,7 @@
 //! requires a client certificate from a given CA, records every request's headers and the
 //! presented client CN, serves discovery for wardle.example.com/v1alpha1, streams a watch
 //! slowly (the second event only after `release()`), answers `/slow?delay=MS` late, and
-//! echoes bytes after a websocket upgrade. Can be stopped and restarted on the same port.
+//! echoes bytes after an upgrade (websocket or SPDY). Can be stopped and restarted on the same port.
 #![allow(dead_code)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -224,10 +224,11 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         st.seen.lock().unwrap().push(seen);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let flunders = format!("/apis/{GROUP}/v1alpha1/namespaces/default/flunders");
-        if get("upgrade").eq_ignore_ascii_case("websocket") {
-            let _ = io
-                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-                .await;
+        let upgrade = get("upgrade");
+        if !upgrade.is_empty() {
+            // websocket, or SPDY/3.1 as kubectl exec/attach/port-forward ask for
+            let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n\r\n");
+            let _ = io.write_all(head.as_bytes()).await;
             let _ = io.flush().await;
             let mut buf = [0u8; 4096];
             loop {
