@@ -162,6 +162,26 @@ impl ProxyHttp for Frontdoor {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        router::proxy::check_deadline(ctx)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        router::proxy::check_deadline(ctx)?;
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,

@@ -209,7 +209,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
         Some(addr) => match build_peer(shared, &b.spec, addr) {
             Err(e) => Err(Condition::failed("FailedDiscoveryCheck", e.to_string())),
             Ok(peer) => {
-                b.state.peer.store(Some(Arc::new(peer.clone())));
+                b.state.peer.store(Some(Arc::new(super::Upstream::new(peer.clone()))));
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
                 match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, &peer, &b.spec)).await {
                     Ok(Ok(doc)) => Ok(doc),

@@ -310,6 +310,14 @@ fn request_timeout_cuts_ordinary_requests_not_watches() {
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["reason"], "Timeout");
     assert_eq!(v["message"], "Timeout: request did not complete within requested timeout - context deadline exceeded");
+    // a backend trickling bytes faster than any read timeout is still cut at the deadline:
+    // the head was already sent, so the body ends early (kube aborts the response)
+    let t = Instant::now();
+    let r = admin.get(s.fd.url(&format!("{FLUNDERS}/trickle?delay=300&n=15"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text();
+    assert!(!body.as_deref().unwrap_or("").contains("done"), "trickle ran to its end past the deadline: {body:?}");
+    assert!(t.elapsed() < Duration::from_millis(3500), "cut near --request-timeout, took {:?}", t.elapsed());
     // a watch whose events are further apart than the request timeout is not cut
     let body = admin.get(s.fd.url(&format!("{FLUNDERS}?watch=true&delay=3000"))).send().unwrap().text().unwrap();
     assert!(body.contains("\"f1\"") && body.contains("\"f2\""), "{body}");
