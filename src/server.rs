@@ -150,8 +150,8 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
-        router::proxy::upstream_peer(ctx)
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
+        router::proxy::upstream_peer(ctx, session.is_upgrade_req())
     }
 
     async fn upstream_request_filter(
@@ -162,6 +162,26 @@ impl ProxyHttp for Frontdoor {
     ) -> pingora::Result<()> {
         router::proxy::upstream_request(upstream_request, ctx);
         Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        router::proxy::check_deadline(ctx)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        router::proxy::check_deadline(ctx)?;
+        Ok(None)
     }
 
     async fn response_filter(

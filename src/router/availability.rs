@@ -10,6 +10,7 @@ use once_cell::sync::Lazy;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
+use pingora::upstreams::peer::H1UpgradePolicy;
 use prometheus::{register_int_gauge_vec, IntGaugeVec};
 use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
@@ -132,6 +133,10 @@ pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr
         }
         peer.options.ca = Some(Arc::from(cas.into_boxed_slice()));
     }
+    // every HTTP/1 upgrade passes as the client asked for it, as kube-aggregator's upgrade-aware
+    // proxy does: pingora's default forwards websocket only and strips `Upgrade: SPDY/3.1`
+    // (kubectl exec/attach/port-forward); ordinary requests still lose their hop-by-hop headers
+    peer.options.http_upstream_request_policy.h1_upgrade = H1UpgradePolicy::Preserve;
     peer.options.connection_timeout = Some(Duration::from_secs(5));
     peer.options.idle_timeout = Some(POOL_IDLE);
     // connections to different APIServices never mix, even at one address
@@ -204,7 +209,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
         Some(addr) => match build_peer(shared, &b.spec, addr) {
             Err(e) => Err(Condition::failed("FailedDiscoveryCheck", e.to_string())),
             Ok(peer) => {
-                b.state.peer.store(Some(Arc::new(peer.clone())));
+                b.state.peer.store(Some(Arc::new(super::Upstream::new(peer.clone()))));
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
                 match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, &peer, &b.spec)).await {
                     Ok(Ok(doc)) => Ok(doc),

@@ -76,9 +76,24 @@ pub struct BackendState {
     /// The `Available` condition (status, reason, message, lastTransitionTime).
     pub condition: Mutex<availability::Condition>,
     /// The upstream peer, rebuilt by the prober (address resolution, proxy client cert).
-    pub peer: ArcSwapOption<HttpPeer>,
+    pub peer: ArcSwapOption<Upstream>,
     /// The `resources` of the backend's APIResourceList, from the last good probe.
     pub resources: ArcSwapOption<serde_json::Value>,
+}
+
+/// A backend's upstream as the proxy uses it: built by the prober, read by every request.
+#[derive(Debug)]
+pub struct Upstream {
+    pub peer: HttpPeer,
+    /// The `Host` of proxied requests (the backend's address), formatted once.
+    pub host: http::HeaderValue,
+}
+
+impl Upstream {
+    pub fn new(peer: HttpPeer) -> Self {
+        let host = http::HeaderValue::try_from(peer._address.to_string()).expect("a socket address is a header value");
+        Upstream { peer, host }
+    }
 }
 
 /// The routing table: every APIService by name, and the ones with a service by group/version.

@@ -7,6 +7,7 @@ use crate::api::Status;
 use crate::context::{RequestContext, Route};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
+use std::time::Duration;
 
 /// The pingora error type of a request for a backend that failed its availability check.
 const UNAVAILABLE: ErrorType = ErrorType::Custom("ServiceUnavailable");
@@ -61,28 +62,62 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
         }
     }
     if let Route::Backend(b) = &ctx.route {
-        if let Some(p) = b.state.peer.load().as_ref() {
-            let _ = req.insert_header("Host", p._address.to_string());
+        if let Some(u) = b.state.peer.load().as_ref() {
+            let _ = req.insert_header(http::header::HOST, u.host.clone());
         }
     }
 }
 
+/// How long a request with a deadline may still run (kube cuts the whole request at its
+/// deadline, counted from when it was received); None for long-running requests.
+fn remaining(ctx: &RequestContext) -> Option<Duration> {
+    let deadline = ctx.deadline?;
+    Some(deadline.saturating_sub(ctx.received.map(|t| t.elapsed()).unwrap_or_default()))
+}
+
+/// Fails a proxied request past its deadline. pingora's timeouts are per read and per write:
+/// checked on the response head and on every body chunk, this keeps a backend that trickles
+/// bytes from running a request past `--request-timeout` (answered 504 when nothing was
+/// written yet; cut off mid-body otherwise, as kube aborts it).
+pub fn check_deadline(ctx: &RequestContext) -> pingora::Result<()> {
+    match remaining(ctx) {
+        Some(left) if left.is_zero() => Error::e_explain(ErrorType::ReadTimedout, "request deadline exceeded"),
+        _ => Ok(()),
+    }
+}
+
 /// The upstream peer for a backend route: 503 at once when the backend is unavailable.
-/// Ordinary requests are cut at the request timeout (the peer's read timeout); long-running
-/// ones (watch, exec, port-forward, ...) are exempt.
-pub fn upstream_peer(ctx: &RequestContext) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
+/// Ordinary requests are cut at the request timeout: each upstream read and write may take at
+/// most what is left of it, and `check_deadline` runs on every chunk; long-running ones (watch,
+/// exec, port-forward, ...) are exempt.
+/// Upgrades never reuse a pooled upstream connection: on a reused one pingora 0.9 can read the
+/// backend's 101 before the request's own empty-body end and take that end for the tunnel's,
+/// closing it right after the 101 (cloudflare/pingora#946; about 1 upgrade in 10 here). A fresh
+/// connection's handshake orders the two (0 failures in 600 upgrades). Each upgrade gets a
+/// pool group of its own; an upgraded connection is never pooled afterwards anyway.
+fn fresh_connection_group() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    (1 << 63) | NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
     let Route::Backend(b) = &ctx.route else {
         return Err(Error::explain(UNAVAILABLE, "no backend route"));
     };
     if !b.available() {
         return Err(Error::explain(UNAVAILABLE, "service unavailable"));
     }
-    let Some(peer) = b.state.peer.load_full() else {
+    let Some(upstream) = b.state.peer.load_full() else {
         return Err(Error::explain(UNAVAILABLE, "service unavailable"));
     };
-    let mut peer = (*peer).clone();
-    peer.options.read_timeout = ctx.deadline;
-    peer.options.write_timeout = ctx.deadline;
+    check_deadline(ctx)?;
+    let left = remaining(ctx);
+    let mut peer = upstream.peer.clone();
+    peer.options.read_timeout = left;
+    peer.options.write_timeout = left;
+    if upgrade {
+        peer.group_key = fresh_connection_group();
+    }
     Ok(Box::new(peer))
 }
 

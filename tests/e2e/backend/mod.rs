@@ -1,8 +1,8 @@
 //! A small TLS backend apiserver for aggregation tests (tokio-rustls, hand-written HTTP/1.1):
 //! requires a client certificate from a given CA, records every request's headers and the
 //! presented client CN, serves discovery for wardle.example.com/v1alpha1, streams a watch
-//! slowly (the second event only after `release()`), answers `/slow?delay=MS` late, and
-//! echoes bytes after a websocket upgrade. Can be stopped and restarted on the same port.
+//! slowly (the second event only after `release()`), answers `/slow?delay=MS` late, trickles `/trickle?delay=MS&n=N` a chunk at a time, and
+//! echoes bytes after an upgrade (websocket or SPDY). Can be stopped and restarted on the same port.
 #![allow(dead_code)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -224,10 +224,11 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         st.seen.lock().unwrap().push(seen);
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         let flunders = format!("/apis/{GROUP}/v1alpha1/namespaces/default/flunders");
-        if get("upgrade").eq_ignore_ascii_case("websocket") {
-            let _ = io
-                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-                .await;
+        let upgrade = get("upgrade");
+        if !upgrade.is_empty() {
+            // websocket, or SPDY/3.1 as kubectl exec/attach/port-forward ask for
+            let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {upgrade}\r\nConnection: Upgrade\r\n\r\n");
+            let _ = io.write_all(head.as_bytes()).await;
             let _ = io.flush().await;
             let mut buf = [0u8; 4096];
             loop {
@@ -285,6 +286,23 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 ok = io.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await.is_ok()
                     && io.write_all(&chunk).await.is_ok()
                     && io.write_all(b"\r\n").await.is_ok();
+            }
+            ok && io.write_all(b"0\r\n\r\n").await.is_ok() && io.flush().await.is_ok()
+        } else if path == format!("{flunders}/trickle") {
+            // `n` small chunks, one every `delay` ms: each read is quick, the whole is slow
+            let n: usize =
+                query.split('&').find_map(|kv| kv.strip_prefix("n=")).and_then(|v| v.parse().ok()).unwrap_or(10);
+            let mut ok = io
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await
+                .is_ok()
+                && io.flush().await.is_ok();
+            for i in 0..n {
+                tokio::time::sleep(Duration::from_millis(delay.unwrap_or(300))).await;
+                let piece = if i + 1 == n { "done\n".to_string() } else { format!("{i} ") };
+                ok = ok
+                    && io.write_all(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes()).await.is_ok()
+                    && io.flush().await.is_ok();
             }
             ok && io.write_all(b"0\r\n\r\n").await.is_ok() && io.flush().await.is_ok()
         } else if method == "POST" && path == format!("{flunders}/upload") {
