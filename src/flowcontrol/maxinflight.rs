@@ -2,8 +2,9 @@
 //! mutating verbs; long-running requests and `system:masters` are exempt; over the limit a
 //! request is refused at once with 429 and `Retry-After: 1` (no queueing).
 //!
-//! `apiserver_current_inflight_requests` is kube's watermark: the most seats in use at any
-//! acquire or release during the last second, published once a second.
+//! `apiserver_current_inflight_requests` is a watermark, as kube's: the most seats in use during
+//! the last second, published once a second. A window starts at the count then in use (kube
+//! starts it at 0, which shows requests held through a whole second as none).
 
 use once_cell::sync::Lazy;
 use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
@@ -62,9 +63,9 @@ impl Seats {
         seats
     }
 
-    /// The watermark since the last call, which starts a new window.
+    /// The watermark since the last call; the next window starts at the seats in use now.
     fn take_watermark(&self) -> usize {
-        self.watermark.swap(0, Ordering::AcqRel)
+        self.watermark.swap(self.used.load(Ordering::Acquire), Ordering::AcqRel)
     }
 
     pub fn kind(&self) -> &'static str {
@@ -164,9 +165,10 @@ mod tests {
         let c = s.try_acquire().unwrap();
         drop((a, b));
         assert_eq!(s.take_watermark(), 3, "the peak, not the current 1");
-        assert_eq!(s.take_watermark(), 0, "a window without acquire or release");
+        assert_eq!(s.take_watermark(), 1, "a seat held through a window counts in it");
         drop(c);
-        assert_eq!(s.take_watermark(), 0, "the release records the count after it");
+        assert_eq!(s.take_watermark(), 1, "it was in use during this window");
+        assert_eq!(s.take_watermark(), 0);
     }
 
     #[test]
