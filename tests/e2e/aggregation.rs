@@ -333,7 +333,8 @@ fn sigterm_drains_an_in_flight_proxied_request() {
         std::thread::spawn(move || admin.get(url).send().map(|r| (r.status().as_u16(), r.text().unwrap_or_default())));
     wait_for("backend got the slow request", || s.be.last(&format!("{FLUNDERS}/slow")).is_some());
     s.fd.terminate();
-    let (code, body) = req.join().unwrap().expect("in-flight request completes");
+    let (code, body) =
+        req.join().unwrap().unwrap_or_else(|e| panic!("in-flight request completes: {e}\n{}", s.fd.logs()));
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("slow"));
     let deadline = Instant::now() + Duration::from_secs(15);

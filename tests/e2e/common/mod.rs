@@ -12,9 +12,25 @@ use std::time::{Duration, Instant};
 
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
-/// A free loopback port (bound and released; the binary binds it right after).
+/// A free loopback port for a server the test starts, which binds it right after.
+///
+/// Not from the kernel's ephemeral range: a port handed out there and released can be handed
+/// to the next caller, or taken as an outgoing connection's source port, before the server
+/// binds it; and pingora listens with SO_REUSEPORT, so two frontdoors on one port would share
+/// its connections. Ports below the ephemeral range (32768 on Linux), handed out in turn per
+/// test process and spread by pid across processes, avoid all three.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 50) as u16 * 200;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = base + n % 200;
+        assert!(n < 2_000, "no free port left for this test process");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running frontdoor. Killed on drop.
