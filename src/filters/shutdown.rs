@@ -78,6 +78,9 @@ impl Drain {
     }
 }
 
+/// How long the drained connections get to flush the last responses before pingora stops.
+const FLUSH_GRACE: Duration = Duration::from_millis(250);
+
 /// pingora's shutdown signal, with kube's shutdown sequence before it.
 pub struct SignalWatch {
     pub health: Arc<Health>,
@@ -101,7 +104,12 @@ impl ShutdownSignalWatch for SignalWatch {
         tokio::time::sleep(self.delay).await;
         let n = self.drain.active();
         tracing::info!(in_flight = n, "shutdown delay over: draining in-flight requests");
-        if !self.drain.close_and_wait(self.drain_timeout).await {
+        if self.drain.close_and_wait(self.drain_timeout).await {
+            // a request is done when its last bytes are handed to the connection; on HTTP/2 the
+            // connection's own task still has to put them on the wire, and pingora's shutdown
+            // drops that task at once
+            tokio::time::sleep(FLUSH_GRACE).await;
+        } else {
             tracing::warn!(left = self.drain.active(), "drain timeout reached; exiting with requests in flight");
         }
         ShutdownSignal::GracefulTerminate
