@@ -234,9 +234,14 @@ impl EtcdStorage {
     }
 }
 
+/// Our key for an etcd key under `prefix` (None outside it).
+fn store_key(prefix: &str, kv: &KeyValue) -> Option<String> {
+    Some(format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?))
+}
+
 /// An etcd key-value as stored here (None for a key outside the resource layout or bad JSON).
 fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
-    let key = format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?);
+    let key = store_key(prefix, kv)?;
     let rev = kv.mod_revision() as u64;
     let value: Value = serde_json::from_slice(kv.value()).ok()?;
     Some(Stored { key, value: Arc::new(stamp(value, rev)), rev })
@@ -318,7 +323,7 @@ fn event(prefix: &str, e: &etcd_client::Event) -> Option<Event> {
             Some(Event { rev, kind, key: s.key, value: s.value, prev })
         }
         etcd_client::EventType::Delete => {
-            let key = format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?);
+            let key = store_key(prefix, kv)?;
             let (last, _) = prev.clone()?;
             Some(Event { rev, kind: EventType::Deleted, key, value: Arc::new(stamp((*last).clone(), rev)), prev })
         }

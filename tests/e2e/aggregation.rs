@@ -5,7 +5,7 @@ use crate::backend;
 use crate::common;
 
 use crate::backend::{TestBackend, GROUP};
-use crate::common::{free_port, stdout, Frontdoor};
+use crate::common::{free_port, stdout, wait_until, Frontdoor};
 use base64::Engine;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -32,17 +32,6 @@ struct Setup {
 fn certs_init(dir: &Path) {
     let st = Command::new(env!("CARGO_BIN_EXE_frontdoor")).args(["certs", "init", "--dir"]).arg(dir).status().unwrap();
     assert!(st.success());
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn get_code(c: &reqwest::blocking::Client, url: &str) -> u16 {
@@ -288,14 +277,14 @@ fn unavailable_backend_answers_503_and_recovers() {
     assert!(metrics.contains("frontdoor_backend_available{name=\"v1alpha1.wardle.example.com\"} 1"));
 
     s.be.stop();
-    wait_for("wardle marked unavailable", || {
+    wait_until("wardle marked unavailable", Duration::from_secs(20), || {
         let r = admin.get(s.fd.url(FLUNDERS)).send().unwrap();
         r.status() == 503 && r.text().unwrap().contains("\"service unavailable\"")
     });
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
     assert!(!apis.to_string().contains(GROUP), "an unavailable group leaves discovery: {apis}");
     s.be.restart();
-    wait_for("wardle back", || get_code(&admin, &s.fd.url(FLUNDERS)) == 200);
+    wait_until("wardle back", Duration::from_secs(20), || get_code(&admin, &s.fd.url(FLUNDERS)) == 200);
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
     assert!(apis.to_string().contains(GROUP));
 }
@@ -331,7 +320,9 @@ fn sigterm_drains_an_in_flight_proxied_request() {
     let url = s.fd.url(&format!("{FLUNDERS}/slow?delay=1500"));
     let req =
         std::thread::spawn(move || admin.get(url).send().map(|r| (r.status().as_u16(), r.text().unwrap_or_default())));
-    wait_for("backend got the slow request", || s.be.last(&format!("{FLUNDERS}/slow")).is_some());
+    wait_until("backend got the slow request", Duration::from_secs(20), || {
+        s.be.last(&format!("{FLUNDERS}/slow")).is_some()
+    });
     s.fd.terminate();
     let (code, body) =
         req.join().unwrap().unwrap_or_else(|e| panic!("in-flight request completes: {e}\n{}", s.fd.logs()));
@@ -352,8 +343,12 @@ fn sigterm_drains_an_in_flight_proxied_request() {
 fn discovery_merges_orders_and_serves_kubectl() {
     let s = setup(&[]);
     let admin = s.fd.admin_client();
-    wait_for("zeta available", || get_code(&admin, &s.fd.url("/apis/zeta.example.com/v1")) == 200);
-    wait_for("v1beta1 available", || get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1beta1")) == 200);
+    wait_until("zeta available", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url("/apis/zeta.example.com/v1")) == 200
+    });
+    wait_until("v1beta1 available", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url("/apis/wardle.example.com/v1beta1")) == 200
+    });
     let apis: serde_json::Value = admin.get(s.fd.url("/apis")).send().unwrap().json().unwrap();
     let names: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     let (z, w) =
@@ -419,13 +414,15 @@ fn hot_reload_and_bad_file_keeps_table() {
     let admin = s.fd.admin_client();
     let file = s.fd.dir.path().join("apiservices.yaml");
     std::fs::write(&file, "kind: APIService\napiVersion: apiregistration.k8s.io/v1\nmetadata: {name: wrong}\nspec: {group: x.io, version: v1}\n").unwrap();
-    wait_for("reload failure counted", || {
+    wait_until("reload failure counted", Duration::from_secs(20), || {
         let m = admin.get(s.fd.url("/metrics")).send().unwrap().text().unwrap();
         m.contains("frontdoor_policy_reload_total{policy=\"apiservices\",result=\"failure\"} 1")
     });
     assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200, "bad file keeps the old table");
     std::fs::write(&file, apiservice("other.example.com", "v1", 1000, 15, "wardle/api", &s.pki.ca_pem)).unwrap();
-    wait_for("new table", || get_code(&admin, &s.fd.url("/apis/other.example.com/v1")) == 200);
+    wait_until("new table", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url("/apis/other.example.com/v1")) == 200
+    });
     assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 404, "wardle no longer routed");
 }
 
@@ -515,7 +512,9 @@ fn a_second_frontdoor_as_backend() {
         ],
     );
     let admin = fd1.admin_client();
-    wait_for("wardle through two frontdoors", || get_code(&admin, &fd1.url(FLUNDERS)) == 200);
+    wait_until("wardle through two frontdoors", Duration::from_secs(20), || {
+        get_code(&admin, &fd1.url(FLUNDERS)) == 200
+    });
     let seen = be.last(FLUNDERS).unwrap();
     assert_eq!(seen.client_cn, "front-proxy-client");
     let user = seen.all("x-remote-user");
@@ -544,7 +543,9 @@ fn kubectl_apply_of_an_apiservice_routes_its_group() {
 
     let o = fd.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", common::stderr(&o));
-    wait_for("the applied group in api-versions", || versions().contains(&format!("{GROUP}/v1alpha1")));
+    wait_until("the applied group in api-versions", Duration::from_secs(20), || {
+        versions().contains(&format!("{GROUP}/v1alpha1"))
+    });
     let admin = fd.admin_client();
     assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 200, "proxied to the backend");
     // the stored object's status shows the router's availability
@@ -555,6 +556,6 @@ fn kubectl_apply_of_an_apiservice_routes_its_group() {
 
     let o = fd.kubectl(&["delete", "-f", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", common::stderr(&o));
-    wait_for("the deleted group gone from api-versions", || !versions().contains(GROUP));
+    wait_until("the deleted group gone from api-versions", Duration::from_secs(20), || !versions().contains(GROUP));
     assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 404);
 }

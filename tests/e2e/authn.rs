@@ -517,14 +517,9 @@ fn token_file_reloads() {
 #[test]
 fn kubectl_create_token() {
     let fd = Frontdoor::start(&[]);
-    let ok = |args: &[&str]| {
-        let o = fd.kubectl(args);
-        assert!(o.status.success(), "kubectl {args:?}: {}", stderr(&o));
-        stdout(&o)
-    };
-    ok(&["create", "serviceaccount", "robot"]);
-    let uid = ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
-    let token = ok(&["create", "token", "robot", "--duration=20m"]);
+    fd.kubectl_ok(&["create", "serviceaccount", "robot"]);
+    let uid = fd.kubectl_ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
+    let token = fd.kubectl_ok(&["create", "token", "robot", "--duration=20m"]);
     let token = token.trim();
     let who = whoami_json(&token_kubeconfig(&fd, token), &[]);
     assert_eq!(who["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
@@ -542,14 +537,14 @@ fn kubectl_create_token() {
     let o = fd.kubectl(&["create", "token", "nobody"]);
     assert!(stderr(&o).contains(r#"serviceaccounts "nobody" not found"#), "{}", stderr(&o));
     // a token for another audience is not accepted by the API
-    let other = ok(&["create", "token", "robot", "--audience=vault"]);
+    let other = fd.kubectl_ok(&["create", "token", "robot", "--audience=vault"]);
     let o = kubectl(&token_kubeconfig(&fd, other.trim()), &["auth", "whoami"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Unauthorized"), "{}", stderr(&o));
 
     // a token does not outlive its service account
-    let unused = ok(&["create", "token", "robot"]);
-    ok(&["delete", "sa", "robot"]);
+    let unused = fd.kubectl_ok(&["create", "token", "robot"]);
+    fd.kubectl_ok(&["delete", "sa", "robot"]);
     let o = kubectl(&token_kubeconfig(&fd, unused.trim()), &["auth", "whoami"]);
     assert!(!o.status.success(), "the service account is gone");
 

@@ -6,7 +6,7 @@ use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Issues a client certificate for `cn` (groups `orgs`) from the dev CA, as `<certs>/<name>.crt/.key`,
 /// and a kubeconfig for it; returns the kubeconfig path.
@@ -54,17 +54,6 @@ fn role_binding(user: &str, ns: &str, resources: &[&str], verbs: &[&str]) -> Str
     format!(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: r-{user}, namespace: {ns}}}\nrules:\n- apiGroups: [\"\"]\n  resources: {resources:?}\n  verbs: {verbs:?}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: rb-{user}, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: r-{user}}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}\n"
     )
-}
-
-fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// An admin SubjectAccessReview: may `user` `verb` `resource` in `ns`?

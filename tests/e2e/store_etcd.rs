@@ -3,26 +3,12 @@
 //! one takes effect on the other, both report etcd in /readyz, and a replica restarted with an
 //! empty data dir still has everything.
 
-use crate::common::{stderr, stdout, Frontdoor};
+use crate::common::{stderr, wait_until, Frontdoor};
 use frontdoor::store::etcd::process::EtcdProcess;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn ok(fd: &Frontdoor, args: &[&str]) -> String {
-    let o = fd.kubectl(args);
-    assert!(o.status.success(), "kubectl {args:?} failed: {}\n{}", stderr(&o), fd.logs());
-    stdout(&o)
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn replicas_share_one_etcd() {
@@ -43,19 +29,19 @@ fn replicas_share_one_etcd() {
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     std::thread::sleep(Duration::from_millis(500));
 
-    ok(&a, &["create", "cm", "shared", "--from-literal=k=1"]);
-    let on_a: Value = serde_json::from_str(&ok(&a, &["get", "cm", "shared", "-o", "json"])).unwrap();
-    let on_b: Value = serde_json::from_str(&ok(&b, &["get", "cm", "shared", "-o", "json"])).unwrap();
+    a.kubectl_ok(&["create", "cm", "shared", "--from-literal=k=1"]);
+    let on_a: Value = serde_json::from_str(&a.kubectl_ok(&["get", "cm", "shared", "-o", "json"])).unwrap();
+    let on_b: Value = serde_json::from_str(&b.kubectl_ok(&["get", "cm", "shared", "-o", "json"])).unwrap();
     assert_eq!(on_a["metadata"]["uid"], on_b["metadata"]["uid"]);
     assert_eq!(on_a["metadata"]["resourceVersion"], on_b["metadata"]["resourceVersion"]);
-    ok(&b, &["label", "cm", "shared", "written-by=b"]);
-    assert!(ok(&a, &["get", "cm", "-l", "written-by=b", "-o", "name"]).contains("configmap/shared"));
+    b.kubectl_ok(&["label", "cm", "shared", "written-by=b"]);
+    assert!(a.kubectl_ok(&["get", "cm", "-l", "written-by=b", "-o", "name"]).contains("configmap/shared"));
     // optimistic concurrency across replicas: a stale resourceVersion is a Conflict
     let stale = on_a["metadata"]["resourceVersion"].as_str().unwrap();
     let o = a.kubectl(&["annotate", "cm", "shared", "x=y", &format!("--resource-version={stale}")]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("the object has been modified"), "{}", stderr(&o));
-    ok(&a, &["delete", "cm", "shared"]);
+    a.kubectl_ok(&["delete", "cm", "shared"]);
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -74,21 +60,23 @@ fn replicas_share_one_etcd() {
     let anon = b.anonymous_client();
     let cms = b.url("/api/v1/namespaces/default/configmaps");
     assert_eq!(anon.get(&cms).send().unwrap().status(), 403);
-    ok(&a, &["create", "rolebinding", "anon-view", "--clusterrole=view", "--user=system:anonymous"]);
-    eventually("b to allow what a's binding grants", || anon.get(&cms).send().unwrap().status() == 200);
+    a.kubectl_ok(&["create", "rolebinding", "anon-view", "--clusterrole=view", "--user=system:anonymous"]);
+    wait_until("b to allow what a's binding grants", Duration::from_secs(10), || {
+        anon.get(&cms).send().unwrap().status() == 200
+    });
 
     let ready = b.admin_client().get(b.url("/readyz?verbose")).send().unwrap().text().unwrap();
     assert!(ready.contains("[+]etcd ok"), "{ready}");
 
     // a new replica with an empty data dir has everything
-    ok(&a, &["create", "ns", "kept"]);
+    a.kubectl_ok(&["create", "ns", "kept"]);
     drop(a);
     let c = Frontdoor::start(&args);
-    assert!(ok(&c, &["get", "ns", "kept", "-o", "name"]).contains("namespace/kept"));
+    assert!(c.kubectl_ok(&["get", "ns", "kept", "-o", "name"]).contains("namespace/kept"));
 
     // etcd gone: readiness says so, as kube's etcd check does
     drop(etcd);
-    eventually("/readyz to fail without etcd", || {
+    wait_until("/readyz to fail without etcd", Duration::from_secs(10), || {
         let r = c.admin_client().get(c.url("/readyz?verbose")).send().unwrap();
         r.status() == 500 && r.text().unwrap().contains("[-]etcd failed")
     });

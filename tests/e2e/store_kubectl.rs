@@ -2,18 +2,12 @@
 //! through create / get / apply / patch / label / annotate / delete, `get -w`, selectors,
 //! discovery; and a kill -9 that loses no acknowledged write.
 
-use crate::common::{stderr, stdout, Frontdoor, KUBECTL};
+use crate::common::{stderr, stdout, wait_until, Frontdoor, KUBECTL};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn ok(fd: &Frontdoor, args: &[&str]) -> String {
-    let o = fd.kubectl(args);
-    assert!(o.status.success(), "kubectl {args:?} failed: {}\n{}", stderr(&o), fd.logs());
-    stdout(&o)
-}
 
 fn fails(fd: &Frontdoor, args: &[&str]) -> String {
     let o = fd.kubectl(args);
@@ -27,28 +21,16 @@ fn write(fd: &Frontdoor, name: &str, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Polls `f` until it is true or the deadline passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn kubectl_end_to_end() {
     let fd = Frontdoor::start(&[]);
 
     // the system namespaces exist from the first start
-    let ns = ok(&fd, &["get", "ns"]);
+    let ns = fd.kubectl_ok(&["get", "ns"]);
     for n in ["default", "kube-system", "kube-public"] {
         assert!(ns.contains(n), "{ns}");
     }
-    ok(&fd, &["create", "namespace", "team"]);
+    fd.kubectl_ok(&["create", "namespace", "team"]);
     assert!(fails(&fd, &["create", "namespace", "team"]).contains("namespaces \"team\" already exists"));
     assert!(fails(&fd, &["-n", "nowhere", "create", "cm", "x"]).contains("namespaces \"nowhere\" not found"));
     assert!(fails(&fd, &["-n", "team", "create", "cm", "Bad_Name"]).contains("a lowercase RFC 1123 subdomain"));
@@ -76,8 +58,8 @@ fn kubectl_end_to_end() {
     }
 
     // create / get -o yaml
-    ok(&fd, &["-n", "team", "create", "configmap", "settings", "--from-literal=mode=a"]);
-    let yaml = ok(&fd, &["-n", "team", "get", "cm", "settings", "-o", "yaml"]);
+    fd.kubectl_ok(&["-n", "team", "create", "configmap", "settings", "--from-literal=mode=a"]);
+    let yaml = fd.kubectl_ok(&["-n", "team", "get", "cm", "settings", "-o", "yaml"]);
     assert!(yaml.contains("mode: a") && yaml.contains("uid:") && yaml.contains("resourceVersion:"), "{yaml}");
 
     // apply twice, the second a change
@@ -85,50 +67,61 @@ fn kubectl_end_to_end() {
         format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: team\n  labels:\n    app: x\ndata:\n  key: {v}\n")
     };
     let f = write(&fd, "cm.yaml", &manifest("first"));
-    assert!(ok(&fd, &["apply", "-f", &f]).contains("configmap/applied created"));
+    assert!(fd.kubectl_ok(&["apply", "-f", &f]).contains("configmap/applied created"));
     let f = write(&fd, "cm.yaml", &manifest("second"));
-    assert!(ok(&fd, &["apply", "-f", &f]).contains("configmap/applied configured"));
-    assert!(ok(&fd, &["apply", "-f", &f]).contains("configmap/applied unchanged"));
-    assert_eq!(ok(&fd, &["-n", "team", "get", "cm", "applied", "-o", "jsonpath={.data.key}"]), "second");
+    assert!(fd.kubectl_ok(&["apply", "-f", &f]).contains("configmap/applied configured"));
+    assert!(fd.kubectl_ok(&["apply", "-f", &f]).contains("configmap/applied unchanged"));
+    assert_eq!(fd.kubectl_ok(&["-n", "team", "get", "cm", "applied", "-o", "jsonpath={.data.key}"]), "second");
 
     // patch (strategic, merge, json), label, annotate
-    ok(&fd, &["-n", "team", "patch", "cm", "settings", "-p", r#"{"data":{"mode":"b"}}"#]);
-    ok(&fd, &["-n", "team", "patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"extra":"1"}}"#]);
-    ok(
-        &fd,
-        &["-n", "team", "patch", "cm", "settings", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/extra"}]"#],
-    );
-    ok(&fd, &["-n", "team", "label", "cm", "settings", "app=x"]);
-    ok(&fd, &["-n", "team", "annotate", "cm", "settings", "owner=me"]);
-    let got: Value = serde_json::from_str(&ok(&fd, &["-n", "team", "get", "cm", "settings", "-o", "json"])).unwrap();
+    fd.kubectl_ok(&["-n", "team", "patch", "cm", "settings", "-p", r#"{"data":{"mode":"b"}}"#]);
+    fd.kubectl_ok(&["-n", "team", "patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"extra":"1"}}"#]);
+    fd.kubectl_ok(&[
+        "-n",
+        "team",
+        "patch",
+        "cm",
+        "settings",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/extra"}]"#,
+    ]);
+    fd.kubectl_ok(&["-n", "team", "label", "cm", "settings", "app=x"]);
+    fd.kubectl_ok(&["-n", "team", "annotate", "cm", "settings", "owner=me"]);
+    let got: Value =
+        serde_json::from_str(&fd.kubectl_ok(&["-n", "team", "get", "cm", "settings", "-o", "json"])).unwrap();
     assert_eq!(got["data"], json!({"mode": "b"}));
     assert_eq!(got["metadata"]["labels"]["app"], "x");
     assert_eq!(got["metadata"]["annotations"]["owner"], "me");
 
     // label selectors and the Table columns
-    let listed = ok(&fd, &["-n", "team", "get", "cm", "-l", "app=x"]);
+    let listed = fd.kubectl_ok(&["-n", "team", "get", "cm", "-l", "app=x"]);
     assert!(listed.starts_with("NAME") && listed.contains("DATA") && listed.contains("AGE"), "{listed}");
     assert!(listed.contains("settings") && listed.contains("applied"), "{listed}");
-    ok(&fd, &["-n", "team", "label", "cm", "applied", "app=y", "--overwrite"]);
-    let listed = ok(&fd, &["-n", "team", "get", "cm", "-l", "app=x", "-o", "name"]);
+    fd.kubectl_ok(&["-n", "team", "label", "cm", "applied", "app=y", "--overwrite"]);
+    let listed = fd.kubectl_ok(&["-n", "team", "get", "cm", "-l", "app=x", "-o", "name"]);
     assert_eq!(listed.trim(), "configmap/settings");
 
     // a secret
-    ok(&fd, &["-n", "team", "create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
-    let secrets = ok(&fd, &["-n", "team", "get", "secrets"]);
+    fd.kubectl_ok(&["-n", "team", "create", "secret", "generic", "creds", "--from-literal=password=hunter2"]);
+    let secrets = fd.kubectl_ok(&["-n", "team", "get", "secrets"]);
     assert!(secrets.contains("creds") && secrets.contains("Opaque"), "{secrets}");
-    assert_eq!(ok(&fd, &["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
-    ok(&fd, &["-n", "team", "label", "secret", "creds", "tier=db"]);
-    ok(&fd, &["-n", "team", "annotate", "secret", "creds", "rotated=no"]);
-    ok(&fd, &["-n", "team", "patch", "secret", "creds", "-p", r#"{"stringData":{"user":"bob"}}"#]);
-    assert_eq!(ok(&fd, &["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.user}"]), "Ym9i");
-    assert!(ok(&fd, &["-n", "team", "delete", "secret", "creds"]).contains("secret \"creds\" deleted"));
+    assert_eq!(
+        fd.kubectl_ok(&["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.password}"]),
+        "aHVudGVyMg=="
+    );
+    fd.kubectl_ok(&["-n", "team", "label", "secret", "creds", "tier=db"]);
+    fd.kubectl_ok(&["-n", "team", "annotate", "secret", "creds", "rotated=no"]);
+    fd.kubectl_ok(&["-n", "team", "patch", "secret", "creds", "-p", r#"{"stringData":{"user":"bob"}}"#]);
+    assert_eq!(fd.kubectl_ok(&["-n", "team", "get", "secret", "creds", "-o", "jsonpath={.data.user}"]), "Ym9i");
+    assert!(fd.kubectl_ok(&["-n", "team", "delete", "secret", "creds"]).contains("secret \"creds\" deleted"));
 
     // delete
-    assert!(ok(&fd, &["-n", "team", "delete", "cm", "settings"]).contains("configmap \"settings\" deleted"));
+    assert!(fd.kubectl_ok(&["-n", "team", "delete", "cm", "settings"]).contains("configmap \"settings\" deleted"));
     assert!(fails(&fd, &["-n", "team", "get", "cm", "settings"]).contains("configmaps \"settings\" not found"));
 
-    eventually("get -w to show the changes", || {
+    wait_until("get -w to show the changes", Duration::from_secs(10), || {
         let s = seen.lock().unwrap();
         s.contains("ADDED") && s.contains("settings") && s.contains("MODIFIED") && s.contains("DELETED")
     });
@@ -136,7 +129,7 @@ fn kubectl_end_to_end() {
     let _ = watch.wait();
 
     // api-resources lists the native resources
-    let res = ok(&fd, &["api-resources"]);
+    let res = fd.kubectl_ok(&["api-resources"]);
     for r in [
         "configmaps",
         "secrets",
@@ -152,7 +145,7 @@ fn kubectl_end_to_end() {
     }
 
     // deleting a namespace deletes what is in it; the system ones may not be deleted
-    ok(&fd, &["delete", "namespace", "team"]);
+    fd.kubectl_ok(&["delete", "namespace", "team"]);
     assert!(fails(&fd, &["get", "ns", "team"]).contains("not found"));
     assert!(fails(&fd, &["delete", "ns", "default"]).contains("this namespace may not be deleted"));
 }
@@ -166,19 +159,19 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
         )
     };
     let f = write(&fd, "ssa.yaml", &manifest("one", "  other: x\n"));
-    assert!(ok(&fd, &["apply", "--server-side", "-f", &f]).contains("serverside-applied"));
+    assert!(fd.kubectl_ok(&["apply", "--server-side", "-f", &f]).contains("serverside-applied"));
     // a field dropped from the applied configuration is removed
     let f = write(&fd, "ssa.yaml", &manifest("two", ""));
-    ok(&fd, &["apply", "--server-side", "-f", &f]);
-    let got: Value = serde_json::from_str(&ok(&fd, &["get", "cm", "ssa", "-o", "json"])).unwrap();
+    fd.kubectl_ok(&["apply", "--server-side", "-f", &f]);
+    let got: Value = serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "ssa", "-o", "json"])).unwrap();
     assert_eq!(got["data"], json!({"key": "two"}));
     // another manager changes the field: a conflict unless forced
-    ok(&fd, &["patch", "cm", "ssa", "-p", r#"{"data":{"key":"patched"}}"#]);
+    fd.kubectl_ok(&["patch", "cm", "ssa", "-p", r#"{"data":{"key":"patched"}}"#]);
     let f = write(&fd, "ssa.yaml", &manifest("three", ""));
     let err = fails(&fd, &["apply", "--server-side", "-f", &f]);
     assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.key"), "{err}");
-    ok(&fd, &["apply", "--server-side", "--force-conflicts", "-f", &f]);
-    assert_eq!(ok(&fd, &["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
+    fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
+    assert_eq!(fd.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
 }
 
 #[test]
@@ -200,7 +193,7 @@ fn kill_9_loses_no_acknowledged_write() {
             }
         })
     };
-    eventually("some acknowledged writes", || acked.lock().unwrap().len() >= 30);
+    wait_until("some acknowledged writes", Duration::from_secs(10), || acked.lock().unwrap().len() >= 30);
     fd.child.kill().unwrap(); // SIGKILL
     fd.child.wait().unwrap();
     writer.join().unwrap();
@@ -242,28 +235,28 @@ fn rbac_and_apiservice_objects_are_stored() {
         stdout(&o).trim().to_string()
     };
     assert_eq!(alice_can_list(), "no");
-    ok(&fd, &["-n", "default", "create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps"]);
-    ok(&fd, &["-n", "default", "create", "rolebinding", "alice-reads", "--role=cm-reader", "--user=alice"]);
+    fd.kubectl_ok(&["-n", "default", "create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps"]);
+    fd.kubectl_ok(&["-n", "default", "create", "rolebinding", "alice-reads", "--role=cm-reader", "--user=alice"]);
     // the stored binding takes effect at once, without a restart
     let t = Instant::now();
-    eventually("alice's new access", || alice_can_list() == "yes");
+    wait_until("alice's new access", Duration::from_secs(10), || alice_can_list() == "yes");
     assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
-    ok(&fd, &["create", "clusterrole", "system:test", "--verb=get", "--resource=secrets"]);
-    let rb = ok(&fd, &["-n", "default", "get", "rolebindings", "-o", "wide"]);
+    fd.kubectl_ok(&["create", "clusterrole", "system:test", "--verb=get", "--resource=secrets"]);
+    let rb = fd.kubectl_ok(&["-n", "default", "get", "rolebindings", "-o", "wide"]);
     assert!(rb.contains("alice-reads") && rb.contains("Role/cm-reader") && rb.contains("alice"), "{rb}");
     let role: Value =
-        serde_json::from_str(&ok(&fd, &["-n", "default", "get", "role", "cm-reader", "-o", "json"])).unwrap();
+        serde_json::from_str(&fd.kubectl_ok(&["-n", "default", "get", "role", "cm-reader", "-o", "json"])).unwrap();
     assert_eq!(role["rules"][0]["resources"], json!(["configmaps"]));
-    ok(&fd, &["-n", "default", "delete", "rolebinding", "alice-reads"]);
-    eventually("alice's access revoked", || alice_can_list() == "no");
+    fd.kubectl_ok(&["-n", "default", "delete", "rolebinding", "alice-reads"]);
+    wait_until("alice's access revoked", Duration::from_secs(10), || alice_can_list() == "no");
 
     let svc = write(
         &fd,
         "apiservice.yaml",
         "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1.example.com\nspec:\n  group: example.com\n  version: v1\n  groupPriorityMinimum: 100\n  versionPriority: 10\n  insecureSkipTLSVerify: true\n  service:\n    namespace: default\n    name: backend\n    port: 443\n",
     );
-    assert!(ok(&fd, &["apply", "-f", &svc]).contains("apiservice.apiregistration.k8s.io/v1.example.com created"));
-    let listed = ok(&fd, &["get", "apiservices"]);
+    assert!(fd.kubectl_ok(&["apply", "-f", &svc]).contains("apiservice.apiregistration.k8s.io/v1.example.com created"));
+    let listed = fd.kubectl_ok(&["get", "apiservices"]);
     assert!(listed.contains("SERVICE") && listed.contains("default/backend"), "{listed}");
-    assert!(ok(&fd, &["delete", "-f", &svc]).contains("deleted"));
+    assert!(fd.kubectl_ok(&["delete", "-f", &svc]).contains("deleted"));
 }

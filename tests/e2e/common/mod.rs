@@ -137,6 +137,13 @@ impl Frontdoor {
         kubectl(&self.kubeconfig(), args)
     }
 
+    /// kubectl as admin, expected to succeed: its stdout (on failure, its stderr and our log).
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let o = self.kubectl(args);
+        assert!(o.status.success(), "kubectl {args:?} failed: {}\n{}", stderr(&o), self.logs());
+        stdout(&o)
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         unsafe {
@@ -155,6 +162,18 @@ impl Drop for Frontdoor {
 pub fn client_builder(certs: &Path) -> reqwest::blocking::ClientBuilder {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
     reqwest::blocking::Client::builder().use_rustls_tls().add_root_certificate(ca).timeout(Duration::from_secs(30))
+}
+
+/// Polls `f` until it is true; panics naming `what` once `deadline` has passed.
+pub fn wait_until(what: &str, deadline: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
