@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod event;
+mod json;
 pub mod log;
 pub mod metrics;
 pub mod policy;
@@ -272,10 +273,7 @@ impl Audit {
         LINE.with(|cell| {
             let mut line = cell.borrow_mut();
             line.clear();
-            if let Err(e) = serde_json::to_writer(&mut *line, ev) {
-                tracing::error!(error = %e, "cannot encode audit event");
-                return;
-            }
+            json::write_event(&mut line, ev);
             line.push(b'\n');
             metrics::EVENT_TOTAL.inc();
             for b in &self.backends {

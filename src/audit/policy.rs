@@ -37,6 +37,15 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::RequestReceived => "RequestReceived",
+            Stage::ResponseStarted => "ResponseStarted",
+            Stage::ResponseComplete => "ResponseComplete",
+            Stage::Panic => "Panic",
+        }
+    }
+
     fn bit(self) -> u8 {
         1 << (self as u8)
     }
