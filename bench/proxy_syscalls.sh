@@ -64,7 +64,7 @@ for u in "$BE" "$NP" "$FP"; do
   for _ in $(seq 1 100); do curl -skf "${HDR[@]}" -o /dev/null "https://127.0.0.1:$u$PATH_" && break; sleep 0.1; done
 done
 
-SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield ioctl getsockopt setsockopt accept4 close madvise mmap munmap brk mprotect sched_getaffinity clock_nanosleep"
+SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield ioctl getsockopt setsockopt accept4 close getpeername getsockname madvise mmap munmap brk mprotect sched_getaffinity clock_nanosleep"
 EVENTS="-e raw_syscalls:sys_enter -e context-switches -e task-clock"
 for s in $SYSCALLS; do EVENTS="$EVENTS -e syscalls:sys_enter_$s"; done
 
@@ -77,6 +77,7 @@ measure() {
   wrk -t"$THREADS" -c"$CONNS" -d"$DUR" "${HDR[@]}" "$url" > "$TMP/$name.wrk" &
   local w=$!
   sleep 0.5
+  # shellcheck disable=SC2086 # one word per event flag
   perf stat -x, $EVENTS -p "$pids" -o "$TMP/$name.perf" -- sleep $((secs - 1)) 2>/dev/null
   wait $w
   local rps; rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/$name.wrk")
