@@ -466,11 +466,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         listen
     };
-    let mut service =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
-    let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
-    service.add_tls_with_settings(&listen, None, tls);
-    server.add_service(service);
+    // One proxy service per worker thread, each a single-threaded runtime with its own listening
+    // socket (SO_REUSEPORT: the kernel spreads connections), its connections and its upstream
+    // pool, as nginx's workers do. With one service on N threads pingora spawns each accepted
+    // connection and each pooled connection's idle watcher on a random thread: IO readiness and
+    // pool hand-offs then cross threads (eventfd wake-ups), and a pooled connection whose idle
+    // watcher runs on the other thread often fails `Arc::try_unwrap` in pingora's
+    // `reused_stream` and is dropped, so about every other request paid a fresh upstream TLS
+    // handshake with the proxy client cert.
+    let mut reuse_port = pingora::listeners::TcpSocketOptions::default();
+    reuse_port.so_reuseport = Some(true);
+    // pingora keys bound sockets by the address string and hands a second listener on the same
+    // string the first one's fd (both then close it at exit: an IO-safety abort); a port with
+    // leading zeros is the same address under its own key, so each service binds its own socket.
+    let (host, port) = listen.rsplit_once(':').expect("host:port");
+    for i in 0..threads {
+        let mut service =
+            pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
+        service.threads = Some(1);
+        let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
+        let addr = format!("{host}:{}{port}", "0".repeat(i));
+        service.add_tls_with_settings(&addr, Some(reuse_port.clone()), tls);
+        server.add_service(service);
+    }
 
     if let Some(addr) = gw.args.metrics_bind_address {
         let mut metrics = pingora::services::listening::Service::new(

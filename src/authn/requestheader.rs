@@ -58,24 +58,29 @@ impl RequestHeaderAuth {
     /// Removes every header this authenticator reads (and kubeadm's usual ones), so they
     /// never reach a later stage or a backend.
     pub fn strip(&self, req: &mut RequestHeader) {
-        let exact: Vec<String> = self
-            .username_headers
-            .iter()
-            .chain(&self.uid_headers)
-            .chain(&self.group_headers)
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        let prefixes: Vec<String> = self.extra_prefixes.iter().map(|s| s.to_ascii_lowercase()).collect();
-        let drop: Vec<String> = req
+        // header names are stored lowercase; compared in place, nothing is allocated per
+        // request unless a header is to go
+        let drop: Vec<http::HeaderName> = req
             .headers
             .keys()
-            .map(|k| k.as_str().to_string())
             .filter(|k| {
-                k.starts_with("x-remote-") || exact.contains(k) || prefixes.iter().any(|p| k.starts_with(p.as_str()))
+                let k = k.as_str();
+                k.starts_with("x-remote-")
+                    || self
+                        .username_headers
+                        .iter()
+                        .chain(&self.uid_headers)
+                        .chain(&self.group_headers)
+                        .any(|h| h.eq_ignore_ascii_case(k))
+                    || self
+                        .extra_prefixes
+                        .iter()
+                        .any(|p| k.len() >= p.len() && k.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
             })
+            .cloned()
             .collect();
-        for k in drop {
-            req.remove_header(&k);
+        for k in &drop {
+            req.remove_header(k);
         }
     }
 }

@@ -100,12 +100,13 @@ impl Upstream {
 #[derive(Default)]
 pub struct Table {
     pub services: Vec<Arc<Backend>>,
-    by_gv: HashMap<(String, String), Arc<Backend>>,
+    /// group -> version -> backend: looked up by borrowed strs, nothing allocated per request.
+    by_gv: HashMap<String, HashMap<String, Arc<Backend>>>,
 }
 
 impl Table {
     pub fn get(&self, group: &str, version: &str) -> Option<&Arc<Backend>> {
-        self.by_gv.get(&(group.to_string(), version.to_string()))
+        self.by_gv.get(group)?.get(version)
     }
 }
 
@@ -282,7 +283,7 @@ impl Shared {
                 .map(|b| b.state.clone())
                 .unwrap_or_else(|| Arc::new(BackendState::new(&spec)));
             let b = Arc::new(Backend { spec, state });
-            table.by_gv.insert((b.spec.group.clone(), b.spec.version.clone()), b.clone());
+            table.by_gv.entry(b.spec.group.clone()).or_default().insert(b.spec.version.clone(), b.clone());
             table.services.push(b);
         }
         table.services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Per-request kernel work of the proxy under load: frontdoor (release) and nginx as a TLS reverse
+# proxy, each in front of the same nginx TLS backend, loaded by the same wrk run. perf counts
+# syscall tracepoints, context switches and user/system CPU of the proxy process(es) only; every
+# number is divided by the requests wrk completed in that window. Counts, unlike req/s, barely
+# move with the machine's other load.
+#
+#   bench/proxy_syscalls.sh [duration=5s] [connections=32] [wrk-threads=2] [proxy-workers=2]
+#
+# FRONTDOOR_BIN=path skips the release build.
+set -euo pipefail
+DUR=${1:-5s}
+CONNS=${2:-32}
+THREADS=${3:-2}
+WORKERS=${4:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${FRONTDOOR_BIN:-}
+if [ -z "$BIN" ]; then
+  (cd "$ROOT" && cargo build --release --bin frontdoor >&2)
+  BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/frontdoor
+fi
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+BE=$(port); NP=$(port); FP=$(port)
+# shellcheck source=bench/backend.sh
+. "$ROOT/bench/backend.sh"
+cat > "$TMP/proxy.conf" <<CONF
+worker_processes $WORKERS; daemon off; pid $TMP/proxy.pid; error_log $TMP/proxy.err warn;
+events { worker_connections 8192; }
+http { $COMMON_HTTP
+  upstream backend { server 127.0.0.1:$BE; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NP ssl;
+    ssl_certificate $TMP/certs/apiserver.crt; ssl_certificate_key $TMP/certs/apiserver.key;
+    location / {
+      proxy_pass https://backend;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_ssl_certificate $TMP/certs/front-proxy-client.crt;
+      proxy_ssl_certificate_key $TMP/certs/front-proxy-client.key;
+      proxy_ssl_trusted_certificate $TMP/be-ca.crt;
+      proxy_ssl_verify on; proxy_ssl_name api.bench.svc; proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+CONF
+nginx -p "$TMP" -e "$TMP/backend.err" -c "$TMP/backend.conf" & PIDS+=($!)
+nginx -p "$TMP" -e "$TMP/proxy.err" -c "$TMP/proxy.conf" & PIDS+=($!)
+NG_PID=$!
+FRONTDOOR_LOG=warn "$BIN" serve --secure-port "$FP" --cert-dir "$TMP/certs" --data-dir "$TMP/data" \
+  --policy-dir "$TMP/policies" --apiservices-file "$TMP/apiservices.yaml" \
+  --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads "$WORKERS" \
+  --apiservice-check-interval 1000s >"$TMP/frontdoor.log" 2>&1 & PIDS+=($!)
+FD_PID=$!
+for u in "$BE" "$NP" "$FP"; do
+  for _ in $(seq 1 100); do curl -skf "${HDR[@]}" -o /dev/null "https://127.0.0.1:$u$PATH_" && break; sleep 0.1; done
+done
+
+SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield ioctl getsockopt setsockopt accept4 close getpeername getsockname madvise mmap munmap brk mprotect sched_getaffinity clock_nanosleep"
+EVENTS="-e raw_syscalls:sys_enter -e context-switches -e task-clock"
+for s in $SYSCALLS; do EVENTS="$EVENTS -e syscalls:sys_enter_$s"; done
+
+# measure NAME PIDS URL: per-request counters of PIDS (comma list) during one wrk run on URL;
+# perf counts over the run's middle (from 0.5 s, for the duration less 1 s) and the request
+# count of that window is wrk's req/s times its length.
+measure() {
+  local name=$1 pids=$2 url=$3 secs=${DUR%s}
+  wrk -t"$THREADS" -c"$CONNS" -d2s "${HDR[@]}" "$url" >/dev/null 2>&1 || true  # warm-up
+  wrk -t"$THREADS" -c"$CONNS" -d"$DUR" "${HDR[@]}" "$url" > "$TMP/$name.wrk" &
+  local w=$!
+  sleep 0.5
+  # shellcheck disable=SC2086 # one word per event flag
+  perf stat -x, $EVENTS -p "$pids" -o "$TMP/$name.perf" -- sleep $((secs - 1)) 2>/dev/null
+  wait $w
+  local rps; rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/$name.wrk")
+  local n; n=$(awk -v r="$rps" -v s="$secs" 'BEGIN { print r * (s - 1) }')
+  echo "$name: $rps req/s"
+  awk -F, -v n="$n" '$3 ~ /:|context|task/ && $1 ~ /^[0-9.]+$/ {
+      ev=$3; sub(/^syscalls:sys_enter_/, "", ev); v=$1/n
+      if (ev == "task-clock") printf "  %-22s %10.1f us/req\n", ev, v*1000
+      else if (v >= 0.005) printf "  %-22s %10.2f /req\n", ev, v }' "$TMP/$name.perf"
+}
+measure frontdoor "$FD_PID" "https://127.0.0.1:$FP$PATH_"
+NG_W=$(pgrep -P "$NG_PID" | paste -sd,)
+measure nginx "$NG_W" "https://127.0.0.1:$NP$PATH_"
