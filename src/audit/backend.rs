@@ -2,19 +2,21 @@
 //! request's path, `blocking-strict` also fails the request if the RequestReceived event
 //! cannot be stored, `batch` queues into a bounded buffer drained by a background worker;
 //! a full buffer drops the event and counts it (`apiserver_audit_error_total{plugin="buffered"}`).
+//! The batch log's buffer is a byte buffer (`LogQueue`); the webhook's a queue of events.
 
 use super::log::LogWriter;
 use super::metrics::{BUFFERED_ERRORS, ERROR_TOTAL};
 use super::webhook::Webhook;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-/// The batch log worker's pause between two writes when `--audit-log-batch-max-wait` is 0:
-/// events queued meanwhile go out in the next single write, and producers never have to wake
-/// the worker per event (each wake-up costs both cores a context switch).
-const LOG_PACE: Duration = Duration::from_millis(1);
+/// How long the batch log gathers events after the first when `--audit-log-batch-max-wait`
+/// is 0: they go out in one write, and the worker wakes at most 100 times a second (each
+/// wake-up preempts a request thread on a busy machine).
+const LOG_PACE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -106,6 +108,63 @@ pub struct Backend {
     mode: Mode,
     sink: Arc<Sink>,
     queue: Option<mpsc::Sender<Item>>,
+    log_queue: Option<Arc<LogQueue>>,
+}
+
+/// The batch log's buffer: events appended as bytes to one buffer that the log worker takes
+/// whole. A request pays one copy under a short lock: no allocation, no hand-off, no wake-up
+/// per event (only the first event after a write wakes the worker).
+struct LogQueue {
+    pending: Mutex<Lines>,
+    ready: Notify,
+    capacity: usize,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    events: usize,
+}
+
+/// What a log write buffer may keep between writes (a burst of large events does not pin it).
+const LINES_KEEP: usize = 4 * 1024 * 1024;
+
+impl LogQueue {
+    /// Queues one line; false (dropped, counted) when `capacity` events already wait.
+    fn push(&self, line: &[u8]) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.events >= self.capacity {
+            drop(p);
+            BUFFERED_ERRORS.inc();
+            return false;
+        }
+        let first = p.events == 0;
+        p.bytes.extend_from_slice(line);
+        p.events += 1;
+        drop(p);
+        if first {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Swaps the waiting lines into `into` (which must be empty); the number of events.
+    fn take(&self, into: &mut Vec<u8>) -> usize {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut p.bytes, into);
+        std::mem::take(&mut p.events)
+    }
+}
+
+impl Drop for Backend {
+    /// The log worker writes what is still queued, then ends.
+    fn drop(&mut self) {
+        if let Some(q) = &self.log_queue {
+            q.closed.store(true, Ordering::Release);
+            q.ready.notify_one();
+        }
+    }
 }
 
 impl Backend {
@@ -114,25 +173,41 @@ impl Backend {
     /// runtime thread).
     pub fn new(name: &'static str, mode: Mode, sink: Sink, batch: BatchConfig) -> Backend {
         let sink = Arc::new(sink);
-        let direct = matches!(*sink, Sink::Log(_)) && mode != Mode::Batch;
-        let queue = (!direct).then(|| {
-            let batch = if mode == Mode::Batch {
-                batch
-            } else {
-                BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
-            };
-            let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
-            let sink = sink.clone();
+        let is_log = matches!(*sink, Sink::Log(_));
+        let spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
             std::thread::Builder::new()
                 .name(format!("audit-{name}"))
                 .spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("audit runtime");
-                    rt.block_on(worker(rx, sink, batch));
+                    rt.block_on(work);
                 })
                 .expect("spawn audit worker");
-            tx
-        });
-        Backend { mode, sink, queue }
+        };
+        let mut backend = Backend { mode, sink: sink.clone(), queue: None, log_queue: None };
+        match (is_log, mode) {
+            (true, Mode::Batch) => {
+                let q = Arc::new(LogQueue {
+                    pending: Mutex::new(Lines::default()),
+                    ready: Notify::new(),
+                    capacity: batch.buffer_size.max(1),
+                    closed: AtomicBool::new(false),
+                });
+                spawn(Box::pin(log_worker(q.clone(), sink, batch)));
+                backend.log_queue = Some(q);
+            }
+            (true, _) => {}
+            (false, _) => {
+                let batch = if mode == Mode::Batch {
+                    batch
+                } else {
+                    BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
+                };
+                let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
+                spawn(Box::pin(worker(rx, sink, batch)));
+                backend.queue = Some(tx);
+            }
+        }
+        backend
     }
 
     pub fn strict(&self) -> bool {
@@ -142,6 +217,9 @@ impl Backend {
     /// Hands one event over as the mode promises. `line` is the serialised event followed by
     /// a newline: a blocking log writes it as it is, in one write, before this returns.
     pub fn submit(&self, line: &[u8]) -> Submitted {
+        if let Some(q) = &self.log_queue {
+            return Submitted::Done(q.push(line));
+        }
         let event = || Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
         match (&self.queue, self.mode) {
             (None, _) => Submitted::Done(self.sink.write_log(line, 1)),
@@ -165,16 +243,47 @@ impl Backend {
     }
 }
 
-/// Drains the queue in batches of up to `max_batch_size`, waiting at most `max_batch_wait`
-/// for a batch to fill, at most `throttle_qps` batches a second when throttled. The log
-/// writes every batch already queued in one write (the file's content is the same as batch
-/// by batch); the webhook posts one EventList per batch.
+/// The batch log's worker: after the first event of a batch, waits `max_batch_wait` (or
+/// `LOG_PACE` when that is 0) for more, then writes everything queued in one write; throttled,
+/// it spends a token per `max_batch_size` events, as kube's batches would.
+async fn log_worker(q: Arc<LogQueue>, sink: Arc<Sink>, cfg: BatchConfig) {
+    let mut bucket = TokenBucket::new(cfg.throttle_qps, cfg.throttle_burst);
+    let max = cfg.max_batch_size.max(1);
+    let wait = if cfg.max_batch_wait.is_zero() { LOG_PACE } else { cfg.max_batch_wait };
+    let mut lines = Vec::new();
+    loop {
+        q.ready.notified().await;
+        if !q.closed.load(Ordering::Acquire) {
+            // only a drop notifies while events wait: it cuts the gathering short
+            let _ = tokio::time::timeout(wait, q.ready.notified()).await;
+        }
+        let closed = q.closed.load(Ordering::Acquire);
+        let events = q.take(&mut lines);
+        if events > 0 {
+            if cfg.throttle_enable {
+                for _ in 0..events.div_ceil(max) {
+                    bucket.take().await;
+                }
+            }
+            sink.write_log(&lines, events);
+        }
+        lines.clear();
+        if lines.capacity() > LINES_KEEP {
+            lines = Vec::new();
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// The webhook's worker: drains the queue in batches of up to `max_batch_size`, waiting at
+/// most `max_batch_wait` for a batch to fill, at most `throttle_qps` batches a second when
+/// throttled, and posts one EventList per batch.
 async fn worker(mut rx: mpsc::Receiver<Item>, sink: Arc<Sink>, cfg: BatchConfig) {
     let mut bucket = TokenBucket::new(cfg.throttle_qps, cfg.throttle_burst);
     let max = cfg.max_batch_size.max(1);
-    let is_log = matches!(*sink, Sink::Log(_));
     let mut items: Vec<Item> = Vec::new();
-    let mut lines: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
         items.push(first);
         let deadline = tokio::time::Instant::now() + cfg.max_batch_wait;
@@ -188,38 +297,15 @@ async fn worker(mut rx: mpsc::Receiver<Item>, sink: Arc<Sink>, cfg: BatchConfig)
                 },
             }
         }
-        let ok = if is_log {
-            while items.len() < cfg.buffer_size.max(max) {
-                match rx.try_recv() {
-                    Ok(item) => items.push(item),
-                    Err(_) => break,
-                }
-            }
-            if cfg.throttle_enable {
-                for _ in 0..items.len().div_ceil(max) {
-                    bucket.take().await;
-                }
-            }
-            lines.clear();
-            for (e, _) in &items {
-                lines.extend_from_slice(e);
-                lines.push(b'\n');
-            }
-            sink.write_log(&lines, items.len())
-        } else {
-            if cfg.throttle_enable {
-                bucket.take().await;
-            }
-            let events: Vec<Bytes> = items.iter().map(|(e, _)| e.clone()).collect();
-            sink.post(&events).await
-        };
+        if cfg.throttle_enable {
+            bucket.take().await;
+        }
+        let events: Vec<Bytes> = items.iter().map(|(e, _)| e.clone()).collect();
+        let ok = sink.post(&events).await;
         for (_, ack) in items.drain(..) {
             if let Some(ack) = ack {
                 let _ = ack.send(ok);
             }
-        }
-        if is_log && cfg.max_batch_wait.is_zero() {
-            tokio::time::sleep(LOG_PACE).await;
         }
     }
 }
@@ -282,6 +368,29 @@ mod tests {
                 break;
             }
             assert!(Instant::now() < deadline, "only {lines} lines");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_log_drops_past_its_buffer_and_writes_what_is_queued_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        // a batch that would wait a minute: only the drop makes the worker write
+        let batch = BatchConfig { max_batch_wait: Duration::from_secs(60), ..cfg(2) };
+        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), batch);
+        let dropped = BUFFERED_ERRORS.get();
+        assert!(b.process(b"{\"i\":0}\n").await);
+        assert!(b.process(b"{\"i\":1}\n").await);
+        assert!(!b.process(b"{\"i\":2}\n").await, "a full buffer drops the event");
+        assert!(BUFFERED_ERRORS.get() > dropped, "and counts it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "still gathering the batch");
+        drop(b);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&path).unwrap() != "{\"i\":0}\n{\"i\":1}\n" {
+            assert!(Instant::now() < deadline, "the queued events were not written at drop");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
