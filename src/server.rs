@@ -460,12 +460,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let listen = format!("{}:{}", gw.args.bind_address, gw.args.secure_port);
-    let listen = if gw.args.bind_address.is_ipv6() {
-        format!("[{}]:{}", gw.args.bind_address, gw.args.secure_port)
-    } else {
-        listen
-    };
+    let (host, port) = (gw.args.bind_address, gw.args.secure_port);
+    let host = if host.is_ipv6() { format!("[{host}]") } else { host.to_string() };
+    let listen = format!("{host}:{port}");
     // One proxy service per worker thread, each a single-threaded runtime with its own listening
     // socket (SO_REUSEPORT: the kernel spreads connections), its connections and its upstream
     // pool, as nginx's workers do. With one service on N threads pingora spawns each accepted
@@ -479,7 +476,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // pingora keys bound sockets by the address string and hands a second listener on the same
     // string the first one's fd (both then close it at exit: an IO-safety abort); a port with
     // leading zeros is the same address under its own key, so each service binds its own socket.
-    let (host, port) = listen.rsplit_once(':').expect("host:port");
     for i in 0..threads {
         let mut service =
             pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");

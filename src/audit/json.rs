@@ -63,16 +63,12 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     out.extend_from_slice(b",\"stageTimestamp\":");
     micro_time(out, ev.stage_timestamp);
     if !ev.annotations.is_empty() {
-        out.extend_from_slice(b",\"annotations\":{");
-        for (i, (k, v)) in ev.annotations.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        out.extend_from_slice(b",\"annotations\":");
+        joined(out, b'{', &ev.annotations, b'}', |out, (k, v)| {
             string(out, k);
             out.push(b':');
             string(out, v);
-        }
-        out.push(b'}');
+        });
     }
     out.push(b'}');
 }
@@ -121,17 +117,11 @@ fn user(out: &mut Vec<u8>, u: &UserInfo) {
         strings(f.key("groups"), &u.groups);
     }
     if !u.extra.is_empty() {
-        let out = f.key("extra");
-        out.push(b'{');
-        for (i, (k, v)) in u.extra.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        joined(f.key("extra"), b'{', &u.extra, b'}', |out, (k, v)| {
             string(out, k);
             out.push(b':');
             strings(out, v);
-        }
-        out.push(b'}');
+        });
     }
     f.close();
 }
@@ -148,14 +138,25 @@ fn object_ref(out: &mut Vec<u8>, o: &ObjectReference<'_>) {
 }
 
 fn strings(out: &mut Vec<u8>, v: &[String]) {
-    out.push(b'[');
-    for (i, s) in v.iter().enumerate() {
+    joined(out, b'[', v, b']', |out, s| string(out, s));
+}
+
+/// `open`, the items separated by commas, `close`: a JSON array, or an object's entries.
+fn joined<T>(
+    out: &mut Vec<u8>,
+    open: u8,
+    items: impl IntoIterator<Item = T>,
+    close: u8,
+    item: impl Fn(&mut Vec<u8>, T),
+) {
+    out.push(open);
+    for (i, x) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, s);
+        item(out, x);
     }
-    out.push(b']');
+    out.push(close);
 }
 
 /// A JSON string.
