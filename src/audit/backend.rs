@@ -2,13 +2,16 @@
 //! request's path, `blocking-strict` also fails the request if the RequestReceived event
 //! cannot be stored, `batch` queues into a bounded buffer drained by a background worker;
 //! a full buffer drops the event and counts it (`apiserver_audit_error_total{plugin="buffered"}`).
-//! The batch log's buffer is a byte buffer (`LogQueue`); the webhook's a queue of events.
+//! Logs queue bytes in one buffer (`LogQueue`). A blocking log commits as a group: the
+//! requests of one scheduler tick queue their events, the first to find no write under way
+//! writes them all in one write, and each waits until the write holding its event is done.
+//! The webhook's buffer is a queue of events.
 
 use super::log::LogWriter;
 use super::metrics::{BUFFERED_ERRORS, ERROR_TOTAL};
 use super::webhook::Webhook;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -88,79 +91,201 @@ pub enum Submitted {
     Pending(Pending),
 }
 
-pub struct Pending {
-    queue: mpsc::Sender<Item>,
-    event: Bytes,
+pub enum Pending {
+    /// A blocking webhook's event, still to be queued.
+    Webhook { queue: mpsc::Sender<Item>, event: Bytes },
+    /// A blocking log's event, queued for the write `commit`.
+    Log { queue: Arc<LogQueue>, commit: Arc<Commit> },
 }
 
 impl Pending {
-    /// Queues the event (waiting for room) and waits until the worker delivered it.
+    /// Waits until the event was delivered (a webhook's event first waits for room).
     pub async fn wait(self) -> bool {
-        let (ack, done) = oneshot::channel();
-        if self.queue.send((self.event, Some(ack))).await.is_err() {
-            return false;
+        match self {
+            Pending::Webhook { queue, event } => {
+                let (ack, done) = oneshot::channel();
+                if queue.send((event, Some(ack))).await.is_err() {
+                    return false;
+                }
+                done.await.unwrap_or(false)
+            }
+            Pending::Log { queue, commit } => {
+                // the other requests of this tick queue theirs first: one write for all
+                tokio::task::yield_now().await;
+                queue.write_queued();
+                commit.wait().await
+            }
         }
-        done.await.unwrap_or(false)
     }
+}
+
+/// Where a backend's events go before they are delivered.
+enum Intake {
+    /// The batch log's queue, drained by its worker.
+    Log(Arc<LogQueue>),
+    /// A blocking log's queues, one per request thread (`COMMIT_QUEUES` at most): a request
+    /// waits only for writes made on its own thread, so no wake-up crosses threads.
+    Commits(Box<[Arc<LogQueue>]>),
+    Webhook(mpsc::Sender<Item>),
+}
+
+const COMMIT_QUEUES: usize = 16;
+
+/// This thread's blocking-log queue.
+fn commit_queue(queues: &[Arc<LogQueue>]) -> &Arc<LogQueue> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    &queues[INDEX.with(|i| *i) % queues.len()]
 }
 
 pub struct Backend {
     mode: Mode,
-    sink: Arc<Sink>,
-    queue: Option<mpsc::Sender<Item>>,
-    log_queue: Option<Arc<LogQueue>>,
+    intake: Intake,
+}
+
+/// One write of a blocking log: the events queued while the previous write ran.
+pub struct Commit {
+    state: AtomicU8,
+    done: Notify,
+}
+
+const WRITING: u8 = 0;
+const STORED: u8 = 1;
+const FAILED: u8 = 2;
+
+impl Commit {
+    fn new() -> Arc<Commit> {
+        Arc::new(Commit { state: AtomicU8::new(WRITING), done: Notify::new() })
+    }
+
+    fn finish(&self, stored: bool) {
+        self.state.store(if stored { STORED } else { FAILED }, Ordering::Release);
+        self.done.notify_waiters();
+    }
+
+    /// True once written, false if the write failed.
+    async fn wait(&self) -> bool {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.state.load(Ordering::Acquire) {
+                WRITING => notified.await,
+                state => return state == STORED,
+            }
+        }
+    }
 }
 
 /// The batch log's buffer: events appended as bytes to one buffer that the log worker takes
 /// whole. A request pays one copy under a short lock: no allocation, no hand-off, no wake-up
 /// per event (only the first event after a write wakes the worker).
-struct LogQueue {
+pub struct LogQueue {
     pending: Mutex<Lines>,
+    sink: Arc<Sink>,
+    /// A blocking log's write slot, held by the request that writes; the buffer it swaps the
+    /// queued lines into.
+    writing: Mutex<Vec<u8>>,
     ready: Notify,
     capacity: usize,
     closed: AtomicBool,
 }
 
-#[derive(Default)]
 struct Lines {
     bytes: Vec<u8>,
     events: usize,
+    /// A blocking log's next write, which these lines go out in.
+    commit: Option<Arc<Commit>>,
 }
+
+/// A batch log's buffer is full: the event was dropped (and counted).
+struct Full;
 
 /// What a log write buffer may keep between writes (a burst of large events does not pin it).
 const LINES_KEEP: usize = 4 * 1024 * 1024;
 
 impl LogQueue {
-    /// Queues one line; false (dropped, counted) when `capacity` events already wait.
-    fn push(&self, line: &[u8]) -> bool {
+    fn new(sink: Arc<Sink>, capacity: usize, blocking: bool) -> Arc<LogQueue> {
+        Arc::new(LogQueue {
+            pending: Mutex::new(Lines { bytes: Vec::new(), events: 0, commit: blocking.then(Commit::new) }),
+            sink,
+            writing: Mutex::new(Vec::new()),
+            ready: Notify::new(),
+            capacity,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Queues one line; for a blocking log, the write to wait for.
+    fn push(&self, line: &[u8]) -> Result<Option<Arc<Commit>>, Full> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.events >= self.capacity {
             drop(p);
             BUFFERED_ERRORS.inc();
-            return false;
+            return Err(Full);
         }
         let first = p.events == 0;
         p.bytes.extend_from_slice(line);
         p.events += 1;
+        let commit = p.commit.clone();
         drop(p);
-        if first {
+        // the batch worker waits for the first event; blocking logs have no worker
+        if first && commit.is_none() {
             self.ready.notify_one();
         }
-        true
+        Ok(commit)
     }
 
-    /// Swaps the waiting lines into `into` (which must be empty); the number of events.
-    fn take(&self, into: &mut Vec<u8>) -> usize {
+    /// Swaps the waiting lines into `into` (which must be empty): the number of events and,
+    /// for a blocking log, the write they wait for (later lines go into a new one).
+    fn take(&self, into: &mut Vec<u8>) -> (usize, Option<Arc<Commit>>) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut p.bytes, into);
-        std::mem::take(&mut p.events)
+        let events = std::mem::take(&mut p.events);
+        let commit = if events > 0 { p.commit.as_mut().map(|c| std::mem::replace(c, Commit::new())) } else { None };
+        (events, commit)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).events == 0
+    }
+
+    /// Writes everything queued, one write per take, unless a write is under way: that
+    /// writer takes these lines too, as it checks for more after each write and again after
+    /// it stops writing. The number of events written.
+    fn write_queued(&self) -> usize {
+        let mut written = 0;
+        loop {
+            let Ok(mut lines) = self.writing.try_lock() else { return written };
+            loop {
+                let (events, commit) = self.take(&mut lines);
+                if events == 0 {
+                    break;
+                }
+                let stored = self.sink.write_log(&lines, events);
+                if let Some(c) = commit {
+                    c.finish(stored);
+                }
+                written += events;
+                lines.clear();
+                if lines.capacity() > LINES_KEEP {
+                    *lines = Vec::new();
+                }
+            }
+            drop(lines);
+            if self.is_empty() {
+                return written;
+            }
+        }
     }
 }
 
 impl Drop for Backend {
     /// The log worker writes what is still queued, then ends.
     fn drop(&mut self) {
-        if let Some(q) = &self.log_queue {
+        if let Intake::Log(q) = &self.intake {
             q.closed.store(true, Ordering::Release);
             q.ready.notify_one();
         }
@@ -168,12 +293,11 @@ impl Drop for Backend {
 }
 
 impl Backend {
-    /// A backend; log sinks in blocking modes write in the request path, everything else
-    /// goes through a worker thread of its own (so a slow receiver never holds a request
-    /// runtime thread).
+    /// A backend. Batch logs and webhooks get a worker thread of their own (a slow receiver
+    /// or disk never holds a request runtime thread); a blocking log is written by its
+    /// requests, as their mode promises.
     pub fn new(name: &'static str, mode: Mode, sink: Sink, batch: BatchConfig) -> Backend {
         let sink = Arc::new(sink);
-        let is_log = matches!(*sink, Sink::Log(_));
         let spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
             std::thread::Builder::new()
                 .name(format!("audit-{name}"))
@@ -183,20 +307,17 @@ impl Backend {
                 })
                 .expect("spawn audit worker");
         };
-        let mut backend = Backend { mode, sink: sink.clone(), queue: None, log_queue: None };
-        match (is_log, mode) {
-            (true, Mode::Batch) => {
-                let q = Arc::new(LogQueue {
-                    pending: Mutex::new(Lines::default()),
-                    ready: Notify::new(),
-                    capacity: batch.buffer_size.max(1),
-                    closed: AtomicBool::new(false),
-                });
-                spawn(Box::pin(log_worker(q.clone(), sink, batch)));
-                backend.log_queue = Some(q);
+        let intake = match (&*sink, mode) {
+            (Sink::Log(_), Mode::Batch) => {
+                let q = LogQueue::new(sink, batch.buffer_size.max(1), false);
+                spawn(Box::pin(log_worker(q.clone(), batch)));
+                Intake::Log(q)
             }
-            (true, _) => {}
-            (false, _) => {
+            // every event waits to be written: the request path bounds the queue
+            (Sink::Log(_), _) => {
+                Intake::Commits((0..COMMIT_QUEUES).map(|_| LogQueue::new(sink.clone(), usize::MAX, true)).collect())
+            }
+            (Sink::Webhook(_), _) => {
                 let batch = if mode == Mode::Batch {
                     batch
                 } else {
@@ -204,10 +325,10 @@ impl Backend {
                 };
                 let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
                 spawn(Box::pin(worker(rx, sink, batch)));
-                backend.queue = Some(tx);
+                Intake::Webhook(tx)
             }
-        }
-        backend
+        };
+        Backend { mode, intake }
     }
 
     pub fn strict(&self) -> bool {
@@ -215,26 +336,34 @@ impl Backend {
     }
 
     /// Hands one event over as the mode promises. `line` is the serialised event followed by
-    /// a newline: a blocking log writes it as it is, in one write, before this returns.
+    /// a newline; blocking modes answer `Pending`, to wait for its delivery.
     pub fn submit(&self, line: &[u8]) -> Submitted {
-        if let Some(q) = &self.log_queue {
-            return Submitted::Done(q.push(line));
-        }
-        let event = || Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
-        match (&self.queue, self.mode) {
-            (None, _) => Submitted::Done(self.sink.write_log(line, 1)),
-            (Some(q), Mode::Batch) => Submitted::Done(match q.try_send((event(), None)) {
-                Ok(()) => true,
-                Err(_) => {
-                    BUFFERED_ERRORS.inc();
-                    false
+        match &self.intake {
+            Intake::Log(q) => Submitted::Done(q.push(line).is_ok()),
+            Intake::Commits(queues) => {
+                let q = commit_queue(queues);
+                match q.push(line) {
+                    Ok(Some(commit)) => Submitted::Pending(Pending::Log { queue: q.clone(), commit }),
+                    _ => Submitted::Done(false),
                 }
-            }),
-            (Some(q), _) => Submitted::Pending(Pending { queue: q.clone(), event: event() }),
+            }
+            Intake::Webhook(q) => {
+                let event = Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
+                if self.mode != Mode::Batch {
+                    return Submitted::Pending(Pending::Webhook { queue: q.clone(), event });
+                }
+                Submitted::Done(match q.try_send((event, None)) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        BUFFERED_ERRORS.inc();
+                        false
+                    }
+                })
+            }
         }
     }
 
-    /// `submit`, then the wait a blocking webhook needs; false when not stored or dropped.
+    /// `submit`, then the wait a blocking mode needs; false when not stored or dropped.
     pub async fn process(&self, line: &[u8]) -> bool {
         match self.submit(line) {
             Submitted::Done(ok) => ok,
@@ -246,7 +375,7 @@ impl Backend {
 /// The batch log's worker: after the first event of a batch, waits `max_batch_wait` (or
 /// `LOG_PACE` when that is 0) for more, then writes everything queued in one write; throttled,
 /// it spends a token per `max_batch_size` events, as kube's batches would.
-async fn log_worker(q: Arc<LogQueue>, sink: Arc<Sink>, cfg: BatchConfig) {
+async fn log_worker(q: Arc<LogQueue>, cfg: BatchConfig) {
     let mut bucket = TokenBucket::new(cfg.throttle_qps, cfg.throttle_burst);
     let max = cfg.max_batch_size.max(1);
     let wait = if cfg.max_batch_wait.is_zero() { LOG_PACE } else { cfg.max_batch_wait };
@@ -258,14 +387,14 @@ async fn log_worker(q: Arc<LogQueue>, sink: Arc<Sink>, cfg: BatchConfig) {
             let _ = tokio::time::timeout(wait, q.ready.notified()).await;
         }
         let closed = q.closed.load(Ordering::Acquire);
-        let events = q.take(&mut lines);
+        let (events, _) = q.take(&mut lines);
         if events > 0 {
             if cfg.throttle_enable {
                 for _ in 0..events.div_ceil(max) {
                     bucket.take().await;
                 }
             }
-            sink.write_log(&lines, events);
+            q.sink.write_log(&lines, events);
         }
         lines.clear();
         if lines.capacity() > LINES_KEEP {
@@ -340,6 +469,7 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cfg(buffer: usize) -> BatchConfig {
         BatchConfig {
@@ -429,5 +559,43 @@ mod tests {
                 "written before process returns"
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_log_requests_share_writes_and_each_returns_after_its_event_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("commit.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        let b = Arc::new(Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(1)));
+        let tasks: Vec<_> = (0..400)
+            .map(|i| {
+                let (b, path) = (b.clone(), path.clone());
+                tokio::spawn(async move {
+                    let line = format!("{{\"c\":{i}}}\n");
+                    assert!(b.process(line.as_bytes()).await, "stored");
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    assert!(text.contains(&line), "event {i} written before process returned");
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut got: Vec<&str> = text.lines().collect();
+        got.sort();
+        let mut want: Vec<String> = (0..400).map(|i| format!("{{\"c\":{i}}}")).collect();
+        want.sort();
+        assert_eq!(got, want, "every event once, none dropped past the batch buffer size");
+    }
+
+    #[tokio::test]
+    async fn blocking_log_reports_a_failed_write_to_the_waiting_request() {
+        let f = super::super::log::RotatingFile::open(Path::new("/dev/full"), 10, 0, 0).unwrap();
+        let errors = ERROR_TOTAL.with_label_values(&["log"]).get();
+        let b = Backend::new("test", Mode::BlockingStrict, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        assert!(!b.process(b"{\"full\":1}\n").await, "a write to a full disk is not stored");
+        assert!(ERROR_TOTAL.with_label_values(&["log"]).get() > errors, "and counted");
+        assert!(b.strict());
     }
 }

@@ -18,6 +18,9 @@ pub struct RotatingFile {
     max_age: Option<Duration>,
     file: File,
     size: u64,
+    /// Only a regular file rotates: renaming a device or pipe (`/dev/null`, a FIFO a log
+    /// shipper reads) would move the node itself away and leave a regular file in its place.
+    rotates: bool,
 }
 
 impl RotatingFile {
@@ -26,19 +29,20 @@ impl RotatingFile {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let size = file.metadata()?.len();
+        let meta = file.metadata()?;
         Ok(RotatingFile {
             path: path.to_path_buf(),
             max_bytes: if max_mb == 0 { DEFAULT_MAX_MB } else { max_mb } * 1024 * 1024,
             max_backups,
             max_age: (max_age_days > 0).then(|| Duration::from_secs(max_age_days * 86400)),
             file,
-            size,
+            size: meta.len(),
+            rotates: meta.is_file(),
         })
     }
 
     pub fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
+        if self.rotates && self.size > 0 && self.size + buf.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
         self.file.write_all(buf)?;
@@ -135,5 +139,27 @@ mod tests {
         }
         assert_eq!(f.backups().len(), 2, "pruned to --audit-log-maxbackup");
         assert!(std::fs::metadata(&path).unwrap().len() <= 1024 * 1024);
+    }
+
+    #[test]
+    fn a_pipe_or_device_is_written_but_never_rotated() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.pipe");
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || std::io::Read::bytes(File::open(path).unwrap()).count())
+        };
+        let mut f = RotatingFile::open(&path, 1, 2, 0).unwrap();
+        let chunk = vec![b'x'; 400 * 1024];
+        for _ in 0..4 {
+            f.write_all(&chunk).unwrap();
+        }
+        drop(f);
+        assert_eq!(reader.join().unwrap(), 4 * 400 * 1024, "everything reached the reader");
+        assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo(), "still the pipe");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no backup beside it");
     }
 }

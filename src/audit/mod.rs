@@ -263,8 +263,8 @@ impl Audit {
     }
 
     /// Serialises the event once, into this thread's reused buffer, and hands it to every
-    /// backend: a blocking log writes it before this returns. Waiting (a blocking webhook)
-    /// happens in `Emitted::wait`, after the borrowed event is gone.
+    /// backend. Waiting (blocking modes) happens in `Emitted::wait`, after the borrowed event
+    /// is gone.
     fn emit(&self, ev: &Event<'_>, omit: policy::Stages) -> Emitted {
         let mut out = Emitted { ok: true, pending: Vec::new() };
         if omit.contains(ev.stage) {

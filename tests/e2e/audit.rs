@@ -297,6 +297,30 @@ fn log_rotation_creates_backups() {
     }
 }
 
+#[test]
+fn blocking_strict_fails_a_request_whose_event_cannot_be_written() {
+    let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n\
+                  - {level: None, nonResourceURLs: [/readyz, /healthz, /livez, /metrics]}\n- {level: Metadata}\n";
+    let start = |mode: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = write_policy(dir.path(), policy);
+        let args = ["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", "/dev/full"];
+        Frontdoor::start_in(dir, &[&args[..], &["--audit-log-mode", mode]].concat())
+    };
+    // /dev/full takes the open and fails every write (ENOSPC), as a full disk does
+    let strict = start("blocking-strict");
+    let errors = metric(&strict, "apiserver_audit_error_total{plugin=\"log\"}");
+    let r = strict.admin_client().get(strict.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    let body = r.text().unwrap();
+    assert!(body.contains("failed to store audit event"), "{body}");
+    assert!(metric(&strict, "apiserver_audit_error_total{plugin=\"log\"}") > errors, "counted");
+
+    let blocking = start("blocking");
+    let r = blocking.admin_client().get(blocking.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200, "plain blocking mode reports the failure but serves the request");
+}
+
 /// A TLS receiver for webhook batches: records every EventList; `stuck` never answers.
 struct Receiver {
     port: u16,
