@@ -123,21 +123,9 @@ impl Pending {
 enum Intake {
     /// The batch log's queue, drained by its worker.
     Log(Arc<LogQueue>),
-    /// A blocking log's queues, one per request thread (`COMMIT_QUEUES` at most): a request
-    /// waits only for writes made on its own thread, so no wake-up crosses threads.
-    Commits(Box<[Arc<LogQueue>]>),
+    /// A blocking log's queue, written by the requests that wait on it.
+    Commit(Arc<LogQueue>),
     Webhook(mpsc::Sender<Item>),
-}
-
-const COMMIT_QUEUES: usize = 16;
-
-/// This thread's blocking-log queue.
-fn commit_queue(queues: &[Arc<LogQueue>]) -> &Arc<LogQueue> {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    &queues[INDEX.with(|i| *i) % queues.len()]
 }
 
 pub struct Backend {
@@ -314,9 +302,7 @@ impl Backend {
                 Intake::Log(q)
             }
             // every event waits to be written: the request path bounds the queue
-            (Sink::Log(_), _) => {
-                Intake::Commits((0..COMMIT_QUEUES).map(|_| LogQueue::new(sink.clone(), usize::MAX, true)).collect())
-            }
+            (Sink::Log(_), _) => Intake::Commit(LogQueue::new(sink, usize::MAX, true)),
             (Sink::Webhook(_), _) => {
                 let batch = if mode == Mode::Batch {
                     batch
@@ -340,13 +326,10 @@ impl Backend {
     pub fn submit(&self, line: &[u8]) -> Submitted {
         match &self.intake {
             Intake::Log(q) => Submitted::Done(q.push(line).is_ok()),
-            Intake::Commits(queues) => {
-                let q = commit_queue(queues);
-                match q.push(line) {
-                    Ok(Some(commit)) => Submitted::Pending(Pending::Log { queue: q.clone(), commit }),
-                    _ => Submitted::Done(false),
-                }
-            }
+            Intake::Commit(q) => match q.push(line) {
+                Ok(Some(commit)) => Submitted::Pending(Pending::Log { queue: q.clone(), commit }),
+                _ => Submitted::Done(false),
+            },
             Intake::Webhook(q) => {
                 let event = Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
                 if self.mode != Mode::Batch {
@@ -562,7 +545,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn blocking_log_requests_share_writes_and_each_returns_after_its_event_is_written() {
+    async fn blocking_log_requests_each_return_after_their_event_is_written_and_none_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("commit.log");
         let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
