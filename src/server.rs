@@ -515,5 +515,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         drain_timeout: gw.args.shutdown_drain_timeout,
     };
     server.run(RunArgs { shutdown_signal: Box::new(watch) });
+    // the process ends when this returns: batched audit events still queued go out first
+    gw.audit.shutdown();
     Ok(())
 }

@@ -131,7 +131,15 @@ enum Intake {
 pub struct Backend {
     mode: Mode,
     intake: Intake,
+    /// The worker thread, joined at shutdown once it has delivered what was queued.
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells the webhook worker to deliver what is queued and end.
+    close: Arc<Notify>,
 }
+
+/// How long shutdown waits for a backend to deliver what is still queued (a dead webhook
+/// must not hold the process).
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// One write of a blocking log: the events queued while the previous write ran.
 pub struct Commit {
@@ -271,12 +279,8 @@ impl LogQueue {
 }
 
 impl Drop for Backend {
-    /// The log worker writes what is still queued, then ends.
     fn drop(&mut self) {
-        if let Intake::Log(q) = &self.intake {
-            q.closed.store(true, Ordering::Release);
-            q.ready.notify_one();
-        }
+        self.shutdown();
     }
 }
 
@@ -286,15 +290,18 @@ impl Backend {
     /// requests, as their mode promises.
     pub fn new(name: &'static str, mode: Mode, sink: Sink, batch: BatchConfig) -> Backend {
         let sink = Arc::new(sink);
-        let spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
-            std::thread::Builder::new()
+        let mut worker = None;
+        let mut spawn = |work: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            let thread = std::thread::Builder::new()
                 .name(format!("audit-{name}"))
                 .spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("audit runtime");
                     rt.block_on(work);
                 })
                 .expect("spawn audit worker");
+            worker = Some(thread);
         };
+        let close = Arc::new(Notify::new());
         let intake = match (&*sink, mode) {
             (Sink::Log(_), Mode::Batch) => {
                 let q = LogQueue::new(sink, batch.buffer_size.max(1), false);
@@ -310,11 +317,33 @@ impl Backend {
                     BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
                 };
                 let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
-                spawn(Box::pin(worker(rx, sink, batch)));
+                spawn(Box::pin(webhook_worker(rx, sink, batch, close.clone())));
                 Intake::Webhook(tx)
             }
         };
-        Backend { mode, intake }
+        Backend { mode, intake, worker: Mutex::new(worker), close }
+    }
+
+    /// Delivers what is still queued (batch modes), waiting `SHUTDOWN_FLUSH_LIMIT` at most;
+    /// later events are not taken. Idempotent.
+    pub fn shutdown(&self) {
+        let Some(worker) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        match &self.intake {
+            Intake::Log(q) => {
+                q.closed.store(true, Ordering::Release);
+                q.ready.notify_one();
+            }
+            _ => self.close.notify_one(),
+        }
+        let deadline = Instant::now() + SHUTDOWN_FLUSH_LIMIT;
+        while !worker.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if worker.is_finished() {
+            let _ = worker.join();
+        } else {
+            tracing::warn!(limit = ?SHUTDOWN_FLUSH_LIMIT, "audit backend did not deliver its queued events before shutdown");
+        }
     }
 
     pub fn strict(&self) -> bool {
@@ -392,20 +421,37 @@ async fn log_worker(q: Arc<LogQueue>, cfg: BatchConfig) {
 /// The webhook's worker: drains the queue in batches of up to `max_batch_size`, waiting at
 /// most `max_batch_wait` for a batch to fill, at most `throttle_qps` batches a second when
 /// throttled, and posts one EventList per batch.
-async fn worker(mut rx: mpsc::Receiver<Item>, sink: Arc<Sink>, cfg: BatchConfig) {
+async fn webhook_worker(mut rx: mpsc::Receiver<Item>, sink: Arc<Sink>, cfg: BatchConfig, close: Arc<Notify>) {
     let mut bucket = TokenBucket::new(cfg.throttle_qps, cfg.throttle_burst);
     let max = cfg.max_batch_size.max(1);
     let mut items: Vec<Item> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    // once closed, the queue takes nothing new and `recv` ends when it is empty
+    let mut closing = false;
+    loop {
+        let first = tokio::select! {
+            item = rx.recv() => item,
+            _ = close.notified(), if !closing => {
+                closing = true;
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
         items.push(first);
         let deadline = tokio::time::Instant::now() + cfg.max_batch_wait;
         while items.len() < max {
             match rx.try_recv() {
                 Ok(item) => items.push(item),
-                Err(_) if cfg.max_batch_wait.is_zero() => break,
-                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(item)) => items.push(item),
-                    _ => break,
+                Err(_) if closing || cfg.max_batch_wait.is_zero() => break,
+                Err(_) => tokio::select! {
+                    item = tokio::time::timeout_at(deadline, rx.recv()) => match item {
+                        Ok(Some(item)) => items.push(item),
+                        _ => break,
+                    },
+                    _ = close.notified() => {
+                        closing = true;
+                        rx.close();
+                    }
                 },
             }
         }

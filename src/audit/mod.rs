@@ -258,6 +258,11 @@ impl Audit {
         Ok(Audit { policy, backends, max_object: a.audit_object_max_bytes })
     }
 
+    /// Delivers what the batch backends still hold; called once the server has stopped.
+    pub fn shutdown(&self) {
+        self.backends.iter().for_each(Backend::shutdown);
+    }
+
     pub fn enabled(&self) -> bool {
         self.policy.is_some()
     }

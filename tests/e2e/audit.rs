@@ -298,6 +298,47 @@ fn log_rotation_creates_backups() {
 }
 
 #[test]
+fn batch_events_still_queued_at_shutdown_are_delivered() {
+    let recv = start_receiver(false);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+    let kc = webhook_kubeconfig(dir.path(), &recv);
+    let log = dir.path().join("logs/audit.log");
+    let args = [
+        ["--audit-policy-file", policy.to_str().unwrap()],
+        ["--audit-log-path", log.to_str().unwrap()],
+        ["--audit-log-mode", "batch"],
+        ["--audit-log-batch-max-wait", "60s"],
+        ["--audit-webhook-config-file", kc.to_str().unwrap()],
+        ["--audit-webhook-batch-max-wait", "60s"],
+    ];
+    let mut fd = Frontdoor::start_in(dir, &args.concat());
+    let admin = fd.admin_client();
+    let ids: Vec<String> = (0..3)
+        .map(|_| {
+            let r = admin.get(fd.url("/version")).send().unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["audit-id"].to_str().unwrap().to_string()
+        })
+        .collect();
+    let posted = || -> Vec<Value> {
+        let lists = recv.lists.lock().unwrap().clone();
+        lists.iter().flat_map(|l| l["items"].as_array().cloned().unwrap_or_default()).collect()
+    };
+    assert!(events(&log).is_empty(), "a batch waits for --audit-log-batch-max-wait");
+    assert!(posted().is_empty(), "and for --audit-webhook-batch-max-wait");
+    fd.terminate();
+    wait_until("frontdoor exits", Duration::from_secs(15), || fd.child.try_wait().unwrap().is_some());
+    for (backend, delivered) in [("log", events(&log)), ("webhook", posted())] {
+        for id in &ids {
+            let stages: Vec<&Value> =
+                delivered.iter().filter(|e| e["auditID"] == id.as_str()).map(|e| &e["stage"]).collect();
+            assert_eq!(stages, ["RequestReceived", "ResponseComplete"], "{backend}: {id} in {delivered:?}");
+        }
+    }
+}
+
+#[test]
 fn blocking_strict_fails_a_request_whose_event_cannot_be_written() {
     let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n\
                   - {level: None, nonResourceURLs: [/readyz, /healthz, /livez, /metrics]}\n- {level: Metadata}\n";
