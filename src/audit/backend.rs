@@ -111,10 +111,27 @@ impl Pending {
             }
             Pending::Log { queue, commit } => {
                 // the other requests of this tick queue theirs first: one write for all
+                let mut unwritten = WriteIfDropped { queue: &queue, armed: true };
                 tokio::task::yield_now().await;
+                unwritten.armed = false;
                 queue.write_queued();
                 commit.wait().await
             }
+        }
+    }
+}
+
+/// A request given up (its connection gone) before it wrote what it queued still writes it:
+/// nothing else might come to take the event.
+struct WriteIfDropped<'a> {
+    queue: &'a LogQueue,
+    armed: bool,
+}
+
+impl Drop for WriteIfDropped<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.queue.write_queued();
         }
     }
 }
@@ -616,6 +633,21 @@ mod tests {
         let mut want: Vec<String> = (0..400).map(|i| format!("{{\"c\":{i}}}")).collect();
         want.sort();
         assert_eq!(got, want, "every event once, none dropped past the batch buffer size");
+    }
+
+    #[test]
+    fn a_blocking_request_given_up_while_waiting_still_has_its_event_written() {
+        use std::future::Future;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        let b = Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(1));
+        {
+            let mut wait = std::pin::pin!(b.process(b"{\"gone\":1}\n"));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(wait.as_mut().poll(&mut cx).is_pending(), "waits for its group's write");
+        } // dropped, as pingora drops a request whose client went away
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"gone\":1}\n");
     }
 
     #[tokio::test]
