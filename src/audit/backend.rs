@@ -192,9 +192,10 @@ impl Commit {
     }
 }
 
-/// The batch log's buffer: events appended as bytes to one buffer that the log worker takes
-/// whole. A request pays one copy under a short lock: no allocation, no hand-off, no wake-up
-/// per event (only the first event after a write wakes the worker).
+/// A log's buffer: events appended as bytes to one buffer that is taken whole, by the batch
+/// log's worker or by a blocking log's writing request. A request pays one copy under a short
+/// lock: no allocation, no hand-off, and in batch mode no wake-up per event (only the first
+/// event after a write wakes the worker).
 pub struct LogQueue {
     pending: Mutex<Lines>,
     sink: Arc<Sink>,
@@ -267,12 +268,17 @@ impl LogQueue {
 
     /// Writes everything queued, one write per take, unless a write is under way: that
     /// writer takes these lines too, as it checks for more after each write and again after
-    /// it stops writing. The number of events written.
-    fn write_queued(&self) -> usize {
-        let mut written = 0;
+    /// it stops writing.
+    fn write_queued(&self) {
         loop {
-            let Ok(mut lines) = self.writing.try_lock() else { return written };
+            let mut lines = match self.writing.try_lock() {
+                Ok(lines) => lines,
+                Err(std::sync::TryLockError::WouldBlock) => return,
+                // the buffer is cleared before use: a panicked writer leaves nothing behind
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            };
             loop {
+                lines.clear();
                 let (events, commit) = self.take(&mut lines);
                 if events == 0 {
                     break;
@@ -281,15 +287,13 @@ impl LogQueue {
                 if let Some(c) = commit {
                     c.finish(stored);
                 }
-                written += events;
-                lines.clear();
                 if lines.capacity() > LINES_KEEP {
                     *lines = Vec::new();
                 }
             }
             drop(lines);
             if self.is_empty() {
-                return written;
+                return;
             }
         }
     }
