@@ -111,27 +111,25 @@ impl Pending {
             }
             Pending::Log { queue, commit } => {
                 // the other requests of this tick queue theirs first: one write for all
-                let mut unwritten = WriteIfDropped { queue: &queue, armed: true };
+                let _unwritten = WriteIfDropped { queue: &queue, commit: &commit };
                 tokio::task::yield_now().await;
-                unwritten.armed = false;
-                queue.write_queued();
-                commit.wait().await
+                commit.wait(&queue).await
             }
         }
     }
 }
 
-/// A request given up (its connection gone) before it wrote what it queued still writes it:
-/// nothing else might come to take the event.
+/// A request given up (its connection gone) before its event was written writes it then:
+/// no one else might come to take it.
 struct WriteIfDropped<'a> {
     queue: &'a LogQueue,
-    armed: bool,
+    commit: &'a Commit,
 }
 
 impl Drop for WriteIfDropped<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            self.queue.write_queued();
+        if self.commit.result().is_none() {
+            self.queue.write_now();
         }
     }
 }
@@ -154,7 +152,7 @@ pub struct Backend {
     close: Arc<Notify>,
 }
 
-/// How long shutdown waits for a backend to deliver what is still queued (a dead webhook
+/// How long shutdown waits for each backend to deliver what is still queued (a dead webhook
 /// must not hold the process).
 const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
@@ -178,16 +176,41 @@ impl Commit {
         self.done.notify_waiters();
     }
 
-    /// True once written, false if the write failed.
-    async fn wait(&self) -> bool {
+    fn result(&self) -> Option<bool> {
+        match self.state.load(Ordering::Acquire) {
+            WRITING => None,
+            state => Some(state == STORED),
+        }
+    }
+
+    /// Writes `queue` when no write is under way, else waits for the writer to finish this
+    /// commit or to hand the next write over (it wakes this commit's waiters when lines are
+    /// left). True once written, false if the write failed.
+    async fn wait(&self, queue: &LogQueue) -> bool {
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
+            // registered before looking: a finish or hand-over after this is not missed
             notified.as_mut().enable();
-            match self.state.load(Ordering::Acquire) {
-                WRITING => notified.await,
-                state => return state == STORED,
+            if let Some(stored) = self.result() {
+                return stored;
             }
+            queue.write_queued();
+            if let Some(stored) = self.result() {
+                return stored;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A commit taken for writing fails its waiters if the writer panics before finishing it.
+struct Finishing(Arc<Commit>);
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        if self.0.result().is_none() {
+            self.0.finish(false);
         }
     }
 }
@@ -235,7 +258,8 @@ impl LogQueue {
     /// Queues one line; for a blocking log, the write to wait for.
     fn push(&self, line: &[u8]) -> Result<Option<Arc<Commit>>, Full> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if p.events >= self.capacity {
+        // after shutdown no worker takes it: dropped, and counted
+        if p.events >= self.capacity || self.closed.load(Ordering::Acquire) {
             drop(p);
             BUFFERED_ERRORS.inc();
             return Err(Full);
@@ -262,39 +286,48 @@ impl LogQueue {
         (events, commit)
     }
 
-    fn is_empty(&self) -> bool {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).events == 0
+    /// Writes what is queued in one write, unless a write is under way. Lines queued
+    /// meanwhile are handed over: their commit's waiters are woken to write them, so no one
+    /// request (nor its runtime thread) keeps writing for others while load lasts.
+    fn write_queued(&self) {
+        match self.writing.try_lock() {
+            Ok(lines) => self.write(lines),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+            // the buffer is cleared before use: a panicked writer leaves nothing behind
+            Err(std::sync::TryLockError::Poisoned(p)) => self.write(p.into_inner()),
+        }
     }
 
-    /// Writes everything queued, one write per take, unless a write is under way: that
-    /// writer takes these lines too, as it checks for more after each write and again after
-    /// it stops writing.
-    fn write_queued(&self) {
-        loop {
-            let mut lines = match self.writing.try_lock() {
-                Ok(lines) => lines,
-                Err(std::sync::TryLockError::WouldBlock) => return,
-                // the buffer is cleared before use: a panicked writer leaves nothing behind
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            };
-            loop {
-                lines.clear();
-                let (events, commit) = self.take(&mut lines);
-                if events == 0 {
-                    break;
-                }
-                let stored = self.sink.write_log(&lines, events);
-                if let Some(c) = commit {
-                    c.finish(stored);
-                }
-                if lines.capacity() > LINES_KEEP {
-                    *lines = Vec::new();
-                }
+    /// `write_queued`, after the write under way if there is one.
+    fn write_now(&self) {
+        self.write(self.writing.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn write(&self, mut lines: std::sync::MutexGuard<'_, Vec<u8>>) {
+        lines.clear();
+        let (events, commit) = self.take(&mut lines);
+        if events > 0 {
+            let commit = commit.map(Finishing);
+            let stored = self.sink.write_log(&lines, events);
+            if let Some(c) = commit {
+                c.0.finish(stored);
             }
-            drop(lines);
-            if self.is_empty() {
-                return;
-            }
+        }
+        if lines.capacity() > LINES_KEEP {
+            *lines = Vec::new();
+        }
+        drop(lines);
+        self.hand_over();
+    }
+
+    /// Wakes the waiters of the lines queued during a write, for one of them to write them.
+    fn hand_over(&self) {
+        let next = {
+            let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.commit.clone().filter(|_| p.events > 0)
+        };
+        if let Some(next) = next {
+            next.done.notify_waiters();
         }
     }
 }
@@ -652,6 +685,47 @@ mod tests {
             assert!(wait.as_mut().poll(&mut cx).is_pending(), "waits for its group's write");
         } // dropped, as pingora drops a request whose client went away
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"gone\":1}\n");
+    }
+
+    #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // the test plays a writer holding the write slot
+    async fn lines_queued_during_a_write_are_handed_over_to_their_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("handover.log");
+        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
+        let q = LogQueue::new(Arc::new(Sink::Log(Mutex::new(LogWriter::File(f)))), usize::MAX, true);
+        // a writer under way: it has taken the first line and holds the write slot
+        let first = q.push(b"{\"w\":1}\n").unwrap_or_else(|_| panic!("queued")).unwrap();
+        let writing = q.writing.lock().unwrap();
+        let mut taken = Vec::new();
+        let (_, first_commit) = q.take(&mut taken);
+        assert!(Arc::ptr_eq(&first, first_commit.as_ref().unwrap()));
+        // a request queues meanwhile, finds the slot taken and waits
+        let next = q.push(b"{\"w\":2}\n").unwrap_or_else(|_| panic!("queued")).unwrap();
+        let waiter = {
+            let (q, next) = (q.clone(), next.clone());
+            tokio::spawn(async move { next.wait(&q).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "the slot is taken");
+        // the writer finishes its own write and hands over: the waiter writes its line itself
+        first.finish(true);
+        drop(writing);
+        q.hand_over();
+        let stored = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("handed over").unwrap();
+        assert!(stored);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"w\":2}\n", "the waiter wrote only its own line");
+    }
+
+    #[test]
+    fn a_batch_event_after_shutdown_is_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = super::super::log::RotatingFile::open(&dir.path().join("late.log"), 10, 0, 0).unwrap();
+        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        b.shutdown();
+        let dropped = BUFFERED_ERRORS.get();
+        assert!(matches!(b.submit(b"{\"late\":1}\n"), Submitted::Done(false)), "no worker is left to write it");
+        assert!(BUFFERED_ERRORS.get() > dropped, "counted");
     }
 
     #[tokio::test]
