@@ -321,10 +321,7 @@ fn batch_events_still_queued_at_shutdown_are_delivered() {
             r.headers()["audit-id"].to_str().unwrap().to_string()
         })
         .collect();
-    let posted = || -> Vec<Value> {
-        let lists = recv.lists.lock().unwrap().clone();
-        lists.iter().flat_map(|l| l["items"].as_array().cloned().unwrap_or_default()).collect()
-    };
+    let posted = || items(&recv.lists.lock().unwrap());
     assert!(events(&log).is_empty(), "a batch waits for --audit-log-batch-max-wait");
     assert!(posted().is_empty(), "and for --audit-webhook-batch-max-wait");
     fd.terminate();
@@ -367,6 +364,11 @@ struct Receiver {
     port: u16,
     ca_pem: String,
     lists: Arc<Mutex<Vec<Value>>>,
+}
+
+/// The events of all EventLists received so far, in order.
+fn items(lists: &[Value]) -> Vec<Value> {
+    lists.iter().flat_map(|l| l["items"].as_array().cloned().unwrap_or_default()).collect()
 }
 
 fn start_receiver(stuck: bool) -> Receiver {
@@ -475,7 +477,7 @@ fn webhook_receives_event_list_batches() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let lists = recv.lists.lock().unwrap().clone();
-        let items: Vec<Value> = lists.iter().flat_map(|l| l["items"].as_array().cloned().unwrap_or_default()).collect();
+        let items = items(&lists);
         if items.len() >= 20 {
             for l in &lists {
                 assert_eq!(l["kind"], "EventList");
