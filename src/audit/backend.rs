@@ -140,7 +140,9 @@ enum Intake {
     Log(Arc<LogQueue>),
     /// A blocking log's queue, written by the requests that wait on it.
     Commit(Arc<LogQueue>),
-    Webhook(mpsc::Sender<Item>),
+    /// The webhook's queue, and the signal that tells its worker to deliver what is queued
+    /// and end.
+    Webhook { queue: mpsc::Sender<Item>, close: Arc<Notify> },
 }
 
 pub struct Backend {
@@ -148,8 +150,6 @@ pub struct Backend {
     intake: Intake,
     /// The worker thread, joined at shutdown once it has delivered what was queued.
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Tells the webhook worker to deliver what is queued and end.
-    close: Arc<Notify>,
 }
 
 /// How long shutdown waits for each backend to deliver what is still queued (a dead webhook
@@ -243,6 +243,14 @@ struct Full;
 /// What a log write buffer may keep between writes (a burst of large events does not pin it).
 const LINES_KEEP: usize = 4 * 1024 * 1024;
 
+/// Empties a write buffer for the next take, dropping it if a burst left it large.
+fn recycle(lines: &mut Vec<u8>) {
+    lines.clear();
+    if lines.capacity() > LINES_KEEP {
+        *lines = Vec::new();
+    }
+}
+
 impl LogQueue {
     fn new(sink: Arc<Sink>, capacity: usize, blocking: bool) -> Arc<LogQueue> {
         Arc::new(LogQueue {
@@ -313,9 +321,7 @@ impl LogQueue {
                 c.0.finish(stored);
             }
         }
-        if lines.capacity() > LINES_KEEP {
-            *lines = Vec::new();
-        }
+        recycle(&mut lines);
         drop(lines);
         self.hand_over();
     }
@@ -355,7 +361,6 @@ impl Backend {
                 .expect("spawn audit worker");
             worker = Some(thread);
         };
-        let close = Arc::new(Notify::new());
         let intake = match (&*sink, mode) {
             (Sink::Log(_), Mode::Batch) => {
                 let q = LogQueue::new(sink, batch.buffer_size.max(1), false);
@@ -370,12 +375,13 @@ impl Backend {
                 } else {
                     BatchConfig { max_batch_size: 1, throttle_enable: false, ..batch }
                 };
-                let (tx, rx) = mpsc::channel(batch.buffer_size.max(1));
+                let (queue, rx) = mpsc::channel(batch.buffer_size.max(1));
+                let close = Arc::new(Notify::new());
                 spawn(Box::pin(webhook_worker(rx, sink, batch, close.clone())));
-                Intake::Webhook(tx)
+                Intake::Webhook { queue, close }
             }
         };
-        Backend { mode, intake, worker: Mutex::new(worker), close }
+        Backend { mode, intake, worker: Mutex::new(worker) }
     }
 
     /// Delivers what is still queued (batch modes), waiting `SHUTDOWN_FLUSH_LIMIT` at most;
@@ -387,7 +393,8 @@ impl Backend {
                 q.closed.store(true, Ordering::Release);
                 q.ready.notify_one();
             }
-            _ => self.close.notify_one(),
+            Intake::Webhook { close, .. } => close.notify_one(),
+            Intake::Commit(_) => {}
         }
         let deadline = Instant::now() + SHUTDOWN_FLUSH_LIMIT;
         while !worker.is_finished() && Instant::now() < deadline {
@@ -413,7 +420,7 @@ impl Backend {
                 Ok(Some(commit)) => Submitted::Pending(Pending::Log { queue: q.clone(), commit }),
                 _ => Submitted::Done(false),
             },
-            Intake::Webhook(q) => {
+            Intake::Webhook { queue: q, .. } => {
                 let event = Bytes::copy_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
                 if self.mode != Mode::Batch {
                     return Submitted::Pending(Pending::Webhook { queue: q.clone(), event });
@@ -462,10 +469,7 @@ async fn log_worker(q: Arc<LogQueue>, cfg: BatchConfig) {
             }
             q.sink.write_log(&lines, events);
         }
-        lines.clear();
-        if lines.capacity() > LINES_KEEP {
-            lines = Vec::new();
-        }
+        recycle(&mut lines);
         if closed {
             return;
         }
@@ -554,6 +558,11 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    /// A log sink on `path` (10 MB before rotating, no backups kept).
+    fn file_sink(path: &Path) -> Sink {
+        Sink::Log(Mutex::new(LogWriter::File(super::super::log::RotatingFile::open(path, 10, 0, 0).unwrap())))
+    }
+
     fn cfg(buffer: usize) -> BatchConfig {
         BatchConfig {
             buffer_size: buffer,
@@ -589,10 +598,9 @@ mod tests {
     async fn batch_log_drops_past_its_buffer_and_writes_what_is_queued_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("full.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
         // a batch that would wait a minute: only the drop makes the worker write
         let batch = BatchConfig { max_batch_wait: Duration::from_secs(60), ..cfg(2) };
-        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), batch);
+        let b = Backend::new("test", Mode::Batch, file_sink(&path), batch);
         let dropped = BUFFERED_ERRORS.get();
         assert!(b.process(b"{\"i\":0}\n").await);
         assert!(b.process(b"{\"i\":1}\n").await);
@@ -612,10 +620,9 @@ mod tests {
     async fn batch_log_coalesces_queued_events_in_order_and_blocking_writes_before_returning() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("batch.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
         // kube's log defaults: batches of one, no wait
         let batch = BatchConfig { max_batch_size: 1, max_batch_wait: Duration::ZERO, ..cfg(5000) };
-        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), batch);
+        let b = Backend::new("test", Mode::Batch, file_sink(&path), batch);
         for i in 0..3000 {
             assert!(b.process(format!("{{\"i\":{i}}}\n").as_bytes()).await);
         }
@@ -632,8 +639,7 @@ mod tests {
         assert_eq!(got, want, "every event, once, in order");
 
         let path = dir.path().join("blocking.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
-        let b = Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        let b = Backend::new("test", Mode::Blocking, file_sink(&path), cfg(10));
         for i in 0..3 {
             assert!(b.process(format!("{{\"b\":{i}}}\n").as_bytes()).await);
             assert_eq!(
@@ -648,8 +654,7 @@ mod tests {
     async fn blocking_log_requests_each_return_after_their_event_is_written_and_none_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("commit.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
-        let b = Arc::new(Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(1)));
+        let b = Arc::new(Backend::new("test", Mode::Blocking, file_sink(&path), cfg(1)));
         let tasks: Vec<_> = (0..400)
             .map(|i| {
                 let (b, path) = (b.clone(), path.clone());
@@ -677,8 +682,7 @@ mod tests {
         use std::future::Future;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gone.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
-        let b = Backend::new("test", Mode::Blocking, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(1));
+        let b = Backend::new("test", Mode::Blocking, file_sink(&path), cfg(1));
         {
             let mut wait = std::pin::pin!(b.process(b"{\"gone\":1}\n"));
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
@@ -692,8 +696,7 @@ mod tests {
     async fn lines_queued_during_a_write_are_handed_over_to_their_waiters() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("handover.log");
-        let f = super::super::log::RotatingFile::open(&path, 10, 0, 0).unwrap();
-        let q = LogQueue::new(Arc::new(Sink::Log(Mutex::new(LogWriter::File(f)))), usize::MAX, true);
+        let q = LogQueue::new(Arc::new(file_sink(&path)), usize::MAX, true);
         // a writer under way: it has taken the first line and holds the write slot
         let first = q.push(b"{\"w\":1}\n").unwrap_or_else(|_| panic!("queued")).unwrap();
         let writing = q.writing.lock().unwrap();
@@ -720,8 +723,7 @@ mod tests {
     #[test]
     fn a_batch_event_after_shutdown_is_dropped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let f = super::super::log::RotatingFile::open(&dir.path().join("late.log"), 10, 0, 0).unwrap();
-        let b = Backend::new("test", Mode::Batch, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        let b = Backend::new("test", Mode::Batch, file_sink(&dir.path().join("late.log")), cfg(10));
         b.shutdown();
         let dropped = BUFFERED_ERRORS.get();
         assert!(matches!(b.submit(b"{\"late\":1}\n"), Submitted::Done(false)), "no worker is left to write it");
@@ -730,9 +732,8 @@ mod tests {
 
     #[tokio::test]
     async fn blocking_log_reports_a_failed_write_to_the_waiting_request() {
-        let f = super::super::log::RotatingFile::open(Path::new("/dev/full"), 10, 0, 0).unwrap();
         let errors = ERROR_TOTAL.with_label_values(&["log"]).get();
-        let b = Backend::new("test", Mode::BlockingStrict, Sink::Log(Mutex::new(LogWriter::File(f))), cfg(10));
+        let b = Backend::new("test", Mode::BlockingStrict, file_sink(Path::new("/dev/full")), cfg(10));
         assert!(!b.process(b"{\"full\":1}\n").await, "a write to a full disk is not stored");
         assert!(ERROR_TOTAL.with_label_values(&["log"]).get() > errors, "and counted");
         assert!(b.strict());
