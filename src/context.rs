@@ -3,6 +3,7 @@
 
 use crate::authn::UserInfo;
 use crate::authz::Decision;
+use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
 use crate::tls::PeerIdentity;
 use std::sync::Arc;
@@ -29,7 +30,9 @@ pub struct RequestContext {
     pub source_ips: Vec<String>,
     pub user_agent: String,
     pub request_uri: String,
-    // request_info
+    // request_info: the query parsed once (Go's url.ParseQuery) and what the request is about;
+    // every later stage and handler reads these, never the raw URI
+    pub query: Arc<Query>,
     pub request_info: Arc<RequestInfo>,
     // timeout: the deadline of a non-long-running request
     pub deadline: Option<std::time::Duration>,

@@ -108,10 +108,23 @@ pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: 
     method.to_ascii_uppercase()
 }
 
+/// kube's `cleanDryRun`: the `dry_run` label of a request's `dryRun` values.
+pub fn dry_run_label(query: &crate::request_info::query::Query) -> &'static str {
+    let mut label = "";
+    for v in query.all("dryRun") {
+        if v != "All" {
+            return "invalid";
+        }
+        label = "All";
+    }
+    label
+}
+
 /// Records one finished request.
 pub struct RequestOutcome<'a> {
     pub verb: &'a str,
-    pub dry_run: bool,
+    /// kube's `cleanDryRun` label: "", "All", or "invalid".
+    pub dry_run: &'a str,
     pub group: &'a str,
     pub version: &'a str,
     pub resource: &'a str,
@@ -123,7 +136,7 @@ pub struct RequestOutcome<'a> {
 }
 
 pub fn record_request(o: &RequestOutcome<'_>) {
-    let dry = if o.dry_run { "All" } else { "" };
+    let dry = o.dry_run;
     let code = o.code.to_string();
     REQUEST_TOTAL
         .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver", &code])

@@ -57,6 +57,17 @@ impl RequestInfo {
     /// Resolves a request. `raw_path` is the request target's path as sent (percent-encoded),
     /// `query` the raw query string without the leading `?`.
     pub fn resolve(method: &str, raw_path: &str, query: Option<&str>) -> Result<Self, RequestInfoError> {
+        Self::resolve_parsed(method, raw_path, query, &Query::parse(query.unwrap_or("")))
+    }
+
+    /// Resolves a request whose query the chain already parsed (`parsed` is `raw_query` read
+    /// once; the raw form is only quoted in errors).
+    pub fn resolve_parsed(
+        method: &str,
+        raw_path: &str,
+        raw_query: Option<&str>,
+        parsed: &Query,
+    ) -> Result<Self, RequestInfoError> {
         let path = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
         let mut info = RequestInfo {
             is_resource_request: false,
@@ -88,7 +99,7 @@ impl RequestInfo {
             if parts.len() < 2 {
                 return Err(RequestInfoError(format!(
                     "unable to determine kind and namespace from url, {}",
-                    display_url(raw_path, query)
+                    display_url(raw_path, raw_query)
                 )));
             }
             info.verb = parts[0].to_string();
@@ -122,9 +133,8 @@ impl RequestInfo {
         }
         info.resource = parts[0].to_string();
 
-        let query = Query::parse(query.unwrap_or(""));
         if info.name.is_empty() && info.verb == "get" {
-            let opts = ListOptions::decode(&query);
+            let opts = ListOptions::decode(parsed);
             info.verb = if opts.watch { "watch" } else { "list" }.to_string();
             if let Some(name) = opts.name.filter(|n| is_valid_path_segment_name(n)) {
                 info.name = name;
@@ -134,8 +144,8 @@ impl RequestInfo {
             info.verb = "deletecollection".to_string();
         }
         if !verb_via_path_prefix && VERBS_WITH_SELECTORS.contains(&info.verb.as_str()) {
-            info.field_selector = query.first("fieldSelector").unwrap_or_default().to_string();
-            info.label_selector = query.first("labelSelector").unwrap_or_default().to_string();
+            info.field_selector = parsed.first("fieldSelector").unwrap_or_default().to_string();
+            info.label_selector = parsed.first("labelSelector").unwrap_or_default().to_string();
         }
         Ok(info)
     }

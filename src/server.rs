@@ -8,6 +8,7 @@ use crate::filters::cors::Cors;
 use crate::filters::response::{add_common_headers, internal_error_text, send};
 use crate::filters::shutdown::{Drain, SignalWatch};
 use crate::filters::{panic_recovery, request_received, timeout, Reply};
+use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
 use crate::tls::{CaRole, ClientCas, ServingCert};
 use crate::{audit, authn, authz, flowcontrol, impersonation, router, store};
@@ -62,15 +63,17 @@ impl Gateway {
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
 
+        // the one reading of the request target: every later stage and handler uses these
         let req = session.req_header();
-        match RequestInfo::resolve(req.method.as_str(), req.uri.path(), req.uri.query()) {
+        ctx.query = Arc::new(Query::parse(req.uri.query().unwrap_or("")));
+        match RequestInfo::resolve_parsed(req.method.as_str(), req.uri.path(), req.uri.query(), &ctx.query) {
             Ok(info) => ctx.request_info = Arc::new(info),
             Err(e) => {
                 let reply = internal_error_text(&ctx.request_uri, &format!("failed to create RequestInfo: {e}"));
                 return self.reject(session, ctx, reply).await;
             }
         }
-        match timeout::resolve(&ctx.request_info, session.req_header().uri.query(), self.args.request_timeout) {
+        match timeout::resolve(&ctx.request_info, &ctx.query, self.args.request_timeout) {
             Ok(deadline) => ctx.deadline = deadline,
             Err(status) => return self.reject(session, ctx, (*status).into()).await,
         }
@@ -275,7 +278,7 @@ impl Gateway {
             .get("Content-Type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/apply-patch"));
-        let dry_run = req.uri.query().is_some_and(|q| q.contains("dryRun=All"));
+        let dry_run = crate::metrics::dry_run_label(&ctx.query);
         let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
         let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
         crate::metrics::record_request(&crate::metrics::RequestOutcome {

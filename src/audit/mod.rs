@@ -334,9 +334,7 @@ fn attempted_methods(req: &RequestHeader, ctx: &RequestContext) -> String {
     if scheme == "bearer" && auth.split(' ').count() > 1 {
         m.push("bearer");
     }
-    if req.uri.query().is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())
-    }) {
+    if ctx.query.all("access_token").any(|v| !v.trim().is_empty()) {
         m.push("access_token");
     }
     if ctx.peer.is_some() {

@@ -4,6 +4,7 @@
 //! ignored, and they are always removed from the request.
 
 use super::user::UserInfo;
+use crate::api::headers;
 use crate::tls::{CaRole, PeerIdentity};
 use pingora::http::RequestHeader;
 
@@ -56,7 +57,7 @@ impl RequestHeaderAuth {
     }
 
     /// Removes every header this authenticator reads (and kubeadm's usual ones), so they
-    /// never reach a later stage or a backend.
+    /// never reach a later stage or a backend; underscore spellings too (`api::headers`).
     pub fn strip(&self, req: &mut RequestHeader) {
         // header names are stored lowercase; compared in place, nothing is allocated per
         // request unless a header is to go
@@ -65,17 +66,14 @@ impl RequestHeaderAuth {
             .keys()
             .filter(|k| {
                 let k = k.as_str();
-                k.starts_with("x-remote-")
+                headers::name_has_prefix(k, "x-remote-")
                     || self
                         .username_headers
                         .iter()
                         .chain(&self.uid_headers)
                         .chain(&self.group_headers)
-                        .any(|h| h.eq_ignore_ascii_case(k))
-                    || self
-                        .extra_prefixes
-                        .iter()
-                        .any(|p| k.len() >= p.len() && k.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes()))
+                        .any(|h| headers::name_eq(k, h))
+                    || self.extra_prefixes.iter().any(|p| headers::name_has_prefix(k, p))
             })
             .cloned()
             .collect();
@@ -138,7 +136,13 @@ mod tests {
         assert_eq!(e, "x509: subject with cn=mallory is not in the allowed list");
         let mut r = req();
         r.append_header("X-Remote-Whatever", "x").unwrap();
+        r.append_header("X_Remote_User", "x").unwrap();
+        r.append_header("x-remote_group", "x").unwrap();
         a.strip(&mut r);
-        assert!(r.headers.keys().all(|k| !k.as_str().starts_with("x-remote-")), "{:?}", r.headers);
+        assert!(
+            r.headers.keys().all(|k| !crate::api::headers::name_has_prefix(k.as_str(), "x-remote-")),
+            "{:?}",
+            r.headers
+        );
     }
 }

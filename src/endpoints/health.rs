@@ -1,6 +1,7 @@
 //! `/healthz`, `/livez`, `/readyz`: kube's named checks, `?verbose`, `?exclude=`, and
 //! `/<endpoint>/<check>`.
 
+use crate::request_info::query::Query;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -53,7 +54,7 @@ impl Health {
 
     /// Answers `path` (one of the three endpoints, optionally with `/<check>`), or None when
     /// the path is not a health path. Returns (HTTP code, text body).
-    pub fn serve(&self, path: &str, query: Option<&str>) -> Option<(u16, String)> {
+    pub fn serve(&self, path: &str, query: &Query) -> Option<(u16, String)> {
         let (endpoint, rest) = match path.trim_start_matches('/').split_once('/') {
             Some((e, r)) => (e, Some(r)),
             None => (path.trim_start_matches('/'), None),
@@ -72,18 +73,12 @@ impl Health {
                 Err(e) => (500, format!("internal server error: {e}\n")),
             });
         }
-        let (mut verbose, mut excluded) = (false, Vec::new());
-        for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match k.as_ref() {
-                "verbose" => verbose = true,
-                "exclude" => excluded.push(v.into_owned()),
-                _ => {}
-            }
-        }
+        let verbose = query.first("verbose").is_some();
+        let excluded: Vec<&str> = query.all("exclude").collect();
         let mut body = String::new();
         let mut failed = false;
         for (name, _, check) in checks.iter().filter(|(_, s, _)| applies(s)) {
-            if excluded.iter().any(|e| e == name) {
+            if excluded.contains(&name.as_str()) {
                 body.push_str(&format!("[+]{name} excluded: ok\n"));
                 continue;
             }
@@ -115,25 +110,25 @@ mod tests {
     #[test]
     fn readyz_fails_on_shutdown_livez_does_not() {
         let h = Health::new();
-        assert_eq!(h.serve("/readyz", None).unwrap(), (200, "ok".into()));
+        assert_eq!(h.serve("/readyz", &Query::default()).unwrap(), (200, "ok".into()));
         h.begin_shutdown();
-        let (code, body) = h.serve("/readyz", Some("verbose")).unwrap();
+        let (code, body) = h.serve("/readyz", &Query::parse("verbose")).unwrap();
         assert_eq!(code, 500);
         assert!(body.contains("[-]shutdown failed: reason withheld"), "{body}");
         assert!(body.ends_with("readyz check failed\n"));
-        assert_eq!(h.serve("/livez", None).unwrap().0, 200);
-        assert_eq!(h.serve("/readyz", Some("exclude=shutdown")).unwrap().0, 200);
-        assert_eq!(h.serve("/readyz/shutdown", None).unwrap().0, 500);
-        assert_eq!(h.serve("/readyz/ping", None).unwrap(), (200, "ok".into()));
-        assert!(h.serve("/livez/shutdown", None).is_none(), "shutdown is a readyz check only");
-        assert!(h.serve("/other", None).is_none());
+        assert_eq!(h.serve("/livez", &Query::default()).unwrap().0, 200);
+        assert_eq!(h.serve("/readyz", &Query::parse("exclude=shutdown")).unwrap().0, 200);
+        assert_eq!(h.serve("/readyz/shutdown", &Query::default()).unwrap().0, 500);
+        assert_eq!(h.serve("/readyz/ping", &Query::default()).unwrap(), (200, "ok".into()));
+        assert!(h.serve("/livez/shutdown", &Query::default()).is_none(), "shutdown is a readyz check only");
+        assert!(h.serve("/other", &Query::default()).is_none());
     }
 
     #[test]
     fn verbose_lists_every_check() {
         let h = Health::new();
         h.add("etcd", Scope::All, Arc::new(|| Err("down".into())));
-        let (code, body) = h.serve("/healthz", Some("verbose=1")).unwrap();
+        let (code, body) = h.serve("/healthz", &Query::parse("verbose=1")).unwrap();
         assert_eq!(code, 500);
         assert!(body.contains("[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\n"), "{body}");
     }

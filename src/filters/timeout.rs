@@ -15,8 +15,7 @@ pub fn status() -> Status {
 
 /// The request's own `?timeout=` in nanoseconds (None when absent or empty), or why it
 /// does not parse.
-fn requested(query: Option<&str>) -> Result<Option<i64>, String> {
-    let q = Query::parse(query.unwrap_or(""));
+fn requested(q: &Query) -> Result<Option<i64>, String> {
     match q.first("timeout") {
         None | Some("") => Ok(None),
         Some(v) => crate::config::parse_go_duration(v).map(Some),
@@ -27,7 +26,7 @@ fn requested(query: Option<&str>) -> Result<Option<i64>, String> {
 /// malformed `?timeout=` is kube's 400; otherwise the deadline the request runs under, None
 /// for long-running requests. The chain keeps it in the context for the local handler and
 /// the upstream proxy.
-pub fn resolve(info: &RequestInfo, query: Option<&str>, default: Duration) -> Result<Option<Duration>, Box<Status>> {
+pub fn resolve(info: &RequestInfo, query: &Query, default: Duration) -> Result<Option<Duration>, Box<Status>> {
     if info.is_long_running() {
         return Ok(None);
     }
@@ -45,12 +44,16 @@ pub fn resolve(info: &RequestInfo, query: Option<&str>, default: Duration) -> Re
 mod tests {
     use super::*;
 
+    fn parsed(query: Option<&str>) -> Query {
+        Query::parse(query.unwrap_or(""))
+    }
+
     fn deadline(info: &RequestInfo, query: Option<&str>, default: Duration) -> Option<Duration> {
-        resolve(info, query, default).unwrap()
+        resolve(info, &parsed(query), default).unwrap()
     }
 
     fn check(info: &RequestInfo, query: Option<&str>) -> Option<Status> {
-        resolve(info, query, Duration::from_secs(60)).err().map(|s| *s)
+        resolve(info, &parsed(query), Duration::from_secs(60)).err().map(|s| *s)
     }
 
     #[test]
@@ -67,6 +70,7 @@ mod tests {
         assert_eq!(deadline(&get, Some("timeout=0s"), d), Some(d));
         assert_eq!(deadline(&get, Some("timeout=-5s"), d), Some(d));
         assert_eq!(deadline(&get, Some("timeout=1.5s"), d), Some(Duration::from_millis(1500)));
+        assert_eq!(deadline(&get, Some("timeout=5s&timeout=50s"), d), Some(Duration::from_secs(5)), "the first value");
         assert_eq!(status().code, 504);
     }
 

@@ -6,6 +6,12 @@ use super::selector;
 
 /// Decoded query parameters in order, with Go's `url.ParseQuery` rules: pairs split on `&`,
 /// a pair holding `;` or a bad `%` escape is dropped, `+` is a space.
+///
+/// Parsed once per request, before authentication, into the request context: every stage and
+/// handler reads this value and never the raw query, so what is authorized is what is served.
+/// A scalar option is its key's first value (`url.Values.Get`, as kube's parameter codec
+/// converts `[]string` to a scalar); a list option (`dryRun`, `exclude`) is all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -32,6 +38,16 @@ impl Query {
     /// The first value of `key` (`url.Values.Get`, but None when absent).
     pub fn first(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`, in order (`url.Values[key]`).
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean option as kube's parameter codec reads it (see `go_query_bool`); false when absent.
+    pub fn flag(&self, key: &str) -> bool {
+        self.first(key).is_some_and(go_query_bool)
     }
 }
 
@@ -106,13 +122,13 @@ impl ListOptions {
             None => None,
         };
         // booleans (watch, allowWatchBookmarks, sendInitialEvents) never fail to decode
-        Some(ListOptions { watch: q.first("watch").is_some_and(go_query_bool), name })
+        Some(ListOptions { watch: q.flag("watch"), name })
     }
 }
 
 /// `runtime.Convert_Slice_string_To_bool`: anything but `0` or (case-folded) `false` is true,
 /// the empty string included.
-fn go_query_bool(v: &str) -> bool {
+pub fn go_query_bool(v: &str) -> bool {
     !(v == "0" || equal_fold_false(v))
 }
 

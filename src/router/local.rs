@@ -24,16 +24,15 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     if let Some(r) = crate::store::openapi::serve(gw, session, ctx).await {
         return r;
     }
-    let reply = non_resource(gw, session, &info.path, &info.verb);
+    let reply = non_resource(gw, session, ctx, &info.path, &info.verb);
     send(gw, session, ctx, reply).await
 }
 
-fn non_resource(gw: &Gateway, session: &Session, path: &str, verb: &str) -> Reply {
-    let query = session.req_header().uri.query();
+fn non_resource(gw: &Gateway, session: &Session, ctx: &RequestContext, path: &str, verb: &str) -> Reply {
     if verb != "get" && verb != "head" {
         return Status::method_not_allowed(&verb.to_ascii_uppercase()).into();
     }
-    if let Some((code, body)) = gw.health.serve(path, query) {
+    if let Some((code, body)) = gw.health.serve(path, &ctx.query) {
         return Reply::text(code, body);
     }
     if let Some(reply) = super::discovery::serve(gw, session.req_header(), path) {

@@ -3,7 +3,7 @@
 //! through. The backend learns who the request acts as from X-Remote-* headers, as
 //! kube-aggregator sends them; nothing a client sent about identity gets through.
 
-use crate::api::Status;
+use crate::api::{headers, Status};
 use crate::context::{RequestContext, Route};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
@@ -13,20 +13,33 @@ use std::time::Duration;
 const UNAVAILABLE: ErrorType = ErrorType::Custom("ServiceUnavailable");
 
 /// Headers a client must never get through to a backend: its credentials and anything
-/// that claims an identity.
+/// that claims an identity, under any spelling a backend may read as one (`api::headers`),
+/// and any `Connection` nomination of them (which would have a hop-by-hop-minded hop drop
+/// the identity frontdoor sets).
 pub fn strip_identity_headers(req: &mut RequestHeader) {
-    // header names are stored lowercase; nothing is allocated when none matches
-    let names: Vec<http::HeaderName> = req
-        .headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k == "authorization" || k.starts_with("impersonate-") || k.starts_with("x-remote-")
-        })
-        .cloned()
-        .collect();
+    // nothing is allocated when no header matches
+    let names: Vec<http::HeaderName> =
+        req.headers.keys().filter(|k| headers::is_identity(k.as_str())).cloned().collect();
     for n in &names {
         req.remove_header(n);
+    }
+    let nominated =
+        |v: &http::HeaderValue| v.to_str().map_or(true, |v| v.split(',').any(|t| headers::is_identity(t.trim())));
+    if req.headers.get_all(http::header::CONNECTION).iter().any(nominated) {
+        let kept: Vec<String> = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && !headers::is_identity(t))
+            .map(str::to_string)
+            .collect();
+        req.remove_header(&http::header::CONNECTION);
+        if !kept.is_empty() {
+            let _ = req.insert_header(http::header::CONNECTION, kept.join(", "));
+        }
     }
 }
 
@@ -148,6 +161,11 @@ mod tests {
             ("X-Remote-User", "root"),
             ("x-remote-group", "system:masters"),
             ("X-Remote-Extra-Scopes", "all"),
+            ("X_Remote_User", "root"),
+            ("x-remote_group", "system:masters"),
+            ("Impersonate_User", "root"),
+            ("authorization", "Bearer y"),
+            ("Connection", "keep-alive, X-Remote-User, x_remote_group"),
             ("Accept", "application/json"),
         ] {
             req.append_header(k, v).unwrap();
@@ -165,6 +183,11 @@ mod tests {
         assert!(req.headers.get("X-Remote-Extra-Scopes").is_none());
         assert_eq!(all("X-Remote-Extra-scopes.example.com%2Fx%20y%25"), vec!["a", "b"]);
         assert_eq!(all("Accept"), vec!["application/json"]);
+        for k in req.headers.keys() {
+            let k = k.as_str();
+            assert!(!k.contains('_'), "underscore spelling {k} passed");
+        }
+        assert_eq!(all("Connection"), vec!["keep-alive"], "identity nominations dropped");
     }
 
     #[test]

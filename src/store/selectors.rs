@@ -160,6 +160,11 @@ impl FieldSelector {
         })
     }
 
+    /// Adds the requirement `metadata.name == name`.
+    pub fn require_name(&mut self, name: &str) {
+        self.0.push(("metadata.name".to_string(), true, name.to_string()));
+    }
+
     /// The name an `metadata.name=` requirement pins, if any.
     pub fn name(&self) -> Option<&str> {
         self.0.iter().find(|(k, eq, _)| k == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())

@@ -9,7 +9,7 @@ mod token;
 mod watch;
 mod write;
 
-pub use query::Query;
+pub use query::Options;
 
 use super::resources::ResourceDef;
 use crate::api::Status;
@@ -26,13 +26,14 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// What a handler works on: the resource, the target and the parsed query.
+/// What a handler works on: the resource, the target (RequestInfo's namespace and name) and
+/// the options decoded from the request's one parsed query.
 pub struct Target<'a> {
     pub def: &'a ResourceDef,
     pub namespace: String,
     pub name: String,
     pub subresource: String,
-    pub query: Query,
+    pub query: Options,
     /// The Accept header asks for a meta.k8s.io Table.
     pub table: bool,
     /// The Accept header asks for metadata only (`as=PartialObjectMetadata[List]`).
@@ -49,7 +50,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     };
     let header = |n: &str| session.req_header().headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let accept = header("Accept");
-    let query = match Query::parse(session.req_header().uri.query().unwrap_or("")) {
+    let query = match Options::decode(&ctx.query) {
         Ok(q) => q,
         Err(s) => return send(gw, session, ctx, s.into()).await,
     };
@@ -82,7 +83,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
     }
-    if info.verb == "watch" || (info.verb == "list" && t.query.watch) {
+    if info.verb == "watch" {
         return watch::serve(gw, session, ctx, &t).await;
     }
     let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
@@ -94,6 +95,11 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     } else {
         Vec::new()
     };
+    if matches!(info.verb.as_str(), "delete" | "deletecollection") {
+        if let Err(s) = t.query.validate_delete() {
+            return send(gw, session, ctx, s.into()).await;
+        }
+    }
     let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
     let reply = match info.verb.as_str() {
         "get" => read::get(&gw.store, &t),

@@ -2,18 +2,20 @@
 //! PatchOptions and DeleteOptions that the store honours.
 
 use crate::api::Status;
+use crate::request_info::query::Query;
 
 #[derive(Debug, Clone, Default)]
-pub struct Query {
+pub struct Options {
     pub label_selector: String,
     pub field_selector: String,
     pub limit: Option<usize>,
     pub continue_: String,
     pub resource_version: String,
     pub resource_version_match: String,
-    pub watch: bool,
     pub allow_watch_bookmarks: bool,
     pub send_initial_events: bool,
+    /// Seconds a watch may run: None for the server's default (absent or 0), 0 to end at once
+    /// (a negative value, as kube's timer fires at once).
     pub timeout_seconds: Option<u64>,
     pub dry_run: bool,
     pub field_manager: String,
@@ -22,52 +24,65 @@ pub struct Query {
     pub propagation_policy: String,
 }
 
-fn parse_bool(k: &str, v: &str) -> Result<bool, Status> {
-    match v {
-        "" | "true" | "1" | "True" | "TRUE" | "t" | "T" => Ok(true),
-        "false" | "0" | "False" | "FALSE" | "f" | "F" => Ok(false),
-        _ => Err(Status::bad_request(format!("invalid value for {k}: {v:?}"))),
-    }
+/// An integer option as kube's parameter codec reads it: `strconv.ParseInt` of the first value
+/// (an empty value fails, as RequestInfo's decoding counts it).
+fn int(q: &Query, key: &str) -> Result<Option<i64>, Status> {
+    q.first(key).map(|v| v.parse::<i64>().map_err(|_| Status::bad_request(format!("invalid {key}: {v:?}")))).transpose()
 }
 
-impl Query {
-    pub fn parse(q: &str) -> Result<Self, Status> {
-        let mut out = Query::default();
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            let v = v.into_owned();
-            match k.as_ref() {
-                "labelSelector" => out.label_selector = v,
-                "fieldSelector" => out.field_selector = v,
-                "limit" if !v.is_empty() => {
-                    let n: i64 = v.parse().map_err(|_| Status::bad_request(format!("invalid limit: {v:?}")))?;
-                    out.limit = (n > 0).then_some(n as usize);
-                }
-                "continue" => out.continue_ = v,
-                "resourceVersion" => out.resource_version = v,
-                "resourceVersionMatch" => out.resource_version_match = v,
-                "watch" => out.watch = parse_bool("watch", &v)?,
-                "allowWatchBookmarks" => out.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?,
-                "sendInitialEvents" => out.send_initial_events = parse_bool("sendInitialEvents", &v)?,
-                "timeoutSeconds" if !v.is_empty() => {
-                    out.timeout_seconds =
-                        Some(v.parse().map_err(|_| Status::bad_request(format!("invalid timeoutSeconds: {v:?}")))?)
-                }
-                "dryRun" => {
-                    if v != "All" {
-                        return Err(Status::bad_request(format!(
-                            "Invalid dry run value: {v:?}; valid values are: All"
-                        )));
-                    }
-                    out.dry_run = true;
-                }
-                "fieldManager" => out.field_manager = v,
-                "force" => out.force = parse_bool("force", &v)?,
-                "includeObject" => out.include_object = Some(v),
-                "propagationPolicy" => out.propagation_policy = v,
-                _ => {}
+impl Options {
+    /// Decodes the options from the query the chain parsed, with kube's parameter codec rules:
+    /// a scalar is its key's first value (the one RequestInfo and authorization read), a
+    /// boolean never fails to decode, `dryRun` is a list whose every value must be `All`.
+    /// Whether a list is a watch is RequestInfo's verb, never decided here again.
+    pub fn decode(q: &Query) -> Result<Self, Status> {
+        let text = |key: &str| q.first(key).unwrap_or_default().to_string();
+        let mut dry_run = false;
+        for v in q.all("dryRun") {
+            if v != "All" {
+                return Err(Status::bad_request(format!("Invalid dry run value: {v:?}; valid values are: All")));
             }
+            dry_run = true;
         }
-        Ok(out)
+        let timeout_seconds = match int(q, "timeoutSeconds")? {
+            None | Some(0) => None,
+            Some(n) => Some(u64::try_from(n).unwrap_or(0)),
+        };
+        Ok(Options {
+            label_selector: text("labelSelector"),
+            field_selector: text("fieldSelector"),
+            limit: int(q, "limit")?.filter(|n| *n > 0).map(|n| n as usize),
+            continue_: text("continue"),
+            resource_version: text("resourceVersion"),
+            resource_version_match: text("resourceVersionMatch"),
+            allow_watch_bookmarks: q.flag("allowWatchBookmarks"),
+            send_initial_events: q.flag("sendInitialEvents"),
+            timeout_seconds,
+            dry_run,
+            field_manager: text("fieldManager"),
+            force: q.flag("force"),
+            include_object: q.first("includeObject").map(str::to_string),
+            propagation_policy: text("propagationPolicy"),
+        })
+    }
+
+    /// kube's `ValidateDeleteOptions` of the propagation policy (a delete's 422).
+    pub fn validate_delete(&self) -> Result<(), Status> {
+        match self.propagation_policy.as_str() {
+            "" | "Foreground" | "Background" | "Orphan" => Ok(()),
+            other => Err(Status::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![crate::api::status::StatusCause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            )),
+        }
     }
 
     /// The resourceVersion as a revision: None for "" and "0" (any / latest).
@@ -87,15 +102,57 @@ pub fn parse_rv(rv: &str) -> Result<Option<u64>, Status> {
 mod tests {
     use super::*;
 
+    fn decode(q: &str) -> Result<Options, Status> {
+        Options::decode(&Query::parse(q))
+    }
+
     #[test]
     fn parses_options() {
-        let q = Query::parse("labelSelector=app%3Dx&limit=5&watch=1&dryRun=All&timeoutSeconds=3").unwrap();
+        let q = decode("labelSelector=app%3Dx&limit=5&dryRun=All&timeoutSeconds=3").unwrap();
         assert_eq!(
-            (q.label_selector.as_str(), q.limit, q.watch, q.dry_run, q.timeout_seconds),
-            ("app=x", Some(5), true, true, Some(3))
+            (q.label_selector.as_str(), q.limit, q.dry_run, q.timeout_seconds),
+            ("app=x", Some(5), true, Some(3))
         );
-        assert_eq!(Query::parse("dryRun=Some").unwrap_err().code, 400);
+        assert_eq!(decode("dryRun=Some").unwrap_err().code, 400);
         assert_eq!(parse_rv("12").unwrap(), Some(12));
         assert!(parse_rv("x").is_err());
+    }
+
+    /// Repeated parameters: a scalar is the first value (what RequestInfo and the authorizer
+    /// read), `dryRun` every value.
+    #[test]
+    fn repeated_parameters_take_the_first_value() {
+        let q = decode(
+            "fieldSelector=metadata.name%3Da&fieldSelector=&labelSelector=x%3D1&labelSelector=&limit=2&limit=9\
+             &continue=c1&continue=&resourceVersion=5&resourceVersion=0&timeoutSeconds=7&timeoutSeconds=1\
+             &fieldManager=m1&fieldManager=m2&propagationPolicy=Orphan&propagationPolicy=Foreground\
+             &force=false&force=true&allowWatchBookmarks=0&allowWatchBookmarks=1",
+        )
+        .unwrap();
+        assert_eq!(q.field_selector, "metadata.name=a");
+        assert_eq!(q.label_selector, "x=1");
+        assert_eq!(q.limit, Some(2));
+        assert_eq!((q.continue_.as_str(), q.resource_version.as_str()), ("c1", "5"));
+        assert_eq!(q.timeout_seconds, Some(7));
+        assert_eq!((q.field_manager.as_str(), q.propagation_policy.as_str()), ("m1", "Orphan"));
+        assert!(!q.force && !q.allow_watch_bookmarks);
+        // an empty first value is a value: it does not fall through to the second
+        assert_eq!(decode("fieldSelector=&fieldSelector=metadata.name%3Da").unwrap().field_selector, "");
+        assert_eq!(decode("limit=&limit=5").unwrap_err().code, 400);
+        // dryRun is a list: all values must be All
+        assert!(decode("dryRun=All&dryRun=All").unwrap().dry_run);
+        assert_eq!(decode("dryRun=All&dryRun=").unwrap_err().code, 400);
+        assert_eq!(decode("dryRun=&dryRun=All").unwrap_err().code, 400);
+        // booleans as kube's codec: anything but 0/false is true; timeouts 0 = default, <0 = at once
+        assert!(decode("force=garbage").unwrap().force);
+        assert_eq!(decode("timeoutSeconds=0").unwrap().timeout_seconds, None);
+        assert_eq!(decode("timeoutSeconds=-5").unwrap().timeout_seconds, Some(0));
+        assert!(decode("propagationPolicy=Orphan&propagationPolicy=Bogus").unwrap().validate_delete().is_ok());
+        let s = decode("propagationPolicy=Bogus&propagationPolicy=Orphan").unwrap().validate_delete().unwrap_err();
+        assert_eq!(s.code, 422);
+        assert_eq!(
+            s.message,
+            r#"DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: "Bogus": supported values: "Foreground", "Background", "Orphan""#
+        );
     }
 }

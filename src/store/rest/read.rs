@@ -33,10 +33,17 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
     }
 }
 
+/// The selectors of a list or watch. A name RequestInfo resolved (a watch's path name, or a
+/// list's `metadata.name=` field selector, which authorization checks as resourceNames) is
+/// always one more requirement: what is served never goes past the name that was authorized,
+/// whatever the selector parsers make of the rest (kube's watch handler adds the same term).
 pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
-    let fields =
+    let mut fields =
         FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?;
+    if !t.name.is_empty() {
+        fields.require_name(&t.name);
+    }
     Ok((labels, fields))
 }
 

@@ -1,6 +1,6 @@
 //! The verbs' semantics against a real redb store in a temp dir.
 
-use super::{read, write, Query, Target};
+use super::{read, write, Options, Target};
 use crate::filters::Reply;
 use crate::store::{redb::RedbStorage, resources, Store};
 use serde_json::{json, Value};
@@ -20,7 +20,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -
         namespace: ns.into(),
         name: name.into(),
         subresource: String::new(),
-        query: Query::parse(query).unwrap(),
+        query: Options::decode(&crate::request_info::query::Query::parse(query)).unwrap(),
         table: false,
         partial: false,
         content_type: "application/json".into(),
