@@ -1,25 +1,14 @@
 //! The request context: one struct that travels the chain, each field filled once by the
 //! filter that owns it and read by everything after (see DESIGN.md).
 
-use crate::authn::UserInfo;
-use crate::authz::Decision;
+use crate::authn::user::UserInfo;
+use crate::authz::decision::Decision;
 use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
+pub use crate::router::Route;
 use crate::tls::PeerIdentity;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-
-/// Where the router sends a request.
-#[derive(Debug, Clone, Default)]
-pub enum Route {
-    /// Not routed yet (the chain ended early).
-    #[default]
-    None,
-    /// Served by frontdoor itself.
-    Local,
-    /// Proxied to an aggregated backend apiserver.
-    Backend(Arc<crate::router::Backend>),
-}
 
 #[derive(Default)]
 pub struct RequestContext {
@@ -44,9 +33,9 @@ pub struct RequestContext {
     // impersonation: `impersonated` is who the request acts as; `user` stays the original
     pub impersonated: Option<UserInfo>,
     // flow control
-    pub inflight: Option<crate::flowcontrol::Permit>,
+    pub inflight: Option<crate::flowcontrol::maxinflight::Permit>,
     // audit
-    pub audit: Option<crate::audit::AuditState>,
+    pub audit: Option<crate::audit::state::AuditState>,
     // authorization
     pub decision: Option<(Decision, String)>,
     // router

@@ -10,10 +10,9 @@ use crate::authn::requestheader::unescape_extra_key;
 use crate::authn::serviceaccount::{make_group_names, make_username, split_username};
 use crate::authn::user::{ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS};
 use crate::authn::UserInfo;
-use crate::authz::{Attributes, Decision};
+use crate::authz::{Attributes, Authorizer, Decision};
 use crate::context::RequestContext;
 use crate::filters::Reply;
-use crate::server::Gateway;
 use pingora::http::RequestHeader;
 use std::collections::BTreeMap;
 
@@ -172,35 +171,49 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-/// The impersonation filter.
-pub async fn impersonate(gw: &Gateway, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
-    let requests = match build_requests(req) {
-        Ok(r) => r,
-        // kube answers this with a plain-text 500 (responsewriters.InternalError)
-        Err(e) => return Err(Reply::text(500, format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri)))),
-    };
-    if requests.is_empty() {
-        return Ok(());
+/// The impersonation stage: asks the authorizer (a handle given at construction) whether the
+/// requesting user may act as the one it names.
+pub struct Impersonation {
+    authorizer: std::sync::Arc<dyn Authorizer>,
+}
+
+impl Impersonation {
+    pub fn new(authorizer: std::sync::Arc<dyn Authorizer>) -> Self {
+        Impersonation { authorizer }
     }
-    let Some(requestor) = ctx.user.clone() else {
-        return Err(Reply::text(
-            500,
-            format!("Internal Server Error: {}: no user found for request", go_quote(&ctx.request_uri)),
-        ));
-    };
-    for r in &requests {
-        let attrs = attributes(&requestor, r);
-        let (decision, reason) = gw.authz.decide(&attrs).await;
-        if decision != Decision::Allow {
-            tracing::debug!(user = %requestor.username, kind = r.kind, "impersonation forbidden");
-            return Err(crate::authz::forbidden(&attrs, &reason).into());
+
+    /// The impersonation filter.
+    pub async fn impersonate(&self, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
+        let requests = match build_requests(req) {
+            Ok(r) => r,
+            // kube answers this with a plain-text 500 (responsewriters.InternalError)
+            Err(e) => {
+                return Err(Reply::text(500, format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri))))
+            }
+        };
+        if requests.is_empty() {
+            return Ok(());
         }
+        let Some(requestor) = ctx.user.clone() else {
+            return Err(Reply::text(
+                500,
+                format!("Internal Server Error: {}: no user found for request", go_quote(&ctx.request_uri)),
+            ));
+        };
+        for r in &requests {
+            let attrs = attributes(&requestor, r);
+            let (decision, reason) = self.authorizer.authorize(&attrs).await;
+            if decision != Decision::Allow {
+                tracing::debug!(user = %requestor.username, kind = r.kind, "impersonation forbidden");
+                return Err(crate::authz::forbidden(&attrs, &reason).into());
+            }
+        }
+        let groups_specified = req.headers.get(GROUP).is_some();
+        let user = impersonated_user(&requests, groups_specified);
+        strip(req);
+        ctx.impersonated = Some(user);
+        Ok(())
     }
-    let groups_specified = req.headers.get(GROUP).is_some();
-    let user = impersonated_user(&requests, groups_specified);
-    strip(req);
-    ctx.impersonated = Some(user);
-    Ok(())
 }
 
 #[cfg(test)]

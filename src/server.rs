@@ -1,17 +1,26 @@
 //! The gateway: pingora's proxy service running kube-apiserver's handler chain.
 
 use crate::api::Status;
+use crate::audit::Audit;
+use crate::authn::Authentication;
+use crate::authz::Authorization;
 use crate::config::ServeArgs;
 use crate::context::{RequestContext, Route};
 use crate::endpoints::health::Health;
 use crate::filters::cors::Cors;
-use crate::filters::response::{add_common_headers, internal_error_text, send};
+use crate::filters::request_log::RequestLog;
+use crate::filters::response::{add_common_headers, internal_error_text, Responder};
 use crate::filters::shutdown::{Drain, SignalWatch};
 use crate::filters::{panic_recovery, request_received, timeout, Reply};
+use crate::flowcontrol::FlowControl;
+use crate::impersonation::Impersonation;
 use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
+use crate::router::local::Local;
+use crate::router::{self, Router};
+use crate::store::rest::Rest;
+use crate::store::Store;
 use crate::tls::{CaRole, ClientCas, ServingCert};
-use crate::{audit, authn, authz, flowcontrol, impersonation, router, store};
 use async_trait::async_trait;
 use pingora::http::ResponseHeader;
 use pingora::prelude::HttpPeer;
@@ -21,42 +30,32 @@ use pingora::server::{RunArgs, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Everything a request may consult, built once at startup. Policies inside are swapped
-/// atomically on reload; a request reads each snapshot once.
+/// The chain: every stage, built once at startup from its own flag group, and the one place
+/// that knows them all. Policies inside the stages are swapped atomically on reload; a
+/// request reads each snapshot once.
 pub struct Gateway {
     pub args: Arc<ServeArgs>,
     pub health: Arc<Health>,
-    pub cors: Cors,
+    pub cors: Arc<Cors>,
     pub drain: Arc<Drain>,
     pub serving_cert: Arc<ServingCert>,
     pub client_cas: Arc<ClientCas>,
-    pub authn: authn::Authentication,
-    pub authz: authz::Authorization,
-    pub audit: audit::Audit,
-    pub flowcontrol: flowcontrol::FlowControl,
-    pub router: router::Router,
-    pub store: store::Store,
-    /// Where the secure port is served, as clients should address it.
-    pub address: String,
-    /// The gateway itself, for tasks that outlive a request's borrow (`filters::detach`).
-    pub this: std::sync::Weak<Gateway>,
+    pub authn: Authentication,
+    pub audit: Arc<Audit>,
+    pub impersonation: Impersonation,
+    pub flowcontrol: FlowControl,
+    pub authz: Authorization,
+    pub router: Router,
+    pub store: Arc<Store>,
+    /// The local handlers (store, reviews, discovery, health, ...).
+    pub local: Local,
+    pub respond: Responder,
+    pub log: Arc<RequestLog>,
 }
 
 impl Gateway {
-    pub fn server_address(&self) -> String {
-        self.address.clone()
-    }
-
-    /// Every resource frontdoor serves itself (store resources and review APIs), for
-    /// discovery and routing.
-    pub fn local_resources(&self) -> Vec<crate::api::ApiResource> {
-        let mut r = self.store.resources();
-        r.extend(crate::authn::review::resources());
-        r.extend(crate::authz::review::resources());
-        r
-    }
-
-    /// The whole chain, up to the router. Returns true when the response was written here.
+    /// The whole chain, up to the router, in kube-apiserver's order
+    /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         request_received::run(session.req_header(), client, ctx);
@@ -80,23 +79,23 @@ impl Gateway {
         if self.cors.is_preflight(session.req_header()) {
             return self.reject(session, ctx, Reply::empty(204)).await;
         }
-        let authenticated = authn::authenticate(self, session.req_header_mut(), ctx).await;
-        if let Err(reply) = audit::request_received(self, session.req_header(), ctx).await {
+        let authenticated = self.authn.authenticate(session.req_header_mut(), ctx).await;
+        if let Err(reply) = self.audit.request_received(session.req_header(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
-        if let Err(reply) = impersonation::impersonate(self, session.req_header_mut(), ctx).await {
+        if let Err(reply) = self.impersonation.impersonate(session.req_header_mut(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(reply) = flowcontrol::admit(self, ctx) {
+        if let Err(reply) = self.flowcontrol.admit(ctx) {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(status) = authz::authorize(self, ctx).await {
+        if let Err(status) = self.authz.authorize(ctx).await {
             return self.reject(session, ctx, status.into()).await;
         }
-        ctx.route = self.router.route(self, ctx);
+        ctx.route = self.router.route(&ctx.request_info);
         if matches!(ctx.route, Route::Backend(_)) {
             return Ok(false);
         }
@@ -105,18 +104,20 @@ impl Gateway {
     }
 
     async fn reject(&self, session: &mut Session, ctx: &mut RequestContext, reply: Reply) -> pingora::Result<bool> {
-        send(self, session, ctx, reply).await?;
+        self.respond.send(session, ctx, reply).await?;
         Ok(true)
     }
 
     /// Runs the local handler under the non-long-running timeout.
     async fn serve_local(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
         let Some(limit) = ctx.deadline else {
-            return router::local::serve(self, session, ctx).await;
+            return self.local.serve(session, ctx).await;
         };
-        match tokio::time::timeout(limit, router::local::serve(self, session, ctx)).await {
+        match tokio::time::timeout(limit, self.local.serve(session, ctx)).await {
             Ok(r) => r,
-            Err(_) if session.response_written().is_none() => send(self, session, ctx, timeout::status().into()).await,
+            Err(_) if session.response_written().is_none() => {
+                self.respond.send(session, ctx, timeout::status().into()).await
+            }
             Err(_) => {
                 ctx.response_code = 504;
                 Err(pingora::Error::new_str("request timed out mid-response"))
@@ -143,9 +144,9 @@ impl ProxyHttp for Frontdoor {
                 // method and path are as received: the chain changes only headers
                 let what = format!("{} {}", session.req_header().method, session.req_header().uri.path());
                 let status = panic_recovery::panicked(&what, &panic);
-                audit::response_complete(&self.0, ctx, 500, true).await;
+                self.0.audit.response_complete(ctx, 500, true).await;
                 if session.response_written().is_none() {
-                    send(&self.0, session, ctx, status.into()).await?;
+                    self.0.respond.send(session, ctx, status.into()).await?;
                 }
                 ctx.response_code = 500;
                 Ok(true)
@@ -196,9 +197,9 @@ impl ProxyHttp for Frontdoor {
         add_common_headers(ctx, upstream_response);
         self.0.cors.add_headers(session.req_header(), upstream_response);
         ctx.response_code = upstream_response.status.as_u16();
-        audit::response_header(ctx, upstream_response);
+        crate::audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
-            audit::response_started(&self.0, ctx, ctx.response_code).await;
+            self.0.audit.response_started(ctx, ctx.response_code).await;
         }
         Ok(())
     }
@@ -211,7 +212,7 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
         if let Some(b) = body {
-            audit::request_body(ctx, b);
+            crate::audit::request_body(ctx, b);
         }
         Ok(())
     }
@@ -224,7 +225,7 @@ impl ProxyHttp for Frontdoor {
         ctx: &mut RequestContext,
     ) -> pingora::Result<Option<std::time::Duration>> {
         if let Some(b) = body {
-            audit::response_body(ctx, b);
+            crate::audit::response_body(ctx, b);
         }
         Ok(None)
     }
@@ -253,7 +254,7 @@ impl ProxyHttp for Frontdoor {
         let status = router::proxy::error_status(e, ctx);
         let code = status.code;
         if session.response_written().is_none() {
-            let _ = send(&self.0, session, ctx, status.into()).await;
+            let _ = self.0.respond.send(session, ctx, status.into()).await;
         }
         ctx.response_code = code;
         FailToProxy { error_code: code, can_reuse_downstream: false }
@@ -261,50 +262,8 @@ impl ProxyHttp for Frontdoor {
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestContext) {
         if !ctx.detached {
-            self.0.log_request(session, ctx).await;
+            self.0.log.finish(session, ctx).await;
         }
-    }
-}
-
-impl Gateway {
-    /// Metrics, the in-flight seat, audit ResponseComplete and the access log of a finished
-    /// request (pingora's `logging`, or a detached response's task when it ends).
-    pub async fn log_request(&self, session: &pingora::protocols::http::ServerSession, ctx: &mut RequestContext) {
-        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
-        let info = ctx.request_info.clone();
-        let req = session.req_header();
-        let is_apply = req
-            .headers
-            .get("Content-Type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/apply-patch"));
-        let dry_run = crate::metrics::dry_run_label(&ctx.query);
-        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
-        let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
-        crate::metrics::record_request(&crate::metrics::RequestOutcome {
-            verb: &verb,
-            dry_run,
-            group: &info.api_group,
-            version: &info.api_version,
-            resource: &info.resource,
-            subresource: &info.subresource,
-            scope: info.scope(),
-            code,
-            seconds,
-            long_running: info.is_long_running(),
-        });
-        // the seat is free once the response is written (kube's max-in-flight sits inside audit)
-        ctx.inflight = None;
-        audit::response_complete(self, ctx, code, false).await;
-        tracing::debug!(
-            audit_id = %ctx.audit_id,
-            verb = %verb,
-            uri = %ctx.request_uri,
-            user = ctx.effective_user().map(|u| u.username.as_str()).unwrap_or(""),
-            code,
-            latency_ms = seconds * 1000.0,
-            "request"
-        );
     }
 }
 
@@ -341,13 +300,8 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let mut kubeconfig = None;
     if args.embedded_defaults() {
         kubeconfig = Some(crate::certs::ensure_dev_pki(&args.cert_dir, &format!("https://{address}"))?);
-        args.tls_cert_file = Some(args.dev_cert("apiserver.crt"));
-        args.tls_private_key_file = Some(args.dev_cert("apiserver.key"));
-        if args.client_ca_file.is_none() {
-            args.client_ca_file = Some(args.dev_cert("ca.crt"));
-        }
-        authn::embedded_defaults(&mut args);
     }
+    args.complete();
     let cert_file = args.tls_cert_file.clone().expect("set above");
     let key_file = args
         .tls_private_key_file
@@ -369,77 +323,87 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     }
 
     let health = Arc::new(Health::new());
-    let store = store::Store::open(&args)?;
+    let store = Arc::new(Store::open(&args.store, &args.data_dir)?);
     store.register_health(&health);
-    let (cors, authn, authz, audit, flowcontrol, router) = (
-        Cors::new(&args.cors_allowed_origins)?,
-        authn::Authentication::new(&args, &client_cas)?,
-        authz::Authorization::new(&args)?,
-        audit::Audit::new(&args)?,
-        flowcontrol::FlowControl::new(&args)?,
-        router::Router::new(&args)?,
-    );
-    let gw = Arc::new_cyclic(|this| Gateway {
+    let cors = Arc::new(Cors::new(&args.cors_allowed_origins)?);
+    let authn = Authentication::new(&args.authn, &client_cas)?;
+    let authz = Authorization::new(&args.authz)?;
+    let audit = Arc::new(Audit::new(&args.audit)?);
+    let flowcontrol = FlowControl::new(&args.flowcontrol)?;
+    let router = Router::new(&args.proxy)?;
+    let impersonation = Impersonation::new(Arc::new(authz.clone()));
+    let respond = Responder::new(cors.clone(), audit.clone());
+    let log = Arc::new(RequestLog::new(audit.clone()));
+    let drain = Arc::new(Drain::default());
+    connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
+    let local = Local {
+        respond: respond.clone(),
+        rest: Rest {
+            store: store.clone(),
+            respond: respond.clone(),
+            log: log.clone(),
+            drain: drain.clone(),
+            tokens: authn.token_issuing(),
+        },
+        health: health.clone(),
+        authn: authn.clone(),
+        authz: authz.clone(),
+        router: router.clone(),
+        address,
+    };
+    let gw = Arc::new(Gateway {
+        args: Arc::new(args),
         health,
         cors,
-        drain: Arc::new(Drain::default()),
-        authn,
-        authz,
-        audit,
-        flowcontrol,
-        router,
-        store,
+        drain,
         serving_cert,
         client_cas,
-        address,
-        args: Arc::new(args),
-        this: this.clone(),
+        authn,
+        audit,
+        impersonation,
+        flowcontrol,
+        authz,
+        router,
+        store,
+        local,
+        respond,
+        log,
     });
-    connect_store(&gw);
     Ok((gw, kubeconfig))
 }
 
 /// Feeds the store's RBAC objects to the authorizer and its APIServices to the router, so a
-/// `kubectl apply` of either takes effect at once, and lays the router's availability over
-/// stored APIServices' status. Hooks hold the gateway weakly: the store lives inside it.
-fn connect_store(gw: &Arc<Gateway>) {
+/// `kubectl apply` of either takes effect at once; lays the router's availability over
+/// stored APIServices' status; gives authentication its service-account lookup. The hooks
+/// hold the stages' handles; no stage holds the store back, so nothing is cyclic.
+fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorization, router: &Router, sa_lookup: bool) {
     for resource in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
-        let weak = Arc::downgrade(gw);
-        gw.store.on_change(
+        let authz = authz.clone();
+        store.on_change(
             "rbac.authorization.k8s.io",
             resource,
             Box::new(move |objects| {
-                if let Some(gw) = weak.upgrade() {
-                    crate::reload::report("rbac-store", &gw.authz.set_dynamic_rbac_resource(resource, objects));
-                }
+                crate::reload::report("rbac-store", &authz.set_dynamic_rbac_resource(resource, objects));
             }),
         );
     }
-    let weak = Arc::downgrade(gw);
-    gw.store.on_change(
+    let r = router.clone();
+    store.on_change(
         "apiregistration.k8s.io",
         "apiservices",
-        Box::new(move |objects| {
-            if let Some(gw) = weak.upgrade() {
-                crate::reload::report("apiservices-store", &gw.router.set_dynamic_apiservices(objects));
-            }
-        }),
+        Box::new(move |objects| crate::reload::report("apiservices-store", &r.set_dynamic_apiservices(objects))),
     );
-    if gw.args.authn.service_account_lookup && gw.store.def("", "serviceaccounts").is_some() {
-        let weak = Arc::downgrade(gw);
-        gw.authn.set_service_account_lookup(Box::new(move |ns, name| {
-            let gw = weak.upgrade()?;
-            let def = gw.store.def("", "serviceaccounts")?;
-            let sa = gw.store.storage.get(&def.key(ns, name))?;
+    if sa_lookup && store.def("", "serviceaccounts").is_some() {
+        let weak = Arc::downgrade(store);
+        authn.set_service_account_lookup(Box::new(move |ns, name| {
+            let store = weak.upgrade()?;
+            let def = store.def("", "serviceaccounts")?;
+            let sa = store.storage.get(&def.key(ns, name))?;
             Some(sa.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
         }));
     }
-    let weak = Arc::downgrade(gw);
-    gw.store.set_status_provider(
-        "apiregistration.k8s.io",
-        "apiservices",
-        Box::new(move |name| weak.upgrade()?.router.apiservice_status(name)),
-    );
+    let r = router.clone();
+    store.set_status_provider("apiregistration.k8s.io", "apiservices", Box::new(move |name| r.apiservice_status(name)));
 }
 
 /// Runs the gateway until shutdown.
@@ -502,7 +466,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
 
     tracing::info!(address = %listen, "serving");
-    println!("frontdoor serving on https://{}", gw.address);
+    println!("frontdoor serving on https://{}", gw.local.address);
     if let Some(k) = &kubeconfig {
         let abs = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
         println!("kubeconfig: {}", abs.display());

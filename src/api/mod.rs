@@ -1,6 +1,7 @@
 //! Kubernetes API types frontdoor reads and writes on the wire.
 
 pub mod documents;
+pub mod duration;
 pub mod headers;
 pub mod status;
 

@@ -2,7 +2,7 @@
 //! before they are recorded (credentials, Secret data, managed fields).
 
 use super::policy::{Level, Stage};
-use crate::authn::UserInfo;
+use crate::authn::user::UserInfo;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;

@@ -13,16 +13,18 @@ mod json;
 pub mod log;
 pub mod metrics;
 pub mod policy;
+pub mod state;
 pub mod webhook;
 
 use crate::context::RequestContext;
 use crate::filters::Reply;
-use crate::server::Gateway;
 use arc_swap::ArcSwap;
 use backend::{Backend, BatchConfig, Mode, Sink, Submitted};
 use event::{Event, MicroTime, ObjectReference, ResponseStatus, Scrub};
 use pingora::http::{RequestHeader, ResponseHeader};
-use policy::{Attributes, Level, Policy, RequestAuditConfig, Stage};
+use policy::{Attributes, Level, Policy, Stage};
+pub use state::AuditState;
+use state::Capture;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,7 +73,7 @@ pub struct AuditArgs {
     pub audit_log_batch_max_size: usize,
     /// The amount of time to wait before force writing the batch that hadn't reached the max
     /// size. Only used in batch mode.
-    #[arg(long, default_value = "0", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "0", value_parser = crate::api::duration::parse_duration)]
     pub audit_log_batch_max_wait: Duration,
     /// Whether batching throttling is enabled. Only used in batch mode.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
@@ -88,7 +90,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub audit_webhook_config_file: Option<PathBuf>,
     /// The amount of time to wait before retrying the first failed request.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
     pub audit_webhook_initial_backoff: Duration,
     /// Strategy for sending audit events. Known modes are batch,blocking,blocking-strict.
     #[arg(long, value_enum, default_value = "batch")]
@@ -101,7 +103,7 @@ pub struct AuditArgs {
     pub audit_webhook_batch_max_size: usize,
     /// The amount of time to wait before force writing the batch that hadn't reached the max
     /// size. Only used in batch mode.
-    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::api::duration::parse_duration)]
     pub audit_webhook_batch_max_wait: Duration,
     /// Whether batching throttling is enabled. Only used in batch mode.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -136,47 +138,6 @@ pub struct Audit {
     max_object: usize,
 }
 
-/// A body being captured for the event, up to the cap.
-#[derive(Debug, Default)]
-struct Capture {
-    buf: Vec<u8>,
-    overflow: bool,
-}
-
-impl Capture {
-    fn push(&mut self, chunk: &[u8], cap: usize) {
-        if self.overflow {
-            return;
-        }
-        if self.buf.len() + chunk.len() > cap {
-            self.overflow = true;
-            self.buf = Vec::new();
-            return;
-        }
-        self.buf.extend_from_slice(chunk);
-    }
-}
-
-/// Per-request audit state kept in the request context.
-#[derive(Debug)]
-pub struct AuditState {
-    config: RequestAuditConfig,
-    cap: usize,
-    request_body: Option<Capture>,
-    response_body: Option<Capture>,
-    response_status: Option<ResponseStatus>,
-    /// Set when authentication failed: the message of kube's failed-authentication event.
-    failed_authn: Option<String>,
-    started: bool,
-    finished: bool,
-}
-
-impl AuditState {
-    pub fn level(&self) -> Level {
-        self.config.level
-    }
-}
-
 fn batch_config(
     buffer_size: usize,
     max_batch_size: usize,
@@ -196,9 +157,10 @@ fn batch_config(
 }
 
 impl Audit {
-    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+    /// Builds the backends and the policy (`audit_policy_file` already defaulted from
+    /// --policy-dir by the server) and starts the policy's reload watcher.
+    pub fn new(a: &AuditArgs) -> anyhow::Result<Self> {
         metrics::force();
-        let a = &args.audit;
         let mut backends = Vec::new();
         if let Some(path) = &a.audit_log_path {
             let writer = if path.as_os_str() == "-" {
@@ -231,7 +193,7 @@ impl Audit {
             );
             backends.push(Backend::new("webhook", a.audit_webhook_mode, Sink::Webhook(hook), batch));
         }
-        let file = a.audit_policy_file.clone().or_else(|| args.default_policy("audit-policy.yaml"));
+        let file = a.audit_policy_file.clone();
         let policy = match file {
             Some(f) if !backends.is_empty() => {
                 let cell = Arc::new(ArcSwap::from_pointee(Policy::load(&f)?));
@@ -354,84 +316,86 @@ fn is_json(content_type: Option<&str>) -> bool {
     })
 }
 
-/// After authentication (or its failure): picks the level and emits RequestReceived.
-/// Err carries kube's 500 for a blocking-strict backend that could not store the event.
-pub async fn request_received(gw: &Gateway, req: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
-    let Some(policy) = &gw.audit.policy else { return Ok(()) };
-    let config = policy.load().evaluate(&Attributes { user: ctx.user.as_ref(), info: &ctx.request_info });
-    metrics::count_level(config.level);
-    if config.level == Level::None {
-        return Ok(());
-    }
-    let ctype = req.headers.get("Content-Type").and_then(|v| v.to_str().ok());
-    let capture_request = config.level >= Level::Request && is_json(ctype);
-    let mut state = AuditState {
-        config,
-        cap: gw.audit.max_object,
-        request_body: capture_request.then(Capture::default),
-        response_body: None,
-        response_status: None,
-        failed_authn: None,
-        started: false,
-        finished: false,
-    };
-    if ctx.user.is_none() {
-        state.failed_authn = Some(attempted_methods(req, ctx));
+impl Audit {
+    /// After authentication (or its failure): picks the level and emits RequestReceived.
+    /// Err carries kube's 500 for a blocking-strict backend that could not store the event.
+    pub async fn request_received(&self, req: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
+        let Some(policy) = &self.policy else { return Ok(()) };
+        let config = policy.load().evaluate(&Attributes { user: ctx.user.as_ref(), info: &ctx.request_info });
+        metrics::count_level(config.level);
+        if config.level == Level::None {
+            return Ok(());
+        }
+        let ctype = req.headers.get("Content-Type").and_then(|v| v.to_str().ok());
+        let capture_request = config.level >= Level::Request && is_json(ctype);
+        let mut state = AuditState {
+            config,
+            cap: self.max_object,
+            request_body: capture_request.then(Capture::default),
+            response_body: None,
+            response_status: None,
+            failed_authn: None,
+            started: false,
+            finished: false,
+        };
+        if ctx.user.is_none() {
+            state.failed_authn = Some(attempted_methods(req, ctx));
+            ctx.audit = Some(state);
+            return Ok(());
+        }
         ctx.audit = Some(state);
-        return Ok(());
+        let emitted = self.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
+        if !emitted.wait().await {
+            metrics::REQUESTS_REJECTED_TOTAL.inc();
+            return Err(Reply::text(
+                500,
+                format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri),
+            ));
+        }
+        Ok(())
     }
-    ctx.audit = Some(state);
-    let emitted = gw.audit.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
-    if !emitted.wait().await {
-        metrics::REQUESTS_REJECTED_TOTAL.inc();
-        return Err(Reply::text(
-            500,
-            format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri),
-        ));
-    }
-    Ok(())
-}
 
-/// A long-running response has started streaming (its header is written).
-pub async fn response_started(gw: &Gateway, ctx: &mut RequestContext, code: u16) {
-    let Some(st) = ctx.audit.as_mut() else { return };
-    if st.started || st.finished || st.failed_authn.is_some() {
-        return;
-    }
-    st.started = true;
-    let omit = st.config.omit_stages;
-    let mut ev = build_event(ctx, Stage::ResponseStarted, None);
-    ev.response_status = Some(event::status_code_only(code));
-    let emitted = gw.audit.emit(&ev, omit);
-    drop(ev);
-    emitted.wait().await;
-}
-
-/// The response is complete (or the handler panicked, with `panicked`).
-pub async fn response_complete(gw: &Gateway, ctx: &mut RequestContext, code: u16, panicked: bool) {
-    let Some(st) = ctx.audit.as_mut() else { return };
-    if st.finished {
-        return;
-    }
-    st.finished = true;
-    let omit = st.config.omit_stages;
-    let emitted = if let Some(msg) = st.failed_authn.take() {
-        // kube's failed-authentication event: one event, at ResponseStarted
+    /// A long-running response has started streaming (its header is written).
+    pub async fn response_started(&self, ctx: &mut RequestContext, code: u16) {
+        let Some(st) = ctx.audit.as_mut() else { return };
+        if st.started || st.finished || st.failed_authn.is_some() {
+            return;
+        }
+        st.started = true;
+        let omit = st.config.omit_stages;
         let mut ev = build_event(ctx, Stage::ResponseStarted, None);
-        ev.response_status =
-            Some(ResponseStatus::Status(serde_json::json!({"metadata": {}, "message": msg, "code": code})));
-        gw.audit.emit(&ev, omit)
-    } else if panicked {
-        let mut ev = build_event(ctx, Stage::Panic, None);
-        ev.response_status = Some(ResponseStatus::Status(serde_json::json!({
-            "metadata": {}, "status": "Failure", "message": "APIServer panic'd", "reason": "InternalError", "code": 500
-        })));
-        gw.audit.emit(&ev, omit)
-    } else {
-        let objects = take_objects(st, code);
-        gw.audit.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
-    };
-    emitted.wait().await;
+        ev.response_status = Some(event::status_code_only(code));
+        let emitted = self.emit(&ev, omit);
+        drop(ev);
+        emitted.wait().await;
+    }
+
+    /// The response is complete (or the handler panicked, with `panicked`).
+    pub async fn response_complete(&self, ctx: &mut RequestContext, code: u16, panicked: bool) {
+        let Some(st) = ctx.audit.as_mut() else { return };
+        if st.finished {
+            return;
+        }
+        st.finished = true;
+        let omit = st.config.omit_stages;
+        let emitted = if let Some(msg) = st.failed_authn.take() {
+            // kube's failed-authentication event: one event, at ResponseStarted
+            let mut ev = build_event(ctx, Stage::ResponseStarted, None);
+            ev.response_status =
+                Some(ResponseStatus::Status(serde_json::json!({"metadata": {}, "message": msg, "code": code})));
+            self.emit(&ev, omit)
+        } else if panicked {
+            let mut ev = build_event(ctx, Stage::Panic, None);
+            ev.response_status = Some(ResponseStatus::Status(serde_json::json!({
+                "metadata": {}, "status": "Failure", "message": "APIServer panic'd", "reason": "InternalError", "code": 500
+            })));
+            self.emit(&ev, omit)
+        } else {
+            let objects = take_objects(st, code);
+            self.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
+        };
+        emitted.wait().await;
+    }
 }
 
 /// A chunk of the request body (proxied requests, or a local handler that reads the body).
@@ -575,29 +539,16 @@ mod tests {
     use crate::authn::UserInfo;
     use crate::request_info::RequestInfo;
 
-    /// A gateway logging to a file with `policy`, and the log's path.
-    fn gateway(policy: &str) -> (Arc<Gateway>, PathBuf, tempfile::TempDir) {
+    /// The audit stage alone, logging to a file with `policy`, and the log's path.
+    fn audit_to_file(policy: &str) -> (Audit, PathBuf, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap().to_string();
         std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
-        let argv = vec![
-            "frontdoor".to_string(),
-            "serve".into(),
-            "--secure-port".into(),
-            "1".into(),
-            "--cert-dir".into(),
-            format!("{d}/certs"),
-            "--data-dir".into(),
-            format!("{d}/data"),
-            "--policy-dir".into(),
-            format!("{d}/policies"),
-            "--audit-policy-file".into(),
-            format!("{d}/policy.yaml"),
-            "--audit-log-path".into(),
-            format!("{d}/audit.log"),
-        ];
-        let crate::config::Command::Serve(args) = crate::config::parse_from(argv).unwrap().command else { panic!() };
-        (crate::server::build(*args).unwrap().0, dir.path().join("audit.log"), dir)
+        let args = AuditArgs {
+            audit_policy_file: Some(dir.path().join("policy.yaml")),
+            audit_log_path: Some(dir.path().join("audit.log")),
+            ..Default::default()
+        };
+        (Audit::new(&args).unwrap(), dir.path().join("audit.log"), dir)
     }
 
     fn events(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -622,15 +573,16 @@ mod tests {
 
     #[tokio::test]
     async fn watch_emits_response_started_and_impersonation_shows_after_request_received() {
-        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (audit, log, _dir) =
+            audit_to_file("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
         let (req, mut ctx) = request("GET", "/api/v1/namespaces", Some("watch=true"), None);
-        request_received(&gw, &req, &mut ctx).await.unwrap();
+        audit.request_received(&req, &mut ctx).await.unwrap();
         ctx.impersonated = Some(UserInfo::new("bob", vec![]));
         ctx.decision = Some((crate::authz::Decision::Allow, "RBAC: allowed".into()));
-        response_started(&gw, &mut ctx, 200).await;
-        response_started(&gw, &mut ctx, 200).await; // once only
-        response_complete(&gw, &mut ctx, 200, false).await;
-        response_complete(&gw, &mut ctx, 200, false).await; // once only
+        audit.response_started(&mut ctx, 200).await;
+        audit.response_started(&mut ctx, 200).await; // once only
+        audit.response_complete(&mut ctx, 200, false).await;
+        audit.response_complete(&mut ctx, 200, false).await; // once only
         let evs = events(&log);
         let stages: Vec<&str> = evs.iter().map(|e| e["stage"].as_str().unwrap()).collect();
         assert_eq!(stages, ["RequestReceived", "ResponseStarted", "ResponseComplete"]);
@@ -646,22 +598,22 @@ mod tests {
     #[tokio::test]
     async fn request_and_response_objects_with_cap_and_secret_scrubbing() {
         let policy = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: RequestResponse\n  resources: [{group: '', resources: [configmaps]}]\n- level: Request\n";
-        let (gw, log, _dir) = gateway(policy);
+        let (audit, log, _dir) = audit_to_file(policy);
 
         // RequestResponse: both objects (a proxied request's chunks, then its response)
         let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/configmaps", None, Some("application/json"));
-        request_received(&gw, &req, &mut ctx).await.unwrap();
+        audit.request_received(&req, &mut ctx).await.unwrap();
         request_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","#);
         request_body(&mut ctx, br#""metadata":{"name":"c"},"data":{"k":"v"}}"#);
         let mut h = ResponseHeader::build(201, None).unwrap();
         h.insert_header("Content-Type", "application/json").unwrap();
         response_header(&mut ctx, &h);
         response_body(&mut ctx, br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","uid":"u"}}"#);
-        response_complete(&gw, &mut ctx, 201, false).await;
+        audit.response_complete(&mut ctx, 201, false).await;
 
         // Request level on a Secret: requestObject without its data (the rule does not name secrets)
         let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/secrets", None, Some("application/json"));
-        request_received(&gw, &req, &mut ctx).await.unwrap();
+        audit.request_received(&req, &mut ctx).await.unwrap();
         request_body(
             &mut ctx,
             br#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s"},"data":{"password":"aHVudGVyMg=="}}"#,
@@ -673,21 +625,21 @@ mod tests {
                 &serde_json::json!({"kind": "Secret", "apiVersion": "v1", "data": {"password": "aHVudGVyMg=="}}),
             ),
         );
-        response_complete(&gw, &mut ctx, 201, false).await;
+        audit.response_complete(&mut ctx, 201, false).await;
 
         // over the cap: left out, annotated
         let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/pods", None, Some("application/json"));
-        request_received(&gw, &req, &mut ctx).await.unwrap();
-        let big = vec![b' '; gw.audit.max_object + 1];
+        audit.request_received(&req, &mut ctx).await.unwrap();
+        let big = vec![b' '; audit.max_object + 1];
         request_body(&mut ctx, &big);
-        response_complete(&gw, &mut ctx, 201, false).await;
+        audit.response_complete(&mut ctx, 201, false).await;
 
         // not JSON: no object
         let (req, mut ctx) =
             request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
-        request_received(&gw, &req, &mut ctx).await.unwrap();
+        audit.request_received(&req, &mut ctx).await.unwrap();
         request_body(&mut ctx, b"k8s\0...");
-        response_complete(&gw, &mut ctx, 201, false).await;
+        audit.response_complete(&mut ctx, 201, false).await;
 
         let evs = events(&log);
         assert_eq!(evs.len(), 4, "RequestReceived omitted");
@@ -708,11 +660,12 @@ mod tests {
 
     #[tokio::test]
     async fn panic_stage_replaces_response_complete() {
-        let (gw, log, _dir) = gateway("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
+        let (audit, log, _dir) =
+            audit_to_file("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
         let (req, mut ctx) = request("GET", "/version", None, None);
-        request_received(&gw, &req, &mut ctx).await.unwrap();
-        response_complete(&gw, &mut ctx, 500, true).await;
-        response_complete(&gw, &mut ctx, 500, false).await;
+        audit.request_received(&req, &mut ctx).await.unwrap();
+        audit.response_complete(&mut ctx, 500, true).await;
+        audit.response_complete(&mut ctx, 500, false).await;
         let evs = events(&log);
         assert_eq!(evs.len(), 2);
         assert_eq!(evs[1]["stage"], "Panic");

@@ -1,7 +1,7 @@
 //! The audit policy: an `audit.k8s.io/v1` Policy, compiled for the per-request lookup
 //! (k8s.io/apiserver/pkg/audit/policy: first matching rule wins, no match is level None).
 
-use crate::authn::UserInfo;
+use crate::authn::user::UserInfo;
 use crate::request_info::RequestInfo;
 use anyhow::{bail, Context};
 use serde::Deserialize;

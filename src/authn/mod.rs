@@ -26,15 +26,13 @@ pub mod x509;
 pub use user::UserInfo;
 
 use crate::api::Status;
-use crate::config::ServeArgs;
 use crate::context::RequestContext;
-use crate::server::Gateway;
 use crate::tls::{CaRole, ClientCas, PeerIdentity};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use cache::{TokenCache, TokenResult};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,7 +120,7 @@ pub struct AuthnArgs {
     pub authentication_token_webhook_config_file: Option<PathBuf>,
 
     /// The duration to cache responses from the webhook token authenticator.
-    #[arg(long, default_value = "2m", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = crate::api::duration::parse_duration)]
     pub authentication_token_webhook_cache_ttl: Duration,
 
     /// The API version of the authentication.k8s.io TokenReview to send to and expect from the webhook.
@@ -156,19 +154,18 @@ impl Default for AuthnArgs {
 
 /// On embedded defaults: the dev PKI's service-account key and front-proxy CA (with
 /// kubeadm's header names), and `tokens.csv` from --policy-dir when present.
-pub fn embedded_defaults(args: &mut ServeArgs) {
-    let a = &mut args.authn;
+pub fn embedded_defaults(a: &mut AuthnArgs, cert_dir: &Path, policy_dir: &Path) {
     if a.service_account_key_file.is_empty() {
-        a.service_account_key_file = vec![args.cert_dir.join("sa.pub")];
+        a.service_account_key_file = vec![cert_dir.join("sa.pub")];
         if a.service_account_signing_key_file.is_none() {
-            a.service_account_signing_key_file = Some(args.cert_dir.join("sa.key"));
+            a.service_account_signing_key_file = Some(cert_dir.join("sa.key"));
         }
     }
     if a.service_account_issuer.is_empty() {
         a.service_account_issuer = vec!["https://kubernetes.default.svc.cluster.local".into()];
     }
     if a.requestheader_client_ca_file.is_none() {
-        a.requestheader_client_ca_file = Some(args.cert_dir.join("front-proxy-ca.crt"));
+        a.requestheader_client_ca_file = Some(cert_dir.join("front-proxy-ca.crt"));
         if a.requestheader_allowed_names.is_empty() {
             a.requestheader_allowed_names = vec!["front-proxy-client".into()];
         }
@@ -183,9 +180,9 @@ pub fn embedded_defaults(args: &mut ServeArgs) {
     fill(&mut a.requestheader_group_headers, "X-Remote-Group");
     fill(&mut a.requestheader_extra_headers_prefix, "X-Remote-Extra-");
     if a.token_auth_file.is_none() {
-        let p = args.policy_dir.join("tokens.csv");
+        let p = policy_dir.join("tokens.csv");
         if p.exists() {
-            args.authn.token_auth_file = Some(p);
+            a.token_auth_file = Some(p);
         }
     }
 }
@@ -211,6 +208,21 @@ struct Inner {
     cache: TokenCache,
 }
 
+/// What the TokenRequest API (in the store) needs of authentication: the signer and the
+/// audiences, not the authenticators.
+#[derive(Clone)]
+pub struct TokenIssuing(Authentication);
+
+impl TokenIssuing {
+    pub fn issuer(&self) -> Option<&token_issuer::TokenIssuer> {
+        self.0.token_issuer()
+    }
+
+    pub fn api_audiences(&self) -> &[String] {
+        self.0.api_audiences()
+    }
+}
+
 /// The uid of service account `namespace`/`name`, if it exists.
 pub type ServiceAccountUid = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
 
@@ -226,9 +238,8 @@ pub enum Failure {
 impl Authentication {
     /// Builds the authenticators, installs the requestheader CA into the TLS layer and
     /// starts the reload watchers.
-    pub fn new(args: &ServeArgs, client_cas: &Arc<ClientCas>) -> anyhow::Result<Self> {
+    pub fn new(a: &AuthnArgs, client_cas: &Arc<ClientCas>) -> anyhow::Result<Self> {
         metrics::register();
-        let a = &args.authn;
         let authn = Self::from_args(a)?;
         if let Some(ca) = a.requestheader_client_ca_file.clone() {
             client_cas.set(CaRole::RequestHeaderCa, Some(&ca))?;
@@ -358,6 +369,11 @@ impl Authentication {
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// The narrow handle the TokenRequest API gets.
+    pub fn token_issuing(&self) -> TokenIssuing {
+        TokenIssuing(self.clone())
     }
 
     /// The TokenRequest signer, when a signing key is configured.
@@ -540,26 +556,28 @@ fn bearer_of(auth: &str) -> Option<&str> {
     Some(token)
 }
 
-/// The authentication filter.
-pub async fn authenticate(gw: &Gateway, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
-    let start = Instant::now();
-    let result = gw.authn.authenticate_request(ctx.peer.as_deref(), req).await;
-    let seconds = start.elapsed().as_secs_f64();
-    match result {
-        Ok((user, how)) => {
-            metrics::record("success", Some(&user.username), seconds);
-            ctx.user = Some(user);
-            ctx.authenticator = how;
-            Ok(())
-        }
-        Err(Failure::Invalid(reason)) => {
-            metrics::record("error", None, seconds);
-            tracing::info!(audit_id = %ctx.audit_id, reason = %reason, "Unable to authenticate the request");
-            Err(Status::unauthorized())
-        }
-        Err(Failure::NoCredential) => {
-            metrics::record("failure", None, seconds);
-            Err(Status::unauthorized())
+impl Authentication {
+    /// The authentication filter: fills the context's user, or ends the request with 401.
+    pub async fn authenticate(&self, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Status> {
+        let start = Instant::now();
+        let result = self.authenticate_request(ctx.peer.as_deref(), req).await;
+        let seconds = start.elapsed().as_secs_f64();
+        match result {
+            Ok((user, how)) => {
+                metrics::record("success", Some(&user.username), seconds);
+                ctx.user = Some(user);
+                ctx.authenticator = how;
+                Ok(())
+            }
+            Err(Failure::Invalid(reason)) => {
+                metrics::record("error", None, seconds);
+                tracing::info!(audit_id = %ctx.audit_id, reason = %reason, "Unable to authenticate the request");
+                Err(Status::unauthorized())
+            }
+            Err(Failure::NoCredential) => {
+                metrics::record("failure", None, seconds);
+                Err(Status::unauthorized())
+            }
         }
     }
 }

@@ -7,9 +7,8 @@
 use crate::api::{ApiResource, Status};
 use crate::context::RequestContext;
 use crate::filters::request_body;
-use crate::filters::response::send;
+use crate::filters::response::Responder;
 use crate::filters::Reply;
-use crate::server::Gateway;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 
@@ -35,7 +34,12 @@ pub fn resources() -> Vec<ApiResource> {
 }
 
 /// Serves a review request, or `None` when the request is not one.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
+pub async fn serve(
+    authn: &crate::authn::Authentication,
+    respond: &Responder,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
     if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION || !info.namespace.is_empty()
     {
@@ -47,20 +51,20 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         _ => return None,
     };
     if !info.subresource.is_empty() || !info.name.is_empty() {
-        return Some(send(gw, session, ctx, Status::path_not_found().into()).await);
+        return Some(respond.send(session, ctx, Status::path_not_found().into()).await);
     }
     if info.verb != "create" {
         let m = session.req_header().method.as_str().to_string();
-        return Some(send(gw, session, ctx, Status::method_not_allowed(&m).into()).await);
+        return Some(respond.send(session, ctx, Status::method_not_allowed(&m).into()).await);
     }
     let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Err(s) => s.into(),
         Ok(body) => match kind {
             "SelfSubjectReview" => self_subject_review(ctx, &body),
-            _ => token_review(gw, &body).await,
+            _ => token_review(authn, &body).await,
         },
     };
-    Some(send(gw, session, ctx, reply).await)
+    Some(respond.send(session, ctx, reply).await)
 }
 
 fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {
@@ -101,7 +105,7 @@ fn self_subject_review(ctx: &RequestContext, body: &[u8]) -> Reply {
     Reply::json(201, &object("SelfSubjectReview", json!({"userInfo": user}), None))
 }
 
-async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
+async fn token_review(authn: &crate::authn::Authentication, body: &[u8]) -> Reply {
     let v = match parse(body, "TokenReview") {
         Ok(v) => v,
         Err(s) => return s.into(),
@@ -116,7 +120,7 @@ async fn token_review(gw: &Gateway, body: &[u8]) -> Reply {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    let (user, auds, error) = gw.authn.review_token(token, &audiences).await;
+    let (user, auds, error) = authn.review_token(token, &audiences).await;
     let mut status = json!({"user": {}});
     match user {
         Some(u) => {

@@ -1,9 +1,8 @@
 //! Building the authorizer chain from `--authorization-mode` or `--authorization-config`
 //! (apiserver.config.k8s.io AuthorizationConfiguration), with kube-apiserver's validation.
 
-use super::{abac, rbac, webhook, AlwaysAllow, AlwaysDeny, Authorizer, Member};
+use super::{abac, rbac, webhook, AlwaysAllow, AlwaysDeny, Authorizer, AuthzArgs, Member};
 use crate::api::documents;
-use crate::config::ServeArgs;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -77,14 +76,13 @@ pub struct Shared {
 }
 
 /// Builds the chain; RBAC and ABAC come from `shared` when there, else are made and put there.
-pub fn build(args: &ServeArgs, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
-    let a = &args.authz;
+pub fn build(a: &AuthzArgs, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
     if let Some(file) = &a.authorization_config {
         if !a.authorization_mode.is_empty() {
             bail!("--authorization-config can not be specified when --authorization-mode is specified");
         }
         let cfg: AuthorizationConfiguration = documents::read_config(file, "--authorization-config")?;
-        return from_config(args, cfg, shared).with_context(|| format!("--authorization-config {}", file.display()));
+        return from_config(a, cfg, shared).with_context(|| format!("--authorization-config {}", file.display()));
     }
     let modes: Vec<String> =
         if a.authorization_mode.is_empty() { vec!["RBAC".into()] } else { a.authorization_mode.clone() };
@@ -125,7 +123,7 @@ pub fn build(args: &ServeArgs, shared: &mut Shared) -> anyhow::Result<Vec<Member
                 };
                 member("Webhook", &name, webhook::WebhookAuthorizer::new(opts)?)
             }
-            _ => simple(args, m, &name, shared)?,
+            _ => simple(a, m, &name, shared)?,
         };
         chain.push(member);
     }
@@ -137,7 +135,7 @@ fn member(kind: &'static str, name: &str, a: impl Authorizer + 'static) -> Membe
 }
 
 /// The authorizers that take no per-entry configuration.
-fn simple(args: &ServeArgs, mode: &str, name: &str, shared: &mut Shared) -> anyhow::Result<Member> {
+fn simple(args: &AuthzArgs, mode: &str, name: &str, shared: &mut Shared) -> anyhow::Result<Member> {
     Ok(match mode {
         "AlwaysAllow" => member("AlwaysAllow", name, AlwaysAllow),
         "AlwaysDeny" => member("AlwaysDeny", name, AlwaysDeny),
@@ -146,10 +144,9 @@ fn simple(args: &ServeArgs, mode: &str, name: &str, shared: &mut Shared) -> anyh
                 return Ok(Member { kind: "ABAC", name: name.to_string(), authorizer: existing.clone() });
             }
             let file = args
-                .authz
                 .authorization_policy_file
                 .clone()
-                .or_else(|| args.default_policy("abac.jsonl"))
+                .or_else(|| args.default_abac_policy_file.clone())
                 .ok_or_else(|| anyhow!("authorization-mode ABAC's authorization policy file not passed"))?;
             let az = Arc::new(abac::AbacAuthorizer::new(file.clone())?);
             let w = az.clone();
@@ -161,11 +158,7 @@ fn simple(args: &ServeArgs, mode: &str, name: &str, shared: &mut Shared) -> anyh
             if let Some(existing) = &shared.rbac {
                 return Ok(Member { kind: "RBAC", name: name.to_string(), authorizer: existing.clone() });
             }
-            let paths = if args.authz.rbac_policy.is_empty() {
-                args.default_policy("rbac").into_iter().collect()
-            } else {
-                args.authz.rbac_policy.clone()
-            };
+            let paths = args.rbac_policy.clone();
             let az = Arc::new(rbac::RbacAuthorizer::new(paths.clone())?);
             let w = az.clone();
             crate::reload::watch("rbac", paths, move || w.reload());
@@ -176,7 +169,7 @@ fn simple(args: &ServeArgs, mode: &str, name: &str, shared: &mut Shared) -> anyh
     })
 }
 
-fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
+fn from_config(args: &AuthzArgs, cfg: AuthorizationConfiguration, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
     const VERSIONS: [&str; 3] =
         ["apiserver.config.k8s.io/v1alpha1", "apiserver.config.k8s.io/v1beta1", "apiserver.config.k8s.io/v1"];
     if !VERSIONS.contains(&cfg.api_version.as_str()) || cfg.kind != "AuthorizationConfiguration" {
@@ -234,7 +227,7 @@ fn from_config(args: &ServeArgs, cfg: AuthorizationConfiguration, shared: &mut S
 fn webhook_options(field: &str, name: &str, w: WebhookConfiguration) -> anyhow::Result<webhook::Options> {
     let dur = |what: &str, v: &Option<String>| -> anyhow::Result<Option<Duration>> {
         v.as_deref()
-            .map(|s| crate::config::parse_duration(s).map_err(|e| anyhow!("{field}.webhook.{what}: {e}")))
+            .map(|s| crate::api::duration::parse_duration(s).map_err(|e| anyhow!("{field}.webhook.{what}: {e}")))
             .transpose()
     };
     let timeout = dur("timeout", &w.timeout)?.ok_or_else(|| anyhow!("{field}.webhook.timeout: Required value"))?;

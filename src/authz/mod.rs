@@ -5,6 +5,7 @@
 
 pub mod abac;
 pub mod chain;
+pub mod decision;
 pub mod metrics;
 pub mod rbac;
 pub mod review;
@@ -13,6 +14,7 @@ pub mod webhook;
 use crate::authn::UserInfo;
 use crate::request_info::RequestInfo;
 use arc_swap::ArcSwap;
+pub use decision::Decision;
 use rbac::PolicyRule;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,32 +55,6 @@ impl Attributes {
     /// kube's `IsReadOnly`: get, list and watch.
     pub fn is_read_only(&self) -> bool {
         matches!(self.verb.as_str(), "get" | "list" | "watch")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny,
-    NoOpinion,
-}
-
-impl Decision {
-    /// The audit annotation value kube writes for `authorization.k8s.io/decision`.
-    pub fn audit_value(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            _ => "forbid",
-        }
-    }
-
-    /// The `result` label of `authorization_attempts_total`.
-    pub fn metric_value(self) -> &'static str {
-        match self {
-            Decision::Allow => "allowed",
-            Decision::Deny => "denied",
-            Decision::NoOpinion => "no-opinion",
-        }
     }
 }
 
@@ -180,6 +156,11 @@ pub struct AuthzArgs {
     #[arg(long, value_name = "FILE")]
     pub authorization_policy_file: Option<PathBuf>,
 
+    /// abac.jsonl in --policy-dir when present: mode ABAC's file when
+    /// --authorization-policy-file is not given (filled by `ServeArgs::complete`).
+    #[arg(skip)]
+    pub default_abac_policy_file: Option<PathBuf>,
+
     /// File with webhook configuration in kubeconfig format, used with
     /// --authorization-mode=Webhook. The API server will query the remote service to
     /// determine access on the API server's secure port.
@@ -192,15 +173,15 @@ pub struct AuthzArgs {
     pub authorization_webhook_version: String,
 
     /// The duration to cache 'authorized' responses from the webhook authorizer.
-    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::api::duration::parse_duration)]
     pub authorization_webhook_cache_authorized_ttl: Duration,
 
     /// The duration to cache 'unauthorized' responses from the webhook authorizer.
-    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::api::duration::parse_duration)]
     pub authorization_webhook_cache_unauthorized_ttl: Duration,
 
     /// How long to wait for the webhook before applying the failure policy (at most 30s).
-    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::api::duration::parse_duration)]
     pub authorization_webhook_timeout: Duration,
 
     /// What a webhook that cannot be reached or answers badly decides: NoOpinion (fall through
@@ -218,8 +199,27 @@ pub struct Member {
 
 /// The compiled authorizer chain. `--authorization-config` is hot-reloaded as kube does it:
 /// a changed file is validated and built whole, then swapped in; a bad one keeps the chain.
+#[derive(Clone)]
 pub struct Authorization {
     inner: Arc<Inner>,
+}
+
+/// The whole chain is itself an authorizer: the handle other stages get (impersonation's
+/// checks, the review APIs, RBAC's escalation checks) instead of the stage.
+#[async_trait::async_trait]
+impl Authorizer for Authorization {
+    async fn authorize(&self, attrs: &Attributes) -> (Decision, String) {
+        self.decide(attrs).await
+    }
+
+    async fn authorize_or_error(&self, attrs: &Attributes) -> (Decision, String, Option<String>) {
+        let (decision, reason, errors) = self.decide_or_error(attrs).await;
+        (decision, reason, (!errors.is_empty()).then(|| aggregate_errors(&errors)))
+    }
+
+    fn rules_for(&self, user: &UserInfo, namespace: &str) -> RulesInfo {
+        Authorization::rules_for(self, user, namespace)
+    }
 }
 
 struct Inner {
@@ -231,12 +231,12 @@ struct Inner {
 }
 
 impl Authorization {
-    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+    pub fn new(args: &AuthzArgs) -> anyhow::Result<Self> {
         metrics::force();
         let mut shared = chain::Shared::default();
         let chain = chain::build(args, &mut shared)?;
         let z = Authorization::from_parts(chain, shared);
-        if let Some(file) = args.authz.authorization_config.clone() {
+        if let Some(file) = args.authorization_config.clone() {
             let (inner, args) = (z.inner.clone(), args.clone());
             crate::reload::watch("authorization-config", vec![file], move || {
                 let result = inner.rebuild(&args);
@@ -339,7 +339,7 @@ impl Authorization {
 impl Inner {
     /// Builds the chain from the configuration file again and swaps it in, or fails and
     /// leaves the running chain. Lock order: `dynamic`, then `shared`.
-    fn rebuild(&self, args: &crate::config::ServeArgs) -> anyhow::Result<()> {
+    fn rebuild(&self, args: &AuthzArgs) -> anyhow::Result<()> {
         let dynamic = lock(&self.dynamic);
         let mut shared = lock(&self.shared);
         let mut next = shared.clone();
@@ -363,34 +363,33 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The authorization filter: records the decision, or ends the request with kube's 403 (or its
-/// 500 when an authorizer failed and nothing allowed).
-pub async fn authorize(
-    gw: &crate::server::Gateway,
-    ctx: &mut crate::context::RequestContext,
-) -> Result<(), crate::api::Status> {
-    let Some(user) = ctx.effective_user() else {
-        return Err(crate::api::Status::unauthorized());
-    };
-    let attrs = Attributes::from_request(user, &ctx.request_info);
-    let start = Instant::now();
-    let (decision, reason, errors) = gw.authz.decide_or_error(&attrs).await;
-    let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
-    metrics::ATTEMPTS.with_label_values(&[result]).inc();
-    metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
-    if decision == Decision::Allow {
-        ctx.decision = Some((decision, reason));
-        return Ok(());
+impl Authorization {
+    /// The authorization filter: records the decision, or ends the request with kube's 403 (or its
+    /// 500 when an authorizer failed and nothing allowed).
+    pub async fn authorize(&self, ctx: &mut crate::context::RequestContext) -> Result<(), crate::api::Status> {
+        let Some(user) = ctx.effective_user() else {
+            return Err(crate::api::Status::unauthorized());
+        };
+        let attrs = Attributes::from_request(user, &ctx.request_info);
+        let start = Instant::now();
+        let (decision, reason, errors) = self.decide_or_error(&attrs).await;
+        let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
+        metrics::ATTEMPTS.with_label_values(&[result]).inc();
+        metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
+        if decision == Decision::Allow {
+            ctx.decision = Some((decision, reason));
+            return Ok(());
+        }
+        if !errors.is_empty() {
+            // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
+            ctx.decision = Some((decision, "internal error".into()));
+            let message = format!("Internal Server Error: {:?}: {}", ctx.request_uri, aggregate_errors(&errors));
+            return Err(crate::api::Status::failure(500, "InternalError", sanitize(&message)));
+        }
+        ctx.decision = Some((decision, reason.clone()));
+        tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
+        Err(forbidden(&attrs, &reason))
     }
-    if !errors.is_empty() {
-        // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
-        ctx.decision = Some((decision, "internal error".into()));
-        let message = format!("Internal Server Error: {:?}: {}", ctx.request_uri, aggregate_errors(&errors));
-        return Err(crate::api::Status::failure(500, "InternalError", sanitize(&message)));
-    }
-    ctx.decision = Some((decision, reason.clone()));
-    tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
-    Err(forbidden(&attrs, &reason))
 }
 
 /// kube's 403 Status for a request the chain did not allow (responsewriters.Forbidden).

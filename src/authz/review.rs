@@ -9,9 +9,8 @@ use crate::api::{ApiResource, Status};
 use crate::authn::UserInfo;
 use crate::context::RequestContext;
 use crate::filters::request_body;
-use crate::filters::response::send;
+use crate::filters::response::Responder;
 use crate::filters::Reply;
-use crate::server::Gateway;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 
@@ -43,28 +42,33 @@ pub fn resources() -> Vec<ApiResource> {
 }
 
 /// Serves a review request; None when the request is not for a review resource.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
+pub async fn serve(
+    authz: &super::Authorization,
+    respond: &Responder,
+    session: &mut Session,
+    ctx: &mut RequestContext,
+) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
     if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION {
         return None;
     }
     let (_, kind, namespaced) = *KINDS.iter().find(|(r, _, _)| *r == info.resource)?;
     if !info.subresource.is_empty() || !info.name.is_empty() || namespaced == info.namespace.is_empty() {
-        return Some(send(gw, session, ctx, Status::path_not_found().into()).await);
+        return Some(respond.send(session, ctx, Status::path_not_found().into()).await);
     }
     if info.verb != "create" {
         let method = session.req_header().method.as_str().to_string();
-        return Some(send(gw, session, ctx, Status::method_not_allowed(&method).into()).await);
+        return Some(respond.send(session, ctx, Status::method_not_allowed(&method).into()).await);
     }
     let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Ok(body) => match serde_json::from_slice::<Value>(&body) {
-            Ok(obj) if obj.is_object() => review(gw, ctx, kind, &info.namespace, obj).await,
+            Ok(obj) if obj.is_object() => review(authz, ctx, kind, &info.namespace, obj).await,
             Ok(_) => Status::bad_request(format!("the body of the request must be a {kind} object")).into(),
             Err(e) => Status::bad_request(format!("error decoding {kind}: {e}")).into(),
         },
         Err(s) => s.into(),
     };
-    Some(send(gw, session, ctx, reply).await)
+    Some(respond.send(session, ctx, reply).await)
 }
 
 fn invalid(kind: &str, field: &str, message: String) -> Reply {
@@ -78,7 +82,13 @@ fn invalid(kind: &str, field: &str, message: String) -> Reply {
 }
 
 /// Answers one review object (already decoded) for the requesting user.
-pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &str, mut obj: Value) -> Reply {
+pub async fn review(
+    authz: &super::Authorization,
+    ctx: &RequestContext,
+    kind: &str,
+    namespace: &str,
+    mut obj: Value,
+) -> Reply {
     if let Some(k) = obj.get("kind").and_then(Value::as_str) {
         if k != kind {
             return Status::bad_request(format!("the kind of the object ({k}) does not match the resource ({kind})"))
@@ -93,7 +103,7 @@ pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &
             if ns.is_empty() {
                 return Status::bad_request("no namespace on request").into();
             }
-            let r = gw.authz.rules_for(&requester, ns);
+            let r = authz.rules_for(&requester, ns);
             let mut s = json!({
                 "resourceRules": r.resource_rules,
                 "nonResourceRules": r.non_resource_rules,
@@ -142,7 +152,7 @@ pub async fn review(gw: &Gateway, ctx: &RequestContext, kind: &str, namespace: &
                     .into();
                 }
             }
-            let (decision, reason, errors) = gw.authz.decide_or_error(&attrs).await;
+            let (decision, reason, errors) = authz.decide_or_error(&attrs).await;
             let mut s = json!({"allowed": decision == Decision::Allow});
             if decision == Decision::Deny {
                 s["denied"] = json!(true);

@@ -1,21 +1,13 @@
 use super::*;
-use crate::config::{parse_from, Command, ServeArgs};
 
 use crate::authz::testing::{res, user};
 
-fn serve_args(extra: &[&str]) -> (tempfile::TempDir, ServeArgs) {
+/// The authorization stage's own flags; `$DIR` in a flag is a fresh temporary directory.
+fn serve_args(extra: &[&str]) -> (tempfile::TempDir, AuthzArgs) {
     let dir = tempfile::tempdir().unwrap();
-    let mut argv = vec![
-        "frontdoor".to_string(),
-        "serve".into(),
-        "--policy-dir".into(),
-        dir.path().join("policies").display().to_string(),
-    ];
-    argv.extend(extra.iter().map(|s| s.replace("$DIR", &dir.path().display().to_string())));
-    match parse_from(argv).unwrap().command {
-        Command::Serve(a) => (dir, *a),
-        _ => unreachable!(),
-    }
+    let argv: Vec<String> = extra.iter().map(|s| s.replace("$DIR", &dir.path().display().to_string())).collect();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    (dir, crate::config::parse_args(&argv).unwrap())
 }
 
 #[test]

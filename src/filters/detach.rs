@@ -13,33 +13,35 @@
 //! stream. An HTTP/1.x watch owns its connection, which pingora reuses after the response,
 //! so it stays in pingora's task.
 
+use super::request_log::RequestLog;
 use crate::context::RequestContext;
-use crate::server::Gateway;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use std::future::Future;
+use std::sync::Arc;
 
 /// The body of a long-running response, run to its end after its header was written.
 pub trait Stream: Send + 'static {
     /// Writes the body, the end of stream included.
-    fn run<'a>(&'a mut self, gw: &'a Gateway, session: &'a mut ServerSession) -> impl Future<Output = ()> + Send + 'a;
+    fn run<'a>(&'a mut self, session: &'a mut ServerSession) -> impl Future<Output = ()> + Send + 'a;
 }
 
-/// Runs `stream` to its end: in a task of its own for an HTTP/2 request (returning at once),
-/// else right here.
-pub async fn run<S: Stream>(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext, mut stream: S) {
-    let Some(gw) = gw.this.upgrade().filter(|_| session.is_http2()) else {
-        return stream.run(gw, session).await;
-    };
+/// Runs `stream` to its end: in a task of its own for an HTTP/2 request (returning at once,
+/// the task finishing the request with `log`), else right here.
+pub async fn run<S: Stream>(log: &Arc<RequestLog>, session: &mut Session, ctx: &mut RequestContext, mut stream: S) {
+    if !session.is_http2() {
+        return stream.run(session).await;
+    }
+    let log = log.clone();
     let mut downstream = std::mem::replace(&mut session.downstream_session, placeholder().await);
     let mut ctx = std::mem::replace(ctx, RequestContext { detached: true, ..Default::default() });
     tokio::spawn(async move {
-        if let Err(panic) = crate::filters::panic_recovery::catch(stream.run(&gw, &mut downstream)).await {
+        if let Err(panic) = crate::filters::panic_recovery::catch(stream.run(&mut downstream)).await {
             let what = format!("{} {}", downstream.req_header().method, downstream.req_header().uri.path());
             crate::filters::panic_recovery::panicked(&what, &panic);
         }
         // boxed, like every await after the stream: an idle task's state holds only the stream
-        Box::pin(gw.log_request(&downstream, &mut ctx)).await;
+        Box::pin(log.finish(&downstream, &mut ctx)).await;
         // ends the stream if the body did not (a panic); nothing else for HTTP/2
         let _ = Box::pin(downstream.finish()).await;
     });

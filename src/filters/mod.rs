@@ -5,6 +5,7 @@ pub mod cors;
 pub mod detach;
 pub mod panic_recovery;
 pub mod request_body;
+pub mod request_log;
 pub mod request_received;
 pub mod response;
 pub mod shutdown;

@@ -1,10 +1,13 @@
 //! Local responses: a Status or a body, with the headers every response carries.
 
+use super::cors::Cors;
 use crate::api::Status;
+use crate::audit::Audit;
 use crate::context::RequestContext;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use std::sync::Arc;
 
 /// A whole response written by frontdoor itself.
 #[derive(Debug, Clone)]
@@ -98,76 +101,86 @@ pub fn add_common_headers(ctx: &RequestContext, h: &mut ResponseHeader) {
     }
 }
 
-/// A response header for a local response of `code`, with the common and CORS headers,
-/// for handlers that stream their body (watch).
-pub fn start_header(
-    gw: &crate::server::Gateway,
-    session: &Session,
-    ctx: &RequestContext,
-    code: u16,
-    content_type: &str,
-) -> ResponseHeader {
-    // HTTP/2 sends names in lower case anyway; a case map would be held for the whole stream
-    let h = if session.is_http2() {
-        ResponseHeader::build_no_case(code, Some(4))
-    } else {
-        ResponseHeader::build(code, Some(4))
-    };
-    let mut h = h.expect("valid status code");
-    let _ = h.insert_header("Content-Type", content_type);
-    add_common_headers(ctx, &mut h);
-    gw.cors.add_headers(session.req_header(), &mut h);
-    h
+/// Writes frontdoor's own responses: the common and CORS headers, the audit stage's record of
+/// the reply, ResponseStarted for a streamed long-running one. Every local handler is given
+/// one (a cheap clone) instead of the stages behind it.
+#[derive(Clone)]
+pub struct Responder {
+    cors: Arc<Cors>,
+    audit: Arc<Audit>,
 }
 
-/// Writes the header of a streamed local response (watch) and, for a long-running
-/// request, emits the audit ResponseStarted event. The body follows with
-/// `session.write_response_body`.
-pub async fn start_stream(
-    gw: &crate::server::Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-    code: u16,
-    content_type: &str,
-) -> pingora::Result<()> {
-    let mut h = start_header(gw, session, ctx, code, content_type);
-    if !session.is_http2() {
-        // no length is known ahead: HTTP/1.1 streams chunk by chunk
-        let _ = h.insert_header("Transfer-Encoding", "chunked");
+impl Responder {
+    pub fn new(cors: Arc<Cors>, audit: Arc<Audit>) -> Self {
+        Responder { cors, audit }
     }
-    ctx.response_code = code;
-    session.write_response_header(Box::new(h), false).await?;
-    if ctx.request_info.is_long_running() {
-        crate::audit::response_started(gw, ctx, code).await;
-    }
-    Ok(())
-}
 
-/// Writes a whole local response.
-pub async fn send(
-    gw: &crate::server::Gateway,
-    session: &mut Session,
-    ctx: &mut RequestContext,
-    reply: Reply,
-) -> pingora::Result<()> {
-    let mut h = ResponseHeader::build(reply.code, Some(reply.headers.len() + 4)).expect("valid status code");
-    for (k, v) in &reply.headers {
-        let _ = h.append_header(*k, v.as_str());
+    /// A response header for a local response of `code`, with the common and CORS headers,
+    /// for handlers that stream their body (watch).
+    pub fn start_header(
+        &self,
+        session: &Session,
+        ctx: &RequestContext,
+        code: u16,
+        content_type: &str,
+    ) -> ResponseHeader {
+        // HTTP/2 sends names in lower case anyway; a case map would be held for the whole stream
+        let h = if session.is_http2() {
+            ResponseHeader::build_no_case(code, Some(4))
+        } else {
+            ResponseHeader::build(code, Some(4))
+        };
+        let mut h = h.expect("valid status code");
+        let _ = h.insert_header("Content-Type", content_type);
+        add_common_headers(ctx, &mut h);
+        self.cors.add_headers(session.req_header(), &mut h);
+        h
     }
-    // a 204 or 304 carries no body, so no Content-Length either (RFC 9110 8.6)
-    let bodiless = matches!(reply.code, 204 | 304);
-    if !bodiless {
-        let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+
+    /// Writes the header of a streamed local response (watch) and, for a long-running
+    /// request, emits the audit ResponseStarted event. The body follows with
+    /// `session.write_response_body`.
+    pub async fn start_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+        code: u16,
+        content_type: &str,
+    ) -> pingora::Result<()> {
+        let mut h = self.start_header(session, ctx, code, content_type);
+        if !session.is_http2() {
+            // no length is known ahead: HTTP/1.1 streams chunk by chunk
+            let _ = h.insert_header("Transfer-Encoding", "chunked");
+        }
+        ctx.response_code = code;
+        session.write_response_header(Box::new(h), false).await?;
+        if ctx.request_info.is_long_running() {
+            self.audit.response_started(ctx, code).await;
+        }
+        Ok(())
     }
-    add_common_headers(ctx, &mut h);
-    gw.cors.add_headers(session.req_header(), &mut h);
-    ctx.response_code = reply.code;
-    crate::audit::local_reply(ctx, &reply);
-    session.set_keepalive(Some(60));
-    session.write_response_header(Box::new(h), false).await?;
-    let head = session.req_header().method == http::Method::HEAD;
-    session.write_response_body(if head || bodiless { None } else { Some(reply.body) }, true).await?;
-    Ok(())
+
+    /// Writes a whole local response.
+    pub async fn send(&self, session: &mut Session, ctx: &mut RequestContext, reply: Reply) -> pingora::Result<()> {
+        let mut h = ResponseHeader::build(reply.code, Some(reply.headers.len() + 4)).expect("valid status code");
+        for (k, v) in &reply.headers {
+            let _ = h.append_header(*k, v.as_str());
+        }
+        // a 204 or 304 carries no body, so no Content-Length either (RFC 9110 8.6)
+        let bodiless = matches!(reply.code, 204 | 304);
+        if !bodiless {
+            let _ = h.insert_header("Content-Length", reply.body.len().to_string());
+        }
+        add_common_headers(ctx, &mut h);
+        self.cors.add_headers(session.req_header(), &mut h);
+        ctx.response_code = reply.code;
+        crate::audit::local_reply(ctx, &reply);
+        session.set_keepalive(Some(60));
+        session.write_response_header(Box::new(h), false).await?;
+        let head = session.req_header().method == http::Method::HEAD;
+        session.write_response_body(if head || bodiless { None } else { Some(reply.body) }, true).await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

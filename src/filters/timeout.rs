@@ -18,7 +18,7 @@ pub fn status() -> Status {
 fn requested(q: &Query) -> Result<Option<i64>, String> {
     match q.first("timeout") {
         None | Some("") => Ok(None),
-        Some(v) => crate::config::parse_go_duration(v).map(Some),
+        Some(v) => crate::api::duration::parse_go_duration(v).map(Some),
     }
 }
 

@@ -140,6 +140,18 @@ pub fn is_mutating(verb: &str) -> bool {
     !matches!(verb, "get" | "list" | "watch")
 }
 
+/// A seat held by a request; released on drop. A leaf type: the request context holds one.
+#[derive(Debug)]
+pub struct Permit {
+    _seat: Seat,
+}
+
+impl Permit {
+    pub fn new(seat: Seat) -> Self {
+        Permit { _seat: seat }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

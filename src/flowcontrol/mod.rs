@@ -5,8 +5,7 @@ pub mod maxinflight;
 
 use crate::context::RequestContext;
 use crate::filters::Reply;
-use crate::server::Gateway;
-use maxinflight::{is_mutating, MaxInFlight, Seat, DROPPED_REQUESTS, REQUEST_TERMINATIONS};
+use maxinflight::{is_mutating, MaxInFlight, DROPPED_REQUESTS, REQUEST_TERMINATIONS};
 
 /// In-flight flags (kube-apiserver's names).
 #[derive(clap::Args, Debug, Clone)]
@@ -32,15 +31,10 @@ pub struct FlowControl {
     max_in_flight: MaxInFlight,
 }
 
-/// A seat held by a request; released on drop.
-#[derive(Debug)]
-pub struct Permit {
-    _seat: Seat,
-}
+pub use maxinflight::Permit;
 
 impl FlowControl {
-    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        let a = &args.flowcontrol;
+    pub fn new(a: &FlowControlArgs) -> anyhow::Result<Self> {
         Ok(FlowControl { max_in_flight: MaxInFlight::new(a.max_requests_inflight, a.max_mutating_requests_inflight) })
     }
 }
@@ -51,40 +45,42 @@ pub fn too_many_requests() -> Reply {
     Reply::status(&crate::api::Status::too_many_requests())
 }
 
-/// Admits the request (keeping its permit in the context) or answers 429.
-pub fn admit(gw: &Gateway, ctx: &mut RequestContext) -> Result<(), Reply> {
-    let info = ctx.request_info.clone();
-    if info.is_long_running() {
-        return Ok(());
+impl FlowControl {
+    /// Admits the request (keeping its permit in the context) or answers 429.
+    pub fn admit(&self, ctx: &mut RequestContext) -> Result<(), Reply> {
+        let info = ctx.request_info.clone();
+        if info.is_long_running() {
+            return Ok(());
+        }
+        let mutating = is_mutating(&info.verb);
+        let mif = &self.max_in_flight;
+        let Some(seats) = (if mutating { &mif.mutating } else { &mif.read_only }) else {
+            return Ok(());
+        };
+        if let Some(seat) = seats.try_acquire() {
+            ctx.inflight = Some(Permit::new(seat));
+            return Ok(());
+        }
+        // a system:master is so powerful that it should always get an answer (kube's words)
+        if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
+            return Ok(());
+        }
+        DROPPED_REQUESTS.with_label_values(&[seats.kind()]).inc();
+        let verb = crate::metrics::reported_verb(&method_of(&info), &info.verb, info.is_resource_request, false);
+        REQUEST_TERMINATIONS
+            .with_label_values(&[
+                &verb,
+                &info.api_group,
+                &info.api_version,
+                &info.resource,
+                &info.subresource,
+                info.scope(),
+                "apiserver",
+                "429",
+            ])
+            .inc();
+        Err(too_many_requests())
     }
-    let mutating = is_mutating(&info.verb);
-    let mif = &gw.flowcontrol.max_in_flight;
-    let Some(seats) = (if mutating { &mif.mutating } else { &mif.read_only }) else {
-        return Ok(());
-    };
-    if let Some(seat) = seats.try_acquire() {
-        ctx.inflight = Some(Permit { _seat: seat });
-        return Ok(());
-    }
-    // a system:master is so powerful that it should always get an answer (kube's words)
-    if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
-        return Ok(());
-    }
-    DROPPED_REQUESTS.with_label_values(&[seats.kind()]).inc();
-    let verb = crate::metrics::reported_verb(&method_of(&info), &info.verb, info.is_resource_request, false);
-    REQUEST_TERMINATIONS
-        .with_label_values(&[
-            &verb,
-            &info.api_group,
-            &info.api_version,
-            &info.resource,
-            &info.subresource,
-            info.scope(),
-            "apiserver",
-            "429",
-        ])
-        .inc();
-    Err(too_many_requests())
 }
 
 /// The HTTP method behind a RequestInfo verb, for the metrics' verb label.
@@ -109,18 +105,9 @@ mod tests {
     use crate::request_info::RequestInfo;
     use std::sync::Arc;
 
-    fn gateway(extra: &[&str]) -> (Arc<Gateway>, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap().to_string();
-        let mut argv: Vec<String> =
-            ["frontdoor", "serve", "--secure-port", "1"].iter().map(|s| s.to_string()).collect();
-        for (flag, sub) in [("--cert-dir", "certs"), ("--data-dir", "data"), ("--policy-dir", "policies")] {
-            argv.push(flag.into());
-            argv.push(format!("{d}/{sub}"));
-        }
-        argv.extend(extra.iter().map(|s| s.to_string()));
-        let crate::config::Command::Serve(args) = crate::config::parse_from(argv).unwrap().command else { panic!() };
-        (crate::server::build(*args).unwrap().0, dir)
+    /// The flow-control stage alone, from its own flags.
+    fn flowcontrol(extra: &[&str]) -> FlowControl {
+        FlowControl::new(&crate::config::parse_args::<FlowControlArgs>(extra).unwrap()).unwrap()
     }
 
     fn ctx(method: &str, path: &str, query: Option<&str>, user: UserInfo) -> RequestContext {
@@ -133,17 +120,17 @@ mod tests {
 
     #[test]
     fn limits_per_kind_exemptions_and_release() {
-        let (gw, _dir) = gateway(&["--max-mutating-requests-inflight", "2", "--max-requests-inflight", "1"]);
+        let fc = flowcontrol(&["--max-mutating-requests-inflight", "2", "--max-requests-inflight", "1"]);
         let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);
         let post = |u| ctx("POST", "/api/v1/namespaces/a/configmaps", None, u);
         let mut held: Vec<RequestContext> = Vec::new();
         for _ in 0..2 {
             let mut c = post(alice());
-            admit(&gw, &mut c).unwrap();
+            fc.admit(&mut c).unwrap();
             assert!(c.inflight.is_some());
             held.push(c);
         }
-        let reply = admit(&gw, &mut post(alice())).unwrap_err();
+        let reply = fc.admit(&mut post(alice())).unwrap_err();
         assert_eq!(reply.code, 429);
         assert!(reply.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
         let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -153,37 +140,37 @@ mod tests {
         // system:masters: the impersonated user counts (impersonation runs before the limit)
         let mut c = post(alice());
         c.impersonated = Some(UserInfo::new("root", vec!["system:masters".into()]));
-        assert!(admit(&gw, &mut c).is_ok());
+        assert!(fc.admit(&mut c).is_ok());
         let mut c = post(UserInfo::new("root", vec!["system:masters".into()]));
         c.impersonated = Some(alice());
-        assert!(admit(&gw, &mut c).is_err(), "acts as alice");
+        assert!(fc.admit(&mut c).is_err(), "acts as alice");
 
         // read-only has its own seats; long-running requests take none
         let mut get = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
-        admit(&gw, &mut get).unwrap();
-        assert!(admit(&gw, &mut ctx("GET", "/api/v1/pods", None, alice())).is_err());
+        fc.admit(&mut get).unwrap();
+        assert!(fc.admit(&mut ctx("GET", "/api/v1/pods", None, alice())).is_err());
         for (m, p, q) in [
             ("GET", "/api/v1/pods", Some("watch=true")),
             ("GET", "/api/v1/namespaces/a/pods/p/log", None),
             ("POST", "/api/v1/namespaces/a/pods/p/exec", None),
         ] {
             let mut c = ctx(m, p, q, alice());
-            admit(&gw, &mut c).unwrap();
+            fc.admit(&mut c).unwrap();
             assert!(c.inflight.is_none(), "{m} {p} is long-running");
         }
 
         // dropping the context releases the seat
         held.pop();
-        admit(&gw, &mut post(alice())).unwrap();
+        fc.admit(&mut post(alice())).unwrap();
     }
 
     #[test]
     fn zero_is_unlimited() {
-        let (gw, _dir) = gateway(&["--max-mutating-requests-inflight", "0", "--max-requests-inflight", "0"]);
+        let fc = flowcontrol(&["--max-mutating-requests-inflight", "0", "--max-requests-inflight", "0"]);
         let held: Vec<RequestContext> = (0..50)
             .map(|_| {
                 let mut c = ctx("POST", "/api/v1/namespaces/a/configmaps", None, UserInfo::new("a", vec![]));
-                admit(&gw, &mut c).unwrap();
+                fc.admit(&mut c).unwrap();
                 c
             })
             .collect();

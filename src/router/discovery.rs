@@ -5,8 +5,9 @@
 //! with an ETag. Backends' documents come from the availability prober's cache.
 
 use super::version;
+use super::Table;
+use crate::api::ApiResource;
 use crate::filters::Reply;
-use crate::server::Gateway;
 use pingora::http::RequestHeader;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -58,13 +59,22 @@ pub struct GroupView {
     pub versions: Vec<VersionView>,
 }
 
+/// What discovery merges: the APIService table (available backends and their priorities)
+/// and the resources frontdoor serves itself.
+pub struct Sources<'a> {
+    pub table: &'a Table,
+    pub local: &'a [ApiResource],
+    /// The secure port's address, as clients should use it.
+    pub address: &'a str,
+}
+
 /// Every group/version served now, local and available backends, in discovery order. The
 /// core group is the one named "".
-pub fn groups(gw: &Gateway) -> Vec<GroupView> {
-    let table = gw.router.table();
+pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
+    let table = src.table;
     // (group, version) -> (group priority, version priority, resources)
     let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
-    for r in gw.local_resources() {
+    for r in src.local {
         let e = gvs.entry((r.group.clone(), r.version.clone())).or_insert_with(|| {
             let (gp, vp) = match table.get(&r.group, &r.version) {
                 Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
@@ -72,7 +82,7 @@ pub fn groups(gw: &Gateway) -> Vec<GroupView> {
             };
             (gp, vp, Vec::new())
         });
-        e.2.push(serde_json::to_value(&r).unwrap_or(Value::Null));
+        e.2.push(serde_json::to_value(r).unwrap_or(Value::Null));
     }
     for b in table.services.iter().filter(|b| !b.is_local() && b.available()) {
         let resources = b.state.resources.load_full();
@@ -119,8 +129,8 @@ fn api_group(g: &GroupView) -> Value {
 }
 
 /// `/api`: the core group's versions.
-pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
-    let mut versions: Vec<String> = groups(gw)
+pub fn api_versions(src: &Sources<'_>, server_address: &str) -> Value {
+    let mut versions: Vec<String> = groups(src)
         .into_iter()
         .filter(|g| g.name.is_empty())
         .flat_map(|g| g.versions.into_iter().map(|v| v.version))
@@ -136,8 +146,8 @@ pub fn api_versions(gw: &Gateway, server_address: &str) -> Value {
 }
 
 /// `/apis`: every named group.
-pub fn api_group_list(gw: &Gateway) -> Value {
-    let groups: Vec<Value> = groups(gw).iter().filter(|g| !g.name.is_empty()).map(api_group).collect();
+pub fn api_group_list(src: &Sources<'_>) -> Value {
+    let groups: Vec<Value> = groups(src).iter().filter(|g| !g.name.is_empty()).map(api_group).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -230,24 +240,24 @@ pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
 }
 
 /// Serves a discovery path, or None when `path` is not one.
-pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
+pub fn serve(src: &Sources<'_>, req: &RequestHeader, path: &str) -> Option<Reply> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["api"] | ["apis"] => {
             let core = parts[0] == "api";
             if let Some(v) = wants_aggregated(req) {
-                let all = groups(gw);
+                let all = groups(src);
                 let selected: Vec<GroupView> = all.into_iter().filter(|g| g.name.is_empty() == core).collect();
                 return Some(aggregated_reply(req, &aggregated(&selected, v), v));
             }
             Some(if core {
-                Reply::json(200, &api_versions(gw, &gw.server_address()))
+                Reply::json(200, &api_versions(src, src.address))
             } else {
-                Reply::json(200, &api_group_list(gw))
+                Reply::json(200, &api_group_list(src))
             })
         }
         ["api", v] => {
-            let g = groups(gw).into_iter().find(|g| g.name.is_empty());
+            let g = groups(src).into_iter().find(|g| g.name.is_empty());
             let vv = g.and_then(|g| g.versions.into_iter().find(|x| x.version == *v));
             match (vv, *v) {
                 (Some(vv), _) => Some(Reply::json(200, &resource_list("", &vv))),
@@ -258,14 +268,14 @@ pub fn serve(gw: &Gateway, req: &RequestHeader, path: &str) -> Option<Reply> {
                 _ => None,
             }
         }
-        ["apis", g] => groups(gw).iter().find(|x| x.name == *g && !g.is_empty()).map(|x| {
+        ["apis", g] => groups(src).iter().find(|x| x.name == *g && !g.is_empty()).map(|x| {
             let mut v = api_group(x);
             v["kind"] = "APIGroup".into();
             v["apiVersion"] = "v1".into();
             Reply::json(200, &v)
         }),
         ["apis", g, v] => {
-            let group = groups(gw).into_iter().find(|x| x.name == *g && !g.is_empty())?;
+            let group = groups(src).into_iter().find(|x| x.name == *g && !g.is_empty())?;
             let vv = group.versions.into_iter().find(|x| x.version == *v)?;
             Some(Reply::json(200, &resource_list(g, &vv)))
         }

@@ -1,46 +1,82 @@
-//! Requests frontdoor answers itself.
+//! Requests frontdoor answers itself: the review APIs, the store's resources, OpenAPI,
+//! discovery, health, version and metrics. Each handler gets only the handles it needs.
 
-use crate::api::Status;
+use super::discovery::{self, Sources};
+use super::Router;
+use crate::api::{ApiResource, Status};
+use crate::authn::Authentication;
+use crate::authz::Authorization;
 use crate::context::RequestContext;
-use crate::filters::response::send;
+use crate::endpoints::health::Health;
+use crate::filters::response::Responder;
 use crate::filters::Reply;
-use crate::server::Gateway;
+use crate::store::rest::Rest;
 use pingora::proxy::Session;
+use std::sync::Arc;
 
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
-    if let Some(r) = crate::authn::review::serve(gw, session, ctx).await {
-        return r;
-    }
-    let info = ctx.request_info.clone();
-    if let Some(r) = crate::authz::review::serve(gw, session, ctx).await {
-        return r;
-    }
-    if info.is_resource_request {
-        if gw.store.serves(&info.api_group, &info.api_version, &info.resource) {
-            return crate::store::rest::serve(gw, session, ctx).await;
-        }
-        return send(gw, session, ctx, Status::path_not_found().into()).await;
-    }
-    if let Some(r) = crate::store::openapi::serve(gw, session, ctx).await {
-        return r;
-    }
-    let reply = non_resource(gw, session, ctx, &info.path, &info.verb);
-    send(gw, session, ctx, reply).await
+/// The local handlers and what they read.
+pub struct Local {
+    pub respond: Responder,
+    pub rest: Rest,
+    pub health: Arc<Health>,
+    /// The authentication stage, for TokenReview.
+    pub authn: Authentication,
+    /// The authorization stage, for the access reviews.
+    pub authz: Authorization,
+    /// The APIService table, for discovery.
+    pub router: Router,
+    /// Where the secure port is served, as clients should address it.
+    pub address: String,
 }
 
-fn non_resource(gw: &Gateway, session: &Session, ctx: &RequestContext, path: &str, verb: &str) -> Reply {
-    if verb != "get" && verb != "head" {
-        return Status::method_not_allowed(&verb.to_ascii_uppercase()).into();
+impl Local {
+    /// Every resource frontdoor serves itself (store resources and review APIs), for
+    /// discovery and OpenAPI.
+    pub fn resources(&self) -> Vec<ApiResource> {
+        let mut r = self.rest.store.resources();
+        r.extend(crate::authn::review::resources());
+        r.extend(crate::authz::review::resources());
+        r
     }
-    if let Some((code, body)) = gw.health.serve(path, &ctx.query) {
-        return Reply::text(code, body);
+
+    pub async fn serve(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+        if let Some(r) = crate::authn::review::serve(&self.authn, &self.respond, session, ctx).await {
+            return r;
+        }
+        let info = ctx.request_info.clone();
+        if let Some(r) = crate::authz::review::serve(&self.authz, &self.respond, session, ctx).await {
+            return r;
+        }
+        if info.is_resource_request {
+            if self.rest.store.serves(&info.api_group, &info.api_version, &info.resource) {
+                return self.rest.serve(session, ctx).await;
+            }
+            return self.respond.send(session, ctx, Status::path_not_found().into()).await;
+        }
+        let reply = self.non_resource(session, ctx);
+        self.respond.send(session, ctx, reply).await
     }
-    if let Some(reply) = super::discovery::serve(gw, session.req_header(), path) {
-        return reply;
-    }
-    match path.trim_end_matches('/') {
-        "/version" => Reply::json(200, &crate::endpoints::version::info()),
-        "/metrics" => Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
-        _ => Status::path_not_found().into(),
+
+    fn non_resource(&self, session: &Session, ctx: &RequestContext) -> Reply {
+        let info = &ctx.request_info;
+        let (path, verb) = (info.path.as_str(), info.verb.as_str());
+        if verb != "get" && verb != "head" {
+            return Status::method_not_allowed(&verb.to_ascii_uppercase()).into();
+        }
+        if let Some((code, body)) = self.health.serve(path, &ctx.query) {
+            return Reply::text(code, body);
+        }
+        match path.trim_end_matches('/') {
+            "/version" => return Reply::json(200, &crate::endpoints::version::info()),
+            "/metrics" => return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
+            _ => {}
+        }
+        let local = self.resources();
+        if let Some(reply) = crate::store::openapi::serve(info, &local) {
+            return reply;
+        }
+        let table = self.router.table();
+        let sources = Sources { table: &table, local: &local, address: &self.address };
+        discovery::serve(&sources, session.req_header(), path).unwrap_or_else(|| Status::path_not_found().into())
     }
 }

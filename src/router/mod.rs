@@ -10,8 +10,7 @@ pub mod local;
 pub mod proxy;
 pub mod version;
 
-use crate::context::{RequestContext, Route};
-use crate::server::Gateway;
+use crate::request_info::RequestInfo;
 use apiservice::ApiService;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use pingora::prelude::HttpPeer;
@@ -48,11 +47,23 @@ pub struct ProxyArgs {
 
     /// How often each backend apiserver is probed at /apis/<group>/<version> for availability
     /// and discovery.
-    #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
     pub apiservice_check_interval: Duration,
 }
 
 /// An APIService in the routing table (a backend when it names a service, else local).
+/// Where the router sends a request.
+#[derive(Debug, Clone, Default)]
+pub enum Route {
+    /// Not routed yet (the chain ended early).
+    #[default]
+    None,
+    /// Served by frontdoor itself.
+    Local,
+    /// Proxied to an aggregated backend apiserver.
+    Backend(Arc<Backend>),
+}
+
 #[derive(Debug)]
 pub struct Backend {
     pub spec: ApiService,
@@ -121,6 +132,7 @@ pub struct Shared {
     pub interval: Duration,
 }
 
+#[derive(Clone)]
 pub struct Router {
     shared: Arc<Shared>,
 }
@@ -160,19 +172,13 @@ fn load_client_cert(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Re
 }
 
 impl Router {
-    pub fn new(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
+    /// Builds the APIService table from its files (defaults filled by `ServeArgs::complete`)
+    /// and starts the reload watchers and the availability checks.
+    pub fn new(p: &ProxyArgs) -> anyhow::Result<Self> {
         availability::register_metrics();
-        let p = &args.proxy;
         let endpoints = parse_endpoints(&p.service_endpoint)?;
         let (cert, key) = match (&p.proxy_client_cert_file, &p.proxy_client_key_file) {
             (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
-            // build() has already pointed the serving cert at the dev PKI on embedded defaults
-            (None, None)
-                if args.embedded_defaults()
-                    || args.tls_cert_file.as_deref() == Some(args.dev_cert("apiserver.crt").as_path()) =>
-            {
-                (Some(args.dev_cert("front-proxy-client.crt")), Some(args.dev_cert("front-proxy-client.key")))
-            }
             (None, None) => (None, None),
             _ => anyhow::bail!("--proxy-client-cert-file and --proxy-client-key-file must be given together"),
         };
@@ -181,8 +187,7 @@ impl Router {
             // on embedded defaults the dev PKI is generated just before; a missing pair is an error
             client_cert.store(Some(Arc::new(load_client_cert(c, k)?)));
         }
-        let files: Vec<PathBuf> =
-            p.apiservices_file.clone().or_else(|| args.default_policy("apiservices.yaml")).into_iter().collect();
+        let files: Vec<PathBuf> = p.apiservices_file.clone().into_iter().collect();
         let from_files = apiservice::load(&files)?;
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
@@ -222,8 +227,7 @@ impl Router {
 
     /// Decides the route: a backend's group/version (and everything under it) is proxied,
     /// everything else is local.
-    pub fn route(&self, _gw: &Gateway, ctx: &RequestContext) -> Route {
-        let info = &ctx.request_info;
+    pub fn route(&self, info: &RequestInfo) -> Route {
         let table = self.shared.table.load();
         let gv = if info.is_resource_request {
             Some((info.api_group.as_str(), info.api_version.as_str()))
@@ -317,20 +321,7 @@ mod tests {
     use super::*;
 
     fn router() -> Router {
-        let argv = [
-            "frontdoor",
-            "serve",
-            "--tls-cert-file",
-            "/nonexistent",
-            "--policy-dir",
-            "/nonexistent",
-            "--apiservice-check-interval",
-            "100ms",
-        ];
-        let args = match crate::config::parse_from(argv.iter().map(|s| s.to_string()).collect()).unwrap().command {
-            crate::config::Command::Serve(a) => *a,
-            _ => unreachable!(),
-        };
+        let args = crate::config::parse_args::<ProxyArgs>(&["--apiservice-check-interval", "100ms"]).unwrap();
         Router::new(&args).unwrap()
     }
 

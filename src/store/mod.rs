@@ -66,7 +66,7 @@ pub struct StoreArgs {
 
     /// The interval of compaction requests. If 0, the compaction request from apiserver is
     /// disabled.
-    #[arg(long, default_value = "5m", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = crate::api::duration::parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
 }
 
@@ -86,13 +86,13 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(args: &crate::config::ServeArgs) -> anyhow::Result<Self> {
-        let defs = resources::load(args.store.resources_file.as_deref())?;
-        let a = &args.store;
+    /// Opens the configured backend (`data_dir` holds the embedded one).
+    pub fn open(a: &StoreArgs, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let defs = resources::load(a.resources_file.as_deref())?;
         let window = if a.storage_event_window == 0 { 10_000 } else { a.storage_event_window };
         let backend = a.storage_backend.as_deref().unwrap_or(if a.etcd_servers.is_empty() { "redb" } else { "etcd3" });
         match backend {
-            "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(&args.data_dir, window)?)),
+            "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(data_dir, window)?)),
             "etcd3" => {
                 if a.etcd_servers.is_empty() {
                     anyhow::bail!("--etcd-servers must be specified with --storage-backend=etcd3");

@@ -4,23 +4,19 @@
 //! server (as against kube) instead of needing the full schemas. No schemas are published.
 
 use crate::api::ApiResource;
-use crate::context::RequestContext;
-use crate::filters::response::send;
 use crate::filters::Reply;
-use crate::server::Gateway;
-use pingora::proxy::Session;
+use crate::request_info::RequestInfo;
 use serde_json::{json, Map, Value};
 
 /// Answers a GET under `/openapi/v3` for the locally served resources; None otherwise.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> Option<pingora::Result<()>> {
-    let info = ctx.request_info.clone();
+pub fn serve(info: &RequestInfo, local: &[ApiResource]) -> Option<Reply> {
     // checked first: every non-resource GET passes here (/version, /healthz, ...)
     if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/v3")
     {
         return None;
     }
-    let doc = document(&gw.local_resources(), &info.path)?;
-    Some(send(gw, session, ctx, Reply::json(200, &doc)).await)
+    let doc = document(local, &info.path)?;
+    Some(Reply::json(200, &doc))
 }
 
 fn gv_path(group: &str, version: &str) -> String {

@@ -15,11 +15,14 @@ use super::resources::ResourceDef;
 use crate::api::Status;
 use crate::context::RequestContext;
 use crate::filters::request_body;
-use crate::filters::response::send;
+use crate::filters::request_log::RequestLog;
+use crate::filters::response::Responder;
+use crate::filters::shutdown::Drain;
 use crate::filters::Reply;
-use crate::server::Gateway;
+use crate::store::Store;
 use pingora::proxy::Session;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Now, as kube writes timestamps (RFC 3339, seconds, UTC).
 pub fn now() -> String {
@@ -42,22 +45,40 @@ pub struct Target<'a> {
     pub user_agent: String,
 }
 
-/// Serves a resource request from the store.
-pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+/// kube's REST handlers over the store, with the narrow handles they need from the chain.
+pub struct Rest {
+    pub store: Arc<Store>,
+    pub respond: Responder,
+    /// Finishes a watch that runs detached (`filters::detach`).
+    pub log: Arc<RequestLog>,
+    /// Ends watches when the server drains.
+    pub drain: Arc<Drain>,
+    /// The TokenRequest API's signer and audiences.
+    pub tokens: crate::authn::TokenIssuing,
+}
+
+impl Rest {
+    /// Serves a resource request from the store.
+    pub async fn serve(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
+        serve(self, session, ctx).await
+    }
+}
+
+async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
-    let Some(def) = gw.store.def(&info.api_group, &info.resource) else {
-        return send(gw, session, ctx, Status::path_not_found().into()).await;
+    let Some(def) = rest.store.def(&info.api_group, &info.resource) else {
+        return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     };
     let header = |n: &str| session.req_header().headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let accept = header("Accept");
     let query = match Options::decode(&ctx.query) {
         Ok(q) => q,
-        Err(s) => return send(gw, session, ctx, s.into()).await,
+        Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
     // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself
     let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
     if !def.namespaced && !info.namespace.is_empty() && def.resource != "namespaces" {
-        return send(gw, session, ctx, Status::path_not_found().into()).await;
+        return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     // a namespaced resource outside a namespace is only listed and watched
     if def.namespaced && info.namespace.is_empty() && !matches!(info.verb.as_str(), "list" | "watch") {
@@ -66,7 +87,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         } else {
             Status::path_not_found()
         };
-        return send(gw, session, ctx, s.into()).await;
+        return rest.respond.send(session, ctx, s.into()).await;
     }
     let t = Target {
         def,
@@ -81,42 +102,42 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     };
     let token = t.subresource == "token" && def.has_token();
     if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
-        return send(gw, session, ctx, Status::path_not_found().into()).await;
+        return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     if info.verb == "watch" {
-        return watch::serve(gw, session, ctx, &t).await;
+        return watch::serve(rest, session, ctx, &t).await;
     }
     let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
     let body = if needs_body {
         match request_body::read(session, ctx, request_body::MAX_BODY).await {
             Ok(b) => b,
-            Err(s) => return send(gw, session, ctx, s.into()).await,
+            Err(s) => return rest.respond.send(session, ctx, s.into()).await,
         }
     } else {
         Vec::new()
     };
     if matches!(info.verb.as_str(), "delete" | "deletecollection") {
         if let Err(s) = t.query.validate_delete() {
-            return send(gw, session, ctx, s.into()).await;
+            return rest.respond.send(session, ctx, s.into()).await;
         }
     }
     let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
     let reply = match info.verb.as_str() {
-        "get" => read::get(&gw.store, &t),
-        "list" => read::list(&gw.store, &t),
-        "create" if t.subresource.is_empty() => write::create(&gw.store, &t, &body, &user),
-        "create" if token => match gw.authn.token_issuer() {
-            Some(issuer) => token::create(&gw.store, &t, &body, issuer, gw.authn.api_audiences()),
+        "get" => read::get(&rest.store, &t),
+        "list" => read::list(&rest.store, &t),
+        "create" if t.subresource.is_empty() => write::create(&rest.store, &t, &body, &user),
+        "create" if token => match rest.tokens.issuer() {
+            Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),
         },
-        "update" => write::update(&gw.store, &t, &body),
-        "patch" => write::patch(&gw.store, &t, &body),
-        "delete" if t.subresource.is_empty() => write::delete(&gw.store, &t, &body),
-        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&gw.store, &t, &body),
+        "update" => write::update(&rest.store, &t, &body),
+        "patch" => write::patch(&rest.store, &t, &body),
+        "delete" if t.subresource.is_empty() => write::delete(&rest.store, &t, &body),
+        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&rest.store, &t, &body),
         other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
     };
     let reply = reply.unwrap_or_else(Reply::from);
-    send(gw, session, ctx, reply).await
+    rest.respond.send(session, ctx, reply).await
 }
 
 /// Decodes a JSON or YAML body.

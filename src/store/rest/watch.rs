@@ -7,13 +7,13 @@ use super::read::selectors;
 use super::Target;
 use crate::api::Status;
 use crate::context::RequestContext;
-use crate::filters::response::{send, start_stream};
+use crate::filters::shutdown::Drain;
 use crate::request_info::RequestInfo;
-use crate::server::Gateway;
 use crate::store::backend::{Event, EventType, StorageError, Watch};
 use crate::store::resources::ResourceDef;
 use crate::store::selectors::{FieldSelector, LabelSelector};
 use crate::store::table::{self, IncludeObject};
+use crate::store::Store;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
@@ -47,21 +47,21 @@ pub fn classify(ev: &Event, matches: &dyn Fn(&Value) -> bool) -> Option<&'static
 }
 
 pub async fn serve(
-    gw: &Gateway,
+    rest: &super::Rest,
     session: &mut Session,
     ctx: &mut RequestContext,
     t: &Target<'_>,
 ) -> pingora::Result<()> {
     let (labels, fields) = match selectors(t) {
         Ok(s) => s,
-        Err(s) => return send(gw, session, ctx, s.into()).await,
+        Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
     let from = match t.query.revision() {
         Ok(r) => r,
-        Err(s) => return send(gw, session, ctx, s.into()).await,
+        Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
-    let watch = gw.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
-    start_stream(gw, session, ctx, 200, "application/json").await?;
+    let watch = rest.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
+    rest.respond.start_stream(session, ctx, 200, "application/json").await?;
 
     let watch = match watch {
         Ok(w) => w,
@@ -82,6 +82,8 @@ pub async fn serve(
         .timeout_seconds
         .unwrap_or_else(|| MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64);
     let stream = WatchStream {
+        store: rest.store.clone(),
+        drain: rest.drain.clone(),
         info: ctx.request_info.clone(),
         labels,
         fields,
@@ -93,13 +95,15 @@ pub async fn serve(
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
     };
-    crate::filters::detach::run(gw, session, ctx, stream).await;
+    crate::filters::detach::run(&rest.log, session, ctx, stream).await;
     Ok(())
 }
 
 /// A watch once its header is written: only what its stream needs, as it may be idle for
 /// an hour (it runs detached from the request, see `filters::detach`).
 struct WatchStream {
+    store: Arc<Store>,
+    drain: Arc<Drain>,
     /// The resource's group and name, to find its definition again.
     info: Arc<RequestInfo>,
     labels: LabelSelector,
@@ -114,9 +118,10 @@ struct WatchStream {
 }
 
 impl crate::filters::detach::Stream for WatchStream {
-    async fn run<'a>(&'a mut self, gw: &'a Gateway, session: &'a mut ServerSession) {
-        if let Some(def) = gw.store.def(&self.info.api_group, &self.info.resource) {
-            self.events(gw, def, session).await;
+    async fn run<'a>(&'a mut self, session: &'a mut ServerSession) {
+        let store = self.store.clone();
+        if let Some(def) = store.def(&self.info.api_group, &self.info.resource) {
+            self.events(def, session).await;
         }
         let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
     }
@@ -128,8 +133,8 @@ impl WatchStream {
     }
 
     /// The object as this watcher sends it.
-    fn render(&self, gw: &Gateway, def: &ResourceDef, o: &Value) -> Value {
-        let o = present_as(&gw.store, def, o);
+    fn render(&self, def: &ResourceDef, o: &Value) -> Value {
+        let o = present_as(&self.store, def, o);
         if self.partial {
             super::object::partial(&o)
         } else if self.table {
@@ -141,11 +146,11 @@ impl WatchStream {
 
     /// The initial events, then the live ones until the deadline, the client leaves or the
     /// server drains.
-    async fn events(&mut self, gw: &Gateway, def: &ResourceDef, session: &mut ServerSession) {
+    async fn events(&mut self, def: &ResourceDef, session: &mut ServerSession) {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, event_line(ty, self.render(gw, def, &ev.value))).await {
+                if !write(session, event_line(ty, self.render(def, &ev.value))).await {
                     return;
                 }
             }
@@ -155,7 +160,8 @@ impl WatchStream {
         }
         let deadline = tokio::time::sleep_until(self.deadline);
         let next_bookmark = tokio::time::sleep(BOOKMARK_EVERY);
-        let closing = gw.drain.closing();
+        let drain = self.drain.clone();
+        let closing = drain.closing();
         tokio::pin!(deadline, next_bookmark, closing);
         loop {
             tokio::select! {
@@ -165,10 +171,10 @@ impl WatchStream {
                     last_rev = last_rev.max(ev.rev);
                     if let Some(ty) = classify(ev, &|o| self.matches(o)) {
                         let line = if self.partial || self.table {
-                            event_line(ty, self.render(gw, def, &ev.value))
+                            event_line(ty, self.render(def, &ev.value))
                         } else {
                             // the plain form is the same for every watcher: rendered once
-                            d.shared_line(ty, || event_line(ty, self.render(gw, def, &ev.value)))
+                            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
                         };
                         if !write(session, line).await {
                             return;

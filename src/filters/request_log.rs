@@ -1,0 +1,56 @@
+//! The end of every request: `apiserver_request_*` metrics, the in-flight seat given back,
+//! audit ResponseComplete and the access log line. Run by pingora's `logging` phase, or by a
+//! detached response's task when its stream ends (`filters::detach`).
+
+use crate::audit::Audit;
+use crate::context::RequestContext;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+pub struct RequestLog {
+    audit: Arc<Audit>,
+}
+
+impl RequestLog {
+    pub fn new(audit: Arc<Audit>) -> Self {
+        RequestLog { audit }
+    }
+
+    /// Records a finished request.
+    pub async fn finish(&self, session: &ServerSession, ctx: &mut RequestContext) {
+        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
+        let info = ctx.request_info.clone();
+        let req = session.req_header();
+        let is_apply = req
+            .headers
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/apply-patch"));
+        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
+        let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
+        crate::metrics::record_request(&crate::metrics::RequestOutcome {
+            verb: &verb,
+            dry_run: crate::metrics::dry_run_label(&ctx.query),
+            group: &info.api_group,
+            version: &info.api_version,
+            resource: &info.resource,
+            subresource: &info.subresource,
+            scope: info.scope(),
+            code,
+            seconds,
+            long_running: info.is_long_running(),
+        });
+        // the seat is free once the response is written (kube's max-in-flight sits inside audit)
+        ctx.inflight = None;
+        self.audit.response_complete(ctx, code, false).await;
+        tracing::debug!(
+            audit_id = %ctx.audit_id,
+            verb = %verb,
+            uri = %ctx.request_uri,
+            user = ctx.effective_user().map(|u| u.username.as_str()).unwrap_or(""),
+            code,
+            latency_ms = seconds * 1000.0,
+            "request"
+        );
+    }
+}
