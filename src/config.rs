@@ -31,8 +31,21 @@ pub enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Validate every policy file in a directory as `serve` would load it (for CI).
+    CheckPolicy(crate::policy_check::CheckPolicyArgs),
+    /// Ask the policy files, as `kubectl auth can-i` asks a running frontdoor.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Check whether an action is allowed by the policy files (`kubectl auth can-i`'s arguments).
+    CanI(Box<crate::policy_check::CanIArgs>),
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,6 +14,7 @@ pub mod http_client;
 pub mod impersonation;
 pub mod kubeconfig;
 pub mod metrics;
+pub mod policy_check;
 pub mod reload;
 pub mod request_info;
 pub mod router;

@@ -1,4 +1,4 @@
-use frontdoor::config::{self, CertsCommand, Command};
+use frontdoor::config::{self, AuthCommand, CertsCommand, Command};
 
 /// mimalloc instead of glibc's malloc: a proxied request makes a few hundred small allocations
 /// (pingora's tasks and headers, TLS records, the chain); see bench/proxy_callgrind.sh.
@@ -22,9 +22,11 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // the one-shot commands print their answer; only the server logs its progress
+    let default_log = if matches!(cli.command, Command::Serve(_)) { "info,pingora=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| "info,pingora=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| default_log.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -33,6 +35,19 @@ fn main() {
         Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).map(|_| {
             println!("wrote development certificates to {}", args.dir.display());
         }),
+        Command::CheckPolicy(args) => match frontdoor::policy_check::check_policy(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => Err(e),
+        },
+        Command::Auth { command: AuthCommand::CanI(args) } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            match rt.block_on(frontdoor::policy_check::can_i(&args)) {
+                Ok(true) => Ok(()),
+                Ok(false) => std::process::exit(1),
+                Err(e) => Err(e),
+            }
+        }
         Command::Version => {
             let v = frontdoor::endpoints::version::info();
             println!("frontdoor {} (Kubernetes API {})", env!("CARGO_PKG_VERSION"), v.git_version);

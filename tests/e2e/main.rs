@@ -12,6 +12,7 @@ mod authz;
 mod clients;
 mod deploy;
 mod inflight;
+mod policy_check;
 mod query_once;
 mod spine;
 mod store_api;
