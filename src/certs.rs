@@ -17,6 +17,14 @@ pub struct InitArgs {
     /// The server URL written into admin.kubeconfig.
     #[arg(long, default_value = "https://127.0.0.1:6443")]
     pub server: String,
+    /// Also issue a client certificate for this user (its CN), signed by the client CA, and
+    /// print a kubeconfig for it (written as <user>.kubeconfig too).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// The group of --user (the O of its certificate). One only: rcgen writes one value per
+    /// subject attribute; bind further groups' rights to the user with RBAC.
+    #[arg(long = "group", value_name = "GROUP", requires = "user")]
+    pub groups: Vec<String>,
 }
 
 /// Every file `certs init` writes, with kubeadm's names.
@@ -152,21 +160,41 @@ pub fn init(args: &InitArgs) -> anyhow::Result<()> {
     if args.force || !kubeconfig.exists() {
         write_kubeconfig(dir, &args.server, &ca.pem)?;
     }
+    if let Some(user) = &args.user {
+        if args.groups.len() > 1 {
+            anyhow::bail!("--group: at most one group per certificate (given {:?})", args.groups);
+        }
+        let orgs: Vec<&str> = args.groups.iter().map(String::as_str).collect();
+        let name = file_name_of(user);
+        let leaf = Leaf { name: &name, cn: user, orgs: &orgs, sans: &[], usage: ExtendedKeyUsagePurpose::ClientAuth };
+        issue(dir, &ca, leaf, true)?;
+        user_kubeconfig(dir, &name, &args.server, &ca.pem)?;
+    }
     Ok(())
+}
+
+/// A user name as a file name (`system:serviceaccount:a:b` -> `system-serviceaccount-a-b`).
+pub fn file_name_of(user: &str) -> String {
+    user.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '-' }).collect()
 }
 
 /// Writes `admin.kubeconfig` for `server`, embedding the CA and the admin client cert.
 pub fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> anyhow::Result<PathBuf> {
+    user_kubeconfig(dir, "admin", server, ca_pem)
+}
+
+/// Writes `<name>.kubeconfig` for `server`, embedding the CA and `<name>.crt`/`.key`.
+pub fn user_kubeconfig(dir: &Path, name: &str, server: &str, ca_pem: &str) -> anyhow::Result<PathBuf> {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let crt = std::fs::read_to_string(dir.join("admin.crt"))?;
-    let key = std::fs::read_to_string(dir.join("admin.key"))?;
+    let crt = std::fs::read_to_string(dir.join(format!("{name}.crt")))?;
+    let key = std::fs::read_to_string(dir.join(format!("{name}.key")))?;
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: frontdoor\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: admin@frontdoor\n  context:\n    cluster: frontdoor\n    user: admin\ncurrent-context: admin@frontdoor\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: frontdoor\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {name}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: {name}@frontdoor\n  context:\n    cluster: frontdoor\n    user: {name}\ncurrent-context: {name}@frontdoor\n",
         b64(ca_pem),
         b64(&crt),
         b64(&key)
     );
-    let path = dir.join("admin.kubeconfig");
+    let path = dir.join(format!("{name}.kubeconfig"));
     write_file(&path, &text, true)?;
     Ok(path)
 }
@@ -174,7 +202,7 @@ pub fn write_kubeconfig(dir: &Path, server: &str, ca_pem: &str) -> anyhow::Resul
 /// For `serve` on embedded defaults: make sure the dev PKI exists, and point the admin
 /// kubeconfig at the address actually served.
 pub fn ensure_dev_pki(dir: &Path, server: &str) -> anyhow::Result<PathBuf> {
-    init(&InitArgs { dir: dir.to_path_buf(), force: false, server: server.to_string() })?;
+    init(&InitArgs { dir: dir.to_path_buf(), force: false, server: server.to_string(), user: None, groups: vec![] })?;
     let ca_pem = std::fs::read_to_string(dir.join("ca.crt"))?;
     write_kubeconfig(dir, server, &ca_pem)
 }
@@ -187,7 +215,13 @@ mod tests {
     fn init_writes_kubeadm_names_and_keeps_existing() {
         let dir = std::env::temp_dir().join(format!("fd-certs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let args = InitArgs { dir: dir.clone(), force: false, server: "https://127.0.0.1:1".into() };
+        let args = InitArgs {
+            dir: dir.clone(),
+            force: false,
+            server: "https://127.0.0.1:1".into(),
+            user: None,
+            groups: vec![],
+        };
         init(&args).unwrap();
         for f in FILES {
             assert!(dir.join(f).exists(), "{f} missing");

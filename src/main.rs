@@ -32,8 +32,17 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Serve(args) => frontdoor::server::run(*args),
-        Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).map(|_| {
-            println!("wrote development certificates to {}", args.dir.display());
+        Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).and_then(|_| {
+            match &args.user {
+                // the user's kubeconfig on stdout, as `kubeadm kubeconfig user` prints it
+                Some(user) => {
+                    let path = args.dir.join(format!("{}.kubeconfig", frontdoor::certs::file_name_of(user)));
+                    print!("{}", std::fs::read_to_string(&path)?);
+                    eprintln!("wrote {}", path.display());
+                }
+                None => println!("wrote development certificates to {}", args.dir.display()),
+            }
+            Ok(())
         }),
         Command::CheckPolicy(args) => match frontdoor::policy_check::check_policy(&args) {
             Ok(true) => Ok(()),

@@ -9,6 +9,7 @@ mod aggregation;
 mod audit;
 mod authn;
 mod authz;
+mod certs;
 mod clients;
 mod deploy;
 mod inflight;
