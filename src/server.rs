@@ -412,6 +412,7 @@ fn connect_store(gw: &Arc<Gateway>) {
             }),
         );
     }
+    crate::authz::rbac::controller::start(gw);
     let weak = Arc::downgrade(gw);
     gw.store.on_change(
         "apiregistration.k8s.io",

@@ -317,7 +317,7 @@ impl Authorization {
     pub fn set_dynamic_rbac(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         let mut dynamic = lock(&self.inner.dynamic);
         if let Some(r) = self.rbac() {
-            r.set_dynamic(objects.clone())?;
+            report_skipped(&r.set_dynamic(objects.clone()));
         }
         dynamic.clear();
         dynamic.insert(String::new(), objects);
@@ -325,14 +325,23 @@ impl Authorization {
     }
 
     /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
-    /// `rolebindings`, `clusterrolebindings`).
+    /// `rolebindings`, `clusterrolebindings`). An object that does not compile is left out,
+    /// logged by name and counted as a failed `rbac-store` reload; the others apply.
     pub fn set_dynamic_rbac_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         let mut dynamic = lock(&self.inner.dynamic);
         if let Some(r) = self.rbac() {
-            r.set_dynamic_resource(resource, objects.clone())?;
+            report_skipped(&r.set_dynamic_resource(resource, objects.clone())?);
         }
         dynamic.insert(resource.to_string(), objects);
         Ok(())
+    }
+}
+
+/// Logs and counts each stored RBAC object the authorizer left out.
+fn report_skipped(skipped: &[rbac::Skipped]) {
+    for s in skipped {
+        let e = anyhow::anyhow!("{} left out of the RBAC policy: {}", s.object, s.error);
+        crate::reload::report("rbac-store", &Err(e));
     }
 }
 
@@ -348,8 +357,8 @@ impl Inner {
         if let (false, Some(r)) = (had_rbac, &next.rbac) {
             for (resource, objects) in dynamic.iter() {
                 match resource.as_str() {
-                    "" => r.set_dynamic(objects.clone())?,
-                    res => r.set_dynamic_resource(res, objects.clone())?,
+                    "" => report_skipped(&r.set_dynamic(objects.clone())),
+                    res => report_skipped(&r.set_dynamic_resource(res, objects.clone())?),
                 }
             }
         }

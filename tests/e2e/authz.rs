@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Issues a client certificate for `cn` (groups `orgs`) from the dev CA, as `<certs>/<name>.crt/.key`,
 /// and a kubeconfig for it; returns the kubeconfig path.
-fn issue_user(fd: &Frontdoor, name: &str, cn: &str, orgs: &[&str]) -> PathBuf {
+pub(crate) fn issue_user(fd: &Frontdoor, name: &str, cn: &str, orgs: &[&str]) -> PathBuf {
     use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
     let certs = fd.certs();
     let ca_pem = std::fs::read_to_string(certs.join("ca.crt")).unwrap();
@@ -41,7 +41,7 @@ fn issue_user(fd: &Frontdoor, name: &str, cn: &str, orgs: &[&str]) -> PathBuf {
     kc
 }
 
-fn write_policy(dir: &Path, file: &str, text: &str) {
+pub(crate) fn write_policy(dir: &Path, file: &str, text: &str) {
     let rbac = dir.join("policies/rbac");
     std::fs::create_dir_all(&rbac).unwrap();
     // write-then-rename, as editors and config management do

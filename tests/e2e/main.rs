@@ -12,6 +12,7 @@ mod authz;
 mod clients;
 mod deploy;
 mod inflight;
+mod rbac_writes;
 mod spine;
 mod store_api;
 mod store_etcd;

@@ -39,7 +39,14 @@ pub struct Target<'a> {
     pub partial: bool,
     pub content_type: String,
     pub user_agent: String,
+    /// Checks the object about to be stored must pass (None: none).
+    pub admit: Option<Admit>,
 }
+
+/// A check of an object about to be stored, resolved per request before the write and run
+/// inside it with the stored object (on update) and the new one, which it may default:
+/// RBAC's validation and escalation prevention (authz/rbac/admission.rs).
+pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &mut Value) -> Result<(), Status> + Send + Sync>;
 
 /// Serves a resource request from the store.
 pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
@@ -67,7 +74,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         };
         return send(gw, session, ctx, s.into()).await;
     }
-    let t = Target {
+    let mut t = Target {
         def,
         namespace,
         name: info.name.clone(),
@@ -77,6 +84,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         partial: !accept.contains("as=Table") && accept.contains("as=PartialObjectMetadata"),
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
+        admit: None,
     };
     let token = t.subresource == "token" && def.has_token();
     if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
@@ -94,6 +102,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     } else {
         Vec::new()
     };
+    t.admit = crate::authz::rbac::admission::resolve(gw, ctx, &t, &body).await;
     let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
     let reply = match info.verb.as_str() {
         "get" => read::get(&gw.store, &t),
