@@ -44,11 +44,12 @@ pub fn start(gw: &Arc<Gateway>) {
         };
         gw.store.on_change(GROUP, resource, Box::new(hook));
     }
+    // the first pass before serving, so the first request already sees the whole policy
+    create_bootstrap(&gw.store, &rbac);
+    sync_files(&gw.store, &rbac);
+    aggregate(&gw.store, &rbac);
     let weak: Weak<Gateway> = Arc::downgrade(gw);
     let spawned = std::thread::Builder::new().name("rbac-controller".into()).spawn(move || {
-        if let Some(gw) = weak.upgrade() {
-            create_bootstrap(&gw.store, &rbac);
-        }
         loop {
             let _ = wake.recv_timeout(POLL);
             while wake.try_recv().is_ok() {}
