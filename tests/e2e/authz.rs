@@ -354,7 +354,7 @@ fn reload_under_traffic_keeps_serving_and_rejects_bad_files() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nsubjects: []\n",
     );
     wait_until("the failed reload to be counted", Duration::from_secs(10), || reload_failures(&fd) > failures_before);
-    assert!(fd.logs().contains("broken.yaml") && fd.logs().contains("roleRef is required"), "{}", fd.logs());
+    assert!(fd.logs().contains("broken.yaml") && fd.logs().contains("roleRef.name: Required value"), "{}", fd.logs());
     write_policy(&root, "broken.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {name: x}\n");
     wait_until("the second failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures_before + 1);
     assert!(fd.logs().contains("unknown kind"), "{}", fd.logs());
