@@ -9,6 +9,9 @@
 //! or a changed roleRef with an internal error or a permission check of the new role, this
 //! answers with the validation's 422 (which kube would answer too, once permitted).
 
+// Status (kube's error body) is the error type, as in the store whose writes these check.
+#![allow(clippy::result_large_err)]
+
 use super::escalation::{check_binding, check_role, escalation_allowed, only_gc_fields, Grants};
 use super::load::{decode, DecodeError};
 use super::types::{Binding, Role, RoleRef};

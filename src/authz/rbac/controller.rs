@@ -49,14 +49,12 @@ pub fn start(gw: &Arc<Gateway>) {
     sync_files(&gw.store, &rbac);
     aggregate(&gw.store, &rbac);
     let weak: Weak<Gateway> = Arc::downgrade(gw);
-    let spawned = std::thread::Builder::new().name("rbac-controller".into()).spawn(move || {
-        loop {
-            let _ = wake.recv_timeout(POLL);
-            while wake.try_recv().is_ok() {}
-            let Some(gw) = weak.upgrade() else { return };
-            sync_files(&gw.store, &rbac);
-            aggregate(&gw.store, &rbac);
-        }
+    let spawned = std::thread::Builder::new().name("rbac-controller".into()).spawn(move || loop {
+        let _ = wake.recv_timeout(POLL);
+        while wake.try_recv().is_ok() {}
+        let Some(gw) = weak.upgrade() else { return };
+        sync_files(&gw.store, &rbac);
+        aggregate(&gw.store, &rbac);
     });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the RBAC controller");
@@ -164,7 +162,7 @@ fn aggregate(store: &Store, rbac: &RbacAuthorizer) {
     let policy = rbac.policy();
     for s in items {
         let selectors = &s.value["aggregationRule"]["clusterRoleSelectors"];
-        if !selectors.as_array().is_some_and(|a| !a.is_empty()) {
+        if selectors.as_array().is_none_or(|a| a.is_empty()) {
             continue;
         }
         let name = s.value["metadata"]["name"].as_str().unwrap_or_default();

@@ -5,6 +5,9 @@
 //! system:masters may do anything. What the authorizer chain says about `escalate` and `bind`
 //! is asked before the write (the chain is async; the write is not) and handed in as [`Grants`].
 
+// Status (kube's error body) is the error type, as in the store whose writes these check.
+#![allow(clippy::result_large_err)]
+
 use super::covers::{describe_missing, uncovered};
 use super::policy::Policy;
 use super::types::{PolicyRule, Role, RoleRef};
