@@ -1,8 +1,9 @@
 //! The API's view of the RBAC policy, kept as kube keeps it, by one background thread:
 //!
 //! - kube's bootstrap roles and bindings are stored objects, created at startup when missing
-//!   (with kube's `rbac.authorization.kubernetes.io/autoupdate` annotation); after that they are
-//!   the cluster's to edit or delete, as in kube (which also recreates them only on a restart).
+//!   (with kube's `rbac.authorization.kubernetes.io/autoupdate` annotation) and reconciled
+//!   when present (reconcile.rs); in between they are the cluster's to edit or delete, as in
+//!   kube (which also puts them back only on a restart).
 //! - the policy files' objects are mirrored into the store, annotated with their file, so that
 //!   `kubectl get`/`describe` show them; the file is their source: the API refuses to change
 //!   them (admission.rs), the mirror follows every file reload, and a mirror deleted or edited
@@ -26,9 +27,9 @@ const GROUP: &str = "rbac.authorization.k8s.io";
 pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 /// The policy file a mirrored object comes from.
 pub const POLICY_FILE: &str = "frontdoor.io/policy-file";
-/// How often the policy files' mirror is compared even without a store change (a file reload
-/// does not write the store).
-const POLL: Duration = Duration::from_secs(2);
+/// How often the controller looks for a reload of the policy files (which does not write the
+/// store, so sends no change).
+const POLL: Duration = Duration::from_secs(1);
 
 /// Starts the controller when RBAC is in the chain and the store serves RBAC objects.
 pub fn start(gw: &Arc<Gateway>) {
@@ -49,9 +50,18 @@ pub fn start(gw: &Arc<Gateway>) {
     sync_files(&gw.store, &rbac);
     aggregate(&gw.store, &rbac);
     let weak: Weak<Gateway> = Arc::downgrade(gw);
+    let mut seen = rbac.files_generation();
     let spawned = std::thread::Builder::new().name("rbac-controller".into()).spawn(move || loop {
-        let _ = wake.recv_timeout(POLL);
+        let kicked = match wake.recv_timeout(POLL) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return, // the store is gone
+        };
         while wake.try_recv().is_ok() {}
+        if !kicked && rbac.files_generation() == seen {
+            continue;
+        }
+        seen = rbac.files_generation();
         let Some(gw) = weak.upgrade() else { return };
         sync_files(&gw.store, &rbac);
         aggregate(&gw.store, &rbac);
@@ -78,18 +88,21 @@ fn new_object(o: &RbacObject, annotations: Value) -> Value {
     v
 }
 
-/// kube's bootstrap: each missing bootstrap object is created.
+/// kube's bootstrap: each missing bootstrap object is created, each stored one reconciled.
 fn create_bootstrap(store: &Store, rbac: &RbacAuthorizer) {
     let (bootstrap, _) = rbac.static_objects();
     for o in &bootstrap {
         let Some(def) = def(store, o) else { continue };
         let key = key(def, o);
-        if store.storage.get(&key).is_some() {
-            continue;
-        }
-        let obj = new_object(o, json!({ AUTOUPDATE: "true" }));
-        if let Err(e) = store.create(def, &key, obj) {
-            tracing::debug!(key, error = %e, "bootstrap object not created");
+        let result = match store.storage.get(&key) {
+            None => store.create(def, &key, new_object(o, json!({ AUTOUPDATE: "true" }))).map(drop),
+            Some(s) => match super::reconcile::reconcile(&s.value, o) {
+                Some(next) => store.update(def, &key, next, Some(s.rev)).map(drop),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::debug!(key, error = %e, "bootstrap object not written");
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod covers;
 pub mod escalation;
 pub mod load;
 pub mod policy;
+pub mod reconcile;
 pub mod rules;
 pub mod types;
 pub mod validation;
@@ -22,6 +23,7 @@ use crate::authz::{Attributes, Authorizer, Decision, RulesInfo};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The built-in bootstrap roles and bindings.
@@ -44,6 +46,8 @@ pub struct RbacAuthorizer {
     bootstrap: Vec<RbacObject>,
     sources: Mutex<Sources>,
     policy: ArcSwap<Policy>,
+    /// Bumped by every successful reload of the policy files.
+    files_generation: AtomicU64,
 }
 
 /// How big a compiled policy is, for the log.
@@ -60,7 +64,13 @@ impl RbacAuthorizer {
         let sources = Sources { files, dynamic: BTreeMap::new() };
         let policy = Policy::compile(merged(&bootstrap, &sources));
         log_counts(&policy, "RBAC policy loaded");
-        Ok(RbacAuthorizer { paths, bootstrap, sources: Mutex::new(sources), policy: ArcSwap::from_pointee(policy) })
+        Ok(RbacAuthorizer {
+            paths,
+            bootstrap,
+            sources: Mutex::new(sources),
+            policy: ArcSwap::from_pointee(policy),
+            files_generation: AtomicU64::new(0),
+        })
     }
 
     /// An authorizer over exactly `objects` (no bootstrap, no files): for tests and benches.
@@ -74,6 +84,7 @@ impl RbacAuthorizer {
                 dynamic: BTreeMap::new(),
             }),
             policy: ArcSwap::from_pointee(policy),
+            files_generation: AtomicU64::new(0),
         }
     }
 
@@ -93,7 +104,13 @@ impl RbacAuthorizer {
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         src.files = files;
         self.swap(&src);
+        self.files_generation.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// How many times the policy files were reloaded (a change of it: the mirror is stale).
+    pub fn files_generation(&self) -> u64 {
+        self.files_generation.load(Ordering::Relaxed)
     }
 
     /// Replaces the store's objects of one resource (`roles`, `clusterroles`, `rolebindings`,

@@ -61,11 +61,20 @@ fn bootstrap_files_and_aggregation_reach_the_store() {
     assert!(get(&s, "clusterroles", "from-file").is_none());
     assert!(get(&s, "clusterroles", "view").is_some(), "bootstrap objects are not the files'");
 
-    // an edited bootstrap role is kept across restarts (kube recreates only missing ones)
+    // an edited bootstrap role keeps its edits across restarts and gets back what it lost
     let stored = s.storage.get(&def.key("", "system:monitoring")).unwrap();
     let mut edited = (*stored.value).clone();
     edited["metadata"]["labels"]["x"] = json!("y");
+    edited["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
     s.update(&def, &stored.key, edited, Some(stored.rev)).unwrap();
     create_bootstrap(&s, &rbac);
-    assert_eq!(get(&s, "clusterroles", "system:monitoring").unwrap()["metadata"]["labels"]["x"], "y");
+    let monitoring = get(&s, "clusterroles", "system:monitoring").unwrap();
+    assert_eq!(monitoring["metadata"]["labels"]["x"], "y");
+    assert_eq!(monitoring["rules"][0]["resources"], json!(["pods"]));
+    assert!(monitoring["rules"].as_array().unwrap().len() > 1, "{monitoring}");
+    // a deleted one comes back on a restart only
+    s.delete(&def, &def.key("", "system:monitoring"), None).unwrap();
+    assert!(get(&s, "clusterroles", "system:monitoring").is_none());
+    create_bootstrap(&s, &rbac);
+    assert!(get(&s, "clusterroles", "system:monitoring").is_some());
 }
