@@ -5,7 +5,7 @@ use super::types::{Binding, ObjectMeta, RbacObject, Role};
 use super::validation::{default_binding, join, validate_binding, validate_role, FieldError};
 use crate::api::documents;
 use anyhow::{anyhow, bail, Context};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
@@ -14,11 +14,14 @@ const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, RbacObject)>> {
     let mut objects = Vec::new();
     for f in documents::files(paths)? {
-        let docs = documents::read(&f)?;
-        let objs = from_documents(docs).with_context(|| format!("{}", f.display()))?;
-        objects.extend(objs.into_iter().map(|o| (f.clone(), o)));
+        objects.extend(load_file(&f)?.into_iter().map(|o| (f.clone(), o)));
     }
     Ok(objects)
+}
+
+/// The objects of one manifest file; its first bad document fails it.
+pub fn load_file(f: &Path) -> anyhow::Result<Vec<RbacObject>> {
+    from_documents(documents::read(f)?).with_context(|| format!("{}", f.display()))
 }
 
 /// Parses multi-document YAML (JSON is YAML) holding RBAC objects or Lists of them.

@@ -2,7 +2,8 @@
 //! `--rbac-policy` manifests (a file's object is the file's: it wins over a stored one of the
 //! same name), compiled into one indexed [`Policy`] behind an `ArcSwap`. Every change (file
 //! edit or store write) rebuilds the whole policy and swaps it in. A policy file that fails to
-//! load leaves the previous files in force; a stored object that fails is skipped alone.
+//! load keeps its previous version while the other files apply; a stored object that fails is
+//! skipped alone.
 
 pub mod admission;
 pub mod controller;
@@ -98,14 +99,29 @@ impl RbacAuthorizer {
         self.policy.load_full()
     }
 
-    /// Re-reads the policy files; on any error the previous policy stays in force.
+    /// Re-reads the policy files, file by file: a file that fails to load keeps its previous
+    /// objects (and is reported in the error) while the other files' changes apply.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let files = load::load_paths(&self.paths)?;
+        let listed = crate::api::documents::files(&self.paths)?;
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        src.files = files;
+        let mut next = Vec::new();
+        let mut errors = Vec::new();
+        for f in listed {
+            match load::load_file(&f) {
+                Ok(objs) => next.extend(objs.into_iter().map(|o| (f.clone(), o))),
+                Err(e) => {
+                    errors.push(format!("{e:#}"));
+                    next.extend(src.files.iter().filter(|(p, _)| *p == f).cloned());
+                }
+            }
+        }
+        src.files = next;
         self.swap(&src);
         self.files_generation.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        match errors.as_slice() {
+            [] => Ok(()),
+            _ => Err(anyhow::anyhow!("{}", errors.join("; "))),
+        }
     }
 
     /// How many times the policy files were reloaded (a change of it: the mirror is stale).

@@ -248,7 +248,7 @@ fn dynamic_objects_merge_and_bad_ones_are_left_out() {
 }
 
 #[test]
-fn file_reload_is_all_or_nothing() {
+fn a_bad_file_keeps_its_previous_version() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("p.yaml");
     std::fs::write(&f, POLICY).unwrap();
@@ -267,6 +267,15 @@ fn file_reload_is_all_or_nothing() {
     std::fs::write(&f, "").unwrap();
     z.reload().unwrap();
     assert_eq!(z.decide(&a).0, Decision::NoOpinion, "new policy in force");
+    // one bad file does not hold back another's change (here a revocation)
+    std::fs::write(&f, POLICY).unwrap();
+    let other = dir.path().join("q.yaml");
+    std::fs::write(&other, "kind: [\n").unwrap();
+    assert!(z.reload().is_err());
+    assert_eq!(z.decide(&a).0, Decision::Allow, "p.yaml's change applied beside the bad q.yaml");
+    std::fs::write(&f, "").unwrap();
+    assert!(z.reload().is_err(), "q.yaml is still bad");
+    assert_eq!(z.decide(&a).0, Decision::NoOpinion, "p.yaml's revocation applied");
 }
 
 #[test]
