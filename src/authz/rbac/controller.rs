@@ -132,6 +132,9 @@ fn sync_files(store: &Store, rbac: &RbacAuthorizer) {
     let mut wanted = Vec::new();
     for (path, o) in &files {
         let Some(def) = def(store, o) else { continue };
+        if terminating(store, &o.meta().namespace) {
+            continue; // not to hold up the namespace's deletion
+        }
         let key = key(def, o);
         wanted.push(key.clone());
         let desired = new_object(o, json!({ POLICY_FILE: path_text(path) }));
@@ -163,6 +166,12 @@ fn sync_files(store: &Store, rbac: &RbacAuthorizer) {
             }
         }
     }
+}
+
+/// Whether `namespace` is being deleted.
+fn terminating(store: &Store, namespace: &str) -> bool {
+    let Some(ns) = store.def("", "namespaces").filter(|_| !namespace.is_empty()) else { return false };
+    store.storage.get(&ns.key("", namespace)).is_some_and(|n| n.value["metadata"].get("deletionTimestamp").is_some())
 }
 
 fn path_text(p: &Path) -> String {

@@ -78,3 +78,21 @@ fn bootstrap_files_and_aggregation_reach_the_store() {
     create_bootstrap(&s, &rbac);
     assert!(get(&s, "clusterroles", "system:monitoring").is_some());
 }
+
+#[test]
+fn a_terminating_namespace_gets_no_mirrored_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("rbac.yaml");
+    std::fs::write(&policy, "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rb, namespace: going}\nroleRef: {kind: ClusterRole, name: view}\nsubjects: [{kind: User, name: u}]\n").unwrap();
+    let s = store(&dir.path().join("data"));
+    let rbac = Arc::new(RbacAuthorizer::new(vec![policy]).unwrap());
+    let ns = s.def("", "namespaces").unwrap().clone();
+    let going = json!({"metadata": {"name": "going", "deletionTimestamp": "2026-01-01T00:00:00Z"}});
+    s.create(&ns, &ns.key("", "going"), going).unwrap();
+    let rb = s.def(GROUP, "rolebindings").unwrap().clone();
+    sync_files(&s, &rbac);
+    assert!(s.storage.get(&rb.key("going", "rb")).is_none(), "would hold up the namespace's deletion");
+    s.delete(&ns, &ns.key("", "going"), None).unwrap();
+    sync_files(&s, &rbac);
+    assert!(s.storage.get(&rb.key("going", "rb")).is_some());
+}
