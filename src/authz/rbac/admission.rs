@@ -5,9 +5,9 @@
 //! kube's defaulting and validation ([`super::validation`], through the very decoder the
 //! authorizer compiles with), so the store never holds an object the authorizer would skip.
 //!
-//! One deviation in order only: where kube would answer a binding with an unknown roleRef kind
-//! or a changed roleRef with an internal error or a permission check of the new role, this
-//! answers with the validation's 422 (which kube would answer too, once permitted).
+//! One deviation, in the order of errors only: where kube answers a binding with an unknown
+//! roleRef kind with an internal error, or checks the permissions of a patch's changed roleRef
+//! before refusing the change, this answers with the validation's 422 at once.
 
 // Status (kube's error body) is the error type, as in the store whose writes these check.
 #![allow(clippy::result_large_err)]
