@@ -393,3 +393,36 @@ fn bootstrap_and_file_roles_are_served_and_aggregated() {
     // a bootstrap role is the cluster's to edit, as in kube
     fd.kubectl_ok(&["label", "clusterrole", "system:monitoring", "x=y"]);
 }
+
+/// kube's bootstrap on a restart: deleted bootstrap objects come back, edited ones get back what
+/// they lost and keep what was added, and `autoupdate: "false"` protects an edit.
+#[test]
+fn bootstrap_objects_are_reconciled_on_restart() {
+    let mut fd = Frontdoor::start(&[]);
+    let admin = fd.admin_client();
+    let discovery = format!("{RBAC}/clusterroles/system:discovery");
+    let mut role: Value = admin.get(fd.url(&discovery)).send().unwrap().json().unwrap();
+    role["rules"] = json!([{"nonResourceURLs": ["/extra"], "verbs": ["get"]}]);
+    assert_eq!(put(&fd, &admin, &discovery, &role).0, 200);
+    let monitoring = format!("{RBAC}/clusterroles/system:monitoring");
+    let mut protected: Value = admin.get(fd.url(&monitoring)).send().unwrap().json().unwrap();
+    protected["rules"] = json!([{"nonResourceURLs": ["/only"], "verbs": ["get"]}]);
+    protected["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] = json!("false");
+    assert_eq!(put(&fd, &admin, &monitoring, &protected).0, 200);
+    fd.kubectl_ok(&["delete", "clusterrolebinding", "system:basic-user"]);
+
+    fd.child.kill().unwrap();
+    fd.child.wait().unwrap();
+    let dir = std::mem::replace(&mut fd.dir, tempfile::tempdir().unwrap());
+    drop(fd);
+    let fd = Frontdoor::start_in(dir, &[]);
+    let admin = fd.admin_client();
+    let role: Value = admin.get(fd.url(&discovery)).send().unwrap().json().unwrap();
+    let rules = role["rules"].to_string();
+    assert!(rules.contains("/extra") && rules.contains("/healthz"), "{rules}");
+    let protected: Value = admin.get(fd.url(&monitoring)).send().unwrap().json().unwrap();
+    assert_eq!(protected["rules"], json!([{"nonResourceURLs": ["/only"], "verbs": ["get"]}]));
+    assert!(fd
+        .kubectl_ok(&["get", "clusterrolebinding", "system:basic-user", "-o", "name"])
+        .contains("system:basic-user"));
+}
