@@ -294,9 +294,10 @@ fn invalid_rbac_objects_are_rejected_with_kubes_422() {
     assert_eq!(stdout(&o).trim(), "yes", "{}", stderr(&o));
 }
 
-/// A RoleBinding the validation would refuse reaches the store behind its back (written into
-/// etcd directly, as another replica or an older version might have): the other bindings still
-/// apply, so revoking one takes effect, and the bad one is logged by name and counted.
+/// A RoleBinding, then a Role, that the validation would refuse reach the store behind its back
+/// (written into etcd directly, as another replica or an older version might have): the other
+/// objects still apply, so revoking a binding or a role's permission takes effect, and each bad
+/// one is logged by name and counted.
 #[test]
 fn a_bad_stored_object_does_not_freeze_rbac() {
     let etcd_dir = tempfile::tempdir().unwrap();
@@ -328,6 +329,29 @@ fn a_bad_stored_object_does_not_freeze_rbac() {
     wait_until("the revocation to take effect", Duration::from_secs(10), || {
         anon.get(&cms).send().unwrap().status() == 403
     });
+
+    // an invalid Role beside a Role whose permission is revoked
+    fd.kubectl_ok(&["-n", "default", "create", "role", "anon-cm", "--verb=list", "--resource=configmaps"]);
+    fd.kubectl_ok(&["-n", "default", "create", "rolebinding", "anon-cm", "--role=anon-cm", "--user=system:anonymous"]);
+    wait_until("the role to grant", Duration::from_secs(10), || anon.get(&cms).send().unwrap().status() == 200);
+    let bad = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "bad-role", "namespace": "default", "uid": "v"}, "rules": [{"resources": ["pods"]}]});
+    storage.create("/registry/rbac.authorization.k8s.io/roles/default/bad-role", bad).unwrap();
+    wait_until("the bad role to be logged", Duration::from_secs(10), || fd.logs().contains("bad-role"));
+    fd.kubectl_ok(&[
+        "-n",
+        "default",
+        "patch",
+        "role",
+        "anon-cm",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules/0/resources", "value": ["secrets"]}]"#,
+    ]);
+    wait_until("the role's revocation to take effect", Duration::from_secs(10), || {
+        anon.get(&cms).send().unwrap().status() == 403
+    });
+
     let metrics = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
     assert!(
         metrics
