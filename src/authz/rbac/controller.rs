@@ -90,11 +90,16 @@ fn new_object(o: &RbacObject, annotations: Value) -> Value {
     v
 }
 
-/// kube's bootstrap: each missing bootstrap object is created, each stored one reconciled.
+/// kube's bootstrap: each missing bootstrap object is created, each stored one reconciled
+/// (but one a policy file redefines is the file's).
 fn create_bootstrap(store: &Store, rbac: &RbacAuthorizer) {
     let (bootstrap, _) = rbac.static_objects();
     for o in &bootstrap {
         let Some(def) = def(store, o) else { continue };
+        let m = o.meta();
+        if rbac.defined_by_file(o.kind(), &m.namespace, &m.name).is_some() {
+            continue;
+        }
         let key = key(def, o);
         let result = match store.storage.get(&key) {
             None => store.create(def, &key, new_object(o, json!({ AUTOUPDATE: "true" }))).map(drop),
@@ -156,15 +161,19 @@ fn sync_files(store: &Store, rbac: &RbacAuthorizer) {
             tracing::debug!(key, error = %e, "policy file object not mirrored (retried on the next change)");
         }
     }
+    let mut removed = false;
     for resource in super::RESOURCES {
         let Some(def) = store.def(GROUP, resource) else { continue };
         let Ok((items, _)) = store.storage.list(&def.prefix(), None) else { continue };
         for s in items {
             let mirrored = s.value["metadata"]["annotations"].get(POLICY_FILE).is_some();
             if mirrored && !wanted.contains(&s.key) {
-                let _ = store.delete(def, &s.key, Some(s.rev));
+                removed |= store.delete(def, &s.key, Some(s.rev)).is_ok();
             }
         }
+    }
+    if removed {
+        create_bootstrap(store, rbac); // a file no longer redefining a bootstrap object
     }
 }
 

@@ -96,3 +96,22 @@ fn a_terminating_namespace_gets_no_mirrored_bindings() {
     sync_files(&s, &rbac);
     assert!(s.storage.get(&rb.key("going", "rb")).is_some());
 }
+
+#[test]
+fn a_file_redefining_a_bootstrap_object_owns_it_while_it_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("rbac.yaml");
+    std::fs::write(&policy, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: system:monitoring}\nrules: [{nonResourceURLs: [/mine], verbs: [get]}]\n").unwrap();
+    let s = store(&dir.path().join("data"));
+    let rbac = Arc::new(RbacAuthorizer::new(vec![policy.clone()]).unwrap());
+    create_bootstrap(&s, &rbac);
+    sync_files(&s, &rbac);
+    create_bootstrap(&s, &rbac);
+    let m = get(&s, "clusterroles", "system:monitoring").unwrap();
+    assert_eq!(m["rules"], json!([{"nonResourceURLs": ["/mine"], "verbs": ["get"]}]), "the file's, not reconciled");
+    std::fs::write(&policy, "").unwrap();
+    rbac.reload().unwrap();
+    sync_files(&s, &rbac);
+    let m = get(&s, "clusterroles", "system:monitoring").unwrap();
+    assert_eq!(m["metadata"]["annotations"][AUTOUPDATE], "true", "the bootstrap one is back: {m}");
+}
