@@ -344,6 +344,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
             log: log.clone(),
             drain: drain.clone(),
             tokens: authn.token_issuing(),
+            admission: Some(Arc::new(crate::authz::rbac::admission::RbacAdmission::new(authz.clone()))),
         },
         health: health.clone(),
         authn: authn.clone(),
@@ -387,6 +388,7 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
             }),
         );
     }
+    crate::authz::rbac::controller::start(store, authz);
     let r = router.clone();
     store.on_change(
         "apiregistration.k8s.io",

@@ -317,7 +317,7 @@ impl Authorization {
     pub fn set_dynamic_rbac(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         let mut dynamic = lock(&self.inner.dynamic);
         if let Some(r) = self.rbac() {
-            r.set_dynamic(objects.clone())?;
+            report_skipped(&r.set_dynamic(objects.clone()));
         }
         dynamic.clear();
         dynamic.insert(String::new(), objects);
@@ -325,14 +325,24 @@ impl Authorization {
     }
 
     /// Replaces the stored objects of one RBAC resource (`roles`, `clusterroles`,
-    /// `rolebindings`, `clusterrolebindings`).
+    /// `rolebindings`, `clusterrolebindings`). An object that does not compile is left out,
+    /// logged by name and counted as a failed `rbac-store` reload; the others apply.
     pub fn set_dynamic_rbac_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         let mut dynamic = lock(&self.inner.dynamic);
         if let Some(r) = self.rbac() {
-            r.set_dynamic_resource(resource, objects.clone())?;
+            report_skipped(&r.set_dynamic_resource(resource, objects.clone())?);
         }
         dynamic.insert(resource.to_string(), objects);
         Ok(())
+    }
+}
+
+/// Logs and counts (a failed `rbac-store` reload each) the stored RBAC objects the authorizer
+/// left out; the rest of the change applied.
+fn report_skipped(skipped: &[rbac::Skipped]) {
+    for s in skipped {
+        tracing::error!(policy = "rbac-store", object = %s.object, error = %s.error, "stored RBAC object left out of the policy; the rest applies");
+        crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&["rbac-store", "failure"]).inc();
     }
 }
 
@@ -348,8 +358,8 @@ impl Inner {
         if let (false, Some(r)) = (had_rbac, &next.rbac) {
             for (resource, objects) in dynamic.iter() {
                 match resource.as_str() {
-                    "" => r.set_dynamic(objects.clone())?,
-                    res => r.set_dynamic_resource(res, objects.clone())?,
+                    "" => report_skipped(&r.set_dynamic(objects.clone())),
+                    res => report_skipped(&r.set_dynamic_resource(res, objects.clone())?),
                 }
             }
         }

@@ -15,6 +15,7 @@ mod deploy;
 mod inflight;
 mod policy_check;
 mod query_once;
+mod rbac_writes;
 mod spine;
 mod store_api;
 mod store_etcd;

@@ -1,23 +1,27 @@
 //! Reading RBAC manifests: files and directories of multi-document YAML or JSON, `kind: List`
 //! included, validated as the API server would before a single object is accepted.
 
-use super::rules::{validate_rule, validate_selector};
 use super::types::{Binding, ObjectMeta, RbacObject, Role};
+use super::validation::{default_binding, join, validate_binding, validate_role, FieldError};
 use crate::api::documents;
 use anyhow::{anyhow, bail, Context};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-const GROUP: &str = "rbac.authorization.k8s.io";
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
 
-/// Every object in the manifests under `paths`; the first bad document fails the whole load.
-pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<RbacObject>> {
+/// Every object in the manifests under `paths`, with the file it came from; the first bad
+/// document fails the whole load.
+pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, RbacObject)>> {
     let mut objects = Vec::new();
     for f in documents::files(paths)? {
-        let docs = documents::read(&f)?;
-        objects.extend(from_documents(docs).with_context(|| format!("{}", f.display()))?);
+        objects.extend(load_file(&f)?.into_iter().map(|o| (f.clone(), o)));
     }
     Ok(objects)
+}
+
+/// The objects of one manifest file; its first bad document fails it.
+pub fn load_file(f: &Path) -> anyhow::Result<Vec<RbacObject>> {
+    from_documents(documents::read(f)?).with_context(|| format!("{}", f.display()))
 }
 
 /// Parses multi-document YAML (JSON is YAML) holding RBAC objects or Lists of them.
@@ -56,31 +60,43 @@ pub fn parse_value(v: serde_json::Value) -> anyhow::Result<Vec<RbacObject>> {
     if api_version != API_VERSION {
         bail!("{what}: apiVersion {api_version:?} is not served (want {API_VERSION})");
     }
-    let obj = match kind.as_str() {
-        "Role" | "ClusterRole" => {
-            let mut r: Role = serde_json::from_value(v).map_err(|e| anyhow!("{what}: {e}"))?;
-            let namespaced = kind == "Role";
-            scope(&mut r.metadata, namespaced);
-            validate_role(&r, namespaced).map_err(|e| anyhow!("{what} is invalid: {e}"))?;
-            if namespaced {
-                RbacObject::Role(r)
-            } else {
-                RbacObject::ClusterRole(r)
-            }
-        }
-        _ => {
-            let mut b: Binding = serde_json::from_value(v).map_err(|e| anyhow!("{what}: {e}"))?;
-            let namespaced = kind == "RoleBinding";
-            scope(&mut b.metadata, namespaced);
-            validate_binding(&b, namespaced).map_err(|e| anyhow!("{what} is invalid: {e}"))?;
-            if namespaced {
-                RbacObject::RoleBinding(b)
-            } else {
-                RbacObject::ClusterRoleBinding(b)
-            }
-        }
-    };
+    let obj = decode(&kind, v).map_err(|e| match e {
+        DecodeError::Malformed(e) => anyhow!("{what}: {e}"),
+        DecodeError::Invalid(errs) => anyhow!("{what} is invalid: {}", join(&errs)),
+    })?;
     Ok(vec![obj])
+}
+
+/// Why one object could not be taken.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Not the shape of the kind (a field of the wrong type).
+    Malformed(String),
+    /// Well-formed but refused by kube's validation.
+    Invalid(Vec<FieldError>),
+}
+
+/// One object of a known RBAC `kind`: decoded, scoped, defaulted and validated as kube does.
+pub fn decode(kind: &str, v: serde_json::Value) -> Result<RbacObject, DecodeError> {
+    let namespaced = matches!(kind, "Role" | "RoleBinding");
+    let malformed = |e: serde_json::Error| DecodeError::Malformed(e.to_string());
+    let check = |errs: Vec<FieldError>| if errs.is_empty() { Ok(()) } else { Err(DecodeError::Invalid(errs)) };
+    match kind {
+        "Role" | "ClusterRole" => {
+            let mut r: Role = serde_json::from_value(v).map_err(malformed)?;
+            scope(&mut r.metadata, namespaced);
+            check(validate_role(&r, namespaced))?;
+            Ok(if namespaced { RbacObject::Role(r) } else { RbacObject::ClusterRole(r) })
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let mut b: Binding = serde_json::from_value(v).map_err(malformed)?;
+            scope(&mut b.metadata, namespaced);
+            default_binding(&mut b);
+            check(validate_binding(&b, namespaced))?;
+            Ok(if namespaced { RbacObject::RoleBinding(b) } else { RbacObject::ClusterRoleBinding(b) })
+        }
+        other => Err(DecodeError::Malformed(format!("{other:?} is not an RBAC kind"))),
+    }
 }
 
 /// A namespaced object without a namespace lands in `default` (as `kubectl apply` puts it);
@@ -91,86 +107,6 @@ fn scope(meta: &mut ObjectMeta, namespaced: bool) {
     } else if meta.namespace.is_empty() {
         meta.namespace = "default".into();
     }
-}
-
-fn validate_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("metadata.name: Required value: name or generateName is required".into());
-    }
-    // kube's path-segment rule for RBAC names
-    if name == "." || name == ".." || name.contains('/') || name.contains('%') {
-        return Err(format!("metadata.name: Invalid value: {name:?}: may not contain '/' or '%' or be '.' or '..'"));
-    }
-    Ok(())
-}
-
-fn validate_role(r: &Role, namespaced: bool) -> Result<(), String> {
-    validate_name(&r.metadata.name)?;
-    for (i, rule) in r.rules.iter().enumerate() {
-        validate_rule(rule, namespaced, &format!("rules[{i}]"))?;
-    }
-    if let Some(agg) = &r.aggregation_rule {
-        if namespaced {
-            return Err("aggregationRule: Forbidden: only ClusterRoles may aggregate".into());
-        }
-        if agg.cluster_role_selectors.is_empty() {
-            return Err("aggregationRule.clusterRoleSelectors: Required value: at least one clusterRoleSelector required if aggregationRule is non-nil".into());
-        }
-        for (i, s) in agg.cluster_role_selectors.iter().enumerate() {
-            validate_selector(s, &format!("aggregationRule.clusterRoleSelectors[{i}]"))?;
-        }
-    }
-    Ok(())
-}
-
-fn validate_binding(b: &Binding, namespaced: bool) -> Result<(), String> {
-    validate_name(&b.metadata.name)?;
-    let Some(rr) = &b.role_ref else {
-        return Err("roleRef: Required value: roleRef is required".into());
-    };
-    if rr.api_group != GROUP {
-        return Err(format!("roleRef.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"", rr.api_group));
-    }
-    match (rr.kind.as_str(), namespaced) {
-        ("ClusterRole", _) | ("Role", true) => {}
-        (k, true) => {
-            return Err(format!("roleRef.kind: Unsupported value: {k:?}: supported values: \"Role\", \"ClusterRole\""))
-        }
-        (k, false) => return Err(format!("roleRef.kind: Unsupported value: {k:?}: supported values: \"ClusterRole\"")),
-    }
-    if rr.name.is_empty() {
-        return Err("roleRef.name: Required value".into());
-    }
-    for (i, s) in b.subjects.iter().enumerate() {
-        let f = format!("subjects[{i}]");
-        if s.name.is_empty() {
-            return Err(format!("{f}.name: Required value"));
-        }
-        match s.kind.as_str() {
-            "ServiceAccount" => {
-                if !s.api_group.is_empty() {
-                    return Err(format!("{f}.apiGroup: Unsupported value: {:?}: supported values: \"\"", s.api_group));
-                }
-                if !namespaced && s.namespace.is_empty() {
-                    return Err(format!("{f}.namespace: Required value"));
-                }
-            }
-            "User" | "Group" => {
-                if s.api_group != GROUP {
-                    return Err(format!(
-                        "{f}.apiGroup: Unsupported value: {:?}: supported values: \"{GROUP}\"",
-                        s.api_group
-                    ));
-                }
-            }
-            k => {
-                return Err(format!(
-                    "{f}.kind: Unsupported value: {k:?}: supported values: \"ServiceAccount\", \"User\", \"Group\""
-                ))
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -211,7 +147,7 @@ items:
     fn bad_objects_are_named() {
         let cases = [
             ("apiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {name: x}\n", "unknown kind"),
-            ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nsubjects: []\n", "roleRef is required"),
+            ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nsubjects: []\n", "roleRef.name: Required value"),
             ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\nrules: [{apiGroups: [''], resources: [pods]}]\n", "verbs must contain"),
             ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\n", "roleRef.kind"),
             ("apiVersion: rbac.authorization.k8s.io/v1beta2\nkind: Role\nmetadata: {name: x}\n", "apiVersion"),

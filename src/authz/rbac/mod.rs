@@ -1,12 +1,20 @@
-//! The RBAC authorizer: kube's bootstrap policy, then `--rbac-policy` manifests, then RBAC
-//! objects from the store, compiled into one indexed [`Policy`] behind an `ArcSwap`.
-//! Every change (file edit or store write) rebuilds the whole policy and swaps it in; a
-//! source that fails to load leaves the previous policy in force.
+//! The RBAC authorizer: kube's bootstrap policy, then RBAC objects from the store, then
+//! `--rbac-policy` manifests (a file's object is the file's: it wins over a stored one of the
+//! same name), compiled into one indexed [`Policy`] behind an `ArcSwap`. Every change (file
+//! edit or store write) rebuilds the whole policy and swaps it in. A policy file that fails to
+//! load keeps its previous version while the other files apply; a stored object that fails is
+//! skipped alone.
 
+pub mod admission;
+pub mod controller;
+pub mod covers;
+pub mod escalation;
 pub mod load;
 pub mod policy;
+pub mod reconcile;
 pub mod rules;
 pub mod types;
+pub mod validation;
 
 pub use policy::{Policy, Rules};
 pub use types::{PolicyRule, RbacObject};
@@ -16,6 +24,7 @@ use crate::authz::{Attributes, Authorizer, Decision, RulesInfo};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The built-in bootstrap roles and bindings.
@@ -28,7 +37,8 @@ pub const RESOURCES: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clus
 
 #[derive(Default)]
 struct Sources {
-    files: Vec<RbacObject>,
+    /// The policy files' objects, with the file each came from.
+    files: Vec<(PathBuf, RbacObject)>,
     dynamic: BTreeMap<String, Vec<RbacObject>>,
 }
 
@@ -37,6 +47,8 @@ pub struct RbacAuthorizer {
     bootstrap: Vec<RbacObject>,
     sources: Mutex<Sources>,
     policy: ArcSwap<Policy>,
+    /// Bumped by every successful reload of the policy files.
+    files_generation: AtomicU64,
 }
 
 /// How big a compiled policy is, for the log.
@@ -53,7 +65,13 @@ impl RbacAuthorizer {
         let sources = Sources { files, dynamic: BTreeMap::new() };
         let policy = Policy::compile(merged(&bootstrap, &sources));
         log_counts(&policy, "RBAC policy loaded");
-        Ok(RbacAuthorizer { paths, bootstrap, sources: Mutex::new(sources), policy: ArcSwap::from_pointee(policy) })
+        Ok(RbacAuthorizer {
+            paths,
+            bootstrap,
+            sources: Mutex::new(sources),
+            policy: ArcSwap::from_pointee(policy),
+            files_generation: AtomicU64::new(0),
+        })
     }
 
     /// An authorizer over exactly `objects` (no bootstrap, no files): for tests and benches.
@@ -62,8 +80,12 @@ impl RbacAuthorizer {
         RbacAuthorizer {
             paths: Vec::new(),
             bootstrap: Vec::new(),
-            sources: Mutex::new(Sources { files: objects, dynamic: BTreeMap::new() }),
+            sources: Mutex::new(Sources {
+                files: objects.into_iter().map(|o| (PathBuf::new(), o)).collect(),
+                dynamic: BTreeMap::new(),
+            }),
             policy: ArcSwap::from_pointee(policy),
+            files_generation: AtomicU64::new(0),
         }
     }
 
@@ -77,36 +99,77 @@ impl RbacAuthorizer {
         self.policy.load_full()
     }
 
-    /// Re-reads the policy files; on any error the previous policy stays in force.
+    /// Re-reads the policy files, file by file: a file that fails to load keeps its previous
+    /// objects (and is reported in the error) while the other files' changes apply.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let files = load::load_paths(&self.paths)?;
+        let listed = crate::api::documents::files(&self.paths)?;
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        src.files = files;
+        let mut next = Vec::new();
+        let mut errors = Vec::new();
+        for f in listed {
+            match load::load_file(&f) {
+                Ok(objs) => next.extend(objs.into_iter().map(|o| (f.clone(), o))),
+                Err(e) => {
+                    errors.push(format!("{e:#}"));
+                    next.extend(src.files.iter().filter(|(p, _)| *p == f).cloned());
+                }
+            }
+        }
+        src.files = next;
         self.swap(&src);
-        Ok(())
+        self.files_generation.fetch_add(1, Ordering::Relaxed);
+        match errors.as_slice() {
+            [] => Ok(()),
+            _ => Err(anyhow::anyhow!("{}", errors.join("; "))),
+        }
+    }
+
+    /// How many times the policy files were reloaded (a change of it: the mirror is stale).
+    pub fn files_generation(&self) -> u64 {
+        self.files_generation.load(Ordering::Relaxed)
     }
 
     /// Replaces the store's objects of one resource (`roles`, `clusterroles`, `rolebindings`,
-    /// `clusterrolebindings`) with `objects`, all or nothing.
-    pub fn set_dynamic_resource(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    /// `clusterrolebindings`) with `objects`. An object that does not compile is left out
+    /// (and returned, with why) while the others apply: one bad object, from whatever wrote it,
+    /// never holds back later changes, such as a revoked binding.
+    pub fn set_dynamic_resource(
+        &self,
+        resource: &str,
+        objects: Vec<serde_json::Value>,
+    ) -> anyhow::Result<Vec<Skipped>> {
         if !RESOURCES.contains(&resource) {
             anyhow::bail!("{resource:?} is not an RBAC resource");
         }
-        let parsed = parse_objects(objects)?;
+        let (parsed, skipped) = parse_objects(objects);
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         src.dynamic.insert(resource.to_string(), parsed);
         self.swap(&src);
-        Ok(())
+        Ok(skipped)
     }
 
-    /// Replaces every stored RBAC object with `objects` (any mix of the four kinds).
-    pub fn set_dynamic(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        let parsed = parse_objects(objects)?;
+    /// Replaces every stored RBAC object with `objects` (any mix of the four kinds), leaving
+    /// out (and returning) those that do not compile.
+    pub fn set_dynamic(&self, objects: Vec<serde_json::Value>) -> Vec<Skipped> {
+        let (parsed, skipped) = parse_objects(objects);
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         src.dynamic.clear();
         src.dynamic.insert(String::new(), parsed);
         self.swap(&src);
-        Ok(())
+        skipped
+    }
+
+    /// The policy file that defines this object, if one does: such an object is the file's.
+    pub fn defined_by_file(&self, kind: &str, namespace: &str, name: &str) -> Option<PathBuf> {
+        let src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let defines = |o: &RbacObject| o.kind() == kind && o.meta().namespace == namespace && o.meta().name == name;
+        src.files.iter().find(|(p, o)| !p.as_os_str().is_empty() && defines(o)).map(|(p, _)| p.clone())
+    }
+
+    /// The built-in bootstrap objects and the policy files' objects, for serving through the API.
+    pub fn static_objects(&self) -> (Vec<RbacObject>, Vec<(PathBuf, RbacObject)>) {
+        let src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        (self.bootstrap.clone(), src.files.clone())
     }
 
     fn swap(&self, src: &Sources) {
@@ -121,20 +184,40 @@ impl RbacAuthorizer {
     }
 }
 
-fn parse_objects(objects: Vec<serde_json::Value>) -> anyhow::Result<Vec<RbacObject>> {
-    let mut out = Vec::new();
-    for o in objects {
-        out.extend(load::parse_value(o)?);
-    }
-    Ok(out)
+/// A stored object left out of the policy: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `Kind "namespace/name"` (or `Kind "name"`).
+    pub object: String,
+    pub error: String,
 }
 
+/// Compiles object by object: the good ones, and the bad ones named.
+fn parse_objects(objects: Vec<serde_json::Value>) -> (Vec<RbacObject>, Vec<Skipped>) {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for o in objects {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let (ns, name) = (o["metadata"]["namespace"].as_str(), o["metadata"]["name"].as_str().unwrap_or_default());
+        let object = match ns {
+            Some(ns) if !ns.is_empty() => format!("{kind} \"{ns}/{name}\""),
+            _ => format!("{kind} {name:?}"),
+        };
+        match load::parse_value(o) {
+            Ok(objs) => good.extend(objs),
+            Err(e) => bad.push(Skipped { object, error: format!("{e:#}") }),
+        }
+    }
+    (good, bad)
+}
+
+/// Bootstrap first, then the store, then the files: later objects replace earlier ones.
 fn merged(bootstrap: &[RbacObject], src: &Sources) -> Vec<RbacObject> {
     let mut all = bootstrap.to_vec();
-    all.extend(src.files.iter().cloned());
     for objs in src.dynamic.values() {
         all.extend(objs.iter().cloned());
     }
+    all.extend(src.files.iter().map(|(_, o)| o.clone()));
     all
 }
 

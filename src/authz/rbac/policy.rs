@@ -59,8 +59,13 @@ impl SubjectIndex {
 #[derive(Debug, Default)]
 pub struct Policy {
     roles: Vec<Vec<PolicyRule>>,
+    /// ClusterRoles by name and Roles by (namespace, name): ids into `roles`.
+    cluster_role_ids: FxHashMap<String, u32>,
+    role_ids: FxHashMap<(String, String), u32>,
     reasons: Vec<String>,
     missing: Vec<String>,
+    /// The role each `missing` entry names: (ClusterRole?, name).
+    missing_refs: Vec<(bool, String)>,
     cluster: SubjectIndex,
     namespaces: FxHashMap<String, SubjectIndex>,
     /// Object counts, for the reload log.
@@ -72,6 +77,8 @@ pub struct Policy {
 pub struct Rules {
     pub rules: Vec<PolicyRule>,
     pub errors: Vec<String>,
+    /// The roles behind `errors`: (ClusterRole?, name).
+    pub missing: Vec<(bool, String)>,
 }
 
 fn describe_subject(s: &Subject, binding_ns: &str) -> String {
@@ -116,29 +123,23 @@ impl Policy {
             ],
             ..Default::default()
         };
-        let mut cluster_ids = FxHashMap::default();
         for (name, r) in cluster_roles {
-            cluster_ids.insert(name, p.roles.len() as u32);
+            p.cluster_role_ids.insert(name, p.roles.len() as u32);
             p.roles.push(r.rules);
         }
-        let mut role_ids = FxHashMap::default();
         for (key, r) in roles {
-            role_ids.insert(key, p.roles.len() as u32);
+            p.role_ids.insert(key, p.roles.len() as u32);
             p.roles.push(r.rules);
         }
         for (cluster, b) in bindings {
-            let Some(rr) = b.role_ref else { continue };
+            let rr = b.role_ref;
             let ns = b.metadata.namespace.clone();
-            let found = if rr.kind == "ClusterRole" {
-                cluster_ids.get(&rr.name).copied()
-            } else {
-                role_ids.get(&(ns.clone(), rr.name.clone())).copied()
-            };
-            let target = match found {
+            let target = match p.role_id(&rr.kind, &ns, &rr.name) {
                 Some(id) => Target::Role(id),
                 None => {
                     let res = if rr.kind == "ClusterRole" { "clusterrole" } else { "role" };
                     p.missing.push(format!("{res}.rbac.authorization.k8s.io {:?} not found", rr.name));
+                    p.missing_refs.push((rr.kind == "ClusterRole", rr.name.clone()));
                     Target::Missing(p.missing.len() as u32 - 1)
                 }
             };
@@ -162,6 +163,20 @@ impl Policy {
             }
         }
         p
+    }
+
+    fn role_id(&self, kind: &str, namespace: &str, name: &str) -> Option<u32> {
+        match kind {
+            "ClusterRole" => self.cluster_role_ids.get(name).copied(),
+            "Role" => self.role_ids.get(&(namespace.to_string(), name.to_string())).copied(),
+            _ => None,
+        }
+    }
+
+    /// The rules of the role a binding in `namespace` refers to (kube's
+    /// `GetRoleReferenceRules`); ClusterRoles with their aggregated rules.
+    pub fn role_rules(&self, kind: &str, namespace: &str, name: &str) -> Option<&[PolicyRule]> {
+        self.role_id(kind, namespace, name).map(|id| self.roles[id as usize].as_slice())
     }
 
     /// kube's RBAC decision: Allow with the granting binding as reason, or NoOpinion
@@ -210,6 +225,7 @@ impl Policy {
                     let msg = self.missing[e as usize].clone();
                     if !out.errors.contains(&msg) {
                         out.errors.push(msg);
+                        out.missing.push(self.missing_refs[e as usize].clone());
                     }
                 }
                 _ => {}

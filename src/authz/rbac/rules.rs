@@ -78,49 +78,6 @@ pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) 
         })
 }
 
-/// kube's `ValidatePolicyRule`: the first problem with a rule, as a field error.
-pub fn validate_rule(rule: &PolicyRule, namespaced: bool, field: &str) -> Result<(), String> {
-    if rule.verbs.is_empty() {
-        return Err(format!("{field}.verbs: Required value: verbs must contain at least one value"));
-    }
-    if !rule.non_resource_urls.is_empty() {
-        if namespaced {
-            return Err(format!(
-                "{field}.nonResourceURLs: Invalid value: {:?}: namespaced rules cannot apply to non-resource URLs",
-                rule.non_resource_urls
-            ));
-        }
-        if !rule.api_groups.is_empty() || !rule.resources.is_empty() || !rule.resource_names.is_empty() {
-            return Err(format!("{field}.nonResourceURLs: Invalid value: {:?}: rules cannot apply to both regular resources and non-resource URLs", rule.non_resource_urls));
-        }
-        return Ok(());
-    }
-    if rule.api_groups.is_empty() {
-        return Err(format!("{field}.apiGroups: Required value: resource rules must supply at least one api group"));
-    }
-    if rule.resources.is_empty() {
-        return Err(format!("{field}.resources: Required value: resource rules must supply at least one resource"));
-    }
-    Ok(())
-}
-
-/// The operators a selector may use.
-pub fn validate_selector(sel: &LabelSelector, field: &str) -> Result<(), String> {
-    for (i, e) in sel.match_expressions.iter().enumerate() {
-        match e.operator.as_str() {
-            "In" | "NotIn" if e.values.is_empty() => {
-                return Err(format!("{field}.matchExpressions[{i}].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"))
-            }
-            "Exists" | "DoesNotExist" if !e.values.is_empty() => {
-                return Err(format!("{field}.matchExpressions[{i}].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            op => return Err(format!("{field}.matchExpressions[{i}].operator: Invalid value: {op:?}: not a valid selector operator")),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,18 +229,5 @@ mod tests {
         assert!(!selector_matches(&e("NotIn", &["1"]), &labels));
         assert!(selector_matches(&e("Exists", &[]), &labels));
         assert!(!selector_matches(&e("DoesNotExist", &[]), &labels));
-        assert!(validate_selector(&e("Near", &[]), "s").is_err());
-    }
-
-    #[test]
-    fn rule_validation() {
-        assert!(validate_rule(&rule(&[], &[""], &["pods"], &[]), false, "rules[0]").unwrap_err().contains("verbs"));
-        assert!(validate_rule(&urls(&["get"], &["/x"]), true, "rules[0]").unwrap_err().contains("namespaced"));
-        let mut both = urls(&["get"], &["/x"]);
-        both.resources = vec!["pods".into()];
-        assert!(validate_rule(&both, false, "r").unwrap_err().contains("both"));
-        assert!(validate_rule(&rule(&["get"], &[], &["pods"], &[]), false, "r").unwrap_err().contains("apiGroups"));
-        assert!(validate_rule(&rule(&["get"], &[""], &[], &[]), false, "r").unwrap_err().contains("resources"));
-        assert!(validate_rule(&rule(&["get"], &[""], &["pods"], &[]), true, "r").is_ok());
     }
 }

@@ -215,7 +215,7 @@ subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: m}]
 }
 
 #[test]
-fn dynamic_objects_merge_and_bad_ones_keep_the_old_policy() {
+fn dynamic_objects_merge_and_bad_ones_are_left_out() {
     let z = authorizer();
     let carol = user("carol", &[]);
     let a = res(&carol, "get", "team-a", "", "pods", "", "p");
@@ -228,20 +228,27 @@ fn dynamic_objects_merge_and_bad_ones_keep_the_old_policy() {
     });
     z.set_dynamic_resource("rolebindings", vec![rb.clone()]).unwrap();
     assert_eq!(z.decide(&a).0, Decision::Allow);
-    // a bad object leaves everything as it was
+    // a bad object is left out alone: the others apply, so a revocation beside it takes effect
     let mut bad = rb.clone();
-    bad.as_object_mut().unwrap().remove("roleRef");
-    assert!(z.set_dynamic_resource("rolebindings", vec![bad]).is_err());
+    bad["metadata"]["name"] = serde_json::json!("bad");
+    bad["roleRef"]["kind"] = serde_json::json!("Nope");
+    let skipped = z.set_dynamic_resource("rolebindings", vec![bad.clone(), rb.clone()]).unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].object, r#"RoleBinding "team-a/bad""#);
+    assert!(skipped[0].error.contains("roleRef.kind: Unsupported value"), "{}", skipped[0].error);
     assert_eq!(z.decide(&a).0, Decision::Allow);
+    z.set_dynamic_resource("rolebindings", vec![bad]).unwrap();
+    assert_eq!(z.decide(&a).0, Decision::NoOpinion, "revoked, the bad binding notwithstanding");
+    z.set_dynamic_resource("rolebindings", vec![rb.clone()]).unwrap();
     // clearing the resource's objects removes the grant
     z.set_dynamic_resource("rolebindings", vec![]).unwrap();
     assert_eq!(z.decide(&a).0, Decision::NoOpinion);
-    z.set_dynamic(vec![rb]).unwrap();
+    assert!(z.set_dynamic(vec![rb]).is_empty());
     assert_eq!(z.decide(&a).0, Decision::Allow);
 }
 
 #[test]
-fn file_reload_is_all_or_nothing() {
+fn a_bad_file_keeps_its_previous_version() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("p.yaml");
     std::fs::write(&f, POLICY).unwrap();
@@ -260,6 +267,15 @@ fn file_reload_is_all_or_nothing() {
     std::fs::write(&f, "").unwrap();
     z.reload().unwrap();
     assert_eq!(z.decide(&a).0, Decision::NoOpinion, "new policy in force");
+    // one bad file does not hold back another's change (here a revocation)
+    std::fs::write(&f, POLICY).unwrap();
+    let other = dir.path().join("q.yaml");
+    std::fs::write(&other, "kind: [\n").unwrap();
+    assert!(z.reload().is_err());
+    assert_eq!(z.decide(&a).0, Decision::Allow, "p.yaml's change applied beside the bad q.yaml");
+    std::fs::write(&f, "").unwrap();
+    assert!(z.reload().is_err(), "q.yaml is still bad");
+    assert_eq!(z.decide(&a).0, Decision::NoOpinion, "p.yaml's revocation applied");
 }
 
 #[test]
@@ -290,4 +306,61 @@ fn example_policy_directory_is_valid_and_does_what_it_says() {
     assert!(!allow(res(&ci, "get", "dev", "", "configmaps", "", "other")));
     assert!(allow(res(&ci, "patch", "dev", "apps", "statefulsets", "scale", "s")));
     assert!(allow(path(&user("p", &["monitoring"]), "get", "/metrics")));
+}
+
+/// An invalid Role written into the store behind the validation's back (straight through the
+/// storage layer, as another replica or an older version might) does not freeze RBAC: the
+/// store's later changes still apply, so a revoked binding stops granting.
+#[test]
+fn a_bad_stored_object_does_not_freeze_later_changes() {
+    use crate::store::{redb::RedbStorage, resources, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::with_storage(resources::defaults(), Arc::new(RedbStorage::open(dir.path(), 100).unwrap())).unwrap();
+    let rbac = Arc::new(RbacAuthorizer::from_objects(bootstrap()));
+    let member = crate::authz::Member { kind: "RBAC", name: "rbac".into(), authorizer: rbac.clone() };
+    let authz = Arc::new(crate::authz::Authorization::from_chain(vec![member], Some(rbac.clone())));
+    for resource in RESOURCES {
+        let authz = authz.clone();
+        store.on_change(
+            "rbac.authorization.k8s.io",
+            resource,
+            Box::new(move |objs| crate::reload::report("rbac-store", &authz.set_dynamic_rbac_resource(resource, objs))),
+        );
+    }
+    let def = |r: &str| store.def("rbac.authorization.k8s.io", r).unwrap().clone();
+    let (roles, bindings) = (def("roles"), def("rolebindings"));
+    let role = serde_json::json!({"kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "reader", "namespace": "team"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+    store.create(&roles, &roles.key("team", "reader"), role).unwrap();
+    let rb = serde_json::json!({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "alice", "namespace": "team"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]});
+    store.create(&bindings, &bindings.key("team", "alice"), rb).unwrap();
+    let a = res(&user("alice", &[]), "get", "team", "", "configmaps", "", "c");
+    assert_eq!(rbac.decide(&a).0, Decision::Allow);
+
+    let failures = || crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&["rbac-store", "failure"]).get();
+    let before = failures();
+    let invalid = serde_json::json!({"kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "broken", "namespace": "team"}, "rules": [{"resources": ["pods"]}]});
+    store.create(&roles, &roles.key("team", "broken"), invalid).unwrap();
+    assert!(failures() > before, "the bad Role is counted");
+    // the role's permission revoked beside it
+    let key = roles.key("team", "reader");
+    let mut narrowed = (*store.storage.get(&key).unwrap().value).clone();
+    narrowed["rules"][0]["resources"] = serde_json::json!(["secrets"]);
+    store.update(&roles, &key, narrowed, None).unwrap();
+    assert_eq!(rbac.decide(&a).0, Decision::NoOpinion, "the role's revocation took effect");
+    let s = res(&user("alice", &[]), "get", "team", "", "secrets", "", "s");
+    assert_eq!(rbac.decide(&s).0, Decision::Allow);
+    // a bad binding beside the one revoked
+    let bad = serde_json::json!({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "bad", "namespace": "team"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Nope", "name": "reader"}});
+    store.create(&bindings, &bindings.key("team", "bad"), bad).unwrap();
+    store.delete(&bindings, &bindings.key("team", "alice"), None).unwrap();
+    assert_eq!(rbac.decide(&s).0, Decision::NoOpinion, "the binding's revocation took effect");
 }

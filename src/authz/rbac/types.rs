@@ -56,9 +56,9 @@ pub struct LabelSelectorRequirement {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -70,31 +70,31 @@ pub struct AggregationRule {
 }
 
 /// A Role (namespaced) or ClusterRole.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_default")]
     pub rules: Vec<PolicyRule>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation_rule: Option<AggregationRule>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subject {
     #[serde(default)]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_group: String,
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleRef {
     #[serde(default)]
@@ -105,15 +105,17 @@ pub struct RoleRef {
     pub name: String,
 }
 
-/// A RoleBinding or ClusterRoleBinding.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// A RoleBinding or ClusterRoleBinding. A missing roleRef is kube's zero value (which
+/// validation then rejects field by field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Binding {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default, deserialize_with = "null_default")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<Subject>,
-    pub role_ref: Option<RoleRef>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub role_ref: RoleRef,
 }
 
 /// Any of the four RBAC kinds.
@@ -146,5 +148,27 @@ impl RbacObject {
     pub fn key(&self) -> (&'static str, String, String) {
         let m = self.meta();
         (self.kind(), m.namespace.clone(), m.name.clone())
+    }
+
+    /// The store's resource for this kind.
+    pub fn resource(&self) -> &'static str {
+        match self {
+            RbacObject::Role(_) => "roles",
+            RbacObject::ClusterRole(_) => "clusterroles",
+            RbacObject::RoleBinding(_) => "rolebindings",
+            RbacObject::ClusterRoleBinding(_) => "clusterrolebindings",
+        }
+    }
+
+    /// The object as the API serves it (apiVersion, kind and the fields frontdoor keeps).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = match self {
+            RbacObject::Role(r) | RbacObject::ClusterRole(r) => serde_json::to_value(r),
+            RbacObject::RoleBinding(b) | RbacObject::ClusterRoleBinding(b) => serde_json::to_value(b),
+        }
+        .unwrap_or_default();
+        v["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+        v["kind"] = self.kind().into();
+        v
     }
 }

@@ -43,6 +43,21 @@ pub struct Target<'a> {
     pub partial: bool,
     pub content_type: String,
     pub user_agent: String,
+    /// Checks the object about to be stored must pass (None: none).
+    pub admit: Option<Admit>,
+}
+
+/// A check of an object about to be stored, resolved per request before the write and run
+/// inside it with the stored object (on update) and the new one, which it may default:
+/// RBAC's validation and escalation prevention (authz/rbac/admission.rs).
+pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &mut Value) -> Result<(), Status> + Send + Sync>;
+
+/// What another stage checks on writes through the store (RBAC's escalation prevention),
+/// given to the REST handlers at construction: asked per request, before the write, for the
+/// check to run inside it.
+#[async_trait::async_trait]
+pub trait WriteAdmission: Send + Sync {
+    async fn resolve(&self, store: &Store, ctx: &RequestContext, t: &Target<'_>, body: &[u8]) -> Option<Admit>;
 }
 
 /// kube's REST handlers over the store, with the narrow handles they need from the chain.
@@ -55,6 +70,8 @@ pub struct Rest {
     pub drain: Arc<Drain>,
     /// The TokenRequest API's signer and audiences.
     pub tokens: crate::authn::TokenIssuing,
+    /// Checks on writes (RBAC's), if any.
+    pub admission: Option<Arc<dyn WriteAdmission>>,
 }
 
 impl Rest {
@@ -89,7 +106,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         };
         return rest.respond.send(session, ctx, s.into()).await;
     }
-    let t = Target {
+    let mut t = Target {
         def,
         namespace,
         name: info.name.clone(),
@@ -99,6 +116,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         partial: !accept.contains("as=Table") && accept.contains("as=PartialObjectMetadata"),
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
+        admit: None,
     };
     let token = t.subresource == "token" && def.has_token();
     if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
@@ -120,6 +138,9 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         if let Err(s) = t.query.validate_delete() {
             return rest.respond.send(session, ctx, s.into()).await;
         }
+    }
+    if let Some(a) = &rest.admission {
+        t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
     }
     let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
     let reply = match info.verb.as_str() {

@@ -25,6 +25,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -
         partial: false,
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
+        admit: None,
     }
 }
 

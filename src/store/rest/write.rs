@@ -179,6 +179,9 @@ pub fn create_value(
         m.remove("generation");
     }
     defaults_on_create(t.def, &mut obj);
+    if let Some(admit) = &t.admit {
+        admit(None, &mut obj)?;
+    }
     let fields = owned_fields(&obj);
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run {
@@ -355,7 +358,10 @@ pub(super) fn guaranteed_update(
         let Some(existing) = store.storage.get(&key) else {
             return missing();
         };
-        let new = next(&existing)?;
+        let mut new = next(&existing)?;
+        if let Some(admit) = &t.admit {
+            admit(Some(&existing.value), &mut new)?;
+        }
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
             Err(StorageError::Conflict) if retry_conflict => continue,
@@ -606,6 +612,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         partial: false,
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
+        admit: None,
     };
     all.query.limit = None;
     all.query.continue_.clear();
