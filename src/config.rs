@@ -186,12 +186,7 @@ impl ServeArgs {
     }
 }
 
-/// Parses one stage's flag group alone (tests, benches and embedding build a stage from it).
-pub fn parse_args<T: Args + FromArgMatches>(argv: &[&str]) -> Result<T, String> {
-    let cmd = T::augment_args(clap::Command::new("frontdoor").no_binary_name(true));
-    let matches = cmd.try_get_matches_from(argv).map_err(|e| e.render().to_string())?;
-    T::from_arg_matches(&matches).map_err(|e| e.to_string())
-}
+pub use crate::flags::parse_args;
 
 /// Parses argv, merging a `--config` file under the command-line flags.
 pub fn parse_cli() -> Result<Cli, String> {

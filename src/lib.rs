@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod endpoints;
 pub mod filters;
+pub mod flags;
 pub mod flowcontrol;
 pub mod http_client;
 pub mod impersonation;

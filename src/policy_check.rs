@@ -134,7 +134,7 @@ pub struct CanIArgs {
 
 /// The authorization flags with their --policy-dir defaults filled, as `serve` fills them.
 fn authz_defaults(dir: &Path) -> AuthzArgs {
-    let mut a = crate::config::parse_args::<AuthzArgs>(&[]).expect("the defaults parse");
+    let mut a = crate::flags::parse_args::<AuthzArgs>(&[]).expect("the defaults parse");
     complete_authz(&mut a, dir);
     a
 }
@@ -226,7 +226,7 @@ mod tests {
     use super::*;
 
     fn args(argv: &[&str]) -> CanIArgs {
-        crate::config::parse_args(argv).unwrap()
+        crate::flags::parse_args(argv).unwrap()
     }
 
     #[test]
