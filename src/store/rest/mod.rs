@@ -7,7 +7,7 @@ mod query;
 mod read;
 mod token;
 mod watch;
-mod write;
+pub(crate) mod write;
 
 pub use query::Query;
 
@@ -79,8 +79,13 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
         user_agent: header("User-Agent"),
     };
     let token = t.subresource == "token" && def.has_token();
-    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
+    let finalize = t.subresource == "finalize" && crate::store::namespace::is_namespaces(def);
+    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token || finalize) {
         return send(gw, session, ctx, Status::path_not_found().into()).await;
+    }
+    if finalize && info.verb != "update" {
+        let s = Status::method_not_allowed(session.req_header().method.as_str());
+        return send(gw, session, ctx, s.into()).await;
     }
     if info.verb == "watch" || (info.verb == "list" && t.query.watch) {
         return watch::serve(gw, session, ctx, &t).await;

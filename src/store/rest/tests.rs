@@ -142,11 +142,12 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     .unwrap_err();
     assert!(e.message.contains("no new finalizers can be added if the object is being deleted"), "{}", e.message);
 
-    // deleting the namespace deletes what is in it; it waits for finalizers
+    // deleting the namespace marks it; its deleter deletes what is in it and waits for finalizers
     create(&s, "team", json!({"metadata": {"name": "y"}}));
     let t = target(&s, "namespaces", "", "team", "");
     let ns = body(&write::delete(&s, &t, b"").unwrap());
     assert_eq!(ns["status"]["phase"], "Terminating");
+    crate::store::namespace::sync(&s, "team");
     assert!(s.storage.get("/registry/configmaps/team/y").is_none());
     assert!(s.storage.get("/registry/namespaces/team").is_some(), "held by the finalizer on f");
     let e =
@@ -158,6 +159,7 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     let t = Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "team", "f", "") };
     write::patch(&s, &t, br#"[{"op":"remove","path":"/metadata/finalizers"}]"#).unwrap();
     assert!(s.storage.get("/registry/configmaps/team/f").is_none());
+    crate::store::namespace::sync(&s, "team");
     assert!(s.storage.get("/registry/namespaces/team").is_none(), "the namespace goes with its last object");
 
     let e = write::delete(&s, &target(&s, "namespaces", "", "kube-system", ""), b"").unwrap_err();

@@ -7,13 +7,14 @@ use crate::api::status::{StatusCause, StatusDetails};
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
+use crate::store::namespace;
 use crate::store::resources::ResourceDef;
 use crate::store::validation::{generate_suffix, rule_for, validate_name};
 use crate::store::{patch as patches, Store, SYSTEM_NAMESPACES};
 use serde_json::{json, Map, Value};
 
 /// Read-modify-write attempts before a patch or unconditional update gives up.
-const RETRIES: usize = 5;
+pub(crate) const RETRIES: usize = 5;
 
 fn meta(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -72,25 +73,6 @@ pub(super) fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), Status>
             m.insert("namespace".into(), json!(t.namespace));
             Ok(())
         }
-    }
-}
-
-/// A namespaced object needs its namespace to exist and not be terminating.
-fn namespace_accepts(store: &Store, t: &Target, name: &str) -> Result<(), Status> {
-    if !t.def.namespaced {
-        return Ok(());
-    }
-    let ns_def = store.def("", "namespaces");
-    let ns = ns_def.and_then(|d| store.storage.get(&d.key("", &t.namespace)));
-    match ns {
-        None => Err(Status::not_found("", "namespaces", &t.namespace)),
-        Some(ns) if ns.value["metadata"].get("deletionTimestamp").is_some() => Err(Status::forbidden(
-            &t.def.group,
-            &t.def.resource,
-            name,
-            &format!("unable to create new content in namespace {} because it is being terminated", t.namespace),
-        )),
-        Some(_) => Ok(()),
     }
 }
 
@@ -166,7 +148,7 @@ pub fn create_value(
     if !str_of(&obj, "resourceVersion").is_empty() {
         return Err(Status::bad_request("resourceVersion should not be set on objects to be created"));
     }
-    namespace_accepts(store, t, &name)?;
+    namespace::admit_create(store, t.def, &t.namespace, &name)?;
     let m = meta(&mut obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
@@ -238,6 +220,9 @@ pub(super) fn prepare_update(
         incoming
     };
     fold_string_data(t.def, &mut new);
+    if namespace::is_namespaces(t.def) {
+        namespace::prepare_update(&t.subresource, existing, &mut new);
+    }
     let old_meta = existing["metadata"].clone();
     let m = meta(&mut new);
     for k in [
@@ -300,12 +285,10 @@ pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: V
         return Ok(new);
     }
     let key = t.def.key(&t.namespace, &t.name);
-    let done = new["metadata"].get("deletionTimestamp").is_some()
-        && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    let done = namespace::emptied_by_update(t.def, &new);
     let stored = store.update(t.def, &key, new, Some(existing.rev))?;
     if done {
         store.delete(t.def, &key, Some(stored.rev))?;
-        finalize_namespace(store, t.def, &t.namespace);
     }
     Ok((*stored.value).clone())
 }
@@ -485,16 +468,22 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str()) {
         return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
     }
-    let (obj, gone) = delete_one(store, t.def, &existing, opts.dry_run).map_err(|e| status(t, &t.name, e))?;
-    if gone && t.def.resource != "namespaces" {
+    let deleted = if namespace::is_namespaces(t.def) {
+        namespace::delete(store, t.def, &existing, opts.dry_run)
+    } else {
+        delete_one(store, t.def, &existing, opts.dry_run)
+    };
+    let (obj, gone) = deleted.map_err(|e| status(t, &t.name, e))?;
+    // a namespace answers with itself, even once gone (kube's ReturnDeletedObject)
+    if gone && !namespace::is_namespaces(t.def) {
         Ok(deleted_status(t, &obj))
     } else {
         Ok(reply_object(store, t, 200, &obj))
     }
 }
 
-/// Deletes one object: at once, or by marking it (deletionTimestamp) while finalizers
-/// remain; a namespace is emptied first. Returns the object and whether it is gone.
+/// Deletes one object (not a namespace: namespace::delete): at once, or by marking it
+/// (deletionTimestamp) while finalizers remain. Returns the object and whether it is gone.
 pub fn delete_one(
     store: &Store,
     def: &ResourceDef,
@@ -502,10 +491,6 @@ pub fn delete_one(
     dry_run: bool,
 ) -> Result<(Value, bool), StorageError> {
     let obj = &existing.value;
-    let name = str_of(obj, "name").to_string();
-    if def.group.is_empty() && def.resource == "namespaces" {
-        return delete_namespace(store, def, existing, dry_run);
-    }
     let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     if has_finalizers {
         if obj["metadata"].get("deletionTimestamp").is_some() {
@@ -525,76 +510,14 @@ pub fn delete_one(
         return Ok(((**obj).clone(), true));
     }
     let s = store.delete(def, &existing.key, Some(existing.rev))?;
-    let ns = str_of(obj, "namespace").to_string();
-    if def.namespaced {
-        finalize_namespace(store, def, &ns);
-    }
-    let _ = name;
     Ok(((*s.value).clone(), true))
 }
 
-fn delete_namespace(
-    store: &Store,
-    def: &ResourceDef,
-    existing: &Stored,
-    dry_run: bool,
-) -> Result<(Value, bool), StorageError> {
-    let name = str_of(&existing.value, "name").to_string();
-    if SYSTEM_NAMESPACES[..3].contains(&name.as_str()) {
-        return Err(StorageError::Internal(format!("forbidden:{name}")));
-    }
-    let mut ns = (*existing.value).clone();
-    if ns["metadata"].get("deletionTimestamp").is_none() {
-        meta(&mut ns).insert("deletionTimestamp".into(), json!(now()));
-        if !ns["status"].is_object() {
-            ns["status"] = json!({});
-        }
-        ns["status"]["phase"] = json!("Terminating");
-        if dry_run {
-            return Ok((ns, false));
-        }
-        ns = (*store.update(def, &existing.key, ns, Some(existing.rev))?.value).clone();
-    }
-    if dry_run {
-        return Ok((ns, false));
-    }
-    // the namespace controller's work: delete everything in it, then the namespace
-    for d in store.defs().iter().filter(|d| d.namespaced) {
-        let Ok((items, _)) = store.storage.list(&d.list_prefix(&name), None) else {
-            continue;
-        };
-        for item in items {
-            match delete_one(store, d, &item, false) {
-                Ok(_) | Err(StorageError::NotFound) | Err(StorageError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let gone = finalize_namespace(store, def, &name);
-    Ok((ns, gone))
-}
-
-/// Removes a terminating namespace once nothing is left in it. Returns whether it is gone.
-pub fn finalize_namespace(store: &Store, _def: &ResourceDef, ns: &str) -> bool {
-    let Some(ns_def) = store.def("", "namespaces").cloned() else {
-        return false;
-    };
-    let key = ns_def.key("", ns);
-    let Some(obj) = store.storage.get(&key) else {
-        return true;
-    };
-    if obj.value["metadata"].get("deletionTimestamp").is_none() {
-        return false;
-    }
-    let empty = store
-        .defs()
-        .iter()
-        .filter(|d| d.namespaced)
-        .all(|d| store.storage.list(&d.list_prefix(ns), None).map(|(i, _)| i.is_empty()).unwrap_or(false));
-    empty && store.delete(&ns_def, &key, None).is_ok()
-}
-
 pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    // namespaces have no deletecollection in kube: each is deleted, and emptied, on its own
+    if namespace::is_namespaces(t.def) {
+        return Err(Status::method_not_allowed("DELETE"));
+    }
     let opts = delete_options(t, body)?;
     let mut all = Target {
         def: t.def,
@@ -620,7 +543,6 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         match delete_one(store, t.def, &existing, opts.dry_run) {
             Ok((obj, _)) => deleted.push(obj),
             Err(StorageError::NotFound) => {}
-            Err(StorageError::Internal(m)) if m.starts_with("forbidden:") => {}
             Err(e) => return Err(status(t, &name, e)),
         }
     }
