@@ -16,4 +16,5 @@ mod spine;
 mod store_api;
 mod store_etcd;
 mod store_kubectl;
+mod store_namespaces;
 mod store_watch_load;
