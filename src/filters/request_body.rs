@@ -28,6 +28,55 @@ pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize)
     }
 }
 
+/// Bodies larger than this (and every YAML body: libyaml is slow) are decoded on tokio's
+/// blocking pool: each worker thread runs one single-threaded runtime, so a long decode there
+/// would stall every other connection it serves, TLS handshakes included.
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Whether decoding `len` bytes of `content_type` belongs off the worker thread.
+pub fn heavy(len: usize, content_type: &str) -> bool {
+    len > OFFLOAD_BYTES || (len > 0 && content_type.split(';').next().unwrap_or("").trim().ends_with("yaml"))
+}
+
+/// How many heavy decodes run at once, process-wide: a flood of large bodies takes at most
+/// this many cores, whatever the blocking pool's size, and waits its turn.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new((cores / 2).max(1))
+    })
+}
+
+/// Runs CPU-heavy work (decoding a large body, and what follows from it) on the blocking pool,
+/// one of `permits()` at a time.
+pub async fn offload<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let _permit = permits().acquire().await.expect("never closed");
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Decodes a JSON body within api::decode's bounds, off the worker thread when large.
+pub async fn json(body: Vec<u8>) -> Result<serde_json::Value, String> {
+    if heavy(body.len(), "application/json") {
+        offload(move || crate::api::decode::json(&body)).await
+    } else {
+        crate::api::decode::json(&body)
+    }
+}
+
+/// Decodes a JSON or YAML body within api::decode's bounds, off the worker thread unless
+/// small JSON.
+pub async fn json_or_yaml(body: Vec<u8>) -> Result<serde_json::Value, String> {
+    if body.len() > 1024 || heavy(body.len(), "application/json") {
+        offload(move || crate::api::decode::yaml(&body)).await
+    } else {
+        crate::api::decode::yaml(&body)
+    }
+}
+
 /// kube's 413 for a body over the limit.
 pub fn too_large(limit: usize) -> Status {
     Status::failure(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))

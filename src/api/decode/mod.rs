@@ -188,6 +188,23 @@ impl<'de> Visitor<'de> for Bounded<'_> {
     }
 }
 
+/// How deeply `v` nests objects and arrays (a scalar is 0), without recursing: what a patch
+/// made of a stored object is held to the same bound as a body.
+pub fn value_depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        max = max.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    max
+}
+
 /// Where kube's create and update handlers name the body they could not decode
 /// (transformDecodeError): the kind expected, the error, and the body's first 30 bytes.
 pub fn unrecognized(kind: &str, err: &str, body: &[u8]) -> String {

@@ -12,6 +12,8 @@ pub(crate) mod write;
 pub use query::Query;
 
 use super::resources::ResourceDef;
+use super::Store;
+use crate::api::decode as api_decode;
 use crate::api::Status;
 use crate::context::RequestContext;
 use crate::filters::request_body;
@@ -99,27 +101,82 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     } else {
         Vec::new()
     };
-    let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
-    let reply = match info.verb.as_str() {
-        "get" => read::get(&gw.store, &t),
-        "list" => read::list(&gw.store, &t),
-        "create" if t.subresource.is_empty() => write::create(&gw.store, &t, &body, &user),
-        "create" if token => match gw.authn.token_issuer() {
+    let reply = if info.verb == "create" && token {
+        match gw.authn.token_issuer() {
             Some(issuer) => token::create(&gw.store, &t, &body, issuer, gw.authn.api_audiences()),
             None => Err(Status::path_not_found()),
-        },
-        "update" => write::update(&gw.store, &t, &body),
-        "patch" => write::patch(&gw.store, &t, &body),
-        "delete" if t.subresource.is_empty() => write::delete(&gw.store, &t, &body),
-        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&gw.store, &t, &body),
-        other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
+        }
+    } else if request_body::heavy(body.len(), &t.content_type) {
+        // the body is decoded, and the verb run, off this worker thread
+        let (store, owned, verb) = (gw.store.clone(), Owned::from(&t), info.verb.clone());
+        request_body::offload(move || verb_of(&store, &owned.target(), &verb, &body)).await
+    } else {
+        verb_of(&gw.store, &t, &info.verb, &body)
     };
     let reply = reply.unwrap_or_else(Reply::from);
     send(gw, session, ctx, reply).await
 }
 
-/// Decodes a JSON or YAML body.
-pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
+/// Runs a store verb (all but the token subresource).
+fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
+    match verb {
+        "get" => read::get(store, t),
+        "list" => read::list(store, t),
+        "create" if t.subresource.is_empty() => write::create(store, t, body, ""),
+        "update" => write::update(store, t, body),
+        "patch" => write::patch(store, t, body),
+        "delete" if t.subresource.is_empty() => write::delete(store, t, body),
+        "deletecollection" if t.subresource.is_empty() => write::delete_collection(store, t, body),
+        other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
+    }
+}
+
+/// A `Target` that owns its resource, to move to another thread.
+struct Owned {
+    def: ResourceDef,
+    namespace: String,
+    name: String,
+    subresource: String,
+    query: Query,
+    table: bool,
+    partial: bool,
+    content_type: String,
+    user_agent: String,
+}
+
+impl Owned {
+    fn from(t: &Target) -> Self {
+        Owned {
+            def: t.def.clone(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            subresource: t.subresource.clone(),
+            query: t.query.clone(),
+            table: t.table,
+            partial: t.partial,
+            content_type: t.content_type.clone(),
+            user_agent: t.user_agent.clone(),
+        }
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            def: &self.def,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            subresource: self.subresource.clone(),
+            query: self.query.clone(),
+            table: self.table,
+            partial: self.partial,
+            content_type: self.content_type.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+}
+
+/// Decodes a JSON or YAML body meant to be a `kind`, within api::decode's bounds; what does
+/// not decode is kube's BadRequest (its create and update handlers' transformDecodeError).
+pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
     if ct == "application/vnd.kubernetes.protobuf" {
         return crate::store::protobuf::decode(body).map_err(|e| {
@@ -133,13 +190,12 @@ pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
     if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json")) {
         return Err(Status::unsupported_media_type(content_type));
     }
-    let yaml = ct.ends_with("yaml");
-    let parsed: Result<Value, String> = if yaml {
-        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+    let parsed = if ct.ends_with("yaml") {
+        api_decode::yaml(body)
     } else {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
+        api_decode::json(body).map_err(|e| format!("couldn't get version/kind; json parse error: {e}"))
     };
-    parsed.map_err(|e| Status::bad_request(format!("error decoding request body: {e}")))
+    parsed.map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))
 }
 
 #[cfg(test)]

@@ -286,3 +286,56 @@ fn malformed_bodies_are_errors_not_panics() {
     let _ = write::patch(&s, &p, br#"{"metadata":"x"}"#);
     assert!(write::patch(&s, &p, br#"[1]"#).is_err());
 }
+
+#[test]
+fn hostile_bodies_are_refused_in_kubes_words() {
+    let (_d, s) = store();
+    let t = target(&s, "configmaps", "default", "", "");
+    let deep = format!("{{\"metadata\":{{\"name\":\"x\"}},\"data\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = write::create(&s, &t, deep.as_bytes(), "").unwrap_err();
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        e.message,
+        "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: \
+         invalid character '[' exceeded max depth ({\"metadata\":{\"name\":\"x\"},\"data ...)"
+    );
+    let y = Target { content_type: "application/yaml".into(), ..target(&s, "configmaps", "default", "", "") };
+    let e = write::create(&s, &y, ("data: ".to_string() + &"{a: ".repeat(100_000)).as_bytes(), "").unwrap_err();
+    assert!(e.message.contains("yaml: exceeded max depth of 100 (64617461"), "{}", e.message);
+
+    // patches: kube's bound on operations and on what copies add; no result deeper than a body
+    create(&s, "default", json!({"metadata": {"name": "p"}, "data": {"a": "x".repeat(1000)}}));
+    let jp =
+        Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "default", "p", "") };
+    let many = Value::Array(vec![json!({"op": "test", "path": "/data/a", "value": "x"}); 10_001]);
+    let e = write::patch(&s, &jp, many.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (413, "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001")
+    );
+    let mut ops = vec![
+        json!({"op": "add", "path": "/data/l", "value": []}),
+        json!({"op": "add", "path": "/data/l/-", "value": "x".repeat(1000)}),
+    ];
+    for _ in 0..12 {
+        ops.push(json!({"op": "copy", "from": "/data/l", "path": "/data/l/-"}));
+    }
+    let e = write::patch(&s, &jp, Value::Array(ops).to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.starts_with("Unable to complete the copy, the accumulated size increase of copy is"),
+        "{}",
+        e.message
+    );
+    let nest = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    let ops = format!(
+        r#"[{{"op":"add","path":"/data/x","value":{}}},{{"op":"add","path":"/data/x{}","value":{}}}]"#,
+        nest(90),
+        "/0".repeat(20),
+        nest(90)
+    );
+    let e = write::patch(&s, &jp, ops.as_bytes()).unwrap_err();
+    assert_eq!(e.code, 400);
+    assert!(e.message.contains("more than the 100 allowed"), "{}", e.message);
+    assert!(s.storage.get("/registry/configmaps/default/p").unwrap().value["data"].get("x").is_none());
+}

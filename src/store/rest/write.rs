@@ -119,7 +119,7 @@ fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
 }
 
 pub fn create(store: &Store, t: &Target, body: &[u8], _user: &str) -> Result<Reply, Status> {
-    let obj = decode(body, &t.content_type)?;
+    let obj = decode(body, &t.content_type, &t.def.kind)?;
     create_value(store, t, obj, &manager(t), "Update")
 }
 
@@ -259,6 +259,13 @@ pub(super) fn prepare_update(
             ));
         }
     }
+    let depth = crate::api::decode::value_depth(&new);
+    if depth > crate::api::decode::MAX_DEPTH {
+        return Err(Status::bad_request(format!(
+            "the object is nested {depth} levels deep, more than the {} allowed",
+            crate::api::decode::MAX_DEPTH
+        )));
+    }
     if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
@@ -308,7 +315,7 @@ pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
 }
 
 pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
-    let mut incoming = decode(body, &t.content_type)?;
+    let mut incoming = decode(body, &t.content_type, &t.def.kind)?;
     check_type(t, &mut incoming)?;
     check_name(t, &mut incoming)?;
     check_namespace(t, &mut incoming)?;
@@ -375,8 +382,18 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
-    let p: Value =
-        serde_json::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let p = crate::api::decode::json(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let ops = p.as_array().map_or(0, Vec::len);
+    if kind == PatchType::Json && ops > patches::MAX_JSON_PATCH_OPERATIONS {
+        return Err(Status::failure(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: The allowed maximum operations in a JSON patch is {}, got {ops}",
+                patches::MAX_JSON_PATCH_OPERATIONS
+            ),
+        ));
+    }
     let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
     guaranteed_update(store, t, true, missing, |existing| {
         let base = present(store, t, &existing.value);
@@ -417,7 +434,7 @@ fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
-    let v = decode(body, &t.content_type)?;
+    let v = decode(body, &t.content_type, "DeleteOptions")?;
     o.uid = v["preconditions"]["uid"].as_str().map(String::from);
     o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
     if let Some(d) = v["dryRun"].as_array() {
