@@ -14,6 +14,7 @@ mod deploy;
 mod inflight;
 mod spine;
 mod store_api;
+mod store_bodies;
 mod store_etcd;
 mod store_kubectl;
 mod store_namespaces;
