@@ -88,7 +88,7 @@ impl Scan<'_> {
     }
 
     /// Whitespace, line breaks and comments up to the next token.
-    fn to_next_token(&mut self) {
+    fn skip_to_token(&mut self) {
         loop {
             match self.at(0) {
                 Some(b' ' | b'\t' | b'\r') => self.pos += 1,
@@ -211,7 +211,7 @@ impl Scan<'_> {
 
     fn run(&mut self) -> Result<(), String> {
         loop {
-            self.to_next_token();
+            self.skip_to_token();
             let Some(&c) = self.at(0) else { return Ok(()) };
             let col = self.col();
             if self.flow == 0 {
