@@ -97,8 +97,17 @@ pub fn start(store: &Store) {
             let due: Vec<String> = pending.iter().filter(|(_, d)| **d <= now).map(|(n, _)| n.clone()).collect();
             for name in due {
                 pending.remove(&name);
-                if let Outcome::Retry(after) = sync(&store, &name) {
-                    pending.insert(name, Instant::now() + after);
+                // a bug in one namespace's sync must not end the deleter for all of them
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sync(&store, &name)));
+                match outcome {
+                    Ok(Outcome::Done) => {}
+                    Ok(Outcome::Retry(after)) => {
+                        pending.insert(name, Instant::now() + after);
+                    }
+                    Err(_) => {
+                        tracing::error!(namespace = name, "namespace deleter: sync panicked");
+                        pending.insert(name, Instant::now() + RESYNC);
+                    }
                 }
             }
         }
@@ -235,6 +244,9 @@ fn update_status(store: &Store, def: &ResourceDef, key: &str, totals: &Totals) -
 fn finalize(store: &Store, def: &ResourceDef, mut ns: Stored) -> Outcome {
     for _ in 0..crate::store::rest::write::RETRIES {
         let mut new: Value = (*ns.value).clone();
+        if !new["spec"].is_object() {
+            new["spec"] = json!({});
+        }
         let kept: Vec<Value> = new["spec"]["finalizers"]
             .as_array()
             .into_iter()
@@ -243,6 +255,7 @@ fn finalize(store: &Store, def: &ResourceDef, mut ns: Stored) -> Outcome {
             .cloned()
             .collect();
         new["spec"]["finalizers"] = json!(kept);
+        super::omit_empty_finalizers(&mut new);
         let result = if kept.len() == list_len(&ns.value["spec"]["finalizers"]) {
             Ok(ns.clone())
         } else {

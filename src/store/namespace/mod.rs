@@ -107,6 +107,7 @@ pub fn delete(
 /// only through the `finalize` subresource, never through the object or its status.
 pub fn prepare_update(subresource: &str, existing: &Value, new: &mut Value) {
     if subresource == "finalize" {
+        omit_empty_finalizers(new);
         return;
     }
     match existing["spec"].get("finalizers") {
@@ -120,6 +121,15 @@ pub fn prepare_update(subresource: &str, existing: &Value, new: &mut Value) {
             if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("finalizers");
             }
+        }
+    }
+}
+
+/// An empty `spec.finalizers` is left out, as kube's omitempty serializes it.
+pub(crate) fn omit_empty_finalizers(ns: &mut Value) {
+    if let Some(spec) = ns.get_mut("spec").and_then(Value::as_object_mut) {
+        if spec.get("finalizers").is_some_and(|f| list_len(f) == 0) {
+            spec.remove("finalizers");
         }
     }
 }

@@ -150,3 +150,19 @@ fn no_deletecollection_and_dry_run_changes_nothing() {
     let verbs = &ns_def.api_resources()[0].verbs;
     assert!(!verbs.contains(&"deletecollection".to_string()), "{verbs:?}");
 }
+
+#[test]
+fn odd_specs_and_statuses_do_not_stop_the_deleter() {
+    let (_d, s) = store();
+    setup(&s, &[]);
+    let key = "/registry/namespaces/team";
+    let mut odd = ns(&s, "team").unwrap();
+    odd["spec"] = json!("weird");
+    odd["status"] = json!(7);
+    let rev = s.storage.get(key).unwrap().rev;
+    s.storage.update(key, odd, Some(rev)).unwrap();
+    let r = write::delete(&s, &target(&s, "namespaces", "", "team"), b"").unwrap();
+    assert_eq!(body(&r)["status"]["phase"], "Terminating");
+    assert_eq!(sync(&s, "team"), Outcome::Done);
+    assert!(ns(&s, "team").is_none());
+}
