@@ -31,11 +31,16 @@ struct Scan<'a> {
     pos: usize,
     line_start: usize,
     flow: usize,
+    /// Open flow collections: whether a sequence, and whether an implicit single-pair mapping
+    /// (`[k: v]`) is open in its current entry, which nests one level more.
+    flows: Vec<(bool, bool)>,
+    pairs: usize,
     /// Block collections: their column, and whether a sequence. libyaml's indent stack, plus
     /// the indentless sequences (`key:` then `- item` at the key's column) it leaves out.
     indents: Vec<(usize, bool)>,
-    /// Column of the last token in block context that may be a mapping key.
+    /// Column and line (its start) of the last token in block context that may be a key.
     key_col: usize,
+    key_line: usize,
     limit: usize,
 }
 
@@ -54,7 +59,7 @@ impl Scan<'_> {
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.flow + self.indents.len() > self.limit {
+        if self.flow + self.pairs + self.indents.len() > self.limit {
             Err(too_deep(self.limit))
         } else {
             Ok(())
@@ -72,6 +77,19 @@ impl Scan<'_> {
             self.indents.push((col, seq));
         }
         self.check()
+    }
+
+    /// A key or value indicator in a flow sequence opens a single-pair mapping.
+    fn pair(&mut self) {
+        if let Some(top) = self.flows.last_mut().filter(|t| t.0 && !t.1) {
+            top.1 = true;
+            self.pairs += 1;
+        }
+    }
+
+    fn key(&mut self, col: usize) {
+        self.key_col = col;
+        self.key_line = self.line_start;
     }
 
     fn parent_indent(&self) -> isize {
@@ -236,46 +254,59 @@ impl Scan<'_> {
             match c {
                 b'[' | b'{' => {
                     if self.flow == 0 {
-                        self.key_col = col;
+                        self.key(col);
                     }
                     self.flow += 1;
+                    self.flows.push((c == b'[', false));
                     self.pos += 1;
                     self.check()?;
                 }
                 b']' | b'}' => {
                     self.flow = self.flow.saturating_sub(1);
+                    if let Some((_, true)) = self.flows.pop() {
+                        self.pairs -= 1;
+                    }
                     self.pos += 1;
                 }
-                b',' => self.pos += 1,
+                b',' => {
+                    if let Some(top) = self.flows.last_mut().filter(|t| t.1) {
+                        top.1 = false;
+                        self.pairs -= 1;
+                    }
+                    self.pos += 1;
+                }
                 b'-' if blank(self.at(1)) => {
                     self.roll(col, true)?;
                     self.pos += 1;
                 }
                 b'?' if self.flow > 0 || blank(self.at(1)) => {
+                    self.pair();
                     self.roll(col, false)?;
                     self.pos += 1;
                 }
                 b':' if self.flow > 0 || blank(self.at(1)) => {
-                    let key = self.key_col;
+                    // a simple key is on the value's line; else the value starts the entry
+                    let key = if self.key_line == self.line_start { self.key_col } else { col };
+                    self.pair();
                     self.roll(key, false)?;
                     self.pos += 1;
                 }
                 b'*' | b'&' | b'!' => {
                     if self.flow == 0 && c != b'*' {
-                        self.key_col = col;
+                        self.key(col);
                     }
                     self.property();
                 }
                 b'|' | b'>' if self.flow == 0 => self.block_scalar(),
                 b'\'' | b'"' => {
                     if self.flow == 0 {
-                        self.key_col = col;
+                        self.key(col);
                     }
                     self.quoted(c)?;
                 }
                 _ => {
                     if self.flow == 0 {
-                        self.key_col = col;
+                        self.key(col);
                     }
                     let before = self.pos;
                     self.plain();
@@ -309,7 +340,18 @@ pub fn check(b: &[u8], limit: usize) -> Result<(), String> {
     if raw_excess(b) > RAW_LIMIT.max(limit) {
         return Err(too_deep(limit));
     }
-    let mut s = Scan { b, pos: 0, line_start: 0, flow: 0, indents: Vec::new(), key_col: 0, limit };
+    let mut s = Scan {
+        b,
+        pos: 0,
+        line_start: 0,
+        flow: 0,
+        flows: Vec::new(),
+        pairs: 0,
+        indents: Vec::new(),
+        key_col: 0,
+        key_line: 0,
+        limit,
+    };
     s.run()
 }
 
@@ -348,6 +390,127 @@ mod tests {
         assert!(!depth_ok("d: |\n  [[[\ne: [[[1]]]\n", 2));
         // a multi-line plain scalar hides nothing: its continuation is not a quote
         assert!(!depth_ok("a: b\n  'c\nd: [[[[1]]]]\n", 3));
+    }
+
+    /// Random documents as serde_yaml writes them (block style, indentless sequences, block
+    /// scalars, quoting) and as JSON (flow style), with strings full of YAML's indicators:
+    /// the scan finds exactly the depth libyaml does.
+    #[test]
+    fn the_scan_agrees_with_libyaml_on_random_documents() {
+        use serde_json::{json, Value};
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const BITS: [&str; 24] = [
+            "[", "]", "{", "}", "'", "\"", "#", ": ", " #", "- ", "\n", "|", ">", "*a", "&b", "!t", "%", "---", "...",
+            "x", " ", "\t", "\\", "? ",
+        ];
+        fn depth(v: &Value) -> usize {
+            match v {
+                Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+                Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+        fn text(next: &mut dyn FnMut(u64) -> u64) -> String {
+            (0..next(6)).map(|_| BITS[next(BITS.len() as u64) as usize]).collect()
+        }
+        fn gen(next: &mut dyn FnMut(u64) -> u64, level: usize) -> Value {
+            match if level > 6 { next(3) } else { next(6) } {
+                0 => json!(text(next)),
+                1 => json!(next(100)),
+                2 => Value::Null,
+                3 => Value::Array((0..next(4)).map(|_| gen(next, level + 1)).collect()),
+                _ => {
+                    let mut m = serde_json::Map::new();
+                    for i in 0..next(4) {
+                        let k = format!("k{i}{}", text(next));
+                        m.insert(k, gen(next, level + 1));
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+        for _ in 0..3000 {
+            let v = gen(&mut next, 0);
+            let d = depth(&v);
+            for doc in [serde_yaml::to_string(&v).unwrap(), v.to_string()] {
+                let back: Value = serde_yaml::from_str(&doc).unwrap();
+                assert_eq!(back, v, "{doc}");
+                assert!(check(doc.as_bytes(), d).is_ok(), "over-counted (depth {d}):\n{doc}");
+                if d > 0 {
+                    assert!(check(doc.as_bytes(), d - 1).is_err(), "under-counted (depth {d}):\n{doc}");
+                }
+            }
+        }
+    }
+
+    /// Random strings of YAML's tokens: wherever libyaml accepts one, the scan never finds it
+    /// shallower than it is (deeper only where a duplicate key dropped a deeper value).
+    #[test]
+    fn random_token_soup_is_never_undercounted() {
+        use serde_json::Value;
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        const F: [&str; 30] = [
+            "[",
+            "]",
+            "{",
+            "}",
+            ", ",
+            ": ",
+            "- ",
+            "? ",
+            "\n",
+            "  ",
+            "a",
+            "'b]'",
+            "\"c[\"",
+            " #x[\n",
+            "|\n  [[\n",
+            ">-\n   {{\n",
+            "a:\n",
+            "- - ",
+            "\n  ",
+            "\n    ",
+            "x y",
+            "k: ",
+            "it's",
+            "a#b",
+            "[a, b]",
+            "{a: 1}",
+            "'",
+            "\"",
+            "\n- ",
+            ":",
+        ];
+        fn depth(v: &Value) -> usize {
+            match v {
+                Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+                Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+                _ => 0,
+            }
+        }
+        let mut valid = 0;
+        for _ in 0..150_000 {
+            let doc: String = (0..next(24)).map(|_| F[next(F.len() as u64) as usize]).collect();
+            let Ok(v) = serde_yaml::from_str::<Value>(&doc) else { continue };
+            valid += 1;
+            let d = depth(&v);
+            if d > 0 && check(doc.as_bytes(), d - 1).is_ok() {
+                panic!("under-counted (depth {d}):\n{doc}\n{v}");
+            }
+        }
+        assert!(valid > 10_000, "the soup is mostly YAML: {valid}");
     }
 
     #[test]
