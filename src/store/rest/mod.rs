@@ -109,7 +109,7 @@ pub async fn serve(gw: &Gateway, session: &mut Session, ctx: &mut RequestContext
     } else if request_body::heavy(body.len(), &t.content_type) {
         // the body is decoded, and the verb run, off this worker thread
         let (store, owned, verb) = (gw.store.clone(), Owned::from(&t), info.verb.clone());
-        request_body::offload(move || verb_of(&store, &owned.target(), &verb, &body)).await
+        request_body::offload(body.len(), move || verb_of(&store, &owned.target(), &verb, &body)).await
     } else {
         verb_of(&gw.store, &t, &info.verb, &body)
     };
