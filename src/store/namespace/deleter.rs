@@ -55,6 +55,12 @@ impl Deleter {
         }
     }
 
+    /// Ends the deleter thread (tests drive `sync` themselves).
+    #[cfg(test)]
+    pub fn stop(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
     fn track(&self, name: &str, terminating: bool) {
         let mut set = self.terminating.lock().unwrap_or_else(|e| e.into_inner());
         if terminating {
@@ -72,7 +78,8 @@ pub fn start(store: &Store) {
     let weak: Weak<Shared> = Arc::downgrade(&store.shared);
     let spawned = std::thread::Builder::new().name("namespace-deleter".into()).spawn(move || {
         let mut pending: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut next_resync = Instant::now();
+        // what a restart left terminating is picked up after the grace period, as new work is
+        let mut next_resync = Instant::now() + GRACE_PERIOD;
         loop {
             let now = Instant::now();
             let next = pending.values().copied().chain([next_resync]).min().unwrap_or(next_resync);

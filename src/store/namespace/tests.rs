@@ -11,7 +11,9 @@ use std::sync::Arc;
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(RedbStorage::open(dir.path(), 1000).unwrap());
-    (dir, Store::with_storage(resources::defaults(), storage).unwrap())
+    let s = Store::with_storage(resources::defaults(), storage).unwrap();
+    s.namespaces.stop();
+    (dir, s)
 }
 
 fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str) -> Target<'a> {

@@ -109,6 +109,7 @@ fn update_conflicts_in_kube_wording_and_noop_keeps_revision() {
 #[test]
 fn delete_preconditions_finalizers_and_namespace_cascade() {
     let (_d, s) = store();
+    s.namespaces.stop(); // the test runs the deleter's passes itself
     let t = target(&s, "namespaces", "", "", "");
     write::create(&s, &t, br#"{"metadata":{"name":"team"}}"#, "").unwrap();
     let o = create(&s, "team", json!({"metadata": {"name": "x"}}));
