@@ -97,8 +97,8 @@ pub fn start(store: &Store) {
             let now = Instant::now();
             if now >= next_resync {
                 next_resync = now + RESYNC;
-                for name in terminating_namespaces(&store) {
-                    pending.entry(name).or_insert(now);
+                for (name, due) in terminating_namespaces(&store) {
+                    pending.entry(name).or_insert(due);
                 }
             }
             let due: Vec<String> = pending.iter().filter(|(_, d)| **d <= now).map(|(n, _)| n.clone()).collect();
@@ -124,13 +124,24 @@ pub fn start(store: &Store) {
     }
 }
 
-fn terminating_namespaces(store: &Store) -> Vec<String> {
+/// Every terminating namespace, with when its grace period (from its deletionTimestamp,
+/// whichever replica set it) is over.
+fn terminating_namespaces(store: &Store) -> Vec<(String, Instant)> {
     let Some(def) = store.def("", "namespaces") else { return Vec::new() };
     let Ok((items, _)) = store.storage.list(&def.prefix(), None) else { return Vec::new() };
+    let now = Instant::now();
     items
         .iter()
         .filter(|s| terminating(&s.value))
-        .filter_map(|s| s.value["metadata"]["name"].as_str().map(String::from))
+        .filter_map(|s| {
+            let name = s.value["metadata"]["name"].as_str()?.to_string();
+            let marked = s.value["metadata"]["deletionTimestamp"].as_str();
+            let since = marked
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+                .unwrap_or(GRACE_PERIOD);
+            Some((name, now + GRACE_PERIOD.saturating_sub(since)))
+        })
         .collect()
 }
 
@@ -302,5 +313,31 @@ fn remove(store: &Store, def: &ResourceDef, ns: &Stored) -> Outcome {
             tracing::warn!(error = %e, "namespace deleter: delete failed");
             Outcome::Retry(ERROR_RETRY)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{redb::RedbStorage, resources};
+
+    /// A namespace another replica marked just now still gets its grace period here; one
+    /// marked long ago is due at once.
+    #[test]
+    fn resync_keeps_the_grace_period_of_any_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::with_storage(resources::defaults(), Arc::new(RedbStorage::open(dir.path(), 100).unwrap())).unwrap();
+        store.namespaces.stop();
+        let def = store.def("", "namespaces").unwrap().clone();
+        for (name, marked) in [("fresh", crate::store::rest::now()), ("old", "2020-01-01T00:00:00Z".to_string())] {
+            let ns = json!({"metadata": {"name": name, "deletionTimestamp": marked}, "spec": {"finalizers": ["kubernetes"]}});
+            store.storage.create(&def.key("", name), ns).unwrap();
+        }
+        let now = Instant::now();
+        let due: BTreeMap<String, Instant> = terminating_namespaces(&store).into_iter().collect();
+        assert_eq!(due.len(), 2, "{due:?}");
+        assert!(due["fresh"] > now + Duration::from_secs(3), "{:?}", due["fresh"] - now);
+        assert!(due["old"] <= now + Duration::from_millis(100));
     }
 }
