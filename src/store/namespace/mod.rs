@@ -26,6 +26,7 @@ pub fn is_namespaces(def: &ResourceDef) -> bool {
     def.group.is_empty() && def.resource == "namespaces"
 }
 
+/// Whether an object has been asked to go (its deletionTimestamp is set).
 pub(crate) fn terminating(ns: &Value) -> bool {
     ns["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null())
 }

@@ -74,6 +74,10 @@ fn delete_marks_then_the_deleter_empties_and_removes() {
     let again = write::delete(&s, &target(&s, "namespaces", "", "team"), b"").unwrap();
     assert_eq!(body(&again)["metadata"]["deletionTimestamp"], marked["metadata"]["deletionTimestamp"]);
 
+    // the name stays taken until it is gone
+    let e = write::create(&s, &target(&s, "namespaces", "", ""), br#"{"metadata":{"name":"team"}}"#, "").unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (409, "object is being deleted: namespaces \"team\" already exists"));
+
     assert_eq!(sync(&s, "team"), Outcome::Done);
     assert!(s.storage.get("/registry/configmaps/team/a").is_none());
     assert!(ns(&s, "team").is_none(), "empty and finalized: gone");

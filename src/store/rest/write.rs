@@ -167,7 +167,14 @@ pub fn create_value(
         return Ok(reply_object(store, t, 201, &obj));
     }
     let key = t.def.key(&t.namespace, &name);
-    let stored = store.create(t.def, &key, obj).map_err(|e| status(t, &name, e))?;
+    let stored = store.create(t.def, &key, obj).map_err(|e| {
+        let mut s = status(t, &name, e);
+        // kube's generic store says when the one in the way is on its way out
+        if s.code == 409 && store.storage.get(&key).is_some_and(|o| namespace::terminating(&o.value)) {
+            s.message = format!("object is being deleted: {}", s.message);
+        }
+        s
+    })?;
     Ok(reply_object(store, t, 201, &stored.value))
 }
 
