@@ -2,7 +2,8 @@
 //! its content goes in the background, finalizers on content hold it (with kube's status
 //! conditions), and it disappears once empty. `kubectl delete -f` of a namespace with its
 //! objects and a waiting `kubectl delete ns` both succeed; the collection has no DELETE; two
-//! replicas on one etcd both run the deleter without tripping over each other.
+//! replicas on one etcd both run the deleter without tripping over each other; `kubectl replace
+//! --raw .../finalize` unsticks a namespace held by content nobody finalizes.
 
 use crate::common::{stderr, stdout, wait_until, Frontdoor};
 use frontdoor::store::etcd::process::EtcdProcess;
@@ -100,6 +101,10 @@ fn finalizers_hold_a_terminating_namespace() {
     assert!(fd.kubectl_ok(&["describe", "ns", "held"]).contains("SomeFinalizersRemain"));
     assert_eq!(get_ns()["spec"]["finalizers"][0], "kubernetes");
 
+    // the finalize subresource takes only PUT
+    let r = fd.admin_client().get(fd.url("/api/v1/namespaces/held/finalize")).send().unwrap();
+    assert_eq!(r.status(), 405);
+
     // the finalizer goes: the object, then the namespace
     fd.kubectl_ok(&[
         "-n",
@@ -113,6 +118,28 @@ fn finalizers_hold_a_terminating_namespace() {
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
     wait_until("the namespace to go", Duration::from_secs(30), || gone(&fd, &["ns", "held"]));
+}
+
+/// The classic unsticking of a namespace held by content nobody finalizes: clearing its
+/// spec.finalizers through the finalize subresource removes it at once.
+#[test]
+fn kubectl_replace_raw_finalize_removes_a_stuck_namespace() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["create", "ns", "stuck"]);
+    let cm = write(
+        &fd,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  namespace: stuck\n  finalizers: [example.com/never]\n",
+    );
+    fd.kubectl_ok(&["create", "-f", &cm]);
+    fd.kubectl_ok(&["delete", "ns", "stuck", "--wait=false"]);
+    let mut ns: Value = serde_json::from_str(&fd.kubectl_ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
+    ns["spec"]["finalizers"] = serde_json::json!([]);
+    let f = write(&fd, "ns.json", &ns.to_string());
+    let out = fd.kubectl_ok(&["replace", "--raw", "/api/v1/namespaces/stuck/finalize", "-f", &f]);
+    let answered: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answered["metadata"]["name"], "stuck");
+    assert!(gone(&fd, &["ns", "stuck"]), "finalized and empty of finalizers: removed at once");
 }
 
 #[test]
