@@ -1,5 +1,6 @@
 //! Kubernetes API types frontdoor reads and writes on the wire.
 
+pub mod decode;
 pub mod documents;
 pub mod duration;
 pub mod headers;

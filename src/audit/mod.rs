@@ -456,7 +456,7 @@ fn parse_object(c: &Capture, scrub: Scrub, truncated: &mut bool) -> Option<serde
     if c.buf.is_empty() {
         return None;
     }
-    let mut v: serde_json::Value = serde_json::from_slice(&c.buf).ok()?;
+    let mut v: serde_json::Value = crate::api::decode::json(&c.buf).ok()?;
     event::scrub(&mut v, scrub);
     Some(v)
 }

@@ -59,20 +59,22 @@ pub async fn serve(
     }
     let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Err(s) => s.into(),
-        Ok(body) => match kind {
-            "SelfSubjectReview" => self_subject_review(ctx, &body),
-            _ => token_review(authn, &body).await,
+        Ok(body) => match parse(body, kind).await {
+            Err(s) => s.into(),
+            Ok(_) if kind == "SelfSubjectReview" => self_subject_review(ctx),
+            Ok(v) => token_review(authn, v).await,
         },
     };
     Some(respond.send(session, ctx, reply).await)
 }
 
-fn parse(body: &[u8], kind: &str) -> Result<Value, Status> {
+/// Decodes a review body (JSON or YAML, within api::decode's bounds).
+async fn parse(body: Vec<u8>, kind: &str) -> Result<Value, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    let v: Value = serde_json::from_slice(body)
-        .or_else(|_| serde_yaml::from_slice::<Value>(body))
+    let v = request_body::json_or_yaml(body)
+        .await
         .map_err(|e| Status::bad_request(format!("error decoding {kind}: {e}")))?;
     if !v.is_object() {
         return Err(Status::bad_request(format!("error decoding {kind}: not an object")));
@@ -95,21 +97,14 @@ fn object(kind: &str, status: Value, spec: Option<Value>) -> Value {
     o
 }
 
-fn self_subject_review(ctx: &RequestContext, body: &[u8]) -> Reply {
-    if let Err(s) = parse(body, "SelfSubjectReview") {
-        return s.into();
-    }
+fn self_subject_review(ctx: &RequestContext) -> Reply {
     let Some(user) = ctx.effective_user() else {
         return Status::unauthorized().into();
     };
     Reply::json(201, &object("SelfSubjectReview", json!({"userInfo": user}), None))
 }
 
-async fn token_review(authn: &crate::authn::Authentication, body: &[u8]) -> Reply {
-    let v = match parse(body, "TokenReview") {
-        Ok(v) => v,
-        Err(s) => return s.into(),
-    };
+async fn token_review(authn: &crate::authn::Authentication, v: Value) -> Reply {
     let spec = v.get("spec").cloned().unwrap_or(json!({}));
     let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
     if token.is_empty() {

@@ -61,7 +61,7 @@ pub async fn serve(
         return Some(respond.send(session, ctx, Status::method_not_allowed(&method).into()).await);
     }
     let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
-        Ok(body) => match serde_json::from_slice::<Value>(&body) {
+        Ok(body) => match request_body::json(body).await {
             Ok(obj) if obj.is_object() => review(authz, ctx, kind, &info.namespace, obj).await,
             Ok(_) => Status::bad_request(format!("the body of the request must be a {kind} object")).into(),
             Err(e) => Status::bad_request(format!("error decoding {kind}: {e}")).into(),

@@ -28,6 +28,58 @@ pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize)
     }
 }
 
+/// Bodies larger than this (and every YAML body: libyaml is slow) are decoded on tokio's
+/// blocking pool: each worker thread runs one single-threaded runtime, so a long decode there
+/// would stall every other connection it serves, TLS handshakes included.
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Whether decoding `len` bytes of `content_type` belongs off the worker thread.
+pub fn heavy(len: usize, content_type: &str) -> bool {
+    len > OFFLOAD_BYTES || (len > 0 && content_type.split(';').next().unwrap_or("").trim().ends_with("yaml"))
+}
+
+/// How many decodes of large bodies run at once, process-wide: a flood of them takes at most
+/// this many cores, whatever the blocking pool's size, and waits its turn.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new((cores / 2).max(1))
+    })
+}
+
+/// Runs CPU-heavy work (decoding a body of `len` bytes, and what follows from it) on the
+/// blocking pool; a large body waits for one of `permits()`, a small one (YAML) does not.
+pub async fn offload<T: Send + 'static>(len: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let _permit = match len > OFFLOAD_BYTES {
+        true => Some(permits().acquire().await.expect("never closed")),
+        false => None,
+    };
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Decodes a JSON body within api::decode's bounds, off the worker thread when large.
+pub async fn json(body: Vec<u8>) -> Result<serde_json::Value, String> {
+    if heavy(body.len(), "application/json") {
+        offload(body.len(), move || crate::api::decode::json(&body)).await
+    } else {
+        crate::api::decode::json(&body)
+    }
+}
+
+/// Decodes a JSON or YAML body within api::decode's bounds, off the worker thread unless
+/// small JSON.
+pub async fn json_or_yaml(body: Vec<u8>) -> Result<serde_json::Value, String> {
+    if body.len() > 1024 || heavy(body.len(), "application/json") {
+        offload(body.len(), move || crate::api::decode::yaml(&body)).await
+    } else {
+        crate::api::decode::yaml(&body)
+    }
+}
+
 /// kube's 413 for a body over the limit.
 pub fn too_large(limit: usize) -> Status {
     Status::failure(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
@@ -36,6 +88,38 @@ pub fn too_large(limit: usize) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_and_yaml_bodies_are_heavy() {
+        assert!(!heavy(100, "application/json"));
+        assert!(heavy(OFFLOAD_BYTES + 1, "application/json"));
+        assert!(heavy(100, "application/yaml; charset=utf-8"));
+        assert!(heavy(100, "application/apply-patch+yaml"));
+        assert!(!heavy(0, "application/yaml"));
+    }
+
+    /// The worker thread's runtime is single-threaded: offloaded work runs elsewhere, and the
+    /// runtime stays free to serve meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn offloaded_work_leaves_the_runtime_thread_free() {
+        let here = std::thread::current().id();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let t2 = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                t2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        let there = offload(OFFLOAD_BYTES + 1, || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::current().id()
+        })
+        .await;
+        ticker.abort();
+        assert_ne!(here, there);
+        assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 5, "the runtime kept running");
+    }
 
     #[test]
     fn too_large_is_kubes_413() {

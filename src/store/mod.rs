@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod etcd;
 pub mod metrics;
+pub mod namespace;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -78,11 +79,27 @@ type ChangeHook = Arc<dyn Fn(Vec<Value>) + Send + Sync>;
 pub type StatusFn = dyn Fn(&str) -> Option<Value> + Send + Sync;
 type StatusProvider = Arc<StatusFn>;
 
+/// The store. Cloning it is cheap and shares everything: background work (the namespace
+/// deleter) holds a weak handle to the same state.
+#[derive(Clone)]
 pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a `Store` shares.
+pub struct Shared {
     defs: Vec<ResourceDef>,
     pub storage: Arc<dyn Storage>,
     hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,
+    namespaces: namespace::Deleter,
+}
+
+impl std::ops::Deref for Store {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl Store {
@@ -118,11 +135,19 @@ impl Store {
     /// A store over any backend (tests and benches use a temp dir).
     pub fn with_storage(defs: Vec<ResourceDef>, storage: Arc<dyn Storage>) -> anyhow::Result<Self> {
         metrics::force();
-        let store = Store { defs, storage, hooks: Default::default(), status: RwLock::new(Vec::new()) };
+        let shared = Shared {
+            defs,
+            storage,
+            hooks: Default::default(),
+            status: RwLock::new(Vec::new()),
+            namespaces: Default::default(),
+        };
+        let store = Store { shared: Arc::new(shared) };
         store.bootstrap()?;
         for d in &store.defs {
             store.count(d);
         }
+        namespace::start(&store);
         Ok(store)
     }
 
@@ -255,6 +280,9 @@ impl Store {
     pub fn delete(&self, def: &ResourceDef, key: &str, expected: Option<u64>) -> Result<Stored, StorageError> {
         let r = self.storage.delete(key, expected);
         self.after_write(def, &r, -1);
+        if let (Ok(gone), true) = (&r, def.namespaced) {
+            self.namespaces.content_removed(gone.value["metadata"]["namespace"].as_str().unwrap_or_default());
+        }
         r
     }
 

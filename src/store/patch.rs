@@ -95,10 +95,17 @@ fn get(doc: &Value, path: &str) -> Result<Value, String> {
     doc.pointer(&ptr).cloned().ok_or_else(|| format!("doc is missing path: \"{path}\""))
 }
 
+/// kube's bound on a JSON patch's operations (maxJSONPatchOperations).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+/// kube's bound on what a JSON patch's copies may add (JSONPatchMaxCopyBytes: the request
+/// body limit): copies of copies would otherwise grow a document exponentially.
+const MAX_COPY_BYTES: usize = crate::filters::request_body::MAX_BODY;
+
 /// RFC 6902. Applies every operation or none.
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
     let ops = patch.as_array().ok_or("json patch must be an array of operations")?;
     let mut doc = target.clone();
+    let mut copied = 0usize;
     for op in ops {
         let path = op["path"].as_str().ok_or("missing path in json patch operation")?;
         let value = || op.get("value").cloned().ok_or_else(|| format!("missing value for {path}"));
@@ -120,6 +127,10 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
             "copy" => {
                 let from = op["from"].as_str().ok_or("missing from")?;
                 let v = get(&doc, from)?;
+                copied += serde_json::to_vec(&v).map_or(0, |b| b.len());
+                if copied > MAX_COPY_BYTES {
+                    return Err(format!("Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_COPY_BYTES}"));
+                }
                 add(&mut doc, path, v)?;
             }
             "test" => {

@@ -273,7 +273,7 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
             Str => json!(text(r.bytes()?)?),
             Bytes => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
             Time => time(r.bytes()?)?,
-            RawJson => serde_json::from_slice(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?,
+            RawJson => crate::api::decode::json(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?,
             Msg(s) => Value::Object(message(r.bytes()?, s())?),
             MapStr | MapBytes => {
                 let (k, v) = map_entry(r.bytes()?, matches!(kind, MapBytes))?;

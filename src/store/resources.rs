@@ -95,7 +95,12 @@ impl ResourceDef {
             singular_name: self.singular.clone(),
             namespaced: self.namespaced,
             kind: self.kind.clone(),
-            verbs: VERBS.iter().map(|s| s.to_string()).collect(),
+            // kube's namespaces have no deletecollection
+            verbs: VERBS
+                .iter()
+                .filter(|v| !(self.group.is_empty() && self.resource == "namespaces" && **v == "deletecollection"))
+                .map(|s| s.to_string())
+                .collect(),
             short_names: self.short_names.clone(),
             categories: self.categories.clone(),
             ..Default::default()
@@ -104,6 +109,8 @@ impl ResourceDef {
             // a TokenRequest is created, and is of another group, as kube lists it
             let (kind_group, kind, verbs): (&str, &str, &[&str]) = if sub == "token" {
                 ("authentication.k8s.io", "TokenRequest", &["create"])
+            } else if sub == "finalize" {
+                ("", &self.kind, &["update"])
             } else {
                 ("", &self.kind, &["get", "patch", "update"])
             };
@@ -127,7 +134,7 @@ impl ResourceDef {
 pub fn defaults() -> Vec<ResourceDef> {
     let rbac = "rbac.authorization.k8s.io";
     let mut namespaces = ResourceDef::new("", "namespaces", "Namespace", false, &["ns"], &[]);
-    namespaces.subresources = vec!["status".into()];
+    namespaces.subresources = vec!["finalize".into(), "status".into()];
     let mut apiservices =
         ResourceDef::new("apiregistration.k8s.io", "apiservices", "APIService", false, &[], &["api-extensions"]);
     apiservices.subresources = vec!["status".into()];

@@ -18,6 +18,8 @@ mod query_once;
 mod rbac_writes;
 mod spine;
 mod store_api;
+mod store_bodies;
 mod store_etcd;
 mod store_kubectl;
+mod store_namespaces;
 mod store_watch_load;

@@ -114,7 +114,8 @@ async fn allowed(authz: &Authorization, attrs: &Attributes) -> bool {
 /// The roles a binding write may end up referring to: the body's (create, update, apply) and
 /// the stored binding's (a patch keeps it, roleRef being immutable), defaulted.
 fn candidate_refs(store: &Store, t: &Target, body: &[u8]) -> Vec<RoleRef> {
-    let sent = crate::store::rest::decode(body, &t.content_type).ok().or_else(|| serde_yaml::from_slice(body).ok());
+    // the store's own bounded decoding: a body it cannot decode is refused by the write anyway
+    let sent = crate::store::rest::decode(body, &t.content_type, &t.def.kind).ok();
     let stored = (!t.name.is_empty()).then(|| store.storage.get(&t.def.key(&t.namespace, &t.name))).flatten();
     let mut refs: Vec<RoleRef> = Vec::new();
     for v in sent.iter().chain(stored.as_ref().map(|s| &*s.value)) {

@@ -85,8 +85,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }],
         ));
     }
-    let mut config: Value =
-        serde_yaml::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut config: Value = crate::api::decode::yaml(body)
+        .map_err(|e| Status::bad_request(format!("error decoding YAML: error converting YAML to JSON: {e}")))?;
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;

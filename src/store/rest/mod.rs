@@ -7,11 +7,13 @@ mod query;
 mod read;
 mod token;
 mod watch;
-mod write;
+pub(crate) mod write;
 
 pub use query::Options;
 
 use super::resources::ResourceDef;
+use super::Store;
+use crate::api::decode as api_decode;
 use crate::api::Status;
 use crate::context::RequestContext;
 use crate::filters::request_body;
@@ -19,7 +21,6 @@ use crate::filters::request_log::RequestLog;
 use crate::filters::response::Responder;
 use crate::filters::shutdown::Drain;
 use crate::filters::Reply;
-use crate::store::Store;
 use pingora::proxy::Session;
 use serde_json::Value;
 use std::sync::Arc;
@@ -119,8 +120,13 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         admit: None,
     };
     let token = t.subresource == "token" && def.has_token();
-    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token) {
+    let finalize = t.subresource == "finalize" && crate::store::namespace::is_namespaces(def);
+    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token || finalize) {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
+    }
+    if finalize && info.verb != "update" {
+        let s = Status::method_not_allowed(session.req_header().method.as_str());
+        return rest.respond.send(session, ctx, s.into()).await;
     }
     if info.verb == "watch" {
         return watch::serve(rest, session, ctx, &t).await;
@@ -142,27 +148,85 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
     }
-    let user = ctx.effective_user().map(|u| u.username.clone()).unwrap_or_default();
-    let reply = match info.verb.as_str() {
-        "get" => read::get(&rest.store, &t),
-        "list" => read::list(&rest.store, &t),
-        "create" if t.subresource.is_empty() => write::create(&rest.store, &t, &body, &user),
-        "create" if token => match rest.tokens.issuer() {
+    let reply = if info.verb == "create" && token {
+        match rest.tokens.issuer() {
             Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),
-        },
-        "update" => write::update(&rest.store, &t, &body),
-        "patch" => write::patch(&rest.store, &t, &body),
-        "delete" if t.subresource.is_empty() => write::delete(&rest.store, &t, &body),
-        "deletecollection" if t.subresource.is_empty() => write::delete_collection(&rest.store, &t, &body),
-        other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
+        }
+    } else if request_body::heavy(body.len(), &t.content_type) {
+        // the body is decoded, and the verb run, off this worker thread
+        let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
+        request_body::offload(body.len(), move || verb_of(&store, &owned.target(), &verb, &body)).await
+    } else {
+        verb_of(&rest.store, &t, &info.verb, &body)
     };
     let reply = reply.unwrap_or_else(Reply::from);
     rest.respond.send(session, ctx, reply).await
 }
 
-/// Decodes a JSON or YAML body.
-pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
+/// Runs a store verb (all but the token subresource).
+fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
+    match verb {
+        "get" => read::get(store, t),
+        "list" => read::list(store, t),
+        "create" if t.subresource.is_empty() => write::create(store, t, body, ""),
+        "update" => write::update(store, t, body),
+        "patch" => write::patch(store, t, body),
+        "delete" if t.subresource.is_empty() => write::delete(store, t, body),
+        "deletecollection" if t.subresource.is_empty() => write::delete_collection(store, t, body),
+        other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
+    }
+}
+
+/// A `Target` that owns its resource, to move to another thread.
+struct Owned {
+    def: ResourceDef,
+    namespace: String,
+    name: String,
+    subresource: String,
+    query: Options,
+    table: bool,
+    partial: bool,
+    content_type: String,
+    user_agent: String,
+    admit: Option<Admit>,
+}
+
+impl Owned {
+    fn from(t: &Target) -> Self {
+        Owned {
+            def: t.def.clone(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone(),
+            subresource: t.subresource.clone(),
+            query: t.query.clone(),
+            table: t.table,
+            partial: t.partial,
+            content_type: t.content_type.clone(),
+            user_agent: t.user_agent.clone(),
+            admit: t.admit.clone(),
+        }
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            def: &self.def,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            subresource: self.subresource.clone(),
+            query: self.query.clone(),
+            table: self.table,
+            partial: self.partial,
+            content_type: self.content_type.clone(),
+            user_agent: self.user_agent.clone(),
+            admit: self.admit.clone(),
+        }
+    }
+}
+
+/// Decodes a JSON or YAML body meant to be a `kind`, within api::decode's bounds; what does
+/// not decode is kube's BadRequest (its create and update handlers' transformDecodeError).
+pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
     if ct == "application/vnd.kubernetes.protobuf" {
         return crate::store::protobuf::decode(body).map_err(|e| {
@@ -176,13 +240,12 @@ pub fn decode(body: &[u8], content_type: &str) -> Result<Value, Status> {
     if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json")) {
         return Err(Status::unsupported_media_type(content_type));
     }
-    let yaml = ct.ends_with("yaml");
-    let parsed: Result<Value, String> = if yaml {
-        serde_yaml::from_slice(body).map_err(|e| e.to_string())
+    let parsed = if ct.ends_with("yaml") {
+        api_decode::yaml(body)
     } else {
-        serde_json::from_slice(body).map_err(|e| e.to_string())
+        api_decode::json(body).map_err(|e| format!("couldn't get version/kind; json parse error: {e}"))
     };
-    parsed.map_err(|e| Status::bad_request(format!("error decoding request body: {e}")))
+    parsed.map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))
 }
 
 #[cfg(test)]

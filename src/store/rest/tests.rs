@@ -110,6 +110,7 @@ fn update_conflicts_in_kube_wording_and_noop_keeps_revision() {
 #[test]
 fn delete_preconditions_finalizers_and_namespace_cascade() {
     let (_d, s) = store();
+    s.namespaces.stop(); // the test runs the deleter's passes itself
     let t = target(&s, "namespaces", "", "", "");
     write::create(&s, &t, br#"{"metadata":{"name":"team"}}"#, "").unwrap();
     let o = create(&s, "team", json!({"metadata": {"name": "x"}}));
@@ -143,11 +144,12 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     .unwrap_err();
     assert!(e.message.contains("no new finalizers can be added if the object is being deleted"), "{}", e.message);
 
-    // deleting the namespace deletes what is in it; it waits for finalizers
+    // deleting the namespace marks it; its deleter deletes what is in it and waits for finalizers
     create(&s, "team", json!({"metadata": {"name": "y"}}));
     let t = target(&s, "namespaces", "", "team", "");
     let ns = body(&write::delete(&s, &t, b"").unwrap());
     assert_eq!(ns["status"]["phase"], "Terminating");
+    crate::store::namespace::sync(&s, "team");
     assert!(s.storage.get("/registry/configmaps/team/y").is_none());
     assert!(s.storage.get("/registry/namespaces/team").is_some(), "held by the finalizer on f");
     let e =
@@ -159,6 +161,7 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
     let t = Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "team", "f", "") };
     write::patch(&s, &t, br#"[{"op":"remove","path":"/metadata/finalizers"}]"#).unwrap();
     assert!(s.storage.get("/registry/configmaps/team/f").is_none());
+    crate::store::namespace::sync(&s, "team");
     assert!(s.storage.get("/registry/namespaces/team").is_none(), "the namespace goes with its last object");
 
     let e = write::delete(&s, &target(&s, "namespaces", "", "kube-system", ""), b"").unwrap_err();
@@ -284,4 +287,57 @@ fn malformed_bodies_are_errors_not_panics() {
         Target { content_type: "application/merge-patch+json".into(), ..target(&s, "configmaps", "default", "x", "") };
     let _ = write::patch(&s, &p, br#"{"metadata":"x"}"#);
     assert!(write::patch(&s, &p, br#"[1]"#).is_err());
+}
+
+#[test]
+fn hostile_bodies_are_refused_in_kubes_words() {
+    let (_d, s) = store();
+    let t = target(&s, "configmaps", "default", "", "");
+    let deep = format!("{{\"metadata\":{{\"name\":\"x\"}},\"data\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let e = write::create(&s, &t, deep.as_bytes(), "").unwrap_err();
+    assert_eq!((e.code, e.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        e.message,
+        "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; json parse error: \
+         invalid character '[' exceeded max depth ({\"metadata\":{\"name\":\"x\"},\"data ...)"
+    );
+    let y = Target { content_type: "application/yaml".into(), ..target(&s, "configmaps", "default", "", "") };
+    let e = write::create(&s, &y, ("data: ".to_string() + &"{a: ".repeat(100_000)).as_bytes(), "").unwrap_err();
+    assert!(e.message.contains("yaml: exceeded max depth of 100 (64617461"), "{}", e.message);
+
+    // patches: kube's bound on operations and on what copies add; no result deeper than a body
+    create(&s, "default", json!({"metadata": {"name": "p"}, "data": {"a": "x".repeat(1000)}}));
+    let jp =
+        Target { content_type: "application/json-patch+json".into(), ..target(&s, "configmaps", "default", "p", "") };
+    let many = Value::Array(vec![json!({"op": "test", "path": "/data/a", "value": "x"}); 10_001]);
+    let e = write::patch(&s, &jp, many.to_string().as_bytes()).unwrap_err();
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (413, "Request entity too large: The allowed maximum operations in a JSON patch is 10000, got 10001")
+    );
+    let mut ops = vec![
+        json!({"op": "add", "path": "/data/l", "value": []}),
+        json!({"op": "add", "path": "/data/l/-", "value": "x".repeat(1000)}),
+    ];
+    for _ in 0..12 {
+        ops.push(json!({"op": "copy", "from": "/data/l", "path": "/data/l/-"}));
+    }
+    let e = write::patch(&s, &jp, Value::Array(ops).to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.starts_with("Unable to complete the copy, the accumulated size increase of copy is"),
+        "{}",
+        e.message
+    );
+    let nest = |n: usize| "[".repeat(n) + &"]".repeat(n);
+    let ops = format!(
+        r#"[{{"op":"add","path":"/data/x","value":{}}},{{"op":"add","path":"/data/x{}","value":{}}}]"#,
+        nest(90),
+        "/0".repeat(20),
+        nest(90)
+    );
+    let e = write::patch(&s, &jp, ops.as_bytes()).unwrap_err();
+    assert_eq!(e.code, 400);
+    assert!(e.message.contains("more than the 100 allowed"), "{}", e.message);
+    assert!(s.storage.get("/registry/configmaps/default/p").unwrap().value["data"].get("x").is_none());
 }

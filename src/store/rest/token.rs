@@ -27,8 +27,11 @@ pub fn create(
         .storage
         .get(&t.def.key(&t.namespace, &t.name))
         .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
-    let mut req: Value =
-        if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode(body, &t.content_type)? };
+    let mut req: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        decode(body, &t.content_type, "TokenRequest")?
+    };
     if !req.is_object() {
         return Err(Status::bad_request("error decoding request body: not a TokenRequest object"));
     }

@@ -7,13 +7,14 @@ use crate::api::status::{StatusCause, StatusDetails};
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
+use crate::store::namespace;
 use crate::store::resources::ResourceDef;
 use crate::store::validation::{generate_suffix, rule_for, validate_name};
 use crate::store::{patch as patches, Store, SYSTEM_NAMESPACES};
 use serde_json::{json, Map, Value};
 
 /// Read-modify-write attempts before a patch or unconditional update gives up.
-const RETRIES: usize = 5;
+pub(crate) const RETRIES: usize = 5;
 
 fn meta(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -75,25 +76,6 @@ pub(super) fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), Status>
     }
 }
 
-/// A namespaced object needs its namespace to exist and not be terminating.
-fn namespace_accepts(store: &Store, t: &Target, name: &str) -> Result<(), Status> {
-    if !t.def.namespaced {
-        return Ok(());
-    }
-    let ns_def = store.def("", "namespaces");
-    let ns = ns_def.and_then(|d| store.storage.get(&d.key("", &t.namespace)));
-    match ns {
-        None => Err(Status::not_found("", "namespaces", &t.namespace)),
-        Some(ns) if ns.value["metadata"].get("deletionTimestamp").is_some() => Err(Status::forbidden(
-            &t.def.group,
-            &t.def.resource,
-            name,
-            &format!("unable to create new content in namespace {} because it is being terminated", t.namespace),
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
 /// Resource-specific defaults on create (kube's strategies' PrepareForCreate).
 fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
     match (def.group.as_str(), def.resource.as_str()) {
@@ -137,7 +119,7 @@ fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
 }
 
 pub fn create(store: &Store, t: &Target, body: &[u8], _user: &str) -> Result<Reply, Status> {
-    let obj = decode(body, &t.content_type)?;
+    let obj = decode(body, &t.content_type, &t.def.kind)?;
     create_value(store, t, obj, &manager(t), "Update")
 }
 
@@ -166,7 +148,7 @@ pub fn create_value(
     if !str_of(&obj, "resourceVersion").is_empty() {
         return Err(Status::bad_request("resourceVersion should not be set on objects to be created"));
     }
-    namespace_accepts(store, t, &name)?;
+    namespace::admit_create(store, t.def, &t.namespace, &name)?;
     let m = meta(&mut obj);
     m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     m.insert("creationTimestamp".into(), json!(now()));
@@ -188,7 +170,14 @@ pub fn create_value(
         return Ok(reply_object(store, t, 201, &obj));
     }
     let key = t.def.key(&t.namespace, &name);
-    let stored = store.create(t.def, &key, obj).map_err(|e| status(t, &name, e))?;
+    let stored = store.create(t.def, &key, obj).map_err(|e| {
+        let mut s = status(t, &name, e);
+        // kube's generic store says when the one in the way is on its way out
+        if s.code == 409 && store.storage.get(&key).is_some_and(|o| namespace::terminating(&o.value)) {
+            s.message = format!("object is being deleted: {}", s.message);
+        }
+        s
+    })?;
     Ok(reply_object(store, t, 201, &stored.value))
 }
 
@@ -241,6 +230,9 @@ pub(super) fn prepare_update(
         incoming
     };
     fold_string_data(t.def, &mut new);
+    if namespace::is_namespaces(t.def) {
+        namespace::prepare_update(&t.subresource, existing, &mut new);
+    }
     let old_meta = existing["metadata"].clone();
     let m = meta(&mut new);
     for k in [
@@ -277,6 +269,13 @@ pub(super) fn prepare_update(
             ));
         }
     }
+    let depth = crate::api::decode::value_depth(&new);
+    if depth > crate::api::decode::MAX_DEPTH {
+        return Err(Status::bad_request(format!(
+            "the object is nested {depth} levels deep, more than the {} allowed",
+            crate::api::decode::MAX_DEPTH
+        )));
+    }
     if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
@@ -303,12 +302,10 @@ pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: V
         return Ok(new);
     }
     let key = t.def.key(&t.namespace, &t.name);
-    let done = new["metadata"].get("deletionTimestamp").is_some()
-        && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+    let done = namespace::emptied_by_update(t.def, &new);
     let stored = store.update(t.def, &key, new, Some(existing.rev))?;
     if done {
         store.delete(t.def, &key, Some(stored.rev))?;
-        finalize_namespace(store, t.def, &t.namespace);
     }
     Ok((*stored.value).clone())
 }
@@ -328,7 +325,7 @@ pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
 }
 
 pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
-    let mut incoming = decode(body, &t.content_type)?;
+    let mut incoming = decode(body, &t.content_type, &t.def.kind)?;
     check_type(t, &mut incoming)?;
     check_name(t, &mut incoming)?;
     check_namespace(t, &mut incoming)?;
@@ -398,8 +395,18 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
-    let p: Value =
-        serde_json::from_slice(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let p = crate::api::decode::json(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let ops = p.as_array().map_or(0, Vec::len);
+    if kind == PatchType::Json && ops > patches::MAX_JSON_PATCH_OPERATIONS {
+        return Err(Status::failure(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: The allowed maximum operations in a JSON patch is {}, got {ops}",
+                patches::MAX_JSON_PATCH_OPERATIONS
+            ),
+        ));
+    }
     let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
     guaranteed_update(store, t, true, missing, |existing| {
         let base = present(store, t, &existing.value);
@@ -440,7 +447,7 @@ fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
-    let v = decode(body, &t.content_type)?;
+    let v = decode(body, &t.content_type, "DeleteOptions")?;
     o.uid = v["preconditions"]["uid"].as_str().map(String::from);
     o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
     if let Some(d) = v["dryRun"].as_array() {
@@ -491,16 +498,22 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str()) {
         return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
     }
-    let (obj, gone) = delete_one(store, t.def, &existing, opts.dry_run).map_err(|e| status(t, &t.name, e))?;
-    if gone && t.def.resource != "namespaces" {
+    let deleted = if namespace::is_namespaces(t.def) {
+        namespace::delete(store, t.def, &existing, opts.dry_run)
+    } else {
+        delete_one(store, t.def, &existing, opts.dry_run)
+    };
+    let (obj, gone) = deleted.map_err(|e| status(t, &t.name, e))?;
+    // a namespace answers with itself, even once gone (kube's ReturnDeletedObject)
+    if gone && !namespace::is_namespaces(t.def) {
         Ok(deleted_status(t, &obj))
     } else {
         Ok(reply_object(store, t, 200, &obj))
     }
 }
 
-/// Deletes one object: at once, or by marking it (deletionTimestamp) while finalizers
-/// remain; a namespace is emptied first. Returns the object and whether it is gone.
+/// Deletes one object (not a namespace: namespace::delete): at once, or by marking it
+/// (deletionTimestamp) while finalizers remain. Returns the object and whether it is gone.
 pub fn delete_one(
     store: &Store,
     def: &ResourceDef,
@@ -508,10 +521,6 @@ pub fn delete_one(
     dry_run: bool,
 ) -> Result<(Value, bool), StorageError> {
     let obj = &existing.value;
-    let name = str_of(obj, "name").to_string();
-    if def.group.is_empty() && def.resource == "namespaces" {
-        return delete_namespace(store, def, existing, dry_run);
-    }
     let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     if has_finalizers {
         if obj["metadata"].get("deletionTimestamp").is_some() {
@@ -531,76 +540,14 @@ pub fn delete_one(
         return Ok(((**obj).clone(), true));
     }
     let s = store.delete(def, &existing.key, Some(existing.rev))?;
-    let ns = str_of(obj, "namespace").to_string();
-    if def.namespaced {
-        finalize_namespace(store, def, &ns);
-    }
-    let _ = name;
     Ok(((*s.value).clone(), true))
 }
 
-fn delete_namespace(
-    store: &Store,
-    def: &ResourceDef,
-    existing: &Stored,
-    dry_run: bool,
-) -> Result<(Value, bool), StorageError> {
-    let name = str_of(&existing.value, "name").to_string();
-    if SYSTEM_NAMESPACES[..3].contains(&name.as_str()) {
-        return Err(StorageError::Internal(format!("forbidden:{name}")));
-    }
-    let mut ns = (*existing.value).clone();
-    if ns["metadata"].get("deletionTimestamp").is_none() {
-        meta(&mut ns).insert("deletionTimestamp".into(), json!(now()));
-        if !ns["status"].is_object() {
-            ns["status"] = json!({});
-        }
-        ns["status"]["phase"] = json!("Terminating");
-        if dry_run {
-            return Ok((ns, false));
-        }
-        ns = (*store.update(def, &existing.key, ns, Some(existing.rev))?.value).clone();
-    }
-    if dry_run {
-        return Ok((ns, false));
-    }
-    // the namespace controller's work: delete everything in it, then the namespace
-    for d in store.defs().iter().filter(|d| d.namespaced) {
-        let Ok((items, _)) = store.storage.list(&d.list_prefix(&name), None) else {
-            continue;
-        };
-        for item in items {
-            match delete_one(store, d, &item, false) {
-                Ok(_) | Err(StorageError::NotFound) | Err(StorageError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let gone = finalize_namespace(store, def, &name);
-    Ok((ns, gone))
-}
-
-/// Removes a terminating namespace once nothing is left in it. Returns whether it is gone.
-pub fn finalize_namespace(store: &Store, _def: &ResourceDef, ns: &str) -> bool {
-    let Some(ns_def) = store.def("", "namespaces").cloned() else {
-        return false;
-    };
-    let key = ns_def.key("", ns);
-    let Some(obj) = store.storage.get(&key) else {
-        return true;
-    };
-    if obj.value["metadata"].get("deletionTimestamp").is_none() {
-        return false;
-    }
-    let empty = store
-        .defs()
-        .iter()
-        .filter(|d| d.namespaced)
-        .all(|d| store.storage.list(&d.list_prefix(ns), None).map(|(i, _)| i.is_empty()).unwrap_or(false));
-    empty && store.delete(&ns_def, &key, None).is_ok()
-}
-
 pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
+    // namespaces have no deletecollection in kube: each is deleted, and emptied, on its own
+    if namespace::is_namespaces(t.def) {
+        return Err(Status::method_not_allowed("DELETE"));
+    }
     let opts = delete_options(t, body)?;
     let mut all = Target {
         def: t.def,
@@ -627,7 +574,6 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         match delete_one(store, t.def, &existing, opts.dry_run) {
             Ok((obj, _)) => deleted.push(obj),
             Err(StorageError::NotFound) => {}
-            Err(StorageError::Internal(m)) if m.starts_with("forbidden:") => {}
             Err(e) => return Err(status(t, &name, e)),
         }
     }

@@ -1,0 +1,102 @@
+//! Hostile bodies are refused promptly, in kube's words; ordinary ones decode as before.
+
+use super::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Generous: the machine running tests is shared and noisy; a regression is minutes.
+const PROMPT: Duration = Duration::from_secs(5);
+
+fn timed<T>(f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = f();
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    out
+}
+
+#[test]
+fn deep_json_is_refused_as_go_words_it() {
+    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+    assert_eq!(timed(|| json(deep.as_bytes())), Err("invalid character '[' exceeded max depth".into()));
+    let deep = format!("{{\"a\":{}1{}}}", "{\"b\":".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+    assert_eq!(json(deep.as_bytes()), Err("invalid character '{' exceeded max depth".into()));
+    let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+    assert!(json(ok.as_bytes()).is_ok());
+    // brackets in strings are not nesting
+    let s = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+    assert_eq!(json(s.as_bytes()).unwrap()["a"].as_str().unwrap().len(), 1001);
+}
+
+#[test]
+fn deep_yaml_flow_and_block_is_refused_as_go_yaml_words_it() {
+    let want = Err(format!("yaml: exceeded max depth of {MAX_DEPTH}"));
+    for doc in [
+        "[".repeat(100_000) + &"]".repeat(100_000),
+        "a: ".to_string() + &"{b: ".repeat(100_000) + "1" + &"}".repeat(100_000),
+        "- ".repeat(100_000) + "x\n",
+        (0..MAX_DEPTH + 1).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>(),
+    ] {
+        assert_eq!(timed(|| yaml(doc.as_bytes())), want);
+    }
+    let ok = (0..MAX_DEPTH - 1).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>()
+        + &"  ".repeat(99)
+        + "x: 1\n";
+    assert!(yaml(ok.as_bytes()).is_ok(), "{:?}", yaml(ok.as_bytes()));
+}
+
+#[test]
+fn yaml_aliases_may_not_explode() {
+    // billion laughs: nine levels of nine-fold aliases
+    let mut doc = String::from("a: &a [x,x,x,x,x,x,x,x,x]\n");
+    for (i, c) in "bcdefghij".chars().enumerate() {
+        let prev = (b'a' + i as u8) as char;
+        doc.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+    }
+    assert!(timed(|| yaml(doc.as_bytes())).is_err());
+    // wide: one anchor of 50,000 items, aliased 50,000 times (serde_yaml alone runs out of memory)
+    let wide = format!("a: &a [{}]\nb: [{}]\n", vec!["x"; 50_000].join(","), vec!["*a"; 50_000].join(","));
+    assert_eq!(timed(|| yaml(wide.as_bytes())), Err("yaml: document contains excessive aliasing".into()));
+    // a few aliases are fine
+    let v = yaml(b"base: &b {k: v}\none: *b\ntwo: *b\n").unwrap();
+    assert_eq!(v["two"], json!({"k": "v"}));
+}
+
+#[test]
+fn huge_flat_bodies_decode() {
+    let items: Vec<String> = (0..200_000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    let big = format!("{{{}}}", items.join(","));
+    assert!(big.len() > 2_000_000);
+    assert_eq!(timed(|| json(big.as_bytes())).unwrap().as_object().unwrap().len(), 200_000);
+    assert_eq!(timed(|| yaml(big.as_bytes())).unwrap().as_object().unwrap().len(), 200_000);
+    let block: String = (0..20_000).map(|i| format!("k{i}: v\n")).collect();
+    assert_eq!(timed(|| yaml(block.as_bytes())).unwrap().as_object().unwrap().len(), 20_000);
+}
+
+#[test]
+fn yaml_keeps_its_meaning() {
+    let v =
+        yaml(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x # c\ndata:\n  a: '1'\n  b: |\n    [[[\n  n: 2\n")
+            .unwrap();
+    assert_eq!(
+        v,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "1", "b": "[[[\n", "n": 2}})
+    );
+    assert!(yaml(b"a: 1\n---\nb: 2\n").is_err(), "one document");
+    assert!(yaml(b"a: [1, 2").is_err());
+}
+
+#[test]
+fn kubes_unrecognized_summary() {
+    assert_eq!(
+        unrecognized("ConfigMap", "e", br#"{"apiVersion":"v1","kind":"ConfigMap","data":{}}"#),
+        r#"the object provided is unrecognized (must be of type ConfigMap): e ({"apiVersion":"v1","kind":"Con ...)"#
+    );
+    assert_eq!(
+        unrecognized("ConfigMap", "e", b"[["),
+        "the object provided is unrecognized (must be of type ConfigMap): e (5b5b)"
+    );
+    assert_eq!(
+        unrecognized("ConfigMap", "e", b""),
+        "the object provided is unrecognized (must be of type ConfigMap): e (<empty>)"
+    );
+}

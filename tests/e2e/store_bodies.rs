@@ -1,0 +1,137 @@
+//! Hostile request bodies against the real binary: nested 100,000 levels (JSON, YAML flow
+//! and block), billion-laughs YAML, through create, apply and the review APIs, are refused
+//! promptly with kube's 400s; large legitimate YAML bodies are decoded off the worker
+//! threads; and another client's requests keep succeeding meanwhile.
+
+use crate::common::Frontdoor;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous: the test machine is shared and noisy. Before the bound, the first of these
+/// bodies took most of a minute.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// Another client, on fresh connections (TLS handshakes included) and a kept one, for as long
+/// as the test runs: each request's outcome and time.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(u16, Duration)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bystander {
+    fn start(fd: &Frontdoor) -> Bystander {
+        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (url, kept, certs) =
+            (fd.url("/api/v1/namespaces/default/configmaps?limit=1"), fd.admin_client(), fd.certs());
+        let (stop2, seen2) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                let client =
+                    if i % 2 == 0 { kept.clone() } else { crate::common::client_builder(&certs).build().unwrap() };
+                let started = Instant::now();
+                let code = client.get(&url).send().map(|r| r.status().as_u16()).unwrap_or(0);
+                seen2.lock().unwrap().push((code, started.elapsed()));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Bystander { stop, seen, thread: Some(thread) }
+    }
+
+    /// Stops, and checks every request succeeded, none slowly.
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        let seen = self.seen.lock().unwrap();
+        assert!(seen.len() > 5, "the bystander got through: {seen:?}");
+        for (code, took) in seen.iter() {
+            // the bystander's fresh clients are anonymous: 403 is an answer, 0 is not
+            assert!(*code == 200 || *code == 403, "bystander request failed: {code}");
+            assert!(*took < PROMPT, "a bystander request took {took:?}");
+        }
+    }
+}
+
+fn send(fd: &Frontdoor, method: reqwest::Method, path: &str, ct: &str, body: String) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let r = fd.admin_client().request(method, fd.url(path)).header("Content-Type", ct).body(body).send().unwrap();
+    let code = r.status().as_u16();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    (code, v, started.elapsed())
+}
+
+#[test]
+fn hostile_bodies_are_refused_promptly_and_others_keep_going() {
+    let fd = Frontdoor::start(&[]);
+    let bystander = Bystander::start(&fd);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let flow_map = "data: ".to_string() + &"{a: ".repeat(50_000) + "1" + &"}".repeat(50_000);
+    let flow_seq = "data: ".to_string() + &"[".repeat(100_000) + &"]".repeat(100_000);
+    let block = "data:\n".to_string() + &"- ".repeat(100_000) + "x\n";
+    for (ct, body) in [
+        ("application/yaml", flow_map.clone()),
+        ("application/yaml", flow_seq.clone()),
+        ("application/yaml", block),
+        ("application/json", format!("{{\"data\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000))),
+    ] {
+        let (code, st, took) = send(&fd, reqwest::Method::POST, cms, ct, body);
+        assert_eq!((code, st["reason"].as_str()), (400, Some("BadRequest")), "{st}");
+        let msg = st["message"].as_str().unwrap();
+        assert!(msg.starts_with("the object provided is unrecognized (must be of type ConfigMap): "), "{msg}");
+        assert!(msg.contains("exceeded max depth"), "{msg}");
+        assert!(took < PROMPT, "{ct} took {took:?}");
+    }
+
+    // server-side apply and the review APIs decode within the same bounds
+    let (code, st, took) = send(
+        &fd,
+        reqwest::Method::PATCH,
+        &format!("{cms}/deep?fieldManager=test"),
+        "application/apply-patch+yaml",
+        flow_map.clone(),
+    );
+    assert_eq!(code, 400, "{st}");
+    assert!(st["message"].as_str().unwrap().contains("yaml: exceeded max depth of 100"), "{st}");
+    assert!(took < PROMPT);
+    let laughs = {
+        let mut doc = String::from("spec: {token: x}\na: &a [x,x,x,x,x,x,x,x,x]\n");
+        for (i, c) in "bcdefghij".chars().enumerate() {
+            let prev = (b'a' + i as u8) as char;
+            doc.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
+        }
+        doc
+    };
+    let (code, st, took) =
+        send(&fd, reqwest::Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", "application/yaml", laughs);
+    assert_eq!(code, 400, "{st}");
+    assert!(took < PROMPT);
+    let (code, _, took) = send(
+        &fd,
+        reqwest::Method::POST,
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        "application/json",
+        "[".repeat(100_000),
+    );
+    assert_eq!(code, 400);
+    assert!(took < PROMPT);
+
+    // large legitimate YAML bodies, several at once, decode on the blocking pool
+    let big: String = (0..60_000).map(|i| format!("  k{i}: value-{i}\n")).collect();
+    std::thread::scope(|s| {
+        for n in 0..3 {
+            let (fd, big) = (&fd, &big);
+            s.spawn(move || {
+                let body = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big{n}\ndata:\n{big}");
+                let (code, st, _) = send(fd, reqwest::Method::POST, cms, "application/yaml", body);
+                assert_eq!(code, 201, "{st}");
+            });
+        }
+    });
+    let got: Value = fd.admin_client().get(fd.url(&format!("{cms}/big2"))).send().unwrap().json().unwrap();
+    assert_eq!(got["data"]["k59999"], "value-59999");
+    bystander.finish();
+}
