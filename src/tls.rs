@@ -2,12 +2,23 @@
 //! ALPN. The serving cert and the client CAs sit behind `ArcSwap`s so both reload live.
 //! Client certificates are optional, but one that is presented must verify against a client
 //! CA or the handshake fails. The verified chain reaches the request as a [`PeerIdentity`].
+//!
+//! The secure port's accept loop is ours ([`SecureListener`]), not pingora's listening service:
+//! pingora 0.9 bounds a downstream handshake by a fixed 60 s (`services/listening.rs`), allocates
+//! the connection's 64 KiB L4 read buffer and spawns the whole session's task before the first
+//! byte arrives. Here a connection that has not finished its TLS handshake within
+//! `--tls-handshake-timeout` (10 s) is closed, and until its first byte arrives it holds only a
+//! socket and a small task: no TLS state, no buffers.
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::listeners::tls::TlsSettings;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::listeners::{TlsAccept, TlsAcceptCallbacks};
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -16,8 +27,10 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::any::Any;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, Default)]
@@ -258,4 +271,179 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
     let digest = session.digest()?;
     let ssl = digest.ssl_digest.as_ref()?;
     ssl.extension.get::<Arc<PeerIdentity>>().cloned()
+}
+
+/// The secure port: a pingora service running our own accept loop in front of pingora's rustls
+/// acceptor and HTTP application (pingora's documented custom-accept-loop integration,
+/// `pingora_proxy::http_proxy`).
+///
+/// Each accepted connection gets one deadline, `handshake_timeout` from accept: its first byte
+/// must arrive and its TLS handshake complete before it, or the connection is dropped (closed),
+/// as Go's `net/http` bounds the handshake by a read/write deadline. Until the first byte the
+/// connection's task holds the socket, the deadline and a few `Arc`s; the rustls state is built
+/// when the ClientHello starts arriving, and the HTTP session's (large) future is boxed only
+/// once the handshake is done.
+pub struct SecureListener<A> {
+    name: String,
+    listener: Option<std::net::TcpListener>,
+    acceptor: Arc<Acceptor>,
+    app: Arc<A>,
+    handshake_timeout: Duration,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
+    /// A listener on `addr` (bound now, with SO_REUSEPORT so that one listener per worker
+    /// thread shares the port and the kernel spreads connections), serving `app`.
+    pub fn bind(
+        name: &str,
+        addr: SocketAddr,
+        settings: TlsSettings,
+        app: A,
+        handshake_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let listener = bind_reuseport(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        Ok(SecureListener {
+            name: name.to_string(),
+            listener: Some(listener),
+            acceptor: Arc::new(settings.build()),
+            app: Arc::new(app),
+            handshake_timeout,
+        })
+    }
+}
+
+/// pingora's listen backlog (`LISTENER_BACKLOG`).
+const BACKLOG: i32 = 65535;
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is the bound socket just released from `socket`; the listener owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(fd, BACKLOG) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
+    async fn start_service(
+        &mut self,
+        #[cfg(unix)] _fds: Option<pingora::server::ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let Some(std_listener) = self.listener.take() else { return };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the secure listener");
+                return;
+            }
+        };
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                changed = shutdown.changed() => match changed {
+                    Ok(()) if !*shutdown.borrow() => continue,
+                    _ => break,
+                },
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = Connection {
+                        acceptor: self.acceptor.clone(),
+                        app: self.app.clone(),
+                        shutdown: shutdown.clone(),
+                        // zero: no bound (Go's zero timeout); a year is as good as none
+                        deadline: tokio::time::Instant::now()
+                            + if self.handshake_timeout.is_zero() {
+                                Duration::from_secs(365 * 24 * 3600)
+                            } else {
+                                self.handshake_timeout
+                            },
+                    };
+                    tokio::spawn(conn.serve(tcp, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // out of file descriptors: accept() fails at once until some close
+                    if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        self.app.cleanup().await;
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+}
+
+/// One accepted connection, before its handshake.
+struct Connection<A> {
+    acceptor: Arc<Acceptor>,
+    app: Arc<A>,
+    shutdown: ShutdownWatch,
+    deadline: tokio::time::Instant,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
+    async fn serve(self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+        // Nothing is built for a connection that sends nothing: wait for its first byte. (peek,
+        // not `readable()`: tokio reports a just-accepted socket readable before any byte
+        // arrives, which would build the TLS state, ~16 KB, for every silent connection.)
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(self.deadline, tcp.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => return tracing::debug!(%peer, "connection closed before the TLS handshake"),
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "connection failed before the TLS handshake"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timeout: nothing received"),
+        }
+        let Some(stream) = Box::pin(self.handshake(tcp, peer)).await else { return };
+        // Boxed: the session's state is allocated only for connections past the handshake.
+        Box::pin(serve_session(self.app, stream, self.shutdown)).await;
+    }
+
+    async fn handshake(&self, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
+        let _ = tcp.set_nodelay(true);
+        let mut l4 = L4Stream::from(tcp);
+        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
+        let _ = digest.peer_addr.set(Some(peer.into()));
+        l4.set_socket_digest(digest);
+        match tokio::time::timeout_at(self.deadline, self.acceptor.tls_handshake(l4)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timeout");
+                None
+            }
+        }
+    }
+}
+
+/// pingora's per-connection loop (`Service::handle_event`): a reusable HTTP/1.1 connection
+/// comes back for its next request.
+async fn serve_session<A: ServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
+    let mut next = app.process_new(stream, &shutdown).await;
+    while let Some(stream) = next {
+        next = app.process_new(stream, &shutdown).await;
+    }
 }
