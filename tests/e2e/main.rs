@@ -4,6 +4,7 @@
 
 mod backend;
 mod common;
+mod raw;
 
 mod aggregation;
 mod audit;
@@ -11,6 +12,7 @@ mod authn;
 mod authz;
 mod clients;
 mod deploy;
+mod handshake;
 mod inflight;
 mod spine;
 mod store_api;
