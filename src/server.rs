@@ -480,8 +480,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for _ in 0..threads {
         let proxy = pingora::proxy::http_proxy(&server.configuration, Frontdoor(gw.clone()));
         let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
-        let listener =
-            crate::tls::SecureListener::bind("frontdoor", addr, tls, proxy, gw.args.tls_handshake_timeout)?;
+        let listener = crate::tls::SecureListener::bind("frontdoor", addr, tls, proxy, gw.args.tls_handshake_timeout)?;
         server.add_service(listener);
     }
 

@@ -7,6 +7,7 @@ mod common;
 mod raw;
 
 mod aggregation;
+mod attacks;
 mod audit;
 mod authn;
 mod authz;

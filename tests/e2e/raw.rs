@@ -89,9 +89,12 @@ pub fn http1(port: u16, config: Arc<rustls::ClientConfig>, bytes: &[u8]) -> Exch
     let mut chunk = [0u8; 16384];
     let mut error = None;
     loop {
-        let (responses, _) = parse_responses(&buf);
-        let wait = if responses.is_empty() { Duration::from_secs(8) } else { quiet };
-        let _ = tls.sock.set_read_timeout(Some(wait.min(end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)))));
+        let (responses, used) = parse_responses(&buf);
+        let head_in = find(&buf[used..], b"\r\n\r\n").is_some();
+        let wait = if responses.is_empty() && !head_in { Duration::from_secs(8) } else { quiet };
+        let _ = tls.sock.set_read_timeout(Some(
+            wait.min(end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))),
+        ));
         match tls.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -105,7 +108,14 @@ pub fn http1(port: u16, config: Arc<rustls::ClientConfig>, bytes: &[u8]) -> Exch
             break;
         }
     }
-    let (responses, _) = parse_responses(&buf);
+    let (mut responses, used) = parse_responses(&buf);
+    // an incomplete last response (a watch streaming on, a body cut short): its head counts
+    if let Some(end) = find(&buf[used..], b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&buf[used..used + end]).into_owned();
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let body = String::from_utf8_lossy(&buf[used + end + 4..]).into_owned();
+        responses.push(Response { status, head, body });
+    }
     Exchange { responses, error }
 }
 
@@ -119,7 +129,9 @@ fn parse_responses(mut buf: &[u8]) -> (Vec<Response>, usize) {
         let lower = head.to_ascii_lowercase();
         let rest = &buf[end + 4..];
         let header = |n: &str| {
-            lower.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == n).map(|(_, v)| v.trim().to_string()))
+            lower
+                .lines()
+                .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == n).map(|(_, v)| v.trim().to_string()))
         };
         let (body, len) = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             let mut body = Vec::new();
