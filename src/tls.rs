@@ -283,6 +283,12 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
 /// connection's task holds the socket, the deadline and a few `Arc`s; the rustls state is built
 /// when the ClientHello starts arriving, and the HTTP session's (large) future is boxed only
 /// once the handshake is done.
+///
+/// The connection's L4 stream is pingora's unbuffered one (`From<TcpStream>`; the buffered
+/// constructor is crate-private): rustls reads in steps of 4 KiB and more, so a large request
+/// body takes about three times the read syscalls of pingora's 64 KiB read buffer (a 1 MiB body:
+/// ~215 reads, ~68 before), a small request the same one; an established idle connection costs
+/// ~38 KB instead of ~114 KB (`MODE=tls bench/idle_connections.sh`, debug build).
 pub struct SecureListener<A> {
     name: String,
     listener: Option<std::net::TcpListener>,
@@ -405,8 +411,8 @@ struct Connection<A> {
 impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
     async fn serve(self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         // Nothing is built for a connection that sends nothing: wait for its first byte. (peek,
-        // not `readable()`: tokio reports a just-accepted socket readable before any byte
-        // arrives, which would build the TLS state, ~16 KB, for every silent connection.)
+        // not `readable()`: measured, `readable()` returned at once for every silent connection,
+        // which then built its TLS state, ~16 KB each.)
         let mut first = [0u8; 1];
         match tokio::time::timeout_at(self.deadline, tcp.peek(&mut first)).await {
             Ok(Ok(n)) if n > 0 => {}
@@ -445,5 +451,25 @@ async fn serve_session<A: ServerApp + Send + Sync + 'static>(app: Arc<A>, stream
     let mut next = app.process_new(stream, &shutdown).await;
     while let Some(stream) = next {
         next = app.process_new(stream, &shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_share_a_port_with_each_other_only() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        // one listener per worker thread on one port
+        let second = bind_reuseport(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        // a plain bind (the startup check, another program) is refused
+        assert!(std::net::TcpListener::bind(addr).is_err());
+        drop((first, second));
+        // and a port a plain listener holds is refused to us
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(bind_reuseport(plain.local_addr().unwrap()).is_err());
     }
 }
