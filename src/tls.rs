@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, Default)]
@@ -308,6 +309,8 @@ impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
         handshake_timeout: Duration,
     ) -> anyhow::Result<Self> {
         let listener = bind_reuseport(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        // registered now, so /metrics shows it at 0 as kube does
+        once_cell::sync::Lazy::force(&TLS_HANDSHAKE_ERRORS);
         Ok(SecureListener {
             name: name.to_string(),
             listener: Some(listener),
@@ -416,33 +419,84 @@ impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
         let mut first = [0u8; 1];
         match tokio::time::timeout_at(self.deadline, tcp.peek(&mut first)).await {
             Ok(Ok(n)) if n > 0 => {}
-            Ok(Ok(_)) => return tracing::debug!(%peer, "connection closed before the TLS handshake"),
-            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "connection failed before the TLS handshake"),
-            Err(_) => return tracing::debug!(%peer, "TLS handshake timeout: nothing received"),
+            Ok(Ok(_)) => return handshake_error(peer, "EOF"),
+            Ok(Err(e)) => return handshake_error(peer, &e.to_string()),
+            Err(_) => return handshake_error(peer, "timeout: nothing received"),
         }
         let Some(stream) = Box::pin(self.handshake(tcp, peer)).await else { return };
         // Boxed: the session's state is allocated only for connections past the handshake.
         Box::pin(serve_session(self.app, stream, self.shutdown)).await;
     }
 
-    async fn handshake(&self, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
+    async fn handshake(&self, mut tcp: tokio::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
         let _ = tcp.set_nodelay(true);
+        // The first 5 bytes are a TLS record header, or plain HTTP sent to the HTTPS port, which
+        // Go's net/http (and so kube-apiserver) answers with a 400 in plain text.
+        let mut head = [0u8; 5];
+        let mut got = 0;
+        while got < head.len() {
+            match tokio::time::timeout_at(self.deadline, tcp.read(&mut head[got..])).await {
+                Ok(Ok(0)) => {
+                    handshake_error(peer, "EOF");
+                    return None;
+                }
+                Ok(Ok(n)) => got += n,
+                Ok(Err(e)) => {
+                    handshake_error(peer, &e.to_string());
+                    return None;
+                }
+                Err(_) => {
+                    handshake_error(peer, "timeout");
+                    return None;
+                }
+            }
+        }
+        if looks_like_http(&head) {
+            let _ = tokio::time::timeout_at(self.deadline, tcp.write_all(PLAIN_HTTP_RESPONSE)).await;
+            handshake_error(peer, "client sent an HTTP request to an HTTPS server");
+            return None;
+        }
         let mut l4 = L4Stream::from(tcp);
+        l4.rewind(&head);
         let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
         let _ = digest.peer_addr.set(Some(peer.into()));
         l4.set_socket_digest(digest);
         match tokio::time::timeout_at(self.deadline, self.acceptor.tls_handshake(l4)).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                handshake_error(peer, &e.to_string());
                 None
             }
             Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timeout");
+                handshake_error(peer, "timeout");
                 None
             }
         }
     }
+}
+
+/// Go's answer to plain HTTP on a TLS port (`net/http`'s `conn.serve`).
+const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Go's `tlsRecordHeaderLooksLikeHTTP`.
+fn looks_like_http(head: &[u8; 5]) -> bool {
+    matches!(head, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
+}
+
+/// kube-apiserver's `apiserver_tls_handshake_errors_total`: every connection that ends before
+/// its TLS handshake is done (Go logs each as "http: TLS handshake error from ...", which kube
+/// counts), timeouts included.
+static TLS_HANDSHAKE_ERRORS: once_cell::sync::Lazy<prometheus::IntCounter> = once_cell::sync::Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "apiserver_tls_handshake_errors_total",
+        "Number of requests dropped with 'TLS handshake error from' error"
+    )
+    .expect("register apiserver_tls_handshake_errors_total")
+});
+
+fn handshake_error(peer: SocketAddr, reason: &str) {
+    TLS_HANDSHAKE_ERRORS.inc();
+    tracing::debug!("http: TLS handshake error from {peer}: {reason}");
 }
 
 /// pingora's per-connection loop (`Service::handle_event`): a reusable HTTP/1.1 connection

@@ -74,6 +74,23 @@ fn silent_and_stalled_handshakes_are_closed_normal_clients_unaffected() {
     closed_after(stalled, Duration::from_secs(3));
     assert!(trickler.join().unwrap(), "a trickled handshake outlived the deadline");
 
+    // plain HTTP to the HTTPS port: Go's (and so kube-apiserver's) plain-text 400
+    let mut plain = TcpStream::connect(("127.0.0.1", fd.port)).unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = String::new();
+    let _ = plain.read_to_string(&mut answer);
+    assert_eq!(answer, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+
+    // every one of them counted, as kube counts them
+    let m = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
+    let errors: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("apiserver_tls_handshake_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no apiserver_tls_handshake_errors_total in\n{m}"));
+    assert!(errors >= 4, "{errors} handshake errors counted");
+
     // and new clients are served as usual
     let r = fd.anonymous_client().get(fd.url("/healthz")).send().unwrap();
     assert_eq!(r.status(), 200);
