@@ -321,6 +321,18 @@ impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
     }
 }
 
+/// kube-apiserver's `IdleTimeout` on the secure port (matching `http.DefaultTransport`'s
+/// keep-alive), which Go's HTTP/2 server applies to a connection without open streams.
+pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The secure port's HTTP server options: an HTTP/2 connection with no open stream for
+/// [`H2_IDLE_TIMEOUT`] is closed (pingora's default keeps it forever; a watch is an open stream).
+pub fn server_options() -> pingora::apps::HttpServerOptions {
+    let mut o = pingora::apps::HttpServerOptions::default();
+    o.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
+    o
+}
+
 /// pingora's listen backlog (`LISTENER_BACKLOG`).
 const BACKLOG: i32 = 65535;
 
