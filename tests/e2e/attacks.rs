@@ -1136,6 +1136,8 @@ fn attack_table() {
                 let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 match raw::h2(fd.port, h2c.clone(), &h, body.as_deref()) {
                     H2::Status(s) => (Some(s), String::new(), String::new()),
+                    // a refusal is the protocol's own: RST_STREAM or GOAWAY, not a dropped connection
+                    H2::Failed(e) => (Some(0), String::new(), format!("connection failed: {e}")),
                     other => (None, String::new(), format!("{other:?}")),
                 }
             }
@@ -1145,7 +1147,7 @@ fn attack_table() {
             (Want::Status(codes), Some(s)) if codes.contains(&s) => {}
             (Want::Refused, None) => {}
             (Want::Status(codes), _) => problems.push(format!("status {got:?}, want one of {codes:?} {detail}")),
-            (Want::Refused, Some(s)) => problems.push(format!("status {s}, want the request refused")),
+            (Want::Refused, Some(s)) => problems.push(format!("status {s}, want the request refused {detail}")),
         }
         for s in &row.body_has {
             if !body.contains(s.as_str()) {
@@ -1186,7 +1188,7 @@ fn attack_table() {
         }
         if std::env::var_os("ATTACKS_VERBOSE").is_some() {
             eprintln!(
-                "{:>4} {} {}",
+                "{:>4} {} {} {detail}",
                 got.map_or("-".to_string(), |s| s.to_string()),
                 if problems.is_empty() { "ok  " } else { "FAIL" },
                 row.what
