@@ -8,7 +8,8 @@
 //! the connection's 64 KiB L4 read buffer and spawns the whole session's task before the first
 //! byte arrives. Here a connection that has not finished its TLS handshake within
 //! `--tls-handshake-timeout` (10 s) is closed, and until its first byte arrives it holds only a
-//! socket and a small task: no TLS state, no buffers.
+//! socket and a small task: no TLS state, no buffers (about 1 KB of RSS per silent connection
+//! where pingora's listener took about 40-47 KB, 10,000 of them; `bench/idle_connections.sh`).
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
