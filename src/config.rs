@@ -88,6 +88,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = crate::api::duration::parse_duration)]
     pub request_timeout: Duration,
 
+    /// frontdoor: how long a connection may take from accept to the end of its TLS handshake
+    /// (Go duration); a connection that has not finished by then is closed. Go's net/http bounds
+    /// the handshake the same way (kube-apiserver's bound is its 32s ReadHeaderTimeout). 0: no limit.
+    #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
     /// List of allowed origins for CORS, comma separated. An allowed origin can be a regular
     /// expression to support subdomain matching. If empty, CORS is not enabled.
     #[arg(long, value_delimiter = ',', value_name = "REGEXES")]

@@ -11,7 +11,7 @@ use crate::filters::cors::Cors;
 use crate::filters::request_log::RequestLog;
 use crate::filters::response::{add_common_headers, internal_error_text, Responder};
 use crate::filters::shutdown::{Drain, SignalWatch};
-use crate::filters::{panic_recovery, request_received, timeout, Reply};
+use crate::filters::{framing, panic_recovery, request_received, timeout, Reply};
 use crate::flowcontrol::FlowControl;
 use crate::impersonation::Impersonation;
 use crate::request_info::query::Query;
@@ -61,6 +61,12 @@ impl Gateway {
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
+        if let Err(reply) = framing::check(session.req_header()) {
+            self.reject(session, ctx, reply).await?;
+            // the rest of the connection cannot be trusted to be framed as we read it
+            session.set_keepalive(None);
+            return Ok(true);
+        }
 
         // the one reading of the request target: every later stage and handler uses these
         let req = session.req_header();
@@ -440,19 +446,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     // watcher runs on the other thread often fails `Arc::try_unwrap` in pingora's
     // `reused_stream` and is dropped, so about every other request paid a fresh upstream TLS
     // handshake with the proxy client cert.
-    let mut reuse_port = pingora::listeners::TcpSocketOptions::default();
-    reuse_port.so_reuseport = Some(true);
-    // pingora keys bound sockets by the address string and hands a second listener on the same
-    // string the first one's fd (both then close it at exit: an IO-safety abort); a port with
-    // leading zeros is the same address under its own key, so each service binds its own socket.
-    for i in 0..threads {
-        let mut service =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, Frontdoor(gw.clone()), "frontdoor");
-        service.threads = Some(1);
+    // The accept loop is crate::tls::SecureListener's (it bounds the TLS handshake by
+    // --tls-handshake-timeout); each listener is bound here, so a taken port is a startup error.
+    // The check binds without SO_REUSEPORT first: a port another process holds (with or without
+    // SO_REUSEPORT) is refused instead of shared.
+    std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = std::net::SocketAddr::new(gw.args.bind_address, port);
+    for _ in 0..threads {
+        let mut proxy = pingora::proxy::http_proxy(&server.configuration, Frontdoor(gw.clone()));
+        proxy.server_options = Some(crate::tls::server_options());
         let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
-        let addr = format!("{host}:{}{port}", "0".repeat(i));
-        service.add_tls_with_settings(&addr, Some(reuse_port.clone()), tls);
-        server.add_service(service);
+        let listener = crate::tls::SecureListener::bind("frontdoor", addr, tls, proxy, gw.args.tls_handshake_timeout)?;
+        server.add_service(listener);
     }
 
     if let Some(addr) = gw.args.metrics_bind_address {
@@ -463,9 +468,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics.add_tcp(&addr.to_string());
         server.add_service(metrics);
     }
-
-    // bind check up front, so a taken port is a clear startup error rather than a panic
-    std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
 
     tracing::info!(address = %listen, "serving");
     println!("frontdoor serving on https://{}", gw.local.address);

@@ -2,12 +2,24 @@
 //! ALPN. The serving cert and the client CAs sit behind `ArcSwap`s so both reload live.
 //! Client certificates are optional, but one that is presented must verify against a client
 //! CA or the handshake fails. The verified chain reaches the request as a [`PeerIdentity`].
+//!
+//! The secure port's accept loop is ours ([`SecureListener`]), not pingora's listening service:
+//! pingora 0.9 bounds a downstream handshake by a fixed 60 s (`services/listening.rs`), allocates
+//! the connection's 64 KiB L4 read buffer and spawns the whole session's task before the first
+//! byte arrives. Here a connection that has not finished its TLS handshake within
+//! `--tls-handshake-timeout` (10 s) is closed, and until its first byte arrives it holds only a
+//! socket and a small task: no TLS state, no buffers (about 1 KB of RSS per silent connection
+//! where pingora's listener took about 40-47 KB, 10,000 of them; `bench/idle_connections.sh`).
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::listeners::tls::TlsSettings;
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::listeners::{TlsAccept, TlsAcceptCallbacks};
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
@@ -16,8 +28,11 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::any::Any;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The verified client certificate of a connection.
 #[derive(Debug, Clone, Default)]
@@ -258,4 +273,394 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
     let digest = session.digest()?;
     let ssl = digest.ssl_digest.as_ref()?;
     ssl.extension.get::<Arc<PeerIdentity>>().cloned()
+}
+
+/// The secure port: a pingora service running our own accept loop in front of pingora's rustls
+/// acceptor and HTTP application (pingora's documented custom-accept-loop integration,
+/// `pingora_proxy::http_proxy`).
+///
+/// Each accepted connection gets one deadline, `handshake_timeout` from accept: its first byte
+/// must arrive and its TLS handshake complete before it, or the connection is dropped (closed),
+/// as Go's `net/http` bounds the handshake by a read/write deadline. Until the first byte the
+/// connection's task holds the socket, the deadline and a few `Arc`s; the rustls state is built
+/// when the ClientHello starts arriving, and the HTTP session's (large) future is boxed only
+/// once the handshake is done.
+///
+/// The connection's L4 stream has pingora's 1460-byte write buffer ([`Buffered`]) but no read
+/// buffer (pingora's own listener reads through 64 KiB): rustls reads in steps of 4 KiB and more,
+/// so a small request takes the same single read and a response the same single write, a large
+/// request body about three times the reads (a 1 MiB body: ~240 reads, ~68 before), and an
+/// established idle connection costs ~43 KB instead of ~114 KB (`MODE=tls
+/// bench/idle_connections.sh`, debug build).
+pub struct SecureListener<A> {
+    name: String,
+    listener: Option<std::net::TcpListener>,
+    acceptor: Arc<Acceptor>,
+    app: Arc<A>,
+    handshake_timeout: Duration,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
+    /// A listener on `addr` (bound now, with SO_REUSEPORT so that one listener per worker
+    /// thread shares the port and the kernel spreads connections), serving `app`.
+    pub fn bind(
+        name: &str,
+        addr: SocketAddr,
+        settings: TlsSettings,
+        app: A,
+        handshake_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let listener = bind_reuseport(addr).map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        // registered now, so /metrics shows it at 0 as kube does
+        once_cell::sync::Lazy::force(&TLS_HANDSHAKE_ERRORS);
+        Ok(SecureListener {
+            name: name.to_string(),
+            listener: Some(listener),
+            acceptor: Arc::new(settings.build()),
+            app: Arc::new(app),
+            handshake_timeout,
+        })
+    }
+}
+
+/// kube-apiserver's `IdleTimeout` on the secure port (matching `http.DefaultTransport`'s
+/// keep-alive), which Go's HTTP/2 server applies to a connection without open streams.
+pub const H2_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The secure port's HTTP server options: an HTTP/2 connection with no open stream for
+/// [`H2_IDLE_TIMEOUT`] is closed (pingora's default keeps it forever; a watch is an open stream).
+pub fn server_options() -> pingora::apps::HttpServerOptions {
+    let mut o = pingora::apps::HttpServerOptions::default();
+    o.h2_idle_timeout = Some(H2_IDLE_TIMEOUT);
+    o
+}
+
+/// pingora's listen backlog (`LISTENER_BACKLOG`).
+const BACKLOG: i32 = 65535;
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = if addr.is_ipv6() { tokio::net::TcpSocket::new_v6()? } else { tokio::net::TcpSocket::new_v4()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is the bound socket just released from `socket`; the listener owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    // SAFETY: listen(2) on a socket we own.
+    if unsafe { libc::listen(fd, BACKLOG) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
+    async fn start_service(
+        &mut self,
+        #[cfg(unix)] _fds: Option<pingora::server::ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
+        let Some(std_listener) = self.listener.take() else { return };
+        let listener = match tokio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the secure listener");
+                return;
+            }
+        };
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                changed = shutdown.changed() => match changed {
+                    Ok(()) if !*shutdown.borrow() => continue,
+                    _ => break,
+                },
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = Connection {
+                        acceptor: self.acceptor.clone(),
+                        app: self.app.clone(),
+                        shutdown: shutdown.clone(),
+                        // zero: no bound (Go's zero timeout); a year is as good as none
+                        deadline: tokio::time::Instant::now()
+                            + if self.handshake_timeout.is_zero() {
+                                Duration::from_secs(365 * 24 * 3600)
+                            } else {
+                                self.handshake_timeout
+                            },
+                    };
+                    tokio::spawn(conn.serve(tcp, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // out of file descriptors: accept() fails at once until some close
+                    if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+        self.app.cleanup().await;
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
+    }
+}
+
+/// One accepted connection, before its handshake.
+struct Connection<A> {
+    acceptor: Arc<Acceptor>,
+    app: Arc<A>,
+    shutdown: ShutdownWatch,
+    deadline: tokio::time::Instant,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
+    async fn serve(self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+        // Nothing is built for a connection that sends nothing: wait for its first byte. (peek,
+        // not `readable()`: measured, `readable()` returned at once for every silent connection,
+        // which then built its TLS state, ~16 KB each.)
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(self.deadline, tcp.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => return handshake_error(peer, "EOF"),
+            Ok(Err(e)) => return handshake_error(peer, &e.to_string()),
+            Err(_) => return handshake_error(peer, "timeout: nothing received"),
+        }
+        let Some(stream) = Box::pin(self.handshake(tcp, peer)).await else { return };
+        // Boxed: the session's state is allocated only for connections past the handshake.
+        Box::pin(serve_session(self.app, stream, self.shutdown)).await;
+    }
+
+    async fn handshake(&self, mut tcp: tokio::net::TcpStream, peer: SocketAddr) -> Option<Stream> {
+        let _ = tcp.set_nodelay(true);
+        // The first 5 bytes are a TLS record header, or plain HTTP sent to the HTTPS port, which
+        // Go's net/http (and so kube-apiserver) answers with a 400 in plain text.
+        let mut head = [0u8; 5];
+        let mut got = 0;
+        while got < head.len() {
+            match tokio::time::timeout_at(self.deadline, tcp.read(&mut head[got..])).await {
+                Ok(Ok(0)) => {
+                    handshake_error(peer, "EOF");
+                    return None;
+                }
+                Ok(Ok(n)) => got += n,
+                Ok(Err(e)) => {
+                    handshake_error(peer, &e.to_string());
+                    return None;
+                }
+                Err(_) => {
+                    handshake_error(peer, "timeout");
+                    return None;
+                }
+            }
+        }
+        if looks_like_http(&head) {
+            let _ = tokio::time::timeout_at(self.deadline, tcp.write_all(PLAIN_HTTP_RESPONSE)).await;
+            handshake_error(peer, "client sent an HTTP request to an HTTPS server");
+            return None;
+        }
+        let mut l4 = L4Stream::from(tcp);
+        l4.rewind(&head);
+        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
+        let _ = digest.peer_addr.set(Some(peer.into()));
+        l4.set_socket_digest(digest);
+        let l4 = Buffered::new(l4);
+        match tokio::time::timeout_at(self.deadline, self.acceptor.tls_handshake(l4)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(e)) => {
+                handshake_error(peer, &e.to_string());
+                None
+            }
+            Err(_) => {
+                handshake_error(peer, "timeout");
+                None
+            }
+        }
+    }
+}
+
+/// pingora's L4 write buffer (`DEFAULT_L4_WRITE_BUFFER_SIZE`, one MSS): a response's header
+/// and body records leave in one write, as they did on pingora's own listener.
+const WRITE_BUFFER: usize = 1460;
+
+/// pingora's L4 stream with pingora's write buffer in front. pingora's own buffered constructor
+/// is crate-private (`Stream::set_buffer`) and `From<TcpStream>` gives an unbuffered stream, on
+/// which every small response took two writes (header, body) instead of one. Reads stay
+/// unbuffered below rustls (see [`SecureListener`]).
+#[derive(Debug)]
+struct Buffered(tokio::io::BufWriter<L4Stream>);
+
+impl Buffered {
+    fn new(l4: L4Stream) -> Self {
+        Buffered(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, l4))
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        // what pingora's stream does on drop: a last flush if the socket takes it at once
+        let _ = futures::FutureExt::now_or_never(self.0.flush());
+    }
+}
+
+impl tokio::io::AsyncRead for Buffered {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Buffered {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl pingora::protocols::Shutdown for Buffered {
+    async fn shutdown(&mut self) {
+        let _ = AsyncWriteExt::shutdown(self).await;
+    }
+}
+
+impl pingora::protocols::UniqueID for Buffered {
+    fn id(&self) -> pingora::protocols::UniqueIDType {
+        self.0.get_ref().id()
+    }
+}
+
+impl pingora::protocols::Ssl for Buffered {}
+
+#[async_trait]
+impl pingora::protocols::Peek for Buffered {}
+
+impl pingora::protocols::GetTimingDigest for Buffered {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.0.get_ref().get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.0.get_ref().get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.0.get_ref().get_write_pending_time()
+    }
+}
+
+impl pingora::protocols::GetProxyDigest for Buffered {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.0.get_ref().get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.0.get_mut().set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Buffered {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.0.get_ref().get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.0.get_mut().set_socket_digest(digest)
+    }
+}
+
+/// Go's answer to plain HTTP on a TLS port (`net/http`'s `conn.serve`).
+const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// Go's `tlsRecordHeaderLooksLikeHTTP`.
+fn looks_like_http(head: &[u8; 5]) -> bool {
+    matches!(head, b"GET /" | b"HEAD " | b"POST " | b"PUT /" | b"OPTIO")
+}
+
+/// kube-apiserver's `apiserver_tls_handshake_errors_total`: every connection that ends before
+/// its TLS handshake is done (Go logs each as "http: TLS handshake error from ...", which kube
+/// counts), timeouts included.
+static TLS_HANDSHAKE_ERRORS: once_cell::sync::Lazy<prometheus::IntCounter> = once_cell::sync::Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "apiserver_tls_handshake_errors_total",
+        "Number of requests dropped with 'TLS handshake error from' error"
+    )
+    .expect("register apiserver_tls_handshake_errors_total")
+});
+
+fn handshake_error(peer: SocketAddr, reason: &str) {
+    TLS_HANDSHAKE_ERRORS.inc();
+    tracing::debug!("http: TLS handshake error from {peer}: {reason}");
+}
+
+/// pingora's per-connection loop (`Service::handle_event`): a reusable HTTP/1.1 connection
+/// comes back for its next request.
+async fn serve_session<A: ServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
+    let mut next = app.process_new(stream, &shutdown).await;
+    while let Some(stream) = next {
+        next = app.process_new(stream, &shutdown).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_share_a_port_with_each_other_only() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = first.local_addr().unwrap();
+        // one listener per worker thread on one port
+        let second = bind_reuseport(addr).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        // a plain bind (the startup check, another program) is refused
+        assert!(std::net::TcpListener::bind(addr).is_err());
+        drop((first, second));
+        // and a port a plain listener holds is refused to us
+        let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(bind_reuseport(plain.local_addr().unwrap()).is_err());
+    }
 }

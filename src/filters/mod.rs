@@ -3,6 +3,7 @@
 
 pub mod cors;
 pub mod detach;
+pub mod framing;
 pub mod panic_recovery;
 pub mod request_body;
 pub mod request_log;

@@ -4,14 +4,17 @@
 
 mod backend;
 mod common;
+mod raw;
 
 mod aggregation;
+mod attacks;
 mod audit;
 mod authn;
 mod authz;
 mod certs;
 mod clients;
 mod deploy;
+mod handshake;
 mod inflight;
 mod policy_check;
 mod query_once;

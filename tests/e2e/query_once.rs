@@ -193,10 +193,10 @@ fn repeated_query_parameters_are_authorized_and_served_on_one_value() {
         |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}});
     let cms = format!("{NS}/configmaps");
     let (code, _, verb, _) = send(&env, &env.admin, "POST", &format!("{cms}?dryRun=All&dryRun="), Some(cm("d1")));
-    assert_eq!((code, verb.as_str()), (400, "create"));
+    assert_eq!((code, verb.as_str()), (422, "create"));
     assert!(stored(&env, "configmaps", "d1").is_none());
     let (code, _, _, _) = send(&env, &env.admin, "POST", &format!("{cms}?dryRun=&dryRun=All"), Some(cm("d2")));
-    assert_eq!(code, 400);
+    assert_eq!(code, 422);
     assert!(stored(&env, "configmaps", "d2").is_none());
     let (code, _, _, _) = send(&env, &env.admin, "POST", &format!("{cms}?dryRun=All&dryRun=All"), Some(cm("d3")));
     assert_eq!(code, 201);

@@ -140,10 +140,12 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     } else {
         Vec::new()
     };
-    if matches!(info.verb.as_str(), "delete" | "deletecollection") {
-        if let Err(s) = t.query.validate_delete() {
-            return rest.respond.send(session, ctx, s.into()).await;
-        }
+    let valid = t.query.validate_write(&info.verb).and_then(|()| match info.verb.as_str() {
+        "delete" | "deletecollection" => t.query.validate_delete(),
+        _ => Ok(()),
+    });
+    if let Err(s) = valid {
+        return rest.respond.send(session, ctx, s.into()).await;
     }
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;

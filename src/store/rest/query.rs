@@ -18,6 +18,8 @@ pub struct Options {
     /// (a negative value, as kube's timer fires at once).
     pub timeout_seconds: Option<u64>,
     pub dry_run: bool,
+    /// Every `dryRun` value, as kube's options hold the list (checked by `validate_write`).
+    pub dry_run_values: Vec<String>,
     pub field_manager: String,
     pub force: bool,
     pub include_object: Option<String>,
@@ -33,17 +35,11 @@ fn int(q: &Query, key: &str) -> Result<Option<i64>, Status> {
 impl Options {
     /// Decodes the options from the query the chain parsed, with kube's parameter codec rules:
     /// a scalar is its key's first value (the one RequestInfo and authorization read), a
-    /// boolean never fails to decode, `dryRun` is a list whose every value must be `All`.
+    /// boolean never fails to decode, `dryRun` is a list (see `validate_write`).
     /// Whether a list is a watch is RequestInfo's verb, never decided here again.
     pub fn decode(q: &Query) -> Result<Self, Status> {
         let text = |key: &str| q.first(key).unwrap_or_default().to_string();
-        let mut dry_run = false;
-        for v in q.all("dryRun") {
-            if v != "All" {
-                return Err(Status::bad_request(format!("Invalid dry run value: {v:?}; valid values are: All")));
-            }
-            dry_run = true;
-        }
+        let dry_run_values: Vec<String> = q.all("dryRun").map(str::to_string).collect();
         let timeout_seconds = match int(q, "timeoutSeconds")? {
             None | Some(0) => None,
             Some(n) => Some(u64::try_from(n).unwrap_or(0)),
@@ -58,12 +54,39 @@ impl Options {
             allow_watch_bookmarks: q.flag("allowWatchBookmarks"),
             send_initial_events: q.flag("sendInitialEvents"),
             timeout_seconds,
-            dry_run,
+            dry_run: !dry_run_values.is_empty(),
+            dry_run_values,
             field_manager: text("fieldManager"),
             force: q.flag("force"),
             include_object: q.first("includeObject").map(str::to_string),
             propagation_policy: text("propagationPolicy"),
         })
+    }
+
+    /// kube's validation of a write's options (`ValidateCreateOptions` and its siblings): every
+    /// `dryRun` value must be `All`, else a 422 on the verb's options kind.
+    pub fn validate_write(&self, verb: &str) -> Result<(), Status> {
+        let kind = match verb {
+            "create" => "CreateOptions",
+            "update" => "UpdateOptions",
+            "patch" => "PatchOptions",
+            "delete" | "deletecollection" => "DeleteOptions",
+            _ => return Ok(()),
+        };
+        if self.dry_run_values.iter().all(|v| v == "All") {
+            return Ok(());
+        }
+        let list: Vec<String> = self.dry_run_values.iter().map(|v| format!("{v:?}")).collect();
+        Err(Status::invalid(
+            "meta.k8s.io",
+            kind,
+            "",
+            vec![crate::api::status::StatusCause {
+                reason: "FieldValueNotSupported".into(),
+                message: format!("Unsupported value: []string{{{}}}: supported values: \"All\"", list.join(", ")),
+                field: "dryRun".into(),
+            }],
+        ))
     }
 
     /// kube's `ValidateDeleteOptions` of the propagation policy (a delete's 422).
@@ -113,7 +136,13 @@ mod tests {
             (q.label_selector.as_str(), q.limit, q.dry_run, q.timeout_seconds),
             ("app=x", Some(5), true, Some(3))
         );
-        assert_eq!(decode("dryRun=Some").unwrap_err().code, 400);
+        let s = decode("dryRun=Some").unwrap().validate_write("create").unwrap_err();
+        assert_eq!(s.code, 422);
+        assert_eq!(
+            s.message,
+            r#"CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Some"}: supported values: "All""#
+        );
+        assert!(decode("dryRun=Some").unwrap().validate_write("get").is_ok(), "reads take no dryRun");
         assert_eq!(parse_rv("12").unwrap(), Some(12));
         assert!(parse_rv("x").is_err());
     }
@@ -140,9 +169,12 @@ mod tests {
         assert_eq!(decode("fieldSelector=&fieldSelector=metadata.name%3Da").unwrap().field_selector, "");
         assert_eq!(decode("limit=&limit=5").unwrap_err().code, 400);
         // dryRun is a list: all values must be All
-        assert!(decode("dryRun=All&dryRun=All").unwrap().dry_run);
-        assert_eq!(decode("dryRun=All&dryRun=").unwrap_err().code, 400);
-        assert_eq!(decode("dryRun=&dryRun=All").unwrap_err().code, 400);
+        let ok = decode("dryRun=All&dryRun=All").unwrap();
+        assert!(ok.dry_run && ok.validate_write("patch").is_ok());
+        let s = decode("dryRun=All&dryRun=").unwrap().validate_write("update").unwrap_err();
+        assert_eq!((s.code, s.details.as_ref().unwrap().kind.as_str()), (422, "UpdateOptions"));
+        assert!(s.message.ends_with(r#"[]string{"All", ""}: supported values: "All""#), "{}", s.message);
+        assert_eq!(decode("dryRun=&dryRun=All").unwrap().validate_write("delete").unwrap_err().code, 422);
         // booleans as kube's codec: anything but 0/false is true; timeouts 0 = default, <0 = at once
         assert!(decode("force=garbage").unwrap().force);
         assert_eq!(decode("timeoutSeconds=0").unwrap().timeout_seconds, None);

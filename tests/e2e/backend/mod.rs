@@ -2,7 +2,7 @@
 //! requires a client certificate from a given CA, records every request's headers and the
 //! presented client CN, serves discovery for wardle.example.com/v1alpha1, streams a watch
 //! slowly (the second event only after `release()`), answers `/slow?delay=MS` late, trickles `/trickle?delay=MS&n=N` a chunk at a time, and
-//! echoes bytes after an upgrade (websocket or SPDY). Can be stopped and restarted on the same port.
+//! echoes bytes after an upgrade (websocket or SPDY), reads Content-Length and chunked request bodies. Can be stopped and restarted on the same port.
 #![allow(dead_code)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -214,11 +214,33 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             }
         }
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
-        let len: usize = get("content-length").parse().unwrap_or(0);
-        let mut body = vec![0; len];
-        if io.read_exact(&mut body).await.is_err() {
-            return;
-        }
+        let body = if get("transfer-encoding").eq_ignore_ascii_case("chunked") {
+            // a chunked body, so that what follows it is read as the next request
+            let mut body = Vec::new();
+            loop {
+                let mut size = String::new();
+                if io.read_line(&mut size).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let Ok(n) = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16) else { return };
+                let mut chunk = vec![0; n + 2];
+                if io.read_exact(&mut chunk).await.is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body
+        } else {
+            let len: usize = get("content-length").parse().unwrap_or(0);
+            let mut body = vec![0; len];
+            if io.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            body
+        };
         let seen =
             Seen { method: method.clone(), target: target.clone(), headers: headers.clone(), client_cn: cn.clone() };
         st.seen.lock().unwrap().push(seen);

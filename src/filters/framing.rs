@@ -1,0 +1,44 @@
+//! Request framing as Go's net/http checks it before kube-apiserver sees a request: a
+//! `Content-Length` must be one decimal number (several headers only with the same number).
+//! A proxy and a backend that read a malformed length differently are how requests are
+//! smuggled, so such a request is refused, plain text as Go answers, and its connection closed.
+
+use super::Reply;
+use pingora::http::RequestHeader;
+
+/// Ok, or Go's 400 for a malformed `Content-Length`.
+pub fn check(req: &RequestHeader) -> Result<(), Reply> {
+    let mut length: Option<&[u8]> = None;
+    for v in req.headers.get_all(http::header::CONTENT_LENGTH) {
+        let v = v.as_bytes().trim_ascii();
+        let digits = !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+        if !digits || length.is_some_and(|l| l != v) {
+            return Err(Reply::text(400, "400 Bad Request"));
+        }
+        length = Some(v);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(lengths: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/api/v1/namespaces/a/configmaps", None).unwrap();
+        for l in lengths {
+            r.append_header("Content-Length", *l).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn one_decimal_length_only() {
+        for ok in [&[][..], &["0"], &["12"], &["12", "12"], &[" 7 "]] {
+            assert!(check(&req(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in [&["5, 5"][..], &["5,5"], &["+5"], &["-1"], &["0x10"], &[""], &["5", "6"], &["1e3"]] {
+            assert_eq!(check(&req(bad)).unwrap_err().code, 400, "{bad:?}");
+        }
+    }
+}
