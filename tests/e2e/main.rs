@@ -17,6 +17,7 @@ mod deploy;
 mod handshake;
 mod inflight;
 mod policy_check;
+mod prometheus;
 mod query_once;
 mod rbac_writes;
 mod spine;

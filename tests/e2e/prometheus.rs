@@ -1,0 +1,84 @@
+//! Metrics really scraped: Debian's Prometheus, configured from deploy/prometheus/prometheus.yml
+//! (which `promtool check config` accepts), scrapes frontdoor's --metrics-bind-address listener,
+//! and kube's `apiserver_request_total` comes back through Prometheus's query API.
+
+use crate::common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/prometheus.yml");
+
+fn need(tool: &str) -> String {
+    let path = format!("/usr/bin/{tool}");
+    assert!(std::path::Path::new(&path).exists(), "{tool} is missing: .ci/setup installs Debian's prometheus");
+    path
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn promtool_accepts_the_shipped_config() {
+    let o = Command::new(need("promtool")).args(["check", "config", SHIPPED]).output().unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn prometheus_scrapes_apiserver_request_total() {
+    let metrics_port = free_port();
+    let fd = Frontdoor::start(&["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")]);
+    // some traffic to count
+    let admin = fd.admin_client();
+    for _ in 0..5 {
+        assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+    }
+
+    // the shipped config, pointed at this frontdoor and scraping every second
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(SHIPPED)
+        .unwrap()
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}"))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    let config_file = dir.path().join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let web_port = free_port();
+    let _prometheus = Killed(
+        Command::new(need("prometheus"))
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let query = format!(
+        "http://127.0.0.1:{web_port}/api/v1/query?query=sum(apiserver_request_total%7Bjob%3D%22frontdoor%22%2Cresource%3D%22configmaps%22%2Cverb%3D%22LIST%22%7D)"
+    );
+    let mut last = String::new();
+    let mut found = 0.0;
+    wait_until("Prometheus to scrape frontdoor", Duration::from_secs(60), || {
+        let Ok(r) = http.get(&query).send() else { return false };
+        last = r.text().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+        found = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        found >= 5.0
+    });
+    assert!(found >= 5.0, "{last}");
+    // the target is up, as Prometheus sees it
+    let up: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{web_port}/api/v1/query?query=up%7Bjob%3D%22frontdoor%22%7D"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+}
