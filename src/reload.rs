@@ -39,9 +39,23 @@ fn hash_path(p: &Path, h: &mut DefaultHasher) {
 
 /// Records a reload attempt's result in the log and metrics.
 pub fn report(policy: &str, result: &anyhow::Result<()>) {
+    report_at(policy, result, tracing::Level::INFO);
+}
+
+/// `report` for a policy the store feeds (every RBAC or APIService write reloads it): a
+/// success is a debug line, a failure as loud as a file's.
+pub fn report_store(policy: &str, result: &anyhow::Result<()>) {
+    report_at(policy, result, tracing::Level::DEBUG);
+}
+
+fn report_at(policy: &str, result: &anyhow::Result<()>, success: tracing::Level) {
     match result {
         Ok(()) => {
-            tracing::info!(policy, "reloaded");
+            if success == tracing::Level::INFO {
+                tracing::info!(policy, "reloaded");
+            } else {
+                tracing::debug!(policy, "reloaded");
+            }
             crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&[policy, "success"]).inc();
         }
         Err(e) => {

@@ -390,7 +390,7 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
             "rbac.authorization.k8s.io",
             resource,
             Box::new(move |objects| {
-                crate::reload::report("rbac-store", &authz.set_dynamic_rbac_resource(resource, objects));
+                crate::reload::report_store("rbac-store", &authz.set_dynamic_rbac_resource(resource, objects));
             }),
         );
     }
@@ -399,7 +399,7 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     store.on_change(
         "apiregistration.k8s.io",
         "apiservices",
-        Box::new(move |objects| crate::reload::report("apiservices-store", &r.set_dynamic_apiservices(objects))),
+        Box::new(move |objects| crate::reload::report_store("apiservices-store", &r.set_dynamic_apiservices(objects))),
     );
     if sa_lookup && store.def("", "serviceaccounts").is_some() {
         let weak = Arc::downgrade(store);
@@ -471,6 +471,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!(address = %listen, "serving");
     println!("frontdoor serving on https://{}", gw.local.address);
+    let served = gw.local.served();
+    let width = served.iter().map(|(gv, _)| gv.len()).max().unwrap_or(0);
+    for (gv, what) in &served {
+        println!("  {gv:width$}  {what}");
+    }
     if let Some(k) = &kubeconfig {
         let abs = std::fs::canonicalize(k).unwrap_or_else(|_| k.clone());
         println!("kubeconfig: {}", abs.display());

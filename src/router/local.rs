@@ -39,6 +39,24 @@ impl Local {
         r
     }
 
+    /// What is served where, as the startup banner prints it: each group/version frontdoor
+    /// serves itself with its resources, then each aggregated backend.
+    pub fn served(&self) -> Vec<(String, String)> {
+        let gv = |g: &str, v: &str| if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+        let mut local: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in self.resources().into_iter().filter(|r| !r.name.contains('/')) {
+            local.entry(gv(&r.group, &r.version)).or_default().push(r.name);
+        }
+        let mut rows: Vec<(String, String)> =
+            local.into_iter().map(|(k, names)| (k, format!("local: {}", names.join(", ")))).collect();
+        for b in self.router.table().services.iter() {
+            if let Some(svc) = &b.spec.service {
+                rows.push((gv(&b.spec.group, &b.spec.version), format!("backend: {}", svc.key())));
+            }
+        }
+        rows
+    }
+
     pub async fn serve(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
         if let Some(r) = crate::authn::review::serve(&self.authn, &self.respond, session, ctx).await {
             return r;

@@ -174,7 +174,14 @@ impl RbacAuthorizer {
 
     fn swap(&self, src: &Sources) {
         let policy = Policy::compile(merged(&self.bootstrap, src));
-        log_counts(&policy, "RBAC policy compiled");
+        // every stored RBAC write recompiles (startup writes the bootstrap objects one by one):
+        // the log says so only when the policy's size changes
+        if policy.counts != self.policy.load().counts {
+            log_counts(&policy, "RBAC policy compiled");
+        } else {
+            let [roles, cluster_roles, role_bindings, cluster_role_bindings] = policy.counts;
+            tracing::debug!(roles, cluster_roles, role_bindings, cluster_role_bindings, "RBAC policy compiled");
+        }
         self.policy.store(Arc::new(policy));
     }
 
