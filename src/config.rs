@@ -129,6 +129,8 @@ pub struct ServeArgs {
     pub worker_threads: usize,
 
     #[command(flatten)]
+    pub logging: crate::logging::LoggingArgs,
+    #[command(flatten)]
     pub authn: crate::authn::AuthnArgs,
     #[command(flatten)]
     pub authz: crate::authz::AuthzArgs,

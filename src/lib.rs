@@ -14,6 +14,7 @@ pub mod flowcontrol;
 pub mod http_client;
 pub mod impersonation;
 pub mod kubeconfig;
+pub mod logging;
 pub mod metrics;
 pub mod policy_check;
 pub mod reload;

@@ -23,13 +23,12 @@ fn main() {
         }
     };
     // the one-shot commands print their answer; only the server logs its progress
-    let default_log = if matches!(cli.command, Command::Serve(_)) { "info,pingora=warn" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRONTDOOR_LOG").unwrap_or_else(|_| default_log.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match &cli.command {
+        Command::Serve(args) => {
+            frontdoor::logging::init(&args.logging, frontdoor::logging::filter_for(args.logging.verbosity))
+        }
+        _ => frontdoor::logging::init(&Default::default(), "warn"),
+    }
     let result = match cli.command {
         Command::Serve(args) => frontdoor::server::run(*args),
         Command::Certs { command: CertsCommand::Init(args) } => frontdoor::certs::init(&args).and_then(|_| {

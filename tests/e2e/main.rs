@@ -16,6 +16,7 @@ mod clients;
 mod deploy;
 mod handshake;
 mod inflight;
+mod logging;
 mod policy_check;
 mod prometheus;
 mod query_once;

@@ -50,6 +50,11 @@ impl Frontdoor {
 
     /// Like `start`, but in a directory the test prepared (e.g. with policy files).
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Frontdoor {
+        Self::start_logging(dir, args, Some("info"))
+    }
+
+    /// Like `start_in`, with `FRONTDOOR_LOG` set to `log` (None: the flags decide the log).
+    pub fn start_logging(dir: tempfile::TempDir, args: &[&str], log: Option<&str>) -> Frontdoor {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
         cmd.arg("serve")
@@ -62,9 +67,12 @@ impl Frontdoor {
             .arg("--policy-dir")
             .arg(dir.path().join("policies"))
             .args(args)
-            .env("FRONTDOOR_LOG", "info")
+            .env_remove("FRONTDOOR_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(log) = log {
+            cmd.env("FRONTDOOR_LOG", log);
+        }
         let mut child = cmd.spawn().expect("start frontdoor");
         let logs = Arc::new(Mutex::new(String::new()));
         for stream in [

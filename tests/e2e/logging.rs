@@ -1,0 +1,46 @@
+//! The process log as kube-apiserver's flags shape it: `--logging-format json` writes one JSON
+//! object per line, `-v 3` adds one line per request, and no line carries a credential.
+
+use crate::common::*;
+use std::time::Duration;
+
+#[test]
+fn json_log_with_a_line_per_request_and_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("tokens.csv"), "s3cret-token-value,alice,u1,system:masters\n").unwrap();
+    let fd = Frontdoor::start_logging(dir, &["--logging-format", "json", "-v", "3"], None);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("Authorization", "Bearer s3cret-token-value".parse().unwrap());
+    let alice = client_builder(&fd.certs()).default_headers(headers).build().unwrap();
+    let r = alice.get(fd.url("/api/v1/namespaces/default/configmaps?limit=7")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let audit_id = r.headers()["Audit-Id"].to_str().unwrap().to_string();
+    wait_until("the request's log line", Duration::from_secs(10), || fd.logs().contains(&audit_id));
+    let logs = fd.logs();
+    let mut request_line = None;
+    for line in logs.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{line}");
+        if v["audit_id"] == audit_id.as_str() {
+            request_line = Some(v);
+        }
+    }
+    let v = request_line.unwrap_or_else(|| panic!("no request line:\n{logs}"));
+    assert_eq!(v["message"], "request");
+    assert_eq!((v["verb"].as_str(), v["user"].as_str(), v["code"].as_u64()), (Some("LIST"), Some("alice"), Some(200)));
+    assert_eq!(v["uri"], "/api/v1/namespaces/default/configmaps?limit=7");
+    assert!(!logs.contains("s3cret-token-value"), "a token reached the log:\n{logs}");
+    // every line the server wrote is JSON (the banner goes to stdout, which is not the log)
+    assert!(logs.lines().filter(|l| l.contains("\"level\"")).count() > 1, "{logs}");
+}
+
+#[test]
+fn default_verbosity_logs_no_request_lines() {
+    let fd = Frontdoor::start_logging(tempfile::tempdir().unwrap(), &[], None);
+    let r = fd.admin_client().get(fd.url("/version")).send().unwrap();
+    let audit_id = r.headers()["Audit-Id"].to_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!fd.logs().contains(&audit_id), "{}", fd.logs());
+}
