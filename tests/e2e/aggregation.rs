@@ -559,3 +559,35 @@ fn kubectl_apply_of_an_apiservice_routes_its_group() {
     wait_until("the deleted group gone from api-versions", Duration::from_secs(20), || !versions().contains(GROUP));
     assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 404);
 }
+
+/// The proxy client cert reloads without a restart: a rotated `front-proxy-client` pair is what
+/// new upstream connections present.
+#[test]
+fn rotated_proxy_client_cert_is_presented_without_restart() {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200);
+    assert_eq!(s.be.last(FLUNDERS).unwrap().client_cn, "front-proxy-client");
+
+    let certs = s.fd.certs();
+    let ca_pem = std::fs::read_to_string(certs.join("front-proxy-ca.crt")).unwrap();
+    let ca_key = KeyPair::from_pem(&std::fs::read_to_string(certs.join("front-proxy-ca.key")).unwrap()).unwrap();
+    let ca = CertificateParams::from_ca_cert_pem(&ca_pem).unwrap().self_signed(&ca_key).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "front-proxy-client-rotated");
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca, &ca_key).unwrap();
+    // key first, then cert, each write-then-rename, as cert-manager and kubelet do
+    for (name, text) in [("front-proxy-client.key", key.serialize_pem()), ("front-proxy-client.crt", cert.pem())] {
+        let tmp = certs.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, certs.join(name)).unwrap();
+    }
+    wait_until("the rotated proxy client cert on the backend", Duration::from_secs(30), || {
+        get_code(&admin, &s.fd.url(FLUNDERS)) == 200
+            && s.be.last(FLUNDERS).is_some_and(|seen| seen.client_cn == "front-proxy-client-rotated")
+    });
+    assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());
+}
