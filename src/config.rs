@@ -128,6 +128,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
 
+    /// Enable profiling via web interface host:port/debug/pprof/.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub profiling: bool,
+
     #[command(flatten)]
     pub logging: crate::logging::LoggingArgs,
     #[command(flatten)]

@@ -357,6 +357,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         authz: authz.clone(),
         router: router.clone(),
         address,
+        profiling: args.profiling,
     };
     let gw = Arc::new(Gateway {
         args: Arc::new(args),

@@ -27,6 +27,8 @@ pub struct Local {
     pub router: Router,
     /// Where the secure port is served, as clients should address it.
     pub address: String,
+    /// `/debug/pprof/` is served (kube's `--profiling`).
+    pub profiling: bool,
 }
 
 impl Local {
@@ -71,7 +73,15 @@ impl Local {
             }
             return self.respond.send(session, ctx, Status::path_not_found().into()).await;
         }
-        let reply = self.non_resource(session, ctx);
+        let reply = match info.path.as_str() {
+            "/debug/pprof/profile" if self.profiling && info.verb == "get" => {
+                crate::endpoints::pprof::profile(&ctx.query).await
+            }
+            "/debug/pprof" | "/debug/pprof/" if self.profiling && info.verb == "get" => {
+                crate::endpoints::pprof::index()
+            }
+            _ => self.non_resource(session, ctx),
+        };
         self.respond.send(session, ctx, reply).await
     }
 

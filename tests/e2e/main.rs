@@ -18,6 +18,7 @@ mod handshake;
 mod inflight;
 mod logging;
 mod policy_check;
+mod pprof;
 mod prometheus;
 mod query_once;
 mod rbac_writes;
