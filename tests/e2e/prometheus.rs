@@ -82,3 +82,73 @@ fn prometheus_scrapes_apiserver_request_total() {
         .unwrap();
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }
+
+/// The Grafana dashboard in deploy/grafana: every panel's query evaluates in a Prometheus that
+/// scrapes frontdoor, and the panels for what every frontdoor has (requests, latency, in-flight,
+/// authentication, authorization, reloads, stored objects) have data.
+#[test]
+fn grafana_panels_evaluate_against_scraped_metrics() {
+    let metrics_port = free_port();
+    let fd = Frontdoor::start(&["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")]);
+    let admin = fd.admin_client();
+    for _ in 0..5 {
+        assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(SHIPPED)
+        .unwrap()
+        .replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}"))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    let web_port = free_port();
+    let _prometheus = Killed(
+        Command::new(need("prometheus"))
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let query = |expr: &str| -> serde_json::Value {
+        let url =
+            reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{web_port}/api/v1/query"), &[("query", expr)])
+                .unwrap();
+        http.get(url).send().and_then(|r| r.json()).unwrap_or_default()
+    };
+    // two scrapes, so rates have two points
+    wait_until("two scrapes of frontdoor", Duration::from_secs(60), || {
+        query("count_over_time(up{job=\"frontdoor\"}[1m])")["data"]["result"][0]["value"][1]
+            .as_str()
+            .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
+    });
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/frontdoor.json")).unwrap(),
+    )
+    .unwrap();
+    let must_have_data = [
+        "Requests by verb and code",
+        "Request latency p50 / p99 by verb",
+        "In-flight requests",
+        "Authentication attempts by result",
+        "Authorization decisions by result",
+        "Policy reloads by policy and result",
+        "Stored objects by resource",
+    ];
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 12, "{} panels", panels.len());
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap();
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let r = query(expr);
+            assert_eq!(r["status"], "success", "{title}: {expr}: {r}");
+            if must_have_data.contains(&title) {
+                assert!(!r["data"]["result"].as_array().unwrap().is_empty(), "{title}: {expr} has no data: {r}");
+            }
+        }
+    }
+}
