@@ -555,3 +555,31 @@ fn kubectl_create_token() {
     assert_eq!((sub["group"].as_str(), sub["kind"].as_str()), (Some("authentication.k8s.io"), Some("TokenRequest")));
     assert_eq!(sub["verbs"], serde_json::json!(["create"]));
 }
+
+/// The request-header CA reloads without a restart: once front-proxy-ca.crt is replaced, a front
+/// proxy with a cert from the new CA is believed, and one from the old CA no longer is.
+#[test]
+fn rotated_requestheader_ca_takes_effect_without_restart() {
+    let fd = Frontdoor::start(&[]);
+    let new_ca = TestPki::new("front-proxy-ca-2");
+    let (cert, key) = new_ca.leaf("front-proxy-client", &[], true);
+    let id = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
+    let new_proxy = client_builder(&fd.certs()).identity(id).build().unwrap();
+    let old_proxy = fd.client_with_cert("front-proxy-client");
+    let as_carol = [("X-Remote-User", "carol")];
+    assert_eq!(whoami(&fd, &old_proxy, &as_carol).1["status"]["userInfo"]["username"], "carol");
+    assert!(new_proxy.get(fd.url("/version")).send().is_err(), "the new CA is not trusted yet");
+
+    let ca_file = fd.certs().join("front-proxy-ca.crt");
+    let tmp = fd.certs().join(".front-proxy-ca.crt.tmp");
+    std::fs::write(&tmp, &new_ca.ca_pem).unwrap();
+    std::fs::rename(&tmp, &ca_file).unwrap();
+    wait_until("the new request-header CA", Duration::from_secs(20), || {
+        new_proxy.get(fd.url("/version")).send().is_ok()
+    });
+    let (code, v) = whoami(&fd, &new_proxy, &as_carol);
+    assert_eq!((code, v["status"]["userInfo"]["username"].as_str()), (201, Some("carol")), "{v}");
+    // a new connection (an established one keeps its verified peer, as in kube)
+    let old_proxy = fd.client_with_cert("front-proxy-client");
+    assert!(old_proxy.get(fd.url("/version")).send().is_err(), "the old CA is no longer trusted");
+}
