@@ -46,6 +46,8 @@ pub struct RequestContext {
     pub drain: Option<crate::filters::shutdown::DrainGuard>,
     /// The response went on in its own task (`filters::detach`), which logs it when it ends.
     pub detached: bool,
+    /// When each stage of the chain finished, for the slow-request trace (`filters::trace`).
+    pub steps: crate::filters::trace::Steps,
 }
 
 impl RequestContext {

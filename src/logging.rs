@@ -19,11 +19,19 @@ pub struct LoggingArgs {
     /// Number for the log level verbosity (klog's): 3 and above log every request.
     #[arg(short = 'v', long = "v", default_value_t = 0, value_name = "LEVEL")]
     pub verbosity: u8,
+    /// frontdoor: a request that takes longer is logged with the time each stage took, in
+    /// kube's `Trace[id]: ...` form (kube's LogIfLong). 0: never.
+    #[arg(long, default_value = "500ms", value_parser = crate::api::duration::parse_duration)]
+    pub request_trace_threshold: std::time::Duration,
 }
 
 impl Default for LoggingArgs {
     fn default() -> Self {
-        LoggingArgs { logging_format: Format::Text, verbosity: 0 }
+        LoggingArgs {
+            logging_format: Format::Text,
+            verbosity: 0,
+            request_trace_threshold: std::time::Duration::from_millis(500),
+        }
     }
 }
 

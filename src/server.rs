@@ -29,6 +29,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The chain: every stage, built once at startup from its own flag group, and the one place
 /// that knows them all. Policies inside the stages are swapped atomically on reload; a
@@ -86,9 +87,11 @@ impl Gateway {
             return self.reject(session, ctx, Reply::empty(204)).await;
         }
         let authenticated = self.authn.authenticate(session.req_header_mut(), ctx).await;
+        ctx.steps.authenticated = Some(Instant::now());
         if let Err(reply) = self.audit.request_received(session.req_header(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
+        ctx.steps.audited = Some(Instant::now());
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
@@ -98,10 +101,13 @@ impl Gateway {
         if let Err(reply) = self.flowcontrol.admit(ctx) {
             return self.reject(session, ctx, reply).await;
         }
+        ctx.steps.admitted = Some(Instant::now());
         if let Err(status) = self.authz.authorize(ctx).await {
             return self.reject(session, ctx, status.into()).await;
         }
+        ctx.steps.authorized = Some(Instant::now());
         ctx.route = self.router.route(&ctx.request_info);
+        ctx.steps.routed = Some(Instant::now());
         if matches!(ctx.route, Route::Backend(_)) {
             return Ok(false);
         }
@@ -339,7 +345,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let router = Router::new(&args.proxy)?;
     let impersonation = Impersonation::new(Arc::new(authz.clone()));
     let respond = Responder::new(cors.clone(), audit.clone());
-    let log = Arc::new(RequestLog::new(audit.clone()));
+    let log = Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold));
     let drain = Arc::new(Drain::default());
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
     let local = Local {

@@ -11,5 +11,6 @@ pub mod request_received;
 pub mod response;
 pub mod shutdown;
 pub mod timeout;
+pub mod trace;
 
 pub use response::Reply;

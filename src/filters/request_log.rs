@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 pub struct RequestLog {
     audit: Arc<Audit>,
+    /// Requests slower than this are traced (`filters::trace`); zero: never.
+    trace_threshold: std::time::Duration,
 }
 
 impl RequestLog {
-    pub fn new(audit: Arc<Audit>) -> Self {
-        RequestLog { audit }
+    pub fn new(audit: Arc<Audit>, trace_threshold: std::time::Duration) -> Self {
+        RequestLog { audit, trace_threshold }
     }
 
     /// Records a finished request.
@@ -40,6 +42,11 @@ impl RequestLog {
             seconds,
             long_running: info.is_long_running(),
         });
+        if let Some(trace) =
+            super::trace::lines(ctx, &verb, std::time::Duration::from_secs_f64(seconds), self.trace_threshold)
+        {
+            tracing::info!("{trace}");
+        }
         // the seat is free once the response is written (kube's max-in-flight sits inside audit)
         ctx.inflight = None;
         self.audit.response_complete(ctx, code, false).await;

@@ -591,3 +591,27 @@ fn rotated_proxy_client_cert_is_presented_without_restart() {
     });
     assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());
 }
+
+/// A request slower than --request-trace-threshold is logged with kube's trace: its attributes,
+/// total time and the chain's steps.
+#[test]
+fn slow_requests_are_traced() {
+    let s = setup(&["--request-trace-threshold", "300ms"]);
+    let admin = s.fd.admin_client();
+    assert_eq!(get_code(&admin, &s.fd.url(FLUNDERS)), 200);
+    let r = admin.get(s.fd.url(&format!("{FLUNDERS}/slow?delay=600"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let audit_id = r.headers()["audit-id"].to_str().unwrap().to_string();
+    wait_until("the trace", Duration::from_secs(10), || s.fd.logs().contains(&format!("audit-id:{audit_id}")));
+    let logs = s.fd.logs();
+    let trace: Vec<&str> = logs.lines().skip_while(|l| !l.contains(&format!("audit-id:{audit_id}"))).take(8).collect();
+    let head = trace[0];
+    assert!(head.contains("\"Get\"") && head.contains("resource:flunders") && head.contains("(total time: "), "{head}");
+    assert!(trace.iter().any(|l| l.contains("---\"Authorized\"")), "{trace:?}");
+    assert!(trace.iter().any(|l| l.contains("END")), "{trace:?}");
+    // a quick request is not traced
+    let quick = admin.get(s.fd.url(FLUNDERS)).send().unwrap();
+    let quick_id = quick.headers()["audit-id"].to_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.fd.logs().contains(&format!("audit-id:{quick_id}")));
+}
