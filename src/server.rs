@@ -89,7 +89,7 @@ impl Gateway {
         if let Err(reply) = self.impersonation.impersonate(session.req_header_mut(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(reply) = self.flowcontrol.admit(ctx) {
+        if let Err(reply) = self.flowcontrol.admit(ctx).await {
             return self.reject(session, ctx, reply).await;
         }
         if let Err(status) = self.authz.authorize(ctx).await {
@@ -199,6 +199,8 @@ impl ProxyHttp for Frontdoor {
         ctx.response_code = upstream_response.status.as_u16();
         crate::audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
+            // a proxied watch holds its priority & fairness seats until its response starts
+            ctx.inflight = None;
             self.0.audit.response_started(ctx, ctx.response_code).await;
         }
         Ok(())
@@ -336,6 +338,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let log = Arc::new(RequestLog::new(audit.clone()));
     let drain = Arc::new(Drain::default());
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
+    flowcontrol.set_object_count(object_count(&store));
     let local = Local {
         respond: respond.clone(),
         rest: Rest {
@@ -349,6 +352,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         authn: authn.clone(),
         authz: authz.clone(),
         router: router.clone(),
+        flowcontrol: flowcontrol.clone(),
         address,
     };
     let gw = Arc::new(Gateway {
@@ -404,6 +408,17 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     }
     let r = router.clone();
     store.set_status_provider("apiregistration.k8s.io", "apiservices", Box::new(move |name| r.apiservice_status(name)));
+}
+
+/// The stored objects of a resource served here, from `apiserver_storage_objects` (what
+/// kube's work estimator reads); None for resources the store does not serve.
+fn object_count(store: &Arc<Store>) -> Box<crate::flowcontrol::apf::width::ObjectCount> {
+    let weak = Arc::downgrade(store);
+    Box::new(move |group, resource| {
+        weak.upgrade()?.def(group, resource)?;
+        let qualified = crate::api::status::qualified_resource(group, resource);
+        Some(crate::store::metrics::OBJECTS.with_label_values(&[&qualified]).get().max(0) as u64)
+    })
 }
 
 /// Runs the gateway until shutdown.
