@@ -11,6 +11,7 @@ mod authn;
 mod authz;
 mod clients;
 mod deploy;
+mod flowcontrol;
 mod inflight;
 mod query_once;
 mod spine;
