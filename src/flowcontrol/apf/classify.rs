@@ -28,7 +28,7 @@ fn rule_matches(r: &PolicyRulesWithSubjects, user: &UserInfo, info: &RequestInfo
 fn subject_matches(s: &Subject, user: &UserInfo) -> bool {
     match s.kind.as_str() {
         "User" => s.user.as_ref().is_some_and(|u| u.name == ALL || u.name == user.username),
-        "Group" => s.group.as_ref().is_some_and(|g| g.name == ALL || user.groups.iter().any(|ug| *ug == g.name)),
+        "Group" => s.group.as_ref().is_some_and(|g| g.name == ALL || user.groups.contains(&g.name)),
         "ServiceAccount" => s.service_account.as_ref().is_some_and(|sa| {
             let Some(rest) = user.username.strip_prefix("system:serviceaccount:") else { return false };
             let Some((ns, name)) = rest.split_once(':') else { return false };
