@@ -338,7 +338,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let log = Arc::new(RequestLog::new(audit.clone()));
     let drain = Arc::new(Drain::default());
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
-    flowcontrol.set_object_count(object_count(&store));
+    connect_flowcontrol(&store, &flowcontrol);
     let local = Local {
         respond: respond.clone(),
         rest: Rest {
@@ -410,15 +410,27 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     store.set_status_provider("apiregistration.k8s.io", "apiservices", Box::new(move |name| r.apiservice_status(name)));
 }
 
-/// The stored objects of a resource served here, from `apiserver_storage_objects` (what
-/// kube's work estimator reads); None for resources the store does not serve.
-fn object_count(store: &Arc<Store>) -> Box<crate::flowcontrol::apf::width::ObjectCount> {
+/// Gives flow control the store's object counts (from `apiserver_storage_objects`, what kube's
+/// work estimator reads; None for resources the store does not serve) and, when the store
+/// serves them (--resources-file), its FlowSchemas and PriorityLevelConfigurations.
+fn connect_flowcontrol(store: &Arc<Store>, flowcontrol: &FlowControl) {
     let weak = Arc::downgrade(store);
-    Box::new(move |group, resource| {
+    flowcontrol.set_object_count(Box::new(move |group, resource| {
         weak.upgrade()?.def(group, resource)?;
         let qualified = crate::api::status::qualified_resource(group, resource);
         Some(crate::store::metrics::OBJECTS.with_label_values(&[&qualified]).get().max(0) as u64)
-    })
+    }));
+    for resource in ["flowschemas", "prioritylevelconfigurations"] {
+        if store.def("flowcontrol.apiserver.k8s.io", resource).is_none() {
+            continue;
+        }
+        let fc = flowcontrol.clone();
+        store.on_change(
+            "flowcontrol.apiserver.k8s.io",
+            resource,
+            Box::new(move |objects| crate::reload::report("flowcontrol-store", &fc.set_stored(resource, objects))),
+        );
+    }
 }
 
 /// Runs the gateway until shutdown.

@@ -65,7 +65,15 @@ impl FlowControl {
             return Ok(FlowControl { mode: Arc::new(Mode::MaxInFlight(mif)) });
         }
         // kube: the two limits summed are the server's seats for APF
-        let seats = (a.max_requests_inflight + a.max_mutating_requests_inflight).max(1) as u32;
+        let seats = a.max_requests_inflight + a.max_mutating_requests_inflight;
+        if seats == 0 {
+            anyhow::bail!(
+                "invalid configuration: MaxRequestsInFlight={} and MaxMutatingRequestsInFlight={}; they must add up to something positive",
+                a.max_requests_inflight,
+                a.max_mutating_requests_inflight
+            );
+        }
+        let seats = u32::try_from(seats).unwrap_or(u32::MAX);
         Lazy::force(&DROPPED_REQUESTS);
         Lazy::force(&REQUEST_TERMINATIONS);
         let apf = apf::Apf::new(seats, a.flowcontrol_config.clone())?;
@@ -81,6 +89,15 @@ impl FlowControl {
     pub fn set_object_count(&self, f: Box<apf::width::ObjectCount>) {
         if let Mode::Apf(apf) = &*self.mode {
             apf.set_object_count(f);
+        }
+    }
+
+    /// The store's flowschemas or prioritylevelconfigurations changed (kubectl apply); they
+    /// join the files' objects. Without APF they are kept in the store and unused, as kube's.
+    pub fn set_stored(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        match &*self.mode {
+            Mode::Apf(apf) => apf.set_stored(resource, objects),
+            Mode::MaxInFlight(_) => Ok(()),
         }
     }
 
@@ -293,6 +310,16 @@ mod tests {
             })
             .collect();
         assert_eq!(held.len(), 50);
+        // priority & fairness needs seats to share (kube refuses to start without)
+        let args = crate::config::parse_args::<FlowControlArgs>(&[
+            "--max-mutating-requests-inflight",
+            "0",
+            "--max-requests-inflight",
+            "0",
+        ])
+        .unwrap();
+        let err = FlowControl::new(&args).err().expect("refused").to_string();
+        assert!(err.contains("they must add up to something positive"), "{err}");
     }
 
     #[tokio::test]

@@ -218,3 +218,32 @@ fn plain_max_in_flight_sends_no_pf_headers() {
     let r = fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_priority_levels")).send().unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[test]
+fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = dir.path().join("resources.yaml");
+    std::fs::write(
+        &resources,
+        "- {group: flowcontrol.apiserver.k8s.io, version: v1, resource: flowschemas, kind: FlowSchema, namespaced: false, subresources: [status]}\n\
+         - {group: flowcontrol.apiserver.k8s.io, version: v1, resource: prioritylevelconfigurations, kind: PriorityLevelConfiguration, namespaced: false, subresources: [status]}\n",
+    )
+    .unwrap();
+    let objects = dir.path().join("tiny.yaml");
+    let yaml = tiny_level(10).replace(&format!(", uid: {TINY_UID}"), "").replace(&format!(", uid: {ANON_UID}"), "");
+    std::fs::write(&objects, yaml).unwrap();
+    let r = resources.to_str().unwrap().to_string();
+    let o = objects.to_str().unwrap().to_string();
+    let fd = Frontdoor::start_in(dir, &["--resources-file", &r]);
+    fd.kubectl_ok(&["apply", "-f", &o]);
+    let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "tiny", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(!uid.trim().is_empty());
+    let anon = fd.anonymous_client();
+    wait_until("anonymous requests go to the applied level", Duration::from_secs(10), || {
+        pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 == uid.trim()
+    });
+    fd.kubectl_ok(&["delete", "flowschema", "anonymous"]);
+    wait_until("and leave it once its schema is deleted", Duration::from_secs(10), || {
+        pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 != uid.trim()
+    });
+}

@@ -279,7 +279,9 @@ impl Level {
         if timed_out {
             s.timed_out += 1;
         } else {
+            // the client left while queued: no wait ends to count it, so it is counted here
             s.cancelled += 1;
+            super::metrics::REJECTED.with_label_values(&[&self.name, schema, CANCELLED]).inc();
         }
         INQUEUE.with_label_values(&[&self.name, schema]).dec();
         true

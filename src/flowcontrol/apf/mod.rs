@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use level::{Admission, Level, Seat};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use types::{FlowSchema, Objects, PriorityLevelConfiguration};
 
@@ -62,16 +62,41 @@ pub struct Apf {
     server_seats: u32,
     paths: Vec<PathBuf>,
     config: ArcSwap<Config>,
+    /// The objects behind `config`: from the files, and from the store (kubectl apply) when
+    /// it serves flowcontrol.apiserver.k8s.io. One lock, so that compilations do not interleave.
+    sources: Mutex<Sources>,
     count: OnceLock<Box<width::ObjectCount>>,
+}
+
+#[derive(Default)]
+struct Sources {
+    files: Objects,
+    stored: Objects,
+}
+
+impl Sources {
+    /// File objects, then stored ones (which win on a name both define).
+    fn merged(&self) -> Objects {
+        let mut all = self.files.clone();
+        all.flow_schemas.extend(self.stored.flow_schemas.iter().cloned());
+        all.priority_levels.extend(self.stored.priority_levels.iter().cloned());
+        all
+    }
 }
 
 impl Apf {
     /// Builds the controller from kube's bootstrap objects and the files under `paths`.
     pub fn new(server_seats: u32, paths: Vec<PathBuf>) -> anyhow::Result<Arc<Apf>> {
         metrics::force();
-        let user = Objects::load(&paths)?;
-        let config = compile(server_seats, user, None)?;
-        let apf = Arc::new(Apf { server_seats, paths, config: ArcSwap::from_pointee(config), count: OnceLock::new() });
+        let files = Objects::load(&paths)?;
+        let config = compile(server_seats, files.clone(), None)?;
+        let apf = Arc::new(Apf {
+            server_seats,
+            paths,
+            config: ArcSwap::from_pointee(config),
+            sources: Mutex::new(Sources { files, stored: Objects::default() }),
+            count: OnceLock::new(),
+        });
         rebalance_every(Arc::downgrade(&apf));
         Ok(apf)
     }
@@ -82,9 +107,29 @@ impl Apf {
 
     /// Re-reads the files; on error the running configuration stays.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let user = Objects::load(&self.paths)?;
+        let files = Objects::load(&self.paths)?;
+        self.recompile(|s| s.files = files)
+    }
+
+    /// The store's `resource` objects (flowschemas or prioritylevelconfigurations) changed.
+    pub fn set_stored(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        let parsed = Objects::from_stored(resource, objects)?;
+        self.recompile(|s| match resource {
+            "flowschemas" => s.stored.flow_schemas = parsed.flow_schemas,
+            _ => s.stored.priority_levels = parsed.priority_levels,
+        })
+    }
+
+    /// Applies `change` to the sources and swaps in the compiled result; on error neither
+    /// the sources nor the running configuration change.
+    fn recompile(&self, change: impl FnOnce(&mut Sources)) -> anyhow::Result<()> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Sources { files: sources.files.clone(), stored: sources.stored.clone() };
+        change(&mut next);
         let old = self.config.load();
-        self.config.store(Arc::new(compile(self.server_seats, user, Some(&old))?));
+        let config = compile(self.server_seats, next.merged(), Some(&old))?;
+        self.config.store(Arc::new(config));
+        *sources = next;
         Ok(())
     }
 

@@ -220,6 +220,29 @@ impl Objects {
         Ok(())
     }
 
+    /// The store's objects of one resource (as the store keeps them: JSON).
+    pub fn from_stored(resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<Objects> {
+        let mut out = Objects::default();
+        for v in objects {
+            let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let origin = format!("stored {resource} {name:?}");
+            match resource {
+                "flowschemas" => {
+                    let fs: FlowSchema = serde_json::from_value(v).with_context(|| origin.clone())?;
+                    fs.validate().with_context(|| origin.clone())?;
+                    out.flow_schemas.push(fs);
+                }
+                "prioritylevelconfigurations" => {
+                    let pl: PriorityLevelConfiguration = serde_json::from_value(v).with_context(|| origin.clone())?;
+                    pl.validate().with_context(|| origin.clone())?;
+                    out.priority_levels.push(pl);
+                }
+                other => bail!("{other} is not a flowcontrol.apiserver.k8s.io resource"),
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads files, and every .yaml/.yml/.json file of directories (sorted by name).
     pub fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
