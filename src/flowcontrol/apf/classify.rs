@@ -43,15 +43,19 @@ fn has(list: &[String], v: &str) -> bool {
 }
 
 fn resource_matches(r: &ResourceRule, info: &RequestInfo) -> bool {
-    let resource = if info.subresource.is_empty() {
-        info.resource.clone()
-    } else {
-        format!("{}/{}", info.resource, info.subresource)
-    };
     has(&r.verbs, &info.verb)
         && has(&r.api_groups, &info.api_group)
-        && has(&r.resources, &resource)
+        && r.resources.iter().any(|x| x == ALL || names_resource(x, &info.resource, &info.subresource))
         && if info.namespace.is_empty() { r.cluster_scope } else { has(&r.namespaces, &info.namespace) }
+}
+
+/// Whether a rule's `resource` or `resource/subresource` names the request's (without
+/// building the joined name for every rule tried).
+fn names_resource(rule: &str, resource: &str, subresource: &str) -> bool {
+    if subresource.is_empty() {
+        return rule == resource;
+    }
+    rule.strip_prefix(resource).and_then(|r| r.strip_prefix('/')) == Some(subresource)
 }
 
 fn non_resource_matches(r: &NonResourceRule, info: &RequestInfo) -> bool {
@@ -91,5 +95,15 @@ mod tests {
         assert!(url_matches("/healthz/*", "/healthz"));
         assert!(url_matches("/healthz/*", "/healthz/etcd"));
         assert!(!url_matches("/healthz/*", "/healthzx"));
+    }
+
+    #[test]
+    fn resource_names_with_subresources() {
+        assert!(names_resource("pods", "pods", ""));
+        assert!(!names_resource("pods", "pods", "status"));
+        assert!(names_resource("pods/status", "pods", "status"));
+        assert!(!names_resource("pods/status", "pods", ""));
+        assert!(!names_resource("podsx/status", "pods", "status"));
+        assert!(!names_resource("pods/statusx", "pods", "status"));
     }
 }

@@ -6,32 +6,33 @@
 pub fn deal(mut hash: u64, deck: u32, hand: u32) -> Vec<usize> {
     let hand = hand.min(deck) as usize;
     let mut cards: Vec<usize> = Vec::with_capacity(hand);
+    let mut used: Vec<usize> = Vec::with_capacity(hand);
     for i in 0..hand {
         let remaining = deck as u64 - i as u64;
         let mut pick = (hash % remaining) as usize;
         hash /= remaining;
-        // the pick-th card among those not yet dealt
-        let mut sorted = cards.clone();
-        sorted.sort_unstable();
-        for c in sorted {
+        // the pick-th card among those not yet dealt; `used` stays sorted
+        for &c in &used {
             if pick >= c {
                 pick += 1;
             }
         }
         cards.push(pick);
+        let at = used.partition_point(|&c| c < pick);
+        used.insert(at, pick);
     }
     cards
 }
 
-/// The flow's hash: schema name and distinguisher (kube hashes the same pair).
+/// The flow's hash: schema name and distinguisher (kube hashes the same pair). SipHash with
+/// fixed keys: the same flow lands on the same queues across restarts and replicas.
 pub fn flow_hash(schema: &str, distinguisher: &str) -> u64 {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(schema.as_bytes());
-    h.update([0]);
-    h.update(distinguisher.as_bytes());
-    let d = h.finalize();
-    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6672_6f6e_7464_6f6f, 0x6170_662d_666c_6f77);
+    h.write(schema.as_bytes());
+    h.write_u8(0);
+    h.write(distinguisher.as_bytes());
+    h.finish()
 }
 
 #[cfg(test)]
