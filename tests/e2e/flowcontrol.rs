@@ -247,3 +247,31 @@ fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
         pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 != uid.trim()
     });
 }
+
+#[test]
+fn a_proxied_watch_gives_its_seat_back_when_its_response_starts() {
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("tiny.yaml");
+    std::fs::write(&file, tiny_level(1)).unwrap();
+    let s = crate::aggregation::setup(&[
+        "--flowcontrol-config",
+        file.to_str().unwrap(),
+        "--authorization-mode",
+        "AlwaysAllow",
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+    ]);
+    let anon = s.fd.anonymous_client();
+    // the backend holds the watch open after its first event
+    let watch = anon.get(s.fd.url(&format!("{}?watch=true", crate::aggregation::FLUNDERS))).send().unwrap();
+    assert_eq!(watch.status(), 200);
+    assert_eq!(pf_headers(&watch).1, TINY_UID, "proxied responses carry the headers");
+    // tiny's only seat is free again: a list goes through instead of timing out in the queue
+    let r = anon.get(s.fd.url(crate::aggregation::FLUNDERS)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()));
+    s.be.release();
+    drop(watch);
+}
