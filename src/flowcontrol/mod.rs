@@ -151,7 +151,7 @@ async fn admit_apf(apf: &apf::Apf, ctx: &mut RequestContext) -> Result<(), Reply
     let width = apf.width(&info, &ctx.query);
     let admission = decision.admit(width);
     let limit = apf::wait_limit(ctx.deadline);
-    match apf::wait(admission, limit, &schema.level.name, &schema.name).await {
+    match apf::wait(admission, limit, &schema.metrics).await {
         Ok(seat) => {
             ctx.inflight = Some(Permit::new(seat));
             Ok(())

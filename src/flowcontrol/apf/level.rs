@@ -6,7 +6,7 @@
 //! share the level's seats evenly by width, which is what kube's virtual-time fair queuing
 //! converges to, without the virtual clock. A request wider than the whole limit runs alone.
 
-use super::metrics::{DISPATCHED, EXECUTING, EXECUTING_SEATS, INQUEUE};
+use super::metrics::FlowMetrics;
 use super::shuffle;
 use super::types::Queuing;
 use std::collections::VecDeque;
@@ -66,7 +66,7 @@ struct Queue {
 struct Waiter {
     id: u64,
     seats: u32,
-    schema: Arc<str>,
+    flow: Arc<FlowMetrics>,
     tx: oneshot::Sender<Seat>,
 }
 
@@ -75,7 +75,7 @@ pub struct Seat {
     level: Arc<Level>,
     queue: Option<usize>,
     seats: u32,
-    schema: Arc<str>,
+    flow: Arc<FlowMetrics>,
 }
 
 impl std::fmt::Debug for Seat {
@@ -96,7 +96,7 @@ pub struct Ticket {
     level: Arc<Level>,
     queue: usize,
     id: u64,
-    schema: Arc<str>,
+    flow: Arc<FlowMetrics>,
     rx: oneshot::Receiver<Seat>,
     done: bool,
 }
@@ -161,13 +161,13 @@ impl Level {
     }
 
     /// Offers a request of `width` seats from flow `hash`.
-    pub fn admit(self: &Arc<Self>, schema: &Arc<str>, hash: u64, width: u32) -> Admission {
+    pub fn admit(self: &Arc<Self>, flow: &Arc<FlowMetrics>, hash: u64, width: u32) -> Admission {
         let width = width.max(1);
         let mut s = self.lock();
         let Some(queuing) = self.queuing else {
             s.executing += 1;
             s.dispatched += 1;
-            return Admission::Now(self.seat(&mut s, None, 0, schema));
+            return Admission::Now(self.seat(&mut s, None, 0, flow));
         };
         // the flow's queue: the shortest of its hand (it counts the seats its requests run on)
         let queue = queuing.map(|q| {
@@ -181,7 +181,7 @@ impl Level {
         });
         let fits = s.seats_in_use + width <= s.limit || s.seats_in_use == 0;
         if fits && s.waiting == 0 {
-            return Admission::Now(self.start(&mut s, queue, width, schema));
+            return Admission::Now(self.start(&mut s, queue, width, flow));
         }
         let (Some(q), Some(queue)) = (queuing, queue) else {
             s.rejected += 1;
@@ -194,19 +194,19 @@ impl Level {
         let (tx, rx) = oneshot::channel();
         let id = s.next_id;
         s.next_id += 1;
-        s.queues[queue].waiting.push_back(Waiter { id, seats: width, schema: schema.clone(), tx });
+        s.queues[queue].waiting.push_back(Waiter { id, seats: width, flow: flow.clone(), tx });
         s.waiting += 1;
         s.waiting_seats += width;
         s.peak_demand = s.peak_demand.max(s.seats_in_use + s.waiting_seats);
-        INQUEUE.with_label_values(&[&self.name, schema]).inc();
+        flow.inqueue().inc();
         let sends = self.dispatch(&mut s);
         drop(s);
         deliver(sends);
-        Admission::Queued(Ticket { level: self.clone(), queue, id, schema: schema.clone(), rx, done: false })
+        Admission::Queued(Ticket { level: self.clone(), queue, id, flow: flow.clone(), rx, done: false })
     }
 
     /// Accounts a request starting on `width` seats.
-    fn start(self: &Arc<Self>, s: &mut State, queue: Option<usize>, width: u32, schema: &Arc<str>) -> Seat {
+    fn start(self: &Arc<Self>, s: &mut State, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
         s.seats_in_use += width;
         s.executing += 1;
         s.dispatched += 1;
@@ -215,14 +215,14 @@ impl Level {
             s.queues[q].executing += 1;
         }
         s.peak_demand = s.peak_demand.max(s.seats_in_use + s.waiting_seats);
-        self.seat(s, queue, width, schema)
+        self.seat(s, queue, width, flow)
     }
 
-    fn seat(self: &Arc<Self>, _s: &mut State, queue: Option<usize>, width: u32, schema: &Arc<str>) -> Seat {
-        DISPATCHED.with_label_values(&[&self.name, schema]).inc();
-        EXECUTING.with_label_values(&[&self.name, schema]).inc();
-        EXECUTING_SEATS.with_label_values(&[&self.name, schema]).add(width as i64);
-        Seat { level: self.clone(), queue, seats: width, schema: schema.clone() }
+    fn seat(self: &Arc<Self>, _s: &mut State, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+        flow.dispatched().inc();
+        flow.executing().inc();
+        flow.executing_seats().add(width as i64);
+        Seat { level: self.clone(), queue, seats: width, flow: flow.clone() }
     }
 
     /// Starts queued requests while seats allow; the seats are delivered after the lock.
@@ -245,16 +245,16 @@ impl Level {
             s.waiting -= 1;
             s.waiting_seats -= w.seats;
             s.round_robin = (q + 1) % n;
-            INQUEUE.with_label_values(&[&self.name, &w.schema]).dec();
-            let seat = self.start(s, Some(q), w.seats, &w.schema);
+            w.flow.inqueue().dec();
+            let seat = self.start(s, Some(q), w.seats, &w.flow);
             sends.push((w.tx, seat));
         }
         sends
     }
 
-    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, schema: &str) {
-        EXECUTING.with_label_values(&[&self.name, schema]).dec();
-        EXECUTING_SEATS.with_label_values(&[&self.name, schema]).sub(width as i64);
+    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, flow: &FlowMetrics) {
+        flow.executing().dec();
+        flow.executing_seats().sub(width as i64);
         let sends = {
             let mut s = self.lock();
             s.executing -= 1;
@@ -269,7 +269,7 @@ impl Level {
     }
 
     /// Takes a waiter out of its queue; false when it was already dispatched.
-    fn withdraw(&self, queue: usize, id: u64, schema: &str, timed_out: bool) -> bool {
+    fn withdraw(&self, queue: usize, id: u64, flow: &FlowMetrics, timed_out: bool) -> bool {
         let mut s = self.lock();
         let Some(pos) = s.queues[queue].waiting.iter().position(|w| w.id == id) else { return false };
         let w = s.queues[queue].waiting.remove(pos).expect("present");
@@ -281,9 +281,9 @@ impl Level {
         } else {
             // the client left while queued: no wait ends to count it, so it is counted here
             s.cancelled += 1;
-            super::metrics::REJECTED.with_label_values(&[&self.name, schema, CANCELLED]).inc();
+            flow.rejected(CANCELLED);
         }
-        INQUEUE.with_label_values(&[&self.name, schema]).dec();
+        flow.inqueue().dec();
         true
     }
 
@@ -344,13 +344,13 @@ fn deliver(sends: Sends) {
 impl Drop for Seat {
     fn drop(&mut self) {
         if self.level.is_exempt() {
-            EXECUTING.with_label_values(&[&self.level.name, &self.schema]).dec();
+            self.flow.executing().dec();
             let mut s = self.level.lock();
             s.executing -= 1;
             return;
         }
         let level = self.level.clone();
-        level.release(self.queue, self.seats, &self.schema);
+        level.release(self.queue, self.seats, &self.flow);
     }
 }
 
@@ -368,7 +368,7 @@ impl Ticket {
             }
             Err(_) => {
                 self.done = true;
-                if self.level.withdraw(self.queue, self.id, &self.schema, true) {
+                if self.level.withdraw(self.queue, self.id, &self.flow, true) {
                     return Err(TIME_OUT);
                 }
                 // dispatched just now: the seat is in the channel
@@ -381,7 +381,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.done {
-            self.level.withdraw(self.queue, self.id, &self.schema, false);
+            self.level.withdraw(self.queue, self.id, &self.flow, false);
         }
     }
 }
@@ -404,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn queues_then_dispatches_on_release() {
         let l = level(4, 2, 2, 2);
-        let fs: Arc<str> = Arc::from("fs");
+        let fs = FlowMetrics::new("test", "fs");
         let Admission::Now(a) = l.admit(&fs, 1, 1) else { panic!("first runs") };
         let Admission::Now(_b) = l.admit(&fs, 1, 1) else { panic!("second runs") };
         let Admission::Queued(t) = l.admit(&fs, 1, 1) else { panic!("third waits") };
@@ -418,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn queue_full_time_out_and_cancel() {
         let l = level(1, 1, 1, 1);
-        let fs: Arc<str> = Arc::from("fs");
+        let fs = FlowMetrics::new("test", "fs");
         let Admission::Now(_a) = l.admit(&fs, 1, 1) else { panic!() };
         let Admission::Queued(t) = l.admit(&fs, 1, 1) else { panic!() };
         assert!(matches!(l.admit(&fs, 1, 1), Admission::Rejected(QUEUE_FULL)));
@@ -433,7 +433,7 @@ mod tests {
     fn reject_levels_refuse_at_the_limit_and_wide_requests_run_alone() {
         let l = Level::new("r", "u", Some(None));
         l.set_limits(Limits { nominal: 3, lower: 3, upper: 3 });
-        let fs: Arc<str> = Arc::from("fs");
+        let fs = FlowMetrics::new("test", "fs");
         let Admission::Now(wide) = l.admit(&fs, 0, 10) else { panic!("wider than the limit, alone") };
         assert!(matches!(l.admit(&fs, 0, 1), Admission::Rejected(CONCURRENCY_LIMIT)));
         drop(wide);
@@ -444,7 +444,7 @@ mod tests {
     async fn freed_seats_go_to_the_queue_with_the_fewest_executing() {
         // 2 queues, hand 1: flows land on fixed queues
         let l = level(2, 1, 100, 2);
-        let fs: Arc<str> = Arc::from("fs");
+        let fs = FlowMetrics::new("test", "fs");
         let (mut heavy, mut light) = (None, None);
         for h in 0..100u64 {
             let q = shuffle::deal(h, 2, 1)[0];

@@ -3,8 +3,10 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec, IntCounterVec, IntGaugeVec,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec,
 };
+use std::sync::{Arc, OnceLock};
 
 const PL: &str = "priority_level";
 const FS: &str = "flow_schema";
@@ -112,4 +114,62 @@ pub fn force() {
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
     Lazy::force(&CURRENT_LIMIT);
+}
+
+/// One flow schema's series at its level, resolved on first use and kept with the schema:
+/// a label lookup costs a hash and a lock, several times per request otherwise.
+pub struct FlowMetrics {
+    pub level: String,
+    pub schema: String,
+    dispatched: OnceLock<IntCounter>,
+    inqueue: OnceLock<IntGauge>,
+    executing: OnceLock<IntGauge>,
+    executing_seats: OnceLock<IntGauge>,
+    waited: [OnceLock<Histogram>; 2],
+}
+
+impl FlowMetrics {
+    pub fn new(level: &str, schema: &str) -> Arc<FlowMetrics> {
+        Arc::new(FlowMetrics {
+            level: level.to_string(),
+            schema: schema.to_string(),
+            dispatched: OnceLock::new(),
+            inqueue: OnceLock::new(),
+            executing: OnceLock::new(),
+            executing_seats: OnceLock::new(),
+            waited: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    fn labels(&self) -> [&str; 2] {
+        [&self.level, &self.schema]
+    }
+
+    pub fn dispatched(&self) -> &IntCounter {
+        self.dispatched.get_or_init(|| DISPATCHED.with_label_values(&self.labels()))
+    }
+
+    pub fn inqueue(&self) -> &IntGauge {
+        self.inqueue.get_or_init(|| INQUEUE.with_label_values(&self.labels()))
+    }
+
+    pub fn executing(&self) -> &IntGauge {
+        self.executing.get_or_init(|| EXECUTING.with_label_values(&self.labels()))
+    }
+
+    pub fn executing_seats(&self) -> &IntGauge {
+        self.executing_seats.get_or_init(|| EXECUTING_SEATS.with_label_values(&self.labels()))
+    }
+
+    /// The wait-duration histogram for requests that did (`execute="true"`) or did not run.
+    pub fn waited(&self, executed: bool) -> &Histogram {
+        let label = if executed { "true" } else { "false" };
+        self.waited[executed as usize]
+            .get_or_init(|| WAIT_DURATION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// A refusal (rare: looked up each time).
+    pub fn rejected(&self, reason: &str) {
+        REJECTED.with_label_values(&[&self.level, &self.schema, reason]).inc();
+    }
 }

@@ -40,6 +40,7 @@ pub struct Schema {
     pub name: Arc<str>,
     pub uid: String,
     pub level: Arc<Level>,
+    pub metrics: Arc<metrics::FlowMetrics>,
 }
 
 /// One configuration snapshot.
@@ -177,7 +178,7 @@ impl Decision<'_> {
     /// Offers the request to its level.
     pub fn admit(&self, width: u32) -> Admission {
         let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
-        self.schema.level.admit(&self.schema.name, hash, width)
+        self.schema.level.admit(&self.schema.metrics, hash, width)
     }
 }
 
@@ -187,17 +188,16 @@ pub fn wait_limit(deadline: Option<Duration>) -> Duration {
 }
 
 /// Waits for a queued request's seat; records the wait either way.
-pub async fn wait(admission: Admission, limit: Duration, level: &str, schema: &str) -> Result<Seat, &'static str> {
+pub async fn wait(admission: Admission, limit: Duration, flow: &metrics::FlowMetrics) -> Result<Seat, &'static str> {
     let start = Instant::now();
     let r = match admission {
         Admission::Now(seat) => Ok(seat),
         Admission::Rejected(reason) => Err(reason),
         Admission::Queued(ticket) => ticket.wait(limit).await,
     };
-    let execute = if r.is_ok() { "true" } else { "false" };
-    metrics::WAIT_DURATION.with_label_values(&[level, schema, execute]).observe(start.elapsed().as_secs_f64());
+    flow.waited(r.is_ok()).observe(start.elapsed().as_secs_f64());
     if let Err(reason) = r {
-        metrics::REJECTED.with_label_values(&[level, schema, reason]).inc();
+        flow.rejected(reason);
     }
     r
 }
@@ -277,7 +277,8 @@ fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<C
             continue;
         };
         let uid = uid_of(&fs.metadata, "FlowSchema");
-        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs });
+        let metrics = metrics::FlowMetrics::new(&level.name, &name);
+        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs, metrics });
     }
     schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
     Ok(Config { schemas, levels, limited: limited.into_iter().zip(bounds).collect() })
