@@ -9,11 +9,14 @@
 #   bench/apf_flood.sh [seconds per phase=8] [flood connections=48] [configmaps=300]
 # Bounded: two servers one after the other, three phases each, wrk with -d.
 #
-# Measured (release, loopback, 2 cores shared with other work; quiet GET p50 / p99):
-#   48 flood connections:  unloaded 89us / 4.0ms; flooded, APF 21.7ms / 164ms;
-#                          flooded, max-in-flight 105ms / 357ms
-#   96 flood connections:  unloaded 79us / 3.6ms; flooded, APF 25.9ms / 199ms;
-#                          flooded, max-in-flight 442ms / 601ms
+# Measured (release, loopback, 2 cores shared with other work; quiet GET p50 / p99; two runs
+# each, the second after metric series were cached per flow schema):
+#   48 flood connections:  unloaded 89us / 4.0ms, 93us / 0.9ms;
+#                          flooded, APF 21.7ms / 164ms, 21.6ms / 103ms;
+#                          flooded, max-in-flight 105ms / 357ms, 100ms / 689ms
+#   96 flood connections:  unloaded 79us / 3.6ms, 81us / 2.3ms;
+#                          flooded, APF 25.9ms / 199ms, 29.3ms / 269ms;
+#                          flooded, max-in-flight 442ms / 601ms, 169ms / 542ms
 # Nothing was refused in either mode: on two cores the lists are CPU-bound, so fewer than 20
 # reach the seats at once; APF's gain is the queue: at most ~3 lists (6 seats each) run at a
 # time in global-default's borrowed seats and the quiet flow's GET takes the next free seat.
