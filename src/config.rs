@@ -192,6 +192,9 @@ impl ServeArgs {
         default(&mut self.proxy.apiservices_file, "apiservices.yaml");
         default(&mut self.audit.audit_policy_file, "audit-policy.yaml");
         default(&mut self.authz.default_abac_policy_file, "abac.jsonl");
+        if self.flowcontrol.flowcontrol_config.is_empty() {
+            self.flowcontrol.flowcontrol_config = self.default_policy("flowcontrol").into_iter().collect();
+        }
         if self.authz.rbac_policy.is_empty() {
             self.authz.rbac_policy = self.default_policy("rbac").into_iter().collect();
         }

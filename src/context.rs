@@ -34,6 +34,8 @@ pub struct RequestContext {
     pub impersonated: Option<UserInfo>,
     // flow control
     pub inflight: Option<crate::flowcontrol::maxinflight::Permit>,
+    /// Priority & fairness' classification, for the X-Kubernetes-PF-* response headers.
+    pub flow: Option<crate::flowcontrol::classified::Classified>,
     // audit
     pub audit: Option<crate::audit::state::AuditState>,
     // authorization

@@ -98,7 +98,7 @@ impl Gateway {
         if let Err(reply) = self.impersonation.impersonate(session.req_header_mut(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(reply) = self.flowcontrol.admit(ctx) {
+        if let Err(reply) = self.flowcontrol.admit(ctx).await {
             return self.reject(session, ctx, reply).await;
         }
         ctx.steps.admitted = Some(Instant::now());
@@ -211,6 +211,8 @@ impl ProxyHttp for Frontdoor {
         ctx.response_code = upstream_response.status.as_u16();
         crate::audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
+            // a proxied watch holds its priority & fairness seats until its response starts
+            ctx.inflight = None;
             self.0.audit.response_started(ctx, ctx.response_code).await;
         }
         Ok(())
@@ -348,6 +350,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let log = Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold));
     let drain = Arc::new(Drain::default());
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
+    connect_flowcontrol(&store, &flowcontrol);
     let local = Local {
         respond: respond.clone(),
         rest: Rest {
@@ -362,6 +365,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         authn: authn.clone(),
         authz: authz.clone(),
         router: router.clone(),
+        flowcontrol: flowcontrol.clone(),
         address,
         profiling: args.profiling,
     };
@@ -419,6 +423,29 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     }
     let r = router.clone();
     store.set_status_provider("apiregistration.k8s.io", "apiservices", Box::new(move |name| r.apiservice_status(name)));
+}
+
+/// Gives flow control the store's object counts (from `apiserver_storage_objects`, what kube's
+/// work estimator reads; None for resources the store does not serve) and, when the store
+/// serves them (--resources-file), its FlowSchemas and PriorityLevelConfigurations.
+fn connect_flowcontrol(store: &Arc<Store>, flowcontrol: &FlowControl) {
+    let weak = Arc::downgrade(store);
+    flowcontrol.set_object_count(Box::new(move |group, resource| {
+        weak.upgrade()?.def(group, resource)?;
+        let qualified = crate::api::status::qualified_resource(group, resource);
+        Some(crate::store::metrics::OBJECTS.with_label_values(&[&qualified]).get().max(0) as u64)
+    }));
+    for resource in ["flowschemas", "prioritylevelconfigurations"] {
+        if store.def("flowcontrol.apiserver.k8s.io", resource).is_none() {
+            continue;
+        }
+        let fc = flowcontrol.clone();
+        store.on_change(
+            "flowcontrol.apiserver.k8s.io",
+            resource,
+            Box::new(move |objects| crate::reload::report("flowcontrol-store", &fc.set_stored(resource, objects))),
+        );
+    }
 }
 
 /// Runs the gateway until shutdown.

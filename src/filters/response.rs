@@ -99,6 +99,9 @@ pub fn add_common_headers(ctx: &RequestContext, h: &mut ResponseHeader) {
     if h.headers.get("Cache-Control").is_none() {
         let _ = h.insert_header("Cache-Control", "no-cache, private");
     }
+    if let Some(flow) = &ctx.flow {
+        flow.add_headers(h);
+    }
 }
 
 /// Writes frontdoor's own responses: the common and CORS headers, the audit stage's record of

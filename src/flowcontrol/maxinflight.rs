@@ -140,15 +140,16 @@ pub fn is_mutating(verb: &str) -> bool {
     !matches!(verb, "get" | "list" | "watch")
 }
 
-/// A seat held by a request; released on drop. A leaf type: the request context holds one.
+/// Seats held by a request (a max-in-flight seat or a priority level's); released on drop.
+/// A leaf type: the request context holds one.
 #[derive(Debug)]
 pub struct Permit {
-    _seat: Seat,
+    _seat: Box<dyn std::fmt::Debug + Send + Sync>,
 }
 
 impl Permit {
-    pub fn new(seat: Seat) -> Self {
-        Permit { _seat: seat }
+    pub fn new(seat: impl std::fmt::Debug + Send + Sync + 'static) -> Self {
+        Permit { _seat: Box::new(seat) }
     }
 }
 

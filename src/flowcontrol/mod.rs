@@ -1,13 +1,17 @@
-//! Flow control: kube's max-in-flight limits (priority & fairness may replace them later,
-//! as `--enable-priority-and-fairness` does in kube).
+//! Flow control: kube's API Priority and Fairness (`apf/`, the default) or, with
+//! `--enable-priority-and-fairness=false`, its plain max-in-flight limits.
 
+pub mod apf;
+pub mod classified;
 pub mod maxinflight;
 
 use crate::context::RequestContext;
 use crate::filters::Reply;
 use maxinflight::{is_mutating, MaxInFlight, DROPPED_REQUESTS, REQUEST_TERMINATIONS};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// In-flight flags (kube-apiserver's names).
+/// Flow-control flags (kube-apiserver's names, plus where the APF objects come from).
 #[derive(clap::Args, Debug, Clone)]
 pub struct FlowControlArgs {
     /// This and --max-mutating-requests-inflight are summed to determine the server's total
@@ -19,23 +23,93 @@ pub struct FlowControlArgs {
     /// exceeds this, it rejects requests. Zero for no limit.
     #[arg(long, default_value_t = 200)]
     pub max_mutating_requests_inflight: usize,
+    /// If true, replace the max-in-flight handler with an enhanced one that queues and
+    /// dispatches with priority and fairness.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_priority_and_fairness: bool,
+    /// FlowSchema and PriorityLevelConfiguration (flowcontrol.apiserver.k8s.io/v1) files or
+    /// directories, added to kube's bootstrap objects and reloaded on change. Defaults to
+    /// `flowcontrol/` in --policy-dir when it exists.
+    #[arg(long, value_name = "PATH")]
+    pub flowcontrol_config: Vec<PathBuf>,
 }
 
 impl Default for FlowControlArgs {
     fn default() -> Self {
-        FlowControlArgs { max_requests_inflight: 400, max_mutating_requests_inflight: 200 }
+        FlowControlArgs {
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
+            enable_priority_and_fairness: true,
+            flowcontrol_config: Vec::new(),
+        }
     }
 }
 
+/// The stage: a cheap clone (the local handlers hold one for the debug dumps).
+#[derive(Clone)]
 pub struct FlowControl {
-    max_in_flight: MaxInFlight,
+    mode: Arc<Mode>,
+}
+
+enum Mode {
+    MaxInFlight(MaxInFlight),
+    Apf(Arc<apf::Apf>),
 }
 
 pub use maxinflight::Permit;
 
 impl FlowControl {
     pub fn new(a: &FlowControlArgs) -> anyhow::Result<Self> {
-        Ok(FlowControl { max_in_flight: MaxInFlight::new(a.max_requests_inflight, a.max_mutating_requests_inflight) })
+        if !a.enable_priority_and_fairness {
+            let mif = MaxInFlight::new(a.max_requests_inflight, a.max_mutating_requests_inflight);
+            return Ok(FlowControl { mode: Arc::new(Mode::MaxInFlight(mif)) });
+        }
+        // kube: the two limits summed are the server's seats for APF
+        let seats = a.max_requests_inflight + a.max_mutating_requests_inflight;
+        if seats == 0 {
+            anyhow::bail!(
+                "invalid configuration: MaxRequestsInFlight={} and MaxMutatingRequestsInFlight={}; they must add up to something positive",
+                a.max_requests_inflight,
+                a.max_mutating_requests_inflight
+            );
+        }
+        let seats = u32::try_from(seats).unwrap_or(u32::MAX);
+        Lazy::force(&DROPPED_REQUESTS);
+        Lazy::force(&REQUEST_TERMINATIONS);
+        let apf = apf::Apf::new(seats, a.flowcontrol_config.clone())?;
+        let weak = Arc::downgrade(&apf);
+        crate::reload::watch("flowcontrol", apf.paths().to_vec(), move || match weak.upgrade() {
+            Some(apf) => apf.reload(),
+            None => Ok(()),
+        });
+        Ok(FlowControl { mode: Arc::new(Mode::Apf(apf)) })
+    }
+
+    /// Gives APF's width estimator the store's object counts (group, resource).
+    pub fn set_object_count(&self, f: Box<apf::width::ObjectCount>) {
+        if let Mode::Apf(apf) = &*self.mode {
+            apf.set_object_count(f);
+        }
+    }
+
+    /// The store's flowschemas or prioritylevelconfigurations changed (kubectl apply); they
+    /// join the files' objects. Without APF they are kept in the store and unused, as kube's.
+    pub fn set_stored(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        match &*self.mode {
+            Mode::Apf(apf) => apf.set_stored(resource, objects),
+            Mode::MaxInFlight(_) => Ok(()),
+        }
+    }
+
+    /// kube's `/debug/api_priority_and_fairness/dump_*` (only with APF on).
+    pub fn debug(&self, path: &str) -> Option<String> {
+        let Mode::Apf(apf) = &*self.mode else { return None };
+        let cfg = apf.snapshot();
+        match path {
+            "/debug/api_priority_and_fairness/dump_priority_levels" => Some(apf::dump::priority_levels(&cfg.levels)),
+            "/debug/api_priority_and_fairness/dump_queues" => Some(apf::dump::queues(&cfg.levels)),
+            _ => None,
+        }
     }
 }
 
@@ -45,42 +119,85 @@ pub fn too_many_requests() -> Reply {
     Reply::status(&crate::api::Status::too_many_requests())
 }
 
+use once_cell::sync::Lazy;
+
 impl FlowControl {
-    /// Admits the request (keeping its permit in the context) or answers 429.
-    pub fn admit(&self, ctx: &mut RequestContext) -> Result<(), Reply> {
-        let info = ctx.request_info.clone();
-        if info.is_long_running() {
-            return Ok(());
+    /// Admits the request (keeping its seats in the context), waiting in its queue when its
+    /// priority level says so, or answers 429.
+    pub async fn admit(&self, ctx: &mut RequestContext) -> Result<(), Reply> {
+        match &*self.mode {
+            Mode::MaxInFlight(mif) => admit_max_in_flight(mif, ctx),
+            Mode::Apf(apf) => admit_apf(apf, ctx).await,
         }
-        let mutating = is_mutating(&info.verb);
-        let mif = &self.max_in_flight;
-        let Some(seats) = (if mutating { &mif.mutating } else { &mif.read_only }) else {
-            return Ok(());
-        };
-        if let Some(seat) = seats.try_acquire() {
-            ctx.inflight = Some(Permit::new(seat));
-            return Ok(());
-        }
-        // a system:master is so powerful that it should always get an answer (kube's words)
-        if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
-            return Ok(());
-        }
-        DROPPED_REQUESTS.with_label_values(&[seats.kind()]).inc();
-        let verb = crate::metrics::reported_verb(&method_of(&info), &info.verb, info.is_resource_request, false);
-        REQUEST_TERMINATIONS
-            .with_label_values(&[
-                &verb,
-                &info.api_group,
-                &info.api_version,
-                &info.resource,
-                &info.subresource,
-                info.scope(),
-                "apiserver",
-                "429",
-            ])
-            .inc();
-        Err(too_many_requests())
     }
+}
+
+/// kube's APF filter: long-running requests other than watches bypass it; a watch holds its
+/// seats only while its initial events are sent (released by the handler or at response start).
+async fn admit_apf(apf: &apf::Apf, ctx: &mut RequestContext) -> Result<(), Reply> {
+    let info = ctx.request_info.clone();
+    if info.is_long_running() && info.verb != "watch" {
+        return Ok(());
+    }
+    let anonymous = crate::authn::UserInfo::anonymous();
+    let user = ctx.effective_user().unwrap_or(&anonymous);
+    let cfg = apf.snapshot();
+    let Some(decision) = cfg.classify(user, &info) else { return Ok(()) };
+    let schema = decision.schema;
+    ctx.flow = Some(classified::Classified {
+        flow_schema_uid: schema.uid.clone(),
+        priority_level_uid: schema.level.uid.clone(),
+    });
+    let width = apf.width(&info, &ctx.query);
+    let admission = decision.admit(width);
+    let limit = apf::wait_limit(ctx.deadline);
+    match apf::wait(admission, limit, &schema.metrics).await {
+        Ok(seat) => {
+            ctx.inflight = Some(Permit::new(seat));
+            Ok(())
+        }
+        Err(_) => Err(rejected(ctx, is_mutating(&info.verb))),
+    }
+}
+
+fn admit_max_in_flight(mif: &MaxInFlight, ctx: &mut RequestContext) -> Result<(), Reply> {
+    let info = ctx.request_info.clone();
+    if info.is_long_running() {
+        return Ok(());
+    }
+    let Some(seats) = (if is_mutating(&info.verb) { &mif.mutating } else { &mif.read_only }) else {
+        return Ok(());
+    };
+    if let Some(seat) = seats.try_acquire() {
+        ctx.inflight = Some(Permit::new(seat));
+        return Ok(());
+    }
+    // a system:master is so powerful that it should always get an answer (kube's words)
+    if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
+        return Ok(());
+    }
+    Err(rejected(ctx, is_mutating(&info.verb)))
+}
+
+/// kube's bookkeeping of a request refused in self-defense, and the 429.
+fn rejected(ctx: &RequestContext, mutating: bool) -> Reply {
+    let info = &ctx.request_info;
+    let kind = if mutating { maxinflight::MUTATING } else { maxinflight::READ_ONLY };
+    DROPPED_REQUESTS.with_label_values(&[kind]).inc();
+    let verb = crate::metrics::reported_verb(&method_of(info), &info.verb, info.is_resource_request, false);
+    REQUEST_TERMINATIONS
+        .with_label_values(&[
+            &verb,
+            &info.api_group,
+            &info.api_version,
+            &info.resource,
+            &info.subresource,
+            info.scope(),
+            "apiserver",
+            "429",
+        ])
+        .inc();
+    too_many_requests()
 }
 
 /// The HTTP method behind a RequestInfo verb, for the metrics' verb label.
@@ -110,6 +227,11 @@ mod tests {
         FlowControl::new(&crate::config::parse_args::<FlowControlArgs>(extra).unwrap()).unwrap()
     }
 
+    /// Plain max-in-flight never waits: its admission is ready at once.
+    fn admit_now(fc: &FlowControl, ctx: &mut RequestContext) -> Result<(), Reply> {
+        futures::executor::block_on(fc.admit(ctx))
+    }
+
     fn ctx(method: &str, path: &str, query: Option<&str>, user: UserInfo) -> RequestContext {
         RequestContext {
             request_info: Arc::new(RequestInfo::resolve(method, path, query).unwrap()),
@@ -120,17 +242,23 @@ mod tests {
 
     #[test]
     fn limits_per_kind_exemptions_and_release() {
-        let fc = flowcontrol(&["--max-mutating-requests-inflight", "2", "--max-requests-inflight", "1"]);
+        let fc = flowcontrol(&[
+            "--enable-priority-and-fairness=false",
+            "--max-mutating-requests-inflight",
+            "2",
+            "--max-requests-inflight",
+            "1",
+        ]);
         let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);
         let post = |u| ctx("POST", "/api/v1/namespaces/a/configmaps", None, u);
         let mut held: Vec<RequestContext> = Vec::new();
         for _ in 0..2 {
             let mut c = post(alice());
-            fc.admit(&mut c).unwrap();
+            admit_now(&fc, &mut c).unwrap();
             assert!(c.inflight.is_some());
             held.push(c);
         }
-        let reply = fc.admit(&mut post(alice())).unwrap_err();
+        let reply = admit_now(&fc, &mut post(alice())).unwrap_err();
         assert_eq!(reply.code, 429);
         assert!(reply.headers.iter().any(|(k, v)| *k == "Retry-After" && v == "1"));
         let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
@@ -140,40 +268,114 @@ mod tests {
         // system:masters: the impersonated user counts (impersonation runs before the limit)
         let mut c = post(alice());
         c.impersonated = Some(UserInfo::new("root", vec!["system:masters".into()]));
-        assert!(fc.admit(&mut c).is_ok());
+        assert!(admit_now(&fc, &mut c).is_ok());
         let mut c = post(UserInfo::new("root", vec!["system:masters".into()]));
         c.impersonated = Some(alice());
-        assert!(fc.admit(&mut c).is_err(), "acts as alice");
+        assert!(admit_now(&fc, &mut c).is_err(), "acts as alice");
 
         // read-only has its own seats; long-running requests take none
         let mut get = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
-        fc.admit(&mut get).unwrap();
-        assert!(fc.admit(&mut ctx("GET", "/api/v1/pods", None, alice())).is_err());
+        admit_now(&fc, &mut get).unwrap();
+        assert!(admit_now(&fc, &mut ctx("GET", "/api/v1/pods", None, alice())).is_err());
         for (m, p, q) in [
             ("GET", "/api/v1/pods", Some("watch=true")),
             ("GET", "/api/v1/namespaces/a/pods/p/log", None),
             ("POST", "/api/v1/namespaces/a/pods/p/exec", None),
         ] {
             let mut c = ctx(m, p, q, alice());
-            fc.admit(&mut c).unwrap();
+            admit_now(&fc, &mut c).unwrap();
             assert!(c.inflight.is_none(), "{m} {p} is long-running");
         }
 
         // dropping the context releases the seat
         held.pop();
-        fc.admit(&mut post(alice())).unwrap();
+        admit_now(&fc, &mut post(alice())).unwrap();
     }
 
     #[test]
     fn zero_is_unlimited() {
-        let fc = flowcontrol(&["--max-mutating-requests-inflight", "0", "--max-requests-inflight", "0"]);
+        let fc = flowcontrol(&[
+            "--enable-priority-and-fairness",
+            "false",
+            "--max-mutating-requests-inflight",
+            "0",
+            "--max-requests-inflight",
+            "0",
+        ]);
         let held: Vec<RequestContext> = (0..50)
             .map(|_| {
                 let mut c = ctx("POST", "/api/v1/namespaces/a/configmaps", None, UserInfo::new("a", vec![]));
-                fc.admit(&mut c).unwrap();
+                admit_now(&fc, &mut c).unwrap();
                 c
             })
             .collect();
         assert_eq!(held.len(), 50);
+        // priority & fairness needs seats to share (kube refuses to start without)
+        let args = crate::config::parse_args::<FlowControlArgs>(&[
+            "--max-mutating-requests-inflight",
+            "0",
+            "--max-requests-inflight",
+            "0",
+        ])
+        .unwrap();
+        let err = FlowControl::new(&args).err().expect("refused").to_string();
+        assert!(err.contains("they must add up to something positive"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn apf_classifies_queues_rejects_and_exempts_masters() {
+        // 2 seats in all: catch-all (5 shares of 245) gets 1 seat and rejects beyond it
+        let fc = flowcontrol(&["--max-mutating-requests-inflight", "1", "--max-requests-inflight", "1"]);
+        let nobody = || UserInfo::new("nobody", vec![]);
+        let mut first = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
+        fc.admit(&mut first).await.unwrap();
+        let flow = first.flow.clone().expect("classified");
+        assert_eq!(flow.flow_schema_uid, apf_uid("FlowSchema", "catch-all"));
+        assert_eq!(flow.priority_level_uid, apf_uid("PriorityLevelConfiguration", "catch-all"));
+        let mut second = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
+        let reply = fc.admit(&mut second).await.unwrap_err();
+        assert_eq!(reply.code, 429);
+        assert!(second.flow.is_some(), "a rejected request is classified too (its headers)");
+
+        let mut root = ctx("GET", "/api/v1/pods", None, UserInfo::new("root", vec!["system:masters".into()]));
+        fc.admit(&mut root).await.unwrap();
+        assert_eq!(root.flow.unwrap().priority_level_uid, apf_uid("PriorityLevelConfiguration", "exempt"));
+
+        // a queuing level: the second waits for the first's seat
+        let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);
+        let mut held = Vec::new();
+        loop {
+            let mut c = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
+            c.deadline = Some(std::time::Duration::from_millis(200));
+            match fc.admit(&mut c).await {
+                Ok(()) => held.push(c),
+                Err(r) => {
+                    assert_eq!(r.code, 429, "timed out after a quarter of the deadline");
+                    break;
+                }
+            }
+            assert!(held.len() < 10);
+        }
+        let fc2 = fc.clone();
+        let waiter = tokio::spawn(async move {
+            let mut c = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
+            c.deadline = Some(std::time::Duration::from_secs(20));
+            fc2.admit(&mut c).await.map(|_| c.inflight.is_some())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        held.clear();
+        assert_eq!(waiter.await.unwrap().ok(), Some(true), "dispatched when a seat came free");
+
+        // watches take a seat; other long-running requests bypass APF
+        let mut w = ctx("GET", "/api/v1/pods", Some("watch=true"), alice());
+        fc.admit(&mut w).await.unwrap();
+        assert!(w.inflight.is_some() && w.flow.is_some());
+        let mut exec = ctx("POST", "/api/v1/namespaces/a/pods/p/exec", None, alice());
+        fc.admit(&mut exec).await.unwrap();
+        assert!(exec.inflight.is_none() && exec.flow.is_none());
+    }
+
+    fn apf_uid(kind: &str, name: &str) -> String {
+        apf::derived_uid_for_tests(kind, name)
     }
 }

@@ -25,6 +25,8 @@ pub struct Local {
     pub authz: Authorization,
     /// The APIService table, for discovery.
     pub router: Router,
+    /// Flow control, for kube's /debug/api_priority_and_fairness dumps.
+    pub flowcontrol: crate::flowcontrol::FlowControl,
     /// Where the secure port is served, as clients should address it.
     pub address: String,
     /// `/debug/pprof/` is served (kube's `--profiling`).
@@ -93,6 +95,9 @@ impl Local {
         }
         if let Some((code, body)) = self.health.serve(path, &ctx.query) {
             return Reply::text(code, body);
+        }
+        if let Some(dump) = self.flowcontrol.debug(path) {
+            return Reply::text(200, dump);
         }
         match path.trim_end_matches('/') {
             "/version" => return Reply::json(200, &crate::endpoints::version::info()),

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const FLUNDERS: &str = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders";
+pub(crate) const FLUNDERS: &str = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders";
 
 fn apiservice(group: &str, version: &str, gp: i32, vp: i32, svc: &str, ca_pem: &str) -> String {
     let (ns, name) = svc.split_once('/').unwrap();
@@ -23,9 +23,9 @@ fn apiservice(group: &str, version: &str, gp: i32, vp: i32, svc: &str, ca_pem: &
     )
 }
 
-struct Setup {
-    fd: Frontdoor,
-    be: TestBackend,
+pub(crate) struct Setup {
+    pub(crate) fd: Frontdoor,
+    pub(crate) be: TestBackend,
     pki: backend::Pki,
 }
 
@@ -40,7 +40,7 @@ fn get_code(c: &reqwest::blocking::Client, url: &str) -> u16 {
 
 /// A frontdoor routing wardle.example.com (v1alpha1, v1beta1) and zeta.example.com/v1 to a
 /// recording backend, and down.example.com/v1 to a closed port.
-fn setup(extra: &[&str]) -> Setup {
+pub(crate) fn setup(extra: &[&str]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     certs_init(&dir.path().join("certs"));
     let pki = backend::pki(&["api.wardle.svc", "fd2.default.svc"]);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A TCP connection to 127.0.0.1:port with a small receive buffer.
-fn small_window_connect(port: u16) -> TcpStream {
+pub(crate) fn small_window_connect(port: u16) -> TcpStream {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
         assert!(fd >= 0);
@@ -40,12 +40,12 @@ fn small_window_connect(port: u16) -> TcpStream {
 }
 
 /// A client that asked for `path` and reads only the status line of the answer.
-struct SlowReader {
+pub(crate) struct SlowReader {
     _stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
-    status: String,
+    pub(crate) status: String,
 }
 
-fn slow_reader(fd: &Frontdoor, path: &str) -> SlowReader {
+pub(crate) fn slow_reader(fd: &Frontdoor, path: &str) -> SlowReader {
     let mut roots = rustls::RootCertStore::empty();
     for c in frontdoor::tls::load_certs(&fd.certs().join("ca.crt")).unwrap() {
         roots.add(c).unwrap();
@@ -66,11 +66,11 @@ fn slow_reader(fd: &Frontdoor, path: &str) -> SlowReader {
     SlowReader { _stream: stream, status: String::from_utf8_lossy(&buf).into_owned() }
 }
 
-fn metrics_text(port: u16) -> String {
+pub(crate) fn metrics_text(port: u16) -> String {
     reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics")).unwrap().text().unwrap()
 }
 
-fn metric(port: u16, prefix: &str) -> f64 {
+pub(crate) fn metric(port: u16, prefix: &str) -> f64 {
     metrics_text(port)
         .lines()
         .filter(|l| l.starts_with(prefix))
@@ -78,7 +78,7 @@ fn metric(port: u16, prefix: &str) -> f64 {
         .sum()
 }
 
-fn wait_metric(port: u16, prefix: &str, want: f64) {
+pub(crate) fn wait_metric(port: u16, prefix: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v = metric(port, prefix);
@@ -94,11 +94,13 @@ const READ_ONLY: &str = "apiserver_current_inflight_requests{request_kind=\"read
 
 /// Starts frontdoor with a plain metrics listener (so reading metrics takes no seat) and
 /// grows /metrics past what socket buffers absorb: every resource name is a new series.
-fn start(limits: &[&str]) -> (Frontdoor, u16) {
+pub(crate) fn start(limits: &[&str]) -> (Frontdoor, u16) {
     let mport = free_port();
     let maddr = format!("127.0.0.1:{mport}");
     // the limits are under test, not authorization: anonymous slow readers may read /metrics
     let mut args = vec!["--metrics-bind-address", maddr.as_str(), "--authorization-mode", "AlwaysAllow"];
+    // plain max-in-flight unless the caller turns priority & fairness back on (a later flag wins)
+    args.push("--enable-priority-and-fairness=false");
     args.extend_from_slice(limits);
     let fd = Frontdoor::start(&args);
     let admin = fd.admin_client();

@@ -14,6 +14,7 @@ mod authz;
 mod certs;
 mod clients;
 mod deploy;
+mod flowcontrol;
 mod handshake;
 mod inflight;
 mod logging;

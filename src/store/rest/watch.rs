@@ -94,6 +94,7 @@ pub async fn serve(
         initial_events_end: t.query.send_initial_events && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
+        seat: ctx.inflight.take(),
     };
     crate::filters::detach::run(&rest.log, session, ctx, stream).await;
     Ok(())
@@ -115,6 +116,8 @@ struct WatchStream {
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
+    /// Priority & fairness seats, held while the initial events are written (as kube's).
+    seat: Option<crate::flowcontrol::Permit>,
 }
 
 impl crate::filters::detach::Stream for WatchStream {
@@ -158,6 +161,7 @@ impl WatchStream {
         if self.initial_events_end && !write(session, bookmark(def, last_rev, true)).await {
             return;
         }
+        self.seat = None;
         let deadline = tokio::time::sleep_until(self.deadline);
         let next_bookmark = tokio::time::sleep(BOOKMARK_EVERY);
         let drain = self.drain.clone();

@@ -1,0 +1,175 @@
+//! kube's `apiserver_flowcontrol_*` metrics (k8s.io/apiserver/pkg/util/flowcontrol/metrics),
+//! same names, labels and help, so APF dashboards work unchanged.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Histogram, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec,
+};
+use std::sync::{Arc, OnceLock};
+
+const PL: &str = "priority_level";
+const FS: &str = "flow_schema";
+
+pub static DISPATCHED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "apiserver_flowcontrol_dispatched_requests_total",
+        "Number of requests executed by API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+pub static REJECTED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "apiserver_flowcontrol_rejected_requests_total",
+        "Number of requests rejected by API Priority and Fairness subsystem",
+        &[PL, FS, "reason"]
+    )
+    .expect("metric")
+});
+
+pub static INQUEUE: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_current_inqueue_requests",
+        "Number of requests currently pending in queues of the API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+pub static EXECUTING: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_current_executing_requests",
+        "Number of requests in initial (for a WATCH) or any (for a non-WATCH) execution stage in the API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+pub static EXECUTING_SEATS: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_current_executing_seats",
+        "Concurrency (number of seats) occupied by the currently executing (initial stage for a WATCH, any stage otherwise) requests in the API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+pub static WAIT_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_request_wait_duration_seconds",
+        "Length of time a request spent waiting in its queue",
+        &[PL, FS, "execute"],
+        vec![0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0]
+    )
+    .expect("metric")
+});
+
+pub static NOMINAL_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_nominal_limit_seats",
+        "Nominal number of execution seats configured for each priority level",
+        &[PL]
+    )
+    .expect("metric")
+});
+
+pub static LOWER_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_lower_limit_seats",
+        "Configured lower bound on number of execution seats available to each priority level",
+        &[PL]
+    )
+    .expect("metric")
+});
+
+pub static UPPER_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_upper_limit_seats",
+        "Configured upper bound on number of execution seats available to each priority level",
+        &[PL]
+    )
+    .expect("metric")
+});
+
+pub static CURRENT_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_current_limit_seats",
+        "current derived number of execution seats available to each priority level",
+        &[PL]
+    )
+    .expect("metric")
+});
+
+/// Registers every family, so /metrics lists them before the first request.
+pub fn force() {
+    Lazy::force(&DISPATCHED);
+    Lazy::force(&REJECTED);
+    Lazy::force(&INQUEUE);
+    Lazy::force(&EXECUTING);
+    Lazy::force(&EXECUTING_SEATS);
+    Lazy::force(&WAIT_DURATION);
+    Lazy::force(&NOMINAL_LIMIT);
+    Lazy::force(&LOWER_LIMIT);
+    Lazy::force(&UPPER_LIMIT);
+    Lazy::force(&CURRENT_LIMIT);
+}
+
+/// One flow schema's series at its level, resolved on first use and kept with the schema:
+/// a label lookup costs a hash and a lock, several times per request otherwise.
+pub struct FlowMetrics {
+    pub level: String,
+    pub schema: String,
+    dispatched: OnceLock<IntCounter>,
+    inqueue: OnceLock<IntGauge>,
+    executing: OnceLock<IntGauge>,
+    executing_seats: OnceLock<IntGauge>,
+    waited: [OnceLock<Histogram>; 2],
+}
+
+impl FlowMetrics {
+    pub fn new(level: &str, schema: &str) -> Arc<FlowMetrics> {
+        Arc::new(FlowMetrics {
+            level: level.to_string(),
+            schema: schema.to_string(),
+            dispatched: OnceLock::new(),
+            inqueue: OnceLock::new(),
+            executing: OnceLock::new(),
+            executing_seats: OnceLock::new(),
+            waited: [OnceLock::new(), OnceLock::new()],
+        })
+    }
+
+    fn labels(&self) -> [&str; 2] {
+        [&self.level, &self.schema]
+    }
+
+    pub fn dispatched(&self) -> &IntCounter {
+        self.dispatched.get_or_init(|| DISPATCHED.with_label_values(&self.labels()))
+    }
+
+    pub fn inqueue(&self) -> &IntGauge {
+        self.inqueue.get_or_init(|| INQUEUE.with_label_values(&self.labels()))
+    }
+
+    pub fn executing(&self) -> &IntGauge {
+        self.executing.get_or_init(|| EXECUTING.with_label_values(&self.labels()))
+    }
+
+    pub fn executing_seats(&self) -> &IntGauge {
+        self.executing_seats.get_or_init(|| EXECUTING_SEATS.with_label_values(&self.labels()))
+    }
+
+    /// The wait-duration histogram for requests that did (`execute="true"`) or did not run.
+    pub fn waited(&self, executed: bool) -> &Histogram {
+        let label = if executed { "true" } else { "false" };
+        self.waited[executed as usize]
+            .get_or_init(|| WAIT_DURATION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// A refusal (rare: looked up each time).
+    pub fn rejected(&self, reason: &str) {
+        REJECTED.with_label_values(&[&self.level, &self.schema, reason]).inc();
+    }
+}

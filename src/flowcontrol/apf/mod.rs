@@ -1,0 +1,306 @@
+//! API Priority and Fairness (kube's `--enable-priority-and-fairness`): requests are
+//! classified by FlowSchemas into priority levels that share the server's seats; a level
+//! queues (fairly across flows) or rejects what exceeds its seats. The configuration is
+//! kube's bootstrap objects plus policy files, swapped whole on reload; levels keep their
+//! queues and seats in use across reloads that leave their queuing unchanged.
+
+pub mod classify;
+pub mod dump;
+pub mod level;
+pub mod limits;
+pub mod metrics;
+pub mod shuffle;
+pub mod types;
+pub mod width;
+
+use crate::authn::UserInfo;
+use crate::request_info::query::Query;
+use crate::request_info::RequestInfo;
+use arc_swap::ArcSwap;
+use level::{Admission, Level, Seat};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use types::{FlowSchema, Objects, PriorityLevelConfiguration};
+
+const BOOTSTRAP: &str = include_str!("bootstrap.yaml");
+/// Objects kube keeps as it defines them, whatever the configuration says.
+const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
+const MANDATORY_SCHEMAS: &[&str] = &["exempt", "probes", "catch-all"];
+/// How often borrowing is recomputed (see `limits.rs`).
+const REBALANCE: Duration = Duration::from_secs(1);
+/// kube's cap on a request's queue wait, and its wait without a request deadline.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_WAIT: Duration = Duration::from_secs(15);
+
+/// A FlowSchema ready to match, with its level.
+pub struct Schema {
+    pub fs: FlowSchema,
+    pub name: Arc<str>,
+    pub uid: String,
+    pub level: Arc<Level>,
+    pub metrics: Arc<metrics::FlowMetrics>,
+}
+
+/// One configuration snapshot.
+pub struct Config {
+    /// In matching order: matchingPrecedence, then name.
+    pub schemas: Vec<Schema>,
+    /// Sorted by name.
+    pub levels: Vec<Arc<Level>>,
+    /// The limited levels (indexes into `levels`) and their seat bounds.
+    limited: Vec<(usize, level::Limits)>,
+}
+
+/// What a request was classified as.
+pub struct Decision<'a> {
+    pub schema: &'a Schema,
+    pub distinguisher: String,
+}
+
+pub struct Apf {
+    server_seats: u32,
+    paths: Vec<PathBuf>,
+    config: ArcSwap<Config>,
+    /// The objects behind `config`: from the files, and from the store (kubectl apply) when
+    /// it serves flowcontrol.apiserver.k8s.io. One lock, so that compilations do not interleave.
+    sources: Mutex<Sources>,
+    count: OnceLock<Box<width::ObjectCount>>,
+}
+
+#[derive(Default)]
+struct Sources {
+    files: Objects,
+    stored: Objects,
+}
+
+impl Sources {
+    /// File objects, then stored ones (which win on a name both define).
+    fn merged(&self) -> Objects {
+        let mut all = self.files.clone();
+        all.flow_schemas.extend(self.stored.flow_schemas.iter().cloned());
+        all.priority_levels.extend(self.stored.priority_levels.iter().cloned());
+        all
+    }
+}
+
+impl Apf {
+    /// Builds the controller from kube's bootstrap objects and the files under `paths`.
+    pub fn new(server_seats: u32, paths: Vec<PathBuf>) -> anyhow::Result<Arc<Apf>> {
+        metrics::force();
+        let files = Objects::load(&paths)?;
+        let config = compile(server_seats, files.clone(), None)?;
+        let apf = Arc::new(Apf {
+            server_seats,
+            paths,
+            config: ArcSwap::from_pointee(config),
+            sources: Mutex::new(Sources { files, stored: Objects::default() }),
+            count: OnceLock::new(),
+        });
+        rebalance_every(Arc::downgrade(&apf));
+        Ok(apf)
+    }
+
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Re-reads the files; on error the running configuration stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let files = Objects::load(&self.paths)?;
+        self.recompile(|s| s.files = files)
+    }
+
+    /// The store's `resource` objects (flowschemas or prioritylevelconfigurations) changed.
+    pub fn set_stored(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
+        let parsed = Objects::from_stored(resource, objects)?;
+        self.recompile(|s| match resource {
+            "flowschemas" => s.stored.flow_schemas = parsed.flow_schemas,
+            _ => s.stored.priority_levels = parsed.priority_levels,
+        })
+    }
+
+    /// Applies `change` to the sources and swaps in the compiled result; on error neither
+    /// the sources nor the running configuration change.
+    fn recompile(&self, change: impl FnOnce(&mut Sources)) -> anyhow::Result<()> {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Sources { files: sources.files.clone(), stored: sources.stored.clone() };
+        change(&mut next);
+        let old = self.config.load();
+        let config = compile(self.server_seats, next.merged(), Some(&old))?;
+        self.config.store(Arc::new(config));
+        *sources = next;
+        Ok(())
+    }
+
+    /// Gives the width estimator the store's object counts.
+    pub fn set_object_count(&self, f: Box<width::ObjectCount>) {
+        let _ = self.count.set(f);
+    }
+
+    pub fn snapshot(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The request's width in seats.
+    pub fn width(&self, info: &RequestInfo, query: &Query) -> u32 {
+        width::seats(info, query, self.count.get().map(|b| b.as_ref()))
+    }
+
+    /// Recomputes each level's current seats from its recent demand.
+    fn rebalance(&self) {
+        let cfg = self.config.load();
+        let demand: Vec<u32> = cfg.limited.iter().map(|(i, _)| cfg.levels[*i].take_demand()).collect();
+        let bounds: Vec<level::Limits> = cfg.limited.iter().map(|(_, b)| *b).collect();
+        for ((i, _), seats) in cfg.limited.iter().zip(limits::allocate(self.server_seats, &bounds, &demand)) {
+            let l = &cfg.levels[*i];
+            l.set_current_limit(seats);
+            metrics::CURRENT_LIMIT.with_label_values(&[&l.name]).set(seats as i64);
+        }
+    }
+}
+
+impl Config {
+    /// The first matching schema (kube's catch-all matches every authenticated or
+    /// unauthenticated user; a user in neither group falls to catch-all as well).
+    pub fn classify(&self, user: &UserInfo, info: &RequestInfo) -> Option<Decision<'_>> {
+        let schema = self
+            .schemas
+            .iter()
+            .find(|s| classify::matches(&s.fs, user, info))
+            .or_else(|| self.schemas.iter().find(|s| &*s.name == "catch-all"))?;
+        Some(Decision { schema, distinguisher: classify::distinguisher(&schema.fs, user, info) })
+    }
+}
+
+impl Decision<'_> {
+    /// Offers the request to its level.
+    pub fn admit(&self, width: u32) -> Admission {
+        let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
+        self.schema.level.admit(&self.schema.metrics, hash, width)
+    }
+}
+
+/// How long a request may wait in its queue: a quarter of its deadline, at most a minute.
+pub fn wait_limit(deadline: Option<Duration>) -> Duration {
+    deadline.map(|d| d / 4).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT)
+}
+
+/// Waits for a queued request's seat; records the wait either way.
+pub async fn wait(admission: Admission, limit: Duration, flow: &metrics::FlowMetrics) -> Result<Seat, &'static str> {
+    let start = Instant::now();
+    let r = match admission {
+        Admission::Now(seat) => Ok(seat),
+        Admission::Rejected(reason) => Err(reason),
+        Admission::Queued(ticket) => ticket.wait(limit).await,
+    };
+    flow.waited(r.is_ok()).observe(start.elapsed().as_secs_f64());
+    if let Err(reason) = r {
+        flow.rejected(reason);
+    }
+    r
+}
+
+/// A stable UID for an object that has none (bootstrap and file objects): kube's are
+/// generated once and kept; these are derived from kind and name so they survive restarts.
+fn derived_uid(kind: &str, name: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{kind}/{name}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+fn uid_of(meta: &types::Meta, kind: &str) -> String {
+    if meta.uid.is_empty() {
+        derived_uid(kind, &meta.name)
+    } else {
+        meta.uid.clone()
+    }
+}
+
+/// Bootstrap objects overlaid with the user's (mandatory ones stay kube's), compiled.
+fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<Config> {
+    let boot = Objects::parse(BOOTSTRAP, "bootstrap")?;
+    let mut pls: BTreeMap<String, PriorityLevelConfiguration> =
+        boot.priority_levels.into_iter().map(|p| (p.metadata.name.clone(), p)).collect();
+    let mut fss: BTreeMap<String, FlowSchema> =
+        boot.flow_schemas.into_iter().map(|f| (f.metadata.name.clone(), f)).collect();
+    for p in user.priority_levels {
+        if !MANDATORY_LEVELS.contains(&p.metadata.name.as_str()) {
+            pls.insert(p.metadata.name.clone(), p);
+        }
+    }
+    for f in user.flow_schemas {
+        if !MANDATORY_SCHEMAS.contains(&f.metadata.name.as_str()) {
+            fss.insert(f.metadata.name.clone(), f);
+        }
+    }
+
+    let mut levels = Vec::new();
+    let mut limited = Vec::new();
+    let mut shares = Vec::new();
+    for (name, p) in &pls {
+        let queuing = if p.is_exempt() { None } else { p.spec.limited.as_ref().map(|l| l.queuing()) };
+        let uid = uid_of(&p.metadata, "PriorityLevelConfiguration");
+        let reuse = old.and_then(|o| o.levels.iter().find(|l| &l.name == name && l.queuing == queuing && l.uid == uid));
+        let level = reuse.cloned().unwrap_or_else(|| Level::new(name, &uid, queuing));
+        if let Some(l) = p.spec.limited.as_ref() {
+            limited.push(levels.len());
+            shares.push(limits::Shares {
+                shares: l.shares(),
+                lendable_percent: l.lendable_percent.unwrap_or(0),
+                borrowing_limit_percent: l.borrowing_limit_percent,
+            });
+        }
+        levels.push(level);
+    }
+    let bounds = limits::bounds(server, &shares);
+    for (&i, b) in limited.iter().zip(&bounds) {
+        let l = &levels[i];
+        l.set_limits(*b);
+        let name = l.name.as_str();
+        metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);
+        metrics::LOWER_LIMIT.with_label_values(&[name]).set(b.lower as i64);
+        metrics::UPPER_LIMIT.with_label_values(&[name]).set(b.upper as i64);
+        metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
+    }
+
+    let mut schemas = Vec::new();
+    for (name, fs) in fss {
+        let Some(level) = levels.iter().find(|l| l.name == fs.level()) else {
+            // kube keeps such a schema but marks it Dangling and matches nothing with it
+            tracing::warn!(flow_schema = %name, priority_level = fs.level(), "FlowSchema refers to a missing priority level; ignored");
+            continue;
+        };
+        let uid = uid_of(&fs.metadata, "FlowSchema");
+        let metrics = metrics::FlowMetrics::new(&level.name, &name);
+        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs, metrics });
+    }
+    schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
+    Ok(Config { schemas, levels, limited: limited.into_iter().zip(bounds).collect() })
+}
+
+/// Recomputes borrowing once a period on a thread of its own, until the controller is gone.
+fn rebalance_every(apf: Weak<Apf>) {
+    let spawned = std::thread::Builder::new().name("apf-borrowing".into()).spawn(move || loop {
+        std::thread::sleep(REBALANCE);
+        let Some(apf) = apf.upgrade() else { return };
+        apf.rebalance();
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the APF borrowing thread; levels keep their nominal seats");
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The UID a bootstrap or file object without one gets (for tests elsewhere).
+#[cfg(test)]
+pub fn derived_uid_for_tests(kind: &str, name: &str) -> String {
+    derived_uid(kind, name)
+}

@@ -1,0 +1,235 @@
+//! Classification against kube's bootstrap configuration, and configuration from files.
+
+use super::*;
+
+fn user(name: &str, groups: &[&str]) -> UserInfo {
+    let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+    if name != "system:anonymous" {
+        g.push("system:authenticated".into());
+    }
+    UserInfo::new(name, g)
+}
+
+fn classify_as(cfg: &Config, u: &UserInfo, method: &str, path: &str) -> (String, String, String) {
+    let info = RequestInfo::resolve(method, path, None).unwrap();
+    let d = cfg.classify(u, &info).expect("catch-all matches");
+    (d.schema.name.to_string(), d.schema.level.name.clone(), d.distinguisher)
+}
+
+fn bootstrap() -> Config {
+    compile(600, Objects::default(), None).unwrap()
+}
+
+#[test]
+fn bootstrap_classification_table() {
+    let cfg = bootstrap();
+    let sa = |ns: &str, n: &str| {
+        user(
+            &format!("system:serviceaccount:{ns}:{n}"),
+            &["system:serviceaccounts", &format!("system:serviceaccounts:{ns}")],
+        )
+    };
+    let anon = UserInfo::new("system:anonymous", vec!["system:unauthenticated".into()]);
+    let table: Vec<(UserInfo, &str, &str, &str, &str, &str)> = vec![
+        (user("root", &["system:masters"]), "GET", "/api/v1/pods", "exempt", "exempt", ""),
+        (anon.clone(), "GET", "/healthz", "probes", "exempt", ""),
+        (anon.clone(), "GET", "/readyz", "probes", "exempt", ""),
+        (anon.clone(), "GET", "/version", "global-default", "global-default", "system:anonymous"),
+        (user("alice", &[]), "GET", "/api/v1/namespaces/a/pods", "global-default", "global-default", "alice"),
+        (user("alice", &[]), "POST", "/livez", "global-default", "global-default", "alice"),
+        (user("system:node:n1", &["system:nodes"]), "GET", "/api/v1/pods", "system-nodes", "system", "system:node:n1"),
+        (
+            user("system:node:n1", &["system:nodes"]),
+            "PUT",
+            "/api/v1/nodes/n1/status",
+            "system-node-high",
+            "node-high",
+            "system:node:n1",
+        ),
+        (
+            user("system:node:n1", &["system:nodes"]),
+            "PUT",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
+            "system-node-high",
+            "node-high",
+            "system:node:n1",
+        ),
+        (
+            user("system:kube-controller-manager", &[]),
+            "PUT",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kcm",
+            "system-leader-election",
+            "leader-election",
+            "system:kube-controller-manager",
+        ),
+        (
+            user("system:kube-controller-manager", &[]),
+            "GET",
+            "/api/v1/namespaces/b/endpoints/e",
+            "endpoint-controller",
+            "workload-high",
+            "system:kube-controller-manager",
+        ),
+        (
+            user("system:kube-controller-manager", &[]),
+            "GET",
+            "/api/v1/namespaces/b/pods",
+            "kube-controller-manager",
+            "workload-high",
+            "b",
+        ),
+        (
+            user("system:kube-scheduler", &[]),
+            "POST",
+            "/api/v1/namespaces/c/bindings",
+            "kube-scheduler",
+            "workload-high",
+            "c",
+        ),
+        (
+            sa("kube-system", "x"),
+            "PUT",
+            "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l",
+            "system-leader-election",
+            "leader-election",
+            "system:serviceaccount:kube-system:x",
+        ),
+        (
+            sa("kube-system", "x"),
+            "GET",
+            "/api/v1/namespaces/d/secrets",
+            "kube-system-service-accounts",
+            "workload-high",
+            "d",
+        ),
+        (sa("kube-system", "x"), "GET", "/api/v1/nodes", "kube-system-service-accounts", "workload-high", ""),
+        (
+            sa("apps", "web"),
+            "GET",
+            "/api/v1/namespaces/apps/configmaps",
+            "service-accounts",
+            "workload-low",
+            "system:serviceaccount:apps:web",
+        ),
+        (UserInfo::new("nobody", vec![]), "GET", "/api/v1/pods", "catch-all", "catch-all", "nobody"),
+    ];
+    for (u, m, p, fs, pl, dist) in table {
+        assert_eq!(
+            classify_as(&cfg, &u, m, p),
+            (fs.to_string(), pl.to_string(), dist.to_string()),
+            "{} {m} {p}",
+            u.username
+        );
+    }
+}
+
+#[test]
+fn order_is_precedence_then_name_and_mandatory_objects_stay() {
+    let yaml = r#"
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: slow, uid: 11111111-2222-3333-4444-555555555555}
+spec:
+  type: Limited
+  limited: {nominalConcurrencyShares: 1, limitResponse: {type: Reject}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: b-noisy}
+spec:
+  matchingPrecedence: 500
+  priorityLevelConfiguration: {name: slow}
+  rules:
+  - subjects: [{kind: User, user: {name: noisy}}]
+    resourceRules: [{verbs: [list], apiGroups: [""], resources: [pods], namespaces: ["*"]}]
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: a-noisy}
+spec:
+  matchingPrecedence: 500
+  priorityLevelConfiguration: {name: workload-low}
+  rules:
+  - subjects: [{kind: User, user: {name: noisy}}]
+    resourceRules: [{verbs: [list], apiGroups: [""], resources: [pods], namespaces: ["*"]}]
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: exempt}
+spec:
+  matchingPrecedence: 1
+  priorityLevelConfiguration: {name: slow}
+  rules:
+  - subjects: [{kind: Group, group: {name: "*"}}]
+    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: dangling}
+spec:
+  matchingPrecedence: 2
+  priorityLevelConfiguration: {name: missing}
+  rules:
+  - subjects: [{kind: Group, group: {name: "*"}}]
+    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+"#;
+    let cfg = compile(600, Objects::parse(yaml, "test").unwrap(), None).unwrap();
+    let noisy = user("noisy", &[]);
+    assert_eq!(
+        classify_as(&cfg, &noisy, "GET", "/api/v1/namespaces/x/pods").0,
+        "a-noisy",
+        "same precedence: name order"
+    );
+    assert_eq!(classify_as(&cfg, &noisy, "GET", "/api/v1/pods").0, "global-default", "not clusterScope");
+    assert_eq!(classify_as(&cfg, &noisy, "GET", "/api/v1/namespaces/x/pods/p").0, "global-default", "get is not list");
+    assert_eq!(
+        classify_as(&cfg, &noisy, "GET", "/healthz").0,
+        "probes",
+        "the mandatory exempt is kept, dangling skipped"
+    );
+    let slow = cfg.levels.iter().find(|l| l.name == "slow").unwrap();
+    assert_eq!(slow.uid, "11111111-2222-3333-4444-555555555555");
+    let exempt = cfg.schemas.iter().find(|s| &*s.name == "exempt").unwrap();
+    assert_eq!(exempt.uid, derived_uid("FlowSchema", "exempt"), "a stable derived uid");
+}
+
+#[test]
+fn bad_objects_are_refused_with_their_place() {
+    for (yaml, want) in [
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "not flowcontrol"),
+        (
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: x}\nspec: {matchingPrecedence: 0, priorityLevelConfiguration: {name: y}}\n",
+            "matchingPrecedence",
+        ),
+        (
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: x}\nspec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 2, handSize: 3}}}}\n",
+            "handSize",
+        ),
+        ("---\nkind: FlowSchema\n: [", "document"),
+    ] {
+        let err = format!("{:#}", Objects::parse(yaml, "f.yaml").unwrap_err());
+        assert!(err.contains(want) && err.contains("f.yaml"), "{err}");
+    }
+}
+
+#[test]
+fn reload_keeps_levels_and_their_seats() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("fc.yaml");
+    std::fs::write(&f, "").unwrap();
+    let apf = Apf::new(600, vec![f.clone()]).unwrap();
+    let before = apf.snapshot().levels.iter().find(|l| l.name == "global-default").cloned().unwrap();
+    std::fs::write(
+        &f,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: extra}\nspec: {type: Limited, limited: {nominalConcurrencyShares: 245, limitResponse: {type: Reject}}}\n",
+    )
+    .unwrap();
+    apf.reload().unwrap();
+    let cfg = apf.snapshot();
+    let after = cfg.levels.iter().find(|l| l.name == "global-default").unwrap();
+    assert!(Arc::ptr_eq(&before, after), "same level, same queues");
+    assert_eq!(after.limits().0.nominal, 25, "shares now out of 490");
+    std::fs::write(&f, "kind: [").unwrap();
+    assert!(apf.reload().is_err());
+    assert!(apf.snapshot().levels.iter().any(|l| l.name == "extra"), "the old configuration stays");
+}

@@ -1,0 +1,277 @@
+//! API Priority and Fairness through the real binary: a small priority level for anonymous
+//! users queues, times out and refuses with kube's 429 while system:masters (exempt) goes
+//! through; the X-Kubernetes-PF-* headers, the apiserver_flowcontrol_* metrics, the debug
+//! dumps, a watch giving its seat back, and the configuration reloaded from its file.
+//! Seats are held by slow readers of a large /metrics, as in `inflight.rs`.
+use crate::common::*;
+use crate::inflight::{metric, metrics_text, slow_reader, start, wait_metric};
+use std::time::{Duration, Instant};
+
+const TINY_UID: &str = "0e5a1c1e-0000-4000-8000-000000000001";
+const ANON_UID: &str = "0e5a1c1e-0000-4000-8000-000000000002";
+
+/// A level of one seat with a single one-request queue, and anonymous users sent to it.
+fn tiny_level(queue_length_limit: u32) -> String {
+    format!(
+        r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {{name: tiny, uid: {TINY_UID}}}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {{type: Queue, queuing: {{queues: 1, handSize: 1, queueLengthLimit: {queue_length_limit}}}}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {{name: anonymous, uid: {ANON_UID}}}
+spec:
+  matchingPrecedence: 500
+  priorityLevelConfiguration: {{name: tiny}}
+  distinguisherMethod: {{type: ByUser}}
+  rules:
+  - subjects: [{{kind: Group, group: {{name: "system:unauthenticated"}}}}]
+    resourceRules: [{{verbs: ["*"], apiGroups: ["*"], resources: ["*"], clusterScope: true, namespaces: ["*"]}}]
+    nonResourceRules: [{{verbs: ["*"], nonResourceURLs: ["*"]}}]
+"#
+    )
+}
+
+fn pf_headers(r: &reqwest::blocking::Response) -> (String, String) {
+    let h = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    (h("x-kubernetes-pf-flowschema-uid"), h("x-kubernetes-pf-prioritylevel-uid"))
+}
+
+#[test]
+fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("tiny.yaml");
+    std::fs::write(&file, tiny_level(1)).unwrap();
+    let f = file.to_str().unwrap();
+    // 2 seats in all; tiny gets ceil(2 * 1/246) = 1, no borrowing; queue waits are 1s (4s / 4)
+    let (fd, mport) = start(&[
+        "--enable-priority-and-fairness=true",
+        "--flowcontrol-config",
+        f,
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+        "--request-timeout",
+        "4s",
+    ]);
+    assert_eq!(metric(mport, "apiserver_flowcontrol_nominal_limit_seats{priority_level=\"tiny\"}"), 1.0);
+    assert_eq!(metric(mport, "apiserver_flowcontrol_upper_limit_seats{priority_level=\"tiny\"}"), 1.0);
+    let anon = fd.anonymous_client();
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()));
+
+    // the seat is taken; the next anonymous request queues, one more finds the queue full
+    let held = slow_reader(&fd, "/metrics");
+    assert_eq!(held.status, "HTTP/1.1 200");
+    wait_metric(
+        mport,
+        "apiserver_flowcontrol_current_executing_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
+        1.0,
+    );
+    let url = fd.url("/version");
+    let queued = {
+        let anon = anon.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = anon.get(url).send().unwrap();
+            (r.status().as_u16(), t.elapsed(), pf_headers(&r))
+        })
+    };
+    wait_metric(
+        mport,
+        "apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
+        1.0,
+    );
+    let t = Instant::now();
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 429, "queue full");
+    assert!(t.elapsed() < Duration::from_millis(900), "refused at once");
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()), "a refused request is classified");
+    let s: serde_json::Value = r.json().unwrap();
+    assert_eq!((s["kind"].as_str(), s["reason"].as_str()), (Some("Status"), Some("TooManyRequests")));
+    assert_eq!(s["message"], "Too many requests, please try again later.");
+
+    // system:masters is exempt, and says so in its headers
+    let r = fd.admin_client().get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let (fs_uid, pl_uid) = pf_headers(&r);
+    assert!(!fs_uid.is_empty() && !pl_uid.is_empty() && pl_uid != TINY_UID);
+    let o = fd.kubectl(&["get", "--raw", "/version"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // the queued one gives up after a quarter of its deadline
+    let (code, waited, headers) = queued.join().unwrap();
+    assert_eq!(code, 429);
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert_eq!(headers.1, TINY_UID);
+
+    // the dumps, behind authorization like kube's /debug paths (AlwaysAllow here: admin reads)
+    let dump = fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_priority_levels")).send().unwrap();
+    assert_eq!(dump.status(), 200);
+    let text = dump.text().unwrap();
+    assert!(text.starts_with("PriorityLevelName, "), "{text}");
+    let tiny = text.lines().find(|l| l.starts_with("tiny,")).unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<&str> = tiny.split(',').map(str::trim).collect();
+    assert_eq!(cells[5], "1", "one executing: {tiny}");
+    assert_eq!(cells[7], "2", "two rejected: {tiny}");
+    assert_eq!(cells[8], "1", "one timed out: {tiny}");
+    assert!(text.lines().any(|l| l.starts_with("exempt,") && l.contains("<none>")), "{text}");
+    let queues = fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_queues")).send().unwrap();
+    let text = queues.text().unwrap();
+    assert!(text.starts_with("PriorityLevelName, Index,"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("tiny,") && l.split(',').nth(4).map(str::trim) == Some("1")), "{text}");
+
+    // the metrics, with kube's names and labels
+    let m = metrics_text(mport);
+    for reason in ["queue-full", "time-out"] {
+        let series = format!(
+            "apiserver_flowcontrol_rejected_requests_total{{flow_schema=\"anonymous\",priority_level=\"tiny\",reason=\"{reason}\"}} 1"
+        );
+        assert!(m.contains(&series), "{series}");
+    }
+    assert!(
+        metric(
+            mport,
+            "apiserver_flowcontrol_dispatched_requests_total{flow_schema=\"exempt\",priority_level=\"exempt\"}"
+        ) >= 1.0
+    );
+    assert!(m.contains("apiserver_flowcontrol_request_wait_duration_seconds_bucket{execute=\"false\",flow_schema=\"anonymous\",priority_level=\"tiny\""));
+    assert!(metric(mport, "apiserver_request_terminations_total{") >= 2.0);
+
+    // the seat comes back; a watch holds it only until its initial events are written
+    drop(held);
+    wait_metric(
+        mport,
+        "apiserver_flowcontrol_current_executing_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
+        0.0,
+    );
+    let watch = anon.get(fd.url("/api/v1/namespaces?watch=true")).send().unwrap();
+    assert_eq!(watch.status(), 200);
+    assert_eq!(pf_headers(&watch).1, TINY_UID);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = anon.get(fd.url("/version")).send().unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch kept its seat");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(watch);
+}
+
+#[test]
+fn the_configuration_reloads_from_its_file_and_a_bad_file_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies").join("flowcontrol");
+    std::fs::create_dir_all(&policies).unwrap();
+    let file = policies.join("levels.yaml");
+    std::fs::write(&file, "# nothing yet\n").unwrap();
+    // no flag: flowcontrol/ in --policy-dir; default authorization (RBAC, no grants here)
+    let fd = Frontdoor::start_in(dir, &[]);
+    let anon = fd.anonymous_client();
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    let (fs_before, pl_before) = pf_headers(&r);
+    assert!(!fs_before.is_empty() && fs_before != ANON_UID && pl_before != TINY_UID);
+
+    std::fs::write(&file, tiny_level(10)).unwrap();
+    wait_until("anonymous requests are classified by the new schema", Duration::from_secs(15), || {
+        pf_headers(&anon.get(fd.url("/version")).send().unwrap()) == (ANON_UID.to_string(), TINY_UID.to_string())
+    });
+
+    let reloads = |result: &str| -> f64 {
+        let text = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
+        let series = format!("frontdoor_policy_reload_total{{policy=\"flowcontrol\",result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(reloads("success") >= 1.0);
+    std::fs::write(&file, "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: x}\nspec: {matchingPrecedence: 0}\n").unwrap();
+    wait_until("the bad file is counted", Duration::from_secs(15), || reloads("failure") >= 1.0);
+    assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, TINY_UID, "the old configuration stays");
+
+    // the dumps are authorized like any non-resource path: anonymous is forbidden here
+    let path = "/debug/api_priority_and_fairness/dump_queues";
+    assert_eq!(anon.get(fd.url(path)).send().unwrap().status(), 403);
+    let text = fd.admin_client().get(fd.url(path)).send().unwrap().text().unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("catch-all,") && l.contains("<none>")),
+        "a Reject level has no queues: {text}"
+    );
+}
+
+#[test]
+fn plain_max_in_flight_sends_no_pf_headers() {
+    let fd = Frontdoor::start(&["--enable-priority-and-fairness=false"]);
+    let r = fd.admin_client().get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(pf_headers(&r), (String::new(), String::new()));
+    let r = fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_priority_levels")).send().unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let resources = dir.path().join("resources.yaml");
+    std::fs::write(
+        &resources,
+        "- {group: flowcontrol.apiserver.k8s.io, version: v1, resource: flowschemas, kind: FlowSchema, namespaced: false, subresources: [status]}\n\
+         - {group: flowcontrol.apiserver.k8s.io, version: v1, resource: prioritylevelconfigurations, kind: PriorityLevelConfiguration, namespaced: false, subresources: [status]}\n",
+    )
+    .unwrap();
+    let objects = dir.path().join("tiny.yaml");
+    let yaml = tiny_level(10).replace(&format!(", uid: {TINY_UID}"), "").replace(&format!(", uid: {ANON_UID}"), "");
+    std::fs::write(&objects, yaml).unwrap();
+    let r = resources.to_str().unwrap().to_string();
+    let o = objects.to_str().unwrap().to_string();
+    let fd = Frontdoor::start_in(dir, &["--resources-file", &r]);
+    fd.kubectl_ok(&["apply", "-f", &o]);
+    let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "tiny", "-o", "jsonpath={.metadata.uid}"]);
+    assert!(!uid.trim().is_empty());
+    let anon = fd.anonymous_client();
+    wait_until("anonymous requests go to the applied level", Duration::from_secs(10), || {
+        pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 == uid.trim()
+    });
+    fd.kubectl_ok(&["delete", "flowschema", "anonymous"]);
+    wait_until("and leave it once its schema is deleted", Duration::from_secs(10), || {
+        pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 != uid.trim()
+    });
+}
+
+#[test]
+fn a_proxied_watch_gives_its_seat_back_when_its_response_starts() {
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("tiny.yaml");
+    std::fs::write(&file, tiny_level(1)).unwrap();
+    let s = crate::aggregation::setup(&[
+        "--flowcontrol-config",
+        file.to_str().unwrap(),
+        "--authorization-mode",
+        "AlwaysAllow",
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+    ]);
+    let anon = s.fd.anonymous_client();
+    // the backend holds the watch open after its first event
+    let watch = anon.get(s.fd.url(&format!("{}?watch=true", crate::aggregation::FLUNDERS))).send().unwrap();
+    assert_eq!(watch.status(), 200);
+    assert_eq!(pf_headers(&watch).1, TINY_UID, "proxied responses carry the headers");
+    // tiny's only seat is free again: a list goes through instead of timing out in the queue
+    let r = anon.get(s.fd.url(crate::aggregation::FLUNDERS)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()));
+    s.be.release();
+    drop(watch);
+}
