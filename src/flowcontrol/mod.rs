@@ -53,7 +53,9 @@ pub struct FlowControl {
 
 enum Mode {
     MaxInFlight(MaxInFlight),
-    Apf(Arc<apf::Apf>),
+    /// APF, and unlimited seats that only count what executes for kube's
+    /// `apiserver_current_inflight_requests` (its APF filter keeps that watermark too).
+    Apf(Arc<apf::Apf>, MaxInFlight),
 }
 
 pub use maxinflight::Permit;
@@ -82,12 +84,13 @@ impl FlowControl {
             Some(apf) => apf.reload(),
             None => Ok(()),
         });
-        Ok(FlowControl { mode: Arc::new(Mode::Apf(apf)) })
+        let executing = MaxInFlight::new(usize::MAX, usize::MAX);
+        Ok(FlowControl { mode: Arc::new(Mode::Apf(apf, executing)) })
     }
 
     /// Gives APF's width estimator the store's object counts (group, resource).
     pub fn set_object_count(&self, f: Box<apf::width::ObjectCount>) {
-        if let Mode::Apf(apf) = &*self.mode {
+        if let Mode::Apf(apf, _) = &*self.mode {
             apf.set_object_count(f);
         }
     }
@@ -96,14 +99,14 @@ impl FlowControl {
     /// join the files' objects. Without APF they are kept in the store and unused, as kube's.
     pub fn set_stored(&self, resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
         match &*self.mode {
-            Mode::Apf(apf) => apf.set_stored(resource, objects),
+            Mode::Apf(apf, _) => apf.set_stored(resource, objects),
             Mode::MaxInFlight(_) => Ok(()),
         }
     }
 
     /// kube's `/debug/api_priority_and_fairness/dump_*` (only with APF on).
     pub fn debug(&self, path: &str) -> Option<String> {
-        let Mode::Apf(apf) = &*self.mode else { return None };
+        let Mode::Apf(apf, _) = &*self.mode else { return None };
         let cfg = apf.snapshot();
         match path {
             "/debug/api_priority_and_fairness/dump_priority_levels" => Some(apf::dump::priority_levels(&cfg.levels)),
@@ -127,14 +130,14 @@ impl FlowControl {
     pub async fn admit(&self, ctx: &mut RequestContext) -> Result<(), Reply> {
         match &*self.mode {
             Mode::MaxInFlight(mif) => admit_max_in_flight(mif, ctx),
-            Mode::Apf(apf) => admit_apf(apf, ctx).await,
+            Mode::Apf(apf, executing) => admit_apf(apf, executing, ctx).await,
         }
     }
 }
 
 /// kube's APF filter: long-running requests other than watches bypass it; a watch holds its
 /// seats only while its initial events are sent (released by the handler or at response start).
-async fn admit_apf(apf: &apf::Apf, ctx: &mut RequestContext) -> Result<(), Reply> {
+async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestContext) -> Result<(), Reply> {
     let info = ctx.request_info.clone();
     if info.is_long_running() && info.verb != "watch" {
         return Ok(());
@@ -153,7 +156,9 @@ async fn admit_apf(apf: &apf::Apf, ctx: &mut RequestContext) -> Result<(), Reply
     let limit = apf::wait_limit(ctx.deadline);
     match apf::wait(admission, limit, &schema.metrics).await {
         Ok(seat) => {
-            ctx.inflight = Some(Permit::new(seat));
+            let kind = if is_mutating(&info.verb) { &executing.mutating } else { &executing.read_only };
+            let counted = kind.as_ref().and_then(|k| k.try_acquire());
+            ctx.inflight = Some(Permit::new((seat, counted)));
             Ok(())
         }
         Err(_) => Err(rejected(ctx, is_mutating(&info.verb))),

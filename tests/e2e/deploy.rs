@@ -119,7 +119,9 @@ fn check(path: &Path, known: &BTreeSet<String>, apis: &mut Vec<serde_json::Value
             assert!(!docs.is_empty(), "{} is empty", path.display());
             let is_config = name == "config.yaml";
             for d in &docs {
-                if !is_config && !name.starts_with("prometheus") {
+                let not_a_manifest =
+                    name.starts_with("prometheus") || path.parent().is_some_and(|d| d.ends_with("grafana"));
+                if !is_config && !not_a_manifest {
                     assert!(
                         d.get("apiVersion").is_some() && d.get("kind").is_some(),
                         "{}: a manifest without apiVersion/kind: {d}",
