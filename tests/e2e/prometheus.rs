@@ -29,57 +29,74 @@ fn promtool_accepts_the_shipped_config() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
 
-#[test]
-fn prometheus_scrapes_apiserver_request_total() {
-    let metrics_port = free_port();
-    let fd = Frontdoor::start(&["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")]);
-    // some traffic to count
-    let admin = fd.admin_client();
-    for _ in 0..5 {
-        assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+/// A frontdoor with a metrics listener that served some requests, and Debian's Prometheus
+/// scraping it every second with the shipped config.
+struct Scraped {
+    fd: Frontdoor,
+    _prometheus: Killed,
+    _dir: tempfile::TempDir,
+    web_port: u16,
+    http: reqwest::blocking::Client,
+}
+
+impl Scraped {
+    fn start() -> Scraped {
+        let metrics_port = free_port();
+        let fd = Frontdoor::start(&["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")]);
+        // some traffic to count
+        let admin = fd.admin_client();
+        for _ in 0..5 {
+            assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+        }
+        // the shipped config, pointed at this frontdoor and scraping every second
+        let dir = tempfile::tempdir().unwrap();
+        let config = std::fs::read_to_string(SHIPPED)
+            .unwrap()
+            .replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}"))
+            .replace("scrape_interval: 15s", "scrape_interval: 1s");
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config).unwrap();
+        let web_port = free_port();
+        let prometheus = Killed(
+            Command::new(need("prometheus"))
+                .arg(format!("--config.file={}", config_file.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let s = Scraped { fd, _prometheus: prometheus, _dir: dir, web_port, http };
+        // two scrapes, so rates have two points
+        wait_until("two scrapes of frontdoor", Duration::from_secs(60), || {
+            s.query("count_over_time(up{job=\"frontdoor\"}[1m])")["data"]["result"][0]["value"][1]
+                .as_str()
+                .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
+        });
+        s
     }
 
-    // the shipped config, pointed at this frontdoor and scraping every second
-    let dir = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(SHIPPED)
-        .unwrap()
-        .replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}"))
-        .replace("scrape_interval: 15s", "scrape_interval: 1s");
-    let config_file = dir.path().join("prometheus.yml");
-    std::fs::write(&config_file, config).unwrap();
-    let web_port = free_port();
-    let _prometheus = Killed(
-        Command::new(need("prometheus"))
-            .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let query = format!(
-        "http://127.0.0.1:{web_port}/api/v1/query?query=sum(apiserver_request_total%7Bjob%3D%22frontdoor%22%2Cresource%3D%22configmaps%22%2Cverb%3D%22LIST%22%7D)"
-    );
-    let mut last = String::new();
-    let mut found = 0.0;
-    wait_until("Prometheus to scrape frontdoor", Duration::from_secs(60), || {
-        let Ok(r) = http.get(&query).send() else { return false };
-        last = r.text().unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
-        found = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
-        found >= 5.0
-    });
-    assert!(found >= 5.0, "{last}");
-    // the target is up, as Prometheus sees it
-    let up: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{web_port}/api/v1/query?query=up%7Bjob%3D%22frontdoor%22%7D"))
-        .send()
-        .unwrap()
-        .json()
+    /// An instant query through Prometheus's API (Null when it cannot be asked).
+    fn query(&self, expr: &str) -> serde_json::Value {
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{}/api/v1/query", self.web_port),
+            &[("query", expr)],
+        )
         .unwrap();
+        self.http.get(url).send().and_then(|r| r.json()).unwrap_or_default()
+    }
+}
+
+#[test]
+fn prometheus_scrapes_apiserver_request_total() {
+    let s = Scraped::start();
+    let v = s.query("sum(apiserver_request_total{job=\"frontdoor\",resource=\"configmaps\",verb=\"LIST\"})");
+    let found: f64 = v["data"]["result"][0]["value"][1].as_str().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    assert!(found >= 5.0, "{v}\n{}", s.fd.logs());
+    // the target is up, as Prometheus sees it
+    let up = s.query("up{job=\"frontdoor\"}");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }
 
@@ -88,43 +105,8 @@ fn prometheus_scrapes_apiserver_request_total() {
 /// authentication, authorization, reloads, stored objects) have data.
 #[test]
 fn grafana_panels_evaluate_against_scraped_metrics() {
-    let metrics_port = free_port();
-    let fd = Frontdoor::start(&["--metrics-bind-address", &format!("127.0.0.1:{metrics_port}")]);
-    let admin = fd.admin_client();
-    for _ in 0..5 {
-        assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let config = std::fs::read_to_string(SHIPPED)
-        .unwrap()
-        .replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}"))
-        .replace("scrape_interval: 15s", "scrape_interval: 1s");
-    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let web_port = free_port();
-    let _prometheus = Killed(
-        Command::new(need("prometheus"))
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let query = |expr: &str| -> serde_json::Value {
-        let url =
-            reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{web_port}/api/v1/query"), &[("query", expr)])
-                .unwrap();
-        http.get(url).send().and_then(|r| r.json()).unwrap_or_default()
-    };
-    // two scrapes, so rates have two points
-    wait_until("two scrapes of frontdoor", Duration::from_secs(60), || {
-        query("count_over_time(up{job=\"frontdoor\"}[1m])")["data"]["result"][0]["value"][1]
-            .as_str()
-            .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 2.0)
-    });
-
+    let s = Scraped::start();
+    let query = |expr: &str| s.query(expr);
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/frontdoor.json")).unwrap(),
     )
