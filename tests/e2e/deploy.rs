@@ -22,12 +22,13 @@ fn serve_flags() -> BTreeSet<String> {
     flags
 }
 
+/// Every text file under `dir` (pictures, such as the dashboard's PNG, name no flags).
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
         if p.is_dir() {
             files(&p, out);
-        } else {
+        } else if p.extension().is_none_or(|x| x != "png") {
             out.push(p);
         }
     }
