@@ -41,11 +41,14 @@ tok-carol,carol,u-carol,\"users\"
 tok-dave,dave,u-dave,\"users\"
 tok-eve,eve,u-eve,\"users\"
 tok-mallory,mallory,u-mallory,\"users\"
+tok-olive,olive,u-olive,\"users\"
+tok-pat,pat,u-pat,\"users\"
 ";
 
 /// alice: get/list/watch the one secret `allowed`, get configmaps. bob: create roles and
 /// rolebindings (and nothing they would grant). carol: get/list/create configmaps, no watch.
 /// dave: get/list/create flunders on the backend. eve: impersonate the user `bot` only.
+/// olive: everything in namespace default (a namespace owner). pat: list serviceaccounts/token.
 const POLICY: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: alice-one-secret, namespace: default}
@@ -106,6 +109,30 @@ kind: ClusterRoleBinding
 metadata: {name: eve-impersonates-bot}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: eve-impersonates-bot}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: eve}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: olive-owner, namespace: default}
+rules:
+- {apiGroups: ['*'], resources: ['*'], verbs: ['*']}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: olive-owner, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: olive-owner}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: olive}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pat-token-list, namespace: default}
+rules:
+- {apiGroups: [''], resources: [serviceaccounts/token], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: pat-token-list, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pat-token-list}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: pat}]
 ";
 
 /// What a row's request is.
@@ -713,6 +740,81 @@ fn rows() -> Vec<Row> {
         ));
     }
 
+    // ---- routes kube does not have: a grant in one namespace, or on one name, must not reach further
+    let owner_reach = [
+        ("GET", "/api/v1/namespaces/default/namespaces", None),
+        ("GET", "/api/v1/namespaces/default/namespaces?watch=1&timeoutSeconds=1", None),
+        ("GET", "/api/v1/namespaces/default/namespaces/kube-system", None),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/namespaces/kube-system",
+            Some(r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#),
+        ),
+        ("DELETE", "/api/v1/namespaces/default/namespaces/kube-node-lease", None),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/namespaces/kube-node-lease/finalize",
+            Some(
+                r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"kube-node-lease"},"spec":{"finalizers":[]}}"#,
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/namespaces",
+            Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"olive-made"}}"#),
+        ),
+    ];
+    for (method, path, body) in owner_reach {
+        let ct: &[(&str, &str)] = if method == "PATCH" {
+            &[("Content-Type", "application/merge-patch+json")]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        r.push(
+            Row::new(
+                format!("a namespace owner's {method} {path} (no such route: 404)"),
+                Req::H1(http(method, path, Some("tok-olive"), ct, body)),
+                status(&[404]),
+            )
+            .lacks("kube-system\",\"resourceVersion"),
+        );
+    }
+    r.push(Row::new(
+        "create on an object's path, another name in the body (405: authorized is the URL's name)",
+        post(&format!("{NS}/configmaps/allowed-name"), "tok-carol", &cm("body-name")),
+        status(&[405]),
+    ));
+    r.push(Row::new(
+        "create a namespace on a namespace's path (405)",
+        post(
+            "/api/v1/namespaces/default",
+            "tok-olive",
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"olive-made2"}}"#,
+        ),
+        status(&[405]),
+    ));
+    r.push(Row::new(
+        "create a role on a role's path, another name in the body (405)",
+        post(
+            &format!("{RBAC}/roles/bob-rbac"),
+            "tok-bob",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"bob-other"},"rules":[]}"#,
+        ),
+        status(&[405]),
+    ));
+    for path in
+        [format!("{NS}/serviceaccounts//token"), format!("{NS}/serviceaccounts//token?watch=1&timeoutSeconds=1")]
+    {
+        r.push(
+            Row::new(
+                format!("a subresource without its object: {path} (404, not a list of objects)"),
+                get(&path, "tok-pat"),
+                status(&[404]),
+            )
+            .lacks("ServiceAccount"),
+        );
+    }
+
     // ---- client certificates
     r.push(Row::new(
         "self-signed cert claiming system:masters: handshake fails",
@@ -1018,6 +1120,7 @@ fn store_state(admin: &reqwest::blocking::Client, fd: &Frontdoor) -> BTreeMap<St
         ("rolebindings", format!("{RBAC}/rolebindings")),
         ("clusterroles", "/apis/rbac.authorization.k8s.io/v1/clusterroles".to_string()),
         ("clusterrolebindings", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_string()),
+        ("namespaces", "/api/v1/namespaces".to_string()),
     ] {
         let v: serde_json::Value = admin.get(fd.url(&path)).send().unwrap().json().unwrap();
         for item in v["items"].as_array().into_iter().flatten() {

@@ -93,9 +93,22 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         Ok(q) => q,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
-    // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself
+    // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself, and
+    // only that: /namespaces/x/namespaces[/y] has no route in kube (authorized in x, it would
+    // act on every namespace)
     let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
-    if !def.namespaced && !info.namespace.is_empty() && def.resource != "namespaces" {
+    let the_namespace_itself = crate::store::namespace::is_namespaces(def) && info.name == info.namespace;
+    if !def.namespaced && !info.namespace.is_empty() && !the_namespace_itself {
+        return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
+    }
+    // an object's path takes no create (kube has no such route: what is authorized is the
+    // URL's name, what a create stores is the body's), and a subresource needs its object
+    let named_create = info.verb == "create" && !info.name.is_empty() && info.subresource.is_empty();
+    if named_create {
+        let s = Status::method_not_allowed(session.req_header().method.as_str());
+        return rest.respond.send(session, ctx, s.into()).await;
+    }
+    if !info.subresource.is_empty() && info.name.is_empty() {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     // a namespaced resource outside a namespace is only listed and watched
