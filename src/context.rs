@@ -21,7 +21,7 @@ pub struct RequestContext {
     pub request_uri: String,
     // request_info: the query parsed once (Go's url.ParseQuery) and what the request is about;
     // every later stage and handler reads these, never the raw URI
-    pub query: Arc<Query>,
+    pub query: Query,
     pub request_info: Arc<RequestInfo>,
     // timeout: the deadline of a non-long-running request
     pub deadline: Option<std::time::Duration>,

@@ -43,8 +43,9 @@ pub fn check_dir(dir: &Path) -> anyhow::Result<Vec<Checked>> {
         check(f, r);
     }
     if let Some(rbac) = existing("rbac") {
-        for f in manifests(&rbac)? {
-            let r = crate::authz::rbac::RbacAuthorizer::new(vec![f.clone()]).map(drop);
+        // the files and the loader RBAC's own startup uses, one file at a time
+        for f in crate::api::documents::files(&[rbac])? {
+            let r = crate::authz::rbac::load::load_file(&f).map(drop);
             check(f, r);
         }
     }
@@ -66,19 +67,6 @@ pub fn check_dir(dir: &Path) -> anyhow::Result<Vec<Checked>> {
         check(f, r);
     }
     Ok(out)
-}
-
-/// The YAML and JSON files of a manifest directory (or the file itself), as RBAC reads them.
-fn manifests(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if path.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 /// Runs `check-policy`: one line per file, exit status 1 when any failed.

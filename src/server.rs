@@ -71,7 +71,7 @@ impl Gateway {
 
         // the one reading of the request target: every later stage and handler uses these
         let req = session.req_header();
-        ctx.query = Arc::new(Query::parse(req.uri.query().unwrap_or("")));
+        ctx.query = Query::parse(req.uri.query().unwrap_or(""));
         match RequestInfo::resolve_parsed(req.method.as_str(), req.uri.path(), req.uri.query(), &ctx.query) {
             Ok(info) => ctx.request_info = Arc::new(info),
             Err(e) => {

@@ -4,7 +4,6 @@
 
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
-use std::path::Path;
 
 #[derive(Deserialize, Debug, Clone, Default)]
 pub struct Meta {
@@ -247,7 +246,7 @@ impl Objects {
     pub fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
         for p in paths {
-            for file in files(p)? {
+            for file in crate::api::documents::files(std::slice::from_ref(p))? {
                 let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
                 let o = Objects::parse(&text, &file.display().to_string())?;
                 out.flow_schemas.extend(o.flow_schemas);
@@ -256,20 +255,6 @@ impl Objects {
         }
         Ok(out)
     }
-}
-
-fn files(p: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    if !p.is_dir() {
-        return Ok(vec![p.to_path_buf()]);
-    }
-    let mut v: Vec<_> = std::fs::read_dir(p)
-        .with_context(|| format!("reading {}", p.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|f| f.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")))
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 impl FlowSchema {

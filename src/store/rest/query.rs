@@ -17,7 +17,6 @@ pub struct Options {
     /// Seconds a watch may run: None for the server's default (absent or 0), 0 to end at once
     /// (a negative value, as kube's timer fires at once).
     pub timeout_seconds: Option<u64>,
-    pub dry_run: bool,
     /// Every `dryRun` value, as kube's options hold the list (checked by `validate_write`).
     pub dry_run_values: Vec<String>,
     pub field_manager: String,
@@ -54,13 +53,17 @@ impl Options {
             allow_watch_bookmarks: q.flag("allowWatchBookmarks"),
             send_initial_events: q.flag("sendInitialEvents"),
             timeout_seconds,
-            dry_run: !dry_run_values.is_empty(),
             dry_run_values,
             field_manager: text("fieldManager"),
             force: q.flag("force"),
             include_object: q.first("includeObject").map(str::to_string),
             propagation_policy: text("propagationPolicy"),
         })
+    }
+
+    /// A dry run: `dryRun` was given (`validate_write` has checked each value is `All`).
+    pub fn dry_run(&self) -> bool {
+        !self.dry_run_values.is_empty()
     }
 
     /// kube's validation of a write's options (`ValidateCreateOptions` and its siblings): every
@@ -133,7 +136,7 @@ mod tests {
     fn parses_options() {
         let q = decode("labelSelector=app%3Dx&limit=5&dryRun=All&timeoutSeconds=3").unwrap();
         assert_eq!(
-            (q.label_selector.as_str(), q.limit, q.dry_run, q.timeout_seconds),
+            (q.label_selector.as_str(), q.limit, q.dry_run(), q.timeout_seconds),
             ("app=x", Some(5), true, Some(3))
         );
         let s = decode("dryRun=Some").unwrap().validate_write("create").unwrap_err();
@@ -170,7 +173,7 @@ mod tests {
         assert_eq!(decode("limit=&limit=5").unwrap_err().code, 400);
         // dryRun is a list: all values must be All
         let ok = decode("dryRun=All&dryRun=All").unwrap();
-        assert!(ok.dry_run && ok.validate_write("patch").is_ok());
+        assert!(ok.dry_run() && ok.validate_write("patch").is_ok());
         let s = decode("dryRun=All&dryRun=").unwrap().validate_write("update").unwrap_err();
         assert_eq!((s.code, s.details.as_ref().unwrap().kind.as_str()), (422, "UpdateOptions"));
         assert!(s.message.ends_with(r#"[]string{"All", ""}: supported values: "All""#), "{}", s.message);

@@ -166,7 +166,7 @@ pub fn create_value(
     }
     let fields = owned_fields(&obj);
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
-    if t.query.dry_run {
+    if t.query.dry_run() {
         return Ok(reply_object(store, t, 201, &obj));
     }
     let key = t.def.key(&t.namespace, &name);
@@ -298,7 +298,7 @@ pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: V
     if comparable(&new) == comparable(&existing.value) {
         return Ok((*existing.value).clone());
     }
-    if t.query.dry_run {
+    if t.query.dry_run() {
         return Ok(new);
     }
     let key = t.def.key(&t.namespace, &t.name);
@@ -443,7 +443,7 @@ struct DeleteOptions {
 }
 
 fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
-    let mut o = DeleteOptions { dry_run: t.query.dry_run, ..Default::default() };
+    let mut o = DeleteOptions { dry_run: t.query.dry_run(), ..Default::default() };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
