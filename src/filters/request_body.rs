@@ -71,9 +71,9 @@ pub async fn json(body: Vec<u8>) -> Result<serde_json::Value, String> {
 }
 
 /// Decodes a JSON or YAML body within api::decode's bounds, off the worker thread unless
-/// small JSON.
+/// under 1 KiB.
 pub async fn json_or_yaml(body: Vec<u8>) -> Result<serde_json::Value, String> {
-    if body.len() > 1024 || heavy(body.len(), "application/json") {
+    if body.len() > 1024 {
         offload(body.len(), move || crate::api::decode::yaml(&body)).await
     } else {
         crate::api::decode::yaml(&body)

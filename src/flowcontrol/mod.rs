@@ -76,8 +76,6 @@ impl FlowControl {
             );
         }
         let seats = u32::try_from(seats).unwrap_or(u32::MAX);
-        Lazy::force(&DROPPED_REQUESTS);
-        Lazy::force(&REQUEST_TERMINATIONS);
         let apf = apf::Apf::new(seats, a.flowcontrol_config.clone())?;
         let weak = Arc::downgrade(&apf);
         crate::reload::watch("flowcontrol", apf.paths().to_vec(), move || match weak.upgrade() {
@@ -142,8 +140,8 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
     if info.is_long_running() && info.verb != "watch" {
         return Ok(());
     }
-    let anonymous = crate::authn::UserInfo::anonymous();
-    let user = ctx.effective_user().unwrap_or(&anonymous);
+    static ANONYMOUS: Lazy<crate::authn::UserInfo> = Lazy::new(crate::authn::UserInfo::anonymous);
+    let user = ctx.effective_user().unwrap_or(&ANONYMOUS);
     let cfg = apf.snapshot();
     let Some(decision) = cfg.classify(user, &info) else { return Ok(()) };
     let schema = decision.schema;

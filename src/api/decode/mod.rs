@@ -194,13 +194,12 @@ pub fn value_depth(v: &Value) -> usize {
     let mut max = 0;
     let mut stack = vec![(v, 0usize)];
     while let Some((v, d)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(a) => Box::new(a.iter()),
-            Value::Object(m) => Box::new(m.values()),
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|c| (c, d + 1))),
+            Value::Object(m) => stack.extend(m.values().map(|c| (c, d + 1))),
             _ => continue,
-        };
+        }
         max = max.max(d + 1);
-        stack.extend(children.map(|c| (c, d + 1)));
     }
     max
 }

@@ -72,7 +72,7 @@ async fn resolve(
             };
             grants.escalate = allowed(authz, &attrs).await;
         } else {
-            for rr in candidate_refs(store, t, body) {
+            for rr in candidate_refs(store, t, sent_object(t, body).await) {
                 // kube's BindingAuthorized: `bind` on the role, in the binding's namespace
                 let resource = if rr.kind == "Role" { "roles" } else { "clusterroles" };
                 let attrs = Attributes {
@@ -111,11 +111,20 @@ async fn allowed(authz: &Authorization, attrs: &Attributes) -> bool {
     authz.decide(attrs).await.0 == Decision::Allow
 }
 
+/// The body as the store will decode it (a body it cannot decode is refused by the write
+/// anyway), off the worker thread when the store would decode it there too.
+async fn sent_object(t: &Target<'_>, body: &[u8]) -> Option<Value> {
+    use crate::filters::request_body::{heavy, offload};
+    if !heavy(body.len(), &t.content_type) {
+        return crate::store::rest::decode(body, &t.content_type, &t.def.kind).ok();
+    }
+    let (b, ct, kind) = (body.to_vec(), t.content_type.clone(), t.def.kind.clone());
+    offload(b.len(), move || crate::store::rest::decode(&b, &ct, &kind).ok()).await
+}
+
 /// The roles a binding write may end up referring to: the body's (create, update, apply) and
 /// the stored binding's (a patch keeps it, roleRef being immutable), defaulted.
-fn candidate_refs(store: &Store, t: &Target, body: &[u8]) -> Vec<RoleRef> {
-    // the store's own bounded decoding: a body it cannot decode is refused by the write anyway
-    let sent = crate::store::rest::decode(body, &t.content_type, &t.def.kind).ok();
+fn candidate_refs(store: &Store, t: &Target, sent: Option<Value>) -> Vec<RoleRef> {
     let stored = (!t.name.is_empty()).then(|| store.storage.get(&t.def.key(&t.namespace, &t.name))).flatten();
     let mut refs: Vec<RoleRef> = Vec::new();
     for v in sent.iter().chain(stored.as_ref().map(|s| &*s.value)) {

@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-const GROUP: &str = "rbac.authorization.k8s.io";
+use super::validation::GROUP;
 /// kube's bootstrap-policy annotation.
 pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 /// The policy file a mirrored object comes from.

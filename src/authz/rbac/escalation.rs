@@ -14,7 +14,7 @@ use super::types::{PolicyRule, Role, RoleRef};
 use crate::api::Status;
 use crate::authn::UserInfo;
 
-const GROUP: &str = "rbac.authorization.k8s.io";
+use super::validation::GROUP;
 
 /// What the authorizer chain allows the writer, resolved before the write.
 #[derive(Debug, Clone, Default)]
@@ -37,11 +37,6 @@ pub fn escalation_allowed(user: &UserInfo) -> bool {
     user.is_system_master()
 }
 
-/// Go's `%q` of a string slice, as kube prints the groups.
-fn go_groups(groups: &[String]) -> String {
-    super::covers::go_quoted(groups)
-}
-
 /// kube's `ConfirmNoEscalation`: the writer's own RBAC rules in `namespace` (the cluster's and,
 /// for a namespace, its bindings') must cover `rules`. The error is kube's text.
 pub fn confirm_no_escalation(
@@ -58,7 +53,7 @@ pub fn confirm_no_escalation(
     let mut msg = format!(
         "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
         user.username,
-        go_groups(&user.groups),
+        super::covers::go_quoted(&user.groups),
         describe_missing(missing).join("\n")
     );
     if !owner.missing.is_empty() {

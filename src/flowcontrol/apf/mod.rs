@@ -224,7 +224,10 @@ fn uid_of(meta: &types::Meta, kind: &str) -> String {
 
 /// Bootstrap objects overlaid with the user's (mandatory ones stay kube's), compiled.
 fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<Config> {
-    let boot = Objects::parse(BOOTSTRAP, "bootstrap")?;
+    // parsed once: every reload and stored-object change recompiles
+    static BOOT: once_cell::sync::Lazy<Objects> =
+        once_cell::sync::Lazy::new(|| Objects::parse(BOOTSTRAP, "bootstrap").expect("the bundled bootstrap parses"));
+    let boot = BOOT.clone();
     let mut pls: BTreeMap<String, PriorityLevelConfiguration> =
         boot.priority_levels.into_iter().map(|p| (p.metadata.name.clone(), p)).collect();
     let mut fss: BTreeMap<String, FlowSchema> =

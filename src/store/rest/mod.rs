@@ -171,7 +171,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     } else if request_body::heavy(body.len(), &t.content_type) {
         // the body is decoded, and the verb run, off this worker thread
         let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
-        request_body::offload(body.len(), move || verb_of(&store, &owned.target(), &verb, &body)).await
+        request_body::offload(body.len(), move || owned.run(|t| verb_of(&store, t, &verb, &body))).await
     } else {
         verb_of(&rest.store, &t, &info.verb, &body)
     };
@@ -223,19 +223,10 @@ impl Owned {
         }
     }
 
-    fn target(&self) -> Target<'_> {
-        Target {
-            def: &self.def,
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            subresource: self.subresource.clone(),
-            query: self.query.clone(),
-            table: self.table,
-            partial: self.partial,
-            content_type: self.content_type.clone(),
-            user_agent: self.user_agent.clone(),
-            admit: self.admit.clone(),
-        }
+    /// Runs `f` on the target, moved back out of this owned form (nothing cloned again).
+    fn run<R>(self, f: impl FnOnce(&Target) -> R) -> R {
+        let Owned { def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit } = self;
+        f(&Target { def: &def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit })
     }
 }
 
