@@ -395,6 +395,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
 /// stored APIServices' status; gives authentication its service-account lookup. The hooks
 /// hold the stages' handles; no stage holds the store back, so nothing is cyclic.
 fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorization, router: &Router, sa_lookup: bool) {
+    crate::authz::rbac::controller::seed(store, authz);
     for resource in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
         let authz = authz.clone();
         store.on_change(

@@ -33,7 +33,20 @@ pub const POLICY_FILE: &str = "frontdoor.io/policy-file";
 /// store, so sends no change).
 const POLL: Duration = Duration::from_secs(1);
 
-/// Starts the controller when RBAC is in the chain and the store serves RBAC objects.
+/// Writes the bootstrap objects and the policy files' mirrors into the store, before the
+/// authorizer follows the store: a fresh store takes dozens of writes here, and each would
+/// otherwise recompile the whole policy (the authorizer then compiles the result once).
+pub fn seed(store: &Store, authz: &Authorization) {
+    let Some(rbac) = authz.rbac() else { return };
+    if store.def(GROUP, "clusterroles").is_none() {
+        return;
+    }
+    create_bootstrap(store, &rbac);
+    sync_files(store, &rbac);
+}
+
+/// Starts the controller when RBAC is in the chain and the store serves RBAC objects (after
+/// `seed`, and once the authorizer follows the store).
 pub fn start(store: &Arc<Store>, authz: &Authorization) {
     let Some(rbac) = authz.rbac() else { return };
     if store.def(GROUP, "clusterroles").is_none() {
@@ -47,9 +60,7 @@ pub fn start(store: &Arc<Store>, authz: &Authorization) {
         };
         store.on_change(GROUP, resource, Box::new(hook));
     }
-    // the first pass before serving, so the first request already sees the whole policy
-    create_bootstrap(store, &rbac);
-    sync_files(store, &rbac);
+    // the first aggregation before serving, so the first request already sees the whole policy
     aggregate(store, &rbac);
     let weak: Weak<Store> = Arc::downgrade(store);
     let mut seen = rbac.files_generation();
