@@ -133,5 +133,19 @@ fn hostile_bodies_are_refused_promptly_and_others_keep_going() {
     });
     let got: Value = fd.admin_client().get(fd.url(&format!("{cms}/big2"))).send().unwrap().json().unwrap();
     assert_eq!(got["data"]["k59999"], "value-59999");
+
+    // past the YAML token bound: refused at once in words that say what to do; the same
+    // object as JSON is stored
+    let keys = 80_000;
+    let block: String = (0..keys).map(|i| format!("  k{i}: v\n")).collect();
+    let body = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many\ndata:\n{block}");
+    let (code, st, took) = send(&fd, reqwest::Method::POST, cms, "application/yaml", body);
+    assert_eq!((code, st["reason"].as_str()), (400, Some("BadRequest")), "{st}");
+    assert!(st["message"].as_str().unwrap().contains("tokens; send a larger object as JSON"), "{st}");
+    assert!(took < PROMPT);
+    let data: serde_json::Map<String, Value> = (0..keys).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+    let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "many"}, "data": data});
+    let (code, st, _) = send(&fd, reqwest::Method::POST, cms, "application/json", body.to_string());
+    assert_eq!(code, 201, "{st}");
     bystander.finish();
 }

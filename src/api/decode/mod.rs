@@ -5,8 +5,12 @@
 //!   nested 100,000 levels is refused at once: Go's encoding/json refuses past 10,000 as
 //!   kube-apiserver does; our parsers recurse, so the bound is `MAX_DEPTH` (serde's own
 //!   recursion limit is 128), in kube's words;
-//! - YAML aliases may not expand a document past `ALIAS_BUDGET` nodes (or its own size, if
-//!   larger): go-yaml's "excessive aliasing" guard against billion-laughs bodies;
+//! - a YAML document may have at most `MAX_YAML_NODES` tokens, counted by the same scan, and
+//!   its aliases may not expand it past as many nodes (go-yaml's "excessive aliasing" guard
+//!   against billion-laughs bodies): libyaml and serde_yaml cost up to ~350 ns a token, so a
+//!   3 MiB body of tiny YAML tokens would take a second of CPU; with the bound no YAML body
+//!   takes more than ~100 ms. kube has no such bound, but kubectl and client-go send JSON,
+//!   which is not bounded this way;
 //! - a body that parses as JSON is parsed as JSON even where YAML is accepted (JSON is YAML,
 //!   and serde_json is many times faster than libyaml).
 
@@ -20,8 +24,9 @@ use std::fmt;
 /// The deepest nesting of objects and arrays a request body may have.
 pub const MAX_DEPTH: usize = 100;
 
-/// Nodes that YAML aliases may expand a document to, at least.
-const ALIAS_BUDGET: usize = 400_000;
+/// The tokens a YAML body may have, and the nodes its aliases may expand it to: about a 1 MiB
+/// ConfigMap of short keys and values.
+pub const MAX_YAML_NODES: usize = 200_000;
 
 /// Refuses JSON nested deeper than `MAX_DEPTH`, as Go's scanner words it.
 pub fn check_json_depth(b: &[u8]) -> Result<(), String> {
@@ -51,9 +56,10 @@ pub fn check_json_depth(b: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses YAML nested deeper than `MAX_DEPTH` (go-yaml's text).
-pub fn check_yaml_depth(b: &[u8]) -> Result<(), String> {
-    yaml_depth::check(b, MAX_DEPTH)
+/// Refuses YAML nested deeper than `MAX_DEPTH` (go-yaml's text) or with more than
+/// `MAX_YAML_NODES` tokens.
+pub fn check_yaml_bounds(b: &[u8]) -> Result<(), String> {
+    yaml_depth::check(b, MAX_DEPTH, MAX_YAML_NODES)
 }
 
 /// Decodes a JSON body.
@@ -74,8 +80,8 @@ pub fn yaml(b: &[u8]) -> Result<Value, String> {
             return Ok(v);
         }
     }
-    check_yaml_depth(b)?;
-    let budget = Cell::new(ALIAS_BUDGET.max(b.len() + 1));
+    check_yaml_bounds(b)?;
+    let budget = Cell::new(MAX_YAML_NODES);
     let de = serde_yaml::Deserializer::from_slice(b);
     Bounded { budget: &budget }.deserialize(de).map_err(|e| {
         // serde_yaml adds where it stopped; go-yaml's text has no place

@@ -53,8 +53,8 @@ fn yaml_aliases_may_not_explode() {
         doc.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(",")));
     }
     assert!(timed(|| yaml(doc.as_bytes())).is_err());
-    // wide: one anchor of 50,000 items, aliased 50,000 times (serde_yaml alone runs out of memory)
-    let wide = format!("a: &a [{}]\nb: [{}]\n", vec!["x"; 50_000].join(","), vec!["*a"; 50_000].join(","));
+    // wide: one anchor of 20,000 items, aliased 20,000 times (serde_yaml alone runs out of memory)
+    let wide = format!("a: &a [{}]\nb: [{}]\n", vec!["x"; 20_000].join(","), vec!["*a"; 20_000].join(","));
     assert_eq!(timed(|| yaml(wide.as_bytes())), Err("yaml: document contains excessive aliasing".into()));
     // a few aliases are fine
     let v = yaml(b"base: &b {k: v}\none: *b\ntwo: *b\n").unwrap();
@@ -68,8 +68,24 @@ fn huge_flat_bodies_decode() {
     assert!(big.len() > 2_000_000);
     assert_eq!(timed(|| json(big.as_bytes())).unwrap().as_object().unwrap().len(), 200_000);
     assert_eq!(timed(|| yaml(big.as_bytes())).unwrap().as_object().unwrap().len(), 200_000);
-    let block: String = (0..20_000).map(|i| format!("k{i}: v\n")).collect();
-    assert_eq!(timed(|| yaml(block.as_bytes())).unwrap().as_object().unwrap().len(), 20_000);
+    let block: String = (0..60_000).map(|i| format!("k{i}: v\n")).collect();
+    assert_eq!(timed(|| yaml(block.as_bytes())).unwrap().as_object().unwrap().len(), 60_000);
+}
+
+#[test]
+fn yaml_token_count_is_bounded_json_is_not() {
+    // 3 tokens a key: 70,000 keys are past the bound as YAML, and fine as the same JSON
+    let block: String = (0..70_000).map(|i| format!("k{i}: v\n")).collect();
+    let want = format!("yaml: document has more than {MAX_YAML_NODES} tokens; send a larger object as JSON");
+    assert_eq!(timed(|| yaml(block.as_bytes())), Err(want.clone()));
+    let tiny = format!("[{}]", vec!["a"; 1_000_000].join(","));
+    assert_eq!(timed(|| yaml(tiny.as_bytes())), Err(want));
+    let items: Vec<String> = (0..70_000).map(|i| format!("\"k{i}\":\"v\"")).collect();
+    let json_body = format!("{{{}}}", items.join(","));
+    assert_eq!(yaml(json_body.as_bytes()).unwrap().as_object().unwrap().len(), 70_000);
+    // a YAML comment or a block scalar is one token however long
+    let long = format!("# {}\nbig: |\n{}", "c".repeat(1_000_000), "  line\n".repeat(300_000));
+    assert_eq!(yaml(long.as_bytes()).unwrap()["big"].as_str().unwrap().len(), 5 * 300_000);
 }
 
 #[test]

@@ -42,6 +42,10 @@ struct Scan<'a> {
     key_col: usize,
     key_line: usize,
     limit: usize,
+    /// Tokens the document may have, and has had: libyaml's time, and serde_yaml's, is per
+    /// token.
+    token_limit: usize,
+    tokens: usize,
 }
 
 impl Scan<'_> {
@@ -231,6 +235,10 @@ impl Scan<'_> {
         loop {
             self.skip_to_token();
             let Some(&c) = self.at(0) else { return Ok(()) };
+            self.tokens += 1;
+            if self.tokens > self.token_limit {
+                return Err(too_many_tokens(self.token_limit));
+            }
             let col = self.col();
             if self.flow == 0 {
                 while self.indents.last().is_some_and(|top| top.0 > col) {
@@ -335,8 +343,15 @@ fn raw_excess(b: &[u8]) -> usize {
     max
 }
 
-/// Refuses a YAML document nested deeper than `limit`, in time linear in its length.
-pub fn check(b: &[u8], limit: usize) -> Result<(), String> {
+/// Why a document with too many tokens is refused (go-yaml has no such bound: ours keeps any
+/// body's decoding within a fixed CPU budget).
+fn too_many_tokens(limit: usize) -> String {
+    format!("yaml: document has more than {limit} tokens; send a larger object as JSON")
+}
+
+/// Refuses a YAML document nested deeper than `limit`, or with more than `tokens` tokens, in
+/// time linear in its length.
+pub fn check(b: &[u8], limit: usize, tokens: usize) -> Result<(), String> {
     if raw_excess(b) > RAW_LIMIT.max(limit) {
         return Err(too_deep(limit));
     }
@@ -351,6 +366,8 @@ pub fn check(b: &[u8], limit: usize) -> Result<(), String> {
         key_col: 0,
         key_line: 0,
         limit,
+        token_limit: tokens,
+        tokens: 0,
     };
     s.run()
 }
@@ -360,7 +377,7 @@ mod tests {
     use super::*;
 
     fn depth_ok(doc: &str, limit: usize) -> bool {
-        check(doc.as_bytes(), limit).is_ok()
+        check(doc.as_bytes(), limit, usize::MAX).is_ok()
     }
 
     #[test]
@@ -385,7 +402,7 @@ mod tests {
     #[test]
     fn brackets_in_strings_comments_and_block_scalars_do_not_count() {
         let doc = "a: '[[[[ it''s ]'\nb: \"{{{{ \\\" [[[\"\nc: x[[[[y # [[[[[\nd: |\n  [[[[[[\n  {{{{{\ne: >-\n    [[[[[\n# [[[[[[\nf: [\"]]]]\", '[[[[']\n";
-        assert!(depth_ok(doc, 2), "{:?}", check(doc.as_bytes(), 2));
+        assert!(depth_ok(doc, 2), "{:?}", check(doc.as_bytes(), 2, usize::MAX));
         // after the block scalar, structure counts again
         assert!(!depth_ok("d: |\n  [[[\ne: [[[1]]]\n", 2));
         // a multi-line plain scalar hides nothing: its continuation is not a quote
@@ -441,9 +458,9 @@ mod tests {
             for doc in [serde_yaml::to_string(&v).unwrap(), v.to_string()] {
                 let back: Value = serde_yaml::from_str(&doc).unwrap();
                 assert_eq!(back, v, "{doc}");
-                assert!(check(doc.as_bytes(), d).is_ok(), "over-counted (depth {d}):\n{doc}");
+                assert!(check(doc.as_bytes(), d, usize::MAX).is_ok(), "over-counted (depth {d}):\n{doc}");
                 if d > 0 {
-                    assert!(check(doc.as_bytes(), d - 1).is_err(), "under-counted (depth {d}):\n{doc}");
+                    assert!(check(doc.as_bytes(), d - 1, usize::MAX).is_err(), "under-counted (depth {d}):\n{doc}");
                 }
             }
         }
@@ -506,7 +523,7 @@ mod tests {
             let Ok(v) = serde_yaml::from_str::<Value>(&doc) else { continue };
             valid += 1;
             let d = depth(&v);
-            if d > 0 && check(doc.as_bytes(), d - 1).is_ok() {
+            if d > 0 && check(doc.as_bytes(), d - 1, usize::MAX).is_ok() {
                 panic!("under-counted (depth {d}):\n{doc}\n{v}");
             }
         }
@@ -524,9 +541,9 @@ mod tests {
             format!("a: b\n  'c\nd: {}\ne: x'\n", "[".repeat(5000) + &"]".repeat(5000)),
         ] {
             let started = std::time::Instant::now();
-            assert_eq!(check(doc.as_bytes(), 100), Err("yaml: exceeded max depth of 100".into()));
+            assert_eq!(check(doc.as_bytes(), 100, usize::MAX), Err("yaml: exceeded max depth of 100".into()));
             assert!(started.elapsed() < std::time::Duration::from_secs(2));
         }
-        assert!(check(b"a: 'open", 100).is_err());
+        assert!(check(b"a: 'open", 100, usize::MAX).is_err());
     }
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""CPU time one request body costs frontdoor, accepted or refused, for the body shapes that
+cost a parser most (issue #14: every body within 100 ms of CPU). Starts the release binary on
+embedded defaults in a temporary directory, sends each body ROUNDS times as admin, and prints
+the median CPU time of the whole process per request (every thread, from
+/proc/PID/task/*/schedstat) with the answer's code. Loopback only; bounded.
+
+    bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first)
+"""
+import os, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+MIB3 = 3 * 1024 * 1024 - 8192  # under kube's 3 MiB body limit, room for the envelope
+
+
+def cm_json(data):
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "b-"}, "data": data})
+
+
+def fill(unit, size=MIB3, head="", tail=""):
+    n = (size - len(head) - len(tail)) // len(unit)
+    return head + unit * n + tail
+
+
+def yaml_cm(lines):
+    return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: b-\ndata:\n" + lines
+
+
+def shapes():
+    keys = {f"k{i}": "v" for i in range(MIB3 // 12)}
+    yield "json: configmap, ~260k keys (accepted)", "application/json", cm_json(keys)
+    yield "json: 1.5M tiny scalars (refused)", "application/json", fill("1,", head="[", tail="1]")
+    yield "json: nested 99 deep, repeated (refused)", "application/json", \
+        cm_json({"a": "x"})[:-1] + ',"spec":' + fill("[" * 99 + "]" * 99 + ",", head="[", tail="1]") + "}"
+    yield "yaml: configmap at the token bound (accepted)", "application/yaml", \
+        yaml_cm("".join(f"  k{i}: v{i}\n" for i in range(66_000)))
+    yield "yaml: 3 MiB of tiny tokens (refused)", "application/yaml", fill("- a\n", head="x:\n")
+    yield "yaml: flow nested 99 deep at the bound (refused)", "application/yaml", \
+        fill("- " + "[" * 99 + "]" * 99 + "\n", size=199 * 1000)
+    yield "yaml: 3 MiB block scalar (accepted)", "application/yaml", \
+        yaml_cm("  big: |\n" + fill("    lorem ipsum dolor sit amet consectetur\n", size=MIB3 - 100))
+    yield "yaml: aliases to the node bound (refused)", "application/yaml", \
+        "a: &a [" + ",".join(["x"] * 1000) + "]\nb: [" + ",".join(["*a"] * 198) + "]\n"
+
+
+def cpu_ns(pid):
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "frontdoor"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp()
+    port = free_port()
+    proc = subprocess.Popen(
+        [os.path.join(TARGET, "release", "frontdoor"), "serve", "--secure-port", str(port),
+         "--cert-dir", f"{work}/certs", "--data-dir", f"{work}/data", "--policy-dir", f"{work}/none"],
+        stdout=subprocess.DEVNULL, stderr=open(f"{work}/log", "w"))
+    try:
+        ctx = ssl.create_default_context(cafile=None)
+        for _ in range(100):
+            if os.path.exists(f"{work}/certs/admin.key"):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        ctx = ssl.create_default_context(cafile=f"{work}/certs/ca.crt")
+        ctx.load_cert_chain(f"{work}/certs/admin.crt", f"{work}/certs/admin.key")
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60)
+        for _ in range(100):
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().read() == b"ok":
+                    break
+            except OSError:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=60)
+            time.sleep(0.1)
+        print(f"{'body':52} {'bytes':>9} {'code':>4} {'cpu ms (median of ' + str(ROUNDS) + ')':>24}")
+        for name, ctype, body in shapes():
+            body = body.encode()
+            times, code = [], 0
+            for _ in range(ROUNDS):
+                before = cpu_ns(proc.pid)
+                conn.request("POST", "/api/v1/namespaces/default/configmaps", body=body,
+                             headers={"Content-Type": ctype})
+                r = conn.getresponse()
+                r.read()
+                code = r.status
+                time.sleep(0.2)  # let the audit, watch fan-out and drop of the request finish
+                times.append((cpu_ns(proc.pid) - before) / 1e6)
+            print(f"{name:52} {len(body):>9} {code:>4} {statistics.median(times):>24.1f}")
+        # the idle process's own CPU over the same settle time, to subtract by eye
+        before = cpu_ns(proc.pid)
+        time.sleep(0.2)
+        print(f"{'(idle, 0.2 s)':52} {'':>9} {'':>4} {(cpu_ns(proc.pid) - before) / 1e6:>24.1f}")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
