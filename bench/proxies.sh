@@ -1,6 +1,8 @@
 # Sourced by the proxy benches: builds frontdoor unless FRONTDOOR_BIN is set, then starts the
 # nginx TLS backend (bench/backend.sh), nginx as a TLS reverse proxy with upstream keepalive
-# (NG_PID) and frontdoor in front of the same backend (FD_PID), on ports BE, NP and FP.
+# (NG_PID) and frontdoor in front of the same backend (FD_PID), on ports BE, NP and FP; with
+# BARE=1 also pingora as a bare proxy (bench/bare_pingora.rs) with the proxy client cert (BC_PID,
+# port BCP) and without (BN_PID, port BNP), and HAProxy when installed (HP_PID, port HP).
 # Expects ROOT and WORKERS; CHECK_INTERVAL is frontdoor's --apiservice-check-interval.
 # shellcheck shell=bash
 BIN=${FRONTDOOR_BIN:-}
@@ -17,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-BE=$(port); NP=$(port); FP=$(port)
+BE=$(port); NP=$(port); FP=$(port); BCP=$(port); BNP=$(port); HP=$(port)
 # the backend, its PKI and frontdoor's, the APIService and the bench token
 # shellcheck source=bench/backend.sh
 . "$ROOT/bench/backend.sh"
@@ -51,3 +53,41 @@ FRONTDOOR_LOG=warn "$BIN" serve --secure-port "$FP" --cert-dir "$TMP/certs" --da
   --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads "$WORKERS" \
   --apiservice-check-interval "${CHECK_INTERVAL:-1s}" >"$TMP/frontdoor.log" 2>&1 & PIDS+=($!)
 FD_PID=$!
+
+if [ "${BARE:-0}" = 1 ]; then
+  BARE_BIN=${BARE_BIN:-}
+  if [ -z "$BARE_BIN" ]; then
+    (cd "$ROOT" && cargo build --release --example bare_pingora >&2)
+    BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
+  fi
+  C=$TMP/certs
+  WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BCP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
+    "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare-cert.log" 2>&1 & PIDS+=($!)
+  BC_PID=$!
+  WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BNP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
+    "$TMP/be-ca.crt" >"$TMP/bare-nocert.log" 2>&1 & PIDS+=($!)
+  BN_PID=$!
+  HP_PID=""
+  if command -v haproxy >/dev/null; then
+    cat "$C/apiserver.crt" "$C/apiserver.key" > "$TMP/hp-serving.pem"
+    cat "$C/front-proxy-client.crt" "$C/front-proxy-client.key" > "$TMP/hp-client.pem"
+    cat > "$TMP/haproxy.cfg" <<CONF
+global
+  nbthread $WORKERS
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HP ssl crt $TMP/hp-serving.pem alpn h2,http/1.1
+  default_backend be
+backend be
+  server s1 127.0.0.1:$BE ssl verify required ca-file $TMP/be-ca.crt sni str(api.bench.svc) verifyhost api.bench.svc crt $TMP/hp-client.pem
+CONF
+    haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 & PIDS+=($!)
+    HP_PID=$!
+  fi
+fi

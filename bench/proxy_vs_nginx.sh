@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # End-to-end proxy benchmark: one TLS backend (nginx returning a small APIResourceList-ish
 # JSON body), loaded with wrk directly, through frontdoor (release build, full handler chain,
-# aggregation to the backend with the proxy client cert), and through nginx configured as a
-# plain TLS reverse proxy with upstream keepalive. Same machine, same run, same wrk settings.
+# aggregation to the backend with the proxy client cert), through pingora itself as a bare TLS
+# proxy with no chain (bench/bare_pingora.rs, built from the same crates; with and without the
+# per-peer proxy client cert), through nginx and through HAProxy (when installed) configured
+# as plain TLS reverse proxies with upstream keepalive and the client cert. Same machine, same
+# wrk settings; ROUNDS interleaved rounds (noise from other load hits every target alike),
+# medians and ratios printed.
 #
 #   bench/proxy_vs_nginx.sh [duration=10s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
-# FRONTDOOR_BIN=path skips the release build. Requests carry "Authorization: Bearer $BENCH_TOKEN"
-# (wrk cannot present client certs); the default token is a static token of a system:masters
-# user, so the cached token path and authorization run as for an ordinary client.
+# ROUNDS=n (default 3). FRONTDOOR_BIN=path / BARE_BIN=path skip the release builds. Requests
+# carry "Authorization: Bearer $BENCH_TOKEN" (wrk cannot present client certs); the default
+# token is a static token of a system:masters user, so the cached token path and authorization
+# run as for an ordinary client.
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
 THREADS=${3:-2}
 WORKERS=${4:-2}
+ROUNDS=${ROUNDS:-3}
+BARE=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/proxies.sh
 . "$ROOT/bench/proxies.sh"
@@ -23,11 +30,16 @@ wait_ok() {
     if curl -skf "${HDR[@]}" -o /dev/null "$1"; then return 0; fi
     sleep 0.1
   done
-  echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP/frontdoor.log" >&2; exit 1
+  echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP"/*.log >&2; exit 1
 }
-wait_ok "https://127.0.0.1:$BE$PATH_"
-wait_ok "https://127.0.0.1:$NP$PATH_"
-wait_ok "https://127.0.0.1:$FP$PATH_"
+
+# name port pid (pid empty: no CPU figure)
+TARGETS=("direct $BE -" "frontdoor $FP $FD_PID" "bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID" "nginx $NP $NG_PID")
+[ -n "$HP_PID" ] && TARGETS+=("haproxy $HP $HP_PID")
+for t in "${TARGETS[@]}"; do
+  read -r _ p _ <<<"$t"
+  wait_ok "https://127.0.0.1:$p$PATH_"
+done
 
 # CPU ticks used by a process and its children processes (nginx workers)
 ticks() {
@@ -50,25 +62,40 @@ run() {
     /Non-2xx/ { bad = $NF }
     END { printf "%s %.3f %.3f %d\n", rps, p50, p99, bad }'
 }
-read -r D_RPS D_P50 D_P99 D_BAD < <(run "https://127.0.0.1:$BE$PATH_")
-F_T0=$(ticks "$FD_PID")
-if [ -n "${PERF_OUT:-}" ]; then
-  # PERF_OUT=file: profile frontdoor during its run (perf report --stdio into the file)
-  (sleep 3; perf record -F 499 -g -p "$FD_PID" -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1;
-   cp "$TMP/perf.data" "$PERF_OUT.data"; perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.3 2>/dev/null > "$PERF_OUT") &
-  PERF_JOB=$!
-fi
-read -r F_RPS F_P50 F_P99 F_BAD < <(run "https://127.0.0.1:$FP$PATH_")
-F_CPU=$(( $(ticks "$FD_PID") - F_T0 ))
-if [ -n "${PERF_OUT:-}" ]; then wait "$PERF_JOB" || true; fi
-N_T0=$(ticks "$NG_PID")
-read -r N_RPS N_P50 N_P99 N_BAD < <(run "https://127.0.0.1:$NP$PATH_")
-N_CPU=$(( $(ticks "$NG_PID") - N_T0 ))
 
-echo "wrk -t$THREADS -c$CONNS -d$DUR, proxies with $WORKERS workers, $(nproc) cores"
-printf '%-10s %12s %10s %10s %8s\n' target req/s p50_ms p99_ms non2xx
-printf '%-10s %12.0f %10.3f %10.3f %8d\n' direct "$D_RPS" "$D_P50" "$D_P99" "$D_BAD"
-printf '%-10s %12.0f %10.3f %10.3f %8d\n' frontdoor "$F_RPS" "$F_P50" "$F_P99" "$F_BAD"
-printf '%-10s %12.0f %10.3f %10.3f %8d\n' nginx "$N_RPS" "$N_P50" "$N_P99" "$N_BAD"
-awk -v f="$F_RPS" -v d="$D_RPS" -v n="$N_RPS" 'BEGIN { printf "throughput frontdoor/direct %.2f  frontdoor/nginx %.2f\n", f/d, f/n }'
-echo "proxy CPU seconds over warm-up + run: frontdoor $(awk -v t="$F_CPU" -v h="$HZ" 'BEGIN{printf "%.1f", t/h}'), nginx $(awk -v t="$N_CPU" -v h="$HZ" 'BEGIN{printf "%.1f", t/h}')"
+RESULTS=$TMP/results   # lines: name round rps p50 p99 non2xx cpu_us_per_req
+: > "$RESULTS"
+for r in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    read -r name p pid <<<"$t"
+    [ "$pid" != - ] && t0=$(ticks "$pid")
+    if [ "$name" = frontdoor ] && [ -n "${PERF_OUT:-}" ] && [ "$r" = 1 ]; then
+      # PERF_OUT=file: profile frontdoor during its first run (perf report --stdio into the file)
+      (sleep 3; perf record -F 499 -g -p "$FD_PID" -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1;
+       cp "$TMP/perf.data" "$PERF_OUT.data"; perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.3 2>/dev/null > "$PERF_OUT") &
+    fi
+    read -r rps p50 p99 bad < <(run "https://127.0.0.1:$p$PATH_")
+    cpu=0
+    if [ "$pid" != - ]; then
+      cpu=$(awk -v t="$(( $(ticks "$pid") - t0 ))" -v h="$HZ" -v r="$rps" -v d="${DUR%s}" \
+        'BEGIN { n = r * (d + 2); if (n > 0) printf "%.1f", t / h * 1e6 / n; else print 0 }')
+    fi
+    echo "$name $r $rps $p50 $p99 $bad $cpu" >> "$RESULTS"
+  done
+done
+wait
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
+
+echo "wrk -t$THREADS -c$CONNS -d$DUR, proxies with $WORKERS workers, $(nproc) cores, medians of $ROUNDS interleaved rounds"
+printf '%-12s %10s %9s %9s %7s %11s %s\n' target req/s p50_ms p99_ms non2xx cpu_us/req "req/s per round"
+for t in "${TARGETS[@]}"; do
+  read -r name _ _ <<<"$t"
+  printf '%-12s %10.0f %9.3f %9.3f %7d %11s %s\n' "$name" "$(col "$name" 3)" "$(col "$name" 4)" "$(col "$name" 5)" \
+    "$(col "$name" 6)" "$(col "$name" 7)" "$(awk -v n="$name" '$1 == n { printf "%.0f ", $3 }' "$RESULTS")"
+done
+F=$(col frontdoor 3)
+ratio() { awk -v f="$F" -v o="$(col "$1" 3)" -v n="$1" 'BEGIN { if (o > 0) printf "frontdoor/%s %.2f  ", n, f / o }'; }
+{ ratio direct; ratio bare-cert; ratio bare-nocert; ratio nginx; [ -n "$HP_PID" ] && ratio haproxy; echo; }
+awk -v c="$(col bare-cert 3)" -v n="$(col bare-nocert 3)" 'BEGIN { if (n > 0) printf "bare pingora: the per-peer client cert costs %.0f%% of throughput\n", (1 - c / n) * 100 }'
