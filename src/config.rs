@@ -183,6 +183,12 @@ impl ServeArgs {
             p.proxy_client_cert_file = Some(self.cert_dir.join("front-proxy-client.crt"));
             p.proxy_client_key_file = Some(self.cert_dir.join("front-proxy-client.key"));
         }
+        if self.proxy.upstream.enabled() && self.store.builtins.is_none() {
+            let modes = &self.authz.authorization_mode;
+            let rbac =
+                self.authz.authorization_config.is_some() || modes.is_empty() || modes.iter().any(|m| m == "RBAC");
+            self.store.builtins = Some(crate::store::resources::Builtins { rbac });
+        }
         let dir = &self.policy_dir;
         let default = |flag: &mut Option<PathBuf>, name: &str| {
             if flag.is_none() {
