@@ -144,7 +144,39 @@ impl Kubeconfig {
     pub fn endpoint(&self, timeout: Duration) -> anyhow::Result<Endpoint> {
         let identity = self.client_cert.as_deref().zip(self.client_key.as_deref());
         let tls = http_client::Tls { ca_pem: self.ca.as_deref(), identity, insecure: self.insecure_skip_tls_verify };
-        Ok(Endpoint { url: self.server.clone(), token: self.token.clone(), client: Client::new(tls, timeout)? })
+        Ok(Endpoint {
+            url: self.server.clone(),
+            token: self.token.clone(),
+            headers: Vec::new(),
+            client: Client::new(tls, timeout)?,
+        })
+    }
+}
+
+/// An apiserver frontdoor calls as itself (the upstream apiserver's TokenReview and
+/// SubjectAccessReview): its base URL and credential, plus the headers that name frontdoor
+/// (request-header mode: X-Remote-User with the proxy client cert). Debug never prints the
+/// credential.
+#[derive(Clone)]
+pub struct ApiserverClient {
+    pub base: Kubeconfig,
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ApiserverClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiserverClient").field("server", &self.base.server).finish_non_exhaustive()
+    }
+}
+
+impl ApiserverClient {
+    /// An endpoint POSTing to `path` on this apiserver.
+    pub fn endpoint(&self, path: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
+        let mut kc = self.base.clone();
+        kc.server = format!("{}{path}", self.base.server.trim_end_matches('/'));
+        let mut e = kc.endpoint(timeout)?;
+        e.headers = self.headers.clone();
+        Ok(e)
     }
 }
 
@@ -153,13 +185,15 @@ impl Kubeconfig {
 pub struct Endpoint {
     pub url: String,
     pub token: Option<String>,
+    /// Sent with every call (the identity headers of a request-header caller).
+    pub headers: Vec<(String, String)>,
     client: Client,
 }
 
 impl Endpoint {
     /// POSTs a JSON body to the webhook.
     pub async fn post_json(&self, body: impl Into<Bytes>) -> Result<http_client::Response, http_client::Error> {
-        self.client.post_json(&self.url, self.token.as_deref(), body).await
+        self.client.post_json(&self.url, self.token.as_deref(), &self.headers, body).await
     }
 }
 

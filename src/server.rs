@@ -346,6 +346,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         crate::reload::watch("client-ca", vec![ca.clone()], move || cas.set(CaRole::ClientCa, Some(&ca)));
     }
 
+    // the upstream apiserver's reviews, for authentication (TokenReview) and mode Upstream
+    let proxy_cert = args.proxy.proxy_client_cert_file.as_deref().zip(args.proxy.proxy_client_key_file.as_deref());
+    let review = crate::router::upstream::review_client(&args.proxy.upstream, proxy_cert)?;
+    args.authn.upstream = review.clone();
+    args.authz.upstream = review;
     let health = Arc::new(Health::new());
     let store = Arc::new(Store::open(&args.store, &args.data_dir)?);
     store.register_health(&health);

@@ -295,6 +295,46 @@ impl Delegate {
     }
 }
 
+/// The upstream as frontdoor calls it itself for reviews (TokenReview, SubjectAccessReview):
+/// impersonation mode with the kubeconfig's credential; request-header mode with the proxy
+/// client cert and X-Remote-User `system:frontdoor`. None without an upstream.
+pub fn review_client(
+    a: &UpstreamArgs,
+    proxy_cert: Option<(&std::path::Path, &std::path::Path)>,
+) -> anyhow::Result<Option<crate::kubeconfig::ApiserverClient>> {
+    let Some(d) = Delegate::new(a)? else { return Ok(None) };
+    let ca = a.upstream_apiserver_ca_file.as_deref().map(std::fs::read).transpose()?;
+    let (base, headers) = match d.identity {
+        UpstreamIdentity::Impersonation => {
+            let path = a.upstream_apiserver_kubeconfig.as_deref().expect("checked by Delegate::new");
+            let mut kc = Kubeconfig::load(path)?;
+            kc.server = d.url.clone();
+            if ca.is_some() {
+                kc.ca = ca;
+            }
+            (kc, Vec::new())
+        }
+        UpstreamIdentity::RequestHeader => {
+            let (cert, key) = proxy_cert.ok_or_else(|| {
+                anyhow::anyhow!("--upstream-apiserver in request-header mode needs --proxy-client-cert-file and --proxy-client-key-file")
+            })?;
+            let kc = Kubeconfig {
+                server: d.url.clone(),
+                ca,
+                client_cert: Some(std::fs::read(cert)?),
+                client_key: Some(std::fs::read(key)?),
+                ..Default::default()
+            };
+            let headers = vec![
+                ("X-Remote-User".to_string(), FRONTDOOR_USER.to_string()),
+                ("X-Remote-Group".to_string(), "system:authenticated".to_string()),
+            ];
+            (kc, headers)
+        }
+    };
+    Ok(Some(crate::kubeconfig::ApiserverClient { base, headers }))
+}
+
 /// Impersonate-User, -Uid, -Group (one per group) and -Extra-<key> (client-go's escaping), as
 /// client-go's impersonating round tripper sends them.
 pub fn impersonation_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) {

@@ -20,7 +20,7 @@ const CRONTABS: &str = "- group: stable.example.com\n  version: v1\n  resource: 
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources: [{group: \"\", resources: [configmaps]}]\n- level: None\n";
 /// The upstream's grant to frontdoor's own account in impersonation mode (what the README
 /// documents) and to alice.
-const UPSTREAM_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-impersonator}\nrules:\n- apiGroups: [\"\"]\n  resources: [users, groups, serviceaccounts]\n  verbs: [impersonate]\n- apiGroups: [authentication.k8s.io]\n  resources: [uids, userextras/scopes]\n  verbs: [impersonate]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-impersonator}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-impersonator}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n";
+const UPSTREAM_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-impersonator}\nrules:\n- apiGroups: [\"\"]\n  resources: [users, groups, serviceaccounts]\n  verbs: [impersonate]\n- apiGroups: [authentication.k8s.io]\n  resources: [uids, userextras/scopes]\n  verbs: [impersonate]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-impersonator}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-impersonator}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-reviewer}\nrules:\n- apiGroups: [authentication.k8s.io]\n  resources: [tokenreviews]\n  verbs: [create]\n- apiGroups: [authorization.k8s.io]\n  resources: [subjectaccessreviews]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-reviewer}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-reviewer}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:frontdoor}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n";
 const ALICE_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n";
 
 /// The upstream: a frontdoor on embedded defaults (it trusts its own front-proxy CA for
@@ -100,14 +100,19 @@ fn ok(fd: &Frontdoor, kubeconfig: &Path, args: &[&str]) -> String {
 }
 
 fn alice_kubeconfig(fd: &Frontdoor) -> PathBuf {
+    token_kubeconfig(fd, "alice", "alice-token")
+}
+
+/// A kubeconfig for `fd` authenticating with a bearer token only.
+fn token_kubeconfig(fd: &Frontdoor, name: &str, token: &str) -> PathBuf {
     let text = std::fs::read_to_string(fd.kubeconfig()).unwrap();
     let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let cluster = &v["clusters"][0]["cluster"];
     let kc = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {}\nusers:\n- name: alice\n  user: {{token: alice-token}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: alice}}\ncurrent-context: c\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {}\nusers:\n- name: u\n  user: {{token: {token}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
         serde_json::to_string(&serde_json::to_value(cluster).unwrap()).unwrap()
     );
-    let p = fd.dir.path().join("alice.kubeconfig");
+    let p = fd.dir.path().join(format!("{name}.kubeconfig"));
     std::fs::write(&p, kc).unwrap();
     p
 }
@@ -321,4 +326,42 @@ fn impersonation_mode_calls_with_frontdoors_own_token() {
     // (frontdoor's RBAC grants her nothing on clusterroles either)
     let o = crate::common::kubectl(&alice, &["get", "clusterroles"]);
     assert!(!o.status.success());
+}
+
+#[test]
+fn upstream_authorizes_and_verifies_its_service_account_tokens() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    // only the upstream's authorization decides (frontdoor's RBAC files are not consulted)
+    let fd = start_front(&up, &["--authorization-mode", "Upstream"]);
+    let (kc, upkc) = (fd.kubeconfig(), up.kubeconfig());
+    let alice = alice_kubeconfig(&fd);
+    ok(&fd, &alice, &["create", "configmap", "by-alice"]);
+    assert_eq!(ok(&fd, &alice, &["auth", "can-i", "create", "configmaps"]).trim(), "yes");
+    let o = crate::common::kubectl(&alice, &["auth", "can-i", "create", "clusterroles"]);
+    assert_eq!(stdout(&o).trim(), "no", "{}", stderr(&o));
+    let o = crate::common::kubectl(&alice, &["get", "clusterroles"]);
+    assert!(
+        stderr(&o).contains(r#"User "alice" cannot list resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope"#),
+        "{}",
+        stderr(&o)
+    );
+
+    // RBAC objects written through the front land where the authorizer reads them: upstream
+    ok(&fd, &kc, &["create", "serviceaccount", "robot"]);
+    ok(&fd, &kc, &["create", "rolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=default:robot"]);
+    assert!(ok(&up, &upkc, &["get", "rolebinding", "robot-view", "-o", "name"]).contains("robot-view"));
+
+    // a token the upstream issues works through the front door (TokenReview upstream)
+    let token = ok(&fd, &kc, &["create", "token", "robot"]).trim().to_string();
+    assert!(token.starts_with("eyJ"), "{token}");
+    let robot = token_kubeconfig(&fd, "robot", &token);
+    assert!(ok(&fd, &robot, &["get", "configmaps", "-o", "name"]).contains("by-alice"));
+    let o = crate::common::kubectl(&robot, &["create", "configmap", "nope"]);
+    assert!(
+        stderr(&o).contains(r#"User "system:serviceaccount:default:robot" cannot create resource "configmaps""#),
+        "{}",
+        stderr(&o)
+    );
+    let o = crate::common::kubectl(&token_kubeconfig(&fd, "bad", "not-a-token"), &["get", "configmaps"]);
+    assert!(stderr(&o).contains("Unauthorized") || stderr(&o).contains("must be logged in"), "{}", stderr(&o));
 }
