@@ -118,13 +118,20 @@ impl Local {
             _ => {}
         }
         let local = self.resources();
+        let table = self.router.table();
         if path.starts_with("/openapi/v3") {
             let upstream = self.router.upstream().and_then(|d| d.openapi_v3.load_full());
-            if let Some(reply) = super::openapi::serve(session.req_header(), path, &local, upstream.as_deref()) {
+            let backends: Vec<String> = table
+                .services
+                .iter()
+                .filter(|b| !b.is_local() && b.available())
+                .map(|b| super::openapi::gv_name(&b.spec.group, &b.spec.version))
+                .collect();
+            let req = session.req_header();
+            if let Some(reply) = super::openapi::serve(req, path, &local, &backends, upstream.as_deref()) {
                 return reply;
             }
         }
-        let table = self.router.table();
         let upstream = self.router.upstream().and_then(|d| d.discovery.load_full());
         let sources = Sources {
             table: &table,

@@ -188,6 +188,18 @@ fn request_header_mode_serves_the_cluster_through_the_front_door() {
     assert_eq!(diff.status.code(), Some(1), "{}{}", stdout(&diff), stderr(&diff));
     assert!(stdout(&diff).contains("+  replicas: 3"), "{}", stdout(&diff));
 
+    // explain reads the upstream's OpenAPI through the merged index: the same answer as asking
+    // the upstream directly (whatever schemas it publishes)
+    let explain = |k: &Path| {
+        let o = crate::common::kubectl(k, &["explain", "deployments"]);
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    assert_eq!(explain(&kc), explain(&upkc));
+    let index: Value = fd.admin_client().get(fd.url("/openapi/v3")).send().unwrap().json().unwrap();
+    for gv in ["apis/apps/v1", "api/v1", "apis/apiregistration.k8s.io/v1"] {
+        assert!(index["paths"][gv].is_object(), "{gv} missing from {index}");
+    }
+
     // /version is the upstream's, frontdoor's own in a header
     let admin = fd.admin_client();
     let r = admin.get(fd.url("/version")).send().unwrap();
