@@ -75,6 +75,12 @@ pub struct Shared {
     pub abac: Option<Arc<abac::AbacAuthorizer>>,
 }
 
+/// The authorizer types an `--authorization-config` file names, in order.
+pub fn types_in_config(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let cfg: AuthorizationConfiguration = documents::read_config(file, "--authorization-config")?;
+    Ok(cfg.authorizers.into_iter().map(|a| a.kind).collect())
+}
+
 /// Builds the chain; RBAC and ABAC come from `shared` when there, else are made and put there.
 pub fn build(a: &AuthzArgs, shared: &mut Shared) -> anyhow::Result<Vec<Member>> {
     if let Some(file) = &a.authorization_config {

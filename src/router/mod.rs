@@ -448,6 +448,52 @@ mod tests {
     }
 
     #[test]
+    fn upstream_gets_what_no_one_claims() {
+        let args = crate::config::parse_args::<ProxyArgs>(&["--upstream-apiserver", "https://127.0.0.1:1"]).unwrap();
+        let r = Router::new(&args).unwrap();
+        let local: Vec<crate::api::ApiResource> = crate::store::resources::defaults()
+            .iter()
+            .filter(|d| d.group == "apiregistration.k8s.io")
+            .flat_map(|d| d.api_resources())
+            .collect();
+        r.set_local_resources(&local);
+        r.set_dynamic_apiservices(vec![object("v1.remote.io", "remote.io", true)]).unwrap();
+        let route = |path: &str| match r.route(&RequestInfo::resolve("GET", path, None).unwrap()) {
+            Route::Upstream(_) => "upstream",
+            Route::Backend(_) => "backend",
+            Route::Local => "local",
+            Route::None => "none",
+        };
+        for (path, want) in [
+            ("/api/v1/namespaces/default/configmaps", "upstream"),
+            ("/api/v1/namespaces/default/pods/p/log", "upstream"),
+            ("/apis/apiregistration.k8s.io/v1/apiservices", "local"),
+            ("/apis/apiregistration.k8s.io/v1/apiservices/x/status", "local"),
+            ("/apis/remote.io/v1/things", "backend"),
+            ("/apis/nowhere.io/v1/things", "upstream"),
+            ("/api", "local"),
+            ("/api/v1", "local"),
+            ("/apis", "local"),
+            ("/apis/apps", "local"),
+            ("/apis/apps/v1", "local"),
+            ("/healthz", "local"),
+            ("/readyz/upstream-apiserver", "local"),
+            ("/version", "local"),
+            ("/metrics", "local"),
+            ("/openapi/v3", "local"),
+            ("/openapi/v3/apis/apiregistration.k8s.io/v1", "local"),
+            ("/openapi/v3/api/v1", "upstream"),
+            ("/openapi/v3/apis/remote.io/v1", "backend"),
+            ("/openapi/v2", "upstream"),
+            ("/logs/", "upstream"),
+            ("/.well-known/openid-configuration", "upstream"),
+            ("/", "upstream"),
+        ] {
+            assert_eq!(route(path), want, "{path}");
+        }
+    }
+
+    #[test]
     fn endpoints_parse() {
         let m = parse_endpoints(&["wardle/api:443=127.0.0.1:8443".into()]).unwrap();
         assert_eq!(m["wardle/api:443"], "127.0.0.1:8443");
