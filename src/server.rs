@@ -265,10 +265,15 @@ impl ProxyHttp for Frontdoor {
     }
 
     /// A client that went away mid-stream (a watch or `logs -f` ended by the user) is a debug
-    /// line, not an error.
+    /// line, not an error; so is each 503 of a backend or upstream known to be unavailable (its
+    /// availability change is logged once, by its prober).
     fn suppress_error_log(&self, session: &Session, _ctx: &RequestContext, e: &pingora::Error) -> bool {
         if *e.esource() == pingora::ErrorSource::Downstream {
             tracing::debug!(error = %e, path = %session.req_header().uri.path(), "client went away mid-response");
+            return true;
+        }
+        if router::proxy::is_known_unavailable(e) {
+            tracing::debug!(path = %session.req_header().uri.path(), "503: service unavailable");
             return true;
         }
         false

@@ -156,6 +156,11 @@ pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box
     Ok(Box::new(peer))
 }
 
+/// Whether `e` is the 503 answered at once for a backend or upstream marked unavailable.
+pub fn is_known_unavailable(e: &pingora::Error) -> bool {
+    e.etype == UNAVAILABLE
+}
+
 /// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
 /// An upstream apiserver that cannot be dialled is marked unavailable at once.
 pub fn error_status(e: &pingora::Error, ctx: &RequestContext) -> Status {

@@ -270,6 +270,7 @@ fn upstream_down_and_back_with_a_new_group() {
     let s: Value = r.json().unwrap();
     assert_eq!((s["kind"].as_str(), s["reason"].as_str()), (Some("Status"), Some("ServiceUnavailable")), "{s}");
     assert!(ok(&fd, &kc, &["get", "gadgets", "-o", "name"]).contains("g1"));
+    assert!(!fd.logs().contains("ERROR"), "a known-unavailable upstream is no error per request:\n{}", fd.logs());
     ok(&fd, &kc, &["get", "apiservices"]);
 
     // back, with a new group (a CRD created upstream): it appears without a restart here
