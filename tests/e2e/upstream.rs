@@ -378,3 +378,41 @@ fn upstream_authorizes_and_verifies_its_service_account_tokens() {
     let o = crate::common::kubectl(&token_kubeconfig(&fd, "bad", "not-a-token"), &["get", "configmaps"]);
     assert!(stderr(&o).contains("Unauthorized") || stderr(&o).contains("must be logged in"), "{}", stderr(&o));
 }
+
+#[test]
+fn streams_and_upgrades_pass_through_unbuffered() {
+    // the upstream aggregates wardle to a recording backend; the front knows wardle only from
+    // the upstream's discovery
+    let s = crate::aggregation::setup(&[]);
+    let fd = start_front(&s.fd, &[]);
+    let flunders = crate::aggregation::FLUNDERS;
+    wait_until("wardle in the front's discovery", Duration::from_secs(10), || {
+        stdout(&fd.kubectl(&["api-resources", "--api-group", crate::backend::GROUP])).contains("flunders")
+    });
+
+    // exec/attach/port-forward's SPDY and websocket upgrades, echoed through both hops
+    for (method, protocol) in [("POST", "SPDY/3.1"), ("GET", "websocket")] {
+        let head = crate::aggregation::upgrade_and_echo(&fd, method, protocol).unwrap();
+        assert!(head.to_ascii_lowercase().contains(&format!("upgrade: {}", protocol.to_ascii_lowercase())), "{head}");
+    }
+    let seen = s.be.last(&format!("{flunders}/f1/attach")).unwrap();
+    assert_eq!(seen.all("x-remote-user"), vec!["admin"], "the user the front authenticated, through the upstream");
+
+    // a watch's first event arrives while the backend still holds the second
+    use std::io::Read;
+    let mut r = fd.admin_client().get(fd.url(&format!("{flunders}?watch=true"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before the first event");
+        first.extend_from_slice(&buf[..n]);
+    }
+    let first = String::from_utf8_lossy(&first).to_string();
+    assert!(first.contains("\"f1\"") && !first.contains("\"f2\""), "{first}");
+    s.be.release();
+    let mut rest = String::new();
+    r.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("\"f2\""), "{rest}");
+}
