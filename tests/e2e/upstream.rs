@@ -20,7 +20,7 @@ const CRONTABS: &str = "- group: stable.example.com\n  version: v1\n  resource: 
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n  resources: [{group: \"\", resources: [configmaps]}]\n- level: None\n";
 /// The upstream's grant to frontdoor's own account in impersonation mode (what the README
 /// documents) and to alice.
-const UPSTREAM_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-impersonator}\nrules:\n- apiGroups: [\"\"]\n  resources: [users, groups, serviceaccounts]\n  verbs: [impersonate]\n- apiGroups: [authentication.k8s.io]\n  resources: [uids, userextras/scopes]\n  verbs: [impersonate]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-impersonator}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-impersonator}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-reviewer}\nrules:\n- apiGroups: [authentication.k8s.io]\n  resources: [tokenreviews]\n  verbs: [create]\n- apiGroups: [authorization.k8s.io]\n  resources: [subjectaccessreviews]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-reviewer}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-reviewer}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:frontdoor}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n";
+const UPSTREAM_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-impersonator}\nrules:\n- apiGroups: [\"\"]\n  resources: [users, groups, serviceaccounts]\n  verbs: [impersonate]\n- apiGroups: [authentication.k8s.io]\n  resources: [\"*\"]\n  verbs: [impersonate]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-impersonator}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-impersonator}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: frontdoor-reviewer}\nrules:\n- apiGroups: [authentication.k8s.io]\n  resources: [tokenreviews]\n  verbs: [create]\n- apiGroups: [authorization.k8s.io]\n  resources: [subjectaccessreviews]\n  verbs: [create]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: frontdoor-reviewer}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: frontdoor-reviewer}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:frontdoor}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: frontdoor-proxy}\n";
 const ALICE_RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-edit}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n";
 
 /// The upstream: a frontdoor on embedded defaults (it trusts its own front-proxy CA for
@@ -317,6 +317,9 @@ fn impersonation_mode_calls_with_frontdoors_own_token() {
             "300ms",
             "--audit-log-path",
             "-",
+            // the upstream's SubjectAccessReview, asked with frontdoor's own token
+            "--authorization-mode",
+            "Upstream",
         ],
     );
     let admin = fd.admin_client();
@@ -324,6 +327,7 @@ fn impersonation_mode_calls_with_frontdoors_own_token() {
         admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
     });
     let alice = alice_kubeconfig(&fd);
+    assert_eq!(ok(&fd, &alice, &["auth", "can-i", "create", "configmaps"]).trim(), "yes");
     ok(&fd, &alice, &["create", "configmap", "imp"]);
     ok(&fd, &alice, &["get", "configmap", "imp"]);
     let events = audited(&up, "imp");
@@ -335,10 +339,15 @@ fn impersonation_mode_calls_with_frontdoors_own_token() {
     assert!(ok(&fd, &fd.kubeconfig(), &["get", "cm", "-o", "name"]).contains("configmap/imp"));
     let logs = fd.logs();
     assert!(!logs.contains("fd-token"), "frontdoor's credential never reaches its logs or audit");
-    // alice may not do at the upstream what its RBAC does not grant her, even through the front
-    // (frontdoor's RBAC grants her nothing on clusterroles either)
+    // alice may not do what the upstream's RBAC does not grant her
     let o = crate::common::kubectl(&alice, &["get", "clusterroles"]);
-    assert!(!o.status.success());
+    assert!(stderr(&o).contains(r#"User "alice" cannot list resource "clusterroles""#), "{}", stderr(&o));
+    // the upstream's service-account tokens, reviewed there with frontdoor's own token
+    let kc = fd.kubeconfig();
+    ok(&fd, &kc, &["create", "serviceaccount", "robot"]);
+    ok(&fd, &kc, &["create", "rolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=default:robot"]);
+    let token = ok(&fd, &kc, &["create", "token", "robot"]).trim().to_string();
+    assert!(ok(&fd, &token_kubeconfig(&fd, "robot", &token), &["get", "cm", "-o", "name"]).contains("configmap/imp"));
 }
 
 #[test]
