@@ -58,6 +58,13 @@ impl Local {
                 rows.push((gv(&b.spec.group, &b.spec.version), format!("backend: {}", svc.key())));
             }
         }
+        if let Some(d) = self.router.upstream() {
+            let mode = match d.identity {
+                super::upstream::UpstreamIdentity::RequestHeader => "request-header",
+                super::upstream::UpstreamIdentity::Impersonation => "impersonation",
+            };
+            rows.push(("everything else".into(), format!("upstream apiserver: {} ({mode})", d.url)));
+        }
         rows
     }
 

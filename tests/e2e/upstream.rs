@@ -152,6 +152,8 @@ fn request_header_mode_serves_the_cluster_through_the_front_door() {
     let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
     let fd = start_front(&up, &[]);
     let (kc, upkc) = (fd.kubeconfig(), up.kubeconfig());
+    let banner = format!("upstream apiserver: https://127.0.0.1:{} (request-header)", up.port);
+    assert!(fd.logs().contains(&banner), "{}", fd.logs());
 
     // the core group is the upstream's: what is created through the front is there
     ok(&fd, &kc, &["create", "namespace", "team"]);
@@ -326,6 +328,7 @@ fn impersonation_mode_calls_with_frontdoors_own_token() {
     wait_until("the upstream ready", Duration::from_secs(20), || {
         admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
     });
+    assert!(fd.logs().contains(&format!("upstream apiserver: https://127.0.0.1:{} (impersonation)", up.port)));
     let alice = alice_kubeconfig(&fd);
     assert_eq!(ok(&fd, &alice, &["auth", "can-i", "create", "configmaps"]).trim(), "yes");
     ok(&fd, &alice, &["create", "configmap", "imp"]);
