@@ -527,7 +527,9 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
             }
             other => return Err(fail(root, format!("bad status {other}"))),
         };
-        d.etags.lock().unwrap()[i] = new_etag;
+        if code == 200 {
+            d.etags.lock().unwrap()[i] = new_etag;
+        }
         groups.extend(part.into_iter().filter(|g| g.name.is_empty() == (i == 0)));
     }
     // the OpenAPI v3 index; an upstream without one (404) has none to merge
