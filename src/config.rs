@@ -183,6 +183,15 @@ impl ServeArgs {
             p.proxy_client_cert_file = Some(self.cert_dir.join("front-proxy-client.crt"));
             p.proxy_client_key_file = Some(self.cert_dir.join("front-proxy-client.key"));
         }
+        if self.proxy.upstream.enabled() && self.store.builtins.is_none() {
+            let modes = &self.authz.authorization_mode;
+            let rbac = match &self.authz.authorization_config {
+                // the configuration's types; one that does not read fails the start later anyway
+                Some(f) => crate::authz::chain::types_in_config(f).map_or(true, |t| t.iter().any(|t| t == "RBAC")),
+                None => modes.is_empty() || modes.iter().any(|m| m == "RBAC"),
+            };
+            self.store.builtins = Some(crate::store::resources::Builtins { rbac });
+        }
         let dir = &self.policy_dir;
         let default = |flag: &mut Option<PathBuf>, name: &str| {
             if flag.is_none() {
@@ -295,6 +304,35 @@ mod tests {
             Command::Serve(a) => Ok(*a),
             _ => Err("not serve".into()),
         }
+    }
+
+    #[test]
+    fn upstream_mode_keeps_rbac_where_the_authorizer_reads_it() {
+        let builtins = |extra: &[&str]| {
+            let mut argv = vec!["frontdoor", "serve", "--policy-dir", "/nonexistent"];
+            argv.extend_from_slice(extra);
+            let mut a = serve(&argv).unwrap();
+            a.complete();
+            a.store.builtins
+        };
+        use crate::store::resources::Builtins;
+        assert_eq!(builtins(&[]), None, "no upstream: every built-in stays");
+        let up = ["--upstream-apiserver", "https://10.0.0.1:6443"];
+        assert_eq!(builtins(&up), Some(Builtins { rbac: true }));
+        assert_eq!(
+            builtins(&[&up[..], &["--authorization-mode", "Upstream"]].concat()),
+            Some(Builtins { rbac: false })
+        );
+        assert_eq!(
+            builtins(&[&up[..], &["--authorization-mode", "RBAC,Upstream"]].concat()),
+            Some(Builtins { rbac: true })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("authz.yaml");
+        std::fs::write(&f, "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: Upstream\n").unwrap();
+        let cfg = ["--authorization-config", f.to_str().unwrap()];
+        assert_eq!(crate::authz::chain::types_in_config(&f).unwrap(), vec!["Upstream"]);
+        assert_eq!(builtins(&[&up[..], &cfg[..]].concat()), Some(Builtins { rbac: false }));
     }
 
     #[test]

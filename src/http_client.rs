@@ -88,8 +88,14 @@ impl Client {
         Ok(Client { inner: b.build()?, timeout })
     }
 
-    /// POSTs a JSON body (with a bearer token when given).
-    pub async fn post_json(&self, url: &str, bearer: Option<&str>, body: impl Into<Bytes>) -> Result<Response, Error> {
+    /// POSTs a JSON body (with a bearer token and extra headers when given).
+    pub async fn post_json(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        headers: &[(String, String)],
+        body: impl Into<Bytes>,
+    ) -> Result<Response, Error> {
         let mut req = self
             .inner
             .post(url)
@@ -98,6 +104,9 @@ impl Client {
             .body(body.into());
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
         }
         self.call(req).await
     }
@@ -152,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn unreachable_is_a_transport_error_and_a_stall_times_out() {
         let c = Client::new(Tls::default(), Duration::from_millis(300)).unwrap();
-        let e = c.post_json("http://127.0.0.1:1/", None, "{}").await.unwrap_err();
+        let e = c.post_json("http://127.0.0.1:1/", None, &[], "{}").await.unwrap_err();
         assert!(matches!(e, Error::Transport(_)), "{e}");
         // a listener that accepts and never answers
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

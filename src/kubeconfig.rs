@@ -24,6 +24,8 @@ pub struct Kubeconfig {
     pub client_key: Option<Vec<u8>>,
     /// token, or the content of tokenFile.
     pub token: Option<String>,
+    /// tokenFile's path (relative paths resolved), re-read by endpoints as client-go does.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +134,7 @@ impl Kubeconfig {
                 (None, Some(f)) => {
                     let p = base.join(f);
                     let t = std::fs::read_to_string(&p).with_context(|| format!("tokenFile {}", p.display()))?;
+                    kc.token_file = Some(p);
                     Some(t.trim().to_string())
                 }
                 _ => None,
@@ -144,7 +147,43 @@ impl Kubeconfig {
     pub fn endpoint(&self, timeout: Duration) -> anyhow::Result<Endpoint> {
         let identity = self.client_cert.as_deref().zip(self.client_key.as_deref());
         let tls = http_client::Tls { ca_pem: self.ca.as_deref(), identity, insecure: self.insecure_skip_tls_verify };
-        Ok(Endpoint { url: self.server.clone(), token: self.token.clone(), client: Client::new(tls, timeout)? })
+        let token_file = self.token_file.clone().zip(self.token.clone()).map(|(path, token)| {
+            std::sync::Arc::new(TokenFile { path, cached: std::sync::Mutex::new((std::time::Instant::now(), token)) })
+        });
+        Ok(Endpoint {
+            url: self.server.clone(),
+            token: self.token.clone(),
+            token_file,
+            headers: Vec::new(),
+            client: Client::new(tls, timeout)?,
+        })
+    }
+}
+
+/// An apiserver frontdoor calls as itself (the upstream apiserver's TokenReview and
+/// SubjectAccessReview): its base URL and credential, plus the headers that name frontdoor
+/// (request-header mode: X-Remote-User with the proxy client cert). Debug never prints the
+/// credential.
+#[derive(Clone)]
+pub struct ApiserverClient {
+    pub base: Kubeconfig,
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ApiserverClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiserverClient").field("server", &self.base.server).finish_non_exhaustive()
+    }
+}
+
+impl ApiserverClient {
+    /// An endpoint POSTing to `path` on this apiserver.
+    pub fn endpoint(&self, path: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
+        let mut kc = self.base.clone();
+        kc.server = format!("{}{path}", self.base.server.trim_end_matches('/'));
+        let mut e = kc.endpoint(timeout)?;
+        e.headers = self.headers.clone();
+        Ok(e)
     }
 }
 
@@ -153,13 +192,44 @@ impl Kubeconfig {
 pub struct Endpoint {
     pub url: String,
     pub token: Option<String>,
+    /// Sent with every call (the identity headers of a request-header caller).
+    pub headers: Vec<(String, String)>,
+    /// A tokenFile, re-read at most every minute (a rotated projected token is picked up).
+    token_file: Option<std::sync::Arc<TokenFile>>,
     client: Client,
+}
+
+/// How long a token read from a tokenFile is used before the file is read again (client-go's
+/// cachingTokenSource keeps it a minute).
+const TOKEN_FILE_TTL: Duration = Duration::from_secs(60);
+
+struct TokenFile {
+    path: PathBuf,
+    cached: std::sync::Mutex<(std::time::Instant, String)>,
+}
+
+impl TokenFile {
+    fn token(&self) -> String {
+        let mut c = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if c.0.elapsed() >= TOKEN_FILE_TTL {
+            // an unreadable file keeps the last token, as client-go does
+            if let Ok(t) = std::fs::read_to_string(&self.path) {
+                c.1 = t.trim().to_string();
+            }
+            c.0 = std::time::Instant::now();
+        }
+        c.1.clone()
+    }
 }
 
 impl Endpoint {
     /// POSTs a JSON body to the webhook.
     pub async fn post_json(&self, body: impl Into<Bytes>) -> Result<http_client::Response, http_client::Error> {
-        self.client.post_json(&self.url, self.token.as_deref(), body).await
+        let token = match &self.token_file {
+            Some(f) => Some(f.token()),
+            None => self.token.clone(),
+        };
+        self.client.post_json(&self.url, token.as_deref(), &self.headers, body).await
     }
 }
 
@@ -199,11 +269,28 @@ mod tests {
         assert_eq!(kc.server, "https://127.0.0.1:1/b");
         assert!(kc.insecure_skip_tls_verify);
         assert_eq!(kc.token.as_deref(), Some("from-file"));
+        assert_eq!(kc.token_file.as_deref(), Some(dir.path().join("tok").as_path()));
         let kc = Kubeconfig::parse(&KC.replace("current-context: c", "current-context: d"), dir.path()).unwrap();
         assert_eq!((kc.server.as_str(), kc.token.as_deref()), ("https://127.0.0.1:1/a", Some("t")));
         // no current-context: the first context
         let kc = Kubeconfig::parse(&KC.replace("current-context: c\n", ""), dir.path()).unwrap();
         assert_eq!(kc.server, "https://127.0.0.1:1/b");
+    }
+
+    #[test]
+    fn token_files_are_read_again_after_a_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tok");
+        std::fs::write(&p, "first\n").unwrap();
+        let long_ago = std::time::Instant::now().checked_sub(TOKEN_FILE_TTL * 2).unwrap();
+        let f = TokenFile { path: p.clone(), cached: std::sync::Mutex::new((long_ago, "first".into())) };
+        std::fs::write(&p, "rotated\n").unwrap();
+        assert_eq!(f.token(), "rotated");
+        std::fs::write(&p, "again").unwrap();
+        assert_eq!(f.token(), "rotated", "kept for a minute");
+        std::fs::remove_file(&p).unwrap();
+        *f.cached.lock().unwrap() = (long_ago, "rotated".into());
+        assert_eq!(f.token(), "rotated", "an unreadable file keeps the last token");
     }
 
     #[test]

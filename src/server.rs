@@ -5,7 +5,7 @@ use crate::audit::Audit;
 use crate::authn::Authentication;
 use crate::authz::Authorization;
 use crate::config::ServeArgs;
-use crate::context::{RequestContext, Route};
+use crate::context::RequestContext;
 use crate::endpoints::health::Health;
 use crate::filters::cors::Cors;
 use crate::filters::request_log::RequestLog;
@@ -108,7 +108,7 @@ impl Gateway {
         ctx.steps.authorized = Some(Instant::now());
         ctx.route = self.router.route(&ctx.request_info);
         ctx.steps.routed = Some(Instant::now());
-        if matches!(ctx.route, Route::Backend(_)) {
+        if ctx.route.is_proxied() {
             return Ok(false);
         }
         self.serve_local(session, ctx).await?;
@@ -264,6 +264,21 @@ impl ProxyHttp for Frontdoor {
         e
     }
 
+    /// A client that went away mid-stream (a watch or `logs -f` ended by the user) is a debug
+    /// line, not an error; so is each 503 of a backend or upstream known to be unavailable (its
+    /// availability change is logged once, by its prober).
+    fn suppress_error_log(&self, session: &Session, _ctx: &RequestContext, e: &pingora::Error) -> bool {
+        if *e.esource() == pingora::ErrorSource::Downstream {
+            tracing::debug!(error = %e, path = %session.req_header().uri.path(), "client went away mid-response");
+            return true;
+        }
+        if router::proxy::is_known_unavailable(e) {
+            tracing::debug!(path = %session.req_header().uri.path(), "503: service unavailable");
+            return true;
+        }
+        false
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
         let status = router::proxy::error_status(e, ctx);
         let code = status.code;
@@ -336,6 +351,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         crate::reload::watch("client-ca", vec![ca.clone()], move || cas.set(CaRole::ClientCa, Some(&ca)));
     }
 
+    // the upstream apiserver's reviews, for authentication (TokenReview) and mode Upstream
+    let proxy_cert = args.proxy.proxy_client_cert_file.as_deref().zip(args.proxy.proxy_client_key_file.as_deref());
+    let review = crate::router::upstream::review_client(&args.proxy.upstream, proxy_cert)?;
+    args.authn.upstream = review.clone();
+    args.authz.upstream = review;
     let health = Arc::new(Health::new());
     let store = Arc::new(Store::open(&args.store, &args.data_dir)?);
     store.register_health(&health);
@@ -369,6 +389,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         address,
         profiling: args.profiling,
     };
+    router.set_local_resources(&local.resources());
+    if let Some(d) = router.upstream() {
+        let d = d.clone();
+        health.add("upstream-apiserver", crate::endpoints::health::Scope::Ready, Arc::new(move || d.check()));
+    }
     let gw = Arc::new(Gateway {
         args: Arc::new(args),
         health,

@@ -126,6 +126,12 @@ pub struct AuthnArgs {
     /// The API version of the authentication.k8s.io TokenReview to send to and expect from the webhook.
     #[arg(long, default_value = "v1beta1")]
     pub authentication_token_webhook_version: String,
+
+    /// The upstream apiserver (`--upstream-apiserver`), as frontdoor calls it itself: a
+    /// bearer token no local authenticator recognises is reviewed there (TokenReview), so its
+    /// service-account tokens work through the front door (filled by the server).
+    #[arg(skip)]
+    pub upstream: Option<crate::kubeconfig::ApiserverClient>,
 }
 
 impl Default for AuthnArgs {
@@ -148,6 +154,7 @@ impl Default for AuthnArgs {
             authentication_token_webhook_config_file: None,
             authentication_token_webhook_cache_ttl: Duration::from_secs(120),
             authentication_token_webhook_version: "v1beta1".into(),
+            upstream: None,
         }
     }
 }
@@ -201,6 +208,8 @@ struct Inner {
     service_accounts: ArcSwapOption<serviceaccount::ServiceAccounts>,
     jwt: ArcSwap<Vec<Arc<jwt::JwtIssuer>>>,
     webhook: Option<webhook::Webhook>,
+    /// TokenReview at the upstream apiserver, after every local authenticator.
+    upstream: Option<webhook::Webhook>,
     api_audiences: Vec<String>,
     token_issuer: Option<token_issuer::TokenIssuer>,
     /// Finds a service account's uid (`--service-account-lookup`); set once the store is up.
@@ -279,6 +288,10 @@ impl Authentication {
             )?),
             None => None,
         };
+        let upstream = match &a.upstream {
+            Some(c) => Some(webhook::Webhook::for_apiserver(c, a.authentication_token_webhook_cache_ttl)?),
+            None => None,
+        };
         let token_issuer = match &a.service_account_signing_key_file {
             Some(f) => {
                 let Some(iss) = a.service_account_issuer.first() else {
@@ -308,6 +321,7 @@ impl Authentication {
                 service_accounts: ArcSwapOption::new(service_accounts),
                 jwt: ArcSwap::from_pointee(jwt),
                 webhook,
+                upstream,
                 api_audiences,
                 token_issuer,
                 service_account_uid: ArcSwapOption::empty(),
@@ -393,6 +407,7 @@ impl Authentication {
             || i.service_accounts.load().is_some()
             || !i.jwt.load().is_empty()
             || i.webhook.is_some()
+            || i.upstream.is_some()
     }
 
     /// Authenticates a bearer token through the cached token union.
@@ -445,7 +460,7 @@ impl Authentication {
                 }
             }
         }
-        if let Some(w) = &i.webhook {
+        for w in [&i.webhook, &i.upstream].into_iter().flatten() {
             match w.authenticate(token, &i.api_audiences).await {
                 Ok(Some(u)) => return (Ok(Some(u)), false),
                 Ok(None) => {}

@@ -30,6 +30,12 @@ impl Webhook {
         Self::new(Kubeconfig::parse(text, base)?, ttl, version)
     }
 
+    /// A TokenReview client of an apiserver frontdoor calls as itself (the upstream apiserver).
+    pub fn for_apiserver(client: &crate::kubeconfig::ApiserverClient, ttl: Duration) -> anyhow::Result<Self> {
+        let endpoint = client.endpoint("/apis/authentication.k8s.io/v1/tokenreviews", TIMEOUT)?;
+        Ok(Webhook { endpoint, version: "v1".into(), cache: TokenCache::new(ttl, ttl, false) })
+    }
+
     fn new(kc: Kubeconfig, ttl: Duration, version: &str) -> anyhow::Result<Self> {
         let endpoint = kc.endpoint(TIMEOUT)?;
         Ok(Webhook { endpoint, version: version.to_string(), cache: TokenCache::new(ttl, ttl, false) })

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-const MODES: [&str; 5] = ["AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC"];
+const MODES: [&str; 6] = ["AlwaysAllow", "AlwaysDeny", "ABAC", "Webhook", "RBAC", "Upstream"];
 
 /// apiserver.config.k8s.io/v1beta1 AuthorizationConfiguration.
 #[derive(Debug, Deserialize)]
@@ -73,6 +73,12 @@ pub struct ConnectionInfo {
 pub struct Shared {
     pub rbac: Option<Arc<rbac::RbacAuthorizer>>,
     pub abac: Option<Arc<abac::AbacAuthorizer>>,
+}
+
+/// The authorizer types an `--authorization-config` file names, in order.
+pub fn types_in_config(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let cfg: AuthorizationConfiguration = documents::read_config(file, "--authorization-config")?;
+    Ok(cfg.authorizers.into_iter().map(|a| a.kind).collect())
 }
 
 /// Builds the chain; RBAC and ABAC come from `shared` when there, else are made and put there.
@@ -164,6 +170,24 @@ fn simple(args: &AuthzArgs, mode: &str, name: &str, shared: &mut Shared) -> anyh
             crate::reload::watch("rbac", paths, move || w.reload());
             shared.rbac = Some(az.clone());
             Member { kind: "RBAC", name: name.to_string(), authorizer: az }
+        }
+        // the upstream apiserver's own authorization: a SubjectAccessReview there with
+        // frontdoor's credential, cached with the webhook TTLs (kube's 5m allowed, 30s denied)
+        "Upstream" => {
+            let client = args.upstream.as_ref().ok_or_else(|| {
+                anyhow!("authorization-mode Upstream needs --upstream-apiserver or --upstream-apiserver-kubeconfig")
+            })?;
+            let opts = webhook::Options {
+                name: name.to_string(),
+                kubeconfig: PathBuf::new(),
+                version: "v1".into(),
+                authorized_ttl: Some(args.authorization_webhook_cache_authorized_ttl),
+                unauthorized_ttl: Some(args.authorization_webhook_cache_unauthorized_ttl),
+                timeout: args.authorization_webhook_timeout.min(Duration::from_secs(30)),
+                failure_policy: webhook::parse_failure_policy(&args.authorization_webhook_failure_policy)?,
+            };
+            let endpoint = client.endpoint("/apis/authorization.k8s.io/v1/subjectaccessreviews", opts.timeout)?;
+            member("Upstream", name, webhook::WebhookAuthorizer::with_endpoint(opts, endpoint)?)
         }
         other => bail!("authorizer type {other:?} is not supported"),
     })

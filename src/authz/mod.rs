@@ -136,7 +136,8 @@ impl Authorizer for AlwaysDeny {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AuthzArgs {
     /// Ordered list of plug-ins to do authorization on secure port. Comma-delimited list of:
-    /// AlwaysAllow,AlwaysDeny,ABAC,Webhook,RBAC. Default: RBAC. Not with --authorization-config.
+    /// AlwaysAllow,AlwaysDeny,ABAC,Webhook,RBAC,Upstream (SubjectAccessReview at the
+    /// --upstream-apiserver). Default: RBAC. Not with --authorization-config.
     #[arg(long, value_delimiter = ',', value_name = "MODES")]
     pub authorization_mode: Vec<String>,
 
@@ -188,6 +189,11 @@ pub struct AuthzArgs {
     /// to the next authorizer) or Deny.
     #[arg(long, default_value = "NoOpinion")]
     pub authorization_webhook_failure_policy: String,
+
+    /// The upstream apiserver as frontdoor calls it itself, for mode `Upstream` (filled by the
+    /// server from --upstream-apiserver*).
+    #[arg(skip)]
+    pub upstream: Option<crate::kubeconfig::ApiserverClient>,
 }
 
 /// One configured authorizer with its type and name (metrics labels).

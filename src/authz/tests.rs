@@ -163,3 +163,27 @@ async fn authorization_configuration_file() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+#[tokio::test]
+async fn mode_upstream_needs_an_upstream_apiserver() {
+    let (_d, args) = serve_args(&["--authorization-mode", "RBAC,Upstream"]);
+    let e = Authorization::new(&args).err().unwrap().to_string();
+    assert!(e.contains("authorization-mode Upstream needs --upstream-apiserver"), "{e}");
+    let (_d, mut args) = serve_args(&["--authorization-mode", "RBAC,Upstream"]);
+    args.upstream = Some(crate::kubeconfig::ApiserverClient {
+        base: crate::kubeconfig::Kubeconfig { server: "https://127.0.0.1:1".into(), ..Default::default() },
+        headers: vec![],
+    });
+    let z = Authorization::new(&args).unwrap();
+    // RBAC first; the upstream (unreachable here) is asked only when RBAC has no opinion, and
+    // its failure is NoOpinion under the default failure policy
+    let alice = user("alice", &["system:authenticated"]);
+    let p = Attributes { user: alice.clone(), verb: "get".into(), path: "/api".into(), ..Default::default() };
+    assert_eq!(z.decide(&p).await.0, Decision::Allow);
+    let (d, _, errors) = z.decide_or_error(&res(&alice, "get", "default", "", "configmaps", "", "x")).await;
+    assert_eq!(d, Decision::NoOpinion);
+    assert!(
+        errors.iter().any(|e| e.contains("127.0.0.1:1/apis/authorization.k8s.io/v1/subjectaccessreviews")),
+        "{errors:?}"
+    );
+}

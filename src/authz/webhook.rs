@@ -52,6 +52,15 @@ impl WebhookAuthorizer {
         let endpoint = Kubeconfig::load(&opts.kubeconfig)
             .and_then(|kc| kc.endpoint(opts.timeout))
             .with_context(|| format!("authorization webhook {:?} kubeconfig", opts.name))?;
+        Self::with_endpoint(opts, endpoint)
+    }
+
+    /// A webhook authorizer calling `endpoint` (`opts.kubeconfig` unused): the upstream
+    /// apiserver's SubjectAccessReview.
+    pub fn with_endpoint(opts: Options, endpoint: Endpoint) -> anyhow::Result<Self> {
+        if !matches!(opts.version.as_str(), "v1" | "v1beta1") {
+            bail!("unsupported authorization webhook version {:?} (v1, v1beta1)", opts.version);
+        }
         Ok(WebhookAuthorizer { opts, endpoint, cache: Mutex::new(HashMap::new()) })
     }
 

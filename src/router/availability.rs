@@ -42,6 +42,18 @@ pub static UNAVAILABLE_APISERVICE: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("register aggregator_unavailable_apiservice")
 });
 
+pub static UPSTREAM_AVAILABLE: Lazy<prometheus::IntGauge> = Lazy::new(|| {
+    prometheus::register_int_gauge!(
+        "frontdoor_upstream_apiserver_available",
+        "Whether the upstream apiserver (--upstream-apiserver) answers its refresh (1) or not (0)."
+    )
+    .expect("register frontdoor_upstream_apiserver_available")
+});
+
+pub fn set_upstream_metric(available: bool) {
+    UPSTREAM_AVAILABLE.set(available as i64);
+}
+
 pub fn register_metrics() {
     Lazy::force(&BACKEND_AVAILABLE);
     Lazy::force(&UNAVAILABLE_APISERVICE);

@@ -66,6 +66,8 @@ pub struct Sources<'a> {
     pub local: &'a [ApiResource],
     /// The secure port's address, as clients should use it.
     pub address: &'a str,
+    /// The upstream apiserver's discovery (`--upstream-apiserver`), from its last refresh.
+    pub upstream: Option<&'a [super::upstream::UpstreamGroup]>,
 }
 
 /// Every group/version served now, local and available backends, in discovery order. The
@@ -91,6 +93,22 @@ pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
             (b.spec.group.clone(), b.spec.version.clone()),
             (b.spec.group_priority_minimum, b.spec.version_priority, list),
         );
+    }
+    // the upstream apiserver fills in what no APIService and no local resource claims, its
+    // versions in its own preference order
+    for g in src.upstream.unwrap_or_default() {
+        let n = g.versions.len() as i32;
+        for (i, (v, resources)) in g.versions.iter().enumerate() {
+            if table.get(&g.name, v).is_some() {
+                continue;
+            }
+            let e = gvs.entry((g.name.clone(), v.clone())).or_insert_with(|| {
+                (builtin_priority(&g.name, v).0, 1000 - 1000 / (n + 1) * (i as i32 + 1), Vec::new())
+            });
+            let named = |r: &Value| r.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let claimed: std::collections::HashSet<String> = e.2.iter().map(named).collect();
+            e.2.extend(resources.iter().filter(|r| !claimed.contains(&named(r))).cloned());
+        }
     }
     // the core group always serves v1, as kube-apiserver's does
     gvs.entry((String::new(), "v1".into())).or_insert_with(|| {
@@ -300,6 +318,38 @@ fn aggregated_reply(req: &RequestHeader, doc: &Value, api_version: &str) -> Repl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_fills_in_what_no_one_claims() {
+        use super::super::upstream::UpstreamGroup;
+        let table = Table::default();
+        let local = vec![ApiResource {
+            group: "".into(),
+            version: "v1".into(),
+            name: "configmaps".into(),
+            kind: "ConfigMap".into(),
+            ..Default::default()
+        }];
+        let upstream = vec![
+            UpstreamGroup {
+                name: "".into(),
+                versions: vec![(
+                    "v1".into(),
+                    vec![json!({"name": "configmaps", "kind": "Upstream"}), json!({"name": "pods", "kind": "Pod"})],
+                )],
+            },
+            UpstreamGroup { name: "autoscaling".into(), versions: vec![("v2".into(), vec![]), ("v1".into(), vec![])] },
+            UpstreamGroup { name: "stable.example.com".into(), versions: vec![("v1".into(), vec![])] },
+        ];
+        let src = Sources { table: &table, local: &local, address: "x", upstream: Some(&upstream) };
+        let all = groups(&src);
+        let core = all.iter().find(|g| g.name.is_empty()).unwrap();
+        let kinds: Vec<&str> = core.versions[0].resources.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, vec!["ConfigMap", "Pod"], "a local resource wins over the upstream's");
+        let auto = all.iter().find(|g| g.name == "autoscaling").unwrap();
+        assert_eq!(auto.versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), vec!["v2", "v1"]);
+        assert!(all.iter().any(|g| g.name == "stable.example.com"));
+    }
 
     fn req(accept: &str) -> RequestHeader {
         let mut r = RequestHeader::build("GET", b"/apis", None).unwrap();

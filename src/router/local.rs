@@ -58,6 +58,13 @@ impl Local {
                 rows.push((gv(&b.spec.group, &b.spec.version), format!("backend: {}", svc.key())));
             }
         }
+        if let Some(d) = self.router.upstream() {
+            let mode = match d.identity {
+                super::upstream::UpstreamIdentity::RequestHeader => "request-header",
+                super::upstream::UpstreamIdentity::Impersonation => "impersonation",
+            };
+            rows.push(("everything else".into(), format!("upstream apiserver: {} ({mode})", d.url)));
+        }
         rows
     }
 
@@ -87,6 +94,19 @@ impl Local {
         self.respond.send(session, ctx, reply).await
     }
 
+    /// `/version`: the upstream apiserver's (clients pick their version skew from it), from
+    /// its last refresh; frontdoor's own otherwise. frontdoor's own version is always in the
+    /// `X-Frontdoor-Version` header (and `frontdoor version`).
+    fn version(&self) -> Reply {
+        let own = crate::endpoints::version::info();
+        let ours = own.git_version.clone();
+        let reply = match self.router.upstream().and_then(|d| d.version.load_full()) {
+            Some(body) => Reply::new(200, "application/json", (*body).clone()),
+            None => Reply::json(200, &own),
+        };
+        reply.header("X-Frontdoor-Version", ours)
+    }
+
     fn non_resource(&self, session: &Session, ctx: &RequestContext) -> Reply {
         let info = &ctx.request_info;
         let (path, verb) = (info.path.as_str(), info.verb.as_str());
@@ -100,16 +120,32 @@ impl Local {
             return Reply::text(200, dump);
         }
         match path.trim_end_matches('/') {
-            "/version" => return Reply::json(200, &crate::endpoints::version::info()),
+            "/version" => return self.version(),
             "/metrics" => return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
             _ => {}
         }
         let local = self.resources();
-        if let Some(reply) = crate::store::openapi::serve(info, &local) {
-            return reply;
-        }
         let table = self.router.table();
-        let sources = Sources { table: &table, local: &local, address: &self.address };
+        if path.starts_with("/openapi/v3") {
+            let upstream = self.router.upstream().and_then(|d| d.openapi_v3.load_full());
+            let backends: Vec<String> = table
+                .services
+                .iter()
+                .filter(|b| !b.is_local() && b.available())
+                .map(|b| super::openapi::gv_name(&b.spec.group, &b.spec.version))
+                .collect();
+            let req = session.req_header();
+            if let Some(reply) = super::openapi::serve(req, path, &local, &backends, upstream.as_deref()) {
+                return reply;
+            }
+        }
+        let upstream = self.router.upstream().and_then(|d| d.discovery.load_full());
+        let sources = Sources {
+            table: &table,
+            local: &local,
+            address: &self.address,
+            upstream: upstream.as_deref().map(|v| v.as_slice()),
+        };
         discovery::serve(&sources, session.req_header(), path).unwrap_or_else(|| Status::path_not_found().into())
     }
 }

@@ -7,14 +7,16 @@ pub mod apiservice;
 pub mod availability;
 pub mod discovery;
 pub mod local;
+pub mod openapi;
 pub mod proxy;
+pub mod upstream;
 pub mod version;
 
 use crate::request_info::RequestInfo;
 use apiservice::ApiService;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use pingora::prelude::HttpPeer;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,9 @@ pub struct ProxyArgs {
     /// and discovery.
     #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
     pub apiservice_check_interval: Duration,
+
+    #[command(flatten)]
+    pub upstream: upstream::UpstreamArgs,
 }
 
 /// An APIService in the routing table (a backend when it names a service, else local).
@@ -62,6 +67,15 @@ pub enum Route {
     Local,
     /// Proxied to an aggregated backend apiserver.
     Backend(Arc<Backend>),
+    /// Proxied to the upstream apiserver (`--upstream-apiserver`), kube-aggregator's delegate.
+    Upstream(Arc<upstream::Delegate>),
+}
+
+impl Route {
+    /// Whether pingora's upstream phases serve it (a backend or the upstream apiserver).
+    pub fn is_proxied(&self) -> bool {
+        matches!(self, Route::Backend(_) | Route::Upstream(_))
+    }
 }
 
 #[derive(Debug)]
@@ -135,6 +149,10 @@ pub struct Shared {
 #[derive(Clone)]
 pub struct Router {
     shared: Arc<Shared>,
+    /// The upstream apiserver, when configured.
+    upstream: Option<Arc<upstream::Delegate>>,
+    /// (group, version, resource) frontdoor serves itself: never sent to the upstream.
+    local: Arc<ArcSwap<HashSet<(String, String, String)>>>,
 }
 
 /// `--service-endpoint` values: `namespace/name:port=host:port`.
@@ -217,7 +235,29 @@ impl Router {
             });
         }
         availability::spawn(shared.clone());
-        Ok(Router { shared })
+        let upstream = upstream::Delegate::new(&p.upstream)?.map(Arc::new);
+        if let Some(d) = &upstream {
+            upstream::spawn(shared.clone(), d.clone());
+        }
+        Ok(Router { shared, upstream, local: Default::default() })
+    }
+
+    /// The upstream apiserver, when configured.
+    pub fn upstream(&self) -> Option<&Arc<upstream::Delegate>> {
+        self.upstream.as_ref()
+    }
+
+    /// The resources frontdoor serves itself (the store's and the review APIs): requests for
+    /// them never go to the upstream apiserver.
+    pub fn set_local_resources(&self, resources: &[crate::api::ApiResource]) {
+        let set = resources
+            .iter()
+            .map(|r| {
+                let name = r.name.split('/').next().unwrap_or_default();
+                (r.group.clone(), r.version.clone(), name.to_string())
+            })
+            .collect();
+        self.local.store(Arc::new(set));
     }
 
     /// The current table (a snapshot).
@@ -234,9 +274,31 @@ impl Router {
         } else {
             group_version_of_path(&info.path)
         };
-        match gv.and_then(|(g, v)| table.get(g, v)) {
-            Some(b) if !b.is_local() => Route::Backend(b.clone()),
-            _ => Route::Local,
+        // an OpenAPI v3 group-version document is served by whoever serves the group-version
+        let openapi_gv = if info.is_resource_request { None } else { openapi::v3_group_version(&info.path) };
+        let gv = match openapi_gv {
+            Some(doc) => group_version_of_path(doc),
+            None => gv,
+        };
+        let claimed = gv.and_then(|(g, v)| table.get(g, v));
+        match claimed {
+            Some(b) if !b.is_local() => return Route::Backend(b.clone()),
+            Some(_) => return Route::Local,
+            None => {}
+        }
+        let Some(up) = &self.upstream else { return Route::Local };
+        let to_upstream = if info.is_resource_request {
+            let key = (info.api_group.clone(), info.api_version.clone(), info.resource.clone());
+            !self.local.load().contains(&key)
+        } else if let (Some(_), Some((g, v))) = (openapi_gv, gv) {
+            !self.local.load().iter().any(|(lg, lv, _)| lg == g && lv == v)
+        } else {
+            !served_locally(&info.path)
+        };
+        if to_upstream {
+            Route::Upstream(up.clone())
+        } else {
+            Route::Local
         }
     }
 
@@ -255,6 +317,24 @@ impl Router {
         let b = table.services.iter().find(|b| b.spec.name == name)?;
         let c = if b.is_local() { availability::Condition::local() } else { b.state.condition.lock().unwrap().clone() };
         Some(serde_json::json!({"conditions": [c.to_json()]}))
+    }
+}
+
+/// Non-resource paths frontdoor answers itself in front of an upstream apiserver: its health
+/// and metrics, the merged discovery and OpenAPI v3 index, `/version` (the upstream's, cached) and its
+/// debug endpoints. Every other non-resource path (`/logs`, `/.well-known/...`,
+/// `/openid/v1/jwks`, ...) is the upstream's.
+fn served_locally(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let depth = path.trim_matches('/').split('/').count();
+    match first {
+        "healthz" | "livez" | "readyz" | "metrics" | "version" | "debug" => true,
+        // the merged index; group-version documents go to their owner, /openapi/v2 upstream
+        "openapi" => path.trim_end_matches('/') == "/openapi/v3",
+        // /api, /api/v1; /apis, /apis/<group>, /apis/<group>/<version>
+        "api" => depth <= 2,
+        "apis" => depth <= 3,
+        _ => false,
     }
 }
 
@@ -365,6 +445,52 @@ mod tests {
         assert!(r.apiservice_status("v1.nothing.io").is_none());
         r.set_dynamic_apiservices(vec![]).unwrap();
         assert!(r.apiservice_status("v1.local.io").is_none());
+    }
+
+    #[test]
+    fn upstream_gets_what_no_one_claims() {
+        let args = crate::config::parse_args::<ProxyArgs>(&["--upstream-apiserver", "https://127.0.0.1:1"]).unwrap();
+        let r = Router::new(&args).unwrap();
+        let local: Vec<crate::api::ApiResource> = crate::store::resources::defaults()
+            .iter()
+            .filter(|d| d.group == "apiregistration.k8s.io")
+            .flat_map(|d| d.api_resources())
+            .collect();
+        r.set_local_resources(&local);
+        r.set_dynamic_apiservices(vec![object("v1.remote.io", "remote.io", true)]).unwrap();
+        let route = |path: &str| match r.route(&RequestInfo::resolve("GET", path, None).unwrap()) {
+            Route::Upstream(_) => "upstream",
+            Route::Backend(_) => "backend",
+            Route::Local => "local",
+            Route::None => "none",
+        };
+        for (path, want) in [
+            ("/api/v1/namespaces/default/configmaps", "upstream"),
+            ("/api/v1/namespaces/default/pods/p/log", "upstream"),
+            ("/apis/apiregistration.k8s.io/v1/apiservices", "local"),
+            ("/apis/apiregistration.k8s.io/v1/apiservices/x/status", "local"),
+            ("/apis/remote.io/v1/things", "backend"),
+            ("/apis/nowhere.io/v1/things", "upstream"),
+            ("/api", "local"),
+            ("/api/v1", "local"),
+            ("/apis", "local"),
+            ("/apis/apps", "local"),
+            ("/apis/apps/v1", "local"),
+            ("/healthz", "local"),
+            ("/readyz/upstream-apiserver", "local"),
+            ("/version", "local"),
+            ("/metrics", "local"),
+            ("/openapi/v3", "local"),
+            ("/openapi/v3/apis/apiregistration.k8s.io/v1", "local"),
+            ("/openapi/v3/api/v1", "upstream"),
+            ("/openapi/v3/apis/remote.io/v1", "backend"),
+            ("/openapi/v2", "upstream"),
+            ("/logs/", "upstream"),
+            ("/.well-known/openid-configuration", "upstream"),
+            ("/", "upstream"),
+        ] {
+            assert_eq!(route(path), want, "{path}");
+        }
     }
 
     #[test]

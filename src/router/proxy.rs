@@ -58,21 +58,42 @@ pub fn header_key_escape(key: &str) -> String {
     out
 }
 
-/// Prepares the request for the backend: identity headers stripped, the user's set, Host
-/// the backend's address.
+/// X-Remote-User, X-Remote-Uid (when the user has one), X-Remote-Group (one per group) and
+/// X-Remote-Extra-<key>, as kube-aggregator's proxy sends them.
+pub fn remote_user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) {
+    let _ = req.insert_header("X-Remote-User", user.username.as_str());
+    if !user.uid.is_empty() {
+        let _ = req.insert_header("X-Remote-Uid", user.uid.as_str());
+    }
+    for g in &user.groups {
+        let _ = req.append_header("X-Remote-Group", g.as_str());
+    }
+    for (k, values) in &user.extra {
+        let name = format!("X-Remote-Extra-{}", header_key_escape(k));
+        for v in values {
+            let _ = req.append_header(name.clone(), v.as_str());
+        }
+    }
+}
+
+/// Prepares the request for the backend or the upstream apiserver: identity headers
+/// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
+/// frontdoor's credential), Host the peer's address, the upstream's path prefix.
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
     strip_identity_headers(req);
-    if let Some(user) = ctx.effective_user() {
-        let _ = req.insert_header("X-Remote-User", user.username.as_str());
-        for g in &user.groups {
-            let _ = req.append_header("X-Remote-Group", g.as_str());
-        }
-        for (k, values) in &user.extra {
-            let name = format!("X-Remote-Extra-{}", header_key_escape(k));
-            for v in values {
-                let _ = req.append_header(name.clone(), v.as_str());
+    if let Route::Upstream(d) = &ctx.route {
+        d.identify(req, ctx.effective_user());
+        let _ = req.insert_header(http::header::HOST, d.host.clone());
+        if !d.prefix.is_empty() {
+            let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            if let Ok(uri) = http::Uri::try_from(d.upstream_path(target)) {
+                req.set_uri(uri);
             }
         }
+        return;
+    }
+    if let Some(user) = ctx.effective_user() {
+        remote_user_headers(req, user);
     }
     if let Route::Backend(b) = &ctx.route {
         if let Some(u) = b.state.peer.load().as_ref() {
@@ -114,18 +135,19 @@ fn fresh_connection_group() -> u64 {
 }
 
 pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box<pingora::prelude::HttpPeer>> {
-    let Route::Backend(b) = &ctx.route else {
-        return Err(Error::explain(UNAVAILABLE, "no backend route"));
-    };
-    if !b.available() {
-        return Err(Error::explain(UNAVAILABLE, "service unavailable"));
-    }
-    let Some(upstream) = b.state.peer.load_full() else {
-        return Err(Error::explain(UNAVAILABLE, "service unavailable"));
+    let mut peer = match &ctx.route {
+        Route::Backend(b) if b.available() => match b.state.peer.load_full() {
+            Some(upstream) => upstream.peer.clone(),
+            None => return Err(Error::explain(UNAVAILABLE, "service unavailable")),
+        },
+        Route::Upstream(d) if d.available() => match d.peer.load_full() {
+            Some(peer) => (*peer).clone(),
+            None => return Err(Error::explain(UNAVAILABLE, "service unavailable")),
+        },
+        _ => return Err(Error::explain(UNAVAILABLE, "service unavailable")),
     };
     check_deadline(ctx)?;
     let left = remaining(ctx);
-    let mut peer = upstream.peer.clone();
     peer.options.read_timeout = left;
     peer.options.write_timeout = left;
     if upgrade {
@@ -134,8 +156,26 @@ pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box
     Ok(Box::new(peer))
 }
 
+/// Whether `e` is the 503 answered at once for a backend or upstream marked unavailable.
+pub fn is_known_unavailable(e: &pingora::Error) -> bool {
+    e.etype == UNAVAILABLE
+}
+
 /// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
-pub fn error_status(e: &pingora::Error, _ctx: &RequestContext) -> Status {
+/// An upstream apiserver that cannot be dialled is marked unavailable at once.
+pub fn error_status(e: &pingora::Error, ctx: &RequestContext) -> Status {
+    if let Route::Upstream(d) = &ctx.route {
+        if matches!(
+            e.etype,
+            ErrorType::ConnectRefused
+                | ErrorType::ConnectTimedout
+                | ErrorType::ConnectError
+                | ErrorType::TLSHandshakeFailure
+                | ErrorType::ConnectNoRoute
+        ) {
+            d.mark_unreachable(format!("{}: {e}", d.url));
+        }
+    }
     match &e.etype {
         ErrorType::Custom("ServiceUnavailable") => Status::service_unavailable("service unavailable"),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => Status::timeout(),
@@ -172,6 +212,7 @@ mod tests {
         }
         let mut ctx = RequestContext::default();
         let mut user = UserInfo::new("alice", vec!["dev".into(), "system:authenticated".into()]);
+        user.uid = "alice-uid".into();
         user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
         ctx.user = Some(user);
         upstream_request(&mut req, &ctx);
@@ -179,6 +220,7 @@ mod tests {
         assert!(req.headers.get("Authorization").is_none());
         assert!(req.headers.get("Impersonate-User").is_none());
         assert_eq!(all("X-Remote-User"), vec!["alice"]);
+        assert_eq!(all("X-Remote-Uid"), vec!["alice-uid"]);
         assert_eq!(all("X-Remote-Group"), vec!["dev", "system:authenticated"]);
         assert!(req.headers.get("X-Remote-Extra-Scopes").is_none());
         assert_eq!(all("X-Remote-Extra-scopes.example.com%2Fx%20y%25"), vec!["a", "b"]);

@@ -35,6 +35,12 @@ pub struct StoreArgs {
     #[arg(long, value_name = "FILE")]
     pub resources_file: Option<PathBuf>,
 
+    /// In front of an upstream apiserver, kube's built-in resources are the upstream's: the
+    /// store keeps only APIServices (the aggregation table), RBAC when frontdoor's own RBAC
+    /// authorizer reads it, and --resources-file's (filled by `ServeArgs::complete`).
+    #[arg(skip)]
+    pub builtins: Option<resources::Builtins>,
+
     /// How many of the latest changes stay replayable for watches and paginated lists; older
     /// resourceVersions answer 410 Expired.
     #[arg(long, default_value_t = 10_000)]
@@ -105,7 +111,10 @@ impl std::ops::Deref for Store {
 impl Store {
     /// Opens the configured backend (`data_dir` holds the embedded one).
     pub fn open(a: &StoreArgs, data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let defs = resources::load(a.resources_file.as_deref())?;
+        let mut defs = resources::load(a.resources_file.as_deref())?;
+        if let Some(keep) = &a.builtins {
+            defs.retain(|d| keep.keeps(d));
+        }
         let window = if a.storage_event_window == 0 { 10_000 } else { a.storage_event_window };
         let backend = a.storage_backend.as_deref().unwrap_or(if a.etcd_servers.is_empty() { "redb" } else { "etcd3" });
         match backend {

@@ -92,6 +92,17 @@ pub fn document(resources: &[ApiResource], path: &str) -> Option<Value> {
     resources.iter().any(|r| r.group == g && r.version == v).then(|| gv_document(resources, g, v))
 }
 
+/// Every group-version document of `resources`: ("api/v1" or "apis/G/V", document) pairs.
+pub fn v3_documents(resources: &[ApiResource]) -> Vec<(String, Value)> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for r in resources {
+        if !seen.contains(&(r.group.clone(), r.version.clone())) {
+            seen.push((r.group.clone(), r.version.clone()));
+        }
+    }
+    seen.into_iter().map(|(g, v)| (gv_path(&g, &v), gv_document(resources, &g, &v))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -130,6 +130,24 @@ impl ResourceDef {
     }
 }
 
+/// Which built-in resources the store keeps in front of an upstream apiserver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builtins {
+    /// RBAC is frontdoor's own (an RBAC authorizer reads the store).
+    pub rbac: bool,
+}
+
+impl Builtins {
+    /// Whether `d` stays local: APIServices, RBAC when it is ours, and anything declared in
+    /// --resources-file (not one of the defaults).
+    pub fn keeps(&self, d: &ResourceDef) -> bool {
+        if d.group == "apiregistration.k8s.io" || (self.rbac && d.group == "rbac.authorization.k8s.io") {
+            return true;
+        }
+        !defaults().iter().any(|b| b == d)
+    }
+}
+
 /// kube's built-in resources that frontdoor serves from its store.
 pub fn defaults() -> Vec<ResourceDef> {
     let rbac = "rbac.authorization.k8s.io";
@@ -187,6 +205,23 @@ mod tests {
         let cr = d.iter().find(|r| r.resource == "clusterroles").unwrap();
         assert_eq!(cr.key("", "admin"), "/registry/rbac.authorization.k8s.io/clusterroles/admin");
         assert!(d.iter().find(|r| r.resource == "apiservices").unwrap().has_status());
+    }
+
+    #[test]
+    fn upstream_mode_keeps_few_builtins() {
+        let mut defs = defaults();
+        let mut widgets = defs[0].clone();
+        widgets.group = "example.com".into();
+        widgets.resource = "widgets".into();
+        defs.push(widgets);
+        let kept = |rbac: bool| -> Vec<String> {
+            defs.iter().filter(|d| Builtins { rbac }.keeps(d)).map(|d| d.resource.clone()).collect()
+        };
+        assert_eq!(kept(false), vec!["apiservices", "widgets"]);
+        assert_eq!(
+            kept(true),
+            vec!["roles", "clusterroles", "rolebindings", "clusterrolebindings", "apiservices", "widgets"]
+        );
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn streams_watches_event_by_event() {
 
 /// One upgrade through frontdoor (`method` with `Upgrade: protocol`, no body): the 101 comes
 /// back, then bytes are echoed both ways, twice.
-fn upgrade_and_echo(fd: &Frontdoor, method: &str, protocol: &str) -> Result<String, String> {
+pub(crate) fn upgrade_and_echo(fd: &Frontdoor, method: &str, protocol: &str) -> Result<String, String> {
     let mut tls = raw_tls(fd);
     let req = format!(
         "{method} {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"

@@ -30,3 +30,4 @@ mod store_etcd;
 mod store_kubectl;
 mod store_namespaces;
 mod store_watch_load;
+mod upstream;

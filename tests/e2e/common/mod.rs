@@ -55,7 +55,11 @@ impl Frontdoor {
 
     /// Like `start_in`, with `FRONTDOOR_LOG` set to `log` (None: the flags decide the log).
     pub fn start_logging(dir: tempfile::TempDir, args: &[&str], log: Option<&str>) -> Frontdoor {
-        let port = free_port();
+        Self::start_on(dir, free_port(), args, log)
+    }
+
+    /// Like `start_logging`, on a given port (a restart where a server was).
+    pub fn start_on(dir: tempfile::TempDir, port: u16, args: &[&str], log: Option<&str>) -> Frontdoor {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdoor"));
         cmd.arg("serve")
             .arg("--secure-port")
