@@ -85,8 +85,9 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }],
         ));
     }
-    let mut config: Value = crate::api::decode::yaml(body)
+    let crate::api::decode::Strict { value: mut config, duplicates } = crate::api::decode::yaml_strict(body)
         .map_err(|e| Status::bad_request(format!("error decoding YAML: error converting YAML to JSON: {e}")))?;
+    super::typed::check_apply(t, &mut config, duplicates)?;
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;

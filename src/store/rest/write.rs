@@ -119,7 +119,7 @@ fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
 }
 
 pub fn create(store: &Store, t: &Target, body: &[u8], _user: &str) -> Result<Reply, Status> {
-    let obj = decode(body, &t.content_type, &t.def.kind)?;
+    let obj = super::decode_typed(t, body)?;
     create_value(store, t, obj, &manager(t), "Update")
 }
 
@@ -161,6 +161,10 @@ pub fn create_value(
         m.remove("generation");
     }
     defaults_on_create(t.def, &mut obj);
+    let causes = crate::store::validate_object::validate(t.def, &obj, None);
+    if !causes.is_empty() {
+        return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
+    }
     if let Some(admit) = &t.admit {
         admit(None, &mut obj)?;
     }
@@ -211,6 +215,16 @@ pub(super) fn prepare_update(
     operation: &str,
 ) -> Result<Value, Status> {
     let name = t.name.clone();
+    // a uid in the object is a precondition (kube's UpdatedObjectInfo.Preconditions)
+    let (want_uid, have_uid) = (str_of(&incoming, "uid"), str_of(existing, "uid"));
+    if !want_uid.is_empty() && want_uid != have_uid {
+        return Err(Status::conflict(
+            &t.def.group,
+            &t.def.resource,
+            &name,
+            &format!("Precondition failed: UID in precondition: {want_uid}, UID in object meta: {have_uid}"),
+        ));
+    }
     let mut new = if t.subresource == "status" {
         let mut n = existing.clone();
         n["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
@@ -269,22 +283,32 @@ pub(super) fn prepare_update(
             ));
         }
     }
-    let depth = crate::api::decode::value_depth(&new);
-    if depth > crate::api::decode::MAX_DEPTH {
-        return Err(Status::bad_request(format!(
-            "the object is nested {depth} levels deep, more than the {} allowed",
-            crate::api::decode::MAX_DEPTH
-        )));
-    }
+    check_depth(&new)?;
     if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
+    }
+    let causes = crate::store::validate_object::validate(t.def, &new, Some(existing));
+    if !causes.is_empty() {
+        return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
     }
     if operation != "Apply" {
         let fields = changed_fields(existing, &new);
         record_managed(&mut new, fields, &t.def.api_version(), &manager(t), operation, &t.subresource);
     }
     Ok(new)
+}
+
+/// What a patch made of a stored object is held to the same nesting bound as a body.
+fn check_depth(v: &Value) -> Result<(), Status> {
+    let depth = crate::api::decode::value_depth(v);
+    if depth > crate::api::decode::MAX_DEPTH {
+        return Err(Status::bad_request(format!(
+            "the object is nested {depth} levels deep, more than the {} allowed",
+            crate::api::decode::MAX_DEPTH
+        )));
+    }
+    Ok(())
 }
 
 /// The request's precondition on the object's revision, from metadata.resourceVersion.
@@ -325,7 +349,7 @@ pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
 }
 
 pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
-    let mut incoming = decode(body, &t.content_type, &t.def.kind)?;
+    let mut incoming = super::decode_typed(t, body)?;
     check_type(t, &mut incoming)?;
     check_name(t, &mut incoming)?;
     check_namespace(t, &mut incoming)?;
@@ -395,7 +419,10 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
-    let p = crate::api::decode::json(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let crate::api::decode::Strict { value: p, duplicates } =
+        crate::api::decode::json_strict(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    // a JSON patch's own duplicate keys are its operations', not the object's
+    let duplicates = if kind == PatchType::Json { Vec::new() } else { duplicates };
     let ops = p.as_array().map_or(0, Vec::len);
     if kind == PatchType::Json && ops > patches::MAX_JSON_PATCH_OPERATIONS {
         return Err(Status::failure(
@@ -423,6 +450,8 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 b
             }
         };
+        check_depth(&patched)?;
+        super::typed::check(t, &mut patched, duplicates.clone(), super::typed::Source::Patch)?;
         check_type(t, &mut patched)?;
         check_name(t, &mut patched)?;
         check_namespace(t, &mut patched)?;
@@ -560,6 +589,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
+        warnings: Default::default(),
     };
     all.query.limit = None;
     all.query.continue_.clear();
