@@ -105,7 +105,8 @@ impl Local {
             _ => {}
         }
         let local = self.resources();
-        if let Some(reply) = crate::store::openapi::serve(info, &local) {
+        let if_none_match = session.req_header().headers.get("If-None-Match").and_then(|v| v.to_str().ok());
+        if let Some(reply) = crate::store::openapi::serve(info, &local, if_none_match) {
             return reply;
         }
         let table = self.router.table();

@@ -168,7 +168,7 @@ pub fn create_value(
     if let Some(admit) = &t.admit {
         admit(None, &mut obj)?;
     }
-    let fields = owned_fields(&obj);
+    let fields = if operation == "Apply" { super::apply::applied_fields(t.def, &obj) } else { owned_fields(&obj) };
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
         return Ok(reply_object(store, t, 201, &obj));
