@@ -282,6 +282,9 @@ impl Walk<'_> {
                 let Some(m) = v.as_object_mut() else { return self.type_error(v, strukt, schema) };
                 let props = schema_r.get("properties").and_then(Value::as_object);
                 let extra = schema_r.get("additionalProperties").filter(|a| a.is_object());
+                if props.is_none() && extra.is_none() {
+                    return; // free-form (FieldsV1, RawExtension): Go keeps it as it is
+                }
                 let mut remove = Vec::new();
                 for (k, child) in m.iter_mut() {
                     if root && (k == "apiVersion" || k == "kind") && child.is_string() {
@@ -291,11 +294,9 @@ impl Walk<'_> {
                         (Some(s), _) => (s, true),
                         (None, Some(s)) => (s, false),
                         (None, None) => {
-                            if props.is_some() || schema_r.get("additionalProperties").is_none() {
-                                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                                self.out.unknown.push(format!("unknown field \"{p}\""));
-                                remove.push(k.clone());
-                            }
+                            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                            self.out.unknown.push(format!("unknown field \"{p}\""));
+                            remove.push(k.clone());
                             continue;
                         }
                     };
@@ -511,6 +512,14 @@ mod tests {
         assert_eq!(decode(get(), secret, &mut o).error.unwrap(), "illegal base64 data at input byte 3");
         let mut o = json!({"metadata": {"name": "x"}, "data": {"a": "aGk="}});
         assert!(decode(get(), secret, &mut o).error.is_none());
+    }
+
+    #[test]
+    fn free_form_objects_are_kept() {
+        let mut o = json!({"metadata": {"name": "x", "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {}}}]}});
+        let d = decode(get(), cm(), &mut o);
+        assert!(d.unknown.is_empty(), "{:?}", d.unknown);
+        assert_eq!(o["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:data": {}}));
     }
 
     #[test]
