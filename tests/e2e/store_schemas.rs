@@ -304,7 +304,7 @@ fn server_side_apply_list_types_and_forced_ownership() {
     let o = apply("alice", &cm("example.com/alice", "1"), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     // a set: bob's finalizer joins alice's instead of replacing it
-    let o = apply("bob", &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: default\n  finalizers: [example.com/bob]\n"), &[]);
+    let o = apply("bob", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\n  namespace: default\n  finalizers: [example.com/bob]\n", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let got: Value = serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "shared", "-o", "json"])).unwrap();
     assert_eq!(got["metadata"]["finalizers"], json!(["example.com/alice", "example.com/bob"]));
