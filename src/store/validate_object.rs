@@ -302,3 +302,27 @@ mod tests {
         assert_eq!(fields, vec!["roleRef", "subjects[0].name"]);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    #[test]
+    #[ignore]
+    fn big_config_map() {
+        let big: String = (0..60_000).map(|i| format!("  k{i}: value-{i}\n")).collect();
+        let body = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{big}");
+        let t = std::time::Instant::now();
+        let mut v = crate::api::decode::yaml_strict(body.as_bytes()).unwrap().value;
+        eprintln!("yaml {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let _ = crate::api::decode::yaml(body.as_bytes()).unwrap();
+        eprintln!("yaml plain {:?}", t.elapsed());
+        let s = crate::store::schema::get();
+        let t = std::time::Instant::now();
+        let d = crate::store::schema::decode(s, "io.k8s.api.core.v1.ConfigMap", &mut v);
+        eprintln!("schema {:?} {:?}", t.elapsed(), d.error);
+        let def = crate::store::resources::defaults().into_iter().find(|d| d.resource == "configmaps").unwrap();
+        let t = std::time::Instant::now();
+        let c = super::validate(&def, &v, None);
+        eprintln!("validate {:?} {}", t.elapsed(), c.len());
+    }
+}

@@ -161,13 +161,12 @@ pub fn create_value(
         m.remove("generation");
     }
     defaults_on_create(t.def, &mut obj);
-    let causes = crate::store::validate_object::validate(t.def, &obj, None);
-    if !causes.is_empty() {
-        return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
-    }
+    // RBAC's own checks (its validation, in kube's words, and escalation) come first, as the
+    // RBAC storage runs them before the generic store's
     if let Some(admit) = &t.admit {
         admit(None, &mut obj)?;
     }
+    validate(t, &obj, None)?;
     let fields = if operation == "Apply" { super::apply::applied_fields(t.def, &obj) } else { owned_fields(&obj) };
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
@@ -288,15 +287,20 @@ pub(super) fn prepare_update(
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
     }
-    let causes = crate::store::validate_object::validate(t.def, &new, Some(existing));
-    if !causes.is_empty() {
-        return Err(Status::invalid(&t.def.group, &t.def.kind, &name, causes));
-    }
     if operation != "Apply" {
         let fields = changed_fields(existing, &new);
         record_managed(&mut new, fields, &t.def.api_version(), &manager(t), operation, &t.subresource);
     }
     Ok(new)
+}
+
+/// kube's validation of the object about to be stored (over `old` on an update): a 422.
+fn validate(t: &Target, obj: &Value, old: Option<&Value>) -> Result<(), Status> {
+    let causes = crate::store::validate_object::validate(t.def, obj, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(Status::invalid(&t.def.group, &t.def.kind, str_of(obj, "name"), causes))
 }
 
 /// What a patch made of a stored object is held to the same nesting bound as a body.
@@ -383,6 +387,7 @@ pub(super) fn guaranteed_update(
         if let Some(admit) = &t.admit {
             admit(Some(&existing.value), &mut new)?;
         }
+        validate(t, &new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
             Err(StorageError::Conflict) if retry_conflict => continue,
