@@ -98,6 +98,19 @@ fn field_validation_and_types_as_kube_decodes() {
         r#"{"spec":{"x":1}}"#,
     );
     assert_eq!((code, v["message"].as_str()), (400, Some(r#"strict decoding error: unknown field "spec""#)), "{v}");
+    let (code, _, v) = send(
+        &c,
+        &fd,
+        "PATCH",
+        &format!("{CMS}/w?fieldValidation=Strict"),
+        "application/json-patch+json",
+        r#"[{"op":"add","path":"/data/j","value":"1","foo":"bar"},{"op":"add","path":"/x","path":"/data/k","value":"2"}]"#,
+    );
+    assert_eq!(code, 400);
+    assert_eq!(
+        v["message"],
+        r#"strict decoding error: json patch unknown field "[0].foo", json patch duplicate field "[1].path""#
+    );
     let (code, warnings, _) =
         send(&c, &fd, "PATCH", &format!("{CMS}/w"), "application/merge-patch+json", r#"{"spec":{"x":1}}"#);
     assert_eq!((code, warnings), (200, vec![r#"299 - "unknown field \"spec\"""#.to_string()]));

@@ -426,8 +426,8 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let crate::api::decode::Strict { value: p, duplicates } =
         crate::api::decode::json_strict(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-    // a JSON patch's own duplicate keys are its operations', not the object's
-    let duplicates = if kind == PatchType::Json { Vec::new() } else { duplicates };
+    // a JSON patch's own unknown and duplicate keys are its operations', reported as such
+    let duplicates = if kind == PatchType::Json { json_patch_findings(&p, &duplicates) } else { duplicates };
     let ops = p.as_array().map_or(0, Vec::len);
     if kind == PatchType::Json && ops > patches::MAX_JSON_PATCH_OPERATIONS {
         return Err(Status::failure(
@@ -466,6 +466,22 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         }
         prepare_update(t, &existing.value, patched, "Update")
     })
+}
+
+/// kube's reports on a JSON patch's operations: `json patch unknown field "[0].foo"` for a key
+/// an operation has not, `json patch duplicate field "[1].path"` for one given twice.
+fn json_patch_findings(ops: &Value, duplicates: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, op) in ops.as_array().into_iter().flatten().enumerate() {
+        for k in op.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !matches!(k.as_str(), "op" | "path" | "value" | "from") {
+                out.push(format!("json patch unknown field \"[{i}].{k}\""));
+            }
+        }
+        let prefix = format!("duplicate field \"[{i}].");
+        out.extend(duplicates.iter().filter(|d| d.starts_with(&prefix)).map(|d| format!("json patch {d}")));
+    }
+    out
 }
 
 /// The parts of DeleteOptions the store honours.
