@@ -420,33 +420,49 @@ fn go_base64(s: &str) -> Result<(), String> {
 /// The paths of the fields a schema marks required and `obj` lacks (but the root's metadata),
 /// so that only objects every typed client can decode are stored.
 pub fn missing_required(schemas: &Schemas, def: &str, obj: &Value) -> Vec<String> {
-    fn walk(s: &Schemas, v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec<String>) {
+    /// `path` is extended in place: no string is made for a field that is present.
+    fn walk(s: &Schemas, v: &Value, schema: &Value, path: &mut String, root: bool, out: &mut Vec<String>) {
         let (r, _) = s.resolve(schema);
+        let len = path.len();
         match v {
             Value::Object(m) => {
-                {
-                    // the root's metadata is kube's own validation's (name or generateName)
-                    let reqs = r["required"].as_array().into_iter().flatten().filter_map(Value::as_str);
-                    for req in reqs.filter(|r| !(root && *r == "metadata")) {
-                        if m.get(req).is_none_or(Value::is_null) {
-                            out.push(if path.is_empty() { req.to_string() } else { format!("{path}.{req}") });
-                        }
+                // the root's metadata is kube's own validation's (name or generateName)
+                let reqs = r["required"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                for req in reqs.filter(|r| !(root && *r == "metadata")) {
+                    if m.get(req).is_none_or(Value::is_null) {
+                        out.push(if path.is_empty() { req.to_string() } else { format!("{path}.{req}") });
                     }
                 }
                 let props = r.get("properties").and_then(Value::as_object);
                 let extra = r.get("additionalProperties").filter(|a| a.is_object());
                 for (k, child) in m {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                    if let Some(cs) = props.and_then(|p| p.get(k)) {
-                        walk(s, child, cs, &p, false, out);
-                    } else if let Some(cs) = extra {
-                        walk(s, child, cs, &format!("{path}[{k}]"), false, out);
+                    // only objects and lists can lack a required field
+                    if !(child.is_object() || child.is_array()) {
+                        continue;
                     }
+                    let cs = match (props.and_then(|p| p.get(k)), extra) {
+                        (Some(cs), _) => {
+                            if !path.is_empty() {
+                                path.push('.');
+                            }
+                            path.push_str(k);
+                            cs
+                        }
+                        (None, Some(cs)) => {
+                            path.push_str(&format!("[{k}]"));
+                            cs
+                        }
+                        _ => continue,
+                    };
+                    walk(s, child, cs, path, false, out);
+                    path.truncate(len);
                 }
             }
             Value::Array(a) => {
-                for (i, child) in a.iter().enumerate() {
-                    walk(s, child, &r["items"], &format!("{path}[{i}]"), false, out);
+                for (i, child) in a.iter().enumerate().filter(|(_, c)| c.is_object() || c.is_array()) {
+                    path.push_str(&format!("[{i}]"));
+                    walk(s, child, &r["items"], path, false, out);
+                    path.truncate(len);
                 }
             }
             _ => {}
@@ -454,7 +470,7 @@ pub fn missing_required(schemas: &Schemas, def: &str, obj: &Value) -> Vec<String
     }
     let mut out = Vec::new();
     if let Some(schema) = schemas.definition(def) {
-        walk(schemas, obj, schema, "", true, &mut out);
+        walk(schemas, obj, schema, &mut String::new(), true, &mut out);
     }
     out
 }
