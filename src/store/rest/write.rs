@@ -451,7 +451,8 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }
             _ => {
                 let mut b = base.clone();
-                patches::strategic_merge_patch(&mut b, &p).map_err(Status::bad_request)?;
+                let def = crate::store::schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
+                patches::strategic_merge_patch(&mut b, &p, def).map_err(Status::bad_request)?;
                 b
             }
         };
