@@ -106,7 +106,8 @@ impl Local {
         }
         let local = self.resources();
         let if_none_match = session.req_header().headers.get("If-None-Match").and_then(|v| v.to_str().ok());
-        if let Some(reply) = crate::store::openapi::serve(info, &local, if_none_match) {
+        let accept = session.req_header().headers.get("Accept").and_then(|v| v.to_str().ok());
+        if let Some(reply) = crate::store::openapi::serve(info, &local, if_none_match, accept) {
             return reply;
         }
         let table = self.router.table();

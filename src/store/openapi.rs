@@ -324,12 +324,35 @@ fn documents(resources: &[ApiResource]) -> Arc<Documents> {
     d
 }
 
+/// Whether an Accept header takes JSON (absent, `*/*`, `application/*`, `application/json`).
+fn accepts_json(accept: Option<&str>) -> bool {
+    accept.is_none_or(|a| {
+        a.split(',')
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .any(|t| matches!(t, "" | "*/*" | "application/*" | "application/json"))
+    })
+}
+
 /// Answers a GET of `/openapi/v2`, `/openapi/v3` or `/openapi/v3/<gv>` for the locally served
-/// resources (304 when `if_none_match` is the current ETag); None for any other path.
-pub fn serve(info: &RequestInfo, local: &[ApiResource], if_none_match: Option<&str>) -> Option<Reply> {
+/// resources (304 when `if_none_match` is the current ETag); None for any other path. The
+/// documents are JSON only: a client that takes only protobuf (client-go's v2 reader) gets a
+/// 406 rather than bytes it cannot parse.
+pub fn serve(
+    info: &RequestInfo,
+    local: &[ApiResource],
+    if_none_match: Option<&str>,
+    accept: Option<&str>,
+) -> Option<Reply> {
     // checked first: every non-resource GET passes here (/version, /healthz, ...)
     if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/") {
         return None;
+    }
+    if !accepts_json(accept) {
+        return Some(Reply::from(crate::api::Status::failure(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json",
+        )));
     }
     let docs = documents(local);
     let path = info.path.trim_end_matches('/');
@@ -401,16 +424,18 @@ mod tests {
     fn served_with_etags_and_cached() {
         let rs = resources();
         let info = |path: &str| RequestInfo { path: path.into(), verb: "get".into(), ..Default::default() };
-        let root = serve(&info("/openapi/v3"), &rs, None).unwrap();
+        let root = serve(&info("/openapi/v3"), &rs, None, None).unwrap();
         let v: Value = serde_json::from_slice(&root.body).unwrap();
         let url = v["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
-        let doc = serve(&info("/openapi/v3/api/v1"), &rs, None).unwrap();
+        let doc = serve(&info("/openapi/v3/api/v1"), &rs, None, Some("application/json")).unwrap();
         let etag = doc.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
         assert_eq!(format!("\"{}\"", url.split("hash=").nth(1).unwrap()), etag);
-        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, Some(&etag)).unwrap().code, 304);
+        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, Some(&etag), None).unwrap().code, 304);
         assert!(Arc::ptr_eq(&documents(&rs), &documents(&rs)), "built once per resource set");
-        assert_eq!(serve(&info("/openapi/v2"), &rs, None).unwrap().code, 200);
-        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, None).is_none());
+        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some("application/json, */*")).unwrap().code, 200);
+        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some(pb)).unwrap().code, 406);
+        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, None, None).is_none());
     }
 }
