@@ -126,7 +126,9 @@ impl Local {
         }
         let local = self.resources();
         let table = self.router.table();
-        if path.starts_with("/openapi/v3") {
+        let req = session.req_header();
+        if path.trim_end_matches('/') == "/openapi/v3" {
+            // the index names the upstream's and the backends' documents beside ours
             let upstream = self.router.upstream().and_then(|d| d.openapi_v3.load_full());
             let backends: Vec<String> = table
                 .services
@@ -134,10 +136,13 @@ impl Local {
                 .filter(|b| !b.is_local() && b.available())
                 .map(|b| super::openapi::gv_name(&b.spec.group, &b.spec.version))
                 .collect();
-            let req = session.req_header();
-            if let Some(reply) = super::openapi::serve(req, path, &local, &backends, upstream.as_deref()) {
-                return reply;
+            if upstream.is_some() || !backends.is_empty() {
+                return super::openapi::serve_index(req, &local, &backends, upstream.as_deref());
             }
+        }
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(reply) = crate::store::openapi::serve(info, &local, header("If-None-Match"), header("Accept")) {
+            return reply;
         }
         let upstream = self.router.upstream().and_then(|d| d.discovery.load_full());
         let sources = Sources {

@@ -16,8 +16,10 @@ pub mod protobuf;
 pub mod redb;
 pub mod resources;
 pub mod rest;
+pub mod schema;
 pub mod selectors;
 pub mod table;
+pub mod validate_object;
 pub mod validation;
 pub mod watch;
 

@@ -1,23 +1,17 @@
-//! A minimal OpenAPI v3 document per group-version of the store's resources
-//! (`/openapi/v3`, `/openapi/v3/<api|apis/group>/<version>`): it declares each resource's
-//! endpoints and their `fieldValidation` parameter, so kubectl leaves validation to the
-//! server (as against kube) instead of needing the full schemas. No schemas are published.
+//! `/openapi/v2` and `/openapi/v3` for the resources frontdoor serves itself, with kube's
+//! schemas (store::schema, from k8s-openapi): each resource's paths and operations (with the
+//! `fieldValidation` parameter, so kubectl leaves validation to the server) and the definitions
+//! of its kind, named and tagged (`x-kubernetes-group-version-kind`) as kube names them, so
+//! `kubectl explain` works. The documents are built once per set of resources and served with
+//! ETags.
 
+use super::schema::{self, ref_name};
 use crate::api::ApiResource;
 use crate::filters::Reply;
 use crate::request_info::RequestInfo;
 use serde_json::{json, Map, Value};
-
-/// Answers a GET under `/openapi/v3` for the locally served resources; None otherwise.
-pub fn serve(info: &RequestInfo, local: &[ApiResource]) -> Option<Reply> {
-    // checked first: every non-resource GET passes here (/version, /healthz, ...)
-    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/v3")
-    {
-        return None;
-    }
-    let doc = document(local, &info.path)?;
-    Some(Reply::json(200, &doc))
-}
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -27,95 +21,427 @@ fn gv_path(group: &str, version: &str) -> String {
     }
 }
 
-fn hash(s: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(s.as_bytes()).iter().take(16).map(|b| format!("{b:02X}")).collect()
+/// kube's operation ids: `createCoreV1NamespacedConfigMap`, `listRbacAuthorizationV1ClusterRole`.
+fn operation_id(verb: &str, r: &ApiResource, suffix: &str) -> String {
+    let camel = |s: &str| -> String {
+        s.split(['.', '-'])
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let mut c = p.chars();
+                c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            })
+            .collect()
+    };
+    let group = if r.group.is_empty() { "Core".to_string() } else { camel(r.group.trim_end_matches(".k8s.io")) };
+    let scope = if r.namespaced && !suffix.contains("ForAllNamespaces") { "Namespaced" } else { "" };
+    format!("{verb}{group}{}{scope}{}{suffix}", camel(&r.version), r.kind)
 }
 
-/// The document for one group-version.
-fn gv_document(resources: &[ApiResource], group: &str, version: &str) -> Value {
+/// The definition names `roots` refer to, transitively.
+fn reachable(defs: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(n) = ref_name(v) {
+                    out.push(n.to_string());
+                }
+                m.values().for_each(|c| refs(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| refs(c, out)),
+            _ => {}
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = roots.to_vec();
+    while let Some(n) = todo.pop() {
+        if seen.insert(n.clone()) {
+            if let Some(d) = defs.get(&n) {
+                refs(d, &mut todo);
+            }
+        }
+    }
+    seen
+}
+
+/// A `$ref` to a definition, in v2 (`#/definitions/`) or v3 (`#/components/schemas/`) form.
+fn ref_to(name: &str, v3: bool) -> Value {
+    let base = if v3 { "#/components/schemas/" } else { "#/definitions/" };
+    json!({"$ref": format!("{base}{name}")})
+}
+
+/// A definition rewritten for OpenAPI v3: `$ref`s into components, and a `$ref` with siblings
+/// (a description) wrapped in `allOf`, as kube writes them.
+fn to_v3(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            if let Some(n) = ref_name(v) {
+                if m.len() == 1 {
+                    return ref_to(n, true);
+                }
+                let mut out: Map<String, Value> =
+                    m.iter().filter(|(k, _)| *k != "$ref").map(|(k, v)| (k.clone(), to_v3(v))).collect();
+                out.insert("allOf".into(), json!([ref_to(n, true)]));
+                return Value::Object(out);
+            }
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), to_v3(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(to_v3).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The paths of `resources` (top-level ones; subresources are their objects' paths), for v2 or v3.
+fn paths(resources: &[&ApiResource], v3: bool) -> Map<String, Value> {
+    let s = schema::get();
     let mut paths = Map::new();
-    let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    for r in resources.iter().filter(|r| r.group == group && r.version == version && !r.name.contains('/')) {
-        let gvk = json!({"group": group, "version": version, "kind": r.kind});
-        let base = format!("/{}", gv_path(group, version));
+    let query = |name: &str, desc: &str| {
+        if v3 {
+            json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string", "uniqueItems": true}})
+        } else {
+            json!({"name": name, "in": "query", "description": desc, "type": "string", "uniqueItems": true})
+        }
+    };
+    let write_params = || {
+        vec![
+            query("dryRun", "When present, indicates that modifications should not be persisted."),
+            query("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
+            query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn (the default) - Strict"),
+        ]
+    };
+    for r in resources.iter().filter(|r| !r.name.contains('/')) {
+        let def = s.kind(&r.group, &r.version, &r.kind);
+        let body_schema = def.map(|d| ref_to(d, v3)).unwrap_or_else(|| json!({"type": "object"}));
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        let ok = |code: &str| {
+            let mut m = Map::new();
+            for c in code.split(',') {
+                let resp = if v3 {
+                    json!({"description": "OK", "content": {"application/json": {"schema": body_schema}}})
+                } else {
+                    json!({"description": "OK", "schema": body_schema})
+                };
+                m.insert(c.to_string(), resp);
+            }
+            Value::Object(m)
+        };
+        let op = |verb: &str, action: &str, suffix: &str, mut params: Vec<Value>, codes: &str, body: bool| {
+            let mut o = json!({
+                "operationId": operation_id(verb, r, suffix),
+                "x-kubernetes-action": action,
+                "x-kubernetes-group-version-kind": gvk,
+                "tags": [gv_path(&r.group, &r.version).replace(['/', '.'], "_")],
+                "responses": ok(codes),
+            });
+            if body {
+                if v3 {
+                    o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body_schema}, "application/yaml": {"schema": body_schema}}});
+                } else {
+                    params.push(json!({"name": "body", "in": "body", "required": true, "schema": body_schema}));
+                    o["consumes"] = json!(["*/*"]);
+                }
+            }
+            if !v3 {
+                o["produces"] = json!(["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]);
+                o["schemes"] = json!(["https"]);
+            }
+            o["parameters"] = Value::Array(params);
+            o
+        };
+        let base = format!("/{}", gv_path(&r.group, &r.version));
         let collection = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.name)
         } else {
             format!("{base}/{}", r.name)
         };
-        let op = |action: &str, params: Vec<Value>| {
-            json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk,
-                   "parameters": params, "responses": {"200": {"description": "OK"}}})
-        };
-        paths.insert(
-            collection.clone(),
-            json!({"get": op("list", vec![]), "post": op("post", vec![query("dryRun"), query("fieldManager"), query("fieldValidation")])}),
-        );
-        paths.insert(
-            format!("{collection}/{{name}}"),
-            json!({
-                "get": op("get", vec![]),
-                "put": op("put", vec![query("dryRun"), query("fieldManager"), query("fieldValidation")]),
-                "patch": op("patch", vec![query("dryRun"), query("fieldManager"), query("fieldValidation"), query("force")]),
-                "delete": op("delete", vec![query("dryRun")]),
-            }),
-        );
-    }
-    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1"}, "paths": paths, "components": {"schemas": {}}})
-}
-
-/// The document at `path` (`/openapi/v3` or a group-version under it), if the store has it.
-pub fn document(resources: &[ApiResource], path: &str) -> Option<Value> {
-    let rest = path.trim_end_matches('/').strip_prefix("/openapi/v3")?;
-    if rest.is_empty() {
-        let mut paths = Map::new();
-        let mut seen: Vec<(String, String)> = Vec::new();
-        for r in resources {
-            if !seen.contains(&(r.group.clone(), r.version.clone())) {
-                seen.push((r.group.clone(), r.version.clone()));
+        let has = |v: &str| r.verbs.iter().any(|x| x == v);
+        let mut c = Map::new();
+        if has("list") {
+            c.insert("get".into(), op("list", "list", "", vec![], "200", false));
+        }
+        if has("create") {
+            c.insert("post".into(), op("create", "post", "", write_params(), "200,201,202", true));
+        }
+        if has("deletecollection") {
+            c.insert(
+                "delete".into(),
+                op("deleteCollection", "deletecollection", "", vec![query("dryRun", "dry run")], "200", false),
+            );
+        }
+        if !c.is_empty() {
+            paths.insert(collection.clone(), Value::Object(c));
+        }
+        let mut item = Map::new();
+        if has("get") {
+            item.insert("get".into(), op("read", "get", "", vec![], "200", false));
+        }
+        if has("update") {
+            item.insert("put".into(), op("replace", "put", "", write_params(), "200,201", true));
+        }
+        if has("patch") {
+            let mut p = write_params();
+            p.push(query("force", "Force is going to \"force\" Apply requests."));
+            let mut o = op("patch", "patch", "", p, "200,201", false);
+            let patch_types = [
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
+            ];
+            if v3 {
+                let content: Map<String, Value> =
+                    patch_types.iter().map(|t| (t.to_string(), json!({"schema": {"type": "object"}}))).collect();
+                o["requestBody"] = json!({"required": true, "content": content});
+            } else {
+                o["consumes"] = json!(patch_types);
+                o["parameters"]
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!({"name": "body", "in": "body", "required": true, "schema": {"type": "object"}}));
             }
+            item.insert("patch".into(), o);
         }
-        for (g, v) in seen {
-            let p = gv_path(&g, &v);
-            let h = hash(&gv_document(resources, &g, &v).to_string());
-            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}));
+        if has("delete") {
+            item.insert(
+                "delete".into(),
+                op("delete", "delete", "", vec![query("dryRun", "dry run")], "200,202", false),
+            );
         }
-        return Some(json!({"paths": paths}));
+        if !item.is_empty() {
+            paths.insert(format!("{collection}/{{name}}"), Value::Object(item));
+        }
+        if r.namespaced && has("list") {
+            paths.insert(
+                format!("{base}/{}", r.name),
+                json!({"get": op("list", "list", "ForAllNamespaces", vec![], "200", false)}),
+            );
+        }
     }
-    let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-    let (g, v) = match parts.as_slice() {
-        ["api", v] => ("", *v),
-        ["apis", g, v] => (*g, *v),
-        _ => return None,
-    };
-    resources.iter().any(|r| r.group == g && r.version == v).then(|| gv_document(resources, g, v))
+    paths
 }
 
-/// Every group-version document of `resources`: ("api/v1" or "apis/G/V", document) pairs.
+/// The definitions `resources`' kinds need (with the meta types every path refers to).
+fn definitions(resources: &[&ApiResource]) -> BTreeSet<String> {
+    let s = schema::get();
+    let mut roots: Vec<String> =
+        resources.iter().filter_map(|r| s.kind(&r.group, &r.version, &r.kind)).map(String::from).collect();
+    roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.Status".into());
+    roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into());
+    reachable(&s.definitions, &roots)
+}
+
+fn info() -> Value {
+    json!({"title": "Kubernetes", "version": crate::endpoints::version::info().git_version})
+}
+
+/// The whole swagger 2.0 document of `resources` (kube's `/openapi/v2`).
+pub fn v2_document(resources: &[ApiResource]) -> Value {
+    let all: Vec<&ApiResource> = resources.iter().collect();
+    let s = schema::get();
+    let defs: Map<String, Value> =
+        definitions(&all).into_iter().filter_map(|n| s.definition(&n).map(|d| (n.clone(), d.clone()))).collect();
+    json!({
+        "swagger": "2.0",
+        "info": info(),
+        "paths": paths(&all, false),
+        "definitions": defs,
+        "securityDefinitions": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header", "description": "Bearer Token authentication"}},
+        "security": [{"BearerToken": []}],
+    })
+}
+
+/// One OpenAPI v3 document per group-version of `resources`: (`api/v1` or `apis/G/V`, document).
 pub fn v3_documents(resources: &[ApiResource]) -> Vec<(String, Value)> {
-    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut gvs: Vec<(String, String)> = Vec::new();
     for r in resources {
-        if !seen.contains(&(r.group.clone(), r.version.clone())) {
-            seen.push((r.group.clone(), r.version.clone()));
+        if !gvs.contains(&(r.group.clone(), r.version.clone())) {
+            gvs.push((r.group.clone(), r.version.clone()));
         }
     }
-    seen.into_iter().map(|(g, v)| (gv_path(&g, &v), gv_document(resources, &g, &v))).collect()
+    let s = schema::get();
+    gvs.into_iter()
+        .map(|(g, v)| {
+            let here: Vec<&ApiResource> = resources.iter().filter(|r| r.group == g && r.version == v).collect();
+            let schemas: Map<String, Value> = definitions(&here)
+                .into_iter()
+                .filter_map(|n| s.definition(&n).map(|d| (n.clone(), to_v3(d))))
+                .collect();
+            let doc = json!({
+                "openapi": "3.0.0",
+                "info": info(),
+                "paths": paths(&here, true),
+                "components": {"schemas": schemas, "securitySchemes": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}}},
+            });
+            (gv_path(&g, &v), doc)
+        })
+        .collect()
+}
+
+/// A document ready to send: its bytes and ETag (a hash of them, kube's form).
+struct Served {
+    body: bytes::Bytes,
+    etag: String,
+}
+
+impl Served {
+    fn new(v: &Value) -> Self {
+        use sha2::{Digest, Sha512};
+        let body = serde_json::to_vec(v).unwrap_or_default();
+        let etag = Sha512::digest(&body).iter().take(32).map(|b| format!("{b:02X}")).collect();
+        Served { body: body.into(), etag }
+    }
+}
+
+/// Every document for one set of resources.
+struct Documents {
+    key: Vec<(String, String, String, String, Vec<String>)>,
+    v2: Served,
+    v3_root: Served,
+    v3: Vec<(String, Served)>,
+}
+
+fn build(resources: &[ApiResource], key: Vec<(String, String, String, String, Vec<String>)>) -> Documents {
+    let v3: Vec<(String, Served)> = v3_documents(resources).iter().map(|(p, d)| (p.clone(), Served::new(d))).collect();
+    let mut root = Map::new();
+    for (p, d) in &v3 {
+        root.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.etag)}));
+    }
+    Documents { key, v2: Served::new(&v2_document(resources)), v3_root: Served::new(&json!({"paths": root})), v3 }
+}
+
+/// The documents for `resources`, rebuilt only when the set changes.
+fn documents(resources: &[ApiResource]) -> Arc<Documents> {
+    static CACHE: Mutex<Option<Arc<Documents>>> = Mutex::new(None);
+    let key: Vec<_> = resources
+        .iter()
+        .map(|r| (r.group.clone(), r.version.clone(), r.name.clone(), r.kind.clone(), r.verbs.clone()))
+        .collect();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = cache.as_ref().filter(|d| d.key == key) {
+        return d.clone();
+    }
+    let d = Arc::new(build(resources, key));
+    *cache = Some(d.clone());
+    d
+}
+
+/// Whether an Accept header takes JSON (absent, `*/*`, `application/*`, `application/json`).
+fn accepts_json(accept: Option<&str>) -> bool {
+    accept.is_none_or(|a| {
+        a.split(',')
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .any(|t| matches!(t, "" | "*/*" | "application/*" | "application/json"))
+    })
+}
+
+/// Answers a GET of `/openapi/v2`, `/openapi/v3` or `/openapi/v3/<gv>` for the locally served
+/// resources (304 when `if_none_match` is the current ETag); None for any other path. The
+/// documents are JSON only: a client that takes only protobuf (client-go's v2 reader) gets a
+/// 406 rather than bytes it cannot parse.
+pub fn serve(
+    info: &RequestInfo,
+    local: &[ApiResource],
+    if_none_match: Option<&str>,
+    accept: Option<&str>,
+) -> Option<Reply> {
+    // checked first: every non-resource GET passes here (/version, /healthz, ...)
+    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/") {
+        return None;
+    }
+    if !accepts_json(accept) {
+        return Some(Reply::from(crate::api::Status::failure(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json",
+        )));
+    }
+    let docs = documents(local);
+    let path = info.path.trim_end_matches('/');
+    let served = match path {
+        "/openapi/v2" => &docs.v2,
+        "/openapi/v3" => &docs.v3_root,
+        _ => {
+            let gv = path.strip_prefix("/openapi/v3/")?;
+            &docs.v3.iter().find(|(p, _)| p == gv)?.1
+        }
+    };
+    let etag = format!("\"{}\"", served.etag);
+    if if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == etag)) {
+        return Some(Reply::empty(304).header("ETag", etag));
+    }
+    let mut r = Reply::new(200, "application/json", served.body.clone()).header("ETag", etag);
+    if path.starts_with("/openapi/v3/") {
+        // a versioned URL names one document for good (kube's immutable caching)
+        r = r.header("Cache-Control", "public, immutable");
+    }
+    Some(r)
+}
+
+/// The ETag of each group-version document of `resources`: ("api/v1" or "apis/G/V", hash),
+/// what `/openapi/v3`'s index names them by.
+pub fn v3_hashes(resources: &[ApiResource]) -> Vec<(String, String)> {
+    documents(resources).v3.iter().map(|(p, d)| (p.clone(), d.etag.clone())).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn resources() -> Vec<ApiResource> {
+        crate::store::resources::defaults().iter().flat_map(|d| d.api_resources()).collect()
+    }
+
     #[test]
-    fn root_and_group_version() {
-        let rs: Vec<ApiResource> = crate::store::resources::defaults().iter().flat_map(|d| d.api_resources()).collect();
-        let root = document(&rs, "/openapi/v3").unwrap();
-        assert!(root["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/api/v1?hash="));
-        let core = document(&rs, "/openapi/v3/api/v1").unwrap();
+    fn v3_documents_carry_kubes_schemas() {
+        let docs = v3_documents(&resources());
+        let (_, core) = docs.iter().find(|(p, _)| p == "api/v1").unwrap();
         let patch = &core["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
-        assert!(document(&rs, "/openapi/v3/apis/nope/v1").is_none());
+        let cm = &core["components"]["schemas"]["io.k8s.api.core.v1.ConfigMap"];
+        assert_eq!(cm["x-kubernetes-group-version-kind"][0]["kind"], "ConfigMap");
+        assert_eq!(cm["properties"]["data"]["additionalProperties"]["type"], "string");
+        assert_eq!(
+            cm["properties"]["metadata"]["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+        );
+        let meta = &core["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"];
+        assert_eq!(meta["properties"]["finalizers"]["x-kubernetes-list-type"], "set");
+        // only what this group-version needs
+        assert!(core["components"]["schemas"].get("io.k8s.api.rbac.v1.Role").is_none());
+        assert!(docs.iter().any(|(p, _)| p == "apis/rbac.authorization.k8s.io/v1"));
+    }
+
+    #[test]
+    fn v2_is_one_swagger_document() {
+        let d = v2_document(&resources());
+        assert_eq!(d["swagger"], "2.0");
+        assert_eq!(
+            d["definitions"]["io.k8s.api.rbac.v1.Role"]["x-kubernetes-group-version-kind"][0]["group"],
+            "rbac.authorization.k8s.io"
+        );
+        let post = &d["paths"]["/api/v1/namespaces/{namespace}/secrets"]["post"];
+        assert_eq!(post["operationId"], "createCoreV1NamespacedSecret");
+        assert!(post["parameters"].as_array().unwrap().iter().any(|p| p["in"] == "body"));
+        let s = d.to_string();
+        assert!(!s.contains("#/components/"), "v2 refers to definitions only");
+    }
+
+    #[test]
+    fn served_with_etags_and_cached() {
+        let rs = resources();
+        let info = |path: &str| RequestInfo { path: path.into(), verb: "get".into(), ..Default::default() };
+        let root = serve(&info("/openapi/v3"), &rs, None, None).unwrap();
+        let v: Value = serde_json::from_slice(&root.body).unwrap();
+        let url = v["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
+        assert!(url.starts_with("/openapi/v3/api/v1?hash="));
+        let doc = serve(&info("/openapi/v3/api/v1"), &rs, None, Some("application/json")).unwrap();
+        let etag = doc.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
+        assert_eq!(format!("\"{}\"", url.split("hash=").nth(1).unwrap()), etag);
+        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, Some(&etag), None).unwrap().code, 304);
+        assert!(Arc::ptr_eq(&documents(&rs), &documents(&rs)), "built once per resource set");
+        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some("application/json, */*")).unwrap().code, 200);
+        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some(pb)).unwrap().code, 406);
+        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, None, None).is_none());
     }
 }

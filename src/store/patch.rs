@@ -144,25 +144,26 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
     Ok(doc)
 }
 
-/// The merge key of a list field in a strategic merge patch, by its path; None replaces the
-/// list. `Some("")` merges a list of scalars as a set.
-fn merge_key(path: &str) -> Option<&'static str> {
-    match path {
-        "metadata.ownerReferences" => Some("uid"),
-        "metadata.finalizers" | "spec.finalizers" => Some(""),
-        "secrets" | "imagePullSecrets" => Some("name"),
-        _ => None,
-    }
+/// The merge key of a list field in a strategic merge patch, by its path in the kind's schema
+/// (`def`): its `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` (store::schema);
+/// None replaces the list. `Some("")` merges a list of scalars as a set.
+fn merge_key(def: Option<&str>, path: &str) -> Option<String> {
+    let s = crate::store::schema::get();
+    let steps: Vec<&str> = path.split('.').collect();
+    let (last, init) = steps.split_last()?;
+    let field = s.at(def?, init)?.get("properties")?.get(*last)?;
+    let merge = field["x-kubernetes-patch-strategy"].as_str().is_some_and(|p| p.split(',').any(|p| p == "merge"));
+    merge.then(|| field["x-kubernetes-patch-merge-key"].as_str().unwrap_or("").to_string())
 }
 
 /// Strategic merge patch (kube's `strategicpatch.StrategicMergePatch`) for the store's kinds:
 /// a map merge with `$patch` / `$retainKeys` / `$setElementOrder` / `$deleteFromPrimitiveList`
-/// directives and the merge keys above.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) -> Result<(), String> {
-    smp(target, patch, "")
+/// directives and the merge keys of `def`'s schema (a kind without one replaces every list).
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value, def: Option<&str>) -> Result<(), String> {
+    smp(target, patch, "", def)
 }
 
-fn smp(target: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
+fn smp(target: &mut Value, patch: &Value, path: &str, def: Option<&str>) -> Result<(), String> {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return Ok(());
@@ -204,11 +205,11 @@ fn smp(target: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
             t.remove(k);
             continue;
         }
-        match (merge_key(&child), v, t.get_mut(k)) {
-            (Some(key), Value::Array(items), Some(Value::Array(have))) => merge_list(have, items, key, &child)?,
+        match (merge_key(def, &child), v, t.get_mut(k)) {
+            (Some(key), Value::Array(items), Some(Value::Array(have))) => merge_list(have, items, &key, &child, def)?,
             _ => {
                 let slot = t.entry(k.clone()).or_insert(Value::Null);
-                smp(slot, v, &child)?;
+                smp(slot, v, &child, def)?;
                 if slot.is_null() {
                     t.remove(k);
                 }
@@ -221,7 +222,7 @@ fn smp(target: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn merge_list(have: &mut Vec<Value>, items: &[Value], key: &str, path: &str) -> Result<(), String> {
+fn merge_list(have: &mut Vec<Value>, items: &[Value], key: &str, path: &str, def: Option<&str>) -> Result<(), String> {
     for item in items {
         if key.is_empty() {
             if !have.contains(item) {
@@ -238,10 +239,10 @@ fn merge_list(have: &mut Vec<Value>, items: &[Value], key: &str, path: &str) -> 
                 have.remove(i);
             }
             (Some("delete"), None) => {}
-            (_, Some(i)) => smp(&mut have[i], item, path)?,
+            (_, Some(i)) => smp(&mut have[i], item, path, def)?,
             (_, None) => {
                 let mut v = Value::Null;
-                smp(&mut v, item, path)?;
+                smp(&mut v, item, path, def)?;
                 have.push(v);
             }
         }
@@ -290,13 +291,24 @@ mod tests {
                              "labels": {"k": null, "n": "m"}, "$setElementOrder/finalizers": ["b"]},
                 "rules": [{"verbs": ["list"]}]
             }),
+            Some("io.k8s.api.rbac.v1.Role"),
         )
         .unwrap();
         assert_eq!(t["metadata"]["finalizers"], json!(["b"]));
         assert_eq!(t["metadata"]["ownerReferences"], json!([{"uid": "1", "name": "y"}, {"uid": "2", "name": "z"}]));
         assert_eq!(t["metadata"]["labels"], json!({"n": "m"}));
         assert_eq!(t["rules"], json!([{"verbs": ["list"]}]), "lists without a merge key are replaced");
-        strategic_merge_patch(&mut t, &json!({"metadata": {"ownerReferences": [{"uid": "1", "$patch": "delete"}]}, "data": {"$patch": "replace", "x": "1"}})).unwrap();
+        // a namespace's spec.finalizers and a service account's imagePullSecrets are atomic in kube
+        let ns = Some("io.k8s.api.core.v1.Namespace");
+        let mut n = json!({"spec": {"finalizers": ["kubernetes"]}});
+        strategic_merge_patch(&mut n, &json!({"spec": {"finalizers": ["example.com/x"]}}), ns).unwrap();
+        assert_eq!(n["spec"]["finalizers"], json!(["example.com/x"]));
+        let sa = Some("io.k8s.api.core.v1.ServiceAccount");
+        let mut a = json!({"secrets": [{"name": "a"}], "imagePullSecrets": [{"name": "p"}]});
+        strategic_merge_patch(&mut a, &json!({"secrets": [{"name": "b"}], "imagePullSecrets": [{"name": "q"}]}), sa)
+            .unwrap();
+        assert_eq!(a, json!({"secrets": [{"name": "a"}, {"name": "b"}], "imagePullSecrets": [{"name": "q"}]}));
+        strategic_merge_patch(&mut t, &json!({"metadata": {"ownerReferences": [{"uid": "1", "$patch": "delete"}]}, "data": {"$patch": "replace", "x": "1"}}), Some("io.k8s.api.rbac.v1.Role")).unwrap();
         assert_eq!(t["metadata"]["ownerReferences"], json!([{"uid": "2", "name": "z"}]));
         assert_eq!(t["data"], json!({"x": "1"}));
     }

@@ -29,5 +29,6 @@ mod store_bodies;
 mod store_etcd;
 mod store_kubectl;
 mod store_namespaces;
+mod store_schemas;
 mod store_watch_load;
 mod upstream;

@@ -69,7 +69,7 @@ pub fn json(b: &[u8]) -> Result<Value, String> {
 }
 
 /// Whether the body is JSON by its first non-blank byte.
-fn looks_like_json(b: &[u8]) -> bool {
+pub fn looks_like_json(b: &[u8]) -> bool {
     matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'['))
 }
 
@@ -80,10 +80,15 @@ pub fn yaml(b: &[u8]) -> Result<Value, String> {
             return Ok(v);
         }
     }
+    yaml_value(b, None)
+}
+
+/// The YAML document within its bounds, its duplicate keys told to `dups` when given.
+fn yaml_value(b: &[u8], dups: Option<&std::cell::RefCell<Vec<String>>>) -> Result<Value, String> {
     check_yaml_bounds(b)?;
     let budget = Cell::new(MAX_YAML_NODES);
     let de = serde_yaml::Deserializer::from_slice(b);
-    Bounded { budget: &budget }.deserialize(de).map_err(|e| {
+    Bounded { budget: &budget, dups }.deserialize(de).map_err(|e| {
         // serde_yaml adds where it stopped; go-yaml's text has no place
         let e = e.to_string();
         if e.contains(EXCESSIVE_ALIASING) {
@@ -101,6 +106,8 @@ const EXCESSIVE_ALIASING: &str = "yaml: document contains excessive aliasing";
 #[derive(Clone, Copy)]
 struct Bounded<'a> {
     budget: &'a Cell<usize>,
+    /// Keys set twice in a map, when asked for.
+    dups: Option<&'a std::cell::RefCell<Vec<String>>>,
 }
 
 impl Bounded<'_> {
@@ -188,6 +195,9 @@ impl<'de> Visitor<'de> for Bounded<'_> {
         while let Some(k) = map.next_key::<String>()? {
             self.spend()?;
             let v = map.next_value_seed(self)?;
+            if let Some(d) = self.dups.filter(|_| out.contains_key(&k)) {
+                d.borrow_mut().push(k.clone());
+            }
             out.insert(k, v);
         }
         Ok(Value::Object(out))
@@ -226,3 +236,155 @@ pub fn unrecognized(kind: &str, err: &str, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A body decoded with the duplicate fields kube's strict decoder reports: for JSON,
+/// `duplicate field "<path>"`; for YAML, go-yaml's `line N: key "k" already set in map`.
+/// The later value wins, as in kube's non-strict decoding.
+pub struct Strict {
+    pub value: Value,
+    pub duplicates: Vec<String>,
+}
+
+/// Decodes a JSON body as `json` does, reporting duplicate fields.
+pub fn json_strict(b: &[u8]) -> Result<Strict, String> {
+    check_json_depth(b)?;
+    let dup = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(b);
+    let value = Dups { found: &dup, paths: None }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    let mut duplicates = Vec::new();
+    if dup.get() {
+        // rare: a second pass names where they are
+        let paths = std::cell::RefCell::new((String::new(), Vec::new()));
+        let mut de = serde_json::Deserializer::from_slice(b);
+        let _ = Dups { found: &dup, paths: Some(&paths) }.deserialize(&mut de);
+        duplicates = paths.into_inner().1.into_iter().map(|p| format!("duplicate field \"{p}\"")).collect();
+    }
+    Ok(Strict { value, duplicates })
+}
+
+/// Decodes a YAML (or JSON) body as `yaml` does, reporting duplicate keys.
+pub fn yaml_strict(b: &[u8]) -> Result<Strict, String> {
+    if looks_like_json(b) {
+        if let Ok(v) = json_strict(b) {
+            return Ok(v);
+        }
+    }
+    let dups = std::cell::RefCell::new(Vec::new());
+    let value = yaml_value(b, Some(&dups))?;
+    let duplicates = dups.into_inner().iter().map(|k| yaml_duplicate(b, k)).collect();
+    Ok(Strict { value, duplicates })
+}
+
+/// go-yaml's text for a key set twice in a map, with the line of its second setting (found
+/// from the text: serde_yaml does not tell a visitor where it is).
+fn yaml_duplicate(b: &[u8], key: &str) -> String {
+    let text = String::from_utf8_lossy(b);
+    let lines = text.lines().enumerate().filter(|(_, l)| {
+        let l = l.trim_start().trim_start_matches("- ").trim_start();
+        let k = l
+            .strip_prefix(key)
+            .or_else(|| l.strip_prefix(&format!("\"{key}\"")))
+            .or_else(|| l.strip_prefix(&format!("'{key}'")));
+        k.is_some_and(|rest| rest.trim_start().starts_with(':'))
+    });
+    let line = lines.map(|(n, _)| n + 1).nth(1).unwrap_or(0);
+    format!("line {line}: key \"{key}\" already set in map")
+}
+
+/// A JSON value built with a flag for keys set twice in an object; with `paths`, the path of
+/// each such key is collected too (kube's `spec.rules[0].verbs` form).
+#[derive(Clone, Copy)]
+struct Dups<'a> {
+    found: &'a Cell<bool>,
+    paths: Option<&'a std::cell::RefCell<(String, Vec<String>)>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Dups<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Dups<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let len = self.paths.map(|p| {
+                let mut p = p.borrow_mut();
+                let l = p.0.len();
+                let i = out.len();
+                p.0.push_str(&format!("[{i}]"));
+                l
+            });
+            let next = seq.next_element_seed(self)?;
+            if let (Some(p), Some(l)) = (self.paths, len) {
+                p.borrow_mut().0.truncate(l);
+            }
+            match next {
+                Some(v) => out.push(v),
+                None => return Ok(Value::Array(out)),
+            }
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let len = self.paths.map(|p| {
+                let mut p = p.borrow_mut();
+                let l = p.0.len();
+                if l > 0 {
+                    p.0.push('.');
+                }
+                p.0.push_str(&k);
+                l
+            });
+            let v = map.next_value_seed(self)?;
+            if out.insert(k, v).is_some() {
+                self.found.set(true);
+                if let Some(p) = self.paths {
+                    let mut p = p.borrow_mut();
+                    let path = p.0.clone();
+                    p.1.push(path);
+                }
+            }
+            if let (Some(p), Some(l)) = (self.paths, len) {
+                p.borrow_mut().0.truncate(l);
+            }
+        }
+        Ok(Value::Object(out))
+    }
+}

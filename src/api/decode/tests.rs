@@ -116,3 +116,14 @@ fn kubes_unrecognized_summary() {
         "the object provided is unrecognized (must be of type ConfigMap): e (<empty>)"
     );
 }
+
+#[test]
+fn duplicate_fields_are_reported_as_kube_words_them() {
+    let s = json_strict(br#"{"metadata": {"name": "a", "name": "b"}, "data": [{"k": 1, "k": 2}]}"#).unwrap();
+    assert_eq!(s.value["metadata"]["name"], "b");
+    assert_eq!(s.duplicates, vec![r#"duplicate field "metadata.name""#, r#"duplicate field "data[0].k""#]);
+    assert!(json_strict(br#"{"a": 1}"#).unwrap().duplicates.is_empty());
+    let y = yaml_strict(b"metadata:\n  name: a\ndata:\n  k: v\n  k: w\n").unwrap();
+    assert_eq!(y.value["data"]["k"], "w");
+    assert_eq!(y.duplicates, vec![r#"line 5: key "k" already set in map"#]);
+}

@@ -3,28 +3,32 @@
 //! dropped now are removed; a field another manager set to a different value is a conflict
 //! unless `force=true`.
 
-use super::object::{owned_fields, record_managed};
+use super::object::record_managed;
 use super::write::{check_name, check_namespace, check_type, create_value, guaranteed_update, prepare_update};
 use super::Target;
 use crate::api::status::StatusCause;
 use crate::api::Status;
 use crate::filters::Reply;
-use crate::store::Store;
-use serde_json::Value;
+use crate::store::{schema, Store};
+use serde_json::{json, Map, Value};
 
-/// The leaf paths of a FieldsV1 set.
+/// The leaf paths of a FieldsV1 set: `f:` steps by name, and a list item's `v:`/`k:` step as
+/// it is written.
 fn leaves(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     let Some(m) = set.as_object() else { return };
-    if m.is_empty() && !prefix.is_empty() {
+    if m.keys().all(|k| k == ".") && !prefix.is_empty() {
         out.push(prefix.clone());
         return;
     }
     for (k, v) in m {
-        if let Some(name) = k.strip_prefix("f:") {
-            prefix.push(name.to_string());
-            leaves(v, prefix, out);
-            prefix.pop();
-        }
+        let step = match k.strip_prefix("f:") {
+            Some(name) => name.to_string(),
+            None if k.starts_with("v:") || k.starts_with("k:") => k.clone(),
+            None => continue,
+        };
+        prefix.push(step);
+        leaves(v, prefix, out);
+        prefix.pop();
     }
 }
 
@@ -34,8 +38,27 @@ fn paths(set: &Value) -> Vec<Vec<String>> {
     out
 }
 
+/// Whether list item `item` is the one a `v:`/`k:` step names.
+fn names_item(step: &str, item: &Value) -> bool {
+    if let Some(v) = step.strip_prefix("v:") {
+        return serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item);
+    }
+    if let Some(k) = step.strip_prefix("k:") {
+        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(k) else { return false };
+        return keys.iter().all(|(name, want)| item.get(name) == Some(want));
+    }
+    false
+}
+
+fn step_into<'a>(cur: &'a Value, step: &str) -> Option<&'a Value> {
+    match cur {
+        Value::Array(a) => a.iter().find(|i| names_item(step, i)),
+        _ => cur.get(step),
+    }
+}
+
 fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, p| cur.get(p))
+    path.iter().try_fold(v, |cur, p| step_into(cur, p))
 }
 
 fn remove_path(v: &mut Value, path: &[String]) {
@@ -44,30 +67,159 @@ fn remove_path(v: &mut Value, path: &[String]) {
     };
     let mut cur = v;
     for p in init {
-        match cur.get_mut(p) {
-            Some(next) => cur = next,
+        let next = match cur {
+            Value::Array(a) => a.iter_mut().find(|i| names_item(p, i)),
+            _ => cur.get_mut(p.as_str()),
+        };
+        match next {
+            Some(n) => cur = n,
             None => return,
         }
     }
-    if let Some(m) = cur.as_object_mut() {
-        m.remove(last);
+    match cur {
+        Value::Array(a) => a.retain(|i| !names_item(last, i)),
+        Value::Object(m) => {
+            m.remove(last.as_str());
+        }
+        _ => {}
     }
 }
 
-/// Maps merge, everything else is replaced by the applied value.
-fn merge(target: &mut Value, config: &Value) {
-    match (target.as_object_mut(), config.as_object()) {
-        (Some(t), Some(c)) => {
+/// Where a value sits in its kind's schema: the definition and the property path from it
+/// (`[]` for a list's items), to ask list types of.
+struct At<'a> {
+    def: Option<&'a str>,
+    path: Vec<String>,
+}
+
+impl At<'_> {
+    fn list_type(&self) -> (String, Vec<String>) {
+        let Some(def) = self.def else { return ("atomic".into(), Vec::new()) };
+        let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        schema::get().list_type(def, &path)
+    }
+}
+
+/// The key step of a list item: `v:<json>` in a set, `k:{"<key>":..}` in a map list.
+fn item_step(list_type: &str, keys: &[String], item: &Value) -> Option<String> {
+    match list_type {
+        "set" => Some(format!("v:{item}")),
+        "map" => {
+            let k: Map<String, Value> = keys.iter().map(|k| (k.clone(), item[k.as_str()].clone())).collect();
+            Some(format!("k:{}", Value::Object(k)))
+        }
+        _ => None,
+    }
+}
+
+/// The FieldsV1 set of an applied configuration, lists by their kube list type: a set's items
+/// as `v:` entries, a map list's as `k:` entries, an atomic list whole.
+fn fields_of(v: &Value, at: &mut At) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = Map::new();
+            for (k, child) in m {
+                at.path.push(k.clone());
+                out.insert(format!("f:{k}"), fields_of(child, at));
+                at.path.pop();
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let (t, keys) = at.list_type();
+            let mut out = Map::new();
+            for item in items {
+                let Some(step) = item_step(&t, &keys, item) else { return json!({}) };
+                at.path.push("[]".into());
+                let mut inner = if t == "map" { fields_of(item, at) } else { json!({}) };
+                at.path.pop();
+                if let Some(m) = inner.as_object_mut() {
+                    m.insert(".".into(), json!({}));
+                }
+                out.insert(step, inner);
+            }
+            Value::Object(out)
+        }
+        _ => json!({}),
+    }
+}
+
+/// What an applied configuration `obj` of `def`'s kind owns, in FieldsV1 form.
+pub fn applied_fields(def: &crate::store::resources::ResourceDef, obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+            if meta.is_empty() {
+                m.remove("metadata");
+            }
+        }
+    }
+    let def_name = schema::get().kind(&def.group, &def.version, &def.kind);
+    fields_of(&o, &mut At { def: def_name, path: Vec::new() })
+}
+
+/// Merges an applied configuration into the object: maps merge, a set takes the applied items
+/// it lacks, a map list merges items by key, anything else is replaced.
+fn merge(target: &mut Value, config: &Value, at: &mut At) {
+    match (target, config) {
+        (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
+                at.path.push(k.clone());
                 match t.get_mut(k) {
-                    Some(slot) => merge(slot, v),
+                    Some(slot) => merge(slot, v, at),
                     None => {
                         t.insert(k.clone(), v.clone());
                     }
                 }
+                at.path.pop();
             }
         }
-        _ => *target = config.clone(),
+        (Value::Array(t), Value::Array(c)) => {
+            let (lt, keys) = at.list_type();
+            match lt.as_str() {
+                "set" => {
+                    for item in c {
+                        if !t.contains(item) {
+                            t.push(item.clone());
+                        }
+                    }
+                }
+                "map" => {
+                    for item in c {
+                        let step = item_step("map", &keys, item).unwrap_or_default();
+                        at.path.push("[]".into());
+                        match t.iter_mut().find(|i| names_item(&step, i)) {
+                            Some(slot) => merge(slot, item, at),
+                            None => t.push(item.clone()),
+                        }
+                        at.path.pop();
+                    }
+                }
+                _ => *t = c.clone(),
+            }
+        }
+        (target, _) => *target = config.clone(),
+    }
+}
+
+/// Removes `paths` from a FieldsV1 set (a manager losing fields to a forced apply).
+fn remove_fields(set: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else { return };
+    let key = if first.starts_with("v:") || first.starts_with("k:") { first.clone() } else { format!("f:{first}") };
+    let Some(m) = set.as_object_mut() else { return };
+    if rest.is_empty() {
+        m.remove(&key);
+        return;
+    }
+    if let Some(child) = m.get_mut(&key) {
+        remove_fields(child, rest);
+        if child.as_object().is_some_and(|c| c.keys().all(|k| k == ".")) {
+            m.remove(&key);
+        }
     }
 }
 
@@ -85,12 +237,14 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }],
         ));
     }
-    let mut config: Value = crate::api::decode::yaml(body)
+    let crate::api::decode::Strict { value: mut config, duplicates } = crate::api::decode::yaml_strict(body)
         .map_err(|e| Status::bad_request(format!("error decoding YAML: error converting YAML to JSON: {e}")))?;
+    super::typed::check_apply(t, &mut config, duplicates)?;
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
-    let mine = owned_fields(&config);
+    let mine = applied_fields(t.def, &config);
+    let def_name = schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
     let wanted = paths(&mine);
     let missing = || create_value(store, t, config.clone(), &manager, "Apply");
     guaranteed_update(store, t, true, missing, |existing| {
@@ -142,7 +296,20 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         for gone in before.iter().filter(|p| !wanted.contains(p)) {
             remove_path(&mut new, gone);
         }
-        merge(&mut new, &config);
+        merge(&mut new, &config, &mut At { def: def_name, path: Vec::new() });
+        if t.query.force {
+            // a forced apply takes the fields it set to another value away from their managers
+            let mut entries: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+            for e in entries.iter_mut().filter(|e| e["manager"] != manager.as_str()) {
+                for p in paths(&e["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
+                    if lookup(&existing.value, p) != lookup(&config, p) {
+                        remove_fields(&mut e["fieldsV1"], p);
+                    }
+                }
+            }
+            entries.retain(|e| e["fieldsV1"].as_object().is_none_or(|m| !m.is_empty()));
+            new["metadata"]["managedFields"] = Value::Array(entries);
+        }
         record_managed(&mut new, mine.clone(), &t.def.api_version(), &manager, "Apply", &t.subresource);
         prepare_update(t, &existing.value, new, "Apply")
     })
@@ -151,11 +318,14 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn cm() -> crate::store::resources::ResourceDef {
+        crate::store::resources::defaults().into_iter().find(|d| d.resource == "configmaps").unwrap()
+    }
 
     #[test]
     fn leaf_paths_and_merge() {
-        let f = owned_fields(&json!({"metadata": {"labels": {"a": "b"}}, "data": {"k": "v", "j": "w"}}));
+        let f = applied_fields(&cm(), &json!({"metadata": {"labels": {"a": "b"}}, "data": {"k": "v", "j": "w"}}));
         let mut p = paths(&f);
         p.sort();
         assert_eq!(
@@ -166,9 +336,25 @@ mod tests {
                 vec!["metadata".into(), "labels".into(), "a".into()]
             ]
         );
+        let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"data": {"k": "1", "x": "2"}});
-        merge(&mut t, &json!({"data": {"k": "3"}}));
+        merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, path: Vec::new() });
         remove_path(&mut t, &["data".to_string(), "x".to_string()]);
         assert_eq!(t, json!({"data": {"k": "3"}}));
+    }
+
+    #[test]
+    fn finalizers_are_a_set() {
+        let f = applied_fields(&cm(), &json!({"metadata": {"finalizers": ["a/x"]}}));
+        assert_eq!(f, json!({"f:metadata": {"f:finalizers": {"v:\"a/x\"": {".": {}}}}}));
+        assert_eq!(paths(&f), vec![vec!["metadata".to_string(), "finalizers".into(), "v:\"a/x\"".into()]]);
+        let def = schema::get().kind("", "v1", "ConfigMap");
+        let mut t = json!({"metadata": {"finalizers": ["b/y"]}});
+        merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, path: Vec::new() });
+        assert_eq!(t["metadata"]["finalizers"], json!(["b/y", "a/x"]));
+        remove_path(&mut t, &paths(&f)[0]);
+        assert_eq!(t["metadata"]["finalizers"], json!(["b/y"]));
+        let owners = applied_fields(&cm(), &json!({"metadata": {"ownerReferences": [{"uid": "u1", "name": "n"}]}}));
+        assert!(owners["f:metadata"]["f:ownerReferences"].get("k:{\"uid\":\"u1\"}").is_some());
     }
 }

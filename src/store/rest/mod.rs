@@ -6,6 +6,7 @@ mod object;
 mod query;
 mod read;
 mod token;
+pub(crate) mod typed;
 mod watch;
 pub(crate) mod write;
 
@@ -46,6 +47,9 @@ pub struct Target<'a> {
     pub user_agent: String,
     /// Checks the object about to be stored must pass (None: none).
     pub admit: Option<Admit>,
+    /// Warnings for the response (`Warning` headers), e.g. unknown fields under
+    /// `fieldValidation=Warn`.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// A check of an object about to be stored, resolved per request before the write and run
@@ -131,6 +135,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
         admit: None,
+        warnings: Default::default(),
     };
     let token = t.subresource == "token" && def.has_token();
     let finalize = t.subresource == "finalize" && crate::store::namespace::is_namespaces(def);
@@ -181,7 +186,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
 
 /// Runs a store verb (all but the token subresource).
 fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
-    match verb {
+    let reply = match verb {
         "get" => read::get(store, t),
         "list" => read::list(store, t),
         "create" if t.subresource.is_empty() => write::create(store, t, body, ""),
@@ -190,7 +195,12 @@ fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, 
         "delete" if t.subresource.is_empty() => write::delete(store, t, body),
         "deletecollection" if t.subresource.is_empty() => write::delete_collection(store, t, body),
         other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
-    }
+    };
+    let mut warnings = std::mem::take(&mut *t.warnings.lock().unwrap_or_else(|e| e.into_inner()));
+    // a retried write may have said the same twice
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
+    reply.map(|r| warnings.iter().fold(r, |r, w| r.header("Warning", typed::warning_header(w))))
 }
 
 /// A `Target` that owns its resource, to move to another thread.
@@ -226,7 +236,19 @@ impl Owned {
     /// Runs `f` on the target, moved back out of this owned form (nothing cloned again).
     fn run<R>(self, f: impl FnOnce(&Target) -> R) -> R {
         let Owned { def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit } = self;
-        f(&Target { def: &def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit })
+        f(&Target {
+            def: &def,
+            namespace,
+            name,
+            subresource,
+            query,
+            table,
+            partial,
+            content_type,
+            user_agent,
+            admit,
+            warnings: Default::default(),
+        })
     }
 }
 
@@ -252,6 +274,28 @@ pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Stat
         api_decode::json(body).map_err(|e| format!("couldn't get version/kind; json parse error: {e}"))
     };
     parsed.map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))
+}
+
+/// Decodes a create or update body as `t`'s kind (`decode`, then `typed::check`: the
+/// schema's types, unknown and duplicate fields as `fieldValidation` says).
+pub fn decode_typed(t: &Target, body: &[u8]) -> Result<Value, Status> {
+    let ct = t.content_type.split(';').next().unwrap_or("").trim();
+    let kind = &t.def.kind;
+    let (mut obj, dups, yaml) = if ct.ends_with("yaml") {
+        let s =
+            api_decode::yaml_strict(body).map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))?;
+        (s.value, s.duplicates, !api_decode::looks_like_json(body))
+    } else if ct.is_empty() || ct == "application/json" || ct.ends_with("+json") {
+        let s = api_decode::json_strict(body).map_err(|e| {
+            let e = format!("couldn't get version/kind; json parse error: {e}");
+            Status::bad_request(api_decode::unrecognized(kind, &e, body))
+        })?;
+        (s.value, s.duplicates, false)
+    } else {
+        (decode(body, &t.content_type, kind)?, Vec::new(), false)
+    };
+    typed::check(t, &mut obj, dups, typed::Source::Body { yaml })?;
+    Ok(obj)
 }
 
 #[cfg(test)]

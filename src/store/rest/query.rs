@@ -20,6 +20,8 @@ pub struct Options {
     /// Every `dryRun` value, as kube's options hold the list (checked by `validate_write`).
     pub dry_run_values: Vec<String>,
     pub field_manager: String,
+    /// `fieldValidation` (Strict, Warn, Ignore; empty is kube's default, Warn).
+    pub field_validation: String,
     pub force: bool,
     pub include_object: Option<String>,
     pub propagation_policy: String,
@@ -55,6 +57,7 @@ impl Options {
             timeout_seconds,
             dry_run_values,
             field_manager: text("fieldManager"),
+            field_validation: text("fieldValidation"),
             force: q.flag("force"),
             include_object: q.first("includeObject").map(str::to_string),
             propagation_policy: text("propagationPolicy"),
@@ -76,6 +79,23 @@ impl Options {
             "delete" | "deletecollection" => "DeleteOptions",
             _ => return Ok(()),
         };
+        if matches!(verb, "create" | "update" | "patch")
+            && !matches!(self.field_validation.as_str(), "" | "Ignore" | "Strict" | "Warn")
+        {
+            return Err(Status::invalid(
+                "meta.k8s.io",
+                kind,
+                "",
+                vec![crate::api::status::StatusCause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: {:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+                        self.field_validation
+                    ),
+                    field: "fieldValidation".into(),
+                }],
+            ));
+        }
         if self.dry_run_values.iter().all(|v| v == "All") {
             return Ok(());
         }

@@ -26,6 +26,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
         admit: None,
+        warnings: Default::default(),
     }
 }
 
@@ -275,7 +276,8 @@ fn malformed_bodies_are_errors_not_panics() {
     write::create(&s, &ns, br#"{"metadata":{"name":"odd"}}"#, "").unwrap();
     ns.name = "odd".into();
     ns.subresource = "status".into();
-    write::update(&s, &ns, br#"{"metadata":{"name":"odd"},"status":"weird"}"#).unwrap();
+    let e = write::update(&s, &ns, br#"{"metadata":{"name":"odd"},"status":"weird"}"#).unwrap_err();
+    assert_eq!(e.message, "Namespace in version \"v1\" cannot be handled as a Namespace: json: cannot unmarshal string into Go struct field Namespace.status of type v1.NamespaceStatus");
     ns.subresource.clear();
     let r = write::delete(&s, &ns, b"").unwrap();
     assert_eq!(r.code, 200);

@@ -119,7 +119,7 @@ fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
 }
 
 pub fn create(store: &Store, t: &Target, body: &[u8], _user: &str) -> Result<Reply, Status> {
-    let obj = decode(body, &t.content_type, &t.def.kind)?;
+    let obj = super::decode_typed(t, body)?;
     create_value(store, t, obj, &manager(t), "Update")
 }
 
@@ -161,10 +161,13 @@ pub fn create_value(
         m.remove("generation");
     }
     defaults_on_create(t.def, &mut obj);
+    // RBAC's own checks (its validation, in kube's words, and escalation) come first, as the
+    // RBAC storage runs them before the generic store's
     if let Some(admit) = &t.admit {
         admit(None, &mut obj)?;
     }
-    let fields = owned_fields(&obj);
+    validate(t, &obj, None)?;
+    let fields = if operation == "Apply" { super::apply::applied_fields(t.def, &obj) } else { owned_fields(&obj) };
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
         return Ok(reply_object(store, t, 201, &obj));
@@ -211,6 +214,16 @@ pub(super) fn prepare_update(
     operation: &str,
 ) -> Result<Value, Status> {
     let name = t.name.clone();
+    // a uid in the object is a precondition (kube's UpdatedObjectInfo.Preconditions)
+    let (want_uid, have_uid) = (str_of(&incoming, "uid"), str_of(existing, "uid"));
+    if !want_uid.is_empty() && want_uid != have_uid {
+        return Err(Status::conflict(
+            &t.def.group,
+            &t.def.resource,
+            &name,
+            &format!("Precondition failed: UID in precondition: {want_uid}, UID in object meta: {have_uid}"),
+        ));
+    }
     let mut new = if t.subresource == "status" {
         let mut n = existing.clone();
         n["status"] = incoming.get("status").cloned().unwrap_or(Value::Null);
@@ -269,13 +282,7 @@ pub(super) fn prepare_update(
             ));
         }
     }
-    let depth = crate::api::decode::value_depth(&new);
-    if depth > crate::api::decode::MAX_DEPTH {
-        return Err(Status::bad_request(format!(
-            "the object is nested {depth} levels deep, more than the {} allowed",
-            crate::api::decode::MAX_DEPTH
-        )));
-    }
+    check_depth(&new)?;
     if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
@@ -285,6 +292,27 @@ pub(super) fn prepare_update(
         record_managed(&mut new, fields, &t.def.api_version(), &manager(t), operation, &t.subresource);
     }
     Ok(new)
+}
+
+/// kube's validation of the object about to be stored (over `old` on an update): a 422.
+fn validate(t: &Target, obj: &Value, old: Option<&Value>) -> Result<(), Status> {
+    let causes = crate::store::validate_object::validate(t.def, obj, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    Err(Status::invalid(&t.def.group, &t.def.kind, str_of(obj, "name"), causes))
+}
+
+/// What a patch made of a stored object is held to the same nesting bound as a body.
+fn check_depth(v: &Value) -> Result<(), Status> {
+    let depth = crate::api::decode::value_depth(v);
+    if depth > crate::api::decode::MAX_DEPTH {
+        return Err(Status::bad_request(format!(
+            "the object is nested {depth} levels deep, more than the {} allowed",
+            crate::api::decode::MAX_DEPTH
+        )));
+    }
+    Ok(())
 }
 
 /// The request's precondition on the object's revision, from metadata.resourceVersion.
@@ -325,7 +353,7 @@ pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
 }
 
 pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
-    let mut incoming = decode(body, &t.content_type, &t.def.kind)?;
+    let mut incoming = super::decode_typed(t, body)?;
     check_type(t, &mut incoming)?;
     check_name(t, &mut incoming)?;
     check_namespace(t, &mut incoming)?;
@@ -359,6 +387,7 @@ pub(super) fn guaranteed_update(
         if let Some(admit) = &t.admit {
             admit(Some(&existing.value), &mut new)?;
         }
+        validate(t, &new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
             Err(StorageError::Conflict) if retry_conflict => continue,
@@ -395,7 +424,10 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
-    let p = crate::api::decode::json(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    let crate::api::decode::Strict { value: p, duplicates } =
+        crate::api::decode::json_strict(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    // a JSON patch's own unknown and duplicate keys are its operations', reported as such
+    let duplicates = if kind == PatchType::Json { json_patch_findings(&p, &duplicates) } else { duplicates };
     let ops = p.as_array().map_or(0, Vec::len);
     if kind == PatchType::Json && ops > patches::MAX_JSON_PATCH_OPERATIONS {
         return Err(Status::failure(
@@ -419,10 +451,13 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }
             _ => {
                 let mut b = base.clone();
-                patches::strategic_merge_patch(&mut b, &p).map_err(Status::bad_request)?;
+                let def = crate::store::schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
+                patches::strategic_merge_patch(&mut b, &p, def).map_err(Status::bad_request)?;
                 b
             }
         };
+        check_depth(&patched)?;
+        super::typed::check(t, &mut patched, duplicates.clone(), super::typed::Source::Patch)?;
         check_type(t, &mut patched)?;
         check_name(t, &mut patched)?;
         check_namespace(t, &mut patched)?;
@@ -432,6 +467,22 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         }
         prepare_update(t, &existing.value, patched, "Update")
     })
+}
+
+/// kube's reports on a JSON patch's operations: `json patch unknown field "[0].foo"` for a key
+/// an operation has not, `json patch duplicate field "[1].path"` for one given twice.
+fn json_patch_findings(ops: &Value, duplicates: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, op) in ops.as_array().into_iter().flatten().enumerate() {
+        for k in op.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !matches!(k.as_str(), "op" | "path" | "value" | "from") {
+                out.push(format!("json patch unknown field \"[{i}].{k}\""));
+            }
+        }
+        let prefix = format!("duplicate field \"[{i}].");
+        out.extend(duplicates.iter().filter(|d| d.starts_with(&prefix)).map(|d| format!("json patch {d}")));
+    }
+    out
 }
 
 /// The parts of DeleteOptions the store honours.
@@ -560,6 +611,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
+        warnings: Default::default(),
     };
     all.query.limit = None;
     all.query.continue_.clear();

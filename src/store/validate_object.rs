@@ -1,0 +1,328 @@
+//! kube's validation of an object about to be stored, with its texts and field paths:
+//! ObjectMeta (labels, annotations, finalizers, ownerReferences), ConfigMap and Secret data
+//! (keys, the 1 MiB limit, immutability, a Secret's type and the keys it requires), a
+//! Namespace's finalizers, and the schema's required fields below the root (so a typed client
+//! can decode whatever is stored). Name rules are validation.rs's.
+
+use super::resources::ResourceDef;
+use super::schema;
+use super::validation::{config_key, label_value, qualified_name};
+use crate::api::status::StatusCause;
+use base64::Engine;
+use serde_json::Value;
+
+/// kube's limit on the total size of an object's annotations.
+pub const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
+/// kube's limit on a ConfigMap's or Secret's data (`MaxSecretSize`).
+pub const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn invalid(field: &str, value: &str, msg: &str) -> StatusCause {
+    StatusCause {
+        reason: "FieldValueInvalid".into(),
+        message: format!("Invalid value: {}: {msg}", go_quote(value)),
+        field: field.into(),
+    }
+}
+
+fn required(field: &str) -> StatusCause {
+    StatusCause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
+}
+
+fn forbidden(field: &str, msg: &str) -> StatusCause {
+    StatusCause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {msg}"), field: field.into() }
+}
+
+fn too_long(field: &str, max: usize) -> StatusCause {
+    StatusCause {
+        reason: "FieldValueTooLong".into(),
+        message: format!("Too long: may not be more than {max} bytes"),
+        field: field.into(),
+    }
+}
+
+fn strings(v: &Value) -> impl Iterator<Item = (&String, &str)> {
+    v.as_object().into_iter().flatten().map(|(k, v)| (k, v.as_str().unwrap_or("")))
+}
+
+/// ObjectMeta's checks (kube's `ValidateObjectMeta` less the name, checked before).
+fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
+    for (k, v) in strings(&meta["labels"]) {
+        out.extend(qualified_name(k).iter().map(|m| invalid("metadata.labels", k, m)));
+        out.extend(label_value(v).iter().map(|m| invalid("metadata.labels", v, m)));
+    }
+    let mut total = 0;
+    for (k, v) in strings(&meta["annotations"]) {
+        out.extend(qualified_name(&k.to_ascii_lowercase()).iter().map(|m| invalid("metadata.annotations", k, m)));
+        total += k.len() + v.len();
+    }
+    if total > TOTAL_ANNOTATION_SIZE {
+        out.push(too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE));
+    }
+    let finalizers: Vec<&str> = meta["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    for f in &finalizers {
+        out.extend(qualified_name(f).iter().map(|m| invalid("metadata.finalizers", f, m)));
+    }
+    if finalizers.contains(&"orphan") && finalizers.contains(&"foregroundDeletion") {
+        out.push(StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "Invalid value: []string{{{}}}: finalizer orphan and foregroundDeletion cannot be both set",
+                finalizers.iter().map(|f| go_quote(f)).collect::<Vec<_>>().join(", ")
+            ),
+            field: "metadata.finalizers".into(),
+        });
+    }
+    for r in meta["ownerReferences"].as_array().into_iter().flatten() {
+        let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
+        let api_version = s("apiVersion");
+        let version = api_version.rsplit('/').next().unwrap_or("");
+        let path = "metadata.ownerReferences";
+        if version.is_empty() {
+            out.push(invalid(&format!("{path}.apiVersion"), &api_version, "version must not be empty"));
+        }
+        for (field, what) in [("kind", "kind"), ("name", "name"), ("uid", "uid")] {
+            if s(field).is_empty() {
+                out.push(invalid(&format!("{path}.{field}"), "", &format!("{what} must not be empty")));
+            }
+        }
+    }
+    if meta["generation"].as_i64().is_some_and(|g| g < 0) {
+        out.push(StatusCause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {}: must be greater than or equal to 0", meta["generation"]),
+            field: "metadata.generation".into(),
+        });
+    }
+}
+
+/// The byte length of a data value (a Secret's are base64).
+fn data_len(v: &Value, base64: bool) -> usize {
+    let s = v.as_str().unwrap_or("");
+    if base64 {
+        base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_or(s.len(), |b| b.len())
+    } else {
+        s.len()
+    }
+}
+
+fn config_map(obj: &Value, out: &mut Vec<StatusCause>) {
+    let mut total = 0;
+    for (key, v) in obj["data"].as_object().into_iter().flatten() {
+        out.extend(config_key(key).iter().map(|m| invalid(&format!("data[{key}]"), key, m)));
+        if obj["binaryData"].get(key).is_some() {
+            out.push(invalid(&format!("data[{key}]"), key, "duplicate of key present in binaryData"));
+        }
+        total += data_len(v, false);
+    }
+    for (key, v) in obj["binaryData"].as_object().into_iter().flatten() {
+        out.extend(config_key(key).iter().map(|m| invalid(&format!("binaryData[{key}]"), key, m)));
+        if obj["data"].get(key).is_some() {
+            out.push(invalid(&format!("binaryData[{key}]"), key, "duplicate of key present in data"));
+        }
+        total += data_len(v, true);
+    }
+    if total > MAX_DATA_SIZE {
+        out.push(too_long("[]", MAX_DATA_SIZE));
+    }
+}
+
+fn secret(obj: &Value, out: &mut Vec<StatusCause>) {
+    let data = &obj["data"];
+    let mut total = 0;
+    for (key, v) in data.as_object().into_iter().flatten() {
+        out.extend(config_key(key).iter().map(|m| invalid(&format!("data[{key}]"), key, m)));
+        total += data_len(v, true);
+    }
+    if total > MAX_DATA_SIZE {
+        out.push(too_long("data", MAX_DATA_SIZE));
+    }
+    let has = |k: &str| data.get(k).is_some();
+    let key = |k: &str| format!("data[{k}]");
+    match obj["type"].as_str().unwrap_or("") {
+        "kubernetes.io/service-account-token" => {
+            let a = "kubernetes.io/service-account.name";
+            if obj["metadata"]["annotations"][a].as_str().unwrap_or("").is_empty() {
+                out.push(required(&format!("metadata.annotations[{a}]")));
+            }
+        }
+        "kubernetes.io/dockercfg" if !has(".dockercfg") => out.push(required(&key(".dockercfg"))),
+        "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => out.push(required(&key(".dockerconfigjson"))),
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            out.push(required(&key("username")));
+            out.push(required(&key("password")));
+        }
+        "kubernetes.io/ssh-auth" if data_len(&data["ssh-privatekey"], true) == 0 => {
+            out.push(required(&key("ssh-privatekey")))
+        }
+        "kubernetes.io/tls" => {
+            for k in ["tls.crt", "tls.key"] {
+                if !has(k) {
+                    out.push(required(&key(k)));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// ConfigMap's and Secret's `immutable`: once set, neither it nor the data may change.
+fn immutable(obj: &Value, old: &Value, fields: &[&str], out: &mut Vec<StatusCause>) {
+    if old["immutable"] != true {
+        return;
+    }
+    const MSG: &str = "field is immutable when `immutable` is set";
+    if obj["immutable"] != true {
+        out.push(forbidden("immutable", MSG));
+    }
+    for f in fields {
+        let empty = |v: &Value| v.is_null() || v.as_object().is_some_and(|m| m.is_empty());
+        if obj[*f] != old[*f] && !(empty(&obj[*f]) && empty(&old[*f])) {
+            out.push(forbidden(f, MSG));
+        }
+    }
+}
+
+/// The causes for `obj` (about to be stored over `old`, on an update) being invalid, in
+/// kube's order: metadata, then the kind's own fields, then the schema's required fields.
+pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+    let mut out = Vec::new();
+    object_meta(&obj["metadata"], &mut out);
+    match (def.group.as_str(), def.resource.as_str()) {
+        ("", "configmaps") => {
+            config_map(obj, &mut out);
+            if let Some(old) = old {
+                immutable(obj, old, &["data", "binaryData"], &mut out);
+            }
+        }
+        ("", "secrets") => {
+            secret(obj, &mut out);
+            if let Some(old) = old {
+                let (new_t, old_t) = (obj["type"].as_str().unwrap_or(""), old["type"].as_str().unwrap_or(""));
+                if new_t != old_t {
+                    out.push(invalid("type", new_t, "field is immutable"));
+                }
+                immutable(obj, old, &["data"], &mut out);
+            }
+        }
+        ("", "namespaces") => {
+            for f in obj["spec"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                out.extend(qualified_name(f).iter().map(|m| invalid("spec.finalizers", f, m)));
+                if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {
+                    out.push(invalid(
+                        "spec.finalizers",
+                        f,
+                        "name is neither a standard finalizer name nor is it fully qualified",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    // whatever else a typed client needs (an owner reference's uid is worded above)
+    let s = schema::get();
+    if let Some(name) = s.kind(&def.group, &def.version, &def.kind) {
+        for path in schema::missing_required(s, name, obj) {
+            if !path.starts_with("metadata.ownerReferences") && !out.iter().any(|c| c.field == path) {
+                out.push(required(&path));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(resource: &str) -> ResourceDef {
+        crate::store::resources::defaults().into_iter().find(|d| d.resource == resource).unwrap()
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let cm = def("configmaps");
+        let o = json!({"metadata": {"name": "x", "labels": {"bad key": "v", "k": "-bad"}, "finalizers": ["a b"],
+                       "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o"}]}});
+        let c = validate(&cm, &o, None);
+        let fields: Vec<&str> = c.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec!["metadata.labels", "metadata.labels", "metadata.finalizers", "metadata.ownerReferences.uid"]
+        );
+        assert_eq!(c[3].message, "Invalid value: \"\": uid must not be empty");
+        let big = "x".repeat(TOTAL_ANNOTATION_SIZE);
+        let c = validate(&cm, &json!({"metadata": {"name": "x", "annotations": {"a": big}}}), None);
+        assert_eq!(
+            (c[0].field.as_str(), c[0].message.as_str()),
+            ("metadata.annotations", "Too long: may not be more than 262144 bytes")
+        );
+    }
+
+    #[test]
+    fn config_maps_and_secrets() {
+        let cm = def("configmaps");
+        let c = validate(&cm, &json!({"metadata": {"name": "x"}, "data": {"bad key": "v"}}), None);
+        assert_eq!(c[0].field, "data[bad key]");
+        assert!(c[0].message.starts_with("Invalid value: \"bad key\": a valid config key must consist of"));
+        let big = "x".repeat(MAX_DATA_SIZE + 1);
+        assert_eq!(validate(&cm, &json!({"metadata": {}, "data": {"a": big}}), None)[0].field, "[]");
+        let old = json!({"metadata": {}, "immutable": true, "data": {"a": "1"}});
+        let c = validate(&cm, &json!({"metadata": {}, "immutable": true, "data": {"a": "2"}}), Some(&old));
+        assert_eq!(c[0].message, "Forbidden: field is immutable when `immutable` is set");
+        assert!(validate(&cm, &old, Some(&old)).is_empty());
+        let secret = def("secrets");
+        let c = validate(&secret, &json!({"metadata": {}, "type": "kubernetes.io/tls", "data": {"tls.crt": ""}}), None);
+        assert_eq!(c.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(), vec!["data[tls.key]"]);
+        let old = json!({"metadata": {}, "type": "Opaque"});
+        let c = validate(
+            &secret,
+            &json!({"metadata": {}, "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}}),
+            Some(&old),
+        );
+        assert_eq!(c[0].message, "Invalid value: \"kubernetes.io/tls\": field is immutable");
+    }
+
+    #[test]
+    fn namespace_finalizers_and_required_fields() {
+        let ns = def("namespaces");
+        let c = validate(&ns, &json!({"metadata": {}, "spec": {"finalizers": ["kubernetes", "foo"]}}), None);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].message,
+            "Invalid value: \"foo\": name is neither a standard finalizer name nor is it fully qualified"
+        );
+        let rb = def("rolebindings");
+        let c = validate(&rb, &json!({"metadata": {}, "subjects": [{"kind": "User"}]}), None);
+        let fields: Vec<&str> = c.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, vec!["roleRef", "subjects[0].name"]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    #[test]
+    #[ignore]
+    fn big_config_map() {
+        let big: String = (0..60_000).map(|i| format!("  k{i}: value-{i}\n")).collect();
+        let body = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{big}");
+        let t = std::time::Instant::now();
+        let mut v = crate::api::decode::yaml_strict(body.as_bytes()).unwrap().value;
+        eprintln!("yaml {:?}", t.elapsed());
+        let t = std::time::Instant::now();
+        let _ = crate::api::decode::yaml(body.as_bytes()).unwrap();
+        eprintln!("yaml plain {:?}", t.elapsed());
+        let s = crate::store::schema::get();
+        let t = std::time::Instant::now();
+        let d = crate::store::schema::decode(s, "io.k8s.api.core.v1.ConfigMap", &mut v);
+        eprintln!("schema {:?} {:?}", t.elapsed(), d.error);
+        let def = crate::store::resources::defaults().into_iter().find(|d| d.resource == "configmaps").unwrap();
+        let t = std::time::Instant::now();
+        let c = super::validate(&def, &v, None);
+        eprintln!("validate {:?} {}", t.elapsed(), c.len());
+    }
+}
