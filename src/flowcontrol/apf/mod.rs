@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 use types::{FlowSchema, Objects, PriorityLevelConfiguration};
 
 const BOOTSTRAP: &str = include_str!("bootstrap.yaml");
-/// Objects kube keeps as it defines them, whatever the configuration says.
-const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
-const MANDATORY_SCHEMAS: &[&str] = &["exempt", "probes", "catch-all"];
+/// Objects kube keeps as it defines them, whatever the configuration says (bootstrap's
+/// `MandatoryPriorityLevelConfigurations` and `MandatoryFlowSchemas`; probes is suggested).
+pub const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
+pub const MANDATORY_SCHEMAS: &[&str] = &["exempt", "catch-all"];
 /// How often borrowing is recomputed (see `limits.rs`).
 const REBALANCE: Duration = Duration::from_secs(1);
 /// kube's cap on a request's queue wait, and its wait without a request deadline.

@@ -11,7 +11,15 @@ pub struct Meta {
     pub name: String,
     #[serde(default)]
     pub uid: String,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub generation: i64,
 }
+
+/// kube's annotation saying whether the config-producing controller keeps a bootstrap object's
+/// spec as kube defines it.
+pub const AUTOUPDATE: &str = "apf.kubernetes.io/autoupdate-spec";
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
