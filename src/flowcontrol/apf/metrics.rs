@@ -102,6 +102,19 @@ pub static CURRENT_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric")
 });
 
+pub static TARGET: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!("apiserver_flowcontrol_target_seats", "Seat allocation targets", &[PL])
+        .expect("metric")
+});
+
+pub static FAIR_FRAC: Lazy<prometheus::Gauge> = Lazy::new(|| {
+    prometheus::register_gauge!(
+        "apiserver_flowcontrol_seat_fair_frac",
+        "Fair fraction of server's concurrency to allocate to each priority level that can use it"
+    )
+    .expect("metric")
+});
+
 /// Registers every family, so /metrics lists them before the first request.
 pub fn force() {
     Lazy::force(&DISPATCHED);
@@ -114,6 +127,8 @@ pub fn force() {
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
     Lazy::force(&CURRENT_LIMIT);
+    Lazy::force(&TARGET);
+    Lazy::force(&FAIR_FRAC);
 }
 
 /// One flow schema's series at its level, resolved on first use and kept with the schema:

@@ -6,6 +6,7 @@
 
 pub mod classify;
 pub mod dump;
+pub mod integrator;
 pub mod level;
 pub mod limits;
 pub mod metrics;
@@ -29,8 +30,8 @@ const BOOTSTRAP: &str = include_str!("bootstrap.yaml");
 /// `MandatoryPriorityLevelConfigurations` and `MandatoryFlowSchemas`; probes is suggested).
 pub const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
 pub const MANDATORY_SCHEMAS: &[&str] = &["exempt", "catch-all"];
-/// How often borrowing is recomputed (see `limits.rs`).
-const REBALANCE: Duration = Duration::from_secs(1);
+/// How often borrowing is recomputed (kube's `borrowingAdjustmentPeriod`, see `limits.rs`).
+const REBALANCE: Duration = Duration::from_secs(10);
 /// kube's cap on a request's queue wait, and its wait without a request deadline.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_WAIT: Duration = Duration::from_secs(15);
@@ -50,8 +51,8 @@ pub struct Config {
     pub schemas: Vec<Schema>,
     /// Sorted by name.
     pub levels: Vec<Arc<Level>>,
-    /// The limited levels (indexes into `levels`) and their seat bounds.
-    limited: Vec<(usize, level::Limits)>,
+    /// Each level's seat bounds, as `levels`.
+    bounds: Vec<level::Limits>,
 }
 
 /// What a request was classified as.
@@ -149,15 +150,30 @@ impl Apf {
         width::seats(info, query, self.count.get().map(|b| b.as_ref()))
     }
 
-    /// Recomputes each level's current seats from its recent demand.
+    /// kube's periodic borrowing: each level's current seats from its demand in the period.
     fn rebalance(&self) {
         let cfg = self.config.load();
-        let demand: Vec<u32> = cfg.limited.iter().map(|(i, _)| cfg.levels[*i].take_demand()).collect();
-        let bounds: Vec<level::Limits> = cfg.limited.iter().map(|(_, b)| *b).collect();
-        for ((i, _), seats) in cfg.limited.iter().zip(limits::allocate(self.server_seats, &bounds, &demand)) {
-            let l = &cfg.levels[*i];
+        let items: Vec<limits::Item> =
+            cfg.levels.iter().zip(&cfg.bounds).map(|(l, b)| limits::item(*b, &l.demand_period())).collect();
+        let sum: u32 = cfg.bounds.iter().map(|b| b.nominal).sum();
+        let allocs = match limits::allocate(sum, &items) {
+            Ok((a, fair)) => {
+                metrics::FAIR_FRAC.set(fair);
+                a
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "unable to derive new concurrency limits; levels keep theirs");
+                return;
+            }
+        };
+        for ((l, alloc), it) in cfg.levels.iter().zip(allocs).zip(&items) {
+            if l.is_exempt() {
+                continue;
+            }
+            let seats = alloc.round() as u32;
             l.set_current_limit(seats);
             metrics::CURRENT_LIMIT.with_label_values(&[&l.name]).set(seats as i64);
+            metrics::TARGET.with_label_values(&[&l.name]).set(it.target);
         }
     }
 }
@@ -245,32 +261,26 @@ fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<C
     }
 
     let mut levels = Vec::new();
-    let mut limited = Vec::new();
     let mut shares = Vec::new();
+    let mut fresh = Vec::new();
     for (name, p) in &pls {
         let queuing = if p.is_exempt() { None } else { p.spec.limited.as_ref().map(|l| l.queuing()) };
         let uid = uid_of(&p.metadata, "PriorityLevelConfiguration");
         let reuse = old.and_then(|o| o.levels.iter().find(|l| &l.name == name && l.queuing == queuing && l.uid == uid));
-        let level = reuse.cloned().unwrap_or_else(|| Level::new(name, &uid, queuing));
-        if let Some(l) = p.spec.limited.as_ref() {
-            limited.push(levels.len());
-            shares.push(limits::Shares {
-                shares: l.shares(),
-                lendable_percent: l.lendable_percent.unwrap_or(0),
-                borrowing_limit_percent: l.borrowing_limit_percent,
-            });
-        }
-        levels.push(level);
+        fresh.push(reuse.is_none());
+        levels.push(reuse.cloned().unwrap_or_else(|| Level::new(name, &uid, queuing)));
+        shares.push(p.shares());
     }
     let bounds = limits::bounds(server, &shares);
-    for (&i, b) in limited.iter().zip(&bounds) {
-        let l = &levels[i];
-        l.set_limits(*b);
+    for ((l, b), fresh) in levels.iter().zip(&bounds).zip(fresh) {
+        l.set_limits(*b, fresh);
         let name = l.name.as_str();
         metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);
         metrics::LOWER_LIMIT.with_label_values(&[name]).set(b.lower as i64);
         metrics::UPPER_LIMIT.with_label_values(&[name]).set(b.upper as i64);
-        metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
+        if !l.is_exempt() {
+            metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
+        }
     }
 
     let mut schemas = Vec::new();
@@ -285,7 +295,7 @@ fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<C
         schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs, metrics });
     }
     schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
-    Ok(Config { schemas, levels, limited: limited.into_iter().zip(bounds).collect() })
+    Ok(Config { schemas, levels, bounds })
 }
 
 /// Recomputes borrowing once a period on a thread of its own, until the controller is gone.

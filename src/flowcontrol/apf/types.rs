@@ -120,6 +120,19 @@ pub struct PriorityLevelSpec {
     pub kind: String,
     #[serde(default)]
     pub limited: Option<Limited>,
+    #[serde(default)]
+    pub exempt: Option<Exempt>,
+}
+
+/// The exempt level's share of the server's seats (v1 defaults both to 0): it counts in the
+/// division of seats and its demand in borrowing, though it is never limited.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Exempt {
+    #[serde(default)]
+    pub nominal_concurrency_shares: Option<u32>,
+    #[serde(default)]
+    pub lendable_percent: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -319,6 +332,22 @@ impl PriorityLevelConfiguration {
 
     pub fn is_exempt(&self) -> bool {
         self.spec.kind == "Exempt"
+    }
+
+    /// kube's `plSpecCommons`: shares, lendable and borrowing-limit percents of either kind.
+    pub fn shares(&self) -> super::limits::Shares {
+        match (&self.spec.limited, &self.spec.exempt) {
+            (Some(l), _) => super::limits::Shares {
+                shares: l.shares(),
+                lendable_percent: l.lendable_percent.unwrap_or(0),
+                borrowing_limit_percent: l.borrowing_limit_percent,
+            },
+            (None, e) => super::limits::Shares {
+                shares: e.as_ref().and_then(|e| e.nominal_concurrency_shares).unwrap_or(0),
+                lendable_percent: e.as_ref().and_then(|e| e.lendable_percent).unwrap_or(0),
+                borrowing_limit_percent: None,
+            },
+        }
     }
 }
 
