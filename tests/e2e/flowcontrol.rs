@@ -220,21 +220,46 @@ fn plain_max_in_flight_sends_no_pf_headers() {
 }
 
 #[test]
-fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
+fn the_store_serves_kubes_bootstrap_objects_and_applied_ones_take_effect() {
     let dir = tempfile::tempdir().unwrap();
-    let resources = dir.path().join("resources.yaml");
-    std::fs::write(
-        &resources,
-        "- {group: flowcontrol.apiserver.k8s.io, version: v1, resource: flowschemas, kind: FlowSchema, namespaced: false, subresources: [status]}\n\
-         - {group: flowcontrol.apiserver.k8s.io, version: v1, resource: prioritylevelconfigurations, kind: PriorityLevelConfiguration, namespaced: false, subresources: [status]}\n",
-    )
-    .unwrap();
     let objects = dir.path().join("tiny.yaml");
     let yaml = tiny_level(10).replace(&format!(", uid: {TINY_UID}"), "").replace(&format!(", uid: {ANON_UID}"), "");
     std::fs::write(&objects, yaml).unwrap();
-    let r = resources.to_str().unwrap().to_string();
+    let dangling = dir.path().join("dangling.yaml");
+    std::fs::write(
+        &dangling,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: dangling}\nspec:\n  matchingPrecedence: 100\n  priorityLevelConfiguration: {name: missing}\n  rules:\n  - subjects: [{kind: Group, group: {name: \"system:unauthenticated\"}}]\n    nonResourceRules: [{verbs: [\"*\"], nonResourceURLs: [\"*\"]}]\n",
+    )
+    .unwrap();
     let o = objects.to_str().unwrap().to_string();
-    let fd = Frontdoor::start_in(dir, &["--resources-file", &r]);
+    let d = dangling.to_str().unwrap().to_string();
+    let fd = Frontdoor::start_in(dir, &[]);
+
+    // kube's bootstrap objects are there, annotated for the ensurer, the schemas with their status
+    let names = fd.kubectl_ok(&["get", "flowschemas", "-o", "jsonpath={.items[*].metadata.name}"]);
+    for n in ["exempt", "probes", "system-leader-election", "endpoint-controller", "global-default", "catch-all"] {
+        assert!(names.split_whitespace().any(|x| x == n), "{n} in {names}");
+    }
+    let levels = fd.kubectl_ok(&["get", "prioritylevelconfigurations", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(levels.split_whitespace().count(), 8, "{levels}");
+    let shares = fd.kubectl_ok(&[
+        "get",
+        "prioritylevelconfiguration",
+        "workload-low",
+        "-o",
+        "jsonpath={.spec.limited.nominalConcurrencyShares}/{.spec.limited.lendablePercent}/{.metadata.annotations.apf\\.kubernetes\\.io/autoupdate-spec}",
+    ]);
+    assert_eq!(shares.trim(), "100/90/true");
+    let found = fd.kubectl_ok(&[
+        "get",
+        "flowschema",
+        "global-default",
+        "-o",
+        "jsonpath={.status.conditions[0].type}/{.status.conditions[0].status}/{.status.conditions[0].reason}",
+    ]);
+    assert_eq!(found.trim(), "Dangling/False/Found");
+
+    // an applied level and schema take effect
     fd.kubectl_ok(&["apply", "-f", &o]);
     let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "tiny", "-o", "jsonpath={.metadata.uid}"]);
     assert!(!uid.trim().is_empty());
@@ -242,6 +267,21 @@ fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
     wait_until("anonymous requests go to the applied level", Duration::from_secs(10), || {
         pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 == uid.trim()
     });
+
+    // a schema naming a missing level is Dangling and matches nothing
+    fd.kubectl_ok(&["apply", "-f", &d]);
+    let cond = fd.kubectl_ok(&["get", "flowschema", "dangling", "-o", "jsonpath={.status.conditions[0]}"]);
+    let cond: serde_json::Value = serde_json::from_str(&cond).unwrap();
+    assert_eq!(cond["type"], "Dangling");
+    assert_eq!(cond["status"], "True");
+    assert_eq!(cond["reason"], "NotFound");
+    assert_eq!(
+        cond["message"],
+        "This FlowSchema references the PriorityLevelConfiguration object named \"missing\" but there is no such object"
+    );
+    assert!(cond["lastTransitionTime"].is_string());
+    assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, uid.trim(), "still the tiny level");
+
     fd.kubectl_ok(&["delete", "flowschema", "anonymous"]);
     wait_until("and leave it once its schema is deleted", Duration::from_secs(10), || {
         pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 != uid.trim()

@@ -18,7 +18,7 @@ fn classify_as(cfg: &Config, u: &UserInfo, method: &str, path: &str) -> (String,
 }
 
 fn bootstrap() -> Config {
-    compile(600, Objects::default(), None).unwrap()
+    compile(600, &Objects::default(), &Objects::default(), None).unwrap()
 }
 
 #[test]
@@ -198,7 +198,7 @@ spec:
   - subjects: [{kind: Group, group: {name: "*"}}]
     nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
 "#;
-    let cfg = compile(600, Objects::parse(yaml, "test").unwrap(), None).unwrap();
+    let cfg = compile(600, &Objects::default(), &Objects::parse(yaml, "test").unwrap(), None).unwrap();
     let noisy = user("noisy", &[]);
     assert_eq!(
         classify_as(&cfg, &noisy, "GET", "/api/v1/namespaces/x/pods").0,

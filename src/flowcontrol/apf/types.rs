@@ -240,24 +240,23 @@ impl Objects {
         Ok(())
     }
 
-    /// The store's objects of one resource (as the store keeps them: JSON).
+    /// The store's objects of one resource (as the store keeps them: JSON). An object that
+    /// does not parse or validate is left out (logged), not the whole set.
     pub fn from_stored(resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
         for v in objects {
             let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let origin = format!("stored {resource} {name:?}");
-            match resource {
-                "flowschemas" => {
-                    let fs: FlowSchema = serde_json::from_value(v).with_context(|| origin.clone())?;
-                    fs.validate().with_context(|| origin.clone())?;
-                    out.flow_schemas.push(fs);
-                }
-                "prioritylevelconfigurations" => {
-                    let pl: PriorityLevelConfiguration = serde_json::from_value(v).with_context(|| origin.clone())?;
-                    pl.validate().with_context(|| origin.clone())?;
-                    out.priority_levels.push(pl);
-                }
+            let r = match resource {
+                "flowschemas" => serde_json::from_value::<FlowSchema>(v)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|fs| fs.validate().map(|_| out.flow_schemas.push(fs))),
+                "prioritylevelconfigurations" => serde_json::from_value::<PriorityLevelConfiguration>(v)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|pl| pl.validate().map(|_| out.priority_levels.push(pl))),
                 other => bail!("{other} is not a flowcontrol.apiserver.k8s.io resource"),
+            };
+            if let Err(e) = r {
+                tracing::warn!(resource, name, error = %format!("{e:#}"), "stored APF object ignored: invalid");
             }
         }
         Ok(out)
