@@ -91,6 +91,10 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
         1.0,
     );
+    assert_eq!(
+        metric(mport, "apiserver_flowcontrol_current_inqueue_seats{flow_schema=\"anonymous\",priority_level=\"tiny\"}"),
+        1.0
+    );
     let t = Instant::now();
     let r = anon.get(fd.url("/version")).send().unwrap();
     assert_eq!(r.status(), 429, "queue full");
@@ -147,6 +151,13 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     );
     assert!(m.contains("apiserver_flowcontrol_request_wait_duration_seconds_bucket{execute=\"false\",flow_schema=\"anonymous\",priority_level=\"tiny\""));
     assert!(metric(mport, "apiserver_request_terminations_total{") >= 2.0);
+    assert!(
+        metric(
+            mport,
+            "apiserver_flowcontrol_work_estimated_seats_bucket{flow_schema=\"anonymous\",priority_level=\"tiny\",le=\"1\"}"
+        ) >= 3.0
+    );
+    assert_eq!(metric(mport, "apiserver_flowcontrol_current_limit_seats{priority_level=\"tiny\"}"), 1.0);
 
     // the seat comes back; a watch holds it only until its initial events are written
     drop(held);

@@ -233,6 +233,7 @@ impl Level {
     pub fn admit(self: &Arc<Self>, flow: &Arc<FlowMetrics>, hash: u64, width: u32) -> Admission {
         let mut s = self.lock();
         let width = width.clamp(MIN_SEATS, s.max_seats);
+        flow.estimated_seats().observe(width as f64);
         let Some(queuing) = self.queuing else {
             // exempt: runs at once, its seats counted for the demand
             s.executing += 1;
@@ -268,6 +269,7 @@ impl Level {
         s.waiting_seats += width;
         note_demand(&mut s);
         flow.inqueue().inc();
+        flow.inqueue_seats().add(width as i64);
         let mut sends = self.dispatch(&mut s);
         drop(s);
         // dispatched at once: no wait
@@ -317,6 +319,7 @@ impl Level {
             s.waiting_seats -= w.seats;
             s.queues[q].next_dispatch_r += w.work();
             w.flow.inqueue().dec();
+            w.flow.inqueue_seats().sub(w.seats as i64);
             let seat = self.start(s, Some(q), w.seats, &w.flow);
             if let Some(tx) = w.tx.take() {
                 sends.push((w.id, tx, seat));
@@ -368,6 +371,7 @@ impl Level {
             flow.rejected(CANCELLED);
         }
         flow.inqueue().dec();
+        flow.inqueue_seats().sub(w.seats as i64);
         true
     }
 
@@ -478,8 +482,9 @@ fn find_dispatch_queue(s: &mut State) -> Option<usize> {
         }
     }
     let (_, q) = best?;
-    let seats = s.queues[q].waiting.front()?.seats;
-    if !can_accommodate(s, seats) {
+    let head = s.queues[q].waiting.front()?;
+    if !can_accommodate(s, head.seats) {
+        head.flow.no_accommodation();
         return None;
     }
     // the next scan starts after the chosen queue: the others win ties
