@@ -20,8 +20,8 @@
 # not why: with 4 read-only seats and 48 flooding connections, max-in-flight refused nothing, so
 # never were 4 LISTs executing at once; the requests wait before the chain (TLS reads and HTTP
 # parsing on CPU-starved workers, and the wrk clients themselves, on the same 2 cores). Inside the
-# server the quiet GETs were quick: with APF, of ~49 flooded quiet GETs only 23 took over 5 ms in
-# the chain, median 7 ms, of which 0 ms waiting for APF seats. APF cannot help a machine whose CPU
+# server the quiet GETs were quick: in the whole APF run (SEATS="4 2", unloaded and flooded, ~140k
+# quiet GETs) 23 took over 5 ms in the chain, median 7 ms, of which 0 ms waiting for APF seats. APF cannot help a machine whose CPU
 # is saturated before requests are classified; this bench needs spare cores (or the clients on
 # another machine) to show what APF does.
 set -euo pipefail
