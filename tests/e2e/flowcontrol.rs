@@ -292,6 +292,24 @@ fn the_store_serves_kubes_bootstrap_objects_and_applied_ones_take_effect() {
     );
     assert!(cond["lastTransitionTime"].is_string());
     assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, uid.trim(), "still the tiny level");
+    // kubectl prints kube's columns
+    let table = fd.kubectl_ok(&["get", "flowschema", "dangling", "global-default"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "PRIORITYLEVEL", "MATCHINGPRECEDENCE", "DISTINGUISHERMETHOD", "AGE", "MISSINGPL"],
+        "{table}"
+    );
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned().unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        (row("dangling")[1], row("dangling")[2], row("dangling")[3], row("dangling")[5]),
+        ("missing", "100", "<none>", "True")
+    );
+    assert_eq!((row("global-default")[3], row("global-default")[5]), ("ByUser", "False"));
+    let levels = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "catch-all", "workload-low"]);
+    assert!(levels.starts_with("NAME") && levels.contains("NOMINALCONCURRENCYSHARES"), "{levels}");
+    let wl: Vec<&str> = levels.lines().find(|l| l.starts_with("workload-low")).unwrap().split_whitespace().collect();
+    assert_eq!(wl[1..6], ["Limited", "100", "128", "6", "50"], "{levels}");
 
     fd.kubectl_ok(&["delete", "flowschema", "anonymous"]);
     wait_until("and leave it once its schema is deleted", Duration::from_secs(10), || {
