@@ -452,26 +452,33 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
 }
 
 /// Gives flow control the store's object counts (from `apiserver_storage_objects`, what kube's
-/// work estimator reads; None for resources the store does not serve) and, when the store
-/// serves them (--resources-file), its FlowSchemas and PriorityLevelConfigurations.
+/// work estimator reads; None for resources the store does not serve) and its FlowSchemas and
+/// PriorityLevelConfigurations: kube's bootstrap objects are ensured there first (and every
+/// minute after), then every change is followed; FlowSchemas are served with their Dangling
+/// condition. Without APF the objects are kept and served, unused, as kube's.
 fn connect_flowcontrol(store: &Arc<Store>, flowcontrol: &FlowControl) {
+    use crate::flowcontrol::apf::ensurer;
     let weak = Arc::downgrade(store);
     flowcontrol.set_object_count(Box::new(move |group, resource| {
         weak.upgrade()?.def(group, resource)?;
         let qualified = crate::api::status::qualified_resource(group, resource);
         Some(crate::store::metrics::OBJECTS.with_label_values(&[&qualified]).get().max(0) as u64)
     }));
+    ensurer::ensure(store);
+    ensurer::start(Arc::downgrade(store));
     for resource in ["flowschemas", "prioritylevelconfigurations"] {
-        if store.def("flowcontrol.apiserver.k8s.io", resource).is_none() {
+        if store.def(ensurer::GROUP, resource).is_none() {
             continue;
         }
         let fc = flowcontrol.clone();
         store.on_change(
-            "flowcontrol.apiserver.k8s.io",
+            ensurer::GROUP,
             resource,
             Box::new(move |objects| crate::reload::report("flowcontrol-store", &fc.set_stored(resource, objects))),
         );
     }
+    let fc = flowcontrol.clone();
+    store.set_status_provider(ensurer::GROUP, "flowschemas", Box::new(move |name| fc.flow_schema_status(name)));
 }
 
 /// Runs the gateway until shutdown.

@@ -102,6 +102,12 @@ impl FlowControl {
         }
     }
 
+    /// A stored FlowSchema's status: kube's Dangling condition (only with APF on).
+    pub fn flow_schema_status(&self, name: &str) -> Option<serde_json::Value> {
+        let Mode::Apf(apf, _) = &*self.mode else { return None };
+        apf.snapshot().flow_schema_status(name)
+    }
+
     /// kube's `/debug/api_priority_and_fairness/dump_*` (only with APF on).
     pub fn debug(&self, path: &str) -> Option<String> {
         let Mode::Apf(apf, _) = &*self.mode else { return None };

@@ -157,6 +157,12 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::new("apiregistration.k8s.io", "apiservices", "APIService", false, &[], &["api-extensions"]);
     apiservices.subresources = vec!["status".into()];
     let mut serviceaccounts = ResourceDef::new("", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]);
+    // API Priority and Fairness's configuration (kube serves it, with status, from its own storage)
+    let fc = "flowcontrol.apiserver.k8s.io";
+    let mut flowschemas = ResourceDef::new(fc, "flowschemas", "FlowSchema", false, &[], &[]);
+    flowschemas.subresources = vec!["status".into()];
+    let mut levels = ResourceDef::new(fc, "prioritylevelconfigurations", "PriorityLevelConfiguration", false, &[], &[]);
+    levels.subresources = vec!["status".into()];
     serviceaccounts.subresources = vec!["token".into()];
     vec![
         namespaces,
@@ -170,6 +176,8 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::new(rbac, "clusterrolebindings", "ClusterRoleBinding", false, &[], &[]),
         apiservices,
         ResourceDef::new("coordination.k8s.io", "leases", "Lease", true, &[], &[]),
+        flowschemas,
+        levels,
     ]
 }
 

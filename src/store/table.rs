@@ -54,6 +54,24 @@ fn columns(group: &str, resource: &str) -> Vec<Column> {
             AGE,
         ],
         ("coordination.k8s.io", "leases") => vec![NAME, col("Holder", "string", "", "The holder of the lease"), AGE],
+        // kube's printers for API Priority and Fairness's objects
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => vec![
+            NAME,
+            col("PriorityLevel", "string", "", "`name` is the name of the priority level configuration being referenced Required."),
+            col("MatchingPrecedence", "string", "", "`matchingPrecedence` is used to choose among the FlowSchemas that match a given request."),
+            col("DistinguisherMethod", "string", "", "`distinguisherMethod` defines how to compute the flow distinguisher for requests that match this schema."),
+            AGE,
+            col("MissingPL", "string", "", "references a broken or non-existent PriorityLevelConfiguration"),
+        ],
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => vec![
+            NAME,
+            col("Type", "string", "", "`type` indicates whether this priority level is subject to limitation on request execution."),
+            col("NominalConcurrencyShares", "string", "", "`nominalConcurrencyShares` (NCS) contributes to the computation of the NominalConcurrencyLimit (NominalCL) of this level."),
+            col("Queues", "string", "", "`queues` is the number of queues for this priority level."),
+            col("HandSize", "string", "", "`handSize` is a small positive number that configures the shuffle sharding of requests into queues."),
+            col("QueueLengthLimit", "string", "", "`queueLengthLimit` is the maximum number of requests allowed to be waiting in a given queue of this priority level at a time."),
+            AGE,
+        ],
         _ => vec![NAME, AGE],
     }
 }
@@ -137,7 +155,34 @@ fn cell(name: &str, o: &Value) -> Value {
             o["status"]["phase"].as_str().unwrap_or("Active")
         }),
         "Data" => json!(count(&o["data"]) + count(&o["binaryData"]) + count(&o["stringData"])),
+        // a PriorityLevelConfiguration's spec.type; a Secret's type
+        "Type" if o["spec"]["type"].is_string() => o["spec"]["type"].clone(),
         "Type" => o["type"].clone(),
+        "PriorityLevel" => o["spec"]["priorityLevelConfiguration"]["name"].clone(),
+        "MatchingPrecedence" => o["spec"]["matchingPrecedence"].clone(),
+        "DistinguisherMethod" => json!(o["spec"]["distinguisherMethod"]["type"].as_str().unwrap_or("<none>")),
+        "MissingPL" => {
+            let dangling = o["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Dangling"))
+                .and_then(|c| c["status"].as_str());
+            json!(dangling.unwrap_or("?"))
+        }
+        "NominalConcurrencyShares" => match o["spec"]["limited"].as_object() {
+            Some(l) => l.get("nominalConcurrencyShares").cloned().unwrap_or(Value::Null),
+            None => json!("<none>"),
+        },
+        "Queues" | "HandSize" | "QueueLengthLimit" => {
+            let field = match name {
+                "Queues" => "queues",
+                "HandSize" => "handSize",
+                _ => "queueLengthLimit",
+            };
+            match o["spec"]["limited"]["limitResponse"]["queuing"].get(field) {
+                Some(v) => v.clone(),
+                None => json!("<none>"),
+            }
+        }
         "Secrets" => json!(count(&o["secrets"])),
         "Last Seen" => {
             let t = [&o["lastTimestamp"], &o["eventTime"], &m["creationTimestamp"]]
@@ -260,6 +305,33 @@ mod tests {
         ] {
             assert_eq!(human_duration(s), want, "{s}");
         }
+    }
+
+    #[test]
+    fn flowcontrol_rows_as_kubes_printers() {
+        let fs = json!({"metadata": {"name": "d"}, "spec": {"priorityLevelConfiguration": {"name": "missing"}, "matchingPrecedence": 100},
+            "status": {"conditions": [{"type": "Dangling", "status": "True"}]}});
+        let t = table("flowcontrol.apiserver.k8s.io", "flowschemas", &[fs], json!({}), IncludeObject::None);
+        let heads: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(heads, ["Name", "PriorityLevel", "MatchingPrecedence", "DistinguisherMethod", "Age", "MissingPL"]);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(
+            (&cells[1], &cells[2], &cells[3], &cells[5]),
+            (&json!("missing"), &json!(100), &json!("<none>"), &json!("True"))
+        );
+        let pl = json!({"metadata": {"name": "r"}, "spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": 5, "limitResponse": {"type": "Reject"}}}});
+        let t =
+            table("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", &[pl], json!({}), IncludeObject::None);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(
+            cells.as_array().unwrap()[1..6],
+            [json!("Limited"), json!(5), json!("<none>"), json!("<none>"), json!("<none>")]
+        );
+        let ex = json!({"metadata": {"name": "exempt"}, "spec": {"type": "Exempt", "exempt": {}}});
+        let t =
+            table("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations", &[ex], json!({}), IncludeObject::None);
+        assert_eq!(t["rows"][0]["cells"][2], "<none>");
     }
 
     #[test]

@@ -91,6 +91,10 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
         1.0,
     );
+    assert_eq!(
+        metric(mport, "apiserver_flowcontrol_current_inqueue_seats{flow_schema=\"anonymous\",priority_level=\"tiny\"}"),
+        1.0
+    );
     let t = Instant::now();
     let r = anon.get(fd.url("/version")).send().unwrap();
     assert_eq!(r.status(), 429, "queue full");
@@ -147,6 +151,13 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     );
     assert!(m.contains("apiserver_flowcontrol_request_wait_duration_seconds_bucket{execute=\"false\",flow_schema=\"anonymous\",priority_level=\"tiny\""));
     assert!(metric(mport, "apiserver_request_terminations_total{") >= 2.0);
+    assert!(
+        metric(
+            mport,
+            "apiserver_flowcontrol_work_estimated_seats_bucket{flow_schema=\"anonymous\",priority_level=\"tiny\",le=\"1\"}"
+        ) >= 3.0
+    );
+    assert_eq!(metric(mport, "apiserver_flowcontrol_current_limit_seats{priority_level=\"tiny\"}"), 1.0);
 
     // the seat comes back; a watch holds it only until its initial events are written
     drop(held);
@@ -220,21 +231,46 @@ fn plain_max_in_flight_sends_no_pf_headers() {
 }
 
 #[test]
-fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
+fn the_store_serves_kubes_bootstrap_objects_and_applied_ones_take_effect() {
     let dir = tempfile::tempdir().unwrap();
-    let resources = dir.path().join("resources.yaml");
-    std::fs::write(
-        &resources,
-        "- {group: flowcontrol.apiserver.k8s.io, version: v1, resource: flowschemas, kind: FlowSchema, namespaced: false, subresources: [status]}\n\
-         - {group: flowcontrol.apiserver.k8s.io, version: v1, resource: prioritylevelconfigurations, kind: PriorityLevelConfiguration, namespaced: false, subresources: [status]}\n",
-    )
-    .unwrap();
     let objects = dir.path().join("tiny.yaml");
     let yaml = tiny_level(10).replace(&format!(", uid: {TINY_UID}"), "").replace(&format!(", uid: {ANON_UID}"), "");
     std::fs::write(&objects, yaml).unwrap();
-    let r = resources.to_str().unwrap().to_string();
+    let dangling = dir.path().join("dangling.yaml");
+    std::fs::write(
+        &dangling,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: dangling}\nspec:\n  matchingPrecedence: 100\n  priorityLevelConfiguration: {name: missing}\n  rules:\n  - subjects: [{kind: Group, group: {name: \"system:unauthenticated\"}}]\n    nonResourceRules: [{verbs: [\"*\"], nonResourceURLs: [\"*\"]}]\n",
+    )
+    .unwrap();
     let o = objects.to_str().unwrap().to_string();
-    let fd = Frontdoor::start_in(dir, &["--resources-file", &r]);
+    let d = dangling.to_str().unwrap().to_string();
+    let fd = Frontdoor::start_in(dir, &[]);
+
+    // kube's bootstrap objects are there, annotated for the ensurer, the schemas with their status
+    let names = fd.kubectl_ok(&["get", "flowschemas", "-o", "jsonpath={.items[*].metadata.name}"]);
+    for n in ["exempt", "probes", "system-leader-election", "endpoint-controller", "global-default", "catch-all"] {
+        assert!(names.split_whitespace().any(|x| x == n), "{n} in {names}");
+    }
+    let levels = fd.kubectl_ok(&["get", "prioritylevelconfigurations", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(levels.split_whitespace().count(), 8, "{levels}");
+    let shares = fd.kubectl_ok(&[
+        "get",
+        "prioritylevelconfiguration",
+        "workload-low",
+        "-o",
+        "jsonpath={.spec.limited.nominalConcurrencyShares}/{.spec.limited.lendablePercent}/{.metadata.annotations.apf\\.kubernetes\\.io/autoupdate-spec}",
+    ]);
+    assert_eq!(shares.trim(), "100/90/true");
+    let found = fd.kubectl_ok(&[
+        "get",
+        "flowschema",
+        "global-default",
+        "-o",
+        "jsonpath={.status.conditions[0].type}/{.status.conditions[0].status}/{.status.conditions[0].reason}",
+    ]);
+    assert_eq!(found.trim(), "Dangling/False/Found");
+
+    // an applied level and schema take effect
     fd.kubectl_ok(&["apply", "-f", &o]);
     let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "tiny", "-o", "jsonpath={.metadata.uid}"]);
     assert!(!uid.trim().is_empty());
@@ -242,6 +278,39 @@ fn objects_applied_with_kubectl_take_effect_when_the_store_serves_them() {
     wait_until("anonymous requests go to the applied level", Duration::from_secs(10), || {
         pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 == uid.trim()
     });
+
+    // a schema naming a missing level is Dangling and matches nothing
+    fd.kubectl_ok(&["apply", "-f", &d]);
+    let cond = fd.kubectl_ok(&["get", "flowschema", "dangling", "-o", "jsonpath={.status.conditions[0]}"]);
+    let cond: serde_json::Value = serde_json::from_str(&cond).unwrap();
+    assert_eq!(cond["type"], "Dangling");
+    assert_eq!(cond["status"], "True");
+    assert_eq!(cond["reason"], "NotFound");
+    assert_eq!(
+        cond["message"],
+        "This FlowSchema references the PriorityLevelConfiguration object named \"missing\" but there is no such object"
+    );
+    assert!(cond["lastTransitionTime"].is_string());
+    assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, uid.trim(), "still the tiny level");
+    // kubectl prints kube's columns
+    let table = fd.kubectl_ok(&["get", "flowschema", "dangling", "global-default"]);
+    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "PRIORITYLEVEL", "MATCHINGPRECEDENCE", "DISTINGUISHERMETHOD", "AGE", "MISSINGPL"],
+        "{table}"
+    );
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).cloned().unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(
+        (row("dangling")[1], row("dangling")[2], row("dangling")[3], row("dangling")[5]),
+        ("missing", "100", "<none>", "True")
+    );
+    assert_eq!((row("global-default")[3], row("global-default")[5]), ("ByUser", "False"));
+    let levels = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "catch-all", "workload-low"]);
+    assert!(levels.starts_with("NAME") && levels.contains("NOMINALCONCURRENCYSHARES"), "{levels}");
+    let wl: Vec<&str> = levels.lines().find(|l| l.starts_with("workload-low")).unwrap().split_whitespace().collect();
+    assert_eq!(wl[1..6], ["Limited", "100", "128", "6", "50"], "{levels}");
+
     fd.kubectl_ok(&["delete", "flowschema", "anonymous"]);
     wait_until("and leave it once its schema is deleted", Duration::from_secs(10), || {
         pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1 != uid.trim()

@@ -1,11 +1,18 @@
-//! One priority level's seats and queues (kube's fairqueuing/queueset), simplified:
-//! a request that fits in the level's current seat limit runs at once when nobody waits;
-//! otherwise it joins the shortest queue of its shuffle-sharded hand (or is refused when that
-//! queue is full, or when the level rejects instead of queuing). Freed seats go to the head of
-//! the non-empty queue with the fewest seats executing, round-robin among equals: the queues
-//! share the level's seats evenly by width, which is what kube's virtual-time fair queuing
-//! converges to, without the virtual clock. A request wider than the whole limit runs alone.
+//! One priority level's seats and queues: kube's `fairqueuing/queueset`.
+//!
+//! The queue set keeps a virtual clock `R` (seat-seconds) that advances, while requests wait or
+//! run, at `min(seats requested, limit) / active queues` per real second: the service each
+//! active queue would get from an ideal fair share of the level's seats. A request is charged
+//! its work, `seats × 3 ms` (kube's estimated service time); a queue's `nextDispatchR` is the
+//! virtual time at which its head may start, and is advanced by each dispatched request's work
+//! and corrected by the request's real service time when it finishes. Dispatch takes the head
+//! of the queue whose head would finish first in virtual time (round-robin among ties), if its
+//! seats fit under the current limit; a request wider than the whole limit runs alone. A new
+//! request joins the queue of its shuffle-sharded hand holding the fewest seats (waiting plus
+//! executing); it is refused when the level is saturated and that queue is at its length limit.
+//! A level without queues (Reject) runs what fits and refuses the rest; exempt runs everything.
 
+use super::integrator::{DemandStats, Integrator};
 use super::metrics::FlowMetrics;
 use super::shuffle;
 use super::types::Queuing;
@@ -20,7 +27,15 @@ pub const CONCURRENCY_LIMIT: &str = "concurrency-limit";
 pub const TIME_OUT: &str = "time-out";
 pub const CANCELLED: &str = "cancelled";
 
-/// A level's configured seat bounds (kube's NominalCL, lower and upper limits).
+/// kube's estimated service time of one seat (`estimatedServiceDuration`), the unit of work.
+const ESTIMATED_SERVICE: f64 = 0.003;
+/// kube's width bounds (request/width.go) and the share of a level's nominal seats one
+/// request may take (`priorityLevelMaxSeatsPercent`).
+pub const MIN_SEATS: u32 = 1;
+pub const MAX_SEATS: u32 = 10;
+const MAX_SEATS_PERCENT: f64 = 0.15;
+
+/// A level's configured seat bounds (kube's nominalCL, minCL and maxCL).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Limits {
     pub nominal: u32,
@@ -31,25 +46,29 @@ pub struct Limits {
 pub struct Level {
     pub name: String,
     pub uid: String,
-    /// None: exempt (no limit, no queues).
+    /// None: exempt (no limit, no queues); Some(None): Reject.
     pub queuing: Option<Option<Queuing>>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
     limits: Limits,
-    /// The seats this level may use now (moves between the lower and upper limits).
+    /// kube's currentCL: the seats this level may use now (borrowing moves it).
     limit: u32,
+    /// The widest request this level admits (kube's MaxSeatsTracker).
+    max_seats: u32,
     seats_in_use: u32,
     executing: u32,
-    queues: Vec<Queue>,
     waiting: usize,
     waiting_seats: u32,
+    queues: Vec<Queue>,
+    /// The virtual clock, in seat-seconds, and when it was last advanced.
+    r: f64,
+    last_real: Instant,
+    robin: usize,
     next_id: u64,
-    round_robin: usize,
-    /// The most seats in use plus waiting since the last `take_demand`.
-    peak_demand: u32,
+    demand: Integrator,
+    stats: DemandStats,
     dispatched: u64,
     rejected: u64,
     timed_out: u64,
@@ -59,15 +78,29 @@ struct State {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiter>,
+    next_dispatch_r: f64,
     seats_in_use: u32,
     executing: u32,
+}
+
+impl Queue {
+    fn waiting_seats(&self) -> u32 {
+        self.waiting.iter().map(|w| w.seats).sum()
+    }
 }
 
 struct Waiter {
     id: u64,
     seats: u32,
+    arrival_r: f64,
     flow: Arc<FlowMetrics>,
-    tx: oneshot::Sender<Seat>,
+    tx: Option<oneshot::Sender<Seat>>,
+}
+
+impl Waiter {
+    fn work(&self) -> f64 {
+        self.seats as f64 * ESTIMATED_SERVICE
+    }
 }
 
 /// Seats held by an executing request; given back on drop.
@@ -75,6 +108,7 @@ pub struct Seat {
     level: Arc<Level>,
     queue: Option<usize>,
     seats: u32,
+    started: Instant,
     flow: Arc<FlowMetrics>,
 }
 
@@ -101,7 +135,8 @@ pub struct Ticket {
     done: bool,
 }
 
-type Sends = Vec<(oneshot::Sender<Seat>, Seat)>;
+/// Seats for dispatched waiters (by id), delivered once the lock is released.
+type Sends = Vec<(u64, oneshot::Sender<Seat>, Seat)>;
 
 impl Level {
     pub fn new(name: &str, uid: &str, queuing: Option<Option<Queuing>>) -> Arc<Level> {
@@ -109,11 +144,32 @@ impl Level {
             Some(Some(q)) => (0..q.queues).map(|_| Queue::default()).collect(),
             _ => Vec::new(),
         };
+        let now = Instant::now();
+        let robin = queues.len().saturating_sub(1);
         Arc::new(Level {
             name: name.to_string(),
             uid: uid.to_string(),
             queuing,
-            state: Mutex::new(State { queues, ..Default::default() }),
+            state: Mutex::new(State {
+                limits: Limits::default(),
+                limit: 0,
+                max_seats: MAX_SEATS,
+                seats_in_use: 0,
+                executing: 0,
+                waiting: 0,
+                waiting_seats: 0,
+                queues,
+                r: 0.0,
+                last_real: now,
+                robin,
+                next_id: 0,
+                demand: Integrator::new(now),
+                stats: DemandStats::default(),
+                dispatched: 0,
+                rejected: 0,
+                timed_out: 0,
+                cancelled: 0,
+            }),
         })
     }
 
@@ -125,19 +181,30 @@ impl Level {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The configured bounds and the current limit.
     pub fn limits(&self) -> (Limits, u32) {
         let s = self.lock();
         (s.limits, s.limit)
     }
 
-    /// New bounds (a reload); the current limit starts at the nominal seats.
-    pub fn set_limits(self: &Arc<Self>, limits: Limits) {
+    /// New bounds (a configuration change). A new level starts at kube's initial currentCL,
+    /// `nominal - lendable/2`; an existing one keeps its current limit until the next
+    /// borrowing round.
+    pub fn set_limits(self: &Arc<Self>, limits: Limits, fresh: bool) {
         let sends = {
             let mut s = self.lock();
-            if s.limits != limits {
-                s.limits = limits;
-                s.limit = limits.nominal;
+            s.limits = limits;
+            if fresh {
+                s.limit = limits.nominal - (limits.nominal - limits.lower) / 2;
             }
+            s.max_seats = match self.queuing {
+                // kube: max(1, min(ceil(0.15 × nominal), nominal / handSize)), at most 10
+                Some(Some(q)) => {
+                    let pct = (limits.nominal as f64 * MAX_SEATS_PERCENT).ceil() as u32;
+                    pct.min(limits.nominal / q.hand_size.max(1)).clamp(MIN_SEATS, MAX_SEATS)
+                }
+                _ => MAX_SEATS,
+            };
             self.dispatch(&mut s)
         };
         deliver(sends);
@@ -153,56 +220,73 @@ impl Level {
         deliver(sends);
     }
 
-    /// The peak seat demand (executing plus waiting) since the last call.
-    pub fn take_demand(&self) -> u32 {
+    /// Ends a borrowing period: the seat demand (executing plus waiting seats) observed in it,
+    /// folded into the level's demand statistics.
+    pub fn demand_period(&self) -> DemandStats {
         let mut s = self.lock();
-        let now = s.seats_in_use + s.waiting_seats;
-        std::mem::replace(&mut s.peak_demand, now).max(now)
+        let obs = s.demand.reset(Instant::now());
+        s.stats.update(obs);
+        s.stats
     }
 
     /// Offers a request of `width` seats from flow `hash`.
     pub fn admit(self: &Arc<Self>, flow: &Arc<FlowMetrics>, hash: u64, width: u32) -> Admission {
-        let width = width.max(1);
         let mut s = self.lock();
+        let width = width.clamp(MIN_SEATS, s.max_seats);
+        flow.estimated_seats().observe(width as f64);
         let Some(queuing) = self.queuing else {
+            // exempt: runs at once, its seats counted for the demand
             s.executing += 1;
+            s.seats_in_use += width;
             s.dispatched += 1;
-            return Admission::Now(self.seat(&mut s, None, 0, flow));
+            note_demand(&mut s);
+            return Admission::Now(self.seat(None, width, flow));
         };
-        // the flow's queue: the shortest of its hand (it counts the seats its requests run on)
-        let queue = queuing.map(|q| {
-            shuffle::deal(hash, q.queues, q.hand_size)
-                .into_iter()
-                .min_by_key(|&i| {
-                    let qu = &s.queues[i];
-                    qu.waiting.iter().map(|w| w.seats).sum::<u32>() + qu.seats_in_use
-                })
-                .unwrap_or(0)
-        });
-        let fits = s.seats_in_use + width <= s.limit || s.seats_in_use == 0;
-        if fits && s.waiting == 0 {
-            return Admission::Now(self.start(&mut s, queue, width, flow));
-        }
-        let (Some(q), Some(queue)) = (queuing, queue) else {
-            s.rejected += 1;
-            return Admission::Rejected(CONCURRENCY_LIMIT);
+        self.sync_time(&mut s);
+        let Some(q) = queuing else {
+            if !can_accommodate(&s, width) {
+                s.rejected += 1;
+                return Admission::Rejected(CONCURRENCY_LIMIT);
+            }
+            return Admission::Now(self.start(&mut s, None, width, flow));
         };
-        if s.queues[queue].waiting.len() >= q.queue_length_limit as usize {
+        let queue = choose_queue(&s, hash, q);
+        if s.seats_in_use >= s.limit && s.queues[queue].waiting.len() >= q.queue_length_limit as usize {
             s.rejected += 1;
             return Admission::Rejected(QUEUE_FULL);
         }
-        let (tx, rx) = oneshot::channel();
+        // enqueue: an idle queue starts at the current virtual time
+        let r = s.r;
         let id = s.next_id;
         s.next_id += 1;
-        s.queues[queue].waiting.push_back(Waiter { id, seats: width, flow: flow.clone(), tx });
+        let qu = &mut s.queues[queue];
+        if qu.waiting.is_empty() && qu.executing == 0 {
+            qu.next_dispatch_r = r;
+        }
+        let (tx, rx) = oneshot::channel();
+        qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx) });
         s.waiting += 1;
         s.waiting_seats += width;
-        s.peak_demand = s.peak_demand.max(s.seats_in_use + s.waiting_seats);
+        note_demand(&mut s);
         flow.inqueue().inc();
-        let sends = self.dispatch(&mut s);
+        flow.inqueue_seats().add(width as i64);
+        let mut sends = self.dispatch(&mut s);
         drop(s);
+        // dispatched at once: no wait
+        let mine = sends.iter().position(|(i, _, _)| *i == id).map(|p| sends.swap_remove(p));
         deliver(sends);
-        Admission::Queued(Ticket { level: self.clone(), queue, id, flow: flow.clone(), rx, done: false })
+        match mine {
+            Some((_, _, seat)) => Admission::Now(seat),
+            None => Admission::Queued(Ticket { level: self.clone(), queue, id, flow: flow.clone(), rx, done: false }),
+        }
+    }
+
+    /// Advances the virtual clock to now.
+    fn sync_time(&self, s: &mut State) {
+        let now = Instant::now();
+        let dt = now.saturating_duration_since(s.last_real).as_secs_f64();
+        s.last_real = now;
+        s.r += dt * virtual_time_ratio(s);
     }
 
     /// Accounts a request starting on `width` seats.
@@ -214,55 +298,56 @@ impl Level {
             s.queues[q].seats_in_use += width;
             s.queues[q].executing += 1;
         }
-        s.peak_demand = s.peak_demand.max(s.seats_in_use + s.waiting_seats);
-        self.seat(s, queue, width, flow)
+        note_demand(s);
+        self.seat(queue, width, flow)
     }
 
-    fn seat(self: &Arc<Self>, _s: &mut State, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+    fn seat(self: &Arc<Self>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
         flow.dispatched().inc();
         flow.executing().inc();
         flow.executing_seats().add(width as i64);
-        Seat { level: self.clone(), queue, seats: width, flow: flow.clone() }
+        Seat { level: self.clone(), queue, seats: width, started: Instant::now(), flow: flow.clone() }
     }
 
-    /// Starts queued requests while seats allow; the seats are delivered after the lock.
+    /// kube's `dispatchAsMuchAsPossibleLocked`; the seats are delivered after the lock.
     fn dispatch(self: &Arc<Self>, s: &mut State) -> Sends {
         let mut sends = Vec::new();
-        while s.waiting > 0 {
-            let n = s.queues.len();
-            let Some(q) = (0..n)
-                .map(|k| (s.round_robin + k) % n)
-                .filter(|&i| !s.queues[i].waiting.is_empty())
-                .min_by_key(|&i| s.queues[i].seats_in_use)
-            else {
-                break;
-            };
-            let width = s.queues[q].waiting.front().map(|w| w.seats).unwrap_or(1);
-            if s.seats_in_use + width > s.limit && s.seats_in_use > 0 {
-                break;
-            }
-            let w = s.queues[q].waiting.pop_front().expect("non-empty");
+        while s.waiting > 0 && s.seats_in_use < s.limit {
+            let Some(q) = find_dispatch_queue(s) else { break };
+            let mut w = s.queues[q].waiting.pop_front().expect("non-empty");
             s.waiting -= 1;
             s.waiting_seats -= w.seats;
-            s.round_robin = (q + 1) % n;
+            s.queues[q].next_dispatch_r += w.work();
             w.flow.inqueue().dec();
+            w.flow.inqueue_seats().sub(w.seats as i64);
             let seat = self.start(s, Some(q), w.seats, &w.flow);
-            sends.push((w.tx, seat));
+            if let Some(tx) = w.tx.take() {
+                sends.push((w.id, tx, seat));
+            }
         }
         sends
     }
 
-    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, flow: &FlowMetrics) {
-        flow.executing().dec();
-        flow.executing_seats().sub(width as i64);
+    /// kube's `finishRequestLocked`: the queue is charged the real service time instead of
+    /// the estimate, then whatever now fits is dispatched.
+    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, started: Instant) {
         let sends = {
             let mut s = self.lock();
+            self.sync_time(&mut s);
             s.executing -= 1;
             s.seats_in_use -= width;
             if let Some(q) = queue {
-                s.queues[q].seats_in_use -= width;
-                s.queues[q].executing -= 1;
+                let actual = started.elapsed().as_secs_f64();
+                let qu = &mut s.queues[q];
+                qu.seats_in_use -= width;
+                qu.executing -= 1;
+                qu.next_dispatch_r -= width as f64 * (ESTIMATED_SERVICE - actual);
+                // kube's anti-windup: dispatch in the virtual world never precedes arrival
+                if let Some(head) = qu.waiting.front() {
+                    qu.next_dispatch_r = qu.next_dispatch_r.max(head.arrival_r);
+                }
             }
+            note_demand(&mut s);
             self.dispatch(&mut s)
         };
         deliver(sends);
@@ -271,11 +356,13 @@ impl Level {
     /// Takes a waiter out of its queue; false when it was already dispatched.
     fn withdraw(&self, queue: usize, id: u64, flow: &FlowMetrics, timed_out: bool) -> bool {
         let mut s = self.lock();
+        self.sync_time(&mut s);
         let Some(pos) = s.queues[queue].waiting.iter().position(|w| w.id == id) else { return false };
         let w = s.queues[queue].waiting.remove(pos).expect("present");
         s.waiting -= 1;
         s.waiting_seats -= w.seats;
         s.rejected += 1;
+        note_demand(&mut s);
         if timed_out {
             s.timed_out += 1;
         } else {
@@ -284,6 +371,7 @@ impl Level {
             flow.rejected(CANCELLED);
         }
         flow.inqueue().dec();
+        flow.inqueue_seats().sub(w.seats as i64);
         true
     }
 
@@ -307,8 +395,7 @@ impl Level {
         ]
     }
 
-    /// kube's dump_queues rows (after the name); virtual time is not kept, so NextDispatchR
-    /// and TotalWorkSum read zero.
+    /// kube's dump_queues rows (after the name): seat-seconds print as kube's `%d.%08dss`.
     pub fn dump_queues(&self) -> Vec<Vec<String>> {
         if self.queuing.flatten().is_none() {
             return vec![vec!["<none>".to_string(); 8]];
@@ -318,24 +405,95 @@ impl Level {
             .iter()
             .enumerate()
             .map(|(i, q)| {
-                let queued: u32 = q.waiting.iter().map(|w| w.seats).sum();
+                let seats = q.waiting_seats();
+                let work: f64 = q.waiting.iter().map(Waiter::work).sum();
                 vec![
                     i.to_string(),
                     q.waiting.len().to_string(),
                     q.executing.to_string(),
                     q.seats_in_use.to_string(),
-                    "0.00000000ss".to_string(),
-                    queued.to_string(),
-                    queued.to_string(),
-                    "0.00000000ss".to_string(),
+                    format!("{:.8}ss", q.next_dispatch_r),
+                    seats.to_string(),
+                    seats.to_string(),
+                    format!("{work:.8}ss"),
                 ]
             })
             .collect()
     }
 }
 
+/// The seats requested now (executing plus waiting), for borrowing's demand statistics.
+fn note_demand(s: &mut State) {
+    let x = (s.seats_in_use + s.waiting_seats) as f64;
+    s.demand.set(Instant::now(), x);
+}
+
+/// kube's `getVirtualTimeRatioLocked`: the fair share of seats of each active queue.
+fn virtual_time_ratio(s: &State) -> f64 {
+    let mut active = 0u32;
+    let mut requested = 0u32;
+    for q in &s.queues {
+        if !q.waiting.is_empty() || q.executing > 0 {
+            active += 1;
+            requested += q.seats_in_use + q.waiting_seats();
+        }
+    }
+    if active == 0 {
+        return 0.0;
+    }
+    requested.min(s.limit) as f64 / active as f64
+}
+
+/// kube's `canAccommodateSeatsLocked`.
+fn can_accommodate(s: &State, seats: u32) -> bool {
+    if seats > s.limit {
+        // wider than the whole limit: it runs alone
+        return s.executing == 0;
+    }
+    s.seats_in_use + seats <= s.limit
+}
+
+/// kube's `shuffleShardLocked`: the queue of the flow's hand with the fewest seats waiting
+/// and executing (the first such in dealing order).
+fn choose_queue(s: &State, hash: u64, q: Queuing) -> usize {
+    let mut best = (u32::MAX, 0usize);
+    shuffle::deal(hash, q.queues, q.hand_size, |i| {
+        let seats = s.queues[i].waiting_seats() + s.queues[i].seats_in_use;
+        if seats < best.0 {
+            best = (seats, i);
+        }
+    });
+    best.1
+}
+
+/// kube's `findDispatchQueueToBoundLocked`: the queue whose head has the smallest virtual
+/// finish time, scanning round-robin from after the last choice, if that head fits.
+fn find_dispatch_queue(s: &mut State) -> Option<usize> {
+    let n = s.queues.len();
+    let mut best: Option<(f64, usize)> = None;
+    for _ in 0..n {
+        s.robin = (s.robin + 1) % n;
+        let q = &s.queues[s.robin];
+        if let Some(head) = q.waiting.front() {
+            let finish = q.next_dispatch_r + head.work();
+            if best.is_none_or(|(f, _)| finish < f) {
+                best = Some((finish, s.robin));
+            }
+        }
+    }
+    let (_, q) = best?;
+    let head = s.queues[q].waiting.front()?;
+    if !can_accommodate(s, head.seats) {
+        head.flow.no_accommodation();
+        return None;
+    }
+    // the next scan starts after the chosen queue: the others win ties
+    s.robin = q;
+    Some(q)
+}
+
 fn deliver(sends: Sends) {
-    for (tx, seat) in sends {
+    for (_, tx, seat) in sends {
         // a waiter that left gives the seat straight back (the Seat drops here, unlocked)
         let _ = tx.send(seat);
     }
@@ -343,14 +501,17 @@ fn deliver(sends: Sends) {
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        self.flow.executing().dec();
+        self.flow.executing_seats().sub(self.seats as i64);
         if self.level.is_exempt() {
-            self.flow.executing().dec();
             let mut s = self.level.lock();
             s.executing -= 1;
+            s.seats_in_use -= self.seats;
+            note_demand(&mut s);
             return;
         }
         let level = self.level.clone();
-        level.release(self.queue, self.seats, &self.flow);
+        level.release(self.queue, self.seats, self.started);
     }
 }
 
@@ -386,90 +547,5 @@ impl Drop for Ticket {
     }
 }
 
-/// When a wait started, for the wait-duration histogram.
-pub fn since(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn level(queues: u32, hand: u32, qlen: u32, limit: u32) -> Arc<Level> {
-        let l = Level::new("test", "uid", Some(Some(Queuing { queues, hand_size: hand, queue_length_limit: qlen })));
-        l.set_limits(Limits { nominal: limit, lower: limit, upper: limit });
-        l
-    }
-
-    #[tokio::test]
-    async fn queues_then_dispatches_on_release() {
-        let l = level(4, 2, 2, 2);
-        let fs = FlowMetrics::new("test", "fs");
-        let Admission::Now(a) = l.admit(&fs, 1, 1) else { panic!("first runs") };
-        let Admission::Now(_b) = l.admit(&fs, 1, 1) else { panic!("second runs") };
-        let Admission::Queued(t) = l.admit(&fs, 1, 1) else { panic!("third waits") };
-        drop(a);
-        let seat = t.wait(Duration::from_secs(1)).await.expect("dispatched");
-        assert_eq!(l.limits().1, 2);
-        drop(seat);
-        assert!(matches!(l.admit(&fs, 1, 1), Admission::Now(_)));
-    }
-
-    #[tokio::test]
-    async fn queue_full_time_out_and_cancel() {
-        let l = level(1, 1, 1, 1);
-        let fs = FlowMetrics::new("test", "fs");
-        let Admission::Now(_a) = l.admit(&fs, 1, 1) else { panic!() };
-        let Admission::Queued(t) = l.admit(&fs, 1, 1) else { panic!() };
-        assert!(matches!(l.admit(&fs, 1, 1), Admission::Rejected(QUEUE_FULL)));
-        assert_eq!(t.wait(Duration::from_millis(20)).await.unwrap_err(), TIME_OUT);
-        let Admission::Queued(t) = l.admit(&fs, 1, 1) else { panic!() };
-        drop(t);
-        assert_eq!(l.dump_row()[8], "1", "cancelled");
-        assert_eq!(l.dump_row()[7], "1", "timed out");
-    }
-
-    #[test]
-    fn reject_levels_refuse_at_the_limit_and_wide_requests_run_alone() {
-        let l = Level::new("r", "u", Some(None));
-        l.set_limits(Limits { nominal: 3, lower: 3, upper: 3 });
-        let fs = FlowMetrics::new("test", "fs");
-        let Admission::Now(wide) = l.admit(&fs, 0, 10) else { panic!("wider than the limit, alone") };
-        assert!(matches!(l.admit(&fs, 0, 1), Admission::Rejected(CONCURRENCY_LIMIT)));
-        drop(wide);
-        assert!(matches!(l.admit(&fs, 0, 1), Admission::Now(_)));
-    }
-
-    #[tokio::test]
-    async fn freed_seats_go_to_the_queue_with_the_fewest_executing() {
-        // 2 queues, hand 1: flows land on fixed queues
-        let l = level(2, 1, 100, 2);
-        let fs = FlowMetrics::new("test", "fs");
-        let (mut heavy, mut light) = (None, None);
-        for h in 0..100u64 {
-            let q = shuffle::deal(h, 2, 1)[0];
-            if q == 0 && heavy.is_none() {
-                heavy = Some(h);
-            }
-            if q == 1 && light.is_none() {
-                light = Some(h);
-            }
-        }
-        let (heavy, light) = (heavy.unwrap(), light.unwrap());
-        let Admission::Now(a) = l.admit(&fs, heavy, 1) else { panic!() };
-        let Admission::Now(b) = l.admit(&fs, heavy, 1) else { panic!() };
-        let mut heavy_waiting: Vec<Ticket> = (0..5)
-            .map(|_| match l.admit(&fs, heavy, 1) {
-                Admission::Queued(t) => t,
-                _ => panic!(),
-            })
-            .collect();
-        let Admission::Queued(lt) = l.admit(&fs, light, 1) else { panic!() };
-        drop(a);
-        // the light flow's queue has no seats in use: it goes first despite arriving last
-        let seat = lt.wait(Duration::from_millis(100)).await.expect("light flow served first");
-        drop((seat, b));
-        let first = heavy_waiting.remove(0);
-        first.wait(Duration::from_millis(100)).await.expect("then the heavy one");
-    }
-}
+mod tests;

@@ -102,6 +102,72 @@ pub static CURRENT_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric")
 });
 
+pub static INQUEUE_SEATS: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_current_inqueue_seats",
+        "Number of seats currently pending in queues of the API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+pub static WORK_ESTIMATED_SEATS: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_work_estimated_seats",
+        "Number of estimated seats (maximum of initial and final seats) associated with requests in API Priority and Fairness",
+        &[PL, FS],
+        vec![1.0, 2.0, 4.0, 10.0]
+    )
+    .expect("metric")
+});
+
+pub static NO_ACCOMMODATION: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "apiserver_flowcontrol_request_dispatch_no_accommodation_total",
+        "Number of times a dispatch attempt resulted in a non accommodation due to lack of available seats",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+fn demand_gauge(name: &str, help: &str) -> prometheus::GaugeVec {
+    prometheus::register_gauge_vec!(name, help, &[PL]).expect("metric")
+}
+
+pub static DEMAND_HIGH_WATERMARK: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    demand_gauge(
+        "apiserver_flowcontrol_demand_seats_high_watermark",
+        "High watermark, over last adjustment period, of demand_seats",
+    )
+});
+pub static DEMAND_AVERAGE: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    demand_gauge(
+        "apiserver_flowcontrol_demand_seats_average",
+        "Time-weighted average, over last adjustment period, of demand_seats",
+    )
+});
+pub static DEMAND_STDEV: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    demand_gauge(
+        "apiserver_flowcontrol_demand_seats_stdev",
+        "Time-weighted standard deviation, over last adjustment period, of demand_seats",
+    )
+});
+pub static DEMAND_SMOOTHED: Lazy<prometheus::GaugeVec> =
+    Lazy::new(|| demand_gauge("apiserver_flowcontrol_demand_seats_smoothed", "Smoothed seat demands"));
+
+pub static TARGET: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!("apiserver_flowcontrol_target_seats", "Seat allocation targets", &[PL])
+        .expect("metric")
+});
+
+pub static FAIR_FRAC: Lazy<prometheus::Gauge> = Lazy::new(|| {
+    prometheus::register_gauge!(
+        "apiserver_flowcontrol_seat_fair_frac",
+        "Fair fraction of server's concurrency to allocate to each priority level that can use it"
+    )
+    .expect("metric")
+});
+
 /// Registers every family, so /metrics lists them before the first request.
 pub fn force() {
     Lazy::force(&DISPATCHED);
@@ -114,6 +180,15 @@ pub fn force() {
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
     Lazy::force(&CURRENT_LIMIT);
+    Lazy::force(&TARGET);
+    Lazy::force(&INQUEUE_SEATS);
+    Lazy::force(&WORK_ESTIMATED_SEATS);
+    Lazy::force(&NO_ACCOMMODATION);
+    Lazy::force(&DEMAND_HIGH_WATERMARK);
+    Lazy::force(&DEMAND_AVERAGE);
+    Lazy::force(&DEMAND_STDEV);
+    Lazy::force(&DEMAND_SMOOTHED);
+    Lazy::force(&FAIR_FRAC);
 }
 
 /// One flow schema's series at its level, resolved on first use and kept with the schema:
@@ -123,6 +198,8 @@ pub struct FlowMetrics {
     pub schema: String,
     dispatched: OnceLock<IntCounter>,
     inqueue: OnceLock<IntGauge>,
+    inqueue_seats: OnceLock<IntGauge>,
+    seats: OnceLock<Histogram>,
     executing: OnceLock<IntGauge>,
     executing_seats: OnceLock<IntGauge>,
     waited: [OnceLock<Histogram>; 2],
@@ -135,6 +212,8 @@ impl FlowMetrics {
             schema: schema.to_string(),
             dispatched: OnceLock::new(),
             inqueue: OnceLock::new(),
+            inqueue_seats: OnceLock::new(),
+            seats: OnceLock::new(),
             executing: OnceLock::new(),
             executing_seats: OnceLock::new(),
             waited: [OnceLock::new(), OnceLock::new()],
@@ -151,6 +230,20 @@ impl FlowMetrics {
 
     pub fn inqueue(&self) -> &IntGauge {
         self.inqueue.get_or_init(|| INQUEUE.with_label_values(&self.labels()))
+    }
+
+    pub fn inqueue_seats(&self) -> &IntGauge {
+        self.inqueue_seats.get_or_init(|| INQUEUE_SEATS.with_label_values(&self.labels()))
+    }
+
+    /// The work estimator's seats for one request.
+    pub fn estimated_seats(&self) -> &Histogram {
+        self.seats.get_or_init(|| WORK_ESTIMATED_SEATS.with_label_values(&self.labels()))
+    }
+
+    /// A head of queue that did not fit in the free seats (rare enough to look up).
+    pub fn no_accommodation(&self) {
+        NO_ACCOMMODATION.with_label_values(&self.labels()).inc();
     }
 
     pub fn executing(&self) -> &IntGauge {

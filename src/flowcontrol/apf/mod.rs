@@ -6,6 +6,8 @@
 
 pub mod classify;
 pub mod dump;
+pub mod ensurer;
+pub mod integrator;
 pub mod level;
 pub mod limits;
 pub mod metrics;
@@ -24,12 +26,13 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use types::{FlowSchema, Objects, PriorityLevelConfiguration};
 
-const BOOTSTRAP: &str = include_str!("bootstrap.yaml");
-/// Objects kube keeps as it defines them, whatever the configuration says.
-const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
-const MANDATORY_SCHEMAS: &[&str] = &["exempt", "probes", "catch-all"];
-/// How often borrowing is recomputed (see `limits.rs`).
-const REBALANCE: Duration = Duration::from_secs(1);
+pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.yaml");
+/// Objects kube keeps as it defines them, whatever the configuration says (bootstrap's
+/// `MandatoryPriorityLevelConfigurations` and `MandatoryFlowSchemas`; probes is suggested).
+pub const MANDATORY_LEVELS: &[&str] = &["exempt", "catch-all"];
+pub const MANDATORY_SCHEMAS: &[&str] = &["exempt", "catch-all"];
+/// How often borrowing is recomputed (kube's `borrowingAdjustmentPeriod`, see `limits.rs`).
+const REBALANCE: Duration = Duration::from_secs(10);
 /// kube's cap on a request's queue wait, and its wait without a request deadline.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_WAIT: Duration = Duration::from_secs(15);
@@ -49,8 +52,49 @@ pub struct Config {
     pub schemas: Vec<Schema>,
     /// Sorted by name.
     pub levels: Vec<Arc<Level>>,
-    /// The limited levels (indexes into `levels`) and their seat bounds.
-    limited: Vec<(usize, level::Limits)>,
+    /// Each level's seat bounds, as `levels`.
+    bounds: Vec<level::Limits>,
+    /// Each FlowSchema's Dangling condition, by name.
+    conditions: BTreeMap<String, Dangling>,
+}
+
+/// kube's `Dangling` condition of a FlowSchema, and when it last changed.
+pub struct Dangling {
+    pub dangling: bool,
+    pub level: String,
+    pub since: String,
+}
+
+impl Dangling {
+    /// The FlowSchema's status as kube's config-consuming controller writes it.
+    pub fn status(&self) -> serde_json::Value {
+        let (status, reason, message) = if self.dangling {
+            (
+                "True",
+                "NotFound",
+                format!(
+                    "This FlowSchema references the PriorityLevelConfiguration object named {:?} but there is no such object",
+                    self.level
+                ),
+            )
+        } else {
+            (
+                "False",
+                "Found",
+                format!(
+                    "This FlowSchema references the PriorityLevelConfiguration object named {:?} and it exists",
+                    self.level
+                ),
+            )
+        };
+        serde_json::json!({"conditions": [{
+            "type": "Dangling",
+            "status": status,
+            "lastTransitionTime": self.since,
+            "reason": reason,
+            "message": message,
+        }]})
+    }
 }
 
 /// What a request was classified as.
@@ -75,22 +119,12 @@ struct Sources {
     stored: Objects,
 }
 
-impl Sources {
-    /// File objects, then stored ones (which win on a name both define).
-    fn merged(&self) -> Objects {
-        let mut all = self.files.clone();
-        all.flow_schemas.extend(self.stored.flow_schemas.iter().cloned());
-        all.priority_levels.extend(self.stored.priority_levels.iter().cloned());
-        all
-    }
-}
-
 impl Apf {
     /// Builds the controller from kube's bootstrap objects and the files under `paths`.
     pub fn new(server_seats: u32, paths: Vec<PathBuf>) -> anyhow::Result<Arc<Apf>> {
         metrics::force();
         let files = Objects::load(&paths)?;
-        let config = compile(server_seats, files.clone(), None)?;
+        let config = compile(server_seats, &Objects::default(), &files, None)?;
         let apf = Arc::new(Apf {
             server_seats,
             paths,
@@ -128,7 +162,7 @@ impl Apf {
         let mut next = Sources { files: sources.files.clone(), stored: sources.stored.clone() };
         change(&mut next);
         let old = self.config.load();
-        let config = compile(self.server_seats, next.merged(), Some(&old))?;
+        let config = compile(self.server_seats, &next.stored, &next.files, Some(&old))?;
         self.config.store(Arc::new(config));
         *sources = next;
         Ok(())
@@ -148,20 +182,40 @@ impl Apf {
         width::seats(info, query, self.count.get().map(|b| b.as_ref()))
     }
 
-    /// Recomputes each level's current seats from its recent demand.
+    /// kube's periodic borrowing: each level's current seats from its demand in the period.
     fn rebalance(&self) {
         let cfg = self.config.load();
-        let demand: Vec<u32> = cfg.limited.iter().map(|(i, _)| cfg.levels[*i].take_demand()).collect();
-        let bounds: Vec<level::Limits> = cfg.limited.iter().map(|(_, b)| *b).collect();
-        for ((i, _), seats) in cfg.limited.iter().zip(limits::allocate(self.server_seats, &bounds, &demand)) {
-            let l = &cfg.levels[*i];
+        let items: Vec<limits::Item> =
+            cfg.levels.iter().zip(&cfg.bounds).map(|(l, b)| limits::item(*b, &l.demand_period())).collect();
+        let sum: u32 = cfg.bounds.iter().map(|b| b.nominal).sum();
+        let allocs = match limits::allocate(sum, &items) {
+            Ok((a, fair)) => {
+                metrics::FAIR_FRAC.set(fair);
+                a
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "unable to derive new concurrency limits; levels keep theirs");
+                return;
+            }
+        };
+        for ((l, alloc), it) in cfg.levels.iter().zip(allocs).zip(&items) {
+            if l.is_exempt() {
+                continue;
+            }
+            let seats = alloc.round() as u32;
             l.set_current_limit(seats);
             metrics::CURRENT_LIMIT.with_label_values(&[&l.name]).set(seats as i64);
+            metrics::TARGET.with_label_values(&[&l.name]).set(it.target);
         }
     }
 }
 
 impl Config {
+    /// A FlowSchema's status (its Dangling condition), for the store to serve.
+    pub fn flow_schema_status(&self, name: &str) -> Option<serde_json::Value> {
+        self.conditions.get(name).map(Dangling::status)
+    }
+
     /// The first matching schema (kube's catch-all matches every authenticated or
     /// unauthenticated user; a user in neither group falls to catch-all as well).
     pub fn classify(&self, user: &UserInfo, info: &RequestInfo) -> Option<Decision<'_>> {
@@ -222,61 +276,78 @@ fn uid_of(meta: &types::Meta, kind: &str) -> String {
     }
 }
 
-/// Bootstrap objects overlaid with the user's (mandatory ones stay kube's), compiled.
-fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<Config> {
+/// kube's bootstrap objects, overlaid by the stored ones (which the ensurer keeps kube's for
+/// the mandatory names), then by the files' (which may not redefine a mandatory object),
+/// compiled. A FlowSchema whose level does not exist is Dangling and matches nothing.
+fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>) -> anyhow::Result<Config> {
     // parsed once: every reload and stored-object change recompiles
     static BOOT: once_cell::sync::Lazy<Objects> =
         once_cell::sync::Lazy::new(|| Objects::parse(BOOTSTRAP, "bootstrap").expect("the bundled bootstrap parses"));
-    let boot = BOOT.clone();
     let mut pls: BTreeMap<String, PriorityLevelConfiguration> =
-        boot.priority_levels.into_iter().map(|p| (p.metadata.name.clone(), p)).collect();
+        BOOT.priority_levels.iter().map(|p| (p.metadata.name.clone(), p.clone())).collect();
     let mut fss: BTreeMap<String, FlowSchema> =
-        boot.flow_schemas.into_iter().map(|f| (f.metadata.name.clone(), f)).collect();
-    for p in user.priority_levels {
-        if !MANDATORY_LEVELS.contains(&p.metadata.name.as_str()) {
-            pls.insert(p.metadata.name.clone(), p);
+        BOOT.flow_schemas.iter().map(|f| (f.metadata.name.clone(), f.clone())).collect();
+    for p in &stored.priority_levels {
+        // kube's exempt level must stay exempt, catch-all limited (its controller ignores others)
+        let mandatory_kind = match p.metadata.name.as_str() {
+            "exempt" => p.is_exempt(),
+            "catch-all" => !p.is_exempt(),
+            _ => true,
+        };
+        if mandatory_kind {
+            pls.insert(p.metadata.name.clone(), p.clone());
         }
     }
-    for f in user.flow_schemas {
+    for f in &stored.flow_schemas {
+        fss.insert(f.metadata.name.clone(), f.clone());
+    }
+    for p in &files.priority_levels {
+        if !MANDATORY_LEVELS.contains(&p.metadata.name.as_str()) {
+            pls.insert(p.metadata.name.clone(), p.clone());
+        }
+    }
+    for f in &files.flow_schemas {
         if !MANDATORY_SCHEMAS.contains(&f.metadata.name.as_str()) {
-            fss.insert(f.metadata.name.clone(), f);
+            fss.insert(f.metadata.name.clone(), f.clone());
         }
     }
 
     let mut levels = Vec::new();
-    let mut limited = Vec::new();
     let mut shares = Vec::new();
+    let mut fresh = Vec::new();
     for (name, p) in &pls {
         let queuing = if p.is_exempt() { None } else { p.spec.limited.as_ref().map(|l| l.queuing()) };
         let uid = uid_of(&p.metadata, "PriorityLevelConfiguration");
         let reuse = old.and_then(|o| o.levels.iter().find(|l| &l.name == name && l.queuing == queuing && l.uid == uid));
-        let level = reuse.cloned().unwrap_or_else(|| Level::new(name, &uid, queuing));
-        if let Some(l) = p.spec.limited.as_ref() {
-            limited.push(levels.len());
-            shares.push(limits::Shares {
-                shares: l.shares(),
-                lendable_percent: l.lendable_percent.unwrap_or(0),
-                borrowing_limit_percent: l.borrowing_limit_percent,
-            });
-        }
-        levels.push(level);
+        fresh.push(reuse.is_none());
+        levels.push(reuse.cloned().unwrap_or_else(|| Level::new(name, &uid, queuing)));
+        shares.push(p.shares());
     }
     let bounds = limits::bounds(server, &shares);
-    for (&i, b) in limited.iter().zip(&bounds) {
-        let l = &levels[i];
-        l.set_limits(*b);
+    for ((l, b), fresh) in levels.iter().zip(&bounds).zip(fresh) {
+        l.set_limits(*b, fresh);
         let name = l.name.as_str();
         metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);
         metrics::LOWER_LIMIT.with_label_values(&[name]).set(b.lower as i64);
         metrics::UPPER_LIMIT.with_label_values(&[name]).set(b.upper as i64);
-        metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
+        if !l.is_exempt() {
+            metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
+        }
     }
 
     let mut schemas = Vec::new();
+    let mut conditions = BTreeMap::new();
     for (name, fs) in fss {
-        let Some(level) = levels.iter().find(|l| l.name == fs.level()) else {
-            // kube keeps such a schema but marks it Dangling and matches nothing with it
-            tracing::warn!(flow_schema = %name, priority_level = fs.level(), "FlowSchema refers to a missing priority level; ignored");
+        let level = levels.iter().find(|l| l.name == fs.level());
+        let dangling = level.is_none();
+        let since = old
+            .and_then(|o| o.conditions.get(&name))
+            .filter(|c| c.dangling == dangling && c.level == fs.level())
+            .map(|c| c.since.clone())
+            .unwrap_or_else(crate::store::rest::now);
+        conditions.insert(name.clone(), Dangling { dangling, level: fs.level().to_string(), since });
+        let Some(level) = level else {
+            tracing::warn!(flow_schema = %name, priority_level = fs.level(), "FlowSchema refers to a missing priority level: Dangling");
             continue;
         };
         let uid = uid_of(&fs.metadata, "FlowSchema");
@@ -284,7 +355,7 @@ fn compile(server: u32, user: Objects, old: Option<&Config>) -> anyhow::Result<C
         schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs, metrics });
     }
     schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
-    Ok(Config { schemas, levels, limited: limited.into_iter().zip(bounds).collect() })
+    Ok(Config { schemas, levels, bounds, conditions })
 }
 
 /// Recomputes borrowing once a period on a thread of its own, until the controller is gone.

@@ -1,6 +1,7 @@
 //! Classification against kube's bootstrap configuration, and configuration from files.
 
 use super::*;
+use types::AUTOUPDATE;
 
 fn user(name: &str, groups: &[&str]) -> UserInfo {
     let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
@@ -17,7 +18,7 @@ fn classify_as(cfg: &Config, u: &UserInfo, method: &str, path: &str) -> (String,
 }
 
 fn bootstrap() -> Config {
-    compile(600, Objects::default(), None).unwrap()
+    compile(600, &Objects::default(), &Objects::default(), None).unwrap()
 }
 
 #[test]
@@ -104,6 +105,30 @@ fn bootstrap_classification_table() {
         ),
         (sa("kube-system", "x"), "GET", "/api/v1/nodes", "kube-system-service-accounts", "workload-high", ""),
         (
+            sa("kube-system", "x"),
+            "PUT",
+            "/api/v1/namespaces/d/configmaps/lock",
+            "workload-leader-election",
+            "leader-election",
+            "system:serviceaccount:kube-system:x",
+        ),
+        (
+            sa("kube-system", "endpointslicemirroring-controller"),
+            "PUT",
+            "/api/v1/namespaces/d/endpoints/e",
+            "endpoint-controller",
+            "workload-high",
+            "system:serviceaccount:kube-system:endpointslicemirroring-controller",
+        ),
+        (
+            user("system:node:n1", &["system:nodes"]),
+            "GET",
+            "/apis/coordination.k8s.io/v1/namespaces/other/leases/n1",
+            "system-node-high",
+            "node-high",
+            "system:node:n1",
+        ),
+        (
             sa("apps", "web"),
             "GET",
             "/api/v1/namespaces/apps/configmaps",
@@ -173,7 +198,7 @@ spec:
   - subjects: [{kind: Group, group: {name: "*"}}]
     nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
 "#;
-    let cfg = compile(600, Objects::parse(yaml, "test").unwrap(), None).unwrap();
+    let cfg = compile(600, &Objects::default(), &Objects::parse(yaml, "test").unwrap(), None).unwrap();
     let noisy = user("noisy", &[]);
     assert_eq!(
         classify_as(&cfg, &noisy, "GET", "/api/v1/namespaces/x/pods").0,
@@ -232,4 +257,110 @@ fn reload_keeps_levels_and_their_seats() {
     std::fs::write(&f, "kind: [").unwrap();
     assert!(apf.reload().is_err());
     assert!(apf.snapshot().levels.iter().any(|l| l.name == "extra"), "the old configuration stays");
+}
+
+/// Every bootstrap object's key values, as kube's bootstrap/default.go defines them.
+#[test]
+fn bootstrap_objects_are_kubes() {
+    let boot = Objects::parse(BOOTSTRAP, "bootstrap").unwrap();
+    // name, type, shares, lendable, queues, handSize, queueLengthLimit (0: Reject)
+    let mut levels: Vec<(String, String, u32, u32, u32, u32, u32)> = boot
+        .priority_levels
+        .iter()
+        .map(|p| {
+            let (shares, lendable, q) = match &p.spec.limited {
+                Some(l) => {
+                    assert_eq!(l.borrowing_limit_percent, None, "{}: kube sets no borrowing limit", p.metadata.name);
+                    (l.shares(), l.lendable_percent.unwrap(), l.queuing())
+                }
+                None => (0, 0, None),
+            };
+            let q = q.map(|q| (q.queues, q.hand_size, q.queue_length_limit)).unwrap_or_default();
+            (p.metadata.name.clone(), p.spec.kind.clone(), shares, lendable, q.0, q.1, q.2)
+        })
+        .collect();
+    levels.sort();
+    let l = |n: &str, t: &str, s, lp, q, h, ql| (n.to_string(), t.to_string(), s, lp, q, h, ql);
+    assert_eq!(
+        levels,
+        vec![
+            l("catch-all", "Limited", 5, 0, 0, 0, 0),
+            l("exempt", "Exempt", 0, 0, 0, 0, 0),
+            l("global-default", "Limited", 20, 50, 128, 6, 50),
+            l("leader-election", "Limited", 10, 0, 16, 4, 50),
+            l("node-high", "Limited", 40, 25, 64, 6, 50),
+            l("system", "Limited", 30, 33, 64, 6, 50),
+            l("workload-high", "Limited", 40, 50, 128, 6, 50),
+            l("workload-low", "Limited", 100, 90, 128, 6, 50),
+        ]
+    );
+
+    // name, precedence, level, distinguisher, subjects, resource rules, non-resource rules
+    let subject = |s: &types::Subject| match s.kind.as_str() {
+        "User" => format!("u:{}", s.user.as_ref().unwrap().name),
+        "Group" => format!("g:{}", s.group.as_ref().unwrap().name),
+        _ => {
+            let sa = s.service_account.as_ref().unwrap();
+            format!("sa:{}/{}", sa.namespace, sa.name)
+        }
+    };
+    let mut schemas: Vec<String> = boot
+        .flow_schemas
+        .iter()
+        .map(|f| {
+            assert_eq!(f.spec.rules.len(), 1, "{}: one rule", f.metadata.name);
+            let r = &f.spec.rules[0];
+            let rr: Vec<String> = r
+                .resource_rules
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{}|{}|{}|{}|{}",
+                        x.verbs.join(","),
+                        x.api_groups.join(","),
+                        x.resources.join(","),
+                        x.namespaces.join(","),
+                        x.cluster_scope
+                    )
+                })
+                .collect();
+            let nr: Vec<String> = r
+                .non_resource_rules
+                .iter()
+                .map(|x| format!("{}|{}", x.verbs.join(","), x.non_resource_urls.join(",")))
+                .collect();
+            format!(
+                "{} {} {} {} [{}] [{}] [{}]",
+                f.metadata.name,
+                f.spec.matching_precedence,
+                f.level(),
+                f.spec.distinguisher_method.as_ref().map(|d| d.kind.as_str()).unwrap_or("-"),
+                r.subjects.iter().map(subject).collect::<Vec<_>>().join(" "),
+                rr.join(" "),
+                nr.join(" ")
+            )
+        })
+        .collect();
+    schemas.sort();
+    let all = "*|*|*|*|true";
+    let all_nr = "*|*";
+    let want = vec![
+        format!("catch-all 10000 catch-all ByUser [g:system:unauthenticated g:system:authenticated] [{all}] [{all_nr}]"),
+        "endpoint-controller 150 workload-high ByUser [u:system:kube-controller-manager sa:kube-system/endpoint-controller sa:kube-system/endpointslicemirroring-controller] [get,create,update||endpoints|*|false] []".to_string(),
+        format!("exempt 1 exempt - [g:system:masters] [{all}] [{all_nr}]"),
+        format!("global-default 9900 global-default ByUser [g:system:unauthenticated g:system:authenticated] [{all}] [{all_nr}]"),
+        format!("kube-controller-manager 800 workload-high ByNamespace [u:system:kube-controller-manager] [{all}] [{all_nr}]"),
+        format!("kube-scheduler 800 workload-high ByNamespace [u:system:kube-scheduler] [{all}] [{all_nr}]"),
+        format!("kube-system-service-accounts 900 workload-high ByNamespace [sa:kube-system/*] [{all}] [{all_nr}]"),
+        "probes 2 exempt - [g:system:unauthenticated g:system:authenticated] [] [get|/healthz,/readyz,/livez]".to_string(),
+        format!("service-accounts 9000 workload-low ByUser [g:system:serviceaccounts] [{all}] [{all_nr}]"),
+        "system-leader-election 100 leader-election ByUser [u:system:kube-controller-manager u:system:kube-scheduler sa:kube-system/*] [get,create,update|coordination.k8s.io|leases|*|false] []".to_string(),
+        "system-node-high 400 node-high ByUser [g:system:nodes] [*||nodes,nodes/status|*|true *|coordination.k8s.io|leases|*|false] []".to_string(),
+        format!("system-nodes 500 system ByUser [g:system:nodes] [{all}] [{all_nr}]"),
+        "workload-leader-election 200 leader-election ByUser [sa:kube-system/*] [get,create,update||endpoints,configmaps|*|false get,create,update|coordination.k8s.io|leases|*|false] []".to_string(),
+    ];
+    assert_eq!(schemas, want);
+    for o in boot.flow_schemas.iter().map(|f| &f.metadata).chain(boot.priority_levels.iter().map(|p| &p.metadata)) {
+        assert_eq!(o.annotations.get(AUTOUPDATE).map(String::as_str), Some("true"), "{}", o.name);
+    }
 }

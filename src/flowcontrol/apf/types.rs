@@ -11,7 +11,15 @@ pub struct Meta {
     pub name: String,
     #[serde(default)]
     pub uid: String,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub generation: i64,
 }
+
+/// kube's annotation saying whether the config-producing controller keeps a bootstrap object's
+/// spec as kube defines it.
+pub const AUTOUPDATE: &str = "apf.kubernetes.io/autoupdate-spec";
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -112,6 +120,19 @@ pub struct PriorityLevelSpec {
     pub kind: String,
     #[serde(default)]
     pub limited: Option<Limited>,
+    #[serde(default)]
+    pub exempt: Option<Exempt>,
+}
+
+/// The exempt level's share of the server's seats (v1 defaults both to 0): it counts in the
+/// division of seats and its demand in borrowing, though it is never limited.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Exempt {
+    #[serde(default)]
+    pub nominal_concurrency_shares: Option<u32>,
+    #[serde(default)]
+    pub lendable_percent: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -219,24 +240,23 @@ impl Objects {
         Ok(())
     }
 
-    /// The store's objects of one resource (as the store keeps them: JSON).
+    /// The store's objects of one resource (as the store keeps them: JSON). An object that
+    /// does not parse or validate is left out (logged), not the whole set.
     pub fn from_stored(resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
         for v in objects {
             let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let origin = format!("stored {resource} {name:?}");
-            match resource {
-                "flowschemas" => {
-                    let fs: FlowSchema = serde_json::from_value(v).with_context(|| origin.clone())?;
-                    fs.validate().with_context(|| origin.clone())?;
-                    out.flow_schemas.push(fs);
-                }
-                "prioritylevelconfigurations" => {
-                    let pl: PriorityLevelConfiguration = serde_json::from_value(v).with_context(|| origin.clone())?;
-                    pl.validate().with_context(|| origin.clone())?;
-                    out.priority_levels.push(pl);
-                }
+            let r = match resource {
+                "flowschemas" => serde_json::from_value::<FlowSchema>(v)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|fs| fs.validate().map(|_| out.flow_schemas.push(fs))),
+                "prioritylevelconfigurations" => serde_json::from_value::<PriorityLevelConfiguration>(v)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|pl| pl.validate().map(|_| out.priority_levels.push(pl))),
                 other => bail!("{other} is not a flowcontrol.apiserver.k8s.io resource"),
+            };
+            if let Err(e) = r {
+                tracing::warn!(resource, name, error = %format!("{e:#}"), "stored APF object ignored: invalid");
             }
         }
         Ok(out)
@@ -311,6 +331,22 @@ impl PriorityLevelConfiguration {
 
     pub fn is_exempt(&self) -> bool {
         self.spec.kind == "Exempt"
+    }
+
+    /// kube's `plSpecCommons`: shares, lendable and borrowing-limit percents of either kind.
+    pub fn shares(&self) -> super::limits::Shares {
+        match (&self.spec.limited, &self.spec.exempt) {
+            (Some(l), _) => super::limits::Shares {
+                shares: l.shares(),
+                lendable_percent: l.lendable_percent.unwrap_or(0),
+                borrowing_limit_percent: l.borrowing_limit_percent,
+            },
+            (None, e) => super::limits::Shares {
+                shares: e.as_ref().and_then(|e| e.nominal_concurrency_shares).unwrap_or(0),
+                lendable_percent: e.as_ref().and_then(|e| e.lendable_percent).unwrap_or(0),
+                borrowing_limit_percent: None,
+            },
+        }
     }
 }
 

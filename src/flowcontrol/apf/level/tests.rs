@@ -1,0 +1,163 @@
+//! The queue set's dispatch order, limits and refusals.
+
+use super::*;
+
+fn level(queues: u32, hand: u32, qlen: u32, limit: u32) -> Arc<Level> {
+    let l = Level::new("test", "uid", Some(Some(Queuing { queues, hand_size: hand, queue_length_limit: qlen })));
+    l.set_limits(Limits { nominal: limit, lower: limit, upper: limit }, true);
+    l
+}
+
+fn fm() -> Arc<FlowMetrics> {
+    FlowMetrics::new("test", "fs")
+}
+
+fn now(a: Admission) -> Seat {
+    match a {
+        Admission::Now(s) => s,
+        Admission::Queued(_) => panic!("queued"),
+        Admission::Rejected(r) => panic!("rejected: {r}"),
+    }
+}
+
+fn queued(a: Admission) -> Ticket {
+    match a {
+        Admission::Queued(t) => t,
+        Admission::Now(_) => panic!("ran at once"),
+        Admission::Rejected(r) => panic!("rejected: {r}"),
+    }
+}
+
+/// A hash whose hand (of size 1) is queue `q` of `deck`.
+fn flow_on(q: usize, deck: u32) -> u64 {
+    (0..1000u64).find(|&h| shuffle::hand(h, deck, 1) == vec![q]).unwrap()
+}
+
+#[tokio::test]
+async fn queues_then_dispatches_on_release() {
+    let l = level(4, 2, 2, 2);
+    let fs = fm();
+    let a = now(l.admit(&fs, 1, 1));
+    let _b = now(l.admit(&fs, 1, 1));
+    let t = queued(l.admit(&fs, 1, 1));
+    drop(a);
+    let seat = t.wait(Duration::from_secs(1)).await.expect("dispatched");
+    assert_eq!(l.limits().1, 2);
+    drop(seat);
+    now(l.admit(&fs, 1, 1));
+}
+
+#[tokio::test]
+async fn queue_full_only_when_saturated_time_out_and_cancel() {
+    let l = level(1, 1, 1, 1);
+    let fs = fm();
+    let _a = now(l.admit(&fs, 1, 1));
+    let t = queued(l.admit(&fs, 1, 1));
+    assert!(matches!(l.admit(&fs, 1, 1), Admission::Rejected(QUEUE_FULL)));
+    assert_eq!(t.wait(Duration::from_millis(20)).await.unwrap_err(), TIME_OUT);
+    let t = queued(l.admit(&fs, 1, 1));
+    drop(t);
+    assert_eq!(l.dump_row()[8], "1", "cancelled");
+    assert_eq!(l.dump_row()[7], "1", "timed out");
+    // with seats to spare a full queue still takes requests (kube refuses only when saturated)
+    let l = level(1, 1, 1, 3);
+    let _x = now(l.admit(&fs, 1, 1));
+    let _y = now(l.admit(&fs, 1, 1));
+    let _z = now(l.admit(&fs, 1, 1));
+    let _w = queued(l.admit(&fs, 1, 1));
+    assert!(matches!(l.admit(&fs, 1, 1), Admission::Rejected(QUEUE_FULL)));
+}
+
+#[test]
+fn reject_levels_refuse_at_the_limit_and_wide_requests_run_alone() {
+    let l = Level::new("r", "u", Some(None));
+    l.set_limits(Limits { nominal: 3, lower: 3, upper: 3 }, true);
+    let fs = fm();
+    let wide = now(l.admit(&fs, 0, 10));
+    assert!(matches!(l.admit(&fs, 0, 1), Admission::Rejected(CONCURRENCY_LIMIT)));
+    drop(wide);
+    let _one = now(l.admit(&fs, 0, 1));
+    let _two = now(l.admit(&fs, 0, 2));
+    assert!(matches!(l.admit(&fs, 0, 1), Admission::Rejected(CONCURRENCY_LIMIT)));
+}
+
+#[test]
+fn initial_limit_and_widest_request_are_kubes() {
+    // nominal 49, lendable 25 (global-default at 600): starts at 49 - 25/2 = 37 seats
+    let l = Level::new("g", "u", Some(Some(Queuing { queues: 128, hand_size: 6, queue_length_limit: 50 })));
+    l.set_limits(Limits { nominal: 49, lower: 24, upper: 649 }, true);
+    assert_eq!(l.limits().1, 37);
+    // max seats: max(1, min(ceil(0.15 × 49) = 8, 49 / 6 = 8)) = 8
+    let fs = fm();
+    let s = now(l.admit(&fs, 0, 10));
+    assert_eq!(s.seats, 8);
+    // a reconfiguration keeps the current limit
+    l.set_limits(Limits { nominal: 3, lower: 1, upper: 33 }, false);
+    assert_eq!(l.limits().1, 37);
+    drop(s);
+    let s = now(l.admit(&fs, 0, 10));
+    assert_eq!(s.seats, 1, "3 nominal seats, hand 6: one seat at most");
+}
+
+#[tokio::test]
+async fn the_queue_with_the_earliest_virtual_finish_goes_first() {
+    // 2 queues, hand 1: flows land on fixed queues
+    let l = level(2, 1, 100, 4);
+    let fs = fm();
+    let (heavy, light) = (flow_on(0, 2), flow_on(1, 2));
+    // the heavy flow takes every seat: its queue's virtual start moves 4 requests' work ahead
+    let mut running: Vec<Seat> = (0..4).map(|_| now(l.admit(&fs, heavy, 1))).collect();
+    let heavy_waiting: Vec<Ticket> = (0..5).map(|_| queued(l.admit(&fs, heavy, 1))).collect();
+    let lt = queued(l.admit(&fs, light, 1));
+    running.remove(0);
+    // the light flow's queue starts at the current virtual time: it goes first despite
+    // arriving last
+    let seat = lt.wait(Duration::from_millis(100)).await.expect("light flow served first");
+    assert_eq!(seat.queue, Some(1));
+    assert_eq!(l.dump_row()[3], "5", "the heavy flow's five still wait");
+    drop(seat);
+    let mut heavy_waiting = heavy_waiting.into_iter();
+    heavy_waiting.next().unwrap().wait(Duration::from_millis(100)).await.expect("then the heavy one");
+}
+
+#[tokio::test]
+async fn flows_alternate_by_virtual_finish_time() {
+    // one seat, three flows on three queues: A queues 3, B and C 1 each, all while the seat
+    // is held; the order is by virtual finish time, so B and C do not wait behind all of A
+    let l = level(3, 1, 100, 1);
+    let fs = fm();
+    let (a, b, c) = (flow_on(0, 3), flow_on(1, 3), flow_on(2, 3));
+    let first = now(l.admit(&fs, a, 1));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for (name, hash) in [("a", a), ("a", a), ("a", a), ("b", b), ("c", c)] {
+        let t = queued(l.admit(&fs, hash, 1));
+        let order = order.clone();
+        tasks.push(tokio::spawn(async move {
+            let seat = t.wait(Duration::from_secs(5)).await.unwrap();
+            order.lock().unwrap().push(name);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(seat);
+        }));
+    }
+    drop(first);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order[3..], ["a", "a"], "A's backlog goes last: {order:?}");
+    assert!(order[..3].contains(&"b") && order[..3].contains(&"c"), "{order:?}");
+}
+
+#[test]
+fn exempt_counts_seats_for_the_demand() {
+    let l = Level::new("exempt", "u", None);
+    l.set_limits(Limits::default(), true);
+    let fs = fm();
+    let held: Vec<Seat> = (0..5).map(|_| now(l.admit(&fs, 0, 2))).collect();
+    let d = l.demand_period();
+    assert_eq!(d.high_watermark, 10.0);
+    drop(held);
+    assert_eq!(l.demand_period().high_watermark, 10.0, "the period starts at the value then");
+    assert_eq!(l.demand_period().high_watermark, 0.0);
+}
