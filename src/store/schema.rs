@@ -6,7 +6,7 @@
 //! k8s-openapi's schemas carry no `x-kubernetes-list-type` or patch strategy; its `DeepMerge`
 //! implementations do, and `LIST_TYPES` below transcribes them for the served kinds.
 
-use k8s_openapi::api::{authentication, authorization, coordination, core, events, rbac};
+use k8s_openapi::api::{authentication, authorization, coordination, core, events, flowcontrol, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde_json::{json, Map, Value};
@@ -54,6 +54,18 @@ const LIST_TYPES: &[(&str, &str, &str, &[&str])] = &[
     ("io.k8s.api.rbac.v1.PolicyRule", "resources", "atomic", &[]),
     ("io.k8s.api.rbac.v1.PolicyRule", "verbs", "atomic", &[]),
     ("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.flowcontrol.v1.FlowSchemaSpec", "rules", "atomic", &[]),
+    ("io.k8s.api.flowcontrol.v1.FlowSchemaStatus", "conditions", "map", &["type"]),
+    ("io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects", "subjects", "atomic", &[]),
+    ("io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects", "resourceRules", "atomic", &[]),
+    ("io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects", "nonResourceRules", "atomic", &[]),
+    ("io.k8s.api.flowcontrol.v1.ResourcePolicyRule", "verbs", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.ResourcePolicyRule", "apiGroups", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.ResourcePolicyRule", "resources", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.ResourcePolicyRule", "namespaces", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.NonResourcePolicyRule", "verbs", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.NonResourcePolicyRule", "nonResourceURLs", "set", &[]),
+    ("io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus", "conditions", "map", &["type"]),
 ];
 
 fn build() -> Schemas {
@@ -81,6 +93,8 @@ fn build() -> Schemas {
         "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
         "apiregistration.k8s.io", "v1", "APIService" => apiregistration::APIService;
         "coordination.k8s.io", "v1", "Lease" => coordination::v1::Lease;
+        "flowcontrol.apiserver.k8s.io", "v1", "FlowSchema" => flowcontrol::v1::FlowSchema;
+        "flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration" => flowcontrol::v1::PriorityLevelConfiguration;
         "authentication.k8s.io", "v1", "TokenReview" => authentication::v1::TokenReview;
         "authentication.k8s.io", "v1", "TokenRequest" => authentication::v1::TokenRequest;
         "authentication.k8s.io", "v1", "SelfSubjectReview" => authentication::v1::SelfSubjectReview;
