@@ -65,6 +65,7 @@ run() {
 
 RESULTS=$TMP/results   # lines: name round rps p50 p99 non2xx cpu_us_per_req
 : > "$RESULTS"
+PERF_JOB=""
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     read -r name p pid <<<"$t"
@@ -73,6 +74,7 @@ for r in $(seq 1 "$ROUNDS"); do
       # PERF_OUT=file: profile frontdoor during its first run (perf report --stdio into the file)
       (sleep 3; perf record -F 499 -g -p "$FD_PID" -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1;
        cp "$TMP/perf.data" "$PERF_OUT.data"; perf report -i "$TMP/perf.data" --stdio --no-children -g none --sort dso,symbol --percent-limit 0.3 2>/dev/null > "$PERF_OUT") &
+      PERF_JOB=$!
     fi
     read -r rps p50 p99 bad < <(run "https://127.0.0.1:$p$PATH_")
     cpu=0
@@ -83,7 +85,7 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "$name $r $rps $p50 $p99 $bad $cpu" >> "$RESULTS"
   done
 done
-wait
+[ -n "$PERF_JOB" ] && wait "$PERF_JOB"
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
