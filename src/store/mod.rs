@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod etcd;
+pub mod gc;
 pub mod metrics;
 pub mod namespace;
 pub mod openapi;
@@ -148,6 +149,7 @@ impl Store {
             store.count(d);
         }
         namespace::start(&store);
+        gc::start(&store);
         Ok(store)
     }
 

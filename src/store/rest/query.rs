@@ -23,6 +23,8 @@ pub struct Options {
     pub force: bool,
     pub include_object: Option<String>,
     pub propagation_policy: String,
+    /// The deprecated DeleteOptions.orphanDependents (wins over propagationPolicy).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// An integer option as kube's parameter codec reads it: `strconv.ParseInt` of the first value
@@ -58,6 +60,7 @@ impl Options {
             force: q.flag("force"),
             include_object: q.first("includeObject").map(str::to_string),
             propagation_policy: text("propagationPolicy"),
+            orphan_dependents: q.first("orphanDependents").map(|_| q.flag("orphanDependents")),
         })
     }
 
@@ -94,6 +97,21 @@ impl Options {
 
     /// kube's `ValidateDeleteOptions` of the propagation policy (a delete's 422).
     pub fn validate_delete(&self) -> Result<(), Status> {
+        if self.orphan_dependents.is_some() && !self.propagation_policy.is_empty() {
+            return Err(Status::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![crate::api::status::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {:?}: orphanDependents and deletionPropagation cannot be both set",
+                        self.propagation_policy
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
         match self.propagation_policy.as_str() {
             "" | "Foreground" | "Background" | "Orphan" => Ok(()),
             other => Err(Status::invalid(
