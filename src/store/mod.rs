@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backend;
+pub mod controller;
 pub mod etcd;
 pub mod gc;
 pub mod metrics;
@@ -70,6 +71,12 @@ pub struct StoreArgs {
     /// disabled.
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
+
+    /// If set, this root certificate authority is published as `ca.crt` of the
+    /// kube-root-ca.crt ConfigMap in every namespace. This must be a valid PEM-encoded CA
+    /// bundle. Default on the development certs: ca.crt in --cert-dir.
+    #[arg(long, value_name = "FILE")]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// kube's namespaces that exist from the first start.
@@ -109,7 +116,11 @@ impl Store {
         let defs = resources::load(a.resources_file.as_deref())?;
         let window = if a.storage_event_window == 0 { 10_000 } else { a.storage_event_window };
         let backend = a.storage_backend.as_deref().unwrap_or(if a.etcd_servers.is_empty() { "redb" } else { "etcd3" });
-        match backend {
+        let root_ca = match &a.root_ca_file {
+            Some(f) => Some(read_ca_bundle(f)?),
+            None => None,
+        };
+        let store = match backend {
             "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(data_dir, window)?)),
             "etcd3" => {
                 if a.etcd_servers.is_empty() {
@@ -130,7 +141,9 @@ impl Store {
                 Ok(store)
             }
             other => anyhow::bail!("--storage-backend {other:?} is not supported (redb, etcd3)"),
-        }
+        }?;
+        namespace::defaults::start(&store, root_ca);
+        Ok(store)
     }
 
     /// A store over any backend (tests and benches use a temp dir).
@@ -307,6 +320,21 @@ impl Store {
             self.changed(def);
         }
     }
+}
+
+/// A PEM CA bundle, checked as kube checks --root-ca-file (every block a certificate).
+fn read_ca_bundle(file: &std::path::Path) -> anyhow::Result<String> {
+    let pem = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+    let mut n = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+        block.parse_x509().map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        anyhow::bail!("--root-ca-file {}: no certificates found", file.display());
+    }
+    Ok(pem)
 }
 
 /// Every object of `def` now.

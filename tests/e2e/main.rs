@@ -30,4 +30,5 @@ mod store_etcd;
 mod store_gc;
 mod store_kubectl;
 mod store_namespaces;
+mod store_watch;
 mod store_watch_load;

@@ -18,10 +18,9 @@ use crate::store::backend::{Event, EventType, StorageError, Stored};
 use crate::store::namespace::terminating;
 use crate::store::resources::ResourceDef;
 use crate::store::rest::write::delete_one;
-use crate::store::{Shared, Store};
+use crate::store::Store;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// How soon an object whose processing failed (a lost write race, a storage error) is
@@ -99,69 +98,11 @@ impl Graph {
 
 /// Starts `store`'s garbage collector thread. It ends with the store.
 pub fn start(store: &Store) {
-    let weak: Weak<Shared> = Arc::downgrade(&store.shared);
-    let spawned = std::thread::Builder::new().name("garbage-collector".into()).spawn(move || run(weak));
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the garbage collector");
-    }
-}
-
-fn run(weak: Weak<Shared>) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
-        tracing::error!("garbage collector: no runtime");
-        return;
-    };
-    loop {
-        let watch = match weak.upgrade() {
-            Some(shared) => shared.storage.watch("/registry/", None),
-            None => return,
-        };
-        let mut watch = match watch {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "garbage collector: cannot watch the store");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let defs = match weak.upgrade() {
-            Some(shared) => shared.defs.clone(),
-            None => return,
-        };
-        let mut c = Collector { defs, graph: Graph::default(), queue: BTreeMap::new() };
-        for ev in std::mem::take(&mut watch.initial) {
-            c.observe(&ev);
-        }
-        loop {
-            // everything already queued is observed before acting, so the graph is current
-            let ended = loop {
-                match watch.rx.try_recv() {
-                    Ok(d) => c.observe(&d.event),
-                    Err(ended) => break ended,
-                }
-            };
-            if ended {
-                break; // cut off: start over from the full state
-            }
-            let Some(shared) = weak.upgrade() else { return };
-            c.work(&Store { shared });
-            let wait = c.next_due().map(|d| d.saturating_duration_since(Instant::now()));
-            let next = rt.block_on(async {
-                match wait {
-                    Some(w) => tokio::time::timeout(w, watch.rx.recv()).await.ok(),
-                    None => Some(watch.rx.recv().await),
-                }
-            });
-            match next {
-                Some(Some(d)) => c.observe(&d.event),
-                Some(None) => break,
-                None => {} // a retry is due
-            }
-            if weak.strong_count() == 0 {
-                return;
-            }
-        }
-    }
+    crate::store::controller::start(store, "garbage-collector", |store: &Store| Collector {
+        defs: store.defs.clone(),
+        graph: Graph::default(),
+        queue: BTreeMap::new(),
+    });
 }
 
 struct Collector {
@@ -172,14 +113,24 @@ struct Collector {
     queue: BTreeMap<String, Instant>,
 }
 
-impl Collector {
-    fn enqueue(&mut self, key: &str, due: Instant) {
-        let slot = self.queue.entry(key.to_string()).or_insert(due);
-        *slot = (*slot).min(due);
+impl crate::store::controller::Controller for Collector {
+    fn observe(&mut self, ev: &Event) {
+        Collector::observe(self, ev)
+    }
+
+    fn work(&mut self, store: &Store) {
+        Collector::work(self, store)
     }
 
     fn next_due(&self) -> Option<Instant> {
         self.queue.values().min().copied()
+    }
+}
+
+impl Collector {
+    fn enqueue(&mut self, key: &str, due: Instant) {
+        let slot = self.queue.entry(key.to_string()).or_insert(due);
+        *slot = (*slot).min(due);
     }
 
     /// Updates the graph from one change and queues what it concerns (graph_builder's
@@ -227,18 +178,9 @@ impl Collector {
         let due: Vec<String> = self.queue.iter().filter(|(_, d)| **d <= now).map(|(k, _)| k.clone()).collect();
         for key in due {
             self.queue.remove(&key);
-            // a bug in one object's processing must not end the collector
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(store, &key)));
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(key, error = %e, "garbage collector: retrying");
-                    self.enqueue(&key, Instant::now() + RETRY);
-                }
-                Err(_) => {
-                    tracing::error!(key, "garbage collector: processing panicked");
-                    self.enqueue(&key, Instant::now() + Duration::from_secs(10));
-                }
+            if let Err(e) = self.process(store, &key) {
+                tracing::debug!(key, error = %e, "garbage collector: retrying");
+                self.enqueue(&key, Instant::now() + RETRY);
             }
         }
     }

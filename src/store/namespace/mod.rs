@@ -7,6 +7,7 @@
 //! etcd may run the same steps for the same namespace: the loser of a race re-reads.
 
 mod conditions;
+pub mod defaults;
 mod deleter;
 
 pub use deleter::{start, sync, Deleter, Outcome};

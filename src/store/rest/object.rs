@@ -89,7 +89,15 @@ pub fn encode_continue(rv: u64, start: &str) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(raw)
 }
 
-pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
+/// The token kube hands back with a 410 for an expired one: the same start, at rv -1 (the
+/// latest revision, an inconsistent continuation the client may choose).
+pub fn encode_continue_latest(start: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": -1, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(raw)
+}
+
+/// A continue token's revision (None: -1, the latest) and start key.
+pub fn decode_continue(token: &str) -> Result<(Option<u64>, String), Status> {
     let bad = || {
         Status::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -103,7 +111,10 @@ pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
     if v["v"] != "meta.k8s.io/v1" {
         return Err(Status::bad_request("continue key is not valid: server does not recognize this encoded key"));
     }
-    let rv = v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?;
+    let rv = match v["rv"].as_i64() {
+        Some(-1) => None,
+        _ => Some(v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?),
+    };
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
@@ -249,7 +260,8 @@ mod tests {
     #[test]
     fn continue_round_trip_and_rejects_garbage() {
         let t = encode_continue(7, "ns/b");
-        assert_eq!(decode_continue(&t).unwrap(), (7, "ns/b".to_string()));
+        assert_eq!(decode_continue(&t).unwrap(), (Some(7), "ns/b".to_string()));
+        assert_eq!(decode_continue(&encode_continue_latest("ns/b")).unwrap(), (None, "ns/b".to_string()));
         assert_eq!(decode_continue("!!").unwrap_err().code, 400);
         assert!(decode_continue(&encode_continue(7, "../x")).is_err());
     }

@@ -13,6 +13,7 @@ use crate::store::backend::{Event, EventType, StorageError, Watch};
 use crate::store::resources::ResourceDef;
 use crate::store::selectors::{FieldSelector, LabelSelector};
 use crate::store::table::{self, IncludeObject};
+use crate::store::watch::Delivery;
 use crate::store::Store;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
@@ -56,7 +57,7 @@ pub async fn serve(
         Ok(s) => s,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
-    let from = match t.query.revision() {
+    let from = match watch_start(&rest.store, t) {
         Ok(r) => r,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
@@ -91,13 +92,35 @@ pub async fn serve(
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
-        initial_events_end: t.query.send_initial_events && t.query.allow_watch_bookmarks,
+        initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
         seat: ctx.inflight.take(),
     };
     crate::filters::detach::run(&rest.log, session, ctx, stream).await;
     Ok(())
+}
+
+/// Where a watch starts: None for the current state first (as ADDED events), else the
+/// revision after which it streams. With `sendInitialEvents` (resourceVersionMatch
+/// NotOlderThan, checked before): true is the current state, which must be at least as new as
+/// the resourceVersion; false is no state, from the resourceVersion or from now. Without it,
+/// kube's legacy rules: "" and "0" are the current state, N the events after N.
+fn watch_start(store: &Store, t: &Target) -> Result<Option<u64>, Status> {
+    let rv = t.query.revision()?;
+    match t.query.send_initial_events {
+        None => Ok(rv),
+        Some(true) => {
+            let current = store.storage.revision();
+            match rv {
+                Some(asked) if asked > current => {
+                    Err(super::object::status(t, "", StorageError::TooLarge { asked, current }))
+                }
+                _ => Ok(None),
+            }
+        }
+        Some(false) => Ok(Some(rv.unwrap_or_else(|| store.storage.revision()))),
+    }
 }
 
 /// A watch once its header is written: only what its stream needs, as it may be idle for
@@ -171,22 +194,15 @@ impl WatchStream {
             tokio::select! {
                 d = self.watch.rx.recv() => {
                     let Some(d) = d else { break };
-                    let ev = &d.event;
-                    last_rev = last_rev.max(ev.rev);
-                    if let Some(ty) = classify(ev, &|o| self.matches(o)) {
-                        let line = if self.partial || self.table {
-                            event_line(ty, self.render(def, &ev.value))
-                        } else {
-                            // the plain form is the same for every watcher: rendered once
-                            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
-                        };
-                        if !write(session, line).await {
-                            return;
-                        }
+                    last_rev = last_rev.max(d.event.rev);
+                    if !self.deliver(def, session, &d).await {
+                        return;
                     }
                 }
                 _ = &mut next_bookmark, if self.bookmarks => {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
+                    let Some(rev) = self.catch_up(def, session, last_rev).await else { return };
+                    last_rev = rev;
                     if !write(session, bookmark(def, last_rev, false)).await {
                         return;
                     }
@@ -201,12 +217,44 @@ impl WatchStream {
                 _ = &mut closing => break,
                 _ = &mut deadline => {
                     if self.bookmarks {
-                        let _ = write(session, bookmark(def, last_rev, false)).await;
+                        if let Some(rev) = self.catch_up(def, session, last_rev).await {
+                            let _ = write(session, bookmark(def, rev, false)).await;
+                        }
                     }
                     break;
                 }
             }
         }
+    }
+}
+
+impl WatchStream {
+    /// Sends one event if it is for this watcher; false when the client is gone.
+    async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
+        let ev = &d.event;
+        let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
+        let line = if self.partial || self.table {
+            event_line(ty, self.render(def, &ev.value))
+        } else {
+            // the plain form is the same for every watcher: rendered once
+            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
+        };
+        write(session, line).await
+    }
+
+    /// The store's current revision for a bookmark, once every event up to it that is for
+    /// this watcher has been sent (the store publishes each change under the lock that makes its
+    /// revision visible, so what is queued now is all there is up to it). None when the client is gone.
+    async fn catch_up(&mut self, def: &ResourceDef, session: &mut ServerSession, last: u64) -> Option<u64> {
+        let current = self.store.storage.revision();
+        let mut rev = last.max(current);
+        while let Ok(d) = self.watch.rx.try_recv() {
+            rev = rev.max(d.event.rev);
+            if !self.deliver(def, session, &d).await {
+                return None;
+            }
+        }
+        Some(rev)
     }
 }
 
