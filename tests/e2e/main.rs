@@ -27,6 +27,7 @@ mod spine;
 mod store_api;
 mod store_bodies;
 mod store_etcd;
+mod store_events;
 mod store_gc;
 mod store_kubectl;
 mod store_namespaces;

@@ -21,13 +21,19 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
     match resource {
         "secrets" => &["type"],
         "namespaces" => &["status.phase"],
+        // kube's event ToSelectableFields
         "events" => &[
             "involvedObject.kind",
-            "involvedObject.name",
             "involvedObject.namespace",
-            "reason",
-            "type",
+            "involvedObject.name",
             "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
         _ => &[],
     }
