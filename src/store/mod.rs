@@ -368,7 +368,20 @@ mod tests {
     use super::*;
 
     pub fn test_store(dir: &std::path::Path) -> Store {
-        let storage = Arc::new(redb::RedbStorage::open(dir, 1000).unwrap());
+        // a store's threads (namespace deleter, controllers) may hold it a moment after it
+        // is dropped, and the database with it
+        let mut tries = 0;
+        let storage = loop {
+            match redb::RedbStorage::open(dir, 1000) {
+                Ok(s) => break Arc::new(s),
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         Store::with_storage(resources::defaults(), storage).unwrap()
     }
 

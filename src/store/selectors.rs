@@ -164,9 +164,9 @@ impl FieldSelector {
     }
 }
 
-/// The value of a selectable field: its path in the object, but for the fields kube computes
-/// (an Event's `reportingComponent` is its reportingController; its `source` the source
-/// component, or else the reportingController).
+/// The value of a selectable field: its path in the object, but for the one kube computes (an
+/// Event's `source`: the source component, or else the reporting controller, whose JSON name
+/// is `reportingComponent`).
 fn field<'a>(obj: &'a Value, key: &str) -> &'a str {
     let at = |path: &str| {
         let mut cur = obj;
@@ -176,8 +176,7 @@ fn field<'a>(obj: &'a Value, key: &str) -> &'a str {
         cur.as_str().unwrap_or("")
     };
     match key {
-        "reportingComponent" => at("reportingController"),
-        "source" => Some(at("source.component")).filter(|s| !s.is_empty()).unwrap_or_else(|| at("reportingController")),
+        "source" => Some(at("source.component")).filter(|s| !s.is_empty()).unwrap_or_else(|| at("reportingComponent")),
         _ => at(key),
     }
 }
@@ -217,10 +216,10 @@ mod tests {
         assert!(FieldSelector::parse("type==Opaque", &["type"]).unwrap().matches(&o));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err(), "field label not supported: spec.x");
         assert_eq!(FieldSelector::parse("metadata.name=a", &[]).unwrap().name(), Some("a"));
-        let ev = json!({"reportingController": "kubelet", "source": {}});
+        let ev = json!({"reportingComponent": "kubelet", "source": {}});
         let sel = |s: &str| FieldSelector::parse(s, &["source", "reportingComponent"]).unwrap();
         assert!(sel("source=kubelet").matches(&ev) && sel("reportingComponent=kubelet").matches(&ev));
-        let ev = json!({"reportingController": "kubelet", "source": {"component": "scheduler"}});
+        let ev = json!({"reportingComponent": "kubelet", "source": {"component": "scheduler"}});
         assert!(sel("source=scheduler").matches(&ev) && !sel("source=kubelet").matches(&ev));
     }
 }

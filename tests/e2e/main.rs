@@ -31,5 +31,6 @@ mod store_events;
 mod store_gc;
 mod store_kubectl;
 mod store_namespaces;
+mod store_protobuf;
 mod store_watch;
 mod store_watch_load;

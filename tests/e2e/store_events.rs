@@ -20,7 +20,7 @@ fn event(
         "involvedObject": {"kind": kind, "apiVersion": api_version, "name": object, "namespace": "default",
                            "fieldPath": "spec.containers{app}", "resourceVersion": "7", "uid": format!("uid-{object}")},
         "reason": reason, "message": format!("{reason} {object}"), "type": "Normal",
-        "source": source, "reportingController": controller, "reportingInstance": "x",
+        "source": source, "reportingComponent": controller, "reportingInstance": "x",
         "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1,
     })
 }

@@ -2,6 +2,7 @@
 //! the store: request parsing and dispatch here, the verbs in read.rs, write.rs, watch.rs.
 
 mod apply;
+pub mod negotiate;
 mod object;
 mod query;
 mod read;
@@ -42,6 +43,8 @@ pub struct Target<'a> {
     pub table: bool,
     /// The Accept header asks for metadata only (`as=PartialObjectMetadata[List]`).
     pub partial: bool,
+    /// How the object or list is written (the Accept header negotiated).
+    pub output: negotiate::Output,
     pub content_type: String,
     pub user_agent: String,
     /// Checks the object about to be stored must pass (None: none).
@@ -120,14 +123,27 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         };
         return rest.respond.send(session, ctx, s.into()).await;
     }
+    let table = accept.contains("as=Table");
+    let partial = !table && accept.contains("as=PartialObjectMetadata");
+    // a Table or PartialObjectMetadata is JSON; an object or list as negotiated
+    let output = if table || partial {
+        Ok(negotiate::Output::Json)
+    } else {
+        negotiate::negotiate(&accept, crate::store::protobuf::supports(&def.kind), info.verb == "watch")
+    };
+    let output = match output {
+        Ok(o) => o,
+        Err(s) => return rest.respond.send(session, ctx, s.into()).await,
+    };
     let mut t = Target {
         def,
         namespace,
         name: info.name.clone(),
         subresource: info.subresource.clone(),
         query,
-        table: accept.contains("as=Table"),
-        partial: !accept.contains("as=Table") && accept.contains("as=PartialObjectMetadata"),
+        table,
+        partial,
+        output,
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
         admit: None,
@@ -207,6 +223,7 @@ struct Owned {
     query: Options,
     table: bool,
     partial: bool,
+    output: negotiate::Output,
     content_type: String,
     user_agent: String,
     admit: Option<Admit>,
@@ -222,6 +239,7 @@ impl Owned {
             query: t.query.clone(),
             table: t.table,
             partial: t.partial,
+            output: t.output,
             content_type: t.content_type.clone(),
             user_agent: t.user_agent.clone(),
             admit: t.admit.clone(),
@@ -230,8 +248,22 @@ impl Owned {
 
     /// Runs `f` on the target, moved back out of this owned form (nothing cloned again).
     fn run<R>(self, f: impl FnOnce(&Target) -> R) -> R {
-        let Owned { def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit } = self;
-        f(&Target { def: &def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit })
+        let Owned { def, namespace, name, subresource, query, table, partial, output, content_type, user_agent, admit } =
+            self;
+        let t = Target {
+            def: &def,
+            namespace,
+            name,
+            subresource,
+            query,
+            table,
+            partial,
+            output,
+            content_type,
+            user_agent,
+            admit,
+        };
+        f(&t)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shared pieces of the verbs: storage errors as kube Statuses, list envelopes, continue
 //! tokens, output (JSON or Table) and managedFields.
 
+use super::negotiate::Output;
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
@@ -60,7 +61,25 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o], meta, include));
     }
-    Reply::json(code, &o)
+    encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
+}
+
+/// `value` written as negotiated; protobuf falls back to JSON for what has no protobuf form.
+fn encoded(output: Output, code: u16, value: &Value, protobuf: impl FnOnce() -> Result<Vec<u8>, String>) -> Reply {
+    match output {
+        Output::Protobuf => match protobuf() {
+            Ok(b) => Reply::new(code, super::negotiate::PROTOBUF, b),
+            Err(e) => {
+                tracing::debug!(error = e, "answering JSON: no protobuf form");
+                Reply::json(code, value)
+            }
+        },
+        Output::Yaml => match serde_yaml::to_string(value) {
+            Ok(y) => Reply::new(code, "application/yaml", y),
+            Err(_) => Reply::json(code, value),
+        },
+        Output::Json => Reply::json(code, value),
+    }
 }
 
 /// A `<Kind>List` (or a Table) of `items`.
@@ -77,10 +96,10 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
     }
-    Reply::json(
-        200,
-        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items}),
-    )
+    let list = json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items});
+    encoded(t.output, 200, &list, || {
+        crate::store::protobuf::encode_list(&t.def.api_version(), &t.def.kind, &list["metadata"], &items)
+    })
 }
 
 /// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.

@@ -62,18 +62,27 @@ pub async fn serve(
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
     let watch = rest.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
-    rest.respond.start_stream(session, ctx, 200, "application/json").await?;
+    let protobuf = (t.output == super::negotiate::Output::Protobuf).then(|| t.def.api_version());
+    let content_type = match protobuf {
+        Some(_) => "application/vnd.kubernetes.protobuf;stream=watch",
+        None => "application/json",
+    };
+    rest.respond.start_stream(session, ctx, 200, content_type).await?;
 
     let watch = match watch {
         Ok(w) => w,
         Err(StorageError::Expired { asked, oldest }) => {
             let s = Status::gone(format!("too old resource version: {asked} ({oldest})"));
-            let line = event_line("ERROR", serde_json::to_value(&s).unwrap_or_default());
+            let line = frame(protobuf.as_deref(), "ERROR", serde_json::to_value(&s).unwrap_or_default());
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
         Err(e) => {
-            let line = event_line("ERROR", serde_json::to_value(Status::internal_error(e)).unwrap_or_default());
+            let line = frame(
+                protobuf.as_deref(),
+                "ERROR",
+                serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
+            );
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -92,6 +101,7 @@ pub async fn serve(
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
+        protobuf,
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
@@ -136,6 +146,8 @@ struct WatchStream {
     table: bool,
     include: IncludeObject,
     bookmarks: bool,
+    /// Framed protobuf (with the resource's apiVersion) instead of JSON lines.
+    protobuf: Option<String>,
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
@@ -176,12 +188,12 @@ impl WatchStream {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, event_line(ty, self.render(def, &ev.value))).await {
+                if !write(session, self.line(ty, self.render(def, &ev.value))).await {
                     return;
                 }
             }
         }
-        if self.initial_events_end && !write(session, bookmark(def, last_rev, true)).await {
+        if self.initial_events_end && !write(session, self.line("BOOKMARK", bookmark(def, last_rev, true))).await {
             return;
         }
         self.seat = None;
@@ -203,7 +215,7 @@ impl WatchStream {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
                     let Some(rev) = self.catch_up(def, session, last_rev).await else { return };
                     last_rev = rev;
-                    if !write(session, bookmark(def, last_rev, false)).await {
+                    if !write(session, self.line("BOOKMARK", bookmark(def, last_rev, false))).await {
                         return;
                     }
                 }
@@ -218,7 +230,7 @@ impl WatchStream {
                 _ = &mut deadline => {
                     if self.bookmarks {
                         if let Some(rev) = self.catch_up(def, session, last_rev).await {
-                            let _ = write(session, bookmark(def, rev, false)).await;
+                            let _ = write(session, self.line("BOOKMARK", bookmark(def, rev, false))).await;
                         }
                     }
                     break;
@@ -233,8 +245,8 @@ impl WatchStream {
     async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
         let ev = &d.event;
         let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
-        let line = if self.partial || self.table {
-            event_line(ty, self.render(def, &ev.value))
+        let line = if self.partial || self.table || self.protobuf.is_some() {
+            self.line(ty, self.render(def, &ev.value))
         } else {
             // the plain form is the same for every watcher: rendered once
             d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
@@ -258,18 +270,37 @@ impl WatchStream {
     }
 }
 
+impl WatchStream {
+    /// One event as this watch frames it.
+    fn line(&self, ty: &str, object: Value) -> Bytes {
+        frame(self.protobuf.as_deref(), ty, object)
+    }
+}
+
+/// One event: a JSON line, or (with the resource's apiVersion) kube's protobuf frame. An
+/// object without a protobuf form (which the negotiation ruled out for its kind) becomes an
+/// ERROR event, after which the client watches again.
+fn frame(protobuf: Option<&str>, ty: &str, object: Value) -> Bytes {
+    let Some(api_version) = protobuf else { return event_line(ty, object) };
+    let framed = crate::store::protobuf::encode_watch_event(api_version, ty, &object).or_else(|e| {
+        let s = serde_json::to_value(Status::internal_error(e)).unwrap_or_default();
+        crate::store::protobuf::encode_watch_event(api_version, "ERROR", &s)
+    });
+    Bytes::from(framed.unwrap_or_default())
+}
+
 fn event_line(ty: &str, object: Value) -> Bytes {
     let mut b = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
 }
 
-fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Bytes {
+fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta}))
+    json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta})
 }
 
 /// Writes one line; false when the client is gone or stalled. The write's future is boxed:

@@ -574,6 +574,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         query: t.query.clone(),
         table: false,
         partial: false,
+        output: t.output,
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
