@@ -71,3 +71,35 @@ pub fn deletion_finalizers(def: &ResourceDef, obj: &Value, policy: Option<Propag
     let same = out.len() == current.len() && out.iter().all(|f| current.contains(f));
     (!same, if same { current } else { out })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(group: &str, version: &str, resource: &str) -> ResourceDef {
+        let mut d = crate::store::resources::defaults()[1].clone();
+        (d.group, d.version, d.resource) = (group.into(), version.into(), resource.into());
+        d
+    }
+
+    #[test]
+    fn policy_then_finalizer_then_kind_default() {
+        let cm = def("", "v1", "configmaps");
+        let plain = json!({"metadata": {"finalizers": ["example.com/x"]}});
+        assert_eq!(deletion_finalizers(&cm, &plain, None), (false, vec![json!("example.com/x")]));
+        let (changed, f) = deletion_finalizers(&cm, &plain, Some(Propagation::Foreground));
+        assert!(changed);
+        assert_eq!(f, vec![json!("example.com/x"), json!("foregroundDeletion")]);
+        // an explicit policy replaces the GC finalizer the object had; none keeps it
+        let orphaning = json!({"metadata": {"finalizers": ["orphan"]}});
+        assert_eq!(deletion_finalizers(&cm, &orphaning, None), (false, vec![json!("orphan")]));
+        assert_eq!(deletion_finalizers(&cm, &orphaning, Some(Propagation::Background)), (true, vec![]));
+        // kinds that orphan by default, for the API versions kube keeps it for
+        let none = json!({"metadata": {}});
+        assert_eq!(deletion_finalizers(&def("", "v1", "replicationcontrollers"), &none, None).1, vec![json!("orphan")]);
+        assert_eq!(deletion_finalizers(&def("apps", "v1beta2", "deployments"), &none, None).1, vec![json!("orphan")]);
+        assert!(deletion_finalizers(&def("apps", "v1", "deployments"), &none, None).1.is_empty());
+        assert_eq!(Propagation::from_options(Some(true), Some(Propagation::Foreground)), Some(Propagation::Orphan));
+    }
+}
