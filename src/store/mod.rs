@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod controller;
 pub mod etcd;
+pub mod events;
 pub mod gc;
 pub mod metrics;
 pub mod namespace;
@@ -228,8 +229,12 @@ impl Store {
         self.status.write().unwrap().push((group.to_string(), resource.to_string(), Arc::from(f)));
     }
 
-    /// The object as served: the provided status, if any, laid over the stored one.
+    /// The object as served: another version's view of it (events.k8s.io), or the provided
+    /// status, if any, laid over the stored one.
     pub fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
+        if events::is_events_v1(def) {
+            return events::to_events_v1(obj);
+        }
         let status = self.status.read().unwrap();
         let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
             return obj.clone();
@@ -275,7 +280,7 @@ impl Store {
     }
 
     pub fn create(&self, def: &ResourceDef, key: &str, obj: Value) -> Result<Stored, StorageError> {
-        let r = self.storage.create(key, obj);
+        let r = self.storage.create(key, stored_form(def, obj));
         self.after_write(def, &r, 1);
         r
     }
@@ -287,7 +292,7 @@ impl Store {
         obj: Value,
         expected: Option<u64>,
     ) -> Result<Stored, StorageError> {
-        let r = self.storage.update(key, obj, expected);
+        let r = self.storage.update(key, stored_form(def, obj), expected);
         self.after_write(def, &r, 0);
         r
     }
@@ -319,6 +324,16 @@ impl Store {
             }
             self.changed(def);
         }
+    }
+}
+
+/// An object as it is stored: another version's view of a resource in the form of the one
+/// whose storage it shares.
+fn stored_form(def: &ResourceDef, obj: Value) -> Value {
+    if events::is_events_v1(def) {
+        events::to_core(&obj)
+    } else {
+        obj
     }
 }
 

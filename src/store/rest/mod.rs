@@ -129,7 +129,9 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     let output = if table || partial {
         Ok(negotiate::Output::Json)
     } else {
-        negotiate::negotiate(&accept, crate::store::protobuf::supports(&def.kind), info.verb == "watch")
+        // events.k8s.io's Event is another message than core's, which the tables know
+        let protobuf = crate::store::protobuf::supports(&def.kind) && !crate::store::events::is_events_v1(def);
+        negotiate::negotiate(&accept, protobuf, info.verb == "watch")
     };
     let output = match output {
         Ok(o) => o,

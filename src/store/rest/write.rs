@@ -31,7 +31,7 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 /// Whether the resource keeps metadata.generation (kube does for spec-bearing kinds other
 /// than the core and RBAC ones it serves here).
 fn tracks_generation(def: &ResourceDef) -> bool {
-    !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io")
+    !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io" | "events.k8s.io")
 }
 
 /// Checks the body's kind and apiVersion against the endpoint, filling them when absent.
