@@ -19,6 +19,32 @@ const RENAMED: [(&str, &str); 7] = [
     ("deprecatedCount", "count"),
 ];
 
+/// The field selector labels of events.k8s.io/v1 Events beyond metadata's (kube's
+/// AddFieldLabelConversionsForEvent of events/v1), each the core label it stands for.
+pub const FIELD_LABELS: [&str; 10] = [
+    "regarding.kind",
+    "regarding.namespace",
+    "regarding.name",
+    "regarding.uid",
+    "regarding.apiVersion",
+    "regarding.resourceVersion",
+    "regarding.fieldPath",
+    "reason",
+    "reportingController",
+    "type",
+];
+
+/// An events.k8s.io/v1 field label as the core one it maps to.
+pub fn core_field_label(label: &str) -> String {
+    match label {
+        "reportingController" => "reportingComponent".into(),
+        l => match l.strip_prefix("regarding.") {
+            Some(rest) => format!("involvedObject.{rest}"),
+            None => l.into(),
+        },
+    }
+}
+
 /// Whether `def` is events.k8s.io's view of the core events.
 pub fn is_events_v1(def: &ResourceDef) -> bool {
     def.group == "events.k8s.io" && def.resource == "events"

@@ -153,6 +153,15 @@ impl FieldSelector {
         self.0.iter().all(|(k, eq, want)| (field(obj, k) == want) == *eq)
     }
 
+    /// The same requirements with their fields renamed by `f` (another version's field
+    /// labels in the stored form's names).
+    pub fn relabel(mut self, f: impl Fn(&str) -> String) -> Self {
+        for (k, ..) in &mut self.0 {
+            *k = f(k);
+        }
+        self
+    }
+
     /// Adds the requirement `metadata.name == name`.
     pub fn require_name(&mut self, name: &str) {
         self.0.push(("metadata.name".to_string(), true, name.to_string()));

@@ -108,6 +108,15 @@ fn events_k8s_io_is_the_same_storage() {
     assert_eq!(old["note"], "Configured settings");
     let out = fd.kubectl_ok(&["events", "--for", "configmap/settings"]);
     assert!(out.contains("Synced") && out.contains("Configured"), "{out}");
+    // events.k8s.io's own field labels, as kube maps them to core's
+    let names = |selector: &str| -> Vec<String> {
+        let list: Value = c.get(&v1).query(&[("fieldSelector", selector)]).send().unwrap().json().unwrap();
+        list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names("regarding.name=settings,reportingController=example.com/ctl"), ["new"]);
+    assert_eq!(names("regarding.kind=ConfigMap,reason=Configured"), ["old"]);
+    let r = c.get(&v1).query(&[("fieldSelector", "involvedObject.name=settings")]).send().unwrap();
+    assert_eq!(r.status(), 400, "core's labels are not events.k8s.io's");
     let names = fd.kubectl_ok(&["get", "events.events.k8s.io", "-o", "name"]);
     assert!(names.contains("event.events.k8s.io/new") && names.contains("event.events.k8s.io/old"), "{names}");
     // a patch through events.k8s.io lands in the stored form

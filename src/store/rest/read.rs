@@ -45,8 +45,14 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
 /// whatever the selector parsers make of the rest (kube's watch handler adds the same term).
 pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
-    let mut fields =
-        FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?;
+    let mut fields = if crate::store::events::is_events_v1(t.def) {
+        // its labels are mapped to core's, which the stored objects have
+        FieldSelector::parse(&t.query.field_selector, &crate::store::events::FIELD_LABELS)
+            .map_err(Status::bad_request)?
+            .relabel(crate::store::events::core_field_label)
+    } else {
+        FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?
+    };
     if !t.name.is_empty() {
         fields.require_name(&t.name);
     }
