@@ -178,6 +178,9 @@ impl ServeArgs {
             }
             crate::authn::embedded_defaults(&mut self.authn, &self.cert_dir, &self.policy_dir);
         }
+        if dev_serving && self.store.root_ca_file.is_none() {
+            self.store.root_ca_file = Some(self.dev_cert("ca.crt"));
+        }
         let p = &mut self.proxy;
         if dev_serving && p.proxy_client_cert_file.is_none() && p.proxy_client_key_file.is_none() {
             p.proxy_client_cert_file = Some(self.cert_dir.join("front-proxy-client.crt"));

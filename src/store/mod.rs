@@ -7,7 +7,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backend;
+pub mod controller;
 pub mod etcd;
+pub mod events;
+pub mod gc;
 pub mod metrics;
 pub mod namespace;
 pub mod openapi;
@@ -77,6 +80,12 @@ pub struct StoreArgs {
     /// disabled.
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
+
+    /// If set, this root certificate authority is published as `ca.crt` of the
+    /// kube-root-ca.crt ConfigMap in every namespace. This must be a valid PEM-encoded CA
+    /// bundle. Default on the development certs: ca.crt in --cert-dir.
+    #[arg(long, value_name = "FILE")]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// kube's namespaces that exist from the first start.
@@ -119,7 +128,11 @@ impl Store {
         }
         let window = if a.storage_event_window == 0 { 10_000 } else { a.storage_event_window };
         let backend = a.storage_backend.as_deref().unwrap_or(if a.etcd_servers.is_empty() { "redb" } else { "etcd3" });
-        match backend {
+        let root_ca = match &a.root_ca_file {
+            Some(f) => Some(read_ca_bundle(f)?),
+            None => None,
+        };
+        let store = match backend {
             "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(data_dir, window)?)),
             "etcd3" => {
                 if a.etcd_servers.is_empty() {
@@ -140,7 +153,9 @@ impl Store {
                 Ok(store)
             }
             other => anyhow::bail!("--storage-backend {other:?} is not supported (redb, etcd3)"),
-        }
+        }?;
+        namespace::defaults::start(&store, root_ca);
+        Ok(store)
     }
 
     /// A store over any backend (tests and benches use a temp dir).
@@ -159,6 +174,7 @@ impl Store {
             store.count(d);
         }
         namespace::start(&store);
+        gc::start(&store);
         Ok(store)
     }
 
@@ -224,8 +240,12 @@ impl Store {
         self.status.write().unwrap().push((group.to_string(), resource.to_string(), Arc::from(f)));
     }
 
-    /// The object as served: the provided status, if any, laid over the stored one.
+    /// The object as served: another version's view of it (events.k8s.io), or the provided
+    /// status, if any, laid over the stored one.
     pub fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
+        if events::is_events_v1(def) {
+            return events::to_events_v1(obj);
+        }
         let status = self.status.read().unwrap();
         let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
             return obj.clone();
@@ -271,7 +291,7 @@ impl Store {
     }
 
     pub fn create(&self, def: &ResourceDef, key: &str, obj: Value) -> Result<Stored, StorageError> {
-        let r = self.storage.create(key, obj);
+        let r = self.storage.create(key, stored_form(def, obj));
         self.after_write(def, &r, 1);
         r
     }
@@ -283,7 +303,7 @@ impl Store {
         obj: Value,
         expected: Option<u64>,
     ) -> Result<Stored, StorageError> {
-        let r = self.storage.update(key, obj, expected);
+        let r = self.storage.update(key, stored_form(def, obj), expected);
         self.after_write(def, &r, 0);
         r
     }
@@ -318,6 +338,31 @@ impl Store {
     }
 }
 
+/// An object as it is stored: another version's view of a resource in the form of the one
+/// whose storage it shares.
+fn stored_form(def: &ResourceDef, obj: Value) -> Value {
+    if events::is_events_v1(def) {
+        events::to_core(&obj)
+    } else {
+        obj
+    }
+}
+
+/// A PEM CA bundle, checked as kube checks --root-ca-file (every block a certificate).
+fn read_ca_bundle(file: &std::path::Path) -> anyhow::Result<String> {
+    let pem = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+    let mut n = 0;
+    for block in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = block.map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+        block.parse_x509().map_err(|e| anyhow::anyhow!("--root-ca-file {}: {e}", file.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        anyhow::bail!("--root-ca-file {}: no certificates found", file.display());
+    }
+    Ok(pem)
+}
+
 /// Every object of `def` now.
 fn current(storage: &Arc<dyn Storage>, def: &ResourceDef) -> Vec<Value> {
     match storage.list(&def.prefix(), None) {
@@ -349,7 +394,20 @@ mod tests {
     use super::*;
 
     pub fn test_store(dir: &std::path::Path) -> Store {
-        let storage = Arc::new(redb::RedbStorage::open(dir, 1000).unwrap());
+        // a store's threads (namespace deleter, controllers) may hold it a moment after it
+        // is dropped, and the database with it
+        let mut tries = 0;
+        let storage = loop {
+            match redb::RedbStorage::open(dir, 1000) {
+                Ok(s) => break Arc::new(s),
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         Store::with_storage(resources::defaults(), storage).unwrap()
     }
 

@@ -1,7 +1,8 @@
-//! Decoding of `application/vnd.kubernetes.protobuf` request bodies for the built-in kinds
-//! the store serves: kubectl's typed clients (e.g. `kubectl create rolebinding`) send
-//! protobuf. The envelope is `k8s\0` + runtime.Unknown{typeMeta, raw}; `raw` is decoded by
-//! a small field table per kind (generated.proto's field numbers) into the JSON form.
+//! `application/vnd.kubernetes.protobuf` for the built-in kinds the store serves: request
+//! bodies decoded (kubectl's typed clients, e.g. `kubectl create rolebinding`, send protobuf)
+//! and responses encoded (client-go asks for it first), objects, lists and watch events. The
+//! envelope is `k8s\0` + runtime.Unknown{typeMeta, raw}; `raw` is read and written by a small
+//! field table per kind (generated.proto's field numbers), in both directions.
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -20,6 +21,8 @@ enum Kind {
     MapBytes,
     /// bytes holding JSON (FieldsV1's raw)
     RawJson,
+    /// a FieldsV1 message, whose JSON form is its raw JSON itself
+    Fields,
     Msg(fn() -> Schema),
 }
 
@@ -69,7 +72,7 @@ fn managed_fields() -> Schema {
         (3, "apiVersion", Str, false),
         (4, "time", Time, false),
         (6, "fieldsType", Str, false),
-        (7, "fieldsV1", Msg(fields_v1), false),
+        (7, "fieldsV1", Fields, false),
         (8, "subresource", Str, false),
     ]
 }
@@ -125,7 +128,49 @@ fn namespace_spec() -> Schema {
 }
 
 fn namespace_status() -> Schema {
-    &[(1, "phase", Str, false)]
+    &[(1, "phase", Str, false), (2, "conditions", Msg(namespace_condition), true)]
+}
+
+fn namespace_condition() -> Schema {
+    &[
+        (1, "type", Str, false),
+        (2, "status", Str, false),
+        (4, "lastTransitionTime", Time, false),
+        (5, "reason", Str, false),
+        (6, "message", Str, false),
+    ]
+}
+
+fn event_source() -> Schema {
+    &[(1, "component", Str, false), (2, "host", Str, false)]
+}
+
+fn event_series() -> Schema {
+    &[(1, "count", Int, false), (2, "lastObservedTime", Time, false)]
+}
+
+fn list_meta() -> Schema {
+    &[
+        (1, "selfLink", Str, false),
+        (2, "resourceVersion", Str, false),
+        (3, "continue", Str, false),
+        (4, "remainingItemCount", Int, false),
+    ]
+}
+
+fn status_cause() -> Schema {
+    &[(1, "reason", Str, false), (2, "message", Str, false), (3, "field", Str, false)]
+}
+
+fn status_details() -> Schema {
+    &[
+        (1, "name", Str, false),
+        (2, "group", Str, false),
+        (3, "kind", Str, false),
+        (4, "causes", Msg(status_cause), true),
+        (5, "retryAfterSeconds", Int, false),
+        (6, "uid", Str, false),
+    ]
 }
 
 fn lease_spec() -> Schema {
@@ -179,6 +224,31 @@ fn schema_of(kind: &str) -> Option<Schema> {
             (3, "roleRef", Msg(role_ref), false),
         ],
         "Lease" => &[(1, "metadata", Msg(object_meta), false), (2, "spec", Msg(lease_spec), false)],
+        "Event" => &[
+            (1, "metadata", Msg(object_meta), false),
+            (2, "involvedObject", Msg(object_reference), false),
+            (3, "reason", Str, false),
+            (4, "message", Str, false),
+            (5, "source", Msg(event_source), false),
+            (6, "firstTimestamp", Time, false),
+            (7, "lastTimestamp", Time, false),
+            (8, "count", Int, false),
+            (9, "type", Str, false),
+            (10, "eventTime", Time, false),
+            (11, "series", Msg(event_series), false),
+            (12, "action", Str, false),
+            (13, "related", Msg(object_reference), false),
+            (14, "reportingComponent", Str, false),
+            (15, "reportingInstance", Str, false),
+        ],
+        "Status" => &[
+            (1, "metadata", Msg(list_meta), false),
+            (2, "status", Str, false),
+            (3, "message", Str, false),
+            (4, "reason", Str, false),
+            (5, "details", Msg(status_details), false),
+            (6, "code", Int, false),
+        ],
         _ => return None,
     })
 }
@@ -274,6 +344,7 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
             Bytes => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
             Time => time(r.bytes()?)?,
             RawJson => crate::api::decode::json(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?,
+            Fields => message(r.bytes()?, fields_v1())?.remove("Raw").unwrap_or_else(|| json!({})),
             Msg(s) => Value::Object(message(r.bytes()?, s())?),
             MapStr | MapBytes => {
                 let (k, v) = map_entry(r.bytes()?, matches!(kind, MapBytes))?;
@@ -310,9 +381,172 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     Ok(Value::Object(obj))
 }
 
+/// Whether responses of `kind` can be protobuf (kube's built-in kinds this module knows).
+pub fn supports(kind: &str) -> bool {
+    schema_of(kind).is_some()
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn tag(&mut self, field: u32, wire: u64) {
+        self.varint(u64::from(field) << 3 | wire);
+    }
+
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.tag(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+}
+
+fn time_message(v: &Value, name: &str) -> Result<Vec<u8>, String> {
+    let s = v.as_str().ok_or_else(|| format!("{name} is not a time"))?;
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{name}: {e}"))?;
+    let mut w = Writer(Vec::new());
+    if t.timestamp() != 0 {
+        w.tag(1, 0);
+        w.varint(t.timestamp() as u64);
+    }
+    if t.timestamp_subsec_nanos() != 0 {
+        w.tag(2, 0);
+        w.varint(u64::from(t.timestamp_subsec_nanos()));
+    }
+    Ok(w.0)
+}
+
+fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -> Result<(), String> {
+    let wrong = || format!("field {name} has an unexpected type");
+    match kind {
+        Str => w.bytes(field, v.as_str().ok_or_else(wrong)?.as_bytes()),
+        Bytes => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().ok_or_else(wrong)?)
+                .map_err(|e| e.to_string())?;
+            w.bytes(field, &raw)
+        }
+        Int => {
+            w.tag(field, 0);
+            w.varint(v.as_i64().ok_or_else(wrong)? as u64)
+        }
+        Bool => {
+            w.tag(field, 0);
+            w.varint(u64::from(v.as_bool().ok_or_else(wrong)?))
+        }
+        Time => w.bytes(field, &time_message(v, name)?),
+        RawJson => w.bytes(field, &serde_json::to_vec(v).map_err(|e| e.to_string())?),
+        Fields => {
+            let mut m = Writer(Vec::new());
+            m.bytes(1, &serde_json::to_vec(v).map_err(|e| e.to_string())?);
+            w.bytes(field, &m.0)
+        }
+        Msg(s) => w.bytes(field, &encode_message(v, s())?),
+        MapStr | MapBytes => {
+            for (k, x) in v.as_object().ok_or_else(wrong)? {
+                let mut e = Writer(Vec::new());
+                e.bytes(1, k.as_bytes());
+                encode_value(&mut e, 2, name, if matches!(kind, MapBytes) { Bytes } else { Str }, x)?;
+                w.bytes(field, &e.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One message from its JSON form; an error for a field the table does not have (a response
+/// must never lose what the object holds).
+fn encode_message(v: &Value, schema: Schema) -> Result<Vec<u8>, String> {
+    let obj = v.as_object().ok_or("not an object")?;
+    if let Some(k) = obj.keys().find(|k| !schema.iter().any(|(_, n, ..)| n == k) && *k != "kind" && *k != "apiVersion")
+    {
+        return Err(format!("field {k} has no protobuf encoding here"));
+    }
+    let mut w = Writer(Vec::new());
+    for &(field, name, kind, repeated) in schema {
+        let Some(v) = obj.get(name).filter(|v| !v.is_null()) else { continue };
+        if repeated {
+            for x in v.as_array().ok_or_else(|| format!("field {name} is not a list"))? {
+                encode_value(&mut w, field, name, kind, x)?;
+            }
+        } else {
+            encode_value(&mut w, field, name, kind, v)?;
+        }
+    }
+    Ok(w.0)
+}
+
+/// `k8s\0` + runtime.Unknown{typeMeta, raw}.
+fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let mut tm = Writer(Vec::new());
+    tm.bytes(1, api_version.as_bytes());
+    tm.bytes(2, kind.as_bytes());
+    let mut w = Writer(b"k8s\x00".to_vec());
+    w.bytes(1, &tm.0);
+    w.bytes(2, raw);
+    w.0
+}
+
+/// An object (its `kind` and `apiVersion` set) as a protobuf body.
+pub fn encode(obj: &Value) -> Result<Vec<u8>, String> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let schema = schema_of(kind).ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
+    Ok(envelope(obj["apiVersion"].as_str().unwrap_or_default(), kind, &encode_message(obj, schema)?))
+}
+
+/// A `<Kind>List` of `item_kind` objects as a protobuf body.
+pub fn encode_list(api_version: &str, item_kind: &str, meta: &Value, items: &[Value]) -> Result<Vec<u8>, String> {
+    let schema = schema_of(item_kind).ok_or_else(|| format!("protobuf is not supported for kind {item_kind:?}"))?;
+    let mut w = Writer(Vec::new());
+    w.bytes(1, &encode_message(meta, list_meta())?);
+    for item in items {
+        w.bytes(2, &encode_message(item, schema)?);
+    }
+    Ok(envelope(api_version, &format!("{item_kind}List"), &w.0))
+}
+
+/// One watch event in kube's protobuf stream framing: a 4-byte big-endian length, then
+/// `k8s\0` + Unknown{WatchEvent{type, object: RawExtension{raw: the object's own envelope}}}.
+pub fn encode_watch_event(api_version: &str, ty: &str, obj: &Value) -> Result<Vec<u8>, String> {
+    let mut ext = Writer(Vec::new());
+    ext.bytes(1, &encode(obj)?);
+    let mut ev = Writer(Vec::new());
+    ev.bytes(1, ty.as_bytes());
+    ev.bytes(2, &ext.0);
+    let body = envelope(api_version, "WatchEvent", &ev.0);
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&body);
+    Ok(framed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encodes_what_it_decodes() {
+        let cm = json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "x", "namespace": "d", "labels": {"a": "b"}, "creationTimestamp": "2026-01-02T03:04:05Z",
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u", "controller": true}],
+                         "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]},
+            "data": {"k": "v"}, "binaryData": {"b": "AAEC"},
+        });
+        assert_eq!(decode(&encode(&cm).unwrap()).unwrap(), cm);
+        let mut odd = cm.clone();
+        odd["spec"] = json!({});
+        assert!(encode(&odd).is_err(), "a field without an encoding is never dropped");
+        let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
+        assert_eq!(u32::from_be_bytes(ev[..4].try_into().unwrap()) as usize, ev.len() - 4);
+        assert!(ev[4..].starts_with(b"k8s\x00"));
+    }
 
     fn field(n: u32, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![(n << 3 | 2) as u8, payload.len() as u8];

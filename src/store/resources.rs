@@ -23,6 +23,10 @@ pub struct ResourceDef {
     /// Only `status` is served.
     #[serde(default)]
     pub subresources: Vec<String>,
+    /// The key prefix of the resource whose storage this one shares, when it is another
+    /// version of it (events.k8s.io events are core events, as in kube).
+    #[serde(skip)]
+    pub storage: Option<String>,
 }
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -39,6 +43,7 @@ impl ResourceDef {
             short_names: short.iter().map(|s| s.to_string()).collect(),
             categories: cats.iter().map(|s| s.to_string()).collect(),
             subresources: Vec::new(),
+            storage: None,
         }
     }
 
@@ -62,6 +67,9 @@ impl ResourceDef {
     /// The key prefix of this resource: `/registry/<resource>/` for the core group,
     /// `/registry/<group>/<resource>/` for the others.
     pub fn prefix(&self) -> String {
+        if let Some(p) = &self.storage {
+            return p.clone();
+        }
         if self.group.is_empty() {
             format!("/registry/{}/", self.resource)
         } else {
@@ -156,6 +164,8 @@ pub fn defaults() -> Vec<ResourceDef> {
     let mut apiservices =
         ResourceDef::new("apiregistration.k8s.io", "apiservices", "APIService", false, &[], &["api-extensions"]);
     apiservices.subresources = vec!["status".into()];
+    let mut events_v1 = ResourceDef::new("events.k8s.io", "events", "Event", true, &["ev"], &[]);
+    events_v1.storage = Some("/registry/events/".into());
     let mut serviceaccounts = ResourceDef::new("", "serviceaccounts", "ServiceAccount", true, &["sa"], &[]);
     // API Priority and Fairness's configuration (kube serves it, with status, from its own storage)
     let fc = "flowcontrol.apiserver.k8s.io";
@@ -170,6 +180,7 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::new("", "secrets", "Secret", true, &[], &[]),
         serviceaccounts,
         ResourceDef::new("", "events", "Event", true, &["ev"], &[]),
+        events_v1,
         ResourceDef::new(rbac, "roles", "Role", true, &[], &[]),
         ResourceDef::new(rbac, "clusterroles", "ClusterRole", false, &[], &[]),
         ResourceDef::new(rbac, "rolebindings", "RoleBinding", true, &[], &[]),

@@ -150,14 +150,16 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(k, eq, want)| {
-            let mut cur = obj;
-            for seg in k.split('.') {
-                cur = &cur[seg];
-            }
-            let have = cur.as_str().unwrap_or("");
-            (have == want) == *eq
-        })
+        self.0.iter().all(|(k, eq, want)| (field(obj, k) == want) == *eq)
+    }
+
+    /// The same requirements with their fields renamed by `f` (another version's field
+    /// labels in the stored form's names).
+    pub fn relabel(mut self, f: impl Fn(&str) -> String) -> Self {
+        for (k, ..) in &mut self.0 {
+            *k = f(k);
+        }
+        self
     }
 
     /// Adds the requirement `metadata.name == name`.
@@ -168,6 +170,23 @@ impl FieldSelector {
     /// The name an `metadata.name=` requirement pins, if any.
     pub fn name(&self) -> Option<&str> {
         self.0.iter().find(|(k, eq, _)| k == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+    }
+}
+
+/// The value of a selectable field: its path in the object, but for the one kube computes (an
+/// Event's `source`: the source component, or else the reporting controller, whose JSON name
+/// is `reportingComponent`).
+fn field<'a>(obj: &'a Value, key: &str) -> &'a str {
+    let at = |path: &str| {
+        let mut cur = obj;
+        for seg in path.split('.') {
+            cur = &cur[seg];
+        }
+        cur.as_str().unwrap_or("")
+    };
+    match key {
+        "source" => Some(at("source.component")).filter(|s| !s.is_empty()).unwrap_or_else(|| at("reportingComponent")),
+        _ => at(key),
     }
 }
 
@@ -206,5 +225,10 @@ mod tests {
         assert!(FieldSelector::parse("type==Opaque", &["type"]).unwrap().matches(&o));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err(), "field label not supported: spec.x");
         assert_eq!(FieldSelector::parse("metadata.name=a", &[]).unwrap().name(), Some("a"));
+        let ev = json!({"reportingComponent": "kubelet", "source": {}});
+        let sel = |s: &str| FieldSelector::parse(s, &["source", "reportingComponent"]).unwrap();
+        assert!(sel("source=kubelet").matches(&ev) && sel("reportingComponent=kubelet").matches(&ev));
+        let ev = json!({"reportingComponent": "kubelet", "source": {"component": "scheduler"}});
+        assert!(sel("source=scheduler").matches(&ev) && !sel("source=kubelet").matches(&ev));
     }
 }

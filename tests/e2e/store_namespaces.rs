@@ -10,6 +10,9 @@ use frontdoor::store::etcd::process::EtcdProcess;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+/// Every namespace has its kube-root-ca.crt: the rest is what a test made.
+const NOT_ROOT_CA: &str = "metadata.name!=kube-root-ca.crt";
+
 fn write(fd: &Frontdoor, name: &str, text: &str) -> String {
     let p = fd.dir.path().join(name);
     std::fs::write(&p, text).unwrap();
@@ -46,7 +49,10 @@ fn delete_f_and_waiting_delete_ns_succeed() {
     fd.kubectl_ok(&["-n", "team", "create", "sa", "robot"]);
     assert!(fd.kubectl_ok(&["delete", "ns", "team"]).contains("namespace \"team\" deleted"));
     assert!(gone(&fd, &["ns", "team"]));
-    assert!(fd.kubectl_ok(&["get", "cm", "-A", "-o", "name"]).is_empty(), "the content went with it");
+    assert!(
+        fd.kubectl_ok(&["get", "cm", "-A", "-o", "name", "--field-selector", NOT_ROOT_CA]).is_empty(),
+        "the content went with it"
+    );
 
     // the collection has no DELETE, and nothing was deleted trying
     let r = fd.admin_client().delete(fd.url("/api/v1/namespaces")).send().unwrap();
@@ -168,6 +174,68 @@ fn replicas_on_etcd_both_run_the_deleter() {
         wait_until(&n, Duration::from_secs(60), || gone(&a, &["ns", &n]) && gone(&b, &["ns", &n]));
     }
     assert!(started.elapsed() < Duration::from_secs(60));
-    assert!(stdout(&b.kubectl(&["get", "cm", "-A", "-o", "name"])).is_empty());
+    assert!(stdout(&b.kubectl(&["get", "cm", "-A", "-o", "name", "--field-selector", NOT_ROOT_CA])).is_empty());
     assert!(a.logs().matches("panicked").count() == 0 && b.logs().matches("panicked").count() == 0);
+}
+
+/// Every namespace gets the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
+/// (the CA that verifies this server), as kube's serviceaccounts-controller and
+/// root-ca-cert-publisher do: the system namespaces at startup, a new one at once, a deleted
+/// one back, an edited CA restored; `kubectl create token default` works in a new namespace.
+#[test]
+fn namespaces_get_their_default_service_account_and_root_ca() {
+    let fd = Frontdoor::start(&[]);
+    let ca = std::fs::read_to_string(fd.certs().join("ca.crt")).unwrap();
+    let cm = |ns: &str| -> Option<Value> {
+        let o = fd.kubectl(&["-n", ns, "get", "cm", "kube-root-ca.crt", "-o", "json"]);
+        o.status.success().then(|| serde_json::from_slice(&o.stdout).unwrap())
+    };
+    let sa_uid = |ns: &str| -> Option<String> {
+        let o = fd.kubectl(&["-n", ns, "get", "sa", "default", "-o", "jsonpath={.metadata.uid}"]);
+        o.status.success().then(|| stdout(&o))
+    };
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        wait_until(ns, Duration::from_secs(10), || cm(ns).is_some() && sa_uid(ns).is_some());
+    }
+    fd.kubectl_ok(&["create", "ns", "fresh"]);
+    wait_until("a new namespace's defaults", Duration::from_secs(10), || {
+        cm("fresh").is_some() && sa_uid("fresh").is_some()
+    });
+    let published = cm("fresh").unwrap();
+    assert_eq!(published["data"]["ca.crt"], ca.as_str(), "the serving CA bundle");
+    assert!(published["metadata"]["annotations"]["kubernetes.io/description"]
+        .as_str()
+        .unwrap()
+        .starts_with("Contains a CA bundle that can be used to verify the kube-apiserver"));
+
+    // kubectl create token default: a token for the new namespace's default ServiceAccount
+    let token = fd.kubectl_ok(&["-n", "fresh", "create", "token", "default"]);
+    let review: Value = fd
+        .anonymous_client()
+        .post(fd.url("/apis/authentication.k8s.io/v1/selfsubjectreviews"))
+        .bearer_auth(token.trim())
+        .header("Content-Type", "application/json")
+        .body(r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(review["status"]["userInfo"]["username"], "system:serviceaccount:fresh:default", "{review}");
+
+    // deleted: put back (a new object); edited: restored
+    let before = sa_uid("fresh").unwrap();
+    fd.kubectl_ok(&["-n", "fresh", "delete", "sa", "default"]);
+    wait_until("the default ServiceAccount back", Duration::from_secs(10), || {
+        sa_uid("fresh").is_some_and(|u| u != before)
+    });
+    fd.kubectl_ok(&["-n", "fresh", "delete", "cm", "kube-root-ca.crt"]);
+    wait_until("the root CA back", Duration::from_secs(10), || cm("fresh").is_some());
+    fd.kubectl_ok(&["-n", "fresh", "patch", "cm", "kube-root-ca.crt", "-p", r#"{"data":{"ca.crt":"forged"}}"#]);
+    wait_until("the root CA restored", Duration::from_secs(10), || {
+        cm("fresh").is_some_and(|c| c["data"]["ca.crt"] == ca.as_str())
+    });
+    // a terminating namespace gets nothing back
+    fd.kubectl_ok(&["delete", "ns", "fresh", "--timeout=30s"]);
+    assert!(gone(&fd, &["ns", "fresh"]));
+    assert!(fd.logs().matches("panicked").count() == 0);
 }

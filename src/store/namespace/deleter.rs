@@ -9,6 +9,7 @@
 use super::conditions::{self, Totals};
 use super::{is_namespaces, list_len, terminating, FINALIZER};
 use crate::store::backend::{StorageError, Stored};
+use crate::store::gc::Propagation;
 use crate::store::resources::ResourceDef;
 use crate::store::rest::write::delete_one;
 use crate::store::{Shared, Store};
@@ -197,7 +198,7 @@ fn delete_all_content(store: &Store, namespace: &str) -> Totals {
         match store.storage.list(&d.list_prefix(namespace), None) {
             Ok((items, _)) => {
                 for item in items {
-                    match delete_one(store, d, &item, false) {
+                    match delete_one(store, d, &item, false, Some(Propagation::Background)) {
                         Ok(_) | Err(StorageError::NotFound) | Err(StorageError::Conflict) => {}
                         Err(e) => failed = Some(e.to_string()),
                     }

@@ -7,6 +7,7 @@
 //! etcd may run the same steps for the same namespace: the loser of a race re-reads.
 
 mod conditions;
+pub mod defaults;
 mod deleter;
 
 pub use deleter::{start, sync, Deleter, Outcome};
@@ -69,6 +70,7 @@ pub fn delete(
     def: &ResourceDef,
     existing: &Stored,
     dry_run: bool,
+    policy: Option<crate::store::gc::Propagation>,
 ) -> Result<(Value, bool), StorageError> {
     let mut current = existing.clone();
     for _ in 0..super::rest::write::RETRIES {
@@ -81,6 +83,14 @@ pub fn delete(
             return Ok(((*gone.value).clone(), true));
         }
         let mut marked = (*current.value).clone();
+        // the garbage collector's finalizers, as for any object (kube's namespace REST Delete)
+        let (changed, finalizers) = crate::store::gc::deletion_finalizers(def, &marked, policy);
+        if changed {
+            marked["metadata"]["finalizers"] = json!(finalizers);
+            if finalizers.is_empty() {
+                marked["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
+            }
+        }
         marked["metadata"]["deletionTimestamp"] = json!(super::rest::now());
         if !marked["status"].is_object() {
             marked["status"] = json!({});

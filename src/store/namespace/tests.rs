@@ -25,6 +25,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str) -> Target<'a> 
         query: Options::default(),
         table: false,
         partial: false,
+        output: Default::default(),
         content_type: "application/json".into(),
         user_agent: "test".into(),
         admit: None,

@@ -2,6 +2,7 @@
 //! the store: request parsing and dispatch here, the verbs in read.rs, write.rs, watch.rs.
 
 mod apply;
+pub mod negotiate;
 mod object;
 mod query;
 mod read;
@@ -43,6 +44,8 @@ pub struct Target<'a> {
     pub table: bool,
     /// The Accept header asks for metadata only (`as=PartialObjectMetadata[List]`).
     pub partial: bool,
+    /// How the object or list is written (the Accept header negotiated).
+    pub output: negotiate::Output,
     pub content_type: String,
     pub user_agent: String,
     /// Checks the object about to be stored must pass (None: none).
@@ -124,14 +127,29 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         };
         return rest.respond.send(session, ctx, s.into()).await;
     }
+    let table = accept.contains("as=Table");
+    let partial = !table && accept.contains("as=PartialObjectMetadata");
+    // a Table or PartialObjectMetadata is JSON; an object or list as negotiated
+    let output = if table || partial {
+        Ok(negotiate::Output::Json)
+    } else {
+        // events.k8s.io's Event is another message than core's, which the tables know
+        let protobuf = crate::store::protobuf::supports(&def.kind) && !crate::store::events::is_events_v1(def);
+        negotiate::negotiate(&accept, protobuf, info.verb == "watch")
+    };
+    let output = match output {
+        Ok(o) => o,
+        Err(s) => return rest.respond.send(session, ctx, s.into()).await,
+    };
     let mut t = Target {
         def,
         namespace,
         name: info.name.clone(),
         subresource: info.subresource.clone(),
         query,
-        table: accept.contains("as=Table"),
-        partial: !accept.contains("as=Table") && accept.contains("as=PartialObjectMetadata"),
+        table,
+        partial,
+        output,
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
         admit: None,
@@ -145,6 +163,11 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if finalize && info.verb != "update" {
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
+    }
+    if matches!(info.verb.as_str(), "list" | "watch") {
+        if let Err(s) = t.query.validate_list(info.verb == "watch") {
+            return rest.respond.send(session, ctx, s.into()).await;
+        }
     }
     if info.verb == "watch" {
         return watch::serve(rest, session, ctx, &t).await;
@@ -212,6 +235,7 @@ struct Owned {
     query: Options,
     table: bool,
     partial: bool,
+    output: negotiate::Output,
     content_type: String,
     user_agent: String,
     admit: Option<Admit>,
@@ -227,6 +251,7 @@ impl Owned {
             query: t.query.clone(),
             table: t.table,
             partial: t.partial,
+            output: t.output,
             content_type: t.content_type.clone(),
             user_agent: t.user_agent.clone(),
             admit: t.admit.clone(),
@@ -235,7 +260,8 @@ impl Owned {
 
     /// Runs `f` on the target, moved back out of this owned form (nothing cloned again).
     fn run<R>(self, f: impl FnOnce(&Target) -> R) -> R {
-        let Owned { def, namespace, name, subresource, query, table, partial, content_type, user_agent, admit } = self;
+        let Owned { def, namespace, name, subresource, query, table, partial, output, content_type, user_agent, admit } =
+            self;
         f(&Target {
             def: &def,
             namespace,
@@ -244,6 +270,7 @@ impl Owned {
             query,
             table,
             partial,
+            output,
             content_type,
             user_agent,
             admit,

@@ -1,6 +1,7 @@
 //! Shared pieces of the verbs: storage errors as kube Statuses, list envelopes, continue
 //! tokens, output (JSON or Table) and managedFields.
 
+use super::negotiate::Output;
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
@@ -60,7 +61,25 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o], meta, include));
     }
-    Reply::json(code, &o)
+    encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
+}
+
+/// `value` written as negotiated; protobuf falls back to JSON for what has no protobuf form.
+fn encoded(output: Output, code: u16, value: &Value, protobuf: impl FnOnce() -> Result<Vec<u8>, String>) -> Reply {
+    match output {
+        Output::Protobuf => match protobuf() {
+            Ok(b) => Reply::new(code, super::negotiate::PROTOBUF, b),
+            Err(e) => {
+                tracing::debug!(error = e, "answering JSON: no protobuf form");
+                Reply::json(code, value)
+            }
+        },
+        Output::Yaml => match serde_yaml::to_string(value) {
+            Ok(y) => Reply::new(code, "application/yaml", y),
+            Err(_) => Reply::json(code, value),
+        },
+        Output::Json => Reply::json(code, value),
+    }
 }
 
 /// A `<Kind>List` (or a Table) of `items`.
@@ -77,10 +96,10 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
     }
-    Reply::json(
-        200,
-        &json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items}),
-    )
+    let list = json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items});
+    encoded(t.output, 200, &list, || {
+        crate::store::protobuf::encode_list(&t.def.api_version(), &t.def.kind, &list["metadata"], &items)
+    })
 }
 
 /// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.
@@ -89,7 +108,15 @@ pub fn encode_continue(rv: u64, start: &str) -> String {
     base64::engine::general_purpose::URL_SAFE.encode(raw)
 }
 
-pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
+/// The token kube hands back with a 410 for an expired one: the same start, at rv -1 (the
+/// latest revision, an inconsistent continuation the client may choose).
+pub fn encode_continue_latest(start: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": -1, "start": start}).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(raw)
+}
+
+/// A continue token's revision (None: -1, the latest) and start key.
+pub fn decode_continue(token: &str) -> Result<(Option<u64>, String), Status> {
     let bad = || {
         Status::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
@@ -103,7 +130,10 @@ pub fn decode_continue(token: &str) -> Result<(u64, String), Status> {
     if v["v"] != "meta.k8s.io/v1" {
         return Err(Status::bad_request("continue key is not valid: server does not recognize this encoded key"));
     }
-    let rv = v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?;
+    let rv = match v["rv"].as_i64() {
+        Some(-1) => None,
+        _ => Some(v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad)?),
+    };
     let start = v["start"].as_str().ok_or_else(bad)?.to_string();
     if start.contains("..") || start.starts_with('/') {
         return Err(bad());
@@ -249,7 +279,8 @@ mod tests {
     #[test]
     fn continue_round_trip_and_rejects_garbage() {
         let t = encode_continue(7, "ns/b");
-        assert_eq!(decode_continue(&t).unwrap(), (7, "ns/b".to_string()));
+        assert_eq!(decode_continue(&t).unwrap(), (Some(7), "ns/b".to_string()));
+        assert_eq!(decode_continue(&encode_continue_latest("ns/b")).unwrap(), (None, "ns/b".to_string()));
         assert_eq!(decode_continue("!!").unwrap_err().code, 400);
         assert!(decode_continue(&encode_continue(7, "../x")).is_err());
     }

@@ -13,7 +13,8 @@ pub struct Options {
     pub resource_version: String,
     pub resource_version_match: String,
     pub allow_watch_bookmarks: bool,
-    pub send_initial_events: bool,
+    /// None when not given (kube's `*bool`: its presence alone has rules).
+    pub send_initial_events: Option<bool>,
     /// Seconds a watch may run: None for the server's default (absent or 0), 0 to end at once
     /// (a negative value, as kube's timer fires at once).
     pub timeout_seconds: Option<u64>,
@@ -25,6 +26,8 @@ pub struct Options {
     pub force: bool,
     pub include_object: Option<String>,
     pub propagation_policy: String,
+    /// The deprecated DeleteOptions.orphanDependents (wins over propagationPolicy).
+    pub orphan_dependents: Option<bool>,
 }
 
 /// An integer option as kube's parameter codec reads it: `strconv.ParseInt` of the first value
@@ -53,7 +56,7 @@ impl Options {
             resource_version: text("resourceVersion"),
             resource_version_match: text("resourceVersionMatch"),
             allow_watch_bookmarks: q.flag("allowWatchBookmarks"),
-            send_initial_events: q.flag("sendInitialEvents"),
+            send_initial_events: q.first("sendInitialEvents").map(|_| q.flag("sendInitialEvents")),
             timeout_seconds,
             dry_run_values,
             field_manager: text("fieldManager"),
@@ -61,6 +64,7 @@ impl Options {
             force: q.flag("force"),
             include_object: q.first("includeObject").map(str::to_string),
             propagation_policy: text("propagationPolicy"),
+            orphan_dependents: q.first("orphanDependents").map(|_| q.flag("orphanDependents")),
         })
     }
 
@@ -112,8 +116,97 @@ impl Options {
         ))
     }
 
+    /// kube's `ValidateListOptions` (a list's or a watch's 422 on ListOptions), with the
+    /// WatchList feature on (a watch may ask for its initial events).
+    pub fn validate_list(&self, watch: bool) -> Result<(), Status> {
+        let mut errs = Vec::new();
+        let forbidden = |field: &str, message: String| crate::api::status::StatusCause {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {message}"),
+            field: field.into(),
+        };
+        let unsupported = |value: &str, supported: &str| crate::api::status::StatusCause {
+            reason: "FieldValueNotSupported".into(),
+            message: format!("Unsupported value: {value:?}: supported values: {supported}"),
+            field: "resourceVersionMatch".into(),
+        };
+        let rvm = self.resource_version_match.as_str();
+        if watch {
+            if self.send_initial_events.is_some() && rvm != "NotOlderThan" {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into(),
+                ));
+            }
+            if !rvm.is_empty() {
+                if self.send_initial_events.is_none() {
+                    errs.push(forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".into(),
+                    ));
+                }
+                if rvm != "NotOlderThan" {
+                    errs.push(unsupported(rvm, "\"NotOlderThan\""));
+                }
+                if !self.continue_.is_empty() {
+                    errs.push(forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden when continue is provided".into(),
+                    ));
+                }
+            }
+        } else {
+            if !rvm.is_empty() {
+                if self.resource_version.is_empty() {
+                    errs.push(forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+                    ));
+                }
+                if !self.continue_.is_empty() {
+                    errs.push(forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden when continue is provided".into(),
+                    ));
+                }
+                if rvm != "Exact" && rvm != "NotOlderThan" {
+                    errs.push(unsupported(rvm, "\"Exact\", \"NotOlderThan\", \"\""));
+                }
+                if rvm == "Exact" && self.resource_version == "0" {
+                    errs.push(forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+                    ));
+                }
+            }
+            if self.send_initial_events.is_some() {
+                errs.push(forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list".into()));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(Status::invalid("meta.k8s.io", "ListOptions", "", errs))
+        }
+    }
+
     /// kube's `ValidateDeleteOptions` of the propagation policy (a delete's 422).
     pub fn validate_delete(&self) -> Result<(), Status> {
+        if self.orphan_dependents.is_some() && !self.propagation_policy.is_empty() {
+            return Err(Status::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![crate::api::status::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {:?}: orphanDependents and deletionPropagation cannot be both set",
+                        self.propagation_policy
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
         match self.propagation_policy.as_str() {
             "" | "Foreground" | "Background" | "Orphan" => Ok(()),
             other => Err(Status::invalid(

@@ -1,7 +1,7 @@
 //! get and list: selectors, limit/continue over a consistent snapshot, resourceVersion and
 //! resourceVersionMatch as kube defines them.
 
-use super::object::{decode_continue, encode_continue, reply_list, reply_object, status};
+use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_list, reply_object, status};
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
@@ -21,13 +21,19 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
     match resource {
         "secrets" => &["type"],
         "namespaces" => &["status.phase"],
+        // kube's event ToSelectableFields
         "events" => &[
             "involvedObject.kind",
-            "involvedObject.name",
             "involvedObject.namespace",
-            "reason",
-            "type",
+            "involvedObject.name",
             "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
         _ => &[],
     }
@@ -39,8 +45,14 @@ pub fn extra_fields(resource: &str) -> &'static [&'static str] {
 /// whatever the selector parsers make of the rest (kube's watch handler adds the same term).
 pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
     let labels = LabelSelector::parse(&t.query.label_selector).map_err(Status::bad_request)?;
-    let mut fields =
-        FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?;
+    let mut fields = if crate::store::events::is_events_v1(t.def) {
+        // its labels are mapped to core's, which the stored objects have
+        FieldSelector::parse(&t.query.field_selector, &crate::store::events::FIELD_LABELS)
+            .map_err(Status::bad_request)?
+            .relabel(crate::store::events::core_field_label)
+    } else {
+        FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?
+    };
     if !t.name.is_empty() {
         fields.require_name(&t.name);
     }
@@ -66,7 +78,7 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
             return Err(Status::bad_request("specifying resource version is not allowed when using continue"));
         }
         let (rv, start) = decode_continue(&q.continue_)?;
-        (Some(rv), Some(start))
+        (rv, Some(start))
     } else {
         let rv = q.revision()?;
         match (q.resource_version_match.as_str(), rv) {
@@ -98,9 +110,14 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
             }
         }
     };
-    let (objs, rev) = store.storage.list(&prefix, at).map_err(|e| match e {
-        StorageError::Expired { .. } if start.is_some() => Status::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."),
-        e => status(t, "", e),
+    let (objs, rev) = store.storage.list(&prefix, at).map_err(|e| match (e, &start) {
+        // kube's handleCompactedErrorForPaging: a token to go on from the latest revision
+        (StorageError::Expired { .. }, Some(start)) => {
+            let mut s = Status::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.");
+            s.metadata.insert("continue".into(), json!(encode_continue_latest(start)));
+            s
+        }
+        (e, _) => status(t, "", e),
     })?;
     let after = start.map(|s| format!("{}{s}", t.def.prefix()));
     let mut items = Vec::new();

@@ -23,6 +23,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -
         query: Options::decode(&crate::request_info::query::Query::parse(query)).unwrap(),
         table: false,
         partial: false,
+        output: Default::default(),
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
         admit: None,

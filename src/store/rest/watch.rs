@@ -13,6 +13,7 @@ use crate::store::backend::{Event, EventType, StorageError, Watch};
 use crate::store::resources::ResourceDef;
 use crate::store::selectors::{FieldSelector, LabelSelector};
 use crate::store::table::{self, IncludeObject};
+use crate::store::watch::Delivery;
 use crate::store::Store;
 use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
@@ -56,23 +57,32 @@ pub async fn serve(
         Ok(s) => s,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
-    let from = match t.query.revision() {
+    let from = match watch_start(&rest.store, t) {
         Ok(r) => r,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
     let watch = rest.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
-    rest.respond.start_stream(session, ctx, 200, "application/json").await?;
+    let protobuf = (t.output == super::negotiate::Output::Protobuf).then(|| t.def.api_version());
+    let content_type = match protobuf {
+        Some(_) => "application/vnd.kubernetes.protobuf;stream=watch",
+        None => "application/json",
+    };
+    rest.respond.start_stream(session, ctx, 200, content_type).await?;
 
     let watch = match watch {
         Ok(w) => w,
         Err(StorageError::Expired { asked, oldest }) => {
             let s = Status::gone(format!("too old resource version: {asked} ({oldest})"));
-            let line = event_line("ERROR", serde_json::to_value(&s).unwrap_or_default());
+            let line = frame(protobuf.as_deref(), "ERROR", serde_json::to_value(&s).unwrap_or_default());
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
         Err(e) => {
-            let line = event_line("ERROR", serde_json::to_value(Status::internal_error(e)).unwrap_or_default());
+            let line = frame(
+                protobuf.as_deref(),
+                "ERROR",
+                serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
+            );
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -91,13 +101,36 @@ pub async fn serve(
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
-        initial_events_end: t.query.send_initial_events && t.query.allow_watch_bookmarks,
+        protobuf,
+        initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
         seat: ctx.inflight.take(),
     };
     crate::filters::detach::run(&rest.log, session, ctx, stream).await;
     Ok(())
+}
+
+/// Where a watch starts: None for the current state first (as ADDED events), else the
+/// revision after which it streams. With `sendInitialEvents` (resourceVersionMatch
+/// NotOlderThan, checked before): true is the current state, which must be at least as new as
+/// the resourceVersion; false is no state, from the resourceVersion or from now. Without it,
+/// kube's legacy rules: "" and "0" are the current state, N the events after N.
+fn watch_start(store: &Store, t: &Target) -> Result<Option<u64>, Status> {
+    let rv = t.query.revision()?;
+    match t.query.send_initial_events {
+        None => Ok(rv),
+        Some(true) => {
+            let current = store.storage.revision();
+            match rv {
+                Some(asked) if asked > current => {
+                    Err(super::object::status(t, "", StorageError::TooLarge { asked, current }))
+                }
+                _ => Ok(None),
+            }
+        }
+        Some(false) => Ok(Some(rv.unwrap_or_else(|| store.storage.revision()))),
+    }
 }
 
 /// A watch once its header is written: only what its stream needs, as it may be idle for
@@ -113,6 +146,8 @@ struct WatchStream {
     table: bool,
     include: IncludeObject,
     bookmarks: bool,
+    /// Framed protobuf (with the resource's apiVersion) instead of JSON lines.
+    protobuf: Option<String>,
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
@@ -153,12 +188,12 @@ impl WatchStream {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, event_line(ty, self.render(def, &ev.value))).await {
+                if !write(session, self.line(ty, self.render(def, &ev.value))).await {
                     return;
                 }
             }
         }
-        if self.initial_events_end && !write(session, bookmark(def, last_rev, true)).await {
+        if self.initial_events_end && !write(session, self.line("BOOKMARK", bookmark(def, last_rev, true))).await {
             return;
         }
         self.seat = None;
@@ -171,23 +206,16 @@ impl WatchStream {
             tokio::select! {
                 d = self.watch.rx.recv() => {
                     let Some(d) = d else { break };
-                    let ev = &d.event;
-                    last_rev = last_rev.max(ev.rev);
-                    if let Some(ty) = classify(ev, &|o| self.matches(o)) {
-                        let line = if self.partial || self.table {
-                            event_line(ty, self.render(def, &ev.value))
-                        } else {
-                            // the plain form is the same for every watcher: rendered once
-                            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
-                        };
-                        if !write(session, line).await {
-                            return;
-                        }
+                    last_rev = last_rev.max(d.event.rev);
+                    if !self.deliver(def, session, &d).await {
+                        return;
                     }
                 }
                 _ = &mut next_bookmark, if self.bookmarks => {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
-                    if !write(session, bookmark(def, last_rev, false)).await {
+                    let Some(rev) = self.catch_up(def, session, last_rev).await else { return };
+                    last_rev = rev;
+                    if !write(session, self.line("BOOKMARK", bookmark(def, last_rev, false))).await {
                         return;
                     }
                 }
@@ -201,7 +229,9 @@ impl WatchStream {
                 _ = &mut closing => break,
                 _ = &mut deadline => {
                     if self.bookmarks {
-                        let _ = write(session, bookmark(def, last_rev, false)).await;
+                        if let Some(rev) = self.catch_up(def, session, last_rev).await {
+                            let _ = write(session, self.line("BOOKMARK", bookmark(def, rev, false))).await;
+                        }
                     }
                     break;
                 }
@@ -210,18 +240,67 @@ impl WatchStream {
     }
 }
 
+impl WatchStream {
+    /// Sends one event if it is for this watcher; false when the client is gone.
+    async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
+        let ev = &d.event;
+        let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
+        let line = if self.partial || self.table || self.protobuf.is_some() {
+            self.line(ty, self.render(def, &ev.value))
+        } else {
+            // the plain form is the same for every watcher: rendered once
+            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
+        };
+        write(session, line).await
+    }
+
+    /// The store's current revision for a bookmark, once every event up to it that is for
+    /// this watcher has been sent (the store publishes each change under the lock that makes its
+    /// revision visible, so what is queued now is all there is up to it). None when the client is gone.
+    async fn catch_up(&mut self, def: &ResourceDef, session: &mut ServerSession, last: u64) -> Option<u64> {
+        let current = self.store.storage.revision();
+        let mut rev = last.max(current);
+        while let Ok(d) = self.watch.rx.try_recv() {
+            rev = rev.max(d.event.rev);
+            if !self.deliver(def, session, &d).await {
+                return None;
+            }
+        }
+        Some(rev)
+    }
+}
+
+impl WatchStream {
+    /// One event as this watch frames it.
+    fn line(&self, ty: &str, object: Value) -> Bytes {
+        frame(self.protobuf.as_deref(), ty, object)
+    }
+}
+
+/// One event: a JSON line, or (with the resource's apiVersion) kube's protobuf frame. An
+/// object without a protobuf form (which the negotiation ruled out for its kind) becomes an
+/// ERROR event, after which the client watches again.
+fn frame(protobuf: Option<&str>, ty: &str, object: Value) -> Bytes {
+    let Some(api_version) = protobuf else { return event_line(ty, object) };
+    let framed = crate::store::protobuf::encode_watch_event(api_version, ty, &object).or_else(|e| {
+        let s = serde_json::to_value(Status::internal_error(e)).unwrap_or_default();
+        crate::store::protobuf::encode_watch_event(api_version, "ERROR", &s)
+    });
+    Bytes::from(framed.unwrap_or_default())
+}
+
 fn event_line(ty: &str, object: Value) -> Bytes {
     let mut b = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
 }
 
-fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Bytes {
+fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    event_line("BOOKMARK", json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta}))
+    json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta})
 }
 
 /// Writes one line; false when the client is gone or stalled. The write's future is boxed:

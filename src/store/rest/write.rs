@@ -7,6 +7,7 @@ use crate::api::status::{StatusCause, StatusDetails};
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
+use crate::store::gc::{self, Propagation};
 use crate::store::namespace;
 use crate::store::resources::ResourceDef;
 use crate::store::validation::{generate_suffix, rule_for, validate_name};
@@ -30,7 +31,7 @@ fn str_of<'a>(v: &'a Value, field: &str) -> &'a str {
 /// Whether the resource keeps metadata.generation (kube does for spec-bearing kinds other
 /// than the core and RBAC ones it serves here).
 fn tracks_generation(def: &ResourceDef) -> bool {
-    !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io")
+    !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io" | "events.k8s.io")
 }
 
 /// Checks the body's kind and apiVersion against the endpoint, filling them when absent.
@@ -491,16 +492,25 @@ struct DeleteOptions {
     uid: Option<String>,
     rv: Option<String>,
     dry_run: bool,
+    propagation: Option<Propagation>,
 }
 
 fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
-    let mut o = DeleteOptions { dry_run: t.query.dry_run(), ..Default::default() };
+    let q = &t.query;
+    let propagation = Propagation::from_options(q.orphan_dependents, Propagation::parse(&q.propagation_policy));
+    let mut o = DeleteOptions { dry_run: q.dry_run(), propagation, ..Default::default() };
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
     let v = decode(body, &t.content_type, "DeleteOptions")?;
     o.uid = v["preconditions"]["uid"].as_str().map(String::from);
     o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
+    // a body's options replace the query's, as kube decodes one or the other
+    let policy = v["propagationPolicy"].as_str().unwrap_or_default().to_string();
+    let orphan_dependents = v["orphanDependents"].as_bool();
+    let body_options = super::Options { propagation_policy: policy, orphan_dependents, ..Default::default() };
+    body_options.validate_delete()?;
+    o.propagation = Propagation::from_options(orphan_dependents, Propagation::parse(&body_options.propagation_policy));
     if let Some(d) = v["dryRun"].as_array() {
         o.dry_run |= d.iter().any(|x| x == "All");
     }
@@ -550,9 +560,9 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
     }
     let deleted = if namespace::is_namespaces(t.def) {
-        namespace::delete(store, t.def, &existing, opts.dry_run)
+        namespace::delete(store, t.def, &existing, opts.dry_run, opts.propagation)
     } else {
-        delete_one(store, t.def, &existing, opts.dry_run)
+        delete_one(store, t.def, &existing, opts.dry_run, opts.propagation)
     };
     let (obj, gone) = deleted.map_err(|e| status(t, &t.name, e))?;
     // a namespace answers with itself, even once gone (kube's ReturnDeletedObject)
@@ -563,24 +573,31 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
 }
 
-/// Deletes one object (not a namespace: namespace::delete): at once, or by marking it
-/// (deletionTimestamp) while finalizers remain. Returns the object and whether it is gone.
+/// Deletes one object (not a namespace: namespace::delete) with a propagation policy (None:
+/// the kind's default, or the GC finalizer it has): at once, or by marking it
+/// (deletionTimestamp) while finalizers remain, the garbage collector's among them. Returns
+/// the object and whether it is gone.
 pub fn delete_one(
     store: &Store,
     def: &ResourceDef,
     existing: &Stored,
     dry_run: bool,
+    policy: Option<Propagation>,
 ) -> Result<(Value, bool), StorageError> {
     let obj = &existing.value;
-    let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-    if has_finalizers {
-        if obj["metadata"].get("deletionTimestamp").is_some() {
+    let (changed, finalizers) = gc::deletion_finalizers(def, obj, policy);
+    let deleting = namespace::terminating(obj);
+    if !finalizers.is_empty() {
+        if deleting && !changed {
             return Ok(((**obj).clone(), false));
         }
         let mut marked = (**obj).clone();
         let m = meta(&mut marked);
-        m.insert("deletionTimestamp".into(), json!(now()));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        m.insert("finalizers".into(), json!(finalizers));
+        if !deleting {
+            m.insert("deletionTimestamp".into(), json!(now()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
         if dry_run {
             return Ok((marked, false));
         }
@@ -608,6 +625,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         query: t.query.clone(),
         table: false,
         partial: false,
+        output: t.output,
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
@@ -623,7 +641,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         let Some(existing) = store.storage.get(&t.def.key(&ns, &name)) else {
             continue;
         };
-        match delete_one(store, t.def, &existing, opts.dry_run) {
+        match delete_one(store, t.def, &existing, opts.dry_run, opts.propagation) {
             Ok((obj, _)) => deleted.push(obj),
             Err(StorageError::NotFound) => {}
             Err(e) => return Err(status(t, &name, e)),
