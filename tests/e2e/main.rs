@@ -14,6 +14,8 @@ mod authz;
 mod certs;
 mod clients;
 mod deploy;
+mod differential;
+mod durability;
 mod flowcontrol;
 mod handshake;
 mod inflight;
