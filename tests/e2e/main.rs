@@ -25,6 +25,7 @@ mod pprof;
 mod prometheus;
 mod query_once;
 mod rbac_writes;
+mod reload_load;
 mod spine;
 mod store_api;
 mod store_bodies;
