@@ -76,6 +76,18 @@ fn serving_cert(certs: &Path) -> (String, String) {
     (p.signed_by(&key, &ca, &ca_key).unwrap().pem(), key.serialize_pem())
 }
 
+/// Writes a cert and key into `..vN` and points `..data` at it with one rename.
+fn swap_pair(certs: &Path, n: usize, crt: &str, key: &str) {
+    let dir = certs.join(format!("..v{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("apiserver.crt"), crt).unwrap();
+    std::fs::write(dir.join("apiserver.key"), key).unwrap();
+    let tmp = certs.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..v{n}"), &tmp).unwrap();
+    std::fs::rename(tmp, certs.join("..data")).unwrap();
+}
+
 /// `frontdoor_policy_reload_total` by (policy, result).
 fn reloads(fd: &Frontdoor) -> BTreeMap<(String, String), u64> {
     let text = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
@@ -108,6 +120,16 @@ fn run(rounds: usize) {
     ));
     issue_user(&fd, "alice", "alice", &[]);
     let certs = fd.certs();
+    // the serving cert and key change together, as a Secret volume swaps them: both files are
+    // symlinks through `..data`, which is renamed over in one step
+    let mut last_key = std::fs::read_to_string(certs.join("apiserver.key")).unwrap();
+    let crt = std::fs::read_to_string(certs.join("apiserver.crt")).unwrap();
+    swap_pair(&certs, 0, &crt, &last_key);
+    for f in ["apiserver.crt", "apiserver.key"] {
+        let link = certs.join(format!("{f}.link"));
+        std::os::unix::fs::symlink(format!("..data/{f}"), &link).unwrap();
+        std::fs::rename(link, certs.join(f)).unwrap();
+    }
 
     // the load: alice (client cert) and bob (token) read a configmap every valid RBAC allows,
     // new connections each time for half the clients (so each sees the serving cert in force)
@@ -158,11 +180,9 @@ fn run(rounds: usize) {
             let text = if bad { broken.to_string() } else { valid(i) };
             put(&root, file, &text);
         }
-        let (crt, key) = if bad { ("not a certificate".to_string(), String::new()) } else { serving_cert(&certs) };
-        if !bad {
-            std::fs::write(certs.join("apiserver.key"), key).unwrap();
-        }
-        std::fs::write(certs.join("apiserver.crt"), crt).unwrap();
+        let (crt, key) = if bad { ("not a certificate".to_string(), last_key.clone()) } else { serving_cert(&certs) };
+        last_key = key.clone();
+        swap_pair(&certs, i, &crt, &key);
         // every file's reload is counted (success or failure) before the next round
         wait_until(&format!("round {i}'s reloads"), Duration::from_secs(20), || {
             let after = reloads(&fd);
