@@ -48,9 +48,11 @@ for t in "${targets[@]}"; do
   t1=$(date +%s)
   # new inputs go to the scratch corpus (first directory); the seeds stay as committed
   rc=0
+  parallel=()
+  [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
   cargo +nightly fuzz run "${build[@]}" "$t" "$work/$t" "seeds/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-    -jobs="$jobs" -workers="$jobs" >"$log" 2>&1 || rc=$?
+    "${parallel[@]}" >"$log" 2>&1 || rc=$?
   # with -jobs, each worker logs to fuzz-N.log in the current directory
   if [ "$jobs" -gt 1 ]; then cat fuzz-*.log >>"$log" 2>/dev/null || true; rm -f fuzz-*.log; fi
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | awk '{s += $2} END {print s + 0}')
