@@ -12,6 +12,8 @@ mod watch;
 pub(crate) mod write;
 
 pub use query::Options;
+/// The PATCH verb (JSON, merge, strategic, apply), for the fuzz targets (fuzz/).
+pub use write::patch;
 
 use super::resources::ResourceDef;
 use super::Store;
