@@ -5,7 +5,7 @@ use crate::backend;
 use crate::common;
 
 use crate::backend::{TestBackend, GROUP};
-use crate::common::{free_port, stdout, wait_until, Frontdoor};
+use crate::common::{free_port, share_pki, stdout, wait_until, Frontdoor};
 use base64::Engine;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -486,17 +486,7 @@ fn a_second_frontdoor_as_backend() {
 
     let dir1 = tempfile::tempdir().unwrap();
     let certs1 = dir1.path().join("certs");
-    std::fs::create_dir_all(&certs1).unwrap();
-    for f in [
-        "ca.crt",
-        "ca.key",
-        "front-proxy-ca.crt",
-        "front-proxy-ca.key",
-        "front-proxy-client.crt",
-        "front-proxy-client.key",
-    ] {
-        std::fs::copy(fd2.certs().join(f), certs1.join(f)).unwrap();
-    }
+    share_pki(&fd2, &certs1);
     let f1 = dir1.path().join("apiservices.yaml");
     std::fs::write(&f1, apiservice(GROUP, "v1alpha1", 1000, 15, "default/fd2", &pki.ca_pem)).unwrap();
     let ep1 = format!("default/fd2:443=127.0.0.1:{}", fd2.port);

@@ -12,12 +12,11 @@
 use crate::aggregation::setup;
 use crate::authz::issue_user;
 use crate::backend::GROUP;
+use crate::common::audited;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// An authorization webhook over plain HTTP that allows everything and keeps every
 /// SubjectAccessReview it was sent.
@@ -244,23 +243,6 @@ fn draw(rng: &mut Rng) -> Case {
             namespace: decode(ns),
             name: want_name,
         },
-    }
-}
-
-/// The ResponseComplete event with this Audit-ID.
-fn audited(log: &Path, audit_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let ev = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["auditID"] == audit_id && e["stage"] == "ResponseComplete");
-        if let Some(ev) = ev {
-            return ev;
-        }
-        assert!(Instant::now() < deadline, "no ResponseComplete event for {audit_id}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

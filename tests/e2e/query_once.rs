@@ -6,8 +6,7 @@
 use crate::common::*;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 const NS: &str = "/api/v1/namespaces/default";
 
@@ -59,23 +58,6 @@ fn start() -> Env {
         assert_eq!(r.status(), 201, "{}", r.text().unwrap());
     }
     Env { fd, log, admin, alice }
-}
-
-/// The ResponseComplete event of the request with this Audit-ID.
-fn audited(log: &Path, audit_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let ev = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|e| e["auditID"] == audit_id && e["stage"] == "ResponseComplete");
-        if let Some(ev) = ev {
-            return ev;
-        }
-        assert!(Instant::now() < deadline, "no ResponseComplete event for {audit_id}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Sends a request; returns (status, body text, the audited verb, the audited objectRef name).

@@ -1,22 +1,11 @@
 //! The store over HTTP: watch streams (selectors, bookmarks, timeoutSeconds, 410 Expired),
 //! Table output, Status errors, and the `etcd` health check.
 
-use crate::common::Frontdoor;
+use crate::common::{watch_events as events, Frontdoor};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 
 fn cm(name: &str, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"a": "1"}})
-}
-
-/// Reads a whole (finite) watch stream as events.
-fn events(resp: reqwest::blocking::Response) -> Vec<Value> {
-    BufReader::new(resp)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect()
 }
 
 #[test]

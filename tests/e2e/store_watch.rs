@@ -4,19 +4,8 @@
 //! the resourceVersion, and ends it with a bookmark annotated `k8s.io/initial-events-end`;
 //! an expired continue token is a 410 with a fresh token that goes on from the latest state.
 
-use crate::common::Frontdoor;
+use crate::common::{watch_events as events, Frontdoor};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-
-fn events(resp: reqwest::blocking::Response) -> Vec<Value> {
-    assert_eq!(resp.status(), 200);
-    BufReader::new(resp)
-        .lines()
-        .map_while(Result::ok)
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(&l).unwrap())
-        .collect()
-}
 
 fn create(c: &reqwest::blocking::Client, url: &str, name: &str) -> u64 {
     let r = c.post(url).json(&json!({"metadata": {"name": name}})).send().unwrap();

@@ -5,7 +5,7 @@
 //! by request-header (X-Remote-*, the proxy client cert) or by impersonation (frontdoor's own
 //! token plus Impersonate-*). Checked with real kubectl and the upstream's audit log.
 
-use crate::common::{stderr, stdout, wait_until, Frontdoor, KUBECTL};
+use crate::common::{share_pki, stderr, stdout, wait_until, Frontdoor, KUBECTL};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -60,17 +60,7 @@ fn restart_upstream(old: &Frontdoor, resources: &str) -> Frontdoor {
 fn start_front(up: &Frontdoor, extra: &[&str]) -> Frontdoor {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
-    std::fs::create_dir_all(&certs).unwrap();
-    for f in [
-        "ca.crt",
-        "ca.key",
-        "front-proxy-ca.crt",
-        "front-proxy-ca.key",
-        "front-proxy-client.crt",
-        "front-proxy-client.key",
-    ] {
-        std::fs::copy(up.certs().join(f), certs.join(f)).unwrap();
-    }
+    share_pki(up, &certs);
     std::fs::create_dir_all(dir.path().join("policies/rbac")).unwrap();
     std::fs::write(dir.path().join("policies/tokens.csv"), "alice-token,alice,alice-uid,dev\n").unwrap();
     std::fs::write(dir.path().join("policies/rbac/alice.yaml"), ALICE_RBAC).unwrap();

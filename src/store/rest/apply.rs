@@ -146,18 +146,7 @@ fn fields_of(v: &Value, at: &mut At) -> Value {
 
 /// What an applied configuration `obj` of `def`'s kind owns, in FieldsV1 form.
 pub fn applied_fields(def: &crate::store::resources::ResourceDef, obj: &Value) -> Value {
-    let mut o = obj.clone();
-    if let Some(m) = o.as_object_mut() {
-        m.remove("kind");
-        m.remove("apiVersion");
-        m.remove("status");
-        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
-            if meta.is_empty() {
-                m.remove("metadata");
-            }
-        }
-    }
+    let o = super::object::managed_part(obj);
     let def_name = schema::get().kind(&def.group, &def.version, &def.kind);
     fields_of(&o, &mut At { def: def_name, path: Vec::new() })
 }

@@ -157,6 +157,11 @@ pub fn fields_v1(v: &Value) -> Value {
 
 /// The fields of `obj` a manager owns: everything but the server-set metadata.
 pub fn owned_fields(obj: &Value) -> Value {
+    fields_v1(&managed_part(obj))
+}
+
+/// `obj` without what no manager owns: kind, apiVersion, status and the server-set metadata.
+pub fn managed_part(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.as_object_mut() {
         m.remove("kind");
@@ -169,7 +174,7 @@ pub fn owned_fields(obj: &Value) -> Value {
             }
         }
     }
-    fields_v1(&o)
+    o
 }
 
 /// kube's default field manager name: the user agent up to the first `/`.

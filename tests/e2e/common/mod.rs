@@ -199,3 +199,48 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Copies `from`'s client CA and front-proxy pair into `certs` (created), so a second frontdoor
+/// started there trusts the same clients and presents a proxy client cert `from` believes.
+pub fn share_pki(from: &Frontdoor, certs: &Path) {
+    std::fs::create_dir_all(certs).unwrap();
+    for f in [
+        "ca.crt",
+        "ca.key",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "front-proxy-client.crt",
+        "front-proxy-client.key",
+    ] {
+        std::fs::copy(from.certs().join(f), certs.join(f)).unwrap();
+    }
+}
+
+/// The ResponseComplete audit event of the request with this Audit-ID, from a JSON-lines log.
+pub fn audited(log: &Path, audit_id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let ev = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["auditID"] == audit_id && e["stage"] == "ResponseComplete");
+        if let Some(ev) = ev {
+            return ev;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ResponseComplete event for {audit_id}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads a whole (finite) JSON watch stream as its events.
+pub fn watch_events(resp: reqwest::blocking::Response) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    assert_eq!(resp.status(), 200);
+    std::io::BufReader::new(resp)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect()
+}
