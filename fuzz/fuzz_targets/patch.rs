@@ -28,9 +28,11 @@ fn target<'a>(s: &'a Store, resource: &str, query: &str, content_type: &str) -> 
         query: Options::decode(&Query::parse(query)).unwrap(),
         table: false,
         partial: false,
+        output: Default::default(),
         content_type: content_type.into(),
         user_agent: "fuzz".into(),
         admit: None,
+        warnings: Default::default(),
     }
 }
 
@@ -65,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         patch::merge_patch(&mut merged, &p);
         let _ = patch::json_patch(&t, &p);
         let mut strategic = t.clone();
-        let _ = patch::strategic_merge_patch(&mut strategic, &p);
+        let _ = patch::strategic_merge_patch(&mut strategic, &p, Some("io.k8s.api.core.v1.ConfigMap"));
         // a merge patch is idempotent (RFC 7386)
         let mut again = merged.clone();
         patch::merge_patch(&mut again, &p);
