@@ -5,7 +5,7 @@ embedded defaults in a temporary directory, sends each body ROUNDS times as admi
 the median CPU time of the whole process per request (every thread, from
 /proc/PID/task/*/schedstat) with the answer's code. Loopback only; bounded.
 
-    bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first)
+    bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first; NO_BUILD=1 skips it)
 """
 import os, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
 
@@ -65,7 +65,8 @@ def free_port():
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "frontdoor"], cwd=ROOT, check=True)
+    if not os.environ.get("NO_BUILD"):
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "frontdoor"], cwd=ROOT, check=True)
     work = tempfile.mkdtemp()
     port = free_port()
     proc = subprocess.Popen(
