@@ -58,18 +58,37 @@ pub fn header_key_escape(key: &str) -> String {
     out
 }
 
-/// X-Remote-User, X-Remote-Uid (when the user has one), X-Remote-Group (one per group) and
-/// X-Remote-Extra-<key>, as kube-aggregator's proxy sends them.
-pub fn remote_user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) {
-    let _ = req.insert_header("X-Remote-User", user.username.as_str());
+/// The header names one way of telling a user's identity uses.
+pub struct UserHeaders {
+    user: &'static str,
+    uid: &'static str,
+    group: &'static str,
+    extra: &'static str,
+}
+
+/// kube-aggregator's, to backends and a request-header upstream.
+pub const REMOTE: UserHeaders =
+    UserHeaders { user: "X-Remote-User", uid: "X-Remote-Uid", group: "X-Remote-Group", extra: "X-Remote-Extra-" };
+/// client-go's impersonating round tripper's, to an impersonating upstream.
+pub const IMPERSONATE: UserHeaders = UserHeaders {
+    user: "Impersonate-User",
+    uid: "Impersonate-Uid",
+    group: "Impersonate-Group",
+    extra: "Impersonate-Extra-",
+};
+
+/// The user's name, uid (when it has one), groups (one header each) and extras (one header
+/// per value, the key escaped as client-go escapes it).
+pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) {
+    let _ = req.insert_header(names.user, user.username.as_str());
     if !user.uid.is_empty() {
-        let _ = req.insert_header("X-Remote-Uid", user.uid.as_str());
+        let _ = req.insert_header(names.uid, user.uid.as_str());
     }
     for g in &user.groups {
-        let _ = req.append_header("X-Remote-Group", g.as_str());
+        let _ = req.append_header(names.group, g.as_str());
     }
     for (k, values) in &user.extra {
-        let name = format!("X-Remote-Extra-{}", header_key_escape(k));
+        let name = format!("{}{}", names.extra, header_key_escape(k));
         for v in values {
             let _ = req.append_header(name.clone(), v.as_str());
         }
@@ -93,7 +112,7 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
         return;
     }
     if let Some(user) = ctx.effective_user() {
-        remote_user_headers(req, user);
+        user_headers(req, user, &REMOTE);
     }
     if let Route::Backend(b) = &ctx.route {
         if let Some(u) = b.state.peer.load().as_ref() {

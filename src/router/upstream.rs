@@ -240,7 +240,7 @@ impl Delegate {
         match self.identity {
             UpstreamIdentity::RequestHeader => {
                 if let Some(user) = user {
-                    super::proxy::remote_user_headers(req, user);
+                    super::proxy::user_headers(req, user, &super::proxy::REMOTE);
                 }
             }
             UpstreamIdentity::Impersonation => {
@@ -338,19 +338,7 @@ pub fn review_client(
 /// Impersonate-User, -Uid, -Group (one per group) and -Extra-<key> (client-go's escaping), as
 /// client-go's impersonating round tripper sends them.
 pub fn impersonation_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) {
-    let _ = req.insert_header("Impersonate-User", user.username.as_str());
-    if !user.uid.is_empty() {
-        let _ = req.insert_header("Impersonate-Uid", user.uid.as_str());
-    }
-    for g in &user.groups {
-        let _ = req.append_header("Impersonate-Group", g.as_str());
-    }
-    for (k, values) in &user.extra {
-        let name = format!("Impersonate-Extra-{}", super::proxy::header_key_escape(k));
-        for v in values {
-            let _ = req.append_header(name.clone(), v.as_str());
-        }
-    }
+    super::proxy::user_headers(req, user, &super::proxy::IMPERSONATE);
 }
 
 fn credential_of(k: &Kubeconfig) -> anyhow::Result<Credential> {

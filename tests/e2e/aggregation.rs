@@ -119,14 +119,7 @@ fn streams_watches_event_by_event() {
     let admin = s.fd.admin_client();
     let mut r = admin.get(s.fd.url(&format!("{FLUNDERS}?watch=true"))).send().unwrap();
     assert_eq!(r.status(), 200);
-    let mut first = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !first.contains(&b'\n') {
-        let n = r.read(&mut buf).unwrap();
-        assert!(n > 0, "stream ended before the first event");
-        first.extend_from_slice(&buf[..n]);
-    }
-    let first = String::from_utf8_lossy(&first).to_string();
+    let first = crate::common::first_line(&mut r);
     assert!(
         first.contains("\"f1\"") && !first.contains("\"f2\""),
         "first event arrives while the backend still holds the second: {first}"

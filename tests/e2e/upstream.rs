@@ -404,14 +404,7 @@ fn streams_and_upgrades_pass_through_unbuffered() {
     use std::io::Read;
     let mut r = fd.admin_client().get(fd.url(&format!("{flunders}?watch=true"))).send().unwrap();
     assert_eq!(r.status(), 200);
-    let mut first = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !first.contains(&b'\n') {
-        let n = r.read(&mut buf).unwrap();
-        assert!(n > 0, "stream ended before the first event");
-        first.extend_from_slice(&buf[..n]);
-    }
-    let first = String::from_utf8_lossy(&first).to_string();
+    let first = crate::common::first_line(&mut r);
     assert!(first.contains("\"f1\"") && !first.contains("\"f2\""), "{first}");
     s.be.release();
     let mut rest = String::new();

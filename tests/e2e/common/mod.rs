@@ -244,3 +244,17 @@ pub fn watch_events(resp: reqwest::blocking::Response) -> Vec<serde_json::Value>
         .map(|l| serde_json::from_str(&l).unwrap())
         .collect()
 }
+
+/// Reads a streamed response up to the end of its first line (the first watch event), without
+/// waiting for more.
+pub fn first_line(r: &mut reqwest::blocking::Response) -> String {
+    use std::io::Read;
+    let mut first = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !first.contains(&b'\n') {
+        let n = r.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended before the first event");
+        first.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&first).to_string()
+}
