@@ -151,9 +151,13 @@ pub struct Router {
     shared: Arc<Shared>,
     /// The upstream apiserver, when configured.
     upstream: Option<Arc<upstream::Delegate>>,
-    /// (group, version, resource) frontdoor serves itself: never sent to the upstream.
-    local: Arc<ArcSwap<HashSet<(String, String, String)>>>,
+    /// The resources frontdoor serves itself, by group and version: never sent to the upstream.
+    /// Nested so that a request's lookup borrows its RequestInfo's strings instead of copying.
+    local: Arc<ArcSwap<LocalResources>>,
 }
+
+/// Resource names frontdoor serves, by group, then version.
+type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
 
 /// `--service-endpoint` values: `namespace/name:port=host:port`.
 fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>> {
@@ -250,13 +254,11 @@ impl Router {
     /// The resources frontdoor serves itself (the store's and the review APIs): requests for
     /// them never go to the upstream apiserver.
     pub fn set_local_resources(&self, resources: &[crate::api::ApiResource]) {
-        let set = resources
-            .iter()
-            .map(|r| {
-                let name = r.name.split('/').next().unwrap_or_default();
-                (r.group.clone(), r.version.clone(), name.to_string())
-            })
-            .collect();
+        let mut set = LocalResources::new();
+        for r in resources {
+            let name = r.name.split('/').next().unwrap_or_default();
+            set.entry(r.group.clone()).or_default().entry(r.version.clone()).or_default().insert(name.to_string());
+        }
         self.local.store(Arc::new(set));
     }
 
@@ -288,10 +290,11 @@ impl Router {
         }
         let Some(up) = &self.upstream else { return Route::Local };
         let to_upstream = if info.is_resource_request {
-            let key = (info.api_group.clone(), info.api_version.clone(), info.resource.clone());
-            !self.local.load().contains(&key)
+            let local = self.local.load();
+            let served = local.get(&info.api_group).and_then(|vs| vs.get(&info.api_version));
+            !served.is_some_and(|resources| resources.contains(&info.resource))
         } else if let (Some(_), Some((g, v))) = (openapi_gv, gv) {
-            !self.local.load().iter().any(|(lg, lv, _)| lg == g && lv == v)
+            !self.local.load().get(g).is_some_and(|vs| vs.contains_key(v))
         } else {
             !served_locally(&info.path)
         };
