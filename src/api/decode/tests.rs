@@ -127,3 +127,12 @@ fn duplicate_fields_are_reported_as_kube_words_them() {
     assert_eq!(y.value["data"]["k"], "w");
     assert_eq!(y.duplicates, vec![r#"line 5: key "k" already set in map"#]);
 }
+
+#[test]
+fn large_numbers_decode_to_the_nearest_float_as_go_does() {
+    // found by the decode fuzz target: without correct rounding a number past u64 came back
+    // one ulp off once encoded and decoded again
+    let v = json(b"666666666666661666666").unwrap();
+    assert_eq!(json(&serde_json::to_vec(&v).unwrap()), Ok(v.clone()));
+    assert_eq!(v.as_f64(), Some(666666666666661666666f64));
+}
