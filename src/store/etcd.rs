@@ -57,11 +57,29 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
 
 /// The bytes etcd keeps: the object without its resourceVersion (the revision says it).
 fn encode(v: &Value) -> Result<Vec<u8>, StorageError> {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
+    serde_json::to_vec(&WithoutResourceVersion(v)).map_err(internal)
+}
+
+/// An object serialized without `metadata.resourceVersion`, borrowing it whole.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.0.as_object() else { return self.0.serialize(s) };
+        let mut out = s.serialize_map(Some(obj.len()))?;
+        for (k, v) in obj {
+            match v.as_object().filter(|_| k == "metadata") {
+                Some(meta) => {
+                    let kept: std::collections::BTreeMap<&String, &Value> =
+                        meta.iter().filter(|(k, _)| *k != "resourceVersion").collect();
+                    out.serialize_entry(k, &kept)?
+                }
+                None => out.serialize_entry(k, v)?,
+            }
+        }
+        out.end()
     }
-    serde_json::to_vec(&v).map_err(internal)
 }
 
 /// How to reach etcd (kube-apiserver's `--etcd-*` flags).

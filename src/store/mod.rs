@@ -29,6 +29,7 @@ pub mod watch;
 use backend::{Storage, StorageError, Stored};
 use resources::ResourceDef;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -242,19 +243,18 @@ impl Store {
 
     /// The object as served: another version's view of it (events.k8s.io), or the provided
     /// status, if any, laid over the stored one.
-    pub fn present(&self, def: &ResourceDef, obj: &Value) -> Value {
+    pub fn present<'a>(&self, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
         if events::is_events_v1(def) {
-            return events::to_events_v1(obj);
+            return Cow::Owned(events::to_events_v1(obj));
         }
         let status = self.status.read().unwrap();
         let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
-            return obj.clone();
+            return Cow::Borrowed(obj);
         };
+        let Some(s) = obj["metadata"]["name"].as_str().and_then(|n| f(n)) else { return Cow::Borrowed(obj) };
         let mut obj = obj.clone();
-        if let Some(s) = obj["metadata"]["name"].as_str().and_then(|n| f(n)) {
-            obj["status"] = s;
-        }
-        obj
+        obj["status"] = s;
+        Cow::Owned(obj)
     }
 
     fn current(&self, group: &str, resource: &str) -> Vec<Value> {

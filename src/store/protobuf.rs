@@ -502,12 +502,17 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, String> {
 }
 
 /// A `<Kind>List` of `item_kind` objects as a protobuf body.
-pub fn encode_list(api_version: &str, item_kind: &str, meta: &Value, items: &[Value]) -> Result<Vec<u8>, String> {
+pub fn encode_list<V: std::borrow::Borrow<Value>>(
+    api_version: &str,
+    item_kind: &str,
+    meta: &Value,
+    items: &[V],
+) -> Result<Vec<u8>, String> {
     let schema = schema_of(item_kind).ok_or_else(|| format!("protobuf is not supported for kind {item_kind:?}"))?;
     let mut w = Writer(Vec::new());
     w.bytes(1, &encode_message(meta, list_meta())?);
     for item in items {
-        w.bytes(2, &encode_message(item, schema)?);
+        w.bytes(2, &encode_message(item.borrow(), schema)?);
     }
     Ok(envelope(api_version, &format!("{item_kind}List"), &w.0))
 }

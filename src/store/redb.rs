@@ -7,7 +7,8 @@
 use super::backend::{initial_events, stamp, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
 use redb::{Database, ReadableTable, TableDefinition};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,20 +38,37 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
 }
 
-fn encode_event(e: &Event) -> Vec<u8> {
-    let prev = e.prev.as_ref().map(|(v, r)| json!({"v": &**v, "r": r}));
-    serde_json::to_vec(&json!({"t": e.kind.as_str(), "k": e.key, "v": &*e.value, "p": prev})).unwrap_or_default()
+/// An event as the log keeps it, borrowing what it holds: the object's bytes are the ones
+/// the objects table gets, serialized once.
+#[derive(serde::Serialize)]
+struct LoggedEvent<'a> {
+    t: &'a str,
+    k: &'a str,
+    v: &'a RawValue,
+    p: Option<LoggedPrev<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct LoggedPrev<'a> {
+    v: &'a Value,
+    r: u64,
+}
+
+/// The event `e` for the log, `object` being its value already serialized.
+fn encode_event(e: &Event, object: &RawValue) -> Result<Vec<u8>, serde_json::Error> {
+    let p = e.prev.as_ref().map(|(v, r)| LoggedPrev { v, r: *r });
+    serde_json::to_vec(&LoggedEvent { t: e.kind.as_str(), k: &e.key, v: object, p })
 }
 
 fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
-    let v: Value = serde_json::from_slice(b).ok()?;
+    let mut v: Value = serde_json::from_slice(b).ok()?;
     let kind = match v["t"].as_str()? {
         "ADDED" => EventType::Added,
         "MODIFIED" => EventType::Modified,
         _ => EventType::Deleted,
     };
-    let prev = v.get("p").filter(|p| !p.is_null()).map(|p| (Arc::new(p["v"].clone()), p["r"].as_u64().unwrap_or(0)));
-    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].clone()), prev })
+    let prev = v.get_mut("p").filter(|p| !p.is_null()).map(|p| (Arc::new(p["v"].take()), p["r"].as_u64().unwrap_or(0)));
+    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].take()), prev })
 }
 
 enum Op {
@@ -136,14 +154,14 @@ impl RedbStorage {
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
+            let object = serde_json::value::to_raw_value(&*event.value).map_err(internal)?;
             if kind == EventType::Deleted {
                 objects.remove(key).map_err(internal)?;
             } else {
-                let bytes = serde_json::to_vec(&*event.value).map_err(internal)?;
-                objects.insert(key, bytes.as_slice()).map_err(internal)?;
+                objects.insert(key, object.get().as_bytes()).map_err(internal)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(internal)?;
-            events.insert(rev, encode_event(&event).as_slice()).map_err(internal)?;
+            events.insert(rev, encode_event(&event, &object).map_err(internal)?.as_slice()).map_err(internal)?;
             if let Some(to) = compact_to {
                 events.retain_in(..=to, |_, _| false).map_err(internal)?;
             }
@@ -271,6 +289,7 @@ impl Storage for RedbStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn obj(name: &str, v: &str) -> Value {
         json!({"metadata": {"name": name}, "data": {"k": v}})

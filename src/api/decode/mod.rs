@@ -73,6 +73,14 @@ pub fn looks_like_json(b: &[u8]) -> bool {
     matches!(b.iter().find(|c| !c.is_ascii_whitespace()), Some(b'{' | b'['))
 }
 
+/// Whether the body is a well-formed JSON array, found without building it: where an object is
+/// required, a 3 MiB array of tiny values would otherwise cost a 48 MB tree to refuse.
+pub fn is_json_array(b: &[u8]) -> bool {
+    b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[')
+        && check_json_depth(b).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok()
+}
+
 /// Decodes a YAML (or JSON) body: one document.
 pub fn yaml(b: &[u8]) -> Result<Value, String> {
     if looks_like_json(b) {

@@ -309,6 +309,9 @@ pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Stat
 /// schema's types, unknown and duplicate fields as `fieldValidation` says).
 pub fn decode_typed(t: &Target, body: &[u8]) -> Result<Value, Status> {
     let ct = t.content_type.split(';').next().unwrap_or("").trim();
+    if api_decode::is_json_array(body) && (ct.ends_with("yaml") || ct.ends_with("json") || ct.is_empty()) {
+        return Err(write::not_an_object());
+    }
     let kind = &t.def.kind;
     let (mut obj, dups, yaml) = if ct.ends_with("yaml") {
         let s =

@@ -11,6 +11,7 @@ use crate::store::table::{self, IncludeObject};
 use crate::store::Store;
 use base64::Engine;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 /// A storage error as kube words it for `t`'s object `name`.
 pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
@@ -30,17 +31,20 @@ pub fn status(t: &Target, name: &str, e: StorageError) -> Status {
     }
 }
 
-/// The object as served, with kind and apiVersion set.
-pub fn present(store: &Store, t: &Target, obj: &Value) -> Value {
+/// The object as served, with kind and apiVersion set: borrowed when that is the stored object
+/// as it is (most often), so replies and watch events serialize it without copying it.
+pub fn present<'a>(store: &Store, t: &Target, obj: &'a Value) -> Cow<'a, Value> {
     present_as(store, t.def, obj)
 }
 
 /// `present` for a resource without the rest of a request's target (a detached watch).
-pub fn present_as(store: &Store, def: &ResourceDef, obj: &Value) -> Value {
+pub fn present_as<'a>(store: &Store, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
     let mut o = store.present(def, obj);
-    if let Some(m) = o.as_object_mut() {
+    let api_version = def.api_version();
+    if o.is_object() && (o["kind"] != def.kind.as_str() || o["apiVersion"] != api_version.as_str()) {
+        let m = o.to_mut().as_object_mut().expect("object");
         m.insert("kind".into(), json!(def.kind));
-        m.insert("apiVersion".into(), json!(def.api_version()));
+        m.insert("apiVersion".into(), json!(api_version));
     }
     o
 }
@@ -59,13 +63,18 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o], meta, include));
+        return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o.into_owned()], meta, include));
     }
     encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
 }
 
 /// `value` written as negotiated; protobuf falls back to JSON for what has no protobuf form.
-fn encoded(output: Output, code: u16, value: &Value, protobuf: impl FnOnce() -> Result<Vec<u8>, String>) -> Reply {
+fn encoded(
+    output: Output,
+    code: u16,
+    value: &impl serde::Serialize,
+    protobuf: impl FnOnce() -> Result<Vec<u8>, String>,
+) -> Reply {
     match output {
         Output::Protobuf => match protobuf() {
             Ok(b) => Reply::new(code, super::negotiate::PROTOBUF, b),
@@ -84,22 +93,36 @@ fn encoded(output: Output, code: u16, value: &Value, protobuf: impl FnOnce() -> 
 
 /// A `<Kind>List` (or a Table) of `items`.
 pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) -> Reply {
-    let items: Vec<Value> = items.iter().map(|o| present(store, t, o)).collect();
+    let items: Vec<Cow<Value>> = items.iter().map(|o| present(store, t, o)).collect();
     if t.partial {
-        let items: Vec<Value> = items.iter().map(partial).collect();
-        return Reply::json(
-            200,
-            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "items": items}),
-        );
+        let items: Vec<Value> = items.iter().map(|o| partial(o)).collect();
+        let list = List {
+            kind: "PartialObjectMetadataList",
+            api_version: "meta.k8s.io/v1",
+            metadata: &list_meta,
+            items: &items,
+        };
+        return Reply::json(200, &list);
     }
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
+        let items: Vec<Value> = items.into_iter().map(Cow::into_owned).collect();
         return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
     }
-    let list = json!({"kind": format!("{}List", t.def.kind), "apiVersion": t.def.api_version(), "metadata": list_meta, "items": items});
-    encoded(t.output, 200, &list, || {
-        crate::store::protobuf::encode_list(&t.def.api_version(), &t.def.kind, &list["metadata"], &items)
-    })
+    let (kind, api_version) = (format!("{}List", t.def.kind), t.def.api_version());
+    let list = List { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &items };
+    encoded(t.output, 200, &list, || crate::store::protobuf::encode_list(&api_version, &t.def.kind, &list_meta, &items))
+}
+
+/// A list as kube writes it (kind, apiVersion, metadata, items, in that order), borrowing
+/// its items: they are serialized as they are stored, never copied into a new document.
+#[derive(serde::Serialize)]
+struct List<'a, T: serde::Serialize> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    metadata: &'a Value,
+    items: &'a [T],
 }
 
 /// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.
@@ -144,31 +167,53 @@ pub fn decode_continue(token: &str) -> Result<(Option<u64>, String), Status> {
 /// The field set of `v` in FieldsV1 form (`f:<name>` keys; lists are owned whole).
 pub fn fields_v1(v: &Value) -> Value {
     match v {
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, child) in m {
-                out.insert(format!("f:{k}"), fields_v1(child));
-            }
-            Value::Object(out)
-        }
+        // in key order already, so the map is built in one pass, not by 200k searches
+        Value::Object(m) => Value::Object(m.iter().map(|(k, child)| (format!("f:{k}"), fields_v1(child))).collect()),
         _ => json!({}),
     }
 }
 
-/// The fields of `obj` a manager owns: everything but the server-set metadata.
+/// The fields of `obj` a manager owns: everything but kind, apiVersion, status and the
+/// server-set metadata (`managed_part`, read in place).
 pub fn owned_fields(obj: &Value) -> Value {
-    fields_v1(&managed_part(obj))
+    let Some(m) = obj.as_object() else { return json!({}) };
+    let fields = m.iter().filter(|(k, _)| !unmanaged(k)).filter_map(|(k, v)| {
+        let owned = match v.as_object().filter(|_| k == "metadata") {
+            Some(meta) => {
+                let kept: Map<String, Value> = meta
+                    .iter()
+                    .filter(|(k, _)| managed_meta(k))
+                    .map(|(k, v)| (format!("f:{k}"), fields_v1(v)))
+                    .collect();
+                if kept.is_empty() {
+                    return None;
+                }
+                Value::Object(kept)
+            }
+            None => fields_v1(v),
+        };
+        Some((format!("f:{k}"), owned))
+    });
+    Value::Object(fields.collect())
+}
+
+/// Top-level fields no manager owns.
+fn unmanaged(field: &str) -> bool {
+    matches!(field, "kind" | "apiVersion" | "status")
+}
+
+/// The metadata fields a manager owns; the rest are the server's.
+fn managed_meta(field: &str) -> bool {
+    matches!(field, "labels" | "annotations" | "finalizers" | "ownerReferences")
 }
 
 /// `obj` without what no manager owns: kind, apiVersion, status and the server-set metadata.
 pub fn managed_part(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.as_object_mut() {
-        m.remove("kind");
-        m.remove("apiVersion");
-        m.remove("status");
+        m.retain(|k, _| !unmanaged(k));
         if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+            meta.retain(|k, _| managed_meta(k));
             if meta.is_empty() {
                 m.remove("metadata");
             }
@@ -199,7 +244,7 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
             m.remove("kind");
             m.remove("apiVersion");
             if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.retain(|k, _| matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences"));
+                meta.retain(|k, _| managed_meta(k));
             }
         }
         v

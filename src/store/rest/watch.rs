@@ -19,6 +19,7 @@ use bytes::Bytes;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,7 +74,7 @@ pub async fn serve(
         Ok(w) => w,
         Err(StorageError::Expired { asked, oldest }) => {
             let s = Status::gone(format!("too old resource version: {asked} ({oldest})"));
-            let line = frame(protobuf.as_deref(), "ERROR", serde_json::to_value(&s).unwrap_or_default());
+            let line = frame(protobuf.as_deref(), "ERROR", &serde_json::to_value(&s).unwrap_or_default());
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -81,7 +82,7 @@ pub async fn serve(
             let line = frame(
                 protobuf.as_deref(),
                 "ERROR",
-                serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
+                &serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
             );
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
@@ -171,12 +172,13 @@ impl WatchStream {
     }
 
     /// The object as this watcher sends it.
-    fn render(&self, def: &ResourceDef, o: &Value) -> Value {
+    fn render<'a>(&self, def: &ResourceDef, o: &'a Value) -> Cow<'a, Value> {
         let o = present_as(&self.store, def, o);
         if self.partial {
-            super::object::partial(&o)
+            Cow::Owned(super::object::partial(&o))
         } else if self.table {
-            table::table(&def.group, &def.resource, &[o], json!({"resourceVersion": "" }), self.include)
+            let rows = [o.into_owned()];
+            Cow::Owned(table::table(&def.group, &def.resource, &rows, json!({"resourceVersion": "" }), self.include))
         } else {
             o
         }
@@ -188,12 +190,12 @@ impl WatchStream {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, self.line(ty, self.render(def, &ev.value))).await {
+                if !write(session, self.line(ty, &self.render(def, &ev.value))).await {
                     return;
                 }
             }
         }
-        if self.initial_events_end && !write(session, self.line("BOOKMARK", bookmark(def, last_rev, true))).await {
+        if self.initial_events_end && !write(session, self.line("BOOKMARK", &bookmark(def, last_rev, true))).await {
             return;
         }
         self.seat = None;
@@ -215,7 +217,7 @@ impl WatchStream {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
                     let Some(rev) = self.catch_up(def, session, last_rev).await else { return };
                     last_rev = rev;
-                    if !write(session, self.line("BOOKMARK", bookmark(def, last_rev, false))).await {
+                    if !write(session, self.line("BOOKMARK", &bookmark(def, last_rev, false))).await {
                         return;
                     }
                 }
@@ -230,7 +232,7 @@ impl WatchStream {
                 _ = &mut deadline => {
                     if self.bookmarks {
                         if let Some(rev) = self.catch_up(def, session, last_rev).await {
-                            let _ = write(session, self.line("BOOKMARK", bookmark(def, rev, false))).await;
+                            let _ = write(session, self.line("BOOKMARK", &bookmark(def, rev, false))).await;
                         }
                     }
                     break;
@@ -246,10 +248,10 @@ impl WatchStream {
         let ev = &d.event;
         let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
         let line = if self.partial || self.table || self.protobuf.is_some() {
-            self.line(ty, self.render(def, &ev.value))
+            self.line(ty, &self.render(def, &ev.value))
         } else {
             // the plain form is the same for every watcher: rendered once
-            d.shared_line(ty, || event_line(ty, self.render(def, &ev.value)))
+            d.shared_line(ty, || event_line(ty, &self.render(def, &ev.value)))
         };
         write(session, line).await
     }
@@ -272,7 +274,7 @@ impl WatchStream {
 
 impl WatchStream {
     /// One event as this watch frames it.
-    fn line(&self, ty: &str, object: Value) -> Bytes {
+    fn line(&self, ty: &str, object: &Value) -> Bytes {
         frame(self.protobuf.as_deref(), ty, object)
     }
 }
@@ -280,19 +282,27 @@ impl WatchStream {
 /// One event: a JSON line, or (with the resource's apiVersion) kube's protobuf frame. An
 /// object without a protobuf form (which the negotiation ruled out for its kind) becomes an
 /// ERROR event, after which the client watches again.
-fn frame(protobuf: Option<&str>, ty: &str, object: Value) -> Bytes {
+fn frame(protobuf: Option<&str>, ty: &str, object: &Value) -> Bytes {
     let Some(api_version) = protobuf else { return event_line(ty, object) };
-    let framed = crate::store::protobuf::encode_watch_event(api_version, ty, &object).or_else(|e| {
+    let framed = crate::store::protobuf::encode_watch_event(api_version, ty, object).or_else(|e| {
         let s = serde_json::to_value(Status::internal_error(e)).unwrap_or_default();
         crate::store::protobuf::encode_watch_event(api_version, "ERROR", &s)
     });
     Bytes::from(framed.unwrap_or_default())
 }
 
-fn event_line(ty: &str, object: Value) -> Bytes {
-    let mut b = serde_json::to_vec(&json!({"type": ty, "object": object})).unwrap_or_default();
+fn event_line(ty: &str, object: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(&WatchEvent { ty, object }).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
+}
+
+/// kube's watch event (`{"type":...,"object":...}`), borrowing its object.
+#[derive(serde::Serialize)]
+struct WatchEvent<'a> {
+    #[serde(rename = "type")]
+    ty: &'a str,
+    object: &'a Value,
 }
 
 fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {

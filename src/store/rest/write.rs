@@ -34,10 +34,14 @@ fn tracks_generation(def: &ResourceDef) -> bool {
     !matches!(def.group.as_str(), "" | "rbac.authorization.k8s.io" | "coordination.k8s.io" | "events.k8s.io")
 }
 
+pub(super) fn not_an_object() -> Status {
+    Status::bad_request("the body of the request was not a JSON object")
+}
+
 /// Checks the body's kind and apiVersion against the endpoint, filling them when absent.
 pub(super) fn check_type(t: &Target, obj: &mut Value) -> Result<(), Status> {
     if !obj.is_object() {
-        return Err(Status::bad_request("the body of the request was not a JSON object"));
+        return Err(not_an_object());
     }
     let want_av = t.def.api_version();
     match obj["apiVersion"].as_str() {
@@ -442,7 +446,7 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
     guaranteed_update(store, t, true, missing, |existing| {
-        let base = present(store, t, &existing.value);
+        let base = present(store, t, &existing.value).into_owned();
         let mut patched = match kind {
             PatchType::Json => patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?,
             PatchType::Merge => {
