@@ -147,5 +147,21 @@ fn hostile_bodies_are_refused_promptly_and_others_keep_going() {
     let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "many"}, "data": data});
     let (code, st, _) = send(&fd, reqwest::Method::POST, cms, "application/json", body.to_string());
     assert_eq!(code, 201, "{st}");
+
+    // JSON past its value bound (tiny values under an unknown field) and a JSON array where an
+    // object belongs: refused before a tree is built
+    let spec = vec!["[[[[]]]]"; 150_000].join(",");
+    let body =
+        format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"n\"}},\"spec\":[{spec}]}}");
+    let (code, st, took) = send(&fd, reqwest::Method::POST, cms, "application/json", body);
+    assert_eq!((code, st["reason"].as_str()), (400, Some("BadRequest")), "{st}");
+    assert!(
+        st["message"].as_str().unwrap().contains("json parse error: json: document has more than 500000 values"),
+        "{st}"
+    );
+    assert!(took < PROMPT);
+    let (code, st, _) =
+        send(&fd, reqwest::Method::POST, cms, "application/json", format!("[{}1]", "1,".repeat(400_000)));
+    assert_eq!((code, st["message"].as_str()), (400, Some("the body of the request was not a JSON object")), "{st}");
     bystander.finish();
 }

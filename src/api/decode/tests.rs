@@ -89,6 +89,33 @@ fn yaml_token_count_is_bounded_json_is_not() {
 }
 
 #[test]
+fn json_value_count_is_bounded() {
+    let want = Err(format!("json: document has more than {MAX_JSON_VALUES} values"));
+    // the count is exact: the root, each comma, each non-empty container's first value
+    let at = |n: usize| format!("{{\"a\":[{}]}}", vec!["1"; n].join(","));
+    assert!(json(at(MAX_JSON_VALUES - 2).as_bytes()).is_ok());
+    assert_eq!(json(at(MAX_JSON_VALUES - 1).as_bytes()), want);
+    let nested = format!("{{\"spec\":[{}]}}", vec!["[[[[]]]]"; MAX_JSON_VALUES / 4].join(" , "));
+    assert_eq!(timed(|| json(nested.as_bytes())), want);
+    // empty containers, strings holding commas and brackets are no values of their own
+    let quiet = format!("{{\"a\":[{}],\"s\":\"{}\"}}", vec!["[]"; 1000].join(","), ",[{".repeat(MAX_JSON_VALUES));
+    assert!(json(quiet.as_bytes()).is_ok());
+    // a ConfigMap filling kube's 3 MiB body limit is within the bound
+    let items: Vec<String> = (0..280_000).map(|i| format!("\"k{i}\":\"\"")).collect();
+    let big = format!("{{\"data\":{{{}}}}}", items.join(","));
+    assert!(big.len() > 3_000_000, "{}", big.len());
+    assert!(json(big.as_bytes()).is_ok());
+}
+
+#[test]
+fn an_array_is_told_from_an_object_without_building_it() {
+    assert!(is_json_array(b" [1, 2, {\"a\": []}]"));
+    assert!(!is_json_array(b"{\"a\": [1]}"));
+    assert!(!is_json_array(b"[1, 2,"), "malformed: left to the parser, which says where");
+    assert!(!is_json_array(b"- a\n- b\n"));
+}
+
+#[test]
 fn yaml_keeps_its_meaning() {
     let v =
         yaml(b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x # c\ndata:\n  a: '1'\n  b: |\n    [[[\n  n: 2\n")
