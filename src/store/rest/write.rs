@@ -13,6 +13,7 @@ use crate::store::resources::ResourceDef;
 use crate::store::validation::{generate_suffix, rule_for, validate_name};
 use crate::store::{patch as patches, Store, SYSTEM_NAMESPACES};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 /// Read-modify-write attempts before a patch or unconditional update gives up.
 pub(crate) const RETRIES: usize = 5;
@@ -189,15 +190,17 @@ pub fn create_value(
     Ok(reply_object(store, t, 201, &stored.value))
 }
 
-/// Everything of an object but what the server maintains, for no-op detection.
-fn comparable(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
-        m.remove("generation");
-    }
-    v
+/// Whether two objects differ only in what the server maintains in their metadata (a no-op
+/// update), compared in place.
+fn same_but_server_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
+    let kept = |(k, _): &(&String, &Value)| !matches!(k.as_str(), "resourceVersion" | "managedFields" | "generation");
+    a.len() == b.len()
+        && a.iter().all(|(k, v)| match (b.get(k), v.as_object().filter(|_| k == "metadata")) {
+            (None, _) => false,
+            (Some(Value::Object(w)), Some(m)) => m.iter().filter(kept).eq(w.iter().filter(kept)),
+            (Some(w), _) => v == w,
+        })
 }
 
 /// The spec-ish part of an object, whose change bumps metadata.generation.
@@ -327,12 +330,17 @@ fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
 
 /// Stores `new` over `existing`; a no-op answers the current object unchanged. Removes an
 /// object whose last finalizer went away while it was being deleted.
-pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: Value) -> Result<Value, StorageError> {
-    if comparable(&new) == comparable(&existing.value) {
-        return Ok((*existing.value).clone());
+pub(super) fn commit_update(
+    store: &Store,
+    t: &Target,
+    existing: &Stored,
+    new: Value,
+) -> Result<Arc<Value>, StorageError> {
+    if same_but_server_fields(&new, &existing.value) {
+        return Ok(existing.value.clone());
     }
     if t.query.dry_run() {
-        return Ok(new);
+        return Ok(Arc::new(new));
     }
     let key = t.def.key(&t.namespace, &t.name);
     let done = namespace::emptied_by_update(t.def, &new);
@@ -340,7 +348,7 @@ pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: V
     if done {
         store.delete(t.def, &key, Some(stored.rev))?;
     }
-    Ok((*stored.value).clone())
+    Ok(stored.value)
 }
 
 pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
@@ -652,4 +660,28 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         }
     }
     Ok(reply_list(store, &all, &deleted, json!({"resourceVersion": rev.to_string()})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_but_server_fields;
+    use serde_json::json;
+
+    #[test]
+    fn a_no_op_update_is_told_apart_from_a_change_by_what_the_client_owns() {
+        let stored = json!({"metadata": {"name": "a", "resourceVersion": "7", "generation": 2,
+            "managedFields": [{"manager": "m"}], "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let sent = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        assert!(same_but_server_fields(&sent, &stored));
+        for changed in [
+            json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "data": {"k": "v"}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "w"}}),
+            json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}, "immutable": true}),
+            json!({"metadata": {"name": "a"}, "data": {"k": "v"}}),
+            json!({"metadata": "a", "data": {"k": "v"}}),
+            json!({"data": {"k": "v"}, "kind": "ConfigMap"}),
+        ] {
+            assert!(!same_but_server_fields(&changed, &stored), "{changed}");
+        }
+    }
 }
