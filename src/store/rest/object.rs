@@ -238,28 +238,26 @@ pub fn manager(t: &Target) -> String {
 /// The fields `new` sets differently from `old`, in FieldsV1 form: what an Update takes
 /// ownership of.
 pub fn changed_fields(old: &Value, new: &Value) -> Value {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("kind");
-            m.remove("apiVersion");
-            if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.retain(|k, _| managed_meta(k));
-            }
-        }
-        v
-    };
-    fn diff(old: &Value, new: &Value) -> Map<String, Value> {
+    // compared in place: kind and apiVersion are no one's, and of the metadata only what
+    // `managed_meta` names
+    fn diff(old: &Value, new: &Value, keep: &dyn Fn(&str) -> bool, top: bool) -> Map<String, Value> {
         let mut out = Map::new();
         let Some(n) = new.as_object() else { return out };
-        for (k, v) in n {
+        for (k, v) in n.iter().filter(|(k, _)| keep(k)) {
             let o = old.get(k);
+            if top && k == "metadata" && v.is_object() {
+                let sub = diff(o.unwrap_or(&Value::Null), v, &managed_meta, false);
+                if !sub.is_empty() {
+                    out.insert(format!("f:{k}"), Value::Object(sub));
+                }
+                continue;
+            }
             if o == Some(v) {
                 continue;
             }
             match (o, v) {
                 (Some(o @ Value::Object(_)), Value::Object(_)) => {
-                    let sub = diff(o, v);
+                    let sub = diff(o, v, &|_| true, false);
                     if !sub.is_empty() {
                         out.insert(format!("f:{k}"), Value::Object(sub));
                     }
@@ -274,7 +272,7 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
         }
         out
     }
-    Value::Object(diff(&strip(old), &strip(new)))
+    Value::Object(diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true))
 }
 
 /// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
@@ -288,7 +286,10 @@ pub fn record_managed(
     subresource: &str,
 ) {
     let meta = &mut obj["metadata"];
-    let mut list: Vec<Value> = meta["managedFields"].as_array().cloned().unwrap_or_default();
+    let mut list: Vec<Value> = match meta.get_mut("managedFields").map(Value::take) {
+        Some(Value::Array(list)) => list,
+        _ => Vec::new(),
+    };
     let same = |e: &Value| {
         e["manager"] == manager
             && e["operation"] == operation
@@ -306,8 +307,9 @@ pub fn record_managed(
     if fields.as_object().is_some_and(|m| !m.is_empty()) {
         let mut entry = json!({
             "manager": manager, "operation": operation, "apiVersion": api_version,
-            "time": super::now(), "fieldsType": "FieldsV1", "fieldsV1": fields,
+            "time": super::now(), "fieldsType": "FieldsV1",
         });
+        entry["fieldsV1"] = fields; // moved: json! would copy it
         if !subresource.is_empty() {
             entry["subresource"] = json!(subresource);
         }
@@ -340,11 +342,24 @@ mod tests {
         let old = json!({"metadata": {"name": "x"}, "data": {"k": "1", "j": "2"}});
         let new = json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
         assert_eq!(changed_fields(&old, &new), json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}}));
+        // the server's metadata, kind and apiVersion are no one's; a new map is owned whole
+        let old = json!({"kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1"}, "data": {"k": "1"}});
+        let new = json!({"kind": "Other", "apiVersion": "v2", "metadata": {"name": "y", "resourceVersion": "2",
+            "generation": 3}, "data": {"k": "1"}, "binaryData": {"b": "AA==", "c": "AA=="}});
+        assert_eq!(changed_fields(&old, &new), json!({"f:binaryData": {"f:b": {}, "f:c": {}}}));
+        assert_eq!(changed_fields(&new, &new), json!({}));
     }
 
     #[test]
     fn field_sets() {
         let f = owned_fields(&json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}));
         assert_eq!(f, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}));
+        // read in place, it agrees with the fields of the managed part
+        let obj = json!({"kind": "ConfigMap", "apiVersion": "v1", "status": {"s": 1},
+            "metadata": {"name": "x", "uid": "u", "finalizers": ["a"], "annotations": {"n": "1"}},
+            "data": {"k": "v", "nested": {"deep": [1]}}});
+        assert_eq!(owned_fields(&obj), fields_v1(&managed_part(&obj)));
+        let bare = json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
+        assert_eq!(owned_fields(&bare), json!({"f:data": {"f:k": {}}}));
     }
 }
