@@ -5,7 +5,8 @@ embedded defaults in a temporary directory, sends each body ROUNDS times as admi
 the median CPU time of the whole process per request (every thread, from
 /proc/PID/task/*/schedstat) with the answer's code. Loopback only; bounded.
 
-    bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first; NO_BUILD=1 skips it)
+    bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first; NO_BUILD=1 skips it;
+                                          ONLY=<part of a shape's name> runs that shape alone)
 """
 import os, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
 
