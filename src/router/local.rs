@@ -124,11 +124,12 @@ impl Local {
             _ => {}
         }
         // discovery and OpenAPI: merged from every source once per change of them
-        let merged = self.router.merged();
         let req = session.req_header();
-        if let Some(reply) = super::openapi::serve(&merged.openapi, info, &ctx.query, req) {
-            return reply;
+        if path.starts_with("/openapi/") {
+            if let Some(reply) = super::openapi::serve(&self.router.openapi().value, info, &ctx.query, req) {
+                return reply;
+            }
         }
-        merged.discovery.serve(req, path).unwrap_or_else(|| Status::path_not_found().into())
+        self.router.discovery().value.serve(req, path).unwrap_or_else(|| Status::path_not_found().into())
     }
 }

@@ -158,9 +158,8 @@ pub struct Router {
     upstream: Option<Arc<upstream::Delegate>>,
     /// The resources frontdoor serves itself.
     local: Arc<ArcSwap<Own>>,
-    /// Discovery and OpenAPI as last built, and the lock one build at a time holds.
-    merged: Arc<ArcSwapOption<Merged>>,
-    building: Arc<Mutex<()>>,
+    /// Discovery and OpenAPI as last built.
+    merged: Arc<Merged>,
 }
 
 /// Resource names frontdoor serves, by group, then version.
@@ -177,12 +176,30 @@ struct Own {
     address: String,
 }
 
-/// Discovery and OpenAPI, merged from every source: built once per change of them (the
-/// sources' generation), served as bytes.
-pub struct Merged {
+/// Discovery and OpenAPI, merged from every source, each built once per change of them (the
+/// sources' generation) when first asked for, and served as bytes.
+#[derive(Default)]
+struct Merged {
+    discovery: Slot<discovery::Cached>,
+    openapi: Slot<openapi::Cached>,
+}
+
+/// One merged value as last built, and the lock its one build at a time holds.
+struct Slot<T> {
+    built: ArcSwapOption<Built<T>>,
+    building: Mutex<()>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { built: ArcSwapOption::empty(), building: Mutex::new(()) }
+    }
+}
+
+/// A value built from the sources of one generation.
+pub struct Built<T> {
     generation: u64,
-    pub discovery: discovery::Cached,
-    pub openapi: openapi::Cached,
+    pub value: T,
 }
 
 /// `--service-endpoint` values: `namespace/name:port=host:port`.
@@ -270,13 +287,7 @@ impl Router {
         if let Some(d) = &upstream {
             upstream::spawn(shared.clone(), d.clone());
         }
-        Ok(Router {
-            shared,
-            upstream,
-            local: Default::default(),
-            merged: Default::default(),
-            building: Default::default(),
-        })
+        Ok(Router { shared, upstream, local: Default::default(), merged: Default::default() })
     }
 
     /// The upstream apiserver, when configured.
@@ -297,47 +308,55 @@ impl Router {
         self.shared.changed();
     }
 
-    /// Discovery and OpenAPI merged from every source, rebuilt only after a source changed.
-    pub fn merged(&self) -> Arc<Merged> {
-        let current = |m: &Option<Arc<Merged>>| {
-            m.as_ref().filter(|m| m.generation == self.shared.generation.load(Ordering::Acquire)).cloned()
+    /// `slot`'s value, rebuilt by `build` only after a source changed (one build at a time).
+    fn current<T>(&self, slot: &Slot<T>, build: impl FnOnce(&Own, &Table) -> T) -> Arc<Built<T>> {
+        let fresh = |b: &Option<Arc<Built<T>>>| {
+            b.as_ref().filter(|b| b.generation == self.shared.generation.load(Ordering::Acquire)).cloned()
         };
-        if let Some(m) = current(&self.merged.load_full()) {
-            return m;
+        if let Some(b) = fresh(&slot.built.load_full()) {
+            return b;
         }
-        let _one = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = current(&self.merged.load_full()) {
-            return m;
+        let _one = slot.building.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = fresh(&slot.built.load_full()) {
+            return b;
         }
         // read before the sources: a change during the build makes the next call build again
         let generation = self.shared.generation.load(Ordering::Acquire);
-        let own = self.local.load_full();
-        let table = self.shared.table.load_full();
-        let up_discovery = self.upstream.as_ref().and_then(|d| d.discovery.load_full());
-        let sources = discovery::Sources {
-            table: &table,
-            local: &own.resources,
-            address: &own.address,
-            upstream: up_discovery.as_deref().map(|v| v.as_slice()),
-        };
-        let up_openapi = self.upstream.as_ref().map(|d| d.openapi.load_full());
-        let backends: Vec<openapi::BackendDocs> = table
-            .services
-            .iter()
-            .filter(|b| !b.is_local() && b.available())
-            .map(|b| openapi::BackendDocs {
-                gv: openapi::gv_name(&b.spec.group, &b.spec.version),
-                docs: b.state.openapi.load_full(),
+        let built = Arc::new(Built { generation, value: build(&self.local.load(), &self.shared.table.load()) });
+        slot.built.store(Some(built.clone()));
+        built
+    }
+
+    /// Discovery merged from frontdoor's own resources, the available backends' and the
+    /// upstream's, rebuilt only after one of them changed.
+    pub fn discovery(&self) -> Arc<Built<discovery::Cached>> {
+        self.current(&self.merged.discovery, |own, table| {
+            let upstream = self.upstream.as_ref().and_then(|d| d.discovery.load_full());
+            discovery::Cached::build(&discovery::Sources {
+                table,
+                local: &own.resources,
+                address: &own.address,
+                upstream: upstream.as_deref().map(|v| v.as_slice()),
             })
-            .collect();
-        let local_docs = crate::store::openapi::documents(&own.resources);
-        let m = Arc::new(Merged {
-            generation,
-            discovery: discovery::Cached::build(&sources),
-            openapi: openapi::build(&local_docs, up_openapi.as_deref(), &backends),
-        });
-        self.merged.store(Some(m.clone()));
-        m
+        })
+    }
+
+    /// OpenAPI merged from frontdoor's own documents, the available backends' and the
+    /// upstream's, rebuilt only after one of them changed.
+    pub fn openapi(&self) -> Arc<Built<openapi::Cached>> {
+        self.current(&self.merged.openapi, |own, table| {
+            let upstream = self.upstream.as_ref().map(|d| d.openapi.load_full());
+            let backends: Vec<openapi::BackendDocs> = table
+                .services
+                .iter()
+                .filter(|b| !b.is_local() && b.available())
+                .map(|b| openapi::BackendDocs {
+                    gv: openapi::gv_name(&b.spec.group, &b.spec.version),
+                    docs: b.state.openapi.load_full(),
+                })
+                .collect();
+            openapi::build(&crate::store::openapi::documents(&own.resources), upstream.as_deref(), &backends)
+        })
     }
 
     /// The current table (a snapshot).
@@ -360,7 +379,7 @@ impl Router {
             Some(doc) => group_version_of_path(doc),
             None => gv,
         };
-        if openapi_gv.is_some_and(|doc| self.merged().openapi.has_v3(doc)) {
+        if openapi_gv.is_some_and(|doc| self.openapi().value.has_v3(doc)) {
             return Route::Local;
         }
         let claimed = gv.and_then(|(g, v)| table.get(g, v));
