@@ -164,7 +164,8 @@ fn under(p: &str, gv: &str) -> bool {
 
 /// The swagger 2.0 document kube-aggregator would serve: the upstream's (frontdoor's own
 /// without one), paths of a backend's group-version replaced by the backend's, frontdoor's own
-/// paths and definitions laid over it, each backend's definitions added where the name is free.
+/// paths and definitions laid over it, each backend's definitions added (renamed where the
+/// name is taken by a different definition).
 pub fn merge_v2(local: &Value, upstream: Option<&Value>, backends: &[(&str, &Value)]) -> Value {
     let mut out = upstream.unwrap_or(local).clone();
     if !out.is_object() {
@@ -179,8 +180,33 @@ pub fn merge_v2(local: &Value, upstream: Option<&Value>, backends: &[(&str, &Val
         defs.extend(obj(local, "definitions"));
     }
     for (gv, doc) in backends {
-        paths.extend(obj(doc, "paths").into_iter().filter(|(p, _)| under(p, gv)));
-        for (name, d) in obj(doc, "definitions") {
+        // a definition whose name is taken by a different one is renamed `<name>_v2` (then _v3,
+        // ...) and the backend's references follow, as kube-aggregator's merge does
+        let mut theirs = obj(doc, "definitions");
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (name, d) in &theirs {
+            if defs.get(name).is_some_and(|ours| !same_modulo_gvk(ours, d)) {
+                let free =
+                    (2..).map(|i| format!("{name}_v{i}")).find(|n| !defs.contains_key(n) && !theirs.contains_key(n));
+                renames.push((name.clone(), free.expect("an unused name")));
+            }
+        }
+        let mut their_paths: Map<String, Value> = obj(doc, "paths").into_iter().filter(|(p, _)| under(p, gv)).collect();
+        if !renames.is_empty() {
+            for (from, to) in &renames {
+                if let Some(d) = theirs.remove(from) {
+                    theirs.insert(to.clone(), d);
+                }
+            }
+            let mut t = Value::Object(theirs);
+            let mut p = Value::Object(their_paths);
+            rename_refs(&mut t, &renames);
+            rename_refs(&mut p, &renames);
+            theirs = t.as_object().cloned().unwrap_or_default();
+            their_paths = p.as_object().cloned().unwrap_or_default();
+        }
+        paths.extend(their_paths);
+        for (name, d) in theirs {
             defs.entry(name).or_insert(d);
         }
     }
@@ -188,6 +214,35 @@ pub fn merge_v2(local: &Value, upstream: Option<&Value>, backends: &[(&str, &Val
     out["paths"] = sorted(paths);
     out["definitions"] = sorted(defs);
     out
+}
+
+/// Whether two definitions are the same but for the kinds they are tagged with (kube's
+/// `deepEqualDefinitionsModuloGVKs`).
+fn same_modulo_gvk(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("x-kubernetes-group-version-kind");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Rewrites every `$ref` to a renamed definition.
+fn rename_refs(v: &mut Value, renames: &[(String, String)]) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                if let Some((_, to)) = renames.iter().find(|(from, _)| r.strip_prefix("#/definitions/") == Some(from)) {
+                    *r = format!("#/definitions/{to}");
+                }
+            }
+            m.values_mut().for_each(|c| rename_refs(c, renames));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rename_refs(c, renames)),
+        _ => {}
+    }
 }
 
 /// One group-version document both frontdoor and the upstream serve: the upstream's with
@@ -385,9 +440,12 @@ mod tests {
             "/apis/apps/v1/deployments": {"get": {}},
             "/apis/wardle.example.com/v1/stale": {"get": {}},
             "/api/v1/namespaces/{namespace}/configmaps": {"get": {"upstream": true}},
-        }, "definitions": {"io.k8s.api.apps.v1.Deployment": {}, "io.k8s.api.core.v1.ConfigMap": {"upstream": true}}});
-        let be = json!({"paths": {"/apis/wardle.example.com/v1/flunders": {}, "/apis/other/v1/x": {}, "/version": {}},
-            "definitions": {"wardle.Flunder": {}, "io.k8s.api.apps.v1.Deployment": {"backend": true}}});
+        }, "definitions": {"io.k8s.api.apps.v1.Deployment": {}, "io.k8s.api.core.v1.ConfigMap": {"upstream": true},
+            "x.Same": {"type": "object", "x-kubernetes-group-version-kind": [{"kind": "S"}]}}});
+        let be = json!({"paths": {"/apis/wardle.example.com/v1/flunders": {"get": {"schema": {"$ref": "#/definitions/io.k8s.api.apps.v1.Deployment"}}}, "/apis/other/v1/x": {}, "/version": {}},
+            "definitions": {"wardle.Flunder": {"properties": {"d": {"$ref": "#/definitions/io.k8s.api.apps.v1.Deployment"}}},
+                "io.k8s.api.apps.v1.Deployment": {"backend": true},
+                "x.Same": {"type": "object"}}});
         let m = merge_v2(&local().v2_value, Some(&up), &[("apis/wardle.example.com/v1", &be)]);
         let paths = m["paths"].as_object().unwrap();
         assert!(paths.contains_key("/apis/apps/v1/deployments"));
@@ -403,7 +461,11 @@ mod tests {
             m["definitions"]["io.k8s.api.apps.v1.Deployment"].get("backend").is_none(),
             "the first definition stays"
         );
-        assert!(m["definitions"]["wardle.Flunder"].is_object());
+        assert_eq!(m["definitions"]["io.k8s.api.apps.v1.Deployment_v2"]["backend"], true, "a conflict is renamed");
+        assert!(m["definitions"].get("x.Same_v2").is_none(), "the same but for its kinds: no conflict");
+        let renamed = json!({"$ref": "#/definitions/io.k8s.api.apps.v1.Deployment_v2"});
+        assert_eq!(m["definitions"]["wardle.Flunder"]["properties"]["d"], renamed, "and referred to by its new name");
+        assert_eq!(m["paths"]["/apis/wardle.example.com/v1/flunders"]["get"]["schema"], renamed);
         assert!(m["definitions"]["io.k8s.api.rbac.v1.Role"].is_object());
         assert_eq!(m["info"]["title"], "Kubernetes");
     }

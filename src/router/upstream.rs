@@ -1,8 +1,10 @@
 //! The upstream apiserver (`--upstream-apiserver`): kube-aggregator's delegate. Every request
 //! that no APIService and no local resource claims is proxied there, the core group included,
 //! through the same pingora upstream phases as backends (streams and upgrades pass through).
-//! A refresher keeps its discovery (aggregated, so one request per root), its `/version` and
-//! its availability; while it is down its routes answer 503 at once and `/readyz` fails its
+//! A refresher keeps its discovery (aggregated, so one request per root; legacy, one per
+//! group-version, from an apiserver without it), its `/version`, its OpenAPI (conditional GETs,
+//! see `openapi::refresh`) and its availability, and tells the router when what it merges
+//! changed; while it is down its routes answer 503 at once and `/readyz` fails its
 //! `upstream-apiserver` check, and frontdoor's own groups keep working.
 //!
 //! The upstream learns who the user is in one of two ways (`UpstreamIdentity`): request-header
@@ -71,8 +73,9 @@ pub struct UpstreamArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub upstream_apiserver_identity: Option<UpstreamIdentity>,
 
-    /// How often the upstream's discovery and version are refreshed (a CRD created upstream
-    /// appears within this time) and its availability checked.
+    /// How often the upstream's discovery, version and OpenAPI documents are refreshed
+    /// (conditional GETs: only what changed is fetched again; a CRD created upstream appears
+    /// within this time) and its availability checked.
     #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
     pub upstream_apiserver_refresh_interval: Duration,
 
