@@ -21,6 +21,9 @@ use std::time::Duration;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest document (discovery, OpenAPI) accepted from a backend.
 const MAX_DOCUMENT: usize = 64 << 20;
+/// How often a backend's OpenAPI is fetched again (conditionally), as kube-aggregator resyncs
+/// it; also at once when the backend becomes available.
+const OPENAPI_INTERVAL: Duration = Duration::from_secs(60);
 /// How long an idle upstream connection stays in the pool.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
@@ -297,11 +300,18 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
                 match fetch(connector, &peer, &b.spec).await {
                     Ok(doc) => {
-                        // its OpenAPI, when it changed (conditional GETs), for the merged documents
-                        let host = svc.server_name();
-                        let f = OpenApiFetch { connector, peer: &peer, host: &host };
-                        let own = super::openapi::gv_name(&b.spec.group, &b.spec.version);
-                        let openapi = super::openapi::refresh(&f, &b.state.openapi.load(), |gv| gv == own).await;
+                        // its OpenAPI, when it changed (conditional GETs), for the merged documents:
+                        // every OPENAPI_INTERVAL, and at once when it (re)becomes available
+                        let due = !b.state.available.load(Ordering::Acquire)
+                            || b.state.openapi_fetched.lock().unwrap().is_none_or(|t| t.elapsed() >= OPENAPI_INTERVAL);
+                        let mut openapi = None;
+                        if due {
+                            let host = svc.server_name();
+                            let f = OpenApiFetch { connector, peer: &peer, host: &host };
+                            let own = super::openapi::gv_name(&b.spec.group, &b.spec.version);
+                            openapi = super::openapi::refresh(&f, &b.state.openapi.load(), |gv| gv == own).await;
+                            *b.state.openapi_fetched.lock().unwrap() = Some(std::time::Instant::now());
+                        }
                         Ok((doc, openapi))
                     }
                     Err(e) => Err(Condition::failed(

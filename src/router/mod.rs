@@ -104,8 +104,10 @@ pub struct BackendState {
     pub peer: ArcSwapOption<Upstream>,
     /// The `resources` of the backend's APIResourceList, from the last good probe.
     pub resources: ArcSwapOption<serde_json::Value>,
-    /// The backend's OpenAPI (v2 and its group-version's v3 document), from the last probe.
+    /// The backend's OpenAPI (v2 and its group-version's v3 document), and when it was last
+    /// fetched.
     pub openapi: ArcSwap<openapi::Remote>,
+    pub openapi_fetched: Mutex<Option<std::time::Instant>>,
 }
 
 /// A backend's upstream as the proxy uses it: built by the prober, read by every request.
@@ -341,17 +343,19 @@ impl Router {
         })
     }
 
-    /// OpenAPI merged from frontdoor's own documents, the available backends' and the
-    /// upstream's, rebuilt only after one of them changed.
+    /// OpenAPI merged from frontdoor's own documents, the available backends' (an unavailable
+    /// one's group-version is left out, as in discovery) and the upstream's, rebuilt only after
+    /// one of them changed.
     pub fn openapi(&self) -> Arc<Built<openapi::Cached>> {
         self.current(&self.merged.openapi, |own, table| {
             let upstream = self.upstream.as_ref().map(|d| d.openapi.load_full());
             let backends: Vec<openapi::BackendDocs> = table
                 .services
                 .iter()
-                .filter(|b| !b.is_local() && b.available())
+                .filter(|b| !b.is_local())
                 .map(|b| openapi::BackendDocs {
                     gv: openapi::gv_name(&b.spec.group, &b.spec.version),
+                    available: b.available(),
                     docs: b.state.openapi.load_full(),
                 })
                 .collect();

@@ -151,9 +151,11 @@ impl Cached {
     }
 }
 
-/// One available backend's group-version and OpenAPI.
+/// One backend's group-version and OpenAPI. An unavailable one still claims its group-version
+/// (its requests answer 503) but contributes no documents.
 pub struct BackendDocs {
     pub gv: String,
+    pub available: bool,
     pub docs: Arc<Remote>,
 }
 
@@ -166,7 +168,7 @@ fn under(p: &str, gv: &str) -> bool {
 /// without one), paths of a backend's group-version replaced by the backend's, frontdoor's own
 /// paths and definitions laid over it, each backend's definitions added (renamed where the
 /// name is taken by a different definition).
-pub fn merge_v2(local: &Value, upstream: Option<&Value>, backends: &[(&str, &Value)]) -> Value {
+pub fn merge_v2(local: &Value, upstream: Option<&Value>, claimed: &[&str], backends: &[(&str, &Value)]) -> Value {
     let mut out = upstream.unwrap_or(local).clone();
     if !out.is_object() {
         out = local.clone();
@@ -174,7 +176,7 @@ pub fn merge_v2(local: &Value, upstream: Option<&Value>, backends: &[(&str, &Val
     let obj = |v: &Value, k: &str| v.get(k).and_then(Value::as_object).cloned().unwrap_or_default();
     let mut paths = obj(&out, "paths");
     let mut defs = obj(&out, "definitions");
-    paths.retain(|p, _| !backends.iter().any(|(gv, _)| under(p, gv)));
+    paths.retain(|p, _| !claimed.iter().any(|gv| under(p, gv)));
     if upstream.is_some() {
         paths.extend(obj(local, "paths"));
         defs.extend(obj(local, "definitions"));
@@ -268,17 +270,19 @@ fn merge_v3(upstream: &Value, local: &Value) -> Value {
 pub fn build(local: &Documents, upstream: Option<&Remote>, backends: &[BackendDocs]) -> Cached {
     // /openapi/v2
     let up_v2 = upstream.and_then(|u| u.v2.as_ref()).map(|(v, _)| v.as_ref());
+    let claimed_gvs: Vec<&str> = backends.iter().map(|b| b.gv.as_str()).collect();
+    let backends: Vec<&BackendDocs> = backends.iter().filter(|b| b.available).collect();
     let be_v2: Vec<(&str, &Value)> =
         backends.iter().filter_map(|b| Some((b.gv.as_str(), b.docs.v2.as_ref()?.0.as_ref()))).collect();
     let v2 = if up_v2.is_none() && be_v2.is_empty() {
         local.v2.clone()
     } else {
-        Served::new(&merge_v2(&local.v2_value, up_v2, &be_v2))
+        Served::new(&merge_v2(&local.v2_value, up_v2, &claimed_gvs, &be_v2))
     };
     // the group-version documents: served here, or listed and proxied to their owner
     let mut v3: BTreeMap<String, Served> = BTreeMap::new();
     let mut proxied: Vec<String> = Vec::new();
-    let claimed = |gv: &str| backends.iter().any(|b| b.gv == gv);
+    let claimed = |gv: &str| claimed_gvs.contains(&gv);
     for (gv, (_, doc)) in upstream.map(|u| &u.v3).into_iter().flatten() {
         if claimed(gv) {
             continue;
@@ -304,7 +308,7 @@ pub fn build(local: &Documents, upstream: Option<&Remote>, backends: &[BackendDo
             v3.insert(gv.clone(), served.clone());
         }
     }
-    for b in backends {
+    for b in &backends {
         match b.docs.v3.get(&b.gv).and_then(|(_, d)| d.clone()) {
             Some(doc) => {
                 v3.insert(b.gv.clone(), doc);
@@ -412,16 +416,21 @@ mod tests {
         );
         let be = BackendDocs {
             gv: "apis/wardle.example.com/v1".into(),
+            available: true,
             docs: Arc::new(remote(
                 &[("apis/wardle.example.com/v1", json!({"paths": {"/apis/wardle.example.com/v1/flunders": {}}}))],
                 None,
             )),
         };
-        let nodoc = BackendDocs { gv: "apis/zeta.example.com/v1".into(), docs: Arc::new(Remote::default()) };
-        let c = build(&local(), Some(&up), &[be, nodoc]);
+        let nodoc =
+            BackendDocs { gv: "apis/zeta.example.com/v1".into(), available: true, docs: Arc::new(Remote::default()) };
+        // the upstream serves apps/v1 too, but an APIService claims it for a backend that is down
+        let down = BackendDocs { gv: "apis/apps/v1".into(), available: false, docs: Arc::new(Remote::default()) };
+        let c = build(&local(), Some(&up), &[be, nodoc, down]);
         let index: Value = serde_json::from_slice(&c.index.body).unwrap();
         let url = |gv: &str| index["paths"][gv]["serverRelativeURL"].as_str().unwrap().to_string();
-        assert!(url("apis/apps/v1").starts_with("/openapi/v3/apis/apps/v1?hash="));
+        assert!(index["paths"].get("apis/apps/v1").is_none(), "claimed by a backend that is down: {index}");
+        assert!(url("api/v1").starts_with("/openapi/v3/api/v1?hash="));
         assert_eq!(url("apis/zeta.example.com/v1"), "/openapi/v3/apis/zeta.example.com/v1", "proxied to its backend");
         let doc = |gv: &str| serde_json::from_slice::<Value>(&c.v3[gv].body).unwrap();
         assert!(doc("apis/wardle.example.com/v1")["paths"]["/apis/wardle.example.com/v1/flunders"].is_object());
@@ -439,6 +448,7 @@ mod tests {
         let up = json!({"swagger": "2.0", "info": {"title": "Kubernetes"}, "paths": {
             "/apis/apps/v1/deployments": {"get": {}},
             "/apis/wardle.example.com/v1/stale": {"get": {}},
+            "/apis/down.example.com/v1/things": {"get": {}},
             "/api/v1/namespaces/{namespace}/configmaps": {"get": {"upstream": true}},
         }, "definitions": {"io.k8s.api.apps.v1.Deployment": {}, "io.k8s.api.core.v1.ConfigMap": {"upstream": true},
             "x.Same": {"type": "object", "x-kubernetes-group-version-kind": [{"kind": "S"}]}}});
@@ -446,9 +456,11 @@ mod tests {
             "definitions": {"wardle.Flunder": {"properties": {"d": {"$ref": "#/definitions/io.k8s.api.apps.v1.Deployment"}}},
                 "io.k8s.api.apps.v1.Deployment": {"backend": true},
                 "x.Same": {"type": "object"}}});
-        let m = merge_v2(&local().v2_value, Some(&up), &[("apis/wardle.example.com/v1", &be)]);
+        let claimed = ["apis/wardle.example.com/v1", "apis/down.example.com/v1"];
+        let m = merge_v2(&local().v2_value, Some(&up), &claimed, &[("apis/wardle.example.com/v1", &be)]);
         let paths = m["paths"].as_object().unwrap();
         assert!(paths.contains_key("/apis/apps/v1/deployments"));
+        assert!(!paths.contains_key("/apis/down.example.com/v1/things"), "a backend that is down still owns its paths");
         assert!(paths.contains_key("/apis/wardle.example.com/v1/flunders"));
         assert!(!paths.contains_key("/apis/wardle.example.com/v1/stale"), "the backend owns its group-version");
         assert!(
