@@ -149,7 +149,8 @@ pub struct Delegate {
     pub openapi: ArcSwap<super::openapi::Remote>,
     /// ETags of /api and /apis, for conditional refreshes.
     etags: Mutex<[Option<String>; 2]>,
-    /// Whether it answered /apis with aggregated discovery last time (logged when it does not).
+    /// Whether it answered `/api` or `/apis` with legacy discovery last time (logged when it
+    /// starts to).
     legacy: AtomicBool,
     pub wake: tokio::sync::Notify,
     interval: Duration,
