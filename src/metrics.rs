@@ -32,6 +32,31 @@ pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("register apiserver_request_duration_seconds")
 });
 
+/// kube's `kubernetes_build_info` for frontdoor's own build, under frontdoor's name (in front
+/// of an upstream apiserver `/version` is the upstream's; this says what frontdoor is).
+pub static BUILD_INFO: Lazy<prometheus::IntGaugeVec> = Lazy::new(|| {
+    let g = prometheus::register_int_gauge_vec!(
+        "frontdoor_build_info",
+        "A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree state, build date, Go version, and compiler from which frontdoor was built, and platform on which it is running.",
+        &crate::router::availability::BUILD_INFO_LABELS
+    )
+    .expect("register frontdoor_build_info");
+    let i = crate::endpoints::version::info();
+    g.with_label_values(&[
+        i.major,
+        i.minor,
+        &i.git_version,
+        i.git_commit,
+        i.git_tree_state,
+        i.build_date,
+        i.go_version,
+        i.compiler,
+        &i.platform,
+    ])
+    .set(1);
+    g
+});
+
 pub static POLICY_RELOAD_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "frontdoor_policy_reload_total",
@@ -153,6 +178,7 @@ pub fn render() -> Vec<u8> {
     Lazy::force(&REQUEST_TOTAL);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&POLICY_RELOAD_TOTAL);
+    Lazy::force(&BUILD_INFO);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
     out

@@ -279,8 +279,20 @@ impl ProxyHttp for Frontdoor {
         false
     }
 
+    /// A server that cannot be reached: an upstream apiserver is marked unavailable at once.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestContext,
+        e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        router::proxy::connect_failed(ctx, &e);
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
-        let status = router::proxy::error_status(e, ctx);
+        let status = router::proxy::error_status(e);
         let code = status.code;
         if session.response_written().is_none() {
             let _ = self.0.respond.send(session, ctx, status.into()).await;
@@ -354,7 +366,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     // the upstream apiserver's reviews, for authentication (TokenReview) and mode Upstream
     let proxy_cert = args.proxy.proxy_client_cert_file.as_deref().zip(args.proxy.proxy_client_key_file.as_deref());
     let review = crate::router::upstream::review_client(&args.proxy.upstream, proxy_cert)?;
-    args.authn.upstream = review.clone();
+    args.authn.upstream = review.clone().filter(|_| args.proxy.upstream.upstream_apiserver_token_review);
     args.authz.upstream = review;
     let health = Arc::new(Health::new());
     let store = Arc::new(Store::open(&args.store, &args.data_dir)?);
@@ -389,7 +401,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         address,
         profiling: args.profiling,
     };
-    router.set_local_resources(&local.resources());
+    router.set_local_resources(&local.resources(), &local.address);
     if let Some(d) = router.upstream() {
         let d = d.clone();
         health.add("upstream-apiserver", crate::endpoints::health::Scope::Ready, Arc::new(move || d.check()));

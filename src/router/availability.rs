@@ -19,8 +19,11 @@ use std::time::Duration;
 
 /// How long one probe may take (kube's availability check uses 5s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest discovery document accepted from a backend.
-const MAX_DISCOVERY: usize = 16 << 20;
+/// The largest document (discovery, OpenAPI) accepted from a backend.
+const MAX_DOCUMENT: usize = 64 << 20;
+/// How often a backend's OpenAPI is fetched again (conditionally), as kube-aggregator resyncs
+/// it; also at once when the backend becomes available.
+const OPENAPI_INTERVAL: Duration = Duration::from_secs(60);
 /// How long an idle upstream connection stays in the pool.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
@@ -49,6 +52,41 @@ pub static UPSTREAM_AVAILABLE: Lazy<prometheus::IntGauge> = Lazy::new(|| {
     )
     .expect("register frontdoor_upstream_apiserver_available")
 });
+
+/// The labels of kube's `kubernetes_build_info`, the fields of a `/version` answer.
+pub const BUILD_INFO_LABELS: [&str; 9] = [
+    "major",
+    "minor",
+    "git_version",
+    "git_commit",
+    "git_tree_state",
+    "build_date",
+    "go_version",
+    "compiler",
+    "platform",
+];
+
+pub static UPSTREAM_BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "frontdoor_upstream_apiserver_build_info",
+        "A metric with a constant '1' value labeled by the upstream apiserver's /version: major, minor, git version, git commit, git tree state, build date, Go version, compiler and platform.",
+        &BUILD_INFO_LABELS
+    )
+    .expect("register frontdoor_upstream_apiserver_build_info")
+});
+
+/// The upstream's `/version` as `frontdoor_upstream_apiserver_build_info` (one series: the
+/// previous version's is dropped when it changes).
+pub fn set_upstream_version(version: &serde_json::Value) {
+    let keys =
+        ["major", "minor", "gitVersion", "gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"];
+    let values: Vec<&str> = keys.iter().map(|k| version.get(*k).and_then(|v| v.as_str()).unwrap_or("")).collect();
+    if UPSTREAM_BUILD_INFO.get_metric_with_label_values(&values).is_ok_and(|m| m.get() == 1) {
+        return;
+    }
+    UPSTREAM_BUILD_INFO.reset();
+    UPSTREAM_BUILD_INFO.with_label_values(&values).set(1);
+}
 
 pub fn set_upstream_metric(available: bool) {
     UPSTREAM_AVAILABLE.set(available as i64);
@@ -166,29 +204,66 @@ fn discovery_path(spec: &ApiService) -> String {
     }
 }
 
+/// A GET of a backend as kube-aggregator makes it (system:kube-aggregator, with the proxy
+/// client cert): (status, body, ETag).
+async fn get(
+    connector: &Connector,
+    peer: &HttpPeer,
+    host: &str,
+    path: &str,
+    etag: Option<&str>,
+) -> super::openapi::Fetched {
+    let call = async {
+        let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
+        let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
+        let _ = req.insert_header("Host", host);
+        let _ = req.insert_header("Accept", "application/json");
+        let _ = req.insert_header("User-Agent", "frontdoor-availability-check");
+        let _ = req.insert_header("X-Remote-User", "system:kube-aggregator");
+        let _ = req.insert_header("X-Remote-Group", "system:masters");
+        if let Some(t) = etag {
+            let _ = req.insert_header("If-None-Match", t);
+        }
+        s.set_read_timeout(Some(PROBE_TIMEOUT));
+        s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
+        s.finish_request_body().await.map_err(|e| e.to_string())?;
+        s.read_response_header().await.map_err(|e| e.to_string())?;
+        let head = s.response_header().ok_or("no response")?;
+        let code = head.status.as_u16();
+        let etag = head.headers.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT {
+                return Err(format!("{path}: response larger than {MAX_DOCUMENT} bytes"));
+            }
+        }
+        connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
+        Ok((code, bytes::Bytes::from(body), etag))
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, call).await {
+        Ok(r) => r,
+        Err(_) => Err("context deadline exceeded".into()),
+    }
+}
+
+/// A backend's OpenAPI documents, fetched as kube-aggregator fetches them.
+struct OpenApiFetch<'a> {
+    connector: &'a Connector,
+    peer: &'a HttpPeer,
+    host: &'a str,
+}
+
+impl super::openapi::Fetch for OpenApiFetch<'_> {
+    async fn get(&self, path_and_query: &str, etag: Option<&str>) -> super::openapi::Fetched {
+        get(self.connector, self.peer, self.host, path_and_query, etag).await
+    }
+}
+
 /// GETs the backend's discovery document for its group/version.
 async fn fetch(connector: &Connector, peer: &HttpPeer, spec: &ApiService) -> Result<serde_json::Value, String> {
-    let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
-    let mut req = RequestHeader::build("GET", discovery_path(spec).as_bytes(), None).map_err(|e| e.to_string())?;
     let host = spec.service.as_ref().map(|s| s.server_name()).unwrap_or_default();
-    let _ = req.insert_header("Host", host);
-    let _ = req.insert_header("Accept", "application/json");
-    let _ = req.insert_header("User-Agent", "frontdoor-availability-check");
-    let _ = req.insert_header("X-Remote-User", "system:kube-aggregator");
-    let _ = req.insert_header("X-Remote-Group", "system:masters");
-    s.set_read_timeout(Some(PROBE_TIMEOUT));
-    s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-    s.finish_request_body().await.map_err(|e| e.to_string())?;
-    s.read_response_header().await.map_err(|e| e.to_string())?;
-    let code = s.response_header().map(|h| h.status.as_u16()).unwrap_or(0);
-    let mut body = Vec::new();
-    while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_DISCOVERY {
-            return Err("discovery document too large".into());
-        }
-    }
-    connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
+    let (code, body, _) = get(connector, peer, &host, &discovery_path(spec), None).await?;
     if !(200..300).contains(&code) {
         return Err(format!("bad status from https://{}{}: {code}", peer._address, discovery_path(spec)));
     }
@@ -223,25 +298,44 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
             Ok(peer) => {
                 b.state.peer.store(Some(Arc::new(super::Upstream::new(peer.clone()))));
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
-                match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, &peer, &b.spec)).await {
-                    Ok(Ok(doc)) => Ok(doc),
-                    Ok(Err(e)) => Err(Condition::failed(
+                match fetch(connector, &peer, &b.spec).await {
+                    Ok(doc) => {
+                        // its OpenAPI, when it changed (conditional GETs), for the merged documents:
+                        // every OPENAPI_INTERVAL, and at once when it (re)becomes available
+                        let due = !b.state.available.load(Ordering::Acquire)
+                            || b.state.openapi_fetched.lock().unwrap().is_none_or(|t| t.elapsed() >= OPENAPI_INTERVAL);
+                        let mut openapi = None;
+                        if due {
+                            let host = svc.server_name();
+                            let f = OpenApiFetch { connector, peer: &peer, host: &host };
+                            let own = super::openapi::gv_name(&b.spec.group, &b.spec.version);
+                            openapi = super::openapi::refresh(&f, &b.state.openapi.load(), |gv| gv == own).await;
+                            *b.state.openapi_fetched.lock().unwrap() = Some(std::time::Instant::now());
+                        }
+                        Ok((doc, openapi))
+                    }
+                    Err(e) => Err(Condition::failed(
                         "FailedDiscoveryCheck",
                         format!("failing or missing response from {url}: {e}"),
-                    )),
-                    Err(_) => Err(Condition::failed(
-                        "FailedDiscoveryCheck",
-                        format!("failing or missing response from {url}: context deadline exceeded"),
                     )),
                 }
             }
         },
     };
     let available = result.is_ok();
+    // what discovery and OpenAPI are built from: availability, resources, documents
+    let mut changed = b.state.available.load(Ordering::Acquire) != available;
     let next = match result {
-        Ok(doc) => {
+        Ok((doc, openapi)) => {
             let resources = doc.get("resources").cloned().unwrap_or_else(|| serde_json::json!([]));
-            b.state.resources.store(Some(Arc::new(resources)));
+            if b.state.resources.load().as_deref() != Some(&resources) {
+                b.state.resources.store(Some(Arc::new(resources)));
+                changed = true;
+            }
+            if let Some(o) = openapi {
+                b.state.openapi.store(Arc::new(o));
+                changed = true;
+            }
             Condition::passed()
         }
         Err(c) => c,
@@ -258,6 +352,9 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
     }
     b.state.available.store(available, Ordering::Release);
     set_metrics(&b.spec.name, available);
+    if changed {
+        shared.changed();
+    }
 }
 
 /// Starts the prober: every interval, or at once when the table or client cert changes.

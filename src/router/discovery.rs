@@ -2,7 +2,8 @@
 //! across frontdoor's own resources and the available backends, ordered as kube-aggregator
 //! orders them (groups by groupPriorityMinimum, then name; versions by versionPriority, then
 //! Kubernetes version order), plus aggregated discovery (apidiscovery.k8s.io v2 and v2beta1)
-//! with an ETag. Backends' documents come from the availability prober's cache.
+//! with an ETag. Backends' documents come from the availability prober's cache; every document
+//! is built once per change of its sources (`Cached`) and served as bytes.
 
 use super::version;
 use super::Table;
@@ -146,29 +147,6 @@ fn api_group(g: &GroupView) -> Value {
     json!({"name": g.name, "versions": versions, "preferredVersion": versions.first().cloned().unwrap_or(Value::Null)})
 }
 
-/// `/api`: the core group's versions.
-pub fn api_versions(src: &Sources<'_>, server_address: &str) -> Value {
-    let mut versions: Vec<String> = groups(src)
-        .into_iter()
-        .filter(|g| g.name.is_empty())
-        .flat_map(|g| g.versions.into_iter().map(|v| v.version))
-        .collect();
-    if versions.is_empty() {
-        versions.push("v1".into());
-    }
-    json!({
-        "kind": "APIVersions",
-        "versions": versions,
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
-    })
-}
-
-/// `/apis`: every named group.
-pub fn api_group_list(src: &Sources<'_>) -> Value {
-    let groups: Vec<Value> = groups(src).iter().filter(|g| !g.name.is_empty()).map(api_group).collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
 fn resource_list(group: &str, v: &VersionView) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(group, &v.version), "resources": v.resources})
 }
@@ -257,62 +235,100 @@ pub fn wants_aggregated(req: &RequestHeader) -> Option<&'static str> {
     None
 }
 
-/// Serves a discovery path, or None when `path` is not one.
-pub fn serve(src: &Sources<'_>, req: &RequestHeader, path: &str) -> Option<Reply> {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["api"] | ["apis"] => {
-            let core = parts[0] == "api";
+/// A served document: its bytes and (for aggregated discovery) its ETag.
+#[derive(Debug, Clone, Default)]
+struct Doc {
+    body: bytes::Bytes,
+    etag: String,
+}
+
+impl Doc {
+    fn of(v: &Value) -> Doc {
+        let body = serde_json::to_vec(v).unwrap_or_default();
+        let etag = format!("\"{:x}\"", Sha256::digest(&body));
+        Doc { body: body.into(), etag }
+    }
+}
+
+/// Every discovery document, built once per change of the sources (the APIService table, a
+/// backend's availability or resources, the upstream's discovery) and served as bytes.
+#[derive(Debug, Default)]
+pub struct Cached {
+    /// Aggregated `/api` and `/apis`: [core v2, core v2beta1, named v2, named v2beta1].
+    aggregated: [Doc; 4],
+    /// Legacy documents by path: `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
+    legacy: std::collections::HashMap<String, Doc>,
+}
+
+impl Cached {
+    pub fn build(src: &Sources<'_>) -> Cached {
+        let all = groups(src);
+        let (core, named): (Vec<GroupView>, Vec<GroupView>) = all.iter().cloned().partition(|g| g.name.is_empty());
+        let aggregated = [
+            Doc::of(&aggregated(&core, "v2")),
+            Doc::of(&aggregated(&core, "v2beta1")),
+            Doc::of(&aggregated(&named, "v2")),
+            Doc::of(&aggregated(&named, "v2beta1")),
+        ];
+        let mut legacy = std::collections::HashMap::new();
+        let mut core_versions: Vec<String> =
+            core.iter().flat_map(|g| g.versions.iter().map(|v| v.version.clone())).collect();
+        if core_versions.is_empty() {
+            core_versions.push("v1".into());
+        }
+        legacy.insert(
+            "/api".to_string(),
+            Doc::of(&json!({
+                "kind": "APIVersions",
+                "versions": core_versions,
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": src.address}],
+            })),
+        );
+        let list: Vec<Value> = named.iter().map(api_group).collect();
+        legacy.insert("/apis".into(), Doc::of(&json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list})));
+        for g in &all {
+            if !g.name.is_empty() {
+                let mut v = api_group(g);
+                v["kind"] = "APIGroup".into();
+                v["apiVersion"] = "v1".into();
+                legacy.insert(format!("/apis/{}", g.name), Doc::of(&v));
+            }
+            for v in &g.versions {
+                let path = if g.name.is_empty() {
+                    format!("/api/{}", v.version)
+                } else {
+                    format!("/apis/{}/{}", g.name, v.version)
+                };
+                legacy.insert(path, Doc::of(&resource_list(&g.name, v)));
+            }
+        }
+        Cached { aggregated, legacy }
+    }
+
+    /// Serves a discovery path, or None when `path` is not one.
+    pub fn serve(&self, req: &RequestHeader, path: &str) -> Option<Reply> {
+        let path = format!("/{}", path.trim_matches('/'));
+        if path == "/api" || path == "/apis" {
             if let Some(v) = wants_aggregated(req) {
-                let all = groups(src);
-                let selected: Vec<GroupView> = all.into_iter().filter(|g| g.name.is_empty() == core).collect();
-                return Some(aggregated_reply(req, &aggregated(&selected, v), v));
-            }
-            Some(if core {
-                Reply::json(200, &api_versions(src, src.address))
-            } else {
-                Reply::json(200, &api_group_list(src))
-            })
-        }
-        ["api", v] => {
-            let g = groups(src).into_iter().find(|g| g.name.is_empty());
-            let vv = g.and_then(|g| g.versions.into_iter().find(|x| x.version == *v));
-            match (vv, *v) {
-                (Some(vv), _) => Some(Reply::json(200, &resource_list("", &vv))),
-                (None, "v1") => Some(Reply::json(
-                    200,
-                    &resource_list("", &VersionView { version: "v1".into(), priority: 0, resources: vec![] }),
-                )),
-                _ => None,
+                let i = (path == "/apis") as usize * 2 + (v == "v2beta1") as usize;
+                return Some(aggregated_reply(req, &self.aggregated[i], v));
             }
         }
-        ["apis", g] => groups(src).iter().find(|x| x.name == *g && !g.is_empty()).map(|x| {
-            let mut v = api_group(x);
-            v["kind"] = "APIGroup".into();
-            v["apiVersion"] = "v1".into();
-            Reply::json(200, &v)
-        }),
-        ["apis", g, v] => {
-            let group = groups(src).into_iter().find(|x| x.name == *g && !g.is_empty())?;
-            let vv = group.versions.into_iter().find(|x| x.version == *v)?;
-            Some(Reply::json(200, &resource_list(g, &vv)))
-        }
-        _ => None,
+        let doc = self.legacy.get(&path)?;
+        Some(Reply::new(200, "application/json", doc.body.clone()))
     }
 }
 
 /// An aggregated discovery document with its ETag, or 304 when the client has it.
-fn aggregated_reply(req: &RequestHeader, doc: &Value, api_version: &str) -> Reply {
-    let body = serde_json::to_vec(doc).unwrap_or_default();
-    let etag = format!("\"{:x}\"", Sha256::digest(&body));
+fn aggregated_reply(req: &RequestHeader, doc: &Doc, api_version: &str) -> Reply {
     let ctype = format!("application/json;g=apidiscovery.k8s.io;v={api_version};as=APIGroupDiscoveryList");
     let matches = req
         .headers
         .get("If-None-Match")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let reply = if matches { Reply::new(304, &ctype, Vec::new()) } else { Reply::new(200, &ctype, body) };
-    reply.header("ETag", etag).header("Vary", "Accept")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == doc.etag));
+    let reply = if matches { Reply::new(304, &ctype, Vec::new()) } else { Reply::new(200, &ctype, doc.body.clone()) };
+    reply.header("ETag", doc.etag.clone()).header("Vary", "Accept")
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Requests frontdoor answers itself: the review APIs, the store's resources, OpenAPI,
 //! discovery, health, version and metrics. Each handler gets only the handles it needs.
 
-use super::discovery::{self, Sources};
 use super::Router;
 use crate::api::{ApiResource, Status};
 use crate::authn::Authentication;
@@ -124,33 +123,13 @@ impl Local {
             "/metrics" => return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
             _ => {}
         }
-        let local = self.resources();
-        let table = self.router.table();
+        // discovery and OpenAPI: merged from every source once per change of them
         let req = session.req_header();
-        if path.trim_end_matches('/') == "/openapi/v3" {
-            // the index names the upstream's and the backends' documents beside ours
-            let upstream = self.router.upstream().and_then(|d| d.openapi_v3.load_full());
-            let backends: Vec<String> = table
-                .services
-                .iter()
-                .filter(|b| !b.is_local() && b.available())
-                .map(|b| super::openapi::gv_name(&b.spec.group, &b.spec.version))
-                .collect();
-            if upstream.is_some() || !backends.is_empty() {
-                return super::openapi::serve_index(req, &local, &backends, upstream.as_deref());
+        if path.starts_with("/openapi/") {
+            if let Some(reply) = super::openapi::serve(&self.router.openapi().value, info, &ctx.query, req) {
+                return reply;
             }
         }
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(reply) = crate::store::openapi::serve(info, &local, header("If-None-Match"), header("Accept")) {
-            return reply;
-        }
-        let upstream = self.router.upstream().and_then(|d| d.discovery.load_full());
-        let sources = Sources {
-            table: &table,
-            local: &local,
-            address: &self.address,
-            upstream: upstream.as_deref().map(|v| v.as_slice()),
-        };
-        discovery::serve(&sources, session.req_header(), path).unwrap_or_else(|| Status::path_not_found().into())
+        self.router.discovery().value.serve(req, path).unwrap_or_else(|| Status::path_not_found().into())
     }
 }

@@ -104,6 +104,10 @@ pub struct BackendState {
     pub peer: ArcSwapOption<Upstream>,
     /// The `resources` of the backend's APIResourceList, from the last good probe.
     pub resources: ArcSwapOption<serde_json::Value>,
+    /// The backend's OpenAPI (v2 and its group-version's v3 document), and when it was last
+    /// fetched.
+    pub openapi: ArcSwap<openapi::Remote>,
+    pub openapi_fetched: Mutex<Option<std::time::Instant>>,
 }
 
 /// A backend's upstream as the proxy uses it: built by the prober, read by every request.
@@ -144,6 +148,9 @@ pub struct Shared {
     pub client_cert: ArcSwapOption<pingora::utils::tls::CertKey>,
     pub wake: tokio::sync::Notify,
     pub interval: Duration,
+    /// Bumped by every change of what discovery and OpenAPI are built from (the table, a
+    /// backend's availability, resources or OpenAPI, the upstream's discovery or OpenAPI).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -151,13 +158,51 @@ pub struct Router {
     shared: Arc<Shared>,
     /// The upstream apiserver, when configured.
     upstream: Option<Arc<upstream::Delegate>>,
-    /// The resources frontdoor serves itself, by group and version: never sent to the upstream.
-    /// Nested so that a request's lookup borrows its RequestInfo's strings instead of copying.
-    local: Arc<ArcSwap<LocalResources>>,
+    /// The resources frontdoor serves itself.
+    local: Arc<ArcSwap<Own>>,
+    /// Discovery and OpenAPI as last built.
+    merged: Arc<Merged>,
 }
 
 /// Resource names frontdoor serves, by group, then version.
 type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
+
+/// What frontdoor serves itself.
+#[derive(Default)]
+struct Own {
+    /// By group and version: never sent to the upstream. Nested so that a request's lookup
+    /// borrows its RequestInfo's strings instead of copying.
+    by_gv: LocalResources,
+    resources: Vec<crate::api::ApiResource>,
+    /// The secure port's address, as clients should use it (legacy `/api`).
+    address: String,
+}
+
+/// Discovery and OpenAPI, merged from every source, each built once per change of them (the
+/// sources' generation) when first asked for, and served as bytes.
+#[derive(Default)]
+struct Merged {
+    discovery: Slot<discovery::Cached>,
+    openapi: Slot<openapi::Cached>,
+}
+
+/// One merged value as last built, and the lock its one build at a time holds.
+struct Slot<T> {
+    built: ArcSwapOption<Built<T>>,
+    building: Mutex<()>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { built: ArcSwapOption::empty(), building: Mutex::new(()) }
+    }
+}
+
+/// A value built from the sources of one generation.
+pub struct Built<T> {
+    generation: u64,
+    pub value: T,
+}
 
 /// `--service-endpoint` values: `namespace/name:port=host:port`.
 fn parse_endpoints(values: &[String]) -> anyhow::Result<HashMap<String, String>> {
@@ -219,6 +264,7 @@ impl Router {
             client_cert,
             wake: tokio::sync::Notify::new(),
             interval: p.apiservice_check_interval.max(Duration::from_millis(100)),
+            generation: Default::default(),
         });
         shared.rebuild()?;
         {
@@ -243,7 +289,7 @@ impl Router {
         if let Some(d) = &upstream {
             upstream::spawn(shared.clone(), d.clone());
         }
-        Ok(Router { shared, upstream, local: Default::default() })
+        Ok(Router { shared, upstream, local: Default::default(), merged: Default::default() })
     }
 
     /// The upstream apiserver, when configured.
@@ -252,14 +298,69 @@ impl Router {
     }
 
     /// The resources frontdoor serves itself (the store's and the review APIs): requests for
-    /// them never go to the upstream apiserver.
-    pub fn set_local_resources(&self, resources: &[crate::api::ApiResource]) {
+    /// them never go to the upstream apiserver. `address` is the secure port's, as clients
+    /// should use it.
+    pub fn set_local_resources(&self, resources: &[crate::api::ApiResource], address: &str) {
         let mut set = LocalResources::new();
         for r in resources {
             let name = r.name.split('/').next().unwrap_or_default();
             set.entry(r.group.clone()).or_default().entry(r.version.clone()).or_default().insert(name.to_string());
         }
-        self.local.store(Arc::new(set));
+        self.local.store(Arc::new(Own { by_gv: set, resources: resources.to_vec(), address: address.to_string() }));
+        self.shared.changed();
+    }
+
+    /// `slot`'s value, rebuilt by `build` only after a source changed (one build at a time).
+    fn current<T>(&self, slot: &Slot<T>, build: impl FnOnce(&Own, &Table) -> T) -> Arc<Built<T>> {
+        let fresh = |b: &Option<Arc<Built<T>>>| {
+            b.as_ref().filter(|b| b.generation == self.shared.generation.load(Ordering::Acquire)).cloned()
+        };
+        if let Some(b) = fresh(&slot.built.load_full()) {
+            return b;
+        }
+        let _one = slot.building.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = fresh(&slot.built.load_full()) {
+            return b;
+        }
+        // read before the sources: a change during the build makes the next call build again
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let built = Arc::new(Built { generation, value: build(&self.local.load(), &self.shared.table.load()) });
+        slot.built.store(Some(built.clone()));
+        built
+    }
+
+    /// Discovery merged from frontdoor's own resources, the available backends' and the
+    /// upstream's, rebuilt only after one of them changed.
+    pub fn discovery(&self) -> Arc<Built<discovery::Cached>> {
+        self.current(&self.merged.discovery, |own, table| {
+            let upstream = self.upstream.as_ref().and_then(|d| d.discovery.load_full());
+            discovery::Cached::build(&discovery::Sources {
+                table,
+                local: &own.resources,
+                address: &own.address,
+                upstream: upstream.as_deref().map(|v| v.as_slice()),
+            })
+        })
+    }
+
+    /// OpenAPI merged from frontdoor's own documents, the available backends' (an unavailable
+    /// one's group-version is left out, as in discovery) and the upstream's, rebuilt only after
+    /// one of them changed.
+    pub fn openapi(&self) -> Arc<Built<openapi::Cached>> {
+        self.current(&self.merged.openapi, |own, table| {
+            let upstream = self.upstream.as_ref().map(|d| d.openapi.load_full());
+            let backends: Vec<openapi::BackendDocs> = table
+                .services
+                .iter()
+                .filter(|b| !b.is_local())
+                .map(|b| openapi::BackendDocs {
+                    gv: openapi::gv_name(&b.spec.group, &b.spec.version),
+                    available: b.available(),
+                    docs: b.state.openapi.load_full(),
+                })
+                .collect();
+            openapi::build(&crate::store::openapi::documents(&own.resources), upstream.as_deref(), &backends)
+        })
     }
 
     /// The current table (a snapshot).
@@ -282,6 +383,9 @@ impl Router {
             Some(doc) => group_version_of_path(doc),
             None => gv,
         };
+        if openapi_gv.is_some_and(|doc| self.openapi().value.has_v3(doc)) {
+            return Route::Local;
+        }
         let claimed = gv.and_then(|(g, v)| table.get(g, v));
         match claimed {
             Some(b) if !b.is_local() => return Route::Backend(b.clone()),
@@ -291,10 +395,10 @@ impl Router {
         let Some(up) = &self.upstream else { return Route::Local };
         let to_upstream = if info.is_resource_request {
             let local = self.local.load();
-            let served = local.get(&info.api_group).and_then(|vs| vs.get(&info.api_version));
+            let served = local.by_gv.get(&info.api_group).and_then(|vs| vs.get(&info.api_version));
             !served.is_some_and(|resources| resources.contains(&info.resource))
         } else if let (Some(_), Some((g, v))) = (openapi_gv, gv) {
-            !self.local.load().get(g).is_some_and(|vs| vs.contains_key(v))
+            !self.local.load().by_gv.get(g).is_some_and(|vs| vs.contains_key(v))
         } else {
             !served_locally(&info.path)
         };
@@ -324,7 +428,7 @@ impl Router {
 }
 
 /// Non-resource paths frontdoor answers itself in front of an upstream apiserver: its health
-/// and metrics, the merged discovery and OpenAPI v3 index, `/version` (the upstream's, cached) and its
+/// and metrics, the merged discovery and OpenAPI, `/version` (the upstream's, cached) and its
 /// debug endpoints. Every other non-resource path (`/logs`, `/.well-known/...`,
 /// `/openid/v1/jwks`, ...) is the upstream's.
 fn served_locally(path: &str) -> bool {
@@ -332,8 +436,8 @@ fn served_locally(path: &str) -> bool {
     let depth = path.trim_matches('/').split('/').count();
     match first {
         "healthz" | "livez" | "readyz" | "metrics" | "version" | "debug" => true,
-        // the merged index; group-version documents go to their owner, /openapi/v2 upstream
-        "openapi" => path.trim_end_matches('/') == "/openapi/v3",
+        // the merged documents; a group-version document not cached here goes to its owner
+        "openapi" => matches!(path.trim_end_matches('/'), "/openapi/v2" | "/openapi/v3"),
         // /api, /api/v1; /apis, /apis/<group>, /apis/<group>/<version>
         "api" => depth <= 2,
         "apis" => depth <= 3,
@@ -378,8 +482,14 @@ impl Shared {
             availability::forget_metrics(&gone.spec.name);
         }
         self.table.store(Arc::new(table));
+        self.changed();
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Something discovery or OpenAPI is built from changed.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Where a service is dialled: its --service-endpoint, else its cluster DNS name.
@@ -459,7 +569,7 @@ mod tests {
             .filter(|d| d.group == "apiregistration.k8s.io")
             .flat_map(|d| d.api_resources())
             .collect();
-        r.set_local_resources(&local);
+        r.set_local_resources(&local, "127.0.0.1:6443");
         r.set_dynamic_apiservices(vec![object("v1.remote.io", "remote.io", true)]).unwrap();
         let route = |path: &str| match r.route(&RequestInfo::resolve("GET", path, None).unwrap()) {
             Route::Upstream(_) => "upstream",
@@ -487,7 +597,7 @@ mod tests {
             ("/openapi/v3/apis/apiregistration.k8s.io/v1", "local"),
             ("/openapi/v3/api/v1", "upstream"),
             ("/openapi/v3/apis/remote.io/v1", "backend"),
-            ("/openapi/v2", "upstream"),
+            ("/openapi/v2", "local"),
             ("/logs/", "upstream"),
             ("/.well-known/openid-configuration", "upstream"),
             ("/", "upstream"),

@@ -180,21 +180,18 @@ pub fn is_known_unavailable(e: &pingora::Error) -> bool {
     e.etype == UNAVAILABLE
 }
 
-/// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
-/// An upstream apiserver that cannot be dialled is marked unavailable at once.
-pub fn error_status(e: &pingora::Error, ctx: &RequestContext) -> Status {
+/// A connection to the route's server could not be made (refused, timed out, TLS handshake):
+/// an upstream apiserver is marked unavailable at once, so the next requests answer 503 without
+/// dialling and `/readyz` says so, until its refresher (woken now) reaches it again. Backends
+/// have their own prober.
+pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
     if let Route::Upstream(d) = &ctx.route {
-        if matches!(
-            e.etype,
-            ErrorType::ConnectRefused
-                | ErrorType::ConnectTimedout
-                | ErrorType::ConnectError
-                | ErrorType::TLSHandshakeFailure
-                | ErrorType::ConnectNoRoute
-        ) {
-            d.mark_unreachable(format!("{}: {e}", d.url));
-        }
+        d.mark_unreachable(format!("{}: {e}", d.url));
     }
+}
+
+/// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
+pub fn error_status(e: &pingora::Error) -> Status {
     match &e.etype {
         ErrorType::Custom("ServiceUnavailable") => Status::service_unavailable("service unavailable"),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => Status::timeout(),
@@ -266,10 +263,9 @@ mod tests {
 
     #[test]
     fn errors_in_kube_words() {
-        let ctx = RequestContext::default();
-        assert_eq!(error_status(&Error::new(UNAVAILABLE), &ctx).message, "service unavailable");
-        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout), &ctx).code, 504);
-        let s = error_status(&Error::explain(ErrorType::ConnectRefused, "dial"), &ctx);
+        assert_eq!(error_status(&Error::new(UNAVAILABLE)).message, "service unavailable");
+        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout)).code, 504);
+        let s = error_status(&Error::explain(ErrorType::ConnectRefused, "dial"));
         assert_eq!((s.code, s.reason.as_str()), (503, "ServiceUnavailable"));
         assert!(s.message.starts_with("error trying to reach service: "), "{}", s.message);
     }

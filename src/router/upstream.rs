@@ -1,8 +1,10 @@
 //! The upstream apiserver (`--upstream-apiserver`): kube-aggregator's delegate. Every request
 //! that no APIService and no local resource claims is proxied there, the core group included,
 //! through the same pingora upstream phases as backends (streams and upgrades pass through).
-//! A refresher keeps its discovery (aggregated, so one request per root), its `/version` and
-//! its availability; while it is down its routes answer 503 at once and `/readyz` fails its
+//! A refresher keeps its discovery (aggregated, so one request per root; legacy, one per
+//! group-version, from an apiserver without it), its `/version`, its OpenAPI (conditional GETs,
+//! see `openapi::refresh`) and its availability, and tells the router when what it merges
+//! changed; while it is down its routes answer 503 at once and `/readyz` fails its
 //! `upstream-apiserver` check, and frontdoor's own groups keep working.
 //!
 //! The upstream learns who the user is in one of two ways (`UpstreamIdentity`): request-header
@@ -47,7 +49,7 @@ pub enum UpstreamIdentity {
 }
 
 /// The upstream apiserver's flags (part of the proxy group).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct UpstreamArgs {
     /// URL of an existing apiserver that serves every request no APIService and no local
     /// resource claims (the core group included), as kube-aggregator hands them to its delegate.
@@ -71,10 +73,31 @@ pub struct UpstreamArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub upstream_apiserver_identity: Option<UpstreamIdentity>,
 
-    /// How often the upstream's discovery and version are refreshed (a CRD created upstream
-    /// appears within this time) and its availability checked.
+    /// How often the upstream's discovery, version and OpenAPI documents are refreshed
+    /// (conditional GETs: only what changed is fetched again; a CRD created upstream appears
+    /// within this time) and its availability checked.
     #[arg(long, default_value = "10s", value_parser = crate::api::duration::parse_duration)]
     pub upstream_apiserver_refresh_interval: Duration,
+
+    /// Review a bearer token no local authenticator recognises at the upstream apiserver
+    /// (TokenReview, cached as --authentication-token-webhook-cache-ttl says), so the
+    /// upstream's service-account tokens work through frontdoor. false: only frontdoor's own
+    /// authenticators decide.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub upstream_apiserver_token_review: bool,
+}
+
+impl Default for UpstreamArgs {
+    fn default() -> Self {
+        UpstreamArgs {
+            upstream_apiserver: None,
+            upstream_apiserver_ca_file: None,
+            upstream_apiserver_kubeconfig: None,
+            upstream_apiserver_identity: None,
+            upstream_apiserver_refresh_interval: Duration::from_secs(10),
+            upstream_apiserver_token_review: true,
+        }
+    }
 }
 
 impl UpstreamArgs {
@@ -122,10 +145,13 @@ pub struct Delegate {
     pub discovery: ArcSwapOption<Vec<UpstreamGroup>>,
     /// Its `/version` body, from the last good refresh.
     pub version: ArcSwapOption<bytes::Bytes>,
-    /// Its OpenAPI v3 index (`/openapi/v3`), from the last good refresh.
-    pub openapi_v3: ArcSwapOption<Value>,
-    /// ETags of /api, /apis and /openapi/v3, for conditional refreshes.
-    etags: Mutex<[Option<String>; 3]>,
+    /// Its OpenAPI (v2 and every v3 group-version document), from the last good refresh.
+    pub openapi: ArcSwap<super::openapi::Remote>,
+    /// ETags of /api and /apis, for conditional refreshes.
+    etags: Mutex<[Option<String>; 2]>,
+    /// Whether it answered `/api` or `/apis` with legacy discovery last time (logged when it
+    /// starts to).
+    legacy: AtomicBool,
     pub wake: tokio::sync::Notify,
     interval: Duration,
 }
@@ -204,8 +230,9 @@ impl Delegate {
             reason: Mutex::new("not checked yet".into()),
             discovery: ArcSwapOption::empty(),
             version: ArcSwapOption::empty(),
-            openapi_v3: ArcSwapOption::empty(),
-            etags: Mutex::new([None, None, None]),
+            openapi: Default::default(),
+            etags: Mutex::new([None, None]),
+            legacy: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
             interval: a.upstream_apiserver_refresh_interval.max(Duration::from_millis(100)),
         }))
@@ -473,7 +500,72 @@ pub async fn get(
     }
 }
 
-/// One refresh: address, peer, credential, `/version`, aggregated `/api` and `/apis`.
+/// The upstream's OpenAPI documents, fetched as frontdoor itself.
+struct OpenApiFetch<'a> {
+    d: &'a Delegate,
+    connector: &'a Connector,
+    peer: &'a HttpPeer,
+}
+
+impl super::openapi::Fetch for OpenApiFetch<'_> {
+    async fn get(&self, path_and_query: &str, etag: Option<&str>) -> super::openapi::Fetched {
+        get(self.d, self.connector, self.peer, path_and_query, "application/json", etag).await
+    }
+}
+
+/// The groups of a legacy discovery root (`/api`'s APIVersions, `/apis`' APIGroupList), each
+/// version's resources from its APIResourceList: what an apiserver without aggregated
+/// discovery serves. A version whose list fails is left out, as kube's discovery client does.
+async fn legacy_groups(
+    d: &Delegate,
+    connector: &Connector,
+    peer: &HttpPeer,
+    doc: &Value,
+) -> Result<Vec<UpstreamGroup>, String> {
+    let strs = |v: Option<&Value>, key: Option<&str>| -> Vec<String> {
+        let items = v.and_then(Value::as_array).cloned().unwrap_or_default();
+        let item = |x: &Value| match key {
+            Some(k) => x.get(k).and_then(Value::as_str).map(str::to_string),
+            None => x.as_str().map(str::to_string),
+        };
+        items.iter().filter_map(item).collect()
+    };
+    let listed: Vec<(String, Vec<String>)> = match doc.get("kind").and_then(Value::as_str) {
+        Some("APIVersions") => vec![(String::new(), strs(doc.get("versions"), None))],
+        Some("APIGroupList") => doc
+            .get("groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|g| Some((g.get("name")?.as_str()?.to_string(), strs(g.get("versions"), Some("version")))))
+            .collect(),
+        other => {
+            return Err(format!("expected APIGroupDiscoveryList, APIVersions or APIGroupList, got kind {other:?}"))
+        }
+    };
+    let mut out = Vec::new();
+    for (group, versions) in listed {
+        let mut got = Vec::new();
+        for v in versions {
+            let path = if group.is_empty() { format!("/api/{v}") } else { format!("/apis/{group}/{v}") };
+            match get(d, connector, peer, &path, "application/json", None).await {
+                Ok((200, body, _)) => {
+                    let list: Value = serde_json::from_slice(&body).map_err(|e| format!("{path}: {e}"))?;
+                    got.push((v, list.get("resources").and_then(Value::as_array).cloned().unwrap_or_default()));
+                }
+                Ok((code, ..)) => tracing::debug!(%path, code, "upstream group-version discovery failed"),
+                Err(e) => return Err(format!("{path}: {e}")),
+            }
+        }
+        if !got.is_empty() {
+            out.push(UpstreamGroup { name: group, versions: got });
+        }
+    }
+    Ok(out)
+}
+
+/// One refresh: address, peer, credential, `/version`, `/api` and `/apis` (aggregated, else
+/// legacy discovery), OpenAPI. Tells the router when something it merges changed.
 async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result<(), String> {
     if let (Some(path), UpstreamIdentity::Impersonation) = (&d.kubeconfig, d.identity) {
         match Kubeconfig::load(path).and_then(|k| credential_of(&k)) {
@@ -496,22 +588,24 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
     if code != 200 {
         return Err(fail("/version", format!("bad status {code}")));
     }
-    serde_json::from_slice::<Value>(&body).map_err(|e| fail("/version", e.to_string()))?;
+    let version: Value = serde_json::from_slice(&body).map_err(|e| fail("/version", e.to_string()))?;
     let mut groups = Vec::new();
-    let mut changed = d.discovery.load().is_none();
+    let cached = d.discovery.load_full();
+    let mut legacy = false;
     for (i, root) in ["/api", "/apis"].into_iter().enumerate() {
-        let etag = d.etags.lock().unwrap()[i].clone().filter(|_| d.discovery.load().is_some());
+        let etag = d.etags.lock().unwrap()[i].clone().filter(|_| cached.is_some());
         let (code, body, new_etag) =
             get(d, connector, &peer, root, AGGREGATED_ACCEPT, etag.as_deref()).await.map_err(|e| fail(root, e))?;
         let part: Vec<UpstreamGroup> = match code {
-            304 => {
-                let cached = d.discovery.load_full().unwrap_or_default();
-                cached.iter().filter(|g| g.name.is_empty() == (i == 0)).cloned().collect()
-            }
+            304 => cached.as_deref().cloned().unwrap_or_default(),
             200 => {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| fail(root, e.to_string()))?;
-                changed = true;
-                groups_of(&v).map_err(|e| fail(root, format!("{e} (aggregated discovery is required)")))?
+                if v.get("kind").and_then(Value::as_str) == Some("APIGroupDiscoveryList") {
+                    groups_of(&v).map_err(|e| fail(root, e.to_string()))?
+                } else {
+                    legacy = true;
+                    legacy_groups(d, connector, &peer, &v).await.map_err(|e| fail(root, e))?
+                }
             }
             other => return Err(fail(root, format!("bad status {other}"))),
         };
@@ -520,24 +614,25 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
         }
         groups.extend(part.into_iter().filter(|g| g.name.is_empty() == (i == 0)));
     }
-    // the OpenAPI v3 index; an upstream without one (404) has none to merge
-    let etag = d.etags.lock().unwrap()[2].clone().filter(|_| d.openapi_v3.load().is_some());
-    let (code, index, new_etag) = get(d, connector, &peer, "/openapi/v3", "application/json", etag.as_deref())
-        .await
-        .map_err(|e| fail("/openapi/v3", e))?;
-    match code {
-        304 => {}
-        200 => {
-            let v: Value = serde_json::from_slice(&index).map_err(|e| fail("/openapi/v3", e.to_string()))?;
-            d.openapi_v3.store(Some(Arc::new(v)));
-            d.etags.lock().unwrap()[2] = new_etag;
-        }
-        _ => d.openapi_v3.store(None),
+    if d.legacy.swap(legacy, Ordering::AcqRel) != legacy && legacy {
+        tracing::info!(upstream = %d.url, "the upstream apiserver has no aggregated discovery; reading its legacy discovery");
     }
+    let fetch = OpenApiFetch { d, connector, peer: &peer };
+    let openapi = super::openapi::refresh(&fetch, &d.openapi.load(), |_| true).await;
     d.peer.store(Some(Arc::new(peer)));
+    super::availability::set_upstream_version(&version);
     d.version.store(Some(Arc::new(body)));
-    if changed {
+    let mut changed = false;
+    if cached.as_deref() != Some(&groups) {
         d.discovery.store(Some(Arc::new(groups)));
+        changed = true;
+    }
+    if let Some(next) = openapi {
+        d.openapi.store(Arc::new(next));
+        changed = true;
+    }
+    if changed {
+        shared.changed();
     }
     Ok(())
 }

@@ -2,13 +2,11 @@
 //! schemas (store::schema, from k8s-openapi): each resource's paths and operations (with the
 //! `fieldValidation` parameter, so kubectl leaves validation to the server) and the definitions
 //! of its kind, named and tagged (`x-kubernetes-group-version-kind`) as kube names them, so
-//! `kubectl explain` works. The documents are built once per set of resources and served with
-//! ETags.
+//! `kubectl explain` works. The documents are built once per set of resources; `router::openapi`
+//! merges them with the upstream's and the backends' and serves them.
 
 use super::schema::{self, ref_name};
 use crate::api::ApiResource;
-use crate::filters::Reply;
-use crate::request_info::RequestInfo;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -277,39 +275,49 @@ pub fn v3_documents(resources: &[ApiResource]) -> Vec<(String, Value)> {
 }
 
 /// A document ready to send: its bytes and ETag (a hash of them, kube's form).
-struct Served {
-    body: bytes::Bytes,
-    etag: String,
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Served {
+    pub body: bytes::Bytes,
+    /// Unquoted.
+    pub etag: String,
 }
 
 impl Served {
-    fn new(v: &Value) -> Self {
+    pub fn new(v: &Value) -> Self {
+        Self::from_bytes(serde_json::to_vec(v).unwrap_or_default().into())
+    }
+
+    pub fn from_bytes(body: bytes::Bytes) -> Self {
         use sha2::{Digest, Sha512};
-        let body = serde_json::to_vec(v).unwrap_or_default();
         let etag = Sha512::digest(&body).iter().take(32).map(|b| format!("{b:02X}")).collect();
-        Served { body: body.into(), etag }
+        Served { body, etag }
     }
 }
 
-/// Every document for one set of resources.
-struct Documents {
+/// Every document for one set of resources, as values (for merging with other servers')
+/// and ready to send.
+pub struct Documents {
     key: Vec<(String, String, String, String, Vec<String>)>,
-    v2: Served,
-    v3_root: Served,
-    v3: Vec<(String, Served)>,
+    pub v2_value: Arc<Value>,
+    pub v2: Served,
+    pub v3_root: Served,
+    /// ("api/v1" or "apis/G/V", document, its bytes).
+    pub v3: Vec<(String, Arc<Value>, Served)>,
 }
 
 fn build(resources: &[ApiResource], key: Vec<(String, String, String, String, Vec<String>)>) -> Documents {
-    let v3: Vec<(String, Served)> = v3_documents(resources).iter().map(|(p, d)| (p.clone(), Served::new(d))).collect();
+    let v3: Vec<(String, Arc<Value>, Served)> =
+        v3_documents(resources).into_iter().map(|(p, d)| (p, Arc::new(d.clone()), Served::new(&d))).collect();
     let mut root = Map::new();
-    for (p, d) in &v3 {
+    for (p, _, d) in &v3 {
         root.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.etag)}));
     }
-    Documents { key, v2: Served::new(&v2_document(resources)), v3_root: Served::new(&json!({"paths": root})), v3 }
+    let v2 = v2_document(resources);
+    Documents { key, v2: Served::new(&v2), v2_value: Arc::new(v2), v3_root: Served::new(&json!({"paths": root})), v3 }
 }
 
 /// The documents for `resources`, rebuilt only when the set changes.
-fn documents(resources: &[ApiResource]) -> Arc<Documents> {
+pub fn documents(resources: &[ApiResource]) -> Arc<Documents> {
     static CACHE: Mutex<Option<Arc<Documents>>> = Mutex::new(None);
     let key: Vec<_> = resources
         .iter()
@@ -322,64 +330,6 @@ fn documents(resources: &[ApiResource]) -> Arc<Documents> {
     let d = Arc::new(build(resources, key));
     *cache = Some(d.clone());
     d
-}
-
-/// Whether an Accept header takes JSON (absent, `*/*`, `application/*`, `application/json`).
-fn accepts_json(accept: Option<&str>) -> bool {
-    accept.is_none_or(|a| {
-        a.split(',')
-            .map(|t| t.split(';').next().unwrap_or("").trim())
-            .any(|t| matches!(t, "" | "*/*" | "application/*" | "application/json"))
-    })
-}
-
-/// Answers a GET of `/openapi/v2`, `/openapi/v3` or `/openapi/v3/<gv>` for the locally served
-/// resources (304 when `if_none_match` is the current ETag); None for any other path. The
-/// documents are JSON only: a client that takes only protobuf (client-go's v2 reader) gets a
-/// 406 rather than bytes it cannot parse.
-pub fn serve(
-    info: &RequestInfo,
-    local: &[ApiResource],
-    if_none_match: Option<&str>,
-    accept: Option<&str>,
-) -> Option<Reply> {
-    // checked first: every non-resource GET passes here (/version, /healthz, ...)
-    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/") {
-        return None;
-    }
-    if !accepts_json(accept) {
-        return Some(Reply::from(crate::api::Status::failure(
-            406,
-            "NotAcceptable",
-            "only the following media types are accepted: application/json",
-        )));
-    }
-    let docs = documents(local);
-    let path = info.path.trim_end_matches('/');
-    let served = match path {
-        "/openapi/v2" => &docs.v2,
-        "/openapi/v3" => &docs.v3_root,
-        _ => {
-            let gv = path.strip_prefix("/openapi/v3/")?;
-            &docs.v3.iter().find(|(p, _)| p == gv)?.1
-        }
-    };
-    let etag = format!("\"{}\"", served.etag);
-    if if_none_match.is_some_and(|h| h.split(',').any(|t| t.trim() == etag)) {
-        return Some(Reply::empty(304).header("ETag", etag));
-    }
-    let mut r = Reply::new(200, "application/json", served.body.clone()).header("ETag", etag);
-    if path.starts_with("/openapi/v3/") {
-        // a versioned URL names one document for good (kube's immutable caching)
-        r = r.header("Cache-Control", "public, immutable");
-    }
-    Some(r)
-}
-
-/// The ETag of each group-version document of `resources`: ("api/v1" or "apis/G/V", hash),
-/// what `/openapi/v3`'s index names them by.
-pub fn v3_hashes(resources: &[ApiResource]) -> Vec<(String, String)> {
-    documents(resources).v3.iter().map(|(p, d)| (p.clone(), d.etag.clone())).collect()
 }
 
 #[cfg(test)]
@@ -424,24 +374,5 @@ mod tests {
         assert!(post["parameters"].as_array().unwrap().iter().any(|p| p["in"] == "body"));
         let s = d.to_string();
         assert!(!s.contains("#/components/"), "v2 refers to definitions only");
-    }
-
-    #[test]
-    fn served_with_etags_and_cached() {
-        let rs = resources();
-        let info = |path: &str| RequestInfo { path: path.into(), verb: "get".into(), ..Default::default() };
-        let root = serve(&info("/openapi/v3"), &rs, None, None).unwrap();
-        let v: Value = serde_json::from_slice(&root.body).unwrap();
-        let url = v["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
-        assert!(url.starts_with("/openapi/v3/api/v1?hash="));
-        let doc = serve(&info("/openapi/v3/api/v1"), &rs, None, Some("application/json")).unwrap();
-        let etag = doc.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
-        assert_eq!(format!("\"{}\"", url.split("hash=").nth(1).unwrap()), etag);
-        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, Some(&etag), None).unwrap().code, 304);
-        assert!(Arc::ptr_eq(&documents(&rs), &documents(&rs)), "built once per resource set");
-        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some("application/json, */*")).unwrap().code, 200);
-        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some(pb)).unwrap().code, 406);
-        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, None, None).is_none());
     }
 }

@@ -66,14 +66,10 @@ fn start_front(up: &Frontdoor, extra: &[&str]) -> Frontdoor {
     std::fs::write(dir.path().join("policies/rbac/alice.yaml"), ALICE_RBAC).unwrap();
     let url = format!("https://127.0.0.1:{}", up.port);
     let ca = up.certs().join("ca.crt");
-    let mut args = vec![
-        "--upstream-apiserver",
-        &url,
-        "--upstream-apiserver-ca-file",
-        ca.to_str().unwrap(),
-        "--upstream-apiserver-refresh-interval",
-        "300ms",
-    ];
+    let mut args = vec!["--upstream-apiserver", &url, "--upstream-apiserver-ca-file", ca.to_str().unwrap()];
+    if !extra.contains(&"--upstream-apiserver-refresh-interval") {
+        args.extend_from_slice(&["--upstream-apiserver-refresh-interval", "300ms"]);
+    }
     args.extend_from_slice(extra);
     let fd = Frontdoor::start_in(dir, &args);
     let admin = fd.admin_client();
@@ -410,4 +406,294 @@ fn streams_and_upgrades_pass_through_unbuffered() {
     let mut rest = String::new();
     r.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("\"f2\""), "{rest}");
+}
+
+/// What the front serves itself beyond its defaults (the upstream does not serve it).
+const GADGETS: &str =
+    "- group: local.example.com\n  version: v1\n  resource: gadgets\n  kind: Gadget\n  namespaced: false\n";
+/// What a backend behind the front serves beyond kube's leases.
+const WIDGETS: &str =
+    "- group: widgets.example.com\n  version: v1\n  resource: widgets\n  kind: Widget\n  namespaced: true\n";
+
+/// An APIService routing `group`/v1 to the backend `default/be`.
+fn to_backend(group: &str, priority: u32) -> String {
+    format!("apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: v1.{group}}}\nspec: {{group: {group}, version: v1, groupPriorityMinimum: {priority}, versionPriority: 15, service: {{namespace: default, name: be, port: 443}}, insecureSkipTLSVerify: true}}\n")
+}
+
+/// A client of `fd` as admin that does not follow redirects.
+fn no_redirects(fd: &Frontdoor) -> reqwest::blocking::Client {
+    let mut pem = std::fs::read(fd.certs().join("admin.crt")).unwrap();
+    pem.extend(std::fs::read(fd.certs().join("admin.key")).unwrap());
+    crate::common::client_builder(&fd.certs())
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn etag_of(r: &reqwest::blocking::Response) -> String {
+    r.headers().get("etag").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn openapi_merges_the_upstreams_frontdoors_and_a_backends_documents() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    // a backend apiserver (a third frontdoor) for coordination.k8s.io/v1 and widgets.example.com/v1,
+    // believing the front's X-Remote-*
+    let bdir = tempfile::tempdir().unwrap();
+    share_pki(&up, &bdir.path().join("certs"));
+    std::fs::write(bdir.path().join("widgets.yaml"), WIDGETS).unwrap();
+    let widgets = bdir.path().join("widgets.yaml").to_str().unwrap().to_string();
+    let be = Frontdoor::start_in(bdir, &["--resources-file", &widgets]);
+    let files = up.dir.path();
+    std::fs::write(files.join("gadgets.yaml"), GADGETS).unwrap();
+    let services = [to_backend("coordination.k8s.io", 16500), to_backend("widgets.example.com", 1000)].join("---\n");
+    std::fs::write(files.join("apiservices.yaml"), services).unwrap();
+    let (gadgets, apiservices) = (files.join("gadgets.yaml"), files.join("apiservices.yaml"));
+    let endpoint = format!("default/be:443=127.0.0.1:{}", be.port);
+    let fd = start_front(
+        &up,
+        &[
+            "--resources-file",
+            gadgets.to_str().unwrap(),
+            "--apiservices-file",
+            apiservices.to_str().unwrap(),
+            "--service-endpoint",
+            &endpoint,
+            "--apiservice-check-interval",
+            "300ms",
+        ],
+    );
+    let kc = fd.kubeconfig();
+    let admin = no_redirects(&fd);
+    let get = |path: &str| admin.get(fd.url(path)).send().unwrap();
+    let widget_path = "/apis/widgets.example.com/v1/namespaces/{namespace}/widgets";
+    wait_until("the backend's documents in /openapi/v2", Duration::from_secs(20), || {
+        get("/openapi/v2").json::<Value>().unwrap()["paths"][widget_path].is_object()
+    });
+
+    // /openapi/v2: the upstream's, frontdoor's own and the backend's, as kube-aggregator merges them
+    let r = get("/openapi/v2");
+    assert_eq!(r.status(), 200);
+    let etag = etag_of(&r);
+    let v2: Value = r.json().unwrap();
+    for def in [
+        "io.k8s.api.core.v1.ConfigMap",
+        "io.k8s.api.coordination.v1.Lease",
+        "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
+    ] {
+        assert!(v2["definitions"][def].is_object(), "{def} missing from /openapi/v2");
+    }
+    for path in [
+        "/api/v1/namespaces/{namespace}/configmaps",
+        "/apis/local.example.com/v1/gadgets",
+        "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
+        "/apis/apiregistration.k8s.io/v1/apiservices",
+        widget_path,
+    ] {
+        assert!(v2["paths"][path].is_object(), "{path} missing from /openapi/v2");
+    }
+    let paths = v2["paths"].as_object().unwrap();
+    assert!(!paths.keys().any(|p| p.starts_with("/apis/widgets.example.com/") && p.contains("configmaps")));
+    // cached: the same ETag again, and 304 to it
+    assert_eq!(etag_of(&get("/openapi/v2")), etag);
+    let r = admin.get(fd.url("/openapi/v2")).header("If-None-Match", &etag).send().unwrap();
+    assert_eq!(r.status(), 304);
+
+    // kubectl explain reads every side's kinds (from v3; its v2 reader asks for protobuf only)
+    for (resource, kind) in [("configmaps", "ConfigMap"), ("leases", "Lease"), ("apiservices", "APIService")] {
+        let out = ok(&fd, &kc, &["explain", resource]);
+        assert!(out.contains("KIND:") && out.contains(kind), "{resource}: {out}");
+    }
+
+    // /openapi/v3: every group-version document named with its hash; the upstream's and the
+    // backend's served from frontdoor's cache, even while their servers do not answer
+    let index: Value = get("/openapi/v3").json().unwrap();
+    let url = |gv: &str| index["paths"][gv]["serverRelativeURL"].as_str().unwrap_or_default().to_string();
+    for gv in ["api/v1", "apis/coordination.k8s.io/v1", "apis/widgets.example.com/v1", "apis/local.example.com/v1"] {
+        assert!(url(gv).starts_with(&format!("/openapi/v3/{gv}?hash=")), "{gv}: {index}");
+    }
+    unsafe {
+        libc::kill(up.child.id() as i32, libc::SIGSTOP);
+        libc::kill(be.child.id() as i32, libc::SIGSTOP);
+    }
+    for gv in ["api/v1", "apis/coordination.k8s.io/v1", "apis/widgets.example.com/v1"] {
+        let r = get(&url(gv));
+        assert_eq!(r.status(), 200, "{gv}");
+        assert_eq!(r.headers().get("cache-control").unwrap(), "public, immutable");
+        let doc: Value = r.json().unwrap();
+        assert!(doc["paths"].as_object().unwrap().keys().any(|p| p.starts_with(&format!("/{gv}/"))), "{gv}: {doc}");
+        let r = get(&format!("/openapi/v3/{gv}?hash=stale"));
+        assert_eq!(r.status(), 301, "a stale hash is redirected to the current one");
+        assert_eq!(r.headers().get("location").unwrap().to_str().unwrap(), url(gv));
+    }
+    assert_eq!(etag_of(&get("/openapi/v2")), etag, "v2 from the cache too");
+    unsafe {
+        libc::kill(up.child.id() as i32, libc::SIGCONT);
+        libc::kill(be.child.id() as i32, libc::SIGCONT);
+    }
+    let resources = ok(&fd, &kc, &["api-resources"]);
+    assert!(resources.contains("widgets") && resources.contains("gadgets"), "{resources}");
+
+    // the backend goes away: its groups leave discovery and both documents
+    drop(be);
+    wait_until("widgets out of /openapi/v2", Duration::from_secs(20), || {
+        !get("/openapi/v2").json::<Value>().unwrap()["paths"][widget_path].is_object()
+    });
+    let r = admin.get(fd.url("/openapi/v2")).header("If-None-Match", &etag).send().unwrap();
+    assert_eq!(r.status(), 200, "a new document, a new ETag");
+    assert_ne!(etag_of(&r), etag);
+    let index: Value = get("/openapi/v3").json().unwrap();
+    assert!(index["paths"].get("apis/widgets.example.com/v1").is_none(), "{index}");
+    assert!(index["paths"]["api/v1"].is_object());
+    let resources = ok(&fd, &kc, &["api-resources"]);
+    assert!(!resources.contains("widgets") && resources.contains("configmaps"), "{resources}");
+}
+
+#[test]
+fn an_upstream_without_aggregated_discovery_is_read_the_legacy_way() {
+    // an old apiserver: /api and /apis answer APIVersions and APIGroupList whatever is asked
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let st =
+        Command::new(env!("CARGO_BIN_EXE_frontdoor")).args(["certs", "init", "--dir"]).arg(&certs).status().unwrap();
+    assert!(st.success());
+    let pki = crate::backend::pki(&["127.0.0.1"]);
+    let old = crate::backend::TestBackend::start(&pki, &certs.join("front-proxy-ca.crt"));
+    std::fs::write(dir.path().join("old-ca.crt"), &pki.ca_pem).unwrap();
+    let url = format!("https://127.0.0.1:{}", old.port);
+    let ca = dir.path().join("old-ca.crt").to_str().unwrap().to_string();
+    let fd = Frontdoor::start_in(
+        dir,
+        &[
+            "--upstream-apiserver",
+            &url,
+            "--upstream-apiserver-ca-file",
+            &ca,
+            "--upstream-apiserver-refresh-interval",
+            "300ms",
+        ],
+    );
+    let admin = fd.admin_client();
+    wait_until("the legacy upstream ready", Duration::from_secs(20), || {
+        admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
+    });
+    assert!(fd.logs().contains("has no aggregated discovery"), "{}", fd.logs());
+    // its groups merge with frontdoor's own, in both forms of discovery
+    let res = stdout(&fd.kubectl(&["api-resources"]));
+    for r in ["pods", "flunders", "fischers", "apiservices"] {
+        assert!(res.contains(r), "{r} missing:\n{res}\n{}", fd.logs());
+    }
+    let apis: Value = admin.get(fd.url("/apis")).send().unwrap().json().unwrap();
+    assert!(apis.to_string().contains("wardle.example.com/v1alpha1"), "{apis}");
+    let core: Value = admin.get(fd.url("/api/v1")).send().unwrap().json().unwrap();
+    assert!(core.to_string().contains("pods/log"), "{core}");
+    // and its requests reach it
+    let r = admin.get(fd.url(crate::aggregation::FLUNDERS)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(old.last(crate::aggregation::FLUNDERS).unwrap().all("x-remote-user"), vec!["admin"]);
+    let v: Value = admin.get(fd.url("/version")).send().unwrap().json().unwrap();
+    assert_eq!(v["gitVersion"], "v1.26.15-legacy");
+}
+
+#[test]
+fn token_review_can_be_off_and_both_versions_are_metrics() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    let fd = start_front(&up, &["--upstream-apiserver-token-review=false"]);
+    let kc = fd.kubeconfig();
+    ok(&fd, &kc, &["create", "serviceaccount", "robot"]);
+    let upkc = up.kubeconfig();
+    ok(&up, &upkc, &["create", "rolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=default:robot"]);
+    let token = ok(&fd, &kc, &["create", "token", "robot"]).trim().to_string();
+    // the token is good at the upstream, but the front does not ask it
+    ok(&up, &token_kubeconfig(&up, "robot", &token), &["get", "configmaps"]);
+    let o = crate::common::kubectl(&token_kubeconfig(&fd, "robot", &token), &["get", "configmaps"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Unauthorized") || stderr(&o).contains("must be logged in"), "{}", stderr(&o));
+
+    // frontdoor's own version and the upstream's, as kube's kubernetes_build_info
+    let admin = fd.admin_client();
+    let ours =
+        admin.get(fd.url("/version")).send().unwrap().headers()["x-frontdoor-version"].to_str().unwrap().to_string();
+    let theirs: Value = up.admin_client().get(up.url("/version")).send().unwrap().json().unwrap();
+    let metrics = admin.get(fd.url("/metrics")).send().unwrap().text().unwrap();
+    let line =
+        |name: &str| metrics.lines().find(|l| l.starts_with(&format!("{name}{{"))).unwrap_or_default().to_string();
+    let own = line("frontdoor_build_info");
+    assert!(own.contains(&format!("git_version=\"{ours}\"")) && own.ends_with(" 1"), "{own}");
+    assert!(own.contains("major=\"1\"") && own.contains("platform=\"linux/"), "{own}");
+    let up_line = line("frontdoor_upstream_apiserver_build_info");
+    let want = format!("git_version=\"{}\"", theirs["gitVersion"].as_str().unwrap());
+    assert!(up_line.contains(&want) && up_line.ends_with(" 1"), "{up_line}");
+}
+
+#[test]
+fn a_refused_connection_marks_the_upstream_down_at_once() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    // the refresher would not notice for a minute: the failed connection itself tells
+    let fd = start_front(&up, &["--upstream-apiserver-refresh-interval", "60s"]);
+    let admin = fd.admin_client();
+    unsafe {
+        libc::kill(up.child.id() as i32, libc::SIGKILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let r = admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap();
+    assert_eq!(r.status(), 503);
+    let s: Value = r.json().unwrap();
+    assert!(s["message"].as_str().unwrap().starts_with("error trying to reach service"), "{s}");
+    let t = Instant::now();
+    wait_until("/readyz failing", Duration::from_secs(3), || {
+        admin.get(fd.url("/readyz")).send().map(|r| r.status() == 500).unwrap_or(false)
+    });
+    assert!(t.elapsed() < Duration::from_secs(3));
+    let t = Instant::now();
+    let r = admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(t.elapsed() < Duration::from_secs(1), "503 at once: {:?}", t.elapsed());
+    let s: Value = r.json().unwrap();
+    assert_eq!(s["message"], "service unavailable", "known unavailable, not dialled: {s}");
+    // while down, the refresher retries every second: back without waiting a minute
+    let _up2 = restart_upstream(&up, APPS);
+    wait_until("/readyz passing again", Duration::from_secs(20), || {
+        admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
+    });
+    assert_eq!(admin.get(fd.url("/api/v1/namespaces/default/configmaps")).send().unwrap().status(), 200);
+}
+
+#[test]
+fn a_client_leaving_a_proxied_watch_is_a_debug_line() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    share_pki(&up, &certs);
+    let url = format!("https://127.0.0.1:{}", up.port);
+    let ca = up.certs().join("ca.crt");
+    let fd = Frontdoor::start_logging(
+        dir,
+        &[
+            "--upstream-apiserver",
+            &url,
+            "--upstream-apiserver-ca-file",
+            ca.to_str().unwrap(),
+            "--upstream-apiserver-refresh-interval",
+            "300ms",
+        ],
+        Some("info,frontdoor=debug"),
+    );
+    let admin = fd.admin_client();
+    wait_until("the upstream ready", Duration::from_secs(20), || {
+        admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
+    });
+    fd.kubectl_ok(&["create", "configmap", "first"]);
+    let mut w = admin.get(fd.url("/api/v1/namespaces/default/configmaps?watch=true")).send().unwrap();
+    assert!(crate::common::first_line(&mut w).contains("first"));
+    drop(w);
+    // the next events are written to a client that has gone
+    for i in 0..5 {
+        fd.kubectl_ok(&["create", "configmap", &format!("after-{i}")]);
+    }
+    wait_until("the debug line", Duration::from_secs(10), || fd.logs().contains("client went away mid-response"));
+    let logs = fd.logs();
+    assert!(!logs.contains("ERROR"), "{logs}");
 }

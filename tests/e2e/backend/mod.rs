@@ -186,6 +186,27 @@ pub fn discovery(gv: &str) -> serde_json::Value {
     })
 }
 
+/// `/version`, `/api`, `/api/v1` and `/apis` as an apiserver without aggregated discovery
+/// answers them, whatever the Accept header asks for.
+fn legacy_root(path: &str) -> Option<serde_json::Value> {
+    Some(match path {
+        "/version" => {
+            serde_json::json!({"major": "1", "minor": "26", "gitVersion": "v1.26.15-legacy", "gitCommit": "", "gitTreeState": "clean", "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.21", "compiler": "gc", "platform": "linux/amd64"})
+        }
+        "/api" => serde_json::json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+        "/api/v1" => serde_json::json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "pods", "singularName": "pod", "namespaced": true, "kind": "Pod", "verbs": ["get", "list"], "shortNames": ["po"]},
+            {"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}
+        ]}),
+        "/apis" => serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
+            "name": GROUP,
+            "versions": [{"groupVersion": format!("{GROUP}/v1alpha1"), "version": "v1alpha1"}],
+            "preferredVersion": {"groupVersion": format!("{GROUP}/v1alpha1"), "version": "v1alpha1"}
+        }]}),
+        _ => return None,
+    })
+}
+
 async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     tls: tokio_rustls::server::TlsStream<IO>,
     st: Arc<State>,
@@ -266,7 +287,10 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         }
         let delay = query.split('&').find_map(|kv| kv.strip_prefix("delay=")).and_then(|v| v.parse::<u64>().ok());
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let ok = if segs.len() == 3 && segs[0] == "apis" {
+        let ok = if let Some(doc) = legacy_root(path) {
+            // an old apiserver's discovery (no aggregated discovery), for an upstream test
+            respond(&mut io, 200, &doc.to_string()).await
+        } else if segs.len() == 3 && segs[0] == "apis" {
             respond(&mut io, 200, &discovery(&format!("{}/{}", segs[1], segs[2])).to_string()).await
         } else if path == flunders && query.contains("watch=true") {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
