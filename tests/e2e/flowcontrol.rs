@@ -344,3 +344,118 @@ fn a_proxied_watch_gives_its_seat_back_when_its_response_starts() {
     s.be.release();
     drop(watch);
 }
+
+/// A Reject level of one seat (no lending, no borrowing) and anonymous users sent to it.
+const JAIL: &str = r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: jail}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {type: Reject}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: jail}
+spec:
+  matchingPrecedence: 400
+  priorityLevelConfiguration: {name: jail}
+  rules:
+  - subjects: [{kind: Group, group: {name: "system:unauthenticated"}}]
+    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+"#;
+
+#[test]
+fn kubectl_writes_are_validated_as_kube_and_take_effect_on_the_next_request() {
+    // 2 seats in all: jail gets ceil(2 * 1/247) = 1
+    let (fd, mport) = start(&[
+        "--enable-priority-and-fairness=true",
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // invalid objects are refused with kube's 422 and texts, not stored
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: bad}\nspec:\n  type: Limited\n  limited: {limitResponse: {type: Queue, queuing: {queues: 8, handSize: 9}}}\n",
+    )
+    .unwrap();
+    let o = fd.kubectl(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("The PriorityLevelConfiguration \"bad\" is invalid: spec.limited.limitResponse.queuing.handSize: Invalid value: 9: should not be greater than queues (8)"),
+        "{}",
+        stderr(&o)
+    );
+    let r = fd
+        .admin_client()
+        .post(fd.url("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas"))
+        .json(&serde_json::json!({
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+            "metadata": {"name": "bad"},
+            "spec": {"matchingPrecedence": 1, "priorityLevelConfiguration": {"name": "x"},
+                     "rules": [{"subjects": [{"kind": "User"}], "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["healthz"]}]}]}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let s: serde_json::Value = r.json().unwrap();
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(
+        s["message"],
+        "FlowSchema.flowcontrol.apiserver.k8s.io \"bad\" is invalid: [spec.matchingPrecedence: Invalid value: 1: only the schema named 'exempt' may have matchingPrecedence 1, spec.rules[0].subjects[0].user: Required value: user is required when subject kind is 'User', spec.rules[0].nonResourceRules[0].nonResourceURLs[0]: Invalid value: \"healthz\": must start with slash]"
+    );
+    assert_eq!(s["details"]["causes"][1]["field"], "spec.rules[0].subjects[0].user");
+    assert_eq!(s["details"]["causes"][1]["reason"], "FieldValueRequired");
+    let o = fd.kubectl(&["get", "flowschema", "bad"]);
+    assert!(!o.status.success(), "not stored");
+    // a mandatory object keeps kube's spec
+    let o = fd.kubectl(&[
+        "patch",
+        "flowschema",
+        "catch-all",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"matchingPrecedence":5000}}"#,
+    ]);
+    assert!(stderr(&o).contains("spec of 'catch-all' must equal the fixed value"), "{}", stderr(&o));
+    // defaults are applied and shown, as kube's
+    let d = dir.path().join("defaulted.yaml");
+    std::fs::write(&d, "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: defaulted}\nspec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {}}}}\n").unwrap();
+    fd.kubectl_ok(&["apply", "-f", d.to_str().unwrap()]);
+    let got = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "defaulted", "-o", "jsonpath={.spec.limited.nominalConcurrencyShares}/{.spec.limited.lendablePercent}/{.spec.limited.limitResponse.queuing}"]);
+    assert_eq!(got.trim(), r#"30/0/{"handSize":8,"queueLengthLimit":50,"queues":64}"#);
+
+    // a schema sending anonymous users to a Reject level applies to their very next request
+    let jail = dir.path().join("jail.yaml");
+    std::fs::write(&jail, JAIL).unwrap();
+    fd.kubectl_ok(&["apply", "-f", jail.to_str().unwrap()]);
+    let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "jail", "-o", "jsonpath={.metadata.uid}"]);
+    let anon = fd.anonymous_client();
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!((r.status().as_u16(), pf_headers(&r).1), (200, uid.trim().to_string()), "no resync awaited");
+    let held = slow_reader(&fd, "/metrics");
+    assert_eq!(held.status, "HTTP/1.1 200");
+    wait_metric(
+        mport,
+        "apiserver_flowcontrol_current_executing_requests{flow_schema=\"jail\",priority_level=\"jail\"}",
+        1.0,
+    );
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 429, "the Reject level is full");
+    assert_eq!(pf_headers(&r).1, uid.trim());
+    // the admin is exempt, and deleting the schema frees the anonymous users at once
+    fd.kubectl_ok(&["delete", "flowschema", "jail"]);
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(pf_headers(&r).1, uid.trim());
+    drop(held);
+}

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod metrics;
 pub mod shuffle;
 pub mod types;
+pub mod validation;
 pub mod width;
 
 use crate::authn::UserInfo;
