@@ -459,3 +459,33 @@ fn kubectl_writes_are_validated_as_kube_and_take_effect_on_the_next_request() {
     assert_ne!(pf_headers(&r).1, uid.trim());
     drop(held);
 }
+
+#[test]
+fn bootstrap_objects_an_older_version_left_are_removed_unless_the_admin_took_them_over() {
+    let mut fd = Frontdoor::start(&[]);
+    let schema = |name: &str, auto: &str| {
+        format!(
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {{name: {name}, annotations: {{apf.kubernetes.io/autoupdate-spec: \"{auto}\"}}}}\nspec:\n  matchingPrecedence: 900\n  priorityLevelConfiguration: {{name: global-default}}\n  rules:\n  - subjects: [{{kind: User, user: {{name: nobody}}}}]\n    nonResourceRules: [{{verbs: [\"*\"], nonResourceURLs: [\"*\"]}}]\n"
+        )
+    };
+    let f = fd.dir.path().join("old.yaml");
+    std::fs::write(&f, format!("{}---\n{}", schema("retired-suggestion", "true"), schema("taken-over", "false")))
+        .unwrap();
+    fd.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    let names = fd_names(&fd);
+    assert!(names.contains("retired-suggestion") && names.contains("taken-over"), "{names}");
+
+    // the ensurer runs at start (and every minute): a restart on the same data
+    let port = fd.port;
+    let dir = std::mem::replace(&mut fd.dir, tempfile::tempdir().unwrap());
+    drop(fd);
+    let fd = Frontdoor::start_on(dir, port, &[], Some("info"));
+    let names = fd_names(&fd);
+    let names: Vec<&str> = names.split_whitespace().collect();
+    assert!(!names.contains(&"retired-suggestion"), "{names:?}");
+    assert!(names.contains(&"taken-over") && names.contains(&"global-default"), "{names:?}");
+}
+
+fn fd_names(fd: &Frontdoor) -> String {
+    fd.kubectl_ok(&["get", "flowschemas", "-o", "jsonpath={.items[*].metadata.name}"])
+}
