@@ -50,7 +50,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     let file = cfg.path().join("tiny.yaml");
     std::fs::write(&file, tiny_level(1)).unwrap();
     let f = file.to_str().unwrap();
-    // 2 seats in all; tiny gets ceil(2 * 1/246) = 1, no borrowing; queue waits are 1s (4s / 4)
+    // 2 seats in all; tiny gets ceil(2 * 1/246) = 1, no borrowing; queue waits are 2s (8s / 4)
     let (fd, mport) = start(&[
         "--enable-priority-and-fairness=true",
         "--flowcontrol-config",
@@ -60,7 +60,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "--max-mutating-requests-inflight",
         "1",
         "--request-timeout",
-        "4s",
+        "8s",
     ]);
     assert_eq!(metric(mport, "apiserver_flowcontrol_nominal_limit_seats{priority_level=\"tiny\"}"), 1.0);
     assert_eq!(metric(mport, "apiserver_flowcontrol_upper_limit_seats{priority_level=\"tiny\"}"), 1.0);
@@ -91,6 +91,47 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
         1.0,
     );
+    // kube's dump_requests: the waiting request in its queue, the executing one at index -1
+    let path = "/debug/api_priority_and_fairness/dump_requests?includeRequestDetails=1";
+    let text = fd.admin_client().get(fd.url(path)).send().unwrap().text().unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').map(str::trim).collect();
+    assert_eq!(
+        header,
+        [
+            "PriorityLevelName",
+            "FlowSchemaName",
+            "QueueIndex",
+            "RequestIndexInQueue",
+            "FlowDistingsher",
+            "ArriveTime",
+            "InitialSeats",
+            "FinalSeats",
+            "AdditionalLatency",
+            "StartTime",
+            "UserName",
+            "Verb",
+            "APIPath",
+            "Namespace",
+            "Name",
+            "APIVersion",
+            "Resource",
+            "SubResource"
+        ]
+    );
+    let rows: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split(',').map(str::trim).collect::<Vec<_>>()).filter(|r| r[0] == "tiny").collect();
+    let waiting = rows.iter().find(|r| r[3] == "0").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(waiting[..5], ["tiny", "anonymous", "0", "0", "system:anonymous"]);
+    assert_eq!(
+        waiting[6..],
+        ["1", "0", "0s", "0001-01-01T00:00:00Z", "system:anonymous", "get", "/version", "", "", "", "", ""]
+    );
+    let executing = rows.iter().find(|r| r[3] == "-1").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!((executing[2], executing[12]), ("0", "/metrics"));
+    assert!(executing[9].starts_with("20") && executing[9].ends_with('Z'), "a start time: {executing:?}");
+    let plain =
+        fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_requests")).send().unwrap().text().unwrap();
+    assert!(plain.lines().next().unwrap().ends_with("StartTime"), "no details unless asked: {plain}");
     assert_eq!(
         metric(mport, "apiserver_flowcontrol_current_inqueue_seats{flow_schema=\"anonymous\",priority_level=\"tiny\"}"),
         1.0
@@ -116,7 +157,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     // the queued one gives up after a quarter of its deadline
     let (code, waited, headers) = queued.join().unwrap();
     assert_eq!(code, 429);
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(8), "{waited:?}");
     assert_eq!(headers.1, TINY_UID);
 
     // the dumps, behind authorization like kube's /debug paths (AlwaysAllow here: admin reads)
@@ -211,6 +252,10 @@ fn the_configuration_reloads_from_its_file_and_a_bad_file_keeps_it() {
     assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, TINY_UID, "the old configuration stays");
 
     // the dumps are authorized like any non-resource path: anonymous is forbidden here
+    for dump in ["dump_requests", "dump_priority_levels"] {
+        let r = anon.get(fd.url(&format!("/debug/api_priority_and_fairness/{dump}"))).send().unwrap();
+        assert_eq!(r.status(), 403, "{dump}");
+    }
     let path = "/debug/api_priority_and_fairness/dump_queues";
     assert_eq!(anon.get(fd.url(path)).send().unwrap().status(), 403);
     let text = fd.admin_client().get(fd.url(path)).send().unwrap().text().unwrap();

@@ -29,6 +29,80 @@ const QUEUES: &[&str] = &[
     "TotalWorkSum",
 ];
 
+const REQUESTS: &[&str] = &[
+    "PriorityLevelName",
+    "FlowSchemaName",
+    "QueueIndex",
+    "RequestIndexInQueue",
+    "FlowDistingsher",
+    "ArriveTime",
+    "InitialSeats",
+    "FinalSeats",
+    "AdditionalLatency",
+    "StartTime",
+];
+
+const REQUEST_DETAILS: &[&str] =
+    &["UserName", "Verb", "APIPath", "Namespace", "Name", "APIVersion", "Resource", "SubResource"];
+
+/// One row per request waiting or executing in a limited level (kube's spelling of
+/// "FlowDistingsher" included): a waiting one has its queue and place, an executing one
+/// index -1 (and queue -1 at a Reject level) and its start; with `details`, who and what.
+pub fn requests(levels: &[Arc<Level>], details: bool) -> String {
+    let mut header: Vec<String> = REQUESTS.iter().map(|s| s.to_string()).collect();
+    if details {
+        header.extend(REQUEST_DETAILS.iter().map(|s| s.to_string()));
+    }
+    let mut rows = vec![header];
+    for l in levels {
+        for r in l.dump_requests() {
+            let q = &r.req;
+            let mut row = vec![
+                l.name.clone(),
+                q.flow_schema.to_string(),
+                r.queue.to_string(),
+                r.index.to_string(),
+                q.distinguisher.clone(),
+                rfc3339_nano(Some(q.arrive)),
+                r.seats.to_string(),
+                "0".into(),
+                "0s".into(),
+                rfc3339_nano(r.started),
+            ];
+            if details {
+                let i = &q.info;
+                let gv = if i.api_group.is_empty() {
+                    i.api_version.clone()
+                } else {
+                    format!("{}/{}", i.api_group, i.api_version)
+                };
+                row.extend([
+                    q.user.clone(),
+                    i.verb.clone(),
+                    i.path.clone(),
+                    i.namespace.clone(),
+                    i.name.clone(),
+                    gv,
+                    i.resource.clone(),
+                    i.subresource.clone(),
+                ]);
+            }
+            rows.push(row);
+        }
+    }
+    tabwrite(&rows)
+}
+
+/// Go's `time.RFC3339Nano` in UTC (trailing zeros of the fraction dropped); None is Go's zero
+/// time, a waiting request's start.
+fn rfc3339_nano(t: Option<std::time::SystemTime>) -> String {
+    let Some(t) = t else { return "0001-01-01T00:00:00Z".into() };
+    let t: chrono::DateTime<chrono::Utc> = t.into();
+    let nanos = t.timestamp_subsec_nanos();
+    let frac = if nanos == 0 { String::new() } else { format!(".{nanos:09}").trim_end_matches('0').to_string() };
+    format!("{}{frac}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
 /// One row per priority level, sorted by name.
 pub fn priority_levels(levels: &[Arc<Level>]) -> String {
     let mut rows = vec![PRIORITY_LEVELS.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
@@ -82,6 +156,14 @@ fn tabwrite(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_rfc3339_nano() {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 120_000_000);
+        assert_eq!(rfc3339_nano(Some(t)), "2023-11-14T22:13:20.12Z");
+        assert_eq!(rfc3339_nano(Some(std::time::UNIX_EPOCH)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_nano(None), "0001-01-01T00:00:00Z");
+    }
 
     #[test]
     fn aligned_like_go_tabwriter() {

@@ -16,9 +16,9 @@ use super::integrator::{DemandStats, Integrator};
 use super::metrics::FlowMetrics;
 use super::shuffle;
 use super::types::Queuing;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// kube's rejection reasons (the `reason` label).
@@ -73,6 +73,34 @@ struct State {
     rejected: u64,
     timed_out: u64,
     cancelled: u64,
+    /// The executing requests, by id, for kube's dump_requests.
+    running: BTreeMap<u64, Running>,
+}
+
+/// What kube's `dump_requests` shows of a request (its `RequestDump`).
+pub struct Request {
+    pub flow_schema: Arc<str>,
+    pub distinguisher: String,
+    pub user: String,
+    pub info: Arc<crate::request_info::RequestInfo>,
+    pub arrive: SystemTime,
+}
+
+struct Running {
+    queue: Option<usize>,
+    seats: u32,
+    started: SystemTime,
+    req: Arc<Request>,
+}
+
+/// One dump_requests row's facts: queue index and index in it (-1: none, or executing), the
+/// request, its seats, and when it started (None: waiting).
+pub struct RequestRow {
+    pub queue: i64,
+    pub index: i64,
+    pub seats: u32,
+    pub started: Option<SystemTime>,
+    pub req: Arc<Request>,
 }
 
 #[derive(Default)]
@@ -95,6 +123,7 @@ struct Waiter {
     arrival_r: f64,
     flow: Arc<FlowMetrics>,
     tx: Option<oneshot::Sender<Seat>>,
+    req: Option<Arc<Request>>,
 }
 
 impl Waiter {
@@ -106,6 +135,8 @@ impl Waiter {
 /// Seats held by an executing request; given back on drop.
 pub struct Seat {
     level: Arc<Level>,
+    /// The request's id in `running`, when it is shown there.
+    id: Option<u64>,
     queue: Option<usize>,
     seats: u32,
     started: Instant,
@@ -169,6 +200,7 @@ impl Level {
                 rejected: 0,
                 timed_out: 0,
                 cancelled: 0,
+                running: BTreeMap::new(),
             }),
         })
     }
@@ -229,8 +261,14 @@ impl Level {
         s.stats
     }
 
-    /// Offers a request of `width` seats from flow `hash`.
-    pub fn admit(self: &Arc<Self>, flow: &Arc<FlowMetrics>, hash: u64, width: u32) -> Admission {
+    /// Offers a request of `width` seats from flow `hash` (`req`: what the dump shows of it).
+    pub fn admit(
+        self: &Arc<Self>,
+        flow: &Arc<FlowMetrics>,
+        hash: u64,
+        width: u32,
+        req: Option<Arc<Request>>,
+    ) -> Admission {
         let mut s = self.lock();
         let width = width.clamp(MIN_SEATS, s.max_seats);
         flow.estimated_seats().observe(width as f64);
@@ -240,7 +278,7 @@ impl Level {
             s.seats_in_use += width;
             s.dispatched += 1;
             note_demand(&mut s);
-            return Admission::Now(self.seat(None, width, flow));
+            return Admission::Now(self.seat(None, None, width, flow));
         };
         self.sync_time(&mut s);
         let Some(q) = queuing else {
@@ -248,7 +286,7 @@ impl Level {
                 s.rejected += 1;
                 return Admission::Rejected(CONCURRENCY_LIMIT);
             }
-            return Admission::Now(self.start(&mut s, None, width, flow));
+            return Admission::Now(self.start(&mut s, None, width, flow, req));
         };
         let queue = choose_queue(&s, hash, q);
         if s.seats_in_use >= s.limit && s.queues[queue].waiting.len() >= q.queue_length_limit as usize {
@@ -264,7 +302,7 @@ impl Level {
             qu.next_dispatch_r = r;
         }
         let (tx, rx) = oneshot::channel();
-        qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx) });
+        qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx), req });
         s.waiting += 1;
         s.waiting_seats += width;
         note_demand(&mut s);
@@ -290,7 +328,20 @@ impl Level {
     }
 
     /// Accounts a request starting on `width` seats.
-    fn start(self: &Arc<Self>, s: &mut State, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+    fn start(
+        self: &Arc<Self>,
+        s: &mut State,
+        queue: Option<usize>,
+        width: u32,
+        flow: &Arc<FlowMetrics>,
+        req: Option<Arc<Request>>,
+    ) -> Seat {
+        let id = req.map(|req| {
+            let id = s.next_id;
+            s.next_id += 1;
+            s.running.insert(id, Running { queue, seats: width, started: SystemTime::now(), req });
+            id
+        });
         s.seats_in_use += width;
         s.executing += 1;
         s.dispatched += 1;
@@ -299,14 +350,14 @@ impl Level {
             s.queues[q].executing += 1;
         }
         note_demand(s);
-        self.seat(queue, width, flow)
+        self.seat(id, queue, width, flow)
     }
 
-    fn seat(self: &Arc<Self>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+    fn seat(self: &Arc<Self>, id: Option<u64>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
         flow.dispatched().inc();
         flow.executing().inc();
         flow.executing_seats().add(width as i64);
-        Seat { level: self.clone(), queue, seats: width, started: Instant::now(), flow: flow.clone() }
+        Seat { level: self.clone(), id, queue, seats: width, started: Instant::now(), flow: flow.clone() }
     }
 
     /// kube's `dispatchAsMuchAsPossibleLocked`; the seats are delivered after the lock.
@@ -320,7 +371,7 @@ impl Level {
             s.queues[q].next_dispatch_r += w.work();
             w.flow.inqueue().dec();
             w.flow.inqueue_seats().sub(w.seats as i64);
-            let seat = self.start(s, Some(q), w.seats, &w.flow);
+            let seat = self.start(s, Some(q), w.seats, &w.flow, w.req.take());
             if let Some(tx) = w.tx.take() {
                 sends.push((w.id, tx, seat));
             }
@@ -330,10 +381,13 @@ impl Level {
 
     /// kube's `finishRequestLocked`: the queue is charged the real service time instead of
     /// the estimate, then whatever now fits is dispatched.
-    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, started: Instant) {
+    fn release(self: &Arc<Self>, id: Option<u64>, queue: Option<usize>, width: u32, started: Instant) {
         let sends = {
             let mut s = self.lock();
             self.sync_time(&mut s);
+            if let Some(id) = id {
+                s.running.remove(&id);
+            }
             s.executing -= 1;
             s.seats_in_use -= width;
             if let Some(q) = queue {
@@ -375,13 +429,46 @@ impl Level {
         true
     }
 
+    /// kube's dump_requests rows: each queue's waiting requests in order, then its executing
+    /// ones; then the executing requests of a level without queues (Reject).
+    pub fn dump_requests(&self) -> Vec<RequestRow> {
+        let s = self.lock();
+        let mut rows = Vec::new();
+        let running = |queue: Option<usize>| {
+            s.running.values().filter(move |r| r.queue == queue).map(move |r| RequestRow {
+                queue: queue.map_or(-1, |q| q as i64),
+                index: -1,
+                seats: r.seats,
+                started: Some(r.started),
+                req: r.req.clone(),
+            })
+        };
+        for (i, q) in s.queues.iter().enumerate() {
+            for (j, w) in q.waiting.iter().enumerate() {
+                if let Some(req) = &w.req {
+                    rows.push(RequestRow {
+                        queue: i as i64,
+                        index: j as i64,
+                        seats: w.seats,
+                        started: None,
+                        req: req.clone(),
+                    });
+                }
+            }
+            rows.extend(running(Some(i)));
+        }
+        rows.extend(running(None));
+        rows
+    }
+
     /// kube's dump_priority_levels row (after the name).
     pub fn dump_row(&self) -> Vec<String> {
         if self.is_exempt() {
             return vec!["<none>".to_string(); 9];
         }
         let s = self.lock();
-        let active = s.queues.iter().filter(|q| !q.waiting.is_empty() || q.executing > 0).count();
+        // kube: a queue is active while requests wait in it
+        let active = s.queues.iter().filter(|q| !q.waiting.is_empty()).count();
         vec![
             active.to_string(),
             (s.executing == 0 && s.waiting == 0).to_string(),
@@ -511,7 +598,7 @@ impl Drop for Seat {
             return;
         }
         let level = self.level.clone();
-        level.release(self.queue, self.seats, self.started);
+        level.release(self.id, self.queue, self.seats, self.started);
     }
 }
 

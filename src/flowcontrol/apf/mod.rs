@@ -230,10 +230,20 @@ impl Config {
 }
 
 impl Decision<'_> {
-    /// Offers the request to its level.
-    pub fn admit(&self, width: u32) -> Admission {
+    /// Offers the request (of `user`) to its level; a limited level keeps what its
+    /// dump_requests shows of it while it waits and executes.
+    pub fn admit(&self, width: u32, user: &str, info: &Arc<RequestInfo>) -> Admission {
         let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
-        self.schema.level.admit(&self.schema.metrics, hash, width)
+        let req = (!self.schema.level.is_exempt()).then(|| {
+            Arc::new(level::Request {
+                flow_schema: self.schema.name.clone(),
+                distinguisher: self.distinguisher.clone(),
+                user: user.to_string(),
+                info: info.clone(),
+                arrive: std::time::SystemTime::now(),
+            })
+        });
+        self.schema.level.admit(&self.schema.metrics, hash, width, req)
     }
 }
 
