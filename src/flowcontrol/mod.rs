@@ -164,7 +164,8 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
     });
     let limit = apf::wait_limit(ctx.deadline);
     match apf::wait(admission, limit, &schema.metrics).await {
-        Ok(seat) => {
+        Ok(mut seat) => {
+            seat.watch = info.verb == "watch";
             let kind = if is_mutating(&info.verb) { &executing.mutating } else { &executing.read_only };
             let counted = kind.as_ref().and_then(|k| k.try_acquire());
             ctx.inflight = Some(Permit::new((seat, counted)));

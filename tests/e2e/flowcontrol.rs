@@ -220,6 +220,16 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(watch);
+    // execution times (a watch's initial stage apart) and queue lengths seen on enqueue
+    let series = |name: &str, extra: &str| {
+        format!("apiserver_flowcontrol_{name}{{flow_schema=\"anonymous\",priority_level=\"tiny\"{extra}}}")
+    };
+    assert_eq!(metric(mport, &series("request_execution_seconds_count", ",type=\"watch\"")), 1.0);
+    assert!(metric(mport, &series("request_execution_seconds_count", ",type=\"regular\"")) >= 3.0);
+    assert!(metric(mport, &series("request_execution_seconds_sum", ",type=\"regular\"")) > 0.0);
+    let m = metrics_text(mport);
+    assert!(metric(mport, &series("request_queue_length_after_enqueue_count", "")) >= 3.0);
+    assert!(m.contains(&series("request_queue_length_after_enqueue_bucket", ",le=\"1000\"")));
 }
 
 #[test]

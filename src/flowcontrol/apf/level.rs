@@ -141,6 +141,8 @@ pub struct Seat {
     seats: u32,
     started: Instant,
     flow: Arc<FlowMetrics>,
+    /// A watch's seat: its execution time is counted as `type="watch"`.
+    pub watch: bool,
 }
 
 impl std::fmt::Debug for Seat {
@@ -303,6 +305,7 @@ impl Level {
         }
         let (tx, rx) = oneshot::channel();
         qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx), req });
+        flow.queue_length().observe(qu.waiting.len() as f64);
         s.waiting += 1;
         s.waiting_seats += width;
         note_demand(&mut s);
@@ -357,7 +360,7 @@ impl Level {
         flow.dispatched().inc();
         flow.executing().inc();
         flow.executing_seats().add(width as i64);
-        Seat { level: self.clone(), id, queue, seats: width, started: Instant::now(), flow: flow.clone() }
+        Seat { level: self.clone(), id, queue, seats: width, started: Instant::now(), flow: flow.clone(), watch: false }
     }
 
     /// kube's `dispatchAsMuchAsPossibleLocked`; the seats are delivered after the lock.
@@ -588,6 +591,7 @@ fn deliver(sends: Sends) {
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        self.flow.executed(self.watch).observe(self.started.elapsed().as_secs_f64());
         self.flow.executing().dec();
         self.flow.executing_seats().sub(self.seats as i64);
         if self.level.is_exempt() {

@@ -61,7 +61,30 @@ pub static WAIT_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
         "apiserver_flowcontrol_request_wait_duration_seconds",
         "Length of time a request spent waiting in its queue",
         &[PL, FS, "execute"],
-        vec![0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0]
+        DURATION_BUCKETS.to_vec()
+    )
+    .expect("metric")
+});
+
+/// kube's `requestDurationSecondsBuckets`.
+const DURATION_BUCKETS: [f64; 13] = [0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0];
+
+pub static EXECUTION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_request_execution_seconds",
+        "Duration of initial stage (for a WATCH) or any (for a non-WATCH) stage of request execution in the API Priority and Fairness subsystem",
+        &[PL, FS, "type"],
+        DURATION_BUCKETS.to_vec()
+    )
+    .expect("metric")
+});
+
+pub static QUEUE_LENGTH: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_request_queue_length_after_enqueue",
+        "Length of queue in the API Priority and Fairness subsystem, as seen by each request after it is enqueued",
+        &[PL, FS],
+        vec![0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
     )
     .expect("metric")
 });
@@ -176,6 +199,8 @@ pub fn force() {
     Lazy::force(&EXECUTING);
     Lazy::force(&EXECUTING_SEATS);
     Lazy::force(&WAIT_DURATION);
+    Lazy::force(&EXECUTION);
+    Lazy::force(&QUEUE_LENGTH);
     Lazy::force(&NOMINAL_LIMIT);
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
@@ -203,6 +228,9 @@ pub struct FlowMetrics {
     executing: OnceLock<IntGauge>,
     executing_seats: OnceLock<IntGauge>,
     waited: [OnceLock<Histogram>; 2],
+    /// Execution time of a regular request and of a watch's initial stage.
+    executed: [OnceLock<Histogram>; 2],
+    queue_length: OnceLock<Histogram>,
 }
 
 impl FlowMetrics {
@@ -217,6 +245,8 @@ impl FlowMetrics {
             executing: OnceLock::new(),
             executing_seats: OnceLock::new(),
             waited: [OnceLock::new(), OnceLock::new()],
+            executed: [OnceLock::new(), OnceLock::new()],
+            queue_length: OnceLock::new(),
         })
     }
 
@@ -259,6 +289,17 @@ impl FlowMetrics {
         let label = if executed { "true" } else { "false" };
         self.waited[executed as usize]
             .get_or_init(|| WAIT_DURATION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// kube's `ObserveExecutionDuration`: `type` is "watch" for a watch, else "regular".
+    pub fn executed(&self, watch: bool) -> &Histogram {
+        let label = if watch { "watch" } else { "regular" };
+        self.executed[watch as usize].get_or_init(|| EXECUTION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// The length of the queue a request just joined.
+    pub fn queue_length(&self) -> &Histogram {
+        self.queue_length.get_or_init(|| QUEUE_LENGTH.with_label_values(&self.labels()))
     }
 
     /// A refusal (rare: looked up each time).

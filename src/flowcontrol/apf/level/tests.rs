@@ -198,3 +198,27 @@ async fn the_dump_shows_waiting_then_executing_requests_until_they_finish() {
     let rows = r.dump_requests();
     assert_eq!((rows[0].queue, rows[0].index, rows[0].seats), (-1, -1, 2));
 }
+
+#[tokio::test]
+async fn queue_lengths_and_execution_times_are_observed_as_kube() {
+    let l = level(1, 1, 5, 1);
+    let fs = FlowMetrics::new("metrics-level", "metrics-schema");
+    let a = now(l.admit(&fs, 1, 1, None));
+    let _t1 = queued(l.admit(&fs, 1, 1, None));
+    let _t2 = queued(l.admit(&fs, 1, 1, None));
+    // every request joins its queue first (kube enqueues, then dispatches what fits)
+    let lengths =
+        crate::flowcontrol::apf::metrics::QUEUE_LENGTH.with_label_values(&["metrics-level", "metrics-schema"]);
+    assert_eq!(lengths.get_sample_count(), 3);
+    assert_eq!(lengths.get_sample_sum(), 1.0 + 1.0 + 2.0);
+    let mut w = a;
+    w.watch = true;
+    std::thread::sleep(Duration::from_millis(20));
+    drop(w);
+    let exec = |t: &str| {
+        crate::flowcontrol::apf::metrics::EXECUTION.with_label_values(&["metrics-level", "metrics-schema", t])
+    };
+    assert_eq!(exec("watch").get_sample_count(), 1);
+    assert!(exec("watch").get_sample_sum() >= 0.02);
+    assert_eq!(exec("regular").get_sample_count(), 0);
+}
