@@ -157,15 +157,22 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
     let Some(decision) = cfg.classify(user, &info) else { return Ok(()) };
     let schema = decision.schema;
     let width = apf.width(&info, &ctx.query);
-    let admission = decision.admit(width, &user.username, &info);
+    let fan_out = apf.fan_out(&decision, &info);
+    let admission = decision.admit(width, fan_out, &user.username, &info);
     ctx.flow = Some(classified::Classified {
         flow_schema_uid: schema.uid.clone(),
         priority_level_uid: schema.level.uid.clone(),
+        watch: None,
     });
     let limit = apf::wait_limit(ctx.deadline);
     match apf::wait(admission, limit, &schema.metrics).await {
         Ok(mut seat) => {
             seat.watch = info.verb == "watch";
+            seat.linger = fan_out.latency;
+            // kube registers a watch as it starts executing, for the whole watch
+            if let Some(flow) = ctx.flow.as_mut() {
+                flow.watch = apf.watches.register(&info).map(Arc::new);
+            }
             let kind = if is_mutating(&info.verb) { &executing.mutating } else { &executing.read_only };
             let counted = kind.as_ref().and_then(|k| k.try_acquire());
             ctx.inflight = Some(Permit::new((seat, counted)));

@@ -544,3 +544,48 @@ fn bootstrap_objects_an_older_version_left_are_removed_unless_the_admin_took_the
 fn fd_names(fd: &Frontdoor) -> String {
     fd.kubectl_ok(&["get", "flowschemas", "-o", "jsonpath={.items[*].metadata.name}"])
 }
+
+#[test]
+fn a_write_followed_by_many_watches_costs_seats_for_its_events() {
+    let fd = Frontdoor::start(&["--authorization-mode", "AlwaysAllow"]);
+    let admin = fd.admin_client();
+    let metric = |series: &str| -> f64 {
+        let text = admin.get(fd.url("/metrics")).send().unwrap().text().unwrap();
+        text.lines().filter(|l| l.starts_with(series)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    // 20 watches of all configmaps (exempt ones count too) and 5 of namespace a's
+    let mut watches = Vec::new();
+    for i in 0..25 {
+        let path = if i < 20 { "/api/v1/configmaps?watch=true" } else { "/api/v1/namespaces/a/configmaps?watch=true" };
+        let r = admin.get(fd.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        watches.push(r);
+    }
+    let _b = admin.get(fd.url("/api/v1/namespaces/b/configmaps?watch=true")).send().unwrap();
+    fd.kubectl_ok(&["create", "namespace", "a"]);
+    // alice (impersonated: APF classifies the effective user) lands in global-default
+    let alice = |b: reqwest::blocking::RequestBuilder| b.header("Impersonate-User", "alice").send().unwrap();
+    let r = alice(
+        admin
+            .post(fd.url("/api/v1/namespaces/a/configmaps"))
+            .json(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+    );
+    assert_eq!(r.status(), 201);
+    let flow = "{flow_schema=\"global-default\",priority_level=\"global-default\"}";
+    // 25 interested watches (not b's): ceil(25 / 10) = 3 seats
+    assert_eq!(metric(&format!("apiserver_flowcontrol_watch_count_samples_sum{flow}")), 25.0);
+    assert_eq!(metric(&format!("apiserver_flowcontrol_work_estimated_seats_sum{flow}")), 3.0);
+    // a read notifies nobody and is not sampled; the watches, once gone, are forgotten
+    assert_eq!(alice(admin.get(fd.url("/api/v1/namespaces/a/configmaps/c"))).status(), 200);
+    assert_eq!(metric(&format!("apiserver_flowcontrol_watch_count_samples_count{flow}")), 1.0);
+    drop(watches);
+    wait_until("the watches are forgotten", Duration::from_secs(10), || {
+        let r =
+            alice(admin.post(fd.url("/api/v1/namespaces/a/configmaps")).json(
+                &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c"}}),
+            ));
+        assert_eq!(r.status(), 201);
+        let none = "{flow_schema=\"global-default\",priority_level=\"global-default\",le=\"0\"}";
+        metric(&format!("apiserver_flowcontrol_watch_count_samples_bucket{none}")) >= 1.0
+    });
+}

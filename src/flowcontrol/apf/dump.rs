@@ -65,8 +65,8 @@ pub fn requests(levels: &[Arc<Level>], details: bool) -> String {
                 q.distinguisher.clone(),
                 rfc3339_nano(Some(q.arrive)),
                 r.seats.to_string(),
-                "0".into(),
-                "0s".into(),
+                q.fan_out.seats.to_string(),
+                go_duration(q.fan_out.latency),
                 rfc3339_nano(r.started),
             ];
             if details {
@@ -91,6 +91,26 @@ pub fn requests(levels: &[Arc<Level>], details: bool) -> String {
         }
     }
     tabwrite(&rows)
+}
+
+/// Go's `Duration.String()` below a minute: "0s", "5ms", "12.5ms", "41.666µs", "1.5s".
+fn go_duration(d: std::time::Duration) -> String {
+    let n = d.as_nanos();
+    let (unit, scale) = match n {
+        0 => return "0s".into(),
+        1..=999 => return format!("{n}ns"),
+        1_000..=999_999 => ("µs", 1_000),
+        1_000_000..=999_999_999 => ("ms", 1_000_000),
+        _ => ("s", 1_000_000_000),
+    };
+    let whole = n / scale;
+    let frac = format!("{:0width$}", n % scale, width = scale.ilog10() as usize);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        format!("{whole}{unit}")
+    } else {
+        format!("{whole}.{frac}{unit}")
+    }
 }
 
 /// Go's `time.RFC3339Nano` in UTC (trailing zeros of the fraction dropped); None is Go's zero
@@ -156,6 +176,17 @@ fn tabwrite(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_durations() {
+        let d = std::time::Duration::from_nanos;
+        assert_eq!(go_duration(d(0)), "0s");
+        assert_eq!(go_duration(d(5_000_000)), "5ms");
+        assert_eq!(go_duration(d(12_500_000)), "12.5ms");
+        assert_eq!(go_duration(d(41_666_666)), "41.666666ms");
+        assert_eq!(go_duration(d(1_500)), "1.5µs");
+        assert_eq!(go_duration(d(1_500_000_000)), "1.5s");
+    }
 
     #[test]
     fn go_rfc3339_nano() {

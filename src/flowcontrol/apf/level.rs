@@ -84,6 +84,8 @@ pub struct Request {
     pub user: String,
     pub info: Arc<crate::request_info::RequestInfo>,
     pub arrive: SystemTime,
+    /// A write's seats after it finishes, and how long (kube's FinalSeats, AdditionalLatency).
+    pub fan_out: super::width::FanOut,
 }
 
 struct Running {
@@ -143,6 +145,8 @@ pub struct Seat {
     flow: Arc<FlowMetrics>,
     /// A watch's seat: its execution time is counted as `type="watch"`.
     pub watch: bool,
+    /// How long the seats stay taken after the request ends (a write's event fan-out).
+    pub linger: Duration,
 }
 
 impl std::fmt::Debug for Seat {
@@ -213,6 +217,11 @@ impl Level {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The widest request this level admits, in seats.
+    pub fn max_seats(&self) -> u32 {
+        self.lock().max_seats
     }
 
     /// The configured bounds and the current limit.
@@ -360,7 +369,16 @@ impl Level {
         flow.dispatched().inc();
         flow.executing().inc();
         flow.executing_seats().add(width as i64);
-        Seat { level: self.clone(), id, queue, seats: width, started: Instant::now(), flow: flow.clone(), watch: false }
+        Seat {
+            level: self.clone(),
+            id,
+            queue,
+            seats: width,
+            started: Instant::now(),
+            flow: flow.clone(),
+            watch: false,
+            linger: Duration::ZERO,
+        }
     }
 
     /// kube's `dispatchAsMuchAsPossibleLocked`; the seats are delivered after the lock.
@@ -601,8 +619,19 @@ impl Drop for Seat {
             note_demand(&mut s);
             return;
         }
-        let level = self.level.clone();
-        level.release(self.id, self.queue, self.seats, self.started);
+        let (level, id, queue, seats, started) = (self.level.clone(), self.id, self.queue, self.seats, self.started);
+        // a write's seats stay taken while its events go out (kube's AdditionalLatency)
+        if !self.linger.is_zero() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let linger = self.linger;
+                rt.spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    level.release(id, queue, seats, started);
+                });
+                return;
+            }
+        }
+        level.release(id, queue, seats, started);
     }
 }
 

@@ -89,6 +89,16 @@ pub static QUEUE_LENGTH: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric")
 });
 
+pub static WATCH_COUNT: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_watch_count_samples",
+        "count of watchers for mutating requests in API Priority and Fairness",
+        &[PL, FS],
+        vec![0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+    )
+    .expect("metric")
+});
+
 pub static NOMINAL_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
         "apiserver_flowcontrol_nominal_limit_seats",
@@ -201,6 +211,7 @@ pub fn force() {
     Lazy::force(&WAIT_DURATION);
     Lazy::force(&EXECUTION);
     Lazy::force(&QUEUE_LENGTH);
+    Lazy::force(&WATCH_COUNT);
     Lazy::force(&NOMINAL_LIMIT);
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
@@ -231,6 +242,7 @@ pub struct FlowMetrics {
     /// Execution time of a regular request and of a watch's initial stage.
     executed: [OnceLock<Histogram>; 2],
     queue_length: OnceLock<Histogram>,
+    watch_count: OnceLock<Histogram>,
 }
 
 impl FlowMetrics {
@@ -247,6 +259,7 @@ impl FlowMetrics {
             waited: [OnceLock::new(), OnceLock::new()],
             executed: [OnceLock::new(), OnceLock::new()],
             queue_length: OnceLock::new(),
+            watch_count: OnceLock::new(),
         })
     }
 
@@ -300,6 +313,11 @@ impl FlowMetrics {
     /// The length of the queue a request just joined.
     pub fn queue_length(&self) -> &Histogram {
         self.queue_length.get_or_init(|| QUEUE_LENGTH.with_label_values(&self.labels()))
+    }
+
+    /// The watches a write notifies (kube's `ObserveWatchCount`).
+    pub fn watch_count(&self) -> &Histogram {
+        self.watch_count.get_or_init(|| WATCH_COUNT.with_label_values(&self.labels()))
     }
 
     /// A refusal (rare: looked up each time).

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod shuffle;
 pub mod types;
 pub mod validation;
+pub mod watches;
 pub mod width;
 
 use crate::authn::UserInfo;
@@ -112,6 +113,8 @@ pub struct Apf {
     /// it serves flowcontrol.apiserver.k8s.io. One lock, so that compilations do not interleave.
     sources: Mutex<Sources>,
     count: OnceLock<Box<width::ObjectCount>>,
+    /// The watches let through, for the cost of the writes they follow.
+    pub watches: Arc<watches::Watches>,
 }
 
 #[derive(Default)]
@@ -132,6 +135,7 @@ impl Apf {
             config: ArcSwap::from_pointee(config),
             sources: Mutex::new(Sources { files, stored: Objects::default() }),
             count: OnceLock::new(),
+            watches: Arc::default(),
         });
         rebalance_every(Arc::downgrade(&apf));
         Ok(apf)
@@ -183,6 +187,16 @@ impl Apf {
         width::seats(info, query, self.count.get().map(|b| b.as_ref()))
     }
 
+    /// A write's cost for the watches it notifies, at its level (kube samples the count).
+    pub fn fan_out(&self, decision: &Decision<'_>, info: &RequestInfo) -> width::FanOut {
+        if !width::notifies(info) {
+            return width::FanOut::default();
+        }
+        let watches = self.watches.interested(info);
+        decision.schema.metrics.watch_count().observe(watches as f64);
+        width::fan_out(info, watches, decision.schema.level.max_seats())
+    }
+
     /// kube's periodic borrowing: each level's current seats from its demand in the period.
     fn rebalance(&self) {
         let cfg = self.config.load();
@@ -232,7 +246,7 @@ impl Config {
 impl Decision<'_> {
     /// Offers the request (of `user`) to its level; a limited level keeps what its
     /// dump_requests shows of it while it waits and executes.
-    pub fn admit(&self, width: u32, user: &str, info: &Arc<RequestInfo>) -> Admission {
+    pub fn admit(&self, width: u32, fan_out: width::FanOut, user: &str, info: &Arc<RequestInfo>) -> Admission {
         let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
         let req = (!self.schema.level.is_exempt()).then(|| {
             Arc::new(level::Request {
@@ -241,9 +255,10 @@ impl Decision<'_> {
                 user: user.to_string(),
                 info: info.clone(),
                 arrive: std::time::SystemTime::now(),
+                fan_out,
             })
         });
-        self.schema.level.admit(&self.schema.metrics, hash, width, req)
+        self.schema.level.admit(&self.schema.metrics, hash, width.max(fan_out.seats), req)
     }
 }
 

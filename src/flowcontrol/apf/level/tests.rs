@@ -169,6 +169,7 @@ fn req(user: &str, path: &str) -> Option<Arc<Request>> {
         user: user.to_string(),
         info: Arc::new(crate::request_info::RequestInfo::resolve("GET", path, None).unwrap()),
         arrive: SystemTime::now(),
+        fan_out: Default::default(),
     }))
 }
 
@@ -221,4 +222,19 @@ async fn queue_lengths_and_execution_times_are_observed_as_kube() {
     assert_eq!(exec("watch").get_sample_count(), 1);
     assert!(exec("watch").get_sample_sum() >= 0.02);
     assert_eq!(exec("regular").get_sample_count(), 0);
+}
+
+#[tokio::test]
+async fn a_writes_seats_stay_taken_while_its_events_go_out() {
+    let l = level(1, 1, 5, 1);
+    let fs = fm();
+    let mut a = now(l.admit(&fs, 1, 1, None));
+    a.linger = Duration::from_millis(200);
+    let t0 = Instant::now();
+    drop(a);
+    let t = queued(l.admit(&fs, 1, 1, None));
+    let seat = t.wait(Duration::from_secs(2)).await.expect("dispatched once the linger ends");
+    assert!(t0.elapsed() >= Duration::from_millis(200), "{:?}", t0.elapsed());
+    drop(seat);
+    now(l.admit(&fs, 1, 1, None));
 }
