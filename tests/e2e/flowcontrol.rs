@@ -230,6 +230,12 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     let m = metrics_text(mport);
     assert!(metric(mport, &series("request_queue_length_after_enqueue_count", "")) >= 3.0);
     assert!(m.contains(&series("request_queue_length_after_enqueue_bucket", ",le=\"1000\"")));
+    // kube's timing ratio histograms: nanoseconds at each utilization, the level's seat held a while
+    let tiny = "{phase=\"executing\",priority_level=\"tiny\"}";
+    let util = metric(mport, &format!("apiserver_flowcontrol_priority_level_seat_utilization_sum{tiny}"));
+    assert!(util >= 1e9, "one seat of one held for seconds: {util}");
+    assert!(metric(mport, &format!("apiserver_flowcontrol_priority_level_request_utilization_count{tiny}")) >= 1e9);
+    assert!(metric(mport, "apiserver_flowcontrol_demand_seats_sum{priority_level=\"tiny\"}") >= 1e9);
 }
 
 #[test]

@@ -13,8 +13,9 @@
 //! A level without queues (Reject) runs what fits and refuses the rest; exempt runs everything.
 
 use super::integrator::{DemandStats, Integrator};
-use super::metrics::FlowMetrics;
+use super::metrics::{self, FlowMetrics};
 use super::shuffle;
+use super::timing::TimingRatio;
 use super::types::Queuing;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,6 +76,29 @@ struct State {
     cancelled: u64,
     /// The executing requests, by id, for kube's dump_requests.
     running: BTreeMap<u64, Running>,
+    /// kube's fallback denominator of the utilization ratios: max(1, round(server seats / 10)).
+    fallback: u32,
+    queue_length_limit: u32,
+    ratios: Ratios,
+}
+
+/// The level's timing ratio histograms (seat and request utilization, seat demand).
+struct Ratios {
+    seats: TimingRatio,
+    executing: TimingRatio,
+    waiting: TimingRatio,
+    demand: TimingRatio,
+}
+
+impl Ratios {
+    fn new(level: &str) -> Ratios {
+        Ratios {
+            seats: metrics::SEAT_UTILIZATION.with(&[level], 1.0),
+            executing: metrics::REQUEST_UTILIZATION.with(&["executing", level], 1.0),
+            waiting: metrics::REQUEST_UTILIZATION.with(&["waiting", level], 1.0),
+            demand: metrics::DEMAND_SEATS.with(&[level], 1.0),
+        }
+    }
 }
 
 /// What kube's `dump_requests` shows of a request (its `RequestDump`).
@@ -207,6 +231,12 @@ impl Level {
                 timed_out: 0,
                 cancelled: 0,
                 running: BTreeMap::new(),
+                fallback: 1,
+                queue_length_limit: match queuing {
+                    Some(Some(q)) => q.queue_length_limit,
+                    _ => 0,
+                },
+                ratios: Ratios::new(name),
             }),
         })
     }
@@ -217,6 +247,13 @@ impl Level {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's seats, for the utilization ratios of a level without a limit.
+    pub fn set_server_seats(&self, seats: u32) {
+        let mut s = self.lock();
+        s.fallback = ((seats as f64 / 10.0).round() as u32).max(1);
+        note_demand(&mut s);
     }
 
     /// The widest request this level admits, in seats.
@@ -240,6 +277,7 @@ impl Level {
             if fresh {
                 s.limit = limits.nominal - (limits.nominal - limits.lower) / 2;
             }
+            note_demand(&mut s);
             s.max_seats = match self.queuing {
                 // kube: max(1, min(ceil(0.15 × nominal), nominal / handSize)), at most 10
                 Some(Some(q)) => {
@@ -258,6 +296,7 @@ impl Level {
         let sends = {
             let mut s = self.lock();
             s.limit = limit;
+            note_demand(&mut s);
             self.dispatch(&mut s)
         };
         deliver(sends);
@@ -530,10 +569,22 @@ impl Level {
     }
 }
 
-/// The seats requested now (executing plus waiting), for borrowing's demand statistics.
+/// The seats requested now (executing plus waiting), for borrowing's demand statistics, and
+/// the utilization ratios as they are from now on.
 fn note_demand(s: &mut State) {
+    let now = Instant::now();
     let x = (s.seats_in_use + s.waiting_seats) as f64;
-    s.demand.set(Instant::now(), x);
+    s.demand.set(now, x);
+    let limit = if s.limit == 0 { s.fallback } else { s.limit } as f64;
+    let queue_capacity = match s.queues.first() {
+        Some(_) => s.queues.len() as f64 * s.queue_length_limit.max(1) as f64,
+        None => 1.0,
+    };
+    let r = &s.ratios;
+    r.seats.set_at(metrics::SEAT_UTILIZATION.bounds(), now, s.seats_in_use as f64, limit);
+    r.executing.set_at(metrics::REQUEST_UTILIZATION.bounds(), now, s.executing as f64, limit);
+    r.waiting.set_at(metrics::REQUEST_UTILIZATION.bounds(), now, s.waiting as f64, queue_capacity);
+    r.demand.set_at(metrics::DEMAND_SEATS.bounds(), now, x, limit);
 }
 
 /// kube's `getVirtualTimeRatioLocked`: the fair share of seats of each active queue.

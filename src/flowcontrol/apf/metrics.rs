@@ -99,6 +99,38 @@ pub static WATCH_COUNT: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("metric")
 });
 
+use super::timing::{register as timing_ratio, TimingRatioVec};
+
+pub static SEAT_UTILIZATION: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_priority_level_seat_utilization",
+        "Observations, at the end of every nanosecond, of utilization of seats for any stage of execution (but only initial stage for WATCHes); denominator is current seat limit or max(1, round(server seat limit/10))",
+        &[PL],
+        Some(("phase", "executing")),
+        &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+    )
+});
+
+pub static REQUEST_UTILIZATION: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_priority_level_request_utilization",
+        "Observations, at the end of every nanosecond, of number of requests waiting or in any stage of execution (but only initial stage for WATCHes); denominator for waiting is max(1, QueueLengthLimit) X max(1, DesiredNumQueues), for executing is current seat limit if that is not zero otherwise max(1, round(server seat limit/10))",
+        &["phase", PL],
+        None,
+        &[0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.25, 0.5, 0.75, 1.0],
+    )
+});
+
+pub static DEMAND_SEATS: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_demand_seats",
+        "Observations, at the end of every nanosecond, of (the number of seats each priority level could use) / (current seat limit for that level if that is not zero otherwise max(1, round(server seat limit/10.0)))",
+        &[PL],
+        None,
+        &[0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.8, 4.0, 6.0],
+    )
+});
+
 pub static NOMINAL_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
         "apiserver_flowcontrol_nominal_limit_seats",
@@ -212,6 +244,9 @@ pub fn force() {
     Lazy::force(&EXECUTION);
     Lazy::force(&QUEUE_LENGTH);
     Lazy::force(&WATCH_COUNT);
+    Lazy::force(&SEAT_UTILIZATION);
+    Lazy::force(&REQUEST_UTILIZATION);
+    Lazy::force(&DEMAND_SEATS);
     Lazy::force(&NOMINAL_LIMIT);
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);

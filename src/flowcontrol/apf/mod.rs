@@ -12,6 +12,7 @@ pub mod level;
 pub mod limits;
 pub mod metrics;
 pub mod shuffle;
+pub mod timing;
 pub mod types;
 pub mod validation;
 pub mod watches;
@@ -351,6 +352,7 @@ fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>)
     }
     let bounds = limits::bounds(server, &shares);
     for ((l, b), fresh) in levels.iter().zip(&bounds).zip(fresh) {
+        l.set_server_seats(server);
         l.set_limits(*b, fresh);
         let name = l.name.as_str();
         metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);

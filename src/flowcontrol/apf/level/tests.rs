@@ -238,3 +238,40 @@ async fn a_writes_seats_stay_taken_while_its_events_go_out() {
     drop(seat);
     now(l.admit(&fs, 1, 1, None));
 }
+
+#[test]
+fn utilization_is_timed_as_kube_times_it() {
+    let l = Level::new("ratio-level", "uid", Some(Some(Queuing { queues: 2, hand_size: 1, queue_length_limit: 5 })));
+    l.set_server_seats(600);
+    l.set_limits(Limits { nominal: 2, lower: 2, upper: 2 }, true);
+    let fs = fm();
+    let a = now(l.admit(&fs, 1, 1, None));
+    std::thread::sleep(Duration::from_millis(30));
+    drop(a);
+    let family = |name: &str| {
+        prometheus::gather().into_iter().find(|f| f.get_name() == name).unwrap_or_else(|| panic!("{name} registered"))
+    };
+    let series = |name: &str, phase: &str| {
+        let f = family(name);
+        let m = f
+            .get_metric()
+            .iter()
+            .find(|m| {
+                let l: Vec<(&str, &str)> = m.get_label().iter().map(|l| (l.get_name(), l.get_value())).collect();
+                l.contains(&("priority_level", "ratio-level")) && (phase.is_empty() || l.contains(&("phase", phase)))
+            })
+            .cloned()
+            .unwrap();
+        m.get_histogram().clone()
+    };
+    // one of two seats for 30 ms: the integral is at least 0.5 × 30e6 ns, the 0.5 bucket holds it
+    let seats = series("apiserver_flowcontrol_priority_level_seat_utilization", "executing");
+    assert!(seats.get_sample_sum() >= 0.5 * 30e6, "{}", seats.get_sample_sum());
+    let half = seats.get_bucket().iter().find(|b| b.get_upper_bound() == 0.5).unwrap();
+    assert!(half.get_cumulative_count() >= 30_000_000);
+    let waiting = series("apiserver_flowcontrol_priority_level_request_utilization", "waiting");
+    assert!(waiting.get_sample_sum() < 0.01 * 30e6, "a request waits only as it is enqueued and dispatched");
+    assert!(waiting.get_sample_count() >= 30_000_000);
+    let demand = series("apiserver_flowcontrol_demand_seats", "");
+    assert!(demand.get_sample_sum() >= 0.5 * 30e6);
+}
