@@ -1,11 +1,13 @@
 //! What priority & fairness decided for a request, as the response headers carry it (a leaf
-//! type: the request context holds one).
+//! type: the request context holds one, for the whole request).
 
 /// kube's `X-Kubernetes-PF-FlowSchema-UID` and `X-Kubernetes-PF-PriorityLevel-UID`.
 #[derive(Debug, Clone, Default)]
 pub struct Classified {
     pub flow_schema_uid: String,
     pub priority_level_uid: String,
+    /// An admitted watch, counted for the writes it follows while the request lives.
+    pub watch: Option<std::sync::Arc<crate::flowcontrol::apf::watches::Registration>>,
 }
 
 pub const FLOW_SCHEMA_UID: &str = "X-Kubernetes-PF-FlowSchema-UID";

@@ -108,13 +108,18 @@ impl FlowControl {
         apf.snapshot().flow_schema_status(name)
     }
 
-    /// kube's `/debug/api_priority_and_fairness/dump_*` (only with APF on).
-    pub fn debug(&self, path: &str) -> Option<String> {
+    /// kube's `/debug/api_priority_and_fairness/dump_*` (only with APF on); dump_requests
+    /// adds who and what with `includeRequestDetails`.
+    pub fn debug(&self, path: &str, query: &crate::request_info::query::Query) -> Option<String> {
         let Mode::Apf(apf, _) = &*self.mode else { return None };
         let cfg = apf.snapshot();
         match path {
             "/debug/api_priority_and_fairness/dump_priority_levels" => Some(apf::dump::priority_levels(&cfg.levels)),
             "/debug/api_priority_and_fairness/dump_queues" => Some(apf::dump::queues(&cfg.levels)),
+            "/debug/api_priority_and_fairness/dump_requests" => {
+                let details = query.first("includeRequestDetails").is_some_and(|v| !v.is_empty());
+                Some(apf::dump::requests(&cfg.levels, details))
+            }
             _ => None,
         }
     }
@@ -151,15 +156,23 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
     let cfg = apf.snapshot();
     let Some(decision) = cfg.classify(user, &info) else { return Ok(()) };
     let schema = decision.schema;
+    let width = apf.width(&info, &ctx.query);
+    let fan_out = apf.fan_out(&decision, &info);
+    let admission = decision.admit(width, fan_out, &user.username, &info);
     ctx.flow = Some(classified::Classified {
         flow_schema_uid: schema.uid.clone(),
         priority_level_uid: schema.level.uid.clone(),
+        watch: None,
     });
-    let width = apf.width(&info, &ctx.query);
-    let admission = decision.admit(width);
     let limit = apf::wait_limit(ctx.deadline);
     match apf::wait(admission, limit, &schema.metrics).await {
-        Ok(seat) => {
+        Ok(mut seat) => {
+            seat.watch = info.verb == "watch";
+            seat.linger = fan_out.latency;
+            // kube registers a watch as it starts executing, for the whole watch
+            if let Some(flow) = ctx.flow.as_mut() {
+                flow.watch = apf.watches.register(&info).map(Arc::new);
+            }
             let kind = if is_mutating(&info.verb) { &executing.mutating } else { &executing.read_only };
             let counted = kind.as_ref().and_then(|k| k.try_acquire());
             ctx.inflight = Some(Permit::new((seat, counted)));

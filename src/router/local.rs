@@ -115,7 +115,7 @@ impl Local {
         if let Some((code, body)) = self.health.serve(path, &ctx.query) {
             return Reply::text(code, body);
         }
-        if let Some(dump) = self.flowcontrol.debug(path) {
+        if let Some(dump) = self.flowcontrol.debug(path, &ctx.query) {
             return Reply::text(200, dump);
         }
         match path.trim_end_matches('/') {

@@ -1,8 +1,9 @@
 //! kube's validation of an object about to be stored, with its texts and field paths:
 //! ObjectMeta (labels, annotations, finalizers, ownerReferences), ConfigMap and Secret data
 //! (keys, the 1 MiB limit, immutability, a Secret's type and the keys it requires), a
-//! Namespace's finalizers, and the schema's required fields below the root (so a typed client
-//! can decode whatever is stored). Name rules are validation.rs's.
+//! Namespace's finalizers, APF's FlowSchemas and PriorityLevelConfigurations, and the schema's
+//! required fields below the root (so a typed client can decode whatever is stored). Name rules
+//! are validation.rs's.
 
 use super::resources::ResourceDef;
 use super::schema;
@@ -219,6 +220,12 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<Stat
                     ));
                 }
             }
+        }
+        ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
+            out.extend(crate::flowcontrol::apf::validation::flow_schema(obj))
+        }
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations") => {
+            out.extend(crate::flowcontrol::apf::validation::priority_level(obj))
         }
         _ => {}
     }

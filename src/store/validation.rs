@@ -26,6 +26,38 @@ pub fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
+/// The RFC 1123 label regex alone (no length bound).
+fn label_shaped(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// kube's `IsDNS1123Label` messages (empty when valid).
+pub fn dns_label(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 63 {
+        errs.push("must be no more than 63 characters".to_string());
+    }
+    if !label_shaped(s) {
+        errs.push(LABEL_MSG.to_string());
+    }
+    errs
+}
+
+/// kube's `IsDNS1123Subdomain` messages (empty when valid).
+pub fn dns_subdomain(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 253 {
+        errs.push("must be no more than 253 characters".to_string());
+    }
+    if !s.split('.').all(label_shaped) {
+        errs.push(SUBDOMAIN_MSG.to_string());
+    }
+    errs
+}
+
 /// Go's `RegexError`: the message, its examples and the regex.
 pub fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
     let mut out = format!("{msg} (e.g. ");

@@ -50,7 +50,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     let file = cfg.path().join("tiny.yaml");
     std::fs::write(&file, tiny_level(1)).unwrap();
     let f = file.to_str().unwrap();
-    // 2 seats in all; tiny gets ceil(2 * 1/246) = 1, no borrowing; queue waits are 1s (4s / 4)
+    // 2 seats in all; tiny gets ceil(2 * 1/246) = 1, no borrowing; queue waits are 2s (8s / 4)
     let (fd, mport) = start(&[
         "--enable-priority-and-fairness=true",
         "--flowcontrol-config",
@@ -60,7 +60,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "--max-mutating-requests-inflight",
         "1",
         "--request-timeout",
-        "4s",
+        "8s",
     ]);
     assert_eq!(metric(mport, "apiserver_flowcontrol_nominal_limit_seats{priority_level=\"tiny\"}"), 1.0);
     assert_eq!(metric(mport, "apiserver_flowcontrol_upper_limit_seats{priority_level=\"tiny\"}"), 1.0);
@@ -91,6 +91,47 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         "apiserver_flowcontrol_current_inqueue_requests{flow_schema=\"anonymous\",priority_level=\"tiny\"}",
         1.0,
     );
+    // kube's dump_requests: the waiting request in its queue, the executing one at index -1
+    let path = "/debug/api_priority_and_fairness/dump_requests?includeRequestDetails=1";
+    let text = fd.admin_client().get(fd.url(path)).send().unwrap().text().unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').map(str::trim).collect();
+    assert_eq!(
+        header,
+        [
+            "PriorityLevelName",
+            "FlowSchemaName",
+            "QueueIndex",
+            "RequestIndexInQueue",
+            "FlowDistingsher",
+            "ArriveTime",
+            "InitialSeats",
+            "FinalSeats",
+            "AdditionalLatency",
+            "StartTime",
+            "UserName",
+            "Verb",
+            "APIPath",
+            "Namespace",
+            "Name",
+            "APIVersion",
+            "Resource",
+            "SubResource"
+        ]
+    );
+    let rows: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split(',').map(str::trim).collect::<Vec<_>>()).filter(|r| r[0] == "tiny").collect();
+    let waiting = rows.iter().find(|r| r[3] == "0").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(waiting[..5], ["tiny", "anonymous", "0", "0", "system:anonymous"]);
+    assert_eq!(
+        waiting[6..],
+        ["1", "0", "0s", "0001-01-01T00:00:00Z", "system:anonymous", "get", "/version", "", "", "", "", ""]
+    );
+    let executing = rows.iter().find(|r| r[3] == "-1").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!((executing[2], executing[12]), ("0", "/metrics"));
+    assert!(executing[9].starts_with("20") && executing[9].ends_with('Z'), "a start time: {executing:?}");
+    let plain =
+        fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_requests")).send().unwrap().text().unwrap();
+    assert!(plain.lines().next().unwrap().ends_with("StartTime"), "no details unless asked: {plain}");
     assert_eq!(
         metric(mport, "apiserver_flowcontrol_current_inqueue_seats{flow_schema=\"anonymous\",priority_level=\"tiny\"}"),
         1.0
@@ -116,7 +157,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     // the queued one gives up after a quarter of its deadline
     let (code, waited, headers) = queued.join().unwrap();
     assert_eq!(code, 429);
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(4), "{waited:?}");
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_secs(8), "{waited:?}");
     assert_eq!(headers.1, TINY_UID);
 
     // the dumps, behind authorization like kube's /debug paths (AlwaysAllow here: admin reads)
@@ -179,6 +220,22 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(watch);
+    // execution times (a watch's initial stage apart) and queue lengths seen on enqueue
+    let series = |name: &str, extra: &str| {
+        format!("apiserver_flowcontrol_{name}{{flow_schema=\"anonymous\",priority_level=\"tiny\"{extra}}}")
+    };
+    assert_eq!(metric(mport, &series("request_execution_seconds_count", ",type=\"watch\"")), 1.0);
+    assert!(metric(mport, &series("request_execution_seconds_count", ",type=\"regular\"")) >= 3.0);
+    assert!(metric(mport, &series("request_execution_seconds_sum", ",type=\"regular\"")) > 0.0);
+    let m = metrics_text(mport);
+    assert!(metric(mport, &series("request_queue_length_after_enqueue_count", "")) >= 3.0);
+    assert!(m.contains(&series("request_queue_length_after_enqueue_bucket", ",le=\"1000\"")));
+    // kube's timing ratio histograms: nanoseconds at each utilization, the level's seat held a while
+    let tiny = "{phase=\"executing\",priority_level=\"tiny\"}";
+    let util = metric(mport, &format!("apiserver_flowcontrol_priority_level_seat_utilization_sum{tiny}"));
+    assert!(util >= 1e9, "one seat of one held for seconds: {util}");
+    assert!(metric(mport, &format!("apiserver_flowcontrol_priority_level_request_utilization_count{tiny}")) >= 1e9);
+    assert!(metric(mport, "apiserver_flowcontrol_demand_seats_sum{priority_level=\"tiny\"}") >= 1e9);
 }
 
 #[test]
@@ -211,6 +268,10 @@ fn the_configuration_reloads_from_its_file_and_a_bad_file_keeps_it() {
     assert_eq!(pf_headers(&anon.get(fd.url("/version")).send().unwrap()).1, TINY_UID, "the old configuration stays");
 
     // the dumps are authorized like any non-resource path: anonymous is forbidden here
+    for dump in ["dump_requests", "dump_priority_levels"] {
+        let r = anon.get(fd.url(&format!("/debug/api_priority_and_fairness/{dump}"))).send().unwrap();
+        assert_eq!(r.status(), 403, "{dump}");
+    }
     let path = "/debug/api_priority_and_fairness/dump_queues";
     assert_eq!(anon.get(fd.url(path)).send().unwrap().status(), 403);
     let text = fd.admin_client().get(fd.url(path)).send().unwrap().text().unwrap();
@@ -343,4 +404,194 @@ fn a_proxied_watch_gives_its_seat_back_when_its_response_starts() {
     assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()));
     s.be.release();
     drop(watch);
+}
+
+/// A Reject level of one seat (no lending, no borrowing) and anonymous users sent to it.
+const JAIL: &str = r#"apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {name: jail}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {type: Reject}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {name: jail}
+spec:
+  matchingPrecedence: 400
+  priorityLevelConfiguration: {name: jail}
+  rules:
+  - subjects: [{kind: Group, group: {name: "system:unauthenticated"}}]
+    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+"#;
+
+#[test]
+fn kubectl_writes_are_validated_as_kube_and_take_effect_on_the_next_request() {
+    // 2 seats in all: jail gets ceil(2 * 1/247) = 1
+    let (fd, mport) = start(&[
+        "--enable-priority-and-fairness=true",
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+
+    // invalid objects are refused with kube's 422 and texts, not stored
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: bad}\nspec:\n  type: Limited\n  limited: {limitResponse: {type: Queue, queuing: {queues: 8, handSize: 9}}}\n",
+    )
+    .unwrap();
+    let o = fd.kubectl(&["apply", "-f", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("The PriorityLevelConfiguration \"bad\" is invalid: spec.limited.limitResponse.queuing.handSize: Invalid value: 9: should not be greater than queues (8)"),
+        "{}",
+        stderr(&o)
+    );
+    let r = fd
+        .admin_client()
+        .post(fd.url("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas"))
+        .json(&serde_json::json!({
+            "apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema",
+            "metadata": {"name": "bad"},
+            "spec": {"matchingPrecedence": 1, "priorityLevelConfiguration": {"name": "x"},
+                     "rules": [{"subjects": [{"kind": "User"}], "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["healthz"]}]}]}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let s: serde_json::Value = r.json().unwrap();
+    assert_eq!(s["reason"], "Invalid");
+    assert_eq!(
+        s["message"],
+        "FlowSchema.flowcontrol.apiserver.k8s.io \"bad\" is invalid: [spec.matchingPrecedence: Invalid value: 1: only the schema named 'exempt' may have matchingPrecedence 1, spec.rules[0].subjects[0].user: Required value: user is required when subject kind is 'User', spec.rules[0].nonResourceRules[0].nonResourceURLs[0]: Invalid value: \"healthz\": must start with slash]"
+    );
+    assert_eq!(s["details"]["causes"][1]["field"], "spec.rules[0].subjects[0].user");
+    assert_eq!(s["details"]["causes"][1]["reason"], "FieldValueRequired");
+    let o = fd.kubectl(&["get", "flowschema", "bad"]);
+    assert!(!o.status.success(), "not stored");
+    // a mandatory object keeps kube's spec
+    let o = fd.kubectl(&[
+        "patch",
+        "flowschema",
+        "catch-all",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"matchingPrecedence":5000}}"#,
+    ]);
+    assert!(stderr(&o).contains("spec of 'catch-all' must equal the fixed value"), "{}", stderr(&o));
+    // defaults are applied and shown, as kube's
+    let d = dir.path().join("defaulted.yaml");
+    std::fs::write(&d, "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: defaulted}\nspec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {}}}}\n").unwrap();
+    fd.kubectl_ok(&["apply", "-f", d.to_str().unwrap()]);
+    let got = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "defaulted", "-o", "jsonpath={.spec.limited.nominalConcurrencyShares}/{.spec.limited.lendablePercent}/{.spec.limited.limitResponse.queuing}"]);
+    assert_eq!(got.trim(), r#"30/0/{"handSize":8,"queueLengthLimit":50,"queues":64}"#);
+
+    // a schema sending anonymous users to a Reject level applies to their very next request
+    let jail = dir.path().join("jail.yaml");
+    std::fs::write(&jail, JAIL).unwrap();
+    fd.kubectl_ok(&["apply", "-f", jail.to_str().unwrap()]);
+    let uid = fd.kubectl_ok(&["get", "prioritylevelconfiguration", "jail", "-o", "jsonpath={.metadata.uid}"]);
+    let anon = fd.anonymous_client();
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!((r.status().as_u16(), pf_headers(&r).1), (200, uid.trim().to_string()), "no resync awaited");
+    let held = slow_reader(&fd, "/metrics");
+    assert_eq!(held.status, "HTTP/1.1 200");
+    wait_metric(
+        mport,
+        "apiserver_flowcontrol_current_executing_requests{flow_schema=\"jail\",priority_level=\"jail\"}",
+        1.0,
+    );
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 429, "the Reject level is full");
+    assert_eq!(pf_headers(&r).1, uid.trim());
+    // the admin is exempt, and deleting the schema frees the anonymous users at once
+    fd.kubectl_ok(&["delete", "flowschema", "jail"]);
+    let r = anon.get(fd.url("/version")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(pf_headers(&r).1, uid.trim());
+    drop(held);
+}
+
+#[test]
+fn bootstrap_objects_an_older_version_left_are_removed_unless_the_admin_took_them_over() {
+    let mut fd = Frontdoor::start(&[]);
+    let schema = |name: &str, auto: &str| {
+        format!(
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {{name: {name}, annotations: {{apf.kubernetes.io/autoupdate-spec: \"{auto}\"}}}}\nspec:\n  matchingPrecedence: 900\n  priorityLevelConfiguration: {{name: global-default}}\n  rules:\n  - subjects: [{{kind: User, user: {{name: nobody}}}}]\n    nonResourceRules: [{{verbs: [\"*\"], nonResourceURLs: [\"*\"]}}]\n"
+        )
+    };
+    let f = fd.dir.path().join("old.yaml");
+    std::fs::write(&f, format!("{}---\n{}", schema("retired-suggestion", "true"), schema("taken-over", "false")))
+        .unwrap();
+    fd.kubectl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    let names = fd_names(&fd);
+    assert!(names.contains("retired-suggestion") && names.contains("taken-over"), "{names}");
+
+    // the ensurer runs at start (and every minute): a restart on the same data
+    let port = fd.port;
+    let dir = std::mem::replace(&mut fd.dir, tempfile::tempdir().unwrap());
+    drop(fd);
+    let fd = Frontdoor::start_on(dir, port, &[], Some("info"));
+    let names = fd_names(&fd);
+    let names: Vec<&str> = names.split_whitespace().collect();
+    assert!(!names.contains(&"retired-suggestion"), "{names:?}");
+    assert!(names.contains(&"taken-over") && names.contains(&"global-default"), "{names:?}");
+}
+
+fn fd_names(fd: &Frontdoor) -> String {
+    fd.kubectl_ok(&["get", "flowschemas", "-o", "jsonpath={.items[*].metadata.name}"])
+}
+
+#[test]
+fn a_write_followed_by_many_watches_costs_seats_for_its_events() {
+    let fd = Frontdoor::start(&["--authorization-mode", "AlwaysAllow"]);
+    let admin = fd.admin_client();
+    let metric = |series: &str| -> f64 {
+        let text = admin.get(fd.url("/metrics")).send().unwrap().text().unwrap();
+        text.lines().filter(|l| l.starts_with(series)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    // 20 watches of all configmaps (exempt ones count too) and 5 of namespace a's
+    let mut watches = Vec::new();
+    for i in 0..25 {
+        let path = if i < 20 { "/api/v1/configmaps?watch=true" } else { "/api/v1/namespaces/a/configmaps?watch=true" };
+        let r = admin.get(fd.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200);
+        watches.push(r);
+    }
+    let _b = admin.get(fd.url("/api/v1/namespaces/b/configmaps?watch=true")).send().unwrap();
+    fd.kubectl_ok(&["create", "namespace", "a"]);
+    // alice (impersonated: APF classifies the effective user) lands in global-default
+    let alice = |b: reqwest::blocking::RequestBuilder| b.header("Impersonate-User", "alice").send().unwrap();
+    let r = alice(
+        admin
+            .post(fd.url("/api/v1/namespaces/a/configmaps"))
+            .json(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+    );
+    assert_eq!(r.status(), 201);
+    let flow = "{flow_schema=\"global-default\",priority_level=\"global-default\"}";
+    // 25 interested watches (not b's): ceil(25 / 10) = 3 seats
+    assert_eq!(metric(&format!("apiserver_flowcontrol_watch_count_samples_sum{flow}")), 25.0);
+    assert_eq!(metric(&format!("apiserver_flowcontrol_work_estimated_seats_sum{flow}")), 3.0);
+    // a read notifies nobody and is not sampled; the watches, once gone, are forgotten
+    assert_eq!(alice(admin.get(fd.url("/api/v1/namespaces/a/configmaps/c"))).status(), 200);
+    assert_eq!(metric(&format!("apiserver_flowcontrol_watch_count_samples_count{flow}")), 1.0);
+    drop(watches);
+    wait_until("the watches are forgotten", Duration::from_secs(10), || {
+        let r =
+            alice(admin.post(fd.url("/api/v1/namespaces/a/configmaps")).json(
+                &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c"}}),
+            ));
+        assert_eq!(r.status(), 201);
+        let none = "{flow_schema=\"global-default\",priority_level=\"global-default\",le=\"0\"}";
+        metric(&format!("apiserver_flowcontrol_watch_count_samples_bucket{none}")) >= 1.0
+    });
 }

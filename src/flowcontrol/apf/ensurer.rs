@@ -5,7 +5,8 @@
 //! level keeps the admin's `spec.exempt`); a suggested one's only while its
 //! `apf.kubernetes.io/autoupdate-spec` annotation says true (or, unset or not a boolean,
 //! while the object is at generation 1, i.e. nobody changed its spec). The annotation is how
-//! an admin keeps an edited suggested object: set it to "false".
+//! an admin keeps an edited suggested object: set it to "false". A stored object that is no
+//! longer a bootstrap object but still says "true" was made by an older version: removed.
 
 use super::types::AUTOUPDATE;
 use super::{BOOTSTRAP, MANDATORY_LEVELS, MANDATORY_SCHEMAS};
@@ -48,12 +49,38 @@ fn is_mandatory(resource: &str, name: &str) -> bool {
     }
 }
 
+/// Go's `strconv.ParseBool`.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn autoupdate(stored: &Value) -> Option<bool> {
+    stored["metadata"]["annotations"][AUTOUPDATE].as_str().and_then(parse_bool)
+}
+
 /// kube's `shouldUpdateSpec` for a suggested object.
 fn should_update_spec(stored: &Value) -> bool {
-    match stored["metadata"]["annotations"][AUTOUPDATE].as_str().map(str::parse::<bool>) {
-        Some(Ok(b)) => b,
-        _ => stored["metadata"]["generation"].as_i64() == Some(1),
-    }
+    autoupdate(stored).unwrap_or_else(|| stored["metadata"]["generation"].as_i64() == Some(1))
+}
+
+/// kube's `getDanglingBootstrapObjectNames`: stored objects of `resource` that are no longer
+/// bootstrap objects yet still say the config producer keeps them (autoupdate-spec true) —
+/// objects an older version created, which it removes. Any other object is the admin's.
+pub fn stale<'a>(resource: &str, stored: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+    let boot: Vec<Value> = bootstrap_objects()
+        .into_iter()
+        .filter(|(r, _)| *r == resource)
+        .map(|(_, v)| v["metadata"]["name"].clone())
+        .collect();
+    stored
+        .into_iter()
+        .filter(|v| !boot.contains(&v["metadata"]["name"]) && autoupdate(v) == Some(true))
+        .filter_map(|v| v["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// What to do about bootstrap object `boot` of `resource`, given the stored one.
@@ -96,8 +123,30 @@ pub fn decide(resource: &str, boot: &Value, stored: Option<&Value>) -> Action {
     Action::Update(next)
 }
 
-/// One round: every bootstrap object created or reconciled in the store.
+/// One round: every bootstrap object created or reconciled in the store, then the stale
+/// ones removed (kube's `RemoveAutoUpdateEnabledObjects`).
 pub fn ensure(store: &Store) {
+    ensure_bootstrap(store);
+    for resource in ["flowschemas", "prioritylevelconfigurations"] {
+        let Some(def) = store.def(GROUP, resource) else { continue };
+        let Ok((items, _)) = store.storage.list(&def.prefix(), None) else { continue };
+        let names = stale(resource, items.iter().map(|s| s.value.as_ref()));
+        for item in items.iter().filter(|s| names.iter().any(|n| s.value["metadata"]["name"] == n.as_str())) {
+            let name = item.value["metadata"]["name"].as_str().unwrap_or_default();
+            // on the revision read: an object the admin just took over stays
+            match store.delete(def, &def.key("", name), Some(item.rev)) {
+                Ok(_) => {
+                    tracing::info!(resource, name, "removed an auto-update APF object no longer in the bootstrap set")
+                }
+                Err(e) => {
+                    tracing::debug!(resource, name, error = %e, "stale APF object not removed; retried in a minute")
+                }
+            }
+        }
+    }
+}
+
+fn ensure_bootstrap(store: &Store) {
     for (resource, boot) in bootstrap_objects() {
         let Some(def) = store.def(GROUP, resource) else { continue };
         let name = boot["metadata"]["name"].as_str().unwrap_or_default();
@@ -184,5 +233,30 @@ mod tests {
         let Action::Update(back) = decide("prioritylevelconfigurations", &e, Some(&pl)) else { panic!() };
         assert_eq!(back["spec"]["type"], "Exempt");
         assert_eq!(back["spec"]["exempt"]["nominalConcurrencyShares"], 10);
+    }
+
+    #[test]
+    fn stale_objects_are_those_kube_no_longer_suggests_and_still_auto_updates() {
+        let with = |name: &str, auto: Option<&str>| {
+            let mut v = json!({"metadata": {"name": name, "generation": 1}});
+            if let Some(a) = auto {
+                v["metadata"]["annotations"] = json!({AUTOUPDATE: a});
+            }
+            v
+        };
+        let stored = [
+            with("global-default", Some("true")),
+            with("old-suggested", Some("true")),
+            with("old-capital", Some("True")),
+            with("admins", Some("false")),
+            with("unannotated", None),
+            with("garbled", Some("yes")),
+        ];
+        assert_eq!(stale("flowschemas", &stored), ["old-suggested", "old-capital"]);
+        // a level named like a schema is not a bootstrap level
+        let schema_only = with("system-leader-election", Some("true"));
+        assert!(stale("flowschemas", [&schema_only]).is_empty());
+        assert_eq!(stale("prioritylevelconfigurations", [&schema_only]), ["system-leader-election"]);
+        assert!(stale("prioritylevelconfigurations", &[with("workload-low", Some("true"))]).is_empty());
     }
 }

@@ -13,12 +13,13 @@
 //! A level without queues (Reject) runs what fits and refuses the rest; exempt runs everything.
 
 use super::integrator::{DemandStats, Integrator};
-use super::metrics::FlowMetrics;
+use super::metrics::{self, FlowMetrics};
 use super::shuffle;
+use super::timing::TimingRatio;
 use super::types::Queuing;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 /// kube's rejection reasons (the `reason` label).
@@ -73,6 +74,59 @@ struct State {
     rejected: u64,
     timed_out: u64,
     cancelled: u64,
+    /// The executing requests, by id, for kube's dump_requests.
+    running: BTreeMap<u64, Running>,
+    /// kube's fallback denominator of the utilization ratios: max(1, round(server seats / 10)).
+    fallback: u32,
+    queue_length_limit: u32,
+    ratios: Ratios,
+}
+
+/// The level's timing ratio histograms (seat and request utilization, seat demand).
+struct Ratios {
+    seats: TimingRatio,
+    executing: TimingRatio,
+    waiting: TimingRatio,
+    demand: TimingRatio,
+}
+
+impl Ratios {
+    fn new(level: &str) -> Ratios {
+        Ratios {
+            seats: metrics::SEAT_UTILIZATION.with(&[level], 1.0),
+            executing: metrics::REQUEST_UTILIZATION.with(&["executing", level], 1.0),
+            waiting: metrics::REQUEST_UTILIZATION.with(&["waiting", level], 1.0),
+            demand: metrics::DEMAND_SEATS.with(&[level], 1.0),
+        }
+    }
+}
+
+/// What kube's `dump_requests` shows of a request (its `RequestDump`).
+pub struct Request {
+    pub flow_schema: Arc<str>,
+    pub distinguisher: String,
+    pub user: String,
+    pub info: Arc<crate::request_info::RequestInfo>,
+    pub arrive: SystemTime,
+    /// A write's seats after it finishes, and how long (kube's FinalSeats, AdditionalLatency).
+    pub fan_out: super::width::FanOut,
+}
+
+struct Running {
+    queue: Option<usize>,
+    seats: u32,
+    started: SystemTime,
+    req: Arc<Request>,
+}
+
+/// One dump_requests row's facts: queue index and index in it (-1: none, or executing), the
+/// request, its seats, and when it started (None: waiting).
+pub struct RequestRow {
+    pub queue: i64,
+    pub index: i64,
+    pub seats: u32,
+    pub started: Option<SystemTime>,
+    pub req: Arc<Request>,
 }
 
 #[derive(Default)]
@@ -95,6 +149,7 @@ struct Waiter {
     arrival_r: f64,
     flow: Arc<FlowMetrics>,
     tx: Option<oneshot::Sender<Seat>>,
+    req: Option<Arc<Request>>,
 }
 
 impl Waiter {
@@ -106,10 +161,16 @@ impl Waiter {
 /// Seats held by an executing request; given back on drop.
 pub struct Seat {
     level: Arc<Level>,
+    /// The request's id in `running`, when it is shown there.
+    id: Option<u64>,
     queue: Option<usize>,
     seats: u32,
     started: Instant,
     flow: Arc<FlowMetrics>,
+    /// A watch's seat: its execution time is counted as `type="watch"`.
+    pub watch: bool,
+    /// How long the seats stay taken after the request ends (a write's event fan-out).
+    pub linger: Duration,
 }
 
 impl std::fmt::Debug for Seat {
@@ -169,6 +230,13 @@ impl Level {
                 rejected: 0,
                 timed_out: 0,
                 cancelled: 0,
+                running: BTreeMap::new(),
+                fallback: 1,
+                queue_length_limit: match queuing {
+                    Some(Some(q)) => q.queue_length_limit,
+                    _ => 0,
+                },
+                ratios: Ratios::new(name),
             }),
         })
     }
@@ -179,6 +247,18 @@ impl Level {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server's seats, for the utilization ratios of a level without a limit.
+    pub fn set_server_seats(&self, seats: u32) {
+        let mut s = self.lock();
+        s.fallback = ((seats as f64 / 10.0).round() as u32).max(1);
+        note_demand(&mut s);
+    }
+
+    /// The widest request this level admits, in seats.
+    pub fn max_seats(&self) -> u32 {
+        self.lock().max_seats
     }
 
     /// The configured bounds and the current limit.
@@ -197,6 +277,7 @@ impl Level {
             if fresh {
                 s.limit = limits.nominal - (limits.nominal - limits.lower) / 2;
             }
+            note_demand(&mut s);
             s.max_seats = match self.queuing {
                 // kube: max(1, min(ceil(0.15 × nominal), nominal / handSize)), at most 10
                 Some(Some(q)) => {
@@ -215,6 +296,7 @@ impl Level {
         let sends = {
             let mut s = self.lock();
             s.limit = limit;
+            note_demand(&mut s);
             self.dispatch(&mut s)
         };
         deliver(sends);
@@ -229,8 +311,14 @@ impl Level {
         s.stats
     }
 
-    /// Offers a request of `width` seats from flow `hash`.
-    pub fn admit(self: &Arc<Self>, flow: &Arc<FlowMetrics>, hash: u64, width: u32) -> Admission {
+    /// Offers a request of `width` seats from flow `hash` (`req`: what the dump shows of it).
+    pub fn admit(
+        self: &Arc<Self>,
+        flow: &Arc<FlowMetrics>,
+        hash: u64,
+        width: u32,
+        req: Option<Arc<Request>>,
+    ) -> Admission {
         let mut s = self.lock();
         let width = width.clamp(MIN_SEATS, s.max_seats);
         flow.estimated_seats().observe(width as f64);
@@ -240,7 +328,7 @@ impl Level {
             s.seats_in_use += width;
             s.dispatched += 1;
             note_demand(&mut s);
-            return Admission::Now(self.seat(None, width, flow));
+            return Admission::Now(self.seat(None, None, width, flow));
         };
         self.sync_time(&mut s);
         let Some(q) = queuing else {
@@ -248,7 +336,7 @@ impl Level {
                 s.rejected += 1;
                 return Admission::Rejected(CONCURRENCY_LIMIT);
             }
-            return Admission::Now(self.start(&mut s, None, width, flow));
+            return Admission::Now(self.start(&mut s, None, width, flow, req));
         };
         let queue = choose_queue(&s, hash, q);
         if s.seats_in_use >= s.limit && s.queues[queue].waiting.len() >= q.queue_length_limit as usize {
@@ -264,7 +352,8 @@ impl Level {
             qu.next_dispatch_r = r;
         }
         let (tx, rx) = oneshot::channel();
-        qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx) });
+        qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx), req });
+        flow.queue_length().observe(qu.waiting.len() as f64);
         s.waiting += 1;
         s.waiting_seats += width;
         note_demand(&mut s);
@@ -290,7 +379,20 @@ impl Level {
     }
 
     /// Accounts a request starting on `width` seats.
-    fn start(self: &Arc<Self>, s: &mut State, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+    fn start(
+        self: &Arc<Self>,
+        s: &mut State,
+        queue: Option<usize>,
+        width: u32,
+        flow: &Arc<FlowMetrics>,
+        req: Option<Arc<Request>>,
+    ) -> Seat {
+        let id = req.map(|req| {
+            let id = s.next_id;
+            s.next_id += 1;
+            s.running.insert(id, Running { queue, seats: width, started: SystemTime::now(), req });
+            id
+        });
         s.seats_in_use += width;
         s.executing += 1;
         s.dispatched += 1;
@@ -299,14 +401,23 @@ impl Level {
             s.queues[q].executing += 1;
         }
         note_demand(s);
-        self.seat(queue, width, flow)
+        self.seat(id, queue, width, flow)
     }
 
-    fn seat(self: &Arc<Self>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
+    fn seat(self: &Arc<Self>, id: Option<u64>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
         flow.dispatched().inc();
         flow.executing().inc();
         flow.executing_seats().add(width as i64);
-        Seat { level: self.clone(), queue, seats: width, started: Instant::now(), flow: flow.clone() }
+        Seat {
+            level: self.clone(),
+            id,
+            queue,
+            seats: width,
+            started: Instant::now(),
+            flow: flow.clone(),
+            watch: false,
+            linger: Duration::ZERO,
+        }
     }
 
     /// kube's `dispatchAsMuchAsPossibleLocked`; the seats are delivered after the lock.
@@ -320,7 +431,7 @@ impl Level {
             s.queues[q].next_dispatch_r += w.work();
             w.flow.inqueue().dec();
             w.flow.inqueue_seats().sub(w.seats as i64);
-            let seat = self.start(s, Some(q), w.seats, &w.flow);
+            let seat = self.start(s, Some(q), w.seats, &w.flow, w.req.take());
             if let Some(tx) = w.tx.take() {
                 sends.push((w.id, tx, seat));
             }
@@ -330,10 +441,13 @@ impl Level {
 
     /// kube's `finishRequestLocked`: the queue is charged the real service time instead of
     /// the estimate, then whatever now fits is dispatched.
-    fn release(self: &Arc<Self>, queue: Option<usize>, width: u32, started: Instant) {
+    fn release(self: &Arc<Self>, id: Option<u64>, queue: Option<usize>, width: u32, started: Instant) {
         let sends = {
             let mut s = self.lock();
             self.sync_time(&mut s);
+            if let Some(id) = id {
+                s.running.remove(&id);
+            }
             s.executing -= 1;
             s.seats_in_use -= width;
             if let Some(q) = queue {
@@ -375,13 +489,46 @@ impl Level {
         true
     }
 
+    /// kube's dump_requests rows: each queue's waiting requests in order, then its executing
+    /// ones; then the executing requests of a level without queues (Reject).
+    pub fn dump_requests(&self) -> Vec<RequestRow> {
+        let s = self.lock();
+        let mut rows = Vec::new();
+        let running = |queue: Option<usize>| {
+            s.running.values().filter(move |r| r.queue == queue).map(move |r| RequestRow {
+                queue: queue.map_or(-1, |q| q as i64),
+                index: -1,
+                seats: r.seats,
+                started: Some(r.started),
+                req: r.req.clone(),
+            })
+        };
+        for (i, q) in s.queues.iter().enumerate() {
+            for (j, w) in q.waiting.iter().enumerate() {
+                if let Some(req) = &w.req {
+                    rows.push(RequestRow {
+                        queue: i as i64,
+                        index: j as i64,
+                        seats: w.seats,
+                        started: None,
+                        req: req.clone(),
+                    });
+                }
+            }
+            rows.extend(running(Some(i)));
+        }
+        rows.extend(running(None));
+        rows
+    }
+
     /// kube's dump_priority_levels row (after the name).
     pub fn dump_row(&self) -> Vec<String> {
         if self.is_exempt() {
             return vec!["<none>".to_string(); 9];
         }
         let s = self.lock();
-        let active = s.queues.iter().filter(|q| !q.waiting.is_empty() || q.executing > 0).count();
+        // kube: a queue is active while requests wait in it
+        let active = s.queues.iter().filter(|q| !q.waiting.is_empty()).count();
         vec![
             active.to_string(),
             (s.executing == 0 && s.waiting == 0).to_string(),
@@ -422,10 +569,22 @@ impl Level {
     }
 }
 
-/// The seats requested now (executing plus waiting), for borrowing's demand statistics.
+/// The seats requested now (executing plus waiting), for borrowing's demand statistics, and
+/// the utilization ratios as they are from now on.
 fn note_demand(s: &mut State) {
+    let now = Instant::now();
     let x = (s.seats_in_use + s.waiting_seats) as f64;
-    s.demand.set(Instant::now(), x);
+    s.demand.set(now, x);
+    let limit = if s.limit == 0 { s.fallback } else { s.limit } as f64;
+    let queue_capacity = match s.queues.first() {
+        Some(_) => s.queues.len() as f64 * s.queue_length_limit.max(1) as f64,
+        None => 1.0,
+    };
+    let r = &s.ratios;
+    r.seats.set_at(metrics::SEAT_UTILIZATION.bounds(), now, s.seats_in_use as f64, limit);
+    r.executing.set_at(metrics::REQUEST_UTILIZATION.bounds(), now, s.executing as f64, limit);
+    r.waiting.set_at(metrics::REQUEST_UTILIZATION.bounds(), now, s.waiting as f64, queue_capacity);
+    r.demand.set_at(metrics::DEMAND_SEATS.bounds(), now, x, limit);
 }
 
 /// kube's `getVirtualTimeRatioLocked`: the fair share of seats of each active queue.
@@ -501,6 +660,7 @@ fn deliver(sends: Sends) {
 
 impl Drop for Seat {
     fn drop(&mut self) {
+        self.flow.executed(self.watch).observe(self.started.elapsed().as_secs_f64());
         self.flow.executing().dec();
         self.flow.executing_seats().sub(self.seats as i64);
         if self.level.is_exempt() {
@@ -510,8 +670,19 @@ impl Drop for Seat {
             note_demand(&mut s);
             return;
         }
-        let level = self.level.clone();
-        level.release(self.queue, self.seats, self.started);
+        let (level, id, queue, seats, started) = (self.level.clone(), self.id, self.queue, self.seats, self.started);
+        // a write's seats stay taken while its events go out (kube's AdditionalLatency)
+        if !self.linger.is_zero() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let linger = self.linger;
+                rt.spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    level.release(id, queue, seats, started);
+                });
+                return;
+            }
+        }
+        level.release(id, queue, seats, started);
     }
 }
 

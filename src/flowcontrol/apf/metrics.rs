@@ -61,9 +61,74 @@ pub static WAIT_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
         "apiserver_flowcontrol_request_wait_duration_seconds",
         "Length of time a request spent waiting in its queue",
         &[PL, FS, "execute"],
-        vec![0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0]
+        DURATION_BUCKETS.to_vec()
     )
     .expect("metric")
+});
+
+/// kube's `requestDurationSecondsBuckets`.
+const DURATION_BUCKETS: [f64; 13] = [0.0, 0.005, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0];
+
+pub static EXECUTION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_request_execution_seconds",
+        "Duration of initial stage (for a WATCH) or any (for a non-WATCH) stage of request execution in the API Priority and Fairness subsystem",
+        &[PL, FS, "type"],
+        DURATION_BUCKETS.to_vec()
+    )
+    .expect("metric")
+});
+
+pub static QUEUE_LENGTH: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_request_queue_length_after_enqueue",
+        "Length of queue in the API Priority and Fairness subsystem, as seen by each request after it is enqueued",
+        &[PL, FS],
+        vec![0.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
+    )
+    .expect("metric")
+});
+
+pub static WATCH_COUNT: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "apiserver_flowcontrol_watch_count_samples",
+        "count of watchers for mutating requests in API Priority and Fairness",
+        &[PL, FS],
+        vec![0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+    )
+    .expect("metric")
+});
+
+use super::timing::{register as timing_ratio, TimingRatioVec};
+
+pub static SEAT_UTILIZATION: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_priority_level_seat_utilization",
+        "Observations, at the end of every nanosecond, of utilization of seats for any stage of execution (but only initial stage for WATCHes); denominator is current seat limit or max(1, round(server seat limit/10))",
+        &[PL],
+        Some(("phase", "executing")),
+        &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+    )
+});
+
+pub static REQUEST_UTILIZATION: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_priority_level_request_utilization",
+        "Observations, at the end of every nanosecond, of number of requests waiting or in any stage of execution (but only initial stage for WATCHes); denominator for waiting is max(1, QueueLengthLimit) X max(1, DesiredNumQueues), for executing is current seat limit if that is not zero otherwise max(1, round(server seat limit/10))",
+        &["phase", PL],
+        None,
+        &[0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.25, 0.5, 0.75, 1.0],
+    )
+});
+
+pub static DEMAND_SEATS: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_demand_seats",
+        "Observations, at the end of every nanosecond, of (the number of seats each priority level could use) / (current seat limit for that level if that is not zero otherwise max(1, round(server seat limit/10.0)))",
+        &[PL],
+        None,
+        &[0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.7, 2.0, 2.8, 4.0, 6.0],
+    )
 });
 
 pub static NOMINAL_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
@@ -176,6 +241,12 @@ pub fn force() {
     Lazy::force(&EXECUTING);
     Lazy::force(&EXECUTING_SEATS);
     Lazy::force(&WAIT_DURATION);
+    Lazy::force(&EXECUTION);
+    Lazy::force(&QUEUE_LENGTH);
+    Lazy::force(&WATCH_COUNT);
+    Lazy::force(&SEAT_UTILIZATION);
+    Lazy::force(&REQUEST_UTILIZATION);
+    Lazy::force(&DEMAND_SEATS);
     Lazy::force(&NOMINAL_LIMIT);
     Lazy::force(&LOWER_LIMIT);
     Lazy::force(&UPPER_LIMIT);
@@ -203,6 +274,10 @@ pub struct FlowMetrics {
     executing: OnceLock<IntGauge>,
     executing_seats: OnceLock<IntGauge>,
     waited: [OnceLock<Histogram>; 2],
+    /// Execution time of a regular request and of a watch's initial stage.
+    executed: [OnceLock<Histogram>; 2],
+    queue_length: OnceLock<Histogram>,
+    watch_count: OnceLock<Histogram>,
 }
 
 impl FlowMetrics {
@@ -217,6 +292,9 @@ impl FlowMetrics {
             executing: OnceLock::new(),
             executing_seats: OnceLock::new(),
             waited: [OnceLock::new(), OnceLock::new()],
+            executed: [OnceLock::new(), OnceLock::new()],
+            queue_length: OnceLock::new(),
+            watch_count: OnceLock::new(),
         })
     }
 
@@ -259,6 +337,22 @@ impl FlowMetrics {
         let label = if executed { "true" } else { "false" };
         self.waited[executed as usize]
             .get_or_init(|| WAIT_DURATION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// kube's `ObserveExecutionDuration`: `type` is "watch" for a watch, else "regular".
+    pub fn executed(&self, watch: bool) -> &Histogram {
+        let label = if watch { "watch" } else { "regular" };
+        self.executed[watch as usize].get_or_init(|| EXECUTION.with_label_values(&[&self.level, &self.schema, label]))
+    }
+
+    /// The length of the queue a request just joined.
+    pub fn queue_length(&self) -> &Histogram {
+        self.queue_length.get_or_init(|| QUEUE_LENGTH.with_label_values(&self.labels()))
+    }
+
+    /// The watches a write notifies (kube's `ObserveWatchCount`).
+    pub fn watch_count(&self) -> &Histogram {
+        self.watch_count.get_or_init(|| WATCH_COUNT.with_label_values(&self.labels()))
     }
 
     /// A refusal (rare: looked up each time).

@@ -12,7 +12,10 @@ pub mod level;
 pub mod limits;
 pub mod metrics;
 pub mod shuffle;
+pub mod timing;
 pub mod types;
+pub mod validation;
+pub mod watches;
 pub mod width;
 
 use crate::authn::UserInfo;
@@ -111,6 +114,8 @@ pub struct Apf {
     /// it serves flowcontrol.apiserver.k8s.io. One lock, so that compilations do not interleave.
     sources: Mutex<Sources>,
     count: OnceLock<Box<width::ObjectCount>>,
+    /// The watches let through, for the cost of the writes they follow.
+    pub watches: Arc<watches::Watches>,
 }
 
 #[derive(Default)]
@@ -131,6 +136,7 @@ impl Apf {
             config: ArcSwap::from_pointee(config),
             sources: Mutex::new(Sources { files, stored: Objects::default() }),
             count: OnceLock::new(),
+            watches: Arc::default(),
         });
         rebalance_every(Arc::downgrade(&apf));
         Ok(apf)
@@ -182,6 +188,16 @@ impl Apf {
         width::seats(info, query, self.count.get().map(|b| b.as_ref()))
     }
 
+    /// A write's cost for the watches it notifies, at its level (kube samples the count).
+    pub fn fan_out(&self, decision: &Decision<'_>, info: &RequestInfo) -> width::FanOut {
+        if !width::notifies(info) {
+            return width::FanOut::default();
+        }
+        let watches = self.watches.interested(info);
+        decision.schema.metrics.watch_count().observe(watches as f64);
+        width::fan_out(info, watches, decision.schema.level.max_seats())
+    }
+
     /// kube's periodic borrowing: each level's current seats from its demand in the period.
     fn rebalance(&self) {
         let cfg = self.config.load();
@@ -229,10 +245,21 @@ impl Config {
 }
 
 impl Decision<'_> {
-    /// Offers the request to its level.
-    pub fn admit(&self, width: u32) -> Admission {
+    /// Offers the request (of `user`) to its level; a limited level keeps what its
+    /// dump_requests shows of it while it waits and executes.
+    pub fn admit(&self, width: u32, fan_out: width::FanOut, user: &str, info: &Arc<RequestInfo>) -> Admission {
         let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
-        self.schema.level.admit(&self.schema.metrics, hash, width)
+        let req = (!self.schema.level.is_exempt()).then(|| {
+            Arc::new(level::Request {
+                flow_schema: self.schema.name.clone(),
+                distinguisher: self.distinguisher.clone(),
+                user: user.to_string(),
+                info: info.clone(),
+                arrive: std::time::SystemTime::now(),
+                fan_out,
+            })
+        });
+        self.schema.level.admit(&self.schema.metrics, hash, width.max(fan_out.seats), req)
     }
 }
 
@@ -325,6 +352,7 @@ fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>)
     }
     let bounds = limits::bounds(server, &shares);
     for ((l, b), fresh) in levels.iter().zip(&bounds).zip(fresh) {
+        l.set_server_seats(server);
         l.set_limits(*b, fresh);
         let name = l.name.as_str();
         metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);

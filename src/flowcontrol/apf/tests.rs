@@ -180,16 +180,6 @@ spec:
 ---
 apiVersion: flowcontrol.apiserver.k8s.io/v1
 kind: FlowSchema
-metadata: {name: exempt}
-spec:
-  matchingPrecedence: 1
-  priorityLevelConfiguration: {name: slow}
-  rules:
-  - subjects: [{kind: Group, group: {name: "*"}}]
-    nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
----
-apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: FlowSchema
 metadata: {name: dangling}
 spec:
   matchingPrecedence: 2
@@ -207,11 +197,7 @@ spec:
     );
     assert_eq!(classify_as(&cfg, &noisy, "GET", "/api/v1/pods").0, "global-default", "not clusterScope");
     assert_eq!(classify_as(&cfg, &noisy, "GET", "/api/v1/namespaces/x/pods/p").0, "global-default", "get is not list");
-    assert_eq!(
-        classify_as(&cfg, &noisy, "GET", "/healthz").0,
-        "probes",
-        "the mandatory exempt is kept, dangling skipped"
-    );
+    assert_eq!(classify_as(&cfg, &noisy, "GET", "/healthz").0, "probes", "dangling skipped");
     let slow = cfg.levels.iter().find(|l| l.name == "slow").unwrap();
     assert_eq!(slow.uid, "11111111-2222-3333-4444-555555555555");
     let exempt = cfg.schemas.iter().find(|s| &*s.name == "exempt").unwrap();
@@ -223,8 +209,12 @@ fn bad_objects_are_refused_with_their_place() {
     for (yaml, want) in [
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "not flowcontrol"),
         (
-            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: x}\nspec: {matchingPrecedence: 0, priorityLevelConfiguration: {name: y}}\n",
-            "matchingPrecedence",
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: x}\nspec: {matchingPrecedence: -1, priorityLevelConfiguration: {name: y}}\n",
+            "spec.matchingPrecedence: Invalid value: -1: must be a positive value",
+        ),
+        (
+            "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: exempt}\nspec: {matchingPrecedence: 1, priorityLevelConfiguration: {name: slow}}\n",
+            "FlowSchema.flowcontrol.apiserver.k8s.io \"exempt\" is invalid: spec: Invalid value: ",
         ),
         (
             "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: x}\nspec: {type: Limited, limited: {limitResponse: {type: Queue, queuing: {queues: 2, handSize: 3}}}}\n",

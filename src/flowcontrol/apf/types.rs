@@ -1,8 +1,8 @@
 //! `flowcontrol.apiserver.k8s.io/v1` FlowSchema and PriorityLevelConfiguration, as policy
 //! files and kubectl write them (multi-document YAML or JSON, `List`s too), with kube's
-//! defaults and the validation that matters for serving them.
+//! defaults and validation (`validation.rs`), so that a file holds what kube would store.
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde::Deserialize;
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -222,20 +222,33 @@ impl Objects {
         if !api.starts_with("flowcontrol.apiserver.k8s.io/") {
             bail!("{origin}: apiVersion {api:?} is not flowcontrol.apiserver.k8s.io");
         }
-        match kind.as_str() {
-            "FlowSchema" => {
-                let fs: FlowSchema = serde_yaml::from_value(v).with_context(|| format!("{origin}: FlowSchema"))?;
-                fs.validate().with_context(|| format!("{origin}: FlowSchema {:?}", fs.metadata.name))?;
-                self.flow_schemas.push(fs);
-            }
-            "PriorityLevelConfiguration" => {
-                let pl: PriorityLevelConfiguration =
-                    serde_yaml::from_value(v).with_context(|| format!("{origin}: PriorityLevelConfiguration"))?;
-                pl.validate()
-                    .with_context(|| format!("{origin}: PriorityLevelConfiguration {:?}", pl.metadata.name))?;
-                self.priority_levels.push(pl);
-            }
+        let resource = match kind.as_str() {
+            "FlowSchema" => "flowschemas",
+            "PriorityLevelConfiguration" => "prioritylevelconfigurations",
             other => bail!("{origin}: kind {other:?} is not FlowSchema or PriorityLevelConfiguration"),
+        };
+        let v = serde_json::to_value(v).with_context(|| format!("{origin}: {kind}"))?;
+        self.push(resource, v).with_context(|| format!("{origin}: {kind}"))
+    }
+
+    /// Defaults and validates one object as kube does on write, and keeps it.
+    fn push(&mut self, resource: &str, mut v: serde_json::Value) -> anyhow::Result<()> {
+        super::validation::set_defaults(resource, &mut v);
+        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let mut causes = crate::store::validation::validate_name(crate::store::validation::NameRule::Subdomain, &name);
+        let (kind, more) = if resource == "flowschemas" {
+            ("FlowSchema", super::validation::flow_schema(&v))
+        } else {
+            ("PriorityLevelConfiguration", super::validation::priority_level(&v))
+        };
+        causes.extend(more);
+        if !causes.is_empty() {
+            bail!("{}", crate::api::Status::invalid(super::ensurer::GROUP, kind, &name, causes).message);
+        }
+        if resource == "flowschemas" {
+            self.flow_schemas.push(serde_json::from_value(v)?);
+        } else {
+            self.priority_levels.push(serde_json::from_value(v)?);
         }
         Ok(())
     }
@@ -244,18 +257,12 @@ impl Objects {
     /// does not parse or validate is left out (logged), not the whole set.
     pub fn from_stored(resource: &str, objects: Vec<serde_json::Value>) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
+        if resource != "flowschemas" && resource != "prioritylevelconfigurations" {
+            bail!("{resource} is not a flowcontrol.apiserver.k8s.io resource");
+        }
         for v in objects {
             let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-            let r = match resource {
-                "flowschemas" => serde_json::from_value::<FlowSchema>(v)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|fs| fs.validate().map(|_| out.flow_schemas.push(fs))),
-                "prioritylevelconfigurations" => serde_json::from_value::<PriorityLevelConfiguration>(v)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|pl| pl.validate().map(|_| out.priority_levels.push(pl))),
-                other => bail!("{other} is not a flowcontrol.apiserver.k8s.io resource"),
-            };
-            if let Err(e) = r {
+            if let Err(e) = out.push(resource, v) {
                 tracing::warn!(resource, name, error = %format!("{e:#}"), "stored APF object ignored: invalid");
             }
         }
@@ -278,57 +285,12 @@ impl Objects {
 }
 
 impl FlowSchema {
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.metadata.name.is_empty() {
-            bail!("metadata.name: Required value");
-        }
-        let p = self.spec.matching_precedence;
-        if !(1..=10000).contains(&p) {
-            bail!("spec.matchingPrecedence: Invalid value: {p}: must be between 1 and 10000, inclusive");
-        }
-        if let Some(d) = &self.spec.distinguisher_method {
-            if d.kind != "ByUser" && d.kind != "ByNamespace" {
-                bail!("spec.distinguisherMethod.type: Unsupported value: {:?}: supported values: \"ByNamespace\", \"ByUser\"", d.kind);
-            }
-        }
-        for (i, r) in self.spec.rules.iter().enumerate() {
-            if r.subjects.is_empty() {
-                bail!("spec.rules[{i}].subjects: Required value");
-            }
-            for (j, s) in r.subjects.iter().enumerate() {
-                let ok = match s.kind.as_str() {
-                    "User" => s.user.is_some(),
-                    "Group" => s.group.is_some(),
-                    "ServiceAccount" => s.service_account.is_some(),
-                    _ => bail!("spec.rules[{i}].subjects[{j}].kind: Unsupported value: {:?}", s.kind),
-                };
-                if !ok {
-                    bail!("spec.rules[{i}].subjects[{j}]: {} subject without its {} field", s.kind, s.kind);
-                }
-            }
-        }
-        Ok(())
-    }
-
     pub fn level(&self) -> &str {
         &self.spec.priority_level_configuration.name
     }
 }
 
 impl PriorityLevelConfiguration {
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.metadata.name.is_empty() {
-            bail!("metadata.name: Required value");
-        }
-        match (self.spec.kind.as_str(), &self.spec.limited) {
-            ("Exempt", None) => Ok(()),
-            ("Exempt", Some(_)) => bail!("spec.limited: Forbidden: must be nil if the type is not Limited"),
-            ("Limited", None) => bail!("spec.limited: Required value: must not be empty when type is Limited"),
-            ("Limited", Some(l)) => l.validate(),
-            (other, _) => bail!("spec.type: Unsupported value: {other:?}: supported values: \"Exempt\", \"Limited\""),
-        }
-    }
-
     pub fn is_exempt(&self) -> bool {
         self.spec.kind == "Exempt"
     }
@@ -351,31 +313,6 @@ impl PriorityLevelConfiguration {
 }
 
 impl Limited {
-    fn validate(&self) -> anyhow::Result<()> {
-        if self.lendable_percent.is_some_and(|p| p > 100) {
-            bail!("spec.limited.lendablePercent: Invalid value: must be between 0 and 100, inclusive");
-        }
-        match (self.limit_response.kind.as_str(), &self.limit_response.queuing) {
-            ("Reject", None) => Ok(()),
-            ("Reject", Some(_)) => bail!("spec.limited.limitResponse.queuing: Forbidden: must be nil if limited.limitResponse.type is not Limited"),
-            ("Queue", q) => {
-                let q = q.unwrap_or_default();
-                if q.queues == 0 || q.queue_length_limit == 0 || q.hand_size == 0 {
-                    bail!("spec.limited.limitResponse.queuing: queues, handSize and queueLengthLimit must be positive");
-                }
-                if q.hand_size > q.queues {
-                    return Err(anyhow!(
-                        "spec.limited.limitResponse.queuing.handSize: Invalid value: {}: should not be greater than queues ({})",
-                        q.hand_size,
-                        q.queues
-                    ));
-                }
-                Ok(())
-            }
-            (other, _) => bail!("spec.limited.limitResponse.type: Unsupported value: {other:?}: supported values: \"Queue\", \"Reject\""),
-        }
-    }
-
     pub fn shares(&self) -> u32 {
         self.nominal_concurrency_shares.unwrap_or(30)
     }

@@ -106,6 +106,14 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
         _ => {}
     }
     fold_string_data(def, obj);
+    api_defaults(def, obj);
+}
+
+/// kube's defaulting of the kinds that have defaults it applies on every decode.
+fn api_defaults(def: &ResourceDef, obj: &mut Value) {
+    if def.group == crate::flowcontrol::apf::ensurer::GROUP {
+        crate::flowcontrol::apf::validation::set_defaults(&def.resource, obj);
+    }
 }
 
 /// A Secret's stringData is write-only: merged into data, base64-encoded.
@@ -251,6 +259,7 @@ pub(super) fn prepare_update(
         incoming
     };
     fold_string_data(t.def, &mut new);
+    api_defaults(t.def, &mut new);
     if namespace::is_namespaces(t.def) {
         namespace::prepare_update(&t.subresource, existing, &mut new);
     }
