@@ -137,11 +137,15 @@ impl Local {
                 .map(|b| super::openapi::gv_name(&b.spec.group, &b.spec.version))
                 .collect();
             if upstream.is_some() || !backends.is_empty() {
-                return super::openapi::serve_index(req, &local, &backends, upstream.as_deref());
+                let custom = self.rest.store.custom_schemas();
+                return super::openapi::serve_index(req, &local, &custom, &backends, upstream.as_deref());
             }
         }
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(reply) = crate::store::openapi::serve(info, &local, header("If-None-Match"), header("Accept")) {
+        let custom = self.rest.store.custom_schemas();
+        if let Some(reply) =
+            crate::store::openapi::serve(info, &local, &custom, header("If-None-Match"), header("Accept"))
+        {
             return reply;
         }
         let upstream = self.router.upstream().and_then(|d| d.discovery.load_full());

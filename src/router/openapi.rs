@@ -69,8 +69,14 @@ fn etagged(req: &RequestHeader, doc: &Value) -> Reply {
 /// Answers `/openapi/v3`, the index merged from the upstream's, the available backends' and
 /// frontdoor's own documents (which `store::openapi` serves, cached). `backends` are the
 /// available APIService backends' group-version names ("apis/g/v").
-pub fn serve_index(req: &RequestHeader, local: &[ApiResource], backends: &[String], upstream: Option<&Value>) -> Reply {
-    let hashes = crate::store::openapi::v3_hashes(local);
+pub fn serve_index(
+    req: &RequestHeader,
+    local: &[ApiResource],
+    custom: &crate::store::openapi::CustomSchemas,
+    backends: &[String],
+    upstream: Option<&Value>,
+) -> Reply {
+    let hashes = crate::store::openapi::v3_hashes(local, custom);
     etagged(req, &v3_index(&hashes, backends, upstream))
 }
 
@@ -106,11 +112,11 @@ mod tests {
             crate::store::resources::defaults().iter().flat_map(|d| d.api_resources()).collect();
         let req = RequestHeader::build("GET", b"/openapi/v3", None).unwrap();
         let backends = ["apis/wardle.example.com/v1".to_string()];
-        let r = serve_index(&req, &local, &backends, None);
+        let r = serve_index(&req, &local, &Default::default(), &backends, None);
         assert_eq!(r.code, 200);
         let etag = r.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
         let mut again = RequestHeader::build("GET", b"/openapi/v3", None).unwrap();
         again.insert_header("If-None-Match", etag).unwrap();
-        assert_eq!(serve_index(&again, &local, &backends, None).code, 304);
+        assert_eq!(serve_index(&again, &local, &Default::default(), &backends, None).code, 304);
     }
 }

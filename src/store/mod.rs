@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod controller;
+pub mod crd;
 pub mod etcd;
 pub mod events;
 pub mod gc;
@@ -106,6 +107,8 @@ pub struct Store {
 /// What every clone of a `Store` shares.
 pub struct Shared {
     defs: Vec<ResourceDef>,
+    /// The custom resources served now (CustomResourceDefinitions'), with their schemas.
+    custom: arc_swap::ArcSwap<CustomSet>,
     pub storage: Arc<dyn Storage>,
     hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,
@@ -163,6 +166,7 @@ impl Store {
         metrics::force();
         let shared = Shared {
             defs,
+            custom: Default::default(),
             storage,
             hooks: Default::default(),
             status: RwLock::new(Vec::new()),
@@ -175,6 +179,7 @@ impl Store {
         }
         namespace::start(&store);
         gc::start(&store);
+        crd::controller::start(&store);
         Ok(store)
     }
 
@@ -208,13 +213,50 @@ impl Store {
         health.add("etcd", crate::endpoints::health::Scope::All, Arc::new(move || storage.healthy()));
     }
 
-    /// The resources the store serves, for discovery.
+    /// The resources the store serves, for discovery: the built-in ones, then the custom.
     pub fn resources(&self) -> Vec<crate::api::ApiResource> {
-        self.defs.iter().flat_map(ResourceDef::api_resources).collect()
+        let custom = self.custom.load();
+        self.defs.iter().chain(custom.defs.iter()).flat_map(ResourceDef::api_resources).collect()
     }
 
+    /// The built-in resources.
     pub fn defs(&self) -> &[ResourceDef] {
         &self.defs
+    }
+
+    /// Every resource with storage of its own: the built-in ones and each custom resource
+    /// once (at its storage version).
+    pub fn all_defs(&self) -> Vec<ResourceDef> {
+        let custom = self.custom.load();
+        let stored = custom.defs.iter().filter(|d| d.custom.as_ref().is_some_and(|c| c.storage_version == d.version));
+        self.defs.iter().chain(stored).cloned().collect()
+    }
+
+    /// The definition serving `group`/`version`/`resource`: a built-in one (borrowed) or a
+    /// custom resource's (owned: the set changes with every CRD write).
+    pub fn served_def(&self, group: &str, version: &str, resource: &str) -> Option<std::borrow::Cow<'_, ResourceDef>> {
+        if let Some(d) = self.defs.iter().find(|d| d.group == group && d.version == version && d.resource == resource) {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let custom = self.custom.load();
+        let d = custom.defs.iter().find(|d| d.group == group && d.version == version && d.resource == resource)?;
+        Some(std::borrow::Cow::Owned(d.clone()))
+    }
+
+    /// Replaces the served custom resources (the CRD controller's hook).
+    pub fn set_custom(&self, defs: Vec<ResourceDef>) {
+        // a built-in resource is never shadowed
+        let defs: Vec<ResourceDef> = defs
+            .into_iter()
+            .filter(|d| !self.defs.iter().any(|b| b.group == d.group && b.resource == d.resource))
+            .collect();
+        let schemas = Arc::new(crd::openapi::schemas(&defs));
+        self.custom.store(Arc::new(CustomSet { defs, schemas }));
+    }
+
+    /// The custom resources' schemas, for /openapi.
+    pub fn custom_schemas(&self) -> Arc<openapi::CustomSchemas> {
+        self.custom.load().schemas.clone()
     }
 
     pub fn def(&self, group: &str, resource: &str) -> Option<&ResourceDef> {
@@ -224,6 +266,12 @@ impl Store {
     /// Whether this group/version/resource is served from the store.
     pub fn serves(&self, group: &str, version: &str, resource: &str) -> bool {
         self.defs.iter().any(|d| d.group == group && d.version == version && d.resource == resource)
+            || self
+                .custom
+                .load()
+                .defs
+                .iter()
+                .any(|d| d.group == group && d.version == version && d.resource == resource)
     }
 
     /// Calls `f` with every object of `group`/`resource` now and after every write to it
@@ -340,12 +388,20 @@ impl Store {
 
 /// An object as it is stored: another version's view of a resource in the form of the one
 /// whose storage it shares.
-fn stored_form(def: &ResourceDef, obj: Value) -> Value {
+fn stored_form(def: &ResourceDef, mut obj: Value) -> Value {
     if events::is_events_v1(def) {
         events::to_core(&obj)
     } else {
+        crd::to_storage(def, &mut obj);
         obj
     }
+}
+
+/// The custom resources served, and their schemas for /openapi.
+#[derive(Default)]
+pub struct CustomSet {
+    pub defs: Vec<ResourceDef>,
+    pub schemas: Arc<openapi::CustomSchemas>,
 }
 
 /// A PEM CA bundle, checked as kube checks --root-ca-file (every block a certificate).

@@ -13,6 +13,39 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+/// The custom resources' definitions (CRDs' schemas, store::crd::openapi), beside kube's own.
+#[derive(Debug, Default)]
+pub struct CustomSchemas {
+    /// (group, version, kind, definition name)
+    pub kinds: Vec<(String, String, String, String)>,
+    pub definitions: Map<String, Value>,
+    /// Tells one set of schemas from another (the documents' cache key).
+    pub fingerprint: String,
+}
+
+/// kube's definitions and the custom ones, looked up as one.
+struct Defs<'a> {
+    builtin: &'a schema::Schemas,
+    custom: &'a CustomSchemas,
+}
+
+impl<'a> Defs<'a> {
+    fn new(custom: &'a CustomSchemas) -> Self {
+        Defs { builtin: schema::get(), custom }
+    }
+
+    fn kind(&self, group: &str, version: &str, kind: &str) -> Option<&'a str> {
+        self.builtin.kind(group, version, kind).or_else(|| {
+            let found = self.custom.kinds.iter().find(|(g, v, k, _)| g == group && v == version && k == kind);
+            found.map(|(.., n)| n.as_str())
+        })
+    }
+
+    fn definition(&self, name: &str) -> Option<&'a Value> {
+        self.builtin.definition(name).or_else(|| self.custom.definitions.get(name))
+    }
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
@@ -38,7 +71,7 @@ fn operation_id(verb: &str, r: &ApiResource, suffix: &str) -> String {
 }
 
 /// The definition names `roots` refer to, transitively.
-fn reachable(defs: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
+fn reachable(defs: &Defs, roots: &[String]) -> BTreeSet<String> {
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
@@ -55,7 +88,7 @@ fn reachable(defs: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
     let mut todo: Vec<String> = roots.to_vec();
     while let Some(n) = todo.pop() {
         if seen.insert(n.clone()) {
-            if let Some(d) = defs.get(&n) {
+            if let Some(d) = defs.definition(&n) {
                 refs(d, &mut todo);
             }
         }
@@ -91,8 +124,7 @@ fn to_v3(v: &Value) -> Value {
 }
 
 /// The paths of `resources` (top-level ones; subresources are their objects' paths), for v2 or v3.
-fn paths(resources: &[&ApiResource], v3: bool) -> Map<String, Value> {
-    let s = schema::get();
+fn paths(resources: &[&ApiResource], s: &Defs, v3: bool) -> Map<String, Value> {
     let mut paths = Map::new();
     let query = |name: &str, desc: &str| {
         if v3 {
@@ -220,13 +252,12 @@ fn paths(resources: &[&ApiResource], v3: bool) -> Map<String, Value> {
 }
 
 /// The definitions `resources`' kinds need (with the meta types every path refers to).
-fn definitions(resources: &[&ApiResource]) -> BTreeSet<String> {
-    let s = schema::get();
+fn definitions(resources: &[&ApiResource], s: &Defs) -> BTreeSet<String> {
     let mut roots: Vec<String> =
         resources.iter().filter_map(|r| s.kind(&r.group, &r.version, &r.kind)).map(String::from).collect();
     roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.Status".into());
     roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into());
-    reachable(&s.definitions, &roots)
+    reachable(s, &roots)
 }
 
 fn info() -> Value {
@@ -234,15 +265,15 @@ fn info() -> Value {
 }
 
 /// The whole swagger 2.0 document of `resources` (kube's `/openapi/v2`).
-pub fn v2_document(resources: &[ApiResource]) -> Value {
+pub fn v2_document(resources: &[ApiResource], custom: &CustomSchemas) -> Value {
     let all: Vec<&ApiResource> = resources.iter().collect();
-    let s = schema::get();
+    let s = &Defs::new(custom);
     let defs: Map<String, Value> =
-        definitions(&all).into_iter().filter_map(|n| s.definition(&n).map(|d| (n.clone(), d.clone()))).collect();
+        definitions(&all, s).into_iter().filter_map(|n| s.definition(&n).map(|d| (n.clone(), d.clone()))).collect();
     json!({
         "swagger": "2.0",
         "info": info(),
-        "paths": paths(&all, false),
+        "paths": paths(&all, s, false),
         "definitions": defs,
         "securityDefinitions": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header", "description": "Bearer Token authentication"}},
         "security": [{"BearerToken": []}],
@@ -250,25 +281,25 @@ pub fn v2_document(resources: &[ApiResource]) -> Value {
 }
 
 /// One OpenAPI v3 document per group-version of `resources`: (`api/v1` or `apis/G/V`, document).
-pub fn v3_documents(resources: &[ApiResource]) -> Vec<(String, Value)> {
+pub fn v3_documents(resources: &[ApiResource], custom: &CustomSchemas) -> Vec<(String, Value)> {
     let mut gvs: Vec<(String, String)> = Vec::new();
     for r in resources {
         if !gvs.contains(&(r.group.clone(), r.version.clone())) {
             gvs.push((r.group.clone(), r.version.clone()));
         }
     }
-    let s = schema::get();
+    let s = &Defs::new(custom);
     gvs.into_iter()
         .map(|(g, v)| {
             let here: Vec<&ApiResource> = resources.iter().filter(|r| r.group == g && r.version == v).collect();
-            let schemas: Map<String, Value> = definitions(&here)
+            let schemas: Map<String, Value> = definitions(&here, s)
                 .into_iter()
                 .filter_map(|n| s.definition(&n).map(|d| (n.clone(), to_v3(d))))
                 .collect();
             let doc = json!({
                 "openapi": "3.0.0",
                 "info": info(),
-                "paths": paths(&here, true),
+                "paths": paths(&here, s, true),
                 "components": {"schemas": schemas, "securitySchemes": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}}},
             });
             (gv_path(&g, &v), doc)
@@ -293,33 +324,42 @@ impl Served {
 
 /// Every document for one set of resources.
 struct Documents {
-    key: Vec<(String, String, String, String, Vec<String>)>,
+    key: Key,
     v2: Served,
     v3_root: Served,
     v3: Vec<(String, Served)>,
 }
 
-fn build(resources: &[ApiResource], key: Vec<(String, String, String, String, Vec<String>)>) -> Documents {
-    let v3: Vec<(String, Served)> = v3_documents(resources).iter().map(|(p, d)| (p.clone(), Served::new(d))).collect();
+type Key = (Vec<(String, String, String, String, Vec<String>)>, String);
+
+fn build(resources: &[ApiResource], custom: &CustomSchemas, key: Key) -> Documents {
+    let v3: Vec<(String, Served)> =
+        v3_documents(resources, custom).iter().map(|(p, d)| (p.clone(), Served::new(d))).collect();
     let mut root = Map::new();
     for (p, d) in &v3 {
         root.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.etag)}));
     }
-    Documents { key, v2: Served::new(&v2_document(resources)), v3_root: Served::new(&json!({"paths": root})), v3 }
+    Documents {
+        key,
+        v2: Served::new(&v2_document(resources, custom)),
+        v3_root: Served::new(&json!({"paths": root})),
+        v3,
+    }
 }
 
 /// The documents for `resources`, rebuilt only when the set changes.
-fn documents(resources: &[ApiResource]) -> Arc<Documents> {
+fn documents(resources: &[ApiResource], custom: &CustomSchemas) -> Arc<Documents> {
     static CACHE: Mutex<Option<Arc<Documents>>> = Mutex::new(None);
-    let key: Vec<_> = resources
+    let listed: Vec<_> = resources
         .iter()
         .map(|r| (r.group.clone(), r.version.clone(), r.name.clone(), r.kind.clone(), r.verbs.clone()))
         .collect();
+    let key = (listed, custom.fingerprint.clone());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(d) = cache.as_ref().filter(|d| d.key == key) {
         return d.clone();
     }
-    let d = Arc::new(build(resources, key));
+    let d = Arc::new(build(resources, custom, key));
     *cache = Some(d.clone());
     d
 }
@@ -340,6 +380,7 @@ fn accepts_json(accept: Option<&str>) -> bool {
 pub fn serve(
     info: &RequestInfo,
     local: &[ApiResource],
+    custom: &CustomSchemas,
     if_none_match: Option<&str>,
     accept: Option<&str>,
 ) -> Option<Reply> {
@@ -354,7 +395,7 @@ pub fn serve(
             "only the following media types are accepted: application/json",
         )));
     }
-    let docs = documents(local);
+    let docs = documents(local, custom);
     let path = info.path.trim_end_matches('/');
     let served = match path {
         "/openapi/v2" => &docs.v2,
@@ -378,8 +419,8 @@ pub fn serve(
 
 /// The ETag of each group-version document of `resources`: ("api/v1" or "apis/G/V", hash),
 /// what `/openapi/v3`'s index names them by.
-pub fn v3_hashes(resources: &[ApiResource]) -> Vec<(String, String)> {
-    documents(resources).v3.iter().map(|(p, d)| (p.clone(), d.etag.clone())).collect()
+pub fn v3_hashes(resources: &[ApiResource], custom: &CustomSchemas) -> Vec<(String, String)> {
+    documents(resources, custom).v3.iter().map(|(p, d)| (p.clone(), d.etag.clone())).collect()
 }
 
 #[cfg(test)]
@@ -392,7 +433,7 @@ mod tests {
 
     #[test]
     fn v3_documents_carry_kubes_schemas() {
-        let docs = v3_documents(&resources());
+        let docs = v3_documents(&resources(), &CustomSchemas::default());
         let (_, core) = docs.iter().find(|(p, _)| p == "api/v1").unwrap();
         let patch = &core["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
@@ -413,7 +454,7 @@ mod tests {
 
     #[test]
     fn v2_is_one_swagger_document() {
-        let d = v2_document(&resources());
+        let d = v2_document(&resources(), &CustomSchemas::default());
         assert_eq!(d["swagger"], "2.0");
         assert_eq!(
             d["definitions"]["io.k8s.api.rbac.v1.Role"]["x-kubernetes-group-version-kind"][0]["group"],
@@ -429,19 +470,20 @@ mod tests {
     #[test]
     fn served_with_etags_and_cached() {
         let rs = resources();
+        let none = CustomSchemas::default();
         let info = |path: &str| RequestInfo { path: path.into(), verb: "get".into(), ..Default::default() };
-        let root = serve(&info("/openapi/v3"), &rs, None, None).unwrap();
+        let root = serve(&info("/openapi/v3"), &rs, &none, None, None).unwrap();
         let v: Value = serde_json::from_slice(&root.body).unwrap();
         let url = v["paths"]["api/v1"]["serverRelativeURL"].as_str().unwrap().to_string();
         assert!(url.starts_with("/openapi/v3/api/v1?hash="));
-        let doc = serve(&info("/openapi/v3/api/v1"), &rs, None, Some("application/json")).unwrap();
+        let doc = serve(&info("/openapi/v3/api/v1"), &rs, &none, None, Some("application/json")).unwrap();
         let etag = doc.headers.iter().find(|(k, _)| *k == "ETag").unwrap().1.clone();
         assert_eq!(format!("\"{}\"", url.split("hash=").nth(1).unwrap()), etag);
-        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, Some(&etag), None).unwrap().code, 304);
-        assert!(Arc::ptr_eq(&documents(&rs), &documents(&rs)), "built once per resource set");
-        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some("application/json, */*")).unwrap().code, 200);
+        assert_eq!(serve(&info("/openapi/v3/api/v1"), &rs, &none, Some(&etag), None).unwrap().code, 304);
+        assert!(Arc::ptr_eq(&documents(&rs, &none), &documents(&rs, &none)), "built once per resource set");
+        assert_eq!(serve(&info("/openapi/v2"), &rs, &none, None, Some("application/json, */*")).unwrap().code, 200);
         let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-        assert_eq!(serve(&info("/openapi/v2"), &rs, None, Some(pb)).unwrap().code, 406);
-        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, None, None).is_none());
+        assert_eq!(serve(&info("/openapi/v2"), &rs, &none, None, Some(pb)).unwrap().code, 406);
+        assert!(serve(&info("/openapi/v3/apis/nope/v1"), &rs, &none, None, None).is_none());
     }
 }

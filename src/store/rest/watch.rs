@@ -158,8 +158,8 @@ struct WatchStream {
 impl crate::filters::detach::Stream for WatchStream {
     async fn run<'a>(&'a mut self, session: &'a mut ServerSession) {
         let store = self.store.clone();
-        if let Some(def) = store.def(&self.info.api_group, &self.info.resource) {
-            self.events(def, session).await;
+        if let Some(def) = store.served_def(&self.info.api_group, &self.info.api_version, &self.info.resource) {
+            self.events(&def, session).await;
         }
         let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
     }

@@ -561,6 +561,8 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let deleted = if namespace::is_namespaces(t.def) {
         namespace::delete(store, t.def, &existing, opts.dry_run, opts.propagation)
+    } else if crate::store::crd::is_crds(t.def) {
+        crate::store::crd::controller::delete(store, t.def, &existing, opts.dry_run)
     } else {
         delete_one(store, t.def, &existing, opts.dry_run, opts.propagation)
     };
