@@ -271,6 +271,20 @@ pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Va
     r
 }
 
+/// The Table of `items` of `def`: a custom resource's by its printer columns, a built-in
+/// one's by kube's printers.
+pub fn table_of(
+    def: &crate::store::resources::ResourceDef,
+    items: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
+    match &def.custom {
+        Some(c) => crate::store::crd::columns::table(&c.columns, items, list_meta, include),
+        None => table(&def.group, &def.resource, items, list_meta, include),
+    }
+}
+
 /// A whole Table of `items`, with the list's metadata.
 pub fn table(group: &str, resource: &str, items: &[Value], list_meta: Value, include: IncludeObject) -> Value {
     let defs: Vec<Value> = columns(group, resource)

@@ -176,7 +176,7 @@ impl WatchStream {
         if self.partial {
             super::object::partial(&o)
         } else if self.table {
-            table::table(&def.group, &def.resource, &[o], json!({"resourceVersion": "" }), self.include)
+            table::table_of(def, &[o], json!({"resourceVersion": "" }), self.include)
         } else {
             o
         }
