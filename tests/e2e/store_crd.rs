@@ -1,0 +1,253 @@
+//! CustomResourceDefinitions end to end with the real kubectl: `kubectl apply -f crd.yaml`
+//! makes the resource served at once (REST, discovery, OpenAPI for explain, RBAC by its
+//! group), its objects pruned, defaulted and validated by the schema with kube's texts, the
+//! status and scale subresources, printer columns, a second version with `None` conversion,
+//! names conflicts, and deleting the CRD removing its objects.
+
+use crate::common::{stderr, stdout, wait_until, Frontdoor};
+use serde_json::Value;
+use std::time::Duration;
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: crontabs.stable.example.com
+spec:
+  group: stable.example.com
+  scope: Namespaced
+  names:
+    plural: crontabs
+    singular: crontab
+    kind: CronTab
+    shortNames: [ct]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+    additionalPrinterColumns:
+    - name: Spec
+      type: string
+      jsonPath: .spec.cronSpec
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              cronSpec:
+                type: string
+                description: the schedule, in cron format
+                pattern: '^(\d+|\*)(/\d+)?(\s+(\d+|\*)(/\d+)?){4}$'
+              image:
+                type: string
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+              extra:
+                type: object
+                x-kubernetes-preserve-unknown-fields: true
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#;
+
+const CT: &str = r#"
+apiVersion: stable.example.com/v1
+kind: CronTab
+metadata:
+  name: nightly
+spec:
+  cronSpec: "* * * * */5"
+  image: my-cron
+  unknownField: 1
+  extra: {anything: {goes: here}}
+"#;
+
+fn write(fd: &Frontdoor, name: &str, text: &str) -> String {
+    let p = fd.dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn fails(fd: &Frontdoor, args: &[&str]) -> String {
+    let o = fd.kubectl(args);
+    assert!(!o.status.success(), "kubectl {args:?} should fail: {}", stdout(&o));
+    stderr(&o)
+}
+
+fn json_of(fd: &Frontdoor, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&fd.kubectl_ok(&a)).unwrap()
+}
+
+#[test]
+fn crd_served_live_with_kubectl() {
+    let fd = Frontdoor::start(&[]);
+    let crd = write(&fd, "crd.yaml", CRD);
+    let ct = write(&fd, "ct.yaml", CT);
+
+    // served at once: the next kubectl finds it (discovery, OpenAPI for validation)
+    fd.kubectl_ok(&["apply", "-f", &crd]);
+    // kubectl's default (strict) validation: an unknown field is kube's strict decoding error
+    let e = fails(&fd, &["apply", "-f", &ct]);
+    assert!(e.contains(r#"CronTab in version "v1" cannot be handled as a CronTab: strict decoding error: unknown field "spec.unknownField""#), "{e}");
+    fd.kubectl_ok(&["apply", "-f", &ct, "--validate=false"]);
+    fd.kubectl_ok(&["wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s"]);
+    let c = json_of(&fd, &["get", "crd", "crontabs.stable.example.com"]);
+    let conds: Vec<(String, String, String)> = c["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().into(),
+                c["status"].as_str().unwrap().into(),
+                c["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(conds.contains(&("NamesAccepted".into(), "True".into(), "NoConflicts".into())), "{conds:?}");
+    assert!(conds.contains(&("Established".into(), "True".into(), "InitialNamesAccepted".into())), "{conds:?}");
+    assert_eq!(c["status"]["acceptedNames"]["listKind"], "CronTabList");
+    assert_eq!(c["status"]["storedVersions"], serde_json::json!(["v1"]));
+
+    // pruned (unknown fields gone, preserved ones kept) and defaulted
+    let o = json_of(&fd, &["get", "ct", "nightly"]);
+    assert!(o["spec"].get("unknownField").is_none(), "{o}");
+    assert_eq!(o["spec"]["extra"]["anything"]["goes"], "here");
+    assert_eq!(o["spec"]["replicas"], 1, "defaulted");
+    assert_eq!(o["metadata"]["generation"], 1);
+
+    // invalid objects: kube's texts
+    let bad = write(&fd, "bad.yaml", "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: nope, replicas: \"string\"}\n");
+    let e = fails(&fd, &["apply", "-f", &bad]);
+    assert!(e.contains(r#"The CronTab "bad" is invalid"#), "{e}");
+    assert!(
+        e.contains(
+            r#"spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string""#
+        ),
+        "{e}"
+    );
+    assert!(e.contains(r#"spec.cronSpec: Invalid value: "nope": spec.cronSpec in body should match"#), "{e}");
+    let e = fails(&fd, &["patch", "ct", "nightly", "--type=merge", "-p", r#"{"spec":{"replicas":11}}"#]);
+    assert!(
+        e.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
+        "{e}"
+    );
+
+    // printer columns
+    let table = fd.kubectl_ok(&["get", "ct"]);
+    let head: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(head, vec!["NAME", "SPEC", "REPLICAS", "AGE"], "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("* * * * */5"), "{table}");
+
+    // scale and status subresources: /status ignores spec, the main resource ignores status
+    fd.kubectl_ok(&["scale", "ct", "nightly", "--replicas=4"]);
+    fd.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3},"spec":{"replicas":9}}"#,
+    ]);
+    fd.kubectl_ok(&["patch", "ct", "nightly", "--type=merge", "-p", r#"{"status":{"replicas":7}}"#]);
+    let o = json_of(&fd, &["get", "ct", "nightly"]);
+    assert_eq!((o["spec"]["replicas"].as_i64(), o["status"]["replicas"].as_i64()), (Some(4), Some(3)), "{o}");
+    assert_eq!(o["metadata"]["generation"], 2, "only the spec change bumped it");
+    let scale =
+        fd.kubectl_ok(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale"]);
+    let scale: Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64(), scale["status"]["replicas"].as_i64()),
+        (Some("Scale"), Some(4), Some(3))
+    );
+
+    // the other version: the same object, its apiVersion rewritten (None conversion)
+    let o = json_of(&fd, &["get", "crontabs.v1beta1.stable.example.com", "nightly"]);
+    assert_eq!(o["apiVersion"], "stable.example.com/v1beta1");
+    assert_eq!(o["spec"]["replicas"], 4);
+
+    // discovery and OpenAPI: api-resources, explain
+    let res = fd.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
+    assert!(res.contains("crontabs") && res.contains("ct") && res.contains("CronTab"), "{res}");
+    let explain = fd.kubectl_ok(&["explain", "ct.spec.cronSpec"]);
+    assert!(explain.contains("the schedule, in cron format"), "{explain}");
+
+    // RBAC by its group and resource
+    let e = fails(&fd, &["get", "ct", "--as", "alice"]);
+    assert!(
+        e.contains(r#"crontabs.stable.example.com is forbidden: User "alice" cannot list resource "crontabs" in API group "stable.example.com" in the namespace "default""#),
+        "{e}"
+    );
+    fd.kubectl_ok(&["create", "role", "ct-reader", "--verb=get,list", "--resource=crontabs.stable.example.com"]);
+    fd.kubectl_ok(&["create", "rolebinding", "ct-reader", "--role=ct-reader", "--user=alice"]);
+    wait_until("alice may list crontabs", Duration::from_secs(10), || {
+        fd.kubectl(&["get", "ct", "--as", "alice"]).status.success()
+    });
+
+    // the CRD itself is validated with kube's texts
+    let wrong = CRD
+        .replace("name: crontabs.stable.example.com", "name: wrong.stable.example.com")
+        .replace("scope: Namespaced", "scope: Global");
+    let wrong = write(&fd, "wrong.yaml", &wrong);
+    let e = fails(&fd, &["apply", "-f", &wrong]);
+    assert!(
+        e.contains(
+            r#"metadata.name: Invalid value: "wrong.stable.example.com": must be spec.names.plural+"."+spec.group"#
+        ),
+        "{e}"
+    );
+    assert!(e.contains(r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#), "{e}");
+
+    // a second CRD whose kind is taken in the group: NamesAccepted False, not served
+    let clash = CRD
+        .replace("crontabs", "crontimes")
+        .replace("singular: crontab", "singular: crontime")
+        .replace("shortNames: [ct]", "shortNames: [ctm]");
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "clash.yaml", &clash)]);
+    wait_until("the names conflict is reported", Duration::from_secs(10), || {
+        let c = json_of(&fd, &["get", "crd", "crontimes.stable.example.com"]);
+        c["status"]["conditions"].as_array().is_some_and(|a| {
+            a.iter().any(|c| c["type"] == "NamesAccepted" && c["status"] == "False" && c["reason"] == "KindConflict")
+        })
+    });
+    let o = fd.kubectl(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontimes"]);
+    assert!(!o.status.success(), "a CRD without accepted names is not served");
+
+    // deleting the CRD removes its objects and stops serving it
+    fd.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com", "--timeout=20s"]);
+    let o = fd.kubectl(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontabs"]);
+    assert!(!o.status.success(), "no longer served: {}", stdout(&o));
+    // (the clashing CRD took the freed names meanwhile, as kube's naming controller gives them)
+    fd.kubectl_ok(&["delete", "crd", "crontimes.stable.example.com", "--timeout=20s"]);
+    fd.kubectl_ok(&["apply", "-f", &crd]);
+    let again = fd.kubectl_ok(&["get", "--raw", "/apis/stable.example.com/v1/namespaces/default/crontabs"]);
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["items"].as_array().map(Vec::len), Some(0), "the objects went with their CRD: {again}");
+}
