@@ -251,3 +251,73 @@ fn crd_served_live_with_kubectl() {
     let again: Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["items"].as_array().map(Vec::len), Some(0), "the objects went with their CRD: {again}");
 }
+
+const LISTS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gateways.net.example.com
+spec:
+  group: net.example.com
+  scope: Cluster
+  names: {plural: gateways, kind: Gateway}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
+              tags:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+              selector:
+                type: object
+                x-kubernetes-map-type: atomic
+                additionalProperties: {type: string}
+"#;
+
+#[test]
+fn crd_list_and_map_types_in_server_side_apply() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "crd.yaml", LISTS_CRD)]);
+    let gw = |ports: &str, tags: &str, selector: &str| {
+        format!("apiVersion: net.example.com/v1\nkind: Gateway\nmetadata: {{name: edge}}\nspec:\n  ports: {ports}\n  tags: {tags}\n  selector: {selector}\n")
+    };
+    let a = write(&fd, "a.yaml", &gw("[{name: http, port: 80}]", "[a]", "{app: x}"));
+    let b = write(&fd, "b.yaml", &gw("[{name: https, port: 443}]", "[b]", "{tier: web}"));
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=a", "-f", &a]);
+    // a map list merges by key and a set by value; an atomic map is one field, owned by a
+    let e = fails(&fd, &["apply", "--server-side", "--field-manager=b", "-f", &b]);
+    assert!(e.contains("conflict") && e.contains(".spec.selector"), "{e}");
+    assert!(!e.contains(".spec.ports") && !e.contains(".spec.tags"), "{e}");
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=b", "--force-conflicts", "-f", &b]);
+    let o = json_of(&fd, &["get", "gateways", "edge"]);
+    let ports: Vec<&str> = o["spec"]["ports"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(ports, vec!["http", "https"], "{o}");
+    assert_eq!(o["spec"]["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(o["spec"]["selector"], serde_json::json!({"tier": "web"}), "replaced whole");
+    // a duplicate key in a map list is kube's Duplicate value
+    let dup = write(
+        &fd,
+        "dup.yaml",
+        &gw("[{name: http, port: 80}, {name: http, port: 81}]", "[a]", "{app: x}").replace("edge", "dup"),
+    );
+    let e = fails(&fd, &["create", "-f", &dup]);
+    assert!(e.contains("spec.ports[1]: Duplicate value"), "{e}");
+}

@@ -92,6 +92,35 @@ fn walk(schema: &Value, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
     }
 }
 
+/// The list type (`atomic`, `set`, `map` with its keys) of the list at `path` (property names,
+/// `[]` for items) in a CRD schema; kube's default is atomic.
+pub fn list_type_at(schema: &Value, path: &[&str]) -> (String, Vec<String>) {
+    let Some(cur) = schema_at(schema, path) else { return ("atomic".into(), Vec::new()) };
+    let t = cur["x-kubernetes-list-type"].as_str().unwrap_or("atomic").to_string();
+    let keys =
+        cur["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from);
+    (t, keys.collect())
+}
+
+/// The schema at `path` (property names, `[]` for items) below `schema`.
+pub fn schema_at<'a>(schema: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut cur = schema;
+    for step in path {
+        cur = if *step == "[]" {
+            cur.get("items")?
+        } else {
+            cur["properties"].get(*step).or_else(|| cur.get("additionalProperties").filter(|a| a.is_object()))?
+        };
+    }
+    Some(cur)
+}
+
+/// Whether the map or struct at `path` is `x-kubernetes-map-type: atomic` (replaced whole by
+/// server-side apply, owned as one field).
+pub fn atomic_map_at(schema: &Value, path: &[&str]) -> bool {
+    schema_at(schema, path).is_some_and(|s| s["x-kubernetes-map-type"] == "atomic")
+}
+
 /// The JSON type name kube's validator reports a value by.
 fn type_name(v: &Value) -> &'static str {
     match v {

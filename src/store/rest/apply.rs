@@ -89,14 +89,34 @@ fn remove_path(v: &mut Value, path: &[String]) {
 /// (`[]` for a list's items), to ask list types of.
 struct At<'a> {
     def: Option<&'a str>,
+    /// A custom resource's schema (its CRD's openAPIV3Schema), whose lists say their type
+    /// with `x-kubernetes-list-type` (metadata's are ObjectMeta's).
+    custom: Option<&'a Value>,
     path: Vec<String>,
 }
 
-impl At<'_> {
+impl<'a> At<'a> {
+    fn of(def: &'a crate::store::resources::ResourceDef) -> Self {
+        let custom = def.custom.as_ref().and_then(|c| c.schema.as_ref());
+        At { def: schema::get().kind(&def.group, &def.version, &def.kind), custom, path: Vec::new() }
+    }
+
     fn list_type(&self) -> (String, Vec<String>) {
-        let Some(def) = self.def else { return ("atomic".into(), Vec::new()) };
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        if let Some(custom) = self.custom {
+            if path.first() == Some(&"metadata") {
+                return schema::get().list_type("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", &path[1..]);
+            }
+            return crate::store::crd::structural::list_type_at(custom, &path);
+        }
+        let Some(def) = self.def else { return ("atomic".into(), Vec::new()) };
         schema::get().list_type(def, &path)
+    }
+
+    /// A custom resource's `x-kubernetes-map-type: atomic` map or struct here.
+    fn atomic_map(&self) -> bool {
+        let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        self.custom.is_some_and(|c| !path.is_empty() && crate::store::crd::structural::atomic_map_at(c, &path))
     }
 }
 
@@ -116,6 +136,7 @@ fn item_step(list_type: &str, keys: &[String], item: &Value) -> Option<String> {
 /// as `v:` entries, a map list's as `k:` entries, an atomic list whole.
 fn fields_of(v: &Value, at: &mut At) -> Value {
     match v {
+        Value::Object(_) if at.atomic_map() => json!({}),
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, child) in m {
@@ -147,14 +168,14 @@ fn fields_of(v: &Value, at: &mut At) -> Value {
 /// What an applied configuration `obj` of `def`'s kind owns, in FieldsV1 form.
 pub fn applied_fields(def: &crate::store::resources::ResourceDef, obj: &Value) -> Value {
     let o = super::object::managed_part(obj);
-    let def_name = schema::get().kind(&def.group, &def.version, &def.kind);
-    fields_of(&o, &mut At { def: def_name, path: Vec::new() })
+    fields_of(&o, &mut At::of(def))
 }
 
 /// Merges an applied configuration into the object: maps merge, a set takes the applied items
 /// it lacks, a map list merges items by key, anything else is replaced.
 fn merge(target: &mut Value, config: &Value, at: &mut At) {
     match (target, config) {
+        (target @ Value::Object(_), Value::Object(_)) if at.atomic_map() => *target = config.clone(),
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
                 at.path.push(k.clone());
@@ -233,7 +254,6 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
     let mine = applied_fields(t.def, &config);
-    let def_name = schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
     let wanted = paths(&mine);
     let missing = || create_value(store, t, config.clone(), &manager, "Apply");
     guaranteed_update(store, t, true, missing, |existing| {
@@ -285,7 +305,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         for gone in before.iter().filter(|p| !wanted.contains(p)) {
             remove_path(&mut new, gone);
         }
-        merge(&mut new, &config, &mut At { def: def_name, path: Vec::new() });
+        merge(&mut new, &config, &mut At::of(t.def));
         if t.query.force {
             // a forced apply takes the fields it set to another value away from their managers
             let mut entries: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
@@ -327,7 +347,7 @@ mod tests {
         );
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"data": {"k": "1", "x": "2"}});
-        merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, path: Vec::new() });
+        merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, custom: None, path: Vec::new() });
         remove_path(&mut t, &["data".to_string(), "x".to_string()]);
         assert_eq!(t, json!({"data": {"k": "3"}}));
     }
@@ -339,7 +359,7 @@ mod tests {
         assert_eq!(paths(&f), vec![vec!["metadata".to_string(), "finalizers".into(), "v:\"a/x\"".into()]]);
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"metadata": {"finalizers": ["b/y"]}});
-        merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, path: Vec::new() });
+        merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, custom: None, path: Vec::new() });
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y", "a/x"]));
         remove_path(&mut t, &paths(&f)[0]);
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y"]));
