@@ -46,6 +46,9 @@ spec:
         properties:
           spec:
             type: object
+            x-kubernetes-validations:
+            - rule: "!has(self.image) || self.image != 'forbidden'"
+              message: the image forbidden is not allowed
             properties:
               cronSpec:
                 type: string
@@ -153,6 +156,9 @@ fn crd_served_live_with_kubectl() {
         "{e}"
     );
     assert!(e.contains(r#"spec.cronSpec: Invalid value: "nope": spec.cronSpec in body should match"#), "{e}");
+    // x-kubernetes-validations (CEL)
+    let e = fails(&fd, &["patch", "ct", "nightly", "--type=merge", "-p", r#"{"spec":{"image":"forbidden"}}"#]);
+    assert!(e.contains(r#"spec: Invalid value: "object": the image forbidden is not allowed"#), "{e}");
     let e = fails(&fd, &["patch", "ct", "nightly", "--type=merge", "-p", r#"{"spec":{"replicas":11}}"#]);
     assert!(
         e.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),

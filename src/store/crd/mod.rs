@@ -6,9 +6,11 @@
 //! names.rs decides which names are accepted (kube's naming controller), validate.rs is kube's
 //! validation of the CRD itself, controller.rs writes the conditions and removes a deleted
 //! CRD's objects, structural.rs validates, prunes and defaults custom objects by their schema,
-//! columns.rs is additionalPrinterColumns, scale.rs the scale subresource, openapi.rs the
+//! columns.rs is additionalPrinterColumns, cel.rs the
+//! `x-kubernetes-validations` rules, scale.rs the scale subresource, openapi.rs the
 //! schemas published under /openapi.
 
+pub mod cel;
 pub mod columns;
 pub mod controller;
 pub mod names;

@@ -152,7 +152,7 @@ fn invalid(field: &str, v: &Value, detail: String) -> StatusCause {
 }
 
 /// Validates `obj` (apiVersion, kind and metadata aside) against `schema`: kube's causes.
-pub fn validate(schema: &Value, obj: &Value) -> Vec<StatusCause> {
+pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
     let mut out = Vec::new();
     let Some(m) = obj.as_object() else { return out };
     let props = schema["properties"].as_object();
@@ -161,9 +161,11 @@ pub fn validate(schema: &Value, obj: &Value) -> Vec<StatusCause> {
             continue;
         }
         if let Some(s) = props.and_then(|p| p.get(k)) {
-            check(s, v, k, &mut out);
+            check(s, v, old.and_then(|o| o.get(k)), k, &mut out);
         }
     }
+    // rules at the root see the whole object
+    super::cel::check(schema, obj, old, "", &mut out);
     for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         if !m.contains_key(r) {
             out.push(cause("FieldValueRequired", r, "Required value".into()));
@@ -180,7 +182,7 @@ fn fmt_num(n: &Value) -> String {
     n.to_string()
 }
 
-fn check(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
+fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<StatusCause>) {
     if v.is_null() {
         if schema["nullable"] == json!(true) {
             return;
@@ -222,6 +224,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
             return;
         }
     }
+    super::cel::check(schema, v, old, path, out);
     if let Some(values) = schema["enum"].as_array() {
         if !values.contains(v) {
             let supported: Vec<String> = values.iter().map(shown).collect();
@@ -291,7 +294,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
             }
             if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
                 for (i, item) in a.iter().enumerate() {
-                    check(items, item, &format!("{path}[{i}]"), out);
+                    check(items, item, None, &format!("{path}[{i}]"), out);
                 }
             }
             list_type(schema, a, path, out);
@@ -301,7 +304,7 @@ fn check(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
             let extra = schema.get("additionalProperties").filter(|a| a.is_object());
             for (k, child) in m {
                 if let Some(s) = props.and_then(|p| p.get(k)).or(extra) {
-                    check(s, child, &format!("{path}.{k}"), out);
+                    check(s, child, old.and_then(|o| o.get(k)), &format!("{path}.{k}"), out);
                 }
             }
             for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -388,13 +391,14 @@ mod tests {
         assert_eq!(o["spec"]["replicas"], 1);
         assert_eq!(o["spec"]["extra"]["anything"]["deep"], 1);
         assert_eq!(o["metadata"]["name"], "a");
-        assert!(validate(&schema(), &o).is_empty());
+        assert!(validate(&schema(), &o, None).is_empty());
     }
 
     #[test]
     fn kube_texts() {
         let o = json!({"spec": {"replicas": "string", "mode": "c", "cron": "x", "tags": ["a", "a", "b", "c"], "port": true, "image": ""}});
-        let c: Vec<String> = validate(&schema(), &o).iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let c: Vec<String> =
+            validate(&schema(), &o, None).iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         for want in [
             "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
             "spec.mode: Unsupported value: \"c\": supported values: \"a\", \"b\"",
@@ -406,7 +410,7 @@ mod tests {
         ] {
             assert!(c.contains(&want.to_string()), "{want} not in {c:#?}");
         }
-        let c = validate(&schema(), &json!({"spec": {"replicas": 0}}));
+        let c = validate(&schema(), &json!({"spec": {"replicas": 0}}), None);
         let msgs: Vec<String> = c.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         assert!(msgs.contains(
             &"spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1".into()

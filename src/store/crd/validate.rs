@@ -215,6 +215,15 @@ fn structural(schema: &Value, at: &str, root: bool, out: &mut Vec<StatusCause>) 
     } else if t.is_empty() && !loose {
         out.push(required(&format!("{at}.type"), "must not be empty for specified object fields"));
     }
+    for (i, r) in schema["x-kubernetes-validations"].as_array().into_iter().flatten().enumerate() {
+        let rule = r["rule"].as_str().unwrap_or_default();
+        let at = format!("{at}.x-kubernetes-validations[{i}].rule");
+        if rule.is_empty() {
+            out.push(required(&at, ""));
+        } else if let Some(e) = super::cel::compile_error(rule) {
+            out.push(invalid(&at, rule, &e));
+        }
+    }
     if t == "array" && !schema["items"].is_object() {
         out.push(required(&format!("{at}.items"), "must be specified"));
     }
