@@ -108,7 +108,7 @@ pub struct Store {
 pub struct Shared {
     defs: Vec<ResourceDef>,
     /// The custom resources served now (CustomResourceDefinitions'), with their schemas.
-    custom: arc_swap::ArcSwap<CustomSet>,
+    custom: Arc<arc_swap::ArcSwap<CustomSet>>,
     pub storage: Arc<dyn Storage>,
     hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,

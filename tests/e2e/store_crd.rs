@@ -327,3 +327,38 @@ fn crd_list_and_map_types_in_server_side_apply() {
     let e = fails(&fd, &["create", "-f", &dup]);
     assert!(e.contains("spec.ports[1]: Duplicate value"), "{e}");
 }
+
+#[test]
+fn crd_with_the_python_client() {
+    let fd = Frontdoor::start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/clients/python_crd.py");
+    let o = std::process::Command::new("python3").arg(script).arg(fd.kubeconfig()).output().expect("python3 runs");
+    assert!(o.status.success(), "the Python client failed:\n{}\n{}\n{}", stdout(&o), stderr(&o), fd.logs());
+    assert!(stdout(&o).contains("watched ADDED:w1 MODIFIED:w1 DELETED:w1"), "{}", stdout(&o));
+}
+
+#[test]
+fn custom_objects_in_namespace_deletion_and_garbage_collection() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "crd.yaml", CRD)]);
+    fd.kubectl_ok(&["create", "namespace", "team"]);
+    let ct = CT.replace("  unknownField: 1\n", "");
+    fd.kubectl_ok(&["-n", "team", "apply", "-f", &write(&fd, "ct.yaml", &ct)]);
+    // a ConfigMap owned by a custom object goes with it (background propagation)
+    let owner = json_of(&fd, &["-n", "team", "get", "ct", "nightly"]);
+    let uid = owner["metadata"]["uid"].as_str().unwrap();
+    let cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  ownerReferences:\n  - {{apiVersion: stable.example.com/v1, kind: CronTab, name: nightly, uid: {uid}}}\n"
+    );
+    fd.kubectl_ok(&["-n", "team", "apply", "-f", &write(&fd, "cm.yaml", &cm)]);
+    fd.kubectl_ok(&["-n", "team", "delete", "ct", "nightly"]);
+    wait_until("the owned ConfigMap is collected", Duration::from_secs(15), || {
+        !fd.kubectl(&["-n", "team", "get", "cm", "owned"]).status.success()
+    });
+    // a namespace's deletion removes its custom objects
+    fd.kubectl_ok(&["-n", "team", "apply", "-f", &write(&fd, "ct.yaml", &ct)]);
+    fd.kubectl_ok(&["delete", "namespace", "team", "--timeout=30s"]);
+    let all = fd.kubectl_ok(&["get", "--raw", "/apis/stable.example.com/v1/crontabs"]);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(0), "{all}");
+}
