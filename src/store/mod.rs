@@ -294,6 +294,13 @@ impl Store {
         if events::is_events_v1(def) {
             return events::to_events_v1(obj);
         }
+        // a custom object is read pruned and defaulted by its version's schema, as kube reads
+        // one from storage (a default added to the CRD later shows at once)
+        if let Some(schema) = def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+            let mut obj = obj.clone();
+            crd::structural::prune_and_default(schema, &mut obj);
+            return obj;
+        }
         let status = self.status.read().unwrap();
         let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
             return obj.clone();

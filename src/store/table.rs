@@ -53,6 +53,9 @@ fn columns(group: &str, resource: &str) -> Vec<Column> {
             col("Available", "string", "", "Whether this service is available."),
             AGE,
         ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![NAME, col("Created At", "date", "", "CreationTimestamp is a timestamp representing the server time when this object was created.")]
+        }
         ("coordination.k8s.io", "leases") => vec![NAME, col("Holder", "string", "", "The holder of the lease"), AGE],
         // kube's printers for API Priority and Fairness's objects
         ("flowcontrol.apiserver.k8s.io", "flowschemas") => vec![

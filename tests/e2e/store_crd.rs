@@ -205,6 +205,24 @@ fn crd_served_live_with_kubectl() {
     let explain = fd.kubectl_ok(&["explain", "ct.spec.cronSpec"]);
     assert!(explain.contains("the schedule, in cron format"), "{explain}");
 
+    // kube's CRD printer; a default added to the schema later shows on read
+    let crds = fd.kubectl_ok(&["get", "crd"]);
+    assert!(crds.lines().next().unwrap().starts_with("NAME") && crds.contains("CREATED AT"), "{crds}");
+    let o = json_of(&fd, &["get", "ct", "nightly"]);
+    assert!(o["spec"].get("extra").is_some());
+    fd.kubectl_ok(&[
+        "patch",
+        "crd",
+        "crontabs.stable.example.com",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/image/default","value":"busybox"},
+            {"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/suspend","value":{"type":"boolean","default":false}}]"#,
+    ]);
+    let o = json_of(&fd, &["get", "ct", "nightly"]);
+    assert_eq!(o["spec"]["suspend"], false, "{o}");
+    assert_eq!(o["spec"]["image"], "my-cron", "a set field keeps its value");
+
     // RBAC by its group and resource
     let e = fails(&fd, &["get", "ct", "--as", "alice"]);
     assert!(
