@@ -71,6 +71,7 @@ spec:
   - name: v1beta1
     served: true
     storage: false
+    deprecated: true
     schema:
       openAPIV3Schema:
         type: object
@@ -195,7 +196,9 @@ fn crd_served_live_with_kubectl() {
     );
 
     // the other version: the same object, its apiVersion rewritten (None conversion)
-    let o = json_of(&fd, &["get", "crontabs.v1beta1.stable.example.com", "nightly"]);
+    let o = fd.kubectl(&["get", "crontabs.v1beta1.stable.example.com", "nightly", "-o", "json"]);
+    assert!(stderr(&o).contains("Warning: stable.example.com/v1beta1 CronTab is deprecated"), "{}", stderr(&o));
+    let o: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(o["apiVersion"], "stable.example.com/v1beta1");
     assert_eq!(o["spec"]["replicas"], 4);
 

@@ -44,6 +44,9 @@ pub struct Custom {
     /// The CRD is being deleted: its objects are read and deleted, not created.
     pub terminating: bool,
     pub list_kind: String,
+    /// A deprecated version's warning (`deprecationWarning`, or kube's default), sent with
+    /// every response of this version.
+    pub deprecation: Option<String>,
 }
 
 pub fn is_crds(def: &ResourceDef) -> bool {
@@ -90,6 +93,10 @@ fn defs_of(crd: &Value, names: &names::Names) -> Vec<ResourceDef> {
             scale: sub["scale"].as_object().map(|_| sub["scale"].clone()),
             terminating,
             list_kind: names.list_kind.clone(),
+            deprecation: (v["deprecated"] == json!(true)).then(|| match v["deprecationWarning"].as_str() {
+                Some(w) => w.to_string(),
+                None => format!("{group}/{version} {} is deprecated", names.kind),
+            }),
         };
         let def = ResourceDef {
             group: group.to_string(),

@@ -225,6 +225,7 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
         }
     }
     super::cel::check(schema, v, old, path, out);
+    composition(schema, v, path, out);
     if let Some(values) = schema["enum"].as_array() {
         if !values.contains(v) {
             let supported: Vec<String> = values.iter().map(shown).collect();
@@ -327,6 +328,34 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
     }
 }
 
+/// allOf, anyOf, oneOf and not (value validations only, in a structural schema), with
+/// kube-openapi's texts.
+fn composition(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
+    let passes = |s: &Value| {
+        let mut o = Vec::new();
+        check(s, v, None, path, &mut o);
+        o.is_empty()
+    };
+    for s in schema["allOf"].as_array().into_iter().flatten() {
+        check(s, v, None, path, out);
+    }
+    if let Some(any) = schema["anyOf"].as_array() {
+        if !any.iter().any(passes) {
+            out.push(invalid(path, v, format!("{path} in body must validate at least one schema (anyOf)")));
+        }
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        if one.iter().filter(|s| passes(s)).count() != 1 {
+            out.push(invalid(path, v, format!("{path} in body must validate one and only one schema (oneOf)")));
+        }
+    }
+    if let Some(not) = schema.get("not").filter(|n| n.is_object()) {
+        if passes(not) {
+            out.push(invalid(path, v, format!("{path} in body should not validate the given schema")));
+        }
+    }
+}
+
 /// `x-kubernetes-list-type`: a set has no duplicate, a map no two items with the same keys.
 fn list_type(schema: &Value, a: &[Value], path: &str, out: &mut Vec<StatusCause>) {
     match schema["x-kubernetes-list-type"].as_str() {
@@ -410,6 +439,11 @@ mod tests {
         ] {
             assert!(c.contains(&want.to_string()), "{want} not in {c:#?}");
         }
+        let one_of = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "oneOf": [{"required": ["a"]}, {"required": ["b"]}], "properties": {"a": {"type": "string"}, "b": {"type": "string"}}}}});
+        assert!(validate(&one_of, &json!({"spec": {"a": "x"}}), None).is_empty());
+        let c = validate(&one_of, &json!({"spec": {"a": "x", "b": "y"}}), None);
+        assert!(c[0].message.ends_with("spec in body must validate one and only one schema (oneOf)"), "{:?}", c);
         let c = validate(&schema(), &json!({"spec": {"replicas": 0}}), None);
         let msgs: Vec<String> = c.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         assert!(msgs.contains(

@@ -138,7 +138,10 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         Ok(negotiate::Output::Json)
     } else {
         // events.k8s.io's Event is another message than core's, which the tables know
-        let protobuf = crate::store::protobuf::supports(&def.kind) && !crate::store::events::is_events_v1(def);
+        // and custom resources are JSON only, as in kube (whatever their kind is called)
+        let protobuf = crate::store::protobuf::supports(&def.kind)
+            && !crate::store::events::is_events_v1(def)
+            && def.custom.is_none();
         negotiate::negotiate(&accept, protobuf, info.verb == "watch")
     };
     let output = match output {
@@ -159,6 +162,9 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         admit: None,
         warnings: Default::default(),
     };
+    if let Some(w) = def.custom.as_ref().and_then(|c| c.deprecation.clone()) {
+        t.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+    }
     let token = t.subresource == "token" && def.has_token();
     let finalize = t.subresource == "finalize" && crate::store::namespace::is_namespaces(def);
     let scale = t.subresource == "scale" && def.subresources.iter().any(|s| s == "scale");
