@@ -251,6 +251,10 @@ impl Store {
             .filter(|d| !self.defs.iter().any(|b| b.group == d.group && b.resource == d.resource))
             .collect();
         let schemas = Arc::new(crd::openapi::schemas(&defs));
+        // apiserver_storage_objects counts each custom resource once, from what is stored
+        for d in defs.iter().filter(|d| d.custom.as_ref().is_some_and(|c| c.storage_version == d.version)) {
+            self.count(d);
+        }
         self.custom.store(Arc::new(CustomSet { defs, schemas }));
     }
 

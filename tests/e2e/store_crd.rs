@@ -226,6 +226,9 @@ fn crd_served_live_with_kubectl() {
     assert_eq!(o["spec"]["suspend"], false, "{o}");
     assert_eq!(o["spec"]["image"], "my-cron", "a set field keeps its value");
 
+    let metrics = fd.kubectl_ok(&["get", "--raw", "/metrics"]);
+    assert!(metrics.contains(r#"apiserver_storage_objects{resource="crontabs.stable.example.com"} 1"#), "counted");
+
     // RBAC by its group and resource
     let e = fails(&fd, &["get", "ct", "--as", "alice"]);
     assert!(

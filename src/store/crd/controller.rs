@@ -207,6 +207,14 @@ fn finalize(store: &Store, crd_def: &ResourceDef, key: &str, crd: &Value, rev: u
     }
 }
 
+/// A new CRD's status, as kube's strategy sets it on create: no names accepted yet, the
+/// storage version stored (the controller fills in the rest).
+pub fn initial_status(crd: &Value) -> Value {
+    let storage = crd["spec"]["versions"].as_array().into_iter().flatten().find(|v| v["storage"] == json!(true));
+    let stored: Vec<Value> = storage.map(|v| v["name"].clone()).into_iter().collect();
+    json!({"acceptedNames": {"plural": "", "kind": ""}, "storedVersions": stored})
+}
+
 /// Deletes a CRD as kube's CRD storage does: marked (deletionTimestamp, the cleanup
 /// finalizer) for the controller to empty it first. Returns the object and whether it is gone.
 pub fn delete(

@@ -93,6 +93,9 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
         ("", "secrets") if obj["type"].as_str().unwrap_or("").is_empty() => {
             obj["type"] = json!("Opaque");
         }
+        (crate::store::crd::GROUP, crate::store::crd::RESOURCE) => {
+            obj["status"] = crate::store::crd::controller::initial_status(obj);
+        }
         _ if def.has_status() => {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
