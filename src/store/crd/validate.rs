@@ -116,6 +116,17 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<StatusCause> {
     }
     names(spec, &mut out);
     versions(spec, &mut out);
+    // a version objects may still be stored at cannot go away
+    let listed: Vec<&Value> = spec["versions"].as_array().into_iter().flatten().map(|v| &v["name"]).collect();
+    for (i, sv) in crd["status"]["storedVersions"].as_array().into_iter().flatten().enumerate() {
+        if !listed.contains(&sv) {
+            out.push(invalid(
+                &format!("status.storedVersions[{i}]"),
+                sv.as_str().unwrap_or_default(),
+                "must appear in spec.versions",
+            ));
+        }
+    }
     out
 }
 
@@ -291,6 +302,11 @@ mod tests {
         g["metadata"]["name"] = json!("widgets.example");
         assert!(texts(&validate(&g, None))
             .contains(&"spec.group: Invalid value: \"example\": should be a domain with at least one dot".to_string()));
+        let mut gone = crd();
+        gone["status"]["storedVersions"] = json!(["v1alpha1", "v1"]);
+        assert!(texts(&validate(&gone, None)).contains(
+            &"status.storedVersions[0]: Invalid value: \"v1alpha1\": must appear in spec.versions".to_string()
+        ));
         let mut old = crd();
         old["spec"]["scope"] = json!("Cluster");
         assert!(texts(&validate(&crd(), Some(&old)))
