@@ -386,3 +386,27 @@ fn custom_objects_in_namespace_deletion_and_garbage_collection() {
     let all: Value = serde_json::from_str(&all).unwrap();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(0), "{all}");
 }
+
+#[test]
+fn crd_applied_through_one_replica_is_served_by_another_on_etcd() {
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = frontdoor::store::etcd::process::EtcdProcess::start(etcd_dir.path()).unwrap();
+    let args = ["--etcd-servers", etcd.url.as_str()];
+    let a = Frontdoor::start(&args);
+    let b = Frontdoor::start(&args);
+    a.kubectl_ok(&["apply", "-f", &write(&a, "crd.yaml", CRD)]);
+    // b follows a's CRD write (its change hooks run from the etcd watch)
+    let ct = CT.replace("  unknownField: 1\n", "");
+    let path = write(&b, "ct.yaml", &ct);
+    wait_until("b to serve the custom resource", Duration::from_secs(10), || {
+        b.kubectl(&["apply", "-f", &path]).status.success()
+    });
+    let o = json_of(&a, &["get", "ct", "nightly"]);
+    assert_eq!(o["spec"]["replicas"], 1, "defaulted by b, read on a: {o}");
+    // both replicas' controllers agree on one status (compare-and-swap writes)
+    a.kubectl_ok(&["wait", "--for=condition=Established", "crd/crontabs.stable.example.com", "--timeout=10s"]);
+    b.kubectl_ok(&["delete", "crd", "crontabs.stable.example.com", "--timeout=20s"]);
+    wait_until("a to stop serving it", Duration::from_secs(10), || {
+        !a.kubectl(&["get", "--raw", "/apis/stable.example.com/v1/crontabs"]).status.success()
+    });
+}
