@@ -342,6 +342,11 @@ fn crd_list_and_map_types_in_server_side_apply() {
     assert_eq!(ports, vec!["http", "https"], "{o}");
     assert_eq!(o["spec"]["tags"], serde_json::json!(["a", "b"]));
     assert_eq!(o["spec"]["selector"], serde_json::json!({"tier": "web"}), "replaced whole");
+    // an item its manager no longer applies goes whole
+    let b2 = write(&fd, "b2.yaml", &gw("[]", "[b]", "{tier: web}"));
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=b", "-f", &b2]);
+    let o = json_of(&fd, &["get", "gateways", "edge"]);
+    assert_eq!(o["spec"]["ports"], serde_json::json!([{"name": "http", "port": 80}]), "{o}");
     // a duplicate key in a map list is kube's Duplicate value
     let dup = write(
         &fd,

@@ -85,6 +85,27 @@ fn remove_path(v: &mut Value, path: &[String]) {
     }
 }
 
+/// The paths a manager applied before and no longer applies, to remove: a list item it no
+/// longer applies at all goes whole (not field by field, which would leave the item without its
+/// key), items before their fields.
+fn no_longer_applied(before: &[Vec<String>], wanted: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut gone: Vec<Vec<String>> = Vec::new();
+    for p in before.iter().filter(|p| !wanted.contains(p)) {
+        let item_gone = p.iter().enumerate().find(|(i, s)| {
+            (s.starts_with("k:") || s.starts_with("v:")) && !wanted.iter().any(|w| w.len() > *i && w[..=*i] == p[..=*i])
+        });
+        let p = match item_gone {
+            Some((i, _)) => p[..=i].to_vec(),
+            None => p.clone(),
+        };
+        if !gone.contains(&p) {
+            gone.push(p);
+        }
+    }
+    gone.sort_by_key(Vec::len);
+    gone
+}
+
 /// Where a value sits in its kind's schema: the definition and the property path from it
 /// (`[]` for a list's items), to ask list types of.
 struct At<'a> {
@@ -302,8 +323,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             .map(|e| paths(&e["fieldsV1"]))
             .unwrap_or_default();
         let mut new = (*existing.value).clone();
-        for gone in before.iter().filter(|p| !wanted.contains(p)) {
-            remove_path(&mut new, gone);
+        for gone in no_longer_applied(&before, &wanted) {
+            remove_path(&mut new, &gone);
         }
         merge(&mut new, &config, &mut At::of(t.def));
         if t.query.force {
