@@ -205,6 +205,28 @@ fn crd_served_live_with_kubectl() {
     // discovery and OpenAPI: api-resources, explain
     let res = fd.kubectl_ok(&["api-resources", "--api-group=stable.example.com"]);
     assert!(res.contains("crontabs") && res.contains("ct") && res.contains("CronTab"), "{res}");
+    let aggregated = fd
+        .admin_client()
+        .get(fd.url("/apis"))
+        .header("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let aggregated: Value = serde_json::from_str(&aggregated).unwrap();
+    let group = aggregated["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "stable.example.com");
+    let v1 = &group.expect("the group in aggregated discovery")["versions"][0];
+    assert_eq!(v1["version"], "v1");
+    let r = &v1["resources"][0];
+    assert_eq!((r["resource"].as_str(), r["scope"].as_str()), (Some("crontabs"), Some("Namespaced")), "{v1}");
+    let subs: Vec<&str> =
+        r["subresources"].as_array().unwrap().iter().map(|s| s["subresource"].as_str().unwrap()).collect();
+    assert_eq!(subs, vec!["status", "scale"], "{r}");
+    let v2 = fd.kubectl_ok(&["get", "--raw", "/openapi/v2"]);
+    let v2: Value = serde_json::from_str(&v2).unwrap();
+    let d = &v2["definitions"]["com.example.stable.v1.CronTab"];
+    assert_eq!(d["x-kubernetes-group-version-kind"][0]["kind"], "CronTab", "the CRD's schema in /openapi/v2");
+    assert!(v2["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"].is_object());
     let explain = fd.kubectl_ok(&["explain", "ct.spec.cronSpec"]);
     assert!(explain.contains("the schedule, in cron format"), "{explain}");
 
