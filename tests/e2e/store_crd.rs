@@ -25,6 +25,9 @@ spec:
   - name: v1
     served: true
     storage: true
+    selectableFields:
+    - jsonPath: .spec.image
+    - jsonPath: .spec.replicas
     subresources:
       status: {}
       scale:
@@ -165,6 +168,15 @@ fn crd_served_live_with_kubectl() {
         e.contains("spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
         "{e}"
     );
+
+    // selectableFields
+    assert!(fd.kubectl_ok(&["get", "ct", "--field-selector", "spec.image=my-cron", "-o", "name"]).contains("nightly"));
+    assert!(fd.kubectl_ok(&["get", "ct", "--field-selector", "spec.replicas=1", "-o", "name"]).contains("nightly"));
+    assert!(!fd
+        .kubectl_ok(&["get", "ct", "--field-selector", "spec.image!=my-cron", "-o", "name"])
+        .contains("nightly"));
+    let e = fails(&fd, &["get", "ct", "--field-selector", "spec.cronSpec=x"]);
+    assert!(e.contains("field label not supported: spec.cronSpec"), "{e}");
 
     // printer columns
     let table = fd.kubectl_ok(&["get", "ct"]);

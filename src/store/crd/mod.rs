@@ -47,6 +47,8 @@ pub struct Custom {
     /// A deprecated version's warning (`deprecationWarning`, or kube's default), sent with
     /// every response of this version.
     pub deprecation: Option<String>,
+    /// `selectableFields` as field selector labels (`spec.color`).
+    pub selectable: Vec<String>,
 }
 
 pub fn is_crds(def: &ResourceDef) -> bool {
@@ -93,6 +95,13 @@ fn defs_of(crd: &Value, names: &names::Names) -> Vec<ResourceDef> {
             scale: sub["scale"].as_object().map(|_| sub["scale"].clone()),
             terminating,
             list_kind: names.list_kind.clone(),
+            selectable: v["selectableFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["jsonPath"].as_str())
+                .map(|p| p.trim_start_matches('.').to_string())
+                .collect(),
             deprecation: (v["deprecated"] == json!(true)).then(|| match v["deprecationWarning"].as_str() {
                 Some(w) => w.to_string(),
                 None => format!("{group}/{version} {} is deprecated", names.kind),
