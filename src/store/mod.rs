@@ -37,7 +37,8 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// A YAML list of extra resources to serve from the store (group, version, resource,
-    /// kind, namespaced, shortNames, singular, categories, subresources).
+    /// kind, namespaced, shortNames, singular, categories, subresources), schemaless; for kinds
+    /// without a CRD, and kinds kept local in front of an upstream apiserver.
     #[arg(long, value_name = "FILE")]
     pub resources_file: Option<PathBuf>,
 
