@@ -401,7 +401,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         address,
         profiling: args.profiling,
     };
-    router.set_local_resources(&local.resources(), &local.address);
+    local.publish();
     if let Some(d) = router.upstream() {
         let d = d.clone();
         health.add("upstream-apiserver", crate::endpoints::health::Scope::Ready, Arc::new(move || d.check()));

@@ -32,14 +32,30 @@ pub struct Local {
     pub profiling: bool,
 }
 
+/// Every resource `store` and the review APIs serve.
+fn resources(store: &crate::store::Store) -> Vec<ApiResource> {
+    let mut r = store.resources();
+    r.extend(crate::authn::review::resources());
+    r.extend(crate::authz::review::resources());
+    r
+}
+
 impl Local {
     /// Every resource frontdoor serves itself (store resources and review APIs), for
     /// discovery and OpenAPI.
     pub fn resources(&self) -> Vec<ApiResource> {
-        let mut r = self.rest.store.resources();
-        r.extend(crate::authn::review::resources());
-        r.extend(crate::authz::review::resources());
-        r
+        resources(&self.rest.store)
+    }
+
+    /// Tells the router what frontdoor serves itself, now and after every change of the
+    /// custom resources (a CRD served or gone changes discovery and OpenAPI).
+    pub fn publish(&self) {
+        let (router, address) = (self.router.clone(), self.address.clone());
+        let publish = move |store: &crate::store::Store| {
+            router.set_local_resources(&resources(store), store.custom_schemas(), &address)
+        };
+        publish(&self.rest.store);
+        self.rest.store.on_custom_change(publish);
     }
 
     /// What is served where, as the startup banner prints it: each group/version frontdoor

@@ -174,6 +174,8 @@ struct Own {
     /// borrows its RequestInfo's strings instead of copying.
     by_gv: LocalResources,
     resources: Vec<crate::api::ApiResource>,
+    /// The custom resources' schemas (CustomResourceDefinitions'), for OpenAPI.
+    custom: Arc<crate::store::openapi::CustomSchemas>,
     /// The secure port's address, as clients should use it (legacy `/api`).
     address: String,
 }
@@ -300,13 +302,19 @@ impl Router {
     /// The resources frontdoor serves itself (the store's and the review APIs): requests for
     /// them never go to the upstream apiserver. `address` is the secure port's, as clients
     /// should use it.
-    pub fn set_local_resources(&self, resources: &[crate::api::ApiResource], address: &str) {
+    pub fn set_local_resources(
+        &self,
+        resources: &[crate::api::ApiResource],
+        custom: Arc<crate::store::openapi::CustomSchemas>,
+        address: &str,
+    ) {
         let mut set = LocalResources::new();
         for r in resources {
             let name = r.name.split('/').next().unwrap_or_default();
             set.entry(r.group.clone()).or_default().entry(r.version.clone()).or_default().insert(name.to_string());
         }
-        self.local.store(Arc::new(Own { by_gv: set, resources: resources.to_vec(), address: address.to_string() }));
+        let own = Own { by_gv: set, resources: resources.to_vec(), custom, address: address.to_string() };
+        self.local.store(Arc::new(own));
         self.shared.changed();
     }
 
@@ -359,7 +367,11 @@ impl Router {
                     docs: b.state.openapi.load_full(),
                 })
                 .collect();
-            openapi::build(&crate::store::openapi::documents(&own.resources), upstream.as_deref(), &backends)
+            openapi::build(
+                &crate::store::openapi::documents(&own.resources, &own.custom),
+                upstream.as_deref(),
+                &backends,
+            )
         })
     }
 
@@ -569,7 +581,7 @@ mod tests {
             .filter(|d| d.group == "apiregistration.k8s.io")
             .flat_map(|d| d.api_resources())
             .collect();
-        r.set_local_resources(&local, "127.0.0.1:6443");
+        r.set_local_resources(&local, Default::default(), "127.0.0.1:6443");
         r.set_dynamic_apiservices(vec![object("v1.remote.io", "remote.io", true)]).unwrap();
         let route = |path: &str| match r.route(&RequestInfo::resolve("GET", path, None).unwrap()) {
             Route::Upstream(_) => "upstream",

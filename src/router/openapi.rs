@@ -390,7 +390,7 @@ mod tests {
 
     fn local() -> Arc<Documents> {
         let rs: Vec<ApiResource> = crate::store::resources::defaults().iter().flat_map(|d| d.api_resources()).collect();
-        crate::store::openapi::documents(&rs)
+        crate::store::openapi::documents(&rs, &Default::default())
     }
 
     fn remote(v3: &[(&str, Value)], v2: Option<Value>) -> Remote {

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod controller;
+pub mod crd;
 pub mod etcd;
 pub mod events;
 pub mod gc;
@@ -37,7 +38,8 @@ use std::sync::{Arc, Mutex, RwLock};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StoreArgs {
     /// A YAML list of extra resources to serve from the store (group, version, resource,
-    /// kind, namespaced, shortNames, singular, categories, subresources).
+    /// kind, namespaced, shortNames, singular, categories, subresources), schemaless; for kinds
+    /// without a CRD, and kinds kept local in front of an upstream apiserver.
     #[arg(long, value_name = "FILE")]
     pub resources_file: Option<PathBuf>,
 
@@ -97,6 +99,9 @@ type ChangeHook = Arc<dyn Fn(Vec<Value>) + Send + Sync>;
 pub type StatusFn = dyn Fn(&str) -> Option<Value> + Send + Sync;
 type StatusProvider = Arc<StatusFn>;
 
+/// Told of a change of the served custom resources.
+type CustomListener = Box<dyn Fn(&Store) + Send + Sync>;
+
 /// The store. Cloning it is cheap and shares everything: background work (the namespace
 /// deleter) holds a weak handle to the same state.
 #[derive(Clone)]
@@ -107,8 +112,12 @@ pub struct Store {
 /// What every clone of a `Store` shares.
 pub struct Shared {
     defs: Vec<ResourceDef>,
+    /// The custom resources served now (CustomResourceDefinitions'), with their schemas.
+    custom: Arc<arc_swap::ArcSwap<CustomSet>>,
     pub storage: Arc<dyn Storage>,
     hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
+    /// Told when the served custom resources change (discovery and OpenAPI are rebuilt).
+    custom_listeners: Mutex<Vec<CustomListener>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,
     namespaces: namespace::Deleter,
 }
@@ -164,8 +173,10 @@ impl Store {
         metrics::force();
         let shared = Shared {
             defs,
+            custom: Default::default(),
             storage,
             hooks: Default::default(),
+            custom_listeners: Default::default(),
             status: RwLock::new(Vec::new()),
             namespaces: Default::default(),
         };
@@ -176,6 +187,7 @@ impl Store {
         }
         namespace::start(&store);
         gc::start(&store);
+        crd::controller::start(&store);
         Ok(store)
     }
 
@@ -209,13 +221,62 @@ impl Store {
         health.add("etcd", crate::endpoints::health::Scope::All, Arc::new(move || storage.healthy()));
     }
 
-    /// The resources the store serves, for discovery.
+    /// The resources the store serves, for discovery: the built-in ones, then the custom.
     pub fn resources(&self) -> Vec<crate::api::ApiResource> {
-        self.defs.iter().flat_map(ResourceDef::api_resources).collect()
+        let custom = self.custom.load();
+        self.defs.iter().chain(custom.defs.iter()).flat_map(ResourceDef::api_resources).collect()
     }
 
+    /// The built-in resources.
     pub fn defs(&self) -> &[ResourceDef] {
         &self.defs
+    }
+
+    /// Every resource with storage of its own: the built-in ones and each custom resource
+    /// once (at its storage version).
+    pub fn all_defs(&self) -> Vec<ResourceDef> {
+        let custom = self.custom.load();
+        let stored = custom.defs.iter().filter(|d| d.custom.as_ref().is_some_and(|c| c.storage_version == d.version));
+        self.defs.iter().chain(stored).cloned().collect()
+    }
+
+    /// The definition serving `group`/`version`/`resource`: a built-in one (borrowed) or a
+    /// custom resource's (owned: the set changes with every CRD write).
+    pub fn served_def(&self, group: &str, version: &str, resource: &str) -> Option<std::borrow::Cow<'_, ResourceDef>> {
+        if let Some(d) = self.defs.iter().find(|d| d.group == group && d.version == version && d.resource == resource) {
+            return Some(std::borrow::Cow::Borrowed(d));
+        }
+        let custom = self.custom.load();
+        let d = custom.defs.iter().find(|d| d.group == group && d.version == version && d.resource == resource)?;
+        Some(std::borrow::Cow::Owned(d.clone()))
+    }
+
+    /// Replaces the served custom resources (the CRD controller's hook).
+    pub fn set_custom(&self, defs: Vec<ResourceDef>) {
+        // a built-in resource is never shadowed
+        let defs: Vec<ResourceDef> = defs
+            .into_iter()
+            .filter(|d| !self.defs.iter().any(|b| b.group == d.group && b.resource == d.resource))
+            .collect();
+        let schemas = Arc::new(crd::openapi::schemas(&defs));
+        // apiserver_storage_objects counts each custom resource once, from what is stored
+        for d in defs.iter().filter(|d| d.custom.as_ref().is_some_and(|c| c.storage_version == d.version)) {
+            self.count(d);
+        }
+        self.custom.store(Arc::new(CustomSet { defs, schemas }));
+        for listener in self.custom_listeners.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            listener(self);
+        }
+    }
+
+    /// Calls `f` after every change of the served custom resources.
+    pub fn on_custom_change(&self, f: impl Fn(&Store) + Send + Sync + 'static) {
+        self.custom_listeners.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));
+    }
+
+    /// The custom resources' schemas, for /openapi.
+    pub fn custom_schemas(&self) -> Arc<openapi::CustomSchemas> {
+        self.custom.load().schemas.clone()
     }
 
     pub fn def(&self, group: &str, resource: &str) -> Option<&ResourceDef> {
@@ -225,6 +286,12 @@ impl Store {
     /// Whether this group/version/resource is served from the store.
     pub fn serves(&self, group: &str, version: &str, resource: &str) -> bool {
         self.defs.iter().any(|d| d.group == group && d.version == version && d.resource == resource)
+            || self
+                .custom
+                .load()
+                .defs
+                .iter()
+                .any(|d| d.group == group && d.version == version && d.resource == resource)
     }
 
     /// Calls `f` with every object of `group`/`resource` now and after every write to it
@@ -246,6 +313,13 @@ impl Store {
     pub fn present<'a>(&self, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
         if events::is_events_v1(def) {
             return Cow::Owned(events::to_events_v1(obj));
+        }
+        // a custom object is read pruned and defaulted by its version's schema, as kube reads
+        // one from storage (a default added to the CRD later shows at once)
+        if let Some(schema) = def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+            let mut obj = obj.clone();
+            crd::structural::prune_and_default(schema, &mut obj);
+            return Cow::Owned(obj);
         }
         let status = self.status.read().unwrap();
         let Some((_, _, f)) = status.iter().find(|(g, r, _)| *g == def.group && *r == def.resource) else {
@@ -340,12 +414,20 @@ impl Store {
 
 /// An object as it is stored: another version's view of a resource in the form of the one
 /// whose storage it shares.
-fn stored_form(def: &ResourceDef, obj: Value) -> Value {
+fn stored_form(def: &ResourceDef, mut obj: Value) -> Value {
     if events::is_events_v1(def) {
         events::to_core(&obj)
     } else {
+        crd::to_storage(def, &mut obj);
         obj
     }
+}
+
+/// The custom resources served, and their schemas for /openapi.
+#[derive(Default)]
+pub struct CustomSet {
+    pub defs: Vec<ResourceDef>,
+    pub schemas: Arc<openapi::CustomSchemas>,
 }
 
 /// A PEM CA bundle, checked as kube checks --root-ca-file (every block a certificate).

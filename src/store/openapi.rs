@@ -11,6 +11,39 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+/// The custom resources' definitions (CRDs' schemas, store::crd::openapi), beside kube's own.
+#[derive(Debug, Default)]
+pub struct CustomSchemas {
+    /// (group, version, kind, definition name)
+    pub kinds: Vec<(String, String, String, String)>,
+    pub definitions: Map<String, Value>,
+    /// Tells one set of schemas from another (the documents' cache key).
+    pub fingerprint: String,
+}
+
+/// kube's definitions and the custom ones, looked up as one.
+struct Defs<'a> {
+    builtin: &'a schema::Schemas,
+    custom: &'a CustomSchemas,
+}
+
+impl<'a> Defs<'a> {
+    fn new(custom: &'a CustomSchemas) -> Self {
+        Defs { builtin: schema::get(), custom }
+    }
+
+    fn kind(&self, group: &str, version: &str, kind: &str) -> Option<&'a str> {
+        self.builtin.kind(group, version, kind).or_else(|| {
+            let found = self.custom.kinds.iter().find(|(g, v, k, _)| g == group && v == version && k == kind);
+            found.map(|(.., n)| n.as_str())
+        })
+    }
+
+    fn definition(&self, name: &str) -> Option<&'a Value> {
+        self.builtin.definition(name).or_else(|| self.custom.definitions.get(name))
+    }
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
@@ -36,7 +69,7 @@ fn operation_id(verb: &str, r: &ApiResource, suffix: &str) -> String {
 }
 
 /// The definition names `roots` refer to, transitively.
-fn reachable(defs: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
+fn reachable(defs: &Defs, roots: &[String]) -> BTreeSet<String> {
     fn refs(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
@@ -53,7 +86,7 @@ fn reachable(defs: &Map<String, Value>, roots: &[String]) -> BTreeSet<String> {
     let mut todo: Vec<String> = roots.to_vec();
     while let Some(n) = todo.pop() {
         if seen.insert(n.clone()) {
-            if let Some(d) = defs.get(&n) {
+            if let Some(d) = defs.definition(&n) {
                 refs(d, &mut todo);
             }
         }
@@ -89,8 +122,7 @@ fn to_v3(v: &Value) -> Value {
 }
 
 /// The paths of `resources` (top-level ones; subresources are their objects' paths), for v2 or v3.
-fn paths(resources: &[&ApiResource], v3: bool) -> Map<String, Value> {
-    let s = schema::get();
+fn paths(resources: &[&ApiResource], s: &Defs, v3: bool) -> Map<String, Value> {
     let mut paths = Map::new();
     let query = |name: &str, desc: &str| {
         if v3 {
@@ -218,13 +250,12 @@ fn paths(resources: &[&ApiResource], v3: bool) -> Map<String, Value> {
 }
 
 /// The definitions `resources`' kinds need (with the meta types every path refers to).
-fn definitions(resources: &[&ApiResource]) -> BTreeSet<String> {
-    let s = schema::get();
+fn definitions(resources: &[&ApiResource], s: &Defs) -> BTreeSet<String> {
     let mut roots: Vec<String> =
         resources.iter().filter_map(|r| s.kind(&r.group, &r.version, &r.kind)).map(String::from).collect();
     roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.Status".into());
     roots.push("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".into());
-    reachable(&s.definitions, &roots)
+    reachable(s, &roots)
 }
 
 fn info() -> Value {
@@ -232,15 +263,15 @@ fn info() -> Value {
 }
 
 /// The whole swagger 2.0 document of `resources` (kube's `/openapi/v2`).
-pub fn v2_document(resources: &[ApiResource]) -> Value {
+pub fn v2_document(resources: &[ApiResource], custom: &CustomSchemas) -> Value {
     let all: Vec<&ApiResource> = resources.iter().collect();
-    let s = schema::get();
+    let s = &Defs::new(custom);
     let defs: Map<String, Value> =
-        definitions(&all).into_iter().filter_map(|n| s.definition(&n).map(|d| (n.clone(), d.clone()))).collect();
+        definitions(&all, s).into_iter().filter_map(|n| s.definition(&n).map(|d| (n.clone(), d.clone()))).collect();
     json!({
         "swagger": "2.0",
         "info": info(),
-        "paths": paths(&all, false),
+        "paths": paths(&all, s, false),
         "definitions": defs,
         "securityDefinitions": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header", "description": "Bearer Token authentication"}},
         "security": [{"BearerToken": []}],
@@ -248,25 +279,25 @@ pub fn v2_document(resources: &[ApiResource]) -> Value {
 }
 
 /// One OpenAPI v3 document per group-version of `resources`: (`api/v1` or `apis/G/V`, document).
-pub fn v3_documents(resources: &[ApiResource]) -> Vec<(String, Value)> {
+pub fn v3_documents(resources: &[ApiResource], custom: &CustomSchemas) -> Vec<(String, Value)> {
     let mut gvs: Vec<(String, String)> = Vec::new();
     for r in resources {
         if !gvs.contains(&(r.group.clone(), r.version.clone())) {
             gvs.push((r.group.clone(), r.version.clone()));
         }
     }
-    let s = schema::get();
+    let s = &Defs::new(custom);
     gvs.into_iter()
         .map(|(g, v)| {
             let here: Vec<&ApiResource> = resources.iter().filter(|r| r.group == g && r.version == v).collect();
-            let schemas: Map<String, Value> = definitions(&here)
+            let schemas: Map<String, Value> = definitions(&here, s)
                 .into_iter()
                 .filter_map(|n| s.definition(&n).map(|d| (n.clone(), to_v3(d))))
                 .collect();
             let doc = json!({
                 "openapi": "3.0.0",
                 "info": info(),
-                "paths": paths(&here, true),
+                "paths": paths(&here, s, true),
                 "components": {"schemas": schemas, "securitySchemes": {"BearerToken": {"type": "apiKey", "name": "authorization", "in": "header"}}},
             });
             (gv_path(&g, &v), doc)
@@ -297,7 +328,7 @@ impl Served {
 /// Every document for one set of resources, as values (for merging with other servers')
 /// and ready to send.
 pub struct Documents {
-    key: Vec<(String, String, String, String, Vec<String>)>,
+    key: Key,
     pub v2_value: Arc<Value>,
     pub v2: Served,
     pub v3_root: Served,
@@ -305,29 +336,34 @@ pub struct Documents {
     pub v3: Vec<(String, Arc<Value>, Served)>,
 }
 
-fn build(resources: &[ApiResource], key: Vec<(String, String, String, String, Vec<String>)>) -> Documents {
+/// The resources listed, and the custom resources' schemas' fingerprint.
+type Key = (Vec<(String, String, String, String, Vec<String>)>, String);
+
+fn build(resources: &[ApiResource], custom: &CustomSchemas, key: Key) -> Documents {
     let v3: Vec<(String, Arc<Value>, Served)> =
-        v3_documents(resources).into_iter().map(|(p, d)| (p, Arc::new(d.clone()), Served::new(&d))).collect();
+        v3_documents(resources, custom).into_iter().map(|(p, d)| (p, Arc::new(d.clone()), Served::new(&d))).collect();
     let mut root = Map::new();
     for (p, _, d) in &v3 {
         root.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.etag)}));
     }
-    let v2 = v2_document(resources);
+    let v2 = v2_document(resources, custom);
     Documents { key, v2: Served::new(&v2), v2_value: Arc::new(v2), v3_root: Served::new(&json!({"paths": root})), v3 }
 }
 
-/// The documents for `resources`, rebuilt only when the set changes.
-pub fn documents(resources: &[ApiResource]) -> Arc<Documents> {
+/// The documents for `resources` and the custom resources' schemas, rebuilt only when they
+/// change.
+pub fn documents(resources: &[ApiResource], custom: &CustomSchemas) -> Arc<Documents> {
     static CACHE: Mutex<Option<Arc<Documents>>> = Mutex::new(None);
-    let key: Vec<_> = resources
+    let listed: Vec<_> = resources
         .iter()
         .map(|r| (r.group.clone(), r.version.clone(), r.name.clone(), r.kind.clone(), r.verbs.clone()))
         .collect();
+    let key = (listed, custom.fingerprint.clone());
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(d) = cache.as_ref().filter(|d| d.key == key) {
         return d.clone();
     }
-    let d = Arc::new(build(resources, key));
+    let d = Arc::new(build(resources, custom, key));
     *cache = Some(d.clone());
     d
 }
@@ -342,7 +378,7 @@ mod tests {
 
     #[test]
     fn v3_documents_carry_kubes_schemas() {
-        let docs = v3_documents(&resources());
+        let docs = v3_documents(&resources(), &CustomSchemas::default());
         let (_, core) = docs.iter().find(|(p, _)| p == "api/v1").unwrap();
         let patch = &core["paths"]["/api/v1/namespaces/{namespace}/configmaps/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "ConfigMap");
@@ -363,7 +399,7 @@ mod tests {
 
     #[test]
     fn v2_is_one_swagger_document() {
-        let d = v2_document(&resources());
+        let d = v2_document(&resources(), &CustomSchemas::default());
         assert_eq!(d["swagger"], "2.0");
         assert_eq!(
             d["definitions"]["io.k8s.api.rbac.v1.Role"]["x-kubernetes-group-version-kind"][0]["group"],

@@ -4,7 +4,7 @@
 use crate::api::ApiResource;
 use serde::Deserialize;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceDef {
     #[serde(default)]
@@ -27,6 +27,10 @@ pub struct ResourceDef {
     /// version of it (events.k8s.io events are core events, as in kube).
     #[serde(skip)]
     pub storage: Option<String>,
+    /// What a CustomResourceDefinition says of this served version (schema, columns,
+    /// subresources): set for custom resources only.
+    #[serde(skip)]
+    pub custom: Option<std::sync::Arc<crate::store::crd::Custom>>,
 }
 
 const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -44,6 +48,7 @@ impl ResourceDef {
             categories: cats.iter().map(|s| s.to_string()).collect(),
             subresources: Vec::new(),
             storage: None,
+            custom: None,
         }
     }
 
@@ -117,6 +122,8 @@ impl ResourceDef {
             // a TokenRequest is created, and is of another group, as kube lists it
             let (kind_group, kind, verbs): (&str, &str, &[&str]) = if sub == "token" {
                 ("authentication.k8s.io", "TokenRequest", &["create"])
+            } else if sub == "scale" {
+                ("autoscaling", "Scale", &["get", "patch", "update"])
             } else if sub == "finalize" {
                 ("", &self.kind, &["update"])
             } else {
@@ -173,6 +180,15 @@ pub fn defaults() -> Vec<ResourceDef> {
     flowschemas.subresources = vec!["status".into()];
     let mut levels = ResourceDef::new(fc, "prioritylevelconfigurations", "PriorityLevelConfiguration", false, &[], &[]);
     levels.subresources = vec!["status".into()];
+    let mut crds = ResourceDef::new(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        &["api-extensions"],
+    );
+    crds.subresources = vec!["status".into()];
     serviceaccounts.subresources = vec!["token".into()];
     vec![
         namespaces,
@@ -189,6 +205,7 @@ pub fn defaults() -> Vec<ResourceDef> {
         ResourceDef::new("coordination.k8s.io", "leases", "Lease", true, &[], &[]),
         flowschemas,
         levels,
+        crds,
     ]
 }
 

@@ -7,6 +7,7 @@
 //! implementations do, and `LIST_TYPES` below transcribes them for the served kinds.
 
 use k8s_openapi::api::{authentication, authorization, coordination, core, events, flowcontrol, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde_json::{json, Map, Value};
@@ -95,6 +96,7 @@ fn build() -> Schemas {
         "coordination.k8s.io", "v1", "Lease" => coordination::v1::Lease;
         "flowcontrol.apiserver.k8s.io", "v1", "FlowSchema" => flowcontrol::v1::FlowSchema;
         "flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration" => flowcontrol::v1::PriorityLevelConfiguration;
+        "apiextensions.k8s.io", "v1", "CustomResourceDefinition" => apiextensions::CustomResourceDefinition;
         "authentication.k8s.io", "v1", "TokenReview" => authentication::v1::TokenReview;
         "authentication.k8s.io", "v1", "TokenRequest" => authentication::v1::TokenRequest;
         "authentication.k8s.io", "v1", "SelfSubjectReview" => authentication::v1::SelfSubjectReview;
@@ -106,6 +108,11 @@ fn build() -> Schemas {
         "", "v1", "Status" => meta::Status;
     }
     let mut definitions = gen.take_definitions(false);
+    // a CRD schema's `default`, `example` and `enum` values are any JSON (k8s-openapi says object)
+    if let Some(Value::Object(d)) = definitions.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+    {
+        d.remove("type");
+    }
     for (def, prop, list_type, keys) in LIST_TYPES {
         let Some(p) = definitions.get_mut(*def).and_then(|d| d["properties"].get_mut(*prop)) else {
             continue;

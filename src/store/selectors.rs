@@ -150,7 +150,7 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|(k, eq, want)| (field(obj, k) == want) == *eq)
+        self.0.iter().all(|(k, eq, want)| (field(obj, k) == want.as_str()) == *eq)
     }
 
     /// The same requirements with their fields renamed by `f` (another version's field
@@ -176,13 +176,19 @@ impl FieldSelector {
 /// The value of a selectable field: its path in the object, but for the one kube computes (an
 /// Event's `source`: the source component, or else the reporting controller, whose JSON name
 /// is `reportingComponent`).
-fn field<'a>(obj: &'a Value, key: &str) -> &'a str {
-    let at = |path: &str| {
+fn field<'a>(obj: &'a Value, key: &str) -> std::borrow::Cow<'a, str> {
+    let at = |path: &str| -> std::borrow::Cow<'a, str> {
         let mut cur = obj;
         for seg in path.split('.') {
             cur = &cur[seg];
         }
-        cur.as_str().unwrap_or("")
+        // a custom resource's selectable integer and boolean fields compare as their text
+        match cur {
+            Value::String(s) => s.as_str().into(),
+            Value::Number(n) => n.to_string().into(),
+            Value::Bool(b) => b.to_string().into(),
+            _ => "".into(),
+        }
     };
     match key {
         "source" => Some(at("source.component")).filter(|s| !s.is_empty()).unwrap_or_else(|| at("reportingComponent")),

@@ -53,6 +53,9 @@ fn columns(group: &str, resource: &str) -> Vec<Column> {
             col("Available", "string", "", "Whether this service is available."),
             AGE,
         ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![NAME, col("Created At", "date", "", "CreationTimestamp is a timestamp representing the server time when this object was created.")]
+        }
         ("coordination.k8s.io", "leases") => vec![NAME, col("Holder", "string", "", "The holder of the lease"), AGE],
         // kube's printers for API Priority and Fairness's objects
         ("flowcontrol.apiserver.k8s.io", "flowschemas") => vec![
@@ -269,6 +272,20 @@ pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Va
         }
     }
     r
+}
+
+/// The Table of `items` of `def`: a custom resource's by its printer columns, a built-in
+/// one's by kube's printers.
+pub fn table_of(
+    def: &crate::store::resources::ResourceDef,
+    items: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
+    match &def.custom {
+        Some(c) => crate::store::crd::columns::table(&c.columns, items, list_meta, include),
+        None => table(&def.group, &def.resource, items, list_meta, include),
+    }
 }
 
 /// A whole Table of `items`, with the list's metadata.

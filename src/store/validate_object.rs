@@ -229,6 +229,12 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<Stat
         }
         _ => {}
     }
+    if let Some(schema) = def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+        out.extend(crate::store::crd::structural::validate(schema, obj, old));
+    }
+    if super::crd::is_crds(def) {
+        out.extend(super::crd::validate::validate(obj, old));
+    }
     // whatever else a typed client needs (an owner reference's uid is worded above)
     let s = schema::get();
     if let Some(name) = s.kind(&def.group, &def.version, &def.kind) {

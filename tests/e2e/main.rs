@@ -29,6 +29,7 @@ mod reload_load;
 mod spine;
 mod store_api;
 mod store_bodies;
+mod store_crd;
 mod store_etcd;
 mod store_events;
 mod store_gc;

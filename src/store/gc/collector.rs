@@ -21,6 +21,7 @@ use crate::store::rest::write::delete_one;
 use crate::store::Store;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How soon an object whose processing failed (a lost write race, a storage error) is
@@ -99,15 +100,20 @@ impl Graph {
 /// Starts `store`'s garbage collector thread. It ends with the store.
 pub fn start(store: &Store) {
     crate::store::controller::start(store, "garbage-collector", |store: &Store| Collector {
-        defs: store.defs.clone(),
+        defs: store.all_defs(),
+        custom: store.custom.clone(),
+        seen: store.custom.load_full(),
         graph: Graph::default(),
         queue: BTreeMap::new(),
     });
 }
 
 struct Collector {
-    /// The store's resources (to find an owner's key from its reference).
+    /// The store's resources (to find an owner's key from its reference), custom ones included.
     defs: Vec<ResourceDef>,
+    /// The custom resources served now, and the set `defs` was built with.
+    custom: Arc<arc_swap::ArcSwap<crate::store::CustomSet>>,
+    seen: Arc<crate::store::CustomSet>,
     graph: Graph,
     /// Keys to look at, and from when.
     queue: BTreeMap<String, Instant>,
@@ -115,10 +121,12 @@ struct Collector {
 
 impl crate::store::controller::Controller for Collector {
     fn observe(&mut self, ev: &Event) {
+        self.follow_crds();
         Collector::observe(self, ev)
     }
 
     fn work(&mut self, store: &Store) {
+        self.follow_crds();
         Collector::work(self, store)
     }
 
@@ -128,6 +136,16 @@ impl crate::store::controller::Controller for Collector {
 }
 
 impl Collector {
+    /// Takes in the custom resources a CRD write added or removed.
+    fn follow_crds(&mut self) {
+        let now = self.custom.load_full();
+        if !Arc::ptr_eq(&now, &self.seen) {
+            self.defs.retain(|d| d.custom.is_none());
+            self.defs.extend(now.defs.iter().cloned());
+            self.seen = now;
+        }
+    }
+
     fn enqueue(&mut self, key: &str, due: Instant) {
         let slot = self.queue.entry(key.to_string()).or_insert(due);
         *slot = (*slot).min(due);

@@ -192,7 +192,7 @@ pub fn sync(store: &Store, name: &str) -> Outcome {
 /// Deletes everything in `namespace` and counts what is left, as deleteAllContent does.
 fn delete_all_content(store: &Store, namespace: &str) -> Totals {
     let mut totals = Totals::default();
-    for d in store.defs().iter().filter(|d| d.namespaced) {
+    for d in store.all_defs().iter().filter(|d| d.namespaced) {
         let gvr = format!("{}/{}, Resource={}", d.group, d.version, d.resource);
         let mut failed = None;
         match store.storage.list(&d.list_prefix(namespace), None) {

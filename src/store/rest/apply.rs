@@ -85,18 +85,59 @@ fn remove_path(v: &mut Value, path: &[String]) {
     }
 }
 
+/// The paths a manager applied before and no longer applies, to remove: a list item it no
+/// longer applies at all goes whole (not field by field, which would leave the item without its
+/// key), items before their fields.
+fn no_longer_applied(before: &[Vec<String>], wanted: &[Vec<String>]) -> Vec<Vec<String>> {
+    let mut gone: Vec<Vec<String>> = Vec::new();
+    for p in before.iter().filter(|p| !wanted.contains(p)) {
+        let item_gone = p.iter().enumerate().find(|(i, s)| {
+            (s.starts_with("k:") || s.starts_with("v:")) && !wanted.iter().any(|w| w.len() > *i && w[..=*i] == p[..=*i])
+        });
+        let p = match item_gone {
+            Some((i, _)) => p[..=i].to_vec(),
+            None => p.clone(),
+        };
+        if !gone.contains(&p) {
+            gone.push(p);
+        }
+    }
+    gone.sort_by_key(Vec::len);
+    gone
+}
+
 /// Where a value sits in its kind's schema: the definition and the property path from it
 /// (`[]` for a list's items), to ask list types of.
 struct At<'a> {
     def: Option<&'a str>,
+    /// A custom resource's schema (its CRD's openAPIV3Schema), whose lists say their type
+    /// with `x-kubernetes-list-type` (metadata's are ObjectMeta's).
+    custom: Option<&'a Value>,
     path: Vec<String>,
 }
 
-impl At<'_> {
+impl<'a> At<'a> {
+    fn of(def: &'a crate::store::resources::ResourceDef) -> Self {
+        let custom = def.custom.as_ref().and_then(|c| c.schema.as_ref());
+        At { def: schema::get().kind(&def.group, &def.version, &def.kind), custom, path: Vec::new() }
+    }
+
     fn list_type(&self) -> (String, Vec<String>) {
-        let Some(def) = self.def else { return ("atomic".into(), Vec::new()) };
         let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        if let Some(custom) = self.custom {
+            if path.first() == Some(&"metadata") {
+                return schema::get().list_type("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", &path[1..]);
+            }
+            return crate::store::crd::structural::list_type_at(custom, &path);
+        }
+        let Some(def) = self.def else { return ("atomic".into(), Vec::new()) };
         schema::get().list_type(def, &path)
+    }
+
+    /// A custom resource's `x-kubernetes-map-type: atomic` map or struct here.
+    fn atomic_map(&self) -> bool {
+        let path: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        self.custom.is_some_and(|c| !path.is_empty() && crate::store::crd::structural::atomic_map_at(c, &path))
     }
 }
 
@@ -116,6 +157,7 @@ fn item_step(list_type: &str, keys: &[String], item: &Value) -> Option<String> {
 /// as `v:` entries, a map list's as `k:` entries, an atomic list whole.
 fn fields_of(v: &Value, at: &mut At) -> Value {
     match v {
+        Value::Object(_) if at.atomic_map() => json!({}),
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, child) in m {
@@ -147,14 +189,14 @@ fn fields_of(v: &Value, at: &mut At) -> Value {
 /// What an applied configuration `obj` of `def`'s kind owns, in FieldsV1 form.
 pub fn applied_fields(def: &crate::store::resources::ResourceDef, obj: &Value) -> Value {
     let o = super::object::managed_part(obj);
-    let def_name = schema::get().kind(&def.group, &def.version, &def.kind);
-    fields_of(&o, &mut At { def: def_name, path: Vec::new() })
+    fields_of(&o, &mut At::of(def))
 }
 
 /// Merges an applied configuration into the object: maps merge, a set takes the applied items
 /// it lacks, a map list merges items by key, anything else is replaced.
 fn merge(target: &mut Value, config: &Value, at: &mut At) {
     match (target, config) {
+        (target @ Value::Object(_), Value::Object(_)) if at.atomic_map() => *target = config.clone(),
         (Value::Object(t), Value::Object(c)) => {
             for (k, v) in c {
                 at.path.push(k.clone());
@@ -233,7 +275,6 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
     let mine = applied_fields(t.def, &config);
-    let def_name = schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
     let wanted = paths(&mine);
     let missing = || create_value(store, t, config.clone(), &manager, "Apply");
     guaranteed_update(store, t, true, missing, |existing| {
@@ -282,10 +323,10 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             .map(|e| paths(&e["fieldsV1"]))
             .unwrap_or_default();
         let mut new = (*existing.value).clone();
-        for gone in before.iter().filter(|p| !wanted.contains(p)) {
-            remove_path(&mut new, gone);
+        for gone in no_longer_applied(&before, &wanted) {
+            remove_path(&mut new, &gone);
         }
-        merge(&mut new, &config, &mut At { def: def_name, path: Vec::new() });
+        merge(&mut new, &config, &mut At::of(t.def));
         if t.query.force {
             // a forced apply takes the fields it set to another value away from their managers
             let mut entries: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
@@ -327,7 +368,7 @@ mod tests {
         );
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"data": {"k": "1", "x": "2"}});
-        merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, path: Vec::new() });
+        merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, custom: None, path: Vec::new() });
         remove_path(&mut t, &["data".to_string(), "x".to_string()]);
         assert_eq!(t, json!({"data": {"k": "3"}}));
     }
@@ -339,7 +380,7 @@ mod tests {
         assert_eq!(paths(&f), vec![vec!["metadata".to_string(), "finalizers".into(), "v:\"a/x\"".into()]]);
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"metadata": {"finalizers": ["b/y"]}});
-        merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, path: Vec::new() });
+        merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, custom: None, path: Vec::new() });
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y", "a/x"]));
         remove_path(&mut t, &paths(&f)[0]);
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y"]));

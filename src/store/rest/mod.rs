@@ -11,6 +11,7 @@ pub(crate) mod typed;
 mod watch;
 pub(crate) mod write;
 
+pub use object::present_as;
 pub use query::Options;
 /// The PATCH verb (JSON, merge, strategic, apply), for the fuzz targets (fuzz/).
 pub use write::patch;
@@ -93,9 +94,10 @@ impl Rest {
 
 async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
-    let Some(def) = rest.store.def(&info.api_group, &info.resource) else {
+    let Some(def) = rest.store.served_def(&info.api_group, &info.api_version, &info.resource) else {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     };
+    let def = &*def;
     let header = |n: &str| session.req_header().headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let accept = header("Accept");
     let query = match Options::decode(&ctx.query) {
@@ -136,7 +138,10 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         Ok(negotiate::Output::Json)
     } else {
         // events.k8s.io's Event is another message than core's, which the tables know
-        let protobuf = crate::store::protobuf::supports(&def.kind) && !crate::store::events::is_events_v1(def);
+        // and custom resources are JSON only, as in kube (whatever their kind is called)
+        let protobuf = crate::store::protobuf::supports(&def.kind)
+            && !crate::store::events::is_events_v1(def)
+            && def.custom.is_none();
         negotiate::negotiate(&accept, protobuf, info.verb == "watch")
     };
     let output = match output {
@@ -157,9 +162,13 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         admit: None,
         warnings: Default::default(),
     };
+    if let Some(w) = def.custom.as_ref().and_then(|c| c.deprecation.clone()) {
+        t.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+    }
     let token = t.subresource == "token" && def.has_token();
     let finalize = t.subresource == "finalize" && crate::store::namespace::is_namespaces(def);
-    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token || finalize) {
+    let scale = t.subresource == "scale" && def.subresources.iter().any(|s| s == "scale");
+    if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token || finalize || scale) {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     if finalize && info.verb != "update" {
@@ -193,7 +202,14 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
     }
-    let reply = if info.verb == "create" && token {
+    let reply = if scale {
+        crate::store::crd::scale::serve(&rest.store, &t, &info.verb, &body)
+    } else if info.verb == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
+        // kube's CRD handler: a terminating CRD's objects are no longer created
+        let mut s = Status::method_not_allowed("POST");
+        s.message = "create not allowed while custom resource definition is terminating".into();
+        Err(s)
+    } else if info.verb == "create" && token {
         match rest.tokens.issuer() {
             Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),

@@ -63,7 +63,7 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(code, &table::table(&t.def.group, &t.def.resource, &[o.into_owned()], meta, include));
+        return Reply::json(code, &table::table_of(t.def, &[o.into_owned()], meta, include));
     }
     encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
 }
@@ -107,7 +107,7 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         let items: Vec<Value> = items.into_iter().map(Cow::into_owned).collect();
-        return Reply::json(200, &table::table(&t.def.group, &t.def.resource, &items, list_meta, include));
+        return Reply::json(200, &table::table_of(t.def, &items, list_meta, include));
     }
     let (kind, api_version) = (format!("{}List", t.def.kind), t.def.api_version());
     let list = List { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &items };

@@ -50,6 +50,10 @@ pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
         FieldSelector::parse(&t.query.field_selector, &crate::store::events::FIELD_LABELS)
             .map_err(Status::bad_request)?
             .relabel(crate::store::events::core_field_label)
+    } else if let Some(c) = &t.def.custom {
+        // a custom resource's selectableFields
+        let labels: Vec<&str> = c.selectable.iter().map(String::as_str).collect();
+        FieldSelector::parse(&t.query.field_selector, &labels).map_err(Status::bad_request)?
     } else {
         FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?
     };

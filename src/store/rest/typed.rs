@@ -41,8 +41,11 @@ pub enum Source {
 pub fn check(t: &Target, obj: &mut Value, duplicates: Vec<String>, source: Source) -> Result<(), Status> {
     let d = directive(&t.query.field_validation);
     let s = schema::get();
-    let Some(def) = s.kind(&t.def.group, &t.def.version, &t.def.kind) else {
-        return Ok(());
+    let custom = custom_decode(t, obj);
+    let def = match (&custom, s.kind(&t.def.group, &t.def.version, &t.def.kind)) {
+        (Some(_), _) => None,
+        (None, Some(def)) => Some(def),
+        (None, None) => return Ok(()),
     };
     let kind = &t.def.kind;
     let handled = |e: &str| match source {
@@ -52,7 +55,11 @@ pub fn check(t: &Target, obj: &mut Value, duplicates: Vec<String>, source: Sourc
     if !obj.is_object() {
         return Ok(()); // check_type words this
     }
-    let decoded = schema::decode(s, def, obj);
+    let decoded = match (def, custom) {
+        (Some(def), _) => schema::decode(s, def, obj),
+        (None, Some(pruned)) => schema::Decoded { unknown: pruned, error: None },
+        (None, None) => return Ok(()),
+    };
     if let Some(e) = decoded.error {
         return Err(Status::bad_request(handled(&e)));
     }
@@ -81,6 +88,14 @@ pub fn check(t: &Target, obj: &mut Value, duplicates: Vec<String>, source: Sourc
     }
 }
 
+/// A custom object decoded as kube's CRD handler does: pruned and defaulted by its schema
+/// (None for a built-in kind); the pruned fields are reported as unknown ones.
+fn custom_decode(t: &Target, obj: &mut Value) -> Option<Vec<String>> {
+    let schema = t.def.custom.as_ref()?.schema.as_ref();
+    let pruned = schema.map(|s| crate::store::crd::structural::prune_and_default(s, obj)).unwrap_or_default();
+    Some(pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect())
+}
+
 /// Server-side apply's decoding of an applied configuration: duplicate keys per the directive
 /// (`error strict decoding YAML: ...` under Strict), and no field the schema has not, whatever
 /// the directive, as kube's typed apply refuses them.
@@ -98,6 +113,15 @@ pub fn check_apply(t: &Target, obj: &mut Value, duplicates: Vec<String>) -> Resu
             Directive::Warn => t.warnings.lock().unwrap_or_else(|e| e.into_inner()).extend(duplicates),
             Directive::Ignore => {}
         }
+    }
+    if let Some(c) = &t.def.custom {
+        // kube prunes an applied custom object by its schema (defaults are the stored object's)
+        if let (Some(schema), true) = (&c.schema, obj.is_object()) {
+            let mut defaulted = obj.clone();
+            crate::store::crd::structural::prune_and_default(schema, &mut defaulted);
+            prune_only(&defaulted, obj);
+        }
+        return Ok(());
     }
     let s = schema::get();
     let Some(def) = s.kind(&t.def.group, &t.def.version, &t.def.kind) else {
@@ -124,6 +148,21 @@ pub fn check_apply(t: &Target, obj: &mut Value, duplicates: Vec<String>) -> Resu
         return Err(typed(&format!(".{field}: field not declared in schema")));
     }
     Ok(())
+}
+
+/// Removes from `obj` what `kept` (its pruned and defaulted form) has not: pruning without the
+/// defaults, so an applied configuration claims only the fields it sets.
+fn prune_only(kept: &Value, obj: &mut Value) {
+    if let (Some(k), Some(o)) = (kept.as_object(), obj.as_object_mut()) {
+        o.retain(|key, _| k.contains_key(key));
+        for (key, v) in o.iter_mut() {
+            prune_only(&k[key], v);
+        }
+    } else if let (Some(k), Some(o)) = (kept.as_array(), obj.as_array_mut()) {
+        for (kv, ov) in k.iter().zip(o.iter_mut()) {
+            prune_only(kv, ov);
+        }
+    }
 }
 
 /// A `Warning` header value as kube writes one (`299 - "<text>"`, Go-quoted).

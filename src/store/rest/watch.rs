@@ -159,8 +159,8 @@ struct WatchStream {
 impl crate::filters::detach::Stream for WatchStream {
     async fn run<'a>(&'a mut self, session: &'a mut ServerSession) {
         let store = self.store.clone();
-        if let Some(def) = store.def(&self.info.api_group, &self.info.resource) {
-            self.events(def, session).await;
+        if let Some(def) = store.served_def(&self.info.api_group, &self.info.api_version, &self.info.resource) {
+            self.events(&def, session).await;
         }
         let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
     }
@@ -177,8 +177,7 @@ impl WatchStream {
         if self.partial {
             Cow::Owned(super::object::partial(&o))
         } else if self.table {
-            let rows = [o.into_owned()];
-            Cow::Owned(table::table(&def.group, &def.resource, &rows, json!({"resourceVersion": "" }), self.include))
+            Cow::Owned(table::table_of(def, &[o.into_owned()], json!({"resourceVersion": "" }), self.include))
         } else {
             o
         }

@@ -98,6 +98,9 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
         ("", "secrets") if obj["type"].as_str().unwrap_or("").is_empty() => {
             obj["type"] = json!("Opaque");
         }
+        (crate::store::crd::GROUP, crate::store::crd::RESOURCE) => {
+            obj["status"] = crate::store::crd::controller::initial_status(obj);
+        }
         _ if def.has_status() => {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
@@ -180,7 +183,7 @@ pub fn create_value(
     if let Some(admit) = &t.admit {
         admit(None, &mut obj)?;
     }
-    validate(t, &obj, None)?;
+    validate(t, &mut obj, None)?;
     let fields = if operation == "Apply" { super::apply::applied_fields(t.def, &obj) } else { owned_fields(&obj) };
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
@@ -312,7 +315,15 @@ pub(super) fn prepare_update(
 }
 
 /// kube's validation of the object about to be stored (over `old` on an update): a 422.
-fn validate(t: &Target, obj: &Value, old: Option<&Value>) -> Result<(), Status> {
+fn validate(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
+    // a custom object is stored pruned and defaulted, whichever verb made it (apply, patch)
+    if let Some(schema) = t.def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+        crate::store::crd::structural::prune_and_default(schema, obj);
+    }
+    if crate::store::crd::is_crds(t.def) {
+        crate::store::crd::validate::set_defaults(obj);
+    }
+    let obj = &*obj;
     let causes = crate::store::validate_object::validate(t.def, obj, old);
     if causes.is_empty() {
         return Ok(());
@@ -409,7 +420,7 @@ pub(super) fn guaranteed_update(
         if let Some(admit) = &t.admit {
             admit(Some(&existing.value), &mut new)?;
         }
-        validate(t, &new, Some(&existing.value))?;
+        validate(t, &mut new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
             Ok(v) => return Ok(reply_object(store, t, 200, &v)),
             Err(StorageError::Conflict) if retry_conflict => continue,
@@ -582,6 +593,8 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let deleted = if namespace::is_namespaces(t.def) {
         namespace::delete(store, t.def, &existing, opts.dry_run, opts.propagation)
+    } else if crate::store::crd::is_crds(t.def) {
+        crate::store::crd::controller::delete(store, t.def, &existing, opts.dry_run)
     } else {
         delete_one(store, t.def, &existing, opts.dry_run, opts.propagation)
     };

@@ -1,0 +1,114 @@
+//! A custom resource's Table (kube's CRD table convertor): Name, then each of the version's
+//! additionalPrinterColumns (by default one, Age, of `.metadata.creationTimestamp`), each
+//! cell the value at the column's JSON path as its type says (a date as its age); a path that
+//! finds nothing is a null cell (kubectl prints `<none>`).
+
+use crate::store::table::{human_duration, IncludeObject};
+use serde_json::{json, Value};
+
+/// The columns of a version: its additionalPrinterColumns, or kube's default Age.
+fn columns(declared: &[Value]) -> Vec<Value> {
+    if declared.is_empty() {
+        return vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})];
+    }
+    declared.to_vec()
+}
+
+/// The value at a simple JSON path (`.spec.replicas`, `.status.conditions[0].type`).
+pub fn find<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('.');
+    let mut cur = obj;
+    for step in path.split('.').filter(|s| !s.is_empty()) {
+        let (field, indices) = match step.find('[') {
+            Some(i) => (&step[..i], &step[i..]),
+            None => (step, ""),
+        };
+        if !field.is_empty() {
+            cur = cur.get(field)?;
+        }
+        for idx in indices.split('[').filter(|s| !s.is_empty()) {
+            let i: usize = idx.trim_end_matches(']').parse().ok()?;
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+fn cell(column: &Value, obj: &Value) -> Value {
+    let Some(v) = find(obj, column["jsonPath"].as_str().unwrap_or_default()).filter(|v| !v.is_null()) else {
+        return Value::Null;
+    };
+    match column["type"].as_str().unwrap_or("string") {
+        "date" => match v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+            Some(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),
+            None => json!("<invalid>"),
+        },
+        "string" => match v {
+            Value::String(s) => json!(s),
+            other => json!(other.to_string()),
+        },
+        _ => v.clone(),
+    }
+}
+
+/// The Table of `items` by `declared` columns.
+pub fn table(declared: &[Value], items: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+    let cols = columns(declared);
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
+    ];
+    for c in &cols {
+        defs.push(json!({
+            "name": c["name"], "type": c["type"], "format": c.get("format").cloned().unwrap_or(json!("")),
+            "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0)),
+        }));
+    }
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut cells = vec![o["metadata"]["name"].clone()];
+            cells.extend(cols.iter().map(|c| cell(c, o)));
+            let mut r = json!({"cells": cells});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Object => r["object"] = o.clone(),
+                IncludeObject::Metadata => {
+                    r["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
+                }
+            }
+            r
+        })
+        .collect();
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": defs, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_columns_as_kubes_convertor() {
+        let cols = vec![
+            json!({"name": "Spec", "type": "string", "jsonPath": ".spec.cronSpec"}),
+            json!({"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}),
+            json!({"name": "First", "type": "string", "jsonPath": ".spec.tags[0]"}),
+            json!({"name": "Missing", "type": "string", "jsonPath": ".status.nope", "priority": 1}),
+        ];
+        let o =
+            json!({"metadata": {"name": "a"}, "spec": {"cronSpec": "* * * * *", "replicas": 3, "tags": ["x", "y"]}});
+        let t = table(&cols, &[o], json!({}), IncludeObject::None);
+        let heads: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(heads, vec!["Name", "Spec", "Replicas", "First", "Missing"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "* * * * *", 3, "x", null]));
+        assert_eq!(t["columnDefinitions"][4]["priority"], 1);
+        let t = table(
+            &[],
+            &[json!({"metadata": {"name": "b", "creationTimestamp": "2000-01-01T00:00:00Z"}})],
+            json!({}),
+            IncludeObject::None,
+        );
+        assert_eq!(t["columnDefinitions"][1]["name"], "Age");
+        assert!(t["rows"][0]["cells"][1].as_str().unwrap().ends_with('y'));
+    }
+}
