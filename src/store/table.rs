@@ -263,6 +263,11 @@ impl IncludeObject {
 /// One row for `o`.
 pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Value {
     let cells: Vec<Value> = columns(group, resource).iter().map(|c| cell(c.name, o)).collect();
+    row_of(cells, o, include)
+}
+
+/// A row of `cells` for `o`, with as much of `o` as `include` asks for.
+pub fn row_of(cells: Vec<Value>, o: &Value, include: IncludeObject) -> Value {
     let mut r = json!({"cells": cells});
     match include {
         IncludeObject::None => {}

@@ -68,15 +68,7 @@ pub fn table(declared: &[Value], items: &[Value], list_meta: Value, include: Inc
         .map(|o| {
             let mut cells = vec![o["metadata"]["name"].clone()];
             cells.extend(cols.iter().map(|c| cell(c, o)));
-            let mut r = json!({"cells": cells});
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Object => r["object"] = o.clone(),
-                IncludeObject::Metadata => {
-                    r["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
-                }
-            }
-            r
+            crate::store::table::row_of(cells, o, include)
         })
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": defs, "rows": rows})
