@@ -7,7 +7,7 @@
 use super::apiservice::ApiService;
 use super::{Backend, Shared};
 use once_cell::sync::Lazy;
-use pingora::connectors::http::Connector;
+use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::H1UpgradePolicy;
@@ -16,6 +16,8 @@ use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+type Connector = pingora::connectors::http::Connector<UpstreamConnector>;
 
 /// How long one probe may take (kube's availability check uses 5s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -123,28 +125,28 @@ impl Condition {
     }
 }
 
-/// Builds the upstream peer of a backend at `addr`: TLS to `<name>.<namespace>.svc`,
-/// verified with the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy
-/// client certificate.
-pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr) -> anyhow::Result<HttpPeer> {
+/// Builds the upstream of a backend at `addr`: TLS to `<name>.<namespace>.svc`, verified with
+/// the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy client certificate,
+/// through the backend's prebuilt [`UpstreamTls`] (see its module for why not pingora's own).
+pub fn build_upstream(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr) -> anyhow::Result<super::Upstream> {
     let svc = spec.service.as_ref().ok_or_else(|| anyhow::anyhow!("local APIService"))?;
     let mut peer = HttpPeer::new(addr, true, svc.server_name());
-    peer.client_cert_key = shared.client_cert.load_full();
-    if spec.insecure_skip_tls_verify {
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
+    let cas = if spec.insecure_skip_tls_verify {
+        None
     } else {
         let mut cas = Vec::new();
         for c in rustls_pemfile::certs(&mut spec.ca_bundle.as_slice()) {
             let der = c.map_err(|e| anyhow::anyhow!("caBundle: {e}"))?.as_ref().to_vec();
             x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
-            cas.push(pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509));
+            cas.push(der);
         }
         if cas.is_empty() {
             anyhow::bail!("caBundle: no certificate found");
         }
-        peer.options.ca = Some(Arc::from(cas.into_boxed_slice()));
-    }
+        Some(cas)
+    };
+    let trust = cas.as_deref().map_or(Trust::Insecure, Trust::Roots);
+    let tls = UpstreamTls::get(trust, shared.client_cert.load().as_deref())?;
     // every HTTP/1 upgrade passes as the client asked for it, as kube-aggregator's upgrade-aware
     // proxy does: pingora's default forwards websocket only and strips `Upgrade: SPDY/3.1`
     // (kubectl exec/attach/port-forward); ordinary requests still lose their hop-by-hop headers
@@ -154,8 +156,8 @@ pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr
     // connections to different APIServices never mix, even at one address
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(spec, &mut h);
-    peer.group_key = std::hash::Hasher::finish(&h);
-    Ok(peer)
+    tls.apply(&mut peer, std::hash::Hasher::finish(&h));
+    Ok(super::Upstream::new(peer, tls))
 }
 
 fn discovery_path(spec: &ApiService) -> String {
@@ -218,12 +220,14 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
             "ServiceNotFound",
             format!("service/{} in {:?} is not present", svc.name, svc.namespace),
         )),
-        Some(addr) => match build_peer(shared, &b.spec, addr) {
+        Some(addr) => match build_upstream(shared, &b.spec, addr) {
             Err(e) => Err(Condition::failed("FailedDiscoveryCheck", e.to_string())),
-            Ok(peer) => {
-                b.state.peer.store(Some(Arc::new(super::Upstream::new(peer.clone()))));
+            Ok(upstream) => {
+                let upstream = Arc::new(upstream);
+                b.state.peer.store(Some(upstream.clone()));
+                let peer = &upstream.peer;
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
-                match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, &peer, &b.spec)).await {
+                match tokio::time::timeout(PROBE_TIMEOUT, fetch(connector, peer, &b.spec)).await {
                     Ok(Ok(doc)) => Ok(doc),
                     Ok(Err(e)) => Err(Condition::failed(
                         "FailedDiscoveryCheck",
@@ -271,7 +275,7 @@ pub fn spawn(shared: Arc<Shared>) {
             }
         };
         rt.block_on(async move {
-            let connector = Connector::new(None);
+            let connector = super::upstream_tls::http_connector();
             loop {
                 let table = shared.table.load_full();
                 let checks = table.services.iter().map(|b| check(&shared, &connector, b));
