@@ -5,9 +5,9 @@
 //! cached discovery, so discovery requests never wait on a backend.
 
 use super::apiservice::ApiService;
+use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use super::{Backend, Shared};
 use once_cell::sync::Lazy;
-use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::H1UpgradePolicy;
@@ -128,7 +128,11 @@ impl Condition {
 /// Builds the upstream of a backend at `addr`: TLS to `<name>.<namespace>.svc`, verified with
 /// the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy client certificate,
 /// through the backend's prebuilt [`UpstreamTls`] (see its module for why not pingora's own).
-pub fn build_upstream(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr) -> anyhow::Result<super::Upstream> {
+pub fn build_upstream(
+    shared: &Shared,
+    spec: &ApiService,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<super::Upstream> {
     let svc = spec.service.as_ref().ok_or_else(|| anyhow::anyhow!("local APIService"))?;
     let mut peer = HttpPeer::new(addr, true, svc.server_name());
     let cas = if spec.insecure_skip_tls_verify {

@@ -11,10 +11,10 @@
 //! impersonation proxy do, for clusters whose apiserver flags cannot be changed).
 
 use super::availability::POOL_IDLE;
+use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use super::Shared;
 use crate::kubeconfig::Kubeconfig;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::H1UpgradePolicy;

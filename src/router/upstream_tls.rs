@@ -144,8 +144,7 @@ impl UpstreamTls {
 
 fn build_config(trust: Trust<'_>, client: Option<&CertKey>) -> anyhow::Result<ClientConfig> {
     pingora_rustls::install_default_crypto_provider();
-    let builder =
-        ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13]);
+    let builder = ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13]);
     let builder = match trust {
         Trust::Roots(cas) => {
             let mut roots = RootCertStore::empty();
@@ -271,9 +270,8 @@ impl CustomConnector for UpstreamConnector {
             return Error::e_explain(ErrorType::InternalError, "upstream peer is not an inet address");
         };
         let to = peer.connection_timeout();
-        let tcp = bounded(to, &format!("connecting to {addr}"), pingora::protocols::l4::ext::connect(addr, None))
-            .await
-            .map_err(|e| e.more_context(format!("Fail to connect to {addr}")))?;
+        let tcp =
+            bounded(to, &format!("connecting to {addr}"), pingora::protocols::l4::ext::connect(addr, None)).await?;
         let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
         stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
         let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
@@ -355,7 +353,8 @@ mod tests {
         let (ca2, rotated) = pair("b");
         let cas = vec![ca.clone()];
         let a = UpstreamTls::get(Trust::Roots(&cas), Some(&client)).unwrap();
-        let again = UpstreamTls::get(Trust::Roots(&[ca.clone()]), Some(&client)).unwrap();
+        let copy = vec![ca.clone()]; // equal content, another allocation
+        let again = UpstreamTls::get(Trust::Roots(&copy), Some(&client)).unwrap();
         assert!(Arc::ptr_eq(&a, &again));
         let other_cert = UpstreamTls::get(Trust::Roots(&cas), Some(&rotated)).unwrap();
         let other_ca = UpstreamTls::get(Trust::Roots(&[ca2]), Some(&client)).unwrap();
@@ -377,10 +376,8 @@ mod tests {
         let tls = UpstreamTls::get(Trust::Roots(&cas), Some(&client)).unwrap();
         let addr: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
         let mut peer = pingora::prelude::HttpPeer::new(addr, true, "api.ns.svc".into());
-        peer.client_cert_key = Some(Arc::new(CertKey::new(
-            vec![client.leaf().borrow_raw_cert().clone()],
-            client.key().clone(),
-        )));
+        peer.client_cert_key =
+            Some(Arc::new(CertKey::new(vec![client.leaf().borrow_raw_cert().clone()], client.key().clone())));
         tls.apply(&mut peer, 7);
         assert!(peer.client_cert_key.is_none() && peer.options.ca.is_none());
         assert_eq!(tls_of(&peer).unwrap().id, tls.id);
