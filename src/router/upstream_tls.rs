@@ -347,6 +347,98 @@ mod tests {
         (ca.der().to_vec(), CertKey::new(vec![leaf.der().to_vec()], key.serialize_der()))
     }
 
+    /// A CA, and a serving cert for `name` signed by it (PEM-free: DER and the key's DER).
+    fn serving(name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = p.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf =
+            rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        (ca.der().to_vec(), leaf.der().to_vec(), key.serialize_der())
+    }
+
+    /// Handshakes `tls` with SNI `sni` against a server presenting `leaf`; the client
+    /// certificate the server saw, or the client's error.
+    async fn handshake(tls: &UpstreamTls, sni: &str, leaf: &[u8], key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let server = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(Arc::new(AcceptAnyClient))
+            .with_single_cert(vec![CertificateDer::from(leaf.to_vec())], PrivateKeyDer::try_from(key.to_vec()).unwrap())
+            .unwrap();
+        let (c, s) = tokio::io::duplex(64 << 10);
+        let accept = tokio::spawn(async move {
+            let mut s = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(s).await.ok()?;
+            let seen = s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+            tokio::io::AsyncWriteExt::shutdown(&mut s).await.ok();
+            Some(seen)
+        });
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        let connected = tokio_rustls::TlsConnector::from(tls.config.clone()).connect(name, c).await;
+        match connected {
+            Ok(_) => Ok(accept.await.unwrap().flatten()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[derive(Debug)]
+    struct AcceptAnyClient;
+    impl rustls::server::danger::ClientCertVerifier for AcceptAnyClient {
+        fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+            &[]
+        }
+        fn verify_client_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: UnixTime,
+        ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+            Ok(rustls::server::danger::ClientCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            AnyServerCert::new().verify_tls12_signature(m, c, d)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            AnyServerCert::new().verify_tls13_signature(m, c, d)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            AnyServerCert::new().supported_verify_schemes()
+        }
+    }
+
+    #[tokio::test]
+    async fn verifies_the_backend_by_its_ca_bundle_and_name_and_presents_the_client_cert() {
+        pingora_rustls::install_default_crypto_provider();
+        let (ca, leaf, key) = serving("api.wardle.svc");
+        let (other_ca, _, _) = serving("api.wardle.svc");
+        let (_, client) = pair("front-proxy-client");
+        let presented = Some(client.leaf().borrow_raw_cert().clone());
+        let cas = vec![ca];
+        let verified = UpstreamTls::get(Trust::Roots(&cas), Some(&client)).unwrap();
+        assert_eq!(handshake(&verified, "api.wardle.svc", &leaf, &key).await, Ok(presented.clone()));
+        let wrong_name = handshake(&verified, "other.wardle.svc", &leaf, &key).await.unwrap_err();
+        assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
+        let others = vec![other_ca];
+        let wrong_ca = UpstreamTls::get(Trust::Roots(&others), Some(&client)).unwrap();
+        let err = handshake(&wrong_ca, "api.wardle.svc", &leaf, &key).await.unwrap_err();
+        assert!(err.contains("invalid peer certificate"), "{err}");
+        // insecureSkipTLSVerify: any certificate, any name; still the client cert
+        let insecure = UpstreamTls::get(Trust::Insecure, Some(&client)).unwrap();
+        assert_eq!(handshake(&insecure, "other.wardle.svc", &leaf, &key).await, Ok(presented));
+        let anonymous = UpstreamTls::get(Trust::Insecure, None).unwrap();
+        assert_eq!(handshake(&anonymous, "api.wardle.svc", &leaf, &key).await, Ok(None));
+    }
+
     #[test]
     fn same_content_same_config_changed_content_new_one() {
         let (ca, client) = pair("a");
