@@ -41,8 +41,7 @@ async fn main() {
     let h2 = mode == "h2";
     let url = format!("https://127.0.0.1:{port}/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=3600");
     // one client per 100 streams over HTTP/2 (each client holds one connection); one for HTTP/1.1
-    let clients: Vec<reqwest::Client> =
-        (0..if h2 { n.div_ceil(100) } else { 1 }).map(|_| client(certs, h2)).collect();
+    let clients: Vec<reqwest::Client> = (0..if h2 { n.div_ceil(100) } else { 1 }).map(|_| client(certs, h2)).collect();
     // a first request per client: TLS and HTTP/2 set up before the baseline
     for c in &clients {
         let r = c.get(format!("https://127.0.0.1:{port}/readyz")).send().await.expect("readyz");
