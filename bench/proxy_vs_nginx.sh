@@ -10,7 +10,7 @@
 #
 #   bench/proxy_vs_nginx.sh [duration=10s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
-# ROUNDS=n (default 3). FRONTDOOR_BIN=path / BARE_BIN=path skip the release builds;
+# ROUNDS=n (default 3). BARE=0 leaves out bare pingora (HAProxy stays). FRONTDOOR_BIN=path / BARE_BIN=path skip the release builds;
 # FRONTDOOR_BASE_BIN=path adds another frontdoor build as target frontdoor-base (A/B in the
 # same rounds). Requests carry "Authorization: Bearer $BENCH_TOKEN" (wrk cannot present client certs); the default
 # token is a static token of a system:masters user, so the cached token path and authorization
@@ -21,7 +21,8 @@ CONNS=${2:-32}
 THREADS=${3:-2}
 WORKERS=${4:-2}
 ROUNDS=${ROUNDS:-3}
-BARE=1
+BARE=${BARE:-1}
+HAPROXY=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/proxies.sh
 . "$ROOT/bench/proxies.sh"
@@ -35,7 +36,10 @@ wait_ok() {
 }
 
 # name port pid (pid empty: no CPU figure)
-TARGETS=("direct $BE -" "frontdoor $FP $FD_PID" "bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID" "nginx $NP $NG_PID")
+TARGETS=("direct $BE -" "frontdoor $FP $FD_PID")
+[ "$BARE" = 1 ] && TARGETS+=("bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID")
+TARGETS+=("nginx $NP $NG_PID")
+HP_PID=${HP_PID:-}
 [ -n "$HP_PID" ] && TARGETS+=("haproxy $HP $HP_PID")
 [ -n "$FB_PID" ] && TARGETS+=("frontdoor-base $FBP $FB_PID")
 for t in "${TARGETS[@]}"; do
