@@ -37,8 +37,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The private ALPN name prefix of peers dialled by [`UpstreamConnector`]; never on the wire.
 const ALPN_PREFIX: &str = "frontdoor-upstream-tls/";
@@ -67,12 +67,25 @@ impl std::fmt::Debug for UpstreamTls {
 }
 
 /// Every live [`UpstreamTls`], by content (so rebuilding a peer with the same trust and cert
-/// reuses it: same pool group, warm session cache) and by id (the connector's lookup). Weak:
-/// a config lives while a peer holder (a backend's `Upstream`, the delegate) keeps it.
+/// reuses it: same pool group, warm session cache) and by id (the connector's lookup). A config
+/// lives while a peer holder (a backend's `Upstream`, the delegate) keeps it, and [`GRACE`]
+/// after its last claim: a request that took a peer just before its holder was replaced (a
+/// rotated cert, an edited caBundle) may still dial with it.
 #[derive(Default)]
 struct Registry {
-    by_content: HashMap<Vec<u8>, Weak<UpstreamTls>>,
-    by_id: HashMap<u64, Weak<UpstreamTls>>,
+    by_content: HashMap<Vec<u8>, u64>,
+    by_id: HashMap<u64, (Arc<UpstreamTls>, Instant)>,
+}
+
+/// How long a config no holder keeps stays dialable.
+const GRACE: Duration = Duration::from_secs(60);
+
+impl Registry {
+    fn prune(&mut self, now: Instant) {
+        self.by_id.retain(|_, (t, claimed)| Arc::strong_count(t) > 1 || now.duration_since(*claimed) < GRACE);
+        let by_id = &self.by_id;
+        self.by_content.retain(|_, id| by_id.contains_key(id));
+    }
 }
 
 static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(Default::default);
@@ -110,9 +123,13 @@ impl UpstreamTls {
     /// The config for `trust` presenting `client`: the live one with this content, or a new one.
     pub fn get(trust: Trust<'_>, client: Option<&CertKey>) -> anyhow::Result<Arc<UpstreamTls>> {
         let key = content_key(&trust, client);
+        let now = Instant::now();
         let mut reg = REGISTRY.lock().unwrap();
-        if let Some(t) = reg.by_content.get(&key).and_then(Weak::upgrade) {
-            return Ok(t);
+        reg.prune(now);
+        if let Some(id) = reg.by_content.get(&key).copied() {
+            let (t, claimed) = reg.by_id.get_mut(&id).expect("pruned together");
+            *claimed = now;
+            return Ok(t.clone());
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(UpstreamTls {
@@ -120,10 +137,8 @@ impl UpstreamTls {
             config: Arc::new(build_config(trust, client)?),
             alpn: ALPN::Custom(pingora::protocols::tls::CustomALPN::new(format!("{ALPN_PREFIX}{id}").into_bytes())),
         });
-        reg.by_content.retain(|_, w| w.strong_count() > 0);
-        reg.by_id.retain(|_, w| w.strong_count() > 0);
-        reg.by_content.insert(key, Arc::downgrade(&t));
-        reg.by_id.insert(id, Arc::downgrade(&t));
+        reg.by_content.insert(key, id);
+        reg.by_id.insert(id, (t.clone(), now));
         Ok(t)
     }
 
@@ -138,7 +153,7 @@ impl UpstreamTls {
     }
 
     fn lookup(id: u64) -> Option<Arc<UpstreamTls>> {
-        REGISTRY.lock().unwrap().by_id.get(&id).and_then(Weak::upgrade)
+        REGISTRY.lock().unwrap().by_id.get(&id).map(|(t, _)| t.clone())
     }
 }
 
@@ -453,11 +468,13 @@ mod tests {
         let insecure = UpstreamTls::get(Trust::Insecure, Some(&client)).unwrap();
         let ids = [a.id, other_cert.id, other_ca.id, insecure.id];
         assert!(ids.iter().enumerate().all(|(i, x)| ids[i + 1..].iter().all(|y| x != y)), "{ids:?}");
-        // dropped by every holder: gone from the registry
+        // dropped by every holder: still dialable for the grace period, then gone
         let id = insecure.id;
         drop(insecure);
+        assert!(UpstreamTls::lookup(id).is_some());
+        REGISTRY.lock().unwrap().prune(Instant::now() + GRACE * 2);
         assert!(UpstreamTls::lookup(id).is_none());
-        assert!(UpstreamTls::lookup(a.id).is_some());
+        assert!(UpstreamTls::lookup(a.id).is_some(), "a holder keeps it past the grace period");
     }
 
     #[test]
