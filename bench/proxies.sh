@@ -2,8 +2,10 @@
 # nginx TLS backend (bench/backend.sh), nginx as a TLS reverse proxy with upstream keepalive
 # (NG_PID) and frontdoor in front of the same backend (FD_PID), on ports BE, NP and FP; with
 # BARE=1 also pingora as a bare proxy (bench/bare_pingora.rs) with the proxy client cert (BC_PID,
-# port BCP) and without (BN_PID, port BNP), and HAProxy when installed (HP_PID, port HP).
-# Expects ROOT and WORKERS; CHECK_INTERVAL is frontdoor's --apiservice-check-interval.
+# port BCP) and without (BN_PID, port BNP), and (also with HAPROXY=1) HAProxy when installed
+# (HP_PID, port HP).
+# Expects ROOT and WORKERS; CHECK_INTERVAL is frontdoor's --apiservice-check-interval;
+# FRONTDOOR_BASE_BIN adds a second frontdoor build (FB_PID, port FBP) for A/B runs.
 # shellcheck shell=bash
 BIN=${FRONTDOOR_BIN:-}
 if [ -z "$BIN" ]; then
@@ -53,6 +55,17 @@ FRONTDOOR_LOG=warn "$BIN" serve --secure-port "$FP" --cert-dir "$TMP/certs" --da
   --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads "$WORKERS" \
   --apiservice-check-interval "${CHECK_INTERVAL:-1s}" >"$TMP/frontdoor.log" 2>&1 & PIDS+=($!)
 FD_PID=$!
+# FRONTDOOR_BASE_BIN=path: a second frontdoor (another build, e.g. the commit before a change)
+# on port FBP (FB_PID), same PKI, APIService and backend, for A/B runs in the same rounds
+FB_PID=""
+if [ -n "${FRONTDOOR_BASE_BIN:-}" ]; then
+  FBP=$(port)
+  FRONTDOOR_LOG=warn "$FRONTDOOR_BASE_BIN" serve --secure-port "$FBP" --cert-dir "$TMP/certs" --data-dir "$TMP/data-base" \
+    --policy-dir "$TMP/policies" --apiservices-file "$TMP/apiservices.yaml" \
+    --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads "$WORKERS" \
+    --apiservice-check-interval "${CHECK_INTERVAL:-1s}" >"$TMP/frontdoor-base.log" 2>&1 & PIDS+=($!)
+  FB_PID=$!
+fi
 
 if [ "${BARE:-0}" = 1 ]; then
   BARE_BIN=${BARE_BIN:-}
@@ -67,7 +80,10 @@ if [ "${BARE:-0}" = 1 ]; then
   WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BNP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
     "$TMP/be-ca.crt" >"$TMP/bare-nocert.log" 2>&1 & PIDS+=($!)
   BN_PID=$!
-  HP_PID=""
+fi
+HP_PID=""
+C=$TMP/certs
+if [ "${BARE:-0}" = 1 ] || [ "${HAPROXY:-0}" = 1 ]; then
   if command -v haproxy >/dev/null; then
     cat "$C/apiserver.crt" "$C/apiserver.key" > "$TMP/hp-serving.pem"
     cat "$C/front-proxy-client.crt" "$C/front-proxy-client.key" > "$TMP/hp-client.pem"

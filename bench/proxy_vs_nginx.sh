@@ -10,8 +10,9 @@
 #
 #   bench/proxy_vs_nginx.sh [duration=10s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
-# ROUNDS=n (default 3). FRONTDOOR_BIN=path / BARE_BIN=path skip the release builds. Requests
-# carry "Authorization: Bearer $BENCH_TOKEN" (wrk cannot present client certs); the default
+# ROUNDS=n (default 3). BARE=0 leaves out bare pingora (HAProxy stays). FRONTDOOR_BIN=path / BARE_BIN=path skip the release builds;
+# FRONTDOOR_BASE_BIN=path adds another frontdoor build as target frontdoor-base (A/B in the
+# same rounds). Requests carry "Authorization: Bearer $BENCH_TOKEN" (wrk cannot present client certs); the default
 # token is a static token of a system:masters user, so the cached token path and authorization
 # run as for an ordinary client.
 set -euo pipefail
@@ -20,7 +21,8 @@ CONNS=${2:-32}
 THREADS=${3:-2}
 WORKERS=${4:-2}
 ROUNDS=${ROUNDS:-3}
-BARE=1
+BARE=${BARE:-1}
+HAPROXY=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/proxies.sh
 . "$ROOT/bench/proxies.sh"
@@ -34,8 +36,12 @@ wait_ok() {
 }
 
 # name port pid (pid empty: no CPU figure)
-TARGETS=("direct $BE -" "frontdoor $FP $FD_PID" "bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID" "nginx $NP $NG_PID")
+TARGETS=("direct $BE -" "frontdoor $FP $FD_PID")
+[ "$BARE" = 1 ] && TARGETS+=("bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID")
+TARGETS+=("nginx $NP $NG_PID")
+HP_PID=${HP_PID:-}
 [ -n "$HP_PID" ] && TARGETS+=("haproxy $HP $HP_PID")
+[ -n "$FB_PID" ] && TARGETS+=("frontdoor-base $FBP $FB_PID")
 for t in "${TARGETS[@]}"; do
   read -r _ p _ <<<"$t"
   wait_ok "https://127.0.0.1:$p$PATH_"
@@ -99,5 +105,5 @@ for t in "${TARGETS[@]}"; do
 done
 F=$(col frontdoor 3)
 ratio() { awk -v f="$F" -v o="$(col "$1" 3)" -v n="$1" 'BEGIN { if (o > 0) printf "frontdoor/%s %.2f  ", n, f / o }'; }
-{ ratio direct; ratio bare-cert; ratio bare-nocert; ratio nginx; [ -n "$HP_PID" ] && ratio haproxy; echo; }
+{ ratio direct; ratio bare-cert; ratio bare-nocert; ratio nginx; [ -n "$HP_PID" ] && ratio haproxy; [ -n "$FB_PID" ] && ratio frontdoor-base; echo; }
 awk -v c="$(col bare-cert 3)" -v n="$(col bare-nocert 3)" 'BEGIN { if (n > 0) printf "bare pingora: the per-peer client cert costs %.0f%% of throughput\n", (1 - c / n) * 100 }'

@@ -532,8 +532,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::net::TcpListener::bind(&listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = std::net::SocketAddr::new(gw.args.bind_address, port);
     for _ in 0..threads {
-        let mut proxy = pingora::proxy::http_proxy(&server.configuration, Frontdoor(gw.clone()));
-        proxy.server_options = Some(crate::tls::server_options());
+        let proxy = router::upstream_tls::http_proxy(
+            &server.configuration,
+            Frontdoor(gw.clone()),
+            crate::tls::server_options(),
+        );
         let tls = crate::tls::listener_settings(gw.serving_cert.clone(), gw.client_cas.clone())?;
         let listener = crate::tls::SecureListener::bind("frontdoor", addr, tls, proxy, gw.args.tls_handshake_timeout)?;
         server.add_service(listener);

@@ -5,9 +5,9 @@
 //! cached discovery, so discovery requests never wait on a backend.
 
 use super::apiservice::ApiService;
+use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use super::{Backend, Shared};
 use once_cell::sync::Lazy;
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::H1UpgradePolicy;
@@ -16,6 +16,8 @@ use std::net::ToSocketAddrs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+type Connector = pingora::connectors::http::Connector<UpstreamConnector>;
 
 /// How long one probe may take (kube's availability check uses 5s).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -161,28 +163,32 @@ impl Condition {
     }
 }
 
-/// Builds the upstream peer of a backend at `addr`: TLS to `<name>.<namespace>.svc`,
-/// verified with the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy
-/// client certificate.
-pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr) -> anyhow::Result<HttpPeer> {
+/// Builds the upstream of a backend at `addr`: TLS to `<name>.<namespace>.svc`, verified with
+/// the caBundle (or not, with insecureSkipTLSVerify), presenting the proxy client certificate,
+/// through the backend's prebuilt [`UpstreamTls`] (see its module for why not pingora's own).
+pub fn build_upstream(
+    shared: &Shared,
+    spec: &ApiService,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<super::Upstream> {
     let svc = spec.service.as_ref().ok_or_else(|| anyhow::anyhow!("local APIService"))?;
     let mut peer = HttpPeer::new(addr, true, svc.server_name());
-    peer.client_cert_key = shared.client_cert.load_full();
-    if spec.insecure_skip_tls_verify {
-        peer.options.verify_cert = false;
-        peer.options.verify_hostname = false;
+    let cas = if spec.insecure_skip_tls_verify {
+        None
     } else {
         let mut cas = Vec::new();
         for c in rustls_pemfile::certs(&mut spec.ca_bundle.as_slice()) {
             let der = c.map_err(|e| anyhow::anyhow!("caBundle: {e}"))?.as_ref().to_vec();
             x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
-            cas.push(pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509));
+            cas.push(der);
         }
         if cas.is_empty() {
             anyhow::bail!("caBundle: no certificate found");
         }
-        peer.options.ca = Some(Arc::from(cas.into_boxed_slice()));
-    }
+        Some(cas)
+    };
+    let trust = cas.as_deref().map_or(Trust::Insecure, Trust::Roots);
+    let tls = UpstreamTls::get(trust, shared.client_cert.load().as_deref())?;
     // every HTTP/1 upgrade passes as the client asked for it, as kube-aggregator's upgrade-aware
     // proxy does: pingora's default forwards websocket only and strips `Upgrade: SPDY/3.1`
     // (kubectl exec/attach/port-forward); ordinary requests still lose their hop-by-hop headers
@@ -192,8 +198,8 @@ pub fn build_peer(shared: &Shared, spec: &ApiService, addr: std::net::SocketAddr
     // connections to different APIServices never mix, even at one address
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(spec, &mut h);
-    peer.group_key = std::hash::Hasher::finish(&h);
-    Ok(peer)
+    tls.apply(&mut peer, std::hash::Hasher::finish(&h));
+    Ok(super::Upstream::new(peer, tls))
 }
 
 fn discovery_path(spec: &ApiService) -> String {
@@ -202,6 +208,35 @@ fn discovery_path(spec: &ApiService) -> String {
     } else {
         format!("/apis/{}/{}", spec.group, spec.version)
     }
+}
+
+/// Sends `req` (a GET of `path`) on a pooled session of `peer` and reads the answer, its body
+/// bounded by `MAX_DOCUMENT`: (status, body, ETag). Frontdoor's own calls to backends and to
+/// the upstream apiserver.
+pub(super) async fn exchange(
+    connector: &Connector,
+    peer: &HttpPeer,
+    req: RequestHeader,
+    path: &str,
+    read_timeout: Option<Duration>,
+) -> super::openapi::Fetched {
+    let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
+    s.set_read_timeout(read_timeout);
+    s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
+    s.finish_request_body().await.map_err(|e| e.to_string())?;
+    s.read_response_header().await.map_err(|e| e.to_string())?;
+    let head = s.response_header().ok_or("no response")?;
+    let code = head.status.as_u16();
+    let etag = head.headers.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut body = Vec::new();
+    while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_DOCUMENT {
+            return Err(format!("{path}: response larger than {MAX_DOCUMENT} bytes"));
+        }
+    }
+    connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
+    Ok((code, bytes::Bytes::from(body), etag))
 }
 
 /// A GET of a backend as kube-aggregator makes it (system:kube-aggregator, with the proxy
@@ -214,7 +249,6 @@ async fn get(
     etag: Option<&str>,
 ) -> super::openapi::Fetched {
     let call = async {
-        let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(|e| e.to_string())?;
         let _ = req.insert_header("Host", host);
         let _ = req.insert_header("Accept", "application/json");
@@ -224,22 +258,7 @@ async fn get(
         if let Some(t) = etag {
             let _ = req.insert_header("If-None-Match", t);
         }
-        s.set_read_timeout(Some(PROBE_TIMEOUT));
-        s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-        s.finish_request_body().await.map_err(|e| e.to_string())?;
-        s.read_response_header().await.map_err(|e| e.to_string())?;
-        let head = s.response_header().ok_or("no response")?;
-        let code = head.status.as_u16();
-        let etag = head.headers.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut body = Vec::new();
-        while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT {
-                return Err(format!("{path}: response larger than {MAX_DOCUMENT} bytes"));
-            }
-        }
-        connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
-        Ok((code, bytes::Bytes::from(body), etag))
+        exchange(connector, peer, req, path, Some(PROBE_TIMEOUT)).await
     };
     match tokio::time::timeout(PROBE_TIMEOUT, call).await {
         Ok(r) => r,
@@ -293,12 +312,14 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
             "ServiceNotFound",
             format!("service/{} in {:?} is not present", svc.name, svc.namespace),
         )),
-        Some(addr) => match build_peer(shared, &b.spec, addr) {
+        Some(addr) => match build_upstream(shared, &b.spec, addr) {
             Err(e) => Err(Condition::failed("FailedDiscoveryCheck", e.to_string())),
-            Ok(peer) => {
-                b.state.peer.store(Some(Arc::new(super::Upstream::new(peer.clone()))));
+            Ok(upstream) => {
+                let upstream = Arc::new(upstream);
+                b.state.peer.store(Some(upstream.clone()));
+                let peer = &upstream.peer;
                 let url = format!("https://{addr}{}", discovery_path(&b.spec));
-                match fetch(connector, &peer, &b.spec).await {
+                match fetch(connector, peer, &b.spec).await {
                     Ok(doc) => {
                         // its OpenAPI, when it changed (conditional GETs), for the merged documents:
                         // every OPENAPI_INTERVAL, and at once when it (re)becomes available
@@ -307,7 +328,7 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
                         let mut openapi = None;
                         if due {
                             let host = svc.server_name();
-                            let f = OpenApiFetch { connector, peer: &peer, host: &host };
+                            let f = OpenApiFetch { connector, peer, host: &host };
                             let own = super::openapi::gv_name(&b.spec.group, &b.spec.version);
                             openapi = super::openapi::refresh(&f, &b.state.openapi.load(), |gv| gv == own).await;
                             *b.state.openapi_fetched.lock().unwrap() = Some(std::time::Instant::now());
@@ -368,7 +389,7 @@ pub fn spawn(shared: Arc<Shared>) {
             }
         };
         rt.block_on(async move {
-            let connector = Connector::new(None);
+            let connector = super::upstream_tls::http_connector();
             loop {
                 let table = shared.table.load_full();
                 let checks = table.services.iter().map(|b| check(&shared, &connector, b));

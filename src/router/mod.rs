@@ -10,6 +10,7 @@ pub mod local;
 pub mod openapi;
 pub mod proxy;
 pub mod upstream;
+pub mod upstream_tls;
 pub mod version;
 
 use crate::request_info::RequestInfo;
@@ -116,12 +117,14 @@ pub struct Upstream {
     pub peer: HttpPeer,
     /// The `Host` of proxied requests (the backend's address), formatted once.
     pub host: http::HeaderValue,
+    /// The TLS config the peer dials with, kept alive while the peer may be used.
+    pub tls: Arc<upstream_tls::UpstreamTls>,
 }
 
 impl Upstream {
-    pub fn new(peer: HttpPeer) -> Self {
+    pub fn new(peer: HttpPeer, tls: Arc<upstream_tls::UpstreamTls>) -> Self {
         let host = http::HeaderValue::try_from(peer._address.to_string()).expect("a socket address is a header value");
-        Upstream { peer, host }
+        Upstream { peer, host, tls }
     }
 }
 

@@ -13,10 +13,10 @@
 //! impersonation proxy do, for clusters whose apiserver flags cannot be changed).
 
 use super::availability::POOL_IDLE;
+use super::upstream_tls::{Trust, UpstreamConnector, UpstreamTls};
 use super::Shared;
 use crate::kubeconfig::Kubeconfig;
 use arc_swap::{ArcSwap, ArcSwapOption};
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::H1UpgradePolicy;
@@ -27,13 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+type Connector = pingora::connectors::http::Connector<UpstreamConnector>;
+
 /// The user frontdoor's own calls to the upstream act as in request-header mode (discovery,
 /// version, OpenAPI, reviews); the upstream's RBAC grants it what it needs.
 pub const FRONTDOOR_USER: &str = "system:frontdoor";
 /// How long one refresh call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// The largest document accepted from the upstream (aggregated discovery, OpenAPI).
-pub const MAX_DOCUMENT: usize = 64 << 20;
 /// What the refresher asks for at /api and /apis: aggregated discovery, v2 then v2beta1.
 const AGGREGATED_ACCEPT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
 
@@ -132,12 +132,15 @@ pub struct Delegate {
     sni: String,
     /// The `Host` of proxied requests.
     pub host: http::HeaderValue,
-    ca: Option<Arc<[pingora::utils::tls::WrappedX509]>>,
+    /// `--upstream-apiserver-ca-file` (or the kubeconfig's CA), DER; None: the platform's roots.
+    ca: Option<Vec<Vec<u8>>>,
     pub identity: UpstreamIdentity,
     kubeconfig: Option<PathBuf>,
     credential: ArcSwap<Credential>,
     /// The peer the proxy dials, rebuilt by the refresher (address, client cert).
     pub peer: ArcSwapOption<HttpPeer>,
+    /// The TLS config `peer` dials with, kept alive with it.
+    tls: ArcSwapOption<super::upstream_tls::UpstreamTls>,
     pub available: AtomicBool,
     /// Why it is unavailable (the readyz check's message).
     pub reason: Mutex<String>,
@@ -203,12 +206,12 @@ impl Delegate {
                     let der = c.map_err(|e| anyhow::anyhow!("--upstream-apiserver-ca-file: {e}"))?.as_ref().to_vec();
                     x509_parser::parse_x509_certificate(&der)
                         .map_err(|e| anyhow::anyhow!("--upstream-apiserver-ca-file: {e}"))?;
-                    cas.push(pingora::utils::tls::WrappedX509::new(der, pingora::utils::tls::parse_x509));
+                    cas.push(der);
                 }
                 if cas.is_empty() {
                     anyhow::bail!("--upstream-apiserver-ca-file: no certificate found");
                 }
-                Some(Arc::from(cas.into_boxed_slice()))
+                Some(cas)
             }
         };
         let credential = match (&kc, identity) {
@@ -226,6 +229,7 @@ impl Delegate {
             kubeconfig: a.upstream_apiserver_kubeconfig.clone(),
             credential: ArcSwap::from_pointee(credential),
             peer: ArcSwapOption::empty(),
+            tls: ArcSwapOption::empty(),
             available: AtomicBool::new(false),
             reason: Mutex::new("not checked yet".into()),
             discovery: ArcSwapOption::empty(),
@@ -302,23 +306,25 @@ impl Delegate {
         format!("{}{path_and_query}", self.prefix)
     }
 
+    /// The peer the proxy dials, through its prebuilt TLS config (see `upstream_tls`).
     fn build_peer(
         &self,
         addr: std::net::SocketAddr,
         proxy_cert: Option<Arc<pingora::utils::tls::CertKey>>,
-    ) -> HttpPeer {
+    ) -> anyhow::Result<(HttpPeer, Arc<UpstreamTls>)> {
         let mut peer = HttpPeer::new(addr, true, self.sni.clone());
-        peer.client_cert_key = match self.identity {
+        let client = match self.identity {
             UpstreamIdentity::RequestHeader => proxy_cert,
             UpstreamIdentity::Impersonation => self.credential.load().client_cert.clone(),
         };
-        peer.options.ca = self.ca.clone();
+        let trust = self.ca.as_deref().map_or(Trust::System, Trust::Roots);
+        let tls = UpstreamTls::get(trust, client.as_deref())?;
         peer.options.http_upstream_request_policy.h1_upgrade = H1UpgradePolicy::Preserve;
         peer.options.connection_timeout = Some(Duration::from_secs(5));
         peer.options.idle_timeout = Some(POOL_IDLE);
         // never pooled with an APIService backend at the same address
-        peer.group_key = 0x5550_5354_5245_414d;
-        peer
+        tls.apply(&mut peer, 0x5550_5354_5245_414d);
+        Ok((peer, tls))
     }
 }
 
@@ -469,7 +475,6 @@ pub async fn get(
     etag: Option<&str>,
 ) -> Result<(u16, bytes::Bytes, Option<String>), String> {
     let call = async {
-        let (mut s, _) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
         let mut req = RequestHeader::build("GET", d.upstream_path(path).as_bytes(), None).map_err(|e| e.to_string())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
         let _ = req.insert_header("Accept", accept);
@@ -478,21 +483,7 @@ pub async fn get(
             let _ = req.insert_header("If-None-Match", t);
         }
         d.identify_self(&mut req);
-        s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-        s.finish_request_body().await.map_err(|e| e.to_string())?;
-        s.read_response_header().await.map_err(|e| e.to_string())?;
-        let head = s.response_header().ok_or("no response")?;
-        let code = head.status.as_u16();
-        let etag = head.headers.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let mut body = Vec::new();
-        while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT {
-                return Err(format!("{path}: response larger than {MAX_DOCUMENT} bytes"));
-            }
-        }
-        connector.release_http_session(s, peer, Some(POOL_IDLE)).await;
-        Ok((code, bytes::Bytes::from(body), etag))
+        super::availability::exchange(connector, peer, req, path, None).await
     };
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(r) => r,
@@ -581,7 +572,7 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
         .ok()
         .flatten()
         .ok_or_else(|| format!("cannot resolve {}", d.authority))?;
-    let peer = d.build_peer(addr, shared.client_cert.load_full());
+    let (peer, tls) = d.build_peer(addr, shared.client_cert.load_full()).map_err(|e| e.to_string())?;
     let fail = |path: &str, e: String| format!("failing or missing response from {}{path}: {e}", d.url);
     let (code, body, _) =
         get(d, connector, &peer, "/version", "application/json", None).await.map_err(|e| fail("/version", e))?;
@@ -621,6 +612,7 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
     let openapi = super::openapi::refresh(&fetch, &d.openapi.load(), |_| true).await;
     d.peer.store(Some(Arc::new(peer)));
     super::availability::set_upstream_version(&version);
+    d.tls.store(Some(tls));
     d.version.store(Some(Arc::new(body)));
     let mut changed = false;
     if cached.as_deref() != Some(&groups) {
@@ -648,7 +640,7 @@ pub fn spawn(shared: Arc<Shared>, d: Arc<Delegate>) {
             }
         };
         rt.block_on(async move {
-            let connector = Connector::new(None);
+            let connector = super::upstream_tls::http_connector();
             loop {
                 let result = refresh(&shared, &d, &connector).await;
                 let was = d.available.load(Ordering::Acquire);

@@ -575,6 +575,43 @@ fn rotated_proxy_client_cert_is_presented_without_restart() {
     assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());
 }
 
+/// A backend's trust follows its APIService without a restart: a caBundle the backend's serving
+/// cert does not chain to makes it unavailable (503), insecureSkipTLSVerify reaches it with no
+/// caBundle, and the right caBundle again verifies it; the proxy client cert is presented in
+/// every mode.
+#[test]
+fn changed_ca_bundle_and_insecure_skip_tls_verify_take_effect_without_restart() {
+    let s = setup(&[]);
+    let admin = s.fd.admin_client();
+    let file = s.fd.dir.path().join("apiservices.yaml");
+    let other = backend::pki(&["api.wardle.svc"]);
+    std::fs::write(&file, apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &other.ca_pem)).unwrap();
+    wait_until("a caBundle of another CA refused", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url(FLUNDERS)) == 503
+    });
+    wait_until("the refused certificate logged", Duration::from_secs(10), || {
+        s.fd.logs().contains("invalid peer certificate")
+    });
+
+    let insecure = format!(
+        "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: v1alpha1.{GROUP}\nspec:\n  group: {GROUP}\n  version: v1alpha1\n  groupPriorityMinimum: 1000\n  versionPriority: 15\n  service: {{namespace: wardle, name: api, port: 443}}\n  insecureSkipTLSVerify: true\n"
+    );
+    std::fs::write(&file, insecure).unwrap();
+    let marker = &format!("{FLUNDERS}?labelSelector=insecure");
+    wait_until("insecureSkipTLSVerify reaches the backend", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url(marker)) == 200
+    });
+    assert_eq!(s.be.last(marker).unwrap().client_cn, "front-proxy-client");
+
+    std::fs::write(&file, apiservice(GROUP, "v1alpha1", 1000, 15, "wardle/api", &s.pki.ca_pem)).unwrap();
+    let marker = &format!("{FLUNDERS}?labelSelector=verified");
+    wait_until("the backend's own caBundle verifies it again", Duration::from_secs(20), || {
+        get_code(&admin, &s.fd.url(marker)) == 200
+    });
+    assert_eq!(s.be.last(marker).unwrap().client_cn, "front-proxy-client");
+    assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());
+}
+
 /// A request slower than --request-trace-threshold is logged with kube's trace: its attributes,
 /// total time and the chain's steps.
 #[test]
