@@ -11,6 +11,9 @@
 # Measured (release, 2 workers, N=2000, Dec 2026): idle 48 MB, HTTP/1.1 58 KB and HTTP/2 10.3 KB
 # per watch; with MIMALLOC_ARENA_EAGER_COMMIT=0: idle 28 MB, HTTP/2 7.7 KB, HTTP/1.1 57 KB (an
 # established idle TLS connection alone is 45 KB: MODE=tls bench/idle_connections.sh).
+# mimalloc built with `no_thp` (Cargo.toml) since, same run as the build before it: idle 47 -> 28 MB,
+# HTTP/2 10.2 -> 7.9 KB, HTTP/1.1 59.2 -> 57.2 KB per watch, with no environment set: committed
+# arena memory is only resident once touched when it is not backed by transparent huge pages.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
