@@ -388,6 +388,21 @@ impl<'de> Visitor<'de> for Dups<'_> {
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        if self.paths.is_none() {
+            // collected, then built in one pass from the sorted pairs: half the cost of
+            // inserting a large map's keys one by one; a duplicate (the last one wins, as with
+            // inserts) shows as a shorter map
+            let mut pairs = Vec::new();
+            while let Some(k) = map.next_key::<String>()? {
+                pairs.push((k, map.next_value_seed(self)?));
+            }
+            let n = pairs.len();
+            let out: Map<String, Value> = pairs.into_iter().collect();
+            if out.len() < n {
+                self.found.set(true);
+            }
+            return Ok(Value::Object(out));
+        }
         let mut out = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             let len = self.paths.map(|p| {

@@ -149,7 +149,17 @@ fn duplicate_fields_are_reported_as_kube_words_them() {
     let s = json_strict(br#"{"metadata": {"name": "a", "name": "b"}, "data": [{"k": 1, "k": 2}]}"#).unwrap();
     assert_eq!(s.value["metadata"]["name"], "b");
     assert_eq!(s.duplicates, vec![r#"duplicate field "metadata.name""#, r#"duplicate field "data[0].k""#]);
+    assert_eq!(s.value["data"][0]["k"], 2);
     assert!(json_strict(br#"{"a": 1}"#).unwrap().duplicates.is_empty());
+    // a large map, keys out of order, the duplicate far from its first: the last still wins
+    let mut pairs: Vec<String> = (0..5000).rev().map(|i| format!("\"k{i}\":{i}")).collect();
+    pairs.push("\"k17\":-1".into());
+    let s = json_strict(format!("{{{}}}", pairs.join(",")).as_bytes()).unwrap();
+    assert_eq!(
+        (s.value.as_object().unwrap().len(), &s.value["k17"], &s.value["k4999"]),
+        (5000, &json!(-1), &json!(4999))
+    );
+    assert_eq!(s.duplicates, vec![r#"duplicate field "k17""#]);
     let y = yaml_strict(b"metadata:\n  name: a\ndata:\n  k: v\n  k: w\n").unwrap();
     assert_eq!(y.value["data"]["k"], "w");
     assert_eq!(y.duplicates, vec![r#"line 5: key "k" already set in map"#]);
