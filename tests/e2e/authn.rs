@@ -388,10 +388,7 @@ fn jwt_issuer_service_accounts_and_webhook() {
     assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
     let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token("r-1"))]);
     assert_eq!(code, 401, "a token for an earlier service account of that name: {v}");
-    // the log is read from the server's stderr as it comes: wait for the line, not the response
-    wait_until("the uid mismatch in the log", Duration::from_secs(10), || {
-        fd.logs().contains("does not match claim (r-1)")
-    });
+    fd.wait_for_log("does not match claim (r-1)");
 
     // webhook: authenticated once, then served from the cache
     let before = s.idp.webhook_calls.load(Ordering::SeqCst);

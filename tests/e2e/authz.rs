@@ -354,13 +354,14 @@ fn reload_under_traffic_keeps_serving_and_rejects_bad_files() {
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: x}\nsubjects: []\n",
     );
     wait_until("the failed reload to be counted", Duration::from_secs(10), || reload_failures(&fd) > failures_before);
-    assert!(fd.logs().contains("broken.yaml") && fd.logs().contains("roleRef.name: Required value"), "{}", fd.logs());
+    fd.wait_for_log("roleRef.name: Required value");
+    assert!(fd.logs().contains("broken.yaml"), "{}", fd.logs());
     write_policy(&root, "broken.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: Rolez\nmetadata: {name: x}\n");
     wait_until("the second failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures_before + 1);
-    assert!(fd.logs().contains("unknown kind"), "{}", fd.logs());
+    fd.wait_for_log("unknown kind");
     write_policy(&root, "broken.yaml", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\nrules: [{apiGroups: [''], resources: [pods]}]\n");
     wait_until("the third failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures_before + 2);
-    assert!(fd.logs().contains("verbs must contain at least one value"), "{}", fd.logs());
+    fd.wait_for_log("verbs must contain at least one value");
     assert!(sar(&fd, &admin, "alice", "get", "secrets", "default"), "the last good policy is still in force");
 
     std::thread::sleep(Duration::from_millis(300));

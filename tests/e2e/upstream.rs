@@ -579,7 +579,7 @@ fn an_upstream_without_aggregated_discovery_is_read_the_legacy_way() {
     wait_until("the legacy upstream ready", Duration::from_secs(20), || {
         admin.get(fd.url("/readyz")).send().map(|r| r.status() == 200).unwrap_or(false)
     });
-    assert!(fd.logs().contains("has no aggregated discovery"), "{}", fd.logs());
+    fd.wait_for_log("has no aggregated discovery");
     // its groups merge with frontdoor's own, in both forms of discovery
     let res = stdout(&fd.kubectl(&["api-resources"]));
     for r in ["pods", "flunders", "fischers", "apiservices"] {

@@ -114,6 +114,16 @@ impl Frontdoor {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits for `needle` in the log: stderr is read as it comes, so a line can trail the
+    /// response or metric that followed it.
+    pub fn wait_for_log(&self, needle: &str) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.logs().contains(needle) {
+            assert!(Instant::now() < end, "no {needle:?} in the log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{}", self.port, path)
     }
