@@ -380,25 +380,29 @@ async fn check(shared: &Shared, connector: &Connector, b: &Backend) {
 
 /// Starts the prober: every interval, or at once when the table or client cert changes.
 pub fn spawn(shared: Arc<Shared>) {
-    let spawned = std::thread::Builder::new().name("apiservice-availability".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the APIService availability checker");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let connector = super::upstream_tls::http_connector();
-            loop {
-                let table = shared.table.load_full();
-                let checks = table.services.iter().map(|b| check(&shared, &connector, b));
-                futures::future::join_all(checks).await;
-                let _ = tokio::time::timeout(shared.interval, shared.wake.notified()).await;
-            }
-        });
+    background("apiservice-availability", "the APIService availability checker", async move {
+        let connector = super::upstream_tls::http_connector();
+        loop {
+            let table = shared.table.load_full();
+            let checks = table.services.iter().map(|b| check(&shared, &connector, b));
+            futures::future::join_all(checks).await;
+            let _ = tokio::time::timeout(shared.interval, shared.wake.notified()).await;
+        }
     });
+}
+
+/// Runs `work` on a thread `name` of its own, with a runtime of its own: the router's
+/// background loops (the availability checker, the upstream refresher) never compete with
+/// the proxy's workers. `what` names it in the error when it cannot start.
+pub(super) fn background(name: &str, what: &'static str, work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let spawned =
+        std::thread::Builder::new().name(name.into()).spawn(
+            move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(work),
+                Err(e) => tracing::error!(error = %e, "cannot start {what}"),
+            },
+        );
     if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the APIService availability checker");
+        tracing::error!(error = %e, "cannot start {what}");
     }
 }

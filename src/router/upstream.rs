@@ -631,45 +631,33 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
 
 /// Starts the refresher: every interval, or at once when a request found the upstream down.
 pub fn spawn(shared: Arc<Shared>, d: Arc<Delegate>) {
-    let spawned = std::thread::Builder::new().name("upstream-apiserver".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the upstream apiserver refresher");
-                return;
-            }
-        };
-        rt.block_on(async move {
-            let connector = super::upstream_tls::http_connector();
-            loop {
-                let result = refresh(&shared, &d, &connector).await;
-                let was = d.available.load(Ordering::Acquire);
-                match result {
-                    Ok(()) => {
-                        *d.reason.lock().unwrap() = String::new();
-                        d.available.store(true, Ordering::Release);
-                        if !was {
-                            tracing::info!(upstream = %d.url, "upstream apiserver available");
-                        }
-                    }
-                    Err(e) => {
-                        if was || d.reason.lock().unwrap().as_str() != e {
-                            tracing::warn!(upstream = %d.url, reason = %e, "upstream apiserver unavailable");
-                        }
-                        *d.reason.lock().unwrap() = e;
-                        d.available.store(false, Ordering::Release);
+    super::availability::background("upstream-apiserver", "the upstream apiserver refresher", async move {
+        let connector = super::upstream_tls::http_connector();
+        loop {
+            let result = refresh(&shared, &d, &connector).await;
+            let was = d.available.load(Ordering::Acquire);
+            match result {
+                Ok(()) => {
+                    *d.reason.lock().unwrap() = String::new();
+                    d.available.store(true, Ordering::Release);
+                    if !was {
+                        tracing::info!(upstream = %d.url, "upstream apiserver available");
                     }
                 }
-                super::availability::set_upstream_metric(d.available());
-                // while it is down, retry sooner (at most every second)
-                let wait = if d.available() { d.interval } else { d.interval.min(Duration::from_secs(1)) };
-                let _ = tokio::time::timeout(wait, d.wake.notified()).await;
+                Err(e) => {
+                    if was || d.reason.lock().unwrap().as_str() != e {
+                        tracing::warn!(upstream = %d.url, reason = %e, "upstream apiserver unavailable");
+                    }
+                    *d.reason.lock().unwrap() = e;
+                    d.available.store(false, Ordering::Release);
+                }
             }
-        });
+            super::availability::set_upstream_metric(d.available());
+            // while it is down, retry sooner (at most every second)
+            let wait = if d.available() { d.interval } else { d.interval.min(Duration::from_secs(1)) };
+            let _ = tokio::time::timeout(wait, d.wake.notified()).await;
+        }
     });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the upstream apiserver refresher");
-    }
 }
 
 #[cfg(test)]
