@@ -60,6 +60,15 @@ impl ResourceDef {
         }
     }
 
+    /// Whether `s` is this resource's apiVersion, without building it (once per served object).
+    pub fn is_api_version(&self, s: &str) -> bool {
+        match s.strip_prefix(self.group.as_str()) {
+            _ if self.group.is_empty() => s == self.version,
+            Some(rest) => rest.strip_prefix('/') == Some(self.version.as_str()),
+            None => false,
+        }
+    }
+
     /// ServiceAccounts' TokenRequest subresource (`serviceaccounts/token`).
     pub fn has_token(&self) -> bool {
         self.subresources.iter().any(|s| s == "token")
@@ -231,6 +240,20 @@ pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Vec<ResourceDef>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_version_is_told_without_building_it() {
+        let cm = ResourceDef::new("", "configmaps", "ConfigMap", true, &[], &[]);
+        let role = ResourceDef::new("rbac.authorization.k8s.io", "roles", "Role", true, &[], &[]);
+        for def in [&cm, &role] {
+            assert!(def.is_api_version(&def.api_version()));
+        }
+        for wrong in ["", "v2", "rbac.authorization.k8s.io", "rbac.authorization.k8s.iov1", "x/v1", "/v1"] {
+            assert!(!cm.is_api_version(wrong), "{wrong}");
+            assert!(!role.is_api_version(wrong), "{wrong}");
+        }
+        assert!(!cm.is_api_version("apps/v1"));
+    }
 
     #[test]
     fn keys_follow_kube_layout() {

@@ -40,11 +40,11 @@ pub fn present<'a>(store: &Store, t: &Target, obj: &'a Value) -> Cow<'a, Value> 
 /// `present` for a resource without the rest of a request's target (a detached watch).
 pub fn present_as<'a>(store: &Store, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
     let mut o = store.present(def, obj);
-    let api_version = def.api_version();
-    if o.is_object() && (o["kind"] != def.kind.as_str() || o["apiVersion"] != api_version.as_str()) {
+    let served = o["kind"] == def.kind.as_str() && o["apiVersion"].as_str().is_some_and(|v| def.is_api_version(v));
+    if o.is_object() && !served {
         let m = o.to_mut().as_object_mut().expect("object");
         m.insert("kind".into(), json!(def.kind));
-        m.insert("apiVersion".into(), json!(api_version));
+        m.insert("apiVersion".into(), json!(def.api_version()));
     }
     o
 }
