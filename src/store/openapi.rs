@@ -331,7 +331,6 @@ pub struct Documents {
     key: Key,
     pub v2_value: Arc<Value>,
     pub v2: Served,
-    pub v3_root: Served,
     /// ("api/v1" or "apis/G/V", document, its bytes).
     pub v3: Vec<(String, Arc<Value>, Served)>,
 }
@@ -340,14 +339,15 @@ pub struct Documents {
 type Key = (Vec<(String, String, String, String, Vec<String>)>, String);
 
 fn build(resources: &[ApiResource], custom: &CustomSchemas, key: Key) -> Documents {
-    let v3: Vec<(String, Arc<Value>, Served)> =
-        v3_documents(resources, custom).into_iter().map(|(p, d)| (p, Arc::new(d.clone()), Served::new(&d))).collect();
-    let mut root = Map::new();
-    for (p, _, d) in &v3 {
-        root.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", d.etag)}));
-    }
+    let v3: Vec<(String, Arc<Value>, Served)> = v3_documents(resources, custom)
+        .into_iter()
+        .map(|(p, d)| {
+            let served = Served::new(&d);
+            (p, Arc::new(d), served)
+        })
+        .collect();
     let v2 = v2_document(resources, custom);
-    Documents { key, v2: Served::new(&v2), v2_value: Arc::new(v2), v3_root: Served::new(&json!({"paths": root})), v3 }
+    Documents { key, v2: Served::new(&v2), v2_value: Arc::new(v2), v3 }
 }
 
 /// The documents for `resources` and the custom resources' schemas, rebuilt only when they

@@ -6,7 +6,10 @@
 //! CRD's error, not its objects'.
 
 use crate::api::status::StatusCause;
+use once_cell::sync::Lazy;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The rules of a schema node.
 fn rules(schema: &Value) -> impl Iterator<Item = &Value> {
@@ -42,23 +45,42 @@ fn to_cel(v: &Value) -> Option<cel::Value> {
     })
 }
 
+/// `rule` compiled, once per distinct text for the life of the process: the rules of served
+/// CRDs are checked at every node of every write. None when it does not compile.
+fn compiled(rule: &str) -> Option<Arc<cel::Program>> {
+    static PROGRAMS: Lazy<Mutex<HashMap<String, Option<Arc<cel::Program>>>>> = Lazy::new(Default::default);
+    let mut programs = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = programs.get(rule) {
+        return p.clone();
+    }
+    let p = cel::Program::compile(rule).ok().map(Arc::new);
+    programs.insert(rule.to_string(), p.clone());
+    p
+}
+
 fn is_transition(rule: &str) -> bool {
     rule.contains("oldSelf")
 }
 
 /// Checks the rules at one schema node against `v` (and `old`, its stored value, if any).
 pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<StatusCause>) {
-    for r in rules(schema) {
+    let mut rules = rules(schema).peekable();
+    if rules.peek().is_none() {
+        return;
+    }
+    // converted once for all of this node's rules
+    let Some(this) = to_cel(v) else { return };
+    let old = old.and_then(to_cel);
+    for r in rules {
         let rule = r["rule"].as_str().unwrap_or_default();
         if is_transition(rule) && old.is_none() {
             continue;
         }
-        let Ok(program) = cel::Program::compile(rule) else { continue };
+        let Some(program) = compiled(rule) else { continue };
         let mut ctx = cel::Context::default();
-        let Some(this) = to_cel(v) else { continue };
-        ctx.add_variable_from_value("self", this);
-        if let Some(o) = old.and_then(to_cel) {
-            ctx.add_variable_from_value("oldSelf", o);
+        ctx.add_variable_from_value("self", this.clone());
+        if let Some(o) = &old {
+            ctx.add_variable_from_value("oldSelf", o.clone());
         }
         let type_name = schema["type"].as_str().unwrap_or("object");
         let field = match r["fieldPath"].as_str() {
@@ -81,7 +103,7 @@ pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &m
 
 /// A failed rule's message: its messageExpression's, its message, or kube's default.
 fn message(r: &Value, rule: &str, ctx: &cel::Context) -> String {
-    if let Some(program) = r["messageExpression"].as_str().and_then(|e| cel::Program::compile(e).ok()) {
+    if let Some(program) = r["messageExpression"].as_str().and_then(compiled) {
         if let Ok(cel::Value::String(s)) = program.execute(ctx) {
             return s.to_string();
         }

@@ -274,8 +274,8 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
                 out.push(invalid(path, v, format!("{path} in body should be at least {min} chars long")));
             }
             if let Some(p) = schema["pattern"].as_str() {
-                match regex::Regex::new(p) {
-                    Ok(re) if !re.is_match(s) => {
+                match pattern(p) {
+                    Some(re) if !re.is_match(s) => {
                         out.push(invalid(path, v, format!("{path} in body should match '{p}'")));
                     }
                     _ => {}
@@ -380,15 +380,25 @@ fn list_type(schema: &Value, a: &[Value], path: &str, out: &mut Vec<StatusCause>
             let key_of = |item: &Value| -> Value {
                 keys.iter().map(|k| (k.to_string(), item[*k].clone())).collect::<Map<_, _>>().into()
             };
-            for (i, item) in a.iter().enumerate() {
-                let k = key_of(item);
-                if a[..i].iter().any(|o| key_of(o) == k) {
+            let item_keys: Vec<Value> = a.iter().map(key_of).collect();
+            for (i, k) in item_keys.iter().enumerate() {
+                if item_keys[..i].contains(k) {
                     out.push(cause("FieldValueDuplicate", &format!("{path}[{i}]"), format!("Duplicate value: {k}")));
                 }
             }
         }
         _ => {}
     }
+}
+
+/// A schema's `pattern`, compiled once per distinct text (checked on every write of every
+/// string under it); None when it is not a valid regular expression.
+fn pattern(p: &str) -> Option<std::sync::Arc<regex::Regex>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static PATTERNS: OnceLock<Mutex<HashMap<String, Option<Arc<regex::Regex>>>>> = OnceLock::new();
+    let mut patterns = PATTERNS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    patterns.entry(p.to_string()).or_insert_with(|| regex::Regex::new(p).ok().map(Arc::new)).clone()
 }
 
 #[cfg(test)]
