@@ -28,17 +28,21 @@ pub enum Action {
     Keep,
 }
 
-/// The bootstrap objects as stored JSON, with the resource each belongs to.
+/// The bootstrap objects as stored JSON, with the resource each belongs to (parsed once:
+/// validation asks for them at every write of a mandatory object).
 pub fn bootstrap_objects() -> Vec<(&'static str, Value)> {
-    serde_yaml::Deserializer::from_str(BOOTSTRAP)
-        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
-        .filter_map(|y| serde_json::to_value(y).ok())
-        .filter(|v| v.is_object())
-        .map(|v| {
-            let resource = if v["kind"] == "FlowSchema" { "flowschemas" } else { "prioritylevelconfigurations" };
-            (resource, v)
-        })
-        .collect()
+    static PARSED: once_cell::sync::Lazy<Vec<(&'static str, Value)>> = once_cell::sync::Lazy::new(|| {
+        serde_yaml::Deserializer::from_str(BOOTSTRAP)
+            .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+            .filter_map(|y| serde_json::to_value(y).ok())
+            .filter(|v| v.is_object())
+            .map(|v| {
+                let resource = if v["kind"] == "FlowSchema" { "flowschemas" } else { "prioritylevelconfigurations" };
+                (resource, v)
+            })
+            .collect()
+    });
+    PARSED.clone()
 }
 
 fn is_mandatory(resource: &str, name: &str) -> bool {

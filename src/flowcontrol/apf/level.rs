@@ -132,15 +132,12 @@ pub struct RequestRow {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<Waiter>,
+    /// The seats of `waiting`, kept as they come and go: read for every queue at each
+    /// admission and release, under the level's lock.
+    waiting_seats: u32,
     next_dispatch_r: f64,
     seats_in_use: u32,
     executing: u32,
-}
-
-impl Queue {
-    fn waiting_seats(&self) -> u32 {
-        self.waiting.iter().map(|w| w.seats).sum()
-    }
 }
 
 struct Waiter {
@@ -353,6 +350,7 @@ impl Level {
         }
         let (tx, rx) = oneshot::channel();
         qu.waiting.push_back(Waiter { id, seats: width, arrival_r: r, flow: flow.clone(), tx: Some(tx), req });
+        qu.waiting_seats += width;
         flow.queue_length().observe(qu.waiting.len() as f64);
         s.waiting += 1;
         s.waiting_seats += width;
@@ -426,6 +424,7 @@ impl Level {
         while s.waiting > 0 && s.seats_in_use < s.limit {
             let Some(q) = find_dispatch_queue(s) else { break };
             let mut w = s.queues[q].waiting.pop_front().expect("non-empty");
+            s.queues[q].waiting_seats -= w.seats;
             s.waiting -= 1;
             s.waiting_seats -= w.seats;
             s.queues[q].next_dispatch_r += w.work();
@@ -473,6 +472,7 @@ impl Level {
         self.sync_time(&mut s);
         let Some(pos) = s.queues[queue].waiting.iter().position(|w| w.id == id) else { return false };
         let w = s.queues[queue].waiting.remove(pos).expect("present");
+        s.queues[queue].waiting_seats -= w.seats;
         s.waiting -= 1;
         s.waiting_seats -= w.seats;
         s.rejected += 1;
@@ -552,7 +552,7 @@ impl Level {
             .iter()
             .enumerate()
             .map(|(i, q)| {
-                let seats = q.waiting_seats();
+                let seats = q.waiting_seats;
                 let work: f64 = q.waiting.iter().map(Waiter::work).sum();
                 vec![
                     i.to_string(),
@@ -594,7 +594,7 @@ fn virtual_time_ratio(s: &State) -> f64 {
     for q in &s.queues {
         if !q.waiting.is_empty() || q.executing > 0 {
             active += 1;
-            requested += q.seats_in_use + q.waiting_seats();
+            requested += q.seats_in_use + q.waiting_seats;
         }
     }
     if active == 0 {
@@ -617,7 +617,7 @@ fn can_accommodate(s: &State, seats: u32) -> bool {
 fn choose_queue(s: &State, hash: u64, q: Queuing) -> usize {
     let mut best = (u32::MAX, 0usize);
     shuffle::deal(hash, q.queues, q.hand_size, |i| {
-        let seats = s.queues[i].waiting_seats() + s.queues[i].seats_in_use;
+        let seats = s.queues[i].waiting_seats + s.queues[i].seats_in_use;
         if seats < best.0 {
             best = (seats, i);
         }

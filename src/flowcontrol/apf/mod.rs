@@ -248,7 +248,9 @@ impl Decision<'_> {
     /// Offers the request (of `user`) to its level; a limited level keeps what its
     /// dump_requests shows of it while it waits and executes.
     pub fn admit(&self, width: u32, fan_out: width::FanOut, user: &str, info: &Arc<RequestInfo>) -> Admission {
-        let hash = shuffle::flow_hash(&self.schema.name, &self.distinguisher);
+        // only a level with queues shuffle-shards flows
+        let queued = self.schema.level.queuing.flatten().is_some();
+        let hash = if queued { shuffle::flow_hash(&self.schema.name, &self.distinguisher) } else { 0 };
         let req = (!self.schema.level.is_exempt()).then(|| {
             Arc::new(level::Request {
                 flow_schema: self.schema.name.clone(),
