@@ -160,7 +160,7 @@ pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box
             None => return Err(Error::explain(UNAVAILABLE, "service unavailable")),
         },
         Route::Upstream(d) if d.available() => match d.peer.load_full() {
-            Some(peer) => (*peer).clone(),
+            Some(upstream) => upstream.peer.clone(),
             None => return Err(Error::explain(UNAVAILABLE, "service unavailable")),
         },
         _ => return Err(Error::explain(UNAVAILABLE, "service unavailable")),

@@ -137,10 +137,9 @@ pub struct Delegate {
     pub identity: UpstreamIdentity,
     kubeconfig: Option<PathBuf>,
     credential: ArcSwap<Credential>,
-    /// The peer the proxy dials, rebuilt by the refresher (address, client cert).
-    pub peer: ArcSwapOption<HttpPeer>,
-    /// The TLS config `peer` dials with, kept alive with it.
-    tls: ArcSwapOption<super::upstream_tls::UpstreamTls>,
+    /// The peer the proxy dials with the TLS config it needs (one value, swapped at once),
+    /// rebuilt by the refresher (address, client cert).
+    pub peer: ArcSwapOption<super::Upstream>,
     pub available: AtomicBool,
     /// Why it is unavailable (the readyz check's message).
     pub reason: Mutex<String>,
@@ -229,7 +228,6 @@ impl Delegate {
             kubeconfig: a.upstream_apiserver_kubeconfig.clone(),
             credential: ArcSwap::from_pointee(credential),
             peer: ArcSwapOption::empty(),
-            tls: ArcSwapOption::empty(),
             available: AtomicBool::new(false),
             reason: Mutex::new("not checked yet".into()),
             discovery: ArcSwapOption::empty(),
@@ -610,9 +608,8 @@ async fn refresh(shared: &Shared, d: &Delegate, connector: &Connector) -> Result
     }
     let fetch = OpenApiFetch { d, connector, peer: &peer };
     let openapi = super::openapi::refresh(&fetch, &d.openapi.load(), |_| true).await;
-    d.peer.store(Some(Arc::new(peer)));
+    d.peer.store(Some(Arc::new(super::Upstream::new(peer, tls))));
     super::availability::set_upstream_version(&version);
-    d.tls.store(Some(tls));
     d.version.store(Some(Arc::new(body)));
     let mut changed = false;
     if cached.as_deref() != Some(&groups) {
