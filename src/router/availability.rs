@@ -176,16 +176,7 @@ pub fn build_upstream(
     let cas = if spec.insecure_skip_tls_verify {
         None
     } else {
-        let mut cas = Vec::new();
-        for c in rustls_pemfile::certs(&mut spec.ca_bundle.as_slice()) {
-            let der = c.map_err(|e| anyhow::anyhow!("caBundle: {e}"))?.as_ref().to_vec();
-            x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("caBundle: {e}"))?;
-            cas.push(der);
-        }
-        if cas.is_empty() {
-            anyhow::bail!("caBundle: no certificate found");
-        }
-        Some(cas)
+        Some(super::upstream_tls::parse_cas(&spec.ca_bundle, "caBundle")?)
     };
     let trust = cas.as_deref().map_or(Trust::Insecure, Trust::Roots);
     let tls = UpstreamTls::get(trust, shared.client_cert.load().as_deref())?;

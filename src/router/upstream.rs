@@ -199,19 +199,7 @@ impl Delegate {
         };
         let ca = match ca_pem {
             None => None,
-            Some(pem) => {
-                let mut cas = Vec::new();
-                for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let der = c.map_err(|e| anyhow::anyhow!("--upstream-apiserver-ca-file: {e}"))?.as_ref().to_vec();
-                    x509_parser::parse_x509_certificate(&der)
-                        .map_err(|e| anyhow::anyhow!("--upstream-apiserver-ca-file: {e}"))?;
-                    cas.push(der);
-                }
-                if cas.is_empty() {
-                    anyhow::bail!("--upstream-apiserver-ca-file: no certificate found");
-                }
-                Some(cas)
-            }
+            Some(pem) => Some(super::upstream_tls::parse_cas(&pem, "--upstream-apiserver-ca-file")?),
         };
         let credential = match (&kc, identity) {
             (Some(k), UpstreamIdentity::Impersonation) => credential_of(k)?,

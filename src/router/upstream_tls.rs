@@ -346,6 +346,21 @@ pub fn http_connector() -> pingora::connectors::http::Connector<UpstreamConnecto
     pingora::connectors::http::Connector::new_custom(None, UpstreamConnector)
 }
 
+/// The CA certificates of a PEM bundle (an APIService's caBundle, the upstream's CA file),
+/// each checked to parse; `what` names the source in the error. At least one is required.
+pub fn parse_cas(pem: &[u8], what: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut cas = Vec::new();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        let der = c.map_err(|e| anyhow::anyhow!("{what}: {e}"))?.as_ref().to_vec();
+        x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        cas.push(der);
+    }
+    if cas.is_empty() {
+        anyhow::bail!("{what}: no certificate found");
+    }
+    Ok(cas)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
