@@ -263,7 +263,7 @@ pub struct Cached {
 impl Cached {
     pub fn build(src: &Sources<'_>) -> Cached {
         let all = groups(src);
-        let (core, named): (Vec<GroupView>, Vec<GroupView>) = all.iter().cloned().partition(|g| g.name.is_empty());
+        let (core, named): (Vec<GroupView>, Vec<GroupView>) = all.into_iter().partition(|g| g.name.is_empty());
         let aggregated = [
             Doc::of(&aggregated(&core, "v2")),
             Doc::of(&aggregated(&core, "v2beta1")),
@@ -286,7 +286,7 @@ impl Cached {
         );
         let list: Vec<Value> = named.iter().map(api_group).collect();
         legacy.insert("/apis".into(), Doc::of(&json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list})));
-        for g in &all {
+        for g in core.iter().chain(&named) {
             if !g.name.is_empty() {
                 let mut v = api_group(g);
                 v["kind"] = "APIGroup".into();
@@ -307,14 +307,19 @@ impl Cached {
 
     /// Serves a discovery path, or None when `path` is not one.
     pub fn serve(&self, req: &RequestHeader, path: &str) -> Option<Reply> {
-        let path = format!("/{}", path.trim_matches('/'));
+        // normalized (one leading slash, none trailing), copied only when it is not already
+        let path = match path.strip_prefix('/') {
+            Some(rest) if !rest.starts_with('/') && !rest.ends_with('/') => std::borrow::Cow::Borrowed(path),
+            _ => std::borrow::Cow::Owned(format!("/{}", path.trim_matches('/'))),
+        };
+        let path = path.as_ref();
         if path == "/api" || path == "/apis" {
             if let Some(v) = wants_aggregated(req) {
                 let i = (path == "/apis") as usize * 2 + (v == "v2beta1") as usize;
                 return Some(aggregated_reply(req, &self.aggregated[i], v));
             }
         }
-        let doc = self.legacy.get(&path)?;
+        let doc = self.legacy.get(path)?;
         Some(Reply::new(200, "application/json", doc.body.clone()))
     }
 }
