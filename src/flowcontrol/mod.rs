@@ -82,7 +82,7 @@ impl FlowControl {
             Some(apf) => apf.reload(),
             None => Ok(()),
         });
-        let executing = MaxInFlight::new(usize::MAX, usize::MAX);
+        let executing = MaxInFlight::counting();
         Ok(FlowControl { mode: Arc::new(Mode::Apf(apf, executing)) })
     }
 
@@ -165,7 +165,14 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
         watch: None,
     });
     let limit = apf::wait_limit(ctx.deadline);
-    match apf::wait(admission, limit, &schema.metrics).await {
+    let kind = executing.of(&info.verb);
+    let waiting = match admission {
+        apf::level::Admission::Queued(_) => kind.and_then(|k| k.waiting()),
+        _ => None,
+    };
+    let waited = apf::wait(admission, limit, &schema.metrics).await;
+    drop(waiting);
+    match waited {
         Ok(mut seat) => {
             seat.watch = info.verb == "watch";
             seat.linger = fan_out.latency;
@@ -173,8 +180,7 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
             if let Some(flow) = ctx.flow.as_mut() {
                 flow.watch = apf.watches.register(&info).map(Arc::new);
             }
-            let kind = if is_mutating(&info.verb) { &executing.mutating } else { &executing.read_only };
-            let counted = kind.as_ref().and_then(|k| k.try_acquire());
+            let counted = kind.and_then(|k| k.try_acquire());
             ctx.inflight = Some(Permit::new((seat, counted)));
             Ok(())
         }
@@ -187,7 +193,7 @@ fn admit_max_in_flight(mif: &MaxInFlight, ctx: &mut RequestContext) -> Result<()
     if info.is_long_running() {
         return Ok(());
     }
-    let Some(seats) = (if is_mutating(&info.verb) { &mif.mutating } else { &mif.read_only }) else {
+    let Some(seats) = mif.of(&info.verb) else {
         return Ok(());
     };
     if let Some(seat) = seats.try_acquire() {

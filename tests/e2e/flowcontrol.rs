@@ -200,6 +200,16 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         ) >= 3.0
     );
     assert_eq!(metric(mport, "apiserver_flowcontrol_current_limit_seats{priority_level=\"tiny\"}"), 1.0);
+    // kube's deprecated twins, and the level's fair-queuing clock (it ran while a queue was busy)
+    assert_eq!(metric(mport, "apiserver_flowcontrol_request_concurrency_limit{priority_level=\"tiny\"}"), 1.0);
+    assert_eq!(
+        metric(
+            mport,
+            "apiserver_flowcontrol_request_concurrency_in_use{flow_schema=\"anonymous\",priority_level=\"tiny\"}"
+        ),
+        1.0
+    );
+    assert!(metric(mport, "apiserver_flowcontrol_current_r{priority_level=\"tiny\"}") > 0.0);
 
     // the seat comes back; a watch holds it only until its initial events are written
     drop(held);
@@ -237,6 +247,19 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     assert!(util >= 1e9, "one seat of one held for seconds: {util}");
     assert!(metric(mport, &format!("apiserver_flowcontrol_priority_level_request_utilization_count{tiny}")) >= 1e9);
     assert!(metric(mport, "apiserver_flowcontrol_demand_seats_sum{priority_level=\"tiny\"}") >= 1e9);
+    // read-only requests waiting and executing, in nanoseconds (APF's denominator is 1); the
+    // queued request was dispatched from its queue, which set the dispatch gauges
+    let rw = |phase: &str| {
+        let name = "apiserver_flowcontrol_read_vs_write_current_requests_sum";
+        metric(mport, &format!("{name}{{phase=\"{phase}\",request_kind=\"readOnly\"}}"))
+    };
+    assert!(rw("executing") >= 1e9, "a read held for seconds");
+    assert!(rw("waiting") >= 1e7, "a read queued while it was held");
+    let dispatch_r = metric(mport, "apiserver_flowcontrol_dispatch_r{priority_level=\"tiny\"}");
+    assert!(dispatch_r > 0.0, "{dispatch_r}");
+    let latest_s = metric(mport, "apiserver_flowcontrol_latest_s{priority_level=\"tiny\"}");
+    let next_max = metric(mport, "apiserver_flowcontrol_next_s_bounds{bound=\"max\",priority_level=\"tiny\"}");
+    assert!(latest_s > 0.0 && latest_s <= next_max, "{latest_s} within the bounds up to {next_max}");
 }
 
 #[test]

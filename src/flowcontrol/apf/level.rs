@@ -80,6 +80,19 @@ struct State {
     fallback: u32,
     queue_length_limit: u32,
     ratios: Ratios,
+    /// None for an exempt level, which has no limit and no clock.
+    gauges: Option<Gauges>,
+}
+
+impl State {
+    /// The current limit, and its gauges.
+    fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+        if let Some(g) = &self.gauges {
+            g.current_limit.set(limit as i64);
+            g.concurrency_limit.set(limit as i64);
+        }
+    }
 }
 
 /// The level's timing ratio histograms (seat and request utilization, seat demand).
@@ -98,6 +111,44 @@ impl Ratios {
             waiting: metrics::REQUEST_UTILIZATION.with(&["waiting", level], 1.0),
             demand: metrics::DEMAND_SEATS.with(&[level], 1.0),
         }
+    }
+}
+
+/// The level's gauges of its limit and of its fair-queuing clock, resolved once.
+struct Gauges {
+    current_limit: prometheus::IntGauge,
+    concurrency_limit: prometheus::IntGauge,
+    current_r: prometheus::Gauge,
+    dispatch_r: prometheus::Gauge,
+    latest_s: prometheus::Gauge,
+    /// min and max of the next virtual starts, plain and discounted by the work in progress.
+    next_s: [prometheus::Gauge; 2],
+    next_discounted_s: [prometheus::Gauge; 2],
+}
+
+impl Gauges {
+    fn new(level: &str) -> Gauges {
+        let bounds =
+            |v: &prometheus::GaugeVec| [v.with_label_values(&[level, "min"]), v.with_label_values(&[level, "max"])];
+        Gauges {
+            current_limit: metrics::CURRENT_LIMIT.with_label_values(&[level]),
+            concurrency_limit: metrics::CONCURRENCY_LIMIT.with_label_values(&[level]),
+            current_r: metrics::CURRENT_R.with_label_values(&[level]),
+            dispatch_r: metrics::DISPATCH_R.with_label_values(&[level]),
+            latest_s: metrics::LATEST_S.with_label_values(&[level]),
+            next_s: bounds(&metrics::NEXT_S_BOUNDS),
+            next_discounted_s: bounds(&metrics::NEXT_DISCOUNTED_S_BOUNDS),
+        }
+    }
+
+    /// kube's `SetDispatchMetrics`, at each dispatch from a queue.
+    fn dispatched(&self, r: f64, s: f64, next: (f64, f64), discounted: (f64, f64)) {
+        self.dispatch_r.set(r);
+        self.latest_s.set(s);
+        self.next_s[0].set(next.0);
+        self.next_s[1].set(next.1);
+        self.next_discounted_s[0].set(discounted.0);
+        self.next_discounted_s[1].set(discounted.1);
     }
 }
 
@@ -234,6 +285,7 @@ impl Level {
                     _ => 0,
                 },
                 ratios: Ratios::new(name),
+                gauges: queuing.is_some().then(|| Gauges::new(name)),
             }),
         })
     }
@@ -272,7 +324,8 @@ impl Level {
             let mut s = self.lock();
             s.limits = limits;
             if fresh {
-                s.limit = limits.nominal - (limits.nominal - limits.lower) / 2;
+                let limit = limits.nominal - (limits.nominal - limits.lower) / 2;
+                s.set_limit(limit);
             }
             note_demand(&mut s);
             s.max_seats = match self.queuing {
@@ -292,7 +345,7 @@ impl Level {
     pub fn set_current_limit(self: &Arc<Self>, limit: u32) {
         let sends = {
             let mut s = self.lock();
-            s.limit = limit;
+            s.set_limit(limit);
             note_demand(&mut s);
             self.dispatch(&mut s)
         };
@@ -374,6 +427,9 @@ impl Level {
         let dt = now.saturating_duration_since(s.last_real).as_secs_f64();
         s.last_real = now;
         s.r += dt * virtual_time_ratio(s);
+        if let Some(g) = &s.gauges {
+            g.current_r.set(s.r);
+        }
     }
 
     /// Accounts a request starting on `width` seats.
@@ -405,7 +461,7 @@ impl Level {
     fn seat(self: &Arc<Self>, id: Option<u64>, queue: Option<usize>, width: u32, flow: &Arc<FlowMetrics>) -> Seat {
         flow.dispatched().inc();
         flow.executing().inc();
-        flow.executing_seats().add(width as i64);
+        flow.seats_in_use(width as i64);
         Seat {
             level: self.clone(),
             id,
@@ -630,11 +686,17 @@ fn choose_queue(s: &State, hash: u64, q: Queuing) -> usize {
 fn find_dispatch_queue(s: &mut State) -> Option<usize> {
     let n = s.queues.len();
     let mut best: Option<(f64, usize)> = None;
+    // the virtual starts of the queues' heads, plain and less the work in progress
+    let (mut next, mut discounted) = ((f64::MAX, f64::MIN), (f64::MAX, f64::MIN));
     for _ in 0..n {
         s.robin = (s.robin + 1) % n;
         let q = &s.queues[s.robin];
         if let Some(head) = q.waiting.front() {
-            let finish = q.next_dispatch_r + head.work();
+            let start = q.next_dispatch_r;
+            let less = start - q.seats_in_use as f64 * ESTIMATED_SERVICE;
+            next = (next.0.min(start), next.1.max(start));
+            discounted = (discounted.0.min(less), discounted.1.max(less));
+            let finish = start + head.work();
             if best.is_none_or(|(f, _)| finish < f) {
                 best = Some((finish, s.robin));
             }
@@ -648,6 +710,9 @@ fn find_dispatch_queue(s: &mut State) -> Option<usize> {
     }
     // the next scan starts after the chosen queue: the others win ties
     s.robin = q;
+    if let Some(g) = &s.gauges {
+        g.dispatched(s.r, s.queues[q].next_dispatch_r, next, discounted);
+    }
     Some(q)
 }
 
@@ -662,7 +727,7 @@ impl Drop for Seat {
     fn drop(&mut self) {
         self.flow.executed(self.watch).observe(self.started.elapsed().as_secs_f64());
         self.flow.executing().dec();
-        self.flow.executing_seats().sub(self.seats as i64);
+        self.flow.seats_in_use(-(self.seats as i64));
         if self.level.is_exempt() {
             let mut s = self.level.lock();
             s.executing -= 1;

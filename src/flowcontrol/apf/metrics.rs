@@ -195,6 +195,69 @@ pub static NO_ACCOMMODATION: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric")
 });
 
+/// kube's deprecated twin of `current_executing_seats`, kept for dashboards that read it.
+pub static CONCURRENCY_IN_USE: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_request_concurrency_in_use",
+        "Concurrency (number of seats) occupied by the currently executing (initial stage for a WATCH, any stage otherwise) requests in the API Priority and Fairness subsystem",
+        &[PL, FS]
+    )
+    .expect("metric")
+});
+
+/// kube's older name for a level's current seat limit (`UpdateSharedConcurrencyLimit`).
+pub static CONCURRENCY_LIMIT: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "apiserver_flowcontrol_request_concurrency_limit",
+        "Shared concurrency limit in the API Priority and Fairness subsystem",
+        &[PL]
+    )
+    .expect("metric")
+});
+
+/// A level's virtual clock and the virtual start times fair queuing dispatches by, in
+/// seat-seconds (kube's `current_r`, `dispatch_r`, `latest_s`, `next_s_bounds`,
+/// `next_discounted_s_bounds`): how far each level's fair-queuing clock has run.
+pub static CURRENT_R: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!("apiserver_flowcontrol_current_r", "R(time of last change)", &[PL]).expect("metric")
+});
+pub static DISPATCH_R: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!("apiserver_flowcontrol_dispatch_r", "R(time of last dispatch)", &[PL])
+        .expect("metric")
+});
+pub static LATEST_S: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!("apiserver_flowcontrol_latest_s", "S(most recently dispatched request)", &[PL])
+        .expect("metric")
+});
+pub static NEXT_S_BOUNDS: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!(
+        "apiserver_flowcontrol_next_s_bounds",
+        "min and max, over queues, of S(oldest waiting request in queue)",
+        &[PL, "bound"]
+    )
+    .expect("metric")
+});
+pub static NEXT_DISCOUNTED_S_BOUNDS: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!(
+        "apiserver_flowcontrol_next_discounted_s_bounds",
+        "min and max, over queues, of S(oldest waiting request in queue) - estimated work in progress",
+        &[PL, "bound"]
+    )
+    .expect("metric")
+});
+
+/// Requests waiting and executing, read-only apart from mutating, over their limit (1 under
+/// APF, whose limit is shared): kube's watermarks of both max-in-flight and APF filters.
+pub static READ_VS_WRITE: Lazy<&'static TimingRatioVec> = Lazy::new(|| {
+    timing_ratio(
+        "apiserver_flowcontrol_read_vs_write_current_requests",
+        "Observations, at the end of every nanosecond, of the number of requests (as a fraction of the relevant limit) waiting or in regular stage of execution",
+        &["phase", "request_kind"],
+        None,
+        &[0.0, 0.001, 0.01, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0],
+    )
+});
+
 fn demand_gauge(name: &str, help: &str) -> prometheus::GaugeVec {
     prometheus::register_gauge_vec!(name, help, &[PL]).expect("metric")
 }
@@ -260,6 +323,14 @@ pub fn force() {
     Lazy::force(&DEMAND_STDEV);
     Lazy::force(&DEMAND_SMOOTHED);
     Lazy::force(&FAIR_FRAC);
+    Lazy::force(&CONCURRENCY_IN_USE);
+    Lazy::force(&CONCURRENCY_LIMIT);
+    Lazy::force(&CURRENT_R);
+    Lazy::force(&DISPATCH_R);
+    Lazy::force(&LATEST_S);
+    Lazy::force(&NEXT_S_BOUNDS);
+    Lazy::force(&NEXT_DISCOUNTED_S_BOUNDS);
+    Lazy::force(&READ_VS_WRITE);
 }
 
 /// One flow schema's series at its level, resolved on first use and kept with the schema:
@@ -273,6 +344,7 @@ pub struct FlowMetrics {
     seats: OnceLock<Histogram>,
     executing: OnceLock<IntGauge>,
     executing_seats: OnceLock<IntGauge>,
+    in_use: OnceLock<IntGauge>,
     waited: [OnceLock<Histogram>; 2],
     /// Execution time of a regular request and of a watch's initial stage.
     executed: [OnceLock<Histogram>; 2],
@@ -291,6 +363,7 @@ impl FlowMetrics {
             seats: OnceLock::new(),
             executing: OnceLock::new(),
             executing_seats: OnceLock::new(),
+            in_use: OnceLock::new(),
             waited: [OnceLock::new(), OnceLock::new()],
             executed: [OnceLock::new(), OnceLock::new()],
             queue_length: OnceLock::new(),
@@ -330,6 +403,12 @@ impl FlowMetrics {
 
     pub fn executing_seats(&self) -> &IntGauge {
         self.executing_seats.get_or_init(|| EXECUTING_SEATS.with_label_values(&self.labels()))
+    }
+
+    /// Seats taken (`delta` > 0) or given back, in both the current and the deprecated gauge.
+    pub fn seats_in_use(&self, delta: i64) {
+        self.executing_seats().add(delta);
+        self.in_use.get_or_init(|| CONCURRENCY_IN_USE.with_label_values(&self.labels())).add(delta);
     }
 
     /// The wait-duration histogram for requests that did (`execute="true"`) or did not run.

@@ -220,7 +220,6 @@ impl Apf {
             }
             let seats = alloc.round() as u32;
             l.set_current_limit(seats);
-            metrics::CURRENT_LIMIT.with_label_values(&[&l.name]).set(seats as i64);
             metrics::TARGET.with_label_values(&[&l.name]).set(it.target);
         }
     }
@@ -360,9 +359,6 @@ fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>)
         metrics::NOMINAL_LIMIT.with_label_values(&[name]).set(b.nominal as i64);
         metrics::LOWER_LIMIT.with_label_values(&[name]).set(b.lower as i64);
         metrics::UPPER_LIMIT.with_label_values(&[name]).set(b.upper as i64);
-        if !l.is_exempt() {
-            metrics::CURRENT_LIMIT.with_label_values(&[name]).set(l.limits().1 as i64);
-        }
     }
 
     let mut schemas = Vec::new();

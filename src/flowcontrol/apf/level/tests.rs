@@ -306,3 +306,41 @@ fn admission_cost() {
         println!("tracked={tracked}: {:?} per admission and release", t.elapsed() / n as u32);
     }
 }
+
+/// kube's fair-queuing clock gauges: R advances while a queue is active, and a dispatch from a
+/// queue shows R, the request's virtual start and the bounds over the queues still waiting.
+#[tokio::test]
+async fn the_virtual_clock_and_dispatch_bounds_are_published() {
+    let name = "clock-level";
+    let l = Level::new(name, "uid", Some(Some(Queuing { queues: 2, hand_size: 1, queue_length_limit: 5 })));
+    l.set_limits(Limits { nominal: 1, lower: 1, upper: 1 }, true);
+    let g = |v: &prometheus::GaugeVec, labels: &[&str]| v.with_label_values(labels).get();
+    assert_eq!(metrics::CONCURRENCY_LIMIT.with_label_values(&[name]).get(), 1);
+    assert_eq!(metrics::CURRENT_LIMIT.with_label_values(&[name]).get(), 1);
+    let fs = FlowMetrics::new(name, "fs");
+    let a = now(l.admit(&fs, flow_on(0, 2), 1, None));
+    assert_eq!(metrics::CONCURRENCY_IN_USE.with_label_values(&[name, "fs"]).get(), 1);
+    // two waiters on two queues: the first dispatched leaves the other as the bounds
+    let t0 = queued(l.admit(&fs, flow_on(0, 2), 1, None));
+    std::thread::sleep(Duration::from_millis(20));
+    let t1 = queued(l.admit(&fs, flow_on(1, 2), 1, None));
+    let r_before = g(&metrics::CURRENT_R, &[name]);
+    assert!(r_before > 0.0, "R ran while queue 0 was active: {r_before}");
+    drop(a);
+    // whichever is dispatched (the other, dropped, leaves its queue)
+    let first = tokio::select! {
+        s = t0.wait(Duration::from_secs(1)) => s,
+        s = t1.wait(Duration::from_secs(1)) => s,
+    }
+    .expect("dispatched");
+    let dispatch_r = g(&metrics::DISPATCH_R, &[name]);
+    assert!(dispatch_r >= r_before, "dispatched at R {dispatch_r} >= {r_before}");
+    let latest = g(&metrics::LATEST_S, &[name]);
+    let (min, max) = (g(&metrics::NEXT_S_BOUNDS, &[name, "min"]), g(&metrics::NEXT_S_BOUNDS, &[name, "max"]));
+    assert!(min <= latest && latest <= max, "the dispatched start {latest} lies within [{min}, {max}]");
+    let dmin = g(&metrics::NEXT_DISCOUNTED_S_BOUNDS, &[name, "min"]);
+    assert!(dmin <= min, "discounted by the work in progress: {dmin} <= {min}");
+    assert_eq!(metrics::CONCURRENCY_IN_USE.with_label_values(&[name, "fs"]).get(), 1);
+    drop(first);
+    assert_eq!(metrics::CONCURRENCY_IN_USE.with_label_values(&[name, "fs"]).get(), 0);
+}
