@@ -1,7 +1,7 @@
 //! Server-side apply (`application/apply-patch+yaml`) with simple field ownership: the
 //! manager owns the fields of its applied configuration; fields it applied before and
-//! dropped now are removed; a field another manager set to a different value is a conflict
-//! unless `force=true`.
+//! dropped now are removed unless another manager owns them too; a field another manager set
+//! to a different value is a conflict unless `force=true`.
 
 use super::object::record_managed;
 use super::write::{check_name, check_namespace, check_type, create_value, guaranteed_update, prepare_update};
@@ -322,9 +322,18 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             .find(|e| e["manager"] == manager.as_str() && e["operation"] == "Apply")
             .map(|e| paths(&e["fieldsV1"]))
             .unwrap_or_default();
+        // a field this manager stops applying goes only when no other manager owns it (or,
+        // for a list item, anything in it), as structured-merge-diff prunes
+        let others: Vec<Vec<String>> = managed
+            .iter()
+            .filter(|e| !(e["manager"] == manager.as_str() && e["operation"] == "Apply"))
+            .flat_map(|e| paths(&e["fieldsV1"]))
+            .collect();
         let mut new = (*existing.value).clone();
         for gone in no_longer_applied(&before, &wanted) {
-            remove_path(&mut new, &gone);
+            if !others.iter().any(|o| o.starts_with(&gone)) {
+                remove_path(&mut new, &gone);
+            }
         }
         merge(&mut new, &config, &mut At::of(t.def));
         if t.query.force {

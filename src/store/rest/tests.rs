@@ -344,3 +344,31 @@ fn hostile_bodies_are_refused_in_kubes_words() {
     assert!(e.message.contains("more than the 100 allowed"), "{}", e.message);
     assert!(s.storage.get("/registry/configmaps/default/p").unwrap().value["data"].get("x").is_none());
 }
+
+/// Server-side apply drops a field its manager stops applying only when no other manager owns
+/// it: a co-owned key stays (now the other's alone), an unshared one goes.
+#[test]
+fn apply_keeps_a_field_another_manager_still_owns() {
+    let (_d, s) = store();
+    let apply = |manager: &str, data: Value| {
+        let t = target(&s, "configmaps", "default", "shared", &format!("fieldManager={manager}"));
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data});
+        body(&super::apply::apply(&s, &t, obj.to_string().as_bytes()).unwrap())
+    };
+    apply("a", json!({"k1": "1", "k2": "2", "k3": "3"}));
+    // b applies k2 with the same value: no conflict, both own it
+    apply("b", json!({"k2": "2"}));
+    let o = apply("a", json!({"k1": "1"}));
+    assert_eq!(o["data"], json!({"k1": "1", "k2": "2"}), "k3 was a's alone; k2 is b's too");
+    let mut owners: Vec<(&str, bool)> = o["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["manager"].as_str().unwrap(), e["fieldsV1"]["f:data"].get("f:k2").is_some()))
+        .collect();
+    owners.sort();
+    assert_eq!(owners, [("a", false), ("b", true)]);
+    // once b stops applying it too, nobody owns k2 and it goes
+    let o = apply("b", json!({"k4": "4"}));
+    assert_eq!(o["data"], json!({"k1": "1", "k4": "4"}));
+}

@@ -201,15 +201,29 @@ pub fn create_value(
     Ok(reply_object(store, t, 201, &stored.value))
 }
 
+fn owners(m: &serde_json::Map<String, Value>) -> &[Value] {
+    m.get("managedFields").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+}
+
 /// Whether two objects differ only in what the server maintains in their metadata (a no-op
-/// update), compared in place.
+/// update), compared in place. Who owns which fields is not server-maintained: a manager newly
+/// owning a field (an apply that agrees with the object) is a change, a new timestamp is not.
 fn same_but_server_fields(a: &Value, b: &Value) -> bool {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return a == b };
     let kept = |(k, _): &(&String, &Value)| !matches!(k.as_str(), "resourceVersion" | "managedFields" | "generation");
+    let untimed = |(k, _): &(&String, &Value)| k.as_str() != "time";
+    let same_owners = |m: &serde_json::Map<String, Value>, w: &serde_json::Map<String, Value>| {
+        let (x, y) = (owners(m), owners(w));
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(e, f)| match (e.as_object(), f.as_object()) {
+                (Some(e), Some(f)) => e.iter().filter(untimed).eq(f.iter().filter(untimed)),
+                _ => e == f,
+            })
+    };
     a.len() == b.len()
         && a.iter().all(|(k, v)| match (b.get(k), v.as_object().filter(|_| k == "metadata")) {
             (None, _) => false,
-            (Some(Value::Object(w)), Some(m)) => m.iter().filter(kept).eq(w.iter().filter(kept)),
+            (Some(Value::Object(w)), Some(m)) => m.iter().filter(kept).eq(w.iter().filter(kept)) && same_owners(m, w),
             (Some(w), _) => v == w,
         })
 }
@@ -692,9 +706,15 @@ mod tests {
     #[test]
     fn a_no_op_update_is_told_apart_from_a_change_by_what_the_client_owns() {
         let stored = json!({"metadata": {"name": "a", "resourceVersion": "7", "generation": 2,
-            "managedFields": [{"manager": "m"}], "labels": {"x": "1"}}, "data": {"k": "v"}});
-        let sent = json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "v"}});
+            "managedFields": [{"manager": "m", "time": "t1"}], "labels": {"x": "1"}}, "data": {"k": "v"}});
+        // as the update path builds it: the manager's entry recorded again, at a later time
+        let sent = json!({"metadata": {"name": "a", "labels": {"x": "1"},
+            "managedFields": [{"manager": "m", "time": "t2"}]}, "data": {"k": "v"}});
         assert!(same_but_server_fields(&sent, &stored));
+        // a manager newly owning fields is a change of the object, as in kube
+        let owned = json!({"metadata": {"name": "a", "labels": {"x": "1"},
+            "managedFields": [{"manager": "m", "time": "t1"}, {"manager": "n", "time": "t2"}]}, "data": {"k": "v"}});
+        assert!(!same_but_server_fields(&owned, &stored));
         for changed in [
             json!({"metadata": {"name": "a", "labels": {"x": "2"}}, "data": {"k": "v"}}),
             json!({"metadata": {"name": "a", "labels": {"x": "1"}}, "data": {"k": "w"}}),
