@@ -9,13 +9,9 @@ BENCH_TOKEN=${BENCH_TOKEN:-bench-token}
 HDR=(-H "Authorization: Bearer $BENCH_TOKEN")
 
 "$BIN" certs init --dir "$TMP/certs" >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
-  -keyout "$TMP/be-ca.key" -out "$TMP/be-ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=api.bench.svc \
-  -keyout "$TMP/be.key" -out "$TMP/be.csr" 2>/dev/null
-printf 'subjectAltName=DNS:api.bench.svc\nextendedKeyUsage=serverAuth\n' > "$TMP/be.ext"
-openssl x509 -req -in "$TMP/be.csr" -CA "$TMP/be-ca.crt" -CAkey "$TMP/be-ca.key" -CAcreateserial \
-  -days 2 -extfile "$TMP/be.ext" -out "$TMP/be.crt" 2>/dev/null
+# shellcheck source=bench/pki.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+backend_pki "$TMP" be api.bench.svc
 
 BODY='{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"bench.example.com/v1","resources":[{"name":"widgets","singularName":"widget","namespaced":true,"kind":"Widget","verbs":["get","list"]}]}'
 COMMON_HTTP="access_log off; client_body_temp_path $TMP/t1; proxy_temp_path $TMP/t2; fastcgi_temp_path $TMP/t3; uwsgi_temp_path $TMP/t4; scgi_temp_path $TMP/t5; keepalive_requests 1000000;"
@@ -33,18 +29,7 @@ http { $COMMON_HTTP
 }
 CONF
 
-cat > "$TMP/apiservices.yaml" <<YAML
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1.bench.example.com}
-spec:
-  group: bench.example.com
-  version: v1
-  groupPriorityMinimum: 1000
-  versionPriority: 15
-  service: {namespace: bench, name: api, port: 443}
-  caBundle: $(base64 -w0 "$TMP/be-ca.crt")
-YAML
+apiservice bench.example.com bench/api "$TMP/be-ca.crt" >"$TMP/apiservices.yaml"
 
 mkdir -p "$TMP/policies"
 echo "$BENCH_TOKEN,bench,bench-uid,\"system:masters\"" > "$TMP/policies/tokens.csv"
