@@ -194,17 +194,10 @@ impl EtcdStorage {
 
     /// Loads every object under the prefix into the mirror; returns etcd's revision.
     fn relist(&self) -> Result<u64, StorageError> {
-        let (mut client, prefix) = (self.client.clone(), self.prefix.clone());
-        let resp = self.call(async move {
-            client.get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.map_err(internal)
-        })?;
-        let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
+        let (client, prefix) = (self.client.clone(), self.prefix.clone());
+        let (rev, objects) = self.call(async move { read_all(&client, &prefix).await.map_err(internal) })?;
         let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-        for kv in resp.kvs() {
-            if let Some(s) = stored(&self.prefix, kv) {
-                m.objects.insert(s.key.clone(), s);
-            }
-        }
+        m.objects = objects;
         m.rev = rev;
         m.compacted = rev;
         Ok(rev)
@@ -288,7 +281,16 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                         "etcd watch canceled"
                     );
                     if resp.compact_revision() > 0 {
-                        rev = resync(&client, &prefix, &shared).await.unwrap_or(rev);
+                        match resync(&client, &prefix, &shared).await {
+                            Ok(relisted) => {
+                                tracing::info!(revision = relisted, "relisted etcd after a compaction");
+                                rev = relisted;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot relist etcd; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
                     }
                     break;
                 }
@@ -373,35 +375,37 @@ fn apply(shared: &Shared, ev: Event) {
     cv.notify_all();
 }
 
-/// After etcd compacted past the mirror: read everything again and publish the difference.
-async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Option<u64> {
-    let resp = client.kv_client().get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.ok()?;
-    let rev = resp.header()?.revision() as u64;
-    let now: BTreeMap<String, Stored> =
-        resp.kvs().iter().filter_map(|kv| stored(prefix, kv)).map(|s| (s.key.clone(), s)).collect();
-    let before = shared.mirror.read().unwrap_or_else(|e| e.into_inner()).objects.clone();
-    for (key, old) in &before {
-        if !now.contains_key(key) {
-            let value = Arc::new(stamp((*old.value).clone(), rev));
-            let prev = Some((old.value.clone(), old.rev));
-            apply(shared, Event { rev, kind: EventType::Deleted, key: key.clone(), value, prev });
-        }
+/// Everything under the prefix and the revision it was read at, by a linearizable (quorum)
+/// range read: etcd's default, which `with_serializable` would turn off and must not. A member
+/// cut off from the quorum answers with an error rather than its possibly stale state, so a
+/// mirror is never (re)built from the past.
+async fn read_all(client: &Client, prefix: &str) -> Result<(u64, BTreeMap<String, Stored>), etcd_client::Error> {
+    let options = GetOptions::new().with_prefix();
+    let resp = client.kv_client().get(format!("{prefix}/"), Some(options)).await?;
+    let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
+    Ok((rev, resp.kvs().iter().filter_map(|kv| stored(prefix, kv)).map(|s| (s.key.clone(), s)).collect()))
+}
+
+/// After etcd compacted past the mirror (its watch cannot resume): read everything again and
+/// end every watch, as kube's cacher does when its reflector relists (`terminateAllWatchers`).
+/// The mirror's history starts over at the relist's revision, so a client resuming from an
+/// older resourceVersion gets kube's 410 Gone ("too old resource version") and relists too;
+/// no watcher is handed a made-up difference with resourceVersions out of order.
+async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Result<u64, etcd_client::Error> {
+    let (rev, objects) = read_all(client, prefix).await?;
+    {
+        let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        m.objects = objects;
+        m.rev = m.rev.max(rev);
+        m.compacted = m.rev;
+        m.log.clear();
+        // under the mirror's lock: a watch starts either before (and is ended) or after (from the relist)
+        shared.hub.close_all();
     }
-    for (key, s) in now {
-        match before.get(&key) {
-            Some(old) if old.rev == s.rev => {}
-            old => {
-                let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
-                let prev = old.map(|o| (o.value.clone(), o.rev));
-                apply(shared, Event { rev: s.rev, kind, key, value: s.value, prev });
-            }
-        }
-    }
-    let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-    m.rev = m.rev.max(rev);
-    m.compacted = m.rev;
-    m.log.clear();
-    Some(rev)
+    let (lock, cv) = &shared.applied;
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
+    Ok(rev)
 }
 
 impl Storage for EtcdStorage {
