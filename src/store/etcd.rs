@@ -171,22 +171,42 @@ impl EtcdStorage {
         format!("{}{}", self.prefix, key.strip_prefix(REGISTRY).unwrap_or(key))
     }
 
-    /// Runs `f` on the etcd runtime and waits for it, bounded by the timeout.
-    fn call<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        self.call_within(TIMEOUT, f)
+    /// Runs `op` on the etcd runtime and waits for it, bounded by the timeout.
+    fn call<T: Send + 'static, F, Fut>(&self, op: F) -> Result<T, StorageError>
+    where
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
+        self.call_within(TIMEOUT, op)
     }
 
-    fn call_within<T: Send + 'static>(
-        &self,
-        timeout: Duration,
-        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-    ) -> Result<T, StorageError> {
+    /// `call` within `timeout`. An attempt that never reached etcd (no connection to the member
+    /// the client's balancer sent it to, which it keeps picking for a while after the member
+    /// died) is made again, likely on another member, until the time is up: kube's etcd client
+    /// fails over the same way, so a member's loss is no error to the client. Any other error
+    /// is returned as it is: a write etcd may have applied is never sent twice.
+    fn call_within<T: Send + 'static, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, StorageError>
+    where
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let client = self.client.clone();
         self.rt.spawn(async move {
-            let r = tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| Err(internal("etcd request timed out")));
+            let attempts = async move {
+                loop {
+                    match op(client.clone()).await {
+                        Err(e) if not_sent(&e) => {
+                            tracing::debug!(error = %e, "etcd unreachable; trying again");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        r => return r.map_err(internal),
+                    }
+                }
+            };
+            let r = tokio::time::timeout(timeout, attempts)
+                .await
+                .unwrap_or_else(|_| Err(internal("etcd request timed out")));
             let _ = tx.send(r);
         });
         rx.recv_timeout(timeout + Duration::from_secs(1)).unwrap_or_else(|_| Err(internal("etcd request timed out")))
@@ -194,8 +214,11 @@ impl EtcdStorage {
 
     /// Loads every object under the prefix into the mirror; returns etcd's revision.
     fn relist(&self) -> Result<u64, StorageError> {
-        let (client, prefix) = (self.client.clone(), self.prefix.clone());
-        let (rev, objects) = self.call(async move { read_all(&client, &prefix).await.map_err(internal) })?;
+        let prefix = self.prefix.clone();
+        let (rev, objects) = self.call(move |client| {
+            let prefix = prefix.clone();
+            async move { read_all(&client, &prefix).await }
+        })?;
         let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
         m.objects = objects;
         m.rev = rev;
@@ -222,10 +245,10 @@ impl EtcdStorage {
     /// One transaction: `ops` when `when` holds, else a read of the key to tell NotFound from
     /// Conflict. Returns the revision and the operations' responses.
     fn txn(&self, key: &str, when: Compare, ops: Vec<TxnOp>) -> Result<(u64, Vec<TxnOpResponse>), StorageError> {
-        let (mut client, ek) = (self.client.clone(), self.etcd_key(key));
-        let resp = self.call(async move {
-            let txn = Txn::new().when([when]).and_then(ops).or_else([TxnOp::get(ek, None)]);
-            client.txn(txn).await.map_err(internal)
+        let txn = Txn::new().when([when]).and_then(ops).or_else([TxnOp::get(self.etcd_key(key), None)]);
+        let resp = self.call(move |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
         })?;
         let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
         if resp.succeeded() {
@@ -242,6 +265,23 @@ impl EtcdStorage {
             Some(rev) => Compare::mod_revision(ek, CompareOp::Equal, rev as i64),
             None => Compare::create_revision(ek, CompareOp::Greater, 0),
         }
+    }
+}
+
+/// gRPC's UNAVAILABLE status code.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// Whether an etcd call failed before reaching etcd: the member the balancer picked could not
+/// be connected to (tonic's connect error, as an Unavailable status), so etcd never saw it.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            i32::from(s.code()) == GRPC_UNAVAILABLE
+                && ["tcp connect error", "error trying to connect", "Connection refused"]
+                    .iter()
+                    .any(|m| s.message().contains(m))
+        }
+        _ => false,
     }
 }
 
@@ -432,20 +472,14 @@ impl Storage for EtcdStorage {
         }
         // an older revision: etcd keeps history until it compacts
         let at = at.unwrap_or_default();
-        let (mut client, ek, store_prefix) = (self.client.clone(), self.etcd_key(prefix), self.prefix.clone());
-        let resp = self.call(async move {
-            let options = GetOptions::new().with_prefix().with_revision(at as i64);
-            client.get(ek, Some(options)).await.map_err(|e| {
-                if e.to_string().contains("compacted") {
-                    StorageError::Expired { asked: at, oldest: 0 }
-                } else {
-                    internal(e)
-                }
-            })
+        let (ek, store_prefix) = (self.etcd_key(prefix), self.prefix.clone());
+        let resp = self.call(move |mut client| {
+            let (ek, options) = (ek.clone(), GetOptions::new().with_prefix().with_revision(at as i64));
+            async move { client.get(ek, Some(options)).await }
         });
         let resp = match resp {
-            Err(StorageError::Expired { asked, .. }) => {
-                return Err(StorageError::Expired { asked, oldest: self.oldest() });
+            Err(StorageError::Internal(e)) if e.contains("compacted") => {
+                return Err(StorageError::Expired { asked: at, oldest: self.oldest() });
             }
             r => r?,
         };
@@ -502,8 +536,7 @@ impl Storage for EtcdStorage {
 
     fn healthy(&self) -> Result<(), String> {
         // kube's --etcd-healthcheck-timeout default
-        let mut client = self.client.clone();
-        self.call_within(HEALTH_TIMEOUT, async move { client.get("health", None).await.map(|_| ()).map_err(internal) })
+        self.call_within(HEALTH_TIMEOUT, |mut client| async move { client.get("health", None).await.map(|_| ()) })
             .map_err(|e| e.to_string())
     }
 }

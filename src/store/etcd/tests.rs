@@ -168,3 +168,21 @@ fn a_relist_after_compaction_ends_watches_and_expires_older_revisions() {
     let ev = a.rt.block_on(async { tokio::time::timeout(TIMEOUT, w.rx.recv()).await }).unwrap().unwrap();
     assert_eq!((ev.event.kind, ev.event.rev), (EventType::Added, z.rev));
 }
+
+/// A listed member that is down costs no request: the client's balancer keeps picking it for a
+/// while, and what never reached etcd is sent again (kube's client fails over the same way).
+#[test]
+fn a_dead_member_among_the_servers_fails_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(dir.path()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let servers = vec![format!("http://127.0.0.1:{closed}"), etcd.url.clone()];
+    let s = EtcdStorage::connect(&config(&servers, "/registry")).unwrap();
+    for i in 0..40 {
+        let key = format!("/registry/cm/ns/x{i}");
+        let x = s.create(&key, obj("x", "1")).unwrap();
+        s.update(&key, obj("x", "2"), Some(x.rev)).unwrap();
+        assert!(s.list("/registry/cm/", Some(x.rev)).is_ok());
+        assert!(s.healthy().is_ok());
+    }
+}
