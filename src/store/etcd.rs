@@ -301,11 +301,23 @@ fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
 /// Follows etcd from `rev` on, applying every change to the mirror and fanning it out, for
 /// the life of the process. A broken watch is resumed; a compacted one re-lists.
 async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u64) {
+    const SOON: Duration = Duration::from_millis(20);
+    let mut unreachable = SOON;
     loop {
         let mut watch_client = client.watch_client();
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev as i64 + 1);
         let mut stream = match watch_client.watch(format!("{prefix}/"), Some(options)).await {
-            Ok(s) => s,
+            Ok(s) => {
+                unreachable = SOON;
+                s
+            }
+            // a member that is down: soon on to another (all of them down: backing off to 1 s)
+            Err(e) if not_sent(&e) => {
+                tracing::debug!(error = %e, "etcd unreachable; watching again");
+                tokio::time::sleep(unreachable).await;
+                unreachable = (unreachable * 2).min(Duration::from_secs(1));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
