@@ -32,6 +32,9 @@ struct Mirror {
     /// Events after `compacted`, oldest first, for watches from a resourceVersion.
     log: VecDeque<Arc<Event>>,
     compacted: u64,
+    /// The revision of the last relist: it holds every change up to it, so a watch event at or
+    /// below it (from a stream opened before the relist) is already in the mirror.
+    relisted: u64,
 }
 
 struct Shared {
@@ -147,7 +150,13 @@ impl EtcdStorage {
             .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {}: {e}", servers.join(",")))?;
         let prefix = config.prefix.trim_end_matches('/').to_string();
         let shared = Arc::new(Shared {
-            mirror: RwLock::new(Mirror { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 }),
+            mirror: RwLock::new(Mirror {
+                objects: BTreeMap::new(),
+                rev: 0,
+                log: VecDeque::new(),
+                compacted: 0,
+                relisted: 0,
+            }),
             applied: (Mutex::new(()), Condvar::new()),
             hub: Hub::default(),
             window: config.window.max(1),
@@ -223,6 +232,7 @@ impl EtcdStorage {
         m.objects = objects;
         m.rev = rev;
         m.compacted = rev;
+        m.relisted = rev;
         Ok(rev)
     }
 
@@ -408,6 +418,9 @@ fn apply(shared: &Shared, ev: Event) {
     let ev = Arc::new(ev);
     {
         let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        if ev.rev <= m.relisted {
+            return;
+        }
         if ev.kind == EventType::Deleted {
             m.objects.remove(&ev.key);
         } else {
@@ -450,6 +463,7 @@ async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Result<u64, e
         m.objects = objects;
         m.rev = m.rev.max(rev);
         m.compacted = m.rev;
+        m.relisted = m.rev;
         m.log.clear();
         // under the mirror's lock: a watch starts either before (and is ended) or after (from the relist)
         shared.hub.close_all();

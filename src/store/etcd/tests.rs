@@ -164,6 +164,19 @@ fn a_relist_after_compaction_ends_watches_and_expires_older_revisions() {
     assert!(matches!(a.watch("/registry/cm/", Some(x.rev)), Err(StorageError::Expired { .. })));
     let mut w = a.watch("/registry/cm/", Some(rev)).unwrap();
     assert!(w.initial.is_empty());
+    // an event the relist already holds, late from a stream opened before it, changes nothing
+    let stale = obj("stale", "1");
+    apply(
+        &a.shared,
+        Event {
+            rev: y_rev,
+            kind: EventType::Added,
+            key: "/registry/cm/ns/stale".into(),
+            value: Arc::new(stale),
+            prev: None,
+        },
+    );
+    assert!(a.get("/registry/cm/ns/stale").is_none());
     let z = a.create("/registry/cm/ns/z", obj("z", "1")).unwrap();
     let ev = a.rt.block_on(async { tokio::time::timeout(TIMEOUT, w.rx.recv()).await }).unwrap().unwrap();
     assert_eq!((ev.event.kind, ev.event.rev), (EventType::Added, z.rev));
