@@ -10,6 +10,8 @@
 #   cargo +nightly fuzz run TARGET fuzz/artifacts/TARGET/crash-...
 # FUZZ_SANITIZER (address | none; default address) picks the sanitizer; FUZZ_PROFILE=dev builds
 # without optimizations (a much cheaper build, slower runs: what .ci/run uses, see fuzz/README.md).
+# FUZZ_CLIPPY=1 first lints the harnesses (`cargo +nightly clippy --all-targets -- -D warnings`):
+# a check build of every dependency of its own, so .ci/run leaves it out (fuzz/README.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
@@ -29,6 +31,12 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz from crates.io"
   cargo install --locked --quiet cargo-fuzz --version 0.13.2
+fi
+
+if [ "${FUZZ_CLIPPY:-0}" = 1 ]; then
+  t0=$(date +%s)
+  cargo +nightly clippy --locked --all-targets -- -D warnings
+  echo "fuzz: clippy clean in $(( $(date +%s) - t0 )) s"
 fi
 
 t0=$(date +%s)

@@ -32,6 +32,9 @@ struct Mirror {
     /// Events after `compacted`, oldest first, for watches from a resourceVersion.
     log: VecDeque<Arc<Event>>,
     compacted: u64,
+    /// The revision of the last relist: it holds every change up to it, so a watch event at or
+    /// below it (from a stream opened before the relist) is already in the mirror.
+    relisted: u64,
 }
 
 struct Shared {
@@ -147,7 +150,13 @@ impl EtcdStorage {
             .map_err(|e| anyhow::anyhow!("cannot connect to etcd at {}: {e}", servers.join(",")))?;
         let prefix = config.prefix.trim_end_matches('/').to_string();
         let shared = Arc::new(Shared {
-            mirror: RwLock::new(Mirror { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 }),
+            mirror: RwLock::new(Mirror {
+                objects: BTreeMap::new(),
+                rev: 0,
+                log: VecDeque::new(),
+                compacted: 0,
+                relisted: 0,
+            }),
             applied: (Mutex::new(()), Condvar::new()),
             hub: Hub::default(),
             window: config.window.max(1),
@@ -171,22 +180,42 @@ impl EtcdStorage {
         format!("{}{}", self.prefix, key.strip_prefix(REGISTRY).unwrap_or(key))
     }
 
-    /// Runs `f` on the etcd runtime and waits for it, bounded by the timeout.
-    fn call<T: Send + 'static>(
-        &self,
-        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-    ) -> Result<T, StorageError> {
-        self.call_within(TIMEOUT, f)
+    /// Runs `op` on the etcd runtime and waits for it, bounded by the timeout.
+    fn call<T: Send + 'static, F, Fut>(&self, op: F) -> Result<T, StorageError>
+    where
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
+        self.call_within(TIMEOUT, op)
     }
 
-    fn call_within<T: Send + 'static>(
-        &self,
-        timeout: Duration,
-        f: impl Future<Output = Result<T, StorageError>> + Send + 'static,
-    ) -> Result<T, StorageError> {
+    /// `call` within `timeout`. An attempt that never reached etcd (no connection to the member
+    /// the client's balancer sent it to, which it keeps picking for a while after the member
+    /// died) is made again, likely on another member, until the time is up: kube's etcd client
+    /// fails over the same way, so a member's loss is no error to the client. Any other error
+    /// is returned as it is: a write etcd may have applied is never sent twice.
+    fn call_within<T: Send + 'static, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, StorageError>
+    where
+        F: Fn(Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send,
+    {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let client = self.client.clone();
         self.rt.spawn(async move {
-            let r = tokio::time::timeout(timeout, f).await.unwrap_or_else(|_| Err(internal("etcd request timed out")));
+            let attempts = async move {
+                loop {
+                    match op(client.clone()).await {
+                        Err(e) if not_sent(&e) => {
+                            tracing::debug!(error = %e, "etcd unreachable; trying again");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        r => return r.map_err(internal),
+                    }
+                }
+            };
+            let r = tokio::time::timeout(timeout, attempts)
+                .await
+                .unwrap_or_else(|_| Err(internal("etcd request timed out")));
             let _ = tx.send(r);
         });
         rx.recv_timeout(timeout + Duration::from_secs(1)).unwrap_or_else(|_| Err(internal("etcd request timed out")))
@@ -194,19 +223,16 @@ impl EtcdStorage {
 
     /// Loads every object under the prefix into the mirror; returns etcd's revision.
     fn relist(&self) -> Result<u64, StorageError> {
-        let (mut client, prefix) = (self.client.clone(), self.prefix.clone());
-        let resp = self.call(async move {
-            client.get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.map_err(internal)
+        let prefix = self.prefix.clone();
+        let (rev, objects) = self.call(move |client| {
+            let prefix = prefix.clone();
+            async move { read_all(&client, &prefix).await }
         })?;
-        let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
         let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-        for kv in resp.kvs() {
-            if let Some(s) = stored(&self.prefix, kv) {
-                m.objects.insert(s.key.clone(), s);
-            }
-        }
+        m.objects = objects;
         m.rev = rev;
         m.compacted = rev;
+        m.relisted = rev;
         Ok(rev)
     }
 
@@ -229,10 +255,10 @@ impl EtcdStorage {
     /// One transaction: `ops` when `when` holds, else a read of the key to tell NotFound from
     /// Conflict. Returns the revision and the operations' responses.
     fn txn(&self, key: &str, when: Compare, ops: Vec<TxnOp>) -> Result<(u64, Vec<TxnOpResponse>), StorageError> {
-        let (mut client, ek) = (self.client.clone(), self.etcd_key(key));
-        let resp = self.call(async move {
-            let txn = Txn::new().when([when]).and_then(ops).or_else([TxnOp::get(ek, None)]);
-            client.txn(txn).await.map_err(internal)
+        let txn = Txn::new().when([when]).and_then(ops).or_else([TxnOp::get(self.etcd_key(key), None)]);
+        let resp = self.call(move |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
         })?;
         let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
         if resp.succeeded() {
@@ -252,6 +278,23 @@ impl EtcdStorage {
     }
 }
 
+/// gRPC's UNAVAILABLE status code.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// Whether an etcd call failed before reaching etcd: the member the balancer picked could not
+/// be connected to (tonic's connect error, as an Unavailable status), so etcd never saw it.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            i32::from(s.code()) == GRPC_UNAVAILABLE
+                && ["tcp connect error", "error trying to connect", "Connection refused"]
+                    .iter()
+                    .any(|m| s.message().contains(m))
+        }
+        _ => false,
+    }
+}
+
 /// Our key for an etcd key under `prefix` (None outside it).
 fn store_key(prefix: &str, kv: &KeyValue) -> Option<String> {
     Some(format!("{REGISTRY}{}", std::str::from_utf8(kv.key()).ok()?.strip_prefix(prefix)?))
@@ -268,11 +311,23 @@ fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
 /// Follows etcd from `rev` on, applying every change to the mirror and fanning it out, for
 /// the life of the process. A broken watch is resumed; a compacted one re-lists.
 async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u64) {
+    const SOON: Duration = Duration::from_millis(20);
+    let mut unreachable = SOON;
     loop {
         let mut watch_client = client.watch_client();
         let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(rev as i64 + 1);
         let mut stream = match watch_client.watch(format!("{prefix}/"), Some(options)).await {
-            Ok(s) => s,
+            Ok(s) => {
+                unreachable = SOON;
+                s
+            }
+            // a member that is down: soon on to another (all of them down: backing off to 1 s)
+            Err(e) if not_sent(&e) => {
+                tracing::debug!(error = %e, "etcd unreachable; watching again");
+                tokio::time::sleep(unreachable).await;
+                unreachable = (unreachable * 2).min(Duration::from_secs(1));
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "etcd watch failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -288,7 +343,16 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                         "etcd watch canceled"
                     );
                     if resp.compact_revision() > 0 {
-                        rev = resync(&client, &prefix, &shared).await.unwrap_or(rev);
+                        match resync(&client, &prefix, &shared).await {
+                            Ok(relisted) => {
+                                tracing::info!(revision = relisted, "relisted etcd after a compaction");
+                                rev = relisted;
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot relist etcd; retrying");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
                     }
                     break;
                 }
@@ -354,6 +418,9 @@ fn apply(shared: &Shared, ev: Event) {
     let ev = Arc::new(ev);
     {
         let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        if ev.rev <= m.relisted {
+            return;
+        }
         if ev.kind == EventType::Deleted {
             m.objects.remove(&ev.key);
         } else {
@@ -373,35 +440,38 @@ fn apply(shared: &Shared, ev: Event) {
     cv.notify_all();
 }
 
-/// After etcd compacted past the mirror: read everything again and publish the difference.
-async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Option<u64> {
-    let resp = client.kv_client().get(format!("{prefix}/"), Some(GetOptions::new().with_prefix())).await.ok()?;
-    let rev = resp.header()?.revision() as u64;
-    let now: BTreeMap<String, Stored> =
-        resp.kvs().iter().filter_map(|kv| stored(prefix, kv)).map(|s| (s.key.clone(), s)).collect();
-    let before = shared.mirror.read().unwrap_or_else(|e| e.into_inner()).objects.clone();
-    for (key, old) in &before {
-        if !now.contains_key(key) {
-            let value = Arc::new(stamp((*old.value).clone(), rev));
-            let prev = Some((old.value.clone(), old.rev));
-            apply(shared, Event { rev, kind: EventType::Deleted, key: key.clone(), value, prev });
-        }
+/// Everything under the prefix and the revision it was read at, by a linearizable (quorum)
+/// range read: etcd's default, which `with_serializable` would turn off and must not. A member
+/// cut off from the quorum answers with an error rather than its possibly stale state, so a
+/// mirror is never (re)built from the past.
+async fn read_all(client: &Client, prefix: &str) -> Result<(u64, BTreeMap<String, Stored>), etcd_client::Error> {
+    let options = GetOptions::new().with_prefix();
+    let resp = client.kv_client().get(format!("{prefix}/"), Some(options)).await?;
+    let rev = resp.header().map(|h| h.revision() as u64).unwrap_or(0);
+    Ok((rev, resp.kvs().iter().filter_map(|kv| stored(prefix, kv)).map(|s| (s.key.clone(), s)).collect()))
+}
+
+/// After etcd compacted past the mirror (its watch cannot resume): read everything again and
+/// end every watch, as kube's cacher does when its reflector relists (`terminateAllWatchers`).
+/// The mirror's history starts over at the relist's revision, so a client resuming from an
+/// older resourceVersion gets kube's 410 Gone ("too old resource version") and relists too;
+/// no watcher is handed a made-up difference with resourceVersions out of order.
+async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Result<u64, etcd_client::Error> {
+    let (rev, objects) = read_all(client, prefix).await?;
+    {
+        let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        m.objects = objects;
+        m.rev = m.rev.max(rev);
+        m.compacted = m.rev;
+        m.relisted = m.rev;
+        m.log.clear();
+        // under the mirror's lock: a watch starts either before (and is ended) or after (from the relist)
+        shared.hub.close_all();
     }
-    for (key, s) in now {
-        match before.get(&key) {
-            Some(old) if old.rev == s.rev => {}
-            old => {
-                let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
-                let prev = old.map(|o| (o.value.clone(), o.rev));
-                apply(shared, Event { rev: s.rev, kind, key, value: s.value, prev });
-            }
-        }
-    }
-    let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-    m.rev = m.rev.max(rev);
-    m.compacted = m.rev;
-    m.log.clear();
-    Some(rev)
+    let (lock, cv) = &shared.applied;
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
+    Ok(rev)
 }
 
 impl Storage for EtcdStorage {
@@ -428,20 +498,14 @@ impl Storage for EtcdStorage {
         }
         // an older revision: etcd keeps history until it compacts
         let at = at.unwrap_or_default();
-        let (mut client, ek, store_prefix) = (self.client.clone(), self.etcd_key(prefix), self.prefix.clone());
-        let resp = self.call(async move {
-            let options = GetOptions::new().with_prefix().with_revision(at as i64);
-            client.get(ek, Some(options)).await.map_err(|e| {
-                if e.to_string().contains("compacted") {
-                    StorageError::Expired { asked: at, oldest: 0 }
-                } else {
-                    internal(e)
-                }
-            })
+        let (ek, store_prefix) = (self.etcd_key(prefix), self.prefix.clone());
+        let resp = self.call(move |mut client| {
+            let (ek, options) = (ek.clone(), GetOptions::new().with_prefix().with_revision(at as i64));
+            async move { client.get(ek, Some(options)).await }
         });
         let resp = match resp {
-            Err(StorageError::Expired { asked, .. }) => {
-                return Err(StorageError::Expired { asked, oldest: self.oldest() });
+            Err(StorageError::Internal(e)) if e.contains("compacted") => {
+                return Err(StorageError::Expired { asked: at, oldest: self.oldest() });
             }
             r => r?,
         };
@@ -498,8 +562,7 @@ impl Storage for EtcdStorage {
 
     fn healthy(&self) -> Result<(), String> {
         // kube's --etcd-healthcheck-timeout default
-        let mut client = self.client.clone();
-        self.call_within(HEALTH_TIMEOUT, async move { client.get("health", None).await.map(|_| ()).map_err(internal) })
+        self.call_within(HEALTH_TIMEOUT, |mut client| async move { client.get("health", None).await.map(|_| ()) })
             .map_err(|e| e.to_string())
     }
 }

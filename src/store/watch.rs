@@ -132,6 +132,21 @@ impl Hub {
         crate::store::metrics::WATCHERS.set(ws.len() as i64);
     }
 
+    /// Ends every watcher (each drains what is queued, then sees the end), as kube's cacher
+    /// does when its view starts over; they come back with a resourceVersion and are told
+    /// whether it is still served.
+    pub fn close_all(&self) {
+        let mut ws = self.watchers.lock().unwrap();
+        for w in ws.drain(..) {
+            let mut q = w.queue.lock().unwrap();
+            q.closed = true;
+            if let Some(w) = q.waker.take() {
+                w.wake();
+            }
+        }
+        crate::store::metrics::WATCHERS.set(0);
+    }
+
     pub fn len(&self) -> usize {
         self.watchers.lock().unwrap().len()
     }
@@ -179,6 +194,25 @@ mod tests {
         drop(a);
         hub.publish(&ev(5000, "/registry/configmaps/a/x"));
         assert!(hub.is_empty());
+    }
+
+    #[tokio::test]
+    async fn close_all_ends_every_watcher_after_what_it_has_queued() {
+        let hub = Arc::new(Hub::default());
+        let mut queued = hub.subscribe("/registry/configmaps/");
+        let mut waiting = hub.subscribe("/registry/secrets/");
+        hub.publish(&ev(3, "/registry/configmaps/a/x"));
+        let h = hub.clone();
+        let t = tokio::spawn(async move { waiting.recv().await.map(|d| d.event.rev) });
+        tokio::task::yield_now().await;
+        h.close_all();
+        assert_eq!(t.await.unwrap(), None, "a waiting watcher is woken and ends");
+        assert_eq!(queued.recv().await.unwrap().event.rev, 3, "what was queued is still delivered");
+        assert!(queued.recv().await.is_none());
+        assert!(hub.is_empty());
+        let mut later = hub.subscribe("/registry/configmaps/");
+        hub.publish(&ev(4, "/registry/configmaps/a/x"));
+        assert_eq!(later.try_recv().unwrap().event.rev, 4, "a watch started afterwards is served");
     }
 
     #[tokio::test]

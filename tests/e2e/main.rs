@@ -31,6 +31,7 @@ mod store_api;
 mod store_bodies;
 mod store_crd;
 mod store_etcd;
+mod store_etcd_cluster;
 mod store_events;
 mod store_gc;
 mod store_kubectl;

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod etcd;
+
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A free loopback port for a server the test starts, which binds it right after.
