@@ -88,7 +88,10 @@ fn protobuf_objects_lists_and_watches() {
     let names: Vec<String> = bytes(&raw, 2).iter().map(|i| configmap(i).0).collect();
     assert!(names.contains(&"pb".to_string()), "{names:?}");
 
-    // a watch: length-prefixed WatchEvent frames, the object in its own envelope
+    // a watch: length-prefixed WatchEvent frames, the object in its own envelope; the write
+    // comes first and the watch replays it from the list's resourceVersion (a write after a
+    // slow start would miss the watch's short timeout)
+    fd.kubectl_ok(&["create", "cm", "later", "--from-literal=a=b"]);
     let watch = {
         let (c, url) =
             (c.clone(), format!("{cms}?watch=1&resourceVersion={rv}&timeoutSeconds=2&allowWatchBookmarks=true"));
@@ -100,8 +103,6 @@ fn protobuf_objects_lists_and_watches() {
             all
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    fd.kubectl_ok(&["create", "cm", "later", "--from-literal=a=b"]);
     let stream = watch.join().unwrap();
     let mut events = Vec::new();
     let mut rest = &stream[..];
