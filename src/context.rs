@@ -50,6 +50,8 @@ pub struct RequestContext {
     pub detached: bool,
     /// When each stage of the chain finished, for the slow-request trace (`filters::trace`).
     pub steps: crate::filters::trace::Steps,
+    /// The request's OpenTelemetry spans, with `--tracing-config-file` only (`otel`).
+    pub spans: Option<crate::otel::span::RequestSpans>,
 }
 
 impl RequestContext {

@@ -1,0 +1,153 @@
+//! OpenTelemetry tracing as kube-apiserver's (KEP-647, `--tracing-config-file`): a server span
+//! per authenticated request (kube's `WithTracing` sits right after authentication), a client
+//! span per proxied request whose context goes to the backend in `traceparent`, exported over
+//! OTLP gRPC to the configured collector with kube's parent-based sampler.
+//!
+//! Without a configuration nothing is built and a request pays nothing: the client's
+//! `traceparent` then reaches a backend unchanged, as kube's no-op provider passes it through.
+
+pub mod config;
+pub mod span;
+
+use crate::context::RequestContext;
+use config::TracingConfiguration;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
+use pingora::http::RequestHeader;
+use span::RequestSpans;
+use std::path::PathBuf;
+
+/// kube's tracing flag.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TracingArgs {
+    /// File with apiserver tracing configuration (an apiserver.config.k8s.io
+    /// TracingConfiguration: endpoint, samplingRatePerMillion).
+    #[arg(long, value_name = "FILE")]
+    pub tracing_config_file: Option<PathBuf>,
+}
+
+/// Groups whose incoming trace context is trusted as the request span's parent (kube's
+/// `notSystemPrivilegedGroup`); anyone else's starts a new trace linked to it.
+const TRUSTED_GROUPS: [&str; 2] = ["system:masters", "system:monitoring"];
+
+/// The tracer and its exporter, built only when a configuration is given.
+pub struct Tracing {
+    tracer: SdkTracer,
+    provider: SdkTracerProvider,
+    propagator: TraceContextPropagator,
+    /// Drives the exporter's gRPC channel (the batch processor exports from its own thread).
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Tracing {
+    /// None without `--tracing-config-file`; a file that does not read or validate is a
+    /// startup error in kube's words.
+    pub fn new(args: &TracingArgs) -> anyhow::Result<Option<Tracing>> {
+        let Some(path) = &args.tracing_config_file else { return Ok(None) };
+        let config = TracingConfiguration::load(path)?;
+        let target = config.dial_target().map_err(|e| anyhow::anyhow!("--tracing-config-file: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otlp-exporter")
+            .enable_all()
+            .build()?;
+        // tonic's lazy channel spawns its worker on the runtime it is built in
+        let exporter = {
+            let _in = runtime.enter();
+            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(target.clone()).build()?
+        };
+        let sampler = match config.sampling_ratio() {
+            r if r > 0.0 => Sampler::TraceIdRatioBased(r),
+            _ => Sampler::AlwaysOff,
+        };
+        let resource = opentelemetry_sdk::Resource::builder_empty()
+            .with_service_name("frontdoor")
+            .with_attributes([KeyValue::new("service.instance.id", format!("frontdoor-{}", uuid::Uuid::new_v4()))])
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(sampler)))
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        tracing::info!(endpoint = %target, sampling_rate_per_million = config.sampling_rate_per_million.unwrap_or(0), "tracing requests");
+        Ok(Some(Tracing {
+            tracer: provider.tracer("frontdoor"),
+            provider,
+            propagator: TraceContextPropagator::new(),
+            _runtime: runtime,
+        }))
+    }
+
+    /// Starts the request's server span, from when it was received: a child of the incoming
+    /// `traceparent` for a privileged user, else a new trace linked to it.
+    pub fn start(&self, req: &RequestHeader, ctx: &mut RequestContext) {
+        let incoming = self.propagator.extract(&Headers(req)).span().span_context().clone();
+        let trusted = ctx.user.as_ref().is_some_and(|u| u.groups.iter().any(|g| TRUSTED_GROUPS.contains(&g.as_str())));
+        let (parent, links) = match (incoming.is_valid(), trusted) {
+            (true, true) => (Context::new().with_remote_span_context(incoming), Vec::new()),
+            (true, false) => (Context::new(), vec![Link::with_context(incoming)]),
+            (false, _) => (Context::new(), Vec::new()),
+        };
+        let mut builder = self
+            .tracer
+            .span_builder(span::server_name(req.method.as_str(), &ctx.request_info))
+            .with_kind(SpanKind::Server)
+            .with_attributes(span::server_attributes(req, ctx))
+            .with_links(links);
+        if let Some(t) = ctx.received_at {
+            builder = builder.with_start_time(t);
+        }
+        ctx.spans = Some(RequestSpans::new(parent.with_span(builder.start_with_context(&self.tracer, &parent))));
+    }
+
+    /// Starts the proxied request's client span (otelhttp's transport: `HTTP GET`) and puts its
+    /// context in the request's `traceparent` (and `tracestate`), replacing the client's.
+    /// Upgrades keep the client's header: kube's proxy does not trace them.
+    pub fn proxy(&self, upstream: &mut RequestHeader, ctx: &mut RequestContext, upgrade: bool) {
+        let Some(spans) = ctx.spans.as_mut() else { return };
+        if upgrade {
+            return;
+        }
+        let client = self
+            .tracer
+            .span_builder(format!("HTTP {}", upstream.method))
+            .with_kind(SpanKind::Client)
+            .with_attributes(span::client_attributes(upstream))
+            .start_with_context(&self.tracer, &spans.server);
+        let cx = spans.server.with_span(client);
+        self.propagator.inject_context(&cx, &mut Headers(upstream));
+        spans.client = Some(cx);
+    }
+
+    /// Sends what is queued (at shutdown).
+    pub fn shutdown(&self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "flushing trace spans at shutdown");
+        }
+    }
+}
+
+/// pingora's request headers as the propagator reads and writes them.
+struct Headers<T>(T);
+
+impl Extractor for Headers<&RequestHeader> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.headers.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.headers.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+impl Injector for Headers<&mut RequestHeader> {
+    /// An empty `tracestate` is not sent (as Go's propagator).
+    fn set(&mut self, key: &str, value: String) {
+        if !value.is_empty() {
+            let _ = self.0.insert_header(key.to_string(), value);
+        }
+    }
+}
