@@ -101,7 +101,8 @@ impl Tracing {
         if let Some(t) = ctx.received_at {
             builder = builder.with_start_time(t);
         }
-        ctx.spans = Some(RequestSpans::new(parent.with_span(builder.start_with_context(&self.tracer, &parent))));
+        ctx.spans =
+            Some(Box::new(RequestSpans::new(parent.with_span(builder.start_with_context(&self.tracer, &parent)))));
     }
 
     /// Starts the proxied request's client span (otelhttp's transport: `HTTP GET`) and puts its
