@@ -152,3 +152,84 @@ impl Injector for Headers<&mut RequestHeader> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::user::UserInfo;
+
+    /// A tracer exporting to a closed port (the lazy channel never dials in these tests).
+    fn tracing(rate: u32) -> Tracing {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.yaml");
+        std::fs::write(
+            &f,
+            format!("apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: 127.0.0.1:1\nsamplingRatePerMillion: {rate}\n"),
+        )
+        .unwrap();
+        Tracing::new(&TracingArgs { tracing_config_file: Some(f) }).unwrap().expect("configured")
+    }
+
+    /// The server span's (trace id, sampled, parent is the caller's) for a request from `groups`
+    /// carrying `traceparent`.
+    fn start(t: &Tracing, groups: &[&str], traceparent: Option<&str>) -> (String, bool) {
+        let mut req = RequestHeader::build("GET", b"/api/v1/namespaces/d/pods", None).unwrap();
+        if let Some(tp) = traceparent {
+            req.insert_header("traceparent", tp).unwrap();
+        }
+        let mut ctx = RequestContext {
+            user: Some(UserInfo {
+                username: "u".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        t.start(&req, &mut ctx);
+        let spans = ctx.spans.take().expect("a span for an authenticated request");
+        let sampled = spans.server.span().span_context().is_sampled();
+        (spans.ids().0, sampled)
+    }
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    #[test]
+    fn sampling_is_parent_based_with_kubes_trust() {
+        let t = tracing(0);
+        let sampled = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        let unsampled = format!("00-{TRACE}-00f067aa0ba902b7-00");
+        assert_eq!(start(&t, &["system:masters"], Some(&sampled)), (TRACE.to_string(), true));
+        assert_eq!(start(&t, &["system:monitoring"], Some(&unsampled)), (TRACE.to_string(), false));
+        // rate 0: nothing without a trusted sampled parent
+        let (trace, is_sampled) = start(&t, &["system:authenticated"], Some(&sampled));
+        assert!(trace != TRACE && !is_sampled, "an untrusted caller's context is not the parent");
+        assert!(!start(&t, &["system:masters"], None).1);
+        let all = tracing(1_000_000);
+        assert!(start(&all, &["system:authenticated"], None).1, "a million per million");
+        let (trace, is_sampled) = start(&all, &["system:authenticated"], Some(&unsampled));
+        assert!(trace != TRACE && is_sampled, "a new root, sampled by the rate");
+    }
+
+    #[test]
+    fn the_backend_gets_the_client_span() {
+        let t = tracing(0);
+        let mut req = RequestHeader::build("GET", b"/apis/x/v1/things", None).unwrap();
+        req.insert_header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap();
+        let mut ctx = RequestContext {
+            user: Some(UserInfo { groups: vec!["system:masters".into()], ..Default::default() }),
+            ..Default::default()
+        };
+        t.start(&req, &mut ctx);
+        let mut upstream = req.clone();
+        t.proxy(&mut upstream, &mut ctx, false);
+        let sent = upstream.headers.get("traceparent").unwrap().to_str().unwrap().to_string();
+        let spans = ctx.spans.as_ref().unwrap();
+        let client = spans.client.as_ref().unwrap().span().span_context().span_id().to_string();
+        assert_eq!(sent, format!("00-{TRACE}-{client}-01"));
+        assert!(upstream.headers.get("tracestate").is_none(), "no empty tracestate");
+        // an upgrade keeps the caller's header
+        let mut upgrade = req.clone();
+        t.proxy(&mut upgrade, &mut ctx, true);
+        assert_eq!(upgrade.headers.get("traceparent").unwrap(), &format!("00-{TRACE}-00f067aa0ba902b7-01"));
+    }
+}
