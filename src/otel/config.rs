@@ -104,23 +104,51 @@ impl TracingConfiguration {
         self.sampling_rate_per_million.unwrap_or(0).clamp(0, MAX_SAMPLING_RATE_PER_MILLION) as f64 / 1e6
     }
 
-    /// The gRPC target in the form tonic dials (`http://host:port`); gRPC's `dns:` names
-    /// drop their scheme and authority. Unix sockets are not dialled by frontdoor (an error).
-    pub fn dial_target(&self) -> Result<String, String> {
+    /// Where to dial the collector, from the gRPC target (gRPC's naming: `host:port`,
+    /// `dns:[//authority/]host:port`, `unix:path`, `unix:///absolute-path`,
+    /// `unix-abstract:name`).
+    pub fn dial_target(&self) -> Result<Target, String> {
         let endpoint = self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
-        if !endpoint.contains("//") {
-            return Ok(format!("http://{endpoint}"));
-        }
-        let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+        let Some((scheme, rest)) =
+            endpoint.split_once(':').filter(|(s, _)| matches!(*s, "dns" | "unix" | "unix-abstract"))
+        else {
+            return Ok(Target::Tcp(format!("http://{endpoint}")));
+        };
+        let empty = || format!("endpoint {endpoint:?}: no address");
         match scheme {
-            // dns://[authority]/host:port: the authority is the DNS server to ask, which
-            // frontdoor leaves to the system resolver
-            "dns" => Ok(format!("http://{}", rest.split_once('/').map_or(rest, |(_, target)| target))),
-            _ => Err(format!(
-                "endpoint {endpoint:?}: frontdoor dials OTLP collectors over TCP only (host:port or dns:///host:port)"
-            )),
+            // the authority is the DNS server to ask, left to the system resolver here
+            "dns" => {
+                let target = match rest.strip_prefix("//") {
+                    Some(r) => r.split_once('/').map_or(r, |(_, t)| t),
+                    None => rest,
+                };
+                Some(target).filter(|t| !t.is_empty()).map(|t| Target::Tcp(format!("http://{t}"))).ok_or_else(empty)
+            }
+            "unix" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                Some(path).filter(|p| !p.is_empty()).map(|p| Target::Unix(p.into())).ok_or_else(empty)
+            }
+            // grpc-go's: the URL's path (`unix-abstract:///name` is the name `/name`), or the
+            // opaque part (`unix-abstract:name`, which kube's validation refuses)
+            _ => {
+                let name = match rest.strip_prefix("//") {
+                    Some(r) => r.find('/').map_or("", |i| &r[i..]),
+                    None => rest,
+                };
+                Some(name).filter(|n| !n.is_empty()).map(|n| Target::UnixAbstract(n.to_string())).ok_or_else(empty)
+            }
         }
     }
+}
+
+/// A collector's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `http://host:port`, as tonic dials it.
+    Tcp(String),
+    Unix(std::path::PathBuf),
+    /// A Linux abstract socket's name.
+    UnixAbstract(String),
 }
 
 /// kube's `ErrorList.ToAggregate()` text: one error as is, several in brackets.
@@ -154,7 +182,10 @@ mod tests {
         }
         let json =
             br#"{"apiVersion":"apiserver.config.k8s.io/v1","kind":"TracingConfiguration","endpoint":"otel:4317"}"#;
-        assert_eq!(TracingConfiguration::decode(json).unwrap().dial_target().unwrap(), "http://otel:4317");
+        assert_eq!(
+            TracingConfiguration::decode(json).unwrap().dial_target(),
+            Ok(Target::Tcp("http://otel:4317".into()))
+        );
     }
 
     #[test]
@@ -191,6 +222,11 @@ mod tests {
             ]
         );
         assert!(c("endpoint: unix:///run/otel.sock\n").is_empty(), "kube accepts unix targets");
+        assert!(c("endpoint: unix-abstract:///otel\n").is_empty());
+        // without "//" kube parses dns://unix:..., whose port is not a number
+        assert!(
+            c("endpoint: unix:otel.sock\n")[0].starts_with(r#"endpoint: Invalid value: "dns://unix:otel.sock": parse"#)
+        );
         assert_eq!(aggregate(&["a".into(), "b".into()]), "[a, b]");
     }
 
@@ -217,9 +253,16 @@ mod tests {
     #[test]
     fn dial_targets() {
         let t = |e: &str| TracingConfiguration { endpoint: Some(e.into()), ..Default::default() }.dial_target();
-        assert_eq!(TracingConfiguration::default().dial_target().unwrap(), "http://localhost:4317");
-        assert_eq!(t("dns:///collector:4317").unwrap(), "http://collector:4317");
-        assert_eq!(t("dns://8.8.8.8/collector:4317").unwrap(), "http://collector:4317");
-        assert!(t("unix:///run/otel.sock").is_err());
+        let tcp = |a: &str| Ok(Target::Tcp(a.into()));
+        assert_eq!(TracingConfiguration::default().dial_target(), tcp("http://localhost:4317"));
+        assert_eq!(t("collector:4317"), tcp("http://collector:4317"));
+        assert_eq!(t("dns:///collector:4317"), tcp("http://collector:4317"));
+        assert_eq!(t("dns://8.8.8.8/collector:4317"), tcp("http://collector:4317"));
+        assert_eq!(t("dns:collector:4317"), tcp("http://collector:4317"));
+        assert_eq!(t("unix:///run/otel.sock"), Ok(Target::Unix("/run/otel.sock".into())));
+        assert_eq!(t("unix:otel.sock"), Ok(Target::Unix("otel.sock".into())));
+        assert_eq!(t("unix-abstract:otel"), Ok(Target::UnixAbstract("otel".into())));
+        assert_eq!(t("unix-abstract:///otel"), Ok(Target::UnixAbstract("/otel".into())));
+        assert!(t("unix:").is_err());
     }
 }

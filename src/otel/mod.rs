@@ -10,11 +10,11 @@ pub mod config;
 pub mod span;
 
 use crate::context::RequestContext;
-use config::TracingConfiguration;
+use config::{Target, TracingConfiguration};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use pingora::http::RequestHeader;
@@ -58,7 +58,12 @@ impl Tracing {
         // tonic's lazy channel spawns its worker on the runtime it is built in
         let exporter = {
             let _in = runtime.enter();
-            opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(target.clone()).build()?
+            let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            match &target {
+                Target::Tcp(url) => builder.with_endpoint(url.clone()),
+                socket => builder.with_channel(unix_channel(socket.clone())),
+            }
+            .build()?
         };
         let sampler = match config.sampling_ratio() {
             r if r > 0.0 => Sampler::TraceIdRatioBased(r),
@@ -73,7 +78,7 @@ impl Tracing {
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
-        tracing::info!(endpoint = %target, sampling_rate_per_million = config.sampling_rate_per_million.unwrap_or(0), "tracing requests");
+        tracing::info!(endpoint = ?target, sampling_rate_per_million = config.sampling_rate_per_million.unwrap_or(0), "tracing requests");
         Ok(Some(Tracing {
             tracer: provider.tracer("frontdoor"),
             provider,
@@ -132,6 +137,30 @@ impl Tracing {
     }
 }
 
+/// A gRPC channel over a Unix socket (gRPC's `unix:` and `unix-abstract:` targets), dialled
+/// when the first batch goes out and again after a failure.
+fn unix_channel(target: Target) -> tonic::transport::Channel {
+    let connect = tower::service_fn(move |_: http::Uri| {
+        let target = target.clone();
+        async move {
+            let stream = match target {
+                Target::UnixAbstract(name) => {
+                    use std::os::linux::net::SocketAddrExt;
+                    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                    let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+                    s.set_nonblocking(true)?;
+                    tokio::net::UnixStream::from_std(s)?
+                }
+                Target::Unix(path) => tokio::net::UnixStream::connect(path).await?,
+                Target::Tcp(url) => return Err(std::io::Error::other(format!("{url} is not a Unix socket"))),
+            };
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    // the URI is a placeholder: the connector above decides where to dial
+    tonic::transport::Endpoint::from_static("http://localhost").connect_with_connector_lazy(connect)
+}
+
 /// pingora's request headers as the propagator reads and writes them.
 struct Headers<T>(T);
 
@@ -158,16 +187,20 @@ mod tests {
     use super::*;
     use crate::authn::user::UserInfo;
 
-    /// A tracer exporting to a closed port (the lazy channel never dials in these tests).
-    fn tracing(rate: u32) -> Tracing {
+    fn tracing_to(endpoint: &str, rate: u32) -> Tracing {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t.yaml");
         std::fs::write(
             &f,
-            format!("apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: 127.0.0.1:1\nsamplingRatePerMillion: {rate}\n"),
+            format!("apiVersion: apiserver.config.k8s.io/v1\nkind: TracingConfiguration\nendpoint: {endpoint}\nsamplingRatePerMillion: {rate}\n"),
         )
         .unwrap();
         Tracing::new(&TracingArgs { tracing_config_file: Some(f) }).unwrap().expect("configured")
+    }
+
+    /// A tracer exporting to a closed port (the lazy channel never dials in these tests).
+    fn tracing(rate: u32) -> Tracing {
+        tracing_to("127.0.0.1:1", rate)
     }
 
     /// The server span's (trace id, sampled, parent is the caller's) for a request from `groups`
@@ -231,5 +264,28 @@ mod tests {
         let mut upgrade = req.clone();
         t.proxy(&mut upgrade, &mut ctx, true);
         assert_eq!(upgrade.headers.get("traceparent").unwrap(), &format!("00-{TRACE}-00f067aa0ba902b7-01"));
+    }
+
+    /// Exports one sampled span to `endpoint` and waits for `listener` to be dialled (the
+    /// connection is closed at once, so the export fails fast).
+    fn dials(endpoint: &str, listener: std::os::unix::net::UnixListener) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(listener.accept().is_ok()));
+        let t = tracing_to(endpoint, 1_000_000);
+        start(&t, &["system:authenticated"], None);
+        t.shutdown();
+        assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)), Ok(true), "{endpoint} was not dialled");
+    }
+
+    #[test]
+    fn unix_socket_collectors_are_dialled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("otel.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        dials(&format!("unix://{}", path.display()), listener);
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("/frontdoor-otel-test-{}", std::process::id());
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        dials(&format!("unix-abstract://{name}"), std::os::unix::net::UnixListener::bind_addr(&addr).unwrap());
     }
 }
