@@ -12,7 +12,7 @@ pub mod span;
 use crate::context::RequestContext;
 use config::{Target, TracingConfiguration};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -101,13 +101,16 @@ impl Tracing {
             .tracer
             .span_builder(span::server_name(req.method.as_str(), &ctx.request_info))
             .with_kind(SpanKind::Server)
-            .with_attributes(span::server_attributes(req, ctx))
             .with_links(links);
         if let Some(t) = ctx.received_at {
             builder = builder.with_start_time(t);
         }
-        ctx.spans =
-            Some(Box::new(RequestSpans::new(parent.with_span(builder.start_with_context(&self.tracer, &parent)))));
+        let mut server = builder.start_with_context(&self.tracer, &parent);
+        // kube's samplers read no attributes: an unsampled span (most, at rate 0) is spared them
+        if server.is_recording() {
+            server.set_attributes(span::server_attributes(req, ctx));
+        }
+        ctx.spans = Some(Box::new(RequestSpans::new(parent.with_span(server))));
     }
 
     /// Starts the proxied request's client span (otelhttp's transport: `HTTP GET`) and puts its
@@ -118,12 +121,14 @@ impl Tracing {
         if upgrade {
             return;
         }
-        let client = self
+        let mut client = self
             .tracer
             .span_builder(format!("HTTP {}", upstream.method))
             .with_kind(SpanKind::Client)
-            .with_attributes(span::client_attributes(upstream))
             .start_with_context(&self.tracer, &spans.server);
+        if client.is_recording() {
+            client.set_attributes(span::client_attributes(upstream));
+        }
         let cx = spans.server.with_span(client);
         self.propagator.inject_context(&cx, &mut Headers(upstream));
         spans.client = Some(cx);
