@@ -135,6 +135,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub logging: crate::logging::LoggingArgs,
     #[command(flatten)]
+    pub tracing: crate::otel::TracingArgs,
+    #[command(flatten)]
     pub authn: crate::authn::AuthnArgs,
     #[command(flatten)]
     pub authz: crate::authz::AuthzArgs,

@@ -50,6 +50,9 @@ pub struct RequestContext {
     pub detached: bool,
     /// When each stage of the chain finished, for the slow-request trace (`filters::trace`).
     pub steps: crate::filters::trace::Steps,
+    /// The request's OpenTelemetry spans, with `--tracing-config-file` only (`otel`); boxed, so
+    /// that a request (an idle watch) without them holds one word.
+    pub spans: Option<Box<crate::otel::span::RequestSpans>>,
 }
 
 impl RequestContext {

@@ -16,6 +16,7 @@ pub mod impersonation;
 pub mod kubeconfig;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
 pub mod policy_check;
 pub mod reload;
 pub mod request_info;

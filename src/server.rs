@@ -14,6 +14,7 @@ use crate::filters::shutdown::{Drain, SignalWatch};
 use crate::filters::{framing, panic_recovery, request_received, timeout, Reply};
 use crate::flowcontrol::FlowControl;
 use crate::impersonation::Impersonation;
+use crate::otel::Tracing;
 use crate::request_info::query::Query;
 use crate::request_info::RequestInfo;
 use crate::router::local::Local;
@@ -52,6 +53,8 @@ pub struct Gateway {
     pub local: Local,
     pub respond: Responder,
     pub log: Arc<RequestLog>,
+    /// OpenTelemetry tracing (`--tracing-config-file`); None costs a request nothing.
+    pub tracing: Option<Tracing>,
 }
 
 impl Gateway {
@@ -88,6 +91,10 @@ impl Gateway {
         }
         let authenticated = self.authn.authenticate(session.req_header_mut(), ctx).await;
         ctx.steps.authenticated = Some(Instant::now());
+        // kube's WithTracing sits inside WithAuthentication: authenticated requests are traced
+        if let (Some(t), true) = (&self.tracing, authenticated.is_ok()) {
+            t.start(session.req_header(), ctx);
+        }
         if let Err(reply) = self.audit.request_received(session.req_header(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
@@ -172,11 +179,14 @@ impl ProxyHttp for Frontdoor {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
         router::proxy::upstream_request(upstream_request, ctx);
+        if let Some(t) = &self.0.tracing {
+            t.proxy(upstream_request, ctx, session.is_upgrade_req());
+        }
         Ok(())
     }
 
@@ -381,6 +391,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let respond = Responder::new(cors.clone(), audit.clone());
     let log = Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold));
     let drain = Arc::new(Drain::default());
+    let tracing = Tracing::new(&args.tracing)?;
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
     connect_flowcontrol(&store, &flowcontrol);
     let local = Local {
@@ -423,6 +434,7 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         local,
         respond,
         log,
+        tracing,
     });
     Ok((gw, kubeconfig))
 }
@@ -575,5 +587,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     server.run(RunArgs { shutdown_signal: Box::new(watch) });
     // the process ends when this returns: batched audit events still queued go out first
     gw.audit.shutdown();
+    if let Some(t) = &gw.tracing {
+        t.shutdown();
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `/debug/pprof/` as kube-apiserver serves Go's net/http/pprof (`--profiling`, default true):
 //! a CPU profile over `?seconds=N` in pprof's protobuf format, which `go tool pprof` and
 //! `pprof` read. Behind authorization like every `/debug/*` path (kube's RBAC grants it to
-//! cluster-admin only). There is no heap profile: mimalloc keeps no allocation samples.
+//! cluster-admin only). There is no heap profile: mimalloc keeps no allocation samples (see
+//! `named`).
 
 use crate::filters::Reply;
 use crate::request_info::query::Query;
@@ -20,7 +21,25 @@ static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// The index page: what can be fetched.
 pub fn index() -> Reply {
-    Reply::text(200, "/debug/pprof/\n\nprofile: CPU profile (?seconds=N, default 30), pprof protobuf\n")
+    Reply::text(
+        200,
+        "/debug/pprof/\n\nprofile: CPU profile (?seconds=N, default 30), pprof protobuf\n\
+         heap, allocs: not served (frontdoor's allocator, mimalloc, records no allocation samples)\n",
+    )
+}
+
+/// Any other profile under `/debug/pprof/`: Go's answer for a profile its runtime does not
+/// have (`pprof.Index` -> `Unknown profile`, 404, `X-Go-Pprof: 1`), which `go tool pprof`
+/// prints as the server's error. Go always has `heap` and `allocs`; frontdoor cannot: mimalloc
+/// keeps no sampled allocation stacks to build one from (its statistics count bytes, not
+/// sites), and an allocator that does (jemalloc's `prof`) would replace the one the memory
+/// goals were met with (README "Tracing and profiling"). The body says so after Go's line.
+pub fn named(name: &str) -> Reply {
+    let why = match name {
+        "heap" | "allocs" => "frontdoor: no heap profile: its allocator (mimalloc) records no allocation samples\n",
+        _ => "",
+    };
+    Reply::text(404, format!("Unknown profile\n{why}")).header("X-Go-Pprof", "1")
 }
 
 /// A CPU profile of the whole process for `?seconds=` (first value, Go's parsing: a bad
@@ -57,4 +76,19 @@ fn take(duration: Duration) -> Result<Vec<u8>, pprof::Error> {
     std::thread::sleep(duration);
     let profile = guard.report().build()?.pprof()?;
     Ok(profile.encode_to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_profiles_answer_as_go() {
+        let r = named("goroutine");
+        assert_eq!((r.code, String::from_utf8_lossy(&r.body).as_ref()), (404, "Unknown profile\n"));
+        assert!(r.headers.iter().any(|(k, v)| *k == "X-Go-Pprof" && v == "1"));
+        let heap = named("heap");
+        assert_eq!(heap.code, 404);
+        assert!(String::from_utf8_lossy(&heap.body).starts_with("Unknown profile\nfrontdoor: no heap profile"));
+    }
 }

@@ -47,6 +47,7 @@ impl RequestLog {
         {
             tracing::info!("{trace}");
         }
+        crate::otel::span::finish(ctx, code);
         // the seat is free once the response is written (kube's max-in-flight sits inside audit)
         ctx.inflight = None;
         self.audit.response_complete(ctx, code, false).await;

@@ -104,6 +104,9 @@ impl Local {
             "/debug/pprof" | "/debug/pprof/" if self.profiling && info.verb == "get" => {
                 crate::endpoints::pprof::index()
             }
+            path if self.profiling && info.verb == "get" && path.starts_with("/debug/pprof/") => {
+                crate::endpoints::pprof::named(&path["/debug/pprof/".len()..])
+            }
             _ => self.non_resource(session, ctx),
         };
         self.respond.send(session, ctx, reply).await

@@ -20,6 +20,7 @@ mod flowcontrol;
 mod handshake;
 mod inflight;
 mod logging;
+mod otel;
 mod policy_check;
 mod pprof;
 mod prometheus;

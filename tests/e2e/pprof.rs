@@ -61,3 +61,15 @@ fn profiling_off_serves_nothing() {
     let r = fd.admin_client().get(fd.url("/debug/pprof/profile?seconds=1")).send().unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[test]
+fn heap_profile_is_unknown_as_go_says_of_a_profile_it_lacks() {
+    let fd = Frontdoor::start(&[]);
+    let r = fd.admin_client().get(fd.url("/debug/pprof/heap")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-go-pprof"], "1");
+    let body = r.text().unwrap();
+    assert!(body.starts_with("Unknown profile\n") && body.contains("mimalloc"), "{body}");
+    let anon = fd.anonymous_client().get(fd.url("/debug/pprof/heap")).send().unwrap();
+    assert_eq!(anon.status(), 403, "authorized before anything is said");
+}

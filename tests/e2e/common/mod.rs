@@ -3,6 +3,8 @@
 //! TLS (reqwest/rustls) and real kubectl.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
