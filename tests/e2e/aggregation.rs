@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) const FLUNDERS: &str = "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders";
 
-fn apiservice(group: &str, version: &str, gp: i32, vp: i32, svc: &str, ca_pem: &str) -> String {
+pub(crate) fn apiservice(group: &str, version: &str, gp: i32, vp: i32, svc: &str, ca_pem: &str) -> String {
     let (ns, name) = svc.split_once('/').unwrap();
     format!(
         "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata:\n  name: {version}.{group}\nspec:\n  group: {group}\n  version: {version}\n  groupPriorityMinimum: {gp}\n  versionPriority: {vp}\n  service: {{namespace: {ns}, name: {name}, port: 443}}\n  caBundle: {}\n",
@@ -29,7 +29,7 @@ pub(crate) struct Setup {
     pki: backend::Pki,
 }
 
-fn certs_init(dir: &Path) {
+pub(crate) fn certs_init(dir: &Path) {
     let st = Command::new(env!("CARGO_BIN_EXE_frontdoor")).args(["certs", "init", "--dir"]).arg(dir).status().unwrap();
     assert!(st.success());
 }

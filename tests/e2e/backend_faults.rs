@@ -1,0 +1,265 @@
+//! Backends misbehaving (issue #20): an aggregated backend that resets, hangs, sends garbage,
+//! drips its body, answers 5xx, streams a very large body, or drops a watch. For each, the
+//! client gets what kube gives (the backend's own answer passed through, or kube's Status
+//! where frontdoor makes the error), frontdoor keeps serving everything else meanwhile, its
+//! memory stays bounded, and no seat stays taken: the in-flight and APF gauges return to 0.
+
+use crate::aggregation::{apiservice, certs_init};
+use crate::backend::faults::{FaultBackend, GROUP, THINGS};
+use crate::backend::{self};
+use crate::common::{free_port, Frontdoor};
+use crate::inflight::metric;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Setup {
+    fd: Frontdoor,
+    be: FaultBackend,
+    /// The plain metrics listener: reading it takes no seat.
+    mport: u16,
+}
+
+/// A frontdoor routing faults.example.com/v1 to a fault backend, with a plain metrics port.
+fn setup(request_timeout: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    certs_init(&dir.path().join("certs"));
+    let pki = backend::pki(&["api.faults.svc"]);
+    let be = FaultBackend::start(&pki, &dir.path().join("certs/front-proxy-ca.crt"));
+    let file = dir.path().join("apiservices.yaml");
+    std::fs::write(&file, apiservice(GROUP, "v1", 1000, 15, "faults/api", &pki.ca_pem)).unwrap();
+    let mport = free_port();
+    let (ep, maddr) = (format!("faults/api:443=127.0.0.1:{}", be.port), format!("127.0.0.1:{mport}"));
+    let args = [
+        "--apiservices-file",
+        file.to_str().unwrap(),
+        "--service-endpoint",
+        &ep,
+        "--apiservice-check-interval",
+        "300ms",
+        "--request-timeout",
+        request_timeout,
+        "--metrics-bind-address",
+        &maddr,
+    ];
+    let fd = Frontdoor::start_in(dir, &args);
+    let admin = fd.admin_client();
+    crate::common::wait_until("the fault backend available", Duration::from_secs(20), || {
+        admin.get(fd.url(&format!("{THINGS}/ok"))).send().is_ok_and(|r| r.status() == 200)
+    });
+    Setup { fd, be, mport }
+}
+
+fn json(r: reqwest::blocking::Response) -> serde_json::Value {
+    let text = r.text().unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A Status made by frontdoor: (code, reason, message).
+fn status_of(r: reqwest::blocking::Response) -> (u16, String, String) {
+    let code = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json", "a Status from frontdoor");
+    let v = json(r);
+    assert_eq!((v["kind"].as_str(), v["status"].as_str()), (Some("Status"), Some("Failure")), "{v}");
+    assert_eq!(v["code"].as_u64(), Some(code as u64), "{v}");
+    (code, v["reason"].as_str().unwrap_or("").into(), v["message"].as_str().unwrap_or("").into())
+}
+
+/// Every seat and in-flight count is back to 0 (the in-flight gauge is a one-second watermark,
+/// so it is waited for).
+fn assert_seats_released(s: &Setup) {
+    let gauges = [
+        "apiserver_current_inflight_requests{",
+        "apiserver_flowcontrol_current_executing_requests{",
+        "apiserver_flowcontrol_current_executing_seats{",
+        "apiserver_flowcontrol_current_inqueue_requests{",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: Vec<(&str, f64)> =
+            gauges.iter().map(|g| (*g, metric(s.mport, g))).filter(|(_, v)| *v != 0.0).collect();
+        if held.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "seats still held: {held:?}\n{}", s.fd.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// frontdoor answers other requests quickly: its own API, and the backend's healthy path.
+fn assert_serving(s: &Setup) {
+    let admin = s.fd.admin_client();
+    for path in ["/version", "/api/v1/namespaces/default/configmaps", &format!("{THINGS}/ok")] {
+        let t = Instant::now();
+        let r = admin.get(s.fd.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{path} took {:?}", t.elapsed());
+    }
+}
+
+/// The RSS of a process in bytes, from /proc.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Samples a process's RSS every 20 ms until stopped; the largest sample.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    max: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let (stop, max) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(rss(pid))));
+        let (st, mx) = (stop.clone(), max.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                mx.fetch_max(rss(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        RssSampler { stop, max, thread }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+/// Resets, EOF, garbage and 5xx: each answered at once, as kube does, and nothing stays held.
+#[test]
+fn broken_backends_get_kube_answers_and_release_seats() {
+    let s = setup("2s");
+    let admin = s.fd.admin_client();
+    let get = |fault: &str| admin.get(s.fd.url(&format!("{THINGS}/{fault}"))).send().unwrap();
+
+    // no answer at all: frontdoor's 503, in the words kube's proxy uses for a transport error
+    for fault in ["reset-before-headers", "eof-before-headers", "garbage"] {
+        let t = Instant::now();
+        let (code, reason, message) = status_of(get(fault));
+        assert_eq!((code, reason.as_str()), (503, "ServiceUnavailable"), "{fault}: {message}");
+        assert!(message.starts_with("error trying to reach service: "), "{fault}: {message}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{fault} answered at once, took {:?}", t.elapsed());
+        assert!(s.be.served(fault) >= 1, "{fault} reached the backend");
+    }
+
+    // the backend's own 5xx pass through as it sent them: code, body, headers
+    for code in [500u16, 502, 503] {
+        let r = get(&format!("status/{code}"));
+        assert_eq!(r.status().as_u16(), code);
+        assert_eq!(r.headers()["x-backend"], "faults", "the backend's headers kept");
+        assert_eq!(r.headers()["retry-after"], "7");
+        let v = json(r);
+        assert_eq!(v["message"], format!("the backend says {code}"), "the backend's own body: {v}");
+    }
+
+    // reset mid-body: the head went out, so the body is cut short (kube aborts the response)
+    let mut r = get("reset-mid-body");
+    assert_eq!(r.status(), 200);
+    let mut body = Vec::new();
+    let read = r.read_to_end(&mut body);
+    assert!(read.is_err() || body.len() < 1 << 20, "a cut body is not passed off as whole: {} bytes", body.len());
+
+    // a watch the backend drops mid-stream ends for the client too, after its first event
+    let mut w = admin.get(s.fd.url(&format!("{THINGS}?watch=true&dropAfterMs=200"))).send().unwrap();
+    assert_eq!(w.status(), 200);
+    assert!(crate::common::first_line(&mut w).contains("\"t1\""));
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = w.read_to_end(&mut rest);
+    assert!(t.elapsed() < Duration::from_secs(5), "the dropped watch ended for the client");
+
+    assert_serving(&s);
+    assert_seats_released(&s);
+    assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());
+}
+
+/// A backend that never answers holds its requests only until --request-timeout: kube's 504
+/// Status, seats released; a slow drip within the deadline arrives whole; meanwhile frontdoor
+/// serves everything else.
+#[test]
+fn hung_and_dripping_backends_are_bounded_by_the_request_timeout() {
+    let s = setup("2s");
+    let url = s.fd.url(&format!("{THINGS}/hang"));
+    let t = Instant::now();
+    let hung: Vec<_> = (0..8)
+        .map(|_| {
+            let (c, url) = (s.fd.admin_client(), url.clone());
+            std::thread::spawn(move || c.get(url).send().map(|r| (r.status().as_u16(), r.text().unwrap_or_default())))
+        })
+        .collect();
+    let drip = {
+        let (c, url) = (s.fd.admin_client(), s.fd.url(&format!("{THINGS}/drip?n=10&delay=100")));
+        std::thread::spawn(move || c.get(url).send().and_then(|r| r.text()))
+    };
+    crate::common::wait_until("the hung requests at the backend", Duration::from_secs(5), || s.be.served("hang") == 8);
+    assert_serving(&s);
+    for h in hung {
+        let (code, text) = h.join().unwrap().expect("an answer, not a dropped connection");
+        assert_eq!(code, 504, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((v["kind"].as_str(), v["reason"].as_str()), (Some("Status"), Some("Timeout")), "{v}");
+        assert_eq!(
+            v["message"],
+            "Timeout: request did not complete within requested timeout - context deadline exceeded"
+        );
+    }
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "cut at 2s, took {took:?}");
+    assert_eq!(drip.join().unwrap().unwrap(), "abcdefghij", "a drip within the deadline arrives whole");
+    // ?timeout= shortens it, as kube's
+    let t = Instant::now();
+    let r = s.fd.admin_client().get(s.fd.url(&format!("{THINGS}/hang?timeout=500ms"))).send().unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(t.elapsed() < Duration::from_millis(1500), "cut at ?timeout=500ms, took {:?}", t.elapsed());
+    assert_seats_released(&s);
+}
+
+/// The size of the large response: 256 MiB by default (a few seconds on loopback),
+/// BACKEND_FAULTS_BIG_MB=1024 for the 1 GB run.
+fn big_mb() -> usize {
+    std::env::var("BACKEND_FAULTS_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+}
+
+/// A response far larger than memory should hold streams through at the client's pace:
+/// frontdoor's RSS grows by a bounded amount whether the client reads at once or stalls.
+#[test]
+fn a_huge_response_streams_in_bounded_memory() {
+    let s = setup("300s");
+    let admin = s.fd.admin_client();
+    let pid = s.fd.child.id();
+    // warm: the connection pools and buffers a first large response makes
+    let mut r = admin.get(s.fd.url(&format!("{THINGS}/big?mb=8"))).send().unwrap();
+    std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    let before = rss(pid);
+
+    let mb = big_mb();
+    let sampler = RssSampler::start(pid);
+    let t = Instant::now();
+    let mut r = admin.get(s.fd.url(&format!("{THINGS}/big?mb={mb}"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    // the client stalls for a second first: the backend's bytes must wait in the sockets,
+    // not pile up in frontdoor
+    std::thread::sleep(Duration::from_secs(1));
+    let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+    let took = t.elapsed();
+    let peak = sampler.finish();
+    assert_eq!(n, (mb as u64) << 20);
+    let grown = peak.saturating_sub(before);
+    println!(
+        "{mb} MiB through frontdoor in {took:.1?} ({:.0} MiB/s); RSS {} MiB before, peak {} MiB (+{} MiB)",
+        mb as f64 / took.as_secs_f64(),
+        before >> 20,
+        peak >> 20,
+        grown >> 20
+    );
+    assert!(grown < 100 << 20, "{mb} MiB grew frontdoor's RSS by {} MiB", grown >> 20);
+    assert_serving(&s);
+    assert_seats_released(&s);
+}
