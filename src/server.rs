@@ -109,6 +109,12 @@ impl Gateway {
         ctx.route = self.router.route(&ctx.request_info);
         ctx.steps.routed = Some(Instant::now());
         if ctx.route.is_proxied() {
+            // kube-aggregator's RequestDelegated: a watch handed to another server holds no
+            // priority & fairness seats while that server works on it (a hung backend would
+            // otherwise hold them for as long as the client waits)
+            if ctx.request_info.is_long_running() {
+                ctx.inflight = None;
+            }
             return Ok(false);
         }
         self.serve_local(session, ctx).await?;
@@ -211,8 +217,6 @@ impl ProxyHttp for Frontdoor {
         ctx.response_code = upstream_response.status.as_u16();
         crate::audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
-            // a proxied watch holds its priority & fairness seats until its response starts
-            ctx.inflight = None;
             self.0.audit.response_started(ctx, ctx.response_code).await;
         }
         Ok(())

@@ -69,13 +69,17 @@ fn status_of(r: reqwest::blocking::Response) -> (u16, String, String) {
 /// Every seat and in-flight count is back to 0 (the in-flight gauge is a one-second watermark,
 /// so it is waited for).
 fn assert_seats_released(s: &Setup) {
+    assert_seats_released_within(s, Duration::from_secs(10))
+}
+
+fn assert_seats_released_within(s: &Setup, within: Duration) {
     let gauges = [
         "apiserver_current_inflight_requests{",
         "apiserver_flowcontrol_current_executing_requests{",
         "apiserver_flowcontrol_current_executing_seats{",
         "apiserver_flowcontrol_current_inqueue_requests{",
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     loop {
         let held: Vec<(&str, f64)> =
             gauges.iter().map(|g| (*g, metric(s.mport, g))).filter(|(_, v)| *v != 0.0).collect();
@@ -261,5 +265,42 @@ fn a_huge_response_streams_in_bounded_memory() {
     );
     assert!(grown < 100 << 20, "{mb} MiB grew frontdoor's RSS by {} MiB", grown >> 20);
     assert_serving(&s);
+    assert_seats_released(&s);
+}
+
+/// An admin client that gives up after `t`.
+fn impatient_client(s: &Setup, t: Duration) -> reqwest::blocking::Client {
+    let mut pem = std::fs::read(s.fd.certs().join("admin.crt")).unwrap();
+    pem.extend(std::fs::read(s.fd.certs().join("admin.key")).unwrap());
+    let id = reqwest::Identity::from_pem(&pem).unwrap();
+    crate::common::client_builder(&s.fd.certs()).timeout(t).identity(id).build().unwrap()
+}
+
+/// A watch handed to a backend that never answers holds no seat meanwhile (kube-aggregator's
+/// RequestDelegated releases a proxied watch's priority & fairness seats before it dials), and
+/// a client that gives up on a hung backend takes the upstream connection with it (kube cancels
+/// the proxied request with the client's context), for watches and ordinary requests alike.
+#[test]
+fn hung_watches_hold_no_seat_and_leaving_clients_close_the_upstream() {
+    let s = setup("60s");
+    let c = impatient_client(&s, Duration::from_secs(5));
+    let url = s.fd.url(&format!("{THINGS}?watch=true&hang=true"));
+    let watch = {
+        let c = c.clone();
+        std::thread::spawn(move || c.get(url).send().map(|r| r.status()))
+    };
+    crate::common::wait_until("the watch at the backend", Duration::from_secs(5), || s.be.served("") == 1);
+    // the one-second in-flight watermark shows 0 within two
+    assert_seats_released_within(&s, Duration::from_secs(3));
+    assert!(!watch.is_finished(), "the watch still waits on the backend");
+    assert!(watch.join().unwrap().is_err(), "the client gave up");
+    crate::common::wait_until("the hung watch's upstream connection closed", Duration::from_secs(5), || {
+        s.be.served("hang-closed") == 1
+    });
+    let r = impatient_client(&s, Duration::from_secs(2)).get(s.fd.url(&format!("{THINGS}/hang"))).send();
+    assert!(r.is_err(), "the client gave up before the 60s request timeout");
+    crate::common::wait_until("the hung request's upstream connection closed", Duration::from_secs(5), || {
+        s.be.served("hang-closed") == 2
+    });
     assert_seats_released(&s);
 }

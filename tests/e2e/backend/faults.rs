@@ -14,6 +14,7 @@
 //! | `status/CODE` | answers CODE with its own Status body and an `X-Backend` header |
 //! | `big?mb=N` | N MiB of chunked body, 64 KiB a chunk |
 //! | `?watch=true` (the collection) | a watch: one event, then the connection reset mid-stream |
+//! | `?watch=true&hang=true` | a watch that never answers (until the peer closes) |
 //!
 //! Every request's path counts in `served`, so a test sees what reached the backend.
 #![allow(dead_code)]
@@ -115,6 +116,17 @@ async fn read_request(io: &mut Conn) -> Option<(String, String)> {
     }
 }
 
+/// Holds the connection, answering nothing, until the peer gives up; counts that in
+/// `served("hang-closed")`.
+async fn hang(mut io: Conn, served: &Mutex<HashMap<String, usize>>) {
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(300), async {
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    *served.lock().unwrap().entry("hang-closed".into()).or_default() += 1;
+}
+
 async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
     while let Some((_method, target)) = read_request(&mut io).await {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -146,15 +158,8 @@ async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return reset(io);
             }
-            "hang" => {
-                // hold the connection, answering nothing, until the peer gives up
-                let mut buf = [0u8; 1024];
-                let _ = tokio::time::timeout(Duration::from_secs(300), async {
-                    while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
-                })
-                .await;
-                return;
-            }
+            "hang" => return hang(io, &served).await,
+            "" if query.contains("watch=true") && query.contains("hang=true") => return hang(io, &served).await,
             "garbage" => {
                 let _ = write(&mut io, b"\x00\x01\x02 this is not HTTP at all \xff\xfe\r\n\r\n{}").await;
                 return;
