@@ -296,7 +296,7 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
-        let status = router::proxy::error_status(e);
+        let status = router::proxy::failure_status(ctx, e);
         let code = status.code;
         if session.response_written().is_none() {
             let _ = self.0.respond.send(session, ctx, status.into()).await;

@@ -169,6 +169,9 @@ pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box
     let left = remaining(ctx);
     peer.options.read_timeout = left;
     peer.options.write_timeout = left;
+    // dialling too: a backend that accepts and never completes its handshake is cut at the
+    // deadline (kube's dial runs under the request's context), not after the connect timeout
+    peer.options.total_connection_timeout = left;
     if upgrade {
         peer.group_key = fresh_connection_group();
     }
@@ -187,6 +190,16 @@ pub fn is_known_unavailable(e: &pingora::Error) -> bool {
 pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
     if let Route::Upstream(d) = &ctx.route {
         d.mark_unreachable(format!("{}: {e}", d.url));
+    }
+}
+
+/// The Status of a proxied request that failed before its response started: kube's 504 once
+/// the request's deadline has passed (its timeout filter answers first, whatever the proxy was
+/// doing), otherwise [`error_status`].
+pub fn failure_status(ctx: &RequestContext, e: &pingora::Error) -> Status {
+    match remaining(ctx) {
+        Some(left) if left.is_zero() => Status::timeout(),
+        _ => error_status(e),
     }
 }
 
@@ -259,6 +272,21 @@ mod tests {
         upstream_request(&mut req, &ctx);
         assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
         assert!(req.headers.get("X-Remote-Group").is_none());
+    }
+
+    #[test]
+    fn past_the_deadline_any_failure_is_kubes_timeout() {
+        let refused = Error::explain(ErrorType::ConnectTimedout, "handshake");
+        let mut ctx = RequestContext {
+            deadline: Some(Duration::from_millis(10)),
+            received: Some(std::time::Instant::now() - Duration::from_millis(20)),
+            ..Default::default()
+        };
+        assert_eq!(failure_status(&ctx, &refused).code, 504);
+        ctx.deadline = Some(Duration::from_secs(60));
+        assert_eq!(failure_status(&ctx, &refused).code, 503, "within the deadline: the proxy's own error");
+        ctx.deadline = None;
+        assert_eq!(failure_status(&ctx, &refused).code, 503, "long-running requests have no deadline");
     }
 
     #[test]

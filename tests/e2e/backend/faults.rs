@@ -23,10 +23,12 @@ use super::Pki;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 pub const GROUP: &str = "faults.example.com";
 pub const THINGS: &str = "/apis/faults.example.com/v1/namespaces/default/things";
@@ -37,6 +39,9 @@ pub struct FaultBackend {
     pub port: u16,
     rt: tokio::runtime::Runtime,
     served: Arc<Mutex<HashMap<String, usize>>>,
+    /// New connections are accepted and then left without a TLS handshake.
+    silent: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl FaultBackend {
@@ -46,18 +51,35 @@ impl FaultBackend {
         let served = Arc::new(Mutex::new(HashMap::new()));
         let listener = rt.block_on(async { TcpListener::bind("127.0.0.1:0").await.unwrap() });
         let port = listener.local_addr().unwrap().port();
-        let s = served.clone();
+        let (silent, conns) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (s, quiet, cs) = (served.clone(), silent.clone(), conns.clone());
         rt.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
+                if quiet.load(Ordering::SeqCst) {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(300)).await;
+                        drop(tcp);
+                    });
+                    continue;
+                }
                 let (acceptor, served) = (acceptor.clone(), s.clone());
-                tokio::spawn(async move {
+                cs.lock().unwrap().push(tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
                         serve_conn(BufReader::new(tls), served).await;
                     }
-                });
+                }));
             }
         });
-        FaultBackend { port, rt, served }
+        FaultBackend { port, rt, served, silent, conns }
+    }
+
+    /// From now on connections are accepted and never answered, not even with a TLS handshake;
+    /// the open ones are closed (so that the next request dials).
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
