@@ -543,7 +543,8 @@ def main():
     fd = subprocess.Popen(
         [binary, "serve", "--secure-port", str(port), "--cert-dir", certs, "--data-dir", os.path.join(root, "data"),
          "--policy-dir", os.path.join(root, "policies"), "--service-endpoint", f"faults/api:443=127.0.0.1:{backend.port}",
-         "--apiservice-check-interval", "2s", "--metrics-bind-address", f"127.0.0.1:{mport}", "--request-timeout", "10s"],
+         "--apiservice-check-interval", "2s", "--metrics-bind-address", f"127.0.0.1:{mport}", "--request-timeout", "10s",
+         *os.environ.get("SOAK_ARGS", "").split()],
         stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, "FRONTDOOR_LOG": os.environ.get("FRONTDOOR_LOG", "warn")},
     )
     try:
@@ -617,9 +618,12 @@ def run(fd, port, mport, certs, root, ca_pem, duration, interval, reload_every):
         for what, n in stats.errors.most_common(10):
             log(f"  {n:6d}  {what}")
     held = end["inflight"] + end["seats"] + end["executing"]
-    flat = half_growth < 8 * 2**20 and growth < max(32 * 2**20, first // 4)
+    # flat: the second half grows by less than 8 MiB. The first minutes fill what is bounded
+    # but large (the store's replayable event window, 10,000 events by default, the allocator's
+    # arenas), so first vs last is printed, not judged.
+    flat = len(rows) >= 4 and half_growth < 8 * 2**20
     verdict = "PASS" if flat and held == 0 and s["failed"] == 0 else "FAIL"
-    reasons = [] if flat else ["memory not flat"]
+    reasons = [] if flat else ["memory not flat in the second half" if len(rows) >= 4 else "too short to judge (4 rows at least)"]
     if held:
         reasons.append(f"seats held after the load: inflight {end['inflight']:.0f}, seats {end['seats']:.0f}, executing {end['executing']:.0f}")
     if s["failed"]:

@@ -152,12 +152,18 @@ fn broken_backends_get_kube_answers_and_release_seats() {
     let admin = s.fd.admin_client();
     let get = |fault: &str| admin.get(s.fd.url(&format!("{THINGS}/{fault}"))).send().unwrap();
 
-    // no answer at all: frontdoor's 503, in the words kube's proxy uses for a transport error
-    for fault in ["reset-before-headers", "eof-before-headers", "garbage"] {
+    // no answer at all: frontdoor's 503, in kube's proxy words and Go's transport's
+    let addr = format!("127.0.0.1:{}", s.be.port);
+    let malformed = r#"net/http: HTTP/1.x transport connection broken: malformed HTTP response "\x00\x01\x02 this is not HTTP at all \xff\xfe""#;
+    for (fault, what) in [
+        ("reset-before-headers", format!("read tcp {addr}: connection reset by peer")),
+        ("eof-before-headers", "EOF".to_string()),
+        ("garbage", malformed.to_string()),
+    ] {
         let t = Instant::now();
         let (code, reason, message) = status_of(get(fault));
         assert_eq!((code, reason.as_str()), (503, "ServiceUnavailable"), "{fault}: {message}");
-        assert!(message.starts_with("error trying to reach service: "), "{fault}: {message}");
+        assert_eq!(message, format!("error trying to reach service: {what}"), "{fault}");
         assert!(t.elapsed() < Duration::from_secs(2), "{fault} answered at once, took {:?}", t.elapsed());
         assert!(s.be.served(fault) >= 1, "{fault} reached the backend");
     }
