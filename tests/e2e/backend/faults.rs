@@ -8,6 +8,7 @@
 //! | `reset-before-headers` | reads the request, then resets the connection (RST) |
 //! | `eof-before-headers` | reads the request, then closes the connection (FIN) |
 //! | `reset-mid-body` | a head with `Content-Length: 1048576`, 64 KiB of it, then RST |
+//! | `reset-mid-chunked` | a chunked head, the start of a list, then RST |
 //! | `hang` | reads the request and never answers (until the peer closes) |
 //! | `garbage` | bytes that are no HTTP, then closes |
 //! | `drip?n=N&delay=MS` | a chunked head, then N one-byte chunks `delay` ms apart |
@@ -177,6 +178,13 @@ async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
             "reset-mid-body" => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n";
                 let _ = write(&mut io, head.as_bytes()).await && write(&mut io, &[b' '; 64 << 10]).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return reset(io);
+            }
+            "reset-mid-chunked" => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                let part = r#"{"kind":"ThingList","items":["#;
+                let _ = write(&mut io, format!("{head}{:x}\r\n{part}\r\n", part.len()).as_bytes()).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 return reset(io);
             }
