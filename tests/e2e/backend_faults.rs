@@ -181,10 +181,7 @@ fn broken_backends_get_kube_answers_and_release_seats() {
     // reset mid-body: the head went out, so the body is cut short and the client must see it
     // cut (kube aborts the response): no end of a chunked body, no whole Content-Length,
     // over HTTP/1.1 and HTTP/2 alike
-    let mut pem = std::fs::read(s.fd.certs().join("admin.crt")).unwrap();
-    pem.extend(std::fs::read(s.fd.certs().join("admin.key")).unwrap());
-    let id = reqwest::Identity::from_pem(&pem).unwrap();
-    let h1 = crate::common::client_builder(&s.fd.certs()).identity(id).http1_only().build().unwrap();
+    let h1 = impatient_client(&s, Duration::from_secs(30), true);
     for (proto, c) in [("HTTP/1.1", &h1), ("HTTP/2", &admin)] {
         for fault in ["reset-mid-body", "reset-mid-chunked"] {
             let mut r = c.get(s.fd.url(&format!("{THINGS}/{fault}"))).send().unwrap();
@@ -204,6 +201,17 @@ fn broken_backends_get_kube_answers_and_release_seats() {
         assert!(w.read_to_end(&mut rest).is_err(), "{proto}: the dropped watch ends in an error");
         assert!(t.elapsed() < Duration::from_secs(5), "the dropped watch ended for the client");
     }
+
+    // each answer is counted under the code the client got
+    let text = crate::inflight::metrics_text(s.mport);
+    let counted = |code: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_request_total{") && l.contains(&format!("group=\"{GROUP}\"")))
+            .filter(|l| l.contains(&format!("code=\"{code}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!((counted("500"), counted("502"), counted("503")), (1.0, 1.0, 4.0), "{text}");
 
     assert_serving(&s);
     assert_seats_released(&s);
@@ -251,55 +259,59 @@ fn hung_and_dripping_backends_are_bounded_by_the_request_timeout() {
     assert_seats_released(&s);
 }
 
-/// The size of the large response: 256 MiB by default (a few seconds on loopback),
-/// BACKEND_FAULTS_BIG_MB=1024 for the 1 GB run.
+/// The size of the large response, per protocol: 128 MiB by default (a few seconds on
+/// loopback), BACKEND_FAULTS_BIG_MB=1024 for the 1 GB run.
 fn big_mb() -> usize {
-    std::env::var("BACKEND_FAULTS_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    std::env::var("BACKEND_FAULTS_BIG_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
 }
 
-/// A response far larger than memory should hold streams through at the client's pace:
-/// frontdoor's RSS grows by a bounded amount whether the client reads at once or stalls.
+/// A response far larger than memory should hold streams through at the client's pace, over
+/// HTTP/2 and HTTP/1.1: frontdoor's RSS grows by a bounded amount, also while the client stalls.
 #[test]
 fn a_huge_response_streams_in_bounded_memory() {
     let s = setup("300s");
-    let admin = s.fd.admin_client();
+    let h1 = impatient_client(&s, Duration::from_secs(300), true);
+    let h2 = s.fd.admin_client();
     let pid = s.fd.child.id();
-    // warm: the connection pools and buffers a first large response makes
-    let mut r = admin.get(s.fd.url(&format!("{THINGS}/big?mb=8"))).send().unwrap();
-    std::io::copy(&mut r, &mut std::io::sink()).unwrap();
-    let before = rss(pid);
+    for (proto, c) in [("HTTP/2", &h2), ("HTTP/1.1", &h1)] {
+        // warm: the connection pools and buffers a first large response makes
+        let mut r = c.get(s.fd.url(&format!("{THINGS}/big?mb=8"))).send().unwrap();
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let before = rss(pid);
 
-    let mb = big_mb();
-    let sampler = RssSampler::start(pid);
-    let t = Instant::now();
-    let mut r = admin.get(s.fd.url(&format!("{THINGS}/big?mb={mb}"))).send().unwrap();
-    assert_eq!(r.status(), 200);
-    // the client stalls for a second first: the backend's bytes must wait in the sockets,
-    // not pile up in frontdoor
-    std::thread::sleep(Duration::from_secs(1));
-    let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
-    let took = t.elapsed();
-    let peak = sampler.finish();
-    assert_eq!(n, (mb as u64) << 20);
-    let grown = peak.saturating_sub(before);
-    println!(
-        "{mb} MiB through frontdoor in {took:.1?} ({:.0} MiB/s); RSS {} MiB before, peak {} MiB (+{} MiB)",
-        mb as f64 / took.as_secs_f64(),
-        before >> 20,
-        peak >> 20,
-        grown >> 20
-    );
-    assert!(grown < 100 << 20, "{mb} MiB grew frontdoor's RSS by {} MiB", grown >> 20);
+        let mb = big_mb();
+        let sampler = RssSampler::start(pid);
+        let t = Instant::now();
+        let mut r = c.get(s.fd.url(&format!("{THINGS}/big?mb={mb}"))).send().unwrap();
+        assert_eq!(r.status(), 200);
+        // the client stalls for a second first: the backend's bytes must wait in the sockets,
+        // not pile up in frontdoor
+        std::thread::sleep(Duration::from_secs(1));
+        let n = std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let took = t.elapsed();
+        let peak = sampler.finish();
+        assert_eq!(n, (mb as u64) << 20);
+        let grown = peak.saturating_sub(before);
+        println!(
+            "{proto}: {mb} MiB through frontdoor in {took:.1?} ({:.0} MiB/s); RSS {} MiB before, peak {} MiB (+{} MiB)",
+            mb as f64 / took.as_secs_f64(),
+            before >> 20,
+            peak >> 20,
+            grown >> 20
+        );
+        assert!(grown < 100 << 20, "{proto}: {mb} MiB grew frontdoor's RSS by {} MiB", grown >> 20);
+    }
     assert_serving(&s);
     assert_seats_released(&s);
 }
 
-/// An admin client that gives up after `t`.
-fn impatient_client(s: &Setup, t: Duration) -> reqwest::blocking::Client {
+/// An admin client that gives up after `t`, on HTTP/1.1 only if `http1`.
+fn impatient_client(s: &Setup, t: Duration, http1: bool) -> reqwest::blocking::Client {
     let mut pem = std::fs::read(s.fd.certs().join("admin.crt")).unwrap();
     pem.extend(std::fs::read(s.fd.certs().join("admin.key")).unwrap());
     let id = reqwest::Identity::from_pem(&pem).unwrap();
-    crate::common::client_builder(&s.fd.certs()).timeout(t).identity(id).build().unwrap()
+    let b = crate::common::client_builder(&s.fd.certs()).timeout(t).identity(id);
+    if http1 { b.http1_only() } else { b }.build().unwrap()
 }
 
 /// A watch handed to a backend that never answers holds no seat meanwhile (kube-aggregator's
@@ -309,7 +321,7 @@ fn impatient_client(s: &Setup, t: Duration) -> reqwest::blocking::Client {
 #[test]
 fn hung_watches_hold_no_seat_and_leaving_clients_close_the_upstream() {
     let s = setup("60s");
-    let c = impatient_client(&s, Duration::from_secs(5));
+    let c = impatient_client(&s, Duration::from_secs(5), false);
     let url = s.fd.url(&format!("{THINGS}?watch=true&hang=true"));
     let watch = {
         let c = c.clone();
@@ -323,7 +335,7 @@ fn hung_watches_hold_no_seat_and_leaving_clients_close_the_upstream() {
     crate::common::wait_until("the hung watch's upstream connection closed", Duration::from_secs(5), || {
         s.be.served("hang-closed") == 1
     });
-    let r = impatient_client(&s, Duration::from_secs(2)).get(s.fd.url(&format!("{THINGS}/hang"))).send();
+    let r = impatient_client(&s, Duration::from_secs(2), false).get(s.fd.url(&format!("{THINGS}/hang"))).send();
     assert!(r.is_err(), "the client gave up before the 60s request timeout");
     crate::common::wait_until("the hung request's upstream connection closed", Duration::from_secs(5), || {
         s.be.served("hang-closed") == 2
