@@ -186,8 +186,12 @@ pub fn is_known_unavailable(e: &pingora::Error) -> bool {
 /// A connection to the route's server could not be made (refused, timed out, TLS handshake):
 /// an upstream apiserver is marked unavailable at once, so the next requests answer 503 without
 /// dialling and `/readyz` says so, until its refresher (woken now) reaches it again. Backends
-/// have their own prober.
+/// have their own prober. A dial cut by the request's own deadline (a short `?timeout=`) says
+/// nothing about the server, and marks nothing.
 pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
+    if check_deadline(ctx).is_err() {
+        return;
+    }
     if let Route::Upstream(d) = &ctx.route {
         d.mark_unreachable(format!("{}: {e}", d.url));
     }
