@@ -116,6 +116,12 @@ impl Gateway {
         ctx.route = self.router.route(&ctx.request_info);
         ctx.steps.routed = Some(Instant::now());
         if ctx.route.is_proxied() {
+            // kube-aggregator's RequestDelegated: a watch handed to another server holds no
+            // priority & fairness seats while that server works on it (a hung backend would
+            // otherwise hold them for as long as the client waits)
+            if ctx.request_info.is_long_running() {
+                ctx.inflight = None;
+            }
             return Ok(false);
         }
         self.serve_local(session, ctx).await?;
@@ -221,8 +227,6 @@ impl ProxyHttp for Frontdoor {
         ctx.response_code = upstream_response.status.as_u16();
         crate::audit::response_header(ctx, upstream_response);
         if ctx.request_info.is_long_running() {
-            // a proxied watch holds its priority & fairness seats until its response starts
-            ctx.inflight = None;
             self.0.audit.response_started(ctx, ctx.response_code).await;
         }
         Ok(())
@@ -302,7 +306,7 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
-        let status = router::proxy::error_status(e);
+        let status = router::proxy::failure_status(ctx, e);
         let code = status.code;
         if session.response_written().is_none() {
             let _ = self.0.respond.send(session, ctx, status.into()).await;

@@ -169,6 +169,9 @@ pub fn upstream_peer(ctx: &RequestContext, upgrade: bool) -> pingora::Result<Box
     let left = remaining(ctx);
     peer.options.read_timeout = left;
     peer.options.write_timeout = left;
+    // dialling too: a backend that accepts and never completes its handshake is cut at the
+    // deadline (kube's dial runs under the request's context), not after the connect timeout
+    peer.options.total_connection_timeout = left;
     if upgrade {
         peer.group_key = fresh_connection_group();
     }
@@ -183,23 +186,99 @@ pub fn is_known_unavailable(e: &pingora::Error) -> bool {
 /// A connection to the route's server could not be made (refused, timed out, TLS handshake):
 /// an upstream apiserver is marked unavailable at once, so the next requests answer 503 without
 /// dialling and `/readyz` says so, until its refresher (woken now) reaches it again. Backends
-/// have their own prober.
+/// have their own prober. A dial cut by the request's own deadline (a short `?timeout=`) says
+/// nothing about the server, and marks nothing.
 pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
+    if check_deadline(ctx).is_err() {
+        return;
+    }
     if let Route::Upstream(d) = &ctx.route {
         d.mark_unreachable(format!("{}: {e}", d.url));
     }
 }
 
-/// The Status a client sees when the backend cannot be reached, in kube-aggregator's words.
-pub fn error_status(e: &pingora::Error) -> Status {
+/// The Status of a proxied request that failed before its response started: kube's 504 once
+/// the request's deadline has passed (its timeout filter answers first, whatever the proxy was
+/// doing), otherwise [`error_status`] naming the server the route dials.
+pub fn failure_status(ctx: &RequestContext, e: &pingora::Error) -> Status {
+    match remaining(ctx) {
+        Some(left) if left.is_zero() => Status::timeout(),
+        _ => error_status(e, peer_address(ctx).as_deref()),
+    }
+}
+
+/// The address the route dials, for error messages.
+fn peer_address(ctx: &RequestContext) -> Option<String> {
+    let upstream = match &ctx.route {
+        Route::Backend(b) => b.state.peer.load_full(),
+        Route::Upstream(d) => d.peer.load_full(),
+        _ => None,
+    };
+    upstream.map(|u| u.peer._address.to_string())
+}
+
+/// The Status a client sees when the backend cannot be reached: 503, kube's `service
+/// unavailable` for a backend known to be down, else kube's proxy words (`error trying to
+/// reach service: ` and what failed, said as Go's transport says it: `dial tcp ADDR:
+/// connection refused`, `read tcp ADDR: connection reset by peer`, `EOF`, `malformed HTTP
+/// response "..."`), not pingora's internal chain of contexts.
+pub fn error_status(e: &pingora::Error, addr: Option<&str>) -> Status {
     match &e.etype {
         ErrorType::Custom("ServiceUnavailable") => Status::service_unavailable("service unavailable"),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => Status::timeout(),
-        _ => {
-            let cause = e.cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default();
-            let ctx = e.context.as_ref().map(|c| format!(" {c}")).unwrap_or_default();
-            Status::service_unavailable(format!("error trying to reach service: {}{ctx}{cause}", e.etype.as_str()))
+        _ => Status::service_unavailable(format!("error trying to reach service: {}", transport_error(e, addr))),
+    }
+}
+
+/// The innermost pingora error of `e`'s cause chain (the one that says what happened).
+fn innermost(e: &pingora::Error) -> &pingora::Error {
+    let mut e = e;
+    // a cause is a pingora error boxed once or twice, depending on how it was chained
+    while let Some(inner) = e.cause.as_deref().and_then(|c| {
+        c.downcast_ref::<pingora::Error>().or_else(|| c.downcast_ref::<Box<pingora::Error>>().map(|b| &**b))
+    }) {
+        e = inner;
+    }
+    e
+}
+
+/// An OS or TLS error in Go's words: lower case, no `(os error N)`, an unexpected end `EOF`.
+fn go_words(cause: &str) -> String {
+    if cause.contains("close_notify") || cause.contains("unexpected end of file") || cause.contains("early eof") {
+        return "EOF".into();
+    }
+    let cause = cause.split(" (os error").next().unwrap_or(cause);
+    let mut chars = cause.chars();
+    chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn transport_error(e: &pingora::Error, addr: Option<&str>) -> String {
+    let inner = innermost(e);
+    let cause = inner.cause.as_ref().map(|c| go_words(&c.to_string()));
+    let context = inner.context.as_ref().map(|c| c.as_str().to_string());
+    let what = cause.clone().or(context.clone()).unwrap_or_else(|| inner.etype.as_str().to_string());
+    let at = addr.map(|a| format!(" {a}")).unwrap_or_default();
+    match inner.etype {
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::BindError
+        | ErrorType::SocketError => format!("dial tcp{at}: {what}"),
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => format!("tls handshake with{at}: {what}"),
+        ErrorType::ReadError | ErrorType::ConnectionClosed if what == "EOF" => what,
+        ErrorType::ReadError | ErrorType::ConnectionClosed => format!("read tcp{at}: {what}"),
+        ErrorType::WriteError => format!("write tcp{at}: {what}"),
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::InvalidH2 => {
+            // pingora's context holds the bytes it read (escaped): their first line, bounded
+            let got = context.as_deref().and_then(|c| c.strip_prefix("buf: ")).unwrap_or("");
+            let line: String = got.split("\\r\\n").next().unwrap_or("").chars().take(64).collect();
+            format!("net/http: HTTP/1.x transport connection broken: malformed HTTP response \"{line}\"")
         }
+        _ => format!("{}{at}: {what}", inner.etype.as_str()),
     }
 }
 
@@ -262,11 +341,52 @@ mod tests {
     }
 
     #[test]
+    fn past_the_deadline_any_failure_is_kubes_timeout() {
+        let refused = Error::explain(ErrorType::ConnectTimedout, "handshake");
+        let mut ctx = RequestContext {
+            deadline: Some(Duration::from_millis(10)),
+            received: Some(std::time::Instant::now() - Duration::from_millis(20)),
+            ..Default::default()
+        };
+        assert_eq!(failure_status(&ctx, &refused).code, 504);
+        ctx.deadline = Some(Duration::from_secs(60));
+        assert_eq!(failure_status(&ctx, &refused).code, 503, "within the deadline: the proxy's own error");
+        ctx.deadline = None;
+        assert_eq!(failure_status(&ctx, &refused).code, 503, "long-running requests have no deadline");
+    }
+
+    #[test]
     fn errors_in_kube_words() {
-        assert_eq!(error_status(&Error::new(UNAVAILABLE)).message, "service unavailable");
-        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout)).code, 504);
-        let s = error_status(&Error::explain(ErrorType::ConnectRefused, "dial"));
+        assert_eq!(error_status(&Error::new(UNAVAILABLE), None).message, "service unavailable");
+        assert_eq!(error_status(&Error::new(ErrorType::ReadTimedout), None).code, 504);
+        let io = |kind, text: &str| Box::new(std::io::Error::new(kind, text.to_string()));
+        let refused = Error::because(
+            ErrorType::ConnectRefused,
+            "dial",
+            io(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)"),
+        );
+        let s = error_status(&refused, Some("127.0.0.1:9443"));
         assert_eq!((s.code, s.reason.as_str()), (503, "ServiceUnavailable"));
-        assert!(s.message.starts_with("error trying to reach service: "), "{}", s.message);
+        assert_eq!(s.message, "error trying to reach service: dial tcp 127.0.0.1:9443: connection refused");
+        // as pingora chains them: the proxy's context around the connection's error
+        let reset = Error::because(
+            ErrorType::ReadError,
+            "while reading response headers",
+            io(std::io::ErrorKind::ConnectionReset, "Connection reset by peer (os error 104)"),
+        );
+        let outer = Error::because(ErrorType::ReadError, "Peer: addr: 127.0.0.1:9443, scheme: HTTPS", reset);
+        let s = error_status(&outer, Some("127.0.0.1:9443"));
+        assert_eq!(s.message, "error trying to reach service: read tcp 127.0.0.1:9443: connection reset by peer");
+        let eof = Error::because(
+            ErrorType::ReadError,
+            "while reading response headers",
+            io(std::io::ErrorKind::UnexpectedEof, "peer closed connection without sending TLS close_notify: https://x"),
+        );
+        assert_eq!(error_status(&eof, None).message, "error trying to reach service: EOF");
+        let garbage = Error::explain(ErrorType::InvalidHTTPHeader, "buf: \\x00\\x01 not HTTP\\r\\n\\r\\n{}");
+        assert_eq!(
+            error_status(&garbage, None).message,
+            "error trying to reach service: net/http: HTTP/1.x transport connection broken: malformed HTTP response \"\\x00\\x01 not HTTP\""
+        );
     }
 }

@@ -285,13 +285,17 @@ impl CustomConnector for UpstreamConnector {
             return Error::e_explain(ErrorType::InternalError, "upstream peer is not an inet address");
         };
         let to = peer.connection_timeout();
-        let tcp =
-            bounded(to, &format!("connecting to {addr}"), pingora::protocols::l4::ext::connect(addr, None)).await?;
-        let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
-        stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
-        let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
-        let handshake = pingora::protocols::tls::client::handshake(&connector, peer.sni(), stream);
-        let tls_stream = bounded(to, &format!("in the TLS handshake with {addr}"), handshake).await?;
+        let connect = async {
+            let tcp =
+                bounded(to, &format!("connecting to {addr}"), pingora::protocols::l4::ext::connect(addr, None)).await?;
+            let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
+            stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
+            let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
+            let handshake = pingora::protocols::tls::client::handshake(&connector, peer.sni(), stream);
+            bounded(to, &format!("in the TLS handshake with {addr}"), handshake).await
+        };
+        // the whole of it within what is left of the request's deadline (the proxy sets it)
+        let tls_stream = bounded(peer.total_connection_timeout(), &format!("connecting to {addr}"), connect).await?;
         Ok((Connection::Stream(Box::new(tls_stream)), false))
     }
 

@@ -11,6 +11,7 @@ mod attacks;
 mod audit;
 mod authn;
 mod authz;
+mod backend_faults;
 mod certs;
 mod clients;
 mod deploy;

@@ -697,3 +697,26 @@ fn a_client_leaving_a_proxied_watch_is_a_debug_line() {
     let logs = fd.logs();
     assert!(!logs.contains("ERROR"), "{logs}");
 }
+
+/// Requests with a tiny `?timeout=` cut their own dials short (a dial runs under the request's
+/// deadline): that says nothing about the upstream, which stays available.
+#[test]
+fn dials_cut_by_a_requests_own_deadline_do_not_mark_the_upstream_down() {
+    let up = start_upstream(tempfile::tempdir().unwrap(), APPS);
+    let fd = start_front(&up, &["--upstream-apiserver-refresh-interval", "60s"]);
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let codes: Vec<u16> = (0..24)
+        .map(|_| {
+            let (c, url) = (fd.admin_client(), fd.url(&format!("{path}?timeout=3ms")));
+            std::thread::spawn(move || c.get(url).send().map(|r| r.status().as_u16()).unwrap_or(0))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(codes.iter().all(|c| *c == 504 || *c == 200), "kube's timeout or an answer: {codes:?}");
+    let admin = fd.admin_client();
+    let r = admin.get(fd.url(path)).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    assert_eq!(admin.get(fd.url("/readyz")).send().unwrap().status(), 200);
+}

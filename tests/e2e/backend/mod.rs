@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub mod faults;
+
 pub const GROUP: &str = "wardle.example.com";
 
 /// A CA and a serving cert it signed, for `names`.
@@ -70,24 +72,29 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A backend's TLS: `pki`'s serving cert, client certs required and verified against `client_ca`.
+pub fn server_config(pki: &Pki, client_ca: &Path) -> rustls::ServerConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(client_ca).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+    let chain: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut pki.cert_pem.as_bytes()).map(|c| c.unwrap()).collect();
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes()).unwrap().unwrap();
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap()
+}
+
 impl TestBackend {
     /// Serves with `pki`'s cert, requiring client certs signed by the CA in `client_ca`.
     pub fn start(pki: &Pki, client_ca: &Path) -> TestBackend {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut std::fs::read(client_ca).unwrap().as_slice()) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
-        let chain: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut pki.cert_pem.as_bytes()).map(|c| c.unwrap()).collect();
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.key_pem.as_bytes()).unwrap().unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .unwrap();
+        let config = server_config(pki, client_ca);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let b = TestBackend {
