@@ -6,8 +6,8 @@
 
 use super::backend::{initial_events, stamp, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
+use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -38,26 +38,26 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
 }
 
-/// An event as the log keeps it, borrowing what it holds: the object's bytes are the ones
-/// the objects table gets, serialized once.
-#[derive(serde::Serialize)]
-struct LoggedEvent<'a> {
-    t: &'a str,
-    k: &'a str,
-    v: &'a RawValue,
-    p: Option<LoggedPrev<'a>>,
-}
-
-#[derive(serde::Serialize)]
-struct LoggedPrev<'a> {
-    v: &'a Value,
-    r: u64,
-}
-
-/// The event `e` for the log, `object` being its value already serialized.
-fn encode_event(e: &Event, object: &RawValue) -> Result<Vec<u8>, serde_json::Error> {
-    let p = e.prev.as_ref().map(|(v, r)| LoggedPrev { v, r: *r });
-    serde_json::to_vec(&LoggedEvent { t: e.kind.as_str(), k: &e.key, v: object, p })
+/// The event of `kind` on `key` for the log: `object` is its value and `prev` the value it
+/// replaced, both already serialized (the objects table gets the same bytes), so nothing is
+/// serialized twice. Read back by `decode_event`.
+fn encode_event(kind: EventType, key: &str, object: &[u8], prev: Option<(&[u8], u64)>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(object.len() + prev.map_or(0, |(p, _)| p.len()) + key.len() + 48);
+    b.extend_from_slice(b"{\"t\":\"");
+    b.extend_from_slice(kind.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"k\":");
+    serde_json::to_writer(&mut b, key).expect("a string serializes");
+    b.extend_from_slice(b",\"v\":");
+    b.extend_from_slice(object);
+    match prev {
+        Some((p, r)) => {
+            b.extend_from_slice(b",\"p\":{\"v\":");
+            b.extend_from_slice(p);
+            b.extend_from_slice(format!(",\"r\":{r}}}}}").as_bytes());
+        }
+        None => b.extend_from_slice(b",\"p\":null}"),
+    }
+    b
 }
 
 fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
@@ -68,7 +68,7 @@ fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
         _ => EventType::Deleted,
     };
     let prev = v.get_mut("p").filter(|p| !p.is_null()).map(|p| (Arc::new(p["v"].take()), p["r"].as_u64().unwrap_or(0)));
-    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].take()), prev })
+    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].take()), prev, raw: None })
 }
 
 enum Op {
@@ -98,9 +98,11 @@ impl RedbStorage {
             let (k, v) = row?;
             let value: Value = serde_json::from_slice(v.value())?;
             let rev = value["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-            state
-                .objects
-                .insert(k.value().to_string(), Stored { key: k.value().to_string(), value: Arc::new(value), rev });
+            // serialized again rather than kept as read: what an older build wrote may differ
+            // in form (spacing, escapes) from what a reply writes
+            let raw = super::backend::raw_json(&value);
+            let key = k.value().to_string();
+            state.objects.insert(key.clone(), Stored { key, value: Arc::new(value), rev, raw });
         }
         for row in r.open_table(EVENTS)?.iter()? {
             let (k, v) = row?;
@@ -150,18 +152,26 @@ impl RedbStorage {
                 (EventType::Deleted, stamp((*cur.value).clone(), rev), Some((cur.value.clone(), cur.rev)))
             }
         };
-        let event = Event { rev, kind, key: key.to_string(), value: Arc::new(value), prev };
+        // serialized once: for the objects table, the event log, and every reply that serves
+        // the object as stored
+        let raw = Bytes::from(serde_json::to_vec(&value).map_err(internal)?);
+        let prev_raw = match &current {
+            Some(Stored { raw: Some(r), .. }) => Some(r.clone()),
+            Some(cur) => Some(Bytes::from(serde_json::to_vec(&*cur.value).map_err(internal)?)),
+            None => None,
+        };
+        let logged = encode_event(kind, key, &raw, prev_raw.as_deref().zip(prev.as_ref().map(|(_, r)| *r)));
+        let event = Event { rev, kind, key: key.to_string(), value: Arc::new(value), prev, raw: Some(raw) };
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-            let object = serde_json::value::to_raw_value(&*event.value).map_err(internal)?;
             if kind == EventType::Deleted {
                 objects.remove(key).map_err(internal)?;
             } else {
-                objects.insert(key, object.get().as_bytes()).map_err(internal)?;
+                objects.insert(key, event.raw.as_deref().unwrap_or_default()).map_err(internal)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(internal)?;
-            events.insert(rev, encode_event(&event, &object).map_err(internal)?.as_slice()).map_err(internal)?;
+            events.insert(rev, logged.as_slice()).map_err(internal)?;
             if let Some(to) = compact_to {
                 events.retain_in(..=to, |_, _| false).map_err(internal)?;
             }
@@ -176,7 +186,7 @@ impl RedbStorage {
         let event = Arc::new(event);
         let mut s = self.state.write().unwrap();
         s.rev = rev;
-        let stored = Stored { key: key.to_string(), value: event.value.clone(), rev };
+        let stored = Stored { key: key.to_string(), value: event.value.clone(), rev, raw: event.raw.clone() };
         if kind == EventType::Deleted {
             s.objects.remove(key);
         } else {
@@ -230,7 +240,7 @@ impl Storage for RedbStorage {
                     view.remove(&e.key);
                 }
                 Some((v, r)) => {
-                    view.insert(e.key.clone(), Stored { key: e.key.clone(), value: v.clone(), rev: *r });
+                    view.insert(e.key.clone(), Stored { key: e.key.clone(), value: v.clone(), rev: *r, raw: None });
                 }
             }
         }

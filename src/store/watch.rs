@@ -148,7 +148,14 @@ mod tests {
     use serde_json::json;
 
     fn ev(rev: u64, key: &str) -> Arc<Event> {
-        Arc::new(Event { rev, kind: EventType::Added, key: key.into(), value: Arc::new(json!({})), prev: None })
+        Arc::new(Event {
+            rev,
+            kind: EventType::Added,
+            key: key.into(),
+            value: Arc::new(json!({})),
+            prev: None,
+            raw: None,
+        })
     }
 
     #[test]
