@@ -103,6 +103,7 @@ pub async fn serve(
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
         protobuf,
+        api_version: t.def.api_version(),
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
@@ -149,6 +150,8 @@ struct WatchStream {
     bookmarks: bool,
     /// Framed protobuf (with the resource's apiVersion) instead of JSON lines.
     protobuf: Option<String>,
+    /// The apiVersion served (watchers of another version render their own lines).
+    api_version: String,
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
@@ -246,11 +249,12 @@ impl WatchStream {
     async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
         let ev = &d.event;
         let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
-        let line = if self.partial || self.table || self.protobuf.is_some() {
+        // the plain form (JSON or protobuf) is the same for every watcher of the resource's
+        // version: rendered once
+        let line = if self.partial || self.table {
             self.event_frame(def, ty, ev)
         } else {
-            // the plain form is the same for every watcher: rendered once
-            d.shared_line(ty, || self.event_frame(def, ty, ev))
+            d.shared_line(self.protobuf.is_some(), &self.api_version, ty, || self.event_frame(def, ty, ev))
         };
         write(session, line).await
     }
