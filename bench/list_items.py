@@ -146,9 +146,11 @@ def main():
             for s in servers:
                 before = s.rss_kb()
                 s.fill("rss", extra)
+                filled = s.rss_kb()
                 s.request("GET", "/api/v1/namespaces/rss/configmaps")
-                print(f"RSS {s.name}: {before / 1024:.1f} MB, with {extra} more ConfigMaps {s.rss_kb() / 1024:.1f} MB "
-                      f"(+{(s.rss_kb() - before) / extra:.2f} KB each)")
+                listed = s.rss_kb()
+                print(f"RSS {s.name}: {before / 1024:.1f} MB; with {extra} more ConfigMaps {filled / 1024:.1f} MB "
+                      f"(+{(filled - before) / extra:.2f} KB each), after listing them {listed / 1024:.1f} MB")
     finally:
         for s in servers:
             s.stop()
