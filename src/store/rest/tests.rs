@@ -2,7 +2,7 @@
 
 use super::{read, write, Options, Target};
 use crate::filters::Reply;
-use crate::store::{redb::RedbStorage, resources, Store};
+use crate::store::{redb::RedbStorage, resources, resources::ResourceDef, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -483,4 +483,70 @@ fn served_from_stored_bytes_byte_for_byte() {
         .unwrap();
     let s = Store::with_storage(resources::defaults(), storage).unwrap();
     assert_eq!(read::list(&s, &target(&s, "configmaps", "", "", "")).unwrap().body, before);
+}
+
+#[test]
+fn custom_objects_served_from_stored_bytes_byte_for_byte() {
+    let (_d, s) = store();
+    let crd = |default: Option<&str>| {
+        let mut mode = json!({"type": "string"});
+        if let Some(d) = default {
+            mode["default"] = json!(d);
+        }
+        let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"size": {"type": "integer"}, "mode": mode}}}}});
+        json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": schema},
+                         {"name": "v1beta1", "served": true, "storage": false, "schema": schema}]}})
+    };
+    s.set_custom(crate::store::crd::served_defs(&[crd(None)]));
+    let def = s.served_def("example.com", "v1", "widgets").unwrap().into_owned();
+    let beta = s.served_def("example.com", "v1beta1", "widgets").unwrap().into_owned();
+    for (n, size) in [("a", 1), ("b", 2), ("c", 3)] {
+        let body =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": n}, "spec": {"size": size}});
+        assert_eq!(write::create(&s, &t(&s, &def, "", ""), body.to_string().as_bytes(), "").unwrap().code, 201);
+    }
+    fn t<'a>(s: &'a Store, def: &'a ResourceDef, name: &str, q: &str) -> Target<'a> {
+        Target { def, name: name.into(), ..target_in(s, "", "configmaps", "default", "", q) }
+    }
+    // every list and get of `def` the same from bytes as from trees; the plain list
+    fn set(s: &Store, def: &ResourceDef) -> Value {
+        for q in ["", "limit=2", "labelSelector=x!%3Dy"] {
+            let l = t(s, def, "", q);
+            assert_eq!(read::list(s, &l).unwrap().body, list_from_trees(s, &l).body, "{} ?{q}", def.version);
+        }
+        for name in ["a", "b", "c"] {
+            let get = t(s, def, name, "");
+            let o = s.storage.get(&def.key("default", name)).unwrap();
+            assert_eq!(read::get(s, &get).unwrap().body, super::object::reply_object(s, &get, 200, &o.value).body);
+        }
+        body(&read::list(s, &t(s, def, "", "")).unwrap())
+    }
+    // as stored: written from the bytes (a stored object's bytes stand in for it in the list)
+    let listed = set(&s, &def);
+    assert_eq!(listed["items"][0]["apiVersion"], "example.com/v1");
+    let page = read::list_items(&s, &t(&s, &def, "", "")).unwrap();
+    let mut items = page.items.clone();
+    items[0].raw = Some(bytes::Bytes::from_static(br#"{"stored":"bytes"}"#));
+    let r = super::object::reply_list(
+        &s,
+        &t(&s, &def, "", ""),
+        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
+        json!({}),
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""items":[{"stored":"bytes"},"#));
+    // another version, and a default added to the schema later: served from the tree, the same as before
+    assert_eq!(set(&s, &beta)["items"][0]["apiVersion"], "example.com/v1beta1");
+    s.set_custom(crate::store::crd::served_defs(&[crd(Some("fast"))]));
+    let def = s.served_def("example.com", "v1", "widgets").unwrap().into_owned();
+    assert_eq!(set(&s, &def)["items"][0]["spec"]["mode"], "fast");
+    let r = super::object::reply_list(
+        &s,
+        &t(&s, &def, "", ""),
+        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
+        json!({}),
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("stored"));
 }
