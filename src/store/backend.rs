@@ -2,6 +2,7 @@
 //! resourceVersion), compare-and-swap writes, list at a revision, watch from a revision.
 //! The embedded redb backend implements it now; an etcd backend fits the same shape.
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -12,6 +13,16 @@ pub struct Stored {
     pub key: String,
     pub value: Arc<Value>,
     pub rev: u64,
+    /// `value` serialized as every reply writes it (`raw_json`), when the backend had it at
+    /// hand: a reply serving the object as stored writes these bytes instead of serializing
+    /// the tree again.
+    pub raw: Option<Bytes>,
+}
+
+/// `value` as JSON in the form every reply writes (serde_json's compact form, keys in order):
+/// the bytes a `Stored` or `Event` may keep beside its tree.
+pub fn raw_json(value: &Value) -> Option<Bytes> {
+    serde_json::to_vec(value).ok().map(Bytes::from)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +51,8 @@ pub struct Event {
     pub key: String,
     pub value: Arc<Value>,
     pub prev: Option<(Arc<Value>, u64)>,
+    /// `value`'s `raw_json`, when the backend had it at hand.
+    pub raw: Option<Bytes>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +138,7 @@ pub fn initial_events(
                     key: v.key.clone(),
                     value: v.value.clone(),
                     prev: None,
+                    raw: v.raw.clone(),
                 })
             })
             .collect()),

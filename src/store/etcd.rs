@@ -305,7 +305,11 @@ fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
     let key = store_key(prefix, kv)?;
     let rev = kv.mod_revision() as u64;
     let value: Value = serde_json::from_slice(kv.value()).ok()?;
-    Some(Stored { key, value: Arc::new(stamp(value, rev)), rev })
+    // etcd's bytes carry no resourceVersion: the served form is serialized once, here (the
+    // mirror keeps it for every read)
+    let value = stamp(value, rev);
+    let raw = super::backend::raw_json(&value);
+    Some(Stored { key, value: Arc::new(value), rev, raw })
 }
 
 /// Follows etcd from `rev` on, applying every change to the mirror and fanning it out, for
@@ -402,12 +406,13 @@ fn event(prefix: &str, e: &etcd_client::Event) -> Option<Event> {
         etcd_client::EventType::Put => {
             let s = stored(prefix, kv)?;
             let kind = if kv.create_revision() == kv.mod_revision() { EventType::Added } else { EventType::Modified };
-            Some(Event { rev, kind, key: s.key, value: s.value, prev })
+            Some(Event { rev, kind, key: s.key, value: s.value, prev, raw: s.raw })
         }
         etcd_client::EventType::Delete => {
             let key = store_key(prefix, kv)?;
             let (last, _) = prev.clone()?;
-            Some(Event { rev, kind: EventType::Deleted, key, value: Arc::new(stamp((*last).clone(), rev)), prev })
+            let value = Arc::new(stamp((*last).clone(), rev));
+            Some(Event { rev, kind: EventType::Deleted, key, value, prev, raw: None })
         }
     }
 }
@@ -424,7 +429,8 @@ fn apply(shared: &Shared, ev: Event) {
         if ev.kind == EventType::Deleted {
             m.objects.remove(&ev.key);
         } else {
-            m.objects.insert(ev.key.clone(), Stored { key: ev.key.clone(), value: ev.value.clone(), rev: ev.rev });
+            let stored = Stored { key: ev.key.clone(), value: ev.value.clone(), rev: ev.rev, raw: ev.raw.clone() };
+            m.objects.insert(ev.key.clone(), stored);
         }
         m.rev = m.rev.max(ev.rev);
         m.log.push_back(ev.clone());
@@ -520,14 +526,14 @@ impl Storage for EtcdStorage {
             r => r?,
         };
         self.wait_for(rev)?;
-        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev })
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev, raw: None })
     }
 
     fn update(&self, key: &str, value: Value, expected: Option<u64>) -> Result<Stored, StorageError> {
         let put = TxnOp::put(self.etcd_key(key), encode(&value)?, None);
         let (rev, _) = self.txn(key, self.exists_at(key, expected), vec![put])?;
         self.wait_for(rev)?;
-        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev })
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev, raw: None })
     }
 
     fn delete(&self, key: &str, expected: Option<u64>) -> Result<Stored, StorageError> {
@@ -541,7 +547,7 @@ impl Storage for EtcdStorage {
             })
             .ok_or(StorageError::NotFound)?;
         self.wait_for(rev)?;
-        Ok(Stored { key: key.to_string(), value: Arc::new(stamp((*last.value).clone(), rev)), rev })
+        Ok(Stored { key: key.to_string(), value: Arc::new(stamp((*last.value).clone(), rev)), rev, raw: None })
     }
 
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError> {

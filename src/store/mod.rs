@@ -317,6 +317,9 @@ impl Store {
         // a custom object is read pruned and defaulted by its version's schema, as kube reads
         // one from storage (a default added to the CRD later shows at once)
         if let Some(schema) = def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+            if !crd::structural::needs_prune_or_default(schema, obj) {
+                return Cow::Borrowed(obj);
+            }
             let mut obj = obj.clone();
             crd::structural::prune_and_default(schema, &mut obj);
             return Cow::Owned(obj);

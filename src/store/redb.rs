@@ -6,8 +6,8 @@
 
 use super::backend::{initial_events, stamp, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
+use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -38,37 +38,81 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
     StorageError::Internal(e.to_string())
 }
 
-/// An event as the log keeps it, borrowing what it holds: the object's bytes are the ones
-/// the objects table gets, serialized once.
-#[derive(serde::Serialize)]
-struct LoggedEvent<'a> {
-    t: &'a str,
-    k: &'a str,
-    v: &'a RawValue,
-    p: Option<LoggedPrev<'a>>,
+/// The event of `kind` on `key` for the log, `prev` being the value it replaced, already
+/// serialized. The new value is not logged again: it is the objects table's (written in the same
+/// transaction) until the key changes again, and then the next event's `prev`; a deletion's is
+/// its `prev` at the deletion's revision. So a create writes the object's bytes once, an update
+/// twice (new and old), not two and three times. Read back by `decode_event` and `resolve`.
+fn encode_event(kind: EventType, key: &str, prev: Option<(&[u8], u64)>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(prev.map_or(0, |(p, _)| p.len()) + key.len() + 48);
+    b.extend_from_slice(b"{\"t\":\"");
+    b.extend_from_slice(kind.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"k\":");
+    serde_json::to_writer(&mut b, key).expect("a string serializes");
+    match prev {
+        Some((p, r)) => {
+            b.extend_from_slice(b",\"p\":{\"v\":");
+            b.extend_from_slice(p);
+            b.extend_from_slice(format!(",\"r\":{r}}}}}").as_bytes());
+        }
+        None => b.extend_from_slice(b",\"p\":null}"),
+    }
+    b
 }
 
-#[derive(serde::Serialize)]
-struct LoggedPrev<'a> {
-    v: &'a Value,
-    r: u64,
+/// An event as read from the log; `value` is None when the log left it out (as it does since
+/// `encode_event` stopped repeating it; older logs have it).
+struct Logged {
+    rev: u64,
+    kind: EventType,
+    key: String,
+    value: Option<Value>,
+    prev: Option<(Value, u64)>,
 }
 
-/// The event `e` for the log, `object` being its value already serialized.
-fn encode_event(e: &Event, object: &RawValue) -> Result<Vec<u8>, serde_json::Error> {
-    let p = e.prev.as_ref().map(|(v, r)| LoggedPrev { v, r: *r });
-    serde_json::to_vec(&LoggedEvent { t: e.kind.as_str(), k: &e.key, v: object, p })
-}
-
-fn decode_event(rev: u64, b: &[u8]) -> Option<Event> {
+fn decode_event(rev: u64, b: &[u8]) -> Option<Logged> {
     let mut v: Value = serde_json::from_slice(b).ok()?;
     let kind = match v["t"].as_str()? {
         "ADDED" => EventType::Added,
         "MODIFIED" => EventType::Modified,
         _ => EventType::Deleted,
     };
-    let prev = v.get_mut("p").filter(|p| !p.is_null()).map(|p| (Arc::new(p["v"].take()), p["r"].as_u64().unwrap_or(0)));
-    Some(Event { rev, kind, key: v["k"].as_str()?.to_string(), value: Arc::new(v["v"].take()), prev })
+    let prev = v.get_mut("p").filter(|p| !p.is_null()).map(|p| (p["v"].take(), p["r"].as_u64().unwrap_or(0)));
+    let value = v.get_mut("v").map(Value::take);
+    Some(Logged { rev, kind, key: v["k"].as_str()?.to_string(), value, prev })
+}
+
+/// The logged events (oldest first) with their values, newest first filled in from where they
+/// are kept: the object now when it is still at that revision, else the state the key's next
+/// change replaced (its `prev`, shared); a deletion's from its own `prev`. An event nothing
+/// holds the value of (a damaged log) is left out.
+fn resolve(logged: Vec<Logged>, objects: &BTreeMap<String, Stored>) -> VecDeque<Arc<Event>> {
+    let mut replaced: std::collections::HashMap<String, (Arc<Value>, u64)> = Default::default();
+    let mut out = Vec::with_capacity(logged.len());
+    for l in logged.into_iter().rev() {
+        let prev = l.prev.map(|(v, r)| (Arc::new(v), r));
+        let (value, raw) = match (l.value, l.kind, &prev) {
+            (Some(v), _, _) => (Arc::new(v), None),
+            (None, EventType::Deleted, Some((p, _))) => (Arc::new(stamp((**p).clone(), l.rev)), None),
+            (None, _, _) => match replaced.get(&l.key).filter(|(_, r)| *r == l.rev) {
+                Some((v, _)) => (v.clone(), None),
+                None => match objects.get(&l.key).filter(|o| o.rev == l.rev) {
+                    Some(o) => (o.value.clone(), o.raw.clone()),
+                    None => {
+                        tracing::warn!(key = l.key, rev = l.rev, "a logged event without its object; left out");
+                        continue;
+                    }
+                },
+            },
+        };
+        match &prev {
+            Some(p) => replaced.insert(l.key.clone(), p.clone()),
+            None => replaced.remove(&l.key),
+        };
+        out.push(Arc::new(Event { rev: l.rev, kind: l.kind, key: l.key, value, prev, raw }));
+    }
+    out.reverse();
+    out.into()
 }
 
 enum Op {
@@ -98,16 +142,18 @@ impl RedbStorage {
             let (k, v) = row?;
             let value: Value = serde_json::from_slice(v.value())?;
             let rev = value["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
-            state
-                .objects
-                .insert(k.value().to_string(), Stored { key: k.value().to_string(), value: Arc::new(value), rev });
+            // serialized again rather than kept as read: what an older build wrote may differ
+            // in form (spacing, escapes) from what a reply writes
+            let raw = super::backend::raw_json(&value);
+            let key = k.value().to_string();
+            state.objects.insert(key.clone(), Stored { key, value: Arc::new(value), rev, raw });
         }
+        let mut logged = Vec::new();
         for row in r.open_table(EVENTS)?.iter()? {
             let (k, v) = row?;
-            if let Some(e) = decode_event(k.value(), v.value()) {
-                state.log.push_back(Arc::new(e));
-            }
+            logged.extend(decode_event(k.value(), v.value()));
         }
+        state.log = resolve(logged, &state.objects);
         drop(meta);
         Ok(RedbStorage {
             db,
@@ -150,18 +196,26 @@ impl RedbStorage {
                 (EventType::Deleted, stamp((*cur.value).clone(), rev), Some((cur.value.clone(), cur.rev)))
             }
         };
-        let event = Event { rev, kind, key: key.to_string(), value: Arc::new(value), prev };
+        // serialized once: for the objects table and every reply that serves the object as
+        // stored (the log holds only what it replaced)
+        let raw = Bytes::from(serde_json::to_vec(&value).map_err(internal)?);
+        let prev_raw = match &current {
+            Some(Stored { raw: Some(r), .. }) => Some(r.clone()),
+            Some(cur) => Some(Bytes::from(serde_json::to_vec(&*cur.value).map_err(internal)?)),
+            None => None,
+        };
+        let logged = encode_event(kind, key, prev_raw.as_deref().zip(prev.as_ref().map(|(_, r)| *r)));
+        let event = Event { rev, kind, key: key.to_string(), value: Arc::new(value), prev, raw: Some(raw) };
         let txn = self.db.begin_write().map_err(internal)?;
         {
             let mut objects = txn.open_table(OBJECTS).map_err(internal)?;
-            let object = serde_json::value::to_raw_value(&*event.value).map_err(internal)?;
             if kind == EventType::Deleted {
                 objects.remove(key).map_err(internal)?;
             } else {
-                objects.insert(key, object.get().as_bytes()).map_err(internal)?;
+                objects.insert(key, event.raw.as_deref().unwrap_or_default()).map_err(internal)?;
             }
             let mut events = txn.open_table(EVENTS).map_err(internal)?;
-            events.insert(rev, encode_event(&event, &object).map_err(internal)?.as_slice()).map_err(internal)?;
+            events.insert(rev, logged.as_slice()).map_err(internal)?;
             if let Some(to) = compact_to {
                 events.retain_in(..=to, |_, _| false).map_err(internal)?;
             }
@@ -176,7 +230,7 @@ impl RedbStorage {
         let event = Arc::new(event);
         let mut s = self.state.write().unwrap();
         s.rev = rev;
-        let stored = Stored { key: key.to_string(), value: event.value.clone(), rev };
+        let stored = Stored { key: key.to_string(), value: event.value.clone(), rev, raw: event.raw.clone() };
         if kind == EventType::Deleted {
             s.objects.remove(key);
         } else {
@@ -230,7 +284,7 @@ impl Storage for RedbStorage {
                     view.remove(&e.key);
                 }
                 Some((v, r)) => {
-                    view.insert(e.key.clone(), Stored { key: e.key.clone(), value: v.clone(), rev: *r });
+                    view.insert(e.key.clone(), Stored { key: e.key.clone(), value: v.clone(), rev: *r, raw: None });
                 }
             }
         }
@@ -323,6 +377,74 @@ mod tests {
         assert!(matches!(s.list("/registry/cm/", Some(9)), Err(StorageError::TooLarge { .. })));
         let w = s.watch("/registry/cm/", Some(2)).unwrap();
         assert_eq!(w.initial.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventType::Added, EventType::Deleted]);
+    }
+
+    #[test]
+    fn the_log_does_not_repeat_objects_and_replays_the_same_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = json!({"metadata": {"name": "a"}, "data": {"k": "x".repeat(10_000)}});
+        type Logged = (u64, EventType, String, Value, Option<(Value, u64)>);
+        let before: Vec<Logged>;
+        {
+            let s = RedbStorage::open(dir.path(), 100).unwrap();
+            s.create("/registry/cm/ns/a", big.clone()).unwrap();
+            s.update("/registry/cm/ns/a", obj("a", "2"), None).unwrap();
+            s.update("/registry/cm/ns/a", obj("a", "3"), None).unwrap();
+            s.create("/registry/cm/ns/b", obj("b", "1")).unwrap();
+            s.delete("/registry/cm/ns/a", None).unwrap();
+            s.create("/registry/cm/ns/a", obj("a", "again")).unwrap();
+            s.update("/registry/cm/ns/b", obj("b", "2"), None).unwrap();
+            // the create of the big object logged no copy of it
+            let r = s.db.begin_read().unwrap();
+            let logged = r.open_table(EVENTS).unwrap().get(1).unwrap().unwrap().value().len();
+            assert!(logged < 200, "{logged} bytes logged for a create");
+            let st = s.state.read().unwrap();
+            before = st
+                .log
+                .iter()
+                .map(|e| {
+                    (
+                        e.rev,
+                        e.kind,
+                        e.key.clone(),
+                        (*e.value).clone(),
+                        e.prev.as_ref().map(|(v, r)| ((**v).clone(), *r)),
+                    )
+                })
+                .collect();
+        }
+        let s = RedbStorage::open(dir.path(), 100).unwrap();
+        let st = s.state.read().unwrap();
+        let after: Vec<_> = st
+            .log
+            .iter()
+            .map(|e| {
+                (e.rev, e.kind, e.key.clone(), (*e.value).clone(), e.prev.as_ref().map(|(v, r)| ((**v).clone(), *r)))
+            })
+            .collect();
+        assert_eq!(after.len(), 7);
+        assert_eq!(after, before);
+        assert_eq!(after[0].3["data"]["k"].as_str().map(str::len), Some(10_000));
+        // the current objects' events share them (and their bytes)
+        let b = st.log.back().unwrap();
+        assert!(Arc::ptr_eq(&b.value, &st.objects["/registry/cm/ns/b"].value) && b.raw.is_some());
+        drop(st);
+        for at in 1..=7 {
+            assert!(s.list("/registry/cm/", Some(at)).is_ok(), "{at}");
+        }
+        assert_eq!(s.list("/registry/cm/", Some(3)).unwrap().0[0].value["data"]["k"], "3");
+    }
+
+    #[test]
+    fn older_logs_with_values_still_read() {
+        let old = br#"{"t":"MODIFIED","k":"/registry/cm/ns/a","v":{"metadata":{"name":"a","resourceVersion":"2"}},"p":{"v":{"metadata":{"name":"a","resourceVersion":"1"}},"r":1}}"#;
+        let l = decode_event(2, old).unwrap();
+        let log = resolve(vec![l], &BTreeMap::new());
+        assert_eq!(log[0].value["metadata"]["resourceVersion"], "2");
+        assert_eq!(log[0].prev.as_ref().unwrap().1, 1);
+        // without its value and nothing holding it: left out, not invented
+        let new = encode_event(EventType::Added, "/registry/cm/ns/z", None);
+        assert!(resolve(vec![decode_event(3, &new).unwrap()], &BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub const WATCHER_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub struct Delivery {
     pub event: Arc<Event>,
-    lines: [OnceLock<Bytes>; 3],
+    /// JSON lines, then protobuf frames, per event type, with the apiVersion they are of.
+    lines: [OnceLock<(Box<str>, Bytes)>; 6],
 }
 
 impl Delivery {
@@ -29,15 +30,22 @@ impl Delivery {
         Delivery { event, lines: Default::default() }
     }
 
-    /// The line for event type `ty` (ADDED, MODIFIED, DELETED) in the form most watchers
-    /// send (the object as served): rendered by the first watcher that asks, shared after.
-    pub fn shared_line(&self, ty: &str, render: impl FnOnce() -> Bytes) -> Bytes {
-        let i = match ty {
+    /// The line (or with `protobuf` the frame) for event type `ty` (ADDED, MODIFIED, DELETED)
+    /// in the form most watchers send (the object as served at `api_version`): rendered by
+    /// the first watcher that asks, shared after. A watcher of another version of the same
+    /// storage (events.k8s.io's view of core Events, a CRD's other versions) renders its own.
+    pub fn shared_line(&self, protobuf: bool, api_version: &str, ty: &str, render: impl Fn() -> Bytes) -> Bytes {
+        let slot = match ty {
             "ADDED" => 0,
             "MODIFIED" => 1,
             _ => 2,
-        };
-        self.lines[i].get_or_init(render).clone()
+        } + if protobuf { 3 } else { 0 };
+        let (v, b) = self.lines[slot].get_or_init(|| (api_version.into(), render()));
+        if &**v == api_version {
+            b.clone()
+        } else {
+            render()
+        }
     }
 }
 
@@ -163,7 +171,14 @@ mod tests {
     use serde_json::json;
 
     fn ev(rev: u64, key: &str) -> Arc<Event> {
-        Arc::new(Event { rev, kind: EventType::Added, key: key.into(), value: Arc::new(json!({})), prev: None })
+        Arc::new(Event {
+            rev,
+            kind: EventType::Added,
+            key: key.into(),
+            value: Arc::new(json!({})),
+            prev: None,
+            raw: None,
+        })
     }
 
     #[test]
@@ -229,15 +244,19 @@ mod tests {
         let db = b.recv().await.unwrap();
         t.await.unwrap();
         assert!(Arc::ptr_eq(&da, &db), "one delivery for all watchers");
-        let mut renders = 0;
-        let la = da.shared_line("ADDED", || {
-            renders += 1;
-            Bytes::from_static(b"x\n")
-        });
-        let lb = db.shared_line("ADDED", || {
-            renders += 1;
-            Bytes::from_static(b"y\n")
-        });
-        assert_eq!((la, lb, renders), (Bytes::from_static(b"x\n"), Bytes::from_static(b"x\n"), 1));
+        let renders = std::cell::Cell::new(0);
+        let render = |v: &'static [u8]| {
+            renders.set(renders.get() + 1);
+            Bytes::from_static(v)
+        };
+        assert_eq!(da.shared_line(false, "v1", "ADDED", || render(b"1")), Bytes::from_static(b"1"));
+        assert_eq!(db.shared_line(false, "v1", "ADDED", || render(b"2")), Bytes::from_static(b"1"));
+        assert_eq!(renders.get(), 1, "rendered once for both");
+        // another version's watcher, another type, another form: each its own
+        assert_eq!(db.shared_line(false, "events.k8s.io/v1", "ADDED", || render(b"3")), Bytes::from_static(b"3"));
+        assert_eq!(db.shared_line(false, "v1", "DELETED", || render(b"4")), Bytes::from_static(b"4"));
+        assert_eq!(da.shared_line(true, "v1", "ADDED", || render(b"5")), Bytes::from_static(b"5"));
+        assert_eq!(db.shared_line(true, "v1", "ADDED", || render(b"6")), Bytes::from_static(b"5"));
+        assert_eq!(renders.get(), 4);
     }
 }

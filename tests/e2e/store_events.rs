@@ -134,3 +134,35 @@ fn events_k8s_io_is_the_same_storage() {
     assert_eq!(c.delete(format!("{v1}/old")).send().unwrap().status(), 200);
     assert_eq!(c.get(format!("{core}/old")).send().unwrap().status(), 404);
 }
+
+/// Watchers of core Events and of events.k8s.io's view of them share one storage, and so each
+/// delivered change: each still gets the event in its own version.
+#[test]
+fn watchers_of_both_versions_get_their_own_form() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let core = fd.url("/api/v1/namespaces/default/events");
+    let v1 = fd.url("/apis/events.k8s.io/v1/namespaces/default/events");
+    let list: Value = c.get(&core).send().unwrap().json().unwrap();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let watch = |url: &str| {
+        let r = c.get(url).query(&[("watch", "1"), ("resourceVersion", &rv), ("timeoutSeconds", "3")]).send().unwrap();
+        std::thread::spawn(move || crate::common::watch_events(r))
+    };
+    // several watchers of each version, so a shared rendering would reach the other side
+    let watches = [watch(&core), watch(&v1), watch(&core), watch(&v1)];
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let e = event("w", "ConfigMap", "v1", "settings", "Configured", json!({"component": "tester"}), "");
+    assert_eq!(c.post(&core).json(&e).send().unwrap().status(), 201);
+    for (i, w) in watches.into_iter().enumerate() {
+        let events = w.join().unwrap();
+        let added: Vec<&Value> = events.iter().filter(|e| e["type"] == "ADDED").collect();
+        assert_eq!(added.len(), 1, "{events:?}");
+        let o = &added[0]["object"];
+        if i % 2 == 0 {
+            assert_eq!((o["apiVersion"].as_str(), o["message"].is_string()), (Some("v1"), true), "{o}");
+        } else {
+            assert_eq!((o["apiVersion"].as_str(), o["note"].is_string()), (Some("events.k8s.io/v1"), true), "{o}");
+        }
+    }
+}

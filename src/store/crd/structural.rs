@@ -35,6 +35,67 @@ pub fn prune_and_default(schema: &Value, obj: &mut Value) -> Vec<String> {
     pruned
 }
 
+/// Whether `prune_and_default` would change `obj`: read in place, so an object that already
+/// is in its schema's form (most of them, on most reads) is served as stored, uncopied.
+pub fn needs_prune_or_default(schema: &Value, obj: &Value) -> bool {
+    let Some(m) = obj.as_object() else { return false };
+    if lacks_defaults(schema, m) {
+        return true;
+    }
+    let props = schema["properties"].as_object();
+    let preserve = preserves(schema);
+    m.iter().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata")).any(|(k, v)| {
+        match props.and_then(|p| p.get(k)) {
+            Some(s) => walk_needs(s, v),
+            None => !preserve,
+        }
+    })
+}
+
+/// Whether `apply_defaults` would set anything in `m`.
+fn lacks_defaults(schema: &Value, m: &Map<String, Value>) -> bool {
+    schema["properties"].as_object().into_iter().flatten().any(|(k, s)| {
+        s.get("default").is_some()
+            && match m.get(k) {
+                None => true,
+                Some(Value::Null) => s["nullable"] != json!(true),
+                _ => false,
+            }
+    })
+}
+
+/// Whether `walk` would change `v`.
+fn walk_needs(schema: &Value, v: &Value) -> bool {
+    if schema["x-kubernetes-int-or-string"] == json!(true) {
+        return false;
+    }
+    match v {
+        Value::Object(m) => {
+            if lacks_defaults(schema, m) {
+                return true;
+            }
+            let props = schema["properties"].as_object();
+            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            let preserve = preserves(schema);
+            let embedded = schema["x-kubernetes-embedded-resource"] == json!(true);
+            m.iter().any(|(k, child)| {
+                if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    return false;
+                }
+                match (props.and_then(|p| p.get(k)), extra) {
+                    (Some(s), _) | (None, Some(s)) => walk_needs(s, child),
+                    (None, None) => !preserve,
+                }
+            })
+        }
+        Value::Array(a) => match schema.get("items").filter(|i| i.is_object()) {
+            Some(items) => a.iter().any(|item| walk_needs(items, item)),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 fn preserves(schema: &Value) -> bool {
     schema["x-kubernetes-preserve-unknown-fields"] == json!(true)
 }
@@ -431,6 +492,46 @@ mod tests {
         assert_eq!(o["spec"]["extra"]["anything"]["deep"], 1);
         assert_eq!(o["metadata"]["name"], "a");
         assert!(validate(&schema(), &o, None).is_empty());
+    }
+
+    #[test]
+    fn the_read_only_check_agrees_with_pruning() {
+        let embedded = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "template": {"type": "object", "x-kubernetes-embedded-resource": true, "properties": {"a": {"type": "string"}}},
+            "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer", "default": 0}}}},
+            "opt": {"type": "string", "nullable": true, "default": "d"},
+        }}}});
+        let cases = [
+            (
+                schema(),
+                json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a", "anything": 1},
+                "spec": {"image": "i", "replicas": 2, "extra": {"x": {"y": 1}}, "labels": {"k": "v"}, "port": "p"}}),
+            ),
+            (schema(), json!({"metadata": {}, "spec": {"image": "i", "replicas": 2}, "status": {"ready": true}})),
+            (schema(), json!({"spec": {"image": "i"}})),
+            (schema(), json!({"spec": {"image": "i", "replicas": null}})),
+            (schema(), json!({"spec": {"image": "i", "replicas": 1}, "junk": 1})),
+            (schema(), json!({"spec": {"image": "i", "replicas": 1}, "status": {"ready": true, "junk": 1}})),
+            (schema(), json!({"spec": {"image": "i", "replicas": 1, "labels": {"k": "v"}, "port": {"any": 1}}})),
+            (schema(), json!("not an object")),
+            (
+                embedded.clone(),
+                json!({"spec": {"template": {"apiVersion": "v1", "kind": "P", "metadata": {}, "a": "x"},
+                "items": [{"n": 1}], "opt": null}}),
+            ),
+            (embedded.clone(), json!({"spec": {"template": {"a": "x", "b": 1}, "opt": null}})),
+            (embedded.clone(), json!({"spec": {"items": [{"n": 1}, {}], "opt": "x"}})),
+            (embedded.clone(), json!({"spec": {"opt": "x"}})),
+            (embedded, json!({"spec": {}})),
+        ];
+        let mut unchanged = 0;
+        for (schema, o) in cases {
+            let mut pruned = o.clone();
+            prune_and_default(&schema, &mut pruned);
+            assert_eq!(needs_prune_or_default(&schema, &o), pruned != o, "{o}");
+            unchanged += usize::from(pruned == o);
+        }
+        assert!(unchanged >= 4, "both answers are covered");
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn a_relist_after_compaction_ends_watches_and_expires_older_revisions() {
             key: "/registry/cm/ns/stale".into(),
             value: Arc::new(stale),
             prev: None,
+            raw: None,
         },
     );
     assert!(a.get("/registry/cm/ns/stale").is_none());

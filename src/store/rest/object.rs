@@ -5,11 +5,12 @@ use super::negotiate::Output;
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
-use crate::store::backend::StorageError;
+use crate::store::backend::{StorageError, Stored};
 use crate::store::resources::ResourceDef;
 use crate::store::table::{self, IncludeObject};
 use crate::store::Store;
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 
@@ -56,6 +57,17 @@ pub fn partial(o: &Value) -> Value {
 
 /// One object as JSON or as a one-row Table.
 pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply {
+    reply_object_raw(store, t, code, obj, None)
+}
+
+/// A stored object as JSON or as a one-row Table: JSON of the object as stored is the bytes
+/// the backend keeps beside it, not serialized again.
+pub fn reply_stored(store: &Store, t: &Target, code: u16, obj: &Stored) -> Reply {
+    reply_object_raw(store, t, code, &obj.value, obj.raw.as_ref())
+}
+
+/// `reply_object`, with `obj`'s `raw_json` when known.
+fn reply_object_raw(store: &Store, t: &Target, code: u16, obj: &Value, raw: Option<&Bytes>) -> Reply {
     let o = present(store, t, obj);
     if t.partial {
         return Reply::json(code, &partial(&o));
@@ -64,6 +76,9 @@ pub fn reply_object(store: &Store, t: &Target, code: u16, obj: &Value) -> Reply 
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
         return Reply::json(code, &table::table_of(t.def, &[o.into_owned()], meta, include));
+    }
+    if let (Output::Json, Cow::Borrowed(_), Some(raw)) = (t.output, &o, raw) {
+        return Reply::new(code, "application/json", raw.clone());
     }
     encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
 }
@@ -91,9 +106,16 @@ fn encoded(
     }
 }
 
-/// A `<Kind>List` (or a Table) of `items`.
-pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) -> Reply {
-    let items: Vec<Cow<Value>> = items.iter().map(|o| present(store, t, o)).collect();
+/// A `<Kind>List` (or a Table) of `items`, each an object as stored with its `raw_json` when
+/// known.
+pub fn reply_list<'a>(
+    store: &Store,
+    t: &Target,
+    items: impl IntoIterator<Item = (&'a Value, Option<&'a Bytes>)>,
+    list_meta: Value,
+) -> Reply {
+    let (items, raws): (Vec<Cow<Value>>, Vec<Option<&Bytes>>) =
+        items.into_iter().map(|(o, raw)| (present(store, t, o), raw)).unzip();
     if t.partial {
         let items: Vec<Value> = items.iter().map(|o| partial(o)).collect();
         let list = List {
@@ -110,8 +132,43 @@ pub fn reply_list(store: &Store, t: &Target, items: &[Value], list_meta: Value) 
         return Reply::json(200, &table::table_of(t.def, &items, list_meta, include));
     }
     let (kind, api_version) = (format!("{}List", t.def.kind), t.def.api_version());
+    if t.output == Output::Json {
+        return match json_list(&kind, &api_version, &list_meta, &items, &raws) {
+            Ok(b) => Reply::new(200, "application/json", b),
+            Err(e) => Reply::status(&Status::internal_error(e)),
+        };
+    }
     let list = List { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &items };
     encoded(t.output, 200, &list, || crate::store::protobuf::encode_list(&api_version, &t.def.kind, &list_meta, &items))
+}
+
+/// A list as JSON, byte for byte what serializing the `List` writes: the envelope, then each
+/// item as its stored bytes where it is served as stored (borrowed) and they are known,
+/// else serialized from its tree.
+fn json_list(
+    kind: &str,
+    api_version: &str,
+    metadata: &Value,
+    items: &[Cow<Value>],
+    raws: &[Option<&Bytes>],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let none: &[Value] = &[];
+    let envelope = serde_json::to_vec(&List { kind, api_version, metadata, items: none })?;
+    let known: usize = raws.iter().flatten().map(|r| r.len() + 1).sum();
+    let mut b = Vec::with_capacity(envelope.len() + known + (items.len() - raws.iter().flatten().count()) * 256);
+    // `..."items":[]}`: the items go between the brackets
+    b.extend_from_slice(&envelope[..envelope.len() - 2]);
+    for (i, (o, raw)) in items.iter().zip(raws).enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        match (o, raw) {
+            (Cow::Borrowed(_), Some(raw)) => b.extend_from_slice(raw),
+            _ => serde_json::to_writer(&mut b, o)?,
+        }
+    }
+    b.extend_from_slice(b"]}");
+    Ok(b)
 }
 
 /// A list as kube writes it (kind, apiVersion, metadata, items, in that order), borrowing

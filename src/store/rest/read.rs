@@ -1,11 +1,11 @@
 //! get and list: selectors, limit/continue over a consistent snapshot, resourceVersion and
 //! resourceVersionMatch as kube defines them.
 
-use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_list, reply_object, status};
+use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_list, reply_stored, status};
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
-use crate::store::backend::StorageError;
+use crate::store::backend::{StorageError, Stored};
 use crate::store::selectors::{FieldSelector, LabelSelector};
 use crate::store::Store;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 pub fn get(store: &Store, t: &Target) -> Result<Reply, Status> {
     let key = t.def.key(&t.namespace, &t.name);
     let obj = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
-    Ok(reply_object(store, t, 200, &obj.value))
+    Ok(reply_stored(store, t, 200, &obj))
 }
 
 /// Extra field-selector fields a resource supports beyond metadata.name/namespace.
@@ -66,7 +66,8 @@ pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
 /// One page of a list: the objects, the revision they are as of, the continue token and
 /// how many objects remain after this page (when known).
 pub struct ListPage {
-    pub items: Vec<Value>,
+    /// Shared with the store (a list copies no object).
+    pub items: Vec<Stored>,
     pub rev: u64,
     pub next: Option<String>,
     pub remaining: Option<usize>,
@@ -133,7 +134,7 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
         if !labels.matches(&o.value) || !fields.matches(&o.value) {
             continue;
         }
-        items.push((*o.value).clone());
+        items.push(o.clone());
         if q.limit.is_some_and(|l| items.len() >= l) {
             let rest: Vec<_> = iter.filter(|o| labels.matches(&o.value) && fields.matches(&o.value)).collect();
             if !rest.is_empty() {
@@ -149,13 +150,18 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
 }
 
 pub fn list(store: &Store, t: &Target) -> Result<Reply, Status> {
-    let ListPage { items, rev, next, remaining } = list_items(store, t)?;
-    let mut meta = json!({"resourceVersion": rev.to_string()});
-    if let Some(c) = next {
+    let page = list_items(store, t)?;
+    Ok(reply_list(store, t, page.items.iter().map(|s| (&*s.value, s.raw.as_ref())), list_meta(&page)))
+}
+
+/// The ListMeta of `page`.
+pub fn list_meta(page: &ListPage) -> Value {
+    let mut meta = json!({"resourceVersion": page.rev.to_string()});
+    if let Some(c) = &page.next {
         meta["continue"] = json!(c);
     }
-    if let Some(n) = remaining {
+    if let Some(n) = page.remaining {
         meta["remainingItemCount"] = json!(n);
     }
-    Ok(reply_list(store, t, &items, meta))
+    meta
 }

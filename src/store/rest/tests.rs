@@ -2,7 +2,7 @@
 
 use super::{read, write, Options, Target};
 use crate::filters::Reply;
-use crate::store::{redb::RedbStorage, resources, Store};
+use crate::store::{redb::RedbStorage, resources, resources::ResourceDef, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -15,6 +15,10 @@ fn store() -> (tempfile::TempDir, Store) {
 
 fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str, query: &str) -> Target<'a> {
     let group = if resource.starts_with("roles") { "rbac.authorization.k8s.io" } else { "" };
+    target_in(s, group, resource, ns, name, query)
+}
+
+fn target_in<'a>(s: &'a Store, group: &str, resource: &str, ns: &str, name: &str, query: &str) -> Target<'a> {
     Target {
         def: s.def(group, resource).unwrap(),
         namespace: ns.into(),
@@ -371,4 +375,206 @@ fn apply_keeps_a_field_another_manager_still_owns() {
     // once b stops applying it too, nobody owns k2 and it goes
     let o = apply("b", json!({"k4": "4"}));
     assert_eq!(o["data"], json!({"k1": "1", "k4": "4"}));
+}
+
+/// The list `t` asks for, written the way every list was before stored bytes: each item
+/// serialized from its tree.
+fn list_from_trees(s: &Store, t: &Target) -> Reply {
+    let page = read::list_items(s, t).unwrap();
+    super::object::reply_list(s, t, page.items.iter().map(|o| (&*o.value, None)), read::list_meta(&page))
+}
+
+#[test]
+fn served_from_stored_bytes_byte_for_byte() {
+    let (_d, s) = store();
+    for i in 0..6 {
+        let data = json!({"k": format!("v{i} \u{e9}\u{1F600} \"q\" </>\n\t\u{1}"), "n": "1.50"});
+        create(
+            &s,
+            "default",
+            json!({"metadata": {"name": format!("c{i}"), "labels": {"n": i.to_string()}}, "data": data}),
+        );
+    }
+    create(&s, "kube-system", json!({"metadata": {"name": "other"}}));
+    let rv_before_update = s.storage.revision();
+    // an update and a delete: a list at the older revision takes their previous states from the log
+    let t = target(&s, "configmaps", "default", "c1", "");
+    write::update(&s, &t, br#"{"metadata":{"name":"c1"},"data":{"k":"changed"}}"#).unwrap();
+    write::delete(&s, &target(&s, "configmaps", "default", "c2", ""), b"").unwrap();
+    let secret = target(&s, "secrets", "default", "", "");
+    write::create(&s, &secret, br#"{"metadata":{"name":"s"},"type":"Opaque","data":{"a":"YQ=="}}"#, "").unwrap();
+    let role = target(&s, "roles", "default", "", "");
+    write::create(
+        &s,
+        &role,
+        br#"{"metadata":{"name":"r"},"rules":[{"apiGroups":[""],"verbs":["get"],"resources":["pods"]}]}"#,
+        "",
+    )
+    .unwrap();
+    let event = target(&s, "events", "default", "", "");
+    write::create(&s, &event, br#"{"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p"},"reason":"R","message":"m","type":"Normal"}"#, "").unwrap();
+
+    let first = body(&read::list(&s, &target(&s, "configmaps", "default", "", "limit=2")).unwrap());
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    let queries = [
+        String::new(),
+        "labelSelector=n%20in%20(1,3,4)".into(),
+        "fieldSelector=metadata.name%3Dc3".into(),
+        "limit=2".into(),
+        format!("limit=2&continue={token}"),
+        format!("resourceVersion={rv_before_update}&resourceVersionMatch=Exact"),
+        "resourceVersion=0".into(),
+    ];
+    let mut checked = 0;
+    for (group, resource, ns) in [
+        ("", "configmaps", "default"),
+        ("", "configmaps", ""),
+        ("", "secrets", "default"),
+        ("", "namespaces", ""),
+        ("rbac.authorization.k8s.io", "roles", "default"),
+        ("", "events", "default"),
+        // another version's view of core events: served from the tree
+        ("events.k8s.io", "events", "default"),
+    ] {
+        for q in &queries {
+            if q.contains("continue") && resource != "configmaps" {
+                continue;
+            }
+            let t = target_in(&s, group, resource, ns, "", q);
+            let fast = read::list(&s, &t).unwrap();
+            assert_eq!(fast.body, list_from_trees(&s, &t).body, "{group}/{resource} in {ns:?} ?{q}");
+            checked += body(&fast)["items"].as_array().unwrap().len();
+        }
+        // a get of each object, and the Table and metadata-only forms, which keep their own paths
+        let all = read::list_items(&s, &target_in(&s, group, resource, ns, "", "")).unwrap();
+        for o in &all.items {
+            let name = o.value["metadata"]["name"].as_str().unwrap();
+            let ns = o.value["metadata"]["namespace"].as_str().unwrap_or_default();
+            let t = target_in(&s, group, resource, ns, name, "");
+            let tree = super::object::reply_object(&s, &t, 200, &o.value);
+            assert_eq!(read::get(&s, &t).unwrap().body, tree.body, "{group}/{resource} {name}");
+        }
+        let mut t = target_in(&s, group, resource, ns, "", "");
+        t.table = true;
+        assert_eq!(body(&read::list(&s, &t).unwrap())["kind"], "Table");
+        t.table = false;
+        t.partial = true;
+        assert_eq!(body(&read::list(&s, &t).unwrap())["kind"], "PartialObjectMetadataList");
+    }
+    assert!(checked > 40, "{checked}");
+
+    // the bytes are the ones kept at write time: each served as stored object (and only those)
+    // is written from them, not serialized again
+    let tamper = |group: &str, resource: &str| {
+        let t = target_in(&s, group, resource, "default", "", "");
+        let mut page = read::list_items(&s, &t).unwrap();
+        assert!(page.items.iter().all(|o| o.raw.is_some()), "a current list has every object's bytes");
+        for o in &mut page.items {
+            o.raw = Some(bytes::Bytes::from_static(b"{\"stored\":\"bytes\"}"));
+        }
+        let r = super::object::reply_list(&s, &t, page.items.iter().map(|o| (&*o.value, o.raw.as_ref())), json!({}));
+        String::from_utf8(r.body.to_vec()).unwrap()
+    };
+    let core = tamper("", "events");
+    assert!(core.contains(r#""items":[{"stored":"bytes"}]"#), "{core}");
+    let v1 = tamper("events.k8s.io", "events");
+    assert!(!v1.contains("stored") && v1.contains(r#""note":"m""#), "{v1}");
+
+    // create and update replies are the stored bytes, and equal the tree's
+    let t = target(&s, "configmaps", "default", "", "");
+    let created = write::create(&s, &t, br#"{"metadata":{"name":"new"},"data":{"x":"\u00e9"}}"#, "").unwrap();
+    let stored = s.storage.get("/registry/configmaps/default/new").unwrap();
+    assert_eq!(created.body, stored.raw.clone().unwrap());
+    assert_eq!(created.body, super::object::reply_object(&s, &t, 201, &stored.value).body);
+    let t = target(&s, "configmaps", "default", "new", "");
+    let updated = write::update(&s, &t, br#"{"metadata":{"name":"new"},"data":{"x":"y"}}"#).unwrap();
+    let stored = s.storage.get("/registry/configmaps/default/new").unwrap();
+    assert_eq!(body(&updated)["data"]["x"], "y");
+    assert_eq!(updated.body, super::object::reply_object(&s, &t, 200, &stored.value).body);
+    // a dry run has no stored bytes: serialized from its tree
+    let t = target(&s, "configmaps", "default", "new", "dryRun=All");
+    let dry = write::update(&s, &t, br#"{"metadata":{"name":"new"},"data":{"x":"z"}}"#).unwrap();
+    assert_eq!(body(&dry)["data"]["x"], "z");
+    // and the bytes read back from disk at reopen are the same
+    let dir = _d.path().to_path_buf();
+    let before = read::list(&s, &target(&s, "configmaps", "", "", "")).unwrap().body;
+    drop(s);
+    // the store's threads may hold the database a moment after it is dropped
+    let storage = (0..100)
+        .find_map(|_| {
+            RedbStorage::open(&dir, 1000).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                None
+            })
+        })
+        .map(Arc::new)
+        .unwrap();
+    let s = Store::with_storage(resources::defaults(), storage).unwrap();
+    assert_eq!(read::list(&s, &target(&s, "configmaps", "", "", "")).unwrap().body, before);
+}
+
+#[test]
+fn custom_objects_served_from_stored_bytes_byte_for_byte() {
+    let (_d, s) = store();
+    let crd = |default: Option<&str>| {
+        let mut mode = json!({"type": "string"});
+        if let Some(d) = default {
+            mode["default"] = json!(d);
+        }
+        let schema = json!({"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"size": {"type": "integer"}, "mode": mode}}}}});
+        json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": schema},
+                         {"name": "v1beta1", "served": true, "storage": false, "schema": schema}]}})
+    };
+    s.set_custom(crate::store::crd::served_defs(&[crd(None)]));
+    let def = s.served_def("example.com", "v1", "widgets").unwrap().into_owned();
+    let beta = s.served_def("example.com", "v1beta1", "widgets").unwrap().into_owned();
+    for (n, size) in [("a", 1), ("b", 2), ("c", 3)] {
+        let body =
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": n}, "spec": {"size": size}});
+        assert_eq!(write::create(&s, &t(&s, &def, "", ""), body.to_string().as_bytes(), "").unwrap().code, 201);
+    }
+    fn t<'a>(s: &'a Store, def: &'a ResourceDef, name: &str, q: &str) -> Target<'a> {
+        Target { def, name: name.into(), ..target_in(s, "", "configmaps", "default", "", q) }
+    }
+    // every list and get of `def` the same from bytes as from trees; the plain list
+    fn set(s: &Store, def: &ResourceDef) -> Value {
+        for q in ["", "limit=2", "labelSelector=x!%3Dy"] {
+            let l = t(s, def, "", q);
+            assert_eq!(read::list(s, &l).unwrap().body, list_from_trees(s, &l).body, "{} ?{q}", def.version);
+        }
+        for name in ["a", "b", "c"] {
+            let get = t(s, def, name, "");
+            let o = s.storage.get(&def.key("default", name)).unwrap();
+            assert_eq!(read::get(s, &get).unwrap().body, super::object::reply_object(s, &get, 200, &o.value).body);
+        }
+        body(&read::list(s, &t(s, def, "", "")).unwrap())
+    }
+    // as stored: written from the bytes (a stored object's bytes stand in for it in the list)
+    let listed = set(&s, &def);
+    assert_eq!(listed["items"][0]["apiVersion"], "example.com/v1");
+    let page = read::list_items(&s, &t(&s, &def, "", "")).unwrap();
+    let mut items = page.items.clone();
+    items[0].raw = Some(bytes::Bytes::from_static(br#"{"stored":"bytes"}"#));
+    let r = super::object::reply_list(
+        &s,
+        &t(&s, &def, "", ""),
+        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
+        json!({}),
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""items":[{"stored":"bytes"},"#));
+    // another version, and a default added to the schema later: served from the tree, the same as before
+    assert_eq!(set(&s, &beta)["items"][0]["apiVersion"], "example.com/v1beta1");
+    s.set_custom(crate::store::crd::served_defs(&[crd(Some("fast"))]));
+    let def = s.served_def("example.com", "v1", "widgets").unwrap().into_owned();
+    assert_eq!(set(&s, &def)["items"][0]["spec"]["mode"], "fast");
+    let r = super::object::reply_list(
+        &s,
+        &t(&s, &def, "", ""),
+        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
+        json!({}),
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("stored"));
 }

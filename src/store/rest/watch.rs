@@ -103,6 +103,7 @@ pub async fn serve(
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
         protobuf,
+        api_version: t.def.api_version(),
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: Instant::now() + Duration::from_secs(timeout),
         watch,
@@ -149,6 +150,8 @@ struct WatchStream {
     bookmarks: bool,
     /// Framed protobuf (with the resource's apiVersion) instead of JSON lines.
     protobuf: Option<String>,
+    /// The apiVersion served (watchers of another version render their own lines).
+    api_version: String,
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
@@ -189,7 +192,7 @@ impl WatchStream {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, self.line(ty, &self.render(def, &ev.value))).await {
+                if !write(session, self.event_frame(def, ty, &ev)).await {
                     return;
                 }
             }
@@ -246,11 +249,12 @@ impl WatchStream {
     async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
         let ev = &d.event;
         let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
-        let line = if self.partial || self.table || self.protobuf.is_some() {
-            self.line(ty, &self.render(def, &ev.value))
+        // the plain form (JSON or protobuf) is the same for every watcher of the resource's
+        // version: rendered once
+        let line = if self.partial || self.table {
+            self.event_frame(def, ty, ev)
         } else {
-            // the plain form is the same for every watcher: rendered once
-            d.shared_line(ty, || event_line(ty, &self.render(def, &ev.value)))
+            d.shared_line(self.protobuf.is_some(), &self.api_version, ty, || self.event_frame(def, ty, ev))
         };
         write(session, line).await
     }
@@ -276,6 +280,16 @@ impl WatchStream {
     fn line(&self, ty: &str, object: &Value) -> Bytes {
         frame(self.protobuf.as_deref(), ty, object)
     }
+
+    /// `ev` as this watch frames it as a `ty` event: a JSON line of an object served as stored
+    /// is written around its stored bytes.
+    fn event_frame(&self, def: &ResourceDef, ty: &str, ev: &Event) -> Bytes {
+        let o = self.render(def, &ev.value);
+        match (&o, &ev.raw, &self.protobuf) {
+            (Cow::Borrowed(_), Some(raw), None) => event_line_raw(ty, raw),
+            _ => self.line(ty, &o),
+        }
+    }
 }
 
 /// One event: a JSON line, or (with the resource's apiVersion) kube's protobuf frame. An
@@ -293,6 +307,17 @@ fn frame(protobuf: Option<&str>, ty: &str, object: &Value) -> Bytes {
 fn event_line(ty: &str, object: &Value) -> Bytes {
     let mut b = serde_json::to_vec(&WatchEvent { ty, object }).unwrap_or_default();
     b.push(b'\n');
+    Bytes::from(b)
+}
+
+/// `event_line` of an object whose JSON is `raw`, byte for byte.
+fn event_line_raw(ty: &str, raw: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(raw.len() + ty.len() + 24);
+    b.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut b, ty).expect("a string serializes");
+    b.extend_from_slice(b",\"object\":");
+    b.extend_from_slice(raw);
+    b.extend_from_slice(b"}\n");
     Bytes::from(b)
 }
 
@@ -334,6 +359,7 @@ mod tests {
             key: "k".into(),
             value: value.clone(),
             prev: prev.map(|p| (p.clone(), 1)),
+            raw: None,
         };
         assert_eq!(classify(&ev(EventType::Added, &x, None), &sel), Some("ADDED"));
         assert_eq!(classify(&ev(EventType::Added, &y, None), &sel), None);
@@ -341,5 +367,15 @@ mod tests {
         assert_eq!(classify(&ev(EventType::Modified, &y, Some(&x)), &sel), Some("DELETED"));
         assert_eq!(classify(&ev(EventType::Modified, &x, Some(&x)), &sel), Some("MODIFIED"));
         assert_eq!(classify(&ev(EventType::Deleted, &x, Some(&x)), &sel), Some("DELETED"));
+    }
+
+    #[test]
+    fn a_line_around_stored_bytes_is_the_serialized_line() {
+        let o = json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a\"b", "resourceVersion": "3"},
+            "data": {"k": "v\u{e9}\n", "n": "1.5"}});
+        for ty in ["ADDED", "MODIFIED", "DELETED"] {
+            let raw = crate::store::backend::raw_json(&o).unwrap();
+            assert_eq!(event_line_raw(ty, &raw), event_line(ty, &o));
+        }
     }
 }

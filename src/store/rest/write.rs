@@ -1,7 +1,9 @@
 //! create, update (and the status subresource), patch, delete and deletecollection, with
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
-use super::object::{changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object, status};
+use super::object::{
+    changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object, reply_stored, status,
+};
 use super::{decode, now, Target};
 use crate::api::status::{StatusCause, StatusDetails};
 use crate::api::Status;
@@ -198,7 +200,7 @@ pub fn create_value(
         }
         s
     })?;
-    Ok(reply_object(store, t, 201, &stored.value))
+    Ok(reply_stored(store, t, 201, &stored))
 }
 
 fn owners(m: &serde_json::Map<String, Value>) -> &[Value] {
@@ -364,17 +366,12 @@ fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
 
 /// Stores `new` over `existing`; a no-op answers the current object unchanged. Removes an
 /// object whose last finalizer went away while it was being deleted.
-pub(super) fn commit_update(
-    store: &Store,
-    t: &Target,
-    existing: &Stored,
-    new: Value,
-) -> Result<Arc<Value>, StorageError> {
+pub(super) fn commit_update(store: &Store, t: &Target, existing: &Stored, new: Value) -> Result<Stored, StorageError> {
     if same_but_server_fields(&new, &existing.value) {
-        return Ok(existing.value.clone());
+        return Ok(existing.clone());
     }
     if t.query.dry_run() {
-        return Ok(Arc::new(new));
+        return Ok(Stored { value: Arc::new(new), raw: None, ..existing.clone() });
     }
     let key = t.def.key(&t.namespace, &t.name);
     let done = namespace::emptied_by_update(t.def, &new);
@@ -382,7 +379,7 @@ pub(super) fn commit_update(
     if done {
         store.delete(t.def, &key, Some(stored.rev))?;
     }
-    Ok(stored.value)
+    Ok(stored)
 }
 
 pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
@@ -436,7 +433,7 @@ pub(super) fn guaranteed_update(
         }
         validate(t, &mut new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
-            Ok(v) => return Ok(reply_object(store, t, 200, &v)),
+            Ok(s) => return Ok(reply_stored(store, t, 200, &s)),
             Err(StorageError::Conflict) if retry_conflict => continue,
             Err(e) => return Err(status(t, &t.name, e)),
         }
@@ -684,8 +681,8 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
     let super::read::ListPage { items, rev, .. } = super::read::list_items(store, &all)?;
     let mut deleted = Vec::new();
     for item in items {
-        let name = str_of(&item, "name").to_string();
-        let ns = str_of(&item, "namespace").to_string();
+        let name = str_of(&item.value, "name").to_string();
+        let ns = str_of(&item.value, "namespace").to_string();
         let Some(existing) = store.storage.get(&t.def.key(&ns, &name)) else {
             continue;
         };
@@ -695,7 +692,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
             Err(e) => return Err(status(t, &name, e)),
         }
     }
-    Ok(reply_list(store, &all, &deleted, json!({"resourceVersion": rev.to_string()})))
+    Ok(reply_list(store, &all, deleted.iter().map(|o| (o, None)), json!({"resourceVersion": rev.to_string()})))
 }
 
 #[cfg(test)]
