@@ -9,6 +9,7 @@ the median CPU time of the whole process per request (every thread, from
                                           ONLY=<part of a shape's name> runs that shape alone)
 """
 import os, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
+from benchlib import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -55,14 +56,6 @@ def cpu_ns(pid):
         except OSError:
             pass
     return total
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def main():

@@ -19,6 +19,7 @@ against the build before them (9b2dc2d): req/s 23.6k vs 17.8k (10 items), 11.6k 
 are still serialized from trees (100 items: ~1.2k and ~0.3k req/s on a loaded machine).
 """
 import http.client, json, os, re, socket, ssl, statistics, subprocess, sys, tempfile, time
+from benchlib import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -27,14 +28,6 @@ SIZES = [int(n) for n in os.environ.get("SIZES", "10,100,1000").split(",")]
 CONNS = os.environ.get("CONNS", "8")
 THREADS = os.environ.get("THREADS", "2")
 ACCEPT = os.environ.get("ACCEPT", "application/json")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Server:

@@ -23,6 +23,7 @@ Measured 2026-12-03 (release, 2 cores shared with two helpers' builds; wrk on th
 """
 import asyncio, json, os, re, resource, signal, socket, ssl, subprocess, sys, tempfile, time
 import urllib.request
+from benchlib import free_port, rss_mb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "scale-token"
@@ -30,22 +31,6 @@ TOKEN = "scale-token"
 
 def env_list(name, default):
     return [int(x) for x in os.environ.get(name, default).split(",") if x]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Server:

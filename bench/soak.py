@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from benchlib import free_port
 
 GROUP = "faults.example.com"
 THINGS = f"/apis/{GROUP}/v1/namespaces/default/things"
@@ -49,12 +50,6 @@ def parse_duration(s):
     if not m:
         sys.exit(f"DURATION like 30m, 600s or 1h, not {s!r}")
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- the backend's certificate

@@ -6,14 +6,7 @@ configmap change and reports how long the event took to reach every watcher (p50
 usage: store_watches.py --port P --certs DIR --pid PID [--watches 10000]
 """
 import argparse, asyncio, json, ssl, time, urllib.request
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+from benchlib import rss_mb
 
 
 def tls(certs):
