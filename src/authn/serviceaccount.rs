@@ -124,7 +124,8 @@ fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
         ));
     }
     match keys::numeric_date(c, "exp") {
-        Some(exp) if now > exp + LEEWAY => return Err("invalid bearer token, service account token has expired".into()),
+        // `now - LEEWAY`, not `exp + LEEWAY`: a token's exp may be any i64 (found by fuzzing)
+        Some(exp) if now - LEEWAY > exp => return Err("invalid bearer token, service account token has expired".into()),
         Some(_) => {}
         None => return Err("invalid bearer token, service account token has no expiry".into()),
     }
@@ -179,5 +180,19 @@ mod tests {
         assert_eq!(split_username("system:serviceaccount:ns:a:b"), None);
         assert_eq!(split_username("system:serviceaccount:NS:a"), None);
         assert_eq!(split_username("alice"), None);
+    }
+
+    /// Any i64 expiry is compared without overflow (a fuzzed token had exp near i64::MAX).
+    #[test]
+    fn extreme_expiries() {
+        let aud = ["api".to_string()];
+        let claims = |exp: i64| {
+            serde_json::json!({"aud": ["api"], "exp": exp, "sub": "system:serviceaccount:ns:sa",
+            "kubernetes.io": {"namespace": "ns", "serviceaccount": {"name": "sa", "uid": "u"}}})
+        };
+        let user = bound(&claims(i64::MAX), &aud).unwrap().unwrap();
+        assert_eq!(user.username, "system:serviceaccount:ns:sa");
+        let e = bound(&claims(i64::MIN), &aud).unwrap_err();
+        assert_eq!(e, "invalid bearer token, service account token has expired");
     }
 }
