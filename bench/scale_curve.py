@@ -13,13 +13,16 @@ and said so.
   [BIN=target/release/frontdoor] [SECS=5] [CONNS=1,32,256,2048] [IDLE=1000,10000,50000]
   [WATCHERS=1000,10000] [PNG=bench/scale_curve.png] bench/scale_curve.py
 
-Measured 2026-12-03 (release, 2 cores shared with two helpers' builds; wrk on the same cores):
-  GET   1 / 32 / 256 / 2048 connections:  9,500 / 26,171 / 24,524 / 11,687 req/s,
-        p99 1.7 / 34 / 49 / 975 ms
-  LIST of 100 (512 B each): 1,804 / 3,014 / 2,946 / 1,778 req/s, p99 2.9 / 49 / 203 / 1,380 ms
-  idle TLS connections: +44 MB for 1k (45 KB each), +388 MB for 10k (40 KB each); 50k not
+Measured 2026-12-03 (release build of the lists-from-stored-bytes work; 2 cores, wrk on the
+same cores, machine otherwise quiet):
+  GET   1 / 32 / 256 / 2048 connections:  6,089 / 36,619 / 28,840 / 21,391 req/s,
+        p99 1.5 / 5.7 / 18.6 / 628 ms
+  LIST of 100 (512 B each): 3,019 / 6,674 / 7,278 / 6,200 req/s, p99 2.2 / 10.4 / 69 / 780 ms
+  idle TLS connections: +45 MB for 1k (46 KB each), +388 MB for 10k (40 KB each); 50k not
         possible here (RLIMIT_NOFILE's hard limit is 20,000 and cannot be raised)
-  one write to 1k watchers p50 22 ms, p99 34 ms; to 10k p50 359 ms, p99 384 ms (client-timed)
+  one write to 1k watchers p50 30 ms, p99 37 ms; to 10k p50 445 ms, p99 466 ms (client-timed)
+An earlier run of the build before (under two helpers' builds) gave LIST 1,804 / 3,014 / 2,946 /
+1,778 req/s; different load, so see bench/list_items.py for the interleaved A/B.
 """
 import asyncio, json, os, re, resource, signal, socket, ssl, subprocess, sys, tempfile, time
 import urllib.request
