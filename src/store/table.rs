@@ -2,6 +2,7 @@
 //! built-in kinds, so `kubectl get` prints what it prints against kube-apiserver.
 
 use serde_json::{json, Value};
+use std::borrow::Borrow;
 
 struct Column {
     name: &'static str,
@@ -281,9 +282,9 @@ pub fn row_of(cells: Vec<Value>, o: &Value, include: IncludeObject) -> Value {
 
 /// The Table of `items` of `def`: a custom resource's by its printer columns, a built-in
 /// one's by kube's printers.
-pub fn table_of(
+pub fn table_of<V: Borrow<Value>>(
     def: &crate::store::resources::ResourceDef,
-    items: &[Value],
+    items: &[V],
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
@@ -294,7 +295,13 @@ pub fn table_of(
 }
 
 /// A whole Table of `items`, with the list's metadata.
-pub fn table(group: &str, resource: &str, items: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+pub fn table<V: Borrow<Value>>(
+    group: &str,
+    resource: &str,
+    items: &[V],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
     let defs: Vec<Value> = columns(group, resource)
         .iter()
         .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
@@ -304,7 +311,7 @@ pub fn table(group: &str, resource: &str, items: &[Value], list_meta: Value, inc
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": defs,
-        "rows": items.iter().map(|o| row(group, resource, o, include)).collect::<Vec<_>>(),
+        "rows": items.iter().map(|o| row(group, resource, o.borrow(), include)).collect::<Vec<_>>(),
     })
 }
 

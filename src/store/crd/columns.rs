@@ -52,7 +52,12 @@ fn cell(column: &Value, obj: &Value) -> Value {
 }
 
 /// The Table of `items` by `declared` columns.
-pub fn table(declared: &[Value], items: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+pub fn table<V: std::borrow::Borrow<Value>>(
+    declared: &[Value],
+    items: &[V],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
     let cols = columns(declared);
     let mut defs = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
@@ -66,6 +71,7 @@ pub fn table(declared: &[Value], items: &[Value], list_meta: Value, include: Inc
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
+            let o = o.borrow();
             let mut cells = vec![o["metadata"]["name"].clone()];
             cells.extend(cols.iter().map(|c| cell(c, o)));
             crate::store::table::row_of(cells, o, include)

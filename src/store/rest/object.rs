@@ -75,7 +75,7 @@ fn reply_object_raw(store: &Store, t: &Target, code: u16, obj: &Value, raw: Opti
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(code, &table::table_of(t.def, &[o.into_owned()], meta, include));
+        return Reply::json(code, &table::table_of(t.def, &[o], meta, include));
     }
     if let (Output::Json, Cow::Borrowed(_), Some(raw)) = (t.output, &o, raw) {
         return Reply::new(code, "application/json", raw.clone());
@@ -128,7 +128,6 @@ pub fn reply_list<'a>(
     }
     if t.table {
         let include = IncludeObject::parse(t.query.include_object.as_deref());
-        let items: Vec<Value> = items.into_iter().map(Cow::into_owned).collect();
         return Reply::json(200, &table::table_of(t.def, &items, list_meta, include));
     }
     let (kind, api_version) = (format!("{}List", t.def.kind), t.def.api_version());

@@ -180,7 +180,7 @@ impl WatchStream {
         if self.partial {
             Cow::Owned(super::object::partial(&o))
         } else if self.table {
-            Cow::Owned(table::table_of(def, &[o.into_owned()], json!({"resourceVersion": "" }), self.include))
+            Cow::Owned(table::table_of(def, &[o], json!({"resourceVersion": "" }), self.include))
         } else {
             o
         }
