@@ -27,7 +27,23 @@ impl EtcdProcess {
         Self::spawn(dir, Some([cert, key, ca]))
     }
 
+    /// Ports come from the kernel's ephemeral range, so another process (a parallel test's
+    /// server, an outgoing connection) may take one between our probe and etcd's bind; etcd
+    /// then exits at once, and a fresh pair of ports is tried.
     fn spawn(dir: &Path, tls: Option<[&Path; 3]>) -> anyhow::Result<Self> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::spawn_once(dir, tls)? {
+                Some(etcd) => return Ok(etcd),
+                None if attempt < 5 => continue,
+                None => bail!("etcd exited before serving, {attempt} times (ports taken?)"),
+            }
+        }
+    }
+
+    /// None: etcd exited before it took connections.
+    fn spawn_once(dir: &Path, tls: Option<[&Path; 3]>) -> anyhow::Result<Option<Self>> {
         let (client, peer) = (free_port()?, free_port()?);
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{client}");
@@ -49,13 +65,18 @@ impl EtcdProcess {
             .context("cannot start etcd (.ci/setup installs Debian's etcd-server)")?;
         let mut etcd = EtcdProcess { child, url };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-            if Instant::now() > deadline || etcd.child.try_wait()?.is_some() {
+        loop {
+            if etcd.child.try_wait()?.is_some() {
+                return Ok(None);
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", client)).is_ok() {
+                return Ok(Some(etcd));
+            }
+            if Instant::now() > deadline {
                 bail!("etcd did not start on {}", etcd.url);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(etcd)
     }
 }
 
