@@ -357,6 +357,10 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
                         }
+                    } else {
+                        // etcd refused the watch itself (e.g. a future revision, or a limit):
+                        // a paced retry, not a loop of refusals
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     break;
                 }
