@@ -473,31 +473,31 @@ fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -
     Ok(())
 }
 
+/// The most fields a message table has (`schemas_fit` checks every table).
+const MAX_FIELDS: usize = 32;
+
 /// One message from its JSON form, in field order; an error for a field the table does not
 /// have (a response must never lose what the object holds).
 fn encode_message(w: &mut Writer, v: &Value, schema: Schema) -> Result<(), String> {
     let obj = v.as_object().ok_or("not an object")?;
-    // the fields found: fewer than the object has means one without an encoding (or kind and
-    // apiVersion, which a top-level object has beside its schema's fields)
-    let mut known = 0;
-    for &(field, name, kind, repeated) in schema {
-        let Some(v) = obj.get(name) else { continue };
-        known += 1;
-        if v.is_null() {
-            continue;
+    // each of the object's fields in its table slot: one pass over the object's few keys, no
+    // lookup per field of the table
+    let mut slots: [Option<&Value>; MAX_FIELDS] = [None; MAX_FIELDS];
+    for (k, v) in obj {
+        match schema.iter().position(|(_, n, ..)| n == k) {
+            Some(i) => slots[i] = Some(v),
+            None if k == "kind" || k == "apiVersion" => {}
+            None => return Err(format!("field {k} has no protobuf encoding here")),
         }
+    }
+    for (&(field, name, kind, repeated), v) in schema.iter().zip(slots) {
+        let Some(v) = v.filter(|v| !v.is_null()) else { continue };
         if repeated {
             for x in v.as_array().ok_or_else(|| format!("field {name} is not a list"))? {
                 encode_value(w, field, name, kind, x)?;
             }
         } else {
             encode_value(w, field, name, kind, v)?;
-        }
-    }
-    if known < obj.len() {
-        let unknown = |k: &&String| !schema.iter().any(|(_, n, ..)| n == k) && *k != "kind" && *k != "apiVersion";
-        if let Some(k) = obj.keys().find(unknown) {
-            return Err(format!("field {k} has no protobuf encoding here"));
         }
     }
     Ok(())
@@ -625,6 +625,23 @@ mod tests {
             }
         }
         w.0
+    }
+
+    #[test]
+    fn schemas_fit() {
+        fn check(s: Schema, depth: usize) {
+            assert!(s.len() <= MAX_FIELDS && depth < 12);
+            for &(_, _, kind, _) in s {
+                if let Msg(f) = kind {
+                    check(f(), depth + 1);
+                }
+            }
+        }
+        let kinds = ["ConfigMap", "Secret", "Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding"];
+        for kind in kinds.into_iter().chain(["ClusterRoleBinding", "Lease", "Event", "Status"]) {
+            check(schema_of(kind).unwrap(), 0);
+        }
+        check(list_meta(), 0);
     }
 
     #[test]

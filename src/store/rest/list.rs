@@ -4,7 +4,7 @@
 //! leaves before its last item is written). Protobuf and YAML lists are written whole.
 
 use super::negotiate::Output;
-use super::object::{encoded, present};
+use super::object::{encoded, present, served_kind};
 use super::Target;
 use crate::filters::Reply;
 use crate::store::backend::Stored;
@@ -40,9 +40,17 @@ impl From<Value> for Item {
 /// A `<Kind>List` (or a Table, or metadata only, as `t` asks) of `items` as stored.
 pub fn reply_list(store: &Store, t: &Target, items: Vec<Item>, list_meta: Value) -> Reply {
     // as served: the same tree and bytes when served as stored, else the served tree alone
+    // (whether reading may change an object is asked once, not per object)
+    let as_stored = store.reads_as_stored(t.def);
+    fn served<'a>(store: &Store, t: &Target, as_stored: bool, v: &'a Value) -> Cow<'a, Value> {
+        match as_stored {
+            true => served_kind(t.def, Cow::Borrowed(v)),
+            false => present(store, t, v),
+        }
+    }
     let items: Vec<Item> = items
         .into_iter()
-        .map(|i| match present(store, t, &i.value) {
+        .map(|i| match served(store, t, as_stored, &i.value) {
             Cow::Borrowed(_) => i,
             Cow::Owned(v) => Item::from(v),
         })

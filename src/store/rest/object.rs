@@ -40,7 +40,11 @@ pub fn present<'a>(store: &Store, t: &Target, obj: &'a Value) -> Cow<'a, Value> 
 
 /// `present` for a resource without the rest of a request's target (a detached watch).
 pub fn present_as<'a>(store: &Store, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
-    let mut o = store.present(def, obj);
+    served_kind(def, store.present(def, obj))
+}
+
+/// `o` with the kind and apiVersion `def` serves (another version's, a stored object's own).
+pub fn served_kind<'a>(def: &ResourceDef, mut o: Cow<'a, Value>) -> Cow<'a, Value> {
     let served = o["kind"] == def.kind.as_str() && o["apiVersion"].as_str().is_some_and(|v| def.is_api_version(v));
     if o.is_object() && !served {
         let m = o.to_mut().as_object_mut().expect("object");
