@@ -128,6 +128,21 @@ impl ListBody {
     }
 }
 
+impl ListBody {
+    /// About the size of the next chunk: its items' stored sizes, up to a chunk (a small
+    /// list's body is allocated at its size, not a chunk's).
+    fn estimate(&self) -> usize {
+        let mut n = 64;
+        for i in self.items.as_slice() {
+            if n >= CHUNK {
+                break;
+            }
+            n += i.raw.as_ref().map_or(512, |r| r.len() + 64);
+        }
+        n
+    }
+}
+
 impl Iterator for ListBody {
     type Item = Bytes;
 
@@ -136,7 +151,7 @@ impl Iterator for ListBody {
             return None;
         }
         let mut b = self.head.take().unwrap_or_default();
-        b.reserve(CHUNK + CHUNK / 4);
+        b.reserve(self.estimate());
         while b.len() < CHUNK {
             let Some(item) = self.items.next() else {
                 b.extend_from_slice(b"]}");
