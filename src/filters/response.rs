@@ -9,22 +9,59 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::sync::Arc;
 
-/// A whole response written by frontdoor itself.
-#[derive(Debug, Clone)]
+/// A response written by frontdoor itself: its body whole, or (a large list) its first chunk
+/// and the chunks that follow.
+#[derive(Debug)]
 pub struct Reply {
     pub code: u16,
     pub headers: Vec<(&'static str, String)>,
+    /// The body, or its first chunk when `rest` follows.
     pub body: Bytes,
+    /// The body's further chunks, made as they are written (a large list is never held whole).
+    pub rest: Option<Chunks>,
+}
+
+/// The chunks of a streamed body after the first, each made when the one before is written.
+pub struct Chunks(pub Box<dyn Iterator<Item = Bytes> + Send>);
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Chunks(..)")
+    }
 }
 
 impl Reply {
     pub fn new(code: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
-        Reply { code, headers: vec![("Content-Type", content_type.to_string())], body: body.into() }
+        Reply { code, headers: vec![("Content-Type", content_type.to_string())], body: body.into(), rest: None }
+    }
+
+    /// A body made chunk by chunk: whole (with a Content-Length) when it fits in one chunk,
+    /// else streamed without a length (HTTP/1.1 chunked), as kube-apiserver streams a large list.
+    pub fn chunked(code: u16, content_type: &str, mut chunks: impl Iterator<Item = Bytes> + Send + 'static) -> Self {
+        let first = chunks.next().unwrap_or_default();
+        let mut chunks = chunks.peekable();
+        let mut r = Reply::new(code, content_type, first);
+        if chunks.peek().is_some() {
+            r.rest = Some(Chunks(Box::new(chunks)));
+        }
+        r
+    }
+
+    /// The whole body (a streamed one's chunks made and joined): for tests and small callers.
+    pub fn into_body(self) -> Bytes {
+        match self.rest {
+            None => self.body,
+            Some(Chunks(rest)) => {
+                let mut b = self.body.to_vec();
+                rest.for_each(|c| b.extend_from_slice(&c));
+                b.into()
+            }
+        }
     }
 
     /// A response without a body or content headers (e.g. the 204 answering a CORS preflight).
     pub fn empty(code: u16) -> Self {
-        Reply { code, headers: Vec::new(), body: Bytes::new() }
+        Reply { code, headers: Vec::new(), body: Bytes::new(), rest: None }
     }
 
     pub fn status(s: &Status) -> Self {
@@ -163,7 +200,9 @@ impl Responder {
         Ok(())
     }
 
-    /// Writes a whole local response.
+    /// Writes a local response: whole, or its chunks one after another (each made once the
+    /// one before is written). Once the first chunk is out, the status is sent: a failure to
+    /// write a later one ends the connection mid-body, as kube's streaming list encoder does.
     pub async fn send(&self, session: &mut Session, ctx: &mut RequestContext, reply: Reply) -> pingora::Result<()> {
         let mut h = ResponseHeader::build(reply.code, Some(reply.headers.len() + 4)).expect("valid status code");
         for (k, v) in &reply.headers {
@@ -171,7 +210,11 @@ impl Responder {
         }
         // a 204 or 304 carries no body, so no Content-Length either (RFC 9110 8.6)
         let bodiless = matches!(reply.code, 204 | 304);
-        if !bodiless {
+        if reply.rest.is_some() {
+            if !session.is_http2() {
+                let _ = h.insert_header("Transfer-Encoding", "chunked");
+            }
+        } else if !bodiless {
             let _ = h.insert_header("Content-Length", reply.body.len().to_string());
         }
         add_common_headers(ctx, &mut h);
@@ -181,7 +224,18 @@ impl Responder {
         session.set_keepalive(Some(60));
         session.write_response_header(Box::new(h), false).await?;
         let head = session.req_header().method == http::Method::HEAD;
-        session.write_response_body(if head || bodiless { None } else { Some(reply.body) }, true).await?;
+        let Reply { body, rest, .. } = reply;
+        match rest {
+            Some(Chunks(rest)) if !head => {
+                session.write_response_body(Some(body), false).await?;
+                for chunk in rest {
+                    crate::audit::response_body(ctx, &chunk);
+                    session.write_response_body(Some(chunk), false).await?;
+                }
+                session.write_response_body(None, true).await?;
+            }
+            _ => session.write_response_body(if head || bodiless { None } else { Some(body) }, true).await?,
+        }
         Ok(())
     }
 }

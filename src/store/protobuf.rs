@@ -386,6 +386,8 @@ pub fn supports(kind: &str) -> bool {
     schema_of(kind).is_some()
 }
 
+/// Protobuf output, written into one buffer: a length-delimited field's body is written in
+/// place and its length put in front of it afterwards (no buffer per nested message).
 struct Writer(Vec<u8>);
 
 impl Writer {
@@ -406,12 +408,22 @@ impl Writer {
         self.varint(b.len() as u64);
         self.0.extend_from_slice(b);
     }
+
+    /// Field `field`, length-delimited, its body what `body` writes.
+    fn delimited<E>(&mut self, field: u32, body: impl FnOnce(&mut Writer) -> Result<(), E>) -> Result<(), E> {
+        self.tag(field, 2);
+        let start = self.0.len();
+        body(self)?;
+        let mut len = Writer(Vec::with_capacity(10));
+        len.varint((self.0.len() - start) as u64);
+        self.0.splice(start..start, len.0);
+        Ok(())
+    }
 }
 
-fn time_message(v: &Value, name: &str) -> Result<Vec<u8>, String> {
+fn time_message(w: &mut Writer, v: &Value, name: &str) -> Result<(), String> {
     let s = v.as_str().ok_or_else(|| format!("{name} is not a time"))?;
     let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("{name}: {e}"))?;
-    let mut w = Writer(Vec::new());
     if t.timestamp() != 0 {
         w.tag(1, 0);
         w.varint(t.timestamp() as u64);
@@ -420,7 +432,11 @@ fn time_message(v: &Value, name: &str) -> Result<Vec<u8>, String> {
         w.tag(2, 0);
         w.varint(u64::from(t.timestamp_subsec_nanos()));
     }
-    Ok(w.0)
+    Ok(())
+}
+
+fn json_bytes(w: &mut Writer, v: &Value) -> Result<(), String> {
+    serde_json::to_writer(&mut w.0, v).map_err(|e| e.to_string())
 }
 
 fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -> Result<(), String> {
@@ -441,64 +457,73 @@ fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -
             w.tag(field, 0);
             w.varint(u64::from(v.as_bool().ok_or_else(wrong)?))
         }
-        Time => w.bytes(field, &time_message(v, name)?),
-        RawJson => w.bytes(field, &serde_json::to_vec(v).map_err(|e| e.to_string())?),
-        Fields => {
-            let mut m = Writer(Vec::new());
-            m.bytes(1, &serde_json::to_vec(v).map_err(|e| e.to_string())?);
-            w.bytes(field, &m.0)
-        }
-        Msg(s) => w.bytes(field, &encode_message(v, s())?),
+        Time => w.delimited(field, |w| time_message(w, v, name))?,
+        RawJson => w.delimited(field, |w| json_bytes(w, v))?,
+        Fields => w.delimited(field, |w| w.delimited(1, |w| json_bytes(w, v)))?,
+        Msg(s) => w.delimited(field, |w| encode_message(w, v, s()))?,
         MapStr | MapBytes => {
             for (k, x) in v.as_object().ok_or_else(wrong)? {
-                let mut e = Writer(Vec::new());
-                e.bytes(1, k.as_bytes());
-                encode_value(&mut e, 2, name, if matches!(kind, MapBytes) { Bytes } else { Str }, x)?;
-                w.bytes(field, &e.0);
+                w.delimited(field, |e| {
+                    e.bytes(1, k.as_bytes());
+                    encode_value(e, 2, name, if matches!(kind, MapBytes) { Bytes } else { Str }, x)
+                })?;
             }
         }
     }
     Ok(())
 }
 
-/// One message from its JSON form; an error for a field the table does not have (a response
-/// must never lose what the object holds).
-fn encode_message(v: &Value, schema: Schema) -> Result<Vec<u8>, String> {
+/// The most fields a message table has (`schemas_fit` checks every table).
+const MAX_FIELDS: usize = 32;
+
+/// One message from its JSON form, in field order; an error for a field the table does not
+/// have (a response must never lose what the object holds).
+fn encode_message(w: &mut Writer, v: &Value, schema: Schema) -> Result<(), String> {
     let obj = v.as_object().ok_or("not an object")?;
-    if let Some(k) = obj.keys().find(|k| !schema.iter().any(|(_, n, ..)| n == k) && *k != "kind" && *k != "apiVersion")
-    {
-        return Err(format!("field {k} has no protobuf encoding here"));
-    }
-    let mut w = Writer(Vec::new());
-    for &(field, name, kind, repeated) in schema {
-        let Some(v) = obj.get(name).filter(|v| !v.is_null()) else { continue };
-        if repeated {
-            for x in v.as_array().ok_or_else(|| format!("field {name} is not a list"))? {
-                encode_value(&mut w, field, name, kind, x)?;
-            }
-        } else {
-            encode_value(&mut w, field, name, kind, v)?;
+    // each of the object's fields in its table slot: one pass over the object's few keys, no
+    // lookup per field of the table
+    let mut slots: [Option<&Value>; MAX_FIELDS] = [None; MAX_FIELDS];
+    for (k, v) in obj {
+        match schema.iter().position(|(_, n, ..)| n == k) {
+            Some(i) => slots[i] = Some(v),
+            None if k == "kind" || k == "apiVersion" => {}
+            None => return Err(format!("field {k} has no protobuf encoding here")),
         }
     }
-    Ok(w.0)
+    for (&(field, name, kind, repeated), v) in schema.iter().zip(slots) {
+        let Some(v) = v.filter(|v| !v.is_null()) else { continue };
+        if repeated {
+            for x in v.as_array().ok_or_else(|| format!("field {name} is not a list"))? {
+                encode_value(w, field, name, kind, x)?;
+            }
+        } else {
+            encode_value(w, field, name, kind, v)?;
+        }
+    }
+    Ok(())
 }
 
-/// `k8s\0` + runtime.Unknown{typeMeta, raw}.
-fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
-    let mut tm = Writer(Vec::new());
-    tm.bytes(1, api_version.as_bytes());
-    tm.bytes(2, kind.as_bytes());
+/// `k8s\0` + runtime.Unknown{typeMeta, raw: what `raw` writes}.
+fn envelope(
+    api_version: &str,
+    kind: &str,
+    raw: impl FnOnce(&mut Writer) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
     let mut w = Writer(b"k8s\x00".to_vec());
-    w.bytes(1, &tm.0);
-    w.bytes(2, raw);
-    w.0
+    w.delimited(1, |tm| {
+        tm.bytes(1, api_version.as_bytes());
+        tm.bytes(2, kind.as_bytes());
+        Ok::<_, String>(())
+    })?;
+    w.delimited(2, raw)?;
+    Ok(w.0)
 }
 
 /// An object (its `kind` and `apiVersion` set) as a protobuf body.
 pub fn encode(obj: &Value) -> Result<Vec<u8>, String> {
     let kind = obj["kind"].as_str().unwrap_or_default();
     let schema = schema_of(kind).ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
-    Ok(envelope(obj["apiVersion"].as_str().unwrap_or_default(), kind, &encode_message(obj, schema)?))
+    envelope(obj["apiVersion"].as_str().unwrap_or_default(), kind, |w| encode_message(w, obj, schema))
 }
 
 /// A `<Kind>List` of `item_kind` objects as a protobuf body.
@@ -509,23 +534,26 @@ pub fn encode_list<V: std::borrow::Borrow<Value>>(
     items: &[V],
 ) -> Result<Vec<u8>, String> {
     let schema = schema_of(item_kind).ok_or_else(|| format!("protobuf is not supported for kind {item_kind:?}"))?;
-    let mut w = Writer(Vec::new());
-    w.bytes(1, &encode_message(meta, list_meta())?);
-    for item in items {
-        w.bytes(2, &encode_message(item.borrow(), schema)?);
-    }
-    Ok(envelope(api_version, &format!("{item_kind}List"), &w.0))
+    envelope(api_version, &format!("{item_kind}List"), |w| {
+        w.delimited(1, |w| encode_message(w, meta, list_meta()))?;
+        for item in items {
+            w.delimited(2, |w| encode_message(w, item.borrow(), schema))?;
+        }
+        Ok(())
+    })
 }
 
 /// One watch event in kube's protobuf stream framing: a 4-byte big-endian length, then
 /// `k8s\0` + Unknown{WatchEvent{type, object: RawExtension{raw: the object's own envelope}}}.
 pub fn encode_watch_event(api_version: &str, ty: &str, obj: &Value) -> Result<Vec<u8>, String> {
-    let mut ext = Writer(Vec::new());
-    ext.bytes(1, &encode(obj)?);
-    let mut ev = Writer(Vec::new());
-    ev.bytes(1, ty.as_bytes());
-    ev.bytes(2, &ext.0);
-    let body = envelope(api_version, "WatchEvent", &ev.0);
+    let object = encode(obj)?;
+    let body = envelope(api_version, "WatchEvent", |ev| {
+        ev.bytes(1, ty.as_bytes());
+        ev.delimited(2, |ext| {
+            ext.bytes(1, &object);
+            Ok(())
+        })
+    })?;
     let mut framed = (body.len() as u32).to_be_bytes().to_vec();
     framed.extend_from_slice(&body);
     Ok(framed)
@@ -551,6 +579,111 @@ mod tests {
         let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
         assert_eq!(u32::from_be_bytes(ev[..4].try_into().unwrap()) as usize, ev.len() - 4);
         assert!(ev[4..].starts_with(b"k8s\x00"));
+    }
+
+    /// The encoding as it was first written, a buffer per nested message: the single-buffer
+    /// writer must give the same bytes.
+    fn reference(v: &Value, schema: Schema) -> Vec<u8> {
+        fn value(w: &mut Writer, field: u32, kind: Kind, v: &Value) {
+            match kind {
+                Str => w.bytes(field, v.as_str().unwrap().as_bytes()),
+                Bytes => {
+                    w.bytes(field, &base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap()).unwrap())
+                }
+                Int | Bool => {
+                    w.tag(field, 0);
+                    w.varint(v.as_i64().unwrap_or_else(|| i64::from(v.as_bool().unwrap())) as u64)
+                }
+                Time => {
+                    let mut t = Writer(Vec::new());
+                    time_message(&mut t, v, "t").unwrap();
+                    w.bytes(field, &t.0)
+                }
+                RawJson => w.bytes(field, &serde_json::to_vec(v).unwrap()),
+                Fields => {
+                    let mut m = Writer(Vec::new());
+                    m.bytes(1, &serde_json::to_vec(v).unwrap());
+                    w.bytes(field, &m.0)
+                }
+                Msg(s) => w.bytes(field, &reference(v, s())),
+                MapStr | MapBytes => {
+                    for (k, x) in v.as_object().unwrap() {
+                        let mut e = Writer(Vec::new());
+                        e.bytes(1, k.as_bytes());
+                        value(&mut e, 2, if matches!(kind, MapBytes) { Bytes } else { Str }, x);
+                        w.bytes(field, &e.0);
+                    }
+                }
+            }
+        }
+        let mut w = Writer(Vec::new());
+        for &(field, name, kind, repeated) in schema {
+            let Some(v) = v.get(name).filter(|v| !v.is_null()) else { continue };
+            match v.as_array().filter(|_| repeated) {
+                Some(xs) => xs.iter().for_each(|x| value(&mut w, field, kind, x)),
+                None => value(&mut w, field, kind, v),
+            }
+        }
+        w.0
+    }
+
+    #[test]
+    fn schemas_fit() {
+        fn check(s: Schema, depth: usize) {
+            assert!(s.len() <= MAX_FIELDS && depth < 12);
+            for &(_, _, kind, _) in s {
+                if let Msg(f) = kind {
+                    check(f(), depth + 1);
+                }
+            }
+        }
+        let kinds = ["ConfigMap", "Secret", "Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding"];
+        for kind in kinds.into_iter().chain(["ClusterRoleBinding", "Lease", "Event", "Status"]) {
+            check(schema_of(kind).unwrap(), 0);
+        }
+        check(list_meta(), 0);
+    }
+
+    #[test]
+    fn one_buffer_writes_what_a_buffer_per_message_wrote() {
+        let long = "x".repeat(300); // lengths of two varint bytes
+        let cm = json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "x", "namespace": "d", "labels": {"a": "b", "c": long}, "annotations": {"n": ""},
+                         "creationTimestamp": "2026-01-02T03:04:05Z", "deletionTimestamp": "1970-01-01T00:00:00.5Z",
+                         "generation": 3, "finalizers": ["f1", "f2"], "uid": "u",
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u", "controller": true}],
+                         "managedFields": [{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1",
+                                            "time": "2026-01-02T03:04:05Z", "fieldsV1": {"f:data": {"f:k": {}}}}]},
+            "data": {"k": long, "e": "\u{e9}"}, "binaryData": {"b": "AAEC"}, "immutable": false,
+        });
+        let rb = json!({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": "rb"},
+            "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}, {"kind": "Group", "name": "g"}],
+            "roleRef": {"kind": "Role", "name": "r", "apiGroup": "rbac.authorization.k8s.io"}});
+        for o in [&cm, &rb] {
+            let kind = o["kind"].as_str().unwrap();
+            let raw = reference(o, schema_of(kind).unwrap());
+            let mut tm = Writer(Vec::new());
+            tm.bytes(1, o["apiVersion"].as_str().unwrap().as_bytes());
+            tm.bytes(2, kind.as_bytes());
+            let mut want = Writer(b"k8s\x00".to_vec());
+            want.bytes(1, &tm.0);
+            want.bytes(2, &raw);
+            assert_eq!(encode(o).unwrap(), want.0, "{kind}");
+        }
+        let items = vec![cm.clone(); 40];
+        let meta = json!({"resourceVersion": "12", "continue": "c"});
+        let mut list = Writer(Vec::new());
+        list.bytes(1, &reference(&meta, list_meta()));
+        for i in &items {
+            list.bytes(2, &reference(i, schema_of("ConfigMap").unwrap()));
+        }
+        let body = encode_list("v1", "ConfigMap", &meta, &items).unwrap();
+        assert!(body.ends_with(&list.0) && list.0.len() > 16384, "a list of three-byte lengths");
+        // a field without an encoding, however deep, is an error
+        let mut odd = cm.clone();
+        odd["metadata"]["ownerReferences"][0]["bogus"] = json!(1);
+        assert!(encode(&odd).unwrap_err().contains("bogus"));
     }
 
     fn field(n: u32, payload: &[u8]) -> Vec<u8> {

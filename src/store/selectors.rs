@@ -96,6 +96,9 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
         let labels = &obj["metadata"]["labels"];
         self.0.iter().all(|r| {
             let v = labels.get(&r.key).and_then(Value::as_str);

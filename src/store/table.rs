@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 use std::borrow::Borrow;
 
-struct Column {
+#[derive(Debug, Clone)]
+pub struct Column {
     name: &'static str,
     kind: &'static str,
     format: &'static str,
@@ -261,6 +262,42 @@ impl IncludeObject {
     }
 }
 
+/// How a resource prints as a Table: kube's printer for a built-in kind, or a custom
+/// resource's printer columns. Owns what it needs, so a streamed list carries it along.
+#[derive(Debug, Clone)]
+pub enum Printer {
+    Builtin(Vec<Column>),
+    Custom(Vec<Value>),
+}
+
+impl Printer {
+    pub fn of(def: &crate::store::resources::ResourceDef) -> Self {
+        match &def.custom {
+            Some(c) => Printer::Custom(crate::store::crd::columns::columns(&c.columns)),
+            None => Printer::Builtin(columns(&def.group, &def.resource)),
+        }
+    }
+
+    /// The Table's columnDefinitions.
+    pub fn definitions(&self) -> Vec<Value> {
+        match self {
+            Printer::Builtin(cols) => cols
+                .iter()
+                .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
+                .collect(),
+            Printer::Custom(cols) => crate::store::crd::columns::definitions(cols),
+        }
+    }
+
+    /// The cells of `o`'s row.
+    pub fn cells(&self, o: &Value) -> Vec<Value> {
+        match self {
+            Printer::Builtin(cols) => cols.iter().map(|c| cell(c.name, o)).collect(),
+            Printer::Custom(cols) => crate::store::crd::columns::cells(cols, o),
+        }
+    }
+}
+
 /// One row for `o`.
 pub fn row(group: &str, resource: &str, o: &Value, include: IncludeObject) -> Value {
     let cells: Vec<Value> = columns(group, resource).iter().map(|c| cell(c.name, o)).collect();
@@ -288,13 +325,23 @@ pub fn table_of<V: Borrow<Value>>(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
-    match &def.custom {
-        Some(c) => crate::store::crd::columns::table(&c.columns, items, list_meta, include),
-        None => table(&def.group, &def.resource, items, list_meta, include),
-    }
+    let printer = Printer::of(def);
+    let rows: Vec<Value> = items.iter().map(|o| row_of(printer.cells(o.borrow()), o.borrow(), include)).collect();
+    envelope(&printer, list_meta, rows)
 }
 
-/// A whole Table of `items`, with the list's metadata.
+/// A Table with `rows` (a list writer gives none, and writes its rows in the brackets).
+pub fn envelope(printer: &Printer, list_meta: Value, rows: Vec<Value>) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": printer.definitions(),
+        "rows": rows,
+    })
+}
+
+/// A whole Table of built-in `items`, with the list's metadata.
 pub fn table<V: Borrow<Value>>(
     group: &str,
     resource: &str,
@@ -302,17 +349,9 @@ pub fn table<V: Borrow<Value>>(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
-    let defs: Vec<Value> = columns(group, resource)
-        .iter()
-        .map(|c| json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority}))
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_meta,
-        "columnDefinitions": defs,
-        "rows": items.iter().map(|o| row(group, resource, o.borrow(), include)).collect::<Vec<_>>(),
-    })
+    let printer = Printer::Builtin(columns(group, resource));
+    let rows: Vec<Value> = items.iter().map(|o| row_of(printer.cells(o.borrow()), o.borrow(), include)).collect();
+    envelope(&printer, list_meta, rows)
 }
 
 #[cfg(test)]

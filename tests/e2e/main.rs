@@ -37,6 +37,7 @@ mod store_etcd_cluster;
 mod store_events;
 mod store_gc;
 mod store_kubectl;
+mod store_lists;
 mod store_namespaces;
 mod store_protobuf;
 mod store_schemas;

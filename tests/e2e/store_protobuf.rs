@@ -41,23 +41,23 @@ fn fields(mut b: &[u8]) -> Vec<(u32, Result<u64, Vec<u8>>)> {
     out
 }
 
-fn bytes(b: &[u8], n: u32) -> Vec<Vec<u8>> {
+pub fn bytes(b: &[u8], n: u32) -> Vec<Vec<u8>> {
     fields(b).into_iter().filter(|(f, _)| *f == n).filter_map(|(_, v)| v.err()).collect()
 }
 
-fn string(b: &[u8], n: u32) -> String {
+pub fn string(b: &[u8], n: u32) -> String {
     String::from_utf8(bytes(b, n).pop().unwrap_or_default()).unwrap()
 }
 
 /// `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}.
-fn envelope(b: &[u8]) -> (String, String, Vec<u8>) {
+pub fn envelope(b: &[u8]) -> (String, String, Vec<u8>) {
     let unknown = b.strip_prefix(b"k8s\x00").expect("the k8s protobuf magic");
     let type_meta = bytes(unknown, 1).pop().unwrap();
     (string(&type_meta, 1), string(&type_meta, 2), bytes(unknown, 2).pop().unwrap())
 }
 
 /// A ConfigMap message: its name and data.
-fn configmap(raw: &[u8]) -> (String, Vec<(String, String)>) {
+pub fn configmap(raw: &[u8]) -> (String, Vec<(String, String)>) {
     let meta = bytes(raw, 1).pop().unwrap();
     let data = bytes(raw, 2).iter().map(|e| (string(e, 1), string(e, 2))).collect();
     (string(&meta, 1), data)

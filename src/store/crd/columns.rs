@@ -7,7 +7,7 @@ use crate::store::table::{human_duration, IncludeObject};
 use serde_json::{json, Value};
 
 /// The columns of a version: its additionalPrinterColumns, or kube's default Age.
-fn columns(declared: &[Value]) -> Vec<Value> {
+pub fn columns(declared: &[Value]) -> Vec<Value> {
     if declared.is_empty() {
         return vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})];
     }
@@ -51,6 +51,27 @@ fn cell(column: &Value, obj: &Value) -> Value {
     }
 }
 
+/// The columnDefinitions of `cols` (`columns`' resolved ones): Name, then each.
+pub fn definitions(cols: &[Value]) -> Vec<Value> {
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
+    ];
+    for c in cols {
+        defs.push(json!({
+            "name": c["name"], "type": c["type"], "format": c.get("format").cloned().unwrap_or(json!("")),
+            "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0)),
+        }));
+    }
+    defs
+}
+
+/// The cells of `o`'s row by `cols` (`columns`' resolved ones): its name, then each column's.
+pub fn cells(cols: &[Value], o: &Value) -> Vec<Value> {
+    let mut cells = vec![o["metadata"]["name"].clone()];
+    cells.extend(cols.iter().map(|c| cell(c, o)));
+    cells
+}
+
 /// The Table of `items` by `declared` columns.
 pub fn table<V: std::borrow::Borrow<Value>>(
     declared: &[Value],
@@ -58,26 +79,10 @@ pub fn table<V: std::borrow::Borrow<Value>>(
     list_meta: Value,
     include: IncludeObject,
 ) -> Value {
-    let cols = columns(declared);
-    let mut defs = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", "priority": 0}),
-    ];
-    for c in &cols {
-        defs.push(json!({
-            "name": c["name"], "type": c["type"], "format": c.get("format").cloned().unwrap_or(json!("")),
-            "description": c.get("description").cloned().unwrap_or(json!("")), "priority": c.get("priority").cloned().unwrap_or(json!(0)),
-        }));
-    }
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let o = o.borrow();
-            let mut cells = vec![o["metadata"]["name"].clone()];
-            cells.extend(cols.iter().map(|c| cell(c, o)));
-            crate::store::table::row_of(cells, o, include)
-        })
-        .collect();
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": defs, "rows": rows})
+    let printer = crate::store::table::Printer::Custom(columns(declared));
+    let rows: Vec<Value> =
+        items.iter().map(|o| crate::store::table::row_of(printer.cells(o.borrow()), o.borrow(), include)).collect();
+    crate::store::table::envelope(&printer, list_meta, rows)
 }
 
 #[cfg(test)]

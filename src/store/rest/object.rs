@@ -40,7 +40,11 @@ pub fn present<'a>(store: &Store, t: &Target, obj: &'a Value) -> Cow<'a, Value> 
 
 /// `present` for a resource without the rest of a request's target (a detached watch).
 pub fn present_as<'a>(store: &Store, def: &ResourceDef, obj: &'a Value) -> Cow<'a, Value> {
-    let mut o = store.present(def, obj);
+    served_kind(def, store.present(def, obj))
+}
+
+/// `o` with the kind and apiVersion `def` serves (another version's, a stored object's own).
+pub fn served_kind<'a>(def: &ResourceDef, mut o: Cow<'a, Value>) -> Cow<'a, Value> {
     let served = o["kind"] == def.kind.as_str() && o["apiVersion"].as_str().is_some_and(|v| def.is_api_version(v));
     if o.is_object() && !served {
         let m = o.to_mut().as_object_mut().expect("object");
@@ -84,7 +88,7 @@ fn reply_object_raw(store: &Store, t: &Target, code: u16, obj: &Value, raw: Opti
 }
 
 /// `value` written as negotiated; protobuf falls back to JSON for what has no protobuf form.
-fn encoded(
+pub(super) fn encoded(
     output: Output,
     code: u16,
     value: &impl serde::Serialize,
@@ -104,81 +108,6 @@ fn encoded(
         },
         Output::Json => Reply::json(code, value),
     }
-}
-
-/// A `<Kind>List` (or a Table) of `items`, each an object as stored with its `raw_json` when
-/// known.
-pub fn reply_list<'a>(
-    store: &Store,
-    t: &Target,
-    items: impl IntoIterator<Item = (&'a Value, Option<&'a Bytes>)>,
-    list_meta: Value,
-) -> Reply {
-    let (items, raws): (Vec<Cow<Value>>, Vec<Option<&Bytes>>) =
-        items.into_iter().map(|(o, raw)| (present(store, t, o), raw)).unzip();
-    if t.partial {
-        let items: Vec<Value> = items.iter().map(|o| partial(o)).collect();
-        let list = List {
-            kind: "PartialObjectMetadataList",
-            api_version: "meta.k8s.io/v1",
-            metadata: &list_meta,
-            items: &items,
-        };
-        return Reply::json(200, &list);
-    }
-    if t.table {
-        let include = IncludeObject::parse(t.query.include_object.as_deref());
-        return Reply::json(200, &table::table_of(t.def, &items, list_meta, include));
-    }
-    let (kind, api_version) = (format!("{}List", t.def.kind), t.def.api_version());
-    if t.output == Output::Json {
-        return match json_list(&kind, &api_version, &list_meta, &items, &raws) {
-            Ok(b) => Reply::new(200, "application/json", b),
-            Err(e) => Reply::status(&Status::internal_error(e)),
-        };
-    }
-    let list = List { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &items };
-    encoded(t.output, 200, &list, || crate::store::protobuf::encode_list(&api_version, &t.def.kind, &list_meta, &items))
-}
-
-/// A list as JSON, byte for byte what serializing the `List` writes: the envelope, then each
-/// item as its stored bytes where it is served as stored (borrowed) and they are known,
-/// else serialized from its tree.
-fn json_list(
-    kind: &str,
-    api_version: &str,
-    metadata: &Value,
-    items: &[Cow<Value>],
-    raws: &[Option<&Bytes>],
-) -> Result<Vec<u8>, serde_json::Error> {
-    let none: &[Value] = &[];
-    let envelope = serde_json::to_vec(&List { kind, api_version, metadata, items: none })?;
-    let known: usize = raws.iter().flatten().map(|r| r.len() + 1).sum();
-    let mut b = Vec::with_capacity(envelope.len() + known + (items.len() - raws.iter().flatten().count()) * 256);
-    // `..."items":[]}`: the items go between the brackets
-    b.extend_from_slice(&envelope[..envelope.len() - 2]);
-    for (i, (o, raw)) in items.iter().zip(raws).enumerate() {
-        if i > 0 {
-            b.push(b',');
-        }
-        match (o, raw) {
-            (Cow::Borrowed(_), Some(raw)) => b.extend_from_slice(raw),
-            _ => serde_json::to_writer(&mut b, o)?,
-        }
-    }
-    b.extend_from_slice(b"]}");
-    Ok(b)
-}
-
-/// A list as kube writes it (kind, apiVersion, metadata, items, in that order), borrowing
-/// its items: they are serialized as they are stored, never copied into a new document.
-#[derive(serde::Serialize)]
-struct List<'a, T: serde::Serialize> {
-    kind: &'a str,
-    #[serde(rename = "apiVersion")]
-    api_version: &'a str,
-    metadata: &'a Value,
-    items: &'a [T],
 }
 
 /// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.

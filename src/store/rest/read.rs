@@ -1,7 +1,8 @@
 //! get and list: selectors, limit/continue over a consistent snapshot, resourceVersion and
 //! resourceVersionMatch as kube defines them.
 
-use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_list, reply_stored, status};
+use super::list::reply_list;
+use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_stored, status};
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
@@ -151,7 +152,8 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
 
 pub fn list(store: &Store, t: &Target) -> Result<Reply, Status> {
     let page = list_items(store, t)?;
-    Ok(reply_list(store, t, page.items.iter().map(|s| (&*s.value, s.raw.as_ref())), list_meta(&page)))
+    let meta = list_meta(&page);
+    Ok(reply_list(store, t, page.items.into_iter().map(Into::into).collect(), meta))
 }
 
 /// The ListMeta of `page`.

@@ -381,7 +381,8 @@ fn apply_keeps_a_field_another_manager_still_owns() {
 /// serialized from its tree.
 fn list_from_trees(s: &Store, t: &Target) -> Reply {
     let page = read::list_items(s, t).unwrap();
-    super::object::reply_list(s, t, page.items.iter().map(|o| (&*o.value, None)), read::list_meta(&page))
+    let items = page.items.iter().map(|o| super::list::Item { value: o.value.clone(), raw: None }).collect();
+    super::list::reply_list(s, t, items, read::list_meta(&page))
 }
 
 #[test]
@@ -472,7 +473,7 @@ fn served_from_stored_bytes_byte_for_byte() {
         for o in &mut page.items {
             o.raw = Some(bytes::Bytes::from_static(b"{\"stored\":\"bytes\"}"));
         }
-        let r = super::object::reply_list(&s, &t, page.items.iter().map(|o| (&*o.value, o.raw.as_ref())), json!({}));
+        let r = super::list::reply_list(&s, &t, page.items.into_iter().map(Into::into).collect(), json!({}));
         String::from_utf8(r.body.to_vec()).unwrap()
     };
     let core = tamper("", "events");
@@ -558,23 +559,99 @@ fn custom_objects_served_from_stored_bytes_byte_for_byte() {
     let page = read::list_items(&s, &t(&s, &def, "", "")).unwrap();
     let mut items = page.items.clone();
     items[0].raw = Some(bytes::Bytes::from_static(br#"{"stored":"bytes"}"#));
-    let r = super::object::reply_list(
-        &s,
-        &t(&s, &def, "", ""),
-        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
-        json!({}),
-    );
+    let r =
+        super::list::reply_list(&s, &t(&s, &def, "", ""), items.iter().cloned().map(Into::into).collect(), json!({}));
     assert!(String::from_utf8_lossy(&r.body).contains(r#""items":[{"stored":"bytes"},"#));
     // another version, and a default added to the schema later: served from the tree, the same as before
     assert_eq!(set(&s, &beta)["items"][0]["apiVersion"], "example.com/v1beta1");
     s.set_custom(crate::store::crd::served_defs(&[crd(Some("fast"))]));
     let def = s.served_def("example.com", "v1", "widgets").unwrap().into_owned();
     assert_eq!(set(&s, &def)["items"][0]["spec"]["mode"], "fast");
-    let r = super::object::reply_list(
-        &s,
-        &t(&s, &def, "", ""),
-        items.iter().map(|o| (&*o.value, o.raw.as_ref())),
-        json!({}),
-    );
+    let r =
+        super::list::reply_list(&s, &t(&s, &def, "", ""), items.iter().cloned().map(Into::into).collect(), json!({}));
     assert!(!String::from_utf8_lossy(&r.body).contains("stored"));
+}
+
+/// Items as a list is given them: each object with its stored bytes (`raw`) or without.
+fn items_of(objs: &[Value], raw: bool) -> Vec<super::list::Item> {
+    let raw_of = |o: &Value| if raw { crate::store::backend::raw_json(o) } else { None };
+    objs.iter().map(|o| super::list::Item { value: Arc::new(o.clone()), raw: raw_of(o) }).collect()
+}
+
+/// A list as serializing its whole tree writes it (kind, apiVersion, metadata, items).
+fn whole_list(kind: &str, api_version: &str, metadata: &Value, items: &[Value]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct L<'a> {
+        kind: &'a str,
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        metadata: &'a Value,
+        items: &'a [Value],
+    }
+    serde_json::to_vec(&L { kind, api_version, metadata, items }).unwrap()
+}
+
+#[test]
+fn tables_and_metadata_lists_written_from_bytes_as_from_trees() {
+    let (_d, s) = store();
+    // old objects: their ages do not move while the test runs
+    let cm = |i: usize| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": format!("\u{e9}\"{i}\"\n")},
+               "metadata": {"name": format!("c{i}"), "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z",
+                            "labels": {"x": "y"}, "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {}}}]}})
+    };
+    let objs: Vec<Value> = (0..5).map(cm).chain([json!({"apiVersion": "v1", "kind": "ConfigMap"})]).collect();
+    let meta = json!({"resourceVersion": "7"});
+    for include in ["", "includeObject=None", "includeObject=Metadata", "includeObject=Object"] {
+        let mut t = target(&s, "configmaps", "default", "", include);
+        t.table = true;
+        let want = crate::store::table::table_of(
+            t.def,
+            &objs,
+            meta.clone(),
+            crate::store::table::IncludeObject::parse(t.query.include_object.as_deref()),
+        );
+        for raw in [true, false] {
+            let r = super::list::reply_list(&s, &t, items_of(&objs, raw), meta.clone());
+            assert_eq!(r.body, serde_json::to_vec(&want).unwrap(), "Table ?{include} raw {raw}");
+        }
+    }
+    let mut t = target(&s, "configmaps", "default", "", "");
+    t.partial = true;
+    let partials: Vec<Value> = objs.iter().map(super::object::partial).collect();
+    let want = whole_list("PartialObjectMetadataList", "meta.k8s.io/v1", &meta, &partials);
+    for raw in [true, false] {
+        assert_eq!(super::list::reply_list(&s, &t, items_of(&objs, raw), meta.clone()).body, want);
+    }
+}
+
+#[test]
+fn a_large_list_is_streamed_with_the_bytes_of_the_whole() {
+    let (_d, s) = store();
+    let objs: Vec<Value> = (0..5000)
+        .map(|i| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v".repeat(i % 300)},
+                   "metadata": {"name": format!("c{i:05}"), "namespace": "default", "creationTimestamp": "2020-01-01T00:00:00Z"}})
+        })
+        .collect();
+    let meta = json!({"resourceVersion": "9", "continue": "x"});
+    let t = target(&s, "configmaps", "default", "", "");
+    for raw in [true, false] {
+        let r = super::list::reply_list(&s, &t, items_of(&objs, raw), meta.clone());
+        assert!(r.rest.is_some() && r.body.len() >= super::list::CHUNK, "streamed in chunks");
+        assert!(r.body.len() < 2 * super::list::CHUNK);
+        assert_eq!(r.into_body(), whole_list("ConfigMapList", "v1", &meta, &objs), "raw {raw}");
+    }
+    // a Table of them too
+    let mut t = target(&s, "configmaps", "default", "", "");
+    t.table = true;
+    let r = super::list::reply_list(&s, &t, items_of(&objs, true), meta.clone());
+    assert!(r.rest.is_some());
+    let want = crate::store::table::table_of(t.def, &objs, meta.clone(), crate::store::table::IncludeObject::Metadata);
+    assert_eq!(r.into_body(), serde_json::to_vec(&want).unwrap());
+    // a small list goes whole
+    let t = target(&s, "configmaps", "default", "", "");
+    let r = super::list::reply_list(&s, &t, items_of(&objs[..3], true), meta.clone());
+    assert!(r.rest.is_none());
+    assert_eq!(r.body, whole_list("ConfigMapList", "v1", &meta, &objs[..3]));
 }

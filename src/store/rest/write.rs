@@ -2,7 +2,7 @@
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
 use super::object::{
-    changed_fields, manager, owned_fields, present, record_managed, reply_list, reply_object, reply_stored, status,
+    changed_fields, manager, owned_fields, present, record_managed, reply_object, reply_stored, status,
 };
 use super::{decode, now, Target};
 use crate::api::status::{StatusCause, StatusDetails};
@@ -692,7 +692,8 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
             Err(e) => return Err(status(t, &name, e)),
         }
     }
-    Ok(reply_list(store, &all, deleted.iter().map(|o| (o, None)), json!({"resourceVersion": rev.to_string()})))
+    let deleted = deleted.into_iter().map(Into::into).collect();
+    Ok(super::list::reply_list(store, &all, deleted, json!({"resourceVersion": rev.to_string()})))
 }
 
 #[cfg(test)]

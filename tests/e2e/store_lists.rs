@@ -1,0 +1,126 @@
+//! Large lists, streamed: a list over one 64 KiB chunk leaves in chunks (HTTP/1.1 chunked, no
+//! Content-Length; HTTP/2 data frames) with exactly the bytes of its pages put together, as
+//! JSON, protobuf and a Table; kubectl and the Python client read it whole; the audit event and
+//! the request metrics record it as the 200 it is.
+
+use crate::common::{audited, client_builder, Frontdoor};
+use crate::store_protobuf::{bytes, configmap, envelope, string};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// The items of a JSON list, each as the bytes it has in the list.
+fn item_bytes(list: &[u8]) -> (Value, Vec<String>) {
+    #[derive(serde::Deserialize)]
+    struct L<'a> {
+        metadata: Value,
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    let l: L = serde_json::from_slice(list).unwrap();
+    (l.metadata, l.items.iter().map(|i| i.get().to_string()).collect())
+}
+
+#[test]
+fn large_lists_are_streamed_with_the_bytes_of_their_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, log) = (dir.path().join("audit-policy.yaml"), dir.path().join("audit.log"));
+    std::fs::write(&policy, "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: RequestResponse, resources: [{group: '', resources: [configmaps]}]}]\n").unwrap();
+    let fd = Frontdoor::start_in(
+        dir,
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let c = fd.admin_client();
+    fd.kubectl_ok(&["create", "namespace", "big"]);
+    let cms = fd.url("/api/v1/namespaces/big/configmaps");
+    const N: usize = 400;
+    for i in 0..N {
+        let cm = json!({"metadata": {"name": format!("cm-{i:04}"), "labels": {"n": i.to_string()}},
+                        "data": {"k": format!("{i}-{}", "\u{e9}x\"".repeat(300))}});
+        assert_eq!(c.post(&cms).json(&cm).send().unwrap().status(), 201);
+    }
+
+    // HTTP/1.1: chunked, no length, the bytes of the pages at the same revision
+    let mut pem = std::fs::read(fd.certs().join("admin.crt")).unwrap();
+    pem.extend(std::fs::read(fd.certs().join("admin.key")).unwrap());
+    let h1 =
+        client_builder(&fd.certs()).identity(reqwest::Identity::from_pem(&pem).unwrap()).http1_only().build().unwrap();
+    let r = h1.get(&cms).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    assert!(r.headers().get("content-length").is_none());
+    let audit_id = r.headers()["audit-id"].to_str().unwrap().to_string();
+    let whole = r.bytes().unwrap();
+    assert!(whole.len() > 4 * 64 * 1024, "{}", whole.len());
+    let (meta, items) = item_bytes(&whole);
+    assert_eq!(items.len(), N + 1, "the ConfigMaps and kube-root-ca.crt");
+    let rv = meta["resourceVersion"].as_str().unwrap().to_string();
+    let mut paged = Vec::new();
+    let mut next = format!("{cms}?limit=20&resourceVersion={rv}&resourceVersionMatch=Exact");
+    loop {
+        let page = c.get(&next).send().unwrap();
+        assert!(page.headers().get("content-length").is_some(), "a page under a chunk goes whole");
+        let (m, mut its) = item_bytes(&page.bytes().unwrap());
+        paged.append(&mut its);
+        match m["continue"].as_str() {
+            Some(token) => next = format!("{cms}?limit=20&continue={token}"),
+            None => break,
+        }
+    }
+    let want = format!(
+        r#"{{"kind":"ConfigMapList","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"}},"items":[{}]}}"#,
+        paged.join(",")
+    );
+    assert_eq!(String::from_utf8(whole.to_vec()).unwrap(), want);
+
+    // HTTP/2 (ALPN): the same bytes
+    let r = c.get(format!("{cms}?resourceVersion={rv}&resourceVersionMatch=Exact")).send().unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.bytes().unwrap(), whole);
+
+    // audited as a 200 with the whole list as its responseObject; counted as a 200 LIST
+    let ev = audited(&log, &audit_id);
+    assert_eq!(ev["responseStatus"]["code"], 200);
+    assert_eq!(ev["responseObject"]["items"].as_array().map(Vec::len), Some(N + 1));
+    let metrics = c.get(fd.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("apiserver_request_total{")
+            && l.contains(r#"code="200""#)
+            && l.contains(r#"resource="configmaps""#)
+            && l.contains(r#"verb="LIST""#)),
+        "{metrics}"
+    );
+
+    // protobuf: every item, in order
+    let r = c.get(&cms).header("Accept", PROTOBUF).send().unwrap();
+    assert_eq!(r.headers()["content-type"], PROTOBUF);
+    let (_, kind, raw) = envelope(&r.bytes().unwrap());
+    assert_eq!(kind, "ConfigMapList");
+    let names: Vec<String> = bytes(&raw, 2).iter().map(|i| configmap(i).0).collect();
+    assert_eq!((names.len(), names[0].as_str(), names[N - 1].as_str()), (N + 1, "cm-0000", "cm-0399"));
+    assert!(!string(&bytes(&raw, 1).pop().unwrap(), 2).is_empty(), "the ListMeta's resourceVersion");
+
+    // a Table of them (streamed too), with whole objects in its rows
+    let r = h1.get(format!("{cms}?includeObject=Object")).header("Accept", TABLE).send().unwrap();
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    let t: Value = r.json().unwrap();
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), N + 1);
+    assert_eq!(rows[1]["cells"][0], "cm-0001");
+    assert_eq!(rows[1]["object"]["data"]["k"].as_str().unwrap().len(), 2 + 4 * 300);
+
+    // kubectl get and the Python client read it all
+    let out = fd.kubectl_ok(&["get", "configmaps", "-n", "big", "--no-headers"]);
+    assert_eq!(out.lines().count(), N + 1, "{out}");
+    assert!(out.lines().nth(400).unwrap().starts_with("kube-root-ca.crt"), "{out}");
+    let script =
+        "import sys\nfrom kubernetes import client, config\nconfig.load_kube_config(config_file=sys.argv[1])\n\
+                  items = client.CoreV1Api().list_namespaced_config_map('big').items\n\
+                  print(len(items), items[0].metadata.name, len(items[0].data['k']))\n";
+    let o = Command::new("python3").arg("-c").arg(script).arg(fd.kubeconfig()).output().expect("python3 runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{} cm-0000 {}", N + 1, 2 + 3 * 300));
+}
