@@ -212,6 +212,19 @@ pub fn decode(schemas: &Schemas, def: &str, obj: &mut Value) -> Decoded {
     w.out
 }
 
+/// Appends `[<map key>]` to a field path (once per key walked: no string is made for it).
+fn push_key(path: &mut String, key: &str) {
+    path.push('[');
+    path.push_str(key);
+    path.push(']');
+}
+
+/// Appends `[<list index>]` to a field path.
+fn push_index(path: &mut String, i: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "[{i}]");
+}
+
 /// `io.k8s.api.core.v1.ConfigMap` → `ConfigMap`.
 fn short_struct(def: &str) -> &str {
     def.rsplit('.').next().unwrap_or(def)
@@ -284,6 +297,15 @@ impl Walk<'_> {
         });
     }
 
+    /// Whether `schema` is a string that `walk` checks for nothing but being one (no base64,
+    /// no date-time, not int-or-string).
+    fn plain_string(&self, schema: &Value) -> bool {
+        let (r, _) = self.s.resolve(schema);
+        r["type"] == "string"
+            && !matches!(r["format"].as_str(), Some("byte" | "date-time"))
+            && r.get("x-kubernetes-int-or-string").is_none()
+    }
+
     /// Walks `v` against `schema`; `path` is the field path for unknown-field reports
     /// (`spec.rules[0].verbs`), `strukt` the innermost Go struct's name.
     fn walk(&mut self, v: &mut Value, schema: &Value, path: &mut String, strukt: &str, root: bool) {
@@ -306,6 +328,9 @@ impl Walk<'_> {
                 if props.is_none() && extra.is_none() {
                     return; // free-form (FieldsV1, RawExtension): Go keeps it as it is
                 }
+                // a map of plain strings (a ConfigMap's data, labels): its string values need
+                // no walk, and their schema is resolved once, not once per key
+                let plain_strings = extra.is_some_and(|e| self.plain_string(e));
                 let mut remove = Vec::new();
                 for (k, child) in m.iter_mut() {
                     if root && (k == "apiVersion" || k == "kind") && child.is_string() {
@@ -313,6 +338,7 @@ impl Walk<'_> {
                     }
                     let (child_schema, is_field) = match (props.and_then(|p| p.get(k)), extra) {
                         (Some(s), _) => (s, true),
+                        (None, Some(_)) if plain_strings && child.is_string() => continue,
                         (None, Some(s)) => (s, false),
                         (None, None) => {
                             let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
@@ -337,7 +363,7 @@ impl Walk<'_> {
                         path.push_str(k);
                         self.go_path.push(k.clone());
                     } else {
-                        path.push_str(&format!("[{k}]"));
+                        push_key(path, k);
                     }
                     self.walk(child, child_schema, path, strukt_here, false);
                     if is_field {
@@ -358,7 +384,7 @@ impl Walk<'_> {
                         continue;
                     }
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    push_index(path, i);
                     self.walk(child, items, path, strukt_here, false);
                     path.truncate(len);
                 }
@@ -470,7 +496,7 @@ pub fn missing_required(schemas: &Schemas, def: &str, obj: &Value) -> Vec<String
                             cs
                         }
                         (None, Some(cs)) => {
-                            path.push_str(&format!("[{k}]"));
+                            push_key(path, k);
                             cs
                         }
                         _ => continue,
@@ -481,7 +507,7 @@ pub fn missing_required(schemas: &Schemas, def: &str, obj: &Value) -> Vec<String
             }
             Value::Array(a) => {
                 for (i, child) in a.iter().enumerate().filter(|(_, c)| c.is_object() || c.is_array()) {
-                    path.push_str(&format!("[{i}]"));
+                    push_index(path, i);
                     walk(s, child, &r["items"], path, false, out);
                     path.truncate(len);
                 }

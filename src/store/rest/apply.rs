@@ -158,15 +158,17 @@ fn item_step(list_type: &str, keys: &[String], item: &Value) -> Option<String> {
 fn fields_of(v: &Value, at: &mut At) -> Value {
     match v {
         Value::Object(_) if at.atomic_map() => json!({}),
-        Value::Object(m) => {
-            let mut out = Map::new();
-            for (k, child) in m {
-                at.path.push(k.clone());
-                out.insert(format!("f:{k}"), fields_of(child, at));
-                at.path.pop();
-            }
-            Value::Object(out)
-        }
+        // in key order already, so the map is built in one pass, not by a search per key
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, child)| {
+                    at.path.push(k.clone());
+                    let f = fields_of(child, at);
+                    at.path.pop();
+                    (super::object::field_key(k), f)
+                })
+                .collect(),
+        ),
         Value::Array(items) => {
             let (t, keys) = at.list_type();
             let mut out = Map::new();

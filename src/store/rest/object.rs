@@ -153,9 +153,18 @@ pub fn decode_continue(token: &str) -> Result<(Option<u64>, String), Status> {
 pub fn fields_v1(v: &Value) -> Value {
     match v {
         // in key order already, so the map is built in one pass, not by 200k searches
-        Value::Object(m) => Value::Object(m.iter().map(|(k, child)| (format!("f:{k}"), fields_v1(child))).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, child)| (field_key(k), fields_v1(child))).collect()),
         _ => json!({}),
     }
+}
+
+/// `f:<name>`, the FieldsV1 key of a field (made once per key of every map a manager owns:
+/// without the formatting machinery).
+pub fn field_key(name: &str) -> String {
+    let mut k = String::with_capacity(name.len() + 2);
+    k.push_str("f:");
+    k.push_str(name);
+    k
 }
 
 /// The fields of `obj` a manager owns: everything but kind, apiVersion, status and the
@@ -165,11 +174,8 @@ pub fn owned_fields(obj: &Value) -> Value {
     let fields = m.iter().filter(|(k, _)| !unmanaged(k)).filter_map(|(k, v)| {
         let owned = match v.as_object().filter(|_| k == "metadata") {
             Some(meta) => {
-                let kept: Map<String, Value> = meta
-                    .iter()
-                    .filter(|(k, _)| managed_meta(k))
-                    .map(|(k, v)| (format!("f:{k}"), fields_v1(v)))
-                    .collect();
+                let kept: Map<String, Value> =
+                    meta.iter().filter(|(k, _)| managed_meta(k)).map(|(k, v)| (field_key(k), fields_v1(v))).collect();
                 if kept.is_empty() {
                     return None;
                 }
@@ -177,7 +183,7 @@ pub fn owned_fields(obj: &Value) -> Value {
             }
             None => fields_v1(v),
         };
-        Some((format!("f:{k}"), owned))
+        Some((field_key(k), owned))
     });
     Value::Object(fields.collect())
 }
@@ -233,7 +239,7 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
             if top && k == "metadata" && v.is_object() {
                 let sub = diff(o.unwrap_or(&Value::Null), v, &managed_meta, false);
                 if !sub.is_empty() {
-                    out.insert(format!("f:{k}"), Value::Object(sub));
+                    out.insert(field_key(k), Value::Object(sub));
                 }
                 continue;
             }
@@ -244,14 +250,14 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
                 (Some(o @ Value::Object(_)), Value::Object(_)) => {
                     let sub = diff(o, v, &|_| true, false);
                     if !sub.is_empty() {
-                        out.insert(format!("f:{k}"), Value::Object(sub));
+                        out.insert(field_key(k), Value::Object(sub));
                     }
                 }
                 (_, Value::Object(_)) => {
-                    out.insert(format!("f:{k}"), fields_v1(v));
+                    out.insert(field_key(k), fields_v1(v));
                 }
                 _ => {
-                    out.insert(format!("f:{k}"), json!({}));
+                    out.insert(field_key(k), json!({}));
                 }
             }
         }
