@@ -6,6 +6,7 @@ pub mod authn;
 pub mod authz;
 pub mod certs;
 pub mod config;
+pub mod connection;
 pub mod context;
 pub mod endpoints;
 pub mod filters;

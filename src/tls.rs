@@ -13,12 +13,12 @@
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::listeners::{TlsAccept, TlsAcceptCallbacks};
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
-use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -300,7 +300,7 @@ pub struct SecureListener<A> {
     handshake_timeout: Duration,
 }
 
-impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> SecureListener<A> {
     /// A listener on `addr` (bound now, with SO_REUSEPORT so that one listener per worker
     /// thread shares the port and the kernel spreads connections), serving `app`.
     pub fn bind(
@@ -356,7 +356,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
     async fn start_service(
         &mut self,
         #[cfg(unix)] _fds: Option<pingora::server::ListenFds>,
@@ -425,7 +425,7 @@ struct Connection<A> {
     deadline: tokio::time::Instant,
 }
 
-impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> Connection<A> {
     async fn serve(self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         // Nothing is built for a connection that sends nothing: wait for its first byte. (peek,
         // not `readable()`: measured, `readable()` returned at once for every silent connection,
@@ -636,12 +636,13 @@ fn handshake_error(peer: SocketAddr, reason: &str) {
     tracing::debug!("http: TLS handshake error from {peer}: {reason}");
 }
 
-/// pingora's per-connection loop (`Service::handle_event`): a reusable HTTP/1.1 connection
-/// comes back for its next request.
-async fn serve_session<A: ServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
-    let mut next = app.process_new(stream, &shutdown).await;
-    while let Some(stream) = next {
-        next = app.process_new(stream, &shutdown).await;
+/// pingora's per-connection dispatch (`ServerApp::process_new`): HTTP/2 by ALPN to pingora's
+/// HTTP/2 server, HTTP/1.x to our own loop (`crate::connection`).
+async fn serve_session<A: HttpServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
+    if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        app.process_new(stream, &shutdown).await;
+    } else {
+        crate::connection::serve_http1(app, stream, shutdown).await;
     }
 }
 
