@@ -4,6 +4,7 @@ pub mod api;
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod buffered;
 pub mod certs;
 pub mod config;
 pub mod connection;
