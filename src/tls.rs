@@ -13,12 +13,12 @@
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::listeners::tls::{Acceptor, TlsSettings};
 use pingora::listeners::{TlsAccept, TlsAcceptCallbacks};
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::tls::TlsRef;
-use pingora::protocols::{GetSocketDigest, SocketDigest, Stream};
+use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -39,10 +39,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct PeerIdentity {
     pub common_name: String,
     pub organizations: Vec<String>,
-    /// Which client CAs verified the chain (e.g. [`CaRole::ClientCa`]).
+    /// Which client CAs verified the chain (e.g. [`CaRole::ClientCa`]). The chain itself is
+    /// not kept: nothing reads it after the handshake, and a connection (an HTTP/1.1 watch)
+    /// would hold its copy for as long as it lasts.
     pub verified_by: Vec<CaRole>,
-    /// The presented chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
 }
 
 /// The roles a trusted client CA plays.
@@ -250,10 +250,10 @@ struct PeerCallback {
 #[async_trait]
 impl TlsAccept for PeerCallback {
     async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
-        let chain = ssl.peer_cert_chain_der()?.to_vec();
+        let chain = ssl.peer_cert_chain_der()?;
         let (common_name, organizations) = subject_of(chain.first()?.as_ref())?;
-        let verified_by = self.cas.roles_for(&chain);
-        let peer = Arc::new(PeerIdentity { common_name, organizations, verified_by, chain });
+        let verified_by = self.cas.roles_for(chain);
+        let peer = Arc::new(PeerIdentity { common_name, organizations, verified_by });
         Some(Arc::new(peer))
     }
 }
@@ -286,7 +286,7 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
 /// when the ClientHello starts arriving, and the HTTP session's (large) future is boxed only
 /// once the handshake is done.
 ///
-/// The connection's L4 stream has pingora's 1460-byte write buffer ([`Buffered`]) but no read
+/// The connection's L4 stream has pingora's 1460-byte write buffer (`crate::buffered`) but no read
 /// buffer (pingora's own listener reads through 64 KiB): rustls reads in steps of 4 KiB and more,
 /// so a small request takes the same single read and a response the same single write, a large
 /// request body about three times the reads (a 1 MiB body: ~240 reads, ~68 before), and an
@@ -300,7 +300,7 @@ pub struct SecureListener<A> {
     handshake_timeout: Duration,
 }
 
-impl<A: ServerApp + Send + Sync + 'static> SecureListener<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> SecureListener<A> {
     /// A listener on `addr` (bound now, with SO_REUSEPORT so that one listener per worker
     /// thread shares the port and the kernel spreads connections), serving `app`.
     pub fn bind(
@@ -356,7 +356,7 @@ fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> pingora::services::Service for SecureListener<A> {
     async fn start_service(
         &mut self,
         #[cfg(unix)] _fds: Option<pingora::server::ListenFds>,
@@ -425,7 +425,7 @@ struct Connection<A> {
     deadline: tokio::time::Instant,
 }
 
-impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> Connection<A> {
     async fn serve(self, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         // Nothing is built for a connection that sends nothing: wait for its first byte. (peek,
         // not `readable()`: measured, `readable()` returned at once for every silent connection,
@@ -475,7 +475,7 @@ impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
         let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
         let _ = digest.peer_addr.set(Some(peer.into()));
         l4.set_socket_digest(digest);
-        let l4 = Buffered::new(l4);
+        let l4 = crate::buffered::Buffered::new(l4);
         match tokio::time::timeout_at(self.deadline, self.acceptor.tls_handshake(l4)).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(e)) => {
@@ -487,128 +487,6 @@ impl<A: ServerApp + Send + Sync + 'static> Connection<A> {
                 None
             }
         }
-    }
-}
-
-/// pingora's L4 write buffer (`DEFAULT_L4_WRITE_BUFFER_SIZE`, one MSS): a response's header
-/// and body records leave in one write, as they did on pingora's own listener.
-const WRITE_BUFFER: usize = 1460;
-
-/// pingora's L4 stream with pingora's write buffer in front. pingora's own buffered constructor
-/// is crate-private (`Stream::set_buffer`) and `From<TcpStream>` gives an unbuffered stream, on
-/// which every small response took two writes (header, body) instead of one. Reads stay
-/// unbuffered below rustls (see [`SecureListener`]).
-#[derive(Debug)]
-struct Buffered(tokio::io::BufWriter<L4Stream>);
-
-impl Buffered {
-    fn new(l4: L4Stream) -> Self {
-        Buffered(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, l4))
-    }
-}
-
-impl Drop for Buffered {
-    fn drop(&mut self) {
-        // what pingora's stream does on drop: a last flush if the socket takes it at once
-        let _ = futures::FutureExt::now_or_never(self.0.flush());
-    }
-}
-
-impl tokio::io::AsyncRead for Buffered {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for Buffered {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-#[async_trait]
-impl pingora::protocols::Shutdown for Buffered {
-    async fn shutdown(&mut self) {
-        let _ = AsyncWriteExt::shutdown(self).await;
-    }
-}
-
-impl pingora::protocols::UniqueID for Buffered {
-    fn id(&self) -> pingora::protocols::UniqueIDType {
-        self.0.get_ref().id()
-    }
-}
-
-impl pingora::protocols::Ssl for Buffered {}
-
-#[async_trait]
-impl pingora::protocols::Peek for Buffered {}
-
-impl pingora::protocols::GetTimingDigest for Buffered {
-    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
-        self.0.get_ref().get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.0.get_ref().get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.0.get_ref().get_write_pending_time()
-    }
-}
-
-impl pingora::protocols::GetProxyDigest for Buffered {
-    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
-        self.0.get_mut().set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for Buffered {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest)
     }
 }
 
@@ -636,12 +514,13 @@ fn handshake_error(peer: SocketAddr, reason: &str) {
     tracing::debug!("http: TLS handshake error from {peer}: {reason}");
 }
 
-/// pingora's per-connection loop (`Service::handle_event`): a reusable HTTP/1.1 connection
-/// comes back for its next request.
-async fn serve_session<A: ServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
-    let mut next = app.process_new(stream, &shutdown).await;
-    while let Some(stream) = next {
-        next = app.process_new(stream, &shutdown).await;
+/// pingora's per-connection dispatch (`ServerApp::process_new`): HTTP/2 by ALPN to pingora's
+/// HTTP/2 server, HTTP/1.x to our own loop (`crate::connection`).
+async fn serve_session<A: HttpServerApp + Send + Sync + 'static>(app: Arc<A>, stream: Stream, shutdown: ShutdownWatch) {
+    if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        app.process_new(stream, &shutdown).await;
+    } else {
+        crate::connection::serve_http1(app, stream, shutdown).await;
     }
 }
 

@@ -22,7 +22,6 @@ mod tests {
             common_name: "bob".into(),
             organizations: vec!["dev".into()],
             verified_by: vec![CaRole::ClientCa],
-            chain: vec![],
         };
         let u = authenticate(Some(&p)).unwrap();
         assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", vec!["dev".to_string()]));

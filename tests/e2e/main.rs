@@ -19,6 +19,7 @@ mod differential;
 mod durability;
 mod flowcontrol;
 mod handshake;
+mod http1;
 mod inflight;
 mod logging;
 mod otel;

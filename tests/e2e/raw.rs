@@ -119,6 +119,29 @@ pub fn http1(port: u16, config: Arc<rustls::ClientConfig>, bytes: &[u8]) -> Exch
     Exchange { responses, error }
 }
 
+/// Reads one whole HTTP/1.1 response off `tls` (a connection kept for more requests); panics if
+/// the connection closes or fails first, or after `limit`.
+pub fn read_response(tls: &mut Tls, limit: Duration) -> Response {
+    let end = Instant::now() + limit;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let (mut responses, used) = parse_responses(&buf);
+        if !responses.is_empty() {
+            assert_eq!(used, buf.len(), "bytes after the response: {}", String::from_utf8_lossy(&buf[used..]));
+            return responses.remove(0);
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no whole response within {limit:?}: {}", String::from_utf8_lossy(&buf));
+        tls.sock.set_read_timeout(Some(left)).unwrap();
+        match tls.read(&mut chunk) {
+            Ok(0) => panic!("connection closed: {}", String::from_utf8_lossy(&buf)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read: {e}: {}", String::from_utf8_lossy(&buf)),
+        }
+    }
+}
+
 /// Parses consecutive complete HTTP/1.1 responses; returns them and the bytes consumed.
 fn parse_responses(mut buf: &[u8]) -> (Vec<Response>, usize) {
     let mut out = Vec::new();

@@ -1,0 +1,118 @@
+//! The secure port's HTTP/1.x connections: pingora's per-connection loop
+//! (`ServerApp::process_new`), with two changes that keep an idle connection small.
+//!
+//! - A connection waiting for its next request holds only its TLS stream. pingora builds a
+//!   request's whole state before its first byte arrives: the proxy's request future (~15 KB,
+//!   release build), its 4 KiB header buffer and the session, so an idle keep-alive connection
+//!   held about 45 KB. Here the loop waits for one byte of the next request, then hands it to
+//!   pingora as the start of its header buffer.
+//! - A response that left its request (`filters::detach`, a watch) runs here once pingora's
+//!   request has ended; the connection is then reused as pingora would have.
+//!
+//! The header buffer holding a request's first read is cut to its size when the header is
+//! complete in it: pingora keeps a request's header buffer for as long as the request lasts
+//! (an hour for a watch), and a request header is a few hundred bytes of its 4 KiB.
+
+use crate::filters::detach;
+use bytes::BytesMut;
+use futures::FutureExt;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// pingora's keep-alive for the secure port's HTTP/1.x connections (`ServerApp::process_new`),
+/// which also bounds the wait for a connection's first request.
+const KEEPALIVE_SECS: u64 = 60;
+
+/// pingora's first read of a request header (`INIT_HEADER_BUF_SIZE`).
+const HEADER_BUFFER: usize = 4096;
+
+/// Serves an HTTP/1.x connection's requests until it closes, idles out or the server shuts down.
+pub async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
+    app: Arc<A>,
+    stream: Stream,
+    shutdown: ShutdownWatch,
+) {
+    let mut next: (Stream, Option<HttpPersistentSettings>) = (stream, None);
+    loop {
+        let (mut stream, settings) = next;
+        let Some(head) = next_request(&mut stream, &shutdown).await else { return };
+        let mut session = ServerSession::new_http1(stream);
+        match settings {
+            Some(settings) => settings.apply_to_session(&mut session),
+            None => {
+                // pingora's settings for a new connection
+                session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
+                session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
+            }
+        }
+        // pipelining stays off (pingora's default), so a reused connection carries no prefix of
+        // its own: pingora asserts as much in debug builds
+        session.set_pipelined_prefix(head);
+        let (reused, moved) = detach::within(app.process_new_http(session, &shutdown)).await;
+        let reused = match moved {
+            Some(moved) => {
+                let downstream = moved.await;
+                let settings = HttpPersistentSettings::for_session(&downstream);
+                match Box::pin(downstream.finish()).await {
+                    Ok(Some(reusable)) => Some(ReusedHttpStream::from_reusable_stream(reusable, settings)),
+                    _ => None,
+                }
+            }
+            None => reused,
+        };
+        let Some(reused) = reused else { return };
+        next = reused.consume();
+    }
+}
+
+/// Waits for the next request's first bytes (None: the client closed the connection, stayed
+/// silent for the keep-alive time, or the server is shutting down), and returns them as the
+/// start of the request's header buffer.
+async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<BytesMut> {
+    let mut first = [0u8; 1];
+    let mut shutdown = shutdown.clone();
+    tokio::select! {
+        // biased, as pingora's: a request already sent is served before a shutdown
+        biased;
+        read = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), stream.read(&mut first)) => {
+            if !matches!(read, Ok(Ok(1))) {
+                return None;
+            }
+        }
+        _ = shutdown.wait_for(|down| *down) => return None,
+    }
+    let mut head = BytesMut::with_capacity(HEADER_BUFFER);
+    head.extend_from_slice(&first);
+    // what else has arrived (the rest of the TLS record, usually the whole header); pingora
+    // reads the rest
+    if let Some(Ok(_)) = stream.read_buf(&mut head).now_or_never() {
+        if header_complete(&head) {
+            return Some(BytesMut::from(&head[..]));
+        }
+    }
+    Some(head)
+}
+
+/// Whether `buf` holds a whole request header (its blank line).
+fn header_complete(buf: &[u8]) -> bool {
+    // a request without a body ends there
+    buf.ends_with(b"\r\n\r\n") || buf.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_is_complete_at_its_blank_line() {
+        assert!(header_complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(header_complete(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"));
+        assert!(!header_complete(b"GET / HTTP/1.1\r\nHost: a\r\n"));
+        assert!(!header_complete(b"G"));
+    }
+}
