@@ -62,6 +62,7 @@ pub async fn run<S: Stream>(log: &Arc<RequestLog>, session: &mut Session, ctx: &
 /// holds only its stream). An async block, not an `async fn`: an `async fn`'s future keeps
 /// its arguments twice (as arguments and as the locals they move into; rust-lang/rust#62958),
 /// which made every idle HTTP/2 watch ~4.5 KB larger.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 fn respond<S: Stream>(
     log: Arc<RequestLog>,
     mut downstream: Box<ServerSession>,
