@@ -17,6 +17,10 @@ Measured 2026-12-03 (2-core shared machine, 3 rounds of 5 s, JSON), lists served
 against the build before them (9b2dc2d): req/s 23.6k vs 17.8k (10 items), 11.6k vs 4.9k (100),
 1.54k vs 0.22k (1000); 4.2 / 0.86 / 0.65 us per item vs 5.6 / 2.0 / 4.7. Protobuf and Table lists
 are still serialized from trees (100 items: ~1.2k and ~0.3k req/s on a loaded machine).
+Measured 2026-12-04, same machine, against 325f018: Tables and protobuf from stored bytes and one
+buffer. JSON 38.0k / 18.9k / 2.05k req/s (10 / 100 / 1000 items; 1.06 / 1.09 / 0.94x, unchanged
+path); protobuf 28.8k / 10.6k / 1.33k (1.09 / 1.25 / 1.28x); Table 32.3k / 9.6k / 1.07k
+(1.99 / 3.42 / 3.92x; 3.1 / 1.04 / 0.93 us per item).
 """
 import http.client, json, os, re, socket, ssl, statistics, subprocess, sys, tempfile, time
 from benchlib import free_port
