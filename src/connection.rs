@@ -8,6 +8,9 @@
 //!   pingora as the start of its header buffer.
 //! - A response that left its request (`filters::detach`, a watch) runs here once pingora's
 //!   request has ended; the connection is then reused as pingora would have.
+//! - A request's own state (pingora's session until `process_new_http` takes it, the request
+//!   future) is boxed and freed when pingora's request ends: inline, it made the loop's future
+//!   ~1.4 KB, held by every idle connection and every HTTP/1.1 watch.
 //!
 //! The header buffer holding a request's first read is cut to its size when the header is
 //! complete in it: pingora keeps a request's header buffer for as long as the request lasts
@@ -41,19 +44,10 @@ pub async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     loop {
         let (mut stream, settings) = next;
         let Some(head) = next_request(&mut stream, &shutdown).await else { return };
-        let mut session = ServerSession::new_http1(stream);
-        match settings {
-            Some(settings) => settings.apply_to_session(&mut session),
-            None => {
-                // pingora's settings for a new connection
-                session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
-                session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
-            }
-        }
-        // pipelining stays off (pingora's default), so a reused connection carries no prefix of
-        // its own: pingora asserts as much in debug builds
-        session.set_pipelined_prefix(head);
-        let (reused, moved) = detach::within(app.process_new_http(session, &shutdown)).await;
+        // Boxed: pingora's request (its session, ~700 bytes, and the request future's state) is
+        // held only while pingora serves it, not while the connection waits for its next
+        // request or a moved response (a watch) runs.
+        let (reused, moved) = Box::pin(request(&app, stream, settings, head, &shutdown)).await;
         let reused = match moved {
             Some(moved) => {
                 let downstream = moved.await;
@@ -68,6 +62,30 @@ pub async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         let Some(reused) = reused else { return };
         next = reused.consume();
     }
+}
+
+/// One request on the connection: pingora's `process_new_http` over a session that starts with
+/// `head`, run [`detach::within`] so that a long-running response can move out of it.
+async fn request<A: HttpServerApp + Send + Sync + 'static>(
+    app: &Arc<A>,
+    stream: Stream,
+    settings: Option<HttpPersistentSettings>,
+    head: BytesMut,
+    shutdown: &ShutdownWatch,
+) -> (Option<ReusedHttpStream>, Option<detach::Moved>) {
+    let mut session = ServerSession::new_http1(stream);
+    match settings {
+        Some(settings) => settings.apply_to_session(&mut session),
+        None => {
+            // pingora's settings for a new connection
+            session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
+            session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
+        }
+    }
+    // pipelining stays off (pingora's default), so a reused connection carries no prefix of
+    // its own: pingora asserts as much in debug builds
+    session.set_pipelined_prefix(head);
+    detach::within(app.process_new_http(session, shutdown)).await
 }
 
 /// Waits for the next request's first bytes (None: the client closed the connection, stayed
@@ -107,6 +125,38 @@ fn header_complete(buf: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An app whose session (pingora's HTTP/1 session, ~700 bytes) is all a request holds.
+    struct App;
+
+    #[async_trait::async_trait]
+    impl HttpServerApp for App {
+        async fn process_new_http(
+            self: &Arc<Self>,
+            session: ServerSession,
+            _: &ShutdownWatch,
+        ) -> Option<ReusedHttpStream> {
+            drop(session);
+            None
+        }
+    }
+
+    /// An idle connection (and an HTTP/1.1 watch, which runs in this loop) holds the loop's
+    /// state for as long as it lasts: its stream and the wait for a request, not a request's
+    /// session (measured, release build: 1464 bytes with the session inline, N idle TLS
+    /// connections under heaptrack).
+    #[test]
+    fn an_idle_connection_holds_no_request() {
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let stream: Stream = Box::new(std::io::Cursor::new(Vec::new()));
+        let mut waiting: Stream = Box::new(std::io::Cursor::new(Vec::new()));
+        let wait = std::mem::size_of_val(&next_request(&mut waiting, &shutdown));
+        let session = std::mem::size_of::<ServerSession>();
+        let idle = serve_http1(Arc::new(App), stream, shutdown.clone());
+        let size = std::mem::size_of_val(&idle);
+        // (debug build: 736 bytes, 1416 with the session inline; a session is 680, the wait 344)
+        assert!(size < session + wait, "{size} bytes: the wait ({wait}) and a session ({session}) side by side");
+    }
 
     #[test]
     fn a_header_is_complete_at_its_blank_line() {
