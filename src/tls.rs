@@ -146,11 +146,16 @@ impl ClientCas {
             }
             None => None,
         };
-        let mut pools: Vec<_> = self.pools.load().iter().filter(|(r, _)| *r != role).cloned().collect();
-        if let Some(v) = verifier {
-            pools.push((role, v));
-        }
-        self.pools.store(Arc::new(pools));
+        // read, modify and write as one (`rcu` retries if another role's reload stored in
+        // between): each role's file has its own reload thread, and a plain load-then-store
+        // lost one of two concurrent reloads, leaving a rotated CA's old bundle in force
+        self.pools.rcu(|pools| {
+            let mut pools: Vec<_> = pools.iter().filter(|(r, _)| *r != role).cloned().collect();
+            if let Some(v) = &verifier {
+                pools.push((role, v.clone()));
+            }
+            pools
+        });
         Ok(())
     }
 
@@ -563,6 +568,50 @@ mod tests {
     /// The size of the future `f` returns.
     fn future_size<F>(_: fn(Connection<App>, tokio::net::TcpStream, SocketAddr) -> F) -> usize {
         std::mem::size_of::<F>()
+    }
+
+    /// Reloads of two roles' bundles at the same moment (each role's file has its own reload
+    /// thread) both take effect: neither store undoes the other's.
+    #[test]
+    fn concurrent_reloads_of_two_roles_both_take_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        // two bundles per role, a leaf from each
+        let mut bundles = Vec::new();
+        for name in ["c0", "c1", "r0", "r1"] {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let ca = p.self_signed(&key).unwrap();
+            let path = dir.path().join(format!("{name}.crt"));
+            std::fs::write(&path, ca.pem()).unwrap();
+            let leaf_key = rcgen::KeyPair::generate().unwrap();
+            let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            lp.distinguished_name.push(rcgen::DnType::CommonName, format!("{name}-leaf"));
+            lp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let leaf = lp.signed_by(&leaf_key, &ca, &key).unwrap();
+            bundles.push((path, vec![leaf.der().clone()]));
+        }
+        let cas = Arc::new(ClientCas::default());
+        let roles = [(CaRole::ClientCa, 0), (CaRole::RequestHeaderCa, 2)];
+        for round in 0..300 {
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let threads: Vec<_> = roles
+                .iter()
+                .map(|&(role, first)| {
+                    let (cas, barrier, path) = (cas.clone(), barrier.clone(), bundles[first + round % 2].0.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        cas.set(role, Some(&path)).unwrap();
+                    })
+                })
+                .collect();
+            threads.into_iter().for_each(|t| t.join().unwrap());
+            for &(role, first) in &roles {
+                let chain = &bundles[first + round % 2].1;
+                assert_eq!(cas.roles_for(chain), vec![role], "round {round}: {role:?}'s latest bundle");
+            }
+        }
     }
 
     /// An established connection's task holds its captures and a box, not the room of the wait

@@ -147,6 +147,9 @@ pub struct Shared {
     pub table: ArcSwap<Table>,
     from_files: Mutex<Vec<ApiService>>,
     from_store: Mutex<Vec<ApiService>>,
+    /// Held for a whole rebuild: the files' reload thread and the store's watcher rebuild at
+    /// will, and a rebuild that read older sources must not store its table last.
+    rebuilding: Mutex<()>,
     pub endpoints: HashMap<String, String>,
     pub client_cert: ArcSwapOption<pingora::utils::tls::CertKey>,
     pub wake: tokio::sync::Notify,
@@ -265,6 +268,7 @@ impl Router {
             table: ArcSwap::from_pointee(Table::default()),
             from_files: Mutex::new(from_files),
             from_store: Mutex::new(Vec::new()),
+            rebuilding: Mutex::new(()),
             endpoints,
             client_cert,
             wake: tokio::sync::Notify::new(),
@@ -474,6 +478,7 @@ impl Shared {
     /// Rebuilds the table from files and store objects, keeping each backend's live state
     /// while its spec is unchanged, and swaps it in whole.
     fn rebuild(&self) -> anyhow::Result<()> {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let mut merged: Vec<ApiService> = self.from_files.lock().unwrap().clone();
         for s in self.from_store.lock().unwrap().iter() {
             merged.retain(|m| m.name != s.name);
@@ -573,6 +578,32 @@ mod tests {
         assert!(r.apiservice_status("v1.nothing.io").is_none());
         r.set_dynamic_apiservices(vec![]).unwrap();
         assert!(r.apiservice_status("v1.local.io").is_none());
+    }
+
+    /// The files' reload and the store's watcher rebuilding at the same moment: the table ends
+    /// with the latest of both, whichever rebuild stores last.
+    #[test]
+    fn concurrent_rebuilds_keep_the_latest_of_both_sources() {
+        let r = router();
+        for round in 0..200 {
+            let (file, stored) = (format!("f{}.io", round % 2), format!("s{}.io", round % 2));
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|t| {
+                t.spawn(|| {
+                    let parsed = ApiService::from_value(object(&format!("v1.{file}"), &file, false)).unwrap();
+                    barrier.wait();
+                    *r.shared.from_files.lock().unwrap() = vec![parsed];
+                    r.shared.rebuild().unwrap();
+                });
+                t.spawn(|| {
+                    barrier.wait();
+                    r.set_dynamic_apiservices(vec![object(&format!("v1.{stored}"), &stored, false)]).unwrap();
+                });
+            });
+            let table = r.table();
+            let names: Vec<&str> = table.services.iter().map(|b| b.spec.name.as_str()).collect();
+            assert_eq!(names, vec![format!("v1.{file}"), format!("v1.{stored}")], "round {round}");
+        }
     }
 
     #[test]
