@@ -115,7 +115,7 @@ pub struct Shared {
     /// The custom resources served now (CustomResourceDefinitions'), with their schemas.
     custom: Arc<arc_swap::ArcSwap<CustomSet>>,
     pub storage: Arc<dyn Storage>,
-    hooks: Arc<Mutex<Vec<(String, String, ChangeHook)>>>,
+    hooks: Arc<Hooks>,
     /// Told when the served custom resources change (discovery and OpenAPI are rebuilt).
     custom_listeners: Mutex<Vec<CustomListener>>,
     status: RwLock<Vec<(String, String, StatusProvider)>>,
@@ -299,7 +299,7 @@ impl Store {
     pub fn on_change(&self, group: &str, resource: &str, f: Box<dyn Fn(Vec<Value>) + Send + Sync>) {
         let f: ChangeHook = Arc::from(f);
         f(self.current(group, resource));
-        self.hooks.lock().unwrap().push((group.to_string(), resource.to_string(), f));
+        self.hooks.registered.lock().unwrap().push((group.to_string(), resource.to_string(), f));
     }
 
     /// Fills the status of `group`/`resource` objects on read from `f(name)` (the router
@@ -464,9 +464,21 @@ fn current(storage: &Arc<dyn Storage>, def: &ResourceDef) -> Vec<Value> {
     }
 }
 
+/// The change hooks, and the lock their runs take.
+#[derive(Default)]
+struct Hooks {
+    registered: Mutex<Vec<(String, String, ChangeHook)>>,
+    /// Held from reading the objects to the hooks' return: writers run the hooks in their own
+    /// threads, and a run that read the objects before another write must not apply them after
+    /// that write's run (a deleted RoleBinding granting again until the next RBAC change).
+    applying: Mutex<()>,
+}
+
 /// Calls `def`'s change hooks with every object of it.
-fn run_hooks(hooks: &Mutex<Vec<(String, String, ChangeHook)>>, storage: &Arc<dyn Storage>, def: &ResourceDef) {
+fn run_hooks(hooks: &Hooks, storage: &Arc<dyn Storage>, def: &ResourceDef) {
+    let _in_order = hooks.applying.lock().unwrap_or_else(|e| e.into_inner());
     let hooks: Vec<ChangeHook> = hooks
+        .registered
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
@@ -522,6 +534,26 @@ mod tests {
         let roles = store.def("rbac.authorization.k8s.io", "roles").unwrap().clone();
         store.create(&roles, &roles.key("default", "r"), json!({"metadata": {"name": "r"}})).unwrap();
         assert_eq!(*seen.lock().unwrap(), vec![0, 1]);
+        // writers racing: the hooks' last run saw every write (what an authorizer applies
+        // is the store's state, not an older read of it)
+        let applied = Arc::new(Mutex::new(0usize));
+        let a2 = applied.clone();
+        store.on_change("rbac.authorization.k8s.io", "roles", Box::new(move |objs| *a2.lock().unwrap() = objs.len()));
+        for round in 0..150 {
+            let barrier = std::sync::Barrier::new(2);
+            std::thread::scope(|t| {
+                for w in 0..2 {
+                    let (store, roles, barrier) = (&store, &roles, &barrier);
+                    t.spawn(move || {
+                        let name = format!("r{round}-{w}");
+                        barrier.wait();
+                        store.create(roles, &roles.key("default", &name), json!({"metadata": {"name": name}})).unwrap();
+                        store.changed(roles);
+                    });
+                }
+            });
+            assert_eq!(*applied.lock().unwrap(), 1 + 2 * (round + 1), "round {round}");
+        }
         // reopening keeps the namespaces without duplicating writes
         let rev = store.storage.revision();
         drop(store);
