@@ -551,19 +551,7 @@ async fn serve_session<A: HttpServerApp + Send + Sync + 'static>(app: Arc<A>, st
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct App;
-
-    #[async_trait]
-    impl HttpServerApp for App {
-        async fn process_new_http(
-            self: &Arc<Self>,
-            _: pingora::protocols::http::ServerSession,
-            _: &ShutdownWatch,
-        ) -> Option<pingora::apps::ReusedHttpStream> {
-            None
-        }
-    }
+    use crate::connection::tests::App;
 
     /// The size of the future `f` returns.
     fn future_size<F>(_: fn(Connection<App>, tokio::net::TcpStream, SocketAddr) -> F) -> usize {

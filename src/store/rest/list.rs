@@ -126,9 +126,7 @@ impl ListBody {
         envelope.truncate(envelope.len() - 2);
         ListBody { head: Some(envelope), items: items.into_iter(), first: true, done: false, write }
     }
-}
 
-impl ListBody {
     /// About the size of the next chunk: its items' stored sizes, up to a chunk (a small
     /// list's body is allocated at its size, not a chunk's).
     fn estimate(&self) -> usize {
