@@ -23,6 +23,8 @@ pub struct RequestContext {
     // every later stage and handler reads these, never the raw URI
     pub query: Query,
     pub request_info: Arc<RequestInfo>,
+    /// framing: the body's announced length (`Content-Length`, checked once), if it has one
+    pub content_length: Option<usize>,
     // timeout: the deadline of a non-long-running request
     pub deadline: Option<std::time::Duration>,
     // TLS

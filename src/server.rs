@@ -65,11 +65,14 @@ impl Gateway {
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
-        if let Err(reply) = framing::check(session.req_header()) {
-            self.reject(session, ctx, reply).await?;
-            // the rest of the connection cannot be trusted to be framed as we read it
-            session.set_keepalive(None);
-            return Ok(true);
+        match framing::check(session.req_header()) {
+            Ok(length) => ctx.content_length = length,
+            Err(reply) => {
+                self.reject(session, ctx, reply).await?;
+                // the rest of the connection cannot be trusted to be framed as we read it
+                session.set_keepalive(None);
+                return Ok(true);
+            }
         }
 
         // the one reading of the request target: every later stage and handler uses these

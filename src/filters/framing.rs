@@ -6,8 +6,9 @@
 use super::Reply;
 use pingora::http::RequestHeader;
 
-/// Ok, or Go's 400 for a malformed `Content-Length`.
-pub fn check(req: &RequestHeader) -> Result<(), Reply> {
+/// The announced body length (None without one, or past usize), or Go's 400 for a malformed
+/// `Content-Length`.
+pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
     let mut length: Option<&[u8]> = None;
     for v in req.headers.get_all(http::header::CONTENT_LENGTH) {
         let v = v.as_bytes().trim_ascii();
@@ -17,7 +18,7 @@ pub fn check(req: &RequestHeader) -> Result<(), Reply> {
         }
         length = Some(v);
     }
-    Ok(())
+    Ok(length.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()))
 }
 
 #[cfg(test)]
@@ -40,5 +41,14 @@ mod tests {
         for bad in [&["5, 5"][..], &["5,5"], &["+5"], &["-1"], &["0x10"], &[""], &["5", "6"], &["1e3"]] {
             assert_eq!(check(&req(bad)).unwrap_err().code, 400, "{bad:?}");
         }
+    }
+
+    /// The length the chain keeps for the body's reader (`request_body`), read here once.
+    #[test]
+    fn the_announced_length_is_handed_on() {
+        assert_eq!(check(&req(&[])).ok(), Some(None));
+        assert_eq!(check(&req(&["12", "12"])).ok(), Some(Some(12)));
+        assert_eq!(check(&req(&[" 7 "])).ok(), Some(Some(7)));
+        assert_eq!(check(&req(&["99999999999999999999999"])).ok(), Some(None), "well-formed, past usize");
     }
 }

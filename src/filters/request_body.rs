@@ -13,9 +13,7 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Reads the whole request body, at most `limit` bytes.
 pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize) -> Result<Vec<u8>, Status> {
     // room for what the client announced (within the limit), not grown by doubling
-    let announced = session.req_header().headers.get(http::header::CONTENT_LENGTH);
-    let announced = announced.and_then(|v| v.to_str().ok()?.parse::<usize>().ok()).unwrap_or(0);
-    let mut body = Vec::with_capacity(announced.min(limit + 1));
+    let mut body = Vec::with_capacity(ctx.content_length.unwrap_or(0).min(limit + 1));
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
