@@ -54,10 +54,11 @@ fuzz_target!(|data: &[u8]| {
             if !claims.is_object() {
                 return;
             }
-            // jsonwebtoken refuses a token whose registered dates are not numbers even when
-            // only the signature is asked about (reported as a bad signature: it is refused
-            // either way, as kube refuses it)
-            let dates_ok = ["exp", "nbf", "iat"].iter().all(|c| claims.get(c).is_none_or(|v| v.is_number()));
+            // jsonwebtoken refuses a token whose registered dates are not numbers, or whose
+            // `sub` is not a string, even when only the signature is asked about (reported as a
+            // bad signature: it is refused either way, as kube refuses it)
+            let dates_ok = ["exp", "nbf", "iat"].iter().all(|c| claims.get(c).is_none_or(|v| v.is_number()))
+                && claims.get("sub").is_none_or(|v| v.is_string());
             let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             if let Ok(token) = jsonwebtoken::encode(&header, &claims, &fixture().signer) {
                 // a token the harness signed verifies: anything else is a bug in the verifier
