@@ -93,8 +93,10 @@ impl Frontdoor {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push_str(&line);
-                    logs.lock().unwrap().push('\n');
+                    // a line and its newline under one lock: stdout's reader must not land between
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
                 }
             });
         }
