@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 /// Generous: the machine running tests is shared and noisy; a regression is minutes.
 const PROMPT: Duration = Duration::from_secs(5);
 
+/// Both JSON decoders: `json` checks the bounds by a scan before parsing, `json_strict` while
+/// it builds; they must refuse alike.
+type Decoder = fn(&[u8]) -> Result<serde_json::Value, String>;
+const JSON_DECODERS: [Decoder; 2] = [json, |b| json_strict(b).map(|s| s.value)];
+
 fn timed<T>(f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
     let out = f();
@@ -16,15 +21,17 @@ fn timed<T>(f: impl FnOnce() -> T) -> T {
 
 #[test]
 fn deep_json_is_refused_as_go_words_it() {
-    let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-    assert_eq!(timed(|| json(deep.as_bytes())), Err("invalid character '[' exceeded max depth".into()));
-    let deep = format!("{{\"a\":{}1{}}}", "{\"b\":".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
-    assert_eq!(json(deep.as_bytes()), Err("invalid character '{' exceeded max depth".into()));
-    let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
-    assert!(json(ok.as_bytes()).is_ok());
-    // brackets in strings are not nesting
-    let s = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
-    assert_eq!(json(s.as_bytes()).unwrap()["a"].as_str().unwrap().len(), 1001);
+    for json in JSON_DECODERS {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert_eq!(timed(|| json(deep.as_bytes())), Err("invalid character '[' exceeded max depth".into()));
+        let deep = format!("{{\"a\":{}1{}}}", "{\"b\":".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
+        assert_eq!(json(deep.as_bytes()), Err("invalid character '{' exceeded max depth".into()));
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(json(ok.as_bytes()).is_ok());
+        // brackets in strings are not nesting
+        let s = format!("{{\"a\":\"{}\\\"{}\"}}", "[".repeat(500), "{".repeat(500));
+        assert_eq!(json(s.as_bytes()).unwrap()["a"].as_str().unwrap().len(), 1001);
+    }
 }
 
 #[test]
@@ -90,21 +97,23 @@ fn yaml_token_count_is_bounded_json_is_not() {
 
 #[test]
 fn json_value_count_is_bounded() {
-    let want = Err(format!("json: document has more than {MAX_JSON_VALUES} values"));
-    // the count is exact: the root, each comma, each non-empty container's first value
-    let at = |n: usize| format!("{{\"a\":[{}]}}", vec!["1"; n].join(","));
-    assert!(json(at(MAX_JSON_VALUES - 2).as_bytes()).is_ok());
-    assert_eq!(json(at(MAX_JSON_VALUES - 1).as_bytes()), want);
-    let nested = format!("{{\"spec\":[{}]}}", vec!["[[[[]]]]"; MAX_JSON_VALUES / 4].join(" , "));
-    assert_eq!(timed(|| json(nested.as_bytes())), want);
-    // empty containers, strings holding commas and brackets are no values of their own
-    let quiet = format!("{{\"a\":[{}],\"s\":\"{}\"}}", vec!["[]"; 1000].join(","), ",[{".repeat(MAX_JSON_VALUES));
-    assert!(json(quiet.as_bytes()).is_ok());
-    // a ConfigMap filling kube's 3 MiB body limit is within the bound
-    let items: Vec<String> = (0..280_000).map(|i| format!("\"k{i}\":\"\"")).collect();
-    let big = format!("{{\"data\":{{{}}}}}", items.join(","));
-    assert!(big.len() > 3_000_000, "{}", big.len());
-    assert!(json(big.as_bytes()).is_ok());
+    for json in JSON_DECODERS {
+        let want = Err(format!("json: document has more than {MAX_JSON_VALUES} values"));
+        // the count is exact: the root, each comma, each non-empty container's first value
+        let at = |n: usize| format!("{{\"a\":[{}]}}", vec!["1"; n].join(","));
+        assert!(json(at(MAX_JSON_VALUES - 2).as_bytes()).is_ok());
+        assert_eq!(json(at(MAX_JSON_VALUES - 1).as_bytes()), want);
+        let nested = format!("{{\"spec\":[{}]}}", vec!["[[[[]]]]"; MAX_JSON_VALUES / 4].join(" , "));
+        assert_eq!(timed(|| json(nested.as_bytes())), want);
+        // empty containers, strings holding commas and brackets are no values of their own
+        let quiet = format!("{{\"a\":[{}],\"s\":\"{}\"}}", vec!["[]"; 1000].join(","), ",[{".repeat(MAX_JSON_VALUES));
+        assert!(json(quiet.as_bytes()).is_ok());
+        // a ConfigMap filling kube's 3 MiB body limit is within the bound
+        let items: Vec<String> = (0..280_000).map(|i| format!("\"k{i}\":\"\"")).collect();
+        let big = format!("{{\"data\":{{{}}}}}", items.join(","));
+        assert!(big.len() > 3_000_000, "{}", big.len());
+        assert!(json(big.as_bytes()).is_ok());
+    }
 }
 
 #[test]
