@@ -96,6 +96,25 @@ fn yaml_token_count_is_bounded_json_is_not() {
 }
 
 #[test]
+fn the_scan_reads_strings_and_escapes_as_the_parser_does() {
+    let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+    let refused = Err("invalid character '[' exceeded max depth".to_string());
+    // an escaped backslash ends before the quote, which closes the string: the nesting counts
+    assert_eq!(check_json_depth(format!(r#"["a\\",{deep}]"#).as_bytes()), refused);
+    // an escaped quote does not close it: the brackets are the string's
+    assert_eq!(check_json_depth(format!(r#"["a\"{deep}"]"#).as_bytes()), Ok(()));
+    assert_eq!(check_json_depth(format!(r#"["\u005c",{deep}]"#).as_bytes()), refused);
+    // cut short inside a string or an escape: no verdict of the scan's own, no panic
+    for cut in [&b"\"abc"[..], b"\"abc\\", b"\"", b"[\"\\\\"] {
+        assert_eq!(check_json_depth(cut), Ok(()), "{}", String::from_utf8_lossy(cut));
+    }
+    // commas in strings are no values; the count is exact around them
+    let at = |n: usize| format!("[{}]", vec![r#""a,\",b""#; n].join(","));
+    assert!(check_json_depth(at(MAX_JSON_VALUES - 1).as_bytes()).is_ok());
+    assert!(check_json_depth(at(MAX_JSON_VALUES).as_bytes()).is_err());
+}
+
+#[test]
 fn json_value_count_is_bounded() {
     for json in JSON_DECODERS {
         let want = Err(format!("json: document has more than {MAX_JSON_VALUES} values"));
