@@ -51,7 +51,19 @@ fn rv_of(v: &Value) -> u64 {
 fn body(name: &str, seq: u64) -> Value {
     // both fields are written in one request: a torn write would show them apart
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-           "data": {"seq": seq.to_string(), "copy": seq.to_string(), "pad": "x".repeat((seq % 7) as usize * 100)}})
+           "data": {"seq": seq.to_string(), "copy": seq.to_string(), "pad": pad(seq)}})
+}
+
+/// Some hundred bytes, and every seventh write ~100 KB: redb stores values from 64 KiB on
+/// compressed, so a kill can land on those writes too; read back whole after every restart.
+fn pad(seq: u64) -> String {
+    match seq % 7 {
+        6 => (0..10_000)
+            .map(|i| format!("{:x}", (i * 2_654_435_761 + seq) % 1_000_000_007))
+            .collect::<Vec<_>>()
+            .join(","),
+        n => "x".repeat(n as usize * 100),
+    }
 }
 
 /// One writer's loop over its own keys until a request fails to get an answer (the kill).
@@ -191,6 +203,7 @@ fn rounds(mut backend: Backend, n: usize, seed: u64) -> Figures {
     let relists: Arc<Mutex<Vec<u64>>> = Arc::default();
     let (mut watched_rv, _) = list(&fd.admin_client(), &fd.url(""));
     let mut max_acked_rv = 0;
+    let mut large_read_back = 0;
     let mut fig = Figures {
         rounds: n,
         acked: 0,
@@ -249,6 +262,10 @@ fn rounds(mut backend: Backend, n: usize, seed: u64) -> Figures {
         for (name, o) in &objects {
             let d = &o["data"];
             assert_eq!(d["seq"], d["copy"], "round {round}: {name} is half written: {o}");
+            // (the namespace's own kube-root-ca.crt has neither)
+            let Some(seq) = d["seq"].as_str().and_then(|s| s.parse().ok()) else { continue };
+            assert!(d["pad"] == pad(seq), "round {round}: {name}'s data at seq {seq} came back changed");
+            large_read_back += usize::from(seq % 7 == 6);
         }
         let in_flight = std::mem::take(&mut l.in_flight);
         let keys: HashSet<&String> = l.acked.keys().chain(in_flight.keys()).collect();
@@ -329,6 +346,7 @@ fn rounds(mut backend: Backend, n: usize, seed: u64) -> Figures {
             "the watch missed the deletion of {key}"
         );
     }
+    assert!(large_read_back > 0, "no ~100 KB object was read back after a restart");
     fig.acked = l.writes + n;
     fig.events = evs.len();
     fig.relists = relists.len();
