@@ -297,13 +297,9 @@ impl Walk<'_> {
         });
     }
 
-    /// Whether `schema` is a string that `walk` checks for nothing but being one (no base64,
-    /// no date-time, not int-or-string).
+    /// Whether `schema` is a string that `walk` checks for nothing but being one.
     fn plain_string(&self, schema: &Value) -> bool {
-        let (r, _) = self.s.resolve(schema);
-        r["type"] == "string"
-            && !matches!(r["format"].as_str(), Some("byte" | "date-time"))
-            && r.get("x-kubernetes-int-or-string").is_none()
+        matches!(Check::of(self.s.resolve(schema).0), Check::String)
     }
 
     /// Walks `v` against `schema`; `path` is the field path for unknown-field reports
@@ -314,17 +310,14 @@ impl Walk<'_> {
         if v.is_null() {
             return; // the caller decides what a null becomes
         }
-        if schema_r.get("x-kubernetes-int-or-string").is_some() {
-            if !(v.is_string() || v.as_i64().is_some() || v.as_u64().is_some()) {
-                self.type_error(v, strukt, schema);
+        match Check::of(schema_r) {
+            Check::IntOrString => {
+                if !(v.is_string() || v.as_i64().is_some() || v.as_u64().is_some()) {
+                    self.type_error(v, strukt, schema);
+                }
             }
-            return;
-        }
-        match schema_r["type"].as_str() {
-            Some("object") => {
+            Check::Object { props, extra } => {
                 let Some(m) = v.as_object_mut() else { return self.type_error(v, strukt, schema) };
-                let props = schema_r.get("properties").and_then(Value::as_object);
-                let extra = schema_r.get("additionalProperties").filter(|a| a.is_object());
                 if props.is_none() && extra.is_none() {
                     return; // free-form (FieldsV1, RawExtension): Go keeps it as it is
                 }
@@ -375,9 +368,8 @@ impl Walk<'_> {
                     m.remove(&k);
                 }
             }
-            Some("array") => {
+            Check::Array(items) => {
                 let Some(a) = v.as_array_mut() else { return self.type_error(v, strukt, schema) };
-                let items = &schema_r["items"];
                 for (i, child) in a.iter_mut().enumerate() {
                     if child.is_null() {
                         *child = zero(self.s, items);
@@ -389,7 +381,7 @@ impl Walk<'_> {
                     path.truncate(len);
                 }
             }
-            Some("string") if schema_r["format"] == "byte" => match v {
+            Check::Bytes => match v {
                 Value::String(s) => {
                     if let Err(e) = go_base64(s) {
                         if self.out.error.is_none() {
@@ -405,29 +397,72 @@ impl Walk<'_> {
                 }
                 _ => self.type_error(v, strukt, schema),
             },
-            Some("string") => match v.as_str() {
+            Check::DateTime => match v.as_str() {
                 None => self.type_error(v, strukt, schema),
-                Some(s) if schema_r["format"] == "date-time" => {
+                Some(s) => {
                     if chrono::DateTime::parse_from_rfc3339(s).is_err() && self.out.error.is_none() {
                         self.out.error = Some(format!(
                             "parsing time \"{s}\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"{s}\" as \"2006\""
                         ));
                     }
                 }
-                Some(_) => {}
             },
-            Some("integer") => {
-                let ok = match schema_r["format"].as_str() {
-                    Some("int32") => v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-                    _ => v.as_i64().is_some(),
-                };
+            Check::String if !v.is_string() => self.type_error(v, strukt, schema),
+            Check::Integer { int32 } => {
+                let ok =
+                    if int32 { v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) } else { v.as_i64().is_some() };
                 if !ok {
                     self.type_error(v, strukt, schema);
                 }
             }
-            Some("number") if !v.is_number() => self.type_error(v, strukt, schema),
-            Some("boolean") if !v.is_boolean() => self.type_error(v, strukt, schema),
-            _ => {}
+            Check::Number if !v.is_number() => self.type_error(v, strukt, schema),
+            Check::Boolean if !v.is_boolean() => self.type_error(v, strukt, schema),
+            Check::String | Check::Number | Check::Boolean | Check::Any => {}
+        }
+    }
+}
+
+/// What `walk` checks a value against, read once from a resolved schema: one reading that
+/// the walk and its shortcut for maps of plain strings (`plain_string`) share.
+enum Check<'s> {
+    IntOrString,
+    /// Declared fields and the schema of any other key (a map's values).
+    Object {
+        props: Option<&'s serde_json::Map<String, Value>>,
+        extra: Option<&'s Value>,
+    },
+    Array(&'s Value),
+    /// base64 (`format: byte`).
+    Bytes,
+    DateTime,
+    /// A string checked for nothing but being one.
+    String,
+    Integer {
+        int32: bool,
+    },
+    Number,
+    Boolean,
+    Any,
+}
+
+impl<'s> Check<'s> {
+    fn of(r: &'s Value) -> Self {
+        if r.get("x-kubernetes-int-or-string").is_some() {
+            return Check::IntOrString;
+        }
+        match (r["type"].as_str(), r["format"].as_str()) {
+            (Some("object"), _) => Check::Object {
+                props: r.get("properties").and_then(Value::as_object),
+                extra: r.get("additionalProperties").filter(|a| a.is_object()),
+            },
+            (Some("array"), _) => Check::Array(&r["items"]),
+            (Some("string"), Some("byte")) => Check::Bytes,
+            (Some("string"), Some("date-time")) => Check::DateTime,
+            (Some("string"), _) => Check::String,
+            (Some("integer"), format) => Check::Integer { int32: format == Some("int32") },
+            (Some("number"), _) => Check::Number,
+            (Some("boolean"), _) => Check::Boolean,
+            _ => Check::Any,
         }
     }
 }
