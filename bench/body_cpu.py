@@ -26,6 +26,24 @@ def fill(unit, size=MIB3, head="", tail=""):
     return head + unit * n + tail
 
 
+def densest(size=MIB3):
+    """The most keys a ConfigMap body within kube's limit holds: the shortest keys, empty values."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    data, used, i = {}, 0, 0
+    while True:
+        n, key = i, ""
+        while True:
+            key = digits[n % 36] + key
+            n //= 36
+            if n == 0:
+                break
+        used += len(key) + 8  # "key": "", (json.dumps spacing)
+        if used > size - 100:
+            return data
+        data[key] = ""
+        i += 1
+
+
 def yaml_cm(lines):
     return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  generateName: b-\ndata:\n" + lines
 
@@ -33,6 +51,7 @@ def yaml_cm(lines):
 def shapes():
     keys = {f"k{i}": "v" for i in range(MIB3 // 16)}
     yield "json: configmap, ~200k keys (accepted)", "application/json", cm_json(keys)
+    yield "json: configmap, densest keys (accepted)", "application/json", cm_json(densest())
     yield "json: 1.5M tiny scalars (refused)", "application/json", fill("1,", head="[", tail="1]")
     yield "json: nested 99 deep, repeated", "application/json", \
         cm_json({"a": "x"})[:-1] + ',"spec":' + fill("[" * 97 + "]" * 97 + ",", head="[", tail="1]") + "}"
