@@ -8,7 +8,7 @@ the median CPU time of the whole process per request (every thread, from
     bench/body_cpu.py [rounds=5]          (builds with `cargo build --release` first; NO_BUILD=1 skips it;
                                           ONLY=<part of a shape's name> runs that shape alone)
 """
-import os, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
+import os, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
 from benchlib import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +128,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
+        shutil.rmtree(work, ignore_errors=True)  # ~40 MB of store per run
 
 
 if __name__ == "__main__":
