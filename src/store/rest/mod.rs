@@ -298,51 +298,77 @@ impl Owned {
     }
 }
 
-/// Decodes a JSON or YAML body meant to be a `kind`, within api::decode's bounds; what does
-/// not decode is kube's BadRequest (its create and update handlers' transformDecodeError).
-pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
-    let ct = content_type.split(';').next().unwrap_or("").trim();
-    if ct == "application/vnd.kubernetes.protobuf" {
-        return crate::store::protobuf::decode(body).map_err(|e| {
-            if e.starts_with("protobuf is not supported") {
-                Status::unsupported_media_type(content_type)
-            } else {
-                Status::bad_request(format!("error decoding request body: {e}"))
-            }
-        });
+/// How a request body is read, by its Content-Type (parameters ignored): the one reading that
+/// `decode` and `decode_typed` share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    Json,
+    /// YAML, or JSON sent as YAML.
+    Yaml,
+    Protobuf,
+    Unsupported,
+}
+
+impl BodyFormat {
+    fn of(content_type: &str) -> Self {
+        match content_type.split(';').next().unwrap_or("").trim() {
+            "application/vnd.kubernetes.protobuf" => BodyFormat::Protobuf,
+            ct if ct.ends_with("yaml") => BodyFormat::Yaml,
+            "" | "application/json" => BodyFormat::Json,
+            ct if ct.ends_with("+json") => BodyFormat::Json,
+            _ => BodyFormat::Unsupported,
+        }
     }
-    if !(ct.is_empty() || ct == "application/json" || ct.ends_with("yaml") || ct.ends_with("+json")) {
-        return Err(Status::unsupported_media_type(content_type));
-    }
-    let parsed = if ct.ends_with("yaml") {
-        api_decode::yaml(body)
-    } else {
-        api_decode::json(body).map_err(|e| format!("couldn't get version/kind; json parse error: {e}"))
+}
+
+/// kube's BadRequest for a JSON or YAML body that does not decode as a `kind` (its create and
+/// update handlers' transformDecodeError; a JSON error with its serializer's prefix).
+fn undecodable(format: BodyFormat, kind: &str, err: &str, body: &[u8]) -> Status {
+    let err = match format {
+        BodyFormat::Json => format!("couldn't get version/kind; json parse error: {err}"),
+        _ => err.to_string(),
     };
-    parsed.map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))
+    Status::bad_request(api_decode::unrecognized(kind, &err, body))
+}
+
+/// Decodes a JSON, YAML or protobuf body meant to be a `kind`, within api::decode's bounds.
+pub fn decode(body: &[u8], content_type: &str, kind: &str) -> Result<Value, Status> {
+    let format = BodyFormat::of(content_type);
+    let parsed = match format {
+        BodyFormat::Protobuf => {
+            return crate::store::protobuf::decode(body).map_err(|e| {
+                if e.starts_with("protobuf is not supported") {
+                    Status::unsupported_media_type(content_type)
+                } else {
+                    Status::bad_request(format!("error decoding request body: {e}"))
+                }
+            })
+        }
+        BodyFormat::Unsupported => return Err(Status::unsupported_media_type(content_type)),
+        BodyFormat::Yaml => api_decode::yaml(body),
+        BodyFormat::Json => api_decode::json(body),
+    };
+    parsed.map_err(|e| undecodable(format, kind, &e, body))
 }
 
 /// Decodes a create or update body as `t`'s kind (`decode`, then `typed::check`: the
 /// schema's types, unknown and duplicate fields as `fieldValidation` says).
 pub fn decode_typed(t: &Target, body: &[u8]) -> Result<Value, Status> {
-    let ct = t.content_type.split(';').next().unwrap_or("").trim();
-    if api_decode::is_json_array(body) && (ct.ends_with("yaml") || ct.ends_with("json") || ct.is_empty()) {
-        return Err(write::not_an_object());
-    }
+    let format = BodyFormat::of(&t.content_type);
     let kind = &t.def.kind;
-    let (mut obj, dups, yaml) = if ct.ends_with("yaml") {
-        let s =
-            api_decode::yaml_strict(body).map_err(|e| Status::bad_request(api_decode::unrecognized(kind, &e, body)))?;
-        (s.value, s.duplicates, !api_decode::looks_like_json(body))
-    } else if ct.is_empty() || ct == "application/json" || ct.ends_with("+json") {
-        let s = api_decode::json_strict(body).map_err(|e| {
-            let e = format!("couldn't get version/kind; json parse error: {e}");
-            Status::bad_request(api_decode::unrecognized(kind, &e, body))
-        })?;
-        (s.value, s.duplicates, false)
-    } else {
-        (decode(body, &t.content_type, kind)?, Vec::new(), false)
+    let (mut obj, dups) = match format {
+        BodyFormat::Json | BodyFormat::Yaml => {
+            if api_decode::is_json_array(body) {
+                return Err(write::not_an_object());
+            }
+            let strict =
+                if format == BodyFormat::Yaml { api_decode::yaml_strict(body) } else { api_decode::json_strict(body) };
+            let s = strict.map_err(|e| undecodable(format, kind, &e, body))?;
+            (s.value, s.duplicates)
+        }
+        BodyFormat::Protobuf | BodyFormat::Unsupported => (decode(body, &t.content_type, kind)?, Vec::new()),
     };
+    let yaml = format == BodyFormat::Yaml && !api_decode::looks_like_json(body);
     typed::check(t, &mut obj, dups, typed::Source::Body { yaml })?;
     Ok(obj)
 }

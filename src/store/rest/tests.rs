@@ -655,3 +655,29 @@ fn a_large_list_is_streamed_with_the_bytes_of_the_whole() {
     assert!(r.rest.is_none());
     assert_eq!(r.body, whole_list("ConfigMapList", "v1", &meta, &objs[..3]));
 }
+
+#[test]
+fn a_body_is_read_by_its_content_type_alone() {
+    use super::BodyFormat::{self, *};
+    for (ct, want) in [
+        ("", Json),
+        ("application/json", Json),
+        ("application/json; charset=utf-8", Json),
+        ("application/merge-patch+json", Json),
+        ("application/yaml", Yaml),
+        ("application/apply-patch+yaml", Yaml),
+        ("application/vnd.kubernetes.protobuf", Protobuf),
+        ("text/json", Unsupported),
+        ("text/plain", Unsupported),
+    ] {
+        assert!(BodyFormat::of(ct) == want, "{ct}");
+    }
+    // refused for a type no decoder reads, whatever the body's shape (an array was a 400 before)
+    let (_d, s) = store();
+    for body in [&b"[1]"[..], b"{}"] {
+        let t = Target { content_type: "text/json".into(), ..target(&s, "configmaps", "default", "", "") };
+        assert_eq!(write::create(&s, &t, body, "").unwrap_err().code, 415);
+    }
+    let y = Target { content_type: "application/yaml".into(), ..target(&s, "configmaps", "default", "", "") };
+    assert_eq!(write::create(&s, &y, b"[1]", "").unwrap_err().code, 400);
+}
