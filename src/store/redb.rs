@@ -66,17 +66,17 @@ fn pack(b: &[u8]) -> Cow<'_, [u8]> {
 
 /// A table value as `pack` wrote it.
 fn unpack(b: &[u8]) -> anyhow::Result<Cow<'_, [u8]>> {
-    match b.split_first() {
-        Some((&LZ4, packed)) => {
-            let out = lz4_flex::block::decompress_size_prepended(packed)?;
-            // a block cut short at a sequence's end decodes without error, only shorter
-            match packed.get(..4).map(|n| u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize) {
-                Some(n) if n == out.len() => Ok(out.into()),
-                _ => anyhow::bail!("a compressed value is damaged: {} bytes decoded", out.len()),
-            }
-        }
-        _ => Ok(b.into()),
-    }
+    /// Far above any object's size (a body is at most 3 MiB): a damaged length is an error,
+    /// not an allocation of up to 4 GiB.
+    const MAX_UNPACKED: usize = 256 << 20;
+    let Some((&LZ4, packed)) = b.split_first() else { return Ok(b.into()) };
+    let (n, block) = packed.split_at_checked(4).ok_or_else(|| anyhow::anyhow!("a compressed value is damaged"))?;
+    let n = u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize;
+    anyhow::ensure!(n <= MAX_UNPACKED, "a compressed value is damaged: it claims {n} bytes");
+    let out = lz4_flex::block::decompress(block, n)?;
+    // a block cut short at a sequence's end decodes without error, only shorter
+    anyhow::ensure!(out.len() == n, "a compressed value is damaged: {} of {n} bytes decoded", out.len());
+    Ok(out.into())
 }
 
 fn internal(e: impl std::fmt::Display) -> StorageError {
@@ -524,9 +524,12 @@ mod tests {
             })
             .collect();
         assert!(matches!(pack(&noise), Cow::Borrowed(b) if b == noise), "noise was packed");
-        let mut damaged = pack(&serde_json::to_vec(&big).unwrap()).into_owned();
-        damaged.truncate(damaged.len() / 2);
-        assert!(unpack(&damaged).is_err());
+        let packed = pack(&serde_json::to_vec(&big).unwrap()).into_owned();
+        assert!(unpack(&packed[..packed.len() / 2]).is_err());
+        assert!(unpack(&packed[..3]).is_err());
+        let mut claims_4gib = packed.clone();
+        claims_4gib[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(unpack(&claims_4gib).unwrap_err().to_string().contains("claims 4294967295 bytes"));
     }
 
     #[test]
