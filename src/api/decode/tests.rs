@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 /// Generous: the machine running tests is shared and noisy; a regression is minutes.
 const PROMPT: Duration = Duration::from_secs(5);
 
-/// Both JSON decoders: `json` checks the bounds by a scan before parsing, `json_strict` while
-/// it builds; they must refuse alike.
+/// Both JSON decoders (`json_strict` also reports duplicate fields): they must refuse alike.
 type Decoder = fn(&[u8]) -> Result<serde_json::Value, String>;
 const JSON_DECODERS: [Decoder; 2] = [json, |b| json_strict(b).map(|s| s.value)];
 
