@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod documents;
 pub mod duration;
+pub mod field;
 pub mod headers;
 pub mod status;
 

@@ -8,6 +8,7 @@
 use super::resources::ResourceDef;
 use super::schema;
 use super::validation::{config_key, label_value, qualified_name};
+use crate::api::field::{self, forbidden, quote as go_quote, too_long};
 use crate::api::status::StatusCause;
 use base64::Engine;
 use serde_json::Value;
@@ -17,32 +18,12 @@ pub const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 /// kube's limit on a ConfigMap's or Secret's data (`MaxSecretSize`).
 pub const MAX_DATA_SIZE: usize = 1024 * 1024;
 
-fn go_quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+fn invalid(path: &str, value: &str, msg: &str) -> StatusCause {
+    field::invalid(path, &go_quote(value), msg)
 }
 
-fn invalid(field: &str, value: &str, msg: &str) -> StatusCause {
-    StatusCause {
-        reason: "FieldValueInvalid".into(),
-        message: format!("Invalid value: {}: {msg}", go_quote(value)),
-        field: field.into(),
-    }
-}
-
-fn required(field: &str) -> StatusCause {
-    StatusCause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
-}
-
-fn forbidden(field: &str, msg: &str) -> StatusCause {
-    StatusCause { reason: "FieldValueForbidden".into(), message: format!("Forbidden: {msg}"), field: field.into() }
-}
-
-fn too_long(field: &str, max: usize) -> StatusCause {
-    StatusCause {
-        reason: "FieldValueTooLong".into(),
-        message: format!("Too long: may not be more than {max} bytes"),
-        field: field.into(),
-    }
+fn required(path: &str) -> StatusCause {
+    field::required(path, "")
 }
 
 fn strings(v: &Value) -> impl Iterator<Item = (&String, &str)> {
@@ -68,14 +49,12 @@ fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
         out.extend(qualified_name(f).iter().map(|m| invalid("metadata.finalizers", f, m)));
     }
     if finalizers.contains(&"orphan") && finalizers.contains(&"foregroundDeletion") {
-        out.push(StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message: format!(
-                "Invalid value: []string{{{}}}: finalizer orphan and foregroundDeletion cannot be both set",
-                finalizers.iter().map(|f| go_quote(f)).collect::<Vec<_>>().join(", ")
-            ),
-            field: "metadata.finalizers".into(),
-        });
+        let shown = format!("[]string{{{}}}", finalizers.iter().map(|f| go_quote(f)).collect::<Vec<_>>().join(", "));
+        out.push(field::invalid(
+            "metadata.finalizers",
+            &shown,
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ));
     }
     for r in meta["ownerReferences"].as_array().into_iter().flatten() {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
@@ -92,11 +71,11 @@ fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
         }
     }
     if meta["generation"].as_i64().is_some_and(|g| g < 0) {
-        out.push(StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: {}: must be greater than or equal to 0", meta["generation"]),
-            field: "metadata.generation".into(),
-        });
+        out.push(field::invalid(
+            "metadata.generation",
+            &meta["generation"].to_string(),
+            "must be greater than or equal to 0",
+        ));
     }
 }
 

@@ -1,5 +1,6 @@
 //! Object name validation as kube applies it per resource, with kube's messages.
 
+use crate::api::field;
 use crate::api::status::StatusCause;
 
 const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
@@ -177,21 +178,13 @@ pub fn rule_for(group: &str, resource: &str) -> NameRule {
 }
 
 fn invalid(name: &str, msg: &str) -> StatusCause {
-    StatusCause {
-        reason: "FieldValueInvalid".into(),
-        message: format!("Invalid value: \"{name}\": {msg}"),
-        field: "metadata.name".into(),
-    }
+    field::invalid("metadata.name", &format!("\"{name}\""), msg)
 }
 
 /// The causes for an invalid name (empty when the name is fine).
 pub fn validate_name(rule: NameRule, name: &str) -> Vec<StatusCause> {
     if name.is_empty() {
-        return vec![StatusCause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value: name or generateName is required".into(),
-            field: "metadata.name".into(),
-        }];
+        return vec![field::required("metadata.name", "name or generateName is required")];
     }
     match rule {
         NameRule::Label if !is_label(name) => {

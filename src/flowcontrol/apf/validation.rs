@@ -7,6 +7,7 @@
 //! One difference: kube prints the offending spec of a mandatory object Go's way (`%#v`, with
 //! pointer addresses); here it is the spec's JSON.
 
+use crate::api::field::{self, cause, forbidden, not_supported, required};
 use crate::api::status::StatusCause;
 use crate::store::validation::{dns_label, dns_subdomain};
 use serde_json::{json, Value};
@@ -56,10 +57,6 @@ fn default_null(v: &mut Value, key: &str, d: i64) {
     }
 }
 
-fn cause(reason: &str, field: &str, message: String) -> StatusCause {
-    StatusCause { reason: reason.into(), message, field: field.into() }
-}
-
 /// Go's rendering of a bad value: numbers plain, strings quoted, string lists as `[]string{..}`.
 fn shown(v: &Value) -> String {
     match v {
@@ -69,26 +66,8 @@ fn shown(v: &Value) -> String {
     }
 }
 
-fn invalid(field: &str, v: &Value, detail: &str) -> StatusCause {
-    cause("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", shown(v)))
-}
-
-fn required(field: &str, detail: &str) -> StatusCause {
-    let message = if detail.is_empty() { "Required value".into() } else { format!("Required value: {detail}") };
-    cause("FieldValueRequired", field, message)
-}
-
-fn forbidden(field: &str, detail: &str) -> StatusCause {
-    cause("FieldValueForbidden", field, format!("Forbidden: {detail}"))
-}
-
-fn not_supported(field: &str, shown_value: &str, supported: &[&str]) -> StatusCause {
-    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-    cause(
-        "FieldValueNotSupported",
-        field,
-        format!("Unsupported value: {shown_value}: supported values: {}", list.join(", ")),
-    )
+fn invalid(path: &str, v: &Value, detail: &str) -> StatusCause {
+    field::invalid(path, &shown(v), detail)
 }
 
 fn str_at<'a>(v: &'a Value, k: &str) -> &'a str {

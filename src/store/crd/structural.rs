@@ -7,6 +7,7 @@
 //! JSON Schema crate: pruning and defaulting need the same walk, and kube's wording and field
 //! paths (`spec.tags[1]`) come from the walk itself, not from a generic error to rewrite.
 
+use crate::api::field::{self, cause};
 use crate::api::status::StatusCause;
 use serde_json::{json, Map, Value};
 
@@ -204,12 +205,8 @@ fn shown(v: &Value) -> String {
     }
 }
 
-fn cause(reason: &str, field: &str, message: String) -> StatusCause {
-    StatusCause { reason: reason.into(), message, field: field.into() }
-}
-
-fn invalid(field: &str, v: &Value, detail: String) -> StatusCause {
-    cause("FieldValueInvalid", field, format!("Invalid value: {}: {detail}", shown(v)))
+fn invalid(path: &str, v: &Value, detail: String) -> StatusCause {
+    field::invalid(path, &shown(v), &detail)
 }
 
 /// Validates `obj` (apiVersion, kind and metadata aside) against `schema`: kube's causes.
@@ -229,7 +226,7 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<StatusC
     super::cel::check(schema, obj, old, "", &mut out);
     for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         if !m.contains_key(r) {
-            out.push(cause("FieldValueRequired", r, "Required value".into()));
+            out.push(field::required(r, ""));
         }
     }
     out
@@ -329,7 +326,7 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
         Value::String(s) => {
             let len = s.chars().count() as u64;
             if let Some(max) = schema["maxLength"].as_u64().filter(|m| len > *m) {
-                out.push(cause("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+                out.push(field::too_long(path, max));
             }
             if let Some(min) = schema["minLength"].as_u64().filter(|m| len < *m) {
                 out.push(invalid(path, v, format!("{path} in body should be at least {min} chars long")));
@@ -371,7 +368,7 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
             }
             for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 if !m.contains_key(r) {
-                    out.push(cause("FieldValueRequired", &format!("{path}.{r}"), "Required value".into()));
+                    out.push(field::required(&format!("{path}.{r}"), ""));
                 }
             }
             if let Some(max) = schema["maxProperties"].as_u64().filter(|x| m.len() as u64 > *x) {

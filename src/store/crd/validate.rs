@@ -2,25 +2,13 @@
 //! checks users meet first), with its texts, and the defaults its strategy sets (singular,
 //! listKind, conversion `None`).
 
+use crate::api::field::{self, cause, quote as q, required};
 use crate::api::status::StatusCause;
 use crate::store::validation::{is_dns_subdomain, regex_error};
 use serde_json::{json, Value};
 
-fn cause(reason: &str, field: &str, message: String) -> StatusCause {
-    StatusCause { reason: reason.into(), message, field: field.into() }
-}
-
-fn q(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
-}
-
-fn invalid(field: &str, value: &str, msg: &str) -> StatusCause {
-    cause("FieldValueInvalid", field, format!("Invalid value: {}: {msg}", q(value)))
-}
-
-fn required(field: &str, detail: &str) -> StatusCause {
-    let m = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
-    cause("FieldValueRequired", field, m)
+fn invalid(path: &str, value: &str, msg: &str) -> StatusCause {
+    field::invalid(path, &q(value), msg)
 }
 
 /// kube's DNS-1035 label (plural names, version names).
