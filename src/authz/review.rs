@@ -4,7 +4,6 @@
 //! LocalSubjectAccessReview.
 
 use super::{aggregate_errors, Attributes, Decision};
-use crate::api::status::StatusCause;
 use crate::api::{ApiResource, Status};
 use crate::authn::UserInfo;
 use crate::context::RequestContext;
@@ -72,13 +71,7 @@ pub async fn serve(
 }
 
 fn invalid(kind: &str, field: &str, message: String) -> Reply {
-    Status::invalid(
-        GROUP,
-        kind,
-        "",
-        vec![StatusCause { reason: "FieldValueInvalid".into(), message, field: field.into() }],
-    )
-    .into()
+    Status::invalid(GROUP, kind, "", vec![crate::api::field::cause("FieldValueInvalid", field, message)]).into()
 }
 
 /// Answers one review object (already decoded) for the requesting user.

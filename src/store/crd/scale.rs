@@ -91,11 +91,7 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
                 "autoscaling",
                 "Scale",
                 &t.name,
-                vec![crate::api::status::StatusCause {
-                    reason: "FieldValueRequired".into(),
-                    message: "Required value".into(),
-                    field: "spec.replicas".into(),
-                }],
+                vec![crate::api::field::required("spec.replicas", "")],
             ));
         };
         if replicas < 0 {
@@ -103,11 +99,11 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
                 "autoscaling",
                 "Scale",
                 &t.name,
-                vec![crate::api::status::StatusCause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    field: "spec.replicas".into(),
-                }],
+                vec![crate::api::field::invalid(
+                    "spec.replicas",
+                    &replicas.to_string(),
+                    "must be greater than or equal to 0",
+                )],
             ));
         }
         let mut obj = (*existing.value).clone();

@@ -263,11 +263,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             "meta.k8s.io",
             "PatchOptions",
             "",
-            vec![StatusCause {
-                reason: "FieldValueRequired".into(),
-                message: "Required value: is required for apply patch".into(),
-                field: "fieldManager".into(),
-            }],
+            vec![crate::api::field::required("fieldManager", "is required for apply patch")],
         ));
     }
     let crate::api::decode::Strict { value: mut config, duplicates } = crate::api::decode::yaml_strict(body)

@@ -1,7 +1,7 @@
 //! The query parameters of metav1 ListOptions, GetOptions, CreateOptions, UpdateOptions,
 //! PatchOptions and DeleteOptions that the store honours.
 
-use crate::api::Status;
+use crate::api::{field, Status};
 use crate::request_info::query::Query;
 
 #[derive(Debug, Clone, Default)]
@@ -90,14 +90,11 @@ impl Options {
                 "meta.k8s.io",
                 kind,
                 "",
-                vec![crate::api::status::StatusCause {
-                    reason: "FieldValueNotSupported".into(),
-                    message: format!(
-                        "Unsupported value: {:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
-                        self.field_validation
-                    ),
-                    field: "fieldValidation".into(),
-                }],
+                vec![field::not_supported(
+                    "fieldValidation",
+                    &format!("{:?}", self.field_validation),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
             ));
         }
         if self.dry_run_values.iter().all(|v| v == "All") {
@@ -108,11 +105,7 @@ impl Options {
             "meta.k8s.io",
             kind,
             "",
-            vec![crate::api::status::StatusCause {
-                reason: "FieldValueNotSupported".into(),
-                message: format!("Unsupported value: []string{{{}}}: supported values: \"All\"", list.join(", ")),
-                field: "dryRun".into(),
-            }],
+            vec![field::not_supported("dryRun", &format!("[]string{{{}}}", list.join(", ")), &["All"])],
         ))
     }
 
@@ -120,15 +113,9 @@ impl Options {
     /// WatchList feature on (a watch may ask for its initial events).
     pub fn validate_list(&self, watch: bool) -> Result<(), Status> {
         let mut errs = Vec::new();
-        let forbidden = |field: &str, message: String| crate::api::status::StatusCause {
-            reason: "FieldValueForbidden".into(),
-            message: format!("Forbidden: {message}"),
-            field: field.into(),
-        };
-        let unsupported = |value: &str, supported: &str| crate::api::status::StatusCause {
-            reason: "FieldValueNotSupported".into(),
-            message: format!("Unsupported value: {value:?}: supported values: {supported}"),
-            field: "resourceVersionMatch".into(),
+        let forbidden = |path: &str, message: String| field::forbidden(path, &message);
+        let unsupported = |value: &str, supported: &[&str]| {
+            field::not_supported("resourceVersionMatch", &format!("{value:?}"), supported)
         };
         let rvm = self.resource_version_match.as_str();
         if watch {
@@ -146,7 +133,7 @@ impl Options {
                     ));
                 }
                 if rvm != "NotOlderThan" {
-                    errs.push(unsupported(rvm, "\"NotOlderThan\""));
+                    errs.push(unsupported(rvm, &["NotOlderThan"]));
                 }
                 if !self.continue_.is_empty() {
                     errs.push(forbidden(
@@ -170,7 +157,7 @@ impl Options {
                     ));
                 }
                 if rvm != "Exact" && rvm != "NotOlderThan" {
-                    errs.push(unsupported(rvm, "\"Exact\", \"NotOlderThan\", \"\""));
+                    errs.push(unsupported(rvm, &["Exact", "NotOlderThan", ""]));
                 }
                 if rvm == "Exact" && self.resource_version == "0" {
                     errs.push(forbidden(
@@ -197,14 +184,11 @@ impl Options {
                 "meta.k8s.io",
                 "DeleteOptions",
                 "",
-                vec![crate::api::status::StatusCause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!(
-                        "Invalid value: {:?}: orphanDependents and deletionPropagation cannot be both set",
-                        self.propagation_policy
-                    ),
-                    field: "propagationPolicy".into(),
-                }],
+                vec![field::invalid(
+                    "propagationPolicy",
+                    &format!("{:?}", self.propagation_policy),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
             ));
         }
         match self.propagation_policy.as_str() {
@@ -213,13 +197,11 @@ impl Options {
                 "meta.k8s.io",
                 "DeleteOptions",
                 "",
-                vec![crate::api::status::StatusCause {
-                    reason: "FieldValueNotSupported".into(),
-                    message: format!(
-                        "Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
-                    ),
-                    field: "propagationPolicy".into(),
-                }],
+                vec![field::not_supported(
+                    "propagationPolicy",
+                    &format!("{other:?}"),
+                    &["Foreground", "Background", "Orphan"],
+                )],
             )),
         }
     }

@@ -103,12 +103,10 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
                     "meta.k8s.io",
                     "ListOptions",
                     "",
-                    vec![crate::api::status::StatusCause {
-                        reason: "FieldValueForbidden".into(),
-                        message: "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
-                            .into(),
-                        field: "resourceVersionMatch".into(),
-                    }],
+                    vec![crate::api::field::forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    )],
                 ))
             }
             (other, _) => {

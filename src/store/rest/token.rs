@@ -3,7 +3,6 @@
 //! (name and uid) and signed by authn's issuer.
 
 use super::{decode, now, Target};
-use crate::api::status::StatusCause;
 use crate::api::Status;
 use crate::authn::token_issuer::{Subject, TokenIssuer};
 use crate::filters::Reply;
@@ -48,11 +47,7 @@ pub fn create(
         None
     };
     if let Some(message) = bound {
-        let cause = StatusCause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: {seconds}: {message}"),
-            field: "spec.expirationSeconds".into(),
-        };
+        let cause = crate::api::field::invalid("spec.expirationSeconds", &seconds.to_string(), message);
         return Err(Status::invalid(GROUP, "TokenRequest", &t.name, vec![cause]));
     }
     let audiences: Vec<String> = match spec["audiences"].as_array() {

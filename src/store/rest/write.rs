@@ -5,7 +5,7 @@ use super::object::{
     changed_fields, manager, owned_fields, present, record_managed, reply_object, reply_stored, status,
 };
 use super::{decode, now, Target};
-use crate::api::status::{StatusCause, StatusDetails};
+use crate::api::status::StatusDetails;
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
@@ -310,11 +310,10 @@ pub(super) fn prepare_update(
                 &t.def.group,
                 &t.def.kind,
                 &name,
-                vec![StatusCause {
-                    reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: no new finalizers can be added if the object is being deleted".into(),
-                    field: "metadata.finalizers".into(),
-                }],
+                vec![crate::api::field::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                )],
             ));
         }
     }
