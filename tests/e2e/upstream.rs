@@ -105,11 +105,17 @@ fn token_kubeconfig(fd: &Frontdoor, name: &str, token: &str) -> PathBuf {
 
 /// The upstream's audit events reading configmap `name` (a create's objectRef has no name).
 fn audited(up: &Frontdoor, name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(up.dir.path().join("audit.log")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "get" && e["objectRef"]["name"] == name)
-        .collect()
+    let read = || {
+        let text = std::fs::read_to_string(up.dir.path().join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "get" && e["objectRef"]["name"] == name)
+            .collect::<Vec<_>>()
+    };
+    // the upstream writes ResponseComplete after the response it audits: under load, a moment
+    // after the client has its answer (CI saw none once)
+    wait_until("the upstream's audit event", Duration::from_secs(10), || !read().is_empty());
+    read()
 }
 
 /// `kubectl get -w` in the background: its output so far.
