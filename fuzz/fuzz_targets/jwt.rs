@@ -57,13 +57,13 @@ fuzz_target!(|data: &[u8]| {
             // jsonwebtoken refuses a token whose registered dates are not numbers, or whose
             // `sub` is not a string, even when only the signature is asked about (reported as a
             // bad signature: it is refused either way, as kube refuses it)
-            let dates_ok = ["exp", "nbf", "iat"].iter().all(|c| claims.get(c).is_none_or(|v| v.is_number()))
+            let claims_ok = ["exp", "nbf", "iat"].iter().all(|c| claims.get(c).is_none_or(|v| v.is_number()))
                 && claims.get("sub").is_none_or(|v| v.is_string());
             let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
             if let Ok(token) = jsonwebtoken::encode(&header, &claims, &fixture().signer) {
                 // a token the harness signed verifies: anything else is a bug in the verifier
                 let t = keys::peek(&token).expect("a signed claims object peeks");
-                if dates_ok {
+                if claims_ok {
                     assert_eq!(keys::verify_signature(&token, &t.header, &fixture().keys, false), Ok(()));
                 }
                 check_token(&token);

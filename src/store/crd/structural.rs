@@ -199,7 +199,7 @@ fn type_name(v: &Value) -> &'static str {
 /// A value as Go's field errors print it: strings quoted, numbers and booleans bare.
 fn shown(v: &Value) -> String {
     match v {
-        Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::String(s) => field::quote(s),
         Value::Null => "null".into(),
         other => other.to_string(),
     }

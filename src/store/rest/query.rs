@@ -113,61 +113,60 @@ impl Options {
     /// WatchList feature on (a watch may ask for its initial events).
     pub fn validate_list(&self, watch: bool) -> Result<(), Status> {
         let mut errs = Vec::new();
-        let forbidden = |path: &str, message: String| field::forbidden(path, &message);
         let unsupported = |value: &str, supported: &[&str]| {
             field::not_supported("resourceVersionMatch", &format!("{value:?}"), supported)
         };
         let rvm = self.resource_version_match.as_str();
         if watch {
             if self.send_initial_events.is_some() && rvm != "NotOlderThan" {
-                errs.push(forbidden(
+                errs.push(field::forbidden(
                     "resourceVersionMatch",
-                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into(),
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
                 ));
             }
             if !rvm.is_empty() {
                 if self.send_initial_events.is_none() {
-                    errs.push(forbidden(
+                    errs.push(field::forbidden(
                         "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".into(),
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
                     ));
                 }
                 if rvm != "NotOlderThan" {
                     errs.push(unsupported(rvm, &["NotOlderThan"]));
                 }
                 if !self.continue_.is_empty() {
-                    errs.push(forbidden(
+                    errs.push(field::forbidden(
                         "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided".into(),
+                        "resourceVersionMatch is forbidden when continue is provided",
                     ));
                 }
             }
         } else {
             if !rvm.is_empty() {
                 if self.resource_version.is_empty() {
-                    errs.push(forbidden(
+                    errs.push(field::forbidden(
                         "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
                     ));
                 }
                 if !self.continue_.is_empty() {
-                    errs.push(forbidden(
+                    errs.push(field::forbidden(
                         "resourceVersionMatch",
-                        "resourceVersionMatch is forbidden when continue is provided".into(),
+                        "resourceVersionMatch is forbidden when continue is provided",
                     ));
                 }
                 if rvm != "Exact" && rvm != "NotOlderThan" {
                     errs.push(unsupported(rvm, &["Exact", "NotOlderThan", ""]));
                 }
                 if rvm == "Exact" && self.resource_version == "0" {
-                    errs.push(forbidden(
+                    errs.push(field::forbidden(
                         "resourceVersionMatch",
-                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
                     ));
                 }
             }
             if self.send_initial_events.is_some() {
-                errs.push(forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list".into()));
+                errs.push(field::forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"));
             }
         }
         if errs.is_empty() {
