@@ -9,7 +9,8 @@ pub fn cause(reason: &str, field: &str, message: String) -> StatusCause {
     StatusCause { reason: reason.into(), message, field: field.into() }
 }
 
-/// A string as Go's `%q` shows it in a field error.
+/// A string quoted for a field error, as the validators here have always shown it: JSON's
+/// escapes, which are Go's `%q` but for control characters (`\u0001` where Go writes `\x01`).
 pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
