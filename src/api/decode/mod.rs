@@ -37,23 +37,54 @@ pub const MAX_JSON_VALUES: usize = 500_000;
 /// `MAX_JSON_VALUES` values: one linear scan, before any tree is built. A string's contents
 /// are skipped to its next quote or backslash at once (memchr): large bodies are mostly strings.
 pub fn check_json_depth(b: &[u8]) -> Result<(), String> {
-    let mut depth = 0usize;
+    scan_json(b).map(drop)
+}
+
+/// What the bounds scan saw of a document's shape: the sizes of its large containers, so the
+/// tree is built without growing them (a 265k-key map's pairs were copied ~18 times as their
+/// vector doubled, and its pages faulted in twice).
+#[derive(Debug, Default, PartialEq)]
+pub struct Shape {
+    /// (the container's place in document order, its values), for those of `LARGE` or more
+    large: Vec<(u32, u32)>,
+}
+
+impl Shape {
+    /// Containers smaller than this grow as they are built (their copies cost little).
+    const LARGE: u32 = 1024;
+
+    /// The values of the `nth` container (objects and arrays, counted in document order), when
+    /// it is large. Only a capacity: a scan that misjudged a malformed body costs no more than
+    /// `MAX_JSON_VALUES` values of room.
+    fn size_of(&self, nth: u32) -> usize {
+        self.large.binary_search_by_key(&nth, |(n, _)| *n).map_or(0, |i| self.large[i].1 as usize)
+    }
+}
+
+/// `check_json_depth`, returning the document's `Shape`.
+pub fn scan_json(b: &[u8]) -> Result<Shape, String> {
     // a well-formed document has 1 + (its commas) + (its non-empty containers) values
     let (mut values, mut opened) = (1usize, false);
+    // the open containers: their place in document order and the values seen in each
+    let mut open: Vec<(u32, u32)> = Vec::new();
+    let (mut containers, mut shape) = (0u32, Shape::default());
     let mut i = 0;
-    while i < b.len() {
+    'scan: while i < b.len() {
         let c = b[i];
         i += 1;
         if opened && !c.is_ascii_whitespace() {
             opened = false;
             if c != b']' && c != b'}' {
                 values += 1;
+                if let Some(top) = open.last_mut() {
+                    top.1 = 1;
+                }
             }
         }
         match c {
             b'"' => loop {
                 match memchr::memchr2(b'"', b'\\', &b[i.min(b.len())..]) {
-                    None => return Ok(()),                         // unterminated: the parser says so
+                    None => break 'scan,                           // unterminated: the parser says so
                     Some(at) if b[i + at] == b'\\' => i += at + 2, // and the escaped byte
                     Some(at) => {
                         i += at + 1;
@@ -62,21 +93,33 @@ pub fn check_json_depth(b: &[u8]) -> Result<(), String> {
                 }
             },
             b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
+                if open.len() == MAX_DEPTH {
                     return Err(format!("invalid character '{}' exceeded max depth", c as char));
                 }
+                open.push((containers, 0));
+                containers = containers.wrapping_add(1);
                 opened = true;
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b',' => values += 1,
+            b']' | b'}' => {
+                if let Some((nth, n)) = open.pop().filter(|(_, n)| *n >= Shape::LARGE) {
+                    shape.large.push((nth, n));
+                }
+            }
+            b',' => {
+                values += 1;
+                if let Some(top) = open.last_mut() {
+                    top.1 += 1;
+                }
+            }
             _ => {}
         }
         if values > MAX_JSON_VALUES {
             return Err(format!("json: document has more than {MAX_JSON_VALUES} values"));
         }
     }
-    Ok(())
+    // closed innermost first: put in document order for the lookup
+    shape.large.sort_unstable();
+    Ok(shape)
 }
 
 /// Refuses YAML nested deeper than `MAX_DEPTH` (go-yaml's text) or with more than
@@ -278,20 +321,48 @@ pub struct Strict {
 
 /// Decodes a JSON body as `json` does, reporting duplicate fields.
 pub fn json_strict(b: &[u8]) -> Result<Strict, String> {
-    check_json_depth(b)?;
+    let shape = scan_json(b)?;
     let dup = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(b);
-    let value = Dups { found: &dup, paths: None }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    let value = Dups { found: &dup, paths: None, shape: &shape, nth: &Cell::new(0) }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     let mut duplicates = Vec::new();
     if dup.get() {
         // rare: a second pass names where they are
         let paths = std::cell::RefCell::new((String::new(), Vec::new()));
         let mut de = serde_json::Deserializer::from_slice(b);
-        let _ = Dups { found: &dup, paths: Some(&paths) }.deserialize(&mut de);
+        let _ = Dups { found: &dup, paths: Some(&paths), shape: &shape, nth: &Cell::new(0) }.deserialize(&mut de);
         duplicates = paths.into_inner().1.into_iter().map(|p| format!("duplicate field \"{p}\"")).collect();
     }
     Ok(Strict { value, duplicates })
+}
+
+/// A map's pairs, ready for the map's own sort. That sort is stable and merges the runs it
+/// finds: cheap for keys that come sorted (as Go writes them) or in a few runs, but a large map
+/// whose keys come in no order (265k of them cost ~48 ms) is sorted here first, by the keys'
+/// first 8 bytes, unstably, on 16-byte entries (~30 ms). A key's place breaks ties, so of keys
+/// set twice the last still wins.
+fn in_key_order(mut pairs: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    const FEW_RUNS: usize = 64; // runs per key: more and the merges cost more than this sort
+    let n = pairs.len();
+    let runs = n / FEW_RUNS; // stops counting descents at enough of them
+    if n < 2 * FEW_RUNS || pairs.windows(2).filter(|w| w[0].0 > w[1].0).take(runs).count() < runs {
+        return pairs;
+    }
+    let head = |k: &str| {
+        let mut h = [0u8; 8];
+        let b = &k.as_bytes()[..k.len().min(8)];
+        h[..b.len()].copy_from_slice(b);
+        u64::from_be_bytes(h) // zero-padded: orders as the keys do, or ties
+    };
+    let mut order: Vec<(u64, u32)> = pairs.iter().enumerate().map(|(i, (k, _))| (head(k), i as u32)).collect();
+    order.sort_unstable_by(|a, b| {
+        let key = |e: &(u64, u32)| pairs[e.1 as usize].0.as_str();
+        a.0.cmp(&b.0).then_with(|| key(a).cmp(key(b))).then(a.1.cmp(&b.1))
+    });
+    order.iter().map(|(_, i)| std::mem::take(&mut pairs[*i as usize])).collect()
 }
 
 /// Decodes a YAML (or JSON) body as `yaml` does, reporting duplicate keys.
@@ -329,6 +400,18 @@ fn yaml_duplicate(b: &[u8], key: &str) -> String {
 struct Dups<'a> {
     found: &'a Cell<bool>,
     paths: Option<&'a std::cell::RefCell<(String, Vec<String>)>>,
+    /// the scan's sizes of the large containers, and how many containers were begun so far
+    shape: &'a Shape,
+    nth: &'a Cell<u32>,
+}
+
+impl Dups<'_> {
+    /// Room for the next container's values, as the scan counted them.
+    fn room<T>(&self) -> Vec<T> {
+        let nth = self.nth.get();
+        self.nth.set(nth.wrapping_add(1));
+        Vec::with_capacity(self.shape.size_of(nth))
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Dups<'_> {
@@ -372,7 +455,7 @@ impl<'de> Visitor<'de> for Dups<'_> {
         self.deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
+        let mut out = self.room();
         loop {
             let len = self.paths.map(|p| {
                 let mut p = p.borrow_mut();
@@ -392,21 +475,22 @@ impl<'de> Visitor<'de> for Dups<'_> {
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut pairs = self.room();
         if self.paths.is_none() {
             // collected, then built in one pass from the sorted pairs: half the cost of
             // inserting a large map's keys one by one; a duplicate (the last one wins, as with
             // inserts) shows as a shorter map
-            let mut pairs = Vec::new();
             while let Some(k) = map.next_key::<String>()? {
                 pairs.push((k, map.next_value_seed(self)?));
             }
             let n = pairs.len();
-            let out: Map<String, Value> = pairs.into_iter().collect();
+            let out: Map<String, Value> = in_key_order(pairs).into_iter().collect();
             if out.len() < n {
                 self.found.set(true);
             }
             return Ok(Value::Object(out));
         }
+        drop(pairs);
         let mut out = Map::new();
         while let Some(k) = map.next_key::<String>()? {
             let len = self.paths.map(|p| {

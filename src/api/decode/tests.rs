@@ -200,3 +200,41 @@ fn large_numbers_decode_to_the_nearest_float_as_go_does() {
     assert_eq!(json(&serde_json::to_vec(&v).unwrap()), Ok(v.clone()));
     assert_eq!(v.as_f64(), Some(666666666666661666666f64));
 }
+
+#[test]
+fn a_large_map_in_no_order_decodes_as_inserting_its_keys_would() {
+    // keys that tie on their first 8 bytes, that are prefixes of others, NULs and non-ASCII,
+    // in a scrambled order, with keys set twice: the strict decoder sorts these itself
+    let mut keys: Vec<String> = (0..6000u32)
+        .map(|i| match i % 4 {
+            0 => format!("config.key.{}", i.wrapping_mul(2654435761) % 9973),
+            1 => format!("{}", i.wrapping_mul(40503) % 1000),
+            2 => format!("a\u{0}{}é", i % 50),
+            _ => "x".repeat(1 + (i as usize * 7) % 13),
+        })
+        .collect();
+    keys.rotate_left(1234);
+    let body = format!(
+        "{{{}}}",
+        keys.iter().enumerate().map(|(i, k)| format!("{}:{i}", json!(k))).collect::<Vec<_>>().join(",")
+    );
+    let s = json_strict(body.as_bytes()).unwrap();
+    assert_eq!(s.value, json(body.as_bytes()).unwrap());
+    assert_eq!(s.value["x"], json!(keys.iter().rposition(|k| k == "x").unwrap()));
+    assert!(!s.duplicates.is_empty());
+}
+
+#[test]
+fn the_bounds_scan_sizes_the_large_containers_in_document_order() {
+    let map = |n: usize| format!("{{{}}}", (0..n).map(|i| format!("\"k{i}\":[{i}]")).collect::<Vec<_>>().join(","));
+    let list = |n: usize| format!("[{}]", vec!["\"a,]\\\"\""; n].join(" , "));
+    // containers in order: 0 the outer array, 1 {}, 2 the 1500-list, 3 the 2000-map, then
+    // its 2000 one-item lists, then the 1024-list
+    let body = format!("[{{}}, {}, {}, {}]", list(1500), map(2000), list(1024));
+    let shape = scan_json(body.as_bytes()).unwrap();
+    assert_eq!(shape.large, vec![(2, 1500), (3, 2000), (2004, 1024)]);
+    assert_eq!((shape.size_of(3), shape.size_of(0), shape.size_of(1)), (2000, 0, 0));
+    let empty = scan_json(b"[[], {}, [ ], { }]").unwrap();
+    assert_eq!(empty, Shape::default());
+    assert_eq!(json_strict(body.as_bytes()).unwrap().value, json(body.as_bytes()).unwrap());
+}
