@@ -12,6 +12,7 @@ use crate::authn::user::{ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS};
 use crate::authn::UserInfo;
 use crate::authz::{Attributes, Authorizer, Decision};
 use crate::context::RequestContext;
+use crate::filters::response::internal_error_text;
 use crate::filters::Reply;
 use pingora::http::RequestHeader;
 use std::collections::BTreeMap;
@@ -156,21 +157,6 @@ pub fn strip(req: &mut RequestHeader) {
     }
 }
 
-/// Go's `%q` for the request URI in kube's internal-error text.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The impersonation stage: asks the authorizer (a handle given at construction) whether the
 /// requesting user may act as the one it names.
 pub struct Impersonation {
@@ -186,19 +172,14 @@ impl Impersonation {
     pub async fn impersonate(&self, req: &mut RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
         let requests = match build_requests(req) {
             Ok(r) => r,
-            // kube answers this with a plain-text 500 (responsewriters.InternalError)
-            Err(e) => {
-                return Err(Reply::text(500, format!("Internal Server Error: {}: {e}", go_quote(&ctx.request_uri))))
-            }
+            // kube's responsewriters.InternalError
+            Err(e) => return Err(internal_error_text(&ctx.request_uri, &e)),
         };
         if requests.is_empty() {
             return Ok(());
         }
         let Some(requestor) = ctx.user.clone() else {
-            return Err(Reply::text(
-                500,
-                format!("Internal Server Error: {}: no user found for request", go_quote(&ctx.request_uri)),
-            ));
+            return Err(internal_error_text(&ctx.request_uri, "no user found for request"));
         };
         for r in &requests {
             let attrs = attributes(&requestor, r);

@@ -103,7 +103,9 @@ pub fn internal_error_text(request_uri: &str, err: &str) -> Reply {
     Reply::status(&crate::api::Status::failure(500, "InternalError", msg))
 }
 
-/// Go's `%q` for a string: double-quoted with Go escapes.
+/// Go's `%q` (`strconv.Quote`) for a string: double-quoted, with Go's escapes for quotes,
+/// backslashes and control characters. Go also escapes the other runes Unicode does not call
+/// printable (U+00A0, say) as `\uXXXX`; those are left as they are here.
 fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -111,10 +113,15 @@ fn go_quote(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -252,6 +259,6 @@ mod tests {
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["reason"], "InternalError");
         assert_eq!(v["message"], "Internal Server Error: \"/api/v1/watch?a=<b>\": failed to create RequestInfo: x");
-        assert_eq!(go_quote("a\"b\\c\u{1}"), r#""a\"b\\c\x01""#);
+        assert_eq!(go_quote("a\"b\\c\u{1}\u{7f}\t\u{b}é\u{85}"), r#""a\"b\\c\x01\x7f\t\vé\u0085""#);
     }
 }

@@ -475,11 +475,16 @@ fn bad_headers_certs_and_spoofing() {
     let c = client_builder(&fd.certs()).identity(id).build().unwrap();
     assert!(c.get(fd.url("/version")).send().is_err(), "a foreign client cert must not be accepted");
 
-    // impersonating groups without a user: kube's 500 text
+    // impersonating groups without a user: kube's 500 text (responsewriters.InternalError), in
+    // a Status as every error here
     let r = fd.admin_client().get(fd.url("/version")).header("Impersonate-Group", "system:masters").send().unwrap();
     assert_eq!(r.status().as_u16(), 500);
-    let t = r.text().unwrap();
-    assert!(t.contains("without impersonating a user"), "{t}");
+    let s: Value = r.json().unwrap();
+    assert_eq!((&s["kind"], &s["reason"]), (&json!("Status"), &json!("InternalError")), "{s}");
+    assert_eq!(
+        s["message"],
+        r#"Internal Server Error: "/version": requested [{Group  system:masters    }] without impersonating a user"#
+    );
 }
 
 #[test]
