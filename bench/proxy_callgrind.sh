@@ -2,7 +2,10 @@
 # Instruction counts of frontdoor's proxied path: frontdoor (release) under callgrind in front of
 # an nginx TLS backend; N HTTP/1.1 requests on one keep-alive connection (curl), counters zeroed after a
 # warm-up. Prints instructions per request and writes the callgrind file for callgrind_annotate.
-#   bench/proxy_callgrind.sh [requests=2000] [out=callgrind.out]
+# With BARE=1, pingora as a bare TLS proxy (bench/bare_pingora.rs, with the proxy client cert)
+# is measured the same way, and the ratio printed: what the handler chain costs, in
+# instructions, on a machine too busy for a throughput ratio.
+#   bench/proxy_callgrind.sh [requests=2000] [out=callgrind.out]     (BARE_BIN=path skips its build)
 set -euo pipefail
 N=${1:-2000}
 OUT=${2:-callgrind.out}
@@ -13,29 +16,54 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-BE=$(port); FP=$(port)
+BE=$(port); FP=$(port); BP=$(port)
 # shellcheck source=bench/backend.sh
 . "$ROOT/bench/backend.sh"
 nginx -p "$TMP" -e "$TMP/backend.err" -c "$TMP/backend.conf" & PIDS+=($!)
-FRONTDOOR_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" --dump-instr=no \
+
+# NAME PORT LOG: N requests to the proxy on PORT (already under callgrind, writing
+# $TMP/NAME.out.*); copies its file to $TMP/NAME.cg and prints its instructions per request
+measure() {
+  local name=$1 url="https://127.0.0.1:$2$PATH_" log=$3
+  for _ in $(seq 1 600); do
+    if curl -skf "${HDR[@]}" -o /dev/null "$url"; then break; fi
+    sleep 0.2
+  done
+  curl -skf "${HDR[@]}" -o /dev/null "$url" || { cat "$log" >&2; exit 1; }
+  urls() { for _ in $(seq 1 "$1"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done; }
+  urls 200 > "$TMP/warm.cfg"; urls "$N" > "$TMP/run.cfg"
+  curl --http1.1 -sk "${HDR[@]}" -K "$TMP/warm.cfg"
+  callgrind_control -z "$4" >/dev/null
+  curl --http1.1 -sk "${HDR[@]}" -K "$TMP/run.cfg" -w '%{http_code}\n' | sort | uniq -c >&2
+  callgrind_control -d "$4" >/dev/null
+  sleep 1
+  cp "$(ls -t "$TMP/$name".out.* | head -1)" "$TMP/$name.cg"
+  callgrind_annotate "$TMP/$name.cg" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
+}
+
+FRONTDOOR_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$TMP/frontdoor.out" --dump-instr=no \
   "$BIN" serve --secure-port "$FP" --cert-dir "$TMP/certs" --data-dir "$TMP/data" \
   --policy-dir "$TMP/policies" --apiservices-file "$TMP/apiservices.yaml" \
   --service-endpoint "bench/api:443=127.0.0.1:$BE" --worker-threads 1 \
   --apiservice-check-interval 1000s >"$TMP/frontdoor.log" 2>&1 & PIDS+=($!)
-URL="https://127.0.0.1:$FP$PATH_"
-for _ in $(seq 1 600); do
-  if curl -skf "${HDR[@]}" -o /dev/null "$URL"; then break; fi
-  sleep 0.2
-done
-curl -skf "${HDR[@]}" -o /dev/null "$URL" || { cat "$TMP/frontdoor.log" >&2; exit 1; }
-urls() { for _ in $(seq 1 "$1"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$URL"; done; }
-urls 200 > "$TMP/warm.cfg"; urls "$N" > "$TMP/run.cfg"
-curl --http1.1 -sk "${HDR[@]}" -K "$TMP/warm.cfg"
-callgrind_control -z >/dev/null
-curl --http1.1 -sk "${HDR[@]}" -K "$TMP/run.cfg" -w '%{http_code}\n' | sort | uniq -c >&2
-callgrind_control -d >/dev/null
-sleep 1
-F=$(ls -t "$TMP"/cg.out.* | head -1)
-cp "$F" "$OUT"
-IR=$(callgrind_annotate "$OUT" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
-echo "requests $N  instructions $IR  per request $((IR / N))"
+FD=$!
+IR=$(measure frontdoor "$FP" "$TMP/frontdoor.log" "$FD")
+cp "$TMP/frontdoor.cg" "$OUT"
+kill "$FD" 2>/dev/null || true
+echo "frontdoor: requests $N  instructions $IR  per request $((IR / N))"
+
+if [ "${BARE:-0}" = 1 ]; then
+  BARE_BIN=${BARE_BIN:-}
+  if [ -z "$BARE_BIN" ]; then
+    (cd "$ROOT" && cargo build --release --example bare_pingora >&2)
+    BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
+  fi
+  C=$TMP/certs
+  WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/bare.out" --dump-instr=no \
+    "$BARE_BIN" "127.0.0.1:$BP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
+    "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare.log" 2>&1 & PIDS+=($!)
+  BARE_IR=$(measure bare "$BP" "$TMP/bare.log" "$!")
+  cp "$TMP/bare.cg" "$OUT.bare"
+  echo "bare pingora: requests $N  instructions $BARE_IR  per request $((BARE_IR / N))"
+  echo "frontdoor / bare pingora: $(python3 -c "print(f'{$IR / $BARE_IR:.2f}')")x the instructions (callgrind files: $OUT, $OUT.bare)"
+fi
