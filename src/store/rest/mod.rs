@@ -176,12 +176,11 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
     }
-    if matches!(info.verb.as_str(), "list" | "watch") {
-        if let Err(s) = t.query.validate_list(info.verb == "watch") {
+    if info.verb == "watch" {
+        // a list's options (and a deletecollection's) are validated where the list is made
+        if let Err(s) = t.query.validate_list(true) {
             return rest.respond.send(session, ctx, s.into()).await;
         }
-    }
-    if info.verb == "watch" {
         return watch::serve(rest, session, ctx, &t).await;
     }
     let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");

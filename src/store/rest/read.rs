@@ -76,6 +76,8 @@ pub struct ListPage {
 
 /// The objects of a list request, in key order, and the revision they are as of.
 pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
+    // kube validates a list's options, and a deletecollection's (its ListOptions) alike
+    t.query.validate_list(false)?;
     let (labels, fields) = selectors(t)?;
     let prefix = t.def.list_prefix(&t.namespace);
     let q = &t.query;
@@ -86,9 +88,10 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
         let (rv, start) = decode_continue(&q.continue_)?;
         (rv, Some(start))
     } else {
-        let rv = q.revision()?;
-        match (q.resource_version_match.as_str(), rv) {
-            ("", _) | ("NotOlderThan", _) => {
+        // the options are valid (`validate_list`): an Exact match has a revision
+        match (q.resource_version_match.as_str(), q.revision()?) {
+            ("Exact", Some(r)) => (Some(r), None),
+            (_, rv) => {
                 if let Some(r) = rv {
                     let cur = store.storage.revision();
                     if r > cur {
@@ -96,21 +99,6 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
                     }
                 }
                 (None, None)
-            }
-            ("Exact", Some(r)) => (Some(r), None),
-            ("Exact", None) => {
-                return Err(Status::invalid(
-                    "meta.k8s.io",
-                    "ListOptions",
-                    "",
-                    vec![crate::api::field::forbidden(
-                        "resourceVersionMatch",
-                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-                    )],
-                ))
-            }
-            (other, _) => {
-                return Err(Status::bad_request(format!("unsupported resourceVersionMatch value: {other:?}")));
             }
         }
     };

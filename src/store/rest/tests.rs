@@ -265,6 +265,28 @@ fn deletecollection_by_selector() {
     assert_eq!(r["items"].as_array().unwrap().len(), 2);
     let left = body(&read::list(&s, &target(&s, "configmaps", "default", "", "")).unwrap());
     assert_eq!(left["items"][0]["metadata"]["name"], "c");
+    // its list options are validated as a list's are (kube's ValidateListOptions), before
+    // anything is deleted
+    for (q, why) in [
+        (
+            "resourceVersionMatch=Exact",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+        ),
+        ("sendInitialEvents=true", "Forbidden: sendInitialEvents is forbidden for list"),
+    ] {
+        let t = target(&s, "configmaps", "default", "", q);
+        for e in [write::delete_collection(&s, &t, b"").unwrap_err(), read::list(&s, &t).unwrap_err()] {
+            assert_eq!((e.code, e.details.as_ref().map(|d| d.causes[0].message.as_str())), (422, Some(why)), "{q}");
+        }
+    }
+    assert_eq!(
+        body(&read::list(&s, &target(&s, "configmaps", "default", "", "")).unwrap())["items"].as_array().unwrap().len(),
+        1
+    );
 }
 
 #[test]
