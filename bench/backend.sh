@@ -33,3 +33,11 @@ apiservice bench.example.com bench/api "$TMP/be-ca.crt" >"$TMP/apiservices.yaml"
 
 mkdir -p "$TMP/policies"
 echo "$BENCH_TOKEN,bench,bench-uid,\"system:masters\"" > "$TMP/policies/tokens.csv"
+
+# Sets BARE_BIN to the bare pingora proxy (bench/bare_pingora.rs): as given, or built here.
+bare_bin() {
+  if [ -z "${BARE_BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --example bare_pingora >&2)
+    BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
+  fi
+}

@@ -68,11 +68,7 @@ if [ -n "${FRONTDOOR_BASE_BIN:-}" ]; then
 fi
 
 if [ "${BARE:-0}" = 1 ]; then
-  BARE_BIN=${BARE_BIN:-}
-  if [ -z "$BARE_BIN" ]; then
-    (cd "$ROOT" && cargo build --release --example bare_pingora >&2)
-    BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
-  fi
+  bare_bin
   C=$TMP/certs
   WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BCP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
     "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare-cert.log" 2>&1 & PIDS+=($!)

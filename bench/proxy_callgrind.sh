@@ -53,11 +53,7 @@ kill "$FD" 2>/dev/null || true
 echo "frontdoor: requests $N  instructions $IR  per request $((IR / N))"
 
 if [ "${BARE:-0}" = 1 ]; then
-  BARE_BIN=${BARE_BIN:-}
-  if [ -z "$BARE_BIN" ]; then
-    (cd "$ROOT" && cargo build --release --example bare_pingora >&2)
-    BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
-  fi
+  bare_bin
   C=$TMP/certs
   WORKERS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/bare.out" --dump-instr=no \
     "$BARE_BIN" "127.0.0.1:$BP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
