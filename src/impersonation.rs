@@ -12,7 +12,7 @@ use crate::authn::user::{ALL_AUTHENTICATED, ALL_UNAUTHENTICATED, ANONYMOUS};
 use crate::authn::UserInfo;
 use crate::authz::{Attributes, Authorizer, Decision};
 use crate::context::RequestContext;
-use crate::filters::response::internal_error_text;
+use crate::filters::response::internal_error;
 use crate::filters::Reply;
 use pingora::http::RequestHeader;
 use std::collections::BTreeMap;
@@ -173,13 +173,13 @@ impl Impersonation {
         let requests = match build_requests(req) {
             Ok(r) => r,
             // kube's responsewriters.InternalError
-            Err(e) => return Err(internal_error_text(&ctx.request_uri, &e)),
+            Err(e) => return Err(internal_error(&ctx.request_uri, &e).into()),
         };
         if requests.is_empty() {
             return Ok(());
         }
         let Some(requestor) = ctx.user.clone() else {
-            return Err(internal_error_text(&ctx.request_uri, "no user found for request"));
+            return Err(internal_error(&ctx.request_uri, "no user found for request").into());
         };
         for r in &requests {
             let attrs = attributes(&requestor, r);

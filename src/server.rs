@@ -9,7 +9,7 @@ use crate::context::RequestContext;
 use crate::endpoints::health::Health;
 use crate::filters::cors::Cors;
 use crate::filters::request_log::RequestLog;
-use crate::filters::response::{add_common_headers, internal_error_text, Responder};
+use crate::filters::response::{add_common_headers, internal_error, Responder};
 use crate::filters::shutdown::{Drain, SignalWatch};
 use crate::filters::{framing, panic_recovery, request_received, timeout, Reply};
 use crate::flowcontrol::FlowControl;
@@ -81,7 +81,7 @@ impl Gateway {
         match RequestInfo::resolve_parsed(req.method.as_str(), req.uri.path(), req.uri.query(), &ctx.query) {
             Ok(info) => ctx.request_info = Arc::new(info),
             Err(e) => {
-                let reply = internal_error_text(&ctx.request_uri, &format!("failed to create RequestInfo: {e}"));
+                let reply = internal_error(&ctx.request_uri, &format!("failed to create RequestInfo: {e}")).into();
                 return self.reject(session, ctx, reply).await;
             }
         }

@@ -17,6 +17,7 @@ pub mod state;
 pub mod webhook;
 
 use crate::context::RequestContext;
+use crate::filters::response::internal_error;
 use crate::filters::Reply;
 use arc_swap::ArcSwap;
 use backend::{Backend, BatchConfig, Mode, Sink, Submitted};
@@ -347,10 +348,7 @@ impl Audit {
         let emitted = self.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
         if !emitted.wait().await {
             metrics::REQUESTS_REJECTED_TOTAL.inc();
-            return Err(Reply::text(
-                500,
-                format!("Internal Server Error: {:?}: failed to store audit event\n", ctx.request_uri),
-            ));
+            return Err(internal_error(&ctx.request_uri, "failed to store audit event").into());
         }
         Ok(())
     }

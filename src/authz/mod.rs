@@ -12,6 +12,7 @@ pub mod review;
 pub mod webhook;
 
 use crate::authn::UserInfo;
+use crate::filters::response::{internal_error, sanitize};
 use crate::request_info::RequestInfo;
 use arc_swap::ArcSwap;
 pub use decision::Decision;
@@ -399,8 +400,7 @@ impl Authorization {
         if !errors.is_empty() {
             // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
             ctx.decision = Some((decision, "internal error".into()));
-            let message = format!("Internal Server Error: {:?}: {}", ctx.request_uri, aggregate_errors(&errors));
-            return Err(crate::api::Status::failure(500, "InternalError", sanitize(&message)));
+            return Err(internal_error(&ctx.request_uri, &aggregate_errors(&errors)));
         }
         ctx.decision = Some((decision, reason.clone()));
         tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
@@ -443,10 +443,6 @@ pub fn aggregate_errors(errors: &[String]) -> String {
     } else {
         format!("[{}]", errors.join(", "))
     }
-}
-
-fn sanitize(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 #[cfg(test)]

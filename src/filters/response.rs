@@ -95,12 +95,19 @@ impl Reply {
     }
 }
 
-/// A path the chain cannot resolve (kube's `responsewriters.InternalError`): kube writes this
-/// text as plain text; we carry the same text in a 500 Status, as every error a client sees is
-/// a Status here.
-pub fn internal_error_text(request_uri: &str, err: &str) -> Reply {
+/// kube's `responsewriters.InternalError` (a path the chain cannot resolve, impersonation
+/// headers it cannot read, an authorizer's error, an audit event it cannot store): kube writes
+/// this text as plain text; we carry the same text in a 500 Status, as every error a client
+/// sees is a Status here.
+pub fn internal_error(request_uri: &str, err: &str) -> Status {
     let msg = format!("Internal Server Error: {}: {err}", go_quote(request_uri));
-    Reply::status(&crate::api::Status::failure(500, "InternalError", msg))
+    Status::failure(500, "InternalError", sanitize(&msg))
+}
+
+/// kube's `responsewriters` sanitizer: its error texts are HTML-escaped, as browsers may show
+/// them.
+pub fn sanitize(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Go's `%q` (`strconv.Quote`) for a string: double-quoted, with Go's escapes for quotes,
@@ -253,12 +260,15 @@ mod tests {
 
     #[test]
     fn internal_error_is_a_status_with_kubes_text() {
-        let r = internal_error_text("/api/v1/watch?a=<b>", "failed to create RequestInfo: x");
+        let r = Reply::from(internal_error("/api/v1/watch?a=<b>&c", "failed to create RequestInfo: x"));
         assert_eq!(r.code, 500);
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["kind"], "Status");
         assert_eq!(v["reason"], "InternalError");
-        assert_eq!(v["message"], "Internal Server Error: \"/api/v1/watch?a=<b>\": failed to create RequestInfo: x");
+        assert_eq!(
+            v["message"],
+            "Internal Server Error: \"/api/v1/watch?a=&lt;b&gt;&amp;c\": failed to create RequestInfo: x"
+        );
         assert_eq!(go_quote("a\"b\\c\u{1}\u{7f}\t\u{b}é\u{85}"), r#""a\"b\\c\x01\x7f\t\vé\u0085""#);
     }
 }

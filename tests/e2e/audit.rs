@@ -350,8 +350,10 @@ fn blocking_strict_fails_a_request_whose_event_cannot_be_written() {
     let errors = metric(&strict, "apiserver_audit_error_total{plugin=\"log\"}");
     let r = strict.admin_client().get(strict.url("/version")).send().unwrap();
     assert_eq!(r.status(), 500);
-    let body = r.text().unwrap();
-    assert!(body.contains("failed to store audit event"), "{body}");
+    // kube's responsewriters.InternalError text, in a Status as every error here
+    let s: serde_json::Value = r.json().unwrap();
+    assert_eq!((&s["kind"], &s["reason"]), (&serde_json::json!("Status"), &serde_json::json!("InternalError")), "{s}");
+    assert_eq!(s["message"], r#"Internal Server Error: "/version": failed to store audit event"#);
     assert!(metric(&strict, "apiserver_audit_error_total{plugin=\"log\"}") > errors, "counted");
 
     let blocking = start("blocking");
