@@ -8,7 +8,7 @@
 use super::resources::ResourceDef;
 use super::schema;
 use super::validation::{config_key, label_value, qualified_name};
-use crate::api::field::{self, forbidden, quote as go_quote, too_long};
+use crate::api::field::{self, forbidden, quote, too_long};
 use crate::api::status::StatusCause;
 use base64::Engine;
 use serde_json::Value;
@@ -19,7 +19,7 @@ pub const TOTAL_ANNOTATION_SIZE: usize = 256 * 1024;
 pub const MAX_DATA_SIZE: usize = 1024 * 1024;
 
 fn invalid(path: &str, value: &str, msg: &str) -> StatusCause {
-    field::invalid(path, &go_quote(value), msg)
+    field::invalid(path, &quote(value), msg)
 }
 
 fn required(path: &str) -> StatusCause {
@@ -49,7 +49,7 @@ fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
         out.extend(qualified_name(f).iter().map(|m| invalid("metadata.finalizers", f, m)));
     }
     if finalizers.contains(&"orphan") && finalizers.contains(&"foregroundDeletion") {
-        let shown = format!("[]string{{{}}}", finalizers.iter().map(|f| go_quote(f)).collect::<Vec<_>>().join(", "));
+        let shown = format!("[]string{{{}}}", finalizers.iter().map(|f| quote(f)).collect::<Vec<_>>().join(", "));
         out.push(field::invalid(
             "metadata.finalizers",
             &shown,

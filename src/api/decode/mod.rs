@@ -65,8 +65,10 @@ impl Shape {
 fn scan_json(b: &[u8]) -> Result<Shape, String> {
     // a well-formed document has 1 + (its commas) + (its non-empty containers) values
     let (mut values, mut opened) = (1usize, false);
-    // the open containers: their place in document order and the values seen in each
-    let mut open: Vec<(u32, u32)> = Vec::new();
+    // the open containers: their place in document order and the values seen in each (on the
+    // stack: every JSON body a request sends is scanned)
+    let mut open = [(0u32, 0u32); MAX_DEPTH];
+    let mut depth = 0usize;
     let (mut containers, mut shape) = (0u32, Shape::default());
     let mut i = 0;
     'scan: while i < b.len() {
@@ -76,8 +78,8 @@ fn scan_json(b: &[u8]) -> Result<Shape, String> {
             opened = false;
             if c != b']' && c != b'}' {
                 values += 1;
-                if let Some(top) = open.last_mut() {
-                    top.1 = 1;
+                if let Some(top) = depth.checked_sub(1) {
+                    open[top].1 = 1;
                 }
             }
         }
@@ -93,22 +95,26 @@ fn scan_json(b: &[u8]) -> Result<Shape, String> {
                 }
             },
             b'[' | b'{' => {
-                if open.len() == MAX_DEPTH {
+                if depth == MAX_DEPTH {
                     return Err(format!("invalid character '{}' exceeded max depth", c as char));
                 }
-                open.push((containers, 0));
+                open[depth] = (containers, 0);
+                depth += 1;
                 containers = containers.wrapping_add(1);
                 opened = true;
             }
             b']' | b'}' => {
-                if let Some((nth, n)) = open.pop().filter(|(_, n)| *n >= Shape::LARGE) {
-                    shape.large.push((nth, n));
+                if let Some(top) = depth.checked_sub(1) {
+                    depth = top;
+                    if open[top].1 >= Shape::LARGE {
+                        shape.large.push(open[top]);
+                    }
                 }
             }
             b',' => {
                 values += 1;
-                if let Some(top) = open.last_mut() {
-                    top.1 += 1;
+                if let Some(top) = depth.checked_sub(1) {
+                    open[top].1 += 1;
                 }
             }
             _ => {}
