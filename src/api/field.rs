@@ -9,10 +9,30 @@ pub fn cause(reason: &str, field: &str, message: String) -> StatusCause {
     StatusCause { reason: reason.into(), message, field: field.into() }
 }
 
-/// A string quoted for a field error, as the validators here have always shown it: JSON's
-/// escapes, which are Go's `%q` but for control characters (`\u0001` where Go writes `\x01`).
+/// Go's `%q` (`strconv.Quote`) of a string, as kube's errors quote values: double-quoted, with Go's escapes for quotes,
+/// backslashes and control characters. Go also escapes the other runes Unicode does not call
+/// printable (U+00A0, say) as `\uXXXX`; those are left as they are here.
 pub fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `field.Invalid`: `shown` is the value as printed.
@@ -33,7 +53,7 @@ pub fn forbidden(field: &str, detail: &str) -> StatusCause {
 
 /// `field.NotSupported`: the supported values quoted, in the order given.
 pub fn not_supported(field: &str, shown: &str, supported: &[&str]) -> StatusCause {
-    let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    let list: Vec<String> = supported.iter().map(|s| quote(s)).collect();
     cause("FieldValueNotSupported", field, format!("Unsupported value: {shown}: supported values: {}", list.join(", ")))
 }
 
@@ -61,5 +81,12 @@ mod tests {
             r#"Unsupported value: "x": supported values: "Exempt", "Limited""#
         );
         assert_eq!(too_long("data", 3).message, "Too long: may not be more than 3 bytes");
+    }
+
+    #[test]
+    fn quote_is_gos_percent_q() {
+        assert_eq!(quote("a\"b\\c\u{1}\u{7f}\t\u{b}é\u{85}"), r#""a\"b\\c\x01\x7f\t\vé\u0085""#);
+        // Rust's `{:?}` writes these `\0` and `\u{301}` (a combining mark); Go prints the mark
+        assert_eq!(quote("\0e\u{301}'"), "\"\\x00e\u{301}'\"");
     }
 }

@@ -1,5 +1,6 @@
 //! metav1.Status, the body of every error a client sees, with kube-apiserver's wording.
 
+use super::field::quote;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -94,7 +95,7 @@ impl Status {
     /// kube's NotFound for an object: `configmaps "x" not found`.
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
         let qr = qualified_resource(group, resource);
-        let msg = if name.is_empty() { format!("{qr} not found") } else { format!("{qr} \"{name}\" not found") };
+        let msg = if name.is_empty() { format!("{qr} not found") } else { format!("{qr} {} not found", quote(name)) };
         Status::failure(404, "NotFound", msg).with_details(group, resource, name)
     }
 
@@ -104,12 +105,13 @@ impl Status {
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        let msg = format!("{} \"{name}\" already exists", qualified_resource(group, resource));
+        let msg = format!("{} {} already exists", qualified_resource(group, resource), quote(name));
         Status::failure(409, "AlreadyExists", msg).with_details(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
-        let msg = format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(group, resource));
+        let msg =
+            format!("Operation cannot be fulfilled on {} {}: {why}", qualified_resource(group, resource), quote(name));
         Status::failure(409, "Conflict", msg).with_details(group, resource, name)
     }
 
@@ -123,7 +125,7 @@ impl Status {
             .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
             .collect();
         let shown = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-        let msg = format!("{} \"{name}\" is invalid: {shown}", qualified_resource(group, kind));
+        let msg = format!("{} {} is invalid: {shown}", qualified_resource(group, kind), quote(name));
         let mut s = Status::failure(422, "Invalid", msg).with_details(group, kind, name);
         if let Some(d) = s.details.as_mut() {
             d.causes = causes;
@@ -143,7 +145,7 @@ impl Status {
         } else if name.is_empty() {
             format!("{qr} is forbidden: {reason}")
         } else {
-            format!("{qr} \"{name}\" is forbidden: {reason}")
+            format!("{qr} {} is forbidden: {reason}", quote(name))
         };
         Status::failure(403, "Forbidden", msg).with_details(group, resource, name)
     }

@@ -420,17 +420,20 @@ pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
 }
 
 fn forbidden_message(a: &Attributes) -> String {
-    let who = &a.user.username;
+    use crate::api::field::quote;
+    let who = quote(&a.user.username);
     if !a.resource_request {
-        return format!("User {who:?} cannot {} path {:?}", a.verb, a.path);
+        return format!("User {who} cannot {} path {}", a.verb, quote(&a.path));
     }
     let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+    let (res, group) = (quote(&res), quote(&a.api_group));
     if a.namespace.is_empty() {
-        format!("User {who:?} cannot {} resource {res:?} in API group {:?} at the cluster scope", a.verb, a.api_group)
+        format!("User {who} cannot {} resource {res} in API group {group} at the cluster scope", a.verb)
     } else {
         format!(
-            "User {who:?} cannot {} resource {res:?} in API group {:?} in the namespace {:?}",
-            a.verb, a.api_group, a.namespace
+            "User {who} cannot {} resource {res} in API group {group} in the namespace {}",
+            a.verb,
+            quote(&a.namespace)
         )
     }
 }

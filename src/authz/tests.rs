@@ -32,6 +32,13 @@ fn forbidden_messages_match_kube() {
     assert_eq!(s.details.as_ref().unwrap().kind, "deployments");
     let p = Attributes { user: alice, verb: "get".into(), path: "/metrics<x>".into(), ..Default::default() };
     assert_eq!(forbidden(&p, "").message, r#"forbidden: User "alice" cannot get path "/metrics&lt;x&gt;""#);
+    // names quoted as Go's %q quotes them
+    let odd = user("a\u{1}\"", &[]);
+    let s = forbidden(&res(&odd, "get", "n\0", "", "configmaps", "", "x\"y"), "");
+    assert_eq!(
+        s.message,
+        r#"configmaps "x\"y" is forbidden: User "a\x01\"" cannot get resource "configmaps" in API group "" in the namespace "n\x00""#
+    );
 }
 
 #[tokio::test]

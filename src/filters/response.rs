@@ -100,7 +100,7 @@ impl Reply {
 /// this text as plain text; we carry the same text in a 500 Status, as every error a client
 /// sees is a Status here.
 pub fn internal_error(request_uri: &str, err: &str) -> Status {
-    let msg = format!("Internal Server Error: {}: {err}", go_quote(request_uri));
+    let msg = format!("Internal Server Error: {}: {err}", crate::api::field::quote(request_uri));
     Status::failure(500, "InternalError", sanitize(&msg))
 }
 
@@ -108,32 +108,6 @@ pub fn internal_error(request_uri: &str, err: &str) -> Status {
 /// them.
 pub fn sanitize(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Go's `%q` (`strconv.Quote`) for a string: double-quoted, with Go's escapes for quotes,
-/// backslashes and control characters. Go also escapes the other runes Unicode does not call
-/// printable (U+00A0, say) as `\uXXXX`; those are left as they are here.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 impl From<Status> for Reply {
@@ -269,6 +243,5 @@ mod tests {
             v["message"],
             "Internal Server Error: \"/api/v1/watch?a=&lt;b&gt;&amp;c\": failed to create RequestInfo: x"
         );
-        assert_eq!(go_quote("a\"b\\c\u{1}\u{7f}\t\u{b}é\u{85}"), r#""a\"b\\c\x01\x7f\t\vé\u0085""#);
     }
 }

@@ -178,7 +178,7 @@ pub fn rule_for(group: &str, resource: &str) -> NameRule {
 }
 
 fn invalid(name: &str, msg: &str) -> StatusCause {
-    field::invalid("metadata.name", &format!("\"{name}\""), msg)
+    field::invalid("metadata.name", &field::quote(name), msg)
 }
 
 /// The causes for an invalid name (empty when the name is fine).

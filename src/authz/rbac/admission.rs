@@ -15,8 +15,9 @@
 use super::escalation::{check_binding, check_role, escalation_allowed, only_gc_fields, Grants};
 use super::load::{decode, DecodeError};
 use super::types::{Binding, Role, RoleRef};
-use super::validation::{default_binding_json, validate_binding_update, FieldError, GROUP};
+use super::validation::{default_binding_json, validate_binding_update, GROUP};
 use super::{Policy, RbacAuthorizer, RESOURCES};
+use crate::api::status::StatusCause;
 use crate::api::Status;
 use crate::authn::UserInfo;
 use crate::authz::{Attributes, Authorization, Decision};
@@ -158,8 +159,9 @@ impl Check {
         let name = new["metadata"]["name"].as_str().unwrap_or_default().to_string();
         if let Some(file) = self.rbac.as_ref().and_then(|r| r.defined_by_file(&self.kind, &self.namespace, &name)) {
             let why = format!(
-                "{} {name:?} is defined by an RBAC policy file ({}); change it there",
+                "{} {} is defined by an RBAC policy file ({}); change it there",
                 self.kind,
+                crate::api::field::quote(&name),
                 file.display()
             );
             return Err(Status::forbidden(GROUP, &self.resource, &name, &why));
@@ -185,7 +187,7 @@ impl Check {
         if errs.is_empty() {
             return Ok(());
         }
-        Err(Status::invalid(GROUP, &self.kind, &name, errs.iter().map(FieldError::cause).collect()))
+        Err(Status::invalid(GROUP, &self.kind, &name, errs))
     }
 
     fn escalation(&self, old: Option<&Value>, new: &Value, name: &str) -> Result<(), Status> {
@@ -211,7 +213,7 @@ impl Check {
 }
 
 /// kube's update rule for bindings, on the stored and the new object (both defaulted).
-fn roleref_changed(old: &Value, new: &Value) -> Vec<FieldError> {
+fn roleref_changed(old: &Value, new: &Value) -> Vec<StatusCause> {
     let parse = |v: &Value| {
         let mut v = v.clone();
         default_binding_json(&mut v);

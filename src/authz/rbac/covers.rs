@@ -110,7 +110,7 @@ pub fn compact(rules: Vec<PolicyRule>) -> Vec<PolicyRule> {
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.
 pub fn go_quoted(v: &[String]) -> String {
-    let quoted: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+    let quoted: Vec<String> = v.iter().map(|s| crate::api::field::quote(s)).collect();
     format!("[{}]", quoted.join(" "))
 }
 

@@ -51,8 +51,8 @@ pub fn confirm_no_escalation(
         return Ok(());
     }
     let mut msg = format!(
-        "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
-        user.username,
+        "user {} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
+        crate::api::field::quote(&user.username),
         super::covers::go_quoted(&user.groups),
         describe_missing(missing).join("\n")
     );
@@ -63,7 +63,7 @@ pub fn confirm_no_escalation(
             .iter()
             .map(|(cluster, name)| {
                 let res = if *cluster { "clusterroles" } else { "roles" };
-                format!("{res}.{GROUP} {name:?} not found")
+                format!("{res}.{GROUP} {} not found", crate::api::field::quote(name))
             })
             .collect();
         let aggregate = if errs.len() == 1 { errs[0].clone() } else { format!("[{}]", errs.join(", ")) };

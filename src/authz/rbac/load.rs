@@ -2,8 +2,9 @@
 //! included, validated as the API server would before a single object is accepted.
 
 use super::types::{Binding, ObjectMeta, RbacObject, Role};
-use super::validation::{default_binding, join, validate_binding, validate_role, FieldError};
+use super::validation::{default_binding, join, validate_binding, validate_role};
 use crate::api::documents;
+use crate::api::status::StatusCause;
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
 
@@ -73,14 +74,14 @@ pub enum DecodeError {
     /// Not the shape of the kind (a field of the wrong type).
     Malformed(String),
     /// Well-formed but refused by kube's validation.
-    Invalid(Vec<FieldError>),
+    Invalid(Vec<StatusCause>),
 }
 
 /// One object of a known RBAC `kind`: decoded, scoped, defaulted and validated as kube does.
 pub fn decode(kind: &str, v: serde_json::Value) -> Result<RbacObject, DecodeError> {
     let namespaced = matches!(kind, "Role" | "RoleBinding");
     let malformed = |e: serde_json::Error| DecodeError::Malformed(e.to_string());
-    let check = |errs: Vec<FieldError>| if errs.is_empty() { Ok(()) } else { Err(DecodeError::Invalid(errs)) };
+    let check = |errs: Vec<StatusCause>| if errs.is_empty() { Ok(()) } else { Err(DecodeError::Invalid(errs)) };
     match kind {
         "Role" | "ClusterRole" => {
             let mut r: Role = serde_json::from_value(v).map_err(malformed)?;

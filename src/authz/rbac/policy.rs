@@ -4,6 +4,7 @@
 
 use super::rules::{rule_allows, selector_matches};
 use super::types::{PolicyRule, RbacObject, Role, Subject};
+use crate::api::field::quote;
 use crate::authn::UserInfo;
 use crate::authz::{Attributes, Decision};
 use rustc_hash::FxHashMap;
@@ -84,9 +85,9 @@ pub struct Rules {
 fn describe_subject(s: &Subject, binding_ns: &str) -> String {
     if s.kind == "ServiceAccount" {
         let ns = if s.namespace.is_empty() { binding_ns } else { &s.namespace };
-        format!("{} \"{}/{}\"", s.kind, s.name, ns)
+        format!("{} {}", s.kind, quote(&format!("{}/{}", s.name, ns)))
     } else {
-        format!("{} {:?}", s.kind, s.name)
+        format!("{} {}", s.kind, quote(&s.name))
     }
 }
 
@@ -138,7 +139,7 @@ impl Policy {
                 Some(id) => Target::Role(id),
                 None => {
                     let res = if rr.kind == "ClusterRole" { "clusterrole" } else { "role" };
-                    p.missing.push(format!("{res}.rbac.authorization.k8s.io {:?} not found", rr.name));
+                    p.missing.push(format!("{res}.rbac.authorization.k8s.io {} not found", quote(&rr.name)));
                     p.missing_refs.push((rr.kind == "ClusterRole", rr.name.clone()));
                     Target::Missing(p.missing.len() as u32 - 1)
                 }
@@ -148,13 +149,17 @@ impl Policy {
                 let subject = describe_subject(s, &ns);
                 let reason = if cluster {
                     format!(
-                        "RBAC: allowed by ClusterRoleBinding {:?} of {} {:?} to {subject}",
-                        b.metadata.name, rr.kind, rr.name
+                        "RBAC: allowed by ClusterRoleBinding {} of {} {} to {subject}",
+                        quote(&b.metadata.name),
+                        rr.kind,
+                        quote(&rr.name)
                     )
                 } else {
                     format!(
-                        "RBAC: allowed by RoleBinding \"{}/{}\" of {} {:?} to {subject}",
-                        b.metadata.name, ns, rr.kind, rr.name
+                        "RBAC: allowed by RoleBinding {} of {} {} to {subject}",
+                        quote(&format!("{}/{}", b.metadata.name, ns)),
+                        rr.kind,
+                        quote(&rr.name)
                     )
                 };
                 p.reasons.push(reason);

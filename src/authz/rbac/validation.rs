@@ -4,63 +4,15 @@
 //! object the authorizer would not compile.
 
 use super::types::{Binding, LabelSelector, PolicyRule, Role, RoleRef, Subject};
+use crate::api::field::{self, quote};
 use crate::api::status::StatusCause;
 use crate::store::validation::{validate_name, NameRule};
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
-/// One field error, as k8s.io/apimachinery's `field.Error` renders it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    /// kube's cause reason: FieldValueRequired, FieldValueInvalid, FieldValueNotSupported, ...
-    pub reason: &'static str,
-    /// The error body (`Required value: ...`), without the field.
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn required(field: impl Into<String>, detail: &str) -> Self {
-        let message = if detail.is_empty() { "Required value".into() } else { format!("Required value: {detail}") };
-        FieldError { field: field.into(), reason: "FieldValueRequired", message }
-    }
-
-    /// `value` is already in Go's `%q`/`%#v` form.
-    pub fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Self {
-        FieldError {
-            field: field.into(),
-            reason: "FieldValueInvalid",
-            message: format!("Invalid value: {value}: {detail}"),
-        }
-    }
-
-    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
-        let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        FieldError {
-            field: field.into(),
-            reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {value:?}: supported values: {}", quoted.join(", ")),
-        }
-    }
-
-    pub fn forbidden(field: impl Into<String>, detail: &str) -> Self {
-        FieldError { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
-    }
-
-    pub fn cause(&self) -> StatusCause {
-        StatusCause { reason: self.reason.into(), message: self.message.clone(), field: self.field.clone() }
-    }
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
 /// kube's aggregate of field errors: one as is, several as `[a, b]`.
-pub fn join(errors: &[FieldError]) -> String {
-    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+pub fn join(errors: &[StatusCause]) -> String {
+    let all: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
     if all.len() == 1 {
         all[0].clone()
     } else {
@@ -70,7 +22,7 @@ pub fn join(errors: &[FieldError]) -> String {
 
 /// Go's `%#v` of a `[]string`.
 pub fn go_strings(v: &[String]) -> String {
-    let quoted: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+    let quoted: Vec<String> = v.iter().map(|s| quote(s)).collect();
     format!("[]string{{{}}}", quoted.join(", "))
 }
 
@@ -101,59 +53,53 @@ pub fn default_binding_json(v: &mut serde_json::Value) {
     }
 }
 
-fn name_errors(field: &str, name: &str) -> Vec<FieldError> {
+fn name_errors(field: &str, name: &str) -> Vec<StatusCause> {
     validate_name(NameRule::PathSegment, name)
         .into_iter()
         .map(|c| {
             let reason = if c.reason == "FieldValueRequired" { "FieldValueRequired" } else { "FieldValueInvalid" };
-            FieldError { field: field.into(), reason, message: c.message }
+            field::cause(reason, field, c.message)
         })
         .collect()
 }
 
 /// kube's `ValidateLabelSelector`: the operators and their values.
-pub fn validate_selector(sel: &LabelSelector, field: &str) -> Vec<FieldError> {
+pub fn validate_selector(sel: &LabelSelector, field: &str) -> Vec<StatusCause> {
     let mut errs = Vec::new();
     for (i, e) in sel.match_expressions.iter().enumerate() {
         let f = format!("{field}.matchExpressions[{i}]");
         match e.operator.as_str() {
-            "In" | "NotIn" if e.values.is_empty() => errs.push(FieldError::required(
-                format!("{f}.values"),
-                "must be specified when `operator` is 'In' or 'NotIn'",
-            )),
-            "Exists" | "DoesNotExist" if !e.values.is_empty() => errs.push(FieldError::forbidden(
-                format!("{f}.values"),
+            "In" | "NotIn" if e.values.is_empty() => errs
+                .push(field::required(&format!("{f}.values"), "must be specified when `operator` is 'In' or 'NotIn'")),
+            "Exists" | "DoesNotExist" if !e.values.is_empty() => errs.push(field::forbidden(
+                &format!("{f}.values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
             )),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            op => errs.push(FieldError::invalid(
-                format!("{f}.operator"),
-                &format!("{op:?}"),
-                "not a valid selector operator",
-            )),
+            op => errs.push(field::invalid(&format!("{f}.operator"), &quote(op), "not a valid selector operator")),
         }
     }
     errs
 }
 
 /// kube's `ValidatePolicyRule`.
-pub fn validate_rule(rule: &PolicyRule, namespaced: bool, field: &str) -> Vec<FieldError> {
+pub fn validate_rule(rule: &PolicyRule, namespaced: bool, field: &str) -> Vec<StatusCause> {
     let mut errs = Vec::new();
     if rule.verbs.is_empty() {
-        errs.push(FieldError::required(format!("{field}.verbs"), "verbs must contain at least one value"));
+        errs.push(field::required(&format!("{field}.verbs"), "verbs must contain at least one value"));
     }
     if !rule.non_resource_urls.is_empty() {
         let urls = go_strings(&rule.non_resource_urls);
         if namespaced {
-            errs.push(FieldError::invalid(
-                format!("{field}.nonResourceURLs"),
+            errs.push(field::invalid(
+                &format!("{field}.nonResourceURLs"),
                 &urls,
                 "namespaced rules cannot apply to non-resource URLs",
             ));
         }
         if !rule.api_groups.is_empty() || !rule.resources.is_empty() || !rule.resource_names.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{field}.nonResourceURLs"),
+            errs.push(field::invalid(
+                &format!("{field}.nonResourceURLs"),
                 &urls,
                 "rules cannot apply to both regular resources and non-resource URLs",
             ));
@@ -161,29 +107,23 @@ pub fn validate_rule(rule: &PolicyRule, namespaced: bool, field: &str) -> Vec<Fi
         return errs;
     }
     if rule.api_groups.is_empty() {
-        errs.push(FieldError::required(
-            format!("{field}.apiGroups"),
-            "resource rules must supply at least one api group",
-        ));
+        errs.push(field::required(&format!("{field}.apiGroups"), "resource rules must supply at least one api group"));
     }
     if rule.resources.is_empty() {
-        errs.push(FieldError::required(
-            format!("{field}.resources"),
-            "resource rules must supply at least one resource",
-        ));
+        errs.push(field::required(&format!("{field}.resources"), "resource rules must supply at least one resource"));
     }
     errs
 }
 
 /// kube's `ValidateRole` / `ValidateClusterRole` (name, rules, aggregationRule).
-pub fn validate_role(r: &Role, namespaced: bool) -> Vec<FieldError> {
+pub fn validate_role(r: &Role, namespaced: bool) -> Vec<StatusCause> {
     let mut errs = name_errors("metadata.name", &r.metadata.name);
     for (i, rule) in r.rules.iter().enumerate() {
         errs.extend(validate_rule(rule, namespaced, &format!("rules[{i}]")));
     }
     if let Some(agg) = r.aggregation_rule.as_ref().filter(|_| !namespaced) {
         if agg.cluster_role_selectors.is_empty() {
-            errs.push(FieldError::required(
+            errs.push(field::required(
                 "aggregationRule.clusterRoleSelectors",
                 "at least one clusterRoleSelector required if aggregationRule is non-nil",
             ));
@@ -196,19 +136,19 @@ pub fn validate_role(r: &Role, namespaced: bool) -> Vec<FieldError> {
 }
 
 /// kube's `ValidateRoleBinding` / `ValidateClusterRoleBinding`, on a defaulted binding.
-pub fn validate_binding(b: &Binding, namespaced: bool) -> Vec<FieldError> {
+pub fn validate_binding(b: &Binding, namespaced: bool) -> Vec<StatusCause> {
     let mut errs = name_errors("metadata.name", &b.metadata.name);
     let rr = &b.role_ref;
     if rr.api_group != GROUP {
-        errs.push(FieldError::not_supported("roleRef.apiGroup", &rr.api_group, &[GROUP]));
+        errs.push(field::not_supported("roleRef.apiGroup", &quote(&rr.api_group), &[GROUP]));
     }
     match (rr.kind.as_str(), namespaced) {
         ("ClusterRole", _) | ("Role", true) => {}
-        (k, true) => errs.push(FieldError::not_supported("roleRef.kind", k, &["Role", "ClusterRole"])),
-        (k, false) => errs.push(FieldError::not_supported("roleRef.kind", k, &["ClusterRole"])),
+        (k, true) => errs.push(field::not_supported("roleRef.kind", &quote(k), &["Role", "ClusterRole"])),
+        (k, false) => errs.push(field::not_supported("roleRef.kind", &quote(k), &["ClusterRole"])),
     }
     if rr.name.is_empty() {
-        errs.push(FieldError::required("roleRef.name", ""));
+        errs.push(field::required("roleRef.name", ""));
     } else {
         errs.extend(name_errors("roleRef.name", &rr.name).into_iter().filter(|e| e.reason == "FieldValueInvalid"));
     }
@@ -219,50 +159,46 @@ pub fn validate_binding(b: &Binding, namespaced: bool) -> Vec<FieldError> {
 }
 
 /// kube's `ValidateRoleBindingSubject`.
-fn validate_subject(s: &Subject, namespaced: bool, field: &str) -> Vec<FieldError> {
+fn validate_subject(s: &Subject, namespaced: bool, field: &str) -> Vec<StatusCause> {
     let mut errs = Vec::new();
     if s.name.is_empty() {
-        errs.push(FieldError::required(format!("{field}.name"), ""));
+        errs.push(field::required(&format!("{field}.name"), ""));
     }
     match s.kind.as_str() {
         "ServiceAccount" => {
             if !s.name.is_empty() {
                 for c in validate_name(NameRule::Subdomain, &s.name) {
-                    errs.push(FieldError {
-                        field: format!("{field}.name"),
-                        reason: "FieldValueInvalid",
-                        message: c.message,
-                    });
+                    errs.push(field::cause("FieldValueInvalid", &format!("{field}.name"), c.message));
                 }
             }
             if !s.api_group.is_empty() {
-                errs.push(FieldError::not_supported(format!("{field}.apiGroup"), &s.api_group, &[""]));
+                errs.push(field::not_supported(&format!("{field}.apiGroup"), &quote(&s.api_group), &[""]));
             }
             if !namespaced && s.namespace.is_empty() {
-                errs.push(FieldError::required(format!("{field}.namespace"), ""));
+                errs.push(field::required(&format!("{field}.namespace"), ""));
             }
         }
         "User" | "Group" => {
             if s.api_group != GROUP {
-                errs.push(FieldError::not_supported(format!("{field}.apiGroup"), &s.api_group, &[GROUP]));
+                errs.push(field::not_supported(&format!("{field}.apiGroup"), &quote(&s.api_group), &[GROUP]));
             }
         }
-        k => errs.push(FieldError::not_supported(format!("{field}.kind"), k, &["ServiceAccount", "User", "Group"])),
+        k => errs.push(field::not_supported(&format!("{field}.kind"), &quote(k), &["ServiceAccount", "User", "Group"])),
     }
     errs
 }
 
 /// kube's `ValidateRoleBindingUpdate`'s own rule: roleRef never changes.
-pub fn validate_binding_update(new: &Binding, old: &Binding) -> Vec<FieldError> {
+pub fn validate_binding_update(new: &Binding, old: &Binding) -> Vec<StatusCause> {
     if new.role_ref == old.role_ref {
         return Vec::new();
     }
-    vec![FieldError::invalid("roleRef", &go_role_ref(&new.role_ref), "cannot change roleRef")]
+    vec![field::invalid("roleRef", &go_role_ref(&new.role_ref), "cannot change roleRef")]
 }
 
 /// Go's `%#v` of the internal rbac.RoleRef, as kube prints it in this error.
 fn go_role_ref(r: &RoleRef) -> String {
-    format!("rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}", r.api_group, r.kind, r.name)
+    format!("rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}", quote(&r.api_group), quote(&r.kind), quote(&r.name))
 }
 
 #[cfg(test)]
@@ -315,7 +251,7 @@ mod tests {
         assert!(validate_binding_update(&new, &old).is_empty());
         new.role_ref.name = "edit".into();
         assert_eq!(
-            validate_binding_update(&new, &old)[0].to_string(),
+            join(&validate_binding_update(&new, &old)),
             r#"roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"ClusterRole", Name:"edit"}: cannot change roleRef"#
         );
     }

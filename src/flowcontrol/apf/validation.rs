@@ -135,7 +135,7 @@ pub fn flow_schema(obj: &Value) -> Vec<StatusCause> {
         if t != "ByUser" && t != "ByNamespace" {
             out.push(not_supported(
                 "spec.distinguisherMethod.type",
-                &format!("flowcontrol.FlowDistinguisherMethod{{Type:{t:?}}}"),
+                &format!("flowcontrol.FlowDistinguisherMethod{{Type:{}}}", field::quote(t)),
                 &["ByNamespace", "ByUser"],
             ));
         }
@@ -194,7 +194,7 @@ fn subject(s: &Value, path: &str, out: &mut Vec<StatusCause>) {
         other => {
             out.push(not_supported(
                 &format!("{path}.kind"),
-                &format!("{other:?}"),
+                &field::quote(other),
                 &["Group", "ServiceAccount", "User"],
             ));
             return;
@@ -331,7 +331,7 @@ fn conditions(status: &Value, out: &mut Vec<StatusCause>) {
         let t = str_at(c, "type");
         let field = format!("status.conditions[{i}].type");
         if seen.contains(&t) {
-            out.push(cause("FieldValueDuplicate", &field, format!("Duplicate value: {t:?}")));
+            out.push(cause("FieldValueDuplicate", &field, format!("Duplicate value: {}", field::quote(t))));
         }
         seen.push(t);
         if t.is_empty() {
@@ -370,7 +370,7 @@ pub fn priority_level(obj: &Value) -> Vec<StatusCause> {
                 limited(&spec["limited"], &mut out);
             }
         }
-        other => out.push(not_supported("spec.type", &format!("{other:?}"), &["Exempt", "Limited"])),
+        other => out.push(not_supported("spec.type", &field::quote(other), &["Exempt", "Limited"])),
     }
     if let Some(mut want) = mandatory_spec("prioritylevelconfigurations", name) {
         let (have, msg) = if name == "exempt" {
@@ -427,7 +427,7 @@ fn limited(l: &Value, out: &mut Vec<StatusCause>) {
                 queuing(&lr["queuing"], &format!("{path}.queuing"), out);
             }
         }
-        other => out.push(not_supported(&format!("{path}.type"), &format!("{other:?}"), &["Queue", "Reject"])),
+        other => out.push(not_supported(&format!("{path}.type"), &field::quote(other), &["Queue", "Reject"])),
     }
     percent(l, "spec.limited.lendablePercent", out);
     if l["borrowingLimitPercent"].as_i64().is_some_and(|n| n < 0) {

@@ -73,7 +73,7 @@ pub fn accept(crds: &[Value]) -> HashMap<String, Result<Names, Conflict>> {
         let group = crd["spec"]["group"].as_str().unwrap_or_default().to_string();
         let names = Names::of(crd);
         let (resources, kinds) = taken.entry(group).or_default();
-        let in_use = |n: &str| format!("{n:?} is already in use");
+        let in_use = |n: &str| format!("{} is already in use", crate::api::field::quote(n));
         let conflict = if resources.contains(&names.plural) {
             Some(("PluralConflict", in_use(&names.plural)))
         } else if resources.contains(&names.singular) {

@@ -92,7 +92,7 @@ impl Options {
                 "",
                 vec![field::not_supported(
                     "fieldValidation",
-                    &format!("{:?}", self.field_validation),
+                    &field::quote(&self.field_validation),
                     &["", "Ignore", "Strict", "Warn"],
                 )],
             ));
@@ -100,7 +100,7 @@ impl Options {
         if self.dry_run_values.iter().all(|v| v == "All") {
             return Ok(());
         }
-        let list: Vec<String> = self.dry_run_values.iter().map(|v| format!("{v:?}")).collect();
+        let list: Vec<String> = self.dry_run_values.iter().map(|v| field::quote(v)).collect();
         Err(Status::invalid(
             "meta.k8s.io",
             kind,
@@ -114,7 +114,7 @@ impl Options {
     pub fn validate_list(&self, watch: bool) -> Result<(), Status> {
         let mut errs = Vec::new();
         let unsupported = |value: &str, supported: &[&str]| {
-            field::not_supported("resourceVersionMatch", &format!("{value:?}"), supported)
+            field::not_supported("resourceVersionMatch", &field::quote(value), supported)
         };
         let rvm = self.resource_version_match.as_str();
         if watch {
@@ -185,7 +185,7 @@ impl Options {
                 "",
                 vec![field::invalid(
                     "propagationPolicy",
-                    &format!("{:?}", self.propagation_policy),
+                    &field::quote(&self.propagation_policy),
                     "orphanDependents and deletionPropagation cannot be both set",
                 )],
             ));
@@ -198,7 +198,7 @@ impl Options {
                 "",
                 vec![field::not_supported(
                     "propagationPolicy",
-                    &format!("{other:?}"),
+                    &field::quote(other),
                     &["Foreground", "Background", "Orphan"],
                 )],
             )),
