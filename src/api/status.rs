@@ -233,6 +233,8 @@ mod tests {
             Status::not_found("rbac.authorization.k8s.io", "roles", "r").message,
             "roles.rbac.authorization.k8s.io \"r\" not found"
         );
+        // a name from the path may hold anything: Go's %q, not the raw name between quotes
+        assert_eq!(Status::not_found("", "configmaps", "a\"b\u{7}").message, r#"configmaps "a\"b\a" not found"#);
         assert_eq!(Status::path_not_found().message, "the server could not find the requested resource");
     }
 }
