@@ -229,17 +229,20 @@ pub fn manager(t: &Target) -> String {
 /// The fields `new` sets differently from `old`, in FieldsV1 form: what an Update takes
 /// ownership of.
 pub fn changed_fields(old: &Value, new: &Value) -> Value {
-    // compared in place: kind and apiVersion are no one's, and of the metadata only what
-    // `managed_meta` names
-    fn diff(old: &Value, new: &Value, keep: &dyn Fn(&str) -> bool, top: bool) -> Map<String, Value> {
-        let mut out = Map::new();
+    // compared in place, walking both maps in key order side by side (no search per key: a
+    // 265k-key map cost ~40 ms that way); kind and apiVersion are no one's, and of the
+    // metadata only what `managed_meta` names
+    fn diff(old: &Value, new: &Value, keep: &dyn Fn(&str) -> bool, top: bool) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
         let Some(n) = new.as_object() else { return out };
+        let mut olds = old.as_object().into_iter().flatten().peekable();
         for (k, v) in n.iter().filter(|(k, _)| keep(k)) {
-            let o = old.get(k);
+            while olds.next_if(|(ok, _)| *ok < k).is_some() {}
+            let o = olds.next_if(|(ok, _)| *ok == k).map(|(_, o)| o);
             if top && k == "metadata" && v.is_object() {
                 let sub = diff(o.unwrap_or(&Value::Null), v, &managed_meta, false);
                 if !sub.is_empty() {
-                    out.insert(field_key(k), Value::Object(sub));
+                    out.push((field_key(k), Value::Object(sub.into_iter().collect())));
                 }
                 continue;
             }
@@ -250,20 +253,16 @@ pub fn changed_fields(old: &Value, new: &Value) -> Value {
                 (Some(o @ Value::Object(_)), Value::Object(_)) => {
                     let sub = diff(o, v, &|_| true, false);
                     if !sub.is_empty() {
-                        out.insert(field_key(k), Value::Object(sub));
+                        out.push((field_key(k), Value::Object(sub.into_iter().collect())));
                     }
                 }
-                (_, Value::Object(_)) => {
-                    out.insert(field_key(k), fields_v1(v));
-                }
-                _ => {
-                    out.insert(field_key(k), json!({}));
-                }
+                (_, Value::Object(_)) => out.push((field_key(k), fields_v1(v))),
+                _ => out.push((field_key(k), json!({}))),
             }
         }
         out
     }
-    Value::Object(diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true))
+    Value::Object(diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true).into_iter().collect())
 }
 
 /// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
@@ -288,8 +287,9 @@ pub fn record_managed(
     };
     let mut fields = fields;
     if operation != "Apply" {
-        if let Some(prev) = list.iter().find(|e| same(e)) {
-            let mut merged = prev["fieldsV1"].clone();
+        // the entry is replaced below: its fields are taken, not copied
+        if let Some(prev) = list.iter_mut().find(|e| same(e)) {
+            let mut merged = prev["fieldsV1"].take();
             crate::store::patch::merge_patch(&mut merged, &fields);
             fields = merged;
         }
@@ -339,6 +339,57 @@ mod tests {
             "generation": 3}, "data": {"k": "1"}, "binaryData": {"b": "AA==", "c": "AA=="}});
         assert_eq!(changed_fields(&old, &new), json!({"f:binaryData": {"f:b": {}, "f:c": {}}}));
         assert_eq!(changed_fields(&new, &new), json!({}));
+    }
+
+    #[test]
+    fn the_side_by_side_walk_finds_what_a_search_per_key_finds() {
+        // the earlier form of the diff: a search of `old` per key of `new`
+        fn by_search(old: &Value, new: &Value) -> Value {
+            let mut out = Map::new();
+            for (k, v) in new.as_object().into_iter().flatten() {
+                let o = old.get(k);
+                match (o, v) {
+                    _ if o == Some(v) => {}
+                    (Some(o @ Value::Object(_)), Value::Object(_)) => {
+                        let sub = by_search(o, v);
+                        if sub.as_object().is_some_and(|m| !m.is_empty()) {
+                            out.insert(field_key(k), sub);
+                        }
+                    }
+                    (_, Value::Object(_)) => {
+                        out.insert(field_key(k), fields_v1(v));
+                    }
+                    _ => {
+                        out.insert(field_key(k), json!({}));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        // keys in old only, in new only, in both alike or not, maps becoming scalars and back,
+        // interleaved in key order (and prefixes of one another)
+        let (mut old, mut new) = (Map::new(), Map::new());
+        for i in 0..600u32 {
+            let k = format!("{:x}", i.wrapping_mul(2654435761) % 4096);
+            let v = |n: u32| if n.is_multiple_of(5) { json!({"x": n % 3, "y": {"z": n % 2}}) } else { json!(n % 4) };
+            match i % 4 {
+                0 => drop(old.insert(k, v(i))),
+                1 => drop(new.insert(k, v(i))),
+                2 => {
+                    old.insert(k.clone(), v(i));
+                    new.insert(k, v(i + (i % 3)));
+                }
+                _ => {
+                    old.insert(k.clone(), v(i));
+                    new.insert(k, v(i * 7));
+                }
+            }
+        }
+        let (old, new) = (json!({"data": old}), json!({"data": new}));
+        let want = by_search(&old, &new);
+        assert!(want["f:data"].as_object().is_some_and(|m| m.len() > 200), "the table exercises the diff");
+        assert_eq!(changed_fields(&old, &new), want);
+        assert_eq!(changed_fields(&json!({"data": "scalar"}), &new), by_search(&json!({"data": "scalar"}), &new));
     }
 
     #[test]

@@ -282,7 +282,7 @@ pub(super) fn prepare_update(
     if namespace::is_namespaces(t.def) {
         namespace::prepare_update(&t.subresource, existing, &mut new);
     }
-    let old_meta = existing["metadata"].clone();
+    let old_meta = &existing["metadata"];
     let m = meta(&mut new);
     for k in [
         "uid",
@@ -317,7 +317,6 @@ pub(super) fn prepare_update(
             ));
         }
     }
-    check_depth(&new)?;
     if tracks_generation(t.def) && spec_of(&new) != spec_of(existing) {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         meta(&mut new).insert("generation".into(), json!(g));
@@ -396,18 +395,28 @@ pub(super) fn check_name(t: &Target, obj: &mut Value) -> Result<(), Status> {
 }
 
 pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
-    let mut incoming = super::decode_typed(t, body)?;
-    check_type(t, &mut incoming)?;
-    check_name(t, &mut incoming)?;
-    check_namespace(t, &mut incoming)?;
-    let want = precondition(&incoming)?;
+    let incoming = || -> Result<Value, Status> {
+        let mut v = super::decode_typed(t, body)?;
+        check_type(t, &mut v)?;
+        check_name(t, &mut v)?;
+        check_namespace(t, &mut v)?;
+        Ok(v)
+    };
+    let mut first = Some(incoming()?);
+    let want = precondition(first.as_ref().expect("just decoded"))?;
     let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
     // a pinned resourceVersion is not retried: the caller asked for that version
     guaranteed_update(store, t, want.is_none(), missing, |existing| {
         if want.is_some_and(|w| w != existing.rev) {
             return Err(status(t, &t.name, StorageError::Conflict));
         }
-        prepare_update(t, &existing.value, incoming.clone(), "Update")
+        // the first try takes the object; a retry after a lost race decodes the body again
+        // (rare, where a copy kept for it cost every large update more than its validation)
+        let new = match first.take() {
+            Some(v) => v,
+            None => incoming()?,
+        };
+        prepare_update(t, &existing.value, new, "Update")
     })
 }
 
@@ -488,12 +497,12 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         let mut patched = match kind {
             PatchType::Json => patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?,
             PatchType::Merge => {
-                let mut b = base.clone();
+                let mut b = base;
                 patches::merge_patch(&mut b, &p);
                 b
             }
             _ => {
-                let mut b = base.clone();
+                let mut b = base;
                 let def = crate::store::schema::get().kind(&t.def.group, &t.def.version, &t.def.kind);
                 patches::strategic_merge_patch(&mut b, &p, def).map_err(Status::bad_request)?;
                 b
