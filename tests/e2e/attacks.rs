@@ -43,12 +43,15 @@ tok-eve,eve,u-eve,\"users\"
 tok-mallory,mallory,u-mallory,\"users\"
 tok-olive,olive,u-olive,\"users\"
 tok-pat,pat,u-pat,\"users\"
+tok-sam,sam,u-sam,\"users\"
 ";
 
 /// alice: get/list/watch the one secret `allowed`, get configmaps. bob: create roles and
 /// rolebindings (and nothing they would grant). carol: get/list/create configmaps, no watch.
 /// dave: get/list/create flunders on the backend. eve: impersonate the user `bot` only.
 /// olive: everything in namespace default (a namespace owner). pat: list serviceaccounts/token.
+/// sam: every verb on subresources only (namespaces/status, serviceaccounts/token), none on
+/// the objects (a controller's status rights).
 const POLICY: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: alice-one-secret, namespace: default}
@@ -133,6 +136,18 @@ kind: RoleBinding
 metadata: {name: pat-token-list, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pat-token-list}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: pat}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: sam-subresources}
+rules:
+- {apiGroups: [''], resources: [namespaces/status, serviceaccounts/token], verbs: ['*']}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: sam-subresources}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sam-subresources}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: sam}]
 ";
 
 /// What a row's request is.
@@ -208,7 +223,10 @@ fn http(method: &str, target: &str, token: Option<&str>, headers: &[(&str, &str)
         s.push_str("Connection: close\r\n");
     }
     if let Some(b) = body {
-        s.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            s.push_str("Content-Type: application/json\r\n");
+        }
+        s.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len()));
     } else {
         s.push_str("\r\n");
     }
@@ -812,6 +830,64 @@ fn rows() -> Vec<Row> {
                 status(&[404]),
             )
             .lacks("ServiceAccount"),
+        );
+    }
+
+    // ---- rights on a subresource only: no route to the object beyond the subresource's own
+    let apply = [("Content-Type", "application/apply-patch+yaml")];
+    r.push(Row::new(
+        "server-side apply to a missing namespace's status: 404, not a create of the namespace",
+        Req::H1(http(
+            "PATCH",
+            "/api/v1/namespaces/sam-made/status?fieldManager=sam",
+            Some("tok-sam"),
+            &apply,
+            Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"sam-made"}}"#),
+        )),
+        status(&[404]),
+    ));
+    let sa = r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"sam-sa"},"automountServiceAccountToken":false}"#;
+    r.push(Row::new(
+        "server-side apply to a missing serviceaccount's token: 405, token is create-only",
+        Req::H1(http(
+            "PATCH",
+            &format!("{NS}/serviceaccounts/sam-sa/token?fieldManager=sam"),
+            Some("tok-sam"),
+            &apply,
+            Some(sa),
+        )),
+        status(&[405]),
+    ));
+    for (method, ct) in
+        [("GET", None), ("PUT", Some("application/json")), ("PATCH", Some("application/merge-patch+json"))]
+    {
+        let headers: Vec<(&str, &str)> = ct.map(|c| ("Content-Type", c)).into_iter().collect();
+        r.push(
+            Row::new(
+                format!("{method} of a serviceaccount's token subresource: 405, not the serviceaccount"),
+                Req::H1(http(
+                    method,
+                    &format!("{NS}/serviceaccounts/default/token"),
+                    Some("tok-sam"),
+                    &headers,
+                    ct.map(|_| r#"{"metadata":{"name":"default","labels":{"by":"sam"}}}"#),
+                )),
+                status(&[405]),
+            )
+            .lacks("\"kind\":\"ServiceAccount\""),
+        );
+    }
+    for path in [
+        "/api/v1/watch/namespaces/default/serviceaccounts/default/token?timeoutSeconds=1",
+        "/api/v1/watch/namespaces/default/status?timeoutSeconds=1",
+    ] {
+        r.push(
+            Row::new(
+                format!("watch of a subresource: {path} (404: kube has no such route)"),
+                get(path, "tok-sam"),
+                status(&[404]),
+            )
+            .lacks("ADDED"),
         );
     }
 

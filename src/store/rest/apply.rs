@@ -274,7 +274,13 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_namespace(t, &mut config)?;
     let mine = applied_fields(t.def, &config);
     let wanted = paths(&mine);
-    let missing = || create_value(store, t, config.clone(), &manager, "Apply");
+    // an apply creates a missing object, but never through a subresource (kube's subresource
+    // stores update with forceAllowCreate off): what was authorized is a patch of the
+    // subresource, not a create of the object
+    let missing = || match t.subresource.is_empty() {
+        true => create_value(store, t, config.clone(), &manager, "Apply"),
+        false => Err(Status::not_found(&t.def.group, &t.def.resource, &t.name)),
+    };
     guaranteed_update(store, t, true, missing, |existing| {
         let managed: Vec<Value> = existing.value["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
         // conflicts: another manager owns a field this apply sets to a different value

@@ -172,7 +172,13 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if !(t.subresource.is_empty() || (t.subresource == "status" && def.has_status()) || token || finalize || scale) {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
-    if finalize && info.verb != "update" {
+    // a subresource has only its own routes in kube: none is watched, finalize is only
+    // updated and token (TokenREST) only created; else a grant on the subresource would
+    // read, watch or write the whole object
+    if info.verb == "watch" && !t.subresource.is_empty() {
+        return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
+    }
+    if (finalize && info.verb != "update") || (token && info.verb != "create") {
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
     }
