@@ -415,43 +415,56 @@ impl Authentication {
         if let Some(r) = self.inner.cache.get(token) {
             return r;
         }
-        let (r, transient) = self.authenticate_token_uncached(token).await;
-        if !transient {
-            self.inner.cache.put(token, &r);
+        let answer = self.authenticate_token_for(token, &self.inner.api_audiences).await;
+        if !answer.transient {
+            self.inner.cache.put(token, &answer.result);
         }
-        r
+        answer.result
     }
 
-    /// The token union without the cache: the first authenticator that recognises the
-    /// token decides; errors are aggregated as kube's union does. Also says whether the
-    /// result is transient (must not be cached).
-    pub async fn authenticate_token_uncached(&self, token: &str) -> (TokenResult, bool) {
+    /// The token union without the cache, for `audiences` (the API's, or a TokenReview's, as
+    /// kube puts them in the request's context): the first authenticator that recognises the
+    /// token decides; errors are aggregated as kube's union does. A service-account token and
+    /// the webhook are checked against `audiences`; the audience-agnostic authenticators (the
+    /// token file, JWT issuers) answer only when `audiences` meet the API's (kube's
+    /// `WrapAudienceAgnosticToken`).
+    async fn authenticate_token_for(&self, token: &str, audiences: &[String]) -> TokenAnswer {
         let i = &self.inner;
+        let api = &i.api_audiences;
+        let met: Vec<String> = if api.is_empty() {
+            audiences.to_vec()
+        } else {
+            audiences.iter().filter(|a| api.contains(a)).cloned().collect()
+        };
+        let agnostic = audiences.is_empty() || api.is_empty() || !met.is_empty();
+        let answer = |result: TokenResult, audiences: Vec<String>| TokenAnswer { result, transient: false, audiences };
         let mut errs: Vec<String> = Vec::new();
         let mut transient = false;
-        if let Some(f) = i.token_file.load().as_ref() {
+        if let Some(f) = i.token_file.load().as_ref().filter(|_| agnostic) {
             if let Ok(Some(u)) = f.authenticate(token) {
-                return (Ok(Some(u)), false);
+                return answer(Ok(Some(u)), met);
             }
         }
         if let Some(t) = keys::peek(token) {
             let iss = t.claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default().to_string();
             if let Some(sa) = i.service_accounts.load().as_ref() {
-                match sa.authenticate(token, &t) {
+                match sa.authenticate_for(token, &t, audiences) {
                     Ok(Some(u)) => {
+                        let bound: Vec<String> =
+                            keys::audiences(&t.claims).into_iter().filter(|a| audiences.contains(a)).collect();
                         return match self.check_service_account(&u) {
-                            Ok(()) => (Ok(Some(u)), false),
-                            Err(e) => (Err(e), false),
-                        }
+                            Ok(()) => answer(Ok(Some(u)), bound),
+                            Err(e) => answer(Err(e), Vec::new()),
+                        };
                     }
                     Ok(None) => {}
                     Err(e) => errs.push(e),
                 }
             }
             let issuers = i.jwt.load();
-            for issuer in issuers.iter().filter(|j| j.url == iss) {
+            for issuer in issuers.iter().filter(|j| j.url == iss && agnostic) {
                 match issuer.authenticate(token, &t).await {
-                    Ok(Some(u)) => return (Ok(Some(u)), false),
+                    Ok(Some(u)) => return answer(Ok(Some(u)), met),
                     Ok(None) => {}
                     Err(e) => {
                         transient |= e.contains("no key with kid");
@@ -461,8 +474,8 @@ impl Authentication {
             }
         }
         for w in [&i.webhook, &i.upstream].into_iter().flatten() {
-            match w.authenticate(token, &i.api_audiences).await {
-                Ok(Some(u)) => return (Ok(Some(u)), false),
+            match w.authenticate(token, audiences).await {
+                Ok(Some(u)) => return answer(Ok(Some(u)), audiences.to_vec()),
                 Ok(None) => {}
                 Err(e) => {
                     transient = true;
@@ -470,11 +483,12 @@ impl Authentication {
                 }
             }
         }
-        match errs.len() {
-            0 => (Ok(None), false),
-            1 => (Err(errs.remove(0)), transient),
-            _ => (Err(format!("[{}]", errs.join(", "))), transient),
-        }
+        let result = match errs.len() {
+            0 => Ok(None),
+            1 => Err(errs.remove(0)),
+            _ => Err(format!("[{}]", errs.join(", "))),
+        };
+        TokenAnswer { result, transient, audiences: Vec::new() }
     }
 
     /// The whole union for one request. Identity headers are always stripped; the
@@ -525,29 +539,31 @@ impl Authentication {
     }
 
     /// A TokenReview: the user a token authenticates as, the audiences, or an error.
+    /// Without audiences, the token is reviewed as the API sees it (cached); with them, for
+    /// them (kube's TokenReview puts them in the authenticators' context): a token bound to
+    /// another audience than the API's is authenticated when the review asks for it.
     pub async fn review_token(&self, token: &str, audiences: &[String]) -> (Option<UserInfo>, Vec<String>, String) {
-        let api = &self.inner.api_audiences;
-        let auds: Vec<String> = if audiences.is_empty() {
-            api.clone()
-        } else if api.is_empty() {
-            audiences.to_vec()
+        let (result, auds) = if audiences.is_empty() {
+            (self.authenticate_token(token).await, self.inner.api_audiences.clone())
         } else {
-            audiences.iter().filter(|a| api.contains(a)).cloned().collect()
+            let answer = self.authenticate_token_for(token, audiences).await;
+            (answer.result, answer.audiences)
         };
-        if !audiences.is_empty() && auds.is_empty() {
-            return (
-                None,
-                Vec::new(),
-                format!("token audiences {api:?} is invalid for the target audiences {audiences:?}"),
-            );
-        }
-        match self.authenticate_token(token).await {
+        match result {
             Ok(Some(u)) => (Some((*u).clone().with_authenticated_group()), auds, String::new()),
             // kube's bearer-token authenticator turns "not recognised" into this error
             Ok(None) => (None, Vec::new(), "invalid bearer token".into()),
             Err(e) => (None, Vec::new(), e),
         }
     }
+}
+
+/// What the token union says of a token: the user (or an error), whether that may be cached,
+/// and the audiences the token was authenticated for.
+struct TokenAnswer {
+    result: TokenResult,
+    transient: bool,
+    audiences: Vec<String>,
 }
 
 /// kube's bearer-token extraction: `Authorization: Bearer <token>`, scheme case-insensitive;

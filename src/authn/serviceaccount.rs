@@ -75,6 +75,11 @@ impl ServiceAccounts {
     }
 
     pub fn authenticate(&self, token: &str, t: &keys::Unverified) -> TokenResult {
+        self.authenticate_for(token, t, &self.audiences)
+    }
+
+    /// `authenticate` for `audiences` (a TokenReview's) in place of the API's.
+    pub fn authenticate_for(&self, token: &str, t: &keys::Unverified, audiences: &[String]) -> TokenResult {
         let iss = t.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
         if !self.owns(iss) {
             return Ok(None);
@@ -85,7 +90,7 @@ impl ServiceAccounts {
         if iss == LEGACY_ISSUER {
             return legacy(c);
         }
-        bound(c, &self.audiences)
+        bound(c, audiences)
     }
 }
 

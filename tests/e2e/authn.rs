@@ -411,6 +411,18 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let v: Value = r.json().unwrap();
     assert_eq!(v["status"]["authenticated"], true);
     assert_eq!(v["status"]["user"]["username"], "alice");
+    // a static token has no audience: reviewed for one the API does not serve, it is not
+    // authenticated (kube's WrapAudienceAgnosticToken)
+    let v: Value = fd
+        .admin_client()
+        .post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews"))
+        .json(&json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": "static-token", "audiences": ["vault"]}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_ne!(v["status"]["authenticated"], true, "{v}");
     let r = fd
         .admin_client()
         .post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews"))
@@ -546,6 +558,26 @@ fn kubectl_create_token() {
     let o = kubectl(&token_kubeconfig(&fd, other.trim()), &["auth", "whoami"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("Unauthorized"), "{}", stderr(&o));
+    // ... but a TokenReview for that audience authenticates it (kube reviews a token for the
+    // review's audiences), and one for another audience does not
+    let review = |token: &str, audiences: Value| -> Value {
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences}});
+        let r =
+            fd.admin_client().post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews")).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        r.json().unwrap()
+    };
+    let v = review(other.trim(), json!(["vault", "elsewhere"]));
+    assert_eq!(v["status"]["authenticated"], true, "{v}");
+    assert_eq!(v["status"]["user"]["username"], "system:serviceaccount:default:robot");
+    assert_eq!(v["status"]["audiences"], json!(["vault"]));
+    let v = review(other.trim(), json!(["elsewhere"]));
+    assert_ne!(v["status"]["authenticated"], true, "{v}");
+    assert!(v["status"]["error"].as_str().unwrap_or_default().contains("invalid for the target audiences"), "{v}");
+    // the API's own token, reviewed for another audience, is not authenticated for it
+    let v = review(token, json!(["vault"]));
+    assert_ne!(v["status"]["authenticated"], true, "{v}");
 
     // a token does not outlive its service account
     let unused = fd.kubectl_ok(&["create", "token", "robot"]);
