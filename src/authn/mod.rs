@@ -422,6 +422,11 @@ impl Authentication {
         answer.result
     }
 
+    /// The token union without the cache, for the API's audiences (what the cache keeps).
+    pub async fn authenticate_token_uncached(&self, token: &str) -> TokenResult {
+        self.authenticate_token_for(token, &self.inner.api_audiences).await.result
+    }
+
     /// The token union without the cache, for `audiences` (the API's, or a TokenReview's, as
     /// kube puts them in the request's context): the first authenticator that recognises the
     /// token decides; errors are aggregated as kube's union does. A service-account token and
