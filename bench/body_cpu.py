@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """CPU time one request body costs frontdoor, accepted or refused, for the body shapes that
-cost a parser most (issue #14: every body within 100 ms of CPU). Starts the release binary on
+cost a parser most (issue #14: every body within 100 ms of CPU), and the densest bodies again as
+updates of a stored object (a PUT and a merge patch, each against the whole object). Starts the release binary on
 embedded defaults in a temporary directory, sends each body ROUNDS times as admin, and prints
 the median CPU time of the whole process per request (every thread, from
 /proc/PID/task/*/schedstat) with the answer's code. Loopback only; bounded.
@@ -129,6 +130,39 @@ def main():
                 time.sleep(0.2)  # let the audit, watch fan-out and drop of the request finish
                 times.append((cpu_ns(proc.pid) - before) / 1e6)
             print(f"{name:52} {len(body):>9} {code:>4} {statistics.median(times):>24.1f}")
+        # the same densest bodies as updates of a stored object: a PUT changing one value (its
+        # resourceVersion given) and a merge patch adding one key, each against the full object
+        for label, data in [("densest keys", densest()), ("densest keys shuffled", shuffled(densest()))]:
+            if only and only not in "update: " + label:
+                continue
+            name = "upd-" + str(len(label))
+            obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+            conn.request("POST", "/api/v1/namespaces/default/configmaps", body=json.dumps(obj).encode(),
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            rv = json.loads(r.read())["metadata"]["resourceVersion"]
+            path = f"/api/v1/namespaces/default/configmaps/{name}"
+            first = next(iter(data))
+            for what in ("PUT, one value changed", "merge patch, one key added"):
+                times, code = [], 0
+                for i in range(ROUNDS):
+                    if what.startswith("PUT"):
+                        obj["metadata"]["resourceVersion"] = rv
+                        obj["data"][first] = str(i)
+                        req = ("PUT", json.dumps(obj).encode(), "application/json")
+                    else:
+                        req = ("PATCH", json.dumps({"data": {f"added-{i}": "1"}}).encode(), "application/merge-patch+json")
+                    before = cpu_ns(proc.pid)
+                    conn.request(req[0], path, body=req[1], headers={"Content-Type": req[2]})
+                    r = conn.getresponse()
+                    out = r.read()
+                    code = r.status
+                    if code == 200:
+                        rv = json.loads(out)["metadata"]["resourceVersion"]
+                    time.sleep(0.2)
+                    times.append((cpu_ns(proc.pid) - before) / 1e6)
+                shown = f"update: {label}: {what}"
+                print(f"{shown:52} {len(req[1]):>9} {code:>4} {statistics.median(times):>24.1f}")
         # the idle process's own CPU over the same settle time, to subtract by eye
         before = cpu_ns(proc.pid)
         time.sleep(0.2)
