@@ -44,3 +44,25 @@ fn default_verbosity_logs_no_request_lines() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!fd.logs().contains(&audit_id), "{}", fd.logs());
 }
+
+/// Asked for every debug line (`FRONTDOOR_LOG=debug`), the log still carries no credential and
+/// no proxied body: pingora's debug lines quote a failed request's raw head and every body.
+#[test]
+fn debug_log_keeps_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("tokens.csv"), "d3bug-token-value,alice,u1,system:masters\n").unwrap();
+    let fd = Frontdoor::start_logging(dir, &[], Some("debug"));
+    let h1 = crate::raw::tls_config(&fd.certs().join("ca.crt"), None, &[b"http/1.1"]);
+    // a head pingora refuses (space before the colon), with a token
+    let bad = "GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer d3bug-token-value\r\nX-Remote-User : admin\r\n\r\n";
+    let x = crate::raw::http1(fd.port, h1.clone(), bad.as_bytes());
+    assert_eq!(x.status(), 400);
+    let good = "GET /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer d3bug-token-value\r\nConnection: close\r\n\r\n";
+    assert_eq!(crate::raw::http1(fd.port, h1, good.as_bytes()).status(), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let logs = fd.logs();
+    assert!(logs.contains("DEBUG"), "debug lines are written:\n{logs}");
+    assert!(!logs.contains("d3bug-token-value"), "a token reached the log:\n{logs}");
+}
