@@ -62,14 +62,16 @@ fn non_resource_matches(r: &NonResourceRule, info: &RequestInfo) -> bool {
     has(&r.verbs, &info.verb) && r.non_resource_urls.iter().any(|p| url_matches(p, &info.path))
 }
 
-/// kube's nonResourceURLs: `*`, an exact path, or a `prefix/*` covering the prefix itself
-/// and everything below it.
+/// kube's nonResourceURLs (`matchPolicyRuleNonResourceURL`): `*`, the exact path, or what is
+/// below the rule's path: `/healthz` covers `/healthz/etcd`, and `/healthz/*` covers that but
+/// not `/healthz` itself.
 fn url_matches(pattern: &str, path: &str) -> bool {
     if pattern == ALL || pattern == path {
         return true;
     }
-    match pattern.strip_suffix("/*") {
-        Some(prefix) => path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/')),
+    let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.starts_with('/'),
         None => false,
     }
 }
@@ -91,8 +93,11 @@ mod tests {
     fn non_resource_url_patterns() {
         assert!(url_matches("*", "/anything"));
         assert!(url_matches("/healthz", "/healthz"));
-        assert!(!url_matches("/healthz", "/healthz/etcd"));
-        assert!(url_matches("/healthz/*", "/healthz"));
+        // what is below a rule's path is covered, with or without its `/*`
+        assert!(url_matches("/healthz", "/healthz/etcd"));
+        assert!(url_matches("/healthz", "/healthz/"));
+        assert!(!url_matches("/healthz", "/healthzx"));
+        assert!(!url_matches("/healthz/*", "/healthz"));
         assert!(url_matches("/healthz/*", "/healthz/etcd"));
         assert!(!url_matches("/healthz/*", "/healthzx"));
     }
