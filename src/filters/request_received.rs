@@ -3,21 +3,27 @@
 //! the source IPs, the user agent. kube's WithAuditInit + WithRequestReceivedTimestamp.
 
 use crate::context::RequestContext;
+use http::header::{HeaderName, USER_AGENT};
 use pingora::http::RequestHeader;
 use std::time::{Instant, SystemTime};
+
+// prebuilt names: a lookup by `&str` parses the name on every request
+static AUDIT_ID: HeaderName = HeaderName::from_static("audit-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestContext) {
     ctx.received = Some(Instant::now());
     ctx.received_at = Some(SystemTime::now());
     ctx.audit_id = req
         .headers
-        .get("Audit-ID")
+        .get(&AUDIT_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ctx.user_agent = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     ctx.request_uri =
         req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
     ctx.source_ips = source_ips(req, client_addr);
@@ -27,7 +33,7 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
 /// without duplicates.
 fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
     let mut ips: Vec<String> = Vec::new();
-    if let Some(xff) = req.headers.get("X-Forwarded-For").and_then(|v| v.to_str().ok()) {
+    if let Some(xff) = req.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         for part in xff.split(',') {
             let p = part.trim();
             if p.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == p) {
@@ -35,7 +41,7 @@ fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
             }
         }
     }
-    if let Some(real) = req.headers.get("X-Real-Ip").and_then(|v| v.to_str().ok()).map(str::trim) {
+    if let Some(real) = req.headers.get(&X_REAL_IP).and_then(|v| v.to_str().ok()).map(str::trim) {
         if real.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == real) {
             ips.push(real.to_string());
         }
