@@ -29,6 +29,27 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
     ctx.source_ips = source_ips(req, client_addr);
 }
 
+/// The peer's address as `IpAddr`'s `Display` writes it. IPv4, the usual case, is written by
+/// hand: `to_string` formats each octet through `fmt` and grows the string as it goes (~1,300
+/// instructions a request, where this takes ~100).
+pub fn ip_string(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
+}
+
 /// kube's `utilnet.SourceIPs`: X-Forwarded-For entries, then X-Real-Ip, then the peer,
 /// without duplicates.
 fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
@@ -57,6 +78,21 @@ fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_string_is_display() {
+        use std::net::{IpAddr, Ipv4Addr};
+        for o in 0..=255u8 {
+            for ip in [[o, 0, 0, 0], [10, o, 0, 1], [127, 0, o, 1], [192, 168, 1, o], [o, o, o, o]] {
+                let ip = IpAddr::V4(Ipv4Addr::from(ip));
+                assert_eq!(ip_string(ip), ip.to_string());
+            }
+        }
+        for ip in ["::1", "fe80::1", "::ffff:10.0.0.1", "2001:db8::8a2e:370:7334"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn keeps_client_audit_id_and_orders_source_ips() {
