@@ -14,12 +14,14 @@ use crate::authz::{Attributes, Authorizer, Decision};
 use crate::context::RequestContext;
 use crate::filters::response::internal_error;
 use crate::filters::Reply;
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use std::collections::BTreeMap;
 
-pub const USER: &str = "impersonate-user";
-pub const GROUP: &str = "impersonate-group";
-pub const UID: &str = "impersonate-uid";
+// prebuilt names: a lookup by `&str` parses the name on every request
+pub static USER: HeaderName = HeaderName::from_static("impersonate-user");
+pub static GROUP: HeaderName = HeaderName::from_static("impersonate-group");
+pub static UID: HeaderName = HeaderName::from_static("impersonate-uid");
 pub const EXTRA_PREFIX: &str = "impersonate-extra-";
 
 /// One thing asked to be impersonated: kube's `v1.ObjectReference` use in the filter.
@@ -51,7 +53,7 @@ impl Request {
 pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
     let h = &req.headers;
     let mut out = Vec::new();
-    let user = h.get(USER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let user = h.get(&USER).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let has_user = !user.is_empty();
     if has_user {
         match split_username(user) {
@@ -60,7 +62,7 @@ pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
         }
     }
     let mut has_groups = false;
-    for g in h.get_all(GROUP) {
+    for g in h.get_all(&GROUP) {
         has_groups = true;
         out.push(Request::new("Group", &String::from_utf8_lossy(g.as_bytes())));
     }
@@ -79,7 +81,7 @@ pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
             });
         }
     }
-    let uid = h.get(UID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let uid = h.get(&UID).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let has_uid = !uid.is_empty();
     if has_uid {
         out.push(Request { api_version: "authentication.k8s.io/v1", ..Request::new("UID", uid) });
@@ -189,7 +191,7 @@ impl Impersonation {
                 return Err(crate::authz::forbidden(&attrs, &reason).into());
             }
         }
-        let groups_specified = req.headers.get(GROUP).is_some();
+        let groups_specified = req.headers.get(&GROUP).is_some();
         let user = impersonated_user(&requests, groups_specified);
         strip(req);
         ctx.impersonated = Some(user);

@@ -527,7 +527,7 @@ impl Authentication {
             }
         }
         if let Some((u, how)) = found {
-            req.remove_header("authorization");
+            req.remove_header(&http::header::AUTHORIZATION);
             return Ok((u.with_authenticated_group(), how));
         }
         if !errs.is_empty() {
@@ -574,7 +574,7 @@ struct TokenAnswer {
 /// kube's bearer-token extraction: `Authorization: Bearer <token>`, scheme case-insensitive;
 /// anything else (no header, another scheme, an empty token) is no bearer credential.
 pub fn bearer_token(req: &RequestHeader) -> Option<Cow<'_, str>> {
-    let raw = req.headers.get("authorization")?;
+    let raw = req.headers.get(http::header::AUTHORIZATION)?;
     // borrowed from the header unless it is not UTF-8 (then lossily decoded, as before)
     match String::from_utf8_lossy(raw.as_bytes()) {
         Cow::Borrowed(auth) => bearer_of(auth).map(Cow::Borrowed),

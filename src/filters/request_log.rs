@@ -25,7 +25,7 @@ impl RequestLog {
         let req = session.req_header();
         let is_apply = req
             .headers
-            .get("Content-Type")
+            .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);

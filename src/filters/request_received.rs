@@ -3,31 +3,58 @@
 //! the source IPs, the user agent. kube's WithAuditInit + WithRequestReceivedTimestamp.
 
 use crate::context::RequestContext;
+use http::header::{HeaderName, USER_AGENT};
 use pingora::http::RequestHeader;
 use std::time::{Instant, SystemTime};
+
+// prebuilt names: a lookup by `&str` parses the name on every request
+static AUDIT_ID: HeaderName = HeaderName::from_static("audit-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestContext) {
     ctx.received = Some(Instant::now());
     ctx.received_at = Some(SystemTime::now());
     ctx.audit_id = req
         .headers
-        .get("Audit-ID")
+        .get(&AUDIT_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    ctx.user_agent = req.headers.get("User-Agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    ctx.user_agent = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     ctx.request_uri =
         req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
     ctx.source_ips = source_ips(req, client_addr);
+}
+
+/// The peer's address as `IpAddr`'s `Display` writes it. IPv4, the usual case, is written by
+/// hand: `to_string` formats each octet through `fmt` and grows the string as it goes (~1,300
+/// instructions a request, where this takes ~100).
+pub fn ip_string(ip: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if o >= 100 {
+            s.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            s.push(char::from(b'0' + o / 10 % 10));
+        }
+        s.push(char::from(b'0' + o % 10));
+    }
+    s
 }
 
 /// kube's `utilnet.SourceIPs`: X-Forwarded-For entries, then X-Real-Ip, then the peer,
 /// without duplicates.
 fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
     let mut ips: Vec<String> = Vec::new();
-    if let Some(xff) = req.headers.get("X-Forwarded-For").and_then(|v| v.to_str().ok()) {
+    if let Some(xff) = req.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         for part in xff.split(',') {
             let p = part.trim();
             if p.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == p) {
@@ -35,7 +62,7 @@ fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
             }
         }
     }
-    if let Some(real) = req.headers.get("X-Real-Ip").and_then(|v| v.to_str().ok()).map(str::trim) {
+    if let Some(real) = req.headers.get(&X_REAL_IP).and_then(|v| v.to_str().ok()).map(str::trim) {
         if real.parse::<std::net::IpAddr>().is_ok() && !ips.iter().any(|i| i == real) {
             ips.push(real.to_string());
         }
@@ -51,6 +78,21 @@ fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_string_is_display() {
+        use std::net::{IpAddr, Ipv4Addr};
+        for o in 0..=255u8 {
+            for ip in [[o, 0, 0, 0], [10, o, 0, 1], [127, 0, o, 1], [192, 168, 1, o], [o, o, o, o]] {
+                let ip = IpAddr::V4(Ipv4Addr::from(ip));
+                assert_eq!(ip_string(ip), ip.to_string());
+            }
+        }
+        for ip in ["::1", "fe80::1", "::ffff:10.0.0.1", "2001:db8::8a2e:370:7334"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_string(ip), ip.to_string());
+        }
+    }
 
     #[test]
     fn keeps_client_audit_id_and_orders_source_ips() {

@@ -116,13 +116,17 @@ impl From<Status> for Reply {
     }
 }
 
+/// kube's default cache control, a static value: setting it copies and checks nothing.
+static NO_CACHE: http::HeaderValue = http::HeaderValue::from_static("no-cache, private");
+
 /// Headers on every response, local or proxied: the Audit-ID and kube's cache control.
 pub fn add_common_headers(ctx: &RequestContext, h: &mut ResponseHeader) {
     if !ctx.audit_id.is_empty() {
         let _ = h.insert_header("Audit-Id", ctx.audit_id.as_str());
     }
-    if h.headers.get("Cache-Control").is_none() {
-        let _ = h.insert_header("Cache-Control", "no-cache, private");
+    // the constant name: a `&str` key is parsed on every lookup
+    if !h.headers.contains_key(http::header::CACHE_CONTROL) {
+        let _ = h.insert_header("Cache-Control", NO_CACHE.clone());
     }
     if let Some(flow) = &ctx.flow {
         flow.add_headers(h);

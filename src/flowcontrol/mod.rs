@@ -160,8 +160,8 @@ async fn admit_apf(apf: &apf::Apf, executing: &MaxInFlight, ctx: &mut RequestCon
     let fan_out = apf.fan_out(&decision, &info);
     let admission = decision.admit(width, fan_out, &user.username, &info);
     ctx.flow = Some(classified::Classified {
-        flow_schema_uid: schema.uid.clone(),
-        priority_level_uid: schema.level.uid.clone(),
+        flow_schema_uid: schema.uid_header.clone(),
+        priority_level_uid: schema.level.uid_header.clone(),
         watch: None,
     });
     let limit = apf::wait_limit(ctx.deadline);
@@ -358,8 +358,8 @@ mod tests {
         let mut first = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
         fc.admit(&mut first).await.unwrap();
         let flow = first.flow.clone().expect("classified");
-        assert_eq!(flow.flow_schema_uid, apf_uid("FlowSchema", "catch-all"));
-        assert_eq!(flow.priority_level_uid, apf_uid("PriorityLevelConfiguration", "catch-all"));
+        assert_eq!(flow.flow_schema_uid.unwrap(), apf_uid("FlowSchema", "catch-all"));
+        assert_eq!(flow.priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "catch-all"));
         let mut second = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
         let reply = fc.admit(&mut second).await.unwrap_err();
         assert_eq!(reply.code, 429);
@@ -367,7 +367,7 @@ mod tests {
 
         let mut root = ctx("GET", "/api/v1/pods", None, UserInfo::new("root", vec!["system:masters".into()]));
         fc.admit(&mut root).await.unwrap();
-        assert_eq!(root.flow.unwrap().priority_level_uid, apf_uid("PriorityLevelConfiguration", "exempt"));
+        assert_eq!(root.flow.unwrap().priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "exempt"));
 
         // a queuing level: the second waits for the first's seat
         let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);

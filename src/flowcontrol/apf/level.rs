@@ -47,6 +47,9 @@ pub struct Limits {
 pub struct Level {
     pub name: String,
     pub uid: String,
+    /// `uid` as the X-Kubernetes-PF-PriorityLevel-UID value, built once (each request clones
+    /// it); None when it is no valid header value (no header, as before).
+    pub uid_header: Option<http::HeaderValue>,
     /// None: exempt (no limit, no queues); Some(None): Reject.
     pub queuing: Option<Option<Queuing>>,
     state: Mutex<State>,
@@ -258,6 +261,7 @@ impl Level {
         Arc::new(Level {
             name: name.to_string(),
             uid: uid.to_string(),
+            uid_header: http::HeaderValue::from_str(uid).ok(),
             queuing,
             state: Mutex::new(State {
                 limits: Limits::default(),

@@ -45,6 +45,9 @@ pub struct Schema {
     pub fs: FlowSchema,
     pub name: Arc<str>,
     pub uid: String,
+    /// `uid` as the X-Kubernetes-PF-FlowSchema-UID value, built once with the config (each
+    /// request clones it); None when it is no valid header value (no header, as before).
+    pub uid_header: Option<http::HeaderValue>,
     pub level: Arc<Level>,
     pub metrics: Arc<metrics::FlowMetrics>,
 }
@@ -378,7 +381,8 @@ fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>)
         };
         let uid = uid_of(&fs.metadata, "FlowSchema");
         let metrics = metrics::FlowMetrics::new(&level.name, &name);
-        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, fs, metrics });
+        let uid_header = http::HeaderValue::from_str(&uid).ok();
+        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, uid_header, fs, metrics });
     }
     schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
     Ok(Config { schemas, levels, bounds, conditions })
