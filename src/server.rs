@@ -192,7 +192,9 @@ impl ProxyHttp for Frontdoor {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        router::proxy::upstream_request(upstream_request, ctx);
+        if let Err(e) = router::proxy::upstream_request(upstream_request, ctx) {
+            return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
+        }
         if let Some(t) = &self.0.tracing {
             t.proxy(upstream_request, ctx, session.is_upgrade_req());
         }

@@ -78,30 +78,35 @@ pub const IMPERSONATE: UserHeaders = UserHeaders {
 };
 
 /// The user's name, uid (when it has one), groups (one header each) and extras (one header
-/// per value, the key escaped as client-go escapes it).
-pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) {
-    let _ = req.insert_header(names.user, user.username.as_str());
+/// per value, the key escaped as client-go escapes it). A value no header can carry (a control
+/// character) fails the request, in Go's words, as kube-aggregator's transport fails it: left
+/// out, the backend would see a request without the name or with fewer groups.
+pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
+    let invalid = |name: &str| format!("net/http: invalid header field value for {}", crate::api::field::quote(name));
+    req.insert_header(names.user, user.username.as_str()).map_err(|_| invalid(names.user))?;
     if !user.uid.is_empty() {
-        let _ = req.insert_header(names.uid, user.uid.as_str());
+        req.insert_header(names.uid, user.uid.as_str()).map_err(|_| invalid(names.uid))?;
     }
     for g in &user.groups {
-        let _ = req.append_header(names.group, g.as_str());
+        req.append_header(names.group, g.as_str()).map_err(|_| invalid(names.group))?;
     }
     for (k, values) in &user.extra {
         let name = format!("{}{}", names.extra, header_key_escape(k));
         for v in values {
-            let _ = req.append_header(name.clone(), v.as_str());
+            req.append_header(name.clone(), v.as_str()).map_err(|_| invalid(&name))?;
         }
     }
+    Ok(())
 }
 
 /// Prepares the request for the backend or the upstream apiserver: identity headers
 /// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
-/// frontdoor's credential), Host the peer's address, the upstream's path prefix.
-pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
+/// frontdoor's credential), Host the peer's address, the upstream's path prefix. Fails when
+/// the user cannot be told (`user_headers`).
+pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
     strip_identity_headers(req);
     if let Route::Upstream(d) = &ctx.route {
-        d.identify(req, ctx.effective_user());
+        d.identify(req, ctx.effective_user())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
         if !d.prefix.is_empty() {
             let target = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -109,17 +114,21 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) {
                 req.set_uri(uri);
             }
         }
-        return;
+        return Ok(());
     }
     if let Some(user) = ctx.effective_user() {
-        user_headers(req, user, &REMOTE);
+        user_headers(req, user, &REMOTE)?;
     }
     if let Route::Backend(b) = &ctx.route {
         if let Some(u) = b.state.peer.load().as_ref() {
             let _ = req.insert_header(http::header::HOST, u.host.clone());
         }
     }
+    Ok(())
 }
+
+/// The pingora error type of a request whose user no identity header can carry.
+pub const INVALID_IDENTITY: ErrorType = ErrorType::Custom("InvalidIdentityHeader");
 
 /// How long a request with a deadline may still run (kube cuts the whole request at its
 /// deadline, counted from when it was received); None for long-running requests.
@@ -270,6 +279,7 @@ fn transport_error(e: &pingora::Error, addr: Option<&str>) -> String {
         | ErrorType::InvalidCert
         | ErrorType::HandshakeError => format!("tls handshake with{at}: {what}"),
         ErrorType::ReadError | ErrorType::ConnectionClosed if what == "EOF" => what,
+        INVALID_IDENTITY => what,
         ErrorType::ReadError | ErrorType::ConnectionClosed => format!("read tcp{at}: {what}"),
         ErrorType::WriteError => format!("write tcp{at}: {what}"),
         ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::InvalidH2 => {
@@ -310,7 +320,7 @@ mod tests {
         user.uid = "alice-uid".into();
         user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
         ctx.user = Some(user);
-        upstream_request(&mut req, &ctx);
+        upstream_request(&mut req, &ctx).unwrap();
         let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert!(req.headers.get("Authorization").is_none());
         assert!(req.headers.get("Impersonate-User").is_none());
@@ -328,6 +338,41 @@ mod tests {
     }
 
     #[test]
+    fn a_user_no_header_can_carry_fails_the_request() {
+        let bad = |name: &str, groups: Vec<String>, extra: Option<&str>| {
+            let mut user = UserInfo::new(name, groups);
+            if let Some(v) = extra {
+                user.extra.insert("k".into(), vec![v.into()]);
+            }
+            let ctx = RequestContext { user: Some(user), ..Default::default() };
+            let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+            upstream_request(&mut req, &ctx).unwrap_err()
+        };
+        assert_eq!(bad("ctl\u{1}user", vec![], None), r#"net/http: invalid header field value for "X-Remote-User""#);
+        assert_eq!(
+            bad("alice", vec!["ok".into(), "gr\u{7f}p".into()], None),
+            r#"net/http: invalid header field value for "X-Remote-Group""#
+        );
+        assert_eq!(
+            bad("alice", vec![], Some("a\nb")),
+            r#"net/http: invalid header field value for "X-Remote-Extra-k""#
+        );
+        // the whole request fails, in kube's proxy words, as a 503
+        let e = pingora::Error::explain(INVALID_IDENTITY, bad("a\rb", vec![], None));
+        let s = error_status(&e, Some("127.0.0.1:1"));
+        assert_eq!(s.code, 503);
+        assert_eq!(
+            s.message,
+            r#"error trying to reach service: net/http: invalid header field value for "X-Remote-User""#
+        );
+        // tabs and non-ASCII are values a header carries (Go's ValidHeaderFieldValue)
+        let ctx = RequestContext { user: Some(UserInfo::new("é\tx", vec![])), ..Default::default() };
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        upstream_request(&mut req, &ctx).unwrap();
+        assert_eq!(req.headers["X-Remote-User"].as_bytes(), "é\tx".as_bytes());
+    }
+
+    #[test]
     fn impersonated_user_wins() {
         let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
         let ctx = RequestContext {
@@ -335,7 +380,7 @@ mod tests {
             impersonated: Some(UserInfo::new("bob", vec![])),
             ..Default::default()
         };
-        upstream_request(&mut req, &ctx);
+        upstream_request(&mut req, &ctx).unwrap();
         assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
         assert!(req.headers.get("X-Remote-Group").is_none());
     }

@@ -253,20 +253,20 @@ impl Delegate {
 
     /// Sets the headers that tell the upstream who the request acts as (after
     /// `strip_identity_headers` removed everything the client sent about identity).
-    pub fn identify(&self, req: &mut RequestHeader, user: Option<&crate::authn::UserInfo>) {
+    pub fn identify(&self, req: &mut RequestHeader, user: Option<&crate::authn::UserInfo>) -> Result<(), String> {
         match self.identity {
-            UpstreamIdentity::RequestHeader => {
-                if let Some(user) = user {
-                    super::proxy::user_headers(req, user, &super::proxy::REMOTE);
-                }
-            }
+            UpstreamIdentity::RequestHeader => match user {
+                Some(user) => super::proxy::user_headers(req, user, &super::proxy::REMOTE),
+                None => Ok(()),
+            },
             UpstreamIdentity::Impersonation => {
                 let cred = self.credential.load();
                 if let Some(a) = &cred.authorization {
                     let _ = req.insert_header(http::header::AUTHORIZATION, a.clone());
                 }
-                if let Some(user) = user {
-                    impersonation_headers(req, user);
+                match user {
+                    Some(user) => impersonation_headers(req, user),
+                    None => Ok(()),
                 }
             }
         }
@@ -356,8 +356,8 @@ pub fn review_client(
 
 /// Impersonate-User, -Uid, -Group (one per group) and -Extra-<key> (client-go's escaping), as
 /// client-go's impersonating round tripper sends them.
-pub fn impersonation_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) {
-    super::proxy::user_headers(req, user, &super::proxy::IMPERSONATE);
+pub fn impersonation_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo) -> Result<(), String> {
+    super::proxy::user_headers(req, user, &super::proxy::IMPERSONATE)
 }
 
 fn credential_of(k: &Kubeconfig) -> anyhow::Result<Credential> {
@@ -681,7 +681,7 @@ mod tests {
         let mut user = UserInfo::new("alice", vec!["dev".into(), "system:authenticated".into()]);
         user.uid = "u-1".into();
         user.extra.insert("scopes.example.com/x y".into(), vec!["a".into(), "b".into()]);
-        impersonation_headers(&mut req, &user);
+        impersonation_headers(&mut req, &user).unwrap();
         let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert_eq!(all("Impersonate-User"), vec!["alice"]);
         assert_eq!(all("Impersonate-Uid"), vec!["u-1"]);
@@ -721,7 +721,7 @@ mod tests {
         assert_eq!(d.authority, "[::1]:7443");
         assert!(!format!("{d:?}").contains("s3cret"), "the credential is never printed");
         let mut req = RequestHeader::build("GET", b"/api", None).unwrap();
-        d.identify(&mut req, Some(&UserInfo::new("bob", vec![])));
+        d.identify(&mut req, Some(&UserInfo::new("bob", vec![]))).unwrap();
         assert_eq!(req.headers.get("Authorization").unwrap(), "Bearer s3cret");
         assert_eq!(req.headers.get("Impersonate-User").unwrap(), "bob");
         std::fs::write(&kc, "clusters:\n- name: a\n  cluster: {server: 'https://x'}\nusers:\n- name: u\n  user: {}\n")

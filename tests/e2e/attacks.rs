@@ -44,6 +44,7 @@ tok-mallory,mallory,u-mallory,\"users\"
 tok-olive,olive,u-olive,\"users\"
 tok-pat,pat,u-pat,\"users\"
 tok-sam,sam,u-sam,\"users\"
+tok-ctl,ctl\u{1}user,u-ctl,\"flunder-readers\"
 ";
 
 /// alice: get/list/watch the one secret `allowed`, get configmaps. bob: create roles and
@@ -99,7 +100,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: dave-flunders}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dave-flunders}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: dave}]
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: dave}, {apiGroup: rbac.authorization.k8s.io, kind: Group, name: flunder-readers}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -329,6 +330,14 @@ fn rows() -> Vec<Row> {
         .lacks(OTHER_DATA),
     );
     r.push(Row::new("control: dave reaches the backend", get(FLUNDERS, "tok-dave"), status(ok)).backend(dave_only));
+    r.push(
+        Row::new(
+            "a user whose name no header can carry (a control character): 503, not a nameless request to the backend",
+            get(FLUNDERS, "tok-ctl"),
+            status(&[503]),
+        )
+        .has("invalid header field value for \\\"X-Remote-User\\\""),
+    );
 
     // ---- path confusion (kube splits the decoded path on '/', never cleans it)
     let forbidden_secret = |what: &str, path: String| {
