@@ -469,7 +469,12 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     store.on_change(
         "apiregistration.k8s.io",
         "apiservices",
-        Box::new(move |objects| crate::reload::report_store("apiservices-store", &r.set_dynamic_apiservices(objects))),
+        Box::new(move |objects| {
+            for (name, error) in r.set_dynamic_apiservices(objects) {
+                tracing::error!(policy = "apiservices-store", object = %name, %error, "stored APIService left out of the routing table; the rest applies");
+                crate::metrics::POLICY_RELOAD_TOTAL.with_label_values(&["apiservices-store", "failure"]).inc();
+            }
+        }),
     );
     if sa_lookup && store.def("", "serviceaccounts").is_some() {
         let weak = Arc::downgrade(store);

@@ -275,14 +275,15 @@ impl Router {
             interval: p.apiservice_check_interval.max(Duration::from_millis(100)),
             generation: Default::default(),
         });
-        shared.rebuild()?;
+        shared.rebuild();
         {
             let s = shared.clone();
             let f = files.clone();
             crate::reload::watch("apiservices", files, move || {
-                let loaded = apiservice::load(&f)?;
-                let old = std::mem::replace(&mut *s.from_files.lock().unwrap(), loaded);
-                s.rebuild().inspect_err(|_| *s.from_files.lock().unwrap() = old.clone())
+                // a file that does not load keeps its previous version
+                *s.from_files.lock().unwrap() = apiservice::load(&f)?;
+                s.rebuild();
+                Ok(())
             });
         }
         if let (Some(c), Some(k)) = (cert, key) {
@@ -405,9 +406,9 @@ impl Router {
         if openapi_gv.is_some_and(|doc| self.openapi().value.has_v3(doc)) {
             return Route::Local;
         }
-        let claimed = gv.and_then(|(g, v)| table.get(g, v));
+        let claimed = gv.and_then(|(g, v)| table.get(g, v).map(|b| (g, v, b)));
         match claimed {
-            Some(b) if !b.is_local() => return Route::Backend(b.clone()),
+            Some((g, v, b)) if !b.is_local() && !self.serves_itself(g, v) => return Route::Backend(b.clone()),
             Some(_) => return Route::Local,
             None => {}
         }
@@ -428,12 +429,33 @@ impl Router {
         }
     }
 
+    /// Whether frontdoor serves the group-version itself (the store's resources, the review
+    /// APIs, and the aggregator's own apiregistration.k8s.io): never an APIService's to take.
+    /// kube has a local APIService for each of its group-versions, so there an APIService
+    /// claiming one cannot even be created; one that claimed apiregistration.k8s.io would
+    /// route the APIServices' own management, its removal included, away.
+    fn serves_itself(&self, group: &str, version: &str) -> bool {
+        group == "apiregistration.k8s.io"
+            || self.local.load().by_gv.get(group).is_some_and(|vs| vs.contains_key(version))
+    }
+
     /// APIService objects from the store, merged with --apiservices-file (a store object
-    /// replaces a file's of the same name). On error the table is unchanged.
-    pub fn set_dynamic_apiservices(&self, objects: Vec<serde_json::Value>) -> anyhow::Result<()> {
-        let parsed = objects.into_iter().map(ApiService::from_value).collect::<anyhow::Result<Vec<_>>>()?;
-        let old = std::mem::replace(&mut *self.shared.from_store.lock().unwrap(), parsed);
-        self.shared.rebuild().inspect_err(|_| *self.shared.from_store.lock().unwrap() = old.clone())
+    /// replaces a file's of the same name). An object the table cannot take is left out, and
+    /// returned with why, while the others apply: one bad object, from whatever wrote it,
+    /// never holds back later changes (a deletion included).
+    pub fn set_dynamic_apiservices(&self, objects: Vec<serde_json::Value>) -> Vec<(String, String)> {
+        let mut skipped = Vec::new();
+        let mut parsed = Vec::new();
+        for o in objects {
+            let name = o["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            match ApiService::from_value(o) {
+                Ok(a) => parsed.push(a),
+                Err(e) => skipped.push((name, format!("{e:#}"))),
+            }
+        }
+        *self.shared.from_store.lock().unwrap() = parsed;
+        self.shared.rebuild();
+        skipped
     }
 
     /// The status block of an APIService (its `Available` condition), for the store's
@@ -477,7 +499,7 @@ fn group_version_of_path(path: &str) -> Option<(&str, &str)> {
 impl Shared {
     /// Rebuilds the table from files and store objects, keeping each backend's live state
     /// while its spec is unchanged, and swaps it in whole.
-    fn rebuild(&self) -> anyhow::Result<()> {
+    fn rebuild(&self) {
         let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let mut merged: Vec<ApiService> = self.from_files.lock().unwrap().clone();
         for s in self.from_store.lock().unwrap().iter() {
@@ -504,7 +526,6 @@ impl Shared {
         self.table.store(Arc::new(table));
         self.changed();
         self.wake.notify_one();
-        Ok(())
     }
 
     /// Something discovery or OpenAPI is built from changed.
@@ -554,8 +575,7 @@ mod tests {
         r.set_dynamic_apiservices(vec![
             object("v1.local.io", "local.io", false),
             object("v1.remote.io", "remote.io", true),
-        ])
-        .unwrap();
+        ]);
         let local = r.apiservice_status("v1.local.io").unwrap();
         assert_eq!(local["conditions"][0]["reason"], "Local");
         assert_eq!(local["conditions"][0]["status"], "True");
@@ -572,11 +592,16 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{st}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        // a bad object leaves the table as it was
-        assert!(r.set_dynamic_apiservices(vec![object("wrong-name", "x.io", false)]).is_err());
+        // a bad object is left out alone: the others apply, a deletion of one of them included
+        let skipped = r.set_dynamic_apiservices(vec![
+            object("wrong-name", "x.io", false),
+            object("v1.local.io", "local.io", false),
+        ]);
+        assert_eq!(skipped.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), vec!["wrong-name"]);
         assert!(r.apiservice_status("v1.local.io").is_some());
-        assert!(r.apiservice_status("v1.nothing.io").is_none());
-        r.set_dynamic_apiservices(vec![]).unwrap();
+        assert!(r.apiservice_status("v1.remote.io").is_none(), "the deletion beside the bad object applied");
+        assert!(r.apiservice_status("wrong-name").is_none());
+        assert!(r.set_dynamic_apiservices(vec![]).is_empty());
         assert!(r.apiservice_status("v1.local.io").is_none());
     }
 
@@ -593,11 +618,11 @@ mod tests {
                     let parsed = ApiService::from_value(object(&format!("v1.{file}"), &file, false)).unwrap();
                     barrier.wait();
                     *r.shared.from_files.lock().unwrap() = vec![parsed];
-                    r.shared.rebuild().unwrap();
+                    r.shared.rebuild();
                 });
                 t.spawn(|| {
                     barrier.wait();
-                    r.set_dynamic_apiservices(vec![object(&format!("v1.{stored}"), &stored, false)]).unwrap();
+                    r.set_dynamic_apiservices(vec![object(&format!("v1.{stored}"), &stored, false)]);
                 });
             });
             let table = r.table();
@@ -612,11 +637,18 @@ mod tests {
         let r = Router::new(&args).unwrap();
         let local: Vec<crate::api::ApiResource> = crate::store::resources::defaults()
             .iter()
-            .filter(|d| d.group == "apiregistration.k8s.io")
+            .filter(|d| matches!(d.group.as_str(), "apiregistration.k8s.io" | "rbac.authorization.k8s.io"))
             .flat_map(|d| d.api_resources())
             .collect();
         r.set_local_resources(&local, Default::default(), "127.0.0.1:6443");
-        r.set_dynamic_apiservices(vec![object("v1.remote.io", "remote.io", true)]).unwrap();
+        // APIServices for what frontdoor serves itself take nothing: the aggregator's own group
+        // (whose takeover would route APIServices' management, their removal too, away) and
+        // the store's groups
+        r.set_dynamic_apiservices(vec![
+            object("v1.remote.io", "remote.io", true),
+            object("v1.apiregistration.k8s.io", "apiregistration.k8s.io", true),
+            object("v1.rbac.authorization.k8s.io", "rbac.authorization.k8s.io", true),
+        ]);
         let route = |path: &str| match r.route(&RequestInfo::resolve("GET", path, None).unwrap()) {
             Route::Upstream(_) => "upstream",
             Route::Backend(_) => "backend",
@@ -628,6 +660,7 @@ mod tests {
             ("/api/v1/namespaces/default/pods/p/log", "upstream"),
             ("/apis/apiregistration.k8s.io/v1/apiservices", "local"),
             ("/apis/apiregistration.k8s.io/v1/apiservices/x/status", "local"),
+            ("/apis/rbac.authorization.k8s.io/v1/clusterroles", "local"),
             ("/apis/remote.io/v1/things", "backend"),
             ("/apis/nowhere.io/v1/things", "upstream"),
             ("/api", "local"),
