@@ -203,11 +203,17 @@ pub struct Decoded {
 /// not are removed and reported; a value of the wrong type is an error; `null`s become what Go
 /// would encode again (omitted, or the zero value); bytes must be base64.
 pub fn decode(schemas: &Schemas, def: &str, obj: &mut Value) -> Decoded {
+    decode_at(schemas, def, obj, "")
+}
+
+/// `decode` of a field `at` an object's path (a custom object's `metadata`, decoded as
+/// ObjectMeta): its unknown fields are reported under that path.
+pub fn decode_at(schemas: &Schemas, def: &str, obj: &mut Value, at: &str) -> Decoded {
     let mut w = Walk { s: schemas, out: Decoded::default(), go_path: Vec::new() };
     let Some(schema) = schemas.definition(def) else { return w.out };
     let strukt = short_struct(def);
-    let mut path = String::new();
-    w.walk(obj, schema, &mut path, strukt, true);
+    let mut path = at.to_string();
+    w.walk(obj, schema, &mut path, strukt, at.is_empty());
     w.out.unknown.sort();
     w.out
 }

@@ -149,6 +149,23 @@ fn crd_served_live_with_kubectl() {
     assert_eq!(o["spec"]["replicas"], 1, "defaulted");
     assert_eq!(o["metadata"]["generation"], 1);
 
+    // the metadata is decoded as ObjectMeta (kube's objectmeta.Coerce): an unknown field is
+    // refused under Strict and pruned otherwise, a wrong type is refused, so no typed client
+    // meets a stored object it cannot decode
+    let with_meta = |name: &str, meta: &str| {
+        write(&fd, &format!("{name}.yaml"), &format!("apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {{name: {name}, {meta}}}\nspec: {{cronSpec: \"* * * * */5\"}}\n"))
+    };
+    let e = fails(&fd, &["apply", "-f", &with_meta("junk", "junk: {x: 1}")]);
+    assert!(e.contains(r#"strict decoding error: unknown field "metadata.junk""#), "{e}");
+    fd.kubectl_ok(&["apply", "-f", &with_meta("junk", "junk: {x: 1}"), "--validate=false"]);
+    let o = json_of(&fd, &["get", "ct", "junk"]);
+    assert!(o["metadata"].get("junk").is_none(), "{o}");
+    fd.kubectl_ok(&["delete", "ct", "junk"]);
+    for meta in ["labels: notamap", "finalizers: notalist", "annotations: {a: {b: 1}}"] {
+        let e = fails(&fd, &["apply", "-f", &with_meta("typed", meta), "--validate=false"]);
+        assert!(e.contains("cannot unmarshal"), "{meta}: {e}");
+    }
+
     // invalid objects: kube's texts
     let bad = write(&fd, "bad.yaml", "apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {name: bad}\nspec: {cronSpec: nope, replicas: \"string\"}\n");
     let e = fails(&fd, &["apply", "-f", &bad]);

@@ -57,7 +57,7 @@ pub fn check(t: &Target, obj: &mut Value, duplicates: Vec<String>, source: Sourc
     }
     let decoded = match (def, custom) {
         (Some(def), _) => schema::decode(s, def, obj),
-        (None, Some(pruned)) => schema::Decoded { unknown: pruned, error: None },
+        (None, Some(custom)) => custom,
         (None, None) => return Ok(()),
     };
     if let Some(e) = decoded.error {
@@ -89,12 +89,23 @@ pub fn check(t: &Target, obj: &mut Value, duplicates: Vec<String>, source: Sourc
 }
 
 /// A custom object decoded as kube's CRD handler does: pruned and defaulted by its schema
-/// (None for a built-in kind); the pruned fields are reported as unknown ones.
-fn custom_decode(t: &Target, obj: &mut Value) -> Option<Vec<String>> {
+/// (None for a built-in kind), the pruned fields reported as unknown ones; and its metadata
+/// decoded as ObjectMeta (kube's `objectmeta.Coerce`): unknown fields pruned and reported, a
+/// value of the wrong type refused, so that no typed client meets a stored object it cannot
+/// decode.
+fn custom_decode(t: &Target, obj: &mut Value) -> Option<schema::Decoded> {
     let schema = t.def.custom.as_ref()?.schema.as_ref();
     let pruned = schema.map(|s| crate::store::crd::structural::prune_and_default(s, obj)).unwrap_or_default();
-    Some(pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect())
+    let mut decoded = match obj.get_mut("metadata").filter(|m| !m.is_null()) {
+        Some(meta) => schema::decode_at(schema::get(), OBJECT_META, meta, "metadata"),
+        None => schema::Decoded::default(),
+    };
+    decoded.unknown.extend(pruned.iter().map(|p| format!("unknown field \"{p}\"")));
+    decoded.unknown.sort();
+    Some(decoded)
 }
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// Server-side apply's decoding of an applied configuration: duplicate keys per the directive
 /// (`error strict decoding YAML: ...` under Strict), and no field the schema has not, whatever
