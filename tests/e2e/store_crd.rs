@@ -161,6 +161,23 @@ fn crd_served_live_with_kubectl() {
     let o = json_of(&fd, &["get", "ct", "junk"]);
     assert!(o["metadata"].get("junk").is_none(), "{o}");
     fd.kubectl_ok(&["delete", "ct", "junk"]);
+
+    // a custom object is replaced only at the version it was read at (kube's
+    // AllowUnconditionalUpdate is false for custom objects)
+    let url = fd.url("/apis/stable.example.com/v1/namespaces/default/crontabs/nightly");
+    let mut o: Value = fd.admin_client().get(&url).send().unwrap().json().unwrap();
+    o["spec"]["image"] = "other".into();
+    let rv = o["metadata"]["resourceVersion"].take();
+    let r = fd.admin_client().put(&url).json(&o).send().unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        v["message"],
+        r#"CronTab.stable.example.com "nightly" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"#
+    );
+    o["metadata"]["resourceVersion"] = rv;
+    o["spec"]["image"] = "my-cron".into();
+    assert_eq!(fd.admin_client().put(&url).json(&o).send().unwrap().status().as_u16(), 200);
     for meta in ["labels: notamap", "finalizers: notalist", "annotations: {a: {b: 1}}"] {
         let e = fails(&fd, &["apply", "-f", &with_meta("typed", meta), "--validate=false"]);
         assert!(e.contains("cannot unmarshal"), "{meta}: {e}");

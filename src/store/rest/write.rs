@@ -410,6 +410,11 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         if want.is_some_and(|w| w != existing.rev) {
             return Err(status(t, &t.name, StorageError::Conflict));
         }
+        if want.is_none() && !unconditional_update(t.def) {
+            let cause =
+                crate::api::field::invalid("metadata.resourceVersion", "0x0", "must be specified for an update");
+            return Err(Status::invalid(&t.def.group, &t.def.kind, &t.name, vec![cause]));
+        }
         // the first try takes the object; a retry after a lost race decodes the body again
         // (rare, where a copy kept for it cost every large update more than its validation)
         let new = match first.take() {
@@ -418,6 +423,13 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         };
         prepare_update(t, &existing.value, new, "Update")
     })
+}
+
+/// kube's `AllowUnconditionalUpdate`: whether a PUT without a resourceVersion replaces
+/// whatever is stored. Custom objects, CustomResourceDefinitions and APIServices must name the
+/// version they replace (a controller's lost update is refused, not silently made).
+fn unconditional_update(def: &ResourceDef) -> bool {
+    def.custom.is_none() && !crate::store::crd::is_crds(def) && def.group != "apiregistration.k8s.io"
 }
 
 /// kube's GuaranteedUpdate: `next` turns the stored object into the new one, which is
