@@ -89,6 +89,72 @@ fn data_len(v: &Value, base64: bool) -> usize {
     }
 }
 
+/// kube-aggregator's `ValidateAPIService`: what the routing table needs of an APIService is
+/// checked on write, so the store never holds one the router cannot take.
+fn api_service(obj: &Value, out: &mut Vec<StatusCause>) {
+    let spec = &obj["spec"];
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let (group, version) = (s(&spec["group"]), s(&spec["version"]));
+    let name = s(&obj["metadata"]["name"]);
+    let wanted = format!("{version}.{group}");
+    if !name.is_empty() && name != wanted {
+        let msg = format!("must be `spec.version+\".\"+spec.group`: {}", quote(&wanted));
+        out.push(field::invalid("metadata.name", &quote(&name), &msg));
+    }
+    if group.is_empty() && version != "v1" {
+        out.push(field::required("spec.group", "only v1 may have an empty group and it better be legacy kube"));
+    }
+    if !group.is_empty() {
+        out.extend(super::validation::dns_subdomain(&group).iter().map(|m| invalid("spec.group", &group, m)));
+    }
+    crate::store::crd::validate::dns1035("spec.version", &version, out);
+    let int = |k: &str| spec[k].as_i64().unwrap_or(0);
+    if !(1..=20000).contains(&int("groupPriorityMinimum")) {
+        let v = int("groupPriorityMinimum").to_string();
+        out.push(field::invalid("spec.groupPriorityMinimum", &v, "must be positive and less than 20000"));
+    }
+    if !(1..=1000).contains(&int("versionPriority")) {
+        let v = int("versionPriority").to_string();
+        out.push(field::invalid("spec.versionPriority", &v, "must be positive and less than 1000"));
+    }
+    let ca = spec["caBundle"]
+        .as_str()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).map_or(b.len(), |d| d.len()));
+    let ca_len = ca.unwrap_or(0);
+    let insecure = spec["insecureSkipTLSVerify"].as_bool().unwrap_or(false);
+    let Some(service) = spec["service"].as_object() else {
+        if ca_len != 0 {
+            out.push(field::invalid(
+                "spec.caBundle",
+                &quote(&format!("{ca_len} bytes")),
+                "local APIServices may not have a caBundle",
+            ));
+        }
+        if insecure {
+            out.push(field::invalid(
+                "spec.insecureSkipTLSVerify",
+                "true",
+                "local APIServices may not have insecureSkipTLSVerify",
+            ));
+        }
+        return;
+    };
+    for k in ["namespace", "name"] {
+        if service.get(k).and_then(Value::as_str).unwrap_or("").is_empty() {
+            out.push(field::required(&format!("spec.service.{k}"), ""));
+        }
+    }
+    // an absent port is defaulted to 443
+    let port = service.get("port").map_or(443, |p| p.as_i64().unwrap_or(0));
+    if !(1..=65535).contains(&port) {
+        let msg = "port is not valid: must be between 1 and 65535, inclusive";
+        out.push(field::invalid("spec.service.port", &port.to_string(), msg));
+    }
+    if insecure && ca_len > 0 {
+        out.push(field::invalid("spec.insecureSkipTLSVerify", "true", "may not be true if caBundle is present"));
+    }
+}
+
 fn config_map(obj: &Value, out: &mut Vec<StatusCause>) {
     let mut total = 0;
     for (key, v) in obj["data"].as_object().into_iter().flatten() {
@@ -200,6 +266,7 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<Stat
                 }
             }
         }
+        ("apiregistration.k8s.io", "apiservices") => api_service(obj, &mut out),
         ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
             out.extend(crate::flowcontrol::apf::validation::flow_schema(obj))
         }
@@ -233,6 +300,51 @@ mod tests {
 
     fn def(resource: &str) -> ResourceDef {
         crate::store::resources::defaults().into_iter().find(|d| d.resource == resource).unwrap()
+    }
+
+    #[test]
+    fn api_services_as_kube_aggregator_validates_them() {
+        let d = crate::store::resources::defaults().into_iter().find(|d| d.resource == "apiservices").unwrap();
+        let texts = |spec: Value, name: &str| -> Vec<String> {
+            let o = serde_json::json!({"metadata": {"name": name}, "spec": spec});
+            validate(&d, &o, None).iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+        };
+        let ok = serde_json::json!({"group": "a.io", "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+            "service": {"namespace": "ns", "name": "api"}, "insecureSkipTLSVerify": true});
+        assert!(texts(ok.clone(), "v1.a.io").is_empty(), "{:?}", texts(ok.clone(), "v1.a.io"));
+        assert_eq!(
+            texts(ok.clone(), "v2.a.io"),
+            vec![r#"metadata.name: Invalid value: "v2.a.io": must be `spec.version+"."+spec.group`: "v1.a.io""#]
+        );
+        let mut bad = ok.clone();
+        bad["groupPriorityMinimum"] = 0.into();
+        bad["versionPriority"] = 1001.into();
+        bad["service"]["port"] = 0.into();
+        bad["caBundle"] = "QUJD".into();
+        assert_eq!(
+            texts(bad, "v1.a.io"),
+            vec![
+                "spec.groupPriorityMinimum: Invalid value: 0: must be positive and less than 20000",
+                "spec.versionPriority: Invalid value: 1001: must be positive and less than 1000",
+                "spec.service.port: Invalid value: 0: port is not valid: must be between 1 and 65535, inclusive",
+                "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present",
+            ]
+        );
+        let local = serde_json::json!({"group": "b.io", "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+            "caBundle": "QUJD", "insecureSkipTLSVerify": true});
+        assert_eq!(
+            texts(local, "v1.b.io"),
+            vec![
+                r#"spec.caBundle: Invalid value: "3 bytes": local APIServices may not have a caBundle"#,
+                "spec.insecureSkipTLSVerify: Invalid value: true: local APIServices may not have insecureSkipTLSVerify",
+            ]
+        );
+        let no_ns = serde_json::json!({"group": "a.io", "version": "v1", "groupPriorityMinimum": 1, "versionPriority": 1, "service": {"name": "x"}});
+        assert_eq!(texts(no_ns, "v1.a.io"), vec!["spec.service.namespace: Required value"]);
+        // the core group's name: `v1.`
+        let core =
+            serde_json::json!({"group": "", "version": "v1", "groupPriorityMinimum": 18000, "versionPriority": 1});
+        assert!(texts(core, "v1.").is_empty());
     }
 
     #[test]

@@ -172,7 +172,8 @@ pub enum NameRule {
 pub fn rule_for(group: &str, resource: &str) -> NameRule {
     match (group, resource) {
         ("", "namespaces") => NameRule::Label,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        // RBAC objects, and APIServices (`v1.` is the core group's: named version.group)
+        ("rbac.authorization.k8s.io", _) | ("apiregistration.k8s.io", "apiservices") => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }

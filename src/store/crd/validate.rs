@@ -12,7 +12,7 @@ fn invalid(path: &str, value: &str, msg: &str) -> StatusCause {
 }
 
 /// kube's DNS-1035 label (plural names, version names).
-fn dns1035(field: &str, value: &str, out: &mut Vec<StatusCause>) {
+pub(crate) fn dns1035(field: &str, value: &str, out: &mut Vec<StatusCause>) {
     let b = value.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 63
