@@ -13,7 +13,8 @@ use std::time::Duration;
 const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
 
 /// alice may write roles and bindings and read configmaps (cluster-wide), nothing more; bob may
-/// also bind the `view` ClusterRole; erin may also escalate roles.
+/// also bind the `view` ClusterRole; erin may also escalate roles; uma may update roles (and
+/// read configmaps) but not create them.
 const WRITERS: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -50,6 +51,19 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view-bin
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: role-updater}
+rules:
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [get, update]}
+- {apiGroups: [""], resources: [configmaps], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: uma-updates}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: role-updater}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: uma}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata: {name: erin-escalates}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: role-escalator}
@@ -60,7 +74,7 @@ fn start_with_writers() -> Frontdoor {
     let dir = tempfile::tempdir().unwrap();
     write_policy(dir.path(), "writers.yaml", WRITERS);
     let fd = Frontdoor::start_in(dir, &[]);
-    for u in ["alice", "bob", "erin"] {
+    for u in ["alice", "bob", "erin", "uma"] {
         issue_user(&fd, u, u, &[]);
     }
     fd
@@ -224,6 +238,61 @@ fn roles_need_the_permissions_they_grant_or_escalate() {
     // and system:masters may grant anything
     let (code, s) = post(&fd, &fd.admin_client(), &format!("{RBAC}/clusterroles"), &agg);
     assert_eq!(code, 201, "{s}");
+}
+
+/// kube's AllowCreateOnUpdate for RBAC objects: a PUT of a missing one creates it (201), when
+/// the writer may also `create` it, and is checked for escalation as a create is.
+#[test]
+fn a_put_creates_a_missing_role_when_the_writer_may_create() {
+    let fd = start_with_writers();
+    let roles = format!("{RBAC}/namespaces/default/roles");
+    let cm = json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]);
+    let gone = |name: &str| {
+        let r = fd.admin_client().get(fd.url(&format!("{roles}/{name}"))).send().unwrap();
+        r.status().as_u16() == 404
+    };
+
+    // uma may update roles, not create them: kube asks the authorizer about `create`
+    let uma = fd.client_with_cert("uma");
+    let (code, s) = put(&fd, &uma, &format!("{roles}/by-uma"), &role("Role", "by-uma", "default", cm.clone()));
+    assert_eq!(code, 403, "{s}");
+    let msg = s["message"].as_str().unwrap();
+    assert!(msg.starts_with(r#"roles.rbac.authorization.k8s.io "by-uma" is forbidden"#), "{msg}");
+    assert!(gone("by-uma"));
+
+    // alice may: created as sent (a resourceVersion ignored), then updated
+    let alice = fd.client_with_cert("alice");
+    let mut sent = role("Role", "by-alice", "default", cm.clone());
+    sent["metadata"]["resourceVersion"] = json!("12345");
+    let (code, s) = put(&fd, &alice, &format!("{roles}/by-alice"), &sent);
+    assert_eq!(code, 201, "{s}");
+    assert_eq!(s["rules"], cm);
+    assert!(s["metadata"]["uid"].as_str().is_some_and(|u| !u.is_empty()), "{s}");
+    let (code, s) = put(&fd, &alice, &format!("{roles}/by-alice"), &s);
+    assert_eq!(code, 200, "{s}");
+    // and uma may update what exists
+    let (code, s) = put(&fd, &uma, &format!("{roles}/by-alice"), &s);
+    assert_eq!(code, 200, "{s}");
+
+    // a created role is checked for escalation as a POST is
+    let secrets = json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]);
+    let (code, s) = put(&fd, &alice, &format!("{roles}/sneaky"), &role("Role", "sneaky", "default", secrets));
+    assert_eq!(code, 403, "{s}");
+    assert!(s["message"].as_str().unwrap().contains(NOT_HELD), "{s}");
+    assert!(gone("sneaky"));
+
+    // kubectl replace of a missing ClusterRole, as against kube
+    let kc = fd.certs().join("alice.kubeconfig");
+    let f = fd.certs().join("replace.yaml");
+    std::fs::write(&f, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: replaced}\nrules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [list]}]\n").unwrap();
+    let o = kubectl(&kc, &["replace", "-f", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("clusterrole.rbac.authorization.k8s.io/replaced replaced"), "{}", stdout(&o));
+
+    // a ConfigMap is not created by a PUT
+    let c = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nope"}});
+    let (code, s) = put(&fd, &fd.admin_client(), "/api/v1/namespaces/default/configmaps/nope", &c);
+    assert_eq!((code, s["reason"].as_str()), (404, Some("NotFound")), "{s}");
 }
 
 #[test]

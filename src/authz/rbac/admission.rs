@@ -44,6 +44,19 @@ impl WriteAdmission for RbacAdmission {
     async fn resolve(&self, store: &Store, ctx: &RequestContext, t: &Target<'_>, body: &[u8]) -> Option<Admit> {
         resolve(&self.authz, store, ctx, t, body).await
     }
+
+    /// kube's update handler: `create` is authorized as the request's own attributes with that
+    /// verb, and refused as Forbidden with the authorizer's reason alone.
+    async fn may_create(&self, ctx: &RequestContext) -> Result<(), Status> {
+        let info = &ctx.request_info;
+        let user = ctx.effective_user().ok_or_else(|| Status::internal_error("no user in the request"))?;
+        let attrs = Attributes { verb: "create".into(), ..Attributes::from_request(user, info) };
+        match self.authz.decide_or_error(&attrs).await {
+            (Decision::Allow, ..) => Ok(()),
+            (_, _, errors) if !errors.is_empty() => Err(Status::internal_error(errors.join(", "))),
+            (_, reason, _) => Err(Status::forbidden(&info.api_group, &info.resource, &info.name, &reason)),
+        }
+    }
 }
 
 /// The check for a write of an RBAC object, or None for anything else.

@@ -54,6 +54,9 @@ pub struct Target<'a> {
     pub user_agent: String,
     /// Checks the object about to be stored must pass (None: none).
     pub admit: Option<Admit>,
+    /// A PUT that finds no object creates it (kube's create on update, where the resource
+    /// allows it and the authorizer allows the writer `create`).
+    pub may_create: bool,
     /// Warnings for the response (`Warning` headers), e.g. unknown fields under
     /// `fieldValidation=Warn`.
     pub warnings: std::sync::Mutex<Vec<String>>,
@@ -70,6 +73,9 @@ pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &mut Value) -> Result<(),
 #[async_trait::async_trait]
 pub trait WriteAdmission: Send + Sync {
     async fn resolve(&self, store: &Store, ctx: &RequestContext, t: &Target<'_>, body: &[u8]) -> Option<Admit>;
+    /// Whether the authorizer chain allows the request's writer to `create` what its PUT names
+    /// (kube's create on update), as kube's Forbidden or internal error otherwise.
+    async fn may_create(&self, ctx: &RequestContext) -> Result<(), Status>;
 }
 
 /// kube's REST handlers over the store, with the narrow handles they need from the chain.
@@ -161,6 +167,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
         admit: None,
+        may_create: false,
         warnings: Default::default(),
     };
     if let Some(w) = def.custom.as_ref().and_then(|c| c.deprecation.clone()) {
@@ -207,6 +214,14 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     }
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
+        // kube asks about `create` only when the PUT would create
+        let absent = || rest.store.storage.get(&def.key(&t.namespace, &t.name)).is_none();
+        if info.verb == "update" && t.subresource.is_empty() && write::create_on_update(def) && absent() {
+            match a.may_create(ctx).await {
+                Ok(()) => t.may_create = true,
+                Err(s) => return rest.respond.send(session, ctx, s.into()).await,
+            }
+        }
     }
     let reply = if scale {
         crate::store::crd::scale::serve(&rest.store, &t, &info.verb, &body)
@@ -263,6 +278,7 @@ struct Owned {
     content_type: String,
     user_agent: String,
     admit: Option<Admit>,
+    may_create: bool,
 }
 
 impl Owned {
@@ -279,13 +295,26 @@ impl Owned {
             content_type: t.content_type.clone(),
             user_agent: t.user_agent.clone(),
             admit: t.admit.clone(),
+            may_create: t.may_create,
         }
     }
 
     /// Runs `f` on the target, moved back out of this owned form (nothing cloned again).
     fn run<R>(self, f: impl FnOnce(&Target) -> R) -> R {
-        let Owned { def, namespace, name, subresource, query, table, partial, output, content_type, user_agent, admit } =
-            self;
+        let Owned {
+            def,
+            namespace,
+            name,
+            subresource,
+            query,
+            table,
+            partial,
+            output,
+            content_type,
+            user_agent,
+            admit,
+            may_create,
+        } = self;
         f(&Target {
             def: &def,
             namespace,
@@ -298,6 +327,7 @@ impl Owned {
             content_type,
             user_agent,
             admit,
+            may_create,
             warnings: Default::default(),
         })
     }

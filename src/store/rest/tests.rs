@@ -31,6 +31,7 @@ fn target_in<'a>(s: &'a Store, group: &str, resource: &str, ns: &str, name: &str
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
         admit: None,
+        may_create: false,
         warnings: Default::default(),
     }
 }

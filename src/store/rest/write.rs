@@ -402,9 +402,20 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         check_namespace(t, &mut v)?;
         Ok(v)
     };
-    let mut first = Some(incoming()?);
-    let want = precondition(first.as_ref().expect("just decoded"))?;
-    let missing = || Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
+    let first = std::cell::RefCell::new(Some(incoming()?));
+    let want = precondition(first.borrow().as_ref().expect("just decoded"))?;
+    // the first try takes the object; a retry after a lost race decodes the body again
+    // (rare, where a copy kept for it cost every large update more than its validation)
+    let take = || first.borrow_mut().take().map_or_else(incoming, Ok);
+    let missing = || {
+        if !t.may_create {
+            return Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
+        }
+        // kube's create on update: the object is created as sent, a resourceVersion ignored
+        let mut obj = take()?;
+        meta(&mut obj).remove("resourceVersion");
+        create_value(store, t, obj, &manager(t), "Update")
+    };
     // a pinned resourceVersion is not retried: the caller asked for that version
     guaranteed_update(store, t, want.is_none(), missing, |existing| {
         if want.is_some_and(|w| w != existing.rev) {
@@ -415,13 +426,7 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 crate::api::field::invalid("metadata.resourceVersion", "0x0", "must be specified for an update");
             return Err(Status::invalid(&t.def.group, &t.def.kind, &t.name, vec![cause]));
         }
-        // the first try takes the object; a retry after a lost race decodes the body again
-        // (rare, where a copy kept for it cost every large update more than its validation)
-        let new = match first.take() {
-            Some(v) => v,
-            None => incoming()?,
-        };
-        prepare_update(t, &existing.value, new, "Update")
+        prepare_update(t, &existing.value, take()?, "Update")
     })
 }
 
@@ -430,6 +435,16 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
 /// version they replace (a controller's lost update is refused, not silently made).
 fn unconditional_update(def: &ResourceDef) -> bool {
     def.custom.is_none() && !crate::store::crd::is_crds(def) && def.group != "apiregistration.k8s.io"
+}
+
+/// kube's `AllowCreateOnUpdate`: a PUT of a missing RBAC object, event or lease creates it
+/// (when the writer may also create it: `Target::may_create`); anything else is NotFound.
+pub fn create_on_update(def: &ResourceDef) -> bool {
+    def.custom.is_none()
+        && matches!(
+            (def.group.as_str(), def.resource.as_str()),
+            ("rbac.authorization.k8s.io", _) | ("" | "events.k8s.io", "events") | ("coordination.k8s.io", "leases")
+        )
 }
 
 /// kube's GuaranteedUpdate: `next` turns the stored object into the new one, which is
@@ -694,6 +709,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
+        may_create: false,
         warnings: Default::default(),
     };
     all.query.limit = None;
