@@ -204,9 +204,10 @@ impl ProxyHttp for Frontdoor {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
+        router::proxy::strip_hop_by_hop(upstream_response);
         router::proxy::check_deadline(ctx)
     }
 

@@ -26,20 +26,46 @@ pub fn strip_identity_headers(req: &mut RequestHeader) {
     let nominated =
         |v: &http::HeaderValue| v.to_str().map_or(true, |v| v.split(',').any(|t| headers::is_identity(t.trim())));
     if req.headers.get_all(http::header::CONNECTION).iter().any(nominated) {
-        let kept: Vec<String> = req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && !headers::is_identity(t))
-            .map(str::to_string)
-            .collect();
+        let kept: Vec<&str> = connection_tokens(&req.headers).filter(|t| !headers::is_identity(t)).collect();
+        let kept = kept.join(", ");
         req.remove_header(&http::header::CONNECTION);
         if !kept.is_empty() {
-            let _ = req.insert_header(http::header::CONNECTION, kept.join(", "));
+            let _ = req.insert_header(http::header::CONNECTION, kept);
         }
+    }
+}
+
+/// The header names a `Connection` header nominates (a value that is not text nominates none).
+fn connection_tokens(h: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    h.get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Hop-by-hop headers Go's reverse proxy drops from a response besides those pingora writes
+/// itself (Connection, Transfer-Encoding).
+const HOP_BY_HOP: [&str; 6] =
+    ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "upgrade"];
+
+/// A backend's hop-by-hop headers end here, as Go's reverse proxy (kube-aggregator's) drops
+/// them: those its `Connection` header nominates, and the standard ones. A 101 is passed as
+/// it is (its handshake is the upgrade's); the body's framing is pingora's, never dropped.
+pub fn strip_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
+    if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        return;
+    }
+    let nominated: Vec<http::HeaderName> = connection_tokens(&resp.headers)
+        .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection"))
+        .collect();
+    for n in &nominated {
+        resp.remove_header(n);
+    }
+    for n in HOP_BY_HOP {
+        resp.remove_header(n);
     }
 }
 
@@ -296,6 +322,38 @@ fn transport_error(e: &pingora::Error, addr: Option<&str>) -> String {
 mod tests {
     use super::*;
     use crate::authn::UserInfo;
+
+    #[test]
+    fn a_responses_hop_by_hop_headers_are_dropped_but_its_framing_and_upgrades_kept() {
+        let resp = |status: u16| {
+            let mut r = pingora::http::ResponseHeader::build(status, None).unwrap();
+            for (k, v) in [
+                ("Connection", "keep-alive, X-Hop, Content-Length"),
+                ("Connection", "x-other"),
+                ("X-Hop", "1"),
+                ("X-Other", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Authenticate", "Basic"),
+                ("Upgrade", "websocket"),
+                ("Content-Length", "2"),
+                ("Audit-Id", "a"),
+            ] {
+                r.append_header(k, v).unwrap();
+            }
+            r
+        };
+        let names = |r: &pingora::http::ResponseHeader| {
+            let mut n: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+            n.sort();
+            n
+        };
+        let mut ok = resp(200);
+        strip_hop_by_hop(&mut ok);
+        assert_eq!(names(&ok), ["audit-id", "connection", "content-length"]);
+        let mut switching = resp(101);
+        strip_hop_by_hop(&mut switching);
+        assert_eq!(names(&switching).len(), 8, "a 101 is passed as it is");
+    }
 
     #[test]
     fn identity_headers_replaced() {

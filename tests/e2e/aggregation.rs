@@ -252,6 +252,29 @@ fn read_head(r: &mut impl Read) -> String {
     String::from_utf8_lossy(&head).to_string()
 }
 
+/// A backend's hop-by-hop headers end at frontdoor, as Go's reverse proxy (kube-aggregator's)
+/// drops them: those its Connection header nominates, Keep-Alive, Proxy-Authenticate; over
+/// HTTP/1.1 and HTTP/2 alike.
+#[test]
+fn a_backends_hop_by_hop_headers_are_not_passed_on() {
+    let s = setup(&[]);
+    let mut tls = raw_tls(&s.fd);
+    let req = format!("GET {FLUNDERS}/hop HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).unwrap();
+    let head = read_head(&mut tls).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nx-kept: yes\r\n"), "{head}");
+    for hop in ["x-hop:", "keep-alive:", "proxy-authenticate:"] {
+        assert!(!head.contains(&format!("\r\n{hop}")), "{hop} passed on: {head}");
+    }
+    let r = s.fd.admin_client().get(s.fd.url(&format!("{FLUNDERS}/hop"))).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("x-kept").map(|v| v.to_str().unwrap()), Some("yes"));
+    for hop in ["x-hop", "keep-alive", "proxy-authenticate"] {
+        assert!(r.headers().get(hop).is_none(), "{hop} passed on over {:?}", r.version());
+    }
+}
+
 #[test]
 fn unavailable_backend_answers_503_and_recovers() {
     let s = setup(&[]);
