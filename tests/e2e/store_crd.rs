@@ -241,6 +241,25 @@ fn crd_served_live_with_kubectl() {
         (Some("Scale"), Some(4), Some(3))
     );
 
+    // a finalizer without a path is warned of as kube's CRD handler does, once, when added
+    let fin = r#"{"metadata":{"finalizers":["cleanup","example.com.cleanup","example.com/cleanup"]}}"#;
+    let o = fd.kubectl(&["patch", "ct", "nightly", "--type=merge", "-p", fin]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warned = |s: &str| s.lines().filter(|l| l.starts_with("Warning: metadata.finalizers")).count();
+    assert!(stderr(&o).contains(r#"Warning: metadata.finalizers: "cleanup": prefer a domain-qualified finalizer name to avoid accidental conflicts with other finalizer writers"#), "{}", stderr(&o));
+    assert!(stderr(&o).contains(r#"Warning: metadata.finalizers: "example.com.cleanup": prefer a domain-qualified finalizer name including a path (/) to avoid"#), "{}", stderr(&o));
+    assert_eq!(warned(&stderr(&o)), 2, "{}", stderr(&o));
+    let o = fd.kubectl(&["label", "ct", "nightly", "tier=batch"]);
+    assert_eq!(warned(&stderr(&o)), 0, "only what a write adds is warned of: {}", stderr(&o));
+    fd.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+
     // the other version: the same object, its apiVersion rewritten (None conversion)
     let o = fd.kubectl(&["get", "crontabs.v1beta1.stable.example.com", "nightly", "-o", "json"]);
     assert!(stderr(&o).contains("Warning: stable.example.com/v1beta1 CronTab is deprecated"), "{}", stderr(&o));

@@ -338,11 +338,35 @@ fn validate(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), Stat
         crate::store::crd::validate::set_defaults(obj);
     }
     let obj = &*obj;
+    if t.def.custom.is_some() {
+        let warnings = finalizer_warnings(obj, old);
+        t.warnings.lock().unwrap_or_else(|e| e.into_inner()).extend(warnings);
+    }
     let causes = crate::store::validate_object::validate(t.def, obj, old);
     if causes.is_empty() {
         return Ok(());
     }
     Err(Status::invalid(&t.def.group, &t.def.kind, str_of(obj, "name"), causes))
+}
+
+/// kube's CRD handler warns of each finalizer a write adds to a custom object whose name has
+/// no path (`generateWarningsFromObj`): another writer may use the same name.
+fn finalizer_warnings(obj: &Value, old: Option<&Value>) -> Vec<String> {
+    let names = |o: &Value| -> Vec<String> {
+        let f = o["metadata"]["finalizers"].as_array();
+        f.into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
+    };
+    let before = old.map(names).unwrap_or_default();
+    let standard = ["orphan", "foregroundDeletion", "kubernetes"];
+    names(obj)
+        .into_iter()
+        .filter(|f| !before.contains(f) && !f.contains('/') && !standard.contains(&f.as_str()))
+        .map(|f| {
+            let path = if f.contains('.') { " including a path (/)" } else { "" };
+            let f = crate::api::field::quote(&f);
+            format!("metadata.finalizers: {f}: prefer a domain-qualified finalizer name{path} to avoid accidental conflicts with other finalizer writers")
+        })
+        .collect()
 }
 
 /// What a patch made of a stored object is held to the same nesting bound as a body.
