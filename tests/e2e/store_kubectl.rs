@@ -172,6 +172,38 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
     assert!(err.contains("Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1: .data.key"), "{err}");
     fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
     assert_eq!(fd.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
+
+    // moving from client-side to server-side apply: kubectl's manager keeps the client-side
+    // annotation in step (kube's lastAppliedUpdater), so a later client-side apply diffs right
+    let moved = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\n  namespace: default\ndata:\n{data}")
+    };
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "moved.yaml", &moved("  key: csa\n  tag: <b>a&b</b>\n"))]);
+    let f = write(&fd, "moved.yaml", &moved("  key: ssa\n  extra: e\n"));
+    fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
+    let last_applied = || {
+        let got: Value = serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "moved", "-o", "json"])).unwrap();
+        got["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].as_str().unwrap().to_string()
+    };
+    let last = last_applied();
+    assert_eq!(
+        last,
+        "{\"apiVersion\":\"v1\",\"data\":{\"extra\":\"e\",\"key\":\"ssa\"},\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"moved\",\"namespace\":\"default\"}}\n"
+    );
+    // another manager's apply leaves it alone
+    let other =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\n  namespace: default\n  labels: {by: other}\n";
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=other", "-f", &write(&fd, "other.yaml", other)]);
+    assert_eq!(last_applied(), last);
+    // a client-side apply now diffs against what was applied last: `extra` goes (kubectl moved
+    // the client-side fields to its server-side manager, so `tag` went with the apply)
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "moved.yaml", &moved("  key: back\n"))]);
+    let got: Value = serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "moved", "-o", "json"])).unwrap();
+    assert_eq!(got["data"], json!({"key": "back"}));
+    // Go's encoder escapes HTML in it
+    let f = write(&fd, "moved.yaml", &moved("  key: <b>\n"));
+    fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
+    assert!(last_applied().contains(r#""key":"\u003cb\u003e""#), "{}", last_applied());
 }
 
 #[test]

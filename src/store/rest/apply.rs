@@ -256,6 +256,50 @@ fn remove_fields(set: &mut Value, path: &[String]) {
     }
 }
 
+/// kubectl's client-side apply annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// kube's lastAppliedUpdater: a server-side apply by kubectl's own manager keeps an object's
+/// client-side apply annotation, where it has one, in step with what was applied (so a later
+/// client-side apply diffs against it); dropped when the annotations would grow too large.
+fn sync_last_applied(manager: &str, live: &mut Value, applied: &Value) {
+    let has = live["metadata"]["annotations"][LAST_APPLIED].as_str().is_some_and(|v| !v.is_empty());
+    if manager != "kubectl" || !has {
+        return;
+    }
+    let mut config = applied.clone();
+    if let Some(a) = config.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        a.remove(LAST_APPLIED);
+    }
+    let value = go_json(&config);
+    let Some(annotations) = live.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) else {
+        return;
+    };
+    annotations.insert(LAST_APPLIED.into(), Value::String(value));
+    let size: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+    if size > crate::store::validate_object::TOTAL_ANNOTATION_SIZE {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// JSON as Go's encoding/json Encoder writes it: keys sorted, compact, `<`, `>`, `&`, U+2028
+/// and U+2029 escaped, a newline at the end.
+fn go_json(v: &Value) -> String {
+    let mut out = String::new();
+    for c in v.to_string().chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out.push('\n');
+    out
+}
+
 pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     let manager = t.query.field_manager.clone();
     if manager.is_empty() {
@@ -278,7 +322,11 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     // stores update with forceAllowCreate off): what was authorized is a patch of the
     // subresource, not a create of the object
     let missing = || match t.subresource.is_empty() {
-        true => create_value(store, t, config.clone(), &manager, "Apply"),
+        true => {
+            let mut obj = config.clone();
+            sync_last_applied(&manager, &mut obj, &config);
+            create_value(store, t, obj, &manager, "Apply")
+        }
         false => Err(Status::not_found(&t.def.group, &t.def.resource, &t.name)),
     };
     guaranteed_update(store, t, true, missing, |existing| {
@@ -340,6 +388,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             }
         }
         merge(&mut new, &config, &mut At::of(t.def));
+        sync_last_applied(&manager, &mut new, &config);
         if t.query.force {
             // a forced apply takes the fields it set to another value away from their managers
             let mut entries: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
