@@ -92,71 +92,32 @@ struct RawApiService {
 impl ApiService {
     /// Parses and validates one object; the error names the field as kube's validation does.
     pub fn from_value(v: serde_json::Value) -> anyhow::Result<Self> {
-        let raw: RawApiService = serde_json::from_value(v)?;
+        let raw: RawApiService = serde_json::from_value(v.clone())?;
         if raw.kind != "APIService" || raw.api_version != "apiregistration.k8s.io/v1" {
             anyhow::bail!("expected apiregistration.k8s.io/v1 APIService, got {} {}", raw.api_version, raw.kind);
         }
-        let s = raw.spec;
-        let name = raw.metadata.name;
-        let invalid = |field: &str, msg: String| anyhow::anyhow!("APIService {name:?} is invalid: {field}: {msg}");
-        let expected =
-            if s.group.is_empty() { format!("{}.", s.version) } else { format!("{}.{}", s.version, s.group) };
-        if s.version.is_empty() {
-            return Err(invalid("spec.version", "Required value".into()));
+        let causes = {
+            let mut out = Vec::new();
+            crate::store::validate_object::api_service(&v, &mut out);
+            out
+        };
+        if !causes.is_empty() {
+            let s = crate::api::Status::invalid("apiregistration.k8s.io", "APIService", &raw.metadata.name, causes);
+            anyhow::bail!("{}", s.message);
         }
-        if name != expected {
-            return Err(invalid(
-                "metadata.name",
-                format!("Invalid value: {name:?}: must be `spec.version+\".\"+spec.group`: {expected:?}"),
-            ));
-        }
-        if !(1..=20000).contains(&s.group_priority_minimum) {
-            return Err(invalid(
-                "spec.groupPriorityMinimum",
-                format!("Invalid value: {}: must be positive and less than 20000", s.group_priority_minimum),
-            ));
-        }
-        if !(1..=1000).contains(&s.version_priority) {
-            return Err(invalid(
-                "spec.versionPriority",
-                format!("Invalid value: {}: must be positive and less than 1000", s.version_priority),
-            ));
-        }
+        let (s, name) = (raw.spec, raw.metadata.name);
         let ca_bundle = if s.ca_bundle.is_empty() {
             Vec::new()
         } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(s.ca_bundle.trim())
-                .map_err(|e| invalid("spec.caBundle", format!("illegal base64 data: {e}")))?
+            base64::engine::general_purpose::STANDARD.decode(s.ca_bundle.trim()).map_err(|e| {
+                anyhow::anyhow!("APIService {name:?} is invalid: spec.caBundle: illegal base64 data: {e}")
+            })?
         };
-        let service = match s.service {
-            None => None,
-            Some(svc) => {
-                if svc.name.is_empty() {
-                    return Err(invalid("spec.service.name", "Required value".into()));
-                }
-                if svc.namespace.is_empty() {
-                    return Err(invalid("spec.service.namespace", "Required value".into()));
-                }
-                let port = svc.port.unwrap_or(443);
-                if !(1..=65535).contains(&port) {
-                    return Err(invalid("spec.service.port", format!("Invalid value: {port}: port is not valid")));
-                }
-                if s.insecure_skip_tls_verify && !ca_bundle.is_empty() {
-                    return Err(invalid(
-                        "spec.insecureSkipTLSVerify",
-                        "Invalid value: true: may not be true if caBundle is present".into(),
-                    ));
-                }
-                if !s.insecure_skip_tls_verify && ca_bundle.is_empty() {
-                    return Err(invalid(
-                        "spec.caBundle",
-                        "Required value: caBundle or insecureSkipTLSVerify is required for a service".into(),
-                    ));
-                }
-                Some(ServiceRef { namespace: svc.namespace, name: svc.name, port: port as u16 })
-            }
-        };
+        let service = s.service.map(|svc| ServiceRef {
+            namespace: svc.namespace,
+            name: svc.name,
+            port: svc.port.unwrap_or(443) as u16,
+        });
         Ok(ApiService {
             name,
             group: s.group,

@@ -173,12 +173,16 @@ pub fn build_upstream(
 ) -> anyhow::Result<super::Upstream> {
     let svc = spec.service.as_ref().ok_or_else(|| anyhow::anyhow!("local APIService"))?;
     let mut peer = HttpPeer::new(addr, true, svc.server_name());
-    let cas = if spec.insecure_skip_tls_verify {
-        None
-    } else {
-        Some(super::upstream_tls::parse_cas(&spec.ca_bundle, "caBundle")?)
+    // no caBundle: the platform's roots, as Go's TLS config without RootCAs in kube-aggregator
+    let cas = match spec.ca_bundle.is_empty() {
+        true => Vec::new(),
+        false => super::upstream_tls::parse_cas(&spec.ca_bundle, "caBundle")?,
     };
-    let trust = cas.as_deref().map_or(Trust::Insecure, Trust::Roots);
+    let trust = match () {
+        _ if spec.insecure_skip_tls_verify => Trust::Insecure,
+        _ if cas.is_empty() => Trust::System,
+        _ => Trust::Roots(&cas),
+    };
     let tls = UpstreamTls::get(trust, shared.client_cert.load().as_deref())?;
     // every HTTP/1 upgrade passes as the client asked for it, as kube-aggregator's upgrade-aware
     // proxy does: pingora's default forwards websocket only and strips `Upgrade: SPDY/3.1`
@@ -211,16 +215,18 @@ pub(super) async fn exchange(
     path: &str,
     read_timeout: Option<Duration>,
 ) -> super::openapi::Fetched {
-    let (mut s, _reused) = connector.get_http_session(peer).await.map_err(|e| e.to_string())?;
+    let addr = peer._address.to_string();
+    let go = |e: Box<pingora::Error>| super::proxy::transport_error(&e, Some(&addr));
+    let (mut s, _reused) = connector.get_http_session(peer).await.map_err(go)?;
     s.set_read_timeout(read_timeout);
-    s.write_request_header(Box::new(req)).await.map_err(|e| e.to_string())?;
-    s.finish_request_body().await.map_err(|e| e.to_string())?;
-    s.read_response_header().await.map_err(|e| e.to_string())?;
+    s.write_request_header(Box::new(req)).await.map_err(go)?;
+    s.finish_request_body().await.map_err(go)?;
+    s.read_response_header().await.map_err(go)?;
     let head = s.response_header().ok_or("no response")?;
     let code = head.status.as_u16();
     let etag = head.headers.get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut body = Vec::new();
-    while let Some(chunk) = s.read_response_body().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = s.read_response_body().await.map_err(go)? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_DOCUMENT {
             return Err(format!("{path}: response larger than {MAX_DOCUMENT} bytes"));
@@ -273,9 +279,13 @@ impl super::openapi::Fetch for OpenApiFetch<'_> {
 /// GETs the backend's discovery document for its group/version.
 async fn fetch(connector: &Connector, peer: &HttpPeer, spec: &ApiService) -> Result<serde_json::Value, String> {
     let host = spec.service.as_ref().map(|s| s.server_name()).unwrap_or_default();
-    let (code, body, _) = get(connector, peer, &host, &discovery_path(spec), None).await?;
+    let url = format!("https://{}{}", peer._address, discovery_path(spec));
+    // as Go's client says it: the URL, then what failed
+    let (code, body, _) = get(connector, peer, &host, &discovery_path(spec), None)
+        .await
+        .map_err(|e| format!("Get {}: {e}", crate::api::field::quote(&url)))?;
     if !(200..300).contains(&code) {
-        return Err(format!("bad status from https://{}{}: {code}", peer._address, discovery_path(spec)));
+        return Err(format!("bad status from {url}: {code}"));
     }
     serde_json::from_slice(&body).map_err(|e| format!("invalid discovery document: {e}"))
 }

@@ -287,23 +287,52 @@ fn go_words(cause: &str) -> String {
     chars.next().map(|c| c.to_lowercase().chain(chars).collect()).unwrap_or_default()
 }
 
-fn transport_error(e: &pingora::Error, addr: Option<&str>) -> String {
+/// A TLS handshake's failure as Go's crypto/tls says it (rustls names the same failures).
+fn go_tls(cause: &str) -> Option<String> {
+    let verify = |why: &str| Some(format!("tls: failed to verify certificate: x509: {why}"));
+    if let Some(alert) = cause.split("received fatal alert: ").nth(1) {
+        let name = match alert.split_whitespace().next().unwrap_or("") {
+            "BadCertificate" => "bad certificate",
+            "CertificateRequired" => "certificate required",
+            "UnknownCA" => "unknown certificate authority",
+            "HandshakeFailure" => "handshake failure",
+            "ProtocolVersion" => "protocol version not supported",
+            "CertificateExpired" => "expired certificate",
+            other => other,
+        };
+        return Some(format!("remote error: tls: {name}"));
+    }
+    let why = cause.split("invalid peer certificate: ").nth(1)?;
+    match why {
+        // a CA of the right name that did not sign it: still no authority Go knows
+        w if w.starts_with("UnknownIssuer") || w.starts_with("BadSignature") => {
+            verify("certificate signed by unknown authority")
+        }
+        w if w.starts_with("NotValidForName") => verify("certificate is not valid for the requested name"),
+        w if w.starts_with("Expired") || w.starts_with("NotValidYet") => {
+            verify("certificate has expired or is not yet valid")
+        }
+        _ => None,
+    }
+}
+
+/// What failed on the way to a backend, in the words of Go's transport (the proxy's 503s and
+/// the availability conditions).
+pub(crate) fn transport_error(e: &pingora::Error, addr: Option<&str>) -> String {
     let inner = innermost(e);
     let cause = inner.cause.as_ref().map(|c| go_words(&c.to_string()));
     let context = inner.context.as_ref().map(|c| c.as_str().to_string());
     let what = cause.clone().or(context.clone()).unwrap_or_else(|| inner.etype.as_str().to_string());
     let at = addr.map(|a| format!(" {a}")).unwrap_or_default();
     match inner.etype {
-        ErrorType::ConnectTimedout
-        | ErrorType::ConnectRefused
-        | ErrorType::ConnectNoRoute
-        | ErrorType::ConnectError
-        | ErrorType::BindError
-        | ErrorType::SocketError => format!("dial tcp{at}: {what}"),
-        ErrorType::TLSHandshakeFailure
-        | ErrorType::TLSHandshakeTimedout
-        | ErrorType::InvalidCert
-        | ErrorType::HandshakeError => format!("tls handshake with{at}: {what}"),
+        ErrorType::ConnectTimedout => format!("dial tcp{at}: i/o timeout"),
+        // Go's net.OpError wraps the connect syscall's error
+        ErrorType::ConnectRefused | ErrorType::ConnectNoRoute => format!("dial tcp{at}: connect: {what}"),
+        ErrorType::ConnectError | ErrorType::BindError | ErrorType::SocketError => format!("dial tcp{at}: {what}"),
+        ErrorType::TLSHandshakeTimedout => "net/http: TLS handshake timeout".into(),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::HandshakeError => {
+            go_tls(&format!("{what} {}", context.as_deref().unwrap_or(""))).unwrap_or_else(|| format!("tls: {what}"))
+        }
         ErrorType::ReadError | ErrorType::ConnectionClosed if what == "EOF" => what,
         INVALID_IDENTITY => what,
         ErrorType::ReadError | ErrorType::ConnectionClosed => format!("read tcp{at}: {what}"),
@@ -470,7 +499,31 @@ mod tests {
         );
         let s = error_status(&refused, Some("127.0.0.1:9443"));
         assert_eq!((s.code, s.reason.as_str()), (503, "ServiceUnavailable"));
-        assert_eq!(s.message, "error trying to reach service: dial tcp 127.0.0.1:9443: connection refused");
+        assert_eq!(s.message, "error trying to reach service: dial tcp 127.0.0.1:9443: connect: connection refused");
+        // TLS failures as crypto/tls words them
+        let tls = |cause: &str| {
+            let inner = Error::because(
+                ErrorType::TLSHandshakeFailure,
+                "tls connect error",
+                io(std::io::ErrorKind::Other, cause),
+            );
+            let outer = Error::because(ErrorType::TLSHandshakeFailure, "TLS connect() failed", inner);
+            error_status(&outer, Some("127.0.0.1:9443")).message
+        };
+        assert_eq!(
+            tls("invalid peer certificate: UnknownIssuer"),
+            "error trying to reach service: tls: failed to verify certificate: x509: certificate signed by unknown authority"
+        );
+        assert_eq!(
+            tls("invalid peer certificate: Expired"),
+            "error trying to reach service: tls: failed to verify certificate: x509: certificate has expired or is not yet valid"
+        );
+        assert_eq!(
+            tls("received fatal alert: CertificateRequired"),
+            "error trying to reach service: remote error: tls: certificate required"
+        );
+        let slow = Error::explain(ErrorType::TLSHandshakeTimedout, "handshake");
+        assert_eq!(error_status(&slow, None).message, "error trying to reach service: net/http: TLS handshake timeout");
         // as pingora chains them: the proxy's context around the connection's error
         let reset = Error::because(
             ErrorType::ReadError,

@@ -90,8 +90,9 @@ fn data_len(v: &Value, base64: bool) -> usize {
 }
 
 /// kube-aggregator's `ValidateAPIService`: what the routing table needs of an APIService is
-/// checked on write, so the store never holds one the router cannot take.
-fn api_service(obj: &Value, out: &mut Vec<StatusCause>) {
+/// checked on write, so the store never holds one the router cannot take (the router checks
+/// the policy files' with it too).
+pub(crate) fn api_service(obj: &Value, out: &mut Vec<StatusCause>) {
     let spec = &obj["spec"];
     let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     let (group, version) = (s(&spec["group"]), s(&spec["version"]));
