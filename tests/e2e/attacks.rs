@@ -44,6 +44,7 @@ tok-mallory,mallory,u-mallory,\"users\"
 tok-olive,olive,u-olive,\"users\"
 tok-pat,pat,u-pat,\"users\"
 tok-sam,sam,u-sam,\"users\"
+tok-uma,uma,u-uma,\"users\"
 tok-ctl,ctl\u{1}user,u-ctl,\"flunder-readers\"
 ";
 
@@ -52,7 +53,8 @@ tok-ctl,ctl\u{1}user,u-ctl,\"flunder-readers\"
 /// dave: get/list/create flunders on the backend. eve: impersonate the user `bot` only.
 /// olive: everything in namespace default (a namespace owner). pat: list serviceaccounts/token.
 /// sam: every verb on subresources only (namespaces/status, serviceaccounts/token), none on
-/// the objects (a controller's status rights).
+/// the objects (a controller's status rights). uma: update and patch, never create: secrets
+/// and roles in default, namespaces and APIServices.
 const POLICY: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: alice-one-secret, namespace: default}
@@ -149,6 +151,20 @@ kind: ClusterRoleBinding
 metadata: {name: sam-subresources}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sam-subresources}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: sam}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: uma-changes}
+rules:
+- {apiGroups: [''], resources: [secrets, namespaces], verbs: [get, update, patch]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles], verbs: [get, update, patch]}
+- {apiGroups: [apiregistration.k8s.io], resources: [apiservices], verbs: [get, update, patch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: uma-changes}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: uma-changes}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: uma}]
 ";
 
 /// What a row's request is.
@@ -899,6 +915,45 @@ fn rows() -> Vec<Row> {
             .lacks("ADDED"),
         );
     }
+
+    // ---- a write that would create is authorized as a create (kube's update and patch handlers)
+    let apiservice = r#"{"apiVersion":"apiregistration.k8s.io/v1","kind":"APIService","metadata":{"name":"v1.evil.example"},"spec":{"group":"evil.example","version":"v1","groupPriorityMinimum":100,"versionPriority":10,"service":{"namespace":"default","name":"evil"},"insecureSkipTLSVerify":true}}"#;
+    for (what, path, body) in [
+        (
+            "a secret",
+            format!("{NS}/secrets/uma-made"),
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"uma-made"},"stringData":{"a":"b"}}"#,
+        ),
+        (
+            "a namespace",
+            "/api/v1/namespaces/uma-made".to_string(),
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"uma-made"}}"#,
+        ),
+        (
+            "an APIService (a route for a new group)",
+            "/apis/apiregistration.k8s.io/v1/apiservices/v1.evil.example".to_string(),
+            apiservice,
+        ),
+    ] {
+        for q in ["fieldManager=uma", "fieldManager=uma&dryRun=All"] {
+            r.push(Row::new(
+                format!("server-side apply creating {what} with patch rights only ({q}): 403"),
+                Req::H1(http("PATCH", &format!("{path}?{q}"), Some("tok-uma"), &apply, Some(body))),
+                status(&[403]),
+            ));
+        }
+    }
+    r.push(Row::new(
+        "a PUT creating a Role with update rights only: 403",
+        Req::H1(http(
+            "PUT",
+            &format!("{RBAC}/roles/uma-made"),
+            Some("tok-uma"),
+            &[("Content-Type", "application/json")],
+            Some(r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"uma-made"},"rules":[]}"#),
+        )),
+        status(&[403]),
+    ));
 
     // ---- client certificates
     r.push(Row::new(

@@ -318,10 +318,11 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_namespace(t, &mut config)?;
     let mine = applied_fields(t.def, &config);
     let wanted = paths(&mine);
-    // an apply creates a missing object, but never through a subresource (kube's subresource
-    // stores update with forceAllowCreate off): what was authorized is a patch of the
-    // subresource, not a create of the object
-    let missing = || match t.subresource.is_empty() {
+    // an apply creates a missing object when its writer may create it (kube's patch handler
+    // authorizes that as `create`), and never through a subresource (kube's subresource stores
+    // update with forceAllowCreate off): what was authorized is a patch of the subresource.
+    // One gone between that check and this write is NotFound (kube would ask then).
+    let missing = || match t.may_create {
         true => {
             let mut obj = config.clone();
             sync_last_applied(&manager, &mut obj, &config);

@@ -214,9 +214,9 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     }
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
-        // kube asks about `create` only when the PUT would create
+        // kube asks about `create` only when the write would create
         let absent = || rest.store.storage.get(&def.key(&t.namespace, &t.name)).is_none();
-        if info.verb == "update" && t.subresource.is_empty() && write::create_on_update(def) && absent() {
+        if write::may_create_missing(&t, &info.verb) && absent() {
             match a.may_create(ctx).await {
                 Ok(()) => t.may_create = true,
                 Err(s) => return rest.respond.send(session, ctx, s.into()).await,

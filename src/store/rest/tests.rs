@@ -378,7 +378,11 @@ fn hostile_bodies_are_refused_in_kubes_words() {
 fn apply_keeps_a_field_another_manager_still_owns() {
     let (_d, s) = store();
     let apply = |manager: &str, data: Value| {
-        let t = target(&s, "configmaps", "default", "shared", &format!("fieldManager={manager}"));
+        // the writer may create (the REST handler asked the authorizer)
+        let t = Target {
+            may_create: true,
+            ..target(&s, "configmaps", "default", "shared", &format!("fieldManager={manager}"))
+        };
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data});
         body(&super::apply::apply(&s, &t, obj.to_string().as_bytes()).unwrap())
     };

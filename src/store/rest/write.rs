@@ -463,12 +463,24 @@ fn unconditional_update(def: &ResourceDef) -> bool {
 
 /// kube's `AllowCreateOnUpdate`: a PUT of a missing RBAC object, event or lease creates it
 /// (when the writer may also create it: `Target::may_create`); anything else is NotFound.
-pub fn create_on_update(def: &ResourceDef) -> bool {
+fn create_on_update(def: &ResourceDef) -> bool {
     def.custom.is_none()
         && matches!(
             (def.group.as_str(), def.resource.as_str()),
             ("rbac.authorization.k8s.io", _) | ("" | "events.k8s.io", "events") | ("coordination.k8s.io", "leases")
         )
+}
+
+/// Whether this write creates the object when it is missing: a PUT where the resource allows
+/// it, and a server-side apply of any resource (never through a subresource). kube's update
+/// and patch handlers authorize such a create as `create` first (`Target::may_create`).
+pub fn may_create_missing(t: &Target, verb: &str) -> bool {
+    t.subresource.is_empty()
+        && match verb {
+            "update" => create_on_update(t.def),
+            "patch" => matches!(patch_type(&t.content_type), Ok(PatchType::Apply)),
+            _ => false,
+        }
 }
 
 /// kube's GuaranteedUpdate: `next` turns the stored object into the new one, which is
