@@ -173,6 +173,20 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
     fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
     assert_eq!(fd.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
 
+    // an apply owns what it sent, not what defaulting added: the same Secret applied again
+    // keeps its defaulted type (it was dropped as no longer applied, and refused as immutable)
+    let f = write(
+        &fd,
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s1\n  namespace: default\nstringData: {a: b}\n",
+    );
+    fd.kubectl_ok(&["apply", "--server-side", "-f", &f]);
+    fd.kubectl_ok(&["apply", "--server-side", "-f", &f]);
+    let got: Value =
+        serde_json::from_str(&fd.kubectl_ok(&["get", "secret", "s1", "-o", "json", "--show-managed-fields"])).unwrap();
+    assert_eq!((got["type"].as_str(), got["data"]["a"].as_str()), (Some("Opaque"), Some("Yg==")), "{got}");
+    assert_eq!(got["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:stringData": {"f:a": {}}}), "{got}");
+
     // moving from client-side to server-side apply: kubectl's manager keeps the client-side
     // annotation in step (kube's lastAppliedUpdater), so a later client-side apply diffs right
     let moved = |data: &str| {

@@ -150,6 +150,10 @@ pub fn create_value(
     manager: &str,
     operation: &str,
 ) -> Result<Reply, Status> {
+    // an apply owns the fields it sent, not what defaulting adds to them (kube's managed
+    // fields of an apply are the applied configuration's), or a second apply of the same
+    // configuration would drop the defaults as no longer applied
+    let applied = (operation == "Apply").then(|| super::apply::applied_fields(t.def, &obj));
     check_type(t, &mut obj)?;
     check_namespace(t, &mut obj)?;
     let m = meta(&mut obj);
@@ -186,7 +190,7 @@ pub fn create_value(
         admit(None, &mut obj)?;
     }
     validate(t, &mut obj, None)?;
-    let fields = if operation == "Apply" { super::apply::applied_fields(t.def, &obj) } else { owned_fields(&obj) };
+    let fields = applied.unwrap_or_else(|| owned_fields(&obj));
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
         return Ok(reply_object(store, t, 201, &obj));
