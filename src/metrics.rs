@@ -130,7 +130,30 @@ pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: 
             return "APPLY".into();
         }
     }
-    method.to_ascii_uppercase()
+    // kube's cleanVerb: a method outside its list is `other` (a client picks the method; the
+    // label must stay bounded)
+    let verb = method.to_ascii_uppercase();
+    const VALID: [&str; 14] = [
+        "APPLY",
+        "CONNECT",
+        "CREATE",
+        "DELETE",
+        "DELETECOLLECTION",
+        "GET",
+        "LIST",
+        "PATCH",
+        "POST",
+        "PROXY",
+        "PUT",
+        "UPDATE",
+        "WATCH",
+        "WATCHLIST",
+    ];
+    if VALID.contains(&verb.as_str()) {
+        verb
+    } else {
+        "other".into()
+    }
 }
 
 /// kube's `cleanDryRun`: the `dry_run` label of a request's `dryRun` values.

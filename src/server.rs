@@ -399,7 +399,12 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let router = Router::new(&args.proxy)?;
     let impersonation = Impersonation::new(Arc::new(authz.clone()));
     let respond = Responder::new(cors.clone(), audit.clone());
-    let log = Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold));
+    let known = {
+        let router = router.clone();
+        Arc::new(move |info: &crate::request_info::RequestInfo| router.lists(info))
+    };
+    let log =
+        Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold).with_known_resources(known));
     let drain = Arc::new(Drain::default());
     let tracing = Tracing::new(&args.tracing)?;
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);

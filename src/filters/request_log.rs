@@ -7,15 +7,27 @@ use crate::context::RequestContext;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
+/// Whether a request's group, version and resource are ones frontdoor serves or routes (its
+/// discovery lists them). Only those are metric labels: the rest are whatever a client wrote,
+/// and each would be a new series (kube records a request under its route's labels).
+pub type KnownResource = Arc<dyn Fn(&crate::request_info::RequestInfo) -> bool + Send + Sync>;
+
 pub struct RequestLog {
     audit: Arc<Audit>,
     /// Requests slower than this are traced (`filters::trace`); zero: never.
     trace_threshold: std::time::Duration,
+    known: Option<KnownResource>,
 }
 
 impl RequestLog {
     pub fn new(audit: Arc<Audit>, trace_threshold: std::time::Duration) -> Self {
-        RequestLog { audit, trace_threshold }
+        RequestLog { audit, trace_threshold, known: None }
+    }
+
+    /// Labels requests with their resource only where `known` says it is one.
+    pub fn with_known_resources(mut self, known: KnownResource) -> Self {
+        self.known = Some(known);
+        self
     }
 
     /// Records a finished request.
@@ -30,13 +42,20 @@ impl RequestLog {
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
         let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
+        let known = !info.is_resource_request || self.known.as_ref().is_none_or(|k| k(&info));
+        let (group, version, resource, subresource) = match known {
+            true => {
+                (info.api_group.as_str(), info.api_version.as_str(), info.resource.as_str(), info.subresource.as_str())
+            }
+            false => ("", "", "", ""),
+        };
         crate::metrics::record_request(&crate::metrics::RequestOutcome {
             verb: &verb,
             dry_run: crate::metrics::dry_run_label(&ctx.query),
-            group: &info.api_group,
-            version: &info.api_version,
-            resource: &info.resource,
-            subresource: &info.subresource,
+            group,
+            version,
+            resource,
+            subresource,
             scope: info.scope(),
             code,
             seconds,

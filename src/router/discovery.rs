@@ -13,6 +13,7 @@ use pingora::http::RequestHeader;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 
 /// kube-apiserver's priorities for its built-in groups (controlplane's apiVersionPriorities);
 /// other local groups get the CRD defaults.
@@ -258,11 +259,20 @@ pub struct Cached {
     aggregated: [Doc; 4],
     /// Legacy documents by path: `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
     legacy: std::collections::HashMap<String, Doc>,
+    /// Every resource (and `resource/subresource`) served, by group and version.
+    resources: HashMap<String, HashMap<String, HashSet<String>>>,
 }
 
 impl Cached {
     pub fn build(src: &Sources<'_>) -> Cached {
         let all = groups(src);
+        let mut resources: HashMap<String, HashMap<String, HashSet<String>>> = HashMap::new();
+        for g in &all {
+            for v in &g.versions {
+                let names = v.resources.iter().filter_map(|r| r["name"].as_str()).map(str::to_string);
+                resources.entry(g.name.clone()).or_default().entry(v.version.clone()).or_default().extend(names);
+            }
+        }
         let (core, named): (Vec<GroupView>, Vec<GroupView>) = all.into_iter().partition(|g| g.name.is_empty());
         let aggregated = [
             Doc::of(&aggregated(&core, "v2")),
@@ -302,7 +312,18 @@ impl Cached {
                 legacy.insert(path, Doc::of(&resource_list(&g.name, v)));
             }
         }
-        Cached { aggregated, legacy }
+        Cached { aggregated, legacy, resources }
+    }
+
+    /// Whether discovery lists the resource (with its subresource, when one is named).
+    pub fn lists(&self, group: &str, version: &str, resource: &str, subresource: &str) -> bool {
+        let Some(names) = self.resources.get(group).and_then(|vs| vs.get(version)) else {
+            return false;
+        };
+        match subresource {
+            "" => names.contains(resource),
+            sub => names.contains(&format!("{resource}/{sub}")),
+        }
     }
 
     /// Serves a discovery path, or None when `path` is not one.

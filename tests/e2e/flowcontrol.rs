@@ -4,7 +4,7 @@
 //! dumps, a watch giving its seat back, and the configuration reloaded from its file.
 //! Seats are held by slow readers of a large /metrics, as in `inflight.rs`.
 use crate::common::*;
-use crate::inflight::{metric, metrics_text, slow_reader, start, wait_metric};
+use crate::inflight::{metric, metrics_text, slow_reader, start, wait_metric, LARGE};
 use std::time::{Duration, Instant};
 
 const TINY_UID: &str = "0e5a1c1e-0000-4000-8000-000000000001";
@@ -71,7 +71,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
     assert_eq!(pf_headers(&r), (ANON_UID.to_string(), TINY_UID.to_string()));
 
     // the seat is taken; the next anonymous request queues, one more finds the queue full
-    let held = slow_reader(&fd, "/metrics");
+    let held = slow_reader(&fd, LARGE);
     assert_eq!(held.status, "HTTP/1.1 200");
     wait_metric(
         mport,
@@ -128,7 +128,7 @@ fn a_small_level_queues_times_out_and_refuses_while_masters_go_through() {
         ["1", "0", "0s", "0001-01-01T00:00:00Z", "system:anonymous", "get", "/version", "", "", "", "", ""]
     );
     let executing = rows.iter().find(|r| r[3] == "-1").unwrap_or_else(|| panic!("{text}"));
-    assert_eq!((executing[2], executing[12]), ("0", "/metrics"));
+    assert_eq!((executing[2], executing[12]), ("0", LARGE));
     assert!(executing[9].starts_with("20") && executing[9].ends_with('Z'), "a start time: {executing:?}");
     let plain =
         fd.admin_client().get(fd.url("/debug/api_priority_and_fairness/dump_requests")).send().unwrap().text().unwrap();
@@ -452,6 +452,7 @@ spec:
   priorityLevelConfiguration: {name: jail}
   rules:
   - subjects: [{kind: Group, group: {name: "system:unauthenticated"}}]
+    resourceRules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], clusterScope: true, namespaces: ["*"]}]
     nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
 "#;
 
@@ -529,7 +530,7 @@ fn kubectl_writes_are_validated_as_kube_and_take_effect_on_the_next_request() {
     let anon = fd.anonymous_client();
     let r = anon.get(fd.url("/version")).send().unwrap();
     assert_eq!((r.status().as_u16(), pf_headers(&r).1), (200, uid.trim().to_string()), "no resync awaited");
-    let held = slow_reader(&fd, "/metrics");
+    let held = slow_reader(&fd, LARGE);
     assert_eq!(held.status, "HTTP/1.1 200");
     wait_metric(
         mport,

@@ -1,8 +1,8 @@
 //! Max-in-flight through the real binary. A request holds its seat while frontdoor works
 //! on it: reading its body or writing its response. Local handlers answer without reading
 //! bodies (pingora then closes the connection), so seats are held here by slow readers: clients
-//! with a tiny receive window asking for a large response (/metrics, grown first) and not
-//! reading it, which keeps the handler blocked in its write.
+//! with a tiny receive window asking for a large response (a list of large ConfigMaps, made
+//! first) and not reading it, which keeps the handler blocked in its write.
 use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -92,25 +92,30 @@ pub(crate) fn wait_metric(port: u16, prefix: &str, want: f64) {
 
 const READ_ONLY: &str = "apiserver_current_inflight_requests{request_kind=\"readOnly\"}";
 
+/// What slow readers ask for: a list larger than socket buffers absorb (`start` makes it).
+pub(crate) const LARGE: &str = "/api/v1/configmaps";
+
 /// Starts frontdoor with a plain metrics listener (so reading metrics takes no seat) and
-/// grows /metrics past what socket buffers absorb: every resource name is a new series.
+/// makes the `LARGE` list: eight ConfigMaps of 900 KB.
 pub(crate) fn start(limits: &[&str]) -> (Frontdoor, u16) {
     let mport = free_port();
     let maddr = format!("127.0.0.1:{mport}");
-    // the limits are under test, not authorization: anonymous slow readers may read /metrics
+    // the limits are under test, not authorization: anonymous slow readers may list
     let mut args = vec!["--metrics-bind-address", maddr.as_str(), "--authorization-mode", "AlwaysAllow"];
     // plain max-in-flight unless the caller turns priority & fairness back on (a later flag wins)
     args.push("--enable-priority-and-fairness=false");
     args.extend_from_slice(limits);
     let fd = Frontdoor::start(&args);
     let admin = fd.admin_client();
-    // the resource label repeats in ~26 series lines per request: ~80 KB each
-    let long = "r".repeat(3000);
-    for i in 0..100 {
-        admin.get(fd.url(&format!("/api/v1/{long}{i}"))).send().unwrap();
+    let value = "x".repeat(900_000);
+    for i in 0..8 {
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("large-{i}")}, "data": {"v": value}});
+        let r = admin.post(fd.url("/api/v1/namespaces/default/configmaps")).json(&cm).send().unwrap();
+        assert_eq!(r.status(), 201);
     }
     // more than the kernel's largest send buffer (tcp_wmem max, 4 MiB here) can hold
-    assert!(metrics_text(mport).len() > 6_000_000, "/metrics is large");
+    let listed = admin.get(fd.url(LARGE)).send().unwrap().bytes().unwrap();
+    assert!(listed.len() > 6_000_000, "the list is large");
     (fd, mport)
 }
 
@@ -119,7 +124,7 @@ fn flood_gets_429_at_the_limit_while_masters_and_watches_go_through() {
     let (fd, mport) = start(&["--max-requests-inflight", "3", "--max-mutating-requests-inflight", "1"]);
     let anon = fd.anonymous_client();
 
-    let held: Vec<SlowReader> = (0..3).map(|_| slow_reader(&fd, "/metrics")).collect();
+    let held: Vec<SlowReader> = (0..3).map(|_| slow_reader(&fd, LARGE)).collect();
     for h in &held {
         assert_eq!(h.status, "HTTP/1.1 200");
     }
@@ -175,7 +180,7 @@ fn flood_gets_429_at_the_limit_while_masters_and_watches_go_through() {
 #[test]
 fn zero_means_unlimited() {
     let (fd, mport) = start(&["--max-requests-inflight", "0", "--max-mutating-requests-inflight", "0"]);
-    let held: Vec<SlowReader> = (0..4).map(|_| slow_reader(&fd, "/metrics")).collect();
+    let held: Vec<SlowReader> = (0..4).map(|_| slow_reader(&fd, LARGE)).collect();
     let anon = fd.anonymous_client();
     for _ in 0..5 {
         assert_eq!(anon.get(fd.url("/version")).send().unwrap().status(), 200);

@@ -322,6 +322,16 @@ fn metrics_count_requests_with_kube_labels() {
     }
     assert_eq!(c.get(fd.url("/version")).send().unwrap().status(), 200);
     assert_eq!(c.get(fd.url("/api/v1/namespaces/default/widgets")).send().unwrap().status(), 404);
+    // what a client makes up (a group, a resource, a method, with or without credentials) is
+    // never a label: each would be a new series
+    let method = reqwest::Method::from_bytes(b"FOO").unwrap();
+    for client in [&c, &fd.anonymous_client()] {
+        let r = client.request(method.clone(), fd.url("/apis/made-up.example/v1/zz456/y")).send().unwrap();
+        assert!([403, 404, 405].contains(&r.status().as_u16()), "{}", r.status());
+    }
+    let anon = fd.anonymous_client();
+    let r = anon.get(fd.url("/api/v1/namespaces/default/configmaps")).bearer_auth("no-such-token").send().unwrap();
+    assert_eq!(r.status(), 401);
     let (code, headers, text) = body(c.get(fd.url("/metrics")).send().unwrap());
     assert_eq!(code, 200);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
@@ -336,15 +346,25 @@ fn metrics_count_requests_with_kube_labels() {
         &[
             r#"code="404""#,
             r#"verb="LIST""#,
-            r#"resource="widgets""#,
-            r#"version="v1""#,
+            r#"resource="""#,
+            r#"version="""#,
             r#"group="""#,
             r#"scope="namespace""#,
             r#"subresource="""#,
             r#"dry_run="""#,
         ],
     );
-    assert_eq!(list, Some(1.0), "a namespaced list, with kube's labels:\n{text}");
+    assert_eq!(list, Some(1.0), "a namespaced list of no resource, counted without one:\n{text}");
+    for made_up in ["widgets", "made-up.example", "zz456", "FOO"] {
+        assert!(!text.contains(made_up), "{made_up} is a label:\n{text}");
+    }
+    for code in ["403", "404"] {
+        let other = sample(&text, "apiserver_request_total", &[r#"verb="other""#, &format!("code=\"{code}\"")]);
+        assert_eq!(other, Some(1.0), "an unknown method is kube's `other`:\n{text}");
+    }
+    // a served resource keeps its labels
+    let listed = sample(&text, "apiserver_request_total", &[r#"resource="configmaps""#, r#"code="401""#]);
+    assert_eq!(listed, Some(1.0), "{text}");
     for le in ["0.005", "0.025", "1", "60", "+Inf"] {
         let b = sample(&text, "apiserver_request_duration_seconds_bucket", &[r#"verb="GET""#, &format!("le=\"{le}\"")]);
         assert!(b.is_some(), "bucket le={le}:\n{text}");

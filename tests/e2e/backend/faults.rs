@@ -154,7 +154,10 @@ async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
     while let Some((_method, target)) = read_request(&mut io).await {
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
         if path == format!("/apis/{GROUP}/v1") {
-            let doc = super::discovery(&format!("{GROUP}/v1")).to_string();
+            let mut doc = super::discovery(&format!("{GROUP}/v1"));
+            let things = serde_json::json!({"name": "things", "singularName": "thing", "namespaced": true, "kind": "Thing", "verbs": ["get", "list", "watch"]});
+            doc["resources"].as_array_mut().unwrap().push(things);
+            let doc = doc.to_string();
             if !respond(&mut io, 200, "OK", "", &doc).await {
                 return;
             }
