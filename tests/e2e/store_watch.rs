@@ -113,3 +113,56 @@ fn bookmarks_initial_events_and_expired_continue() {
     assert!(!names.is_empty() && names.iter().all(|n| *n > last_first), "{first:?} then {names:?}");
     assert!(rest["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > b_rv);
 }
+
+/// A watch from a resourceVersion the store has not reached is silent until then and sends
+/// only what is newer (kube's cacheWatcher), bookmarks included.
+#[test]
+fn a_watch_from_a_future_version_sends_only_newer_events() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let now = create(&c, &cms, "before");
+    let from = now + 3;
+    let watch = {
+        let (c, url) =
+            (c.clone(), format!("{cms}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={from}"));
+        std::thread::spawn(move || events(c.get(url).send().unwrap()))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let made: Vec<u64> = (0..5).map(|i| create(&c, &cms, &format!("later-{i}"))).collect();
+    let evs = watch.join().unwrap();
+    let rv = |e: &Value| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
+    let added: Vec<u64> = evs.iter().filter(|e| e["type"] == "ADDED").map(rv).collect();
+    let wanted: Vec<u64> = made.into_iter().filter(|&r| r > from).collect();
+    assert_eq!(added, wanted, "{evs:?}");
+    assert!(evs.iter().all(|e| rv(e) > from), "nothing up to {from}: {evs:?}");
+}
+
+/// A read at a version the store has not reached waits for it (kube's watch cache, up to
+/// 3 s: another replica's write may be on its way) and is then kube's 504.
+#[test]
+fn a_read_at_a_future_version_waits_for_it_then_times_out() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let now = create(&c, &cms, "first");
+    // the version arrives while the read waits: answered then
+    let read = {
+        let (c, url) = (c.clone(), format!("{cms}/first?resourceVersion={}", now + 1));
+        std::thread::spawn(move || c.get(url).send().unwrap().status().as_u16())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    create(&c, &cms, "second");
+    assert_eq!(read.join().unwrap(), 200);
+    // it never arrives: kube's 504, after its wait
+    let t = std::time::Instant::now();
+    for url in [format!("{cms}/first?resourceVersion={}", now + 100), format!("{cms}?resourceVersion={}", now + 100)] {
+        let r = c.get(url).send().unwrap();
+        assert_eq!(r.status(), 504);
+        let s: Value = r.json().unwrap();
+        assert_eq!(s["reason"], "Timeout");
+        assert_eq!(s["message"], format!("Too large resource version: {}, current: {}", now + 100, now + 1));
+        assert_eq!(s["details"]["retryAfterSeconds"], 1);
+    }
+    assert!(t.elapsed() >= std::time::Duration::from_secs(6), "each waited 3 s: {:?}", t.elapsed());
+}

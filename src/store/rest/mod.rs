@@ -212,6 +212,11 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if let Err(s) = valid {
         return rest.respond.send(session, ctx, s.into()).await;
     }
+    if matches!(info.verb.as_str(), "get" | "list") {
+        if let Ok(Some(asked)) = t.query.revision() {
+            wait_fresh(&rest.store, asked).await;
+        }
+    }
     if let Some(a) = &rest.admission {
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
         // kube asks about `create` only when the write would create
@@ -247,6 +252,19 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
 }
 
 /// Runs a store verb (all but the token subresource).
+/// How long a read waits for the store to reach the version it asks for (kube's watch
+/// cache's blockTimeout) before it is 504 Too large resource version.
+const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits, at most `FRESH_WAIT`, for the store to reach `asked`: a version another replica
+/// wrote may still be on its way to this one's mirror.
+async fn wait_fresh(store: &Store, asked: u64) {
+    let until = std::time::Instant::now() + FRESH_WAIT;
+    while store.storage.revision() < asked && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
     let reply = match verb {
         "get" => read::get(store, t),

@@ -12,6 +12,13 @@ use crate::store::Store;
 use serde_json::{json, Value};
 
 pub fn get(store: &Store, t: &Target) -> Result<Reply, Status> {
+    // a version asked for is the least the answer is as new as (kube's NotOlderThan)
+    if let Some(asked) = t.query.revision()? {
+        let current = store.storage.revision();
+        if asked > current {
+            return Err(status(t, &t.name, StorageError::TooLarge { asked, current }));
+        }
+    }
     let key = t.def.key(&t.namespace, &t.name);
     let obj = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
     Ok(reply_stored(store, t, 200, &obj))

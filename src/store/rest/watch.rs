@@ -92,7 +92,11 @@ pub async fn serve(
         .query
         .timeout_seconds
         .unwrap_or_else(|| MIN_REQUEST_TIMEOUT + (uuid::Uuid::new_v4().as_u128() % MIN_REQUEST_TIMEOUT as u128) as u64);
+    // a resourceVersion ahead of the store: nothing up to it is sent (kube's cacheWatcher
+    // sends only events newer than the version asked for)
+    let after = from.filter(|&f| f > watch.rev).unwrap_or(0);
     let stream = WatchStream {
+        after,
         store: rest.store.clone(),
         drain: rest.drain.clone(),
         info: ctx.request_info.clone(),
@@ -155,6 +159,9 @@ struct WatchStream {
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
+    /// Events up to this revision are not sent (a watch from a version the store had not
+    /// reached yet); 0: none held back.
+    after: u64,
     /// Priority & fairness seats, held while the initial events are written (as kube's).
     seat: Option<crate::flowcontrol::Permit>,
 }
@@ -232,7 +239,8 @@ impl WatchStream {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
                     let Some(rev) = Box::pin(self.catch_up(def, session, last_rev)).await else { return };
                     last_rev = rev;
-                    if !Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, last_rev, false)))).await {
+                    let due = last_rev > self.after;
+                    if due && !Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, last_rev, false)))).await {
                         return;
                     }
                 }
@@ -246,8 +254,11 @@ impl WatchStream {
                 _ = &mut closing => break,
                 _ = &mut deadline => {
                     if self.bookmarks {
-                        if let Some(rev) = Box::pin(self.catch_up(def, session, last_rev)).await {
-                            let _ = Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, rev, false)))).await;
+                        match Box::pin(self.catch_up(def, session, last_rev)).await {
+                            Some(rev) if rev > self.after => {
+                                let _ = Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, rev, false)))).await;
+                            }
+                            _ => {}
                         }
                     }
                     break;
@@ -261,6 +272,9 @@ impl WatchStream {
     /// Sends one event if it is for this watcher; false when the client is gone.
     async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
         let ev = &d.event;
+        if ev.rev <= self.after {
+            return true;
+        }
         let Some(ty) = classify(ev, &|o| self.matches(o)) else { return true };
         // the plain form (JSON or protobuf) is the same for every watcher of the resource's
         // version: rendered once
