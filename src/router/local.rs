@@ -128,22 +128,31 @@ impl Local {
     fn non_resource(&self, session: &Session, ctx: &RequestContext) -> Reply {
         let info = &ctx.request_info;
         let (path, verb) = (info.path.as_str(), info.verb.as_str());
-        if verb != "get" && verb != "head" {
-            return Status::method_not_allowed(&verb.to_ascii_uppercase()).into();
-        }
+        // kube's plain mux handlers (health checks, metrics, the debug dumps) answer any method
         if let Some((code, body)) = self.health.serve(path, &ctx.query) {
             return Reply::text(code, body);
         }
         if let Some(dump) = self.flowcontrol.debug(path, &ctx.query) {
             return Reply::text(200, dump);
         }
-        match path.trim_end_matches('/') {
-            "/version" => return self.version(),
-            "/metrics" => return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render()),
-            _ => {}
+        if path.trim_end_matches('/') == "/metrics" {
+            return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render());
+        }
+        let req = session.req_header();
+        // its go-restful routes (version, discovery, OpenAPI) are GET only; no route is NotFound
+        if verb != "get" && verb != "head" {
+            let routed = path.trim_end_matches('/') == "/version"
+                || path.starts_with("/openapi/")
+                || self.router.discovery().value.serve(req, path).is_some();
+            return match routed {
+                true => Status::method_not_allowed(&verb.to_ascii_uppercase()).into(),
+                false => Status::path_not_found().into(),
+            };
+        }
+        if path.trim_end_matches('/') == "/version" {
+            return self.version();
         }
         // discovery and OpenAPI: merged from every source once per change of them
-        let req = session.req_header();
         if path.starts_with("/openapi/") {
             if let Some(reply) = super::openapi::serve(&self.router.openapi().value, info, &ctx.query, req) {
                 return reply;

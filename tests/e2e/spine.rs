@@ -79,6 +79,20 @@ fn errors_are_kube_shaped() {
         assert_eq!(s["details"], serde_json::json!({}), "{text}");
         assert_eq!(s["metadata"], serde_json::json!({}), "{text}");
     }
+    // methods as kube's routes take them: its plain handlers any, its GET routes only GET,
+    // and no route is NotFound whatever the method
+    for (method, path, want) in [
+        ("POST", "/healthz", 200),
+        ("DELETE", "/readyz", 200),
+        ("POST", "/metrics", 200),
+        ("POST", "/version", 405),
+        ("DELETE", "/apis", 405),
+        ("POST", "/no/such/path", 404),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let (code, _, text) = body(c.request(m, fd.url(path)).send().unwrap());
+        assert_eq!(code, want, "{method} {path}: {text}");
+    }
     // a malformed ?timeout= is refused before anything else runs
     let (code, _, text) = body(c.get(fd.url("/api/v1/namespaces/default/widgets?timeout=soon")).send().unwrap());
     assert_eq!(code, 400, "{text}");

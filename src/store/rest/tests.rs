@@ -708,3 +708,23 @@ fn a_body_is_read_by_its_content_type_alone() {
     let y = Target { content_type: "application/yaml".into(), ..target(&s, "configmaps", "default", "", "") };
     assert_eq!(write::create(&s, &y, b"[1]", "").unwrap_err().code, 400);
 }
+
+/// kube-aggregator's defaulting: an APIService's service port is 443 when absent or null.
+#[test]
+fn an_apiservice_service_port_defaults_to_443() {
+    let (_d, s) = store();
+    let t = target_in(&s, "apiregistration.k8s.io", "apiservices", "", "", "");
+    for (name, service) in [
+        ("v1.a.example", json!({"namespace": "ns", "name": "api"})),
+        ("v1.b.example", json!({"namespace": "ns", "name": "api", "port": null})),
+        ("v1.c.example", json!({"namespace": "ns", "name": "api", "port": 8443})),
+    ] {
+        let (group, _) = name.split_once('.').map(|(_, g)| (g, ())).unwrap();
+        let obj = json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
+            "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+                "service": service, "insecureSkipTLSVerify": true}});
+        let o = body(&write::create(&s, &t, obj.to_string().as_bytes(), "").unwrap());
+        let want = if name == "v1.c.example" { 8443 } else { 443 };
+        assert_eq!(o["spec"]["service"]["port"], want, "{o}");
+    }
+}
