@@ -146,7 +146,7 @@ pub(crate) fn api_service(obj: &Value, out: &mut Vec<StatusCause>) {
         }
     }
     // an absent port is defaulted to 443
-    let port = service.get("port").map_or(443, |p| p.as_i64().unwrap_or(0));
+    let port = service.get("port").filter(|p| !p.is_null()).map_or(443, |p| p.as_i64().unwrap_or(0));
     if !(1..=65535).contains(&port) {
         let msg = "port is not valid: must be between 1 and 65535, inclusive";
         out.push(field::invalid("spec.service.port", &port.to_string(), msg));
