@@ -259,6 +259,11 @@ fn a_put_creates_a_missing_role_when_the_writer_may_create() {
     let msg = s["message"].as_str().unwrap();
     assert!(msg.starts_with(r#"roles.rbac.authorization.k8s.io "by-uma" is forbidden"#), "{msg}");
     assert!(gone("by-uma"));
+    // what is wrong with the object comes first, as kube validates before it asks
+    let no_verbs = json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": []}]);
+    let (code, s) = put(&fd, &uma, &format!("{roles}/by-uma"), &role("Role", "by-uma", "default", no_verbs));
+    assert_eq!((code, s["reason"].as_str()), (422, Some("Invalid")), "{s}");
+    assert!(gone("by-uma"));
 
     // alice may: created as sent (a resourceVersion ignored), then updated
     let alice = fd.client_with_cert("alice");

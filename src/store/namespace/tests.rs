@@ -29,7 +29,7 @@ fn target<'a>(s: &'a Store, resource: &str, ns: &str, name: &str) -> Target<'a> 
         content_type: "application/json".into(),
         user_agent: "test".into(),
         admit: None,
-        may_create: false,
+        create_right: None,
         warnings: Default::default(),
     }
 }

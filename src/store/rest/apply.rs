@@ -322,7 +322,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     // authorizes that as `create`), and never through a subresource (kube's subresource stores
     // update with forceAllowCreate off): what was authorized is a patch of the subresource.
     // One gone between that check and this write is NotFound (kube would ask then).
-    let missing = || match t.may_create {
+    let missing = || match t.create_right.is_some() {
         true => {
             let mut obj = config.clone();
             sync_last_applied(&manager, &mut obj, &config);

@@ -54,9 +54,11 @@ pub struct Target<'a> {
     pub user_agent: String,
     /// Checks the object about to be stored must pass (None: none).
     pub admit: Option<Admit>,
-    /// A PUT that finds no object creates it (kube's create on update, where the resource
-    /// allows it and the authorizer allows the writer `create`).
-    pub may_create: bool,
+    /// Whether a write that finds no object creates it (kube's create on update, where the
+    /// resource allows it, and server-side apply): None, it does not; else what the authorizer
+    /// said about the writer's `create`, which a refusal is held to once the object is
+    /// validated as a create (kube runs BeforeCreate first).
+    pub create_right: Option<Result<(), Status>>,
     /// Warnings for the response (`Warning` headers), e.g. unknown fields under
     /// `fieldValidation=Warn`.
     pub warnings: std::sync::Mutex<Vec<String>>,
@@ -167,7 +169,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         content_type: header("Content-Type"),
         user_agent: header("User-Agent"),
         admit: None,
-        may_create: false,
+        create_right: None,
         warnings: Default::default(),
     };
     if let Some(w) = def.custom.as_ref().and_then(|c| c.deprecation.clone()) {
@@ -222,10 +224,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         // kube asks about `create` only when the write would create
         let absent = || rest.store.storage.get(&def.key(&t.namespace, &t.name)).is_none();
         if write::may_create_missing(&t, &info.verb) && absent() {
-            match a.may_create(ctx).await {
-                Ok(()) => t.may_create = true,
-                Err(s) => return rest.respond.send(session, ctx, s.into()).await,
-            }
+            t.create_right = Some(a.may_create(ctx).await);
         }
     }
     let reply = if scale {
@@ -296,7 +295,7 @@ struct Owned {
     content_type: String,
     user_agent: String,
     admit: Option<Admit>,
-    may_create: bool,
+    create_right: Option<Result<(), Status>>,
 }
 
 impl Owned {
@@ -313,7 +312,7 @@ impl Owned {
             content_type: t.content_type.clone(),
             user_agent: t.user_agent.clone(),
             admit: t.admit.clone(),
-            may_create: t.may_create,
+            create_right: t.create_right.clone(),
         }
     }
 
@@ -331,7 +330,7 @@ impl Owned {
             content_type,
             user_agent,
             admit,
-            may_create,
+            create_right,
         } = self;
         f(&Target {
             def: &def,
@@ -345,7 +344,7 @@ impl Owned {
             content_type,
             user_agent,
             admit,
-            may_create,
+            create_right,
             warnings: Default::default(),
         })
     }

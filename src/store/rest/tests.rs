@@ -31,7 +31,7 @@ fn target_in<'a>(s: &'a Store, group: &str, resource: &str, ns: &str, name: &str
         content_type: "application/json".into(),
         user_agent: "kubectl/v1.32".into(),
         admit: None,
-        may_create: false,
+        create_right: None,
         warnings: Default::default(),
     }
 }
@@ -380,7 +380,7 @@ fn apply_keeps_a_field_another_manager_still_owns() {
     let apply = |manager: &str, data: Value| {
         // the writer may create (the REST handler asked the authorizer)
         let t = Target {
-            may_create: true,
+            create_right: Some(Ok(())),
             ..target(&s, "configmaps", "default", "shared", &format!("fieldManager={manager}"))
         };
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": data});

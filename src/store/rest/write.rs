@@ -190,6 +190,10 @@ pub fn create_value(
         admit(None, &mut obj)?;
     }
     validate(t, &mut obj, None)?;
+    // a writer without `create` learns what is wrong with the object first, as from kube
+    if let Some(Err(refused)) = &t.create_right {
+        return Err(refused.clone());
+    }
     let fields = applied.unwrap_or_else(|| owned_fields(&obj));
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
@@ -444,7 +448,7 @@ pub fn update(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     // (rare, where a copy kept for it cost every large update more than its validation)
     let take = || first.borrow_mut().take().map_or_else(incoming, Ok);
     let missing = || {
-        if !t.may_create {
+        if t.create_right.is_none() {
             return Err(Status::not_found(&t.def.group, &t.def.resource, &t.name));
         }
         // kube's create on update: the object is created as sent, a resourceVersion ignored
@@ -474,7 +478,7 @@ fn unconditional_update(def: &ResourceDef) -> bool {
 }
 
 /// kube's `AllowCreateOnUpdate`: a PUT of a missing RBAC object, event or lease creates it
-/// (when the writer may also create it: `Target::may_create`); anything else is NotFound.
+/// (when the writer may also create it: `Target::create_right`); anything else is NotFound.
 fn create_on_update(def: &ResourceDef) -> bool {
     def.custom.is_none()
         && matches!(
@@ -485,7 +489,7 @@ fn create_on_update(def: &ResourceDef) -> bool {
 
 /// Whether this write creates the object when it is missing: a PUT where the resource allows
 /// it, and a server-side apply of any resource (never through a subresource). kube's update
-/// and patch handlers authorize such a create as `create` first (`Target::may_create`).
+/// and patch handlers authorize such a create as `create` (`Target::create_right`).
 pub fn may_create_missing(t: &Target, verb: &str) -> bool {
     t.subresource.is_empty()
         && match verb {
@@ -757,7 +761,7 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
         content_type: t.content_type.clone(),
         user_agent: t.user_agent.clone(),
         admit: None,
-        may_create: false,
+        create_right: None,
         warnings: Default::default(),
     };
     all.query.limit = None;
