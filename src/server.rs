@@ -484,9 +484,9 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     );
     if sa_lookup && store.def("", "serviceaccounts").is_some() {
         let weak = Arc::downgrade(store);
-        authn.set_service_account_lookup(Box::new(move |ns, name| {
+        authn.set_service_account_lookup(Box::new(move |resource, ns, name| {
             let store = weak.upgrade()?;
-            let def = store.def("", "serviceaccounts")?;
+            let def = store.def("", resource)?;
             let sa = store.storage.get(&def.key(ns, name))?;
             Some(sa.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
         }));

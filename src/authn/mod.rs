@@ -232,8 +232,8 @@ impl TokenIssuing {
     }
 }
 
-/// The uid of service account `namespace`/`name`, if it exists.
-pub type ServiceAccountUid = dyn Fn(&str, &str) -> Option<String> + Send + Sync;
+/// The uid of a stored core object (`serviceaccounts` or `secrets`, namespace, name), if it exists.
+pub type ServiceAccountUid = dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync;
 
 /// Why a request did not authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,15 +372,28 @@ impl Authentication {
         self.inner.service_account_uid.store(Some(Arc::new(lookup)));
     }
 
-    /// kube's lookup: the token's service account must still exist with the uid it names.
-    fn check_service_account(&self, user: &UserInfo) -> Result<(), String> {
+    /// kube's lookup: the token's service account must still exist with the uid it names, and
+    /// so must the Secret it is bound to, if any (kube's validator).
+    fn check_service_account(&self, user: &UserInfo, claims: &serde_json::Value) -> Result<(), String> {
         let Some(lookup) = self.inner.service_account_uid.load_full() else { return Ok(()) };
         let Some((ns, name)) = serviceaccount::split_username(&user.username) else { return Ok(()) };
-        match lookup(ns, name) {
-            None => Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
+        match lookup("serviceaccounts", ns, name) {
+            None => return Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
             Some(uid) if !user.uid.is_empty() && uid != user.uid => {
-                Err(format!("invalid bearer token, service account UID ({uid}) does not match claim ({})", user.uid))
+                return Err(format!(
+                    "invalid bearer token, service account UID ({uid}) does not match claim ({})",
+                    user.uid
+                ));
             }
+            Some(_) => {}
+        }
+        let Some(secret) = claims.pointer("/kubernetes.io/secret") else { return Ok(()) };
+        let (s_name, s_uid) = (secret["name"].as_str().unwrap_or(""), secret["uid"].as_str().unwrap_or(""));
+        match lookup("secrets", ns, s_name) {
+            None => Err("invalid bearer token, service account token has been invalidated".into()),
+            Some(uid) if uid != s_uid => Err(format!(
+                "invalid bearer token, secret UID ({uid}) does not match service account secret ref claim ({s_uid})"
+            )),
             Some(_) => Ok(()),
         }
     }
@@ -457,7 +470,7 @@ impl Authentication {
                     Ok(Some(u)) => {
                         let bound: Vec<String> =
                             keys::audiences(&t.claims).into_iter().filter(|a| audiences.contains(a)).collect();
-                        return match self.check_service_account(&u) {
+                        return match self.check_service_account(&u, &t.claims) {
                             Ok(()) => answer(Ok(Some(u)), bound),
                             Err(e) => answer(Err(e), Vec::new()),
                         };

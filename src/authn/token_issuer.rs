@@ -21,6 +21,8 @@ pub struct Subject<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    /// The Secret the token is bound to (name, uid): it lives only as long as that Secret.
+    pub secret: Option<(&'a str, &'a str)>,
 }
 
 impl TokenIssuer {
@@ -64,7 +66,7 @@ impl TokenIssuer {
     pub fn issue(&self, sa: &Subject<'_>, audiences: &[String], seconds: i64) -> anyhow::Result<(String, i64)> {
         let now = keys::now_unix();
         let exp = now + seconds;
-        let claims = json!({
+        let mut claims = json!({
             "iss": self.issuer,
             "sub": make_username(sa.namespace, sa.name),
             "aud": audiences,
@@ -74,6 +76,9 @@ impl TokenIssuer {
             "jti": uuid::Uuid::new_v4().to_string(),
             "kubernetes.io": {"namespace": sa.namespace, "serviceaccount": {"name": sa.name, "uid": sa.uid}},
         });
+        if let Some((name, uid)) = sa.secret {
+            claims["kubernetes.io"]["secret"] = json!({"name": name, "uid": uid});
+        }
         let token = jsonwebtoken::encode(&self.header, &claims, &self.key).context("cannot sign the token")?;
         Ok((token, exp))
     }
@@ -90,7 +95,7 @@ mod tests {
         crate::certs::ensure_dev_pki(dir.path(), "https://127.0.0.1:6443").unwrap();
         let iss = "https://kubernetes.default.svc.cluster.local";
         let issuer = TokenIssuer::load(&dir.path().join("sa.key"), iss).unwrap();
-        let sa = Subject { namespace: "team", name: "robot", uid: "u-1" };
+        let sa = Subject { namespace: "team", name: "robot", uid: "u-1", secret: None };
         let (token, exp) = issuer.issue(&sa, &[iss.to_string()], 600).unwrap();
         assert!(exp > keys::now_unix() + 590);
 

@@ -579,6 +579,34 @@ fn kubectl_create_token() {
     let v = review(token, json!(["vault"]));
     assert_ne!(v["status"]["authenticated"], true, "{v}");
 
+    // a token bound to a Secret lives as long as that Secret (kube's TokenRequest and validator)
+    fd.kubectl_ok(&["create", "secret", "generic", "holder", "--from-literal=a=b"]);
+    let secret_uid = fd.kubectl_ok(&["get", "secret", "holder", "-o", "jsonpath={.metadata.uid}"]);
+    let bound =
+        fd.kubectl_ok(&["create", "token", "robot", "--bound-object-kind=Secret", "--bound-object-name=holder"]);
+    let claims = |token: &str| -> Value {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    assert_eq!(claims(bound.trim())["kubernetes.io"]["secret"], json!({"name": "holder", "uid": secret_uid}));
+    let bound_kc = token_kubeconfig(&fd, bound.trim());
+    assert!(kubectl(&bound_kc, &["auth", "whoami"]).status.success());
+    for (args, want) in [
+        (vec!["--bound-object-kind=Secret", "--bound-object-name=nothing"], r#"secrets "nothing" not found"#),
+        (vec!["--bound-object-kind=Pod", "--bound-object-name=p"], r#"pods "p" not found"#),
+        (
+            vec!["--bound-object-kind=Secret", "--bound-object-name=holder", "--bound-object-uid=0000"],
+            "the UID in the bound object reference (0000) does not match the UID in record",
+        ),
+    ] {
+        let o = fd.kubectl(&[&["create", "token", "robot"][..], &args].concat());
+        assert!(!o.status.success() && stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    fd.kubectl_ok(&["delete", "secret", "holder"]);
+    wait_until("the bound token refused once its Secret is gone", std::time::Duration::from_secs(20), || {
+        !kubectl(&bound_kc, &["auth", "whoami"]).status.success()
+    });
+
     // a token does not outlive its service account
     let unused = fd.kubectl_ok(&["create", "token", "robot"]);
     fd.kubectl_ok(&["delete", "sa", "robot"]);

@@ -1,6 +1,6 @@
 //! `POST .../serviceaccounts/<name>/token`: kube's TokenRequest subresource (what
 //! `kubectl create token` calls). The service account must exist; the token is bound to it
-//! (name and uid) and signed by authn's issuer.
+//! (name and uid), and to a Secret when `boundObjectRef` names one, and signed by authn's issuer.
 
 use super::{decode, now, Target};
 use crate::api::Status;
@@ -54,15 +54,54 @@ pub fn create(
         Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(String::from).collect(),
         _ => api_audiences.to_vec(),
     };
+    let secret = bound_secret(store, &t.namespace, &spec["boundObjectRef"])?;
     let uid = sa.value["metadata"]["uid"].as_str().unwrap_or_default();
-    let subject = Subject { namespace: &t.namespace, name: &t.name, uid };
+    let secret_ref = secret.as_ref().map(|(n, u)| (n.as_str(), u.as_str()));
+    let subject = Subject { namespace: &t.namespace, name: &t.name, uid, secret: secret_ref };
     let (token, exp) = issuer.issue(&subject, &audiences, seconds).map_err(Status::internal_error)?;
     let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ");
     req["apiVersion"] = json!(format!("{GROUP}/v1"));
     req["kind"] = json!("TokenRequest");
     req["metadata"] = json!({"name": t.name, "namespace": t.namespace, "creationTimestamp": now()});
-    req["spec"] =
-        json!({"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": spec["boundObjectRef"]});
+    let mut bound_ref = spec["boundObjectRef"].clone();
+    if let (Some((_, uid)), Some(r)) = (&secret, bound_ref.as_object_mut()) {
+        r.insert("uid".into(), json!(uid));
+    }
+    req["spec"] = json!({"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": bound_ref});
     req["status"] = json!({"token": token, "expirationTimestamp": expires.to_string()});
     Ok(Reply::json(201, &req))
+}
+
+/// The object a token is bound to, as kube's TokenRequest takes it: a Secret of the service
+/// account's namespace, which must exist (with the uid given, if one is); (name, uid). Pods and
+/// Nodes, kube's other kinds, are not served here, so none exists; any other kind is refused.
+fn bound_secret(store: &Store, namespace: &str, r: &Value) -> Result<Option<(String, String)>, Status> {
+    if r.is_null() {
+        return Ok(None);
+    }
+    let (api_version, kind) = (r["apiVersion"].as_str().unwrap_or(""), r["kind"].as_str().unwrap_or(""));
+    let name = r["name"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = match (group, kind) {
+        ("", "Secret") => "secrets",
+        ("", "Pod") => return Err(Status::not_found("", "pods", name)),
+        ("", "Node") => return Err(Status::not_found("", "nodes", name)),
+        _ => {
+            return Err(Status::bad_request(format!(
+                "cannot bind token to object of type {group}/{version}, Kind={kind}"
+            )))
+        }
+    };
+    let def = store.def("", resource).ok_or_else(|| Status::not_found("", resource, name))?;
+    let secret = store.storage.get(&def.key(namespace, name)).ok_or_else(|| Status::not_found("", resource, name))?;
+    let uid = secret.value["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    match r["uid"].as_str() {
+        Some(asked) if !asked.is_empty() && asked != uid => Err(Status::conflict(
+            "",
+            kind,
+            name,
+            &format!("the UID in the bound object reference ({asked}) does not match the UID in record. The object might have been deleted and then recreated"),
+        )),
+        _ => Ok(Some((name.to_string(), uid))),
+    }
 }
