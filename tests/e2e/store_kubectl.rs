@@ -173,6 +173,31 @@ fn server_side_apply_owns_fields_and_reports_conflicts() {
     fd.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", &f]);
     assert_eq!(fd.kubectl_ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]), "three");
 
+    // an update takes what it changes from the appliers and drops what it removes (kube's
+    // forced update): a label removed by `kubectl label x-` is no one's, and a later applier
+    // setting it meets no conflict
+    let own = |labels: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: own\n  namespace: default\n  labels: {labels}\n")
+    };
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=a", "-f", &write(&fd, "own.yaml", &own("{x: \"1\"}"))]);
+    fd.kubectl_ok(&["label", "cm", "own", "x-"]);
+    fd.kubectl_ok(&["apply", "--server-side", "--field-manager=c", "-f", &write(&fd, "own.yaml", &own("{x: \"5\"}"))]);
+    // and a value another manager changed is that manager's alone
+    fd.kubectl_ok(&["label", "cm", "own", "--overwrite", "x=6"]);
+    let err =
+        fails(&fd, &["apply", "--server-side", "--field-manager=c", "-f", &write(&fd, "own.yaml", &own("{x: \"7\"}"))]);
+    assert!(err.contains("conflict with \"kubectl-label\""), "{err}");
+    let got: Value =
+        serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "own", "-o", "json", "--show-managed-fields"])).unwrap();
+    let owners: Vec<&str> = got["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["fieldsV1"]["f:metadata"]["f:labels"].get("f:x").is_some())
+        .map(|e| e["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners, ["kubectl-label"], "{got}");
+
     // an apply owns what it sent, not what defaulting added: the same Secret applied again
     // keeps its defaulted type (it was dropped as no longer applied, and refused as immutable)
     let f = write(

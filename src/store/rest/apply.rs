@@ -32,7 +32,7 @@ fn leaves(set: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn paths(set: &Value) -> Vec<Vec<String>> {
+pub(super) fn paths(set: &Value) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     leaves(set, &mut Vec::new(), &mut out);
     out
@@ -240,7 +240,7 @@ fn merge(target: &mut Value, config: &Value, at: &mut At) {
 }
 
 /// Removes `paths` from a FieldsV1 set (a manager losing fields to a forced apply).
-fn remove_fields(set: &mut Value, path: &[String]) {
+pub(super) fn remove_fields(set: &mut Value, path: &[String]) {
     let Some((first, rest)) = path.split_first() else { return };
     let key = if first.starts_with("v:") || first.starts_with("k:") { first.clone() } else { format!("f:{first}") };
     let Some(m) = set.as_object_mut() else { return };

@@ -226,43 +226,53 @@ pub fn manager(t: &Target) -> String {
     }
 }
 
-/// The fields `new` sets differently from `old`, in FieldsV1 form: what an Update takes
-/// ownership of.
-pub fn changed_fields(old: &Value, new: &Value) -> Value {
+/// What an Update changes, in FieldsV1 form: the fields `new` sets differently from `old`
+/// (added or modified: the updater takes them) and the fields `old` had that `new` has not
+/// (removed: no one owns them any longer).
+pub fn field_changes(old: &Value, new: &Value) -> (Value, Value) {
     // compared in place, walking both maps in key order side by side (no search per key: a
     // 265k-key map cost ~40 ms that way); kind and apiVersion are no one's, and of the
     // metadata only what `managed_meta` names
-    fn diff(old: &Value, new: &Value, keep: &dyn Fn(&str) -> bool, top: bool) -> Vec<(String, Value)> {
-        let mut out = Vec::new();
-        let Some(n) = new.as_object() else { return out };
-        let mut olds = old.as_object().into_iter().flatten().peekable();
+    type Pairs = Vec<(String, Value)>;
+    fn diff(old: &Value, new: &Value, keep: &dyn Fn(&str) -> bool, top: bool) -> (Pairs, Pairs) {
+        let (mut out, mut gone) = (Vec::new(), Vec::new());
+        let Some(n) = new.as_object() else { return (out, gone) };
+        let mut olds = old.as_object().into_iter().flatten().filter(|(k, _)| keep(k)).peekable();
+        let removed = |k: &String, gone: &mut Pairs| gone.push((field_key(k), json!({})));
         for (k, v) in n.iter().filter(|(k, _)| keep(k)) {
-            while olds.next_if(|(ok, _)| *ok < k).is_some() {}
+            while let Some((ok, _)) = olds.next_if(|(ok, _)| *ok < k) {
+                removed(ok, &mut gone);
+            }
             let o = olds.next_if(|(ok, _)| *ok == k).map(|(_, o)| o);
-            if top && k == "metadata" && v.is_object() {
-                let sub = diff(o.unwrap_or(&Value::Null), v, &managed_meta, false);
-                if !sub.is_empty() {
-                    out.push((field_key(k), Value::Object(sub.into_iter().collect())));
-                }
+            let meta = top && k == "metadata" && v.is_object();
+            if o == Some(v) && !meta {
                 continue;
             }
-            if o == Some(v) {
-                continue;
-            }
-            match (o, v) {
-                (Some(o @ Value::Object(_)), Value::Object(_)) => {
-                    let sub = diff(o, v, &|_| true, false);
-                    if !sub.is_empty() {
-                        out.push((field_key(k), Value::Object(sub.into_iter().collect())));
+            let sub = match (o, v) {
+                _ if meta => Some(diff(o.unwrap_or(&Value::Null), v, &managed_meta, false)),
+                (Some(o @ Value::Object(_)), Value::Object(_)) => Some(diff(o, v, &|_| true, false)),
+                _ => None,
+            };
+            match sub {
+                Some((changed, lost)) => {
+                    if !changed.is_empty() {
+                        out.push((field_key(k), Value::Object(changed.into_iter().collect())));
+                    }
+                    if !lost.is_empty() {
+                        gone.push((field_key(k), Value::Object(lost.into_iter().collect())));
                     }
                 }
-                (_, Value::Object(_)) => out.push((field_key(k), fields_v1(v))),
-                _ => out.push((field_key(k), json!({}))),
+                None if v.is_object() => out.push((field_key(k), fields_v1(v))),
+                None => out.push((field_key(k), json!({}))),
             }
         }
-        out
+        for (ok, _) in olds {
+            removed(ok, &mut gone);
+        }
+        (out, gone)
     }
-    Value::Object(diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true).into_iter().collect())
+    let (changed, removed) = diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true);
+    (Value::Object(changed.into_iter().collect()), Value::Object(removed.into_iter().collect()))
 }
 
 /// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
@@ -315,6 +325,38 @@ pub fn record_managed(
     }
 }
 
+/// kube's Update ownership (structured-merge-diff's `Updater.update`, forced): the fields an
+/// update changed leave every other manager, and the fields it removed leave every manager,
+/// the updater's own entry (`manager`/`operation`/`subresource`) too; `record_managed` then
+/// adds the changed ones to it.
+pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, operation: &str, subresource: &str) {
+    let Some(Value::Array(list)) = obj["metadata"].get_mut("managedFields") else { return };
+    let own = |e: &Value| {
+        e["manager"] == manager
+            && e["operation"] == operation
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
+    };
+    let others = list.iter().any(|e| !own(e));
+    let removed = super::apply::paths(removed);
+    if !others && removed.is_empty() {
+        return;
+    }
+    let changed = if others { super::apply::paths(changed) } else { Vec::new() };
+    for e in list.iter_mut() {
+        let mine = own(e);
+        let set = &mut e["fieldsV1"];
+        for p in removed.iter().chain(changed.iter().filter(|_| !mine)) {
+            super::apply::remove_fields(set, p);
+        }
+    }
+    list.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+    if list.is_empty() {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,13 +374,16 @@ mod tests {
     fn update_owns_only_what_it_changed() {
         let old = json!({"metadata": {"name": "x"}, "data": {"k": "1", "j": "2"}});
         let new = json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
-        assert_eq!(changed_fields(&old, &new), json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}}));
+        assert_eq!(
+            field_changes(&old, &new).0,
+            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}})
+        );
         // the server's metadata, kind and apiVersion are no one's; a new map is owned whole
         let old = json!({"kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1"}, "data": {"k": "1"}});
         let new = json!({"kind": "Other", "apiVersion": "v2", "metadata": {"name": "y", "resourceVersion": "2",
             "generation": 3}, "data": {"k": "1"}, "binaryData": {"b": "AA==", "c": "AA=="}});
-        assert_eq!(changed_fields(&old, &new), json!({"f:binaryData": {"f:b": {}, "f:c": {}}}));
-        assert_eq!(changed_fields(&new, &new), json!({}));
+        assert_eq!(field_changes(&old, &new).0, json!({"f:binaryData": {"f:b": {}, "f:c": {}}}));
+        assert_eq!(field_changes(&new, &new).0, json!({}));
     }
 
     #[test]
@@ -388,8 +433,8 @@ mod tests {
         let (old, new) = (json!({"data": old}), json!({"data": new}));
         let want = by_search(&old, &new);
         assert!(want["f:data"].as_object().is_some_and(|m| m.len() > 200), "the table exercises the diff");
-        assert_eq!(changed_fields(&old, &new), want);
-        assert_eq!(changed_fields(&json!({"data": "scalar"}), &new), by_search(&json!({"data": "scalar"}), &new));
+        assert_eq!(field_changes(&old, &new).0, want);
+        assert_eq!(field_changes(&json!({"data": "scalar"}), &new).0, by_search(&json!({"data": "scalar"}), &new));
     }
 
     #[test]
@@ -403,5 +448,51 @@ mod tests {
         assert_eq!(owned_fields(&obj), fields_v1(&managed_part(&obj)));
         let bare = json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
         assert_eq!(owned_fields(&bare), json!({"f:data": {"f:k": {}}}));
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::*;
+
+    fn entry(manager: &str, operation: &str, fields: Value) -> Value {
+        json!({"manager": manager, "operation": operation, "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": fields})
+    }
+
+    /// structured-merge-diff's forced update: what an Update changes leaves the others, what it
+    /// removes leaves everyone; an entry left with nothing goes.
+    #[test]
+    fn an_update_takes_what_it_changes_and_drops_what_it_removes() {
+        let old = json!({"metadata": {"labels": {"x": "1", "y": "2"}}, "data": {"k1": "a", "k2": "b"}});
+        let new = json!({"metadata": {"labels": {"y": "2"}}, "data": {"k1": "changed", "k2": "b", "k3": "c"}});
+        let (changed, removed) = field_changes(&old, &new);
+        assert_eq!(changed, json!({"f:data": {"f:k1": {}, "f:k3": {}}}));
+        assert_eq!(removed, json!({"f:metadata": {"f:labels": {"f:x": {}}}}));
+
+        let mut obj = new.clone();
+        obj["metadata"]["managedFields"] = json!([
+            entry("a", "Apply", json!({"f:metadata": {"f:labels": {"f:x": {}}}, "f:data": {"f:k1": {}}})),
+            entry("b", "Update", json!({"f:data": {"f:k1": {}, "f:k2": {}}})),
+            entry("me", "Update", json!({"f:metadata": {"f:labels": {"f:x": {}, "f:y": {}}}})),
+        ]);
+        disown(&mut obj, &changed, &removed, "me", "Update", "");
+        record_managed(&mut obj, changed, "v1", "me", "Update", "");
+        let sets: Vec<(String, Value)> = obj["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["manager"].as_str().unwrap().to_string(), e["fieldsV1"].clone()))
+            .collect();
+        assert_eq!(
+            sets,
+            vec![
+                ("b".to_string(), json!({"f:data": {"f:k2": {}}})),
+                (
+                    "me".to_string(),
+                    json!({"f:metadata": {"f:labels": {"f:y": {}}}, "f:data": {"f:k1": {}, "f:k3": {}}})
+                ),
+            ],
+            "a lost everything it had; b kept k2; me lost x, took k1 and k3"
+        );
     }
 }

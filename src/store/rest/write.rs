@@ -2,7 +2,7 @@
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
 use super::object::{
-    changed_fields, manager, owned_fields, present, record_managed, reply_object, reply_stored, status,
+    disown, field_changes, manager, owned_fields, present, record_managed, reply_object, reply_stored, status,
 };
 use super::{decode, now, Target};
 use crate::api::status::StatusDetails;
@@ -330,8 +330,10 @@ pub(super) fn prepare_update(
         meta(&mut new).insert("generation".into(), json!(g));
     }
     if operation != "Apply" {
-        let fields = changed_fields(existing, &new);
-        record_managed(&mut new, fields, &t.def.api_version(), &manager(t), operation, &t.subresource);
+        let (fields, removed) = field_changes(existing, &new);
+        let manager = manager(t);
+        disown(&mut new, &fields, &removed, &manager, operation, &t.subresource);
+        record_managed(&mut new, fields, &t.def.api_version(), &manager, operation, &t.subresource);
     }
     Ok(new)
 }
