@@ -256,6 +256,54 @@ pub(super) fn remove_fields(set: &mut Value, path: &[String]) {
     }
 }
 
+/// kube's BuildManagerIdentifier, as JSON: the manager, its operation, an updater's
+/// apiVersion, the subresource (what conflicts are grouped and ordered by).
+fn manager_identifier(e: &Value) -> String {
+    let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+    // Go's field order: manager, operation, apiVersion, subresource
+    let mut out = format!("{{\"manager\":{},\"operation\":{}", json!(s("manager")), json!(s("operation")));
+    if s("operation") == "Update" && !s("apiVersion").is_empty() {
+        out.push_str(&format!(",\"apiVersion\":{}", json!(s("apiVersion"))));
+    }
+    if !s("subresource").is_empty() {
+        out.push_str(&format!(",\"subresource\":{}", json!(s("subresource"))));
+    }
+    out.push('}');
+    out
+}
+
+/// kube's printManager: the manager quoted, its subresource, and for an updater the
+/// apiVersion it used.
+fn print_manager(e: &Value) -> String {
+    let quote = crate::api::field::quote;
+    let mut out = quote(e["manager"].as_str().unwrap_or(""));
+    if let Some(sub) = e["subresource"].as_str().filter(|s| !s.is_empty()) {
+        out.push_str(&format!(" with subresource {}", quote(sub)));
+    }
+    if e["operation"] == "Update" {
+        out.push_str(&format!(" using {}", e["apiVersion"].as_str().unwrap_or("")));
+    }
+    out
+}
+
+/// kube's getConflictMessage: one conflict on one line; more grouped by manager, in the order
+/// of their identifiers, a path per line.
+fn conflict_message(conflicts: &[(String, String, String)]) -> String {
+    if let [(_, m, path)] = conflicts {
+        return format!("Apply failed with 1 conflict: conflict with {m}: {path}");
+    }
+    let mut by: std::collections::BTreeMap<&str, (&str, Vec<&str>)> = std::collections::BTreeMap::new();
+    for (id, m, path) in conflicts {
+        by.entry(id.as_str()).or_insert((m.as_str(), Vec::new())).1.push(path.as_str());
+    }
+    let mut lines = Vec::new();
+    for (m, paths) in by.values() {
+        lines.push(format!("conflicts with {m}:"));
+        lines.extend(paths.iter().map(|p| format!("- {p}")));
+    }
+    format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+}
+
 /// kubectl's client-side apply annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -338,30 +386,18 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             for entry in managed.iter().filter(|e| e["manager"] != manager.as_str()) {
                 for p in paths(&entry["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
                     if lookup(&existing.value, p) != lookup(&config, p) {
-                        conflicts.push((
-                            entry["manager"].as_str().unwrap_or("").to_string(),
-                            entry["apiVersion"].as_str().unwrap_or("").to_string(),
-                            format!(".{}", p.join(".")),
-                        ));
+                        conflicts.push((manager_identifier(entry), print_manager(entry), format!(".{}", p.join("."))));
                     }
                 }
             }
             if !conflicts.is_empty() {
-                let n = conflicts.len();
-                let list: Vec<String> =
-                    conflicts.iter().map(|(m, v, f)| format!("conflict with \"{m}\" using {v}: {f}")).collect();
-                let msg = if n == 1 {
-                    format!("Apply failed with 1 conflict: {}", list[0])
-                } else {
-                    format!("Apply failed with {n} conflicts: {}", list.join("\n"))
-                };
-                let mut s = Status::failure(409, "Conflict", msg);
+                let mut s = Status::failure(409, "Conflict", conflict_message(&conflicts));
                 s.details = Some(crate::api::status::StatusDetails {
                     causes: conflicts
                         .iter()
-                        .map(|(m, v, f)| StatusCause {
+                        .map(|(_, m, f)| StatusCause {
                             reason: "FieldManagerConflict".into(),
-                            message: format!("conflict with \"{m}\" using {v}"),
+                            message: format!("conflict with {m}"),
                             field: f.clone(),
                         })
                         .collect(),
@@ -449,5 +485,30 @@ mod tests {
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y"]));
         let owners = applied_fields(&cm(), &json!({"metadata": {"ownerReferences": [{"uid": "u1", "name": "n"}]}}));
         assert!(owners["f:metadata"]["f:ownerReferences"].get("k:{\"uid\":\"u1\"}").is_some());
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_worded_and_grouped_as_kube_words_them() {
+        let applier = json!({"manager": "m1", "operation": "Apply", "apiVersion": "v1"});
+        let updater = json!({"manager": "kubectl-patch", "operation": "Update", "apiVersion": "v1", "time": "2026-01-01T00:00:00Z"});
+        let status = json!({"manager": "ctl", "operation": "Update", "apiVersion": "v1", "subresource": "status"});
+        assert_eq!(print_manager(&applier), r#""m1""#);
+        assert_eq!(print_manager(&updater), r#""kubectl-patch" using v1"#);
+        assert_eq!(print_manager(&status), r#""ctl" with subresource "status" using v1"#);
+        let c = |e: &Value, p: &str| (manager_identifier(e), print_manager(e), p.to_string());
+        assert_eq!(
+            conflict_message(&[c(&updater, ".data.k")]),
+            r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.k"#
+        );
+        let many = [c(&applier, ".data.a"), c(&updater, ".data.k"), c(&applier, ".data.b")];
+        assert_eq!(
+            conflict_message(&many),
+            "Apply failed with 3 conflicts: conflicts with \"kubectl-patch\" using v1:\n- .data.k\nconflicts with \"m1\":\n- .data.a\n- .data.b"
+        );
     }
 }
