@@ -32,6 +32,8 @@ fn target<'a>(s: &'a Store, resource: &str, query: &str, content_type: &str) -> 
         content_type: content_type.into(),
         user_agent: "fuzz".into(),
         admit: None,
+        // an apply of a missing object creates it (the writer may create)
+        create_right: Some(Ok(())),
         warnings: Default::default(),
     }
 }

@@ -154,6 +154,23 @@ fn a_read_at_a_future_version_waits_for_it_then_times_out() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     create(&c, &cms, "second");
     assert_eq!(read.join().unwrap(), 200);
+    // so does a watch that asks for the current state first
+    let now = create(&c, &cms, "third");
+    let watch = {
+        let url = format!("{cms}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={}", now + 1);
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let r = c.get(url).send().unwrap();
+            (r.status().as_u16(), events(r))
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    create(&c, &cms, "fourth");
+    let (code, evs) = watch.join().unwrap();
+    assert_eq!(code, 200, "{evs:?}");
+    let added: Vec<&str> =
+        evs.iter().filter(|e| e["type"] == "ADDED").filter_map(|e| e["object"]["metadata"]["name"].as_str()).collect();
+    assert_eq!(added, ["first", "fourth", "kube-root-ca.crt", "second", "third"], "{evs:?}");
     // it never arrives: kube's 504, after its wait
     let t = std::time::Instant::now();
     for url in [format!("{cms}/first?resourceVersion={}", now + 100), format!("{cms}?resourceVersion={}", now + 100)] {

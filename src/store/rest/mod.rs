@@ -196,6 +196,10 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         if let Err(s) = t.query.validate_list(true) {
             return rest.respond.send(session, ctx, s.into()).await;
         }
+        // the current state it asks for first must be at least that new (kube waits as for a list)
+        if let (Some(true), Ok(Some(asked))) = (t.query.send_initial_events, t.query.revision()) {
+            wait_fresh(&rest.store, asked).await;
+        }
         return watch::serve(rest, session, ctx, &t).await;
     }
     let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
