@@ -207,6 +207,7 @@ impl ProxyHttp for Frontdoor {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
+        router::proxy::refuse_redirect(ctx, upstream_response)?;
         router::proxy::strip_hop_by_hop(upstream_response);
         router::proxy::check_deadline(ctx)
     }
@@ -312,10 +313,10 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
-        let status = router::proxy::failure_status(ctx, e);
-        let code = status.code;
+        let reply = router::proxy::failure_reply(ctx, e);
+        let code = reply.code;
         if session.response_written().is_none() {
-            let _ = self.0.respond.send(session, ctx, status.into()).await;
+            let _ = self.0.respond.send(session, ctx, reply).await;
         }
         ctx.response_code = code;
         FailToProxy { error_code: code, can_reuse_downstream: false }

@@ -232,6 +232,31 @@ pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
     }
 }
 
+/// A backend's answer that redirects (the request is not proxied on to where it points).
+const REDIRECT: ErrorType = ErrorType::Custom("RedirectRefused");
+const REDIRECT_REFUSED: &str = "the backend attempted to redirect this request, which is not permitted";
+
+/// kube-aggregator refuses a backend's redirect (`--aggregator-reject-forwarding-redirect`,
+/// on by default since CVE-2022-3172): a 3xx with a Location would send the client, its
+/// credentials included, wherever the backend says. The upstream apiserver is kube's own
+/// delegate and is trusted as such.
+pub fn refuse_redirect(ctx: &RequestContext, resp: &pingora::http::ResponseHeader) -> pingora::Result<()> {
+    let redirect = (300..400).contains(&resp.status.as_u16()) && resp.headers.contains_key(http::header::LOCATION);
+    if redirect && matches!(ctx.route, Route::Backend(_)) {
+        return Err(Error::explain(REDIRECT, REDIRECT_REFUSED));
+    }
+    Ok(())
+}
+
+/// What the client gets for a proxied request that failed before its response started: a
+/// refused redirect is kube's plain-text 502, anything else [`failure_status`].
+pub fn failure_reply(ctx: &RequestContext, e: &pingora::Error) -> crate::filters::Reply {
+    if e.etype == REDIRECT {
+        return crate::filters::Reply::text(502, REDIRECT_REFUSED);
+    }
+    failure_status(ctx, e).into()
+}
+
 /// The Status of a proxied request that failed before its response started: kube's 504 once
 /// the request's deadline has passed (its timeout filter answers first, whatever the proxy was
 /// doing), otherwise [`error_status`] naming the server the route dials.

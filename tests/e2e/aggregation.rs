@@ -275,6 +275,18 @@ fn a_backends_hop_by_hop_headers_are_not_passed_on() {
     }
 }
 
+/// A backend's redirect is refused, as kube-aggregator refuses it since CVE-2022-3172: the
+/// client gets kube's plain-text 502, never the Location.
+#[test]
+fn a_backends_redirect_is_refused() {
+    let s = setup(&[]);
+    // (the test client would follow a redirect: to a closed port, an error)
+    let r = s.fd.admin_client().get(s.fd.url(&format!("{FLUNDERS}/redirect"))).send().unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(r.text().unwrap(), "the backend attempted to redirect this request, which is not permitted");
+}
+
 #[test]
 fn unavailable_backend_answers_503_and_recovers() {
     let s = setup(&[]);

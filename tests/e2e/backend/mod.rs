@@ -1,7 +1,7 @@
 //! A small TLS backend apiserver for aggregation tests (tokio-rustls, hand-written HTTP/1.1):
 //! requires a client certificate from a given CA, records every request's headers and the
 //! presented client CN, serves discovery for wardle.example.com/v1alpha1, streams a watch
-//! slowly (the second event only after `release()`), sends hop-by-hop headers on `/hop`, answers `/slow?delay=MS` late, trickles `/trickle?delay=MS&n=N` a chunk at a time, and
+//! slowly (the second event only after `release()`), sends hop-by-hop headers on `/hop` and a redirect on `/redirect`, answers `/slow?delay=MS` late, trickles `/trickle?delay=MS&n=N` a chunk at a time, and
 //! echoes bytes after an upgrade (websocket or SPDY), reads Content-Length and chunked request bodies. Can be stopped and restarted on the same port.
 #![allow(dead_code)]
 
@@ -363,6 +363,10 @@ async fn serve_conn<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         } else if path == format!("{flunders}/slow") {
             tokio::time::sleep(Duration::from_millis(delay.unwrap_or(3000))).await;
             respond(&mut io, 200, "{\"kind\":\"Flunder\",\"metadata\":{\"name\":\"slow\"}}").await
+        } else if path == format!("{flunders}/redirect") {
+            // a redirect to where the client's credentials should not go
+            let msg = "HTTP/1.1 302 Found\r\nLocation: https://127.0.0.1:1/api/v1/secrets\r\nContent-Length: 0\r\n\r\n";
+            io.write_all(msg.as_bytes()).await.is_ok() && io.flush().await.is_ok()
         } else if path == format!("{flunders}/hop") {
             // hop-by-hop headers of its own, some nominated by its Connection header
             let body = "{}";
