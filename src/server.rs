@@ -192,7 +192,8 @@ impl ProxyHttp for Frontdoor {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        if let Err(e) = router::proxy::upstream_request(upstream_request, ctx) {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| request_received::ip_string(a.ip()));
+        if let Err(e) = router::proxy::upstream_request(upstream_request, ctx, client.as_deref()) {
             return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
         }
         if let Some(t) = &self.0.tracing {

@@ -129,8 +129,9 @@ pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, name
 /// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
 /// frontdoor's credential), Host the peer's address, the upstream's path prefix. Fails when
 /// the user cannot be told (`user_headers`).
-pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
+pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext, client: Option<&str>) -> Result<(), String> {
     strip_identity_headers(req);
+    forwarded_for(req, client);
     if let Route::Upstream(d) = &ctx.route {
         d.identify(req, ctx.effective_user())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
@@ -152,6 +153,21 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result
     }
     Ok(())
 }
+
+/// Go's reverse proxy (kube-aggregator's): the client's address is appended to
+/// X-Forwarded-For, so what the server behind records has the real client after whatever the
+/// client claimed.
+fn forwarded_for(req: &mut RequestHeader, client: Option<&str>) {
+    let Some(ip) = client else { return };
+    let prior: Vec<&str> = req.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let value = match prior.is_empty() {
+        true => ip.to_string(),
+        false => format!("{}, {ip}", prior.join(", ")),
+    };
+    let _ = req.insert_header(X_FORWARDED_FOR, value);
+}
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// The pingora error type of a request whose user no identity header can carry.
 pub const INVALID_IDENTITY: ErrorType = ErrorType::Custom("InvalidIdentityHeader");
@@ -410,6 +426,19 @@ mod tests {
     }
 
     #[test]
+    fn the_client_is_appended_to_x_forwarded_for() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        forwarded_for(&mut req, Some("127.0.0.1"));
+        assert_eq!(req.headers["x-forwarded-for"], "127.0.0.1");
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
+        req.append_header("X-Forwarded-For", "7.7.7.7, 8.8.8.8").unwrap();
+        forwarded_for(&mut req, Some("10.0.0.9"));
+        let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["6.6.6.6, 7.7.7.7, 8.8.8.8, 10.0.0.9"]);
+    }
+
+    #[test]
     fn identity_headers_replaced() {
         let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
         for (k, v) in [
@@ -432,7 +461,7 @@ mod tests {
         user.uid = "alice-uid".into();
         user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
         ctx.user = Some(user);
-        upstream_request(&mut req, &ctx).unwrap();
+        upstream_request(&mut req, &ctx, None).unwrap();
         let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert!(req.headers.get("Authorization").is_none());
         assert!(req.headers.get("Impersonate-User").is_none());
@@ -458,7 +487,7 @@ mod tests {
             }
             let ctx = RequestContext { user: Some(user), ..Default::default() };
             let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
-            upstream_request(&mut req, &ctx).unwrap_err()
+            upstream_request(&mut req, &ctx, None).unwrap_err()
         };
         assert_eq!(bad("ctl\u{1}user", vec![], None), r#"net/http: invalid header field value for "X-Remote-User""#);
         assert_eq!(
@@ -480,7 +509,7 @@ mod tests {
         // tabs and non-ASCII are values a header carries (Go's ValidHeaderFieldValue)
         let ctx = RequestContext { user: Some(UserInfo::new("é\tx", vec![])), ..Default::default() };
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        upstream_request(&mut req, &ctx).unwrap();
+        upstream_request(&mut req, &ctx, None).unwrap();
         assert_eq!(req.headers["X-Remote-User"].as_bytes(), "é\tx".as_bytes());
     }
 
@@ -492,7 +521,7 @@ mod tests {
             impersonated: Some(UserInfo::new("bob", vec![])),
             ..Default::default()
         };
-        upstream_request(&mut req, &ctx).unwrap();
+        upstream_request(&mut req, &ctx, None).unwrap();
         assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
         assert!(req.headers.get("X-Remote-Group").is_none());
     }

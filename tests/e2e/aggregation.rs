@@ -91,6 +91,7 @@ fn proxies_with_identity_headers_client_cert_and_pooling() {
         .header("X-Remote-User", "mallory")
         .header("X-Remote-Group", "evil")
         .header("X-Remote-Extra-Scopes", "all")
+        .header("X-Forwarded-For", "6.6.6.6")
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -101,6 +102,7 @@ fn proxies_with_identity_headers_client_cert_and_pooling() {
     assert_eq!(seen.all("x-remote-group"), vec!["system:masters", "system:authenticated"], "one header per group");
     assert!(seen.all("authorization").is_empty(), "credentials never reach a backend");
     assert!(seen.all("x-remote-extra-scopes").is_empty(), "client X-Remote-* dropped");
+    assert_eq!(seen.all("x-forwarded-for"), vec!["6.6.6.6, 127.0.0.1"], "the real client appended, as Go's proxy does");
 
     let before = s.be.accepted();
     for _ in 0..10 {
