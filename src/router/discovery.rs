@@ -101,11 +101,15 @@ pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
     for g in src.upstream.unwrap_or_default() {
         let n = g.versions.len() as i32;
         for (i, (v, resources)) in g.versions.iter().enumerate() {
-            if table.get(&g.name, v).is_some() {
+            // a backend's group-version is the backend's; a local APIService's is the
+            // upstream's (kube's local delegate), with the APIService's priorities
+            let claimed = table.get(&g.name, v);
+            if claimed.is_some_and(|b| !b.is_local()) {
                 continue;
             }
-            let e = gvs.entry((g.name.clone(), v.clone())).or_insert_with(|| {
-                (builtin_priority(&g.name, v).0, 1000 - 1000 / (n + 1) * (i as i32 + 1), Vec::new())
+            let e = gvs.entry((g.name.clone(), v.clone())).or_insert_with(|| match claimed {
+                Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority, Vec::new()),
+                None => (builtin_priority(&g.name, v).0, 1000 - 1000 / (n + 1) * (i as i32 + 1), Vec::new()),
             });
             let named = |r: &Value| r.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let claimed: std::collections::HashSet<String> = e.2.iter().map(named).collect();

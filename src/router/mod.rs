@@ -427,10 +427,12 @@ impl Router {
             return Route::Local;
         }
         let claimed = gv.and_then(|(g, v)| table.get(g, v).map(|b| (g, v, b)));
-        match claimed {
-            Some((g, v, b)) if !b.is_local() && !self.serves_itself(g, v) => return Route::Backend(b.clone()),
-            Some(_) => return Route::Local,
-            None => {}
+        // a local APIService (no service) is served where kube-aggregator's local delegate
+        // serves it: here, or by the upstream apiserver when that is the delegate
+        if let Some((g, v, b)) = claimed {
+            if !b.is_local() && !self.serves_itself(g, v) {
+                return Route::Backend(b.clone());
+            }
         }
         let Some(up) = &self.upstream else { return Route::Local };
         let to_upstream = if info.is_resource_request {

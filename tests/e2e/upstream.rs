@@ -182,6 +182,19 @@ fn request_header_mode_serves_the_cluster_through_the_front_door() {
     assert_eq!(diff.status.code(), Some(1), "{}{}", stdout(&diff), stderr(&diff));
     assert!(stdout(&diff).contains("+  replicas: 3"), "{}", stdout(&diff));
 
+    // a local APIService for the upstream's group (as a real cluster has v1.apps) is served by
+    // the upstream, kube-aggregator's local delegate: the group stays, in discovery too
+    let local_apps = fd.dir.path().join("v1.apps.yaml");
+    std::fs::write(&local_apps, "apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {name: v1.apps}\nspec: {group: apps, version: v1, groupPriorityMinimum: 17800, versionPriority: 15}\n").unwrap();
+    ok(&fd, &kc, &["apply", "-f", local_apps.to_str().unwrap()]);
+    wait_until("the local APIService in the table", Duration::from_secs(10), || {
+        ok(&fd, &kc, &["get", "apiservice", "v1.apps", "-o", "name"]).contains("v1.apps")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ok(&fd, &kc, &["-n", "team", "get", "deploy", "-o", "name"]).contains("deployment.apps/web"));
+    assert!(ok(&fd, &kc, &["api-resources", "--api-group=apps"]).contains("deployments"));
+    ok(&fd, &kc, &["delete", "-f", local_apps.to_str().unwrap()]);
+
     // explain reads the upstream's OpenAPI through the merged index: the same answer as asking
     // the upstream directly (whatever schemas it publishes)
     let explain = |k: &Path| {
