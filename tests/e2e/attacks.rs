@@ -1348,6 +1348,7 @@ fn attack_table() {
             .has("system:serviceaccount:default:robot"),
     );
     assert!(rows.len() >= 60, "{} rows", rows.len());
+    eprintln!("attack table: {} rows", rows.len());
 
     let ca = fd.certs().join("ca.crt");
     let h1 = raw::tls_config(&ca, None, &[b"http/1.1"]);
