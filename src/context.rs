@@ -44,6 +44,8 @@ pub struct RequestContext {
     pub decision: Option<(Decision, String)>,
     // router
     pub route: Route,
+    /// Shuts the upstream connection down if its response head has not come by the deadline.
+    pub head_deadline: Option<crate::router::head_deadline::HeadDeadline>,
     // outcome, for metrics, audit and the access log
     pub response_code: u16,
     /// Held while this request counts toward the graceful-shutdown drain.

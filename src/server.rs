@@ -186,6 +186,20 @@ impl ProxyHttp for Frontdoor {
         router::proxy::upstream_peer(ctx, session.is_upgrade_req())
     }
 
+    /// The response head must come by the request's deadline (`router::head_deadline`).
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestContext,
+    ) -> pingora::Result<()> {
+        router::proxy::arm_head_deadline(ctx, fd);
+        Ok(())
+    }
+
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -208,6 +222,7 @@ impl ProxyHttp for Frontdoor {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
+        ctx.head_deadline = None; // the head came
         router::proxy::refuse_redirect(ctx, upstream_response)?;
         router::proxy::strip_hop_by_hop(upstream_response);
         router::proxy::check_deadline(ctx)
@@ -273,11 +288,13 @@ impl ProxyHttp for Frontdoor {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<pingora::Error>,
-        _ctx: &mut RequestContext,
+        ctx: &mut RequestContext,
         client_reused: bool,
     ) -> Box<pingora::Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        let timed_out = matches!(e.etype, pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout);
+        // a connection shut at the deadline (`router::head_deadline`) reads as closed
+        let timed_out = matches!(e.etype, pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout)
+            || router::proxy::check_deadline(ctx).is_err();
         if timed_out || !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
             e.set_retry(false);
         } else {

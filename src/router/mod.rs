@@ -6,6 +6,7 @@
 pub mod apiservice;
 pub mod availability;
 pub mod discovery;
+pub mod head_deadline;
 pub mod local;
 pub mod openapi;
 pub mod proxy;

@@ -179,6 +179,12 @@ fn remaining(ctx: &RequestContext) -> Option<Duration> {
     Some(deadline.saturating_sub(ctx.received.map(|t| t.elapsed()).unwrap_or_default()))
 }
 
+/// Arms the deadline of the response head on the upstream connection `fd` (long-running
+/// requests have none): see `router::head_deadline`.
+pub fn arm_head_deadline(ctx: &mut RequestContext, fd: std::os::unix::io::RawFd) {
+    ctx.head_deadline = remaining(ctx).and_then(|left| super::head_deadline::HeadDeadline::arm(fd, left));
+}
+
 /// Fails a proxied request past its deadline. pingora's timeouts are per read and per write:
 /// checked on the response head and on every body chunk, this keeps a backend that trickles
 /// bytes from running a request past `--request-timeout` (answered 504 when nothing was

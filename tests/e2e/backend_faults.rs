@@ -178,6 +178,18 @@ fn broken_backends_get_kube_answers_and_release_seats() {
         assert_eq!(v["message"], format!("the backend says {code}"), "the backend's own body: {v}");
     }
 
+    // each answer is counted under the code the client got (`things/status/500` under no
+    // resource: the backend lists no such subresource, and a client's made-up one is no label)
+    let text = crate::inflight::metrics_text(s.mport);
+    let counted = |code: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| l.contains(&format!("code=\"{code}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!((counted("500"), counted("502"), counted("503")), (1.0, 1.0, 4.0), "{text}");
+
     // reset mid-body: the head went out, so the body is cut short and the client must see it
     // cut (kube aborts the response): no end of a chunked body, no whole Content-Length,
     // over HTTP/1.1 and HTTP/2 alike
@@ -201,18 +213,6 @@ fn broken_backends_get_kube_answers_and_release_seats() {
         assert!(w.read_to_end(&mut rest).is_err(), "{proto}: the dropped watch ends in an error");
         assert!(t.elapsed() < Duration::from_secs(5), "the dropped watch ended for the client");
     }
-
-    // each answer is counted under the code the client got (`things/status/500` under no
-    // resource: the backend lists no such subresource, and a client's made-up one is no label)
-    let text = crate::inflight::metrics_text(s.mport);
-    let counted = |code: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with("apiserver_request_total{"))
-            .filter(|l| l.contains(&format!("code=\"{code}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
-    assert_eq!((counted("500"), counted("502"), counted("503")), (1.0, 1.0, 4.0), "{text}");
 
     assert_serving(&s);
     assert_seats_released(&s);
@@ -257,6 +257,17 @@ fn hung_and_dripping_backends_are_bounded_by_the_request_timeout() {
     let r = s.fd.admin_client().get(s.fd.url(&format!("{THINGS}/hang?timeout=500ms"))).send().unwrap();
     assert_eq!(r.status(), 504);
     assert!(t.elapsed() < Duration::from_millis(1500), "cut at ?timeout=500ms, took {:?}", t.elapsed());
+    // a head trickled a line at a time (each read quick) is cut at the deadline too, over a
+    // fresh and over a pooled connection
+    for _ in 0..2 {
+        let t = Instant::now();
+        let url = s.fd.url(&format!("{THINGS}/drip-head?timeout=1s&n=40&delay=100"));
+        let r = s.fd.admin_client().get(url).send().unwrap();
+        assert_eq!(r.status(), 504);
+        assert!(t.elapsed() < Duration::from_millis(2500), "cut at ?timeout=1s, took {:?}", t.elapsed());
+        let ok = s.fd.admin_client().get(s.fd.url(&format!("{THINGS}/ok"))).send().unwrap();
+        assert_eq!(ok.status(), 200, "the backend still serves");
+    }
     assert_seats_released(&s);
 }
 

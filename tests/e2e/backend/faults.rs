@@ -197,6 +197,20 @@ async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
                 let _ = write(&mut io, b"\x00\x01\x02 this is not HTTP at all \xff\xfe\r\n\r\n{}").await;
                 return;
             }
+            "drip-head" => {
+                // the head itself a line at a time: each read is quick, the head is slow
+                let (n, delay) = (param(query, "n", 10usize), param(query, "delay", 100u64));
+                if !write(&mut io, b"HTTP/1.1 200 OK\r\n").await {
+                    return;
+                }
+                for i in 0..n {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if !write(&mut io, format!("X-Line-{i}: {i}\r\n").as_bytes()).await {
+                        return;
+                    }
+                }
+                let _ = write(&mut io, b"Content-Length: 2\r\n\r\n{}").await;
+            }
             "drip" => {
                 let (n, delay) = (param(query, "n", 10usize), param(query, "delay", 100u64));
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
