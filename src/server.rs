@@ -193,10 +193,10 @@ impl ProxyHttp for Frontdoor {
         _reused: bool,
         _peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
-        _digest: Option<&pingora::protocols::Digest>,
+        digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        router::proxy::arm_head_deadline(ctx, fd);
+        router::proxy::arm_head_deadline(ctx, fd, digest);
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! request still waiting for its head at the deadline is shut down: pingora's read fails and
 //! the request is answered kube's 504 (`proxy::failure_status`).
 
+use pingora::protocols::l4::socket::SocketAddr;
 use std::os::unix::io::RawFd;
 use std::time::Duration;
 
@@ -19,13 +20,15 @@ impl Drop for HeadDeadline {
 }
 
 impl HeadDeadline {
-    /// Arms the deadline `left` from now for the connection on `fd`.
-    pub fn arm(fd: RawFd, left: Duration) -> Option<Self> {
-        let id = identity(fd)?;
+    /// Arms the deadline `left` from now for the connection on `fd`, whose addresses are
+    /// `addrs` (the connection's socket digest, cached per connection: no system call per
+    /// request; read from the descriptor when there is none).
+    pub fn arm(fd: RawFd, addrs: Option<Addrs>, left: Duration) -> Option<Self> {
+        let id = addrs.or_else(|| addresses(fd))?;
         let task = tokio::spawn(async move {
             tokio::time::sleep(left).await;
             // still the same connection: a closed socket's number may have been taken again
-            if identity(fd).as_ref() == Some(&id) {
+            if addresses(fd).as_ref() == Some(&id) {
                 // SAFETY: shutdown takes any descriptor; on this socket it only ends its traffic
                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
             }
@@ -34,21 +37,11 @@ impl HeadDeadline {
     }
 }
 
-/// A socket's local and peer addresses, as bytes: which connection a descriptor is.
-fn identity(fd: RawFd) -> Option<(Vec<u8>, Vec<u8>)> {
-    type AddrFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
-    let addr = |f: AddrFn| {
-        // SAFETY: a zeroed sockaddr_storage is valid; the call writes at most `len` bytes of it
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let rc = unsafe { f(fd, (&mut storage as *mut libc::sockaddr_storage).cast(), &mut len) };
-        let size = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
-        // SAFETY: `size` bytes of `storage` were written (or zeroed) and are in bounds
-        let bytes =
-            unsafe { std::slice::from_raw_parts((&storage as *const libc::sockaddr_storage).cast::<u8>(), size) };
-        (rc == 0).then(|| bytes.to_vec())
-    };
-    Some((addr(libc::getsockname)?, addr(libc::getpeername)?))
+/// A connection's local and peer addresses: which connection a descriptor is.
+pub type Addrs = (SocketAddr, SocketAddr);
+
+fn addresses(fd: RawFd) -> Option<Addrs> {
+    Some((SocketAddr::from_raw_fd(fd, false)?, SocketAddr::from_raw_fd(fd, true)?))
 }
 
 #[cfg(test)]
@@ -63,10 +56,10 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let waiting = std::net::TcpStream::connect(addr).unwrap();
         let _peer = listener.accept().unwrap();
-        let armed = HeadDeadline::arm(waiting.as_raw_fd(), Duration::from_millis(50)).unwrap();
+        let armed = HeadDeadline::arm(waiting.as_raw_fd(), None, Duration::from_millis(50)).unwrap();
         let done = std::net::TcpStream::connect(addr).unwrap();
         let _peer2 = listener.accept().unwrap();
-        drop(HeadDeadline::arm(done.as_raw_fd(), Duration::from_millis(50)).unwrap());
+        drop(HeadDeadline::arm(done.as_raw_fd(), None, Duration::from_millis(50)).unwrap());
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut buf = [0u8; 1];
         let mut w = &waiting;

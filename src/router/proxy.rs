@@ -181,8 +181,15 @@ fn remaining(ctx: &RequestContext) -> Option<Duration> {
 
 /// Arms the deadline of the response head on the upstream connection `fd` (long-running
 /// requests have none): see `router::head_deadline`.
-pub fn arm_head_deadline(ctx: &mut RequestContext, fd: std::os::unix::io::RawFd) {
-    ctx.head_deadline = remaining(ctx).and_then(|left| super::head_deadline::HeadDeadline::arm(fd, left));
+pub fn arm_head_deadline(
+    ctx: &mut RequestContext,
+    fd: std::os::unix::io::RawFd,
+    digest: Option<&pingora::protocols::Digest>,
+) {
+    let Some(left) = remaining(ctx) else { return };
+    let socket = digest.and_then(|d| d.socket_digest.as_ref());
+    let addrs = socket.and_then(|s| Some((s.local_addr()?.clone(), s.peer_addr()?.clone())));
+    ctx.head_deadline = super::head_deadline::HeadDeadline::arm(fd, addrs, left);
 }
 
 /// Fails a proxied request past its deadline. pingora's timeouts are per read and per write:
