@@ -6,16 +6,36 @@
 //! the request is answered kube's 504 (`proxy::failure_status`).
 
 use pingora::protocols::l4::socket::SocketAddr;
+use std::collections::HashMap;
 use std::os::unix::io::RawFd;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often the armed deadlines are looked at: a head is cut at most this late.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A connection waiting for its head, and when it may wait no longer.
+struct Armed {
+    at: Instant,
+    fd: RawFd,
+    addrs: Addrs,
+}
+
+/// Every armed deadline, by slot, and the one task that enforces them (a map entry per
+/// request costs less than a timer task per request on the proxy's path).
+static ARMED: Mutex<Option<HashMap<u64, Armed>>> = Mutex::new(None);
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// Shuts the upstream connection down at the deadline unless dropped first (the head came,
 /// or the request ended).
-pub struct HeadDeadline(tokio::task::AbortHandle);
+pub struct HeadDeadline(u64);
 
 impl Drop for HeadDeadline {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(m) = ARMED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            m.remove(&self.0);
+        }
     }
 }
 
@@ -24,16 +44,37 @@ impl HeadDeadline {
     /// `addrs` (the connection's socket digest, cached per connection: no system call per
     /// request; read from the descriptor when there is none).
     pub fn arm(fd: RawFd, addrs: Option<Addrs>, left: Duration) -> Option<Self> {
-        let id = addrs.or_else(|| addresses(fd))?;
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(left).await;
+        let addrs = addrs.or_else(|| addresses(fd))?;
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        let first = armed.is_none();
+        armed.get_or_insert_with(HashMap::new).insert(slot, Armed { at: Instant::now() + left, fd, addrs });
+        drop(armed);
+        if first {
+            tokio::spawn(enforce());
+        }
+        Some(HeadDeadline(slot))
+    }
+}
+
+/// Shuts down each connection whose deadline passed before its head came.
+async fn enforce() {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let now = Instant::now();
+        let due: Vec<Armed> = {
+            let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(m) = armed.as_mut() else { continue };
+            let slots: Vec<u64> = m.iter().filter(|(_, a)| a.at <= now).map(|(s, _)| *s).collect();
+            slots.iter().filter_map(|s| m.remove(s)).collect()
+        };
+        for a in due {
             // still the same connection: a closed socket's number may have been taken again
-            if addresses(fd).as_ref() == Some(&id) {
+            if addresses(a.fd).as_ref() == Some(&a.addrs) {
                 // SAFETY: shutdown takes any descriptor; on this socket it only ends its traffic
-                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                unsafe { libc::shutdown(a.fd, libc::SHUT_RDWR) };
             }
-        });
-        Some(HeadDeadline(task.abort_handle()))
+        }
     }
 }
 
@@ -60,7 +101,7 @@ mod tests {
         let done = std::net::TcpStream::connect(addr).unwrap();
         let _peer2 = listener.accept().unwrap();
         drop(HeadDeadline::arm(done.as_raw_fd(), None, Duration::from_millis(50)).unwrap());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         let mut buf = [0u8; 1];
         let mut w = &waiting;
         assert_eq!(w.read(&mut buf).unwrap(), 0, "shut down: the read ends");
