@@ -252,16 +252,18 @@ fn tls_of<P: Peer>(peer: &P) -> pingora::Result<Arc<UpstreamTls>> {
 }
 
 /// Bounds `f` by the peer's connection timeout, as pingora bounds its TCP connect and its TLS
-/// handshake each.
+/// handshake each; running out is `timed_out` (a stalled handshake is Go's `TLS handshake
+/// timeout`, not a dial's).
 async fn bounded<T>(
     t: Option<Duration>,
+    timed_out: ErrorType,
     what: &str,
     f: impl std::future::Future<Output = pingora::Result<T>>,
 ) -> pingora::Result<T> {
     match t {
-        Some(t) => tokio::time::timeout(t, f)
-            .await
-            .map_err(|_| Error::explain(ErrorType::ConnectTimedout, format!("timeout {t:?} {what}")))?,
+        Some(t) => {
+            tokio::time::timeout(t, f).await.map_err(|_| Error::explain(timed_out, format!("timeout {t:?} {what}")))?
+        }
         None => f.await,
     }
 }
@@ -286,16 +288,17 @@ impl CustomConnector for UpstreamConnector {
         };
         let to = peer.connection_timeout();
         let connect = async {
-            let tcp =
-                bounded(to, &format!("connecting to {addr}"), pingora::protocols::l4::ext::connect(addr, None)).await?;
+            let dial = pingora::protocols::l4::ext::connect(addr, None);
+            let tcp = bounded(to, ErrorType::ConnectTimedout, &format!("connecting to {addr}"), dial).await?;
             let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
             stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
             let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
             let handshake = pingora::protocols::tls::client::handshake(&connector, peer.sni(), stream);
-            bounded(to, &format!("in the TLS handshake with {addr}"), handshake).await
+            bounded(to, ErrorType::TLSHandshakeTimedout, &format!("in the TLS handshake with {addr}"), handshake).await
         };
         // the whole of it within what is left of the request's deadline (the proxy sets it)
-        let tls_stream = bounded(peer.total_connection_timeout(), &format!("connecting to {addr}"), connect).await?;
+        let total = peer.total_connection_timeout();
+        let tls_stream = bounded(total, ErrorType::ConnectTimedout, &format!("connecting to {addr}"), connect).await?;
         Ok((Connection::Stream(Box::new(tls_stream)), false))
     }
 
@@ -448,6 +451,27 @@ mod tests {
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             AnyServerCert::new().supported_verify_schemes()
         }
+    }
+
+    /// A server that accepts the connection and never answers the handshake: Go's words for it.
+    #[tokio::test]
+    async fn a_stalled_handshake_is_a_tls_handshake_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let tls = UpstreamTls::get(Trust::Insecure, None).unwrap();
+        let mut peer = pingora::prelude::HttpPeer::new(addr, true, "api.example.svc".to_string());
+        peer.options.connection_timeout = Some(Duration::from_millis(200));
+        tls.apply(&mut peer, 1);
+        let e = UpstreamConnector.get_http_session(&peer).await.err().expect("no handshake");
+        assert_eq!(e.etype, ErrorType::TLSHandshakeTimedout, "{e}");
+        let s = crate::router::proxy::error_status(&e, Some(&addr.to_string()));
+        assert_eq!(s.message, "error trying to reach service: net/http: TLS handshake timeout");
     }
 
     #[tokio::test]
