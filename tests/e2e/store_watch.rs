@@ -182,4 +182,9 @@ fn a_read_at_a_future_version_waits_for_it_then_times_out() {
         assert_eq!(s["details"]["retryAfterSeconds"], 1);
     }
     assert!(t.elapsed() >= std::time::Duration::from_secs(6), "each waited 3 s: {:?}", t.elapsed());
+    // with a continue token it is the 400 at once, not after the wait
+    let t = std::time::Instant::now();
+    let r = c.get(format!("{cms}?limit=1&continue=abc&resourceVersion={}", now + 100)).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
 }
