@@ -17,6 +17,8 @@ pub struct RequestContext {
     pub received: Option<Instant>,
     pub received_at: Option<SystemTime>,
     pub source_ips: Vec<String>,
+    /// The connection's peer address (the client, or the proxy in front of it).
+    pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: String,
     pub request_uri: String,
     // request_info: the query parsed once (Go's url.ParseQuery) and what the request is about;

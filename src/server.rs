@@ -61,8 +61,8 @@ impl Gateway {
     /// The whole chain, up to the router, in kube-apiserver's order
     /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| request_received::ip_string(a.ip()));
-        request_received::run(session.req_header(), client, ctx);
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        request_received::run(session.req_header(), ctx.client_ip.map(request_received::ip_string), ctx);
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
         match framing::check(session.req_header()) {
@@ -206,7 +206,7 @@ impl ProxyHttp for Frontdoor {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| request_received::ip_string(a.ip()));
+        let client = ctx.client_ip.map(crate::filters::request_received::ip_string);
         if let Err(e) = router::proxy::upstream_request(upstream_request, ctx, client.as_deref()) {
             return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
         }

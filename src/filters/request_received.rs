@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 // prebuilt names: a lookup by `&str` parses the name on every request
 static AUDIT_ID: HeaderName = HeaderName::from_static("audit-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestContext) {

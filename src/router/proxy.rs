@@ -159,15 +159,14 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext, client: O
 /// client claimed.
 fn forwarded_for(req: &mut RequestHeader, client: Option<&str>) {
     let Some(ip) = client else { return };
-    let prior: Vec<&str> = req.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+    let xff = &crate::filters::request_received::X_FORWARDED_FOR;
+    let prior: Vec<&str> = req.headers.get_all(xff).iter().filter_map(|v| v.to_str().ok()).collect();
     let value = match prior.is_empty() {
         true => ip.to_string(),
         false => format!("{}, {ip}", prior.join(", ")),
     };
-    let _ = req.insert_header(X_FORWARDED_FOR, value);
+    let _ = req.insert_header(xff.clone(), value);
 }
-
-const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// The pingora error type of a request whose user no identity header can carry.
 pub const INVALID_IDENTITY: ErrorType = ErrorType::Custom("InvalidIdentityHeader");
