@@ -263,19 +263,33 @@ pub struct Cached {
     aggregated: [Doc; 4],
     /// Legacy documents by path: `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
     legacy: std::collections::HashMap<String, Doc>,
-    /// Every resource (and `resource/subresource`) served, by group and version.
-    resources: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// Every resource served or routed (a down backend's as it last listed them), with its
+    /// subresources, by group and version: what a request may be labelled with.
+    resources: HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>>,
 }
 
 impl Cached {
     pub fn build(src: &Sources<'_>) -> Cached {
         let all = groups(src);
-        let mut resources: HashMap<String, HashMap<String, HashSet<String>>> = HashMap::new();
+        let mut resources: HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>> = HashMap::new();
+        let mut index = |group: &str, version: &str, list: &[Value]| {
+            let by_name = resources.entry(group.to_string()).or_default().entry(version.to_string()).or_default();
+            for name in list.iter().filter_map(|r| r["name"].as_str()) {
+                let (resource, sub) = name.split_once('/').unwrap_or((name, ""));
+                let subs = by_name.entry(resource.to_string()).or_default();
+                if !sub.is_empty() {
+                    subs.insert(sub.to_string());
+                }
+            }
+        };
         for g in &all {
             for v in &g.versions {
-                let names = v.resources.iter().filter_map(|r| r["name"].as_str()).map(str::to_string);
-                resources.entry(g.name.clone()).or_default().entry(v.version.clone()).or_default().extend(names);
+                index(&g.name, &v.version, &v.resources);
             }
+        }
+        for b in src.table.services.iter().filter(|b| !b.is_local() && !b.available()) {
+            let last = b.state.resources.load_full();
+            index(&b.spec.group, &b.spec.version, last.as_deref().and_then(Value::as_array).map_or(&[], |l| l));
         }
         let (core, named): (Vec<GroupView>, Vec<GroupView>) = all.into_iter().partition(|g| g.name.is_empty());
         let aggregated = [
@@ -319,15 +333,10 @@ impl Cached {
         Cached { aggregated, legacy, resources }
     }
 
-    /// Whether discovery lists the resource (with its subresource, when one is named).
+    /// Whether the resource (with its subresource, when one is named) is served or routed.
     pub fn lists(&self, group: &str, version: &str, resource: &str, subresource: &str) -> bool {
-        let Some(names) = self.resources.get(group).and_then(|vs| vs.get(version)) else {
-            return false;
-        };
-        match subresource {
-            "" => names.contains(resource),
-            sub => names.contains(&format!("{resource}/{sub}")),
-        }
+        let subs = self.resources.get(group).and_then(|vs| vs.get(version)).and_then(|rs| rs.get(resource));
+        subs.is_some_and(|s| subresource.is_empty() || s.contains(subresource))
     }
 
     /// Serves a discovery path, or None when `path` is not one.

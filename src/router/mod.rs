@@ -360,24 +360,11 @@ impl Router {
         })
     }
 
-    /// Whether a request names a resource served here or by a routed server (discovery
-    /// lists it): what the request metrics may label it with.
+    /// Whether a request names a resource served here or by a routed server (a down
+    /// backend's as it last listed them): what the request metrics may label it with.
     pub fn lists(&self, info: &RequestInfo) -> bool {
-        let (g, v) = (info.api_group.as_str(), info.api_version.as_str());
-        if self.discovery().value.lists(g, v, &info.resource, &info.subresource) {
-            return true;
-        }
-        // a backend's resources as it last listed them, while it is down (its 503s count there)
-        let name = match info.subresource.as_str() {
-            "" => std::borrow::Cow::Borrowed(info.resource.as_str()),
-            sub => std::borrow::Cow::Owned(format!("{}/{sub}", info.resource)),
-        };
-        let table = self.shared.table.load();
-        let resources = table.get(g, v).and_then(|b| b.state.resources.load_full());
-        resources
-            .as_deref()
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|rs| rs.iter().any(|r| r["name"] == *name))
+        let d = self.discovery();
+        d.value.lists(&info.api_group, &info.api_version, &info.resource, &info.subresource)
     }
 
     /// OpenAPI merged from frontdoor's own documents, the available backends' (an unavailable
