@@ -213,7 +213,7 @@ struct Inner {
     api_audiences: Vec<String>,
     token_issuer: Option<token_issuer::TokenIssuer>,
     /// Finds a service account's uid (`--service-account-lookup`); set once the store is up.
-    service_account_uid: ArcSwapOption<Box<ServiceAccountUid>>,
+    object_uid: ArcSwapOption<Box<ObjectUid>>,
     cache: TokenCache,
 }
 
@@ -233,7 +233,7 @@ impl TokenIssuing {
 }
 
 /// The uid of a stored core object (`serviceaccounts` or `secrets`, namespace, name), if it exists.
-pub type ServiceAccountUid = dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync;
+pub type ObjectUid = dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync;
 
 /// Why a request did not authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +324,7 @@ impl Authentication {
                 upstream,
                 api_audiences,
                 token_issuer,
-                service_account_uid: ArcSwapOption::empty(),
+                object_uid: ArcSwapOption::empty(),
                 cache: TokenCache::new(TOKEN_SUCCESS_TTL, TOKEN_FAILURE_TTL, true),
             }),
         })
@@ -368,14 +368,14 @@ impl Authentication {
 
     /// Where service-account tokens are checked against their service account (kube's
     /// `--service-account-lookup`); without it, a valid signature is enough.
-    pub fn set_service_account_lookup(&self, lookup: Box<ServiceAccountUid>) {
-        self.inner.service_account_uid.store(Some(Arc::new(lookup)));
+    pub fn set_service_account_lookup(&self, lookup: Box<ObjectUid>) {
+        self.inner.object_uid.store(Some(Arc::new(lookup)));
     }
 
     /// kube's lookup: the token's service account must still exist with the uid it names, and
     /// so must the Secret it is bound to, if any (kube's validator).
     fn check_service_account(&self, user: &UserInfo, claims: &serde_json::Value) -> Result<(), String> {
-        let Some(lookup) = self.inner.service_account_uid.load_full() else { return Ok(()) };
+        let Some(lookup) = self.inner.object_uid.load_full() else { return Ok(()) };
         let Some((ns, name)) = serviceaccount::split_username(&user.username) else { return Ok(()) };
         match lookup("serviceaccounts", ns, name) {
             None => return Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),

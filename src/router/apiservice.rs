@@ -92,7 +92,8 @@ struct RawApiService {
 impl ApiService {
     /// Parses and validates one object; the error names the field as kube's validation does.
     pub fn from_value(v: serde_json::Value) -> anyhow::Result<Self> {
-        let raw: RawApiService = serde_json::from_value(v.clone())?;
+        // read in place: the object is validated below as it is
+        let raw = <RawApiService as serde::Deserialize>::deserialize(&v)?;
         if raw.kind != "APIService" || raw.api_version != "apiregistration.k8s.io/v1" {
             anyhow::bail!("expected apiregistration.k8s.io/v1 APIService, got {} {}", raw.api_version, raw.kind);
         }

@@ -255,7 +255,6 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     rest.respond.send(session, ctx, reply).await
 }
 
-/// Runs a store verb (all but the token subresource).
 /// How long a read waits for the store to reach the version it asks for (kube's watch
 /// cache's blockTimeout) before it is 504 Too large resource version.
 const FRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -269,6 +268,7 @@ async fn wait_fresh(store: &Store, asked: u64) {
     }
 }
 
+/// Runs a store verb (all but the token subresource).
 fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
     let reply = match verb {
         "get" => read::get(store, t),

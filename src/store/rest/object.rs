@@ -290,11 +290,7 @@ pub fn record_managed(
         Some(Value::Array(list)) => list,
         _ => Vec::new(),
     };
-    let same = |e: &Value| {
-        e["manager"] == manager
-            && e["operation"] == operation
-            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
-    };
+    let same = |e: &Value| is_entry(e, manager, operation, subresource);
     let mut fields = fields;
     if operation != "Apply" {
         // the entry is replaced below: its fields are taken, not copied
@@ -325,17 +321,21 @@ pub fn record_managed(
     }
 }
 
+/// Whether managedFields entry `e` is the one of `manager` through `operation` (and
+/// `subresource`): one entry per such triple, as kube keeps them.
+fn is_entry(e: &Value, manager: &str, operation: &str, subresource: &str) -> bool {
+    e["manager"] == manager
+        && e["operation"] == operation
+        && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
+}
+
 /// kube's Update ownership (structured-merge-diff's `Updater.update`, forced): the fields an
 /// update changed leave every other manager, and the fields it removed leave every manager,
 /// the updater's own entry (`manager`/`operation`/`subresource`) too; `record_managed` then
 /// adds the changed ones to it.
 pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, operation: &str, subresource: &str) {
     let Some(Value::Array(list)) = obj["metadata"].get_mut("managedFields") else { return };
-    let own = |e: &Value| {
-        e["manager"] == manager
-            && e["operation"] == operation
-            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource
-    };
+    let own = |e: &Value| is_entry(e, manager, operation, subresource);
     let others = list.iter().any(|e| !own(e));
     let removed = super::apply::paths(removed);
     if !others && removed.is_empty() {

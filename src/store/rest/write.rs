@@ -119,6 +119,14 @@ fn api_defaults(def: &ResourceDef, obj: &mut Value) {
     if def.group == crate::flowcontrol::apf::ensurer::GROUP {
         crate::flowcontrol::apf::validation::set_defaults(&def.resource, obj);
     }
+    // kube-aggregator's: a service's port is 443 unless given
+    if def.group == "apiregistration.k8s.io" {
+        if let Some(svc) = obj.pointer_mut("/spec/service").and_then(Value::as_object_mut) {
+            if svc.get("port").is_none_or(Value::is_null) {
+                svc.insert("port".into(), json!(443));
+            }
+        }
+    }
 }
 
 /// A Secret's stringData is write-only: merged into data, base64-encoded.
@@ -346,14 +354,6 @@ fn validate(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), Stat
     }
     if crate::store::crd::is_crds(t.def) {
         crate::store::crd::validate::set_defaults(obj);
-    }
-    // kube-aggregator's defaulting: a service's port is 443 unless given
-    if t.def.group == "apiregistration.k8s.io" {
-        if let Some(svc) = obj.pointer_mut("/spec/service").and_then(Value::as_object_mut) {
-            if svc.get("port").is_none_or(Value::is_null) {
-                svc.insert("port".into(), json!(443));
-            }
-        }
     }
     let obj = &*obj;
     if t.def.custom.is_some() {
