@@ -1,5 +1,6 @@
 //! frontdoor: a front-door gateway for Kubernetes-style APIs. See DESIGN.md and README.md.
 
+pub mod allocator;
 pub mod api;
 pub mod audit;
 pub mod authn;

@@ -4,11 +4,12 @@ use frontdoor::config::{self, AuthCommand, CertsCommand, Command};
 /// (pingora's tasks and headers, TLS records, the chain); see bench/proxy_callgrind.sh. Built
 /// without transparent huge pages (`no_thp`): with them, every fresh 2 MiB of heap is zeroed at
 /// first touch, which made a 3 MiB body's create cost a quarter more CPU (bench/body_cpu.py)
-/// and an idle process hold more memory than it uses.
+/// and an idle process hold more memory than it uses. Its tuning: `frontdoor::allocator`.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    frontdoor::allocator::tune();
     let cli = match config::parse_cli() {
         Ok(c) => c,
         Err(msg) => {

@@ -29,6 +29,7 @@ use once_cell::sync::Lazy;
 use pingora::connectors::http::custom::{Connection, Connector as CustomConnector};
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::tls::ALPN;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::upstreams::peer::Peer;
 use pingora::utils::tls::CertKey;
 use pingora::{Error, ErrorType, OrErr};
@@ -292,6 +293,11 @@ impl CustomConnector for UpstreamConnector {
             let tcp = bounded(to, ErrorType::ConnectTimedout, &format!("connecting to {addr}"), dial).await?;
             let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
             stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
+            // as pingora's own connector does: the connection's addresses, read once and kept
+            // with it (the head deadline reads them on every request it carries)
+            let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
+            let _ = digest.peer_addr.set(Some(PeerAddr::Inet(*addr)));
+            stream.set_socket_digest(digest);
             let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
             let handshake = pingora::protocols::tls::client::handshake(&connector, peer.sni(), stream);
             bounded(to, ErrorType::TLSHandshakeTimedout, &format!("in the TLS handshake with {addr}"), handshake).await
@@ -472,6 +478,35 @@ mod tests {
         assert_eq!(e.etype, ErrorType::TLSHandshakeTimedout, "{e}");
         let s = crate::router::proxy::error_status(&e, Some(&addr.to_string()));
         assert_eq!(s.message, "error trying to reach service: net/http: TLS handshake timeout");
+    }
+
+    /// The head deadline reads a connection's addresses on every request it carries: they are
+    /// the stream's, known from the dial, not read from the socket again each time.
+    #[tokio::test]
+    async fn a_dialled_connection_carries_its_addresses() {
+        pingora_rustls::install_default_crypto_provider();
+        let (_, leaf, key) = serving("api.example.svc");
+        let server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(leaf)], PrivateKeyDer::try_from(key).unwrap())
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = tokio::spawn(async move {
+            let (s, from) = listener.accept().await.unwrap();
+            let tls = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(s).await.unwrap();
+            (tls, from)
+        });
+        let tls = UpstreamTls::get(Trust::Insecure, None).unwrap();
+        let mut peer = pingora::prelude::HttpPeer::new(addr, true, "api.example.svc".to_string());
+        tls.apply(&mut peer, 1);
+        let (Connection::Stream(stream), _) = UpstreamConnector.get_http_session(&peer).await.unwrap() else {
+            panic!("a stream")
+        };
+        let (_held, from) = accepted.await.unwrap();
+        let digest = stream.get_socket_digest().expect("a socket digest");
+        assert_eq!(digest.peer_addr().and_then(|a| a.as_inet()), Some(&addr));
+        assert_eq!(digest.local_addr().and_then(|a| a.as_inet()), Some(&from));
     }
 
     #[tokio::test]
