@@ -35,7 +35,8 @@ mod tests {
             assert_eq!(get(), 1000, "not mimalloc v3's purge_delay (1 s by default)");
         }
         tune();
-        let want = std::env::var("MIMALLOC_PURGE_DELAY").ok().and_then(|v| v.parse().ok()).unwrap_or(PURGE_DELAY_MS);
-        assert_eq!(get() as i64, want);
+        let want: std::ffi::c_long =
+            std::env::var("MIMALLOC_PURGE_DELAY").ok().and_then(|v| v.parse().ok()).unwrap_or(PURGE_DELAY_MS as _);
+        assert_eq!(get(), want);
     }
 }
