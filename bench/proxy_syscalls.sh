@@ -8,6 +8,11 @@
 #   bench/proxy_syscalls.sh [duration=5s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
 # FRONTDOOR_BIN=path skips the release build.
+#
+# Measured 2026-12-05 (1 worker, 32 connections): frontdoor 6.93 -> 5.16 syscalls per request
+# (nginx 7.00) once upstream connections kept their addresses in their socket digest: the head
+# deadline had read them with getsockname and getpeername on every request. The getpeername
+# left (1.0 per request) is pingora's check of a pooled connection before it reuses it.
 set -euo pipefail
 DUR=${1:-5s}
 CONNS=${2:-32}
