@@ -293,10 +293,11 @@ impl CustomConnector for UpstreamConnector {
             let tcp = bounded(to, ErrorType::ConnectTimedout, &format!("connecting to {addr}"), dial).await?;
             let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
             stream.set_nodelay().or_err(ErrorType::ConnectError, "TCP_NODELAY")?;
-            // as pingora's own connector does: the connection's addresses, read once and kept
-            // with it (the head deadline reads them on every request it carries)
+            // the connection's addresses, read from the socket once and kept with it (the head
+            // deadline reads them on every request it carries). Not preset from the dialled
+            // address, as pingora's own connector does: the head deadline compares them with
+            // what the socket says, and for 0.0.0.0 or [::] that is another address
             let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&stream));
-            let _ = digest.peer_addr.set(Some(PeerAddr::Inet(*addr)));
             stream.set_socket_digest(digest);
             let connector = pingora_rustls::TlsConnector::from(tls.config.clone());
             let handshake = pingora::protocols::tls::client::handshake(&connector, peer.sni(), stream);
@@ -481,32 +482,42 @@ mod tests {
     }
 
     /// The head deadline reads a connection's addresses on every request it carries: they are
-    /// the stream's, known from the dial, not read from the socket again each time.
+    /// the stream's, read once, and exactly what the socket says (which the head deadline
+    /// compares them with before it cuts a connection), also when dialled as 0.0.0.0.
     #[tokio::test]
     async fn a_dialled_connection_carries_its_addresses() {
         pingora_rustls::install_default_crypto_provider();
         let (_, leaf, key) = serving("api.example.svc");
-        let server = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(leaf)], PrivateKeyDer::try_from(key).unwrap())
-            .unwrap();
+        let server = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(vec![CertificateDer::from(leaf)], PrivateKeyDer::try_from(key).unwrap())
+                .unwrap(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = tokio::spawn(async move {
-            let (s, from) = listener.accept().await.unwrap();
-            let tls = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(s).await.unwrap();
-            (tls, from)
+        let port = listener.local_addr().unwrap().port();
+        let accepting = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(tokio_rustls::TlsAcceptor::from(server.clone()).accept(s).await.unwrap());
+            }
         });
         let tls = UpstreamTls::get(Trust::Insecure, None).unwrap();
-        let mut peer = pingora::prelude::HttpPeer::new(addr, true, "api.example.svc".to_string());
-        tls.apply(&mut peer, 1);
-        let (Connection::Stream(stream), _) = UpstreamConnector.get_http_session(&peer).await.unwrap() else {
-            panic!("a stream")
-        };
-        let (_held, from) = accepted.await.unwrap();
-        let digest = stream.get_socket_digest().expect("a socket digest");
-        assert_eq!(digest.peer_addr().and_then(|a| a.as_inet()), Some(&addr));
-        assert_eq!(digest.local_addr().and_then(|a| a.as_inet()), Some(&from));
+        for dialled in ["127.0.0.1", "0.0.0.0"] {
+            let addr: std::net::SocketAddr = format!("{dialled}:{port}").parse().unwrap();
+            let mut peer = pingora::prelude::HttpPeer::new(addr, true, "api.example.svc".to_string());
+            tls.apply(&mut peer, 1);
+            let (Connection::Stream(stream), _) = UpstreamConnector.get_http_session(&peer).await.unwrap() else {
+                panic!("a stream")
+            };
+            let digest = stream.get_socket_digest().expect("a socket digest");
+            let fd = stream.id();
+            let (local, remote) = (PeerAddr::from_raw_fd(fd, false), PeerAddr::from_raw_fd(fd, true));
+            assert_eq!(digest.peer_addr(), remote.as_ref(), "dialled {dialled}");
+            assert_eq!(digest.local_addr(), local.as_ref(), "dialled {dialled}");
+            assert_eq!(remote.and_then(|a| a.as_inet().copied()), Some(([127, 0, 0, 1], port).into()));
+        }
+        accepting.abort();
     }
 
     #[tokio::test]
