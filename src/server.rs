@@ -61,8 +61,8 @@ impl Gateway {
     /// The whole chain, up to the router, in kube-apiserver's order
     /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        request_received::run(session.req_header(), ctx.client_ip.map(request_received::ip_string), ctx);
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
         ctx.peer = crate::tls::peer_of(session);
         match framing::check(session.req_header()) {
@@ -206,8 +206,7 @@ impl ProxyHttp for Frontdoor {
         upstream_request: &mut pingora::http::RequestHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
-        let client = ctx.client_ip.map(crate::filters::request_received::ip_string);
-        if let Err(e) = router::proxy::upstream_request(upstream_request, ctx, client.as_deref()) {
+        if let Err(e) = router::proxy::upstream_request(upstream_request, ctx) {
             return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
         }
         if let Some(t) = &self.0.tracing {
@@ -504,10 +503,7 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     if sa_lookup && store.def("", "serviceaccounts").is_some() {
         let weak = Arc::downgrade(store);
         authn.set_service_account_lookup(Box::new(move |resource, ns, name| {
-            let store = weak.upgrade()?;
-            let def = store.def("", resource)?;
-            let sa = store.storage.get(&def.key(ns, name))?;
-            Some(sa.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+            weak.upgrade()?.core_uid(resource, ns, name)
         }));
     }
     let r = router.clone();

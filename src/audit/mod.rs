@@ -563,7 +563,7 @@ mod tests {
             req.insert_header("Content-Type", c).unwrap();
         }
         let mut ctx = RequestContext::default();
-        crate::filters::request_received::run(&req, Some("10.0.0.9".into()), &mut ctx);
+        crate::filters::request_received::run(&req, Some([10, 0, 0, 9].into()), &mut ctx);
         ctx.request_info = Arc::new(RequestInfo::resolve(method, path, query).unwrap());
         ctx.user = Some(UserInfo::new("alice", vec!["devs".into()]));
         (req, ctx)

@@ -12,7 +12,9 @@ static AUDIT_ID: HeaderName = HeaderName::from_static("audit-id");
 pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestContext) {
+/// `client` is the connection's peer address, kept in the context (`client_ip`).
+pub fn run(req: &RequestHeader, client: Option<std::net::IpAddr>, ctx: &mut RequestContext) {
+    ctx.client_ip = client;
     ctx.received = Some(Instant::now());
     ctx.received_at = Some(SystemTime::now());
     ctx.audit_id = req
@@ -26,7 +28,7 @@ pub fn run(req: &RequestHeader, client_addr: Option<String>, ctx: &mut RequestCo
     ctx.user_agent = req.headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     ctx.request_uri =
         req.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| req.uri.path().to_string());
-    ctx.source_ips = source_ips(req, client_addr);
+    ctx.source_ips = source_ips(req, client.map(ip_string));
 }
 
 /// The peer's address as `IpAddr`'s `Display` writes it. IPv4, the usual case, is written by
@@ -100,7 +102,7 @@ mod tests {
         req.insert_header("Audit-ID", "abc").unwrap();
         req.insert_header("X-Forwarded-For", "10.0.0.1, 10.0.0.2").unwrap();
         let mut ctx = RequestContext::default();
-        run(&req, Some("127.0.0.1".into()), &mut ctx);
+        run(&req, Some([127, 0, 0, 1].into()), &mut ctx);
         assert_eq!(ctx.audit_id, "abc");
         assert_eq!(ctx.source_ips, vec!["10.0.0.1", "10.0.0.2", "127.0.0.1"]);
         assert_eq!(ctx.request_uri, "/api?x=1");

@@ -65,8 +65,7 @@ async fn enforce() {
         let due: Vec<Armed> = {
             let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
             let Some(m) = armed.as_mut() else { continue };
-            let slots: Vec<u64> = m.iter().filter(|(_, a)| a.at <= now).map(|(s, _)| *s).collect();
-            slots.iter().filter_map(|s| m.remove(s)).collect()
+            m.extract_if(|_, a| a.at <= now).map(|(_, a)| a).collect()
         };
         for a in due {
             // still the same connection: a closed socket's number may have been taken again

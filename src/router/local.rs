@@ -135,13 +135,14 @@ impl Local {
         if let Some(dump) = self.flowcontrol.debug(path, &ctx.query) {
             return Reply::text(200, dump);
         }
-        if path.trim_end_matches('/') == "/metrics" {
+        let trimmed = path.trim_end_matches('/');
+        if trimmed == "/metrics" {
             return Reply::new(200, crate::metrics::CONTENT_TYPE, crate::metrics::render());
         }
         let req = session.req_header();
         // its go-restful routes (version, discovery, OpenAPI) are GET only; no route is NotFound
         if verb != "get" && verb != "head" {
-            let routed = path.trim_end_matches('/') == "/version"
+            let routed = trimmed == "/version"
                 || path.starts_with("/openapi/")
                 || self.router.discovery().value.serve(req, path).is_some();
             return match routed {
@@ -149,7 +150,7 @@ impl Local {
                 false => Status::path_not_found().into(),
             };
         }
-        if path.trim_end_matches('/') == "/version" {
+        if trimmed == "/version" {
             return self.version();
         }
         // discovery and OpenAPI: merged from every source once per change of them

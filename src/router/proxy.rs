@@ -129,9 +129,9 @@ pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, name
 /// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
 /// frontdoor's credential), Host the peer's address, the upstream's path prefix. Fails when
 /// the user cannot be told (`user_headers`).
-pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext, client: Option<&str>) -> Result<(), String> {
+pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
     strip_identity_headers(req);
-    forwarded_for(req, client);
+    forwarded_for(req, ctx.client_ip);
     if let Route::Upstream(d) = &ctx.route {
         d.identify(req, ctx.effective_user())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
@@ -157,14 +157,15 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext, client: O
 /// Go's reverse proxy (kube-aggregator's): the client's address is appended to
 /// X-Forwarded-For, so what the server behind records has the real client after whatever the
 /// client claimed.
-fn forwarded_for(req: &mut RequestHeader, client: Option<&str>) {
+fn forwarded_for(req: &mut RequestHeader, client: Option<std::net::IpAddr>) {
     let Some(ip) = client else { return };
     let xff = &crate::filters::request_received::X_FORWARDED_FOR;
-    let prior: Vec<&str> = req.headers.get_all(xff).iter().filter_map(|v| v.to_str().ok()).collect();
-    let value = match prior.is_empty() {
-        true => ip.to_string(),
-        false => format!("{}, {ip}", prior.join(", ")),
-    };
+    let mut value = String::new();
+    for prior in req.headers.get_all(xff).iter().filter_map(|v| v.to_str().ok()) {
+        value.push_str(prior);
+        value.push_str(", ");
+    }
+    value.push_str(&crate::filters::request_received::ip_string(ip));
     let _ = req.insert_header(xff.clone(), value);
 }
 
@@ -440,12 +441,12 @@ mod tests {
     #[test]
     fn the_client_is_appended_to_x_forwarded_for() {
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        forwarded_for(&mut req, Some("127.0.0.1"));
+        forwarded_for(&mut req, Some([127, 0, 0, 1].into()));
         assert_eq!(req.headers["x-forwarded-for"], "127.0.0.1");
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
         req.append_header("X-Forwarded-For", "7.7.7.7, 8.8.8.8").unwrap();
-        forwarded_for(&mut req, Some("10.0.0.9"));
+        forwarded_for(&mut req, Some([10, 0, 0, 9].into()));
         let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["6.6.6.6, 7.7.7.7, 8.8.8.8, 10.0.0.9"]);
     }
@@ -473,7 +474,7 @@ mod tests {
         user.uid = "alice-uid".into();
         user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
         ctx.user = Some(user);
-        upstream_request(&mut req, &ctx, None).unwrap();
+        upstream_request(&mut req, &ctx).unwrap();
         let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert!(req.headers.get("Authorization").is_none());
         assert!(req.headers.get("Impersonate-User").is_none());
@@ -499,7 +500,7 @@ mod tests {
             }
             let ctx = RequestContext { user: Some(user), ..Default::default() };
             let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
-            upstream_request(&mut req, &ctx, None).unwrap_err()
+            upstream_request(&mut req, &ctx).unwrap_err()
         };
         assert_eq!(bad("ctl\u{1}user", vec![], None), r#"net/http: invalid header field value for "X-Remote-User""#);
         assert_eq!(
@@ -521,7 +522,7 @@ mod tests {
         // tabs and non-ASCII are values a header carries (Go's ValidHeaderFieldValue)
         let ctx = RequestContext { user: Some(UserInfo::new("é\tx", vec![])), ..Default::default() };
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        upstream_request(&mut req, &ctx, None).unwrap();
+        upstream_request(&mut req, &ctx).unwrap();
         assert_eq!(req.headers["X-Remote-User"].as_bytes(), "é\tx".as_bytes());
     }
 
@@ -533,7 +534,7 @@ mod tests {
             impersonated: Some(UserInfo::new("bob", vec![])),
             ..Default::default()
         };
-        upstream_request(&mut req, &ctx, None).unwrap();
+        upstream_request(&mut req, &ctx).unwrap();
         assert_eq!(req.headers.get("X-Remote-User").unwrap(), "bob");
         assert!(req.headers.get("X-Remote-Group").is_none());
     }

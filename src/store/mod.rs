@@ -283,6 +283,13 @@ impl Store {
         self.defs.iter().find(|d| d.group == group && d.resource == resource)
     }
 
+    /// The uid of the stored core object `resource` `namespace`/`name` (a service account, a
+    /// Secret), if it exists: what a service-account token is bound to.
+    pub fn core_uid(&self, resource: &str, namespace: &str, name: &str) -> Option<String> {
+        let obj = self.storage.get(&self.def("", resource)?.key(namespace, name))?;
+        Some(obj.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+    }
+
     /// Whether this group/version/resource is served from the store.
     pub fn serves(&self, group: &str, version: &str, resource: &str) -> bool {
         self.defs.iter().any(|d| d.group == group && d.version == version && d.resource == resource)

@@ -7,6 +7,16 @@
 use crate::common::{watch_events as events, Frontdoor};
 use serde_json::{json, Value};
 
+/// GETs `url` on another thread, while the test writes meanwhile; `read` takes the response there.
+fn get_meanwhile<T: Send + 'static>(
+    c: &reqwest::blocking::Client,
+    url: String,
+    read: impl FnOnce(reqwest::blocking::Response) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let c = c.clone();
+    std::thread::spawn(move || read(c.get(url).send().unwrap()))
+}
+
 fn create(c: &reqwest::blocking::Client, url: &str, name: &str) -> u64 {
     let r = c.post(url).json(&json!({"metadata": {"name": name}})).send().unwrap();
     assert_eq!(r.status(), 201);
@@ -21,11 +31,8 @@ fn bookmarks_initial_events_and_expired_continue() {
     let secrets = fd.url("/api/v1/namespaces/default/secrets");
 
     // a bookmark's resourceVersion is the store's, though nothing of this resource changed
-    let watch = {
-        let (c, url) =
-            (c.clone(), format!("{cms}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion=0"));
-        std::thread::spawn(move || events(c.get(url).send().unwrap()))
-    };
+    let url = format!("{cms}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion=0");
+    let watch = get_meanwhile(&c, url, events);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let secret_rv = create(&c, &secrets, "elsewhere");
     let evs = watch.join().unwrap();
@@ -123,11 +130,8 @@ fn a_watch_from_a_future_version_sends_only_newer_events() {
     let cms = fd.url("/api/v1/namespaces/default/configmaps");
     let now = create(&c, &cms, "before");
     let from = now + 3;
-    let watch = {
-        let (c, url) =
-            (c.clone(), format!("{cms}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={from}"));
-        std::thread::spawn(move || events(c.get(url).send().unwrap()))
-    };
+    let url = format!("{cms}?watch=1&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={from}");
+    let watch = get_meanwhile(&c, url, events);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let made: Vec<u64> = (0..5).map(|i| create(&c, &cms, &format!("later-{i}"))).collect();
     let evs = watch.join().unwrap();
@@ -147,23 +151,14 @@ fn a_read_at_a_future_version_waits_for_it_then_times_out() {
     let cms = fd.url("/api/v1/namespaces/default/configmaps");
     let now = create(&c, &cms, "first");
     // the version arrives while the read waits: answered then
-    let read = {
-        let (c, url) = (c.clone(), format!("{cms}/first?resourceVersion={}", now + 1));
-        std::thread::spawn(move || c.get(url).send().unwrap().status().as_u16())
-    };
+    let read = get_meanwhile(&c, format!("{cms}/first?resourceVersion={}", now + 1), |r| r.status().as_u16());
     std::thread::sleep(std::time::Duration::from_millis(300));
     create(&c, &cms, "second");
     assert_eq!(read.join().unwrap(), 200);
     // so does a watch that asks for the current state first
     let now = create(&c, &cms, "third");
-    let watch = {
-        let url = format!("{cms}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={}", now + 1);
-        let c = c.clone();
-        std::thread::spawn(move || {
-            let r = c.get(url).send().unwrap();
-            (r.status().as_u16(), events(r))
-        })
-    };
+    let url = format!("{cms}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2&resourceVersion={}", now + 1);
+    let watch = get_meanwhile(&c, url, |r| (r.status().as_u16(), events(r)));
     std::thread::sleep(std::time::Duration::from_millis(300));
     create(&c, &cms, "fourth");
     let (code, evs) = watch.join().unwrap();

@@ -92,9 +92,7 @@ fn bound_secret(store: &Store, namespace: &str, r: &Value) -> Result<Option<(Str
             )))
         }
     };
-    let def = store.def("", resource).ok_or_else(|| Status::not_found("", resource, name))?;
-    let secret = store.storage.get(&def.key(namespace, name)).ok_or_else(|| Status::not_found("", resource, name))?;
-    let uid = secret.value["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = store.core_uid(resource, namespace, name).ok_or_else(|| Status::not_found("", resource, name))?;
     match r["uid"].as_str() {
         Some(asked) if !asked.is_empty() && asked != uid => Err(Status::conflict(
             "",
