@@ -21,8 +21,10 @@ pub struct Stored {
 
 /// `value` as JSON in the form every reply writes (serde_json's compact form, keys in order):
 /// the bytes a `Stored` or `Event` may keep beside its tree.
-pub fn raw_json(value: &Value) -> Option<Bytes> {
-    serde_json::to_vec(value).ok().map(Bytes::from)
+pub fn raw_json(value: &Value) -> Bytes {
+    let mut b = Vec::new();
+    super::fields_v1::write_json(&mut b, value);
+    Bytes::from(b)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -59,30 +59,10 @@ fn internal(e: impl std::fmt::Display) -> StorageError {
 }
 
 /// The bytes etcd keeps: the object without its resourceVersion (the revision says it).
-fn encode(v: &Value) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(&WithoutResourceVersion(v)).map_err(internal)
-}
-
-/// An object serialized without `metadata.resourceVersion`, borrowing it whole.
-struct WithoutResourceVersion<'a>(&'a Value);
-
-impl serde::Serialize for WithoutResourceVersion<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Some(obj) = self.0.as_object() else { return self.0.serialize(s) };
-        let mut out = s.serialize_map(Some(obj.len()))?;
-        for (k, v) in obj {
-            match v.as_object().filter(|_| k == "metadata") {
-                Some(meta) => {
-                    let kept: std::collections::BTreeMap<&String, &Value> =
-                        meta.iter().filter(|(k, _)| *k != "resourceVersion").collect();
-                    out.serialize_entry(k, &kept)?
-                }
-                None => out.serialize_entry(k, v)?,
-            }
-        }
-        out.end()
-    }
+fn encode(v: &Value) -> Vec<u8> {
+    let mut b = Vec::new();
+    super::fields_v1::write_json_without(&mut b, v, Some("resourceVersion"));
+    b
 }
 
 /// How to reach etcd (kube-apiserver's `--etcd-*` flags).
@@ -308,7 +288,7 @@ fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
     // etcd's bytes carry no resourceVersion: the served form is serialized once, here (the
     // mirror keeps it for every read)
     let value = stamp(value, rev);
-    let raw = super::backend::raw_json(&value);
+    let raw = Some(super::backend::raw_json(&value));
     Some(Stored { key, value: Arc::new(value), rev, raw })
 }
 
@@ -525,7 +505,7 @@ impl Storage for EtcdStorage {
     fn create(&self, key: &str, value: Value) -> Result<Stored, StorageError> {
         let ek = self.etcd_key(key);
         let when = Compare::create_revision(ek.clone(), CompareOp::Equal, 0);
-        let (rev, _) = match self.txn(key, when, vec![TxnOp::put(ek, encode(&value)?, None)]) {
+        let (rev, _) = match self.txn(key, when, vec![TxnOp::put(ek, encode(&value), None)]) {
             Err(StorageError::Conflict) => return Err(StorageError::AlreadyExists),
             r => r?,
         };
@@ -534,7 +514,7 @@ impl Storage for EtcdStorage {
     }
 
     fn update(&self, key: &str, value: Value, expected: Option<u64>) -> Result<Stored, StorageError> {
-        let put = TxnOp::put(self.etcd_key(key), encode(&value)?, None);
+        let put = TxnOp::put(self.etcd_key(key), encode(&value), None);
         let (rev, _) = self.txn(key, self.exists_at(key, expected), vec![put])?;
         self.wait_for(rev)?;
         Ok(Stored { key: key.to_string(), value: Arc::new(stamp(value, rev)), rev, raw: None })

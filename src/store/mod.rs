@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod etcd;
 pub mod events;
+pub mod fields_v1;
 pub mod gc;
 pub mod metrics;
 pub mod namespace;

@@ -459,7 +459,15 @@ fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -
         }
         Time => w.delimited(field, |w| time_message(w, v, name))?,
         RawJson => w.delimited(field, |w| json_bytes(w, v))?,
-        Fields => w.delimited(field, |w| w.delimited(1, |w| json_bytes(w, v)))?,
+        Fields => w.delimited(field, |w| {
+            w.delimited(1, |w| match crate::store::fields_v1::text(v) {
+                Some(t) => {
+                    w.0.extend_from_slice(t.as_bytes());
+                    Ok(())
+                }
+                None => json_bytes(w, v),
+            })
+        })?,
         Msg(s) => w.delimited(field, |w| encode_message(w, v, s()))?,
         MapStr | MapBytes => {
             for (k, x) in v.as_object().ok_or_else(wrong)? {

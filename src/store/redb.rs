@@ -6,7 +6,6 @@
 
 use super::backend::{initial_events, stamp, Event, EventType, Storage, StorageError, Stored, Watch};
 use super::watch::Hub;
-use bytes::Bytes;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -189,7 +188,7 @@ impl RedbStorage {
             let rev = value["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
             // serialized again rather than kept as read: what an older build wrote may differ
             // in form (spacing, escapes) from what a reply writes
-            let raw = super::backend::raw_json(&value);
+            let raw = Some(super::backend::raw_json(&value));
             let key = k.value().to_string();
             state.objects.insert(key.clone(), Stored { key, value: Arc::new(value), rev, raw });
         }
@@ -243,10 +242,10 @@ impl RedbStorage {
         };
         // serialized once: for the objects table and every reply that serves the object as
         // stored (the log holds only what it replaced)
-        let raw = Bytes::from(serde_json::to_vec(&value).map_err(internal)?);
+        let raw = super::backend::raw_json(&value);
         let prev_raw = match &current {
             Some(Stored { raw: Some(r), .. }) => Some(r.clone()),
-            Some(cur) => Some(Bytes::from(serde_json::to_vec(&*cur.value).map_err(internal)?)),
+            Some(cur) => Some(super::backend::raw_json(&cur.value)),
             None => None,
         };
         let logged = encode_event(kind, key, prev_raw.as_deref().zip(prev.as_ref().map(|(_, r)| *r)));

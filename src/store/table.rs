@@ -314,6 +314,10 @@ pub fn row_of(cells: Vec<Value>, o: &Value, include: IncludeObject) -> Value {
             r["object"] = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"].clone()})
         }
     }
+    // nested in a row, the object is out of `fields_v1::write_json`'s reach: its sets as trees
+    if let Some(o) = r.get_mut("object") {
+        crate::store::fields_v1::expand(o);
+    }
     r
 }
 

@@ -39,6 +39,7 @@ mod store_events;
 mod store_gc;
 mod store_kubectl;
 mod store_lists;
+mod store_managed_fields;
 mod store_namespaces;
 mod store_protobuf;
 mod store_schemas;

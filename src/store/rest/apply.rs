@@ -379,7 +379,10 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         false => Err(Status::not_found(&t.def.group, &t.def.resource, &t.name)),
     };
     guaranteed_update(store, t, true, missing, |existing| {
-        let managed: Vec<Value> = existing.value["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+        // ownership is read and edited here: the sets as trees
+        let mut new = (*existing.value).clone();
+        crate::store::fields_v1::expand(&mut new);
+        let managed: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
         // conflicts: another manager owns a field this apply sets to a different value
         if !t.query.force {
             let mut conflicts = Vec::new();
@@ -418,7 +421,6 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             .filter(|e| !(e["manager"] == manager.as_str() && e["operation"] == "Apply"))
             .flat_map(|e| paths(&e["fieldsV1"]))
             .collect();
-        let mut new = (*existing.value).clone();
         for gone in no_longer_applied(&before, &wanted) {
             if !others.iter().any(|o| o.starts_with(&gone)) {
                 remove_path(&mut new, &gone);

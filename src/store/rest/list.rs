@@ -8,6 +8,7 @@ use super::object::{encoded, present, served_kind};
 use super::Target;
 use crate::filters::Reply;
 use crate::store::backend::Stored;
+use crate::store::fields_v1::Wire;
 use crate::store::table::{self, IncludeObject, Printer};
 use crate::store::Store;
 use bytes::Bytes;
@@ -71,7 +72,8 @@ pub fn reply_list(store: &Store, t: &Target, items: Vec<Item>, list_meta: Value)
         )
     } else {
         let items: Vec<&Value> = items.iter().map(|i| &*i.value).collect();
-        let list = TreeList { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &items };
+        let wire: Vec<Wire> = items.iter().map(|i| Wire(i)).collect();
+        let list = TreeList { kind: &kind, api_version: &api_version, metadata: &list_meta, items: &wire };
         return encoded(t.output, 200, &list, || {
             crate::store::protobuf::encode_list(&api_version, &t.def.kind, &list_meta, &items)
         });
@@ -98,7 +100,7 @@ struct TreeList<'a> {
     #[serde(rename = "apiVersion")]
     api_version: &'a str,
     metadata: &'a Value,
-    items: &'a [&'a Value],
+    items: &'a [Wire<'a>],
 }
 
 /// How an item is written into a list's body.
@@ -173,7 +175,7 @@ impl Iterator for ListBody {
 fn object(item: &Item, b: &mut Vec<u8>) {
     match &item.raw {
         Some(raw) => b.extend_from_slice(raw),
-        None => serde_json::to_writer(&mut *b, &*item.value).expect("a JSON tree serializes"),
+        None => crate::store::fields_v1::write_json(b, &item.value),
     }
 }
 
@@ -183,7 +185,7 @@ fn partial(item: &Item, b: &mut Vec<u8>) {
     b.extend_from_slice(br#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadata","metadata":"#);
     match item.raw.as_deref().and_then(metadata_of) {
         Some(meta) => b.extend_from_slice(meta),
-        None => serde_json::to_writer(&mut *b, &item.value["metadata"]).expect("a JSON tree serializes"),
+        None => crate::store::fields_v1::write_metadata_json(b, &item.value["metadata"]),
     }
     b.push(b'}');
 }

@@ -6,12 +6,13 @@ use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
+use crate::store::fields_v1::{self, Wire};
 use crate::store::resources::ResourceDef;
 use crate::store::table::{self, IncludeObject};
 use crate::store::Store;
 use base64::Engine;
 use bytes::Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::borrow::Cow;
 
 /// A storage error as kube words it for `t`'s object `name`.
@@ -74,7 +75,7 @@ pub fn reply_stored(store: &Store, t: &Target, code: u16, obj: &Stored) -> Reply
 fn reply_object_raw(store: &Store, t: &Target, code: u16, obj: &Value, raw: Option<&Bytes>) -> Reply {
     let o = present(store, t, obj);
     if t.partial {
-        return Reply::json(code, &partial(&o));
+        return Reply::json(code, &Wire(&partial(&o)));
     }
     if t.table {
         let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"].clone()});
@@ -84,7 +85,7 @@ fn reply_object_raw(store: &Store, t: &Target, code: u16, obj: &Value, raw: Opti
     if let (Output::Json, Cow::Borrowed(_), Some(raw)) = (t.output, &o, raw) {
         return Reply::new(code, "application/json", raw.clone());
     }
-    encoded(t.output, code, &o, || crate::store::protobuf::encode(&o))
+    encoded(t.output, code, &Wire(&o), || crate::store::protobuf::encode(&o))
 }
 
 /// `value` written as negotiated; protobuf falls back to JSON for what has no protobuf form.
@@ -167,25 +168,68 @@ pub fn field_key(name: &str) -> String {
     k
 }
 
-/// The fields of `obj` a manager owns: everything but kind, apiVersion, status and the
-/// server-set metadata (`managed_part`, read in place).
-pub fn owned_fields(obj: &Value) -> Value {
-    let Some(m) = obj.as_object() else { return json!({}) };
-    let fields = m.iter().filter(|(k, _)| !unmanaged(k)).filter_map(|(k, v)| {
-        let owned = match v.as_object().filter(|_| k == "metadata") {
+/// The fields of `obj` a manager owns (everything but kind, apiVersion, status and the
+/// server-set metadata), as a set's JSON text: written without building its tree (for a large
+/// map the tree was an allocation and a tree node per key, kept for the object's life).
+pub fn owned_fields_text(obj: &Value) -> Value {
+    let mut out = Vec::new();
+    let mut first = true;
+    out.push(b'{');
+    for (k, v) in obj.as_object().into_iter().flatten().filter(|(k, _)| !unmanaged(k)) {
+        match v.as_object().filter(|_| k == "metadata") {
             Some(meta) => {
-                let kept: Map<String, Value> =
-                    meta.iter().filter(|(k, _)| managed_meta(k)).map(|(k, v)| (field_key(k), fields_v1(v))).collect();
-                if kept.is_empty() {
-                    return None;
+                let mut kept = meta.iter().filter(|(k, _)| managed_meta(k)).peekable();
+                if kept.peek().is_none() {
+                    continue;
                 }
-                Value::Object(kept)
+                field_key_text(&mut out, k, &mut first);
+                out.push(b'{');
+                let mut first = true;
+                for (k, v) in kept {
+                    field_key_text(&mut out, k, &mut first);
+                    set_text(&mut out, v);
+                }
+                out.push(b'}');
             }
-            None => fields_v1(v),
-        };
-        Some((field_key(k), owned))
-    });
-    Value::Object(fields.collect())
+            None => {
+                field_key_text(&mut out, k, &mut first);
+                set_text(&mut out, v);
+            }
+        }
+    }
+    out.push(b'}');
+    fields_v1::from_text(String::from_utf8(out).expect("written from strings"))
+}
+
+/// `fields_v1(v)` as JSON text.
+fn set_text(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Object(m) => {
+            out.push(b'{');
+            let mut first = true;
+            for (k, child) in m {
+                field_key_text(out, k, &mut first);
+                set_text(out, child);
+            }
+            out.push(b'}');
+        }
+        _ => out.extend_from_slice(b"{}"),
+    }
+}
+
+/// `"f:<name>":`, a comma before it unless `first`; escaped as serde_json escapes a string.
+fn field_key_text(out: &mut Vec<u8>, name: &str, first: &mut bool) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"f:");
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.extend_from_slice(name.as_bytes());
+    } else {
+        let quoted = serde_json::to_string(name).expect("a string serializes");
+        out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
+    }
+    out.extend_from_slice(b"\":");
 }
 
 /// Top-level fields no manager owns.
@@ -240,10 +284,14 @@ pub fn field_changes(old: &Value, new: &Value) -> (Value, Value) {
         let mut olds = old.as_object().into_iter().flatten().filter(|(k, _)| keep(k)).peekable();
         let removed = |k: &String, gone: &mut Pairs| gone.push((field_key(k), json!({})));
         for (k, v) in n.iter().filter(|(k, _)| keep(k)) {
-            while let Some((ok, _)) = olds.next_if(|(ok, _)| *ok < k) {
-                removed(ok, &mut gone);
-            }
-            let o = olds.next_if(|(ok, _)| *ok == k).map(|(_, o)| o);
+            // one comparison of the keys per step (a 265k-key update made three per key)
+            let o = loop {
+                match olds.peek().map(|(ok, _)| ok.as_str().cmp(k)) {
+                    Some(std::cmp::Ordering::Less) => removed(olds.next().expect("peeked").0, &mut gone),
+                    Some(std::cmp::Ordering::Equal) => break olds.next().map(|(_, o)| o),
+                    _ => break None,
+                }
+            };
             let meta = top && k == "metadata" && v.is_object();
             if o == Some(v) && !meta {
                 continue;
@@ -293,15 +341,14 @@ pub fn record_managed(
     let same = |e: &Value| is_entry(e, manager, operation, subresource);
     let mut fields = fields;
     if operation != "Apply" {
-        // the entry is replaced below: its fields are taken, not copied
+        // the entry is replaced below: its fields are taken, not copied (nor parsed)
         if let Some(prev) = list.iter_mut().find(|e| same(e)) {
-            let mut merged = prev["fieldsV1"].take();
-            crate::store::patch::merge_patch(&mut merged, &fields);
-            fields = merged;
+            fields = fields_v1::union(prev["fieldsV1"].take(), &fields);
         }
     }
+    let fields = fields_v1::as_text(fields);
     list.retain(|e| !same(e));
-    if fields.as_object().is_some_and(|m| !m.is_empty()) {
+    if !fields_v1::is_empty(&fields) {
         let mut entry = json!({
             "manager": manager, "operation": operation, "apiVersion": api_version,
             "time": super::now(), "fieldsType": "FieldsV1",
@@ -334,22 +381,30 @@ fn is_entry(e: &Value, manager: &str, operation: &str, subresource: &str) -> boo
 /// the updater's own entry (`manager`/`operation`/`subresource`) too; `record_managed` then
 /// adds the changed ones to it.
 pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, operation: &str, subresource: &str) {
-    let Some(Value::Array(list)) = obj["metadata"].get_mut("managedFields") else { return };
     let own = |e: &Value| is_entry(e, manager, operation, subresource);
+    let Some(Value::Array(list)) = obj["metadata"].get("managedFields") else { return };
     let others = list.iter().any(|e| !own(e));
     let removed = super::apply::paths(removed);
     if !others && removed.is_empty() {
         return;
     }
     let changed = if others { super::apply::paths(changed) } else { Vec::new() };
+    let Some(Value::Array(list)) = obj["metadata"].get_mut("managedFields") else { return };
     for e in list.iter_mut() {
         let mine = own(e);
-        let set = &mut e["fieldsV1"];
-        for p in removed.iter().chain(changed.iter().filter(|_| !mine)) {
-            super::apply::remove_fields(set, p);
+        let mut gone = removed.iter().chain(changed.iter().filter(|_| !mine)).peekable();
+        if gone.peek().is_none() {
+            continue; // a set nothing leaves is not read
         }
+        let set = &mut e["fieldsV1"];
+        let held_as_text = fields_v1::text(set).is_some();
+        let mut tree = fields_v1::tree(set).into_owned();
+        for p in gone {
+            super::apply::remove_fields(&mut tree, p);
+        }
+        *set = if held_as_text { fields_v1::as_text(tree) } else { tree };
     }
-    list.retain(|e| e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
+    list.retain(|e| !fields_v1::is_empty(&e["fieldsV1"]));
     if list.is_empty() {
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("managedFields");
@@ -360,6 +415,30 @@ pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
+
+    /// The set `owned_fields_text` writes, built as a tree (`managed_part` read in place).
+    fn owned_fields(obj: &Value) -> Value {
+        let Some(m) = obj.as_object() else { return json!({}) };
+        let fields = m.iter().filter(|(k, _)| !unmanaged(k)).filter_map(|(k, v)| {
+            let owned = match v.as_object().filter(|_| k == "metadata") {
+                Some(meta) => {
+                    let kept: Map<String, Value> = meta
+                        .iter()
+                        .filter(|(k, _)| managed_meta(k))
+                        .map(|(k, v)| (field_key(k), fields_v1(v)))
+                        .collect();
+                    if kept.is_empty() {
+                        return None;
+                    }
+                    Value::Object(kept)
+                }
+                None => fields_v1(v),
+            };
+            Some((field_key(k), owned))
+        });
+        Value::Object(fields.collect())
+    }
 
     #[test]
     fn continue_round_trip_and_rejects_garbage() {
@@ -449,6 +528,28 @@ mod tests {
         let bare = json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
         assert_eq!(owned_fields(&bare), json!({"f:data": {"f:k": {}}}));
     }
+
+    #[test]
+    fn the_owned_set_written_as_text_is_the_tree_serialized() {
+        let mut many = Map::new();
+        for i in 0..300 {
+            many.insert(format!("k{i}"), json!(i));
+        }
+        for obj in [
+            json!({"kind": "ConfigMap", "apiVersion": "v1", "status": {"s": 1},
+                "metadata": {"name": "x", "uid": "u", "finalizers": ["a"], "annotations": {"n": "1", "q\"\\\u{1}\u{7f}\u{e9}/": "2"}},
+                "data": {"k": "v", "nested": {"deep": [1], "e": {}}, "\u{0}": null}, "many": many}),
+            json!({"metadata": {"name": "x"}, "data": {"k": "v"}}),
+            json!({"metadata": null, "spec": 1}),
+            json!({"metadata": {"labels": {}}}),
+            json!({}),
+            json!("not an object"),
+        ] {
+            let text = owned_fields_text(&obj);
+            let want = serde_json::to_string(&owned_fields(&obj)).unwrap();
+            assert_eq!(fields_v1::text(&text), Some(want.as_str()), "{obj}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -481,7 +582,7 @@ mod ownership_tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["manager"].as_str().unwrap().to_string(), e["fieldsV1"].clone()))
+            .map(|e| (e["manager"].as_str().unwrap().to_string(), fields_v1::tree(&e["fieldsV1"]).into_owned()))
             .collect();
         assert_eq!(
             sets,

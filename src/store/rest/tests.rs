@@ -601,7 +601,7 @@ fn custom_objects_served_from_stored_bytes_byte_for_byte() {
 
 /// Items as a list is given them: each object with its stored bytes (`raw`) or without.
 fn items_of(objs: &[Value], raw: bool) -> Vec<super::list::Item> {
-    let raw_of = |o: &Value| if raw { crate::store::backend::raw_json(o) } else { None };
+    let raw_of = |o: &Value| raw.then(|| crate::store::backend::raw_json(o));
     objs.iter().map(|o| super::list::Item { value: Arc::new(o.clone()), raw: raw_of(o) }).collect()
 }
 

@@ -332,9 +332,7 @@ fn frame(protobuf: Option<&str>, ty: &str, object: &Value) -> Bytes {
 }
 
 fn event_line(ty: &str, object: &Value) -> Bytes {
-    let mut b = serde_json::to_vec(&WatchEvent { ty, object }).unwrap_or_default();
-    b.push(b'\n');
-    Bytes::from(b)
+    event_line_raw(ty, &crate::store::backend::raw_json(object))
 }
 
 /// `event_line` of an object whose JSON is `raw`, byte for byte.
@@ -346,14 +344,6 @@ fn event_line_raw(ty: &str, raw: &[u8]) -> Bytes {
     b.extend_from_slice(raw);
     b.extend_from_slice(b"}\n");
     Bytes::from(b)
-}
-
-/// kube's watch event (`{"type":...,"object":...}`), borrowing its object.
-#[derive(serde::Serialize)]
-struct WatchEvent<'a> {
-    #[serde(rename = "type")]
-    ty: &'a str,
-    object: &'a Value,
 }
 
 fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {
@@ -420,8 +410,8 @@ mod tests {
         let o = json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a\"b", "resourceVersion": "3"},
             "data": {"k": "v\u{e9}\n", "n": "1.5"}});
         for ty in ["ADDED", "MODIFIED", "DELETED"] {
-            let raw = crate::store::backend::raw_json(&o).unwrap();
-            assert_eq!(event_line_raw(ty, &raw), event_line(ty, &o));
+            let want = format!("{{\"type\":\"{ty}\",\"object\":{}}}\n", serde_json::to_string(&o).unwrap());
+            assert_eq!(String::from_utf8(event_line(ty, &o).to_vec()).unwrap(), want);
         }
     }
 }

@@ -2,13 +2,14 @@
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
 use super::object::{
-    disown, field_changes, manager, owned_fields, present, record_managed, reply_object, reply_stored, status,
+    disown, field_changes, manager, owned_fields_text, present, record_managed, reply_object, reply_stored, status,
 };
 use super::{decode, now, Target};
 use crate::api::status::StatusDetails;
 use crate::api::Status;
 use crate::filters::Reply;
 use crate::store::backend::{StorageError, Stored};
+use crate::store::fields_v1;
 use crate::store::gc::{self, Propagation};
 use crate::store::namespace;
 use crate::store::resources::ResourceDef;
@@ -202,7 +203,7 @@ pub fn create_value(
     if let Some(Err(refused)) = &t.create_right {
         return Err(refused.clone());
     }
-    let fields = applied.unwrap_or_else(|| owned_fields(&obj));
+    let fields = applied.unwrap_or_else(|| owned_fields_text(&obj));
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     if t.query.dry_run() {
         return Ok(reply_object(store, t, 201, &obj));
@@ -234,7 +235,22 @@ fn same_but_server_fields(a: &Value, b: &Value) -> bool {
         let (x, y) = (owners(m), owners(w));
         x.len() == y.len()
             && x.iter().zip(y).all(|(e, f)| match (e.as_object(), f.as_object()) {
-                (Some(e), Some(f)) => e.iter().filter(untimed).eq(f.iter().filter(untimed)),
+                (Some(e), Some(f)) => {
+                    // a set compares by the fields it names, held as text or as a tree
+                    let (mut e, mut f) = (e.iter().filter(untimed), f.iter().filter(untimed));
+                    loop {
+                        match (e.next(), f.next()) {
+                            (None, None) => break true,
+                            (Some((k, v)), Some((l, w))) if k == l => {
+                                let same = if k == "fieldsV1" { fields_v1::same(v, w) } else { v == w };
+                                if !same {
+                                    break false;
+                                }
+                            }
+                            _ => break false,
+                        }
+                    }
+                }
                 _ => e == f,
             })
     };
@@ -576,7 +592,12 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     guaranteed_update(store, t, true, missing, |existing| {
         let base = present(store, t, &existing.value).into_owned();
         let mut patched = match kind {
-            PatchType::Json => patches::json_patch(&base, &p).map_err(|e| Status::failure(422, "Invalid", e))?,
+            PatchType::Json => {
+                // a JSON patch may point into a set, or copy one elsewhere: the sets are trees
+                let mut b = base;
+                fields_v1::expand(&mut b);
+                patches::json_patch(&b, &p).map_err(|e| Status::failure(422, "Invalid", e))?
+            }
             PatchType::Merge => {
                 let mut b = base;
                 patches::merge_patch(&mut b, &p);

@@ -1,0 +1,482 @@
+//! managedFields' `fieldsV1` held as its JSON text, as kube's `metav1.FieldsV1{Raw}` holds it.
+//! A field set is written on every write and read back only when ownership changes; as a tree
+//! of its own it doubled what a large object cost to build and to keep (a 265k-key ConfigMap:
+//! ~20 ms and ~20 MB more than its text).
+//!
+//! In an object the text sits in a one-key map whose key carries a token drawn at start-up, so
+//! no body a client sends can hold one. Whatever writes an object's JSON writes the text in its
+//! place (`write_json`); whatever else serializes an object wraps it in `Wire`, which writes the
+//! set as a tree; whatever reads a set takes it as a tree (`tree`, `expand`).
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+/// The key of the one-key map that holds a set's text: unguessable, and with a NUL no label,
+/// annotation or field name kube accepts.
+static KEY: LazyLock<String> = LazyLock::new(|| format!("\u{0}fieldsV1:{}", uuid::Uuid::new_v4().simple()));
+
+/// A field set given as its JSON text (`text` must be a JSON object, as written by
+/// serde_json or `object::owned_fields_text`: it is written out verbatim).
+pub fn from_text(text: String) -> Value {
+    let mut m = Map::new();
+    m.insert(KEY.clone(), Value::String(text));
+    Value::Object(m)
+}
+
+/// The set's JSON text, when `set` holds it as text.
+pub fn text(set: &Value) -> Option<&str> {
+    match set {
+        Value::Object(m) if m.len() == 1 => m.get(KEY.as_str()).and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// The set as a tree (parsed when held as text).
+pub fn tree(set: &Value) -> Cow<'_, Value> {
+    match text(set) {
+        // the text is ours and valid JSON; were it not, the set would read as empty
+        Some(t) => Cow::Owned(serde_json::from_str(t).unwrap_or_else(|_| Value::Object(Map::new()))),
+        None => Cow::Borrowed(set),
+    }
+}
+
+/// Whether the set names no field.
+pub fn is_empty(set: &Value) -> bool {
+    match text(set) {
+        Some(t) => t == "{}",
+        None => set.as_object().is_none_or(Map::is_empty),
+    }
+}
+
+/// Whether two sets name the same fields, whichever form each is in.
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (text(a), text(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a == b,
+        _ => *tree(a) == *tree(b),
+    }
+}
+
+/// The set held as text, whichever form it is given in.
+pub fn as_text(set: Value) -> Value {
+    match text(&set) {
+        Some(_) => set,
+        None => from_text(serde_json::to_string(&set).expect("a JSON tree serializes")),
+    }
+}
+
+/// `set` with the fields of `add` added (a merge patch of sets, which hold no nulls), held as
+/// text: merged in the text without building the set's tree when `set` is text.
+pub fn union(set: Value, add: &Value) -> Value {
+    if is_empty(add) {
+        return as_text(set);
+    }
+    if is_empty(&set) {
+        return as_text(add.clone());
+    }
+    let add = tree(add);
+    if let (Some(t), Some(add)) = (text(&set), add.as_object()) {
+        if let Some(merged) = merge_text(t, add) {
+            return from_text(merged);
+        }
+    }
+    let mut merged = tree(&set).into_owned();
+    crate::store::patch::merge_patch(&mut merged, &add);
+    as_text(merged)
+}
+
+/// `text` with `add`'s fields merged in, read and written in one pass; None when `text` is not
+/// as a set's writer writes it (compact, every value a map), or `add` holds other than maps.
+fn merge_text(text: &str, add: &Map<String, Value>) -> Option<String> {
+    let mut r = Reader { b: text.as_bytes(), i: 0 };
+    let mut out = Vec::with_capacity(text.len() + 64);
+    merge_map(&mut r, add, &mut out)?;
+    if r.i != r.b.len() {
+        return None;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn merge_map(r: &mut Reader, add: &Map<String, Value>, out: &mut Vec<u8>) -> Option<()> {
+    r.expect(b'{')?;
+    out.push(b'{');
+    let mut adds = add.iter().peekable();
+    let mut first = true;
+    if !r.eat(b'}') {
+        loop {
+            let (raw, name) = r.string()?;
+            r.expect(b':')?;
+            while let Some((k, v)) = adds.next_if(|(k, _)| k.as_str() < &*name) {
+                added(out, k, v, &mut first)?;
+            }
+            match adds.next_if(|(k, _)| k.as_str() == &*name) {
+                Some((k, v)) => {
+                    key(out, k, &mut first);
+                    merge_map(r, v.as_object()?, out)?;
+                }
+                None => {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(raw);
+                    out.push(b':');
+                    let start = r.i;
+                    r.skip_map()?;
+                    out.extend_from_slice(&r.b[start..r.i]);
+                }
+            }
+            if r.eat(b',') {
+                continue;
+            }
+            r.expect(b'}')?;
+            break;
+        }
+    }
+    for (k, v) in adds {
+        added(out, k, v, &mut first)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// An added field (and what it holds) written whole.
+fn added(out: &mut Vec<u8>, k: &str, v: &Value, first: &mut bool) -> Option<()> {
+    v.as_object()?;
+    key(out, k, first);
+    plain(out, v);
+    Some(())
+}
+
+/// A cursor over a set's text.
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn eat(&mut self, c: u8) -> bool {
+        let hit = self.b.get(self.i) == Some(&c);
+        self.i += usize::from(hit);
+        hit
+    }
+
+    fn expect(&mut self, c: u8) -> Option<()> {
+        self.eat(c).then_some(())
+    }
+
+    /// A string: its bytes as written (quotes included) and its value.
+    fn string(&mut self) -> Option<(&'a [u8], Cow<'a, str>)> {
+        let start = self.i;
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.i += 2;
+                }
+                _ => self.i += 1,
+            }
+        }
+        self.i += 1;
+        let raw = &self.b[start..self.i];
+        let value = match escaped {
+            false => Cow::Borrowed(std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?),
+            true => Cow::Owned(serde_json::from_slice(raw).ok()?),
+        };
+        Some((raw, value))
+    }
+
+    /// Past one map, its strings read as strings.
+    fn skip_map(&mut self) -> Option<()> {
+        self.expect(b'{')?;
+        let mut depth = 1usize;
+        while depth > 0 {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                b'{' => depth += 1,
+                b'}' => depth -= 1,
+                b':' | b',' => {}
+                _ => return None,
+            }
+            self.i += 1;
+        }
+        Some(())
+    }
+}
+
+/// The object's managedFields entries, when it has any.
+fn entries(obj: &Value) -> Option<&Vec<Value>> {
+    obj.get("metadata")?.get("managedFields")?.as_array()
+}
+
+/// Whether any of `obj`'s sets is held as text.
+pub fn has_text(obj: &Value) -> bool {
+    entries(obj).is_some_and(|l| l.iter().any(|e| e.get("fieldsV1").and_then(text).is_some()))
+}
+
+/// Every set of `obj`'s managedFields as a tree: for what edits or compares them in place.
+pub fn expand(obj: &mut Value) {
+    if !has_text(obj) {
+        return;
+    }
+    if let Some(Value::Array(list)) = obj.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
+        for e in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")) {
+            if let Cow::Owned(t) = tree(e) {
+                *e = t;
+            }
+        }
+    }
+}
+
+/// `obj` with every set as a tree, copied only when one is text.
+pub fn expanded(obj: Cow<'_, Value>) -> Cow<'_, Value> {
+    if has_text(&obj) {
+        let mut o = obj.into_owned();
+        expand(&mut o);
+        Cow::Owned(o)
+    } else {
+        obj
+    }
+}
+
+/// `obj` as serde_json writes it (compact, keys in order), its sets' texts written verbatim.
+pub fn write_json(out: &mut Vec<u8>, obj: &Value) {
+    write_json_without(out, obj, None);
+}
+
+/// `write_json`, leaving out the metadata field named `skip` (etcd keeps objects without their
+/// resourceVersion).
+pub fn write_json_without(out: &mut Vec<u8>, obj: &Value, skip: Option<&str>) {
+    let Some(m) = obj.as_object().filter(|_| skip.is_some() || has_text(obj)) else {
+        serde_json::to_writer(&mut *out, obj).expect("a JSON tree serializes");
+        return;
+    };
+    write_map(out, m, |out, k, v| match k {
+        "metadata" => match v {
+            Value::Object(meta) => write_meta(out, meta, skip),
+            _ => plain(out, v),
+        },
+        _ => plain(out, v),
+    });
+}
+
+/// An object's metadata as `write_json` writes it.
+pub fn write_metadata_json(out: &mut Vec<u8>, meta: &Value) {
+    match meta {
+        Value::Object(m) => write_meta(out, m, None),
+        _ => plain(out, meta),
+    }
+}
+
+fn write_meta(out: &mut Vec<u8>, meta: &Map<String, Value>, skip: Option<&str>) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in meta.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
+        key(out, k, &mut first);
+        match v {
+            Value::Array(list) if k == "managedFields" => {
+                out.push(b'[');
+                for (i, e) in list.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    match e {
+                        Value::Object(e) => write_map(out, e, |out, k, v| match text(v).filter(|_| k == "fieldsV1") {
+                            Some(t) => out.extend_from_slice(t.as_bytes()),
+                            None => plain(out, v),
+                        }),
+                        _ => plain(out, e),
+                    }
+                }
+                out.push(b']');
+            }
+            _ => plain(out, v),
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_map(out: &mut Vec<u8>, m: &Map<String, Value>, mut value: impl FnMut(&mut Vec<u8>, &str, &Value)) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in m {
+        key(out, k, &mut first);
+        value(out, k, v);
+    }
+    out.push(b'}');
+}
+
+fn key(out: &mut Vec<u8>, k: &str, first: &mut bool) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    plain(out, k);
+    out.push(b':');
+}
+
+fn plain(out: &mut Vec<u8>, v: &(impl Serialize + ?Sized)) {
+    serde_json::to_writer(&mut *out, v).expect("a JSON tree serializes");
+}
+
+/// `obj` for any serializer (YAML, a reply's JSON, an audit event): its sets written as trees.
+pub struct Wire<'a>(pub &'a Value);
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_object().filter(|_| has_text(self.0)) {
+            Some(m) => Spine(m, Level::Object).serialize(s),
+            None => self.0.serialize(s),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Level {
+    Object,
+    Metadata,
+    Entry,
+}
+
+/// A map on the way from the object down to its sets.
+struct Spine<'a>(&'a Map<String, Value>, Level);
+
+/// managedFields' list.
+struct Entries<'a>(&'a [Value]);
+
+impl Serialize for Spine<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match (self.1, k.as_str(), v) {
+                (Level::Object, "metadata", Value::Object(m)) => map.serialize_entry(k, &Spine(m, Level::Metadata))?,
+                (Level::Metadata, "managedFields", Value::Array(l)) => map.serialize_entry(k, &Entries(l))?,
+                (Level::Entry, "fieldsV1", _) => map.serialize_entry(k, &*tree(v))?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            match e {
+                Value::Object(m) => seq.serialize_element(&Spine(m, Level::Entry))?,
+                _ => seq.serialize_element(e)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_text(set: &Value) -> Value {
+        let mut o = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v\"\u{e9}"},
+            "metadata": {"name": "a", "resourceVersion": "4", "labels": {"x": "y"}, "managedFields": [
+                {"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}},
+                {"manager": "n", "operation": "Apply", "fieldsV1": {"f:data": {}}, "time": "t"},
+                "odd"]}});
+        o["metadata"]["managedFields"][0]["fieldsV1"] = from_text(serde_json::to_string(set).unwrap());
+        o
+    }
+
+    #[test]
+    fn a_set_held_as_text_is_written_as_its_tree_would_be() {
+        let set = json!({"f:data": {"f:k": {}, "f:\u{0}\"q": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}});
+        let o = with_text(&set);
+        let mut tree_form = o.clone();
+        expand(&mut tree_form);
+        assert_eq!(tree_form["metadata"]["managedFields"][0]["fieldsV1"], set);
+        assert!(!has_text(&tree_form) && has_text(&o));
+        let want = serde_json::to_vec(&tree_form).unwrap();
+        let mut got = Vec::new();
+        write_json(&mut got, &o);
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want));
+        assert_eq!(serde_json::to_vec(&Wire(&o)).unwrap(), want);
+        assert_eq!(serde_yaml::to_string(&Wire(&o)).unwrap(), serde_yaml::to_string(&tree_form).unwrap());
+        // the marker's key is never written
+        assert!(!String::from_utf8_lossy(&got).contains("fieldsV1:"));
+        let mut meta = Vec::new();
+        write_metadata_json(&mut meta, &o["metadata"]);
+        assert_eq!(meta, serde_json::to_vec(&tree_form["metadata"]).unwrap());
+    }
+
+    #[test]
+    fn etcd_form_leaves_out_the_named_field_only() {
+        let o = with_text(&json!({"f:data": {}}));
+        let mut got = Vec::new();
+        write_json_without(&mut got, &o, Some("resourceVersion"));
+        let mut want = o.clone();
+        expand(&mut want);
+        want["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        assert_eq!(got, serde_json::to_vec(&want).unwrap());
+        let plain = json!({"metadata": {"resourceVersion": "1", "name": "x"}, "a": 1});
+        got.clear();
+        write_json_without(&mut got, &plain, Some("resourceVersion"));
+        assert_eq!(got, br#"{"a":1,"metadata":{"name":"x"}}"#);
+    }
+
+    #[test]
+    fn a_client_cannot_send_a_set_as_text() {
+        // a body holding a one-key map that looks like ours is a tree like any other
+        let forged = json!({"\u{0}fieldsV1:": "}],\"evil\":{"});
+        assert_eq!(text(&forged), None);
+        let o = json!({"metadata": {"managedFields": [{"fieldsV1": forged}]}});
+        let mut got = Vec::new();
+        write_json(&mut got, &o);
+        assert_eq!(got, serde_json::to_vec(&o).unwrap());
+    }
+
+    #[test]
+    fn a_union_in_the_text_is_the_merge_of_the_trees() {
+        let sets = [
+            json!({}),
+            json!({"f:a": {}}),
+            json!({"f:data": {"f:k": {}, "f:\u{0}\"q\\": {}, "f:z": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}}),
+            json!({"f:data": {"f:a": {}, "f:k": {"f:deep": {}}, "f:\u{0}\"q\\": {"f:in": {}}}, "f:spec": {}}),
+            json!({"f:metadata": {"f:annotations": {"f:n": {}}, "f:labels": {"f:y": {}}}, "k:{\"name\":\"c\"}": {}}),
+        ];
+        for set in &sets {
+            for add in &sets {
+                let mut want = set.clone();
+                crate::store::patch::merge_patch(&mut want, add);
+                let got = union(from_text(serde_json::to_string(set).unwrap()), add);
+                assert_eq!(text(&got), Some(serde_json::to_string(&want).unwrap().as_str()), "{set} + {add}");
+                let from_trees = union(set.clone(), add);
+                assert_eq!(*tree(&from_trees), want);
+                // read in the text, not by the trees' fallback
+                if !is_empty(set) && !is_empty(add) {
+                    assert!(merge_text(&serde_json::to_string(set).unwrap(), add.as_object().unwrap()).is_some());
+                }
+            }
+        }
+        // what a set's writer would not write falls back to the trees
+        assert_eq!(merge_text("{\"f:a\": {}}", &Map::new()), None);
+        assert_eq!(merge_text("{\"f:a\":1}", &Map::new()), None);
+        assert_eq!(merge_text("{\"f:a\":{}}x", &Map::new()), None);
+        assert_eq!(*tree(&union(from_text("{\"f:a\":1}".into()), &json!({"f:b": {}}))), json!({"f:a": 1, "f:b": {}}));
+    }
+
+    #[test]
+    fn sets_compare_and_empty_in_either_form() {
+        let t = json!({"f:a": {}});
+        let x = from_text(serde_json::to_string(&t).unwrap());
+        assert!(same(&x, &t) && same(&t, &x) && same(&x, &x.clone()));
+        assert!(!same(&x, &json!({"f:b": {}})));
+        assert!(is_empty(&from_text("{}".into())) && is_empty(&json!({})) && !is_empty(&x));
+        assert_eq!(*tree(&x), t);
+    }
+}

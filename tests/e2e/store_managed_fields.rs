@@ -1,0 +1,223 @@
+//! managedFields' sets (`fieldsV1`), which the server keeps as their JSON text, read back as
+//! kube writes them in every form a client can ask for: JSON, YAML, protobuf, Table rows,
+//! PartialObjectMetadata, lists, watch events, write replies (create, dry-run, update, merge
+//! and JSON patch, apply, delete), through kubectl, and from a second replica reading the same
+//! etcd. No form ever shows how the server holds them.
+
+use crate::common::Frontdoor;
+use frontdoor::store::etcd::process::EtcdProcess;
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+const PARTIAL: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const PARTIAL_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// The held form's key is `\0fieldsV1:` and a token in hex: no answer, in any encoding, may
+/// carry it (YAML's own `fieldsV1:` key is followed by a line's end).
+fn no_held_form(what: &str, body: &[u8]) {
+    let held = |w: &[u8]| w.starts_with(b"fieldsV1:") && w[9].is_ascii_hexdigit();
+    assert!(!body.windows(10).any(held), "{what}: {}", String::from_utf8_lossy(body));
+}
+
+fn send(c: &Client, method: &str, url: &str, accept: &str, ct: &str, body: &str) -> Vec<u8> {
+    let mut req = c.request(method.parse().unwrap(), url).header("Accept", accept);
+    if !body.is_empty() {
+        req = req.header("Content-Type", ct).body(body.to_string());
+    }
+    let r = req.send().unwrap();
+    let status = r.status();
+    let b = r.bytes().unwrap().to_vec();
+    assert!(status.is_success(), "{method} {url} ({accept}): {status} {}", String::from_utf8_lossy(&b));
+    b
+}
+
+/// Each entry's manager and set, from an object in JSON.
+fn sets(o: &Value) -> Vec<(String, Value)> {
+    let list = o["metadata"]["managedFields"].as_array().unwrap_or_else(|| panic!("no managedFields: {o}"));
+    list.iter().map(|e| (e["manager"].as_str().unwrap().to_string(), e["fieldsV1"].clone())).collect()
+}
+
+fn created_set() -> Value {
+    json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+}
+
+#[test]
+fn sets_read_back_as_kube_writes_them_in_every_form() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let url = |p: &str| fd.url(p);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "mf", "labels": {"a": "b"}},
+        "data": {"k": "v"}})
+    .to_string();
+    let made: Value = serde_json::from_slice(&send(
+        &c,
+        "POST",
+        &format!("{}?fieldManager=maker", url(CMS)),
+        "application/json",
+        "application/json",
+        &cm,
+    ))
+    .unwrap();
+    let want = vec![("maker".to_string(), created_set())];
+    assert_eq!(sets(&made), want, "{made}");
+    let one = url(&format!("{CMS}/mf"));
+
+    // one object, as JSON, YAML, protobuf, a Table row and metadata only
+    let get = |accept: &str| send(&c, "GET", &one, accept, "", "");
+    let b = get("application/json");
+    no_held_form("get", &b);
+    assert_eq!(sets(&serde_json::from_slice(&b).unwrap()), want);
+    let b = get("application/yaml");
+    no_held_form("get yaml", &b);
+    assert_eq!(sets(&serde_yaml::from_slice(&b).unwrap()), want);
+    let b = get(PROTOBUF);
+    no_held_form("get protobuf", &b);
+    let text = serde_json::to_string(&created_set()).unwrap();
+    assert!(b.windows(text.len()).any(|w| w == text.as_bytes()), "protobuf carries the set's JSON");
+    for include in ["Object", "Metadata"] {
+        let b = send(&c, "GET", &format!("{one}?includeObject={include}"), TABLE, "", "");
+        no_held_form(include, &b);
+        let t: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(sets(&t["rows"][0]["object"]), want, "{include}");
+    }
+    let b = get(PARTIAL);
+    no_held_form("partial", &b);
+    assert_eq!(sets(&serde_json::from_slice(&b).unwrap()), want);
+
+    // the list, in the same forms, and a watch
+    let list = url(CMS);
+    let get_list = |accept: &str, q: &str| send(&c, "GET", &format!("{list}{q}"), accept, "", "");
+    for (accept, q) in [
+        ("application/json", ""),
+        ("application/yaml", ""),
+        (PROTOBUF, ""),
+        (PARTIAL_LIST, ""),
+        (TABLE, "?includeObject=Object"),
+        ("application/json", "?watch=1&resourceVersion=0&timeoutSeconds=1"),
+        (PROTOBUF, "?watch=1&resourceVersion=0&timeoutSeconds=1"),
+        (TABLE, "?watch=1&resourceVersion=0&timeoutSeconds=1&includeObject=Object"),
+        (PARTIAL, "?watch=1&resourceVersion=0&timeoutSeconds=1"),
+    ] {
+        let b = get_list(accept, q);
+        no_held_form(&format!("list {accept}{q}"), &b);
+        if accept.starts_with("application/json") {
+            let text = String::from_utf8_lossy(&b);
+            assert!(text.contains(r#""fieldsV1":{"f:data""#), "list {accept}{q}: {text}");
+        }
+    }
+
+    // write replies: a dry-run create, an update, a merge patch, a JSON patch reading into a
+    // set, an apply by a second manager, a delete
+    let dry = cm.replace("\"mf\"", "\"dry\"");
+    let b = send(
+        &c,
+        "POST",
+        &format!("{list}?dryRun=All&fieldManager=maker"),
+        "application/json",
+        "application/json",
+        &dry,
+    );
+    no_held_form("dry-run", &b);
+    assert_eq!(sets(&serde_json::from_slice(&b).unwrap()), want);
+    let b = send(
+        &c,
+        "POST",
+        &format!("{list}?dryRun=All&fieldManager=maker"),
+        "application/yaml",
+        "application/json",
+        &dry,
+    );
+    no_held_form("dry-run yaml", &b);
+
+    let mut current: Value = serde_json::from_slice(&get("application/json")).unwrap();
+    current["data"]["k2"] = json!("v2");
+    let b = send(
+        &c,
+        "PUT",
+        &format!("{one}?fieldManager=maker"),
+        "application/json",
+        "application/json",
+        &current.to_string(),
+    );
+    no_held_form("update", &b);
+    let mut grown = created_set();
+    grown["f:data"]["f:k2"] = json!({});
+    assert_eq!(sets(&serde_json::from_slice(&b).unwrap()), vec![("maker".to_string(), grown.clone())]);
+
+    let merge = r#"{"metadata":{"labels":{"c":"d"}}}"#;
+    let b = send(
+        &c,
+        "PATCH",
+        &format!("{one}?fieldManager=patcher"),
+        "application/json",
+        "application/merge-patch+json",
+        merge,
+    );
+    no_held_form("merge patch", &b);
+    let patched: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(sets(&patched)[0], ("maker".to_string(), grown.clone()));
+    assert_eq!(sets(&patched)[1], ("patcher".to_string(), json!({"f:metadata": {"f:labels": {"f:c": {}}}})));
+
+    // a JSON patch sees the sets as JSON: a test inside one holds, and a copy out of one is a tree
+    let ops = json!([
+        {"op": "test", "path": "/metadata/managedFields/0/fieldsV1/f:data/f:k2", "value": {}},
+        {"op": "add", "path": "/metadata/annotations", "value": {}},
+        {"op": "add", "path": "/metadata/labels/e", "value": "f"},
+    ]);
+    let b = send(&c, "PATCH", &one, "application/json", "application/json-patch+json", &ops.to_string());
+    no_held_form("json patch", &b);
+    let refused = c
+        .patch(&one)
+        .header("Content-Type", "application/json-patch+json")
+        .body(
+            json!([{"op": "test", "path": "/metadata/managedFields/0/fieldsV1/f:data/f:nope", "value": {}}])
+                .to_string(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), 422, "a test of a field the set does not name fails");
+
+    let apply = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: mf\ndata:\n  k3: v3\n";
+    let b = send(
+        &c,
+        "PATCH",
+        &format!("{one}?fieldManager=applier"),
+        "application/yaml",
+        "application/apply-patch+yaml",
+        apply,
+    );
+    no_held_form("apply", &b);
+    let applied: Value = serde_yaml::from_slice(&b).unwrap();
+    let by: std::collections::BTreeMap<String, Value> = sets(&applied).into_iter().collect();
+    assert_eq!(by["applier"], json!({"f:data": {"f:k3": {}}}));
+    assert_eq!(by["maker"], grown);
+
+    // kubectl reads them as any Go client does
+    let shown: Value =
+        serde_json::from_str(&fd.kubectl_ok(&["get", "cm", "mf", "--show-managed-fields", "-o", "json"])).unwrap();
+    assert_eq!(sets(&shown), sets(&applied));
+
+    let b = send(&c, "DELETE", &one, "application/json", "", "");
+    no_held_form("delete", &b);
+}
+
+#[test]
+fn a_replica_reading_etcd_reads_the_sets() {
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(etcd_dir.path()).unwrap();
+    let args = ["--etcd-servers", etcd.url.as_str()];
+    let (a, b) = (Frontdoor::start(&args), Frontdoor::start(&args));
+    a.kubectl_ok(&["create", "cm", "shared", "--from-literal=k=v"]);
+    a.kubectl_ok(&["label", "cm", "shared", "a=b"]);
+    for fd in [&a, &b] {
+        let body = fd.admin_client().get(fd.url(&format!("{CMS}/shared"))).send().unwrap().bytes().unwrap();
+        no_held_form("replica", &body);
+        let o: Value = serde_json::from_slice(&body).unwrap();
+        let s = sets(&o);
+        assert_eq!(s[0].1, json!({"f:data": {"f:k": {}}}), "{o}");
+        assert_eq!(s[1].1, json!({"f:metadata": {"f:labels": {"f:a": {}}}}), "{o}");
+    }
+}
