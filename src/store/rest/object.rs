@@ -293,7 +293,7 @@ pub fn field_changes(old: &Value, new: &Value) -> (Value, Value) {
                 }
             };
             let meta = top && k == "metadata" && v.is_object();
-            if o == Some(v) && !meta {
+            if !meta && o.is_some_and(|o| same_value(o, v)) {
                 continue;
             }
             let sub = match (o, v) {
@@ -321,6 +321,21 @@ pub fn field_changes(old: &Value, new: &Value) -> (Value, Value) {
     }
     let (changed, removed) = diff(old, new, &|k| !matches!(k, "kind" | "apiVersion"), true);
     (Value::Object(changed.into_iter().collect()), Value::Object(removed.into_iter().collect()))
+}
+
+/// `a == b`, with two empty strings found equal without comparing their bytes: an empty
+/// String's pointer is dangling, and glibc's AVX-512 memcmp reads it with a masked load that
+/// costs a microcode assist (~50 ns; a 265k-key ConfigMap of empty values spent ~15 ms there).
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    let same_str = |x: &str, y: &str| x.len() == y.len() && (x.is_empty() || x == y);
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => same_str(x, y),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|((k, v), (l, w))| same_str(k, l) && same_value(v, w))
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_value(v, w)),
+        _ => a == b,
+    }
 }
 
 /// Records that `manager` owns `fields` of `obj` through `operation` (Update: added to what
@@ -527,6 +542,33 @@ mod tests {
         assert_eq!(owned_fields(&obj), fields_v1(&managed_part(&obj)));
         let bare = json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
         assert_eq!(owned_fields(&bare), json!({"f:data": {"f:k": {}}}));
+    }
+
+    #[test]
+    fn same_value_is_equality() {
+        let values = [
+            json!(""),
+            json!("a"),
+            json!("b"),
+            json!(null),
+            json!(1),
+            json!({}),
+            json!({"": ""}),
+            json!({"": "x"}),
+            json!({"k": ""}),
+            json!({"k": "", "l": [""]}),
+            json!({"k": "", "l": ["", {}]}),
+            json!([]),
+            json!([""]),
+            json!(["", ""]),
+            json!({"k": {"": {"x": ""}}}),
+            json!({"k": {"": {"x": "y"}}}),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(same_value(a, b), a == b, "{a} {b}");
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! kube's optimistic concurrency, finalizers, namespace lifecycle and dryRun.
 
 use super::object::{
-    disown, field_changes, manager, owned_fields_text, present, record_managed, reply_object, reply_stored, status,
+    disown, field_changes, manager, owned_fields_text, present, record_managed, reply_object, reply_stored, same_value,
+    status,
 };
 use super::{decode, now, Target};
 use crate::api::status::StatusDetails;
@@ -258,7 +259,7 @@ fn same_but_server_fields(a: &Value, b: &Value) -> bool {
         && a.iter().all(|(k, v)| match (b.get(k), v.as_object().filter(|_| k == "metadata")) {
             (None, _) => false,
             (Some(Value::Object(w)), Some(m)) => m.iter().filter(kept).eq(w.iter().filter(kept)) && same_owners(m, w),
-            (Some(w), _) => v == w,
+            (Some(w), _) => same_value(v, w),
         })
 }
 
