@@ -293,7 +293,9 @@ pub fn field_changes(old: &Value, new: &Value) -> (Value, Value) {
                 }
             };
             let meta = top && k == "metadata" && v.is_object();
-            if !meta && o.is_some_and(|o| same_value(o, v)) {
+            // two maps are compared by walking them below, once, not also here
+            let maps = matches!((o, v), (Some(Value::Object(_)), Value::Object(_)));
+            if !meta && !maps && o.is_some_and(|o| same_value(o, v)) {
                 continue;
             }
             let sub = match (o, v) {
