@@ -59,11 +59,62 @@ pub fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The set held as text, whichever form it is given in.
+/// The set held as text, whichever form it is given in (what is not a map names no field).
 pub fn as_text(set: Value) -> Value {
-    match text(&set) {
-        Some(_) => set,
-        None => from_text(serde_json::to_string(&set).expect("a JSON tree serializes")),
+    match (text(&set), &set) {
+        (Some(_), _) => set,
+        (None, Value::Object(_)) => from_text(serde_json::to_string(&set).expect("a JSON tree serializes")),
+        (None, _) => from_text("{}".into()),
+    }
+}
+
+/// Whether `text` is a set as a set's writer writes it: maps of maps, compact, well-formed
+/// JSON. Checked before a text is written out verbatim, so that a text the server did not
+/// write (were the key ever learnt) can never change the JSON around it.
+pub fn well_formed(text: &str) -> bool {
+    let mut r = Reader { b: text.as_bytes(), i: 0 };
+    r.skip_map().is_some() && r.i == r.b.len()
+}
+
+/// Whether `v`, or anything in it, is a set held as text.
+fn holds_text(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => text(v).is_some() || m.values().any(holds_text),
+        Value::Array(a) => a.iter().any(holds_text),
+        _ => false,
+    }
+}
+
+/// Every set held as text anywhere in `v` made a tree.
+fn expand_all(v: &mut Value) {
+    if let Cow::Owned(t) = tree(v) {
+        *v = t;
+        return;
+    }
+    match v {
+        Value::Object(m) => m.values_mut().for_each(expand_all),
+        Value::Array(a) => a.iter_mut().for_each(expand_all),
+        _ => {}
+    }
+}
+
+/// `v` (a part of an object: a column's value, a CEL operand) with every set in it a tree,
+/// copied only when it holds one.
+pub fn with_trees(v: Cow<'_, Value>) -> Cow<'_, Value> {
+    if !holds_text(&v) {
+        return v;
+    }
+    let mut v = v.into_owned();
+    expand_all(&mut v);
+    Cow::Owned(v)
+}
+
+/// The bytes a set is written as (its JSON, as in protobuf's FieldsV1.Raw): its text verbatim
+/// when well formed, else its tree.
+pub fn write_set(out: &mut Vec<u8>, set: &Value) {
+    match text(set) {
+        Some(t) if well_formed(t) => out.extend_from_slice(t.as_bytes()),
+        _ => plain(out, &*tree(set)),
     }
 }
 
@@ -149,6 +200,10 @@ fn added(out: &mut Vec<u8>, k: &str, v: &Value, first: &mut bool) -> Option<()> 
     Some(())
 }
 
+/// Deeper than any object the server accepts (`api::decode`'s bound is 100) and within
+/// serde_json's own recursion bound.
+const MAX_SET_DEPTH: usize = 120;
+
 /// A cursor over a set's text.
 struct Reader<'a> {
     b: &'a [u8],
@@ -176,8 +231,14 @@ impl<'a> Reader<'a> {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
-                    self.i += 2;
+                    let n = match *self.b.get(self.i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                        b'u' if self.b.get(self.i + 2..self.i + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                        _ => return None,
+                    };
+                    self.i += n;
                 }
+                0..0x20 => return None,
                 _ => self.i += 1,
             }
         }
@@ -190,24 +251,38 @@ impl<'a> Reader<'a> {
         Some((raw, value))
     }
 
-    /// Past one map, its strings read as strings.
+    /// Past one set: maps of maps by string keys, compact, nothing else (no recursion: a
+    /// text nested a million deep is walked, not stacked).
     fn skip_map(&mut self) -> Option<()> {
         self.expect(b'{')?;
         let mut depth = 1usize;
-        while depth > 0 {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.string()?;
-                    continue;
+        let mut may_close = true;
+        loop {
+            if may_close && self.eat(b'}') {
+                depth -= 1;
+                // past a map's end: the end of the map holding it, or that map's next entry
+                loop {
+                    if depth == 0 {
+                        return Some(());
+                    }
+                    if self.eat(b',') {
+                        break;
+                    }
+                    self.expect(b'}')?;
+                    depth -= 1;
                 }
-                b'{' => depth += 1,
-                b'}' => depth -= 1,
-                b':' | b',' => {}
-                _ => return None,
+                may_close = false;
+                continue;
             }
-            self.i += 1;
+            self.string()?;
+            self.expect(b':')?;
+            self.expect(b'{')?;
+            depth += 1;
+            if depth > MAX_SET_DEPTH {
+                return None;
+            }
+            may_close = true;
         }
-        Some(())
     }
 }
 
@@ -288,9 +363,9 @@ fn write_meta(out: &mut Vec<u8>, meta: &Map<String, Value>, skip: Option<&str>) 
                         out.push(b',');
                     }
                     match e {
-                        Value::Object(e) => write_map(out, e, |out, k, v| match text(v).filter(|_| k == "fieldsV1") {
-                            Some(t) => out.extend_from_slice(t.as_bytes()),
-                            None => plain(out, v),
+                        Value::Object(e) => write_map(out, e, |out, k, v| match k {
+                            "fieldsV1" => write_set(out, v),
+                            _ => plain(out, v),
                         }),
                         _ => plain(out, e),
                     }
@@ -468,6 +543,54 @@ mod tests {
         assert_eq!(merge_text("{\"f:a\":1}", &Map::new()), None);
         assert_eq!(merge_text("{\"f:a\":{}}x", &Map::new()), None);
         assert_eq!(*tree(&union(from_text("{\"f:a\":1}".into()), &json!({"f:b": {}}))), json!({"f:a": 1, "f:b": {}}));
+    }
+
+    #[test]
+    fn only_a_well_formed_set_is_written_verbatim() {
+        for ok in [r#"{}"#, r#"{"f:a":{}}"#, r#"{"f:a":{"f:b":{},"k:{\"n\":\"x\"}":{}},"v:\u00e9\n":{}}"#] {
+            assert!(well_formed(ok), "{ok}");
+        }
+        let bad = [
+            r#"{}],"evil":{"#,
+            r#"{"a""b"}"#,
+            r#"{"a":{},}"#,
+            r#"{"a":"b"}"#,
+            r#"{"a":{}}}"#,
+            r#"{"a":{}"#,
+            r#"{"a" :{}}"#,
+            r#"{"\x":{}}"#,
+            r#"{"\u12":{}}"#,
+            "{\"\n\":{}}",
+            r#"{"a":{}} "#,
+            "",
+            "{",
+        ];
+        for text in bad {
+            assert!(!well_formed(text), "{text}");
+            // written as its tree (or as no fields): the JSON around it is whole either way
+            let o = json!({"metadata": {"managedFields": [{"fieldsV1": from_text(text.into())}], "name": "n"}});
+            let mut out = Vec::new();
+            write_json(&mut out, &o);
+            let back: Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back["metadata"]["name"], "n");
+            assert_eq!(back["metadata"]["managedFields"][0]["fieldsV1"], *tree(&from_text(text.into())));
+        }
+        // walked without recursion, and no deeper than an object may be
+        let nested = |n: usize| "{\"a\":".repeat(n) + "{}" + &"}".repeat(n);
+        assert!(well_formed(&nested(100)));
+        assert!(!well_formed(&nested(100_000)));
+        assert_eq!(*tree(&from_text(nested(100_000))), json!({}));
+    }
+
+    #[test]
+    fn parts_of_an_object_read_with_their_sets_as_trees() {
+        let o = with_text(&json!({"f:data": {}}));
+        let meta = with_trees(Cow::Borrowed(&o["metadata"]));
+        assert!(matches!(meta, Cow::Owned(_)));
+        assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:data": {}}));
+        assert!(matches!(with_trees(Cow::Borrowed(&o["data"])), Cow::Borrowed(_)));
+        assert_eq!(*tree(&as_text(json!(null))), json!({}));
+        assert!(is_empty(&as_text(json!([1]))));
     }
 
     #[test]

@@ -460,12 +460,9 @@ fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -
         Time => w.delimited(field, |w| time_message(w, v, name))?,
         RawJson => w.delimited(field, |w| json_bytes(w, v))?,
         Fields => w.delimited(field, |w| {
-            w.delimited(1, |w| match crate::store::fields_v1::text(v) {
-                Some(t) => {
-                    w.0.extend_from_slice(t.as_bytes());
-                    Ok(())
-                }
-                None => json_bytes(w, v),
+            w.delimited(1, |w| {
+                crate::store::fields_v1::write_set(&mut w.0, v);
+                Ok::<(), String>(())
             })
         })?,
         Msg(s) => w.delimited(field, |w| encode_message(w, v, s()))?,

@@ -221,3 +221,73 @@ fn a_replica_reading_etcd_reads_the_sets() {
         assert_eq!(s[1].1, json!({"f:metadata": {"f:labels": {"f:a": {}}}}), "{o}");
     }
 }
+
+const WIDGETS: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.sets.example.com
+spec:
+  group: sets.example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    additionalPrinterColumns:
+    - {name: Set, type: string, jsonPath: ".metadata.managedFields[0].fieldsV1"}
+    - {name: Spec, type: string, jsonPath: ".metadata.managedFields[0].fieldsV1.f:spec"}
+    - {name: Meta, type: string, jsonPath: ".metadata"}
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-validations:
+        - rule: "!has(self.metadata.managedFields) || self.metadata.managedFields.all(e, !has(e.fieldsV1) || e.fieldsV1.all(k, k.startsWith('f:')))"
+          message: every set is read as its fields
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+"#;
+
+/// A custom resource's printer columns and CEL rules read the sets as the maps they are.
+#[test]
+fn printer_columns_and_rules_read_the_sets() {
+    let fd = Frontdoor::start(&[]);
+    let crd = fd.certs().join("widgets.yaml");
+    std::fs::write(&crd, WIDGETS).unwrap();
+    fd.kubectl_ok(&["apply", "-f", crd.to_str().unwrap()]);
+    fd.kubectl_ok(&["wait", "--for=condition=Established", "crd/widgets.sets.example.com", "--timeout=10s"]);
+    let c = fd.admin_client();
+    let list = fd.url("/apis/sets.example.com/v1/namespaces/default/widgets");
+    let w =
+        json!({"apiVersion": "sets.example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}});
+    send(&c, "POST", &format!("{list}?fieldManager=maker"), "application/json", "application/json", &w.to_string());
+    // an update: the rule now sees the stored object's set
+    let merge = r#"{"spec":{"size":2}}"#;
+    let one = format!("{list}/w");
+    let b = send(
+        &c,
+        "PATCH",
+        &format!("{one}?fieldManager=maker"),
+        "application/json",
+        "application/merge-patch+json",
+        merge,
+    );
+    no_held_form("patched widget", &b);
+    for url in [one.as_str(), list.as_str()] {
+        let b = send(&c, "GET", url, TABLE, "", "");
+        no_held_form("widget table", &b);
+        let t: Value = serde_json::from_slice(&b).unwrap();
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(
+            serde_json::from_str::<Value>(cells[1].as_str().unwrap()).unwrap(),
+            json!({"f:spec": {"f:size": {}}})
+        );
+        assert_eq!(serde_json::from_str::<Value>(cells[2].as_str().unwrap()).unwrap(), json!({"f:size": {}}));
+        let meta: Value = serde_json::from_str(cells[3].as_str().unwrap()).unwrap();
+        assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:spec": {"f:size": {}}}));
+    }
+}

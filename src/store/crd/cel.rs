@@ -35,6 +35,8 @@ fn to_cel(v: &Value) -> Option<cel::Value> {
         },
         Value::String(s) => cel::Value::from(s.as_str()),
         Value::Array(a) => cel::Value::from(a.iter().map(to_cel).collect::<Option<Vec<_>>>()?),
+        // a field set the server holds as text is seen as the map it is
+        Value::Object(_) if crate::store::fields_v1::text(v).is_some() => to_cel(&crate::store::fields_v1::tree(v))?,
         Value::Object(m) => {
             let mut out = std::collections::HashMap::new();
             for (k, v) in m {

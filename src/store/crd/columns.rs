@@ -3,8 +3,10 @@
 //! cell the value at the column's JSON path as its type says (a date as its age); a path that
 //! finds nothing is a null cell (kubectl prints `<none>`).
 
+use crate::store::fields_v1;
 use crate::store::table::{human_duration, IncludeObject};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 /// The columns of a version: its additionalPrinterColumns, or kube's default Age.
 pub fn columns(declared: &[Value]) -> Vec<Value> {
@@ -14,30 +16,40 @@ pub fn columns(declared: &[Value]) -> Vec<Value> {
     declared.to_vec()
 }
 
-/// The value at a simple JSON path (`.spec.replicas`, `.status.conditions[0].type`).
-pub fn find<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+/// The value at a simple JSON path (`.spec.replicas`, `.status.conditions[0].type`); field
+/// sets the server holds as text are read, and found, as the maps they are.
+pub fn find<'a>(obj: &'a Value, path: &str) -> Option<Cow<'a, Value>> {
     let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('.');
-    let mut cur = obj;
+    let mut cur = Cow::Borrowed(obj);
     for step in path.split('.').filter(|s| !s.is_empty()) {
         let (field, indices) = match step.find('[') {
             Some(i) => (&step[..i], &step[i..]),
             None => (step, ""),
         };
         if !field.is_empty() {
-            cur = cur.get(field)?;
+            cur = step_into(cur, |v| v.get(field))?;
         }
         for idx in indices.split('[').filter(|s| !s.is_empty()) {
             let i: usize = idx.trim_end_matches(']').parse().ok()?;
-            cur = cur.get(i)?;
+            cur = step_into(cur, |v| v.get(i))?;
         }
     }
-    Some(cur)
+    Some(fields_v1::with_trees(cur))
+}
+
+/// One step of `find`, into a set's tree where `cur` is a set held as text.
+fn step_into<'a>(cur: Cow<'a, Value>, step: impl Fn(&Value) -> Option<&Value>) -> Option<Cow<'a, Value>> {
+    match cur {
+        Cow::Borrowed(v) if fields_v1::text(v).is_none() => step(v).map(Cow::Borrowed),
+        cur => step(&fields_v1::tree(&cur)).cloned().map(Cow::Owned),
+    }
 }
 
 fn cell(column: &Value, obj: &Value) -> Value {
     let Some(v) = find(obj, column["jsonPath"].as_str().unwrap_or_default()).filter(|v| !v.is_null()) else {
         return Value::Null;
     };
+    let v = &*v;
     match column["type"].as_str().unwrap_or("string") {
         "date" => match v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
             Some(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),

@@ -365,6 +365,10 @@ pub fn record_managed(
     }
     let fields = fields_v1::as_text(fields);
     list.retain(|e| !same(e));
+    // every set is kept as text (an apply or a client's round trip may have made trees of them)
+    for set in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")).filter(|s| s.is_object()) {
+        *set = fields_v1::as_text(set.take());
+    }
     if !fields_v1::is_empty(&fields) {
         let mut entry = json!({
             "manager": manager, "operation": operation, "apiVersion": api_version,
@@ -413,7 +417,7 @@ pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, 
         if gone.peek().is_none() {
             continue; // a set nothing leaves is not read
         }
-        let set = &mut e["fieldsV1"];
+        let Some(set) = e.get_mut("fieldsV1") else { continue };
         let held_as_text = fields_v1::text(set).is_some();
         let mut tree = fields_v1::tree(set).into_owned();
         for p in gone {
