@@ -224,6 +224,17 @@ impl<'a> Reader<'a> {
     /// A string: its bytes as written (quotes included) and its value.
     fn string(&mut self) -> Option<(&'a [u8], Cow<'a, str>)> {
         let start = self.i;
+        let escaped = self.skip_string()?;
+        let raw = &self.b[start..self.i];
+        let value = match escaped {
+            false => Cow::Borrowed(std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?),
+            true => Cow::Owned(serde_json::from_slice(raw).ok()?),
+        };
+        Some((raw, value))
+    }
+
+    /// Past one string, well formed as JSON writes it; whether it holds an escape.
+    fn skip_string(&mut self) -> Option<bool> {
         self.expect(b'"')?;
         let mut escaped = false;
         loop {
@@ -243,12 +254,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.i += 1;
-        let raw = &self.b[start..self.i];
-        let value = match escaped {
-            false => Cow::Borrowed(std::str::from_utf8(&raw[1..raw.len() - 1]).ok()?),
-            true => Cow::Owned(serde_json::from_slice(raw).ok()?),
-        };
-        Some((raw, value))
+        Some(escaped)
     }
 
     /// Past one set: maps of maps by string keys, compact, nothing else (no recursion: a
@@ -274,7 +280,7 @@ impl<'a> Reader<'a> {
                 may_close = false;
                 continue;
             }
-            self.string()?;
+            self.skip_string()?;
             self.expect(b':')?;
             self.expect(b'{')?;
             depth += 1;
