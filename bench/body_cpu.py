@@ -16,6 +16,20 @@ create 124 -> 114 ms and PUT 116 -> 111 ms with the gather into key order prefet
 sorted create's ~100 ms goes (perf): decoding ~40 (the map's tree ~10), the managedFields tree
 ~20, serializing the stored object ~12, lz4 ~8, redb ~8, validation ~6, page faults for the
 ~44 MB the stored object keeps (two trees of 265k entries and its bytes) spread over all of them.
+
+Measured 2026-12-05 (third session; same machine, three rounds of medians of 5, the previous build
+and this one interleaved), once managedFields' sets are held as text (src/store/fields_v1.rs) and
+an update's diff compares empty strings by length (glibc's AVX-512 memcmp costs a microcode assist
+on an empty String's dangling pointer, ~50 ns a call):
+    densest create            109-113 -> 84-95 ms
+    densest create, shuffled  118-135 -> 102-121 ms
+    densest PUT                89-96  -> 76-82 ms
+    densest PUT, shuffled     109-114 -> 99-102 ms
+    merge patch (either)       62-73  -> 44-51 ms
+What remains of the shuffled create is walks over keys held in no memory order: the decode's
+sort and the map's own sort and dedup (~15%), validation (~7%), writing the set and the object
+(~10%), lz4 (~6%). Copying the keys into sorted order after the sort ("rehoming") was tried twice
+and costs what it saves.
 """
 import os, random, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time, http.client, json
 from benchlib import free_port
