@@ -284,7 +284,8 @@ fn store_key(prefix: &str, kv: &KeyValue) -> Option<String> {
 fn stored(prefix: &str, kv: &KeyValue) -> Option<Stored> {
     let key = store_key(prefix, kv)?;
     let rev = kv.mod_revision() as u64;
-    let value: Value = serde_json::from_slice(kv.value()).ok()?;
+    let mut value: Value = serde_json::from_slice(kv.value()).ok()?;
+    super::fields_v1::hold_as_text(&mut value);
     // etcd's bytes carry no resourceVersion: the served form is serialized once, here (the
     // mirror keeps it for every read)
     let value = stamp(value, rev);

@@ -316,6 +316,21 @@ pub fn expand(obj: &mut Value) {
     }
 }
 
+/// Every set of `obj`'s managedFields held as text: for an object read from storage, so that
+/// it holds what the write that stored it held.
+pub fn hold_as_text(obj: &mut Value) {
+    if let Some(Value::Array(list)) = obj.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
+        hold_entries_as_text(list);
+    }
+}
+
+/// Every set of managedFields entries `list` held as text (a set that is no map is left as it is).
+pub fn hold_entries_as_text(list: &mut [Value]) {
+    for set in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")).filter(|s| s.is_object()) {
+        *set = as_text(set.take());
+    }
+}
+
 /// `obj` with every set as a tree, copied only when one is text.
 pub fn expanded(obj: Cow<'_, Value>) -> Cow<'_, Value> {
     if has_text(&obj) {
@@ -596,6 +611,18 @@ mod tests {
         assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:data": {}}));
         assert!(matches!(with_trees(Cow::Borrowed(&o["data"])), Cow::Borrowed(_)));
         assert_eq!(*tree(&as_text(json!(null))), json!({}));
+        // as read from storage: every map set held as text, anything else left alone
+        let mut stored = json!({"metadata": {"managedFields": [{"fieldsV1": {"f:a": {}}}, {"fieldsV1": 1}, "x", {}]}});
+        let want = stored.clone();
+        hold_as_text(&mut stored);
+        assert_eq!(text(&stored["metadata"]["managedFields"][0]["fieldsV1"]), Some(r#"{"f:a":{}}"#));
+        assert_eq!(
+            stored["metadata"]["managedFields"].as_array().unwrap()[1..],
+            want["metadata"]["managedFields"].as_array().unwrap()[1..]
+        );
+        let mut out = Vec::new();
+        write_json(&mut out, &stored);
+        assert_eq!(out, serde_json::to_vec(&want).unwrap());
         assert!(is_empty(&as_text(json!([1]))));
     }
 

@@ -184,7 +184,8 @@ impl RedbStorage {
         state.compacted = meta.get("compacted")?.map(|g| g.value()).unwrap_or(0);
         for row in r.open_table(OBJECTS)?.iter()? {
             let (k, v) = row?;
-            let value: Value = serde_json::from_slice(&unpack(v.value())?)?;
+            let mut value: Value = serde_json::from_slice(&unpack(v.value())?)?;
+            super::fields_v1::hold_as_text(&mut value);
             let rev = value["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
             // serialized again rather than kept as read: what an older build wrote may differ
             // in form (spacing, escapes) from what a reply writes

@@ -366,9 +366,7 @@ pub fn record_managed(
     let fields = fields_v1::as_text(fields);
     list.retain(|e| !same(e));
     // every set is kept as text (an apply or a client's round trip may have made trees of them)
-    for set in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")).filter(|s| s.is_object()) {
-        *set = fields_v1::as_text(set.take());
-    }
+    fields_v1::hold_entries_as_text(&mut list);
     if !fields_v1::is_empty(&fields) {
         let mut entry = json!({
             "manager": manager, "operation": operation, "apiVersion": api_version,
