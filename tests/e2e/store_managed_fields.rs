@@ -161,7 +161,7 @@ fn sets_read_back_as_kube_writes_them_in_every_form() {
     assert_eq!(sets(&patched)[0], ("maker".to_string(), grown.clone()));
     assert_eq!(sets(&patched)[1], ("patcher".to_string(), json!({"f:metadata": {"f:labels": {"f:c": {}}}})));
 
-    // a JSON patch sees the sets as JSON: a test inside one holds, and a copy out of one is a tree
+    // a JSON patch sees the sets as JSON: a test inside one holds, a test of a field it lacks fails
     let ops = json!([
         {"op": "test", "path": "/metadata/managedFields/0/fieldsV1/f:data/f:k2", "value": {}},
         {"op": "add", "path": "/metadata/annotations", "value": {}},
