@@ -36,8 +36,11 @@ pub fn text(set: &Value) -> Option<&str> {
 /// The set as a tree (parsed when held as text).
 pub fn tree(set: &Value) -> Cow<'_, Value> {
     match text(set) {
-        // the text is ours and valid JSON; were it not, the set would read as empty
-        Some(t) => Cow::Owned(serde_json::from_str(t).unwrap_or_else(|_| Value::Object(Map::new()))),
+        // the text is ours and valid JSON; were it not, the set reads as empty
+        Some(t) => Cow::Owned(serde_json::from_str(t).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "a managedFields set held as text does not parse; read as empty");
+            Value::Object(Map::new())
+        })),
         None => Cow::Borrowed(set),
     }
 }
@@ -200,9 +203,9 @@ fn added(out: &mut Vec<u8>, k: &str, v: &Value, first: &mut bool) -> Option<()> 
     Some(())
 }
 
-/// Deeper than any object the server accepts (`api::decode`'s bound is 100) and within
-/// serde_json's own recursion bound.
-const MAX_SET_DEPTH: usize = 120;
+/// A set is at most one deeper than the object it describes (`api::decode`'s bound), and
+/// well within serde_json's own recursion bound wherever the set sits in a document.
+const MAX_SET_DEPTH: usize = crate::api::decode::MAX_DEPTH + 2;
 
 /// A cursor over a set's text.
 struct Reader<'a> {
@@ -242,9 +245,13 @@ impl<'a> Reader<'a> {
                 b'"' => break,
                 b'\\' => {
                     escaped = true;
+                    // only the escapes serde_json writes (no `\/`, no other `\u`: a lone
+                    // surrogate is JSON no serde_json reader takes)
                     let n = match *self.b.get(self.i + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
-                        b'u' if self.b.get(self.i + 2..self.i + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                        b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                        b'u' if matches!(self.b.get(self.i + 2..self.i + 6)?, [b'0', b'0', b'0' | b'1', h] if h.is_ascii_hexdigit()) => {
+                            6
+                        }
                         _ => return None,
                     };
                     self.i += n;
@@ -568,7 +575,7 @@ mod tests {
 
     #[test]
     fn only_a_well_formed_set_is_written_verbatim() {
-        for ok in [r#"{}"#, r#"{"f:a":{}}"#, r#"{"f:a":{"f:b":{},"k:{\"n\":\"x\"}":{}},"v:\u00e9\n":{}}"#] {
+        for ok in [r#"{}"#, r#"{"f:a":{}}"#, r#"{"f:a":{"f:b":{},"k:{\"n\":\"x\"}":{}},"v:\u001f\n\t":{}}"#] {
             assert!(well_formed(ok), "{ok}");
         }
         let bad = [
@@ -581,6 +588,11 @@ mod tests {
             r#"{"a" :{}}"#,
             r#"{"\x":{}}"#,
             r#"{"\u12":{}}"#,
+            r#"{"\ud800":{}}"#,
+            r#"{"\udc00":{}}"#,
+            r#"{"\ud800\u0041":{}}"#,
+            r#"{"\u0041":{}}"#,
+            r#"{"\/":{}}"#,
             "{\"\n\":{}}",
             r#"{"a":{}} "#,
             "",

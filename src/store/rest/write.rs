@@ -597,7 +597,10 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 // a JSON patch may point into a set, or copy one elsewhere: the sets are trees
                 let mut b = base;
                 fields_v1::expand(&mut b);
-                patches::json_patch(&b, &p).map_err(|e| Status::failure(422, "Invalid", e))?
+                let mut patched = patches::json_patch(&b, &p).map_err(|e| Status::failure(422, "Invalid", e))?;
+                // held as text again: an object's depth is its own, not its sets' trees'
+                fields_v1::hold_as_text(&mut patched);
+                patched
             }
             PatchType::Merge => {
                 let mut b = base;
