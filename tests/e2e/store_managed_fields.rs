@@ -250,6 +250,7 @@ spec:
             type: object
             properties:
               size: {type: integer}
+              deep: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
 
 /// A custom resource's printer columns and CEL rules read the sets as the maps they are.
@@ -290,4 +291,15 @@ fn printer_columns_and_rules_read_the_sets() {
         let meta: Value = serde_json::from_str(cells[3].as_str().unwrap()).unwrap();
         assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:spec": {"f:size": {}}}));
     }
+
+    // an object near the depth bound takes a JSON patch: its depth is its own, not its set's
+    let mut deep = json!({});
+    for _ in 0..94 {
+        deep = json!({"a": deep});
+    }
+    let w = json!({"apiVersion": "sets.example.com/v1", "kind": "Widget", "metadata": {"name": "deep"}, "spec": {"deep": deep}});
+    send(&c, "POST", &list, "application/json", "application/json", &w.to_string());
+    let ops = json!([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]).to_string();
+    let b = send(&c, "PATCH", &format!("{list}/deep"), "application/json", "application/json-patch+json", &ops);
+    no_held_form("deep json patch", &b);
 }
