@@ -309,16 +309,24 @@ pub fn has_text(obj: &Value) -> bool {
     entries(obj).is_some_and(|l| l.iter().any(|e| e.get("fieldsV1").and_then(text).is_some()))
 }
 
+/// The sets of managedFields entries `list`, to change in place.
+fn sets_mut(list: &mut [Value]) -> impl Iterator<Item = &mut Value> {
+    list.iter_mut().filter_map(|e| e.get_mut("fieldsV1"))
+}
+
+/// `obj`'s managedFields entries, to change in place.
+fn entries_mut(obj: &mut Value) -> &mut [Value] {
+    match obj.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
+        Some(Value::Array(list)) => list,
+        _ => &mut [],
+    }
+}
+
 /// Every set of `obj`'s managedFields as a tree: for what edits or compares them in place.
 pub fn expand(obj: &mut Value) {
-    if !has_text(obj) {
-        return;
-    }
-    if let Some(Value::Array(list)) = obj.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
-        for e in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")) {
-            if let Cow::Owned(t) = tree(e) {
-                *e = t;
-            }
+    for set in sets_mut(entries_mut(obj)) {
+        if let Cow::Owned(t) = tree(set) {
+            *set = t;
         }
     }
 }
@@ -326,26 +334,13 @@ pub fn expand(obj: &mut Value) {
 /// Every set of `obj`'s managedFields held as text: for an object read from storage, so that
 /// it holds what the write that stored it held.
 pub fn hold_as_text(obj: &mut Value) {
-    if let Some(Value::Array(list)) = obj.get_mut("metadata").and_then(|m| m.get_mut("managedFields")) {
-        hold_entries_as_text(list);
-    }
+    hold_entries_as_text(entries_mut(obj));
 }
 
 /// Every set of managedFields entries `list` held as text (a set that is no map is left as it is).
 pub fn hold_entries_as_text(list: &mut [Value]) {
-    for set in list.iter_mut().filter_map(|e| e.get_mut("fieldsV1")).filter(|s| s.is_object()) {
+    for set in sets_mut(list).filter(|s| s.is_object()) {
         *set = as_text(set.take());
-    }
-}
-
-/// `obj` with every set as a tree, copied only when one is text.
-pub fn expanded(obj: Cow<'_, Value>) -> Cow<'_, Value> {
-    if has_text(&obj) {
-        let mut o = obj.into_owned();
-        expand(&mut o);
-        Cow::Owned(o)
-    } else {
-        obj
     }
 }
 
@@ -379,37 +374,36 @@ pub fn write_metadata_json(out: &mut Vec<u8>, meta: &Value) {
 }
 
 fn write_meta(out: &mut Vec<u8>, meta: &Map<String, Value>, skip: Option<&str>) {
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in meta.iter().filter(|(k, _)| Some(k.as_str()) != skip) {
-        key(out, k, &mut first);
-        match v {
-            Value::Array(list) if k == "managedFields" => {
-                out.push(b'[');
-                for (i, e) in list.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    match e {
-                        Value::Object(e) => write_map(out, e, |out, k, v| match k {
-                            "fieldsV1" => write_set(out, v),
-                            _ => plain(out, v),
-                        }),
-                        _ => plain(out, e),
-                    }
+    let kept = meta.iter().filter(|(k, _)| Some(k.as_str()) != skip);
+    write_map(out, kept, |out, k, v| match v {
+        Value::Array(list) if k == "managedFields" => {
+            out.push(b'[');
+            for (i, e) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(b']');
+                match e {
+                    Value::Object(e) => write_map(out, e, |out, k, v| match k {
+                        "fieldsV1" => write_set(out, v),
+                        _ => plain(out, v),
+                    }),
+                    _ => plain(out, e),
+                }
             }
-            _ => plain(out, v),
+            out.push(b']');
         }
-    }
-    out.push(b'}');
+        _ => plain(out, v),
+    });
 }
 
-fn write_map(out: &mut Vec<u8>, m: &Map<String, Value>, mut value: impl FnMut(&mut Vec<u8>, &str, &Value)) {
+fn write_map<'a>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    mut value: impl FnMut(&mut Vec<u8>, &str, &Value),
+) {
     out.push(b'{');
     let mut first = true;
-    for (k, v) in m {
+    for (k, v) in entries {
         key(out, k, &mut first);
         value(out, k, v);
     }

@@ -415,13 +415,13 @@ pub fn disown(obj: &mut Value, changed: &Value, removed: &Value, manager: &str, 
         if gone.peek().is_none() {
             continue; // a set nothing leaves is not read
         }
+        // left a tree: `record_managed`, which follows, holds every set as text again
         let Some(set) = e.get_mut("fieldsV1") else { continue };
-        let held_as_text = fields_v1::text(set).is_some();
         let mut tree = fields_v1::tree(set).into_owned();
         for p in gone {
             super::apply::remove_fields(&mut tree, p);
         }
-        *set = if held_as_text { fields_v1::as_text(tree) } else { tree };
+        *set = tree;
     }
     list.retain(|e| !fields_v1::is_empty(&e["fieldsV1"]));
     if list.is_empty() {
