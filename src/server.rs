@@ -61,6 +61,7 @@ impl Gateway {
     /// The whole chain, up to the router, in kube-apiserver's order
     /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        router::proxy::forget_header_case(session.req_header_mut());
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
