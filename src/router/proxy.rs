@@ -78,14 +78,20 @@ pub fn strip_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
     if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
         return;
     }
-    let nominated: Vec<http::HeaderName> = connection_tokens(&resp.headers)
-        .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection"))
-        .collect();
-    for n in &nominated {
-        resp.remove_header(n);
-    }
-    for n in HOP_BY_HOP {
+    // the names are compared in place: a response without such a header (most) costs no parse,
+    // lookup or removal of each of them
+    let connection = resp.headers.get_all(http::header::CONNECTION);
+    let nominated = |k: &str| {
+        !matches!(k, "content-length" | "transfer-encoding" | "connection")
+            && connection
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(k))
+    };
+    let drop: Vec<http::HeaderName> =
+        resp.headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str()) || nominated(k.as_str())).cloned().collect();
+    for n in &drop {
         resp.remove_header(n);
     }
 }
