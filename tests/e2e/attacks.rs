@@ -322,6 +322,15 @@ fn dave_only(seen: &[Seen]) -> Result<(), String> {
     Ok(())
 }
 
+/// `dave_only`, and every target the backend got is the origin-form path the chain read.
+fn dave_origin_form(seen: &[Seen]) -> Result<(), String> {
+    dave_only(seen)?;
+    match seen.iter().find(|s| !s.target.starts_with(FLUNDERS)) {
+        Some(s) => Err(format!("backend got the target {:?}, not the path authorized", s.target)),
+        None => Ok(()),
+    }
+}
+
 fn rows() -> Vec<Row> {
     let mut r = Vec::new();
     let ok: &'static [u16] = &[200];
@@ -399,6 +408,15 @@ fn rows() -> Vec<Row> {
         format!("/version/%2e%2e{NS}/secrets/other"),
     ));
     r.push(forbidden_secret("absolute-form request target", format!("https://127.0.0.1{NS}/secrets/other")));
+    r.push(
+        Row::new(
+            "absolute-form target to a backend: it gets the origin-form path authorized",
+            get(&format!("https://127.0.0.1{FLUNDERS}"), "tok-dave"),
+            status(ok),
+        )
+        .backend(dave_origin_form),
+    );
+    r.push(forbidden_secret("scheme-like target read as /: x:/api/...", format!("x:{NS}/secrets/other")));
     r.push(
         Row::new(
             "escaped name decodes first: %61llowed is the secret 'allowed'",
