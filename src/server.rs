@@ -61,7 +61,6 @@ impl Gateway {
     /// The whole chain, up to the router, in kube-apiserver's order
     /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
-        router::proxy::forget_header_case(session.req_header_mut());
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
@@ -75,6 +74,10 @@ impl Gateway {
                 return Ok(true);
             }
         }
+        if let Err(reply) = framing::check_target(session.req_header()) {
+            return self.reject(session, ctx, reply).await;
+        }
+        router::proxy::forget_header_case(session.req_header_mut());
 
         // the one reading of the request target: every later stage and handler uses these
         let req = session.req_header();

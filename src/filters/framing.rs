@@ -21,9 +21,39 @@ pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
     Ok(length.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()))
 }
 
+/// Refuses a request target other than an origin-form path, `*`, or an absolute-form `http` or
+/// `https` URL (whose path pingora reads as Go does). pingora reads any other target (`foo`,
+/// `x:/api/v1/secrets`, an authority-form) as `/`, where Go refuses it or, for a scheme-like
+/// one, serves the path after the scheme: neither reading is the one the chain would authorize,
+/// so the request goes no further, with Go's answer to a target it cannot read.
+pub fn check_target(req: &RequestHeader) -> Result<(), Reply> {
+    let t = req.raw_path();
+    let origin = t.first() == Some(&b'/') || t == b"*";
+    let absolute = |scheme: &[u8]| t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme);
+    if origin || absolute(b"http://") || absolute(b"https://") {
+        Ok(())
+    } else {
+        Err(Reply::text(400, "400 Bad Request"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_target_is_a_path_or_an_http_url() {
+        for ok in [&b"/api/v1/pods?watch=1"[..], b"//h/x", b"*", b"https://h/api/v1/pods", b"HTTP://h:8080/x"] {
+            let r = RequestHeader::build("GET", ok, None).unwrap();
+            assert!(check_target(&r).is_ok(), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in
+            [&b"x:/api/v1/namespaces/kube-system/secrets"[..], b"foo", b"h:443", b"foo:bar://h/api", b"https:/api"]
+        {
+            let Ok(r) = RequestHeader::build("GET", bad, None) else { continue };
+            assert_eq!(check_target(&r).unwrap_err().code, 400, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     fn req(lengths: &[&str]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/api/v1/namespaces/a/configmaps", None).unwrap();

@@ -416,7 +416,16 @@ fn rows() -> Vec<Row> {
         )
         .backend(dave_origin_form),
     );
-    r.push(forbidden_secret("scheme-like target read as /: x:/api/...", format!("x:{NS}/secrets/other")));
+    r.push(
+        Row::new(
+            "scheme-like target: x:/api/... (pingora reads /)",
+            get(&format!("x:{NS}/secrets/other"), "tok-alice"),
+            status(&[400]),
+        )
+        .lacks(OTHER_DATA)
+        .lacks(other_secret),
+    );
+    r.push(Row::new("a target that is no path: foo", get("foo", "tok-alice"), status(&[400])));
     r.push(
         Row::new(
             "escaped name decodes first: %61llowed is the secret 'allowed'",
