@@ -75,7 +75,9 @@ impl Gateway {
             }
         }
         if let Err(reply) = framing::check_target(session.req_header()) {
-            return self.reject(session, ctx, reply).await;
+            self.reject(session, ctx, reply).await?;
+            session.set_keepalive(None); // as Go closes a connection whose request it cannot read
+            return Ok(true);
         }
         router::proxy::forget_header_case(session.req_header_mut());
 

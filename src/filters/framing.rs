@@ -26,11 +26,14 @@ pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
 /// `x:/api/v1/secrets`, an authority-form) as `/`, where Go refuses it or, for a scheme-like
 /// one, serves the path after the scheme: neither reading is the one the chain would authorize,
 /// so the request goes no further, with Go's answer to a target it cannot read.
+///
+/// The URI's path must be there too: a target of only a fragment (`#x`) is left empty by
+/// pingora, which then sends it as `/`.
 pub fn check_target(req: &RequestHeader) -> Result<(), Reply> {
     let t = req.raw_path();
     let origin = t.first() == Some(&b'/') || t == b"*";
     let absolute = |scheme: &[u8]| t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme);
-    if origin || absolute(b"http://") || absolute(b"https://") {
+    if (origin || absolute(b"http://") || absolute(b"https://")) && !req.uri.path().is_empty() {
         Ok(())
     } else {
         Err(Reply::text(400, "400 Bad Request"))
@@ -47,9 +50,14 @@ mod tests {
             let r = RequestHeader::build("GET", ok, None).unwrap();
             assert!(check_target(&r).is_ok(), "{}", String::from_utf8_lossy(ok));
         }
-        for bad in
-            [&b"x:/api/v1/namespaces/kube-system/secrets"[..], b"foo", b"h:443", b"foo:bar://h/api", b"https:/api"]
-        {
+        for bad in [
+            &b"x:/api/v1/namespaces/kube-system/secrets"[..],
+            b"foo",
+            b"h:443",
+            b"foo:bar://h/api",
+            b"https:/api",
+            b"#x",
+        ] {
             let Ok(r) = RequestHeader::build("GET", bad, None) else { continue };
             assert_eq!(check_target(&r).unwrap_err().code, 400, "{}", String::from_utf8_lossy(bad));
         }

@@ -426,6 +426,11 @@ fn rows() -> Vec<Row> {
         .lacks(other_secret),
     );
     r.push(Row::new("a target that is no path: foo", get("foo", "tok-alice"), status(&[400])));
+    r.push(Row::new(
+        "a target of only a fragment: #x (pingora reads an empty path)",
+        get("#x", "tok-alice"),
+        status(&[400]),
+    ));
     r.push(
         Row::new(
             "escaped name decodes first: %61llowed is the secret 'allowed'",
