@@ -79,6 +79,12 @@ impl Gateway {
             session.set_keepalive(None); // as Go closes a connection whose request it cannot read
             return Ok(true);
         }
+        let req = session.req_header();
+        if req.method == http::Method::OPTIONS && req.uri.path() == "*" {
+            // Go's server answers `OPTIONS *` itself (its globalOptionsHandler), before any
+            // handler: no credential is asked for and nothing is sent on
+            return self.reject(session, ctx, Reply::empty(200)).await;
+        }
         router::proxy::forget_header_case(session.req_header_mut());
 
         // the one reading of the request target: every later stage and handler uses these

@@ -427,6 +427,12 @@ fn rows() -> Vec<Row> {
     );
     r.push(Row::new("a target that is no path: foo", get("foo", "tok-alice"), status(&[400])));
     r.push(Row::new(
+        "OPTIONS * is the server's own 200, as Go answers it",
+        Req::H1(http("OPTIONS", "*", None, &[], None)),
+        status(ok),
+    ));
+    r.push(Row::new("GET * is no request for a backend", get("*", "tok-dave"), status(&[403, 404])));
+    r.push(Row::new(
         "a target of only a fragment: #x (pingora reads an empty path)",
         get("#x", "tok-alice"),
         status(&[400]),
