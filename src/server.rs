@@ -69,15 +69,10 @@ impl Gateway {
             Ok(length) => ctx.content_length = length,
             Err(reply) => {
                 self.reject(session, ctx, reply).await?;
-                // the rest of the connection cannot be trusted to be framed as we read it
+                // the rest of the connection cannot be trusted to be read as we read this request
                 session.set_keepalive(None);
                 return Ok(true);
             }
-        }
-        if let Err(reply) = framing::check_target(session.req_header()) {
-            self.reject(session, ctx, reply).await?;
-            session.set_keepalive(None); // as Go closes a connection whose request it cannot read
-            return Ok(true);
         }
         let req = session.req_header();
         if req.method == http::Method::OPTIONS && req.uri.path() == "*" {

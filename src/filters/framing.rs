@@ -1,14 +1,16 @@
 //! Request framing as Go's net/http checks it before kube-apiserver sees a request: a
-//! `Content-Length` must be one decimal number (several headers only with the same number).
-//! A proxy and a backend that read a malformed length differently are how requests are
-//! smuggled, so such a request is refused, plain text as Go answers, and its connection closed.
+//! `Content-Length` must be one decimal number (several headers only with the same number),
+//! and the target must be one the chain reads as the client wrote it (`check_target`).
+//! A proxy and a backend that read a request differently are how requests are smuggled, so
+//! such a request is refused, plain text as Go answers, and its connection closed.
 
 use super::Reply;
 use pingora::http::RequestHeader;
 
 /// The announced body length (None without one, or past usize), or Go's 400 for a malformed
-/// `Content-Length`.
+/// `Content-Length` or a target that is no path.
 pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
+    check_target(req)?;
     let mut length: Option<&[u8]> = None;
     for v in req.headers.get_all(http::header::CONTENT_LENGTH) {
         let v = v.as_bytes().trim_ascii();
@@ -29,7 +31,7 @@ pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
 ///
 /// The URI's path must be there too: a target of only a fragment (`#x`) is left empty by
 /// pingora, which then sends it as `/`.
-pub fn check_target(req: &RequestHeader) -> Result<(), Reply> {
+fn check_target(req: &RequestHeader) -> Result<(), Reply> {
     let t = req.raw_path();
     let origin = t.first() == Some(&b'/') || t == b"*";
     let absolute = |scheme: &[u8]| t.len() > scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme);

@@ -79,13 +79,11 @@ pub fn strip_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
     // parse, lookup or removal of each; a Connection header's tokens are read once
     let mut drop: Vec<http::HeaderName> =
         resp.headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
-    if resp.headers.contains_key(http::header::CONNECTION) {
-        drop.extend(
-            connection_tokens(&resp.headers)
-                .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
-                .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection")),
-        );
-    }
+    drop.extend(
+        connection_tokens(&resp.headers)
+            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection")),
+    );
     for n in &drop {
         resp.remove_header(n);
     }
