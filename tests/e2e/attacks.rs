@@ -266,6 +266,10 @@ fn post_h(target: &str, token: &str, headers: &[(&str, &str)], body: &str) -> Re
     Req::H1(http("POST", target, Some(token), headers, Some(body)))
 }
 
+fn delete(target: &str, token: &str, body: &str) -> Req {
+    Req::H1(http("DELETE", target, Some(token), &[], Some(body)))
+}
+
 fn h2(method: &str, path: &str, token: &str, extra: &[(&str, &str)]) -> Req {
     let mut h: Vec<(String, String)> = vec![
         (":method".into(), method.into()),
@@ -571,6 +575,31 @@ fn rows() -> Vec<Row> {
         "dryRun=bogus is invalid",
         post(&format!("{NS}/configmaps?dryRun=bogus"), "tok-carol", &cm("dry4")),
         status(&[422]),
+    ));
+    // a DeleteOptions body's dryRun is checked as the query's: a bad one deletes nothing
+    r.push(Row::new(
+        "DELETE with a body's dryRun [\"Al\"] is invalid, and deletes nothing",
+        delete(&format!("{NS}/configmaps/cm1"), "tok-admin", r#"{"dryRun":["Al"]}"#),
+        status(&[422]),
+    ));
+    r.push(Row::new(
+        "DELETE with a body's dryRun \"All\" (not a list) deletes nothing",
+        delete(
+            &format!("{NS}/configmaps/cm1"),
+            "tok-admin",
+            r#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":"All"}"#,
+        ),
+        status(&[500]),
+    ));
+    r.push(Row::new(
+        "deletecollection with a body's dryRun \"All\" (not a list) deletes nothing",
+        delete(&format!("{NS}/configmaps?labelSelector=app"), "tok-admin", r#"{"dryRun":"All"}"#),
+        status(&[500]),
+    ));
+    r.push(Row::new(
+        "control: DELETE with a body's dryRun [\"All\"] deletes nothing",
+        delete(&format!("{NS}/configmaps/cm1"), "tok-admin", r#"{"dryRun":["All"]}"#),
+        status(&[200]),
     ));
     r.push(
         Row::new(
@@ -940,6 +969,34 @@ fn rows() -> Vec<Row> {
             .lacks("\"kind\":\"ServiceAccount\""),
         );
     }
+    // a TokenRequest's body may not name another service account than the URL's (kube's 422
+    // and 409), where it was silently replaced by the URL's
+    let token = format!("{NS}/serviceaccounts/default/token");
+    let tr = |meta: &str| {
+        format!(r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","metadata":{meta},"spec":{{}}}}"#)
+    };
+    for (what, meta, code) in [
+        ("another name", r#"{"name":"robot"}"#, &[422]),
+        ("another namespace", r#"{"name":"default","namespace":"kube-system"}"#, &[422]),
+        ("another uid", r#"{"uid":"00000000-0000-0000-0000-000000000000"}"#, &[409]),
+    ] {
+        r.push(
+            Row::new(
+                format!("TokenRequest whose body names {what}: refused"),
+                post(&token, "tok-sam", &tr(meta)),
+                status(code),
+            )
+            .lacks("\"token\""),
+        );
+    }
+    r.push(
+        Row::new(
+            "control: TokenRequest whose body names the URL's service account",
+            post(&token, "tok-sam", &tr(r#"{"name":"default","namespace":"default"}"#)),
+            status(&[201]),
+        )
+        .has("\"token\""),
+    );
     for path in [
         "/api/v1/watch/namespaces/default/serviceaccounts/default/token?timeoutSeconds=1",
         "/api/v1/watch/namespaces/default/status?timeoutSeconds=1",

@@ -34,6 +34,15 @@ fn set_path(obj: &mut Value, path: &str, value: Value) {
     }
 }
 
+/// Where a Scale's replicas are written. Under `.spec` only, as `crd::validate` holds every
+/// definition to: one stored before that check writes nothing else through a grant of scale.
+fn spec_replicas_path(spec: &Value) -> Result<&str, Status> {
+    match spec["specReplicasPath"].as_str().unwrap_or(".spec.replicas") {
+        at if at.starts_with(".spec.") => Ok(at),
+        at => Err(Status::internal_error(format!("specReplicasPath {at:?} is not a json path under .spec"))),
+    }
+}
+
 /// The object's Scale.
 pub fn scale_of(spec: &Value, obj: &Value) -> Value {
     let path = |k: &str| spec[k].as_str().unwrap_or_default().to_string();
@@ -106,8 +115,9 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
                 )],
             ));
         }
+        let at = spec_replicas_path(&spec)?;
         let mut obj = (*existing.value).clone();
-        set_path(&mut obj, spec["specReplicasPath"].as_str().unwrap_or(".spec.replicas"), json!(replicas));
+        set_path(&mut obj, at, json!(replicas));
         if obj == *existing.value || t.query.dry_run() {
             return Ok(Reply::json(200, &scale_of(&spec, &obj)));
         }
@@ -145,5 +155,9 @@ mod tests {
         let mut o = json!({});
         set_path(&mut o, ".spec.size", json!(5));
         assert_eq!(o, json!({"spec": {"size": 5}}));
+        assert_eq!(spec_replicas_path(&spec).unwrap(), ".spec.replicas");
+        for bad in [".metadata.labels.x", ".spec", "spec.n", ".status.replicas"] {
+            assert_eq!(spec_replicas_path(&json!({"specReplicasPath": bad})).unwrap_err().code, 500, "{bad}");
+        }
     }
 }

@@ -179,6 +179,9 @@ fn versions(spec: &Value, out: &mut Vec<StatusCause>) {
         } else {
             structural(schema, &schema_at, true, out);
         }
+        if let Some(scale) = v["subresources"]["scale"].as_object() {
+            scale_paths(scale, &format!("{at}.subresources.scale"), out);
+        }
         for (j, c) in v["additionalPrinterColumns"].as_array().into_iter().flatten().enumerate() {
             let cat = format!("{at}.additionalPrinterColumns[{j}]");
             if c["name"].as_str().unwrap_or_default().is_empty() {
@@ -195,6 +198,26 @@ fn versions(spec: &Value, out: &mut Vec<StatusCause>) {
                     format!("Unsupported value: {}: supported values: \"boolean\", \"date\", \"integer\", \"number\", \"string\"", q(t)),
                 ));
             }
+        }
+    }
+}
+
+/// kube's checks of the scale subresource's paths: the paths the scale subresource reads and
+/// writes stay under `.spec` and `.status`, so a grant of `<resource>/scale` writes nothing else.
+fn scale_paths(scale: &serde_json::Map<String, Value>, at: &str, out: &mut Vec<StatusCause>) {
+    let rules: [(&str, &[&str], &str, bool); 3] = [
+        ("specReplicasPath", &[".spec."], "should be a json path under .spec", true),
+        ("statusReplicasPath", &[".status."], "should be a json path under .status", true),
+        ("labelSelectorPath", &[".spec.", ".status."], "should be a json path under either .spec or .status", false),
+    ];
+    for (key, under, msg, needed) in rules {
+        let field = format!("{at}.{key}");
+        match scale.get(key).and_then(Value::as_str).unwrap_or_default() {
+            "" if needed => out.push(required(&field, "")),
+            "" => {}
+            p if !p.starts_with('.') => out.push(invalid(&field, p, "must be a simple json path starting with .")),
+            p if !under.iter().any(|u| p.starts_with(u)) => out.push(invalid(&field, p, msg)),
+            _ => {}
         }
     }
 }
@@ -295,6 +318,30 @@ mod tests {
         assert!(texts(&validate(&gone, None)).contains(
             &"status.storedVersions[0]: Invalid value: \"v1alpha1\": must appear in spec.versions".to_string()
         ));
+        // the scale subresource's paths stay under .spec and .status
+        let mut scaled = crd();
+        let sub = &mut scaled["spec"]["versions"][0]["subresources"];
+        *sub = json!({"scale": {"specReplicasPath": ".metadata.labels.x", "statusReplicasPath": ".spec.y",
+            "labelSelectorPath": ".metadata.name"}});
+        let at = "spec.versions[0].subresources.scale";
+        assert_eq!(
+            texts(&validate(&scaled, None)),
+            [
+                format!("{at}.specReplicasPath: Invalid value: \".metadata.labels.x\": should be a json path under .spec"),
+                format!("{at}.statusReplicasPath: Invalid value: \".spec.y\": should be a json path under .status"),
+                format!("{at}.labelSelectorPath: Invalid value: \".metadata.name\": should be a json path under either .spec or .status"),
+            ]
+        );
+        scaled["spec"]["versions"][0]["subresources"] = json!({"scale": {"specReplicasPath": "spec.n"}});
+        assert_eq!(
+            texts(&validate(&scaled, None)),
+            [
+                format!("{at}.specReplicasPath: Invalid value: \"spec.n\": must be a simple json path starting with ."),
+                format!("{at}.statusReplicasPath: Required value"),
+            ]
+        );
+        scaled["spec"]["versions"][0]["subresources"] = json!({"scale": {"specReplicasPath": ".spec.n", "statusReplicasPath": ".status.n", "labelSelectorPath": ".spec.sel"}});
+        assert!(validate(&scaled, None).is_empty());
         let mut old = crd();
         old["spec"]["scope"] = json!("Cluster");
         assert!(texts(&validate(&crd(), Some(&old)))

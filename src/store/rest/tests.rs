@@ -256,6 +256,43 @@ fn status_subresource_updates_only_status() {
 }
 
 #[test]
+fn a_delete_bodys_dry_run_is_checked_as_the_querys() {
+    let (_d, s) = store();
+    for n in ["a", "b"] {
+        create(&s, "default", json!({"metadata": {"name": n, "labels": {"app": "x"}}}));
+    }
+    let one = target(&s, "configmaps", "default", "a", "");
+    let all = target(&s, "configmaps", "default", "", "labelSelector=app%3Dx");
+    let invalid = r#"DeleteOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"Al"}: supported values: "All""#;
+    let not_a_list = "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of type []string";
+    for (b, code, why) in [
+        (r#"{"dryRun":["Al"]}"#, 422, invalid),
+        (r#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":"All"}"#, 500, not_a_list),
+        (
+            r#"{"dryRun":[1]}"#,
+            500,
+            "json: cannot unmarshal number into Go struct field DeleteOptions.dryRun of type string",
+        ),
+    ] {
+        for e in [
+            write::delete(&s, &one, b.as_bytes()).unwrap_err(),
+            write::delete_collection(&s, &all, b.as_bytes()).unwrap_err(),
+        ] {
+            assert_eq!((e.code, e.message.as_str()), (code, why), "{b}");
+        }
+    }
+    // a dry run of either writes nothing; then the same without one deletes
+    write::delete(&s, &one, br#"{"dryRun":["All"]}"#).unwrap();
+    write::delete_collection(&s, &all, br#"{"dryRun":["All"]}"#).unwrap();
+    let left = |s: &Store| {
+        body(&read::list(s, &target(s, "configmaps", "default", "", "")).unwrap())["items"].as_array().unwrap().len()
+    };
+    assert_eq!(left(&s), 2);
+    write::delete(&s, &one, br#"{"dryRun":null}"#).unwrap();
+    assert_eq!(left(&s), 1);
+}
+
+#[test]
 fn deletecollection_by_selector() {
     let (_d, s) = store();
     for (n, app) in [("a", "x"), ("b", "x"), ("c", "y")] {

@@ -3,7 +3,7 @@
 //! (name and uid), and to a Secret when `boundObjectRef` names one, and signed by authn's issuer.
 
 use super::{decode, now, Target};
-use crate::api::Status;
+use crate::api::{field, Status};
 use crate::authn::token_issuer::{Subject, TokenIssuer};
 use crate::filters::Reply;
 use crate::store::Store;
@@ -22,10 +22,6 @@ pub fn create(
     issuer: &TokenIssuer,
     api_audiences: &[String],
 ) -> Result<Reply, Status> {
-    let sa = store
-        .storage
-        .get(&t.def.key(&t.namespace, &t.name))
-        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
     let mut req: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -33,6 +29,25 @@ pub fn create(
     };
     if !req.is_object() {
         return Err(Status::bad_request("error decoding request body: not a TokenRequest object"));
+    }
+    // a body that names a service account names the one of the URL, the one authorized
+    let meta = &req["metadata"];
+    for (what, url) in [("name", &t.name), ("namespace", &t.namespace)] {
+        if let Some(asked) = meta[what].as_str().filter(|a| !a.is_empty() && a != url) {
+            let message = format!("must match the service account {what} if specified");
+            let cause = field::invalid(&format!("metadata.{what}"), &field::quote(asked), &message);
+            return Err(Status::invalid(GROUP, "TokenRequest", &t.name, vec![cause]));
+        }
+    }
+    let sa = store
+        .storage
+        .get(&t.def.key(&t.namespace, &t.name))
+        .ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+    let sa_uid = sa.value["metadata"]["uid"].as_str().unwrap_or_default();
+    if let Some(asked) = meta["uid"].as_str().filter(|u| !u.is_empty() && u != &sa_uid) {
+        let why =
+            format!("the UID in the token request ({asked}) does not match the UID of the service account ({sa_uid})");
+        return Err(Status::conflict(GROUP, "TokenRequest", &t.name, &why));
     }
     let spec = req["spec"].take();
     let seconds = match &spec["expirationSeconds"] {
@@ -55,9 +70,8 @@ pub fn create(
         _ => api_audiences.to_vec(),
     };
     let secret = bound_secret(store, &t.namespace, &spec["boundObjectRef"])?;
-    let uid = sa.value["metadata"]["uid"].as_str().unwrap_or_default();
     let secret_ref = secret.as_ref().map(|(n, u)| (n.as_str(), u.as_str()));
-    let subject = Subject { namespace: &t.namespace, name: &t.name, uid, secret: secret_ref };
+    let subject = Subject { namespace: &t.namespace, name: &t.name, uid: sa_uid, secret: secret_ref };
     let (token, exp) = issuer.issue(&subject, &audiences, seconds).map_err(Status::internal_error)?;
     let expires = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ");
     req["apiVersion"] = json!(format!("{GROUP}/v1"));

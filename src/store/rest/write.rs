@@ -14,6 +14,7 @@ use crate::store::fields_v1;
 use crate::store::gc::{self, Propagation};
 use crate::store::namespace;
 use crate::store::resources::ResourceDef;
+use crate::store::schema;
 use crate::store::validation::{generate_suffix, rule_for, validate_name};
 use crate::store::{patch as patches, Store, SYSTEM_NAMESPACES};
 use serde_json::{json, Map, Value};
@@ -652,6 +653,9 @@ struct DeleteOptions {
     propagation: Option<Propagation>,
 }
 
+/// The OpenAPI definition a DeleteOptions body is decoded as.
+const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
+
 fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
     let q = &t.query;
     let propagation = Propagation::from_options(q.orphan_dependents, Propagation::parse(&q.propagation_policy));
@@ -659,18 +663,33 @@ fn delete_options(t: &Target, body: &[u8]) -> Result<DeleteOptions, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(o);
     }
-    let v = decode(body, &t.content_type, "DeleteOptions")?;
+    let mut v = decode(body, &t.content_type, "DeleteOptions")?;
+    // decoded as kube's Go decoder does: a value of the wrong type is an error (kube answers
+    // it as an error of no known kind: 500), never a field silently read as absent
+    if let Some(e) = schema::decode(schema::get(), DELETE_OPTIONS, &mut v).error {
+        return Err(Status::failure(500, "", e));
+    }
     o.uid = v["preconditions"]["uid"].as_str().map(String::from);
     o.rv = v["preconditions"]["resourceVersion"].as_str().map(String::from);
-    // a body's options replace the query's, as kube decodes one or the other
-    let policy = v["propagationPolicy"].as_str().unwrap_or_default().to_string();
-    let orphan_dependents = v["orphanDependents"].as_bool();
-    let body_options = super::Options { propagation_policy: policy, orphan_dependents, ..Default::default() };
+    // a body's options replace the query's, as kube decodes one or the other; a dry run asked
+    // for in either is kept, so that no reading of the two deletes what was asked to be tried
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let body_options = super::Options {
+        propagation_policy: text("propagationPolicy"),
+        orphan_dependents: v["orphanDependents"].as_bool(),
+        dry_run_values: v["dryRun"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d.as_str().unwrap_or_default().into())
+            .collect(),
+        ..Default::default()
+    };
     body_options.validate_delete()?;
-    o.propagation = Propagation::from_options(orphan_dependents, Propagation::parse(&body_options.propagation_policy));
-    if let Some(d) = v["dryRun"].as_array() {
-        o.dry_run |= d.iter().any(|x| x == "All");
-    }
+    body_options.validate_write("delete")?;
+    o.propagation =
+        Propagation::from_options(body_options.orphan_dependents, Propagation::parse(&body_options.propagation_policy));
+    o.dry_run |= body_options.dry_run();
     Ok(o)
 }
 
