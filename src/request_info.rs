@@ -25,6 +25,11 @@ pub struct RequestInfo {
     pub name: String,
     /// The path segments from the resource on (`resource/name/subresource/...`).
     pub parts: Vec<String>,
+    /// `/namespaces/<namespace>/` came before the resource: a namespaced path, which no
+    /// cluster-scoped resource has (`/namespaces/x` is the namespace itself, not such a path).
+    pub namespaced_path: bool,
+    /// The verb came from a `/watch/` or `/proxy/` prefix, whatever the method.
+    pub verb_from_prefix: bool,
     /// The raw `fieldSelector` of a list, watch or deletecollection (not via the legacy
     /// `/watch/` prefix), for authorization with selectors.
     pub field_selector: String,
@@ -100,8 +105,8 @@ impl RequestInfo {
         info.api_version = parts[0].to_string();
         parts = &parts[1..];
 
-        let verb_via_path_prefix = SPECIAL_VERBS.contains(&parts[0]);
-        if verb_via_path_prefix {
+        info.verb_from_prefix = SPECIAL_VERBS.contains(&parts[0]);
+        if info.verb_from_prefix {
             if parts.len() < 2 {
                 return Err(RequestInfoError(format!(
                     "unable to determine kind and namespace from url, {}",
@@ -126,6 +131,7 @@ impl RequestInfo {
             info.namespace = parts[1].to_string();
             if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
                 parts = &parts[2..];
+                info.namespaced_path = true;
             }
         }
         info.parts = parts.iter().map(|s| s.to_string()).collect();
@@ -149,7 +155,7 @@ impl RequestInfo {
         if info.name.is_empty() && info.verb == "delete" {
             info.verb = "deletecollection".to_string();
         }
-        if !verb_via_path_prefix && VERBS_WITH_SELECTORS.contains(&info.verb.as_str()) {
+        if !info.verb_from_prefix && VERBS_WITH_SELECTORS.contains(&info.verb.as_str()) {
             info.field_selector = parsed.first("fieldSelector").unwrap_or_default().to_string();
             info.label_selector = parsed.first("labelSelector").unwrap_or_default().to_string();
         }

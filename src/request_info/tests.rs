@@ -571,3 +571,24 @@ fn long_running_read_only_and_scope() {
     assert_eq!(info("GET", "/api/v1/pods?fieldSelector=metadata.name%3Dp").scope(), "resource");
     assert_eq!(info("GET", "/healthz").scope(), "");
 }
+
+#[test]
+fn the_routes_shape_namespaced_path_and_verb_prefix() {
+    for (method, url, namespaced_path, verb_from_prefix) in [
+        ("GET", "/api/v1/namespaces/x", false, false),
+        ("PUT", "/api/v1/namespaces/x/status", false, false),
+        ("PUT", "/api/v1/namespaces/x/finalize", false, false),
+        ("GET", "/api/v1/namespaces/x/namespaces/x", true, false),
+        ("GET", "/api/v1/namespaces/x/configmaps/c", true, false),
+        ("GET", "/api/v1/configmaps", false, false),
+        ("GET", "/api/v1/watch/namespaces/x/configmaps", true, true),
+        ("PUT", "/api/v1/watch/namespaces/x", false, true),
+        ("GET", "/api/v1/proxy/namespaces/x/pods/p", true, true),
+    ] {
+        let i = info(method, url);
+        assert_eq!((i.namespaced_path, i.verb_from_prefix), (namespaced_path, verb_from_prefix), "{method} {url}");
+    }
+    // both read the namespace x as RequestInfo: the same attributes are authorized
+    let (a, b) = (info("GET", "/api/v1/namespaces/x"), info("GET", "/api/v1/namespaces/x/namespaces/x"));
+    assert_eq!((&a.namespace, &a.resource, &a.name, &a.parts), (&b.namespace, &b.resource, &b.name, &b.parts));
+}

@@ -126,19 +126,33 @@ pub const IMPERSONATE: UserHeaders = UserHeaders {
 /// The user's name, uid (when it has one), groups (one header each) and extras (one header
 /// per value, the key escaped as client-go escapes it). A value no header can carry (a control
 /// character) fails the request, in Go's words, as kube-aggregator's transport fails it: left
-/// out, the backend would see a request without the name or with fewer groups.
+/// out, the backend would see a request without the name or with fewer groups. So does a value
+/// that begins or ends with a space or tab: every HTTP reader trims those, so the backend would
+/// read another user than the one authorized (`"\tadmin"` as `admin`), which kube-aggregator
+/// lets through.
 pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
     let invalid = |name: &str| format!("net/http: invalid header field value for {}", crate::api::field::quote(name));
+    let read_as_told = |name: &str, v: &str| match v.trim_matches([' ', '\t']).len() == v.len() {
+        true => Ok(()),
+        false => Err(format!(
+            "a value for {} begins or ends with whitespace, which the backend would not read",
+            crate::api::field::quote(name)
+        )),
+    };
+    read_as_told(names.user, &user.username)?;
     req.insert_header(names.user, user.username.as_str()).map_err(|_| invalid(names.user))?;
     if !user.uid.is_empty() {
+        read_as_told(names.uid, &user.uid)?;
         req.insert_header(names.uid, user.uid.as_str()).map_err(|_| invalid(names.uid))?;
     }
     for g in &user.groups {
+        read_as_told(names.group, g)?;
         req.append_header(names.group, g.as_str()).map_err(|_| invalid(names.group))?;
     }
     for (k, values) in &user.extra {
         let name = format!("{}{}", names.extra, header_key_escape(k));
         for v in values {
+            read_as_told(&name, v)?;
             req.append_header(name.clone(), v.as_str()).map_err(|_| invalid(&name))?;
         }
     }
@@ -585,6 +599,13 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         upstream_request(&mut req, &ctx).unwrap();
         assert_eq!(req.headers["X-Remote-User"].as_bytes(), "é\tx".as_bytes());
+        // but not at either end: every reader trims them, and would read another user
+        let spaced =
+            |h: &str| format!("a value for \"{h}\" begins or ends with whitespace, which the backend would not read");
+        assert_eq!(bad("\tadmin", vec![], None), spaced("X-Remote-User"));
+        assert_eq!(bad("admin ", vec![], None), spaced("X-Remote-User"));
+        assert_eq!(bad("alice", vec!["\tsystem:masters".into()], None), spaced("X-Remote-Group"));
+        assert_eq!(bad("alice", vec![], Some(" v")), spaced("X-Remote-Extra-k"));
     }
 
     #[test]

@@ -46,6 +46,7 @@ tok-pat,pat,u-pat,\"users\"
 tok-sam,sam,u-sam,\"users\"
 tok-uma,uma,u-uma,\"users\"
 tok-ctl,ctl\u{1}user,u-ctl,\"flunder-readers\"
+tok-tab,\"\tdave\",u-tab,\"\tsystem:masters,flunder-readers\"
 ";
 
 /// alice: get/list/watch the one secret `allowed`, get configmaps. bob: create roles and
@@ -366,6 +367,14 @@ fn rows() -> Vec<Row> {
             status(&[503]),
         )
         .has("invalid header field value for \\\"X-Remote-User\\\""),
+    );
+    r.push(
+        Row::new(
+            "a user named \"\\tdave\" in \"\\tsystem:masters\": 503, never X-Remote-* a backend reads trimmed",
+            get(FLUNDERS, "tok-tab"),
+            status(&[503]),
+        )
+        .has("begins or ends with whitespace"),
     );
 
     // ---- path confusion (kube splits the decoded path on '/', never cleans it)
@@ -873,7 +882,38 @@ fn rows() -> Vec<Row> {
             "/api/v1/namespaces/default/namespaces",
             Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"olive-made"}}"#),
         ),
+        // read as the namespace default itself by RequestInfo, but not a route either
+        ("GET", "/api/v1/namespaces/default/namespaces/default", None),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/namespaces/default",
+            Some(r#"{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"privileged"}}}"#),
+        ),
+        // nothing follows a subresource
+        ("GET", "/api/v1/namespaces/default/status/junk", None),
+        (
+            "PUT",
+            "/api/v1/namespaces/default/finalize/junk",
+            Some(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"default"},"spec":{"finalizers":[]}}"#),
+        ),
     ];
+    // the /watch/ prefix names the verb whatever the method, and kube serves it only to GET
+    for method in ["PUT", "POST", "DELETE"] {
+        r.push(
+            Row::new(
+                format!("{method} under /watch/ (kube: 405, not a watch)"),
+                Req::H1(http(
+                    method,
+                    "/api/v1/watch/namespaces/default/configmaps?timeoutSeconds=1",
+                    Some("tok-admin"),
+                    &[],
+                    Some(&cm("w1")),
+                )),
+                status(&[405]),
+            )
+            .lacks("ADDED"),
+        );
+    }
     for (method, path, body) in owner_reach {
         let ct: &[(&str, &str)] = if method == "PATCH" {
             &[("Content-Type", "application/merge-patch+json")]

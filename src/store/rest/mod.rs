@@ -113,13 +113,16 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         Ok(q) => q,
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
-    // a cluster-scoped resource has no namespace; /namespaces/x is the namespace itself, and
-    // only that: /namespaces/x/namespaces[/y] has no route in kube (authorized in x, it would
-    // act on every namespace)
+    // only kube's routes: a cluster-scoped resource has no namespaced path (/namespaces/x is
+    // the namespace itself; /namespaces/x/namespaces[/y], authorized in x, would act on the
+    // namespaces), nothing follows a subresource, and the /watch/ prefix is only read (GET)
     let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
-    let the_namespace_itself = crate::store::namespace::is_namespaces(def) && info.name == info.namespace;
-    if !def.namespaced && !info.namespace.is_empty() && !the_namespace_itself {
+    if (!def.namespaced && info.namespaced_path) || info.parts.len() > 3 {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
+    }
+    let method = session.req_header().method.as_str();
+    if info.verb_from_prefix && method != "GET" {
+        return rest.respond.send(session, ctx, Status::method_not_allowed(method).into()).await;
     }
     // an object's path takes no create (kube has no such route: what is authorized is the
     // URL's name, what a create stores is the body's), and a subresource needs its object
