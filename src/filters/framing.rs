@@ -1,6 +1,7 @@
 //! Request framing as Go's net/http checks it before kube-apiserver sees a request: a
 //! `Content-Length` must be one decimal number (several headers only with the same number),
-//! and the target must be one the chain reads as the client wrote it (`check_target`).
+//! a `Transfer-Encoding` one header saying `chunked` and nothing else, and the target must be
+//! one the chain reads as the client wrote it (`check_target`).
 //! A proxy and a backend that read a request differently are how requests are smuggled, so
 //! such a request is refused, plain text as Go answers, and its connection closed.
 
@@ -8,9 +9,18 @@ use super::Reply;
 use pingora::http::RequestHeader;
 
 /// The announced body length (None without one, or past usize), or Go's 400 for a malformed
-/// `Content-Length` or a target that is no path.
+/// `Content-Length` or a target that is no path, or its 501 for a transfer coding it does not
+/// take.
 pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
     check_target(req)?;
+    // Go takes one Transfer-Encoding header, `chunked` (nginx's rule): `chunked, chunked`,
+    // `gzip, chunked` or two headers are read differently by different servers
+    let mut codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => {}
+        (Some(c), None) if c.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => {}
+        _ => return Err(Reply::text(501, "Unsupported transfer encoding")),
+    }
     let mut length: Option<&[u8]> = None;
     for v in req.headers.get_all(http::header::CONTENT_LENGTH) {
         let v = v.as_bytes().trim_ascii();
@@ -80,6 +90,25 @@ mod tests {
         }
         for bad in [&["5, 5"][..], &["5,5"], &["+5"], &["-1"], &["0x10"], &[""], &["5", "6"], &["1e3"]] {
             assert_eq!(check(&req(bad)).unwrap_err().code, 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn one_chunked_coding_only() {
+        let te = |values: &[&str]| {
+            let mut r = RequestHeader::build("POST", b"/api/v1/namespaces/a/configmaps", None).unwrap();
+            for v in values {
+                r.append_header("Transfer-Encoding", *v).unwrap();
+            }
+            check(&r).map(drop).map_err(|e| e.code)
+        };
+        for ok in [&[][..], &["chunked"], &["Chunked"], &[" chunked "]] {
+            assert_eq!(te(ok), Ok(()), "{ok:?}");
+        }
+        for bad in
+            [&["chunked, chunked"][..], &["gzip, chunked"], &["identity, chunked"], &["chunked", "chunked"], &["gzip"]]
+        {
+            assert_eq!(te(bad), Err(501), "{bad:?}");
         }
     }
 

@@ -1185,6 +1185,20 @@ fn rows() -> Vec<Row> {
             status(bad_framing),
         ));
     }
+    // without a Content-Length too: Go takes one Transfer-Encoding header, `chunked`, else 501
+    for (what, te) in [
+        ("chunked, chunked", "Transfer-Encoding: chunked, chunked"),
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked"),
+        ("identity, chunked", "Transfer-Encoding: identity, chunked"),
+        ("two chunked headers", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked"),
+    ] {
+        let made = cm("te-made");
+        r.push(Row::new(
+            format!("Transfer-Encoding {what} alone: 501, nothing created"),
+            Req::H1(format!("POST {NS}/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tok-carol\r\nContent-Type: application/json\r\n{te}\r\n\r\n{}", chunked(&made)).into_bytes()),
+            status(&[501]),
+        ));
+    }
     r.push(Row::new(
         "chunk size overflow",
         Req::H1(format!("POST {NS}/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer tok-carol\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\n{body}\r\n0\r\n\r\n").into_bytes()),
