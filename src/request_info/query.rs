@@ -49,6 +49,41 @@ impl Query {
     pub fn flag(&self, key: &str) -> bool {
         self.first(key).is_some_and(go_query_bool)
     }
+
+    /// The query as Go's `url.Values.Encode` writes it (keys sorted, each key's values in
+    /// order, `QueryEscape`d): what kube-aggregator sends a backend, so a backend never reads
+    /// pairs the chain did not (`watch=true;x=1`, which a `;`-splitting reader takes as a watch).
+    pub fn encode(&self) -> String {
+        let mut sorted: Vec<&(String, String)> = self.pairs.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0)); // stable: a key's values keep their order
+        let mut out = String::new();
+        for (k, v) in sorted {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            query_escape(&mut out, k);
+            out.push('=');
+            query_escape(&mut out, v);
+        }
+        out
+    }
+}
+
+/// Go's `url.QueryEscape`, appended to `out`: unreserved bytes as they are, a space as `+`,
+/// every other byte `%XX`.
+fn query_escape(out: &mut String, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+        }
+    }
 }
 
 /// Go's `url.QueryUnescape`: None on a `%` not followed by two hex digits.
@@ -162,6 +197,24 @@ mod tests {
         assert_eq!(q.first("bad"), None);
         assert_eq!(q.first("semi"), None);
         assert_eq!(q.first("d"), Some(""));
+    }
+
+    /// Go's `url.Values.Encode` of what `url.ParseQuery` read.
+    #[test]
+    fn go_encode() {
+        for (raw, encoded) in [
+            ("", ""),
+            ("limit=500", "limit=500"),
+            ("watch=true;x=1", ""),
+            ("watch=true;x=1&limit=5", "limit=5"),
+            ("b=2&a=1&b=1", "a=1&b=2&b=1"),
+            ("labelSelector=app=x,tier!=db", "labelSelector=app%3Dx%2Ctier%21%3Ddb"),
+            ("fieldSelector=metadata.name%3Da+b&w", "fieldSelector=metadata.name%3Da+b&w="),
+            ("k=%C3%A9~-_.*", "k=%C3%A9~-_.%2A"),
+            ("bad=%zz&ok=1", "ok=1"),
+        ] {
+            assert_eq!(Query::parse(raw).encode(), encoded, "{raw:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::api::{headers, Status};
 use crate::context::{RequestContext, Route};
+use crate::request_info::query::Query;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 use std::time::Duration;
@@ -159,6 +160,21 @@ pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, name
     Ok(())
 }
 
+/// The query a backend gets is the one the chain read (`query`), encoded as kube-aggregator
+/// encodes it (`Query::encode`), not the bytes the client sent: pairs Go drops, such as one
+/// holding `;`, never reach a backend that would read them.
+fn send_query_as_read(req: &mut RequestHeader, query: &Query) -> Result<(), String> {
+    let Some(raw) = req.uri.query() else { return Ok(()) };
+    let encoded = query.encode();
+    if encoded == raw {
+        return Ok(());
+    }
+    let path = req.uri.path();
+    let target = if encoded.is_empty() { path.to_string() } else { format!("{path}?{encoded}") };
+    req.set_uri(http::Uri::try_from(target).map_err(|e| format!("the request's target cannot be sent: {e}"))?);
+    Ok(())
+}
+
 /// Prepares the request for the backend or the upstream apiserver: identity headers
 /// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
 /// frontdoor's credential), Host the peer's address, the upstream's path prefix. Fails when
@@ -166,6 +182,7 @@ pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, name
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
     strip_identity_headers(req);
     forwarded_for(req, ctx.client_ip);
+    send_query_as_read(req, &ctx.query)?;
     if let Route::Upstream(d) = &ctx.route {
         d.identify(req, ctx.effective_user())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
@@ -606,6 +623,27 @@ mod tests {
         assert_eq!(bad("admin ", vec![], None), spaced("X-Remote-User"));
         assert_eq!(bad("alice", vec!["\tsystem:masters".into()], None), spaced("X-Remote-Group"));
         assert_eq!(bad("alice", vec![], Some(" v")), spaced("X-Remote-Extra-k"));
+    }
+
+    #[test]
+    fn a_backend_gets_the_query_the_chain_read() {
+        let sent = |target: &str| {
+            let mut req = RequestHeader::build("GET", target.as_bytes(), None).unwrap();
+            let query = Query::parse(req.uri.query().unwrap_or(""));
+            let ctx = RequestContext { query, ..Default::default() };
+            upstream_request(&mut req, &ctx).unwrap();
+            req.uri.to_string()
+        };
+        assert_eq!(sent("/apis/g/v1/things?watch=true;x=1"), "/apis/g/v1/things", "no pair Go drops");
+        assert_eq!(sent("/apis/g/v1/things?watch=true;x=1&limit=5"), "/apis/g/v1/things?limit=5");
+        assert_eq!(sent("/apis/g/v1/things?watch=1&limit=5"), "/apis/g/v1/things?limit=5&watch=1", "Go's order");
+        assert_eq!(sent("/apis/g/v1/things?limit=5&watch=1"), "/apis/g/v1/things?limit=5&watch=1");
+        assert_eq!(
+            sent("/apis/g/v1/a%2Fb?labelSelector=a=b"),
+            "/apis/g/v1/a%2Fb?labelSelector=a%3Db",
+            "the path as sent"
+        );
+        assert_eq!(sent("/apis/g/v1/things"), "/apis/g/v1/things");
     }
 
     #[test]

@@ -336,6 +336,16 @@ fn dave_origin_form(seen: &[Seen]) -> Result<(), String> {
     }
 }
 
+/// `dave_only`, and no target the backend got holds a query pair the chain did not read
+/// (Go drops a pair holding `;`; a `;`-splitting reader would read `watch=true` in it).
+fn dave_query_as_read(seen: &[Seen]) -> Result<(), String> {
+    dave_only(seen)?;
+    match seen.iter().find(|s| s.target.contains(';')) {
+        Some(s) => Err(format!("backend got the target {:?}, with a pair the chain dropped", s.target)),
+        None => Ok(()),
+    }
+}
+
 fn rows() -> Vec<Row> {
     let mut r = Vec::new();
     let ok: &'static [u16] = &[200];
@@ -360,6 +370,14 @@ fn rows() -> Vec<Row> {
         .lacks(OTHER_DATA),
     );
     r.push(Row::new("control: dave reaches the backend", get(FLUNDERS, "tok-dave"), status(ok)).backend(dave_only));
+    r.push(
+        Row::new(
+            "a query pair holding ';' (read by Go as nothing) never reaches the backend",
+            get(&format!("{FLUNDERS}?watch=true;x=1&limit=5"), "tok-dave"),
+            status(ok),
+        )
+        .backend(dave_query_as_read),
+    );
     r.push(
         Row::new(
             "a user whose name no header can carry (a control character): 503, not a nameless request to the backend",
