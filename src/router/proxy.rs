@@ -14,9 +14,10 @@ use std::time::Duration;
 const UNAVAILABLE: ErrorType = ErrorType::Custom("ServiceUnavailable");
 
 /// Headers a client must never get through to a backend: its credentials and anything
-/// that claims an identity, under any spelling a backend may read as one (`api::headers`),
-/// and any `Connection` nomination of them (which would have a hop-by-hop-minded hop drop
-/// the identity frontdoor sets).
+/// that claims an identity, under any spelling a backend may read as one (`api::headers`).
+/// A `Connection` nomination of them (which would have a hop-by-hop-minded hop drop the
+/// identity frontdoor sets) goes with the request's other hop-by-hop headers
+/// (`strip_request_hop_by_hop`).
 pub fn strip_identity_headers(req: &mut RequestHeader) {
     // nothing is allocated when no header matches
     let names: Vec<http::HeaderName> =
@@ -24,15 +25,58 @@ pub fn strip_identity_headers(req: &mut RequestHeader) {
     for n in &names {
         req.remove_header(n);
     }
-    let nominated =
-        |v: &http::HeaderValue| v.to_str().map_or(true, |v| v.split(',').any(|t| headers::is_identity(t.trim())));
-    if req.headers.get_all(http::header::CONNECTION).iter().any(nominated) {
-        let kept: Vec<&str> = connection_tokens(&req.headers).filter(|t| !headers::is_identity(t)).collect();
-        let kept = kept.join(", ");
-        req.remove_header(&http::header::CONNECTION);
-        if !kept.is_empty() {
-            let _ = req.insert_header(http::header::CONNECTION, kept);
-        }
+}
+
+/// Hop-by-hop headers Go's reverse proxy drops from a request (its `hopHeaders`), but for the
+/// body's framing, which pingora writes itself (Transfer-Encoding).
+const REQUEST_HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// A client's hop-by-hop headers end here, as Go's reverse proxy (kube-aggregator's) drops
+/// them: the standard ones and those its `Connection` header nominates. `TE: trailers` goes on,
+/// and an upgrade (a `Connection` naming `upgrade`, and an `Upgrade`) goes on as
+/// `Connection: Upgrade` with its `Upgrade`; an `Upgrade` no `Connection` names is no upgrade
+/// (Go's reading) and is dropped with the rest.
+pub fn strip_request_hop_by_hop(req: &mut RequestHeader) {
+    let h = &req.headers;
+    // a request without them (most) costs no parse, lookup or removal
+    if !h.keys().any(|k| REQUEST_HOP_BY_HOP.contains(&k.as_str())) {
+        return;
+    }
+    let upgrade = match connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade")) {
+        true => h.get(http::header::UPGRADE).cloned(),
+        false => None,
+    };
+    let trailers = h
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let mut drop: Vec<http::HeaderName> =
+        h.keys().filter(|k| REQUEST_HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
+    drop.extend(
+        connection_tokens(h)
+            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "host")),
+    );
+    for n in &drop {
+        req.remove_header(n);
+    }
+    if trailers {
+        let _ = req.insert_header(http::header::TE, "trailers");
+    }
+    if let Some(protocol) = upgrade {
+        let _ = req.insert_header(http::header::CONNECTION, "Upgrade");
+        let _ = req.insert_header(http::header::UPGRADE, protocol);
     }
 }
 
@@ -181,6 +225,7 @@ fn send_query_as_read(req: &mut RequestHeader, query: &Query) -> Result<(), Stri
 /// the user cannot be told (`user_headers`).
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
     strip_identity_headers(req);
+    strip_request_hop_by_hop(req);
     forwarded_for(req, ctx.client_ip);
     send_query_as_read(req, &ctx.query)?;
     if let Route::Upstream(d) = &ctx.route {
@@ -580,7 +625,47 @@ mod tests {
             let k = k.as_str();
             assert!(!k.contains('_'), "underscore spelling {k} passed");
         }
-        assert_eq!(all("Connection"), vec!["keep-alive"], "identity nominations dropped");
+        assert!(all("Connection").is_empty(), "hop-by-hop, with its identity nominations");
+    }
+
+    #[test]
+    fn a_requests_hop_by_hop_headers_end_here() {
+        let sent = |headers: &[(&str, &str)]| {
+            let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+            for (k, v) in headers {
+                req.append_header(k.to_string(), *v).unwrap();
+            }
+            strip_request_hop_by_hop(&mut req);
+            let mut out: Vec<(String, String)> =
+                req.headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();
+            out.sort();
+            out
+        };
+        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        // the standard ones, those Connection names (never the framing or Host), TE but trailers
+        assert_eq!(
+            sent(&[
+                ("Connection", "keep-alive, X-Foo, Audit-ID, Content-Length, Host"),
+                ("X-Foo", "1"),
+                ("Audit-ID", "forged"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Connection", "keep-alive"),
+                ("Trailer", "X-Bar"),
+                ("TE", "gzip, trailers"),
+                ("Upgrade", "h2c"),
+                ("Content-Length", "0"),
+                ("Host", "h"),
+                ("Accept", "application/json"),
+            ]),
+            pairs(&[("accept", "application/json"), ("content-length", "0"), ("host", "h"), ("te", "trailers")])
+        );
+        // an upgrade goes on as one
+        assert_eq!(
+            sent(&[("Connection", "keep-alive, Upgrade, X-Foo"), ("Upgrade", "SPDY/3.1"), ("X-Foo", "1")]),
+            pairs(&[("connection", "Upgrade"), ("upgrade", "SPDY/3.1")])
+        );
+        // nothing to drop: the request as it is
+        assert_eq!(sent(&[("Accept", "*/*")]), pairs(&[("accept", "*/*")]));
     }
 
     #[test]

@@ -346,6 +346,19 @@ fn dave_query_as_read(seen: &[Seen]) -> Result<(), String> {
     }
 }
 
+/// `dave_only`, and the backend got none of the client's hop-by-hop headers (Go's reverse
+/// proxy drops them and any its `Connection` names).
+fn dave_no_hop_by_hop(seen: &[Seen]) -> Result<(), String> {
+    dave_only(seen)?;
+    for s in seen {
+        let hop = ["connection", "keep-alive", "proxy-connection", "trailer", "upgrade", "x-nominated"];
+        if let Some((k, v)) = s.headers.iter().find(|(k, _)| hop.contains(&k.as_str())) {
+            return Err(format!("backend got the hop-by-hop {k}: {v} (all: {:?})", s.headers));
+        }
+    }
+    Ok(())
+}
+
 fn rows() -> Vec<Row> {
     let mut r = Vec::new();
     let ok: &'static [u16] = &[200];
@@ -370,6 +383,25 @@ fn rows() -> Vec<Row> {
         .lacks(OTHER_DATA),
     );
     r.push(Row::new("control: dave reaches the backend", get(FLUNDERS, "tok-dave"), status(ok)).backend(dave_only));
+    r.push(
+        Row::new(
+            "a client's hop-by-hop headers (and an Upgrade no Connection names) end at frontdoor",
+            get_h(
+                FLUNDERS,
+                "tok-dave",
+                &[
+                    ("Connection", "keep-alive, X-Nominated"),
+                    ("X-Nominated", "1"),
+                    ("Keep-Alive", "timeout=5"),
+                    ("Proxy-Connection", "keep-alive"),
+                    ("Trailer", "X-Bar"),
+                    ("Upgrade", "h2c"),
+                ],
+            ),
+            status(ok),
+        )
+        .backend(dave_no_hop_by_hop),
+    );
     r.push(
         Row::new(
             "a query pair holding ';' (read by Go as nothing) never reaches the backend",
