@@ -1,5 +1,7 @@
 //! The token cache, as k8s.io/apiserver's cached token authenticator: results are keyed by
-//! a keyed 128-bit hash of the token (the token itself is never stored), kept `success_ttl` when
+//! a keyed 128-bit hash of the audiences asked for and the token (the token itself is never
+//! stored: a token reviewed for one audience is never answered from its review for another),
+//! kept `success_ttl` when
 //! the token authenticated and `failure_ttl` when it did not; errors are cached only when
 //! `cache_errs` (otherwise a transient webhook error would stick). Bounded in size.
 //!
@@ -22,8 +24,26 @@ pub type TokenResult = Result<Option<Arc<UserInfo>>, String>;
 const SHARDS: usize = 32;
 const PER_SHARD: usize = 128;
 
-struct Entry {
-    result: TokenResult,
+/// What a cache keeps: a token result, or one with more beside it (the webhook's audiences).
+pub trait Outcome: Clone {
+    /// The token result it holds, which decides how long it is kept.
+    fn result(&self) -> &TokenResult;
+}
+
+impl Outcome for TokenResult {
+    fn result(&self) -> &TokenResult {
+        self
+    }
+}
+
+impl<T: Clone> Outcome for (TokenResult, T) {
+    fn result(&self) -> &TokenResult {
+        &self.0
+    }
+}
+
+struct Entry<V> {
+    result: V,
     expires: Instant,
 }
 
@@ -47,17 +67,17 @@ impl Hasher for KeyHasher {
     }
 }
 
-type Shard = Mutex<HashMap<u128, Entry, BuildHasherDefault<KeyHasher>>>;
+type Shard<V> = Mutex<HashMap<u128, Entry<V>, BuildHasherDefault<KeyHasher>>>;
 
-pub struct TokenCache {
+pub struct TokenCache<V = TokenResult> {
     secret: SipHasher13,
     success_ttl: Duration,
     failure_ttl: Duration,
     cache_errs: bool,
-    shards: Vec<Shard>,
+    shards: Vec<Shard<V>>,
 }
 
-impl TokenCache {
+impl<V: Outcome> TokenCache<V> {
     pub fn new(success_ttl: Duration, failure_ttl: Duration, cache_errs: bool) -> Self {
         // two uuid v4s from the OS CSPRNG; the second, rotated by 32 bits, covers the first's
         // six fixed version/variant bits, so all 128 key bits are random
@@ -72,28 +92,34 @@ impl TokenCache {
         }
     }
 
-    fn key(&self, token: &str) -> u128 {
+    fn key(&self, audiences: &[String], token: &str) -> u128 {
         let mut h = self.secret;
+        // each audience length-prefixed, so no two lists write the same bytes
+        h.write_usize(audiences.len());
+        for a in audiences {
+            h.write_usize(a.len());
+            h.write(a.as_bytes());
+        }
         h.write(token.as_bytes());
         h.finish128().as_u128()
     }
 
-    fn shard(&self, key: u128) -> &Shard {
+    fn shard(&self, key: u128) -> &Shard<V> {
         // the high bits pick the shard, the low bits the bucket
         &self.shards[(key >> 120) as usize % SHARDS]
     }
 
-    /// The cached result for `token`, if fresh.
-    pub fn get(&self, token: &str) -> Option<TokenResult> {
-        let key = self.key(token);
+    /// The cached result for `token` reviewed for `audiences`, if fresh.
+    pub fn get(&self, audiences: &[String], token: &str) -> Option<V> {
+        let key = self.key(audiences, token);
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         let e = shard.get(&key)?;
         (e.expires > Instant::now()).then(|| e.result.clone())
     }
 
     /// Records a result with kube's TTL rules.
-    pub fn put(&self, token: &str, result: &TokenResult) {
-        let ttl = match result {
+    pub fn put(&self, audiences: &[String], token: &str, result: &V) {
+        let ttl = match result.result() {
             Err(_) if !self.cache_errs => return,
             Ok(Some(_)) => self.success_ttl,
             _ => self.failure_ttl,
@@ -101,7 +127,7 @@ impl TokenCache {
         if ttl.is_zero() {
             return;
         }
-        let key = self.key(token);
+        let key = self.key(audiences, token);
         let now = Instant::now();
         let mut shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         if shard.len() >= PER_SHARD {
@@ -132,28 +158,42 @@ mod tests {
     fn ttl_rules() {
         let c = TokenCache::new(Duration::from_secs(60), Duration::from_secs(60), false);
         let ok: TokenResult = Ok(Some(Arc::new(UserInfo::new("a", vec![]))));
-        c.put("t1", &ok);
-        assert_eq!(c.get("t1").unwrap().unwrap().unwrap().username, "a");
-        c.put("t2", &Ok(None));
-        assert!(matches!(c.get("t2"), Some(Ok(None))));
-        c.put("t3", &Err("boom".into()));
-        assert!(c.get("t3").is_none(), "errors are not cached without cache_errs");
+        c.put(&[], "t1", &ok);
+        assert_eq!(c.get(&[], "t1").unwrap().unwrap().unwrap().username, "a");
+        c.put(&[], "t2", &Ok(None));
+        assert!(matches!(c.get(&[], "t2"), Some(Ok(None))));
+        c.put(&[], "t3", &Err("boom".into()));
+        assert!(c.get(&[], "t3").is_none(), "errors are not cached without cache_errs");
         c.clear();
-        assert!(c.get("t1").is_none());
+        assert!(c.get(&[], "t1").is_none());
 
         let c = TokenCache::new(Duration::from_millis(1), Duration::ZERO, true);
-        c.put("t", &ok);
-        c.put("f", &Ok(None));
+        c.put(&[], "t", &ok);
+        c.put(&[], "f", &Ok(None));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(c.get("t").is_none(), "expired");
-        assert!(c.get("f").is_none(), "zero failure ttl is not cached");
+        assert!(c.get(&[], "t").is_none(), "expired");
+        assert!(c.get(&[], "f").is_none(), "zero failure ttl is not cached");
+    }
+
+    #[test]
+    fn a_token_is_kept_per_audiences() {
+        let c = TokenCache::new(Duration::from_secs(60), Duration::from_secs(60), false);
+        let ok: TokenResult = Ok(Some(Arc::new(UserInfo::new("a", vec![]))));
+        let (api, vault) = (["https://kubernetes.default.svc".to_string()], ["vault".to_string()]);
+        c.put(&vault, "t", &ok);
+        assert!(c.get(&vault, "t").is_some());
+        assert!(c.get(&api, "t").is_none(), "reviewed for vault, not for the API");
+        assert!(c.get(&[], "t").is_none());
+        // lists that would write the same bytes unprefixed are other keys
+        c.put(&["ab".to_string(), "c".to_string()], "t", &ok);
+        assert!(c.get(&["a".to_string(), "bc".to_string()], "t").is_none());
     }
 
     #[test]
     fn bounded() {
         let c = TokenCache::new(Duration::from_secs(60), Duration::from_secs(60), true);
         for i in 0..(SHARDS * PER_SHARD * 3) {
-            c.put(&format!("t{i}"), &Ok(None));
+            c.put(&[], &format!("t{i}"), &Ok(None));
         }
         let total: usize = c.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(total <= SHARDS * PER_SHARD);

@@ -425,12 +425,13 @@ impl Authentication {
 
     /// Authenticates a bearer token through the cached token union.
     pub async fn authenticate_token(&self, token: &str) -> TokenResult {
-        if let Some(r) = self.inner.cache.get(token) {
+        let api = &self.inner.api_audiences;
+        if let Some(r) = self.inner.cache.get(api, token) {
             return r;
         }
-        let answer = self.authenticate_token_for(token, &self.inner.api_audiences).await;
+        let answer = self.authenticate_token_for(token, api).await;
         if !answer.transient {
-            self.inner.cache.put(token, &answer.result);
+            self.inner.cache.put(api, token, &answer.result);
         }
         answer.result
     }
@@ -492,10 +493,10 @@ impl Authentication {
             }
         }
         for w in [&i.webhook, &i.upstream].into_iter().flatten() {
-            match w.authenticate(token, audiences).await {
-                Ok(Some(u)) => return answer(Ok(Some(u)), audiences.to_vec()),
-                Ok(None) => {}
-                Err(e) => {
+            match w.authenticate(token, audiences, api).await {
+                (Ok(Some(u)), met) => return answer(Ok(Some(u)), met),
+                (Ok(None), _) => {}
+                (Err(e), _) => {
                     transient = true;
                     errs.push(e);
                 }

@@ -16,7 +16,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Webhook {
     endpoint: Endpoint,
     version: String,
-    cache: TokenCache,
+    /// By audiences and token: the user and the audiences it was authenticated for.
+    cache: TokenCache<(TokenResult, Vec<String>)>,
 }
 
 impl Webhook {
@@ -41,16 +42,38 @@ impl Webhook {
         Ok(Webhook { endpoint, version: version.to_string(), cache: TokenCache::new(ttl, ttl, false) })
     }
 
-    pub async fn authenticate(&self, token: &str, audiences: &[String]) -> TokenResult {
-        if let Some(r) = self.cache.get(token) {
+    /// The token's user when reviewed for `audiences` (the request's: the API's, or a
+    /// TokenReview's; none, no audience check), and the audiences it was authenticated for: as
+    /// kube's webhook authenticator, those asked for that the review's `status.audiences` name
+    /// (or, when it names none, the API's, `implicit`). A token for none of them is not
+    /// authenticated.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        audiences: &[String],
+        implicit: &[String],
+    ) -> (TokenResult, Vec<String>) {
+        if let Some(r) = self.cache.get(audiences, token) {
             return r;
         }
-        let r = self.review(token, audiences).await;
-        self.cache.put(token, &r);
+        let r = match self.review(token, audiences).await {
+            Ok(Some((user, got))) => {
+                let got = if got.is_empty() { implicit } else { &got[..] };
+                let met: Vec<String> = audiences.iter().filter(|a| got.contains(a)).cloned().collect();
+                match audiences.is_empty() || !met.is_empty() {
+                    true => (Ok(Some(user)), met),
+                    false => (Ok(None), Vec::new()),
+                }
+            }
+            Ok(None) => (Ok(None), Vec::new()),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        self.cache.put(audiences, token, &r);
         r
     }
 
-    async fn review(&self, token: &str, audiences: &[String]) -> TokenResult {
+    /// The review's user and `status.audiences`, when it authenticated the token.
+    async fn review(&self, token: &str, audiences: &[String]) -> Result<Option<(Arc<UserInfo>, Vec<String>)>, String> {
         let mut spec = json!({"token": token});
         if !audiences.is_empty() {
             spec["audiences"] = json!(audiences);
@@ -76,7 +99,9 @@ impl Webhook {
         }
         let user: UserInfo = serde_json::from_value(status.get("user").cloned().unwrap_or(Value::Null))
             .map_err(|e| format!("webhook token authentication failed: status.user: {e}"))?;
-        Ok(Some(Arc::new(user)))
+        let audiences =
+            status["audiences"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from);
+        Ok(Some((Arc::new(user), audiences.collect())))
     }
 }
 
@@ -106,7 +131,7 @@ mod tests {
     async fn unreachable_is_an_error_not_cached() {
         let kc = "clusters:\n- name: a\n  cluster: {server: 'http://127.0.0.1:1/'}\n";
         let w = Webhook::parse(kc, Path::new("."), Duration::from_secs(60), "v1").unwrap();
-        assert!(w.authenticate("tok", &[]).await.is_err());
-        assert!(w.cache.get("tok").is_none());
+        assert!(w.authenticate("tok", &[], &[]).await.0.is_err());
+        assert!(w.cache.get(&[], "tok").is_none());
     }
 }

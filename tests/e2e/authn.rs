@@ -134,8 +134,18 @@ impl TestServer {
                         "/review" => {
                             calls.fetch_add(1, Ordering::SeqCst);
                             let review: Value = serde_json::from_slice(&body).unwrap_or_default();
-                            let status = if review["spec"]["token"] == "webhook-token" {
+                            let token = review["spec"]["token"].as_str().unwrap_or_default();
+                            let asked = review["spec"]["audiences"].as_array().cloned().unwrap_or_default();
+                            let status = if token == "webhook-token" {
                                 json!({"authenticated": true, "user": {"username": "hook-user", "uid": "h1", "groups": ["hooked"]}})
+                            } else if token.starts_with("vault-only") {
+                                // a token for another service, which says so (status.audiences)
+                                json!({"authenticated": true, "user": {"username": "vault-user", "groups": ["system:masters"]},
+                                    "audiences": ["vault"]})
+                            } else if token.starts_with("asks-vault") && asked.contains(&json!("vault")) {
+                                // authenticated only when reviewed for vault, and says so
+                                json!({"authenticated": true, "user": {"username": "vault-user", "groups": ["system:masters"]},
+                                    "audiences": ["vault"]})
                             } else {
                                 json!({"authenticated": false})
                             };
@@ -399,6 +409,28 @@ fn jwt_issuer_service_accounts_and_webhook() {
         assert_eq!(v["status"]["userInfo"]["groups"], json!(["hooked", "system:authenticated"]));
     }
     assert_eq!(s.idp.webhook_calls.load(Ordering::SeqCst) - before, 1, "webhook answers are cached");
+    // as kube's webhook authenticator: a token the review says is for other audiences than
+    // the API's is not the API's, whoever it names
+    let (code, v) = whoami(fd, &c, &[("Authorization", "Bearer vault-only-1")]);
+    assert_eq!(code, 401, "a token for vault at the API: {v}");
+    let review = |token: &str, audiences: Value| -> Value {
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences}});
+        let r =
+            fd.admin_client().post(fd.url("/apis/authentication.k8s.io/v1/tokenreviews")).json(&body).send().unwrap();
+        r.json().unwrap()
+    };
+    let v = review("vault-only-1", json!(["vault", "other"]));
+    assert_eq!((&v["status"]["authenticated"], &v["status"]["audiences"]), (&json!(true), &json!(["vault"])), "{v}");
+    assert_ne!(review("vault-only-1", json!(["other"]))["status"]["authenticated"], true);
+    // and a review for one audience is never the answer for another (the cache is by audiences)
+    let v = review("asks-vault-1", json!(["vault"]));
+    assert_eq!(v["status"]["authenticated"], true, "{v}");
+    let (code, v) = whoami(fd, &c, &[("Authorization", "Bearer asks-vault-1")]);
+    assert_eq!(code, 401, "reviewed for vault, then used at the API: {v}");
+    let (code, _) = whoami(fd, &c, &[("Authorization", "Bearer asks-vault-2")]);
+    assert_eq!(code, 401);
+    assert_eq!(review("asks-vault-2", json!(["vault"]))["status"]["authenticated"], true, "not the API's answer");
 
     // TokenReview served by frontdoor
     let r = fd
