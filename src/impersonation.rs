@@ -53,18 +53,21 @@ impl Request {
 pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
     let h = &req.headers;
     let mut out = Vec::new();
-    let user = h.get(&USER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // every value as Go reads it, whatever its bytes (UTF-8 as it is, others lossily): a value
+    // that is not ASCII is still asked for, never ignored (that ran the request as the caller)
+    let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let user = h.get(&USER).map(text).unwrap_or_default();
     let has_user = !user.is_empty();
     if has_user {
-        match split_username(user) {
+        match split_username(&user) {
             Some((ns, name)) => out.push(Request { namespace: ns.into(), ..Request::new("ServiceAccount", name) }),
-            None => out.push(Request::new("User", user)),
+            None => out.push(Request::new("User", &user)),
         }
     }
     let mut has_groups = false;
     for g in h.get_all(&GROUP) {
         has_groups = true;
-        out.push(Request::new("Group", &String::from_utf8_lossy(g.as_bytes())));
+        out.push(Request::new("Group", &text(g)));
     }
     let mut has_extra = false;
     let mut extra_names: Vec<&str> = h.keys().map(|k| k.as_str()).filter(|k| k.starts_with(EXTRA_PREFIX)).collect();
@@ -77,14 +80,14 @@ pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
             out.push(Request {
                 api_version: "authentication.k8s.io/v1",
                 field_path: key.clone(),
-                ..Request::new("UserExtra", &String::from_utf8_lossy(v.as_bytes()))
+                ..Request::new("UserExtra", &text(v))
             });
         }
     }
-    let uid = h.get(&UID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let uid = h.get(&UID).map(text).unwrap_or_default();
     let has_uid = !uid.is_empty();
     if has_uid {
-        out.push(Request { api_version: "authentication.k8s.io/v1", ..Request::new("UID", uid) });
+        out.push(Request { api_version: "authentication.k8s.io/v1", ..Request::new("UID", &uid) });
     }
     if (has_groups || has_extra || has_uid) && !has_user {
         let list: Vec<String> = out.iter().map(Request::go_string).collect();
@@ -247,6 +250,19 @@ mod tests {
         let reqs = build_requests(&req(&[("Impersonate-User", "x"), ("Impersonate-Group", "system:unauthenticated")]))
             .unwrap();
         assert_eq!(impersonated_user(&reqs, true).groups, vec!["system:unauthenticated"]);
+    }
+
+    /// A value that is not ASCII is asked for as Go reads it, never ignored: ignored, the
+    /// request ran as the caller, with the caller's own rights.
+    #[test]
+    fn values_that_are_not_ascii_are_asked_for() {
+        let reqs = build_requests(&req(&[("Impersonate-User", "josé"), ("Impersonate-Uid", "ü-1")])).unwrap();
+        let asked: Vec<(&str, &str)> = reqs.iter().map(|r| (r.kind, r.name.as_str())).collect();
+        assert_eq!(asked, [("User", "josé"), ("UID", "ü-1")]);
+        let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+        r.append_header("Impersonate-User", http::HeaderValue::from_bytes(b"\xffvil").unwrap()).unwrap();
+        let reqs = build_requests(&r).unwrap();
+        assert_eq!((reqs[0].kind, reqs[0].name.as_str()), ("User", "\u{fffd}vil"));
     }
 
     #[test]

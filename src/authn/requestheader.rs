@@ -27,18 +27,18 @@ impl RequestHeaderAuth {
             return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name));
         }
         let h = &req.headers;
-        let first = |names: &[String]| {
-            names.iter().find_map(|n| {
-                h.get_all(n.as_str()).iter().filter_map(|v| v.to_str().ok()).find(|v| !v.is_empty()).map(str::to_string)
-            })
-        };
+        // values as Go reads them, whatever their bytes (UTF-8 as it is), never skipped
+        let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        // kube's headerValue: each name's first value (`Header.Get`), the first name that has
+        // a non-empty one; a second value of the same name is never read in its place
+        let first = |names: &[String]| names.iter().filter_map(|n| h.get(n.as_str()).map(text)).find(|v| !v.is_empty());
         let Some(username) = first(&self.username_headers) else {
             return Ok(None);
         };
         let uid = first(&self.uid_headers).unwrap_or_default();
         let mut groups = Vec::new();
         for n in &self.group_headers {
-            groups.extend(h.get_all(n.as_str()).iter().filter_map(|v| v.to_str().ok()).map(str::to_string));
+            groups.extend(h.get_all(n.as_str()).iter().map(text).filter(|v| !v.is_empty()));
         }
         let mut u = UserInfo { username, uid, groups, ..Default::default() };
         for prefix in &self.extra_prefixes {
@@ -47,10 +47,7 @@ impl RequestHeaderAuth {
                 let Some(key) = name.as_str().strip_prefix(prefix.as_str()) else {
                     continue;
                 };
-                let key = unescape_extra_key(key);
-                if let Ok(v) = value.to_str() {
-                    u.extra.entry(key).or_default().push(v.to_string());
-                }
+                u.extra.entry(unescape_extra_key(key)).or_default().push(text(value));
             }
         }
         Ok(Some(u))
@@ -125,6 +122,24 @@ mod tests {
         assert_eq!(u.username, "alice");
         assert_eq!(u.groups, vec!["a", "b"]);
         assert_eq!(u.extra["acme.com/project"], vec!["p1"]);
+    }
+
+    /// As kube's `headerValue`: a name's first value only, whatever its bytes.
+    #[test]
+    fn the_first_value_as_go_reads_it() {
+        let user = |values: &[&[u8]]| {
+            let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+            for v in values {
+                r.append_header("X-Remote-User", http::HeaderValue::from_bytes(v).unwrap()).unwrap();
+            }
+            r.append_header("X-Remote-Group", "jürgens").unwrap();
+            let got = auth().authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), &r).unwrap();
+            got.map(|u| (u.username, u.groups))
+        };
+        let groups = vec!["jürgens".to_string()];
+        assert_eq!(user(&["jürgen".as_bytes()]), Some(("jürgen".into(), groups.clone())));
+        assert_eq!(user(&["jürgen".as_bytes(), b"injected-admin"]), Some(("jürgen".into(), groups)));
+        assert_eq!(user(&[b"", b"injected-admin"]), None, "an empty first value names no user");
     }
 
     #[test]

@@ -773,6 +773,11 @@ fn rows() -> Vec<Row> {
         status(forbidden),
     ));
     r.push(Row::new(
+        "impersonating a user named in UTF-8 (josé) without the right: asked for, not ignored",
+        get_h(&format!("{NS}/configmaps/cm1"), "tok-carol", &[("Impersonate-User", "josé")]),
+        status(forbidden),
+    ));
+    r.push(Row::new(
         "impersonating a group without a user (kube's 500)",
         get_h(&format!("{NS}/secrets/other"), "tok-mallory", &[("Impersonate-Group", "system:masters")]),
         status(&[500]),
