@@ -139,31 +139,72 @@ pub struct Scrub {
     pub omit_managed_fields: bool,
     /// Keep `data`/`stringData` of core Secrets (the policy rule named `secrets`).
     pub keep_secret_data: bool,
+    /// What the request is for, as RequestInfo read it: a body is scrubbed as what it is
+    /// sent to, whatever its `kind` says (or leaves out).
+    pub target: Target,
+}
+
+/// The requests whose bodies carry what must not be recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Target {
+    /// Core `secrets` (any verb or subresource, patches included).
+    Secrets,
+    /// `tokenreviews.authentication.k8s.io`: the token reviewed.
+    TokenReviews,
+    /// `serviceaccounts/token`: the token issued.
+    TokenRequests,
+    #[default]
+    Other,
+}
+
+impl Target {
+    pub fn of(info: &crate::request_info::RequestInfo) -> Target {
+        let core = info.api_prefix == "api" && info.api_group.is_empty();
+        match (info.api_group.as_str(), info.resource.as_str(), info.subresource.as_str()) {
+            ("", "secrets", _) if core => Target::Secrets,
+            ("authentication.k8s.io", "tokenreviews", "") => Target::TokenReviews,
+            ("", "serviceaccounts", "token") if core => Target::TokenRequests,
+            _ => Target::Other,
+        }
+    }
 }
 
 /// Removes what must never or need not be recorded: credentials (TokenReview's token,
 /// TokenRequest's issued token), Secret data unless asked for, managed fields if omitted.
-/// Lists are scrubbed item by item.
+/// A body is scrubbed as what its request was for, and as what its `kind` says; a JSON
+/// patch of a Secret loses the values of its operations on data. Lists are scrubbed item
+/// by item.
 pub fn scrub(v: &mut Value, s: Scrub) {
+    if let (Value::Array(ops), Target::Secrets, false) = (&mut *v, s.target, s.keep_secret_data) {
+        for op in ops.iter_mut().filter_map(Value::as_object_mut) {
+            let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
+            if ["/data", "/stringData"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+                op.remove("value");
+            }
+        }
+        return;
+    }
     let Value::Object(obj) = v else { return };
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    match kind.as_str() {
-        "Secret" if api_version == "v1" && !s.keep_secret_data => {
-            obj.remove("data");
-            obj.remove("stringData");
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
+    let (kind, api_version) = (text("kind"), text("apiVersion"));
+    let secret = s.target == Target::Secrets || (kind == "Secret" && api_version == "v1");
+    let (review, issued) = (
+        s.target == Target::TokenReviews || kind == "TokenReview",
+        s.target == Target::TokenRequests || kind == "TokenRequest",
+    );
+    if secret && !s.keep_secret_data {
+        obj.remove("data");
+        obj.remove("stringData");
+    }
+    if review {
+        if let Some(Value::Object(spec)) = obj.get_mut("spec") {
+            spec.remove("token");
         }
-        "TokenReview" => {
-            if let Some(Value::Object(spec)) = obj.get_mut("spec") {
-                spec.remove("token");
-            }
+    }
+    if issued {
+        if let Some(Value::Object(st)) = obj.get_mut("status") {
+            st.remove("token");
         }
-        "TokenRequest" => {
-            if let Some(Value::Object(st)) = obj.get_mut("status") {
-                st.remove("token");
-            }
-        }
-        _ => {}
     }
     if s.omit_managed_fields {
         if let Some(Value::Object(meta)) = obj.get_mut("metadata") {
@@ -270,11 +311,11 @@ mod tests {
         let mut list = json!({"kind": "SecretList", "apiVersion": "v1", "items": [
             {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s", "managedFields": [{}]}, "data": {"k": "djE="}, "stringData": {"a": "b"}}
         ]});
-        scrub(&mut list, Scrub { omit_managed_fields: true, keep_secret_data: false });
+        scrub(&mut list, Scrub { omit_managed_fields: true, ..Scrub::default() });
         assert_eq!(list["items"][0], json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}}));
 
         let mut secret = json!({"kind": "Secret", "apiVersion": "v1", "data": {"k": "djE="}});
-        scrub(&mut secret, Scrub { omit_managed_fields: false, keep_secret_data: true });
+        scrub(&mut secret, Scrub { keep_secret_data: true, ..Scrub::default() });
         assert_eq!(secret["data"]["k"], "djE=");
 
         let mut tr = json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1", "spec": {"token": "abc", "audiences": ["x"]}});
@@ -283,6 +324,45 @@ mod tests {
         let mut treq = json!({"kind": "TokenRequest", "status": {"token": "abc", "expirationTimestamp": "t"}});
         scrub(&mut treq, Scrub::default());
         assert_eq!(treq["status"], json!({"expirationTimestamp": "t"}));
+    }
+
+    /// A body is scrubbed as what its request is for, whatever its kind says or leaves out.
+    #[test]
+    fn scrubs_by_what_the_request_is_for() {
+        let to = |target| Scrub { target, ..Scrub::default() };
+        for mut body in [
+            json!({"metadata": {"name": "s1"}, "data": {"k": "U0VDUkVUMQ=="}}),
+            json!({"kind": "Secret", "metadata": {"name": "s2"}, "stringData": {"k": "SECRET2"}}),
+            json!({"data": {"k": "U0VDUkVUMw=="}}),
+        ] {
+            scrub(&mut body, to(Target::Secrets));
+            assert!(body.get("data").is_none() && body.get("stringData").is_none(), "{body}");
+        }
+        let mut patch = json!([
+            {"op": "replace", "path": "/data/k", "value": "U0VDUkVU"},
+            {"op": "add", "path": "/stringData", "value": {"k": "SECRET"}},
+            {"op": "replace", "path": "/metadata/labels/a", "value": "b"},
+            {"op": "add", "path": "/dataset", "value": "kept"}
+        ]);
+        scrub(&mut patch, to(Target::Secrets));
+        assert_eq!(
+            patch,
+            json!([{"op": "replace", "path": "/data/k"}, {"op": "add", "path": "/stringData"},
+                {"op": "replace", "path": "/metadata/labels/a", "value": "b"}, {"op": "add", "path": "/dataset", "value": "kept"}])
+        );
+        let mut tr = json!({"spec": {"token": "viewtok"}});
+        scrub(&mut tr, to(Target::TokenReviews));
+        assert_eq!(tr, json!({"spec": {}}));
+        let mut issued = json!({"status": {"token": "t"}});
+        scrub(&mut issued, to(Target::TokenRequests));
+        assert_eq!(issued, json!({"status": {}}));
+        // kept only when the policy names secrets
+        let mut kept = json!({"data": {"k": "djE="}});
+        scrub(&mut kept, Scrub { keep_secret_data: true, ..to(Target::Secrets) });
+        assert_eq!(kept["data"]["k"], "djE=");
+        let mut cm = json!({"data": {"k": "v"}});
+        scrub(&mut cm, to(Target::Other));
+        assert_eq!(cm["data"]["k"], "v");
     }
 
     #[test]

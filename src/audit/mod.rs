@@ -389,7 +389,7 @@ impl Audit {
             })));
             self.emit(&ev, omit)
         } else {
-            let objects = take_objects(st, code);
+            let objects = take_objects(st, &ctx.request_info, code);
             self.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
         };
         emitted.wait().await;
@@ -468,9 +468,12 @@ struct Objects {
     truncated: bool,
 }
 
-fn take_objects(st: &mut AuditState, code: u16) -> Objects {
-    let scrub =
-        Scrub { omit_managed_fields: st.config.omit_managed_fields, keep_secret_data: st.config.secrets_explicit };
+fn take_objects(st: &mut AuditState, info: &crate::request_info::RequestInfo, code: u16) -> Objects {
+    let scrub = Scrub {
+        omit_managed_fields: st.config.omit_managed_fields,
+        keep_secret_data: st.config.secrets_explicit,
+        target: event::Target::of(info),
+    };
     let mut truncated = false;
     let request_object = st.request_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
     let response_object = st.response_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));

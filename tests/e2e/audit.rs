@@ -198,6 +198,65 @@ fn local_requests_record_request_object() {
     assert_eq!(rc["requestObject"], review);
 }
 
+/// No Secret's data and no token reaches the log at RequestResponse, whatever the body's
+/// `kind` says or leaves out, and through patches too: bodies are scrubbed as what their
+/// request is for.
+#[test]
+fn secrets_and_tokens_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(
+        dir.path(),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, nonResourceURLs: ['/metrics']}, {level: RequestResponse}]\n",
+    );
+    let log = dir.path().join("audit.log");
+    let fd = Frontdoor::start_in(
+        dir,
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    let admin = fd.admin_client();
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let send = |method: reqwest::Method, path: &str, ctype: &str, body: &str| {
+        let r =
+            admin.request(method, fd.url(path)).header("Content-Type", ctype).body(body.to_string()).send().unwrap();
+        let code = r.status().as_u16();
+        let id = r.headers()["audit-id"].to_str().unwrap().to_string();
+        wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+        code
+    };
+    let json = "application/json";
+    // "U0VDUkVU" is base64 of SECRET
+    assert_eq!(
+        send(reqwest::Method::POST, secrets, json, r#"{"metadata":{"name":"s1"},"data":{"k":"U0VDUkVUMQ=="}}"#),
+        201
+    );
+    assert_eq!(
+        send(
+            reqwest::Method::POST,
+            secrets,
+            json,
+            r#"{"kind":"Secret","metadata":{"name":"s2"},"stringData":{"k":"SECRET2"}}"#
+        ),
+        201
+    );
+    let s1 = format!("{secrets}/s1");
+    assert_eq!(
+        send(reqwest::Method::PATCH, &s1, "application/merge-patch+json", r#"{"data":{"k":"U0VDUkVUMw=="}}"#),
+        200
+    );
+    let ops = r#"[{"op":"replace","path":"/data/k","value":"U0VDUkVUNA=="}]"#;
+    assert_eq!(send(reqwest::Method::PATCH, &s1, "application/json-patch+json", ops), 200);
+    // refused (no resourceVersion), and recorded all the same
+    assert_eq!(send(reqwest::Method::PUT, &s1, json, r#"{"metadata":{"name":"s1"},"data":{"k":"U0VDUkVUNQ=="}}"#), 422);
+    let review = r#"{"spec":{"token":"a-token-to-review"}}"#;
+    assert_eq!(send(reqwest::Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", json, review), 201);
+    let text = std::fs::read_to_string(&log).unwrap();
+    for leak in ["U0VDUkVU", "SECRET2", "a-token-to-review"] {
+        assert!(!text.contains(leak), "{leak} is in the audit log:\n{text}");
+    }
+    // what was asked for is still there, less the data
+    assert!(text.contains(r#""requestObject":{"metadata":{"name":"s1"}}"#), "{text}");
+}
+
 #[test]
 fn failed_authentication_is_audited_and_policy_reloads() {
     let dir = tempfile::tempdir().unwrap();
