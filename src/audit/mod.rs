@@ -317,6 +317,13 @@ fn is_json(content_type: Option<&str>) -> bool {
     })
 }
 
+/// Whether a request body of this type is recorded: JSON, YAML (apply patches included) and
+/// protobuf, the bodies the API takes, each decoded to JSON for the event.
+fn is_recorded(content_type: Option<&str>) -> bool {
+    let c = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    is_json(content_type) || c.ends_with("yaml") || c == "application/vnd.kubernetes.protobuf"
+}
+
 impl Audit {
     /// After authentication (or its failure): picks the level and emits RequestReceived.
     /// Err carries kube's 500 for a blocking-strict backend that could not store the event.
@@ -328,11 +335,15 @@ impl Audit {
             return Ok(());
         }
         let ctype = req.headers.get("Content-Type").and_then(|v| v.to_str().ok());
-        let capture_request = config.level >= Level::Request && is_json(ctype);
+        let capture_request = config.level >= Level::Request && is_recorded(ctype);
         let mut state = AuditState {
             config,
             cap: self.max_object,
             request_body: capture_request.then(Capture::default),
+            request_type: match capture_request {
+                true => ctype.unwrap_or_default().to_string(),
+                false => String::new(),
+            },
             response_body: None,
             response_status: None,
             failed_authn: None,
@@ -446,7 +457,14 @@ pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
     }
 }
 
-fn parse_object(c: &Capture, scrub: Scrub, truncated: &mut bool) -> Option<serde_json::Value> {
+/// A captured body as JSON (`content_type`: None for JSON, else the request's type, decoded
+/// as the store decodes a body of it).
+fn parse_object(
+    c: &Capture,
+    content_type: Option<&str>,
+    scrub: Scrub,
+    truncated: &mut bool,
+) -> Option<serde_json::Value> {
     if c.overflow {
         *truncated = true;
         return None;
@@ -454,7 +472,10 @@ fn parse_object(c: &Capture, scrub: Scrub, truncated: &mut bool) -> Option<serde
     if c.buf.is_empty() {
         return None;
     }
-    let mut v: serde_json::Value = crate::api::decode::json(&c.buf).ok()?;
+    let mut v: serde_json::Value = match content_type.filter(|t| !is_json(Some(t))) {
+        None => crate::api::decode::json(&c.buf).ok()?,
+        Some(t) => crate::store::rest::decode(&c.buf, t, "").ok()?,
+    };
     event::scrub(&mut v, scrub);
     Some(v)
 }
@@ -475,8 +496,9 @@ fn take_objects(st: &mut AuditState, info: &crate::request_info::RequestInfo, co
         target: event::Target::of(info),
     };
     let mut truncated = false;
-    let request_object = st.request_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
-    let response_object = st.response_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
+    let request_type = Some(st.request_type.as_str());
+    let request_object = st.request_body.take().and_then(|c| parse_object(&c, request_type, scrub, &mut truncated));
+    let response_object = st.response_body.take().and_then(|c| parse_object(&c, None, scrub, &mut truncated));
     Objects {
         response_status: st.response_status.take().unwrap_or(ResponseStatus::Code(code)),
         request_object,
@@ -635,15 +657,27 @@ mod tests {
         request_body(&mut ctx, &big);
         audit.response_complete(&mut ctx, 201, false).await;
 
-        // not JSON: no object
+        // a protobuf body that does not decode: no object
         let (req, mut ctx) =
             request("POST", "/api/v1/namespaces/a/pods", None, Some("application/vnd.kubernetes.protobuf"));
         audit.request_received(&req, &mut ctx).await.unwrap();
         request_body(&mut ctx, b"k8s\0...");
         audit.response_complete(&mut ctx, 201, false).await;
 
+        // YAML, and an apply patch in YAML: recorded as JSON, as kube records any body
+        for ctype in ["application/yaml", "application/apply-patch+yaml"] {
+            let (req, mut ctx) =
+                request("PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x", None, Some(ctype));
+            audit.request_received(&req, &mut ctx).await.unwrap();
+            request_body(&mut ctx, b"kind: ClusterRoleBinding\nroleRef: {kind: ClusterRole, name: cluster-admin}\n");
+            audit.response_complete(&mut ctx, 200, false).await;
+        }
+
         let evs = events(&log);
-        assert_eq!(evs.len(), 4, "RequestReceived omitted");
+        assert_eq!(evs.len(), 6, "RequestReceived omitted");
+        for e in &evs[4..] {
+            assert_eq!(e["requestObject"]["roleRef"]["name"], "cluster-admin", "{e}");
+        }
         assert_eq!(evs[0]["requestObject"]["data"]["k"], "v");
         assert_eq!(evs[0]["responseObject"]["metadata"]["uid"], "u");
         assert_eq!(evs[0]["responseStatus"], serde_json::json!({"metadata": {}, "code": 201}));

@@ -32,6 +32,9 @@ pub struct AuditState {
     pub(super) config: RequestAuditConfig,
     pub(super) cap: usize,
     pub(super) request_body: Option<Capture>,
+    /// The request body's Content-Type, when it is captured: JSON, YAML or protobuf, each
+    /// recorded as JSON, as kube records a request object whatever its serializer.
+    pub(super) request_type: String,
     pub(super) response_body: Option<Capture>,
     pub(super) response_status: Option<ResponseStatus>,
     /// Set when authentication failed: the message of kube's failed-authentication event.

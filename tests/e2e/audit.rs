@@ -196,6 +196,23 @@ fn local_requests_record_request_object() {
     let review = serde_json::json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1"});
     let rc = create("/apis/authentication.k8s.io/v1/selfsubjectreviews", &review);
     assert_eq!(rc["requestObject"], review);
+
+    // a YAML body is recorded too, as JSON (kube records a request object whatever its format)
+    let yaml = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: from-yaml}\ndata: {k: v}\n";
+    let r = admin
+        .post(fd.url("/api/v1/namespaces/default/configmaps"))
+        .header("Content-Type", "application/yaml")
+        .body(yaml)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.headers()["audit-id"].to_str().unwrap().to_string();
+    let evs = wait_events(&log, &id, |e| e.iter().any(|e| e["stage"] == "ResponseComplete"));
+    let rc = evs.into_iter().find(|e| e["stage"] == "ResponseComplete").unwrap();
+    assert_eq!(
+        rc["requestObject"],
+        serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "from-yaml"}, "data": {"k": "v"}})
+    );
 }
 
 /// No Secret's data and no token reaches the log at RequestResponse, whatever the body's
@@ -247,14 +264,17 @@ fn secrets_and_tokens_never_reach_the_log() {
     assert_eq!(send(reqwest::Method::PATCH, &s1, "application/json-patch+json", ops), 200);
     // refused (no resourceVersion), and recorded all the same
     assert_eq!(send(reqwest::Method::PUT, &s1, json, r#"{"metadata":{"name":"s1"},"data":{"k":"U0VDUkVUNQ=="}}"#), 422);
+    let yaml = "metadata: {name: s3}\nstringData: {k: SECRET6}\n";
+    assert_eq!(send(reqwest::Method::POST, secrets, "application/yaml", yaml), 201);
     let review = r#"{"spec":{"token":"a-token-to-review"}}"#;
     assert_eq!(send(reqwest::Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews", json, review), 201);
     let text = std::fs::read_to_string(&log).unwrap();
-    for leak in ["U0VDUkVU", "SECRET2", "a-token-to-review"] {
+    for leak in ["U0VDUkVU", "SECRET2", "SECRET6", "a-token-to-review"] {
         assert!(!text.contains(leak), "{leak} is in the audit log:\n{text}");
     }
     // what was asked for is still there, less the data
     assert!(text.contains(r#""requestObject":{"metadata":{"name":"s1"}}"#), "{text}");
+    assert!(text.contains(r#""requestObject":{"metadata":{"name":"s3"}}"#), "a YAML body is recorded, less the data");
 }
 
 #[test]
