@@ -224,12 +224,13 @@ impl ProxyHttp for Frontdoor {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestContext,
     ) -> pingora::Result<()> {
         ctx.head_deadline = None; // the head came
         router::proxy::refuse_redirect(ctx, upstream_response)?;
+        router::proxy::refuse_unasked_switch(session.req_header(), upstream_response)?;
         router::proxy::strip_hop_by_hop(upstream_response);
         router::proxy::check_deadline(ctx)
     }

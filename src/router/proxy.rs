@@ -51,10 +51,7 @@ pub fn strip_request_hop_by_hop(req: &mut RequestHeader) {
     if !h.keys().any(|k| REQUEST_HOP_BY_HOP.contains(&k.as_str())) {
         return;
     }
-    let upgrade = match connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade")) {
-        true => h.get(http::header::UPGRADE).cloned(),
-        false => None,
-    };
+    let upgrade = requested_upgrade(h).cloned();
     let trailers = h
         .get_all(http::header::TE)
         .iter()
@@ -357,6 +354,37 @@ pub fn connect_failed(ctx: &RequestContext, e: &pingora::Error) {
     }
 }
 
+/// The protocol a request asks to switch to, as Go's reverse proxy reads it (`upgradeType`):
+/// its `Upgrade`, when its `Connection` names `upgrade`.
+fn requested_upgrade(h: &http::HeaderMap) -> Option<&http::HeaderValue> {
+    connection_tokens(h).any(|t| t.eq_ignore_ascii_case("upgrade")).then(|| h.get(http::header::UPGRADE)).flatten()
+}
+
+/// A backend's switch of protocols that the request did not ask for (the request is not
+/// tunnelled on).
+const UNASKED_SWITCH: ErrorType = ErrorType::Custom("UnaskedSwitch");
+
+/// Go's reverse proxy (kube-aggregator's, for a request that is no upgrade) refuses a 101 to
+/// another protocol than the one asked for, or to a request that asked for none: the client
+/// would be handed a tunnel it did not open. kube-aggregator's responder answers 503 with
+/// the error's text.
+pub fn refuse_unasked_switch(req: &RequestHeader, resp: &pingora::http::ResponseHeader) -> pingora::Result<()> {
+    if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(());
+    }
+    let text = |v: Option<&http::HeaderValue>| {
+        v.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default()
+    };
+    let (asked, got) = (text(requested_upgrade(&req.headers)), text(requested_upgrade(&resp.headers)));
+    if asked.is_empty() || !asked.eq_ignore_ascii_case(&got) {
+        return Err(Error::explain(
+            UNASKED_SWITCH,
+            format!("backend tried to switch protocol {got:?} when {asked:?} was requested"),
+        ));
+    }
+    Ok(())
+}
+
 /// A backend's answer that redirects (the request is not proxied on to where it points).
 const REDIRECT: ErrorType = ErrorType::Custom("RedirectRefused");
 const REDIRECT_REFUSED: &str = "the backend attempted to redirect this request, which is not permitted";
@@ -378,6 +406,11 @@ pub fn refuse_redirect(ctx: &RequestContext, resp: &pingora::http::ResponseHeade
 pub fn failure_reply(ctx: &RequestContext, e: &pingora::Error) -> crate::filters::Reply {
     if e.etype == REDIRECT {
         return crate::filters::Reply::text(502, REDIRECT_REFUSED);
+    }
+    if e.etype == UNASKED_SWITCH {
+        // pingora wraps the error in one naming the peer: the reason is the innermost's
+        let why = innermost(e).context.as_ref().map(|c| c.as_str()).unwrap_or_default();
+        return crate::filters::Reply::text(503, format!("{why}\n"));
     }
     failure_status(ctx, e).into()
 }
@@ -626,6 +659,42 @@ mod tests {
             assert!(!k.contains('_'), "underscore spelling {k} passed");
         }
         assert!(all("Connection").is_empty(), "hop-by-hop, with its identity nominations");
+    }
+
+    #[test]
+    fn a_switch_of_protocols_only_to_the_one_asked_for() {
+        let req = |h: &[(&str, &str)]| {
+            let mut r = RequestHeader::build("GET", b"/apis/g/v1/x", None).unwrap();
+            for (k, v) in h {
+                r.append_header(k.to_string(), *v).unwrap();
+            }
+            r
+        };
+        let switch = |h: &[(&str, &str)]| {
+            let mut r = pingora::http::ResponseHeader::build(101, None).unwrap();
+            for (k, v) in h {
+                r.append_header(k.to_string(), *v).unwrap();
+            }
+            r
+        };
+        let ws = [("Connection", "Upgrade"), ("Upgrade", "websocket")];
+        assert!(
+            refuse_unasked_switch(&req(&ws), &switch(&[("Connection", "upgrade"), ("Upgrade", "WebSocket")])).is_ok()
+        );
+        let e =
+            refuse_unasked_switch(&req(&[]), &switch(&[("Connection", "Upgrade"), ("Upgrade", "h2c")])).unwrap_err();
+        let reply = failure_reply(&RequestContext::default(), &e);
+        assert_eq!(reply.code, 503);
+        assert_eq!(&reply.body[..], b"backend tried to switch protocol \"h2c\" when \"\" was requested\n");
+        assert!(
+            refuse_unasked_switch(&req(&ws), &switch(&[("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")])).is_err()
+        );
+        assert!(
+            refuse_unasked_switch(&req(&[("Upgrade", "h2c")]), &switch(&[("Upgrade", "h2c")])).is_err(),
+            "no Connection names it"
+        );
+        let ok = pingora::http::ResponseHeader::build(200, None).unwrap();
+        assert!(refuse_unasked_switch(&req(&[]), &ok).is_ok());
     }
 
     #[test]

@@ -214,6 +214,13 @@ fn broken_backends_get_kube_answers_and_release_seats() {
         assert!(t.elapsed() < Duration::from_secs(5), "the dropped watch ended for the client");
     }
 
+    // a switch of protocols the request did not ask for is no tunnel: kube-aggregator's 503
+    let h1 = impatient_client(&s, Duration::from_secs(30), true);
+    let r = h1.get(s.fd.url(&format!("{THINGS}/switch"))).send().unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.text().unwrap(), "backend tried to switch protocol \"h2c\" when \"\" was requested\n");
+    assert_eq!(s.be.served("switch"), 1);
+
     assert_serving(&s);
     assert_seats_released(&s);
     assert!(!s.fd.logs().contains("panicked"), "{}", s.fd.logs());

@@ -11,6 +11,7 @@
 //! | `reset-mid-chunked` | a chunked head, the start of a list, then RST |
 //! | `hang` | reads the request and never answers (until the peer closes) |
 //! | `garbage` | bytes that are no HTTP, then closes |
+//! | `switch` | a 101 to `h2c` that nobody asked for, then bytes of "that protocol" |
 //! | `drip?n=N&delay=MS` | a chunked head, then N one-byte chunks `delay` ms apart |
 //! | `status/CODE` | answers CODE with its own Status body and an `X-Backend` header |
 //! | `big?mb=N` | N MiB of chunked body, 64 KiB a chunk |
@@ -193,6 +194,12 @@ async fn serve_conn(mut io: Conn, served: Arc<Mutex<HashMap<String, usize>>>) {
             }
             "hang" => return hang(io, &served).await,
             "" if query.contains("watch=true") && query.contains("hang=true") => return hang(io, &served).await,
+            "switch" => {
+                // switches protocols to a request that asked for none, then talks that protocol
+                let head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+                let _ = write(&mut io, format!("{head}tunnelled bytes").as_bytes()).await;
+                return;
+            }
             "garbage" => {
                 let _ = write(&mut io, b"\x00\x01\x02 this is not HTTP at all \xff\xfe\r\n\r\n{}").await;
                 return;
