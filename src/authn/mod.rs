@@ -529,7 +529,10 @@ impl Authentication {
         }
         i.requestheader.strip(req);
         if found.is_none() {
-            found = x509::authenticate(peer).map(|u| (u, "x509"));
+            match x509::authenticate(peer) {
+                Ok(u) => found = u.map(|u| (u, "x509")),
+                Err(e) => errs.push(e),
+            }
         }
         if found.is_none() {
             if let Some(token) = bearer_token(req).filter(|_| self.has_token_authenticators()) {

@@ -4,12 +4,21 @@
 use super::user::UserInfo;
 use crate::tls::{CaRole, PeerIdentity};
 
-pub fn authenticate(peer: Option<&PeerIdentity>) -> Option<UserInfo> {
-    let p = peer.filter(|p| p.verified_by.contains(&CaRole::ClientCa))?;
-    if p.common_name.is_empty() {
-        return None;
+/// A certificate the client CA did not sign (one the TLS layer took for the request-header
+/// CA) is an error, as kube's x509 authenticator fails to verify it: the request is then 401
+/// unless another authenticator names its user, never anonymous.
+pub fn authenticate(peer: Option<&PeerIdentity>) -> Result<Option<UserInfo>, String> {
+    let Some(p) = peer else { return Ok(None) };
+    if !p.verified_by.contains(&CaRole::ClientCa) {
+        return Err(format!(
+            "verifying certificate CN={} failed: x509: certificate signed by unknown authority",
+            p.common_name
+        ));
     }
-    Some(UserInfo::new(p.common_name.clone(), p.organizations.clone()))
+    if p.common_name.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(UserInfo::new(p.common_name.clone(), p.organizations.clone())))
 }
 
 #[cfg(test)]
@@ -23,12 +32,12 @@ mod tests {
             organizations: vec!["dev".into()],
             verified_by: vec![CaRole::ClientCa],
         };
-        let u = authenticate(Some(&p)).unwrap();
+        let u = authenticate(Some(&p)).unwrap().unwrap();
         assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", vec!["dev".to_string()]));
         let proxy = PeerIdentity { verified_by: vec![CaRole::RequestHeaderCa], ..p.clone() };
-        assert!(authenticate(Some(&proxy)).is_none(), "a front-proxy cert is not a user cert");
+        assert!(authenticate(Some(&proxy)).is_err(), "a front-proxy cert is not a user cert, and fails");
         let empty = PeerIdentity { common_name: String::new(), ..p };
-        assert!(authenticate(Some(&empty)).is_none());
-        assert!(authenticate(None).is_none());
+        assert_eq!(authenticate(Some(&empty)), Ok(None));
+        assert_eq!(authenticate(None), Ok(None));
     }
 }

@@ -511,6 +511,12 @@ fn bad_headers_certs_and_spoofing() {
     assert_eq!(v["status"]["userInfo"]["username"], "carol");
     assert_eq!(v["status"]["userInfo"]["groups"], json!(["g1", "system:authenticated"]));
     assert_eq!(v["status"]["userInfo"]["extra"]["scopes"], json!(["s"]));
+    // ... and without a user header, the proxy's cert is no user's: 401 (kube's x509
+    // authenticator fails to verify it), never anonymous
+    let (code, v) = whoami(fd, &proxy, &[]);
+    assert_eq!(code, 401, "{v}");
+    let (code, v) = whoami(fd, &proxy, &[("X-Remote-User", "")]);
+    assert_eq!(code, 401, "{v}");
 
     // a client cert from another CA fails the handshake
     let other = TestPki::new("other-ca");
