@@ -377,9 +377,12 @@ impl Authentication {
     fn check_service_account(&self, user: &UserInfo, claims: &serde_json::Value) -> Result<(), String> {
         let Some(lookup) = self.inner.object_uid.load_full() else { return Ok(()) };
         let Some((ns, name)) = serviceaccount::split_username(&user.username) else { return Ok(()) };
+        // a bound token (kube's `kubernetes.io` claims) names its service account's uid, and
+        // is held to it even when it names none; a legacy one is held to it when it names one
+        let bound = claims.get("kubernetes.io").is_some();
         match lookup("serviceaccounts", ns, name) {
             None => return Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
-            Some(uid) if !user.uid.is_empty() && uid != user.uid => {
+            Some(uid) if (bound || !user.uid.is_empty()) && uid != user.uid => {
                 return Err(format!(
                     "invalid bearer token, service account UID ({uid}) does not match claim ({})",
                     user.uid

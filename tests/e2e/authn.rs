@@ -399,6 +399,8 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token("r-1"))]);
     assert_eq!(code, 401, "a token for an earlier service account of that name: {v}");
     fd.wait_for_log("does not match claim (r-1)");
+    let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token(""))]);
+    assert_eq!(code, 401, "a bound token that names no uid is held to the service account's: {v}");
 
     // webhook: authenticated once, then served from the cache
     let before = s.idp.webhook_calls.load(Ordering::SeqCst);
