@@ -238,11 +238,12 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// Parses CN and every O of a leaf certificate.
+/// Parses CN and every O of a leaf certificate, as Go's `pkix.Name` reads them: of several
+/// CNs the last (each overwrites the one before), every O in order.
 pub fn subject_of(leaf: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
     let subject = cert.subject();
-    let cn = subject.iter_common_name().next().and_then(|a| a.as_str().ok()).unwrap_or("").to_string();
+    let cn = subject.iter_common_name().filter_map(|a| a.as_str().ok()).last().unwrap_or("").to_string();
     let orgs = subject.iter_organization().filter_map(|a| a.as_str().ok().map(str::to_string)).collect();
     Some((cn, orgs))
 }
@@ -556,6 +557,24 @@ mod tests {
     /// The size of the future `f` returns.
     fn future_size<F>(_: fn(Connection<App>, tokio::net::TcpStream, SocketAddr) -> F) -> usize {
         std::mem::size_of::<F>()
+    }
+
+    /// Of two CNs, the user is the last, as kube (Go's pkix.Name) reads it.
+    #[test]
+    fn the_last_common_name_is_the_user() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        p.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "system:admin");
+        p.distinguished_name.push(rcgen::DnType::OrganizationName, "dev");
+        let mut der = p.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(subject_of(&der), Some(("alice".to_string(), vec!["dev".to_string()])));
+        // the OU's OID (2.5.4.11) made a second CN's (2.5.4.3), in the issuer and the subject
+        let ou = [0x06, 0x03, 0x55, 0x04, 0x0b];
+        while let Some(at) = der.windows(5).position(|w| w == ou) {
+            der[at + 4] = 0x03;
+        }
+        assert_eq!(subject_of(&der), Some(("system:admin".to_string(), vec!["dev".to_string()])));
     }
 
     /// Reloads of two roles' bundles at the same moment (each role's file has its own reload
