@@ -190,8 +190,9 @@ fn check_in_force(fd: &Frontdoor, v: usize, now: &Credentials, before: Option<&C
         assert_eq!(rh(b), None, "round {}'s request-header CA is gone", b.round);
         assert_eq!(sa(b), None, "round {}'s service-account key is gone", b.round);
     }
-    // the proxy client cert: what the aggregated backend sees on new connections
-    let marker = format!("{FLUNDERS}?round={v}&check=1");
+    // the proxy client cert: what the aggregated backend sees on new connections (the query in
+    // the order a backend gets it, Go's url.Values.Encode: keys sorted)
+    let marker = format!("{FLUNDERS}?check=1&round={v}");
     let admin = fd.admin_client();
     wait_until(&format!("round {v}'s proxy client cert at the backend"), Duration::from_secs(20), || {
         admin.get(fd.url(&marker)).send().is_ok_and(|r| r.status() == 200)
