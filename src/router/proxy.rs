@@ -52,12 +52,7 @@ pub fn strip_request_hop_by_hop(req: &mut RequestHeader) {
         return;
     }
     let upgrade = requested_upgrade(h).cloned();
-    let trailers = h
-        .get_all(http::header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let trailers = tokens(h, http::header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
     let mut drop: Vec<http::HeaderName> =
         h.keys().filter(|k| REQUEST_HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
     drop.extend(
@@ -97,7 +92,12 @@ pub fn forget_header_case(req: &mut RequestHeader) {
 
 /// The header names a `Connection` header nominates (a value that is not text nominates none).
 fn connection_tokens(h: &http::HeaderMap) -> impl Iterator<Item = &str> {
-    h.get_all(http::header::CONNECTION)
+    tokens(h, http::header::CONNECTION)
+}
+
+/// The comma-separated tokens of every `name` header, trimmed, empty ones left out.
+fn tokens(h: &http::HeaderMap, name: http::HeaderName) -> impl Iterator<Item = &str> {
+    h.get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -216,8 +216,8 @@ fn send_query_as_read(req: &mut RequestHeader, query: &Query) -> Result<(), Stri
     Ok(())
 }
 
-/// Prepares the request for the backend or the upstream apiserver: identity headers
-/// stripped, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
+/// Prepares the request for the backend or the upstream apiserver: identity and hop-by-hop
+/// headers stripped, the query as the chain read it, the user's set (X-Remote-* or, to an impersonating upstream, Impersonate-* with
 /// frontdoor's credential), Host the peer's address, the upstream's path prefix. Fails when
 /// the user cannot be told (`user_headers`).
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {

@@ -42,17 +42,18 @@ impl Bystander {
         Bystander { stop, seen, thread: Some(thread) }
     }
 
-    /// Stops, and checks every request succeeded, none slowly.
-    fn finish(mut self) {
+    /// Stops, and checks every request succeeded, none slowly; returns them.
+    fn finish(mut self) -> Vec<(u16, Duration)> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        let seen = self.seen.lock().unwrap();
+        let seen = self.seen.lock().unwrap().clone();
         assert!(seen.len() > 5, "the bystander got through: {seen:?}");
         for (code, took) in seen.iter() {
             // the bystander's fresh clients are anonymous: 403 is an answer, 0 is not
             assert!(*code == 200 || *code == 403, "bystander request failed: {code}");
             assert!(*took < PROMPT, "a bystander request took {took:?}");
         }
+        seen
     }
 }
 
@@ -164,4 +165,47 @@ fn hostile_bodies_are_refused_promptly_and_others_keep_going() {
         send(&fd, reqwest::Method::POST, cms, "application/json", format!("[{}1]", "1,".repeat(400_000)));
     assert_eq!((code, st["message"].as_str()), (400, Some("the body of the request was not a JSON object")), "{st}");
     bystander.finish();
+}
+
+/// Writes run off the threads that serve connections: a deletecollection commits once per
+/// object (seconds for thousands), and other clients on the same threads are served meanwhile.
+#[test]
+fn a_long_deletecollection_leaves_other_clients_served() {
+    let fd = Frontdoor::start(&[]);
+    let admin = fd.admin_client();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // many objects, quickly: concurrent creates on a few connections
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (admin, fd) = (admin.clone(), &fd);
+            s.spawn(move || {
+                for i in 0..400 {
+                    let body = format!(r#"{{"metadata":{{"name":"dc-{t}-{i}","labels":{{"dc":"{}"}}}}}}"#, t % 2);
+                    let r =
+                        admin.post(fd.url(cms)).header("Content-Type", "application/json").body(body).send().unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            });
+        }
+    });
+    let bystander = Bystander::start(&fd);
+    std::thread::sleep(Duration::from_millis(200));
+    let took: Vec<Duration> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..2)
+            .map(|half| {
+                let (admin, fd) = (admin.clone(), &fd);
+                s.spawn(move || {
+                    let started = Instant::now();
+                    let r = admin.delete(fd.url(&format!("{cms}?labelSelector=dc%3D{half}"))).send().unwrap();
+                    assert_eq!(r.status(), 200);
+                    started.elapsed()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let seen = bystander.finish();
+    let slowest = seen.iter().map(|(_, t)| *t).max().unwrap();
+    let shortest = *took.iter().min().unwrap();
+    assert!(slowest * 2 < shortest, "a bystander request took {slowest:?} while the deletecollections took {took:?}");
 }

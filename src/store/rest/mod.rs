@@ -247,8 +247,10 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
             Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),
         }
-    } else if request_body::heavy(body.len(), &t.content_type) {
-        // the body is decoded, and the verb run, off this worker thread
+    } else if request_body::heavy(body.len(), &t.content_type) || writes(&info.verb) {
+        // the body is decoded, and the verb run, off this worker thread: a large body's
+        // decoding, and any write (its commit waits for the disk; a deletecollection commits
+        // once per object) would stall every connection this thread serves
         let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
         request_body::offload(body.len(), move || owned.run(|t| verb_of(&store, t, &verb, &body))).await
     } else {
@@ -256,6 +258,11 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     };
     let reply = reply.unwrap_or_else(Reply::from);
     rest.respond.send(session, ctx, reply).await
+}
+
+/// The verbs that write the store.
+fn writes(verb: &str) -> bool {
+    matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection")
 }
 
 /// How long a read waits for the store to reach the version it asks for (kube's watch
