@@ -57,6 +57,33 @@ pub struct Event {
     pub raw: Option<Bytes>,
 }
 
+/// The event window's default bound in bytes: the latest events are kept up to the window's
+/// count and to this many bytes of their objects, so churn of large objects (each deletion and
+/// replacement keeps an object alive) cannot grow memory without bound (~2.3x in memory).
+pub const WINDOW_BYTES: usize = 64 << 20;
+
+/// The bytes an event keeps alive beyond the live objects: its object's serialized size, twice
+/// for a deletion (its last state, copied to carry the deletion's revision, and that state).
+pub fn held_bytes(e: &Event) -> usize {
+    let raw = e.raw.as_ref().map_or(0, Bytes::len);
+    if e.kind == EventType::Deleted {
+        2 * raw
+    } else {
+        raw
+    }
+}
+
+/// How many of `log`'s oldest events (holding `held` bytes in all) go so that at most
+/// `events` of them and `bytes` remain.
+pub fn excess(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usize) -> usize {
+    let (mut n, mut held) = (0, held);
+    while n < log.len() && (log.len() - n > events || held > bytes) {
+        held -= held_bytes(&log[n]).min(held);
+        n += 1;
+    }
+    n
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     #[error("key exists")]
@@ -146,5 +173,31 @@ pub fn initial_events(
             .collect()),
         Some(r) if r < compacted => Err(StorageError::Expired { asked: r, oldest: compacted }),
         Some(r) => Ok(log.iter().filter(|e| e.rev > r && e.key.starts_with(prefix)).cloned().collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: EventType, size: usize) -> Arc<Event> {
+        let raw = Some(Bytes::from(vec![b' '; size]));
+        Arc::new(Event { rev: 0, kind, key: String::new(), value: Arc::new(Value::Null), prev: None, raw })
+    }
+
+    #[test]
+    fn the_oldest_events_go_past_the_count_or_the_bytes() {
+        let log: VecDeque<Arc<Event>> =
+            [(EventType::Added, 10), (EventType::Deleted, 10), (EventType::Added, 5), (EventType::Modified, 5)]
+                .into_iter()
+                .map(|(k, n)| event(k, n))
+                .collect();
+        let held: usize = log.iter().map(|e| held_bytes(e)).sum();
+        assert_eq!(held, 10 + 2 * 10 + 5 + 5, "a deletion holds its object twice");
+        assert_eq!(excess(&log, held, 10, 1000), 0);
+        assert_eq!(excess(&log, held, 2, 1000), 2, "by count");
+        assert_eq!(excess(&log, held, 10, 10), 2, "by bytes: 40 - 10 - 20 = 10");
+        assert_eq!(excess(&log, held, 10, 9), 3);
+        assert_eq!(excess(&log, held, 10, 0), 4);
     }
 }

@@ -5,7 +5,9 @@
 //! from one etcd watch (kube's watch cache, in effect): reads and watches are served from the
 //! mirror, and a write returns once the mirror has seen it, so a client reads its own writes.
 
-use super::backend::{initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch};
+use super::backend::{
+    held_bytes, initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch,
+};
 use super::watch::Hub;
 use anyhow::Context;
 use etcd_client::{
@@ -31,6 +33,8 @@ struct Mirror {
     rev: u64,
     /// Events after `compacted`, oldest first, for watches from a resourceVersion.
     log: VecDeque<Arc<Event>>,
+    /// What the log keeps alive (`backend::held_bytes` of each event).
+    log_bytes: usize,
     compacted: u64,
     /// The revision of the last relist: it holds every change up to it, so a watch event at or
     /// below it (from a stream opened before the relist) is already in the mirror.
@@ -43,6 +47,7 @@ struct Shared {
     applied: (Mutex<()>, Condvar),
     hub: Hub,
     window: usize,
+    window_bytes: usize,
 }
 
 pub struct EtcdStorage {
@@ -72,6 +77,8 @@ pub struct EtcdConfig {
     pub prefix: String,
     /// How many changes stay replayable for watches from a resourceVersion.
     pub window: usize,
+    /// And how many bytes of their objects they may keep alive.
+    pub window_bytes: usize,
     /// Verifies the servers (`https://` URLs).
     pub ca_file: Option<PathBuf>,
     /// The client certificate and key presented to etcd.
@@ -87,6 +94,7 @@ impl EtcdConfig {
             servers,
             prefix: REGISTRY.into(),
             window: 10_000,
+            window_bytes: super::backend::WINDOW_BYTES,
             ca_file: None,
             cert_file: None,
             key_file: None,
@@ -134,12 +142,14 @@ impl EtcdStorage {
                 objects: BTreeMap::new(),
                 rev: 0,
                 log: VecDeque::new(),
+                log_bytes: 0,
                 compacted: 0,
                 relisted: 0,
             }),
             applied: (Mutex::new(()), Condvar::new()),
             hub: Hub::default(),
             window: config.window.max(1),
+            window_bytes: config.window_bytes,
         });
         let storage = EtcdStorage { rt, client, prefix, shared };
         let rev = storage
@@ -418,9 +428,11 @@ fn apply(shared: &Shared, ev: Event) {
             m.objects.insert(ev.key.clone(), stored);
         }
         m.rev = m.rev.max(ev.rev);
+        m.log_bytes += held_bytes(&ev);
         m.log.push_back(ev.clone());
-        while m.log.len() > shared.window {
+        for _ in 0..super::backend::excess(&m.log, m.log_bytes, shared.window, shared.window_bytes) {
             if let Some(old) = m.log.pop_front() {
+                m.log_bytes -= held_bytes(&old).min(m.log_bytes);
                 m.compacted = old.rev;
             }
         }
@@ -456,6 +468,7 @@ async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Result<u64, e
         m.compacted = m.rev;
         m.relisted = m.rev;
         m.log.clear();
+        m.log_bytes = 0;
         // under the mirror's lock: a watch starts either before (and is ended) or after (from the relist)
         shared.hub.close_all();
     }
@@ -545,8 +558,8 @@ impl Storage for EtcdStorage {
     fn compact(&self, rev: u64) {
         let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
         let rev = rev.min(m.rev);
-        while m.log.front().is_some_and(|e| e.rev <= rev) {
-            m.log.pop_front();
+        while let Some(old) = m.log.pop_front_if(|e| e.rev <= rev) {
+            m.log_bytes -= held_bytes(&old).min(m.log_bytes);
         }
         m.compacted = m.compacted.max(rev);
     }

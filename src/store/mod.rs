@@ -55,6 +55,13 @@ pub struct StoreArgs {
     #[arg(long, default_value_t = 10_000)]
     pub storage_event_window: usize,
 
+    /// The most bytes of serialized objects the replayable changes may keep alive (each
+    /// replaced or deleted object stays until its change leaves the window); past it, the
+    /// oldest changes go, as past --storage-event-window, and their resourceVersions answer
+    /// 410 Expired.
+    #[arg(long, default_value_t = backend::WINDOW_BYTES, value_name = "BYTES")]
+    pub storage_event_window_bytes: usize,
+
     /// The storage backend: `redb` (embedded, under --data-dir) or `etcd3` (shared by several
     /// replicas). Default: etcd3 when --etcd-servers is set, else redb.
     #[arg(long, value_name = "BACKEND")]
@@ -144,7 +151,10 @@ impl Store {
             None => None,
         };
         let store = match backend {
-            "redb" => Self::with_storage(defs, Arc::new(redb::RedbStorage::open(data_dir, window)?)),
+            "redb" => {
+                let redb = redb::RedbStorage::open(data_dir, window)?.with_window_bytes(a.storage_event_window_bytes);
+                Self::with_storage(defs, Arc::new(redb))
+            }
             "etcd3" => {
                 if a.etcd_servers.is_empty() {
                     anyhow::bail!("--etcd-servers must be specified with --storage-backend=etcd3");
@@ -152,6 +162,7 @@ impl Store {
                 let config = etcd::EtcdConfig {
                     prefix: a.etcd_prefix.clone(),
                     window,
+                    window_bytes: a.storage_event_window_bytes,
                     ca_file: a.etcd_cafile.clone(),
                     cert_file: a.etcd_certfile.clone(),
                     key_file: a.etcd_keyfile.clone(),

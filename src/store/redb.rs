@@ -22,6 +22,8 @@ struct State {
     rev: u64,
     /// Events after `compacted`, oldest first.
     log: VecDeque<Arc<Event>>,
+    /// What the log keeps alive (`backend::held_bytes` of each event).
+    log_bytes: usize,
     compacted: u64,
 }
 
@@ -32,6 +34,8 @@ pub struct RedbStorage {
     state: RwLock<State>,
     hub: Hub,
     window: usize,
+    /// The window's bound in bytes (`backend::WINDOW_BYTES` unless set).
+    window_bytes: usize,
 }
 
 /// Values from this size on are written lz4-compressed: redb gives a large value a page of the
@@ -170,7 +174,7 @@ impl RedbStorage {
     pub fn open(dir: &Path, window: usize) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let db = Database::create(dir.join("store.redb"))?;
-        let mut state = State { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), compacted: 0 };
+        let mut state = State { objects: BTreeMap::new(), rev: 0, log: VecDeque::new(), log_bytes: 0, compacted: 0 };
         {
             let w = db.begin_write()?;
             w.open_table(OBJECTS)?;
@@ -199,6 +203,7 @@ impl RedbStorage {
             logged.extend(decode_event(k.value(), &unpack(v.value())?));
         }
         state.log = resolve(logged, &state.objects);
+        state.log_bytes = state.log.iter().map(|e| super::backend::held_bytes(e)).sum();
         drop(meta);
         Ok(RedbStorage {
             db,
@@ -206,7 +211,14 @@ impl RedbStorage {
             state: RwLock::new(state),
             hub: Hub::default(),
             window: window.max(1),
+            window_bytes: super::backend::WINDOW_BYTES,
         })
+    }
+
+    /// Bounds the event window to `bytes` of the objects its events keep alive.
+    pub fn with_window_bytes(mut self, bytes: usize) -> Self {
+        self.window_bytes = bytes;
+        self
     }
 
     pub fn watchers(&self) -> usize {
@@ -217,11 +229,12 @@ impl RedbStorage {
         let _writer = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let (current, rev, compact_to) = {
             let s = self.state.read().unwrap();
-            let compact_to = if s.log.len() >= self.window + self.window / 10 {
-                s.log.get(s.log.len() - self.window).map(|e| e.rev)
-            } else {
-                None
-            };
+            // past the window by a tenth (in events or bytes), back to it: compaction is a
+            // write of its own, not one per event
+            let (events, bytes) = (self.window, self.window_bytes);
+            let over = s.log.len() >= events + events / 10 || s.log_bytes > bytes.saturating_add(bytes / 10);
+            let gone = if over { super::backend::excess(&s.log, s.log_bytes, events, bytes) } else { 0 };
+            let compact_to = gone.checked_sub(1).and_then(|last| s.log.get(last)).map(|e| e.rev);
             (s.objects.get(key).cloned(), s.rev + 1, compact_to)
         };
         let check = |expected: Option<u64>, cur: &Stored| match expected {
@@ -281,10 +294,11 @@ impl RedbStorage {
         } else {
             s.objects.insert(key.to_string(), stored.clone());
         }
+        s.log_bytes += super::backend::held_bytes(&event);
         s.log.push_back(event.clone());
         if let Some(to) = compact_to {
-            while s.log.front().is_some_and(|e| e.rev <= to) {
-                s.log.pop_front();
+            while let Some(old) = s.log.pop_front_if(|e| e.rev <= to) {
+                s.log_bytes -= super::backend::held_bytes(&old).min(s.log_bytes);
             }
             s.compacted = to;
         }
@@ -556,6 +570,35 @@ mod tests {
         assert!(s.watch("/registry/cm/", Some(s.revision() - 5)).is_ok());
         s.compact(s.revision());
         assert!(matches!(s.list("/registry/cm/", Some(s.revision() - 1)), Err(StorageError::Expired { .. })));
+    }
+
+    /// Churn of large objects keeps the window within its bytes (each deletion keeps the object
+    /// twice), and past them the oldest changes go as past its count: 410 for their revisions.
+    #[test]
+    fn the_window_is_bounded_in_bytes_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStorage::open(dir.path(), 10_000).unwrap().with_window_bytes(1 << 20);
+        let big = |n: &str| json!({"metadata": {"name": n}, "data": {"k": "x".repeat(64 << 10)}});
+        let first = s.revision() + 1;
+        for i in 0..100 {
+            let key = format!("/registry/cm/ns/c{i}");
+            s.create(&key, big(&format!("c{i}"))).unwrap();
+            s.delete(&key, None).unwrap();
+        }
+        // at most the bound and its tenth of slack (compaction is a write of its own), and the
+        // one event written since the last compaction
+        let held = s.state.read().unwrap().log_bytes;
+        assert!(held <= (1 << 20) + (1 << 20) / 10 + 2 * (65 << 10), "{held} bytes held");
+        let log_len = s.state.read().unwrap().log.len();
+        assert!(log_len < 30, "{log_len} events of 200 kept: ~8 deletions fit 1 MiB");
+        assert!(matches!(s.watch("/registry/cm/", Some(first)), Err(StorageError::Expired { .. })));
+        assert!(s.watch("/registry/cm/", Some(s.revision() - 2)).is_ok(), "the latest changes stay");
+        // counted again as they were after a restart
+        drop(s);
+        let s = RedbStorage::open(dir.path(), 10_000).unwrap();
+        let st = s.state.read().unwrap();
+        assert_eq!(st.log_bytes, st.log.iter().map(|e| crate::store::backend::held_bytes(e)).sum::<usize>());
+        assert!(st.log.len() == log_len, "the file's log is the memory's");
     }
 
     #[tokio::test]
