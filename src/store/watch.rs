@@ -1,7 +1,8 @@
 //! In-memory watch fan-out: the single writer publishes each committed event once; every
-//! watcher whose key prefix matches gets it through its own bounded queue. A watcher whose
-//! queue is full is cut off (its stream ends, the client re-lists), so one stalled client
-//! never holds memory or the writer.
+//! watcher whose key prefix matches gets it through its own bounded queue (in events and in
+//! bytes). A watcher whose queue is full is cut off and what it had queued is dropped (its
+//! stream ends; the client watches again from the last event it got, as after kube's cacher
+//! ends a blocked watcher), so one stalled client never holds memory or the writer.
 //!
 //! An idle watcher costs one small allocation (its queue allocates only when events wait in
 //! it), and an event is shared by all its watchers together with its rendered JSON lines
@@ -16,6 +17,15 @@ use std::task::{Poll, Waker};
 
 /// Events a watcher may have queued before it is cut off.
 pub const WATCHER_BUFFER: usize = 1024;
+
+/// Bytes of serialized objects a watcher may have queued before it is cut off (more than any
+/// one object: a body is at most 3 MiB).
+pub const WATCHER_BUFFER_BYTES: usize = 16 << 20;
+
+/// The bytes of serialized object an event queued for a watcher keeps alive.
+fn size(d: &Delivery) -> usize {
+    d.event.raw.as_ref().map_or(0, Bytes::len)
+}
 
 /// One event on its way to watchers, with its watch line rendered once for all of them.
 #[derive(Debug)]
@@ -52,10 +62,21 @@ impl Delivery {
 #[derive(Default)]
 struct Queue {
     events: VecDeque<Arc<Delivery>>,
+    /// `size` of the events queued.
+    bytes: usize,
     waker: Option<Waker>,
-    /// Cut off by the hub (the receiver drains what is queued, then sees the end) or
-    /// dropped by the receiver (the hub forgets it at the next publish).
+    /// Closed by the hub (the receiver drains what is queued, then sees the end), cut off
+    /// as stalled (nothing queued stays), or dropped by the receiver (the hub forgets it at the
+    /// next publish).
     closed: bool,
+}
+
+impl Queue {
+    fn pop(&mut self) -> Option<Arc<Delivery>> {
+        let d = self.events.pop_front()?;
+        self.bytes -= size(&d).min(self.bytes);
+        Some(d)
+    }
 }
 
 /// The receiving end of one watcher.
@@ -66,7 +87,7 @@ impl Receiver {
     pub async fn recv(&mut self) -> Option<Arc<Delivery>> {
         poll_fn(|cx| {
             let mut q = self.0.lock().unwrap();
-            if let Some(d) = q.events.pop_front() {
+            if let Some(d) = q.pop() {
                 return Poll::Ready(Some(d));
             }
             if q.closed {
@@ -83,7 +104,7 @@ impl Receiver {
     /// The next queued event, if any (`Err(true)` once cut off and drained).
     pub fn try_recv(&mut self) -> Result<Arc<Delivery>, bool> {
         let mut q = self.0.lock().unwrap();
-        q.events.pop_front().ok_or(q.closed)
+        q.pop().ok_or(q.closed)
     }
 }
 
@@ -126,10 +147,16 @@ impl Hub {
             if !ev.key.starts_with(&*w.prefix) {
                 return true;
             }
-            if q.events.len() >= WATCHER_BUFFER {
+            let n = size(&delivery);
+            let full = q.events.len() >= WATCHER_BUFFER || (!q.events.is_empty() && q.bytes + n > WATCHER_BUFFER_BYTES);
+            if full {
                 crate::store::metrics::WATCHERS_CUT_OFF.inc();
                 q.closed = true;
+                // what a stalled client has not read goes now, not when its stream times out
+                q.events = VecDeque::new();
+                q.bytes = 0;
             } else {
+                q.bytes += n;
                 q.events.push_back(delivery.clone());
             }
             if let Some(w) = q.waker.take() {
@@ -198,17 +225,40 @@ mod tests {
             a.try_recv().unwrap();
         }
         assert_eq!(hub.len(), 1, "the stalled watcher was cut off");
-        let mut n = 0;
-        while all.try_recv().is_ok() {
-            n += 1;
-        }
-        assert_eq!(n, WATCHER_BUFFER);
-        // a closed stream: the receiver sees the end
+        // what it had queued is gone with it; the receiver sees the end
         assert!(all.try_recv().unwrap_err());
         // a dropped receiver is forgotten at the next publish
         drop(a);
         hub.publish(&ev(5000, "/registry/configmaps/a/x"));
         assert!(hub.is_empty());
+    }
+
+    /// A watcher is cut off past its bytes too, whatever the count: large objects churned
+    /// past a stalled client pin no more than `WATCHER_BUFFER_BYTES` of them.
+    #[test]
+    fn cut_off_past_its_bytes() {
+        let big = |rev| {
+            let mut e = Arc::unwrap_or_clone(ev(rev, "/registry/configmaps/a/x"));
+            e.raw = Some(Bytes::from(vec![b' '; 1 << 20]));
+            Arc::new(e)
+        };
+        let hub = Hub::default();
+        let mut stalled = hub.subscribe("/registry/configmaps/");
+        let mut reading = hub.subscribe("/registry/configmaps/");
+        for rev in 0..(WATCHER_BUFFER_BYTES >> 20) as u64 {
+            hub.publish(&big(rev));
+            reading.try_recv().unwrap();
+        }
+        assert_eq!(hub.len(), 2, "{} MiB queued: not past", WATCHER_BUFFER_BYTES >> 20);
+        hub.publish(&big(99));
+        assert_eq!(hub.len(), 1, "one more MiB: the stalled watcher is cut off");
+        assert!(stalled.try_recv().unwrap_err());
+        assert_eq!(reading.try_recv().unwrap().event.rev, 99, "the one reading goes on");
+        // one event larger than the bytes still reaches a watcher that keeps up
+        let mut e = Arc::unwrap_or_clone(ev(100, "/registry/configmaps/a/x"));
+        e.raw = Some(Bytes::from(vec![b' '; WATCHER_BUFFER_BYTES + 1]));
+        hub.publish(&Arc::new(e));
+        assert_eq!(reading.try_recv().unwrap().event.rev, 100);
     }
 
     #[tokio::test]
