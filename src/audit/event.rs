@@ -172,15 +172,14 @@ impl Target {
 /// Removes what must never or need not be recorded: credentials (TokenReview's token,
 /// TokenRequest's issued token), Secret data unless asked for, managed fields if omitted.
 /// A body is scrubbed as what its request was for, and as what its `kind` says; a JSON
-/// patch of a Secret loses the values of its operations on data. Lists are scrubbed item
-/// by item.
+/// patch of a Secret loses the values of all its operations. Lists are scrubbed item by item,
+/// Tables row by row.
 pub fn scrub(v: &mut Value, s: Scrub) {
     if let (Value::Array(ops), Target::Secrets, false) = (&mut *v, s.target, s.keep_secret_data) {
+        // any operation's value may end up as data (`add` at the root, or `move` from where
+        // an earlier one put it): none is recorded
         for op in ops.iter_mut().filter_map(Value::as_object_mut) {
-            let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
-            if ["/data", "/stringData"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
-                op.remove("value");
-            }
+            op.remove("value");
         }
         return;
     }
@@ -214,6 +213,12 @@ pub fn scrub(v: &mut Value, s: Scrub) {
     if let Some(Value::Array(items)) = obj.get_mut("items") {
         for item in items {
             scrub(item, s);
+        }
+    }
+    // a Table's rows carry their objects (`includeObject=Object`, as kubectl asks for them)
+    if let Some(Value::Array(rows)) = obj.get_mut("rows") {
+        for object in rows.iter_mut().filter_map(|r| r.get_mut("object")) {
+            scrub(object, s);
         }
     }
 }
@@ -348,8 +353,19 @@ mod tests {
         assert_eq!(
             patch,
             json!([{"op": "replace", "path": "/data/k"}, {"op": "add", "path": "/stringData"},
-                {"op": "replace", "path": "/metadata/labels/a", "value": "b"}, {"op": "add", "path": "/dataset", "value": "kept"}])
+                {"op": "replace", "path": "/metadata/labels/a"}, {"op": "add", "path": "/dataset"}])
         );
+        let mut root = json!([{"op": "add", "path": "", "value": {"data": {"k": "U0VDUkVU"}}}]);
+        scrub(&mut root, to(Target::Secrets));
+        assert_eq!(root, json!([{"op": "add", "path": ""}]));
+        // a Table of Secrets with their objects (kubectl get secrets --sort-by asks for them)
+        let mut table = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "rows": [
+            {"cells": ["s"], "object": {"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "s"}, "data": {"k": "U0VDUkVU"}}},
+            {"cells": ["t"], "object": {"kind": "PartialObjectMetadata", "metadata": {"name": "t"}}}
+        ]});
+        scrub(&mut table, to(Target::Secrets));
+        assert!(table["rows"][0]["object"].get("data").is_none(), "{table}");
+        assert_eq!(table["rows"][1]["object"]["metadata"]["name"], "t");
         let mut tr = json!({"spec": {"token": "viewtok"}});
         scrub(&mut tr, to(Target::TokenReviews));
         assert_eq!(tr, json!({"spec": {}}));

@@ -661,15 +661,18 @@ mod tests {
         assert!(all("Connection").is_empty(), "hop-by-hop, with its identity nominations");
     }
 
+    /// A GET with `headers`, in order.
+    fn with_headers(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
     #[test]
     fn a_switch_of_protocols_only_to_the_one_asked_for() {
-        let req = |h: &[(&str, &str)]| {
-            let mut r = RequestHeader::build("GET", b"/apis/g/v1/x", None).unwrap();
-            for (k, v) in h {
-                r.append_header(k.to_string(), *v).unwrap();
-            }
-            r
-        };
+        let req = with_headers;
         let switch = |h: &[(&str, &str)]| {
             let mut r = pingora::http::ResponseHeader::build(101, None).unwrap();
             for (k, v) in h {
@@ -700,10 +703,7 @@ mod tests {
     #[test]
     fn a_requests_hop_by_hop_headers_end_here() {
         let sent = |headers: &[(&str, &str)]| {
-            let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
-            for (k, v) in headers {
-                req.append_header(k.to_string(), *v).unwrap();
-            }
+            let mut req = with_headers(headers);
             strip_request_hop_by_hop(&mut req);
             let mut out: Vec<(String, String)> =
                 req.headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();

@@ -74,14 +74,21 @@ pub fn held_bytes(e: &Event) -> usize {
 }
 
 /// How many of `log`'s oldest events (holding `held` bytes in all) go so that at most
-/// `events` of them and `bytes` remain.
+/// `events` of them and `bytes` remain; the newest always stays (it may be larger alone).
 pub fn excess(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usize) -> usize {
     let (mut n, mut held) = (0, held);
-    while n < log.len() && (log.len() - n > events || held > bytes) {
+    while n + 1 < log.len() && (log.len() - n > events || held > bytes) {
         held -= held_bytes(&log[n]).min(held);
         n += 1;
     }
     n
+}
+
+/// Forgets `log`'s events at or below `rev`, and what they held.
+pub fn drop_through(log: &mut VecDeque<Arc<Event>>, held: &mut usize, rev: u64) {
+    while let Some(old) = log.pop_front_if(|e| e.rev <= rev) {
+        *held -= held_bytes(&old).min(*held);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,6 +205,6 @@ mod tests {
         assert_eq!(excess(&log, held, 2, 1000), 2, "by count");
         assert_eq!(excess(&log, held, 10, 10), 2, "by bytes: 40 - 10 - 20 = 10");
         assert_eq!(excess(&log, held, 10, 9), 3);
-        assert_eq!(excess(&log, held, 10, 0), 4);
+        assert_eq!(excess(&log, held, 10, 0), 3, "the newest stays, whatever its size");
     }
 }

@@ -6,7 +6,7 @@
 //! mirror, and a write returns once the mirror has seen it, so a client reads its own writes.
 
 use super::backend::{
-    held_bytes, initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch,
+    drop_through, held_bytes, initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch,
 };
 use super::watch::Hub;
 use anyhow::Context;
@@ -430,11 +430,11 @@ fn apply(shared: &Shared, ev: Event) {
         m.rev = m.rev.max(ev.rev);
         m.log_bytes += held_bytes(&ev);
         m.log.push_back(ev.clone());
-        for _ in 0..super::backend::excess(&m.log, m.log_bytes, shared.window, shared.window_bytes) {
-            if let Some(old) = m.log.pop_front() {
-                m.log_bytes -= held_bytes(&old).min(m.log_bytes);
-                m.compacted = old.rev;
-            }
+        let gone = super::backend::excess(&m.log, m.log_bytes, shared.window, shared.window_bytes);
+        if let Some(to) = gone.checked_sub(1).and_then(|last| m.log.get(last)).map(|e| e.rev) {
+            let m = &mut *m;
+            drop_through(&mut m.log, &mut m.log_bytes, to);
+            m.compacted = to;
         }
         shared.hub.publish(&ev);
     }
@@ -558,9 +558,8 @@ impl Storage for EtcdStorage {
     fn compact(&self, rev: u64) {
         let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
         let rev = rev.min(m.rev);
-        while let Some(old) = m.log.pop_front_if(|e| e.rev <= rev) {
-            m.log_bytes -= held_bytes(&old).min(m.log_bytes);
-        }
+        let m = &mut *m;
+        drop_through(&mut m.log, &mut m.log_bytes, rev);
         m.compacted = m.compacted.max(rev);
     }
 

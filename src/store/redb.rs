@@ -297,9 +297,8 @@ impl RedbStorage {
         s.log_bytes += super::backend::held_bytes(&event);
         s.log.push_back(event.clone());
         if let Some(to) = compact_to {
-            while let Some(old) = s.log.pop_front_if(|e| e.rev <= to) {
-                s.log_bytes -= super::backend::held_bytes(&old).min(s.log_bytes);
-            }
+            let s = &mut *s;
+            super::backend::drop_through(&mut s.log, &mut s.log_bytes, to);
             s.compacted = to;
         }
         self.hub.publish(&event);
@@ -386,10 +385,8 @@ impl Storage for RedbStorage {
             let _ = meta.insert("compacted", rev);
         }
         if txn.commit().is_ok() {
-            let mut s = self.state.write().unwrap();
-            while s.log.front().is_some_and(|e| e.rev <= rev) {
-                s.log.pop_front();
-            }
+            let s = &mut *self.state.write().unwrap();
+            super::backend::drop_through(&mut s.log, &mut s.log_bytes, rev);
             s.compacted = s.compacted.max(rev);
         }
     }

@@ -25,6 +25,21 @@ rules:
 - level: Metadata
 "#;
 
+/// A frontdoor auditing every request but /metrics at `level` to a log file; (it, the log).
+fn audited_at(level: &str) -> (Frontdoor, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{{level: None, nonResourceURLs: ['/metrics']}}, {{level: {level}}}]\n"
+    );
+    let policy = write_policy(dir.path(), &text);
+    let log = dir.path().join("audit.log");
+    let fd = Frontdoor::start_in(
+        dir,
+        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
+    );
+    (fd, log)
+}
+
 fn write_policy(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("audit-policy.yaml");
     std::fs::write(&p, text).unwrap();
@@ -166,16 +181,7 @@ fn events_at_each_level_and_stage() {
 /// the event's requestObject at Request level, as a proxied request does.
 #[test]
 fn local_requests_record_request_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(
-        dir.path(),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, nonResourceURLs: ['/metrics']}, {level: Request}]\n",
-    );
-    let log = dir.path().join("audit.log");
-    let fd = Frontdoor::start_in(
-        dir,
-        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
-    );
+    let (fd, log) = audited_at("Request");
     let admin = fd.admin_client();
     // POSTs a JSON body (expecting 201); the request's ResponseComplete event
     let create = |path: &str, body: &Value| {
@@ -220,16 +226,7 @@ fn local_requests_record_request_object() {
 /// request is for.
 #[test]
 fn secrets_and_tokens_never_reach_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = write_policy(
-        dir.path(),
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, nonResourceURLs: ['/metrics']}, {level: RequestResponse}]\n",
-    );
-    let log = dir.path().join("audit.log");
-    let fd = Frontdoor::start_in(
-        dir,
-        &["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()],
-    );
+    let (fd, log) = audited_at("RequestResponse");
     let admin = fd.admin_client();
     let secrets = "/api/v1/namespaces/default/secrets";
     let send = |method: reqwest::Method, path: &str, ctype: &str, body: &str| {

@@ -183,3 +183,56 @@ fn a_read_at_a_future_version_waits_for_it_then_times_out() {
     assert_eq!(r.status(), 400);
     assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// A watcher cut off as stalled ends without a BOOKMARK past what it was not sent: a bookmark
+/// at the store's revision would have the client (client-go's reflector) watch again from
+/// there and never see the changes it lost.
+#[test]
+fn a_cut_off_watch_claims_no_revision_it_did_not_send() {
+    use std::io::{Read, Write};
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let from = create(&c, &cms, "start");
+    let pem = |f: &str| std::fs::read_to_string(fd.certs().join(f)).unwrap();
+    let (cert, key) = (pem("admin.crt"), pem("admin.key"));
+    let config = crate::raw::tls_config(&fd.certs().join("ca.crt"), Some((&cert, &key)), &[b"http/1.1"]);
+    let mut tls = crate::raw::connect(fd.port, config).unwrap();
+    let target = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={from}&timeoutSeconds=3"
+    );
+    tls.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    tls.flush().unwrap();
+    // the client reads nothing while 40 MiB of changes go by: more than its queue holds
+    // (16 MiB) and the socket's buffers together, so it is cut off
+    let big = "x".repeat(1 << 20);
+    let mut last = 0;
+    for i in 0..40 {
+        let body = json!({"metadata": {"name": format!("big-{i}")}, "data": {"k": big}});
+        let r = c.post(&cms).json(&body).send().unwrap();
+        assert_eq!(r.status(), 201);
+        last = r.json::<Value>().unwrap()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_secs(4)); // past timeoutSeconds
+    tls.sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut wire = Vec::new();
+    let _ = tls.read_to_end(&mut wire);
+    // the chunked body's lines
+    let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let (mut body, mut rest) = (Vec::new(), &wire[head_end..]);
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 || rest.len() < eol + 2 + n {
+            break;
+        }
+        body.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+        rest = &rest[eol + 2 + n + 2..];
+    }
+    let rv = |e: &Value| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
+    let lines: Vec<Value> = body.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice(l).ok()).collect();
+    let sent = lines.iter().filter(|e| e["type"] == "ADDED").map(rv).max().unwrap_or(from);
+    assert!(sent < last, "the watcher was not cut off: it got every change up to {last}");
+    for b in lines.iter().filter(|e| e["type"] == "BOOKMARK") {
+        assert!(rv(b) <= sent, "a BOOKMARK at {} after the last change sent ({sent}) of {last}", rv(b));
+    }
+}

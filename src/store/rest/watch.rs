@@ -288,17 +288,24 @@ impl WatchStream {
 
     /// The store's current revision for a bookmark, once every event up to it that is for
     /// this watcher has been sent (the store publishes each change under the lock that makes its
-    /// revision visible, so what is queued now is all there is up to it). None when the client is gone.
+    /// revision visible, so what is queued now is all there is up to it). None when the client is
+    /// gone, or when the watcher was cut off or closed: events up to the revision may not have
+    /// reached it, so no bookmark may claim them (the client would watch again past them).
     async fn catch_up(&mut self, def: &ResourceDef, session: &mut ServerSession, last: u64) -> Option<u64> {
         let current = self.store.storage.revision();
         let mut rev = last.max(current);
-        while let Ok(d) = self.watch.rx.try_recv() {
-            rev = rev.max(d.event.rev);
-            if !self.deliver(def, session, &d).await {
-                return None;
+        loop {
+            match self.watch.rx.try_recv() {
+                Ok(d) => {
+                    rev = rev.max(d.event.rev);
+                    if !self.deliver(def, session, &d).await {
+                        return None;
+                    }
+                }
+                Err(true) => return None,
+                Err(false) => return Some(rev),
             }
         }
-        Some(rev)
     }
 }
 
