@@ -49,6 +49,14 @@ fn permits() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// How many store writes run at once on the blocking pool, process-wide: the store commits one
+/// at a time, so more would only park threads the pool shares with other work (name
+/// resolution for the proxy's dials); the rest wait here, off any thread.
+pub fn write_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(16))
+}
+
 /// Runs CPU-heavy work (decoding a body of `len` bytes, and what follows from it) on the
 /// blocking pool; a large body waits for one of `permits()`, a small one (YAML) does not.
 pub async fn offload<T: Send + 'static>(len: usize, f: impl FnOnce() -> T + Send + 'static) -> T {

@@ -252,6 +252,10 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         // decoding, and any write (its commit waits for the disk; a deletecollection commits
         // once per object) would stall every connection this thread serves
         let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
+        let _write = match writes(&verb) {
+            true => Some(request_body::write_permits().acquire().await.expect("never closed")),
+            false => None,
+        };
         request_body::offload(body.len(), move || owned.run(|t| verb_of(&store, t, &verb, &body))).await
     } else {
         verb_of(&rest.store, &t, &info.verb, &body)
