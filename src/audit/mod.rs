@@ -400,7 +400,21 @@ impl Audit {
             })));
             self.emit(&ev, omit)
         } else {
-            let objects = take_objects(st, &ctx.request_info, code);
+            // a YAML or protobuf request object of some size is decoded off this worker thread,
+            // as the store decodes it (a YAML body costs up to ~100 ms of CPU)
+            let off_thread = match st.request_body.take() {
+                Some(c) if !c.overflow && c.buf.len() > 1024 && !is_json(Some(&st.request_type)) => {
+                    let ctype = st.request_type.clone();
+                    let len = c.buf.len();
+                    let decode = move || crate::store::rest::decode(&c.buf, &ctype, "").ok();
+                    Some(crate::filters::request_body::offload(len, decode).await)
+                }
+                kept => {
+                    st.request_body = kept;
+                    None
+                }
+            };
+            let objects = take_objects(st, &ctx.request_info, code, off_thread);
             self.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
         };
         emitted.wait().await;
@@ -489,7 +503,13 @@ struct Objects {
     truncated: bool,
 }
 
-fn take_objects(st: &mut AuditState, info: &crate::request_info::RequestInfo, code: u16) -> Objects {
+/// `decoded`: the request object when it was decoded already (off the worker thread).
+fn take_objects(
+    st: &mut AuditState,
+    info: &crate::request_info::RequestInfo,
+    code: u16,
+    decoded: Option<Option<serde_json::Value>>,
+) -> Objects {
     let scrub = Scrub {
         omit_managed_fields: st.config.omit_managed_fields,
         keep_secret_data: st.config.secrets_explicit,
@@ -497,7 +517,13 @@ fn take_objects(st: &mut AuditState, info: &crate::request_info::RequestInfo, co
     };
     let mut truncated = false;
     let request_type = Some(st.request_type.as_str());
-    let request_object = st.request_body.take().and_then(|c| parse_object(&c, request_type, scrub, &mut truncated));
+    let request_object = match decoded {
+        Some(v) => v.map(|mut v| {
+            event::scrub(&mut v, scrub);
+            v
+        }),
+        None => st.request_body.take().and_then(|c| parse_object(&c, request_type, scrub, &mut truncated)),
+    };
     let response_object = st.response_body.take().and_then(|c| parse_object(&c, None, scrub, &mut truncated));
     Objects {
         response_status: st.response_status.take().unwrap_or(ResponseStatus::Code(code)),
@@ -664,20 +690,32 @@ mod tests {
         request_body(&mut ctx, b"k8s\0...");
         audit.response_complete(&mut ctx, 201, false).await;
 
-        // YAML, and an apply patch in YAML: recorded as JSON, as kube records any body
-        for ctype in ["application/yaml", "application/apply-patch+yaml"] {
+        // YAML, and an apply patch in YAML: recorded as JSON, as kube records any body (one
+        // past 1 KiB, decoded off the worker thread)
+        let padded = format!("{}\n", "#".repeat(2048));
+        for (ctype, pad) in
+            [("application/yaml", ""), ("application/apply-patch+yaml", ""), ("application/yaml", &*padded)]
+        {
             let (req, mut ctx) =
                 request("PATCH", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x", None, Some(ctype));
             audit.request_received(&req, &mut ctx).await.unwrap();
-            request_body(&mut ctx, b"kind: ClusterRoleBinding\nroleRef: {kind: ClusterRole, name: cluster-admin}\n");
+            let body = format!("{pad}kind: ClusterRoleBinding\nroleRef: {{kind: ClusterRole, name: cluster-admin}}\n");
+            request_body(&mut ctx, body.as_bytes());
             audit.response_complete(&mut ctx, 200, false).await;
         }
+        // a large YAML Secret, decoded off the thread, is scrubbed as any
+        let (req, mut ctx) = request("POST", "/api/v1/namespaces/a/secrets", None, Some("application/yaml"));
+        audit.request_received(&req, &mut ctx).await.unwrap();
+        request_body(&mut ctx, format!("{padded}metadata: {{name: big}}\nstringData: {{k: hunter3}}\n").as_bytes());
+        audit.response_complete(&mut ctx, 201, false).await;
 
         let evs = events(&log);
-        assert_eq!(evs.len(), 6, "RequestReceived omitted");
-        for e in &evs[4..] {
+        assert_eq!(evs.len(), 8, "RequestReceived omitted");
+        for e in &evs[4..7] {
             assert_eq!(e["requestObject"]["roleRef"]["name"], "cluster-admin", "{e}");
         }
+        assert_eq!(evs[7]["requestObject"], serde_json::json!({"metadata": {"name": "big"}}));
+        assert!(!std::fs::read_to_string(&log).unwrap().contains("hunter3"));
         assert_eq!(evs[0]["requestObject"]["data"]["k"], "v");
         assert_eq!(evs[0]["responseObject"]["metadata"]["uid"], "u");
         assert_eq!(evs[0]["responseStatus"], serde_json::json!({"metadata": {}, "code": 201}));
