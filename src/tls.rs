@@ -159,6 +159,11 @@ impl ClientCas {
         Ok(())
     }
 
+    /// Whether a CA is set for `role`.
+    pub fn has(&self, role: CaRole) -> bool {
+        self.pools.load().iter().any(|(r, _)| *r == role)
+    }
+
     /// The roles whose CA verifies this chain.
     pub fn roles_for(&self, chain: &[CertificateDer<'static>]) -> Vec<CaRole> {
         let Some((leaf, rest)) = chain.split_first() else { return Vec::new() };

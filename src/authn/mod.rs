@@ -201,6 +201,9 @@ pub struct Authentication {
 }
 
 struct Inner {
+    /// The TLS layer's client CAs (set by `new`): the x509 authenticator is there only when a
+    /// client CA is (`--client-ca-file`), as in kube.
+    client_cas: std::sync::OnceLock<Arc<ClientCas>>,
     anonymous: bool,
     requestheader: requestheader::RequestHeaderAuth,
     requestheader_enabled: bool,
@@ -250,6 +253,7 @@ impl Authentication {
     pub fn new(a: &AuthnArgs, client_cas: &Arc<ClientCas>) -> anyhow::Result<Self> {
         metrics::register();
         let authn = Self::from_args(a)?;
+        let _ = authn.inner.client_cas.set(client_cas.clone());
         if let Some(ca) = a.requestheader_client_ca_file.clone() {
             client_cas.set(CaRole::RequestHeaderCa, Some(&ca))?;
             let cas = client_cas.clone();
@@ -317,6 +321,7 @@ impl Authentication {
                     allowed_names: a.requestheader_allowed_names.clone(),
                 },
                 requestheader_enabled: a.requestheader_client_ca_file.is_some(),
+                client_cas: std::sync::OnceLock::new(),
                 token_file: ArcSwapOption::new(token_file),
                 service_accounts: ArcSwapOption::new(service_accounts),
                 jwt: ArcSwap::from_pointee(jwt),
@@ -532,7 +537,8 @@ impl Authentication {
         }
         i.requestheader.strip(req);
         if found.is_none() {
-            match x509::authenticate(peer) {
+            let x509 = i.client_cas.get().is_none_or(|c| c.has(CaRole::ClientCa));
+            match x509::authenticate(peer.filter(|_| x509)) {
                 Ok(u) => found = u.map(|u| (u, "x509")),
                 Err(e) => errs.push(e),
             }
@@ -691,6 +697,34 @@ mod tests {
         }
         let a = authn(false);
         assert_eq!(a.authenticate_request(None, &mut req(None)).await.unwrap_err(), Failure::NoCredential);
+    }
+
+    /// A front-proxy cert without a user is 401 where a client CA is set (kube's x509
+    /// authenticator fails it), and anonymous where none is (kube has no x509 authenticator).
+    #[tokio::test]
+    async fn a_cert_the_client_ca_did_not_sign() {
+        let a = authn(true);
+        let proxy = PeerIdentity {
+            common_name: "front-proxy-client".into(),
+            verified_by: vec![CaRole::RequestHeaderCa],
+            ..Default::default()
+        };
+        let cas = Arc::new(ClientCas::default());
+        let _ = a.inner.client_cas.set(cas.clone());
+        let (u, how) = a.authenticate_request(Some(&proxy), &mut req(None)).await.unwrap();
+        assert_eq!(
+            (u.username.as_str(), how),
+            ("system:anonymous", "anonymous"),
+            "no client CA: no x509 authenticator"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(dir.path().join("ca.crt"), p.self_signed(&key).unwrap().pem()).unwrap();
+        cas.set(CaRole::ClientCa, Some(&dir.path().join("ca.crt"))).unwrap();
+        let e = a.authenticate_request(Some(&proxy), &mut req(None)).await.unwrap_err();
+        assert!(matches!(e, Failure::Invalid(ref m) if m.contains("signed by unknown authority")), "{e:?}");
     }
 
     #[tokio::test]
