@@ -400,21 +400,9 @@ impl Audit {
             })));
             self.emit(&ev, omit)
         } else {
-            // a YAML or protobuf request object of some size is decoded off this worker thread,
-            // as the store decodes it (a YAML body costs up to ~100 ms of CPU)
-            let off_thread = match st.request_body.take() {
-                Some(c) if !c.overflow && c.buf.len() > 1024 && !is_json(Some(&st.request_type)) => {
-                    let ctype = st.request_type.clone();
-                    let len = c.buf.len();
-                    let decode = move || crate::store::rest::decode(&c.buf, &ctype, "").ok();
-                    Some(crate::filters::request_body::offload(len, decode).await)
-                }
-                kept => {
-                    st.request_body = kept;
-                    None
-                }
-            };
-            let objects = take_objects(st, &ctx.request_info, code, off_thread);
+            let mut truncated = false;
+            let request_object = request_object(st, &mut truncated).await;
+            let objects = take_objects(st, &ctx.request_info, code, request_object, truncated);
             self.emit(&build_event(ctx, Stage::ResponseComplete, Some(objects)), omit)
         };
         emitted.wait().await;
@@ -471,25 +459,35 @@ pub fn local_reply(ctx: &mut RequestContext, reply: &Reply) {
     }
 }
 
-/// A captured body as JSON (`content_type`: None for JSON, else the request's type, decoded
-/// as the store decodes a body of it).
-fn parse_object(
-    c: &Capture,
-    content_type: Option<&str>,
-    scrub: Scrub,
-    truncated: &mut bool,
-) -> Option<serde_json::Value> {
-    if c.overflow {
-        *truncated = true;
+/// The captured request body as the event records it: decoded as the store decodes a body of
+/// its type, a YAML or protobuf one of some size off this worker thread (a YAML body costs up
+/// to ~100 ms of CPU). None when there is none, or it does not decode, or it was over the cap
+/// (`truncated`).
+async fn request_object(st: &mut AuditState, truncated: &mut bool) -> Option<serde_json::Value> {
+    let c = st.request_body.take().filter(|c| holds_object(c, truncated))?;
+    let (len, ctype) = (c.buf.len(), std::mem::take(&mut st.request_type));
+    if is_json(Some(&ctype)) {
+        return crate::api::decode::json(&c.buf).ok();
+    }
+    let decode = move || crate::store::rest::decode(&c.buf, &ctype, "").ok();
+    match len > 1024 {
+        true => crate::filters::request_body::offload(len, decode).await,
+        false => decode(),
+    }
+}
+
+/// Whether a capture holds a body to record: not empty, and within the cap (else `truncated`).
+fn holds_object(c: &Capture, truncated: &mut bool) -> bool {
+    *truncated |= c.overflow;
+    !c.overflow && !c.buf.is_empty()
+}
+
+/// A captured JSON response body, as the event records it.
+fn parse_object(c: &Capture, scrub: Scrub, truncated: &mut bool) -> Option<serde_json::Value> {
+    if !holds_object(c, truncated) {
         return None;
     }
-    if c.buf.is_empty() {
-        return None;
-    }
-    let mut v: serde_json::Value = match content_type.filter(|t| !is_json(Some(t))) {
-        None => crate::api::decode::json(&c.buf).ok()?,
-        Some(t) => crate::store::rest::decode(&c.buf, t, "").ok()?,
-    };
+    let mut v: serde_json::Value = crate::api::decode::json(&c.buf).ok()?;
     event::scrub(&mut v, scrub);
     Some(v)
 }
@@ -503,28 +501,23 @@ struct Objects {
     truncated: bool,
 }
 
-/// `decoded`: the request object when it was decoded already (off the worker thread).
 fn take_objects(
     st: &mut AuditState,
     info: &crate::request_info::RequestInfo,
     code: u16,
-    decoded: Option<Option<serde_json::Value>>,
+    request_object: Option<serde_json::Value>,
+    mut truncated: bool,
 ) -> Objects {
     let scrub = Scrub {
         omit_managed_fields: st.config.omit_managed_fields,
         keep_secret_data: st.config.secrets_explicit,
         target: event::Target::of(info),
     };
-    let mut truncated = false;
-    let request_type = Some(st.request_type.as_str());
-    let request_object = match decoded {
-        Some(v) => v.map(|mut v| {
-            event::scrub(&mut v, scrub);
-            v
-        }),
-        None => st.request_body.take().and_then(|c| parse_object(&c, request_type, scrub, &mut truncated)),
-    };
-    let response_object = st.response_body.take().and_then(|c| parse_object(&c, None, scrub, &mut truncated));
+    let request_object = request_object.map(|mut v| {
+        event::scrub(&mut v, scrub);
+        v
+    });
+    let response_object = st.response_body.take().and_then(|c| parse_object(&c, scrub, &mut truncated));
     Objects {
         response_status: st.response_status.take().unwrap_or(ResponseStatus::Code(code)),
         request_object,
