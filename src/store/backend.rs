@@ -84,6 +84,13 @@ pub fn excess(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usi
     n
 }
 
+/// The revision to compact `log` to so that at most `events` and `bytes` remain (`excess`),
+/// None when nothing need go.
+pub fn compaction_point(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usize) -> Option<u64> {
+    let gone = excess(log, held, events, bytes);
+    gone.checked_sub(1).and_then(|last| log.get(last)).map(|e| e.rev)
+}
+
 /// Forgets `log`'s events at or below `rev`, and what they held.
 pub fn drop_through(log: &mut VecDeque<Arc<Event>>, held: &mut usize, rev: u64) {
     while let Some(old) = log.pop_front_if(|e| e.rev <= rev) {

@@ -6,7 +6,8 @@
 //! mirror, and a write returns once the mirror has seen it, so a client reads its own writes.
 
 use super::backend::{
-    drop_through, held_bytes, initial_events, stamp, under, Event, EventType, Storage, StorageError, Stored, Watch,
+    compaction_point, drop_through, held_bytes, initial_events, stamp, under, Event, EventType, Storage, StorageError,
+    Stored, Watch,
 };
 use super::watch::Hub;
 use anyhow::Context;
@@ -430,8 +431,7 @@ fn apply(shared: &Shared, ev: Event) {
         m.rev = m.rev.max(ev.rev);
         m.log_bytes += held_bytes(&ev);
         m.log.push_back(ev.clone());
-        let gone = super::backend::excess(&m.log, m.log_bytes, shared.window, shared.window_bytes);
-        if let Some(to) = gone.checked_sub(1).and_then(|last| m.log.get(last)).map(|e| e.rev) {
+        if let Some(to) = compaction_point(&m.log, m.log_bytes, shared.window, shared.window_bytes) {
             let m = &mut *m;
             drop_through(&mut m.log, &mut m.log_bytes, to);
             m.compacted = to;

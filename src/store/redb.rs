@@ -233,8 +233,8 @@ impl RedbStorage {
             // write of its own, not one per event
             let (events, bytes) = (self.window, self.window_bytes);
             let over = s.log.len() >= events + events / 10 || s.log_bytes > bytes.saturating_add(bytes / 10);
-            let gone = if over { super::backend::excess(&s.log, s.log_bytes, events, bytes) } else { 0 };
-            let compact_to = gone.checked_sub(1).and_then(|last| s.log.get(last)).map(|e| e.rev);
+            let compact_to =
+                over.then(|| super::backend::compaction_point(&s.log, s.log_bytes, events, bytes)).flatten();
             (s.objects.get(key).cloned(), s.rev + 1, compact_to)
         };
         let check = |expected: Option<u64>, cur: &Stored| match expected {

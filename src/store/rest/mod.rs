@@ -235,6 +235,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
             t.create_right = Some(a.may_create(ctx).await);
         }
     }
+    let writes = writes(&info.verb);
     let reply = if scale {
         crate::store::crd::scale::serve(&rest.store, &t, &info.verb, &body)
     } else if info.verb == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
@@ -247,12 +248,12 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
             Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),
         }
-    } else if request_body::heavy(body.len(), &t.content_type) || writes(&info.verb) {
+    } else if request_body::heavy(body.len(), &t.content_type) || writes {
         // the body is decoded, and the verb run, off this worker thread: a large body's
         // decoding, and any write (its commit waits for the disk; a deletecollection commits
         // once per object) would stall every connection this thread serves
         let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
-        let _write = match writes(&verb) {
+        let _write = match writes {
             true => Some(request_body::write_permits().acquire().await.expect("never closed")),
             false => None,
         };
