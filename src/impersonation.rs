@@ -53,9 +53,9 @@ impl Request {
 pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
     let h = &req.headers;
     let mut out = Vec::new();
-    // every value as Go reads it, whatever its bytes (UTF-8 as it is, others lossily): a value
-    // that is not ASCII is still asked for, never ignored (that ran the request as the caller)
-    let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    // every value as Go reads it: a value that is not ASCII is still asked for, never ignored
+    // (that ran the request as the caller)
+    let text = crate::api::headers::value_text;
     let user = h.get(&USER).map(text).unwrap_or_default();
     let has_user = !user.is_empty();
     if has_user {
@@ -206,13 +206,7 @@ impl Impersonation {
 mod tests {
     use super::*;
 
-    fn req(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::api::headers::request_with as req;
 
     #[test]
     fn user_groups_extra_uid() {

@@ -20,6 +20,22 @@ pub fn is_identity(name: &str) -> bool {
     name_eq(name, "authorization") || name_has_prefix(name, "impersonate-") || name_has_prefix(name, "x-remote-")
 }
 
+/// A header value as Go reads it: its bytes as a string (UTF-8 as it is, other bytes lossily),
+/// never skipped for not being ASCII.
+pub fn value_text(v: &http::HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
+}
+
+/// A GET with `headers`, in order (tests of what a stage reads from a request's headers).
+#[cfg(test)]
+pub fn request_with(headers: &[(&str, &str)]) -> pingora::http::RequestHeader {
+    let mut r = pingora::http::RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
+    for (k, v) in headers {
+        r.append_header(k.to_string(), *v).unwrap();
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,8 @@ impl RequestHeaderAuth {
             return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name));
         }
         let h = &req.headers;
-        // values as Go reads them, whatever their bytes (UTF-8 as it is), never skipped
-        let text = |v: &http::HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        // values as Go reads them, never skipped for not being ASCII
+        let text = headers::value_text;
         // kube's headerValue: each name's first value (`Header.Get`), the first name that has
         // a non-empty one; a second value of the same name is never read in its place
         let first = |names: &[String]| names.iter().filter_map(|n| h.get(n.as_str()).map(text)).find(|v| !v.is_empty());

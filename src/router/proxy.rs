@@ -53,13 +53,7 @@ pub fn strip_request_hop_by_hop(req: &mut RequestHeader) {
     }
     let upgrade = requested_upgrade(h).cloned();
     let trailers = tokens(h, http::header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
-    let mut drop: Vec<http::HeaderName> =
-        h.keys().filter(|k| REQUEST_HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
-    drop.extend(
-        connection_tokens(h)
-            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
-            .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "host")),
-    );
+    let drop = hop_by_hop(h, &REQUEST_HOP_BY_HOP, &["content-length", "transfer-encoding", "host"]);
     for n in &drop {
         req.remove_header(n);
     }
@@ -95,6 +89,18 @@ fn connection_tokens(h: &http::HeaderMap) -> impl Iterator<Item = &str> {
     tokens(h, http::header::CONNECTION)
 }
 
+/// The hop-by-hop headers of `h` to drop: those of `standard` it has, and those its
+/// `Connection` names, but `never` (what pingora writes itself, or must keep).
+fn hop_by_hop(h: &http::HeaderMap, standard: &[&str], never: &[&str]) -> Vec<http::HeaderName> {
+    let mut drop: Vec<http::HeaderName> = h.keys().filter(|k| standard.contains(&k.as_str())).cloned().collect();
+    drop.extend(
+        connection_tokens(h)
+            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !never.contains(&n.as_str())),
+    );
+    drop
+}
+
 /// The comma-separated tokens of every `name` header, trimmed, empty ones left out.
 fn tokens(h: &http::HeaderMap, name: http::HeaderName) -> impl Iterator<Item = &str> {
     h.get_all(name)
@@ -119,13 +125,7 @@ pub fn strip_hop_by_hop(resp: &mut pingora::http::ResponseHeader) {
     }
     // the standard names are compared in place: a response without them (most) costs no
     // parse, lookup or removal of each; a Connection header's tokens are read once
-    let mut drop: Vec<http::HeaderName> =
-        resp.headers.keys().filter(|k| HOP_BY_HOP.contains(&k.as_str())).cloned().collect();
-    drop.extend(
-        connection_tokens(&resp.headers)
-            .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
-            .filter(|n| !matches!(n.as_str(), "content-length" | "transfer-encoding" | "connection")),
-    );
+    let drop = hop_by_hop(&resp.headers, &HOP_BY_HOP, &["content-length", "transfer-encoding", "connection"]);
     for n in &drop {
         resp.remove_header(n);
     }
@@ -373,7 +373,7 @@ pub fn refuse_unasked_switch(req: &RequestHeader, resp: &pingora::http::Response
     if resp.status != http::StatusCode::SWITCHING_PROTOCOLS || requested_upgrade(&req.headers).is_some() {
         return Ok(());
     }
-    let got = requested_upgrade(&resp.headers).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let got = requested_upgrade(&resp.headers).map(headers::value_text);
     let why = format!("backend tried to switch protocol {:?} when \"\" was requested", got.unwrap_or_default());
     Err(Error::explain(UNASKED_SWITCH, why))
 }
@@ -654,14 +654,7 @@ mod tests {
         assert!(all("Connection").is_empty(), "hop-by-hop, with its identity nominations");
     }
 
-    /// A GET with `headers`, in order.
-    fn with_headers(headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::api::headers::request_with as with_headers;
 
     #[test]
     fn a_switch_of_protocols_only_to_the_one_asked_for() {

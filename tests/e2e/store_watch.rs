@@ -17,6 +17,11 @@ fn get_meanwhile<T: Send + 'static>(
     std::thread::spawn(move || read(c.get(url).send().unwrap()))
 }
 
+/// An event's object's resourceVersion.
+fn rv(e: &Value) -> u64 {
+    e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+}
+
 fn create(c: &reqwest::blocking::Client, url: &str, name: &str) -> u64 {
     let r = c.post(url).json(&json!({"metadata": {"name": name}})).send().unwrap();
     assert_eq!(r.status(), 201);
@@ -135,7 +140,6 @@ fn a_watch_from_a_future_version_sends_only_newer_events() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let made: Vec<u64> = (0..5).map(|i| create(&c, &cms, &format!("later-{i}"))).collect();
     let evs = watch.join().unwrap();
-    let rv = |e: &Value| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
     let added: Vec<u64> = evs.iter().filter(|e| e["type"] == "ADDED").map(rv).collect();
     let wanted: Vec<u64> = made.into_iter().filter(|&r| r > from).collect();
     assert_eq!(added, wanted, "{evs:?}");
@@ -189,7 +193,7 @@ fn a_read_at_a_future_version_waits_for_it_then_times_out() {
 /// there and never see the changes it lost.
 #[test]
 fn a_cut_off_watch_claims_no_revision_it_did_not_send() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let fd = Frontdoor::start(&[]);
     let c = fd.admin_client();
     let cms = fd.url("/api/v1/namespaces/default/configmaps");
@@ -214,22 +218,8 @@ fn a_cut_off_watch_claims_no_revision_it_did_not_send() {
         last = r.json::<Value>().unwrap()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     }
     std::thread::sleep(std::time::Duration::from_secs(4)); // past timeoutSeconds
-    tls.sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-    let mut wire = Vec::new();
-    let _ = tls.read_to_end(&mut wire);
-    // the chunked body's lines
-    let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    let (mut body, mut rest) = (Vec::new(), &wire[head_end..]);
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 || rest.len() < eol + 2 + n {
-            break;
-        }
-        body.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
-        rest = &rest[eol + 2 + n + 2..];
-    }
-    let rv = |e: &Value| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap();
-    let lines: Vec<Value> = body.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice(l).ok()).collect();
+    let body = crate::raw::read_response(&mut tls, std::time::Duration::from_secs(20)).body;
+    let lines: Vec<Value> = body.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let sent = lines.iter().filter(|e| e["type"] == "ADDED").map(rv).max().unwrap_or(from);
     assert!(sent < last, "the watcher was not cut off: it got every change up to {last}");
     for b in lines.iter().filter(|e| e["type"] == "BOOKMARK") {
