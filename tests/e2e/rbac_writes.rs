@@ -488,6 +488,13 @@ fn bootstrap_and_file_roles_are_served_and_aggregated() {
     let o = fd.kubectl(&["label", "clusterrole", "rbac-writer", "x=y"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("is defined by an RBAC policy file"), "{}", stderr(&o));
+    // and to delete it (it would come back at once, granting on), alone or in a collection
+    let o = fd.kubectl(&["delete", "clusterrolebinding", "writers"]);
+    assert!(stderr(&o).contains("is defined by an RBAC policy file"), "{}", stderr(&o));
+    let all = fd.admin_client().delete(fd.url(&format!("{RBAC}/clusterrolebindings"))).send().unwrap();
+    assert_eq!(all.status().as_u16(), 403, "{}", all.text().unwrap());
+    let listed = fd.kubectl_ok(&["get", "clusterrolebindings"]);
+    assert!(listed.contains("writers") && listed.contains("cluster-admin"), "nothing deleted: {listed}");
     // a bootstrap role is the cluster's to edit, as in kube
     fd.kubectl_ok(&["label", "clusterrole", "system:monitoring", "x=y"]);
 }
@@ -507,8 +514,18 @@ fn bootstrap_objects_are_reconciled_on_restart() {
     protected["rules"] = json!([{"nonResourceURLs": ["/only"], "verbs": ["get"]}]);
     protected["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] = json!("false");
     assert_eq!(put(&fd, &admin, &monitoring, &protected).0, 200);
-    fd.kubectl_ok(&["delete", "clusterrolebinding", "system:basic-user"]);
+    // a deleted bootstrap role grants nothing until the restart brings it back, as in kube
+    fd.kubectl_ok(&["create", "rolebinding", "erin-edit", "--clusterrole=edit", "--user=erin", "-n", "default"]);
+    let erin_creates = |fd: &Frontdoor| {
+        let o = fd.kubectl(&["auth", "can-i", "create", "configmaps", "-n", "default", "--as", "erin"]);
+        stdout(&o).trim() == "yes"
+    };
+    wait_until("the binding to grant", Duration::from_secs(10), || erin_creates(&fd));
+    fd.kubectl_ok(&["delete", "clusterrole", "edit"]);
+    wait_until("the deleted role to stop granting", Duration::from_secs(10), || !erin_creates(&fd));
 
+    fd.kubectl_ok(&["delete", "clusterrolebinding", "system:basic-user"]);
+    // (which also took away erin's right to ask what she may do)
     fd.child.kill().unwrap();
     fd.child.wait().unwrap();
     let dir = std::mem::replace(&mut fd.dir, tempfile::tempdir().unwrap());
@@ -523,4 +540,5 @@ fn bootstrap_objects_are_reconciled_on_restart() {
     assert!(fd
         .kubectl_ok(&["get", "clusterrolebinding", "system:basic-user", "-o", "name"])
         .contains("system:basic-user"));
+    wait_until("the recreated edit role to grant", Duration::from_secs(10), || erin_creates(&fd));
 }

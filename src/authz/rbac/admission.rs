@@ -71,10 +71,20 @@ async fn resolve(
     if t.def.group != GROUP || !RESOURCES.contains(&t.def.resource.as_str()) || !t.subresource.is_empty() {
         return None;
     }
+    let user = ctx.effective_user()?.clone();
+    if matches!(info.verb.as_str(), "delete" | "deletecollection") {
+        // an object a policy file defines would come back: its deletion is refused as its edits are
+        let (rbac, kind, resource, namespace) =
+            (authz.rbac(), t.def.kind.clone(), t.def.resource.clone(), t.namespace.clone());
+        return Some(Arc::new(move |old: Option<&Value>, _: Option<&mut Value>| {
+            let name = old.and_then(|o| o["metadata"]["name"].as_str()).unwrap_or_default();
+            let namespace = old.and_then(|o| o["metadata"]["namespace"].as_str()).unwrap_or(&namespace);
+            file_defined(rbac.as_deref(), &kind, &resource, namespace, name)
+        }));
+    }
     if !matches!(info.verb.as_str(), "create" | "update" | "patch") {
         return None;
     }
-    let user = ctx.effective_user()?.clone();
     let mut grants = Grants::default();
     if !escalation_allowed(&user) {
         if matches!(t.def.resource.as_str(), "roles" | "clusterroles") {
@@ -106,7 +116,10 @@ async fn resolve(
         resource: t.def.resource.clone(),
         namespace: t.namespace.clone(),
     };
-    Some(Arc::new(move |old: Option<&Value>, new: &mut Value| check.run(old, new)))
+    Some(Arc::new(move |old: Option<&Value>, new: Option<&mut Value>| match new {
+        Some(new) => check.run(old, new),
+        None => Ok(()),
+    }))
 }
 
 fn request_attrs(user: &UserInfo, namespace: &str, group: &str, resource: &str, name: &str) -> Attributes {
@@ -170,15 +183,7 @@ struct Check {
 impl Check {
     fn run(&self, old: Option<&Value>, new: &mut Value) -> Result<(), Status> {
         let name = new["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if let Some(file) = self.rbac.as_ref().and_then(|r| r.defined_by_file(&self.kind, &self.namespace, &name)) {
-            let why = format!(
-                "{} {} is defined by an RBAC policy file ({}); change it there",
-                self.kind,
-                crate::api::field::quote(&name),
-                file.display()
-            );
-            return Err(Status::forbidden(GROUP, &self.resource, &name, &why));
-        }
+        file_defined(self.rbac.as_deref(), &self.kind, &self.resource, &self.namespace, &name)?;
         let binding = self.kind.ends_with("Binding");
         if binding {
             default_binding_json(new);
@@ -223,6 +228,23 @@ impl Check {
         }
         check_binding(&policy, &self.user, &self.grants, &self.resource, &self.namespace, name, &b.role_ref)
     }
+}
+
+/// Refuses a write of an object a policy file defines: the file is its source.
+fn file_defined(
+    rbac: Option<&RbacAuthorizer>,
+    kind: &str,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Status> {
+    let Some(file) = rbac.and_then(|r| r.defined_by_file(kind, namespace, name)) else { return Ok(()) };
+    let why = format!(
+        "{kind} {} is defined by an RBAC policy file ({}); change it there",
+        crate::api::field::quote(name),
+        file.display()
+    );
+    Err(Status::forbidden(GROUP, resource, name, &why))
 }
 
 /// kube's update rule for bindings, on the stored and the new object (both defaulted).

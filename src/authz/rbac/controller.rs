@@ -3,9 +3,9 @@
 //! - kube's bootstrap roles and bindings are stored objects, created at startup when missing
 //!   (with kube's `rbac.authorization.kubernetes.io/autoupdate` annotation) and reconciled
 //!   when present (reconcile.rs); in between they are the cluster's to edit or delete, as in
-//!   kube (which also puts them back only on a restart). The built-in versions stay compiled
-//!   under the stored ones, so an edit takes effect but a deletion grants on until the restart
-//!   that recreates the object.
+//!   kube (which also puts them back only on a restart): once the store is read, the
+//!   authorizer compiles the stored versions alone, so a deletion revokes what the object
+//!   granted until the restart that recreates it.
 //! - the policy files' objects are mirrored into the store, annotated with their file, so that
 //!   `kubectl get`/`describe` show them; the file is their source: the API refuses to change
 //!   them (admission.rs), the mirror follows every file reload, and a mirror deleted or edited

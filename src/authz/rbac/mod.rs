@@ -1,5 +1,5 @@
-//! The RBAC authorizer: kube's bootstrap policy, then RBAC objects from the store, then
-//! `--rbac-policy` manifests (a file's object is the file's: it wins over a stored one of the
+//! The RBAC authorizer: kube's bootstrap policy (until the store, seeded with it, is read), then
+//! RBAC objects from the store, then `--rbac-policy` manifests (a file's object is the file's: it wins over a stored one of the
 //! same name), compiled into one indexed [`Policy`] behind an `ArcSwap`. Every change (file
 //! edit or store write) rebuilds the whole policy and swaps it in. A policy file that fails to
 //! load keeps its previous version while the other files apply; a stored object that fails is
@@ -218,9 +218,13 @@ fn parse_objects(objects: Vec<serde_json::Value>) -> (Vec<RbacObject>, Vec<Skipp
     (good, bad)
 }
 
-/// Bootstrap first, then the store, then the files: later objects replace earlier ones.
+/// The store, then the files: later objects replace earlier ones. The built-in bootstrap
+/// objects come first only until all four RBAC resources are read from the store (which the
+/// controller seeds with them): from then on the stored ones are the policy, as in kube, so a
+/// deleted bootstrap role or binding grants nothing (it comes back on a restart).
 fn merged(bootstrap: &[RbacObject], src: &Sources) -> Vec<RbacObject> {
-    let mut all = bootstrap.to_vec();
+    let follows_store = src.dynamic.contains_key("") || RESOURCES.iter().all(|r| src.dynamic.contains_key(*r));
+    let mut all = if follows_store { Vec::new() } else { bootstrap.to_vec() };
     for objs in src.dynamic.values() {
         all.extend(objs.iter().cloned());
     }

@@ -364,3 +364,26 @@ fn a_bad_stored_object_does_not_freeze_later_changes() {
     store.delete(&bindings, &bindings.key("team", "alice"), None).unwrap();
     assert_eq!(rbac.decide(&s).0, Decision::NoOpinion, "the binding's revocation took effect");
 }
+
+/// kube's authorizer reads RBAC from the store alone: a bootstrap binding deleted there grants
+/// nothing, though the built-in policy holds it (it is recreated on a restart).
+#[test]
+fn the_bootstrap_policy_gives_way_to_the_store_once_all_of_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let z = RbacAuthorizer::new(vec![dir.path().to_path_buf()]).unwrap();
+    let anonymous = path(&UserInfo::anonymous(), "get", "/version");
+    let alice = user("alice", &["system:authenticated"]);
+    let discovery = path(&alice, "get", "/apis");
+    assert_eq!(z.decide(&anonymous).0, Decision::Allow, "the built-in policy until the store is read");
+    let stored = |resource: &str| -> Vec<serde_json::Value> {
+        let deleted = |o: &RbacObject| o.meta().name == "system:public-info-viewer" && o.kind() == "ClusterRoleBinding";
+        bootstrap().iter().filter(|o| o.resource() == resource && !deleted(o)).map(RbacObject::to_json).collect()
+    };
+    for r in ["roles", "clusterroles", "rolebindings"] {
+        z.set_dynamic_resource(r, stored(r)).unwrap();
+        assert_eq!(z.decide(&anonymous).0, Decision::Allow, "{r}: only part of the store is read");
+    }
+    z.set_dynamic_resource("clusterrolebindings", stored("clusterrolebindings")).unwrap();
+    assert_eq!(z.decide(&anonymous).0, Decision::NoOpinion, "the deleted binding grants nothing");
+    assert_eq!(z.decide(&discovery).0, Decision::Allow, "the stored ones grant");
+}

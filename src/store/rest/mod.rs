@@ -65,9 +65,10 @@ pub struct Target<'a> {
 }
 
 /// A check of an object about to be stored, resolved per request before the write and run
-/// inside it with the stored object (on update) and the new one, which it may default:
-/// RBAC's validation and escalation prevention (authz/rbac/admission.rs).
-pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, &mut Value) -> Result<(), Status> + Send + Sync>;
+/// inside it with the stored object (on update) and the new one, which it may default, or
+/// with the stored object alone before it is deleted: RBAC's validation and escalation
+/// prevention, and its refusal to change what a policy file defines (authz/rbac/admission.rs).
+pub type Admit = std::sync::Arc<dyn Fn(Option<&Value>, Option<&mut Value>) -> Result<(), Status> + Send + Sync>;
 
 /// What another stage checks on writes through the store (RBAC's escalation prevention),
 /// given to the REST handlers at construction: asked per request, before the write, for the

@@ -198,7 +198,7 @@ pub fn create_value(
     // RBAC's own checks (its validation, in kube's words, and escalation) come first, as the
     // RBAC storage runs them before the generic store's
     if let Some(admit) = &t.admit {
-        admit(None, &mut obj)?;
+        admit(None, Some(&mut obj))?;
     }
     validate(t, &mut obj, None)?;
     // a writer without `create` learns what is wrong with the object first, as from kube
@@ -536,7 +536,7 @@ pub(super) fn guaranteed_update(
         };
         let mut new = next(&existing)?;
         if let Some(admit) = &t.admit {
-            admit(Some(&existing.value), &mut new)?;
+            admit(Some(&existing.value), Some(&mut new))?;
         }
         validate(t, &mut new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
@@ -732,6 +732,9 @@ pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             ));
         }
     }
+    if let Some(admit) = &t.admit {
+        admit(Some(&existing.value), None)?;
+    }
     if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str()) {
         return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
     }
@@ -813,6 +816,10 @@ pub fn delete_collection(store: &Store, t: &Target, body: &[u8]) -> Result<Reply
     all.query.limit = None;
     all.query.continue_.clear();
     let super::read::ListPage { items, rev, .. } = super::read::list_items(store, &all)?;
+    // an item that may not be deleted refuses the whole collection before any is deleted
+    if let Some(admit) = &t.admit {
+        items.iter().try_for_each(|item| admit(Some(&item.value), None))?;
+    }
     let mut deleted = Vec::new();
     for item in items {
         let name = str_of(&item.value, "name").to_string();
