@@ -502,3 +502,30 @@ fn crd_applied_through_one_replica_is_served_by_another_on_etcd() {
         !a.kubectl(&["get", "--raw", "/apis/stable.example.com/v1/crontabs"]).status.success()
     });
 }
+
+/// A CRD naming a built-in resource is never served, and deleting it deletes nothing: its
+/// objects' prefix was the built-in's, whose objects (RBAC roles, every CRD) its cleanup took.
+#[test]
+fn deleting_a_crd_named_like_a_built_in_leaves_the_built_ins_objects() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["create", "role", "victim", "--verb=get", "--resource=configmaps", "-n", "default"]);
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "crd.yaml", CRD)]);
+    let shadow = |group: &str, plural: &str| {
+        format!(
+            r#"{{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {{"name": "{plural}.{group}", "annotations": {{"api-approved.kubernetes.io": "unapproved"}}}},
+            "spec": {{"group": "{group}", "scope": "Namespaced", "names": {{"plural": "{plural}", "kind": "Shadow"}},
+            "versions": [{{"name": "v9", "served": true, "storage": true,
+            "schema": {{"openAPIV3Schema": {{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}}]}}}}"#
+        )
+    };
+    for (group, plural) in
+        [("rbac.authorization.k8s.io", "roles"), ("apiextensions.k8s.io", "customresourcedefinitions")]
+    {
+        fd.kubectl_ok(&["create", "-f", &write(&fd, "shadow.json", &shadow(group, plural))]);
+        fd.kubectl_ok(&["delete", "crd", &format!("{plural}.{group}"), "--timeout=20s"]);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(fd.kubectl_ok(&["get", "role", "victim", "-n", "default", "-o", "name"]).contains("victim"));
+    assert!(fd.kubectl_ok(&["get", "crd", "-o", "name"]).contains("crontabs.stable.example.com"));
+}

@@ -178,7 +178,9 @@ fn finalize(store: &Store, crd_def: &ResourceDef, key: &str, crd: &Value, rev: u
         namespaced: crd["spec"]["scope"] == "Namespaced",
         ..Default::default()
     };
-    if !objects.resource.is_empty() {
+    // a CRD naming a built-in resource was never served, and its objects' prefix is the
+    // built-in's (kube keeps those under other keys): it has no objects to delete
+    if !objects.resource.is_empty() && store.def(group, &objects.resource).is_none() {
         let Ok((items, _)) = store.storage.list(&objects.prefix(), None) else { return false };
         if !items.is_empty() {
             for item in items {
