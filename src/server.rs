@@ -511,7 +511,8 @@ fn connect_store(store: &Arc<Store>, authn: &Authentication, authz: &Authorizati
     if sa_lookup && store.def("", "serviceaccounts").is_some() {
         let weak = Arc::downgrade(store);
         authn.set_service_account_lookup(Box::new(move |resource, ns, name| {
-            weak.upgrade()?.core_uid(resource, ns, name)
+            let object = weak.upgrade()?.core_object(resource, ns, name)?;
+            Some(crate::authn::CoreObject::of(&object))
         }));
     }
     let r = router.clone();

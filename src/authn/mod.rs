@@ -235,8 +235,34 @@ impl TokenIssuing {
     }
 }
 
-/// The uid of a stored core object (`serviceaccounts` or `secrets`, namespace, name), if it exists.
-pub type ObjectUid = dyn Fn(&str, &str, &str) -> Option<String> + Send + Sync;
+/// A stored core object (`serviceaccounts` or `secrets`, namespace, name), if it exists.
+pub type ObjectUid = dyn Fn(&str, &str, &str) -> Option<CoreObject> + Send + Sync;
+
+/// What token validation reads of a stored service account or Secret.
+#[derive(Debug, Clone, Default)]
+pub struct CoreObject {
+    pub uid: String,
+    /// When its deletion began (`metadata.deletionTimestamp`: a finalizer may hold it on).
+    pub deleting_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CoreObject {
+    pub fn of(v: &serde_json::Value) -> Self {
+        let meta = &v["metadata"];
+        let since = meta["deletionTimestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        CoreObject {
+            uid: meta["uid"].as_str().unwrap_or_default().to_string(),
+            deleting_since: since.map(|t| t.with_timezone(&chrono::Utc)),
+        }
+    }
+
+    /// kube's validator: an object whose deletion began more than the JWT leeway (60 s) ago is
+    /// gone for its tokens, whatever finalizer still holds it.
+    fn deleted(&self) -> bool {
+        const LEEWAY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+        self.deleting_since.is_some_and(|t| t < chrono::Utc::now() - LEEWAY)
+    }
+}
 
 /// Why a request did not authenticate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,9 +411,9 @@ impl Authentication {
         // a bound token (kube's `kubernetes.io` claims) names its service account's uid, and
         // is held to it even when it names none; a legacy one is held to it when it names one
         let bound = claims.get("kubernetes.io").is_some();
-        match lookup("serviceaccounts", ns, name) {
+        match lookup("serviceaccounts", ns, name).filter(|o| !o.deleted()) {
             None => return Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
-            Some(uid) if (bound || !user.uid.is_empty()) && uid != user.uid => {
+            Some(CoreObject { uid, .. }) if (bound || !user.uid.is_empty()) && uid != user.uid => {
                 return Err(format!(
                     "invalid bearer token, service account UID ({uid}) does not match claim ({})",
                     user.uid
@@ -397,9 +423,9 @@ impl Authentication {
         }
         let Some(secret) = claims.pointer("/kubernetes.io/secret") else { return Ok(()) };
         let (s_name, s_uid) = (secret["name"].as_str().unwrap_or(""), secret["uid"].as_str().unwrap_or(""));
-        match lookup("secrets", ns, s_name) {
+        match lookup("secrets", ns, s_name).filter(|o| !o.deleted()) {
             None => Err("invalid bearer token, service account token has been invalidated".into()),
-            Some(uid) if uid != s_uid => Err(format!(
+            Some(CoreObject { uid, .. }) if uid != s_uid => Err(format!(
                 "invalid bearer token, secret UID ({uid}) does not match service account secret ref claim ({s_uid})"
             )),
             Some(_) => Ok(()),
@@ -662,6 +688,32 @@ mod tests {
         std::fs::write(&f, "s3cret,alice,u1,\"dev,ops\"\n").unwrap();
         let a = AuthnArgs { anonymous_auth: anonymous, token_auth_file: Some(f), ..Default::default() };
         Authentication::from_args(&a).unwrap()
+    }
+
+    /// kube's validator: a service account or bound Secret whose deletion began more than a
+    /// minute ago ends its tokens, though a finalizer keeps the object.
+    #[test]
+    fn a_token_ends_a_minute_after_its_objects_deletion_began() {
+        let a = authn(false);
+        let user = UserInfo { username: "system:serviceaccount:d:ci".into(), uid: "sa-1".into(), ..Default::default() };
+        let claims = serde_json::json!({"kubernetes.io": {"secret": {"name": "bound", "uid": "s-1"}}});
+        let check = |sa_ago: Option<i64>, secret_ago: Option<i64>| {
+            let at = |ago: Option<i64>| ago.map(|s| chrono::Utc::now() - chrono::TimeDelta::seconds(s));
+            let (sa, secret) = (at(sa_ago), at(secret_ago));
+            a.set_service_account_lookup(Box::new(move |resource, _, _| {
+                Some(match resource {
+                    "serviceaccounts" => CoreObject { uid: "sa-1".into(), deleting_since: sa },
+                    _ => CoreObject { uid: "s-1".into(), deleting_since: secret },
+                })
+            }));
+            a.check_service_account(&user, &claims)
+        };
+        assert_eq!(check(None, None), Ok(()));
+        assert_eq!(check(Some(30), Some(30)), Ok(()), "within the leeway");
+        let e = check(Some(61), None).unwrap_err();
+        assert_eq!(e, "invalid bearer token, service account d/ci has been deleted");
+        let e = check(None, Some(61)).unwrap_err();
+        assert_eq!(e, "invalid bearer token, service account token has been invalidated");
     }
 
     #[test]

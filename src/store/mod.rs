@@ -298,8 +298,13 @@ impl Store {
     /// The uid of the stored core object `resource` `namespace`/`name` (a service account, a
     /// Secret), if it exists: what a service-account token is bound to.
     pub fn core_uid(&self, resource: &str, namespace: &str, name: &str) -> Option<String> {
-        let obj = self.storage.get(&self.def("", resource)?.key(namespace, name))?;
-        Some(obj.value["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+        let obj = self.core_object(resource, namespace, name)?;
+        Some(obj["metadata"]["uid"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A stored core object (`serviceaccounts`, `secrets`, ...), if it exists.
+    pub fn core_object(&self, resource: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        Some(self.storage.get(&self.def("", resource)?.key(namespace, name))?.value)
     }
 
     /// Whether this group/version/resource is served from the store.
