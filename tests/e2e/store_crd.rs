@@ -240,6 +240,14 @@ fn crd_served_live_with_kubectl() {
         (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64(), scale["status"]["replicas"].as_i64()),
         (Some("Scale"), Some(4), Some(3))
     );
+    // the scale subresource writes what the schema allows (maximum: 10), and a resourceVersion
+    // it names is a precondition, patched or put
+    let err = fails(&fd, &["scale", "ct", "nightly", "--replicas=11"]);
+    assert!(err.contains("should be less than or equal to 10"), "{err}");
+    let stale = r#"{"metadata":{"resourceVersion":"1"},"spec":{"replicas":5}}"#;
+    let err = fails(&fd, &["patch", "ct", "nightly", "--subresource=scale", "--type=merge", "-p", stale]);
+    assert!(err.contains("the object has been modified"), "{err}");
+    assert_eq!(json_of(&fd, &["get", "ct", "nightly"])["spec"]["replicas"], 4);
 
     // a finalizer without a path is warned of as kube's CRD handler does, once, when added
     let fin = r#"{"metadata":{"finalizers":["cleanup","example.com.cleanup","example.com/cleanup"]}}"#;

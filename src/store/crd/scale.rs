@@ -87,7 +87,9 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
             other => return Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
         };
         let rv = wanted["metadata"]["resourceVersion"].as_str().unwrap_or_default();
-        if verb == "update" && !rv.is_empty() && rv != existing.rev.to_string() {
+        // a resourceVersion the Scale names, sent or patched in, is a precondition (kube's
+        // scaleUpdatedObjectInfo), whichever verb wrote it
+        if !rv.is_empty() && rv != existing.rev.to_string() {
             return Err(Status::conflict(
                 &t.def.group,
                 &t.def.resource,
@@ -123,6 +125,9 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
         }
         let g = obj["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         obj["metadata"]["generation"] = json!(g);
+        // the object is validated as any update of it is (schema, CEL): kube's scale updates
+        // the custom resource through its own store
+        crate::store::rest::write::validate(t, &mut obj, Some(&existing.value))?;
         match store.update(t.def, &key, obj, Some(existing.rev)) {
             Ok(s) => {
                 let mut out = scale_of(&spec, &s.value);

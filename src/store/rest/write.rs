@@ -365,7 +365,7 @@ pub(super) fn prepare_update(
 }
 
 /// kube's validation of the object about to be stored (over `old` on an update): a 422.
-fn validate(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
+pub(crate) fn validate(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), Status> {
     // a custom object is stored pruned and defaulted, whichever verb made it (apply, patch)
     if let Some(schema) = t.def.custom.as_ref().and_then(|c| c.schema.as_ref()) {
         crate::store::crd::structural::prune_and_default(schema, obj);
