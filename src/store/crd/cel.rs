@@ -47,44 +47,111 @@ fn to_cel(v: &Value) -> Option<cel::Value> {
     })
 }
 
+/// A compiled rule and what bounds its cost.
+struct Compiled {
+    program: cel::Program,
+    /// How deeply its comprehensions (`all`, `exists`, `map`, ...) nest: each may walk the
+    /// whole of `self` once per step of the one around it.
+    loops: u32,
+    /// Whether it names `oldSelf` (a transition rule, not checked on create).
+    transition: bool,
+}
+
 /// `rule` compiled, once per distinct text for the life of the process: the rules of served
 /// CRDs are checked at every node of every write. None when it does not compile.
-fn compiled(rule: &str) -> Option<Arc<cel::Program>> {
-    static PROGRAMS: Lazy<Mutex<HashMap<String, Option<Arc<cel::Program>>>>> = Lazy::new(Default::default);
+fn compiled(rule: &str) -> Option<Arc<Compiled>> {
+    static PROGRAMS: Lazy<Mutex<HashMap<String, Option<Arc<Compiled>>>>> = Lazy::new(Default::default);
     let mut programs = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = programs.get(rule) {
         return p.clone();
     }
-    let p = cel::Program::compile(rule).ok().map(Arc::new);
+    let p = cel::Program::compile(rule).ok().map(|program| {
+        let loops = loop_depth(program.expression());
+        let transition = program.references().has_variable("oldSelf");
+        Arc::new(Compiled { program, loops, transition })
+    });
     programs.insert(rule.to_string(), p.clone());
     p
 }
 
-fn is_transition(rule: &str) -> bool {
-    rule.contains("oldSelf")
+/// How deeply comprehensions nest in `e`.
+fn loop_depth(e: &cel::IdedExpr) -> u32 {
+    use cel::common::ast::{EntryExpr, Expr};
+    let max = |es: &mut dyn Iterator<Item = &cel::IdedExpr>| es.map(loop_depth).max().unwrap_or(0);
+    let entry = |e: &cel::common::ast::IdedEntryExpr| match &e.expr {
+        EntryExpr::StructField(f) => loop_depth(&f.value),
+        EntryExpr::MapEntry(m) => loop_depth(&m.key).max(loop_depth(&m.value)),
+    };
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            let body = max(&mut [&c.loop_cond, &c.loop_step].into_iter()) + 1;
+            body.max(max(&mut [&c.iter_range, &c.accu_init, &c.result].into_iter()))
+        }
+        Expr::Call(c) => max(&mut c.target.as_deref().into_iter().chain(&c.args)),
+        Expr::List(l) => max(&mut l.elements.iter()),
+        Expr::Map(m) => m.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Struct(s) => s.entries.iter().map(entry).max().unwrap_or(0),
+        Expr::Select(s) => loop_depth(&s.operand),
+        _ => 0,
+    }
 }
 
-/// Checks the rules at one schema node against `v` (and `old`, its stored value, if any).
-pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<StatusCause>) {
+/// kube's per-object budget of CEL cost (`RuntimeCELCostBudget`), in its units (about one per
+/// value a rule visits).
+pub const COST_BUDGET: i64 = 10_000_000;
+
+/// What a rule may cost over a value of `values` values: each nested comprehension may walk
+/// all of them for each step of the one around it. An estimate that bounds the work before it
+/// is done (the `cel` crate counts no cost as it evaluates).
+fn cost(values: usize, loops: u32) -> i64 {
+    (values.max(1) as i64).saturating_pow(loops.max(1))
+}
+
+/// How many values `v` holds, itself included.
+fn values(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(values).sum::<usize>(),
+        Value::Object(m) => 1 + m.values().map(values).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+const OUT_OF_BUDGET: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
+
+/// Checks the rules at one schema node against `v` (and `old`, its stored value, if any),
+/// each paid from `budget`; once it runs out, kube's error, and no rule runs again.
+pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<StatusCause>, budget: &mut i64) {
     let mut rules = rules(schema).peekable();
-    if rules.peek().is_none() {
+    if rules.peek().is_none() || *budget < 0 {
         return;
     }
+    let type_name = schema["type"].as_str().unwrap_or("object");
+    let size = values(v).max(old.map_or(0, values));
     // converted once for all of this node's rules
     let Some(this) = to_cel(v) else { return };
     let old = old.and_then(to_cel);
     for r in rules {
         let rule = r["rule"].as_str().unwrap_or_default();
-        if is_transition(rule) && old.is_none() {
+        let Some(compiled) = compiled(rule) else { continue };
+        if compiled.transition && old.is_none() {
             continue;
         }
-        let Some(program) = compiled(rule) else { continue };
+        *budget -= cost(size, compiled.loops);
+        if *budget < 0 {
+            out.push(StatusCause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: \"{type_name}\": {OUT_OF_BUDGET}"),
+                field: path.to_string(),
+            });
+            return;
+        }
+        let program = &compiled.program;
         let mut ctx = cel::Context::default();
         ctx.add_variable_from_value("self", this.clone());
         if let Some(o) = &old {
             ctx.add_variable_from_value("oldSelf", o.clone());
         }
-        let type_name = schema["type"].as_str().unwrap_or("object");
         let field = match r["fieldPath"].as_str() {
             Some(f) if !f.is_empty() => format!("{path}{f}"),
             _ => path.to_string(),
@@ -105,8 +172,8 @@ pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &m
 
 /// A failed rule's message: its messageExpression's, its message, or kube's default.
 fn message(r: &Value, rule: &str, ctx: &cel::Context) -> String {
-    if let Some(program) = r["messageExpression"].as_str().and_then(compiled) {
-        if let Ok(cel::Value::String(s)) = program.execute(ctx) {
+    if let Some(c) = r["messageExpression"].as_str().and_then(compiled) {
+        if let Ok(cel::Value::String(s)) = c.program.execute(ctx) {
             return s.to_string();
         }
     }
@@ -129,7 +196,14 @@ mod tests {
             {"rule": "size(self.name) < 5", "messageExpression": "'name ' + self.name + ' is too long'"},
         ]});
         let mut out = Vec::new();
-        check(&schema, &json!({"minReplicas": 3, "replicas": 2, "name": "ok"}), None, "spec", &mut out);
+        check(
+            &schema,
+            &json!({"minReplicas": 3, "replicas": 2, "name": "ok"}),
+            None,
+            "spec",
+            &mut out,
+            &mut COST_BUDGET.clone(),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].field, "spec");
         assert_eq!(
@@ -143,6 +217,7 @@ mod tests {
             Some(&json!({"minReplicas": 1, "replicas": 2, "name": "a"})),
             "spec",
             &mut out,
+            &mut COST_BUDGET.clone(),
         );
         let msgs: Vec<&str> = out.iter().map(|c| c.message.as_str()).collect();
         assert_eq!(
@@ -154,5 +229,39 @@ mod tests {
         );
         assert!(compile_error("self.a ==").is_some());
         assert!(compile_error("self.a == 1").is_none());
+    }
+
+    #[test]
+    fn a_rule_names_oldself_as_a_variable_to_be_a_transition_rule() {
+        let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.oldSelfTest != 'bad'"}]});
+        let mut out = Vec::new();
+        check(&schema, &json!({"oldSelfTest": "bad"}), None, "spec", &mut out, &mut COST_BUDGET.clone());
+        assert_eq!(out.len(), 1, "checked on create: {out:?}");
+    }
+
+    /// kube's runtime cost budget, bounded before the work: a rule nesting comprehensions over
+    /// a long list is refused at once, with kube's error, and no rule runs after it.
+    #[test]
+    fn rules_are_paid_from_the_objects_cost_budget() {
+        let depth = |r: &str| compiled(r).unwrap().loops;
+        assert_eq!(depth("self.a == 1"), 0);
+        assert_eq!(depth("self.all(x, x > 0) && self.exists(y, y == 1)"), 1);
+        assert_eq!(depth("self.all(x, self.exists_one(y, y == x))"), 2);
+        assert_eq!(depth("self.map(x, self.filter(y, self.all(z, z == y)))"), 3);
+        let schema = json!({"type": "array", "x-kubernetes-validations": [
+            {"rule": "self.all(x, self.exists_one(y, y == x))"}, {"rule": "size(self) < 0"}]});
+        let long = json!((0..6000).collect::<Vec<_>>());
+        let (mut out, mut budget) = (Vec::new(), COST_BUDGET);
+        let started = std::time::Instant::now();
+        check(&schema, &long, None, "spec.items", &mut out, &mut budget);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused before it ran");
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].message, format!("Invalid value: \"array\": {OUT_OF_BUDGET}"));
+        assert!(budget < 0);
+        // within the budget both run (the second fails)
+        let (mut out, mut budget) = (Vec::new(), COST_BUDGET);
+        check(&schema, &json!((0..100).collect::<Vec<_>>()), None, "spec.items", &mut out, &mut budget);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].message.ends_with("failed rule: size(self) < 0"), "{out:?}");
     }
 }

@@ -10,6 +10,7 @@
 use crate::api::field::{self, cause};
 use crate::api::status::StatusCause;
 use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
 
 /// Prunes `obj` (the whole object; its apiVersion, kind and metadata are kept) by `schema`
 /// and applies its defaults. Returns the paths of the pruned fields (`spec.foo`).
@@ -209,25 +210,50 @@ fn invalid(path: &str, v: &Value, detail: String) -> StatusCause {
     field::invalid(path, &shown(v), &detail)
 }
 
-/// Validates `obj` (apiVersion, kind and metadata aside) against `schema`: kube's causes.
+/// A schema node with CEL rules, the value there and its stored value: its rules run once
+/// the schema's own checks are done.
+struct Rules<'a> {
+    schema: &'a Value,
+    v: &'a Value,
+    old: Option<&'a Value>,
+    path: String,
+}
+
+/// Validates `obj` (apiVersion, kind and metadata aside) against `schema`: kube's causes. As
+/// kube's strategy does, the CEL rules run after the schema's checks, within one cost budget,
+/// and not at all when those found an error that makes the object's size or shape unknown
+/// (`hasBlockingErr`: too many items, too long, a wrong type, a value not supported): a rule
+/// over a list past its `maxItems` would cost what `maxItems` bounds.
 pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<StatusCause> {
     let mut out = Vec::new();
     let Some(m) = obj.as_object() else { return out };
+    let mut rules = Vec::new();
     let props = schema["properties"].as_object();
     for (k, v) in m {
         if matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
             continue;
         }
         if let Some(s) = props.and_then(|p| p.get(k)) {
-            check(s, v, old.and_then(|o| o.get(k)), k, &mut out);
+            check(s, v, old.and_then(|o| o.get(k)), k, &mut out, &mut rules);
         }
     }
-    // rules at the root see the whole object
-    super::cel::check(schema, obj, old, "", &mut out);
     for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         if !m.contains_key(r) {
             out.push(field::required(r, ""));
         }
+    }
+    const BLOCKING: [&str; 4] =
+        ["FieldValueNotSupported", "FieldValueTooLong", "FieldValueTooMany", "FieldValueTypeInvalid"];
+    if out.iter().any(|c| BLOCKING.contains(&c.reason.as_str())) {
+        let why = "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation";
+        out.push(cause("FieldValueInvalid", "<nil>", format!("Invalid value: \"null\": {why}")));
+        return out;
+    }
+    // rules at the root see the whole object
+    rules.push(Rules { schema, v: obj, old, path: String::new() });
+    let mut budget = super::cel::COST_BUDGET;
+    for r in rules {
+        super::cel::check(r.schema, r.v, r.old, &r.path, &mut out, &mut budget);
     }
     out
 }
@@ -240,7 +266,14 @@ fn fmt_num(n: &Value) -> String {
     n.to_string()
 }
 
-fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut Vec<StatusCause>) {
+fn check<'a>(
+    schema: &'a Value,
+    v: &'a Value,
+    old: Option<&'a Value>,
+    path: &str,
+    out: &mut Vec<StatusCause>,
+    rules: &mut Vec<Rules<'a>>,
+) {
     if v.is_null() {
         if schema["nullable"] == json!(true) {
             return;
@@ -282,7 +315,9 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
             return;
         }
     }
-    super::cel::check(schema, v, old, path, out);
+    if schema.get("x-kubernetes-validations").is_some() {
+        rules.push(Rules { schema, v, old, path: path.to_string() });
+    }
     composition(schema, v, path, out);
     if let Some(values) = schema["enum"].as_array() {
         if !values.contains(v) {
@@ -352,8 +387,16 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
                 out.push(invalid(path, v, format!("{path} in body should have at least {min} items")));
             }
             if let Some(items) = schema.get("items").filter(|i| i.is_object()) {
+                // the items of a map list are matched to their stored selves by key, for the
+                // rules that name oldSelf (kube's correlation)
+                let keys = map_keys(schema);
+                let stored: HashMap<String, &Value> = match (&keys, old.and_then(Value::as_array)) {
+                    (Some(keys), Some(old)) => old.iter().map(|o| (key_of(keys, o), o)).collect(),
+                    _ => HashMap::new(),
+                };
                 for (i, item) in a.iter().enumerate() {
-                    check(items, item, None, &format!("{path}[{i}]"), out);
+                    let was = keys.as_ref().and_then(|k| stored.get(&key_of(k, item)).copied());
+                    check(items, item, was, &format!("{path}[{i}]"), out, rules);
                 }
             }
             list_type(schema, a, path, out);
@@ -363,7 +406,7 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
             let extra = schema.get("additionalProperties").filter(|a| a.is_object());
             for (k, child) in m {
                 if let Some(s) = props.and_then(|p| p.get(k)).or(extra) {
-                    check(s, child, old.and_then(|o| o.get(k)), &format!("{path}.{k}"), out);
+                    check(s, child, old.and_then(|o| o.get(k)), &format!("{path}.{k}"), out, rules);
                 }
             }
             for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -389,13 +432,14 @@ fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &mut V
 /// allOf, anyOf, oneOf and not (value validations only, in a structural schema), with
 /// kube-openapi's texts.
 fn composition(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>) {
+    // (a structural schema has no CEL rules in these)
     let passes = |s: &Value| {
         let mut o = Vec::new();
-        check(s, v, None, path, &mut o);
+        check(s, v, None, path, &mut o, &mut Vec::new());
         o.is_empty()
     };
     for s in schema["allOf"].as_array().into_iter().flatten() {
-        check(s, v, None, path, out);
+        check(s, v, None, path, out, &mut Vec::new());
     }
     if let Some(any) = schema["anyOf"].as_array() {
         if !any.iter().any(passes) {
@@ -417,9 +461,11 @@ fn composition(schema: &Value, v: &Value, path: &str, out: &mut Vec<StatusCause>
 /// `x-kubernetes-list-type`: a set has no duplicate, a map no two items with the same keys.
 fn list_type(schema: &Value, a: &[Value], path: &str, out: &mut Vec<StatusCause>) {
     match schema["x-kubernetes-list-type"].as_str() {
+        // (duplicates found by hashing: a list of 300k tiny items is compared once each)
         Some("set") => {
+            let mut seen = HashSet::new();
             for (i, item) in a.iter().enumerate() {
-                if a[..i].contains(item) {
+                if !seen.insert(item.to_string()) {
                     out.push(cause(
                         "FieldValueDuplicate",
                         &format!("{path}[{i}]"),
@@ -429,24 +475,30 @@ fn list_type(schema: &Value, a: &[Value], path: &str, out: &mut Vec<StatusCause>
             }
         }
         Some("map") => {
-            let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let key_of = |item: &Value| -> Value {
-                keys.iter().map(|k| (k.to_string(), item[*k].clone())).collect::<Map<_, _>>().into()
-            };
-            let item_keys: Vec<Value> = a.iter().map(key_of).collect();
-            for (i, k) in item_keys.iter().enumerate() {
-                if item_keys[..i].contains(k) {
+            let keys = map_keys(schema).unwrap_or_default();
+            let mut seen = HashSet::new();
+            for (i, item) in a.iter().enumerate() {
+                let k = key_of(&keys, item);
+                if !seen.insert(k.clone()) {
                     out.push(cause("FieldValueDuplicate", &format!("{path}[{i}]"), format!("Duplicate value: {k}")));
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The key fields of a map list (`x-kubernetes-list-map-keys`), when the list is one.
+fn map_keys(schema: &Value) -> Option<Vec<&str>> {
+    (schema["x-kubernetes-list-type"] == "map").then(|| {
+        schema["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+    })
+}
+
+/// A map list item's key, as kube words it in a duplicate's error: `{"k":v,...}`.
+fn key_of(keys: &[&str], item: &Value) -> String {
+    let key: Map<String, Value> = keys.iter().map(|k| (k.to_string(), item[*k].clone())).collect();
+    Value::Object(key).to_string()
 }
 
 /// A schema's `pattern`, compiled once per distinct text (checked on every write of every
@@ -462,6 +514,44 @@ fn pattern(p: &str) -> Option<std::sync::Arc<regex::Regex>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kube's hasBlockingErr: past maxItems the rules do not run (one over the list would
+    /// cost what maxItems bounds), and kube's error says so.
+    #[test]
+    fn rules_wait_for_the_schemas_blocking_errors() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "items": {"type": "array", "maxItems": 3, "items": {"type": "integer"},
+                "x-kubernetes-validations": [{"rule": "size(self) < 0", "message": "never"}]}}}}});
+        let obj = |n: i64| json!({"spec": {"items": (0..n).collect::<Vec<_>>()}});
+        let messages = |v: Value| validate(&s, &v, None).into_iter().map(|c| c.message).collect::<Vec<_>>();
+        assert_eq!(messages(obj(2)), vec!["Invalid value: \"array\": never"]);
+        let m = messages(obj(4));
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(m[0], "Too many: 4: must have at most 3 items");
+        assert!(m[1].contains("some validation rules were not checked because the object was invalid"), "{m:?}");
+    }
+
+    /// A map list's items are matched to their stored selves by key, so a rule naming oldSelf
+    /// on an item holds (an immutable port); a set's duplicates are still found.
+    #[test]
+    fn map_list_items_see_their_stored_selves() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "x-kubernetes-validations": [
+                    {"rule": "self.port == oldSelf.port", "message": "port is immutable"}]}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}}});
+        let old = json!({"spec": {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 90}]}});
+        let new = json!({"spec": {"ports": [{"name": "b", "port": 90}, {"name": "a", "port": 443}, {"name": "c", "port": 1}]}});
+        let causes = validate(&s, &new, Some(&old));
+        assert_eq!(causes.len(), 1, "{causes:?}");
+        assert_eq!(
+            (causes[0].field.as_str(), causes[0].message.as_str()),
+            ("spec.ports[1]", "Invalid value: \"object\": port is immutable")
+        );
+        let dup = validate(&s, &json!({"spec": {"tags": ["x", "y", "x"]}}), None);
+        assert_eq!(dup.len(), 1, "{dup:?}");
+        assert_eq!(dup[0].field, "spec.tags[2]");
+    }
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {
