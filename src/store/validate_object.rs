@@ -256,6 +256,22 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<Stat
             }
         }
         ("", "namespaces") => {
+            // kube's ValidateNamespaceStatusUpdate: the phase follows the deletion, so no
+            // status writer can mark a live namespace Terminating (which refuses its creates)
+            if old.is_some() {
+                let phase = obj["status"]["phase"].as_str().unwrap_or("Active");
+                match obj["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+                    false if phase != "Active" => {
+                        out.push(invalid("status.Phase", phase, "may only be 'Active' if `deletionTimestamp` is empty"))
+                    }
+                    true if phase != "Terminating" => out.push(invalid(
+                        "status.Phase",
+                        phase,
+                        "may only be 'Terminating' if `deletionTimestamp` is not empty",
+                    )),
+                    _ => {}
+                }
+            }
             for f in obj["spec"]["finalizers"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 out.extend(qualified_name(f).iter().map(|m| invalid("spec.finalizers", f, m)));
                 if !f.contains('/') && !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") {

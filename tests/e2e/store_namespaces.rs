@@ -239,3 +239,40 @@ fn namespaces_get_their_default_service_account_and_root_ca() {
     assert!(gone(&fd, &["ns", "fresh"]));
     assert!(fd.logs().matches("panicked").count() == 0);
 }
+
+/// kube's status rule for namespaces: the phase follows the deletion, so a status writer
+/// cannot mark a live namespace Terminating (which would refuse every create in it), and a
+/// status without a phase is Active.
+#[test]
+fn a_namespaces_phase_follows_its_deletion() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["create", "ns", "live"]);
+    let patch = |p: &str| fd.kubectl(&["patch", "ns", "live", "--subresource=status", "--type=merge", "-p", p]);
+    let o = patch(r#"{"status":{"phase":"Terminating"}}"#);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("may only be 'Active' if `deletionTimestamp` is empty"), "{}", stderr(&o));
+    let o = patch(r#"{"status":{"phase":null}}"#);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fd.kubectl_ok(&["get", "ns", "live", "-o", "jsonpath={.status.phase}"]), "Active");
+    fd.kubectl_ok(&["create", "configmap", "c", "-n", "live"]);
+
+    // and a namespace being deleted takes no new content, a service account's token included
+    fd.kubectl_ok(&["create", "sa", "held", "-n", "live"]);
+    fd.kubectl_ok(&[
+        "patch",
+        "sa",
+        "held",
+        "-n",
+        "live",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/keep"]}}"#,
+    ]);
+    fd.kubectl_ok(&["delete", "ns", "live", "--wait=false"]);
+    let o = fd.kubectl(&["create", "token", "held", "-n", "live"]);
+    assert!(
+        stderr(&o).contains("unable to create new content in namespace live because it is being terminated"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -117,6 +117,13 @@ pub fn delete(
 /// What an update may change of a namespace (kube's namespace strategies): `spec.finalizers`
 /// only through the `finalize` subresource, never through the object or its status.
 pub fn prepare_update(subresource: &str, existing: &Value, new: &mut Value) {
+    // kube's defaulting: a status without a phase is Active
+    if subresource == "status" && new["status"]["phase"].as_str().is_none_or(str::is_empty) {
+        match new.get_mut("status").and_then(Value::as_object_mut) {
+            Some(status) => drop(status.insert("phase".into(), json!("Active"))),
+            None => new["status"] = json!({"phase": "Active"}),
+        }
+    }
     if subresource == "finalize" {
         omit_empty_finalizers(new);
         return;

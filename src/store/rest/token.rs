@@ -39,6 +39,9 @@ pub fn create(
             return Err(Status::invalid(GROUP, "TokenRequest", &t.name, vec![cause]));
         }
     }
+    // kube's NamespaceLifecycle admits no create, a TokenRequest included, in a namespace
+    // being deleted
+    crate::store::namespace::admit_create(store, t.def, &t.namespace, &t.name)?;
     let sa = store
         .storage
         .get(&t.def.key(&t.namespace, &t.name))
