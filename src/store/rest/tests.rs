@@ -243,16 +243,18 @@ fn status_subresource_updates_only_status() {
     let r = write::update(
         &s,
         &t,
-        br#"{"metadata":{"name":"team","labels":{"ignored":"yes"}},"status":{"phase":"Custom"}}"#,
+        br#"{"metadata":{"name":"team","labels":{"ignored":"yes"}},"status":{"conditions":[{"type":"X","status":"True"}]}}"#,
     )
     .unwrap();
     let ns = body(&r);
-    assert_eq!(ns["status"]["phase"], "Custom");
+    assert_eq!(ns["status"]["conditions"][0]["type"], "X");
+    assert_eq!(ns["status"]["phase"], "Active", "defaulted");
     assert!(ns["metadata"]["labels"].get("ignored").is_none());
     // the main resource ignores status
     t.subresource.clear();
     let r = write::update(&s, &t, br#"{"metadata":{"name":"team"},"status":{"phase":"Other"}}"#).unwrap();
-    assert_eq!(body(&r)["status"]["phase"], "Custom");
+    assert_eq!(body(&r)["status"]["conditions"][0]["type"], "X");
+    assert_eq!(body(&r)["status"]["phase"], "Active");
 }
 
 #[test]
