@@ -66,6 +66,9 @@ pub struct GroupView {
 pub struct Sources<'a> {
     pub table: &'a Table,
     pub local: &'a [ApiResource],
+    /// The group-versions of `local` no CRD made: a backend's APIService never takes these,
+    /// and takes the others (as kube's autoregistration leaves an APIService it did not make).
+    pub builtin: &'a std::collections::HashMap<String, std::collections::HashSet<String>>,
     /// The secure port's address, as clients should use it.
     pub address: &'a str,
     /// The upstream apiserver's discovery (`--upstream-apiserver`), from its last refresh.
@@ -78,7 +81,9 @@ pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
     let table = src.table;
     // (group, version) -> (group priority, version priority, resources)
     let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
-    for r in src.local {
+    let builtin = |g: &str, v: &str| src.builtin.get(g).is_some_and(|vs| vs.contains(v));
+    let to_backend = |g: &str, v: &str| table.get(g, v).is_some_and(|b| !b.is_local()) && !builtin(g, v);
+    for r in src.local.iter().filter(|r| !to_backend(&r.group, &r.version)) {
         let e = gvs.entry((r.group.clone(), r.version.clone())).or_insert_with(|| {
             let (gp, vp) = match table.get(&r.group, &r.version) {
                 Some(b) => (b.spec.group_priority_minimum, b.spec.version_priority),
@@ -88,7 +93,9 @@ pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
         });
         e.2.push(serde_json::to_value(r).unwrap_or(Value::Null));
     }
-    for b in table.services.iter().filter(|b| !b.is_local() && b.available()) {
+    for b in
+        table.services.iter().filter(|b| !b.is_local() && b.available() && !builtin(&b.spec.group, &b.spec.version))
+    {
         let resources = b.state.resources.load_full();
         let list = resources.as_deref().and_then(Value::as_array).cloned().unwrap_or_default();
         gvs.insert(
@@ -396,7 +403,13 @@ mod tests {
             UpstreamGroup { name: "autoscaling".into(), versions: vec![("v2".into(), vec![]), ("v1".into(), vec![])] },
             UpstreamGroup { name: "stable.example.com".into(), versions: vec![("v1".into(), vec![])] },
         ];
-        let src = Sources { table: &table, local: &local, address: "x", upstream: Some(&upstream) };
+        let src = Sources {
+            table: &table,
+            local: &local,
+            builtin: &Default::default(),
+            address: "x",
+            upstream: Some(&upstream),
+        };
         let all = groups(&src);
         let core = all.iter().find(|g| g.name.is_empty()).unwrap();
         let kinds: Vec<&str> = core.versions[0].resources.iter().map(|r| r["kind"].as_str().unwrap()).collect();

@@ -180,6 +180,9 @@ struct Own {
     /// By group and version: never sent to the upstream. Nested so that a request's lookup
     /// borrows its RequestInfo's strings instead of copying.
     by_gv: LocalResources,
+    /// The group-versions of the resources no CustomResourceDefinition made: no APIService
+    /// takes these to a backend.
+    builtin: HashMap<String, HashSet<String>>,
     resources: Vec<crate::api::ApiResource>,
     /// The custom resources' schemas (CustomResourceDefinitions'), for OpenAPI.
     custom: Arc<crate::store::openapi::CustomSchemas>,
@@ -318,11 +321,15 @@ impl Router {
         address: &str,
     ) {
         let mut set = LocalResources::new();
+        let mut builtin: HashMap<String, HashSet<String>> = HashMap::new();
         for r in resources {
             let name = r.name.split('/').next().unwrap_or_default();
             set.entry(r.group.clone()).or_default().entry(r.version.clone()).or_default().insert(name.to_string());
+            if !custom.kinds.iter().any(|(g, v, k, _)| (g, v, k) == (&r.group, &r.version, &r.kind)) {
+                builtin.entry(r.group.clone()).or_default().insert(r.version.clone());
+            }
         }
-        let own = Own { by_gv: set, resources: resources.to_vec(), custom, address: address.to_string() };
+        let own = Own { by_gv: set, builtin, resources: resources.to_vec(), custom, address: address.to_string() };
         self.local.store(Arc::new(own));
         self.shared.changed();
     }
@@ -354,6 +361,7 @@ impl Router {
             discovery::Cached::build(&discovery::Sources {
                 table,
                 local: &own.resources,
+                builtin: &own.builtin,
                 address: &own.address,
                 upstream: upstream.as_deref().map(|v| v.as_slice()),
             })
@@ -445,8 +453,7 @@ impl Router {
     /// claiming one cannot even be created; one that claimed apiregistration.k8s.io would
     /// route the APIServices' own management, its removal included, away.
     fn serves_itself(&self, group: &str, version: &str) -> bool {
-        group == "apiregistration.k8s.io"
-            || self.local.load().by_gv.get(group).is_some_and(|vs| vs.contains_key(version))
+        group == "apiregistration.k8s.io" || self.local.load().builtin.get(group).is_some_and(|vs| vs.contains(version))
     }
 
     /// APIService objects from the store, merged with --apiservices-file (a store object

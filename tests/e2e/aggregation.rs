@@ -568,6 +568,21 @@ fn kubectl_apply_of_an_apiservice_routes_its_group() {
     });
     let admin = fd.admin_client();
     assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 200, "proxied to the backend");
+    // a CRD in the backend's group-version does not take it over (kube's autoregistration
+    // leaves an APIService it did not make): the group-version stays the backend's
+    let crd = serde_json::json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("things.{GROUP}")},
+        "spec": {"group": GROUP, "scope": "Namespaced", "names": {"plural": "things", "kind": "Thing"},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let crd_file = fd.dir.path().join("things.json");
+    std::fs::write(&crd_file, crd.to_string()).unwrap();
+    fd.kubectl_ok(&["create", "-f", crd_file.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 200, "still the backend's");
+    let resources = fd.kubectl_ok(&["api-resources", "--api-group", GROUP]);
+    assert!(resources.contains("flunders") && !resources.contains("things"), "{resources}");
+    fd.kubectl_ok(&["delete", "-f", crd_file.to_str().unwrap()]);
     // the stored object's status shows the router's availability
     let o = fd.kubectl(&["get", "apiservice", &format!("v1alpha1.{GROUP}"), "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
