@@ -200,3 +200,20 @@ fn replicas_on_etcd_collect_once() {
         assert!(fd.logs().matches("panicked").count() == 0);
     }
 }
+
+/// A foreground owner is woken by the uid its last blocking dependent named, whatever name the
+/// reference gave it (kube's uidToNode): it waited on the dependent by uid, and was re-examined
+/// only under the name, so it stayed `foregroundDeletion` for good.
+#[test]
+fn a_foreground_owner_is_woken_by_the_uid_its_dependent_named() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["create", "configmap", "owner"]);
+    let owner = uid(&fd, "default", "configmap/owner");
+    dependent(&fd, "default", "held", &[("ConfigMap", "not-the-owner", &owner, true)], &["example.com/hold"]);
+    fd.kubectl_ok(&["delete", "configmap", "owner", "--cascade=foreground", "--wait=false"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(get(&fd, "default", "configmap/owner").is_some(), "waits for its blocking dependent");
+    fd.kubectl_ok(&["patch", "configmap", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    wait_until("the dependent gone", WAIT, || gone(&fd, "default", "configmap/held"));
+    wait_until("the owner woken and gone", WAIT, || gone(&fd, "default", "configmap/owner"));
+}

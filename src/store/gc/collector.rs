@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 const RETRY: Duration = Duration::from_millis(200);
 
 /// One ownerReference, as far as the collector reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct OwnerRef {
     api_version: String,
     kind: String,
@@ -69,6 +69,9 @@ struct Graph {
     dependents: HashMap<String, HashSet<String>>,
     /// key → the ownerReferences it had when last seen
     owners: HashMap<String, Vec<OwnerRef>>,
+    /// uid → key of every object seen (graph_builder's uidToNode): an owner is found by the
+    /// uid its dependents name, whatever name they give it
+    keys: HashMap<String, String>,
 }
 
 impl Graph {
@@ -157,6 +160,7 @@ impl Collector {
         let now = Instant::now();
         let old = self.graph.owners.get(&ev.key).cloned().unwrap_or_default();
         if ev.kind == EventType::Deleted {
+            self.graph.keys.remove(uid(&ev.value));
             self.graph.set(&ev.key, Vec::new());
             // its dependents may have lost their last owner; a foreground owner may be waiting for it
             for d in self.graph.dependents_of(uid(&ev.value)) {
@@ -167,12 +171,17 @@ impl Collector {
             }
             return;
         }
+        if !uid(&ev.value).is_empty() {
+            self.graph.keys.insert(uid(&ev.value).to_string(), ev.key.clone());
+        }
         let refs = owner_refs(&ev.value);
         let changed = refs != old;
         self.graph.set(&ev.key, refs.clone());
         if changed {
-            // an owner this object no longer blocks may be able to go
-            for r in old.iter().filter(|r| !refs.contains(r)) {
+            // an owner this object no longer blocks may be able to go (found by hashing: an
+            // object may name thousands of owners)
+            let kept: HashSet<&OwnerRef> = refs.iter().collect();
+            for r in old.iter().filter(|r| !kept.contains(r)) {
                 self.enqueue_owner(&ev.key, r, now);
             }
         }
@@ -184,6 +193,12 @@ impl Collector {
 
     /// Queues the owner `r` of the object at `dependent_key`, if this store holds its kind.
     fn enqueue_owner(&mut self, dependent_key: &str, r: &OwnerRef, now: Instant) {
+        // by the uid the reference names (a foreground owner waits on its dependents by uid),
+        // else where the reference points
+        if let Some(key) = self.graph.keys.get(&r.uid).cloned() {
+            self.enqueue(&key, now);
+            return;
+        }
         let Some(dependent) = def_of(&self.defs, dependent_key) else { return };
         if let Some(key) = owner_key(&self.defs, dependent_key, dependent, r) {
             self.enqueue(&key, now);
