@@ -226,3 +226,33 @@ fn a_cut_off_watch_claims_no_revision_it_did_not_send() {
         assert!(rv(b) <= sent, "a BOOKMARK at {} after the last change sent ({sent}) of {last}", rv(b));
     }
 }
+
+/// An object leaving a watch's selection is DELETED for that watcher as it was when selected,
+/// at the change's resourceVersion (kube's cacheWatcher sends the previous object): its new
+/// state, which the watcher did not select, is not sent.
+#[test]
+fn an_object_leaving_the_selection_is_deleted_as_it_was() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let body = json!({"metadata": {"name": "y", "labels": {"foo": "bar"}}, "data": {"k": "before"}});
+    assert_eq!(c.post(&cms).json(&body).send().unwrap().status(), 201);
+    let url = format!("{cms}?watch=1&labelSelector=foo%3Dbar&timeoutSeconds=2");
+    let watch = get_meanwhile(&c, url, events);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let moved = json!({"metadata": {"labels": {"foo": "baz"}}, "data": {"k": "after"}});
+    let r = c
+        .patch(format!("{cms}/y"))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(moved.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let at: u64 = r.json::<Value>().unwrap()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let evs = watch.join().unwrap();
+    let deleted: Vec<&Value> = evs.iter().filter(|e| e["type"] == "DELETED").collect();
+    assert_eq!(deleted.len(), 1, "{evs:?}");
+    let o = &deleted[0]["object"];
+    assert_eq!((&o["metadata"]["labels"]["foo"], &o["data"]["k"]), (&json!("bar"), &json!("before")), "{o}");
+    assert_eq!(rv(deleted[0]), at);
+}

@@ -318,6 +318,14 @@ impl WatchStream {
     /// `ev` as this watch frames it as a `ty` event: a JSON line of an object served as stored
     /// is written around its stored bytes.
     fn event_frame(&self, def: &ResourceDef, ty: &str, ev: &Event) -> Bytes {
+        // an object leaving the selection is deleted for this watcher as it was when selected
+        // (kube's cacheWatcher sends the previous object at the event's resourceVersion): its
+        // new state is what the watcher did not select
+        if let (EventType::Modified, "DELETED", Some((prev, _))) = (ev.kind, ty, &ev.prev) {
+            let mut was = (**prev).clone();
+            was["metadata"]["resourceVersion"] = json!(ev.rev.to_string());
+            return self.line(ty, &self.render(def, &was));
+        }
         let o = self.render(def, &ev.value);
         match (&o, &ev.raw, &self.protobuf) {
             (Cow::Borrowed(_), Some(raw), None) => event_line_raw(ty, raw),
