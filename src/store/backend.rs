@@ -84,6 +84,32 @@ pub fn excess(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usi
     n
 }
 
+/// Compacts `storage`'s history every `interval` (zero: never) to the revision it had one
+/// interval before, as kube-apiserver compacts etcd: a change stays readable (a list at its
+/// exact resourceVersion, a watch from before it) for one to two intervals, and not for good,
+/// restarts included: a deleted or rotated Secret's old data is gone once its history is. Ends
+/// with the storage.
+pub fn start_compactor(storage: std::sync::Weak<dyn Storage>, interval: std::time::Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("compactor".into()).spawn(move || {
+        let mut last = 0;
+        loop {
+            std::thread::sleep(interval);
+            let Some(storage) = storage.upgrade() else { return };
+            if last > 0 {
+                storage.compact(last);
+                tracing::debug!(revision = last, "compacted the store's history");
+            }
+            last = storage.revision();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the store's compactor");
+    }
+}
+
 /// The revision to compact `log` to so that at most `events` and `bytes` remain (`excess`),
 /// None when nothing need go.
 pub fn compaction_point(log: &VecDeque<Arc<Event>>, held: usize, events: usize, bytes: usize) -> Option<u64> {

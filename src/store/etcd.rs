@@ -158,7 +158,7 @@ impl EtcdStorage {
             .map_err(|e| anyhow::anyhow!("cannot read the store from etcd at {}: {e}", servers.join(",")))?;
         storage.rt.spawn(mirror(storage.client.clone(), storage.prefix.clone(), storage.shared.clone(), rev));
         if !config.compaction_interval.is_zero() {
-            storage.rt.spawn(compactor(storage.client.clone(), config.compaction_interval));
+            storage.rt.spawn(compactor(storage.client.clone(), storage.shared.clone(), config.compaction_interval));
         }
         Ok(storage)
     }
@@ -376,7 +376,7 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
 /// kube's compactor: every interval, compact etcd's history up to the revision seen at the
 /// previous tick, so the last interval's changes stay watchable. Every replica runs it; a
 /// compaction another already made is answered with an error that changes nothing.
-async fn compactor(client: Client, interval: Duration) {
+async fn compactor(client: Client, shared: Arc<Shared>, interval: Duration) {
     let mut kv = client.kv_client();
     let mut last = 0i64;
     loop {
@@ -385,12 +385,25 @@ async fn compactor(client: Client, interval: Duration) {
         let now = resp.header().map(|h| h.revision()).unwrap_or(0);
         if last > 0 {
             match kv.compact(last, None).await {
-                Ok(_) => tracing::info!(revision = last, "compacted etcd"),
+                Ok(_) => {
+                    // the mirror's history goes with etcd's: no watch replays what etcd forgot
+                    compact_mirror(&shared, last as u64);
+                    tracing::info!(revision = last, "compacted etcd");
+                }
                 Err(e) => tracing::debug!(revision = last, error = %e, "etcd compaction"),
             }
         }
         last = now;
     }
+}
+
+/// Forgets the mirror's events at or below `rev`.
+fn compact_mirror(shared: &Shared, rev: u64) {
+    let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+    let rev = rev.min(m.rev);
+    let m = &mut *m;
+    drop_through(&mut m.log, &mut m.log_bytes, rev);
+    m.compacted = m.compacted.max(rev);
 }
 
 /// A watch event as a store event: a put is ADDED when the key was created by it.
@@ -556,11 +569,7 @@ impl Storage for EtcdStorage {
     }
 
     fn compact(&self, rev: u64) {
-        let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-        let rev = rev.min(m.rev);
-        let m = &mut *m;
-        drop_through(&mut m.log, &mut m.log_bytes, rev);
-        m.compacted = m.compacted.max(rev);
+        compact_mirror(&self.shared, rev);
     }
 
     fn healthy(&self) -> Result<(), String> {

@@ -88,7 +88,7 @@ pub struct StoreArgs {
     pub etcd_keyfile: Option<PathBuf>,
 
     /// The interval of compaction requests. If 0, the compaction request from apiserver is
-    /// disabled.
+    /// disabled. The embedded redb store's history is compacted at the same interval.
     #[arg(long, default_value = "5m", value_parser = crate::api::duration::parse_duration)]
     pub etcd_compaction_interval: std::time::Duration,
 
@@ -153,7 +153,9 @@ impl Store {
         let store = match backend {
             "redb" => {
                 let redb = redb::RedbStorage::open(data_dir, window)?.with_window_bytes(a.storage_event_window_bytes);
-                Self::with_storage(defs, Arc::new(redb))
+                let redb: Arc<dyn Storage> = Arc::new(redb);
+                backend::start_compactor(Arc::downgrade(&redb), a.etcd_compaction_interval);
+                Self::with_storage(defs, redb)
             }
             "etcd3" => {
                 if a.etcd_servers.is_empty() {

@@ -256,3 +256,26 @@ fn an_object_leaving_the_selection_is_deleted_as_it_was() {
     assert_eq!((&o["metadata"]["labels"]["foo"], &o["data"]["k"]), (&json!("bar"), &json!("before")), "{o}");
     assert_eq!(rv(deleted[0]), at);
 }
+
+/// The embedded store's history is compacted as kube compacts etcd's (every
+/// --etcd-compaction-interval, to the revision of the interval before): a rotated Secret's old
+/// data is not readable at its old resourceVersion for good.
+#[test]
+fn the_embedded_stores_history_is_compacted() {
+    let fd = Frontdoor::start(&["--etcd-compaction-interval", "300ms"]);
+    let c = fd.admin_client();
+    let secrets = fd.url("/api/v1/namespaces/default/secrets");
+    let r =
+        c.post(&secrets).json(&json!({"metadata": {"name": "s"}, "stringData": {"password": "OLD"}})).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let old = r.json::<Value>().unwrap()["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rotate = json!({"stringData": {"password": "NEW"}}).to_string();
+    let r = c.patch(format!("{secrets}/s")).header("Content-Type", "application/merge-patch+json").body(rotate);
+    assert_eq!(r.send().unwrap().status(), 200);
+    let at_old = format!("{secrets}?resourceVersion={old}&resourceVersionMatch=Exact");
+    let status = || c.get(&at_old).send().unwrap().status().as_u16();
+    crate::common::wait_until("the old revision compacted", std::time::Duration::from_secs(10), || status() == 410);
+    let watch = c.get(format!("{secrets}?watch=1&resourceVersion={old}")).send().unwrap();
+    let evs = events(watch);
+    assert!(evs.iter().all(|e| e["type"] == "ERROR"), "nothing replayed from before the compaction: {evs:?}");
+}
