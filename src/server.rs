@@ -115,7 +115,7 @@ impl Gateway {
         if let Err(reply) = self.impersonation.impersonate(session.req_header_mut(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(reply) = self.flowcontrol.admit(ctx).await {
+        if let Err(reply) = self.flowcontrol.admit(ctx, client_gone(session)).await {
             return self.reject(session, ctx, reply).await;
         }
         ctx.steps.admitted = Some(Instant::now());
@@ -478,6 +478,22 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
         tracing,
     });
     Ok((gw, kubeconfig))
+}
+
+/// Resolves when the client has left while its request waits (its HTTP/2 stream reset or
+/// closed, its HTTP/1.1 connection closed), as Go's server cancels a request's context; never
+/// while a body is still to come (its bytes are the handler's to read).
+async fn client_gone(session: &mut Session) {
+    if let Some(closed) = session.watch_h2_stream_close() {
+        let _ = closed.await;
+        return;
+    }
+    if !session.is_body_done() {
+        return std::future::pending().await;
+    }
+    // an HTTP/1.1 request without a body: until its response the connection has nothing to
+    // say, so a read that ends it (or brings bytes no request may send yet) means it is over
+    let _ = session.read_body_or_idle(true).await;
 }
 
 /// Feeds the store's RBAC objects to the authorizer and its APIServices to the router, so a

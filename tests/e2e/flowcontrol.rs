@@ -622,3 +622,40 @@ fn a_write_followed_by_many_watches_costs_seats_for_its_events() {
         metric(&format!("apiserver_flowcontrol_watch_count_samples_bucket{none}")) >= 1.0
     });
 }
+
+/// A queued request whose client leaves is withdrawn at once, counted as cancelled, and never
+/// runs (kube's wait ends with the request's context); it held its queue's place until its
+/// wait limit, and then ran for no one.
+#[test]
+fn a_queued_request_whose_client_left_leaves_its_queue() {
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("tiny.yaml");
+    std::fs::write(&file, tiny_level(2)).unwrap();
+    let (fd, mport) = start(&[
+        "--enable-priority-and-fairness=true",
+        "--flowcontrol-config",
+        file.to_str().unwrap(),
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+        "--request-timeout",
+        "60s",
+    ]);
+    let held = slow_reader(&fd, LARGE);
+    assert_eq!(held.status, "HTTP/1.1 200");
+    let level = "flow_schema=\"anonymous\",priority_level=\"tiny\"";
+    wait_metric(mport, &format!("apiserver_flowcontrol_current_executing_requests{{{level}}}"), 1.0);
+    let config = crate::raw::tls_config(&fd.certs().join("ca.crt"), None, &[b"http/1.1"]);
+    let mut tls = crate::raw::connect(fd.port, config).unwrap();
+    use std::io::Write;
+    tls.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    tls.flush().unwrap();
+    wait_metric(mport, &format!("apiserver_flowcontrol_current_inqueue_requests{{{level}}}"), 1.0);
+    drop(tls);
+    // within its 15 s wait limit: the client's leaving ended it
+    wait_metric(mport, &format!("apiserver_flowcontrol_current_inqueue_requests{{{level}}}"), 0.0);
+    let cancelled = format!("apiserver_flowcontrol_rejected_requests_total{{{level},reason=\"cancelled\"}}");
+    assert_eq!(metric(mport, &cancelled), 1.0);
+    drop(held);
+}

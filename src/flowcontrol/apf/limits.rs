@@ -33,7 +33,9 @@ pub fn bounds(server: u32, levels: &[Shares]) -> Vec<Limits> {
                 Some(p) => (nominal as f64 * p as f64 / 100.0).round() as u32,
                 None => server,
             };
-            Limits { nominal, lower: nominal - lendable, upper: nominal + borrowing }
+            // (kube computes in 64-bit ints; a borrowingLimitPercent up to int32's maximum
+            // would wrap a u32 sum and freeze every level's limits)
+            Limits { nominal, lower: nominal.saturating_sub(lendable), upper: nominal.saturating_add(borrowing) }
         })
         .collect()
 }
@@ -178,6 +180,11 @@ mod tests {
         assert_eq!(b[6].upper, 845, "nominal plus the server's seats when borrowingLimitPercent is unset");
         let capped = bounds(100, &[Shares { shares: 10, lendable_percent: 0, borrowing_limit_percent: Some(50) }]);
         assert_eq!(capped[0], Limits { nominal: 100, lower: 100, upper: 150 });
+        // the largest borrowingLimitPercent kube takes: no wrap below the lower limit
+        let huge = Shares { shares: 1000, lendable_percent: 0, borrowing_limit_percent: Some(i32::MAX as u32) };
+        let b = bounds(600, &[huge, s(30, 0)]);
+        assert_eq!((b[0].nominal, b[0].upper), (583, u32::MAX));
+        assert!(b[0].upper >= b[0].lower);
     }
 
     fn demand(hw: f64, smoothed: f64) -> DemandStats {
