@@ -361,6 +361,9 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                         if let Some(ev) = event(&prefix, e) {
                             rev = ev.rev;
                             apply(&shared, ev);
+                        } else if let Some((key, at)) = e.kv().and_then(|kv| Some((store_key(&prefix, kv)?, kv))) {
+                            rev = at.mod_revision() as u64;
+                            unreadable(&shared, key, rev);
                         }
                     }
                 }
@@ -422,6 +425,25 @@ fn event(prefix: &str, e: &etcd_client::Event) -> Option<Event> {
             let (last, _) = prev.clone()?;
             let value = Arc::new(stamp((*last).clone(), rev));
             Some(Event { rev, kind: EventType::Deleted, key, value, prev, raw: None })
+        }
+    }
+}
+
+/// A change of `key` whose value does not decode (written to etcd by something else), or a
+/// deletion whose last state does not: the object is gone from this replica's view, as it is
+/// for every reader, and its watchers and hooks are told (a RoleBinding left as it was would
+/// grant on, and could be deleted by no one).
+fn unreadable(shared: &Shared, key: String, rev: u64) {
+    tracing::error!(key, revision = rev, "an object in etcd does not decode: served as deleted");
+    let last = shared.mirror.read().unwrap_or_else(|e| e.into_inner()).objects.get(&key).cloned();
+    match last {
+        Some(s) => {
+            let value = Arc::new(stamp((*s.value).clone(), rev));
+            apply(shared, Event { rev, kind: EventType::Deleted, key, value, prev: Some((s.value, s.rev)), raw: None });
+        }
+        None => {
+            let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+            m.rev = m.rev.max(rev);
         }
     }
 }

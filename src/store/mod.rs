@@ -390,8 +390,21 @@ impl Store {
             for def in &defs {
                 run_hooks(&hooks, &storage, def);
             }
+            // the changes queued meanwhile are taken together: each resource's hooks run once
+            // for all of them (an RBAC hook compiles the whole policy: run per change, a
+            // tenant's burst of writes delayed another replica's revocation by seconds)
             while let Some(d) = futures::executor::block_on(watch.rx.recv()) {
-                if let Some(def) = defs.iter().find(|def| d.event.key.starts_with(&def.prefix())) {
+                let mut touched = vec![false; defs.len()];
+                let mut note = |key: &str| {
+                    if let Some(i) = defs.iter().position(|def| key.starts_with(&def.prefix())) {
+                        touched[i] = true;
+                    }
+                };
+                note(&d.event.key);
+                while let Ok(d) = watch.rx.try_recv() {
+                    note(&d.event.key);
+                }
+                for (def, _) in defs.iter().zip(&touched).filter(|(_, t)| **t) {
                     run_hooks(&hooks, &storage, def);
                 }
             }

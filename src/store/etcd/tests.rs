@@ -200,3 +200,21 @@ fn a_dead_member_among_the_servers_fails_no_request() {
         assert!(s.healthy().is_ok());
     }
 }
+
+/// A value another writer put into etcd that does not decode leaves the object gone from the
+/// mirror, with a DELETED event for its watchers: it was kept as it was, and (a RoleBinding)
+/// granted on with no way to delete it.
+#[test]
+fn an_undecodable_value_is_a_deletion_for_the_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(dir.path()).unwrap();
+    let a = EtcdStorage::connect(&config(&[etcd.url.clone()], "/registry")).unwrap();
+    let x = a.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
+    let mut w = a.watch("/registry/cm/", Some(x.rev)).unwrap();
+    let mut kv = a.client.kv_client();
+    a.rt.block_on(kv.put("/registry/cm/ns/x", "not json{", None)).unwrap();
+    let ev = a.rt.block_on(async { tokio::time::timeout(TIMEOUT, w.rx.recv()).await }).unwrap().unwrap().event.clone();
+    assert_eq!((ev.kind, ev.value["data"]["k"].as_str()), (EventType::Deleted, Some("1")));
+    assert!(ev.rev > x.rev);
+    assert!(a.get("/registry/cm/ns/x").is_none(), "gone from the mirror");
+}
