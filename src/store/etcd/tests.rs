@@ -208,7 +208,7 @@ fn a_dead_member_among_the_servers_fails_no_request() {
 fn an_undecodable_value_is_a_deletion_for_the_mirror() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdProcess::start(dir.path()).unwrap();
-    let a = EtcdStorage::connect(&config(&[etcd.url.clone()], "/registry")).unwrap();
+    let a = EtcdStorage::connect(&config(std::slice::from_ref(&etcd.url), "/registry")).unwrap();
     let x = a.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
     let mut w = a.watch("/registry/cm/", Some(x.rev)).unwrap();
     let mut kv = a.client.kv_client();
