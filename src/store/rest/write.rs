@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// Read-modify-write attempts before a patch or unconditional update gives up.
-pub(crate) const RETRIES: usize = 5;
+pub(crate) const RETRIES: usize = 10;
 
 fn meta(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
@@ -541,11 +541,22 @@ pub(super) fn guaranteed_update(
         validate(t, &mut new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
             Ok(s) => return Ok(reply_stored(store, t, 200, &s)),
-            Err(StorageError::Conflict) if retry_conflict => continue,
+            Err(StorageError::Conflict) if retry_conflict => wait_changed(store, &key, existing.rev),
             Err(e) => return Err(status(t, &t.name, e)),
         }
     }
     Err(status(t, &t.name, StorageError::Conflict))
+}
+
+/// After a lost write race, waits (at most a second) for this replica's view of `key` to move
+/// past `rev`: another replica's write reaches the etcd mirror a moment after it committed,
+/// and a retry on the old view would only lose again (kube retries from the state the failed
+/// transaction read).
+fn wait_changed(store: &Store, key: &str, rev: u64) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while store.storage.get(key).is_some_and(|s| s.rev == rev) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -708,44 +719,57 @@ fn deleted_status(t: &Target, obj: &Value) -> Reply {
 pub fn delete(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     let opts = delete_options(t, body)?;
     let key = t.def.key(&t.namespace, &t.name);
-    let existing = store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
-    let why = |what: &str, want: &str, have: &str| {
-        format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}")
-    };
-    if let Some(uid) = &opts.uid {
-        if uid != str_of(&existing.value, "uid") {
-            return Err(Status::conflict(
-                &t.def.group,
-                &t.def.resource,
-                &t.name,
-                &why("UID", uid, str_of(&existing.value, "uid")),
-            ));
+    // a delete without a resourceVersion precondition is retried after a lost race, as kube's
+    // conditionalDelete retries (another replica's write may have moved the object meanwhile)
+    let mut tries = 1;
+    let (obj, gone) = loop {
+        let existing =
+            store.storage.get(&key).ok_or_else(|| Status::not_found(&t.def.group, &t.def.resource, &t.name))?;
+        let why = |what: &str, want: &str, have: &str| {
+            format!("Precondition failed: {what} in precondition: {want}, {what} in object meta: {have}")
+        };
+        if let Some(uid) = &opts.uid {
+            if uid != str_of(&existing.value, "uid") {
+                return Err(Status::conflict(
+                    &t.def.group,
+                    &t.def.resource,
+                    &t.name,
+                    &why("UID", uid, str_of(&existing.value, "uid")),
+                ));
+            }
         }
-    }
-    if let Some(rv) = &opts.rv {
-        if *rv != existing.rev.to_string() {
-            return Err(Status::conflict(
-                &t.def.group,
-                &t.def.resource,
-                &t.name,
-                &why("ResourceVersion", rv, &existing.rev.to_string()),
-            ));
+        if let Some(rv) = &opts.rv {
+            if *rv != existing.rev.to_string() {
+                return Err(Status::conflict(
+                    &t.def.group,
+                    &t.def.resource,
+                    &t.name,
+                    &why("ResourceVersion", rv, &existing.rev.to_string()),
+                ));
+            }
         }
-    }
-    if let Some(admit) = &t.admit {
-        admit(Some(&existing.value), None)?;
-    }
-    if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str()) {
-        return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
-    }
-    let deleted = if namespace::is_namespaces(t.def) {
-        namespace::delete(store, t.def, &existing, opts.dry_run, opts.propagation)
-    } else if crate::store::crd::is_crds(t.def) {
-        crate::store::crd::controller::delete(store, t.def, &existing, opts.dry_run)
-    } else {
-        delete_one(store, t.def, &existing, opts.dry_run, opts.propagation)
+        if let Some(admit) = &t.admit {
+            admit(Some(&existing.value), None)?;
+        }
+        if t.def.group.is_empty() && t.def.resource == "namespaces" && SYSTEM_NAMESPACES[..3].contains(&t.name.as_str())
+        {
+            return Err(Status::forbidden("", "namespaces", &t.name, "this namespace may not be deleted"));
+        }
+        let deleted = if namespace::is_namespaces(t.def) {
+            namespace::delete(store, t.def, &existing, opts.dry_run, opts.propagation)
+        } else if crate::store::crd::is_crds(t.def) {
+            crate::store::crd::controller::delete(store, t.def, &existing, opts.dry_run)
+        } else {
+            delete_one(store, t.def, &existing, opts.dry_run, opts.propagation)
+        };
+        match deleted {
+            Err(StorageError::Conflict) if opts.rv.is_none() && tries < RETRIES => {
+                tries += 1;
+                wait_changed(store, &key, existing.rev);
+            }
+            deleted => break deleted.map_err(|e| status(t, &t.name, e))?,
+        }
     };
-    let (obj, gone) = deleted.map_err(|e| status(t, &t.name, e))?;
     // a namespace answers with itself, even once gone (kube's ReturnDeletedObject)
     if gone && !namespace::is_namespaces(t.def) {
         Ok(deleted_status(t, &obj))
