@@ -169,6 +169,16 @@ pub trait Storage: Send + Sync {
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError>;
     /// Forgets events at or below `rev`.
     fn compact(&self, rev: u64);
+    /// Waits until this replica's view holds every write committed before the call (kube's
+    /// quorum read): what a read without a resourceVersion must see. The embedded store is
+    /// always current.
+    fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Whether other replicas write the same store (so `sync` has work to do).
+    fn replicated(&self) -> bool {
+        false
+    }
     /// Whether the backend can serve (the `etcd` health check).
     fn healthy(&self) -> Result<(), String>;
 }

@@ -594,6 +594,21 @@ impl Storage for EtcdStorage {
         compact_mirror(&self.shared, rev);
     }
 
+    fn replicated(&self) -> bool {
+        true
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        // etcd's current revision (a count-only read of one key: only the header is wanted),
+        // then the mirror caught up to it: another replica's acknowledged write is seen
+        let key = self.etcd_key("/");
+        let resp = self.call(move |mut client| {
+            let key = key.clone();
+            async move { client.get(key, Some(GetOptions::new().with_count_only())).await }
+        })?;
+        self.wait_for(resp.header().map_or(0, |h| h.revision() as u64))
+    }
+
     fn healthy(&self) -> Result<(), String> {
         // kube's --etcd-healthcheck-timeout default
         self.call_within(HEALTH_TIMEOUT, |mut client| async move { client.get("health", None).await.map(|_| ()) })

@@ -117,3 +117,27 @@ fn unconditional_writes_across_replicas_never_conflict() {
     let after: Vec<u16> = on_a.join().unwrap();
     assert!(after.iter().all(|c| *c == 404), "only gone after the delete: {after:?}");
 }
+
+/// A read without a resourceVersion sees every write acknowledged before it, whichever replica
+/// took the write (kube's quorum read): another replica's mirror may be a moment behind.
+#[test]
+fn a_read_sees_what_another_replica_acknowledged() {
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(etcd_dir.path()).unwrap();
+    let args = ["--etcd-servers", etcd.url.as_str()];
+    let (a, b) = (Frontdoor::start(&args), Frontdoor::start(&args));
+    let (ca, cb) = (a.admin_client(), b.admin_client());
+    let (on_a, on_b) = (a.url("/api/v1/namespaces/default/configmaps"), b.url("/api/v1/namespaces/default/configmaps"));
+    let mut stale = Vec::new();
+    for i in 0..150 {
+        let name = format!("c{i}");
+        let r =
+            ca.post(&on_a).json(&serde_json::json!({"metadata": {"name": name}, "data": {"n": "1"}})).send().unwrap();
+        assert_eq!(r.status(), 201);
+        let code = cb.get(format!("{on_b}/{name}")).send().unwrap().status().as_u16();
+        if code != 200 {
+            stale.push((i, code));
+        }
+    }
+    assert_eq!(stale, vec![], "reads on b right after a's acknowledged creates");
+}

@@ -226,6 +226,14 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     if matches!(info.verb.as_str(), "get" | "list") && t.query.continue_.is_empty() {
         if let Ok(Some(asked)) = t.query.revision() {
             wait_fresh(&rest.store, asked).await;
+        } else if t.query.resource_version.is_empty() && rest.store.storage.replicated() {
+            // no resourceVersion: the latest, as a quorum read has it (with replicas on etcd,
+            // another's acknowledged write)
+            let store = rest.store.clone();
+            let synced = tokio::task::spawn_blocking(move || store.storage.sync()).await;
+            if let Ok(Err(e)) = synced {
+                return rest.respond.send(session, ctx, Status::internal_error(e.to_string()).into()).await;
+            }
         }
     }
     if let Some(a) = &rest.admission {
