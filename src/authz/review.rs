@@ -138,12 +138,16 @@ pub async fn review(
                     obj["metadata"] = json!({});
                 }
                 obj["metadata"]["namespace"] = json!(namespace);
-                if attrs.namespace != namespace {
-                    return Status::bad_request(format!(
-                        "spec.resourceAttributes.namespace must match namespace: {namespace}"
-                    ))
-                    .into();
+                if let Some(r) = metadata_not_empty(kind, &obj["metadata"], "must be empty except for namespace") {
+                    return r;
                 }
+                if attrs.namespace != namespace {
+                    let shown = crate::api::field::quote(&attrs.namespace);
+                    let message = format!("Invalid value: {shown}: must match metadata.namespace");
+                    return invalid(kind, "spec.resourceAttributes.namespace", message);
+                }
+            } else if let Some(r) = metadata_not_empty(kind, &obj["metadata"], "must be empty") {
+                return r;
             }
             let (decision, reason, errors) = authz.decide_or_error(&attrs).await;
             let mut s = json!({"allowed": decision == Decision::Allow});
@@ -168,6 +172,25 @@ pub async fn review(
     obj["spec"] = spec;
     obj["status"] = status;
     Reply::json(201, &obj)
+}
+
+/// kube's validation of an access review's metadata: nothing set but (for a local review)
+/// the namespace; a null or empty field is as good as absent (kubectl sends
+/// `creationTimestamp: null`).
+fn metadata_not_empty(kind: &str, meta: &Value, rule: &str) -> Option<Reply> {
+    let set = |(k, v): (&String, &Value)| {
+        let empty = match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::Bool(b) => !b,
+        };
+        !empty && !(k == "namespace" && rule.contains("namespace")) && k != "managedFields"
+    };
+    let m = meta.as_object()?;
+    m.iter().any(set).then(|| invalid(kind, "metadata", format!("Invalid value: {meta}: {rule}")))
 }
 
 fn spec_user(spec: &Value) -> Option<UserInfo> {
@@ -265,6 +288,32 @@ mod tests {
         );
         assert!(spec_user(&json!({"user": ""})).is_none());
         assert_eq!(spec_user(&json!({"groups": ["g"]})).unwrap().groups, vec!["g"]);
+    }
+
+    /// kube's ValidateSubjectAccessReview and friends: metadata must be empty (nulls and empty
+    /// values, as kubectl sends them, are), a local review's but for its namespace.
+    #[test]
+    fn a_reviews_metadata_must_be_empty() {
+        let message =
+            |r: Option<Reply>| r.map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["message"].clone());
+        assert!(metadata_not_empty(
+            "SelfSubjectAccessReview",
+            &json!({"creationTimestamp": null, "name": ""}),
+            "must be empty"
+        )
+        .is_none());
+        assert_eq!(
+            message(metadata_not_empty("SubjectAccessReview", &json!({"name": "x"}), "must be empty")),
+            Some(json!("SubjectAccessReview.authorization.k8s.io \"\" is invalid: metadata: Invalid value: {\"name\":\"x\"}: must be empty"))
+        );
+        let except = "must be empty except for namespace";
+        assert!(metadata_not_empty("LocalSubjectAccessReview", &json!({"namespace": "a"}), except).is_none());
+        assert!(metadata_not_empty(
+            "LocalSubjectAccessReview",
+            &json!({"namespace": "a", "labels": {"x": "y"}}),
+            except
+        )
+        .is_some());
     }
 
     #[test]

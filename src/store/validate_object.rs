@@ -56,6 +56,8 @@ fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
             "finalizer orphan and foregroundDeletion cannot be both set",
         ));
     }
+    // kube's ValidateOwnerReferences (an object's value is shown as its JSON)
+    let mut controller = None;
     for r in meta["ownerReferences"].as_array().into_iter().flatten() {
         let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
         let api_version = s("apiVersion");
@@ -67,6 +69,21 @@ fn object_meta(meta: &Value, out: &mut Vec<StatusCause>) {
         for (field, what) in [("kind", "kind"), ("name", "name"), ("uid", "uid")] {
             if s(field).is_empty() {
                 out.push(invalid(&format!("{path}.{field}"), "", &format!("{what} must not be empty")));
+            }
+        }
+        // BannedOwners: an Event owns nothing
+        if api_version == "v1" && s("kind") == "Event" {
+            out.push(invalid(path, &r.to_string(), "/v1, Kind=Event is disallowed from being an owner"));
+        }
+        if r["controller"] == true {
+            let this = format!("{}/{}", s("kind"), s("name"));
+            match &controller {
+                None => controller = Some(this),
+                Some(first) => out.push(invalid(
+                    path,
+                    &meta["ownerReferences"].to_string(),
+                    &format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"),
+                )),
             }
         }
     }
@@ -376,6 +393,14 @@ mod tests {
             vec!["metadata.labels", "metadata.labels", "metadata.finalizers", "metadata.ownerReferences.uid"]
         );
         assert_eq!(c[3].message, "Invalid value: \"\": uid must not be empty");
+        let owner = |kind: &str, name: &str, controller: bool| json!({"apiVersion": "v1", "kind": kind, "name": name, "uid": "u", "controller": controller});
+        let two = json!({"metadata": {"name": "x", "ownerReferences": [owner("ConfigMap", "a", true), owner("ConfigMap", "b", true)]}});
+        let c = validate(&cm, &two, None);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert!(c[0].message.ends_with("Only one reference can have Controller set to true. Found \"true\" in references for ConfigMap/a and ConfigMap/b"), "{c:?}");
+        let event = json!({"metadata": {"name": "x", "ownerReferences": [owner("Event", "e", false)]}});
+        let c = validate(&cm, &event, None);
+        assert!(c.len() == 1 && c[0].message.ends_with("/v1, Kind=Event is disallowed from being an owner"), "{c:?}");
         let big = "x".repeat(TOTAL_ANNOTATION_SIZE);
         let c = validate(&cm, &json!({"metadata": {"name": "x", "annotations": {"a": big}}}), None);
         assert_eq!(

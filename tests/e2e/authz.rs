@@ -274,10 +274,11 @@ fn review_apis() {
         .json(&body)
         .send()
         .unwrap();
-    assert_eq!(r.status(), 400);
+    // kube sets the review's namespace from the URL, then validates (422)
+    assert_eq!(r.status(), 422);
     assert_eq!(
         r.json::<serde_json::Value>().unwrap()["message"],
-        "spec.resourceAttributes.namespace must match namespace: other"
+        "LocalSubjectAccessReview.authorization.k8s.io \"\" is invalid: spec.resourceAttributes.namespace: Invalid value: \"team\": must match metadata.namespace"
     );
 
     // validation, in kube's words

@@ -37,11 +37,16 @@ const POLL: Duration = Duration::from_secs(1);
 /// authorizer follows the store: a fresh store takes dozens of writes here, and each would
 /// otherwise recompile the whole policy (the authorizer then compiles the result once).
 pub fn seed(store: &Store, authz: &Authorization) {
-    let Some(rbac) = authz.rbac() else { return };
     if store.def(GROUP, "clusterroles").is_none() {
         return;
     }
-    create_bootstrap(store, &rbac);
+    // kube writes its bootstrap policy whenever the RBAC API is served, whatever the
+    // authorizers (RBAC may join the chain on a reload, and then reads the store alone)
+    let Some(rbac) = authz.rbac() else {
+        create_bootstrap(store, &super::bootstrap(), |_| false);
+        return;
+    };
+    create_bootstrap(store, &rbac.static_objects().0, file_defines(&rbac));
     sync_files(store, &rbac);
 }
 
@@ -101,14 +106,17 @@ fn new_object(o: &RbacObject, annotations: Value) -> Value {
     v
 }
 
+/// Whether a policy file defines the object (then it is the file's, not the bootstrap's).
+fn file_defines(rbac: &RbacAuthorizer) -> impl Fn(&RbacObject) -> bool + '_ {
+    |o| rbac.defined_by_file(o.kind(), &o.meta().namespace, &o.meta().name).is_some()
+}
+
 /// kube's bootstrap: each missing bootstrap object is created, each stored one reconciled
 /// (but one a policy file redefines is the file's).
-fn create_bootstrap(store: &Store, rbac: &RbacAuthorizer) {
-    let (bootstrap, _) = rbac.static_objects();
-    for o in &bootstrap {
+fn create_bootstrap(store: &Store, bootstrap: &[RbacObject], file_defines: impl Fn(&RbacObject) -> bool) {
+    for o in bootstrap {
         let Some(def) = def(store, o) else { continue };
-        let m = o.meta();
-        if rbac.defined_by_file(o.kind(), &m.namespace, &m.name).is_some() {
+        if file_defines(o) {
             continue;
         }
         let key = key(def, o);
@@ -184,7 +192,8 @@ fn sync_files(store: &Store, rbac: &RbacAuthorizer) {
         }
     }
     if removed {
-        create_bootstrap(store, rbac); // a file no longer redefining a bootstrap object
+        // a file no longer redefining a bootstrap object
+        create_bootstrap(store, &rbac.static_objects().0, file_defines(rbac));
     }
 }
 
