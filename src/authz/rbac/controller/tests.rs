@@ -28,7 +28,7 @@ fn bootstrap_files_and_aggregation_reach_the_store() {
     let rbac = Arc::new(RbacAuthorizer::new(vec![policy.clone()]).unwrap());
     connect(&s, &rbac);
 
-    create_bootstrap(&s, &rbac);
+    create_bootstrap(&s, &rbac.static_objects().0, file_defines(&rbac));
     sync_files(&s, &rbac);
     aggregate(&s, &rbac);
     let admin = get(&s, "clusterroles", "cluster-admin").unwrap();
