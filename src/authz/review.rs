@@ -187,7 +187,8 @@ fn metadata_not_empty(kind: &str, meta: &Value, rule: &str) -> Option<Reply> {
             Value::Number(n) => n.as_f64() == Some(0.0),
             Value::Bool(b) => !b,
         };
-        !empty && !(k == "namespace" && rule.contains("namespace")) && k != "managedFields"
+        let allowed = k == "managedFields" || (k == "namespace" && rule.contains("namespace"));
+        !(empty || allowed)
     };
     let m = meta.as_object()?;
     m.iter().any(set).then(|| invalid(kind, "metadata", format!("Invalid value: {meta}: {rule}")))

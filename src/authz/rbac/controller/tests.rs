@@ -67,7 +67,7 @@ fn bootstrap_files_and_aggregation_reach_the_store() {
     edited["metadata"]["labels"]["x"] = json!("y");
     edited["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
     s.update(&def, &stored.key, edited, Some(stored.rev)).unwrap();
-    create_bootstrap(&s, &rbac);
+    create_bootstrap(&s, &rbac.static_objects().0, file_defines(&rbac));
     let monitoring = get(&s, "clusterroles", "system:monitoring").unwrap();
     assert_eq!(monitoring["metadata"]["labels"]["x"], "y");
     assert_eq!(monitoring["rules"][0]["resources"], json!(["pods"]));
@@ -75,7 +75,7 @@ fn bootstrap_files_and_aggregation_reach_the_store() {
     // a deleted one comes back on a restart only
     s.delete(&def, &def.key("", "system:monitoring"), None).unwrap();
     assert!(get(&s, "clusterroles", "system:monitoring").is_none());
-    create_bootstrap(&s, &rbac);
+    create_bootstrap(&s, &rbac.static_objects().0, file_defines(&rbac));
     assert!(get(&s, "clusterroles", "system:monitoring").is_some());
 }
 
@@ -104,9 +104,9 @@ fn a_file_redefining_a_bootstrap_object_owns_it_while_it_does() {
     std::fs::write(&policy, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: system:monitoring}\nrules: [{nonResourceURLs: [/mine], verbs: [get]}]\n").unwrap();
     let s = store(&dir.path().join("data"));
     let rbac = Arc::new(RbacAuthorizer::new(vec![policy.clone()]).unwrap());
-    create_bootstrap(&s, &rbac);
+    create_bootstrap(&s, &rbac.static_objects().0, file_defines(&rbac));
     sync_files(&s, &rbac);
-    create_bootstrap(&s, &rbac);
+    create_bootstrap(&s, &rbac.static_objects().0, file_defines(&rbac));
     let m = get(&s, "clusterroles", "system:monitoring").unwrap();
     assert_eq!(m["rules"], json!([{"nonResourceURLs": ["/mine"], "verbs": ["get"]}]), "the file's, not reconciled");
     std::fs::write(&policy, "").unwrap();
