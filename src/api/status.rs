@@ -150,9 +150,9 @@ impl Status {
         Status::failure(403, "Forbidden", msg).with_details(group, resource, name)
     }
 
-    pub fn too_many_requests() -> Self {
+    pub fn too_many_requests(retry_after_seconds: u32) -> Self {
         let mut s = Status::failure(429, "TooManyRequests", "Too many requests, please try again later.");
-        s.details = Some(StatusDetails { retry_after_seconds: 1, ..Default::default() });
+        s.details = Some(StatusDetails { retry_after_seconds, ..Default::default() });
         s
     }
 

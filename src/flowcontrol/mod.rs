@@ -128,10 +128,6 @@ impl FlowControl {
 
 /// The answer over the limit: kube's text, 429, `Retry-After: 1`, as a Status (kube writes
 /// the text plain; every client-visible error here is a Status, which client-go reads the same).
-pub fn too_many_requests() -> Reply {
-    Reply::status(&crate::api::Status::too_many_requests())
-}
-
 use once_cell::sync::Lazy;
 
 impl FlowControl {
@@ -191,7 +187,11 @@ async fn admit_apf(
             ctx.inflight = Some(Permit::new((seat, counted)));
             Ok(())
         }
-        Err(_) => Err(rejected(ctx, is_mutating(&info.verb))),
+        Err(_) => {
+            let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let retry_after = apf.dropped.record(&schema.level.name, unix as i64);
+            Err(rejected(ctx, is_mutating(&info.verb), retry_after))
+        }
     }
 }
 
@@ -211,11 +211,13 @@ fn admit_max_in_flight(mif: &MaxInFlight, ctx: &mut RequestContext) -> Result<()
     if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
         return Ok(());
     }
-    Err(rejected(ctx, is_mutating(&info.verb)))
+    Err(rejected(ctx, is_mutating(&info.verb), 1))
 }
 
 /// kube's bookkeeping of a request refused in self-defense, and the 429.
-fn rejected(ctx: &RequestContext, mutating: bool) -> Reply {
+/// kube's 429 for a dropped request, with the Retry-After its priority level has grown to
+/// (max-in-flight's is always 1).
+fn rejected(ctx: &RequestContext, mutating: bool, retry_after: u32) -> Reply {
     let info = &ctx.request_info;
     let kind = if mutating { maxinflight::MUTATING } else { maxinflight::READ_ONLY };
     DROPPED_REQUESTS.with_label_values(&[kind]).inc();
@@ -232,7 +234,7 @@ fn rejected(ctx: &RequestContext, mutating: bool) -> Reply {
             "429",
         ])
         .inc();
-    too_many_requests()
+    Reply::status(&crate::api::Status::too_many_requests(retry_after))
 }
 
 /// The HTTP method behind a RequestInfo verb, for the metrics' verb label.

@@ -248,6 +248,17 @@ fn crd_served_live_with_kubectl() {
     let err = fails(&fd, &["patch", "ct", "nightly", "--subresource=scale", "--type=merge", "-p", stale]);
     assert!(err.contains("the object has been modified"), "{err}");
     assert_eq!(json_of(&fd, &["get", "ct", "nightly"])["spec"]["replicas"], 4);
+    // a Scale naming another object, or another uid, is refused
+    let scale_url = "/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/scale";
+    let put = |body: Value| fd.admin_client().put(fd.url(scale_url)).json(&body).send().unwrap().status().as_u16();
+    let scale = |meta: Value| serde_json::json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": meta, "spec": {"replicas": 5}});
+    assert_eq!(put(scale(serde_json::json!({"name": "other"}))), 400);
+    assert_eq!(put(scale(serde_json::json!({"name": "nightly", "namespace": "b"}))), 400);
+    assert_eq!(put(scale(serde_json::json!({"name": "nightly", "uid": "not-its-uid"}))), 409);
+    assert_eq!(json_of(&fd, &["get", "ct", "nightly"])["spec"]["replicas"], 4);
+    // a custom object takes no strategic merge patch (kube's 415)
+    let err = fails(&fd, &["patch", "ct", "nightly", "--type=strategic", "-p", r#"{"spec":{"image":"x"}}"#]);
+    assert!(err.contains("accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"), "{err}");
 
     // a finalizer without a path is warned of as kube's CRD handler does, once, when added
     let fin = r#"{"metadata":{"finalizers":["cleanup","example.com.cleanup","example.com/cleanup"]}}"#;

@@ -303,3 +303,29 @@ fn printer_columns_and_rules_read_the_sets() {
     let b = send(&c, "PATCH", &format!("{list}/deep"), "application/json", "application/json-patch+json", &ops);
     no_held_form("deep json patch", &b);
 }
+
+/// A resourceVersion in an applied configuration is a precondition, as for any update: a
+/// stale one is kube's 409, the current one applies.
+#[test]
+fn an_applied_resource_version_is_a_precondition() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let url = fd.url(&format!("{CMS}/y?fieldManager=m1&force=true"));
+    let apply = |rv: &str, v: &str| {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y", "resourceVersion": rv}, "data": {"k": v}});
+        let body = if rv.is_empty() {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y"}, "data": {"k": v}})
+        } else {
+            body
+        };
+        c.patch(&url).header("Content-Type", "application/apply-patch+yaml").body(body.to_string()).send().unwrap()
+    };
+    let created: Value = apply("", "first").json().unwrap();
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let stale = apply("1", "stale");
+    assert_eq!(stale.status(), 409);
+    let now: Value = c.get(fd.url(&format!("{CMS}/y"))).send().unwrap().json().unwrap();
+    assert_eq!(now["data"]["k"], "first", "nothing written");
+    let fresh = apply(&rv, "second");
+    assert_eq!(fresh.status(), 200);
+}

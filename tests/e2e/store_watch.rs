@@ -279,3 +279,39 @@ fn the_embedded_stores_history_is_compacted() {
     let evs = events(watch);
     assert!(evs.iter().all(|e| e["type"] == "ERROR"), "nothing replayed from before the compaction: {evs:?}");
 }
+
+/// A paged list at a resourceVersion without resourceVersionMatch is served at exactly that
+/// version, as kube's legacy reading of it (a plain list at one is "not older than").
+#[test]
+fn a_paged_list_at_a_version_is_that_version() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let first = create(&c, &cms, "first");
+    create(&c, &cms, "second");
+    let page: Value = c.get(format!("{cms}?resourceVersion={first}&limit=10")).send().unwrap().json().unwrap();
+    let names: Vec<&str> =
+        page["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"first") && !names.contains(&"second"), "{page}");
+    assert_eq!(page["metadata"]["resourceVersion"], first.to_string());
+    let plain: Value = c.get(format!("{cms}?resourceVersion={first}")).send().unwrap().json().unwrap();
+    assert!(plain.to_string().contains("\"second\""), "not older than: the latest");
+}
+
+/// A watch of one named object may select by field only that same name (kube's ListResource).
+#[test]
+fn a_named_watchs_field_selector_pins_its_name() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    create(&c, &fd.url("/api/v1/namespaces/default/configmaps"), "x");
+    let watch = |selector: &str| {
+        let url = format!("/api/v1/watch/namespaces/default/configmaps/x?timeoutSeconds=1&fieldSelector={selector}");
+        c.get(fd.url(&url)).send().unwrap()
+    };
+    for bad in ["metadata.name%3Dy", "metadata.namespace%3Ddefault"] {
+        let r = watch(bad);
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().unwrap()["message"], "fieldSelector metadata.name doesn't match requested name");
+    }
+    assert_eq!(watch("metadata.name%3Dx").status(), 200);
+}

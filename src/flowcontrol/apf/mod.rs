@@ -5,6 +5,7 @@
 //! queues and seats in use across reloads that leave their queuing unchanged.
 
 pub mod classify;
+pub mod dropped;
 pub mod dump;
 pub mod ensurer;
 pub mod integrator;
@@ -119,6 +120,8 @@ pub struct Apf {
     count: OnceLock<Box<width::ObjectCount>>,
     /// The watches let through, for the cost of the writes they follow.
     pub watches: Arc<watches::Watches>,
+    /// Each level's recent drops, for its 429s' Retry-After.
+    pub dropped: dropped::Dropped,
 }
 
 #[derive(Default)]
@@ -140,6 +143,7 @@ impl Apf {
             sources: Mutex::new(Sources { files, stored: Objects::default() }),
             count: OnceLock::new(),
             watches: Arc::default(),
+            dropped: Default::default(),
         });
         rebalance_every(Arc::downgrade(&apf));
         Ok(apf)
@@ -298,11 +302,14 @@ pub async fn wait(
     r
 }
 
-/// A stable UID for an object that has none (bootstrap and file objects): kube's are
-/// generated once and kept; these are derived from kind and name so they survive restarts.
+/// A UID for an object that has none (bootstrap and file objects), stable for the process:
+/// derived from kind and name under a key drawn at start-up, so that, as kube's random UIDs,
+/// the X-Kubernetes-PF-* headers do not let a client confirm a guessed name (kube sends UIDs
+/// and not names to hide them).
 fn derived_uid(kind: &str, name: &str) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(format!("{kind}/{name}").as_bytes());
+    static KEY: std::sync::LazyLock<[u8; 16]> = std::sync::LazyLock::new(|| uuid::Uuid::new_v4().into_bytes());
+    let d = sha2::Sha256::digest([&KEY[..], format!("{kind}/{name}").as_bytes()].concat());
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;

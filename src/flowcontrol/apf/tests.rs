@@ -202,6 +202,11 @@ spec:
     assert_eq!(slow.uid, "11111111-2222-3333-4444-555555555555");
     let exempt = cfg.schemas.iter().find(|s| &*s.name == "exempt").unwrap();
     assert_eq!(exempt.uid, derived_uid("FlowSchema", "exempt"), "a stable derived uid");
+    // not one anyone can compute from the name (as the name's SHA-256 was)
+    use sha2::Digest;
+    let guessable: String =
+        sha2::Sha256::digest(b"FlowSchema/exempt")[9..16].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!exempt.uid.replace('-', "").ends_with(&guessable), "{}", exempt.uid);
 }
 
 #[test]

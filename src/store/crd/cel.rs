@@ -231,6 +231,17 @@ mod tests {
         assert!(compile_error("self.a == 1").is_none());
     }
 
+    /// kube's root rules see of the metadata only the name and generateName.
+    #[test]
+    fn a_root_rule_sees_only_the_name_of_the_metadata() {
+        let schema = json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "!has(self.metadata.uid)", "message": "uid seen"},
+            {"rule": "self.metadata.name == 'x'", "message": "name not seen"}]});
+        let obj = json!({"metadata": {"name": "x", "uid": "u-1", "labels": {"a": "b"}}, "spec": {}});
+        let causes = crate::store::crd::structural::validate(&schema, &obj, None);
+        assert!(causes.is_empty(), "{causes:?}");
+    }
+
     #[test]
     fn a_rule_names_oldself_as_a_variable_to_be_a_transition_rule() {
         let schema = json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.oldSelfTest != 'bad'"}]});

@@ -86,6 +86,21 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
             }
             other => return Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
         };
+        // kube's update handler (checkName) and scaleUpdatedObjectInfo (a uid precondition)
+        let meta = &wanted["metadata"];
+        if let Some(name) = meta["name"].as_str().filter(|n| !n.is_empty() && *n != t.name) {
+            let message = format!("the name of the object ({name}) does not match the name on the URL ({})", t.name);
+            return Err(Status::bad_request(message));
+        }
+        if meta["namespace"].as_str().is_some_and(|n| !n.is_empty() && n != t.namespace) {
+            let message = "the namespace of the provided object does not match the namespace sent on the request";
+            return Err(Status::bad_request(message));
+        }
+        let uid = existing.value["metadata"]["uid"].as_str().unwrap_or_default();
+        if let Some(asked) = meta["uid"].as_str().filter(|u| !u.is_empty() && *u != uid) {
+            let why = format!("Precondition failed: UID in precondition: {asked}, UID in object meta: {uid}");
+            return Err(Status::conflict(&t.def.group, &t.def.resource, &t.name, &why));
+        }
         let rv = wanted["metadata"]["resourceVersion"].as_str().unwrap_or_default();
         // a resourceVersion the Scale names, sent or patched in, is a precondition (kube's
         // scaleUpdatedObjectInfo), whichever verb wrote it

@@ -249,13 +249,26 @@ pub fn validate(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<StatusC
         out.push(cause("FieldValueInvalid", "<nil>", format!("Invalid value: \"null\": {why}")));
         return out;
     }
-    // rules at the root see the whole object
-    rules.push(Rules { schema, v: obj, old, path: String::new() });
     let mut budget = super::cel::COST_BUDGET;
+    // rules at the root see the whole object, of its metadata only the name and generateName
+    // (kube's WithTypeAndObjectMeta)
+    if schema.get("x-kubernetes-validations").is_some() {
+        let (root, old_root) = (cel_root(obj), old.map(cel_root));
+        super::cel::check(schema, &root, old_root.as_ref(), "", &mut out, &mut budget);
+    }
     for r in rules {
         super::cel::check(r.schema, r.v, r.old, &r.path, &mut out, &mut budget);
     }
     out
+}
+
+/// The object as a root rule sees it.
+fn cel_root(obj: &Value) -> Value {
+    let mut root = obj.clone();
+    if let Some(m) = root.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, _| k == "name" || k == "generateName");
+    }
+    root
 }
 
 fn number(v: &Value) -> Option<f64> {

@@ -4,7 +4,9 @@
 //! to a different value is a conflict unless `force=true`.
 
 use super::object::record_managed;
-use super::write::{check_name, check_namespace, check_type, create_value, guaranteed_update, prepare_update};
+use super::write::{
+    check_name, check_namespace, check_type, create_value, guaranteed_update, precondition, prepare_update,
+};
 use super::Target;
 use crate::api::status::StatusCause;
 use crate::api::Status;
@@ -378,7 +380,13 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         }
         false => Err(Status::not_found(&t.def.group, &t.def.resource, &t.name)),
     };
-    guaranteed_update(store, t, true, missing, |existing| {
+    // a resourceVersion the configuration names is a precondition, as for any update (the
+    // applied object carries it into the store's compare), and is not retried
+    let want = precondition(&config)?;
+    guaranteed_update(store, t, want.is_none(), missing, |existing| {
+        if want.is_some_and(|w| w != existing.rev) {
+            return Err(super::object::status(t, &t.name, crate::store::backend::StorageError::Conflict));
+        }
         // ownership is read and edited here: the sets as trees
         let mut new = (*existing.value).clone();
         crate::store::fields_v1::expand(&mut new);

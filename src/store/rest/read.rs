@@ -66,6 +66,10 @@ pub fn selectors(t: &Target) -> Result<(LabelSelector, FieldSelector), Status> {
         FieldSelector::parse(&t.query.field_selector, extra_fields(&t.def.resource)).map_err(Status::bad_request)?
     };
     if !t.name.is_empty() {
+        // kube's ListResource: a named watch's field selector may only pin that same name
+        if !fields.is_empty() && fields.name() != Some(t.name.as_str()) {
+            return Err(Status::bad_request("fieldSelector metadata.name doesn't match requested name"));
+        }
         fields.require_name(&t.name);
     }
     Ok((labels, fields))
@@ -98,6 +102,8 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
         // the options are valid (`validate_list`): an Exact match has a revision
         match (q.resource_version_match.as_str(), q.revision()?) {
             ("Exact", Some(r)) => (Some(r), None),
+            // kube's legacy reading of a paged list at a version: exactly that version
+            ("", Some(r)) if q.limit.is_some_and(|l| l > 0) => (Some(r), None),
             (_, rv) => {
                 if let Some(r) = rv {
                     let cur = store.storage.revision();

@@ -767,3 +767,16 @@ fn an_apiservice_service_port_defaults_to_443() {
         assert_eq!(o["spec"]["service"]["port"], want, "{o}");
     }
 }
+
+/// kube's SimpleNameGenerator cuts a generateName to 58 characters, so the name fits a label:
+/// a 62-character generateName makes a namespace, not a 422.
+#[test]
+fn a_long_generate_name_is_cut_to_fit() {
+    let (_d, s) = store();
+    let t = target(&s, "namespaces", "", "", "");
+    let base = "n".repeat(62);
+    let r = write::create(&s, &t, json!({"metadata": {"generateName": base}}).to_string().as_bytes(), "").unwrap();
+    let name = body(&r)["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(name.len(), 63);
+    assert!(name.starts_with(&"n".repeat(58)));
+}

@@ -170,7 +170,9 @@ pub fn create_value(
     let m = meta(&mut obj);
     if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
         if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
-            let name = format!("{g}{}", generate_suffix());
+            // kube's SimpleNameGenerator: the base is cut to 58 characters, so the name fits a label
+            let base: String = g.chars().take(58).collect();
+            let name = format!("{base}{}", generate_suffix());
             m.insert("name".into(), json!(name));
         }
     }
@@ -418,7 +420,7 @@ fn check_depth(v: &Value) -> Result<(), Status> {
 }
 
 /// The request's precondition on the object's revision, from metadata.resourceVersion.
-fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
+pub(super) fn precondition(obj: &Value) -> Result<Option<u64>, Status> {
     super::query::parse_rv(str_of(obj, "resourceVersion"))
 }
 
@@ -583,6 +585,14 @@ fn patch_type(ct: &str) -> Result<PatchType, Status> {
 
 pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     let kind = patch_type(&t.content_type)?;
+    // kube's CRD handler takes no strategic merge patch: a custom object has no patch strategy
+    if kind == PatchType::Strategic && t.def.custom.is_some() {
+        return Err(Status::failure(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     if kind == PatchType::Apply {
         return super::apply::apply(store, t, body);
     }
