@@ -82,15 +82,22 @@ fn replicas_share_one_etcd() {
     });
 }
 
+/// Two replicas on one fresh etcd (which runs, and then its directory stays, as long as the
+/// first value lives).
+fn two_replicas() -> ((EtcdProcess, tempfile::TempDir), Frontdoor, Frontdoor) {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(dir.path()).unwrap();
+    let args = ["--etcd-servers", etcd.url.as_str()];
+    let (a, b) = (Frontdoor::start(&args), Frontdoor::start(&args));
+    ((etcd, dir), a, b)
+}
+
 /// Writes that name no resourceVersion are retried after a lost race with another replica, as
 /// kube retries them (from the state the failed transaction read): under contention across
 /// replicas, unconditional patches and deletes were answered 409 "the object has been modified".
 #[test]
 fn unconditional_writes_across_replicas_never_conflict() {
-    let etcd_dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdProcess::start(etcd_dir.path()).unwrap();
-    let args = ["--etcd-servers", etcd.url.as_str()];
-    let (a, b) = (Frontdoor::start(&args), Frontdoor::start(&args));
+    let (_etcd, a, b) = two_replicas();
     a.kubectl_ok(&["create", "cm", "contended"]);
     let patcher = |fd: &Frontdoor, tag: &'static str| {
         let (c, url) = (fd.admin_client(), fd.url("/api/v1/namespaces/default/configmaps/contended"));
@@ -122,10 +129,7 @@ fn unconditional_writes_across_replicas_never_conflict() {
 /// took the write (kube's quorum read): another replica's mirror may be a moment behind.
 #[test]
 fn a_read_sees_what_another_replica_acknowledged() {
-    let etcd_dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdProcess::start(etcd_dir.path()).unwrap();
-    let args = ["--etcd-servers", etcd.url.as_str()];
-    let (a, b) = (Frontdoor::start(&args), Frontdoor::start(&args));
+    let (_etcd, a, b) = two_replicas();
     let (ca, cb) = (a.admin_client(), b.admin_client());
     let (on_a, on_b) = (a.url("/api/v1/namespaces/default/configmaps"), b.url("/api/v1/namespaces/default/configmaps"));
     let mut stale = Vec::new();
