@@ -492,8 +492,13 @@ async fn client_gone(session: &mut Session) {
         return std::future::pending().await;
     }
     // an HTTP/1.1 request without a body: until its response the connection has nothing to
-    // say, so a read that ends it (or brings bytes no request may send yet) means it is over
-    let _ = session.read_body_or_idle(true).await;
+    // say, so a read that finds it closed means the client left; bytes of a pipelined next
+    // request are no leaving (Go keeps waiting too)
+    match session.read_body_or_idle(true).await {
+        // (pingora's word for bytes after the request: a pipelined next one)
+        Err(e) if e.etype() == &pingora::ErrorType::ConnectError => std::future::pending().await,
+        _ => {}
+    }
 }
 
 /// Feeds the store's RBAC objects to the authorizer and its APIServices to the router, so a

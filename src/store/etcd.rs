@@ -13,7 +13,7 @@ use super::watch::Hub;
 use anyhow::Context;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    TxnOpResponse, WatchOptions, WatchRequestSender,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +25,8 @@ use std::time::Duration;
 /// How long a request waits for etcd, and a write for the mirror to see it.
 const TIMEOUT: Duration = Duration::from_secs(10);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a consistent read waits for the mirror (kube's watch cache waits 3 s).
+const SYNC_WAIT: Duration = Duration::from_secs(3);
 /// The key prefix our resource keys are written with; `--etcd-prefix` replaces it in etcd.
 const REGISTRY: &str = "/registry";
 
@@ -49,6 +51,9 @@ struct Shared {
     hub: Hub,
     window: usize,
     window_bytes: usize,
+    /// The mirror's watch, to ask etcd for a progress notification: a consistent read waits
+    /// for the mirror to reach etcd's revision, which writes outside the prefix move too.
+    progress: tokio::sync::Mutex<Option<WatchRequestSender>>,
 }
 
 pub struct EtcdStorage {
@@ -151,6 +156,7 @@ impl EtcdStorage {
             hub: Hub::default(),
             window: config.window.max(1),
             window_bytes: config.window_bytes,
+            progress: Default::default(),
         });
         let storage = EtcdStorage { rt, client, prefix, shared };
         let rev = storage
@@ -230,9 +236,14 @@ impl EtcdStorage {
     /// Waits until the mirror has applied `rev` (this replica's own write, coming back
     /// through the watch).
     fn wait_for(&self, rev: u64) -> Result<(), StorageError> {
+        self.wait_within(rev, TIMEOUT)
+    }
+
+    /// `wait_for`, at most `limit`.
+    fn wait_within(&self, rev: u64, limit: Duration) -> Result<(), StorageError> {
         let (lock, cv) = &self.shared.applied;
         let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = std::time::Instant::now() + TIMEOUT;
+        let deadline = std::time::Instant::now() + limit;
         while self.revision() < rev {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
@@ -315,7 +326,9 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
         let mut stream = match watch_client.watch(format!("{prefix}/"), Some(options)).await {
             Ok(s) => {
                 unreachable = SOON;
-                s
+                let (requests, responses) = s.split();
+                *shared.progress.lock().await = Some(requests);
+                responses
             }
             // a member that is down: soon on to another (all of them down: backing off to 1 s)
             Err(e) if not_sent(&e) => {
@@ -355,6 +368,11 @@ async fn mirror(client: Client, prefix: String, shared: Arc<Shared>, mut rev: u6
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     break;
+                }
+                // a progress notification: every change up to its revision was sent
+                Ok(Some(resp)) if resp.events().is_empty() && !resp.created() => {
+                    let at = resp.header().map_or(0, |h| h.revision() as u64);
+                    progressed(&shared, at);
                 }
                 Ok(Some(resp)) => {
                     for e in resp.events() {
@@ -427,6 +445,21 @@ fn event(prefix: &str, e: &etcd_client::Event) -> Option<Event> {
             Some(Event { rev, kind: EventType::Deleted, key, value, prev, raw: None })
         }
     }
+}
+
+/// The mirror holds every change up to `rev` (a progress notification): its revision moves
+/// there, and whoever waits for it is told.
+fn progressed(shared: &Shared, rev: u64) {
+    {
+        let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+        if rev <= m.rev {
+            return;
+        }
+        m.rev = rev;
+    }
+    let (lock, cv) = &shared.applied;
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
 }
 
 /// A change of `key` whose value does not decode (written to etcd by something else), or a
@@ -600,13 +633,32 @@ impl Storage for EtcdStorage {
 
     fn sync(&self) -> Result<(), StorageError> {
         // etcd's current revision (a count-only read of one key: only the header is wanted),
-        // then the mirror caught up to it: another replica's acknowledged write is seen
+        // then the mirror caught up to it, as kube's consistent read from its watch cache: a
+        // progress request moves the mirror past writes outside the prefix. An older etcd
+        // answers no progress request while the watch is behind: past the wait, the read is
+        // served as the mirror stands rather than failed.
         let key = self.etcd_key("/");
         let resp = self.call(move |mut client| {
             let key = key.clone();
             async move { client.get(key, Some(GetOptions::new().with_count_only())).await }
         })?;
-        self.wait_for(resp.header().map_or(0, |h| h.revision() as u64))
+        let rev = resp.header().map_or(0, |h| h.revision() as u64);
+        if self.revision() >= rev {
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        self.rt.spawn(async move {
+            if let Some(requests) = shared.progress.lock().await.as_mut() {
+                let _ = requests.request_progress().await;
+            }
+        });
+        if self.wait_within(rev, SYNC_WAIT).is_err() {
+            tracing::debug!(
+                revision = rev,
+                "the etcd mirror did not reach the current revision in time; serving it as it stands"
+            );
+        }
+        Ok(())
     }
 
     fn healthy(&self) -> Result<(), String> {

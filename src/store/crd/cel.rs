@@ -74,8 +74,36 @@ fn compiled(rule: &str) -> Option<Arc<Compiled>> {
     p
 }
 
-/// How deeply comprehensions nest in `e`.
+/// How deeply loops nest in `e`: comprehensions, and the operators that walk a whole value
+/// when given `self` or `oldSelf` (or a part of them): `in`, `==`, `!=`, `+` (kube's runtime
+/// cost counts each as linear in its operands; `oldSelf.all(x, x in self)` walks n² values).
 fn loop_depth(e: &cel::IdedExpr) -> u32 {
+    use cel::common::ast::operators;
+    use cel::common::ast::Expr;
+    let walks_whole = |c: &cel::common::ast::CallExpr| {
+        let op =
+            [operators::IN, operators::EQUALS, operators::NOT_EQUALS, operators::ADD].contains(&c.func_name.as_str());
+        op && c.target.as_deref().into_iter().chain(&c.args).any(rooted_at_self)
+    };
+    match &e.expr {
+        Expr::Call(c) if walks_whole(c) => 1 + nested_depth(e),
+        _ => nested_depth(e),
+    }
+}
+
+/// Whether `e` is `self` or `oldSelf`, or a field or index of them.
+fn rooted_at_self(e: &cel::IdedExpr) -> bool {
+    use cel::common::ast::{operators, Expr};
+    match &e.expr {
+        Expr::Ident(name) => name == "self" || name == "oldSelf",
+        Expr::Select(s) => rooted_at_self(&s.operand),
+        Expr::Call(c) if c.func_name == operators::INDEX => c.args.first().is_some_and(rooted_at_self),
+        _ => false,
+    }
+}
+
+/// `loop_depth` of what `e` holds.
+fn nested_depth(e: &cel::IdedExpr) -> u32 {
     use cel::common::ast::{EntryExpr, Expr};
     let max = |es: &mut dyn Iterator<Item = &cel::IdedExpr>| es.map(loop_depth).max().unwrap_or(0);
     let entry = |e: &cel::common::ast::IdedEntryExpr| match &e.expr {
@@ -158,7 +186,7 @@ pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &m
         };
         let failed = match program.execute(&ctx) {
             Ok(cel::Value::Bool(true)) => continue,
-            Ok(cel::Value::Bool(false)) => message(r, rule, &ctx),
+            Ok(cel::Value::Bool(false)) => message(r, rule, &ctx, budget, size),
             Ok(_) => "rule did not evaluate to a bool".to_string(),
             Err(e) => e.to_string(),
         };
@@ -170,11 +198,16 @@ pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &m
     }
 }
 
-/// A failed rule's message: its messageExpression's, its message, or kube's default.
-fn message(r: &Value, rule: &str, ctx: &cel::Context) -> String {
+/// A failed rule's message: its messageExpression's (paid from the budget as a rule is, and
+/// skipped past it), its message, or kube's default.
+fn message(r: &Value, rule: &str, ctx: &cel::Context, budget: &mut i64, size: usize) -> String {
     if let Some(c) = r["messageExpression"].as_str().and_then(compiled) {
-        if let Ok(cel::Value::String(s)) = c.program.execute(ctx) {
-            return s.to_string();
+        let cost = cost(size, c.loops);
+        if cost <= *budget {
+            *budget -= cost;
+            if let Ok(cel::Value::String(s)) = c.program.execute(ctx) {
+                return s.to_string();
+            }
         }
     }
     match r["message"].as_str() {
@@ -255,10 +288,16 @@ mod tests {
     #[test]
     fn rules_are_paid_from_the_objects_cost_budget() {
         let depth = |r: &str| compiled(r).unwrap().loops;
-        assert_eq!(depth("self.a == 1"), 0);
+        assert_eq!(depth("self.a == 1"), 1, "a comparison of a part of self: linear at most");
+        assert_eq!(depth("1 + 2 == 3"), 0);
         assert_eq!(depth("self.all(x, x > 0) && self.exists(y, y == 1)"), 1);
         assert_eq!(depth("self.all(x, self.exists_one(y, y == x))"), 2);
         assert_eq!(depth("self.map(x, self.filter(y, self.all(z, z == y)))"), 3);
+        // a whole-value operator on self inside a loop is a loop of its own
+        assert_eq!(depth("oldSelf.all(x, x in self)"), 2);
+        assert_eq!(depth("self.all(x, self == oldSelf)"), 2);
+        assert_eq!(depth("self.all(x, x.name == 'a' && x in ['a', 'b'])"), 1);
+        assert_eq!(depth("self.spec == oldSelf.spec"), 1);
         let schema = json!({"type": "array", "x-kubernetes-validations": [
             {"rule": "self.all(x, self.exists_one(y, y == x))"}, {"rule": "size(self) < 0"}]});
         let long = json!((0..6000).collect::<Vec<_>>());
@@ -269,6 +308,12 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].message, format!("Invalid value: \"array\": {OUT_OF_BUDGET}"));
         assert!(budget < 0);
+        // membership in self inside a loop over oldSelf: n² as well
+        let append_only = json!({"type": "array", "x-kubernetes-validations": [{"rule": "oldSelf.all(x, x in self)"}]});
+        let long = json!((0..20_000).collect::<Vec<_>>());
+        let (mut out, mut budget) = (Vec::new(), COST_BUDGET);
+        check(&append_only, &long, Some(&long), "spec.items", &mut out, &mut budget);
+        assert!(out.len() == 1 && out[0].message.ends_with(OUT_OF_BUDGET), "{out:?}");
         // within the budget both run (the second fails)
         let (mut out, mut budget) = (Vec::new(), COST_BUDGET);
         check(&schema, &json!((0..100).collect::<Vec<_>>()), None, "spec.items", &mut out, &mut budget);

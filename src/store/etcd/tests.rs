@@ -218,3 +218,22 @@ fn an_undecodable_value_is_a_deletion_for_the_mirror() {
     assert!(ev.rev > x.rev);
     assert!(a.get("/registry/cm/ns/x").is_none(), "gone from the mirror");
 }
+
+/// A consistent read after writes outside the prefix (another frontdoor's, a kube-apiserver's
+/// leases) is answered at once: a progress request moves the mirror to etcd's revision, where
+/// it waited for a change under the prefix that never came (and failed after 10 s).
+#[test]
+fn a_consistent_read_is_not_held_up_by_writes_outside_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(dir.path()).unwrap();
+    let a = EtcdStorage::connect(&config(std::slice::from_ref(&etcd.url), "/registry")).unwrap();
+    a.create("/registry/cm/ns/x", obj("x", "1")).unwrap();
+    let mut kv = a.client.kv_client();
+    let outside = a.rt.block_on(kv.put("/elsewhere/lease", "renewed", None)).unwrap();
+    let rev = outside.header().unwrap().revision() as u64;
+    let started = std::time::Instant::now();
+    a.sync().unwrap();
+    assert!(started.elapsed() < SYNC_WAIT, "answered by the progress notification");
+    assert!(a.revision() >= rev);
+    assert!(a.get("/registry/cm/ns/x").is_some());
+}

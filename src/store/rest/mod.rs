@@ -245,9 +245,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         }
     }
     let writes = writes(&info.verb);
-    let reply = if scale {
-        crate::store::crd::scale::serve(&rest.store, &t, &info.verb, &body)
-    } else if info.verb == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
+    let reply = if info.verb == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
         // kube's CRD handler: a terminating CRD's objects are no longer created
         let mut s = Status::method_not_allowed("POST");
         s.message = "create not allowed while custom resource definition is terminating".into();
@@ -294,6 +292,11 @@ async fn wait_fresh(store: &Store, asked: u64) {
 
 /// Runs a store verb (all but the token subresource).
 fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, Status> {
+    if t.subresource == "scale" {
+        // (a custom resource's: the only scale the store serves; its writes validate the
+        // object, CEL included, so they run off the worker thread as every write does)
+        return crate::store::crd::scale::serve(store, t, verb, body);
+    }
     let reply = match verb {
         "get" => read::get(store, t),
         "list" => read::list(store, t),
