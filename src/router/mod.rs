@@ -174,6 +174,14 @@ pub struct Router {
 /// Resource names frontdoor serves, by group, then version.
 type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
 
+/// Whether a backend's APIService takes the group-version from frontdoor's own resources:
+/// one a CRD made (kube's autoregistration leaves an APIService it did not make), never a
+/// built-in one.
+fn backend_takes(table: &Table, builtin: &HashMap<String, HashSet<String>>, group: &str, version: &str) -> bool {
+    table.get(group, version).is_some_and(|b| !b.is_local())
+        && !builtin.get(group).is_some_and(|vs| vs.contains(version))
+}
+
 /// What frontdoor serves itself.
 #[derive(Default)]
 struct Own {
@@ -391,11 +399,14 @@ impl Router {
                     docs: b.state.openapi.load_full(),
                 })
                 .collect();
-            openapi::build(
-                &crate::store::openapi::documents(&own.resources, &own.custom),
-                upstream.as_deref(),
-                &backends,
-            )
+            // a CRD's group-version that a backend's APIService takes is the backend's document
+            let here: Vec<crate::api::ApiResource> = own
+                .resources
+                .iter()
+                .filter(|r| !backend_takes(table, &own.builtin, &r.group, &r.version))
+                .cloned()
+                .collect();
+            openapi::build(&crate::store::openapi::documents(&here, &own.custom), upstream.as_deref(), &backends)
         })
     }
 

@@ -582,6 +582,8 @@ fn kubectl_apply_of_an_apiservice_routes_its_group() {
     assert_eq!(get_code(&admin, &fd.url(FLUNDERS)), 200, "still the backend's");
     let resources = fd.kubectl_ok(&["api-resources", "--api-group", GROUP]);
     assert!(resources.contains("flunders") && !resources.contains("things"), "{resources}");
+    let v3 = admin.get(fd.url(&format!("/openapi/v3/apis/{GROUP}/v1alpha1"))).send().unwrap().text().unwrap();
+    assert!(!v3.contains("Thing"), "the group-version's OpenAPI is the backend's, not the CRD's: {v3:.300}");
     fd.kubectl_ok(&["delete", "-f", crd_file.to_str().unwrap()]);
     // the stored object's status shows the router's availability
     let o = fd.kubectl(&["get", "apiservice", &format!("v1alpha1.{GROUP}"), "-o", "json"]);
