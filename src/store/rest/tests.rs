@@ -149,7 +149,12 @@ fn delete_preconditions_finalizers_and_namespace_cascade() {
         br#"{"metadata":{"finalizers":["example.com/hold","new"]}}"#,
     )
     .unwrap_err();
-    assert!(e.message.contains("no new finalizers can be added if the object is being deleted"), "{}", e.message);
+    assert!(
+        e.message
+            .contains("no new finalizers can be added if the object is being deleted, found new finalizers []string{"),
+        "{}",
+        e.message
+    );
 
     // deleting the namespace marks it; its deleter deletes what is in it and waits for finalizers
     create(&s, "team", json!({"metadata": {"name": "y"}}));

@@ -340,16 +340,28 @@ pub(super) fn prepare_update(
     }
     if old_meta.get("deletionTimestamp").is_some() {
         let old: Vec<&Value> = old_meta["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
-        let added = m.get("finalizers").and_then(Value::as_array).is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
-        if added {
+        let mut added: Vec<&str> = m
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|f| !old.contains(f))
+            .filter_map(Value::as_str)
+            .collect();
+        if !added.is_empty() {
+            // kube's ValidateNoNewFinalizers: the set of new ones, sorted, as Go's %#v prints it
+            added.sort_unstable();
+            added.dedup();
+            let listed: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+            let message = format!(
+                "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                listed.join(", ")
+            );
             return Err(Status::invalid(
                 &t.def.group,
                 &t.def.kind,
                 &name,
-                vec![crate::api::field::forbidden(
-                    "metadata.finalizers",
-                    "no new finalizers can be added if the object is being deleted",
-                )],
+                vec![crate::api::field::forbidden("metadata.finalizers", &message)],
             ));
         }
     }
