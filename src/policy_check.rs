@@ -39,7 +39,8 @@ pub fn check_dir(dir: &Path) -> anyhow::Result<Vec<Checked>> {
         check(f, r);
     }
     if let Some(f) = existing("authentication-config.yaml") {
-        let r = crate::authn::jwt::load_config(&f).map(drop);
+        // (as `serve` loads it on its default service-account issuer)
+        let r = crate::authn::jwt::load_config(&f, &[crate::authn::DEFAULT_SA_ISSUER.to_string()]).map(drop);
         check(f, r);
     }
     if let Some(rbac) = existing("rbac") {

@@ -100,13 +100,15 @@ pub struct ClaimMappings {
 
 /// Parses and validates an AuthenticationConfiguration; relative `jwksFile` paths are
 /// taken relative to the config file's directory.
-pub fn load_config(path: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
+/// `disallowed`: the service-account issuers, which no JWT issuer may be (kube's
+/// DisallowedIssuers: its tokens would authenticate as service accounts no lookup checks).
+pub fn load_config(path: &Path, disallowed: &[String]) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse_config(&text, base).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    parse_config(&text, base, disallowed).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
+pub fn parse_config(text: &str, base: &Path, disallowed: &[String]) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
     let cfg: AuthenticationConfiguration = serde_yaml::from_str(text)?;
     if !matches!(
         cfg.api_version.as_str(),
@@ -127,7 +129,7 @@ pub fn parse_config(text: &str, base: &Path) -> anyhow::Result<Vec<Arc<JwtIssuer
         if !seen.insert(j.issuer.url.clone()) {
             anyhow::bail!("{at}.issuer.url: Duplicate value: {:?}", j.issuer.url);
         }
-        out.push(Arc::new(JwtIssuer::new(j, base).map_err(|e| anyhow::anyhow!("{at}.{e}"))?));
+        out.push(Arc::new(JwtIssuer::new(j, base, disallowed).map_err(|e| anyhow::anyhow!("{at}.{e}"))?));
     }
     Ok(out)
 }
@@ -158,16 +160,45 @@ struct Remote {
 }
 
 impl JwtIssuer {
-    fn new(j: JwtAuthenticator, base: &Path) -> anyhow::Result<Self> {
+    fn new(j: JwtAuthenticator, base: &Path, disallowed: &[String]) -> anyhow::Result<Self> {
         let url = url::Url::parse(&j.issuer.url).map_err(|e| anyhow::anyhow!("issuer.url: Invalid value: {e}"))?;
+        // kube's validateURL and validateAudiences, in its words
+        let invalid_url = |why: &str| anyhow::anyhow!("issuer.url: Invalid value: {:?}: {why}", j.issuer.url);
         if url.scheme() != "https" {
-            anyhow::bail!("issuer.url: Invalid value: {:?}: URL scheme must be https", j.issuer.url);
+            return Err(invalid_url("URL scheme must be https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid_url("URL must not contain a username or password"));
+        }
+        if url.query().is_some() {
+            return Err(invalid_url("URL must not contain a query"));
+        }
+        if url.fragment().is_some() {
+            return Err(invalid_url("URL must not contain a fragment"));
+        }
+        if disallowed.contains(&j.issuer.url) || disallowed.contains(&url.to_string()) {
+            let mut listed = disallowed.to_vec();
+            listed.sort();
+            return Err(invalid_url(&format!("URL must not overlap with disallowed issuers: [{}]", listed.join(" "))));
         }
         if j.issuer.audiences.is_empty() {
             anyhow::bail!("issuer.audiences: Required value: at least one issuer.audiences is required");
         }
-        if j.issuer.audiences.len() > 1 && j.issuer.audience_match_policy.as_deref() != Some("MatchAny") {
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in j.issuer.audiences.iter().enumerate() {
+            if a.is_empty() {
+                anyhow::bail!("issuer.audiences[{i}]: Required value: audience can't be empty");
+            }
+            if !seen.insert(a) {
+                anyhow::bail!("issuer.audiences[{i}]: Duplicate value: {a:?}");
+            }
+        }
+        let policy = j.issuer.audience_match_policy.as_deref().unwrap_or("");
+        if j.issuer.audiences.len() > 1 && policy != "MatchAny" {
             anyhow::bail!("issuer.audienceMatchPolicy: Invalid value: audienceMatchPolicy must be MatchAny for multiple audiences");
+        }
+        if !matches!(policy, "" | "MatchAny") {
+            anyhow::bail!("issuer.audienceMatchPolicy: Invalid value: {policy:?}: audienceMatchPolicy must be empty or MatchAny for single audience");
         }
         let mut rules = Vec::new();
         for (i, r) in j.claim_validation_rules.iter().enumerate() {
@@ -350,7 +381,8 @@ impl JwtIssuer {
         }
         if !self.uid.is_empty() {
             match c.get(&self.uid) {
-                None => {}
+                // kube's getUID: a mapped uid claim must be there
+                None => return Err(format!("oidc: parse uid claim {:?}: claim not present", self.uid)),
                 Some(Value::String(s)) => u.uid = s.clone(),
                 Some(_) => return Err(format!("oidc: parse uid claim {:?}: not a string", self.uid)),
             }
@@ -426,11 +458,12 @@ mod tests {
     use super::*;
 
     const BASE: &str = "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\n";
+    const SA: &str = "https://kubernetes.default.svc.cluster.local";
 
     fn cfg(jwt: &str) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("jwks.json"), r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#).unwrap();
-        parse_config(&format!("{BASE}jwt:\n{jwt}"), dir.path())
+        parse_config(&format!("{BASE}jwt:\n{jwt}"), dir.path(), &[SA.to_string()])
     }
 
     #[test]
@@ -453,8 +486,24 @@ mod tests {
         )
         .contains("CEL"));
         assert!(e(&format!("{good}{good}")).contains("Duplicate"));
-        assert!(parse_config("apiVersion: v1\nkind: Pod\n", Path::new(".")).is_err());
-        assert!(parse_config("{{{", Path::new(".")).is_err());
+        // kube's validateURL and validateAudiences
+        let issuer = |issuer: &str| {
+            e(&format!("- issuer: {issuer}\n  claimMappings: {{username: {{claim: sub, prefix: ''}}}}\n"))
+        };
+        assert!(
+            issuer(&format!("{{url: {SA}, audiences: [a]}}")).contains("URL must not overlap with disallowed issuers")
+        );
+        assert!(issuer("{url: 'https://x?y=1', audiences: [a]}").contains("URL must not contain a query"));
+        assert!(issuer("{url: 'https://x#f', audiences: [a]}").contains("URL must not contain a fragment"));
+        assert!(issuer("{url: 'https://u:p@x', audiences: [a]}").contains("username or password"));
+        assert!(issuer("{url: https://x, audiences: ['']}").contains("audience can't be empty"));
+        assert!(
+            issuer("{url: https://x, audiences: [a, a], audienceMatchPolicy: MatchAny}").contains("Duplicate value")
+        );
+        assert!(issuer("{url: https://x, audiences: [a], audienceMatchPolicy: Bogus}")
+            .contains("must be empty or MatchAny"));
+        assert!(parse_config("apiVersion: v1\nkind: Pod\n", Path::new("."), &[]).is_err());
+        assert!(parse_config("{{{", Path::new("."), &[]).is_err());
     }
 
     #[test]
@@ -465,6 +514,10 @@ mod tests {
         let c = serde_json::json!({"iss":"https://i","aud":"a","exp":exp,"hd":"example.com","email":"j@x","sub":"42","groups":["dev"]});
         let u = i.claims_to_user(&c).unwrap();
         assert_eq!((u.username.as_str(), u.uid.as_str(), u.groups.clone()), ("j@x", "42", vec!["g:dev".to_string()]));
+        // a mapped uid claim must be there (kube's getUID)
+        let mut no_sub = c.clone();
+        no_sub.as_object_mut().unwrap().remove("sub");
+        assert_eq!(i.claims_to_user(&no_sub).unwrap_err(), "oidc: parse uid claim \"sub\": claim not present");
         let mut bad = c.clone();
         bad["hd"] = "other".into();
         assert!(i.claims_to_user(&bad).is_err());

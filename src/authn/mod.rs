@@ -43,6 +43,9 @@ use std::time::{Duration, Instant};
 pub const TOKEN_SUCCESS_TTL: Duration = Duration::from_secs(10);
 pub const TOKEN_FAILURE_TTL: Duration = Duration::from_secs(10);
 
+/// kube's default `--service-account-issuer` (frontdoor's when none is given).
+pub const DEFAULT_SA_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
 /// Authentication flags (kube-apiserver's names).
 #[derive(clap::Args, Debug, Clone)]
 pub struct AuthnArgs {
@@ -169,7 +172,7 @@ pub fn embedded_defaults(a: &mut AuthnArgs, cert_dir: &Path, policy_dir: &Path) 
         }
     }
     if a.service_account_issuer.is_empty() {
-        a.service_account_issuer = vec!["https://kubernetes.default.svc.cluster.local".into()];
+        a.service_account_issuer = vec![DEFAULT_SA_ISSUER.into()];
     }
     if a.requestheader_client_ca_file.is_none() {
         a.requestheader_client_ca_file = Some(cert_dir.join("front-proxy-ca.crt"));
@@ -307,7 +310,7 @@ impl Authentication {
             )?))
         };
         let jwt = match &a.authentication_config {
-            Some(p) => jwt::load_config(p)?,
+            Some(p) => jwt::load_config(p, &a.service_account_issuer)?,
             None => Vec::new(),
         };
         let webhook = match &a.authentication_token_webhook_config_file {
@@ -384,10 +387,11 @@ impl Authentication {
         }
         if let Some(p) = a.authentication_config.clone() {
             let inner = self.inner.clone();
+            let disallowed = a.service_account_issuer.clone();
             let mut paths = vec![p.clone()];
             paths.extend(self.inner.jwt.load().iter().filter_map(|i| i.jwks_file().map(|f| f.to_path_buf())));
             crate::reload::watch("authentication-config", paths, move || {
-                let result = jwt::load_config(&p).map(|issuers| {
+                let result = jwt::load_config(&p, &disallowed).map(|issuers| {
                     inner.jwt.store(Arc::new(issuers));
                     inner.cache.clear();
                 });
