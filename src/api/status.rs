@@ -120,9 +120,12 @@ impl Status {
     }
 
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<StatusCause>) -> Self {
+        // kube's aggregate error names each distinct message once (the causes keep them all)
+        let mut seen = std::collections::HashSet::new();
         let list: Vec<String> = causes
             .iter()
             .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+            .filter(|m| seen.insert(m.clone()))
             .collect();
         let shown = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
         let msg = format!("{} {} is invalid: {shown}", qualified_resource(group, kind), quote(name));
@@ -225,6 +228,23 @@ mod tests {
         assert_eq!(v["status"], "Failure");
         assert_eq!(v["reason"], "Forbidden");
         assert_eq!(v["details"]["kind"], "configmaps");
+    }
+
+    /// kube's aggregate names a message once however often it occurs; the causes keep all.
+    #[test]
+    fn an_invalid_message_names_each_error_once() {
+        let cause = |m: &str| crate::api::field::cause("FieldValueRequired", "metadata.ownerReferences.uid", m.into());
+        let s = Status::invalid(
+            "",
+            "ConfigMap",
+            "x",
+            vec![cause("Required value"), cause("Required value"), cause("other")],
+        );
+        assert_eq!(
+            s.message,
+            "ConfigMap \"x\" is invalid: [metadata.ownerReferences.uid: Required value, metadata.ownerReferences.uid: other]"
+        );
+        assert_eq!(s.details.unwrap().causes.len(), 3);
     }
 
     #[test]

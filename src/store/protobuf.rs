@@ -327,10 +327,22 @@ fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), String> {
     Ok((k, m.get("v").cloned().unwrap_or_else(|| json!(""))))
 }
 
+thread_local! {
+    /// The values a body being decoded may still have (`decode` sets it): a protobuf body is
+    /// held to the bound a JSON one is (`MAX_JSON_VALUES`), or 3 MiB of empty repeated fields
+    /// builds a tree of millions of values.
+    static VALUES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
 fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
     let mut r = Reader { buf, pos: 0 };
     let mut out = Map::new();
     while r.pos < buf.len() {
+        let left = VALUES_LEFT.get();
+        if left == 0 {
+            return Err(format!("protobuf: document has more than {} values", crate::api::decode::MAX_JSON_VALUES));
+        }
+        VALUES_LEFT.set(left - 1);
         let tag = r.varint()?;
         let (field, wire) = ((tag >> 3) as u32, tag & 7);
         let Some(&(_, name, kind, repeated)) = schema.iter().find(|(n, ..)| *n == field) else {
@@ -367,6 +379,13 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
 
 /// Decodes a kube protobuf body into the JSON object it stands for.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
+    VALUES_LEFT.set(crate::api::decode::MAX_JSON_VALUES);
+    let decoded = decode_bounded(body);
+    VALUES_LEFT.set(usize::MAX);
+    decoded
+}
+
+fn decode_bounded(body: &[u8]) -> Result<Value, String> {
     let rest = body.strip_prefix(b"k8s\x00").ok_or("missing the k8s protobuf envelope")?;
     let env = message(rest, unknown())?;
     let kind = env.get("typeMeta").and_then(|t| t.get("kind")).and_then(Value::as_str).unwrap_or("").to_string();
@@ -550,17 +569,19 @@ pub fn encode_list<V: std::borrow::Borrow<Value>>(
 
 /// One watch event in kube's protobuf stream framing: a 4-byte big-endian length, then
 /// `k8s\0` + Unknown{WatchEvent{type, object: RawExtension{raw: the object's own envelope}}}.
-pub fn encode_watch_event(api_version: &str, ty: &str, obj: &Value) -> Result<Vec<u8>, String> {
+/// One watch frame: its length, then a bare `WatchEvent` (kube's stream serializer is the raw
+/// one, with no `k8s\0` envelope, as client-go's watch decoder reads it), whose object is in
+/// its own envelope.
+pub fn encode_watch_event(_api_version: &str, ty: &str, obj: &Value) -> Result<Vec<u8>, String> {
     let object = encode(obj)?;
-    let body = envelope(api_version, "WatchEvent", |ev| {
-        ev.bytes(1, ty.as_bytes());
-        ev.delimited(2, |ext| {
-            ext.bytes(1, &object);
-            Ok(())
-        })
+    let mut ev = Writer(Vec::with_capacity(object.len() + 32));
+    ev.bytes(1, ty.as_bytes());
+    ev.delimited(2, |ext| {
+        ext.bytes(1, &object);
+        Ok::<_, String>(())
     })?;
-    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&body);
+    let mut framed = (ev.0.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&ev.0);
     Ok(framed)
 }
 
@@ -581,9 +602,28 @@ mod tests {
         let mut odd = cm.clone();
         odd["spec"] = json!({});
         assert!(encode(&odd).is_err(), "a field without an encoding is never dropped");
+        // as many values as a JSON body may have, and no more: 1.4 million empty
+        // ownerReferences (2.8 MB) are refused as they are read
+        let mut meta = Writer(Vec::new());
+        meta.bytes(1, b"big");
+        for _ in 0..1_400_000 {
+            meta.bytes(13, b"");
+        }
+        let mut obj = Writer(Vec::new());
+        obj.bytes(1, &meta.0);
+        let body = envelope("v1", "ConfigMap", |w| {
+            w.0.extend_from_slice(&obj.0);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(decode(&body).unwrap_err(), "protobuf: document has more than 500000 values");
+        assert_eq!(decode(&encode(&cm).unwrap()).unwrap(), cm, "the bound is reset per body");
         let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
         assert_eq!(u32::from_be_bytes(ev[..4].try_into().unwrap()) as usize, ev.len() - 4);
-        assert!(ev[4..].starts_with(b"k8s\x00"));
+        // a bare WatchEvent: field 1 its type, field 2 a RawExtension of the enveloped object
+        assert_eq!(&ev[4..11], b"\x0a\x05ADDED");
+        assert!(!ev[4..].starts_with(b"k8s\x00"));
+        assert!(ev.windows(4).any(|w| w == b"k8s\x00"), "the object keeps its envelope");
     }
 
     /// The encoding as it was first written, a buffer per nested message: the single-buffer
