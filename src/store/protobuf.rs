@@ -186,8 +186,43 @@ fn lease_spec() -> Schema {
 }
 
 /// The top-level field table of `kind`, if it is one this decoder knows.
+fn preconditions() -> Schema {
+    &[(1, "uid", Str, false), (2, "resourceVersion", Str, false)]
+}
+
+fn token_request_spec() -> Schema {
+    &[
+        (1, "audiences", Str, true),
+        (4, "expirationSeconds", Int, false),
+        (3, "boundObjectRef", Msg(bound_object_reference), false),
+    ]
+}
+
+fn bound_object_reference() -> Schema {
+    &[(1, "kind", Str, false), (2, "apiVersion", Str, false), (3, "name", Str, false), (4, "uid", Str, false)]
+}
+
+fn token_request_status() -> Schema {
+    &[(1, "token", Str, false), (2, "expirationTimestamp", Time, false)]
+}
+
 fn schema_of(kind: &str) -> Option<Schema> {
     Some(match kind {
+        // what a typed client's Delete sends in its content type (meta.k8s.io/v1)
+        "DeleteOptions" => &[
+            (1, "gracePeriodSeconds", Int, false),
+            (2, "preconditions", Msg(preconditions), false),
+            (3, "orphanDependents", Bool, false),
+            (4, "propagationPolicy", Str, false),
+            (5, "dryRun", Str, true),
+            (6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, false),
+        ],
+        // the kubelet asks for projected tokens in protobuf
+        "TokenRequest" => &[
+            (1, "metadata", Msg(object_meta), false),
+            (2, "spec", Msg(token_request_spec), false),
+            (3, "status", Msg(token_request_status), false),
+        ],
         "ConfigMap" => &[
             (1, "metadata", Msg(object_meta), false),
             (2, "data", MapStr, false),
@@ -618,6 +653,29 @@ mod tests {
         .unwrap();
         assert_eq!(decode(&body).unwrap_err(), "protobuf: document has more than 500000 values");
         assert_eq!(decode(&encode(&cm).unwrap()).unwrap(), cm, "the bound is reset per body");
+        // what typed clients send in protobuf: a Delete's options, a TokenRequest
+        let delete = json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", "propagationPolicy": "Background",
+            "preconditions": {"uid": "u-1"}, "dryRun": ["All"]});
+        assert_eq!(decode(&encode(&delete).unwrap()).unwrap(), delete);
+        let token = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {},
+            "spec": {"audiences": ["api"], "expirationSeconds": 3600, "boundObjectRef": {"kind": "Secret", "name": "s"}}});
+        let mut spec = Writer(Vec::new());
+        spec.bytes(1, b"api");
+        spec.varint((4 << 3) as u64);
+        spec.varint(3600);
+        let body = envelope("authentication.k8s.io/v1", "TokenRequest", |w| {
+            w.delimited(1, |_| Ok::<_, String>(()))?;
+            w.delimited(2, |s| {
+                s.0.extend_from_slice(&spec.0);
+                s.delimited(3, |b| {
+                    b.bytes(1, b"Secret");
+                    b.bytes(3, b"s");
+                    Ok::<_, String>(())
+                })
+            })
+        })
+        .unwrap();
+        assert_eq!(decode(&body).unwrap(), token, "expirationSeconds is field 4, as kube's proto numbers it");
         let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
         assert_eq!(u32::from_be_bytes(ev[..4].try_into().unwrap()) as usize, ev.len() - 4);
         // a bare WatchEvent: field 1 its type, field 2 a RawExtension of the enveloped object
