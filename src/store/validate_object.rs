@@ -301,6 +301,16 @@ pub fn validate(def: &ResourceDef, obj: &Value, old: Option<&Value>) -> Vec<Stat
             }
         }
         ("apiregistration.k8s.io", "apiservices") => api_service(obj, &mut out),
+        // kube's ValidateLeaseSpec
+        ("coordination.k8s.io", "leases") => {
+            let spec = &obj["spec"];
+            if let Some(d) = spec["leaseDurationSeconds"].as_i64().filter(|d| *d <= 0) {
+                out.push(field::invalid("spec.leaseDurationSeconds", &d.to_string(), "must be greater than 0"));
+            }
+            if let Some(t) = spec["leaseTransitions"].as_i64().filter(|t| *t < 0) {
+                out.push(field::invalid("spec.leaseTransitions", &t.to_string(), "must be greater than or equal to 0"));
+            }
+        }
         ("flowcontrol.apiserver.k8s.io", "flowschemas") => {
             out.extend(crate::flowcontrol::apf::validation::flow_schema(obj))
         }
@@ -379,6 +389,24 @@ mod tests {
         let core =
             serde_json::json!({"group": "", "version": "v1", "groupPriorityMinimum": 18000, "versionPriority": 1});
         assert!(texts(core, "v1.").is_empty());
+    }
+
+    #[test]
+    fn lease_durations_and_transitions_are_kubes() {
+        let leases =
+            ResourceDef { group: "coordination.k8s.io".into(), resource: "leases".into(), ..def("configmaps") };
+        let o = json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 0, "leaseTransitions": -1}});
+        let c: Vec<String> =
+            validate(&leases, &o, None).into_iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        assert_eq!(
+            c,
+            [
+                "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",
+                "spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0"
+            ]
+        );
+        let ok = json!({"metadata": {"name": "l"}, "spec": {"leaseDurationSeconds": 15, "leaseTransitions": 0}});
+        assert!(validate(&leases, &ok, None).is_empty());
     }
 
     #[test]
