@@ -13,8 +13,10 @@ enum Kind {
     Bytes,
     Int,
     Bool,
-    /// metav1.Time / MicroTime: {seconds, nanos} as RFC 3339.
+    /// metav1.Time: {seconds, nanos} as RFC 3339 in whole seconds (a zero time: null).
     Time,
+    /// metav1.MicroTime: the same, with six digits of fraction (kube's RFC3339Micro).
+    MicroTime,
     /// map<string,string>
     MapStr,
     /// map<string,bytes> (base64 in JSON)
@@ -146,7 +148,7 @@ fn event_source() -> Schema {
 }
 
 fn event_series() -> Schema {
-    &[(1, "count", Int, false), (2, "lastObservedTime", Time, false)]
+    &[(1, "count", Int, false), (2, "lastObservedTime", MicroTime, false)]
 }
 
 fn list_meta() -> Schema {
@@ -177,8 +179,8 @@ fn lease_spec() -> Schema {
     &[
         (1, "holderIdentity", Str, false),
         (2, "leaseDurationSeconds", Int, false),
-        (3, "acquireTime", Time, false),
-        (4, "renewTime", Time, false),
+        (3, "acquireTime", MicroTime, false),
+        (4, "renewTime", MicroTime, false),
         (5, "leaseTransitions", Int, false),
         (6, "strategy", Str, false),
         (7, "preferredHolder", Str, false),
@@ -269,7 +271,7 @@ fn schema_of(kind: &str) -> Option<Schema> {
             (7, "lastTimestamp", Time, false),
             (8, "count", Int, false),
             (9, "type", Str, false),
-            (10, "eventTime", Time, false),
+            (10, "eventTime", MicroTime, false),
             (11, "series", Msg(event_series), false),
             (12, "action", Str, false),
             (13, "related", Msg(object_reference), false),
@@ -346,12 +348,19 @@ fn text(b: &[u8]) -> Result<String, String> {
     String::from_utf8(b.to_vec()).map_err(|_| "invalid UTF-8 in string field".to_string())
 }
 
-fn time(b: &[u8]) -> Result<Value, String> {
+/// A Time or MicroTime message as kube's JSON writes it: whole seconds, or (`micro`) six
+/// digits of fraction; an empty message is Go's zero time, which is null.
+fn time(b: &[u8], micro: bool) -> Result<Value, String> {
     const TIME: Schema = &[(1, "seconds", Int, false), (2, "nanos", Int, false)];
     let m = message(b, TIME)?;
-    let secs = m.get("seconds").and_then(Value::as_i64).unwrap_or(0);
-    let t = chrono::DateTime::from_timestamp(secs, 0).ok_or("timestamp out of range")?;
-    Ok(json!(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+    let (secs, nanos) = (m.get("seconds").and_then(Value::as_i64), m.get("nanos").and_then(Value::as_i64));
+    if secs.unwrap_or(0) == 0 && nanos.unwrap_or(0) == 0 {
+        return Ok(Value::Null);
+    }
+    let nanos = if micro { nanos.unwrap_or(0).clamp(0, 999_999_999) as u32 } else { 0 };
+    let t = chrono::DateTime::from_timestamp(secs.unwrap_or(0), nanos).ok_or("timestamp out of range")?;
+    let format = if micro { "%Y-%m-%dT%H:%M:%S%.6fZ" } else { "%Y-%m-%dT%H:%M:%SZ" };
+    Ok(json!(t.format(format).to_string()))
 }
 
 fn map_entry(b: &[u8], bytes_value: bool) -> Result<(String, Value), String> {
@@ -389,7 +398,8 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
             Bool => json!(r.varint()? != 0),
             Str => json!(text(r.bytes()?)?),
             Bytes => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
-            Time => time(r.bytes()?)?,
+            Time => time(r.bytes()?, false)?,
+            MicroTime => time(r.bytes()?, true)?,
             RawJson => crate::api::decode::json(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?,
             Fields => message(r.bytes()?, fields_v1())?.remove("Raw").unwrap_or_else(|| json!({})),
             Msg(s) => Value::Object(message(r.bytes()?, s())?),
@@ -511,7 +521,7 @@ fn encode_value(w: &mut Writer, field: u32, name: &str, kind: Kind, v: &Value) -
             w.tag(field, 0);
             w.varint(u64::from(v.as_bool().ok_or_else(wrong)?))
         }
-        Time => w.delimited(field, |w| time_message(w, v, name))?,
+        Time | MicroTime => w.delimited(field, |w| time_message(w, v, name))?,
         RawJson => w.delimited(field, |w| json_bytes(w, v))?,
         Fields => w.delimited(field, |w| {
             w.delimited(1, |w| {
@@ -676,6 +686,27 @@ mod tests {
         })
         .unwrap();
         assert_eq!(decode(&body).unwrap(), token, "expirationSeconds is field 4, as kube's proto numbers it");
+        // a MicroTime keeps its microseconds; an empty Time is Go's zero time: null
+        let body = envelope("coordination.k8s.io/v1", "Lease", |w| {
+            w.delimited(1, |m| {
+                m.bytes(1, b"l");
+                Ok::<_, String>(())
+            })?;
+            w.delimited(2, |spec| {
+                spec.delimited(4, |t| {
+                    t.tag(1, 0);
+                    t.varint(1_796_000_000);
+                    t.tag(2, 0);
+                    t.varint(123_456_000);
+                    Ok::<_, String>(())
+                })?;
+                spec.delimited(3, |_| Ok::<_, String>(()))
+            })
+        })
+        .unwrap();
+        let lease = decode(&body).unwrap();
+        assert_eq!(lease["spec"]["renewTime"], "2026-11-30T00:53:20.123456Z");
+        assert_eq!(lease["spec"]["acquireTime"], Value::Null);
         let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
         assert_eq!(u32::from_be_bytes(ev[..4].try_into().unwrap()) as usize, ev.len() - 4);
         // a bare WatchEvent: field 1 its type, field 2 a RawExtension of the enveloped object
@@ -697,7 +728,7 @@ mod tests {
                     w.tag(field, 0);
                     w.varint(v.as_i64().unwrap_or_else(|| i64::from(v.as_bool().unwrap())) as u64)
                 }
-                Time => {
+                Time | MicroTime => {
                     let mut t = Writer(Vec::new());
                     time_message(&mut t, v, "t").unwrap();
                     w.bytes(field, &t.0)
