@@ -188,6 +188,27 @@ fn lease_spec() -> Schema {
 }
 
 /// The top-level field table of `kind`, if it is one this decoder knows.
+/// events.k8s.io/v1's Event: another message than core's under the same kind.
+fn events_v1_event() -> Schema {
+    &[
+        (1, "metadata", Msg(object_meta), false),
+        (2, "eventTime", MicroTime, false),
+        (3, "series", Msg(event_series), false),
+        (4, "reportingController", Str, false),
+        (5, "reportingInstance", Str, false),
+        (6, "action", Str, false),
+        (7, "reason", Str, false),
+        (8, "regarding", Msg(object_reference), false),
+        (9, "related", Msg(object_reference), false),
+        (10, "note", Str, false),
+        (11, "type", Str, false),
+        (12, "deprecatedSource", Msg(event_source), false),
+        (13, "deprecatedFirstTimestamp", Time, false),
+        (14, "deprecatedLastTimestamp", Time, false),
+        (15, "deprecatedCount", Int, false),
+    ]
+}
+
 fn preconditions() -> Schema {
     &[(1, "uid", Str, false), (2, "resourceVersion", Str, false)]
 }
@@ -436,7 +457,11 @@ fn decode_bounded(body: &[u8]) -> Result<Value, String> {
     let kind = env.get("typeMeta").and_then(|t| t.get("kind")).and_then(Value::as_str).unwrap_or("").to_string();
     let api_version =
         env.get("typeMeta").and_then(|t| t.get("apiVersion")).and_then(Value::as_str).unwrap_or("").to_string();
-    let schema = schema_of(&kind).ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
+    let schema = match (kind.as_str(), api_version.starts_with("events.k8s.io/")) {
+        ("Event", true) => Some(events_v1_event()),
+        _ => schema_of(&kind),
+    };
+    let schema = schema.ok_or_else(|| format!("protobuf is not supported for kind {kind:?}"))?;
     let raw = env.get("raw").and_then(Value::as_str).unwrap_or("");
     let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|e| e.to_string())?;
     let mut obj = message(&raw, schema)?;
@@ -687,7 +712,7 @@ mod tests {
         .unwrap();
         assert_eq!(decode(&body).unwrap(), token, "expirationSeconds is field 4, as kube's proto numbers it");
         // a MicroTime keeps its microseconds; an empty Time is Go's zero time: null
-        let body = envelope("coordination.k8s.io/v1", "Lease", |w| {
+        let body_lease = envelope("coordination.k8s.io/v1", "Lease", |w| {
             w.delimited(1, |m| {
                 m.bytes(1, b"l");
                 Ok::<_, String>(())
@@ -704,7 +729,16 @@ mod tests {
             })
         })
         .unwrap();
-        let lease = decode(&body).unwrap();
+        // events.k8s.io's Event is read with its own field numbers, not core's
+        let body = envelope("events.k8s.io/v1", "Event", |w| {
+            w.bytes(4, b"ctl");
+            w.bytes(10, b"a note");
+            Ok::<_, String>(())
+        })
+        .unwrap();
+        let ev = decode(&body).unwrap();
+        assert_eq!((ev["reportingController"].as_str(), ev["note"].as_str()), (Some("ctl"), Some("a note")));
+        let lease = decode(&body_lease).unwrap();
         assert_eq!(lease["spec"]["renewTime"], "2026-11-30T00:53:20.123456Z");
         assert_eq!(lease["spec"]["acquireTime"], Value::Null);
         let ev = encode_watch_event("v1", "ADDED", &cm).unwrap();
