@@ -111,6 +111,10 @@ fn large_lists_are_streamed_with_the_bytes_of_their_pages() {
     assert_eq!(rows.len(), N + 1);
     assert_eq!(rows[1]["cells"][0], "cm-0001");
     assert_eq!(rows[1]["object"]["data"]["k"].as_str().unwrap().len(), 2 + 4 * 300);
+    // an includeObject kube does not know is the client's error (kube's asTable)
+    let r = h1.get(format!("{cms}?includeObject=bogus")).header("Accept", TABLE).send().unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["message"], "unrecognized includeObject value: \"bogus\"");
 
     // kubectl get and the Python client read it all
     let out = fd.kubectl_ok(&["get", "configmaps", "-n", "big", "--no-headers"]);

@@ -145,6 +145,13 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         return rest.respond.send(session, ctx, s.into()).await;
     }
     let table = accept.contains("as=Table");
+    // kube's asTable: an includeObject it does not know is the client's error
+    if let Some(v) =
+        query.include_object.as_deref().filter(|v| table && !matches!(*v, "" | "None" | "Metadata" | "Object"))
+    {
+        let s = Status::bad_request(format!("unrecognized includeObject value: {v:?}"));
+        return rest.respond.send(session, ctx, s.into()).await;
+    }
     let partial = !table && accept.contains("as=PartialObjectMetadata");
     // a Table or PartialObjectMetadata is JSON; an object or list as negotiated
     let output = if table || partial {
