@@ -26,7 +26,7 @@ fn fixture() -> &'static Fixture {
         let config = "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\njwt:\n\
             - issuer: {url: 'https://issuer.example', audiences: [a]}\n  claimValidationRules: [{claim: hd, requiredValue: x}]\n\
             \x20 claimMappings: {username: {claim: email, prefix: ''}, groups: {claim: groups, prefix: 'oidc:'}, uid: {claim: sub}}\n";
-        let issuer = jwt::parse_config(config, Path::new("/nonexistent")).unwrap().remove(0);
+        let issuer = jwt::parse_config(config, Path::new("/nonexistent"), &[]).unwrap().remove(0);
         Fixture { signer, keys, accounts, issuer }
     })
 }

@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         3 => {
-            let _ = frontdoor::authn::jwt::parse_config(text, Path::new("/nonexistent"));
+            let _ = frontdoor::authn::jwt::parse_config(text, Path::new("/nonexistent"), &[]);
         }
         4 => {
             // AuthorizationConfiguration, read from a file as --authorization-config is; RBAC is
