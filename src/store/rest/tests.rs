@@ -785,3 +785,30 @@ fn a_long_generate_name_is_cut_to_fit() {
     assert_eq!(name.len(), 63);
     assert!(name.starts_with(&"n".repeat(58)));
 }
+
+/// kube's ValidateObjectMetaUpdate: a client may not set a deletion's time or grace period
+/// (a patch setting them was answered 200 and silently dropped).
+#[test]
+fn a_deletion_time_sent_by_a_client_is_immutable() {
+    let (_d, s) = store();
+    create(&s, "default", json!({"metadata": {"name": "live"}}));
+    let merge = Target {
+        content_type: "application/merge-patch+json".into(),
+        ..target(&s, "configmaps", "default", "live", "")
+    };
+    let e = write::patch(&s, &merge, br#"{"metadata":{"deletionTimestamp":"2026-01-01T00:00:00Z"}}"#).unwrap_err();
+    assert_eq!(e.code, 422);
+    assert!(
+        e.message.contains("metadata.deletionTimestamp: Invalid value: \"2026-01-01T00:00:00Z\": field is immutable"),
+        "{}",
+        e.message
+    );
+    let e = write::patch(&s, &merge, br#"{"metadata":{"deletionGracePeriodSeconds":30}}"#).unwrap_err();
+    assert!(
+        e.message.contains("metadata.deletionGracePeriodSeconds: Invalid value: 30: field is immutable"),
+        "{}",
+        e.message
+    );
+    // a change that leaves them alone is no change of them
+    write::patch(&s, &merge, br#"{"data":{"k":"v"}}"#).unwrap();
+}

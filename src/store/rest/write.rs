@@ -319,6 +319,16 @@ pub(super) fn prepare_update(
         namespace::prepare_update(&t.subresource, existing, &mut new);
     }
     let old_meta = &existing["metadata"];
+    // kube's ValidateObjectMetaUpdate: a deletion's time and grace period are the server's; one
+    // sent that differs from the stored (set on a live object, or changed) is a 422, one left
+    // out is restored (BeforeUpdate)
+    for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+        if let Some(v) = new["metadata"].get(k).filter(|v| !v.is_null() && old_meta.get(k) != Some(*v)) {
+            let shown = v.as_str().map_or_else(|| v.to_string(), crate::api::field::quote);
+            let cause = crate::api::field::invalid(&format!("metadata.{k}"), &shown, "field is immutable");
+            return Err(Status::invalid(&t.def.group, &t.def.kind, str_of(existing, "name"), vec![cause]));
+        }
+    }
     let m = meta(&mut new);
     for k in [
         "uid",
