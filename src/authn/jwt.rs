@@ -167,16 +167,18 @@ impl JwtIssuer {
         if url.scheme() != "https" {
             return Err(invalid_url("URL scheme must be https"));
         }
-        if !url.username().is_empty() || url.password().is_some() {
+        // (as Go reads them: any userinfo, even empty, is one; an empty query or fragment is none)
+        let authority = j.issuer.url.split("//").nth(1).unwrap_or("").split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') {
             return Err(invalid_url("URL must not contain a username or password"));
         }
-        if url.query().is_some() {
+        if url.query().is_some_and(|q| !q.is_empty()) {
             return Err(invalid_url("URL must not contain a query"));
         }
-        if url.fragment().is_some() {
+        if url.fragment().is_some_and(|f| !f.is_empty()) {
             return Err(invalid_url("URL must not contain a fragment"));
         }
-        if disallowed.contains(&j.issuer.url) || disallowed.contains(&url.to_string()) {
+        if disallowed.contains(&j.issuer.url) {
             let mut listed = disallowed.to_vec();
             listed.sort();
             return Err(invalid_url(&format!("URL must not overlap with disallowed issuers: [{}]", listed.join(" "))));
@@ -496,6 +498,8 @@ mod tests {
         assert!(issuer("{url: 'https://x?y=1', audiences: [a]}").contains("URL must not contain a query"));
         assert!(issuer("{url: 'https://x#f', audiences: [a]}").contains("URL must not contain a fragment"));
         assert!(issuer("{url: 'https://u:p@x', audiences: [a]}").contains("username or password"));
+        assert!(issuer("{url: 'https://@x', audiences: [a]}").contains("username or password"));
+        assert!(!issuer("{url: 'https://x?', audiences: [a]}").contains("query"), "an empty query is none, as in Go");
         assert!(issuer("{url: https://x, audiences: ['']}").contains("audience can't be empty"));
         assert!(
             issuer("{url: https://x, audiences: [a, a], audienceMatchPolicy: MatchAny}").contains("Duplicate value")

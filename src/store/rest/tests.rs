@@ -811,4 +811,21 @@ fn a_deletion_time_sent_by_a_client_is_immutable() {
     );
     // a change that leaves them alone is no change of them
     write::patch(&s, &merge, br#"{"data":{"k":"v"}}"#).unwrap();
+    // a deleting object's time, sent back in another client's format while a finalizer is
+    // removed, is kept (kube's BeforeUpdate): the Python client's +00:00, JS's .000Z
+    create(&s, "default", json!({"metadata": {"name": "going", "finalizers": ["a/b", "c/d"]}}));
+    let going = target(&s, "configmaps", "default", "going", "");
+    let marked = body(&write::delete(&s, &going, b"").unwrap());
+    let at = marked["metadata"]["deletionTimestamp"].as_str().unwrap().to_string();
+    for (sent, left) in [(at.replace('Z', "+00:00"), json!(["c/d"])), (at.replace('Z', ".000Z"), json!([]))] {
+        let mut obj =
+            s.storage.get("/registry/configmaps/default/going").map(|o| (*o.value).clone()).unwrap_or_default();
+        if obj.is_null() {
+            break; // gone with its last finalizer
+        }
+        obj["metadata"]["deletionTimestamp"] = json!(sent);
+        obj["metadata"]["finalizers"] = left;
+        write::update(&s, &going, obj.to_string().as_bytes()).unwrap();
+    }
+    assert!(s.storage.get("/registry/configmaps/default/going").is_none(), "its last finalizer removed: gone");
 }

@@ -319,14 +319,21 @@ pub(super) fn prepare_update(
         namespace::prepare_update(&t.subresource, existing, &mut new);
     }
     let old_meta = &existing["metadata"];
-    // kube's ValidateObjectMetaUpdate: a deletion's time and grace period are the server's; one
-    // sent that differs from the stored (set on a live object, or changed) is a 422, one left
-    // out is restored (BeforeUpdate)
-    for k in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
-        if let Some(v) = new["metadata"].get(k).filter(|v| !v.is_null() && old_meta.get(k) != Some(*v)) {
-            let shown = v.as_str().map_or_else(|| v.to_string(), crate::api::field::quote);
-            let cause = crate::api::field::invalid(&format!("metadata.{k}"), &shown, "field is immutable");
-            return Err(Status::invalid(&t.def.group, &t.def.kind, str_of(existing, "name"), vec![cause]));
+    // kube's BeforeUpdate and ValidateObjectMetaUpdate: a deleting object's deletionTimestamp
+    // is kept whatever is sent (a client's own time format for it is no change), so only one
+    // set on a live object is refused; a grace period sent must be the stored one (as a number)
+    let immutable = |k: &str, v: &Value| {
+        let shown = v.as_str().map_or_else(|| v.to_string(), crate::api::field::quote);
+        let cause = crate::api::field::invalid(&format!("metadata.{k}"), &shown, "field is immutable");
+        Status::invalid(&t.def.group, &t.def.kind, str_of(existing, "name"), vec![cause])
+    };
+    let sent = |k: &str| new["metadata"].get(k).filter(|v| !v.is_null()).cloned();
+    if let (Some(v), None) = (sent("deletionTimestamp"), old_meta.get("deletionTimestamp")) {
+        return Err(immutable("deletionTimestamp", &v));
+    }
+    if let Some(v) = sent("deletionGracePeriodSeconds") {
+        if old_meta["deletionGracePeriodSeconds"].as_i64() != v.as_i64() {
+            return Err(immutable("deletionGracePeriodSeconds", &v));
         }
     }
     let m = meta(&mut new);
