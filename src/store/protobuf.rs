@@ -399,15 +399,6 @@ thread_local! {
     static VALUES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
-/// How many values `v` holds, itself included.
-fn count_values(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(count_values).sum::<usize>(),
-        Value::Object(m) => 1 + m.values().map(count_values).sum::<usize>(),
-        _ => 1,
-    }
-}
-
 fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
     let mut r = Reader { buf, pos: 0 };
     let mut out = Map::new();
@@ -434,7 +425,7 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
                 let v = crate::api::decode::json(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?;
                 // (its values count against the body's bound as the message's own do)
                 let left = VALUES_LEFT.get();
-                let n = count_values(&v);
+                let n = crate::api::decode::value_count(&v);
                 if n > left {
                     return Err(format!(
                         "protobuf: document has more than {} values",

@@ -284,6 +284,16 @@ impl<'de> Visitor<'de> for Bounded<'_> {
     }
 }
 
+/// How many values `v` holds, itself included: what a body's bound counts (a CEL rule's
+/// cost is estimated from it too).
+pub fn value_count(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(value_count).sum::<usize>(),
+        Value::Object(m) => 1 + m.values().map(value_count).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 /// How deeply `v` nests objects and arrays (a scalar is 0), without recursing: what a patch
 /// made of a stored object is held to the same bound as a body.
 pub fn value_depth(v: &Value) -> usize {

@@ -135,15 +135,6 @@ fn cost(values: usize, loops: u32) -> i64 {
     (values.max(1) as i64).saturating_pow(loops.max(1))
 }
 
-/// How many values `v` holds, itself included.
-fn values(v: &Value) -> usize {
-    match v {
-        Value::Array(a) => 1 + a.iter().map(values).sum::<usize>(),
-        Value::Object(m) => 1 + m.values().map(values).sum::<usize>(),
-        _ => 1,
-    }
-}
-
 const OUT_OF_BUDGET: &str =
     "validation failed due to running out of cost budget, no further validation rules will be run";
 
@@ -155,7 +146,8 @@ pub fn check(schema: &Value, v: &Value, old: Option<&Value>, path: &str, out: &m
         return;
     }
     let type_name = schema["type"].as_str().unwrap_or("object");
-    let size = values(v).max(old.map_or(0, values));
+    use crate::api::decode::value_count;
+    let size = value_count(v).max(old.map_or(0, value_count));
     // converted once for all of this node's rules
     let Some(this) = to_cel(v) else { return };
     let old = old.and_then(to_cel);
