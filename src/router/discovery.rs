@@ -82,7 +82,7 @@ pub fn groups(src: &Sources<'_>) -> Vec<GroupView> {
     // (group, version) -> (group priority, version priority, resources)
     let mut gvs: BTreeMap<(String, String), (i32, i32, Vec<Value>)> = BTreeMap::new();
     let builtin = |g: &str, v: &str| src.builtin.get(g).is_some_and(|vs| vs.contains(v));
-    let to_backend = |g: &str, v: &str| super::backend_takes(table, src.builtin, g, v);
+    let to_backend = |g: &str, v: &str| super::backend_takes(table.get(g, v).map(|b| &**b), src.builtin, g, v);
     for r in src.local.iter().filter(|r| !to_backend(&r.group, &r.version)) {
         let e = gvs.entry((r.group.clone(), r.version.clone())).or_insert_with(|| {
             let (gp, vp) = match table.get(&r.group, &r.version) {

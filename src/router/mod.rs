@@ -174,11 +174,22 @@ pub struct Router {
 /// Resource names frontdoor serves, by group, then version.
 type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
 
-/// Whether a backend's APIService takes the group-version from frontdoor's own resources:
-/// one a CRD made (kube's autoregistration leaves an APIService it did not make), never a
-/// built-in one.
-fn backend_takes(table: &Table, builtin: &HashMap<String, HashSet<String>>, group: &str, version: &str) -> bool {
-    table.get(group, version).is_some_and(|b| !b.is_local())
+/// Whether a backend's APIService takes the group-version, in routing, discovery and OpenAPI
+/// alike: never one frontdoor serves itself (the store's built-in resources, the review APIs,
+/// and the aggregator's own apiregistration.k8s.io: kube has a local APIService for each of its
+/// group-versions, so there an APIService claiming one cannot even be created, and one that
+/// claimed apiregistration.k8s.io would route the APIServices' own management, their removal
+/// included, away); a CRD's, when an APIService names a backend for it (kube's
+/// autoregistration leaves an APIService it did not make).
+/// `claimed`: the table's APIService for it, if any.
+fn backend_takes(
+    claimed: Option<&Backend>,
+    builtin: &HashMap<String, HashSet<String>>,
+    group: &str,
+    version: &str,
+) -> bool {
+    claimed.is_some_and(|b| !b.is_local())
+        && group != "apiregistration.k8s.io"
         && !builtin.get(group).is_some_and(|vs| vs.contains(version))
 }
 
@@ -403,7 +414,9 @@ impl Router {
             let here: Vec<crate::api::ApiResource> = own
                 .resources
                 .iter()
-                .filter(|r| !backend_takes(table, &own.builtin, &r.group, &r.version))
+                .filter(|r| {
+                    !backend_takes(table.get(&r.group, &r.version).map(|b| &**b), &own.builtin, &r.group, &r.version)
+                })
                 .cloned()
                 .collect();
             openapi::build(&crate::store::openapi::documents(&here, &own.custom), upstream.as_deref(), &backends)
@@ -437,7 +450,7 @@ impl Router {
         // a local APIService (no service) is served where kube-aggregator's local delegate
         // serves it: here, or by the upstream apiserver when that is the delegate
         if let Some((g, v, b)) = claimed {
-            if !b.is_local() && !self.serves_itself(g, v) {
+            if backend_takes(Some(b), &self.local.load().builtin, g, v) {
                 return Route::Backend(b.clone());
             }
         }
@@ -456,15 +469,6 @@ impl Router {
         } else {
             Route::Local
         }
-    }
-
-    /// Whether frontdoor serves the group-version itself (the store's resources, the review
-    /// APIs, and the aggregator's own apiregistration.k8s.io): never an APIService's to take.
-    /// kube has a local APIService for each of its group-versions, so there an APIService
-    /// claiming one cannot even be created; one that claimed apiregistration.k8s.io would
-    /// route the APIServices' own management, its removal included, away.
-    fn serves_itself(&self, group: &str, version: &str) -> bool {
-        group == "apiregistration.k8s.io" || self.local.load().builtin.get(group).is_some_and(|vs| vs.contains(version))
     }
 
     /// APIService objects from the store, merged with --apiservices-file (a store object

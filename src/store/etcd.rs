@@ -457,9 +457,7 @@ fn progressed(shared: &Shared, rev: u64) {
         }
         m.rev = rev;
     }
-    let (lock, cv) = &shared.applied;
-    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    cv.notify_all();
+    notify_applied(shared);
 }
 
 /// A change of `key` whose value does not decode (written to etcd by something else), or a
@@ -474,11 +472,16 @@ fn unreadable(shared: &Shared, key: String, rev: u64) {
             let value = Arc::new(stamp((*s.value).clone(), rev));
             apply(shared, Event { rev, kind: EventType::Deleted, key, value, prev: Some((s.value, s.rev)), raw: None });
         }
-        None => {
-            let mut m = shared.mirror.write().unwrap_or_else(|e| e.into_inner());
-            m.rev = m.rev.max(rev);
-        }
+        // (nothing to delete: the mirror's revision moves past it all the same)
+        None => progressed(shared, rev),
     }
+}
+
+/// Tells whoever waits for the mirror's revision that it moved.
+fn notify_applied(shared: &Shared) {
+    let (lock, cv) = &shared.applied;
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    cv.notify_all();
 }
 
 /// Applies one change to the mirror and publishes it, under the mirror's lock so a watch that
@@ -506,9 +509,7 @@ fn apply(shared: &Shared, ev: Event) {
         }
         shared.hub.publish(&ev);
     }
-    let (lock, cv) = &shared.applied;
-    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    cv.notify_all();
+    notify_applied(shared);
 }
 
 /// Everything under the prefix and the revision it was read at, by a linearizable (quorum)
@@ -540,9 +541,7 @@ async fn resync(client: &Client, prefix: &str, shared: &Shared) -> Result<u64, e
         // under the mirror's lock: a watch starts either before (and is ended) or after (from the relist)
         shared.hub.close_all();
     }
-    let (lock, cv) = &shared.applied;
-    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-    cv.notify_all();
+    notify_applied(shared);
     Ok(rev)
 }
 

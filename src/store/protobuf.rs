@@ -399,15 +399,21 @@ thread_local! {
     static VALUES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
+/// Takes `n` values from the body's bound, or refuses the body as a JSON one past it is.
+fn spend_values(n: usize) -> Result<(), String> {
+    let left = VALUES_LEFT.get();
+    if n > left {
+        return Err(format!("protobuf: document has more than {} values", crate::api::decode::MAX_JSON_VALUES));
+    }
+    VALUES_LEFT.set(left - n);
+    Ok(())
+}
+
 fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
     let mut r = Reader { buf, pos: 0 };
     let mut out = Map::new();
     while r.pos < buf.len() {
-        let left = VALUES_LEFT.get();
-        if left == 0 {
-            return Err(format!("protobuf: document has more than {} values", crate::api::decode::MAX_JSON_VALUES));
-        }
-        VALUES_LEFT.set(left - 1);
+        spend_values(1)?;
         let tag = r.varint()?;
         let (field, wire) = ((tag >> 3) as u32, tag & 7);
         let Some(&(_, name, kind, repeated)) = schema.iter().find(|(n, ..)| *n == field) else {
@@ -424,15 +430,7 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
             RawJson => {
                 let v = crate::api::decode::json(r.bytes()?).map_err(|e| format!("invalid JSON in {name}: {e}"))?;
                 // (its values count against the body's bound as the message's own do)
-                let left = VALUES_LEFT.get();
-                let n = crate::api::decode::value_count(&v);
-                if n > left {
-                    return Err(format!(
-                        "protobuf: document has more than {} values",
-                        crate::api::decode::MAX_JSON_VALUES
-                    ));
-                }
-                VALUES_LEFT.set(left - n);
+                spend_values(crate::api::decode::value_count(&v))?;
                 v
             }
             Fields => message(r.bytes()?, fields_v1())?.remove("Raw").unwrap_or_else(|| json!({})),

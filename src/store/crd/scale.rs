@@ -149,7 +149,8 @@ pub fn serve(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply
                 out["metadata"]["resourceVersion"] = json!(s.rev.to_string());
                 return Ok(Reply::json(200, &out));
             }
-            Err(StorageError::Conflict) => continue,
+            // another replica's write may reach this one's view a moment later
+            Err(StorageError::Conflict) => crate::store::rest::write::wait_changed(store, &key, existing.rev),
             Err(e) => return Err(Status::internal_error(e.to_string())),
         }
     }

@@ -561,7 +561,7 @@ pub(super) fn guaranteed_update(
     mut next: impl FnMut(&Stored) -> Result<Value, Status>,
 ) -> Result<Reply, Status> {
     let key = t.def.key(&t.namespace, &t.name);
-    for _ in 0..RETRIES {
+    for attempt in 1..=RETRIES {
         let Some(existing) = store.storage.get(&key) else {
             return missing();
         };
@@ -572,7 +572,10 @@ pub(super) fn guaranteed_update(
         validate(t, &mut new, Some(&existing.value))?;
         match commit_update(store, t, &existing, new) {
             Ok(s) => return Ok(reply_stored(store, t, 200, &s)),
-            Err(StorageError::Conflict) if retry_conflict => wait_changed(store, &key, existing.rev),
+            // (the last lost race is the answer: no wait for a view no try will read)
+            Err(StorageError::Conflict) if retry_conflict && attempt < RETRIES => {
+                wait_changed(store, &key, existing.rev)
+            }
             Err(e) => return Err(status(t, &t.name, e)),
         }
     }
@@ -583,7 +586,7 @@ pub(super) fn guaranteed_update(
 /// past `rev`: another replica's write reaches the etcd mirror a moment after it committed,
 /// and a retry on the old view would only lose again (kube retries from the state the failed
 /// transaction read).
-fn wait_changed(store: &Store, key: &str, rev: u64) {
+pub(crate) fn wait_changed(store: &Store, key: &str, rev: u64) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
     while store.storage.get(key).is_some_and(|s| s.rev == rev) && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(2));
