@@ -49,14 +49,7 @@ pub async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
         // request or a moved response (a watch) runs.
         let (reused, moved) = Box::pin(request(&app, stream, settings, head, &shutdown)).await;
         let reused = match moved {
-            Some(moved) => {
-                let downstream = moved.await;
-                let settings = HttpPersistentSettings::for_session(&downstream);
-                match Box::pin(downstream.finish()).await {
-                    Ok(Some(reusable)) => Some(ReusedHttpStream::from_reusable_stream(reusable, settings)),
-                    _ => None,
-                }
-            }
+            Some(moved) => moved.await,
             None => reused,
         };
         let Some(reused) = reused else { return };

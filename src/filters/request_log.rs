@@ -12,6 +12,28 @@ use std::sync::Arc;
 /// and each would be a new series (kube records a request under its route's labels).
 pub type KnownResource = Arc<dyn Fn(&crate::request_info::RequestInfo) -> bool + Send + Sync>;
 
+/// What the request log reads of a request's session: its status and its verb as metrics
+/// report it.
+pub struct Outcome {
+    code: u16,
+    verb: String,
+}
+
+impl Outcome {
+    pub fn of(session: &ServerSession, ctx: &RequestContext) -> Outcome {
+        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
+        let req = session.req_header();
+        let is_apply = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/apply-patch"));
+        let info = &ctx.request_info;
+        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
+        Outcome { code, verb }
+    }
+}
+
 pub struct RequestLog {
     audit: Arc<Audit>,
     /// Requests slower than this are traced (`filters::trace`); zero: never.
@@ -32,15 +54,14 @@ impl RequestLog {
 
     /// Records a finished request.
     pub async fn finish(&self, session: &ServerSession, ctx: &mut RequestContext) {
-        let code = session.response_written().map(|h| h.status.as_u16()).unwrap_or(ctx.response_code);
+        self.finish_with(Outcome::of(session, ctx), ctx).await
+    }
+
+    /// Records a finished request whose session is gone (a response written to its
+    /// connection itself, `filters::detach`), from what was read of it before.
+    pub async fn finish_with(&self, outcome: Outcome, ctx: &mut RequestContext) {
+        let Outcome { code, verb } = outcome;
         let info = ctx.request_info.clone();
-        let req = session.req_header();
-        let is_apply = req
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/apply-patch"));
-        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
         let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
         let known = !info.is_resource_request || self.known.as_ref().is_none_or(|k| k(&info));
         let (group, version, resource, subresource) = match known {

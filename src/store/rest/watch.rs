@@ -7,6 +7,7 @@ use super::read::selectors;
 use super::Target;
 use crate::api::Status;
 use crate::context::RequestContext;
+use crate::filters::detach::Body;
 use crate::filters::shutdown::Drain;
 use crate::request_info::RequestInfo;
 use crate::store::backend::{Event, EventType, StorageError, Watch};
@@ -16,7 +17,6 @@ use crate::store::table::{self, IncludeObject};
 use crate::store::watch::Delivery;
 use crate::store::Store;
 use bytes::Bytes;
-use pingora::protocols::http::ServerSession;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -167,7 +167,7 @@ struct WatchStream {
 }
 
 impl crate::filters::detach::Stream for WatchStream {
-    async fn run<'a>(&'a mut self, session: &'a mut ServerSession) {
+    async fn run<'a, B: Body>(&'a mut self, body: &'a mut B) {
         let store = self.store.clone();
         // A custom resource's definition (owned) is boxed: the future keeps a reference, not
         // room for a whole `ResourceDef` (~230 bytes) in every idle watch.
@@ -181,9 +181,10 @@ impl crate::filters::detach::Stream for WatchStream {
             None => None,
         };
         if let Some(def) = def {
-            self.events(def, session).await;
+            self.events(def, body).await;
         }
-        let _ = Box::pin(session.write_response_body(Bytes::new(), true)).await;
+        // bounded as every write is: a client that takes nothing more holds nothing
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, Box::pin(body.end())).await;
     }
 }
 
@@ -206,16 +207,16 @@ impl WatchStream {
 
     /// The initial events, then the live ones until the deadline, the client leaves or the
     /// server drains.
-    async fn events(&mut self, def: &ResourceDef, session: &mut ServerSession) {
+    async fn events<B: Body>(&mut self, def: &ResourceDef, body: &mut B) {
         let mut last_rev = self.watch.rev;
         for ev in std::mem::take(&mut self.watch.initial) {
             if let Some(ty) = classify(&ev, &|o| self.matches(o)) {
-                if !write(session, self.event_frame(def, ty, &ev)).await {
+                if !write(body, self.event_frame(def, ty, &ev)).await {
                     return;
                 }
             }
         }
-        if self.initial_events_end && !write(session, self.line("BOOKMARK", &bookmark(def, last_rev, true))).await {
+        if self.initial_events_end && !write(body, self.line("BOOKMARK", &bookmark(def, last_rev, true))).await {
             return;
         }
         self.seat = None;
@@ -231,32 +232,28 @@ impl WatchStream {
                 d = self.watch.rx.recv() => {
                     let Some(d) = d else { break };
                     last_rev = last_rev.max(d.event.rev);
-                    if !Box::pin(self.deliver(def, session, &d)).await {
+                    if !Box::pin(self.deliver(def, body, &d)).await {
                         return;
                     }
                 }
                 _ = &mut next_bookmark, if self.bookmarks => {
                     next_bookmark.as_mut().reset(Instant::now() + BOOKMARK_EVERY);
-                    let Some(rev) = Box::pin(self.catch_up(def, session, last_rev)).await else { return };
+                    let Some(rev) = Box::pin(self.catch_up(def, body, last_rev)).await else { return };
                     last_rev = rev;
                     let due = last_rev > self.after;
-                    if due && !Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, last_rev, false)))).await {
+                    if due && !Box::pin(write(body, self.line("BOOKMARK", &bookmark(def, last_rev, false)))).await {
                         return;
                     }
                 }
                 // the client went away (HTTP/2 reset or close): end the watch now, not at its next event
-                gone = session.read_body_or_idle(true) => {
-                    if !matches!(gone, Ok(Some(_))) {
-                        return;
-                    }
-                }
+                _ = body.gone() => return,
                 // shutting down: end the watch so the client re-establishes it elsewhere (kube does the same)
                 _ = &mut closing => break,
                 _ = &mut deadline => {
                     if self.bookmarks {
-                        match Box::pin(self.catch_up(def, session, last_rev)).await {
+                        match Box::pin(self.catch_up(def, body, last_rev)).await {
                             Some(rev) if rev > self.after => {
-                                let _ = Box::pin(write(session, self.line("BOOKMARK", &bookmark(def, rev, false)))).await;
+                                let _ = Box::pin(write(body, self.line("BOOKMARK", &bookmark(def, rev, false)))).await;
                             }
                             _ => {}
                         }
@@ -270,7 +267,7 @@ impl WatchStream {
 
 impl WatchStream {
     /// Sends one event if it is for this watcher; false when the client is gone.
-    async fn deliver(&self, def: &ResourceDef, session: &mut ServerSession, d: &Delivery) -> bool {
+    async fn deliver<B: Body>(&self, def: &ResourceDef, body: &mut B, d: &Delivery) -> bool {
         let ev = &d.event;
         if ev.rev <= self.after {
             return true;
@@ -283,7 +280,7 @@ impl WatchStream {
         } else {
             d.shared_line(self.protobuf.is_some(), &self.api_version, ty, || self.event_frame(def, ty, ev))
         };
-        write(session, line).await
+        write(body, line).await
     }
 
     /// The store's current revision for a bookmark, once every event up to it that is for
@@ -291,14 +288,14 @@ impl WatchStream {
     /// revision visible, so what is queued now is all there is up to it). None when the client is
     /// gone, or when the watcher was cut off or closed: events up to the revision may not have
     /// reached it, so no bookmark may claim them (the client would watch again past them).
-    async fn catch_up(&mut self, def: &ResourceDef, session: &mut ServerSession, last: u64) -> Option<u64> {
+    async fn catch_up<B: Body>(&mut self, def: &ResourceDef, body: &mut B, last: u64) -> Option<u64> {
         let current = self.store.storage.revision();
         let mut rev = last.max(current);
         loop {
             match self.watch.rx.try_recv() {
                 Ok(d) => {
                     rev = rev.max(d.event.rev);
-                    if !self.deliver(def, session, &d).await {
+                    if !self.deliver(def, body, &d).await {
                         return None;
                     }
                 }
@@ -371,8 +368,8 @@ fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {
 
 /// Writes one line; false when the client is gone or stalled. The write's future is boxed:
 /// it exists only while a line is written, not in an idle watch's state.
-async fn write(session: &mut ServerSession, line: Bytes) -> bool {
-    let w = Box::pin(session.write_response_body(line, false));
+async fn write<B: Body>(body: &mut B, line: Bytes) -> bool {
+    let w = Box::pin(body.write(line));
     matches!(tokio::time::timeout(WRITE_TIMEOUT, w).await, Ok(Ok(())))
 }
 
@@ -406,7 +403,10 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    fn run<'a>(w: &'a mut WatchStream, s: &'a mut ServerSession) -> impl std::future::Future<Output = ()> + 'a {
+    fn run<'a>(
+        w: &'a mut WatchStream,
+        s: &'a mut pingora::protocols::http::ServerSession,
+    ) -> impl std::future::Future<Output = ()> + 'a {
         use crate::filters::detach::Stream as _;
         w.run(s)
     }
@@ -416,7 +416,8 @@ mod tests {
     /// (debug build: 832 bytes; 1288 with both inline). Every idle watch holds it.
     #[test]
     fn an_idle_watch_holds_its_loop_only() {
-        let size = future_size(run as fn(&'static mut WatchStream, &'static mut ServerSession) -> _);
+        let size =
+            future_size(run as fn(&'static mut WatchStream, &'static mut pingora::protocols::http::ServerSession) -> _);
         assert!(size <= 896, "{size} bytes");
     }
 

@@ -1,4 +1,4 @@
-//! TLS for the secure port: rustls through pingora, TLS 1.2+ only, HTTP/2 and HTTP/1.1 by
+//! TLS for the secure port: rustls under pingora's HTTP layer, TLS 1.2+ only, HTTP/2 and HTTP/1.1 by
 //! ALPN. The serving cert and the client CAs sit behind `ArcSwap`s so both reload live.
 //! Client certificates are optional, but one that is presented must verify against a client
 //! CA or the handshake fails. The verified chain reaches the request as a [`PeerIdentity`].
@@ -11,13 +11,15 @@
 //! socket and a small task: no TLS state, no buffers (about 1 KB of RSS per silent connection
 //! where pingora's listener took about 40-47 KB, 10,000 of them; `bench/idle_connections.sh`).
 
+mod stream;
+mod unbuffered;
+
+pub use stream::{PeerIdentities, ServerStream};
+
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::listeners::tls::{Acceptor, TlsSettings};
-use pingora::listeners::{TlsAccept, TlsAcceptCallbacks};
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::tls::TlsRef;
 use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
@@ -27,7 +29,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
-use std::any::Any;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -253,41 +254,48 @@ pub fn subject_of(leaf: &[u8]) -> Option<(String, Vec<String>)> {
     Some((cn, orgs))
 }
 
-/// Hands the verified peer chain to the HTTP layer after the handshake.
-struct PeerCallback {
+/// The verified identity of a finished handshake's client certificate, if it presented one.
+pub(crate) fn identity_of(cas: &ClientCas, conn: &rustls::CommonState) -> Option<Arc<PeerIdentity>> {
+    let chain = conn.peer_certificates()?;
+    let (common_name, organizations) = subject_of(chain.first()?.as_ref())?;
+    let verified_by = cas.roles_for(chain);
+    Some(Arc::new(PeerIdentity { common_name, organizations, verified_by }))
+}
+
+/// The listener's TLS settings: TLS 1.2 and 1.3, our cert resolver and client verifier,
+/// h2 preferred to http/1.1 (pingora's `TlsSettings` with `enable_h2`).
+pub fn listener_settings(cert: Arc<ServingCert>, cas: Arc<ClientCas>) -> anyhow::Result<ListenerTls> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?
+        .with_client_cert_verifier(Arc::new(ClientVerifier::new(cas.clone())))
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Sessions resume from tickets that carry the session themselves, encrypted under a key
+    // that rotates, one ticket per handshake, as Go's server (kube-apiserver's) sends them,
+    // and nothing is kept by the server (Go has no session-ID cache either): rustls' default
+    // keeps two tickets' sessions, the client's certificates among them, in a cache of 256.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| anyhow::anyhow!("TLS session tickets: {e}"))?;
+    config.send_tls13_tickets = 1;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(ListenerTls { config: Arc::new(config), cas })
+}
+
+/// What the secure port's handshakes need: the rustls config, and the client CAs that name
+/// a verified client's roles.
+#[derive(Clone)]
+pub struct ListenerTls {
+    config: Arc<rustls::ServerConfig>,
     cas: Arc<ClientCas>,
 }
 
-#[async_trait]
-impl TlsAccept for PeerCallback {
-    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
-        let chain = ssl.peer_cert_chain_der()?;
-        let (common_name, organizations) = subject_of(chain.first()?.as_ref())?;
-        let verified_by = self.cas.roles_for(chain);
-        let peer = Arc::new(PeerIdentity { common_name, organizations, verified_by });
-        Some(Arc::new(peer))
-    }
-}
-
-/// The listener's TLS settings: our cert resolver and client verifier, h2 + http/1.1.
-pub fn listener_settings(cert: Arc<ServingCert>, cas: Arc<ClientCas>) -> anyhow::Result<TlsSettings> {
-    let callbacks: TlsAcceptCallbacks = Box::new(PeerCallback { cas: cas.clone() });
-    let mut settings = TlsSettings::with_callbacks(callbacks).map_err(|e| anyhow::anyhow!("{e}"))?;
-    settings.set_cert_resolver(cert);
-    settings.set_client_cert_verifier(Arc::new(ClientVerifier::new(cas)));
-    settings.enable_h2();
-    Ok(settings)
-}
-
-/// Reads the peer identity pingora kept on the session's TLS digest.
+/// The verified client identity of the request's connection.
 pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
-    let digest = session.digest()?;
-    let ssl = digest.ssl_digest.as_ref()?;
-    ssl.extension.get::<Arc<PeerIdentity>>().cloned()
+    PeerIdentities::of(session.digest()?.ssl_digest.as_ref()?)
 }
 
-/// The secure port: a pingora service running our own accept loop in front of pingora's rustls
-/// acceptor and HTTP application (pingora's documented custom-accept-loop integration,
+/// The secure port: a pingora service running our own accept loop and TLS stream
+/// ([`ServerStream`]) in front of pingora's HTTP application (pingora's documented custom-accept-loop integration,
 /// `pingora_proxy::http_proxy`).
 ///
 /// Each accepted connection gets one deadline, `handshake_timeout` from accept: its first byte
@@ -298,15 +306,14 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
 /// once the handshake is done.
 ///
 /// The connection's L4 stream has pingora's 1460-byte write buffer (`crate::buffered`) but no read
-/// buffer (pingora's own listener reads through 64 KiB): rustls reads in steps of 4 KiB and more,
-/// so a small request takes the same single read and a response the same single write, a large
-/// request body about three times the reads (a 1 MiB body: ~240 reads, ~68 before), and an
-/// established idle connection costs ~43 KB instead of ~114 KB (`MODE=tls
-/// bench/idle_connections.sh`, debug build).
+/// buffer (pingora's own listener reads through 64 KiB): the TLS layer reads in steps of 4 KiB
+/// (`tls::unbuffered`), so a small request takes the same single read and a response the same
+/// single write, a large request body about three times the reads, and an established idle
+/// connection holds no buffer at all (6 KB of RSS in all; `MODE=tls bench/idle_connections.sh`).
 pub struct SecureListener<A> {
     name: String,
     listener: Option<std::net::TcpListener>,
-    acceptor: Arc<Acceptor>,
+    tls: ListenerTls,
     app: Arc<A>,
     handshake_timeout: Duration,
 }
@@ -317,7 +324,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> SecureListener<A> {
     pub fn bind(
         name: &str,
         addr: SocketAddr,
-        settings: TlsSettings,
+        tls: ListenerTls,
         app: A,
         handshake_timeout: Duration,
     ) -> anyhow::Result<Self> {
@@ -327,7 +334,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> SecureListener<A> {
         Ok(SecureListener {
             name: name.to_string(),
             listener: Some(listener),
-            acceptor: Arc::new(settings.build()),
+            tls,
             app: Arc::new(app),
             handshake_timeout,
         })
@@ -393,7 +400,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> pingora::services::Service for Se
             match accepted {
                 Ok((tcp, peer)) => {
                     let conn = Connection {
-                        acceptor: self.acceptor.clone(),
+                        tls: self.tls.clone(),
                         app: self.app.clone(),
                         shutdown: shutdown.clone(),
                         // zero: no bound (Go's zero timeout); a year is as good as none
@@ -430,7 +437,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> pingora::services::Service for Se
 
 /// One accepted connection, before its handshake.
 struct Connection<A> {
-    acceptor: Arc<Acceptor>,
+    tls: ListenerTls,
     app: Arc<A>,
     shutdown: ShutdownWatch,
     deadline: tokio::time::Instant,
@@ -506,8 +513,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Connection<A> {
         let _ = digest.peer_addr.set(Some(peer.into()));
         l4.set_socket_digest(digest);
         let l4 = crate::buffered::Buffered::new(l4);
-        match tokio::time::timeout_at(self.deadline, self.acceptor.tls_handshake(l4)).await {
-            Ok(Ok(tls)) => Some(Box::new(tls)),
+        match tokio::time::timeout_at(self.deadline, unbuffered::Unbuffered::accept(self.tls.config.clone(), l4)).await
+        {
+            Ok(Ok(tls)) => {
+                let peer = identity_of(&self.tls.cas, tls.connection());
+                Some(Box::new(ServerStream::new(tls, peer)))
+            }
             Ok(Err(e)) => {
                 handshake_error(peer, &e.to_string());
                 None
