@@ -43,7 +43,9 @@ pub async fn serve_http1<A: HttpServerApp + Send + Sync + 'static>(
     let mut next: (Stream, Option<HttpPersistentSettings>) = (stream, None);
     loop {
         let (mut stream, settings) = next;
-        let Some(head) = next_request(&mut stream, &shutdown).await else { return };
+        // Boxed, as the request is: the wait (a timer, the shutdown's watch) is held only while
+        // the connection waits, not beside a moved response (an HTTP/1.1 watch) for its life.
+        let Some(head) = Box::pin(next_request(&mut stream, &shutdown)).await else { return };
         // Boxed: pingora's request (its session, ~700 bytes, and the request future's state) is
         // held only while pingora serves it, not while the connection waits for its next
         // request or a moved response (a watch) runs.
@@ -148,6 +150,8 @@ pub(crate) mod tests {
         let size = std::mem::size_of_val(&idle);
         // (debug build: 736 bytes, 1416 with the session inline; a session is 680, the wait 344)
         assert!(size < session + wait, "{size} bytes: the wait ({wait}) and a session ({session}) side by side");
+        // nor the wait's room, which a moved response (a watch) would hold beside it
+        assert!(size < wait, "{size} bytes: the wait ({wait}) is inline");
     }
 
     #[test]

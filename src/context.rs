@@ -35,13 +35,15 @@ pub struct RequestContext {
     pub user: Option<UserInfo>,
     pub authenticator: &'static str,
     // impersonation: `impersonated` is who the request acts as; `user` stays the original
-    pub impersonated: Option<UserInfo>,
+    /// Boxed, as `audit` is: set for few requests, inline its room would be in every request's
+    /// context and every idle watch.
+    pub impersonated: Option<Box<UserInfo>>,
     // flow control
     pub inflight: Option<crate::flowcontrol::maxinflight::Permit>,
     /// Priority & fairness' classification, for the X-Kubernetes-PF-* response headers.
     pub flow: Option<crate::flowcontrol::classified::Classified>,
-    // audit
-    pub audit: Option<crate::audit::state::AuditState>,
+    // audit: boxed, held only for a request the audit policy records
+    pub audit: Option<Box<crate::audit::state::AuditState>>,
     // authorization
     pub decision: Option<(Decision, String)>,
     // router
@@ -64,6 +66,17 @@ pub struct RequestContext {
 impl RequestContext {
     /// The user the request acts as: the impersonated one if any, else the authenticated one.
     pub fn effective_user(&self) -> Option<&UserInfo> {
-        self.impersonated.as_ref().or(self.user.as_ref())
+        self.impersonated.as_deref().or(self.user.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every request's state and every idle watch holds a context: what few requests set is
+    /// boxed (audit's state, an impersonated user; 856 bytes with both inline).
+    #[test]
+    fn a_context_holds_rare_parts_boxed() {
+        let size = std::mem::size_of::<super::RequestContext>();
+        assert!(size <= 640, "{size} bytes");
     }
 }

@@ -197,7 +197,7 @@ impl Impersonation {
         let groups_specified = req.headers.get(&GROUP).is_some();
         let user = impersonated_user(&requests, groups_specified);
         strip(req);
-        ctx.impersonated = Some(user);
+        ctx.impersonated = Some(Box::new(user));
         Ok(())
     }
 }

@@ -352,10 +352,10 @@ impl Audit {
         };
         if ctx.user.is_none() {
             state.failed_authn = Some(attempted_methods(req, ctx));
-            ctx.audit = Some(state);
+            ctx.audit = Some(Box::new(state));
             return Ok(());
         }
-        ctx.audit = Some(state);
+        ctx.audit = Some(Box::new(state));
         let emitted = self.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
         if !emitted.wait().await {
             metrics::REQUESTS_REJECTED_TOTAL.inc();
@@ -546,7 +546,7 @@ fn build_event(ctx: &RequestContext, stage: Stage, objects: Option<Objects>) -> 
         request_uri: &ctx.request_uri,
         verb: &info.verb,
         user: ctx.user.as_ref().unwrap_or(&event::NO_USER),
-        impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.as_ref() },
+        impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.as_deref() },
         source_ips: &ctx.source_ips,
         user_agent: &ctx.user_agent,
         object_ref: info.is_resource_request.then(|| ObjectReference {
@@ -619,7 +619,7 @@ mod tests {
             audit_to_file("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n");
         let (req, mut ctx) = request("GET", "/api/v1/namespaces", Some("watch=true"), None);
         audit.request_received(&req, &mut ctx).await.unwrap();
-        ctx.impersonated = Some(UserInfo::new("bob", vec![]));
+        ctx.impersonated = Some(Box::new(UserInfo::new("bob", vec![])));
         ctx.decision = Some((crate::authz::Decision::Allow, "RBAC: allowed".into()));
         audit.response_started(&mut ctx, 200).await;
         audit.response_started(&mut ctx, 200).await; // once only

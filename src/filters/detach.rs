@@ -200,6 +200,14 @@ async fn run_body<S: Stream, B: Body>(
     }
 }
 
+/// What the request's log reads at the response's end, read now: the request's query is not
+/// kept for the response's life (an idle watch's); what the stream needs of it, it has.
+fn read_outcome(session: &ServerSession, ctx: &mut RequestContext) -> Outcome {
+    let outcome = Outcome::of(session, ctx);
+    ctx.query = Default::default();
+    outcome
+}
+
 /// An HTTP/2 response's task: the body, the request's log (boxed: an idle response's state
 /// holds only its stream), then the end of its stream if the body did not end it (a panic).
 /// An async block, not an `async fn`: an `async fn`'s future keeps its arguments twice (as
@@ -213,7 +221,7 @@ fn respond<S: Stream>(
     mut stream: S,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let outcome = Outcome::of(&downstream, &ctx);
+        let outcome = read_outcome(&downstream, &mut ctx);
         let method = downstream.req_header().method.clone();
         // The request's headers (its credentials among them) are not read again: what is kept
         // for the response's life is its method and path.
@@ -240,7 +248,7 @@ fn respond_http1<S: Stream>(
     mut stream: S,
 ) -> impl Future<Output = Option<ReusedHttpStream>> + Send {
     async move {
-        let outcome = Outcome::of(&downstream, &ctx);
+        let outcome = read_outcome(&downstream, &mut ctx);
         let method = downstream.req_header().method.clone();
         let mut reused = None;
         // out of its box in a scope of its own: a box moved out of is freed only when its

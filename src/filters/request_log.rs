@@ -12,11 +12,12 @@ use std::sync::Arc;
 /// and each would be a new series (kube records a request under its route's labels).
 pub type KnownResource = Arc<dyn Fn(&crate::request_info::RequestInfo) -> bool + Send + Sync>;
 
-/// What the request log reads of a request's session: its status and its verb as metrics
-/// report it.
+/// What the request log reads of a request's session and query: its status, and its verb and
+/// dryRun as metrics report them.
 pub struct Outcome {
     code: u16,
     verb: String,
+    dry_run: &'static str,
 }
 
 impl Outcome {
@@ -30,7 +31,7 @@ impl Outcome {
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let info = &ctx.request_info;
         let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
-        Outcome { code, verb }
+        Outcome { code, verb, dry_run: crate::metrics::dry_run_label(&ctx.query) }
     }
 }
 
@@ -60,7 +61,7 @@ impl RequestLog {
     /// Records a finished request whose session is gone (a response written to its
     /// connection itself, `filters::detach`), from what was read of it before.
     pub async fn finish_with(&self, outcome: Outcome, ctx: &mut RequestContext) {
-        let Outcome { code, verb } = outcome;
+        let Outcome { code, verb, dry_run } = outcome;
         let info = ctx.request_info.clone();
         let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
         let known = !info.is_resource_request || self.known.as_ref().is_none_or(|k| k(&info));
@@ -72,7 +73,7 @@ impl RequestLog {
         };
         crate::metrics::record_request(&crate::metrics::RequestOutcome {
             verb: &verb,
-            dry_run: crate::metrics::dry_run_label(&ctx.query),
+            dry_run,
             group,
             version,
             resource,

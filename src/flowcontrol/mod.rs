@@ -304,10 +304,10 @@ mod tests {
 
         // system:masters: the impersonated user counts (impersonation runs before the limit)
         let mut c = post(alice());
-        c.impersonated = Some(UserInfo::new("root", vec!["system:masters".into()]));
+        c.impersonated = Some(Box::new(UserInfo::new("root", vec!["system:masters".into()])));
         assert!(admit_now(&fc, &mut c).is_ok());
         let mut c = post(UserInfo::new("root", vec!["system:masters".into()]));
-        c.impersonated = Some(alice());
+        c.impersonated = Some(Box::new(alice()));
         assert!(admit_now(&fc, &mut c).is_err(), "acts as alice");
 
         // read-only has its own seats; long-running requests take none

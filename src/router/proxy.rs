@@ -790,7 +790,7 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
         let ctx = RequestContext {
             user: Some(UserInfo::new("admin", vec!["system:masters".into()])),
-            impersonated: Some(UserInfo::new("bob", vec![])),
+            impersonated: Some(Box::new(UserInfo::new("bob", vec![]))),
             ..Default::default()
         };
         upstream_request(&mut req, &ctx).unwrap();
