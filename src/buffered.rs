@@ -1,4 +1,4 @@
-//! The secure port's L4 stream with a write buffer in front, held only while it has bytes.
+//! The secure port's socket with a write buffer in front, held only while it has bytes.
 //!
 //! pingora's own listener buffers an L4 stream's writes (`DEFAULT_L4_WRITE_BUFFER_SIZE`, one
 //! MSS), so that a response's header and body records leave in one write; its buffered
@@ -8,8 +8,8 @@
 //! connection and HTTP/1.1 watch; here the buffer is taken at the first buffered write and
 //! given back once flushed. Reads stay unbuffered below rustls (see `tls::SecureListener`).
 
+use crate::socket::Socket;
 use async_trait::async_trait;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -23,7 +23,7 @@ pub const WRITE_BUFFER: usize = 1460;
 
 /// `io` with a write buffer of [`WRITE_BUFFER`] bytes that exists only while it holds some.
 #[derive(Debug)]
-pub struct Buffered<T: AsyncWrite + Unpin = L4Stream> {
+pub struct Buffered<T: AsyncWrite + Unpin = Socket> {
     io: T,
     buf: Vec<u8>,
     /// How much of `buf` went out (a flush cut short by a full socket).

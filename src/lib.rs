@@ -25,5 +25,6 @@ pub mod reload;
 pub mod request_info;
 pub mod router;
 pub mod server;
+pub mod socket;
 pub mod store;
 pub mod tls;

@@ -19,8 +19,7 @@ pub use stream::{PeerIdentities, ServerStream};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, ALPN};
+use pingora::protocols::{Stream, ALPN};
 use pingora::server::ShutdownWatch;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
@@ -483,7 +482,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Connection<A> {
         let _ = tcp.set_nodelay(true);
         // The first 5 bytes are a TLS record header, or plain HTTP sent to the HTTPS port, which
         // Go's net/http (and so kube-apiserver) answers with a 400 in plain text.
-        let mut head = [0u8; 5];
+        let mut head = [0u8; crate::socket::HEAD];
         let mut got = 0;
         while got < head.len() {
             match tokio::time::timeout_at(self.deadline, tcp.read(&mut head[got..])).await {
@@ -507,13 +506,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Connection<A> {
             handshake_error(peer, "client sent an HTTP request to an HTTPS server");
             return None;
         }
-        let mut l4 = L4Stream::from(tcp);
-        l4.rewind(&head);
-        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
-        let _ = digest.peer_addr.set(Some(peer.into()));
-        l4.set_socket_digest(digest);
-        let l4 = crate::buffered::Buffered::new(l4);
-        match tokio::time::timeout_at(self.deadline, unbuffered::Unbuffered::accept(self.tls.config.clone(), l4)).await
+        let socket = crate::buffered::Buffered::new(crate::socket::Socket::new(tcp, peer, &head));
+        match tokio::time::timeout_at(self.deadline, unbuffered::Unbuffered::accept(self.tls.config.clone(), socket))
+            .await
         {
             Ok(Ok(tls)) => {
                 let peer = identity_of(&self.tls.cas, tls.connection());

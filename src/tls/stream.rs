@@ -200,7 +200,6 @@ impl GetSocketDigest for ServerStream {
 mod tests {
     use super::*;
     use crate::tls::{listener_settings, load_certs, load_key, load_roots, CaRole, ClientCas, ServingCert};
-    use pingora::protocols::l4::stream::Stream as L4Stream;
     use pingora::protocols::Ssl;
     use std::path::Path;
 
@@ -245,9 +244,9 @@ mod tests {
         for (alpn, cert) in [(&b"h2"[..], Some("admin")), (b"http/1.1", Some("admin")), (b"http/1.1", None)] {
             let (accepted, client) = tokio::join!(
                 async {
-                    let (tcp, _) = listener.accept().await.unwrap();
-                    let conn =
-                        Unbuffered::accept(tls.config.clone(), Buffered::new(L4Stream::from(tcp))).await.unwrap();
+                    let (tcp, from) = listener.accept().await.unwrap();
+                    let socket = Buffered::new(crate::socket::Socket::new(tcp, from, &[]));
+                    let conn = Unbuffered::accept(tls.config.clone(), socket).await.unwrap();
                     let peer = crate::tls::identity_of(&cas, conn.connection());
                     ServerStream::new(conn, peer)
                 },
@@ -295,5 +294,8 @@ mod tests {
         let ours = std::mem::size_of::<ServerStream>();
         let pingoras = std::mem::size_of::<pingora::protocols::tls::TlsStream<Buffered>>();
         assert!(ours * 2 < pingoras, "{ours} bytes; pingora's TlsStream: {pingoras}");
+        // and little beside rustls' connection (pingora's L4 stream under it was 384 bytes)
+        let rustls = std::mem::size_of::<rustls::server::UnbufferedServerConnection>();
+        assert!(ours <= rustls + 256, "{ours} bytes; rustls' connection: {rustls}");
     }
 }
