@@ -32,10 +32,11 @@ pub struct Socket {
 }
 
 impl Socket {
-    /// The connection `tcp` from `peer`, whose first bytes `head` were read already.
+    /// The connection `tcp` from `peer`, whose first bytes `head` (at most [`HEAD`]) were read
+    /// already.
     pub fn new(tcp: TcpStream, peer: SocketAddr, head: &[u8]) -> Socket {
+        assert!(head.len() <= HEAD, "{} bytes read before the handshake", head.len());
         let mut buf = [0u8; HEAD];
-        let head = &head[..head.len().min(HEAD)];
         let at = HEAD - head.len();
         buf[at..].copy_from_slice(head);
         Socket { tcp, peer, established: SystemTime::now(), head: buf, head_at: at as u8 }

@@ -315,3 +315,24 @@ fn a_named_watchs_field_selector_pins_its_name() {
     }
     assert_eq!(watch("metadata.name%3Dx").status(), 200);
 }
+
+/// The largest timeoutSeconds is a watch that lasts (adding it to the clock panicked, and the
+/// watch ended with nothing sent).
+#[test]
+fn the_largest_timeout_is_a_long_watch() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cms = fd.url("/api/v1/namespaces/default/configmaps");
+    let url = format!("{cms}?watch=1&timeoutSeconds={}", i64::MAX);
+    let mut watch = c.get(url).send().unwrap();
+    assert_eq!(watch.status(), 200);
+    create(&c, &cms, "after");
+    // the current objects first (no resourceVersion), then the one created
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(&mut watch));
+    let added =
+        lines.by_ref().take(10).map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap()).find(|ev| {
+            (ev["type"].as_str(), ev["object"]["metadata"]["name"].as_str()) == (Some("ADDED"), Some("after"))
+        });
+    assert!(added.is_some(), "the watch ended without the event");
+    assert!(!fd.logs().contains("panic"), "{}", fd.logs());
+}

@@ -109,7 +109,7 @@ pub async fn serve(
         protobuf,
         api_version: t.def.api_version(),
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
-        deadline: Instant::now() + Duration::from_secs(timeout),
+        deadline: deadline_in(timeout),
         watch,
         seat: ctx.inflight.take(),
     };
@@ -375,6 +375,13 @@ fn bookmark(def: &ResourceDef, rev: u64, initial_end: bool) -> Value {
     json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta})
 }
 
+/// When a watch of `timeout` seconds ends. A timeout past what the clock holds (a
+/// `timeoutSeconds` near 2^63) ends in a century: adding it would overflow.
+fn deadline_in(timeout: u64) -> Instant {
+    const CENTURY: u64 = 100 * 365 * 24 * 3600;
+    Instant::now() + Duration::from_secs(timeout.min(CENTURY))
+}
+
 /// Writes one line; false when the client is gone or stalled. The write's future is boxed:
 /// it exists only while a line is written, not in an idle watch's state.
 async fn write<B: Body>(body: &mut B, line: Bytes) -> bool {
@@ -385,6 +392,17 @@ async fn write<B: Body>(body: &mut B, line: Bytes) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any timeoutSeconds is a deadline, the largest too (it overflowed the clock: a panic).
+    #[tokio::test]
+    async fn the_largest_timeout_is_a_deadline() {
+        let year = Duration::from_secs(365 * 24 * 3600);
+        for t in [i64::MAX as u64, u64::MAX] {
+            assert!(deadline_in(t) > Instant::now() + year);
+        }
+        let ten = deadline_in(10) - Instant::now();
+        assert!(ten <= Duration::from_secs(10) && ten > Duration::from_secs(9), "{ten:?}");
+    }
 
     #[test]
     fn selector_transitions() {
