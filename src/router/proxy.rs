@@ -6,6 +6,7 @@
 use crate::api::{headers, Status};
 use crate::context::{RequestContext, Route};
 use crate::request_info::query::Query;
+use http::HeaderName;
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 use std::time::Duration;
@@ -146,24 +147,74 @@ pub fn header_key_escape(key: &str) -> String {
     out
 }
 
-/// The header names one way of telling a user's identity uses.
+/// The header names one way of telling a user's identity uses, as written and prebuilt.
 pub struct UserHeaders {
     user: &'static str,
     uid: &'static str,
     group: &'static str,
     extra: &'static str,
+    /// user, uid and group as `HeaderName`s (`Headers::set`).
+    parsed: [HeaderName; 3],
 }
 
 /// kube-aggregator's, to backends and a request-header upstream.
-pub const REMOTE: UserHeaders =
-    UserHeaders { user: "X-Remote-User", uid: "X-Remote-Uid", group: "X-Remote-Group", extra: "X-Remote-Extra-" };
+pub const REMOTE: UserHeaders = UserHeaders {
+    user: "X-Remote-User",
+    uid: "X-Remote-Uid",
+    group: "X-Remote-Group",
+    extra: "X-Remote-Extra-",
+    parsed: [
+        HeaderName::from_static("x-remote-user"),
+        HeaderName::from_static("x-remote-uid"),
+        HeaderName::from_static("x-remote-group"),
+    ],
+};
 /// client-go's impersonating round tripper's, to an impersonating upstream.
 pub const IMPERSONATE: UserHeaders = UserHeaders {
     user: "Impersonate-User",
     uid: "Impersonate-Uid",
     group: "Impersonate-Group",
     extra: "Impersonate-Extra-",
+    parsed: [
+        HeaderName::from_static("impersonate-user"),
+        HeaderName::from_static("impersonate-uid"),
+        HeaderName::from_static("impersonate-group"),
+    ],
 };
+
+/// Where the identity headers go. A request without a case map whose target is its URI (the
+/// proxied request: `forget_header_case`) is edited as plain `http` parts, its names set
+/// prebuilt: pingora's `insert_header` parses a name again on every call and allocates a
+/// custom one (~500 instructions a header). Another goes through pingora, which keeps its
+/// case map in step with the names as written.
+enum Headers<'a> {
+    Map(&'a mut http::HeaderMap),
+    Pingora(&'a mut RequestHeader),
+}
+
+impl Headers<'_> {
+    /// Sets header `name` (as written; `parsed` when given is the same name prebuilt) to
+    /// `value`, or with `append` adds it; Err: a value no header can carry.
+    fn set(&mut self, name: &str, parsed: Option<&HeaderName>, value: &str, append: bool) -> Result<(), ()> {
+        match self {
+            Headers::Map(h) => {
+                let value = http::HeaderValue::from_str(value).map_err(drop)?;
+                let name = match parsed {
+                    Some(n) => n.clone(),
+                    None => HeaderName::from_bytes(name.as_bytes()).map_err(drop)?,
+                };
+                match append {
+                    true => h.try_append(name, value).map(drop).map_err(drop),
+                    false => h.try_insert(name, value).map(drop).map_err(drop),
+                }
+            }
+            Headers::Pingora(req) => match append {
+                true => req.append_header(name.to_string(), value).map(drop).map_err(drop),
+                false => req.insert_header(name.to_string(), value).map_err(drop),
+            },
+        }
+    }
+}
 
 /// The user's name, uid (when it has one), groups (one header each) and extras (one header
 /// per value, the key escaped as client-go escapes it). A value no header can carry (a control
@@ -173,6 +224,18 @@ pub const IMPERSONATE: UserHeaders = UserHeaders {
 /// read another user than the one authorized (`"\tadmin"` as `admin`), which kube-aggregator
 /// lets through.
 pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
+    let target_is_uri = Some(req.raw_path()) == req.uri.path_and_query().map(|p| p.as_str().as_bytes());
+    if req.has_case() || !target_is_uri {
+        return set_user_headers(&mut Headers::Pingora(req), user, names);
+    }
+    let none = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(req, none).into();
+    let set = set_user_headers(&mut Headers::Map(&mut parts.headers), user, names);
+    *req = RequestHeader::from(parts);
+    set
+}
+
+fn set_user_headers(h: &mut Headers, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
     let invalid = |name: &str| format!("net/http: invalid header field value for {}", crate::api::field::quote(name));
     let read_as_told = |name: &str, v: &str| match v.trim_matches([' ', '\t']).len() == v.len() {
         true => Ok(()),
@@ -181,21 +244,22 @@ pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, name
             crate::api::field::quote(name)
         )),
     };
+    let [user_name, uid_name, group_name] = &names.parsed;
     read_as_told(names.user, &user.username)?;
-    req.insert_header(names.user, user.username.as_str()).map_err(|_| invalid(names.user))?;
+    h.set(names.user, Some(user_name), &user.username, false).map_err(|_| invalid(names.user))?;
     if !user.uid.is_empty() {
         read_as_told(names.uid, &user.uid)?;
-        req.insert_header(names.uid, user.uid.as_str()).map_err(|_| invalid(names.uid))?;
+        h.set(names.uid, Some(uid_name), &user.uid, false).map_err(|_| invalid(names.uid))?;
     }
     for g in &user.groups {
         read_as_told(names.group, g)?;
-        req.append_header(names.group, g.as_str()).map_err(|_| invalid(names.group))?;
+        h.set(names.group, Some(group_name), g, true).map_err(|_| invalid(names.group))?;
     }
     for (k, values) in &user.extra {
         let name = format!("{}{}", names.extra, header_key_escape(k));
         for v in values {
             read_as_told(&name, v)?;
-            req.append_header(name.clone(), v.as_str()).map_err(|_| invalid(&name))?;
+            h.set(&name, None, v, true).map_err(|_| invalid(&name))?;
         }
     }
     Ok(())
