@@ -115,7 +115,7 @@ impl Gateway {
         if let Err(reply) = self.impersonation.impersonate(session.req_header_mut(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        if let Err(reply) = self.flowcontrol.admit(ctx, client_gone(session)).await {
+        if let Err(reply) = self.flowcontrol.admit(ctx, || client_gone(session)).await {
             return self.reject(session, ctx, reply).await;
         }
         ctx.steps.admitted = Some(Instant::now());
@@ -134,7 +134,9 @@ impl Gateway {
             }
             return Ok(false);
         }
-        self.serve_local(session, ctx).await?;
+        // boxed: the local handlers' state (~5 KB) would otherwise be room in every request's
+        // future, proxied ones too, and be copied with it
+        Box::pin(self.serve_local(session, ctx)).await?;
         Ok(true)
     }
 

@@ -133,8 +133,13 @@ use once_cell::sync::Lazy;
 impl FlowControl {
     /// Admits the request (keeping its seats in the context), waiting in its queue when its
     /// priority level says so, or answers 429.
-    /// `gone` resolves if the client leaves while the request waits in its queue.
-    pub async fn admit(&self, ctx: &mut RequestContext, gone: impl Future<Output = ()>) -> Result<(), Reply> {
+    /// `gone` makes what resolves if the client leaves while the request waits in its queue:
+    /// made only for a queued request, it is no room in every request's future.
+    pub async fn admit<G: Future<Output = ()>>(
+        &self,
+        ctx: &mut RequestContext,
+        gone: impl FnOnce() -> G,
+    ) -> Result<(), Reply> {
         match &*self.mode {
             Mode::MaxInFlight(mif) => admit_max_in_flight(mif, ctx),
             Mode::Apf(apf, executing) => admit_apf(apf, executing, ctx, gone).await,
@@ -144,11 +149,11 @@ impl FlowControl {
 
 /// kube's APF filter: long-running requests other than watches bypass it; a watch holds its
 /// seats only while its initial events are sent (released by the handler or at response start).
-async fn admit_apf(
+async fn admit_apf<G: Future<Output = ()>>(
     apf: &apf::Apf,
     executing: &MaxInFlight,
     ctx: &mut RequestContext,
-    gone: impl Future<Output = ()>,
+    gone: impl FnOnce() -> G,
 ) -> Result<(), Reply> {
     let info = ctx.request_info.clone();
     if info.is_long_running() && info.verb != "watch" {
@@ -266,7 +271,7 @@ mod tests {
 
     /// Plain max-in-flight never waits: its admission is ready at once.
     fn admit_now(fc: &FlowControl, ctx: &mut RequestContext) -> Result<(), Reply> {
-        futures::executor::block_on(fc.admit(ctx, std::future::pending()))
+        futures::executor::block_on(fc.admit(ctx, std::future::pending))
     }
 
     fn ctx(method: &str, path: &str, query: Option<&str>, user: UserInfo) -> RequestContext {
@@ -365,17 +370,17 @@ mod tests {
         let fc = flowcontrol(&["--max-mutating-requests-inflight", "1", "--max-requests-inflight", "1"]);
         let nobody = || UserInfo::new("nobody", vec![]);
         let mut first = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
-        fc.admit(&mut first, std::future::pending()).await.unwrap();
+        fc.admit(&mut first, std::future::pending).await.unwrap();
         let flow = first.flow.clone().expect("classified");
         assert_eq!(flow.flow_schema_uid.unwrap(), apf_uid("FlowSchema", "catch-all"));
         assert_eq!(flow.priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "catch-all"));
         let mut second = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
-        let reply = fc.admit(&mut second, std::future::pending()).await.unwrap_err();
+        let reply = fc.admit(&mut second, std::future::pending).await.unwrap_err();
         assert_eq!(reply.code, 429);
         assert!(second.flow.is_some(), "a rejected request is classified too (its headers)");
 
         let mut root = ctx("GET", "/api/v1/pods", None, UserInfo::new("root", vec!["system:masters".into()]));
-        fc.admit(&mut root, std::future::pending()).await.unwrap();
+        fc.admit(&mut root, std::future::pending).await.unwrap();
         assert_eq!(root.flow.unwrap().priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "exempt"));
 
         // a queuing level: the second waits for the first's seat
@@ -384,7 +389,7 @@ mod tests {
         loop {
             let mut c = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
             c.deadline = Some(std::time::Duration::from_millis(200));
-            match fc.admit(&mut c, std::future::pending()).await {
+            match fc.admit(&mut c, std::future::pending).await {
                 Ok(()) => held.push(c),
                 Err(r) => {
                     assert_eq!(r.code, 429, "timed out after a quarter of the deadline");
@@ -397,7 +402,7 @@ mod tests {
         let waiter = tokio::spawn(async move {
             let mut c = ctx("GET", "/api/v1/namespaces/a/configmaps", None, alice());
             c.deadline = Some(std::time::Duration::from_secs(20));
-            fc2.admit(&mut c, std::future::pending()).await.map(|_| c.inflight.is_some())
+            fc2.admit(&mut c, std::future::pending).await.map(|_| c.inflight.is_some())
         });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         held.clear();
@@ -405,10 +410,10 @@ mod tests {
 
         // watches take a seat; other long-running requests bypass APF
         let mut w = ctx("GET", "/api/v1/pods", Some("watch=true"), alice());
-        fc.admit(&mut w, std::future::pending()).await.unwrap();
+        fc.admit(&mut w, std::future::pending).await.unwrap();
         assert!(w.inflight.is_some() && w.flow.is_some());
         let mut exec = ctx("POST", "/api/v1/namespaces/a/pods/p/exec", None, alice());
-        fc.admit(&mut exec, std::future::pending()).await.unwrap();
+        fc.admit(&mut exec, std::future::pending).await.unwrap();
         assert!(exec.inflight.is_none() && exec.flow.is_none());
     }
 

@@ -276,24 +276,30 @@ pub fn wait_limit(deadline: Option<Duration>) -> Duration {
     deadline.map(|d| d / 4).unwrap_or(DEFAULT_WAIT).min(MAX_WAIT)
 }
 
-/// Waits for a queued request's seat, until `gone` says the client left (kube's wait ends
+/// Waits for a queued request's seat, until the future `gone` makes says the client left (kube's wait ends
 /// with the request's context: the request leaves its queue, counted as cancelled, and never
 /// runs); records the wait either way.
-pub async fn wait(
+pub async fn wait<G: std::future::Future<Output = ()>>(
     admission: Admission,
     limit: Duration,
     flow: &metrics::FlowMetrics,
-    gone: impl std::future::Future<Output = ()>,
+    gone: impl FnOnce() -> G,
 ) -> Result<Seat, &'static str> {
     let start = Instant::now();
     let (r, counted) = match admission {
         Admission::Now(seat) => (Ok(seat), false),
         Admission::Rejected(reason) => (Err(reason), false),
-        Admission::Queued(ticket) => tokio::select! {
-            r = ticket.wait(limit) => (r, false),
-            // the ticket, dropped with its wait, left its queue and counted itself
-            () = gone => (Err(level::CANCELLED), true),
-        },
+        // boxed: only a queued request holds the wait's state (~1 KB)
+        Admission::Queued(ticket) => {
+            Box::pin(async {
+                tokio::select! {
+                    r = ticket.wait(limit) => (r, false),
+                    // the ticket, dropped with its wait, left its queue and counted itself
+                    () = gone() => (Err(level::CANCELLED), true),
+                }
+            })
+            .await
+        }
     };
     flow.waited(r.is_ok()).observe(start.elapsed().as_secs_f64());
     if let (Err(reason), false) = (&r, counted) {
