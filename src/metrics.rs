@@ -185,9 +185,11 @@ pub struct RequestOutcome<'a> {
 
 pub fn record_request(o: &RequestOutcome<'_>) {
     let dry = o.dry_run;
-    let code = o.code.to_string();
+    // on the stack: `to_string` allocates and runs the formatter on every request
+    let mut code = itoa::Buffer::new();
+    let code = code.format(o.code);
     REQUEST_TOTAL
-        .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver", &code])
+        .with_label_values(&[o.verb, dry, o.group, o.version, o.resource, o.subresource, o.scope, "apiserver", code])
         .inc();
     if !o.long_running {
         REQUEST_DURATION

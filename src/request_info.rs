@@ -80,15 +80,11 @@ impl RequestInfo {
         } else {
             raw_path.into()
         };
-        let mut info = RequestInfo {
-            is_resource_request: false,
-            path: path.to_string(),
-            verb: method.to_ascii_lowercase(),
-            ..Default::default()
-        };
+        let mut info = RequestInfo { is_resource_request: false, path: path.to_string(), ..Default::default() };
         let trimmed = path.trim_matches('/');
         let segments: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
         if segments.len() < 3 || !(segments[0] == "api" || segments[0] == "apis") {
+            info.verb = method.to_ascii_lowercase();
             return Ok(info);
         }
         info.api_prefix = segments[0].to_string();
@@ -96,6 +92,7 @@ impl RequestInfo {
         if info.api_prefix != "api" {
             // /apis/<group>/<version>/<resource> needs three parts after the prefix
             if parts.len() < 3 {
+                info.verb = method.to_ascii_lowercase();
                 return Ok(info);
             }
             info.api_group = parts[0].to_string();
@@ -105,18 +102,20 @@ impl RequestInfo {
         info.api_version = parts[0].to_string();
         parts = &parts[1..];
 
+        // the verb is settled here and written once, at the end
         info.verb_from_prefix = SPECIAL_VERBS.contains(&parts[0]);
-        if info.verb_from_prefix {
+        let mut verb = if info.verb_from_prefix {
             if parts.len() < 2 {
                 return Err(RequestInfoError(format!(
                     "unable to determine kind and namespace from url, {}",
                     display_url(raw_path, raw_query)
                 )));
             }
-            info.verb = parts[0].to_string();
+            let verb = parts[0];
             parts = &parts[1..];
+            verb
         } else {
-            info.verb = match method {
+            match method {
                 "POST" => "create",
                 "GET" | "HEAD" => "get",
                 "PUT" => "update",
@@ -124,8 +123,7 @@ impl RequestInfo {
                 "DELETE" => "delete",
                 _ => "",
             }
-            .to_string();
-        }
+        };
 
         if parts[0] == "namespaces" && parts.len() > 1 {
             info.namespace = parts[1].to_string();
@@ -137,7 +135,7 @@ impl RequestInfo {
         info.parts = parts.iter().map(|s| s.to_string()).collect();
 
         let n = parts.len();
-        if n >= 3 && !SPECIAL_VERBS_NO_SUBRESOURCES.contains(&info.verb.as_str()) {
+        if n >= 3 && !SPECIAL_VERBS_NO_SUBRESOURCES.contains(&verb) {
             info.subresource = parts[2].to_string();
         }
         if n >= 2 {
@@ -145,20 +143,21 @@ impl RequestInfo {
         }
         info.resource = parts[0].to_string();
 
-        if info.name.is_empty() && info.verb == "get" {
+        if info.name.is_empty() && verb == "get" {
             let opts = ListOptions::decode(parsed);
-            info.verb = if opts.watch { "watch" } else { "list" }.to_string();
+            verb = if opts.watch { "watch" } else { "list" };
             if let Some(name) = opts.name.filter(|n| is_valid_path_segment_name(n)) {
                 info.name = name;
             }
         }
-        if info.name.is_empty() && info.verb == "delete" {
-            info.verb = "deletecollection".to_string();
+        if info.name.is_empty() && verb == "delete" {
+            verb = "deletecollection";
         }
-        if !info.verb_from_prefix && VERBS_WITH_SELECTORS.contains(&info.verb.as_str()) {
+        if !info.verb_from_prefix && VERBS_WITH_SELECTORS.contains(&verb) {
             info.field_selector = parsed.first("fieldSelector").unwrap_or_default().to_string();
             info.label_selector = parsed.first("labelSelector").unwrap_or_default().to_string();
         }
+        info.verb = verb.to_string();
         Ok(info)
     }
 

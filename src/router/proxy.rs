@@ -96,6 +96,9 @@ fn hop_by_hop(h: &http::HeaderMap, standard: &[&str], never: &[&str]) -> Vec<htt
     let mut drop: Vec<http::HeaderName> = h.keys().filter(|k| standard.contains(&k.as_str())).cloned().collect();
     drop.extend(
         connection_tokens(h)
+            // a nominated header the message lacks has nothing to drop: a backend's usual
+            // `Connection: keep-alive` costs no name allocated and no removal
+            .filter(|t| h.contains_key(*t))
             .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !never.contains(&n.as_str())),
     );
