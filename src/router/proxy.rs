@@ -6,7 +6,7 @@
 use crate::api::{headers, Status};
 use crate::context::{RequestContext, Route};
 use crate::request_info::query::Query;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType};
 use std::time::Duration;
@@ -185,7 +185,7 @@ pub const IMPERSONATE: UserHeaders = UserHeaders {
     ],
 };
 
-/// Where the identity headers go. A request without a case map whose target is its URI (the
+/// Where the headers set for a backend go. A request without a case map whose target is its URI (the
 /// proxied request: `forget_header_case`) is edited as plain `http` parts, its names set
 /// prebuilt: pingora's `insert_header` parses a name again on every call and allocates a
 /// custom one (~500 instructions a header). Another goes through pingora, which keeps its
@@ -196,12 +196,28 @@ enum Headers<'a> {
 }
 
 impl Headers<'_> {
+    fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
+        match self {
+            Headers::Map(h) => h.get_all(name),
+            Headers::Pingora(req) => req.headers.get_all(name),
+        }
+    }
+
     /// Sets header `name` (as written; `parsed` when given is the same name prebuilt) to
     /// `value`, or with `append` adds it; Err: a value no header can carry.
     fn set(&mut self, name: &str, parsed: Option<&HeaderName>, value: &str, append: bool) -> Result<(), ()> {
+        self.set_value(name, parsed, http::HeaderValue::from_str(value).map_err(drop)?, append)
+    }
+
+    fn set_value(
+        &mut self,
+        name: &str,
+        parsed: Option<&HeaderName>,
+        value: HeaderValue,
+        append: bool,
+    ) -> Result<(), ()> {
         match self {
             Headers::Map(h) => {
-                let value = http::HeaderValue::from_str(value).map_err(drop)?;
                 let name = match parsed {
                     Some(n) => n.clone(),
                     None => HeaderName::from_bytes(name.as_bytes()).map_err(drop)?,
@@ -227,15 +243,20 @@ impl Headers<'_> {
 /// read another user than the one authorized (`"\tadmin"` as `admin`), which kube-aggregator
 /// lets through.
 pub fn user_headers(req: &mut RequestHeader, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
+    edit_headers(req, |h| set_user_headers(h, user, names))
+}
+
+/// Runs `f` on the request's headers, as plain parts when it can (`Headers`).
+fn edit_headers<T>(req: &mut RequestHeader, f: impl FnOnce(&mut Headers) -> T) -> T {
     let target_is_uri = Some(req.raw_path()) == req.uri.path_and_query().map(|p| p.as_str().as_bytes());
     if req.has_case() || !target_is_uri {
-        return set_user_headers(&mut Headers::Pingora(req), user, names);
+        return f(&mut Headers::Pingora(req));
     }
     let none = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(req, none).into();
-    let set = set_user_headers(&mut Headers::Map(&mut parts.headers), user, names);
+    let r = f(&mut Headers::Map(&mut parts.headers));
     *req = RequestHeader::from(parts);
-    set
+    r
 }
 
 fn set_user_headers(h: &mut Headers, user: &crate::authn::UserInfo, names: &UserHeaders) -> Result<(), String> {
@@ -290,9 +311,9 @@ fn send_query_as_read(req: &mut RequestHeader, query: &Query) -> Result<(), Stri
 pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result<(), String> {
     strip_identity_headers(req);
     strip_request_hop_by_hop(req);
-    forwarded_for(req, ctx.client_ip);
     send_query_as_read(req, &ctx.query)?;
     if let Route::Upstream(d) = &ctx.route {
+        forwarded_for(&mut Headers::Pingora(req), ctx.client_ip);
         d.identify(req, ctx.effective_user())?;
         let _ = req.insert_header(http::header::HOST, d.host.clone());
         if !d.prefix.is_empty() {
@@ -303,30 +324,38 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result
         }
         return Ok(());
     }
-    if let Some(user) = ctx.effective_user() {
-        user_headers(req, user, &REMOTE)?;
-    }
-    if let Route::Backend(b) = &ctx.route {
-        if let Some(u) = b.state.peer.load().as_ref() {
-            let _ = req.insert_header(http::header::HOST, u.host.clone());
+    let host = match &ctx.route {
+        Route::Backend(b) => b.state.peer.load().as_ref().map(|u| u.host.clone()),
+        _ => None,
+    };
+    // the headers of a proxied request are written in one go, as plain parts (`Headers`)
+    edit_headers(req, |h| {
+        forwarded_for(h, ctx.client_ip);
+        if let Some(user) = ctx.effective_user() {
+            set_user_headers(h, user, &REMOTE)?;
         }
-    }
-    Ok(())
+        if let Some(host) = host {
+            let _ = h.set_value("Host", Some(&http::header::HOST), host, false);
+        }
+        Ok(())
+    })
 }
 
 /// Go's reverse proxy (kube-aggregator's): the client's address is appended to
 /// X-Forwarded-For, so what the server behind records has the real client after whatever the
 /// client claimed.
-fn forwarded_for(req: &mut RequestHeader, client: Option<std::net::IpAddr>) {
+fn forwarded_for(h: &mut Headers, client: Option<std::net::IpAddr>) {
     let Some(ip) = client else { return };
     let xff = &crate::filters::request_received::X_FORWARDED_FOR;
     let mut value = String::new();
-    for prior in req.headers.get_all(xff).iter().filter_map(|v| v.to_str().ok()) {
+    for prior in h.get_all(xff).iter().filter_map(|v| v.to_str().ok()) {
         value.push_str(prior);
         value.push_str(", ");
     }
     value.push_str(&crate::filters::request_received::ip_string(ip));
-    let _ = req.insert_header(xff.clone(), value);
+    if let Ok(value) = HeaderValue::try_from(value) {
+        let _ = h.set_value("x-forwarded-for", Some(xff), value, false);
+    }
 }
 
 /// The pingora error type of a request whose user no identity header can carry.
@@ -670,15 +699,26 @@ mod tests {
 
     #[test]
     fn the_client_is_appended_to_x_forwarded_for() {
-        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        forwarded_for(&mut req, Some([127, 0, 0, 1].into()));
-        assert_eq!(req.headers["x-forwarded-for"], "127.0.0.1");
-        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
-        req.append_header("X-Forwarded-For", "7.7.7.7, 8.8.8.8").unwrap();
-        forwarded_for(&mut req, Some([10, 0, 0, 9].into()));
-        let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
-        assert_eq!(all, ["6.6.6.6, 7.7.7.7, 8.8.8.8, 10.0.0.9"]);
+        // through pingora (a request with its case map) and as plain parts (without)
+        for cased in [true, false] {
+            let build = || {
+                let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+                if !cased {
+                    forget_header_case(&mut req);
+                }
+                req
+            };
+            let mut req = build();
+            edit_headers(&mut req, |h| forwarded_for(h, Some([127, 0, 0, 1].into())));
+            assert_eq!(req.headers["x-forwarded-for"], "127.0.0.1");
+            let mut req = build();
+            req.append_header("X-Forwarded-For", "6.6.6.6").unwrap();
+            req.append_header("X-Forwarded-For", "7.7.7.7, 8.8.8.8").unwrap();
+            edit_headers(&mut req, |h| forwarded_for(h, Some([10, 0, 0, 9].into())));
+            let all: Vec<_> = req.headers.get_all("x-forwarded-for").iter().collect();
+            assert_eq!(all, ["6.6.6.6, 7.7.7.7, 8.8.8.8, 10.0.0.9"]);
+            assert_eq!(req.has_case(), cased);
+        }
     }
 
     #[test]
