@@ -391,8 +391,7 @@ impl Authorization {
         let start = Instant::now();
         let (decision, reason, errors) = self.decide_or_error(&attrs).await;
         let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
-        metrics::ATTEMPTS.with_label_values(&[result]).inc();
-        metrics::DURATION.with_label_values(&[result]).observe(start.elapsed().as_secs_f64());
+        metrics::record_attempt(result, start.elapsed().as_secs_f64());
         if decision == Decision::Allow {
             ctx.decision = Some((decision, reason));
             return Ok(());
