@@ -21,6 +21,11 @@
 # frontdoor 23.4-23.6k -> 26.4-27.8k req/s (1.13-1.18x), 41-42 -> 36-38 us CPU per request;
 # frontdoor / bare pingora with the client cert (built alike) 0.82-0.86, / nginx 0.66-0.70,
 # / HAProxy 0.69-0.77.
+# Measured 2026-12-05 evening, same settings, after the secure port's own socket and the proxied
+# path's fewer copies and allocations (HEAD 32fcafc) against the build before them (e6b50b4):
+# frontdoor 28.1k vs 26.9k req/s (1.04x), 35.6 vs 36.9 us CPU per request; / bare pingora with the
+# client cert 0.83, without 0.76; / nginx 0.51 and / HAProxy 0.49 (nginx 55k and HAProxy 57k req/s
+# that run, where bare pingora itself was 34k: 0.61 of nginx).
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
