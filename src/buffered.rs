@@ -9,14 +9,10 @@
 //! given back once flushed. Reads stay unbuffered below rustls (see `tls::SecureListener`).
 
 use crate::socket::Socket;
-use async_trait::async_trait;
-use pingora::protocols::{GetSocketDigest, SocketDigest};
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// pingora's L4 write buffer (`DEFAULT_L4_WRITE_BUFFER_SIZE`, one MSS).
 pub const WRITE_BUFFER: usize = 1460;
@@ -33,6 +29,11 @@ pub struct Buffered<T: AsyncWrite + Unpin = Socket> {
 impl<T: AsyncWrite + Unpin> Buffered<T> {
     pub fn new(io: T) -> Self {
         Buffered { io, buf: Vec::new(), written: 0 }
+    }
+
+    /// The stream under the buffer (what pingora reads of a connection is the socket's).
+    pub fn get_ref(&self) -> &T {
+        &self.io
     }
 
     /// Writes out the buffer, then gives its memory back.
@@ -123,62 +124,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Buffered<T> {
     }
 }
 
-#[async_trait]
-impl pingora::protocols::Shutdown for Buffered {
-    async fn shutdown(&mut self) {
-        let _ = AsyncWriteExt::shutdown(self).await;
-    }
-}
-
-impl pingora::protocols::UniqueID for Buffered {
-    fn id(&self) -> pingora::protocols::UniqueIDType {
-        self.io.id()
-    }
-}
-
-impl pingora::protocols::Ssl for Buffered {}
-
-#[async_trait]
-impl pingora::protocols::Peek for Buffered {}
-
-impl pingora::protocols::GetTimingDigest for Buffered {
-    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
-        self.io.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.io.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.io.get_write_pending_time()
-    }
-}
-
-impl pingora::protocols::GetProxyDigest for Buffered {
-    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.io.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
-        self.io.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for Buffered {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.io.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.io.set_socket_digest(digest)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Small and large writes, plain and vectored, through a pipe that takes 100 bytes at a
     /// time: every byte arrives in order, and a flushed buffer holds no memory.

@@ -304,11 +304,11 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
 /// when the ClientHello starts arriving, and the HTTP session's (large) future is boxed only
 /// once the handshake is done.
 ///
-/// The connection's L4 stream has pingora's 1460-byte write buffer (`crate::buffered`) but no read
+/// The connection's socket (`crate::socket`) has pingora's 1460-byte write buffer (`crate::buffered`) but no read
 /// buffer (pingora's own listener reads through 64 KiB): the TLS layer reads in steps of 4 KiB
 /// (`tls::unbuffered`), so a small request takes the same single read and a response the same
 /// single write, a large request body about three times the reads, and an established idle
-/// connection holds no buffer at all (6 KB of RSS in all; `MODE=tls bench/idle_connections.sh`).
+/// connection holds no buffer at all (5.2 KB of RSS in all; `MODE=tls bench/idle_connections.sh`).
 pub struct SecureListener<A> {
     name: String,
     listener: Option<std::net::TcpListener>,

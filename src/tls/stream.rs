@@ -16,6 +16,7 @@
 use super::unbuffered::Unbuffered;
 use super::PeerIdentity;
 use crate::buffered::Buffered;
+use crate::socket::Socket;
 use async_trait::async_trait;
 use pingora::protocols::tls::SslDigest;
 use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, UniqueID, ALPN};
@@ -51,6 +52,14 @@ impl ServerStream {
             PeerIdentities::insert(&digest, peer);
         }
         ServerStream { tls, digest }
+    }
+}
+
+impl ServerStream {
+    /// What pingora reads of the connection below TLS (its id, address and timing) is the
+    /// socket's.
+    fn socket(&self) -> &Socket {
+        self.tls.get_ref().get_ref()
     }
 }
 
@@ -145,7 +154,7 @@ impl pingora::protocols::Shutdown for ServerStream {
 
 impl UniqueID for ServerStream {
     fn id(&self) -> pingora::protocols::UniqueIDType {
-        self.tls.get_ref().id()
+        self.socket().id()
     }
 }
 
@@ -168,31 +177,19 @@ impl pingora::protocols::Peek for ServerStream {}
 
 impl GetTimingDigest for ServerStream {
     fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
-        self.tls.get_ref().get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> std::time::Duration {
-        self.tls.get_ref().get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> std::time::Duration {
-        self.tls.get_ref().get_write_pending_time()
+        self.socket().get_timing_digest()
     }
 }
 
 impl GetProxyDigest for ServerStream {
     fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
-        self.tls.get_ref().get_proxy_digest()
+        self.socket().get_proxy_digest()
     }
 }
 
 impl GetSocketDigest for ServerStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.tls.get_ref().get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.tls.get_mut().set_socket_digest(digest)
+        self.socket().get_socket_digest()
     }
 }
 

@@ -143,10 +143,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Unbuffered<IO> {
         &self.io
     }
 
-    pub fn get_mut(&mut self) -> &mut IO {
-        &mut self.io
-    }
-
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             match self.step(None, None) {
