@@ -82,7 +82,14 @@ impl Body for Chunked {
         if self.head || data.is_empty() {
             return Ok(());
         }
-        self.send(Bytes::from(format!("{:X}\r\n", data.len())).chain(data).chain(&b"\r\n"[..])).await
+        // the chunk's size line on the stack: a watch writes one chunk per event
+        let mut size = [0u8; 18];
+        let n = {
+            let mut w = &mut size[..];
+            let _ = std::io::Write::write_fmt(&mut w, format_args!("{:X}\r\n", data.len()));
+            18 - w.len()
+        };
+        self.send(Buf::chain(&size[..n], data).chain(&b"\r\n"[..])).await
     }
 
     async fn end(&mut self) -> pingora::Result<()> {
