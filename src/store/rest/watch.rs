@@ -246,28 +246,23 @@ impl WatchStream {
                 _ = body.gone() => return,
                 // shutting down: end the watch so the client re-establishes it elsewhere (kube does the same)
                 _ = &mut closing => break,
+                // a bookmark is due, or the deadline has come (with a last bookmark)
                 _ = &mut timer => {
-                    // a bookmark is due
-                    if Instant::now() < end {
+                    let ended = Instant::now() >= end;
+                    if !ended {
                         timer.as_mut().reset(next_tick());
+                    }
+                    if self.bookmarks {
                         let Some(rev) = Box::pin(self.catch_up(def, body, last_rev)).await else { return };
                         last_rev = rev;
                         let due = last_rev > self.after;
                         if due && !Box::pin(write(body, self.line("BOOKMARK", &bookmark(def, last_rev, false)))).await {
                             return;
                         }
-                        continue;
                     }
-                    // the deadline
-                    if self.bookmarks {
-                        match Box::pin(self.catch_up(def, body, last_rev)).await {
-                            Some(rev) if rev > self.after => {
-                                let _ = Box::pin(write(body, self.line("BOOKMARK", &bookmark(def, rev, false)))).await;
-                            }
-                            _ => {}
-                        }
+                    if ended {
+                        break;
                     }
-                    break;
                 }
             }
         }
