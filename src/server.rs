@@ -11,6 +11,7 @@ use crate::filters::cors::Cors;
 use crate::filters::request_log::RequestLog;
 use crate::filters::response::{add_common_headers, internal_error, Responder};
 use crate::filters::shutdown::{Drain, SignalWatch};
+use crate::filters::trace::Step;
 use crate::filters::{framing, panic_recovery, request_received, timeout, Reply};
 use crate::flowcontrol::FlowControl;
 use crate::impersonation::Impersonation;
@@ -30,7 +31,6 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The chain: every stage, built once at startup from its own flag group, and the one place
 /// that knows them all. Policies inside the stages are swapped atomically on reload; a
@@ -100,7 +100,7 @@ impl Gateway {
             return self.reject(session, ctx, Reply::empty(204)).await;
         }
         let authenticated = self.authn.authenticate(session.req_header_mut(), ctx).await;
-        ctx.steps.authenticated = Some(Instant::now());
+        ctx.steps.mark(Step::Authenticated, ctx.received);
         // kube's WithTracing sits inside WithAuthentication: authenticated requests are traced
         if let (Some(t), true) = (&self.tracing, authenticated.is_ok()) {
             t.start(session.req_header(), ctx);
@@ -108,7 +108,7 @@ impl Gateway {
         if let Err(reply) = self.audit.request_received(session.req_header(), ctx).await {
             return self.reject(session, ctx, reply).await;
         }
-        ctx.steps.audited = Some(Instant::now());
+        ctx.steps.mark(Step::Audited, ctx.received);
         if let Err(status) = authenticated {
             return self.reject(session, ctx, status.into()).await;
         }
@@ -118,13 +118,13 @@ impl Gateway {
         if let Err(reply) = self.flowcontrol.admit(ctx, || client_gone(session)).await {
             return self.reject(session, ctx, reply).await;
         }
-        ctx.steps.admitted = Some(Instant::now());
+        ctx.steps.mark(Step::Admitted, ctx.received);
         if let Err(status) = self.authz.authorize(ctx).await {
             return self.reject(session, ctx, status.into()).await;
         }
-        ctx.steps.authorized = Some(Instant::now());
+        ctx.steps.mark(Step::Authorized, ctx.received);
         ctx.route = self.router.route(&ctx.request_info);
-        ctx.steps.routed = Some(Instant::now());
+        ctx.steps.mark(Step::Routed, ctx.received);
         if ctx.route.is_proxied() {
             // kube-aggregator's RequestDelegated: a watch handed to another server holds no
             // priority & fairness seats while that server works on it (a hung backend would

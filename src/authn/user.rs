@@ -42,6 +42,8 @@ impl UserInfo {
     /// Adds `system:authenticated` unless present, as kube's authenticated-group adder does.
     pub fn with_authenticated_group(mut self) -> Self {
         if self.username != ANONYMOUS && !self.in_group(ALL_AUTHENTICATED) {
+            // exactly: the groups are held for the request's life (an idle watch's)
+            self.groups.reserve_exact(1);
             self.groups.push(ALL_AUTHENTICATED.into());
         }
         self

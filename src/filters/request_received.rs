@@ -55,7 +55,8 @@ pub fn ip_string(ip: std::net::IpAddr) -> String {
 /// kube's `utilnet.SourceIPs`: X-Forwarded-For entries, then X-Real-Ip, then the peer,
 /// without duplicates.
 fn source_ips(req: &RequestHeader, client: Option<String>) -> Vec<String> {
-    let mut ips: Vec<String> = Vec::new();
+    // room for one: most requests carry no X-Forwarded-For, and a watch holds this for its life
+    let mut ips: Vec<String> = Vec::with_capacity(1);
     if let Some(xff) = req.headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         for part in xff.split(',') {
             let p = part.trim();

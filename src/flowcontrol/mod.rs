@@ -167,11 +167,7 @@ async fn admit_apf<G: Future<Output = ()>>(
     let width = apf.width(&info, &ctx.query);
     let fan_out = apf.fan_out(&decision, &info);
     let admission = decision.admit(width, fan_out, &user.username, &info);
-    ctx.flow = Some(classified::Classified {
-        flow_schema_uid: schema.uid_header.clone(),
-        priority_level_uid: schema.level.uid_header.clone(),
-        watch: None,
-    });
+    ctx.flow = Some(classified::Classified { headers: schema.uid_headers.clone(), watch: None });
     let limit = apf::wait_limit(ctx.deadline);
     let kind = executing.of(&info.verb);
     let waiting = match admission {
@@ -372,8 +368,11 @@ mod tests {
         let mut first = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
         fc.admit(&mut first, std::future::pending).await.unwrap();
         let flow = first.flow.clone().expect("classified");
-        assert_eq!(flow.flow_schema_uid.unwrap(), apf_uid("FlowSchema", "catch-all"));
-        assert_eq!(flow.priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "catch-all"));
+        assert_eq!(flow.headers.flow_schema_uid.clone().unwrap(), apf_uid("FlowSchema", "catch-all"));
+        assert_eq!(
+            flow.headers.priority_level_uid.clone().unwrap(),
+            apf_uid("PriorityLevelConfiguration", "catch-all")
+        );
         let mut second = ctx("GET", "/api/v1/namespaces/a/configmaps", None, nobody());
         let reply = fc.admit(&mut second, std::future::pending).await.unwrap_err();
         assert_eq!(reply.code, 429);
@@ -381,7 +380,10 @@ mod tests {
 
         let mut root = ctx("GET", "/api/v1/pods", None, UserInfo::new("root", vec!["system:masters".into()]));
         fc.admit(&mut root, std::future::pending).await.unwrap();
-        assert_eq!(root.flow.unwrap().priority_level_uid.unwrap(), apf_uid("PriorityLevelConfiguration", "exempt"));
+        assert_eq!(
+            root.flow.unwrap().headers.priority_level_uid.clone().unwrap(),
+            apf_uid("PriorityLevelConfiguration", "exempt")
+        );
 
         // a queuing level: the second waits for the first's seat
         let alice = || UserInfo::new("alice", vec!["system:authenticated".into()]);

@@ -46,9 +46,9 @@ pub struct Schema {
     pub fs: FlowSchema,
     pub name: Arc<str>,
     pub uid: String,
-    /// `uid` as the X-Kubernetes-PF-FlowSchema-UID value, built once with the config (each
-    /// request clones it); None when it is no valid header value (no header, as before).
-    pub uid_header: Option<http::HeaderValue>,
+    /// `uid` as the X-Kubernetes-PF-FlowSchema-UID value and its level's, built once with the
+    /// config (each request clones the reference).
+    pub uid_headers: Arc<crate::flowcontrol::classified::UidHeaders>,
     pub level: Arc<Level>,
     pub metrics: Arc<metrics::FlowMetrics>,
 }
@@ -405,8 +405,11 @@ fn compile(server: u32, stored: &Objects, files: &Objects, old: Option<&Config>)
         };
         let uid = uid_of(&fs.metadata, "FlowSchema");
         let metrics = metrics::FlowMetrics::new(&level.name, &name);
-        let uid_header = http::HeaderValue::from_str(&uid).ok();
-        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, uid_header, fs, metrics });
+        let uid_headers = Arc::new(crate::flowcontrol::classified::UidHeaders {
+            flow_schema_uid: http::HeaderValue::from_str(&uid).ok(),
+            priority_level_uid: level.uid_header.clone(),
+        });
+        schemas.push(Schema { level: level.clone(), name: Arc::from(name.as_str()), uid, uid_headers, fs, metrics });
     }
     schemas.sort_by(|a, b| (a.fs.spec.matching_precedence, &a.name).cmp(&(b.fs.spec.matching_precedence, &b.name)));
     Ok(Config { schemas, levels, bounds, conditions })
