@@ -106,7 +106,7 @@ pub async fn serve(
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
-        protobuf,
+        protobuf: protobuf.is_some(),
         api_version: t.def.api_version(),
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: deadline_in(timeout),
@@ -152,8 +152,8 @@ struct WatchStream {
     table: bool,
     include: IncludeObject,
     bookmarks: bool,
-    /// Framed protobuf (with the resource's apiVersion) instead of JSON lines.
-    protobuf: Option<String>,
+    /// Framed protobuf (with `api_version`) instead of JSON lines.
+    protobuf: bool,
     /// The apiVersion served (watchers of another version render their own lines).
     api_version: String,
     initial_events_end: bool,
@@ -189,6 +189,15 @@ impl crate::filters::detach::Stream for WatchStream {
 }
 
 impl WatchStream {
+    /// When the watch's one timer fires next: at its next bookmark or its deadline, whichever
+    /// comes first.
+    fn next_tick(&self) -> Instant {
+        match self.bookmarks {
+            true => self.deadline.min(Instant::now() + BOOKMARK_EVERY),
+            false => self.deadline,
+        }
+    }
+
     fn matches(&self, o: &Value) -> bool {
         self.labels.matches(o) && self.fields.matches(o)
     }
@@ -216,12 +225,7 @@ impl WatchStream {
         self.seat = None;
         // One timer, for the next bookmark or the deadline, whichever comes first: each timer is
         // ~100 bytes of every idle watch's state.
-        let (end, bookmarks) = (self.deadline, self.bookmarks);
-        let next_tick = move || match bookmarks {
-            true => end.min(Instant::now() + BOOKMARK_EVERY),
-            false => end,
-        };
-        let timer = tokio::time::sleep_until(next_tick());
+        let timer = tokio::time::sleep_until(self.next_tick());
         let drain = self.drain.clone();
         let closing = drain.closing();
         tokio::pin!(timer, closing);
@@ -242,9 +246,9 @@ impl WatchStream {
                 _ = &mut closing => break,
                 // a bookmark is due, or the deadline has come (with a last bookmark)
                 _ = &mut timer => {
-                    let ended = Instant::now() >= end;
+                    let ended = Instant::now() >= self.deadline;
                     if !ended {
-                        timer.as_mut().reset(next_tick());
+                        timer.as_mut().reset(self.next_tick());
                     }
                     if self.bookmarks {
                         let Some(rev) = Box::pin(self.catch_up(def, body, last_rev)).await else { return };
@@ -289,7 +293,7 @@ impl WatchStream {
         let line = if self.partial || self.table {
             self.event_frame(def, ty, ev)
         } else {
-            d.shared_line(self.protobuf.is_some(), &self.api_version, ty, || self.event_frame(def, ty, ev))
+            d.shared_line(self.protobuf, &self.api_version, ty, || self.event_frame(def, ty, ev))
         };
         write(body, line).await
     }
@@ -320,7 +324,7 @@ impl WatchStream {
 impl WatchStream {
     /// One event as this watch frames it.
     fn line(&self, ty: &str, object: &Value) -> Bytes {
-        frame(self.protobuf.as_deref(), ty, object)
+        frame(self.protobuf.then_some(self.api_version.as_str()), ty, object)
     }
 
     /// `ev` as this watch frames it as a `ty` event: a JSON line of an object served as stored
@@ -335,8 +339,8 @@ impl WatchStream {
             return self.line(ty, &self.render(def, &was));
         }
         let o = self.render(def, &ev.value);
-        match (&o, &ev.raw, &self.protobuf) {
-            (Cow::Borrowed(_), Some(raw), None) => event_line_raw(ty, raw),
+        match (&o, &ev.raw, self.protobuf) {
+            (Cow::Borrowed(_), Some(raw), false) => event_line_raw(ty, raw),
             _ => self.line(ty, &o),
         }
     }
@@ -442,14 +446,18 @@ mod tests {
 
     /// An idle watch's body holds its events' loop and a reference to its resource's
     /// definition: not a copy of the definition, nor room for what an arm of the loop or the
-    /// initial events await, and one timer (debug build: 744 bytes; 760 with the initial events'
-    /// writes inline, 832 with a timer each for the deadline and the bookmarks, 1288 with the
-    /// arms and the definition inline; release: 496 and 616). Every idle watch holds it.
+    /// initial events await, and one timer, whose next time is read from the watch (debug
+    /// build: 704 bytes; 744 with the deadline copied into the loop, 760 with the initial
+    /// events' writes inline, 832 with a timer each for the deadline and the bookmarks, 1288
+    /// with the arms and the definition inline). Every idle watch holds it, and the watch once.
     #[test]
     fn an_idle_watch_holds_its_loop_only() {
         let size =
             future_size(run as fn(&'static mut WatchStream, &'static mut pingora::protocols::http::ServerSession) -> _);
-        assert!(size <= 752, "{size} bytes");
+        assert!(size <= 712, "{size} bytes");
+        // (184 bytes; 208 with the protobuf apiVersion a second copy of the one served)
+        let watch = std::mem::size_of::<WatchStream>();
+        assert!(watch <= 184, "{watch} bytes");
     }
 
     #[test]
