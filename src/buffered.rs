@@ -21,14 +21,15 @@ pub const WRITE_BUFFER: usize = 1460;
 #[derive(Debug)]
 pub struct Buffered<T: AsyncWrite + Unpin = Socket> {
     io: T,
+    /// What is not yet written out (a flush cut short by a full socket drops what went out:
+    /// at most one buffer's bytes are moved, where a count of them would be kept by every
+    /// connection).
     buf: Vec<u8>,
-    /// How much of `buf` went out (a flush cut short by a full socket).
-    written: usize,
 }
 
 impl<T: AsyncWrite + Unpin> Buffered<T> {
     pub fn new(io: T) -> Self {
-        Buffered { io, buf: Vec::new(), written: 0 }
+        Buffered { io, buf: Vec::new() }
     }
 
     /// The stream under the buffer (what pingora reads of a connection is the socket's).
@@ -38,16 +39,23 @@ impl<T: AsyncWrite + Unpin> Buffered<T> {
 
     /// Writes out the buffer, then gives its memory back.
     fn poll_flush_buf(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while self.written < self.buf.len() {
-            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..])) {
-                Ok(0) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.written += n,
-                Err(e) => return Poll::Ready(Err(e)),
+        let mut written = 0;
+        let done = loop {
+            if written == self.buf.len() {
+                break Poll::Ready(Ok(()));
             }
+            match Pin::new(&mut self.io).poll_write(cx, &self.buf[written..]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        self.buf.drain(..written);
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
         }
-        self.buf = Vec::new();
-        self.written = 0;
-        Poll::Ready(Ok(()))
+        done
     }
 
     /// Room for `n` more bytes: flushes first if they do not fit.

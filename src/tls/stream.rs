@@ -291,8 +291,11 @@ mod tests {
         let ours = std::mem::size_of::<ServerStream>();
         let pingoras = std::mem::size_of::<pingora::protocols::tls::TlsStream<Buffered>>();
         assert!(ours * 2 < pingoras, "{ours} bytes; pingora's TlsStream: {pingoras}");
-        // and little beside rustls' connection (pingora's L4 stream under it was 384 bytes)
+        // and little beside rustls' connection (pingora's L4 stream under it was 384 bytes):
+        // 200 bytes, which puts the release build's stream (1,280 bytes) in mimalloc's size
+        // class of 1,280, not 1,536 (232 with an established time, the write buffer's count and
+        // word-sized offsets into the TLS buffers)
         let rustls = std::mem::size_of::<rustls::server::UnbufferedServerConnection>();
-        assert!(ours <= rustls + 256, "{ours} bytes; rustls' connection: {rustls}");
+        assert!(ours <= rustls + 200, "{ours} bytes; rustls' connection: {rustls}");
     }
 }

@@ -34,10 +34,10 @@ pub struct Unbuffered<IO> {
     incoming: Vec<u8>,
     /// TLS bytes to send, from `sent` on.
     outgoing: Vec<u8>,
-    sent: usize,
+    sent: u32,
     /// Plaintext received and not yet read, from `taken` on.
     plaintext: Vec<u8>,
-    taken: usize,
+    taken: u32,
     /// The peer closed (close_notify): no more plaintext comes.
     peer_closed: bool,
     /// The connection is shutting down: a close_notify is to be sent.
@@ -232,13 +232,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Unbuffered<IO> {
                     discard += record.discard;
                     let mut payload = record.payload;
                     // straight into the reader's buffer when nothing is kept ahead of it
-                    if let Some(read) = read.as_deref_mut().filter(|_| self.taken == self.plaintext.len()) {
+                    if let Some(read) = read.as_deref_mut().filter(|_| self.taken as usize == self.plaintext.len()) {
                         let n = read.remaining().min(payload.len());
                         read.put_slice(&payload[..n]);
                         payload = &payload[n..];
                     }
                     if !payload.is_empty() {
-                        if self.taken == self.plaintext.len() {
+                        if self.taken as usize == self.plaintext.len() {
                             self.plaintext.clear();
                             self.taken = 0;
                         }
@@ -290,10 +290,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Unbuffered<IO> {
     /// Sends the outgoing bytes (their buffer is kept for the next write until the connection
     /// idles, see [`Self::poll_fill`]).
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.sent < self.outgoing.len() {
-            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent..])) {
+        while !self.unsent().is_empty() {
+            match ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing[self.sent as usize..])) {
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.sent += n,
+                // at most what is unsent: one write's records, far below 4 GiB
+                Ok(n) => self.sent += n as u32,
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -315,7 +316,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Unbuffered<IO> {
             if self.outgoing.is_empty() {
                 self.outgoing = Vec::new();
             }
-            if self.taken == self.plaintext.len() {
+            if self.kept().is_empty() {
                 self.plaintext = Vec::new();
                 self.taken = 0;
             }
@@ -342,11 +343,21 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Unbuffered<IO> {
         }
     }
 
+    /// The TLS bytes encoded and not yet sent.
+    fn unsent(&self) -> &[u8] {
+        &self.outgoing[self.sent as usize..]
+    }
+
+    /// The plaintext received and not yet read.
+    fn kept(&self) -> &[u8] {
+        &self.plaintext[self.taken as usize..]
+    }
+
     /// Moves kept plaintext into `buf`.
     fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) {
-        let n = buf.remaining().min(self.plaintext.len() - self.taken);
-        buf.put_slice(&self.plaintext[self.taken..self.taken + n]);
-        self.taken += n;
+        let n = buf.remaining().min(self.kept().len());
+        buf.put_slice(&self.kept()[..n]);
+        self.taken += n as u32;
     }
 
     /// Encrypts as much of `data` as one round takes, after sending what is still unsent.
@@ -375,7 +386,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Unbuffered<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            if this.taken < this.plaintext.len() {
+            if !this.kept().is_empty() {
                 this.take_plaintext(buf);
                 return Poll::Ready(Ok(()));
             }
