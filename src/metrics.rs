@@ -156,16 +156,35 @@ pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: 
     }
 }
 
-/// kube's `cleanDryRun`: the `dry_run` label of a request's `dryRun` values.
-pub fn dry_run_label(query: &crate::request_info::query::Query) -> &'static str {
-    let mut label = "";
-    for v in query.all("dryRun") {
-        if v != "All" {
-            return "invalid";
+/// kube's `cleanDryRun` of a request's `dryRun` values, as one byte (an idle watch's
+/// response keeps it for its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    None,
+    All,
+    Invalid,
+}
+
+impl DryRun {
+    pub fn of(query: &crate::request_info::query::Query) -> DryRun {
+        let mut dry = DryRun::None;
+        for v in query.all("dryRun") {
+            if v != "All" {
+                return DryRun::Invalid;
+            }
+            dry = DryRun::All;
         }
-        label = "All";
+        dry
     }
-    label
+
+    /// The `dry_run` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DryRun::None => "",
+            DryRun::All => "All",
+            DryRun::Invalid => "invalid",
+        }
+    }
 }
 
 /// Records one finished request.
@@ -210,3 +229,21 @@ pub fn render() -> Vec<u8> {
 }
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::DryRun;
+    use crate::request_info::query::Query;
+
+    /// kube's `cleanDryRun`: no value is "", only `All` values (deduplicated) are "All", any
+    /// other value makes the label "invalid".
+    #[test]
+    fn the_dry_run_label_is_kubes() {
+        let label = |q: &str| DryRun::of(&Query::parse(q)).label();
+        assert_eq!(label(""), "");
+        assert_eq!(label("dryRun=All"), "All");
+        assert_eq!(label("dryRun=All&dryRun=All&watch=1"), "All");
+        assert_eq!(label("dryRun=All&dryRun=Yes"), "invalid");
+        assert_eq!(label("dryRun="), "invalid");
+    }
+}

@@ -434,6 +434,11 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
     let log =
         Arc::new(RequestLog::new(audit.clone(), args.logging.request_trace_threshold).with_known_resources(known));
     let drain = Arc::new(Drain::default());
+    {
+        // the drain ends the store's watches, so that their clients watch again elsewhere
+        let store = store.clone();
+        drain.on_close(move || store.storage.close_watches());
+    }
     let tracing = Tracing::new(&args.tracing)?;
     connect_store(&store, &authn, &authz, &router, args.authn.service_account_lookup);
     connect_flowcontrol(&store, &flowcontrol);
@@ -443,7 +448,6 @@ pub fn build(args: ServeArgs) -> anyhow::Result<(Arc<Gateway>, Option<PathBuf>)>
             store: store.clone(),
             respond: respond.clone(),
             log: log.clone(),
-            drain: drain.clone(),
             tokens: authn.token_issuing(),
             admission: Some(Arc::new(crate::authz::rbac::admission::RbacAdmission::new(authz.clone()))),
         },

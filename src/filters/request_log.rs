@@ -17,7 +17,7 @@ pub type KnownResource = Arc<dyn Fn(&crate::request_info::RequestInfo) -> bool +
 pub struct Outcome {
     code: u16,
     verb: String,
-    dry_run: &'static str,
+    dry_run: crate::metrics::DryRun,
 }
 
 impl Outcome {
@@ -31,7 +31,7 @@ impl Outcome {
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let info = &ctx.request_info;
         let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
-        Outcome { code, verb, dry_run: crate::metrics::dry_run_label(&ctx.query) }
+        Outcome { code, verb, dry_run: crate::metrics::DryRun::of(&ctx.query) }
     }
 }
 
@@ -73,7 +73,7 @@ impl RequestLog {
         };
         crate::metrics::record_request(&crate::metrics::RequestOutcome {
             verb: &verb,
-            dry_run,
+            dry_run: dry_run.label(),
             group,
             version,
             resource,

@@ -169,6 +169,8 @@ pub trait Storage: Send + Sync {
     fn watch(&self, prefix: &str, from: Option<u64>) -> Result<Watch, StorageError>;
     /// Forgets events at or below `rev`.
     fn compact(&self, rev: u64);
+    /// Ends every watch, and every one started later: the server is shutting down.
+    fn close_watches(&self);
     /// Waits until this replica's view holds every write committed before the call (kube's
     /// quorum read): what a read without a resourceVersion must see. The embedded store is
     /// always current.

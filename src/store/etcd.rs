@@ -626,6 +626,10 @@ impl Storage for EtcdStorage {
         compact_mirror(&self.shared, rev);
     }
 
+    fn close_watches(&self) {
+        self.shared.hub.shut_down();
+    }
+
     fn replicated(&self) -> bool {
         true
     }

@@ -396,6 +396,10 @@ impl Storage for RedbStorage {
         }
     }
 
+    fn close_watches(&self) {
+        self.hub.shut_down();
+    }
+
     fn healthy(&self) -> Result<(), String> {
         self.db.begin_read().map(|_| ()).map_err(|e| e.to_string())
     }

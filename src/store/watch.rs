@@ -12,6 +12,7 @@ use super::backend::Event;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Poll, Waker};
 
@@ -125,13 +126,20 @@ struct Watcher {
 #[derive(Default)]
 pub struct Hub {
     watchers: Mutex<Vec<Watcher>>,
+    /// The server is shutting down: every watcher is closed, a new one at once.
+    shut: AtomicBool,
 }
 
 impl Hub {
     /// A new watcher on keys under `prefix`.
     pub fn subscribe(&self, prefix: &str) -> Receiver {
-        let queue = Arc::new(Mutex::new(Queue::default()));
-        self.watchers.lock().unwrap().push(Watcher { prefix: prefix.into(), queue: queue.clone() });
+        let mut ws = self.watchers.lock().unwrap();
+        // under the lock, so that no watcher slips in past `shut_down`
+        let closed = self.shut.load(Ordering::Acquire);
+        let queue = Arc::new(Mutex::new(Queue { closed, ..Queue::default() }));
+        if !closed {
+            ws.push(Watcher { prefix: prefix.into(), queue: queue.clone() });
+        }
         Receiver(queue)
     }
 
@@ -182,6 +190,13 @@ impl Hub {
         crate::store::metrics::WATCHERS.set(0);
     }
 
+    /// Ends every watcher, and every one subscribed later (each drains what is queued, then
+    /// sees the end): the server is shutting down, and its clients watch again elsewhere.
+    pub fn shut_down(&self) {
+        self.shut.store(true, Ordering::Release);
+        self.close_all();
+    }
+
     pub fn len(&self) -> usize {
         self.watchers.lock().unwrap().len()
     }
@@ -230,6 +245,23 @@ mod tests {
         // a dropped receiver is forgotten at the next publish
         drop(a);
         hub.publish(&ev(5000, "/registry/configmaps/a/x"));
+        assert!(hub.is_empty());
+    }
+
+    /// At shutdown every watcher ends after what it has queued, and one subscribed later
+    /// starts ended.
+    #[test]
+    fn a_shut_hub_ends_present_and_later_watchers() {
+        let hub = Hub::default();
+        let mut w = hub.subscribe("/registry/configmaps/");
+        hub.publish(&ev(1, "/registry/configmaps/a/x"));
+        hub.shut_down();
+        assert_eq!(w.try_recv().unwrap().event.rev, 1, "what was queued comes first");
+        assert!(w.try_recv().unwrap_err(), "then the end");
+        let mut later = hub.subscribe("/registry/configmaps/");
+        assert!(later.try_recv().unwrap_err(), "a watcher after the shutdown starts ended");
+        hub.publish(&ev(2, "/registry/configmaps/a/x"));
+        assert!(later.try_recv().unwrap_err());
         assert!(hub.is_empty());
     }
 

@@ -499,6 +499,31 @@ fn sigterm_fails_readyz_serves_during_delay_then_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", fd.logs());
 }
 
+/// The drain ends a watch of the store cleanly (its stream's end, not a cut connection), after
+/// the shutdown delay and before the process exits, so that the client watches again elsewhere.
+#[test]
+fn the_drain_ends_a_watch_cleanly() {
+    let mut fd = Frontdoor::start(&["--shutdown-delay-duration=1s"]);
+    let c = fd.admin_client();
+    let mut watch = c.get(fd.url("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=600")).send().unwrap();
+    assert_eq!(watch.status(), 200);
+    let reader = std::thread::spawn(move || {
+        let mut body = Vec::new();
+        let read = watch.read_to_end(&mut body);
+        (read.map_err(|e| e.to_string()), Instant::now())
+    });
+    let t0 = Instant::now();
+    fd.terminate();
+    let (read, ended) = reader.join().unwrap();
+    assert!(read.is_ok(), "the watch was cut, not ended: {read:?}\n{}", fd.logs());
+    assert!(ended - t0 >= Duration::from_millis(900), "ended before the shutdown delay was over");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fd.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit:\n{}", fd.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 // ---------- command line ----------
 
 fn frontdoor(args: &[&str]) -> std::process::Output {

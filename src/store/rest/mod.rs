@@ -25,7 +25,6 @@ use crate::context::RequestContext;
 use crate::filters::request_body;
 use crate::filters::request_log::RequestLog;
 use crate::filters::response::Responder;
-use crate::filters::shutdown::Drain;
 use crate::filters::Reply;
 use pingora::proxy::Session;
 use serde_json::Value;
@@ -87,8 +86,6 @@ pub struct Rest {
     pub respond: Responder,
     /// Finishes a watch that runs detached (`filters::detach`).
     pub log: Arc<RequestLog>,
-    /// Ends watches when the server drains.
-    pub drain: Arc<Drain>,
     /// The TokenRequest API's signer and audiences.
     pub tokens: crate::authn::TokenIssuing,
     /// Checks on writes (RBAC's), if any.
