@@ -168,13 +168,16 @@ pub struct Frontdoor(pub Arc<Gateway>);
 
 #[async_trait]
 impl ProxyHttp for Frontdoor {
-    type CTX = RequestContext;
+    /// Boxed: pingora keeps the context in its request future, which it boxes and copies
+    /// whole (and moves the context between its phases), once per request; inline, the
+    /// context's ~640 bytes were three times that future's room and copies.
+    type CTX = Box<RequestContext>;
 
-    fn new_ctx(&self) -> RequestContext {
-        RequestContext::default()
+    fn new_ctx(&self) -> Box<RequestContext> {
+        Box::default()
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestContext>) -> pingora::Result<bool> {
         match panic_recovery::catch(self.0.handle(session, ctx)).await {
             Ok(r) => r,
             Err(panic) => {
@@ -191,7 +194,11 @@ impl ProxyHttp for Frontdoor {
         }
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<RequestContext>,
+    ) -> pingora::Result<Box<HttpPeer>> {
         router::proxy::upstream_peer(ctx, session.is_upgrade_req())
     }
 
@@ -203,7 +210,7 @@ impl ProxyHttp for Frontdoor {
         _peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
         digest: Option<&pingora::protocols::Digest>,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<()> {
         router::proxy::arm_head_deadline(ctx, fd, digest);
         Ok(())
@@ -213,7 +220,7 @@ impl ProxyHttp for Frontdoor {
         &self,
         session: &mut Session,
         upstream_request: &mut pingora::http::RequestHeader,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<()> {
         if let Err(e) = router::proxy::upstream_request(upstream_request, ctx) {
             return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
@@ -228,7 +235,7 @@ impl ProxyHttp for Frontdoor {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<()> {
         ctx.head_deadline = None; // the head came
         router::proxy::refuse_redirect(ctx, upstream_response)?;
@@ -242,7 +249,7 @@ impl ProxyHttp for Frontdoor {
         _session: &mut Session,
         _body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<Option<std::time::Duration>> {
         router::proxy::check_deadline(ctx)?;
         Ok(None)
@@ -252,7 +259,7 @@ impl ProxyHttp for Frontdoor {
         &self,
         session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<()> {
         add_common_headers(ctx, upstream_response);
         self.0.cors.add_headers(session.req_header(), upstream_response);
@@ -269,7 +276,7 @@ impl ProxyHttp for Frontdoor {
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<()> {
         if let Some(b) = body {
             crate::audit::request_body(ctx, b);
@@ -282,7 +289,7 @@ impl ProxyHttp for Frontdoor {
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
     ) -> pingora::Result<Option<std::time::Duration>> {
         if let Some(b) = body {
             crate::audit::response_body(ctx, b);
@@ -297,7 +304,7 @@ impl ProxyHttp for Frontdoor {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<pingora::Error>,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
         client_reused: bool,
     ) -> Box<pingora::Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
@@ -315,7 +322,7 @@ impl ProxyHttp for Frontdoor {
     /// A client that went away mid-stream (a watch or `logs -f` ended by the user) is a debug
     /// line, not an error; so is each 503 of a backend or upstream known to be unavailable (its
     /// availability change is logged once, by its prober).
-    fn suppress_error_log(&self, session: &Session, _ctx: &RequestContext, e: &pingora::Error) -> bool {
+    fn suppress_error_log(&self, session: &Session, _ctx: &Box<RequestContext>, e: &pingora::Error) -> bool {
         if *e.esource() == pingora::ErrorSource::Downstream {
             tracing::debug!(error = %e, path = %session.req_header().uri.path(), "client went away mid-response");
             return true;
@@ -332,14 +339,19 @@ impl ProxyHttp for Frontdoor {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestContext,
+        ctx: &mut Box<RequestContext>,
         e: Box<pingora::Error>,
     ) -> Box<pingora::Error> {
         router::proxy::connect_failed(ctx, &e);
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestContext) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Box<RequestContext>,
+    ) -> FailToProxy {
         let reply = router::proxy::failure_reply(ctx, e);
         let code = reply.code;
         if session.response_written().is_none() {
@@ -349,7 +361,7 @@ impl ProxyHttp for Frontdoor {
         FailToProxy { error_code: code, can_reuse_downstream: false }
     }
 
-    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut RequestContext) {
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Box<RequestContext>) {
         if !ctx.detached {
             self.0.log.finish(session, ctx).await;
         }
