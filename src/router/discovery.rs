@@ -10,10 +10,10 @@ use super::Table;
 use crate::api::ApiResource;
 use crate::filters::Reply;
 use pingora::http::RequestHeader;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::collections::{HashMap, HashSet};
 
 /// kube-apiserver's priorities for its built-in groups (controlplane's apiVersionPriorities);
 /// other local groups get the CRD defaults.
@@ -68,7 +68,7 @@ pub struct Sources<'a> {
     pub local: &'a [ApiResource],
     /// The group-versions of `local` no CRD made: a backend's APIService never takes these,
     /// and takes the others (as kube's autoregistration leaves an APIService it did not make).
-    pub builtin: &'a std::collections::HashMap<String, std::collections::HashSet<String>>,
+    pub builtin: &'a super::GroupVersions,
     /// The secure port's address, as clients should use it.
     pub address: &'a str,
     /// The upstream apiserver's discovery (`--upstream-apiserver`), from its last refresh.
@@ -272,13 +272,14 @@ pub struct Cached {
     legacy: std::collections::HashMap<String, Doc>,
     /// Every resource served or routed (a down backend's as it last listed them), with its
     /// subresources, by group and version: what a request may be labelled with.
-    resources: HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>>,
+    resources: FxHashMap<String, FxHashMap<String, FxHashMap<String, FxHashSet<String>>>>,
 }
 
 impl Cached {
     pub fn build(src: &Sources<'_>) -> Cached {
         let all = groups(src);
-        let mut resources: HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>> = HashMap::new();
+        let mut resources: FxHashMap<String, FxHashMap<String, FxHashMap<String, FxHashSet<String>>>> =
+            Default::default();
         let mut index = |group: &str, version: &str, list: &[Value]| {
             let by_name = resources.entry(group.to_string()).or_default().entry(version.to_string()).or_default();
             for name in list.iter().filter_map(|r| r["name"].as_str()) {

@@ -18,7 +18,8 @@ use crate::request_info::RequestInfo;
 use apiservice::ApiService;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use pingora::prelude::HttpPeer;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,7 +135,10 @@ impl Upstream {
 pub struct Table {
     pub services: Vec<Arc<Backend>>,
     /// group -> version -> backend: looked up by borrowed strs, nothing allocated per request.
-    by_gv: HashMap<String, HashMap<String, Arc<Backend>>>,
+    /// Fx-hashed, as every map a request is routed or labelled by (SipHash was ~1,400
+    /// instructions of each proxied request): their keys are configuration (APIServices,
+    /// served resources), which a request only looks up.
+    by_gv: FxHashMap<String, FxHashMap<String, Arc<Backend>>>,
 }
 
 impl Table {
@@ -172,7 +176,10 @@ pub struct Router {
 }
 
 /// Resource names frontdoor serves, by group, then version.
-type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
+type LocalResources = FxHashMap<String, FxHashMap<String, FxHashSet<String>>>;
+
+/// Versions by group.
+pub type GroupVersions = FxHashMap<String, FxHashSet<String>>;
 
 /// Whether a backend's APIService takes the group-version, in routing, discovery and OpenAPI
 /// alike: never one frontdoor serves itself (the store's built-in resources, the review APIs,
@@ -182,12 +189,7 @@ type LocalResources = HashMap<String, HashMap<String, HashSet<String>>>;
 /// included, away); a CRD's, when an APIService names a backend for it (kube's
 /// autoregistration leaves an APIService it did not make).
 /// `claimed`: the table's APIService for it, if any.
-fn backend_takes(
-    claimed: Option<&Backend>,
-    builtin: &HashMap<String, HashSet<String>>,
-    group: &str,
-    version: &str,
-) -> bool {
+fn backend_takes(claimed: Option<&Backend>, builtin: &GroupVersions, group: &str, version: &str) -> bool {
     claimed.is_some_and(|b| !b.is_local())
         && group != "apiregistration.k8s.io"
         && !builtin.get(group).is_some_and(|vs| vs.contains(version))
@@ -201,7 +203,7 @@ struct Own {
     by_gv: LocalResources,
     /// The group-versions of the resources no CustomResourceDefinition made: no APIService
     /// takes these to a backend.
-    builtin: HashMap<String, HashSet<String>>,
+    builtin: GroupVersions,
     resources: Vec<crate::api::ApiResource>,
     /// The custom resources' schemas (CustomResourceDefinitions'), for OpenAPI.
     custom: Arc<crate::store::openapi::CustomSchemas>,
@@ -339,8 +341,8 @@ impl Router {
         custom: Arc<crate::store::openapi::CustomSchemas>,
         address: &str,
     ) {
-        let mut set = LocalResources::new();
-        let mut builtin: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut set = LocalResources::default();
+        let mut builtin = GroupVersions::default();
         for r in resources {
             let name = r.name.split('/').next().unwrap_or_default();
             set.entry(r.group.clone()).or_default().entry(r.version.clone()).or_default().insert(name.to_string());
