@@ -20,7 +20,7 @@ use crate::socket::Socket;
 use async_trait::async_trait;
 use pingora::protocols::tls::SslDigest;
 use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, UniqueID, ALPN};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -81,7 +81,8 @@ impl std::fmt::Debug for ServerStream {
 /// (unique while the connection, which holds it, lives).
 pub struct PeerIdentities;
 
-static PEERS: once_cell::sync::Lazy<RwLock<HashMap<usize, Arc<PeerIdentity>>>> =
+/// Fx-hashed: its keys are our own digests' addresses, and every request looks one up.
+static PEERS: once_cell::sync::Lazy<RwLock<FxHashMap<usize, Arc<PeerIdentity>>>> =
     once_cell::sync::Lazy::new(Default::default);
 
 impl PeerIdentities {
