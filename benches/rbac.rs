@@ -41,9 +41,9 @@ fn policy(bindings: usize) -> RbacAuthorizer {
     RbacAuthorizer::from_objects(objs)
 }
 
-fn attrs(user: &str, ns: &str, verb: &str, resource: &str) -> Attributes {
+fn attrs<'a>(user: &str, ns: &'a str, verb: &'a str, resource: &'a str) -> Attributes<'a> {
     Attributes {
-        user: UserInfo::new(user, vec!["team-7".into(), "system:authenticated".into()]),
+        user: std::borrow::Cow::Owned(UserInfo::new(user, vec!["team-7".into(), "system:authenticated".into()])),
         verb: verb.into(),
         namespace: ns.into(),
         api_group: "apps".into(),

@@ -16,6 +16,7 @@ use crate::filters::response::internal_error;
 use crate::filters::Reply;
 use http::HeaderName;
 use pingora::http::RequestHeader;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 // prebuilt names: a lookup by `&str` parses the name on every request
@@ -97,10 +98,10 @@ pub fn build_requests(req: &RequestHeader) -> Result<Vec<Request>, String> {
 }
 
 /// The authorizer attributes for one impersonation request.
-pub fn attributes(requestor: &UserInfo, r: &Request) -> Attributes {
+pub fn attributes<'a>(requestor: &'a UserInfo, r: &'a Request) -> Attributes<'a> {
     let (group, version) = match r.api_version.split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), r.api_version.to_string()),
+        Some((g, v)) => (g, v),
+        None => ("", r.api_version),
     };
     let (resource, subresource) = match r.kind {
         "ServiceAccount" => ("serviceaccounts", ""),
@@ -110,16 +111,16 @@ pub fn attributes(requestor: &UserInfo, r: &Request) -> Attributes {
         _ => ("uids", ""),
     };
     Attributes {
-        user: requestor.clone(),
+        user: Cow::Borrowed(requestor),
         verb: "impersonate".into(),
-        namespace: r.namespace.clone(),
-        api_group: group,
-        api_version: version,
+        namespace: Cow::Borrowed(&r.namespace),
+        api_group: group.into(),
+        api_version: version.into(),
         resource: resource.into(),
         subresource: subresource.into(),
-        name: r.name.clone(),
+        name: Cow::Borrowed(&r.name),
         resource_request: true,
-        path: String::new(),
+        path: Cow::Borrowed(""),
     }
 }
 
@@ -220,9 +221,10 @@ mod tests {
         let reqs = build_requests(&r).unwrap();
         let kinds: Vec<&str> = reqs.iter().map(|r| r.kind).collect();
         assert_eq!(kinds, ["User", "Group", "Group", "UserExtra", "UID"]);
-        let a = attributes(&UserInfo::new("me", vec![]), &reqs[3]);
+        let me = UserInfo::new("me", vec![]);
+        let a = attributes(&me, &reqs[3]);
         assert_eq!(
-            (a.api_group.as_str(), a.resource.as_str(), a.subresource.as_str(), a.name.as_str()),
+            (&*a.api_group, &*a.resource, &*a.subresource, &*a.name),
             ("authentication.k8s.io", "userextras", "acme.com/scopes", "view")
         );
         let u = impersonated_user(&reqs, true);
@@ -235,8 +237,9 @@ mod tests {
     #[test]
     fn service_accounts_and_anonymous() {
         let reqs = build_requests(&req(&[("Impersonate-User", "system:serviceaccount:ns:builder")])).unwrap();
-        let a = attributes(&UserInfo::new("me", vec![]), &reqs[0]);
-        assert_eq!((a.resource.as_str(), a.namespace.as_str(), a.name.as_str()), ("serviceaccounts", "ns", "builder"));
+        let me = UserInfo::new("me", vec![]);
+        let a = attributes(&me, &reqs[0]);
+        assert_eq!((&*a.resource, &*a.namespace, &*a.name), ("serviceaccounts", "ns", "builder"));
         let u = impersonated_user(&reqs, false);
         assert_eq!(u.groups, vec!["system:serviceaccounts", "system:serviceaccounts:ns", "system:authenticated"]);
         let reqs = build_requests(&req(&[("Impersonate-User", "system:anonymous")])).unwrap();

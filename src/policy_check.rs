@@ -151,10 +151,15 @@ fn impersonated(name: &str, groups: &[String]) -> UserInfo {
 /// The attributes of `kubectl auth can-i VERB RESOURCE[/NAME]`: a resource resolved as
 /// kubectl's discovery of frontdoor would (`resource[.group]`, singular, short name), over the
 /// store's built-in resources; any other needs `resource.group`.
-pub fn attributes(a: &CanIArgs) -> Attributes {
-    let user = impersonated(&a.as_user, &a.as_group);
+pub fn attributes(a: &CanIArgs) -> Attributes<'_> {
+    let user = std::borrow::Cow::Owned(impersonated(&a.as_user, &a.as_group));
     if a.resource.starts_with('/') {
-        return Attributes { user, verb: a.verb.clone(), path: a.resource.clone(), ..Default::default() };
+        return Attributes {
+            user,
+            verb: a.verb.as_str().into(),
+            path: a.resource.as_str().into(),
+            ..Default::default()
+        };
     }
     let (res, name) = a.resource.split_once('/').unwrap_or((&a.resource, ""));
     let defs = crate::store::resources::load(None).unwrap_or_default();
@@ -174,12 +179,12 @@ pub fn attributes(a: &CanIArgs) -> Attributes {
     };
     Attributes {
         user,
-        verb: a.verb.clone(),
-        namespace: if a.all_namespaces { String::new() } else { a.namespace.clone() },
-        api_group: group,
-        resource,
-        subresource: a.subresource.clone(),
-        name: name.to_string(),
+        verb: a.verb.as_str().into(),
+        namespace: if a.all_namespaces { "".into() } else { a.namespace.as_str().into() },
+        api_group: group.into(),
+        resource: resource.into(),
+        subresource: a.subresource.as_str().into(),
+        name: name.into(),
         resource_request: true,
         ..Default::default()
     }
@@ -220,17 +225,22 @@ mod tests {
 
     #[test]
     fn resources_resolve_as_kubectl_resolves_them() {
-        let a = attributes(&args(&["get", "cm", "-n", "team-a", "--as", "alice", "--as-group", "dev"]));
-        assert_eq!((a.api_group.as_str(), a.resource.as_str(), a.namespace.as_str()), ("", "configmaps", "team-a"));
+        let c = args(&["get", "cm", "-n", "team-a", "--as", "alice", "--as-group", "dev"]);
+        let a = attributes(&c);
+        assert_eq!((&*a.api_group, &*a.resource, &*a.namespace), ("", "configmaps", "team-a"));
         assert_eq!(a.user.groups, vec!["dev", "system:authenticated"]);
-        let a = attributes(&args(&["get", "pods/p1", "--subresource", "log"]));
-        assert_eq!((a.resource.as_str(), a.subresource.as_str(), a.name.as_str()), ("pods", "log", "p1"));
+        let c = args(&["get", "pods/p1", "--subresource", "log"]);
+        let a = attributes(&c);
+        assert_eq!((&*a.resource, &*a.subresource, &*a.name), ("pods", "log", "p1"));
         assert_eq!(a.user.groups, vec!["system:unauthenticated"], "anonymous when no --as");
-        let a = attributes(&args(&["create", "clusterrolebinding"]));
-        assert_eq!((a.api_group.as_str(), a.resource.as_str()), ("rbac.authorization.k8s.io", "clusterrolebindings"));
-        let a = attributes(&args(&["list", "widgets.example.com", "-A"]));
-        assert_eq!((a.api_group.as_str(), a.resource.as_str(), a.namespace.as_str()), ("example.com", "widgets", ""));
-        let a = attributes(&args(&["get", "/healthz"]));
+        let c = args(&["create", "clusterrolebinding"]);
+        let a = attributes(&c);
+        assert_eq!((&*a.api_group, &*a.resource), ("rbac.authorization.k8s.io", "clusterrolebindings"));
+        let c = args(&["list", "widgets.example.com", "-A"]);
+        let a = attributes(&c);
+        assert_eq!((&*a.api_group, &*a.resource, &*a.namespace), ("example.com", "widgets", ""));
+        let c = args(&["get", "/healthz"]);
+        let a = attributes(&c);
         assert!(!a.resource_request);
         assert_eq!(a.path, "/healthz");
     }

@@ -16,10 +16,10 @@ fn user() -> UserInfo {
     }
 }
 
-fn attributes() -> Vec<Attributes> {
+fn attributes() -> Vec<Attributes<'static>> {
     [("GET", "/api/v1/namespaces/default/pods/p"), ("LIST", "/apis/apps/v1/deployments"), ("GET", "/healthz")]
         .iter()
-        .map(|(m, p)| Attributes::from_request(&user(), &RequestInfo::resolve(m, p, None).unwrap()))
+        .map(|(m, p)| Attributes::from_request(&user(), &RequestInfo::resolve(m, p, None).unwrap()).into_owned())
         .collect()
 }
 

@@ -63,7 +63,7 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<PolicySpec>> {
     Ok(out)
 }
 
-fn subject_matches(p: &PolicySpec, a: &Attributes) -> bool {
+fn subject_matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
     let mut matched = false;
     if !p.user.is_empty() {
         if p.user == "*" {
@@ -88,18 +88,18 @@ fn subject_matches(p: &PolicySpec, a: &Attributes) -> bool {
     matched
 }
 
-fn verb_matches(p: &PolicySpec, a: &Attributes) -> bool {
+fn verb_matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
     a.is_read_only() || !p.readonly
 }
 
-fn resource_matches(p: &PolicySpec, a: &Attributes) -> bool {
+fn resource_matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
     a.resource_request
         && (p.namespace == "*" || p.namespace == a.namespace)
         && (p.resource == "*" || p.resource == a.resource)
         && (p.api_group == "*" || p.api_group == a.api_group)
 }
 
-fn non_resource_matches(p: &PolicySpec, a: &Attributes) -> bool {
+fn non_resource_matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
     !a.resource_request
         && (p.non_resource_path == "*"
             || p.non_resource_path == a.path
@@ -107,7 +107,7 @@ fn non_resource_matches(p: &PolicySpec, a: &Attributes) -> bool {
 }
 
 /// Whether one policy line allows the request.
-pub fn matches(p: &PolicySpec, a: &Attributes) -> bool {
+pub fn matches(p: &PolicySpec, a: &Attributes<'_>) -> bool {
     subject_matches(p, a) && verb_matches(p, a) && (resource_matches(p, a) || non_resource_matches(p, a))
 }
 
@@ -141,7 +141,7 @@ impl AbacAuthorizer {
 
 #[async_trait::async_trait]
 impl Authorizer for AbacAuthorizer {
-    async fn authorize(&self, a: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
         if self.policies.load().iter().any(|p| matches(p, a)) {
             return (Decision::Allow, String::new());
         }
@@ -153,6 +153,7 @@ impl Authorizer for AbacAuthorizer {
 mod tests {
     use super::*;
     use crate::authn::UserInfo;
+    use std::borrow::Cow;
 
     const FILE: &str = r#"
 # admins may do anything
@@ -163,9 +164,16 @@ mod tests {
 {"apiVersion": "abac.authorization.kubernetes.io/v1beta1", "kind": "Policy", "spec": {"user": "carol", "group": "ops", "namespace": "*", "resource": "deployments", "apiGroup": "apps"}}
 "#;
 
-    fn res(user: &str, groups: &[&str], verb: &str, ns: &str, group: &str, resource: &str) -> Attributes {
+    fn res<'a>(
+        user: &str,
+        groups: &[&str],
+        verb: &'a str,
+        ns: &'a str,
+        group: &'a str,
+        resource: &'a str,
+    ) -> Attributes<'a> {
         Attributes {
-            user: UserInfo::new(user, groups.iter().map(|g| g.to_string()).collect()),
+            user: Cow::Owned(UserInfo::new(user, groups.iter().map(|g| g.to_string()).collect())),
             verb: verb.into(),
             namespace: ns.into(),
             api_group: group.into(),
@@ -175,9 +183,9 @@ mod tests {
         }
     }
 
-    fn path(user: &str, groups: &[&str], verb: &str, p: &str) -> Attributes {
+    fn path<'a>(user: &str, groups: &[&str], verb: &'a str, p: &'a str) -> Attributes<'a> {
         Attributes {
-            user: UserInfo::new(user, groups.iter().map(|g| g.to_string()).collect()),
+            user: Cow::Owned(UserInfo::new(user, groups.iter().map(|g| g.to_string()).collect())),
             verb: verb.into(),
             path: p.into(),
             ..Default::default()

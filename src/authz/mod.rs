@@ -17,45 +17,66 @@ use crate::request_info::RequestInfo;
 use arc_swap::ArcSwap;
 pub use decision::Decision;
 use rbac::PolicyRule;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// What is being asked, as k8s.io/apiserver's `authorizer.Attributes`.
+/// What is being asked, as k8s.io/apiserver's `authorizer.Attributes`. Borrowed from the
+/// request's user and RequestInfo when it is the request's own (every request is authorized:
+/// copied, they were ten allocations of each), owned when built otherwise (reviews,
+/// impersonation, admission).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes {
-    pub user: UserInfo,
-    pub verb: String,
-    pub namespace: String,
-    pub api_group: String,
-    pub api_version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub name: String,
+pub struct Attributes<'a> {
+    pub user: Cow<'a, UserInfo>,
+    pub verb: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
+    pub api_group: Cow<'a, str>,
+    pub api_version: Cow<'a, str>,
+    pub resource: Cow<'a, str>,
+    pub subresource: Cow<'a, str>,
+    pub name: Cow<'a, str>,
     pub resource_request: bool,
-    pub path: String,
+    pub path: Cow<'a, str>,
 }
 
-impl Attributes {
-    pub fn from_request(user: &UserInfo, info: &RequestInfo) -> Self {
+impl<'a> Attributes<'a> {
+    pub fn from_request(user: &'a UserInfo, info: &'a RequestInfo) -> Self {
         Attributes {
-            user: user.clone(),
-            verb: info.verb.clone(),
-            namespace: info.namespace.clone(),
-            api_group: info.api_group.clone(),
-            api_version: info.api_version.clone(),
-            resource: info.resource.clone(),
-            subresource: info.subresource.clone(),
-            name: info.name.clone(),
+            user: Cow::Borrowed(user),
+            verb: Cow::Borrowed(&info.verb),
+            namespace: Cow::Borrowed(&info.namespace),
+            api_group: Cow::Borrowed(&info.api_group),
+            api_version: Cow::Borrowed(&info.api_version),
+            resource: Cow::Borrowed(&info.resource),
+            subresource: Cow::Borrowed(&info.subresource),
+            name: Cow::Borrowed(&info.name),
             resource_request: info.is_resource_request,
-            path: info.path.clone(),
+            path: Cow::Borrowed(&info.path),
+        }
+    }
+
+    /// The same attributes, owning what they borrowed.
+    pub fn into_owned(self) -> Attributes<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
+        Attributes {
+            user: Cow::Owned(self.user.into_owned()),
+            verb: own(self.verb),
+            namespace: own(self.namespace),
+            api_group: own(self.api_group),
+            api_version: own(self.api_version),
+            resource: own(self.resource),
+            subresource: own(self.subresource),
+            name: own(self.name),
+            resource_request: self.resource_request,
+            path: own(self.path),
         }
     }
 
     /// kube's `IsReadOnly`: get, list and watch.
     pub fn is_read_only(&self) -> bool {
-        matches!(self.verb.as_str(), "get" | "list" | "watch")
+        matches!(&*self.verb, "get" | "list" | "watch")
     }
 }
 
@@ -83,11 +104,11 @@ impl RulesInfo {
 /// One authorizer in the chain. `reason` explains the decision for audit and 403 messages.
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync {
-    async fn authorize(&self, attrs: &Attributes) -> (Decision, String);
+    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, String);
 
     /// `authorize` plus the evaluation error kube's authorizers return beside their decision
     /// (a webhook that could not be asked). Only authorizers that can fail override it.
-    async fn authorize_or_error(&self, attrs: &Attributes) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Option<String>) {
         let (decision, reason) = self.authorize(attrs).await;
         (decision, reason, None)
     }
@@ -103,7 +124,7 @@ pub struct AlwaysDeny;
 
 #[async_trait::async_trait]
 impl Authorizer for AlwaysAllow {
-    async fn authorize(&self, _: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, String) {
         (Decision::Allow, String::new())
     }
 
@@ -124,7 +145,7 @@ impl Authorizer for AlwaysAllow {
 
 #[async_trait::async_trait]
 impl Authorizer for AlwaysDeny {
-    async fn authorize(&self, _: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, String) {
         (Decision::Deny, "Everything is forbidden.".into())
     }
 
@@ -215,11 +236,11 @@ pub struct Authorization {
 /// checks, the review APIs, RBAC's escalation checks) instead of the stage.
 #[async_trait::async_trait]
 impl Authorizer for Authorization {
-    async fn authorize(&self, attrs: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, String) {
         self.decide(attrs).await
     }
 
-    async fn authorize_or_error(&self, attrs: &Attributes) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Option<String>) {
         let (decision, reason, errors) = self.decide_or_error(attrs).await;
         (decision, reason, (!errors.is_empty()).then(|| aggregate_errors(&errors)))
     }
@@ -276,14 +297,14 @@ impl Authorization {
 
     /// Runs the chain: `system:masters` first, then the first Allow or Deny decides; when
     /// all say NoOpinion the reasons are joined, as kube's union authorizer does.
-    pub async fn decide(&self, attrs: &Attributes) -> (Decision, String) {
+    pub async fn decide(&self, attrs: &Attributes<'_>) -> (Decision, String) {
         let (decision, reason, _) = self.decide_or_error(attrs).await;
         (decision, reason)
     }
 
     /// `decide` plus the evaluation errors met on the way, as kube's union authorizer collects
     /// them (an error does not stop the chain; a later authorizer may still allow).
-    pub async fn decide_or_error(&self, attrs: &Attributes) -> (Decision, String, Vec<String>) {
+    pub async fn decide_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Vec<String>) {
         if attrs.user.is_system_master() {
             return (Decision::Allow, String::new(), Vec::new());
         }
@@ -387,28 +408,34 @@ impl Authorization {
         let Some(user) = ctx.effective_user() else {
             return Err(crate::api::Status::unauthorized());
         };
-        let attrs = Attributes::from_request(user, &ctx.request_info);
         let start = Instant::now();
-        let (decision, reason, errors) = self.decide_or_error(&attrs).await;
+        // the attributes borrow the context: decided, and a refusal's Status built, before the
+        // context is written
+        let (decision, reason, errors, refused) = {
+            let attrs = Attributes::from_request(user, &ctx.request_info);
+            let (decision, reason, errors) = self.decide_or_error(&attrs).await;
+            let refused = (decision != Decision::Allow).then(|| forbidden(&attrs, &reason));
+            (decision, reason, errors, refused)
+        };
         let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
         metrics::record_attempt(result, start.elapsed().as_secs_f64());
-        if decision == Decision::Allow {
+        let Some(refused) = refused else {
             ctx.decision = Some((decision, reason));
             return Ok(());
-        }
+        };
         if !errors.is_empty() {
             // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
             ctx.decision = Some((decision, "internal error".into()));
             return Err(internal_error(&ctx.request_uri, &aggregate_errors(&errors)));
         }
-        ctx.decision = Some((decision, reason.clone()));
         tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
-        Err(forbidden(&attrs, &reason))
+        ctx.decision = Some((decision, reason));
+        Err(refused)
     }
 }
 
 /// kube's 403 Status for a request the chain did not allow (responsewriters.Forbidden).
-pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
+pub fn forbidden(a: &Attributes<'_>, reason: &str) -> crate::api::Status {
     let msg = sanitize(&forbidden_message(a));
     let msg = if reason.is_empty() { msg } else { format!("{msg}: {reason}") };
     if a.resource_request {
@@ -418,13 +445,14 @@ pub fn forbidden(a: &Attributes, reason: &str) -> crate::api::Status {
     }
 }
 
-fn forbidden_message(a: &Attributes) -> String {
+fn forbidden_message(a: &Attributes<'_>) -> String {
     use crate::api::field::quote;
     let who = quote(&a.user.username);
     if !a.resource_request {
         return format!("User {who} cannot {} path {}", a.verb, quote(&a.path));
     }
-    let res = if a.subresource.is_empty() { a.resource.clone() } else { format!("{}/{}", a.resource, a.subresource) };
+    let res =
+        if a.subresource.is_empty() { a.resource.to_string() } else { format!("{}/{}", a.resource, a.subresource) };
     let (res, group) = (quote(&res), quote(&a.api_group));
     if a.namespace.is_empty() {
         format!("User {who} cannot {} resource {res} in API group {group} at the cluster scope", a.verb)
@@ -455,21 +483,30 @@ mod tests;
 pub(crate) mod testing {
     use super::Attributes;
     use crate::authn::UserInfo;
+    use std::borrow::Cow;
 
     pub fn user(name: &str, groups: &[&str]) -> UserInfo {
         UserInfo::new(name, groups.iter().map(|g| g.to_string()).collect())
     }
 
     /// A resource request's attributes.
-    pub fn res(u: &UserInfo, verb: &str, ns: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
+    pub fn res(
+        u: &UserInfo,
+        verb: &str,
+        ns: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        name: &str,
+    ) -> Attributes<'static> {
         Attributes {
-            user: u.clone(),
-            verb: verb.into(),
-            namespace: ns.into(),
-            api_group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            name: name.into(),
+            user: Cow::Owned(u.clone()),
+            verb: verb.to_string().into(),
+            namespace: ns.to_string().into(),
+            api_group: group.to_string().into(),
+            resource: resource.to_string().into(),
+            subresource: sub.to_string().into(),
+            name: name.to_string().into(),
             resource_request: true,
             ..Default::default()
         }

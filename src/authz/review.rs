@@ -12,6 +12,7 @@ use crate::filters::response::Responder;
 use crate::filters::Reply;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 pub const GROUP: &str = "authorization.k8s.io";
 pub const VERSION: &str = "v1";
@@ -212,7 +213,7 @@ fn spec_user(spec: &Value) -> Option<UserInfo> {
     Some(u)
 }
 
-fn spec_attributes(kind: &str, spec: &Value, user: UserInfo) -> Result<Attributes, Reply> {
+fn spec_attributes(kind: &str, spec: &Value, user: UserInfo) -> Result<Attributes<'static>, Reply> {
     let res = spec.get("resourceAttributes").filter(|v| !v.is_null());
     let non = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -236,18 +237,23 @@ fn spec_attributes(kind: &str, spec: &Value, user: UserInfo) -> Result<Attribute
                 .into(),
         )),
         (Some(r), None) => Ok(Attributes {
-            user,
-            verb: s(r, "verb"),
-            namespace: s(r, "namespace"),
-            api_group: s(r, "group"),
-            api_version: s(r, "version"),
-            resource: s(r, "resource"),
-            subresource: s(r, "subresource"),
-            name: s(r, "name"),
+            user: Cow::Owned(user),
+            verb: s(r, "verb").into(),
+            namespace: s(r, "namespace").into(),
+            api_group: s(r, "group").into(),
+            api_version: s(r, "version").into(),
+            resource: s(r, "resource").into(),
+            subresource: s(r, "subresource").into(),
+            name: s(r, "name").into(),
             resource_request: true,
-            path: String::new(),
+            path: Cow::Borrowed(""),
         }),
-        (None, Some(n)) => Ok(Attributes { user, verb: s(n, "verb"), path: s(n, "path"), ..Default::default() }),
+        (None, Some(n)) => Ok(Attributes {
+            user: Cow::Owned(user),
+            verb: s(n, "verb").into(),
+            path: s(n, "path").into(),
+            ..Default::default()
+        }),
     }
 }
 
@@ -265,10 +271,7 @@ mod tests {
         )
         .unwrap();
         assert!(a.resource_request);
-        assert_eq!(
-            (a.namespace.as_str(), a.api_group.as_str(), a.subresource.as_str(), a.name.as_str()),
-            ("n", "apps", "scale", "d")
-        );
+        assert_eq!((&*a.namespace, &*a.api_group, &*a.subresource, &*a.name), ("n", "apps", "scale", "d"));
         let a = spec_attributes(
             "SubjectAccessReview",
             &json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}),

@@ -30,7 +30,8 @@ fn forbidden_messages_match_kube() {
         r#"deployments.apps "d" is forbidden: User "alice" cannot update resource "deployments/scale" in API group "apps" in the namespace "ns": RBAC: x"#
     );
     assert_eq!(s.details.as_ref().unwrap().kind, "deployments");
-    let p = Attributes { user: alice, verb: "get".into(), path: "/metrics<x>".into(), ..Default::default() };
+    let p =
+        Attributes { user: Cow::Owned(alice), verb: "get".into(), path: "/metrics<x>".into(), ..Default::default() };
     assert_eq!(forbidden(&p, "").message, r#"forbidden: User "alice" cannot get path "/metrics&lt;x&gt;""#);
     // names quoted as Go's %q quotes them
     let odd = user("a\u{1}\"", &[]);
@@ -50,7 +51,7 @@ async fn default_chain_is_rbac_with_bootstrap_policy() {
         z.decide(&res(&alice, "get", "default", "", "configmaps", "", "x")).await,
         (Decision::NoOpinion, String::new())
     );
-    let p = Attributes { user: alice.clone(), verb: "get".into(), path: "/api".into(), ..Default::default() };
+    let p = Attributes { user: Cow::Borrowed(&alice), verb: "get".into(), path: "/api".into(), ..Default::default() };
     assert_eq!(z.decide(&p).await.0, Decision::Allow);
     assert_eq!(
         z.decide(&res(&user("root", &["system:masters"]), "delete", "x", "", "secrets", "", "s")).await.0,
@@ -100,11 +101,11 @@ struct Failing(Decision);
 
 #[async_trait::async_trait]
 impl Authorizer for Failing {
-    async fn authorize(&self, a: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
         let (d, r, _) = self.authorize_or_error(a).await;
         (d, r)
     }
-    async fn authorize_or_error(&self, _: &Attributes) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, _: &Attributes<'_>) -> (Decision, String, Option<String>) {
         (self.0, String::new(), Some("webhook down".into()))
     }
 }
@@ -185,7 +186,7 @@ async fn mode_upstream_needs_an_upstream_apiserver() {
     // RBAC first; the upstream (unreachable here) is asked only when RBAC has no opinion, and
     // its failure is NoOpinion under the default failure policy
     let alice = user("alice", &["system:authenticated"]);
-    let p = Attributes { user: alice.clone(), verb: "get".into(), path: "/api".into(), ..Default::default() };
+    let p = Attributes { user: Cow::Borrowed(&alice), verb: "get".into(), path: "/api".into(), ..Default::default() };
     assert_eq!(z.decide(&p).await.0, Decision::Allow);
     let (d, _, errors) = z.decide_or_error(&res(&alice, "get", "default", "", "configmaps", "", "x")).await;
     assert_eq!(d, Decision::NoOpinion);

@@ -64,7 +64,7 @@ impl WebhookAuthorizer {
         Ok(WebhookAuthorizer { opts, endpoint, cache: Mutex::new(HashMap::new()) })
     }
 
-    fn review(&self, a: &Attributes) -> Value {
+    fn review(&self, a: &Attributes<'_>) -> Value {
         let mut spec = json!({
             "user": a.user.username,
         });
@@ -135,14 +135,14 @@ impl WebhookAuthorizer {
 
 #[async_trait::async_trait]
 impl Authorizer for WebhookAuthorizer {
-    async fn authorize(&self, a: &Attributes) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
         let (decision, reason, _) = self.authorize_or_error(a).await;
         (decision, reason)
     }
 
     /// A failed call decides by the failure policy and also reports the error, as kube's
     /// webhook authorizer does (so the filter answers 500 unless a later authorizer allows).
-    async fn authorize_or_error(&self, a: &Attributes) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, a: &Attributes<'_>) -> (Decision, String, Option<String>) {
         let body = self.review(a);
         let key = body["spec"].to_string();
         if let Some((decision, reason)) = self.cached(&key) {

@@ -122,9 +122,15 @@ async fn resolve(
     }))
 }
 
-fn request_attrs(user: &UserInfo, namespace: &str, group: &str, resource: &str, name: &str) -> Attributes {
+fn request_attrs<'a>(
+    user: &'a UserInfo,
+    namespace: &'a str,
+    group: &'a str,
+    resource: &'a str,
+    name: &'a str,
+) -> Attributes<'a> {
     Attributes {
-        user: user.clone(),
+        user: std::borrow::Cow::Borrowed(user),
         namespace: namespace.into(),
         api_group: group.into(),
         resource: resource.into(),
@@ -134,7 +140,7 @@ fn request_attrs(user: &UserInfo, namespace: &str, group: &str, resource: &str, 
     }
 }
 
-async fn allowed(authz: &Authorization, attrs: &Attributes) -> bool {
+async fn allowed(authz: &Authorization, attrs: &Attributes<'_>) -> bool {
     authz.decide(attrs).await.0 == Decision::Allow
 }
 

@@ -186,9 +186,9 @@ impl Policy {
 
     /// kube's RBAC decision: Allow with the granting binding as reason, or NoOpinion
     /// (with any missing-role errors met on the way as reason).
-    pub fn authorize(&self, a: &Attributes) -> (Decision, String) {
+    pub fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
         let mut missing: Vec<u32> = Vec::new();
-        let ns_index = if a.namespace.is_empty() { None } else { self.namespaces.get(a.namespace.as_str()) };
+        let ns_index = if a.namespace.is_empty() { None } else { self.namespaces.get(&*a.namespace) };
         let grants = self.cluster.each(&a.user).chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
         for g in grants {
             match g.target {

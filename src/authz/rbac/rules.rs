@@ -51,7 +51,7 @@ pub fn non_resource_url_matches(rule: &PolicyRule, path: &str) -> bool {
 }
 
 /// Whether `rule` allows the request.
-pub fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
+pub fn rule_allows(rule: &PolicyRule, a: &Attributes<'_>) -> bool {
     if a.resource_request {
         verb_matches(rule, &a.verb)
             && api_group_matches(rule, &a.api_group)
@@ -99,12 +99,13 @@ mod tests {
         PolicyRule { verbs: v(verbs), non_resource_urls: v(urls), ..Default::default() }
     }
 
-    fn res(verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes {
+    fn res(verb: &str, group: &str, resource: &str, sub: &str, name: &str) -> Attributes<'static> {
         crate::authz::testing::res(&UserInfo::new("u", vec![]), verb, "ns", group, resource, sub, name)
     }
 
-    fn path(verb: &str, p: &str) -> Attributes {
-        Attributes { user: UserInfo::new("u", vec![]), verb: verb.into(), path: p.into(), ..Default::default() }
+    fn path<'a>(verb: &'a str, p: &'a str) -> Attributes<'a> {
+        let user = std::borrow::Cow::Owned(UserInfo::new("u", vec![]));
+        Attributes { user, verb: verb.into(), path: p.into(), ..Default::default() }
     }
 
     #[test]

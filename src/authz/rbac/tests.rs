@@ -2,8 +2,9 @@ use super::*;
 
 use crate::authz::testing::{res, user};
 
-fn path(u: &UserInfo, verb: &str, p: &str) -> Attributes {
-    Attributes { user: u.clone(), verb: verb.into(), path: p.into(), ..Default::default() }
+fn path(u: &UserInfo, verb: &str, p: &str) -> Attributes<'static> {
+    let user = std::borrow::Cow::Owned(u.clone());
+    Attributes { user, verb: verb.to_string().into(), path: p.to_string().into(), ..Default::default() }
 }
 
 const POLICY: &str = r#"

@@ -117,9 +117,9 @@ fn opts(kc: PathBuf, failure: Decision) -> Options {
     }
 }
 
-fn attrs(user: &str) -> Attributes {
+fn attrs(user: &str) -> Attributes<'static> {
     Attributes {
-        user: UserInfo::new(user, vec!["g".into()]),
+        user: std::borrow::Cow::Owned(UserInfo::new(user, vec!["g".into()])),
         verb: "get".into(),
         namespace: "ns".into(),
         resource: "pods".into(),
