@@ -353,12 +353,13 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result
 fn forwarded_for(h: &mut Headers, client: Option<std::net::IpAddr>) {
     let Some(ip) = client else { return };
     let xff = &crate::filters::request_received::X_FORWARDED_FOR;
-    let mut value = String::new();
+    // one allocation: the address is written into the value, not formatted apart
+    let mut value = String::with_capacity(48);
     for prior in h.get_all(xff).iter().filter_map(|v| v.to_str().ok()) {
         value.push_str(prior);
         value.push_str(", ");
     }
-    value.push_str(&crate::filters::request_received::ip_string(ip));
+    crate::filters::request_received::push_ip(&mut value, ip);
     if let Ok(value) = HeaderValue::try_from(value) {
         let _ = h.set_value("x-forwarded-for", Some(xff), value, false);
     }
