@@ -13,6 +13,8 @@ pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
     45.0, 60.0,
 ];
 
+// Never reset and no series removed: `record_request`'s per-thread handles (`SERIES`) would
+// count into series the registry no longer has.
 pub static REQUEST_TOTAL: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "apiserver_request_total",

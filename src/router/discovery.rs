@@ -10,10 +10,9 @@ use super::Table;
 use crate::api::ApiResource;
 use crate::filters::Reply;
 use pingora::http::RequestHeader;
-use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// kube-apiserver's priorities for its built-in groups (controlplane's apiVersionPriorities);
 /// other local groups get the CRD defaults.
@@ -264,22 +263,26 @@ impl Doc {
 
 /// Every discovery document, built once per change of the sources (the APIService table, a
 /// backend's availability or resources, the upstream's discovery) and served as bytes.
+/// Resources and their subresources by group and version.
+type ResourceIndex = HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>>;
+
 #[derive(Debug, Default)]
 pub struct Cached {
     /// Aggregated `/api` and `/apis`: [core v2, core v2beta1, named v2, named v2beta1].
     aggregated: [Doc; 4],
     /// Legacy documents by path: `/api`, `/apis`, `/api/v1`, `/apis/<g>`, `/apis/<g>/<v>`.
-    legacy: std::collections::HashMap<String, Doc>,
+    legacy: HashMap<String, Doc>,
     /// Every resource served or routed (a down backend's as it last listed them), with its
-    /// subresources, by group and version: what a request may be labelled with.
-    resources: FxHashMap<String, FxHashMap<String, FxHashMap<String, FxHashSet<String>>>>,
+    /// subresources, by group and version: what a request may be labelled with. Keyed with
+    /// std's random hasher, not Fx: the names come from backends' discovery, and names built to
+    /// collide would make every lookup slow.
+    resources: ResourceIndex,
 }
 
 impl Cached {
     pub fn build(src: &Sources<'_>) -> Cached {
         let all = groups(src);
-        let mut resources: FxHashMap<String, FxHashMap<String, FxHashMap<String, FxHashSet<String>>>> =
-            Default::default();
+        let mut resources = ResourceIndex::default();
         let mut index = |group: &str, version: &str, list: &[Value]| {
             let by_name = resources.entry(group.to_string()).or_default().entry(version.to_string()).or_default();
             for name in list.iter().filter_map(|r| r["name"].as_str()) {
