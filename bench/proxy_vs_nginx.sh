@@ -26,6 +26,11 @@
 # frontdoor 28.1k vs 26.9k req/s (1.04x), 35.6 vs 36.9 us CPU per request; / bare pingora with the
 # client cert 0.83, without 0.76; / nginx 0.51 and / HAProxy 0.49 (nginx 55k and HAProxy 57k req/s
 # that run, where bare pingora itself was 34k: 0.61 of nginx).
+# Measured 2026-12-06, same settings, two runs, HEAD 13abf0f (the context boxed in pingora's request,
+# borrowed authorization attributes, per-thread request-metric handles, Fx-hashed routing maps)
+# against c6fdfef: frontdoor 27.8k / 26.2k vs 26.5k / 25.2k req/s (1.05x, 1.04x), 36.0 / 38.9 vs
+# 37.3 / 39.8 us CPU per request; / bare pingora with the client cert 0.77 and 0.83, / nginx 0.50,
+# / HAProxy 0.47-0.49.
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
