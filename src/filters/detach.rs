@@ -337,7 +337,6 @@ mod tests {
         assert!(size < once, "an HTTP/2 response's task: {size} bytes; the parts once and some room: {once}");
         let moved = respond_http1(log, placeholder().await, RequestContext::default(), Sized([0u8; 4096]));
         let size = std::mem::size_of_val(&moved);
-        eprintln!("MOVEDSZ {size} ctx {}", std::mem::size_of::<RequestContext>());
         assert!(size < once, "an HTTP/1.x response: {size} bytes; the parts once and some room: {once}");
     }
 

@@ -308,7 +308,7 @@ pub fn peer_of(session: &pingora::proxy::Session) -> Option<Arc<PeerIdentity>> {
 /// buffer (pingora's own listener reads through 64 KiB): the TLS layer reads in steps of 4 KiB
 /// (`tls::unbuffered`), so a small request takes the same single read and a response the same
 /// single write, a large request body about three times the reads, and an established idle
-/// connection holds no buffer at all (5.2 KB of RSS in all; `MODE=tls bench/idle_connections.sh`).
+/// connection holds no buffer at all (5.0 KB of RSS in all; `MODE=tls bench/idle_connections.sh`).
 pub struct SecureListener<A> {
     name: String,
     listener: Option<std::net::TcpListener>,

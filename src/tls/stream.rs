@@ -56,7 +56,7 @@ impl ServerStream {
 }
 
 impl ServerStream {
-    /// What pingora reads of the connection below TLS (its id, address and timing) is the
+    /// What pingora reads of the connection below TLS (its id and address; no timing) is the
     /// socket's.
     fn socket(&self) -> &Socket {
         self.tls.get_ref().get_ref()
