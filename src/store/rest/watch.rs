@@ -62,27 +62,25 @@ pub async fn serve(
         Err(s) => return rest.respond.send(session, ctx, s.into()).await,
     };
     let watch = rest.store.storage.watch(&t.def.list_prefix(&t.namespace), from);
-    let protobuf = (t.output == super::negotiate::Output::Protobuf).then(|| t.def.api_version());
+    let protobuf = t.output == super::negotiate::Output::Protobuf;
+    let api_version = t.def.api_version();
     let content_type = match protobuf {
-        Some(_) => "application/vnd.kubernetes.protobuf;stream=watch",
-        None => "application/json",
+        true => "application/vnd.kubernetes.protobuf;stream=watch",
+        false => "application/json",
     };
     rest.respond.start_stream(session, ctx, 200, content_type).await?;
 
     let watch = match watch {
         Ok(w) => w,
-        Err(StorageError::Expired { asked, oldest }) => {
-            let s = Status::gone(format!("too old resource version: {asked} ({oldest})"));
-            let line = frame(protobuf.as_deref(), "ERROR", &serde_json::to_value(&s).unwrap_or_default());
-            session.write_response_body(Some(line), false).await?;
-            return session.write_response_body(None, true).await;
-        }
         Err(e) => {
-            let line = frame(
-                protobuf.as_deref(),
-                "ERROR",
-                &serde_json::to_value(Status::internal_error(e)).unwrap_or_default(),
-            );
+            let s = match e {
+                StorageError::Expired { asked, oldest } => {
+                    Status::gone(format!("too old resource version: {asked} ({oldest})"))
+                }
+                e => Status::internal_error(e),
+            };
+            let line =
+                frame(protobuf.then_some(api_version.as_str()), "ERROR", &serde_json::to_value(&s).unwrap_or_default());
             session.write_response_body(Some(line), false).await?;
             return session.write_response_body(None, true).await;
         }
@@ -104,8 +102,8 @@ pub async fn serve(
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
-        protobuf: protobuf.is_some(),
-        api_version: t.def.api_version(),
+        protobuf,
+        api_version,
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: deadline_in(timeout),
         watch,
