@@ -1,9 +1,7 @@
 //! Authentication metrics, with k8s.io/apiserver's names, labels and buckets.
 
 use once_cell::sync::Lazy;
-use prometheus::{
-    register_histogram_vec, register_int_counter_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
-};
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounter, IntCounterVec};
 
 pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!("authentication_attempts", "Counter of authenticated attempts.", &["result"])
@@ -37,11 +35,10 @@ pub fn register() {
     Lazy::force(&AUTHENTICATED_USER_REQUESTS);
 }
 
-/// The usual outcome's children (a success; a user compressed to `other`), made on first use
+/// The usual outcome's series (a success; a user compressed to `other`) kept, made on first use
 /// as `with_label_values` makes them: a lookup by label hashes and locks every time (~850
 /// instructions a request for the three).
-static SUCCESS: Lazy<(IntCounter, Histogram)> =
-    Lazy::new(|| (ATTEMPTS.with_label_values(&["success"]), DURATION.with_label_values(&["success"])));
+static RESULTS: crate::metrics::ResultMetrics = crate::metrics::ResultMetrics::new(&ATTEMPTS, &DURATION, "success");
 static OTHER_USER: Lazy<IntCounter> = Lazy::new(|| AUTHENTICATED_USER_REQUESTS.with_label_values(&["other"]));
 
 /// One authentication outcome: `success`, `failure` (nothing recognised) or `error`.
@@ -52,13 +49,7 @@ pub fn record(result: &str, username: Option<&str>, seconds: f64) {
             u => AUTHENTICATED_USER_REQUESTS.with_label_values(&[u]).inc(),
         }
     }
-    if result == "success" {
-        SUCCESS.0.inc();
-        SUCCESS.1.observe(seconds);
-    } else {
-        ATTEMPTS.with_label_values(&[result]).inc();
-        DURATION.with_label_values(&[result]).observe(seconds);
-    }
+    RESULTS.record(result, seconds);
 }
 
 /// kube's `compressUsername`: known internal identities as is, emails as `email_id`,

@@ -4,9 +4,7 @@
 //! webhook authorizer's evaluation metrics.
 
 use once_cell::sync::Lazy;
-use prometheus::{
-    register_histogram_vec, register_int_counter_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
-};
+use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
 
 pub static ATTEMPTS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -27,20 +25,8 @@ pub static DURATION: Lazy<HistogramVec> = Lazy::new(|| {
     .expect("register authorization_duration_seconds")
 });
 
-/// Counts an attempt of the filter's, with its `result` and duration. An allowed request's
-/// children are kept, made on first use as `with_label_values` makes them: a lookup by label
-/// hashes and locks every time (~580 instructions a request for the two).
-pub fn record_attempt(result: &str, seconds: f64) {
-    static ALLOWED: Lazy<(IntCounter, Histogram)> =
-        Lazy::new(|| (ATTEMPTS.with_label_values(&["allowed"]), DURATION.with_label_values(&["allowed"])));
-    if result == "allowed" {
-        ALLOWED.0.inc();
-        ALLOWED.1.observe(seconds);
-    } else {
-        ATTEMPTS.with_label_values(&[result]).inc();
-        DURATION.with_label_values(&[result]).observe(seconds);
-    }
-}
+/// An attempt of the filter's, with its `result` and duration (an allowed one's series kept).
+pub static RESULTS: crate::metrics::ResultMetrics = crate::metrics::ResultMetrics::new(&ATTEMPTS, &DURATION, "allowed");
 
 pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(

@@ -418,7 +418,7 @@ impl Authorization {
             (decision, reason, errors, refused)
         };
         let result = if decision != Decision::Allow && !errors.is_empty() { "error" } else { decision.metric_value() };
-        metrics::record_attempt(result, start.elapsed().as_secs_f64());
+        metrics::RESULTS.record(result, start.elapsed().as_secs_f64());
         let Some(refused) = refused else {
             ctx.decision = Some((decision, reason));
             return Ok(());
