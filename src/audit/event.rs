@@ -159,8 +159,8 @@ pub enum Target {
 
 impl Target {
     pub fn of(info: &crate::request_info::RequestInfo) -> Target {
-        let core = info.api_prefix == "api" && info.api_group.is_empty();
-        match (info.api_group.as_str(), info.resource.as_str(), info.subresource.as_str()) {
+        let core = info.api_prefix() == "api" && info.api_group().is_empty();
+        match (info.api_group(), info.resource(), info.subresource()) {
             ("", "secrets", _) if core => Target::Secrets,
             ("authentication.k8s.io", "tokenreviews", "") => Target::TokenReviews,
             ("", "serviceaccounts", "token") if core => Target::TokenRequests,

@@ -236,14 +236,14 @@ fn rule_matches(r: &PolicyRule, a: &Attributes<'_>) -> bool {
     if !r.user_groups.is_empty() && !a.user.is_some_and(|u| u.groups.iter().any(|g| r.user_groups.contains(g))) {
         return false;
     }
-    if !r.verbs.is_empty() && !r.verbs.contains(&a.info.verb) {
+    if !r.verbs.is_empty() && !r.verbs.iter().any(|v| v == a.info.verb()) {
         return false;
     }
     if !r.namespaces.is_empty() || !r.resources.is_empty() {
         return rule_matches_resource(r, a.info);
     }
     if !r.non_resource_urls.is_empty() {
-        return !a.info.is_resource_request && r.non_resource_urls.iter().any(|spec| path_matches(&a.info.path, spec));
+        return !a.info.is_resource_request && r.non_resource_urls.iter().any(|spec| path_matches(a.info.path(), spec));
     }
     true
 }
@@ -257,32 +257,32 @@ fn rule_matches_resource(r: &PolicyRule, info: &RequestInfo) -> bool {
         return false;
     }
     // non-namespaced resources have the empty namespace
-    if !r.namespaces.is_empty() && !r.namespaces.contains(&info.namespace) {
+    if !r.namespaces.is_empty() && !r.namespaces.iter().any(|v| v == info.namespace()) {
         return false;
     }
     if r.resources.is_empty() {
         return true;
     }
-    let combined = if info.subresource.is_empty() {
-        info.resource.clone()
+    let combined = if info.subresource().is_empty() {
+        info.resource().to_string()
     } else {
-        format!("{}/{}", info.resource, info.subresource)
+        format!("{}/{}", info.resource(), info.subresource())
     };
-    for gr in r.resources.iter().filter(|gr| gr.group == info.api_group) {
+    for gr in r.resources.iter().filter(|gr| gr.group == info.api_group()) {
         if gr.resources.is_empty() {
             return true;
         }
-        if !gr.resource_names.is_empty() && !gr.resource_names.contains(&info.name) {
+        if !gr.resource_names.is_empty() && !gr.resource_names.iter().any(|v| v == info.name()) {
             continue;
         }
         for res in &gr.resources {
             if res == &combined || res == "*" {
                 return true;
             }
-            if !info.subresource.is_empty() && res.strip_prefix("*/") == Some(info.subresource.as_str()) {
+            if !info.subresource().is_empty() && res.strip_prefix("*/") == Some(info.subresource()) {
                 return true;
             }
-            if res.strip_suffix("/*") == Some(info.resource.as_str()) {
+            if res.strip_suffix("/*") == Some(info.resource()) {
                 return true;
             }
         }

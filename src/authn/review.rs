@@ -41,19 +41,22 @@ pub async fn serve(
     ctx: &mut RequestContext,
 ) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
-    if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION || !info.namespace.is_empty()
+    if !info.is_resource_request
+        || info.api_group() != GROUP
+        || info.api_version() != VERSION
+        || !info.namespace().is_empty()
     {
         return None;
     }
-    let kind = match info.resource.as_str() {
+    let kind = match info.resource() {
         "selfsubjectreviews" => "SelfSubjectReview",
         "tokenreviews" => "TokenReview",
         _ => return None,
     };
-    if !info.subresource.is_empty() || !info.name.is_empty() {
+    if !info.subresource().is_empty() || !info.name().is_empty() {
         return Some(respond.send(session, ctx, Status::path_not_found().into()).await);
     }
-    if info.verb != "create" {
+    if info.verb() != "create" {
         let m = session.req_header().method.as_str().to_string();
         return Some(respond.send(session, ctx, Status::method_not_allowed(&m).into()).await);
     }

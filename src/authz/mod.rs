@@ -45,15 +45,15 @@ impl<'a> Attributes<'a> {
     pub fn from_request(user: &'a UserInfo, info: &'a RequestInfo) -> Self {
         Attributes {
             user: Cow::Borrowed(user),
-            verb: Cow::Borrowed(&info.verb),
-            namespace: Cow::Borrowed(&info.namespace),
-            api_group: Cow::Borrowed(&info.api_group),
-            api_version: Cow::Borrowed(&info.api_version),
-            resource: Cow::Borrowed(&info.resource),
-            subresource: Cow::Borrowed(&info.subresource),
-            name: Cow::Borrowed(&info.name),
+            verb: Cow::Borrowed(info.verb()),
+            namespace: Cow::Borrowed(info.namespace()),
+            api_group: Cow::Borrowed(info.api_group()),
+            api_version: Cow::Borrowed(info.api_version()),
+            resource: Cow::Borrowed(info.resource()),
+            subresource: Cow::Borrowed(info.subresource()),
+            name: Cow::Borrowed(info.name()),
             resource_request: info.is_resource_request,
-            path: Cow::Borrowed(&info.path),
+            path: Cow::Borrowed(info.path()),
         }
     }
 

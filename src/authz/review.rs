@@ -49,20 +49,20 @@ pub async fn serve(
     ctx: &mut RequestContext,
 ) -> Option<pingora::Result<()>> {
     let info = ctx.request_info.clone();
-    if !info.is_resource_request || info.api_group != GROUP || info.api_version != VERSION {
+    if !info.is_resource_request || info.api_group() != GROUP || info.api_version() != VERSION {
         return None;
     }
-    let (_, kind, namespaced) = *KINDS.iter().find(|(r, _, _)| *r == info.resource)?;
-    if !info.subresource.is_empty() || !info.name.is_empty() || namespaced == info.namespace.is_empty() {
+    let (_, kind, namespaced) = *KINDS.iter().find(|(r, _, _)| *r == info.resource())?;
+    if !info.subresource().is_empty() || !info.name().is_empty() || namespaced == info.namespace().is_empty() {
         return Some(respond.send(session, ctx, Status::path_not_found().into()).await);
     }
-    if info.verb != "create" {
+    if info.verb() != "create" {
         let method = session.req_header().method.as_str().to_string();
         return Some(respond.send(session, ctx, Status::method_not_allowed(&method).into()).await);
     }
     let reply = match request_body::read(session, ctx, request_body::MAX_BODY).await {
         Ok(body) => match request_body::json(body).await {
-            Ok(obj) if obj.is_object() => review(authz, ctx, kind, &info.namespace, obj).await,
+            Ok(obj) if obj.is_object() => review(authz, ctx, kind, info.namespace(), obj).await,
             Ok(_) => Status::bad_request(format!("the body of the request must be a {kind} object")).into(),
             Err(e) => Status::bad_request(format!("error decoding {kind}: {e}")).into(),
         },

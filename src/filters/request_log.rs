@@ -30,7 +30,7 @@ impl Outcome {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/apply-patch"));
         let info = &ctx.request_info;
-        let verb = crate::metrics::reported_verb(req.method.as_str(), &info.verb, info.is_resource_request, is_apply);
+        let verb = crate::metrics::reported_verb(req.method.as_str(), info.verb(), info.is_resource_request, is_apply);
         Outcome { code, verb, dry_run: crate::metrics::DryRun::of(&ctx.query) }
     }
 }
@@ -66,9 +66,7 @@ impl RequestLog {
         let seconds = ctx.received.map(|t| t.elapsed().as_secs_f64()).unwrap_or_default();
         let known = !info.is_resource_request || self.known.as_ref().is_none_or(|k| k(&info));
         let (group, version, resource, subresource) = match known {
-            true => {
-                (info.api_group.as_str(), info.api_version.as_str(), info.resource.as_str(), info.subresource.as_str())
-            }
+            true => (info.api_group(), info.api_version(), info.resource(), info.subresource()),
             false => ("", "", "", ""),
         };
         crate::metrics::record_request(&crate::metrics::RequestOutcome {

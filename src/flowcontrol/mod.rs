@@ -156,7 +156,7 @@ async fn admit_apf<G: Future<Output = ()>>(
     gone: impl FnOnce() -> G,
 ) -> Result<(), Reply> {
     let info = ctx.request_info.clone();
-    if info.is_long_running() && info.verb != "watch" {
+    if info.is_long_running() && info.verb() != "watch" {
         return Ok(());
     }
     static ANONYMOUS: Lazy<crate::authn::UserInfo> = Lazy::new(crate::authn::UserInfo::anonymous);
@@ -169,7 +169,7 @@ async fn admit_apf<G: Future<Output = ()>>(
     let admission = decision.admit(width, fan_out, &user.username, &info);
     ctx.flow = Some(classified::Classified { headers: schema.uid_headers.clone(), watch: None });
     let limit = apf::wait_limit(ctx.deadline);
-    let kind = executing.of(&info.verb);
+    let kind = executing.of(info.verb());
     let waiting = match admission {
         apf::level::Admission::Queued(_) => kind.and_then(|k| k.waiting()),
         _ => None,
@@ -178,7 +178,7 @@ async fn admit_apf<G: Future<Output = ()>>(
     drop(waiting);
     match waited {
         Ok(mut seat) => {
-            seat.watch = info.verb == "watch";
+            seat.watch = info.verb() == "watch";
             seat.linger = fan_out.latency;
             // kube registers a watch as it starts executing, for the whole watch
             if let Some(flow) = ctx.flow.as_mut() {
@@ -191,7 +191,7 @@ async fn admit_apf<G: Future<Output = ()>>(
         Err(_) => {
             let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let retry_after = apf.dropped.record(&schema.level.name, unix as i64);
-            Err(rejected(ctx, is_mutating(&info.verb), retry_after))
+            Err(rejected(ctx, is_mutating(info.verb()), retry_after))
         }
     }
 }
@@ -201,7 +201,7 @@ fn admit_max_in_flight(mif: &MaxInFlight, ctx: &mut RequestContext) -> Result<()
     if info.is_long_running() {
         return Ok(());
     }
-    let Some(seats) = mif.of(&info.verb) else {
+    let Some(seats) = mif.of(info.verb()) else {
         return Ok(());
     };
     if let Some(seat) = seats.try_acquire() {
@@ -212,7 +212,7 @@ fn admit_max_in_flight(mif: &MaxInFlight, ctx: &mut RequestContext) -> Result<()
     if ctx.effective_user().is_some_and(|u| u.is_system_master()) {
         return Ok(());
     }
-    Err(rejected(ctx, is_mutating(&info.verb), 1))
+    Err(rejected(ctx, is_mutating(info.verb()), 1))
 }
 
 /// kube's bookkeeping of a request refused in self-defense, and the 429.
@@ -222,14 +222,14 @@ fn rejected(ctx: &RequestContext, mutating: bool, retry_after: u32) -> Reply {
     let info = &ctx.request_info;
     let kind = if mutating { maxinflight::MUTATING } else { maxinflight::READ_ONLY };
     DROPPED_REQUESTS.with_label_values(&[kind]).inc();
-    let verb = crate::metrics::reported_verb(&method_of(info), &info.verb, info.is_resource_request, false);
+    let verb = crate::metrics::reported_verb(&method_of(info), info.verb(), info.is_resource_request, false);
     REQUEST_TERMINATIONS
         .with_label_values(&[
             &verb,
-            &info.api_group,
-            &info.api_version,
-            &info.resource,
-            &info.subresource,
+            info.api_group(),
+            info.api_version(),
+            info.resource(),
+            info.subresource(),
             info.scope(),
             "apiserver",
             "429",
@@ -241,9 +241,9 @@ fn rejected(ctx: &RequestContext, mutating: bool, retry_after: u32) -> Reply {
 /// The HTTP method behind a RequestInfo verb, for the metrics' verb label.
 fn method_of(info: &crate::request_info::RequestInfo) -> String {
     if !info.is_resource_request {
-        return info.verb.to_ascii_uppercase();
+        return info.verb().to_ascii_uppercase();
     }
-    match info.verb.as_str() {
+    match info.verb() {
         "create" => "POST",
         "update" => "PUT",
         "patch" => "PATCH",

@@ -52,24 +52,24 @@ pub fn server_name(method: &str, info: &RequestInfo) -> String {
     if !info.is_resource_request {
         return method.to_string();
     }
-    let mut name = format!("{method} /{}", info.api_prefix);
-    if !info.api_group.is_empty() {
+    let mut name = format!("{method} /{}", info.api_prefix());
+    if !info.api_group().is_empty() {
         name.push('/');
-        name.push_str(&info.api_group);
+        name.push_str(info.api_group());
     }
     name.push('/');
-    name.push_str(&info.api_version);
-    if !info.namespace.is_empty() {
+    name.push_str(info.api_version());
+    if !info.namespace().is_empty() {
         name.push_str("/namespaces/{:namespace}");
     }
     name.push('/');
-    name.push_str(&info.resource);
-    if !info.name.is_empty() {
+    name.push_str(info.resource());
+    if !info.name().is_empty() {
         name.push_str("/{:name}");
     }
-    if !info.subresource.is_empty() {
+    if !info.subresource().is_empty() {
         name.push('/');
-        name.push_str(&info.subresource);
+        name.push_str(info.subresource());
     }
     name
 }

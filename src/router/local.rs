@@ -92,19 +92,19 @@ impl Local {
             return r;
         }
         if info.is_resource_request {
-            if self.rest.store.serves(&info.api_group, &info.api_version, &info.resource) {
+            if self.rest.store.serves(info.api_group(), info.api_version(), info.resource()) {
                 return self.rest.serve(session, ctx).await;
             }
             return self.respond.send(session, ctx, Status::path_not_found().into()).await;
         }
-        let reply = match info.path.as_str() {
-            "/debug/pprof/profile" if self.profiling && info.verb == "get" => {
+        let reply = match info.path() {
+            "/debug/pprof/profile" if self.profiling && info.verb() == "get" => {
                 crate::endpoints::pprof::profile(&ctx.query).await
             }
-            "/debug/pprof" | "/debug/pprof/" if self.profiling && info.verb == "get" => {
+            "/debug/pprof" | "/debug/pprof/" if self.profiling && info.verb() == "get" => {
                 crate::endpoints::pprof::index()
             }
-            path if self.profiling && info.verb == "get" && path.starts_with("/debug/pprof/") => {
+            path if self.profiling && info.verb() == "get" && path.starts_with("/debug/pprof/") => {
                 crate::endpoints::pprof::named(&path["/debug/pprof/".len()..])
             }
             _ => self.non_resource(session, ctx),
@@ -127,7 +127,7 @@ impl Local {
 
     fn non_resource(&self, session: &Session, ctx: &RequestContext) -> Reply {
         let info = &ctx.request_info;
-        let (path, verb) = (info.path.as_str(), info.verb.as_str());
+        let (path, verb) = (info.path(), info.verb());
         // kube's plain mux handlers (health checks, metrics, the debug dumps) answer any method
         if let Some((code, body)) = self.health.serve(path, &ctx.query) {
             return Reply::text(code, body);

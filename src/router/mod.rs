@@ -393,7 +393,7 @@ impl Router {
     /// backend's as it last listed them): what the request metrics may label it with.
     pub fn lists(&self, info: &RequestInfo) -> bool {
         let d = self.discovery();
-        d.value.lists(&info.api_group, &info.api_version, &info.resource, &info.subresource)
+        d.value.lists(info.api_group(), info.api_version(), info.resource(), info.subresource())
     }
 
     /// OpenAPI merged from frontdoor's own documents, the available backends' (an unavailable
@@ -435,12 +435,12 @@ impl Router {
     pub fn route(&self, info: &RequestInfo) -> Route {
         let table = self.shared.table.load();
         let gv = if info.is_resource_request {
-            Some((info.api_group.as_str(), info.api_version.as_str()))
+            Some((info.api_group(), info.api_version()))
         } else {
-            group_version_of_path(&info.path)
+            group_version_of_path(info.path())
         };
         // an OpenAPI v3 group-version document is served by whoever serves the group-version
-        let openapi_gv = if info.is_resource_request { None } else { openapi::v3_group_version(&info.path) };
+        let openapi_gv = if info.is_resource_request { None } else { openapi::v3_group_version(info.path()) };
         let gv = match openapi_gv {
             Some(doc) => group_version_of_path(doc),
             None => gv,
@@ -459,12 +459,12 @@ impl Router {
         let Some(up) = &self.upstream else { return Route::Local };
         let to_upstream = if info.is_resource_request {
             let local = self.local.load();
-            let served = local.by_gv.get(&info.api_group).and_then(|vs| vs.get(&info.api_version));
-            !served.is_some_and(|resources| resources.contains(&info.resource))
+            let served = local.by_gv.get(info.api_group()).and_then(|vs| vs.get(info.api_version()));
+            !served.is_some_and(|resources| resources.contains(info.resource()))
         } else if let (Some(_), Some((g, v))) = (openapi_gv, gv) {
             !self.local.load().by_gv.get(g).is_some_and(|vs| vs.contains_key(v))
         } else {
-            !served_locally(&info.path)
+            !served_locally(info.path())
         };
         if to_upstream {
             Route::Upstream(up.clone())

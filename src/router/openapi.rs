@@ -342,10 +342,13 @@ fn accepts_json(accept: Option<&str>) -> bool {
 /// protobuf (client-go's v2 reader) gets a 406 rather than bytes it cannot parse.
 pub fn serve(c: &Cached, info: &RequestInfo, query: &Query, req: &RequestHeader) -> Option<Reply> {
     // checked first: every non-resource GET passes here (/version, /healthz, ...)
-    if info.is_resource_request || !(info.verb == "get" || info.verb == "head") || !info.path.starts_with("/openapi/") {
+    if info.is_resource_request
+        || !(info.verb() == "get" || info.verb() == "head")
+        || !info.path().starts_with("/openapi/")
+    {
         return None;
     }
-    let path = info.path.trim_end_matches('/');
+    let path = info.path().trim_end_matches('/');
     let gv = v3_group_version(path);
     let served = match (path, gv) {
         ("/openapi/v2", _) => &c.v2,
@@ -518,7 +521,7 @@ mod tests {
     #[test]
     fn served_with_etags_hashes_and_redirects() {
         let c = build(&local(), None, &[]);
-        let info = |path: &str| RequestInfo { path: path.into(), verb: "get".into(), ..Default::default() };
+        let info = |path: &str| RequestInfo::resolve("GET", path, None).unwrap();
         let req = |accept: Option<&str>, inm: Option<&str>| {
             let mut r = RequestHeader::build("GET", b"/openapi", None).unwrap();
             if let Some(a) = accept {

@@ -54,7 +54,7 @@ impl WriteAdmission for RbacAdmission {
         match self.authz.decide_or_error(&attrs).await {
             (Decision::Allow, ..) => Ok(()),
             (_, _, errors) if !errors.is_empty() => Err(Status::internal_error(errors.join(", "))),
-            (_, reason, _) => Err(Status::forbidden(&info.api_group, &info.resource, &info.name, &reason)),
+            (_, reason, _) => Err(Status::forbidden(info.api_group(), info.resource(), info.name(), &reason)),
         }
     }
 }
@@ -72,7 +72,7 @@ async fn resolve(
         return None;
     }
     let user = ctx.effective_user()?.clone();
-    if matches!(info.verb.as_str(), "delete" | "deletecollection") {
+    if matches!(info.verb(), "delete" | "deletecollection") {
         // an object a policy file defines would come back: its deletion is refused as its edits are
         let (rbac, kind, resource, namespace) =
             (authz.rbac(), t.def.kind.clone(), t.def.resource.clone(), t.namespace.clone());
@@ -82,7 +82,7 @@ async fn resolve(
             file_defined(rbac.as_deref(), &kind, &resource, namespace, name)
         }));
     }
-    if !matches!(info.verb.as_str(), "create" | "update" | "patch") {
+    if !matches!(info.verb(), "create" | "update" | "patch") {
         return None;
     }
     let mut grants = Grants::default();
@@ -92,7 +92,7 @@ async fn resolve(
             let attrs = Attributes {
                 verb: "escalate".into(),
                 api_version: "*".into(),
-                ..request_attrs(&user, &info.namespace, &info.api_group, &info.resource, &info.name)
+                ..request_attrs(&user, info.namespace(), info.api_group(), info.resource(), info.name())
             };
             grants.escalate = allowed(authz, &attrs).await;
         } else {

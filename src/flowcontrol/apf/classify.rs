@@ -43,10 +43,10 @@ fn has(list: &[String], v: &str) -> bool {
 }
 
 fn resource_matches(r: &ResourceRule, info: &RequestInfo) -> bool {
-    has(&r.verbs, &info.verb)
-        && has(&r.api_groups, &info.api_group)
-        && r.resources.iter().any(|x| x == ALL || names_resource(x, &info.resource, &info.subresource))
-        && if info.namespace.is_empty() { r.cluster_scope } else { has(&r.namespaces, &info.namespace) }
+    has(&r.verbs, info.verb())
+        && has(&r.api_groups, info.api_group())
+        && r.resources.iter().any(|x| x == ALL || names_resource(x, info.resource(), info.subresource()))
+        && if info.namespace().is_empty() { r.cluster_scope } else { has(&r.namespaces, info.namespace()) }
 }
 
 /// Whether a rule's `resource` or `resource/subresource` names the request's (without
@@ -59,7 +59,7 @@ fn names_resource(rule: &str, resource: &str, subresource: &str) -> bool {
 }
 
 fn non_resource_matches(r: &NonResourceRule, info: &RequestInfo) -> bool {
-    has(&r.verbs, &info.verb) && r.non_resource_urls.iter().any(|p| url_matches(p, &info.path))
+    has(&r.verbs, info.verb()) && r.non_resource_urls.iter().any(|p| url_matches(p, info.path()))
 }
 
 /// kube's nonResourceURLs (`matchPolicyRuleNonResourceURL`): `*`, the exact path, or what is
@@ -80,7 +80,7 @@ fn url_matches(pattern: &str, path: &str) -> bool {
 pub fn distinguisher(fs: &FlowSchema, user: &UserInfo, info: &RequestInfo) -> String {
     match fs.spec.distinguisher_method.as_ref().map(|d| d.kind.as_str()) {
         Some("ByUser") => user.username.clone(),
-        Some("ByNamespace") => info.namespace.clone(),
+        Some("ByNamespace") => info.namespace().to_string(),
         _ => String::new(),
     }
 }

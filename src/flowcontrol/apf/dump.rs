@@ -71,20 +71,20 @@ pub fn requests(levels: &[Arc<Level>], details: bool) -> String {
             ];
             if details {
                 let i = &q.info;
-                let gv = if i.api_group.is_empty() {
-                    i.api_version.clone()
+                let gv = if i.api_group().is_empty() {
+                    i.api_version().to_string()
                 } else {
-                    format!("{}/{}", i.api_group, i.api_version)
+                    format!("{}/{}", i.api_group(), i.api_version())
                 };
                 row.extend([
                     q.user.clone(),
-                    i.verb.clone(),
-                    i.path.clone(),
-                    i.namespace.clone(),
-                    i.name.clone(),
+                    i.verb().to_string(),
+                    i.path().to_string(),
+                    i.namespace().to_string(),
+                    i.name().to_string(),
                     gv,
-                    i.resource.clone(),
-                    i.subresource.clone(),
+                    i.resource().to_string(),
+                    i.subresource().to_string(),
                 ]);
             }
             rows.push(row);

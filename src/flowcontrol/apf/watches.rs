@@ -14,16 +14,17 @@ pub struct Watches {
     counts: Mutex<Counts>,
 }
 
-/// A registered watch; dropping it (the request ending) forgets it.
+/// A registered watch; dropping it (the request ending) forgets it. It names what it follows
+/// by the request's own attributes: an idle watch holds no copy of them.
 pub struct Registration {
     watches: Arc<Watches>,
-    key: (String, String),
-    object: (String, String),
+    info: Arc<RequestInfo>,
 }
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Registration({:?}, {:?})", self.key, self.object)
+        let i = &self.info;
+        write!(f, "Registration({:?}, {:?})", (i.api_group(), i.resource()), (i.namespace(), i.name()))
     }
 }
 
@@ -33,31 +34,33 @@ impl Watches {
     }
 
     /// kube's `RegisterWatch`: a resource watch, counted until the registration drops.
-    pub fn register(self: &Arc<Self>, info: &RequestInfo) -> Option<Registration> {
-        if !info.is_resource_request || info.verb != "watch" {
+    pub fn register(self: &Arc<Self>, info: &Arc<RequestInfo>) -> Option<Registration> {
+        if !info.is_resource_request || info.verb() != "watch" {
             return None;
         }
-        let key = (info.api_group.clone(), info.resource.clone());
-        let object = (info.namespace.clone(), info.name.clone());
-        *self.lock().entry(key.clone()).or_default().entry(object.clone()).or_default() += 1;
-        Some(Registration { watches: self.clone(), key, object })
+        let key = (info.api_group().to_string(), info.resource().to_string());
+        let object = (info.namespace().to_string(), info.name().to_string());
+        *self.lock().entry(key).or_default().entry(object).or_default() += 1;
+        Some(Registration { watches: self.clone(), info: info.clone() })
     }
 
     /// kube's `GetInterestedWatchCount`: the watches a write to this object notifies — of
     /// the whole resource, of its namespace, and of the object itself. Reads notify nobody.
     pub fn interested(&self, info: &RequestInfo) -> usize {
-        if !info.is_resource_request || matches!(info.verb.as_str(), "get" | "list" | "watch") {
+        if !info.is_resource_request || matches!(info.verb(), "get" | "list" | "watch") {
             return 0;
         }
         let counts = self.lock();
-        let Some(by_object) = counts.get(&(info.api_group.clone(), info.resource.clone())) else { return 0 };
+        let Some(by_object) = counts.get(&(info.api_group().to_string(), info.resource().to_string())) else {
+            return 0;
+        };
         let n = |ns: &str, name: &str| by_object.get(&(ns.to_string(), name.to_string())).copied().unwrap_or(0);
         let mut total = n("", "");
-        if !info.namespace.is_empty() {
-            total += n(&info.namespace, "");
+        if !info.namespace().is_empty() {
+            total += n(info.namespace(), "");
         }
-        if !info.name.is_empty() {
-            total += n(&info.namespace, &info.name);
+        if !info.name().is_empty() {
+            total += n(info.namespace(), info.name());
         }
         total
     }
@@ -65,16 +68,19 @@ impl Watches {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        let i = &self.info;
+        let key = (i.api_group().to_string(), i.resource().to_string());
+        let object = (i.namespace().to_string(), i.name().to_string());
         let mut counts = self.watches.lock();
-        if let Some(by_object) = counts.get_mut(&self.key) {
-            if let Some(n) = by_object.get_mut(&self.object) {
+        if let Some(by_object) = counts.get_mut(&key) {
+            if let Some(n) = by_object.get_mut(&object) {
                 *n -= 1;
                 if *n == 0 {
-                    by_object.remove(&self.object);
+                    by_object.remove(&object);
                 }
             }
             if by_object.is_empty() {
-                counts.remove(&self.key);
+                counts.remove(&key);
             }
         }
     }
@@ -84,8 +90,8 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
-    fn info(method: &str, path: &str, q: Option<&str>) -> RequestInfo {
-        RequestInfo::resolve(method, path, q).unwrap()
+    fn info(method: &str, path: &str, q: Option<&str>) -> Arc<RequestInfo> {
+        Arc::new(RequestInfo::resolve(method, path, q).unwrap())
     }
 
     #[test]

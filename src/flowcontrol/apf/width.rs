@@ -28,8 +28,8 @@ pub struct FanOut {
 
 /// Whether kube's mutating estimator weighs this request (and samples its watch count).
 pub fn notifies(info: &RequestInfo) -> bool {
-    let mutating = info.is_resource_request && matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete");
-    mutating && !(info.resource == "serviceaccounts" && info.subresource == "token")
+    let mutating = info.is_resource_request && matches!(info.verb(), "create" | "update" | "patch" | "delete");
+    mutating && !(info.resource() == "serviceaccounts" && info.subresource() == "token")
 }
 
 /// kube's `mutatingWorkEstimator`: `watches` interested watches, `max_seats` the level's
@@ -48,20 +48,20 @@ pub fn fan_out(info: &RequestInfo, watches: usize, max_seats: u32) -> FanOut {
 pub type ObjectCount = dyn Fn(&str, &str) -> Option<u64> + Send + Sync;
 
 pub fn seats(info: &RequestInfo, query: &Query, count: Option<&ObjectCount>) -> u32 {
-    if !info.is_resource_request || !matches!(info.verb.as_str(), "list" | "watch") {
+    if !info.is_resource_request || !matches!(info.verb(), "list" | "watch") {
         return MIN_SEATS;
     }
-    if info.verb == "watch" && !query.flag("sendInitialEvents") {
+    if info.verb() == "watch" && !query.flag("sendInitialEvents") {
         return MIN_SEATS;
     }
-    let Some(stored) = count.and_then(|c| c(&info.api_group, &info.resource)) else { return MIN_SEATS };
+    let Some(stored) = count.and_then(|c| c(info.api_group(), info.resource())) else { return MIN_SEATS };
     let limit = query.first("limit").and_then(|l| l.parse::<u64>().ok()).filter(|&l| l > 0 && l < stored);
     let limit = limit.unwrap_or(stored);
     // kube: a watch and a list at resourceVersion=0 are served from the watch cache
-    let from_cache = info.verb == "watch" || query.first("resourceVersion") == Some("0");
+    let from_cache = info.verb() == "watch" || query.first("resourceVersion") == Some("0");
     let processed = if from_cache {
         stored
-    } else if !info.field_selector.is_empty() || !info.label_selector.is_empty() {
+    } else if !info.field_selector().is_empty() || !info.label_selector().is_empty() {
         stored + limit
     } else {
         2 * limit

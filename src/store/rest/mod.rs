@@ -101,7 +101,7 @@ impl Rest {
 
 async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<()> {
     let info = ctx.request_info.clone();
-    let Some(def) = rest.store.served_def(&info.api_group, &info.api_version, &info.resource) else {
+    let Some(def) = rest.store.served_def(info.api_group(), info.api_version(), info.resource()) else {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     };
     let def = &*def;
@@ -114,8 +114,8 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     // only kube's routes: a cluster-scoped resource has no namespaced path (/namespaces/x is
     // the namespace itself; /namespaces/x/namespaces[/y], authorized in x, would act on the
     // namespaces), nothing follows a subresource, and the /watch/ prefix is only read (GET)
-    let namespace = if def.namespaced { info.namespace.clone() } else { String::new() };
-    if (!def.namespaced && info.namespaced_path) || info.parts.len() > 3 {
+    let namespace = if def.namespaced { info.namespace().to_string() } else { String::new() };
+    if (!def.namespaced && info.namespaced_path) || info.parts().count() > 3 {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     let method = session.req_header().method.as_str();
@@ -124,17 +124,17 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     }
     // an object's path takes no create (kube has no such route: what is authorized is the
     // URL's name, what a create stores is the body's), and a subresource needs its object
-    let named_create = info.verb == "create" && !info.name.is_empty() && info.subresource.is_empty();
+    let named_create = info.verb() == "create" && !info.name().is_empty() && info.subresource().is_empty();
     if named_create {
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
     }
-    if !info.subresource.is_empty() && info.name.is_empty() {
+    if !info.subresource().is_empty() && info.name().is_empty() {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
     // a namespaced resource outside a namespace is only listed and watched
-    if def.namespaced && info.namespace.is_empty() && !matches!(info.verb.as_str(), "list" | "watch") {
-        let s = if info.verb == "create" || info.verb == "deletecollection" {
+    if def.namespaced && info.namespace().is_empty() && !matches!(info.verb(), "list" | "watch") {
+        let s = if info.verb() == "create" || info.verb() == "deletecollection" {
             Status::method_not_allowed(session.req_header().method.as_str())
         } else {
             Status::path_not_found()
@@ -159,7 +159,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         let protobuf = crate::store::protobuf::supports(&def.kind)
             && !crate::store::events::is_events_v1(def)
             && def.custom.is_none();
-        negotiate::negotiate(&accept, protobuf, info.verb == "watch")
+        negotiate::negotiate(&accept, protobuf, info.verb() == "watch")
     };
     let output = match output {
         Ok(o) => o,
@@ -168,8 +168,8 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     let mut t = Target {
         def,
         namespace,
-        name: info.name.clone(),
-        subresource: info.subresource.clone(),
+        name: info.name().to_string(),
+        subresource: info.subresource().to_string(),
         query,
         table,
         partial,
@@ -192,14 +192,14 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     // a subresource has only its own routes in kube: none is watched, finalize is only
     // updated and token (TokenREST) only created; else a grant on the subresource would
     // read, watch or write the whole object
-    if info.verb == "watch" && !t.subresource.is_empty() {
+    if info.verb() == "watch" && !t.subresource.is_empty() {
         return rest.respond.send(session, ctx, Status::path_not_found().into()).await;
     }
-    if (finalize && info.verb != "update") || (token && info.verb != "create") {
+    if (finalize && info.verb() != "update") || (token && info.verb() != "create") {
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
     }
-    if info.verb == "watch" {
+    if info.verb() == "watch" {
         // a list's options (and a deletecollection's) are validated where the list is made
         if let Err(s) = t.query.validate_list(true) {
             return rest.respond.send(session, ctx, s.into()).await;
@@ -210,7 +210,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         }
         return watch::serve(rest, session, ctx, &t).await;
     }
-    let needs_body = matches!(info.verb.as_str(), "create" | "update" | "patch" | "delete" | "deletecollection");
+    let needs_body = matches!(info.verb(), "create" | "update" | "patch" | "delete" | "deletecollection");
     let body = if needs_body {
         match request_body::read(session, ctx, request_body::MAX_BODY).await {
             Ok(b) => b,
@@ -219,7 +219,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
     } else {
         Vec::new()
     };
-    let valid = t.query.validate_write(&info.verb).and_then(|()| match info.verb.as_str() {
+    let valid = t.query.validate_write(info.verb()).and_then(|()| match info.verb() {
         "delete" | "deletecollection" => t.query.validate_delete(),
         _ => Ok(()),
     });
@@ -227,7 +227,7 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         return rest.respond.send(session, ctx, s.into()).await;
     }
     // (a continue token carries its own version: with another given, the list is a 400 at once)
-    if matches!(info.verb.as_str(), "get" | "list") && t.query.continue_.is_empty() {
+    if matches!(info.verb(), "get" | "list") && t.query.continue_.is_empty() {
         if let Ok(Some(asked)) = t.query.revision() {
             wait_fresh(&rest.store, asked).await;
         } else if t.query.resource_version.is_empty() && rest.store.storage.replicated() {
@@ -244,17 +244,17 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         t.admit = a.resolve(&rest.store, ctx, &t, &body).await;
         // kube asks about `create` only when the write would create
         let absent = || rest.store.storage.get(&def.key(&t.namespace, &t.name)).is_none();
-        if write::may_create_missing(&t, &info.verb) && absent() {
+        if write::may_create_missing(&t, info.verb()) && absent() {
             t.create_right = Some(a.may_create(ctx).await);
         }
     }
-    let writes = writes(&info.verb);
-    let reply = if info.verb == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
+    let writes = writes(info.verb());
+    let reply = if info.verb() == "create" && def.custom.as_ref().is_some_and(|c| c.terminating) {
         // kube's CRD handler: a terminating CRD's objects are no longer created
         let mut s = Status::method_not_allowed("POST");
         s.message = "create not allowed while custom resource definition is terminating".into();
         Err(s)
-    } else if info.verb == "create" && token {
+    } else if info.verb() == "create" && token {
         match rest.tokens.issuer() {
             Some(issuer) => token::create(&rest.store, &t, &body, issuer, rest.tokens.api_audiences()),
             None => Err(Status::path_not_found()),
@@ -263,14 +263,14 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         // the body is decoded, and the verb run, off this worker thread: a large body's
         // decoding, and any write (its commit waits for the disk; a deletecollection commits
         // once per object) would stall every connection this thread serves
-        let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb.clone());
+        let (store, owned, verb) = (rest.store.clone(), Owned::from(&t), info.verb().to_string());
         let _write = match writes {
             true => Some(request_body::write_permits().acquire().await.expect("never closed")),
             false => None,
         };
         request_body::offload(body.len(), move || owned.run(|t| verb_of(&store, t, &verb, &body))).await
     } else {
-        verb_of(&rest.store, &t, &info.verb, &body)
+        verb_of(&rest.store, &t, info.verb(), &body)
     };
     let reply = reply.unwrap_or_else(Reply::from);
     rest.respond.send(session, ctx, reply).await

@@ -167,7 +167,7 @@ impl crate::filters::detach::Stream for WatchStream {
         // A custom resource's definition (owned) is boxed: the future keeps a reference, not
         // room for a whole `ResourceDef` (~230 bytes) in every idle watch.
         let owned: Box<ResourceDef>;
-        let def = match store.served_def(&self.info.api_group, &self.info.api_version, &self.info.resource) {
+        let def = match store.served_def(self.info.api_group(), self.info.api_version(), self.info.resource()) {
             Some(Cow::Borrowed(def)) => Some(def),
             Some(Cow::Owned(def)) => {
                 owned = Box::new(def);

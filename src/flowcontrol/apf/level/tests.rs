@@ -184,7 +184,7 @@ async fn the_dump_shows_waiting_then_executing_requests_until_they_finish() {
     let facts: Vec<(i64, i64, &str, bool)> =
         rows.iter().map(|r| (r.queue, r.index, r.req.user.as_str(), r.started.is_some())).collect();
     assert_eq!(facts, [(0, 0, "bob", false), (0, -1, "alice", true)], "waiting first, then executing");
-    assert_eq!(rows[1].req.info.name, "p");
+    assert_eq!(rows[1].req.info.name(), "p");
     drop(a);
     let b = t.wait(Duration::from_secs(1)).await.unwrap();
     let users: Vec<String> = l.dump_requests().iter().map(|r| r.req.user.clone()).collect();
