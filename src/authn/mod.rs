@@ -764,7 +764,7 @@ mod tests {
         let a = authn(true);
         let proxy = PeerIdentity {
             common_name: "front-proxy-client".into(),
-            verified_by: vec![CaRole::RequestHeaderCa],
+            verified_by: [CaRole::RequestHeaderCa].into(),
             ..Default::default()
         };
         let cas = Arc::new(ClientCas::default());
@@ -794,7 +794,7 @@ mod tests {
         };
         let a = Authentication::from_args(&a).unwrap();
         let peer =
-            PeerIdentity { common_name: "bob".into(), verified_by: vec![CaRole::ClientCa], ..Default::default() };
+            PeerIdentity { common_name: "bob".into(), verified_by: [CaRole::ClientCa].into(), ..Default::default() };
         let mut r = req(None);
         r.insert_header("X-Remote-User", "system:admin").unwrap();
         r.insert_header("X-Remote-Group", "system:masters").unwrap();

@@ -112,7 +112,7 @@ mod tests {
     }
 
     fn peer(cn: &str, role: CaRole) -> PeerIdentity {
-        PeerIdentity { common_name: cn.into(), verified_by: vec![role], ..Default::default() }
+        PeerIdentity { common_name: cn.into(), verified_by: [role].into(), ..Default::default() }
     }
 
     #[test]

@@ -30,11 +30,11 @@ mod tests {
         let p = PeerIdentity {
             common_name: "bob".into(),
             organizations: vec!["dev".into()],
-            verified_by: vec![CaRole::ClientCa],
+            verified_by: [CaRole::ClientCa].into(),
         };
         let u = authenticate(Some(&p)).unwrap().unwrap();
         assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", vec!["dev".to_string()]));
-        let proxy = PeerIdentity { verified_by: vec![CaRole::RequestHeaderCa], ..p.clone() };
+        let proxy = PeerIdentity { verified_by: [CaRole::RequestHeaderCa].into(), ..p.clone() };
         assert!(authenticate(Some(&proxy)).is_err(), "a front-proxy cert is not a user cert, and fails");
         let empty = PeerIdentity { common_name: String::new(), ..p };
         assert_eq!(authenticate(Some(&empty)), Ok(None));

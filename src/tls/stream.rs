@@ -259,7 +259,7 @@ mod tests {
                     let peer = PeerIdentities::of(&digest).expect("the verified client's identity");
                     assert_eq!(peer.common_name, "admin");
                     assert_eq!(peer.organizations, vec!["system:masters".to_string()]);
-                    assert_eq!(peer.verified_by, vec![CaRole::ClientCa]);
+                    assert_eq!(peer.verified_by, [CaRole::ClientCa].into());
                 }
                 None => assert!(PeerIdentities::of(&digest).is_none()),
             }
