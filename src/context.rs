@@ -31,8 +31,9 @@ pub struct RequestContext {
     pub deadline: Option<std::time::Duration>,
     // TLS
     pub peer: Option<Arc<PeerIdentity>>,
-    // authentication
-    pub user: Option<UserInfo>,
+    // authentication: shared with where it came from (the connection's certificate, the token
+    // cache) where that holds it already
+    pub user: Option<Arc<UserInfo>>,
     pub authenticator: &'static str,
     // impersonation: `impersonated` is who the request acts as; `user` stays the original
     /// Boxed, as `audit` is: set for few requests, inline its room would be in every request's
@@ -66,7 +67,7 @@ pub struct RequestContext {
 impl RequestContext {
     /// The user the request acts as: the impersonated one if any, else the authenticated one.
     pub fn effective_user(&self) -> Option<&UserInfo> {
-        self.impersonated.as_deref().or(self.user.as_ref())
+        self.impersonated.as_deref().or(self.user.as_deref())
     }
 }
 

@@ -329,7 +329,7 @@ impl Audit {
     /// Err carries kube's 500 for a blocking-strict backend that could not store the event.
     pub async fn request_received(&self, req: &RequestHeader, ctx: &mut RequestContext) -> Result<(), Reply> {
         let Some(policy) = &self.policy else { return Ok(()) };
-        let config = policy.load().evaluate(&Attributes { user: ctx.user.as_ref(), info: &ctx.request_info });
+        let config = policy.load().evaluate(&Attributes { user: ctx.user.as_deref(), info: &ctx.request_info });
         metrics::count_level(config.level);
         if config.level == Level::None {
             return Ok(());
@@ -545,7 +545,7 @@ fn build_event(ctx: &RequestContext, stage: Stage, objects: Option<Objects>) -> 
         stage,
         request_uri: &ctx.request_uri,
         verb: info.verb(),
-        user: ctx.user.as_ref().unwrap_or(&event::NO_USER),
+        user: ctx.user.as_deref().unwrap_or(&event::NO_USER),
         impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.as_deref() },
         source_ips: &ctx.source_ips,
         user_agent: &ctx.user_agent,
@@ -609,7 +609,7 @@ mod tests {
         let mut ctx = RequestContext::default();
         crate::filters::request_received::run(&req, Some([10, 0, 0, 9].into()), &mut ctx);
         ctx.request_info = Arc::new(RequestInfo::resolve(method, path, query).unwrap());
-        ctx.user = Some(UserInfo::new("alice", vec!["devs".into()]));
+        ctx.user = Some(Arc::new(UserInfo::new("alice", vec!["devs".into()])));
         (req, ctx)
     }
 

@@ -2,7 +2,11 @@
 //! only when no credential was presented at all.
 
 use super::user::UserInfo;
+use std::sync::{Arc, LazyLock};
 
-pub fn user() -> UserInfo {
-    UserInfo::anonymous()
+/// One user shared by every anonymous request.
+static ANONYMOUS: LazyLock<Arc<UserInfo>> = LazyLock::new(|| Arc::new(UserInfo::anonymous()));
+
+pub fn user() -> Arc<UserInfo> {
+    ANONYMOUS.clone()
 }

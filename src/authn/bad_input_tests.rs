@@ -77,13 +77,13 @@ fn sa_authn(keys: &[&TestKey]) -> (Authentication, tempfile::TempDir) {
     (Authentication::from_args(&a).unwrap(), dir)
 }
 
-async fn outcome(a: &Authentication, token: &str) -> Result<(UserInfo, &'static str), Failure> {
+async fn outcome(a: &Authentication, token: &str) -> Result<(std::sync::Arc<UserInfo>, &'static str), Failure> {
     let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
     r.insert_header("Authorization", format!("Bearer {token}")).unwrap();
     a.authenticate_request(None, &mut r).await
 }
 
-fn rejected(r: Result<(UserInfo, &'static str), Failure>, what: &str) {
+fn rejected(r: Result<(std::sync::Arc<UserInfo>, &'static str), Failure>, what: &str) {
     assert!(matches!(r, Err(Failure::Invalid(_))), "{what}: {r:?}");
 }
 

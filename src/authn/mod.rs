@@ -467,7 +467,11 @@ impl Authentication {
         if let Some(r) = self.inner.cache.get(api, token) {
             return r;
         }
-        let answer = self.authenticate_token_for(token, api).await;
+        let mut answer = self.authenticate_token_for(token, api).await;
+        // kept with the authenticated group the request adds: a request shares the cached user
+        if let Ok(Some(user)) = &mut answer.result {
+            *user = UserInfo::authenticated(user.clone());
+        }
         if !answer.transient {
             self.inner.cache.put(api, token, &answer.result);
         }
@@ -556,13 +560,13 @@ impl Authentication {
         &self,
         peer: Option<&PeerIdentity>,
         req: &mut RequestHeader,
-    ) -> Result<(UserInfo, &'static str), Failure> {
+    ) -> Result<(Arc<UserInfo>, &'static str), Failure> {
         let i = &self.inner;
         let mut errs: Vec<String> = Vec::new();
-        let mut found: Option<(UserInfo, &'static str)> = None;
+        let mut found: Option<(Arc<UserInfo>, &'static str)> = None;
         if i.requestheader_enabled {
             match i.requestheader.authenticate(peer, req) {
-                Ok(Some(u)) => found = Some((u, "requestheader")),
+                Ok(Some(u)) => found = Some((Arc::new(u), "requestheader")),
                 Ok(None) => {}
                 Err(e) => errs.push(e),
             }
@@ -578,7 +582,7 @@ impl Authentication {
         if found.is_none() {
             if let Some(token) = bearer_token(req).filter(|_| self.has_token_authenticators()) {
                 match self.authenticate_token(&token).await {
-                    Ok(Some(u)) => found = Some(((*u).clone(), "token")),
+                    Ok(Some(u)) => found = Some((u, "token")),
                     Ok(None) => errs.push("invalid bearer token".into()),
                     Err(e) => errs.push(e),
                 }
@@ -586,7 +590,7 @@ impl Authentication {
         }
         if let Some((u, how)) = found {
             req.remove_header(&http::header::AUTHORIZATION);
-            return Ok((u.with_authenticated_group(), how));
+            return Ok((UserInfo::authenticated(u), how));
         }
         if !errs.is_empty() {
             return Err(Failure::Invalid(if errs.len() == 1 {
@@ -741,6 +745,12 @@ mod tests {
         assert_eq!((u.username.as_str(), how), ("alice", "token"));
         assert_eq!(u.groups, vec!["dev", "ops", "system:authenticated"]);
         assert!(r.headers.get("authorization").is_none(), "consumed");
+        // the cache keeps the user as requests take it: the next request shares it, and its
+        // TokenReview adds no second authenticated group
+        let (again, _) = a.authenticate_request(None, &mut req(Some("Bearer s3cret"))).await.unwrap();
+        assert!(Arc::ptr_eq(&u, &again), "a cached token's user is shared, not copied");
+        let (reviewed, _, _) = a.review_token("s3cret", &[]).await;
+        assert_eq!(reviewed.unwrap().groups, u.groups);
 
         // a presented bad token is a 401, never anonymous
         for bad in ["Bearer nope", "Bearer a.b.c", "Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer \u{1F600}"] {
@@ -762,11 +772,7 @@ mod tests {
     #[tokio::test]
     async fn a_cert_the_client_ca_did_not_sign() {
         let a = authn(true);
-        let proxy = PeerIdentity {
-            common_name: "front-proxy-client".into(),
-            verified_by: [CaRole::RequestHeaderCa].into(),
-            ..Default::default()
-        };
+        let proxy = PeerIdentity::new("front-proxy-client".into(), Vec::new(), [CaRole::RequestHeaderCa].into());
         let cas = Arc::new(ClientCas::default());
         let _ = a.inner.client_cas.set(cas.clone());
         let (u, how) = a.authenticate_request(Some(&proxy), &mut req(None)).await.unwrap();
@@ -793,8 +799,7 @@ mod tests {
             ..Default::default()
         };
         let a = Authentication::from_args(&a).unwrap();
-        let peer =
-            PeerIdentity { common_name: "bob".into(), verified_by: [CaRole::ClientCa].into(), ..Default::default() };
+        let peer = PeerIdentity::new("bob".into(), Vec::new(), [CaRole::ClientCa].into());
         let mut r = req(None);
         r.insert_header("X-Remote-User", "system:admin").unwrap();
         r.insert_header("X-Remote-Group", "system:masters").unwrap();

@@ -23,8 +23,8 @@ impl RequestHeaderAuth {
         let Some(peer) = peer.filter(|p| p.verified_by.contains(&CaRole::RequestHeaderCa)) else {
             return Ok(None);
         };
-        if !self.allowed_names.is_empty() && !self.allowed_names.contains(&peer.common_name) {
-            return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name));
+        if !self.allowed_names.is_empty() && !self.allowed_names.iter().any(|n| n == peer.common_name()) {
+            return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name()));
         }
         let h = &req.headers;
         // values as Go reads them, never skipped for not being ASCII
@@ -112,7 +112,7 @@ mod tests {
     }
 
     fn peer(cn: &str, role: CaRole) -> PeerIdentity {
-        PeerIdentity { common_name: cn.into(), verified_by: [role].into(), ..Default::default() }
+        PeerIdentity::new(cn.into(), Vec::new(), [role].into())
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const ANONYMOUS: &str = "system:anonymous";
 pub const ALL_AUTHENTICATED: &str = "system:authenticated";
@@ -37,6 +38,15 @@ impl UserInfo {
 
     pub fn is_system_master(&self) -> bool {
         self.in_group(SYSTEM_MASTERS)
+    }
+
+    /// [`Self::with_authenticated_group`] of a shared user: the same user when it has nothing
+    /// to add (a connection's certificate user, a cached token's), a copy only when it has.
+    pub fn authenticated(user: Arc<Self>) -> Arc<Self> {
+        if user.username == ANONYMOUS || user.in_group(ALL_AUTHENTICATED) {
+            return user;
+        }
+        Arc::new((*user).clone().with_authenticated_group())
     }
 
     /// Adds `system:authenticated` unless present, as kube's authenticated-group adder does.

@@ -3,22 +3,23 @@
 
 use super::user::UserInfo;
 use crate::tls::{CaRole, PeerIdentity};
+use std::sync::Arc;
 
 /// A certificate the client CA did not sign (one the TLS layer took for the request-header
 /// CA) is an error, as kube's x509 authenticator fails to verify it: the request is then 401
 /// unless another authenticator names its user, never anonymous.
-pub fn authenticate(peer: Option<&PeerIdentity>) -> Result<Option<UserInfo>, String> {
+pub fn authenticate(peer: Option<&PeerIdentity>) -> Result<Option<Arc<UserInfo>>, String> {
     let Some(p) = peer else { return Ok(None) };
     if !p.verified_by.contains(&CaRole::ClientCa) {
         return Err(format!(
             "verifying certificate CN={} failed: x509: certificate signed by unknown authority",
-            p.common_name
+            p.common_name()
         ));
     }
-    if p.common_name.is_empty() {
+    if p.common_name().is_empty() {
         return Ok(None);
     }
-    Ok(Some(UserInfo::new(p.common_name.clone(), p.organizations.clone())))
+    Ok(Some(p.user.clone()))
 }
 
 #[cfg(test)]
@@ -27,16 +28,14 @@ mod tests {
 
     #[test]
     fn cn_and_o() {
-        let p = PeerIdentity {
-            common_name: "bob".into(),
-            organizations: vec!["dev".into()],
-            verified_by: [CaRole::ClientCa].into(),
-        };
+        let p = PeerIdentity::new("bob".into(), vec!["dev".into()], [CaRole::ClientCa].into());
         let u = authenticate(Some(&p)).unwrap().unwrap();
-        assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", vec!["dev".to_string()]));
-        let proxy = PeerIdentity { verified_by: [CaRole::RequestHeaderCa].into(), ..p.clone() };
+        let groups = vec!["dev".to_string(), "system:authenticated".to_string()];
+        assert_eq!((u.username.as_str(), u.groups.clone()), ("bob", groups));
+        assert!(Arc::ptr_eq(&u, &p.user), "the connection's user, shared by its requests");
+        let proxy = PeerIdentity::new("bob".into(), vec!["dev".into()], [CaRole::RequestHeaderCa].into());
         assert!(authenticate(Some(&proxy)).is_err(), "a front-proxy cert is not a user cert, and fails");
-        let empty = PeerIdentity { common_name: String::new(), ..p };
+        let empty = PeerIdentity::new(String::new(), vec!["dev".into()], [CaRole::ClientCa].into());
         assert_eq!(authenticate(Some(&empty)), Ok(None));
         assert_eq!(authenticate(None), Ok(None));
     }

@@ -273,7 +273,7 @@ mod tests {
     fn ctx(method: &str, path: &str, query: Option<&str>, user: UserInfo) -> RequestContext {
         RequestContext {
             request_info: Arc::new(RequestInfo::resolve(method, path, query).unwrap()),
-            user: Some(user),
+            user: Some(Arc::new(user)),
             ..Default::default()
         }
     }

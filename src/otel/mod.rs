@@ -216,11 +216,11 @@ mod tests {
             req.insert_header("traceparent", tp).unwrap();
         }
         let mut ctx = RequestContext {
-            user: Some(UserInfo {
+            user: Some(std::sync::Arc::new(UserInfo {
                 username: "u".into(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 ..Default::default()
-            }),
+            })),
             ..Default::default()
         };
         t.start(&req, &mut ctx);
@@ -254,7 +254,7 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/apis/x/v1/things", None).unwrap();
         req.insert_header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01")).unwrap();
         let mut ctx = RequestContext {
-            user: Some(UserInfo { groups: vec!["system:masters".into()], ..Default::default() }),
+            user: Some(std::sync::Arc::new(UserInfo { groups: vec!["system:masters".into()], ..Default::default() })),
             ..Default::default()
         };
         t.start(&req, &mut ctx);

@@ -750,7 +750,7 @@ mod tests {
         let mut user = UserInfo::new("alice", vec!["dev".into(), "system:authenticated".into()]);
         user.uid = "alice-uid".into();
         user.extra.insert("scopes.example.com/x y%".into(), vec!["a".into(), "b".into()]);
-        ctx.user = Some(user);
+        ctx.user = Some(std::sync::Arc::new(user));
         upstream_request(&mut req, &ctx).unwrap();
         let all = |n: &str| req.headers.get_all(n).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
         assert!(req.headers.get("Authorization").is_none());
@@ -843,7 +843,7 @@ mod tests {
             if let Some(v) = extra {
                 user.extra.insert("k".into(), vec![v.into()]);
             }
-            let ctx = RequestContext { user: Some(user), ..Default::default() };
+            let ctx = RequestContext { user: Some(std::sync::Arc::new(user)), ..Default::default() };
             let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
             upstream_request(&mut req, &ctx).unwrap_err()
         };
@@ -865,7 +865,8 @@ mod tests {
             r#"error trying to reach service: net/http: invalid header field value for "X-Remote-User""#
         );
         // tabs and non-ASCII are values a header carries (Go's ValidHeaderFieldValue)
-        let ctx = RequestContext { user: Some(UserInfo::new("é\tx", vec![])), ..Default::default() };
+        let ctx =
+            RequestContext { user: Some(std::sync::Arc::new(UserInfo::new("é\tx", vec![]))), ..Default::default() };
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         upstream_request(&mut req, &ctx).unwrap();
         assert_eq!(req.headers["X-Remote-User"].as_bytes(), "é\tx".as_bytes());
@@ -903,7 +904,7 @@ mod tests {
     fn impersonated_user_wins() {
         let mut req = RequestHeader::build("GET", b"/apis/g/v1/things", None).unwrap();
         let ctx = RequestContext {
-            user: Some(UserInfo::new("admin", vec!["system:masters".into()])),
+            user: Some(std::sync::Arc::new(UserInfo::new("admin", vec!["system:masters".into()]))),
             impersonated: Some(Box::new(UserInfo::new("bob", vec![]))),
             ..Default::default()
         };

@@ -257,8 +257,8 @@ mod tests {
             match cert {
                 Some(_) => {
                     let peer = PeerIdentities::of(&digest).expect("the verified client's identity");
-                    assert_eq!(peer.common_name, "admin");
-                    assert_eq!(peer.organizations, vec!["system:masters".to_string()]);
+                    assert_eq!(peer.common_name(), "admin");
+                    assert_eq!(peer.user.groups, ["system:masters", "system:authenticated"]);
                     assert_eq!(peer.verified_by, [CaRole::ClientCa].into());
                 }
                 None => assert!(PeerIdentities::of(&digest).is_none()),
