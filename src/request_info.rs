@@ -184,7 +184,9 @@ impl RequestInfo {
         let mut pieces = [""; FIELDS];
         pieces[PATH] = &path;
         let trimmed = path.trim_matches('/');
-        let segments: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
+        // a request path has a handful of segments: found without an allocation
+        let segments: smallvec::SmallVec<[&str; 8]> =
+            if trimmed.is_empty() { Default::default() } else { trimmed.split('/').collect() };
         // as upstream, a prefix is kept though the path turns out too short for a group's
         let non_resource = |prefix: &str| {
             let lower = method.to_ascii_lowercase();
