@@ -101,8 +101,11 @@ fn hop_by_hop(h: &http::HeaderMap, standard: fn(&str) -> bool, never: &[&str]) -
     let mut drop: Vec<http::HeaderName> = h.keys().filter(|k| standard(k.as_str())).cloned().collect();
     drop.extend(
         connection_tokens(h)
-            // a nominated header the message lacks has nothing to drop: a backend's usual
-            // `Connection: keep-alive` costs no name allocated and no removal
+            // a standard one (as written: names are lower case) is in `drop` already when the
+            // message has it: a backend's usual `Connection: keep-alive` costs no lookup
+            .filter(|t| !standard(t))
+            // a nominated header the message lacks has nothing to drop: no name allocated
+            // and no removal
             .filter(|t| h.contains_key(*t))
             .filter_map(|t| http::HeaderName::from_bytes(t.as_bytes()).ok())
             .filter(|n| !never.contains(&n.as_str())),
