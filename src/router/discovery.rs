@@ -263,8 +263,23 @@ impl Doc {
 
 /// Every discovery document, built once per change of the sources (the APIService table, a
 /// backend's availability or resources, the upstream's discovery) and served as bytes.
-/// Resources and their subresources by group and version.
-type ResourceIndex = HashMap<String, HashMap<String, HashMap<String, HashSet<String>>>>;
+/// Resources' subresources by `group/version/resource` ([`resource_key`]).
+type ResourceIndex = HashMap<String, HashSet<String>>;
+
+/// The index's key of a resource: one string hashed once per lookup, where nested maps by
+/// group, version and resource hashed three (SipHash, ~250 instructions each, every request's
+/// metrics labels). The slashes cannot make two resources one: a request's group, version and
+/// resource are path segments, without a slash, so its key has exactly two, which only the key
+/// of the same three names (with no slash in them) has.
+fn resource_key(key: &mut String, group: &str, version: &str, resource: &str) {
+    key.clear();
+    key.reserve(group.len() + version.len() + resource.len() + 2);
+    key.push_str(group);
+    key.push('/');
+    key.push_str(version);
+    key.push('/');
+    key.push_str(resource);
+}
 
 #[derive(Debug, Default)]
 pub struct Cached {
@@ -284,10 +299,11 @@ impl Cached {
         let all = groups(src);
         let mut resources = ResourceIndex::default();
         let mut index = |group: &str, version: &str, list: &[Value]| {
-            let by_name = resources.entry(group.to_string()).or_default().entry(version.to_string()).or_default();
             for name in list.iter().filter_map(|r| r["name"].as_str()) {
                 let (resource, sub) = name.split_once('/').unwrap_or((name, ""));
-                let subs = by_name.entry(resource.to_string()).or_default();
+                let mut key = String::new();
+                resource_key(&mut key, group, version, resource);
+                let subs = resources.entry(key).or_default();
                 if !sub.is_empty() {
                     subs.insert(sub.to_string());
                 }
@@ -346,8 +362,15 @@ impl Cached {
 
     /// Whether the resource (with its subresource, when one is named) is served or routed.
     pub fn lists(&self, group: &str, version: &str, resource: &str, subresource: &str) -> bool {
-        let subs = self.resources.get(group).and_then(|vs| vs.get(version)).and_then(|rs| rs.get(resource));
-        subs.is_some_and(|s| subresource.is_empty() || s.contains(subresource))
+        thread_local! {
+            // the key is built here, not allocated per request
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with_borrow_mut(|key| {
+            resource_key(key, group, version, resource);
+            let subs = self.resources.get(key.as_str());
+            subs.is_some_and(|s| subresource.is_empty() || s.contains(subresource))
+        })
     }
 
     /// Serves a discovery path, or None when `path` is not one.
@@ -421,6 +444,21 @@ mod tests {
         let auto = all.iter().find(|g| g.name == "autoscaling").unwrap();
         assert_eq!(auto.versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), vec!["v2", "v1"]);
         assert!(all.iter().any(|g| g.name == "stable.example.com"));
+
+        // what a request may be labelled with: resources and their subresources as listed
+        let upstream = vec![UpstreamGroup {
+            name: "apps".into(),
+            versions: vec![("v1".into(), vec![json!({"name": "deployments"}), json!({"name": "deployments/scale"})])],
+        }];
+        let cached = Cached::build(&Sources { upstream: Some(&upstream), ..src });
+        assert!(cached.lists("", "v1", "configmaps", ""));
+        assert!(cached.lists("apps", "v1", "deployments", ""));
+        assert!(cached.lists("apps", "v1", "deployments", "scale"));
+        assert!(!cached.lists("apps", "v1", "deployments", "status"));
+        assert!(!cached.lists("apps", "v1", "pods", ""));
+        assert!(!cached.lists("apps", "v2", "deployments", ""));
+        assert!(!cached.lists("", "v1", "apps/v1/deployments", ""), "no other split of the names");
+        assert!(!cached.lists("apps/v1", "deployments", "", ""));
     }
 
     fn req(accept: &str) -> RequestHeader {
