@@ -7,7 +7,8 @@
 #
 #   bench/proxy_syscalls.sh [duration=5s] [connections=32] [wrk-threads=2] [proxy-workers=2]
 #
-# FRONTDOOR_BIN=path skips the release build.
+# FRONTDOOR_BIN=path skips the release build. BARE=1 also measures pingora as a bare proxy with the
+# proxy client cert (bench/bare_pingora.rs; BARE_BIN=path skips its build): the engine's own share.
 #
 # Measured 2026-12-05 (1 worker, 32 connections): frontdoor 6.93 -> 5.16 syscalls per request
 # (nginx 7.00) once upstream connections kept their addresses in their socket digest: the head
@@ -23,12 +24,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CHECK_INTERVAL=1000s
 # shellcheck source=bench/proxies.sh
 . "$ROOT/bench/proxies.sh"
-for u in "$BE" "$NP" "$FP"; do
+UP=("$BE" "$NP" "$FP")
+[ "${BARE:-0}" = 1 ] && UP+=("$BCP")
+for u in "${UP[@]}"; do
   for _ in $(seq 1 100); do curl -skf "${HDR[@]}" -o /dev/null "https://127.0.0.1:$u$PATH_" && break; sleep 0.1; done
 done
 
 SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield ioctl getsockopt setsockopt accept4 close getpeername getsockname madvise mmap munmap brk mprotect sched_getaffinity clock_nanosleep"
-EVENTS="-e raw_syscalls:sys_enter -e context-switches -e task-clock"
+EVENTS="-e raw_syscalls:sys_enter -e context-switches -e page-faults -e task-clock"
 for s in $SYSCALLS; do EVENTS="$EVENTS -e syscalls:sys_enter_$s"; done
 
 # measure NAME PIDS URL: per-request counters of PIDS (comma list) during one wrk run on URL;
@@ -46,11 +49,14 @@ measure() {
   local rps; rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/$name.wrk")
   local n; n=$(awk -v r="$rps" -v s="$secs" 'BEGIN { print r * (s - 1) }')
   echo "$name: $rps req/s"
-  awk -F, -v n="$n" '$3 ~ /:|context|task/ && $1 ~ /^[0-9.]+$/ {
+  awk -F, -v n="$n" '$3 ~ /:|context|task|faults/ && $1 ~ /^[0-9.]+$/ {
       ev=$3; sub(/^syscalls:sys_enter_/, "", ev); v=$1/n
       if (ev == "task-clock") printf "  %-22s %10.1f us/req\n", ev, v*1000
       else if (v >= 0.005) printf "  %-22s %10.2f /req\n", ev, v }' "$TMP/$name.perf"
 }
 measure frontdoor "$FD_PID" "https://127.0.0.1:$FP$PATH_"
+if [ "${BARE:-0}" = 1 ]; then
+  measure bare-cert "$BC_PID" "https://127.0.0.1:$BCP$PATH_"
+fi
 NG_W=$(pgrep -P "$NG_PID" | paste -sd,)
 measure nginx "$NG_W" "https://127.0.0.1:$NP$PATH_"
