@@ -12,6 +12,11 @@
 # instructions; an earlier cache simulation found 1.41x its I-cache and 1.82x its D-read misses).
 # Measured 2026-12-06: HEAD 13abf0f 141,835 per request, c6fdfef 146,772; bare pingora 134,653
 # (frontdoor 1.05x its instructions).
+# Measured 2026-12-06 later, two interleaved runs: 139,674 / 139,668 per request against 0216c8b's
+# 141,918 / 141,694 (RequestInfo one allocation, the user shared, discovery's one-key index,
+# fewer hop-by-hop lookups). Of every count, ~13.4k is one 13,400-byte memcpy of pingora's
+# request future (async_trait boxes it), which callgrind counts per byte (`rep movsb`): bare
+# pingora has it too, and its real cost is far less.
 set -euo pipefail
 N=${1:-2000}
 OUT=${2:-callgrind.out}

@@ -31,6 +31,12 @@
 # against c6fdfef: frontdoor 27.8k / 26.2k vs 26.5k / 25.2k req/s (1.05x, 1.04x), 36.0 / 38.9 vs
 # 37.3 / 39.8 us CPU per request; / bare pingora with the client cert 0.77 and 0.83, / nginx 0.50,
 # / HAProxy 0.47-0.49.
+# Measured 2026-12-06 later, same settings, HEAD 37423f3 against 0216c8b (1.5% fewer instructions
+# per request): two runs, one on a busy machine (frontdoor 22.7k vs 22.3k req/s; / bare pingora
+# with the client cert 0.90, / nginx 0.54, / HAProxy 0.57), one quiet (31.5k vs 31.8k, 31.9 vs
+# 31.6 us CPU per request; / bare pingora 0.82, / nginx 0.50, / HAProxy 0.51): no change in
+# throughput beyond noise. bench/proxy_syscalls.sh BARE=1: the same 5.2 syscalls per request as
+# bare pingora; the gap is user time (22.3 vs 17.7 us per request), at 1.04x its instructions.
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
