@@ -68,7 +68,8 @@ impl RequestInfo {
                 text.push_str(piece);
                 text.len() - piece.len()
             };
-            // a request's head is far below 4 GiB (pingora bounds it)
+            // a request's head is far below 4 GiB (pingora bounds it to a few hundred KiB)
+            debug_assert!(start + piece.len() <= u32::MAX as usize, "a RequestInfo of 4 GiB");
             *span = Span { start: start as u32, end: (start + piece.len()) as u32 };
         }
         let (is_resource_request, namespaced_path, verb_from_prefix) = flags;

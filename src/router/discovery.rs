@@ -281,6 +281,9 @@ fn resource_key(key: &mut String, group: &str, version: &str, resource: &str) {
     key.push_str(resource);
 }
 
+/// What a thread's lookup key keeps of its room between requests.
+const KEY_ROOM: usize = 256;
+
 #[derive(Debug, Default)]
 pub struct Cached {
     /// Aggregated `/api` and `/apis`: [core v2, core v2beta1, named v2, named v2beta1].
@@ -369,7 +372,12 @@ impl Cached {
         KEY.with_borrow_mut(|key| {
             resource_key(key, group, version, resource);
             let subs = self.resources.get(key.as_str());
-            subs.is_some_and(|s| subresource.is_empty() || s.contains(subresource))
+            let listed = subs.is_some_and(|s| subresource.is_empty() || s.contains(subresource));
+            // a request's long names (up to its head's size) leave no lasting room behind
+            if key.capacity() > KEY_ROOM {
+                *key = String::new();
+            }
+            listed
         })
     }
 
