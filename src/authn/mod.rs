@@ -469,9 +469,7 @@ impl Authentication {
         }
         let mut answer = self.authenticate_token_for(token, api).await;
         // kept with the authenticated group the request adds: a request shares the cached user
-        if let Ok(Some(user)) = &mut answer.result {
-            *user = UserInfo::authenticated(user.clone());
-        }
+        answer.result = answer.result.map(|user| user.map(UserInfo::authenticated));
         if !answer.transient {
             self.inner.cache.put(api, token, &answer.result);
         }

@@ -41,21 +41,51 @@ impl UserInfo {
     }
 
     /// [`Self::with_authenticated_group`] of a shared user: the same user when it has nothing
-    /// to add (a connection's certificate user, a cached token's), a copy only when it has.
-    pub fn authenticated(user: Arc<Self>) -> Arc<Self> {
-        if user.username == ANONYMOUS || user.in_group(ALL_AUTHENTICATED) {
-            return user;
+    /// to add (a connection's certificate user, a cached token's) or is not shared (a user just
+    /// built), a copy only when another holds it.
+    pub fn authenticated(mut user: Arc<Self>) -> Arc<Self> {
+        if user.lacks_authenticated_group() {
+            Arc::make_mut(&mut user).add_authenticated_group();
         }
-        Arc::new((*user).clone().with_authenticated_group())
+        user
     }
 
     /// Adds `system:authenticated` unless present, as kube's authenticated-group adder does.
     pub fn with_authenticated_group(mut self) -> Self {
-        if self.username != ANONYMOUS && !self.in_group(ALL_AUTHENTICATED) {
-            // exactly: the groups are held for the request's life (an idle watch's)
-            self.groups.reserve_exact(1);
-            self.groups.push(ALL_AUTHENTICATED.into());
+        if self.lacks_authenticated_group() {
+            self.add_authenticated_group();
         }
         self
+    }
+
+    fn lacks_authenticated_group(&self) -> bool {
+        self.username != ANONYMOUS && !self.in_group(ALL_AUTHENTICATED)
+    }
+
+    fn add_authenticated_group(&mut self) {
+        // exactly: the groups are held for the request's life (an idle watch's)
+        self.groups.reserve_exact(1);
+        self.groups.push(ALL_AUTHENTICATED.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The group is added in place to a user no one else holds (one just built), to a copy of
+    /// a shared one (the shared one unchanged), and never twice.
+    #[test]
+    fn authenticated_copies_only_a_shared_user() {
+        let fresh = Arc::new(UserInfo::new("a", vec![]));
+        let at = Arc::as_ptr(&fresh);
+        let u = UserInfo::authenticated(fresh);
+        assert_eq!((Arc::as_ptr(&u), u.groups.as_slice()), (at, [ALL_AUTHENTICATED.to_string()].as_slice()));
+        let shared = Arc::new(UserInfo::new("b", vec![]));
+        let u = UserInfo::authenticated(shared.clone());
+        assert!(!Arc::ptr_eq(&u, &shared) && shared.groups.is_empty());
+        assert!(Arc::ptr_eq(&UserInfo::authenticated(u.clone()), &u), "nothing to add: the same user");
+        let anonymous = Arc::new(UserInfo::anonymous());
+        assert_eq!(UserInfo::authenticated(anonymous).groups, ["system:unauthenticated"]);
     }
 }
