@@ -38,8 +38,7 @@ impl Watches {
         if !info.is_resource_request || info.verb() != "watch" {
             return None;
         }
-        let key = (info.api_group().to_string(), info.resource().to_string());
-        let object = (info.namespace().to_string(), info.name().to_string());
+        let (key, object) = keys_of(info);
         *self.lock().entry(key).or_default().entry(object).or_default() += 1;
         Some(Registration { watches: self.clone(), info: info.clone() })
     }
@@ -66,11 +65,17 @@ impl Watches {
     }
 }
 
+/// A watch's place in the counts: (group, resource), then (namespace, name).
+fn keys_of(info: &RequestInfo) -> ((String, String), (String, String)) {
+    (
+        (info.api_group().to_string(), info.resource().to_string()),
+        (info.namespace().to_string(), info.name().to_string()),
+    )
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
-        let i = &self.info;
-        let key = (i.api_group().to_string(), i.resource().to_string());
-        let object = (i.namespace().to_string(), i.name().to_string());
+        let (key, object) = keys_of(&self.info);
         let mut counts = self.watches.lock();
         if let Some(by_object) = counts.get_mut(&key) {
             if let Some(n) = by_object.get_mut(&object) {
