@@ -110,6 +110,12 @@ impl TimingRatio {
     /// The ratio is `numerator / denominator` from `now` on.
     pub fn set_at(&self, bounds: &[f64], now: Instant, numerator: f64, denominator: f64) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // the same ratio on: the next change (or scrape) accounts the whole time at it, the
+        // same nanoseconds in the same bucket. A level's waiting ratio is unchanged by every
+        // request that does not queue (two of a request's eight calls).
+        if s.numerator == numerator && s.denominator == denominator {
+            return;
+        }
         s.advance(bounds, now);
         s.numerator = numerator;
         s.denominator = denominator;
@@ -216,5 +222,19 @@ mod tests {
         assert_eq!(h.get_bucket()[1].get_cumulative_count(), h.get_sample_count());
         // the integral: about 0.25 * 20 ms + 1.0 * 20 ms
         assert!(h.get_sample_sum() >= 0.25 * 20e6 + 20e6, "{}", h.get_sample_sum());
+    }
+
+    #[test]
+    fn an_unchanged_ratio_is_accounted_at_its_next_change() {
+        let v = TimingRatioVec::new("t_same", "help", &["priority_level"], None, &[0.0, 0.5, 1.0]);
+        let r = v.with(&["a"], 4.0);
+        let t0 = Instant::now();
+        r.set_at(v.bounds(), t0, 1.0, 4.0);
+        r.set_at(v.bounds(), t0 + Duration::from_millis(5), 1.0, 4.0);
+        r.set_at(v.bounds(), t0 + Duration::from_millis(20), 4.0, 4.0);
+        let s = r.0.lock().unwrap();
+        assert_eq!(s.counts[1], 20_000_000, "all 20 ms at 0.25");
+        assert_eq!(s.sum, 0.25 * 20e6);
+        assert_eq!(s.since, t0 + Duration::from_millis(20));
     }
 }
