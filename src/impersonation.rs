@@ -183,13 +183,13 @@ impl Impersonation {
         let requests = match build_requests(req) {
             Ok(r) => r,
             // kube's responsewriters.InternalError
-            Err(e) => return Err(internal_error(&ctx.request_uri, &e).into()),
+            Err(e) => return Err(internal_error(ctx.incoming.request_uri(), &e).into()),
         };
         if requests.is_empty() {
             return Ok(());
         }
         let Some(requestor) = ctx.user.clone() else {
-            return Err(internal_error(&ctx.request_uri, "no user found for request").into());
+            return Err(internal_error(ctx.incoming.request_uri(), "no user found for request").into());
         };
         for r in &requests {
             let attrs = attributes(&requestor, r);

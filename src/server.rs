@@ -88,7 +88,8 @@ impl Gateway {
         match RequestInfo::resolve_parsed(req.method.as_str(), req.uri.path(), req.uri.query(), &ctx.query) {
             Ok(info) => ctx.request_info = Arc::new(info),
             Err(e) => {
-                let reply = internal_error(&ctx.request_uri, &format!("failed to create RequestInfo: {e}")).into();
+                let reply =
+                    internal_error(ctx.incoming.request_uri(), &format!("failed to create RequestInfo: {e}")).into();
                 return self.reject(session, ctx, reply).await;
             }
         }

@@ -3,6 +3,7 @@
 
 use super::policy::{Level, Stage};
 use crate::authn::user::UserInfo;
+use crate::filters::request_received::SourceIps;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
@@ -44,8 +45,8 @@ pub struct Event<'a> {
     pub user: &'a UserInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impersonated_user: Option<&'a UserInfo>,
-    #[serde(rename = "sourceIPs", skip_serializing_if = "<[String]>::is_empty")]
-    pub source_ips: &'a [String],
+    #[serde(rename = "sourceIPs", skip_serializing_if = "SourceIps::is_empty")]
+    pub source_ips: SourceIps<'a>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub user_agent: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +227,7 @@ pub fn scrub(v: &mut Value, s: Scrub) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filters::request_received::Incoming;
     use serde_json::json;
     use std::time::UNIX_EPOCH;
 
@@ -241,7 +243,7 @@ mod tests {
         let odd = "al\"ice\\ \u{0}\u{1f}\n\t\u{7f} caf\u{e9} \u{1F600} \u{2028}</script>";
         let mut user = UserInfo::new(odd, vec!["g\"1".into(), "\u{10FFFF}".into()]);
         user.extra.insert("k\u{0}".into(), vec![odd.into()]);
-        let ips = vec!["10.0.0.1".to_string(), "::1".to_string()];
+        let incoming = Incoming::new("", "", "", &["10.0.0.1", "::1"], None);
         let t = UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_123_456);
         let mut annotations = BTreeMap::new();
         annotations.insert("authorization.k8s.io/reason", odd);
@@ -256,7 +258,7 @@ mod tests {
             verb: "list",
             user: &user,
             impersonated_user: None,
-            source_ips: &ips,
+            source_ips: incoming.source_ips(),
             user_agent: odd,
             object_ref: Some(ObjectReference {
                 resource: "pods",
@@ -298,7 +300,7 @@ mod tests {
 
         let failed = Event {
             user: &NO_USER,
-            source_ips: &[],
+            source_ips: SourceIps::default(),
             user_agent: "",
             object_ref: None,
             annotations: BTreeMap::new(),

@@ -33,7 +33,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     }
     if !ev.source_ips.is_empty() {
         out.extend_from_slice(b",\"sourceIPs\":");
-        strings(out, ev.source_ips);
+        joined(out, b'[', ev.source_ips.iter(), b']', string);
     }
     if !ev.user_agent.is_empty() {
         out.extend_from_slice(b",\"userAgent\":");
@@ -232,6 +232,7 @@ fn micro_time(out: &mut Vec<u8>, t: MicroTime) {
 mod tests {
     use super::*;
     use crate::audit::policy::{Level, Stage};
+    use crate::filters::request_received::{Incoming, SourceIps};
     use serde_json::json;
     use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
@@ -255,7 +256,7 @@ mod tests {
         user.extra.insert("k\u{0}".into(), vec![odd.into(), "b".into()]);
         user.extra.insert("scopes".into(), vec![]);
         let plain = UserInfo::new("alice", vec![]);
-        let ips = vec!["10.0.0.1".to_string(), "::1".to_string()];
+        let incoming = Incoming::new("", "", "", &["10.0.0.1", "::1"], None);
         let mut annotations = BTreeMap::new();
         annotations.insert("authorization.k8s.io/reason", odd);
         annotations.insert("authorization.k8s.io/decision", "allow");
@@ -269,7 +270,7 @@ mod tests {
             verb: "list",
             user: &user,
             impersonated_user: None,
-            source_ips: &ips,
+            source_ips: incoming.source_ips(),
             user_agent: odd,
             object_ref: Some(ObjectReference {
                 resource: "pods",
@@ -301,7 +302,7 @@ mod tests {
                 level: Level::RequestResponse,
                 stage: Stage::Panic,
                 user: &plain,
-                source_ips: &[],
+                source_ips: SourceIps::default(),
                 user_agent: "",
                 object_ref: Some(ObjectReference {
                     resource: "deployments",

@@ -359,7 +359,7 @@ impl Audit {
         let emitted = self.emit(&build_event(ctx, Stage::RequestReceived, None), config.omit_stages);
         if !emitted.wait().await {
             metrics::REQUESTS_REJECTED_TOTAL.inc();
-            return Err(internal_error(&ctx.request_uri, "failed to store audit event").into());
+            return Err(internal_error(ctx.incoming.request_uri(), "failed to store audit event").into());
         }
         Ok(())
     }
@@ -541,14 +541,14 @@ fn build_event(ctx: &RequestContext, stage: Stage, objects: Option<Objects>) -> 
         kind: "Event",
         api_version: "audit.k8s.io/v1",
         level,
-        audit_id: &ctx.audit_id,
+        audit_id: ctx.incoming.audit_id(),
         stage,
-        request_uri: &ctx.request_uri,
+        request_uri: ctx.incoming.request_uri(),
         verb: info.verb(),
         user: ctx.user.as_deref().unwrap_or(&event::NO_USER),
         impersonated_user: if stage == Stage::RequestReceived { None } else { ctx.impersonated.as_deref() },
-        source_ips: &ctx.source_ips,
-        user_agent: &ctx.user_agent,
+        source_ips: ctx.incoming.source_ips(),
+        user_agent: ctx.incoming.user_agent(),
         object_ref: info.is_resource_request.then(|| ObjectReference {
             resource: info.resource(),
             namespace: info.namespace(),

@@ -667,7 +667,7 @@ impl Authentication {
             }
             Err(Failure::Invalid(reason)) => {
                 metrics::record("error", None, seconds);
-                tracing::info!(audit_id = %ctx.audit_id, reason = %reason, "Unable to authenticate the request");
+                tracing::info!(audit_id = %ctx.incoming.audit_id(), reason = %reason, "Unable to authenticate the request");
                 Err(Status::unauthorized())
             }
             Err(Failure::NoCredential) => {

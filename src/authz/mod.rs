@@ -426,9 +426,9 @@ impl Authorization {
         if !errors.is_empty() {
             // kube's WithAuthorization: an error without an Allow is responsewriters.InternalError.
             ctx.decision = Some((decision, "internal error".into()));
-            return Err(internal_error(&ctx.request_uri, &aggregate_errors(&errors)));
+            return Err(internal_error(ctx.incoming.request_uri(), &aggregate_errors(&errors)));
         }
-        tracing::debug!(uri = %ctx.request_uri, reason = %reason, "Forbidden");
+        tracing::debug!(uri = %ctx.incoming.request_uri(), reason = %reason, "Forbidden");
         ctx.decision = Some((decision, reason));
         Err(refused)
     }

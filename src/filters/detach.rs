@@ -201,7 +201,7 @@ async fn run_body<S: Stream, B: Body>(
     match crate::filters::panic_recovery::catch(stream.run(body)).await {
         Ok(()) => true,
         Err(panic) => {
-            crate::filters::panic_recovery::panicked(&format!("{method} {}", ctx.request_uri), &panic);
+            crate::filters::panic_recovery::panicked(&format!("{method} {}", ctx.incoming.request_uri()), &panic);
             false
         }
     }

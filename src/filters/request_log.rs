@@ -91,9 +91,9 @@ impl RequestLog {
         ctx.inflight = None;
         self.audit.response_complete(ctx, code, false).await;
         tracing::debug!(
-            audit_id = %ctx.audit_id,
+            audit_id = %ctx.incoming.audit_id(),
             verb = %verb,
-            uri = %ctx.request_uri,
+            uri = %ctx.incoming.request_uri(),
             user = ctx.effective_user().map(|u| u.username.as_str()).unwrap_or(""),
             code,
             latency_ms = seconds * 1000.0,

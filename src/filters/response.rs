@@ -121,8 +121,8 @@ static NO_CACHE: http::HeaderValue = http::HeaderValue::from_static("no-cache, p
 
 /// Headers on every response, local or proxied: the Audit-ID and kube's cache control.
 pub fn add_common_headers(ctx: &RequestContext, h: &mut ResponseHeader) {
-    if !ctx.audit_id.is_empty() {
-        let _ = h.insert_header("Audit-Id", ctx.audit_id.as_str());
+    if !ctx.incoming.audit_id().is_empty() {
+        let _ = h.insert_header("Audit-Id", ctx.incoming.audit_id());
     }
     // the constant name: a `&str` key is parsed on every lookup
     if !h.headers.contains_key(http::header::CACHE_CONTROL) {

@@ -55,7 +55,8 @@ pub fn lines(ctx: &RequestContext, verb: &str, total: Duration, threshold: Durat
     if threshold.is_zero() || total < threshold || ctx.request_info.is_long_running() {
         return None;
     }
-    let id = ctx.audit_id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000_000;
+    let incoming = &ctx.incoming;
+    let id = incoming.audit_id().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 1_000_000_000;
     let info = &ctx.request_info;
     let at = |t: Instant| {
         let since = t.saturating_duration_since(start);
@@ -67,8 +68,8 @@ pub fn lines(ctx: &RequestContext, verb: &str, total: Duration, threshold: Durat
         out,
         "Trace[{id}]: \"{}\" audit-id:{},client:{},api-group:{},api-version:{},name:{},subresource:{},namespace:{},resource:{},scope:{},url:{},user-agent:{},verb:{} ({}) (total time: {}ms):",
         name(info.verb()),
-        ctx.audit_id,
-        ctx.source_ips.last().map(String::as_str).unwrap_or(""),
+        incoming.audit_id(),
+        incoming.source_ips().last().unwrap_or(""),
         info.api_group(),
         info.api_version(),
         info.name(),
@@ -77,7 +78,7 @@ pub fn lines(ctx: &RequestContext, verb: &str, total: Duration, threshold: Durat
         info.resource(),
         info.scope(),
         info.path(),
-        ctx.user_agent,
+        incoming.user_agent(),
         verb,
         at(start).unwrap_or_default(),
         total.as_millis(),
@@ -116,7 +117,7 @@ mod tests {
         let mut ctx = RequestContext {
             received: Some(t0),
             received_at: Some(std::time::SystemTime::now()),
-            audit_id: "abc".into(),
+            incoming: crate::filters::request_received::Incoming::new("abc", "", "", &[], None),
             request_info: Arc::new(RequestInfo::resolve("GET", "/api/v1/namespaces/d/configmaps", None).unwrap()),
             ..Default::default()
         };

@@ -107,8 +107,8 @@ pub fn server_attributes(req: &RequestHeader, ctx: &RequestContext) -> Vec<KeyVa
         KeyValue::new("url.path", req.uri.path().to_string()),
         KeyValue::new("network.protocol.version", protocol_version(req.version)),
         // kube's own: the request URI and the audit ID (its first 64 characters)
-        KeyValue::new("http.target", ctx.request_uri.clone()),
-        KeyValue::new("audit-id", ctx.audit_id.chars().take(64).collect::<String>()),
+        KeyValue::new("http.target", ctx.incoming.request_uri().to_string()),
+        KeyValue::new("audit-id", ctx.incoming.audit_id().chars().take(64).collect::<String>()),
     ];
     if let Some(q) = req.uri.query() {
         a.push(KeyValue::new("url.query", q.to_string()));
@@ -116,14 +116,15 @@ pub fn server_attributes(req: &RequestHeader, ctx: &RequestContext) -> Vec<KeyVa
     if let Some(host) = header(req, "host").or(req.uri.host()) {
         host_attributes(host, &mut a);
     }
-    if !ctx.user_agent.is_empty() {
-        a.push(KeyValue::new("user_agent.original", ctx.user_agent.clone()));
+    let incoming = &ctx.incoming;
+    if !incoming.user_agent().is_empty() {
+        a.push(KeyValue::new("user_agent.original", incoming.user_agent().to_string()));
     }
-    if let Some(client) = ctx.source_ips.first() {
-        a.push(KeyValue::new("client.address", client.clone()));
+    if let Some(client) = incoming.source_ips().first() {
+        a.push(KeyValue::new("client.address", client.to_string()));
     }
-    if let Some(peer) = ctx.source_ips.last() {
-        a.push(KeyValue::new("network.peer.address", peer.clone()));
+    if let Some(peer) = incoming.source_ips().last() {
+        a.push(KeyValue::new("network.peer.address", peer.to_string()));
     }
     a
 }
