@@ -534,7 +534,7 @@ fn build_event(ctx: &RequestContext, stage: Stage, objects: Option<Objects>) -> 
     if stage != Stage::RequestReceived {
         if let Some((d, reason)) = &ctx.decision {
             annotations.insert(DECISION_ANNOTATION, d.audit_value());
-            annotations.insert(REASON_ANNOTATION, reason.as_str());
+            annotations.insert(REASON_ANNOTATION, &**reason);
         }
     }
     let mut ev = Event {

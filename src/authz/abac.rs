@@ -141,9 +141,9 @@ impl AbacAuthorizer {
 
 #[async_trait::async_trait]
 impl Authorizer for AbacAuthorizer {
-    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, Arc<str>) {
         if self.policies.load().iter().any(|p| matches(p, a)) {
-            return (Decision::Allow, String::new());
+            return (Decision::Allow, Arc::default());
         }
         (Decision::NoOpinion, "No policy matched.".into())
     }
@@ -218,7 +218,7 @@ mod tests {
             let (d, reason) = z.authorize(&a).await;
             assert_eq!(d == Decision::Allow, want, "{name}");
             if !want {
-                assert_eq!(reason, "No policy matched.");
+                assert_eq!(&*reason, "No policy matched.");
             }
         }
     }

@@ -101,14 +101,15 @@ impl RulesInfo {
     }
 }
 
-/// One authorizer in the chain. `reason` explains the decision for audit and 403 messages.
+/// One authorizer in the chain. `reason` explains the decision for audit and 403 messages;
+/// shared, so that a reason a policy holds (RBAC's granting binding) is not copied per request.
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync {
-    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, String);
+    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>);
 
     /// `authorize` plus the evaluation error kube's authorizers return beside their decision
     /// (a webhook that could not be asked). Only authorizers that can fail override it.
-    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>, Option<String>) {
         let (decision, reason) = self.authorize(attrs).await;
         (decision, reason, None)
     }
@@ -124,8 +125,8 @@ pub struct AlwaysDeny;
 
 #[async_trait::async_trait]
 impl Authorizer for AlwaysAllow {
-    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, String) {
-        (Decision::Allow, String::new())
+    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, Arc<str>) {
+        (Decision::Allow, Arc::default())
     }
 
     fn rules_for(&self, _: &UserInfo, _: &str) -> RulesInfo {
@@ -145,7 +146,7 @@ impl Authorizer for AlwaysAllow {
 
 #[async_trait::async_trait]
 impl Authorizer for AlwaysDeny {
-    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, _: &Attributes<'_>) -> (Decision, Arc<str>) {
         (Decision::Deny, "Everything is forbidden.".into())
     }
 
@@ -236,11 +237,11 @@ pub struct Authorization {
 /// checks, the review APIs, RBAC's escalation checks) instead of the stage.
 #[async_trait::async_trait]
 impl Authorizer for Authorization {
-    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>) {
         self.decide(attrs).await
     }
 
-    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>, Option<String>) {
         let (decision, reason, errors) = self.decide_or_error(attrs).await;
         (decision, reason, (!errors.is_empty()).then(|| aggregate_errors(&errors)))
     }
@@ -297,18 +298,18 @@ impl Authorization {
 
     /// Runs the chain: `system:masters` first, then the first Allow or Deny decides; when
     /// all say NoOpinion the reasons are joined, as kube's union authorizer does.
-    pub async fn decide(&self, attrs: &Attributes<'_>) -> (Decision, String) {
+    pub async fn decide(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>) {
         let (decision, reason, _) = self.decide_or_error(attrs).await;
         (decision, reason)
     }
 
     /// `decide` plus the evaluation errors met on the way, as kube's union authorizer collects
     /// them (an error does not stop the chain; a later authorizer may still allow).
-    pub async fn decide_or_error(&self, attrs: &Attributes<'_>) -> (Decision, String, Vec<String>) {
+    pub async fn decide_or_error(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>, Vec<String>) {
         if attrs.user.is_system_master() {
-            return (Decision::Allow, String::new(), Vec::new());
+            return (Decision::Allow, Arc::default(), Vec::new());
         }
-        let mut reasons: Vec<String> = Vec::new();
+        let mut reasons: Vec<Arc<str>> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let chain = self.inner.chain.load();
         for m in chain.iter() {
@@ -323,7 +324,13 @@ impl Authorization {
                 reasons.push(reason);
             }
         }
-        (Decision::NoOpinion, reasons.join("\n"), errors)
+        // a single reason is passed on as it is, shared
+        let reason = match reasons.as_slice() {
+            [] => Arc::default(),
+            [one] => one.clone(),
+            all => all.join("\n").into(),
+        };
+        (Decision::NoOpinion, reason, errors)
     }
 
     /// kube's union RuleResolver: every authorizer's rules, incomplete if any is.

@@ -156,7 +156,7 @@ pub async fn review(
                 s["denied"] = json!(true);
             }
             if !reason.is_empty() {
-                s["reason"] = json!(reason);
+                s["reason"] = json!(&*reason);
             }
             if !errors.is_empty() {
                 s["evaluationError"] = json!(aggregate_errors(&errors));

@@ -49,7 +49,7 @@ async fn default_chain_is_rbac_with_bootstrap_policy() {
     let alice = user("alice", &["system:authenticated"]);
     assert_eq!(
         z.decide(&res(&alice, "get", "default", "", "configmaps", "", "x")).await,
-        (Decision::NoOpinion, String::new())
+        (Decision::NoOpinion, "".into())
     );
     let p = Attributes { user: Cow::Borrowed(&alice), verb: "get".into(), path: "/api".into(), ..Default::default() };
     assert_eq!(z.decide(&p).await.0, Decision::Allow);
@@ -101,12 +101,12 @@ struct Failing(Decision);
 
 #[async_trait::async_trait]
 impl Authorizer for Failing {
-    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, Arc<str>) {
         let (d, r, _) = self.authorize_or_error(a).await;
         (d, r)
     }
-    async fn authorize_or_error(&self, _: &Attributes<'_>) -> (Decision, String, Option<String>) {
-        (self.0, String::new(), Some("webhook down".into()))
+    async fn authorize_or_error(&self, _: &Attributes<'_>) -> (Decision, Arc<str>, Option<String>) {
+        (self.0, Arc::default(), Some("webhook down".into()))
     }
 }
 

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Cached answers kept at most (expired ones are dropped first when full).
@@ -38,10 +38,13 @@ pub fn parse_failure_policy(s: &str) -> anyhow::Result<Decision> {
     }
 }
 
+/// A remembered answer: until when, the decision, its reason (shared with the requests it answers).
+type Cached = (Instant, Decision, Arc<str>);
+
 pub struct WebhookAuthorizer {
     opts: Options,
     endpoint: Endpoint,
-    cache: Mutex<HashMap<String, (Instant, Decision, String)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl WebhookAuthorizer {
@@ -93,12 +96,12 @@ impl WebhookAuthorizer {
         })
     }
 
-    fn cached(&self, key: &str) -> Option<(Decision, String)> {
+    fn cached(&self, key: &str) -> Option<(Decision, Arc<str>)> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(key).filter(|(until, _, _)| Instant::now() < *until).map(|(_, d, r)| (*d, r.clone()))
     }
 
-    fn remember(&self, key: String, d: Decision, reason: &str) {
+    fn remember(&self, key: String, d: Decision, reason: &Arc<str>) {
         let ttl = if d == Decision::Allow { self.opts.authorized_ttl } else { self.opts.unauthorized_ttl };
         let Some(ttl) = ttl else { return };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,10 +112,10 @@ impl WebhookAuthorizer {
                 cache.clear();
             }
         }
-        cache.insert(key, (Instant::now() + ttl, d, reason.to_string()));
+        cache.insert(key, (Instant::now() + ttl, d, reason.clone()));
     }
 
-    async fn call(&self, body: &Value) -> anyhow::Result<(Decision, String)> {
+    async fn call(&self, body: &Value) -> anyhow::Result<(Decision, Arc<str>)> {
         let resp =
             self.endpoint.post_json(body.to_string()).await.map_err(|e| anyhow!("{}: {e}", self.endpoint.url))?;
         if !(200..300).contains(&resp.code) {
@@ -121,7 +124,7 @@ impl WebhookAuthorizer {
         let bytes = resp.body;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| anyhow!("malformed SubjectAccessReview: {e}"))?;
         let status = v.get("status").cloned().unwrap_or_default();
-        let reason = status.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
+        let reason = status.get("reason").and_then(Value::as_str).unwrap_or_default().into();
         let d = if status.get("allowed").and_then(Value::as_bool).unwrap_or(false) {
             Decision::Allow
         } else if status.get("denied").and_then(Value::as_bool).unwrap_or(false) {
@@ -135,14 +138,14 @@ impl WebhookAuthorizer {
 
 #[async_trait::async_trait]
 impl Authorizer for WebhookAuthorizer {
-    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, a: &Attributes<'_>) -> (Decision, Arc<str>) {
         let (decision, reason, _) = self.authorize_or_error(a).await;
         (decision, reason)
     }
 
     /// A failed call decides by the failure policy and also reports the error, as kube's
     /// webhook authorizer does (so the filter answers 500 unless a later authorizer allows).
-    async fn authorize_or_error(&self, a: &Attributes<'_>) -> (Decision, String, Option<String>) {
+    async fn authorize_or_error(&self, a: &Attributes<'_>) -> (Decision, Arc<str>, Option<String>) {
         let body = self.review(a);
         let key = body["spec"].to_string();
         if let Some((decision, reason)) = self.cached(&key) {
@@ -167,7 +170,11 @@ impl Authorizer for WebhookAuthorizer {
                     super::metrics::WEBHOOK_FAIL_OPEN.with_label_values(&[name, result]).inc();
                 }
                 tracing::error!(webhook = name, error = %format!("{e:#}"), "authorization webhook failed");
-                (self.opts.failure_policy, String::new(), Some(format!("authorization webhook {name:?} failed: {e:#}")))
+                (
+                    self.opts.failure_policy,
+                    Arc::default(),
+                    Some(format!("authorization webhook {name:?} failed: {e:#}")),
+                )
             }
         }
     }

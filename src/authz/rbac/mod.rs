@@ -186,7 +186,7 @@ impl RbacAuthorizer {
     }
 
     /// The decision, synchronously (the policy snapshot is read once).
-    pub fn decide(&self, a: &Attributes<'_>) -> (Decision, String) {
+    pub fn decide(&self, a: &Attributes<'_>) -> (Decision, Arc<str>) {
         self.policy.load().authorize(a)
     }
 }
@@ -234,7 +234,7 @@ fn merged(bootstrap: &[RbacObject], src: &Sources) -> Vec<RbacObject> {
 
 #[async_trait::async_trait]
 impl Authorizer for RbacAuthorizer {
-    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, String) {
+    async fn authorize(&self, attrs: &Attributes<'_>) -> (Decision, Arc<str>) {
         self.decide(attrs)
     }
 

@@ -9,6 +9,7 @@ use crate::authn::UserInfo;
 use crate::authz::{Attributes, Decision};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a binding grants: the rules of a role, or the error of a missing role (kept so a
 /// denial can say why, as kube's RBAC does).
@@ -63,7 +64,8 @@ pub struct Policy {
     /// ClusterRoles by name and Roles by (namespace, name): ids into `roles`.
     cluster_role_ids: FxHashMap<String, u32>,
     role_ids: FxHashMap<(String, String), u32>,
-    reasons: Vec<String>,
+    /// Shared with every request a grant allows (`Arc`): the text is built once, here.
+    reasons: Vec<Arc<str>>,
     missing: Vec<String>,
     /// The role each `missing` entry names: (ClusterRole?, name).
     missing_refs: Vec<(bool, String)>,
@@ -162,7 +164,7 @@ impl Policy {
                         quote(&rr.name)
                     )
                 };
-                p.reasons.push(reason);
+                p.reasons.push(reason.into());
                 let reason = p.reasons.len() as u32 - 1;
                 index.add(s, &ns, Grant { target, reason });
             }
@@ -186,7 +188,7 @@ impl Policy {
 
     /// kube's RBAC decision: Allow with the granting binding as reason, or NoOpinion
     /// (with any missing-role errors met on the way as reason).
-    pub fn authorize(&self, a: &Attributes<'_>) -> (Decision, String) {
+    pub fn authorize(&self, a: &Attributes<'_>) -> (Decision, Arc<str>) {
         let mut missing: Vec<u32> = Vec::new();
         let ns_index = if a.namespace.is_empty() { None } else { self.namespaces.get(&*a.namespace) };
         let grants = self.cluster.each(&a.user).chain(ns_index.into_iter().flat_map(|i| i.each(&a.user)));
@@ -205,12 +207,13 @@ impl Policy {
             }
         }
         let reason = match missing.as_slice() {
-            [] => String::new(),
-            [one] => format!("RBAC: {}", self.missing[*one as usize]),
+            [] => Arc::default(),
+            [one] => format!("RBAC: {}", self.missing[*one as usize]).into(),
             many => format!(
                 "RBAC: [{}]",
                 many.iter().map(|e| self.missing[*e as usize].as_str()).collect::<Vec<_>>().join(", ")
-            ),
+            )
+            .into(),
         };
         (Decision::NoOpinion, reason)
     }

@@ -127,23 +127,51 @@ fn binding_and_matching_table() {
 fn reasons_are_kubes() {
     let z = authorizer();
     let (_, r) = z.decide(&res(&user("alice", &[]), "get", "team-a", "", "pods", "", "p"));
-    assert_eq!(r, r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to User "alice""#);
+    assert_eq!(&*r, r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to User "alice""#);
     let (_, r) =
         z.decide(&res(&user("system:serviceaccount:team-a:builder", &[]), "get", "team-a", "", "pods", "", "p"));
     assert_eq!(
-        r,
+        &*r,
         r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to ServiceAccount "builder/team-a""#
     );
     let (_, r) = z.decide(&path(&user("o", &["ops"]), "get", "/metrics"));
     assert_eq!(
-        r,
+        &*r,
         r#"RBAC: allowed by ClusterRoleBinding "ops-metrics" of ClusterRole "metrics-reader" to Group "ops""#
     );
     let (d, r) = z.decide(&res(&user("bob", &[]), "get", "x", "", "pods", "", "p"));
     assert_eq!(d, Decision::NoOpinion);
-    assert_eq!(r, r#"RBAC: clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#);
+    assert_eq!(&*r, r#"RBAC: clusterrole.rbac.authorization.k8s.io "does-not-exist" not found"#);
     let (_, r) = z.decide(&res(&user("carol", &[]), "get", "x", "", "pods", "", "p"));
-    assert_eq!(r, "");
+    assert_eq!(&*r, "");
+}
+
+/// The granting binding's reason is built once with the policy and shared by every request it
+/// allows (each request had its own copy).
+#[tokio::test]
+async fn an_allowing_reason_is_shared_across_requests() {
+    let rbac = Arc::new(authorizer());
+    let member = crate::authz::Member { kind: "RBAC", name: "rbac".into(), authorizer: rbac.clone() };
+    let authz = crate::authz::Authorization::from_chain(vec![member], Some(rbac));
+    let alice = Arc::new(user("alice", &[]));
+    let mut reasons = Vec::new();
+    for name in ["p", "q"] {
+        let path = format!("/api/v1/namespaces/team-a/pods/{name}");
+        let mut ctx = crate::context::RequestContext {
+            user: Some(alice.clone()),
+            request_info: Arc::new(crate::request_info::RequestInfo::resolve("GET", &path, None).unwrap()),
+            ..Default::default()
+        };
+        authz.authorize(&mut ctx).await.unwrap();
+        let (decision, reason) = ctx.decision.take().unwrap();
+        assert_eq!(decision, Decision::Allow);
+        reasons.push(reason);
+    }
+    assert_eq!(
+        &*reasons[0],
+        r#"RBAC: allowed by RoleBinding "alice-reads/team-a" of Role "pod-reader" to User "alice""#
+    );
+    assert!(Arc::ptr_eq(&reasons[0], &reasons[1]), "one text, shared");
 }
 
 #[test]

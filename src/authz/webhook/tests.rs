@@ -147,7 +147,7 @@ async fn decisions_caches_and_failure_policy() {
     let start = Instant::now();
     let (d, reason, error) = w.authorize_or_error(&attrs("hang-a")).await;
     assert_eq!(d, Decision::NoOpinion);
-    assert_eq!(reason, "", "kube's webhook gives no reason with its error");
+    assert_eq!(&*reason, "", "kube's webhook gives no reason with its error");
     let error = error.expect("the failure is reported beside the decision");
     assert!(error.contains("timed out"), "{error}");
     assert!(start.elapsed() < Duration::from_secs(3), "bounded by the timeout");
