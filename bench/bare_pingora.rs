@@ -13,6 +13,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::utils::tls::{CertKey, WrappedX509};
 use std::sync::Arc;
 
+/// frontdoor's allocator (src/main.rs), so that the two differ by the chain alone
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Bare {
     backend: std::net::SocketAddr,
     sni: String,
@@ -55,7 +59,15 @@ fn main() {
         let key = rustls_pemfile::private_key(&mut key.as_slice()).expect("client key").expect("no key");
         Arc::new(CertKey::new(pem_ders(&a[6]), key.secret_der().to_vec()))
     });
-    let conf = ServerConf { threads: 1, work_stealing: false, ..ServerConf::default() };
+    // shut down as frontdoor does: at once on SIGTERM (the benches stop it so; a PGO-instrumented
+    // build writes its profile as it exits)
+    let conf = ServerConf {
+        threads: 1,
+        work_stealing: false,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let bare = || Bare {

@@ -5,7 +5,8 @@
 # port BCP) and without (BN_PID, port BNP), and (also with HAPROXY=1) HAProxy when installed
 # (HP_PID, port HP).
 # Expects ROOT and WORKERS; CHECK_INTERVAL is frontdoor's --apiservice-check-interval;
-# FRONTDOOR_BASE_BIN adds a second frontdoor build (FB_PID, port FBP) for A/B runs.
+# FRONTDOOR_BASE_BIN adds a second frontdoor build (FB_PID, port FBP) for A/B runs, BARE_BASE_BIN
+# a second bare pingora build with the client cert (BB_PID, port BBP).
 # shellcheck shell=bash
 BIN=${FRONTDOOR_BIN:-}
 if [ -z "$BIN" ]; then
@@ -76,6 +77,16 @@ if [ "${BARE:-0}" = 1 ]; then
   WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BNP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
     "$TMP/be-ca.crt" >"$TMP/bare-nocert.log" 2>&1 & PIDS+=($!)
   BN_PID=$!
+fi
+# BARE_BASE_BIN=path: another bare pingora build with the client cert (e.g. the plain build beside
+# a profile-guided one, bench/pgo.sh) on port BBP (BB_PID)
+BB_PID=""
+if [ -n "${BARE_BASE_BIN:-}" ]; then
+  BBP=$(port)
+  C=$TMP/certs
+  WORKERS=$WORKERS "$BARE_BASE_BIN" "127.0.0.1:$BBP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
+    "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare-base.log" 2>&1 & PIDS+=($!)
+  BB_PID=$!
 fi
 HP_PID=""
 C=$TMP/certs
