@@ -68,14 +68,20 @@ if [ -n "${FRONTDOOR_BASE_BIN:-}" ]; then
   FB_PID=$!
 fi
 
+# BIN PORT NAME [cert]: pingora as a bare proxy (bench/bare_pingora.rs) on PORT, logging to
+# NAME.log, with the proxy client cert when asked
+start_bare() {
+  local c=$TMP/certs cert=()
+  [ "${4:-}" = cert ] && cert=("$c/front-proxy-client.crt" "$c/front-proxy-client.key")
+  WORKERS=$WORKERS "$1" "127.0.0.1:$2" "$c/apiserver.crt" "$c/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
+    "$TMP/be-ca.crt" "${cert[@]}" >"$TMP/$3.log" 2>&1 &
+  PIDS+=($!)
+}
 if [ "${BARE:-0}" = 1 ]; then
   bare_bin
-  C=$TMP/certs
-  WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BCP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
-    "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare-cert.log" 2>&1 & PIDS+=($!)
+  start_bare "$BARE_BIN" "$BCP" bare-cert cert
   BC_PID=$!
-  WORKERS=$WORKERS "$BARE_BIN" "127.0.0.1:$BNP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
-    "$TMP/be-ca.crt" >"$TMP/bare-nocert.log" 2>&1 & PIDS+=($!)
+  start_bare "$BARE_BIN" "$BNP" bare-nocert
   BN_PID=$!
 fi
 # BARE_BASE_BIN=path: another bare pingora build with the client cert (e.g. the plain build beside
@@ -83,9 +89,7 @@ fi
 BB_PID=""
 if [ -n "${BARE_BASE_BIN:-}" ]; then
   BBP=$(port)
-  C=$TMP/certs
-  WORKERS=$WORKERS "$BARE_BASE_BIN" "127.0.0.1:$BBP" "$C/apiserver.crt" "$C/apiserver.key" "127.0.0.1:$BE" api.bench.svc \
-    "$TMP/be-ca.crt" "$C/front-proxy-client.crt" "$C/front-proxy-client.key" >"$TMP/bare-base.log" 2>&1 & PIDS+=($!)
+  start_bare "$BARE_BASE_BIN" "$BBP" bare-base cert
   BB_PID=$!
 fi
 HP_PID=""
