@@ -23,14 +23,20 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// binds it; and pingora listens with SO_REUSEPORT, so two frontdoors on one port would share
 /// its connections. Ports below the ephemeral range (32768 on Linux), handed out in turn per
 /// test process and spread by pid across processes, avoid all three.
+///
+/// Each port is handed out once per process: a test restarts a server on its port (a kill -9,
+/// a replica brought back), and a port handed out again while it was free would have two tests
+/// bind it, one then talking to the other's server (seen once: the suite hands out more ports
+/// than the 200 each process had, and they came round again).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 50) as u16 * 200;
+    const PER_PROCESS: u16 = 2_000;
+    let base = 20_000 + (std::process::id() % 6) as u16 * PER_PROCESS;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = base + n % 200;
-        assert!(n < 2_000, "no free port left for this test process");
+        assert!(n < PER_PROCESS, "no free port left for this test process");
+        let port = base + n;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
