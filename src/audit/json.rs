@@ -33,7 +33,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &Event<'_>) {
     }
     if !ev.source_ips.is_empty() {
         out.extend_from_slice(b",\"sourceIPs\":");
-        joined(out, b'[', ev.source_ips.iter(), b']', string);
+        strings(out, ev.source_ips.iter());
     }
     if !ev.user_agent.is_empty() {
         out.extend_from_slice(b",\"userAgent\":");
@@ -137,8 +137,8 @@ fn object_ref(out: &mut Vec<u8>, o: &ObjectReference<'_>) {
     f.close();
 }
 
-fn strings(out: &mut Vec<u8>, v: &[String]) {
-    joined(out, b'[', v, b']', |out, s| string(out, s));
+fn strings<S: AsRef<str>>(out: &mut Vec<u8>, v: impl IntoIterator<Item = S>) {
+    joined(out, b'[', v, b']', |out, s| string(out, s.as_ref()));
 }
 
 /// `open`, the items separated by commas, `close`: a JSON array, or an object's entries.
