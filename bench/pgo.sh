@@ -38,12 +38,8 @@ echo "pgo.sh: training" >&2
   FRONTDOOR_BIN=$GEN/frontdoor BARE_BIN=$GEN/examples/bare_pingora BARE=1 WORKERS=1
   # shellcheck source=bench/proxies.sh
   . "$ROOT/bench/proxies.sh"
-  ready() {
-    for _ in $(seq 1 200); do curl -skf "${HDR[@]}" -o /dev/null "$1" && return 0; sleep 0.1; done
-    echo "pgo.sh: not ready: $1" >&2; cat "$TMP"/*.log >&2; exit 1
-  }
   FD=https://127.0.0.1:$FP
-  for p in "$FP" "$BCP" "$BNP"; do ready "https://127.0.0.1:$p$PATH_"; done
+  for p in "$FP" "$BCP" "$BNP"; do wait_ok "https://127.0.0.1:$p$PATH_"; done
   # the proxied path, as the benches load it (most of the weight)
   wrk -t1 -c32 -d8s "${HDR[@]}" "$FD$PATH_" >/dev/null
   wrk -t1 -c32 -d8s "${HDR[@]}" "https://127.0.0.1:$BCP$PATH_" >/dev/null

@@ -118,3 +118,12 @@ CONF
     HP_PID=$!
   fi
 fi
+
+# URL: waits until it answers 2xx (with the bench token), or shows the logs and exits
+wait_ok() {
+  for _ in $(seq 1 100); do
+    if curl -skf "${HDR[@]}" -o /dev/null "$1"; then return 0; fi
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP"/*.log >&2; exit 1
+}

@@ -27,7 +27,7 @@ CHECK_INTERVAL=1000s
 UP=("$BE" "$NP" "$FP")
 [ "${BARE:-0}" = 1 ] && UP+=("$BCP")
 for u in "${UP[@]}"; do
-  for _ in $(seq 1 100); do curl -skf "${HDR[@]}" -o /dev/null "https://127.0.0.1:$u$PATH_" && break; sleep 0.1; done
+  wait_ok "https://127.0.0.1:$u$PATH_"
 done
 
 SYSCALLS="read write writev readv recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait epoll_ctl futex sched_yield ioctl getsockopt setsockopt accept4 close getpeername getsockname madvise mmap munmap brk mprotect sched_getaffinity clock_nanosleep"

@@ -60,14 +60,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/proxies.sh
 . "$ROOT/bench/proxies.sh"
 
-wait_ok() {
-  for _ in $(seq 1 100); do
-    if curl -skf "${HDR[@]}" -o /dev/null "$1"; then return 0; fi
-    sleep 0.1
-  done
-  echo "not ready: $1" >&2; cat "$TMP"/*.err "$TMP"/*.log >&2; exit 1
-}
-
 # name port pid (pid empty: no CPU figure)
 TARGETS=("direct $BE -" "frontdoor $FP $FD_PID")
 [ "$BARE" = 1 ] && TARGETS+=("bare-cert $BCP $BC_PID" "bare-nocert $BNP $BN_PID")
