@@ -2,7 +2,8 @@
 # and $BE (the backend's port); writes frontdoor's dev PKI to $TMP/certs, a backend CA and
 # serving cert for api.bench.svc, $TMP/backend.conf (nginx returning a small APIResourceList-ish
 # JSON body, with $WORKERS workers) and $TMP/apiservices.yaml routing bench.example.com/v1 to it,
-# plus a system:masters static token in $TMP/policies. Sets PATH_, BODY, COMMON_HTTP, HDR.
+# plus a system:masters static token in $TMP/policies. Sets PATH_, BODY, COMMON_HTTP, HDR;
+# defines urls (a curl config of N requests) and bare_bin.
 
 PATH_=/apis/bench.example.com/v1/namespaces/default/widgets
 BENCH_TOKEN=${BENCH_TOKEN:-bench-token}
@@ -41,3 +42,6 @@ bare_bin() {
     BARE_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/bare_pingora
   fi
 }
+
+# URL N: a curl config (-K) requesting URL N times, the bodies discarded (one connection reused)
+urls() { for _ in $(seq 1 "$2"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done; }

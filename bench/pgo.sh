@@ -44,7 +44,6 @@ echo "pgo.sh: training" >&2
   wrk -t1 -c32 -d8s "${HDR[@]}" "$FD$PATH_" >/dev/null
   wrk -t1 -c32 -d8s "${HDR[@]}" "https://127.0.0.1:$BCP$PATH_" >/dev/null
   wrk -t1 -c32 -d3s "${HDR[@]}" "https://127.0.0.1:$BNP$PATH_" >/dev/null
-  urls() { for _ in $(seq 1 "$2"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done; }
   urls "$FD$PATH_" 500 > "$TMP/h2.cfg"
   curl --http2 -sk "${HDR[@]}" -K "$TMP/h2.cfg"
   # frontdoor's own store and discovery

@@ -49,8 +49,7 @@ measure() {
     sleep 0.2
   done
   curl -skf "${HDR[@]}" -o /dev/null "$url" || { cat "$log" >&2; exit 1; }
-  urls() { for _ in $(seq 1 "$1"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done; }
-  urls 200 > "$TMP/warm.cfg"; urls "$N" > "$TMP/run.cfg"
+  urls "$url" 200 > "$TMP/warm.cfg"; urls "$url" "$N" > "$TMP/run.cfg"
   curl --http1.1 -sk "${HDR[@]}" -K "$TMP/warm.cfg"
   callgrind_control -z "$4" >/dev/null
   curl --http1.1 -sk "${HDR[@]}" -K "$TMP/run.cfg" -w '%{http_code}\n' | sort | uniq -c >&2
