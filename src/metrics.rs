@@ -155,21 +155,20 @@ pub fn apiserver_id_hash() -> &'static str {
 
 /// kube's reported verb: the HTTP method upper-cased, with GET split into LIST and WATCH,
 /// and server-side apply reported as APPLY.
-pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: bool) -> String {
+pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: bool) -> &'static str {
     if is_resource {
         match k8s_verb {
-            "list" => return "LIST".into(),
-            "watch" => return "WATCH".into(),
-            "proxy" | "connect" => return "CONNECT".into(),
+            "list" => return "LIST",
+            "watch" => return "WATCH",
+            "proxy" | "connect" => return "CONNECT",
             _ => {}
         }
         if is_apply && method == "PATCH" {
-            return "APPLY".into();
+            return "APPLY";
         }
     }
     // kube's cleanVerb: a method outside its list is `other` (a client picks the method; the
     // label must stay bounded)
-    let verb = method.to_ascii_uppercase();
     const VALID: [&str; 14] = [
         "APPLY",
         "CONNECT",
@@ -186,11 +185,7 @@ pub fn reported_verb(method: &str, k8s_verb: &str, is_resource: bool, is_apply: 
         "WATCH",
         "WATCHLIST",
     ];
-    if VALID.contains(&verb.as_str()) {
-        verb
-    } else {
-        "other".into()
-    }
+    VALID.into_iter().find(|v| v.eq_ignore_ascii_case(method)).unwrap_or("other")
 }
 
 /// kube's `cleanDryRun` of a request's `dryRun` values, as one byte (an idle watch's
@@ -307,6 +302,23 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 mod tests {
     use super::*;
     use crate::request_info::query::Query;
+
+    /// kube's `cleanVerb`: LIST, WATCH, CONNECT and APPLY from what the request is, else the
+    /// method upper-cased when it is one of kube's, else `other` (the label stays bounded).
+    #[test]
+    fn a_reported_verb_is_one_of_kubes_or_other() {
+        assert_eq!(reported_verb("GET", "list", true, false), "LIST");
+        assert_eq!(reported_verb("GET", "watch", true, false), "WATCH");
+        assert_eq!(reported_verb("POST", "proxy", true, false), "CONNECT");
+        assert_eq!(reported_verb("PATCH", "patch", true, true), "APPLY");
+        assert_eq!(reported_verb("PATCH", "patch", false, true), "PATCH");
+        assert_eq!(reported_verb("GET", "get", true, false), "GET");
+        assert_eq!(reported_verb("delete", "delete", true, false), "DELETE");
+        assert_eq!(reported_verb("GET", "list", false, false), "GET");
+        for odd in ["BREW", "GETX", "", "GE"] {
+            assert_eq!(reported_verb(odd, "", false, false), "other", "{odd:?}");
+        }
+    }
 
     /// kube's `cleanDryRun`: no value is "", only `All` values (deduplicated) are "All", any
     /// other value makes the label "invalid".

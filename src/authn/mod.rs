@@ -659,10 +659,9 @@ impl Authentication {
         let result = self.authenticate_request(ctx.peer.as_deref(), req).await;
         let seconds = start.elapsed().as_secs_f64();
         match result {
-            Ok((user, how)) => {
+            Ok((user, _)) => {
                 metrics::record("success", Some(&user.username), seconds);
                 ctx.user = Some(user);
-                ctx.authenticator = how;
                 Ok(())
             }
             Err(Failure::Invalid(reason)) => {

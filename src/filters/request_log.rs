@@ -16,7 +16,7 @@ pub type KnownResource = Arc<dyn Fn(&crate::request_info::RequestInfo) -> bool +
 /// dryRun as metrics report them.
 pub struct Outcome {
     code: u16,
-    verb: String,
+    verb: &'static str,
     dry_run: crate::metrics::DryRun,
 }
 
@@ -70,7 +70,7 @@ impl RequestLog {
             false => ("", "", "", ""),
         };
         crate::metrics::record_request(&crate::metrics::RequestOutcome {
-            verb: &verb,
+            verb,
             dry_run: dry_run.label(),
             group,
             version,
@@ -82,7 +82,7 @@ impl RequestLog {
             long_running: info.is_long_running(),
         });
         if let Some(trace) =
-            super::trace::lines(ctx, &verb, std::time::Duration::from_secs_f64(seconds), self.trace_threshold)
+            super::trace::lines(ctx, verb, std::time::Duration::from_secs_f64(seconds), self.trace_threshold)
         {
             tracing::info!("{trace}");
         }

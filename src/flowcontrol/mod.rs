@@ -225,7 +225,7 @@ fn rejected(ctx: &RequestContext, mutating: bool, retry_after: u32) -> Reply {
     let verb = crate::metrics::reported_verb(&method_of(info), info.verb(), info.is_resource_request, false);
     REQUEST_TERMINATIONS
         .with_label_values(&[
-            &verb,
+            verb,
             info.api_group(),
             info.api_version(),
             info.resource(),

@@ -96,14 +96,13 @@ pub async fn serve(
         after,
         store: rest.store.clone(),
         info: ctx.request_info.clone(),
-        labels,
-        fields,
+        selectors: (!labels.is_empty() || !fields.is_empty()).then(|| Box::new((labels, fields))),
         partial: t.partial,
         table: t.table,
         include: IncludeObject::parse(t.query.include_object.as_deref()),
         bookmarks: t.query.allow_watch_bookmarks,
         protobuf,
-        api_version,
+        api_version: api_version.into(),
         initial_events_end: t.query.send_initial_events == Some(true) && t.query.allow_watch_bookmarks,
         deadline: deadline_in(timeout),
         watch,
@@ -141,16 +140,18 @@ struct WatchStream {
     store: Arc<Store>,
     /// The resource's group and name, to find its definition again.
     info: Arc<RequestInfo>,
-    labels: LabelSelector,
-    fields: FieldSelector,
+    /// The label and field selectors, boxed: most watches have none, and every idle one would
+    /// keep their room.
+    selectors: Option<Box<(LabelSelector, FieldSelector)>>,
     partial: bool,
     table: bool,
     include: IncludeObject,
     bookmarks: bool,
     /// Framed protobuf (with `api_version`) instead of JSON lines.
     protobuf: bool,
-    /// The apiVersion served (watchers of another version render their own lines).
-    api_version: String,
+    /// The apiVersion served (watchers of another version render their own lines); a box, not a
+    /// `String`, as every idle watch keeps it.
+    api_version: Box<str>,
     initial_events_end: bool,
     deadline: Instant,
     watch: Watch,
@@ -194,7 +195,7 @@ impl WatchStream {
     }
 
     fn matches(&self, o: &Value) -> bool {
-        self.labels.matches(o) && self.fields.matches(o)
+        self.selectors.as_deref().is_none_or(|(labels, fields)| labels.matches(o) && fields.matches(o))
     }
 
     /// The object as this watcher sends it.
@@ -318,7 +319,7 @@ impl WatchStream {
 impl WatchStream {
     /// One event as this watch frames it.
     fn line(&self, ty: &str, object: &Value) -> Bytes {
-        frame(self.protobuf.then_some(self.api_version.as_str()), ty, object)
+        frame(self.protobuf.then_some(&self.api_version), ty, object)
     }
 
     /// `ev` as this watch frames it as a `ty` event: a JSON line of an object served as stored
