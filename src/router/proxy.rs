@@ -205,6 +205,14 @@ enum Headers<'a> {
 }
 
 impl Headers<'_> {
+    /// Makes room for `n` more headers at once: a parsed request's map is sized to the
+    /// headers it came with, and each of the backend's headers added past that grows it again.
+    fn reserve(&mut self, n: usize) {
+        if let Headers::Map(h) = self {
+            let _ = h.try_reserve(n);
+        }
+    }
+
     fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
         match self {
             Headers::Map(h) => h.get_all(name),
@@ -339,8 +347,10 @@ pub fn upstream_request(req: &mut RequestHeader, ctx: &RequestContext) -> Result
     };
     // the headers of a proxied request are written in one go, as plain parts (`Headers`)
     edit_headers(req, |h| {
+        let user = ctx.effective_user();
+        h.reserve(1 + user.map_or(0, |u| 2 + u.groups.len() + u.extra.values().map(Vec::len).sum::<usize>()));
         forwarded_for(h, ctx.client_ip);
-        if let Some(user) = ctx.effective_user() {
+        if let Some(user) = user {
             set_user_headers(h, user, &REMOTE)?;
         }
         if let Some(host) = host {
