@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instruction counts of frontdoor's proxied path: frontdoor (release) under callgrind in front of
 # an nginx TLS backend; N HTTP/1.1 requests on one keep-alive connection (curl), counters zeroed after a
-# warm-up. Prints instructions per request and writes the callgrind file for callgrind_annotate.
+# warm-up. Prints instructions per request, where frontdoor's go (bench/callgrind_parts.py: its hooks and
+# TLS stream, inclusive), and writes the callgrind file for callgrind_annotate.
 # With BARE=1, pingora as a bare TLS proxy (bench/bare_pingora.rs, with the proxy client cert)
 # is measured the same way, and the ratio printed: what the handler chain costs, in
 # instructions, on a machine too busy for a throughput ratio.
@@ -78,6 +79,7 @@ IR=$(measure frontdoor "$FP" "$TMP/frontdoor.log" "$FD")
 cp "$TMP/frontdoor.cg" "$OUT"
 kill "$FD" 2>/dev/null || true
 echo "frontdoor: requests $N  instructions $IR  per request $((IR / N))"
+python3 "$ROOT/bench/callgrind_parts.py" "$OUT" "$N"
 
 if [ "${BARE:-0}" = 1 ]; then
   bare_bin
