@@ -4,7 +4,7 @@
 //! credential deciding: the authenticating proxy (request headers from a verified front
 //! proxy), x509 client certificates, then bearer tokens (static token file, service-account
 //! JWTs, JWT issuers from the authentication config, the TokenReview webhook) behind a
-//! token cache. Anonymous only when no credential was presented; a presented but invalid
+//! token cache, from `Authorization` or else a WebSocket's subprotocol (`websocket`). Anonymous only when no credential was presented; a presented but invalid
 //! credential is always a 401. Every authenticated user gets `system:authenticated`.
 
 pub mod anonymous;
@@ -21,6 +21,7 @@ pub mod token_file;
 pub mod token_issuer;
 pub mod user;
 pub mod webhook;
+pub mod websocket;
 pub mod x509;
 
 pub use user::UserInfo;
@@ -586,6 +587,21 @@ impl Authentication {
                 }
             }
         }
+        // a WebSocket's token as a subprotocol, after `Authorization`'s (kube's order)
+        if let Some(protocol) = websocket::read(req) {
+            websocket::strip(req, &protocol);
+            if found.is_none() && self.has_token_authenticators() {
+                match protocol.token {
+                    Ok(token) if token.is_empty() => {}
+                    Ok(token) => match self.authenticate_token(&token).await {
+                        Ok(Some(u)) => found = Some((u, "websocket")),
+                        Ok(None) => errs.push("invalid bearer token".into()),
+                        Err(e) => errs.push(e),
+                    },
+                    Err(e) => errs.push(e),
+                }
+            }
+        }
         if let Some((u, how)) = found {
             req.remove_header(&http::header::AUTHORIZATION);
             return Ok((UserInfo::authenticated(u), how));
@@ -732,6 +748,45 @@ mod tests {
         assert_eq!(bearer_token(&req(Some("Bearer  abc"))), None, "empty token (double space)");
         assert_eq!(bearer_token(&req(Some(""))), None);
         assert_eq!(bearer_token(&req(None)), None);
+    }
+
+    /// kube's WebSocket protocol authenticator, after `Authorization`: a token as a subprotocol
+    /// authenticates, a bad one is a 401, and it never stays in the request.
+    #[tokio::test]
+    async fn a_websocket_token_in_a_subprotocol() {
+        let a = authn(true);
+        let ws = |auth: Option<&str>, protocols: &str| {
+            let mut r = req(auth);
+            r.insert_header("Connection", "Upgrade").unwrap();
+            r.insert_header("Upgrade", "websocket").unwrap();
+            r.insert_header("Sec-WebSocket-Protocol", protocols).unwrap();
+            r
+        };
+        // "s3cret" and "nope", unpadded base64url
+        let (good, bad) =
+            ("base64url.bearer.authorization.k8s.io.czNjcmV0", "base64url.bearer.authorization.k8s.io.bm9wZQ");
+        let mut r = ws(None, &format!("{good}, v4.channel.k8s.io"));
+        let (u, how) = a.authenticate_request(None, &mut r).await.unwrap();
+        assert_eq!((u.username.as_str(), how), ("alice", "websocket"));
+        assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "v4.channel.k8s.io");
+
+        let mut r = ws(None, &format!("{bad}, v4.channel.k8s.io"));
+        let e = a.authenticate_request(None, &mut r).await.unwrap_err();
+        assert_eq!(e, Failure::Invalid("invalid bearer token".into()));
+        let e = a.authenticate_request(None, &mut ws(None, good)).await.unwrap_err();
+        assert_eq!(e, Failure::Invalid("missing additional subprotocol".into()));
+
+        // `Authorization` comes first; the subprotocol's token goes all the same
+        let mut r = ws(Some("Bearer s3cret"), &format!("{bad}, v4.channel.k8s.io"));
+        let (u, how) = a.authenticate_request(None, &mut r).await.unwrap();
+        assert_eq!((u.username.as_str(), how), ("alice", "token"));
+        assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "v4.channel.k8s.io");
+        // without token authenticators, as in kube, a subprotocol is no credential, and goes
+        let a = Authentication::from_args(&AuthnArgs { anonymous_auth: true, ..Default::default() }).unwrap();
+        let mut r = ws(None, &format!("{good}, v4.channel.k8s.io"));
+        let (u, _) = a.authenticate_request(None, &mut r).await.unwrap();
+        assert_eq!(u.username, "system:anonymous");
+        assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "v4.channel.k8s.io");
     }
 
     #[tokio::test]

@@ -167,6 +167,39 @@ fn passes_websocket_upgrades() {
     assert!(seen.all("authorization").is_empty());
 }
 
+/// kube's WebSocket protocol authenticator: a browser's bearer token comes as a subprotocol.
+/// The backend gets the user as X-Remote-* and the other subprotocols, never the token.
+#[test]
+fn a_websocket_token_subprotocol_authenticates_and_stays_at_frontdoor() {
+    let tokens = tempfile::tempdir().unwrap();
+    let file = tokens.path().join("tokens.csv");
+    std::fs::write(&file, "ws-s3cret,wsuser,u1,\"system:masters\"\n").unwrap();
+    let s = setup(&["--token-auth-file", file.to_str().unwrap()]);
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("ws-s3cret");
+    let upgrade = |protocols: &str| {
+        let mut tls = raw_tls_as(&s.fd, false);
+        let req = format!(
+            "GET {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
+        );
+        tls.write_all(req.as_bytes()).unwrap();
+        read_head(&mut tls)
+    };
+    let head = upgrade(&format!("base64url.bearer.authorization.k8s.io.{encoded}, v4.channel.k8s.io"));
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let seen = s.be.last(&format!("{FLUNDERS}/f1/attach")).unwrap();
+    assert_eq!(seen.all("x-remote-user"), vec!["wsuser"]);
+    assert_eq!(seen.all("sec-websocket-protocol"), vec!["v4.channel.k8s.io"]);
+    assert!(
+        seen.headers.iter().all(|(_, v)| !v.contains(&encoded) && !v.contains("ws-s3cret")),
+        "the token reached the backend: {:?}",
+        seen.headers
+    );
+    // a token no authenticator knows is a 401, as kube answers it
+    let wrong = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("nope");
+    let head = upgrade(&format!("base64url.bearer.authorization.k8s.io.{wrong}, v4.channel.k8s.io"));
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+}
+
 /// An upgrade on a reused pooled upstream connection once ended in EOF right after its 101 about
 /// one time in ten (pingora reading the 101 before the request's empty body end,
 /// cloudflare/pingora#946; upgrades now take a fresh connection: `router::proxy`). Each round
@@ -218,6 +251,11 @@ fn large_bodies_stream_without_buffering_whole() {
 }
 
 fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    raw_tls_as(fd, true)
+}
+
+/// A raw TLS connection to frontdoor, presenting the admin's client certificate or none.
+fn raw_tls_as(fd: &Frontdoor, admin_cert: bool) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut std::fs::read(fd.certs().join("ca.crt")).unwrap().as_slice()) {
@@ -229,12 +267,14 @@ fn raw_tls(fd: &Frontdoor) -> rustls::StreamOwned<rustls::ClientConnection, std:
     let key = rustls_pemfile::private_key(&mut std::fs::read(fd.certs().join("admin.key")).unwrap().as_slice())
         .unwrap()
         .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+        .with_root_certificates(roots);
+    let mut cfg = match admin_cert {
+        true => builder.with_client_auth_cert(chain, key).unwrap(),
+        false => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let conn = rustls::ClientConnection::new(Arc::new(cfg), "127.0.0.1".try_into().unwrap()).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", fd.port)).unwrap();
