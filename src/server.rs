@@ -226,6 +226,7 @@ impl ProxyHttp for Frontdoor {
         if let Err(e) = router::proxy::upstream_request(upstream_request, ctx) {
             return Err(pingora::Error::explain(router::proxy::INVALID_IDENTITY, e));
         }
+        router::proxy::keep_trailers(session.req_header(), upstream_request);
         if let Some(t) = &self.0.tracing {
             t.proxy(upstream_request, ctx, session.is_upgrade_req());
         }

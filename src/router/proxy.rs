@@ -58,7 +58,7 @@ pub fn strip_request_hop_by_hop(req: &mut RequestHeader) {
         return;
     }
     let upgrade = requested_upgrade(h).cloned();
-    let trailers = tokens(h, http::header::TE).any(|t| t.eq_ignore_ascii_case("trailers"));
+    let trailers = asks_for_trailers(h);
     let drop = hop_by_hop(h, is_request_hop_by_hop, &["content-length", "transfer-encoding", "host"]);
     for n in &drop {
         req.remove_header(n);
@@ -111,6 +111,21 @@ fn hop_by_hop(h: &http::HeaderMap, standard: fn(&str) -> bool, never: &[&str]) -
             .filter(|n| !never.contains(&n.as_str())),
     );
     drop
+}
+
+/// Whether a request's `TE` names `trailers` (Go's `httpguts.HeaderValuesContainsToken`).
+fn asks_for_trailers(h: &http::HeaderMap) -> bool {
+    tokens(h, http::header::TE).any(|t| t.eq_ignore_ascii_case("trailers"))
+}
+
+/// `TE: trailers` from the client goes on, as Go's reverse proxy sends it on (a backend that
+/// answers with trailers, gRPC's, looks for it). pingora drops `TE` with the other hop-by-hop
+/// headers from the upstream request before the proxy's filter sees it (all but an upgrade's),
+/// so it is read from the client's request.
+pub fn keep_trailers(client: &RequestHeader, req: &mut RequestHeader) {
+    if asks_for_trailers(&client.headers) {
+        let _ = req.insert_header(http::header::TE, "trailers");
+    }
 }
 
 /// The comma-separated tokens of every `name` header, trimmed, empty ones left out.

@@ -167,6 +167,34 @@ fn passes_websocket_upgrades() {
     assert!(seen.all("authorization").is_empty());
 }
 
+/// Go's reverse proxy passes `TE: trailers` on, and no other TE: so does frontdoor, over
+/// HTTP/1.1 and HTTP/2 (pingora drops TE before the proxy's filter; `keep_trailers`).
+#[test]
+fn te_trailers_reaches_a_backend_and_other_te_does_not() {
+    let s = setup(&[]);
+    let mut pem = std::fs::read(s.fd.certs().join("admin.crt")).unwrap();
+    pem.extend(std::fs::read(s.fd.certs().join("admin.key")).unwrap());
+    let admin = || common::client_builder(&s.fd.certs()).identity(reqwest::Identity::from_pem(&pem).unwrap());
+    let clients = [
+        ("HTTP/1.1", admin().http1_only().build().unwrap()),
+        ("HTTP/2.0", admin().http2_prior_knowledge().build().unwrap()),
+    ];
+    for (proto, client) in &clients {
+        for (te, want) in [("trailers", vec!["trailers"]), ("gzip, Trailers", vec!["trailers"]), ("gzip", vec![])] {
+            let path = format!("{FLUNDERS}?te={}", te.replace([',', ' '], "_"));
+            // HTTP/2 allows no TE but `trailers`
+            if *proto == "HTTP/2.0" && te != "trailers" {
+                continue;
+            }
+            let r = client.get(s.fd.url(&path)).header("TE", te).send().unwrap();
+            assert_eq!(r.status(), 200, "{proto} {te}");
+            assert_eq!(format!("{:?}", r.version()), *proto, "the client spoke {proto}");
+            let seen = s.be.last(&path).unwrap();
+            assert_eq!(seen.all("te"), want, "{proto}: TE: {te}");
+        }
+    }
+}
+
 /// kube's WebSocket protocol authenticator: a browser's bearer token comes as a subprotocol.
 /// The backend gets the user as X-Remote-* and the other subprotocols, never the token.
 #[test]
