@@ -4,8 +4,9 @@
 //! credential deciding: the authenticating proxy (request headers from a verified front
 //! proxy), x509 client certificates, then bearer tokens (static token file, service-account
 //! JWTs, JWT issuers from the authentication config, the TokenReview webhook) behind a
-//! token cache, from `Authorization` or else a WebSocket's subprotocol (`websocket`). Anonymous only when no credential was presented; a presented but invalid
-//! credential is always a 401. Every authenticated user gets `system:authenticated`.
+//! token cache, from `Authorization` or else a WebSocket's subprotocol (`websocket`).
+//! Anonymous only when no credential was presented; a presented but invalid credential is
+//! always a 401. Every authenticated user gets `system:authenticated`.
 
 pub mod anonymous;
 #[cfg(test)]

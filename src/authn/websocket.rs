@@ -82,8 +82,8 @@ fn decode(encoded: &[u8]) -> Result<String, String> {
 }
 
 /// Leaves the request's other subprotocols only (no header when there are none). kube takes
-/// the token out once it authenticated; here it goes whatever the outcome, as `Authorization`
-/// does once read: a token the union did not use is still never passed on.
+/// the token out once it authenticated; here it goes whatever the outcome, so that a token the
+/// union did not use (`Authorization` authenticated first) is not passed on either.
 pub fn strip(req: &mut RequestHeader, read: &BearerProtocol) {
     req.remove_header(&SEC_WEBSOCKET_PROTOCOL);
     if read.others.is_empty() {
