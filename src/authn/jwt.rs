@@ -150,6 +150,28 @@ enum KeySource {
     Remote(Remote),
 }
 
+/// kube's validateURL of an issuer's URL or discovery URL (`field`), in its words: https, with
+/// no userinfo, query or fragment (as Go reads them: any userinfo, even empty, is one; an empty
+/// query or fragment is none).
+fn validate_url(field: &str, raw: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(raw).map_err(|e| anyhow::anyhow!("{field}: Invalid value: {e}"))?;
+    let invalid = |why: &str| anyhow::anyhow!("{field}: Invalid value: {raw:?}: {why}");
+    if url.scheme() != "https" {
+        return Err(invalid("URL scheme must be https"));
+    }
+    let authority = raw.split("//").nth(1).unwrap_or("").split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(invalid("URL must not contain a username or password"));
+    }
+    if url.query().is_some_and(|q| !q.is_empty()) {
+        return Err(invalid("URL must not contain a query"));
+    }
+    if url.fragment().is_some_and(|f| !f.is_empty()) {
+        return Err(invalid("URL must not contain a fragment"));
+    }
+    Ok(url)
+}
+
 struct Remote {
     discovery: url::Url,
     check_issuer: bool,
@@ -161,23 +183,9 @@ struct Remote {
 
 impl JwtIssuer {
     fn new(j: JwtAuthenticator, base: &Path, disallowed: &[String]) -> anyhow::Result<Self> {
-        let url = url::Url::parse(&j.issuer.url).map_err(|e| anyhow::anyhow!("issuer.url: Invalid value: {e}"))?;
         // kube's validateURL and validateAudiences, in its words
+        validate_url("issuer.url", &j.issuer.url)?;
         let invalid_url = |why: &str| anyhow::anyhow!("issuer.url: Invalid value: {:?}: {why}", j.issuer.url);
-        if url.scheme() != "https" {
-            return Err(invalid_url("URL scheme must be https"));
-        }
-        // (as Go reads them: any userinfo, even empty, is one; an empty query or fragment is none)
-        let authority = j.issuer.url.split("//").nth(1).unwrap_or("").split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') {
-            return Err(invalid_url("URL must not contain a username or password"));
-        }
-        if url.query().is_some_and(|q| !q.is_empty()) {
-            return Err(invalid_url("URL must not contain a query"));
-        }
-        if url.fragment().is_some_and(|f| !f.is_empty()) {
-            return Err(invalid_url("URL must not contain a fragment"));
-        }
         if disallowed.contains(&j.issuer.url) {
             let mut listed = disallowed.to_vec();
             listed.sort();
@@ -237,11 +245,12 @@ impl JwtIssuer {
                 KeySource::File { path, keys: ArcSwap::from_pointee(keys) }
             }
             None => {
-                let (discovery, check_issuer) = match &j.issuer.discovery_url {
-                    Some(d) => (
-                        url::Url::parse(d).map_err(|e| anyhow::anyhow!("issuer.discoveryURL: Invalid value: {e}"))?,
-                        false,
+                // kube's validateIssuerDiscoveryURL: the keys come over TLS, as the issuer's would
+                let (discovery, check_issuer) = match j.issuer.discovery_url.as_deref().filter(|d| !d.is_empty()) {
+                    Some(d) if d.trim_end_matches('/') == j.issuer.url.trim_end_matches('/') => anyhow::bail!(
+                        "issuer.discoveryURL: Invalid value: {d:?}: discoveryURL must be different from URL"
                     ),
+                    Some(d) => (validate_url("issuer.discoveryURL", d)?, false),
                     None => (
                         url::Url::parse(&format!(
                             "{}/.well-known/openid-configuration",
@@ -501,6 +510,15 @@ mod tests {
         assert!(issuer("{url: 'https://@x', audiences: [a]}").contains("username or password"));
         assert!(!issuer("{url: 'https://x?', audiences: [a]}").contains("query"), "an empty query is none, as in Go");
         assert!(issuer("{url: https://x, audiences: ['']}").contains("audience can't be empty"));
+        // the discovery URL as the issuer's: its keys never come over plain HTTP
+        let discovery = |d: &str| issuer(&format!("{{url: https://x, audiences: [a], discoveryURL: '{d}'}}"));
+        assert!(discovery("http://127.0.0.1:1/.well-known/openid-configuration").contains(
+            "issuer.discoveryURL: Invalid value: \"http://127.0.0.1:1/.well-known/openid-configuration\": URL scheme must be https"
+        ));
+        assert!(discovery("https://u:p@idp/d").contains("username or password"));
+        assert!(discovery("https://idp/d?x=1").contains("URL must not contain a query"));
+        assert!(discovery("https://idp/d#f").contains("URL must not contain a fragment"));
+        assert!(discovery("https://x/").contains("discoveryURL must be different from URL"));
         assert!(
             issuer("{url: https://x, audiences: [a, a], audienceMatchPolicy: MatchAny}").contains("Duplicate value")
         );
