@@ -136,11 +136,7 @@ fn streams_watches_event_by_event() {
 /// back, then bytes are echoed both ways, twice.
 pub(crate) fn upgrade_and_echo(fd: &Frontdoor, method: &str, protocol: &str) -> Result<String, String> {
     let mut tls = raw_tls(fd);
-    let req = format!(
-        "{method} {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
-    );
-    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let head = read_head(&mut tls);
+    let head = send_upgrade(&mut tls, method, protocol, "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n")?;
     if !head.starts_with("HTTP/1.1 101") {
         return Err(format!("no 101: {head}"));
     }
@@ -154,6 +150,16 @@ pub(crate) fn upgrade_and_echo(fd: &Frontdoor, method: &str, protocol: &str) -> 
         }
     }
     Ok(head)
+}
+
+/// Sends an upgrade of f1 (`method` with `Upgrade: protocol`, and `extra` header lines) and
+/// reads the response's head.
+fn send_upgrade(tls: &mut (impl Read + Write), method: &str, protocol: &str, extra: &str) -> Result<String, String> {
+    let req = format!(
+        "{method} {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    );
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(read_head(tls))
 }
 
 #[test]
@@ -172,9 +178,7 @@ fn passes_websocket_upgrades() {
 #[test]
 fn te_trailers_reaches_a_backend_and_other_te_does_not() {
     let s = setup(&[]);
-    let mut pem = std::fs::read(s.fd.certs().join("admin.crt")).unwrap();
-    pem.extend(std::fs::read(s.fd.certs().join("admin.key")).unwrap());
-    let admin = || common::client_builder(&s.fd.certs()).identity(reqwest::Identity::from_pem(&pem).unwrap());
+    let admin = || s.fd.client_builder_with_cert("admin");
     let clients = [
         ("HTTP/1.1", admin().http1_only().build().unwrap()),
         ("HTTP/2.0", admin().http2_prior_knowledge().build().unwrap()),
@@ -205,12 +209,8 @@ fn a_websocket_token_subprotocol_authenticates_and_stays_at_frontdoor() {
     let s = setup(&["--token-auth-file", file.to_str().unwrap()]);
     let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("ws-s3cret");
     let upgrade = |protocols: &str| {
-        let mut tls = raw_tls_as(&s.fd, false);
-        let req = format!(
-            "GET {FLUNDERS}/f1/attach HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: {protocols}\r\n\r\n"
-        );
-        tls.write_all(req.as_bytes()).unwrap();
-        read_head(&mut tls)
+        let protocols = format!("Sec-WebSocket-Protocol: {protocols}\r\n");
+        send_upgrade(&mut raw_tls_as(&s.fd, false), "GET", "websocket", &protocols).unwrap()
     };
     let head = upgrade(&format!("base64url.bearer.authorization.k8s.io.{encoded}, v4.channel.k8s.io"));
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

@@ -3,7 +3,7 @@
 //! JSON, protobuf and a Table; kubectl and the Python client read it whole; the audit event and
 //! the request metrics record it as the 200 it is.
 
-use crate::common::{audited, client_builder, Frontdoor};
+use crate::common::{audited, Frontdoor};
 use crate::store_protobuf::{bytes, configmap, envelope, string};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -44,10 +44,7 @@ fn large_lists_are_streamed_with_the_bytes_of_their_pages() {
     }
 
     // HTTP/1.1: chunked, no length, the bytes of the pages at the same revision
-    let mut pem = std::fs::read(fd.certs().join("admin.crt")).unwrap();
-    pem.extend(std::fs::read(fd.certs().join("admin.key")).unwrap());
-    let h1 =
-        client_builder(&fd.certs()).identity(reqwest::Identity::from_pem(&pem).unwrap()).http1_only().build().unwrap();
+    let h1 = fd.client_builder_with_cert("admin").http1_only().build().unwrap();
     let r = h1.get(&cms).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["transfer-encoding"], "chunked");

@@ -441,10 +441,7 @@ fn to_backend(group: &str, priority: u32) -> String {
 
 /// A client of `fd` as admin that does not follow redirects.
 fn no_redirects(fd: &Frontdoor) -> reqwest::blocking::Client {
-    let mut pem = std::fs::read(fd.certs().join("admin.crt")).unwrap();
-    pem.extend(std::fs::read(fd.certs().join("admin.key")).unwrap());
-    crate::common::client_builder(&fd.certs())
-        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+    fd.client_builder_with_cert("admin")
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
         .build()

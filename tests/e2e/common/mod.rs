@@ -160,10 +160,14 @@ impl Frontdoor {
 
     /// An HTTPS client presenting `<certs>/<name>.crt` / `.key`.
     pub fn client_with_cert(&self, name: &str) -> reqwest::blocking::Client {
+        self.client_builder_with_cert(name).build().unwrap()
+    }
+
+    /// `client_with_cert`'s builder, for a client with more settings (HTTP/1.1 or HTTP/2 only).
+    pub fn client_builder_with_cert(&self, name: &str) -> reqwest::blocking::ClientBuilder {
         let mut pem = std::fs::read(self.certs().join(format!("{name}.crt"))).unwrap();
         pem.extend(std::fs::read(self.certs().join(format!("{name}.key"))).unwrap());
-        let id = reqwest::Identity::from_pem(&pem).unwrap();
-        client_builder(&self.certs()).identity(id).build().unwrap()
+        client_builder(&self.certs()).identity(reqwest::Identity::from_pem(&pem).unwrap())
     }
 
     /// Runs kubectl against this frontdoor with the admin kubeconfig.
