@@ -99,7 +99,7 @@ pub struct AuthnArgs {
     pub service_account_issuer: Vec<String>,
 
     /// If true, validate ServiceAccount tokens exist in the store as part of authentication
-    /// (a token outlives neither its service account nor a recreation of it).
+    /// (a token outlives neither its service account nor a recreation of it, nor a legacy token its Secret).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub service_account_lookup: bool,
 
@@ -249,15 +249,26 @@ pub struct CoreObject {
     pub uid: String,
     /// When its deletion began (`metadata.deletionTimestamp`: a finalizer may hold it on).
     pub deleting_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// A Secret's `data.token`, as its SHA-256: what a legacy token must be, without the
+    /// token itself held past the lookup.
+    pub token_sha256: Option<[u8; 32]>,
+    /// A Secret labelled `kubernetes.io/legacy-token-invalid-since` (by kube's legacy token
+    /// cleaner, or by hand) ends the legacy token it holds.
+    pub invalid_since: bool,
 }
 
 impl CoreObject {
     pub fn of(v: &serde_json::Value) -> Self {
+        use base64::Engine;
+        use sha2::Digest;
         let meta = &v["metadata"];
         let since = meta["deletionTimestamp"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let token = v["data"]["token"].as_str().and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
         CoreObject {
             uid: meta["uid"].as_str().unwrap_or_default().to_string(),
             deleting_since: since.map(|t| t.with_timezone(&chrono::Utc)),
+            token_sha256: token.map(|t| sha2::Sha256::digest(t).into()),
+            invalid_since: meta["labels"][serviceaccount::INVALID_SINCE_LABEL].as_str().is_some_and(|l| !l.is_empty()),
         }
     }
 
@@ -410,16 +421,18 @@ impl Authentication {
     }
 
     /// kube's lookup: the token's service account must still exist with the uid it names, and
-    /// so must the Secret it is bound to, if any (kube's validator).
-    fn check_service_account(&self, user: &UserInfo, claims: &serde_json::Value) -> Result<(), String> {
+    /// so must the Secret it is bound to, if any (kube's validator). A legacy token is checked
+    /// as kube's legacy validator checks it ([`serviceaccount::check_legacy`]).
+    fn check_service_account(&self, token: &str, user: &UserInfo, claims: &serde_json::Value) -> Result<(), String> {
         let Some(lookup) = self.inner.object_uid.load_full() else { return Ok(()) };
         let Some((ns, name)) = serviceaccount::split_username(&user.username) else { return Ok(()) };
-        // a bound token (kube's `kubernetes.io` claims) names its service account's uid, and
-        // is held to it even when it names none; a legacy one is held to it when it names one
-        let bound = claims.get("kubernetes.io").is_some();
+        // a bound token carries kube's `kubernetes.io` claims; a legacy one a Secret's name
+        if claims.get("kubernetes.io").is_none() {
+            return serviceaccount::check_legacy(&**lookup, token, ns, name, &user.uid, claims);
+        }
         match lookup("serviceaccounts", ns, name).filter(|o| !o.deleted()) {
             None => return Err(format!("invalid bearer token, service account {ns}/{name} has been deleted")),
-            Some(CoreObject { uid, .. }) if (bound || !user.uid.is_empty()) && uid != user.uid => {
+            Some(CoreObject { uid, .. }) if uid != user.uid => {
                 return Err(format!(
                     "invalid bearer token, service account UID ({uid}) does not match claim ({})",
                     user.uid
@@ -513,7 +526,7 @@ impl Authentication {
                     Ok(Some(u)) => {
                         let bound: Vec<String> =
                             keys::audiences(&t.claims).into_iter().filter(|a| audiences.contains(a)).collect();
-                        return match self.check_service_account(&u, &t.claims) {
+                        return match self.check_service_account(token, &u, &t.claims) {
                             Ok(()) => answer(Ok(Some(u)), bound),
                             Err(e) => answer(Err(e), Vec::new()),
                         };
@@ -726,11 +739,11 @@ mod tests {
             let (sa, secret) = (at(sa_ago), at(secret_ago));
             a.set_service_account_lookup(Box::new(move |resource, _, _| {
                 Some(match resource {
-                    "serviceaccounts" => CoreObject { uid: "sa-1".into(), deleting_since: sa },
-                    _ => CoreObject { uid: "s-1".into(), deleting_since: secret },
+                    "serviceaccounts" => CoreObject { uid: "sa-1".into(), deleting_since: sa, ..Default::default() },
+                    _ => CoreObject { uid: "s-1".into(), deleting_since: secret, ..Default::default() },
                 })
             }));
-            a.check_service_account(&user, &claims)
+            a.check_service_account("token", &user, &claims)
         };
         assert_eq!(check(None, None), Ok(()));
         assert_eq!(check(Some(30), Some(30)), Ok(()), "within the leeway");

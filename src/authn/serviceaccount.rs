@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+/// kube's label on a Secret whose legacy token it no longer takes.
+pub const INVALID_SINCE_LABEL: &str = "kubernetes.io/legacy-token-invalid-since";
 /// go-jose's default leeway, which kube's claim validation uses.
 const LEEWAY: i64 = 60;
 
@@ -120,6 +122,46 @@ fn legacy(c: &Value) -> TokenResult {
     })))
 }
 
+/// kube's legacy validator with lookup: a legacy token holds only while its Secret exists,
+/// is not being deleted and holds this very token, and while its service account exists with
+/// the uid it names; a Secret labelled invalid ends it. Without the Secret's check, a token
+/// signed once would outlive the Secret deleted (or rotated) to revoke it.
+pub fn check_legacy(
+    lookup: &super::ObjectUid,
+    token: &str,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    c: &Value,
+) -> Result<(), String> {
+    use sha2::Digest;
+    let secret_name = str_claim(c, "kubernetes.io/serviceaccount/secret.name");
+    let secret = lookup("secrets", ns, secret_name).filter(|s| s.deleting_since.is_none());
+    let Some(secret) = secret else { return Err("invalid bearer token, Token has been invalidated".into()) };
+    let token_sha256: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    if secret.token_sha256 != Some(token_sha256) {
+        return Err("invalid bearer token, Token does not match server's copy".into());
+    }
+    match lookup("serviceaccounts", ns, name) {
+        None => return Err(format!("invalid bearer token, serviceaccounts \"{name}\" not found")),
+        Some(sa) if sa.deleting_since.is_some() => {
+            return Err(format!("invalid bearer token, ServiceAccount {ns}/{name} has been deleted"))
+        }
+        Some(sa) if sa.uid != uid => {
+            return Err(format!("invalid bearer token, ServiceAccount UID ({}) does not match claim ({uid})", sa.uid))
+        }
+        Some(_) => {}
+    }
+    if secret.invalid_since {
+        return Err(format!(
+            "invalid bearer token, the token in secret {ns}/{secret_name} for service account {ns}/{name} has been \
+             marked invalid. Use tokens from the TokenRequest API or manually created secret-based tokens, or \
+             remove the '{INVALID_SINCE_LABEL}' label from the secret to temporarily allow use of this token"
+        ));
+    }
+    Ok(())
+}
+
 fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
     let now = keys::now_unix();
     let auds = keys::audiences(c);
@@ -185,6 +227,51 @@ mod tests {
         assert_eq!(split_username("system:serviceaccount:ns:a:b"), None);
         assert_eq!(split_username("system:serviceaccount:NS:a"), None);
         assert_eq!(split_username("alice"), None);
+    }
+
+    /// kube's legacy validator: the token lives in its Secret, and both the Secret and the
+    /// service account must stand as the token names them.
+    #[test]
+    fn a_legacy_token_holds_while_its_secret_holds_it() {
+        use super::super::CoreObject;
+        use base64::Engine;
+        let claims = serde_json::json!({"kubernetes.io/serviceaccount/secret.name": "robot-token"});
+        let secret = |token: &str| {
+            let data = base64::engine::general_purpose::STANDARD.encode(token);
+            CoreObject::of(&serde_json::json!({"metadata": {"uid": "s-1"}, "data": {"token": data}}))
+        };
+        let sa = CoreObject { uid: "sa-1".into(), ..Default::default() };
+        let check = |secret: Option<CoreObject>, sa: Option<CoreObject>| {
+            let lookup = move |resource: &str, ns: &str, name: &str| {
+                assert_eq!(ns, "d");
+                match resource {
+                    "secrets" => secret.clone().filter(|_| name == "robot-token"),
+                    _ => sa.clone().filter(|_| name == "robot"),
+                }
+            };
+            check_legacy(&lookup, "t0ken", "d", "robot", "sa-1", &claims)
+        };
+        assert_eq!(check(Some(secret("t0ken")), Some(sa.clone())), Ok(()));
+        let invalidated = Err("invalid bearer token, Token has been invalidated".to_string());
+        assert_eq!(check(None, Some(sa.clone())), invalidated, "the Secret deleted");
+        let deleting = CoreObject { deleting_since: Some(chrono::Utc::now()), ..secret("t0ken") };
+        assert_eq!(check(Some(deleting), Some(sa.clone())), invalidated, "its deletion began (no leeway)");
+        let e = check(Some(secret("another")), Some(sa.clone())).unwrap_err();
+        assert_eq!(e, "invalid bearer token, Token does not match server's copy");
+        let e = check(Some(CoreObject::of(&serde_json::json!({"metadata": {}}))), Some(sa.clone())).unwrap_err();
+        assert_eq!(e, "invalid bearer token, Token does not match server's copy", "a Secret without a token");
+        let e = check(Some(secret("t0ken")), None).unwrap_err();
+        assert_eq!(e, "invalid bearer token, serviceaccounts \"robot\" not found");
+        let other = CoreObject { uid: "sa-2".into(), ..Default::default() };
+        let e = check(Some(secret("t0ken")), Some(other)).unwrap_err();
+        assert_eq!(e, "invalid bearer token, ServiceAccount UID (sa-2) does not match claim (sa-1)");
+        let labelled = CoreObject::of(&serde_json::json!({"metadata": {"labels": {INVALID_SINCE_LABEL: "2026-01-01"}},
+            "data": {"token": base64::engine::general_purpose::STANDARD.encode("t0ken")}}));
+        let e = check(Some(labelled), Some(sa)).unwrap_err();
+        assert!(
+            e.contains("the token in secret d/robot-token for service account d/robot has been marked invalid"),
+            "{e}"
+        );
     }
 
     /// Any i64 expiry is compared without overflow (a fuzzed token had exp near i64::MAX).

@@ -402,6 +402,39 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let (code, v) = whoami(fd, &c, &[("Authorization", &sa_token(""))]);
     assert_eq!(code, 401, "a bound token that names no uid is held to the service account's: {v}");
 
+    // a legacy secret-based token holds while its Secret holds it (kube's legacy validator)
+    let legacy = |secret: &str, jti: &str| {
+        let claims = json!({"iss": "kubernetes/serviceaccount", "sub": "system:serviceaccount:default:robot", "jti": jti,
+            "kubernetes.io/serviceaccount/namespace": "default", "kubernetes.io/serviceaccount/secret.name": secret,
+            "kubernetes.io/serviceaccount/service-account.name": "robot", "kubernetes.io/serviceaccount/service-account.uid": uid});
+        sign(Algorithm::ES256, &sa_key, None, &claims)
+    };
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&legacy("no-such-secret", "a")))]);
+    assert_eq!(code, 401, "its Secret does not exist: {v}");
+    fd.wait_for_log("Token has been invalidated");
+    let token = legacy("robot-token", "b");
+    let data = base64::engine::general_purpose::STANDARD.encode(&token);
+    let r = admin
+        .post(fd.url("/api/v1/namespaces/default/secrets"))
+        .json(&json!({"metadata": {"name": "robot-token"}, "data": {"token": data}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&token))]);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["status"]["userInfo"]["username"], "system:serviceaccount:default:robot");
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&legacy("robot-token", "c")))]);
+    assert_eq!(code, 401, "signed for the Secret but not the token it holds: {v}");
+    fd.wait_for_log("Token does not match server's copy");
+    let r = admin.delete(fd.url("/api/v1/namespaces/default/secrets/robot-token")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    // the token's success is cached for 10 s, as kube caches it
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while whoami(fd, &c, &[("Authorization", &bearer(&token))]).0 != 401 {
+        assert!(Instant::now() < deadline, "a legacy token outlived its deleted Secret");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // webhook: authenticated once, then served from the cache
     let before = s.idp.webhook_calls.load(Ordering::SeqCst);
     for _ in 0..3 {
