@@ -2,7 +2,7 @@
 //! AuthenticationConfiguration, `jwt` list), as kube's structured OIDC authenticator:
 //! issuer URL and audiences, claim mappings (`claim` + `prefix`), `claim`/`requiredValue`
 //! validation rules. Keys come from the issuer's JWKS, found through its discovery document
-//! over TLS (cached, refetched on an unknown kid no more often than [`REFRESH_FLOOR`]), or,
+//! over TLS (cached; refetched when they fail a token, no more often than [`REFRESH_FLOOR`]), or,
 //! as a frontdoor extension, from a local file named by `issuer.jwksFile`.
 //! CEL `expression` fields are refused at load, never silently ignored.
 
@@ -302,28 +302,40 @@ impl JwtIssuer {
 
     /// Verifies a token whose `iss` is this issuer's.
     pub async fn authenticate(&self, token: &str, t: &keys::Unverified) -> TokenResult {
-        let keys = self.keys_for(&t.header).await?;
-        keys::verify_signature(token, &t.header, &keys, false).map_err(|e| format!("jwt: {e}"))?;
+        self.verify(token, t).await.map_err(|e| format!("jwt: {e}"))?;
         self.claims_to_user(&t.claims).map(|u| Some(Arc::new(u)))
     }
 
-    async fn keys_for(&self, header: &jsonwebtoken::Header) -> Result<Arc<Vec<VerifyKey>>, String> {
-        match &self.keys {
-            KeySource::File { keys, .. } => Ok(keys.load_full()),
-            KeySource::Remote(r) => {
-                let current = r.keys.load_full();
-                if !current.is_empty() && !keys::kid_unknown(header, &current) {
-                    return Ok(current);
-                }
-                r.refresh(&self.url).await;
-                let keys = r.keys.load_full();
-                if keys.is_empty() {
-                    // transient: the issuer's keys could not be fetched yet
-                    return Err(format!("jwt: no key with kid available: JWKS of {} not fetched", self.url));
-                }
-                Ok(keys)
+    /// As go-oidc's remote key set: a token the cached keys do not verify (an unknown kid, or
+    /// a key the issuer rotated under the same kid or without one) has the keys fetched again,
+    /// no more often than [`REFRESH_FLOOR`], and is tried once more with them.
+    async fn verify(&self, token: &str, t: &keys::Unverified) -> Result<(), String> {
+        let r = match &self.keys {
+            KeySource::File { keys, .. } => {
+                return keys::verify_signature(token, t, &keys.load(), false).map_err(|e| e.to_string())
             }
+            KeySource::Remote(r) => r,
+        };
+        let current = r.keys.load_full();
+        let first = keys::verify_signature(token, t, &current, false);
+        match &first {
+            Ok(()) => return Ok(()),
+            // no other key makes these verify
+            Err(keys::VerifyError::UnsupportedAlgorithm(_) | keys::VerifyError::UnsupportedCritical) => {
+                return first.map_err(|e| e.to_string())
+            }
+            Err(_) => {}
         }
+        r.refresh(&self.url).await;
+        let keys = r.keys.load_full();
+        if keys.is_empty() {
+            // transient: the issuer's keys could not be fetched yet
+            return Err(format!("no key with kid available: JWKS of {} not fetched", self.url));
+        }
+        if Arc::ptr_eq(&keys, &current) {
+            return first.map_err(|e| e.to_string());
+        }
+        keys::verify_signature(token, t, &keys, false).map_err(|e| e.to_string())
     }
 
     /// Maps verified claims to a user, as kube's claim mappings and validation rules do.
@@ -335,7 +347,7 @@ impl JwtIssuer {
                 self.url
             ));
         }
-        let auds = keys::audiences(c);
+        let auds = keys::audiences(c).ok_or_else(|| format!("oidc: verify token: {}", keys::MALFORMED_AUDIENCE))?;
         if !auds.iter().any(|a| self.audiences.contains(a)) {
             return Err(format!("oidc: verify token: oidc: expected audience in {:?} got {auds:?}", self.audiences));
         }

@@ -143,19 +143,27 @@ pub fn parse_jwks(data: &[u8]) -> anyhow::Result<Vec<VerifyKey>> {
 pub struct Unverified {
     pub header: jsonwebtoken::Header,
     pub claims: serde_json::Value,
+    /// The header names extensions a verifier must understand (`crit`); none is supported,
+    /// so such a token never verifies (go-jose refuses it).
+    pub critical: bool,
 }
 
 /// Splits and decodes a compact JWS without verifying it; `None` when it is not a JWT.
 pub fn peek(token: &str) -> Option<Unverified> {
     let mut parts = token.split('.');
-    let (_header, p, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let (h, p, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
     }
     let header = jsonwebtoken::decode_header(token).ok()?;
-    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-    claims.is_object().then_some(Unverified { header, claims })
+    let json = |part: &str| {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+    };
+    // jsonwebtoken's Header has no `crit`: read from the header's own JSON
+    let critical = json(h)?.get("crit").is_some();
+    let claims = json(p)?;
+    claims.is_object().then_some(Unverified { header, claims, critical })
 }
 
 /// Why a signature did not verify.
@@ -163,6 +171,7 @@ pub fn peek(token: &str) -> Option<Unverified> {
 pub enum VerifyError {
     UnsupportedAlgorithm(String),
     UnknownKid(String),
+    UnsupportedCritical,
     BadSignature,
 }
 
@@ -171,6 +180,7 @@ impl std::fmt::Display for VerifyError {
         match self {
             VerifyError::UnsupportedAlgorithm(a) => write!(f, "unsupported signing algorithm {a}"),
             VerifyError::UnknownKid(k) => write!(f, "no key with kid {k:?}"),
+            VerifyError::UnsupportedCritical => f.write_str("unsupported crit header"),
             VerifyError::BadSignature => f.write_str("failed to verify signature"),
         }
     }
@@ -184,14 +194,13 @@ pub fn allowed_algorithm(alg: Algorithm) -> bool {
 
 /// Verifies the signature with the key named by `kid` (or every key of the right kind when
 /// the token has no kid, or `try_all` is set). Claims are checked by the caller.
-pub fn verify_signature(
-    token: &str,
-    header: &jsonwebtoken::Header,
-    keys: &[VerifyKey],
-    try_all: bool,
-) -> Result<(), VerifyError> {
+pub fn verify_signature(token: &str, t: &Unverified, keys: &[VerifyKey], try_all: bool) -> Result<(), VerifyError> {
+    let header = &t.header;
     if !allowed_algorithm(header.alg) {
         return Err(VerifyError::UnsupportedAlgorithm(format!("{:?}", header.alg)));
+    }
+    if t.critical {
+        return Err(VerifyError::UnsupportedCritical);
     }
     let mut validation = Validation::new(header.alg);
     validation.validate_exp = false;
@@ -216,19 +225,19 @@ pub fn verify_signature(
     Err(VerifyError::BadSignature)
 }
 
-/// Whether a JWT has a kid no key in `keys` carries (so the key set may need refreshing).
-pub fn kid_unknown(header: &jsonwebtoken::Header, keys: &[VerifyKey]) -> bool {
-    header.kid.as_ref().is_some_and(|kid| !keys.iter().any(|k| k.kid.as_ref() == Some(kid)))
-}
-
-/// `aud` as a list (a JWT may carry a single string).
-pub fn audiences(claims: &serde_json::Value) -> Vec<String> {
+/// `aud` as a list (a JWT may carry a single string); None when it is neither a string nor a
+/// list of strings, which go-oidc and go-jose fail to read, so the token fails.
+pub fn audiences(claims: &serde_json::Value) -> Option<Vec<String>> {
     match claims.get("aud") {
-        Some(serde_json::Value::String(s)) => vec![s.clone()],
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        _ => Vec::new(),
+        Some(serde_json::Value::String(s)) => Some(vec![s.clone()]),
+        Some(serde_json::Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect(),
+        None | Some(serde_json::Value::Null) => Some(Vec::new()),
+        Some(_) => None,
     }
 }
+
+/// The error for an `aud` that [`audiences`] cannot read.
+pub const MALFORMED_AUDIENCE: &str = "aud claim is neither a string nor an array of strings";
 
 /// A numeric date claim (`exp`, `nbf`, `iat`), in seconds.
 pub fn numeric_date(claims: &serde_json::Value, name: &str) -> Option<i64> {

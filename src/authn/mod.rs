@@ -524,8 +524,11 @@ impl Authentication {
             if let Some(sa) = i.service_accounts.load().as_ref() {
                 match sa.authenticate_for(token, &t, audiences) {
                     Ok(Some(u)) => {
-                        let bound: Vec<String> =
-                            keys::audiences(&t.claims).into_iter().filter(|a| audiences.contains(a)).collect();
+                        let bound: Vec<String> = keys::audiences(&t.claims)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|a| audiences.contains(a))
+                            .collect();
                         return match self.check_service_account(token, &u, &t.claims) {
                             Ok(()) => answer(Ok(Some(u)), bound),
                             Err(e) => answer(Err(e), Vec::new()),

@@ -87,7 +87,7 @@ impl ServiceAccounts {
             return Ok(None);
         }
         // kube tries every key: a service-account token's kid is advisory
-        keys::verify_signature(token, &t.header, &self.keys, true).map_err(|e| format!("invalid bearer token, {e}"))?;
+        keys::verify_signature(token, t, &self.keys, true).map_err(|e| format!("invalid bearer token, {e}"))?;
         let c = &t.claims;
         if iss == LEGACY_ISSUER {
             return legacy(c);
@@ -164,7 +164,7 @@ pub fn check_legacy(
 
 fn bound(c: &Value, api_audiences: &[String]) -> TokenResult {
     let now = keys::now_unix();
-    let auds = keys::audiences(c);
+    let auds = keys::audiences(c).ok_or_else(|| format!("invalid bearer token, {}", keys::MALFORMED_AUDIENCE))?;
     if !auds.iter().any(|a| api_audiences.contains(a)) {
         return Err(format!(
             "invalid bearer token, token audiences {auds:?} is invalid for the target audiences {api_audiences:?}"

@@ -61,6 +61,22 @@ fn sign(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) ->
     encode(&h, claims, key).unwrap()
 }
 
+/// A JWT with a header of the test's own (jsonwebtoken's Header cannot carry `crit`).
+fn sign_with_header(header: &Value, key: &EncodingKey, claims: &Value) -> String {
+    let signed = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), key, Algorithm::RS256).unwrap();
+    format!("{signed}.{signature}")
+}
+
+/// Waits (past the JWKS refresh floor) for `token` to authenticate.
+fn wait_until_accepted(fd: &Frontdoor, c: &reqwest::blocking::Client, token: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while whoami(fd, c, &[("Authorization", &bearer(token))]).0 != 201 {
+        assert!(Instant::now() < deadline, "{what} never accepted");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// A CA and a leaf it signs, as PEM (cert, key), from rcgen.
 struct TestPki {
     ca_pem: String,
@@ -343,8 +359,20 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let none = format!("{}.{}.", b64url(br#"{"alg":"none","typ":"JWT"}"#), b64url(claims.to_string().as_bytes()));
     let public_pem = serde_json::to_vec(&*s.idp.jwks.lock().unwrap()).unwrap();
     let hs = sign(Algorithm::HS256, &EncodingKey::from_secret(&public_pem), Some("k1"), &claims);
+    let crit = json!({"alg": "RS256", "typ": "JWT", "kid": "k1", "crit": ["exp"], "exp": now() + 300});
+    assert_eq!(
+        whoami(
+            fd,
+            &c,
+            &[("Authorization", &bearer(&sign_with_header(&json!({"alg": "RS256", "kid": "k1"}), &rsa, &claims)))]
+        )
+        .0,
+        201
+    );
     for (what, t) in [
         ("unknown kid", sign(Algorithm::RS256, &rsa, Some("k2"), &claims)),
+        ("a crit header", sign_with_header(&crit, &rsa, &claims)),
+        ("a numeric audience beside ours", with("aud", json!(["frontdoor", 7]))),
         ("wrong audience", with("aud", json!(["other"]))),
         ("expired", with("exp", (now() - 10).into())),
         ("not yet valid", with("nbf", (now() + 3600).into())),
@@ -364,15 +392,17 @@ fn jwt_issuer_service_accounts_and_webhook() {
     let (rsa2_private, rsa2_public) = rsa_key();
     s.idp.jwks.lock().unwrap()["keys"].as_array_mut().unwrap().push(rsa_jwk(&rsa2_public, "k3"));
     let tok3 = sign(Algorithm::RS256, &EncodingKey::from_rsa_pem(&rsa2_private).unwrap(), Some("k3"), &claims);
-    let deadline = Instant::now() + Duration::from_secs(25);
-    loop {
-        let (code, _) = whoami(fd, &c, &[("Authorization", &bearer(&tok3))]);
-        if code == 201 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "rotated key never accepted");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_until_accepted(fd, &c, &tok3, "a rotated key");
+    // a key replaced under the same kid, and a token without a kid signed with it: a failed
+    // signature refetches too (go-oidc), where frontdoor kept the old keys until a reload
+    let (rsa4_private, rsa4_public) = rsa_key();
+    s.idp.jwks.lock().unwrap()["keys"] = json!([rsa_jwk(&rsa4_public, "k1")]);
+    let rsa4 = EncodingKey::from_rsa_pem(&rsa4_private).unwrap();
+    wait_until_accepted(fd, &c, &sign(Algorithm::RS256, &rsa4, Some("k1"), &claims), "a key replaced under its kid");
+    let mut later = claims.clone();
+    later["jti"] = "kid-less".into();
+    let (code, v) = whoami(fd, &c, &[("Authorization", &bearer(&sign(Algorithm::RS256, &rsa4, None, &later)))]);
+    assert_eq!(code, 201, "a kid-less token of the new key: {v}");
 
     // service-account token signed with the dev sa.key (ES256)
     // (--service-account-lookup: the service account must exist with the uid the token names)
