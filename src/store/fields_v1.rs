@@ -79,6 +79,26 @@ pub fn well_formed(text: &str) -> bool {
     r.skip_map().is_some() && r.i == r.b.len()
 }
 
+/// Whether a set a client sent decodes as structured-merge-diff's `SetFromJSON` reads one:
+/// maps of maps keyed by path elements, `f:` a field, `k:` a JSON object, `v:` a JSON value,
+/// `i:` an index, `.` the path itself; a key of another kind is skipped, as a later version's.
+pub fn decodes(set: &Value) -> bool {
+    if text(set).is_some() {
+        return true; // the server's own
+    }
+    let Value::Object(m) = set else { return false };
+    m.iter().all(|(k, v)| {
+        let element = match k.split_at_checked(2) {
+            _ if k == "." => true,
+            Some(("k:", key)) => serde_json::from_str::<Value>(key).is_ok_and(|k| k.is_object()),
+            Some(("v:", value)) => serde_json::from_str::<Value>(value).is_ok(),
+            Some(("i:", index)) => index.parse::<i64>().is_ok(),
+            _ => true,
+        };
+        element && decodes(v)
+    })
+}
+
 /// Whether `v`, or anything in it, is a set held as text.
 fn holds_text(v: &Value) -> bool {
     match v {

@@ -989,6 +989,26 @@ fn rows() -> Vec<Row> {
         post(&format!("{NS}/configmaps/allowed-name"), "tok-carol", &cm("body-name")),
         status(&[405]),
     ));
+    // a collection's route takes no update or patch: a nameless one would create under a
+    // generated name what was authorized as an update
+    for (method, ct, body) in [
+        ("PUT", "application/json", r#"{"metadata":{"generateName":"put-"},"data":{"a":"b"}}"#),
+        ("PATCH", "application/apply-patch+yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: ssa-}\n"),
+        ("PATCH", "application/merge-patch+json", "{}"),
+    ] {
+        let query = if ct.starts_with("application/apply") { "?fieldManager=x" } else { "" };
+        r.push(Row::new(
+            format!("a namespace owner's {method} ({ct}) of the configmaps collection (405)"),
+            Req::H1(http(
+                method,
+                &format!("{NS}/configmaps{query}"),
+                Some("tok-olive"),
+                &[("Content-Type", ct)],
+                Some(body),
+            )),
+            status(&[405]),
+        ));
+    }
     r.push(Row::new(
         "create a namespace on a namespace's path (405)",
         post(

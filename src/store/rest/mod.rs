@@ -123,9 +123,12 @@ async fn serve(rest: &Rest, session: &mut Session, ctx: &mut RequestContext) -> 
         return rest.respond.send(session, ctx, Status::method_not_allowed(method).into()).await;
     }
     // an object's path takes no create (kube has no such route: what is authorized is the
-    // URL's name, what a create stores is the body's), and a subresource needs its object
+    // URL's name, what a create stores is the body's), a collection's no update or patch (its
+    // route has GET, POST and DELETE: a nameless update would create under a generated name,
+    // authorized as an update), and a subresource needs its object
     let named_create = info.verb() == "create" && !info.name().is_empty() && info.subresource().is_empty();
-    if named_create {
+    let nameless_update = matches!(info.verb(), "update" | "patch") && info.name().is_empty();
+    if named_create || nameless_update {
         let s = Status::method_not_allowed(session.req_header().method.as_str());
         return rest.respond.send(session, ctx, s.into()).await;
     }

@@ -402,6 +402,38 @@ pub fn record_managed(
     }
 }
 
+/// kube's decodeManagedFields on a write: the managedFields the written object carries stand
+/// when there are some and every entry decodes; else the live object's stand (`live`: none on a
+/// create), so a client that does not know managedFields (a PUT of a manifest, a typed
+/// client's fresh object) leaves every manager's ownership as it was. `[{}]` alone clears them.
+pub fn settle_managed_fields(obj: &mut Value, live: Option<&Value>) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let (reset, stand) = match m.get("managedFields") {
+        Some(Value::Array(list)) if list.len() == 1 && list[0].as_object().is_some_and(|e| e.is_empty()) => {
+            (true, false)
+        }
+        Some(Value::Array(list)) => (false, !list.is_empty() && list.iter().all(entry_decodes)),
+        _ => (false, false),
+    };
+    if stand {
+        return;
+    }
+    match live.filter(|l| !reset && l.as_array().is_some_and(|a| !a.is_empty())) {
+        Some(l) => m.insert("managedFields".into(), l.clone()),
+        None => m.remove("managedFields"),
+    };
+}
+
+/// Whether a managedFields entry decodes as kube's DecodeManagedFields reads one.
+fn entry_decodes(e: &Value) -> bool {
+    let text = |k: &str| e.get(k).is_none_or(|v| v.is_null() || v.is_string());
+    matches!(e["operation"].as_str(), Some("Apply" | "Update"))
+        && e["apiVersion"].as_str().is_some_and(|v| !v.is_empty())
+        && e["fieldsType"] == "FieldsV1"
+        && ["manager", "time", "subresource"].into_iter().all(text)
+        && e.get("fieldsV1").is_none_or(|f| f.is_null() || fields_v1::decodes(f))
+}
+
 /// Whether managedFields entry `e` is the one of `manager` through `operation` (and
 /// `subresource`): one entry per such triple, as kube keeps them.
 fn is_entry(e: &Value, manager: &str, operation: &str, subresource: &str) -> bool {

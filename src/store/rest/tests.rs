@@ -448,6 +448,83 @@ fn apply_keeps_a_field_another_manager_still_owns() {
     assert_eq!(o["data"], json!({"k1": "1", "k4": "4"}));
 }
 
+/// kube's decodeManagedFields: a write whose object carries no managedFields, or ones that do
+/// not decode, keeps the live object's (a PUT of a manifest is no longer a change, and every
+/// manager keeps what it owns); `[{}]` clears them; a create stores none that do not decode.
+#[test]
+fn a_write_without_managed_fields_keeps_the_live_ones() {
+    let (_d, s) = store();
+    let apply = |data: Value| {
+        let t = Target { create_right: Some(Ok(())), ..target(&s, "configmaps", "default", "m", "fieldManager=app") };
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "m"}, "data": data});
+        body(&super::apply::apply(&s, &t, obj.to_string().as_bytes()).unwrap())
+    };
+    let applied = apply(json!({"keep": "1", "drop": "2"}));
+    let t = target(&s, "configmaps", "default", "m", "");
+    let manifest = json!({"metadata": {"name": "m"}, "data": {"keep": "1", "drop": "2"}});
+    let put = body(&write::update(&s, &t, manifest.to_string().as_bytes()).unwrap());
+    assert_eq!(put["metadata"]["resourceVersion"], applied["metadata"]["resourceVersion"], "no change: not written");
+    assert_eq!(put["metadata"]["managedFields"], applied["metadata"]["managedFields"]);
+    // the applier still owns `drop`: applying without it prunes it
+    assert_eq!(apply(json!({"keep": "1"}))["data"], json!({"keep": "1"}));
+
+    let managers = |o: &Value| -> Vec<String> {
+        let list = o["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+        list.iter().map(|e| e["manager"].as_str().unwrap_or("").to_string()).collect()
+    };
+    let put = |managed: Value| {
+        let obj = json!({"metadata": {"name": "m", "managedFields": managed}, "data": {"keep": "1", "n": "x"}});
+        body(&write::update(&s, &t, obj.to_string().as_bytes()).unwrap())
+    };
+    let bad =
+        json!([{"manager": "evil", "operation": "Nope", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {}}]);
+    assert_eq!(managers(&put(bad)), ["app", "kubectl"], "an entry that does not decode: the live ones stand");
+    let bad_set = json!([{"manager": "evil", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:metadata": 5, "k:{bad json": {}}}]);
+    assert_eq!(managers(&put(bad_set)), ["app", "kubectl"]);
+    assert!(managers(&put(json!([{}]))).is_empty(), "[{{}}] clears them (the PUT changed nothing to own)");
+
+    let created = create(
+        &s,
+        "default",
+        json!({"metadata": {"name": "c", "managedFields": [{"manager": "evil", "operation": "Nope"}]}, "data": {"a": "b"}}),
+    );
+    assert_eq!(managers(&created), ["kubectl"], "what does not decode is not stored");
+    let good = json!([{"manager": "tool", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:data": {"f:x": {}}, "k:{\"uid\":\"u\"}": {".": {}}, "i:0": {}, "v:\"a\"": {}, "x:later": {}}}]);
+    let created = create(&s, "default", json!({"metadata": {"name": "d", "managedFields": good}, "data": {"x": "1"}}));
+    assert_eq!(managers(&created), ["tool", "kubectl"], "ones that decode are kept");
+}
+
+/// kube's DryRunnableStorage.Create: a dry run finds one in the way as the create would.
+#[test]
+fn a_dry_run_create_of_an_existing_object_conflicts() {
+    let (_d, s) = store();
+    create(&s, "default", json!({"metadata": {"name": "a"}}));
+    let t = target(&s, "configmaps", "default", "", "dryRun=All");
+    let e = write::create(&s, &t, br#"{"metadata":{"name":"a"}}"#, "").unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (409, "configmaps \"a\" already exists"));
+}
+
+/// kube's versionCheckManager and structuredMergeManager: an applied configuration names the
+/// endpoint's kind and version, and carries no managedFields.
+#[test]
+fn an_applied_configuration_names_its_type_and_no_managed_fields() {
+    let (_d, s) = store();
+    let t = Target { create_right: Some(Ok(())), ..target(&s, "configmaps", "default", "a", "fieldManager=x") };
+    let apply = |obj: Value| super::apply::apply(&s, &t, obj.to_string().as_bytes()).unwrap_err();
+    let e = apply(json!({"metadata": {"name": "a"}}));
+    assert_eq!((e.code, e.message.as_str()), (400, "invalid object type: /, Kind="));
+    let e = apply(json!({"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "a"}}));
+    assert_eq!(e.message, "invalid object type: /v2, Kind=ConfigMap");
+    let e = apply(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}));
+    assert_eq!(e.message, "invalid object type: apps/v1, Kind=Deployment");
+    let e = apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "managedFields": [{"manager": "foo", "operation": "Apply"}]}}));
+    assert_eq!((e.code, e.message.as_str()), (400, "metadata.managedFields must be nil"));
+    assert!(s.storage.get("/registry/configmaps/default/a").is_none());
+}
+
 /// The list `t` asks for, written the way every list was before stored bytes: each item
 /// serialized from its tree.
 fn list_from_trees(s: &Store, t: &Target) -> Reply {

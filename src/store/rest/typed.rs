@@ -125,6 +125,22 @@ pub fn check_apply(t: &Target, obj: &mut Value, duplicates: Vec<String>) -> Resu
             Directive::Ignore => {}
         }
     }
+    // kube's versionCheckManager, then structuredMergeManager: an applied configuration names
+    // the endpoint's very kind and version, and no managedFields (they are the server's)
+    let (av, kind) = (obj["apiVersion"].as_str().unwrap_or(""), obj["kind"].as_str().unwrap_or(""));
+    if obj.is_object() && (av != t.def.api_version() || kind != t.def.kind) {
+        // Go's GroupVersionKind.String(), of what ParseGroupVersion makes of it
+        let gv = match av.split('/').collect::<Vec<_>>()[..] {
+            [""] => "/".to_string(),
+            [v] => format!("/{v}"),
+            [g, v] => format!("{g}/{v}"),
+            _ => "/".to_string(),
+        };
+        return Err(Status::bad_request(format!("invalid object type: {gv}, Kind={kind}")));
+    }
+    if obj["metadata"].get("managedFields").is_some_and(|m| !m.is_null()) {
+        return Err(Status::bad_request("metadata.managedFields must be nil"));
+    }
     if let Some(c) = &t.def.custom {
         // kube prunes an applied custom object by its schema (defaults are the stored object's)
         if let (Some(schema), true) = (&c.schema, obj.is_object()) {

@@ -3,7 +3,7 @@
 
 use super::object::{
     disown, field_changes, manager, owned_fields_text, present, record_managed, reply_object, reply_stored, same_value,
-    status,
+    settle_managed_fields, status,
 };
 use super::{decode, now, Target};
 use crate::api::status::StatusDetails;
@@ -197,6 +197,9 @@ pub fn create_value(
         m.remove("generation");
     }
     defaults_on_create(t.def, &mut obj);
+    if operation != "Apply" {
+        settle_managed_fields(&mut obj, None);
+    }
     // RBAC's own checks (its validation, in kube's words, and escalation) come first, as the
     // RBAC storage runs them before the generic store's
     if let Some(admit) = &t.admit {
@@ -209,18 +212,23 @@ pub fn create_value(
     }
     let fields = applied.unwrap_or_else(|| owned_fields_text(&obj));
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
-    if t.query.dry_run() {
-        return Ok(reply_object(store, t, 201, &obj));
-    }
     let key = t.def.key(&t.namespace, &name);
-    let stored = store.create(t.def, &key, obj).map_err(|e| {
+    let refused = |e: StorageError| {
         let mut s = status(t, &name, e);
         // kube's generic store says when the one in the way is on its way out
         if s.code == 409 && store.storage.get(&key).is_some_and(|o| namespace::terminating(&o.value)) {
             s.message = format!("object is being deleted: {}", s.message);
         }
         s
-    })?;
+    };
+    if t.query.dry_run() {
+        // kube's DryRunnableStorage.Create: one in the way is found as the create would find it
+        if store.storage.get(&key).is_some() {
+            return Err(refused(StorageError::AlreadyExists));
+        }
+        return Ok(reply_object(store, t, 201, &obj));
+    }
+    let stored = store.create(t.def, &key, obj).map_err(refused)?;
     Ok(reply_stored(store, t, 201, &stored))
 }
 
@@ -355,6 +363,10 @@ pub(super) fn prepare_update(
             }
         }
     }
+    if operation != "Apply" {
+        settle_managed_fields(&mut new, old_meta.get("managedFields"));
+    }
+    let m = meta(&mut new);
     if old_meta.get("deletionTimestamp").is_some() {
         let old: Vec<&Value> = old_meta["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
         let mut added: Vec<&str> = m
