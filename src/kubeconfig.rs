@@ -83,7 +83,7 @@ struct Ctx {
 impl Kubeconfig {
     /// Reads a kubeconfig file; every error names the file.
     pub fn load(path: &Path) -> anyhow::Result<Kubeconfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = crate::api::documents::read_text(path).with_context(|| format!("reading {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base).map_err(|e| anyhow!("{}: {e:#}", path.display()))
     }
@@ -133,7 +133,7 @@ impl Kubeconfig {
                 (Some(t), _) => Some(t.clone()),
                 (None, Some(f)) => {
                     let p = base.join(f);
-                    let t = std::fs::read_to_string(&p).with_context(|| format!("tokenFile {}", p.display()))?;
+                    let t = crate::reload::read_to_string(&p).with_context(|| format!("tokenFile {}", p.display()))?;
                     kc.token_file = Some(p);
                     Some(t.trim().to_string())
                 }
@@ -213,7 +213,7 @@ impl TokenFile {
         let mut c = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if c.0.elapsed() >= TOKEN_FILE_TTL {
             // an unreadable file keeps the last token, as client-go does
-            if let Ok(t) = std::fs::read_to_string(&self.path) {
+            if let Ok(t) = crate::reload::read_to_string(&self.path) {
                 c.1 = t.trim().to_string();
             }
             c.0 = std::time::Instant::now();
@@ -249,7 +249,7 @@ fn data_or_file(
     match file {
         Some(p) => {
             let p = base.join(p);
-            Ok(Some(std::fs::read(&p).with_context(|| format!("{field} {}", p.display()))?))
+            Ok(Some(crate::reload::read(&p).with_context(|| format!("{field} {}", p.display()))?))
         }
         None => Ok(None),
     }

@@ -44,10 +44,18 @@ pub fn check_dir(dir: &Path) -> anyhow::Result<Vec<Checked>> {
         check(f, r);
     }
     if let Some(rbac) = existing("rbac") {
-        // the files and the loader RBAC's own startup uses, one file at a time
-        for f in crate::api::documents::files(&[rbac])? {
-            let r = crate::authz::rbac::load::load_file(&f).map(drop);
-            check(f, r);
+        // the files and the loader RBAC's own startup uses, one file at a time, then whether
+        // they define an object twice between them
+        let mut objects = Vec::new();
+        for f in crate::api::documents::files(std::slice::from_ref(&rbac))? {
+            let r = crate::authz::rbac::load::load_file(&f);
+            if let Ok(o) = &r {
+                objects.extend(o.iter().map(|o| (f.clone(), o.clone())));
+            }
+            check(f, r.map(drop));
+        }
+        if let Err(e) = crate::authz::rbac::load::check_unique(&objects) {
+            check(rbac, Err(e));
         }
     }
     if let Some(f) = existing("abac.jsonl") {

@@ -13,27 +13,68 @@ use std::time::Duration;
 const POLL: Duration = Duration::from_secs(2);
 /// Settling time after an event, so an editor's write-then-rename is read once, whole.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// The longest a reload waits for a file being written in place to be closed.
+const WRITER_WAIT: Duration = Duration::from_secs(10);
+
+/// The most a policy or certificate file may hold.
+pub const MAX_FILE: u64 = 32 << 20;
+
+/// Reads a policy or certificate file whole. It must be a regular file (a symlink to one
+/// counts): a FIFO or a device would block the reader, a reload thread or startup, for good.
+/// It is opened without blocking and checked as opened, so one swapped in after a look is
+/// caught too; and it may hold at most [`MAX_FILE`] bytes.
+pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let too_large = || Error::new(ErrorKind::InvalidInput, format!("larger than {} MiB", MAX_FILE >> 20));
+    if meta.len() > MAX_FILE {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_FILE + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(too_large());
+    }
+    Ok(buf)
+}
+
+/// [`read`], as UTF-8 text.
+pub fn read_to_string(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
 
 /// A fingerprint of the files' contents (a directory: every file below it).
 fn fingerprint(paths: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
     for p in paths {
-        hash_path(p, &mut h);
+        hash_path(p, &mut h, true);
     }
     h.finish()
 }
 
-fn hash_path(p: &Path, h: &mut DefaultHasher) {
-    if p.is_dir() {
+/// Hashes what `p` holds. Below a watched directory a symlink to a directory is not followed
+/// (as the manifest readers do not follow it): two links to `.` would have the walk go 2^n
+/// ways; its target is hashed instead. A special file is hashed by its kind, never read.
+fn hash_path(p: &Path, h: &mut DefaultHasher, top: bool) {
+    let linked_dir = !top && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) && p.is_dir();
+    if linked_dir {
+        std::fs::read_link(p).ok().hash(h);
+    } else if p.is_dir() {
         let mut entries: Vec<_> =
             std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         entries.sort();
         for e in entries {
             e.hash(h);
-            hash_path(&e, h);
+            hash_path(&e, h, false);
         }
     } else {
-        std::fs::read(p).ok().hash(h);
+        read(p).map_err(|e| e.to_string()).hash(h);
     }
 }
 
@@ -75,6 +116,50 @@ fn concerns(watched: &[PathBuf], changed: &Path) -> bool {
     })
 }
 
+/// The files written in place and not yet closed (inotify's MODIFY without its CLOSE_WRITE).
+#[derive(Default)]
+struct Writing(std::collections::HashSet<PathBuf>);
+
+impl Writing {
+    fn note(&mut self, ev: &notify::Event) {
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        for p in &ev.paths {
+            match ev.kind {
+                EventKind::Modify(ModifyKind::Data(_)) => {
+                    self.0.insert(p.clone());
+                }
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_) => {
+                    self.0.remove(p);
+                }
+                EventKind::Modify(ModifyKind::Name(_)) => {
+                    self.0.remove(p);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Waits, after an event, for the files to settle: the burst of events to end, and a file
+/// written in place to be closed by its writer (up to [`WRITER_WAIT`]), so that a half-written
+/// file (a generator's, `cat > file` from a pipe) is not taken for the policy: its first half
+/// would revoke the rest until the second came.
+fn settle(rx: &std::sync::mpsc::Receiver<()>, writing: &std::sync::Mutex<Writing>) {
+    let deadline = std::time::Instant::now() + WRITER_WAIT;
+    loop {
+        std::thread::sleep(DEBOUNCE);
+        let burst = rx.try_iter().count() > 0;
+        let open = writing.lock().unwrap_or_else(|e| e.into_inner()).any();
+        if !(burst || open) || std::time::Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
 /// Calls `apply` whenever the contents of `paths` change, on a background thread, for the
 /// life of the process. `apply` must build the new state whole and swap it in, or fail
 /// and leave the old one.
@@ -96,11 +181,16 @@ where
                 .iter()
                 .flat_map(|p| [cwd.join(p), std::fs::canonicalize(p).unwrap_or_else(|_| cwd.join(p))])
                 .collect();
+            let writing = std::sync::Arc::new(std::sync::Mutex::new(Writing::default()));
+            let seen = writing.clone();
             let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
                 let relevant = match &ev {
                     Ok(ev) => ev.paths.iter().any(|changed| concerns(&watched, changed)),
                     Err(_) => true,
                 };
+                if let (true, Ok(ev)) = (relevant, &ev) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).note(ev);
+                }
                 if relevant {
                     let _ = tx.send(());
                 }
@@ -124,8 +214,7 @@ where
             let mut last = fingerprint(&paths);
             loop {
                 if rx.recv_timeout(POLL).is_ok() {
-                    std::thread::sleep(DEBOUNCE);
-                    while rx.try_recv().is_ok() {}
+                    settle(&rx, &writing);
                 }
                 let now = fingerprint(&paths);
                 if now != last {

@@ -71,15 +71,23 @@ pub fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A directory's manifests. A symlink to a directory is not followed, as kubectl's `-R` walk
+/// does not follow one (two links to `.` would list every file 2^n times); a symlink to a file
+/// is read (a ConfigMap volume's files are such links). A special file with a manifest's name
+/// is listed, for its read to fail naming it.
 fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
-        let path = e?.path();
+        let e = e?;
+        let path = e.path();
         let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
+        let linked = e.file_type().is_ok_and(|t| t.is_symlink());
         if path.is_dir() {
-            collect_dir(&path, out)?;
+            if !linked {
+                collect_dir(&path, out)?;
+            }
         } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
             out.push(path);
         }
@@ -87,16 +95,26 @@ fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads a policy file's text ([`crate::reload::read`]: a regular file of bounded size), its
+/// YAML nesting checked from the bytes first: libyaml's cost grows faster than the nesting
+/// (a 100 KB file of `[` took 24 s to refuse), so a deep file is refused at once.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let text = crate::reload::read_to_string(path)?;
+    crate::api::decode::check_yaml_depth(text.as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(text)
+}
+
 /// Reads and parses one file; errors name it.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Document>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let text = read_text(path).with_context(|| format!("{}", path.display()))?;
     parse(&text).with_context(|| format!("{}", path.display()))
 }
 
 /// Reads a one-document YAML or JSON config file as `T`; errors read `{what} {path}: {cause}`
 /// (the cause carries the line and column).
 pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{what} {}: {e}", path.display()))?;
+    let text = read_text(path).map_err(|e| anyhow!("{what} {}: {e}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| anyhow!("{what} {}: {e}", path.display()))
 }
 
@@ -134,5 +152,37 @@ mod tests {
         let e = read_config::<Vec<String>>(&dir.path().join("list.yaml"), "--some-file").unwrap_err().to_string();
         assert!(e.starts_with("--some-file ") && e.contains("list.yaml: ") && e.contains("line 2"), "{e}");
         assert_eq!(read_config::<Vec<String>>(&dir.path().join("b.yaml"), "x").ok(), None);
+    }
+
+    /// Links to directories are not followed (two links to `.` listed every file 2^n times),
+    /// links to files are read; a FIFO is listed and its read fails at once, naming it; a
+    /// deep file is refused from its bytes.
+    #[test]
+    fn links_special_files_and_deep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("a.yaml"), "a: 1\n").unwrap();
+        std::fs::create_dir(d.join("..data")).unwrap();
+        std::fs::write(d.join("..data/b.yaml"), "b: 1\n").unwrap();
+        std::os::unix::fs::symlink("..data/b.yaml", d.join("b.yaml")).unwrap();
+        std::os::unix::fs::symlink(".", d.join("self")).unwrap();
+        std::os::unix::fs::symlink(".", d.join("self2")).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(d.join("pipe.yaml")).status().unwrap().success());
+        let names: Vec<_> = files(&[d.to_path_buf()])
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(d).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.yaml", "b.yaml", "pipe.yaml"]);
+        assert_eq!(read(&d.join("b.yaml")).unwrap()[0].value, serde_json::json!({"b": 1}));
+        let e = format!("{:#}", read(&d.join("pipe.yaml")).unwrap_err());
+        assert!(e.ends_with("pipe.yaml: not a regular file"), "{e}");
+        std::fs::write(d.join("deep.yaml"), format!("a: {}", "[".repeat(100_000))).unwrap();
+        let e = format!("{:#}", read(&d.join("deep.yaml")).unwrap_err());
+        assert!(e.ends_with("deep.yaml: yaml: exceeded max depth of 100"), "{e}");
+        let big = std::fs::File::create(d.join("big.yaml")).unwrap();
+        big.set_len(crate::reload::MAX_FILE + 1).unwrap();
+        let e = format!("{:#}", read(&d.join("big.yaml")).unwrap_err());
+        assert!(e.ends_with("big.yaml: larger than 32 MiB"), "{e}");
     }
 }

@@ -148,7 +148,8 @@ pub struct Attributes<'a> {
 
 impl Policy {
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading audit policy {}", path.display()))?;
+        let text = crate::api::documents::read_text(path)
+            .with_context(|| format!("reading audit policy {}", path.display()))?;
         Policy::parse(&text).with_context(|| format!("audit policy {}", path.display()))
     }
 

@@ -103,7 +103,7 @@ pub struct ClaimMappings {
 /// `disallowed`: the service-account issuers, which no JWT issuer may be (kube's
 /// DisallowedIssuers: its tokens would authenticate as service accounts no lookup checks).
 pub fn load_config(path: &Path, disallowed: &[String]) -> anyhow::Result<Vec<Arc<JwtIssuer>>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = crate::api::documents::read_text(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse_config(&text, base, disallowed).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
@@ -415,7 +415,7 @@ impl JwtIssuer {
 }
 
 fn read_jwks_file(path: &Path) -> anyhow::Result<Vec<VerifyKey>> {
-    let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let data = crate::reload::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let keys = keys::parse_jwks(&data).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     if keys.is_empty() {
         anyhow::bail!("{}: no usable signing key", path.display());

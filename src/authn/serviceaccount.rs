@@ -58,7 +58,7 @@ impl ServiceAccounts {
     pub fn load(files: &[PathBuf], issuers: &[String], audiences: &[String]) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         for f in files {
-            let data = std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            let data = crate::reload::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
             keys.extend(keys::parse_pem_keys(&data).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?);
         }
         Ok(Self::new(keys, issuers, audiences))

@@ -21,7 +21,7 @@ impl std::fmt::Debug for TokenFile {
 
 impl TokenFile {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = crate::reload::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Self::parse(&text, &path.display().to_string())
     }
 

@@ -5,7 +5,7 @@ use super::{Attributes, Authorizer, Decision};
 use anyhow::{anyhow, bail};
 use arc_swap::ArcSwap;
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -126,8 +126,8 @@ impl AbacAuthorizer {
         AbacAuthorizer { file: PathBuf::new(), policies: ArcSwap::from_pointee(policies) }
     }
 
-    fn load(file: &PathBuf) -> anyhow::Result<Vec<PolicySpec>> {
-        let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    fn load(file: &Path) -> anyhow::Result<Vec<PolicySpec>> {
+        let text = crate::reload::read_to_string(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
         parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
     }
 

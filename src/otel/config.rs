@@ -34,7 +34,7 @@ impl TracingConfiguration {
         if !path.exists() {
             anyhow::bail!("tracing-config-file {} does not exist", path.display());
         }
-        let data = std::fs::read(path).map_err(|e| {
+        let data = crate::api::documents::read_text(path).map(String::into_bytes).map_err(|e| {
             anyhow::anyhow!(
                 "failed to read tracing config: unable to read tracing configuration from {:?}: {e}",
                 path.display().to_string()

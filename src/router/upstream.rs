@@ -193,7 +193,7 @@ impl Delegate {
         let port = url.port_or_known_default().unwrap_or(443);
         let authority = if sni.contains(':') { format!("[{sni}]:{port}") } else { format!("{sni}:{port}") };
         let ca_pem = match (&a.upstream_apiserver_ca_file, &kc) {
-            (Some(f), _) => Some(std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
+            (Some(f), _) => Some(crate::reload::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?),
             (None, Some(k)) => k.ca.clone(),
             _ => None,
         };
@@ -322,7 +322,7 @@ pub fn review_client(
     proxy_cert: Option<(&std::path::Path, &std::path::Path)>,
 ) -> anyhow::Result<Option<crate::kubeconfig::ApiserverClient>> {
     let Some(d) = Delegate::new(a)? else { return Ok(None) };
-    let ca = a.upstream_apiserver_ca_file.as_deref().map(std::fs::read).transpose()?;
+    let ca = a.upstream_apiserver_ca_file.as_deref().map(crate::reload::read).transpose()?;
     let (base, headers) = match d.identity {
         UpstreamIdentity::Impersonation => {
             let path = a.upstream_apiserver_kubeconfig.as_deref().expect("checked by Delegate::new");
@@ -340,8 +340,8 @@ pub fn review_client(
             let kc = Kubeconfig {
                 server: d.url.clone(),
                 ca,
-                client_cert: Some(std::fs::read(cert)?),
-                client_key: Some(std::fs::read(key)?),
+                client_cert: Some(crate::reload::read(cert)?),
+                client_key: Some(crate::reload::read(key)?),
                 ..Default::default()
             };
             let headers = vec![

@@ -97,7 +97,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Reads every certificate in a PEM file; an empty or unreadable file is an error.
 pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let data = crate::reload::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: invalid PEM: {e}", path.display()))?;
@@ -108,7 +108,7 @@ pub fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 }
 
 pub fn load_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
-    let data = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let data = crate::reload::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     rustls_pemfile::private_key(&mut data.as_slice())
         .map_err(|e| anyhow::anyhow!("{}: invalid PEM: {e}", path.display()))?
         .ok_or_else(|| anyhow::anyhow!("{}: no private key found", path.display()))

@@ -364,6 +364,59 @@ fn reload_under_traffic_keeps_serving_and_rejects_bad_files() {
     wait_until("the third failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures_before + 2);
     fd.wait_for_log("verbs must contain at least one value");
     assert!(sar(&fd, &admin, "alice", "get", "secrets", "default"), "the last good policy is still in force");
+    std::fs::remove_file(root.join("policies/rbac/broken.yaml")).unwrap();
+
+    // an object defined twice fails the reload whole: the copy's wider grant never applies, and
+    // the store's mirror of the files is not rewritten over and over
+    let rv = |fd: &Frontdoor| -> u64 {
+        let l: serde_json::Value =
+            admin.get(fd.url("/apis/rbac.authorization.k8s.io/v1/rolebindings")).send().unwrap().json().unwrap();
+        l["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
+    };
+    let failures = reload_failures(&fd);
+    write_policy(
+        &root,
+        "team-copy.yaml",
+        &role_binding("alice", "default", &["configmaps", "secrets"], &["get", "list"]),
+    );
+    wait_until("the duplicate's failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures);
+    fd.wait_for_log("Role default/r-alice is defined in both");
+    let before = rv(&fd);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rv(&fd), before, "the store is not rewritten");
+    assert!(!sar(&fd, &admin, "alice", "list", "secrets", "default"), "the copy's grant is not in force");
+    std::fs::remove_file(root.join("policies/rbac/team-copy.yaml")).unwrap();
+
+    // a FIFO with a manifest's name fails its reload naming it (it would block the reader), and
+    // links to `.` are not followed: a change beside them still applies
+    let failures = reload_failures(&fd);
+    let fifo = root.join("policies/rbac/pipe.yaml");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    wait_until("the FIFO's failed reload", Duration::from_secs(10), || reload_failures(&fd) > failures);
+    fd.wait_for_log("pipe.yaml: not a regular file");
+    std::fs::remove_file(&fifo).unwrap();
+    for l in ["self", "self2"] {
+        std::os::unix::fs::symlink(".", root.join("policies/rbac").join(l)).unwrap();
+    }
+    write_policy(&root, "team.yaml", &role_binding("alice", "default", &["configmaps"], &["get"]));
+    wait_until("the revocation beside the links", Duration::from_secs(10), || {
+        !sar(&fd, &admin, "alice", "get", "secrets", "default")
+    });
+
+    // a file written in place is read once its writer closes it: its first half (the Role
+    // without its binding) never revokes alice's configmaps meanwhile
+    let policy = role_binding("alice", "default", &["configmaps", "pods"], &["get"]);
+    let (role, binding) = policy.split_at(policy.find("---").unwrap());
+    let mut f =
+        std::fs::OpenOptions::new().write(true).truncate(true).open(root.join("policies/rbac/team.yaml")).unwrap();
+    std::io::Write::write_all(&mut f, role.as_bytes()).unwrap();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(sar(&fd, &admin, "alice", "get", "configmaps", "default"), "the half-written file was taken");
+    }
+    std::io::Write::write_all(&mut f, binding.as_bytes()).unwrap();
+    drop(f);
+    wait_until("the whole file", Duration::from_secs(10), || sar(&fd, &admin, "alice", "get", "pods", "default"));
 
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);

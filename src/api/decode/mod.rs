@@ -134,6 +134,12 @@ pub fn check_yaml_bounds(b: &[u8]) -> Result<(), String> {
     yaml_depth::check(b, MAX_DEPTH, MAX_YAML_NODES)
 }
 
+/// Refuses YAML (a policy file's, of any number of documents) nested deeper than `MAX_DEPTH`;
+/// a file may hold more tokens than a body, being the operator's.
+pub fn check_yaml_depth(b: &[u8]) -> Result<(), String> {
+    yaml_depth::check(b, MAX_DEPTH, usize::MAX)
+}
+
 /// Decodes a JSON body.
 pub fn json(b: &[u8]) -> Result<Value, String> {
     check_json_depth(b)?;

@@ -17,7 +17,30 @@ pub fn load_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, RbacObject)
     for f in documents::files(paths)? {
         objects.extend(load_file(&f)?.into_iter().map(|o| (f.clone(), o)));
     }
+    check_unique(&objects)?;
     Ok(objects)
+}
+
+/// Refuses an object the files define twice: as in the API, a name is one object per kind
+/// and namespace. Were both taken, the policy would be the union of the two while the store's
+/// mirror of the files rewrote each over the other without end.
+pub fn check_unique(objects: &[(PathBuf, RbacObject)]) -> anyhow::Result<()> {
+    let mut seen: std::collections::HashMap<(&str, &str, &str), &Path> = Default::default();
+    for (f, o) in objects {
+        let m = o.meta();
+        if let Some(first) = seen.insert((o.kind(), &m.namespace, &m.name), f) {
+            let what = match m.namespace.as_str() {
+                "" => m.name.clone(),
+                ns => format!("{ns}/{}", m.name),
+            };
+            let at = match first == f {
+                true => format!("twice in {}", f.display()),
+                false => format!("in both {} and {}", first.display(), f.display()),
+            };
+            bail!("{} {what} is defined {at}", o.kind());
+        }
+    }
+    Ok(())
 }
 
 /// The objects of one manifest file; its first bad document fails it.

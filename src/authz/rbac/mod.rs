@@ -100,7 +100,9 @@ impl RbacAuthorizer {
     }
 
     /// Re-reads the policy files, file by file: a file that fails to load keeps its previous
-    /// objects (and is reported in the error) while the other files' changes apply.
+    /// objects (and is reported in the error) while the other files' changes apply. So does a
+    /// path that replaced others (a file where a directory was: its files' objects), or that
+    /// others replaced. An object defined twice fails the reload whole.
     pub fn reload(&self) -> anyhow::Result<()> {
         let listed = crate::api::documents::files(&self.paths)?;
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,10 +113,12 @@ impl RbacAuthorizer {
                 Ok(objs) => next.extend(objs.into_iter().map(|o| (f.clone(), o))),
                 Err(e) => {
                     errors.push(format!("{e:#}"));
-                    next.extend(src.files.iter().filter(|(p, _)| *p == f).cloned());
+                    let replaced = |p: &PathBuf| *p == f || p.starts_with(&f) || f.starts_with(p);
+                    next.extend(src.files.iter().filter(|(p, _)| replaced(p)).cloned());
                 }
             }
         }
+        load::check_unique(&next)?;
         src.files = next;
         self.swap(&src);
         self.files_generation.fetch_add(1, Ordering::Relaxed);

@@ -307,6 +307,33 @@ fn a_bad_file_keeps_its_previous_version() {
     assert_eq!(z.decide(&a).0, Decision::NoOpinion, "p.yaml's revocation applied");
 }
 
+/// A file where the policy directory was keeps, failing, the objects of the files it replaced;
+/// an object two files define fails the reload whole, and the startup.
+#[test]
+fn a_replaced_directory_and_a_duplicate_keep_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let rbac = dir.path().join("rbac");
+    std::fs::create_dir(&rbac).unwrap();
+    std::fs::write(rbac.join("p.yaml"), POLICY).unwrap();
+    let z = RbacAuthorizer::new(vec![rbac.clone()]).unwrap();
+    let alice = user("alice", &[]);
+    let a = res(&alice, "get", "team-a", "", "pods", "", "p");
+    assert_eq!(z.decide(&a).0, Decision::Allow);
+    std::fs::write(rbac.join("copy.yaml"), POLICY).unwrap();
+    let err = format!("{:#}", z.reload().unwrap_err());
+    assert!(err.contains(" is defined in both ") && err.contains("copy.yaml") && err.contains("p.yaml"), "{err}");
+    assert_eq!(z.decide(&a).0, Decision::Allow);
+    let e = RbacAuthorizer::new(vec![rbac.clone()]).err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(e.contains(" is defined in both "), "{e}");
+    std::fs::remove_file(rbac.join("copy.yaml")).unwrap();
+    std::fs::write(rbac.join("twice.yaml"), "").unwrap();
+    z.reload().unwrap();
+    std::fs::rename(&rbac, dir.path().join("old")).unwrap();
+    std::fs::write(&rbac, "x: 1\n").unwrap();
+    assert!(z.reload().is_err());
+    assert_eq!(z.decide(&a).0, Decision::Allow, "the replaced directory's objects are kept");
+}
+
 #[test]
 fn rules_for_lists_cluster_and_namespace_rules() {
     let z = authorizer();

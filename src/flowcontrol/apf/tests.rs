@@ -232,6 +232,24 @@ fn bad_objects_are_refused_with_their_place() {
     }
 }
 
+/// The API keeps one object per name: files that define one twice are refused.
+#[test]
+fn an_object_defined_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let level = "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: PriorityLevelConfiguration\nmetadata: {name: tiny}\nspec: {type: Limited, limited: {nominalConcurrencyShares: 1, limitResponse: {type: Reject}}}\n";
+    std::fs::write(dir.path().join("a.yaml"), level).unwrap();
+    assert!(Objects::load(&[dir.path().to_path_buf()]).is_ok());
+    std::fs::write(dir.path().join("b.yaml"), format!("{level}---\n{level}")).unwrap();
+    let err = format!("{:#}", Objects::load(&[dir.path().to_path_buf()]).unwrap_err());
+    assert!(err.starts_with("PriorityLevelConfiguration tiny is defined in both ") && err.ends_with("b.yaml"), "{err}");
+    std::fs::remove_file(dir.path().join("a.yaml")).unwrap();
+    let err = format!("{:#}", Objects::load(&[dir.path().to_path_buf()]).unwrap_err());
+    assert!(
+        err.starts_with("PriorityLevelConfiguration tiny is defined twice in ") && err.ends_with("b.yaml"),
+        "{err}"
+    );
+}
+
 #[test]
 fn reload_keeps_levels_and_their_seats() {
     let dir = tempfile::tempdir().unwrap();

@@ -270,12 +270,28 @@ impl Objects {
     }
 
     /// Reads files, and every .yaml/.yml/.json file of directories (sorted by name).
+    /// An object defined twice is refused, as the API keeps one per name.
     pub fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
+        let mut seen: std::collections::HashMap<(&str, String), String> = Default::default();
         for p in paths {
             for file in crate::api::documents::files(std::slice::from_ref(p))? {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-                let o = Objects::parse(&text, &file.display().to_string())?;
+                let text =
+                    crate::api::documents::read_text(&file).with_context(|| format!("reading {}", file.display()))?;
+                let origin = file.display().to_string();
+                let o = Objects::parse(&text, &origin)?;
+                let names = o.flow_schemas.iter().map(|f| ("FlowSchema", &f.metadata.name));
+                let names =
+                    names.chain(o.priority_levels.iter().map(|p| ("PriorityLevelConfiguration", &p.metadata.name)));
+                for (kind, name) in names {
+                    if let Some(first) = seen.insert((kind, name.clone()), origin.clone()) {
+                        let at = match first == origin {
+                            true => format!("twice in {origin}"),
+                            false => format!("in both {first} and {origin}"),
+                        };
+                        bail!("{kind} {name} is defined {at}");
+                    }
+                }
                 out.flow_schemas.extend(o.flow_schemas);
                 out.priority_levels.extend(o.priority_levels);
             }
