@@ -10,6 +10,25 @@ use pingora::proxy::Session;
 /// kube-apiserver's default limit on a request body (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// How much of an unread request body is read after an error reply: Go's server's bound
+/// (`maxPostHandlerReadBytes`), past which it closes the connection instead.
+pub const DISCARD_LIMIT: usize = 256 * 1024;
+
+/// Reads and drops what is left of a request body, up to `limit` bytes, once a reply sent
+/// before the body was read is out (a 405 of the route, a 403 of the chain): over HTTP/1.1
+/// the connection can then be kept, as Go's server keeps it; over HTTP/2 the stream ends
+/// without a RST_STREAM under a client still sending (RFC 9113 allows one with NO_ERROR, Go
+/// sends it, and curl drops the reply it came after).
+pub async fn discard(session: &mut Session, limit: usize) {
+    let mut read = 0;
+    while read <= limit {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 /// Reads the whole request body, at most `limit` bytes.
 pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize) -> Result<Vec<u8>, Status> {
     // room for what the client announced (within the limit), not grown by doubling

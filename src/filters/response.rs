@@ -212,6 +212,7 @@ impl Responder {
         add_common_headers(ctx, &mut h);
         self.cors.add_headers(session.req_header(), &mut h);
         ctx.response_code = reply.code;
+        let code = reply.code;
         crate::audit::local_reply(ctx, &reply);
         session.set_keepalive(Some(60));
         session.write_response_header(Box::new(h), false).await?;
@@ -227,6 +228,10 @@ impl Responder {
                 session.write_response_body(None, true).await?;
             }
             _ => session.write_response_body(if head || bodiless { None } else { Some(body) }, true).await?,
+        }
+        if code >= 400 {
+            // an error may come before the body was read (a success has read what it needed)
+            super::request_body::discard(session, super::request_body::DISCARD_LIMIT).await;
         }
         Ok(())
     }

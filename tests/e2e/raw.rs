@@ -377,3 +377,68 @@ fn huffman_digits(v: &[u8]) -> Option<String> {
     }
     (!out.is_empty()).then_some(out)
 }
+
+/// Sends one HTTP/2 request on stream 1 whose body comes in two parts: `first` with the
+/// headers, `rest` only once the response has ended. Returns the response's `:status` and the
+/// RST_STREAM code stream 1 got, if any, by a second after the rest was sent: a server that
+/// answers early and resets the stream under a client still sending had curl drop the reply.
+pub fn h2_early_reply(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    headers: &[(&str, &str)],
+    first: &[u8],
+    rest: &[u8],
+) -> (Option<u16>, Option<u32>) {
+    let mut tls = connect(port, config).expect("handshake");
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let mut block = Vec::new();
+    for (k, v) in headers {
+        hpack_literal(&mut block, k.as_bytes(), v.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    out.extend(frame(1, 0x4, 1, &block));
+    out.extend(frame(0, 0, 1, first));
+    tls.write_all(&out).and_then(|_| tls.flush()).expect("write");
+    let _ = tls.sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let (mut status, mut reset, mut ended, mut rest_sent) = (None, None, false, None::<Instant>);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while Instant::now() < deadline && reset.is_none() && rest_sent.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (ty, flags) = (buf[3], buf[4]);
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            let payload = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            match ty {
+                4 if flags & 1 == 0 => {
+                    let _ = tls.write_all(&frame(4, 1, 0, &[]));
+                }
+                1 if stream == 1 => {
+                    status = status_of(&payload);
+                    ended |= flags & 0x1 != 0;
+                }
+                0 if stream == 1 => ended |= flags & 0x1 != 0,
+                3 if stream == 1 => reset = Some(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])),
+                _ => {}
+            }
+        }
+        if ended && rest_sent.is_none() {
+            let _ = tls.write_all(&frame(0, 0x1, 1, rest)).and_then(|_| tls.flush());
+            rest_sent = Some(Instant::now());
+        }
+        match tls.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    (status, reset)
+}
