@@ -496,6 +496,31 @@ fn a_write_without_managed_fields_keeps_the_live_ones() {
     assert_eq!(managers(&created), ["tool", "kubectl"], "ones that decode are kept");
 }
 
+/// kube's omitempty: empty labels, annotations, finalizers, ownerReferences and data are
+/// neither stored nor owned, on a create, an update or a patch that empties them.
+#[test]
+fn empty_metadata_maps_and_data_are_omitted() {
+    let (_d, s) = store();
+    let o = create(
+        &s,
+        "default",
+        json!({"metadata": {"name": "e", "labels": {}, "annotations": {}, "finalizers": [], "ownerReferences": []},
+            "data": {}, "binaryData": {}}),
+    );
+    let keys = |v: &Value| v.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    assert!(o.get("data").is_none() && o.get("binaryData").is_none(), "{o}");
+    for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        assert!(o["metadata"].get(k).is_none(), "{k}: {}", o["metadata"]);
+    }
+    assert!(o["metadata"].get("managedFields").is_none(), "nothing to own: {}", o["metadata"]);
+    let t = target(&s, "configmaps", "default", "e", "");
+    let t = Target { content_type: "application/merge-patch+json".into(), ..t };
+    let patched = body(&write::patch(&s, &t, br#"{"metadata":{"labels":{"a":"1"}},"data":{"k":"v"}}"#).unwrap());
+    assert_eq!(keys(&patched["metadata"]["labels"]), ["a"]);
+    let patched = body(&write::patch(&s, &t, br#"{"metadata":{"labels":{"a":null}},"data":{"k":null}}"#).unwrap());
+    assert!(patched["metadata"].get("labels").is_none() && patched.get("data").is_none(), "{patched}");
+}
+
 /// kube's DryRunnableStorage.Create: a dry run finds one in the way as the create would.
 #[test]
 fn a_dry_run_create_of_an_existing_object_conflicts() {

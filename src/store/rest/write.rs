@@ -115,6 +115,38 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
     }
     fold_string_data(def, obj);
     api_defaults(def, obj);
+    omit_empty(def, obj);
+}
+
+/// kube's `omitempty`: ObjectMeta's labels, annotations, finalizers and ownerReferences (of every
+/// kind, custom ones' too: kube coerces their metadata through ObjectMeta), and a ConfigMap's or
+/// Secret's data, are never stored or served empty. Kept, `labels: {}` would read as a change
+/// to GitOps diffs and be owned in managedFields, where kube has no such field.
+fn omit_empty(def: &ResourceDef, obj: &mut Value) {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    let omit = |m: &mut Map<String, Value>, keys: &[&str]| {
+        for k in keys {
+            if m.get(*k).is_some_and(empty) {
+                m.remove(*k);
+            }
+        }
+    };
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        omit(m, &["labels", "annotations", "finalizers", "ownerReferences"]);
+    }
+    let data: &[&str] = match (def.group.as_str(), def.resource.as_str()) {
+        ("", "configmaps") => &["data", "binaryData"],
+        ("", "secrets") => &["data"],
+        _ => &[],
+    };
+    if let Some(m) = obj.as_object_mut() {
+        omit(m, data);
+    }
 }
 
 /// kube's defaulting of the kinds that have defaults it applies on every decode.
@@ -323,6 +355,7 @@ pub(super) fn prepare_update(
     };
     fold_string_data(t.def, &mut new);
     api_defaults(t.def, &mut new);
+    omit_empty(t.def, &mut new);
     if namespace::is_namespaces(t.def) {
         namespace::prepare_update(&t.subresource, existing, &mut new);
     }
