@@ -135,6 +135,27 @@ fn field_validation_and_types_as_kube_decodes() {
 }
 
 #[test]
+fn many_unknown_fields_warn_within_kubes_bound() {
+    // one Warning per unknown field made megabytes of headers, more than clients read, while the
+    // object was stored; kube's recorder keeps them to ~4k runes of text
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let mut body = json!({"metadata": {"name": "many"}, "data": {"k": "v"}});
+    for i in 0..20_000 {
+        body[format!("unknown{i}")] = json!("v");
+    }
+    let (code, warnings, v) = post(&c, &fd, CMS, &body.to_string());
+    assert_eq!(code, 201, "{v}");
+    let bytes: usize = warnings.iter().map(String::len).sum();
+    assert!(bytes < 8 * 1024, "{} Warning headers, {bytes} bytes", warnings.len());
+    assert_eq!(warnings.first().map(String::as_str), Some(r#"299 - "unknown field \"unknown0\"""#));
+    let r = c.get(fd.url(&format!("{CMS}/many"))).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().unwrap();
+    assert!(v["data"]["k"] == "v" && v.get("unknown0").is_none(), "{v}");
+}
+
+#[test]
 fn kubes_validation_with_its_texts() {
     let fd = Frontdoor::start(&[]);
     let c = fd.admin_client();

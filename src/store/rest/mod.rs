@@ -314,11 +314,9 @@ fn verb_of(store: &Store, t: &Target, verb: &str, body: &[u8]) -> Result<Reply, 
         "deletecollection" if t.subresource.is_empty() => write::delete_collection(store, t, body),
         other => Err(Status::method_not_allowed(&other.to_ascii_uppercase())),
     };
-    let mut warnings = std::mem::take(&mut *t.warnings.lock().unwrap_or_else(|e| e.into_inner()));
-    // a retried write may have said the same twice
-    let mut seen = std::collections::HashSet::new();
-    warnings.retain(|w| seen.insert(w.clone()));
-    reply.map(|r| warnings.iter().fold(r, |r, w| r.header("Warning", typed::warning_header(w))))
+    let warnings = std::mem::take(&mut *t.warnings.lock().unwrap_or_else(|e| e.into_inner()));
+    let headers = typed::warning_headers(&warnings, typed::WARNING_TOTAL_RUNES, typed::WARNING_ITEM_RUNES);
+    reply.map(|r| headers.into_iter().fold(r, |r, h| r.header("Warning", h)))
 }
 
 /// A `Target` that owns its resource, to move to another thread.

@@ -207,6 +207,50 @@ pub fn warning_header(text: &str) -> String {
     format!("299 - \"{q}\"")
 }
 
+/// The `Warning` header values of a response's warnings, as kube's warning recorder writes them
+/// (k8s.io/apiserver `filters/warning.go`): each text once (a retried write may say the same
+/// twice), and no more than about 4k runes of text in all, since every warning is a header and a
+/// request with many unknown fields once made megabytes of them, more than clients read
+/// (curl and kubectl failed while the object was created). As kube: once the texts would pass
+/// `total` runes, every warning, those before included, is cut to `item` runes, and the
+/// warnings after the total is reached again are dropped. Texts are counted and cut before
+/// they are quoted, so a header never ends in half an escape.
+pub fn warning_headers(texts: &[String], total: usize, item: usize) -> Vec<String> {
+    let cut = |t: &str| t.char_indices().nth(item).map_or(t.len(), |(i, _)| i);
+    let (mut seen, mut ordered, mut headers) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
+    let (mut written, mut truncating) = (0, false);
+    for text in texts.iter().filter(|t| !t.is_empty()) {
+        if truncating && written >= total {
+            break;
+        }
+        if !seen.insert(text.as_str()) {
+            continue;
+        }
+        ordered.push(text.as_str());
+        let t = if truncating { &text[..cut(text)] } else { text.as_str() };
+        let runes = t.chars().count();
+        if written + runes <= total || truncating {
+            written += runes;
+            headers.push(warning_header(t));
+            continue;
+        }
+        // over the total: from now on every warning is cut, those written before too
+        truncating = true;
+        written = 0;
+        headers = ordered
+            .iter()
+            .map(|t| &t[..cut(t)])
+            .inspect(|t| written += t.chars().count())
+            .map(warning_header)
+            .collect();
+    }
+    headers
+}
+
+/// kube's `truncateAtTotalRunes` and `truncateItemRunes`, the bounds of `warning_headers`.
+pub const WARNING_TOTAL_RUNES: usize = 4 * 1024;
+pub const WARNING_ITEM_RUNES: usize = 256;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +261,34 @@ mod tests {
         assert_eq!(directive("Strict"), Directive::Strict);
         assert_eq!(directive("Ignore"), Directive::Ignore);
         assert_eq!(warning_header(r#"unknown field "datax""#), r#"299 - "unknown field \"datax\"""#);
+    }
+
+    fn headers(texts: &[&str], total: usize, item: usize) -> Vec<String> {
+        let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+        warning_headers(&texts, total, item).into_iter().map(|h| h[7..h.len() - 1].to_string()).collect()
+    }
+
+    #[test]
+    fn warnings_once_each_and_truncated_as_kube() {
+        // kube's Test_recorder_AddWarning: empty texts none, the same text once, in order
+        assert!(headers(&["", ""], 25, 5).is_empty());
+        assert_eq!(
+            headers(&["mytext1", "mytext2", "mytext1", "mytext3"], 4096, 256),
+            ["mytext1", "mytext2", "mytext3"]
+        );
+        // kube's TestTruncation, with its bounds of 25 and 5 runes: all kept while the total fits
+        let before = ["aaaaaaaaaa", "aaaaaaaaaa", "bb", "ccc", "Iñtërnâtiô"];
+        assert_eq!(headers(&before, 25, 5), ["aaaaaaaaaa", "bb", "ccc", "Iñtërnâtiô"]);
+        // "e" passes 25: every item is cut to 5 runes (on a rune boundary), those before too,
+        // and once the total is reached again ("ggggg", 26) the rest ("h") is dropped
+        let after = [&before[..], &["e", "ffffffffff", "ffffffffff", "gggggggggg", "h"]].concat();
+        assert_eq!(headers(&after, 25, 5), ["aaaaa", "bb", "ccc", "Iñtër", "e", "fffff", "ggggg"]);
+        // cut before quoting: the header holds whole escapes
+        assert_eq!(warning_headers(&[r#"ab\"c"#.to_string()], 0, 3), [r#"299 - "ab\\""#]);
+        // kube's bounds: 250k unknown fields make ~4 KiB of text, not megabytes
+        let many: Vec<String> = (0..250_000).map(|i| format!("unknown field \"data{i}x\"")).collect();
+        let h = warning_headers(&many, WARNING_TOTAL_RUNES, WARNING_ITEM_RUNES);
+        let bytes: usize = h.iter().map(String::len).sum();
+        assert!(h.len() < 200 && bytes < 2 * WARNING_TOTAL_RUNES, "{} headers, {bytes} bytes", h.len());
     }
 }
