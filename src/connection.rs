@@ -1,5 +1,6 @@
 //! The secure port's HTTP/1.x connections: pingora's per-connection loop
-//! (`ServerApp::process_new`), with two changes that keep an idle connection small.
+//! (`ServerApp::process_new`), with two changes that keep an idle connection small, and a
+//! request line read here as the client sent it (the last bullet).
 //!
 //! - A connection waiting for its next request holds only its TLS stream. pingora builds a
 //!   request's whole state before its first byte arrives: the proxy's request future (~15 KB,
@@ -11,12 +12,15 @@
 //! - A request's own state (pingora's session until `process_new_http` takes it, the request
 //!   future) is boxed and freed when pingora's request ends: inline, it made the loop's future
 //!   ~1.4 KB, held by every idle connection and every HTTP/1.1 watch.
+//! - A request line with a raw control byte after its method is answered here, as Go's server
+//!   answers it (`framing::control_in_request_line`): pingora would percent-encode the byte and
+//!   serve the escape.
 //!
 //! The header buffer holding a request's first read is cut to its size when the header is
 //! complete in it: pingora keeps a request's header buffer for as long as the request lasts
 //! (an hour for a watch), and a request header is a few hundred bytes of its 4 KiB.
 
-use crate::filters::detach;
+use crate::filters::{detach, framing};
 use bytes::BytesMut;
 use futures::FutureExt;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
@@ -25,7 +29,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// pingora's keep-alive for the secure port's HTTP/1.x connections (`ServerApp::process_new`),
 /// which also bounds the wait for a connection's first request.
@@ -115,12 +119,51 @@ async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<B
     head.extend_from_slice(&first);
     // what else has arrived (the rest of the TLS record, usually the whole header); pingora
     // reads the rest
-    if let Some(Ok(_)) = stream.read_buf(&mut head).now_or_never() {
-        if header_complete(&head) {
-            return Some(BytesMut::from(&head[..]));
+    let _ = stream.read_buf(&mut head).now_or_never();
+    // but the request line is read whole here, to be checked as the client sent it: pingora
+    // percent-encodes the control bytes Go refuses (`framing::control_in_request_line`)
+    loop {
+        let (line, whole) = request_line(&head);
+        if framing::control_in_request_line(line) {
+            refuse(stream).await;
+            return None;
+        }
+        if whole || head.len() > MAX_HEADER {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), stream.read_buf(&mut head)).await;
+        if !matches!(read, Ok(Ok(1..))) {
+            return None;
         }
     }
+    if header_complete(&head) {
+        return Some(BytesMut::from(&head[..]));
+    }
     Some(head)
+}
+
+/// pingora's bound on a request header (`MAX_HEADER_SIZE`): past it, pingora refuses the request.
+const MAX_HEADER: usize = 1_048_575;
+
+/// The request line in `head` so far (httparse skips empty lines before it), without its `\n`,
+/// and whether it is whole.
+fn request_line(head: &[u8]) -> (&[u8], bool) {
+    let start = head.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(head.len());
+    let line = &head[start..];
+    match line.iter().position(|&b| b == b'\n') {
+        Some(end) => (&line[..end], true),
+        None => (line, false),
+    }
+}
+
+/// Go's answer to a request line it cannot read, and the connection's end (`conn.serve`): no
+/// handler, and so no audit event or request metric, sees the request.
+async fn refuse(stream: &mut Stream) {
+    let write = async {
+        stream.write_all(framing::GO_BAD_REQUEST).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), write).await;
 }
 
 /// Whether `buf` holds a whole request header (its blank line).
@@ -169,6 +212,41 @@ pub(crate) mod tests {
         // only its captures and the connection for the next request, once
         let once = std::mem::size_of::<(Arc<App>, ShutdownWatch, ReusedHttpStream)>();
         assert!(size <= once + 32, "{size} bytes; its captures and the next request's connection are {once}");
+    }
+
+    #[test]
+    fn the_request_line_is_read_as_sent() {
+        assert_eq!(request_line(b"GET /a HTTP/1.1\r\nHost: a\r\n"), (&b"GET /a HTTP/1.1\r"[..], true));
+        // httparse skips empty lines before it
+        assert_eq!(request_line(b"\r\n\nGET /a\x00 HTTP/1.1\n"), (&b"GET /a\x00 HTTP/1.1"[..], true));
+        assert_eq!(request_line(b"GET /a"), (&b"GET /a"[..], false));
+        assert_eq!(request_line(b"\r\n"), (&b""[..], false));
+    }
+
+    /// A control byte in the target is refused with Go's text, wherever the line's pieces end;
+    /// its escape goes on to pingora.
+    #[tokio::test]
+    async fn a_control_byte_in_the_target_gets_gos_400() {
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        for (sent, refused) in [
+            (&b"GET /api/v1/namespaces/de\x00v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n"[..], true),
+            (b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n", false),
+        ] {
+            let (client, server) = tokio::io::duplex(4096);
+            let (mut client, mut server): (tokio::io::DuplexStream, Stream) = (client, Box::new(server));
+            // the line comes in pieces, its control byte in a later one
+            for piece in sent.chunks(9) {
+                client.write_all(piece).await.unwrap();
+            }
+            let head = next_request(&mut server, &shutdown).await;
+            assert_eq!(head.is_none(), refused, "{}", sent.escape_ascii());
+            if refused {
+                drop(server);
+                let mut answer = Vec::new();
+                client.read_to_end(&mut answer).await.unwrap();
+                assert_eq!(answer, framing::GO_BAD_REQUEST);
+            }
+        }
     }
 
     #[test]

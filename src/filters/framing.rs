@@ -1,7 +1,8 @@
 //! Request framing as Go's net/http checks it before kube-apiserver sees a request: a
 //! `Content-Length` must be one decimal number (several headers only with the same number),
 //! a `Transfer-Encoding` one header saying `chunked` and nothing else, and the target must be
-//! one the chain reads as the client wrote it (`check_target`).
+//! one the chain reads as the client wrote it (`check_target`; a raw control byte in it is
+//! refused earlier, by the connection loop, see `control_in_request_line`).
 //! A proxy and a backend that read a request differently are how requests are smuggled, so
 //! such a request is refused, plain text as Go answers, and its connection closed.
 
@@ -52,9 +53,54 @@ fn check_target(req: &RequestHeader) -> Result<(), Reply> {
     }
 }
 
+/// Whether an HTTP/1.x request line, as the client sent it (its line ending off), has a control
+/// byte (0x00-0x1f, 0x7f) after its method: in its target, which Go's `url.ParseRequestURI`
+/// refuses ("net/url: invalid control character in URL"), or in what follows it, which Go reads
+/// as a malformed HTTP version; either way Go's server answers [`GO_BAD_REQUEST`] before any
+/// handler. pingora does not refuse them: when httparse rejects the line it percent-encodes
+/// them (`escape_illegal_request_line`), so the chain would read `/de\x00v` as `/de%00v`, a legal
+/// escape with its own meaning, and authorize and serve it. Only the connection loop
+/// (`crate::connection`) holds the bytes as sent, so it asks this. (A control byte in the
+/// method is left to the parser, which refuses it; HTTP/2's `:path` is refused by the h2 crate.)
+pub fn control_in_request_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let after_method = line.iter().position(|&b| b == b' ').map_or(&[][..], |i| &line[i + 1..]);
+    after_method.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
+/// What Go's `conn.serve` writes for a request it cannot read (its `publicErr`), before closing
+/// the connection.
+pub const GO_BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_control_byte_after_the_method_is_refused() {
+        for bad in [
+            &b"GET /api/v1/namespaces/de\x00v/configmaps HTTP/1.1"[..],
+            b"GET /api/v1/namespaces/de\rv/configmaps HTTP/1.1",
+            b"GET /api/v1/namespaces/default/secrets/x\x7f HTTP/1.1\r",
+            b"GET /api/v1/pods?labelSelector=a\x01b HTTP/1.1",
+            b"GET /api\t/v1 HTTP/1.1",
+            b"GET /api/v1 x\x1f HTTP/1.1",
+            b"GET /api/v1 HTTP/1.1\x00",
+        ] {
+            assert!(control_in_request_line(bad), "{}", bad.escape_ascii());
+        }
+        // percent-encoded, they are escapes like any other; the line's own CR is its ending
+        for ok in [
+            &b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1"[..],
+            b"GET /api/v1/namespaces/default/secrets/x%7F%0D%0A HTTP/1.1\r",
+            b"GET /caf\xc3\xa9 HTTP/1.1",
+            b"GET",
+            b"",
+        ] {
+            assert!(!control_in_request_line(ok), "{}", ok.escape_ascii());
+        }
+    }
 
     #[test]
     fn a_target_is_a_path_or_an_http_url() {
