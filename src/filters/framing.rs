@@ -14,6 +14,14 @@ use pingora::http::RequestHeader;
 /// take.
 pub fn check(req: &RequestHeader) -> Result<Option<usize>, Reply> {
     check_target(req)?;
+    // Go's readRequest: an HTTP/1.1 request names one host (HTTP/2's is its :authority)
+    if req.version == http::Version::HTTP_11 {
+        match req.headers.get_all(http::header::HOST).iter().count() {
+            0 => return Err(Reply::text(400, "400 Bad Request: missing required Host header")),
+            1 => {}
+            _ => return Err(Reply::text(400, "400 Bad Request: too many Host headers")),
+        }
+    }
     // Go takes one Transfer-Encoding header, `chunked` (nginx's rule): `chunked, chunked`,
     // `gzip, chunked` or two headers are read differently by different servers
     let mut codings = req.headers.get_all(http::header::TRANSFER_ENCODING).iter();
@@ -123,6 +131,7 @@ mod tests {
 
     fn req(lengths: &[&str]) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/api/v1/namespaces/a/configmaps", None).unwrap();
+        r.append_header("Host", "a").unwrap();
         for l in lengths {
             r.append_header("Content-Length", *l).unwrap();
         }
@@ -143,6 +152,7 @@ mod tests {
     fn one_chunked_coding_only() {
         let te = |values: &[&str]| {
             let mut r = RequestHeader::build("POST", b"/api/v1/namespaces/a/configmaps", None).unwrap();
+            r.append_header("Host", "a").unwrap();
             for v in values {
                 r.append_header("Transfer-Encoding", *v).unwrap();
             }
@@ -156,6 +166,24 @@ mod tests {
         {
             assert_eq!(te(bad), Err(501), "{bad:?}");
         }
+    }
+
+    /// Go's readRequest: an HTTP/1.1 request names exactly one host; HTTP/2's is its :authority.
+    #[test]
+    fn an_http11_request_names_one_host() {
+        let hosts = |version: http::Version, hosts: &[&str]| {
+            let mut r = RequestHeader::build("GET", b"/api", None).unwrap();
+            r.set_version(version);
+            for h in hosts {
+                r.append_header("Host", *h).unwrap();
+            }
+            check(&r).map(drop).map_err(|e| String::from_utf8_lossy(&e.body).into_owned())
+        };
+        assert_eq!(hosts(http::Version::HTTP_11, &["a"]), Ok(()));
+        assert_eq!(hosts(http::Version::HTTP_11, &[]), Err("400 Bad Request: missing required Host header".into()));
+        assert_eq!(hosts(http::Version::HTTP_11, &["a", "b"]), Err("400 Bad Request: too many Host headers".into()));
+        assert_eq!(hosts(http::Version::HTTP_10, &[]), Ok(()));
+        assert_eq!(hosts(http::Version::HTTP_2, &[]), Ok(()));
     }
 
     /// The length the chain keeps for the body's reader (`request_body`), read here once.

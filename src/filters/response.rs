@@ -214,7 +214,6 @@ impl Responder {
         ctx.response_code = reply.code;
         let code = reply.code;
         crate::audit::local_reply(ctx, &reply);
-        session.set_keepalive(Some(60));
         session.write_response_header(Box::new(h), false).await?;
         let head = session.req_header().method == http::Method::HEAD;
         let Reply { body, rest, .. } = reply;

@@ -1029,6 +1029,29 @@ fn rows() -> Vec<Row> {
             status(&[405]),
         ));
     }
+    // Go's readRequest: an HTTP/1.1 request names exactly one host
+    r.push(
+        Row::new(
+            "an HTTP/1.1 request without Host (Go: 400)",
+            Req::H1(
+                format!("GET {NS}/configmaps HTTP/1.1\r\nAuthorization: Bearer tok-olive\r\nConnection: close\r\n\r\n")
+                    .into_bytes(),
+            ),
+            status(&[400]),
+        )
+        .has("400 Bad Request: missing required Host header"),
+    );
+    r.push(
+        Row::new(
+            "an HTTP/1.1 request with two Hosts (Go: 400)",
+            Req::H1(
+                format!("GET {NS}/configmaps HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: Bearer tok-olive\r\nConnection: close\r\n\r\n")
+                    .into_bytes(),
+            ),
+            // (pingora refuses it first, without a body)
+            status(&[400]),
+        ),
+    );
     r.push(Row::new(
         "create a namespace on a namespace's path (405)",
         post(

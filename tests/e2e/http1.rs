@@ -130,3 +130,27 @@ fn requests_across_the_first_read_idle_waits_and_large_bodies() {
     tls.flush().unwrap();
     assert_eq!(raw::read_response(&mut tls, Duration::from_secs(10)).status, 400);
 }
+
+/// A connection is kept as the request asks (pingora's reading of Connection and the version,
+/// as Go's): an HTTP/1.0 request without keep-alive has its connection closed after a local
+/// reply, where frontdoor's replies had held every connection open; HTTP/1.1 keeps it.
+#[test]
+fn an_http10_request_has_its_connection_closed() {
+    let fd = Frontdoor::start(&[]);
+    for (version, extra, closed) in
+        [("HTTP/1.0", "", true), ("HTTP/1.0", "Connection: keep-alive\r\n", false), ("HTTP/1.1", "", false)]
+    {
+        for target in ["/readyz", CMS, "/api/v1/namespaces/default/nosuch"] {
+            let mut tls = admin_connection(&fd);
+            let head = format!("GET {target} {version}\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+            tls.write_all(head.as_bytes()).unwrap();
+            tls.flush().unwrap();
+            let r = raw::read_response(&mut tls, Duration::from_secs(15));
+            assert!(r.status == 200 || r.status == 404, "{version} {target}: {}", r.head);
+            tls.sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut rest = [0u8; 64];
+            let ended = matches!(std::io::Read::read(&mut tls, &mut rest), Ok(0));
+            assert_eq!(ended, closed, "{version} {extra:?} {target}: connection closed");
+        }
+    }
+}
