@@ -548,3 +548,44 @@ fn deleting_a_crd_named_like_a_built_in_leaves_the_built_ins_objects() {
     assert!(fd.kubectl_ok(&["get", "role", "victim", "-n", "default", "-o", "name"]).contains("victim"));
     assert!(fd.kubectl_ok(&["get", "crd", "-o", "name"]).contains("crontabs.stable.example.com"));
 }
+
+/// Server-side apply through /status owns the status it applies, as that subresource's: a
+/// status field another manager set is a conflict (kube's text names the subresource), forced
+/// it moves to the applier, and the rest of the object is not touched.
+#[test]
+fn a_status_apply_owns_and_conflicts_on_status_fields() {
+    let fd = Frontdoor::start(&[]);
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "crd.yaml", CRD)]);
+    fd.kubectl_ok(&["apply", "-f", &write(&fd, "ct.yaml", CT), "--validate=false"]);
+    fd.kubectl_ok(&[
+        "patch",
+        "ct",
+        "nightly",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":3}}"#,
+    ]);
+    let url = fd.url("/apis/stable.example.com/v1/namespaces/default/crontabs/nightly/status");
+    let apply = |query: &str, replicas: i64| {
+        let body = format!("apiVersion: stable.example.com/v1\nkind: CronTab\nmetadata: {{name: nightly}}\nspec: {{image: other}}\nstatus: {{replicas: {replicas}}}\n");
+        let r = fd.admin_client().patch(format!("{url}?fieldManager=ctrl2{query}"));
+        let r = r.header("Content-Type", "application/apply-patch+yaml").body(body).send().unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let (code, v) = apply("", 5);
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(
+        v["message"],
+        r#"Apply failed with 1 conflict: conflict with "kubectl-patch" with subresource "status" using stable.example.com/v1: .status.replicas"#
+    );
+    let (code, v) = apply("&force=true", 5);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!((v["status"]["replicas"].as_i64(), v["spec"]["image"].as_str()), (Some(5), Some("my-cron")), "{v}");
+    let entry = v["metadata"]["managedFields"].as_array().unwrap().iter().find(|e| e["manager"] == "ctrl2").cloned();
+    let entry = entry.unwrap_or_else(|| panic!("no entry for the applier: {v}"));
+    assert_eq!((entry["operation"].as_str(), entry["subresource"].as_str()), (Some("Apply"), Some("status")));
+    assert_eq!(entry["fieldsV1"], serde_json::json!({"f:status": {"f:replicas": {}}}));
+    let (code, v) = apply("", 6);
+    assert_eq!(code, 200, "its own field now: {v}");
+}

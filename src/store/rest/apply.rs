@@ -366,8 +366,21 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     check_type(t, &mut config)?;
     check_name(t, &mut config)?;
     check_namespace(t, &mut config)?;
-    let mine = applied_fields(t.def, &config);
+    // through /status only the status is applied (kube's status strategy resets the rest), and
+    // owned as that subresource's: another manager's status fields conflict as anywhere else
+    let mine = match t.subresource.as_str() {
+        "status" => match config.get("status") {
+            Some(status) => fields_of(&json!({ "status": status }), &mut At::of(t.def)),
+            None => json!({}),
+        },
+        _ => applied_fields(t.def, &config),
+    };
     let wanted = paths(&mine);
+    let own = |e: &Value| {
+        e["manager"] == manager.as_str()
+            && e["operation"] == "Apply"
+            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == t.subresource
+    };
     // an apply creates a missing object when its writer may create it (kube's patch handler
     // authorizes that as `create`), and never through a subresource (kube's subresource stores
     // update with forceAllowCreate off): what was authorized is a patch of the subresource.
@@ -417,18 +430,10 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 return Err(s);
             }
         }
-        let before = managed
-            .iter()
-            .find(|e| e["manager"] == manager.as_str() && e["operation"] == "Apply")
-            .map(|e| paths(&e["fieldsV1"]))
-            .unwrap_or_default();
+        let before = managed.iter().find(|e| own(e)).map(|e| paths(&e["fieldsV1"])).unwrap_or_default();
         // a field this manager stops applying goes only when no other manager owns it (or,
         // for a list item, anything in it), as structured-merge-diff prunes
-        let others: Vec<Vec<String>> = managed
-            .iter()
-            .filter(|e| !(e["manager"] == manager.as_str() && e["operation"] == "Apply"))
-            .flat_map(|e| paths(&e["fieldsV1"]))
-            .collect();
+        let others: Vec<Vec<String>> = managed.iter().filter(|e| !own(e)).flat_map(|e| paths(&e["fieldsV1"])).collect();
         for gone in no_longer_applied(&before, &wanted) {
             if !others.iter().any(|o| o.starts_with(&gone)) {
                 remove_path(&mut new, &gone);

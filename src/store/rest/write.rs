@@ -341,6 +341,13 @@ pub(super) fn prepare_update(
         if n["status"].is_null() {
             n.as_object_mut().expect("object").remove("status");
         }
+        if operation == "Apply" {
+            // an apply's ownership is worked out before (and is of the status it applied)
+            match incoming["metadata"].get_mut("managedFields").map(Value::take) {
+                Some(m) => meta(&mut n).insert("managedFields".into(), m),
+                None => meta(&mut n).remove("managedFields"),
+            };
+        }
         n
     } else {
         if t.def.has_status() {
