@@ -682,6 +682,9 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
     }
     let crate::api::decode::Strict { value: p, duplicates } =
         crate::api::decode::json_strict(body).map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
+    if kind == PatchType::Json {
+        check_json_patch_list(t, &p)?;
+    }
     // a JSON patch's own unknown and duplicate keys are its operations', reported as such
     let duplicates = if kind == PatchType::Json { json_patch_findings(&p, &duplicates) } else { duplicates };
     let ops = p.as_array().map_or(0, Vec::len);
@@ -703,7 +706,18 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
                 // a JSON patch may point into a set, or copy one elsewhere: the sets are trees
                 let mut b = base;
                 fields_v1::expand(&mut b);
-                let mut patched = patches::json_patch(&b, &p).map_err(|e| Status::failure(422, "Invalid", e))?;
+                // kube answers a patch that does not apply with a generic 422, the cause unsaid
+                // (NewGenericServerResponse): what kubectl shows is "The request is invalid"
+                let mut patched = patches::json_patch(&b, &p).map_err(|e| {
+                    tracing::debug!(error = %e, "JSON patch does not apply");
+                    let mut s = Status::failure(
+                        422,
+                        "Invalid",
+                        "the server rejected our request due to an error in our request",
+                    );
+                    s.details = Some(Default::default());
+                    s
+                })?;
                 // held as text again: an object's depth is its own, not its sets' trees'
                 fields_v1::hold_as_text(&mut patched);
                 patched
@@ -735,6 +749,27 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
 
 /// kube's reports on a JSON patch's operations: `json patch unknown field "[0].foo"` for a key
 /// an operation has not, `json patch duplicate field "[1].path"` for one given twice.
+/// A JSON patch is a list of operations, or Go's decoder refuses it: with fieldValidation
+/// (Warn, the default, or Strict) kube decodes it into its own operations first, without it
+/// json-patch's DecodePatch does; both are a 400 in Go's words (null is an empty patch).
+fn check_json_patch_list(t: &Target, p: &Value) -> Result<(), Status> {
+    let found = match p {
+        Value::Array(_) | Value::Null => return Ok(()),
+        Value::Object(_) => "object",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+    };
+    Err(Status::bad_request(match super::typed::directive(&t.query.field_validation) {
+        super::typed::Directive::Ignore => {
+            format!("json: cannot unmarshal {found} into Go value of type jsonpatch.Patch")
+        }
+        _ => {
+            format!("error decoding patch: json: cannot unmarshal {found} into Go value of type []handlers.jsonPatchOp")
+        }
+    }))
+}
+
 fn json_patch_findings(ops: &Value, duplicates: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for (i, op) in ops.as_array().into_iter().flatten().enumerate() {
