@@ -1,94 +1,19 @@
-//! Label and field selectors in kube's string syntax (`a=b,c!=d,e in (x,y),!f`).
+//! Label and field selectors of a list or watch, matched against stored objects. The grammars
+//! (kube's `labels.Parse` and `fields.ParseSelector`, with kube's error texts) are in
+//! [`crate::request_info::selector`], the one parser RequestInfo uses too; what is here is
+//! what the store adds: matching objects, and which fields a resource can be selected by.
 
+use crate::request_info::selector::{parse_fields, parse_labels, Requirement};
 use serde_json::Value;
-
-#[derive(Debug, Clone, PartialEq)]
-enum Op {
-    Eq(String),
-    NotEq(String),
-    In(Vec<String>),
-    NotIn(Vec<String>),
-    Exists,
-    NotExists,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Requirement {
-    key: String,
-    op: Op,
-}
 
 /// A parsed label selector; empty matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 
-/// Splits at commas outside parentheses.
-fn split_top(s: &str) -> Vec<String> {
-    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0);
-    for c in s.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
-}
-
-fn valid_label_key(k: &str) -> bool {
-    let name = k.rsplit('/').next().unwrap_or(k);
-    !name.is_empty()
-        && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-fn valid_label_value(v: &str) -> bool {
-    v.is_empty()
-        || (v.len() <= 63
-            && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && v.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()))
-}
-
 impl LabelSelector {
+    /// `labels.Parse`; the error is the message of kube's 400.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let mut reqs = Vec::new();
-        for part in split_top(s) {
-            let req = if let Some(k) = part.strip_prefix('!') {
-                Requirement { key: k.trim().into(), op: Op::NotExists }
-            } else if let Some((k, rest)) = part.split_once(" notin ") {
-                Requirement { key: k.trim().into(), op: Op::NotIn(set(rest)?) }
-            } else if let Some((k, rest)) = part.split_once(" in ") {
-                Requirement { key: k.trim().into(), op: Op::In(set(rest)?) }
-            } else if let Some((k, v)) = part.split_once("!=") {
-                Requirement { key: k.trim().into(), op: Op::NotEq(v.trim().into()) }
-            } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                Requirement { key: k.trim().into(), op: Op::Eq(v.trim().into()) }
-            } else {
-                Requirement { key: part.clone(), op: Op::Exists }
-            };
-            if !valid_label_key(&req.key) {
-                return Err(format!("unable to parse requirement: invalid label key \"{}\"", req.key));
-            }
-            let values: Vec<&String> = match &req.op {
-                Op::Eq(v) | Op::NotEq(v) => vec![v],
-                Op::In(v) | Op::NotIn(v) => v.iter().collect(),
-                _ => vec![],
-            };
-            if let Some(bad) = values.into_iter().find(|v| !valid_label_value(v)) {
-                return Err(format!("unable to parse requirement: invalid label value: \"{bad}\""));
-            }
-            reqs.push(req);
-        }
-        Ok(LabelSelector(reqs))
+        parse_labels(s).map(LabelSelector)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,50 +25,28 @@ impl LabelSelector {
             return true;
         }
         let labels = &obj["metadata"]["labels"];
-        self.0.iter().all(|r| {
-            let v = labels.get(&r.key).and_then(Value::as_str);
-            match &r.op {
-                Op::Eq(x) => v == Some(x.as_str()),
-                Op::NotEq(x) => v != Some(x.as_str()),
-                Op::In(xs) => v.is_some_and(|v| xs.iter().any(|x| x == v)),
-                Op::NotIn(xs) => !v.is_some_and(|v| xs.iter().any(|x| x == v)),
-                Op::Exists => v.is_some(),
-                Op::NotExists => v.is_none(),
-            }
-        })
+        self.0.iter().all(|r| r.matches(labels.get(&r.key).and_then(Value::as_str)))
     }
 }
 
-fn set(s: &str) -> Result<Vec<String>, String> {
-    let s = s.trim();
-    let inner = s
-        .strip_prefix('(')
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("unable to parse requirement: found '{s}', expected: '('"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
-}
-
 /// A parsed field selector over the fields kube supports for every object
-/// (`metadata.name`, `metadata.namespace`) plus a resource's own (e.g. secrets' `type`).
+/// (`metadata.name`, `metadata.namespace`) plus a resource's own (e.g. secrets' `type`):
+/// (field, equal, value) in kube's order of the terms.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
+    /// `fields.ParseSelector`, then the field labels as the resource's `ConvertFieldLabel` takes
+    /// them, term by term in kube's order: one it does not support is kube's `field label not
+    /// supported: <field>` (the field as written: `metadata.name ` with its space too).
     pub fn parse(s: &str, extra_fields: &[&str]) -> Result<Self, String> {
         let mut out = Vec::new();
-        for part in split_top(s) {
-            let (k, eq, v) = if let Some((k, v)) = part.split_once("!=") {
-                (k, false, v)
-            } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                (k, true, v)
-            } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
-            };
-            let k = k.trim();
+        for t in parse_fields(s)? {
+            let k = t.field.as_str();
             if !matches!(k, "metadata.name" | "metadata.namespace") && !extra_fields.contains(&k) {
                 return Err(format!("field label not supported: {k}"));
             }
-            out.push((k.to_string(), eq, v.trim().to_string()));
+            out.push((t.field, t.equal, t.value));
         }
         Ok(FieldSelector(out))
     }
@@ -226,6 +129,27 @@ mod tests {
         assert!(LabelSelector::parse("app in x").is_err());
     }
 
+    /// `>`/`<` compare a label as an integer; `in ()` is the set {""}; a missing label matches
+    /// only the negative operators.
+    #[test]
+    fn label_integers_and_empty_sets() {
+        let objs = [
+            json!({"metadata": {"name": "n5", "labels": {"n": "5", "e": ""}}}),
+            json!({"metadata": {"name": "n12", "labels": {"n": "12", "e": "x"}}}),
+            json!({"metadata": {"name": "nx", "labels": {"n": "x"}}}),
+            json!({"metadata": {"name": "none"}}),
+        ];
+        let names = |sel: &str| -> Vec<&str> {
+            let sel = LabelSelector::parse(sel).unwrap();
+            objs.iter().filter(|o| sel.matches(o)).map(|o| o["metadata"]["name"].as_str().unwrap()).collect()
+        };
+        assert_eq!(names("n>6"), ["n12"]);
+        assert_eq!(names("n<6"), ["n5"]);
+        assert_eq!(names("e in ()"), ["n5"]);
+        assert_eq!(names("e notin ()"), ["n12", "nx", "none"]);
+        assert_eq!(names("e in(x)"), ["n12"]);
+    }
+
     #[test]
     fn fields() {
         let o = json!({"metadata": {"name": "a", "namespace": "n"}, "type": "Opaque"});
@@ -233,6 +157,19 @@ mod tests {
         assert!(!FieldSelector::parse("metadata.namespace!=n", &[]).unwrap().matches(&o));
         assert!(FieldSelector::parse("type==Opaque", &["type"]).unwrap().matches(&o));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err(), "field label not supported: spec.x");
+        // not trimmed, and the first unsupported field in kube's order of the terms
+        assert_eq!(
+            FieldSelector::parse("metadata.name = a", &[]).unwrap_err(),
+            "field label not supported: metadata.name "
+        );
+        assert_eq!(FieldSelector::parse("z=1,b=2", &[]).unwrap_err(), "field label not supported: b");
+        assert_eq!(
+            FieldSelector::parse("metadata.name=x=y", &[]).unwrap_err(),
+            "invalid field selector: unescaped character in value: 61"
+        );
+        assert_eq!(FieldSelector::parse("a", &[]).unwrap_err(), "invalid selector: 'a'; can't understand 'a'");
+        let o = json!({"metadata": {"name": "a,b=c", "namespace": "n"}});
+        assert!(FieldSelector::parse(r"metadata.name=a\,b\=c", &[]).unwrap().matches(&o));
         assert_eq!(FieldSelector::parse("metadata.name=a", &[]).unwrap().name(), Some("a"));
         let ev = json!({"reportingComponent": "kubelet", "source": {}});
         let sel = |s: &str| FieldSelector::parse(s, &["source", "reportingComponent"]).unwrap();

@@ -93,9 +93,9 @@ pub fn qualified_name(value: &str) -> Vec<String> {
         [prefix, name] => {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
-            } else if !is_dns_subdomain(prefix) {
-                let m = if prefix.len() > 253 { "must be no more than 253 characters" } else { SUBDOMAIN_MSG };
-                errs.push(format!("prefix part {m}"));
+            } else {
+                // both of IsDNS1123Subdomain's messages when both apply (too long and ill-formed)
+                errs.extend(dns_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }

@@ -125,3 +125,65 @@ fn large_lists_are_streamed_with_the_bytes_of_their_pages() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), format!("{} cm-0000 {}", N + 1, 2 + 3 * 300));
 }
+
+/// Label and field selectors are read as kube reads them (`labels.Parse`, `fields.ParseSelector`):
+/// a selector that does not parse is a 400 with kube's text for lists and watches alike,
+/// `>`/`<` compare a label as an integer, `in ()` is the set {""}, and a field selector is
+/// neither trimmed nor split inside an escaped value.
+#[test]
+fn selectors_parse_and_match_as_kube() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    fd.kubectl_ok(&["create", "namespace", "sel"]);
+    let cms = fd.url("/api/v1/namespaces/sel/configmaps");
+    for (name, labels) in [
+        ("n5", json!({"n": "5", "e": ""})),
+        ("n12", json!({"n": "12", "e": "x"})),
+        ("nx", json!({"n": "x"})),
+        ("plain", json!({})),
+    ] {
+        let cm = json!({"metadata": {"name": name, "labels": labels}});
+        assert_eq!(c.post(&cms).json(&cm).send().unwrap().status(), 201, "{name}");
+    }
+    let list = |param: &str, selector: &str| -> (u16, Value) {
+        let r = c.get(&cms).query(&[(param, selector)]).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    let names = |param: &str, selector: &str| -> Vec<String> {
+        let (code, body) = list(param, selector);
+        assert_eq!(code, 200, "{selector}: {body}");
+        let mut n: Vec<String> =
+            body["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap().into()).collect();
+        n.retain(|n| n != "kube-root-ca.crt");
+        n.sort();
+        n
+    };
+    assert_eq!(names("labelSelector", "n>6"), ["n12"]);
+    assert_eq!(names("labelSelector", "n<6"), ["n5"], "nx's label is no integer");
+    assert_eq!(names("labelSelector", "e in ()"), ["n5"], "the label present and empty");
+    assert_eq!(names("labelSelector", "e notin ()"), ["n12", "nx", "plain"]);
+    assert_eq!(names("labelSelector", "n in(5,12)"), ["n12", "n5"]);
+    assert_eq!(names("fieldSelector", "metadata.name=n5,metadata.name!=x"), ["n5"]);
+    // an escaped value parses (and names no object: a name has no `,`)
+    assert_eq!(names("fieldSelector", r"metadata.name=a\,b\=c"), Vec::<String>::new());
+
+    let name_part = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+    for (param, selector, message) in [
+        ("labelSelector", "app in x", "unable to parse requirement: found 'x' expected: '('".to_string()),
+        ("labelSelector", "a b=c", "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt".into()),
+        ("labelSelector", "app=x=y", "found '=', expected: ',' or 'end of string'".into()),
+        ("labelSelector", "-a=1", format!("unable to parse requirement: <nil>: Invalid value: \"-a\": {name_part}")),
+        ("labelSelector", "x/y/z=1", "unable to parse requirement: <nil>: Invalid value: \"x/y/z\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')".into()),
+        ("labelSelector", "n>x", "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer".into()),
+        ("fieldSelector", "metadata.name=n5,foo", "invalid selector: 'metadata.name=n5,foo'; can't understand 'foo'".into()),
+        ("fieldSelector", "metadata.name=x=y", "invalid field selector: unescaped character in value: 61".into()),
+        ("fieldSelector", "metadata.name = n5", "field label not supported: metadata.name ".into()),
+    ] {
+        let (code, body) = list(param, selector);
+        assert_eq!((code, body["reason"].as_str(), body["message"].as_str()), (400, Some("BadRequest"), Some(message.as_str())), "{selector}");
+        // a watch parses its selectors alike
+        let r = c.get(&cms).query(&[(param, selector), ("watch", "1"), ("timeoutSeconds", "1")]).send().unwrap();
+        assert_eq!(r.status(), 400, "watch {selector}");
+        assert_eq!(r.json::<Value>().unwrap()["message"], message.as_str(), "watch {selector}");
+    }
+}
