@@ -180,7 +180,19 @@ impl ProxyHttp for Frontdoor {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Box<RequestContext>) -> pingora::Result<bool> {
         match panic_recovery::catch(self.0.handle(session, ctx)).await {
-            Ok(r) => r,
+            // a local handler's I/O error is the client's (it went away, or stalled): pingora
+            // does not say so, and would log it as an error of ours
+            Ok(r) => r.map_err(|mut e| {
+                use pingora::ErrorType::*;
+                let io = matches!(
+                    e.etype,
+                    ReadError | WriteError | ReadTimedout | WriteTimedout | ConnectionClosed | H2Error
+                );
+                if io && *e.esource() == pingora::ErrorSource::Unset {
+                    e.as_down();
+                }
+                e
+            }),
             Err(panic) => {
                 // method and path are as received: the chain changes only headers
                 let what = format!("{} {}", session.req_header().method, session.req_header().uri.path());

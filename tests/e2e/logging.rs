@@ -66,3 +66,34 @@ fn debug_log_keeps_no_credentials() {
     assert!(logs.contains("DEBUG"), "debug lines are written:\n{logs}");
     assert!(!logs.contains("d3bug-token-value"), "a token reached the log:\n{logs}");
 }
+
+/// A client that goes away in the middle of a large list is a debug line (the client's doing),
+/// not an error of the server's: pingora logged each as "Fail to filter request: WriteError".
+#[test]
+fn a_client_gone_mid_response_is_no_error() {
+    let fd = Frontdoor::start(&[]);
+    let admin = fd.admin_client();
+    let big = "v".repeat(1_000_000);
+    for i in 0..3 {
+        let cm = serde_json::json!({"metadata": {"name": format!("big{i}")}, "data": {"k": big}});
+        let r = admin.post(fd.url("/api/v1/namespaces/default/configmaps")).json(&cm).send().unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let chain = std::fs::read_to_string(fd.certs().join("admin.crt")).unwrap();
+    let key = std::fs::read_to_string(fd.certs().join("admin.key")).unwrap();
+    let config = crate::raw::tls_config(&fd.certs().join("ca.crt"), Some((&chain, &key)), &[b"http/1.1"]);
+    for _ in 0..3 {
+        let mut tls = crate::raw::connect(fd.port, config.clone()).unwrap();
+        let req = "GET /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        std::io::Write::write_all(&mut tls, req.as_bytes()).unwrap();
+        let mut first = [0u8; 1000];
+        let _ = std::io::Read::read(&mut tls, &mut first).unwrap();
+        drop(tls); // mid-response
+    }
+    // the server is fine and has said nothing of it at error level
+    assert_eq!(admin.get(fd.url("/readyz")).send().unwrap().status(), 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = fd.logs();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
