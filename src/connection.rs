@@ -89,10 +89,12 @@ async fn request<A: HttpServerApp + Send + Sync + 'static>(
         Some(settings) => settings.apply_to_session(&mut session),
         None => {
             // pingora's settings for a new connection
-            session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
             session.set_keepalive_reuses_remaining(app.server_options().and_then(|o| o.keepalive_request_limit));
         }
     }
+    // the time pingora gives the rest of this request's header, on a reused connection too:
+    // the request before may have left pingora's own keep-alive for HTTP/1.1, which is no limit
+    session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE_SECS) });
     // pipelining stays off (pingora's default), so a reused connection carries no prefix of
     // its own: pingora asserts as much in debug builds
     session.set_pipelined_prefix(head);

@@ -52,29 +52,32 @@ pub fn read_to_string(path: &Path) -> std::io::Result<String> {
 /// A fingerprint of the files' contents (a directory: every file below it).
 fn fingerprint(paths: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
+    let mut walked = std::collections::HashSet::new();
     for p in paths {
-        hash_path(p, &mut h, true);
+        hash_path(p, &mut h, &mut walked);
     }
     h.finish()
 }
 
-/// Hashes what `p` holds. Below a watched directory a symlink to a directory is not followed
-/// (as the manifest readers do not follow it): two links to `.` would have the walk go 2^n
-/// ways; its target is hashed instead. A special file is hashed by its kind, never read.
-fn hash_path(p: &Path, h: &mut DefaultHasher, top: bool) {
-    let linked_dir = !top && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()) && p.is_dir();
-    if linked_dir {
-        std::fs::read_link(p).ok().hash(h);
-    } else if p.is_dir() {
-        let mut entries: Vec<_> =
-            std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        entries.sort();
-        for e in entries {
-            e.hash(h);
-            hash_path(&e, h, false);
+/// Hashes what `p` holds. A directory is walked once however it is reached (by its device and
+/// inode), as the manifest readers walk it: two links to `.` would have the walk go 2^n ways.
+/// A file is read through [`read`], so a special file is hashed by its error, never read.
+fn hash_path(p: &Path, h: &mut DefaultHasher, walked: &mut std::collections::HashSet<(u64, u64)>) {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => {
+            if !walked.insert((m.dev(), m.ino())) {
+                return;
+            }
+            let mut entries: Vec<_> =
+                std::fs::read_dir(p).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+            entries.sort();
+            for e in entries {
+                e.hash(h);
+                hash_path(&e, h, walked);
+            }
         }
-    } else {
-        read(p).map_err(|e| e.to_string()).hash(h);
+        _ => read(p).map_err(|e| e.to_string()).hash(h),
     }
 }
 

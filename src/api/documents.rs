@@ -59,7 +59,7 @@ pub fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for p in paths {
         if p.is_dir() {
             let mut entries = Vec::new();
-            collect_dir(p, &mut entries)?;
+            collect_dir(p, &mut entries, &mut Default::default())?;
             entries.sort();
             out.extend(entries);
         } else if p.exists() {
@@ -71,23 +71,29 @@ pub fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A directory's manifests. A symlink to a directory is not followed, as kubectl's `-R` walk
-/// does not follow one (two links to `.` would list every file 2^n times); a symlink to a file
-/// is read (a ConfigMap volume's files are such links). A special file with a manifest's name
-/// is listed, for its read to fail naming it.
-fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+/// A directory's manifests, below it too. A directory is walked once however it is reached
+/// (by its device and inode): a symlink to one is followed, as a ConfigMap volume's nested
+/// paths are such links (`sub -> ..data/sub`), but two links to `.` no longer list every file
+/// 2^n times. A symlink to a file is read; a special file with a manifest's name is listed,
+/// for its read to fail naming it.
+fn collect_dir(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    walked: &mut std::collections::HashSet<(u64, u64)>,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
+    if !walked.insert((meta.dev(), meta.ino())) {
+        return Ok(());
+    }
     for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
-        let e = e?;
-        let path = e.path();
+        let path = e?.path();
         let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
-        let linked = e.file_type().is_ok_and(|t| t.is_symlink());
         if path.is_dir() {
-            if !linked {
-                collect_dir(&path, out)?;
-            }
+            collect_dir(&path, out, walked)?;
         } else if matches!(path.extension().and_then(|x| x.to_str()), Some("yaml" | "yml" | "json")) {
             out.push(path);
         }
@@ -154,9 +160,10 @@ mod tests {
         assert_eq!(read_config::<Vec<String>>(&dir.path().join("b.yaml"), "x").ok(), None);
     }
 
-    /// Links to directories are not followed (two links to `.` listed every file 2^n times),
-    /// links to files are read; a FIFO is listed and its read fails at once, naming it; a
-    /// deep file is refused from its bytes.
+    /// A directory is walked once however it is reached (two links to `.` listed every file
+    /// 2^n times), a linked one too (a ConfigMap volume's nested paths); links to files are
+    /// read; a FIFO is listed and its read fails at once, naming it; a deep file is refused
+    /// from its bytes.
     #[test]
     fn links_special_files_and_deep_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -165,6 +172,9 @@ mod tests {
         std::fs::create_dir(d.join("..data")).unwrap();
         std::fs::write(d.join("..data/b.yaml"), "b: 1\n").unwrap();
         std::os::unix::fs::symlink("..data/b.yaml", d.join("b.yaml")).unwrap();
+        std::fs::create_dir(d.join("..data/sub")).unwrap();
+        std::fs::write(d.join("..data/sub/c.yaml"), "c: 1\n").unwrap();
+        std::os::unix::fs::symlink("..data/sub", d.join("sub")).unwrap();
         std::os::unix::fs::symlink(".", d.join("self")).unwrap();
         std::os::unix::fs::symlink(".", d.join("self2")).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(d.join("pipe.yaml")).status().unwrap().success());
@@ -173,7 +183,7 @@ mod tests {
             .iter()
             .map(|p| p.strip_prefix(d).unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["a.yaml", "b.yaml", "pipe.yaml"]);
+        assert_eq!(names, ["a.yaml", "b.yaml", "pipe.yaml", "sub/c.yaml"]);
         assert_eq!(read(&d.join("b.yaml")).unwrap()[0].value, serde_json::json!({"b": 1}));
         let e = format!("{:#}", read(&d.join("pipe.yaml")).unwrap_err());
         assert!(e.ends_with("pipe.yaml: not a regular file"), "{e}");

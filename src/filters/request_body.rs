@@ -18,16 +18,29 @@ pub const DISCARD_LIMIT: usize = 256 * 1024;
 /// before the body was read is out (a 405 of the route, a 403 of the chain): over HTTP/1.1
 /// the connection can then be kept, as Go's server keeps it; over HTTP/2 the stream ends
 /// without a RST_STREAM under a client still sending (RFC 9113 allows one with NO_ERROR, Go
-/// sends it, and curl drops the reply it came after).
+/// sends it, and curl drops the reply it came after). A body longer than `limit`, or not
+/// ended within [`DISCARD_TIME`], is left: the connection is closed instead of read on, so no
+/// client holds the request by sending nothing.
 pub async fn discard(session: &mut Session, limit: usize) {
-    let mut read = 0;
-    while read <= limit {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => read += chunk.len(),
-            Ok(None) | Err(_) => return,
+    let read_to_end = async {
+        let mut read = 0;
+        while read <= limit {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
         }
+        false
+    };
+    let ended = tokio::time::timeout(DISCARD_TIME, read_to_end).await.unwrap_or(false);
+    if !ended {
+        session.set_keepalive(None);
     }
 }
+
+/// How long [`discard`] waits for the rest of a body.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reads the whole request body, at most `limit` bytes.
 pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize) -> Result<Vec<u8>, Status> {

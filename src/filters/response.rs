@@ -229,7 +229,9 @@ impl Responder {
             _ => session.write_response_body(if head || bodiless { None } else { Some(body) }, true).await?,
         }
         if code >= 400 {
-            // an error may come before the body was read (a success has read what it needed)
+            // an error may come before the body was read (a success has read what it needed);
+            // the seat is free once the reply is written, not held while the rest comes
+            ctx.inflight = None;
             super::request_body::discard(session, super::request_body::DISCARD_LIMIT).await;
         }
         Ok(())

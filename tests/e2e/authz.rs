@@ -388,7 +388,7 @@ fn reload_under_traffic_keeps_serving_and_rejects_bad_files() {
     std::fs::remove_file(root.join("policies/rbac/team-copy.yaml")).unwrap();
 
     // a FIFO with a manifest's name fails its reload naming it (it would block the reader), and
-    // links to `.` are not followed: a change beside them still applies
+    // links to `.` are walked once: a change beside them still applies
     let failures = reload_failures(&fd);
     let fifo = root.join("policies/rbac/pipe.yaml");
     assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());

@@ -245,3 +245,25 @@ fn an_early_error_reaches_a_client_still_sending_its_body() {
         assert_eq!(r.json::<Value>().unwrap()["reason"], "MethodNotAllowed");
     }
 }
+
+/// A client that announces a body and sends none is answered at once, and its connection is
+/// closed within the short wait for the rest (not held for as long as it keeps quiet).
+#[test]
+fn an_error_for_a_body_never_sent_does_not_hold_the_connection() {
+    let fd = Frontdoor::start(&[]);
+    let chain = std::fs::read_to_string(fd.certs().join("admin.crt")).unwrap();
+    let key = std::fs::read_to_string(fd.certs().join("admin.key")).unwrap();
+    let config = crate::raw::tls_config(&fd.certs().join("ca.crt"), Some((&chain, &key)), &[b"http/1.1"]);
+    let mut tls = crate::raw::connect(fd.port, config).unwrap();
+    let head = "POST /api/v1/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    std::io::Write::write_all(&mut tls, head.as_bytes()).unwrap();
+    let start = Instant::now();
+    let r = crate::raw::read_response(&mut tls, Duration::from_secs(10));
+    assert_eq!(r.status, 405, "{}", r.head);
+    assert!(start.elapsed() < Duration::from_secs(1), "answered at once: {:?}", start.elapsed());
+    tls.sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = [0u8; 16];
+    let n = std::io::Read::read(&mut tls, &mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "closed");
+    assert!(start.elapsed() < Duration::from_secs(5), "closed after the short wait: {:?}", start.elapsed());
+}

@@ -102,23 +102,28 @@ impl RbacAuthorizer {
     /// Re-reads the policy files, file by file: a file that fails to load keeps its previous
     /// objects (and is reported in the error) while the other files' changes apply. So does a
     /// path that replaced others (a file where a directory was: its files' objects), or that
-    /// others replaced. An object defined twice fails the reload whole.
+    /// others replaced. An object the files read define twice fails the reload whole; a kept
+    /// object that a file read now defines gives way to it (it moved out of the failing file).
     pub fn reload(&self) -> anyhow::Result<()> {
         let listed = crate::api::documents::files(&self.paths)?;
         let mut src = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Vec::new();
+        let mut failed = Vec::new();
         let mut errors = Vec::new();
         for f in listed {
             match load::load_file(&f) {
                 Ok(objs) => next.extend(objs.into_iter().map(|o| (f.clone(), o))),
                 Err(e) => {
                     errors.push(format!("{e:#}"));
-                    let replaced = |p: &PathBuf| *p == f || p.starts_with(&f) || f.starts_with(p);
-                    next.extend(src.files.iter().filter(|(p, _)| replaced(p)).cloned());
+                    failed.push(f);
                 }
             }
         }
         load::check_unique(&next)?;
+        let read: std::collections::HashSet<_> = next.iter().map(|(_, o)| o.key()).collect();
+        let replaced = |p: &PathBuf| failed.iter().any(|f| p == f || p.starts_with(f) || f.starts_with(p));
+        let kept = src.files.iter().filter(|(p, o)| replaced(p) && !read.contains(&o.key()));
+        next.extend(kept.cloned().collect::<Vec<_>>());
         src.files = next;
         self.swap(&src);
         self.files_generation.fetch_add(1, Ordering::Relaxed);

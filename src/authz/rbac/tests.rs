@@ -326,6 +326,14 @@ fn a_replaced_directory_and_a_duplicate_keep_the_policy() {
     let e = RbacAuthorizer::new(vec![rbac.clone()]).err().map(|e| format!("{e:#}")).unwrap_or_default();
     assert!(e.contains(" is defined in both "), "{e}");
     std::fs::remove_file(rbac.join("copy.yaml")).unwrap();
+    // the objects moved out of a file that fails now: the kept ones give way, no duplicate
+    std::fs::write(rbac.join("moved.yaml"), POLICY).unwrap();
+    std::fs::write(rbac.join("p.yaml"), "kind: [\n").unwrap();
+    let err = format!("{:#}", z.reload().unwrap_err());
+    assert!(err.contains("p.yaml") && !err.contains("defined"), "{err}");
+    assert_eq!(z.decide(&a).0, Decision::Allow);
+    std::fs::remove_file(rbac.join("moved.yaml")).unwrap();
+    std::fs::write(rbac.join("p.yaml"), POLICY).unwrap();
     std::fs::write(rbac.join("twice.yaml"), "").unwrap();
     z.reload().unwrap();
     std::fs::rename(&rbac, dir.path().join("old")).unwrap();
