@@ -235,19 +235,28 @@ pub(crate) mod tests {
             (b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n", false),
         ] {
             let (client, server) = tokio::io::duplex(4096);
-            let (mut client, mut server): (tokio::io::DuplexStream, Stream) = (client, Box::new(server));
-            // the line comes in pieces, its control byte in a later one
-            for piece in sent.chunks(9) {
-                client.write_all(piece).await.unwrap();
-            }
+            let (client, mut server): (tokio::io::DuplexStream, Stream) = (client, Box::new(server));
+            let (mut reader, mut writer) = tokio::io::split(client);
+            // the line comes in pieces, one read each, its control byte in a later one
+            let pieces: Vec<Vec<u8>> = sent.chunks(9).map(<[u8]>::to_vec).collect();
+            let sender = tokio::spawn(async move {
+                for piece in pieces {
+                    if writer.write_all(&piece).await.is_err() {
+                        break; // refused: the server has gone
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                writer
+            });
             let head = next_request(&mut server, &shutdown).await;
             assert_eq!(head.is_none(), refused, "{}", sent.escape_ascii());
             if refused {
                 drop(server);
                 let mut answer = Vec::new();
-                client.read_to_end(&mut answer).await.unwrap();
+                reader.read_to_end(&mut answer).await.unwrap();
                 assert_eq!(answer, framing::GO_BAD_REQUEST);
             }
+            let _ = sender.await;
         }
     }
 
