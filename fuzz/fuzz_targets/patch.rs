@@ -44,10 +44,11 @@ fn store() -> &'static Store {
         let dir = tempfile::tempdir().unwrap();
         let storage = Arc::new(RedbStorage::open(dir.path(), 1000).unwrap());
         let s = Store::with_storage(resources::defaults(), storage).unwrap();
+        // an applied configuration names its kind and version, as kube's apply requires
         let objects = [
-            json!({"data": {"a": "1", "b": "2"}, "metadata": {"labels": {"app": "x"}}}),
-            json!({"type": "Opaque", "stringData": {"k": "v"}}),
-            json!({"secrets": [{"name": "s1"}, {"name": "s2"}], "imagePullSecrets": [{"name": "p"}]}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1", "b": "2"}, "metadata": {"labels": {"app": "x"}}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "stringData": {"k": "v"}}),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "secrets": [{"name": "s1"}, {"name": "s2"}], "imagePullSecrets": [{"name": "p"}]}),
         ];
         for (resource, body) in RESOURCES.iter().zip(objects) {
             let t = target(&s, resource, "fieldManager=other", TYPES[3]);
