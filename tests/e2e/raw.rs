@@ -241,6 +241,22 @@ fn hpack_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// The next whole frame in `buf`, taken out of it: (type, flags, stream, payload).
+fn next_frame(buf: &mut Vec<u8>) -> Option<(u8, u8, u32, Vec<u8>)> {
+    if buf.len() < 9 {
+        return None;
+    }
+    let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+    if buf.len() < 9 + len {
+        return None;
+    }
+    let (ty, flags) = (buf[3], buf[4]);
+    let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+    let payload = buf[9..9 + len].to_vec();
+    buf.drain(..9 + len);
+    Some((ty, flags, stream, payload))
+}
+
 fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(9 + payload.len());
     let len = payload.len() as u32;
@@ -280,15 +296,7 @@ pub fn h2(port: u16, config: Arc<rustls::ClientConfig>, headers: &[(&str, &str)]
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
-        while buf.len() >= 9 {
-            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
-            if buf.len() < 9 + len {
-                break;
-            }
-            let (ty, flags) = (buf[3], buf[4]);
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
+        while let Some((ty, flags, stream, payload)) = next_frame(&mut buf) {
             match ty {
                 4 if flags & 1 == 0 => {
                     let _ = tls.write_all(&frame(4, 1, 0, &[]));
@@ -407,15 +415,7 @@ pub fn h2_early_reply(
     let mut chunk = [0u8; 16384];
     while Instant::now() < deadline && reset.is_none() && rest_sent.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
     {
-        while buf.len() >= 9 {
-            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
-            if buf.len() < 9 + len {
-                break;
-            }
-            let (ty, flags) = (buf[3], buf[4]);
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
+        while let Some((ty, flags, stream, payload)) = next_frame(&mut buf) {
             match ty {
                 4 if flags & 1 == 0 => {
                     let _ = tls.write_all(&frame(4, 1, 0, &[]));
