@@ -128,7 +128,7 @@ impl Writing {
         use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
         for p in &ev.paths {
             match ev.kind {
-                EventKind::Modify(ModifyKind::Data(_)) => {
+                EventKind::Modify(ModifyKind::Data(_)) if !scratch(p) => {
                     self.0.insert(p.clone());
                 }
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_) => {
@@ -145,6 +145,13 @@ impl Writing {
     fn any(&self) -> bool {
         !self.0.is_empty()
     }
+}
+
+/// An editor's scratch file beside a policy (vim's `.x.yaml.swp`, emacs' `#x.yaml#` and
+/// `x.yaml~`): written for as long as the editor has the policy open, and read by no loader.
+fn scratch(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with('.') || name.starts_with('#') || name.ends_with('~')
 }
 
 /// Waits, after an event, for the files to settle: the burst of events to end, and a file
@@ -227,4 +234,27 @@ where
             }
         })
         .expect("spawn reload thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, AccessMode, DataChange, EventKind, ModifyKind};
+
+    /// A policy written in place counts as being written until its writer closes it; an
+    /// editor's scratch files beside it never do (an open vim would stall every reload).
+    #[test]
+    fn a_file_is_written_until_closed_and_scratch_files_never() {
+        let ev = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let modify = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let mut w = Writing::default();
+        for scratch in ["/p/.team.yaml.swp", "/p/#team.yaml#", "/p/team.yaml~"] {
+            w.note(&ev(modify, scratch));
+        }
+        assert!(!w.any());
+        w.note(&ev(modify, "/p/team.yaml"));
+        assert!(w.any());
+        w.note(&ev(EventKind::Access(AccessKind::Close(AccessMode::Write)), "/p/team.yaml"));
+        assert!(!w.any());
+    }
 }
