@@ -56,8 +56,17 @@ pub async fn read(session: &mut Session, ctx: &mut RequestContext, limit: usize)
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(Status::bad_request(format!("error reading request body: {e}"))),
+            Err(e) => return Err(read_failed(&e)),
         }
+    }
+}
+
+/// Why a body could not be read: a client that stopped sending is kube's timeout (its handler
+/// waits on the body until the request's deadline, a 504), anything else a 400.
+fn read_failed(e: &pingora::Error) -> Status {
+    match e.etype {
+        pingora::ErrorType::ReadTimedout => Status::timeout(),
+        _ => Status::bad_request(format!("error reading request body: {e}")),
     }
 }
 
@@ -129,6 +138,18 @@ pub fn too_large(limit: usize) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body that stopped coming is kube's 504, as a chunked one that stops is; a broken
+    /// one a 400.
+    #[test]
+    fn a_stalled_body_is_a_timeout() {
+        let stalled = pingora::Error::explain(pingora::ErrorType::ReadTimedout, "while reading body");
+        let s = read_failed(&stalled);
+        assert_eq!((s.code, s.reason.as_str()), (504, "Timeout"));
+        assert_eq!(s.message, "Timeout: request did not complete within requested timeout - context deadline exceeded");
+        let broken = pingora::Error::explain(pingora::ErrorType::ReadError, "while reading body");
+        assert_eq!(read_failed(&broken).code, 400);
+    }
 
     #[test]
     fn large_and_yaml_bodies_are_heavy() {
