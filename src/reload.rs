@@ -49,24 +49,36 @@ pub fn read_to_string(path: &Path) -> std::io::Result<String> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
 }
 
+/// The directories a walk of policy paths has entered, by device and inode, so each is walked
+/// once however it is reached: two symlinks to `.` would have a walk go 2^n ways.
+#[derive(Default)]
+pub struct Walked(std::collections::HashSet<(u64, u64)>);
+
+impl Walked {
+    /// Whether the directory of `meta` is entered for the first time.
+    pub fn first(&mut self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.0.insert((meta.dev(), meta.ino()))
+    }
+}
+
 /// A fingerprint of the files' contents (a directory: every file below it).
 fn fingerprint(paths: &[PathBuf]) -> u64 {
     let mut h = DefaultHasher::new();
-    let mut walked = std::collections::HashSet::new();
+    let mut walked = Walked::default();
     for p in paths {
         hash_path(p, &mut h, &mut walked);
     }
     h.finish()
 }
 
-/// Hashes what `p` holds. A directory is walked once however it is reached (by its device and
-/// inode), as the manifest readers walk it: two links to `.` would have the walk go 2^n ways.
-/// A file is read through [`read`], so a special file is hashed by its error, never read.
-fn hash_path(p: &Path, h: &mut DefaultHasher, walked: &mut std::collections::HashSet<(u64, u64)>) {
-    use std::os::unix::fs::MetadataExt;
+/// Hashes what `p` holds: a directory walked once however it is reached ([`Walked`]), as the
+/// manifest readers walk it; a file read through [`read`], so a special file is hashed by its
+/// error, never read.
+fn hash_path(p: &Path, h: &mut DefaultHasher, walked: &mut Walked) {
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => {
-            if !walked.insert((m.dev(), m.ino())) {
+            if !walked.first(&m) {
                 return;
             }
             let mut entries: Vec<_> =
@@ -131,10 +143,9 @@ impl Writing {
                 EventKind::Modify(ModifyKind::Data(_)) if !scratch(p) => {
                     self.0.insert(p.clone());
                 }
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) | EventKind::Remove(_) => {
-                    self.0.remove(p);
-                }
-                EventKind::Modify(ModifyKind::Name(_)) => {
+                EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Remove(_)
+                | EventKind::Modify(ModifyKind::Name(_)) => {
                     self.0.remove(p);
                 }
                 _ => {}

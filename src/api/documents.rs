@@ -3,6 +3,7 @@
 //! object manifests (RBAC objects, APIServices), so they agree on which files count and on
 //! how errors name the document and line.
 
+use crate::reload::Walked;
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
 use serde_json::Value;
@@ -72,18 +73,13 @@ pub fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// A directory's manifests, below it too. A directory is walked once however it is reached
-/// (by its device and inode): a symlink to one is followed, as a ConfigMap volume's nested
-/// paths are such links (`sub -> ..data/sub`), but two links to `.` no longer list every file
-/// 2^n times. A symlink to a file is read; a special file with a manifest's name is listed,
-/// for its read to fail naming it.
-fn collect_dir(
-    dir: &Path,
-    out: &mut Vec<PathBuf>,
-    walked: &mut std::collections::HashSet<(u64, u64)>,
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+/// ([`Walked`]): a symlink to one is followed, as a ConfigMap volume's nested paths are such
+/// links (`sub -> ..data/sub`), but two links to `.` no longer list every file 2^n times. A
+/// symlink to a file is read; a special file with a manifest's name is listed, for its read to
+/// fail naming it.
+fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>, walked: &mut Walked) -> anyhow::Result<()> {
     let meta = std::fs::metadata(dir).with_context(|| format!("{}", dir.display()))?;
-    if !walked.insert((meta.dev(), meta.ino())) {
+    if !walked.first(&meta) {
         return Ok(());
     }
     for e in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
@@ -99,6 +95,15 @@ fn collect_dir(
         }
     }
     Ok(())
+}
+
+/// Why files are refused that define `what` (`Kind namespace/name`) a second time, in `again`
+/// after `first` (the same file: twice in it): as in the API, a name is one object per kind.
+pub fn defined_again(what: &str, first: &Path, again: &Path) -> anyhow::Error {
+    match first == again {
+        true => anyhow!("{what} is defined twice in {}", again.display()),
+        false => anyhow!("{what} is defined in both {} and {}", first.display(), again.display()),
+    }
 }
 
 /// Reads a policy file's text ([`crate::reload::read`]: a regular file of bounded size), its

@@ -11,3 +11,17 @@ pub use status::Status;
 pub mod resource;
 
 pub use resource::ApiResource;
+
+/// Whether `v` is Go's zero value for its JSON type (null, false, 0, "", [] or {}): what a field
+/// tagged `omitempty` leaves out, and what kube's semantic equality takes for absent.
+pub fn is_go_zero(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+    }
+}

@@ -155,14 +155,16 @@ pub fn peek(token: &str) -> Option<Unverified> {
     if parts.next().is_some() {
         return None;
     }
-    let header = jsonwebtoken::decode_header(token).ok()?;
     let json = |part: &str| {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()?;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()
     };
-    // jsonwebtoken's Header has no `crit`: read from the header's own JSON
-    let critical = json(h)?.get("crit").is_some();
-    let claims = json(p)?;
+    // the header read once: jsonwebtoken's Header from its JSON (as decode_header reads it:
+    // unpadded), which has no `crit`, so that is read from the JSON too
+    let header = json(h)?;
+    let critical = header.get("crit").is_some();
+    let header: jsonwebtoken::Header = serde_json::from_value(header).ok()?;
+    let claims = json(p.trim_end_matches('='))?;
     claims.is_object().then_some(Unverified { header, claims, critical })
 }
 

@@ -263,12 +263,14 @@ fn go_type(s: &Schemas, schema: &Value) -> String {
     }
 }
 
-/// How Go's decoder names a JSON value in a type error.
-fn json_kind(v: &Value) -> String {
+/// How Go's decoder names JSON value `v` in a type error, for a target of a number type or not
+/// (Go names a number by its text only when the target is a number type).
+pub(crate) fn json_kind_into(v: &Value, number_target: bool) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(_) => "bool".into(),
-        Value::Number(n) => format!("number {n}"),
+        Value::Number(n) if number_target => format!("number {n}"),
+        Value::Number(_) => "number".into(),
         Value::String(_) => "string".into(),
         Value::Array(_) => "array".into(),
         Value::Object(_) => "object".into(),
@@ -287,12 +289,8 @@ impl Walk<'_> {
         if self.out.error.is_some() {
             return;
         }
-        // Go names a number by its text only when the target is a number type
         let target = go_type(self.s, schema);
-        let what = match v {
-            Value::Number(_) if !matches!(schema["type"].as_str(), Some("integer" | "number")) => "number".to_string(),
-            _ => json_kind(v),
-        };
+        let what = json_kind_into(v, matches!(schema["type"].as_str(), Some("integer" | "number")));
         self.out.error = Some(if self.go_path.is_empty() {
             format!("json: cannot unmarshal {what} into Go value of type {target}")
         } else {

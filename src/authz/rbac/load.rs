@@ -29,15 +29,11 @@ pub fn check_unique(objects: &[(PathBuf, RbacObject)]) -> anyhow::Result<()> {
     for (f, o) in objects {
         let m = o.meta();
         if let Some(first) = seen.insert((o.kind(), &m.namespace, &m.name), f) {
-            let what = match m.namespace.as_str() {
+            let name = match m.namespace.as_str() {
                 "" => m.name.clone(),
                 ns => format!("{ns}/{}", m.name),
             };
-            let at = match first == f {
-                true => format!("twice in {}", f.display()),
-                false => format!("in both {} and {}", first.display(), f.display()),
-            };
-            bail!("{} {what} is defined {at}", o.kind());
+            return Err(documents::defined_again(&format!("{} {name}", o.kind()), first, f));
         }
     }
     Ok(())

@@ -273,23 +273,18 @@ impl Objects {
     /// An object defined twice is refused, as the API keeps one per name.
     pub fn load(paths: &[std::path::PathBuf]) -> anyhow::Result<Objects> {
         let mut out = Objects::default();
-        let mut seen: std::collections::HashMap<(&str, String), String> = Default::default();
+        let mut seen: std::collections::HashMap<(&str, String), std::path::PathBuf> = Default::default();
         for p in paths {
             for file in crate::api::documents::files(std::slice::from_ref(p))? {
                 let text =
                     crate::api::documents::read_text(&file).with_context(|| format!("reading {}", file.display()))?;
-                let origin = file.display().to_string();
-                let o = Objects::parse(&text, &origin)?;
+                let o = Objects::parse(&text, &file.display().to_string())?;
                 let names = o.flow_schemas.iter().map(|f| ("FlowSchema", &f.metadata.name));
                 let names =
                     names.chain(o.priority_levels.iter().map(|p| ("PriorityLevelConfiguration", &p.metadata.name)));
                 for (kind, name) in names {
-                    if let Some(first) = seen.insert((kind, name.clone()), origin.clone()) {
-                        let at = match first == origin {
-                            true => format!("twice in {origin}"),
-                            false => format!("in both {first} and {origin}"),
-                        };
-                        bail!("{kind} {name} is defined {at}");
+                    if let Some(first) = seen.insert((kind, name.clone()), file.clone()) {
+                        return Err(crate::api::documents::defined_again(&format!("{kind} {name}"), &first, &file));
                     }
                 }
                 out.flow_schemas.extend(o.flow_schemas);

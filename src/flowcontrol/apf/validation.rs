@@ -81,22 +81,11 @@ fn list(v: &Value) -> Vec<&str> {
 /// kube's Semantic.DeepEqual on decoded objects: absent, null, zero and empty are one.
 fn normalized(v: &Value) -> Value {
     match v {
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalized(v))).filter(|(_, v)| !is_zero(v)).collect())
-        }
+        Value::Object(m) => Value::Object(
+            m.iter().map(|(k, v)| (k.clone(), normalized(v))).filter(|(_, v)| !crate::api::is_go_zero(v)).collect(),
+        ),
         Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
         other => other.clone(),
-    }
-}
-
-fn is_zero(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
     }
 }
 

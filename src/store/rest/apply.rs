@@ -3,7 +3,7 @@
 //! dropped now are removed unless another manager owns them too; a field another manager set
 //! to a different value is a conflict unless `force=true`.
 
-use super::object::record_managed;
+use super::object::{is_entry, record_managed};
 use super::write::{
     check_name, check_namespace, check_type, create_value, guaranteed_update, precondition, prepare_update,
 };
@@ -376,11 +376,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         _ => applied_fields(t.def, &config),
     };
     let wanted = paths(&mine);
-    let own = |e: &Value| {
-        e["manager"] == manager.as_str()
-            && e["operation"] == "Apply"
-            && e.get("subresource").and_then(Value::as_str).unwrap_or("") == t.subresource
-    };
+    let own = |e: &Value| is_entry(e, &manager, "Apply", &t.subresource);
     // an apply creates a missing object when its writer may create it (kube's patch handler
     // authorizes that as `create`), and never through a subresource (kube's subresource stores
     // update with forceAllowCreate off): what was authorized is a patch of the subresource.

@@ -436,7 +436,7 @@ fn entry_decodes(e: &Value) -> bool {
 
 /// Whether managedFields entry `e` is the one of `manager` through `operation` (and
 /// `subresource`): one entry per such triple, as kube keeps them.
-fn is_entry(e: &Value, manager: &str, operation: &str, subresource: &str) -> bool {
+pub(super) fn is_entry(e: &Value, manager: &str, operation: &str, subresource: &str) -> bool {
     e["manager"] == manager
         && e["operation"] == operation
         && e.get("subresource").and_then(Value::as_str).unwrap_or("") == subresource

@@ -123,15 +123,10 @@ fn defaults_on_create(def: &ResourceDef, obj: &mut Value) {
 /// Secret's data, are never stored or served empty. Kept, `labels: {}` would read as a change
 /// to GitOps diffs and be owned in managedFields, where kube has no such field.
 fn omit_empty(def: &ResourceDef, obj: &mut Value) {
-    let empty = |v: &Value| match v {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
+    // (each of these is a map or a list: its zero value is the empty one, or null)
     let omit = |m: &mut Map<String, Value>, keys: &[&str]| {
         for k in keys {
-            if m.get(*k).is_some_and(empty) {
+            if m.get(*k).is_some_and(crate::api::is_go_zero) {
                 m.remove(*k);
             }
         }
@@ -753,13 +748,10 @@ pub fn patch(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
 /// (Warn, the default, or Strict) kube decodes it into its own operations first, without it
 /// json-patch's DecodePatch does; both are a 400 in Go's words (null is an empty patch).
 fn check_json_patch_list(t: &Target, p: &Value) -> Result<(), Status> {
-    let found = match p {
-        Value::Array(_) | Value::Null => return Ok(()),
-        Value::Object(_) => "object",
-        Value::String(_) => "string",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-    };
+    if matches!(p, Value::Array(_) | Value::Null) {
+        return Ok(());
+    }
+    let found = schema::json_kind_into(p, false);
     Err(Status::bad_request(match super::typed::directive(&t.query.field_validation) {
         super::typed::Directive::Ignore => {
             format!("json: cannot unmarshal {found} into Go value of type jsonpatch.Patch")
