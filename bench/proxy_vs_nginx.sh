@@ -73,13 +73,14 @@ for t in "${TARGETS[@]}"; do
   wait_ok "https://127.0.0.1:$p$PATH_"
 done
 
-# CPU ticks used by a process and its children processes (nginx workers)
+# CPU ticks used by a process and its children processes (nginx workers): "user system"
 ticks() {
-  local total=0 p
+  local user=0 sys=0 p u s
   for p in "$1" $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    read -r u s < <(awk '{print $14, $15}' "/proc/$p/stat" 2>/dev/null || echo 0 0)
+    user=$((user + u)); sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 HZ=$(getconf CLK_TCK)
 
@@ -95,13 +96,13 @@ run() {
     END { printf "%s %.3f %.3f %d\n", rps, p50, p99, bad }'
 }
 
-RESULTS=$TMP/results   # lines: name round rps p50 p99 non2xx cpu_us_per_req
+RESULTS=$TMP/results   # lines: name round rps p50 p99 non2xx cpu_us_per_req user_us sys_us
 : > "$RESULTS"
 PERF_JOB=""
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     read -r name p pid <<<"$t"
-    [ "$pid" != - ] && t0=$(ticks "$pid")
+    [ "$pid" != - ] && read -r u0 s0 < <(ticks "$pid")
     if [ "$name" = frontdoor ] && [ -n "${PERF_OUT:-}" ] && [ "$r" = 1 ]; then
       # PERF_OUT=file: profile frontdoor during its first run (perf report --stdio into the file)
       (sleep 3; perf record -F 499 -g -p "$FD_PID" -o "$TMP/perf.data" -- sleep 5 >/dev/null 2>&1;
@@ -109,10 +110,12 @@ for r in $(seq 1 "$ROUNDS"); do
       PERF_JOB=$!
     fi
     read -r rps p50 p99 bad < <(run "https://127.0.0.1:$p$PATH_")
-    cpu=0
+    cpu="0 0 0"
     if [ "$pid" != - ]; then
-      cpu=$(awk -v t="$(( $(ticks "$pid") - t0 ))" -v h="$HZ" -v r="$rps" -v d="${DUR%s}" \
-        'BEGIN { n = r * (d + 2); if (n > 0) printf "%.1f", t / h * 1e6 / n; else print 0 }')
+      read -r u1 s1 < <(ticks "$pid")
+      # microseconds per request: all, user space, kernel (wrk's warm-up counted in both)
+      cpu=$(awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v h="$HZ" -v r="$rps" -v d="${DUR%s}" \
+        'BEGIN { n = r * (d + 2); if (n > 0) printf "%.1f %.1f %.1f", (u + s) / h * 1e6 / n, u / h * 1e6 / n, s / h * 1e6 / n; else print "0 0 0" }')
     fi
     echo "$name $r $rps $p50 $p99 $bad $cpu" >> "$RESULTS"
   done
@@ -123,13 +126,16 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$RESULTS" | median; }
 
 echo "wrk -t$THREADS -c$CONNS -d$DUR, proxies with $WORKERS workers, $(nproc) cores, medians of $ROUNDS interleaved rounds"
-printf '%-12s %10s %9s %9s %7s %11s %s\n' target req/s p50_ms p99_ms non2xx cpu_us/req "req/s per round"
+printf '%-12s %10s %9s %9s %7s %11s %8s %8s %s\n' target req/s p50_ms p99_ms non2xx cpu_us/req user_us sys_us "req/s per round"
 for t in "${TARGETS[@]}"; do
   read -r name _ _ <<<"$t"
-  printf '%-12s %10.0f %9.3f %9.3f %7d %11s %s\n' "$name" "$(col "$name" 3)" "$(col "$name" 4)" "$(col "$name" 5)" \
-    "$(col "$name" 6)" "$(col "$name" 7)" "$(awk -v n="$name" '$1 == n { printf "%.0f ", $3 }' "$RESULTS")"
+  printf '%-12s %10.0f %9.3f %9.3f %7d %11s %8s %8s %s\n' "$name" "$(col "$name" 3)" "$(col "$name" 4)" "$(col "$name" 5)" \
+    "$(col "$name" 6)" "$(col "$name" 7)" "$(col "$name" 8)" "$(col "$name" 9)" "$(awk -v n="$name" '$1 == n { printf "%.0f ", $3 }' "$RESULTS")"
 done
 F=$(col frontdoor 3)
 ratio() { awk -v f="$F" -v o="$(col "$1" 3)" -v n="$1" 'BEGIN { if (o > 0) printf "frontdoor/%s %.2f  ", n, f / o }'; }
 { ratio direct; ratio bare-cert; ratio bare-nocert; ratio nginx; [ -n "$HP_PID" ] && ratio haproxy; [ -n "$FB_PID" ] && ratio frontdoor-base; [ -n "$BB_PID" ] && ratio bare-base; echo; }
 awk -v c="$(col bare-cert 3)" -v n="$(col bare-nocert 3)" 'BEGIN { if (n > 0) printf "bare pingora: the per-peer client cert costs %.0f%% of throughput\n", (1 - c / n) * 100 }'
+# the engine's own ceiling: what no handler chain on pingora can pass
+awk -v c="$(col bare-cert 3)" -v n="$(col nginx 3)" -v h="$( [ -n "$HP_PID" ] && col haproxy 3 || echo 0)" \
+  'BEGIN { if (c > 0 && n > 0) { printf "bare pingora with the client cert / nginx %.2f", c / n; if (h > 0) printf ", / HAProxy %.2f", c / h; print "" } }'
