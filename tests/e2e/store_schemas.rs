@@ -42,6 +42,11 @@ fn field_validation_and_types_as_kube_decodes() {
     assert_eq!(code, 201, "{v}");
     assert_eq!(warnings, vec![r#"299 - "unknown field \"datax\"""#]);
     assert!(v.get("datax").is_none() && v["data"]["k"] == "v", "{v}");
+    // a field name with a control character: kube refuses such a warning text and drops the
+    // warning (it escaped it); the object is stored all the same
+    let (code, warnings, v) = post(&c, &fd, CMS, r#"{"metadata":{"name":"ctl"},"data\u0001x":{},"datay":1}"#);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(warnings, vec![r#"299 - "unknown field \"datay\"""#]);
     // Ignore: stored without it, silently
     let (code, warnings, v) = post(&c, &fd, &format!("{CMS}?fieldValidation=Ignore"), &unknown.replace("NAME", "i"));
     assert_eq!((code, warnings.len()), (201, 0), "{v}");

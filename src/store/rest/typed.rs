@@ -192,19 +192,19 @@ fn prune_only(kept: &Value, obj: &mut Value) {
     }
 }
 
-/// A `Warning` header value as kube writes one (`299 - "<text>"`, Go-quoted).
-pub fn warning_header(text: &str) -> String {
-    let mut q = String::with_capacity(text.len() + 2);
+/// A `Warning` header value as kube writes one (`299 - "<text>"`, `"` and `\\` escaped: its
+/// `makeQuotedString`); `warning_headers` never gives it a control character.
+fn warning_header(text: &str) -> String {
+    let mut q = String::with_capacity(text.len() + 8);
+    q.push_str("299 - \"");
     for c in text.chars() {
-        match c {
-            '"' => q.push_str("\\\""),
-            '\\' => q.push_str("\\\\"),
-            '\n' => q.push_str("\\n"),
-            c if c.is_control() => q.push_str(&format!("\\x{:02x}", c as u32)),
-            c => q.push(c),
+        if matches!(c, '"' | '\\') {
+            q.push('\\');
         }
+        q.push(c);
     }
-    format!("299 - \"{q}\"")
+    q.push('"');
+    q
 }
 
 /// The `Warning` header values of a response's warnings, as kube's warning recorder writes them
@@ -214,7 +214,9 @@ pub fn warning_header(text: &str) -> String {
 /// (curl and kubectl failed while the object was created). As kube: once the texts would pass
 /// `total` runes, every warning, those before included, is cut to `item` runes, and the
 /// warnings after the total is reached again are dropped. Texts are counted and cut before
-/// they are quoted, so a header never ends in half an escape.
+/// they are quoted, so a header never ends in half an escape. A text with a control character
+/// (Go's `unicode.IsControl`, Rust's `char::is_control`: U+0000-U+001F, U+007F-U+009F) is no
+/// header, as kube's `NewWarningHeader` refuses it, but still counts as said.
 pub fn warning_headers(texts: &[String], total: usize, item: usize) -> Vec<String> {
     let cut = |t: &str| t.char_indices().nth(item).map_or(t.len(), |(i, _)| i);
     let (mut seen, mut ordered, mut headers) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
@@ -228,6 +230,10 @@ pub fn warning_headers(texts: &[String], total: usize, item: usize) -> Vec<Strin
         }
         ordered.push(text.as_str());
         let t = if truncating { &text[..cut(text)] } else { text.as_str() };
+        // kube's NewWarningHeader refuses such a text, and the recorder drops the warning
+        if t.chars().any(char::is_control) {
+            continue;
+        }
         let runes = t.chars().count();
         if written + runes <= total || truncating {
             written += runes;
@@ -240,6 +246,7 @@ pub fn warning_headers(texts: &[String], total: usize, item: usize) -> Vec<Strin
         headers = ordered
             .iter()
             .map(|t| &t[..cut(t)])
+            .filter(|t| !t.chars().any(char::is_control))
             .inspect(|t| written += t.chars().count())
             .map(warning_header)
             .collect();
@@ -290,5 +297,16 @@ mod tests {
         let h = warning_headers(&many, WARNING_TOTAL_RUNES, WARNING_ITEM_RUNES);
         let bytes: usize = h.iter().map(String::len).sum();
         assert!(h.len() < 200 && bytes < 2 * WARNING_TOTAL_RUNES, "{} headers, {bytes} bytes", h.len());
+    }
+
+    #[test]
+    fn a_warning_with_a_control_character_is_dropped_as_kube_drops_it() {
+        // kube's NewWarningHeader refuses C0, DEL and C1 controls; the recorder goes on without
+        // that warning (it still counts as said: the same text again is not a second try)
+        let texts = ["a\u{1}b", "tab\there", "del\u{7f}", "c1\u{85}", "ok", "a\u{1}b", "é ☃"];
+        assert_eq!(headers(&texts, 4096, 256), ["ok", "é ☃"]);
+        // once truncating, a text whose control character was cut off is written
+        let texts = ["aaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbb", "ccccc\u{1}", "\u{1}ddddd"];
+        assert_eq!(headers(&texts, 25, 5), ["aaaaa", "bbbbb", "ccccc"]);
     }
 }
