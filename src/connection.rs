@@ -12,9 +12,10 @@
 //! - A request's own state (pingora's session until `process_new_http` takes it, the request
 //!   future) is boxed and freed when pingora's request ends: inline, it made the loop's future
 //!   ~1.4 KB, held by every idle connection and every HTTP/1.1 watch.
-//! - A request line with a raw control byte after its method is answered here, as Go's server
-//!   answers it (`framing::control_in_request_line`): pingora would percent-encode the byte and
-//!   serve the escape.
+//! - A request line Go's server cannot read (a raw space or control byte in the target, a bad
+//!   escape in its path, a method that is no token, a malformed version) is answered here, as
+//!   Go's server answers it (`framing::go_refuses_request_line`): pingora would percent-encode a
+//!   space or control byte and serve the escape, and serves a bad escape as it stands.
 //!
 //! The header buffer holding a request's first read is cut to its size when the header is
 //! complete in it: pingora keeps a request's header buffer for as long as the request lasts
@@ -122,15 +123,19 @@ async fn next_request(stream: &mut Stream, shutdown: &ShutdownWatch) -> Option<B
     // what else has arrived (the rest of the TLS record, usually the whole header); pingora
     // reads the rest
     let _ = stream.read_buf(&mut head).now_or_never();
-    // but the request line is read whole here, to be checked as the client sent it: pingora
-    // percent-encodes the control bytes Go refuses (`framing::control_in_request_line`)
+    // but the request line is read whole here, to be checked as the client sent it, as Go's
+    // server reads it: pingora percent-encodes the spaces and control bytes Go refuses
+    // (`framing::go_refuses_request_line`)
     loop {
         let (line, whole) = request_line(&head);
-        if framing::control_in_request_line(line) {
-            refuse(stream).await;
-            return None;
+        if whole {
+            if framing::go_refuses_request_line(line) {
+                refuse(stream).await;
+                return None;
+            }
+            break;
         }
-        if whole || head.len() > MAX_HEADER {
+        if head.len() > MAX_HEADER {
             break;
         }
         let read = tokio::time::timeout(Duration::from_secs(KEEPALIVE_SECS), stream.read_buf(&mut head)).await;
@@ -225,14 +230,16 @@ pub(crate) mod tests {
         assert_eq!(request_line(b"\r\n"), (&b""[..], false));
     }
 
-    /// A control byte in the target is refused with Go's text, wherever the line's pieces end;
-    /// its escape goes on to pingora.
+    /// A control byte or a space in the target is refused with Go's text, wherever the line's
+    /// pieces end; their escapes go on to pingora.
     #[tokio::test]
     async fn a_control_byte_in_the_target_gets_gos_400() {
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         for (sent, refused) in [
             (&b"GET /api/v1/namespaces/de\x00v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n"[..], true),
             (b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n", false),
+            (b"GET /api/v1/namespaces/de v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n", true),
+            (b"GET /api/v1/namespaces/de%20v/configmaps HTTP/1.1\r\nHost: a\r\n\r\n", false),
         ] {
             let (client, server) = tokio::io::duplex(4096);
             let (client, mut server): (tokio::io::DuplexStream, Stream) = (client, Box::new(server));

@@ -1,8 +1,8 @@
 //! Request framing as Go's net/http checks it before kube-apiserver sees a request: a
 //! `Content-Length` must be one decimal number (several headers only with the same number),
 //! a `Transfer-Encoding` one header saying `chunked` and nothing else, and the target must be
-//! one the chain reads as the client wrote it (`check_target`; a raw control byte in it is
-//! refused earlier, by the connection loop, see `control_in_request_line`).
+//! one the chain reads as the client wrote it (`check_target`; an HTTP/1.x request line Go
+//! cannot read is refused earlier, by the connection loop, see `go_refuses_request_line`).
 //! A proxy and a backend that read a request differently are how requests are smuggled, so
 //! such a request is refused, plain text as Go answers, and its connection closed.
 
@@ -61,19 +61,70 @@ fn check_target(req: &RequestHeader) -> Result<(), Reply> {
     }
 }
 
-/// Whether an HTTP/1.x request line, as the client sent it (its line ending off), has a control
-/// byte (0x00-0x1f, 0x7f) after its method: in its target, which Go's `url.ParseRequestURI`
-/// refuses ("net/url: invalid control character in URL"), or in what follows it, which Go reads
-/// as a malformed HTTP version; either way Go's server answers [`GO_BAD_REQUEST`] before any
-/// handler. pingora does not refuse them: when httparse rejects the line it percent-encodes
-/// them (`escape_illegal_request_line`), so the chain would read `/de\x00v` as `/de%00v`, a legal
-/// escape with its own meaning, and authorize and serve it. Only the connection loop
-/// (`crate::connection`) holds the bytes as sent, so it asks this. (A control byte in the
-/// method is left to the parser, which refuses it; HTTP/2's `:path` is refused by the h2 crate.)
-pub fn control_in_request_line(line: &[u8]) -> bool {
+/// Whether Go's server refuses an HTTP/1.x request line, as the client sent it (its `\n` off),
+/// before any handler sees it (`readRequest`, answered with [`GO_BAD_REQUEST`] and the
+/// connection closed): one that `parseRequestLine` cannot cut into method SP target SP version
+/// (a space in the target, a doubled or trailing space: Go's target then ends at the second
+/// space and the rest is no version), a method that is no token (`validMethod`), a version that
+/// is not `HTTP/` digit `.` digit (`ParseHTTPVersion`), or a target `url.ParseRequestURI`
+/// refuses ([`request_uri`]). pingora does not refuse all of these: when
+/// httparse rejects the line it percent-encodes spaces and control bytes in what it takes for
+/// the target (`escape_illegal_request_line`), so `/de v` was served as `/de%20v` and `/de\x00v`
+/// as the legal escape `/de%00v`, and it reads a malformed escape (`%zz`) as the path's bytes.
+/// Only the connection loop (`crate::connection`) holds the line as sent, so it asks this.
+/// Which forms of target are served (a path, `*`, an `http(s)` URL) stays [`check_target`]'s,
+/// for HTTP/2 as well.
+pub fn go_refuses_request_line(line: &[u8]) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let after_method = line.iter().position(|&b| b == b' ').map_or(&[][..], |i| &line[i + 1..]);
-    after_method.iter().any(|&b| b < 0x20 || b == 0x7f)
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+        return true;
+    };
+    let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+    let version_ok = matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit());
+    // a CONNECT's target is an authority, which Go reads as the URL `http://` followed by it
+    let uri_ok = if method == b"CONNECT" && !target.starts_with(b"/") {
+        request_uri(&[&b"http://"[..], target].concat())
+    } else {
+        request_uri(target)
+    };
+    method.is_empty() || !method.iter().all(token) || !version_ok || !uri_ok
+}
+
+/// Whether `url.ParseRequestURI` takes a request target: no control byte (0x00-0x1f, 0x7f: "net/url:
+/// invalid control character in URL"), not empty, a scheme before a `:` if any (`:/x` is "missing
+/// protocol scheme"), a path starting with `/` unless there is a scheme or it is `*` ("invalid URI
+/// for request"; with one, a rest not starting with `/` is an opaque URL taken as it is), and every `%` in the path (after an absolute URL's authority, before the query)
+/// followed by two hex digits (`unescape`'s "invalid URL escape"). Bytes past 0x7f are taken, as
+/// Go takes them; so is anything in the query. (An authority's host is not read here: a bad one
+/// is left to pingora and the router.)
+fn request_uri(target: &[u8]) -> bool {
+    if target == b"*" {
+        return true;
+    }
+    if target.is_empty() || target.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return false;
+    }
+    // getScheme: letters, then letters, digits, `+-.`, up to a `:`
+    let scheme_end = target.iter().position(|&b| !(b.is_ascii_alphanumeric() || b"+-.".contains(&b)));
+    let rest = match scheme_end {
+        Some(0) if target[0] == b':' => return false,
+        Some(i) if target[i] == b':' && target[0].is_ascii_alphabetic() => &target[i + 1..],
+        _ => target,
+    };
+    let scheme = rest.len() < target.len();
+    let mut path = rest.split(|&b| b == b'?').next().unwrap_or_default();
+    if !path.starts_with(b"/") {
+        // with a scheme, an opaque URL (`x:y`), taken as it is
+        return scheme;
+    }
+    if scheme {
+        if let Some(authority) = path.strip_prefix(b"//") {
+            path = authority.iter().position(|&b| b == b'/').map_or(&[][..], |i| &authority[i..]);
+        }
+    }
+    path.split(|&b| b == b'%').skip(1).all(|after| after.len() >= 2 && after[..2].iter().all(u8::is_ascii_hexdigit))
 }
 
 /// What Go's `conn.serve` writes for a request it cannot read (its `publicErr`), before closing
@@ -86,8 +137,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_raw_control_byte_after_the_method_is_refused() {
+    fn a_request_line_go_cannot_read_is_refused() {
         for bad in [
+            // control bytes in the target or after it
             &b"GET /api/v1/namespaces/de\x00v/configmaps HTTP/1.1"[..],
             b"GET /api/v1/namespaces/de\rv/configmaps HTTP/1.1",
             b"GET /api/v1/namespaces/default/secrets/x\x7f HTTP/1.1\r",
@@ -95,18 +147,60 @@ mod tests {
             b"GET /api\t/v1 HTTP/1.1",
             b"GET /api/v1 x\x1f HTTP/1.1",
             b"GET /api/v1 HTTP/1.1\x00",
+            // not method SP target SP version
+            b"GET /api/v1/namespaces/de v/configmaps HTTP/1.1",
+            b"GET /api/v1 HTTP/1.1 ",
+            b"GET  /api/v1 HTTP/1.1",
+            b"GET /api/v1  HTTP/1.1",
+            b" GET /api/v1 HTTP/1.1",
+            b"GET /api/v1",
+            b"GET /api/v1 HTTP/1.1\r\r",
+            b"GET",
+            b"",
+            // a method that is no token
+            b"G(T /api/v1 HTTP/1.1",
+            b"G\x01T /api/v1 HTTP/1.1",
+            b"G\xc3\x89T /api/v1 HTTP/1.1",
+            // a version that is not HTTP/d.d
+            b"GET /api/v1 http/1.1",
+            b"GET /api/v1 HTTP/1",
+            b"GET /api/v1 HTTP/1.10",
+            b"GET /api/v1 HTTP/x.1",
+            // a target url.ParseRequestURI refuses for its bytes
+            b"GET :/api/v1 HTTP/1.1",
+            b"GET /api/v1/namespaces/a%zz/configmaps HTTP/1.1",
+            b"GET /api/v1/namespaces/a% HTTP/1.1",
+            b"GET /api/v1/namespaces/a%4 HTTP/1.1",
+            b"GET /a%%41 HTTP/1.1",
+            b"GET https://h/a%g1?x=1 HTTP/1.1",
+            b"GET foo HTTP/1.1",
+            b"GET ?x HTTP/1.1",
+            b"GET 1:/api HTTP/1.1",
+            b"CONNECT h:443/%zz HTTP/1.1",
         ] {
-            assert!(control_in_request_line(bad), "{}", bad.escape_ascii());
+            assert!(go_refuses_request_line(bad), "{}", bad.escape_ascii());
         }
-        // percent-encoded, they are escapes like any other; the line's own CR is its ending
+        // percent-encoded bytes are escapes like any other; the line's own CR is its ending; Go
+        // takes bytes past 0x7f, any token method and version, a bad escape in the query or in
+        // an authority, and leaves which targets are served to check_target
         for ok in [
             &b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1"[..],
             b"GET /api/v1/namespaces/default/secrets/x%7F%0D%0A HTTP/1.1\r",
             b"GET /caf\xc3\xa9 HTTP/1.1",
-            b"GET",
-            b"",
+            b"GET /a\"<>{}|\\^` HTTP/1.0",
+            b"get /a?x=%zz&y=% HTTP/1.1",
+            b"M-S.E_A!R#C$H /a HTTP/1.1",
+            b"GET /a HTTP/1.2",
+            b"GET /a HTTP/2.0",
+            b"GET * HTTP/1.1",
+            b"GET https://h%zz/a HTTP/1.1",
+            b"GET //h/x%41 HTTP/1.1",
+            b"GET x:/api HTTP/1.1",
+            b"GET x:opaque%zz HTTP/1.1",
+            b"CONNECT 10.0.0.1:443 HTTP/1.1",
+            b"CONNECT /rpc HTTP/1.1",
         ] {
-            assert!(!control_in_request_line(ok), "{}", ok.escape_ascii());
+            assert!(!go_refuses_request_line(ok), "{}", ok.escape_ascii());
         }
     }
 

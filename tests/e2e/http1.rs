@@ -125,7 +125,7 @@ fn requests_across_the_first_read_idle_waits_and_large_bodies() {
     tls.flush().unwrap();
     assert_eq!(raw::read_response(&mut tls, Duration::from_secs(10)).status, 200);
 
-    // a malformed request after the first byte is still pingora's 400
+    // a malformed request line after the first byte is Go's 400 (the connection loop's)
     tls.write_all(b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     tls.flush().unwrap();
     assert_eq!(raw::read_response(&mut tls, Duration::from_secs(10)).status, 400);
@@ -152,5 +152,52 @@ fn an_http10_request_has_its_connection_closed() {
             let ended = matches!(std::io::Read::read(&mut tls, &mut rest), Ok(0));
             assert_eq!(ended, closed, "{version} {extra:?} {target}: connection closed");
         }
+    }
+}
+
+/// A request line Go's server cannot read (net/http readRequest: parseRequestLine, validMethod,
+/// ParseHTTPVersion, url.ParseRequestURI) is answered with Go's bytes exactly and the connection
+/// closed, before any handler: pingora percent-encoded a space in the target (`de v` was served
+/// as the namespace `de%20v`) and served a malformed escape as it stood. What Go takes (bytes past
+/// 0x7f, the escapes themselves, a bad escape in the query) is served as before.
+#[test]
+fn a_request_line_go_cannot_read_is_refused_as_go_refuses_it() {
+    let fd = Frontdoor::start(&[]);
+    const GO_400: &str =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request";
+    let send = |line: &[u8]| {
+        let mut tls = admin_connection(&fd);
+        tls.write_all(&[line, &b"\r\nHost: 127.0.0.1\r\n\r\n"[..]].concat()).unwrap();
+        tls.flush().unwrap();
+        tls
+    };
+    for line in [
+        &b"GET /api/v1/namespaces/de v/configmaps HTTP/1.1"[..],
+        b"GET /api/v1/namespaces/default/configmaps/x HTTP/1.1 ",
+        b"GET  /api/v1/namespaces/default/configmaps HTTP/1.1",
+        b"GET /api/v1/namespaces/a%zz/configmaps HTTP/1.1",
+        b"GET /api/v1/namespaces/default/configmaps/x% HTTP/1.1",
+        b"G(T /api/v1/namespaces/default/configmaps HTTP/1.1",
+        b"GET /api/v1/namespaces/default/configmaps http/1.1",
+        b"GET :/api/v1/namespaces/default/configmaps HTTP/1.1",
+        b"GET /api/v1/namespaces/default/configmaps\x7f HTTP/1.1",
+    ] {
+        let mut tls = send(line);
+        // everything until the server closes: Go's answer and nothing else
+        let mut answer = Vec::new();
+        let read = std::io::Read::read_to_end(&mut tls, &mut answer);
+        assert!(read.is_ok(), "{}: {read:?} after {}", line.escape_ascii(), answer.escape_ascii());
+        assert_eq!(String::from_utf8_lossy(&answer), GO_400, "{}", line.escape_ascii());
+    }
+    // what Go takes is served: the escapes, bytes past 0x7f, a bad escape in the query
+    for line in [
+        &b"GET /api/v1/namespaces/de%20v/configmaps HTTP/1.1"[..],
+        b"GET /api/v1/namespaces/caf\xc3\xa9/configmaps HTTP/1.1",
+        b"GET /api/v1/namespaces/default/configmaps?x=%zz HTTP/1.1",
+    ] {
+        let mut tls = send(line);
+        let r = raw::read_response(&mut tls, Duration::from_secs(15));
+        assert_eq!(r.status, 200, "{}: {}", line.escape_ascii(), r.head);
+        assert!(r.body.contains("\"kind\":\"ConfigMapList\""), "{}", r.body);
     }
 }
