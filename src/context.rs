@@ -55,6 +55,9 @@ pub struct RequestContext {
     pub drain: Option<crate::filters::shutdown::DrainGuard>,
     /// The response went on in its own task (`filters::detach`), which logs it when it ends.
     pub detached: bool,
+    /// The request's HTTP/2 stream was reset before the chain, as Go's server resets a malformed
+    /// one (`framing::h2_stream_refused`): no handler saw it, so nothing logs it.
+    pub stream_refused: bool,
     /// When each stage of the chain finished, for the slow-request trace (`filters::trace`).
     pub steps: crate::filters::trace::Steps,
     /// The request's OpenTelemetry spans, with `--tracing-config-file` only (`otel`); boxed, so

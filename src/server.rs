@@ -61,6 +61,11 @@ impl Gateway {
     /// The whole chain, up to the router, in kube-apiserver's order
     /// (`DefaultBuildHandlerChain`). Returns true when the response was written here.
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
+        if framing::h2_stream_refused(session.req_header()) {
+            session.shutdown_with_reason(h2::Reason::PROTOCOL_ERROR);
+            ctx.stream_refused = true;
+            return Ok(true);
+        }
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         request_received::run(session.req_header(), client, ctx);
         ctx.drain = self.drain.track();
@@ -376,7 +381,7 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Box<RequestContext>) {
-        if !ctx.detached {
+        if !ctx.detached && !ctx.stream_refused {
             self.0.log.finish(session, ctx).await;
         }
     }

@@ -127,6 +127,22 @@ fn request_uri(target: &[u8]) -> bool {
     path.split(|&b| b == b'%').skip(1).all(|after| after.len() >= 2 && after[..2].iter().all(u8::is_ascii_hexdigit))
 }
 
+/// Whether Go's HTTP/2 server refuses this request with a stream error (RST_STREAM
+/// PROTOCOL_ERROR) before any handler (x/net/http2 `newWriterAndRequest`: "All HTTP/2 requests
+/// MUST include exactly one valid value for the :method, :scheme, and :path"): a `:scheme`
+/// other than `https` or `http` (Go compares it as sent; the http crate reads `HTTPS` as `https`,
+/// so that one is taken), or a `:path` [`request_uri`] refuses (a
+/// malformed `%` escape; `newWriterAndRequestNoBody`'s `bad_path`). The h2 crate takes any
+/// well-formed scheme and such a path, so `:scheme: foo` and `/a%zz` were served. A missing
+/// `:scheme` or `:path`, an empty one, or a path the http crate cannot read are reset by the
+/// h2 crate and pingora already. The h2 crate keeps `:scheme` only with an `:authority`: without
+/// one this cannot see it (pingora then answers 400 unless a Host header names the host).
+pub fn h2_stream_refused(req: &RequestHeader) -> bool {
+    req.version == http::Version::HTTP_2
+        && req.method != http::Method::CONNECT
+        && (req.uri.scheme_str().is_some_and(|s| s != "https" && s != "http") || !request_uri(req.raw_path()))
+}
+
 /// What Go's `conn.serve` writes for a request it cannot read (its `publicErr`), before closing
 /// the connection.
 pub const GO_BAD_REQUEST: &[u8] =
@@ -202,6 +218,26 @@ mod tests {
         ] {
             assert!(!go_refuses_request_line(ok), "{}", ok.escape_ascii());
         }
+    }
+
+    #[test]
+    fn an_http2_request_with_a_scheme_or_path_go_refuses_is_a_stream_error() {
+        let h2 = |method: &str, uri: &str| {
+            let mut r = RequestHeader::build(method, uri.as_bytes(), None).unwrap();
+            r.set_version(http::Version::HTTP_2);
+            r.set_uri(uri.parse().unwrap());
+            h2_stream_refused(&r)
+        };
+        // (an upper-case `HTTPS`, which Go refuses too, the http crate reads as `https`)
+        for bad in ["foo://h/api", "wss://h/api", "https://h/api/v1/namespaces/a%zz", "/a%4"] {
+            assert!(h2("GET", bad), "{bad}");
+        }
+        for ok in ["https://h/api", "http://h/api?x=%zz", "/api/v1/namespaces/a%20b", "*"] {
+            assert!(!h2("GET", ok), "{ok}");
+        }
+        // HTTP/1.x is the connection loop's
+        let r = RequestHeader::build("GET", b"/a%zz", None).unwrap();
+        assert!(!h2_stream_refused(&r));
     }
 
     #[test]

@@ -1733,3 +1733,41 @@ fn attack_table() {
     assert_eq!(admin.get(fd.url("/readyz")).send().unwrap().status(), 200);
     assert!(failures.is_empty(), "{} of {} attack rows failed:\n{}", failures.len(), rows.len(), failures.join("\n"));
 }
+
+/// An HTTP/2 request whose `:scheme` is not `https` or `http`, or whose `:path` has a malformed
+/// escape, is a stream error (RST_STREAM PROTOCOL_ERROR) before any handler, as in Go's
+/// x/net/http2 server (`newWriterAndRequest`); frontdoor served both (200). Not counted as a
+/// request, as kube never sees one.
+#[test]
+fn an_http2_scheme_or_path_go_refuses_is_a_stream_error() {
+    let fd = Frontdoor::start(&[]);
+    let chain = std::fs::read_to_string(fd.certs().join("admin.crt")).unwrap();
+    let key = std::fs::read_to_string(fd.certs().join("admin.key")).unwrap();
+    let config = raw::tls_config(&fd.certs().join("ca.crt"), Some((&chain, &key)), &[b"h2"]);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let send = |scheme: &str, path: &str| {
+        let h = [(":method", "GET"), (":scheme", scheme), (":authority", "127.0.0.1"), (":path", path)];
+        raw::h2(fd.port, config.clone(), &h, None)
+    };
+    const PROTOCOL_ERROR: u32 = 1;
+    for (scheme, path) in [
+        ("foo", cms),
+        ("wss", cms),
+        ("https", "/api/v1/namespaces/a%zz/configmaps"),
+        ("https", "/api/v1/namespaces/default/configmaps/x%"),
+    ] {
+        assert_eq!(send(scheme, path), H2::Reset(PROTOCOL_ERROR), "{scheme} {path}");
+    }
+    // what Go takes: both schemes, an escape, a bad escape in the query
+    for (scheme, path) in [("https", cms), ("http", cms), ("https", "/api/v1/namespaces/a%20b/configmaps")] {
+        assert_eq!(send(scheme, path), H2::Status(200), "{scheme} {path}");
+    }
+    assert_eq!(send("https", &format!("{cms}?x=%zz")), H2::Status(200));
+    let text = fd.admin_client().get(fd.url("/metrics")).send().unwrap().text().unwrap();
+    let lists: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("resource=\"configmaps\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(lists, 4.0, "only the requests served are counted");
+}
