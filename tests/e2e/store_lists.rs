@@ -187,3 +187,84 @@ fn selectors_parse_and_match_as_kube() {
         assert_eq!(r.json::<Value>().unwrap()["message"], message.as_str(), "watch {selector}");
     }
 }
+
+/// A continue token is kube's (k8s.io/apiserver storage.DecodeContinue under the etcd3 store's
+/// GetList): its start key is relative to the prefix of the list it is used on, so a token from
+/// a list in one namespace goes on from the same name in another, and across namespaces from
+/// the namespace of that name; a malformed token is a 400 `invalid continue token: ...` in Go's
+/// base64 and encoding/json words, checked before the resourceVersion beside it.
+#[test]
+fn continue_tokens_are_relative_to_the_list_and_malformed_ones_refused_as_kube() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    for ns in ["x-a", "x-b"] {
+        fd.kubectl_ok(&["create", "namespace", ns]);
+        for name in ["m1", "m2", "m3"] {
+            let cm = json!({"metadata": {"name": name}});
+            let r = c.post(fd.url(&format!("/api/v1/namespaces/{ns}/configmaps"))).json(&cm).send().unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    }
+    let list = |path: &str| -> Value {
+        let r = c.get(fd.url(path)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().unwrap()
+    };
+    let names = |l: &Value| -> Vec<String> {
+        let item = |i: &Value| match i["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("{ns}/{}", i["metadata"]["name"].as_str().unwrap()),
+            None => i["metadata"]["name"].as_str().unwrap().to_string(),
+        };
+        l["items"].as_array().unwrap().iter().map(item).collect()
+    };
+
+    // the first page in x-a ends at m1 (after its kube-root-ca.crt)
+    let first = list("/api/v1/namespaces/x-a/configmaps?limit=2");
+    assert_eq!(names(&first), ["x-a/kube-root-ca.crt", "x-a/m1"]);
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    assert_eq!(names(&list(&format!("/api/v1/namespaces/x-a/configmaps?continue={token}"))), ["x-a/m2", "x-a/m3"]);
+    // in x-b it goes on after x-b's m1; across namespaces, from namespace "m1\0" on
+    assert_eq!(names(&list(&format!("/api/v1/namespaces/x-b/configmaps?continue={token}"))), ["x-b/m2", "x-b/m3"]);
+    let all = ["kube-root-ca.crt", "m1", "m2", "m3"];
+    let want: Vec<String> = ["x-a", "x-b"].iter().flat_map(|ns| all.iter().map(move |n| format!("{ns}/{n}"))).collect();
+    assert_eq!(names(&list(&format!("/api/v1/configmaps?continue={token}"))), want);
+
+    // a token from across namespaces ends at "x-a/m1": in x-b no name comes after "x-a/m1\0"
+    let whole = names(&list("/api/v1/configmaps"));
+    let upto = whole.iter().position(|n| n == "x-a/m1").unwrap() + 1;
+    let page = list(&format!("/api/v1/configmaps?limit={upto}"));
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    assert_eq!(names(&list(&format!("/api/v1/configmaps?continue={token}"))), &whole[upto..]);
+    assert!(names(&list(&format!("/api/v1/namespaces/x-b/configmaps?continue={token}"))).is_empty());
+
+    // malformed tokens: kube's 400 and words
+    let refused = |query: &str, message: &str| {
+        let r = c.get(fd.url(&format!("/api/v1/namespaces/x-a/configmaps?{query}"))).send().unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let s: Value = r.json().unwrap();
+        assert_eq!(
+            (s["kind"].as_str(), s["reason"].as_str(), s["code"].as_u64()),
+            (Some("Status"), Some("BadRequest"), Some(400))
+        );
+        assert_eq!(s["message"], message, "{query}");
+    };
+    refused("continue=!!", "invalid continue token: continue key is not valid: illegal base64 data at input byte 0");
+    refused(
+        "continue=abc",
+        "invalid continue token: continue key is not valid: invalid character 'i' looking for beginning of value",
+    );
+    // (base64 of {"v":"meta.k8s.io/v1","rv":"7","start":"m1"})
+    refused(
+        "continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6IjciLCJzdGFydCI6Im0xIn0",
+        "invalid continue token: continue key is not valid: json: cannot unmarshal string into Go struct field continueToken.rv of type int64",
+    );
+    // the token is read before the resourceVersion beside it is refused
+    refused(
+        "continue=!!&resourceVersion=5",
+        "invalid continue token: continue key is not valid: illegal base64 data at input byte 0",
+    );
+    refused(
+        &format!("continue={token}&resourceVersion=5"),
+        "specifying resource version is not allowed when using continue",
+    );
+}

@@ -10,7 +10,6 @@ use crate::store::fields_v1::{self, Wire};
 use crate::store::resources::ResourceDef;
 use crate::store::table::{self, IncludeObject};
 use crate::store::Store;
-use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -109,60 +108,6 @@ pub(super) fn encoded(
         },
         Output::Json => Reply::json(code, value),
     }
-}
-
-/// kube's continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key after prefix>"}`.
-pub fn encode_continue(rv: u64, start: &str) -> String {
-    continue_token(&rv.to_string(), start)
-}
-
-/// The token kube hands back with a 410 for an expired one: the same start, at rv -1 (the
-/// latest revision, an inconsistent continuation the client may choose).
-pub fn encode_continue_latest(start: &str) -> String {
-    continue_token("-1", start)
-}
-
-/// kube's continue token, byte for byte: its struct's JSON (`v`, `rv`, `start`, in that
-/// order) in unpadded URL-safe base64.
-fn continue_token(rv: &str, start: &str) -> String {
-    let start = serde_json::to_string(start).expect("a string serializes");
-    let raw = format!(r#"{{"v":"meta.k8s.io/v1","rv":{rv},"start":{start}}}"#);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-/// A continue token's revision (None: -1, the latest) and start key, as kube's DecodeContinue
-/// reads it: unpadded base64, a revision, a start key that is a clean path (it is appended to
-/// the list's prefix, and may not climb out of it), with kube's texts.
-pub fn decode_continue(token: &str) -> Result<(Option<u64>, String), Status> {
-    const NOT_VALID: &str = "continue key is not valid";
-    let bad_rv = || {
-        Status::bad_request(format!("{NOT_VALID}: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))
-    };
-    // (padded tokens, as earlier builds wrote them, are read too: a list paged across an upgrade)
-    let unpadded = token.trim_end_matches('=');
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(unpadded).map_err(|e| {
-        Status::bad_request(format!(
-            "{NOT_VALID}: incorrect encoded start resourceVersion (version meta.k8s.io/v1): {e}"
-        ))
-    })?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|e| Status::bad_request(format!("{NOT_VALID}: {e}")))?;
-    if v["v"] != "meta.k8s.io/v1" {
-        return Err(Status::bad_request(format!("{NOT_VALID}: server does not recognize this encoded key")));
-    }
-    let rv = match v["rv"].as_i64() {
-        Some(-1) => None,
-        _ => Some(v["rv"].as_u64().filter(|r| *r > 0).ok_or_else(bad_rv)?),
-    };
-    let start = v["start"].as_str().unwrap_or_default().to_string();
-    if start.is_empty() {
-        return Err(Status::bad_request(format!("{NOT_VALID}: encoded start key empty")));
-    }
-    // path.Clean("/" + start) must be itself: no empty, `.` or `..` segment, no trailing slash
-    let clean = start.trim_start_matches('/').split('/').all(|seg| !matches!(seg, "" | "." | ".."));
-    if !clean || start.starts_with("//") {
-        return Err(Status::bad_request(format!("{NOT_VALID}: {start}")));
-    }
-    Ok((rv, start.trim_start_matches('/').to_string()))
 }
 
 /// The field set of `v` in FieldsV1 form (`f:<name>` keys; lists are owned whole).
@@ -504,29 +449,6 @@ mod tests {
             Some((field_key(k), owned))
         });
         Value::Object(fields.collect())
-    }
-
-    #[test]
-    fn continue_round_trip_and_rejects_garbage() {
-        let t = encode_continue(7, "ns/b");
-        assert_eq!(decode_continue(&t).unwrap(), (Some(7), "ns/b".to_string()));
-        assert_eq!(decode_continue(&encode_continue_latest("ns/b")).unwrap(), (None, "ns/b".to_string()));
-        assert_eq!(decode_continue("!!").unwrap_err().code, 400);
-        assert!(decode_continue(&encode_continue(7, "../x")).is_err());
-        // kube's bytes: its struct's field order, unpadded
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&t).unwrap();
-        assert_eq!(String::from_utf8(raw).unwrap(), r#"{"v":"meta.k8s.io/v1","rv":7,"start":"ns/b"}"#);
-        assert!(!t.ends_with('='));
-        let message = |start: &str| decode_continue(&encode_continue(7, start)).unwrap_err().message;
-        assert_eq!(message(""), "continue key is not valid: encoded start key empty");
-        for unclean in ["ns/", "ns//b", "ns/./b", "//ns/b", "ns/b/.."] {
-            assert_eq!(message(unclean), format!("continue key is not valid: {unclean}"), "{unclean}");
-        }
-        assert_eq!(decode_continue(&encode_continue(7, "/ns/b")).unwrap().1, "ns/b", "as kube, a leading slash");
-        let padded =
-            base64::engine::general_purpose::URL_SAFE.encode(r#"{"v":"meta.k8s.io/v1","rv":7,"start":"ns/b"}"#);
-        assert!(padded.ends_with('='));
-        assert_eq!(decode_continue(&padded).unwrap().1, "ns/b", "an earlier build's token");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! get and list: selectors, limit/continue over a consistent snapshot, resourceVersion and
 //! resourceVersionMatch as kube defines them.
 
+use super::continue_token;
 use super::list::reply_list;
-use super::object::{decode_continue, encode_continue, encode_continue_latest, reply_stored, status};
+use super::object::{reply_stored, status};
 use super::Target;
 use crate::api::Status;
 use crate::filters::Reply;
@@ -93,10 +94,13 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
     let prefix = t.def.list_prefix(&t.namespace);
     let q = &t.query;
     let (at, start) = if !q.continue_.is_empty() {
+        // kube's ValidateListOptions: the token first, then the version beside it. The token's
+        // start is relative to this list's prefix, whichever list it came from.
+        let (rv, start) = continue_token::decode(&q.continue_)
+            .map_err(|e| Status::bad_request(format!("invalid continue token: {e}")))?;
         if !q.resource_version.is_empty() && q.resource_version != "0" {
             return Err(Status::bad_request("specifying resource version is not allowed when using continue"));
         }
-        let (rv, start) = decode_continue(&q.continue_)?;
         (rv, Some(start))
     } else {
         // the options are valid (`validate_list`): an Exact match has a revision
@@ -119,17 +123,18 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
         // kube's handleCompactedErrorForPaging: a token to go on from the latest revision
         (StorageError::Expired { .. }, Some(start)) => {
             let mut s = Status::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.");
-            s.metadata.insert("continue".into(), json!(encode_continue_latest(start)));
+            s.metadata.insert("continue".into(), json!(continue_token::encode_latest(start)));
             s
         }
         (e, _) => status(t, "", e),
     })?;
-    let after = start.map(|s| format!("{}{s}", t.def.prefix()));
+    // the first key this page may hold (inclusive, as etcd's range from it)
+    let from = start.map(|s| format!("{prefix}{s}"));
     let mut items = Vec::new();
     let mut next = None;
     let mut remaining = None;
     let unfiltered = labels.is_empty() && fields.is_empty();
-    let mut iter = objs.iter().filter(|o| after.as_ref().is_none_or(|a| o.key.as_str() > a.as_str()));
+    let mut iter = objs.iter().filter(|o| from.as_ref().is_none_or(|f| o.key.as_str() >= f.as_str()));
     for o in iter.by_ref() {
         if !labels.matches(&o.value) || !fields.matches(&o.value) {
             continue;
@@ -138,7 +143,7 @@ pub fn list_items(store: &Store, t: &Target) -> Result<ListPage, Status> {
         if q.limit.is_some_and(|l| items.len() >= l) {
             let rest: Vec<_> = iter.filter(|o| labels.matches(&o.value) && fields.matches(&o.value)).collect();
             if !rest.is_empty() {
-                next = Some(encode_continue(rev, o.key.strip_prefix(&t.def.prefix()).unwrap_or(&o.key)));
+                next = Some(continue_token::encode_after(rev, o.key.strip_prefix(&prefix).unwrap_or(&o.key)));
                 if unfiltered {
                     remaining = Some(rest.len());
                 }
