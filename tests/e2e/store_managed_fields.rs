@@ -329,3 +329,76 @@ fn an_applied_resource_version_is_a_precondition() {
     let fresh = apply(&rv, "second");
     assert_eq!(fresh.status(), 200);
 }
+
+/// An Update owns list items as kube's structured-merge-diff does with the lists' markers
+/// (ObjectMeta's finalizers `+listType=set`: `v:` items; ownerReferences `+listType=map`
+/// keyed by uid: `k:` items, field by field), so a later apply by another manager shares a
+/// finalizer and an owner reference it sets alike, keeps a finalizer only the other still owns,
+/// and conflicts on an owner reference's field it sets otherwise. The sets are what kube
+/// writes for the same sequence (derived from structured-merge-diff's Compare and ToFieldSet).
+#[test]
+fn an_update_owns_list_items_and_an_apply_shares_or_conflicts_on_them() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let url = fd.url(&format!("{CMS}/own"));
+    // a live owner (one that is not would have the garbage collector delete the object)
+    let p: Value = c.post(fd.url(CMS)).json(&json!({"metadata": {"name": "p"}})).send().unwrap().json().unwrap();
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    let owner = |name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": uid});
+    let key = format!("k:{{\"uid\":\"{uid}\"}}");
+    let cm = json!({"metadata": {"name": "own", "finalizers": ["example.com/a"], "ownerReferences": [owner("p")]}});
+    let r = c.post(fd.url(&format!("{CMS}?fieldManager=creator"))).json(&cm).send().unwrap();
+    assert_eq!(r.status(), 201);
+    let item = json!({".": {}, "f:apiVersion": {}, "f:kind": {}, "f:name": {}, "f:uid": {}});
+    let created = json!({"f:metadata": {
+        "f:finalizers": {".": {}, "v:\"example.com/a\"": {}},
+        "f:ownerReferences": {".": {}, key.as_str(): item}}});
+    assert_eq!(sets(&r.json().unwrap()), [("creator".to_string(), created.clone())]);
+
+    // another manager's merge patch adding a finalizer owns that item alone
+    let patch = json!({"metadata": {"finalizers": ["example.com/a", "example.com/c"]}});
+    let r = c
+        .patch(format!("{url}?fieldManager=patcher"))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(patch.to_string())
+        .send()
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let patched = json!({"f:metadata": {"f:finalizers": {"v:\"example.com/c\"": {}}}});
+    assert_eq!(sets(&body), [("creator".to_string(), created.clone()), ("patcher".into(), patched.clone())]);
+
+    let apply = |body: Value| {
+        let r = c
+            .patch(format!("{url}?fieldManager=applier"))
+            .header("Content-Type", "application/apply-patch+yaml")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    let config = |meta: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta});
+    // an apply sharing example.com/a and the owner reference as they are: no conflict
+    let (code, o) = apply(config(
+        json!({"name": "own", "finalizers": ["example.com/a", "example.com/b"], "ownerReferences": [owner("p")]}),
+    ));
+    assert_eq!(code, 200, "{o}");
+    assert_eq!(o["metadata"]["finalizers"], json!(["example.com/a", "example.com/c", "example.com/b"]));
+    let applied = json!({"f:metadata": {
+        "f:finalizers": {"v:\"example.com/a\"": {}, "v:\"example.com/b\"": {}},
+        "f:ownerReferences": {key.as_str(): item}}});
+    assert_eq!(sets(&o), [("creator".to_string(), created), ("patcher".into(), patched), ("applier".into(), applied)]);
+    // dropping example.com/a from the apply leaves it: the creator still owns it
+    let (code, o) =
+        apply(config(json!({"name": "own", "finalizers": ["example.com/b"], "ownerReferences": [owner("p")]})));
+    assert_eq!(code, 200, "{o}");
+    assert_eq!(o["metadata"]["finalizers"], json!(["example.com/a", "example.com/c", "example.com/b"]));
+    // an owner reference's name set otherwise conflicts with the creator, on that field
+    let (code, s) =
+        apply(config(json!({"name": "own", "finalizers": ["example.com/b"], "ownerReferences": [owner("other")]})));
+    assert_eq!(code, 409, "{s}");
+    let field = format!(r#".metadata.ownerReferences[uid="{uid}"].name"#);
+    assert_eq!(s["message"], format!(r#"Apply failed with 1 conflict: conflict with "creator" using v1: {field}"#));
+    assert_eq!(s["details"]["causes"][0]["field"], field);
+}

@@ -176,18 +176,109 @@ fn fields_of(v: &Value, at: &mut At) -> Value {
             let mut out = Map::new();
             for item in items {
                 let Some(step) = item_step(&t, &keys, item) else { return json!({}) };
-                at.path.push("[]".into());
-                let mut inner = if t == "map" { fields_of(item, at) } else { json!({}) };
-                at.path.pop();
-                if let Some(m) = inner.as_object_mut() {
-                    m.insert(".".into(), json!({}));
-                }
+                // a map list's item is a field beside its own (`.`); a set's item is a leaf
+                let inner = match t.as_str() {
+                    "map" => {
+                        at.path.push("[]".into());
+                        let mut inner = fields_of(item, at);
+                        at.path.pop();
+                        if let Some(m) = inner.as_object_mut() {
+                            m.insert(".".into(), json!({}));
+                        }
+                        inner
+                    }
+                    _ => json!({}),
+                };
                 out.insert(step, inner);
             }
             Value::Object(out)
         }
         _ => json!({}),
     }
+}
+
+/// What an Update owns of list `new` at `path` (property names from the object's root), and
+/// what it removes from everyone: structured-merge-diff's Compare of the list's old value
+/// (None: absent) with it, Added and Modified, and Removed, by the list's kube type. An atomic
+/// list is one field, changed whole; a set's items are `v:` fields; a map list's items are `k:`
+/// entries, compared field by field. What is new is a field of its own, `.` beside what it
+/// holds (a new list, a new map-list item, a map new within one).
+pub(super) fn list_changes(
+    def: &crate::store::resources::ResourceDef,
+    path: &[&str],
+    old: Option<&Value>,
+    new: &Value,
+) -> (Option<Value>, Option<Value>) {
+    let mut at = At::of(def);
+    at.path = path.iter().map(|s| s.to_string()).collect();
+    compare(old, new, &mut at)
+}
+
+/// `list_changes` of any value within a list (or the list itself): (changed, removed), each
+/// None when empty.
+fn compare(old: Option<&Value>, new: &Value, at: &mut At) -> (Option<Value>, Option<Value>) {
+    let (mut changed, mut removed) = (Map::new(), Map::new());
+    let mut put = |k: String, (c, r): (Option<Value>, Option<Value>), changed: &mut Map<String, Value>| {
+        if let Some(c) = c {
+            changed.insert(k.clone(), c);
+        }
+        if let Some(r) = r {
+            removed.insert(k, r);
+        }
+    };
+    match new {
+        Value::Array(items) => {
+            let (t, keys) = at.list_type();
+            let steps: Option<Vec<String>> = items.iter().map(|i| item_step(&t, &keys, i)).collect();
+            let Some(steps) = steps else {
+                // atomic (or an item with no key): one field
+                return (old.is_none_or(|o| o != new).then(|| json!({})), None);
+            };
+            let olds: Vec<(String, &Value)> = match old {
+                Some(Value::Array(o)) => o.iter().filter_map(|i| Some((item_step(&t, &keys, i)?, i))).collect(),
+                _ => Vec::new(),
+            };
+            let found = |step: &str| olds.iter().find(|(s, _)| s == step).map(|(_, i)| *i);
+            for (step, item) in steps.iter().zip(items) {
+                match (t.as_str(), found(step)) {
+                    ("set", Some(_)) => {}
+                    ("set", None) => {
+                        changed.insert(step.clone(), json!({}));
+                    }
+                    (_, was) => {
+                        at.path.push("[]".into());
+                        let c = compare(was, item, at);
+                        at.path.pop();
+                        put(step.clone(), c, &mut changed);
+                    }
+                }
+            }
+            for (step, _) in olds.iter().filter(|(s, _)| !steps.contains(s)) {
+                removed.insert(step.clone(), json!({}));
+            }
+        }
+        Value::Object(m) if !at.atomic_map() => {
+            let was = old.and_then(Value::as_object);
+            for (k, v) in m {
+                at.path.push(k.clone());
+                let c = compare(was.and_then(|o| o.get(k)), v, at);
+                at.path.pop();
+                put(super::object::field_key(k), c, &mut changed);
+            }
+            for k in was.into_iter().flatten().map(|(k, _)| k).filter(|k| !m.contains_key(*k)) {
+                removed.insert(super::object::field_key(k), json!({}));
+            }
+        }
+        _ => return (old.is_none_or(|o| o != new).then(|| json!({})), None),
+    }
+    let removed = (!removed.is_empty()).then_some(Value::Object(removed));
+    let added =
+        !matches!((old, new), (Some(Value::Array(_)), Value::Array(_)) | (Some(Value::Object(_)), Value::Object(_)));
+    if added && !changed.is_empty() {
+        changed.insert(".".into(), json!({}));
+    }
+    let changed = (added || !changed.is_empty()).then_some(Value::Object(changed));
+    (changed, removed)
 }
 
 /// What an applied configuration `obj` of `def`'s kind owns, in FieldsV1 form.
@@ -306,6 +397,29 @@ fn conflict_message(conflicts: &[(String, String, String)]) -> String {
     format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
 }
 
+/// A field's path as structured-merge-diff's Path.String words it in a conflict: `.name` for a
+/// field, `[key=value,...]` for a map list's item, `[=value]` for a set's (a string value
+/// quoted, as value.ToString quotes it).
+fn path_string(p: &[String]) -> String {
+    let shown = |v: &Value| match v {
+        Value::String(s) => Value::String(s.clone()).to_string(),
+        v => v.to_string(),
+    };
+    let mut out = String::new();
+    for step in p {
+        if let Some(Ok(Value::Object(keys))) = step.strip_prefix("k:").map(serde_json::from_str::<Value>) {
+            let pairs: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={}", shown(v))).collect();
+            out.push_str(&format!("[{}]", pairs.join(",")));
+        } else if let Some(Ok(v)) = step.strip_prefix("v:").map(serde_json::from_str::<Value>) {
+            out.push_str(&format!("[={}]", shown(&v)));
+        } else {
+            out.push('.');
+            out.push_str(step);
+        }
+    }
+    out
+}
+
 /// kubectl's client-side apply annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -406,7 +520,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             for entry in managed.iter().filter(|e| e["manager"] != manager.as_str()) {
                 for p in paths(&entry["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
                     if lookup(&existing.value, p) != lookup(&config, p) {
-                        conflicts.push((manager_identifier(entry), print_manager(entry), format!(".{}", p.join("."))));
+                        conflicts.push((manager_identifier(entry), print_manager(entry), path_string(p)));
                     }
                 }
             }
@@ -486,7 +600,7 @@ mod tests {
     #[test]
     fn finalizers_are_a_set() {
         let f = applied_fields(&cm(), &json!({"metadata": {"finalizers": ["a/x"]}}));
-        assert_eq!(f, json!({"f:metadata": {"f:finalizers": {"v:\"a/x\"": {".": {}}}}}));
+        assert_eq!(f, json!({"f:metadata": {"f:finalizers": {"v:\"a/x\"": {}}}}));
         assert_eq!(paths(&f), vec![vec!["metadata".to_string(), "finalizers".into(), "v:\"a/x\"".into()]]);
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"metadata": {"finalizers": ["b/y"]}});
@@ -516,6 +630,13 @@ mod conflict_tests {
             conflict_message(&[c(&updater, ".data.k")]),
             r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.k"#
         );
+        let steps = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let owner = steps(&["metadata", "ownerReferences", r#"k:{"uid":"u1"}"#, "name"]);
+        assert_eq!(path_string(&owner), r#".metadata.ownerReferences[uid="u1"].name"#);
+        let finalizer = steps(&["metadata", "finalizers", r#"v:"a/x""#]);
+        assert_eq!(path_string(&finalizer), r#".metadata.finalizers[="a/x"]"#);
+        let port = steps(&["spec", "ports", r#"k:{"port":80,"protocol":"TCP"}"#, "name"]);
+        assert_eq!(path_string(&port), r#".spec.ports[port=80,protocol="TCP"].name"#);
         let many = [c(&applier, ".data.a"), c(&updater, ".data.k"), c(&applier, ".data.b")];
         assert_eq!(
             conflict_message(&many),

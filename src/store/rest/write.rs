@@ -237,7 +237,7 @@ pub fn create_value(
     if let Some(Err(refused)) = &t.create_right {
         return Err(refused.clone());
     }
-    let fields = applied.unwrap_or_else(|| owned_fields_text(&obj));
+    let fields = applied.unwrap_or_else(|| owned_fields_text(t.def, &obj));
     record_managed(&mut obj, fields, &t.def.api_version(), manager, operation, "");
     let key = t.def.key(&t.namespace, &name);
     let refused = |e: StorageError| {
@@ -434,7 +434,7 @@ pub(super) fn prepare_update(
         meta(&mut new).insert("generation".into(), json!(g));
     }
     if operation != "Apply" {
-        let (fields, removed) = field_changes(existing, &new);
+        let (fields, removed) = field_changes(t.def, existing, &new);
         let manager = manager(t);
         disown(&mut new, &fields, &removed, &manager, operation, &t.subresource);
         record_managed(&mut new, fields, &t.def.api_version(), &manager, operation, &t.subresource);
