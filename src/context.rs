@@ -53,11 +53,11 @@ pub struct RequestContext {
     pub response_code: u16,
     /// Held while this request counts toward the graceful-shutdown drain.
     pub drain: Option<crate::filters::shutdown::DrainGuard>,
-    /// The response went on in its own task (`filters::detach`), which logs it when it ends.
-    pub detached: bool,
-    /// The request's HTTP/2 stream was reset before the chain, as Go's server resets a malformed
-    /// one (`framing::h2_stream_refused`): no handler saw it, so nothing logs it.
-    pub stream_refused: bool,
+    /// pingora's `logging` hook does not log this request: its response went on in its own
+    /// task (`filters::detach`), which logs it when it ends, or its HTTP/2 stream was reset
+    /// before the chain, as Go's server resets a malformed one (`framing::h2_stream_refused`),
+    /// and no handler saw it. (One flag: a second made every context 8 bytes larger.)
+    pub not_logged_here: bool,
     /// When each stage of the chain finished, for the slow-request trace (`filters::trace`).
     pub steps: crate::filters::trace::Steps,
     /// The request's OpenTelemetry spans, with `--tracing-config-file` only (`otel`); boxed, so

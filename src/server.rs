@@ -63,7 +63,7 @@ impl Gateway {
     async fn handle(&self, session: &mut Session, ctx: &mut RequestContext) -> pingora::Result<bool> {
         if framing::h2_stream_refused(session.req_header()) {
             session.shutdown_with_reason(h2::Reason::PROTOCOL_ERROR);
-            ctx.stream_refused = true;
+            ctx.not_logged_here = true;
             return Ok(true);
         }
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
@@ -381,7 +381,7 @@ impl ProxyHttp for Frontdoor {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Box<RequestContext>) {
-        if !ctx.detached && !ctx.stream_refused {
+        if !ctx.not_logged_here {
             self.0.log.finish(session, ctx).await;
         }
     }

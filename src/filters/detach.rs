@@ -182,7 +182,7 @@ pub async fn run<S: Stream>(log: &Arc<RequestLog>, session: &mut Session, ctx: &
         return stream.run(&mut *session.downstream_session).await;
     }
     let downstream = std::mem::replace(&mut session.downstream_session, placeholder().await);
-    let ctx = std::mem::replace(ctx, RequestContext { detached: true, ..Default::default() });
+    let ctx = std::mem::replace(ctx, RequestContext { not_logged_here: true, ..Default::default() });
     if http2 {
         tokio::spawn(respond(log.clone(), downstream, ctx, stream));
     } else {
