@@ -1,9 +1,11 @@
-//! RequestInfo and the query and selector parsers: input is `METHOD\nPATH\nQUERY`.
-//! Beyond not crashing: RequestInfo must agree with itself when the same query is parsed
-//! once (what the chain does) or inside `resolve`.
+//! RequestInfo and the query, selector and continue-token parsers: input is
+//! `METHOD\nPATH\nQUERY`. Beyond not crashing: RequestInfo must agree with itself when the same
+//! query is parsed once (what the chain does) or inside `resolve`, and a continue token that
+//! decodes names a start inside its list and reads back from the token made of it.
 #![no_main]
 use frontdoor::request_info::query::{ListOptions, Query};
 use frontdoor::request_info::{selector, RequestInfo};
+use frontdoor::store::rest::continue_token;
 use frontdoor::store::selectors::{FieldSelector, LabelSelector};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = selector::field_exact_match(s, "metadata.name");
         if let Ok(f) = FieldSelector::parse(s, &["type"]) {
             let _ = f.matches(&serde_json::json!({"metadata": {"name": "a", "namespace": "b"}, "type": "t"}));
+        }
+    }
+    for c in query.all("continue").chain(std::iter::once(path)) {
+        if let Ok((_, start)) = continue_token::decode(c) {
+            assert!(!start.starts_with('/') && !start.split('/').any(|s| s == ".."), "{start:?}");
+            assert_eq!(continue_token::decode(&continue_token::encode_latest(&start)), Ok((None, start)));
         }
     }
     for s in query.all("labelSelector").chain(std::iter::once(path)) {

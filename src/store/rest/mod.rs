@@ -2,7 +2,7 @@
 //! the store: request parsing and dispatch here, the verbs in read.rs, write.rs, watch.rs.
 
 mod apply;
-mod continue_token;
+pub mod continue_token;
 mod list;
 pub mod negotiate;
 mod object;
