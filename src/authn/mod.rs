@@ -580,8 +580,9 @@ impl Authentication {
         let i = &self.inner;
         let mut errs: Vec<String> = Vec::new();
         let mut found: Option<(Arc<UserInfo>, &'static str)> = None;
+        let cas = i.client_cas.get().map(Arc::as_ref);
         if i.requestheader_enabled {
-            match i.requestheader.authenticate(peer, req) {
+            match i.requestheader.authenticate(peer, cas, req) {
                 Ok(Some(u)) => found = Some((Arc::new(u), "requestheader")),
                 Ok(None) => {}
                 Err(e) => errs.push(e),
@@ -589,8 +590,8 @@ impl Authentication {
         }
         i.requestheader.strip(req);
         if found.is_none() {
-            let x509 = i.client_cas.get().is_none_or(|c| c.has(CaRole::ClientCa));
-            match x509::authenticate(peer.filter(|_| x509)) {
+            let x509 = cas.is_none_or(|c| c.has(CaRole::ClientCa));
+            match x509::authenticate(peer.filter(|_| x509), cas) {
                 Ok(u) => found = u.map(|u| (u, "x509")),
                 Err(e) => errs.push(e),
             }

@@ -5,7 +5,7 @@
 
 use super::user::UserInfo;
 use crate::api::headers;
-use crate::tls::{CaRole, PeerIdentity};
+use crate::tls::{CaRole, ClientCas, PeerIdentity};
 use pingora::http::RequestHeader;
 
 #[derive(Debug, Clone, Default)]
@@ -18,11 +18,19 @@ pub struct RequestHeaderAuth {
 }
 
 impl RequestHeaderAuth {
-    /// `Ok(None)` when the request is not from a verified proxy or names no user.
-    pub fn authenticate(&self, peer: Option<&PeerIdentity>, req: &RequestHeader) -> Result<Option<UserInfo>, String> {
-        let Some(peer) = peer.filter(|p| p.verified_by.contains(&CaRole::RequestHeaderCa)) else {
+    /// `Ok(None)` when the request is not from a verified proxy or names no user; an error
+    /// when its certificate is past its validity (kube's verifier fails such a request, and
+    /// the x509 authenticator would too).
+    pub fn authenticate(
+        &self,
+        peer: Option<&PeerIdentity>,
+        cas: Option<&ClientCas>,
+        req: &RequestHeader,
+    ) -> Result<Option<UserInfo>, String> {
+        let Some(peer) = peer else { return Ok(None) };
+        if !peer.verified_by(cas)?.contains(&CaRole::RequestHeaderCa) {
             return Ok(None);
-        };
+        }
         if !self.allowed_names.is_empty() && !self.allowed_names.iter().any(|n| n == peer.common_name()) {
             return Err(format!("x509: subject with cn={} is not in the allowed list", peer.common_name()));
         }
@@ -117,8 +125,10 @@ mod tests {
 
     #[test]
     fn trusted_proxy() {
-        let u =
-            auth().authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), &req()).unwrap().unwrap();
+        let u = auth()
+            .authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), None, &req())
+            .unwrap()
+            .unwrap();
         assert_eq!(u.username, "alice");
         assert_eq!(u.groups, vec!["a", "b"]);
         assert_eq!(u.extra["acme.com/project"], vec!["p1"]);
@@ -133,7 +143,8 @@ mod tests {
                 r.append_header("X-Remote-User", http::HeaderValue::from_bytes(v).unwrap()).unwrap();
             }
             r.append_header("X-Remote-Group", "jürgens").unwrap();
-            let got = auth().authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), &r).unwrap();
+            let got =
+                auth().authenticate(Some(&peer("front-proxy-client", CaRole::RequestHeaderCa)), None, &r).unwrap();
             got.map(|u| (u.username, u.groups))
         };
         let groups = vec!["jürgens".to_string()];
@@ -145,9 +156,9 @@ mod tests {
     #[test]
     fn untrusted_clients_are_ignored_and_stripped() {
         let a = auth();
-        assert_eq!(a.authenticate(None, &req()), Ok(None));
-        assert_eq!(a.authenticate(Some(&peer("front-proxy-client", CaRole::ClientCa)), &req()), Ok(None));
-        let e = a.authenticate(Some(&peer("mallory", CaRole::RequestHeaderCa)), &req()).unwrap_err();
+        assert_eq!(a.authenticate(None, None, &req()), Ok(None));
+        assert_eq!(a.authenticate(Some(&peer("front-proxy-client", CaRole::ClientCa)), None, &req()), Ok(None));
+        let e = a.authenticate(Some(&peer("mallory", CaRole::RequestHeaderCa)), None, &req()).unwrap_err();
         assert_eq!(e, "x509: subject with cn=mallory is not in the allowed list");
         let mut r = req();
         r.append_header("X-Remote-Whatever", "x").unwrap();

@@ -31,21 +31,33 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The verified client certificate of a connection.
-#[derive(Debug, Clone, Default)]
+///
+/// Verified at the handshake, and again for a request when the client CAs have changed since:
+/// kube verifies each request's chain against the CAs and the time of that request, so a CA
+/// removed from a bundle, or a certificate past its `notAfter`, no longer authenticates an
+/// open connection (an HTTP/2 connection with a watch lives as long as the client likes).
+#[derive(Debug)]
 pub struct PeerIdentity {
     /// The certificate's subject as the x509 authenticator names its user: the CN, then the
     /// Os and `system:authenticated` as groups. Built once with the connection, and shared by
     /// its requests' contexts (an HTTP/1.1 watch's), which held a copy each.
     pub user: Arc<UserInfo>,
-    /// Which client CAs verified the chain (e.g. [`CaRole::ClientCa`]). The chain itself is
-    /// not kept: nothing reads it after the handshake, and a connection (an HTTP/1.1 watch)
-    /// would hold its copy for as long as it lasts.
-    pub verified_by: CaRoles,
+    /// The chain as presented, to verify again against changed CAs (none in unit tests' made-up
+    /// identities, whose roles stand).
+    chain: Box<[CertificateDer<'static>]>,
+    /// The leaf's validity, in Unix seconds.
+    not_before: i64,
+    not_after: i64,
+    /// Which CAs verified the chain (the low byte, a [`CaRoles`]) as of which generation of
+    /// the [`ClientCas`] (the rest): one word, so a request never reads roles of one
+    /// generation beside the number of another.
+    verified: AtomicU64,
 }
 
 /// The roles a trusted client CA plays.
@@ -58,13 +70,50 @@ pub enum CaRole {
 }
 
 impl PeerIdentity {
+    /// An identity with fixed roles, no chain and no expiry (unit tests).
     pub fn new(common_name: String, organizations: Vec<String>, verified_by: CaRoles) -> Self {
         let user = UserInfo::new(common_name, organizations).with_authenticated_group();
-        PeerIdentity { user: Arc::new(user), verified_by }
+        let verified = AtomicU64::new(verified_by.0 as u64);
+        PeerIdentity {
+            user: Arc::new(user),
+            chain: Box::default(),
+            not_before: i64::MIN,
+            not_after: i64::MAX,
+            verified,
+        }
     }
 
     pub fn common_name(&self) -> &str {
         &self.user.username
+    }
+
+    /// The roles whose CAs verify the certificate now, or why it verifies for none: Go's
+    /// x509 error for a certificate outside its validity (kube's x509 and request-header
+    /// authenticators then fail the request, never take it for anonymous). The chain is
+    /// verified again only when `cas` changed since it last was.
+    pub fn verified_by(&self, cas: Option<&ClientCas>) -> Result<CaRoles, String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if now < self.not_before || now > self.not_after {
+            let at = |secs: i64| {
+                chrono::DateTime::from_timestamp(secs, 0).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            };
+            let (word, bound) =
+                if now > self.not_after { ("after", self.not_after) } else { ("before", self.not_before) };
+            return Err(format!(
+                "x509: certificate has expired or is not yet valid: current time {} is {word} {}",
+                at(now).unwrap_or_default(),
+                at(bound).unwrap_or_default()
+            ));
+        }
+        let verified = self.verified.load(Ordering::Acquire);
+        let Some(cas) = cas.filter(|c| !self.chain.is_empty() && c.generation() != verified >> 8) else {
+            return Ok(CaRoles(verified as u8));
+        };
+        let generation = cas.generation();
+        let roles = cas.roles_for(&self.chain);
+        // the newest verification stays: generations only grow
+        self.verified.fetch_max(generation << 8 | roles.0 as u64, Ordering::AcqRel);
+        Ok(roles)
     }
 }
 
@@ -159,6 +208,9 @@ impl ResolvesServerCert for ServingCert {
 #[derive(Default)]
 pub struct ClientCas {
     pools: ArcSwap<Vec<(CaRole, Arc<dyn ClientCertVerifier>)>>,
+    /// Counts the changes of `pools`: a connection's identity verified under an older count is
+    /// verified again.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for ClientCas {
@@ -192,7 +244,12 @@ impl ClientCas {
             }
             pools
         });
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether a CA is set for `role`.
@@ -279,22 +336,31 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// Parses CN and every O of a leaf certificate, as Go's `pkix.Name` reads them: of several
-/// CNs the last (each overwrites the one before), every O in order.
-pub fn subject_of(leaf: &[u8]) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+/// CN and every O of a leaf certificate, as Go's `pkix.Name` reads them: of several CNs the
+/// last (each overwrites the one before), every O in order.
+pub fn subject_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> (String, Vec<String>) {
     let subject = cert.subject();
     let cn = subject.iter_common_name().filter_map(|a| a.as_str().ok()).last().unwrap_or("").to_string();
     let orgs = subject.iter_organization().filter_map(|a| a.as_str().ok().map(str::to_string)).collect();
-    Some((cn, orgs))
+    (cn, orgs)
 }
 
 /// The verified identity of a finished handshake's client certificate, if it presented one.
 pub(crate) fn identity_of(cas: &ClientCas, conn: &rustls::CommonState) -> Option<Arc<PeerIdentity>> {
     let chain = conn.peer_certificates()?;
-    let (common_name, organizations) = subject_of(chain.first()?.as_ref())?;
-    let verified_by = cas.roles_for(chain);
-    Some(Arc::new(PeerIdentity::new(common_name, organizations, verified_by)))
+    let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    let (common_name, organizations) = subject_of(&leaf);
+    let validity = leaf.validity();
+    // the generation before the roles: a reload in between is seen at the first request
+    let generation = cas.generation();
+    let roles = cas.roles_for(chain);
+    Some(Arc::new(PeerIdentity {
+        user: Arc::new(UserInfo::new(common_name, organizations).with_authenticated_group()),
+        chain: chain.into(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+        verified: AtomicU64::new(generation << 8 | roles.0 as u64),
+    }))
 }
 
 /// The listener's TLS settings: TLS 1.2 and 1.3, our cert resolver and client verifier,
@@ -606,8 +672,9 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    /// A connection's verified roles are a set in a byte, and its identity is its shared user
-    /// and those (88 bytes, three allocations of strings and a `Vec` of roles before).
+    /// A connection's verified roles are a set in a byte, and its identity is its shared user,
+    /// the chain to verify again and those roles with their generation (48 bytes and the
+    /// chain's).
     #[test]
     fn ca_roles_are_a_set() {
         let both: CaRoles = [CaRole::ClientCa, CaRole::RequestHeaderCa].into();
@@ -615,7 +682,7 @@ mod tests {
         let proxy = CaRoles::from([CaRole::RequestHeaderCa]);
         assert!(!proxy.contains(&CaRole::ClientCa) && proxy.contains(&CaRole::RequestHeaderCa));
         assert!(!CaRoles::default().contains(&CaRole::ClientCa));
-        assert_eq!(std::mem::size_of::<PeerIdentity>(), 16);
+        assert_eq!(std::mem::size_of::<PeerIdentity>(), 48);
     }
 
     /// Of two CNs, the user is the last, as kube (Go's pkix.Name) reads it.
@@ -627,13 +694,14 @@ mod tests {
         p.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, "system:admin");
         p.distinguished_name.push(rcgen::DnType::OrganizationName, "dev");
         let mut der = p.self_signed(&key).unwrap().der().to_vec();
-        assert_eq!(subject_of(&der), Some(("alice".to_string(), vec!["dev".to_string()])));
+        let subject = |der: &[u8]| subject_of(&x509_parser::parse_x509_certificate(der).unwrap().1);
+        assert_eq!(subject(&der), ("alice".to_string(), vec!["dev".to_string()]));
         // the OU's OID (2.5.4.11) made a second CN's (2.5.4.3), in the issuer and the subject
         let ou = [0x06, 0x03, 0x55, 0x04, 0x0b];
         while let Some(at) = der.windows(5).position(|w| w == ou) {
             der[at + 4] = 0x03;
         }
-        assert_eq!(subject_of(&der), Some(("system:admin".to_string(), vec!["dev".to_string()])));
+        assert_eq!(subject(&der), ("system:admin".to_string(), vec!["dev".to_string()]));
     }
 
     /// Reloads of two roles' bundles at the same moment (each role's file has its own reload

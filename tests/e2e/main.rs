@@ -13,6 +13,7 @@ mod authn;
 mod authz;
 mod backend_faults;
 mod certs;
+mod client_certs;
 mod clients;
 mod deploy;
 mod differential;
