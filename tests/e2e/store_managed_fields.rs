@@ -41,7 +41,9 @@ fn sets(o: &Value) -> Vec<(String, Value)> {
 }
 
 fn created_set() -> Value {
-    json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+    // the maps the create brings in are fields of their own beside what they hold, as kube
+    // writes them (structured-merge-diff's Compare of the new object with Go's zero value)
+    json!({"f:data": {".": {}, "f:k": {}}, "f:metadata": {"f:labels": {".": {}, "f:a": {}}}})
 }
 
 #[test]
@@ -217,8 +219,8 @@ fn a_replica_reading_etcd_reads_the_sets() {
         no_held_form("replica", &body);
         let o: Value = serde_json::from_slice(&body).unwrap();
         let s = sets(&o);
-        assert_eq!(s[0].1, json!({"f:data": {"f:k": {}}}), "{o}");
-        assert_eq!(s[1].1, json!({"f:metadata": {"f:labels": {"f:a": {}}}}), "{o}");
+        assert_eq!(s[0].1, json!({"f:data": {".": {}, "f:k": {}}}), "{o}");
+        assert_eq!(s[1].1, json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}}), "{o}");
     }
 }
 
@@ -285,11 +287,11 @@ fn printer_columns_and_rules_read_the_sets() {
         let cells = &t["rows"][0]["cells"];
         assert_eq!(
             serde_json::from_str::<Value>(cells[1].as_str().unwrap()).unwrap(),
-            json!({"f:spec": {"f:size": {}}})
+            json!({"f:spec": {".": {}, "f:size": {}}})
         );
-        assert_eq!(serde_json::from_str::<Value>(cells[2].as_str().unwrap()).unwrap(), json!({"f:size": {}}));
+        assert_eq!(serde_json::from_str::<Value>(cells[2].as_str().unwrap()).unwrap(), json!({".": {}, "f:size": {}}));
         let meta: Value = serde_json::from_str(cells[3].as_str().unwrap()).unwrap();
-        assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:spec": {"f:size": {}}}));
+        assert_eq!(meta["managedFields"][0]["fieldsV1"], json!({"f:spec": {".": {}, "f:size": {}}}));
     }
 
     // an object near the depth bound takes a JSON patch: its depth is its own, not its set's
@@ -401,4 +403,39 @@ fn an_update_owns_list_items_and_an_apply_shares_or_conflicts_on_them() {
     let field = format!(r#".metadata.ownerReferences[uid="{uid}"].name"#);
     assert_eq!(s["message"], format!(r#"Apply failed with 1 conflict: conflict with "creator" using v1: {field}"#));
     assert_eq!(s["details"]["causes"][0]["field"], field);
+}
+
+/// What an Update brings in is owned as kube owns it: a new map (labels, annotations, data) is
+/// a field of its own beside its keys (`.`), a struct Go's zero value of the kind already has
+/// (a Lease's spec) is not, and `generateName` is the creating manager's.
+#[test]
+fn an_update_owns_new_maps_and_generate_name_as_kube() {
+    let fd = Frontdoor::start(&[]);
+    let c = fd.admin_client();
+    let cm = json!({"metadata": {"generateName": "gen-"}, "data": {"k": "v"}}).to_string();
+    let made: Value = serde_json::from_slice(&send(
+        &c,
+        "POST",
+        &fd.url(&format!("{CMS}?fieldManager=maker")),
+        "",
+        "application/json",
+        &cm,
+    ))
+    .unwrap();
+    let want = json!({"f:data": {".": {}, "f:k": {}}, "f:metadata": {"f:generateName": {}}});
+    assert_eq!(sets(&made), vec![("maker".to_string(), want)], "{made}");
+    let name = made["metadata"]["name"].as_str().unwrap().to_string();
+    // kubectl annotate brings in the annotations map: `.` with its key; an existing map's new
+    // key is only the key
+    fd.kubectl_ok(&["annotate", "cm", &name, "a=1"]);
+    fd.kubectl_ok(&["annotate", "cm", &name, "b=2", "--field-manager=second"]);
+    let o: Value = serde_json::from_slice(&send(&c, "GET", &fd.url(&format!("{CMS}/{name}")), "", "", "")).unwrap();
+    let s = sets(&o);
+    assert_eq!(s[1], ("kubectl-annotate".to_string(), json!({"f:metadata": {"f:annotations": {".": {}, "f:a": {}}}})));
+    assert_eq!(s[2], ("second".to_string(), json!({"f:metadata": {"f:annotations": {"f:b": {}}}})));
+    // a Lease's spec is in Go's zero Lease: its fields are new, the spec is not
+    let lease = json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}}).to_string();
+    let leases = fd.url("/apis/coordination.k8s.io/v1/namespaces/default/leases?fieldManager=maker");
+    let made: Value = serde_json::from_slice(&send(&c, "POST", &leases, "", "application/json", &lease)).unwrap();
+    assert_eq!(sets(&made), vec![("maker".to_string(), json!({"f:spec": {"f:holderIdentity": {}}}))], "{made}");
 }

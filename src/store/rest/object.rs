@@ -160,12 +160,16 @@ pub fn owned_fields_text(def: &ResourceDef, obj: &Value) -> Value {
     fields_v1::from_text(String::from_utf8(out).expect("written from strings"))
 }
 
-/// `new_fields(v)` as JSON text.
+/// `new_fields(v)` as JSON text (`.` sorts before every `f:` key).
 fn set_text<'a>(out: &mut Vec<u8>, def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) {
     match v {
         Value::Object(m) => {
             out.push(b'{');
             let mut first = true;
+            if !m.is_empty() && !in_zero_object(def, path) {
+                out.extend_from_slice(br#"".":{}"#);
+                first = false;
+            }
             for (k, child) in m {
                 field_key_text(out, k, &mut first);
                 path.push(k);
@@ -183,22 +187,55 @@ fn set_text<'a>(out: &mut Vec<u8>, def: &ResourceDef, path: &mut Vec<&'a str>, v
 }
 
 /// The set an Update owns of `v` at `path`, new where it is: `fields_v1`, with lists owned by
-/// their kube list type.
+/// their kube list type, and a map or struct that holds something a field of its own (`.`)
+/// beside what it holds, as structured-merge-diff's Compare finds it added (`kubectl label`
+/// owns `f:labels: {".": {}, "f:x": {}}`); not a struct Go's zero value of the kind already
+/// has, since kube compares a create with that ([`in_zero_object`]).
 fn new_fields<'a>(def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
+        Value::Object(m) => {
+            let mut set: serde_json::Map<String, Value> = m
+                .iter()
                 .map(|(k, child)| {
                     path.push(k);
                     let f = new_fields(def, path, child);
                     path.pop();
                     (field_key(k), f)
                 })
-                .collect(),
-        ),
+                .collect();
+            if !m.is_empty() && !in_zero_object(def, path) {
+                set.insert(".".into(), json!({}));
+            }
+            Value::Object(set)
+        }
         Value::Array(_) => super::apply::list_changes(def, path, None, v).0.unwrap_or_else(|| json!({})),
         _ => json!({}),
     }
+}
+
+/// Whether the field at `path` is a struct (not a pointer to one) of a built-in kind, so
+/// present in Go's zero value of the kind: `{"spec":{}}` for a Lease. kube's create compares
+/// the new object with that zero value, so such a struct is never added and owns no `.`; a
+/// map (labels, data) is nil in it, and a custom resource's zero value is empty.
+fn in_zero_object(def: &ResourceDef, path: &[&str]) -> bool {
+    const STRUCTS: &[(&str, &str, &[&str])] = &[
+        ("", "Namespace", &["spec", "status"]),
+        ("", "Event", &["involvedObject", "source"]),
+        ("events.k8s.io", "Event", &["regarding", "deprecatedSource"]),
+        ("coordination.k8s.io", "Lease", &["spec"]),
+        ("rbac.authorization.k8s.io", "RoleBinding", &["roleRef"]),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding", &["roleRef"]),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema", &["spec", "spec.priorityLevelConfiguration", "status"]),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", &["spec", "status"]),
+        ("apiextensions.k8s.io", "CustomResourceDefinition", &["spec", "spec.names", "status", "status.acceptedNames"]),
+        ("apiregistration.k8s.io", "APIService", &["spec", "status"]),
+    ];
+    // the object itself, and its metadata (`{"creationTimestamp":null}` in any kind's)
+    matches!(path, [] | ["metadata"])
+        || def.custom.is_none()
+            && STRUCTS.iter().any(|(group, kind, paths)| {
+                *group == def.group && *kind == def.kind && paths.iter().any(|p| p.split('.').eq(path.iter().copied()))
+            })
 }
 
 /// `"f:<name>":`, a comma before it unless `first`; escaped as serde_json escapes a string.
@@ -221,9 +258,11 @@ fn unmanaged(field: &str) -> bool {
     matches!(field, "kind" | "apiVersion" | "status")
 }
 
-/// The metadata fields a manager owns; the rest are the server's.
+/// The metadata fields a manager owns; the rest are the server's (kube's stripMetaManager
+/// strips name, namespace, uid, resourceVersion, generation, creationTimestamp, selfLink and
+/// managedFields: `generateName` stays, owned by the manager that created with it).
 fn managed_meta(field: &str) -> bool {
-    matches!(field, "labels" | "annotations" | "finalizers" | "ownerReferences")
+    matches!(field, "labels" | "annotations" | "finalizers" | "ownerReferences" | "generateName")
 }
 
 /// `obj` without what no manager owns: kind, apiVersion, status and the server-set metadata.
@@ -480,9 +519,9 @@ mod tests {
         crate::store::resources::defaults().into_iter().find(|d| d.resource == "configmaps").unwrap()
     }
 
-    /// `new_fields` from the root.
+    /// `new_fields` of a new field `v` of a ConfigMap (not its root or its metadata).
     fn fields_v1(v: &Value) -> Value {
-        new_fields(&cm(), &mut Vec::new(), v)
+        new_fields(&cm(), &mut vec!["field"], v)
     }
 
     /// The set `owned_fields_text` writes, built as a tree (`managed_part` read in place).
@@ -514,13 +553,13 @@ mod tests {
         let new = json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "1", "j": "3"}});
         assert_eq!(
             field_changes(&cm(), &old, &new).0,
-            json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:j": {}}})
+            json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}, "f:data": {"f:j": {}}})
         );
         // the server's metadata, kind and apiVersion are no one's; a new map is owned whole
         let old = json!({"kind": "ConfigMap", "metadata": {"name": "x", "resourceVersion": "1"}, "data": {"k": "1"}});
         let new = json!({"kind": "Other", "apiVersion": "v2", "metadata": {"name": "y", "resourceVersion": "2",
             "generation": 3}, "data": {"k": "1"}, "binaryData": {"b": "AA==", "c": "AA=="}});
-        assert_eq!(field_changes(&cm(), &old, &new).0, json!({"f:binaryData": {"f:b": {}, "f:c": {}}}));
+        assert_eq!(field_changes(&cm(), &old, &new).0, json!({"f:binaryData": {".": {}, "f:b": {}, "f:c": {}}}));
         assert_eq!(field_changes(&cm(), &new, &new).0, json!({}));
     }
 
@@ -581,14 +620,29 @@ mod tests {
     #[test]
     fn field_sets() {
         let f = owned_fields(&json!({"metadata": {"name": "x", "labels": {"a": "b"}}, "data": {"k": "v"}}));
-        assert_eq!(f, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:k": {}}}));
+        // new maps are fields of their own beside what they hold, as kube's Compare adds them
+        assert_eq!(f, json!({"f:metadata": {"f:labels": {".": {}, "f:a": {}}}, "f:data": {".": {}, "f:k": {}}}));
         // read in place, it agrees with the fields of the managed part
         let obj = json!({"kind": "ConfigMap", "apiVersion": "v1", "status": {"s": 1},
             "metadata": {"name": "x", "uid": "u", "finalizers": ["a"], "annotations": {"n": "1"}},
             "data": {"k": "v", "nested": {"deep": [1]}}});
-        assert_eq!(owned_fields(&obj), fields_v1(&managed_part(&obj)));
+        assert_eq!(owned_fields(&obj), new_fields(&cm(), &mut Vec::new(), &managed_part(&obj)));
+        let generated = json!({"metadata": {"name": "x-abcde", "generateName": "x-"}});
+        assert_eq!(owned_fields(&generated), json!({"f:metadata": {"f:generateName": {}}}));
         let bare = json!({"metadata": {"name": "x"}, "data": {"k": "v"}});
-        assert_eq!(owned_fields(&bare), json!({"f:data": {"f:k": {}}}));
+        assert_eq!(owned_fields(&bare), json!({"f:data": {".": {}, "f:k": {}}}));
+        // a struct Go's zero value of the kind has is no new field; a custom resource has none
+        let lease = crate::store::resources::defaults().into_iter().find(|d| d.resource == "leases").unwrap();
+        let spec = json!({"spec": {"holderIdentity": "a"}});
+        assert_eq!(
+            owned_fields_text(&lease, &spec),
+            fields_v1::from_text(r#"{"f:spec":{"f:holderIdentity":{}}}"#.into())
+        );
+        let widget = ResourceDef { custom: Some(Default::default()), ..lease };
+        assert_eq!(
+            owned_fields_text(&widget, &spec),
+            fields_v1::from_text(r#"{"f:spec":{".":{},"f:holderIdentity":{}}}"#.into())
+        );
     }
 
     #[test]
