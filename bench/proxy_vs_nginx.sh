@@ -48,6 +48,12 @@
 # (profile-guided both) and 0.76 (plain both); profile-guided frontdoor / nginx 0.64, / HAProxy
 # 0.61 (nginx 62.6k, HAProxy 65.1k). BOLT (llvm-bolt, instrumented) on top of the profile-guided
 # builds: +5% for each (not in pgo.sh).
+# Measured 2026-12-06 (fourteenth session), same settings, 3 interleaved rounds, HEAD e8c3181 against
+# a332503 (frontdoor-base): frontdoor 31.5k vs 31.8k req/s (0.99, noise); CPU per request, user space
+# + kernel: frontdoor 20.5 + 11.2 us, bare pingora with the client cert 13.3 + 10.0, without it
+# 11.2 + 9.2, nginx 6.3 + 8.2, HAProxy 6.7 + 7.9. frontdoor / bare pingora 0.74, / nginx 0.50, /
+# HAProxy 0.48; bare pingora itself / nginx 0.68, / HAProxy 0.66: the engine's user space alone is
+# 2.1x nginx's, so no chain on pingora 0.9 reaches nginx's throughput here.
 set -euo pipefail
 DUR=${1:-10s}
 CONNS=${2:-32}
