@@ -25,3 +25,21 @@ pub fn is_go_zero(v: &serde_json::Value) -> bool {
         Value::Object(m) => m.is_empty(),
     }
 }
+
+/// `v` as Go's `json.Marshal` writes it: compact, keys sorted (serde_json's map is ordered),
+/// and HTML-safe: `<`, `>`, `&`, U+2028 and U+2029 escaped. (serde_json escapes the rest as Go
+/// does: `"`, `\\`, the short forms and `\u00XX` for other control characters.)
+pub fn go_json(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    for c in v.to_string().chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -446,20 +446,9 @@ fn sync_last_applied(manager: &str, live: &mut Value, applied: &Value) {
     }
 }
 
-/// JSON as Go's encoding/json Encoder writes it: keys sorted, compact, `<`, `>`, `&`, U+2028
-/// and U+2029 escaped, a newline at the end.
+/// JSON as Go's encoding/json Encoder writes it: `api::go_json` and a newline at the end.
 fn go_json(v: &Value) -> String {
-    let mut out = String::new();
-    for c in v.to_string().chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
+    let mut out = crate::api::go_json(v);
     out.push('\n');
     out
 }

@@ -18,32 +18,8 @@ pub fn encode_latest(start: &str) -> String {
 
 fn encode(rv: &str, start: &str) -> String {
     use base64::Engine;
-    let raw = format!(r#"{{"v":"meta.k8s.io/v1","rv":{rv},"start":{}}}"#, go_json_string(start));
+    let raw = format!(r#"{{"v":"meta.k8s.io/v1","rv":{rv},"start":{}}}"#, crate::api::go_json(&start.into()));
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-/// A string as Go's json.Marshal writes it (HTML-safe: `<`, `>` and `&` escaped, as are
-/// U+2028 and U+2029).
-fn go_json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A token's revision (None: a negative one, the latest) and start key (relative to the list's
@@ -554,7 +530,10 @@ mod tests {
         // Go's json: keys fold, the last repeated key wins, unknown keys and nulls are nothing
         let loose = r#" {"V":"meta.k8s.io/v1","RV":3,"ſtart":"a","start":"b","x":[1,{"y":null}],"v":null} "#;
         assert_eq!(decode(&b64(loose)).unwrap(), (Some(3), "b".into()));
-        assert_eq!(go_json_string("a<b>&\u{2028}\"\\\n\u{1}"), r#""a\u003cb\u003e\u0026\u2028\"\\\n\u0001""#);
+        assert_eq!(
+            crate::api::go_json(&"a<b>&\u{2028}\"\\\n\u{1}".into()),
+            r#""a\u003cb\u003e\u0026\u2028\"\\\n\u0001""#
+        );
     }
 
     #[test]
