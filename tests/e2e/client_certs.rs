@@ -5,19 +5,10 @@
 
 use crate::common::{wait_until, Frontdoor};
 use crate::raw;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use crate::reload_load::new_ca;
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// A CA: its certificate's PEM and what signs with it.
-fn new_ca(cn: &str) -> (String, rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, cn);
-    let ca = p.self_signed(&key).unwrap();
-    (ca.pem(), ca, key)
-}
 
 /// A `system:masters` client certificate for `cn` from `ca` (valid `for_secs` from now, if
 /// given): (cert, key) PEM.

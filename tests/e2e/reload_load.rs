@@ -87,8 +87,8 @@ const POLICIES: [Versions; 8] = [
 const CERTS: [&str; 5] =
     ["serving-cert", "client-ca", "requestheader-client-ca", "service-account-key-file", "proxy-client-cert"];
 
-/// A new CA.
-fn new_ca(cn: &str) -> (String, rcgen::Certificate, KeyPair) {
+/// A new CA: its certificate's PEM and what signs with it.
+pub(crate) fn new_ca(cn: &str) -> (String, rcgen::Certificate, KeyPair) {
     let key = KeyPair::generate().unwrap();
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
