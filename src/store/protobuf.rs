@@ -423,6 +423,13 @@ fn message(buf: &[u8], schema: Schema) -> Result<Map<String, Value>, String> {
         let value = match kind {
             Int => json!(r.varint()? as i64),
             Bool => json!(r.varint()? != 0),
+            // Go's protobuf writes a struct's empty string, its JSON omits it where the field
+            // says omitempty: an empty one is read as null, which the typed decoding turns into
+            // what Go's JSON would hold (nothing, or "" for a field without omitempty)
+            Str if !repeated => match text(r.bytes()?)? {
+                s if s.is_empty() => Value::Null,
+                s => json!(s),
+            },
             Str => json!(text(r.bytes()?)?),
             Bytes => json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)),
             Time => time(r.bytes()?, false)?,

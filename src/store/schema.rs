@@ -69,6 +69,11 @@ const LIST_TYPES: &[(&str, &str, &str, &[&str])] = &[
     ("io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus", "conditions", "map", &["type"]),
 ];
 
+/// Structs kube marks `+structType=atomic` (its OpenAPI's `x-kubernetes-map-type: atomic`):
+/// owned, replaced and compared whole by server-side apply and managedFields, never field by
+/// field (kube's cluster-admin binding shows `"f:roleRef":{}`).
+const ATOMIC_STRUCTS: &[&str] = &["io.k8s.api.rbac.v1.RoleRef", "io.k8s.api.core.v1.ObjectReference"];
+
 fn build() -> Schemas {
     let mut settings = schemars::generate::SchemaSettings::draft07();
     settings.definitions_path = "/definitions".into();
@@ -112,6 +117,11 @@ fn build() -> Schemas {
     if let Some(Value::Object(d)) = definitions.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
     {
         d.remove("type");
+    }
+    for def in ATOMIC_STRUCTS {
+        if let Some(d) = definitions.get_mut(*def) {
+            d["x-kubernetes-map-type"] = json!("atomic");
+        }
     }
     for (def, prop, list_type, keys) in LIST_TYPES {
         let Some(p) = definitions.get_mut(*def).and_then(|d| d["properties"].get_mut(*prop)) else {
@@ -169,6 +179,11 @@ impl Schemas {
             cur = self.resolve(next).0;
         }
         Some(cur)
+    }
+
+    /// Whether the struct or map at `path` is atomic (`x-kubernetes-map-type: atomic`).
+    pub fn atomic_map(&self, def: &str, path: &[&str]) -> bool {
+        !path.is_empty() && self.at(def, path).is_some_and(|s| s["x-kubernetes-map-type"] == "atomic")
     }
 
     /// The list type (`atomic`, `set`, `map` with its keys) of the list at `path`; kube's

@@ -438,4 +438,19 @@ fn an_update_owns_new_maps_and_generate_name_as_kube() {
     let leases = fd.url("/apis/coordination.k8s.io/v1/namespaces/default/leases?fieldManager=maker");
     let made: Value = serde_json::from_slice(&send(&c, "POST", &leases, "", "application/json", &lease)).unwrap();
     assert_eq!(sets(&made), vec![("maker".to_string(), json!({"f:spec": {"f:holderIdentity": {}}}))], "{made}");
+    // a binding's roleRef is atomic (kube's `+structType=atomic`): one field, as kube's own
+    // cluster-admin binding shows it; applied, the same
+    fd.kubectl_ok(&["create", "clusterrolebinding", "b", "--clusterrole=view", "--user=u"]);
+    let crbs = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+    let b: Value = serde_json::from_slice(&send(&c, "GET", &fd.url(&format!("{crbs}/b")), "", "", "")).unwrap();
+    assert_eq!(sets(&b), vec![("kubectl-create".to_string(), json!({"f:roleRef": {}, "f:subjects": {}}))], "{b}");
+    // (kubectl sent it as protobuf, whose empty generateName Go's JSON omits)
+    assert!(b["metadata"].get("generateName").is_none(), "{b}");
+    let applied = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "b3"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}});
+    let url = fd.url(&format!("{crbs}/b3?fieldManager=applier"));
+    let b: Value =
+        serde_json::from_slice(&send(&c, "PATCH", &url, "", "application/apply-patch+yaml", &applied.to_string()))
+            .unwrap();
+    assert_eq!(sets(&b), vec![("applier".to_string(), json!({"f:roleRef": {}}))], "{b}");
 }

@@ -163,6 +163,7 @@ pub fn owned_fields_text(def: &ResourceDef, obj: &Value) -> Value {
 /// `new_fields(v)` as JSON text (`.` sorts before every `f:` key).
 fn set_text<'a>(out: &mut Vec<u8>, def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) {
     match v {
+        Value::Object(_) if super::apply::atomic_at(def, path) => out.extend_from_slice(b"{}"),
         Value::Object(m) => {
             out.push(b'{');
             let mut first = true;
@@ -190,9 +191,11 @@ fn set_text<'a>(out: &mut Vec<u8>, def: &ResourceDef, path: &mut Vec<&'a str>, v
 /// their kube list type, and a map or struct that holds something a field of its own (`.`)
 /// beside what it holds, as structured-merge-diff's Compare finds it added (`kubectl label`
 /// owns `f:labels: {".": {}, "f:x": {}}`); not a struct Go's zero value of the kind already
-/// has, since kube compares a create with that ([`in_zero_object`]).
+/// has, since kube compares a create with that ([`in_zero_object`]). An atomic one is a
+/// single field (`"f:roleRef":{}`).
 fn new_fields<'a>(def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) -> Value {
     match v {
+        Value::Object(_) if super::apply::atomic_at(def, path) => json!({}),
         Value::Object(m) => {
             let mut set: serde_json::Map<String, Value> = m
                 .iter()
@@ -219,16 +222,14 @@ fn new_fields<'a>(def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) -> V
 /// map (labels, data) is nil in it, and a custom resource's zero value is empty.
 fn in_zero_object(def: &ResourceDef, path: &[&str]) -> bool {
     const STRUCTS: &[(&str, &str, &[&str])] = &[
-        ("", "Namespace", &["spec", "status"]),
-        ("", "Event", &["involvedObject", "source"]),
-        ("events.k8s.io", "Event", &["regarding", "deprecatedSource"]),
+        ("", "Namespace", &["spec"]),
+        ("", "Event", &["source"]),
+        ("events.k8s.io", "Event", &["deprecatedSource"]),
         ("coordination.k8s.io", "Lease", &["spec"]),
-        ("rbac.authorization.k8s.io", "RoleBinding", &["roleRef"]),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding", &["roleRef"]),
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema", &["spec", "spec.priorityLevelConfiguration", "status"]),
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", &["spec", "status"]),
-        ("apiextensions.k8s.io", "CustomResourceDefinition", &["spec", "spec.names", "status", "status.acceptedNames"]),
-        ("apiregistration.k8s.io", "APIService", &["spec", "status"]),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema", &["spec", "spec.priorityLevelConfiguration"]),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", &["spec"]),
+        ("apiextensions.k8s.io", "CustomResourceDefinition", &["spec", "spec.names"]),
+        ("apiregistration.k8s.io", "APIService", &["spec"]),
     ];
     // the object itself, and its metadata (`{"creationTimestamp":null}` in any kind's)
     matches!(path, [] | ["metadata"])
@@ -325,15 +326,21 @@ pub fn field_changes(def: &ResourceDef, old: &Value, new: &Value) -> (Value, Val
                 }
             };
             let meta = top && k == "metadata" && v.is_object();
-            // two maps are compared by walking them below, once, not also here
-            let maps = matches!((o, v), (Some(Value::Object(_)), Value::Object(_)));
+            path.push(k);
+            let atomic = v.is_object() && super::apply::atomic_at(def, path);
+            path.pop();
+            // two maps are compared by walking them below, once, not also here (an atomic
+            // one is a value like any other)
+            let maps = !atomic && matches!((o, v), (Some(Value::Object(_)), Value::Object(_)));
             if !meta && !maps && o.is_some_and(|o| same_value(o, v)) {
                 continue;
             }
             path.push(k);
             let sub = match (o, v) {
                 _ if meta => Some(diff(def, path, o.unwrap_or(&Value::Null), v, &managed_meta, false)),
-                (Some(o @ Value::Object(_)), Value::Object(_)) => Some(diff(def, path, o, v, &|_| true, false)),
+                (Some(o @ Value::Object(_)), Value::Object(_)) if !atomic => {
+                    Some(diff(def, path, o, v, &|_| true, false))
+                }
                 (o, Value::Array(_)) => {
                     let (changed, lost) = super::apply::list_changes(def, path, o, v);
                     let pairs = |s: Option<Value>| match s {
