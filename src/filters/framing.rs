@@ -95,10 +95,11 @@ pub fn go_refuses_request_line(line: &[u8]) -> bool {
 /// Whether `url.ParseRequestURI` takes a request target: no control byte (0x00-0x1f, 0x7f: "net/url:
 /// invalid control character in URL"), not empty, a scheme before a `:` if any (`:/x` is "missing
 /// protocol scheme"), a path starting with `/` unless there is a scheme or it is `*` ("invalid URI
-/// for request"; with one, a rest not starting with `/` is an opaque URL taken as it is), and every `%` in the path (after an absolute URL's authority, before the query)
-/// followed by two hex digits (`unescape`'s "invalid URL escape"). Bytes past 0x7f are taken, as
-/// Go takes them; so is anything in the query. (An authority's host is not read here: a bad one
-/// is left to pingora and the router.)
+/// for request"; with one, a rest not starting with `/` is an opaque URL taken as it is), and every
+/// `%` before the query (an absolute URL's authority included) followed by two hex digits
+/// (`unescape`'s "invalid URL escape"). Bytes past 0x7f are taken, as Go takes them; so is
+/// anything in the query. (The rest of Go's host rules, the characters a host may hold, are
+/// not checked here: such a host is left to pingora and the router.)
 fn request_uri(target: &[u8]) -> bool {
     if target == b"*" {
         return true;
@@ -114,15 +115,11 @@ fn request_uri(target: &[u8]) -> bool {
         _ => target,
     };
     let scheme = rest.len() < target.len();
-    let mut path = rest.split(|&b| b == b'?').next().unwrap_or_default();
+    // an absolute URL's authority too: Go unescapes its user info and host as it does the path
+    let path = rest.split(|&b| b == b'?').next().unwrap_or_default();
     if !path.starts_with(b"/") {
         // with a scheme, an opaque URL (`x:y`), taken as it is
         return scheme;
-    }
-    if scheme {
-        if let Some(authority) = path.strip_prefix(b"//") {
-            path = authority.iter().position(|&b| b == b'/').map_or(&[][..], |i| &authority[i..]);
-        }
     }
     path.split(|&b| b == b'%').skip(1).all(|after| after.len() >= 2 && after[..2].iter().all(u8::is_ascii_hexdigit))
 }
@@ -189,6 +186,7 @@ mod tests {
             b"GET /api/v1/namespaces/a%4 HTTP/1.1",
             b"GET /a%%41 HTTP/1.1",
             b"GET https://h/a%g1?x=1 HTTP/1.1",
+            b"GET https://h%zz/a HTTP/1.1",
             b"GET foo HTTP/1.1",
             b"GET ?x HTTP/1.1",
             b"GET 1:/api HTTP/1.1",
@@ -197,8 +195,8 @@ mod tests {
             assert!(go_refuses_request_line(bad), "{}", bad.escape_ascii());
         }
         // percent-encoded bytes are escapes like any other; the line's own CR is its ending; Go
-        // takes bytes past 0x7f, any token method and version, a bad escape in the query or in
-        // an authority, and leaves which targets are served to check_target
+        // takes bytes past 0x7f, any token method and version, a bad escape in the query, and
+        // leaves which targets are served to check_target
         for ok in [
             &b"GET /api/v1/namespaces/de%00v/configmaps HTTP/1.1"[..],
             b"GET /api/v1/namespaces/default/secrets/x%7F%0D%0A HTTP/1.1\r",
@@ -209,7 +207,6 @@ mod tests {
             b"GET /a HTTP/1.2",
             b"GET /a HTTP/2.0",
             b"GET * HTTP/1.1",
-            b"GET https://h%zz/a HTTP/1.1",
             b"GET //h/x%41 HTTP/1.1",
             b"GET x:/api HTTP/1.1",
             b"GET x:opaque%zz HTTP/1.1",

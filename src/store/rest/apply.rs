@@ -41,50 +41,99 @@ pub(super) fn paths(set: &Value) -> Vec<Vec<String>> {
     out
 }
 
-/// Whether list item `item` is the one a `v:`/`k:` step names.
-fn names_item(step: &str, item: &Value) -> bool {
+/// A `v:`/`k:` step as one text whatever its spelling (a set held in managedFields may come
+/// from a client), and the form of item key it names: `v` for a set's value, `k:` and the key
+/// names for a map list's item. None for a step that is neither, or not JSON.
+fn step_key(step: &str) -> Option<(String, String)> {
     if let Some(v) = step.strip_prefix("v:") {
-        return serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item);
+        let v: Value = serde_json::from_str(v).ok()?;
+        return Some(("v".into(), format!("v:{v}")));
     }
-    if let Some(k) = step.strip_prefix("k:") {
-        let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(k) else { return false };
-        return keys.iter().all(|(name, want)| item.get(name) == Some(want));
-    }
-    false
+    let Value::Object(keys) = serde_json::from_str(step.strip_prefix("k:")?).ok()? else { return None };
+    let form = keys.keys().fold("k:".to_string(), |f, k| f + k + "\0");
+    Some((form, format!("k:{}", Value::Object(keys))))
 }
 
-fn step_into<'a>(cur: &'a Value, step: &str) -> Option<&'a Value> {
-    match cur {
-        Value::Array(a) => a.iter().find(|i| names_item(step, i)),
-        _ => cur.get(step),
+/// The key of list item `item` in step form `form` (see `step_key`); None for a map list's
+/// item without every key, which no step names.
+fn item_key(form: &str, item: &Value) -> Option<String> {
+    let Some(names) = form.strip_prefix("k:") else { return Some(format!("v:{item}")) };
+    let mut keys = Map::new();
+    for name in names.split('\0').filter(|n| !n.is_empty()) {
+        keys.insert(name.to_string(), item.get(name)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(keys)))
+}
+
+/// List items found by their `v:`/`k:` steps through an index per list and form, built when
+/// first asked: a search per step, parsing the step for every item, made an apply of n list
+/// items n² of them (~130k finalizers: minutes of CPU). A list is known by its address, so an
+/// index is only good while its list is not changed.
+#[derive(Default)]
+struct Items {
+    index: HashMap<(usize, String), HashMap<String, usize>>,
+}
+
+impl Items {
+    /// Where in `list` the item `step` names is (the first, if several).
+    fn position(&mut self, list: &[Value], step: &str) -> Option<usize> {
+        let (form, key) = step_key(step)?;
+        let index = self.index.entry((list.as_ptr() as usize, form)).or_insert_with_key(|(_, form)| {
+            let mut at = HashMap::with_capacity(list.len());
+            for (n, item) in list.iter().enumerate() {
+                if let Some(k) = item_key(form, item) {
+                    at.entry(k).or_insert(n);
+                }
+            }
+            at
+        });
+        index.get(&key).copied()
+    }
+
+    /// The value at a leaf path of a set.
+    fn lookup<'a>(&mut self, v: &'a Value, path: &[String]) -> Option<&'a Value> {
+        path.iter().try_fold(v, |cur, step| match cur {
+            Value::Array(a) => self.position(a, step).map(|n| &a[n]),
+            _ => cur.get(step),
+        })
+    }
+
+    fn lookup_mut<'a>(&mut self, v: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
+        path.iter().try_fold(v, |cur, step| match cur {
+            Value::Array(a) => self.position(a, step).map(move |n| &mut a[n]),
+            _ => cur.get_mut(step.as_str()),
+        })
     }
 }
 
-fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, p| step_into(cur, p))
-}
-
-fn remove_path(v: &mut Value, path: &[String]) {
-    let Some((last, init)) = path.split_last() else {
-        return;
-    };
-    let mut cur = v;
-    for p in init {
-        let next = match cur {
-            Value::Array(a) => a.iter_mut().find(|i| names_item(p, i)),
-            _ => cur.get_mut(p.as_str()),
-        };
-        match next {
-            Some(n) => cur = n,
-            None => return,
+/// Removes the values at `paths` (leaf paths of a set) from `v`: the deepest first, so a list
+/// is changed only once every path through it has been followed, and each list's items once.
+fn remove_paths(v: &mut Value, paths: &[Vec<String>]) {
+    let mut by_parent: HashMap<&[String], Vec<&str>> = HashMap::new();
+    for p in paths {
+        if let Some((last, parent)) = p.split_last() {
+            by_parent.entry(parent).or_default().push(last);
         }
     }
-    match cur {
-        Value::Array(a) => a.retain(|i| !names_item(last, i)),
-        Value::Object(m) => {
-            m.remove(last.as_str());
+    let mut parents: Vec<_> = by_parent.into_iter().collect();
+    parents.sort_by_key(|(parent, _)| std::cmp::Reverse(parent.len()));
+    let mut items = Items::default();
+    for (parent, lasts) in parents {
+        match items.lookup_mut(v, parent) {
+            Some(Value::Array(a)) => {
+                let gone: HashSet<(String, String)> = lasts.iter().filter_map(|s| step_key(s)).collect();
+                let forms: HashSet<&str> = gone.iter().map(|(f, _)| f.as_str()).collect();
+                a.retain(|item| {
+                    !forms.iter().any(|f| item_key(f, item).is_some_and(|k| gone.contains(&(f.to_string(), k))))
+                });
+            }
+            Some(Value::Object(m)) => {
+                for last in lasts {
+                    m.remove(last);
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -92,16 +141,21 @@ fn remove_path(v: &mut Value, path: &[String]) {
 /// longer applies at all goes whole (not field by field, which would leave the item without its
 /// key), items before their fields.
 fn no_longer_applied(before: &[Vec<String>], wanted: &[Vec<String>]) -> Vec<Vec<String>> {
+    // by hash, not by search: applies of many list items compare many paths
+    let wanted_paths: HashSet<&[String]> = wanted.iter().map(Vec::as_slice).collect();
+    let wanted_prefixes: HashSet<&[String]> = wanted.iter().flat_map(|w| (1..=w.len()).map(move |n| &w[..n])).collect();
+    let mut seen: HashSet<Vec<String>> = HashSet::new();
     let mut gone: Vec<Vec<String>> = Vec::new();
-    for p in before.iter().filter(|p| !wanted.contains(p)) {
-        let item_gone = p.iter().enumerate().find(|(i, s)| {
-            (s.starts_with("k:") || s.starts_with("v:")) && !wanted.iter().any(|w| w.len() > *i && w[..=*i] == p[..=*i])
-        });
+    for p in before.iter().filter(|p| !wanted_paths.contains(p.as_slice())) {
+        let item_gone = p
+            .iter()
+            .enumerate()
+            .find(|(i, s)| (s.starts_with("k:") || s.starts_with("v:")) && !wanted_prefixes.contains(&p[..=*i]));
         let p = match item_gone {
             Some((i, _)) => p[..=i].to_vec(),
             None => p.clone(),
         };
-        if !gone.contains(&p) {
+        if seen.insert(p.clone()) {
             gone.push(p);
         }
     }
@@ -517,6 +571,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         _ => applied_fields(t.def, &config),
     };
     let wanted = paths(&mine);
+    let wanted_paths: HashSet<&[String]> = wanted.iter().map(Vec::as_slice).collect();
     let own = |e: &Value| is_entry(e, &manager, "Apply", &t.subresource);
     // an apply creates a missing object when its writer may create it (kube's patch handler
     // authorizes that as `create`), and never through a subresource (kube's subresource stores
@@ -538,6 +593,7 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
             return Err(super::object::status(t, &t.name, crate::store::backend::StorageError::Conflict));
         }
         // ownership is read and edited here: the sets as trees
+        let mut items = Items::default();
         let mut new = (*existing.value).clone();
         crate::store::fields_v1::expand(&mut new);
         let managed: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
@@ -545,8 +601,8 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         if !t.query.force {
             let mut conflicts = Vec::new();
             for entry in managed.iter().filter(|e| e["manager"] != manager.as_str()) {
-                for p in paths(&entry["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
-                    if lookup(&existing.value, p) != lookup(&config, p) {
+                for p in paths(&entry["fieldsV1"]).iter().filter(|p| wanted_paths.contains(p.as_slice())) {
+                    if items.lookup(&existing.value, p) != items.lookup(&config, p) {
                         conflicts.push((manager_identifier(entry), print_manager(entry), path_string(p)));
                     }
                 }
@@ -571,19 +627,18 @@ pub fn apply(store: &Store, t: &Target, body: &[u8]) -> Result<Reply, Status> {
         // a field this manager stops applying goes only when no other manager owns it (or,
         // for a list item, anything in it), as structured-merge-diff prunes
         let others: Vec<Vec<String>> = managed.iter().filter(|e| !own(e)).flat_map(|e| paths(&e["fieldsV1"])).collect();
-        for gone in no_longer_applied(&before, &wanted) {
-            if !others.iter().any(|o| o.starts_with(&gone)) {
-                remove_path(&mut new, &gone);
-            }
-        }
+        let owned_below: HashSet<&[String]> = others.iter().flat_map(|o| (1..=o.len()).map(move |n| &o[..n])).collect();
+        let gone: Vec<Vec<String>> =
+            no_longer_applied(&before, &wanted).into_iter().filter(|g| !owned_below.contains(g.as_slice())).collect();
+        remove_paths(&mut new, &gone);
         merge(&mut new, &config, &mut At::of(t.def));
         sync_last_applied(&manager, &mut new, &config);
         if t.query.force {
             // a forced apply takes the fields it set to another value away from their managers
             let mut entries: Vec<Value> = new["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
             for e in entries.iter_mut().filter(|e| e["manager"] != manager.as_str()) {
-                for p in paths(&e["fieldsV1"]).iter().filter(|p| wanted.contains(p)) {
-                    if lookup(&existing.value, p) != lookup(&config, p) {
+                for p in paths(&e["fieldsV1"]).iter().filter(|p| wanted_paths.contains(p.as_slice())) {
+                    if items.lookup(&existing.value, p) != items.lookup(&config, p) {
                         remove_fields(&mut e["fieldsV1"], p);
                     }
                 }
@@ -620,8 +675,40 @@ mod tests {
         let def = schema::get().kind("", "v1", "ConfigMap");
         let mut t = json!({"data": {"k": "1", "x": "2"}});
         merge(&mut t, &json!({"data": {"k": "3"}}), &mut At { def, custom: None, path: Vec::new() });
-        remove_path(&mut t, &["data".to_string(), "x".to_string()]);
+        remove_paths(&mut t, &[vec!["data".to_string(), "x".to_string()]]);
         assert_eq!(t, json!({"data": {"k": "3"}}));
+    }
+
+    /// Items are found by their steps however a step is spelled, and many paths are removed
+    /// in one pass per list: set items, map-list items, and fields within map-list items.
+    #[test]
+    fn list_items_found_and_removed_by_their_steps() {
+        let s = |x: &str| x.to_string();
+        let obj = json!({"metadata": {"finalizers": ["a", "b", "c", "b"], "ownerReferences": [
+            {"uid": "1", "name": "x", "kind": "K"}, {"uid": "2", "name": "y"}, {"name": "no uid"}]}});
+        let mut items = Items::default();
+        let owners = [s("metadata"), s("ownerReferences")];
+        assert_eq!(items.lookup(&obj, &[s("metadata"), s("finalizers"), s(r#"v:"b""#)]), Some(&json!("b")));
+        assert_eq!(
+            items.lookup(&obj, &[owners[0].clone(), owners[1].clone(), s(r#"k:{ "uid" : "2" }"#), s("name")]),
+            Some(&json!("y"))
+        );
+        assert_eq!(items.lookup(&obj, &[s("metadata"), s("finalizers"), s(r#"v:"z""#)]), None);
+        assert_eq!(items.lookup(&obj, &[owners[0].clone(), owners[1].clone(), s(r#"k:{"uid":"3"}"#)]), None);
+        let mut t = obj.clone();
+        remove_paths(
+            &mut t,
+            &[
+                vec![s("metadata"), s("finalizers"), s(r#"v:"a""#)],
+                vec![s("metadata"), s("finalizers"), s(r#"v:"b""#)],
+                vec![s("metadata"), s("ownerReferences"), s(r#"k:{"uid":"1"}"#), s("kind")],
+                vec![s("metadata"), s("ownerReferences"), s(r#"k:{"uid":"2"}"#)],
+            ],
+        );
+        assert_eq!(
+            t["metadata"],
+            json!({"finalizers": ["c"], "ownerReferences": [{"uid": "1", "name": "x"}, {"name": "no uid"}]})
+        );
     }
 
     #[test]
@@ -633,7 +720,7 @@ mod tests {
         let mut t = json!({"metadata": {"finalizers": ["b/y"]}});
         merge(&mut t, &json!({"metadata": {"finalizers": ["a/x"]}}), &mut At { def, custom: None, path: Vec::new() });
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y", "a/x"]));
-        remove_path(&mut t, &paths(&f)[0]);
+        remove_paths(&mut t, &paths(&f)[..1]);
         assert_eq!(t["metadata"]["finalizers"], json!(["b/y"]));
         let owners = applied_fields(&cm(), &json!({"metadata": {"ownerReferences": [{"uid": "u1", "name": "n"}]}}));
         assert!(owners["f:metadata"]["f:ownerReferences"].get("k:{\"uid\":\"u1\"}").is_some());
