@@ -219,24 +219,32 @@ fn new_fields<'a>(def: &ResourceDef, path: &mut Vec<&'a str>, v: &'a Value) -> V
 /// Whether the field at `path` is a struct (not a pointer to one) of a built-in kind, so
 /// present in Go's zero value of the kind: `{"spec":{}}` for a Lease. kube's create compares
 /// the new object with that zero value, so such a struct is never added and owns no `.`; a
-/// map (labels, data) is nil in it, and a custom resource's zero value is empty.
+/// map (labels, data) or a pointer is nil in it, and a custom resource's zero value is empty.
+/// A built-in kind's top-level objects are taken for structs (every kind's spec is one, a kind
+/// added by `--resources-file` too) but for the maps and pointers listed; below them only the
+/// structs listed are (a nested struct of an added kind is taken for a pointer).
 fn in_zero_object(def: &ResourceDef, path: &[&str]) -> bool {
-    const STRUCTS: &[(&str, &str, &[&str])] = &[
-        ("", "Namespace", &["spec"]),
-        ("", "Event", &["source"]),
-        ("events.k8s.io", "Event", &["deprecatedSource"]),
-        ("coordination.k8s.io", "Lease", &["spec"]),
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema", &["spec", "spec.priorityLevelConfiguration"]),
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration", &["spec"]),
-        ("apiextensions.k8s.io", "CustomResourceDefinition", &["spec", "spec.names"]),
-        ("apiregistration.k8s.io", "APIService", &["spec"]),
+    const TOP_NOT_STRUCTS: &[(&str, &str, &str)] = &[
+        ("", "ConfigMap", "data"),
+        ("", "ConfigMap", "binaryData"),
+        ("", "Secret", "data"),
+        ("", "Secret", "stringData"),
+        ("", "Event", "series"),
+        ("events.k8s.io", "Event", "series"),
+        ("rbac.authorization.k8s.io", "ClusterRole", "aggregationRule"),
     ];
-    // the object itself, and its metadata (`{"creationTimestamp":null}` in any kind's)
-    matches!(path, [] | ["metadata"])
-        || def.custom.is_none()
-            && STRUCTS.iter().any(|(group, kind, paths)| {
-                *group == def.group && *kind == def.kind && paths.iter().any(|p| p.split('.').eq(path.iter().copied()))
-            })
+    const NESTED_STRUCTS: &[(&str, &str, &[&str])] = &[
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema", &["spec", "priorityLevelConfiguration"]),
+        ("apiextensions.k8s.io", "CustomResourceDefinition", &["spec", "names"]),
+    ];
+    let this_kind = |group: &str, kind: &str| group == def.group && kind == def.kind;
+    match path {
+        // the object itself, and its metadata (`{"creationTimestamp":null}` in any kind's)
+        [] | ["metadata"] => true,
+        _ if def.custom.is_some() => false,
+        [top] => !TOP_NOT_STRUCTS.iter().any(|(g, k, f)| this_kind(g, k) && f == top),
+        _ => NESTED_STRUCTS.iter().any(|(g, k, p)| this_kind(g, k) && *p == path),
+    }
 }
 
 /// `"f:<name>":`, a comma before it unless `first`; escaped as serde_json escapes a string.
@@ -526,9 +534,9 @@ mod tests {
         crate::store::resources::defaults().into_iter().find(|d| d.resource == "configmaps").unwrap()
     }
 
-    /// `new_fields` of a new field `v` of a ConfigMap (not its root or its metadata).
+    /// `new_fields` of a new map `v` in a ConfigMap's data (what holds something owns `.`).
     fn fields_v1(v: &Value) -> Value {
-        new_fields(&cm(), &mut vec!["field"], v)
+        new_fields(&cm(), &mut vec!["data", "field"], v)
     }
 
     /// The set `owned_fields_text` writes, built as a tree (`managed_part` read in place).
@@ -547,7 +555,7 @@ mod tests {
                     }
                     Value::Object(kept)
                 }
-                None => fields_v1(v),
+                None => new_fields(&cm(), &mut vec![k.as_str()], v),
             };
             Some((field_key(k), owned))
         });
@@ -645,6 +653,11 @@ mod tests {
             owned_fields_text(&lease, &spec),
             fields_v1::from_text(r#"{"f:spec":{"f:holderIdentity":{}}}"#.into())
         );
+        // a built-in kind known only from --resources-file: its spec is a struct (what is below
+        // it is a guess, taken for a pointer)
+        let deployment = ResourceDef { group: "apps".into(), kind: "Deployment".into(), ..cm() };
+        let d = json!({"spec": {"replicas": 1}});
+        assert_eq!(owned_fields_text(&deployment, &d), fields_v1::from_text(r#"{"f:spec":{"f:replicas":{}}}"#.into()));
         let widget = ResourceDef { custom: Some(Default::default()), ..lease };
         assert_eq!(
             owned_fields_text(&widget, &spec),
