@@ -706,6 +706,52 @@ mod tests {
         assert_eq!(subject(&der), ("system:admin".to_string(), vec!["dev".to_string()]));
     }
 
+    /// A connection's identity is verified again once the CAs change (a removed CA takes its
+    /// roles, a restored one gives them back), and a certificate outside its validity verifies
+    /// for no role, with Go's x509 error.
+    #[test]
+    fn an_identity_is_verified_again_after_a_ca_change_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let cert = p.self_signed(&key).unwrap();
+            let path = dir.path().join(format!("{name}.crt"));
+            std::fs::write(&path, cert.pem()).unwrap();
+            (cert, key, path)
+        };
+        let ((ca_cert, ca_key, ours), (_, _, other)) = (ca("ours"), ca("other"));
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        lp.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        lp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let leaf = lp.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+        let cas = ClientCas::default();
+        cas.set(CaRole::ClientCa, Some(&ours)).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.der()).unwrap();
+        let identity = |not_after: i64| PeerIdentity {
+            user: Arc::new(UserInfo::new("alice".to_string(), Vec::new())),
+            chain: vec![leaf.der().clone()].into(),
+            not_before: parsed.validity().not_before.timestamp(),
+            not_after,
+            verified: AtomicU64::new(cas.generation() << 8 | cas.roles_for(&[leaf.der().clone()]).0 as u64),
+        };
+        let alice = identity(parsed.validity().not_after.timestamp());
+        let client = CaRoles::from([CaRole::ClientCa]);
+        assert_eq!(alice.verified_by(Some(&cas)), Ok(client));
+        cas.set(CaRole::ClientCa, Some(&other)).unwrap();
+        assert_eq!(alice.verified_by(Some(&cas)), Ok(CaRoles::default()));
+        assert_eq!(alice.verified_by(Some(&cas)), Ok(CaRoles::default()), "kept until the next change");
+        cas.set(CaRole::ClientCa, Some(&ours)).unwrap();
+        assert_eq!(alice.verified_by(Some(&cas)), Ok(client));
+        let expired = identity(1_700_000_000);
+        let e = expired.verified_by(Some(&cas)).unwrap_err();
+        assert!(e.starts_with("x509: certificate has expired or is not yet valid: current time 20"), "{e}");
+        assert!(e.ends_with(" is after 2023-11-14T22:13:20Z"), "{e}");
+    }
+
     /// Reloads of two roles' bundles at the same moment (each role's file has its own reload
     /// thread) both take effect: neither store undoes the other's.
     #[test]
