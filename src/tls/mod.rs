@@ -51,7 +51,8 @@ pub struct PeerIdentity {
     /// The chain as presented, to verify again against changed CAs (none in unit tests' made-up
     /// identities, whose roles stand).
     chain: Box<[CertificateDer<'static>]>,
-    /// The leaf's validity, in Unix seconds.
+    /// The presented chain's validity (the latest notBefore, the earliest notAfter), in Unix
+    /// seconds.
     not_before: i64,
     not_after: i64,
     /// Which CAs verified the chain (the low byte, a [`CaRoles`]) as of which generation of
@@ -352,15 +353,24 @@ pub(crate) fn identity_of(cas: &ClientCas, conn: &rustls::CommonState) -> Option
     let chain = conn.peer_certificates()?;
     let (_, leaf) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
     let (common_name, organizations) = subject_of(&leaf);
-    let validity = leaf.validity();
+    // the chain is valid while every certificate the client presented is (Go's Verify checks
+    // each one of the chain it builds): an intermediate expiring before the leaf ends it too
+    let (mut not_before, mut not_after) =
+        (leaf.validity().not_before.timestamp(), leaf.validity().not_after.timestamp());
+    for cert in &chain[1..] {
+        if let Ok((_, c)) = x509_parser::parse_x509_certificate(cert.as_ref()) {
+            not_before = not_before.max(c.validity().not_before.timestamp());
+            not_after = not_after.min(c.validity().not_after.timestamp());
+        }
+    }
     // the generation before the roles: a reload in between is seen at the first request
     let generation = cas.generation();
     let roles = cas.roles_for(chain);
     Some(Arc::new(PeerIdentity {
         user: Arc::new(UserInfo::new(common_name, organizations).with_authenticated_group()),
         chain: chain.into(),
-        not_before: validity.not_before.timestamp(),
-        not_after: validity.not_after.timestamp(),
+        not_before,
+        not_after,
         verified: AtomicU64::new(generation << 8 | roles.0 as u64),
     }))
 }
