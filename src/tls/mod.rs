@@ -716,28 +716,35 @@ mod tests {
         assert_eq!(subject(&der), ("system:admin".to_string(), vec!["dev".to_string()]));
     }
 
+    /// A CA written to `dir` as `<name>.crt`, and a client certificate it signed for
+    /// `<name>-leaf`: (CA file, CA, its key, the leaf).
+    fn ca_and_leaf(
+        dir: &Path,
+        name: &str,
+    ) -> (std::path::PathBuf, rcgen::Certificate, rcgen::KeyPair, rcgen::Certificate) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let ca = p.self_signed(&key).unwrap();
+        let path = dir.join(format!("{name}.crt"));
+        std::fs::write(&path, ca.pem()).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        lp.distinguished_name.push(rcgen::DnType::CommonName, format!("{name}-leaf"));
+        lp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let leaf = lp.signed_by(&leaf_key, &ca, &key).unwrap();
+        (path, ca, key, leaf)
+    }
+
     /// A connection's identity is verified again once the CAs change (a removed CA takes its
     /// roles, a restored one gives them back), and a certificate outside its validity verifies
     /// for no role, with Go's x509 error.
     #[test]
     fn an_identity_is_verified_again_after_a_ca_change_and_expires() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = |name: &str| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            p.distinguished_name.push(rcgen::DnType::CommonName, name);
-            let cert = p.self_signed(&key).unwrap();
-            let path = dir.path().join(format!("{name}.crt"));
-            std::fs::write(&path, cert.pem()).unwrap();
-            (cert, key, path)
-        };
-        let ((ca_cert, ca_key, ours), (_, _, other)) = (ca("ours"), ca("other"));
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        lp.distinguished_name.push(rcgen::DnType::CommonName, "alice");
-        lp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let leaf = lp.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+        let (ours, _, _, leaf) = ca_and_leaf(dir.path(), "ours");
+        let (other, ..) = ca_and_leaf(dir.path(), "other");
         let cas = ClientCas::default();
         cas.set(CaRole::ClientCa, Some(&ours)).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(leaf.der()).unwrap();
@@ -770,18 +777,7 @@ mod tests {
         // two bundles per role, a leaf from each
         let mut bundles = Vec::new();
         for name in ["c0", "c1", "r0", "r1"] {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            p.distinguished_name.push(rcgen::DnType::CommonName, name);
-            let ca = p.self_signed(&key).unwrap();
-            let path = dir.path().join(format!("{name}.crt"));
-            std::fs::write(&path, ca.pem()).unwrap();
-            let leaf_key = rcgen::KeyPair::generate().unwrap();
-            let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            lp.distinguished_name.push(rcgen::DnType::CommonName, format!("{name}-leaf"));
-            lp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-            let leaf = lp.signed_by(&leaf_key, &ca, &key).unwrap();
+            let (path, _, _, leaf) = ca_and_leaf(dir.path(), name);
             bundles.push((path, vec![leaf.der().clone()]));
         }
         let cas = Arc::new(ClientCas::default());

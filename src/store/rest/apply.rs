@@ -41,26 +41,32 @@ pub(super) fn paths(set: &Value) -> Vec<Vec<String>> {
     out
 }
 
-/// A `v:`/`k:` step as one text whatever its spelling (a set held in managedFields may come
-/// from a client), and the form of item key it names: `v` for a set's value, `k:` and the key
-/// names for a map list's item. None for a step that is neither, or not JSON.
-fn step_key(step: &str) -> Option<(String, String)> {
-    if let Some(v) = step.strip_prefix("v:") {
-        let v: Value = serde_json::from_str(v).ok()?;
-        return Some(("v".into(), format!("v:{v}")));
-    }
-    let Value::Object(keys) = serde_json::from_str(step.strip_prefix("k:")?).ok()? else { return None };
-    let form = keys.keys().fold("k:".to_string(), |f, k| f + k + "\0");
-    Some((form, format!("k:{}", Value::Object(keys))))
+/// What names a list item: a set's item is its value (`v:`), a map list's its keys (`k:`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Form {
+    Value,
+    Keys(Vec<String>),
 }
 
-/// The key of list item `item` in step form `form` (see `step_key`); None for a map list's
+/// A `v:`/`k:` step as one text whatever its spelling (a set held in managedFields may come
+/// from a client), and the form of item key it names. None for a step that is neither, or
+/// not JSON.
+fn step_key(step: &str) -> Option<(Form, String)> {
+    if let Some(v) = step.strip_prefix("v:") {
+        let v: Value = serde_json::from_str(v).ok()?;
+        return Some((Form::Value, format!("v:{v}")));
+    }
+    let Value::Object(keys) = serde_json::from_str(step.strip_prefix("k:")?).ok()? else { return None };
+    Some((Form::Keys(keys.keys().cloned().collect()), format!("k:{}", Value::Object(keys))))
+}
+
+/// The key of list item `item` in `form`, as `step_key` writes a step; None for a map list's
 /// item without every key, which no step names.
-fn item_key(form: &str, item: &Value) -> Option<String> {
-    let Some(names) = form.strip_prefix("k:") else { return Some(format!("v:{item}")) };
+fn item_key(form: &Form, item: &Value) -> Option<String> {
+    let Form::Keys(names) = form else { return Some(format!("v:{item}")) };
     let mut keys = Map::new();
-    for name in names.split('\0').filter(|n| !n.is_empty()) {
-        keys.insert(name.to_string(), item.get(name)?.clone());
+    for name in names {
+        keys.insert(name.clone(), item.get(name)?.clone());
     }
     Some(format!("k:{}", Value::Object(keys)))
 }
@@ -71,7 +77,7 @@ fn item_key(form: &str, item: &Value) -> Option<String> {
 /// index is only good while its list is not changed.
 #[derive(Default)]
 struct Items {
-    index: HashMap<(usize, String), HashMap<String, usize>>,
+    index: HashMap<(usize, Form), HashMap<String, usize>>,
 }
 
 impl Items {
@@ -121,11 +127,11 @@ fn remove_paths(v: &mut Value, paths: &[Vec<String>]) {
     for (parent, lasts) in parents {
         match items.lookup_mut(v, parent) {
             Some(Value::Array(a)) => {
-                let gone: HashSet<(String, String)> = lasts.iter().filter_map(|s| step_key(s)).collect();
-                let forms: HashSet<&str> = gone.iter().map(|(f, _)| f.as_str()).collect();
-                a.retain(|item| {
-                    !forms.iter().any(|f| item_key(f, item).is_some_and(|k| gone.contains(&(f.to_string(), k))))
-                });
+                let mut gone: HashMap<Form, HashSet<String>> = HashMap::new();
+                for (form, key) in lasts.iter().filter_map(|s| step_key(s)) {
+                    gone.entry(form).or_default().insert(key);
+                }
+                a.retain(|item| !gone.iter().any(|(f, keys)| item_key(f, item).is_some_and(|k| keys.contains(&k))));
             }
             Some(Value::Object(m)) => {
                 for last in lasts {
@@ -392,10 +398,9 @@ fn merge(target: &mut Value, config: &Value, at: &mut At) {
                     }
                 }
                 "map" => {
-                    // an item without every key names no other
-                    let key_of = |i: &Value| {
-                        keys.iter().all(|k| i.get(k).is_some()).then(|| item_step("map", &keys, i)).flatten()
-                    };
+                    // (an item without every key names no other)
+                    let form = Form::Keys(keys.clone());
+                    let key_of = |i: &Value| item_key(&form, i);
                     let mut index: HashMap<String, usize> = HashMap::with_capacity(t.len());
                     for (n, i) in t.iter().enumerate() {
                         if let Some(k) = key_of(i) {
